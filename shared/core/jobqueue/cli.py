@@ -1,0 +1,22 @@
+"""The ``jobqueue`` command: ``analyze`` runs an operation directly on a data file."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="jobqueue", description="atx-jobqueue command line")
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("version", help="print the version")
+    args = parser.parse_args(argv)
+    if args.command == "version":
+        from importlib.metadata import version
+
+        print(version("atx-jobqueue-core"))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

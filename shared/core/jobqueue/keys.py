@@ -1,0 +1,46 @@
+"""Every Redis key name the project uses, in one place.
+
+Jobs and results live in the jobs db (``REDIS_JOBS_DB``, default 0); the queue and everything
+about delivery (processing lists, heartbeats) in the queue db (``REDIS_QUEUE_DB``, default 1), as
+in the tutorial. Nothing else in the code base spells a key: grep for a prefix here to find every
+user of it. ``docs/operations.md`` lists them for operators poking at Redis with redis-cli.
+"""
+
+from __future__ import annotations
+
+# --- jobs db -------------------------------------------------------------------------------
+JOB_PREFIX = "job:"
+RESULT_PREFIX = "result:"
+JOB_INDEX = "jobs:by-submitted"          # zset job id -> submitted time (listing, GET /jobs)
+RESULT_CACHE_PREFIX = "result-cache:"   # request fingerprint -> id of the job holding the result
+JOB_DONE_CHANNEL = "jobs:done"           # pub/sub: a job id each time a job reaches a final status
+
+
+def job(job_id: str) -> str:
+    """JSON document of one job."""
+    return f"{JOB_PREFIX}{job_id}"
+
+
+def result(job_id: str) -> str:
+    """Stored result body of a job whose result is large or binary (PNG)."""
+    return f"{RESULT_PREFIX}{job_id}"
+
+
+def result_cache(fingerprint: str) -> str:
+    return f"{RESULT_CACHE_PREFIX}{fingerprint}"
+
+
+# --- queue db ------------------------------------------------------------------------------
+HOTQUEUE_PREFIX = "hotqueue:"            # HotQueue's own naming: the list is hotqueue:<name>
+PROCESSING_PREFIX = "processing:"        # per-worker list of claimed job ids
+WORKERS_HEARTBEAT = "workers:heartbeat"  # zset worker id -> last heartbeat (unix seconds)
+WORKERS_BUSY = "workers:busy"            # hash worker id -> job id it is running now
+
+
+def queue(name: str) -> str:
+    """The list HotQueue pushes job ids onto (RPUSH) and workers take them from (left end)."""
+    return f"{HOTQUEUE_PREFIX}{name}"
+
+
+def processing(worker_id: str) -> str:
+    return f"{PROCESSING_PREFIX}{worker_id}"

@@ -1,0 +1,146 @@
+"""Configuration from environment variables, parsed once into a frozen dataclass.
+
+Every process (API, worker, CLI) calls :func:`load_settings` at start. A bad value raises
+:class:`SettingsError` naming the variable, so a misconfigured pod stops at once with a clear
+message instead of failing on the first job. The README's configuration table lists the same
+variables; ``tests/test_settings.py`` keeps the two in step.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Callable, Mapping
+
+REPO_ROOT = Path(__file__).resolve().parents[3]
+DEFAULT_DATA_PATH = "data/traffic_incidents_sample.csv"
+
+
+class SettingsError(ValueError):
+    """A configuration variable is missing or malformed; the message names it."""
+
+
+def _int(lo: int | None = None, hi: int | None = None) -> Callable[[str, str], int]:
+    def parse(name: str, raw: str) -> int:
+        try:
+            value = int(raw)
+        except ValueError:
+            raise SettingsError(f"{name} must be an integer, got {raw!r}") from None
+        if lo is not None and value < lo or hi is not None and value > hi:
+            raise SettingsError(f"{name} must be between {lo} and {hi}, got {value}")
+        return value
+
+    return parse
+
+
+def _float(lo: float | None = None, hi: float | None = None) -> Callable[[str, str], float]:
+    def parse(name: str, raw: str) -> float:
+        try:
+            value = float(raw)
+        except ValueError:
+            raise SettingsError(f"{name} must be a number, got {raw!r}") from None
+        if value != value or lo is not None and value < lo or hi is not None and value > hi:
+            raise SettingsError(f"{name} must be between {lo} and {hi}, got {raw}")
+        return value
+
+    return parse
+
+
+def _bool(name: str, raw: str) -> bool:
+    lowered = raw.strip().lower()
+    if lowered in {"1", "true", "yes", "on"}:
+        return True
+    if lowered in {"0", "false", "no", "off", ""}:
+        return False
+    raise SettingsError(f"{name} must be a boolean (1/0, true/false), got {raw!r}")
+
+
+def _str(name: str, raw: str) -> str:
+    return raw
+
+
+def _choice(*allowed: str) -> Callable[[str, str], str]:
+    def parse(name: str, raw: str) -> str:
+        value = raw.strip().upper() if allowed[0].isupper() else raw.strip()
+        if value not in allowed:
+            raise SettingsError(f"{name} must be one of {', '.join(allowed)}, got {raw!r}")
+        return value
+
+    return parse
+
+
+def _redis_url(name: str, raw: str) -> str:
+    if not raw.startswith(("redis://", "rediss://", "unix://")):
+        raise SettingsError(f"{name} must start with redis://, rediss:// or unix://, got {raw!r}")
+    return raw
+
+
+# name -> (default as the environment would spell it, parser, one-line description)
+SPEC: dict[str, tuple[str, Callable[[str, str], object], str]] = {
+    "REDIS_URL": ("redis://127.0.0.1:6379", _redis_url, "Redis server; a db number in the URL is ignored (see REDIS_JOBS_DB / REDIS_QUEUE_DB)"),
+    "REDIS_PASSWORD": ("", _str, "Redis password (overrides one in REDIS_URL); set from a Secret in deployments"),
+    "REDIS_JOBS_DB": ("0", _int(0, 15), "Redis db holding job documents and results"),
+    "REDIS_QUEUE_DB": ("1", _int(0, 15), "Redis db holding the queue, processing lists and worker heartbeats"),
+    "QUEUE_NAME": ("jobs", _str, "HotQueue name; the Redis list is hotqueue:<name>"),
+    "DATA_PATH": (DEFAULT_DATA_PATH, _str, "traffic incident file (CSV, CSV.gz, JSON or Parquet); relative paths are from the working directory"),
+    "DATA_CACHE_DIR": ("", _str, "where the parsed columnar cache is written; empty: beside DATA_PATH when writable, else none"),
+    "PORT": ("5000", _int(1, 65535), "API listen port"),
+    "BIND_HOST": ("0.0.0.0", _str, "API listen address"),
+    "WEB_CONCURRENCY": ("2", _int(1, 64), "gunicorn worker processes of the API"),
+    "WORKER_METRICS_PORT": ("9100", _int(0, 65535), "worker Prometheus port (0 disables)"),
+    "WORKER_CONCURRENCY": ("1", _int(1, 64), "worker processes started by one jobqueue-worker"),
+    "JOB_LEASE_SECONDS": ("30", _float(1, 3600), "a worker silent this long loses its jobs back to the queue"),
+    "JOB_TTL_SECONDS": ("604800", _int(60), "finished jobs and their results expire after this"),
+    "JOB_TIMEOUT_SECONDS": ("300", _float(1, 86400), "time limit of one attempt of a job"),
+    "JOB_MAX_ATTEMPTS": ("3", _int(1, 100), "attempts for transient errors before a job fails"),
+    "SHUTDOWN_GRACE_SECONDS": ("60", _float(0, 3600), "on SIGTERM a worker finishes its job within this, then exits"),
+    "RESULT_CACHE": ("1", _bool, "answer a repeat of a finished request from its stored result"),
+    "DIAGNOSTIC_OPERATIONS": ("0", _bool, "enable the sleep operation used by tests and benchmarks"),
+    "MAX_BODY_BYTES": ("65536", _int(256, 16 * 1024 * 1024), "largest request body the API accepts"),
+    "MAX_WAIT_SECONDS": ("60", _float(0, 600), "cap on ?wait= long polls"),
+    "API_TOKEN": ("", _str, "if set, job routes require Authorization: Bearer <token>"),
+    "LOG_LEVEL": ("INFO", _choice("DEBUG", "INFO", "WARNING", "ERROR"), "log level; logs are JSON lines on stdout"),
+}
+
+
+@dataclass(frozen=True)
+class Settings:
+    redis_url: str
+    redis_password: str
+    redis_jobs_db: int
+    redis_queue_db: int
+    queue_name: str
+    data_path: str
+    data_cache_dir: str
+    port: int
+    bind_host: str
+    web_concurrency: int
+    worker_metrics_port: int
+    worker_concurrency: int
+    job_lease_seconds: float
+    job_ttl_seconds: int
+    job_timeout_seconds: float
+    job_max_attempts: int
+    shutdown_grace_seconds: float
+    result_cache: bool
+    diagnostic_operations: bool
+    max_body_bytes: int
+    max_wait_seconds: float
+    api_token: str
+    log_level: str
+
+    def replace(self, **changes: object) -> "Settings":
+        values = {f.name: getattr(self, f.name) for f in fields(self)}
+        values.update(changes)
+        return Settings(**values)
+
+
+def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
+    """Parse and validate every variable in :data:`SPEC`; raise SettingsError on the first bad one."""
+    env = os.environ if environ is None else environ
+    values = {}
+    for name, (default, parse, _doc) in SPEC.items():
+        raw = env.get(name, default)
+        values[name.lower()] = parse(name, raw)
+    return Settings(**values)

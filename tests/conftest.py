@@ -1,0 +1,48 @@
+"""Fixtures shared by every test: a real redis-server per test session, flushed per test."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from tests.support.redis_server import RedisServer, find_redis_server
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory):
+    """One real redis-server for the session, on a free port, AOF on."""
+    if find_redis_server() is None:
+        pytest.skip("no redis-server binary (make setup installs one)")
+    server = RedisServer(tmp_path_factory.mktemp("redis")).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def redis_url(redis_server):
+    """The session's Redis, emptied (all dbs) before each test that asks for it."""
+    redis_server.client().flushall()
+    return redis_server.url
+
+
+@pytest.fixture
+def fresh_redis(tmp_path):
+    """A redis-server of this test's own, for tests that stop, kill or restart it."""
+    if find_redis_server() is None:
+        pytest.skip("no redis-server binary")
+    server = RedisServer(tmp_path / "redis").start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def settings_env(redis_url, monkeypatch):
+    """Environment variables pointing a service at the test Redis and the bundled sample."""
+    env = {"REDIS_URL": redis_url, "DATA_PATH": str(REPO_ROOT / "data" / "traffic_incidents_sample.csv")}
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+    return env

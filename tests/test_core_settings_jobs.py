@@ -1,0 +1,60 @@
+"""Settings parsing and the job store, against a real Redis."""
+
+from __future__ import annotations
+
+import pytest
+
+from jobqueue import keys
+from jobqueue.connections import jobs_redis, queue_redis
+from jobqueue.jobs import Job, JobStatus, JobStore, is_valid_job_id
+from jobqueue.queue import JobQueue
+from jobqueue.settings import SPEC, SettingsError, load_settings
+
+
+def test_defaults_parse():
+    s = load_settings({})
+    assert s.port == 5000 and s.redis_jobs_db == 0 and s.redis_queue_db == 1
+    assert s.job_lease_seconds == 30 and s.job_ttl_seconds == 7 * 24 * 3600
+    assert s.diagnostic_operations is False and s.result_cache is True
+
+
+@pytest.mark.parametrize("name,value", [("PORT", "http"), ("PORT", "70000"), ("JOB_LEASE_SECONDS", "nan"),
+                                        ("RESULT_CACHE", "maybe"), ("REDIS_URL", "localhost:6379"),
+                                        ("LOG_LEVEL", "LOUD")])
+def test_bad_value_names_the_variable(name, value):
+    with pytest.raises(SettingsError, match=name):
+        load_settings({name: value})
+
+
+def test_every_variable_is_documented_in_readme():
+    from tests.conftest import REPO_ROOT
+
+    readme = (REPO_ROOT / "README.md").read_text()
+    missing = [name for name in SPEC if f"`{name}`" not in readme]
+    assert not missing, f"README configuration table lacks {missing}"
+
+
+def test_job_roundtrip_and_ttl(redis_url):
+    s = load_settings({"REDIS_URL": redis_url, "JOB_TTL_SECONDS": "120"})
+    store = JobStore(jobs_redis(s), s.job_ttl_seconds)
+    job = store.create("top_locations", {"n": 3}, dataset="abc")
+    assert is_valid_job_id(job.id)
+    got = store.get(job.id)
+    assert got == job and got.status is JobStatus.SUBMITTED
+    assert store.redis.ttl(keys.job(job.id)) == -1  # no expiry while not final
+    got.status, got.result = JobStatus.COMPLETE, {"top_locations": {"A": 2}}
+    store.save(got)
+    assert 0 < store.redis.ttl(keys.job(job.id)) <= 120
+    assert store.get(job.id).public()["result"] == {"top_locations": {"A": 2}}
+    assert store.recent_ids() == [job.id]
+    assert store.delete(job.id) and store.get(job.id) is None
+
+
+def test_queue_carries_plain_ids_in_queue_db(redis_url):
+    s = load_settings({"REDIS_URL": redis_url})
+    q = JobQueue(queue_redis(s), s.queue_name)
+    q.put("a", "b")
+    assert q.depth() == 2
+    raw = queue_redis(s).lrange(keys.queue("jobs"), 0, -1)
+    assert raw == ["a", "b"]  # plain text, no pickle framing
+    assert jobs_redis(s).dbsize() == 0
