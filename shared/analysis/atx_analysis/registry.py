@@ -1,0 +1,248 @@
+"""The operation registry: each operation declares its parameters once, here.
+
+That single declaration drives dispatch (worker and synchronous API route), validation (API at
+submit time, worker again before running), the listing at ``GET /operations``, the example
+submissions (``submit_templates.json``) and the OpenAPI document. A bad parameter raises
+:class:`ParamError` naming it; nothing else is allowed to reach an operation.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping
+
+_MISSING = object()
+
+
+class ParamError(ValueError):
+    """A parameter is missing, unknown, of the wrong type or out of bounds."""
+
+    def __init__(self, param: str | None, message: str):
+        super().__init__(message)
+        self.param = param
+        self.message = message
+
+
+class UnknownOperation(KeyError):
+    def __init__(self, name: str, known: list[str]):
+        super().__init__(name)
+        self.name = name
+        self.known = known
+
+    def __str__(self) -> str:
+        return f"unknown operation {self.name!r}; known: {', '.join(self.known)}"
+
+
+@dataclass(frozen=True)
+class Param:
+    """One parameter. ``type`` is one of int, number, string, date, boolean."""
+
+    name: str
+    type: str
+    description: str
+    default: Any = _MISSING
+    minimum: float | None = None
+    maximum: float | None = None
+    max_length: int | None = None
+    choices: tuple[str, ...] | None = None
+    example: Any = None
+
+    @property
+    def required(self) -> bool:
+        return self.default is _MISSING
+
+    def json_schema(self) -> dict[str, Any]:
+        """JSON Schema (OpenAPI 3.1 dialect) of this parameter."""
+        kind = {"int": "integer", "number": "number", "string": "string", "date": "string",
+                "boolean": "boolean"}[self.type]
+        schema: dict[str, Any] = {"type": kind, "description": self.description}
+        if self.type == "date":
+            schema["format"] = "date"
+        if self.minimum is not None:
+            schema["minimum"] = self.minimum
+        if self.maximum is not None:
+            schema["maximum"] = self.maximum
+        if self.max_length is not None:
+            schema["maxLength"] = self.max_length
+        if self.choices:
+            schema["enum"] = list(self.choices)
+        if not self.required and self.default is not None:
+            schema["default"] = self.default
+        return schema
+
+    def coerce(self, raw: Any) -> Any:
+        """Validate one value from JSON (or a query string, where everything is a string)."""
+        name = self.name
+        if self.type == "int":
+            if isinstance(raw, bool):
+                raise ParamError(name, f"'{name}' must be an integer")
+            if isinstance(raw, str):
+                try:
+                    raw = int(raw.strip())
+                except ValueError:
+                    raise ParamError(name, f"'{name}' must be an integer, got {raw!r}") from None
+            if isinstance(raw, float) and raw.is_integer():
+                raw = int(raw)
+            if not isinstance(raw, int):
+                raise ParamError(name, f"'{name}' must be an integer")
+            value: Any = raw
+        elif self.type == "number":
+            if isinstance(raw, bool):
+                raise ParamError(name, f"'{name}' must be a number")
+            if isinstance(raw, str):
+                try:
+                    raw = float(raw.strip())
+                except ValueError:
+                    raise ParamError(name, f"'{name}' must be a number, got {raw!r}") from None
+            if not isinstance(raw, (int, float)) or not math.isfinite(raw):
+                raise ParamError(name, f"'{name}' must be a finite number")
+            value = float(raw)
+        elif self.type == "boolean":
+            if isinstance(raw, str) and raw.lower() in {"true", "1", "yes", "false", "0", "no"}:
+                raw = raw.lower() in {"true", "1", "yes"}
+            if not isinstance(raw, bool):
+                raise ParamError(name, f"'{name}' must be true or false")
+            value = raw
+        elif self.type == "date":
+            if not isinstance(raw, str):
+                raise ParamError(name, f"'{name}' must be a date string YYYY-MM-DD")
+            try:
+                value = dt.date.fromisoformat(raw.strip()).isoformat()
+            except ValueError:
+                raise ParamError(name, f"'{name}' must be a date YYYY-MM-DD, got {raw!r}") from None
+        elif self.type == "string":
+            if not isinstance(raw, str):
+                raise ParamError(name, f"'{name}' must be a string")
+            value = raw
+            if self.max_length is not None and len(value) > self.max_length:
+                raise ParamError(name, f"'{name}' is longer than {self.max_length} characters")
+            if self.choices and value not in self.choices:
+                raise ParamError(name, f"'{name}' must be one of {', '.join(self.choices)}")
+        else:  # pragma: no cover - a programming error in a declaration
+            raise AssertionError(f"unknown param type {self.type}")
+        if self.minimum is not None and value < self.minimum:
+            raise ParamError(name, f"'{name}' must be at least {self.minimum}")
+        if self.maximum is not None and value > self.maximum:
+            raise ParamError(name, f"'{name}' must be at most {self.maximum}")
+        return value
+
+
+@dataclass(frozen=True)
+class Operation:
+    """An analysis: ``func(dataset, **params)`` returns a JSON-able dict, or PNG bytes if ``produces_png``."""
+
+    name: str
+    func: Callable[..., Any]
+    description: str
+    params: tuple[Param, ...] = ()
+    produces_png: bool = False
+    result_keys: tuple[str, ...] = ()
+    needs_dataset: bool = True
+    example: Mapping[str, Any] = field(default_factory=dict)
+
+    def validate(self, params: Any) -> dict[str, Any]:
+        """Return the complete, coerced parameters (defaults filled in) or raise ParamError."""
+        if params is None:
+            params = {}
+        if not isinstance(params, Mapping):
+            raise ParamError(None, "'params' must be a JSON object")
+        known = {p.name for p in self.params}
+        unknown = sorted(set(params) - known)
+        if unknown:
+            allowed = ", ".join(sorted(known)) or "none"
+            raise ParamError(unknown[0], f"unknown parameter '{unknown[0]}' for {self.name}; allowed: {allowed}")
+        clean: dict[str, Any] = {}
+        for p in self.params:
+            if p.name in params and params[p.name] is not None:
+                clean[p.name] = p.coerce(params[p.name])
+            elif p.required:
+                raise ParamError(p.name, f"missing required parameter '{p.name}' for {self.name}")
+            else:
+                clean[p.name] = p.default
+        return clean
+
+    def run(self, dataset: Any, params: Mapping[str, Any]) -> Any:
+        clean = self.validate(params)
+        return self.func(dataset, **clean) if self.needs_dataset else self.func(**clean)
+
+    def example_submission(self) -> dict[str, Any]:
+        if self.example:
+            params = dict(self.example)
+        else:
+            params = {p.name: p.example for p in self.params if p.example is not None}
+        return {"operation": self.name, "params": params}
+
+    def describe(self) -> dict[str, Any]:
+        """What ``GET /operations`` lists for this operation."""
+        return {
+            "name": self.name,
+            "description": self.description,
+            "result": "image/png" if self.produces_png else "application/json",
+            "result_keys": list(self.result_keys),
+            "params": [
+                {"name": p.name, "type": p.type, "required": p.required, "description": p.description,
+                 **({"default": p.default} if not p.required else {}),
+                 **{k: v for k, v in (("minimum", p.minimum), ("maximum", p.maximum),
+                                      ("max_length", p.max_length), ("choices", p.choices)) if v is not None}}
+                for p in self.params
+            ],
+            "example": self.example_submission(),
+        }
+
+    def params_schema(self) -> dict[str, Any]:
+        return {
+            "type": "object",
+            "additionalProperties": False,
+            "properties": {p.name: p.json_schema() for p in self.params},
+            "required": [p.name for p in self.params if p.required],
+        }
+
+
+class Registry:
+    def __init__(self) -> None:
+        self._ops: dict[str, Operation] = {}
+
+    def add(self, op: Operation) -> Operation:
+        if op.name in self._ops:
+            raise ValueError(f"operation {op.name} registered twice")
+        self._ops[op.name] = op
+        return op
+
+    def operation(self, *params: Param, description: str, produces_png: bool = False,
+                  result_keys: tuple[str, ...] = (), example: Mapping[str, Any] | None = None,
+                  name: str | None = None) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+        """Decorator: ``@REGISTRY.operation(Param(...), description=...)`` over ``def op(ds, ...)``."""
+
+        def wrap(func: Callable[..., Any]) -> Callable[..., Any]:
+            self.add(Operation(name or func.__name__, func, description, tuple(params), produces_png,
+                               result_keys, True, dict(example or {})))
+            return func
+
+        return wrap
+
+    def get(self, name: Any) -> Operation:
+        if not isinstance(name, str) or name not in self._ops:
+            raise UnknownOperation(str(name), self.names())
+        return self._ops[name]
+
+    def names(self) -> list[str]:
+        return list(self._ops)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._ops
+
+    def __iter__(self):
+        return iter(self._ops.values())
+
+    def merged(self, *extra: Operation) -> "Registry":
+        """A copy with more operations (the diagnostic ``sleep`` when enabled)."""
+        out = Registry()
+        for op in [*self._ops.values(), *extra]:
+            out.add(op)
+        return out
+
+
+REGISTRY = Registry()
+"""The analysis operations. ``atx_analysis.operations`` fills it on import."""
