@@ -11,11 +11,10 @@ import re
 from functools import cached_property
 
 import numpy as np
-import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from .normalize import NO_DAY
+from .columns import NO_DAY, Columns
 
 EARTH_RADIUS_KM = 6371.0088
 
@@ -23,6 +22,10 @@ EARTH_RADIUS_KM = 6371.0088
 _CROSS = re.compile(r"\s*(?:/|&|\bat\b|\band\b|\bto\b)\s*", re.I)
 _BLOCK = re.compile(r"^\s*(?:\d+(?:-\d+)?\s*(?:BLK|BLOCK)?\s+|BLK\s+|BLOCK\s+)", re.I)
 _SPACES = re.compile(r"\s+")
+
+
+def _counts(codes: np.ndarray, size: int) -> np.ndarray:
+    return np.bincount(codes[codes >= 0], minlength=size).astype(np.int64)
 
 
 def road_of(address: str) -> str:
@@ -33,9 +36,10 @@ def road_of(address: str) -> str:
 
 
 class Index:
-    def __init__(self, frame: pd.DataFrame):
-        self.frame = frame
-        day = frame["local_day"].to_numpy()
+    def __init__(self, columns: Columns):
+        a = columns.arrays
+        self.columns = columns
+        day = a["local_day"]
         valid = day != NO_DAY
         self.dated_rows = int(valid.sum())
         if self.dated_rows:
@@ -43,22 +47,20 @@ class Index:
             self.day_counts = np.bincount(day[valid] - self.day0).astype(np.int64)
         else:
             self.day0, self.day_counts = 0, np.zeros(0, dtype=np.int64)
-        self.hour_counts = np.bincount(frame["hour"].to_numpy()[valid], minlength=24)[:24]
-        self.weekday_counts = np.bincount(frame["weekday"].to_numpy()[valid], minlength=7)[:7]
+        self.hour_counts = np.bincount(a["hour"][valid], minlength=24)[:24]
+        self.weekday_counts = np.bincount(a["weekday"][valid], minlength=7)[:7]
 
-        addr = frame["address"].array
-        self.addresses = addr.categories
-        codes = addr.codes
-        self.address_counts = np.bincount(codes[codes >= 0], minlength=len(self.addresses))
+        self.addresses = columns.categories["address"]
+        self.address_counts = _counts(a["address"], len(self.addresses))
         order = np.argsort(-self.address_counts, kind="stable")  # ties keep code (= address) order
         self.address_order = order[self.address_counts[order] > 0]
 
-        issue = frame["issue"].array
-        issue_counts = np.bincount(issue.codes[issue.codes >= 0], minlength=len(issue.categories))
+        issues = columns.categories["issue"]
+        issue_counts = _counts(a["issue"], len(issues))
         order = np.argsort(-issue_counts, kind="stable")
-        self.issue_counts = {str(issue.categories[i]): int(issue_counts[i]) for i in order if issue_counts[i] > 0}
+        self.issue_counts = {issues[i]: int(issue_counts[i]) for i in order if issue_counts[i] > 0}
 
-        resp = frame["response_minutes"].to_numpy()
+        resp = a["response_minutes"]
         used = ~np.isnan(resp)
         self.response_rows = int(used.sum())
         self.avg_response = float(resp[used].mean()) if self.response_rows else None
@@ -76,12 +78,12 @@ class Index:
         return out
 
     def top_locations(self, n: int) -> dict[str, int]:
-        return {str(self.addresses[i]): int(self.address_counts[i]) for i in self.address_order[:n]}
+        return {self.addresses[i]: int(self.address_counts[i]) for i in self.address_order[:n]}
 
     # --- literal road search over the distinct addresses -------------------------------------
     @cached_property
     def _upper_addresses(self) -> pa.Array:
-        return pa.array([str(a).upper() for a in self.addresses], type=pa.string())
+        return pa.array([a.upper() for a in self.addresses], type=pa.string())
 
     def road_matches(self, road: str) -> np.ndarray:
         """Boolean mask over distinct addresses containing ``road`` (case-insensitive, literal)."""
@@ -98,17 +100,20 @@ class Index:
     # --- roads ------------------------------------------------------------------------------------
     @cached_property
     def road_counts(self) -> dict[str, int]:
-        roads = pd.Series([road_of(str(a)) for a in self.addresses], dtype=object)
-        totals = pd.Series(self.address_counts, index=roads.to_numpy()).groupby(level=0, sort=True).sum()
-        totals = totals[(totals > 0) & (totals.index != "")]
-        order = np.argsort(-totals.to_numpy(), kind="stable")
-        return {str(totals.index[i]): int(totals.iloc[i]) for i in order}
+        """Incidents per road, most first, ties by road name."""
+        totals: dict[str, int] = {}
+        for address, count in zip(self.addresses, self.address_counts.tolist()):
+            if count:
+                road = road_of(address)
+                if road:
+                    totals[road] = totals.get(road, 0) + count
+        return dict(sorted(totals.items(), key=lambda kv: (-kv[1], kv[0])))
 
     # --- points sorted by latitude for radius queries ---------------------------------------------
     @cached_property
     def _points(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        lat = self.frame["latitude"].to_numpy()
-        lon = self.frame["longitude"].to_numpy()
+        lat = self.columns.arrays["latitude"]
+        lon = self.columns.arrays["longitude"]
         ok = np.flatnonzero(~np.isnan(lat))
         order = ok[np.argsort(lat[ok], kind="stable")]
         return lat[order], lon[order], order

@@ -10,7 +10,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="jobqueue", description="atx-jobqueue command line")
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("version", help="print the version")
+    from atx_analysis.cli import register as register_analysis  # analyze, operations, data
+
+    register_analysis(sub)
     args = parser.parse_args(argv)
+    if getattr(args, "func", None):
+        return args.func(args)
     if args.command == "version":
         from importlib.metadata import version
 
