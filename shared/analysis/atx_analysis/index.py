@@ -11,12 +11,11 @@ import re
 from functools import cached_property
 
 import numpy as np
-import pyarrow as pa
-import pyarrow.compute as pc
 
 from .columns import NO_DAY, Columns
 
 EARTH_RADIUS_KM = 6371.0088
+MAX_NEEDLE = 400  # bytes; the road parameter is bounded well below this
 
 # "1000-1099 W 5TH ST", "S CONGRESS AVE / E OLTORF ST", "N IH 35 SVRD SB at E 51ST ST"
 _CROSS = re.compile(r"\s*(?:/|&|\bat\b|\band\b|\bto\b)\s*", re.I)
@@ -82,20 +81,49 @@ class Index:
 
     # --- literal road search over the distinct addresses -------------------------------------
     @cached_property
-    def _upper_addresses(self) -> pa.Array:
-        return pa.array([a.upper() for a in self.addresses], type=pa.string())
+    def _haystack(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """All distinct addresses upper-cased as UTF-8, one per line, as one uint8 array; where each
+        address starts (plus the end); and how often each byte occurs (to start from the rarest)."""
+        data = ("\n".join(a.upper() for a in self.addresses) + "\n").encode()
+        hay = np.frombuffer(data + b"\0" * (MAX_NEEDLE + 1), dtype=np.uint8)
+        starts = np.zeros(len(self.addresses) + 1, dtype=np.int64)
+        if self.addresses:
+            starts[1:] = np.cumsum([len(a.upper().encode()) + 1 for a in self.addresses])
+        return hay, starts, np.bincount(hay[:len(data)], minlength=256)
 
     def road_matches(self, road: str) -> np.ndarray:
-        """Boolean mask over distinct addresses containing ``road`` (case-insensitive, literal)."""
-        if not len(self.addresses):
-            return np.zeros(0, dtype=bool)
-        mask = pc.match_substring(self._upper_addresses, pattern=road.upper())
-        return mask.to_numpy(zero_copy_only=False)
+        """Codes of the distinct addresses containing ``road`` (case-insensitive, literal).
+
+        A vectorised literal search over one byte array of all addresses: positions of the
+        needle's rarest byte, then each other byte checked at its offset. No regex, no
+        backtracking; the cost is one pass over the addresses plus work proportional to the hits.
+        UTF-8 is self-synchronising, so a byte match is a character match.
+        """
+        needle = road.upper().encode()
+        if not needle or b"\n" in needle or len(needle) > MAX_NEEDLE or not self.addresses:
+            return np.zeros(0, dtype=np.int64)
+        hay, starts, freq = self._haystack
+        q = np.frombuffer(needle, dtype=np.uint8)
+        rare = int(np.argmin(freq[q]))
+        pos = np.flatnonzero(hay == q[rare]) - rare
+        pos = pos[pos >= 0]
+        for j in np.argsort(freq[q], kind="stable")[1:]:
+            if not len(pos):
+                break
+            pos = pos[hay[pos + j] == q[j]]
+        if not len(pos):
+            return np.zeros(0, dtype=np.int64)
+        codes = np.searchsorted(starts, pos, side="right") - 1
+        keep = np.empty(len(codes), dtype=bool)
+        keep[0] = True
+        np.not_equal(codes[1:], codes[:-1], out=keep[1:])
+        return codes[keep]
 
     def road_count(self, road: str) -> tuple[int, int]:
-        """(incidents, distinct addresses) whose address contains ``road``."""
-        mask = self.road_matches(road)
-        return int(self.address_counts[mask].sum()), int((mask & (self.address_counts > 0)).sum())
+        """(incidents, distinct addresses with incidents) whose address contains ``road``."""
+        codes = self.road_matches(road)
+        counts = self.address_counts[codes]
+        return int(counts.sum()), int((counts > 0).sum())
 
     # --- roads ------------------------------------------------------------------------------------
     @cached_property
@@ -132,6 +160,6 @@ class Index:
         return rows[lo:hi][dist <= radius_km]
 
     def warm(self) -> None:
-        self._upper_addresses
+        self._haystack
         self.road_counts
         self._points

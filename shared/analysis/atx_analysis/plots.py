@@ -45,8 +45,9 @@ def daily_counts_png(first_day: int, counts: np.ndarray, source: str) -> bytes:
     plt, fig, ax = _figure(10, 4.5)
     days = np.arange(first_day, first_day + len(counts)).astype("datetime64[D]")
     window = 7 if len(counts) <= 400 else 28
-    if len(counts) <= 400:
-        ax.bar(days, counts, width=1.0, color=LIGHT, label="incidents per day", linewidth=0)
+    if len(counts) <= 400:  # one filled step per day: looks like bars, draws as a single path
+        edges = np.arange(first_day, first_day + len(counts) + 1).astype("datetime64[D]")
+        ax.stairs(counts, edges, fill=True, color=LIGHT, label="incidents per day")
     else:  # thousands of one-pixel bars alias badly; a thin line reads better
         ax.plot(days, counts, color=LIGHT, linewidth=0.6, label="incidents per day")
     if len(counts) >= window:
