@@ -61,7 +61,7 @@ def naive_ops(df):
     import numpy as np
     import pandas as pd
 
-    from atx_analysis.index import road_of
+    from atx_analysis.roads import road_of
     from atx_analysis.plots import daily_counts_png, top_locations_png
 
     def average():
