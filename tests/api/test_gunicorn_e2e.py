@@ -172,3 +172,19 @@ def test_bad_configuration_stops_start_up_naming_the_variable(name, value):
     done = subprocess.run([str(BIN / "jobqueue-api")], env={**os.environ, name: value},
                           capture_output=True, text=True, timeout=30)
     assert done.returncode == 2 and name in done.stderr
+
+
+def test_chunked_body_over_the_limit_is_refused(api):
+    """No Content-Length to check up front: the limit must hold while the body is read."""
+
+    def chunks():
+        yield b'{"operation": "sleep", "params": {"seconds": 0}, "pad": "'
+        for _ in range(20):
+            yield b"x" * 4096
+        yield b'"}'
+
+    response = requests.post(api[0] + "/submit", data=chunks(), headers={"Content-Type": "application/json"})
+    assert response.status_code == 413 and response.json()["error"] == "request_entity_too_large"
+    response = requests.post(api[0] + "/submit", data=iter([b'{"operation": ', b'"sleep"}']),
+                             headers={"Content-Type": "application/json"})
+    assert response.status_code == 202
