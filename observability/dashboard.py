@@ -135,8 +135,19 @@ ROWS: tuple[RowSpec, ...] = (
     RowSpec("Redis", (
         PanelSpec("Redis reachable, per API replica",
                   "1 when the replica read Redis at its last scrape. JobQueueRedisDown fires when no replica can.",
-                  (q(f"jobqueue_redis_up{{{NS}}}", "{{instance}}"),), width=24, height=6,
+                  (q(f"jobqueue_redis_up{{{NS}}}", "{{instance}}"),), width=8,
                   thresholds=((None, "red"), (1, "green")), mappings={"0": "DOWN", "1": "UP"}),
+        PanelSpec("Redis memory",
+                  "Used and maxmemory, from the redis_exporter sidecar (redis.exporter.enabled). Redis runs with "
+                  "noeviction: when full, submissions fail. JobQueueRedisMemoryHigh fires above 90%.",
+                  (q(f"max by (pod) (redis_memory_used_bytes{{{NS}}})", "used {{pod}}"),
+                   q(f"max by (pod) (redis_memory_max_bytes{{{NS}}})", "maxmemory {{pod}}")),
+                  unit="bytes", width=8),
+        PanelSpec("Redis clients and commands",
+                  "Connected clients and commands per second (redis_exporter).",
+                  (q(f"sum(redis_connected_clients{{{NS}}})", "clients"),
+                   q(f"sum(rate(redis_commands_processed_total{{{NS}}}[$__rate_interval]))", "commands/s")),
+                  width=8),
     )),
 )
 

@@ -11,6 +11,7 @@ cluster.
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -80,6 +81,9 @@ class LocalStack:
         self.api: Proc | None = None
         self.api_port = 0
         self.workers: list[tuple[Proc, int]] = []
+        self.redis_url = redis_url
+        self.exporter: Proc | None = None
+        self.exporter_port = 0
 
     @property
     def api_url(self) -> str:
@@ -90,7 +94,7 @@ class LocalStack:
         env = {**self.env, "PORT": str(self.api_port),
                "PROMETHEUS_MULTIPROC_DIR": str(self.workdir / "api-metrics")}
         self.api = Proc("api", [str(BIN / "jobqueue-api")], env, self.workdir)
-        wait_http(f"{self.api_url}/readyz", self.api)
+        wait_http(f"{self.api_url}/healthz", self.api)  # /readyz also wants the dataset; metrics do not
         return self
 
     def start_workers(self, count: int) -> "LocalStack":
@@ -103,6 +107,18 @@ class LocalStack:
             started.append((proc, port))
         for proc, port in started:
             wait_http(f"http://127.0.0.1:{port}/metrics", proc)
+        return self
+
+    def start_redis_exporter(self) -> "LocalStack":
+        """Debian's prometheus-redis-exporter, as the chart's optional redis_exporter sidecar."""
+        binary = shutil.which("prometheus-redis-exporter")
+        if binary is None:
+            raise RuntimeError("no prometheus-redis-exporter (make setup installs it)")
+        self.exporter_port = free_port()
+        self.exporter = Proc("redis-exporter", [binary, f"-redis.addr={self.redis_url}",
+                                                f"-web.listen-address=127.0.0.1:{self.exporter_port}"],
+                             dict(os.environ), self.workdir)
+        wait_http(f"http://127.0.0.1:{self.exporter_port}/metrics", self.exporter)
         return self
 
     def submit(self, operation: str, params: dict) -> str:
@@ -119,6 +135,11 @@ class LocalStack:
                          {"namespace": self.namespace, "pod": f"{self.release}-api-0",
                           "service": f"{self.release}-api", "endpoint": "http"})
         jobs = [api]
+        if self.exporter:
+            # the chart's second ServiceMonitor: the redis_exporter sidecar, port "metrics"
+            jobs.append(static_job(f"{self.release}-redis", [f"127.0.0.1:{self.exporter_port}"],
+                                   {"namespace": self.namespace, "pod": f"{self.release}-redis-0",
+                                    "service": f"{self.release}-redis", "endpoint": "metrics"}))
         if self.workers:
             # one job for all worker pods, as one PodMonitor gives (job="<namespace>/<name>")
             jobs.append({"job_name": f"{self.namespace}/{self.release}-worker", "metrics_path": "/metrics",
@@ -132,8 +153,9 @@ class LocalStack:
     def stop(self) -> None:
         for proc, _ in self.workers:
             proc.stop()
-        if self.api:
-            self.api.stop()
+        for proc in (self.api, self.exporter):
+            if proc:
+                proc.stop()
 
     def logs(self) -> str:
         procs = ([self.api] if self.api else []) + [p for p, _ in self.workers]
