@@ -19,9 +19,12 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-from bench import report
-from bench.peers import dataset, harness, peer_classes
-from tests.support.redis_server import RedisServer
+if __package__ in (None, ""):  # run as a script: python bench/bench_peers.py
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench import report  # noqa: E402
+from bench.peers import dataset, harness, peer_classes  # noqa: E402
+from tests.support.redis_server import RedisServer  # noqa: E402
 
 RESULTS = report.REPO_ROOT / ".run" / "bench" / "results"
 BASELINE = "hotqueue-raw"
@@ -113,7 +116,8 @@ def run_matrix(args, server, data_path, classes) -> dict[str, Any]:
                     runs[f"{kind}/{procs}/{name}"].append(out)
                     print(f"  [{repeat + 1}/{args.repeats}] {kind:4} {procs}p {name:12} drain {out['drain_rate']:9,.0f}/s"
                           + (f"  steady {out['steady_rate']:9,.0f}/s" if "steady_rate" in out else "")
-                          + f"  ({n} jobs, {time.perf_counter() - t:.1f}s)", flush=True)
+                          + f"  ({n} jobs, {time.perf_counter() - t:.1f}s: prefill {out['prefill_seconds']:.1f}"
+                            f" ready {out['ready_seconds']:.1f} stop {out['stop_seconds']:.1f})", flush=True)
     return runs
 
 

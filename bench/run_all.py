@@ -17,12 +17,13 @@ import time
 
 from bench import report
 
-# (section, module) in run order: the peers first (longest), then the others' scripts when present
+# (section, script, arguments of a full run, arguments of a quick run), in run order; each script
+# writes its own section of docs/benchmarks.md when given these arguments
 SCRIPTS = [
-    ("peers", "bench_peers"),
-    ("worker-drain", "bench_drain"),
-    ("api", "bench_api"),
-    ("analysis", "bench_analysis"),
+    ("peers", "bench_peers", [], []),
+    ("worker-drain", "bench_drain", ["--write-docs"], ["--jobs", "1000", "--repeats", "1", "--write-docs"]),
+    ("api", "bench_api", ["--write"], ["--seconds", "2", "--repeats", "1", "--jobs", "100", "--write"]),
+    ("analysis", "bench_analysis", ["--write"], ["--quick", "--write"]),
 ]
 OTHER_TARGETS_HEADING = "### Targets reported by the other sections"
 
@@ -31,28 +32,30 @@ def available(module: str) -> bool:
     return (report.REPO_ROOT / "bench" / f"{module}.py").exists()
 
 
-def run(module: str) -> tuple[int, float]:
+def run(module: str, args: list[str]) -> tuple[int, float]:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(report.REPO_ROOT),
                                                                       os.environ.get("PYTHONPATH")]))}
     started = time.monotonic()
-    proc = subprocess.run([sys.executable, "-m", f"bench.{module}"], cwd=report.REPO_ROOT, env=env)
+    script = report.REPO_ROOT / "bench" / f"{module}.py"
+    print("$ " + " ".join(["python", str(script.relative_to(report.REPO_ROOT)), *args]), flush=True)
+    proc = subprocess.run([sys.executable, str(script), *args], cwd=report.REPO_ROOT, env=env)
     return proc.returncode, time.monotonic() - started
 
 
 def gather_targets() -> str | None:
-    """Table rows with PASS or MISS from every section but "targets" itself."""
+    """Lines saying PASS or MISS anywhere in the document outside the "Targets" section."""
     doc = report.DOC
     if not doc.exists():
         return None
-    text = doc.read_text()
-    rows = []
-    for name, body in re.findall(r"<!-- bench:([\w-]+) -->\n(.*?)\n<!-- /bench:\1 -->", text, re.S):
-        if name == "targets":
-            continue
-        for line in body.splitlines():
-            if line.startswith("|") and re.search(r"\b(PASS|MISS)\b", line):
-                cells = [c.strip() for c in line.strip("|").split("|")]
-                rows.append(f"- [{name}] " + " · ".join(cells))
+    own = report.read_section("targets") or ""
+    text = doc.read_text().replace(own, "")
+    rows, heading = [], ""
+    for line in text.splitlines():
+        if line.startswith("## "):
+            heading = line[3:].strip()
+        elif re.search(r"\b(PASS|MISS)\b", line):
+            cells = [c.strip() for c in line.strip().strip("|-").split("|")] if "|" in line else [line.strip("- ")]
+            rows.append(f"- {heading}: " + " · ".join(c for c in cells if c))
     return "\n".join(rows) if rows else None
 
 
@@ -69,15 +72,15 @@ def main() -> int:
     status = []
     total = time.monotonic()
     report.write_section("machine", report.machine_markdown())
-    for section, module in SCRIPTS:
+    for section, module, full_args, quick_args in SCRIPTS:
         if only and section not in only and module not in only:
             continue
         if not available(module):
-            print(f"== bench.{module}: not present yet, skipped", flush=True)
+            print(f"== bench/{module}.py: not present yet, skipped", flush=True)
             status.append((module, "absent", 0.0))
             continue
-        print(f"== bench.{module}", flush=True)
-        code, seconds = run(module)
+        print(f"== bench/{module}.py", flush=True)
+        code, seconds = run(module, quick_args if report.quick() else full_args)
         status.append((module, "ok" if code == 0 else f"FAILED (exit {code})", seconds))
     update_targets_section()
     print("\n== make bench summary")

@@ -75,11 +75,14 @@ def drain_and_steady(peer: Peer, jobs: list[Job], steady_jobs: list[Job] | None 
     """One worker start: a drain of ``jobs``, then (optionally) a steady run of ``steady_jobs``."""
     flush(peer.redis_url)
     run = f"{peer.name}-{peer.processes}p-{uuid.uuid4().hex[:8]}"
+    t = time.perf_counter()
     handles = peer.submit_many(jobs)
-    out: dict[str, float] = {}
+    out: dict[str, float] = {"prefill_seconds": time.perf_counter() - t}
+    t = time.perf_counter()
     peer.start(run)
     try:
         peer.wait_ready()
+        out["ready_seconds"] = time.perf_counter() - t
         started = time.perf_counter()
         peer.release()
         started = peer.started_at(started)
@@ -97,7 +100,9 @@ def drain_and_steady(peer: Peer, jobs: list[Job], steady_jobs: list[Job] | None 
             out["steady_rate"] = len(steady_jobs) / (finished - started)
             verify(peer, handles, steady_jobs, expected)
     finally:
+        t = time.perf_counter()
         peer.stop()
+        out["stop_seconds"] = time.perf_counter() - t
     return out
 
 

@@ -80,3 +80,23 @@ def test_report_sections_are_replaced_in_place(tmp_path):
     assert "old" not in text and "new" in text and "first" in text
     assert text.index("## Peers") < text.index("## Analysis operations")  # canonical order
     assert report.read_section("analysis", doc).endswith("first")
+
+
+def test_report_keeps_text_it_does_not_own(tmp_path):
+    doc = tmp_path / "benchmarks.md"
+    doc.write_text("# Benchmarks\n\n## API\n\napi figures\n\n"
+                   "## Worker drain\n<!-- worker-drain:start -->\nraw 1.00x\n<!-- worker-drain:end -->\n")
+    report.write_section("peers", "## Peers\n\nfigures", doc)
+    report.write_section("peers", "## Peers\n\nfigures again", doc)
+    report.write_section("zz-extra", "## Extra\n\nlast", doc)
+    text = doc.read_text()
+    assert "<!-- worker-drain:start -->\nraw 1.00x\n<!-- worker-drain:end -->" in text
+    assert text.count("## Peers") == 1 and "figures again" in text
+    assert text.index("## Peers") < text.index("## API")  # peers come before the others' sections
+    # a script that rewrites "from its heading to the next heading" leaves our markers intact
+    start = text.index("## API\n")
+    end = text.index("\n## ", start + 1)
+    text = text[:start] + "## API\n\nnew api figures\n" + text[end + 1:]
+    doc.write_text(text)
+    report.write_section("zz-extra", "## Extra\n\nlast again", doc)
+    assert doc.read_text().count("## Extra") == 1 and "last again" in doc.read_text()
