@@ -12,8 +12,15 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("version", help="print the version")
     from atx_analysis.cli import register as register_analysis  # analyze, operations, data
 
+    from .client_cli import add_commands as add_client_commands  # submit, status
+
     register_analysis(sub)
+    add_client_commands(sub)
     args = parser.parse_args(argv)
+    if getattr(args, "client_handler", None) is not None:
+        from .client_cli import run as run_client_command
+
+        return run_client_command(args)
     if getattr(args, "func", None):
         return args.func(args)
     if args.command == "version":
