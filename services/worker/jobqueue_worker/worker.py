@@ -44,6 +44,7 @@ BATCH_TARGET_SECONDS = 0.1   # a worker holds at most about this much work
 MAX_BATCH = 32
 IDLE_WAIT_SECONDS = 1.0      # BLMOVE timeout: how soon an idle worker notices SIGTERM
 SWEEP_INTERVAL_SECONDS = 60.0
+LOG_SUMMARY_SECONDS = 10.0
 REDIS_ERRORS = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError,
                 redis.exceptions.BusyLoadingError, redis.exceptions.ReadOnlyError)
 
@@ -76,6 +77,7 @@ class Worker:
         self.alarm: Alarm | None = None
         self._stop_housekeeping = threading.Event()
         self._grace_deadline: float | None = None
+        self.counts: dict[str, int] = {}
 
     # --- lifecycle ------------------------------------------------------------------------
     def request_stop(self, signum: int | None = None, frame: Any = None) -> None:
@@ -312,9 +314,12 @@ class Worker:
             log.info("job outcome discarded", extra={"job_id": item.id, "operation": op, "reason": state})
             return
         self.metrics.done(op, outcome, elapsed)
-        if outcome in ("complete", "cached", "failed"):
-            log.info("job " + outcome, extra={"job_id": item.id, "operation": op, "attempt": job.attempts if job else None,
-                                              "seconds": None if elapsed is None else round(elapsed, 6)})
+        self.counts[outcome] = self.counts.get(outcome, 0) + 1
+        if outcome in ("complete", "cached") and log.isEnabledFor(logging.DEBUG):
+            # one line per success only at DEBUG (a no-op job costs less than a log line); the
+            # housekeeping thread logs a summary every LOG_SUMMARY_SECONDS; failures always log.
+            log.debug("job " + outcome, extra={"job_id": item.id, "operation": op, "attempt": job.attempts if job else None,
+                                               "seconds": None if elapsed is None else round(elapsed, 6)})
 
     def _learn(self, seconds: float) -> None:
         """Track job time: up at once on a slow job, down gently, so batches never hoard slow work."""
@@ -359,8 +364,17 @@ class Worker:
         next_reap = 0.0
         next_sweep = time.monotonic() + random.uniform(0, SWEEP_INTERVAL_SECONDS)
         jobs_client: redis.Redis | None = None
+        next_summary = time.monotonic() + LOG_SUMMARY_SECONDS
+        reported: dict[str, int] = {}
         while not self._stop_housekeeping.is_set():
             now = time.monotonic()
+            if now >= next_summary:
+                next_summary = now + LOG_SUMMARY_SECONDS
+                counts = dict(self.counts)
+                delta = {k: v - reported.get(k, 0) for k, v in counts.items() if v != reported.get(k, 0)}
+                if delta:
+                    log.info("jobs processed", extra={"worker": self.id, "last_seconds": LOG_SUMMARY_SECONDS, **delta})
+                reported = counts
             try:
                 self.delivery.heartbeat(self.id)
                 if now >= next_reap:
