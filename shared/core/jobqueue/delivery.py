@@ -176,8 +176,26 @@ redis.call('RPUSH', KEYS[1], ARGV[1])
 return 1
 """
 
+
+def _then_start(first: str) -> str:
+    """One script that records job i (``first``: FINISH or RETRY) and starts job i+1: the per-job
+    round trip of a busy worker costs one script call. ARGV[1], ARGV[2]: how many KEYS and ARGV
+    belong to the first part; START re-selects the queue db the first part may have left."""
+    return (
+        "local function first(KEYS, ARGV)\n" + first + "\nend\n"
+        "local function start(KEYS, ARGV)\nredis.call('SELECT', ARGV[4])\n" + START + "\nend\n"
+        """local nk, na = tonumber(ARGV[1]), tonumber(ARGV[2])
+local k1, a1, k2, a2 = {}, {}, {}, {}
+for i = 1, #KEYS do if i <= nk then k1[#k1 + 1] = KEYS[i] else k2[#k2 + 1] = KEYS[i] end end
+for i = 3, #ARGV do if i - 2 <= na then a1[#a1 + 1] = ARGV[i] else a2[#a2 + 1] = ARGV[i] end end
+local r1 = first(k1, a1)
+return {r1, start(k2, a2)}
+""")
+
+
 _SCRIPTS = {"claim": CLAIM, "start": START, "finish": FINISH, "retry": RETRY, "reap": REAP,
-            "give_back": GIVE_BACK, "sweep_one": SWEEP_ONE}
+            "give_back": GIVE_BACK, "sweep_one": SWEEP_ONE,
+            "finish_start": _then_start(FINISH), "retry_start": _then_start(RETRY)}
 
 
 @dataclass
@@ -216,7 +234,16 @@ class Delivery:
             return self.redis.evalsha(self.sha[name], len(keys_), *keys_, *args)
 
     def run_pipeline(self, calls: list[tuple[str, list[str], list[Any]]]) -> list[Any]:
-        """Several scripts in one round trip; a NOSCRIPT answer reloads and re-runs that call only."""
+        """Several scripts in one round trip; a NOSCRIPT answer reloads and re-runs that call only.
+
+        A single call goes without a pipeline, and "record job i, start job i+1" as one script.
+        """
+        if len(calls) == 1:
+            return [self.call(*calls[0])]
+        if len(calls) == 2 and calls[1][0] == "start" and calls[0][0] in ("finish", "retry"):
+            (n1, k1, a1), (_n2, k2, a2) = calls
+            first, started = self.call(f"{n1}_start", [*k1, *k2], [len(k1), len(a1), *a1, *a2])
+            return [first, started]
         pipe = self.redis.pipeline(transaction=False)
         for name, k, a in calls:
             pipe.evalsha(self.sha[name], len(k), *k, *a)
