@@ -135,7 +135,7 @@ def test_list_prunes_expired_jobs_from_the_index(client, jobs):
     assert jobs.zscore(keys.JOB_INDEX, ids[1]) is None
 
 
-@pytest.mark.parametrize("query,code", [("status=done", "invalid_status"), ("limit=0", "invalid_limit"),
+@pytest.mark.parametrize("query,code", [("status=done", "invalid_status"), ("status=", "invalid_status"), ("limit=0", "invalid_limit"),
                                         ("limit=101", "invalid_limit"), ("limit=x", "invalid_limit"),
                                         ("offset=-1", "invalid_offset")])
 def test_list_rejects_bad_filters(client, query, code):
