@@ -245,3 +245,13 @@ def test_real_catalogue_and_dataset_with_the_cache(harness, tmp_path):
     assert a.status == JobStatus.COMPLETE and isinstance(a.result["incident_count"], int)
     assert a.dataset == data.identity and a.dataset
     assert b.cached_from == first and b.result == a.result
+
+
+def test_an_unreadable_document_fails_the_job_without_stopping_the_worker(harness):
+    broken = harness.submit("sleep")
+    harness.jobs.set(keys.job(broken), "{not json")
+    fine = harness.submit("sleep")
+    drain(harness, operations())
+    assert harness.store.get(fine).status == JobStatus.COMPLETE
+    job = harness.store.get(broken)
+    assert job.status == JobStatus.FAILED and "unreadable" in job.error
