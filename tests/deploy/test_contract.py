@@ -91,11 +91,12 @@ def test_ports_and_probes_match_the_settings(source):
     assert metrics["containerPort"] == wsettings.worker_metrics_port
     assert wmain["command"] == ["jobqueue-worker"]
     assert pod_spec(worker)["terminationGracePeriodSeconds"] > wsettings.shutdown_grace_seconds
-    # worker pods never mount the data volume writable
-    for c in containers(worker):
-        for m in c.get("volumeMounts", []):
-            if m["name"] == "data":
-                assert m["readOnly"] is True
+    # API and worker pods never mount the data volume writable
+    for deployment in (api, worker):
+        for c in containers(deployment):
+            for m in c.get("volumeMounts", []):
+                if m["name"] == "data":
+                    assert m["readOnly"] is True
 
 
 @pytest.mark.parametrize("source", SOURCES)
