@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import redis
 
+from tests.deploy.local import ChartRedis
 from tests.deploy.manifests import one, render_objects
 from tests.support.redis_server import find_redis_server
 
@@ -20,55 +21,15 @@ pytestmark = pytest.mark.skipif(find_redis_server() is None, reason="no redis-se
 
 
 def _free_port() -> int:
-    import socket
+    from tests.deploy.local import free_port
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    return free_port()
 
 
 @pytest.fixture(scope="module")
 def rendered():
     objs = render_objects({"redis": {"backup": {"enabled": True}}})
     return one(objs, "ConfigMap", "redis")["data"]
-
-
-class ChartRedis:
-    """redis-server started from the chart's redis.conf, paths and bind rewritten for loopback."""
-
-    def __init__(self, conf: str, data: Path, port: int):
-        self.data, self.port = data, port
-        data.mkdir(exist_ok=True)
-        (data.parent / "auth.conf").write_text(f'requirepass "{PASSWORD}"\n')
-        conf = (conf.replace("dir /data", f"dir {data}")
-                .replace("include /run/redis/auth.conf", f"include {data.parent / 'auth.conf'}")
-                .replace("bind * -::*", "bind 127.0.0.1")
-                .replace("port 6379", f"port {port}"))
-        self.conf = data.parent / "redis.conf"
-        self.conf.write_text(conf)
-        self.proc = None
-
-    def start(self) -> "ChartRedis":
-        self.proc = subprocess.Popen([find_redis_server(), str(self.conf)], stdout=subprocess.DEVNULL)
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                if self.client().ping():
-                    return self
-            except redis.exceptions.BusyLoadingError:
-                pass
-            except redis.exceptions.ConnectionError:
-                if time.monotonic() > deadline:
-                    raise
-            time.sleep(0.05)
-
-    def client(self, db: int = 0) -> redis.Redis:
-        return redis.Redis(port=self.port, password=PASSWORD, db=db, decode_responses=True)
-
-    def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()  # SIGTERM: Redis flushes the AOF and exits cleanly
-            self.proc.wait(10)
 
 
 def _run(script: str, env: dict[str, str], tmp: Path) -> subprocess.CompletedProcess:
@@ -78,7 +39,7 @@ def _run(script: str, env: dict[str, str], tmp: Path) -> subprocess.CompletedPro
 
 
 def test_redis_conf_turns_on_aof_and_a_password(rendered, tmp_path):
-    server = ChartRedis(rendered["redis.conf"], tmp_path / "data", _free_port()).start()
+    server = ChartRedis(rendered["redis.conf"], tmp_path / "data", _free_port(), PASSWORD).start()
     try:
         info = server.client().info("persistence")
         assert info["aof_enabled"] == 1
@@ -96,7 +57,7 @@ def test_backup_then_restore_brings_back_the_snapshot(rendered, tmp_path):
     backups = tmp_path / "backup"
     backups.mkdir()
     (tmp_path / "password").write_text(PASSWORD)
-    server = ChartRedis(rendered["redis.conf"], tmp_path / "data", _free_port()).start()
+    server = ChartRedis(rendered["redis.conf"], tmp_path / "data", _free_port(), PASSWORD).start()
     try:
         server.client(0).set("job:1", '{"status": "complete"}')
         server.client(1).rpush("hotqueue:jobs", "a", "b", "c")
@@ -118,7 +79,7 @@ def test_backup_then_restore_brings_back_the_snapshot(rendered, tmp_path):
     assert run.returncode == 0, run.stdout + run.stderr
     assert list((tmp_path / "data").glob("appendonlydir.before-restore-*")), "the old AOF is kept, not deleted"
 
-    server = ChartRedis(rendered["redis.conf"], tmp_path / "data", server.port).start()
+    server = ChartRedis(rendered["redis.conf"], tmp_path / "data", server.port, PASSWORD).start()
     try:
         assert server.client(0).get("job:1") == '{"status": "complete"}'
         assert server.client(1).lrange("hotqueue:jobs", 0, -1) == ["a", "b", "c"]
@@ -127,7 +88,7 @@ def test_backup_then_restore_brings_back_the_snapshot(rendered, tmp_path):
         server.stop()
     # the restored data lives in the new AOF, not only in dump.rdb
     (tmp_path / "data" / "dump.rdb").unlink()
-    server = ChartRedis(rendered["redis.conf"], tmp_path / "data", server.port).start()
+    server = ChartRedis(rendered["redis.conf"], tmp_path / "data", server.port, PASSWORD).start()
     try:
         assert server.client(1).llen("hotqueue:jobs") == 3
     finally:
