@@ -60,7 +60,6 @@ def test_defaults_pass_the_schema():
 
 @pytest.mark.parametrize("bad", [
     {"autoscaling": {"mode": "kedaa"}},
-    {"autoscaling": {"mode": "hpa", "minReplicas": 0}},
     {"autoscaling": {"threshold": 0}},
     {"api": {"port": 0}},
     {"api": {"port": "5000"}},
