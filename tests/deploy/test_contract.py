@@ -192,3 +192,14 @@ def test_k8s_manifests_are_class_cluster_ready():
     assert text.count("# EDIT") >= 6, "host, images and password must be marked for editing"
     test_pw = one(k8s_objects("test"), "Secret")["stringData"]["redis-password"]
     assert test_pw != one(k8s_objects("prod"), "Secret")["stringData"]["redis-password"]
+
+
+def test_kustomizations_list_every_manifest_file():
+    """kubectl apply -k must send every file of the folder (and the validators see them all)."""
+    import yaml as _yaml
+
+    for env in ("test", "prod"):
+        folder = CHART.parents[1] / "k8s" / env
+        listed = set(_yaml.safe_load((folder / "kustomization.yaml").read_text())["resources"])
+        assert listed == {p.name for p in folder.glob("*.yml")}
+        assert all(p.name.startswith(f"app-{env}-") for p in folder.glob("*.yml"))
