@@ -203,3 +203,19 @@ def test_kustomizations_list_every_manifest_file():
         listed = set(_yaml.safe_load((folder / "kustomization.yaml").read_text())["resources"])
         assert listed == {p.name for p in folder.glob("*.yml")}
         assert all(p.name.startswith(f"app-{env}-") for p in folder.glob("*.yml"))
+
+
+def test_k8s_redis_runs_with_the_charts_persistence_settings():
+    """k8s/ configures Redis on its command line, the chart in redis.conf: same durability either way."""
+    conf = one(scenario_objects("default"), "ConfigMap", "redis")["data"]["redis.conf"]
+    chart_settings = {line.split()[0]: line.split()[1] for line in conf.splitlines()
+                      if line and not line.startswith("#") and len(line.split()) == 2}
+    for env in ("test", "prod"):
+        redis = [o for o in k8s_objects(env) if o["kind"] == "Deployment" and o["metadata"]["labels"]["app.kubernetes.io/component"] == "redis"][0]
+        (container,) = pod_spec(redis)["containers"]
+        words = " ".join(container["command"]).replace("\\\n", " ").split()
+        args = {words[i][2:]: words[i + 1] for i, w in enumerate(words[:-1]) if w.startswith("--")}
+        for key in ("appendonly", "appendfsync", "maxmemory-policy"):
+            assert args[key] == chart_settings[key], key
+        assert "requirepass" in container["command"][-1]
+        assert redis["spec"]["strategy"]["type"] == "Recreate", "a RWO volume cannot serve two Redis pods during a rollout"
