@@ -75,6 +75,8 @@ class LocalPod:
 
     def __init__(self, workload: dict[str, Any], objects: list[dict[str, Any]], root: Path, redis_url: str):
         self.spec = pod_spec(workload)
+        template = workload.get("spec", {}).get("template", {})
+        self.spec_annotations = (template.get("metadata") or {}).get("annotations", {})
         self.objects, self.root, self.redis_url = objects, root, redis_url
         self.port_map: dict[int, int] = {}
 

@@ -100,6 +100,20 @@ def test_rendered_api_and_worker_run_a_job(source, tmp_path):
             body = _http_ok(f"http://127.0.0.1:{worker.local_port(wmain, get['port'])}{get['path']}", deadline, worker_proc, worker_log)
         assert "jobqueue_" in body.text
 
+        # the scrape annotations lead to the metrics the autoscaling query reads
+        if kind == "chart":
+            query = next((o for o in scenario_objects("keda") if o["kind"] == "ScaledObject"))["spec"]["triggers"][0]["metadata"]["query"]
+            for pod, proc_log, proc in ((api, api_log, api_proc), (worker, worker_log, worker_proc)):
+                ann = pod.spec_annotations
+                c = pod.spec["containers"][0]
+                url = f"http://127.0.0.1:{pod.local_port(c, int(ann['prometheus.io/port']))}{ann['prometheus.io/path']}"
+                text = _http_ok(url, deadline, proc, proc_log).text
+                if pod is api:
+                    for metric in ("jobqueue_queue_depth", "jobqueue_jobs_in_progress"):
+                        assert f"{metric}{{" in query and f'{metric}{{queue="jobs"}}' in text, metric
+                else:
+                    assert "jobqueue_worker_busy" in text
+
         # 5. the helm test pod's own script: submit through the API, wait for the result
         test_pod = LocalPod(one(chart_objs, "Pod"), chart_objs, tmp_path, redis_url)
         test_log = tmp_path / "helm-test.log"
