@@ -219,3 +219,24 @@ def test_k8s_redis_runs_with_the_charts_persistence_settings():
             assert args[key] == chart_settings[key], key
         assert "requirepass" in container["command"][-1]
         assert redis["spec"]["strategy"]["type"] == "Recreate", "a RWO volume cannot serve two Redis pods during a rollout"
+
+
+def test_every_setting_is_set_by_the_chart():
+    """A new setting in jobqueue.settings must reach the pods (a value or a fixed choice), or be
+    listed here with the reason it is left to its default."""
+    left_unset = {"API_TOKEN": "only with config.apiToken.enabled (a Secret)"}
+    objs = scenario_objects("default")
+    for component in APP_CONTAINERS:
+        main = [c for c in pod_spec(one(objs, "Deployment", component))["containers"] if c["name"] == component][0]
+        missing = set(SPEC) - set(resolved_env(main, objs)) - set(left_unset)
+        assert not missing, f"{component}: the chart does not set {sorted(missing)}"
+    token = render_token_env()
+    assert token == {"name": "API_TOKEN", "valueFrom": {"secretKeyRef": {"name": "demo-atx-jobqueue-api-token", "key": "api-token"}}}
+
+
+def render_token_env():
+    from tests.deploy.manifests import render_objects
+
+    objs = render_objects({"config": {"apiToken": {"enabled": True}}})
+    main = pod_spec(one(objs, "Deployment", "api"))["containers"][0]
+    return [e for e in main["env"] if e["name"] == "API_TOKEN"][0]
