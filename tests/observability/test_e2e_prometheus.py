@@ -14,7 +14,6 @@ Scenario (all on loopback, Prometheus scraping and evaluating every second):
 
 from __future__ import annotations
 
-import importlib
 import math
 import re
 import shutil
@@ -29,21 +28,11 @@ import yaml
 from observability import dashboard, rules
 from observability.simulate_autoscaling import desired_replicas
 from tests.observability.chart_values import autoscaling
-from tests.observability.local_stack import LocalStack
+from tests.observability.local_stack import LocalStack, services_missing
 
 pytestmark = pytest.mark.slow
 
-
-def _services_missing() -> str | None:
-    for module in ("jobqueue_api.serve", "jobqueue_worker.main"):
-        try:
-            importlib.import_module(module)
-        except ImportError as err:
-            return f"{module} is not built yet ({err})"
-    return None
-
-
-if (_why := _services_missing()) is not None:
+if (_why := services_missing()) is not None:
     pytest.skip(_why, allow_module_level=True)
 
 NAMESPACE = "atx-jobqueue-e2e"
