@@ -9,7 +9,7 @@ Scenario (all on loopback, Prometheus scraping and evaluating every second):
    (d) the live series, with the labels this scrape gave them, replayed in a promtool time-series
        test for 30 minutes make the backlog alerts fire.
 2. Workers start (pods appear, Prometheus picks them up); they drain the backlog.
-   (c) every dashboard panel query returns data.
+   (c) every dashboard panel query returns data, and no rule fails to evaluate on real series.
 """
 
 from __future__ import annotations
@@ -135,6 +135,12 @@ def test_backlog_autoscaling_dashboard_and_alerts_against_a_real_prometheus(stac
         time.sleep(1)
     replicas = prom.value(f'sum(jobqueue:worker_replicas:count{{namespace="{NAMESPACE}"}})')
     assert replicas == 2
+
+    # no rule failed to evaluate on the real series (e.g. many-to-many matches only show at run time)
+    broken = [(r["name"], r["lastError"]) for g in prom.rule_groups() for r in g["rules"] if r["health"] == "err"]
+    assert broken == []
+    recorded = {r["name"] for g in prom.rule_groups() for r in g["rules"] if r["type"] == "recording"}
+    assert recorded == set(rules.recordings())
 
 
 def _eventually_no_alert(prom) -> bool:
