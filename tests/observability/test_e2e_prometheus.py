@@ -2,7 +2,8 @@
 
 Scenario (all on loopback, Prometheus scraping and evaluating every second):
 1. API up, no worker (scaled to zero). Submit a backlog of N jobs.
-   (a) the chart's autoscaling query, rendered for this "namespace", returns N;
+   (a) the chart's autoscaling query (the ScaledObject the real Helm engine renders for this
+       namespace) returns N, and so does the prometheus-adapter rule of the HPA mode;
    (b) the replicas KEDA/HPA derive from it with the chart's values are ceil(N / threshold) clamped
        to [max(1, min), max], and 0 on an empty queue (activation);
    the backlog alert (no busy worker) is pending in the live rule engine;
@@ -27,7 +28,7 @@ import yaml
 
 from observability import dashboard, rules
 from observability.simulate_autoscaling import desired_replicas
-from tests.observability.chart_values import autoscaling
+from tests.observability.chart_values import adapter_query, autoscaling, scrape
 from tests.observability.local_stack import LocalStack, services_missing
 
 pytestmark = pytest.mark.slow
@@ -42,8 +43,10 @@ JOB_SECONDS = 0.2
 
 @pytest.fixture
 def stack(redis_url, tmp_path):
-    settings = autoscaling()
-    local = LocalStack(tmp_path / "stack", redis_url, queue_name=settings.queue_name, namespace=NAMESPACE)
+    settings = autoscaling(NAMESPACE)
+    monitors = scrape(NAMESPACE)
+    local = LocalStack(tmp_path / "stack", redis_url, queue_name=settings.queue_name, namespace=NAMESPACE,
+                       api_metrics_path=monitors["api"].path, worker_metrics_path=monitors["worker"].path)
     try:
         yield local
     except Exception:
@@ -60,14 +63,14 @@ def _sample(result: list[dict]) -> float:
 
 def test_backlog_autoscaling_dashboard_and_alerts_against_a_real_prometheus(stack, prometheus_factory, promtool,
                                                                             tmp_path):
-    chart = autoscaling()
+    chart = autoscaling(NAMESPACE)
     stack.start_api()
     with_exporter = shutil.which("prometheus-redis-exporter") is not None
     if with_exporter:
         stack.start_redis_exporter()
     prom = prometheus_factory(rule_files=[rules.RULES_FILE], scrape_configs=stack.scrape_configs())
     prom.wait_for_targets_up(2 if with_exporter else 1)
-    query = chart.query(NAMESPACE)
+    query = chart.query
 
     # Empty queue: the query answers 0 (not "no data"), and KEDA keeps zero workers (activation).
     empty = prom.wait_for(query, lambda r: len(r) == 1)
@@ -80,6 +83,8 @@ def test_backlog_autoscaling_dashboard_and_alerts_against_a_real_prometheus(stac
     result = prom.wait_for(query, lambda r: len(r) == 1 and float(r[0]["value"][1]) == BACKLOG, timeout=20)
     metric = _sample(result)
     assert metric == BACKLOG
+    # the HPA mode's prometheus-adapter rule reads the same backlog
+    assert _sample(prom.query(adapter_query(NAMESPACE, chart.queue_name))) == BACKLOG
     # the recording rule the dashboard shows is the same number
     prom.wait_for(f'jobqueue:backlog:max{{namespace="{NAMESPACE}"}}',
                   lambda r: len(r) == 1 and float(r[0]["value"][1]) == BACKLOG, timeout=20)
