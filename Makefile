@@ -15,6 +15,9 @@ test: setup
 up: setup
 	@scripts/up.sh
 
+observe: setup
+	@scripts/observe.sh
+
 down:
 	@scripts/down.sh
 

