@@ -62,7 +62,7 @@ def test_wrong_answers_fail_the_run(redis_url, small_csv):
 def test_other_peers_drain_twenty_jobs(name, redis_url, small_csv):
     classes = peer_classes()
     if name not in classes:
-        pytest.skip(f"{name} not installed (make bench installs the bench group)")
+        pytest.skip(f"{name} not available (peers: make bench installs the bench group; ours: needs the worker)")
     peer = classes[name](redis_url, str(small_csv), 1)
     try:
         out = harness.drain_and_steady(peer, [("sleep", {"seconds": 0})] * 20, None, None, timeout=90)
