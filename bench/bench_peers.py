@@ -54,9 +54,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--jobs", default="noop,date", help="noop and/or date")
     p.add_argument("--rows", type=int, default=432_000, help="rows of the tutorial-style CSV")
     p.add_argument("--repeats", type=int, default=1 if quick else 3)
-    p.add_argument("--seconds", type=float, default=0.6 if quick else 1.5, help="target length of one drain")
+    p.add_argument("--seconds", type=float, default=0.6 if quick else 1.0, help="target length of one drain")
     p.add_argument("--round-trips", type=int, default=100 if quick else 300, help="sequential jobs per peer")
     p.add_argument("--no-steady", action="store_true")
+    p.add_argument("--no-profile", action="store_true", help="skip the profiles of missed targets")
     p.add_argument("--no-write", action="store_true", help="print only; leave docs/benchmarks.md alone")
     return p.parse_args(argv)
 
@@ -69,7 +70,7 @@ def job_list(kind: str, count: int) -> list[tuple[str, dict]]:
 
 def size(kind: str, peer: str, seconds: float) -> int:
     rate = GUESS[kind].get(peer, GUESS_DATE_PEER if kind == "date" else 1000)
-    return int(max(20, min(30_000, rate * seconds)))
+    return int(max(12, min(30_000, rate * seconds)))
 
 
 def calibrate(data_path: Path) -> tuple[dict[str, int], dict[str, float]]:
@@ -262,10 +263,42 @@ def round_trip_markdown(args, summary) -> str:
         report.table(["peer", "p50 ms", "p99 ms", "p50 vs celery"], rows)])
 
 
-def targets_markdown(results: list[dict]) -> str:
+def targets_markdown(results: list[dict], profiles: dict[str, str]) -> str:
     rows = [[t["text"], t["display"], report.verdict(t["ok"])] for t in results]
-    return "\n".join(["## Targets", "", report.stamp(), "",
-                      report.table(["target (issue 6)", "measured", "verdict"], rows)])
+    lines = ["## Targets", "", report.stamp(), "", report.table(["target (issue 6)", "measured", "verdict"], rows)]
+    for kind, text in profiles.items():
+        lines += ["", f"#### Profile of our worker draining {PROFILE_JOBS[kind][0]} {kind} jobs (one process, "
+                      "pyinstrument; share of the worker loop's time)", "", "```", text, "```"]
+    return "\n".join(lines)
+
+
+PROFILE_JOBS = {"noop": (5000, "noop"), "date": (3000, "date")}
+
+
+def profile_misses(args, server, data_path, verdicts) -> dict[str, str]:
+    """A pyinstrument profile of our worker for each drain target it misses."""
+    import importlib.util
+
+    if importlib.util.find_spec("pyinstrument") is None or "ours" not in peer_classes():
+        return {}
+    from bench.peers import profiling
+
+    kinds = []
+    for t in verdicts:
+        if t["ok"] is False and t["id"].startswith("noop") and "noop" not in kinds:
+            kinds.append("noop")
+        if t["ok"] is False and t["id"].startswith("date") and "date" not in kinds:
+            kinds.append("date")
+    out = {}
+    for kind in kinds:
+        count = PROFILE_JOBS[kind][0] // (3 if report.quick() else 1)
+        print(f"  profiling ours on {count} {kind} jobs", flush=True)
+        try:
+            path = profiling.profile_drain(server.url, str(data_path), job_list(kind, count), kind)
+            out[kind] = profiling.summary(path)
+        except Exception as exc:
+            out[kind] = f"(profile failed: {exc})"
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -280,6 +313,7 @@ def main(argv: list[str] | None = None) -> int:
     workdir = (report.REPO_ROOT / ".run" / "bench" / "redis-peers").resolve()
     server = RedisServer(workdir).start()
     print(f"bench_peers: peers {', '.join(classes)}; redis {server.url}; data {data_path}", flush=True)
+    profiles: dict[str, str] = {}
     try:
         counts, call_ms = calibrate(data_path)
         print(f"bench_peers: date count per call in-process: tutorial {call_ms['tutorial']:.1f} ms, "
@@ -288,14 +322,16 @@ def main(argv: list[str] | None = None) -> int:
         trips = run_round_trips(args, server, data_path, classes) if args.round_trips else {}
         descriptions = {n: c(server.url, str(data_path), int(args.procs.split(",")[-1])).description
                         for n, c in classes.items()}
+        summary = summarize(matrix, trips, classes)
+        verdicts = targets(summary, classes)
+        if not args.no_profile:
+            profiles = profile_misses(args, server, data_path, verdicts)
     finally:
         server.stop()
-    summary = summarize(matrix, trips, classes)
-    verdicts = targets(summary, classes)
     summary["date_call_ms"] = call_ms
     peers_md = peers_markdown(args, summary, classes, descriptions)
     rt_md = round_trip_markdown(args, summary)
-    tg_md = targets_markdown(verdicts)
+    tg_md = targets_markdown(verdicts, profiles)
     print("\n" + peers_md + "\n\n" + rt_md + "\n\n" + tg_md + "\n")
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "peers.json").write_text(json.dumps({"runs": matrix, "round_trips": trips, "summary": summary,
