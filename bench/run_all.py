@@ -72,6 +72,7 @@ def main() -> int:
     only = set(filter(None, os.environ.get("BENCH_ONLY", "").split(",")))
     status = []
     total = time.monotonic()
+    report.write_section("intro", "# Benchmarks\n" + report.INTRO)
     report.write_section("machine", report.machine_markdown())
     for section, module, full_args, quick_args in SCRIPTS:
         if only and section not in only and module not in only:
