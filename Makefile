@@ -25,11 +25,10 @@ lock:
 	uv lock
 
 # Benchmarks (issue 6): not part of `make test`. Installs the peers (RQ, Celery, Dramatiq) from the
-# `bench` dependency group, runs every bench/bench_*.py and rewrites docs/benchmarks.md.
+# `bench` dependency group (make setup syncs every group, so the bench harness tests run in CI), runs every bench/bench_*.py and rewrites docs/benchmarks.md.
 # BENCH_QUICK=1 for a short pass; BENCH_ONLY=peers,api for a subset.
 UV ?= $(shell command -v uv || echo .tools/bin/uv)
 bench: setup
-	$(UV) sync --frozen --all-packages --group bench --python 3.11 -q
 	$(PY) -m bench.run_all
 
 clean:
