@@ -279,8 +279,13 @@ def targets_markdown(results: list[dict], profiles: dict[str, str]) -> str:
     rows = [[t["text"], t["display"], report.verdict(t["ok"])] for t in results]
     lines = ["## Targets", "", report.stamp(), "", report.table(["target (issue 6)", "measured", "verdict"], rows)]
     for kind, text in profiles.items():
-        lines += ["", f"#### Profile of our worker draining {PROFILE_JOBS[kind][0]} {kind} jobs (one process, "
-                      "pyinstrument; share of the worker loop's time)", "", "```", text, "```"]
+        if kind == "round trip":
+            lines += ["", "#### Profile of the API during sequential round trips (py-spy on the gunicorn workers)",
+                      "", "```", text, "```"]
+            continue
+        count = PROFILE_JOBS[kind][0] // (3 if report.quick() else 1)
+        lines += ["", f"#### Profile of our worker draining {count} {kind} jobs (one process, "
+                      "pyinstrument; share of the worker loop's busy time)", "", "```", text, "```"]
     return "\n".join(lines)
 
 
@@ -302,6 +307,12 @@ def profile_misses(args, server, data_path, verdicts) -> dict[str, str]:
         if t["ok"] is False and t["id"].startswith("date") and "date" not in kinds:
             kinds.append("date")
     out = {}
+    if any(t["ok"] is False and t["id"].startswith("rt_") for t in verdicts):
+        print("  profiling the API during round trips (py-spy)", flush=True)
+        try:
+            out["round trip"] = profiling.profile_api_round_trips(server.url, str(data_path), 4 if report.quick() else 8)
+        except Exception as exc:
+            out["round trip"] = f"(profile failed: {exc})"
     for kind in kinds:
         count = PROFILE_JOBS[kind][0] // (3 if report.quick() else 1)
         print(f"  profiling ours on {count} {kind} jobs", flush=True)

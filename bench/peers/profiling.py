@@ -97,3 +97,97 @@ def summary(profile: Path, root: str = "Worker.work", idle: str = IDLE, min_shar
         if level <= depth and share >= min_share:
             kept.append(f"{'  ' * level}{share:5.1f}%  {text}")
     return "\n".join(kept[:max_lines])
+
+
+def profile_api_round_trips(redis_url: str, data_path: str, seconds: float = 6.0, top: int = 18) -> str:
+    """Sequential HTTP round trips while py-spy samples the API's gunicorn workers (busy threads only):
+    the functions with the largest inclusive share of the API's CPU samples."""
+    import shutil
+    from collections import Counter
+
+    spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
+    if not Path(spy).exists():
+        return "(py-spy not installed)"
+    OUT_DIR.mkdir(parents=True, exist_ok=True)
+    harness.flush(redis_url)
+    peer = OursPeer(redis_url, data_path, 1)
+    outputs: list[Path] = []
+    try:
+        peer.start(f"ours-api-profile-{uuid.uuid4().hex[:6]}")
+        peer.wait_ready()
+        for _ in range(20):
+            peer.round_trip("sleep", {"seconds": 0})  # starts the API, warms it
+        workers = _children(peer.api.pid)
+        spies = []
+        for pid in workers or [peer.api.pid]:
+            out = OUT_DIR / f"api-{pid}.txt"
+            outputs.append(out)
+            spies.append(subprocess.Popen([spy, "record", "--pid", str(pid), "--duration", str(int(seconds)),
+                                           "--format", "raw", "--output", str(out), "--rate", "250"],
+                                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        time.sleep(0.5)
+        deadline = time.monotonic() + seconds
+        trips = 0
+        while time.monotonic() < deadline:
+            peer.round_trip("sleep", {"seconds": 0})
+            trips += 1
+        for s in spies:
+            s.wait(seconds + 30)
+    finally:
+        peer.stop()
+        peer.close()
+    inclusive: Counter = Counter()
+    leaves: Counter = Counter()
+    total = idle = 0
+    for out in outputs:
+        if not out.exists():
+            continue
+        for line in out.read_text().splitlines():
+            stack, _, count = line.rpartition(" ")
+            if not count.isdigit():
+                continue
+            n = int(count)
+            frames = [_short(f) for f in stack.split(";")]
+            waiting_for_news = frames[-1].startswith("SocketBuffer._read_from_socket") and any(
+                f.startswith("PubSub.get_message") for f in frames)
+            if any(f.startswith(IDLE_API) for f in frames[-2:]) or frames[-1].startswith(IDLE_LEAVES) \
+                    or waiting_for_news:
+                idle += n  # event loop, idle pool threads, the done-channel listener blocked in recv
+                continue
+            total += n
+            leaves[frames[-1]] += n
+            for name in set(frames):
+                if not name.startswith(GENERIC):
+                    inclusive[name] += n
+    if not total:
+        return "(py-spy collected no samples; it needs ptrace permission)"
+    lines = [f"{trips} sequential round trips in {seconds:.0f} s; {total} busy samples of the API's gunicorn "
+             f"workers ({idle} more idle: event loop, pool threads and done-channel listener waiting; left out)", "",
+             "Inclusive share (a function and all it calls):"]
+    lines += [f"{n / total * 100:5.1f}%  {name}" for name, n in inclusive.most_common(top)]
+    lines += ["", "Where the samples land (leaf frames):"]
+    lines += [f"{n / total * 100:5.1f}%  {name}" for name, n in leaves.most_common(8)]
+    return "\n".join(lines)
+
+
+IDLE_API = ("EpollSelector.select", "select (selectors", "PollSelector.select")
+IDLE_LEAVES = ("_worker (concurrent", "Condition.wait")
+GENERIC = ("Thread.", "_worker (concurrent", "<module>", "main (jobqueue_api/serve", "BaseApplication.",
+           "Arbiter.", "ThreadWorker.init_process", "Worker.init_process", "ThreadWorker.run", "WorkItem.run",
+           "Retry.call_with_retry", "<lambda>")
+
+
+def _short(frame: str) -> str:
+    name = re.sub(r"\s*\(.*?/(site-packages|lib/python3\.\d+)/", " (", frame)
+    return re.sub(r":\d+\)$", ")", name)
+
+
+def _children(pid: int) -> list[int]:
+    """Direct children of ``pid`` (gunicorn's master forks its workers)."""
+    found = []
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        try:
+            found += [int(c) for c in (task / "children").read_text().split()]
+        except OSError:
+            pass
+    return found
