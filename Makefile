@@ -4,7 +4,7 @@ SHELL := /bin/bash
 PY := .venv/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: setup test up down data bench chaos observe lock clean
+.PHONY: setup test up down data bench chaos observe lock clean images
 
 setup:
 	@scripts/bootstrap.sh
@@ -20,6 +20,10 @@ down:
 
 lock:
 	uv lock
+
+# Both images with buildah (docs/images.md); PYTHON_IMAGE=local builds a Debian base offline first.
+images:
+	@PYTHON_IMAGE='$(PYTHON_IMAGE)' IMAGE_TAG='$(IMAGE_TAG)' scripts/build-images.sh
 
 clean:
 	rm -rf .run .venv .tools .pytest_cache
