@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import os
-import shlex
 import signal
 import subprocess
 import time
@@ -98,7 +97,10 @@ class MountedImage:
         self.root = Path("/nonexistent")
 
     def __enter__(self) -> "MountedImage":
-        self.container = buildah("from", "--pull=never", "--quiet", self.image).stdout.strip()
+        # A fixed name per image, so a run killed before its clean-up leaves no pile of containers.
+        name = "atx-jobqueue-test-" + self.image.rsplit("/", 1)[-1].replace(":", "-")
+        buildah("rm", name, check=False)
+        self.container = buildah("from", "--pull=never", "--quiet", "--name", name, self.image).stdout.strip()
         self.root = Path(buildah("mount", self.container).stdout.strip())
         return self
 
@@ -171,6 +173,3 @@ def wait_until(predicate, timeout: float, interval: float = 0.2, what: str = "co
     log = running.log()[-4000:] if running is not None else ""
     raise AssertionError(f"timed out after {timeout} s waiting for {what} (last error: {last_error!r})\n{log}")
 
-
-def shell_quote(argv: list[str]) -> str:
-    return " ".join(shlex.quote(a) for a in argv)

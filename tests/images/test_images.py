@@ -170,13 +170,47 @@ def test_api_container_is_ready_healthy_and_serves_metrics(api_container):
     assert metrics.status_code == 200 and "jobqueue_" in metrics.text
 
 
+def submit_to_redis(redis_url: str, submission: dict) -> tuple[str, object]:
+    """Queue a job the way the API does, with the core library: a job document plus its id on the queue."""
+    from jobqueue.connections import jobs_redis, queue_redis
+    from jobqueue.jobs import JobStore
+    from jobqueue.queue import JobQueue
+    from jobqueue.settings import load_settings
+
+    settings = load_settings({"REDIS_URL": redis_url})
+    store = JobStore(jobs_redis(settings), settings.job_ttl_seconds)
+    job = store.create(submission["operation"], submission["params"])
+    JobQueue(queue_redis(settings), settings.queue_name).put(job.id)
+    return job.id, store
+
+
+def test_worker_container_completes_a_job(worker_image, redis_url, tmp_path):
+    require_console_script(worker_image, "jobqueue-worker")
+    submission = {"operation": "incident_count_by_date", "params": {"date": "2024-03-06"}}
+    job_id, store = submit_to_redis(redis_url, submission)
+    metrics_port = free_port()
+    worker = worker_image.start(tmp_path / "worker.log", env={
+        "REDIS_URL": redis_url, "WORKER_METRICS_PORT": str(metrics_port), "SHUTDOWN_GRACE_SECONDS": "20"})
+    try:
+        job = wait_until(lambda: (j := store.get(job_id)) is not None and j.status.is_final and j,
+                         timeout=120, what=f"job {job_id} to finish", running=worker)
+        assert job.status.value == "complete", job
+        assert job.result == expected_result(submission)
+        metrics = wait_until(lambda: requests.get(f"http://127.0.0.1:{metrics_port}/metrics", timeout=2),
+                             timeout=10, what="worker metrics", running=worker)
+        assert metrics.status_code == 200 and "jobqueue_" in metrics.text
+    finally:
+        started = time.monotonic()
+        code = worker.stop(grace=30)
+    assert code == 0, f"worker exited {code} on SIGTERM after {time.monotonic() - started:.1f} s:\n{worker.log()[-3000:]}"
+
+
 def test_worker_container_completes_a_job_submitted_to_the_api_container(api_container, worker_image,
                                                                           redis_url, tmp_path):
     require_console_script(worker_image, "jobqueue-worker")
     base, _ = api_container
-    metrics_port = free_port()
     worker = worker_image.start(tmp_path / "worker.log", env={
-        "REDIS_URL": redis_url, "WORKER_METRICS_PORT": str(metrics_port), "SHUTDOWN_GRACE_SECONDS": "20"})
+        "REDIS_URL": redis_url, "WORKER_METRICS_PORT": str(free_port()), "SHUTDOWN_GRACE_SECONDS": "20"})
     try:
         submission = {"operation": "top_locations", "params": {"n": 3}}
         answer = requests.post(f"{base}/submit", json=submission, timeout=10)
@@ -190,9 +224,6 @@ def test_worker_container_completes_a_job_submitted_to_the_api_container(api_con
         doc = wait_until(finished, timeout=120, what=f"job {job_id} to finish", running=worker)
         assert doc["status"] == "complete", doc
         assert doc["result"] == expected_result(submission)
-        metrics = wait_until(lambda: requests.get(f"http://127.0.0.1:{metrics_port}/metrics", timeout=2),
-                             timeout=10, what="worker metrics", running=worker)
-        assert "jobqueue_" in metrics.text
     finally:
         started = time.monotonic()
         code = worker.stop(grace=30)
