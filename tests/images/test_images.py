@@ -186,7 +186,12 @@ def submit_to_redis(redis_url: str, submission: dict) -> tuple[str, object]:
 
 def test_worker_container_completes_a_job(worker_image, redis_url, tmp_path):
     require_console_script(worker_image, "jobqueue-worker")
-    submission = {"operation": "incident_count_by_date", "params": {"date": "2024-03-06"}}
+    from atx_analysis.dataset import load_dataset
+
+    last_day = load_dataset(str(SAMPLE)).info()["date_range"]["last"]
+    submission = {"operation": "incident_count_by_date", "params": {"date": last_day}}
+    expected = expected_result(submission)
+    assert expected["incident_count"] > 0, "a day with incidents, so a wrong count shows"
     job_id, store = submit_to_redis(redis_url, submission)
     metrics_port = free_port()
     worker = worker_image.start(tmp_path / "worker.log", env={
@@ -195,7 +200,7 @@ def test_worker_container_completes_a_job(worker_image, redis_url, tmp_path):
         job = wait_until(lambda: (j := store.get(job_id)) is not None and j.status.is_final and j,
                          timeout=120, what=f"job {job_id} to finish", running=worker)
         assert job.status.value == "complete", job
-        assert job.result == expected_result(submission)
+        assert job.result == expected
         metrics = wait_until(lambda: requests.get(f"http://127.0.0.1:{metrics_port}/metrics", timeout=2),
                              timeout=10, what="worker metrics", running=worker)
         assert metrics.status_code == 200 and "jobqueue_" in metrics.text
