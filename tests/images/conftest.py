@@ -42,10 +42,19 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(pytest.mark.skip(reason=reason))
 
 
+def _storage_driver_that_works() -> None:
+    """Keep buildah's default store (overlay, fast) when it works; else fall back to vfs (slow, works anywhere)."""
+    if os.environ.get("STORAGE_DRIVER"):
+        return
+    if subprocess.run(["buildah", "info"], capture_output=True).returncode != 0:
+        os.environ["STORAGE_DRIVER"] = "vfs"  # read by scripts/ and containers.buildah alike
+
+
 @pytest.fixture(scope="session")
 def built_images(request) -> dict[str, str]:
     """{"api": image name, "worker": image name}, built (or found in the layer cache) once."""
     # A tag per checkout, so two worktrees testing at once never run each other's images.
+    _storage_driver_that_works()
     tag = "test-" + hashlib.sha1(str(REPO_ROOT).encode()).hexdigest()[:8]
     env = {**os.environ, "IMAGE_TAG": tag, "PYTHON_IMAGE": os.environ.get("ATX_TEST_PYTHON_IMAGE", "local")}
     reporter = request.config.pluginmanager.get_plugin("terminalreporter")
@@ -61,7 +70,8 @@ def built_images(request) -> dict[str, str]:
     if reporter is not None:  # shown in the test output even under capture: CI logs keep the sizes
         capture = request.config.pluginmanager.get_plugin("capturemanager")
         with capture.global_and_fixture_disabled():
-            reporter.write_line(f"\nimages: built in {time.monotonic() - started:.0f} s")
+            driver = os.environ.get("STORAGE_DRIVER", "buildah's default")
+            reporter.write_line(f"\nimages: built in {time.monotonic() - started:.0f} s (storage driver: {driver})")
             for name in images.values():
                 size = inspect_image(name).size_bytes
                 reporter.write_line(f"images: {name} {size / 1e6:.0f} MB (uncompressed layers)")

@@ -120,8 +120,9 @@ def test_installed_versions_are_the_locked_ones(image):
         if "version" in package:
             locked.setdefault(normalise(package["name"]), set()).add(package["version"])
     installed = json.loads(python_in(mounted, (
-        "import importlib.metadata as m, json, sys; "
-        "print(json.dumps({d.metadata['Name']: d.version for d in m.distributions() if sys.prefix in str(d._path)}))")))
+        "import importlib.metadata as m, json, sysconfig; "
+        "venv = [sysconfig.get_paths()['purelib'], sysconfig.get_paths()['platlib']]; "
+        "print(json.dumps({d.metadata['Name']: d.version for d in m.distributions(path=venv)}))")))
     assert "pandas" in {normalise(n) for n in installed}
     mismatched = {n: (v, locked.get(normalise(n))) for n, v in installed.items() if v not in locked.get(normalise(n), ())}
     assert mismatched == {}, "installed (version, locked version) differ"
