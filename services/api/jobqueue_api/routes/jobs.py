@@ -22,6 +22,7 @@ protect(bp)
 
 MAX_PAGE_SIZE = 100
 DEFAULT_PAGE_SIZE = 20
+MAX_OFFSET = 10**9
 MAX_SCAN_PER_PAGE = 5000  # bound on index entries one GET /jobs reads while filtering
 
 
@@ -97,13 +98,13 @@ def get_job(job_id: str):
 @bp.get("/jobs")
 def list_jobs():
     state = current()
-    status = request.args.get("status") or None
+    status = request.args.get("status")
     if status is not None and status not in {s.value for s in JobStatus}:
         raise ApiError(400, "invalid_status", f"'status' must be one of {', '.join(s.value for s in JobStatus)}",
                        param="status")
     operation = request.args.get("operation") or None
     limit = int_arg("limit", DEFAULT_PAGE_SIZE, 1, MAX_PAGE_SIZE)
-    offset = int_arg("offset", 0, 0, 10**9)
+    offset = int_arg("offset", 0, 0, MAX_OFFSET)
 
     found: list[dict] = []
     position, scanned, pruned, exhausted = offset, 0, 0, False
@@ -140,14 +141,9 @@ def delete_job(job_id: str):
     state = current()
     job = load_job(job_id)
     if job.status is JobStatus.SUBMITTED:
-        removed = state.queue.lrem(keys.queue(state.settings.queue_name), 1, job.id)
-        if not removed:
+        if not state.submitter.cancel(job):
             raise ApiError(409, "job_in_progress", "a worker has already claimed this job; it cannot be cancelled",
                            job_id=job.id, status=JobStatus.IN_PROGRESS.value)
-        job.status = JobStatus.CANCELLED
-        job.finished_at = time.time()
-        state.store.save(job)
-        state.jobs.publish(keys.JOB_DONE_CHANNEL, job.id)
         return jsonify({"job_id": job.id, "status": job.status.value, "cancelled": True})
     if job.status is JobStatus.IN_PROGRESS:
         raise ApiError(409, "job_in_progress", "the job is running; it can be deleted once it finishes",
