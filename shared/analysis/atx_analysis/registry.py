@@ -96,6 +96,11 @@ class Param:
                     raw = float(raw.strip())
                 except ValueError:
                     raise ParamError(name, f"'{name}' must be a number, got {raw!r}") from None
+            if isinstance(raw, int):
+                try:  # a JSON integer of 400 digits is valid JSON but no float: 400, not 500
+                    raw = float(raw)
+                except OverflowError:
+                    raise ParamError(name, f"'{name}' is out of range") from None
             if not isinstance(raw, (int, float)) or not math.isfinite(raw):
                 raise ParamError(name, f"'{name}' must be a finite number")
             value = float(raw)
