@@ -7,7 +7,6 @@ the session prints them at the end and writes ``.run/chaos-report.json``, which
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import random
 import time
@@ -15,33 +14,23 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.redis_server import RedisServer, find_redis_server
-from tests.support.stack import Stack
+from tests.support.redis_server import find_redis_server
+from tests.support.stack import running_stack, services_missing
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 REPORT = REPO_ROOT / ".run" / "chaos-report.json"
 _FIGURES: dict[str, dict] = {}
 
 
-def _missing_services() -> list[str]:
-    return [m for m in ("jobqueue_worker.main", "jobqueue_api.serve") if importlib.util.find_spec(m) is None]
-
-
 @pytest.fixture
 def stack(tmp_path):
     if find_redis_server() is None:
         pytest.skip("no redis-server binary")
-    missing = _missing_services()
+    missing = services_missing()
     if missing:
         pytest.skip(f"service not built yet: {', '.join(missing)}")
-    server = RedisServer(tmp_path / "redis").start()
-    s = Stack(tmp_path / "stack", server)
-    s.workdir.mkdir()
-    try:
+    with running_stack(tmp_path) as s:
         yield s
-    finally:
-        s.close()
-        server.stop()
 
 
 @pytest.fixture
