@@ -1,0 +1,78 @@
+"""The application factory (Flask's flaskr pattern): ``create_app(settings)`` -> a configured app.
+
+Settings are parsed once (``jobqueue.settings.load_settings``) unless passed in; the catalogue,
+the dataset and the OpenAPI document are built here, once per process (once per gunicorn master
+with ``preload_app``, then shared copy-on-write by the workers).
+"""
+
+from __future__ import annotations
+
+import logging
+from importlib.metadata import PackageNotFoundError, version
+from typing import Any
+
+from flask import Flask
+
+from atx_analysis.registry import Registry
+from jobqueue.catalogue import SLEEP, catalogue as build_catalogue
+from jobqueue.metrics_collector import QueueCollector
+from jobqueue.settings import Settings, load_settings
+
+from . import metrics
+from .errors import register_error_handlers
+from .openapi import build_spec
+from .routes import analysis, health, jobs, meta
+from .routes import metrics as metrics_routes
+from .state import DatasetSlot, build_state, load_dataset_into
+from .submission import Submitter
+from .waiting import DoneWaiter
+
+log = logging.getLogger("jobqueue.api")
+
+
+def _version() -> str:
+    try:
+        return version("atx-jobqueue-api")
+    except PackageNotFoundError:  # pragma: no cover - running from a bare checkout
+        return "0.0.0"
+
+
+def _catalogue(settings: Settings) -> Registry:
+    try:
+        return build_catalogue(settings)
+    except ModuleNotFoundError as exc:
+        if exc.name != "atx_analysis.operations":
+            raise
+        # The analysis package without its operations (an early checkout): serve what exists.
+        log.warning("atx_analysis.operations missing: only diagnostic operations are offered")
+        reg = Registry()
+        if settings.diagnostic_operations:
+            reg.add(SLEEP)
+        return reg
+
+
+def create_app(settings: Settings | None = None, *, dataset: Any = None, load_data: bool = True,
+               catalogue: Registry | None = None) -> Flask:
+    """Build the API. ``dataset`` injects an already-loaded Dataset; ``load_data=False`` skips
+    loading DATA_PATH (readiness then reports the data as not loaded)."""
+    settings = settings if settings is not None else load_settings()
+    app = Flask(__name__, static_folder=None)
+    app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
+    app.json.sort_keys = False  # type: ignore[attr-defined]
+
+    state = build_state(settings, catalogue if catalogue is not None else _catalogue(settings))
+    if dataset is not None:
+        state.data = DatasetSlot(dataset=dataset, error=None)
+    elif load_data:
+        load_dataset_into(state.data, settings.data_path)
+    state.submitter = Submitter(state.jobs, settings)
+    state.waiter = DoneWaiter(state.jobs)
+    app.extensions["jobqueue"] = state
+    app.extensions["jobqueue_queue_collector"] = QueueCollector(settings, state.queue, state.jobs)
+    app.extensions["jobqueue_openapi"] = build_spec(state.catalogue, settings, _version())
+
+    register_error_handlers(app)
+    metrics.instrument(app)
+    for bp in (jobs.bp, analysis.bp, meta.bp, health.bp, metrics_routes.bp):
+        app.register_blueprint(bp)
+    return app

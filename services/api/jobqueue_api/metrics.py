@@ -1,0 +1,58 @@
+"""The API's own metrics (docs/metrics.md) and the ``/metrics`` exposition.
+
+Under gunicorn, ``jobqueue-api`` sets ``PROMETHEUS_MULTIPROC_DIR`` before anything imports
+prometheus_client, so these counters are kept in per-process files that ``/metrics`` merges
+(MultiProcessCollector) whichever worker answers the scrape. Without it (flask test client, a
+plain ``flask run``) they live in the default in-process registry.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+from flask import Flask, Response, g, request
+from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import multiprocess
+
+from jobqueue.metrics_collector import QueueCollector
+
+REQUESTS = Counter("jobqueue_http_requests_total", "HTTP requests answered", ["route", "method", "status"])
+LATENCY = Histogram("jobqueue_http_request_duration_seconds", "HTTP request latency", ["route", "method"],
+                    buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60))
+SUBMITTED = Counter("jobqueue_jobs_submitted_total", "jobs accepted (202)", ["operation"])
+
+UNMATCHED = "<unmatched>"  # 404s: one label value, not one per scanned URL
+
+
+def multiprocess_dir() -> str | None:
+    return os.environ.get("PROMETHEUS_MULTIPROC_DIR") or None
+
+
+def instrument(app: Flask) -> None:
+    @app.before_request
+    def _start_timer() -> None:
+        g.jobqueue_started = time.perf_counter()
+
+    @app.after_request
+    def _record(response):
+        started = g.pop("jobqueue_started", None)
+        rule = request.url_rule.rule if request.url_rule is not None else UNMATCHED
+        REQUESTS.labels(rule, request.method, str(response.status_code)).inc()
+        if started is not None:
+            LATENCY.labels(rule, request.method).observe(time.perf_counter() - started)
+        return response
+
+
+def exposition(queue_collector: QueueCollector) -> Response:
+    if multiprocess_dir():
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)
+        registry.register(queue_collector)
+        body = generate_latest(registry)
+    else:
+        scrape = CollectorRegistry()
+        scrape.register(queue_collector)
+        body = generate_latest(REGISTRY) + generate_latest(scrape)
+    return Response(body, mimetype=CONTENT_TYPE_LATEST.split(";")[0],
+                    headers={"Content-Type": CONTENT_TYPE_LATEST})

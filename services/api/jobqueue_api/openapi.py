@@ -1,0 +1,213 @@
+"""The OpenAPI 3.1 document of the API, generated from the operation catalogue.
+
+Request bodies and analysis query parameters come from each operation's ``Param`` declarations
+(``Operation.params_schema``), the same declarations ``Operation.validate`` enforces, so the spec
+and the validation cannot drift. ``tests/api/test_openapi.py`` holds the paths here to Flask's
+url_map, route by route and method by method.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from atx_analysis.registry import Registry
+from jobqueue.jobs import JOB_ID_RE, JobStatus
+from jobqueue.settings import Settings
+
+from .routes.jobs import MAX_PAGE_SIZE
+
+JSON = "application/json"
+
+
+def _ref(name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
+    return {"description": description, "content": {JSON: {"schema": schema}}}
+
+
+def _error(description: str) -> dict[str, Any]:
+    return _json(_ref("Error"), description)
+
+
+JOB_ID_PARAM = {"name": "job_id", "in": "path", "required": True,
+                "schema": {"type": "string", "pattern": JOB_ID_RE.pattern}, "description": "job id (UUID4)"}
+
+
+def _wait_param(cap: float) -> dict[str, Any]:
+    return {"name": "wait", "in": "query", "required": False,
+            "schema": {"type": "number", "minimum": 0},
+            "description": f"long poll: answer as soon as the job finishes, or after this many seconds "
+                           f"(capped at {cap:g})"}
+
+
+def _components(catalogue: Registry) -> dict[str, Any]:
+    submissions = []
+    for op in catalogue:
+        submissions.append({
+            "title": op.name,
+            "type": "object",
+            "additionalProperties": False,
+            "required": ["operation"] + (["params"] if any(p.required for p in op.params) else []),
+            "properties": {"operation": {"const": op.name}, "params": op.params_schema()},
+        })
+    status_enum = [s.value for s in JobStatus]
+    return {
+        "schemas": {
+            "Error": {"type": "object", "required": ["error", "message"],
+                      "properties": {"error": {"type": "string"}, "message": {"type": "string"},
+                                     "param": {"type": "string"}}},
+            "Submission": {"oneOf": submissions} if submissions else {"type": "object"},
+            "Accepted": {"type": "object", "required": ["job_id", "status"],
+                         "properties": {"job_id": {"type": "string"}, "status": {"const": "submitted"},
+                                        "status_url": {"type": "string"}}},
+            "Job": {"type": "object", "required": ["job_id", "status", "operation", "params"],
+                    "properties": {
+                        "job_id": {"type": "string"}, "id": {"type": "string"},
+                        "status": {"type": "string", "enum": status_enum},
+                        "operation": {"type": "string"}, "params": {"type": "object"},
+                        "input": {"type": "object"},
+                        "submitted_at": {"type": "number"},
+                        "started_at": {"type": ["number", "null"]},
+                        "finished_at": {"type": ["number", "null"]},
+                        "attempts": {"type": "integer"}, "worker": {"type": ["string", "null"]},
+                        "error": {"type": ["string", "null"]}, "result": {},
+                        "result_type": {"type": "string"}, "result_url": {"type": "string"},
+                        "dataset": {"type": ["string", "null"]}, "cached": {"type": "boolean"},
+                        "cached_from": {"type": ["string", "null"]}}},
+            "JobList": {"type": "object", "required": ["jobs", "count", "next_offset"],
+                        "properties": {"jobs": {"type": "array", "items": _ref("Job")},
+                                       "count": {"type": "integer"}, "limit": {"type": "integer"},
+                                       "offset": {"type": "integer"},
+                                       "next_offset": {"type": ["integer", "null"]}}},
+        },
+        "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer",
+                                       "description": "only when the server sets API_TOKEN"}},
+    }
+
+
+def build_spec(catalogue: Registry, settings: Settings, version: str) -> dict[str, Any]:
+    wait = _wait_param(settings.max_wait_seconds)
+    secured = [{}, {"bearer": []}]  # open unless API_TOKEN is set
+    job_errors = {"400": _error("malformed job id or query parameter"), "401": _error("missing or wrong token"),
+                  "404": _error("no such job"), "503": _error("Redis unreachable")}
+    submit_op = {
+        "security": secured,
+        "requestBody": {"required": True, "content": {JSON: {"schema": _ref("Submission")}}},
+        "responses": {"202": _json(_ref("Accepted"), "accepted and queued"),
+                      "400": _error("malformed JSON, not an object, missing/unknown operation or bad parameter"),
+                      "401": _error("missing or wrong token"),
+                      "413": _error("body larger than MAX_BODY_BYTES"),
+                      "503": _error("Redis unreachable")},
+    }
+    result_responses = {
+        "200": {"description": "the result: JSON, or a PNG for plot operations",
+                "content": {JSON: {"schema": {}}, "image/png": {"schema": {"type": "string", "contentEncoding": "binary"}}}},
+        "409": _error("the job failed, was cancelled or has not finished"),
+        "410": _error("the stored result expired"),
+        **job_errors,
+    }
+    analysis_responses = {
+        "200": {"description": "the operation's result",
+                "content": {JSON: {"schema": {"type": "object"}},
+                            "image/png": {"schema": {"type": "string", "contentEncoding": "binary"}}}},
+        "400": _error("bad parameter"), "401": _error("missing or wrong token"),
+        "404": _error("unknown operation"), "503": _error("dataset not loaded"),
+    }
+    op_names = catalogue.names()
+    analysis_params = []
+    seen: set[str] = set()
+    for op in catalogue:
+        for p in op.params:
+            if p.name not in seen:
+                seen.add(p.name)
+                analysis_params.append({"name": p.name, "in": "query", "required": False,
+                                        "schema": {"type": "string"},
+                                        "description": f"parameter of the operations that declare it ({p.description})"})
+    date_param = []
+    if "incident_count_by_date" in catalogue:
+        date_p = {p.name: p for p in catalogue.get("incident_count_by_date").params}.get("date")
+        if date_p is not None:
+            date_param = [{"name": "date", "in": "query", "required": date_p.required, "schema": date_p.json_schema()}]
+    text_or_json = {"text/plain": {"schema": {"type": "string"}}, JSON: {"schema": {"type": "object"}}}
+
+    paths: dict[str, Any] = {
+        "/submit": {"post": {"operationId": "submit", "summary": "Submit a job (the tutorial's route)",
+                             "tags": ["jobs"], **submit_op}},
+        "/jobs": {
+            "post": {"operationId": "createJob", "summary": "Submit a job; Location header points at it",
+                     "tags": ["jobs"], **submit_op},
+            "get": {"operationId": "listJobs", "summary": "Recent jobs, newest first", "tags": ["jobs"],
+                    "security": secured,
+                    "parameters": [
+                        {"name": "status", "in": "query", "schema": {"type": "string", "enum": [s.value for s in JobStatus]}},
+                        {"name": "operation", "in": "query", "schema": {"type": "string"}},
+                        {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": MAX_PAGE_SIZE, "default": 20}},
+                        {"name": "offset", "in": "query", "schema": {"type": "integer", "minimum": 0, "default": 0}}],
+                    "responses": {"200": _json(_ref("JobList"), "a page of jobs"),
+                                  "400": _error("bad filter or page"), "401": _error("missing or wrong token"),
+                                  "503": _error("Redis unreachable")}},
+        },
+        "/status/{job_id}": {"get": {"operationId": "status", "summary": "A job's status and result (the tutorial's route)",
+                                     "tags": ["jobs"], "security": secured, "parameters": [JOB_ID_PARAM, wait],
+                                     "responses": {"200": _json(_ref("Job"), "the job"), **job_errors}}},
+        "/jobs/{job_id}": {
+            "get": {"operationId": "getJob", "summary": "A job's status and result", "tags": ["jobs"],
+                    "security": secured, "parameters": [JOB_ID_PARAM, wait],
+                    "responses": {"200": _json(_ref("Job"), "the job"), **job_errors}},
+            "delete": {"operationId": "deleteJob", "summary": "Cancel a queued job or delete a finished one",
+                       "tags": ["jobs"], "security": secured, "parameters": [JOB_ID_PARAM],
+                       "responses": {"200": _json({"type": "object"}, "cancelled or deleted"),
+                                     "409": _error("the job is running"), **job_errors}},
+        },
+        "/jobs/{job_id}/result": {"get": {"operationId": "jobResult", "summary": "The result body (JSON or PNG)",
+                                          "tags": ["jobs"], "security": secured, "parameters": [JOB_ID_PARAM, wait],
+                                          "responses": result_responses}},
+        "/download/{job_id}": {"get": {"operationId": "download", "summary": "Same as /jobs/{job_id}/result",
+                                       "tags": ["jobs"], "security": secured, "parameters": [JOB_ID_PARAM, wait],
+                                       "responses": result_responses}},
+        "/analysis/{operation}": {"get": {
+            "operationId": "analysis", "summary": "Run one operation synchronously on the API's dataset",
+            "tags": ["analysis"], "security": secured,
+            "parameters": [{"name": "operation", "in": "path", "required": True,
+                            "schema": {"type": "string", **({"enum": op_names} if op_names else {})}},
+                           *analysis_params],
+            "responses": analysis_responses}},
+        "/incident_count_by_date": {"get": {
+            "operationId": "incidentCountByDate", "summary": "The tutorial's synchronous date count",
+            "tags": ["analysis"], "security": secured, "parameters": date_param,
+            "responses": analysis_responses}},
+        "/data": {"get": {"operationId": "data", "summary": "Dataset identity, format, rows, date range",
+                          "tags": ["analysis"], "security": secured,
+                          "responses": {"200": _json({"type": "object"}, "dataset information"),
+                                        "401": _error("missing or wrong token"),
+                                        "503": _error("dataset not loaded")}}},
+        "/operations": {"get": {"operationId": "operations", "summary": "Operations, parameters, examples",
+                                "tags": ["meta"],
+                                "responses": {"200": _json({"type": "object"}, "the catalogue")}}},
+        "/": {"get": {"operationId": "index", "summary": "Usage for curl users", "tags": ["meta"],
+                      "responses": {"200": {"description": "usage text (JSON with Accept: application/json)",
+                                            "content": text_or_json}}}},
+        "/help": {"get": {"operationId": "help", "summary": "Same as /", "tags": ["meta"],
+                          "responses": {"200": {"description": "usage", "content": text_or_json}}}},
+        "/openapi.json": {"get": {"operationId": "openapi", "summary": "This document", "tags": ["meta"],
+                                  "responses": {"200": _json({"type": "object"}, "OpenAPI 3.1")}}},
+        "/healthz": {"get": {"operationId": "healthz", "summary": "Liveness", "tags": ["health"],
+                             "responses": {"200": _json({"type": "object"}, "alive")}}},
+        "/readyz": {"get": {"operationId": "readyz", "summary": "Readiness: Redis reachable and data loaded",
+                            "tags": ["health"],
+                            "responses": {"200": _json({"type": "object"}, "ready"),
+                                          "503": _error("not ready; the message says why")}}},
+        "/metrics": {"get": {"operationId": "metrics", "summary": "Prometheus exposition", "tags": ["health"],
+                             "responses": {"200": {"description": "metrics",
+                                                   "content": {"text/plain": {"schema": {"type": "string"}}}}}}},
+    }
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "atx-jobqueue API", "version": version,
+                 "description": "Queue analyses of the City of Austin traffic incident data. "
+                                "Job routes need a bearer token only when the server sets API_TOKEN."},
+        "paths": paths,
+        "components": _components(catalogue),
+    }

@@ -1,0 +1,49 @@
+"""Query-string parameters shared by several routes, each checked with a named 400 on bad input."""
+
+from __future__ import annotations
+
+import math
+
+from flask import request
+
+from jobqueue.jobs import is_valid_job_id
+
+from .errors import ApiError
+
+
+def job_id_or_400(job_id: str) -> str:
+    if not is_valid_job_id(job_id):
+        raise ApiError(400, "invalid_job_id", "a job id is a lowercase UUID4 like "
+                       "'3f2b8c4e-1d2a-4b5c-9e8f-0a1b2c3d4e5f' (from the submit response)")
+    return job_id
+
+
+def number_arg(name: str, default: float, lo: float, hi: float | None = None) -> float:
+    raw = request.args.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ApiError(400, f"invalid_{name}", f"'{name}' must be a number, got {raw[:40]!r}", param=name) from None
+    if not math.isfinite(value) or value < lo:
+        raise ApiError(400, f"invalid_{name}", f"'{name}' must be a finite number >= {lo}", param=name)
+    return value if hi is None else min(value, hi)
+
+
+def int_arg(name: str, default: int, lo: int, hi: int) -> int:
+    raw = request.args.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ApiError(400, f"invalid_{name}", f"'{name}' must be an integer, got {raw[:40]!r}", param=name) from None
+    if not lo <= value <= hi:
+        raise ApiError(400, f"invalid_{name}", f"'{name}' must be between {lo} and {hi}", param=name)
+    return value
+
+
+def wait_seconds(cap: float) -> float:
+    """``?wait=SECONDS`` for long polls: non-negative, silently capped at MAX_WAIT_SECONDS."""
+    return number_arg("wait", 0.0, 0.0, cap)

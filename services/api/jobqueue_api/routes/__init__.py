@@ -1,0 +1,1 @@
+"""One blueprint per concern: jobs, analysis, meta (docs), health, metrics."""

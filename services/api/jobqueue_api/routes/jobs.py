@@ -1,0 +1,179 @@
+"""Job routes: submit, status (with long poll), list, cancel/delete, result download."""
+
+from __future__ import annotations
+
+import time
+
+from flask import Blueprint, Response, jsonify, request, url_for
+
+from jobqueue import keys
+from jobqueue.jobs import Job, JobStatus
+
+from ..auth import protect
+from ..errors import ApiError
+from ..metrics import SUBMITTED
+from ..params import int_arg, job_id_or_400, wait_seconds
+from ..state import current
+from ..submission import parse_body, validate_submission
+from ..waiting import SAFETY_POLL_SECONDS
+
+bp = Blueprint("jobs", __name__)
+protect(bp)
+
+MAX_PAGE_SIZE = 100
+DEFAULT_PAGE_SIZE = 20
+MAX_SCAN_PER_PAGE = 5000  # bound on index entries one GET /jobs reads while filtering
+
+
+def _accept() -> tuple[Job, str]:
+    state = current()
+    op, params = validate_submission(parse_body(request.get_data(cache=False)), state.catalogue)
+    job = state.submitter.submit(op.name, params)
+    SUBMITTED.labels(op.name).inc()
+    return job, op.name
+
+
+@bp.post("/submit")
+def submit():
+    job, _ = _accept()
+    return jsonify({"job_id": job.id, "status": job.status.value}), 202
+
+
+@bp.post("/jobs")
+def create_job():
+    job, _ = _accept()
+    location = url_for("jobs.get_job", job_id=job.id)
+    return jsonify({"job_id": job.id, "status": job.status.value, "status_url": location}), 202, {"Location": location}
+
+
+def load_job(job_id: str, wait: float = 0.0) -> Job:
+    """The job, waiting up to ``wait`` seconds for it to reach a final status; 404 if unknown."""
+    state = current()
+    job_id_or_400(job_id)
+    if wait <= 0:
+        job = state.store.get(job_id)
+        if job is None:
+            raise _not_found(job_id)
+        return job
+    waiter = state.waiter
+    event = waiter.register(job_id)
+    try:
+        job = state.store.get(job_id)
+        deadline = time.monotonic() + wait
+        while job is not None and not job.status.is_final:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                break
+            if event.wait(min(remaining, SAFETY_POLL_SECONDS)):
+                waiter.unregister(job_id, event)
+                event = waiter.register(job_id)
+            job = state.store.get(job_id)
+    finally:
+        waiter.unregister(job_id, event)
+    if job is None:
+        raise _not_found(job_id)
+    return job
+
+
+def _not_found(job_id: str) -> ApiError:
+    return ApiError(404, "job_not_found", f"no job {job_id} (unknown, deleted or expired)", job_id=job_id)
+
+
+def public(job: Job) -> dict:
+    doc = job.public()
+    if job.status is JobStatus.COMPLETE:
+        doc["result_url"] = url_for("jobs.job_result", job_id=job.id)
+    return doc
+
+
+@bp.get("/status/<job_id>")
+@bp.get("/jobs/<job_id>")
+def get_job(job_id: str):
+    job = load_job(job_id, wait_seconds(current().settings.max_wait_seconds))
+    return jsonify(public(job))
+
+
+@bp.get("/jobs")
+def list_jobs():
+    state = current()
+    status = request.args.get("status") or None
+    if status is not None and status not in {s.value for s in JobStatus}:
+        raise ApiError(400, "invalid_status", f"'status' must be one of {', '.join(s.value for s in JobStatus)}",
+                       param="status")
+    operation = request.args.get("operation") or None
+    limit = int_arg("limit", DEFAULT_PAGE_SIZE, 1, MAX_PAGE_SIZE)
+    offset = int_arg("offset", 0, 0, 10**9)
+
+    found: list[dict] = []
+    position, scanned, pruned, exhausted = offset, 0, 0, False
+    chunk = max(limit * 2, 50)
+    while len(found) < limit and scanned < MAX_SCAN_PER_PAGE:
+        ids = state.store.recent_ids(position, chunk)
+        if not ids:
+            exhausted = True
+            break
+        raws = state.jobs.mget([keys.job(i) for i in ids])
+        for job_id, raw in zip(ids, raws):
+            position += 1
+            scanned += 1
+            if raw is None:  # expired: drop it from the index
+                state.jobs.zrem(keys.JOB_INDEX, job_id)
+                pruned += 1
+                continue
+            job = Job.from_json(raw)
+            if (status is None or job.status.value == status) and (operation is None or job.operation == operation):
+                found.append(public(job))
+                if len(found) == limit:
+                    break
+        if len(ids) < chunk and len(found) < limit:
+            exhausted = True
+            break
+    next_offset = None if exhausted else position - pruned
+    return jsonify({"jobs": found, "count": len(found), "limit": limit, "offset": offset,
+                    "next_offset": next_offset})
+
+
+@bp.delete("/jobs/<job_id>")
+def delete_job(job_id: str):
+    """Cancel a queued job (its id leaves the queue atomically), or delete a finished one."""
+    state = current()
+    job = load_job(job_id)
+    if job.status is JobStatus.SUBMITTED:
+        removed = state.queue.lrem(keys.queue(state.settings.queue_name), 1, job.id)
+        if not removed:
+            raise ApiError(409, "job_in_progress", "a worker has already claimed this job; it cannot be cancelled",
+                           job_id=job.id, status=JobStatus.IN_PROGRESS.value)
+        job.status = JobStatus.CANCELLED
+        job.finished_at = time.time()
+        state.store.save(job)
+        state.jobs.publish(keys.JOB_DONE_CHANNEL, job.id)
+        return jsonify({"job_id": job.id, "status": job.status.value, "cancelled": True})
+    if job.status is JobStatus.IN_PROGRESS:
+        raise ApiError(409, "job_in_progress", "the job is running; it can be deleted once it finishes",
+                       job_id=job.id, status=job.status.value)
+    state.store.delete(job.id)
+    return jsonify({"job_id": job.id, "status": job.status.value, "deleted": True})
+
+
+@bp.get("/download/<job_id>")
+@bp.get("/jobs/<job_id>/result")
+def job_result(job_id: str):
+    state = current()
+    job = load_job(job_id, wait_seconds(state.settings.max_wait_seconds))
+    if job.status is JobStatus.FAILED:
+        raise ApiError(409, "job_failed", f"the job failed: {job.error}", job_id=job.id, status=job.status.value)
+    if job.status is JobStatus.CANCELLED:
+        raise ApiError(409, "job_cancelled", "the job was cancelled; it has no result", job_id=job.id,
+                       status=job.status.value)
+    if job.status is not JobStatus.COMPLETE:
+        raise ApiError(409, "job_not_finished", f"the job is {job.status.value}; add ?wait=30 to wait for it",
+                       job_id=job.id, status=job.status.value)
+    if job.result_ref:
+        body = state.jobs_binary.get(job.result_ref)
+        if body is None:
+            raise ApiError(410, "result_expired", "the stored result has expired", job_id=job.id)
+        headers = {}
+        if job.result_type == "image/png":
+            headers["Content-Disposition"] = f'inline; filename="{job.id}.png"'
+        return Response(body, mimetype=job.result_type, headers=headers)
+    return jsonify(job.result)

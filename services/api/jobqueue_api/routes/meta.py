@@ -1,0 +1,93 @@
+"""What a curl user reads first: ``/`` and ``/help`` (usage with copy-paste examples),
+``/operations`` (the catalogue) and ``/openapi.json`` (the machine-readable spec)."""
+
+from __future__ import annotations
+
+import json
+
+from flask import Blueprint, Response, current_app, jsonify, request
+
+from ..state import current
+
+bp = Blueprint("meta", __name__)
+
+ROUTES = [
+    ("POST", "/submit", "submit a job: {\"operation\": ..., \"params\": {...}} -> 202 {job_id}"),
+    ("POST", "/jobs", "same as /submit, with a Location header"),
+    ("GET", "/status/<job_id>?wait=30", "a job's status and result; ?wait= long-polls until it finishes"),
+    ("GET", "/jobs/<job_id>?wait=30", "same as /status/<job_id>"),
+    ("GET", "/jobs?status=complete&operation=...&limit=20&offset=0", "recent jobs, newest first"),
+    ("DELETE", "/jobs/<job_id>", "cancel a queued job, or delete a finished one"),
+    ("GET", "/jobs/<job_id>/result?wait=30", "the result body: JSON, or a PNG for plots"),
+    ("GET", "/download/<job_id>", "same as /jobs/<job_id>/result"),
+    ("GET", "/operations", "operations, their parameters and example submissions"),
+    ("GET", "/analysis/<operation>?key=value", "run an operation synchronously (quick checks)"),
+    ("GET", "/incident_count_by_date?date=YYYY-MM-DD", "the tutorial's synchronous date count"),
+    ("GET", "/data", "the loaded dataset: identity, format, rows, date range"),
+    ("GET", "/healthz, /readyz, /metrics, /openapi.json", "probes, Prometheus metrics, OpenAPI 3.1 spec"),
+]
+
+
+def _examples(base: str) -> list[str]:
+    state = current()
+    auth = ' -H "Authorization: Bearer $API_TOKEN"' if state.settings.api_token else ""
+    out = []
+    for op in state.catalogue:
+        body = json.dumps(op.example_submission())
+        out.append(f"curl -s{auth} -X POST {base}/submit -H 'Content-Type: application/json' -d '{body}'")
+    out += [
+        f"curl -s{auth} '{base}/status/JOB_ID?wait=30'",
+        f"curl -s{auth} -o result.png '{base}/download/JOB_ID'   # plot operations",
+        f"curl -s {base}/operations",
+    ]
+    return out
+
+
+def _usage() -> dict:
+    base = request.host_url.rstrip("/")
+    return {
+        "service": "atx-jobqueue",
+        "description": "Queue analyses of the City of Austin traffic incident data; poll or long-poll for results.",
+        "routes": [{"method": m, "path": p, "what": w} for m, p, w in ROUTES],
+        "operations": current().catalogue.names(),
+        "examples": _examples(base),
+        "auth": "job and analysis routes need 'Authorization: Bearer <token>'" if current().settings.api_token
+                else "no token needed",
+        "docs": f"{base}/openapi.json",
+    }
+
+
+def _usage_text(doc: dict) -> str:
+    lines = [f"{doc['service']}: {doc['description']}", "", "Routes:"]
+    width = max(len(r["method"]) for r in doc["routes"])
+    for r in doc["routes"]:
+        lines.append(f"  {r['method']:<{width}}  {r['path']}")
+        lines.append(f"  {'':<{width}}    {r['what']}")
+    lines += ["", f"Operations: {', '.join(doc['operations']) or '(none)'}", f"Auth: {doc['auth']}", "",
+              "Examples (replace JOB_ID with the job_id from the submit response):"]
+    lines += [f"  {e}" for e in doc["examples"]]
+    lines += ["", f"Full reference: {doc['docs']}", ""]
+    return "\n".join(lines)
+
+
+@bp.get("/")
+@bp.get("/help")
+def usage():
+    doc = _usage()
+    wants_json = request.args.get("format") == "json" or (
+        request.accept_mimetypes.best_match(["text/plain", "application/json"]) == "application/json"
+        and "*/*" not in request.headers.get("Accept", "*/*"))
+    if wants_json:
+        return jsonify(doc)
+    return Response(_usage_text(doc), mimetype="text/plain")
+
+
+@bp.get("/operations")
+def operations():
+    ops = [op.describe() for op in current().catalogue]
+    return jsonify({"operations": ops, "count": len(ops)})
+
+
+@bp.get("/openapi.json")
+def openapi():
+    return jsonify(current_app.extensions["jobqueue_openapi"])

@@ -1,0 +1,97 @@
+"""``jobqueue-api``: the API under gunicorn, configured in code from the settings.
+
+Worker class ``gthread``: each process serves many requests on a thread pool, so a long poll
+(``?wait=``, up to MAX_WAIT_SECONDS) parks one cheap thread instead of a whole process as the sync
+worker would, while submit stays plain blocking code with no monkey-patching (gevent/eventlet) of
+redis-py or pandas. ``WEB_CONCURRENCY`` processes x ``THREADS_PER_WORKER`` threads bound the
+number of requests (long polls included) served at once; keep-alive connections wait in the
+worker's poller, not on a thread.
+
+Prometheus multiprocess mode: ``PROMETHEUS_MULTIPROC_DIR`` (default a fresh temp dir) is created
+and wiped before any worker starts, and a worker that exits is marked dead so its live gauges
+vanish while its counters stay summed.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+import tempfile
+
+THREADS_PER_WORKER = 32
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+
+
+def prepare_multiprocess_dir() -> str:
+    """Create (or empty) the metrics directory; must run before prometheus_client is imported."""
+    path = os.environ.get(MULTIPROC_ENV) or tempfile.mkdtemp(prefix="jobqueue-api-metrics-")
+    if os.path.isdir(path):
+        for entry in os.listdir(path):
+            target = os.path.join(path, entry)
+            if os.path.isdir(target) and not os.path.islink(target):
+                shutil.rmtree(target)
+            else:
+                os.unlink(target)
+    os.makedirs(path, exist_ok=True)
+    os.environ[MULTIPROC_ENV] = path
+    return path
+
+
+def gunicorn_options(settings) -> dict:
+    def child_exit(server, worker):  # noqa: ARG001 - gunicorn hook signature
+        from prometheus_client import multiprocess
+
+        multiprocess.mark_process_dead(worker.pid)
+
+    return {
+        "bind": f"{settings.bind_host}:{settings.port}" if ":" not in settings.bind_host
+        else f"[{settings.bind_host}]:{settings.port}",
+        "workers": settings.web_concurrency,
+        "worker_class": "gthread",
+        "threads": THREADS_PER_WORKER,
+        "preload_app": True,
+        "keepalive": 5,
+        "timeout": int(settings.max_wait_seconds) + 30,  # a long poll must not look like a hung worker
+        "graceful_timeout": int(settings.max_wait_seconds) + 5,
+        "accesslog": None,  # request metrics and JSON logs cover it; a line per request costs throughput
+        "errorlog": "-",
+        "loglevel": settings.log_level.lower(),
+        "child_exit": child_exit,
+        "proc_name": "jobqueue-api",
+        "forwarded_allow_ips": "127.0.0.1",
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    from jobqueue.settings import SettingsError, load_settings
+
+    try:
+        settings = load_settings()
+    except SettingsError as exc:
+        print(f"jobqueue-api: configuration error: {exc}", file=sys.stderr)
+        return 2
+    prepare_multiprocess_dir()
+
+    from gunicorn.app.base import BaseApplication
+
+    from jobqueue.logs import configure_logging
+
+    from .app import create_app
+
+    configure_logging(settings.log_level)
+
+    class Server(BaseApplication):
+        def load_config(self) -> None:
+            for key, value in gunicorn_options(settings).items():
+                self.cfg.set(key, value)
+
+        def load(self):
+            return create_app(settings)
+
+    Server().run()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

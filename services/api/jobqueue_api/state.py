@@ -1,0 +1,80 @@
+"""What a running API process holds: settings, Redis clients, the catalogue and the dataset.
+
+Built once by :func:`jobqueue_api.create_app` and kept in ``app.extensions["jobqueue"]``; routes
+reach it with :func:`current`. Nothing here talks to Redis at construction time, so the app starts
+(and answers ``/healthz`` and 503s) while Redis is down.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+import redis
+from flask import current_app
+
+from atx_analysis.registry import Registry
+from jobqueue.connections import jobs_redis, queue_redis
+from jobqueue.jobs import JobStore
+from jobqueue.settings import Settings
+
+log = logging.getLogger("jobqueue.api")
+
+
+@dataclass
+class DatasetSlot:
+    """The dataset, or why it is not there (readiness and /data report the reason)."""
+
+    dataset: Any = None
+    error: str | None = "not loaded"
+
+    @property
+    def loaded(self) -> bool:
+        return self.dataset is not None
+
+
+@dataclass
+class ApiState:
+    settings: Settings
+    catalogue: Registry
+    jobs: redis.Redis
+    jobs_binary: redis.Redis
+    queue: redis.Redis
+    store: JobStore
+    data: DatasetSlot = field(default_factory=DatasetSlot)
+    waiter: Any = None      # jobqueue_api.waiting.DoneWaiter, started lazily after fork
+    submitter: Any = None   # jobqueue_api.submission.Submitter
+
+
+def build_state(settings: Settings, catalogue: Registry) -> ApiState:
+    jobs = jobs_redis(settings)
+    return ApiState(
+        settings=settings,
+        catalogue=catalogue,
+        jobs=jobs,
+        jobs_binary=jobs_redis(settings, decode=False),
+        queue=queue_redis(settings),
+        store=JobStore(jobs, settings.job_ttl_seconds),
+    )
+
+
+def load_dataset_into(slot: DatasetSlot, path: str) -> None:
+    """Load DATA_PATH once; a failure is recorded (readiness says why) rather than fatal."""
+    try:
+        from atx_analysis.dataset import load_dataset
+    except ImportError as exc:  # the analysis package predates the loader
+        slot.dataset, slot.error = None, f"dataset loader unavailable: {exc}"
+        log.error("dataset loader unavailable", extra={"error": str(exc)})
+        return
+    try:
+        slot.dataset = load_dataset(path)
+        slot.error = None
+        log.info("dataset loaded", extra={"path": path, "rows": getattr(slot.dataset, "rows", None)})
+    except Exception as exc:  # DataFormatError, missing file, permissions: all mean "not ready"
+        slot.dataset, slot.error = None, f"cannot load {path}: {exc}"
+        log.error("dataset not loaded", extra={"path": path, "error": str(exc)})
+
+
+def current() -> ApiState:
+    return current_app.extensions["jobqueue"]

@@ -1,0 +1,83 @@
+"""Accepting a job: parse and validate the body, then store and enqueue it in one round trip.
+
+The job document (jobs db), its index entry and the queue entry (queue db) are written by one
+Lua script, so Redis applies all three or none: a 202 always means "stored and queued", and a
+crash between the writes cannot leave a job that no worker will ever see. Scripts may SELECT
+another db; the selection ends with the script, so the caller's connection is untouched.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+import redis
+
+from atx_analysis.registry import Operation, ParamError, Registry, UnknownOperation
+from jobqueue import keys
+from jobqueue.jobs import Job, new_job_id
+from jobqueue.settings import Settings
+
+from .errors import ApiError
+
+_SUBMIT_LUA = """
+redis.call('SELECT', ARGV[4])
+redis.call('SET', KEYS[1], ARGV[1])
+redis.call('ZADD', KEYS[2], ARGV[2], ARGV[3])
+redis.call('SELECT', ARGV[5])
+return redis.call('RPUSH', KEYS[3], ARGV[3])
+"""
+
+ALLOWED_FIELDS = ("operation", "params")
+
+
+def parse_body(raw: bytes) -> dict[str, Any]:
+    """The request body as a JSON object, or an ApiError saying exactly what is wrong with it."""
+    if not raw.strip():
+        raise ApiError(400, "empty_body", 'send a JSON object: {"operation": "...", "params": {...}}')
+    try:
+        body = json.loads(raw)
+    except UnicodeDecodeError:
+        raise ApiError(400, "invalid_json", "the body is not UTF-8 text") from None
+    except (ValueError, RecursionError) as exc:
+        raise ApiError(400, "invalid_json", f"the body is not valid JSON: {exc}"[:300]) from None
+    if not isinstance(body, dict):
+        raise ApiError(400, "invalid_body", f"the body must be a JSON object, not {type(body).__name__}")
+    return body
+
+
+def validate_submission(body: dict[str, Any], catalogue: Registry) -> tuple[Operation, dict[str, Any]]:
+    """Check the body against the catalogue; return the operation and its coerced parameters."""
+    unknown = sorted(set(body) - set(ALLOWED_FIELDS))
+    if unknown:
+        raise ApiError(400, "unknown_field", f"unknown field '{unknown[0]}'; the body takes "
+                       f"'operation' and 'params' (parameters go inside 'params')", field=unknown[0])
+    if "operation" not in body or body["operation"] in (None, ""):
+        raise ApiError(400, "missing_operation", "'operation' is required; GET /operations lists them",
+                       operations=catalogue.names())
+    try:
+        op = catalogue.get(body["operation"])
+    except UnknownOperation as exc:
+        raise ApiError(400, "unknown_operation", str(exc), operations=exc.known) from None
+    try:
+        params = op.validate(body.get("params"))
+    except ParamError as exc:
+        extra = {"param": exc.param} if exc.param else {}
+        raise ApiError(400, "invalid_params" if exc.param is None else "invalid_param", exc.message,
+                       **extra) from None
+    return op, params
+
+
+class Submitter:
+    def __init__(self, jobs: redis.Redis, settings: Settings):
+        self.settings = settings
+        self._script = jobs.register_script(_SUBMIT_LUA)
+        self._dbs = (settings.redis_jobs_db, settings.redis_queue_db)
+        self._queue_key = keys.queue(settings.queue_name)
+
+    def submit(self, operation: str, params: dict[str, Any]) -> Job:
+        job = Job(id=new_job_id(), operation=operation, params=params, submitted_at=time.time())
+        self._script(keys=[keys.job(job.id), keys.JOB_INDEX, self._queue_key],
+                     args=[job.to_json(), repr(job.submitted_at), job.id, *self._dbs])
+        return job

@@ -1,0 +1,92 @@
+"""Long polls (``?wait=``): wake a waiting request the moment its job reaches a final status.
+
+Workers publish a job's id on ``keys.JOB_DONE_CHANNEL`` when it ends. Each API process runs one
+subscriber thread (started on first use, so after gunicorn forks) that sets the events of the
+requests waiting for that id. A waiter also re-reads the job every ``SAFETY_POLL_SECONDS``, so a
+lost message or a subscriber reconnecting after a Redis restart costs latency, never a stuck request.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import defaultdict
+
+import redis
+
+from jobqueue import keys
+
+log = logging.getLogger("jobqueue.api")
+
+SAFETY_POLL_SECONDS = 1.0
+
+
+class DoneWaiter:
+    def __init__(self, client: redis.Redis):
+        self._client = client
+        self._lock = threading.Lock()
+        self._waiting: dict[str, list[threading.Event]] = defaultdict(list)
+        self._thread: threading.Thread | None = None
+        self._subscribed = threading.Event()
+
+    # --- request side ------------------------------------------------------------------
+    def register(self, job_id: str) -> threading.Event:
+        self._ensure_thread()
+        event = threading.Event()
+        with self._lock:
+            self._waiting[job_id].append(event)
+        return event
+
+    def unregister(self, job_id: str, event: threading.Event) -> None:
+        with self._lock:
+            events = self._waiting.get(job_id)
+            if events is not None:
+                if event in events:
+                    events.remove(event)
+                if not events:
+                    del self._waiting[job_id]
+
+    def wait_subscribed(self, timeout: float) -> bool:
+        """Tests use this to know a publish from now on will be seen."""
+        self._ensure_thread()
+        return self._subscribed.wait(timeout)
+
+    # --- subscriber thread -------------------------------------------------------------
+    def _ensure_thread(self) -> None:
+        if self._thread is not None and self._thread.is_alive():
+            return
+        with self._lock:
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._run, name="jobqueue-done-listener", daemon=True)
+                self._thread.start()
+
+    def _notify(self, job_id: str) -> None:
+        with self._lock:
+            events = self._waiting.pop(job_id, ())
+        for event in events:
+            event.set()
+
+    def _run(self) -> None:
+        backoff = 0.1
+        while True:
+            pubsub = self._client.pubsub(ignore_subscribe_messages=True)
+            try:
+                pubsub.subscribe(keys.JOB_DONE_CHANNEL)
+                self._subscribed.set()
+                backoff = 0.1
+                while True:
+                    message = pubsub.get_message(timeout=5.0)
+                    if message and message.get("type") == "message":
+                        data = message["data"]
+                        self._notify(data.decode() if isinstance(data, bytes) else data)
+            except Exception as exc:  # Redis gone: waiters fall back to their safety poll
+                self._subscribed.clear()
+                log.warning("done-channel subscriber reconnecting", extra={"error": str(exc)})
+                time.sleep(backoff)
+                backoff = min(backoff * 2, 2.0)
+            finally:
+                try:
+                    pubsub.close()
+                except Exception:
+                    pass

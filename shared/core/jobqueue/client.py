@@ -1,0 +1,113 @@
+"""A small HTTP client of the API, for notebooks and the ``jobqueue submit/status`` commands.
+
+    from jobqueue.client import Client
+    api = Client("http://127.0.0.1:5000")
+    job = api.submit("incident_count_by_date", date="2024-01-15")
+    print(api.wait(job)["result"])
+
+Waiting uses the server's long poll (``?wait=``), so it costs one request per ``poll`` seconds
+and returns the moment the job finishes.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import Any, Callable
+
+import requests
+
+DEFAULT_URL = "http://127.0.0.1:5000"
+FINAL = {"complete", "failed", "cancelled"}
+
+
+class ApiError(RuntimeError):
+    """The API answered with an error document (``{"error", "message"}``)."""
+
+    def __init__(self, status: int, code: str, message: str, body: Any = None):
+        super().__init__(f"{status} {code}: {message}")
+        self.status = status
+        self.code = code
+        self.message = message
+        self.body = body
+
+
+class JobFailed(RuntimeError):
+    def __init__(self, job: dict[str, Any]):
+        super().__init__(f"job {job.get('job_id')} {job.get('status')}: {job.get('error')}")
+        self.job = job
+
+
+class Client:
+    def __init__(self, url: str | None = None, token: str | None = None, timeout: float = 10.0,
+                 session: requests.Session | None = None):
+        self.url = (url or os.environ.get("JOBQUEUE_URL") or DEFAULT_URL).rstrip("/")
+        self.timeout = timeout
+        self.session = session or requests.Session()
+        token = token if token is not None else os.environ.get("JOBQUEUE_TOKEN")
+        if token:
+            self.session.headers["Authorization"] = f"Bearer {token}"
+
+    # --- plumbing -----------------------------------------------------------------------
+    def _request(self, method: str, path: str, timeout: float | None = None, **kwargs) -> requests.Response:
+        response = self.session.request(method, self.url + path, timeout=timeout or self.timeout, **kwargs)
+        if response.status_code >= 400:
+            try:
+                body = response.json()
+                raise ApiError(response.status_code, body.get("error", "error"), body.get("message", ""), body)
+            except ValueError:
+                raise ApiError(response.status_code, "http_error", response.text[:200]) from None
+        return response
+
+    # --- API ------------------------------------------------------------------------------
+    def operations(self) -> list[dict[str, Any]]:
+        return self._request("GET", "/operations").json()["operations"]
+
+    def submit(self, operation: str, params: dict[str, Any] | None = None, **kwparams: Any) -> str:
+        """Queue a job; returns its id."""
+        body = {"operation": operation, "params": {**(params or {}), **kwparams}}
+        return self._request("POST", "/submit", json=body).json()["job_id"]
+
+    def status(self, job_id: str, wait: float = 0.0) -> dict[str, Any]:
+        params = {"wait": f"{wait:g}"} if wait > 0 else None
+        return self._request("GET", f"/status/{job_id}", params=params, timeout=self.timeout + wait).json()
+
+    def wait(self, job_id: str, timeout: float | None = None, poll: float = 30.0,
+             on_update: Callable[[dict[str, Any], float], None] | None = None) -> dict[str, Any]:
+        """Long-poll until the job is final (or ``timeout`` seconds pass); returns the job document.
+        ``on_update(job, elapsed)`` is called after each poll (the CLI shows progress with it)."""
+        start = time.monotonic()
+        while True:
+            elapsed = time.monotonic() - start
+            step = poll if timeout is None else max(0.0, min(poll, timeout - elapsed))
+            job = self.status(job_id, wait=step)
+            if on_update:
+                on_update(job, time.monotonic() - start)
+            if job["status"] in FINAL:
+                return job
+            if timeout is not None and time.monotonic() - start >= timeout:
+                raise TimeoutError(f"job {job_id} still {job['status']} after {timeout:g}s")
+
+    def result(self, job_id: str, wait: float = 0.0) -> Any:
+        """The result: a dict for JSON results, bytes for PNGs."""
+        params = {"wait": f"{wait:g}"} if wait > 0 else None
+        response = self._request("GET", f"/jobs/{job_id}/result", params=params, timeout=self.timeout + wait)
+        if response.headers.get("Content-Type", "").startswith("image/"):
+            return response.content
+        return response.json()
+
+    def run(self, operation: str, params: dict[str, Any] | None = None, timeout: float | None = None,
+            **kwparams: Any) -> Any:
+        """Submit, wait, and return the result (raises JobFailed if the job did not complete)."""
+        job_id = self.submit(operation, params, **kwparams)
+        job = self.wait(job_id, timeout=timeout)
+        if job["status"] != "complete":
+            raise JobFailed(job)
+        return self.result(job_id) if job.get("result") is None else job["result"]
+
+    def jobs(self, status: str | None = None, operation: str | None = None, limit: int = 20) -> list[dict[str, Any]]:
+        params = {k: v for k, v in (("status", status), ("operation", operation), ("limit", limit)) if v}
+        return self._request("GET", "/jobs", params=params).json()["jobs"]
+
+    def cancel(self, job_id: str) -> dict[str, Any]:
+        return self._request("DELETE", f"/jobs/{job_id}").json()

@@ -1,0 +1,115 @@
+"""``jobqueue submit`` and ``jobqueue status``: the API from a terminal (wired in by cli.py)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+from .client import ApiError, Client, JobFailed
+
+
+def add_commands(sub: argparse._SubParsersAction) -> None:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--url", help="API base URL (default $JOBQUEUE_URL or http://127.0.0.1:5000)")
+    common.add_argument("--token", help="bearer token when the server sets API_TOKEN (default $JOBQUEUE_TOKEN)")
+
+    p = sub.add_parser("submit", parents=[common], help="submit a job to the API",
+                       description="Submit OPERATION with key=value parameters; --wait waits and prints the result.")
+    p.add_argument("operation")
+    p.add_argument("params", nargs="*", metavar="key=value",
+                   help="parameters; values are sent as JSON when they parse as JSON (n=5), else as text")
+    p.add_argument("--wait", action="store_true", help="wait for the job and print its result")
+    p.add_argument("--timeout", type=float, default=None, help="give up waiting after this many seconds")
+    p.add_argument("--output", "-o", help="save the result here (PNG results default to <job_id>.png)")
+    p.set_defaults(client_handler=_submit)
+
+    p = sub.add_parser("status", parents=[common], help="show a job's status")
+    p.add_argument("job_id")
+    p.add_argument("--wait", type=float, default=0.0, metavar="SECONDS", help="long-poll up to SECONDS")
+    p.set_defaults(client_handler=_status)
+
+
+def parse_params(pairs: list[str]) -> dict[str, Any]:
+    params: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, raw = pair.partition("=")
+        if not sep or not key:
+            raise SystemExit(f"jobqueue: parameters are key=value, got {pair!r}")
+        try:
+            value = json.loads(raw)
+            if not isinstance(value, (int, float, bool)):  # keep dates and text as typed
+                value = raw
+        except ValueError:
+            value = raw
+        params[key] = value
+    return params
+
+
+def _progress(job: dict[str, Any], elapsed: float) -> None:
+    if sys.stderr.isatty():
+        sys.stderr.write(f"\r{job['job_id']}: {job['status']:<11} {elapsed:6.1f}s")
+        sys.stderr.flush()
+    else:
+        print(f"{job['job_id']}: {job['status']} after {elapsed:.1f}s", file=sys.stderr)
+
+
+def _submit(args: argparse.Namespace) -> int:
+    client = Client(args.url, args.token)
+    job_id = client.submit(args.operation, parse_params(args.params))
+    if not args.wait:
+        print(json.dumps({"job_id": job_id, "status": "submitted"}))
+        return 0
+    print(f"submitted {job_id}", file=sys.stderr)
+    job = client.wait(job_id, timeout=args.timeout, poll=2.0, on_update=_progress)
+    if sys.stderr.isatty():
+        sys.stderr.write("\n")
+    if job["status"] != "complete":
+        raise JobFailed(job)
+    return _emit(client, job, args.output)
+
+
+def _emit(client: Client, job: dict[str, Any], output: str | None) -> int:
+    if job.get("result_type") == "image/png" or (job.get("result") is None and job.get("result_url")):
+        body = client.result(job["job_id"])
+        if isinstance(body, bytes):
+            path = output or f"{job['job_id']}.png"
+            with open(path, "wb") as fh:
+                fh.write(body)
+            print(f"saved {path} ({len(body)} bytes)")
+            return 0
+        result = body
+    else:
+        result = job.get("result")
+    text = json.dumps(result, indent=2)
+    if output:
+        with open(output, "w") as fh:
+            fh.write(text + "\n")
+        print(f"saved {output}")
+    else:
+        print(text)
+    return 0
+
+
+def _status(args: argparse.Namespace) -> int:
+    job = Client(args.url, args.token).status(args.job_id, wait=args.wait)
+    print(json.dumps(job, indent=2))
+    return 0
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        return args.client_handler(args)
+    except ApiError as exc:
+        print(f"jobqueue: {exc}", file=sys.stderr)
+        return 1
+    except JobFailed as exc:
+        print(f"jobqueue: {exc}", file=sys.stderr)
+        return 1
+    except TimeoutError as exc:
+        print(f"jobqueue: {exc}", file=sys.stderr)
+        return 3
+    except OSError as exc:  # connection refused and the like
+        print(f"jobqueue: cannot reach the API: {exc}", file=sys.stderr)
+        return 2

@@ -1,0 +1,106 @@
+"""Helpers for the API tests: a stand-in worker that finishes jobs the way the real one reports them.
+
+``finish`` writes the final job document and publishes the id on ``keys.JOB_DONE_CHANNEL``,
+which is the worker's whole contract with the API's long poll. ``run_jobs_in_thread`` claims ids
+from the queue list (BLMOVE into a processing list, as the real worker does) and finishes them.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import redis
+import requests
+
+from jobqueue import keys
+from jobqueue.jobs import Job, JobStatus, JobStore
+
+
+def finish(jobs: redis.Redis, job_id: str, *, status: JobStatus = JobStatus.COMPLETE, result=None,
+           error: str | None = None, result_ref: str | None = None, result_type: str = "application/json",
+           ttl: int = 3600) -> Job:
+    store = JobStore(jobs, ttl)
+    job = store.get(job_id)
+    assert job is not None, job_id
+    job.status = status
+    job.started_at = job.started_at or time.time()
+    job.finished_at = time.time()
+    job.attempts = max(job.attempts, 1)
+    job.worker = "test-worker"
+    job.result, job.error, job.result_ref, job.result_type = result, error, result_ref, result_type
+    store.save(job)
+    jobs.publish(keys.JOB_DONE_CHANNEL, job_id)
+    return job
+
+
+def run_jobs_in_thread(jobs: redis.Redis, queue: redis.Redis, queue_name: str = "jobs", count: int = 1,
+                       delay: float = 0.0, timeout: float = 10.0) -> threading.Thread:
+    """Process ``count`` queued jobs (``sleep``: result {"slept": seconds}) in a background thread."""
+
+    def work() -> None:
+        processing = keys.processing("test-worker")
+        deadline = time.monotonic() + timeout
+        done = 0
+        while done < count and time.monotonic() < deadline:
+            job_id = queue.blmove(keys.queue(queue_name), processing, 0.2, "LEFT", "RIGHT")
+            if job_id is None:
+                continue
+            time.sleep(delay)
+            job = JobStore(jobs, 3600).get(job_id)
+            finish(jobs, job_id, result={"slept": job.params.get("seconds", 0.0)})
+            queue.lrem(processing, 1, job_id)
+            done += 1
+
+    thread = threading.Thread(target=work, daemon=True)
+    thread.start()
+    return thread
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_http(url: str, proc: subprocess.Popen, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"server exited with {proc.returncode}")
+        try:
+            requests.get(url, timeout=0.5)
+            return
+        except requests.ConnectionError:
+            time.sleep(0.05)
+    raise TimeoutError(f"{url} did not answer")
+
+
+def metric_value(text: str, name: str, labels: dict[str, str] | None = None) -> float | None:
+    """The value of one sample in a Prometheus exposition, or None."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == name and all(sample.labels.get(k) == v for k, v in (labels or {}).items()):
+                return sample.value
+    return None
+
+
+def metric_sum(text: str, name: str, labels: dict[str, str] | None = None) -> float:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    total = 0.0
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == name and all(sample.labels.get(k) == v for k, v in (labels or {}).items()):
+                total += sample.value
+    return total
+
+
+def read_json(path: Path) -> dict:
+    return json.loads(path.read_text())

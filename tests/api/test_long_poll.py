@@ -1,0 +1,111 @@
+"""``?wait=`` long polls: answer as soon as the job finishes, never later than the cap."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+from jobqueue.jobs import JobStatus
+
+from .conftest import make_settings, submit
+from .support import finish
+
+
+def _finish_later(jobs, job_id, delay, **kw):
+    timer = threading.Timer(delay, finish, args=(jobs, job_id), kwargs=kw)
+    timer.start()
+    return timer
+
+
+@pytest.mark.parametrize("route", ["/status/{}?wait=20", "/jobs/{}?wait=20", "/jobs/{}/result?wait=20"])
+def test_wait_returns_when_the_job_finishes(app, client, jobs, route, monkeypatch):
+    # only the done-channel message can end this wait early: the safety poll is pushed past the cap
+    monkeypatch.setattr("jobqueue_api.routes.jobs.SAFETY_POLL_SECONDS", 60.0)
+    job_id = submit(client)
+    assert app.extensions["jobqueue"].waiter.wait_subscribed(5)
+    _finish_later(jobs, job_id, 0.3, result={"slept": 0.0})
+    started = time.monotonic()
+    response = client.get(route.format(job_id))
+    elapsed = time.monotonic() - started
+    assert response.status_code == 200
+    doc = response.get_json()
+    assert doc.get("status", "complete") == "complete" and (doc.get("result") or doc) == {"slept": 0.0}
+    assert 0.25 <= elapsed < 10  # woken by the done channel, well before the 20 s cap
+
+
+def test_wait_on_a_finished_job_answers_at_once(client, jobs):
+    job_id = submit(client)
+    finish(jobs, job_id, status=JobStatus.FAILED, error="bad")
+    started = time.monotonic()
+    assert client.get(f"/status/{job_id}?wait=30").get_json()["status"] == "failed"
+    assert time.monotonic() - started < 0.5
+
+
+def test_wait_expires_with_the_current_status(client):
+    job_id = submit(client)
+    started = time.monotonic()
+    doc = client.get(f"/status/{job_id}?wait=0.3").get_json()
+    assert doc["status"] == "submitted" and 0.3 <= time.monotonic() - started < 2
+
+
+def test_wait_is_capped_by_max_wait_seconds(redis_url):
+    from jobqueue_api import create_app
+
+    client = create_app(make_settings(redis_url, MAX_WAIT_SECONDS="0.2"), load_data=False).test_client()
+    job_id = submit(client)
+    started = time.monotonic()
+    assert client.get(f"/status/{job_id}?wait=600").get_json()["status"] == "submitted"
+    assert time.monotonic() - started < 1.5
+
+
+def test_finish_without_a_publish_is_caught_by_the_safety_poll(client, jobs):
+    """A lost notification costs at most about a second, never the whole wait."""
+    from jobqueue.jobs import JobStore
+
+    job_id = submit(client)
+
+    def quietly_finish():
+        store = JobStore(jobs, 3600)
+        job = store.get(job_id)
+        job.status = JobStatus.COMPLETE
+        store.save(job)
+
+    threading.Timer(0.2, quietly_finish).start()
+    started = time.monotonic()
+    assert client.get(f"/status/{job_id}?wait=20").get_json()["status"] == "complete"
+    assert time.monotonic() - started < 3
+
+
+def test_a_job_deleted_while_waiting_is_404(client, jobs):
+    job_id = submit(client)
+    finish(jobs, job_id)
+    client.delete(f"/jobs/{job_id}")
+    assert client.get(f"/status/{job_id}?wait=1").status_code == 404
+
+
+@pytest.mark.parametrize("wait", ["soon", "-1", "nan", "inf"])
+def test_bad_wait_is_400(client, wait):
+    job_id = submit(client)
+    response = client.get(f"/status/{job_id}?wait={wait}")
+    assert response.status_code == 400 and response.get_json()["error"] == "invalid_wait"
+
+
+def test_many_waiters_on_one_job_all_wake(app, client, jobs):
+    job_id = submit(client)
+    assert app.extensions["jobqueue"].waiter.wait_subscribed(5)
+    results = []
+
+    def waiter():
+        results.append(app.test_client().get(f"/status/{job_id}?wait=10").get_json()["status"])
+
+    threads = [threading.Thread(target=waiter) for _ in range(8)]
+    for t in threads:
+        t.start()
+    time.sleep(0.2)
+    finish(jobs, job_id)
+    for t in threads:
+        t.join(5)
+    assert results == ["complete"] * 8
+    assert not app.extensions["jobqueue"].waiter._waiting  # nothing left registered

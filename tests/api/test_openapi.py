@@ -1,0 +1,59 @@
+"""/openapi.json: a valid OpenAPI 3.1 document whose paths and methods are exactly the url_map's."""
+
+from __future__ import annotations
+
+import re
+
+from openapi_spec_validator import validate
+
+
+def _flask_routes(app) -> set[tuple[str, str]]:
+    routes = set()
+    for rule in app.url_map.iter_rules():
+        path = re.sub(r"<(?:[^:<>]+:)?([^<>]+)>", r"{\1}", rule.rule)
+        for method in rule.methods - {"HEAD", "OPTIONS"}:
+            routes.add((path, method.lower()))
+    return routes
+
+
+def _spec_routes(spec) -> set[tuple[str, str]]:
+    return {(path, method) for path, item in spec["paths"].items() for method in item}
+
+
+def test_spec_is_valid_openapi_31(client):
+    spec = client.get("/openapi.json").get_json()
+    assert spec["openapi"].startswith("3.1")
+    validate(spec)
+
+
+def test_spec_matches_the_url_map_exactly(app, client):
+    spec = client.get("/openapi.json").get_json()
+    assert _spec_routes(spec) == _flask_routes(app)
+
+
+def test_path_parameters_are_declared(client):
+    spec = client.get("/openapi.json").get_json()
+    for path, item in spec["paths"].items():
+        names = set(re.findall(r"{([^}]+)}", path))
+        for method, op in item.items():
+            declared = {p["name"] for p in op.get("parameters", []) if p["in"] == "path"}
+            assert declared == names, (path, method)
+
+
+def test_submission_schemas_come_from_the_catalogue(app, client):
+    spec = client.get("/openapi.json").get_json()
+    variants = {v["title"]: v for v in spec["components"]["schemas"]["Submission"]["oneOf"]}
+    catalogue = app.extensions["jobqueue"].catalogue
+    assert set(variants) == set(catalogue.names())
+    for op in catalogue:
+        assert variants[op.name]["properties"]["params"] == op.params_schema()
+
+
+def test_every_error_status_a_route_documents_uses_the_error_schema(client):
+    spec = client.get("/openapi.json").get_json()
+    for item in spec["paths"].values():
+        for op in item.values():
+            for status, response in op["responses"].items():
+                if status.startswith(("4", "5")):
+                    schema = response["content"]["application/json"]["schema"]
+                    assert schema == {"$ref": "#/components/schemas/Error"}

@@ -1,0 +1,35 @@
+"""Redis stopped: JSON 503s (never a 500 or a hang), liveness still up; Redis back: recovery, no restart."""
+
+from __future__ import annotations
+
+from jobqueue_api import create_app
+
+from .conftest import make_settings
+from .support import metric_value
+
+
+def test_503_while_redis_is_down_and_recovery(fresh_redis):
+    client = create_app(make_settings(fresh_redis.url), load_data=False).test_client()
+    job_id = client.post("/submit", json={"operation": "sleep"}).get_json()["job_id"]
+
+    fresh_redis.stop()
+    for method, route, kw in [("post", "/submit", {"json": {"operation": "sleep"}}),
+                              ("post", "/jobs", {"json": {"operation": "sleep"}}),
+                              ("get", f"/status/{job_id}", {}), ("get", f"/status/{job_id}?wait=1", {}),
+                              ("get", "/jobs", {}), ("delete", f"/jobs/{job_id}", {}),
+                              ("get", f"/download/{job_id}", {})]:
+        response = getattr(client, method)(route, **kw)
+        assert response.status_code == 503, (route, response.get_data(as_text=True))
+        assert response.get_json()["error"] == "redis_unavailable"
+        assert response.headers["Retry-After"]
+    ready = client.get("/readyz")
+    assert ready.status_code == 503 and ready.get_json()["redis"] is False
+    assert client.get("/healthz").status_code == 200
+    text = client.get("/metrics").get_data(as_text=True)
+    assert metric_value(text, "jobqueue_redis_up") == 0
+    assert client.get("/operations").status_code == 200  # needs no Redis
+
+    fresh_redis.start()
+    assert client.get(f"/status/{job_id}").get_json()["status"] == "submitted"  # AOF kept it
+    assert client.post("/submit", json={"operation": "sleep"}).status_code == 202
+    assert metric_value(client.get("/metrics").get_data(as_text=True), "jobqueue_redis_up") == 1

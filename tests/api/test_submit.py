@@ -1,0 +1,115 @@
+"""POST /submit and POST /jobs: the accepted path and every way a body can be wrong."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from jobqueue import keys
+from jobqueue.jobs import JobStatus, is_valid_job_id
+
+from .conftest import make_settings, submit
+
+
+def test_submit_stores_and_queues_the_job(client, jobs, queue):
+    response = client.post("/submit", json={"operation": "sleep", "params": {"seconds": "0.25"}})
+    assert response.status_code == 202
+    body = response.get_json()
+    assert body["status"] == "submitted" and is_valid_job_id(body["job_id"])
+    doc = json.loads(jobs.get(keys.job(body["job_id"])))
+    assert doc["status"] == JobStatus.SUBMITTED.value
+    assert doc["params"] == {"seconds": 0.25}  # coerced by the operation's declaration
+    assert queue.lrange(keys.queue("jobs"), 0, -1) == [body["job_id"]]
+    assert jobs.zscore(keys.JOB_INDEX, body["job_id"]) == pytest.approx(doc["submitted_at"])
+
+
+def test_submit_fills_defaults_when_params_are_absent(client, jobs):
+    response = client.post("/submit", json={"operation": "sleep"})
+    assert response.status_code == 202
+    doc = json.loads(jobs.get(keys.job(response.get_json()["job_id"])))
+    assert doc["params"] == {"seconds": 0.0}
+
+
+def test_post_jobs_sets_location(client):
+    response = client.post("/jobs", json={"operation": "sleep", "params": {}})
+    assert response.status_code == 202
+    job_id = response.get_json()["job_id"]
+    assert response.headers["Location"] == f"/jobs/{job_id}"
+    assert client.get(response.headers["Location"]).get_json()["job_id"] == job_id
+
+
+def test_separate_queue_and_jobs_dbs_are_honoured(redis_url):
+    from jobqueue.connections import jobs_redis, queue_redis
+    from jobqueue_api import create_app
+
+    settings = make_settings(redis_url, REDIS_JOBS_DB="3", REDIS_QUEUE_DB="4", QUEUE_NAME="other")
+    job_id = submit(create_app(settings, load_data=False).test_client())
+    assert jobs_redis(settings).exists(keys.job(job_id))
+    assert queue_redis(settings).lrange(keys.queue("other"), 0, -1) == [job_id]
+
+
+@pytest.mark.parametrize("body,content_type,code,param", [
+    (b"", "application/json", "empty_body", None),
+    (b"   ", "application/json", "empty_body", None),
+    (b"{bad json", "application/json", "invalid_json", None),
+    (b"\xff\xfe\x00garbage", "application/json", "invalid_json", None),
+    (b"[" * 20000 + b"]" * 20000, "application/json", "invalid_json", None),
+    (b"[1, 2]", "application/json", "invalid_body", None),
+    (b'"sleep"', "application/json", "invalid_body", None),
+    (b"null", "application/json", "invalid_body", None),
+    (b"{}", "application/json", "missing_operation", None),
+    (b'{"operation": ""}', "application/json", "missing_operation", None),
+    (b'{"operation": "no_such_op"}', "application/json", "unknown_operation", None),
+    (b'{"operation": 42}', "application/json", "unknown_operation", None),
+    (b'{"operation": "sleep", "seconds": 1}', "application/json", "unknown_field", None),
+    (b'{"operation": "sleep", "params": [1]}', "application/json", "invalid_params", None),
+    (b'{"operation": "sleep", "params": {"nope": 1}}', "application/json", "invalid_param", "nope"),
+    (b'{"operation": "sleep", "params": {"seconds": "soon"}}', "application/json", "invalid_param", "seconds"),
+    (b'{"operation": "sleep", "params": {"seconds": -1}}', "application/json", "invalid_param", "seconds"),
+    (b'{"operation": "sleep", "params": {"seconds": 1e999}}', "application/json", "invalid_param", "seconds"),
+    (b'{"operation": "sleep", "params": {"seconds": NaN}}', "application/json", "invalid_param", "seconds"),
+    (b'{"operation": "sleep", "params": {"seconds": true}}', "application/json", "invalid_param", "seconds"),
+    (b'{"operation": "sleep", "params": {"seconds": 3600}}', "application/json", "invalid_param", "seconds"),
+    (b'operation=sleep', "application/x-www-form-urlencoded", "invalid_json", None),
+])
+@pytest.mark.parametrize("path", ["/submit", "/jobs"])
+def test_bad_bodies_get_a_named_400_and_queue_nothing(client, queue, path, body, content_type, code, param):
+    response = client.post(path, data=body, content_type=content_type)
+    assert response.status_code == 400, response.get_data(as_text=True)
+    doc = response.get_json()
+    assert doc["error"] == code and doc["message"]
+    if param:
+        assert doc["param"] == param and param in doc["message"]
+    assert queue.llen(keys.queue("jobs")) == 0
+
+
+def test_unknown_operation_lists_the_known_ones(client):
+    doc = client.post("/submit", json={"operation": "nope"}).get_json()
+    assert "sleep" in doc["operations"]
+
+
+def test_body_over_the_limit_is_413(redis_url, queue):
+    from jobqueue_api import create_app
+
+    client = create_app(make_settings(redis_url, MAX_BODY_BYTES="1024"), load_data=False).test_client()
+    big = json.dumps({"operation": "sleep", "params": {"seconds": 0}, "pad": "x" * 2000})
+    response = client.post("/submit", data=big, content_type="application/json")
+    assert response.status_code == 413
+    assert response.get_json()["error"] == "request_entity_too_large"
+    assert "MAX_BODY_BYTES" in response.get_json()["message"]
+    assert queue.llen(keys.queue("jobs")) == 0
+
+
+def test_wrong_method_is_405_json(client):
+    response = client.get("/submit")
+    assert response.status_code == 405
+    assert response.get_json()["error"] == "method_not_allowed"
+    assert "POST" in response.headers["Allow"]
+    assert client.put("/jobs").status_code == 405
+
+
+def test_unknown_route_is_404_json(client):
+    response = client.get("/no/such/route")
+    assert response.status_code == 404
+    assert response.get_json() == {"error": "not_found", "message": "no such route; GET /help lists them"}
