@@ -15,8 +15,8 @@ def token_api(tmp_path_factory):
     """The API under gunicorn with API_TOKEN set (no workers: these tests never need a result)."""
     if find_redis_server() is None:
         pytest.skip("no redis-server binary")
-    if services_missing():
-        pytest.skip(f"service not built yet: {', '.join(services_missing())}")
+    if services_missing("jobqueue_api.serve"):
+        pytest.skip("the API is not built yet")
     with running_stack(tmp_path_factory.mktemp("token"), API_TOKEN=TOKEN) as stack:
         stack.start_api(web_concurrency=1)
         yield stack
