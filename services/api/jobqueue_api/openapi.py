@@ -14,7 +14,7 @@ from atx_analysis.registry import Registry
 from jobqueue.jobs import JOB_ID_RE, JobStatus
 from jobqueue.settings import Settings
 
-from .routes.jobs import MAX_PAGE_SIZE
+from .routes.jobs import MAX_OFFSET, MAX_PAGE_SIZE
 
 JSON = "application/json"
 
@@ -144,7 +144,7 @@ def build_spec(catalogue: Registry, settings: Settings, version: str) -> dict[st
                         {"name": "status", "in": "query", "schema": {"type": "string", "enum": [s.value for s in JobStatus]}},
                         {"name": "operation", "in": "query", "schema": {"type": "string"}},
                         {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": MAX_PAGE_SIZE, "default": 20}},
-                        {"name": "offset", "in": "query", "schema": {"type": "integer", "minimum": 0, "default": 0}}],
+                        {"name": "offset", "in": "query", "schema": {"type": "integer", "minimum": 0, "maximum": MAX_OFFSET, "default": 0}}],
                     "responses": {"200": _json(_ref("JobList"), "a page of jobs"),
                                   "400": _error("bad filter or page"), "401": _error("missing or wrong token"),
                                   "503": _error("Redis unreachable")}},

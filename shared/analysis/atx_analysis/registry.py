@@ -70,6 +70,10 @@ class Param:
             schema["enum"] = list(self.choices)
         if not self.required and self.default is not None:
             schema["default"] = self.default
+        if not self.required:  # validate() takes null as "use the default": say so
+            schema["type"] = [kind, "null"]
+            if "enum" in schema:
+                schema["enum"].append(None)
         return schema
 
     def coerce(self, raw: Any) -> Any:
@@ -198,7 +202,7 @@ class Operation:
 
     def params_schema(self) -> dict[str, Any]:
         return {
-            "type": "object",
+            "type": ["object", "null"],  # validate() takes a missing or null params as {}
             "additionalProperties": False,
             "properties": {p.name: p.json_schema() for p in self.params},
             "required": [p.name for p in self.params if p.required],

@@ -21,6 +21,7 @@ bp = Blueprint("jobs", __name__)
 protect(bp)
 
 MAX_PAGE_SIZE = 100
+MAX_OFFSET = 10**9
 DEFAULT_PAGE_SIZE = 20
 MAX_SCAN_PER_PAGE = 5000  # bound on index entries one GET /jobs reads while filtering
 
@@ -96,13 +97,13 @@ def get_job(job_id: str):
 @bp.get("/jobs")
 def list_jobs():
     state = current()
-    status = request.args.get("status") or None
+    status = request.args.get("status")  # "status=" is no status either: 400, as the spec's enum says
     if status is not None and status not in {s.value for s in JobStatus}:
         raise ApiError(400, "invalid_status", f"'status' must be one of {', '.join(s.value for s in JobStatus)}",
                        param="status")
     operation = request.args.get("operation") or None
     limit = int_arg("limit", DEFAULT_PAGE_SIZE, 1, MAX_PAGE_SIZE)
-    offset = int_arg("offset", 0, 0, 10**9)
+    offset = int_arg("offset", 0, 0, MAX_OFFSET)
 
     found: list[dict] = []
     position, scanned, pruned, exhausted = offset, 0, 0, False
