@@ -60,6 +60,9 @@ def gunicorn_options(settings) -> dict:
         "child_exit": child_exit,
         "proc_name": "jobqueue-api",
         "forwarded_allow_ips": "127.0.0.1",
+        # containers run with a read-only root: no control socket in $HOME, heartbeats in RAM
+        "control_socket_disable": True,
+        **({"worker_tmp_dir": "/dev/shm"} if os.path.isdir("/dev/shm") else {}),
     }
 
 
@@ -84,7 +87,8 @@ def main(argv: list[str] | None = None) -> int:
     class Server(BaseApplication):
         def load_config(self) -> None:
             for key, value in gunicorn_options(settings).items():
-                self.cfg.set(key, value)
+                if key in self.cfg.settings:  # skip options this gunicorn version lacks
+                    self.cfg.set(key, value)
 
         def load(self):
             return create_app(settings)

@@ -13,6 +13,7 @@ import time
 from typing import Any
 
 import redis
+from werkzeug.exceptions import RequestEntityTooLarge
 
 from atx_analysis.registry import Operation, ParamError, Registry, UnknownOperation
 from jobqueue import keys
@@ -30,6 +31,22 @@ return redis.call('RPUSH', KEYS[3], ARGV[3])
 """
 
 ALLOWED_FIELDS = ("operation", "params")
+
+
+def read_body(request, max_bytes: int) -> bytes:
+    """The raw body, at most ``max_bytes`` (413 beyond). Werkzeug enforces the limit when there is a
+    Content-Length; a chunked body (no length) it would silently read as empty under gunicorn,
+    which does not set ``wsgi.input_terminated``, so read that one here, bounded, from the
+    server's de-chunking stream."""
+    if request.content_length is not None or "chunked" not in request.headers.get("Transfer-Encoding", "").lower():
+        return request.get_data(cache=False)
+    stream = request.environ.get("wsgi.input")
+    if stream is None:
+        return b""
+    data = stream.read(max_bytes + 1)
+    if len(data) > max_bytes:
+        raise RequestEntityTooLarge()
+    return data
 
 
 def parse_body(raw: bytes) -> dict[str, Any]:

@@ -14,7 +14,7 @@ from ..errors import ApiError
 from ..metrics import SUBMITTED
 from ..params import int_arg, job_id_or_400, wait_seconds
 from ..state import current
-from ..submission import parse_body, validate_submission
+from ..submission import parse_body, read_body, validate_submission
 from ..waiting import SAFETY_POLL_SECONDS
 
 bp = Blueprint("jobs", __name__)
@@ -28,7 +28,8 @@ MAX_SCAN_PER_PAGE = 5000  # bound on index entries one GET /jobs reads while fil
 
 def _accept() -> tuple[Job, str]:
     state = current()
-    op, params = validate_submission(parse_body(request.get_data(cache=False)), state.catalogue)
+    raw = read_body(request, state.settings.max_body_bytes)
+    op, params = validate_submission(parse_body(raw), state.catalogue)
     job = state.submitter.submit(op.name, params)
     SUBMITTED.labels(op.name).inc()
     return job, op.name

@@ -1,0 +1,298 @@
+#!/usr/bin/env python3
+"""API benchmark (issue 6, items 2 and 3): submit at 32 concurrent clients against a bare Flask
+app served with the same gunicorn settings, and, when a worker is installed, one job's round trip
+(HTTP submit, then a ``?wait=`` long poll) over a few hundred sequential jobs.
+
+    .venv/bin/python bench/bench_api.py [--clients 32] [--seconds 5] [--repeats 3] [--jobs 300]
+
+Everything runs on loopback in this one run: its own redis-server, ``jobqueue-api`` and the bare
+app, each with WEB_CONCURRENCY=2 and the gthread settings of ``jobqueue_api.serve``. The load
+generator is one asyncio process with keep-alive connections (the same for both servers), so it
+shares the 2 cores with the server: absolute figures are modest, the ratio is the point. Medians
+of ``--repeats`` alternating runs are printed and, with ``--write``, put into docs/benchmarks.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import signal
+import statistics
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import requests  # noqa: E402
+
+from tests.support.redis_server import RedisServer, free_port  # noqa: E402
+
+BIN = Path(sys.executable).parent
+SUBMIT_BODY = json.dumps({"operation": "sleep", "params": {"seconds": 0}}).encode()
+
+
+# --- the baseline: a bare Flask app, same gunicorn settings -------------------------------
+def serve_bare() -> None:
+    """Flask's ceiling for this request: parse the JSON body, answer 202 with a fresh id."""
+    from flask import Flask, jsonify, request
+    from gunicorn.app.base import BaseApplication
+
+    from jobqueue.settings import load_settings
+    from jobqueue_api.serve import gunicorn_options
+
+    app = Flask("bare")
+
+    @app.post("/submit")
+    def submit():
+        request.get_json(force=True)
+        return jsonify({"job_id": str(uuid.uuid4()), "status": "submitted"}), 202
+
+    options = {k: v for k, v in gunicorn_options(load_settings()).items() if k != "child_exit"}
+
+    class Bare(BaseApplication):
+        def load_config(self):
+            for key, value in options.items():
+                if key in self.cfg.settings:
+                    self.cfg.set(key, value)
+
+        def load(self):
+            return app
+
+    Bare().run()
+
+
+# --- load generator ---------------------------------------------------------------------------
+def _request_bytes(path: str, body: bytes) -> bytes:
+    return (f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(body)}\r\n\r\n").encode() + body
+
+
+async def _client(port: int, payload: bytes, stop_at: float, warm_until: float, latencies: list[float],
+                  errors: list[int]) -> None:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        while True:
+            start = time.perf_counter()
+            if start >= stop_at:
+                return
+            writer.write(payload)
+            head = await reader.readuntil(b"\r\n\r\n")
+            length = 0
+            for line in head.split(b"\r\n"):
+                if line[:15].lower() == b"content-length:":
+                    length = int(line[15:])
+            if length:
+                await reader.readexactly(length)
+            end = time.perf_counter()
+            status = int(head[9:12])
+            if start >= warm_until:
+                latencies.append(end - start)
+                if status != 202:
+                    errors.append(status)
+            if b"connection: close" in head.lower():
+                writer.close()
+                reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    finally:
+        writer.close()
+
+
+def load(port: int, clients: int, seconds: float, warmup: float = 1.0) -> dict[str, float]:
+    latencies: list[float] = []
+    errors: list[int] = []
+    payload = _request_bytes("/submit", SUBMIT_BODY)
+
+    async def main() -> None:
+        now = time.perf_counter()
+        await asyncio.gather(*(_client(port, payload, now + warmup + seconds, now + warmup, latencies, errors)
+                               for _ in range(clients)))
+
+    asyncio.run(main())
+    latencies.sort()
+    n = len(latencies)
+    return {"rps": n / seconds, "p50_ms": latencies[n // 2] * 1000, "p99_ms": latencies[int(n * 0.99)] * 1000,
+            "requests": n, "errors": len(errors)}
+
+
+# --- servers --------------------------------------------------------------------------------
+def start(cmd: list[str], env: dict[str, str], port: int) -> subprocess.Popen:
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            requests.get(f"http://127.0.0.1:{port}/healthz", timeout=0.5)
+            return proc
+        except requests.ConnectionError:
+            if proc.poll() is not None:
+                raise RuntimeError(f"{cmd} exited {proc.returncode}")
+            time.sleep(0.1)
+    raise TimeoutError(cmd)
+
+
+def stop(proc: subprocess.Popen) -> None:
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+def round_trip(base: str, jobs: int) -> dict[str, float] | None:
+    """Sequential jobs: POST /submit, then GET /jobs/<id>?wait=10; needs a running worker."""
+    session = requests.Session()
+    samples = []
+    for i in range(jobs + 20):
+        start = time.perf_counter()
+        job_id = session.post(base + "/submit", data=SUBMIT_BODY,
+                              headers={"Content-Type": "application/json"}).json()["job_id"]
+        job = session.get(f"{base}/jobs/{job_id}", params={"wait": "10"}).json()
+        elapsed = time.perf_counter() - start
+        if job["status"] != "complete":
+            raise RuntimeError(f"round trip: job {job_id} ended {job['status']}")
+        if i >= 20:  # warm-up
+            samples.append(elapsed)
+    samples.sort()
+    return {"p50_ms": samples[len(samples) // 2] * 1000, "p99_ms": samples[int(len(samples) * 0.99)] * 1000,
+            "jobs": len(samples)}
+
+
+def worker_available() -> bool:
+    try:
+        import jobqueue_worker.main  # noqa: F401
+    except ImportError:
+        return False
+    return (BIN / "jobqueue-worker").exists()
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--clients", type=int, default=32)
+    parser.add_argument("--seconds", type=float, default=5.0)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--jobs", type=int, default=300, help="sequential jobs for the round trip")
+    parser.add_argument("--write", action="store_true", help="update the API section of docs/benchmarks.md")
+    parser.add_argument("--serve-bare", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.serve_bare:
+        serve_bare()
+        return 0
+
+    import tempfile
+
+    workdir = Path(tempfile.mkdtemp(prefix="bench-api-"))
+    redis_server = RedisServer(workdir / "redis", appendonly=True).start()
+    base_env = {**os.environ, "REDIS_URL": redis_server.url, "BIND_HOST": "127.0.0.1", "WEB_CONCURRENCY": "2",
+                "DIAGNOSTIC_OPERATIONS": "1", "LOG_LEVEL": "WARNING", "WORKER_METRICS_PORT": "0"}
+    ours_port, bare_port = free_port(), free_port()
+    ours_env = {**base_env, "PORT": str(ours_port), "PROMETHEUS_MULTIPROC_DIR": str(workdir / "metrics")}
+    bare_env = {**base_env, "PORT": str(bare_port)}
+    procs = []
+    results: dict[str, list[dict[str, float]]] = {"ours": [], "bare": []}
+    rt = None
+    try:
+        ours = start([str(BIN / "jobqueue-api")], ours_env, ours_port)
+        procs.append(ours)
+        bare_cmd = [sys.executable, __file__, "--serve-bare"]
+        # the bare app has no /healthz: wait for its port instead
+        bare = subprocess.Popen(bare_cmd, env=bare_env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        procs.append(bare)
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                requests.post(f"http://127.0.0.1:{bare_port}/submit", data=SUBMIT_BODY, timeout=0.5)
+                break
+            except requests.ConnectionError:
+                if time.monotonic() > deadline or bare.poll() is not None:
+                    raise RuntimeError("bare Flask app did not start")
+                time.sleep(0.1)
+
+        for r in range(args.repeats):
+            for name, port in (("bare", bare_port), ("ours", ours_port)):
+                redis_server.client().flushall()
+                figures = load(port, args.clients, args.seconds)
+                results[name].append(figures)
+                print(f"run {r + 1} {name:>4}: {figures['rps']:8.0f} req/s  p50 {figures['p50_ms']:6.2f} ms  "
+                      f"p99 {figures['p99_ms']:6.2f} ms  ({figures['requests']} requests, {figures['errors']} errors)",
+                      flush=True)
+
+        if worker_available():
+            redis_server.client().flushall()
+            worker = subprocess.Popen([str(BIN / "jobqueue-worker")], env=ours_env,
+                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            procs.append(worker)
+            time.sleep(1.0)
+            rt = round_trip(f"http://127.0.0.1:{ours_port}", args.jobs)
+            print(f"round trip (submit + ?wait=): p50 {rt['p50_ms']:.2f} ms  p99 {rt['p99_ms']:.2f} ms  "
+                  f"over {rt['jobs']} sequential jobs", flush=True)
+        else:
+            print("round trip: skipped (no jobqueue-worker installed)")
+    finally:
+        for proc in reversed(procs):
+            stop(proc)
+        redis_server.stop()
+
+    med = {name: {k: statistics.median(run[k] for run in runs) for k in ("rps", "p50_ms", "p99_ms")}
+           for name, runs in results.items()}
+    ratio = med["ours"]["rps"] / med["bare"]["rps"]
+    print(f"\nmedian of {args.repeats}: ours {med['ours']['rps']:.0f} req/s (p50 {med['ours']['p50_ms']:.2f} ms, "
+          f"p99 {med['ours']['p99_ms']:.2f} ms); bare Flask {med['bare']['rps']:.0f} req/s "
+          f"(p50 {med['bare']['p50_ms']:.2f} ms, p99 {med['bare']['p99_ms']:.2f} ms); ratio {ratio:.2f}x "
+          f"(target >= 0.5x, p99 <= 20 ms)")
+    if args.write:
+        write_docs(args, med, ratio, rt)
+    return 0
+
+
+def write_docs(args, med, ratio, rt) -> None:
+    from importlib.metadata import version
+
+    lines = [
+        "## API",
+        "",
+        "`bench/bench_api.py` (`.venv/bin/python bench/bench_api.py --write`). Submit of the no-op `sleep` job "
+        f"from {args.clients} concurrent keep-alive clients (one asyncio process on the same machine) for "
+        f"{args.seconds:g} s after 1 s warm-up, {args.repeats} alternating runs, medians. Both servers: "
+        "gunicorn gthread, WEB_CONCURRENCY=2, 32 threads, the settings of `jobqueue_api.serve`; ours stores and "
+        "queues every job in Redis (one Lua call), the bare Flask app only parses the body and answers.",
+        "",
+        f"Machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
+        f"Flask {version('flask')}, gunicorn {version('gunicorn')}, redis-py {version('redis')}; "
+        f"measured {time.strftime('%Y-%m-%d')}.",
+        "",
+        "| server | req/s | p50 | p99 |",
+        "| --- | --- | --- | --- |",
+        f"| bare Flask (ceiling) | {med['bare']['rps']:.0f} | {med['bare']['p50_ms']:.2f} ms | {med['bare']['p99_ms']:.2f} ms |",
+        f"| atx-jobqueue `POST /submit` | {med['ours']['rps']:.0f} | {med['ours']['p50_ms']:.2f} ms | {med['ours']['p99_ms']:.2f} ms |",
+        "",
+        f"Ratio ours / bare: **{ratio:.2f}x** (target at least 0.5x); submit p99 {med['ours']['p99_ms']:.2f} ms "
+        "(target at most 20 ms).",
+        "",
+    ]
+    if rt:
+        lines += [f"Round trip of one job (HTTP submit, then `GET /jobs/<id>?wait=10` woken by the done channel; "
+                  f"one `jobqueue-worker`; {rt['jobs']} sequential jobs): p50 **{rt['p50_ms']:.2f} ms**, "
+                  f"p99 **{rt['p99_ms']:.2f} ms** (targets 3 ms and 10 ms).", ""]
+    else:
+        lines += ["Round trip: not measured in this run (no `jobqueue-worker` installed).", ""]
+    section = "\n".join(lines)
+    path = ROOT / "docs" / "benchmarks.md"
+    text = path.read_text() if path.exists() else "# Benchmarks\n\n"
+    start = text.find("## API\n")
+    if start == -1:
+        text = text.rstrip("\n") + "\n\n" + section
+    else:
+        end = text.find("\n## ", start + 1)
+        text = text[:start] + section + (text[end + 1:] if end != -1 else "")
+    path.write_text(text)
+    print(f"wrote the API section of {path}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,190 @@
+"""End to end through the real ``jobqueue-api`` (gunicorn, 2 processes, multiprocess metrics)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import requests
+
+from jobqueue.connections import jobs_redis, queue_redis
+from jobqueue.settings import load_settings
+from tests.support.redis_server import RedisServer, find_redis_server
+
+from .support import free_port, metric_sum, metric_value, run_jobs_in_thread, wait_http
+
+BIN = Path(sys.executable).parent
+
+
+@pytest.fixture(scope="module")
+def redis_e2e(tmp_path_factory):
+    if find_redis_server() is None:
+        pytest.skip("no redis-server")
+    server = RedisServer(tmp_path_factory.mktemp("redis-e2e")).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def api(redis_e2e, tmp_path_factory):
+    """A running jobqueue-api; yields (base_url, env, process, metrics dir)."""
+    metrics_dir = tmp_path_factory.mktemp("api-metrics")
+    (metrics_dir / "counter_999999.db").write_bytes(b"stale from a previous run")
+    port = free_port()
+    env = {**os.environ, "PORT": str(port), "BIND_HOST": "127.0.0.1", "WEB_CONCURRENCY": "2",
+           "REDIS_URL": redis_e2e.url, "DIAGNOSTIC_OPERATIONS": "1", "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir),
+           "LOG_LEVEL": "WARNING"}
+    log = open(tmp_path_factory.mktemp("api-log") / "api.log", "w+")
+    proc = subprocess.Popen([str(BIN / "jobqueue-api")], env=env, stdout=log, stderr=subprocess.STDOUT)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_http(base + "/healthz", proc)
+        yield base, env, proc, metrics_dir
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        log.seek(0)
+        output = log.read()
+        log.close()
+        assert "Traceback" not in output, output[-3000:]
+
+
+@pytest.fixture
+def redis_clients(api, redis_e2e):
+    settings = load_settings({"REDIS_URL": redis_e2e.url})
+    return jobs_redis(settings), queue_redis(settings)
+
+
+def test_stale_metrics_are_wiped_at_start(api):
+    _, _, _, metrics_dir = api
+    assert not (metrics_dir / "counter_999999.db").exists()
+
+
+def test_tutorial_client_flow(api, redis_clients):
+    """The COE 332 client: POST /submit, then poll /status/<id> until complete."""
+    base = api[0]
+    worker = run_jobs_in_thread(*redis_clients, count=1, delay=0.2)
+    response = requests.post(base + "/submit", json={"operation": "sleep", "params": {"seconds": 0}})
+    assert response.status_code == 202
+    job_id = response.json()["job_id"]
+    deadline = time.monotonic() + 15
+    while True:
+        job = requests.get(f"{base}/status/{job_id}").json()
+        if job["status"] == "complete" or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
+    assert job["status"] == "complete" and job["result"] == {"slept": 0.0}
+    worker.join(5)
+
+
+def test_long_poll_through_gunicorn(api, redis_clients):
+    base = api[0]
+    worker = run_jobs_in_thread(*redis_clients, count=1, delay=0.5)
+    job_id = requests.post(base + "/jobs", json={"operation": "sleep"}).json()["job_id"]
+    started = time.monotonic()
+    job = requests.get(f"{base}/jobs/{job_id}", params={"wait": 20}).json()
+    assert job["status"] == "complete" and time.monotonic() - started < 15
+    worker.join(5)
+
+
+def test_client_cli_submit_wait_and_status(api, redis_clients, tmp_path):
+    base = api[0]
+    worker = run_jobs_in_thread(*redis_clients, count=1, delay=0.1)
+    done = subprocess.run([str(BIN / "jobqueue"), "submit", "sleep", "seconds=0", "--wait", "--url", base],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout) == {"slept": 0.0}
+    assert "complete" in done.stderr  # progress lines
+    worker.join(5)
+    job_id = done.stderr.split("submitted ", 1)[1].split()[0]
+    status = subprocess.run([str(BIN / "jobqueue"), "status", job_id, "--url", base],
+                            capture_output=True, text=True, timeout=60)
+    assert status.returncode == 0 and json.loads(status.stdout)["status"] == "complete"
+    bad = subprocess.run([str(BIN / "jobqueue"), "submit", "sleep", "seconds=soon", "--url", base],
+                         capture_output=True, text=True, timeout=60)
+    assert bad.returncode == 1 and "invalid_param" in bad.stderr and "seconds" in bad.stderr
+
+
+def test_python_client(api, redis_clients):
+    from jobqueue.client import ApiError, Client
+
+    api_client = Client(api[0])
+    assert "sleep" in [op["name"] for op in api_client.operations()]
+    worker = run_jobs_in_thread(*redis_clients, count=1)
+    assert api_client.run("sleep", seconds=0, timeout=20) == {"slept": 0.0}
+    worker.join(5)
+    with pytest.raises(ApiError) as err:
+        api_client.submit("nope")
+    assert err.value.status == 400 and err.value.code == "unknown_operation"
+    job_id = api_client.submit("sleep")
+    assert api_client.cancel(job_id)["status"] == "cancelled"
+    assert api_client.jobs(status="cancelled")[0]["job_id"] == job_id
+
+
+def test_metrics_are_summed_across_workers_and_survive_a_dead_one(api):
+    base, _, proc, metrics_dir = api
+    labels = {"route": "/healthz", "method": "GET", "status": "200"}
+    before = metric_sum(requests.get(base + "/metrics").text, "jobqueue_http_requests_total", labels)
+    n = 60
+    for _ in range(n):  # a new connection each time, so both workers serve some
+        requests.get(base + "/healthz", headers={"Connection": "close"})
+    text = requests.get(base + "/metrics").text
+    assert metric_sum(text, "jobqueue_http_requests_total", labels) == before + n
+    pids = {int(p.stem.split("_")[-1]) for p in metrics_dir.glob("counter_*.db")}
+    assert len(pids) >= 2, pids  # both processes wrote their own file
+
+    # kill one worker process: gunicorn replaces it, its counts stay in the sum
+    children = [int(c) for c in Path(f"/proc/{proc.pid}/task/{proc.pid}/children").read_text().split()]
+    os.kill(children[0], signal.SIGKILL)
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        now = [int(c) for c in Path(f"/proc/{proc.pid}/task/{proc.pid}/children").read_text().split()]
+        if len(now) == 2 and children[0] not in now:
+            break
+        time.sleep(0.1)
+    wait_http(base + "/healthz", proc)
+    text = requests.get(base + "/metrics").text
+    assert metric_sum(text, "jobqueue_http_requests_total", labels) >= before + n
+    assert metric_value(text, "jobqueue_redis_up") == 1
+    assert metric_value(text, "jobqueue_queue_depth", {"queue": "jobs"}) is not None
+
+
+def test_errors_are_json_through_gunicorn(api):
+    base = api[0]
+    response = requests.post(base + "/submit", data=b"x" * 70000, headers={"Content-Type": "application/json"})
+    assert response.status_code == 413 and response.json()["error"] == "request_entity_too_large"
+    response = requests.get(base + "/nope")
+    assert response.status_code == 404 and response.json()["error"] == "not_found"
+
+
+@pytest.mark.parametrize("name,value", [("PORT", "eighty"), ("WEB_CONCURRENCY", "0"), ("MAX_WAIT_SECONDS", "-5")])
+def test_bad_configuration_stops_start_up_naming_the_variable(name, value):
+    done = subprocess.run([str(BIN / "jobqueue-api")], env={**os.environ, name: value},
+                          capture_output=True, text=True, timeout=30)
+    assert done.returncode == 2 and name in done.stderr
+
+
+def test_chunked_body_over_the_limit_is_refused(api):
+    """No Content-Length to check up front: the limit must hold while the body is read."""
+
+    def chunks():
+        yield b'{"operation": "sleep", "params": {"seconds": 0}, "pad": "'
+        for _ in range(20):
+            yield b"x" * 4096
+        yield b'"}'
+
+    response = requests.post(api[0] + "/submit", data=chunks(), headers={"Content-Type": "application/json"})
+    assert response.status_code == 413 and response.json()["error"] == "request_entity_too_large"
+    response = requests.post(api[0] + "/submit", data=iter([b'{"operation": ', b'"sleep"}']),
+                             headers={"Content-Type": "application/json"})
+    assert response.status_code == 202
