@@ -20,11 +20,21 @@ chaos: setup
 up: setup
 	@scripts/up.sh
 
+observe: setup
+	@scripts/observe.sh
+
 down:
 	@scripts/down.sh
 
 lock:
 	uv lock
+
+# Benchmarks (issue 6): not part of `make test`. Installs the peers (RQ, Celery, Dramatiq) from the
+# `bench` dependency group (make setup syncs every group, so the bench harness tests run in CI), runs every bench/bench_*.py and rewrites docs/benchmarks.md.
+# BENCH_QUICK=1 for a short pass; BENCH_ONLY=peers,api for a subset.
+UV ?= $(shell command -v uv || echo .tools/bin/uv)
+bench: setup
+	$(PY) -m bench.run_all
 
 clean:
 	rm -rf .run .venv .tools .pytest_cache

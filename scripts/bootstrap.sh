@@ -42,6 +42,6 @@ fi
 stamp=.venv/.synced
 if [ ! -f "$stamp" ] || [ uv.lock -nt "$stamp" ] || [ pyproject.toml -nt "$stamp" ] \
    || [ -n "$(find shared services -name pyproject.toml -newer "$stamp" 2>/dev/null)" ]; then
-  "$UV" sync --frozen --all-packages --python 3.11 -q
+  "$UV" sync --frozen --all-packages --all-groups --python 3.11 -q
   touch "$stamp"
 fi

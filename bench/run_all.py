@@ -1,0 +1,97 @@
+"""``make bench``: run every benchmark script that exists, then the machine section and a summary.
+
+Each script is its own process (``python -m bench.<name>``) and writes its own section of
+docs/benchmarks.md through :mod:`bench.report`; a script that fails is reported and the others
+still run. ``BENCH_QUICK=1`` is passed through (each script shortens itself), and
+``BENCH_ONLY=peers,api`` runs a subset. At the end the PASS/MISS lines of every section are
+gathered into the "Targets" section, so one place says where the project stands.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+import time
+
+from bench import report
+
+# (section, script, arguments of a full run, arguments of a quick run), in run order; each script
+# writes its own section of docs/benchmarks.md when given these arguments
+SCRIPTS = [
+    ("peers", "bench_peers", [], []),
+    ("worker-drain", "bench_drain", ["--write-docs"], ["--jobs", "1000", "--repeats", "1", "--write-docs"]),
+    ("api", "bench_api", ["--write"], ["--seconds", "2", "--repeats", "1", "--jobs", "100", "--write"]),
+    ("analysis", "bench_analysis", ["--write"], ["--quick", "--write"]),
+]
+OTHER_TARGETS_HEADING = "### Targets reported by the other sections"
+
+
+def available(module: str) -> bool:
+    return (report.REPO_ROOT / "bench" / f"{module}.py").exists()
+
+
+def run(module: str, args: list[str]) -> tuple[int, float]:
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(report.REPO_ROOT),
+                                                                      os.environ.get("PYTHONPATH")]))}
+    started = time.monotonic()
+    script = report.REPO_ROOT / "bench" / f"{module}.py"
+    print("$ " + " ".join(["python", str(script.relative_to(report.REPO_ROOT)), *args]), flush=True)
+    proc = subprocess.run([sys.executable, str(script), *args], cwd=report.REPO_ROOT, env=env)
+    return proc.returncode, time.monotonic() - started
+
+
+def gather_targets() -> str | None:
+    """Lines saying PASS or MISS anywhere in the document outside the "Targets" section."""
+    doc = report.DOC
+    if not doc.exists():
+        return None
+    own = report.read_section("targets") or ""
+    text = doc.read_text().replace(own, "")
+    rows, heading = [], ""
+    for line in text.splitlines():
+        if line.startswith("## "):
+            heading = line[3:].strip()
+        elif re.search(r"\b(PASS|MISS)\b", line):
+            cells = [c.strip() for c in line.strip().strip("|-").split("|")] if "|" in line else [line.strip("- ")]
+            rows.append(f"- {heading}: " + " · ".join(c for c in cells if c))
+    return "\n".join(rows) if rows else None
+
+
+def update_targets_section() -> None:
+    own = report.read_section("targets") or "## Targets"
+    own = own.split(OTHER_TARGETS_HEADING)[0].rstrip()
+    others = gather_targets()
+    body = own + ("\n\n" + OTHER_TARGETS_HEADING + "\n\n" + others if others else "")
+    report.write_section("targets", body)
+
+
+def main() -> int:
+    only = set(filter(None, os.environ.get("BENCH_ONLY", "").split(",")))
+    status = []
+    total = time.monotonic()
+    report.write_section("machine", report.machine_markdown())
+    for section, module, full_args, quick_args in SCRIPTS:
+        if only and section not in only and module not in only:
+            continue
+        if not available(module):
+            print(f"== bench/{module}.py: not present yet, skipped", flush=True)
+            status.append((module, "absent", 0.0))
+            continue
+        print(f"== bench/{module}.py", flush=True)
+        code, seconds = run(module, quick_args if report.quick() else full_args)
+        status.append((module, "ok" if code == 0 else f"FAILED (exit {code})", seconds))
+    update_targets_section()
+    print("\n== make bench summary")
+    for module, state, seconds in status:
+        print(f"  {module:16} {state:20} {seconds:6.0f} s")
+    print(f"  total {time.monotonic() - total:.0f} s; report: {report.DOC.relative_to(report.REPO_ROOT)}")
+    targets = report.read_section("targets")
+    if targets:
+        print("\n" + targets)
+    return 0 if all(s in ("ok", "absent") for _, s, _ in status) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,69 @@
+#!/usr/bin/env bash
+# `make observe`: the local stack (`make up`) plus a Prometheus on 127.0.0.1:9090 that scrapes the
+# API and the workers with the project's rules loaded, so you can look at the metrics, recording
+# rules and alerts. Data under $RUN_DIR/prometheus; `make down` stops everything.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+RUN_DIR=${RUN_DIR:-$ROOT/.run}
+PROM_PORT=${PROMETHEUS_PORT:-9090}
+PORT=${PORT:-5000}
+WORKERS=${WORKERS:-2}
+WORKER_METRICS_BASE=${WORKER_METRICS_BASE:-9101}
+
+scripts/up.sh
+
+command -v prometheus >/dev/null || { echo "observe: no prometheus binary (apt-get install prometheus)" >&2; exit 1; }
+PROM_DIR=$RUN_DIR/prometheus
+mkdir -p "$PROM_DIR/targets" "$PROM_DIR/data" "$RUN_DIR/pids" "$RUN_DIR/logs"
+
+# Targets as a Kubernetes scrape would label them (one pod label per process).
+targets() {  # pod-name-prefix, first port, count
+  local sep="" i
+  printf '['
+  for i in $(seq "$3"); do
+    printf '%s{"targets": ["127.0.0.1:%d"], "labels": {"pod": "%s-%d"}}' "$sep" $(($2 + i - 1)) "$1" "$i"
+    sep=", "
+  done
+  printf ']\n'
+}
+targets api "$PORT" 1 >"$PROM_DIR/targets/api.json.tmp" && mv "$PROM_DIR/targets/api.json.tmp" "$PROM_DIR/targets/api.json"
+targets worker "$WORKER_METRICS_BASE" "$WORKERS" >"$PROM_DIR/targets/worker.json.tmp" \
+  && mv "$PROM_DIR/targets/worker.json.tmp" "$PROM_DIR/targets/worker.json"
+
+# The config as committed, with the target paths and own port made absolute for this RUN_DIR.
+sed -e "s#\.\./\.run/prometheus/targets/#$PROM_DIR/targets/#" \
+    -e "s#\.\./helm/#$ROOT/helm/#" \
+    -e "s#127\.0\.0\.1:9090#127.0.0.1:$PROM_PORT#" \
+    observability/prometheus.yml >"$PROM_DIR/prometheus.yml"
+
+pidfile=$RUN_DIR/pids/prometheus.pid
+if [ -f "$pidfile" ] && kill -0 "$(cat "$pidfile")" 2>/dev/null; then
+  echo "observe: prometheus already running (pid $(cat "$pidfile")); reloading its config"
+  "$ROOT/.venv/bin/python" -c "import urllib.request as u; u.urlopen(u.Request('http://127.0.0.1:$PROM_PORT/-/reload', method='POST'), timeout=10)" \
+    || echo "observe: reload failed; make down && make observe" >&2
+else
+  if (exec 3<>"/dev/tcp/127.0.0.1/$PROM_PORT") 2>/dev/null; then
+    echo "observe: port $PROM_PORT is taken by another program; set PROMETHEUS_PORT=..." >&2
+    exit 1
+  fi
+  nohup prometheus --config.file="$PROM_DIR/prometheus.yml" --storage.tsdb.path="$PROM_DIR/data" \
+    --web.listen-address="127.0.0.1:$PROM_PORT" --web.enable-lifecycle --storage.tsdb.retention.time=7d \
+    >>"$RUN_DIR/logs/prometheus.log" 2>&1 &
+  echo $! >"$pidfile"
+  echo "observe: started prometheus (pid $!, log $RUN_DIR/logs/prometheus.log)"
+fi
+
+for _ in $(seq 100); do
+  "$ROOT/.venv/bin/python" -c "import urllib.request as u; u.urlopen('http://127.0.0.1:$PROM_PORT/-/ready', timeout=1)" \
+    2>/dev/null && break
+  sleep 0.2
+done
+cat <<MSG
+
+Prometheus: http://127.0.0.1:$PROM_PORT  (scraping the API on :$PORT and $WORKERS workers every 5 s, rules loaded)
+  Targets: http://127.0.0.1:$PROM_PORT/targets   Alerts: http://127.0.0.1:$PROM_PORT/alerts
+  Try:     http://127.0.0.1:$PROM_PORT/graph?g0.expr=jobqueue%3Abacklog%3Amax
+Grafana (optional): import helm/atx-jobqueue/files/grafana/atx-jobqueue-dashboard.json with this Prometheus as data source.
+Stop everything with: make down
+MSG

@@ -1,0 +1,90 @@
+"""The input formats the loader recognises, by their column names.
+
+Each format maps its own column names onto the canonical ones (see :mod:`atx_analysis.normalize`).
+Detection looks only at the header, case-insensitively and ignoring surrounding spaces; columns a
+format does not know (SODA's ``:@computed_region_*`` and the like) are ignored.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .errors import DataFormatError
+
+CANONICAL = ("report_id", "published", "issue", "address", "latitude", "longitude", "location",
+             "status", "status_date", "agency", "response_minutes")
+
+
+@dataclass(frozen=True)
+class Format:
+    name: str
+    title: str
+    columns: dict[str, str]  # source column name -> canonical name
+    required: tuple[str, ...]  # source names that must all be present
+    timestamp_style: str  # "portal" (03/06/2024 01:29:39 AM +0000), "iso", or "tutorial"
+
+    def expected(self) -> str:
+        return ", ".join(self.columns)
+
+
+PORTAL_10 = Format(
+    "portal-csv", "portal CSV export (10 columns)",
+    {"Traffic Report ID": "report_id", "Published Date": "published", "Issue Reported": "issue",
+     "Location": "location", "Latitude": "latitude", "Longitude": "longitude", "Address": "address",
+     "Status": "status", "Status Date": "status_date", "Agency": "agency"},
+    ("Traffic Report ID", "Published Date", "Issue Reported", "Location", "Latitude", "Longitude",
+     "Address", "Status", "Status Date", "Agency"),
+    "portal",
+)
+PORTAL_9 = Format(
+    "portal-csv-9", "older portal CSV export (9 columns, no Agency)",
+    {k: v for k, v in PORTAL_10.columns.items() if k != "Agency"},
+    tuple(c for c in PORTAL_10.required if c != "Agency"),
+    "portal",
+)
+SODA = Format(
+    "soda", "SODA API (snake_case; any subset of the columns, as with $select)",
+    {"traffic_report_id": "report_id", "published_date": "published", "issue_reported": "issue",
+     "location": "location", "latitude": "latitude", "longitude": "longitude", "address": "address",
+     "traffic_report_status": "status", "traffic_report_status_date_time": "status_date",
+     "agency": "agency"},
+    (),
+    "iso",
+)
+TUTORIAL = Format(
+    "tutorial-csv", "the tutorial's simplified CSV",
+    {"date": "published", "Location": "address", "Issue_Report": "issue",
+     "ResponseTime": "response_minutes"},
+    ("date", "Location", "Issue_Report", "ResponseTime"),
+    "tutorial",
+)
+FORMATS = (PORTAL_10, PORTAL_9, TUTORIAL, SODA)
+
+
+def _key(name: str) -> str:
+    return str(name).strip().lower()
+
+
+def expected_columns_message() -> str:
+    return "; ".join(f"{f.title}: {f.expected()}" for f in FORMATS)
+
+
+def detect(columns: list[str]) -> tuple[Format, dict[str, str]]:
+    """Pick the format from a header; return it and {actual column name: canonical name}."""
+    present = {_key(c): c for c in columns}
+    for fmt in (PORTAL_10, PORTAL_9, TUTORIAL):
+        if all(_key(r) in present for r in fmt.required):
+            return fmt, {present[_key(src)]: dst for src, dst in fmt.columns.items() if _key(src) in present}
+    soda = {present[_key(src)]: dst for src, dst in SODA.columns.items() if _key(src) in present}
+    near = [f for f in (PORTAL_10, TUTORIAL) if any(_key(r) in present for r in f.required
+                                                     if _key(r) not in {_key(s) for s in SODA.columns})]
+    if soda and not near:
+        return SODA, soda
+    if near:
+        fmt = near[0]
+        missing = [r for r in (PORTAL_9.required if fmt is PORTAL_10 else fmt.required) if _key(r) not in present]
+        raise DataFormatError(f"looks like the {fmt.title} but lacks columns: {', '.join(missing)}; "
+                              f"expected: {fmt.expected()}")
+    shown = ", ".join(str(c) for c in list(columns)[:12]) or "(none)"
+    raise DataFormatError(f"unrecognised columns [{shown}]; expected one of these formats: "
+                          f"{expected_columns_message()}")

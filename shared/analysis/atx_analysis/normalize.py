@@ -1,0 +1,217 @@
+"""Turn a raw table in any recognised format into the one canonical frame the operations use.
+
+The rules for bad values (docs/data.md documents them; every one is counted in ``counts``):
+
+* Timestamps are UTC instants: the portal's ``03/06/2024 01:29:39 AM +0000`` (also without the
+  offset, taken as UTC), ISO 8601 with or without an offset (none means UTC), or epoch seconds
+  in Parquet. A value with no time of day (``2024-03-06``) is that calendar day in Austin, i.e. its
+  local midnight. A missing or unparseable published date leaves the row in (it still counts for
+  locations and issues) but with no date: it is left out of every date, hour and weekday figure.
+* Coordinates come from Latitude/Longitude, else from Location (``POINT (lon lat)`` or
+  ``(lat,lon)``). Unparseable, out-of-range (|lat| > 90, |lon| > 180) or (0, 0) pairs become
+  missing; the row stays. Valid points outside the Austin area are kept and counted.
+* Text is stripped of surrounding spaces; empty means missing. Issue Reported keeps its spelling.
+  Status is upper-cased.
+"""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from .formats import Format
+
+AUSTIN_TZ = "America/Chicago"
+# A generous box around the Austin area (Travis and neighbouring counties).
+AUSTIN_BOX = {"lat_min": 29.9, "lat_max": 30.75, "lon_min": -98.2, "lon_max": -97.3}
+MAX_RESPONSE_MINUTES = 7 * 24 * 60
+NO_DAY = np.iinfo(np.int32).min
+
+PORTAL_FORMATS = ("%m/%d/%Y %I:%M:%S %p %z", "%m/%d/%Y %I:%M:%S %p", "%m/%d/%Y %H:%M:%S", "%m/%d/%Y %H:%M")
+_DATE_ONLY = re.compile(r"^\s*(\d{4}-\d{2}-\d{2}|\d{1,2}/\d{1,2}/\d{4})\s*$")
+_POINT = re.compile(r"POINT\s*\(\s*(-?\d+(?:\.\d*)?)\s+(-?\d+(?:\.\d*)?)\s*\)", re.I)
+_PAIR = re.compile(r"\(\s*(-?\d+(?:\.\d*)?)\s*,\s*(-?\d+(?:\.\d*)?)\s*\)")
+
+CATEGORY_COLUMNS = ("issue", "address", "status", "agency")
+
+
+def _strings(col: pa.ChunkedArray) -> pa.ChunkedArray:
+    """Stripped strings with empty turned into null."""
+    if not (pa.types.is_string(col.type) or pa.types.is_large_string(col.type)):
+        col = pc.cast(col, pa.string())
+    col = pc.utf8_trim_whitespace(col)
+    return pc.if_else(pc.equal(col, ""), pa.scalar(None, col.type), col)
+
+
+def parse_timestamps(col: pa.ChunkedArray | None, n: int) -> tuple[np.ndarray, int, int]:
+    """Return (int64 ns since epoch UTC with NaT, missing count, unparseable count)."""
+    nat = np.full(n, np.iinfo(np.int64).min, dtype=np.int64)
+    if col is None:
+        return nat, n, 0
+    if pa.types.is_timestamp(col.type):
+        ts = pd.Series(col.to_pandas())
+        if ts.dt.tz is None:
+            ts = ts.dt.tz_localize("UTC")
+        out = ts.dt.tz_convert("UTC").astype("datetime64[ns, UTC]").array.asi8.copy()
+        missing = int(ts.isna().sum())
+        return out, missing, 0
+    if pa.types.is_integer(col.type) or pa.types.is_floating(col.type):  # epoch seconds
+        secs = pd.to_numeric(col.to_pandas(), errors="coerce").to_numpy(dtype="float64", na_value=np.nan)
+        ok = np.isfinite(secs)
+        nat[ok] = (secs[ok] * 1e9).astype(np.int64)
+        return nat, int((~ok).sum()), 0
+    s = _strings(col)
+    present = pc.is_valid(s).to_numpy(zero_copy_only=False)
+    missing = int(n - present.sum())
+    result = None
+    for fmt in PORTAL_FORMATS:
+        parsed = pc.strptime(s, format=fmt, unit="s", error_is_null=True)
+        if parsed.type.tz is None:
+            parsed = pc.assume_timezone(parsed, "UTC")
+        result = parsed if result is None else pc.coalesce(result, parsed)
+    out = pd.Series(result.to_pandas()).astype("datetime64[ns, UTC]").array.asi8.copy()
+    todo = present & (out == nat[0])
+    if todo.any():
+        rest = pd.Series(s.filter(pa.array(todo)).to_pandas(), dtype=object)
+        date_only = rest.str.match(_DATE_ONLY).fillna(False).to_numpy(bool)
+        parsed_rest = np.full(len(rest), nat[0], dtype=np.int64)
+        if date_only.any():
+            days = pd.to_datetime(rest[date_only].str.strip(), errors="coerce", format="mixed")
+            local = days.dt.tz_localize(AUSTIN_TZ, ambiguous="NaT", nonexistent="shift_forward")
+            parsed_rest[date_only] = local.dt.tz_convert("UTC").astype("datetime64[ns, UTC]").array.asi8
+        if (~date_only).any():
+            iso = pd.to_datetime(rest[~date_only], format="ISO8601", utc=True, errors="coerce")
+            parsed_rest[~date_only] = iso.astype("datetime64[ns, UTC]").array.asi8
+        out[todo] = parsed_rest
+    bad = int((present & (out == nat[0])).sum())
+    return out, missing, bad
+
+
+def _floats(col: pa.ChunkedArray | None, n: int) -> np.ndarray:
+    if col is None:
+        return np.full(n, np.nan)
+    if pa.types.is_integer(col.type) or pa.types.is_floating(col.type):
+        return pc.cast(col, pa.float64()).to_numpy(zero_copy_only=False).astype(np.float64, copy=True)
+    return np.array(pd.to_numeric(pd.Series(_strings(col).to_pandas(), dtype=object), errors="coerce")
+                    .to_numpy(dtype=np.float64, na_value=np.nan), dtype=np.float64, copy=True)
+
+
+def parse_coordinates(lat_col, lon_col, loc_col, n: int, counts: dict[str, int]) -> tuple[np.ndarray, np.ndarray]:
+    lat, lon = _floats(lat_col, n), _floats(lon_col, n)
+    had_text = np.zeros(n, dtype=bool)
+    for col in (lat_col, lon_col):
+        if col is not None:
+            had_text |= pc.is_valid(_strings(col) if not pa.types.is_floating(col.type) else col).to_numpy(
+                zero_copy_only=False)
+    need = np.isnan(lat) | np.isnan(lon)
+    if loc_col is not None and need.any():
+        loc = pd.Series(_strings(loc_col).to_pandas(), dtype=object)
+        idx = np.flatnonzero(need & loc.notna().to_numpy())
+        if len(idx):
+            sub = loc.iloc[idx]
+            had_text[idx] = True
+            point = sub.str.extract(_POINT)  # lon, lat
+            pair = sub.str.extract(_PAIR)  # lat, lon
+            p_lon = pd.to_numeric(point[0], errors="coerce").to_numpy(np.float64, na_value=np.nan)
+            p_lat = pd.to_numeric(point[1], errors="coerce").to_numpy(np.float64, na_value=np.nan)
+            q_lat = pd.to_numeric(pair[0], errors="coerce").to_numpy(np.float64, na_value=np.nan)
+            q_lon = pd.to_numeric(pair[1], errors="coerce").to_numpy(np.float64, na_value=np.nan)
+            lat[idx] = np.where(np.isnan(p_lat), q_lat, p_lat)
+            lon[idx] = np.where(np.isnan(p_lon), q_lon, p_lon)
+    with np.errstate(invalid="ignore"):
+        invalid = (np.isnan(lat) | np.isnan(lon) | (np.abs(lat) > 90) | (np.abs(lon) > 180)
+                   | ((lat == 0) & (lon == 0)))
+    counts["coordinates_invalid"] = int((invalid & had_text).sum())
+    counts["coordinates_missing"] = int((invalid & ~had_text).sum())
+    lat[invalid] = np.nan
+    lon[invalid] = np.nan
+    with np.errstate(invalid="ignore"):
+        inside = ((lat >= AUSTIN_BOX["lat_min"]) & (lat <= AUSTIN_BOX["lat_max"])
+                  & (lon >= AUSTIN_BOX["lon_min"]) & (lon <= AUSTIN_BOX["lon_max"]))
+    counts["coordinates_outside_austin"] = int((~invalid & ~inside).sum())
+    return lat, lon
+
+
+def _category(col: pa.ChunkedArray | None, n: int, upper: bool = False) -> pd.Categorical:
+    if col is None:
+        return pd.Categorical.from_codes(np.full(n, -1, dtype=np.int64), categories=pd.Index([], dtype="str"))
+    s = _strings(col)
+    if upper:
+        s = pc.utf8_upper(s)
+    encoded = pc.dictionary_encode(s).combine_chunks()
+    cat = pd.Categorical.from_codes(
+        encoded.indices.to_numpy(zero_copy_only=False).astype(np.int64, copy=False) if encoded.null_count == 0
+        else pc.fill_null(encoded.indices, -1).to_numpy(zero_copy_only=False).astype(np.int64),
+        categories=pd.Index(encoded.dictionary.to_pylist(), dtype="str"))
+    return sort_categories(cat)
+
+
+def sort_categories(cat: pd.Categorical) -> pd.Categorical:
+    """Categories in code-point order, so code order is address order (top_locations tie-break)."""
+    cats = cat.categories
+    if cats.is_monotonic_increasing and cats.is_unique:
+        return cat
+    return cat.reorder_categories(sorted(cats))
+
+
+def local_fields(published_ns: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Austin-local (day number since 1970-01-01, hour 0-23, weekday Monday=0); missing -> NO_DAY/-1."""
+    n = len(published_ns)
+    valid = published_ns != np.iinfo(np.int64).min
+    day = np.full(n, NO_DAY, dtype=np.int32)
+    hour = np.full(n, -1, dtype=np.int8)
+    weekday = np.full(n, -1, dtype=np.int8)
+    if valid.any():
+        utc = pd.DatetimeIndex(published_ns[valid].view("datetime64[ns]"), tz="UTC")
+        local = utc.tz_convert(AUSTIN_TZ).tz_localize(None).asi8
+        d = np.floor_divide(local, 86_400 * 10**9)
+        day[valid] = d.astype(np.int32)
+        hour[valid] = ((local - d * 86_400 * 10**9) // (3600 * 10**9)).astype(np.int8)
+        weekday[valid] = ((d + 3) % 7).astype(np.int8)  # 1970-01-01 was a Thursday
+    return day, hour, weekday
+
+
+def normalize(table: pa.Table, fmt: Format, colmap: dict[str, str]) -> tuple[pd.DataFrame, dict[str, int], list[str]]:
+    """Return (canonical frame, bad-value counts, canonical columns the source had)."""
+    n = table.num_rows
+    src = {dst: table.column(name) for name, dst in colmap.items()}
+    counts: dict[str, int] = {}
+    published, counts["published_missing"], counts["published_unparseable"] = parse_timestamps(src.get("published"), n)
+    status_date, _, counts["status_date_unparseable"] = parse_timestamps(src.get("status_date"), n)
+    lat, lon = parse_coordinates(src.get("latitude"), src.get("longitude"), src.get("location"), n, counts)
+    status = _category(src.get("status"), n, upper=True)
+    nat = np.iinfo(np.int64).min
+    if "response_minutes" in src:
+        response = _floats(src["response_minutes"], n)
+        counts["response_time_unparseable"] = int(
+            (np.isnan(response) & pc.is_valid(src["response_minutes"]).to_numpy(zero_copy_only=False)).sum())
+    else:
+        both = (published != nat) & (status_date != nat) & (np.asarray(status) == "ARCHIVED")
+        response = np.full(n, np.nan)
+        response[both] = (status_date[both] - published[both]) / 60e9
+    with np.errstate(invalid="ignore"):
+        response[(response < 0) | (response > MAX_RESPONSE_MINUTES)] = np.nan
+    day, hour, weekday = local_fields(published)
+    report_id = (_strings(src["report_id"]).to_pandas(types_mapper=pd.ArrowDtype).astype("string[pyarrow]")
+                 if "report_id" in src else pd.Series(pd.array([None] * n, dtype="string[pyarrow]")))
+    frame = pd.DataFrame({
+        "report_id": report_id.reset_index(drop=True),
+        "published": pd.DatetimeIndex(published.view("datetime64[ns]")).tz_localize("UTC"),
+        "issue": _category(src.get("issue"), n),
+        "address": _category(src.get("address"), n),
+        "latitude": lat,
+        "longitude": lon,
+        "status": status,
+        "status_date": pd.DatetimeIndex(status_date.view("datetime64[ns]")).tz_localize("UTC"),
+        "agency": _category(src.get("agency"), n),
+        "response_minutes": response,
+        "local_day": day,
+        "hour": hour,
+        "weekday": weekday,
+    })
+    available = sorted(set(src) | ({"response_minutes"} if {"published", "status_date", "status"} <= set(src) else set()))
+    return frame, counts, available

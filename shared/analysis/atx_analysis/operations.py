@@ -1,0 +1,216 @@
+"""Every analysis operation, declared once in the registry (name, parameters with bounds, result keys).
+
+The five tutorial operations keep the tutorial's exact names, parameter names and result keys;
+extra keys are allowed. Results are plain JSON: ints, floats, strings, None; never numpy types or
+NaN. Definitions (docs/analysis.md): a date is an Austin (America/Chicago) calendar day; a
+location is the street address; response time is Status Date - Published Date over ARCHIVED rows,
+0 to 7 days; road search is a case-insensitive literal substring of the address.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+import numpy as np
+
+from .dataset import Dataset
+from .normalize import MAX_RESPONSE_MINUTES
+from .registry import REGISTRY, Param, ParamError
+
+EPOCH = dt.date(1970, 1, 1)
+MAX_TOP = 1000
+MAX_ROAD_LENGTH = 100
+MAX_SERIES_DAYS = 5000
+MAX_RADIUS_KM = 100.0
+WEEKDAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
+
+
+def day_number(date: str) -> int:
+    return (dt.date.fromisoformat(date) - EPOCH).days
+
+
+def day_iso(day: int) -> str:
+    return (EPOCH + dt.timedelta(days=int(day))).isoformat()
+
+
+def _range(ds: Dataset, start: str | None, end: str | None, op: str) -> tuple[int, int]:
+    idx = ds.index
+    first = day_number(start) if start else idx.day0
+    last = day_number(end) if end else idx.day0 + max(len(idx.day_counts) - 1, 0)
+    if last < first:
+        raise ParamError("end", f"'end' ({day_iso(last)}) is before 'start' ({day_iso(first)})")
+    if last - first + 1 > MAX_SERIES_DAYS:
+        raise ParamError("end", f"the range is {last - first + 1} days; at most {MAX_SERIES_DAYS} allowed")
+    return first, last
+
+
+# --- the tutorial's five -----------------------------------------------------------------------
+
+@REGISTRY.operation(
+    Param("date", "date", "calendar day in Austin local time (America/Chicago), YYYY-MM-DD",
+          example="2024-03-06"),
+    description="Number of incidents published on a calendar day (Austin local time).",
+    result_keys=("incident_count", "date"),
+)
+def incident_count_by_date(ds: Dataset, date: str) -> dict[str, Any]:
+    ds.require("published", "incident_count_by_date")
+    return {"incident_count": ds.index.day_count(day_number(date)), "date": date}
+
+
+@REGISTRY.operation(
+    Param("n", "int", "how many addresses", default=10, minimum=1, maximum=MAX_TOP, example=10),
+    description="The n street addresses with the most incidents, by count descending, ties by address.",
+    result_keys=("top_locations",),
+)
+def top_locations(ds: Dataset, n: int) -> dict[str, Any]:
+    ds.require("address", "top_locations")
+    return {"top_locations": ds.index.top_locations(n)}
+
+
+@REGISTRY.operation(
+    description="Mean minutes from Published Date to Status Date over ARCHIVED incidents with both "
+                "dates and a duration between 0 and 7 days (the data has no response-time column).",
+    result_keys=("avg_response", "unit", "incidents_used"),
+)
+def average_response_time(ds: Dataset) -> dict[str, Any]:
+    ds.require("response_minutes", "average_response_time")
+    avg = ds.index.avg_response
+    return {"avg_response": None if avg is None else round(avg, 3), "unit": "minutes",
+            "incidents_used": ds.index.response_rows, "max_duration_minutes": MAX_RESPONSE_MINUTES}
+
+
+@REGISTRY.operation(
+    description="Number of distinct Issue Reported values, counted as written (mixed spelling kept).",
+    result_keys=("unique_issues", "issues"),
+)
+def unique_issues(ds: Dataset) -> dict[str, Any]:
+    ds.require("issue", "unique_issues")
+    issues = sorted(ds.index.issue_counts)
+    return {"unique_issues": len(issues), "issues": issues}
+
+
+@REGISTRY.operation(
+    Param("road", "string", "text to find in the address, case-insensitive and literal (no patterns)",
+          max_length=MAX_ROAD_LENGTH, example="S CONGRESS AVE"),
+    description="Number of incidents whose address contains the text (case-insensitive literal substring).",
+    result_keys=("count", "road", "addresses"),
+)
+def incidents_by_road(ds: Dataset, road: str) -> dict[str, Any]:
+    ds.require("address", "incidents_by_road")
+    if not road.strip():
+        raise ParamError("road", "'road' must not be empty")
+    count, addresses = ds.index.road_count(road)
+    return {"count": count, "road": road, "addresses": addresses}
+
+
+# --- more of what users of this data ask for ---------------------------------------------------
+
+@REGISTRY.operation(
+    description="Incidents per Issue Reported value (as written), most frequent first.",
+    result_keys=("counts", "total"),
+)
+def incidents_by_issue(ds: Dataset) -> dict[str, Any]:
+    ds.require("issue", "incidents_by_issue")
+    counts = ds.index.issue_counts
+    return {"counts": dict(counts), "total": sum(counts.values())}
+
+
+@REGISTRY.operation(
+    description="Incidents per hour of day (0-23, Austin local time).",
+    result_keys=("counts", "total"),
+)
+def incidents_by_hour(ds: Dataset) -> dict[str, Any]:
+    ds.require("published", "incidents_by_hour")
+    counts = [int(c) for c in ds.index.hour_counts]
+    return {"counts": {str(h): c for h, c in enumerate(counts)}, "total": sum(counts)}
+
+
+@REGISTRY.operation(
+    description="Incidents per day of the week (Austin local time), Monday first.",
+    result_keys=("counts", "total"),
+)
+def incidents_by_weekday(ds: Dataset) -> dict[str, Any]:
+    ds.require("published", "incidents_by_weekday")
+    counts = [int(c) for c in ds.index.weekday_counts]
+    return {"counts": dict(zip(WEEKDAYS, counts)), "total": sum(counts)}
+
+
+@REGISTRY.operation(
+    Param("start", "date", "first day (Austin local), default the first day in the data", default=None,
+          example="2024-01-01"),
+    Param("end", "date", "last day, inclusive; default the last day in the data", default=None,
+          example="2024-01-31"),
+    description=f"Incidents per Austin calendar day from start to end inclusive (at most {MAX_SERIES_DAYS} days), "
+                "zeros included.",
+    result_keys=("counts", "start", "end", "total"),
+)
+def daily_counts(ds: Dataset, start: str | None, end: str | None) -> dict[str, Any]:
+    ds.require("published", "daily_counts")
+    first, last = _range(ds, start, end, "daily_counts")
+    series = ds.index.day_series(first, last)
+    days = np.arange(first, last + 1).astype("datetime64[D]").astype(str)
+    return {"start": day_iso(first), "end": day_iso(last),
+            "counts": dict(zip(days.tolist(), series.tolist())), "total": int(series.sum())}
+
+
+@REGISTRY.operation(
+    Param("n", "int", "how many roads", default=10, minimum=1, maximum=MAX_TOP, example=10),
+    description="The n roads with the most incidents; the road of an address is its first street "
+                "(before '/', '&', ' at '), without the block number.",
+    result_keys=("top_roads",),
+)
+def top_roads(ds: Dataset, n: int) -> dict[str, Any]:
+    ds.require("address", "top_roads")
+    roads = ds.index.road_counts
+    return {"top_roads": dict(list(roads.items())[:n])}
+
+
+@REGISTRY.operation(
+    Param("latitude", "number", "centre latitude (degrees)", minimum=-90, maximum=90, example=30.2672),
+    Param("longitude", "number", "centre longitude (degrees)", minimum=-180, maximum=180, example=-97.7431),
+    Param("radius_km", "number", "radius in kilometres (great-circle)", default=1.0, minimum=0.001,
+          maximum=MAX_RADIUS_KM, example=1.0),
+    description="Incidents with coordinates within radius_km of a point, with the most common issues there.",
+    result_keys=("count", "by_issue"),
+)
+def incidents_within_radius(ds: Dataset, latitude: float, longitude: float, radius_km: float) -> dict[str, Any]:
+    ds.require("latitude", "incidents_within_radius")
+    rows = ds.index.within_radius(latitude, longitude, radius_km)
+    issue = ds.frame["issue"].array
+    codes = issue.codes[rows]
+    counts = np.bincount(codes[codes >= 0], minlength=len(issue.categories))
+    order = np.argsort(-counts, kind="stable")
+    by_issue = {str(issue.categories[i]): int(counts[i]) for i in order[:10] if counts[i] > 0}
+    return {"count": int(len(rows)), "latitude": latitude, "longitude": longitude, "radius_km": radius_km,
+            "by_issue": by_issue}
+
+
+# --- plots (PNG bytes) ------------------------------------------------------------------------
+
+@REGISTRY.operation(
+    Param("start", "date", "first day (Austin local), default the first day in the data", default=None,
+          example="2024-01-01"),
+    Param("end", "date", "last day, inclusive; default the last day in the data", default=None,
+          example="2024-06-30"),
+    description="PNG: incidents per day with a 7-day (or, over long ranges, 28-day) rolling mean.",
+    produces_png=True,
+)
+def plot_daily_counts(ds: Dataset, start: str | None, end: str | None) -> bytes:
+    from .plots import daily_counts_png
+
+    ds.require("published", "plot_daily_counts")
+    first, last = _range(ds, start, end, "plot_daily_counts")
+    return daily_counts_png(first, ds.index.day_series(first, last))
+
+
+@REGISTRY.operation(
+    Param("n", "int", "how many addresses", default=10, minimum=1, maximum=50, example=10),
+    description="PNG: horizontal bar chart of the n addresses with the most incidents.",
+    produces_png=True,
+)
+def plot_top_locations(ds: Dataset, n: int) -> bytes:
+    from .plots import top_locations_png
+
+    ds.require("address", "plot_top_locations")
+    return top_locations_png(ds.index.top_locations(n), ds.rows)

@@ -1,0 +1,85 @@
+"""PNG charts for the plot operations: matplotlib with the headless Agg backend, imported lazily
+so that workers which never plot do not pay for it at start."""
+
+from __future__ import annotations
+
+import datetime as dt
+import io
+import textwrap
+
+import numpy as np
+
+EPOCH = dt.date(1970, 1, 1)
+INK = "#1f2933"
+MUTED = "#7b8794"
+ACCENT = "#bf5700"  # burnt orange
+LIGHT = "#f5c49c"
+SOURCE = "Source: City of Austin Real-Time Traffic Incident Reports (dx9v-zd7x)"
+
+
+def _figure(width: float, height: float):
+    import matplotlib
+
+    matplotlib.use("Agg", force=True)
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(width, height), dpi=120)
+    for side in ("top", "right"):
+        ax.spines[side].set_visible(False)
+    for side in ("left", "bottom"):
+        ax.spines[side].set_color(MUTED)
+    ax.tick_params(colors=INK, labelsize=9)
+    return plt, fig, ax
+
+
+def _png(plt, fig) -> bytes:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", bbox_inches="tight", facecolor="white",
+                metadata={"Software": "atx-jobqueue"})
+    plt.close(fig)
+    return buf.getvalue()
+
+
+def daily_counts_png(first_day: int, counts: np.ndarray) -> bytes:
+    import matplotlib.dates as mdates
+
+    plt, fig, ax = _figure(10, 4.5)
+    days = np.arange(first_day, first_day + len(counts)).astype("datetime64[D]")
+    window = 7 if len(counts) <= 400 else 28
+    ax.bar(days, counts, width=1.0, color=LIGHT, label="incidents per day", linewidth=0)
+    if len(counts) >= window:
+        rolling = np.convolve(counts, np.ones(window) / window, mode="valid")
+        ax.plot(days[window - 1:], rolling, color=ACCENT, linewidth=2, label=f"{window}-day mean")
+    start, end = str(days[0]), str(days[-1])
+    ax.set_title(f"Traffic incidents per day in Austin, {start} to {end}", loc="left", color=INK,
+                 fontsize=13, fontweight="bold")
+    ax.set_ylabel("incidents", color=INK)
+    locator = mdates.AutoDateLocator(minticks=4, maxticks=10)
+    ax.xaxis.set_major_locator(locator)
+    ax.xaxis.set_major_formatter(mdates.ConciseDateFormatter(locator))
+    ax.grid(axis="y", color="#e4e7eb", linewidth=0.8)
+    ax.set_axisbelow(True)
+    ax.set_ylim(bottom=0)
+    ax.legend(frameon=False, loc="upper left", fontsize=9)
+    fig.text(0.01, -0.02, f"{SOURCE}. Days are Austin local time; total {int(counts.sum()):,}.",
+             color=MUTED, fontsize=8)
+    return _png(plt, fig)
+
+
+def top_locations_png(top: dict[str, int], total_rows: int) -> bytes:
+    n = max(len(top), 1)
+    plt, fig, ax = _figure(10, 1.2 + 0.38 * n)
+    labels = ["\n".join(textwrap.wrap(a, 48)) or "(empty)" for a in top] or ["(no data)"]
+    values = list(top.values()) or [0]
+    y = np.arange(len(values))[::-1]
+    bars = ax.barh(y, values, color=ACCENT, height=0.7)
+    ax.set_yticks(y, labels)
+    ax.set_xlabel("incidents", color=INK)
+    ax.set_title(f"Top {len(top)} incident locations in Austin", loc="left", color=INK, fontsize=13,
+                 fontweight="bold")
+    ax.bar_label(bars, labels=[f"{v:,}" for v in values], padding=3, color=INK, fontsize=8)
+    ax.grid(axis="x", color="#e4e7eb", linewidth=0.8)
+    ax.set_axisbelow(True)
+    ax.margins(x=0.08)
+    fig.text(0.01, -0.02, f"{SOURCE}; {total_rows:,} incidents loaded.", color=MUTED, fontsize=8)
+    return _png(plt, fig)

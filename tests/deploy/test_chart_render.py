@@ -1,0 +1,375 @@
+"""The chart lints strictly, renders every ci/ scenario, and renders what each scenario promises."""
+
+from __future__ import annotations
+
+import shutil
+
+import helm_python as helm
+import pytest
+import yaml
+
+from tests.deploy.manifests import (
+    CHART, NAMESPACE, RELEASE, SCENARIOS, WORKLOADS, containers, find, one, pod_spec, render_chart,
+    render_objects, scenario_objects, scenario_values,
+)
+
+CRD_GROUPS = ("keda.sh/", "monitoring.coreos.com/")
+CLUSTER_SCOPED = {
+    "Namespace", "ClusterRole", "ClusterRoleBinding", "CustomResourceDefinition", "PersistentVolume",
+    "StorageClass", "PriorityClass", "APIService", "MutatingWebhookConfiguration",
+    "ValidatingWebhookConfiguration", "ClusterTriggerAuthentication", "IngressClass",
+}
+LABELS = ("app.kubernetes.io/name", "app.kubernetes.io/instance", "app.kubernetes.io/component",
+          "app.kubernetes.io/version", "app.kubernetes.io/managed-by", "helm.sh/chart")
+
+
+def test_every_required_scenario_exists():
+    assert {"default", "keda", "hpa", "class-cluster", "persistence-off", "monitoring-on"} <= set(SCENARIOS)
+
+
+@pytest.mark.parametrize("scenario", SCENARIOS)
+def test_helm_lint_strict(scenario):
+    report = helm.lint(str(CHART), scenario_values(scenario), strict=True, namespace=NAMESPACE)
+    problems = [m for m in report["messages"] if m["severity"] >= 2]
+    assert not problems and not report["errors"], (problems, report["errors"])
+
+
+def test_scenarios_pass_the_values_schema(scenario):
+    with helm.Chart.load(str(CHART)) as chart:
+        chart.validate_schema(scenario_values(scenario))
+
+
+def test_every_object_is_labelled_and_namespaced(objects):
+    for obj in objects:
+        labels = obj["metadata"].get("labels", {})
+        for key in LABELS:
+            assert labels.get(key), f"{obj['kind']}/{obj['metadata']['name']} lacks {key}"
+        assert obj["metadata"]["namespace"] == NAMESPACE
+        assert len(obj["metadata"]["name"]) <= 63
+
+
+def test_default_install_needs_no_crd_and_nothing_cluster_scoped():
+    for obj in scenario_objects("default"):
+        assert not obj["apiVersion"].startswith(CRD_GROUPS), obj["kind"]
+        assert obj["kind"] not in CLUSTER_SCOPED
+
+
+def test_workload_selectors_match_their_pod_labels(objects):
+    for obj in objects:
+        if obj["kind"] in ("Deployment", "StatefulSet"):
+            selector = obj["spec"]["selector"]["matchLabels"]
+            pod_labels = obj["spec"]["template"]["metadata"]["labels"]
+            assert selector.items() <= pod_labels.items()
+
+
+def test_services_select_pods_that_exist(objects):
+    pods = [o["spec"]["template"]["metadata"]["labels"] for o in objects if o["kind"] in ("Deployment", "StatefulSet")]
+    for svc in find(objects, "Service"):
+        selector = svc["spec"]["selector"]
+        assert any(selector.items() <= labels.items() for labels in pods), svc["metadata"]["name"]
+
+
+def test_pods_are_locked_down(objects):
+    """runAsNonRoot with a numeric uid, seccomp RuntimeDefault, no capabilities, no escalation,
+    read-only root filesystem: for every pod the chart can create."""
+    for obj in objects:
+        if obj["kind"] not in WORKLOADS:
+            continue
+        spec = pod_spec(obj)
+        ctx = spec["securityContext"]
+        assert ctx["runAsNonRoot"] is True and isinstance(ctx["runAsUser"], int) and ctx["runAsUser"] >= 10000
+        assert ctx["seccompProfile"]["type"] == "RuntimeDefault"
+        assert spec["automountServiceAccountToken"] is False
+        for c in containers(obj):
+            sc = c["securityContext"]
+            assert sc["allowPrivilegeEscalation"] is False, c["name"]
+            assert sc["readOnlyRootFilesystem"] is True, c["name"]
+            assert sc["capabilities"]["drop"] == ["ALL"], c["name"]
+            assert c["resources"]["limits"] and c["resources"]["requests"], c["name"]
+
+
+def test_api_and_worker_pods_roll_when_config_changes():
+    def checksums(values):
+        objs = render_objects(values)
+        return {c: one(objs, "Deployment", c)["spec"]["template"]["metadata"]["annotations"]["checksum/config"]
+                for c in ("api", "worker")}
+
+    before = checksums({"redis": {"auth": {"existingSecret": "fixed"}}})
+    after = checksums({"redis": {"auth": {"existingSecret": "fixed"}}, "config": {"jobTimeoutSeconds": 30}})
+    assert before["api"] != after["api"] and before["worker"] != after["worker"]
+
+
+# ---- autoscaling ----------------------------------------------------------------------------
+
+
+def test_keda_scales_the_worker_deployment_on_the_max_backlog():
+    objs = scenario_objects("keda")
+    scaled = one(objs, "ScaledObject")
+    worker = one(objs, "Deployment", "worker")
+    values = scenario_values("keda")["autoscaling"]
+    assert scaled["spec"]["scaleTargetRef"] == {"apiVersion": "apps/v1", "kind": "Deployment", "name": worker["metadata"]["name"]}
+    assert scaled["spec"]["minReplicaCount"] == values["minReplicas"] == 0
+    assert scaled["spec"]["maxReplicaCount"] == values["maxReplicas"]
+    assert "replicas" not in worker["spec"], "a replica count would fight the autoscaler on every upgrade"
+    (trigger,) = scaled["spec"]["triggers"]
+    assert trigger["type"] == "prometheus"
+    query = trigger["metadata"]["query"]
+    assert "max(jobqueue_queue_depth{" in query and "max(jobqueue_jobs_in_progress{" in query
+    assert f'namespace="{NAMESPACE}"' in query and 'queue="jobs"' in query and "{{" not in query
+    assert float(trigger["metadata"]["threshold"]) == values["threshold"]
+    assert float(trigger["metadata"]["activationThreshold"]) == values["activationThreshold"]
+
+
+def test_hpa_scales_on_the_external_backlog_metric():
+    objs = scenario_objects("hpa")
+    hpa = one(objs, "HorizontalPodAutoscaler")
+    assert hpa["apiVersion"] == "autoscaling/v2"
+    assert hpa["spec"]["scaleTargetRef"]["name"] == one(objs, "Deployment", "worker")["metadata"]["name"]
+    assert hpa["spec"]["minReplicas"] >= 1
+    (metric,) = hpa["spec"]["metrics"]
+    assert metric["type"] == "External"
+    assert metric["external"]["metric"]["name"] == "jobqueue_backlog"
+    assert metric["external"]["target"]["type"] == "AverageValue"
+    adapter = yaml.safe_load((CHART.parent / "prometheus-adapter-values.yaml").read_text())
+    names = [rule["name"]["as"] for rule in adapter["rules"]["external"]]
+    assert "jobqueue_backlog" in names, "the shipped prometheus-adapter rule must serve the metric the HPA reads"
+
+
+def test_without_autoscaling_the_worker_count_is_fixed():
+    worker = one(scenario_objects("default"), "Deployment", "worker")
+    assert worker["spec"]["replicas"] == 2
+    assert not find(scenario_objects("default"), "ScaledObject") and not find(scenario_objects("default"), "HorizontalPodAutoscaler")
+
+
+# ---- data -----------------------------------------------------------------------------------
+
+
+def test_data_volume_is_made_and_filled_before_workers_and_mounted_read_only():
+    objs = scenario_objects("class-cluster")
+    pvc = [p for p in find(objs, "PersistentVolumeClaim") if p["metadata"]["labels"]["app.kubernetes.io/component"] == "data"][0]
+    assert pvc["spec"]["storageClassName"] == "cinder-csi" and pvc["spec"]["accessModes"] == ["ReadWriteOnce"]
+    assert pvc["metadata"]["annotations"]["helm.sh/hook"] == "pre-install"
+    loader = one(objs, "Job", "data-loader")
+    assert "pre-install" in loader["metadata"]["annotations"]["helm.sh/hook"]
+    assert int(loader["metadata"]["annotations"]["helm.sh/hook-weight"]) > int(pvc["metadata"]["annotations"]["helm.sh/hook-weight"])
+    worker = one(objs, "Deployment", "worker")
+    spec = pod_spec(worker)
+    (claim,) = [v for v in spec["volumes"] if "persistentVolumeClaim" in v]
+    assert claim["persistentVolumeClaim"] == {"claimName": pvc["metadata"]["name"], "readOnly": True}
+    for c in containers(worker):
+        mounts = [m for m in c["volumeMounts"] if m["name"] == claim["name"]]
+        assert mounts and all(m["readOnly"] for m in mounts)
+    assert [c["name"] for c in spec["initContainers"]] == ["wait-for-data"]
+    # ReadWriteOnce: workers share one node with the volume
+    term = spec["affinity"]["podAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"][0]
+    assert term["topologyKey"] == "kubernetes.io/hostname"
+    assert term["labelSelector"]["matchLabels"].items() <= worker["spec"]["template"]["metadata"]["labels"].items()
+
+
+def test_shared_volume_lets_workers_spread():
+    spec = pod_spec(one(scenario_objects("exposed"), "Deployment", "worker"))
+    assert "affinity" not in spec
+
+
+def test_persistence_off_uses_the_sample_in_the_image():
+    objs = scenario_objects("persistence-off")
+    assert not find(objs, "PersistentVolumeClaim") and not find(objs, "Job")
+    config = [c for c in find(objs, "ConfigMap") if c["metadata"]["labels"]["app.kubernetes.io/component"] == "config"][0]
+    assert config["data"]["DATA_PATH"] == "/app/data/traffic_incidents_sample.csv"
+    sts = one(objs, "StatefulSet")
+    assert "volumeClaimTemplates" not in sts["spec"]
+    assert any(v["name"] == "data" and "emptyDir" in v for v in pod_spec(sts)["volumes"])
+
+
+# ---- Redis ----------------------------------------------------------------------------------
+
+
+def test_redis_is_the_official_image_with_aof_and_a_password():
+    objs = scenario_objects("default")
+    sts = one(objs, "StatefulSet", "redis")
+    (redis,) = [c for c in containers(sts) if c["name"] == "redis"]
+    assert redis["image"].startswith("redis:7")
+    assert sts["spec"]["volumeClaimTemplates"][0]["metadata"]["name"] == "data"
+    conf = [c for c in find(objs, "ConfigMap", "redis")][0]["data"]["redis.conf"]
+    assert "appendonly yes" in conf and "include /run/redis/auth.conf" in conf
+    assert "requirepass" in redis["command"][-1]
+    secret = one(objs, "Secret", "redis")
+    assert secret["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
+    assert len(secret["data"]["redis-password"]) >= 32
+    headless = one(objs, "Service", "redis")
+    assert headless["spec"]["clusterIP"] == "None" and sts["spec"]["serviceName"] == headless["metadata"]["name"]
+
+
+def test_every_app_pod_gets_the_redis_password_from_the_secret(objects):
+    secrets = {o["metadata"]["name"] for o in objects if o["kind"] == "Secret"}
+    for component in ("api", "worker"):
+        (main,) = [c for c in containers(one(objects, "Deployment", component)) if c["name"] == component]
+        refs = [e["valueFrom"]["secretKeyRef"] for e in main.get("env", []) if e["name"] == "REDIS_PASSWORD"]
+        assert len(refs) == 1
+        # the generated Secret, or the existing one the scenario names
+        assert refs[0]["name"] in secrets or refs[0]["name"] == "shared-redis"
+
+
+def test_existing_secret_replaces_the_generated_one():
+    objs = render_objects({"redis": {"auth": {"existingSecret": "my-redis", "existingSecretKey": "pw"}}})
+    assert not find(objs, "Secret")
+    env = {e["name"]: e for c in containers(one(objs, "Deployment", "api")) for e in c.get("env", [])}
+    assert env["REDIS_PASSWORD"]["valueFrom"]["secretKeyRef"] == {"name": "my-redis", "key": "pw"}
+
+
+def test_only_api_worker_and_backup_pods_reach_redis():
+    objs = scenario_objects("monitoring-on")
+    policy = [p for p in find(objs, "NetworkPolicy", "redis")][0]
+    pods = {
+        o["metadata"]["labels"]["app.kubernetes.io/component"]: (o["spec"]["template"]["metadata"]["labels"] if o["kind"] != "CronJob"
+                                                                 else o["spec"]["jobTemplate"]["spec"]["template"]["metadata"]["labels"])
+        for o in objs if o["kind"] in ("Deployment", "Job", "CronJob")
+    }
+    pods["test"] = one(objs, "Pod")["metadata"]["labels"]
+    redis_rule = [r for r in policy["spec"]["ingress"] if r["ports"][0]["port"] == "redis"][0]
+
+    def allowed(labels):
+        return any(peer["podSelector"]["matchLabels"].items() <= labels.items() for peer in redis_rule["from"])
+
+    assert allowed(pods["api"]) and allowed(pods["worker"]) and allowed(pods["redis-backup"])
+    assert not allowed(pods["data-loader"]) and not allowed(pods["test"])
+    other_release = dict(pods["api"], **{"app.kubernetes.io/instance": "someone-else"})
+    assert not allowed(other_release)
+    assert policy["spec"]["podSelector"]["matchLabels"].items() <= one(objs, "StatefulSet")["spec"]["template"]["metadata"]["labels"].items()
+
+
+def test_every_pod_is_covered_by_a_network_policy(objects):
+    policies = [p["spec"]["podSelector"]["matchLabels"] for p in find(objects, "NetworkPolicy")]
+    for obj in objects:
+        if obj["kind"] not in WORKLOADS:
+            continue
+        labels = (obj["spec"]["jobTemplate"]["spec"]["template"]["metadata"]["labels"] if obj["kind"] == "CronJob"
+                  else obj["metadata"]["labels"] if obj["kind"] == "Pod" else obj["spec"]["template"]["metadata"]["labels"])
+        assert any(sel.items() <= labels.items() for sel in policies), obj["metadata"]["name"]
+
+
+def test_backup_cronjob_writes_to_the_backup_volume():
+    objs = scenario_objects("monitoring-on")
+    cron = one(objs, "CronJob")
+    spec = pod_spec(cron)
+    claim = [v["persistentVolumeClaim"]["claimName"] for v in spec["volumes"] if "persistentVolumeClaim" in v]
+    backup_pvc = [p["metadata"]["name"] for p in find(objs, "PersistentVolumeClaim", "redis-backup")]
+    assert claim == backup_pvc
+    assert backup_pvc and one(objs, "PersistentVolumeClaim", "redis-backup")["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
+    assert spec["containers"][0]["command"] == ["sh", "/scripts/backup.sh"]
+
+
+def test_restore_stops_redis_and_mounts_its_volume():
+    objs = scenario_objects("restore")
+    sts = one(objs, "StatefulSet")
+    assert sts["spec"]["replicas"] == 0
+    job = [j for j in find(objs, "Job") if "restore" in j["metadata"]["name"]][0]
+    claims = {v["persistentVolumeClaim"]["claimName"] for v in pod_spec(job)["volumes"] if "persistentVolumeClaim" in v}
+    assert f"data-{sts['metadata']['name']}-0" in claims
+    env = {e["name"]: e["value"] for e in pod_spec(job)["containers"][0]["env"]}
+    assert env["RESTORE_FILE"] == scenario_values("restore")["redis"]["restore"]["file"]
+
+
+def test_restore_without_a_file_fails_with_a_message():
+    with pytest.raises(helm.HelmError, match="redis.restore.file"):
+        render_chart({"redis": {"restore": {"enabled": True}}})
+
+
+def test_external_redis_renders_no_redis_objects():
+    objs = scenario_objects("external-redis")
+    assert not find(objs, "StatefulSet") and not find(objs, "Secret")
+    config = one(objs, "ConfigMap", "config")
+    assert config["data"]["REDIS_URL"] == scenario_values("external-redis")["externalRedis"]["url"]
+
+
+# ---- monitoring -----------------------------------------------------------------------------
+
+
+def test_monitors_carry_the_release_label_prometheus_selects():
+    objs = scenario_objects("monitoring-on")
+    for kind in ("ServiceMonitor", "PodMonitor"):
+        for monitor in find(objs, kind):
+            assert monitor["metadata"]["labels"]["release"] == "prometheus"
+    api_monitor = one(objs, "ServiceMonitor", "api")
+    assert api_monitor["spec"]["endpoints"][0]["port"] == "http"
+    assert one(objs, "PodMonitor")["spec"]["podMetricsEndpoints"][0]["port"] == "metrics"
+
+
+def test_scrape_annotations_point_at_the_metrics_ports():
+    objs = scenario_objects("default")
+    for component, port in (("api", 5000), ("worker", 9100)):
+        ann = one(objs, "Deployment", component)["spec"]["template"]["metadata"]["annotations"]
+        assert ann["prometheus.io/scrape"] == "true" and ann["prometheus.io/port"] == str(port)
+        assert ann["prometheus.io/path"] == "/metrics"
+
+
+@pytest.fixture
+def chart_with_placeholder_observability(tmp_path):
+    """A copy of the chart whose rules and dashboard files are small known ones, so the templates
+    are tested whatever the observability files hold."""
+    chart = tmp_path / "atx-jobqueue"
+    shutil.copytree(CHART, chart)
+    (chart / "files" / "prometheus").mkdir(parents=True, exist_ok=True)
+    (chart / "files" / "grafana").mkdir(parents=True, exist_ok=True)
+    (chart / "files" / "prometheus" / "rules.yml").write_text(
+        "groups:\n  - name: placeholder\n    rules:\n      - alert: Placeholder\n        expr: vector(0) > 1\n"
+        "        annotations:\n          summary: 'queue {{ $labels.queue }} is {{ $value }}'\n")
+    for name in (chart / "files" / "grafana").glob("*.json"):
+        name.unlink()
+    (chart / "files" / "grafana" / "a.json").write_text('{"title": "A", "panels": []}')
+    (chart / "files" / "grafana" / "b.json").write_text('{"title": "B", "panels": []}')
+    return chart
+
+
+def test_prometheus_rule_and_dashboards_come_from_the_files(chart_with_placeholder_observability):
+    values = {"metrics": {"prometheusRule": {"enabled": True}, "grafanaDashboard": {"enabled": True}}}
+    objs = render_objects(values, chart=chart_with_placeholder_observability)
+    rule = one(objs, "PrometheusRule")
+    source = yaml.safe_load((chart_with_placeholder_observability / "files/prometheus/rules.yml").read_text())
+    assert rule["spec"]["groups"] == source["groups"]
+    dashboards = one(objs, "ConfigMap", "monitoring")
+    assert dashboards["metadata"]["labels"]["grafana_dashboard"] == "1"
+    assert set(dashboards["data"]) == {"a.json", "b.json"}
+    assert yaml.safe_load(dashboards["data"]["b.json"])["title"] == "B"
+
+
+def test_prometheus_rule_matches_the_shipped_rules_file():
+    source_path = CHART / "files" / "prometheus" / "rules.yml"
+    objs = scenario_objects("monitoring-on")
+    if not source_path.exists():
+        assert not find(objs, "PrometheusRule")
+        pytest.skip("files/prometheus/rules.yml not written yet (observability)")
+    rule = one(objs, "PrometheusRule")
+    assert rule["spec"]["groups"] == yaml.safe_load(source_path.read_text())["groups"]
+
+
+# ---- access ---------------------------------------------------------------------------------
+
+
+def test_notes_give_exact_port_forward_and_curl_commands():
+    notes = render_chart({})["atx-jobqueue/templates/NOTES.txt"]
+    assert f"kubectl --namespace {NAMESPACE} port-forward service/{RELEASE}-atx-jobqueue-api 5000:5000" in notes
+    assert "curl -s -X POST $API/submit" in notes and "curl -s $API/status/" in notes
+    node = render_chart(scenario_values("class-cluster"))["atx-jobqueue/templates/NOTES.txt"]
+    assert "username-atx-jobqueue.coe332.tacc.cloud" in node
+
+
+def test_nodeport_and_ingress_route_to_the_api():
+    objs = scenario_objects("class-cluster")
+    svc = one(objs, "Service", "api")
+    assert svc["spec"]["type"] == "NodePort"
+    ingress = one(objs, "Ingress")
+    assert ingress["spec"]["ingressClassName"] == "nginx"
+    backend = ingress["spec"]["rules"][0]["http"]["paths"][0]["backend"]["service"]
+    assert backend["name"] == svc["metadata"]["name"] and backend["port"]["name"] == svc["spec"]["ports"][0]["name"]
+
+
+def test_helm_test_pod_submits_through_the_api_service():
+    objs = scenario_objects("default")
+    pod = one(objs, "Pod")
+    assert pod["metadata"]["annotations"]["helm.sh/hook"] == "test"
+    svc = one(objs, "Service", "api")
+    env = {e["name"]: e.get("value") for e in pod["spec"]["containers"][0]["env"]}
+    assert env["API_URL"] == f"http://{svc['metadata']['name']}:{svc['spec']['ports'][0]['port']}"
+    script = pod["spec"]["containers"][0]["command"][-1]
+    assert "/submit" in script and "/status/" in script

@@ -1,0 +1,201 @@
+"""End to end: a real Prometheus scrapes the real API and workers; autoscaling, dashboard and alerts hold.
+
+Scenario (all on loopback, Prometheus scraping and evaluating every second):
+1. API up, no worker (scaled to zero). Submit a backlog of N jobs.
+   (a) the chart's autoscaling query, rendered for this "namespace", returns N;
+   (b) the replicas KEDA/HPA derive from it with the chart's values are ceil(N / threshold) clamped
+       to [max(1, min), max], and 0 on an empty queue (activation);
+   the backlog alert (no busy worker) is pending in the live rule engine;
+   (d) the live series, with the labels this scrape gave them, replayed in a promtool time-series
+       test for 30 minutes make the backlog alerts fire.
+2. Workers start (pods appear, Prometheus picks them up); they drain the backlog.
+   (c) every dashboard panel query returns data.
+"""
+
+from __future__ import annotations
+
+import importlib
+import math
+import re
+import shutil
+import subprocess
+import time
+import warnings
+
+import pytest
+import requests
+import yaml
+
+from observability import dashboard, rules
+from observability.simulate_autoscaling import desired_replicas
+from tests.observability.chart_values import autoscaling
+from tests.observability.local_stack import LocalStack
+
+pytestmark = pytest.mark.slow
+
+
+def _services_missing() -> str | None:
+    for module in ("jobqueue_api.serve", "jobqueue_worker.main"):
+        try:
+            importlib.import_module(module)
+        except ImportError as err:
+            return f"{module} is not built yet ({err})"
+    return None
+
+
+if (_why := _services_missing()) is not None:
+    pytest.skip(_why, allow_module_level=True)
+
+NAMESPACE = "atx-jobqueue-e2e"
+BACKLOG = 23  # not a multiple of the threshold, so ceil() matters
+JOB_SECONDS = 0.2
+
+
+@pytest.fixture
+def stack(redis_url, tmp_path):
+    settings = autoscaling()
+    local = LocalStack(tmp_path / "stack", redis_url, queue_name=settings.queue_name, namespace=NAMESPACE)
+    try:
+        yield local
+    except Exception:
+        print(local.logs())
+        raise
+    finally:
+        local.stop()
+
+
+def _sample(result: list[dict]) -> float:
+    assert len(result) == 1, result
+    return float(result[0]["value"][1])
+
+
+def test_backlog_autoscaling_dashboard_and_alerts_against_a_real_prometheus(stack, prometheus_factory, promtool,
+                                                                            tmp_path):
+    chart = autoscaling()
+    stack.start_api()
+    with_exporter = shutil.which("prometheus-redis-exporter") is not None
+    if with_exporter:
+        stack.start_redis_exporter()
+    prom = prometheus_factory(rule_files=[rules.RULES_FILE], scrape_configs=stack.scrape_configs())
+    prom.wait_for_targets_up(2 if with_exporter else 1)
+    query = chart.query(NAMESPACE)
+
+    # Empty queue: the query answers 0 (not "no data"), and KEDA keeps zero workers (activation).
+    empty = prom.wait_for(query, lambda r: len(r) == 1)
+    assert _sample(empty) == 0
+    assert desired_replicas(0, chart.policy, 0) == chart.policy.min_replicas
+
+    # --- 1. a backlog and no worker ------------------------------------------------------------
+    ids = [stack.submit("sleep", {"seconds": JOB_SECONDS}) for _ in range(BACKLOG)]
+    # (a) the chart's query returns the backlog
+    result = prom.wait_for(query, lambda r: len(r) == 1 and float(r[0]["value"][1]) == BACKLOG, timeout=20)
+    metric = _sample(result)
+    assert metric == BACKLOG
+    # the recording rule the dashboard shows is the same number
+    prom.wait_for(f'jobqueue:backlog:max{{namespace="{NAMESPACE}"}}',
+                  lambda r: len(r) == 1 and float(r[0]["value"][1]) == BACKLOG, timeout=20)
+
+    # (b) the replica count KEDA/HPA derive from it with the chart's values
+    policy = chart.policy
+    intended = min(policy.max_replicas, max(1, policy.min_replicas, math.ceil(BACKLOG / policy.threshold)))
+    assert BACKLOG > policy.activation_threshold, "the chart would not wake workers for this backlog"
+    assert desired_replicas(metric, policy, current=0) == intended
+    assert desired_replicas(metric, policy, current=intended) == intended  # stable once there
+    assert desired_replicas(metric * 100, policy, current=intended) == policy.max_replicas
+
+    # the live rule engine: jobs wait and nobody works on them -> the alert is pending (its `for` is 5m)
+    pending = prom.wait_for('ALERTS{alertname="JobQueueBacklogNoBusyWorker"}', lambda r: len(r) == 1, timeout=20)
+    assert pending[0]["metric"]["alertstate"] == "pending"
+    assert pending[0]["metric"]["namespace"] == NAMESPACE and pending[0]["metric"]["queue"] == chart.queue_name
+
+    # (d) replay the live series in promtool's time-series tests
+    _backlog_alerts_fire_in_promtool(prom, promtool, tmp_path)
+
+    # --- 2. workers come up and drain it ---------------------------------------------------------
+    stack.start_workers(2)
+    prom.reload(stack.scrape_configs())
+    prom.wait_for_targets_up(4 if with_exporter else 3)
+    deadline = time.monotonic() + 60
+    while any(stack.status(i)["status"] != "complete" for i in ids):
+        assert time.monotonic() < deadline, [stack.status(i)["status"] for i in ids]
+        time.sleep(0.2)
+    prom.wait_for(query, lambda r: len(r) == 1 and float(r[0]["value"][1]) == 0, timeout=20)
+    processed = prom.wait_for(
+        f'sum(jobqueue_jobs_processed_total{{namespace="{NAMESPACE}", operation="sleep", outcome="complete"}})',
+        lambda r: len(r) == 1 and float(r[0]["value"][1]) == BACKLOG, timeout=20)
+    assert _sample(processed) == BACKLOG
+    assert prom.query('ALERTS{alertname="JobQueueBacklogNoBusyWorker"}') == [] or _eventually_no_alert(prom)
+
+    # some traffic on every API route family the dashboard shows
+    for _ in range(5):
+        requests.get(f"{stack.api_url}/status/{ids[0]}", timeout=5)
+        requests.get(f"{stack.api_url}/status/no-such-job", timeout=5)
+
+    # (c) every dashboard panel query returns data
+    queries = {k: v.replace("$namespace", NAMESPACE).replace("$__rate_interval", "1m")
+               for k, v in dashboard.panel_queries(dashboard.build()).items()}
+    if not with_exporter:
+        warnings.warn("no prometheus-redis-exporter: the Redis exporter panels are not checked")
+        queries = {k: v for k, v in queries.items() if not re.search(r"\bredis_", v)}
+    deadline = time.monotonic() + 30
+    while True:
+        empty_panels = [k for k, expr in queries.items() if not prom.query(expr)]
+        if not empty_panels:
+            break
+        assert time.monotonic() < deadline, f"dashboard queries without data: {empty_panels}"
+        time.sleep(1)
+    replicas = prom.value(f'sum(jobqueue:worker_replicas:count{{namespace="{NAMESPACE}"}})')
+    assert replicas == 2
+
+
+def _eventually_no_alert(prom) -> bool:
+    prom.wait_for('ALERTS{alertname="JobQueueBacklogNoBusyWorker"}', lambda r: r == [], timeout=10)
+    return True
+
+
+def _backlog_alerts_fire_in_promtool(prom, promtool, tmp_path) -> None:
+    """Take the series exactly as this scrape labelled them, hold the backlog for 30 minutes with
+    jobs still arriving, and let promtool evaluate the real rules over that timeline."""
+    depth = prom.query(f'jobqueue_queue_depth{{namespace="{NAMESPACE}"}}')
+    age = prom.query(f'jobqueue_oldest_job_age_seconds{{namespace="{NAMESPACE}"}}')
+    assert len(depth) == 1 and len(age) == 1, (depth, age)
+    observed = float(depth[0]["value"][1])
+    assert observed == BACKLOG
+
+    def series(sample: dict) -> str:
+        labels = ", ".join(f'{k}="{v}"' for k, v in sorted(sample["metric"].items()) if k != "__name__")
+        return f'{sample["metric"]["__name__"]}{{{labels}}}'
+
+    # 40 minutes: the observed backlog, growing by the same amount every minute, never picked up
+    inputs = [{"series": series(depth[0]), "values": f"{observed:g}+{observed:g}x40"},
+              {"series": series(age[0]), "values": f"{float(age[0]['value'][1]):g}+60x40"}]
+    kept = {k: v for k, v in depth[0]["metric"].items() if k not in {"__name__", "instance", "pod"}}
+    expected = {}
+    for alert in ("JobQueueBacklogGrowing", "JobQueueBacklogTooOld", "JobQueueBacklogNoBusyWorker"):
+        rule = rules.alerts()[alert]
+        expected[alert] = {**kept, "alertname": alert, "severity": rule["labels"]["severity"]}
+    # The real rules, minus annotations: promtool would compare those too, and only the
+    # expressions and labels are under test here (rules_test.yml checks the annotation texts).
+    stripped = rules.load_rules()
+    for group in stripped["groups"]:
+        for rule in group["rules"]:
+            rule.pop("annotations", None)
+    rules_copy = tmp_path / "rules_without_annotations.yml"
+    rules_copy.write_text(yaml.safe_dump(stripped, sort_keys=False))
+    suite = {
+        "rule_files": [str(rules_copy)],
+        "evaluation_interval": "1m",
+        "tests": [{
+            "interval": "1m",
+            "input_series": inputs,
+            "alert_rule_test": [
+                {"eval_time": "1m", "alertname": "JobQueueBacklogTooOld", "exp_alerts": []},
+                *({"eval_time": "35m", "alertname": name, "exp_alerts": [{"exp_labels": labels}]}
+                  for name, labels in expected.items()),
+            ],
+        }],
+    }
+    path = tmp_path / "live_backlog_test.yml"
+    path.write_text(yaml.safe_dump(suite, sort_keys=False))
+    proc = subprocess.run([promtool, "test", "rules", str(path)], capture_output=True, text=True)
+    assert proc.returncode == 0, f"{proc.stdout}{proc.stderr}\n{path.read_text()}"
