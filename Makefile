@@ -38,3 +38,7 @@ bench: setup
 
 clean:
 	rm -rf .run .venv .tools .pytest_cache
+
+# The full-size synthetic dataset (432,444 rows, the real file's size; deterministic, gitignored).
+data: setup
+	@test -f data/full/traffic_incidents.csv || .venv/bin/jobqueue data generate --rows 432444 --output data/full/traffic_incidents.csv

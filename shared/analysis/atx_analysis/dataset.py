@@ -1,16 +1,17 @@
 """Load a traffic incident file once, normalise it, and index it for fast queries.
 
-``load_dataset(path)`` recognises the format (docs/data.md), builds the canonical frame
-(:mod:`atx_analysis.normalize`) and the indexes (:mod:`atx_analysis.index`). The parsed frame is
-cached as Parquet keyed by the file's content hash, so the next process starts in well under a
-second; a read-only data directory just means no cache (or set ``cache_dir`` / DATA_CACHE_DIR).
+``load_dataset(path)`` recognises the format (docs/data.md), builds the canonical columns
+(:mod:`atx_analysis.normalize`, :mod:`atx_analysis.columns`) and the indexes
+(:mod:`atx_analysis.index`). The parsed columns are cached as an Arrow IPC file keyed by the
+file's content hash; the next process memory-maps it and starts in a fraction of a second without
+importing pandas. A read-only data directory just means no cache (or set ``cache_dir`` /
+DATA_CACHE_DIR).
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import hashlib
-import json
 import logging
 import os
 import tempfile
@@ -19,20 +20,15 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pandas as pd
 import pyarrow as pa
-import pyarrow.parquet as pq
 
+from .columns import NO_DAY, Columns
 from .errors import DataFormatError, MissingColumnError
-from .formats import detect
 from .index import Index
-from .normalize import CATEGORY_COLUMNS, NO_DAY, normalize, sort_categories
-from .readers import read_raw
 
 log = logging.getLogger(__name__)
 
-CACHE_VERSION = 1  # bump when the canonical frame or its derivation changes
-CACHE_META_KEY = b"atx_analysis"
+CACHE_VERSION = 2  # bump when the canonical columns or their derivation change
 
 
 def content_hash(path: str | Path) -> str:
@@ -45,24 +41,28 @@ def content_hash(path: str | Path) -> str:
 
 
 class Dataset:
-    """The canonical frame of one data file plus its indexes. Treat it as read-only."""
+    """The canonical columns of one data file plus their indexes. Treat it as read-only."""
 
-    def __init__(self, frame: pd.DataFrame, *, identity: str, format: str, path: str | None = None,
+    def __init__(self, columns: Columns, *, identity: str, format: str, path: str | None = None,
                  counts: dict[str, int] | None = None, available: list[str] | None = None,
-                 source_rows: int | None = None, from_cache: bool = False):
-        self.frame = frame
+                 from_cache: bool = False):
+        self.columns = columns
         self.identity = identity
         self.format = format
         self.path = path
         self.counts = dict(counts or {})
-        self.available = list(available if available is not None else frame.columns)
-        self.source_rows = len(frame) if source_rows is None else source_rows
+        self.available = list(available if available is not None else columns.arrays)
         self.from_cache = from_cache
-        self.index = Index(frame)
+        self.index = Index(columns)
 
     @property
     def rows(self) -> int:
-        return len(self.frame)
+        return self.columns.rows
+
+    @cached_property
+    def frame(self):
+        """The data as a pandas DataFrame (built on first use; queries do not need it)."""
+        return self.columns.to_frame()
 
     def require(self, column: str, operation: str | None = None) -> None:
         """Raise MissingColumnError if the source had no such column (e.g. a SODA $select subset)."""
@@ -76,13 +76,12 @@ class Dataset:
 
     @cached_property
     def date_range(self) -> tuple[str | None, str | None]:
-        days = self.frame["local_day"].to_numpy()
-        days = days[days != NO_DAY]
-        if not len(days):
+        idx = self.index
+        if not idx.dated_rows:
             return None, None
         epoch = dt.date(1970, 1, 1)
-        return ((epoch + dt.timedelta(days=int(days.min()))).isoformat(),
-                (epoch + dt.timedelta(days=int(days.max()))).isoformat())
+        return ((epoch + dt.timedelta(days=idx.day0)).isoformat(),
+                (epoch + dt.timedelta(days=idx.day0 + len(idx.day_counts) - 1)).isoformat())
 
     def info(self) -> dict[str, Any]:
         first, last = self.date_range
@@ -101,62 +100,61 @@ class Dataset:
         return f"Dataset({self.format}, {self.rows} rows, {self.identity[:12]})"
 
 
-def from_frame(frame: pd.DataFrame, **kwargs: Any) -> Dataset:
-    return Dataset(frame, **kwargs)
+def parse_file(path: str | Path) -> tuple[Columns, str, dict[str, int], list[str]]:
+    """Read and normalise a file, no cache: (columns, format name, bad-value counts, available columns)."""
+    from .formats import detect
+    from .normalize import normalize
+    from .readers import read_raw
 
-
-def parse_file(path: str | Path) -> tuple[pd.DataFrame, str, dict[str, int], list[str]]:
-    """Read and normalise a file (no cache): (frame, format name, counts, available columns)."""
     raw = read_raw(path)
     if raw.table.num_columns == 0:
         raise DataFormatError(f"{path}: no columns")
     fmt, colmap = detect(raw.table.column_names)
-    frame, counts, available = normalize(raw.table, fmt, colmap)
+    columns, counts, available = normalize(raw.table, fmt, colmap)
     counts = {"malformed_lines_skipped": raw.skipped_lines, **counts}
     base, _, gz = raw.container.partition("+")
     name = f"soda-{base}" if fmt.name == "soda" else fmt.name if base == "csv" else f"{fmt.name}+{base}"
     if gz:
         name += "+gzip"
-    return frame, name, counts, available
+    return columns, name, counts, available
 
 
-def _cache_candidates(path: Path, identity: str, cache_dir: str | None) -> list[Path]:
-    name = f"{path.name}.{identity[:20]}.v{CACHE_VERSION}.parquet"
-    dirs = [Path(cache_dir)] if cache_dir else [path.parent / ".cache"]
-    return [d / name for d in dirs]
+def cache_file(path: Path, identity: str, cache_dir: str | None) -> Path:
+    directory = Path(cache_dir) if cache_dir else path.parent / ".cache"
+    return directory / f"{path.name}.{identity[:20]}.v{CACHE_VERSION}.arrow"
 
 
-def _read_cache(file: Path) -> tuple[pd.DataFrame, dict[str, Any]] | None:
+def _read_cache(file: Path) -> tuple[Columns, dict[str, Any]] | None:
     try:
-        table = pq.read_table(file)
-        meta = json.loads(table.schema.metadata[CACHE_META_KEY])
-        frame = table.to_pandas()
+        import pyarrow.ipc as ipc
+
+        table = ipc.open_file(pa.memory_map(str(file), "r")).read_all()
+        return Columns.from_arrow(table)
     except Exception as exc:  # a torn or foreign file: ignore it and parse the source
         log.warning("ignoring unreadable data cache %s: %s", file, exc)
         return None
-    for col in CATEGORY_COLUMNS:
-        frame[col] = sort_categories(frame[col].array)
-    return frame, meta
 
 
-def _write_cache(file: Path, frame: pd.DataFrame, meta: dict[str, Any]) -> bool:
+def _write_cache(file: Path, columns: Columns, meta: dict[str, Any]) -> bool:
+    import pyarrow.ipc as ipc
+
+    tmp = None
     try:
         file.parent.mkdir(parents=True, exist_ok=True)
-        table = pa.Table.from_pandas(frame, preserve_index=False)
-        table = table.replace_schema_metadata({**(table.schema.metadata or {}),
-                                               CACHE_META_KEY: json.dumps(meta).encode()})
-        fd, tmp = tempfile.mkstemp(dir=file.parent, prefix=".tmp-", suffix=".parquet")
+        table = columns.to_arrow(meta)
+        fd, tmp = tempfile.mkstemp(dir=file.parent, prefix=".tmp-", suffix=".arrow")
         os.close(fd)
-        try:
-            pq.write_table(table, tmp, compression="zstd")
-            os.replace(tmp, file)
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
+        with ipc.new_file(tmp, table.schema) as writer:
+            writer.write_table(table)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, file)
         return True
     except OSError as exc:  # read-only data directory and the like: run without a cache
         log.info("not caching parsed data at %s: %s", file, exc)
         return False
+    finally:
+        if tmp and os.path.exists(tmp):
+            os.unlink(tmp)
 
 
 def load_dataset(path: str | Path, *, cache: bool = True, cache_dir: str | None = None) -> Dataset:
@@ -170,16 +168,15 @@ def load_dataset(path: str | Path, *, cache: bool = True, cache_dir: str | None 
     identity = content_hash(path)
     if cache_dir is None:
         cache_dir = os.environ.get("DATA_CACHE_DIR") or None
-    files = _cache_candidates(path, identity, cache_dir) if cache else []
-    for file in files:
-        if file.is_file():
-            hit = _read_cache(file)
-            if hit is not None:
-                frame, meta = hit
-                return Dataset(frame, identity=identity, format=meta["format"], path=str(path),
-                               counts=meta["counts"], available=meta["available"], from_cache=True)
-    frame, fmt, counts, available = parse_file(path)
-    if files:
-        _write_cache(files[0], frame, {"format": fmt, "counts": counts, "available": available,
-                                       "identity": identity, "version": CACHE_VERSION})
-    return Dataset(frame, identity=identity, format=fmt, path=str(path), counts=counts, available=available)
+    file = cache_file(path, identity, cache_dir) if cache else None
+    if file is not None and file.is_file():
+        hit = _read_cache(file)
+        if hit is not None and hit[1].get("identity") == identity:
+            columns, meta = hit
+            return Dataset(columns, identity=identity, format=meta["format"], path=str(path),
+                           counts=meta["counts"], available=meta["available"], from_cache=True)
+    columns, fmt, counts, available = parse_file(path)
+    if file is not None:
+        _write_cache(file, columns, {"format": fmt, "counts": counts, "available": available,
+                                     "identity": identity, "version": CACHE_VERSION})
+    return Dataset(columns, identity=identity, format=fmt, path=str(path), counts=counts, available=available)

@@ -40,6 +40,14 @@ ROADS = [
     "BEE CAVE RD", "LOOP 360", "SH 71 W", "E SH 71", "DESSAU RD", "CAMERON RD", "N PLEASANT VALLEY RD",
     "MONTOPOLIS DR", "STASSNEY LN", "ANDERSON LN", "BRAKER LN", "HOWARD LN", "ED BLUESTEIN BLVD",
     "TECH RIDGE BLVD", "MCNEIL DR", "ESPERANZA CROSSING", "S PLEASANT VALLEY RD",
+    "S 1ST ST", "N LOOP BLVD", "KOENIG LN", "W 45TH ST", "E 11TH ST", "E 12TH ST", "W 24TH ST", "W 35TH ST",
+    "RED RIVER ST", "TRINITY ST", "SAN JACINTO BLVD", "N HIGHLAND MALL BLVD", "METRIC BLVD", "N MOPAC EXPY NB",
+    "S MOPAC EXPY SB", "SH 130 NB", "SH 130 SB", "SH 45 W", "W US 290 HWY", "E US 290 HWY SVRD", "FM 969 RD",
+    "DECKER LN", "GIVENS AVE", "WEBBERVILLE RD", "ELROY RD", "ONION CREEK PKWY", "FM 1626 RD", "CONGRESS AVE",
+    "LAKE AUSTIN BLVD", "ENFIELD RD", "EXPOSITION BLVD", "WESTLAKE DR", "SPICEWOOD SPRINGS RD", "JOLLYVILLE RD",
+    "GREAT HILLS TRL", "ARBORETUM BLVD", "DUVAL RD", "YAGER LN", "WELLS BRANCH PKWY", "GRAND AVENUE PKWY",
+    "NORWOOD PARK BLVD", "GEORGIAN DR", "COLONY LOOP DR", "LOYOLA LN", "JOHNNY MORRIS RD", "PEARCE LN",
+    "S FIRST ST", "SOUTHWEST PKWY", "DAVIS LN", "ESCARPMENT BLVD", "LA CROSSE AVE", "MOPAC CIR",
 ]
 ROAD_WEIGHTS = np.linspace(3.0, 0.4, len(ROADS))
 AGENCIES = [("AUSTIN PD", 70), ("TRAVIS COUNTY SHERIF", 20), ("AUSTIN FIRE DEPARTME", 6),
@@ -75,7 +83,7 @@ def generate_frame(rows: int = FULL_ROWS, seed: int = 332, end: pd.Timestamp = E
     road_idx = rng.choice(len(ROADS), rows, p=ROAD_WEIGHTS / ROAD_WEIGHTS.sum())
     roads = np.array(ROADS, dtype=object)
     kind = rng.random(rows)
-    block = (rng.integers(1, 120, rows) * 100)
+    block = (rng.integers(1, 300, rows) * 100)
     cross = roads[rng.choice(len(ROADS), rows)]
     address = np.where(kind < 0.45, [f"{b}-{b + 99} {r}" for b, r in zip(block, roads[road_idx])],
                        np.where(kind < 0.8, roads[road_idx] + " / " + cross,

@@ -11,18 +11,20 @@ import re
 from functools import cached_property
 
 import numpy as np
-import pandas as pd
-import pyarrow as pa
-import pyarrow.compute as pc
 
-from .normalize import NO_DAY
+from .columns import NO_DAY, Columns
 
 EARTH_RADIUS_KM = 6371.0088
+MAX_NEEDLE = 400  # bytes; the road parameter is bounded well below this
 
 # "1000-1099 W 5TH ST", "S CONGRESS AVE / E OLTORF ST", "N IH 35 SVRD SB at E 51ST ST"
 _CROSS = re.compile(r"\s*(?:/|&|\bat\b|\band\b|\bto\b)\s*", re.I)
 _BLOCK = re.compile(r"^\s*(?:\d+(?:-\d+)?\s*(?:BLK|BLOCK)?\s+|BLK\s+|BLOCK\s+)", re.I)
 _SPACES = re.compile(r"\s+")
+
+
+def _counts(codes: np.ndarray, size: int) -> np.ndarray:
+    return np.bincount(codes[codes >= 0], minlength=size).astype(np.int64)
 
 
 def road_of(address: str) -> str:
@@ -33,9 +35,10 @@ def road_of(address: str) -> str:
 
 
 class Index:
-    def __init__(self, frame: pd.DataFrame):
-        self.frame = frame
-        day = frame["local_day"].to_numpy()
+    def __init__(self, columns: Columns):
+        a = columns.arrays
+        self.columns = columns
+        day = a["local_day"]
         valid = day != NO_DAY
         self.dated_rows = int(valid.sum())
         if self.dated_rows:
@@ -43,22 +46,20 @@ class Index:
             self.day_counts = np.bincount(day[valid] - self.day0).astype(np.int64)
         else:
             self.day0, self.day_counts = 0, np.zeros(0, dtype=np.int64)
-        self.hour_counts = np.bincount(frame["hour"].to_numpy()[valid], minlength=24)[:24]
-        self.weekday_counts = np.bincount(frame["weekday"].to_numpy()[valid], minlength=7)[:7]
+        self.hour_counts = np.bincount(a["hour"][valid], minlength=24)[:24]
+        self.weekday_counts = np.bincount(a["weekday"][valid], minlength=7)[:7]
 
-        addr = frame["address"].array
-        self.addresses = addr.categories
-        codes = addr.codes
-        self.address_counts = np.bincount(codes[codes >= 0], minlength=len(self.addresses))
+        self.addresses = columns.categories["address"]
+        self.address_counts = _counts(a["address"], len(self.addresses))
         order = np.argsort(-self.address_counts, kind="stable")  # ties keep code (= address) order
         self.address_order = order[self.address_counts[order] > 0]
 
-        issue = frame["issue"].array
-        issue_counts = np.bincount(issue.codes[issue.codes >= 0], minlength=len(issue.categories))
+        issues = columns.categories["issue"]
+        issue_counts = _counts(a["issue"], len(issues))
         order = np.argsort(-issue_counts, kind="stable")
-        self.issue_counts = {str(issue.categories[i]): int(issue_counts[i]) for i in order if issue_counts[i] > 0}
+        self.issue_counts = {issues[i]: int(issue_counts[i]) for i in order if issue_counts[i] > 0}
 
-        resp = frame["response_minutes"].to_numpy()
+        resp = a["response_minutes"]
         used = ~np.isnan(resp)
         self.response_rows = int(used.sum())
         self.avg_response = float(resp[used].mean()) if self.response_rows else None
@@ -76,39 +77,71 @@ class Index:
         return out
 
     def top_locations(self, n: int) -> dict[str, int]:
-        return {str(self.addresses[i]): int(self.address_counts[i]) for i in self.address_order[:n]}
+        return {self.addresses[i]: int(self.address_counts[i]) for i in self.address_order[:n]}
 
     # --- literal road search over the distinct addresses -------------------------------------
     @cached_property
-    def _upper_addresses(self) -> pa.Array:
-        return pa.array([str(a).upper() for a in self.addresses], type=pa.string())
+    def _haystack(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """All distinct addresses upper-cased as UTF-8, one per line, as one uint8 array; where each
+        address starts (plus the end); and how often each byte occurs (to start from the rarest)."""
+        data = ("\n".join(a.upper() for a in self.addresses) + "\n").encode()
+        hay = np.frombuffer(data + b"\0" * (MAX_NEEDLE + 1), dtype=np.uint8)
+        starts = np.zeros(len(self.addresses) + 1, dtype=np.int64)
+        if self.addresses:
+            starts[1:] = np.cumsum([len(a.upper().encode()) + 1 for a in self.addresses])
+        return hay, starts, np.bincount(hay[:len(data)], minlength=256)
 
     def road_matches(self, road: str) -> np.ndarray:
-        """Boolean mask over distinct addresses containing ``road`` (case-insensitive, literal)."""
-        if not len(self.addresses):
-            return np.zeros(0, dtype=bool)
-        mask = pc.match_substring(self._upper_addresses, pattern=road.upper())
-        return mask.to_numpy(zero_copy_only=False)
+        """Codes of the distinct addresses containing ``road`` (case-insensitive, literal).
+
+        A vectorised literal search over one byte array of all addresses: positions of the
+        needle's rarest byte, then each other byte checked at its offset. No regex, no
+        backtracking; the cost is one pass over the addresses plus work proportional to the hits.
+        UTF-8 is self-synchronising, so a byte match is a character match.
+        """
+        needle = road.upper().encode()
+        if not needle or b"\n" in needle or len(needle) > MAX_NEEDLE or not self.addresses:
+            return np.zeros(0, dtype=np.int64)
+        hay, starts, freq = self._haystack
+        q = np.frombuffer(needle, dtype=np.uint8)
+        rare = int(np.argmin(freq[q]))
+        pos = np.flatnonzero(hay == q[rare]) - rare
+        pos = pos[pos >= 0]
+        for j in np.argsort(freq[q], kind="stable")[1:]:
+            if not len(pos):
+                break
+            pos = pos[hay[pos + j] == q[j]]
+        if not len(pos):
+            return np.zeros(0, dtype=np.int64)
+        codes = np.searchsorted(starts, pos, side="right") - 1
+        keep = np.empty(len(codes), dtype=bool)
+        keep[0] = True
+        np.not_equal(codes[1:], codes[:-1], out=keep[1:])
+        return codes[keep]
 
     def road_count(self, road: str) -> tuple[int, int]:
-        """(incidents, distinct addresses) whose address contains ``road``."""
-        mask = self.road_matches(road)
-        return int(self.address_counts[mask].sum()), int((mask & (self.address_counts > 0)).sum())
+        """(incidents, distinct addresses with incidents) whose address contains ``road``."""
+        codes = self.road_matches(road)
+        counts = self.address_counts[codes]
+        return int(counts.sum()), int((counts > 0).sum())
 
     # --- roads ------------------------------------------------------------------------------------
     @cached_property
     def road_counts(self) -> dict[str, int]:
-        roads = pd.Series([road_of(str(a)) for a in self.addresses], dtype=object)
-        totals = pd.Series(self.address_counts, index=roads.to_numpy()).groupby(level=0, sort=True).sum()
-        totals = totals[(totals > 0) & (totals.index != "")]
-        order = np.argsort(-totals.to_numpy(), kind="stable")
-        return {str(totals.index[i]): int(totals.iloc[i]) for i in order}
+        """Incidents per road, most first, ties by road name."""
+        totals: dict[str, int] = {}
+        for address, count in zip(self.addresses, self.address_counts.tolist()):
+            if count:
+                road = road_of(address)
+                if road:
+                    totals[road] = totals.get(road, 0) + count
+        return dict(sorted(totals.items(), key=lambda kv: (-kv[1], kv[0])))
 
     # --- points sorted by latitude for radius queries ---------------------------------------------
     @cached_property
     def _points(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        lat = self.frame["latitude"].to_numpy()
-        lon = self.frame["longitude"].to_numpy()
+        lat = self.columns.arrays["latitude"]
+        lon = self.columns.arrays["longitude"]
         ok = np.flatnonzero(~np.isnan(lat))
         order = ok[np.argsort(lat[ok], kind="stable")]
         return lat[order], lon[order], order
@@ -127,6 +160,6 @@ class Index:
         return rows[lo:hi][dist <= radius_km]
 
     def warm(self) -> None:
-        self._upper_addresses
+        self._haystack
         self.road_counts
         self._points

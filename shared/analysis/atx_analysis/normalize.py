@@ -23,21 +23,18 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from .columns import MAX_RESPONSE_MINUTES, NAT, NO_DAY, Columns
 from .formats import Format
 
 AUSTIN_TZ = "America/Chicago"
 # A generous box around the Austin area (Travis and neighbouring counties).
 AUSTIN_BOX = {"lat_min": 29.9, "lat_max": 30.75, "lon_min": -98.2, "lon_max": -97.3}
-MAX_RESPONSE_MINUTES = 7 * 24 * 60
-NO_DAY = np.iinfo(np.int32).min
+
 
 PORTAL_FORMATS = ("%m/%d/%Y %I:%M:%S %p %z", "%m/%d/%Y %I:%M:%S %p", "%m/%d/%Y %H:%M:%S", "%m/%d/%Y %H:%M")
 _DATE_ONLY = re.compile(r"^\s*(\d{4}-\d{2}-\d{2}|\d{1,2}/\d{1,2}/\d{4})\s*$")
 _POINT = re.compile(r"POINT\s*\(\s*(-?\d+(?:\.\d*)?)\s+(-?\d+(?:\.\d*)?)\s*\)", re.I)
 _PAIR = re.compile(r"\(\s*(-?\d+(?:\.\d*)?)\s*,\s*(-?\d+(?:\.\d*)?)\s*\)")
-
-CATEGORY_COLUMNS = ("issue", "address", "status", "agency")
-
 
 def _strings(col: pa.ChunkedArray) -> pa.ChunkedArray:
     """Stripped strings with empty turned into null."""
@@ -136,26 +133,24 @@ def parse_coordinates(lat_col, lon_col, loc_col, n: int, counts: dict[str, int])
     return lat, lon
 
 
-def _category(col: pa.ChunkedArray | None, n: int, upper: bool = False) -> pd.Categorical:
+def encode(col: pa.ChunkedArray | None, n: int, upper: bool = False) -> tuple[np.ndarray, list[str]]:
+    """Dictionary-encode text: (int32 codes, -1 = missing; categories in code-point order).
+
+    Sorted categories make code order equal to text order, which top_locations uses to break ties.
+    """
     if col is None:
-        return pd.Categorical.from_codes(np.full(n, -1, dtype=np.int64), categories=pd.Index([], dtype="str"))
+        return np.full(n, -1, dtype=np.int32), []
     s = _strings(col)
     if upper:
         s = pc.utf8_upper(s)
     encoded = pc.dictionary_encode(s).combine_chunks()
-    cat = pd.Categorical.from_codes(
-        encoded.indices.to_numpy(zero_copy_only=False).astype(np.int64, copy=False) if encoded.null_count == 0
-        else pc.fill_null(encoded.indices, -1).to_numpy(zero_copy_only=False).astype(np.int64),
-        categories=pd.Index(encoded.dictionary.to_pylist(), dtype="str"))
-    return sort_categories(cat)
-
-
-def sort_categories(cat: pd.Categorical) -> pd.Categorical:
-    """Categories in code-point order, so code order is address order (top_locations tie-break)."""
-    cats = cat.categories
-    if cats.is_monotonic_increasing and cats.is_unique:
-        return cat
-    return cat.reorder_categories(sorted(cats))
+    names = encoded.dictionary.to_pylist()
+    order = sorted(range(len(names)), key=names.__getitem__)
+    remap = np.empty(len(names) + 1, dtype=np.int32)
+    remap[np.array(order, dtype=np.int64)] = np.arange(len(names), dtype=np.int32)
+    remap[len(names)] = -1
+    idx = pc.fill_null(encoded.indices, len(names)).to_numpy(zero_copy_only=False)
+    return remap[idx], [names[i] for i in order]
 
 
 def local_fields(published_ns: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -175,43 +170,35 @@ def local_fields(published_ns: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.n
     return day, hour, weekday
 
 
-def normalize(table: pa.Table, fmt: Format, colmap: dict[str, str]) -> tuple[pd.DataFrame, dict[str, int], list[str]]:
-    """Return (canonical frame, bad-value counts, canonical columns the source had)."""
+def normalize(table: pa.Table, fmt: Format, colmap: dict[str, str]) -> tuple[Columns, dict[str, int], list[str]]:
+    """Return (canonical columns, bad-value counts, canonical columns the source had)."""
     n = table.num_rows
     src = {dst: table.column(name) for name, dst in colmap.items()}
     counts: dict[str, int] = {}
     published, counts["published_missing"], counts["published_unparseable"] = parse_timestamps(src.get("published"), n)
     status_date, _, counts["status_date_unparseable"] = parse_timestamps(src.get("status_date"), n)
     lat, lon = parse_coordinates(src.get("latitude"), src.get("longitude"), src.get("location"), n, counts)
-    status = _category(src.get("status"), n, upper=True)
-    nat = np.iinfo(np.int64).min
+    status, status_names = encode(src.get("status"), n, upper=True)
     if "response_minutes" in src:
         response = _floats(src["response_minutes"], n)
         counts["response_time_unparseable"] = int(
             (np.isnan(response) & pc.is_valid(src["response_minutes"]).to_numpy(zero_copy_only=False)).sum())
     else:
-        both = (published != nat) & (status_date != nat) & (np.asarray(status) == "ARCHIVED")
+        archived = status_names.index("ARCHIVED") if "ARCHIVED" in status_names else -2
+        both = (published != NAT) & (status_date != NAT) & (status == archived)
         response = np.full(n, np.nan)
         response[both] = (status_date[both] - published[both]) / 60e9
     with np.errstate(invalid="ignore"):
         response[(response < 0) | (response > MAX_RESPONSE_MINUTES)] = np.nan
     day, hour, weekday = local_fields(published)
-    report_id = (_strings(src["report_id"]).to_pandas(types_mapper=pd.ArrowDtype).astype("string[pyarrow]")
-                 if "report_id" in src else pd.Series(pd.array([None] * n, dtype="string[pyarrow]")))
-    frame = pd.DataFrame({
-        "report_id": report_id.reset_index(drop=True),
-        "published": pd.DatetimeIndex(published.view("datetime64[ns]")).tz_localize("UTC"),
-        "issue": _category(src.get("issue"), n),
-        "address": _category(src.get("address"), n),
-        "latitude": lat,
-        "longitude": lon,
-        "status": status,
-        "status_date": pd.DatetimeIndex(status_date.view("datetime64[ns]")).tz_localize("UTC"),
-        "agency": _category(src.get("agency"), n),
-        "response_minutes": response,
-        "local_day": day,
-        "hour": hour,
-        "weekday": weekday,
-    })
-    available = sorted(set(src) | ({"response_minutes"} if {"published", "status_date", "status"} <= set(src) else set()))
-    return frame, counts, available
+    arrays = {"published": published, "status_date": status_date, "latitude": lat, "longitude": lon,
+              "response_minutes": response, "local_day": day, "hour": hour, "weekday": weekday,
+              "status": status}
+    categories = {"status": status_names}
+    for name in ("issue", "address", "agency"):
+        arrays[name], categories[name] = encode(src.get(name), n)
+    report_id = (_strings(src["report_id"]).combine_chunks() if "report_id" in src
+                 else pa.nulls(n, pa.string()))
+    available = sorted(set(src) - {"location"}
+                       | ({"response_minutes"} if {"published", "status_date", "status"} <= set(src) else set()))
+    return Columns(arrays, categories, report_id), counts, available

@@ -10,12 +10,13 @@ location is the street address; response time is Status Date - Published Date ov
 from __future__ import annotations
 
 import datetime as dt
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from .dataset import Dataset
-from .normalize import MAX_RESPONSE_MINUTES
+from .columns import MAX_RESPONSE_MINUTES
 from .registry import REGISTRY, Param, ParamError
 
 EPOCH = dt.date(1970, 1, 1)
@@ -177,16 +178,21 @@ def top_roads(ds: Dataset, n: int) -> dict[str, Any]:
 def incidents_within_radius(ds: Dataset, latitude: float, longitude: float, radius_km: float) -> dict[str, Any]:
     ds.require("latitude", "incidents_within_radius")
     rows = ds.index.within_radius(latitude, longitude, radius_km)
-    issue = ds.frame["issue"].array
-    codes = issue.codes[rows]
-    counts = np.bincount(codes[codes >= 0], minlength=len(issue.categories))
+    issues = ds.columns.categories["issue"]
+    codes = ds.columns.arrays["issue"][rows]
+    counts = np.bincount(codes[codes >= 0], minlength=len(issues))
     order = np.argsort(-counts, kind="stable")
-    by_issue = {str(issue.categories[i]): int(counts[i]) for i in order[:10] if counts[i] > 0}
+    by_issue = {issues[i]: int(counts[i]) for i in order[:10] if counts[i] > 0}
     return {"count": int(len(rows)), "latitude": latitude, "longitude": longitude, "radius_km": radius_km,
             "by_issue": by_issue}
 
 
 # --- plots (PNG bytes) ------------------------------------------------------------------------
+
+def _source(ds: Dataset) -> str:
+    name = Path(ds.path).name if ds.path else "in-memory data"
+    return f"{name} ({ds.format}, {ds.identity[:8]})"
+
 
 @REGISTRY.operation(
     Param("start", "date", "first day (Austin local), default the first day in the data", default=None,
@@ -201,7 +207,7 @@ def plot_daily_counts(ds: Dataset, start: str | None, end: str | None) -> bytes:
 
     ds.require("published", "plot_daily_counts")
     first, last = _range(ds, start, end, "plot_daily_counts")
-    return daily_counts_png(first, ds.index.day_series(first, last))
+    return daily_counts_png(first, ds.index.day_series(first, last), _source(ds))
 
 
 @REGISTRY.operation(
@@ -213,4 +219,4 @@ def plot_top_locations(ds: Dataset, n: int) -> bytes:
     from .plots import top_locations_png
 
     ds.require("address", "plot_top_locations")
-    return top_locations_png(ds.index.top_locations(n), ds.rows)
+    return top_locations_png(ds.index.top_locations(n), ds.rows, _source(ds))

@@ -14,7 +14,6 @@ INK = "#1f2933"
 MUTED = "#7b8794"
 ACCENT = "#bf5700"  # burnt orange
 LIGHT = "#f5c49c"
-SOURCE = "Source: City of Austin Real-Time Traffic Incident Reports (dx9v-zd7x)"
 
 
 def _figure(width: float, height: float):
@@ -40,13 +39,17 @@ def _png(plt, fig) -> bytes:
     return buf.getvalue()
 
 
-def daily_counts_png(first_day: int, counts: np.ndarray) -> bytes:
+def daily_counts_png(first_day: int, counts: np.ndarray, source: str) -> bytes:
     import matplotlib.dates as mdates
 
     plt, fig, ax = _figure(10, 4.5)
     days = np.arange(first_day, first_day + len(counts)).astype("datetime64[D]")
     window = 7 if len(counts) <= 400 else 28
-    ax.bar(days, counts, width=1.0, color=LIGHT, label="incidents per day", linewidth=0)
+    if len(counts) <= 400:  # one filled step per day: looks like bars, draws as a single path
+        edges = np.arange(first_day, first_day + len(counts) + 1).astype("datetime64[D]")
+        ax.stairs(counts, edges, fill=True, color=LIGHT, label="incidents per day")
+    else:  # thousands of one-pixel bars alias badly; a thin line reads better
+        ax.plot(days, counts, color=LIGHT, linewidth=0.6, label="incidents per day")
     if len(counts) >= window:
         rolling = np.convolve(counts, np.ones(window) / window, mode="valid")
         ax.plot(days[window - 1:], rolling, color=ACCENT, linewidth=2, label=f"{window}-day mean")
@@ -61,12 +64,13 @@ def daily_counts_png(first_day: int, counts: np.ndarray) -> bytes:
     ax.set_axisbelow(True)
     ax.set_ylim(bottom=0)
     ax.legend(frameon=False, loc="upper left", fontsize=9)
-    fig.text(0.01, -0.02, f"{SOURCE}. Days are Austin local time; total {int(counts.sum()):,}.",
+    fig.text(0.01, -0.02, f"Data: {source}. Days are Austin local time (America/Chicago); "
+             f"{int(counts.sum()):,} incidents in the range.",
              color=MUTED, fontsize=8)
     return _png(plt, fig)
 
 
-def top_locations_png(top: dict[str, int], total_rows: int) -> bytes:
+def top_locations_png(top: dict[str, int], total_rows: int, source: str) -> bytes:
     n = max(len(top), 1)
     plt, fig, ax = _figure(10, 1.2 + 0.38 * n)
     labels = ["\n".join(textwrap.wrap(a, 48)) or "(empty)" for a in top] or ["(no data)"]
@@ -81,5 +85,6 @@ def top_locations_png(top: dict[str, int], total_rows: int) -> bytes:
     ax.grid(axis="x", color="#e4e7eb", linewidth=0.8)
     ax.set_axisbelow(True)
     ax.margins(x=0.08)
-    fig.text(0.01, -0.02, f"{SOURCE}; {total_rows:,} incidents loaded.", color=MUTED, fontsize=8)
+    fig.text(0.01, -0.02, f"Data: {source}; {total_rows:,} incidents. Location = street address.",
+             color=MUTED, fontsize=8)
     return _png(plt, fig)

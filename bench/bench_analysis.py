@@ -1,0 +1,278 @@
+"""Benchmark of the analysis operations: ours (indexed at load) vs the tutorial's naive pandas code.
+
+For each data size it reports, per operation, the warm median time of one call for both and the
+ratio; then worker cold start (process start to ready, with and without the columnar cache, and
+the tutorial's read_csv load) and resident memory. Medians of repeated runs, measured in one run
+on one machine, so the ratios mean something even on a noisy machine.
+
+    .venv/bin/python bench/bench_analysis.py                 # 432,444 and 4,324,440 rows
+    .venv/bin/python bench/bench_analysis.py --sizes 432444  # quicker
+    ... --write-docs docs/benchmarks.md                      # replace the "Analysis operations" section
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+FULL = REPO / "data" / "full"
+TZ = "America/Chicago"
+BEGIN, END = "<!-- analysis-bench:begin -->", "<!-- analysis-bench:end -->"
+
+
+def data_file(rows: int) -> Path:
+    from atx_analysis.generator import FULL_ROWS, write_csv
+
+    path = FULL / ("traffic_incidents.csv" if rows == FULL_ROWS else f"traffic_incidents_{rows}.csv")
+    if not path.exists():
+        print(f"generating {rows:,} rows -> {path} ...", flush=True)
+        write_csv(path, rows=rows)
+    return path
+
+
+# --- the tutorial's code: load with read_csv, answer each query with a pass over the frame ------
+
+NAIVE_LOAD = """
+import pandas as pd
+df = pd.read_csv(PATH)
+df["Published Date"] = pd.to_datetime(df["Published Date"], format="%m/%d/%Y %I:%M:%S %p %z", errors="coerce")
+df["Status Date"] = pd.to_datetime(df["Status Date"], format="%m/%d/%Y %I:%M:%S %p %z", errors="coerce")
+df["date"] = df["Published Date"].dt.tz_convert("America/Chicago").dt.strftime("%Y-%m-%d")
+"""
+
+
+def naive_load(path: Path):
+    scope = {"PATH": str(path)}
+    exec(NAIVE_LOAD, scope)  # the same text the cold-start child runs
+    return scope["df"]
+
+
+def naive_ops(df):
+    import numpy as np
+    import pandas as pd
+
+    from atx_analysis.index import road_of
+    from atx_analysis.plots import daily_counts_png, top_locations_png
+
+    def average():
+        minutes = (df["Status Date"] - df["Published Date"]).dt.total_seconds() / 60
+        ok = (df["Status"] == "ARCHIVED") & minutes.between(0, 7 * 24 * 60)
+        return float(minutes[ok].mean())
+
+    def radius(lat, lon, km):
+        p1, p2 = np.radians(lat), np.radians(df["Latitude"])
+        a = np.sin((p2 - p1) / 2) ** 2 + np.cos(p1) * np.cos(p2) * np.sin(np.radians(df["Longitude"] - lon) / 2) ** 2
+        near = df[2 * 6371.0088 * np.arcsin(np.sqrt(a)) <= km]
+        return len(near), near["Issue Reported"].value_counts().head(10).to_dict()
+
+    def daily(start, end):
+        sel = df[(df["date"] >= start) & (df["date"] <= end)]
+        return sel.groupby("date").size().to_dict()
+
+    local = lambda: df["Published Date"].dt.tz_convert(TZ)  # noqa: E731
+    return {
+        "incident_count_by_date": lambda: int((df["date"] == "2024-03-06").sum()),
+        "top_locations": lambda: df["Address"].value_counts().head(10).to_dict(),
+        "average_response_time": average,
+        "unique_issues": lambda: int(df["Issue Reported"].nunique()),
+        "incidents_by_road": lambda: int(df["Address"].str.contains("S CONGRESS AVE", case=False, regex=False,
+                                                                    na=False).sum()),
+        "incidents_by_issue": lambda: df["Issue Reported"].value_counts().to_dict(),
+        "incidents_by_hour": lambda: local().dt.hour.value_counts().to_dict(),
+        "incidents_by_weekday": lambda: local().dt.day_of_week.value_counts().to_dict(),
+        "daily_counts": lambda: daily("2024-01-01", "2024-12-31"),
+        "top_roads": lambda: df["Address"].dropna().map(road_of).value_counts().head(10).to_dict(),
+        "incidents_within_radius": lambda: radius(30.2672, -97.7431, 1.0),
+        "plot_daily_counts": lambda: daily_counts_png(
+            (pd.Timestamp("2024-01-01") - pd.Timestamp("1970-01-01")).days,
+            pd.Series(daily("2024-01-01", "2024-12-31")).reindex(
+                pd.date_range("2024-01-01", "2024-12-31").strftime("%Y-%m-%d"), fill_value=0).to_numpy(), "naive"),
+        "plot_top_locations": lambda: top_locations_png(df["Address"].value_counts().head(10).to_dict(), len(df), "naive"),
+    }
+
+
+OUR_PARAMS = {
+    "incident_count_by_date": {"date": "2024-03-06"},
+    "top_locations": {"n": 10},
+    "incidents_by_road": {"road": "S CONGRESS AVE"},
+    "daily_counts": {"start": "2024-01-01", "end": "2024-12-31"},
+    "top_roads": {"n": 10},
+    "incidents_within_radius": {"latitude": 30.2672, "longitude": -97.7431, "radius_km": 1.0},
+    "plot_daily_counts": {"start": "2024-01-01", "end": "2024-12-31"},
+    "plot_top_locations": {"n": 10},
+}
+
+
+def per_call(fn, budget: float, min_samples: int = 5, max_samples: int = 25) -> float:
+    """Median seconds per call: calls batched so each sample lasts >= ~1 ms, samples within budget."""
+    fn()  # warm
+    t = time.perf_counter()
+    fn()
+    one = max(time.perf_counter() - t, 1e-7)
+    batch = max(1, int(0.002 / one))
+    samples = []
+    deadline = time.perf_counter() + budget
+    while len(samples) < max_samples and (len(samples) < min_samples or time.perf_counter() < deadline):
+        t = time.perf_counter()
+        for _ in range(batch):
+            fn()
+        samples.append((time.perf_counter() - t) / batch)
+    return statistics.median(samples)
+
+
+# --- cold start in a fresh process ---------------------------------------------------------------
+
+CHILD_OURS = """
+import sys, time
+import atx_analysis.operations
+from atx_analysis.dataset import load_dataset
+ds = load_dataset(sys.argv[1]).warm()
+status = dict(l.split(":", 1) for l in open("/proc/self/status") if l.startswith(("VmRSS", "VmHWM")))
+print("READY", ds.from_cache, status["VmRSS"].split()[0], status["VmHWM"].split()[0], "pandas" in sys.modules, flush=True)
+"""
+CHILD_NAIVE = NAIVE_LOAD + """
+status = dict(l.split(":", 1) for l in open("/proc/self/status") if l.startswith(("VmRSS", "VmHWM")))
+print("READY", False, status["VmRSS"].split()[0], status["VmHWM"].split()[0], True, flush=True)
+"""
+
+
+def cold(code: str, args: list[str], env: dict[str, str]) -> dict:
+    t0 = time.perf_counter()
+    proc = subprocess.Popen([sys.executable, "-c", code, *args], stdout=subprocess.PIPE, text=True,
+                            env={**os.environ, **env}, cwd=REPO)
+    line = proc.stdout.readline()
+    elapsed = time.perf_counter() - t0
+    proc.wait()
+    _, cached, rss, hwm, pandas = line.split()
+    return {"seconds": elapsed, "cached": cached == "True", "rss_mb": int(rss) / 1024, "peak_mb": int(hwm) / 1024,
+            "pandas": pandas == "True"}
+
+
+def cold_starts(path: Path, runs: int) -> dict:
+    cache_dir = tempfile.mkdtemp(prefix="atx-bench-cache-")
+    out = {}
+    first = cold(CHILD_OURS, [str(path)], {"DATA_CACHE_DIR": cache_dir})  # parses and writes the cache
+    nocache = [first] + [cold(CHILD_OURS, [str(path)], {"DATA_CACHE_DIR": tempfile.mkdtemp(prefix="atx-bench-")})
+                         for _ in range(max(0, runs // 2 - 1))]
+    cached = [cold(CHILD_OURS, [str(path)], {"DATA_CACHE_DIR": cache_dir}) for _ in range(runs)]
+    assert all(c["cached"] for c in cached)
+    naive = [cold(CHILD_NAIVE.replace("PATH", repr(str(path))), [], {}) for _ in range(max(1, runs // 2))]
+    for name, runs_ in (("ours, cached", cached), ("ours, no cache (parse + write cache)", nocache),
+                        ("tutorial read_csv", naive)):
+        out[name] = {"seconds": statistics.median(r["seconds"] for r in runs_),
+                     "rss_mb": statistics.median(r["rss_mb"] for r in runs_),
+                     "peak_mb": max(r["peak_mb"] for r in runs_), "runs": len(runs_),
+                     "pandas_imported": runs_[0]["pandas"]}
+    return out
+
+
+def machine() -> dict:
+    import numpy
+    import pandas
+    import pyarrow
+
+    cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
+    return {"date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), "cpu": cpu,
+            "cores": os.cpu_count(), "memory_gib": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30),
+            "os": platform.platform(), "python": platform.python_version(), "numpy": numpy.__version__,
+            "pandas": pandas.__version__, "pyarrow": pyarrow.__version__,
+            "load_average": os.getloadavg()}
+
+
+def run_size(rows: int, budget: float, cold_runs: int) -> dict:
+    import atx_analysis.operations  # noqa: F401
+    from atx_analysis.dataset import load_dataset
+    from atx_analysis.registry import REGISTRY
+
+    path = data_file(rows)
+    print(f"\n== {rows:,} rows ({path.stat().st_size / 2**20:.0f} MiB) ==", flush=True)
+    result = {"rows": rows, "file_mib": round(path.stat().st_size / 2**20), "ops": {}}
+    result["cold"] = cold_starts(path, cold_runs)
+    for name, c in result["cold"].items():
+        print(f"cold start {name:40s} {c['seconds']:7.2f} s  RSS {c['rss_mb']:6.0f} MB  peak {c['peak_mb']:6.0f} MB",
+              flush=True)
+    ds = load_dataset(path, cache_dir=tempfile.mkdtemp(prefix="atx-bench-")).warm()
+    df = naive_load(path)
+    naive = naive_ops(df)
+    for op in REGISTRY:
+        params = OUR_PARAMS.get(op.name, {})
+        ours = per_call(lambda: op.run(ds, params), budget)
+        theirs = per_call(naive[op.name], budget * 2, min_samples=3, max_samples=9)
+        result["ops"][op.name] = {"ours_ms": ours * 1e3, "naive_ms": theirs * 1e3, "ratio": theirs / ours}
+        print(f"{op.name:26s} ours {ours * 1e3:10.4f} ms   naive {theirs * 1e3:10.2f} ms   {theirs / ours:10.0f}x",
+              flush=True)
+    del df, ds
+    return result
+
+
+def markdown(results: list[dict], info: dict) -> str:
+    lines = [BEGIN, "## Analysis operations", "",
+             "`bench/bench_analysis.py`: every operation warm (data loaded and indexed once), median time of one "
+             "call, against the tutorial's naive pandas code on the same machine in the same run (a pass "
+             "over the frame per call: boolean mask, `value_counts`, `str.contains`; its load precomputes the "
+             "local date string so its date count is the cheap mask). Then worker cold start, from process "
+             "start to ready for jobs (imports, load, indexes), and resident memory.", "",
+             f"Machine: {info['cpu']}, {info['cores']} cores, {info['memory_gib']} GiB; {info['os']}; Python "
+             f"{info['python']}, numpy {info['numpy']}, pandas {info['pandas']}, pyarrow {info['pyarrow']}; "
+             f"{info['date']}; load average at start {', '.join(f'{x:.1f}' for x in info['load_average'])} "
+             "(other jobs shared the machine: read ratios, not absolute times).", ""]
+    for r in results:
+        lines += [f"### {r['rows']:,} rows ({r['file_mib']} MiB CSV)", "",
+                  "| operation | ours (ms) | naive pandas (ms) | speed-up |", "| --- | ---: | ---: | ---: |"]
+        for name, o in r["ops"].items():
+            lines.append(f"| `{name}` | {o['ours_ms']:.4f} | {o['naive_ms']:.2f} | {o['ratio']:,.0f}x |")
+        lines += ["", "| cold start | median (s) | RSS when ready (MB) | peak RSS (MB) | runs | imports pandas |",
+                  "| --- | ---: | ---: | ---: | ---: | --- |"]
+        for name, c in r["cold"].items():
+            lines.append(f"| {name} | {c['seconds']:.2f} | {c['rss_mb']:.0f} | {c['peak_mb']:.0f} | {c['runs']} | "
+                         f"{'yes' if c['pandas_imported'] else 'no'} |")
+        lines.append("")
+    lines.append(END)
+    return "\n".join(lines)
+
+
+def write_docs(doc: Path, section: str) -> None:
+    text = doc.read_text() if doc.exists() else "# Benchmarks\n"
+    if BEGIN in text and END in text:
+        text = text[:text.index(BEGIN)] + section + text[text.index(END) + len(END):]
+    else:
+        text = text.rstrip("\n") + "\n\n" + section + "\n"
+    doc.write_text(text)
+
+
+def main() -> int:
+    from atx_analysis.generator import FULL_ROWS
+
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--sizes", default=f"{FULL_ROWS},{FULL_ROWS * 10}", help="comma-separated row counts")
+    ap.add_argument("--budget", type=float, default=1.0, help="seconds of sampling per operation (ours)")
+    ap.add_argument("--cold-runs", type=int, default=5, help="cold starts with cache per size")
+    ap.add_argument("--write-docs", type=Path, help="replace the analysis section of this markdown file")
+    ap.add_argument("--json", type=Path, help="also write raw figures here")
+    args = ap.parse_args()
+    info = machine()
+    print(json.dumps(info))
+    results = [run_size(int(s), args.budget, args.cold_runs) for s in args.sizes.split(",")]
+    section = markdown(results, info)
+    if args.json:
+        args.json.write_text(json.dumps({"machine": info, "results": results}, indent=2))
+    if args.write_docs:
+        write_docs(args.write_docs, section)
+        print(f"wrote {args.write_docs}")
+    else:
+        print(section)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

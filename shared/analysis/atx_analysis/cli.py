@@ -1,0 +1,196 @@
+"""Command-line parts of ``jobqueue`` that belong to the analysis: ``analyze``, ``data``, ``operations``.
+
+``jobqueue analyze OPERATION key=value ... --data PATH`` is the tutorial's "route for direct
+testing": it runs one operation in-process and prints the JSON result (exit 0), or a clear message
+on stderr (exit 2 for a bad operation or parameter, 1 for a bad data file).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+DEFAULT_DATA = "data/traffic_incidents_sample.csv"
+EXIT_BAD_INPUT = 2
+EXIT_BAD_DATA = 1
+FULL_ROWS = 432_444  # = generator.FULL_ROWS, without importing pandas to build the parser
+
+
+def _default_data() -> str:
+    env = os.environ.get("DATA_PATH")
+    if env:
+        return env
+    if Path(DEFAULT_DATA).is_file():
+        return DEFAULT_DATA
+    repo_sample = Path(__file__).resolve().parents[3] / DEFAULT_DATA  # running from a checkout
+    return str(repo_sample) if repo_sample.is_file() else DEFAULT_DATA
+
+
+def _fail(prog: str, message: str, code: int) -> int:
+    print(f"{prog}: error: {message}", file=sys.stderr)
+    return code
+
+
+def _parse_pairs(pairs: list[str]) -> dict[str, Any]:
+    params: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise ValueError(f"parameters are key=value, got {pair!r}")
+        if key in params:
+            raise ValueError(f"parameter {key!r} given twice")
+        params[key] = value
+    return params
+
+
+def cmd_analyze(args: argparse.Namespace) -> int:
+    import atx_analysis.operations  # noqa: F401  (fills the registry)
+    from .dataset import load_dataset
+    from .errors import DataFormatError
+    from .registry import REGISTRY, ParamError, UnknownOperation
+
+    prog = "jobqueue analyze"
+    try:
+        op = REGISTRY.get(args.operation)
+        params = op.validate(_parse_pairs(args.params))
+    except UnknownOperation as exc:
+        return _fail(prog, str(exc), EXIT_BAD_INPUT)
+    except ParamError as exc:
+        return _fail(prog, exc.message, EXIT_BAD_INPUT)
+    except ValueError as exc:
+        return _fail(prog, str(exc), EXIT_BAD_INPUT)
+    if op.produces_png and not args.output:
+        return _fail(prog, f"{op.name} makes a PNG: give --output FILE.png (or --output - for stdout)",
+                     EXIT_BAD_INPUT)
+    try:
+        ds = load_dataset(args.data)
+        result = op.run(ds, params)
+    except ParamError as exc:
+        return _fail(prog, exc.message, EXIT_BAD_INPUT)
+    except DataFormatError as exc:
+        return _fail(prog, str(exc), EXIT_BAD_DATA)
+    if op.produces_png:
+        if args.output == "-":
+            sys.stdout.buffer.write(result)
+            sys.stdout.buffer.flush()
+        else:
+            Path(args.output).write_bytes(result)
+            print(json.dumps({"operation": op.name, "output": args.output, "bytes": len(result)}))
+        return 0
+    text = json.dumps(result, indent=2 if args.pretty else None, allow_nan=False)
+    if args.output and args.output != "-":
+        Path(args.output).write_text(text + "\n")
+    else:
+        print(text)
+    return 0
+
+
+def cmd_operations(args: argparse.Namespace) -> int:
+    import atx_analysis.operations  # noqa: F401
+    from .registry import REGISTRY
+
+    if args.templates:
+        doc: Any = templates(REGISTRY)
+    else:
+        doc = [op.describe() for op in REGISTRY]
+    text = json.dumps(doc, indent=2)
+    if args.output:
+        Path(args.output).write_text(text + "\n")
+    else:
+        print(text)
+    return 0
+
+
+def templates(registry) -> dict[str, Any]:
+    """The tutorial's ``submit_templates.json``: one ready-to-POST body per operation."""
+    return {op.name: op.example_submission() for op in registry}
+
+
+def cmd_generate(args: argparse.Namespace) -> int:
+    from .generator import write_csv
+
+    if args.rows < 1:
+        return _fail("jobqueue data generate", "--rows must be at least 1", EXIT_BAD_INPUT)
+    path = write_csv(args.output, rows=args.rows, seed=args.seed, nine_columns=args.nine_columns)
+    print(json.dumps({"output": str(path), "rows": args.rows, "seed": args.seed,
+                      "bytes": path.stat().st_size}))
+    return 0
+
+
+def cmd_fetch(args: argparse.Namespace) -> int:
+    from .dataset import load_dataset
+    from .errors import DataFormatError
+    from .fetch import FetchError, fetch
+
+    prog = "jobqueue data fetch"
+    output = args.output or ("data/full/traffic_incidents.csv" if args.source == "export"
+                             else "data/full/traffic_incidents.json")
+    try:
+        path = fetch(output, source=args.source, base_url=args.base_url, page_size=args.page_size,
+                     timeout=args.timeout, app_token=os.environ.get("SODA_APP_TOKEN") or None)
+    except FetchError as exc:
+        return _fail(prog, str(exc), EXIT_BAD_DATA)
+    try:
+        info = load_dataset(path).info()
+    except DataFormatError as exc:
+        return _fail(prog, f"downloaded {path} but it is not usable: {exc}", EXIT_BAD_DATA)
+    print(json.dumps(info))
+    return 0
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    from .dataset import load_dataset
+    from .errors import DataFormatError
+
+    try:
+        print(json.dumps(load_dataset(args.data).info(), indent=2))
+    except DataFormatError as exc:
+        return _fail("jobqueue data info", str(exc), EXIT_BAD_DATA)
+    return 0
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    """Add ``analyze``, ``operations`` and ``data`` to the ``jobqueue`` command."""
+    from .fetch import PORTAL, SOURCES  # stdlib-only at import time: `jobqueue version` stays quick
+
+    p = sub.add_parser("analyze", help="run one analysis operation on a data file and print the JSON result",
+                       description="Run an operation directly (no queue). Example: "
+                                   "jobqueue analyze top_locations n=5 --data data/traffic_incidents_sample.csv")
+    p.add_argument("operation", help="operation name (jobqueue operations lists them)")
+    p.add_argument("params", nargs="*", metavar="key=value", help="parameters, e.g. date=2024-03-06")
+    p.add_argument("--data", default=_default_data(), help="data file (default: $DATA_PATH or the bundled sample)")
+    p.add_argument("--output", "-o", help="write the result here (required for PNG operations; - is stdout)")
+    p.add_argument("--pretty", action="store_true", help="indent the JSON")
+    p.set_defaults(func=cmd_analyze)
+
+    p = sub.add_parser("operations", help="list the operations with their parameters (JSON)")
+    p.add_argument("--templates", action="store_true",
+                   help="print example submissions instead (the tutorial's submit_templates.json)")
+    p.add_argument("--output", "-o", help="write to this file instead of stdout")
+    p.set_defaults(func=cmd_operations)
+
+    data = sub.add_parser("data", help="generate, fetch or inspect traffic incident data")
+    dsub = data.add_subparsers(dest="data_command", required=True)
+    p = dsub.add_parser("generate", help="write a synthetic dataset in the portal's CSV export format")
+    p.add_argument("--rows", type=int, default=FULL_ROWS, help=f"rows (default {FULL_ROWS:,}, the real size)")
+    p.add_argument("--seed", type=int, default=332, help="random seed (same seed, same file)")
+    p.add_argument("--output", "-o", default="data/full/traffic_incidents.csv", help="file (.gz compresses)")
+    p.add_argument("--nine-columns", action="store_true", help="the older 9-column export (no Agency)")
+    p.set_defaults(func=cmd_generate)
+
+    p = dsub.add_parser("fetch", help="download the live dataset from data.austintexas.gov")
+    p.add_argument("--source", choices=SOURCES, default="export",
+                   help="export: the portal's CSV export; soda: the SODA API's JSON, paged")
+    p.add_argument("--output", "-o", help="file (default data/full/traffic_incidents.csv or .json)")
+    p.add_argument("--base-url", default=PORTAL, help=f"portal address (default {PORTAL})")
+    p.add_argument("--page-size", type=int, default=50_000, help="SODA page size")
+    p.add_argument("--timeout", type=float, default=60.0, help="seconds per request")
+    p.set_defaults(func=cmd_fetch)
+
+    p = dsub.add_parser("info", help="load a data file and print what was recognised (format, rows, bad values)")
+    p.add_argument("--data", default=_default_data(), help="data file")
+    p.set_defaults(func=cmd_info)

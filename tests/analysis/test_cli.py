@@ -1,0 +1,130 @@
+"""The `jobqueue` command as users run it: a real subprocess of .venv/bin/jobqueue."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from .conftest import FIXTURES, REPO_ROOT, SAMPLE
+
+JOBQUEUE = Path(sys.executable).parent / "jobqueue"
+
+
+def jq(*args, cwd=REPO_ROOT, env=None):
+    full_env = {**os.environ, **(env or {})}
+    full_env.pop("DATA_PATH", None) if env is None else None
+    return subprocess.run([str(JOBQUEUE), *map(str, args)], capture_output=True, text=True, cwd=cwd,
+                          env=full_env, timeout=120)
+
+
+@pytest.fixture
+def inproc(tmp_path, monkeypatch, capsys):
+    """Run `jobqueue ...` in this process (same parser and code, without a Python start each time)."""
+    from jobqueue.cli import main
+
+    monkeypatch.setenv("DATA_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.delenv("DATA_PATH", raising=False)
+
+    def run(*args):
+        code = main([str(a) for a in args])
+        out = capsys.readouterr()
+        return code, out.out, out.err
+
+    return run
+
+
+def test_analyze_prints_json_and_exits_0(tmp_path):
+    r = jq("analyze", "top_locations", "n=2", "--data", FIXTURES / "portal10.csv", env={"DATA_CACHE_DIR": str(tmp_path)})
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout) == {"top_locations": {"N LAMAR BLVD": 3, "S CONGRESS AVE / E OLTORF ST": 2}}
+
+
+def test_analyze_in_process(inproc):
+    code, out, _ = inproc("analyze", "incident_count_by_date", "date=2024-03-06", "--data", FIXTURES / "portal10.csv")
+    assert code == 0 and json.loads(out)["incident_count"] == 3
+    code, out, _ = inproc("analyze", "incidents_by_road", "road=S CONGRESS (", "--data", FIXTURES / "portal10.csv")
+    assert code == 0 and json.loads(out)["count"] == 1
+    code, out, _ = inproc("analyze", "incidents_within_radius", "latitude=30.2672", "longitude=-97.7431",
+                          "radius_km=0.5", "--data", FIXTURES / "portal10.csv", "--pretty")
+    assert code == 0 and json.loads(out)["count"] == 2 and "\n  " in out
+
+
+def test_analyze_defaults_to_the_bundled_sample(tmp_path):
+    r = jq("analyze", "unique_issues", cwd=tmp_path, env={"DATA_CACHE_DIR": str(tmp_path)})
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["unique_issues"] > 10
+
+
+@pytest.mark.parametrize("args,code,words", [
+    (["analyze", "nope"], 2, ["unknown operation", "top_locations"]),
+    (["analyze", "top_locations", "n=0"], 2, ["'n'", "at least 1"]),
+    (["analyze", "top_locations", "n=ten"], 2, ["'n'", "integer"]),
+    (["analyze", "top_locations", "count=3"], 2, ["unknown parameter 'count'"]),
+    (["analyze", "top_locations", "n"], 2, ["key=value"]),
+    (["analyze", "incident_count_by_date"], 2, ["missing required parameter 'date'"]),
+    (["analyze", "plot_top_locations"], 2, ["--output"]),
+    (["analyze", "top_locations", "--data", FIXTURES / "wrong_columns.csv"], 1, ["Published Date", "Issue_Report"]),
+    (["analyze", "top_locations", "--data", "/nonexistent/file.csv"], 1, ["no such file"]),
+])
+def test_bad_input_exits_non_zero_with_a_clear_message(inproc, args, code, words):
+    rc, out, err = inproc(*args)
+    assert rc == code
+    assert out == ""
+    for w in words:
+        assert w in err
+
+
+def test_bad_input_from_the_real_command(tmp_path):
+    r = jq("analyze", "top_locations", "n=0", env={"DATA_CACHE_DIR": str(tmp_path)})
+    assert r.returncode == 2 and r.stdout == ""
+    assert "'n' must be at least 1" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_analyze_writes_png(inproc, tmp_path):
+    png = tmp_path / "top.png"
+    code, out, err = inproc("analyze", "plot_top_locations", "n=5", "--data", SAMPLE, "--output", png)
+    assert code == 0, err
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert json.loads(out)["bytes"] == png.stat().st_size
+
+
+def test_operations_listing_and_templates(inproc, tmp_path):
+    listing = json.loads(inproc("operations")[1])
+    names = [op["name"] for op in listing]
+    assert names[:5] == ["incident_count_by_date", "top_locations", "average_response_time", "unique_issues",
+                         "incidents_by_road"]
+    top = next(op for op in listing if op["name"] == "top_locations")
+    assert top["params"][0] == {"name": "n", "type": "int", "required": False, "description": "how many addresses",
+                                "default": 10, "minimum": 1, "maximum": 1000}
+    out = tmp_path / "submit_templates.json"
+    assert inproc("operations", "--templates", "--output", out)[0] == 0
+    templates = json.loads(out.read_text())
+    assert templates["incident_count_by_date"] == {"operation": "incident_count_by_date",
+                                                   "params": {"date": "2024-03-06"}}
+    assert set(templates) == set(names)
+
+
+def test_data_generate_is_deterministic_and_loadable(inproc, tmp_path):
+    a, b = tmp_path / "a.csv", tmp_path / "b.csv.gz"
+    assert inproc("data", "generate", "--rows", 300, "--seed", 7, "--output", a)[0] == 0
+    assert inproc("data", "generate", "--rows", 300, "--seed", 7, "--output", b)[0] == 0
+    import gzip
+
+    assert gzip.decompress(b.read_bytes()) == a.read_bytes()
+    info = json.loads(inproc("data", "info", "--data", a)[1])
+    assert info["rows"] == 300 and info["format"] == "portal-csv"
+    nine = tmp_path / "nine.csv"
+    assert inproc("data", "generate", "--rows", 50, "--nine-columns", "--output", nine)[0] == 0
+    info = json.loads(inproc("data", "info", "--data", nine)[1])
+    assert info["format"] == "portal-csv-9" and info["rows"] == 50
+    assert inproc("data", "generate", "--rows", 0, "--output", nine)[0] == 2
+
+
+def test_version_still_works():
+    r = jq("version")
+    assert r.returncode == 0 and r.stdout.strip()

@@ -1,0 +1,86 @@
+"""`jobqueue data fetch` against a local HTTP server serving fixtures (no outside network)."""
+
+from __future__ import annotations
+
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qs, urlparse
+
+import pytest
+
+from atx_analysis.fetch import EXPORT_PATH, SODA_PATH, FetchError, fetch
+
+from .conftest import FIXTURES
+from .test_cli import inproc, jq  # noqa: F401  (fixture)
+
+SODA_RECORDS = json.loads((FIXTURES / "soda.json").read_text())
+
+
+class PortalStub(BaseHTTPRequestHandler):
+    requests_seen: list[str] = []
+
+    def log_message(self, *args):  # keep test output clean
+        pass
+
+    def do_GET(self):
+        self.requests_seen.append(self.path)
+        url = urlparse(self.path)
+        if self.path == EXPORT_PATH:
+            body, ctype = (FIXTURES / "portal10.csv").read_bytes(), "text/csv"
+        elif url.path == SODA_PATH:
+            q = parse_qs(url.query)
+            limit, offset = int(q["$limit"][0]), int(q["$offset"][0])
+            body, ctype = json.dumps(SODA_RECORDS[offset:offset + limit]).encode(), "application/json"
+        else:
+            self.send_error(404)
+            return
+        self.send_response(200)
+        self.send_header("Content-Type", ctype)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+
+@pytest.fixture
+def portal():
+    server = ThreadingHTTPServer(("127.0.0.1", 0), PortalStub)
+    PortalStub.requests_seen = []
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+def test_fetch_export(portal, tmp_path):
+    out = fetch(tmp_path / "full" / "x.csv", base_url=portal)
+    assert out.read_bytes() == (FIXTURES / "portal10.csv").read_bytes()
+    assert not [p for p in out.parent.iterdir() if p.name.endswith(".part")]
+
+
+def test_fetch_soda_pages(portal, tmp_path):
+    out = fetch(tmp_path / "x.json", source="soda", base_url=portal, page_size=3)
+    assert json.loads(out.read_text()) == SODA_RECORDS
+    assert len(PortalStub.requests_seen) == 3  # 3 + 3 + 2 records
+
+
+def test_fetch_cli_loads_what_it_downloaded(portal, tmp_path, inproc):
+    r = jq("data", "fetch", "--base-url", portal, "--output", tmp_path / "d.csv",
+           env={"DATA_CACHE_DIR": str(tmp_path / "c")})
+    assert r.returncode == 0, r.stderr
+    info = json.loads(r.stdout)
+    assert info["rows"] == 8 and info["format"] == "portal-csv"
+    code, out, err = inproc("data", "fetch", "--source", "soda", "--page-size", 5, "--base-url", portal,
+                            "--output", tmp_path / "d.json")
+    assert code == 0, err
+    assert json.loads(out)["format"] == "soda-json"
+
+
+def test_fetch_failure_leaves_no_file(tmp_path, inproc):
+    target = tmp_path / "x.csv"
+    with pytest.raises(FetchError):
+        fetch(target, base_url="http://127.0.0.1:9", timeout=2)
+    assert not target.exists() and not list(tmp_path.iterdir())
+    code, _, err = inproc("data", "fetch", "--base-url", "http://127.0.0.1:9", "--timeout", 2, "--output", target)
+    assert code == 1 and "download" in err
