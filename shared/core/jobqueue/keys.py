@@ -35,6 +35,8 @@ HOTQUEUE_PREFIX = "hotqueue:"            # HotQueue's own naming: the list is ho
 PROCESSING_PREFIX = "processing:"        # per-worker list of claimed job ids
 WORKERS_HEARTBEAT = "workers:heartbeat"  # zset worker id -> last heartbeat (unix seconds)
 WORKERS_BUSY = "workers:busy"            # hash worker id -> job id it is running now
+DELAYED_PREFIX = "delayed:"              # zset job id -> due time: retries waiting for their backoff
+SWEEP_LOCK = "workers:sweep-lock"        # string, short TTL: one worker at a time runs the sweeper
 
 
 def queue(name: str) -> str:
@@ -43,4 +45,10 @@ def queue(name: str) -> str:
 
 
 def processing(worker_id: str) -> str:
+    """Ids a worker has claimed and not yet finished (its lease is its heartbeat)."""
     return f"{PROCESSING_PREFIX}{worker_id}"
+
+
+def delayed(queue_name: str) -> str:
+    """Retries of one queue waiting out their backoff; claims move due ones back to the queue."""
+    return f"{DELAYED_PREFIX}{queue_name}"

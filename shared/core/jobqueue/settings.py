@@ -95,6 +95,7 @@ SPEC: dict[str, tuple[str, Callable[[str, str], object], str]] = {
     "JOB_TTL_SECONDS": ("604800", _int(60), "finished jobs and their results expire after this"),
     "JOB_TIMEOUT_SECONDS": ("300", _float(1, 86400), "time limit of one attempt of a job"),
     "JOB_MAX_ATTEMPTS": ("3", _int(1, 100), "attempts for transient errors before a job fails"),
+    "JOB_RETRY_BACKOFF_SECONDS": ("1", _float(0, 3600), "first retry delay after a transient error; doubles each attempt (capped at 300 s)"),
     "SHUTDOWN_GRACE_SECONDS": ("60", _float(0, 3600), "on SIGTERM a worker finishes its job within this, then exits"),
     "RESULT_CACHE": ("1", _bool, "answer a repeat of a finished request from its stored result"),
     "DIAGNOSTIC_OPERATIONS": ("0", _bool, "enable the sleep operation used by tests and benchmarks"),
@@ -124,6 +125,7 @@ class Settings:
     job_ttl_seconds: int
     job_timeout_seconds: float
     job_max_attempts: int
+    job_retry_backoff_seconds: float
     shutdown_grace_seconds: float
     result_cache: bool
     diagnostic_operations: bool

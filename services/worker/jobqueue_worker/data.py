@@ -1,0 +1,51 @@
+"""The dataset a worker process analyses: loaded once, on first need, waiting for the file to appear.
+
+A pod may start before its data volume is filled, so a missing file is logged and retried with
+backoff rather than crashing the worker. Jobs that do not need data (``sleep``) never load it.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from typing import Any, Callable
+
+log = logging.getLogger("jobqueue.worker.data")
+
+
+class DataSource:
+    def __init__(self, path: str, should_stop: Callable[[], bool] = lambda: False):
+        self.path = path
+        self.should_stop = should_stop
+        self._dataset: Any = None
+
+    @property
+    def loaded(self) -> bool:
+        return self._dataset is not None
+
+    @property
+    def identity(self) -> str | None:
+        return getattr(self._dataset, "identity", None) if self._dataset is not None else None
+
+    def get(self) -> Any:
+        if self._dataset is None:
+            self._dataset = self._load()
+        return self._dataset
+
+    def _load(self) -> Any:
+        from atx_analysis.dataset import load_dataset  # the analysis package; imported only when data is needed
+
+        delay = 0.5
+        while not os.path.exists(self.path):
+            if self.should_stop():
+                raise RuntimeError(f"stopping before the data file {self.path} appeared")
+            log.warning("data file not found; waiting for it", extra={"data_path": self.path, "retry_in": delay})
+            time.sleep(delay)
+            delay = min(delay * 2, 10.0)
+        started = time.monotonic()
+        dataset = load_dataset(self.path)
+        log.info("dataset loaded", extra={"data_path": self.path, "seconds": round(time.monotonic() - started, 3),
+                                          "identity": getattr(dataset, "identity", None),
+                                          "rows": getattr(dataset, "rows", None)})
+        return dataset

@@ -1,0 +1,165 @@
+"""``jobqueue-worker``: settings, operations and data loaded once, then one or more worker processes.
+
+With WORKER_CONCURRENCY=1 (the default, one process per pod) the worker runs in this process.
+With more, this process becomes a small supervisor: it loads the dataset, forks the children (which
+share the loaded data copy-on-write), restarts a child that dies, forwards SIGTERM/SIGINT and exits 0
+once every child has finished its job in hand. Metrics: see jobqueue_worker.metrics.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import shutil
+import signal
+import sys
+import tempfile
+import time
+
+from jobqueue.logs import configure_logging
+from jobqueue.settings import Settings, SettingsError, load_settings
+
+log = logging.getLogger("jobqueue.worker")
+
+
+def load_operations(settings: Settings):
+    """The catalogue the API also uses; only the diagnostics if the analysis operations are absent."""
+    from jobqueue.catalogue import SLEEP, catalogue
+
+    try:
+        return catalogue(settings)
+    except ImportError as exc:
+        from atx_analysis.registry import REGISTRY
+
+        log.warning("analysis operations not importable; serving diagnostic operations only",
+                    extra={"error": str(exc)})
+        return REGISTRY.merged(SLEEP) if settings.diagnostic_operations else REGISTRY.merged()
+
+
+def preload(operations, data) -> None:
+    """Load the dataset before taking jobs when any operation needs it (waits for the file)."""
+    if not any(op.needs_dataset for op in operations):
+        return
+    try:
+        import atx_analysis.dataset  # noqa: F401
+    except ImportError as exc:
+        log.warning("dataset loader not importable; data-backed jobs will fail", extra={"error": str(exc)})
+        return
+    data.get()
+
+
+def _stop_during_startup(signum, frame):
+    raise SystemExit(0)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="jobqueue-worker", description="run atx-jobqueue jobs from Redis")
+    parser.add_argument("--burst", action="store_true", help="drain the queue, then exit (tests, batch runs)")
+    args = parser.parse_args(argv)
+    try:
+        settings = load_settings()
+    except SettingsError as exc:
+        print(f"jobqueue-worker: configuration error: {exc}", file=sys.stderr)
+        return 2
+    configure_logging(settings.log_level)
+    signal.signal(signal.SIGTERM, _stop_during_startup)
+    signal.signal(signal.SIGINT, _stop_during_startup)
+    if settings.worker_concurrency > 1:
+        return supervise(settings, args.burst)
+
+    from .data import DataSource
+    from .metrics import serve
+    from .worker import Worker
+
+    operations = load_operations(settings)
+    worker = None
+    data = DataSource(settings.data_path, lambda: False)
+    try:
+        preload(operations, data)
+    except Exception as exc:
+        log.error("cannot load the dataset", extra={"data_path": settings.data_path, "error": str(exc)})
+        return 3
+    try:
+        serve(settings.worker_metrics_port)
+    except OSError as exc:
+        log.error("cannot serve metrics", extra={"port": settings.worker_metrics_port, "error": str(exc)})
+    worker = Worker(settings, operations, data)
+    return worker.work(burst=args.burst)
+
+
+def supervise(settings: Settings, burst: bool) -> int:
+    mp_dir = os.environ.get("PROMETHEUS_MULTIPROC_DIR") or tempfile.mkdtemp(prefix="jobqueue-worker-metrics-")
+    shutil.rmtree(mp_dir, ignore_errors=True)
+    os.makedirs(mp_dir, exist_ok=True)
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = mp_dir   # before prometheus_client is imported anywhere
+
+    from prometheus_client import multiprocess
+
+    from .data import DataSource
+    from .metrics import serve
+    from .worker import Worker
+
+    operations = load_operations(settings)
+    data = DataSource(settings.data_path)
+    try:
+        preload(operations, data)
+    except Exception as exc:
+        log.error("cannot load the dataset", extra={"data_path": settings.data_path, "error": str(exc)})
+        return 3
+    try:
+        serve(settings.worker_metrics_port)
+    except OSError as exc:
+        log.error("cannot serve metrics", extra={"port": settings.worker_metrics_port, "error": str(exc)})
+
+    children: dict[int, int] = {}
+    state = {"stopping": False}
+
+    def spawn(slot: int) -> None:
+        pid = os.fork()
+        if pid == 0:
+            code = 1
+            try:
+                signal.signal(signal.SIGTERM, signal.SIG_DFL)
+                signal.signal(signal.SIGINT, signal.SIG_DFL)
+                code = Worker(settings, operations, data).work(burst=burst)
+            except BaseException:
+                log.exception("worker process crashed")
+            finally:
+                logging.shutdown()
+                os._exit(code)
+        children[pid] = slot
+        log.info("worker process started", extra={"pid": pid, "slot": slot})
+
+    def stop(signum, frame) -> None:
+        state["stopping"] = True
+        for pid in list(children):
+            try:
+                os.kill(pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    for slot in range(settings.worker_concurrency):
+        spawn(slot)
+    while children:
+        try:
+            pid, status = os.wait()
+        except ChildProcessError:
+            break
+        multiprocess.mark_process_dead(pid)
+        slot = children.pop(pid, None)
+        if slot is None:
+            continue
+        code = os.waitstatus_to_exitcode(status)
+        if not state["stopping"] and not (burst and code == 0):
+            log.warning("worker process exited; restarting it", extra={"pid": pid, "exit_code": code})
+            time.sleep(0.5)
+            if not state["stopping"]:
+                spawn(slot)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,65 @@
+"""The worker's Prometheus metrics (names in docs/metrics.md).
+
+One process: served on WORKER_METRICS_PORT by that process. Several (WORKER_CONCURRENCY > 1): the
+children write to prometheus-client's multiprocess files (PROMETHEUS_MULTIPROC_DIR, which the
+supervisor creates and wipes before any import of prometheus_client) and the supervisor alone serves
+the sum on WORKER_METRICS_PORT, marking dead children so their gauges drop out.
+"""
+
+from __future__ import annotations
+
+import os
+
+from prometheus_client import Counter, Gauge, Histogram
+
+BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300)
+
+
+class WorkerMetrics:
+    def __init__(self) -> None:
+        self.processed = Counter("jobqueue_jobs_processed", "attempts ended, by operation and outcome",
+                                 ["operation", "outcome"])
+        self.duration = Histogram("jobqueue_job_duration_seconds", "run time of one attempt", ["operation"],
+                                  buckets=BUCKETS)
+        self.busy = Gauge("jobqueue_worker_busy", "1 while the process runs a job", multiprocess_mode="livesum")
+        self.retries = Counter("jobqueue_job_retries", "attempts scheduled again after a transient error",
+                               ["operation"])
+        self.requeued = Counter("jobqueue_jobs_requeued", "ids moved back to the queue from a dead worker")
+        self._children: dict[tuple[str, str], object] = {}
+
+    def done(self, operation: str, outcome: str, seconds: float | None) -> None:
+        key = (operation, outcome)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = self.processed.labels(operation, outcome)
+        child.inc()  # type: ignore[attr-defined]
+        if seconds is not None:
+            self.duration.labels(operation).observe(seconds)
+        if outcome == "retried":
+            self.retries.labels(operation).inc()
+
+
+_METRICS: WorkerMetrics | None = None
+
+
+def metrics() -> WorkerMetrics:
+    global _METRICS
+    if _METRICS is None:
+        _METRICS = WorkerMetrics()
+    return _METRICS
+
+
+def serve(port: int) -> None:
+    """Serve /metrics on ``port`` (0: not at all); the multiprocess sum when the dir is set."""
+    if not port:
+        return
+    from prometheus_client import CollectorRegistry, start_http_server
+
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        from prometheus_client import multiprocess
+
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)
+        start_http_server(port, addr="0.0.0.0", registry=registry)
+    else:
+        start_http_server(port, addr="0.0.0.0")

@@ -1,0 +1,22 @@
+"""The identity of a request, for the result cache: operation, validated params, dataset identity.
+
+API (at submit time) and worker (before running) both call :func:`request_fingerprint`, so a repeat
+of a finished request is recognised wherever it is first seen. Params must be the *validated* ones
+(``Operation.validate``: defaults filled in, types coerced), so ``{}`` and ``{"n": 10}`` for
+``top_locations`` are the same request. Without a dataset identity there is no fingerprint: a result
+is only reusable on the very data it was computed from.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any, Mapping
+
+
+def request_fingerprint(operation: str, params: Mapping[str, Any], dataset_identity: str | None) -> str | None:
+    if not dataset_identity:
+        return None
+    canonical = json.dumps({"op": operation, "params": dict(params), "data": dataset_identity},
+                           sort_keys=True, separators=(",", ":"), allow_nan=False)
+    return hashlib.sha256(canonical.encode()).hexdigest()

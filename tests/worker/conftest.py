@@ -1,0 +1,82 @@
+"""Fixtures for the worker tests: settings on the test Redis, a job store, and a way to submit."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+from atx_analysis.registry import Operation, Param, Registry
+
+from jobqueue.catalogue import SLEEP
+from jobqueue.connections import jobs_redis, queue_redis
+from jobqueue.jobs import JobStore
+from jobqueue.queue import JobQueue
+from jobqueue.settings import load_settings
+
+WORKER_EXE = str(Path(sys.executable).with_name("jobqueue-worker"))
+
+
+def make_env(redis_url: str, **extra: str) -> dict[str, str]:
+    env = {"REDIS_URL": redis_url, "DIAGNOSTIC_OPERATIONS": "1", "WORKER_METRICS_PORT": "0",
+           "JOB_RETRY_BACKOFF_SECONDS": "0.05", "LOG_LEVEL": "DEBUG", "DATA_PATH": "/nonexistent.csv"}
+    env.update(extra)
+    return env
+
+
+def proc_env(redis_url: str, **extra: str) -> dict[str, str]:
+    return {**os.environ, **make_env(redis_url, **extra)}
+
+
+class Harness:
+    def __init__(self, redis_url: str, **extra: str):
+        self.env = make_env(redis_url, **extra)
+        self.settings = load_settings(self.env)
+        self.jobs = jobs_redis(self.settings)
+        self.queue_client = queue_redis(self.settings)
+        self.store = JobStore(self.jobs, self.settings.job_ttl_seconds)
+        self.queue = JobQueue(self.queue_client, self.settings.queue_name)
+
+    def submit(self, operation: str, params: dict | None = None) -> str:
+        """What the API does: write the document, then put the id on the HotQueue."""
+        job = self.store.create(operation, params or {})
+        self.queue.put(job.id)
+        return job.id
+
+    def with_settings(self, **changes) -> "Harness":
+        self.settings = self.settings.replace(**changes)
+        return self
+
+
+class FakeData:
+    """Stands in for the analysis package's Dataset until it lands: an identity and a row count."""
+
+    def __init__(self, identity: str = "sha256:test-data"):
+        self.dataset = SimpleNamespace(identity=identity, rows=3)
+        self.loaded = True
+
+    @property
+    def identity(self) -> str:
+        return self.dataset.identity
+
+    def get(self):
+        return self.dataset
+
+
+@pytest.fixture
+def harness(redis_url) -> Harness:
+    return Harness(redis_url)
+
+
+def operations(*extra: Operation) -> Registry:
+    return Registry().merged(SLEEP, *extra)
+
+
+def op(name: str, func, needs_dataset: bool = False, produces_png: bool = False, params=()) -> Operation:
+    return Operation(name=name, func=func, description=name, params=tuple(params),
+                     needs_dataset=needs_dataset, produces_png=produces_png)
+
+
+__all__ = ["Harness", "FakeData", "operations", "op", "Param", "WORKER_EXE", "proc_env"]

@@ -1,0 +1,123 @@
+"""The delivery scripts on a real Redis: claim, start, finish fencing, reaper, give back, sweeper."""
+
+from __future__ import annotations
+
+import json
+import time
+
+from jobqueue import keys
+from jobqueue.delivery import Delivery
+from jobqueue.jobs import JobStatus
+
+
+def _delivery(h):
+    return Delivery(h.queue_client, h.settings)
+
+
+def _doc(h, job_id, **changes):
+    doc = json.loads(h.jobs.get(keys.job(job_id)))
+    doc.update(changes)
+    return json.dumps(doc)
+
+
+def test_claim_moves_ids_atomically_and_returns_documents(harness):
+    ids = [harness.submit("sleep", {"seconds": 0}) for _ in range(5)]
+    d = _delivery(harness)
+    got = d.claim("w1", 3)
+    assert [i for i, _ in got] == ids[:3]
+    assert all(json.loads(doc)["id"] == i for i, doc in got)
+    assert harness.queue_client.lrange(keys.processing("w1"), 0, -1) == ids[:3]
+    assert harness.queue.depth() == 2
+    assert harness.queue_client.zscore(keys.WORKERS_HEARTBEAT, "w1") is not None
+
+
+def test_blocking_claim_then_batch_includes_the_held_id(harness):
+    ids = [harness.submit("sleep") for _ in range(3)]
+    d = _delivery(harness)
+    first = d.wait_one("w1", 1)
+    got = d.claim("w1", 5, held=[first])
+    assert [i for i, _ in got] == ids
+    assert d.claim("w1", 5) == []
+
+
+def test_finish_writes_once_and_only_while_owned(harness):
+    job_id = harness.submit("sleep")
+    d = _delivery(harness)
+    d.claim("w1", 1)
+    assert d.run_pipeline([d.start_args("w1", job_id, _doc(harness, job_id, status="in-progress"))])[0] == ["ok"]
+    # the lease lapses: the id goes back to the queue and w2 takes it
+    harness.queue_client.lrem(keys.processing("w1"), 1, job_id)
+    harness.queue_client.rpush(keys.queue(harness.settings.queue_name), job_id)
+    d.claim("w2", 1)
+    d.run_pipeline([d.start_args("w2", job_id, _doc(harness, job_id, status="in-progress", worker="w2"))])
+    # w1 comes back to life and finishes: fenced off
+    late = d.run_pipeline([d.finish_args("w1", job_id, _doc(harness, job_id, status="complete", worker="w1"))])
+    assert late == ["lost"]
+    assert harness.store.get(job_id).status == JobStatus.IN_PROGRESS
+    ok = d.run_pipeline([d.finish_args("w2", job_id, _doc(harness, job_id, status="complete", worker="w2"))])
+    assert ok == ["ok"]
+    job = harness.store.get(job_id)
+    assert job.status == JobStatus.COMPLETE and job.worker == "w2"
+    assert harness.jobs.ttl(keys.job(job_id)) > 0
+    assert harness.queue_client.llen(keys.processing("w2")) == 0
+
+
+def test_finish_never_overwrites_a_final_document(harness):
+    job_id = harness.submit("sleep")
+    d = _delivery(harness)
+    d.claim("w1", 1)
+    harness.jobs.set(keys.job(job_id), _doc(harness, job_id, status="cancelled"))
+    assert d.run_pipeline([d.start_args("w1", job_id, _doc(harness, job_id, status="in-progress"))])[0] == ["skip"]
+    assert harness.queue_client.llen(keys.processing("w1")) == 0
+    assert harness.store.get(job_id).status == JobStatus.CANCELLED
+
+
+def test_reaper_requeues_only_silent_workers_and_is_safe_twice(harness):
+    ids = [harness.submit("sleep") for _ in range(4)]
+    d = _delivery(harness)
+    d.claim("dead", 2)
+    d.claim("alive", 2)
+    harness.queue_client.zadd(keys.WORKERS_HEARTBEAT, {"dead": time.time() - 100})
+    assert d.reap(30, min_uptime=0) == (2, 1)
+    assert d.reap(30, min_uptime=0) == (0, 0)
+    assert harness.queue_client.lrange(keys.queue(harness.settings.queue_name), 0, -1) == ids[:2]
+    assert harness.queue_client.llen(keys.processing("alive")) == 2
+    assert harness.queue_client.zscore(keys.WORKERS_HEARTBEAT, "dead") is None
+
+
+def test_retry_goes_to_the_delayed_set_and_comes_back_when_due(harness):
+    job_id = harness.submit("sleep")
+    d = _delivery(harness)
+    d.claim("w1", 1)
+    res = d.run_pipeline([d.retry_args("w1", job_id, _doc(harness, job_id, error="boom"), 0.2)])
+    assert res == ["ok"]
+    assert d.claim("w1", 1) == []
+    assert harness.queue_client.zcard(keys.delayed(harness.settings.queue_name)) == 1
+    time.sleep(0.3)
+    assert [i for i, _ in d.claim("w1", 1)] == [job_id]
+
+
+def test_give_back_and_leave_return_unstarted_ids_to_the_front(harness):
+    ids = [harness.submit("sleep") for _ in range(4)]
+    d = _delivery(harness)
+    d.claim("w1", 3)
+    assert d.give_back("w1", ids[1:3]) == 2
+    assert harness.queue_client.lrange(keys.queue(harness.settings.queue_name), 0, -1) == [ids[1], ids[2], ids[3]]
+    assert d.leave("w1") == 1
+    assert harness.queue_client.lrange(keys.queue(harness.settings.queue_name), 0, -1)[0] == ids[0]
+    assert harness.queue_client.zscore(keys.WORKERS_HEARTBEAT, "w1") is None
+
+
+def test_sweeper_requeues_a_submitted_job_that_is_in_no_list(harness):
+    stranded = harness.store.create("sleep", {}).id           # the API died before the put
+    queued = harness.submit("sleep")
+    held = harness.submit("sleep")
+    d = _delivery(harness)
+    d.claim("w1", 2)                                           # takes queued + held
+    harness.queue_client.lrem(keys.processing("w1"), 1, queued)  # ...and pretend `queued` is finished
+    harness.jobs.set(keys.job(queued), _doc(harness, queued, status="complete"))
+    assert d.sweep(harness.jobs, older_than=-10) == 1
+    assert harness.queue_client.lrange(keys.queue(harness.settings.queue_name), 0, -1) == [stranded]
+    assert d.sweep(harness.jobs, older_than=-10) == 0
+    assert d.sweep(harness.jobs, older_than=3600) == 0
+    assert held in harness.queue_client.lrange(keys.processing("w1"), 0, -1)

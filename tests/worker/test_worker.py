@@ -1,0 +1,223 @@
+"""The worker loop in this process (burst mode: drain, then return), on a real Redis."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+from jobqueue import keys
+from jobqueue.jobs import JobStatus
+from jobqueue_worker.worker import Worker
+
+from .conftest import FakeData, Param, op, operations
+
+PNG = b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 4
+
+
+def drain(harness, ops, data=None, **changes) -> Worker:
+    settings = harness.settings.replace(**changes) if changes else harness.settings
+    worker = Worker(settings, ops, data or FakeData())
+    assert worker.work(burst=True, install_signals=False) == 0
+    return worker
+
+
+def test_noop_jobs_complete_with_their_result(harness):
+    ids = [harness.submit("sleep", {"seconds": 0}) for _ in range(50)]
+    drain(harness, operations())
+    for job in harness.store.get_many(ids):
+        assert job.status == JobStatus.COMPLETE
+        assert job.result == {"slept": 0.0} and job.attempts == 1 and job.finished_at >= job.started_at
+    assert harness.queue_client.keys(keys.PROCESSING_PREFIX + "*") == []
+
+
+def test_bad_params_and_unknown_operation_fail_at_once(harness):
+    bad = harness.submit("sleep", {"seconds": "soon"})
+    unknown = harness.submit("no_such_op", {})
+    drain(harness, operations())
+    job = harness.store.get(bad)
+    assert job.status == JobStatus.FAILED and job.attempts == 1 and "seconds" in job.error
+    job = harness.store.get(unknown)
+    assert job.status == JobStatus.FAILED and job.attempts == 1 and "no_such_op" in job.error
+
+
+def test_transient_errors_retry_with_backoff_then_succeed(harness):
+    calls = []
+
+    def flaky():
+        calls.append(time.monotonic())
+        if len(calls) < 3:
+            raise ConnectionError("upstream hiccup")
+        return {"ok": True}
+
+    job_id = harness.submit("flaky")
+    drain(harness, operations(op("flaky", flaky)), job_retry_backoff_seconds=0.1, job_max_attempts=3)
+    job = harness.store.get(job_id)
+    assert job.status == JobStatus.COMPLETE and job.attempts == 3 and job.result == {"ok": True}
+    assert len(calls) == 3
+    assert calls[1] - calls[0] >= 0.08 and calls[2] - calls[1] >= 0.16   # 0.1 s, then doubled (±20%)
+
+
+def test_errors_fail_after_max_attempts_with_the_error(harness):
+    def broken():
+        raise RuntimeError("always broken")
+
+    job_id = harness.submit("broken")
+    drain(harness, operations(op("broken", broken)), job_retry_backoff_seconds=0.01, job_max_attempts=2)
+    job = harness.store.get(job_id)
+    assert job.status == JobStatus.FAILED and job.attempts == 2
+    assert "RuntimeError: always broken" in job.error
+
+
+def test_time_limit_stops_a_runaway_job(harness):
+    def runaway():
+        while True:          # pure Python: never returns by itself
+            pass
+
+    job_id = harness.submit("runaway")
+    t0 = time.monotonic()
+    drain(harness, operations(op("runaway", runaway)), job_timeout_seconds=1)
+    assert time.monotonic() - t0 < 5
+    job = harness.store.get(job_id)
+    assert job.status == JobStatus.FAILED and "time limit" in job.error and job.attempts == 1
+
+
+def test_result_cache_answers_a_repeat_without_running(harness):
+    runs = []
+
+    def count_rows(ds, n):
+        runs.append(n)
+        return {"rows": ds.rows, "n": n}
+
+    ops = operations(op("count_rows", count_rows, needs_dataset=True,
+                        params=[Param("n", "int", "n", default=1)]))
+    first = harness.submit("count_rows", {"n": 2})
+    drain(harness, ops)
+    second = harness.submit("count_rows", {"n": 2.0})      # same request once validated
+    other = harness.submit("count_rows", {"n": 3})
+    drain(harness, ops)
+    assert runs == [2, 3]
+    a, b, c = harness.store.get(first), harness.store.get(second), harness.store.get(other)
+    assert a.cached_from is None and a.dataset == "sha256:test-data"
+    assert b.status == JobStatus.COMPLETE and b.cached_from == first and b.result == a.result
+    assert b.public()["cached"] is True and c.cached_from is None
+    # another dataset is another request
+    third = harness.submit("count_rows", {"n": 2})
+    drain(harness, ops, data=FakeData("sha256:other"))
+    assert harness.store.get(third).cached_from is None and runs == [2, 3, 2]
+
+
+def test_result_cache_can_be_switched_off(harness):
+    runs = []
+    ops = operations(op("one", lambda ds: runs.append(1) or {"x": 1}, needs_dataset=True))
+    harness.submit("one")
+    drain(harness, ops, result_cache=False)
+    harness.submit("one")
+    drain(harness, ops, result_cache=False)
+    assert len(runs) == 2
+
+
+def test_png_results_are_stored_apart_and_cached_copies_too(harness, redis_url):
+    from jobqueue.connections import jobs_redis
+    from jobqueue.results import read_result
+
+    ops = operations(op("plot", lambda ds: PNG, needs_dataset=True, produces_png=True))
+    first = harness.submit("plot")
+    drain(harness, ops)
+    second = harness.submit("plot")
+    drain(harness, ops)
+    binary = jobs_redis(harness.settings, decode=False)
+    for job_id in (first, second):
+        job = harness.store.get(job_id)
+        assert job.status == JobStatus.COMPLETE and job.result is None
+        assert job.result_ref == keys.result(job_id) and job.result_type == "image/png"
+        assert binary.get(job.result_ref) == PNG
+        assert read_result(binary, job) == (PNG, "image/png")
+        assert binary.ttl(job.result_ref) > 0
+    assert harness.store.get(second).cached_from == first
+
+
+def test_large_json_results_are_stored_apart(harness):
+    from jobqueue.connections import jobs_redis
+    from jobqueue.results import read_result
+
+    big = {"rows": ["x" * 100] * 5000}
+    job_id = harness.submit("big")
+    drain(harness, operations(op("big", lambda: big)))
+    job = harness.store.get(job_id)
+    assert job.result is None and job.result_ref == keys.result(job_id)
+    assert read_result(jobs_redis(harness.settings, decode=False), job) == (big, "application/json")
+
+
+def test_each_final_job_is_published_once(harness):
+    pubsub = harness.jobs.pubsub()
+    pubsub.subscribe(keys.JOB_DONE_CHANNEL)
+    pubsub.get_message(timeout=1)
+    ids = [harness.submit("sleep") for _ in range(5)] + [harness.submit("sleep", {"seconds": -1})]
+    drain(harness, operations())
+    seen = []
+    deadline = time.monotonic() + 5
+    while len(seen) < len(ids) and time.monotonic() < deadline:
+        msg = pubsub.get_message(timeout=0.5)
+        if msg and msg["type"] == "message":
+            seen.append(msg["data"])
+    assert sorted(seen) == sorted(ids)
+
+
+def test_batches_shrink_to_one_for_slow_jobs(harness):
+    worker = Worker(harness.settings, operations(), FakeData())
+    assert worker.batch_size() == 1          # nothing measured yet: no hoarding
+    worker._learn(0.0002)
+    assert worker.batch_size() == 32
+    worker._learn(0.3)
+    assert worker.batch_size() == 1
+    for _ in range(30):
+        worker._learn(0.02)
+    assert 1 < worker.batch_size() <= 5
+
+
+def test_slow_jobs_spread_over_workers(harness):
+    for _ in range(6):
+        harness.submit("sleep", {"seconds": 0.2})
+    workers = [Worker(harness.settings, operations(), FakeData()) for _ in range(2)]
+    threads = [threading.Thread(target=w.work, kwargs={"burst": True, "install_signals": False}) for w in workers]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(10)
+    jobs = harness.store.get_many(harness.store.recent_ids(limit=10))
+    by_worker = {}
+    for job in jobs:
+        assert job.status == JobStatus.COMPLETE
+        by_worker[job.worker] = by_worker.get(job.worker, 0) + 1
+    assert sorted(by_worker.values()) == [3, 3]
+
+
+def test_stop_gives_back_claimed_but_unstarted_jobs(harness):
+    ids = [harness.submit("sleep", {"seconds": 0}) for _ in range(40)]
+    worker = Worker(harness.settings, operations(), FakeData())
+    worker.avg_job_seconds = 0.0001      # claim a full batch at once
+    original = worker._run
+
+    def run_then_stop(item, answer):
+        worker.request_stop()
+        return original(item, answer)
+
+    worker._run = run_then_stop
+    worker.work(burst=True, install_signals=False)
+    done = [j for j in harness.store.get_many(ids) if j.status == JobStatus.COMPLETE]
+    assert len(done) == 1
+    assert harness.queue.depth() == 39
+    assert harness.queue_client.llen(keys.processing(worker.id)) == 0
+
+
+@pytest.mark.parametrize("attempts", [4])
+def test_a_job_that_keeps_killing_workers_fails_eventually(harness, attempts):
+    job_id = harness.submit("sleep")
+    doc = harness.store.get(job_id)
+    doc.attempts = attempts - 1 + 1     # three lost attempts already (max 3)
+    harness.store.save(doc)
+    drain(harness, operations(), job_max_attempts=3)
+    job = harness.store.get(job_id)
+    assert job.status == JobStatus.FAILED and "gave up" in job.error

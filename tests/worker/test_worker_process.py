@@ -1,0 +1,166 @@
+"""``jobqueue-worker`` as a real process: kill -9 mid-job, SIGTERM mid-job, Redis killed and
+restarted, bad configuration, and the multi-process supervisor with its metrics."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+import urllib.request
+
+import pytest
+
+from jobqueue import keys
+from jobqueue.jobs import JobStatus
+from tests.support.redis_server import free_port
+
+from .conftest import WORKER_EXE, Harness, proc_env
+
+
+def start_worker(redis_url, log_path, **env):
+    log = open(log_path, "ab")
+    return subprocess.Popen([WORKER_EXE], env=proc_env(redis_url, **env), stdout=log, stderr=subprocess.STDOUT)
+
+
+def wait_for(predicate, timeout, what):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.02)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def status(h, job_id):
+    job = h.store.get(job_id)
+    return job.status if job else None
+
+
+def stop(proc, timeout=15):
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+    return proc.wait(timeout)
+
+
+def test_kill_9_mid_job_completes_exactly_once_on_another_worker(harness, redis_url, tmp_path):
+    pubsub = harness.jobs.pubsub()
+    pubsub.subscribe(keys.JOB_DONE_CHANNEL)
+    job_id = harness.submit("sleep", {"seconds": 1.0})
+    first = start_worker(redis_url, tmp_path / "a.log", JOB_LEASE_SECONDS="1")
+    try:
+        wait_for(lambda: status(harness, job_id) == JobStatus.IN_PROGRESS, 15, "job start")
+        first_worker = harness.store.get(job_id).worker
+        os.kill(first.pid, signal.SIGKILL)
+        first.wait(5)
+    finally:
+        if first.poll() is None:
+            first.kill()
+    second = start_worker(redis_url, tmp_path / "b.log", JOB_LEASE_SECONDS="1")
+    try:
+        wait_for(lambda: status(harness, job_id) == JobStatus.COMPLETE, 20, "completion after the lease")
+        job = harness.store.get(job_id)
+        assert job.worker != first_worker and job.attempts == 2 and job.result == {"slept": 1.0}
+        time.sleep(0.5)
+        finals = []
+        while (msg := pubsub.get_message(timeout=0.2)) is not None:
+            if msg["type"] == "message":
+                finals.append(msg["data"])
+        assert finals == [job_id]
+        assert harness.queue_client.llen(keys.processing(first_worker)) == 0
+        assert harness.queue_client.zscore(keys.WORKERS_HEARTBEAT, first_worker) is None
+    finally:
+        assert stop(second) == 0
+
+
+def test_sigterm_mid_job_finishes_it_takes_nothing_new_and_exits_0(harness, redis_url, tmp_path):
+    running = harness.submit("sleep", {"seconds": 1.0})
+    waiting = harness.submit("sleep", {"seconds": 0})
+    proc = start_worker(redis_url, tmp_path / "w.log", SHUTDOWN_GRACE_SECONDS="10")
+    try:
+        wait_for(lambda: status(harness, running) == JobStatus.IN_PROGRESS, 15, "job start")
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(10) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert status(harness, running) == JobStatus.COMPLETE
+    assert status(harness, waiting) == JobStatus.SUBMITTED
+    assert harness.queue_client.lrange(keys.queue(harness.settings.queue_name), 0, -1) == [waiting]
+    assert harness.queue_client.zcard(keys.WORKERS_HEARTBEAT) == 0
+
+
+def test_sigterm_past_the_grace_gives_the_job_back(harness, redis_url, tmp_path):
+    job_id = harness.submit("sleep", {"seconds": 5})
+    proc = start_worker(redis_url, tmp_path / "w.log", SHUTDOWN_GRACE_SECONDS="0.5")
+    try:
+        wait_for(lambda: status(harness, job_id) == JobStatus.IN_PROGRESS, 15, "job start")
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(5) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    job = harness.store.get(job_id)
+    assert job.status == JobStatus.SUBMITTED and job.attempts == 0
+    assert harness.queue_client.lrange(keys.queue(harness.settings.queue_name), 0, -1) == [job_id]
+
+
+def test_redis_killed_and_restarted_worker_reconnects_and_queued_jobs_survive(fresh_redis, tmp_path):
+    h = Harness(fresh_redis.url)
+    queued = [h.submit("sleep", {"seconds": 0}) for _ in range(5)]
+    time.sleep(1.5)                         # appendfsync everysec: let the AOF reach the disk
+    fresh_redis.kill()
+    proc = start_worker(fresh_redis.url, tmp_path / "w.log")
+    try:
+        time.sleep(1.0)
+        assert proc.poll() is None, "the worker died while Redis was down"
+        fresh_redis.start()
+        h = Harness(fresh_redis.url)
+        wait_for(lambda: all(status(h, j) == JobStatus.COMPLETE for j in queued), 20, "queued jobs after restart")
+        later = [h.submit("sleep", {"seconds": 0}) for _ in range(3)]
+        wait_for(lambda: all(status(h, j) == JobStatus.COMPLETE for j in later), 20, "new jobs")
+        # and once more while it is idle and connected
+        fresh_redis.kill()
+        time.sleep(0.5)
+        fresh_redis.start()
+        h = Harness(fresh_redis.url)
+        again = h.submit("sleep", {"seconds": 0})
+        wait_for(lambda: status(h, again) == JobStatus.COMPLETE, 20, "a job after the second restart")
+    finally:
+        assert stop(proc) == 0
+    log = (tmp_path / "w.log").read_text()
+    assert "redis unavailable" in log
+
+
+def test_bad_setting_stops_the_worker_with_a_message_naming_it(redis_url):
+    out = subprocess.run([WORKER_EXE], env=proc_env(redis_url, JOB_LEASE_SECONDS="soon"),
+                         capture_output=True, text=True, timeout=30)
+    assert out.returncode == 2
+    assert "JOB_LEASE_SECONDS" in out.stderr
+
+
+def test_supervisor_runs_several_processes_and_serves_their_metrics(harness, redis_url, tmp_path):
+    port = free_port()
+    ids = [harness.submit("sleep", {"seconds": 0.1}) for _ in range(8)]
+    proc = start_worker(redis_url, tmp_path / "w.log", WORKER_CONCURRENCY="2", WORKER_METRICS_PORT=str(port),
+                        PROMETHEUS_MULTIPROC_DIR=str(tmp_path / "metrics"))
+    try:
+        wait_for(lambda: all(status(harness, j) == JobStatus.COMPLETE for j in ids), 20, "jobs")
+        assert len({harness.store.get(j).worker for j in ids}) == 2
+        body = wait_for(lambda: _scrape(port), 10, "metrics")
+        assert 'jobqueue_jobs_processed_total{operation="sleep",outcome="complete"} 8.0' in body
+        assert "jobqueue_job_duration_seconds_bucket" in body and "jobqueue_worker_busy" in body
+    finally:
+        assert stop(proc) == 0
+    lines = [json.loads(line) for line in (tmp_path / "w.log").read_text().splitlines() if line.startswith("{")]
+    job_lines = [r for r in lines if r["msg"].startswith("job ")]
+    assert job_lines and all("job_id" in r for r in job_lines)
+
+
+def _scrape(port):
+    try:
+        return urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2).read().decode()
+    except OSError:
+        return None
