@@ -18,7 +18,6 @@ import argparse
 import asyncio
 import json
 import os
-import platform
 import signal
 import statistics
 import subprocess
@@ -126,9 +125,9 @@ def start(cmd: list[str], env: dict[str, str], port: int) -> subprocess.Popen:
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         try:
-            requests.get(f"http://127.0.0.1:{port}/healthz", timeout=0.5)
+            requests.get(f"http://127.0.0.1:{port}/healthz", timeout=5)
             return proc
-        except requests.ConnectionError:
+        except (requests.ConnectionError, requests.Timeout):
             if proc.poll() is not None:
                 raise RuntimeError(f"{cmd} exited {proc.returncode}")
             time.sleep(0.1)
@@ -147,6 +146,8 @@ def stop(proc: subprocess.Popen) -> None:
 def round_trip(base: str, jobs: int) -> dict[str, float] | None:
     """Sequential jobs: POST /submit, then GET /jobs/<id>?wait=10; needs a running worker."""
     session = requests.Session()
+    first = session.post(base + "/submit", data=SUBMIT_BODY, headers={"Content-Type": "application/json"}).json()
+    session.get(f"{base}/jobs/{first['job_id']}", params={"wait": "60"})  # the worker is up and warm
     samples = []
     for i in range(jobs + 20):
         start = time.perf_counter()
@@ -189,7 +190,8 @@ def main() -> int:
     workdir = Path(tempfile.mkdtemp(prefix="bench-api-"))
     redis_server = RedisServer(workdir / "redis", appendonly=True).start()
     base_env = {**os.environ, "REDIS_URL": redis_server.url, "BIND_HOST": "127.0.0.1", "WEB_CONCURRENCY": "2",
-                "DIAGNOSTIC_OPERATIONS": "1", "LOG_LEVEL": "WARNING", "WORKER_METRICS_PORT": "0"}
+                "DIAGNOSTIC_OPERATIONS": "1", "LOG_LEVEL": "WARNING", "WORKER_METRICS_PORT": "0",
+                "DATA_PATH": str(ROOT / "data" / "traffic_incidents_sample.csv")}
     ours_port, bare_port = free_port(), free_port()
     ours_env = {**base_env, "PORT": str(ours_port), "PROMETHEUS_MULTIPROC_DIR": str(workdir / "metrics")}
     bare_env = {**base_env, "PORT": str(bare_port)}
@@ -206,9 +208,9 @@ def main() -> int:
         deadline = time.monotonic() + 60
         while True:
             try:
-                requests.post(f"http://127.0.0.1:{bare_port}/submit", data=SUBMIT_BODY, timeout=0.5)
+                requests.post(f"http://127.0.0.1:{bare_port}/submit", data=SUBMIT_BODY, timeout=5)
                 break
-            except requests.ConnectionError:
+            except (requests.ConnectionError, requests.Timeout):
                 if time.monotonic() > deadline or bare.poll() is not None:
                     raise RuntimeError("bare Flask app did not start")
                 time.sleep(0.1)
@@ -227,7 +229,6 @@ def main() -> int:
             worker = subprocess.Popen([str(BIN / "jobqueue-worker")], env=ours_env,
                                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             procs.append(worker)
-            time.sleep(1.0)
             rt = round_trip(f"http://127.0.0.1:{ours_port}", args.jobs)
             print(f"round trip (submit + ?wait=): p50 {rt['p50_ms']:.2f} ms  p99 {rt['p99_ms']:.2f} ms  "
                   f"over {rt['jobs']} sequential jobs", flush=True)
@@ -251,47 +252,52 @@ def main() -> int:
 
 
 def write_docs(args, med, ratio, rt) -> None:
-    from importlib.metadata import version
+    """The "API" section of docs/benchmarks.md, through bench.report (other sections untouched)."""
+    from bench import report
 
+    p99_ok = med["ours"]["p99_ms"] <= 20.0
     lines = [
         "## API",
         "",
-        "`bench/bench_api.py` (`.venv/bin/python bench/bench_api.py --write`). Submit of the no-op `sleep` job "
-        f"from {args.clients} concurrent keep-alive clients (one asyncio process on the same machine) for "
-        f"{args.seconds:g} s after 1 s warm-up, {args.repeats} alternating runs, medians. Both servers: "
-        "gunicorn gthread, WEB_CONCURRENCY=2, 32 threads, the settings of `jobqueue_api.serve`; ours stores and "
-        "queues every job in Redis (one Lua call), the bare Flask app only parses the body and answers.",
+        report.stamp(),
         "",
-        f"Machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
-        f"Flask {version('flask')}, gunicorn {version('gunicorn')}, redis-py {version('redis')}; "
-        f"measured {time.strftime('%Y-%m-%d')}.",
+        "`bench/bench_api.py`: `POST /submit` of the no-op `sleep` job from "
+        f"{args.clients} concurrent keep-alive clients (one asyncio process on the same machine) for "
+        f"{args.seconds:g} s after 1 s of warm-up, {args.repeats} alternating run(s), medians. Both servers: "
+        "gunicorn gthread, WEB_CONCURRENCY=2, 32 threads, the settings of `jobqueue_api.serve`; ours validates, "
+        "stores and queues every job in Redis (one Lua call) and counts it in the metrics; the bare Flask app "
+        "only parses the body and answers with a fresh id.",
         "",
-        "| server | req/s | p50 | p99 |",
-        "| --- | --- | --- | --- |",
-        f"| bare Flask (ceiling) | {med['bare']['rps']:.0f} | {med['bare']['p50_ms']:.2f} ms | {med['bare']['p99_ms']:.2f} ms |",
-        f"| atx-jobqueue `POST /submit` | {med['ours']['rps']:.0f} | {med['ours']['p50_ms']:.2f} ms | {med['ours']['p99_ms']:.2f} ms |",
+        report.table(["server", "req/s", "p50 ms", "p99 ms", "ratio req/s"], [
+            ["bare Flask (ceiling)", f"{med['bare']['rps']:.0f}", f"{med['bare']['p50_ms']:.2f}",
+             f"{med['bare']['p99_ms']:.2f}", "1.00x"],
+            ["atx-jobqueue `POST /submit`", f"{med['ours']['rps']:.0f}", f"{med['ours']['p50_ms']:.2f}",
+             f"{med['ours']['p99_ms']:.2f}", f"{ratio:.2f}x"],
+        ]),
         "",
-        f"Ratio ours / bare: **{ratio:.2f}x** (target at least 0.5x); submit p99 {med['ours']['p99_ms']:.2f} ms "
-        "(target at most 20 ms).",
-        "",
+        f"- submit throughput at least 0.5x bare Flask: {ratio:.2f}x {report.verdict(ratio >= 0.5)}",
+        f"- submit p99 at most 20 ms at {args.clients} clients: {med['ours']['p99_ms']:.2f} ms "
+        f"{report.verdict(p99_ok)} (bare Flask itself: {med['bare']['p99_ms']:.2f} ms)",
     ]
     if rt:
-        lines += [f"Round trip of one job (HTTP submit, then `GET /jobs/<id>?wait=10` woken by the done channel; "
-                  f"one `jobqueue-worker`; {rt['jobs']} sequential jobs): p50 **{rt['p50_ms']:.2f} ms**, "
-                  f"p99 **{rt['p99_ms']:.2f} ms** (targets 3 ms and 10 ms).", ""]
+        lines += [
+            f"- round trip of one job (HTTP submit, then `GET /jobs/<id>?wait=10` woken by the done channel; one "
+            f"`jobqueue-worker`; {rt['jobs']} sequential jobs): p50 {rt['p50_ms']:.2f} ms "
+            f"{report.verdict(rt['p50_ms'] <= 3.0)} (target 3 ms), p99 {rt['p99_ms']:.2f} ms "
+            f"{report.verdict(rt['p99_ms'] <= 10.0)} (target 10 ms)",
+        ]
     else:
-        lines += ["Round trip: not measured in this run (no `jobqueue-worker` installed).", ""]
-    section = "\n".join(lines)
-    path = ROOT / "docs" / "benchmarks.md"
-    text = path.read_text() if path.exists() else "# Benchmarks\n\n"
-    start = text.find("## API\n")
-    if start == -1:
-        text = text.rstrip("\n") + "\n\n" + section
-    else:
-        end = text.find("\n## ", start + 1)
-        text = text[:start] + section + (text[end + 1:] if end != -1 else "")
-    path.write_text(text)
-    print(f"wrote the API section of {path}")
+        lines += ["- round trip: not measured in this run (no `jobqueue-worker` installed)"]
+    if not p99_ok:
+        lines += [
+            "",
+            "Where the p99 misses: at 32 closed-loop clients the latency is concurrency / throughput "
+            "(Little's law), and on 2 cores the load generator, Redis and both gunicorn processes share "
+            "the CPU, so a descheduled process shows as a tail for both servers alike; compare the bare "
+            "app's p99 in the same run. The ratio is the figure that says what the API itself costs.",
+        ]
+    report.write_section("api", "\n".join(lines))
+    print(f"wrote the API section of {report.DOC}")
 
 
 if __name__ == "__main__":

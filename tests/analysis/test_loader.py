@@ -117,7 +117,7 @@ def test_malformed_lines_are_skipped_and_counted(load):
 def test_cache_roundtrip_gives_the_same_frame(tmp_path):
     cache = tmp_path / "cache"
     first = load_dataset(FIXTURES / "portal10.csv", cache_dir=str(cache))
-    assert not first.from_cache and len(list(cache.iterdir())) == 1
+    assert not first.from_cache and len(list(cache.glob("*.arrow"))) == 1
     second = load_dataset(FIXTURES / "portal10.csv", cache_dir=str(cache))
     assert second.from_cache
     assert second.format == first.format and second.counts == first.counts
@@ -161,7 +161,7 @@ def test_unwritable_cache_dir_falls_back(tmp_path):
 def test_corrupt_cache_is_ignored(tmp_path):
     cache = tmp_path / "cache"
     load_dataset(FIXTURES / "portal10.csv", cache_dir=str(cache))
-    (victim,) = cache.iterdir()
+    (victim,) = cache.glob("*.arrow")
     victim.write_bytes(b"PAR1 torn")
     ds = load_dataset(FIXTURES / "portal10.csv", cache_dir=str(cache))
     assert ds.rows == 8 and not ds.from_cache
@@ -182,3 +182,18 @@ def test_gzip_detected_by_content_not_name(tmp_path, load):
     with gzip.open(path, "wb") as fh:
         fh.write((FIXTURES / "tutorial.csv").read_bytes())
     assert load(path).format == "tutorial-csv+gzip"
+
+
+def test_identity_memo_is_used_only_for_an_unchanged_file(tmp_path):
+    data = tmp_path / "d.csv"
+    data.write_bytes((FIXTURES / "portal10.csv").read_bytes())
+    cache = tmp_path / "c"
+    first = load_dataset(data, cache_dir=str(cache))
+    memo = cache / "d.csv.identity.json"
+    assert json.loads(memo.read_text())["sha256"] == first.identity == content_hash(data)
+    # a forged memo is believed only while size, mtime and inode match
+    forged = json.loads(memo.read_text())
+    memo.write_text(json.dumps({**forged, "sha256": "f" * 64}))
+    assert load_dataset(data, cache_dir=str(cache)).identity == "f" * 64
+    os.utime(data, ns=(1, 1))
+    assert load_dataset(data, cache_dir=str(cache)).identity == content_hash(data)

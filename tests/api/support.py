@@ -104,3 +104,20 @@ def metric_sum(text: str, name: str, labels: dict[str, str] | None = None) -> fl
 
 def read_json(path: Path) -> dict:
     return json.loads(path.read_text())
+
+
+def start_process(cmd: list[str], env: dict[str, str], log_path: Path) -> subprocess.Popen:
+    log = open(log_path, "ab")
+    return subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT)
+
+
+def stop_process(proc: subprocess.Popen, timeout: float = 30) -> int:
+    import signal
+
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+    try:
+        return proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        return proc.wait()

@@ -24,7 +24,9 @@ NAT = np.iinfo(np.int64).min
 NO_DAY = np.iinfo(np.int32).min
 MAX_RESPONSE_MINUTES = 7 * 24 * 60  # longer durations are stale records, not responses
 CATEGORICAL = ("issue", "address", "status", "agency")
-NUMERIC = ("published", "status_date", "latitude", "longitude", "response_minutes", "local_day", "hour", "weekday")
+NUMERIC = ("published", "status_date", "latitude", "longitude", "response_minutes", "local_day", "hour", "weekday",
+           "lat_order")
+# the frame's columns (lat_order is an index: rows by latitude, NaN last, for radius queries)
 ORDER = ("report_id", "published", "issue", "address", "latitude", "longitude", "status", "status_date",
          "agency", "response_minutes", "local_day", "hour", "weekday")
 META_KEY = b"atx_analysis"
@@ -41,8 +43,19 @@ def _view(chunk: pa.Array) -> np.ndarray:
 @dataclass
 class Columns:
     arrays: dict[str, np.ndarray]
-    categories: dict[str, list[str]]
+    categories: dict[str, list[str]]  # also "road": road names, for address_road
     report_id: pa.Array
+    address_road: np.ndarray | None = None  # road code of each address code
+
+    def derive(self) -> "Columns":
+        """Compute the stored indexes (lat_order, roads) once, at parse time, so loads need not."""
+        from .roads import roads_of
+
+        if "lat_order" not in self.arrays:
+            self.arrays["lat_order"] = np.argsort(self.arrays["latitude"], kind="stable").astype(np.int32)
+        if self.address_road is None:
+            self.address_road, self.categories["road"] = roads_of(self.categories["address"])
+        return self
 
     @property
     def rows(self) -> int:
@@ -68,8 +81,8 @@ class Columns:
     def to_arrow(self, meta: dict[str, Any]) -> pa.Table:
         fields = {name: pa.array(self.arrays[name]) for name in NUMERIC + CATEGORICAL}
         fields["report_id"] = self.report_id
-        table = pa.table({name: fields[name] for name in ORDER})
-        meta = {**meta, "categories": self.categories}
+        table = pa.table({name: fields[name] for name in (*ORDER, "lat_order")})
+        meta = {**meta, "categories": self.categories, "address_road": self.address_road.tolist()}
         return table.replace_schema_metadata({META_KEY: json.dumps(meta).encode()})
 
     @classmethod
@@ -82,4 +95,5 @@ class Columns:
             arrays[name] = _view(chunk)
         rid = table.column("report_id")
         report_id = rid.chunk(0) if rid.num_chunks == 1 else rid.combine_chunks()
-        return cls(arrays, meta.pop("categories"), report_id), meta
+        address_road = np.array(meta.pop("address_road"), dtype=np.int32)
+        return cls(arrays, meta.pop("categories"), report_id, address_road), meta

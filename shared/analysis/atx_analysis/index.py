@@ -7,31 +7,18 @@ latitude-sorted points for radius queries) on first use or by :meth:`Index.warm`
 
 from __future__ import annotations
 
-import re
 from functools import cached_property
 
 import numpy as np
 
 from .columns import NO_DAY, Columns
+from .roads import road_of  # noqa: F401  (re-exported)
 
 EARTH_RADIUS_KM = 6371.0088
 MAX_NEEDLE = 400  # bytes; the road parameter is bounded well below this
 
-# "1000-1099 W 5TH ST", "S CONGRESS AVE / E OLTORF ST", "N IH 35 SVRD SB at E 51ST ST"
-_CROSS = re.compile(r"\s*(?:/|&|\bat\b|\band\b|\bto\b)\s*", re.I)
-_BLOCK = re.compile(r"^\s*(?:\d+(?:-\d+)?\s*(?:BLK|BLOCK)?\s+|BLK\s+|BLOCK\s+)", re.I)
-_SPACES = re.compile(r"\s+")
-
-
 def _counts(codes: np.ndarray, size: int) -> np.ndarray:
     return np.bincount(codes[codes >= 0], minlength=size).astype(np.int64)
-
-
-def road_of(address: str) -> str:
-    """The road an address is on: the first street of an intersection, without a block number."""
-    first = _CROSS.split(address, maxsplit=1)[0]
-    first = _BLOCK.sub("", first)
-    return _SPACES.sub(" ", first).strip().upper()
 
 
 class Index:
@@ -128,22 +115,21 @@ class Index:
     # --- roads ------------------------------------------------------------------------------------
     @cached_property
     def road_counts(self) -> dict[str, int]:
-        """Incidents per road, most first, ties by road name."""
-        totals: dict[str, int] = {}
-        for address, count in zip(self.addresses, self.address_counts.tolist()):
-            if count:
-                road = road_of(address)
-                if road:
-                    totals[road] = totals.get(road, 0) + count
-        return dict(sorted(totals.items(), key=lambda kv: (-kv[1], kv[0])))
+        """Incidents per road, most first, ties by road name (road codes are in name order)."""
+        roads = self.columns.categories["road"]
+        of = self.columns.address_road
+        used = of >= 0
+        totals = np.bincount(of[used], weights=self.address_counts[used], minlength=len(roads)).astype(np.int64)
+        order = np.argsort(-totals, kind="stable")
+        return {roads[i]: int(totals[i]) for i in order if totals[i] > 0}
 
     # --- points sorted by latitude for radius queries ---------------------------------------------
     @cached_property
     def _points(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         lat = self.columns.arrays["latitude"]
         lon = self.columns.arrays["longitude"]
-        ok = np.flatnonzero(~np.isnan(lat))
-        order = ok[np.argsort(lat[ok], kind="stable")]
+        order = self.columns.arrays["lat_order"]  # rows by latitude, NaN last (computed at parse)
+        order = order[:int((~np.isnan(lat)).sum())]
         return lat[order], lon[order], order
 
     def within_radius(self, lat: float, lon: float, radius_km: float) -> np.ndarray:

@@ -227,4 +227,4 @@ def normalize(table: pa.Table, fmt: Format, colmap: dict[str, str]) -> tuple[Col
                  else pa.nulls(n, pa.string()))
     available = sorted(set(src) - {"location"}
                        | ({"response_minutes"} if {"published", "status_date", "status"} <= set(src) else set()))
-    return Columns(arrays, categories, report_id), counts, available
+    return Columns(arrays, categories, report_id).derive(), counts, available

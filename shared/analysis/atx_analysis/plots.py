@@ -22,7 +22,8 @@ def _figure(width: float, height: float):
     matplotlib.use("Agg", force=True)
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(width, height), dpi=120)
+    fig, ax = plt.subplots(figsize=(width, height), dpi=120, layout="constrained")
+    fig.get_layout_engine().set(h_pad=0.12)
     for side in ("top", "right"):
         ax.spines[side].set_visible(False)
     for side in ("left", "bottom"):
@@ -33,8 +34,8 @@ def _figure(width: float, height: float):
 
 def _png(plt, fig) -> bytes:
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", bbox_inches="tight", facecolor="white",
-                metadata={"Software": "atx-jobqueue"})
+    # constrained layout instead of bbox_inches="tight": one draw instead of two
+    fig.savefig(buf, format="png", facecolor="white", metadata={"Software": "atx-jobqueue"})
     plt.close(fig)
     return buf.getvalue()
 
@@ -64,9 +65,9 @@ def daily_counts_png(first_day: int, counts: np.ndarray, source: str) -> bytes:
     ax.set_axisbelow(True)
     ax.set_ylim(bottom=0)
     ax.legend(frameon=False, loc="upper left", fontsize=9)
-    fig.text(0.01, -0.02, f"Data: {source}. Days are Austin local time (America/Chicago); "
-             f"{int(counts.sum()):,} incidents in the range.",
-             color=MUTED, fontsize=8)
+    fig.supxlabel(f"Data: {source}. Days are Austin local time (America/Chicago); "
+                  f"{int(counts.sum()):,} incidents in the range.", x=0.01, ha="left",
+                  color=MUTED, fontsize=8)
     return _png(plt, fig)
 
 
@@ -85,6 +86,6 @@ def top_locations_png(top: dict[str, int], total_rows: int, source: str) -> byte
     ax.grid(axis="x", color="#e4e7eb", linewidth=0.8)
     ax.set_axisbelow(True)
     ax.margins(x=0.08)
-    fig.text(0.01, -0.02, f"Data: {source}; {total_rows:,} incidents. Location = street address.",
-             color=MUTED, fontsize=8)
+    fig.supxlabel(f"Data: {source}; {total_rows:,} incidents. Location = street address.",
+                  x=0.01, ha="left", color=MUTED, fontsize=8)
     return _png(plt, fig)
