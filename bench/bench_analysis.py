@@ -5,9 +5,10 @@ ratio; then worker cold start (process start to ready, with and without the colu
 the tutorial's read_csv load) and resident memory. Medians of repeated runs, measured in one run
 on one machine, so the ratios mean something even on a noisy machine.
 
-    .venv/bin/python bench/bench_analysis.py                 # 432,444 and 4,324,440 rows
-    .venv/bin/python bench/bench_analysis.py --sizes 432444  # quicker
-    ... --write-docs docs/benchmarks.md                      # replace the "Analysis operations" section
+    .venv/bin/python bench/bench_analysis.py            # 432,444 and 4,324,440 rows, prints the section
+    .venv/bin/python bench/bench_analysis.py --quick    # 432,444 rows only, shorter sampling
+    ... --write                                         # replace "Analysis operations" in docs/benchmarks.md
+    ... --from-json FILE --write                        # re-render a saved run (--json FILE) without measuring
 """
 
 from __future__ import annotations
@@ -27,7 +28,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 FULL = REPO / "data" / "full"
 TZ = "America/Chicago"
-BEGIN, END = "<!-- analysis-bench:begin -->", "<!-- analysis-bench:end -->"
+sys.path.insert(0, str(REPO))  # `python bench/bench_analysis.py` finds the bench package
+INDEXED = ("incident_count_by_date", "top_locations", "average_response_time", "unique_issues")
 
 
 def data_file(rows: int) -> Path:
@@ -219,62 +221,108 @@ def run_size(rows: int, budget: float, cold_runs: int) -> dict:
     return result
 
 
+def fmt_x(ratio: float) -> str:
+    return f"{ratio:.1f}x" if ratio < 100 else f"{ratio:,.0f}x"
+
+
+def targets(results: list[dict]) -> list[tuple[str, str, str]]:
+    """Issue 6's analysis targets at 432k rows: (target, measured, PASS/MISS)."""
+    from bench import report
+
+    r = next((x for x in results if 400_000 <= x["rows"] <= 500_000), None)
+    if r is None:
+        return []
+    ops, cold = r["ops"], r["cold"]
+    rows = []
+    for name, o in ops.items():
+        rows.append((f"`{name}` at least 10x the naive code", fmt_x(o["ratio"]), report.verdict(o["ratio"] >= 10)))
+    worst = max(INDEXED, key=lambda n: ops[n]["ours_ms"])
+    rows.append(("index lookups (date count, top locations, average, unique issues) under 1 ms warm",
+                 f"slowest `{worst}` {ops[worst]['ours_ms']:.4f} ms", report.verdict(ops[worst]["ours_ms"] < 1)))
+    rows.append(("road search under 5 ms", f"{ops['incidents_by_road']['ours_ms']:.3f} ms",
+                 report.verdict(ops["incidents_by_road"]["ours_ms"] < 5)))
+    c = cold["ours, cached"]
+    rows.append(("worker cold start at 432k rows at most 1 s", f"{c['seconds']:.2f} s", report.verdict(c["seconds"] <= 1)))
+    rows.append(("worker RSS at most 300 MB", f"{c['rss_mb']:.0f} MB", report.verdict(c["rss_mb"] <= 300)))
+    return rows
+
+
 def markdown(results: list[dict], info: dict) -> str:
-    lines = [BEGIN, "## Analysis operations", "",
+    from bench import report
+
+    lines = ["## Analysis operations", "", report.stamp(), "",
              "`bench/bench_analysis.py`: every operation warm (data loaded and indexed once), median time of one "
              "call, against the tutorial's naive pandas code on the same machine in the same run (a pass "
              "over the frame per call: boolean mask, `value_counts`, `str.contains`; its load precomputes the "
              "local date string so its date count is the cheap mask). Then worker cold start, from process "
-             "start to ready for jobs (imports, load, indexes), and resident memory.", "",
-             f"Machine: {info['cpu']}, {info['cores']} cores, {info['memory_gib']} GiB; {info['os']}; Python "
-             f"{info['python']}, numpy {info['numpy']}, pandas {info['pandas']}, pyarrow {info['pyarrow']}; "
-             f"{info['date']}; load average at start {', '.join(f'{x:.1f}' for x in info['load_average'])} "
-             "(other jobs shared the machine: read ratios, not absolute times).", ""]
+             "start to ready for jobs (imports, load, all indexes built), and resident memory. Data: the "
+             "synthetic export (`make data`; 10x that for the larger size).", "",
+             f"Machine: {info['cpu']}, {info['cores']} cores, {info['memory_gib']} GiB; Python {info['python']}, "
+             f"numpy {info['numpy']}, pandas {info['pandas']}, pyarrow {info['pyarrow']}; started {info['date']} "
+             f"with load average {', '.join(f'{x:.1f}' for x in info['load_average'])} (other work shared the "
+             "2 cores: read ratios, not absolute times).", ""]
+    goals = targets(results)
+    if goals:
+        lines += ["### Targets (432,444 rows)", "", report.table(["target", "measured", "verdict"], goals), ""]
     for r in results:
         lines += [f"### {r['rows']:,} rows ({r['file_mib']} MiB CSV)", "",
-                  "| operation | ours (ms) | naive pandas (ms) | speed-up |", "| --- | ---: | ---: | ---: |"]
-        for name, o in r["ops"].items():
-            lines.append(f"| `{name}` | {o['ours_ms']:.4f} | {o['naive_ms']:.2f} | {o['ratio']:,.0f}x |")
-        lines += ["", "| cold start | median (s) | RSS when ready (MB) | peak RSS (MB) | runs | imports pandas |",
-                  "| --- | ---: | ---: | ---: | ---: | --- |"]
-        for name, c in r["cold"].items():
-            lines.append(f"| {name} | {c['seconds']:.2f} | {c['rss_mb']:.0f} | {c['peak_mb']:.0f} | {c['runs']} | "
-                         f"{'yes' if c['pandas_imported'] else 'no'} |")
-        lines.append("")
-    lines.append(END)
-    return "\n".join(lines)
+                  report.table(["operation", "ours (ms)", "naive pandas (ms)", "speed-up"],
+                               [(f"`{n}`", f"{o['ours_ms']:.4f}", f"{o['naive_ms']:,.2f}", fmt_x(o["ratio"]))
+                                for n, o in r["ops"].items()]), "",
+                  report.table(["cold start", "median (s)", "RSS when ready (MB)", "peak RSS (MB)", "runs",
+                                "imports pandas"],
+                               [(n, f"{c['seconds']:.2f}", f"{c['rss_mb']:.0f}", f"{c['peak_mb']:.0f}", c["runs"],
+                                 "yes" if c["pandas_imported"] else "no") for n, c in r["cold"].items()]), ""]
+    lines += NOTES
+    return "\n".join(lines).rstrip() + "\n"
 
 
-def write_docs(doc: Path, section: str) -> None:
-    text = doc.read_text() if doc.exists() else "# Benchmarks\n"
-    if BEGIN in text and END in text:
-        text = text[:text.index(BEGIN)] + section + text[text.index(END) + len(END):]
-    else:
-        text = text.rstrip("\n") + "\n\n" + section + "\n"
-    doc.write_text(text)
+NOTES = [
+    "Notes:", "",
+    "- Index lookups are array reads: per-day counts, address counts pre-sorted for `top_locations`, the mean "
+    "response time, issue/hour/weekday counts, all built at load. Road search is a vectorised literal scan of "
+    "the distinct addresses (one byte array), not of the rows; a single-letter search hits most addresses and "
+    "is the slowest case (a few ms).",
+    "- The plot operations are bound by matplotlib rendering (both sides render the same chart), so they gain "
+    "only the data part; the service's result cache answers repeats. They are the operations that miss 10x.",
+    "- Cold start with the cache memory-maps an Arrow file of the parsed columns (plus stored indexes) and never "
+    "imports pandas; most of the remaining time is Python and numpy/pyarrow imports. Without a cache the first "
+    "worker parses the CSV (pyarrow) and writes the cache for the others.",
+]
 
 
 def main() -> int:
     from atx_analysis.generator import FULL_ROWS
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--sizes", default=f"{FULL_ROWS},{FULL_ROWS * 10}", help="comma-separated row counts")
-    ap.add_argument("--budget", type=float, default=1.0, help="seconds of sampling per operation (ours)")
-    ap.add_argument("--cold-runs", type=int, default=5, help="cold starts with cache per size")
-    ap.add_argument("--write-docs", type=Path, help="replace the analysis section of this markdown file")
-    ap.add_argument("--json", type=Path, help="also write raw figures here")
+    ap.add_argument("--sizes", help=f"comma-separated row counts (default {FULL_ROWS},{FULL_ROWS * 10}; "
+                                    f"--quick: {FULL_ROWS})")
+    ap.add_argument("--quick", action="store_true", help="432k rows only, shorter sampling (also BENCH_QUICK=1)")
+    ap.add_argument("--budget", type=float, help="seconds of sampling per operation (ours)")
+    ap.add_argument("--cold-runs", type=int, help="cold starts with the cache per size")
+    ap.add_argument("--write", action="store_true", help="replace the analysis section of docs/benchmarks.md")
+    ap.add_argument("--json", type=Path, help="also write the raw figures here")
+    ap.add_argument("--from-json", type=Path, help="render a saved run instead of measuring")
     args = ap.parse_args()
-    info = machine()
-    print(json.dumps(info))
-    results = [run_size(int(s), args.budget, args.cold_runs) for s in args.sizes.split(",")]
-    section = markdown(results, info)
-    if args.json:
-        args.json.write_text(json.dumps({"machine": info, "results": results}, indent=2))
-    if args.write_docs:
-        write_docs(args.write_docs, section)
-        print(f"wrote {args.write_docs}")
+    quick = args.quick or os.environ.get("BENCH_QUICK", "") not in ("", "0")
+    if args.from_json:
+        saved = json.loads(args.from_json.read_text())
+        info, results = saved["machine"], saved["results"]
     else:
-        print(section)
+        sizes = args.sizes or (str(FULL_ROWS) if quick else f"{FULL_ROWS},{FULL_ROWS * 10}")
+        budget = args.budget or (0.3 if quick else 1.0)
+        cold_runs = args.cold_runs or (2 if quick else 4)
+        info = machine()
+        print(json.dumps(info))
+        results = [run_size(int(s), budget, cold_runs) for s in sizes.split(",")]
+        if args.json:
+            args.json.write_text(json.dumps({"machine": info, "results": results}, indent=2))
+    section = markdown(results, info)
+    print(section)
+    if args.write:
+        from bench import report
+
+        print(f"wrote {report.write_section('analysis', section)}")
     return 0
 
 

@@ -151,6 +151,15 @@ def test_read_only_data_dir_still_loads(tmp_path):
         os.chmod(ro, 0o755)
 
 
+def test_default_cache_location_unusable_falls_back(tmp_path):
+    """As root every directory is writable, so make `.cache` beside the data a plain file instead."""
+    data = tmp_path / "d.csv"
+    data.write_bytes((FIXTURES / "portal10.csv").read_bytes())
+    (tmp_path / ".cache").write_text("not a directory")
+    ds = load_dataset(data)
+    assert ds.rows == 8 and not ds.from_cache and ds.identity == content_hash(data)
+
+
 def test_unwritable_cache_dir_falls_back(tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("not a directory")

@@ -1,5 +1,6 @@
-"""PNG charts for the plot operations: matplotlib with the headless Agg backend, imported lazily
-so that workers which never plot do not pay for it at start."""
+"""PNG charts for the plot operations: matplotlib's object API with the headless Agg canvas (no
+pyplot: no global figure registry, safe in threads, nothing to leak), imported lazily so that
+workers which never plot do not pay for it at start."""
 
 from __future__ import annotations
 
@@ -17,33 +18,32 @@ LIGHT = "#f5c49c"
 
 
 def _figure(width: float, height: float):
-    import matplotlib
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
 
-    matplotlib.use("Agg", force=True)
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(width, height), dpi=120, layout="constrained")
+    fig = Figure(figsize=(width, height), dpi=120, layout="constrained")
+    FigureCanvasAgg(fig)
+    ax = fig.subplots()
     fig.get_layout_engine().set(h_pad=0.12)
     for side in ("top", "right"):
         ax.spines[side].set_visible(False)
     for side in ("left", "bottom"):
         ax.spines[side].set_color(MUTED)
     ax.tick_params(colors=INK, labelsize=9)
-    return plt, fig, ax
+    return fig, ax
 
 
-def _png(plt, fig) -> bytes:
+def _png(fig) -> bytes:
     buf = io.BytesIO()
     # constrained layout instead of bbox_inches="tight": one draw instead of two
     fig.savefig(buf, format="png", facecolor="white", metadata={"Software": "atx-jobqueue"})
-    plt.close(fig)
     return buf.getvalue()
 
 
 def daily_counts_png(first_day: int, counts: np.ndarray, source: str) -> bytes:
     import matplotlib.dates as mdates
 
-    plt, fig, ax = _figure(10, 4.5)
+    fig, ax = _figure(10, 4.5)
     days = np.arange(first_day, first_day + len(counts)).astype("datetime64[D]")
     window = 7 if len(counts) <= 400 else 28
     if len(counts) <= 400:  # one filled step per day: looks like bars, draws as a single path
@@ -68,12 +68,12 @@ def daily_counts_png(first_day: int, counts: np.ndarray, source: str) -> bytes:
     fig.supxlabel(f"Data: {source}. Days are Austin local time (America/Chicago); "
                   f"{int(counts.sum()):,} incidents in the range.", x=0.01, ha="left",
                   color=MUTED, fontsize=8)
-    return _png(plt, fig)
+    return _png(fig)
 
 
 def top_locations_png(top: dict[str, int], total_rows: int, source: str) -> bytes:
     n = max(len(top), 1)
-    plt, fig, ax = _figure(10, 1.2 + 0.38 * n)
+    fig, ax = _figure(10, 1.2 + 0.38 * n)
     labels = ["\n".join(textwrap.wrap(a, 48)) or "(empty)" for a in top] or ["(no data)"]
     values = list(top.values()) or [0]
     y = np.arange(len(values))[::-1]
@@ -88,4 +88,4 @@ def top_locations_png(top: dict[str, int], total_rows: int, source: str) -> byte
     ax.margins(x=0.08)
     fig.supxlabel(f"Data: {source}; {total_rows:,} incidents. Location = street address.",
                   x=0.01, ha="left", color=MUTED, fontsize=8)
-    return _png(plt, fig)
+    return _png(fig)
