@@ -131,15 +131,22 @@ class DoneCounter:
 
     def __init__(self, client: redis.Redis, channel: str):
         self.counts: collections.Counter[str] = collections.Counter()
+        self._client = client        # keep it: a collected client closes its pool, our connection with it
         self._pubsub = client.pubsub(ignore_subscribe_messages=True)
-        self._pubsub.subscribe(**{channel: self._on})
-        self._thread = self._pubsub.run_in_thread(sleep_time=0.05, daemon=True)
+        self._pubsub.subscribe(channel)
+        self._pubsub.get_message(timeout=1.0)          # the subscribe confirmation: we are listening
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
 
-    def _on(self, message: dict[str, Any]) -> None:
-        self.counts[message["data"]] += 1
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            message = self._pubsub.get_message(ignore_subscribe_messages=True, timeout=0.1)
+            if message and message["type"] == "message":
+                self.counts[message["data"]] += 1
 
     def close(self) -> None:
-        self._thread.stop()
+        self._stop.set()
         self._thread.join(5)
         self._pubsub.close()
 
