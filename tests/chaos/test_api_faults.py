@@ -1,8 +1,9 @@
 """gunicorn worker processes of the API SIGKILLed under load: gunicorn replaces them, clients see no 5xx.
 
-A request in flight on the killed process loses its TCP connection (the client sees a reset, not an
-HTTP status); such a request may or may not have created its job, and the client was never told
-its id, so nothing it was promised is lost. Every 202-acknowledged job completes.
+A request in flight on the killed process, or a keep-alive connection it held, loses its TCP
+connection (the client sees a reset, not an HTTP status); such a request may or may not have
+created its job, and the client was never told its id, so nothing it was promised is lost. Every
+202-acknowledged job completes.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from tests.support.stack import alive, wait_until
 pytestmark = [pytest.mark.chaos, pytest.mark.slow]
 
 API_PROCESSES = 3
+CLIENTS = 12
 
 
 @pytest.mark.timeout(300)
@@ -33,7 +35,7 @@ def test_gunicorn_replaces_killed_api_processes_under_load(stack, rng, figures):
     make_spec = lambda: sleep_spec(next(counter) * 1e-9)  # noqa: E731
 
     replaced_in = []
-    with BackgroundLoad(stack.url, make_spec, clients=12) as load:
+    with BackgroundLoad(stack.url, make_spec, clients=CLIENTS) as load:
         wait_until(lambda: load.count() > 100, 30, "some load before the first kill")
         for _ in range(kills):
             before = stack.api_worker_pids()
@@ -56,4 +58,5 @@ def test_gunicorn_replaces_killed_api_processes_under_load(stack, rng, figures):
     resets = len(tally.connection_errors())
     figures.update(kills=kills, requests=len(tally.outcomes), acked=len(acked), connection_resets=resets,
                    replaced_in_s=replaced_in)
-    assert resets <= kills, "more dropped connections than processes killed: the kill hit more than in-flight requests"
+    # gthread workers keep several clients' connections (keep-alive): a kill drops at most those
+    assert resets <= kills * CLIENTS, "more dropped connections than the killed processes could hold"
