@@ -7,19 +7,14 @@ the session prints them at the end and writes ``.run/chaos-report.json``, which
 
 from __future__ import annotations
 
-import json
 import random
 import time
-from pathlib import Path
 
 import pytest
 
 from tests.support.redis_server import find_redis_server
+from tests.support.figures import figures, summary  # noqa: F401  (fixture)
 from tests.support.stack import running_stack, services_missing
-
-REPO_ROOT = Path(__file__).resolve().parents[2]
-REPORT = REPO_ROOT / ".run" / "chaos-report.json"
-_FIGURES: dict[str, dict] = {}
 
 
 @pytest.fixture
@@ -40,23 +35,5 @@ def rng(request):
     return random.Random(seed)
 
 
-@pytest.fixture
-def figures(request):
-    """A dict the test fills with what it measured; reported at the end of the session."""
-    data: dict = {}
-    yield data
-    if data:
-        _FIGURES[request.node.name] = data
-
-
 def pytest_terminal_summary(terminalreporter):
-    if not _FIGURES:
-        return
-    terminalreporter.section("chaos figures")
-    for name, data in _FIGURES.items():
-        terminalreporter.write_line(f"{name}: {json.dumps(data, sort_keys=True)}")
-    REPORT.parent.mkdir(exist_ok=True)
-    previous = json.loads(REPORT.read_text()) if REPORT.exists() else {}
-    previous.update({name: {**data, "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
-                     for name, data in _FIGURES.items()})
-    REPORT.write_text(json.dumps(previous, indent=2, sort_keys=True) + "\n")
+    summary(terminalreporter)

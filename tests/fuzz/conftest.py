@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from tests.support.figures import figures, summary  # noqa: F401  (fixture)
 from tests.support.redis_server import find_redis_server
 from tests.support.stack import running_stack, services_missing
 
@@ -19,3 +20,7 @@ def api(tmp_path_factory):
     with running_stack(tmp_path_factory.mktemp("api"), MAX_WAIT_SECONDS=str(MAX_WAIT_SECONDS)) as stack:
         stack.start_api(web_concurrency=2)
         yield stack
+
+
+def pytest_terminal_summary(terminalreporter):
+    summary(terminalreporter)

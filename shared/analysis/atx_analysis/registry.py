@@ -202,7 +202,8 @@ class Operation:
 
     def params_schema(self) -> dict[str, Any]:
         return {
-            "type": ["object", "null"],  # validate() takes a missing or null params as {}
+            # validate() takes a missing or null params as {}: fine unless a parameter is required
+            "type": "object" if any(p.required for p in self.params) else ["object", "null"],
             "additionalProperties": False,
             "properties": {p.name: p.json_schema() for p in self.params},
             "required": [p.name for p in self.params if p.required],
