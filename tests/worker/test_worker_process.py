@@ -164,3 +164,17 @@ def _scrape(port):
         return urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2).read().decode()
     except OSError:
         return None
+
+
+def test_every_operation_series_exists_at_zero_before_the_first_job(redis_url, tmp_path):
+    """rate() cannot see a first increment made before a series' first scrape: export them at 0."""
+    port = free_port()
+    proc = start_worker(redis_url, tmp_path / "w.log", WORKER_METRICS_PORT=str(port))
+    try:
+        body = wait_for(lambda: _scrape(port), 20, "metrics")
+        for outcome in ("complete", "failed", "retried"):
+            assert f'jobqueue_jobs_processed_total{{operation="top_locations",outcome="{outcome}"}} 0.0' in body
+        assert 'jobqueue_job_duration_seconds_count{operation="sleep"} 0.0' in body
+        assert 'jobqueue_job_retries_total{operation="incidents_by_road"} 0.0' in body
+    finally:
+        assert stop(proc) == 0

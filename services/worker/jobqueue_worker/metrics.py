@@ -12,6 +12,7 @@ import os
 
 from prometheus_client import Counter, Gauge, Histogram
 
+OUTCOMES = ("complete", "failed", "retried", "cached", "interrupted")
 BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300)
 
 
@@ -26,6 +27,16 @@ class WorkerMetrics:
                                ["operation"])
         self.requeued = Counter("jobqueue_jobs_requeued", "ids moved back to the queue from a dead worker")
         self._children: dict[tuple[str, str], object] = {}
+
+    def prime(self, operations: list[str]) -> None:
+        """Export every operation's series at 0 before the first job: Prometheus' rate() cannot see
+        an increment made before a series' first scrape, so a series born at its first job would
+        lose that job from every rate, ratio and quantile."""
+        for op in operations:
+            for outcome in OUTCOMES:
+                self._children.setdefault((op, outcome), self.processed.labels(op, outcome))
+            self.duration.labels(op)
+            self.retries.labels(op)
 
     def done(self, operation: str, outcome: str, seconds: float | None) -> None:
         key = (operation, outcome)

@@ -72,6 +72,7 @@ class Worker:
         self.delivery = Delivery(self.queue, settings)
         self.data = data or DataSource(settings.data_path, lambda: self.stopping)
         self.metrics = metrics_ or metrics()
+        self.metrics.prime(operations.names())
         self.stopping = False
         self.avg_job_seconds: float | None = None
         self.alarm: Alarm | None = None
