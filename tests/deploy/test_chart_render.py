@@ -137,7 +137,7 @@ def test_hpa_scales_on_the_external_backlog_metric():
 
 def test_hpa_mode_with_the_default_minimum_starts_at_one_replica():
     hpa = one(render_objects({"autoscaling": {"mode": "hpa"}}), "HorizontalPodAutoscaler")
-    assert hpa["spec"]["minReplicas"] == 1  # an HPA cannot scale to zero; the default 0 is for KEDA
+    assert hpa["spec"]["minReplicas"] == 1  # an HPA cannot scale to zero
 
 
 def test_without_autoscaling_the_worker_count_is_fixed():
