@@ -4,13 +4,18 @@ SHELL := /bin/bash
 PY := .venv/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: setup test up down data bench chaos observe lock clean
+.PHONY: setup test up down data bench chaos observe lock clean images
 
 setup:
 	@scripts/bootstrap.sh
 
 test: setup
 	.venv/bin/pytest $(PYTEST_ARGS)
+
+# Fault, load and fuzz tests at full size (1,000-job kill loop, 10,000-job load); figures are printed
+# and written to .run/chaos-report.json. `make test` runs the same tests, scaled down when CI=true.
+chaos: setup
+	CHAOS_FULL=1 .venv/bin/pytest -m chaos -v $(PYTEST_ARGS)
 
 up: setup
 	@scripts/up.sh
@@ -23,6 +28,10 @@ down:
 
 lock:
 	uv lock
+
+# Both images with buildah (docs/images.md); PYTHON_IMAGE=local builds a Debian base offline first.
+images:
+	@PYTHON_IMAGE='$(PYTHON_IMAGE)' IMAGE_TAG='$(IMAGE_TAG)' scripts/build-images.sh
 
 # Benchmarks (issue 6): not part of `make test`. Installs the peers (RQ, Celery, Dramatiq) from the
 # `bench` dependency group (make setup syncs every group, so the bench harness tests run in CI), runs every bench/bench_*.py and rewrites docs/benchmarks.md.
