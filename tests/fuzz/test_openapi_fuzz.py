@@ -25,14 +25,22 @@ MIN_REQUESTS = 1000
 
 CONFIG = """
 request-timeout = 30
+
+# schemathesis flags any response slower than 10 s by default: a timed assertion, which on a shared
+# 2-core machine measures the machine (plots render in ~0.5 s alone; latency is benchmarked in
+# bench/, never asserted in tests). Keep only a bound that catches a hung request.
+[checks]
+max_response_time = 60
+
 [generation]
 max-examples = {examples}
 
-# GET /analysis/{{operation}} serves every operation from one path, so its query parameters are
-# declared as strings and the per-operation rules (GET /operations) decide; a schema-valid string
-# that is not a valid value for that operation is a documented 400, not a refused valid request.
+# GET /analysis/<op> (one path per operation, plus the generic /analysis/{{operation}}) checks
+# cross-parameter rules JSON Schema cannot state (a date range of at most 5,000 days, a road that
+# is not blank after trimming); such a schema-valid request is a documented 400, not a refused
+# valid request.
 [[operations]]
-include-path = "/analysis/{{operation}}"
+include-path-regex = "^/analysis/"
 checks.positive_data_acceptance.expected-statuses = ["2xx", 400, 404]
 
 """
