@@ -4,7 +4,7 @@ SHELL := /bin/bash
 PY := .venv/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: setup test up down data bench chaos observe lock clean
+.PHONY: setup test up down data bench chaos observe lock clean images
 
 setup:
 	@scripts/bootstrap.sh
@@ -28,6 +28,10 @@ down:
 
 lock:
 	uv lock
+
+# Both images with buildah (docs/images.md); PYTHON_IMAGE=local builds a Debian base offline first.
+images:
+	@PYTHON_IMAGE='$(PYTHON_IMAGE)' IMAGE_TAG='$(IMAGE_TAG)' scripts/build-images.sh
 
 # Benchmarks (issue 6): not part of `make test`. Installs the peers (RQ, Celery, Dramatiq) from the
 # `bench` dependency group (make setup syncs every group, so the bench harness tests run in CI), runs every bench/bench_*.py and rewrites docs/benchmarks.md.

@@ -21,7 +21,6 @@ import drain_harness as h  # noqa: E402
 
 CONFIGS = [("raw", 1), ("ours", 1), ("raw", 2), ("ours", 2)]
 DOCS = h.REPO / "docs" / "benchmarks.md"
-START, END = "<!-- worker-drain:start -->", "<!-- worker-drain:end -->"
 
 
 def run(jobs: int, repeats: int) -> dict[tuple[str, int], list[float]]:
@@ -77,19 +76,22 @@ def _redis_version() -> str:
         return "redis-server (unknown version)"
 
 
-def write_docs(text: str) -> None:
-    current = DOCS.read_text() if DOCS.exists() else "# Benchmarks\n"
-    section = f"{START}\n{text}\n{END}"
-    if START in current:
-        current = re.sub(re.escape(START) + ".*?" + re.escape(END), lambda _: section, current, flags=re.S)
-    else:
-        current = current.rstrip() + "\n\n## Worker drain\n\n" + _ABOUT + "\n\n" + section + "\n"
-    DOCS.write_text(current)
+def write_docs(text: str, rates: dict[tuple[str, int], list[float]]) -> None:
+    """Rewrite only the "Worker drain" section of docs/benchmarks.md (bench.report's markers)."""
+    from bench import report
+
+    med = {c: h.median(v) for c, v in rates.items()}
+    one = med[("ours", 1)] / med[("raw", 1)]
+    verdict = (f"- No-op drain, 1 worker process, ours >= 1.0x the raw HotQueue loop: "
+               f"{report.verdict(one >= 1.0)} ({one:.2f}x)")
+    body = f"{report.stamp()}\n\n{_ABOUT}\n\n{text}\n\n{verdict}"
+    report.write_section("worker-drain", "## Worker drain\n\n" + body)
 
 
 _ABOUT = ("`bench/bench_drain.py` (`.venv/bin/python bench/bench_drain.py --write-docs`). Both workers "
           "read the same job documents and dispatch through the same catalogue; ours also claims into "
-          "a processing list, keeps a lease, fences the final write and publishes completion.")
+          "a processing list, keeps a lease, fences the final write and publishes completion. Peers "
+          "(RQ, Celery, Dramatiq) on the same harness: see Peers.")
 
 
 def main() -> int:
@@ -102,7 +104,7 @@ def main() -> int:
     text = table(rates, args.jobs, args.repeats)
     print(text)
     if args.write_docs:
-        write_docs(text)
+        write_docs(text, rates)
         print(f"wrote {DOCS}")
     return 0
 

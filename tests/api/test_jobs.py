@@ -135,9 +135,20 @@ def test_list_prunes_expired_jobs_from_the_index(client, jobs):
     assert jobs.zscore(keys.JOB_INDEX, ids[1]) is None
 
 
-@pytest.mark.parametrize("query,code", [("status=done", "invalid_status"), ("limit=0", "invalid_limit"),
+@pytest.mark.parametrize("query,code", [("status=done", "invalid_status"), ("status=", "invalid_status"), ("limit=0", "invalid_limit"),
                                         ("limit=101", "invalid_limit"), ("limit=x", "invalid_limit"),
                                         ("offset=-1", "invalid_offset")])
 def test_list_rejects_bad_filters(client, query, code):
     response = client.get(f"/jobs?{query}")
     assert response.status_code == 400 and response.get_json()["error"] == code
+
+
+def test_cancel_a_job_waiting_for_its_retry(client, jobs, queue):
+    """A job in the retry-backoff set is still queued, so it can be cancelled too."""
+    job_id = submit(client)
+    queue.lrem(keys.queue("jobs"), 1, job_id)
+    queue.zadd(keys.delayed("jobs"), {job_id: 9e9})
+    response = client.delete(f"/jobs/{job_id}")
+    assert response.status_code == 200 and response.get_json()["status"] == "cancelled"
+    assert queue.zcard(keys.delayed("jobs")) == 0
+    assert 0 < jobs.ttl(keys.job(job_id)) <= 3600 * 24 * 7

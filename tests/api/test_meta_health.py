@@ -90,6 +90,10 @@ def test_with_the_sample_loaded(data_app):
     assert response.status_code == 200 and isinstance(response.get_json()["incident_count"], int)
     assert client.get("/analysis/incident_count_by_date", query_string=example).get_json() == response.get_json()
     assert client.get("/incident_count_by_date?date=yesterday").status_code == 400
+    # a parameter the operation itself refuses (not just its declared type) is a 400 too, not a 500
+    if "incidents_by_road" in ops:
+        response = client.get("/analysis/incidents_by_road?road=")
+        assert response.status_code == 400 and response.get_json()["param"] == "road"
     for name, op in ops.items():
         if name == "sleep":
             continue

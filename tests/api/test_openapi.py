@@ -27,8 +27,17 @@ def test_spec_is_valid_openapi_31(client):
 
 
 def test_spec_matches_the_url_map_exactly(app, client):
+    """Every rule and method is documented, and nothing else is, except the per-operation
+    instances of /analysis/{operation} (one per catalogue entry, with its own parameters)."""
     spec = client.get("/openapi.json").get_json()
-    assert _spec_routes(spec) == _flask_routes(app)
+    catalogue = app.extensions["jobqueue"].catalogue
+    instances = {(f"/analysis/{name}", "get") for name in catalogue.names()}
+    assert _spec_routes(spec) - instances == _flask_routes(app)
+    assert instances <= _spec_routes(spec)
+    for name in catalogue.names():
+        declared = {p.name: p.required for p in catalogue.get(name).params}
+        documented = {p["name"]: p["required"] for p in spec["paths"][f"/analysis/{name}"]["get"]["parameters"]}
+        assert documented == declared
 
 
 def test_path_parameters_are_declared(client):
@@ -46,7 +55,21 @@ def test_submission_schemas_come_from_the_catalogue(app, client):
     catalogue = app.extensions["jobqueue"].catalogue
     assert set(variants) == set(catalogue.names())
     for op in catalogue:
-        assert variants[op.name]["properties"]["params"] == op.params_schema()
+        spec_params = variants[op.name]["properties"]["params"]
+        declared = op.params_schema()
+        assert set(spec_params["properties"]) == set(declared["properties"])
+        assert spec_params["required"] == declared["required"]
+        for name, prop in declared["properties"].items():
+            expected = prop if name in declared["required"] else {**prop, "type": [prop["type"], "null"]}
+            assert {k: v for k, v in spec_params["properties"][name].items() if k != "enum"} == \
+                {k: v for k, v in expected.items() if k != "enum"}
+
+
+def test_optional_params_may_be_null_in_spec_and_in_validation(client):
+    spec = client.get("/openapi.json").get_json()
+    sleep = next(v for v in spec["components"]["schemas"]["Submission"]["oneOf"] if v["title"] == "sleep")
+    assert "null" in sleep["properties"]["params"]["properties"]["seconds"]["type"]
+    assert client.post("/submit", json={"operation": "sleep", "params": {"seconds": None}}).status_code == 202
 
 
 def test_every_error_status_a_route_documents_uses_the_error_schema(client):

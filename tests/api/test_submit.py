@@ -113,3 +113,12 @@ def test_unknown_route_is_404_json(client):
     response = client.get("/no/such/route")
     assert response.status_code == 404
     assert response.get_json() == {"error": "not_found", "message": "no such route; GET /help lists them"}
+
+
+def test_stored_document_is_what_the_job_model_writes(client, jobs):
+    """The submit path serialises without Job.to_json (speed); the bytes must not differ."""
+    from jobqueue.jobs import Job
+
+    job_id = submit(client, params={"seconds": 1.5})
+    raw = jobs.get(keys.job(job_id))
+    assert Job.from_json(raw).to_json() == raw

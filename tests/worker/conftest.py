@@ -17,13 +17,12 @@ from jobqueue.queue import JobQueue
 from jobqueue.settings import load_settings
 
 WORKER_EXE = str(Path(sys.executable).with_name("jobqueue-worker"))
+SAMPLE = str(Path(__file__).resolve().parents[2] / "data" / "traffic_incidents_sample.csv")
 
 
 def make_env(redis_url: str, **extra: str) -> dict[str, str]:
     env = {"REDIS_URL": redis_url, "DIAGNOSTIC_OPERATIONS": "1", "WORKER_METRICS_PORT": "0",
-           "JOB_RETRY_BACKOFF_SECONDS": "0.05", "LOG_LEVEL": "DEBUG",
-           # the real catalogue needs data once atx_analysis.operations exists: give it the sample
-           "DATA_PATH": str(Path(__file__).resolve().parents[2] / "data" / "traffic_incidents_sample.csv")}
+           "JOB_RETRY_BACKOFF_SECONDS": "0.05", "LOG_LEVEL": "DEBUG", "DATA_PATH": SAMPLE}
     env.update(extra)
     return env
 

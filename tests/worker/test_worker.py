@@ -221,3 +221,37 @@ def test_a_job_that_keeps_killing_workers_fails_eventually(harness, attempts):
     drain(harness, operations(), job_max_attempts=3)
     job = harness.store.get(job_id)
     assert job.status == JobStatus.FAILED and "gave up" in job.error
+
+
+def test_real_catalogue_and_dataset_with_the_cache(harness, tmp_path):
+    """The deployed path: jobqueue.catalogue + atx_analysis dataset, the file appearing late."""
+    import shutil
+
+    from jobqueue_worker.data import DataSource
+    from jobqueue_worker.main import load_operations
+
+    from .conftest import SAMPLE
+
+    late = tmp_path / "incidents.csv"
+    data = DataSource(str(late))
+    timer = threading.Timer(0.6, lambda: shutil.copy(SAMPLE, late))
+    timer.start()
+    first = harness.submit("incident_count_by_date", {"date": "2024-03-06"})
+    second = harness.submit("incident_count_by_date", {"date": "2024-03-06"})
+    worker = Worker(harness.settings, load_operations(harness.settings), data)
+    worker.work(burst=True, install_signals=False)
+    timer.join()
+    a, b = harness.store.get(first), harness.store.get(second)
+    assert a.status == JobStatus.COMPLETE and isinstance(a.result["incident_count"], int)
+    assert a.dataset == data.identity and a.dataset
+    assert b.cached_from == first and b.result == a.result
+
+
+def test_an_unreadable_document_fails_the_job_without_stopping_the_worker(harness):
+    broken = harness.submit("sleep")
+    harness.jobs.set(keys.job(broken), "{not json")
+    fine = harness.submit("sleep")
+    drain(harness, operations())
+    assert harness.store.get(fine).status == JobStatus.COMPLETE
+    job = harness.store.get(broken)
+    assert job.status == JobStatus.FAILED and "unreadable" in job.error

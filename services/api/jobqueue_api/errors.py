@@ -70,6 +70,7 @@ def register_error_handlers(app: Flask) -> None:
 
     @app.errorhandler(redis.exceptions.ConnectionError)
     @app.errorhandler(redis.exceptions.TimeoutError)
+    @app.errorhandler(redis.exceptions.ReadOnlyError)  # a replica during failover
     def _redis_down(exc: Exception):
         log.warning("redis unavailable", extra={"error": str(exc)})
         return error_response(503, "redis_unavailable", "the job store (Redis) is unreachable; retry shortly",

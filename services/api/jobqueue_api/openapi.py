@@ -42,6 +42,40 @@ def _wait_param(cap: float) -> dict[str, Any]:
                            f"(capped at {cap:g})"}
 
 
+def params_schema(op) -> dict[str, Any]:
+    """The operation's params schema, with ``null`` allowed for optional parameters: validation
+    treats ``"n": null`` as "use the default", so the spec must accept it too."""
+    schema = op.params_schema()
+    required = set(schema.get("required", []))
+    props = {}
+    for name, prop in schema["properties"].items():
+        if name not in required and "type" in prop:
+            prop = {**prop, "type": [prop["type"], "null"]}
+            if "enum" in prop:
+                prop["enum"] = [*prop["enum"], None]
+        props[name] = prop
+    out = {**schema, "properties": props}
+    if not required:  # "params": null (or absent) means "all defaults"
+        out["type"] = ["object", "null"]
+    return out
+
+
+def _analysis_paths(catalogue: Registry, secured: list, responses: dict[str, Any]) -> dict[str, Any]:
+    """One concrete path per operation (``/analysis/top_locations``) with its own query parameters,
+    beside the generic ``/analysis/{operation}`` rule they are instances of."""
+    paths = {}
+    for op in catalogue:
+        params = []
+        for p in op.params:
+            schema = {k: v for k, v in p.json_schema().items() if k != "description"}
+            params.append({"name": p.name, "in": "query", "required": p.required, "schema": schema,
+                           "description": p.description})
+        paths[f"/analysis/{op.name}"] = {"get": {
+            "operationId": f"analysis_{op.name}", "summary": op.description.split(". ")[0][:120],
+            "tags": ["analysis"], "security": secured, "parameters": params, "responses": responses}}
+    return paths
+
+
 def _components(catalogue: Registry) -> dict[str, Any]:
     submissions = []
     for op in catalogue:
@@ -50,7 +84,7 @@ def _components(catalogue: Registry) -> dict[str, Any]:
             "type": "object",
             "additionalProperties": False,
             "required": ["operation"] + (["params"] if any(p.required for p in op.params) else []),
-            "properties": {"operation": {"const": op.name}, "params": op.params_schema()},
+            "properties": {"operation": {"const": op.name}, "params": params_schema(op)},
         })
     status_enum = [s.value for s in JobStatus]
     return {
@@ -115,16 +149,6 @@ def build_spec(catalogue: Registry, settings: Settings, version: str) -> dict[st
         "400": _error("bad parameter"), "401": _error("missing or wrong token"),
         "404": _error("unknown operation"), "503": _error("dataset not loaded"),
     }
-    op_names = catalogue.names()
-    analysis_params = []
-    seen: set[str] = set()
-    for op in catalogue:
-        for p in op.params:
-            if p.name not in seen:
-                seen.add(p.name)
-                analysis_params.append({"name": p.name, "in": "query", "required": False,
-                                        "schema": {"type": "string"},
-                                        "description": f"parameter of the operations that declare it ({p.description})"})
     date_param = []
     if "incident_count_by_date" in catalogue:
         date_p = {p.name: p for p in catalogue.get("incident_count_by_date").params}.get("date")
@@ -169,10 +193,12 @@ def build_spec(catalogue: Registry, settings: Settings, version: str) -> dict[st
                                        "responses": result_responses}},
         "/analysis/{operation}": {"get": {
             "operationId": "analysis", "summary": "Run one operation synchronously on the API's dataset",
+            "description": "Pass the operation's parameters as query parameters (`?n=5`); GET /operations "
+                           "lists each operation's parameters. Parameters the operation does not declare are a 400.",
             "tags": ["analysis"], "security": secured,
             "parameters": [{"name": "operation", "in": "path", "required": True,
-                            "schema": {"type": "string", **({"enum": op_names} if op_names else {})}},
-                           *analysis_params],
+                            "schema": {"type": "string"},
+                            "description": "an operation name; each has its own path below with its parameters"}],
             "responses": analysis_responses}},
         "/incident_count_by_date": {"get": {
             "operationId": "incidentCountByDate", "summary": "The tutorial's synchronous date count",
@@ -203,6 +229,7 @@ def build_spec(catalogue: Registry, settings: Settings, version: str) -> dict[st
                              "responses": {"200": {"description": "metrics",
                                                    "content": {"text/plain": {"schema": {"type": "string"}}}}}}},
     }
+    paths.update(_analysis_paths(catalogue, secured, analysis_responses))
     return {
         "openapi": "3.1.0",
         "info": {"title": "atx-jobqueue API", "version": version,

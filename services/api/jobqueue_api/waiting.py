@@ -81,8 +81,9 @@ class DoneWaiter:
                         data = message["data"]
                         self._notify(data.decode() if isinstance(data, bytes) else data)
             except Exception as exc:  # Redis gone: waiters fall back to their safety poll
+                if self._subscribed.is_set():  # once per outage, not once per retry
+                    log.warning("done-channel subscriber lost Redis; reconnecting", extra={"error": str(exc)})
                 self._subscribed.clear()
-                log.warning("done-channel subscriber reconnecting", extra={"error": str(exc)})
                 time.sleep(backoff)
                 backoff = min(backoff * 2, 2.0)
             finally:

@@ -114,6 +114,9 @@ class Worker:
                 log.warning("redis unavailable; retrying", extra={"worker": self.id, "error": str(exc),
                                                                   "retry_in": round(delay, 2)})
                 self._sleep(delay)
+            except Exception:   # a bug must not kill the loop; what we hold goes back via the lease
+                log.exception("worker loop error", extra={"worker": self.id})
+                self._sleep(backoff.next())
         self._stop_housekeeping.set()
         housekeeping.join(timeout=5)
         self._leave()
@@ -190,7 +193,13 @@ class Worker:
         item.started = time.perf_counter()
         if not item.doc:
             return self.delivery.start_args(self.id, item.id, "")
-        job = Job.from_json(item.doc)
+        try:
+            job = Job.from_json(item.doc)
+        except (ValueError, TypeError, KeyError) as exc:
+            # unreadable: record it as failed (runs nothing) rather than crash on it again and again
+            log.error("unreadable job document", extra={"job_id": item.id, "error": str(exc)})
+            job = Job(id=item.id, operation="?", params={}, error=f"unreadable job document: {exc}")
+            item.unreadable = True  # type: ignore[attr-defined]
         job.status = JobStatus.IN_PROGRESS
         job.started_at = time.time()
         job.attempts += 1
@@ -222,6 +231,8 @@ class Worker:
             return None
         job = item.job
         assert job is not None
+        if getattr(item, "unreadable", False):
+            return self._fail(item, job.error or "unreadable job document")
         if answer.state == "cached":
             return self._answer_from_cache(item, Job.from_json(answer.cached_doc))
         if job.attempts > self.settings.job_max_attempts:

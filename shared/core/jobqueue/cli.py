@@ -10,12 +10,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="jobqueue", description="atx-jobqueue command line")
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("version", help="print the version")
+    from .client_cli import add_commands as add_client_commands  # submit, status
     from atx_analysis.cli import register as register_analysis  # analyze, operations, data
 
-    from .client_cli import add_commands as add_client_commands  # submit, status
-
-    register_analysis(sub)
     add_client_commands(sub)
+    register_analysis(sub)
     args = parser.parse_args(argv)
     if getattr(args, "client_handler", None) is not None:
         from .client_cli import run as run_client_command

@@ -26,6 +26,13 @@ from .settings import Settings
 log = logging.getLogger(__name__)
 
 _FINAL = "st == 'complete' or st == 'failed' or st == 'cancelled'"
+# an unreadable document has no status (the worker then records it as failed) instead of an error
+_STATUS_OF = """local function status_of(doc)
+  local ok, d = pcall(cjson.decode, doc)
+  if ok and type(d) == 'table' then return d['status'] end
+  return nil
+end
+"""
 
 # KEYS: queue, processing, heartbeat, delayed.  ARGV: worker, n, jobs db, job prefix, ids already held...
 CLAIM = """
@@ -58,13 +65,13 @@ return out
 """
 
 # KEYS: processing, busy, job.  ARGV: id, worker, jobs db, queue db, in-progress doc, cache key, job prefix
-START = """
+START = _STATUS_OF + """
 if not redis.call('LPOS', KEYS[1], ARGV[1]) then return {'gone'} end
 redis.call('SELECT', ARGV[3])
 local cur = redis.call('GET', KEYS[3])
 local final = true
 if cur then
-  local st = cjson.decode(cur)['status']
+  local st = status_of(cur)
   final = (%(final)s)
 end
 if final then
@@ -79,7 +86,8 @@ if ARGV[6] ~= '' then
   if src then
     local doc = redis.call('GET', ARGV[7] .. src)
     if doc then
-      local d = cjson.decode(doc)
+      local okd, d = pcall(cjson.decode, doc)
+      if not okd or type(d) ~= 'table' then d = {} end
       local ref_ok = type(d['result_ref']) ~= 'string' or redis.call('EXISTS', d['result_ref']) == 1
       if d['status'] == 'complete' and ref_ok then answer = {'cached', doc} end
     end
@@ -92,13 +100,13 @@ return answer
 
 # KEYS: processing, busy, job, result, cache.
 # ARGV: id, worker, jobs db, final doc, ttl, result blob, copy-from key, set cache (1/0), channel
-FINISH = """
+FINISH = _STATUS_OF + """
 redis.call('HDEL', KEYS[2], ARGV[2])
 if redis.call('LREM', KEYS[1], 1, ARGV[1]) == 0 then return 'lost' end
 redis.call('SELECT', ARGV[3])
 local cur = redis.call('GET', KEYS[3])
 if not cur then return 'deleted' end
-local st = cjson.decode(cur)['status']
+local st = status_of(cur)
 if %(final)s then return 'final' end
 local ttl = tonumber(ARGV[5])
 if ARGV[6] ~= '' then
@@ -114,13 +122,13 @@ return 'ok'
 """ % {"final": _FINAL}
 
 # KEYS: processing, busy, job, delayed, queue.  ARGV: id, worker, jobs db, queue db, doc, delay seconds
-RETRY = """
+RETRY = _STATUS_OF + """
 redis.call('HDEL', KEYS[2], ARGV[2])
 if redis.call('LREM', KEYS[1], 1, ARGV[1]) == 0 then return 'lost' end
 redis.call('SELECT', ARGV[3])
 local cur = redis.call('GET', KEYS[3])
 if not cur then redis.call('SELECT', ARGV[4]) return 'deleted' end
-local st = cjson.decode(cur)['status']
+local st = status_of(cur)
 if %(final)s then return 'final' end
 redis.call('SET', KEYS[3], ARGV[5])
 redis.call('SELECT', ARGV[4])
@@ -162,7 +170,7 @@ return n
 """
 
 # KEYS: queue, delayed, heartbeat.  ARGV: id, processing prefix, jobs db, job prefix, queue db
-SWEEP_ONE = """
+SWEEP_ONE = _STATUS_OF + """
 if redis.call('LPOS', KEYS[1], ARGV[1]) then return 0 end
 if redis.call('ZSCORE', KEYS[2], ARGV[1]) then return 0 end
 for _, w in ipairs(redis.call('ZRANGE', KEYS[3], 0, -1)) do
@@ -170,7 +178,7 @@ for _, w in ipairs(redis.call('ZRANGE', KEYS[3], 0, -1)) do
 end
 redis.call('SELECT', ARGV[3])
 local cur = redis.call('GET', ARGV[4] .. ARGV[1])
-if not cur or cjson.decode(cur)['status'] ~= 'submitted' then return 0 end
+if not cur or status_of(cur) ~= 'submitted' then return 0 end
 redis.call('SELECT', ARGV[5])
 redis.call('RPUSH', KEYS[1], ARGV[1])
 return 1

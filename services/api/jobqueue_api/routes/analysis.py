@@ -25,16 +25,16 @@ def _run(name: str):
         op = state.catalogue.get(name)
     except UnknownOperation as exc:
         raise ApiError(404, "unknown_operation", str(exc), operations=exc.known) from None
-    try:
-        params = op.validate(request.args.to_dict(flat=True))
-    except ParamError as exc:
-        raise ApiError(400, "invalid_param", exc.message, **({"param": exc.param} if exc.param else {})) from None
     dataset = None
     if op.needs_dataset:
         if not state.data.loaded:
             raise ApiError(503, "data_not_loaded", f"the dataset is not loaded: {state.data.error}")
         dataset = state.data.dataset
-    result = op.run(dataset, params)
+    try:
+        # validate() checks each parameter; run() may still refuse a combination (end before start)
+        result = op.run(dataset, op.validate(request.args.to_dict(flat=True)))
+    except ParamError as exc:
+        raise ApiError(400, "invalid_param", exc.message, **({"param": exc.param} if exc.param else {})) from None
     if op.produces_png:
         return Response(result, mimetype="image/png")
     return jsonify(result)

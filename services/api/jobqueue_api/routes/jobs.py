@@ -21,8 +21,8 @@ bp = Blueprint("jobs", __name__)
 protect(bp)
 
 MAX_PAGE_SIZE = 100
-MAX_OFFSET = 10**9
 DEFAULT_PAGE_SIZE = 20
+MAX_OFFSET = 10**9
 MAX_SCAN_PER_PAGE = 5000  # bound on index entries one GET /jobs reads while filtering
 
 
@@ -141,14 +141,9 @@ def delete_job(job_id: str):
     state = current()
     job = load_job(job_id)
     if job.status is JobStatus.SUBMITTED:
-        removed = state.queue.lrem(keys.queue(state.settings.queue_name), 1, job.id)
-        if not removed:
+        if not state.submitter.cancel(job):
             raise ApiError(409, "job_in_progress", "a worker has already claimed this job; it cannot be cancelled",
                            job_id=job.id, status=JobStatus.IN_PROGRESS.value)
-        job.status = JobStatus.CANCELLED
-        job.finished_at = time.time()
-        state.store.save(job)
-        state.jobs.publish(keys.JOB_DONE_CHANNEL, job.id)
         return jsonify({"job_id": job.id, "status": job.status.value, "cancelled": True})
     if job.status is JobStatus.IN_PROGRESS:
         raise ApiError(409, "job_in_progress", "the job is running; it can be deleted once it finishes",
