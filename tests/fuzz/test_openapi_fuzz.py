@@ -43,6 +43,11 @@ max-examples = {examples}
 include-path-regex = "^/analysis/"
 checks.positive_data_acceptance.expected-statuses = ["2xx", 400, 404]
 
+# The diagnostic sleep holds a request for up to 60 s by design (tests only, DIAGNOSTIC_OPERATIONS=1).
+[[operations]]
+include-path = "/analysis/sleep"
+enabled = false
+
 """
 # DELETE /jobs/<id> of a queued job cancels it (GET then shows status "cancelled", by design, so a
 # client that polls learns why its job stopped); only a finished job is deleted outright. So the

@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
 _MISSING = object()
+MIN_YEAR, MAX_YEAR = 1700, 2199
+DATE_PATTERN = r"^(1[7-9][0-9]{2}|2[01][0-9]{2})-"
 
 
 class ParamError(ValueError):
@@ -60,6 +62,7 @@ class Param:
         schema: dict[str, Any] = {"type": kind, "description": self.description}
         if self.type == "date":
             schema["format"] = "date"
+            schema["pattern"] = DATE_PATTERN
         if self.minimum is not None:
             schema["minimum"] = self.minimum
         if self.maximum is not None:
@@ -121,6 +124,8 @@ class Param:
                 value = dt.date.fromisoformat(raw.strip()).isoformat()
             except ValueError:
                 raise ParamError(name, f"'{name}' must be a date YYYY-MM-DD, got {raw!r}") from None
+            if not MIN_YEAR <= int(value[:4]) <= MAX_YEAR:  # pandas' nanosecond range: year 1 was a 500
+                raise ParamError(name, f"'{name}' must be a date between {MIN_YEAR} and {MAX_YEAR}")
         elif self.type == "string":
             if not isinstance(raw, str):
                 raise ParamError(name, f"'{name}' must be a string")
@@ -201,6 +206,7 @@ class Operation:
         }
 
     def params_schema(self) -> dict[str, Any]:
+        """JSON Schema of ``params``: the one declaration both validation and the OpenAPI spec use."""
         return {
             # validate() takes a missing or null params as {}: fine unless a parameter is required
             "type": "object" if any(p.required for p in self.params) else ["object", "null"],
