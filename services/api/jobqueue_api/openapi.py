@@ -48,6 +48,12 @@ def params_schema(op) -> dict[str, Any]:
     return op.params_schema()
 
 
+# gunicorn refuses a request line over 4,094 bytes before the app sees it (limit_request_line), with
+# its own small HTML page: documented so clients know the limit exists.
+URI_TOO_LONG = {"description": "request line (method, path and query) over 4,094 bytes, refused by the "
+                               "HTTP server before the application"}
+
+
 def _analysis_paths(catalogue: Registry, secured: list, responses: dict[str, Any]) -> dict[str, Any]:
     """One concrete path per operation (``/analysis/top_locations``) with its own query parameters,
     beside the generic ``/analysis/{operation}`` rule they are instances of."""
@@ -218,6 +224,9 @@ def build_spec(catalogue: Registry, settings: Settings, version: str) -> dict[st
                                                    "content": {"text/plain": {"schema": {"type": "string"}}}}}}},
     }
     paths.update(_analysis_paths(catalogue, secured, analysis_responses))
+    for item in paths.values():
+        for operation in item.values():
+            operation["responses"].setdefault("414", URI_TOO_LONG)
     return {
         "openapi": "3.1.0",
         "info": {"title": "atx-jobqueue API", "version": version,
