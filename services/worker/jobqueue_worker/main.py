@@ -69,23 +69,31 @@ def main(argv: list[str] | None = None) -> int:
         return supervise(settings, args.burst)
 
     from .data import DataSource
-    from .metrics import serve
     from .worker import Worker
 
     operations = load_operations(settings)
-    worker = None
     data = DataSource(settings.data_path, lambda: False)
+    if not load_and_serve(settings, operations, data):
+        return 3
+    worker = Worker(settings, operations, data)
+    return worker.work(burst=args.burst)
+
+
+def load_and_serve(settings: Settings, operations, data) -> bool:
+    """Load the dataset (once, before any fork) and start the metrics endpoint; False if the data
+    cannot be loaded. A metrics port already taken is logged, not fatal: jobs matter more."""
+    from .metrics import serve
+
     try:
         preload(operations, data)
     except Exception as exc:
         log.error("cannot load the dataset", extra={"data_path": settings.data_path, "error": str(exc)})
-        return 3
+        return False
     try:
         serve(settings.worker_metrics_port)
     except OSError as exc:
         log.error("cannot serve metrics", extra={"port": settings.worker_metrics_port, "error": str(exc)})
-    worker = Worker(settings, operations, data)
-    return worker.work(burst=args.burst)
+    return True
 
 
 def supervise(settings: Settings, burst: bool) -> int:
@@ -97,20 +105,12 @@ def supervise(settings: Settings, burst: bool) -> int:
     from prometheus_client import multiprocess
 
     from .data import DataSource
-    from .metrics import serve
     from .worker import Worker
 
     operations = load_operations(settings)
     data = DataSource(settings.data_path)
-    try:
-        preload(operations, data)
-    except Exception as exc:
-        log.error("cannot load the dataset", extra={"data_path": settings.data_path, "error": str(exc)})
+    if not load_and_serve(settings, operations, data):
         return 3
-    try:
-        serve(settings.worker_metrics_port)
-    except OSError as exc:
-        log.error("cannot serve metrics", extra={"port": settings.worker_metrics_port, "error": str(exc)})
 
     children: dict[int, int] = {}
     state = {"stopping": False}
