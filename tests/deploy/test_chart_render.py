@@ -380,3 +380,14 @@ def test_helm_test_pod_submits_through_the_api_service():
     assert env["API_URL"] == f"http://{svc['metadata']['name']}:{svc['spec']['ports'][0]['port']}"
     script = pod["spec"]["containers"][0]["command"][-1]
     assert "/submit" in script and "/status/" in script
+
+
+def test_api_token_reaches_the_api_and_not_the_worker():
+    objs = render_objects({"config": {"apiToken": {"enabled": True}}})
+
+    def env_names(component):
+        return {e["name"] for c in containers(one(objs, "Deployment", component)) for e in c.get("env", [])}
+
+    assert "API_TOKEN" in env_names("api")
+    assert "API_TOKEN" not in env_names("worker")  # the worker never calls the API: no secret it does not use
+    assert "REDIS_PASSWORD" in env_names("worker")

@@ -125,8 +125,12 @@ app.kubernetes.io/part-of: atx-jobqueue
 
 {{/* ---- environment shared by API, workers and the helm test ---- */}}
 
-{{/* Environment from Secrets (the ConfigMap carries the rest): REDIS_PASSWORD and API_TOKEN. */}}
+{{/* Environment from Secrets (the ConfigMap carries the rest): REDIS_PASSWORD, and API_TOKEN for the
+pods that serve or call the API (the worker gets no token it does not use).
+Call with (dict "ctx" . "apiToken" true|false). */}}
 {{- define "atx-jobqueue.secretEnv" -}}
+{{- $withToken := .apiToken }}
+{{- with .ctx }}
 {{- $secret := include "atx-jobqueue.redis.secretName" . }}
 {{- if $secret }}
 - name: REDIS_PASSWORD
@@ -135,12 +139,13 @@ app.kubernetes.io/part-of: atx-jobqueue
       name: {{ $secret }}
       key: {{ include "atx-jobqueue.redis.secretKey" . }}
 {{- end }}
-{{- if .Values.config.apiToken.enabled }}
+{{- if and $withToken .Values.config.apiToken.enabled }}
 - name: API_TOKEN
   valueFrom:
     secretKeyRef:
       name: {{ include "atx-jobqueue.apiToken.secretName" . }}
       key: {{ .Values.config.apiToken.existingSecretKey }}
+{{- end }}
 {{- end }}
 {{- end }}
 
