@@ -12,6 +12,11 @@ setup:
 test: setup
 	.venv/bin/pytest $(PYTEST_ARGS)
 
+# Fault, load and fuzz tests at full size (1,000-job kill loop, 10,000-job load); figures are printed
+# and written to .run/chaos-report.json. `make test` runs the same tests, scaled down when CI=true.
+chaos: setup
+	CHAOS_FULL=1 .venv/bin/pytest -m chaos -v $(PYTEST_ARGS)
+
 up: setup
 	@scripts/up.sh
 

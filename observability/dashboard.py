@@ -112,12 +112,17 @@ ROWS: tuple[RowSpec, ...] = (
                   "Worker pods scraped, workers with a live heartbeat (seen by the API) and workers running a job now.",
                   (q(f"sum(jobqueue:worker_replicas:count{{{NS}}})", "replicas (scraped)"),
                    q(f"sum(jobqueue:workers_alive:max{{{NS}}})", "alive (heartbeat)"),
-                   q(f"sum(jobqueue:workers_busy:sum{{{NS}}})", "busy"))),
+                   q(f"sum(jobqueue:workers_busy:sum{{{NS}}})", "busy")), width=8),
+        PanelSpec("Backlog per worker replica",
+                  "Waiting + running jobs per worker replica: what KEDA / the HPA compare with autoscaling.threshold. "
+                  "Above it (and below maxReplicas) more workers are on their way; see docs/autoscaling.md.",
+                  (q(f"sum(jobqueue:backlog:max{{{NS}}}) / clamp_min(sum(jobqueue:worker_replicas:count{{{NS}}}) "
+                     f"or vector(0), 1)", "backlog / replica"),), width=8),
         PanelSpec("Retries and requeues per second",
                   "Attempts scheduled again after a transient error, and job ids taken back from dead workers.",
                   (q(f"sum(jobqueue:job_retries:rate5m{{{NS}}}) or vector(0)", "retries"),
                    q(f"sum(jobqueue:jobs_requeued:rate5m{{{NS}}}) or vector(0)", "requeued")),
-                  unit="ops"),
+                  unit="ops", width=8),
     )),
     RowSpec("API", (
         PanelSpec("API requests per second by route and status", "Requests answered per second (5m rate).",

@@ -12,7 +12,10 @@ export PORT=${PORT:-5000}
 export DATA_PATH=${DATA_PATH:-$ROOT/data/traffic_incidents_sample.csv}
 export REDIS_URL=${REDIS_URL:-redis://127.0.0.1:$REDIS_PORT}
 export BIND_HOST=${BIND_HOST:-127.0.0.1}
-export PROMETHEUS_MULTIPROC_DIR=${PROMETHEUS_MULTIPROC_DIR:-$RUN_DIR/api-metrics}
+# The API's multiprocess metrics dir, given to the API only: a worker inheriting it would export
+# the API's and the other workers' metrics as its own (and count as extra worker replicas).
+API_METRICS_DIR=${PROMETHEUS_MULTIPROC_DIR:-$RUN_DIR/api-metrics}
+unset PROMETHEUS_MULTIPROC_DIR
 WORKERS=${WORKERS:-2}
 WORKER_METRICS_BASE=${WORKER_METRICS_BASE:-9101}
 READY_TIMEOUT=${READY_TIMEOUT:-90}
@@ -56,9 +59,9 @@ for _ in $(seq 100); do
 done
 
 if ! alive "$RUN_DIR/pids/api.pid"; then
-  rm -rf "$PROMETHEUS_MULTIPROC_DIR"
+  rm -rf "$API_METRICS_DIR"
 fi
-start api "$ROOT/.venv/bin/jobqueue-api"
+PROMETHEUS_MULTIPROC_DIR=$API_METRICS_DIR start api "$ROOT/.venv/bin/jobqueue-api"
 for i in $(seq "$WORKERS"); do
   WORKER_METRICS_PORT=$((WORKER_METRICS_BASE + i - 1)) start "worker-$i" "$ROOT/.venv/bin/jobqueue-worker"
 done

@@ -7,7 +7,13 @@ small :class:`bench.peers.base.Peer` interface; :mod:`bench.bench_peers` is the 
 
 from __future__ import annotations
 
+import importlib.util
+
 from .base import Peer
+
+
+def _installed(module: str) -> bool:
+    return importlib.util.find_spec(module) is not None
 
 
 def peer_classes() -> dict[str, type[Peer]]:
@@ -15,25 +21,19 @@ def peer_classes() -> dict[str, type[Peer]]:
     from .hotqueue_peer import HotQueuePeer
 
     found: dict[str, type[Peer]] = {"hotqueue-raw": HotQueuePeer}
-    try:
+    if _installed("rq"):
         from .rq_peer import RQPeer, RQSimplePeer
 
         found.update({"rq": RQPeer, "rq-simple": RQSimplePeer})
-    except ImportError:
-        pass
-    try:
+    if _installed("celery"):
         from .celery_peer import CeleryPeer
 
         found["celery"] = CeleryPeer
-    except ImportError:
-        pass
-    try:
+    if _installed("dramatiq"):
         from .dramatiq_peer import DramatiqPeer
 
         found["dramatiq"] = DramatiqPeer
-    except ImportError:
-        pass
-    from .ours import available, OursPeer
+    from .ours import OursPeer, available
 
     if available():
         found["ours"] = OursPeer

@@ -83,7 +83,10 @@ class Peer:
         raise NotImplementedError
 
     def round_trip(self, operation: str, params: dict[str, Any], timeout: float = 10.0) -> dict[str, Any]:
+        """Submit one job and wait for its result. May set ``self.phases`` ({"submit": s, "wait": s})."""
         raise NotImplementedError
+
+    phases: dict[str, float] = {}
 
     def close(self) -> None:
         """Release client-side resources (connections) of this peer."""

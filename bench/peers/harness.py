@@ -118,14 +118,22 @@ def round_trips(peer: Peer, job: Job, count: int, warmup: int = 20, timeout: flo
         for _ in range(warmup):
             peer.round_trip(op, params)
         samples = []
+        phases: dict[str, list[float]] = {}
         for _ in range(count):
+            peer.phases = {}
             t = time.perf_counter()
             peer.round_trip(op, params)
             samples.append(time.perf_counter() - t)
+            for name, seconds in peer.phases.items():
+                phases.setdefault(name, []).append(seconds)
     finally:
         peer.stop()
-    return {"count": count, "p50_ms": percentile(samples, 50) * 1e3, "p99_ms": percentile(samples, 99) * 1e3,
-            "mean_ms": statistics.fmean(samples) * 1e3}
+    out = {"count": count, "p50_ms": percentile(samples, 50) * 1e3, "p99_ms": percentile(samples, 99) * 1e3,
+           "mean_ms": statistics.fmean(samples) * 1e3}
+    for name, values in phases.items():  # where the time goes, for peers that say (ours: HTTP submit, wait)
+        out[f"{name}_p50_ms"] = percentile(values, 50) * 1e3
+        out[f"{name}_p99_ms"] = percentile(values, 99) * 1e3
+    return out
 
 
 def percentile(samples: list[float], pct: float) -> float:

@@ -141,13 +141,16 @@ class OursPeer(Peer):
     def round_trip(self, operation, params, timeout=10.0):
         if self.api is None:
             self._start_api()
+        t0 = time.perf_counter()
         reply = self.session.post(self.base + "/submit", json={"operation": operation, "params": params}, timeout=timeout)
         reply.raise_for_status()
         job_id = reply.json()["job_id"]
+        self.phases = {"submit": time.perf_counter() - t0}
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             job = self.session.get(f"{self.base}/status/{job_id}", params={"wait": str(int(timeout))}, timeout=timeout + 5).json()
             if job["status"] == "complete":
+                self.phases["wait"] = time.perf_counter() - t0 - self.phases["submit"]
                 return job["result"]
             if job["status"] in ("failed", "cancelled"):
                 raise RuntimeError(f"ours: job {job_id} {job['status']}: {job.get('error')}")

@@ -48,6 +48,12 @@ def incident_count_by_date(date: str) -> dict[str, int]:
     return {"incident_count": len(df[df["date"] == pd.to_datetime(date).date()])}
 
 
+def incident_count_by_date_string_mask(df: pd.DataFrame, date: str) -> int:
+    """A cheaper spelling some students use (string column, ``.sum()`` of the mask): the analysis
+    benchmark's naive baseline. Only timed in-process here, to show how the ratios would rescale."""
+    return int((df["date_str"] == date).sum())
+
+
 def noop() -> dict[str, float]:
     return {"slept": 0.0}
 

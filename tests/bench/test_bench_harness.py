@@ -62,7 +62,7 @@ def test_wrong_answers_fail_the_run(redis_url, small_csv):
 def test_other_peers_drain_twenty_jobs(name, redis_url, small_csv):
     classes = peer_classes()
     if name not in classes:
-        pytest.skip(f"{name} not installed (make bench installs the bench group)")
+        pytest.skip(f"{name} not available (peers: make bench installs the bench group; ours: needs the worker)")
     peer = classes[name](redis_url, str(small_csv), 1)
     try:
         out = harness.drain_and_steady(peer, [("sleep", {"seconds": 0})] * 20, None, None, timeout=90)
@@ -74,10 +74,10 @@ def test_other_peers_drain_twenty_jobs(name, redis_url, small_csv):
 def test_report_sections_are_replaced_in_place(tmp_path):
     doc = tmp_path / "benchmarks.md"
     report.write_section("analysis", "## Analysis operations\n\nfirst", doc)
-    report.write_section("peers", "## Peers\n\nold", doc)
-    report.write_section("peers", "## Peers\n\nnew", doc)
+    report.write_section("peers", "## Peers\n\nfigures-v1", doc)
+    report.write_section("peers", "## Peers\n\nfigures-v2", doc)
     text = doc.read_text()
-    assert "old" not in text and "new" in text and "first" in text
+    assert "figures-v1" not in text and "figures-v2" in text and "first" in text
     assert text.index("## Peers") < text.index("## Analysis operations")  # canonical order
     assert report.read_section("analysis", doc).endswith("first")
 
@@ -100,3 +100,13 @@ def test_report_keeps_text_it_does_not_own(tmp_path):
     doc.write_text(text)
     report.write_section("zz-extra", "## Extra\n\nlast again", doc)
     assert doc.read_text().count("## Extra") == 1 and "last again" in doc.read_text()
+
+
+def test_intro_written_first_is_not_doubled(tmp_path):
+    doc = tmp_path / "benchmarks.md"
+    for _ in range(2):
+        report.write_section("intro", "# Benchmarks\n" + report.INTRO, doc)
+        report.write_section("peers", "## Peers\n\nx", doc)
+    text = doc.read_text()
+    assert text.count("<!-- bench:intro -->") == 1 and text.startswith("# Benchmarks\n")
+    assert text.count("## Peers") == 1

@@ -135,6 +135,11 @@ def test_hpa_scales_on_the_external_backlog_metric():
     assert "jobqueue_backlog" in names, "the shipped prometheus-adapter rule must serve the metric the HPA reads"
 
 
+def test_hpa_mode_with_the_default_minimum_starts_at_one_replica():
+    hpa = one(render_objects({"autoscaling": {"mode": "hpa"}}), "HorizontalPodAutoscaler")
+    assert hpa["spec"]["minReplicas"] == 1  # an HPA cannot scale to zero; the default 0 is for KEDA
+
+
 def test_without_autoscaling_the_worker_count_is_fixed():
     worker = one(scenario_objects("default"), "Deployment", "worker")
     assert worker["spec"]["replicas"] == 2
@@ -152,23 +157,25 @@ def test_data_volume_is_made_and_filled_before_workers_and_mounted_read_only():
     loader = one(objs, "Job", "data-loader")
     assert "pre-install" in loader["metadata"]["annotations"]["helm.sh/hook"]
     assert int(loader["metadata"]["annotations"]["helm.sh/hook-weight"]) > int(pvc["metadata"]["annotations"]["helm.sh/hook-weight"])
-    worker = one(objs, "Deployment", "worker")
-    spec = pod_spec(worker)
-    (claim,) = [v for v in spec["volumes"] if "persistentVolumeClaim" in v]
-    assert claim["persistentVolumeClaim"] == {"claimName": pvc["metadata"]["name"], "readOnly": True}
-    for c in containers(worker):
-        mounts = [m for m in c["volumeMounts"] if m["name"] == claim["name"]]
-        assert mounts and all(m["readOnly"] for m in mounts)
-    assert [c["name"] for c in spec["initContainers"]] == ["wait-for-data"]
-    # ReadWriteOnce: workers share one node with the volume
-    term = spec["affinity"]["podAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"][0]
-    assert term["topologyKey"] == "kubernetes.io/hostname"
-    assert term["labelSelector"]["matchLabels"].items() <= worker["spec"]["template"]["metadata"]["labels"].items()
+    for component in ("api", "worker"):  # both load DATA_PATH
+        deployment = one(objs, "Deployment", component)
+        spec = pod_spec(deployment)
+        (claim,) = [v for v in spec["volumes"] if "persistentVolumeClaim" in v]
+        assert claim["persistentVolumeClaim"] == {"claimName": pvc["metadata"]["name"], "readOnly": True}
+        for c in containers(deployment):
+            mounts = [m for m in c["volumeMounts"] if m["name"] == claim["name"]]
+            assert mounts and all(m["readOnly"] for m in mounts)
+        assert [c["name"] for c in spec["initContainers"]] == ["wait-for-data"]
+        # ReadWriteOnce: every pod that reads the volume shares the node of the first one
+        term = spec["affinity"]["podAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"][0]
+        assert term["topologyKey"] == "kubernetes.io/hostname"
+        assert term["labelSelector"]["matchExpressions"] == [{"key": "app.kubernetes.io/component", "operator": "In", "values": ["api", "worker"]}]
+        assert term["labelSelector"]["matchLabels"].items() <= deployment["spec"]["template"]["metadata"]["labels"].items()
 
 
-def test_shared_volume_lets_workers_spread():
-    spec = pod_spec(one(scenario_objects("exposed"), "Deployment", "worker"))
-    assert "affinity" not in spec
+def test_shared_volume_lets_pods_spread():
+    for component in ("api", "worker"):
+        assert "affinity" not in pod_spec(one(scenario_objects("exposed"), "Deployment", component))
 
 
 def test_persistence_off_uses_the_sample_in_the_image():

@@ -5,6 +5,7 @@ against strict schemas from the KEDA and prometheus-operator models."""
 from __future__ import annotations
 
 import copy
+import json
 
 import kubernetes_validate
 import pytest
@@ -15,7 +16,18 @@ from tests.deploy.schemas import custom_kinds, custom_resource_errors
 VERSIONS = ["1.28.0", kubernetes_validate.latest_version()]
 
 
+_VALID: set[tuple[str, str]] = set()  # objects already found valid (scenarios share most objects)
+
+
 def _validate(obj, version):
+    fingerprint = (version, json.dumps(obj, sort_keys=True))
+    if fingerprint in _VALID:
+        return
+    _check(obj, version)
+    _VALID.add(fingerprint)
+
+
+def _check(obj, version):
     key = (obj["apiVersion"], obj["kind"])
     if key in custom_kinds():
         errors = custom_resource_errors(obj)

@@ -1,67 +1,79 @@
-"""The chart's autoscaling settings as the e2e test needs them: read from values.yaml.
+"""What the chart tells KEDA, the HPA's adapter and Prometheus, as the e2e test needs it.
 
-The query in ``autoscaling.query`` is a Helm template (``tpl``) referring to the release namespace
-and values; ``render`` substitutes exactly those references and refuses anything else, so a
-change in the chart that this test cannot follow fails loudly instead of testing something else.
-FALLBACK is used only while helm/atx-jobqueue/values.yaml has no ``autoscaling.query`` (before the
-chart lands on this branch); it mirrors the chart's query.
+Rendered with the real Helm engine (tests/deploy/manifests.py, helm-python-sdk) for the test's
+namespace: the ScaledObject's query, threshold, activation and replica bounds are exactly what
+KEDA would receive, and the ServiceMonitor/PodMonitor say how the API and workers are scraped.
+The prometheus-adapter rule (helm/prometheus-adapter-values.yaml) is the HPA-mode equivalent.
 """
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 
-from observability.simulate_autoscaling import VALUES_FILE, Policy, load_values, policy_from_values
+import yaml
 
-FALLBACK = {
-    "config": {"queueName": "jobs"},
-    "autoscaling": {
-        "minReplicas": 0, "maxReplicas": 10, "threshold": 5, "activationThreshold": 0,
-        "query": '(max(jobqueue_queue_depth{namespace="{{ .Release.Namespace }}",queue="{{ .Values.config.queueName }}"}) or vector(0))\n'
-                 '+ (max(jobqueue_jobs_in_progress{namespace="{{ .Release.Namespace }}",queue="{{ .Values.config.queueName }}"}) or vector(0))',
-        "keda": {"pollingInterval": 15, "cooldownPeriod": 120, "scaleDownStabilizationSeconds": 60},
-    },
-}
+from observability.rules import REPO_ROOT
+from observability.simulate_autoscaling import VALUES_FILE, Policy, load_values
 
-_REF = re.compile(r"\{\{-?\s*(\.[A-Za-z0-9_.]+)\s*-?\}\}")
+ADAPTER_VALUES = REPO_ROOT / "helm" / "prometheus-adapter-values.yaml"
 
 
 @dataclass(frozen=True)
 class Autoscaling:
-    query_template: str
+    query: str          # the PromQL KEDA runs, rendered for the namespace
     queue_name: str
     policy: Policy
-    from_chart: bool
-    values: dict
-
-    def query(self, namespace: str) -> str:
-        """The PromQL KEDA would run for a release in ``namespace``."""
-        return render(self.query_template, namespace, self.values)
 
 
-def render(template: str, namespace: str, values: dict) -> str:
-    def lookup(match: re.Match) -> str:
-        ref = match.group(1)
-        if ref == ".Release.Namespace":
-            return namespace
-        if ref.startswith(".Values."):
-            node = values
-            for part in ref[len(".Values."):].split("."):
-                node = node[part]
-            return str(node)
-        raise ValueError(f"autoscaling.query uses {ref}, which this test cannot render")
-
-    rendered = _REF.sub(lookup, template)
-    if "{{" in rendered:
-        raise ValueError(f"autoscaling.query has template syntax this test cannot render: {rendered}")
-    return rendered
+@dataclass(frozen=True)
+class Scrape:
+    path: str
+    port: str
 
 
-def autoscaling() -> Autoscaling:
-    values = load_values(VALUES_FILE)
-    from_chart = bool((values.get("autoscaling") or {}).get("query"))
-    if not from_chart:
-        values = FALLBACK
-    return Autoscaling(values["autoscaling"]["query"], (values.get("config") or {}).get("queueName", "jobs"),
-                       policy_from_values(values), from_chart, values)
+def _render(values: dict, namespace: str) -> list[dict]:
+    from tests.deploy.manifests import render_objects
+
+    return render_objects(values, namespace=namespace)
+
+
+def _one(objs: list[dict], kind: str, name_part: str = "") -> dict:
+    found = [o for o in objs if o["kind"] == kind and name_part in o["metadata"]["name"]]
+    assert len(found) == 1, f"expected one {kind} *{name_part}*, got {[o['metadata']['name'] for o in found]}"
+    return found[0]
+
+
+def autoscaling(namespace: str) -> Autoscaling:
+    """The chart's default autoscaling with mode keda, as the rendered ScaledObject states it."""
+    scaled = _one(_render({"autoscaling": {"mode": "keda"}}, namespace), "ScaledObject")["spec"]
+    (trigger,) = scaled["triggers"]
+    assert trigger["type"] == "prometheus"
+    meta = trigger["metadata"]
+    behavior = scaled.get("advanced", {}).get("horizontalPodAutoscalerConfig", {}).get("behavior", {})
+    policy = Policy(
+        threshold=float(meta["threshold"]),
+        activation_threshold=float(meta.get("activationThreshold", 0)),
+        min_replicas=int(scaled.get("minReplicaCount", 0)),
+        max_replicas=int(scaled.get("maxReplicaCount", 100)),
+        polling_interval=int(scaled.get("pollingInterval", 30)),
+        cooldown_period=int(scaled.get("cooldownPeriod", 300)),
+        scale_down_stabilization=int(behavior.get("scaleDown", {}).get("stabilizationWindowSeconds", 300)),
+    )
+    queue = (load_values(VALUES_FILE).get("config") or {}).get("queueName", "jobs")
+    return Autoscaling(meta["query"], queue, policy)
+
+
+def scrape(namespace: str) -> dict[str, Scrape]:
+    """How the chart's monitors scrape the API (ServiceMonitor) and the workers (PodMonitor)."""
+    objs = _render({"metrics": {"serviceMonitor": {"enabled": True}, "podMonitor": {"enabled": True}}}, namespace)
+    api = _one(objs, "ServiceMonitor", "api")["spec"]["endpoints"]
+    worker = _one(objs, "PodMonitor", "worker")["spec"]["podMetricsEndpoints"]
+    assert len(api) == 1 and len(worker) == 1
+    return {"api": Scrape(api[0].get("path", "/metrics"), api[0]["port"]),
+            "worker": Scrape(worker[0].get("path", "/metrics"), worker[0]["port"])}
+
+
+def adapter_query(namespace: str, queue: str) -> str:
+    """The prometheus-adapter external rule's query, with the matchers the HPA's selector gives it."""
+    (rule,) = yaml.safe_load(ADAPTER_VALUES.read_text())["rules"]["external"]
+    return rule["metricsQuery"].replace("<<.LabelMatchers>>", f'namespace="{namespace}",queue="{queue}"')

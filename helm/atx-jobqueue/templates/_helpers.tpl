@@ -205,3 +205,66 @@ Include with (dict "checks" (list "digest" "pullPolicy" ...)).
 checkov.io/skip{{ add1 $i }}: {{ index $reasons $check | quote }}
 {{- end }}
 {{- end }}
+
+{{/*
+Placement of the pods that read the data volume (API and workers): the given affinity, or, with a
+ReadWriteOnce volume (attachable to one node), a required podAffinity that keeps them all on the
+node of the first one. Include with (dict "ctx" $ "affinity" .Values.api.affinity).
+*/}}
+{{- define "atx-jobqueue.dataPlacement" -}}
+{{- $p := .ctx.Values.data.persistence }}
+{{- $rwoOnly := and $p.enabled (eq (len $p.accessModes) 1) (has "ReadWriteOnce" $p.accessModes) }}
+{{- if .affinity }}
+affinity:
+  {{- toYaml .affinity | nindent 2 }}
+{{- else if and $rwoOnly .ctx.Values.worker.colocateWithData }}
+affinity:
+  podAffinity:
+    requiredDuringSchedulingIgnoredDuringExecution:
+      - topologyKey: kubernetes.io/hostname
+        labelSelector:
+          matchLabels:
+            app.kubernetes.io/name: {{ include "atx-jobqueue.name" .ctx }}
+            app.kubernetes.io/instance: {{ .ctx.Release.Name }}
+          matchExpressions:
+            - key: app.kubernetes.io/component
+              operator: In
+              values: [api, worker]
+{{- end }}
+{{- end }}
+
+{{/* Init container that waits for DATA_PATH on the data volume (filled by the loader or by hand). */}}
+{{- define "atx-jobqueue.dataWait" -}}
+{{- if .ctx.Values.data.persistence.enabled }}
+initContainers:
+  - name: wait-for-data
+    image: {{ .image | quote }}
+    imagePullPolicy: {{ .ctx.Values.image.pullPolicy }}
+    command:
+      - python
+      - -c
+      - |
+        import os, time
+        path = os.environ["DATA_PATH"]
+        while not (os.path.isfile(path) and os.path.getsize(path) > 0):
+            print(f"waiting for {path}", flush=True)
+            time.sleep(5)
+        print(f"found {path}", flush=True)
+    envFrom:
+      - configMapRef:
+          name: {{ include "atx-jobqueue.fullname" .ctx }}
+    resources:
+      requests:
+        cpu: 10m
+        memory: 32Mi
+      limits:
+        cpu: 100m
+        memory: 64Mi
+    securityContext:
+      {{- toYaml .ctx.Values.containerSecurityContext | nindent 6 }}
+    volumeMounts:
+      - name: data
+        mountPath: {{ .ctx.Values.data.mountPath }}
+        readOnly: true
+{{- end }}
+{{- end }}

@@ -166,7 +166,7 @@ def build_spec(catalogue: Registry, settings: Settings, version: str) -> dict[st
                     "security": secured,
                     "parameters": [
                         {"name": "status", "in": "query", "schema": {"type": "string", "enum": [s.value for s in JobStatus]}},
-                        {"name": "operation", "in": "query", "schema": {"type": "string"}},
+                        {"name": "operation", "in": "query", "schema": {"type": "string", "minLength": 1}},
                         {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": MAX_PAGE_SIZE, "default": 20}},
                         {"name": "offset", "in": "query", "schema": {"type": "integer", "minimum": 0, "maximum": MAX_OFFSET, "default": 0}}],
                     "responses": {"200": _json(_ref("JobList"), "a page of jobs"),

@@ -18,9 +18,22 @@ def job_id_or_400(job_id: str) -> str:
     return job_id
 
 
+def single_arg(name: str) -> str | None:
+    """The value of a query parameter given at most once; ``?x=`` or ``?x=1&x=2`` is a 400 naming it
+    (the OpenAPI document declares one scalar value, and a silent pick would hide a client's bug)."""
+    values = request.args.getlist(name)
+    if not values:
+        return None
+    if len(values) > 1 or values[0] == "":
+        what = "given more than once" if len(values) > 1 else "empty"
+        raise ApiError(400, f"invalid_{name}", f"'{name}' is {what}; give it once, with a value, or leave it out",
+                       param=name)
+    return values[0]
+
+
 def number_arg(name: str, default: float, lo: float, hi: float | None = None) -> float:
-    raw = request.args.get(name)
-    if raw is None or raw == "":
+    raw = single_arg(name)
+    if raw is None:
         return default
     try:
         value = float(raw)
@@ -32,8 +45,8 @@ def number_arg(name: str, default: float, lo: float, hi: float | None = None) ->
 
 
 def int_arg(name: str, default: int, lo: int, hi: int) -> int:
-    raw = request.args.get(name)
-    if raw is None or raw == "":
+    raw = single_arg(name)
+    if raw is None:
         return default
     try:
         value = int(raw)

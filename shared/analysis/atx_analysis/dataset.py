@@ -10,6 +10,7 @@ DATA_CACHE_DIR).
 
 from __future__ import annotations
 
+import collections
 import datetime as dt
 import hashlib
 import json
@@ -110,6 +111,9 @@ def parse_file(path: str | Path) -> tuple[Columns, str, dict[str, int], list[str
     raw = read_raw(path)
     if raw.table.num_columns == 0:
         raise DataFormatError(f"{path}: no columns")
+    twice = [name for name, k in collections.Counter(raw.table.column_names).items() if k > 1]
+    if twice:
+        raise DataFormatError(f"{path}: the header names {', '.join(map(repr, twice[:5]))} more than once")
     fmt, colmap = detect(raw.table.column_names)
     columns, counts, available = normalize(raw.table, fmt, colmap)
     counts = {"malformed_lines_skipped": raw.skipped_lines, **counts}

@@ -44,6 +44,9 @@ def _strings(col: pa.ChunkedArray) -> pa.ChunkedArray:
     return pc.if_else(pc.equal(col, ""), pa.scalar(None, col.type), col)
 
 
+NAT_NS = np.iinfo(np.int64).min   # NaT as int64 nanoseconds
+
+
 def parse_timestamps(col: pa.ChunkedArray | None, n: int) -> tuple[np.ndarray, int, int]:
     """Return (int64 ns since epoch UTC with NaT, missing count, unparseable count)."""
     nat = np.full(n, np.iinfo(np.int64).min, dtype=np.int64)
@@ -70,22 +73,45 @@ def parse_timestamps(col: pa.ChunkedArray | None, n: int) -> tuple[np.ndarray, i
         if parsed.type.tz is None:
             parsed = pc.assume_timezone(parsed, "UTC")
         result = parsed if result is None else pc.coalesce(result, parsed)
-    out = pd.Series(result.to_pandas()).astype("datetime64[ns, UTC]").array.asi8.copy()
-    todo = present & (out == nat[0])
+    out = _seconds_to_ns(result, nat)
+    todo = present & (out == NAT_NS)
     if todo.any():
         rest = pd.Series(s.filter(pa.array(todo)).to_pandas(), dtype=object)
         date_only = rest.str.match(_DATE_ONLY).fillna(False).to_numpy(bool)
-        parsed_rest = np.full(len(rest), nat[0], dtype=np.int64)
+        parsed_rest = np.full(len(rest), NAT_NS, dtype=np.int64)
         if date_only.any():
             days = pd.to_datetime(rest[date_only].str.strip(), errors="coerce", format="mixed")
             local = days.dt.tz_localize(AUSTIN_TZ, ambiguous="NaT", nonexistent="shift_forward")
-            parsed_rest[date_only] = local.dt.tz_convert("UTC").astype("datetime64[ns, UTC]").array.asi8
+            parsed_rest[date_only] = _datetimes_to_ns(local)
         if (~date_only).any():
             iso = pd.to_datetime(rest[~date_only], format="ISO8601", utc=True, errors="coerce")
-            parsed_rest[~date_only] = iso.astype("datetime64[ns, UTC]").array.asi8
+            parsed_rest[~date_only] = _datetimes_to_ns(iso)
         out[todo] = parsed_rest
-    bad = int((present & (out == nat[0])).sum())
+    bad = int((present & (out == NAT_NS)).sum())
     return out, missing, bad
+
+
+# datetime64[ns] spans the years 1677-2262; a parsed year outside it (a typo like 0024 or 9999) is
+# unparseable, not an OutOfBoundsDatetime crash of the whole load.
+_NS_SAFE_SECONDS = 9_200_000_000
+
+
+def _datetimes_to_ns(ts: pd.Series) -> np.ndarray:
+    """A tz-aware datetime Series of any unit as int64 ns UTC; out of the ns range becomes NaT."""
+    micros = ts.dt.tz_convert("UTC").dt.tz_localize(None).to_numpy().astype("datetime64[us]").astype(np.int64)
+    ok = (micros != NAT_NS) & (np.abs(micros) < _NS_SAFE_SECONDS * 1_000_000)
+    out = np.full(len(micros), NAT_NS, dtype=np.int64)
+    out[ok] = micros[ok] * 1_000
+    return out
+
+
+def _seconds_to_ns(parsed: pa.ChunkedArray, nat: np.ndarray) -> np.ndarray:
+    secs = pc.cast(parsed, pa.int64()).to_numpy(zero_copy_only=False)
+    secs = np.asarray(pd.Series(secs, dtype="float64").to_numpy(na_value=np.nan))
+    ok = np.isfinite(secs) & (np.abs(secs) < _NS_SAFE_SECONDS)
+    out = nat.copy()
+    out[ok] = secs[ok].astype(np.int64) * 1_000_000_000
+    return out
 
 
 def _floats(col: pa.ChunkedArray | None, n: int) -> np.ndarray:

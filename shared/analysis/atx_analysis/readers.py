@@ -11,6 +11,7 @@ import csv
 import gzip
 import io
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,6 +23,37 @@ from .errors import DataFormatError
 
 GZIP_MAGIC = b"\x1f\x8b"
 PARQUET_MAGIC = b"PAR1"
+# Guards against hostile files (docs/security.md): a file, once decompressed, may be at most
+# DATA_MAX_BYTES (default 1 GiB, about 10x the full Austin export), so a gzip bomb or a runaway
+# export fails with a clear error instead of exhausting the pod's memory; the header line may be at
+# most MAX_HEADER_BYTES. (Checked before parsing: an exception raised from inside pyarrow's reading
+# of a Python stream leaves its reader thread hanging.)
+DEFAULT_MAX_BYTES = 1 << 30
+MAX_HEADER_BYTES = 1 << 20
+
+
+def max_bytes() -> int:
+    raw = os.environ.get("DATA_MAX_BYTES", "")
+    return int(raw) if raw.strip() else DEFAULT_MAX_BYTES
+
+
+def check_size(path: Path, compressed: bool) -> None:
+    """Refuse a file larger than DATA_MAX_BYTES, counting decompressed bytes for gzip (one streaming
+    pass, about a second per GiB, stopping as soon as the limit is passed)."""
+    limit = max_bytes()
+    size = path.stat().st_size
+    if compressed:
+        size = 0
+        try:
+            with gzip.open(path, "rb") as fh:
+                while size <= limit and (chunk := fh.read(1 << 20)):
+                    size += len(chunk)
+        except (OSError, EOFError) as exc:
+            raise DataFormatError(f"{path}: looks gzip-compressed but cannot be decompressed: {exc}") from None
+    if size > limit:
+        what = "decompressed, more than" if compressed else f"{size} bytes, more than"
+        raise DataFormatError(f"{path}: {what} DATA_MAX_BYTES ({limit} bytes); a decompression bomb or "
+                              f"a runaway export (raise DATA_MAX_BYTES if the data is real)")
 
 
 @dataclass
@@ -64,19 +96,22 @@ def read_raw(path: str | Path) -> RawData:
     if path.stat().st_size == 0:
         raise DataFormatError(f"{path}: the file is empty")
     container, compressed = sniff(path)
+    check_size(path, compressed)
     reader = {"csv": _read_csv, "json": _read_json, "parquet": _read_parquet}[container]
     try:
         table, skipped = reader(path, compressed)
     except DataFormatError:
         raise
-    except (pa.ArrowInvalid, ValueError, UnicodeDecodeError, OSError, EOFError) as exc:
+    except (pa.ArrowInvalid, ValueError, UnicodeDecodeError, OSError, EOFError, csv.Error, RecursionError) as exc:
         raise DataFormatError(f"{path}: cannot read as {container}: {exc}") from None
     return RawData(table, container + ("+gzip" if compressed else ""), skipped)
 
 
 def _read_csv(path: Path, compressed: bool) -> tuple[pa.Table, int]:
     with _open(path, compressed) as fh:
-        first = io.TextIOWrapper(fh, encoding="utf-8-sig", newline="").readline()
+        first = io.TextIOWrapper(fh, encoding="utf-8-sig", newline="").readline(MAX_HEADER_BYTES)
+    if len(first) >= MAX_HEADER_BYTES and not first.endswith(("\n", "\r")):
+        raise DataFormatError(f"{path}: the header line is longer than {MAX_HEADER_BYTES} bytes: not a data export")
     header = next(csv.reader([first]), [])
     if not header or not any(h.strip() for h in header):
         raise DataFormatError(f"{path}: no header line")
@@ -142,6 +177,6 @@ def _read_json(path: Path, compressed: bool) -> tuple[pa.Table, int]:
 
 def _read_parquet(path: Path, compressed: bool) -> tuple[pa.Table, int]:
     if compressed:
-        with gzip.open(path, "rb") as fh:
+        with _open(path, compressed) as fh:
             return pq.read_table(io.BytesIO(fh.read())), 0
     return pq.read_table(path), 0

@@ -70,6 +70,10 @@ class Param:
             schema["enum"] = list(self.choices)
         if not self.required and self.default is not None:
             schema["default"] = self.default
+        if not self.required:  # validate() takes null as "use the default": say so
+            schema["type"] = [kind, "null"]
+            if "enum" in schema:
+                schema["enum"].append(None)
         return schema
 
     def coerce(self, raw: Any) -> Any:
@@ -96,6 +100,11 @@ class Param:
                     raw = float(raw.strip())
                 except ValueError:
                     raise ParamError(name, f"'{name}' must be a number, got {raw!r}") from None
+            if isinstance(raw, int):
+                try:  # a JSON integer of 400 digits is valid JSON but no float: 400, not 500
+                    raw = float(raw)
+                except OverflowError:
+                    raise ParamError(name, f"'{name}' is out of range") from None
             if not isinstance(raw, (int, float)) or not math.isfinite(raw):
                 raise ParamError(name, f"'{name}' must be a finite number")
             value = float(raw)
@@ -193,7 +202,8 @@ class Operation:
 
     def params_schema(self) -> dict[str, Any]:
         return {
-            "type": "object",
+            # validate() takes a missing or null params as {}: fine unless a parameter is required
+            "type": "object" if any(p.required for p in self.params) else ["object", "null"],
             "additionalProperties": False,
             "properties": {p.name: p.json_schema() for p in self.params},
             "required": [p.name for p in self.params if p.required],

@@ -85,6 +85,7 @@ SPEC: dict[str, tuple[str, Callable[[str, str], object], str]] = {
     "QUEUE_NAME": ("jobs", _str, "HotQueue name; the Redis list is hotqueue:<name>"),
     "DATA_PATH": (DEFAULT_DATA_PATH, _str, "traffic incident file (CSV, CSV.gz, JSON or Parquet); relative paths are from the working directory"),
     "DATA_CACHE_DIR": ("", _str, "where the parsed columnar cache is written; empty: beside DATA_PATH when writable, else none"),
+    "DATA_MAX_BYTES": ("1073741824", _int(1), "largest data file accepted, decompressed (guards against gzip bombs)"),
     "PORT": ("5000", _int(1, 65535), "API listen port"),
     "BIND_HOST": ("0.0.0.0", _str, "API listen address"),
     "WEB_CONCURRENCY": ("2", _int(1, 64), "gunicorn worker processes of the API"),
@@ -114,6 +115,7 @@ class Settings:
     queue_name: str
     data_path: str
     data_cache_dir: str
+    data_max_bytes: int
     port: int
     bind_host: str
     web_concurrency: int

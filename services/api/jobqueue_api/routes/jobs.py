@@ -12,7 +12,7 @@ from jobqueue.jobs import Job, JobStatus
 from ..auth import protect
 from ..errors import ApiError
 from ..metrics import SUBMITTED
-from ..params import int_arg, job_id_or_400, wait_seconds
+from ..params import int_arg, job_id_or_400, single_arg, wait_seconds
 from ..state import current
 from ..submission import parse_body, read_body, validate_submission
 from ..waiting import SAFETY_POLL_SECONDS
@@ -98,11 +98,11 @@ def get_job(job_id: str):
 @bp.get("/jobs")
 def list_jobs():
     state = current()
-    status = request.args.get("status")
+    status = single_arg("status")
     if status is not None and status not in {s.value for s in JobStatus}:
         raise ApiError(400, "invalid_status", f"'status' must be one of {', '.join(s.value for s in JobStatus)}",
                        param="status")
-    operation = request.args.get("operation") or None
+    operation = single_arg("operation")
     limit = int_arg("limit", DEFAULT_PAGE_SIZE, 1, MAX_PAGE_SIZE)
     offset = int_arg("offset", 0, 0, MAX_OFFSET)
 

@@ -1,0 +1,245 @@
+"""The chart and k8s/ speak the code's language: every environment variable an API or worker pod
+gets is one jobqueue.settings reads, with a value its parser accepts; ports, probe paths, commands
+and images are the ones the code and the images use."""
+
+from __future__ import annotations
+
+import ast
+from importlib.metadata import entry_points
+
+import pytest
+
+from jobqueue.settings import SPEC, SettingsError, load_settings
+from tests.deploy.manifests import CHART, containers, find, k8s_objects, one, pod_spec, resolved_env, scenario_objects
+
+# Read by libraries the services use, not by jobqueue.settings; each with the reason it is set.
+THIRD_PARTY_ENV = {
+    "PROMETHEUS_MULTIPROC_DIR": "prometheus_client: gunicorn's processes share metrics through files in it",
+}
+# Settings the chart already sets for a jobqueue.settings change not yet on this branch (the
+# worker's retry backoff). Once SPEC has a name, it is checked like every other; drop it here then.
+PENDING_SETTINGS = {"JOB_RETRY_BACKOFF_SECONDS"}
+APP_CONTAINERS = {"api": "api", "worker": "worker"}
+
+
+def _app_containers(objs):
+    for component in APP_CONTAINERS:
+        deployment = one(objs, "Deployment", component)
+        for c in containers(deployment):
+            yield component, deployment, c
+
+
+def _all_sources():
+    from tests.deploy.manifests import SCENARIOS
+
+    for scenario in SCENARIOS:
+        yield f"chart:{scenario}", scenario_objects(scenario)
+    for env in ("test", "prod"):
+        yield f"k8s:{env}", k8s_objects(env)
+
+
+SOURCES = [pytest.param(name, id=name) for name, _ in _all_sources()]
+
+
+def _objects(source):
+    kind, name = source.split(":")
+    return scenario_objects(name) if kind == "chart" else k8s_objects(name)
+
+
+def _by_component(objs, component):
+    """Deployments by component label (chart) or `app` label suffix (k8s/)."""
+    found = [o for o in objs if o["kind"] == "Deployment" and o["metadata"]["labels"].get("app.kubernetes.io/component") == component]
+    assert len(found) == 1, component
+    return found[0]
+
+
+@pytest.mark.parametrize("source", SOURCES)
+def test_env_names_are_settings_the_code_reads(source):
+    objs = _objects(source)
+    for component in APP_CONTAINERS:
+        for c in containers(_by_component(objs, component)):
+            env = resolved_env(c, objs)
+            unknown = set(env) - set(SPEC) - set(THIRD_PARTY_ENV) - PENDING_SETTINGS
+            assert not unknown, f"{source} {component}/{c['name']}: {sorted(unknown)} are not in jobqueue.settings.SPEC"
+
+
+@pytest.mark.parametrize("source", SOURCES)
+def test_env_values_parse(source):
+    objs = _objects(source)
+    for component in APP_CONTAINERS:
+        for c in containers(_by_component(objs, component)):
+            env = {k: v for k, v in resolved_env(c, objs).items() if k in SPEC}
+            try:
+                load_settings(env)
+            except SettingsError as exc:  # pragma: no cover - the assertion message is the point
+                pytest.fail(f"{source} {component}/{c['name']}: {exc}")
+
+
+@pytest.mark.parametrize("source", SOURCES)
+def test_ports_and_probes_match_the_settings(source):
+    objs = _objects(source)
+    api = _by_component(objs, "api")
+    (main,) = [c for c in pod_spec(api)["containers"] if c["name"] == "api"]
+    settings = load_settings({k: v for k, v in resolved_env(main, objs).items() if k in SPEC})
+    (http,) = main["ports"]
+    assert http["containerPort"] == settings.port
+    assert main["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": http["name"]}
+    assert main["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": http["name"]}
+    assert main["command"] == ["jobqueue-api"]
+
+    worker = _by_component(objs, "worker")
+    (wmain,) = [c for c in pod_spec(worker)["containers"] if c["name"] == "worker"]
+    wsettings = load_settings({k: v for k, v in resolved_env(wmain, objs).items() if k in SPEC})
+    (metrics,) = wmain["ports"]
+    assert metrics["containerPort"] == wsettings.worker_metrics_port
+    assert wmain["command"] == ["jobqueue-worker"]
+    assert pod_spec(worker)["terminationGracePeriodSeconds"] > wsettings.shutdown_grace_seconds
+    # API and worker pods never mount the data volume writable
+    for deployment in (api, worker):
+        for c in containers(deployment):
+            for m in c.get("volumeMounts", []):
+                if m["name"] == "data":
+                    assert m["readOnly"] is True
+
+
+@pytest.mark.parametrize("source", SOURCES)
+def test_services_target_the_declared_ports(source):
+    objs = _objects(source)
+    api = _by_component(objs, "api")
+    port_names = {p["name"]: p["containerPort"] for c in pod_spec(api)["containers"] for p in c.get("ports", [])}
+    services = [s for s in find(objs, "Service") if s["metadata"]["labels"].get("app.kubernetes.io/component") == "api"]
+    assert services
+    for svc in services:
+        for port in svc["spec"]["ports"]:
+            assert port["targetPort"] in port_names
+
+
+def test_chart_defaults_are_the_code_defaults():
+    import yaml
+
+    values = yaml.safe_load((CHART / "values.yaml").read_text())
+    assert str(values["api"]["port"]) == SPEC["PORT"][0]
+    assert str(values["worker"]["metricsPort"]) == SPEC["WORKER_METRICS_PORT"][0]
+    assert str(values["config"]["shutdownGraceSeconds"]) == SPEC["SHUTDOWN_GRACE_SECONDS"][0]
+    assert values["config"]["queueName"] == SPEC["QUEUE_NAME"][0]
+    assert str(values["config"]["jobLeaseSeconds"]) == SPEC["JOB_LEASE_SECONDS"][0]
+
+
+def test_commands_are_installed_console_scripts():
+    scripts = {ep.name for ep in entry_points(group="console_scripts")}
+    assert {"jobqueue-api", "jobqueue-worker", "jobqueue"} <= scripts
+
+
+def test_images_are_the_projects_two_images():
+    for source, objs in _all_sources():
+        for component, image in (("api", "atx-jobqueue-api"), ("worker", "atx-jobqueue-worker")):
+            for c in containers(_by_component(objs, component)):
+                name = c["image"].rsplit("/", 1)[-1].split(":")[0]
+                assert name == image, f"{source}: {c['image']}"
+
+
+def test_loader_env_is_settings_or_read_by_its_script():
+    """The data loader's own variables are the ones load_data.py reads; no invented setting."""
+    tree = ast.parse((CHART / "files" / "scripts" / "load_data.py").read_text())
+    read = {
+        node.slice.value if isinstance(node, ast.Subscript) else node.args[0].value
+        for node in ast.walk(tree)
+        if (isinstance(node, ast.Subscript) and getattr(node.value, "attr", "") == "environ" and isinstance(node.slice, ast.Constant))
+        or (isinstance(node, ast.Call) and getattr(node.func, "attr", "") == "get" and getattr(node.func.value, "attr", "") == "environ")
+    }
+    loader = one(scenario_objects("class-cluster"), "Job", "data-loader")
+    env = {e["name"] for e in pod_spec(loader)["containers"][0]["env"]}
+    assert env - set(SPEC) <= read, env - set(SPEC) - read
+    assert read <= env | set(SPEC)
+
+
+def test_k8s_and_chart_agree():
+    """Same images, same variables, same ports, probe paths and commands in both ways to deploy."""
+    chart = scenario_objects("class-cluster")
+    for env in ("test", "prod"):
+        k8s = k8s_objects(env)
+        for component in APP_CONTAINERS:
+            ours, theirs = _by_component(chart, component), _by_component(k8s, component)
+            c_main = [c for c in pod_spec(ours)["containers"]][0]
+            k_main = [c for c in pod_spec(theirs)["containers"]][0]
+            assert set(resolved_env(c_main, chart)) == set(resolved_env(k_main, k8s))
+            assert c_main["command"] == k_main["command"]
+            assert [(p["name"], p["containerPort"]) for p in c_main["ports"]] == [(p["name"], p["containerPort"]) for p in k_main["ports"]]
+            for probe in ("livenessProbe", "readinessProbe"):
+                assert c_main[probe]["httpGet"] == k_main[probe]["httpGet"]
+            assert c_main["image"].split(":")[0] == k_main["image"].split(":")[0].rsplit("/", 1)[-1]
+            chart_env = resolved_env(c_main, chart)
+            k8s_env = resolved_env(k_main, k8s)
+            for name in ("PORT", "WORKER_METRICS_PORT", "QUEUE_NAME", "REDIS_JOBS_DB", "REDIS_QUEUE_DB", "DATA_PATH", "DATA_CACHE_DIR"):
+                if name == "DATA_PATH":
+                    assert chart_env[name].rsplit("/", 1)[-1] == k8s_env[name].rsplit("/", 1)[-1]
+                else:
+                    assert chart_env[name] == k8s_env[name], name
+        assert pod_spec(_by_component(k8s, "worker"))["terminationGracePeriodSeconds"] == pod_spec(_by_component(chart, "worker"))["terminationGracePeriodSeconds"]
+
+
+def test_k8s_manifests_are_class_cluster_ready():
+    for env in ("test", "prod"):
+        objs = k8s_objects(env)
+        for pvc in find(objs, "PersistentVolumeClaim"):
+            assert pvc["spec"]["storageClassName"] == "cinder-csi"
+        secret = one(objs, "Secret")
+        assert secret["stringData"]["redis-password"]
+        for component in APP_CONTAINERS:
+            main = pod_spec(_by_component(objs, component))["containers"][0]
+            refs = [e["valueFrom"]["secretKeyRef"]["name"] for e in main["env"] if e["name"] == "REDIS_PASSWORD"]
+            assert refs == [secret["metadata"]["name"]]
+        assert one(objs, "Ingress")["spec"]["ingressClassName"] == "nginx"
+        assert one(objs, "Service", "api")["spec"]["type"] == "NodePort"
+    text = "".join(p.read_text() for p in (CHART.parents[1] / "k8s").rglob("*.y*ml"))
+    assert text.count("# EDIT") >= 6, "host, images and password must be marked for editing"
+    test_pw = one(k8s_objects("test"), "Secret")["stringData"]["redis-password"]
+    assert test_pw != one(k8s_objects("prod"), "Secret")["stringData"]["redis-password"]
+
+
+def test_kustomizations_list_every_manifest_file():
+    """kubectl apply -k must send every file of the folder (and the validators see them all)."""
+    import yaml as _yaml
+
+    for env in ("test", "prod"):
+        folder = CHART.parents[1] / "k8s" / env
+        listed = set(_yaml.safe_load((folder / "kustomization.yaml").read_text())["resources"])
+        assert listed == {p.name for p in folder.glob("*.yml")}
+        assert all(p.name.startswith(f"app-{env}-") for p in folder.glob("*.yml"))
+
+
+def test_k8s_redis_runs_with_the_charts_persistence_settings():
+    """k8s/ configures Redis on its command line, the chart in redis.conf: same durability either way."""
+    conf = one(scenario_objects("default"), "ConfigMap", "redis")["data"]["redis.conf"]
+    chart_settings = {line.split()[0]: line.split()[1] for line in conf.splitlines()
+                      if line and not line.startswith("#") and len(line.split()) == 2}
+    for env in ("test", "prod"):
+        redis = [o for o in k8s_objects(env) if o["kind"] == "Deployment" and o["metadata"]["labels"]["app.kubernetes.io/component"] == "redis"][0]
+        (container,) = pod_spec(redis)["containers"]
+        words = " ".join(container["command"]).replace("\\\n", " ").split()
+        args = {words[i][2:]: words[i + 1] for i, w in enumerate(words[:-1]) if w.startswith("--")}
+        for key in ("appendonly", "appendfsync", "maxmemory-policy"):
+            assert args[key] == chart_settings[key], key
+        assert "requirepass" in container["command"][-1]
+        assert redis["spec"]["strategy"]["type"] == "Recreate", "a RWO volume cannot serve two Redis pods during a rollout"
+
+
+def test_every_setting_is_set_by_the_chart():
+    """A new setting in jobqueue.settings must reach the pods (a value or a fixed choice), or be
+    listed here with the reason it is left to its default."""
+    left_unset = {"API_TOKEN": "only with config.apiToken.enabled (a Secret)"}
+    objs = scenario_objects("default")
+    for component in APP_CONTAINERS:
+        main = [c for c in pod_spec(one(objs, "Deployment", component))["containers"] if c["name"] == component][0]
+        missing = set(SPEC) - set(resolved_env(main, objs)) - set(left_unset)
+        assert not missing, f"{component}: the chart does not set {sorted(missing)}"
+    token = render_token_env()
+    assert token == {"name": "API_TOKEN", "valueFrom": {"secretKeyRef": {"name": "demo-atx-jobqueue-api-token", "key": "api-token"}}}
+
+
+def render_token_env():
+    from tests.deploy.manifests import render_objects
+
+    objs = render_objects({"config": {"apiToken": {"enabled": True}}})
+    main = pod_spec(one(objs, "Deployment", "api"))["containers"][0]
+    return [e for e in main["env"] if e["name"] == "API_TOKEN"][0]

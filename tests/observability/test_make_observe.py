@@ -1,0 +1,69 @@
+"""`make observe` (scripts/observe.sh): the local stack plus Prometheus, scraped and labelled right."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+
+import pytest
+import requests
+
+from observability import rules
+from tests.observability.local_stack import REPO_ROOT, services_missing
+from tests.support.prometheus_server import PrometheusServer, find_prometheus
+from tests.support.redis_server import find_redis_server, free_port
+
+pytestmark = pytest.mark.slow
+
+if (_why := services_missing(("jobqueue_api.serve", "jobqueue_worker.main", "atx_analysis.dataset"))) is not None:
+    pytest.skip(_why, allow_module_level=True)
+
+
+def two_free_ports() -> int:
+    for _ in range(50):
+        base = free_port()
+        try:
+            import socket
+
+            with socket.socket() as s:
+                s.bind(("127.0.0.1", base + 1))
+            return base
+        except OSError:
+            continue
+    raise RuntimeError("no two consecutive free ports")
+
+
+@pytest.fixture
+def observe(tmp_path):
+    if find_prometheus() is None or find_redis_server() is None:
+        pytest.skip("needs prometheus and redis-server (make setup)")
+    env = {**os.environ, "RUN_DIR": str(tmp_path / "run"), "PORT": str(free_port()), "REDIS_PORT": str(free_port()),
+           "WORKER_METRICS_BASE": str(two_free_ports()), "PROMETHEUS_PORT": str(free_port()), "WORKERS": "2",
+           "SHUTDOWN_GRACE_SECONDS": "5"}
+    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+    try:
+        proc = subprocess.run([str(REPO_ROOT / "scripts" / "observe.sh")], env=env, capture_output=True, text=True,
+                              timeout=180)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        yield env
+    finally:
+        subprocess.run([str(REPO_ROOT / "scripts" / "down.sh")], env=env, capture_output=True, timeout=120)
+
+
+def test_make_observe_scrapes_api_and_each_worker_with_the_rules_loaded(observe, tmp_path):
+    prom = PrometheusServer(tmp_path / "unused", port=int(observe["PROMETHEUS_PORT"]))  # a client to the running one
+    prom.wait_for_targets_up(4, timeout=30)  # api, 2 workers, itself
+    assert {g["name"] for g in prom.rule_groups()} == {g["name"] for g in rules.load_rules()["groups"]}
+
+    api = f"http://127.0.0.1:{observe['PORT']}"
+    job = requests.post(f"{api}/submit", json={"operation": "unique_issues", "params": {}}, timeout=10).json()["job_id"]
+    assert requests.get(f"{api}/status/{job}?wait=30", timeout=40).json()["status"] == "complete"
+
+    # each worker pod is one replica: a worker must not export the API's or another worker's series
+    prom.wait_for('jobqueue:worker_replicas:count{job="atx-jobqueue-worker"}',
+                  lambda r: len(r) == 1 and float(r[0]["value"][1]) == 2, timeout=30)
+    assert prom.query('jobqueue_worker_busy{job="atx-jobqueue-api"}') == []
+    assert prom.query('jobqueue_http_requests_total{job="atx-jobqueue-worker"}') == []
+    done = prom.wait_for('sum(jobqueue_jobs_processed_total{operation="unique_issues", outcome="complete"})',
+                         lambda r: len(r) == 1 and float(r[0]["value"][1]) >= 1, timeout=30)
+    assert float(done[0]["value"][1]) == 1

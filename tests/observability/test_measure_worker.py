@@ -1,0 +1,22 @@
+"""observability/measure_worker.py runs the real worker and reports a sane table."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.observability.local_stack import SAMPLE, services_missing
+
+pytestmark = pytest.mark.slow
+
+if (_why := services_missing(("jobqueue_api.serve", "jobqueue_worker.main", "atx_analysis.dataset"))) is not None:
+    pytest.skip(_why, allow_module_level=True)
+
+
+def test_measure_worker_times_real_jobs():
+    from observability.measure_worker import measure
+
+    rows = dict((op, (seconds, rate)) for op, seconds, rate in measure(SAMPLE, jobs=3, rounds=1,
+                                                                        operations=["unique_issues"]))
+    seconds, rate = rows["unique_issues"]
+    assert 0 < seconds < 5 and rate == pytest.approx(1 / seconds)
+    assert 0 < rows["(worker start-up, s)"][0] < 60

@@ -1,0 +1,78 @@
+"""The optional bearer token (API_TOKEN): job and analysis routes need it, probes and docs do not.
+
+Off by default (port-forward use on a class cluster); on when an Ingress or NodePort exposes the
+API. Runs the real API under gunicorn with a token set.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+import requests
+
+from tests.security.conftest import TOKEN
+
+SUBMIT = {"operation": "sleep", "params": {"seconds": 0}}
+SOME_ID = str(uuid.uuid4())
+
+# method, path, JSON body: every route that reads or changes jobs or runs an analysis
+PROTECTED = [
+    ("POST", "/submit", SUBMIT),
+    ("POST", "/jobs", SUBMIT),
+    ("GET", "/jobs", None),
+    ("GET", f"/status/{SOME_ID}", None),
+    ("GET", f"/jobs/{SOME_ID}", None),
+    ("GET", f"/jobs/{SOME_ID}/result", None),
+    ("GET", f"/download/{SOME_ID}", None),
+    ("DELETE", f"/jobs/{SOME_ID}", None),
+    ("GET", "/analysis/sleep?seconds=0", None),
+]
+# what probes, Prometheus and a first-time curl user need without a secret (docs/security.md)
+OPEN = ["/healthz", "/readyz", "/metrics", "/openapi.json", "/help", "/"]
+
+
+def _call(api, method, path, body, headers=None):
+    return requests.request(method, api.url + path, json=body, headers=headers or {}, timeout=10)
+
+
+@pytest.mark.parametrize("method,path,body", PROTECTED)
+@pytest.mark.parametrize("headers", [
+    {},
+    {"Authorization": "Bearer wrong-token"},
+    {"Authorization": f"Basic {TOKEN}"},
+    {"Authorization": f"Bearer {TOKEN}x"},
+    {"Authorization": "Bearer "},
+], ids=["none", "wrong", "basic-scheme", "longer", "empty"])
+def test_protected_routes_refuse_without_the_token(token_api, method, path, body, headers):
+    resp = _call(token_api, method, path, body, headers)
+    assert resp.status_code == 401, (method, path, resp.status_code, resp.text[:200])
+    assert resp.headers["Content-Type"].startswith("application/json")
+    assert resp.json()["error"]
+    assert "bearer" in resp.headers.get("WWW-Authenticate", "").lower()
+    assert TOKEN not in resp.text
+
+
+@pytest.mark.parametrize("method,path,body", PROTECTED)
+def test_protected_routes_answer_with_the_token(token_api, method, path, body):
+    resp = _call(token_api, method, path, body, {"Authorization": f"Bearer {TOKEN}"})
+    assert resp.status_code != 401, (method, path, resp.text[:200])
+    assert resp.status_code < 500, (method, path, resp.status_code, resp.text[:200])
+
+
+def test_a_submitted_job_is_readable_with_the_token(token_api):
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+    resp = _call(token_api, "POST", "/submit", SUBMIT, auth)
+    assert resp.status_code == 202
+    job_id = resp.json()["job_id"]
+    status = _call(token_api, "GET", f"/status/{job_id}", None, auth)
+    assert status.status_code == 200 and status.json()["status"] == "submitted"
+    assert _call(token_api, "GET", f"/status/{job_id}", None).status_code == 401
+
+
+@pytest.mark.parametrize("path", OPEN)
+def test_probe_metrics_and_docs_routes_stay_open(token_api, path):
+    resp = requests.get(token_api.url + path, timeout=10)
+    ok = (200, 503) if path == "/readyz" else (200,)   # readiness itself is not this test's business
+    assert resp.status_code in ok, (path, resp.status_code, resp.text[:200])
+    assert TOKEN not in resp.text, f"{path} leaks the token"

@@ -1,0 +1,89 @@
+"""`make up` / `make down` for real, and the tutorial's own client flow against that stack."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+import requests
+
+from tests.conftest import REPO_ROOT
+from tests.support.redis_server import free_port
+
+pytestmark = pytest.mark.slow
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+@pytest.fixture
+def stack(tmp_path):
+    run_dir = tmp_path / "run"
+    env = {**os.environ, "RUN_DIR": str(run_dir), "PORT": str(free_port()), "REDIS_PORT": str(free_port()),
+           "WORKER_METRICS_BASE": str(free_port()), "SHUTDOWN_GRACE_SECONDS": "5"}
+    env.pop("REDIS_URL", None)
+    up = subprocess.run(["bash", "scripts/up.sh"], cwd=REPO_ROOT, env=env, capture_output=True, text=True,
+                        timeout=180)
+    try:
+        assert up.returncode == 0, up.stdout + up.stderr
+        yield f"http://127.0.0.1:{env['PORT']}", run_dir, env, up.stdout
+    finally:
+        subprocess.run(["bash", "scripts/down.sh"], cwd=REPO_ROOT, env=env, capture_output=True, timeout=120)
+
+
+def test_up_runs_everything_and_down_stops_exactly_it(stack):
+    url, run_dir, env, out = stack
+    assert "curl" in out and url in out
+    pids = {p.stem: int(p.read_text()) for p in (run_dir / "pids").glob("*.pid")}
+    assert set(pids) == {"redis", "api", "worker-1", "worker-2"}
+    assert all(_alive(pid) for pid in pids.values())
+    assert requests.get(f"{url}/readyz", timeout=5).status_code == 200
+
+    # idempotent: a second `make up` starts nothing new
+    again = subprocess.run(["bash", "scripts/up.sh"], cwd=REPO_ROOT, env=env, capture_output=True, text=True,
+                           timeout=120)
+    assert again.returncode == 0 and "already running" in again.stdout
+    assert {p.stem: int(p.read_text()) for p in (run_dir / "pids").glob("*.pid")} == pids
+
+    subprocess.run(["bash", "scripts/down.sh"], cwd=REPO_ROOT, env=env, check=True, timeout=120)
+    deadline = time.monotonic() + 15
+    while any(_alive(pid) for pid in pids.values()) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not any(_alive(pid) for pid in pids.values())
+    assert not list((run_dir / "pids").glob("*.pid"))
+
+
+def test_tutorial_client_flow_unchanged(stack):
+    """The COE 332 tutorial's client: POST /submit, then poll /status/<id> until complete."""
+    url = stack[0]
+    submitted = []
+    for body in ({"operation": "incident_count_by_date", "params": {"date": "2024-03-06"}},
+                 {"operation": "top_locations", "params": {"n": 3}},
+                 {"operation": "average_response_time", "params": {}},
+                 {"operation": "unique_issues", "params": {}},
+                 {"operation": "incidents_by_road", "params": {"road": "CONGRESS"}}):
+        r = requests.post(f"{url}/submit", json=body, timeout=5)
+        assert r.status_code == 202
+        assert r.json()["status"] == "submitted"
+        submitted.append((body["operation"], r.json()["job_id"]))
+
+    expected_key = {"incident_count_by_date": "incident_count", "top_locations": "top_locations",
+                    "average_response_time": "avg_response", "unique_issues": "unique_issues",
+                    "incidents_by_road": "count"}
+    for operation, job_id in submitted:
+        deadline = time.monotonic() + 60
+        while True:
+            status = requests.get(f"{url}/status/{job_id}", timeout=5).json()
+            if status["status"] == "complete" or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
+        assert status["status"] == "complete", status
+        assert expected_key[operation] in status["result"]
