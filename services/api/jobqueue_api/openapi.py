@@ -43,21 +43,9 @@ def _wait_param(cap: float) -> dict[str, Any]:
 
 
 def params_schema(op) -> dict[str, Any]:
-    """The operation's params schema, with ``null`` allowed for optional parameters: validation
-    treats ``"n": null`` as "use the default", so the spec must accept it too."""
-    schema = op.params_schema()
-    required = set(schema.get("required", []))
-    props = {}
-    for name, prop in schema["properties"].items():
-        if name not in required and "type" in prop:
-            prop = {**prop, "type": [prop["type"], "null"]}
-            if "enum" in prop:
-                prop["enum"] = [*prop["enum"], None]
-        props[name] = prop
-    out = {**schema, "properties": props}
-    if not required:  # "params": null (or absent) means "all defaults"
-        out["type"] = ["object", "null"]
-    return out
+    """The operation's params schema, as the registry declares it (nullable optional parameters
+    included: validation and spec come from that one declaration)."""
+    return op.params_schema()
 
 
 def _analysis_paths(catalogue: Registry, secured: list, responses: dict[str, Any]) -> dict[str, Any]:
