@@ -53,6 +53,9 @@ enabled = false
 # client that polls learns why its job stopped); only a finished job is deleted outright. So the
 # use_after_free check (a deleted resource must 404) does not apply.
 EXCLUDED_CHECKS = "use_after_free"
+# One schemathesis worker: with two threads, hypothesis describing its filter lambdas calls
+# ast.parse concurrently and CPython 3.11 can fail with "AST constructor recursion depth
+# mismatch" (seen here), an error of the tool, not of the API.
 
 
 @pytest.fixture(scope="module")
@@ -73,7 +76,7 @@ def _run_schemathesis(url: str, workdir, examples: int, seed: int) -> tuple[subp
     config.write_text(CONFIG.format(examples=examples))
     report = workdir / "report"
     cmd = [str(BIN / "schemathesis"), "--config-file", str(config), "--no-color", "run", f"{url}/openapi.json",
-           "--checks", "all", "--exclude-checks", EXCLUDED_CHECKS, "--seed", str(seed), "--workers", "2",
+           "--checks", "all", "--exclude-checks", EXCLUDED_CHECKS, "--seed", str(seed), "--workers", "1",
            "--report", "har", "--report-dir", str(report), "--max-failures", "20"]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=400, cwd=workdir)
     har = next(report.glob("*.json"), None) if report.exists() else None

@@ -93,7 +93,9 @@ class Index:
         q = np.frombuffer(needle, dtype=np.uint8)
         rare = int(np.argmin(freq[q]))
         pos = np.flatnonzero(hay == q[rare]) - rare
-        pos = pos[pos >= 0]
+        # only matches wholly inside the addresses: the NUL padding past them must never match a
+        # needle that contains NUL bytes
+        pos = pos[(pos >= 0) & (pos + len(q) <= starts[-1])]
         for j in np.argsort(freq[q], kind="stable")[1:]:
             if not len(pos):
                 break
