@@ -21,7 +21,6 @@ import tempfile
 import time
 from pathlib import Path
 
-import requests
 
 from tests.observability.local_stack import LocalStack
 from tests.support.redis_server import RedisServer

@@ -6,7 +6,7 @@ import pytest
 
 from jobqueue import keys
 from jobqueue.connections import jobs_redis, queue_redis
-from jobqueue.jobs import Job, JobStatus, JobStore, is_valid_job_id
+from jobqueue.jobs import JobStatus, JobStore, is_valid_job_id
 from jobqueue.queue import JobQueue
 from jobqueue.settings import SPEC, SettingsError, load_settings
 

@@ -5,7 +5,6 @@ nothing from the ``bench`` group; RQ/Celery/Dramatiq are exercised when that gro
 
 from __future__ import annotations
 
-import importlib.util
 
 import pytest
 

@@ -14,16 +14,13 @@ import pytest
 
 from tests.support.redis_server import find_redis_server
 from tests.support.figures import figures, summary  # noqa: F401  (fixture)
-from tests.support.stack import running_stack, services_missing
+from tests.support.stack import running_stack
 
 
 @pytest.fixture
 def stack(tmp_path):
     if find_redis_server() is None:
         pytest.skip("no redis-server binary")
-    missing = services_missing()
-    if missing:
-        pytest.skip(f"service not built yet: {', '.join(missing)}")
     with running_stack(tmp_path) as s:
         yield s
 

@@ -9,7 +9,6 @@ import time
 from pathlib import Path
 
 import pytest
-import redis
 
 from tests.deploy.local import ChartRedis
 from tests.deploy.manifests import one, render_objects

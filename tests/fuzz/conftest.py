@@ -6,7 +6,7 @@ import pytest
 
 from tests.support.figures import figures, summary  # noqa: F401  (fixture)
 from tests.support.redis_server import find_redis_server
-from tests.support.stack import running_stack, services_missing
+from tests.support.stack import running_stack
 
 MAX_WAIT_SECONDS = 2
 
@@ -15,8 +15,6 @@ MAX_WAIT_SECONDS = 2
 def api(tmp_path_factory):
     if find_redis_server() is None:
         pytest.skip("no redis-server binary")
-    if services_missing("jobqueue_api.serve"):
-        pytest.skip("the API is not built yet")
     with running_stack(tmp_path_factory.mktemp("api"), MAX_WAIT_SECONDS=str(MAX_WAIT_SECONDS)) as stack:
         stack.start_api(web_concurrency=2)
         yield stack

@@ -17,7 +17,7 @@ import pytest
 
 from tests.chaos.load import scaled
 from tests.support.redis_server import find_redis_server
-from tests.support.stack import BIN, running_stack, services_missing
+from tests.support.stack import BIN, running_stack
 
 pytestmark = [pytest.mark.chaos, pytest.mark.slow]
 
@@ -62,8 +62,6 @@ EXCLUDED_CHECKS = "use_after_free"
 def fuzz_stack(tmp_path_factory):
     if find_redis_server() is None:
         pytest.skip("no redis-server binary")
-    if services_missing():
-        pytest.skip(f"service not built yet: {', '.join(services_missing())}")
     with running_stack(tmp_path_factory.mktemp("fuzz"), MAX_WAIT_SECONDS="1") as stack:
         stack.start_api(web_concurrency=2)
         stack.start_worker()

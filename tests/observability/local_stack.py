@@ -10,7 +10,6 @@ cluster.
 
 from __future__ import annotations
 
-import importlib
 import os
 import shutil
 import signal
@@ -27,16 +26,6 @@ from tests.support.redis_server import free_port
 BIN = Path(sys.executable).parent
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SAMPLE = REPO_ROOT / "data" / "traffic_incidents_sample.csv"
-
-
-def services_missing(modules=("jobqueue_api.serve", "jobqueue_worker.main")) -> str | None:
-    """Why the real services cannot run here (not built on this branch yet), or None."""
-    for module in modules:
-        try:
-            importlib.import_module(module)
-        except ImportError as err:
-            return f"{module} is not built yet ({err})"
-    return None
 
 
 class Proc:

@@ -29,12 +29,10 @@ import yaml
 from observability import dashboard, rules
 from observability.simulate_autoscaling import desired_replicas
 from tests.observability.chart_values import adapter_query, autoscaling, scrape
-from tests.observability.local_stack import LocalStack, services_missing
+from tests.observability.local_stack import LocalStack
 
 pytestmark = pytest.mark.slow
 
-if (_why := services_missing()) is not None:
-    pytest.skip(_why, allow_module_level=True)
 
 NAMESPACE = "atx-jobqueue-e2e"
 BACKLOG = 23  # not a multiple of the threshold, so ceil() matters

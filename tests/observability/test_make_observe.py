@@ -9,14 +9,12 @@ import pytest
 import requests
 
 from observability import rules
-from tests.observability.local_stack import REPO_ROOT, services_missing
+from tests.observability.local_stack import REPO_ROOT
 from tests.support.prometheus_server import PrometheusServer, find_prometheus
 from tests.support.redis_server import find_redis_server, free_port
 
 pytestmark = pytest.mark.slow
 
-if (_why := services_missing(("jobqueue_api.serve", "jobqueue_worker.main", "atx_analysis.dataset"))) is not None:
-    pytest.skip(_why, allow_module_level=True)
 
 
 def two_free_ports() -> int:

@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from tests.observability.local_stack import SAMPLE, services_missing
+from tests.observability.local_stack import SAMPLE
 
 pytestmark = pytest.mark.slow
 
-if (_why := services_missing(("jobqueue_api.serve", "jobqueue_worker.main", "atx_analysis.dataset"))) is not None:
-    pytest.skip(_why, allow_module_level=True)
 
 
 def test_measure_worker_times_real_jobs():

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from tests.support.redis_server import find_redis_server
-from tests.support.stack import running_stack, services_missing
+from tests.support.stack import running_stack
 
 TOKEN = "s3cret-token-for-tests"
 
@@ -15,8 +15,6 @@ def token_api(tmp_path_factory):
     """The API under gunicorn with API_TOKEN set (no workers: these tests never need a result)."""
     if find_redis_server() is None:
         pytest.skip("no redis-server binary")
-    if services_missing("jobqueue_api.serve"):
-        pytest.skip("the API is not built yet")
     with running_stack(tmp_path_factory.mktemp("token"), API_TOKEN=TOKEN) as stack:
         stack.start_api(web_concurrency=1)
         yield stack

@@ -15,7 +15,6 @@ plain-text secrets anywhere, and the compose files (none exist today; any added 
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
 import pytest
 import yaml

@@ -269,14 +269,6 @@ class Stack:
         self.close()
 
 
-def services_missing(*modules: str) -> list[str]:
-    """Console-script modules not importable yet (a branch not merged): tests skip with this list."""
-    import importlib.util
-
-    wanted = modules or ("jobqueue_worker.main", "jobqueue_api.serve")
-    return [m for m in wanted if importlib.util.find_spec(m) is None]
-
-
 class running_stack:  # noqa: N801  (used as a context manager, like open())
     """A fresh Redis plus a Stack in ``workdir``, torn down on exit: ``with running_stack(d) as s``."""
 

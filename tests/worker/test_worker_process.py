@@ -10,7 +10,6 @@ import subprocess
 import time
 import urllib.request
 
-import pytest
 
 from jobqueue import keys
 from jobqueue.jobs import JobStatus

@@ -21,10 +21,9 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pyarrow as pa
 
-from .columns import NO_DAY, Columns
+from .columns import Columns
 from .errors import DataFormatError, MissingColumnError
 from .index import Index
 
