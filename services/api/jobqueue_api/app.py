@@ -25,7 +25,6 @@ from .openapi import build_spec
 from .routes import analysis, docs, health, jobs, meta, ui
 from .routes import metrics as metrics_routes
 from .state import DatasetSlot, build_state, load_dataset_into
-from .submission import Submitter
 from .waiting import DoneWaiter
 
 log = logging.getLogger("jobqueue.api")
@@ -66,7 +65,6 @@ def create_app(settings: Settings | None = None, *, dataset: Any = None, load_da
         state.data = DatasetSlot(dataset=dataset, error=None, loaded_at=time.time())
     elif load_data:
         load_dataset_into(state.data, settings.data_path)
-    state.submitter = Submitter(state.jobs, settings)
     state.waiter = DoneWaiter(state.jobs)
     app.extensions["jobqueue"] = state
     app.extensions["jobqueue_queue_collector"] = QueueCollector(settings, state.queue, state.jobs)

@@ -17,6 +17,7 @@ from flask import current_app
 
 from atx_analysis.registry import Registry
 from jobqueue.connections import jobs_redis, queue_redis
+from jobqueue.delivery import Delivery
 from jobqueue.jobs import JobStore
 from jobqueue.settings import Settings
 
@@ -44,9 +45,9 @@ class ApiState:
     jobs_binary: redis.Redis
     queue: redis.Redis
     store: JobStore
+    delivery: Delivery
     data: DatasetSlot = field(default_factory=DatasetSlot)
     waiter: Any = None      # jobqueue_api.waiting.DoneWaiter, started lazily after fork
-    submitter: Any = None   # jobqueue_api.submission.Submitter
 
 
 def build_state(settings: Settings, catalogue: Registry) -> ApiState:
@@ -58,6 +59,7 @@ def build_state(settings: Settings, catalogue: Registry) -> ApiState:
         jobs_binary=jobs_redis(settings, decode=False),
         queue=queue_redis(settings),
         store=JobStore(jobs, settings.job_ttl_seconds),
+        delivery=Delivery(jobs, settings),
     )
 
 
