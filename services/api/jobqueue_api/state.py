@@ -8,6 +8,7 @@ reach it with :func:`current`. Nothing here talks to Redis at construction time,
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -29,6 +30,7 @@ class DatasetSlot:
 
     dataset: Any = None
     error: str | None = "not loaded"
+    loaded_at: float | None = None  # unix time the dataset was loaded (the web page's data view)
 
     @property
     def loaded(self) -> bool:
@@ -73,6 +75,7 @@ def load_dataset_into(slot: DatasetSlot, path: str) -> None:
     try:
         slot.dataset = load_dataset(path)
         slot.error = None
+        slot.loaded_at = time.time()
         log.info("dataset loaded", extra={"path": path, "rows": getattr(slot.dataset, "rows", None)})
     except Exception as exc:  # DataFormatError, missing file, permissions: all mean "not ready"
         slot.dataset, slot.error = None, f"cannot load {path}: {exc}"
