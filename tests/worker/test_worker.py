@@ -186,7 +186,7 @@ def test_slow_jobs_spread_over_workers(harness):
         t.start()
     for t in threads:
         t.join(10)
-    jobs = harness.store.get_many(harness.store.recent_ids(limit=10))
+    jobs = harness.store.page(limit=10).jobs
     by_worker = {}
     for job in jobs:
         assert job.status == JobStatus.COMPLETE

@@ -13,9 +13,7 @@ import threading
 import time
 from collections import defaultdict
 
-import redis
-
-from jobqueue import keys
+from jobqueue.jobs import Job, JobStore
 
 log = logging.getLogger("jobqueue.api")
 
@@ -23,14 +21,32 @@ SAFETY_POLL_SECONDS = 1.0
 
 
 class DoneWaiter:
-    def __init__(self, client: redis.Redis):
-        self._client = client
+    def __init__(self, store: JobStore):
+        self._store = store
         self._lock = threading.Lock()
         self._waiting: dict[str, list[threading.Event]] = defaultdict(list)
         self._thread: threading.Thread | None = None
         self._subscribed = threading.Event()
 
     # --- request side ------------------------------------------------------------------
+    def wait_final(self, job_id: str, timeout: float) -> Job | None:
+        """The job once final, or as it is after ``timeout`` seconds; None if it does not exist."""
+        event = self.register(job_id)
+        try:
+            job = self._store.get(job_id)
+            deadline = time.monotonic() + timeout
+            while job is not None and not job.status.is_final:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    break
+                if event.wait(min(remaining, SAFETY_POLL_SECONDS)):
+                    self.unregister(job_id, event)
+                    event = self.register(job_id)
+                job = self._store.get(job_id)
+        finally:
+            self.unregister(job_id, event)
+        return job
+
     def register(self, job_id: str) -> threading.Event:
         self._ensure_thread()
         event = threading.Event()
@@ -70,9 +86,9 @@ class DoneWaiter:
     def _run(self) -> None:
         backoff = 0.1
         while True:
-            pubsub = self._client.pubsub(ignore_subscribe_messages=True)
+            pubsub = None
             try:
-                pubsub.subscribe(keys.JOB_DONE_CHANNEL)
+                pubsub = self._store.subscribe_done()
                 self._subscribed.set()
                 backoff = 0.1
                 while True:
@@ -88,6 +104,7 @@ class DoneWaiter:
                 backoff = min(backoff * 2, 2.0)
             finally:
                 try:
-                    pubsub.close()
+                    if pubsub is not None:
+                        pubsub.close()
                 except Exception:
                     pass
