@@ -13,7 +13,7 @@ from werkzeug.serving import make_server
 from jobqueue import keys
 from jobqueue.cli import main
 from jobqueue.jobs import JobStatus
-from tests.api.conftest import make_settings
+from tests.api.support import make_settings
 from tests.api.support import finish
 
 
