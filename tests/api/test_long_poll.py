@@ -9,8 +9,7 @@ import pytest
 
 from jobqueue.jobs import JobStatus
 
-from .conftest import make_settings, submit
-from .support import finish
+from .support import finish, make_settings, submit
 
 
 def _finish_later(jobs, job_id, delay, **kw):
