@@ -12,8 +12,8 @@ import re
 import pytest
 import requests
 
-from tests.support.redis_server import find_redis_server
-from tests.support.stack import Stack, running_stack
+from devstack.redis_server import find_redis_server
+from devstack.stack import Stack, running_stack
 from tests.ui.browser import PrefixProxy, axe_source, launch, screenshot
 
 pytestmark = pytest.mark.slow
