@@ -1,7 +1,7 @@
 """Helpers for the API tests: settings on the test Redis, a submit through the test client, and a
 stand-in worker that finishes jobs the way the real one reports them.
 
-``finish`` writes the final job document and publishes the id on ``keys.JOB_DONE_CHANNEL``,
+``finish`` writes the final job document and publishes "<id>\n<document>" on ``keys.JOB_DONE_CHANNEL``,
 which is the worker's whole contract with the API's long poll. ``run_jobs_in_thread`` claims ids
 from the queue list (BLMOVE into a processing list, as the real worker does) and finishes them.
 """
@@ -48,7 +48,7 @@ def finish(jobs: redis.Redis, job_id: str, *, status: JobStatus = JobStatus.COMP
     job.worker = "test-worker"
     job.result, job.error, job.result_ref, job.result_type = result, error, result_ref, result_type
     store.save(job)
-    jobs.publish(keys.JOB_DONE_CHANNEL, job_id)
+    jobs.publish(keys.JOB_DONE_CHANNEL, job_id + "\n" + job.to_json())
     return job
 
 

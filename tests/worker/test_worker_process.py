@@ -12,7 +12,7 @@ import urllib.request
 
 from devstack.procs import free_port, stop, wait_until
 from jobqueue import keys
-from jobqueue.jobs import JobStatus
+from jobqueue.jobs import JobStatus, JobStore
 
 from tests.support.harness import WORKER_EXE, Harness, proc_env
 
@@ -49,7 +49,7 @@ def test_kill_9_mid_job_completes_exactly_once_on_another_worker(harness, redis_
         finals = []
         while (msg := pubsub.get_message(timeout=0.2)) is not None:
             if msg["type"] == "message":
-                finals.append(msg["data"])
+                finals.append(JobStore.done_message(msg["data"])[0])
         assert finals == [job_id]
         assert harness.queue_client.llen(keys.processing(first_worker)) == 0
         assert harness.queue_client.zscore(keys.WORKERS_HEARTBEAT, first_worker) is None
