@@ -22,9 +22,10 @@ def _finish_later(jobs, job_id, delay, **kw):
 @pytest.mark.parametrize("route", ["/status/{}?wait=20", "/jobs/{}?wait=20", "/jobs/{}/result?wait=20"])
 def test_wait_returns_when_the_job_finishes(app, client, jobs, route, monkeypatch):
     # only the done-channel message can end this wait early: the safety poll is pushed past the cap
-    monkeypatch.setattr("jobqueue_api.routes.jobs.SAFETY_POLL_SECONDS", 60.0)
+    waiter = app.extensions["jobqueue"].waiter
+    monkeypatch.setattr(waiter, "safety_poll_seconds", 60.0)
     job_id = submit(client)
-    assert app.extensions["jobqueue"].waiter.wait_subscribed(5)
+    assert waiter.wait_subscribed(5)
     _finish_later(jobs, job_id, 0.3, result={"slept": 0.0})
     started = time.monotonic()
     response = client.get(route.format(job_id))

@@ -12,7 +12,7 @@ import os
 import time
 
 from flask import Flask, Response, g, request
-from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client import multiprocess
 
 from jobqueue.metrics_collector import QueueCollector
@@ -21,6 +21,10 @@ REQUESTS = Counter("jobqueue_http_requests_total", "HTTP requests answered", ["r
 LATENCY = Histogram("jobqueue_http_request_duration_seconds", "HTTP request latency", ["route", "method"],
                     buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60))
 SUBMITTED = Counter("jobqueue_jobs_submitted_total", "jobs accepted (202)", ["operation"])
+LONG_POLLS = Gauge("jobqueue_api_long_polls", "?wait= requests waiting for their job now",
+                   multiprocess_mode="livesum")
+LONG_POLLS_REFUSED = Counter("jobqueue_api_long_polls_refused_total",
+                             "?wait= requests answered at once because the process held MAX_WAITERS")
 
 UNMATCHED = "<unmatched>"  # 404s: one label value, not one per scanned URL
 

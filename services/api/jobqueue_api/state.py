@@ -47,14 +47,19 @@ class ApiState:
     submitter: Any = None   # jobqueue_api.submission.Submitter
 
 
+# Redis connections per client per API process: under gevent hundreds of requests run at once
+# (1,000 long polls woken by one publish, a burst of submits); they share this many connections.
+REDIS_POOL_SIZE = 32
+
+
 def build_state(settings: Settings, catalogue: Registry) -> ApiState:
-    jobs = jobs_redis(settings)
+    jobs = jobs_redis(settings, max_connections=REDIS_POOL_SIZE)
     return ApiState(
         settings=settings,
         catalogue=catalogue,
         jobs=jobs,
-        jobs_binary=jobs_redis(settings, decode=False),
-        queue=queue_redis(settings),
+        jobs_binary=jobs_redis(settings, decode=False, max_connections=REDIS_POOL_SIZE),
+        queue=queue_redis(settings, max_connections=REDIS_POOL_SIZE),
         store=JobStore(jobs, settings.job_ttl_seconds),
     )
 

@@ -15,7 +15,6 @@ from ..metrics import SUBMITTED
 from ..params import int_arg, job_id_or_400, single_arg, wait_seconds
 from ..state import current
 from ..submission import parse_body, read_body, validate_submission
-from ..waiting import SAFETY_POLL_SECONDS
 
 bp = Blueprint("jobs", __name__)
 protect(bp)
@@ -28,7 +27,7 @@ MAX_SCAN_PER_PAGE = 5000  # bound on index entries one GET /jobs reads while fil
 
 def _accept() -> tuple[Job, str]:
     state = current()
-    raw = read_body(request, state.settings.max_body_bytes)
+    raw = read_body(request, state.settings.max_body_bytes, state.settings.client_timeout_seconds)
     op, params = validate_submission(parse_body(raw), state.catalogue)
     job = state.submitter.submit(op.name, params)
     SUBMITTED.labels(op.name).inc()
@@ -49,29 +48,23 @@ def create_job():
 
 
 def load_job(job_id: str, wait: float = 0.0) -> Job:
-    """The job, waiting up to ``wait`` seconds for it to reach a final status; 404 if unknown."""
+    """The job, waiting up to ``wait`` seconds for it to reach a final status; 404 if unknown.
+    Waiting parks this request on the process's DoneWaiter (a greenlet under gunicorn, no thread)."""
     state = current()
     job_id_or_400(job_id)
-    if wait <= 0:
-        job = state.store.get(job_id)
-        if job is None:
-            raise _not_found(job_id)
-        return job
-    waiter = state.waiter
-    event = waiter.register(job_id)
+    event = state.waiter.register(job_id) if wait > 0 else None
     try:
         job = state.store.get(job_id)
         deadline = time.monotonic() + wait
-        while job is not None and not job.status.is_final:
+        while event is not None and job is not None and not job.status.is_final:
             remaining = deadline - time.monotonic()
-            if remaining <= 0:
+            if remaining <= 0 or not event.wait(remaining):
                 break
-            if event.wait(min(remaining, SAFETY_POLL_SECONDS)):
-                waiter.unregister(job_id, event)
-                event = waiter.register(job_id)
+            event.clear()
             job = state.store.get(job_id)
     finally:
-        waiter.unregister(job_id, event)
+        if event is not None:
+            state.waiter.unregister(job_id, event)
     if job is None:
         raise _not_found(job_id)
     return job
