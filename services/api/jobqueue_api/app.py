@@ -21,7 +21,7 @@ from jobqueue.settings import Settings, load_settings
 from . import metrics
 from .errors import register_error_handlers
 from .openapi import build_spec
-from .routes import analysis, health, jobs, meta
+from .routes import analysis, docs, health, jobs, meta
 from .routes import metrics as metrics_routes
 from .state import DatasetSlot, build_state, load_dataset_into
 from .submission import Submitter
@@ -73,6 +73,6 @@ def create_app(settings: Settings | None = None, *, dataset: Any = None, load_da
 
     register_error_handlers(app)
     metrics.instrument(app)
-    for bp in (jobs.bp, analysis.bp, meta.bp, health.bp, metrics_routes.bp):
+    for bp in (jobs.bp, analysis.bp, meta.bp, health.bp, metrics_routes.bp, docs.bp):
         app.register_blueprint(bp)
     return app

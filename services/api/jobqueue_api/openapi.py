@@ -185,6 +185,13 @@ def build_spec(catalogue: Registry, settings: Settings, version: str) -> dict[st
         "/download/{job_id}": {"get": {"operationId": "download", "summary": "Same as /jobs/{job_id}/result",
                                        "tags": ["jobs"], "security": secured, "parameters": [JOB_ID_PARAM, wait],
                                        "responses": result_responses}},
+        "/jobs/{job_id}/results": {"get": {"operationId": "jobResults",
+                                           "summary": "Same as /jobs/{job_id}/result (the COE 332 route name)",
+                                           "tags": ["jobs"], "security": secured, "parameters": [JOB_ID_PARAM, wait],
+                                           "responses": result_responses}},
+        "/results/{job_id}": {"get": {"operationId": "results", "summary": "Same as /jobs/{job_id}/result",
+                                      "tags": ["jobs"], "security": secured, "parameters": [JOB_ID_PARAM, wait],
+                                      "responses": result_responses}},
         "/analysis/{operation}": {"get": {
             "operationId": "analysis", "summary": "Run one operation synchronously on the API's dataset",
             "description": "Pass the operation's parameters as query parameters (`?n=5`); GET /operations "

@@ -145,8 +145,10 @@ def delete_job(job_id: str):
     return jsonify({"job_id": job.id, "status": job.status.value, "deleted": True})
 
 
+@bp.get("/results/<job_id>")        # what many COE 332 final projects call it
+@bp.get("/jobs/<job_id>/results")  # COE 332's name for it
 @bp.get("/download/<job_id>")
-@bp.get("/jobs/<job_id>/result")
+@bp.get("/jobs/<job_id>/result")   # registered first: the one url_for builds (result_url)
 def job_result(job_id: str):
     state = current()
     job = load_job(job_id, wait_seconds(state.settings.max_wait_seconds))

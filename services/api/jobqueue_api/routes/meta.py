@@ -20,11 +20,13 @@ ROUTES = [
     ("DELETE", "/jobs/<job_id>", "cancel a queued job, or delete a finished one"),
     ("GET", "/jobs/<job_id>/result?wait=30", "the result body: JSON, or a PNG for plots"),
     ("GET", "/download/<job_id>", "same as /jobs/<job_id>/result"),
+    ("GET", "/results/<job_id>, /jobs/<job_id>/results", "same as /jobs/<job_id>/result (COE 332 names)"),
     ("GET", "/operations", "operations, their parameters and example submissions"),
     ("GET", "/analysis/<operation>?key=value", "run an operation synchronously (quick checks)"),
     ("GET", "/incident_count_by_date?date=YYYY-MM-DD", "the tutorial's synchronous date count"),
     ("GET", "/data", "the loaded dataset: identity, format, rows, date range"),
     ("GET", "/healthz, /readyz, /metrics, /openapi.json", "probes, Prometheus metrics, OpenAPI 3.1 spec"),
+    ("GET", "/docs", "interactive API docs (Swagger UI) in a browser"),
 ]
 
 
@@ -54,6 +56,7 @@ def _usage() -> dict:
         "auth": "job and analysis routes need 'Authorization: Bearer <token>'" if current().settings.api_token
                 else "no token needed",
         "docs": f"{base}/openapi.json",
+        "browser": {"api_docs": f"{base}/docs"},
     }
 
 
@@ -66,7 +69,7 @@ def _usage_text(doc: dict) -> str:
     lines += ["", f"Operations: {', '.join(doc['operations']) or '(none)'}", f"Auth: {doc['auth']}", "",
               "Examples (replace JOB_ID with the job_id from the submit response):"]
     lines += [f"  {e}" for e in doc["examples"]]
-    lines += ["", f"Full reference: {doc['docs']}", ""]
+    lines += ["", f"Full reference: {doc['docs']}", f"In a browser: {doc['browser']['api_docs']} (interactive docs)", ""]
     return "\n".join(lines)
 
 
