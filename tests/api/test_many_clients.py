@@ -241,3 +241,55 @@ def test_silent_partial_headers_neither_block_nor_linger(stack):
     finally:
         for sock in slow + half_bodies:
             sock.close()
+
+
+def test_random_methods_and_paths_leave_metrics_bounded(stack):
+    """Issue 14 item 3: every label comes from a fixed set. 3,000 requests with random method
+    names (any uppercase token passes gunicorn) and random paths add no series after the first
+    of their kind; before, each new method name added ~20 series (3,000 -> 61,208 lines)."""
+    import random
+    import uuid
+
+    from jobqueue_api.metrics import METHODS
+
+    port, _ = stack
+    rng = random.Random(14)
+    paths = ["/submit", "/jobs", "/help", "/status/{uuid}", "/analysis/{word}", "/{word}", "/{word}/{word}",
+             "/jobs/{uuid}/result", "/download/{word}"]
+
+    def word() -> str:
+        return "".join(rng.choice("abcxyz_-0189") for _ in range(rng.randint(1, 30)))
+
+    def send(conn: http.client.HTTPConnection, method: str, template: str) -> int:
+        conn.request(method, template.format(uuid=uuid.uuid4(), word=word()), headers={"Content-Length": "0"})
+        response = conn.getresponse()
+        response.read()
+        return response.status
+
+    def random_request(conn: http.client.HTTPConnection) -> int:
+        method = "".join(rng.choice("ABCDEFGHIJKLMNOPQRSTUVWXYZ") for _ in range(rng.randint(3, 12)))
+        if rng.random() < 0.2:
+            method = rng.choice(sorted(METHODS))
+        return send(conn, method, rng.choice(paths))
+
+    def metrics_lines() -> set[str]:
+        status, body, _ = _request(port, "GET", "/metrics")
+        assert status == 200
+        return {line.rsplit(" ", 1)[0] for line in body.decode().splitlines() if line and not line.startswith("#")}
+
+    conns = [http.client.HTTPConnection("127.0.0.1", port, timeout=10) for _ in range(4)]
+    for template in paths:  # the first request of each kind may add its series from the fixed set
+        for method in sorted(METHODS) + ["XQWERTY"]:
+            send(conns[0], method, template)
+    metrics_lines()  # the scrape itself is counted from the next one on
+    before = metrics_lines()
+    statuses: dict[int, int] = {}
+    for i in range(3000):
+        status = random_request(conns[i % len(conns)])
+        statuses[status] = statuses.get(status, 0) + 1
+    after = metrics_lines()
+    for conn in conns:
+        conn.close()
+    print(f"\n3,000 random-method/random-path requests {dict(sorted(statuses.items()))}: "
+          f"/metrics {len(before)} -> {len(after)} series")
+    assert len(after - before) <= 5, sorted(after - before)[:40]
