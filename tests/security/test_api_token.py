@@ -31,6 +31,7 @@ PROTECTED = [
     ("GET", "/analysis/sleep?seconds=0", None),
     ("GET", "/incident_count_by_date?date=2024-03-06", None),
     ("GET", "/data", None),
+    ("GET", "/queue", None),
 ]
 # what probes, Prometheus and a first-time curl user need without a secret (docs/security.md)
 OPEN = ["/healthz", "/readyz", "/metrics", "/openapi.json", "/help", "/", "/operations", "/docs"]

@@ -29,7 +29,7 @@ def _accept() -> tuple[Job, str]:
     state = current()
     raw = read_body(request, state.settings.max_body_bytes, state.settings.client_timeout_seconds)
     op, params = validate_submission(parse_body(raw), state.catalogue)
-    job = state.submitter.submit(op.name, params)
+    job = state.delivery.submit(op.name, params)
     SUBMITTED.labels(op.name).inc()
     return job, op.name
 
@@ -134,7 +134,7 @@ def delete_job(job_id: str):
     state = current()
     job = load_job(job_id)
     if job.status is JobStatus.SUBMITTED:
-        if not state.submitter.cancel(job):
+        if not state.delivery.cancel(job):
             raise ApiError(409, "job_in_progress", "a worker has already claimed this job; it cannot be cancelled",
                            job_id=job.id, status=JobStatus.IN_PROGRESS.value)
         return jsonify({"job_id": job.id, "status": job.status.value, "cancelled": True})

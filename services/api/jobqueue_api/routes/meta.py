@@ -26,6 +26,8 @@ ROUTES = [
     ("GET", "/incident_count_by_date?date=YYYY-MM-DD", "the tutorial's synchronous date count"),
     ("GET", "/data", "the loaded dataset: identity, format, rows, date range"),
     ("GET", "/healthz, /readyz, /metrics, /openapi.json", "probes, Prometheus metrics, OpenAPI 3.1 spec"),
+    ("GET", "/queue", "queue depth, in progress, delayed retries, workers, last 15 minutes"),
+    ("GET", "/ui/", "the jobs web page: overview, jobs, submit form, results, data (in a browser)"),
     ("GET", "/docs", "interactive API docs (Swagger UI) in a browser"),
 ]
 
@@ -56,7 +58,7 @@ def _usage() -> dict:
         "auth": "job and analysis routes need 'Authorization: Bearer <token>'" if current().settings.api_token
                 else "no token needed",
         "docs": f"{base}/openapi.json",
-        "browser": {"api_docs": f"{base}/docs"},
+        "browser": {"jobs_page": f"{base}/ui/", "api_docs": f"{base}/docs"},
     }
 
 
@@ -69,7 +71,8 @@ def _usage_text(doc: dict) -> str:
     lines += ["", f"Operations: {', '.join(doc['operations']) or '(none)'}", f"Auth: {doc['auth']}", "",
               "Examples (replace JOB_ID with the job_id from the submit response):"]
     lines += [f"  {e}" for e in doc["examples"]]
-    lines += ["", f"Full reference: {doc['docs']}", f"In a browser: {doc['browser']['api_docs']} (interactive docs)", ""]
+    lines += ["", f"Full reference: {doc['docs']}", f"In a browser: {doc['browser']['jobs_page']} (jobs web page), "
+              f"{doc['browser']['api_docs']} (interactive API docs)", ""]
     return "\n".join(lines)
 
 
