@@ -21,19 +21,17 @@ import selectors
 import signal
 import socket
 import subprocess
-import sys
 import time
-from pathlib import Path
 
 import pytest
 
+from devstack.paths import BIN
+from devstack.procs import free_port, wait_http
+from devstack.redis_server import RedisServer, find_redis_server
 from jobqueue.connections import jobs_redis
 from jobqueue.settings import load_settings
-from tests.support.redis_server import RedisServer, find_redis_server
 
-from .support import finish, free_port, metric_sum, wait_http
-
-BIN = Path(sys.executable).parent
+from .support import finish, metric_sum
 WAITERS = 1000
 SLOW_CLIENTS = 200
 CLIENT_TIMEOUT = 5  # the default CLIENT_TIMEOUT_SECONDS

@@ -57,13 +57,14 @@ REDIS_POOL_SIZE = 32
 
 def build_state(settings: Settings, catalogue: Registry) -> ApiState:
     jobs = jobs_redis(settings, max_connections=REDIS_POOL_SIZE)
+    jobs_binary = jobs_redis(settings, decode=False, max_connections=REDIS_POOL_SIZE)
     return ApiState(
         settings=settings,
         catalogue=catalogue,
         jobs=jobs,
-        jobs_binary=jobs_redis(settings, decode=False, max_connections=REDIS_POOL_SIZE),
+        jobs_binary=jobs_binary,
         queue=queue_redis(settings, max_connections=REDIS_POOL_SIZE),
-        store=JobStore(jobs, settings.job_ttl_seconds),
+        store=JobStore(jobs, settings.job_ttl_seconds, binary=jobs_binary),
         delivery=Delivery(jobs, settings),
     )
 

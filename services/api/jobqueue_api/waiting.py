@@ -1,11 +1,12 @@
 """Long polls (``?wait=``): wake a waiting request the moment its job reaches a final status.
 
-Workers publish a job's id on ``keys.JOB_DONE_CHANNEL`` when it ends. Each API process runs one
-subscriber (started on first use, so after gunicorn forks; a greenlet under gevent) that wakes the
-requests waiting for that id: one Redis connection per process, however many waiters. A second
-loop re-reads every waited-for job in one ``MGET`` each ``SAFETY_POLL_SECONDS`` and wakes those
-that are final, so a finish nobody announced (a worker killed between its write and its publish,
-a message lost while the subscriber reconnects) costs about a second, never a stuck request.
+Workers publish a job's id and final document on ``keys.JOB_DONE_CHANNEL`` when it ends. Each API
+process runs one subscriber (started on first use, so after gunicorn forks; a greenlet under
+gevent) that hands the document to the requests waiting for that id and wakes them: one Redis
+connection per process however many wait, and no read per waiter. A second loop reads every
+waited-for job in one ``MGET`` each ``SAFETY_POLL_SECONDS`` and wakes those that are final or gone,
+so a finish nobody announced (a worker killed between its write and its publish, a message lost
+while the subscriber reconnects) costs about a second, never a stuck request.
 
 At most ``max_waiters`` requests wait per process (``MAX_WAITERS``); beyond that a poll answers at
 once with the job's current state, as if ``wait`` had run out, and the client simply polls again.
@@ -13,60 +14,81 @@ once with the job's current state, as if ``wait`` had run out, and the client si
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 import time
 from collections import defaultdict
 
-import redis
-
-from jobqueue import keys
-from jobqueue.jobs import JobStatus
+from jobqueue.jobs import Job, JobStore
 
 from .metrics import LONG_POLLS, LONG_POLLS_REFUSED
 
 log = logging.getLogger("jobqueue.api")
 
 SAFETY_POLL_SECONDS = 1.0
-_FINAL = frozenset(s.value for s in JobStatus if s.is_final)
-_MGET_CHUNK = 500
+_SWEEP_CHUNK = 500
+
+
+class _Waiter(threading.Event):
+    """One waiting request: set when its job may be final; ``doc`` is the final document when
+    the done message carried it."""
+
+    doc: str | None = None
 
 
 class DoneWaiter:
-    def __init__(self, client: redis.Redis, max_waiters: int = 1000):
-        self._client = client
+    def __init__(self, store: JobStore, max_waiters: int = 1000):
+        self._store = store
         self.max_waiters = max_waiters
-        self.safety_poll_seconds = SAFETY_POLL_SECONDS
         self._lock = threading.Lock()
-        self._waiting: dict[str, list[threading.Event]] = defaultdict(list)
+        self._waiting: dict[str, list[_Waiter]] = defaultdict(list)
         self._count = 0
         self._threads: list[threading.Thread] = []
         self._subscribed = threading.Event()
 
     # --- request side ------------------------------------------------------------------
-    def register(self, job_id: str) -> threading.Event | None:
-        """An event set whenever ``job_id`` may have become final; None when this process
-        already holds ``max_waiters`` waiters (the caller answers at once)."""
+    def wait_final(self, job_id: str, timeout: float) -> Job | None:
+        """The job once final, or as it is after ``timeout`` seconds (at once when this process
+        already holds ``max_waiters``); None if it does not exist."""
+        waiter = self.register(job_id)
+        if waiter is None:
+            return self._store.get(job_id)
+        try:
+            job = self._store.get(job_id)
+            deadline = time.monotonic() + timeout
+            while job is not None and not job.status.is_final:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0 or not waiter.wait(remaining):
+                    break
+                doc, waiter.doc = waiter.doc, None
+                waiter.clear()
+                job = Job.from_json(doc) if doc is not None else self._store.get(job_id)
+        finally:
+            self.unregister(job_id, waiter)
+        return job
+
+    def register(self, job_id: str) -> _Waiter | None:
+        """A waiter set whenever ``job_id`` may have become final; None when this process
+        already holds ``max_waiters``."""
         self._ensure_threads()
-        event = threading.Event()
+        waiter = _Waiter()
         with self._lock:
             if self._count >= self.max_waiters:
                 LONG_POLLS_REFUSED.inc()
                 return None
-            self._waiting[job_id].append(event)
+            self._waiting[job_id].append(waiter)
             self._count += 1
         LONG_POLLS.inc()
-        return event
+        return waiter
 
-    def unregister(self, job_id: str, event: threading.Event) -> None:
+    def unregister(self, job_id: str, waiter: _Waiter) -> None:
         with self._lock:
-            events = self._waiting.get(job_id)
-            if events is None or event not in events:
+            waiters = self._waiting.get(job_id)
+            if waiters is None or waiter not in waiters:
                 return
-            events.remove(event)
+            waiters.remove(waiter)
             self._count -= 1
-            if not events:
+            if not waiters:
                 del self._waiting[job_id]
         LONG_POLLS.dec()
 
@@ -91,25 +113,25 @@ class DoneWaiter:
                 for thread in self._threads:
                     thread.start()
 
-    def _wake(self, job_ids) -> None:
+    def _notify(self, job_id: str, doc: str | None = None) -> None:
         with self._lock:
-            events = [e for i in job_ids for e in self._waiting.get(i, ())]
-        for event in events:
-            event.set()
+            waiters = list(self._waiting.get(job_id, ()))
+        for waiter in waiters:
+            waiter.doc = doc
+            waiter.set()
 
     def _listen(self) -> None:
         backoff = 0.1
         while True:
-            pubsub = self._client.pubsub(ignore_subscribe_messages=True)
+            pubsub = None
             try:
-                pubsub.subscribe(keys.JOB_DONE_CHANNEL)
+                pubsub = self._store.subscribe_done()
                 self._subscribed.set()
                 backoff = 0.1
                 while True:
                     message = pubsub.get_message(timeout=5.0)
                     if message and message.get("type") == "message":
-                        data = message["data"]
-                        self._wake((data.decode() if isinstance(data, bytes) else data,))
+                        self._notify(*JobStore.done_message(message["data"]))
             except Exception as exc:  # Redis gone: the sweeper still catches finished jobs
                 if self._subscribed.is_set():  # once per outage, not once per retry
                     log.warning("done-channel subscriber lost Redis; reconnecting", extra={"error": str(exc)})
@@ -118,26 +140,23 @@ class DoneWaiter:
                 backoff = min(backoff * 2, 2.0)
             finally:
                 try:
-                    pubsub.close()
+                    if pubsub is not None:
+                        pubsub.close()
                 except Exception:
                     pass
 
     def _sweep(self) -> None:
         while True:
-            time.sleep(self.safety_poll_seconds)
+            time.sleep(SAFETY_POLL_SECONDS)
             with self._lock:
                 ids = list(self._waiting)
             try:
-                for start in range(0, len(ids), _MGET_CHUNK):
-                    chunk = ids[start:start + _MGET_CHUNK]
-                    raws = self._client.mget([keys.job(i) for i in chunk])
-                    self._wake([i for i, raw in zip(chunk, raws) if raw is None or _is_final(raw)])
-            except redis.exceptions.RedisError:
-                continue  # the waiters' own deadlines still hold; try again next round
-
-
-def _is_final(raw: str | bytes) -> bool:
-    try:
-        return json.loads(raw).get("status") in _FINAL
-    except (ValueError, AttributeError):
-        return True  # unreadable: let the request read it and report what it finds
+                for start in range(0, len(ids), _SWEEP_CHUNK):
+                    chunk = ids[start:start + _SWEEP_CHUNK]
+                    live = {job.id: job for job in self._store.get_many(chunk)}
+                    for job_id in chunk:
+                        job = live.get(job_id)
+                        if job is None or job.status.is_final:  # gone, or finished unannounced
+                            self._notify(job_id, None)
+            except Exception:  # noqa: BLE001 - Redis away: the waiters' own deadlines still hold
+                continue
