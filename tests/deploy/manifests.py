@@ -11,7 +11,8 @@ from typing import Any, Iterator
 import helm_python as helm
 import yaml
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+from devstack.paths import REPO_ROOT
+
 CHART = REPO_ROOT / "helm" / "atx-jobqueue"
 K8S = REPO_ROOT / "k8s"
 SCENARIOS = sorted(p.name.removesuffix("-values.yaml") for p in (CHART / "ci").glob("*-values.yaml"))
