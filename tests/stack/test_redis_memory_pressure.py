@@ -11,7 +11,7 @@ import pytest
 import requests
 
 from tests.support.redis_memory import fill_to_maxmemory
-from tests.support.stack import running_stack
+from devstack.stack import running_stack
 
 pytestmark = pytest.mark.slow
 

@@ -15,7 +15,7 @@ from jobqueue.jobs import JobStatus
 from jobqueue_worker.worker import Worker
 from tests.support.redis_memory import fill_to_maxmemory
 
-from .conftest import Harness, operations
+from tests.support.harness import Harness, operations
 
 
 def wait_until(predicate, timeout: float, what: str):
