@@ -9,7 +9,9 @@ import pytest
 import atx_analysis.operations  # noqa: F401
 from atx_analysis.registry import REGISTRY
 
-from .conftest import FIXTURES, SAMPLE
+from devstack.paths import SAMPLE
+
+from .expected import FIXTURES
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 

@@ -10,8 +10,7 @@ from jobqueue import keys
 from jobqueue.connections import jobs_redis
 from jobqueue.jobs import JobStatus
 
-from .conftest import submit
-from .support import finish
+from .support import finish, submit
 
 UNKNOWN = str(uuid.uuid4())
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 32

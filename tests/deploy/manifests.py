@@ -12,7 +12,8 @@ from typing import Any, Iterator
 import helm_python as helm
 import yaml
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+from devstack.paths import REPO_ROOT
+
 # Overridable, to run these checks against another version of the chart or manifests (e.g. to see
 # a new check fail on the version before the fix): ATX_JOBQUEUE_CHART=<dir> ATX_JOBQUEUE_K8S=<dir>.
 CHART = Path(os.environ.get("ATX_JOBQUEUE_CHART") or REPO_ROOT / "helm" / "atx-jobqueue")

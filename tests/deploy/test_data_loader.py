@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
+from devstack.paths import SAMPLE
 from tests.deploy.local import LocalPod
-from tests.deploy.manifests import REPO_ROOT, one, render_objects
+from tests.deploy.manifests import one, render_objects
 
-SAMPLE = REPO_ROOT / "data" / "traffic_incidents_sample.csv"
 
 
 @pytest.fixture

@@ -17,9 +17,10 @@ import time
 import pytest
 import requests
 
-from tests.deploy.local import ChartRedis, LocalPod, free_port, stop
+from devstack.procs import free_port, stop
+from devstack.redis_server import find_redis_server
+from tests.deploy.local import ChartRedis, LocalPod
 from tests.deploy.manifests import k8s_objects, one, scenario_objects
-from tests.support.redis_server import find_redis_server
 
 pytestmark = [
     pytest.mark.slow,
@@ -126,9 +127,9 @@ def test_rendered_api_and_worker_run_a_job(source, tmp_path):
         # 6. SIGTERM (scale-in): the worker exits 0 within the pod's grace period
         grace = worker.spec["terminationGracePeriodSeconds"]
         started = time.monotonic()
-        assert stop(worker_proc, grace=grace) == 0, worker_log.read_text()[-3000:]
+        assert stop(worker_proc, grace, term_group=False) == 0, worker_log.read_text()[-3000:]
         assert time.monotonic() - started < grace
     finally:
         for proc in procs:
-            stop(proc)
+            stop(proc, term_group=False)
         server.stop()

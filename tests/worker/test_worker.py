@@ -8,10 +8,10 @@ import time
 import pytest
 
 from jobqueue import keys
-from jobqueue.jobs import JobStatus
+from jobqueue.jobs import Job, JobStatus, JobStore
 from jobqueue_worker.worker import Worker
 
-from .conftest import FakeData, Param, op, operations
+from tests.support.harness import SAMPLE, FakeData, Param, op, operations
 
 PNG = b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 4
 
@@ -161,7 +161,9 @@ def test_each_final_job_is_published_once(harness):
     while len(seen) < len(ids) and time.monotonic() < deadline:
         msg = pubsub.get_message(timeout=0.5)
         if msg and msg["type"] == "message":
-            seen.append(msg["data"])
+            job_id, doc = JobStore.done_message(msg["data"])
+            assert Job.from_json(doc).id == job_id and Job.from_json(doc).status.is_final  # the document rides along
+            seen.append(job_id)
     assert sorted(seen) == sorted(ids)
 
 
@@ -230,7 +232,6 @@ def test_real_catalogue_and_dataset_with_the_cache(harness, tmp_path):
     from jobqueue_worker.data import DataSource
     from jobqueue_worker.main import load_operations
 
-    from .conftest import SAMPLE
 
     late = tmp_path / "incidents.csv"
     data = DataSource(str(late))

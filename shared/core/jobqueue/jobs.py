@@ -283,8 +283,16 @@ class JobStore:
         removed = pipe.execute()[0]
         return bool(removed)
 
+    @staticmethod
+    def done_message(data: str | bytes) -> tuple[str, str | None]:
+        """(job id, final document or None) of a message on the done channel: the worker sends
+        "<id>\n<document>" so a long poll needs no read; a bare id (older publishers) has no document."""
+        text = data.decode() if isinstance(data, bytes) else data
+        job_id, _, doc = text.partition("\n")
+        return job_id, doc or None
+
     def subscribe_done(self) -> redis.client.PubSub:
-        """A pub/sub subscribed to the ids of jobs reaching a final status (long polls wait on it)."""
+        """A pub/sub subscribed to jobs reaching a final status (long polls wait on it; see :meth:`done_message`)."""
         pubsub = self.redis.pubsub(ignore_subscribe_messages=True)
         pubsub.subscribe(keys.JOB_DONE_CHANNEL)
         return pubsub

@@ -15,7 +15,7 @@ JOB_INDEX = "jobs:by-submitted"          # zset job id -> submitted time (listin
 STATUS_INDEX_PREFIX = "jobs:by-status:"  # zset per status: job id -> submitted time (GET /jobs?status=)
 OPERATION_INDEX_PREFIX = "jobs:by-operation:"  # zset per operation: job id -> submitted time
 RESULT_CACHE_PREFIX = "result-cache:"   # request fingerprint -> id of the job holding the result
-JOB_DONE_CHANNEL = "jobs:done"           # pub/sub: a job id each time a job reaches a final status
+JOB_DONE_CHANNEL = "jobs:done"           # pub/sub: "<id>\n<final document>" each time a job becomes final
 
 
 def job(job_id: str) -> str:

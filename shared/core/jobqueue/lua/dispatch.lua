@@ -12,7 +12,7 @@
 --             job_prefix .. id                           string: the job document (JSON)
 --             result_prefix .. id                        string: a stored PNG or large JSON result
 --             a cache key (built by the caller)          string: id of the job holding a result
---             done_channel                               pub/sub: a job id when it reaches a final status
+--             done_channel                               pub/sub: 'id\nfinal document' when a job becomes final
 --
 -- ARGV[1..9] are the context (below); ARGV[10] names the command; its arguments follow. Commands
 -- joined by '+' (e.g. 'finish+start') run one after the other in this one script, each reading
@@ -96,7 +96,7 @@ function commands.cancel()
   if removed == 0 then return 0 end
   redis.call('SELECT', jobs_db)
   write_doc(job_id, doc, redis.call('GET', job_prefix .. job_id), ttl)
-  redis.call('PUBLISH', done_channel, job_id)
+  redis.call('PUBLISH', done_channel, job_id .. '\n' .. doc)
   return 1
 end
 
@@ -178,7 +178,8 @@ local function release(job_id, worker)
 end
 
 -- Write the final document (with the TTL), the stored result (a blob, or a copy of another job's),
--- the cache entry, and announce the id; only while the id is still ours and not final.
+-- the cache entry, and announce the id with the document (a long poll answers from the message
+-- without reading the job again); only while the id is still ours and not final.
 function commands.finish()
   local job_id, worker, doc, blob, copy_from, cache_key = arg(), arg(), arg(), arg(), arg(), arg()
   local refused, current = release(job_id, worker)
@@ -192,7 +193,7 @@ function commands.finish()
   end
   write_doc(job_id, doc, current, ttl)
   if cache_key ~= '' then redis.call('SET', cache_key, job_id, 'EX', ttl) end
-  redis.call('PUBLISH', done_channel, job_id)
+  redis.call('PUBLISH', done_channel, job_id .. '\n' .. doc)
   return 'ok'
 end
 

@@ -1,17 +1,16 @@
-"""observability/measure_worker.py runs the real worker and reports a sane table."""
+"""bench/measure_worker.py runs the real worker and reports a sane table."""
 
 from __future__ import annotations
 
 import pytest
 
-from tests.observability.local_stack import SAMPLE
+from devstack.paths import SAMPLE
 
 pytestmark = pytest.mark.slow
 
 
-
 def test_measure_worker_times_real_jobs():
-    from observability.measure_worker import measure
+    from bench.measure_worker import measure
 
     rows = dict((op, (seconds, rate)) for op, seconds, rate in measure(SAMPLE, jobs=3, rounds=1,
                                                                         operations=["unique_issues"]))

@@ -27,7 +27,7 @@ def test_bad_value_names_the_variable(name, value):
 
 
 def test_every_variable_is_documented_in_readme():
-    from tests.conftest import REPO_ROOT
+    from devstack.paths import REPO_ROOT
 
     readme = (REPO_ROOT / "README.md").read_text()
     missing = [name for name in SPEC if f"`{name}`" not in readme]

@@ -6,7 +6,7 @@ import json
 import subprocess
 import sys
 
-from .conftest import REPO_ROOT
+from devstack.paths import REPO_ROOT
 
 
 def test_render_from_json_writes_only_its_section(tmp_path):
