@@ -11,7 +11,7 @@ from jobqueue import keys
 from jobqueue.jobs import Job, JobStatus, JobStore
 from jobqueue_worker.worker import Worker
 
-from .conftest import FakeData, Param, op, operations
+from tests.support.harness import SAMPLE, FakeData, Param, op, operations
 
 PNG = b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 4
 
@@ -232,7 +232,6 @@ def test_real_catalogue_and_dataset_with_the_cache(harness, tmp_path):
     from jobqueue_worker.data import DataSource
     from jobqueue_worker.main import load_operations
 
-    from .conftest import SAMPLE
 
     late = tmp_path / "incidents.csv"
     data = DataSource(str(late))

@@ -3,7 +3,7 @@
 Every process (API, worker, CLI) calls :func:`load_settings` at start. A bad value raises
 :class:`SettingsError` naming the variable, so a misconfigured pod stops at once with a clear
 message instead of failing on the first job. The README's configuration table lists the same
-variables; ``tests/test_settings.py`` keeps the two in step.
+variables; ``tests/core/test_settings_jobs.py`` keeps the two in step.
 """
 
 from __future__ import annotations
