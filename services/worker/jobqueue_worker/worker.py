@@ -26,7 +26,7 @@ import redis
 from atx_analysis.registry import ParamError, Registry, UnknownOperation
 
 from jobqueue import keys
-from jobqueue.connections import jobs_redis, queue_redis
+from jobqueue.connections import is_transient, jobs_redis, queue_redis, write_refusal
 from jobqueue.delivery import Delivery, Finish, Record, Recorded, Retry, Start, StartAnswer, Started
 from jobqueue.fingerprint import request_fingerprint
 from jobqueue.jobs import Job, JobStatus
@@ -45,8 +45,6 @@ MAX_BATCH = 32
 IDLE_WAIT_SECONDS = 1.0      # BLMOVE timeout: how soon an idle worker notices SIGTERM
 SWEEP_INTERVAL_SECONDS = 60.0
 LOG_SUMMARY_SECONDS = 10.0
-REDIS_ERRORS = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError,
-                redis.exceptions.BusyLoadingError, redis.exceptions.ReadOnlyError)
 
 
 def new_worker_id() -> str:
@@ -107,22 +105,30 @@ class Worker:
         housekeeping.start()
         log.info("worker started", extra={"worker": self.id, "queue": self.delivery.queue_key})
         backoff = _Backoff()
+        holding = False   # after an error: ids may sit in our processing list that nobody runs
         while not self.stopping:
             try:
+                if holding:
+                    self._give_back_held()
+                    holding = False
                 batch = self._claim_batch(burst)
                 backoff.reset()
                 if batch is None:        # burst mode: nothing left anywhere
                     break
                 if batch:
                     self._process(batch)
-            except REDIS_ERRORS as exc:
+            except Exception as exc:
+                # Our heartbeat keeps the lease of what we hold, so nobody else would run it: give it
+                # all back (next turn) before claiming again, whatever went wrong.
+                holding = True
                 delay = backoff.next()
-                log.warning("redis unavailable; retrying", extra={"worker": self.id, "error": str(exc),
-                                                                  "retry_in": round(delay, 2)})
+                if is_transient(exc):
+                    log.warning("redis unavailable or refusing writes; retrying",
+                                extra={"worker": self.id, "error": str(exc), "retry_in": round(delay, 2),
+                                       "cause": write_refusal(exc) or "unreachable"})
+                else:             # a bug must not kill the loop
+                    log.exception("worker loop error", extra={"worker": self.id})
                 self._sleep(delay)
-            except Exception:   # a bug must not kill the loop; what we hold goes back via the lease
-                log.exception("worker loop error", extra={"worker": self.id})
-                self._sleep(backoff.next())
         self._stop_housekeeping.set()
         housekeeping.join(timeout=5)
         self._leave()
@@ -138,12 +144,17 @@ class Worker:
                 if n:
                     log.info("gave back claimed jobs", extra={"worker": self.id, "count": n})
                 return
-            except REDIS_ERRORS as exc:
-                if time.monotonic() > deadline:
+            except redis.exceptions.RedisError as exc:
+                if not is_transient(exc) or time.monotonic() > deadline:
                     log.warning("could not give back claimed jobs; the reaper will after the lease",
                                 extra={"worker": self.id, "error": str(exc)})
                     return
                 time.sleep(0.2)
+
+    def _give_back_held(self) -> None:
+        n = self.delivery.give_back_all(self.id)
+        if n:
+            log.warning("gave back the jobs it held after an error", extra={"worker": self.id, "count": n})
 
     def _sleep(self, seconds: float) -> None:
         end = time.monotonic() + seconds
@@ -178,7 +189,8 @@ class Worker:
         pending = deque(batch)
         current: Claimed | None = pending.popleft()
         first = self._prepare_start(current)
-        answer: StartAnswer | None = self._send(lambda: self.delivery.start(self.id, first), current.id)
+        # a start that fails is not retried here: the work loop gives the batch back
+        answer: StartAnswer | None = self.delivery.start(self.id, first)
         while current is not None and answer is not None:
             record = self._run(current, answer)
             nxt = pending.popleft() if pending and not self.stopping else None
@@ -200,7 +212,7 @@ class Worker:
         if record is not None:
             return self._send(lambda: self.delivery.record(self.id, record), item.id), None
         if start is not None:
-            return None, self._send(lambda: self.delivery.start(self.id, start), start.job.id)
+            return None, self.delivery.start(self.id, start)
         return None, None
 
     def _prepare_start(self, item: Claimed) -> Start:
@@ -374,16 +386,21 @@ class Worker:
 
     # --- Redis round trips that must not be lost ------------------------------------------
     def _send(self, call: Callable[[], T], job_id: str) -> T:
-        """Run ``call``; on a Redis outage keep retrying (the outcome is in memory) until the grace ends.
+        """Record an outcome (``call``); while Redis is away or refusing writes keep retrying (the
+        outcome is in memory) until the shutdown grace ends.
 
         Re-running after an ambiguous failure is safe: a finish that had already applied answers
-        "lost", which only means this process does not record the outcome twice.
+        "lost", which only means this process does not record the outcome twice. Out of memory
+        does not stop a record: its script frees first (HDEL/LREM), and Redis lets a script that
+        has written go on.
         """
         backoff = _Backoff()
         while True:
             try:
                 return call()
-            except REDIS_ERRORS as exc:
+            except redis.exceptions.RedisError as exc:
+                if not is_transient(exc):
+                    raise
                 if self.stopping and self._grace_deadline is not None and time.monotonic() > self._grace_deadline:
                     raise
                 delay = backoff.next()
@@ -396,7 +413,7 @@ class Worker:
         try:
             n = self.delivery.give_back(self.id, ids)
             log.info("gave back unstarted jobs", extra={"worker": self.id, "count": n})
-        except REDIS_ERRORS:
+        except redis.exceptions.RedisError:
             pass   # still in our processing list: _leave retries, else the reaper requeues them
 
     # --- housekeeping thread: heartbeat (lease), reaper, sweeper --------------------------
@@ -434,10 +451,11 @@ class Worker:
                         n = self.delivery.sweep(jobs_client, older_than=max(60.0, lease))
                         if n:
                             log.warning("requeued submitted jobs found in no list", extra={"count": n})
-            except REDIS_ERRORS as exc:
-                log.debug("housekeeping: redis unavailable", extra={"error": str(exc)})
-            except Exception:
-                log.exception("housekeeping failed")
+            except Exception as exc:
+                if is_transient(exc):
+                    log.debug("housekeeping: redis unavailable or refusing writes", extra={"error": str(exc)})
+                else:
+                    log.exception("housekeeping failed")
             self._stop_housekeeping.wait(beat_every)
 
 

@@ -170,10 +170,15 @@ class Delivery:
             return 0
         return int(self._run("give_back", worker, *job_ids))
 
+    def give_back_all(self, worker: str) -> int:
+        """Return every id the worker holds to the front of the queue, whatever state its document is
+        in (a started one is re-run). A worker does this when it cannot progress what it holds.
+        Works while Redis is out of memory: the script's first write (LREM) frees, so Redis lets it run."""
+        return self.give_back(worker, self.redis.lrange(keys.processing(worker), 0, -1))
+
     def leave(self, worker: str) -> int:
         """On exit: give back whatever is still held, and drop the heartbeat."""
-        held = self.redis.lrange(keys.processing(worker), 0, -1)
-        n = self.give_back(worker, held)
+        n = self.give_back_all(worker)
         pipe = self.redis.pipeline()
         pipe.zrem(keys.WORKERS_HEARTBEAT, worker)
         pipe.hdel(keys.WORKERS_BUSY, worker)
