@@ -18,7 +18,6 @@ import socket
 import threading
 import time
 import uuid
-from collections import deque
 from dataclasses import dataclass
 from typing import Any, Callable, TypeVar
 
@@ -41,6 +40,7 @@ T = TypeVar("T")
 
 BATCH_TARGET_SECONDS = 0.1   # a worker holds at most about this much work
 MAX_BATCH = 32
+FLUSH_SECONDS = 0.005        # a finished job waits at most this long to be recorded with others
 IDLE_WAIT_SECONDS = 1.0      # BLMOVE timeout: how soon an idle worker notices SIGTERM
 SWEEP_INTERVAL_SECONDS = 60.0
 LOG_SUMMARY_SECONDS = 10.0
@@ -81,6 +81,7 @@ class Worker:
         self._stop_housekeeping = threading.Event()
         self._grace_deadline: float | None = None
         self.counts: dict[str, int] = {}
+        self._prefetched: list[Claimed] = []
 
     # --- lifecycle ------------------------------------------------------------------------
     def request_stop(self, signum: int | None = None, frame: Any = None) -> None:
@@ -108,6 +109,7 @@ class Worker:
         while not self.stopping:
             try:
                 if holding:
+                    self._prefetched = []   # claimed before the error: given back with the rest
                     self._give_back_held()
                     holding = False
                 batch = self._claim_batch(burst)
@@ -167,6 +169,9 @@ class Worker:
         return max(1, min(MAX_BATCH, int(BATCH_TARGET_SECONDS / max(self.avg_job_seconds, 1e-6))))
 
     def _claim_batch(self, burst: bool) -> list[Claimed] | None:
+        if self._prefetched:   # claimed with the last batch's outcomes
+            batch, self._prefetched = self._prefetched, []
+            return batch
         n = self.batch_size()
         items = self.delivery.claim(self.id, n)
         if not items:
@@ -183,36 +188,53 @@ class Worker:
 
     # --- processing -----------------------------------------------------------------------
     def _process(self, batch: list[Claimed]) -> None:
-        """Run a claimed batch: start the first, then one round trip per job that records it and
-        starts the next. When stopping, unstarted ids go back to the front of the queue."""
-        pending = deque(batch)
-        current: Claimed | None = pending.popleft()
-        first = self._prepare_start(current)
+        """Run a claimed batch with two round trips whatever its size: one starts every job, one
+        records their outcomes and claims the next batch. Outcomes wait at most FLUSH_SECONDS to be
+        recorded together (a slow job is recorded at once: its batch is one job). When stopping,
+        started jobs not yet run go back to the front of the queue, their attempt not counted."""
+        starts = [self._prepare_start(item) for item in batch]
         # a start that fails is not retried here: the work loop gives the batch back
-        answer: StartAnswer | None = self.delivery.start(self.id, first)
-        while current is not None and answer is not None:
-            record = self._run(current, answer)
-            nxt = pending.popleft() if pending and not self.stopping else None
-            start = self._prepare_start(nxt) if nxt is not None else None
-            recorded, answer = self._record(current, record, start)
+        answers = self.delivery.start_many(self.id, starts)
+        waiting: list[tuple[Claimed, Record]] = []
+        oldest = 0.0
+        for index, (item, answer) in enumerate(zip(batch, answers)):
+            if self.stopping:
+                unrun = [c for c, a in zip(batch[index:], answers[index:])
+                         if a.state in (Started.OK, Started.CACHED) and not c.unreadable]
+                # each goes back to the front of the queue: reversed keeps their order
+                waiting += [(c, self._retry(c, "interrupted by worker shutdown", 0.0, count=False))
+                            for c in reversed(unrun)]
+                break
+            item.started = time.perf_counter()
+            if item.job is not None:
+                item.job.started_at = time.time()   # when it really began (the start said: the batch)
+            record = self._run(item, answer)
+            self._learn(time.perf_counter() - item.started)
             if record is not None:
-                self._after_final(current, recorded)
-            if current.started:
-                self._learn(time.perf_counter() - current.started)
-            current = nxt
-        if pending:
-            self._send_give_back([c.id for c in pending])
+                if not waiting:
+                    oldest = time.perf_counter()
+                waiting.append((item, record))
+            last = index == len(batch) - 1
+            if waiting and (last or time.perf_counter() - oldest >= FLUSH_SECONDS):
+                self._flush(waiting, claim_next=last)
+                waiting = []
+        if waiting:
+            self._flush(waiting, claim_next=False)
 
-    def _record(self, item: Claimed, record: Record | None,
-                start: Start | None) -> tuple[Recorded | None, StartAnswer | None]:
-        """Record ``item``'s outcome and start the next job, in one round trip when there are both."""
-        if record is not None and start is not None:
-            return self._send(lambda: self.delivery.record_and_start(self.id, record, start), item.id)
-        if record is not None:
-            return self._send(lambda: self.delivery.record(self.id, record), item.id), None
-        if start is not None:
-            return None, self.delivery.start(self.id, start)
-        return None, None
+    def _flush(self, waiting: list[tuple[Claimed, Record]], claim_next: bool) -> None:
+        """Record the waiting outcomes; with ``claim_next``, claim the next batch in the same call."""
+        records = [record for _, record in waiting]
+        claim = [self.batch_size() if claim_next and not self.stopping else 0]
+
+        def call() -> tuple[list[Recorded], list[tuple[str, str]]]:
+            n, claim[0] = claim[0], 0   # a retried call only records: never claim twice
+            return self.delivery.record_many(self.id, records, claim=n)
+
+        recorded, claimed = self._send(call, waiting[0][0].id)
+        for (item, _), outcome in zip(waiting, recorded):
+            self._after_final(item, outcome)
+        if claimed:
+            self._prefetched = [Claimed(i, d) for i, d in claimed]
 
     def _prepare_start(self, item: Claimed) -> Start:
         """The in-progress document for a claimed id (attempt counted), and its cache key."""
