@@ -190,15 +190,16 @@ class Worker:
     def _process(self, batch: list[Claimed]) -> None:
         """Run a claimed batch with two round trips whatever its size: one starts every job, one
         records their outcomes and claims the next batch. Outcomes wait at most FLUSH_SECONDS to be
-        recorded together (a slow job is recorded at once: its batch is one job). When stopping,
-        started jobs not yet run go back to the front of the queue, their attempt not counted."""
+        recorded together (a slow job is recorded at once: its batch is one job). When stopping, the
+        job in hand (the first) finishes; the others, started but not run, go back to the front of
+        the queue, their attempt not counted."""
         starts = [self._prepare_start(item) for item in batch]
         # a start that fails is not retried here: the work loop gives the batch back
         answers = self.delivery.start_many(self.id, starts)
         waiting: list[tuple[Claimed, Record]] = []
         oldest = 0.0
         for index, (item, answer) in enumerate(zip(batch, answers)):
-            if self.stopping:
+            if self.stopping and index > 0:   # the first is the job in hand: it still runs
                 unrun = [c for c, a in zip(batch[index:], answers[index:])
                          if a.state in (Started.OK, Started.CACHED) and not c.unreadable]
                 # each goes back to the front of the queue: reversed keeps their order

@@ -152,11 +152,13 @@ class Delivery:
         return Recorded(recorded), _start_answer(started)
 
     def start_many(self, worker: str, starts: list[Start]) -> list[StartAnswer]:
-        """Start a claimed batch in one script call: one answer per job, in order."""
+        """Start a claimed batch in one script call: one answer per job, in order. The jobs are
+        started last to first, so ``workers:busy`` names the first, the one the worker runs now."""
         if len(starts) == 1:
             return [self.start(worker, starts[0])]
-        raw = self._run("+".join(["start"] * len(starts)), *[a for s in starts for a in _start_args(worker, s)])
-        return [_start_answer(r) for r in raw]
+        backwards = starts[::-1]
+        raw = self._run("+".join(["start"] * len(starts)), *[a for s in backwards for a in _start_args(worker, s)])
+        return [_start_answer(r) for r in raw[::-1]]
 
     def record_many(self, worker: str, records: list[Record], claim: int = 0) -> tuple[list[Recorded],
                                                                                       list[tuple[str, str]]]:
