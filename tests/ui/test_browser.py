@@ -136,6 +136,30 @@ def test_counts_render_as_chart_and_table_with_json_on_demand(page, stack):
     assert page.problems == []
 
 
+def test_every_operation_can_be_submitted_watched_and_read_from_the_page(page, stack):
+    """The issue's bar: with nothing but the page, submit each operation (its example values typed
+    into the generated form), watch it finish, and read the result."""
+    expect = _expect()
+    operations = requests.get(f"{stack.url}/operations", timeout=10).json()["operations"]
+    for op in operations:
+        page.goto(f"{stack.url}/ui/submit?operation={op['name']}")
+        example = op["example"]["params"]
+        for p in op["params"]:
+            if p["name"] in example and p["type"] != "boolean":
+                page.fill(f"#p-{p['name']}", str(example[p["name"]]))
+        page.click("#submit-form button[type=submit]")
+        page.wait_for_url(re.compile(r"/ui/jobs/[0-9a-f-]{36}$"))
+        expect(page.locator("#j-status")).to_have_text("complete", timeout=FINAL_TIMEOUT)
+        if op["result"] == "image/png":
+            page.wait_for_function("document.getElementById('j-png') && document.getElementById('j-png').complete")
+            assert page.evaluate("document.getElementById('j-png').naturalWidth") > 300, op["name"]
+        else:
+            expect(page.locator("#j-result")).not_to_be_empty()
+            for key in op["result_keys"]:
+                expect(page.locator("#j-result")).to_contain_text(key)
+    assert page.problems == []
+
+
 def test_png_result_is_shown_inline_and_downloadable(page, stack):
     expect = _expect()
     page.goto(f"{stack.url}/ui/submit?operation=plot_top_locations")
