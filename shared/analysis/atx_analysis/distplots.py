@@ -5,7 +5,7 @@ small charts are drawn fresh each call (a few bars, well under the daily chart's
 from __future__ import annotations
 
 import textwrap
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 

@@ -11,7 +11,8 @@ from __future__ import annotations
 import datetime as dt
 import math
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping
+from typing import Any
+from collections.abc import Callable, Mapping
 
 _MISSING = object()
 MIN_YEAR, MAX_YEAR = 1700, 2199
@@ -262,7 +263,7 @@ class Registry:
     def __iter__(self):
         return iter(self._ops.values())
 
-    def merged(self, *extra: Operation) -> "Registry":
+    def merged(self, *extra: Operation) -> Registry:
         """A copy with more operations (the diagnostic ``sleep`` when enabled)."""
         out = Registry()
         for op in [*self._ops.values(), *extra]:
