@@ -55,6 +55,16 @@ def stack(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
+def idle_stack(tmp_path_factory):
+    """The API with no worker: jobs stay queued (a busy worker may already hold the next jobs, as it
+    claims in batches, so only an idle queue makes "cancel a queued job" deterministic)."""
+    _stack_or_skip()
+    with running_stack(tmp_path_factory.mktemp("ui-idle")) as s:
+        s.start_api(web_concurrency=1)
+        yield s
+
+
+@pytest.fixture(scope="module")
 def token_stack(tmp_path_factory):
     _stack_or_skip()
     with running_stack(tmp_path_factory.mktemp("ui-token"), API_TOKEN=TOKEN) as s:
@@ -70,7 +80,8 @@ def page(browser):
     pg.on("pageerror", lambda e: pg.problems.append(f"pageerror: {e}"))
     pg.on("console", lambda m: pg.problems.append(f"console {m.type}: {m.text}")
           if m.type == "error" and "Content Security Policy" in m.text else None)
-    pg.on("dialog", lambda d: (pg.problems.append(f"dialog: {d.message}"), d.dismiss()))
+    pg.dialog_guard = lambda d: (pg.problems.append(f"dialog: {d.message}"), d.dismiss())
+    pg.on("dialog", pg.dialog_guard)
     yield pg
     context.close()
 
@@ -224,15 +235,23 @@ def test_jobs_table_pages_by_cursor(page, stack):
     assert page.problems == []
 
 
-def test_cancel_a_queued_job(page, stack):
+def test_cancel_a_queued_job(page, idle_stack):
     expect = _expect()
-    _api_submit(stack.url, "sleep", {"seconds": 4})      # keeps the only worker busy
-    waiting = _api_submit(stack.url, "sleep", {"seconds": 0})
-    page.goto(f"{stack.url}/ui/jobs/{waiting}")
+    url = idle_stack.url
+    waiting = _api_submit(url, "sleep", {"seconds": 0})
+    page.goto(f"{url}/ui/")
+    expect(page.locator("#stalled")).to_be_visible(timeout=FINAL_TIMEOUT)  # waiting, no worker alive
+    page.goto(f"{url}/ui/jobs/{waiting}")
     expect(page.locator("#a-cancel")).to_be_visible(timeout=FINAL_TIMEOUT)
     page.click("#a-cancel")
     expect(page.locator("#j-status")).to_have_text("cancelled", timeout=FINAL_TIMEOUT)
-    assert requests.get(f"{stack.url}/jobs/{waiting}", timeout=10).json()["status"] == "cancelled"
+    assert requests.get(f"{url}/jobs/{waiting}", timeout=10).json()["status"] == "cancelled"
+    expect(page.locator("#a-delete")).to_be_visible()
+    page.remove_listener("dialog", page.dialog_guard)  # the page asks before deleting: say yes
+    page.once("dialog", lambda d: d.accept())
+    page.click("#a-delete")
+    page.wait_for_url(re.compile(r"/ui/jobs$"))
+    assert requests.get(f"{url}/jobs/{waiting}", timeout=10).status_code == 404
     assert page.problems == []
 
 

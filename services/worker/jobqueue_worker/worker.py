@@ -24,7 +24,6 @@ from typing import Any, Callable, TypeVar
 import redis
 from atx_analysis.registry import ParamError, Registry, UnknownOperation
 
-from jobqueue import keys
 from jobqueue.connections import is_transient, jobs_redis, queue_redis, write_refusal
 from jobqueue.delivery import Delivery, Finish, Record, Recorded, Retry, Start, StartAnswer, Started
 from jobqueue.fingerprint import request_fingerprint
@@ -58,7 +57,7 @@ class Claimed:
     id: str
     doc: str                       # JSON as claimed ('' when the document is gone)
     job: Job | None = None         # the in-progress job, from ``doc``
-    cache_key: str = ""
+    fingerprint: str = ""          # of the request, when its result may come from the cache
     started: float = 0.0           # perf_counter at start (batch sizing)
     unreadable: bool = False       # ``doc`` did not parse: record it failed, run nothing
     outcome: str = "?"             # complete | cached | failed | retried | interrupted
@@ -257,10 +256,10 @@ class Worker:
         job.worker = self.id
         item.job = job
         if self.settings.result_cache and not item.unreadable:
-            item.cache_key = self._cache_key(job)
-        return Start(job, item.cache_key)
+            item.fingerprint = self._fingerprint(job)
+        return Start(job, item.fingerprint)
 
-    def _cache_key(self, job: Job) -> str:
+    def _fingerprint(self, job: Job) -> str:
         """Only deterministic dataset operations are cached (never ``sleep``)."""
         try:
             op = self.catalogue.get(job.operation)
@@ -271,8 +270,7 @@ class Worker:
         except Exception:   # unknown op / bad params / no data: the run reports it
             return ""
         job.dataset = self.data.identity
-        fp = request_fingerprint(job.operation, params, job.dataset)
-        return keys.result_cache(fp) if fp else ""
+        return request_fingerprint(job.operation, params, job.dataset) or ""
 
     def _run(self, item: Claimed, answer: StartAnswer) -> Record | None:
         """Decide what to do with a started job, do it, and return how to record it (None: not ours)."""
@@ -345,7 +343,7 @@ class Worker:
         job.result = placed.inline
         job.result_type = placed.result_type
         item.outcome, item.elapsed = "complete", elapsed
-        return Finish(job, blob=placed.blob, cache_key=item.cache_key)
+        return Finish(job, blob=placed.blob, fingerprint=item.fingerprint)
 
     def _answer_from_cache(self, item: Claimed, source: Job) -> Finish:
         job = item.job
@@ -357,7 +355,7 @@ class Worker:
         job.cached_from = source.cached_from or source.id
         job.dataset = source.dataset
         item.outcome = "cached"
-        return Finish(job, copy_from=source.result_ref or "")
+        return Finish(job, shares=source.result_ref or "", fingerprint=item.fingerprint)
 
     def _fail(self, item: Claimed, message: str, elapsed: float | None = None,
               exc_info: BaseException | bool = False) -> Finish:
