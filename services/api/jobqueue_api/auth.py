@@ -46,9 +46,9 @@ def csrf_token(token: str) -> str:
     return hmac.new(token.encode(), b"atx-jobqueue ui csrf", hashlib.sha256).hexdigest()
 
 
-def check_csrf(token: str) -> None:
+def check_csrf(token: str | None) -> None:
     sent = request.headers.get(CSRF_HEADER, "")
-    if not hmac.compare_digest(sent.encode(), csrf_token(token).encode()):
+    if token is None or not hmac.compare_digest(sent.encode(), csrf_token(token).encode()):
         raise ApiError(403, "csrf_failed", f"a change made with the page's cookie needs the page's {CSRF_HEADER} header")
 
 
