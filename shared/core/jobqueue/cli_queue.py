@@ -12,7 +12,8 @@ import itertools
 import json
 import sys
 import time
-from typing import Any, Iterable, Sequence
+from collections.abc import Iterable, Sequence
+from typing import Any
 
 from .client import FINAL, Client
 
