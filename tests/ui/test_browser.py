@@ -55,6 +55,16 @@ def stack(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
+def idle_stack(tmp_path_factory):
+    """The API with no worker: jobs stay queued (a busy worker may already hold the next jobs, as it
+    claims in batches, so only an idle queue makes "cancel a queued job" deterministic)."""
+    _stack_or_skip()
+    with running_stack(tmp_path_factory.mktemp("ui-idle")) as s:
+        s.start_api(web_concurrency=1)
+        yield s
+
+
+@pytest.fixture(scope="module")
 def token_stack(tmp_path_factory):
     _stack_or_skip()
     with running_stack(tmp_path_factory.mktemp("ui-token"), API_TOKEN=TOKEN) as s:
@@ -70,7 +80,8 @@ def page(browser):
     pg.on("pageerror", lambda e: pg.problems.append(f"pageerror: {e}"))
     pg.on("console", lambda m: pg.problems.append(f"console {m.type}: {m.text}")
           if m.type == "error" and "Content Security Policy" in m.text else None)
-    pg.on("dialog", lambda d: (pg.problems.append(f"dialog: {d.message}"), d.dismiss()))
+    pg.dialog_guard = lambda d: (pg.problems.append(f"dialog: {d.message}"), d.dismiss())
+    pg.on("dialog", pg.dialog_guard)
     yield pg
     context.close()
 
@@ -86,6 +97,7 @@ def _api_submit(url, operation, params=None, token=None):
 def _expect():
     from playwright.sync_api import expect
 
+    expect.set_options(timeout=15_000)  # a shared, loaded 2-core machine: 5 s is too tight
     return expect
 
 
@@ -122,6 +134,30 @@ def test_counts_render_as_chart_and_table_with_json_on_demand(page, stack):
     doc = json.loads(page.locator("#j-json").text_content())
     assert len(doc["top_locations"]) == 7
     screenshot(page, "ui-job-counts")
+    assert page.problems == []
+
+
+def test_every_operation_can_be_submitted_watched_and_read_from_the_page(page, stack):
+    """The issue's bar: with nothing but the page, submit each operation (its example values typed
+    into the generated form), watch it finish, and read the result."""
+    expect = _expect()
+    operations = requests.get(f"{stack.url}/operations", timeout=10).json()["operations"]
+    for op in operations:
+        page.goto(f"{stack.url}/ui/submit?operation={op['name']}")
+        example = op["example"]["params"]
+        for p in op["params"]:
+            if p["name"] in example and p["type"] != "boolean":
+                page.fill(f"#p-{p['name']}", str(example[p["name"]]))
+        page.click("#submit-form button[type=submit]")
+        page.wait_for_url(re.compile(r"/ui/jobs/[0-9a-f-]{36}$"))
+        expect(page.locator("#j-status")).to_have_text("complete", timeout=FINAL_TIMEOUT)
+        if op["result"] == "image/png":
+            page.wait_for_function("document.getElementById('j-png') && document.getElementById('j-png').complete")
+            assert page.evaluate("document.getElementById('j-png').naturalWidth") > 300, op["name"]
+        else:
+            expect(page.locator("#j-result")).not_to_be_empty()
+            for key in op["result_keys"]:
+                expect(page.locator("#j-result")).to_contain_text(key)
     assert page.problems == []
 
 
@@ -183,6 +219,8 @@ def test_xss_payload_in_a_parameter_stays_inert(page, stack):
 
 def test_overview_and_jobs_table_update_live(page, stack):
     expect = _expect()
+    done = _api_submit(stack.url, "incidents_by_weekday")
+    assert requests.get(f"{stack.url}/jobs/{done}?wait=30", timeout=40).json()["status"] == "complete"
     page.goto(f"{stack.url}/ui/")
     expect(page.locator("#st-alive")).to_have_text("1", timeout=FINAL_TIMEOUT)
     expect(page.locator("#stalled")).to_be_hidden()
@@ -224,15 +262,23 @@ def test_jobs_table_pages_by_cursor(page, stack):
     assert page.problems == []
 
 
-def test_cancel_a_queued_job(page, stack):
+def test_cancel_a_queued_job(page, idle_stack):
     expect = _expect()
-    _api_submit(stack.url, "sleep", {"seconds": 4})      # keeps the only worker busy
-    waiting = _api_submit(stack.url, "sleep", {"seconds": 0})
-    page.goto(f"{stack.url}/ui/jobs/{waiting}")
+    url = idle_stack.url
+    waiting = _api_submit(url, "sleep", {"seconds": 0})
+    page.goto(f"{url}/ui/")
+    expect(page.locator("#stalled")).to_be_visible(timeout=FINAL_TIMEOUT)  # waiting, no worker alive
+    page.goto(f"{url}/ui/jobs/{waiting}")
     expect(page.locator("#a-cancel")).to_be_visible(timeout=FINAL_TIMEOUT)
     page.click("#a-cancel")
     expect(page.locator("#j-status")).to_have_text("cancelled", timeout=FINAL_TIMEOUT)
-    assert requests.get(f"{stack.url}/jobs/{waiting}", timeout=10).json()["status"] == "cancelled"
+    assert requests.get(f"{url}/jobs/{waiting}", timeout=10).json()["status"] == "cancelled"
+    expect(page.locator("#a-delete")).to_be_visible()
+    page.remove_listener("dialog", page.dialog_guard)  # the page asks before deleting: say yes
+    page.once("dialog", lambda d: d.accept())
+    page.click("#a-delete")
+    page.wait_for_url(re.compile(r"/ui/jobs$"))
+    assert requests.get(f"{url}/jobs/{waiting}", timeout=10).status_code == 404
     assert page.problems == []
 
 

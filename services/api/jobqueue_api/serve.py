@@ -78,11 +78,7 @@ def gunicorn_options(settings) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from .green import patch
-
-    patch()  # first: everything imported from here on gets gevent's sockets and locks
-
-    from jobqueue.settings import SettingsError, load_settings
+    from jobqueue.settings import SettingsError, load_settings  # plain parsing: no sockets, no locks
 
     try:
         settings = load_settings()
@@ -90,6 +86,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"jobqueue-api: configuration error: {exc}", file=sys.stderr)
         return 2
     prepare_multiprocess_dir()
+
+    from .green import patch
+
+    patch()  # before redis, flask, prometheus_client: they all get gevent's sockets and locks
 
     from gunicorn.app.base import BaseApplication
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Callable, Mapping
+from typing import Any, Callable, Mapping
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
 DEFAULT_DATA_PATH = "data/traffic_incidents_sample.csv"
@@ -102,6 +102,7 @@ SPEC: dict[str, tuple[str, Callable[[str, str], object], str]] = {
     "MAX_BODY_BYTES": ("65536", _int(256, 16 * 1024 * 1024), "largest request body the API accepts"),
     "MAX_WAIT_SECONDS": ("60", _float(0, 600), "cap on ?wait= long polls"),
     "MAX_WAITERS": ("1000", _int(0, 100000), "long polls one API process holds at once; beyond, ?wait= answers at once"),
+    "SYNC_PLOTS_PER_PROCESS": ("2", _int(0, 64), "synchronous GET /analysis/plot_* renders one API process runs at once; beyond, 503 with Retry-After (0: none)"),
     "CLIENT_TIMEOUT_SECONDS": ("5", _int(1, 300), "API: a client must send its request headers, and its body, within this; idle keep-alive connections close after it"),
     "API_TOKEN": ("", _str, "if set, job routes require Authorization: Bearer <token>"),
     "LOG_LEVEL": ("INFO", _choice("DEBUG", "INFO", "WARNING", "ERROR"), "log level; logs are JSON lines on stdout"),
@@ -134,6 +135,7 @@ class Settings:
     max_body_bytes: int
     max_wait_seconds: float
     max_waiters: int
+    sync_plots_per_process: int
     client_timeout_seconds: int
     api_token: str
     log_level: str
@@ -147,7 +149,7 @@ class Settings:
 def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     """Parse and validate every variable in :data:`SPEC`; raise SettingsError on the first bad one."""
     env = os.environ if environ is None else environ
-    values = {}
+    values: dict[str, Any] = {}
     for name, (default, parse, _doc) in SPEC.items():
         raw = env.get(name, default)
         values[name.lower()] = parse(name, raw)

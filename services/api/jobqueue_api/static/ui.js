@@ -183,7 +183,7 @@
     var btn = byId("logout");
     if (!btn) return;
     btn.addEventListener("click", function () {
-      api("POST", "ui/logout?path=" + encodeURIComponent(apiRootPath())).then(function () { location.reload(); });
+      api("POST", "ui/logout?path=" + encodeURIComponent(apiRootPath()), {}).then(function () { location.reload(); });
     });
   }
 
