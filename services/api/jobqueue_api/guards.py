@@ -20,6 +20,8 @@ HOST_EXEMPT = frozenset({"/healthz", "/readyz", "/metrics"})
 WRITE_METHODS = frozenset({"POST", "PUT", "PATCH"})
 NO_STORE_PREFIXES = ("/status/", "/jobs", "/download/", "/results/", "/analysis/", "/incident_count_by_date",
                      "/data", "/submit", "/queue", "/ui/")
+# the page's own script, styles and vendored Swagger UI hold no job data: cached, revalidated by ETag
+CACHEABLE_PREFIX = "/ui/static/"
 
 
 def parse_allowed_hosts(raw: str) -> tuple[str, ...]:
@@ -74,6 +76,6 @@ def install(app: Flask, allowed_hosts: tuple[str, ...]) -> None:
     @app.after_request
     def _headers(response):
         response.headers.setdefault("X-Content-Type-Options", "nosniff")
-        if request.path.startswith(NO_STORE_PREFIXES):
+        if request.path.startswith(NO_STORE_PREFIXES) and not request.path.startswith(CACHEABLE_PREFIX):
             response.headers["Cache-Control"] = "no-store"
         return response
