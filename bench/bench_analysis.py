@@ -61,6 +61,7 @@ def naive_load(path: Path):
 
 def naive_ops(df):
     import numpy as np
+    import pandas as pd
 
     from atx_analysis.roads import road_of
 
@@ -232,9 +233,8 @@ def machine() -> dict:
     import pandas
     import pyarrow
 
-    with open("/proc/cpuinfo") as fh:
-        cpu = next((line.split(":", 1)[1].strip() for line in fh if line.startswith("model name")), "?")
-    return {"date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"), "cpu": cpu,
+    cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
+    return {"date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), "cpu": cpu,
             "cores": os.cpu_count(), "memory_gib": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30),
             "os": platform.platform(), "python": platform.python_version(), "numpy": numpy.__version__,
             "pandas": pandas.__version__, "pyarrow": pyarrow.__version__,
@@ -257,8 +257,10 @@ def run_size(rows: int, budget: float, cold_runs: int) -> dict:
     df = naive_load(path)
     naive = naive_ops(df)
     for op in REGISTRY:
-        params = OUR_PARAMS.get(op.name, {})
-        ours = per_call(lambda op=op, params=params: op.run(ds, params), budget)  # noqa: F821 - ds is deleted below, after the loop
+        if op.name not in naive:
+            continue   # an operation the tutorial has no counterpart written for here
+        params = OUR_PARAMS.get(op.name) or op.example_submission()["params"]
+        ours = per_call(lambda: op.run(ds, params), budget)
         theirs = per_call(naive[op.name], budget * 2, min_samples=3, max_samples=9)
         result["ops"][op.name] = {"ours_ms": ours * 1e3, "naive_ms": theirs * 1e3, "ratio": theirs / ours}
         print(f"{op.name:26s} ours {ours * 1e3:10.4f} ms   naive {theirs * 1e3:10.2f} ms   {theirs / ours:10.0f}x",
@@ -291,6 +293,11 @@ def targets(results: list[dict]) -> list[tuple[str, str, str]]:
     c = cold["ours, cached"]
     rows.append(("worker cold start at 432k rows at most 1 s", f"{c['seconds']:.2f} s", report.verdict(c["seconds"] <= 1)))
     rows.append(("worker RSS at most 300 MB", f"{c['rss_mb']:.0f} MB", report.verdict(c["rss_mb"] <= 300)))
+    big = next((x for x in results if x["rows"] >= 4_000_000), None)
+    if big is not None:  # issue 13: ten times the data
+        c = big["cold"]["ours, cached"]
+        rows.append((f"worker cold start at {big['rows']:,} rows from the columnar cache at most 5 s",
+                     f"{c['seconds']:.2f} s (RSS {c['rss_mb']:.0f} MB)", report.verdict(c["seconds"] <= 5)))
     return rows
 
 

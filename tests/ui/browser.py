@@ -85,7 +85,7 @@ class PrefixProxy:
                 self.wfile.write(data)
                 conn.close()
 
-            do_GET = do_POST = do_DELETE = _forward  # noqa: N815 - http.server's method names
+            do_GET = do_POST = do_DELETE = _forward  # noqa: N815 (http.server's method names)
 
         self.prefix = prefix
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)

@@ -58,7 +58,7 @@ def protect(blueprint: Blueprint) -> None:
         if not current().settings.api_token:
             return
         given, via_cookie = given_token()
-        if not token_matches(given):
+        if given is None or not token_matches(given):
             err = ApiError(401, "unauthorized", "this route needs 'Authorization: Bearer <API_TOKEN>'")
             err.headers["WWW-Authenticate"] = 'Bearer realm="atx-jobqueue"'
             raise err
