@@ -62,6 +62,7 @@ class Job:
     result_type: str = "application/json"
     dataset: str | None = None             # identity (content hash) of the data it ran on
     cached_from: str | None = None         # id of the job whose result answered this one
+    lane: str = "default"                  # which queue it waits in (jobqueue.lanes)
     owner: str | None = None               # name of the API_TOKENS token that submitted it
 
     def to_json(self) -> str:
