@@ -21,7 +21,8 @@ import time
 from dataclasses import dataclass
 from enum import Enum
 from importlib import resources
-from typing import Any, Iterable
+from typing import Any
+from collections.abc import Iterable
 
 import redis
 

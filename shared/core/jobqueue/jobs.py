@@ -12,7 +12,8 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Any, Iterable
+from typing import Any
+from collections.abc import Iterable
 
 import redis
 
@@ -72,7 +73,7 @@ class Job:
         return json.dumps(doc, separators=(",", ":"), allow_nan=False)
 
     @classmethod
-    def from_json(cls, text: str | bytes) -> "Job":
+    def from_json(cls, text: str | bytes) -> Job:
         doc = json.loads(text)
         doc["status"] = JobStatus(doc["status"])
         known = cls.__dataclass_fields__

@@ -10,10 +10,8 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, fields
-from pathlib import Path
 from typing import Any, Callable, Mapping
 
-REPO_ROOT = Path(__file__).resolve().parents[3]
 DEFAULT_DATA_PATH = "data/traffic_incidents_sample.csv"
 
 
