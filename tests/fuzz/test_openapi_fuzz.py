@@ -44,6 +44,13 @@ max-examples = {examples}
 include-path-regex = "^/analysis/"
 checks.positive_data_acceptance.expected-statuses = ["2xx", 400, 404]
 
+# POST /submit and /jobs check the same cross-parameter rules at submit (a 400 naming the
+# parameter, before anything is queued).
+[[operations]]
+include-path-regex = "^/(submit|jobs)$"
+include-method = "POST"
+checks.positive_data_acceptance.expected-statuses = ["2xx", 400, 404]
+
 # The diagnostic sleep holds a request for up to 60 s by design (tests only, DIAGNOSTIC_OPERATIONS=1).
 [[operations]]
 include-path = "/analysis/sleep"
