@@ -3,7 +3,7 @@
 Every process (API, worker, CLI) calls :func:`load_settings` at start. A bad value raises
 :class:`SettingsError` naming the variable, so a misconfigured pod stops at once with a clear
 message instead of failing on the first job. The README's configuration table lists the same
-variables; ``tests/test_settings.py`` keeps the two in step.
+variables; a settings test keeps the two in step.
 """
 
 from __future__ import annotations
@@ -71,14 +71,51 @@ def _choice(*allowed: str) -> Callable[[str, str], str]:
 
 
 def _redis_url(name: str, raw: str) -> str:
+    redis_url_options(name, raw)
+    return raw
+
+
+def redis_url_options(name: str, raw: str) -> dict[str, object]:
+    """What a Redis URL says (host, port, user, password, TLS options, db), as redis-py reads it,
+    or SettingsError naming ``name``. The caller decides the db; see :func:`_check_redis_db`."""
+    import redis.connection
+
     if not raw.startswith(("redis://", "rediss://", "unix://")):
         raise SettingsError(f"{name} must start with redis://, rediss:// or unix://, got {raw!r}")
-    return raw
+    try:
+        options = redis.connection.parse_url(raw)
+    except ValueError as exc:
+        raise SettingsError(f"{name} is not a valid Redis URL: {exc}") from None
+    path = raw.split("?", 1)[0].split("://", 1)[1].partition("/")[2]
+    if "db" not in options and path and not raw.startswith("unix://"):
+        raise SettingsError(f"{name} names db {path!r}, which is not a number: write redis://host:port/0 "
+                            "or leave the db out (REDIS_JOBS_DB and REDIS_QUEUE_DB choose them)")
+    probe = {k: v for k, v in options.items() if k not in ("connection_class", "db")}
+    try:  # an unknown ?option= is a TypeError only when the first connection is made: check it now
+        options.get("connection_class", redis.connection.Connection)(**probe)
+    except TypeError as exc:
+        unknown = str(exc).rsplit(" ", 1)[-1].strip("'")
+        raise SettingsError(f"{name} has an option redis-py does not know: {unknown!r}") from None
+    return options
+
+
+def _check_redis_db(values: dict[str, object]) -> None:
+    """A db in REDIS_URL (``/5`` or ``?db=5``) must be the jobs db: the service uses two dbs, and a
+    URL that silently moved one of them is how jobs came to sit in a queue no worker reads."""
+    url_db = redis_url_options("REDIS_URL", str(values["redis_url"])).get("db")
+    jobs_db, queue_db = values["redis_jobs_db"], values["redis_queue_db"]
+    if url_db is None or url_db == jobs_db:
+        return
+    spare = int(url_db) + 1 if int(url_db) < 15 else 14
+    raise SettingsError(
+        f"REDIS_URL selects db {url_db}, but this service keeps jobs in REDIS_JOBS_DB ({jobs_db}) and the "
+        f"queue in REDIS_QUEUE_DB ({queue_db}): leave the db out of REDIS_URL, or set "
+        f"REDIS_JOBS_DB={url_db} and REDIS_QUEUE_DB={spare}")
 
 
 # name -> (default as the environment would spell it, parser, one-line description)
 SPEC: dict[str, tuple[str, Callable[[str, str], object], str]] = {
-    "REDIS_URL": ("redis://127.0.0.1:6379", _redis_url, "Redis server; a db number in the URL is ignored (see REDIS_JOBS_DB / REDIS_QUEUE_DB)"),
+    "REDIS_URL": ("redis://127.0.0.1:6379", _redis_url, "Redis server (redis://, rediss://, unix://); a db in it must equal REDIS_JOBS_DB"),
     "REDIS_PASSWORD": ("", _str, "Redis password (overrides one in REDIS_URL); set from a Secret in deployments"),
     "REDIS_JOBS_DB": ("0", _int(0, 15), "Redis db holding job documents and results"),
     "REDIS_QUEUE_DB": ("1", _int(0, 15), "Redis db holding the queue, processing lists and worker heartbeats"),
@@ -147,4 +184,5 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     for name, (default, parse, _doc) in SPEC.items():
         raw = env.get(name, default)
         values[name.lower()] = parse(name, raw)
+    _check_redis_db(values)
     return Settings(**values)
