@@ -14,7 +14,9 @@ from typing import Any
 from flask import Flask
 
 from atx_analysis.registry import Registry
+from jobqueue import keys
 from jobqueue.catalogue import SLEEP, catalogue as build_catalogue
+from jobqueue.connections import describe
 from jobqueue.metrics_collector import QueueCollector
 from jobqueue.settings import Settings, load_settings
 
@@ -75,4 +77,6 @@ def create_app(settings: Settings | None = None, *, dataset: Any = None, load_da
     metrics.instrument(app)
     for bp in (jobs.bp, analysis.bp, meta.bp, health.bp, metrics_routes.bp):
         app.register_blueprint(bp)
+    log.info("api configured", extra={"queue": keys.queue(settings.queue_name), "queue_db": settings.redis_queue_db,
+                                      "jobs_db": settings.redis_jobs_db, "redis": describe(settings)})
     return app

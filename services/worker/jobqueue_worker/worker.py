@@ -24,11 +24,12 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 import redis
-from atx_analysis.registry import ParamError, Registry, UnknownOperation
+from atx_analysis.registry import Registry
 
 from jobqueue import keys
-from jobqueue.connections import jobs_redis, queue_redis
+from jobqueue.connections import describe, jobs_redis, queue_redis
 from jobqueue.delivery import Delivery
+from jobqueue.errors import PermanentError, failure_message
 from jobqueue.fingerprint import request_fingerprint
 from jobqueue.jobs import Job, JobStatus
 from jobqueue.results import place
@@ -100,7 +101,9 @@ class Worker:
                 signal.signal(signal.SIGINT, self.request_stop)
         housekeeping = threading.Thread(target=self._housekeeping, name="housekeeping", daemon=True)
         housekeeping.start()
-        log.info("worker started", extra={"worker": self.id, "queue": self.delivery.queue_key})
+        log.info("worker started", extra={"worker": self.id, "queue": self.delivery.queue_key,  # a stall's first clue
+                                          "queue_db": self.settings.redis_queue_db,
+                                          "jobs_db": self.settings.redis_jobs_db, "redis": describe(self.settings)})
         backoff = _Backoff()
         while not self.stopping:
             try:
@@ -252,10 +255,8 @@ class Worker:
             else:
                 result = op.run(dataset, job.params)
             placed = place(result, op.produces_png)
-        except UnknownOperation as exc:
-            return self._fail(item, str(exc), time.perf_counter() - t0)
-        except ParamError as exc:
-            return self._fail(item, f"bad parameter: {exc.message}", time.perf_counter() - t0)
+        except PermanentError as exc:  # jobqueue.errors: the next attempt would fail the same way
+            return self._fail(item, failure_message(exc), time.perf_counter() - t0)
         except JobTimeout:
             return self._fail(item, f"time limit of {self.settings.job_timeout_seconds:g} s exceeded",
                               time.perf_counter() - t0)
@@ -263,7 +264,7 @@ class Worker:
             log.warning("shutdown grace over; giving the job back", extra={"job_id": job.id})
             return self._retry(item, "interrupted by worker shutdown", delay=0.0, count=False)
         except Exception as exc:  # transient or unexpected: retry with backoff while attempts remain
-            message = f"{type(exc).__name__}: {exc}"
+            message = failure_message(exc)
             if job.attempts < self.settings.job_max_attempts:
                 delay = self.settings.job_retry_backoff_seconds * 2 ** (job.attempts - 1)
                 delay = min(delay, 300.0) * random.uniform(0.8, 1.2)

@@ -20,9 +20,9 @@ EXPORT_PATH = "/api/views/dx9v-zd7x/rows.csv?accessType=DOWNLOAD"
 SODA_PATH = "/resource/dx9v-zd7x.json"
 SOURCES = ("export", "soda")
 
+from .errors import FetchError
 
-class FetchError(RuntimeError):
-    pass
+__all__ = ["FetchError", "fetch", "SOURCES"]
 
 
 def _replace_atomically(target: Path, write: Callable[[object], int]) -> int:

@@ -1,9 +1,15 @@
-"""Probes: ``/healthz`` (the process answers) and ``/readyz`` (Redis reachable, data loaded)."""
+"""Probes: ``/healthz`` (the process answers) and ``/readyz`` (Redis reachable, data loaded).
+
+``/healthz?detail=1`` adds the queue (waiting jobs, the oldest one's age, live workers, and whether
+it is stalled) and stays 200: a stalled queue is not a reason to restart the API.
+"""
 
 from __future__ import annotations
 
 import redis
-from flask import Blueprint, jsonify
+from flask import Blueprint, jsonify, request
+
+from jobqueue.backlog import read_backlog
 
 from ..state import current
 
@@ -12,7 +18,14 @@ bp = Blueprint("health", __name__)
 
 @bp.get("/healthz")
 def healthz():
-    return jsonify({"status": "ok"})
+    if request.args.get("detail") not in ("1", "true", "yes"):
+        return jsonify({"status": "ok"})
+    state = current()
+    try:
+        queue = read_backlog(state.settings, state.queue, state.jobs).to_dict()
+    except redis.exceptions.RedisError:
+        return jsonify({"status": "ok", "redis": False, "queue": None})
+    return jsonify({"status": "ok", "redis": True, "queue": queue})
 
 
 @bp.get("/readyz")
