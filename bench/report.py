@@ -26,7 +26,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 DOC = Path(os.environ.get("BENCH_DOC", REPO_ROOT / "docs" / "benchmarks.md"))
 
 # canonical order of sections in the document; unknown names go at the end
-ORDER = ["intro", "machine", "targets", "notes", "peers", "round-trip", "worker-drain", "api", "analysis"]
+ORDER = ["intro", "machine", "targets", "notes", "deployed", "peers", "round-trip", "worker-drain", "api", "analysis"]
 PACKAGES = ["pandas", "numpy", "pyarrow", "redis", "hotqueue", "flask", "gunicorn", "rq", "celery", "kombu",
             "dramatiq", "atx-jobqueue-core", "atx-jobqueue-worker", "atx-jobqueue-api", "atx-analysis"]
 
@@ -39,11 +39,12 @@ under what machine load it was measured.
 
 The machines are noisy 2-core VMs (other work may share them: see the load average in each stamp).
 Every figure is the **median of repeated runs**, shown with its **ratio to a baseline measured in the
-same run**; compare ratios, not absolute times. Targets are those of issue 6; "Targets" gathers the
-PASS/MISS lines of every section.
+same run**; compare ratios, not absolute times. Targets are those of issue 6 and, in "As deployed",
+issue 13; "Targets" gathers the PASS/MISS lines of every section.
 
 | script | section | measures |
 |---|---|---|
+| `bench/bench_deployed.py` | As deployed | drain through the running API vs the minimal raw loop and Dramatiq; Redis CPU per job; round trip vs Celery |
 | `bench/bench_peers.py` | Peers, Round trip, Targets | drain / steady / round trip of ours vs RQ, Celery, Dramatiq and the raw HotQueue loop, on one Redis |
 | `bench/bench_drain.py` | Worker drain | our worker vs the raw HotQueue loop, no-op drain, many repeats |
 | `bench/bench_api.py` | API | submit throughput and latency at 32 clients vs a bare Flask app |
@@ -51,7 +52,7 @@ PASS/MISS lines of every section.
 """
 
 
-HEADINGS = {"intro": "# Benchmarks", "machine": "## Machine and versions", "targets": "## Targets", "notes": "## Why targets are missed",
+HEADINGS = {"intro": "# Benchmarks", "machine": "## Machine and versions", "targets": "## Targets", "notes": "## Why targets are missed", "deployed": "## As deployed",
             "peers": "## Peers", "round-trip": "## Round trip", "worker-drain": "## Worker drain",
             "api": "## API", "analysis": "## Analysis operations"}
 

@@ -20,6 +20,7 @@ from bench import report
 # (section, script, arguments of a full run, arguments of a quick run), in run order; each script
 # writes its own section of docs/benchmarks.md when given these arguments
 SCRIPTS = [
+    ("deployed", "bench_deployed", ["--write"], ["--write"]),
     ("peers", "bench_peers", [], []),
     ("worker-drain", "bench_drain", ["--write-docs"], ["--jobs", "1000", "--repeats", "1", "--write-docs"]),
     ("api", "bench_api", ["--write"], ["--seconds", "2", "--repeats", "1", "--jobs", "100", "--write"]),

@@ -15,6 +15,9 @@ command -v prometheus-redis-exporter >/dev/null || need_apt+=(prometheus-redis-e
 command -v buildah >/dev/null || need_apt+=(buildah)
 command -v debootstrap >/dev/null || need_apt+=(debootstrap)
 command -v curl >/dev/null || need_apt+=(curl)
+# the browser tests of the web page (tests/ui): Debian's Chromium, driven by Playwright; npm for axe-core
+command -v chromium >/dev/null || need_apt+=(chromium fonts-dejavu-core)
+command -v npm >/dev/null || need_apt+=(npm)
 if [ ${#need_apt[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
     echo "bootstrap: apt-get install ${need_apt[*]}"
@@ -24,6 +27,15 @@ if [ ${#need_apt[@]} -gt 0 ]; then
   else
     echo "bootstrap: not root or no apt-get; missing: ${need_apt[*]} (tests needing them skip)" >&2
   fi
+fi
+
+# axe-core (accessibility checks in the browser tests), pinned, into .tools/node_modules.
+AXE_CORE_VERSION=4.14.1
+if command -v npm >/dev/null \
+   && ! grep -qs "\"version\": \"$AXE_CORE_VERSION\"" .tools/node_modules/axe-core/package.json; then
+  echo "bootstrap: npm install axe-core@$AXE_CORE_VERSION into .tools/"
+  mkdir -p .tools
+  npm install --prefix .tools --no-save --no-audit --no-fund --silent "axe-core@$AXE_CORE_VERSION"
 fi
 
 # uv: use the one on PATH, else a private copy in .tools/ (pip into a venv works on any Python

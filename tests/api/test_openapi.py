@@ -8,8 +8,14 @@ from openapi_spec_validator import validate
 
 
 def _flask_routes(app) -> set[tuple[str, str]]:
+    """Every API rule; the browser pages (/docs, /ui/...) are HTML for people and, like FastAPI's
+    /docs, not part of the document."""
+    from jobqueue_api.routes.docs import BROWSER_PATHS
+
     routes = set()
     for rule in app.url_map.iter_rules():
+        if rule.rule in BROWSER_PATHS or rule.rule.startswith(tuple(f"{p}/" for p in BROWSER_PATHS)):
+            continue
         path = re.sub(r"<(?:[^:<>]+:)?([^<>]+)>", r"{\1}", rule.rule)
         for method in rule.methods - {"HEAD", "OPTIONS"}:
             routes.add((path, method.lower()))

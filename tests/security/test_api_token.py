@@ -25,13 +25,16 @@ PROTECTED = [
     ("GET", f"/jobs/{SOME_ID}", None),
     ("GET", f"/jobs/{SOME_ID}/result", None),
     ("GET", f"/download/{SOME_ID}", None),
+    ("GET", f"/jobs/{SOME_ID}/results", None),
+    ("GET", f"/results/{SOME_ID}", None),
     ("DELETE", f"/jobs/{SOME_ID}", None),
     ("GET", "/analysis/sleep?seconds=0", None),
     ("GET", "/incident_count_by_date?date=2024-03-06", None),
     ("GET", "/data", None),
+    ("GET", "/queue", None),
 ]
 # what probes, Prometheus and a first-time curl user need without a secret (docs/security.md)
-OPEN = ["/healthz", "/readyz", "/metrics", "/openapi.json", "/help", "/", "/operations"]
+OPEN = ["/healthz", "/readyz", "/metrics", "/openapi.json", "/help", "/", "/operations", "/docs"]
 
 
 def _call(api, method, path, body, headers=None):

@@ -12,6 +12,7 @@ from atx_analysis.registry import Operation, Param, Registry
 
 from jobqueue.catalogue import SLEEP
 from jobqueue.connections import jobs_redis, queue_redis
+from jobqueue.delivery import Delivery
 from jobqueue.jobs import JobStore
 from jobqueue.queue import JobQueue
 from jobqueue.settings import load_settings
@@ -40,11 +41,13 @@ class Harness:
         self.store = JobStore(self.jobs, self.settings.job_ttl_seconds)
         self.queue = JobQueue(self.queue_client, self.settings.queue_name)
 
+    @property
+    def delivery(self) -> Delivery:
+        return Delivery(self.jobs, self.settings)
+
     def submit(self, operation: str, params: dict | None = None) -> str:
-        """What the API does: write the document, then put the id on the HotQueue."""
-        job = self.store.create(operation, params or {})
-        self.queue.put(job.id)
-        return job.id
+        """What the API does: store the document and queue its id in one script."""
+        return self.delivery.submit(operation, params or {}).id
 
     def with_settings(self, **changes) -> "Harness":
         self.settings = self.settings.replace(**changes)

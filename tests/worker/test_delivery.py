@@ -6,8 +6,8 @@ import json
 import time
 
 from jobqueue import keys
-from jobqueue.delivery import Delivery
-from jobqueue.jobs import JobStatus
+from jobqueue.delivery import Delivery, Finish, Recorded, Retry, Start, Started
+from jobqueue.jobs import Job, JobStatus
 
 
 def _delivery(h):
@@ -18,6 +18,10 @@ def _doc(h, job_id, **changes):
     doc = json.loads(h.jobs.get(keys.job(job_id)))
     doc.update(changes)
     return json.dumps(doc)
+
+
+def _job(h, job_id, **changes):
+    return Job.from_json(_doc(h, job_id, **changes))
 
 
 def test_claim_moves_ids_atomically_and_returns_documents(harness):
@@ -44,18 +48,18 @@ def test_finish_writes_once_and_only_while_owned(harness):
     job_id = harness.submit("sleep")
     d = _delivery(harness)
     d.claim("w1", 1)
-    assert d.run_pipeline([d.start_args("w1", job_id, _doc(harness, job_id, status="in-progress"))])[0] == ["ok"]
+    assert d.start("w1", Start(_job(harness, job_id, status="in-progress"))).state is Started.OK
     # the lease lapses: the id goes back to the queue and w2 takes it
     harness.queue_client.lrem(keys.processing("w1"), 1, job_id)
     harness.queue_client.rpush(keys.queue(harness.settings.queue_name), job_id)
     d.claim("w2", 1)
-    d.run_pipeline([d.start_args("w2", job_id, _doc(harness, job_id, status="in-progress", worker="w2"))])
+    d.start("w2", Start(_job(harness, job_id, status="in-progress", worker="w2")))
     # w1 comes back to life and finishes: fenced off
-    late = d.run_pipeline([d.finish_args("w1", job_id, _doc(harness, job_id, status="complete", worker="w1"))])
-    assert late == ["lost"]
+    late = d.record("w1", Finish(_job(harness, job_id, status="complete", worker="w1")))
+    assert late is Recorded.LOST
     assert harness.store.get(job_id).status == JobStatus.IN_PROGRESS
-    ok = d.run_pipeline([d.finish_args("w2", job_id, _doc(harness, job_id, status="complete", worker="w2"))])
-    assert ok == ["ok"]
+    ok = d.record("w2", Finish(_job(harness, job_id, status="complete", worker="w2")))
+    assert ok is Recorded.OK
     job = harness.store.get(job_id)
     assert job.status == JobStatus.COMPLETE and job.worker == "w2"
     assert harness.jobs.ttl(keys.job(job_id)) > 0
@@ -67,7 +71,7 @@ def test_finish_never_overwrites_a_final_document(harness):
     d = _delivery(harness)
     d.claim("w1", 1)
     harness.jobs.set(keys.job(job_id), _doc(harness, job_id, status="cancelled"))
-    assert d.run_pipeline([d.start_args("w1", job_id, _doc(harness, job_id, status="in-progress"))])[0] == ["skip"]
+    assert d.start("w1", Start(_job(harness, job_id, status="in-progress"))).state is Started.SKIP
     assert harness.queue_client.llen(keys.processing("w1")) == 0
     assert harness.store.get(job_id).status == JobStatus.CANCELLED
 
@@ -89,8 +93,8 @@ def test_retry_goes_to_the_delayed_set_and_comes_back_when_due(harness):
     job_id = harness.submit("sleep")
     d = _delivery(harness)
     d.claim("w1", 1)
-    res = d.run_pipeline([d.retry_args("w1", job_id, _doc(harness, job_id, error="boom"), 0.2)])
-    assert res == ["ok"]
+    res = d.record("w1", Retry(_job(harness, job_id, error="boom"), 0.2))
+    assert res is Recorded.OK
     assert d.claim("w1", 1) == []
     assert harness.queue_client.zcard(keys.delayed(harness.settings.queue_name)) == 1
     time.sleep(0.3)
@@ -121,3 +125,57 @@ def test_sweeper_requeues_a_submitted_job_that_is_in_no_list(harness):
     assert d.sweep(harness.jobs, older_than=-10) == 0
     assert d.sweep(harness.jobs, older_than=3600) == 0
     assert held in harness.queue_client.lrange(keys.processing("w1"), 0, -1)
+
+
+def test_record_and_start_finishes_one_job_and_starts_the_next_in_one_call(harness):
+    first, second = harness.submit("sleep"), harness.submit("sleep")
+    d = _delivery(harness)
+    d.claim("w1", 2)
+    d.start("w1", Start(_job(harness, first, status="in-progress")))
+    recorded, started = d.record_and_start("w1", Finish(_job(harness, first, status="complete", result=1)),
+                                           Start(_job(harness, second, status="in-progress")))
+    assert (recorded, started.state) == (Recorded.OK, Started.OK)
+    assert harness.store.get(first).result == 1
+    assert harness.store.get(second).status is JobStatus.IN_PROGRESS
+    assert harness.queue_client.hget(keys.WORKERS_BUSY, "w1") == second
+
+
+def test_submit_stores_and_queues_and_cancel_takes_a_queued_job_back(harness):
+    d = _delivery(harness)
+    job = d.submit("sleep", {"seconds": 0})
+    assert harness.store.get(job.id).status is JobStatus.SUBMITTED
+    assert harness.queue_client.lrange(keys.queue(harness.settings.queue_name), 0, -1) == [job.id]
+    assert harness.jobs.zscore(keys.JOB_INDEX, job.id) == job.submitted_at
+    assert d.cancel(harness.store.get(job.id)) is True
+    assert harness.store.get(job.id).status is JobStatus.CANCELLED
+    assert harness.queue_client.llen(keys.queue(harness.settings.queue_name)) == 0
+    claimed = d.submit("sleep", {})
+    d.claim("w1", 1)
+    assert d.cancel(harness.store.get(claimed.id)) is False
+    assert harness.store.get(claimed.id).status is JobStatus.SUBMITTED
+
+
+def test_the_scripts_final_statuses_are_the_job_models():
+    from importlib import resources
+    import re
+
+    from jobqueue.jobs import FINAL_STATUSES
+
+    lua = resources.files("jobqueue").joinpath("lua/dispatch.lua").read_text()
+    line = next(ln for ln in lua.splitlines() if ln.startswith("local FINAL ="))
+    assert set(re.findall(r"\['([a-z-]+)'\]", line)) == {s.value for s in FINAL_STATUSES}
+
+
+def test_the_dispatch_script_ships_in_the_core_wheel(tmp_path):
+    """Images install core as a built wheel: the .lua file must be package data in it."""
+    import shutil
+    import subprocess
+    import zipfile
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    uv = shutil.which("uv") or str(root / ".tools" / "bin" / "uv")
+    subprocess.run([uv, "build", "--wheel", "--package", "atx-jobqueue-core", "-o", str(tmp_path)],
+                   cwd=root, check=True, capture_output=True)
+    (wheel,) = tmp_path.glob("*.whl")
+    assert "jobqueue/lua/dispatch.lua" in zipfile.ZipFile(wheel).namelist()

@@ -8,6 +8,7 @@ with ``preload_app``, then shared copy-on-write by the workers).
 from __future__ import annotations
 
 import logging
+import time
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
@@ -23,10 +24,9 @@ from jobqueue.settings import Settings, load_settings
 from . import metrics
 from .errors import register_error_handlers
 from .openapi import build_spec
-from .routes import analysis, health, jobs, meta
+from .routes import analysis, docs, health, jobs, meta, ui
 from .routes import metrics as metrics_routes
 from .state import DatasetSlot, build_state, load_dataset_into
-from .submission import Submitter
 from .waiting import DoneWaiter
 
 log = logging.getLogger("jobqueue.api")
@@ -64,10 +64,9 @@ def create_app(settings: Settings | None = None, *, dataset: Any = None, load_da
 
     state = build_state(settings, catalogue if catalogue is not None else _catalogue(settings))
     if dataset is not None:
-        state.data = DatasetSlot(dataset=dataset, error=None)
+        state.data = DatasetSlot(dataset=dataset, error=None, loaded_at=time.time())
     elif load_data:
         load_dataset_into(state.data, settings.data_path)
-    state.submitter = Submitter(state.jobs, settings)
     state.waiter = DoneWaiter(state.jobs)
     app.extensions["jobqueue"] = state
     app.extensions["jobqueue_queue_collector"] = QueueCollector(settings, state.queue, state.jobs)
@@ -75,7 +74,7 @@ def create_app(settings: Settings | None = None, *, dataset: Any = None, load_da
 
     register_error_handlers(app)
     metrics.instrument(app)
-    for bp in (jobs.bp, analysis.bp, meta.bp, health.bp, metrics_routes.bp):
+    for bp in (jobs.bp, analysis.bp, meta.bp, health.bp, metrics_routes.bp, docs.bp, ui.bp, ui.api):
         app.register_blueprint(bp)
     log.info("api configured", extra={"queue": keys.queue(settings.queue_name), "queue_db": settings.redis_queue_db,
                                       "jobs_db": settings.redis_jobs_db, "redis": describe(settings)})

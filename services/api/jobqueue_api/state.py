@@ -8,6 +8,7 @@ reach it with :func:`current`. Nothing here talks to Redis at construction time,
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -16,6 +17,7 @@ from flask import current_app
 
 from atx_analysis.registry import Registry
 from jobqueue.connections import jobs_redis, queue_redis
+from jobqueue.delivery import Delivery
 from jobqueue.jobs import JobStore
 from jobqueue.settings import Settings
 
@@ -28,6 +30,7 @@ class DatasetSlot:
 
     dataset: Any = None
     error: str | None = "not loaded"
+    loaded_at: float | None = None  # unix time the dataset was loaded (the web page's data view)
 
     @property
     def loaded(self) -> bool:
@@ -42,9 +45,9 @@ class ApiState:
     jobs_binary: redis.Redis
     queue: redis.Redis
     store: JobStore
+    delivery: Delivery
     data: DatasetSlot = field(default_factory=DatasetSlot)
     waiter: Any = None      # jobqueue_api.waiting.DoneWaiter, started lazily after fork
-    submitter: Any = None   # jobqueue_api.submission.Submitter
 
 
 def build_state(settings: Settings, catalogue: Registry) -> ApiState:
@@ -56,6 +59,7 @@ def build_state(settings: Settings, catalogue: Registry) -> ApiState:
         jobs_binary=jobs_redis(settings, decode=False),
         queue=queue_redis(settings),
         store=JobStore(jobs, settings.job_ttl_seconds),
+        delivery=Delivery(jobs, settings),
     )
 
 
@@ -70,6 +74,7 @@ def load_dataset_into(slot: DatasetSlot, path: str) -> None:
     try:
         slot.dataset = load_dataset(path)
         slot.error = None
+        slot.loaded_at = time.time()
         log.info("dataset loaded", extra={"path": path, "rows": getattr(slot.dataset, "rows", None)})
     except Exception as exc:  # DataFormatError, missing file, permissions: all mean "not ready"
         slot.dataset, slot.error = None, f"cannot load {path}: {exc}"

@@ -1,47 +1,19 @@
-"""Accepting a job: parse and validate the body, then store and enqueue it in one round trip.
+"""Accepting a job, the HTTP side: read the body, parse it, validate it against the catalogue.
 
-The job document (jobs db), its index entry and the queue entry (queue db) are written by one
-Lua script, so Redis applies all three or none: a 202 always means "stored and queued", and a
-crash between the writes cannot leave a job that no worker will ever see. Scripts may SELECT
-another db; the selection ends with the script, so the caller's connection is untouched.
+Storing and queueing is one atomic script in core (``jobqueue.delivery.Delivery.submit``), so a
+202 always means "stored and queued".
 """
 
 from __future__ import annotations
 
 import json
-import time
 from typing import Any
 
-import redis
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from atx_analysis.registry import Operation, ParamError, Registry, UnknownOperation
-from jobqueue import keys
-from jobqueue.jobs import Job, JobStatus, new_job_id
-from jobqueue.settings import Settings
 
 from .errors import ApiError
-
-_SUBMIT_LUA = """
-redis.call('SELECT', ARGV[4])
-redis.call('SET', KEYS[1], ARGV[1])
-redis.call('ZADD', KEYS[2], ARGV[2], ARGV[3])
-redis.call('SELECT', ARGV[5])
-return redis.call('RPUSH', KEYS[3], ARGV[3])
-"""
-
-# Cancel: take the id out of the queue (or the retry-backoff set) and, only if it was there, write
-# the cancelled document and announce it, all at once, so neither a worker nor the sweeper (which
-# re-queues "submitted" jobs found in no list) can act on the job in between.
-_CANCEL_LUA = """
-redis.call('SELECT', ARGV[4])
-local removed = redis.call('LREM', KEYS[1], 1, ARGV[1]) + redis.call('ZREM', KEYS[2], ARGV[1])
-if removed == 0 then return 0 end
-redis.call('SELECT', ARGV[5])
-redis.call('SET', KEYS[3], ARGV[2], 'EX', ARGV[3])
-redis.call('PUBLISH', KEYS[4], ARGV[1])
-return 1
-"""
 
 ALLOWED_FIELDS = ("operation", "params")
 
@@ -97,42 +69,3 @@ def validate_submission(body: dict[str, Any], catalogue: Registry) -> tuple[Oper
         raise ApiError(400, "invalid_params" if exc.param is None else "invalid_param", exc.message,
                        **extra) from None
     return op, params
-
-
-class Submitter:
-    def __init__(self, jobs: redis.Redis, settings: Settings):
-        self.settings = settings
-        self._script = jobs.register_script(_SUBMIT_LUA)
-        self._cancel_script = jobs.register_script(_CANCEL_LUA)
-        self._dbs = (settings.redis_jobs_db, settings.redis_queue_db)
-        self._queue_key = keys.queue(settings.queue_name)
-
-    def submit(self, operation: str, params: dict[str, Any]) -> Job:
-        job = Job(id=new_job_id(), operation=operation, params=params, submitted_at=time.time())
-        self._script(keys=[keys.job(job.id), keys.JOB_INDEX, self._queue_key],
-                     args=[_document(job), repr(job.submitted_at), job.id, *self._dbs])
-        return job
-
-
-    def cancel(self, job: Job) -> bool:
-        """Cancel a queued job atomically; False if it is no longer queued (a worker has it)."""
-        job.status = JobStatus.CANCELLED
-        job.finished_at = time.time()
-        done = self._script_cancel(job)
-        return bool(done)
-
-    def _script_cancel(self, job: Job) -> int:
-        return self._cancel_script(
-            keys=[self._queue_key, keys.delayed(self.settings.queue_name), keys.job(job.id), keys.JOB_DONE_CHANNEL],
-            args=[job.id, _document(job), self.settings.job_ttl_seconds, self._dbs[1], self._dbs[0]])
-
-
-_JOB_FIELDS = tuple(Job.__dataclass_fields__)
-
-
-def _document(job: Job) -> str:
-    """``job.to_json()`` without ``dataclasses.asdict``'s deep copy (a tenth of a submit's CPU):
-    the params dict was built for this request and nothing else holds it."""
-    doc = {name: getattr(job, name) for name in _JOB_FIELDS}
-    doc["status"] = job.status.value
-    return json.dumps(doc, separators=(",", ":"), allow_nan=False)

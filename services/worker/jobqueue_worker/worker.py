@@ -10,7 +10,6 @@ workers. A housekeeping thread keeps the heartbeat (the lease), runs the reaper 
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import random
@@ -21,18 +20,18 @@ import time
 import uuid
 from collections import deque
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any, Callable, TypeVar
 
 import redis
 from atx_analysis.registry import Registry
 
 from jobqueue import keys
 from jobqueue.connections import describe, jobs_redis, queue_redis
-from jobqueue.delivery import Delivery
+from jobqueue.delivery import Delivery, Finish, Record, Recorded, Retry, Start, StartAnswer, Started
 from jobqueue.errors import PermanentError, failure_message
 from jobqueue.fingerprint import request_fingerprint
 from jobqueue.jobs import Job, JobStatus
-from jobqueue.results import place
+from jobqueue.results import PlacedResult, place
 from jobqueue.settings import Settings
 
 from .data import DataSource
@@ -40,6 +39,7 @@ from .metrics import WorkerMetrics, metrics
 from .timelimit import Alarm, GraceExpired, JobTimeout
 
 log = logging.getLogger("jobqueue.worker")
+T = TypeVar("T")
 
 BATCH_TARGET_SECONDS = 0.1   # a worker holds at most about this much work
 MAX_BATCH = 32
@@ -56,24 +56,29 @@ def new_worker_id() -> str:
 
 @dataclass
 class Claimed:
+    """One claimed id on its way through the worker."""
+
     id: str
     doc: str                       # JSON as claimed ('' when the document is gone)
-    job: Job | None = None
+    job: Job | None = None         # the in-progress job, from ``doc``
     cache_key: str = ""
-    started: float = 0.0
+    started: float = 0.0           # perf_counter at start (batch sizing)
+    unreadable: bool = False       # ``doc`` did not parse: record it failed, run nothing
+    outcome: str = "?"             # complete | cached | failed | retried | interrupted
+    elapsed: float | None = None   # seconds the operation ran (None: it did not run)
 
 
 class Worker:
-    def __init__(self, settings: Settings, operations: Registry, data: DataSource | None = None,
+    def __init__(self, settings: Settings, catalogue: Registry, data: DataSource | None = None,
                  worker_id: str | None = None, metrics_: WorkerMetrics | None = None):
         self.settings = settings
-        self.operations = operations
+        self.catalogue = catalogue
         self.id = worker_id or new_worker_id()
         self.queue = queue_redis(settings)
         self.delivery = Delivery(self.queue, settings)
         self.data = data or DataSource(settings.data_path, lambda: self.stopping)
         self.metrics = metrics_ or metrics()
-        self.metrics.prime(operations.names())
+        self.metrics.prime(catalogue.names())
         self.stopping = False
         self.avg_job_seconds: float | None = None
         self.alarm: Alarm | None = None
@@ -159,7 +164,7 @@ class Worker:
         items = self.delivery.claim(self.id, n)
         if not items:
             if burst:
-                if self.queue.llen(self.delivery.queue_key) or self.queue.zcard(self.delivery.delayed_key):
+                if self.delivery.pending():
                     time.sleep(0.02)   # retries waiting out their backoff
                     return []
                 return None
@@ -171,52 +176,62 @@ class Worker:
 
     # --- processing -----------------------------------------------------------------------
     def _process(self, batch: list[Claimed]) -> None:
+        """Run a claimed batch: start the first, then one round trip per job that records it and
+        starts the next. When stopping, unstarted ids go back to the front of the queue."""
         pending = deque(batch)
-        first = pending.popleft()
-        call = self._prepare_start(first)
-        answer = self._send([call])[0]
-        current = first
-        while current is not None:
-            final_call = self._run(current, self.delivery.start_answer(answer))
-            nxt = None
-            if pending and not self.stopping:
-                nxt = pending.popleft()
-            calls = [c for c in (final_call, self._prepare_start(nxt) if nxt else None) if c is not None]
-            results = self._send(calls) if calls else []
-            if final_call is not None:
-                self._after_final(current, results[0])
+        current: Claimed | None = pending.popleft()
+        first = self._prepare_start(current)
+        answer: StartAnswer | None = self._send(lambda: self.delivery.start(self.id, first), current.id)
+        while current is not None and answer is not None:
+            record = self._run(current, answer)
+            nxt = pending.popleft() if pending and not self.stopping else None
+            start = self._prepare_start(nxt) if nxt is not None else None
+            recorded, answer = self._record(current, record, start)
+            if record is not None:
+                self._after_final(current, recorded)
             if current.started:
                 self._learn(time.perf_counter() - current.started)
-            answer = results[-1] if nxt is not None else None
             current = nxt
-        if pending:   # stopping: unstarted ids go back to the front of the queue
-            ids = [c.id for c in pending]
-            self._send_give_back(ids)
+        if pending:
+            self._send_give_back([c.id for c in pending])
 
-    def _prepare_start(self, item: Claimed) -> tuple[str, list, list]:
+    def _record(self, item: Claimed, record: Record | None,
+                start: Start | None) -> tuple[Recorded | None, StartAnswer | None]:
+        """Record ``item``'s outcome and start the next job, in one round trip when there are both."""
+        if record is not None and start is not None:
+            return self._send(lambda: self.delivery.record_and_start(self.id, record, start), item.id)
+        if record is not None:
+            return self._send(lambda: self.delivery.record(self.id, record), item.id), None
+        if start is not None:
+            return None, self._send(lambda: self.delivery.start(self.id, start), start.job.id)
+        return None, None
+
+    def _prepare_start(self, item: Claimed) -> Start:
+        """The in-progress document for a claimed id (attempt counted), and its cache key."""
         item.started = time.perf_counter()
-        if not item.doc:
-            return self.delivery.start_args(self.id, item.id, "")
+        if not item.doc:   # deleted or expired since it was queued: the start script acks it
+            item.job = Job(id=item.id, operation="?", params={})
+            return Start(item.job)
         try:
             job = Job.from_json(item.doc)
         except (ValueError, TypeError, KeyError) as exc:
             # unreadable: record it as failed (runs nothing) rather than crash on it again and again
             log.error("unreadable job document", extra={"job_id": item.id, "error": str(exc)})
             job = Job(id=item.id, operation="?", params={}, error=f"unreadable job document: {exc}")
-            item.unreadable = True  # type: ignore[attr-defined]
+            item.unreadable = True
         job.status = JobStatus.IN_PROGRESS
         job.started_at = time.time()
         job.attempts += 1
         job.worker = self.id
         item.job = job
-        if self.settings.result_cache:
+        if self.settings.result_cache and not item.unreadable:
             item.cache_key = self._cache_key(job)
-        return self.delivery.start_args(self.id, item.id, _dump(job), item.cache_key)
+        return Start(job, item.cache_key)
 
     def _cache_key(self, job: Job) -> str:
         """Only deterministic dataset operations are cached (never ``sleep``)."""
         try:
-            op = self.operations.get(job.operation)
+            op = self.catalogue.get(job.operation)
             if not op.needs_dataset:
                 return ""
             params = op.validate(job.params)
@@ -227,25 +242,34 @@ class Worker:
         fp = request_fingerprint(job.operation, params, job.dataset)
         return keys.result_cache(fp) if fp else ""
 
-    def _run(self, item: Claimed, answer: Any) -> tuple[str, list, list] | None:
-        """Run one started job; return the script call that records its outcome (None: not ours)."""
-        if answer.state in ("skip", "gone"):
-            log.info("job not run", extra={"job_id": item.id, "reason": "final or deleted" if answer.state == "skip"
-                                           else "claim lost to the reaper"})
+    def _run(self, item: Claimed, answer: StartAnswer) -> Record | None:
+        """Decide what to do with a started job, do it, and return how to record it (None: not ours)."""
+        if answer.state in (Started.SKIP, Started.GONE):
+            log.info("job not run", extra={"job_id": item.id, "reason": "final or deleted"
+                                           if answer.state is Started.SKIP else "claim lost to the reaper"})
             return None
         job = item.job
         assert job is not None
-        if getattr(item, "unreadable", False):
+        if item.unreadable:
             return self._fail(item, job.error or "unreadable job document")
-        if answer.state == "cached":
+        if answer.state is Started.CACHED:
+            assert answer.cached_doc is not None
             return self._answer_from_cache(item, Job.from_json(answer.cached_doc))
         if job.attempts > self.settings.job_max_attempts:
             return self._fail(item, f"gave up after {job.attempts - 1} attempts (the worker was lost each time)")
         log.debug("job started", extra={"job_id": job.id, "operation": job.operation, "attempt": job.attempts})
-        self.metrics.busy.set(1)
         t0 = time.perf_counter()
         try:
-            op = self.operations.get(job.operation)
+            placed = self._execute(job)
+        except Exception as exc:
+            return self._classify(item, exc, time.perf_counter() - t0)
+        return self._complete(item, placed, time.perf_counter() - t0)
+
+    def _execute(self, job: Job) -> PlacedResult:
+        """Run the operation under the time limit; the result placed inline or as a blob."""
+        self.metrics.busy.set(1)
+        try:
+            op = self.catalogue.get(job.operation)
             dataset = self.data.get() if op.needs_dataset else None
             if op.needs_dataset:
                 job.dataset = self.data.identity
@@ -254,61 +278,67 @@ class Worker:
                     result = op.run(dataset, job.params)
             else:
                 result = op.run(dataset, job.params)
-            placed = place(result, op.produces_png)
-        except PermanentError as exc:  # jobqueue.errors: the next attempt would fail the same way
-            return self._fail(item, failure_message(exc), time.perf_counter() - t0)
-        except JobTimeout:
-            return self._fail(item, f"time limit of {self.settings.job_timeout_seconds:g} s exceeded",
-                              time.perf_counter() - t0)
-        except GraceExpired:
-            log.warning("shutdown grace over; giving the job back", extra={"job_id": job.id})
-            return self._retry(item, "interrupted by worker shutdown", delay=0.0, count=False)
-        except Exception as exc:  # transient or unexpected: retry with backoff while attempts remain
-            message = failure_message(exc)
-            if job.attempts < self.settings.job_max_attempts:
-                delay = self.settings.job_retry_backoff_seconds * 2 ** (job.attempts - 1)
-                delay = min(delay, 300.0) * random.uniform(0.8, 1.2)
-                log.warning("job attempt failed; retrying", extra={"job_id": job.id, "error": message,
-                                                                    "attempt": job.attempts, "retry_in": round(delay, 3)})
-                return self._retry(item, message, delay, elapsed=time.perf_counter() - t0)
-            return self._fail(item, message, time.perf_counter() - t0, exc_info=True)
+            return place(result, op.produces_png)
         finally:
             self.metrics.busy.set(0)
-        elapsed = time.perf_counter() - t0
+
+    def _classify(self, item: Claimed, exc: Exception, elapsed: float) -> Record:
+        """Fail at once what would fail again; retry with backoff what may not (while attempts remain)."""
+        job = item.job
+        assert job is not None
+        if isinstance(exc, PermanentError):  # jobqueue.errors: the next attempt would fail the same way
+            return self._fail(item, failure_message(exc), elapsed)
+        if isinstance(exc, JobTimeout):
+            return self._fail(item, f"time limit of {self.settings.job_timeout_seconds:g} s exceeded", elapsed)
+        if isinstance(exc, GraceExpired):
+            log.warning("shutdown grace over; giving the job back", extra={"job_id": job.id})
+            return self._retry(item, "interrupted by worker shutdown", delay=0.0, count=False)
+        message = failure_message(exc)
+        if job.attempts < self.settings.job_max_attempts:
+            delay = self.settings.job_retry_backoff_seconds * 2 ** (job.attempts - 1)
+            delay = min(delay, 300.0) * random.uniform(0.8, 1.2)
+            log.warning("job attempt failed; retrying", extra={"job_id": job.id, "error": message,
+                                                                "attempt": job.attempts, "retry_in": round(delay, 3)})
+            return self._retry(item, message, delay, elapsed=elapsed)
+        return self._fail(item, message, elapsed, exc_info=exc)
+
+    def _complete(self, item: Claimed, placed: PlacedResult, elapsed: float) -> Finish:
+        job = item.job
+        assert job is not None
         job.status = JobStatus.COMPLETE
         job.finished_at = time.time()
         job.error = None
         job.result = placed.inline
         job.result_type = placed.result_type
-        job.result_ref = keys.result(job.id) if placed.blob else None
-        item.outcome = ("complete", elapsed)  # type: ignore[attr-defined]
-        return self.delivery.finish_args(self.id, job.id, _dump(job), placed.blob, "", item.cache_key)
+        item.outcome, item.elapsed = "complete", elapsed
+        return Finish(job, blob=placed.blob, cache_key=item.cache_key)
 
-    def _answer_from_cache(self, item: Claimed, source: Job) -> tuple[str, list, list]:
+    def _answer_from_cache(self, item: Claimed, source: Job) -> Finish:
         job = item.job
         assert job is not None
         job.status = JobStatus.COMPLETE
         job.finished_at = time.time()
         job.result = source.result
         job.result_type = source.result_type
-        job.result_ref = keys.result(job.id) if source.result_ref else None
         job.cached_from = source.cached_from or source.id
         job.dataset = source.dataset
-        item.outcome = ("cached", None)  # type: ignore[attr-defined]
-        return self.delivery.finish_args(self.id, job.id, _dump(job), "", source.result_ref or "", "")
+        item.outcome = "cached"
+        return Finish(job, copy_from=source.result_ref or "")
 
-    def _fail(self, item: Claimed, message: str, elapsed: float | None = None, exc_info: bool = False):
+    def _fail(self, item: Claimed, message: str, elapsed: float | None = None,
+              exc_info: BaseException | bool = False) -> Finish:
         job = item.job
         assert job is not None
         job.status = JobStatus.FAILED
         job.finished_at = time.time()
         job.error = message
-        item.outcome = ("failed", elapsed)  # type: ignore[attr-defined]
+        item.outcome, item.elapsed = "failed", elapsed
         log.warning("job failed", extra={"job_id": job.id, "operation": job.operation, "error": message},
                     exc_info=exc_info)
-        return self.delivery.finish_args(self.id, job.id, _dump(job))
+        return Finish(job)
 
-    def _retry(self, item: Claimed, message: str, delay: float, count: bool = True, elapsed: float | None = None):
+    def _retry(self, item: Claimed, message: str, delay: float, count: bool = True,
+               elapsed: float | None = None) -> Retry:
         job = item.job
         assert job is not None
         job.status = JobStatus.SUBMITTED
@@ -316,16 +346,17 @@ class Worker:
         job.worker = None
         if not count:
             job.attempts -= 1
-        item.outcome = ("retried" if count else "interrupted", elapsed)  # type: ignore[attr-defined]
-        return self.delivery.retry_args(self.id, job.id, _dump(job), delay)
+        item.outcome, item.elapsed = ("retried" if count else "interrupted"), elapsed
+        return Retry(job, delay)
 
-    def _after_final(self, item: Claimed, state: str) -> None:
+    def _after_final(self, item: Claimed, recorded: Recorded | None) -> None:
         job = item.job
-        outcome, elapsed = getattr(item, "outcome", ("?", None))
         op = job.operation if job else "?"
-        if state != "ok":
-            log.info("job outcome discarded", extra={"job_id": item.id, "operation": op, "reason": state})
+        if recorded is not Recorded.OK:
+            log.info("job outcome discarded", extra={"job_id": item.id, "operation": op,
+                                                     "reason": recorded.value if recorded else None})
             return
+        outcome, elapsed = item.outcome, item.elapsed
         self.metrics.done(op, outcome, elapsed)
         self.counts[outcome] = self.counts.get(outcome, 0) + 1
         if outcome in ("complete", "cached") and log.isEnabledFor(logging.DEBUG):
@@ -343,8 +374,8 @@ class Worker:
             self.avg_job_seconds = 0.8 * avg + 0.2 * seconds
 
     # --- Redis round trips that must not be lost ------------------------------------------
-    def _send(self, calls: list[tuple[str, list, list]]) -> list[Any]:
-        """Run the calls; on a Redis outage keep retrying (the outcome is in memory) until the grace ends.
+    def _send(self, call: Callable[[], T], job_id: str) -> T:
+        """Run ``call``; on a Redis outage keep retrying (the outcome is in memory) until the grace ends.
 
         Re-running after an ambiguous failure is safe: a finish that had already applied answers
         "lost", which only means this process does not record the outcome twice.
@@ -352,14 +383,14 @@ class Worker:
         backoff = _Backoff()
         while True:
             try:
-                return self.delivery.run_pipeline(calls)
+                return call()
             except REDIS_ERRORS as exc:
                 if self.stopping and self._grace_deadline is not None and time.monotonic() > self._grace_deadline:
                     raise
                 delay = backoff.next()
                 log.warning("redis unavailable while recording a job; retrying",
                             extra={"worker": self.id, "error": str(exc), "retry_in": round(delay, 2),
-                                   "job_id": calls[0][2][0] if calls and calls[0][2] else None})
+                                   "job_id": job_id})
                 time.sleep(delay)
 
     def _send_give_back(self, ids: list[str]) -> None:
@@ -411,13 +442,6 @@ class Worker:
             self._stop_housekeeping.wait(beat_every)
 
 
-def _dump(job: Job) -> str:
-    """Job.to_json without dataclasses.asdict's deep copy: the same document, a tenth of the cost."""
-    doc = job.__dict__.copy()
-    doc["status"] = job.status.value
-    return json.dumps(doc, separators=(",", ":"), allow_nan=False)
-
-
 class _Backoff:
     def __init__(self, first: float = 0.1, cap: float = 5.0):
         self.first, self.cap, self.current = first, cap, first
@@ -429,11 +453,3 @@ class _Backoff:
 
     def reset(self) -> None:
         self.current = self.first
-
-
-def run_worker(settings: Settings, operations: Registry, data: DataSource | None = None,
-               burst: bool = False, on_ready: Callable[[Worker], None] | None = None) -> int:
-    worker = Worker(settings, operations, data)
-    if on_ready:
-        on_ready(worker)
-    return worker.work(burst=burst)

@@ -1,7 +1,7 @@
 """The identity of a request, for the result cache: operation, validated params, dataset identity.
 
-API (at submit time) and worker (before running) both call :func:`request_fingerprint`, so a repeat
-of a finished request is recognised wherever it is first seen. Params must be the *validated* ones
+The worker calls :func:`request_fingerprint` before running a job, so a repeat of a finished
+request is answered from the stored result. Params must be the *validated* ones
 (``Operation.validate``: defaults filled in, types coerced), so ``{}`` and ``{"n": 10}`` for
 ``top_locations`` are the same request. Without a dataset identity there is no fingerprint: a result
 is only reusable on the very data it was computed from.

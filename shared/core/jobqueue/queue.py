@@ -1,8 +1,9 @@
 """The queue of job ids: a HotQueue list in the queue db.
 
-HotQueue carries plain job ids (``serializer=None``: never its default pickle). Producers use
-:meth:`JobQueue.put`; the worker's claim/ack/lease logic (at-least-once delivery) works on the same
-list, ``hotqueue:<name>``, taking from the left end as HotQueue's own ``get`` does.
+HotQueue carries plain job ids (``serializer=None``: never its default pickle). The service itself
+queues through ``jobqueue.delivery.Delivery.submit`` (document and id in one script); this wrapper
+is for tutorial-style producers and consumers, which see the same list, ``hotqueue:<name>``,
+that workers take from the left end of as HotQueue's own ``get`` does.
 """
 
 from __future__ import annotations

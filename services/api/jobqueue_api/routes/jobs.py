@@ -30,7 +30,7 @@ def _accept() -> tuple[Job, str]:
     state = current()
     raw = read_body(request, state.settings.max_body_bytes)
     op, params = validate_submission(parse_body(raw), state.catalogue)
-    job = state.submitter.submit(op.name, params)
+    job = state.delivery.submit(op.name, params)
     SUBMITTED.labels(op.name).inc()
     return job, op.name
 
@@ -141,7 +141,7 @@ def delete_job(job_id: str):
     state = current()
     job = load_job(job_id)
     if job.status is JobStatus.SUBMITTED:
-        if not state.submitter.cancel(job):
+        if not state.delivery.cancel(job):
             raise ApiError(409, "job_in_progress", "a worker has already claimed this job; it cannot be cancelled",
                            job_id=job.id, status=JobStatus.IN_PROGRESS.value)
         return jsonify({"job_id": job.id, "status": job.status.value, "cancelled": True})
@@ -152,8 +152,10 @@ def delete_job(job_id: str):
     return jsonify({"job_id": job.id, "status": job.status.value, "deleted": True})
 
 
+@bp.get("/results/<job_id>")        # what many COE 332 final projects call it
+@bp.get("/jobs/<job_id>/results")  # COE 332's name for it
 @bp.get("/download/<job_id>")
-@bp.get("/jobs/<job_id>/result")
+@bp.get("/jobs/<job_id>/result")   # registered first: the one url_for builds (result_url)
 def job_result(job_id: str):
     state = current()
     job = load_job(job_id, wait_seconds(state.settings.max_wait_seconds))

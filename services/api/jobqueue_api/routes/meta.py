@@ -23,12 +23,16 @@ ROUTES = [
     ("DELETE", "/jobs/<job_id>", "cancel a queued job, or delete a finished one"),
     ("GET", "/jobs/<job_id>/result?wait=30", "the result body: JSON, or a PNG for plots"),
     ("GET", "/download/<job_id>", "same as /jobs/<job_id>/result"),
+    ("GET", "/results/<job_id>, /jobs/<job_id>/results", "same as /jobs/<job_id>/result (COE 332 names)"),
     ("GET", "/operations", "operations, their parameters and example submissions"),
     ("GET", "/analysis/<operation>?key=value", "run an operation synchronously (quick checks)"),
     ("GET", "/incident_count_by_date?date=YYYY-MM-DD", "the tutorial's synchronous date count"),
     ("GET", "/data", "the loaded dataset: identity, format, rows, date range"),
     ("GET", "/healthz, /readyz, /metrics, /openapi.json", "probes, Prometheus metrics, OpenAPI 3.1 spec"),
     ("GET", "/healthz?detail=1", "the queue: jobs waiting, the oldest one's age, live workers, stalled or not"),
+    ("GET", "/queue", "queue depth, in progress, delayed retries, workers, last 15 minutes"),
+    ("GET", "/ui/", "the jobs web page: overview, jobs, submit form, results, data (in a browser)"),
+    ("GET", "/docs", "interactive API docs (Swagger UI) in a browser"),
 ]
 
 
@@ -59,6 +63,7 @@ def _usage() -> dict:
                 else "no token needed",
         "docs": f"{base}/openapi.json",
         "queue": _queue(),
+        "browser": {"jobs_page": f"{base}/ui/", "api_docs": f"{base}/docs"},
     }
 
 
@@ -89,7 +94,8 @@ def _usage_text(doc: dict) -> str:
     lines += ["", f"Operations: {', '.join(doc['operations']) or '(none)'}", f"Auth: {doc['auth']}", "",
               "Examples (replace JOB_ID with the job_id from the submit response):"]
     lines += [f"  {e}" for e in doc["examples"]]
-    lines += ["", f"Full reference: {doc['docs']}", ""]
+    lines += ["", f"Full reference: {doc['docs']}", f"In a browser: {doc['browser']['jobs_page']} (jobs web page), "
+              f"{doc['browser']['api_docs']} (interactive API docs)", ""]
     return "\n".join(lines)
 
 

@@ -1,0 +1,29 @@
+"""``/docs``: Swagger UI over ``/openapi.json``, the page FastAPI users look for first.
+
+Swagger UI's files are vendored under ``static/vendor/swagger-ui`` (versions and licences in
+``static/vendor/README.md``), so the page works on a cluster with no internet. Like FastAPI's own
+``/docs``, this page is not itself listed in the OpenAPI document (see :data:`BROWSER_PATHS`).
+"""
+
+from __future__ import annotations
+
+from flask import Blueprint, redirect, render_template
+
+from ..pages import root, secure_page
+
+bp = Blueprint("docs", __name__, static_folder="../static", static_url_path="/ui/static")
+bp.after_request(secure_page)
+
+# Browser pages and their assets: HTML for people, not API operations, so /openapi.json leaves them
+# out (tests/api/test_openapi.py holds every other rule to the document).
+BROWSER_PATHS = ("/docs", "/ui")
+
+
+@bp.get("/docs")
+def docs():
+    return render_template("docs.html", root=root())
+
+
+@bp.get("/docs/")
+def docs_slash():
+    return redirect("../docs")

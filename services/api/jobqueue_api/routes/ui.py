@@ -1,0 +1,148 @@
+"""The jobs web page at ``/ui/``: overview, jobs, job detail, submit form, data; and ``GET /queue``.
+
+Pages are Flask templates (autoescaped) plus one script file, ``static/ui.js``, that polls the
+API's own JSON routes and writes text only through ``textContent``. Every link is relative
+(:func:`jobqueue_api.pages.root`), so the page works behind ``kubectl port-forward`` and under an
+Ingress path prefix, with or without ``SCRIPT_NAME``.
+
+With ``API_TOKEN`` set, a page request without the token cookie gets the login form and nothing
+else; the form posts the token as JSON to ``/ui/login``, which sets an HttpOnly, SameSite=Strict
+cookie. Pages carry the CSRF value (``auth.csrf_token``) that state-changing calls must echo.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+
+from flask import Blueprint, jsonify, make_response, redirect, render_template, request
+
+from jobqueue.jobs import JobStatus
+
+from ..auth import COOKIE, check_csrf, csrf_token, given_token, protect, token_matches
+from ..errors import ApiError
+from ..overview import queue_overview
+from ..pages import root, secure_page
+from ..params import job_id_or_400
+from ..state import current
+from ..submission import read_body
+
+bp = Blueprint("ui", __name__)
+bp.after_request(secure_page)
+
+api = Blueprint("queue", __name__)
+protect(api)
+
+COOKIE_PATH_RE = re.compile(r"^/[A-Za-z0-9._~/-]{0,200}$")
+STATUSES = [s.value for s in JobStatus]
+
+
+@api.get("/queue")
+def queue():
+    """Queue depth, in progress, delayed retries, oldest waiting age, workers, recent outcomes."""
+    return jsonify(queue_overview(current()))
+
+
+# --- login ------------------------------------------------------------------------------------
+
+def _logged_in() -> bool:
+    if not current().settings.api_token:
+        return True
+    given, _ = given_token()
+    return token_matches(given)
+
+
+def _page(template: str, **context):
+    """Render a page, or only the login form (401) when a token is required and not presented."""
+    settings = current().settings
+    if not _logged_in():
+        return make_response(render_template("ui/login.html", root=root(), page="login", csrf=""), 401)
+    csrf = csrf_token(settings.api_token) if settings.api_token else ""
+    return render_template(template, root=root(), csrf=csrf, token_required=bool(settings.api_token),
+                           **context)
+
+
+@bp.post("/ui/login")
+def login():
+    """``{"token": ..., "path": <the API's root as the browser sees it>}`` -> the cookie."""
+    settings = current().settings
+    try:
+        body = json.loads(read_body(request, 4096) or b"{}")
+    except ValueError:
+        body = None
+    if not isinstance(body, dict) or not isinstance(body.get("token"), str):
+        raise ApiError(400, "invalid_body", 'send {"token": "..."} as JSON', param="token")
+    if not settings.api_token:
+        return jsonify({"logged_in": True, "token_required": False})
+    if not token_matches(body["token"]):
+        time.sleep(0.5)  # a guess costs time
+        raise ApiError(401, "unauthorized", "that is not the API token", param="token")
+    path = body.get("path")
+    if not (isinstance(path, str) and COOKIE_PATH_RE.match(path)):
+        path = request.script_root + "/"
+    response = jsonify({"logged_in": True, "token_required": True})
+    response.set_cookie(COOKIE, body["token"], path=path, httponly=True, samesite="Strict",
+                        secure=request.is_secure)
+    return response
+
+
+@bp.post("/ui/logout")
+def logout():
+    given, via_cookie = given_token()
+    if via_cookie and token_matches(given):
+        check_csrf(given)
+    path = request.args.get("path", "")
+    response = jsonify({"logged_in": False})
+    response.delete_cookie(COOKIE, path=path if COOKIE_PATH_RE.match(path) else request.script_root + "/",
+                           httponly=True, samesite="Strict", secure=request.is_secure)
+    return response
+
+
+# --- pages ------------------------------------------------------------------------------------
+
+@bp.get("/ui")
+def ui_no_slash():
+    return redirect("ui/")
+
+
+@bp.get("/ui/")
+def overview():
+    return _page("ui/overview.html", page="overview")
+
+
+@bp.get("/ui/jobs")
+def jobs_page():
+    state = current()
+    status = request.args.get("status") or ""
+    operation = request.args.get("operation") or ""
+    if status not in STATUSES:
+        status = ""
+    if operation not in state.catalogue:
+        operation = ""
+    return _page("ui/jobs.html", page="jobs", statuses=STATUSES, operations=state.catalogue.names(),
+                 status=status, operation=operation)
+
+
+@bp.get("/ui/jobs/<job_id>")
+def job_page(job_id: str):
+    job_id_or_400(job_id)
+    return _page("ui/job.html", page="jobs", job_id=job_id)
+
+
+@bp.get("/ui/submit")
+def submit_page():
+    state = current()
+    ops = list(state.catalogue)
+    chosen = request.args.get("operation")
+    if chosen not in state.catalogue:
+        chosen = ops[0].name if ops else ""
+    return _page("ui/submit.html", page="submit", operations=ops, chosen=chosen,
+                 op=state.catalogue.get(chosen) if chosen else None)
+
+
+@bp.get("/ui/data")
+def data_page():
+    slot = current().data
+    info = slot.dataset.info() if slot.loaded else None
+    return _page("ui/data.html", page="data", info=info, error=slot.error, loaded_at=slot.loaded_at)

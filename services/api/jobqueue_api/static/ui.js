@@ -1,0 +1,506 @@
+// The jobs web page's one script. Job parameters and results are user input shown to others, so
+// this file never builds HTML from data: every value goes in through textContent or setAttribute.
+// All URLs are relative to the API root the page was served under (data-root), so the page works
+// through a port-forward and under an Ingress path prefix alike.
+(function () {
+  "use strict";
+
+  var body = document.body;
+  var ROOT = body.getAttribute("data-root") || "./";
+  var PAGE = body.getAttribute("data-page");
+  var meta = document.querySelector('meta[name="csrf-token"]');
+  var CSRF = meta ? meta.getAttribute("content") : "";
+  var SVG = "http://www.w3.org/2000/svg";
+  var FINAL = { complete: true, failed: true, cancelled: true };
+
+  // --- helpers ---------------------------------------------------------------------------------
+  function api(method, path, payload) {
+    var headers = { Accept: "application/json" };
+    if (CSRF) headers["X-CSRF-Token"] = CSRF;
+    var init = { method: method, credentials: "same-origin", headers: headers, cache: "no-store" };
+    if (payload !== undefined) {
+      headers["Content-Type"] = "application/json";
+      init.body = JSON.stringify(payload);
+    }
+    return fetch(ROOT + path, init).then(function (r) {
+      return r.json().catch(function () { return null; }).then(function (data) {
+        if (r.status === 401 && PAGE !== "login") { location.reload(); }
+        return { status: r.status, ok: r.ok, data: data };
+      });
+    });
+  }
+
+  function el(tag, attrs, text) {
+    var node = document.createElement(tag);
+    if (attrs) Object.keys(attrs).forEach(function (k) { node.setAttribute(k, attrs[k]); });
+    if (text !== undefined && text !== null) node.textContent = String(text);
+    return node;
+  }
+
+  function svg(tag, attrs) {
+    var node = document.createElementNS(SVG, tag);
+    Object.keys(attrs || {}).forEach(function (k) { node.setAttribute(k, attrs[k]); });
+    return node;
+  }
+
+  function clear(node) { while (node.firstChild) node.removeChild(node.firstChild); }
+  function byId(id) { return document.getElementById(id); }
+
+  function fmtTime(ts) {
+    if (ts === null || ts === undefined || ts === "" || isNaN(Number(ts))) return "–";
+    var d = new Date(Number(ts) * 1000);
+    return d.toLocaleString(undefined, { year: "numeric", month: "2-digit", day: "2-digit",
+      hour: "2-digit", minute: "2-digit", second: "2-digit" });
+  }
+
+  function fmtAge(seconds) {
+    if (seconds === null || seconds === undefined) return "–";
+    seconds = Math.max(0, Number(seconds));
+    if (seconds < 90) return seconds.toFixed(seconds < 10 ? 1 : 0) + " s";
+    if (seconds < 5400) return Math.round(seconds / 60) + " min";
+    if (seconds < 172800) return (seconds / 3600).toFixed(1) + " h";
+    return (seconds / 86400).toFixed(1) + " days";
+  }
+
+  function fmtNum(n) { return typeof n === "number" ? n.toLocaleString() : String(n); }
+
+  function notice(message) {
+    var box = byId("notice");
+    if (!box) return;
+    box.textContent = message || "";
+    box.hidden = !message;
+  }
+
+  function errorText(res) {
+    if (res.data && res.data.message) return res.data.message;
+    return "The API answered " + res.status + ".";
+  }
+
+  // Poll fn every `ms` while the tab is visible; fn returns a promise.
+  function every(ms, fn) {
+    var timer = null;
+    function tick() {
+      timer = null;
+      var p = document.hidden ? Promise.resolve() : fn();
+      Promise.resolve(p).catch(function (e) { notice("Connection problem: " + e); })
+        .then(function () { timer = setTimeout(tick, ms); });
+    }
+    document.addEventListener("visibilitychange", function () {
+      if (!document.hidden && timer !== null) { clearTimeout(timer); tick(); }
+    });
+    tick();
+  }
+
+  function formatTimes() {
+    Array.prototype.forEach.call(document.querySelectorAll("time.ts"), function (t) {
+      t.textContent = fmtTime(t.getAttribute("datetime"));
+    });
+  }
+
+  // --- charts (inline SVG, drawn from data with attributes only) --------------------------------
+  // Columns over time: series = [{name, cls, values}], stacked.
+  function columnChart(container, labels, series, title) {
+    clear(container);
+    var w = 600, h = 160, pad = 24, n = labels.length;
+    var totals = labels.map(function (_, i) {
+      return series.reduce(function (s, ser) { return s + (ser.values[i] || 0); }, 0);
+    });
+    var max = Math.max.apply(null, totals.concat([1]));
+    var chart = svg("svg", { viewBox: "0 0 " + w + " " + h, class: "svg-chart", role: "img", "aria-label": title });
+    var bw = (w - pad) / n;
+    for (var i = 0; i < n; i++) {
+      var y = h - pad;
+      series.forEach(function (ser) {
+        var v = ser.values[i] || 0;
+        if (!v) return;
+        var bh = (h - 2 * pad) * v / max;
+        y -= bh;
+        var r = svg("rect", { x: pad + i * bw + 1, y: y, width: Math.max(1, bw - 2), height: bh, class: ser.cls });
+        var tip = svg("title", {});
+        tip.textContent = labels[i] + ": " + v + " " + ser.name;
+        r.appendChild(tip);
+        chart.appendChild(r);
+      });
+    }
+    chart.appendChild(svg("line", { x1: pad, x2: w, y1: h - pad, y2: h - pad, class: "axis" }));
+    var top = svg("text", { x: 2, y: pad, class: "tick" }); top.textContent = String(max);
+    chart.appendChild(top);
+    var zero = svg("text", { x: 2, y: h - pad, class: "tick" }); zero.textContent = "0";
+    chart.appendChild(zero);
+    [0, Math.floor(n / 2), n - 1].forEach(function (i) {
+      var t = svg("text", { x: pad + i * bw, y: h - 6, class: "tick" });
+      t.textContent = labels[i];
+      chart.appendChild(t);
+    });
+    container.appendChild(chart);
+  }
+
+  // Horizontal bars for label -> count pairs (already ordered), at most `limit`.
+  function barChart(container, pairs, title, limit) {
+    pairs = pairs.slice(0, limit || 30);
+    var max = Math.max.apply(null, pairs.map(function (p) { return p[1]; }).concat([1]));
+    var rowH = 22, labelW = 260, w = 720, h = rowH * pairs.length + 6;
+    var chart = svg("svg", { viewBox: "0 0 " + w + " " + h, class: "svg-chart bars", role: "img", "aria-label": title });
+    pairs.forEach(function (p, i) {
+      var y = 3 + i * rowH;
+      var label = svg("text", { x: labelW - 6, y: y + 15, class: "label", "text-anchor": "end" });
+      var name = String(p[0]);
+      label.textContent = name.length > 40 ? name.slice(0, 39) + "…" : name;
+      chart.appendChild(label);
+      var bw = Math.max(1, (w - labelW - 70) * p[1] / max);
+      chart.appendChild(svg("rect", { x: labelW, y: y + 2, width: bw, height: rowH - 6, class: "bar" }));
+      var v = svg("text", { x: labelW + bw + 4, y: y + 15, class: "value" });
+      v.textContent = fmtNum(p[1]);
+      chart.appendChild(v);
+    });
+    container.appendChild(chart);
+  }
+
+  // --- login / logout --------------------------------------------------------------------------
+  function apiRootPath() { return new URL(ROOT, location.href).pathname; }
+
+  function initLogin() {
+    var form = byId("login-form");
+    if (!form) return;
+    form.addEventListener("submit", function (ev) {
+      ev.preventDefault();
+      var input = byId("token"), err = byId("token-error");
+      err.textContent = "";
+      input.removeAttribute("aria-invalid");
+      if (!input.value) { err.textContent = "Enter the token."; input.setAttribute("aria-invalid", "true"); input.focus(); return; }
+      api("POST", "ui/login", { token: input.value, path: apiRootPath() }).then(function (res) {
+        if (res.ok) { location.reload(); return; }
+        err.textContent = errorText(res);
+        input.setAttribute("aria-invalid", "true");
+        input.focus();
+      });
+    });
+  }
+
+  function initLogout() {
+    var btn = byId("logout");
+    if (!btn) return;
+    btn.addEventListener("click", function () {
+      api("POST", "ui/logout?path=" + encodeURIComponent(apiRootPath())).then(function () { location.reload(); });
+    });
+  }
+
+  // --- overview --------------------------------------------------------------------------------
+  function initOverview() {
+    every(3000, function () {
+      return api("GET", "queue").then(function (res) {
+        if (!res.ok) { notice(errorText(res)); return; }
+        notice("");
+        var q = res.data;
+        byId("st-depth").textContent = fmtNum(q.depth);
+        byId("st-progress").textContent = fmtNum(q.in_progress);
+        byId("st-delayed").textContent = fmtNum(q.delayed_retries);
+        byId("st-oldest").textContent = q.oldest_waiting_seconds === null ? "none waiting" : fmtAge(q.oldest_waiting_seconds);
+        byId("st-alive").textContent = fmtNum(q.workers_alive);
+        byId("st-updated").textContent = "Last update " + new Date().toLocaleTimeString() + ".";
+        byId("stalled").hidden = !q.stalled;
+        var tbody = byId("workers");
+        clear(tbody);
+        if (!q.workers.length) {
+          var tr0 = el("tr"); tr0.appendChild(el("td", { colspan: "4" }, "No worker has a heartbeat."));
+          tbody.appendChild(tr0);
+        }
+        q.workers.forEach(function (w) {
+          var tr = el("tr");
+          tr.appendChild(el("td", null, w.id));
+          tr.appendChild(el("td", { class: w.alive ? "ok" : "bad" }, w.alive ? "yes" : "no (lease expired)"));
+          tr.appendChild(el("td", null, fmtAge(w.heartbeat_age_seconds) + " ago"));
+          var td = el("td");
+          if (w.job_id) td.appendChild(el("a", { href: ROOT + "ui/jobs/" + encodeURIComponent(w.job_id) }, w.job_id.slice(0, 8)));
+          else td.textContent = "idle";
+          tr.appendChild(td);
+          tbody.appendChild(tr);
+        });
+        var r = q.recent, labels = [];
+        for (var i = 0; i < r.complete.length; i++) {
+          var d = new Date((r.start + i * r.bucket_seconds) * 1000);
+          labels.push(d.toLocaleTimeString(undefined, { hour: "2-digit", minute: "2-digit" }));
+        }
+        var sum = function (a) { return a.reduce(function (s, v) { return s + v; }, 0); };
+        byId("recent-complete").textContent = fmtNum(sum(r.complete));
+        byId("recent-failed").textContent = fmtNum(sum(r.failed));
+        byId("recent-sampled").hidden = !r.sampled;
+        columnChart(byId("recent-chart"), labels, [
+          { name: "completed", cls: "complete", values: r.complete },
+          { name: "failed", cls: "failed", values: r.failed }
+        ], "Jobs completed and failed per minute, last 15 minutes");
+      });
+    });
+  }
+
+  // --- jobs table -----------------------------------------------------------------------------
+  function paramsText(params) {
+    var s = JSON.stringify(params || {});
+    return s.length > 80 ? s.slice(0, 79) + "…" : s;
+  }
+
+  function duration(job) {
+    if (!job.started_at) return "–";
+    var end = job.finished_at || Date.now() / 1000;
+    return fmtAge(end - job.started_at);
+  }
+
+  function jobRow(job) {
+    var tr = el("tr");
+    var td = el("td");
+    td.appendChild(el("a", { href: ROOT + "ui/jobs/" + encodeURIComponent(job.job_id) }, job.job_id.slice(0, 8)));
+    tr.appendChild(td);
+    tr.appendChild(el("td", { class: "status s-" + job.status }, job.status));
+    tr.appendChild(el("td", null, job.operation));
+    tr.appendChild(el("td", { class: "params" }, paramsText(job.params)));
+    tr.appendChild(el("td", null, fmtTime(job.submitted_at)));
+    tr.appendChild(el("td", null, fmtTime(job.started_at)));
+    tr.appendChild(el("td", null, fmtTime(job.finished_at)));
+    tr.appendChild(el("td", null, duration(job)));
+    tr.appendChild(el("td", { class: "num" }, job.attempts));
+    tr.appendChild(el("td", null, job.worker || "–"));
+    return tr;
+  }
+
+  function initJobs() {
+    var form = byId("filters");
+    var status = byId("f-status").value, operation = byId("f-operation").value;
+    var limit = 25, offset = 0, history = [], next = null;
+    ["f-status", "f-operation"].forEach(function (id) {
+      byId(id).addEventListener("change", function () { form.submit(); });
+    });
+    function query() {
+      var q = "jobs?limit=" + limit + "&offset=" + offset;
+      if (status) q += "&status=" + encodeURIComponent(status);
+      if (operation) q += "&operation=" + encodeURIComponent(operation);
+      return q;
+    }
+    function load() {
+      return api("GET", query()).then(function (res) {
+        if (!res.ok) { notice(errorText(res)); return; }
+        notice("");
+        var tbody = byId("jobs");
+        clear(tbody);
+        if (!res.data.jobs.length) {
+          var tr = el("tr"); tr.appendChild(el("td", { colspan: "10" }, "No jobs match."));
+          tbody.appendChild(tr);
+        }
+        res.data.jobs.forEach(function (job) { tbody.appendChild(jobRow(job)); });
+        next = res.data.next_offset;
+        byId("older").disabled = next === null || next === undefined;
+        byId("newer").disabled = history.length === 0;
+        byId("page-info").textContent = "Page " + (history.length + 1) + " · " + res.data.count + " shown";
+      });
+    }
+    byId("older").addEventListener("click", function () {
+      if (next === null) return;
+      history.push(offset); offset = next; load();
+    });
+    byId("newer").addEventListener("click", function () {
+      if (!history.length) return;
+      offset = history.pop(); load();
+    });
+    var live = byId("live");
+    var loaded = false;
+    every(3000, function () {
+      if (loaded && !live.checked) return null;
+      return load().then(function () { loaded = true; });
+    });
+  }
+
+  // --- one job ----------------------------------------------------------------------------------
+  function countPairs(value) {
+    // {label: number} objects are counts: draw them; keep their order (the API ranks them).
+    if (!value || typeof value !== "object" || Array.isArray(value)) return null;
+    var keys = Object.keys(value);
+    if (!keys.length) return null;
+    for (var i = 0; i < keys.length; i++) if (typeof value[keys[i]] !== "number") return null;
+    return keys.map(function (k) { return [k, value[k]]; });
+  }
+
+  function renderResult(job, box) {
+    clear(box);
+    if (job.result_type === "image/png") {
+      box.appendChild(el("img", { src: ROOT + "jobs/" + encodeURIComponent(job.job_id) + "/result",
+        alt: "Plot produced by " + job.operation, class: "plot", id: "j-png" }));
+      return;
+    }
+    var result = job.result;
+    if (result === null || typeof result !== "object") { box.appendChild(el("p", null, JSON.stringify(result))); return; }
+    var scalars = el("dl", { class: "pairs" });
+    var hasScalar = false;
+    Object.keys(result).forEach(function (key) {
+      var value = result[key];
+      var pairs = countPairs(value);
+      if (pairs) {
+        var section = el("section", { class: "counts" });
+        section.appendChild(el("h3", null, key + " (" + pairs.length + ")"));
+        var daily = pairs.length > 40 && /^\d{4}-\d{2}-\d{2}$/.test(pairs[0][0]);
+        var chartBox = el("div", { class: "chart" });
+        if (daily) {
+          columnChart(chartBox, pairs.map(function (p) { return p[0]; }),
+            [{ name: key, cls: "complete", values: pairs.map(function (p) { return p[1]; }) }], key + " per day");
+        } else {
+          barChart(chartBox, pairs, key, 30);
+        }
+        section.appendChild(chartBox);
+        var table = el("table", { class: "grid" });
+        var head = el("tr");
+        head.appendChild(el("th", { scope: "col" }, "value"));
+        head.appendChild(el("th", { scope: "col" }, "count"));
+        var thead = el("thead"); thead.appendChild(head); table.appendChild(thead);
+        var tb = el("tbody");
+        pairs.slice(0, 200).forEach(function (p) {
+          var tr = el("tr");
+          tr.appendChild(el("td", null, p[0]));
+          tr.appendChild(el("td", { class: "num" }, fmtNum(p[1])));
+          tb.appendChild(tr);
+        });
+        table.appendChild(tb);
+        var wrap = el("details", { class: "table-details" });
+        wrap.appendChild(el("summary", null, "Table" + (pairs.length > 200 ? " (first 200 of " + pairs.length + ")" : "")));
+        wrap.appendChild(table);
+        section.appendChild(wrap);
+        box.appendChild(section);
+      } else {
+        hasScalar = true;
+        scalars.appendChild(el("dt", null, key));
+        scalars.appendChild(el("dd", null, typeof value === "object" ? JSON.stringify(value) : fmtNum(value)));
+      }
+    });
+    if (hasScalar) box.insertBefore(scalars, box.firstChild);
+  }
+
+  function initJob() {
+    var root = byId("job");
+    var id = root.getAttribute("data-job-id");
+    var jsonBox = byId("j-json-box");
+    var current = null, rendered = null;
+    jsonBox.addEventListener("toggle", function () {
+      if (jsonBox.open && current) byId("j-json").textContent = JSON.stringify(current.result, null, 2);
+    });
+    function step(label, ts, extra) {
+      var li = el("li", { class: ts ? "done" : "todo" });
+      li.appendChild(el("strong", null, label));
+      li.appendChild(document.createTextNode(" " + (ts ? fmtTime(ts) : "not yet") + (extra ? " · " + extra : "")));
+      return li;
+    }
+    function render(job) {
+      current = job;
+      byId("j-status").textContent = job.status;
+      byId("j-status").className = "status s-" + job.status;
+      byId("j-operation").textContent = job.operation;
+      byId("j-params").textContent = JSON.stringify(job.params);
+      var tl = byId("j-timeline");
+      clear(tl);
+      tl.appendChild(step("Submitted", job.submitted_at));
+      var attempt = job.attempts > 1 ? "attempt " + job.attempts + " (earlier attempts were retried)" : (job.attempts ? "attempt 1" : "");
+      tl.appendChild(step("Started", job.started_at, [attempt, job.worker ? "worker " + job.worker : ""].filter(Boolean).join(", ")));
+      var fin = job.status === "cancelled" ? "Cancelled" : job.status === "failed" ? "Failed" : "Finished";
+      var extra = job.started_at && job.finished_at ? "took " + fmtAge(job.finished_at - job.started_at) : "";
+      if (job.cached) extra = "answered from the stored result of an identical earlier job";
+      tl.appendChild(step(fin, job.finished_at, extra));
+      byId("j-error-box").hidden = !job.error;
+      byId("j-error").textContent = job.error || "";
+      byId("a-cancel").hidden = job.status !== "submitted";
+      byId("a-delete").hidden = !FINAL[job.status];
+      byId("a-again").hidden = false;
+      var dl = byId("a-download");
+      dl.hidden = job.status !== "complete";
+      dl.setAttribute("href", ROOT + "jobs/" + encodeURIComponent(job.job_id) + "/result");
+      dl.setAttribute("download", job.job_id + (job.result_type === "image/png" ? ".png" : ".json"));
+      byId("j-result-box").hidden = job.status !== "complete";
+      if (job.status === "complete" && rendered !== job.job_id + job.finished_at) {
+        rendered = job.job_id + job.finished_at;
+        renderResult(job, byId("j-result"));
+        jsonBox.hidden = job.result_type === "image/png";
+        if (jsonBox.open) byId("j-json").textContent = JSON.stringify(job.result, null, 2);
+      }
+    }
+    function follow(wait) {
+      return api("GET", "jobs/" + encodeURIComponent(id) + (wait ? "?wait=" + wait : "")).then(function (res) {
+        if (res.status === 404) { notice("This job does not exist (deleted or expired)."); byId("j-status").textContent = "gone"; return; }
+        if (!res.ok) { notice(errorText(res)); return new Promise(function (r) { setTimeout(r, 3000); }).then(function () { return follow(0); }); }
+        notice("");
+        render(res.data);
+        if (!FINAL[res.data.status]) return follow(20);
+      }, function () {
+        return new Promise(function (r) { setTimeout(r, 3000); }).then(function () { return follow(0); });
+      });
+    }
+    follow(0);
+    byId("a-cancel").addEventListener("click", function () {
+      api("DELETE", "jobs/" + encodeURIComponent(id)).then(function (res) {
+        notice(res.ok ? "Cancelled." : errorText(res));
+        return follow(0);
+      });
+    });
+    byId("a-delete").addEventListener("click", function () {
+      if (!window.confirm("Delete this job and its result?")) return;
+      api("DELETE", "jobs/" + encodeURIComponent(id)).then(function (res) {
+        if (res.ok) location.href = ROOT + "ui/jobs"; else notice(errorText(res));
+      });
+    });
+    byId("a-again").addEventListener("click", function () {
+      if (!current) return;
+      api("POST", "submit", { operation: current.operation, params: current.params }).then(function (res) {
+        if (res.status === 202) location.href = ROOT + "ui/jobs/" + encodeURIComponent(res.data.job_id);
+        else notice(errorText(res));
+      });
+    });
+  }
+
+  // --- submit form ------------------------------------------------------------------------------
+  function fieldError(name, message) {
+    var input = byId("p-" + name), box = byId("p-" + name + "-error");
+    if (!box) return false;
+    box.textContent = message || "";
+    if (message) input.setAttribute("aria-invalid", "true"); else input.removeAttribute("aria-invalid");
+    return true;
+  }
+
+  function initSubmit() {
+    var choose = byId("operation");
+    if (choose) choose.addEventListener("change", function () { byId("choose").submit(); });
+    var form = byId("submit-form");
+    if (!form) return;
+    form.addEventListener("submit", function (ev) {
+      ev.preventDefault();
+      byId("form-error").textContent = "";
+      var params = {}, firstBad = null;
+      Array.prototype.forEach.call(form.querySelectorAll("[data-type]"), function (input) {
+        var name = input.getAttribute("name"), type = input.getAttribute("data-type");
+        fieldError(name, "");
+        if (!input.checkValidity()) {
+          fieldError(name, input.validationMessage);
+          firstBad = firstBad || input;
+          return;
+        }
+        if (type === "boolean") { params[name] = input.checked; return; }
+        if (input.value === "") return;   // optional and empty: the server's default
+        if (type === "int") params[name] = parseInt(input.value, 10);
+        else if (type === "number") params[name] = Number(input.value);
+        else params[name] = input.value;
+      });
+      if (firstBad) { firstBad.focus(); return; }
+      var button = form.querySelector("button[type=submit]");
+      button.disabled = true;
+      api("POST", "submit", { operation: form.getAttribute("data-operation"), params: params }).then(function (res) {
+        button.disabled = false;
+        if (res.status === 202) { location.href = ROOT + "ui/jobs/" + encodeURIComponent(res.data.job_id); return; }
+        var param = res.data && res.data.param;
+        if (param && fieldError(param, errorText(res))) { byId("p-" + param).focus(); return; }
+        byId("form-error").textContent = errorText(res);
+      }, function (e) { button.disabled = false; byId("form-error").textContent = "Could not reach the API: " + e; });
+    });
+  }
+
+  // --- start ------------------------------------------------------------------------------------
+  formatTimes();
+  initLogout();
+  if (PAGE === "login") initLogin();
+  else if (PAGE === "overview") initOverview();
+  else if (PAGE === "jobs" && byId("jobs-table")) initJobs();
+  else if (PAGE === "jobs" && byId("job")) initJob();
+  else if (PAGE === "submit") initSubmit();
+})();

@@ -1,0 +1,250 @@
+-- Every Redis operation of a job's life, as one script with one command per operation.
+--
+-- Key layout (every name comes from jobqueue/keys.py; this file spells none):
+--   queue db  KEYS[1] queue        hotqueue:<queue>      list: queued job ids (HotQueue's list)
+--             KEYS[2] delayed      delayed:<queue>       zset: retries waiting out their backoff
+--             KEYS[3] heartbeat    workers:heartbeat     zset: worker -> last beat (Redis TIME)
+--             KEYS[4] busy         workers:busy          hash: worker -> job id it runs now
+--             processing_prefix .. worker                list: ids a worker claimed, not finished
+--   jobs db   KEYS[5] index        jobs:by-submitted     zset: job id -> submit time
+--             job_prefix .. id                           string: the job document (JSON)
+--             result_prefix .. id                        string: a stored PNG or large JSON result
+--             a cache key (built by the caller)          string: id of the job holding a result
+--             done_channel                               pub/sub: a job id when it reaches a final status
+--
+-- ARGV[1..7] are the context (below); ARGV[8] names the command; its arguments follow. Commands
+-- joined by '+' (e.g. 'finish+start') run one after the other in this one script, each reading
+-- its own arguments in turn, so "record job i, start job i+1" costs one round trip. Scripts
+-- SELECT the db they need; the selection ends with the script (the caller's connection keeps its
+-- own). Times come from Redis's TIME, so hosts with skewed clocks cannot reap each other early.
+
+local queue_key, delayed_key, heartbeat_key, busy_key, index_key = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
+local jobs_db, queue_db = ARGV[1], ARGV[2]
+local job_prefix, result_prefix, processing_prefix = ARGV[3], ARGV[4], ARGV[5]
+local done_channel, ttl = ARGV[6], tonumber(ARGV[7])
+local command = ARGV[8]
+
+-- jobqueue.jobs.FINAL_STATUSES (a test keeps the two in step)
+local FINAL = {['complete'] = true, ['failed'] = true, ['cancelled'] = true}
+
+local function now()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) + tonumber(t[2]) / 1e6
+end
+
+-- an unreadable document has no status (the worker then records it as failed) instead of an error
+local function status_of(doc)
+  local ok, d = pcall(cjson.decode, doc)
+  if ok and type(d) == 'table' then return d['status'] end
+  return nil
+end
+
+local function is_final(doc)
+  return FINAL[status_of(doc)] == true
+end
+
+-- arguments of the commands, read in order
+local position = 8
+local function arg()
+  position = position + 1
+  return ARGV[position]
+end
+local function rest()
+  local out = {}
+  while position < #ARGV do out[#out + 1] = arg() end
+  return out
+end
+
+local commands = {}
+
+-- Store a new job and queue its id, all or nothing: a 202 means both happened.
+function commands.submit()
+  local job_id, doc, submitted_at = arg(), arg(), arg()
+  redis.call('SELECT', jobs_db)
+  redis.call('SET', job_prefix .. job_id, doc)
+  redis.call('ZADD', index_key, submitted_at, job_id)
+  redis.call('SELECT', queue_db)
+  return redis.call('RPUSH', queue_key, job_id)
+end
+
+-- Take a queued id out of the queue (or the retry set) and, only if it was there, write the
+-- cancelled document and announce it, so neither a worker nor the sweeper acts on it in between.
+function commands.cancel()
+  local job_id, doc = arg(), arg()
+  redis.call('SELECT', queue_db)
+  local removed = redis.call('LREM', queue_key, 1, job_id) + redis.call('ZREM', delayed_key, job_id)
+  if removed == 0 then return 0 end
+  redis.call('SELECT', jobs_db)
+  redis.call('SET', job_prefix .. job_id, doc, 'EX', ttl)
+  redis.call('PUBLISH', done_channel, job_id)
+  return 1
+end
+
+-- Beat, move due retries back, then move up to n ids into the worker's processing list; answer
+-- {id1, doc1, id2, doc2, ...} (doc '' when the document is gone). Ids already moved by BLMOVE
+-- ("held") come first.
+function commands.claim()
+  local worker, n = arg(), tonumber(arg())
+  local ids = rest()
+  local processing_key = processing_prefix .. worker
+  redis.call('SELECT', queue_db)
+  local t = now()
+  redis.call('ZADD', heartbeat_key, t, worker)
+  for _, job_id in ipairs(redis.call('ZRANGEBYSCORE', delayed_key, '-inf', t, 'LIMIT', 0, 100)) do
+    redis.call('ZREM', delayed_key, job_id)
+    redis.call('RPUSH', queue_key, job_id)
+  end
+  for _ = 1, n do
+    local job_id = redis.call('LMOVE', queue_key, processing_key, 'LEFT', 'RIGHT')
+    if not job_id then break end
+    ids[#ids + 1] = job_id
+  end
+  if #ids == 0 then return {} end
+  redis.call('SELECT', jobs_db)
+  local job_keys = {}
+  for i, job_id in ipairs(ids) do job_keys[i] = job_prefix .. job_id end
+  local docs = redis.call('MGET', unpack(job_keys))
+  local out = {}
+  for i, job_id in ipairs(ids) do
+    out[#out + 1] = job_id
+    out[#out + 1] = docs[i] or ''
+  end
+  return out
+end
+
+-- Mark a claimed job in-progress: {'gone'} if the id is no longer ours, {'skip'} if its document
+-- is final or deleted (the id is acked), {'cached', doc} if the cache holds its result, else {'ok'}.
+function commands.start()
+  local job_id, worker, doc, cache_key = arg(), arg(), arg(), arg()
+  local processing_key = processing_prefix .. worker
+  redis.call('SELECT', queue_db)
+  if not redis.call('LPOS', processing_key, job_id) then return {'gone'} end
+  redis.call('SELECT', jobs_db)
+  local current = redis.call('GET', job_prefix .. job_id)
+  if not current or is_final(current) then
+    redis.call('SELECT', queue_db)
+    redis.call('LREM', processing_key, 1, job_id)
+    return {'skip'}
+  end
+  redis.call('SET', job_prefix .. job_id, doc)
+  local answer = {'ok'}
+  if cache_key ~= '' then
+    local source_id = redis.call('GET', cache_key)
+    local source = source_id and redis.call('GET', job_prefix .. source_id)
+    if source then
+      local ok, d = pcall(cjson.decode, source)
+      if not ok or type(d) ~= 'table' then d = {} end
+      local ref_ok = type(d['result_ref']) ~= 'string' or redis.call('EXISTS', d['result_ref']) == 1
+      if d['status'] == 'complete' and ref_ok then answer = {'cached', source} end
+    end
+  end
+  redis.call('SELECT', queue_db)
+  redis.call('HSET', busy_key, worker, job_id)
+  return answer
+end
+
+-- The fence shared by finish and retry: release the id and say whether we may still write.
+-- Answers nil when we may, else 'lost' (not ours any more), 'deleted' or 'final'.
+local function release(job_id, worker)
+  redis.call('SELECT', queue_db)
+  redis.call('HDEL', busy_key, worker)
+  if redis.call('LREM', processing_prefix .. worker, 1, job_id) == 0 then return 'lost' end
+  redis.call('SELECT', jobs_db)
+  local current = redis.call('GET', job_prefix .. job_id)
+  if not current then return 'deleted' end
+  if is_final(current) then return 'final' end
+  return nil
+end
+
+-- Write the final document (with the TTL), the stored result (a blob, or a copy of another job's),
+-- the cache entry, and announce the id; only while the id is still ours and not final.
+function commands.finish()
+  local job_id, worker, doc, blob, copy_from, cache_key = arg(), arg(), arg(), arg(), arg(), arg()
+  local refused = release(job_id, worker)
+  if refused then return refused end
+  local result_key = result_prefix .. job_id
+  if blob ~= '' then
+    redis.call('SET', result_key, blob, 'EX', ttl)
+  elseif copy_from ~= '' then
+    redis.call('COPY', copy_from, result_key, 'REPLACE')
+    redis.call('EXPIRE', result_key, ttl)
+  end
+  redis.call('SET', job_prefix .. job_id, doc, 'EX', ttl)
+  if cache_key ~= '' then redis.call('SET', cache_key, job_id, 'EX', ttl) end
+  redis.call('PUBLISH', done_channel, job_id)
+  return 'ok'
+end
+
+-- Write the document back as submitted and queue the id again: at the front now (delay <= 0) or
+-- in the retry set until its backoff is over.
+function commands.retry()
+  local job_id, worker, doc, delay = arg(), arg(), arg(), tonumber(arg())
+  local refused = release(job_id, worker)
+  if refused then return refused end
+  redis.call('SET', job_prefix .. job_id, doc)
+  redis.call('SELECT', queue_db)
+  if delay <= 0 then
+    redis.call('LPUSH', queue_key, job_id)
+  else
+    redis.call('ZADD', delayed_key, now() + delay, job_id)
+  end
+  return 'ok'
+end
+
+-- Requeue, at the front, the ids of workers silent for longer than the lease; {moved, workers}.
+function commands.reap()
+  local lease = tonumber(arg())
+  redis.call('SELECT', queue_db)
+  local dead = redis.call('ZRANGEBYSCORE', heartbeat_key, '-inf', now() - lease)
+  local moved = 0
+  for _, worker in ipairs(dead) do
+    local processing_key = processing_prefix .. worker
+    while redis.call('LMOVE', processing_key, queue_key, 'RIGHT', 'LEFT') do moved = moved + 1 end
+    redis.call('ZREM', heartbeat_key, worker)
+    redis.call('HDEL', busy_key, worker)
+  end
+  return {moved, #dead}
+end
+
+-- Return claimed-but-unstarted ids to the front of the queue, keeping their order; how many.
+function commands.give_back()
+  local worker = arg()
+  local ids = rest()
+  local processing_key = processing_prefix .. worker
+  redis.call('SELECT', queue_db)
+  local n = 0
+  for i = #ids, 1, -1 do
+    if redis.call('LREM', processing_key, 1, ids[i]) == 1 then
+      redis.call('LPUSH', queue_key, ids[i])
+      n = n + 1
+    end
+  end
+  return n
+end
+
+-- Queue a job still 'submitted' that is in no list (its producer died between the two writes);
+-- 1 if queued.
+function commands.sweep_one()
+  local job_id = arg()
+  redis.call('SELECT', queue_db)
+  if redis.call('LPOS', queue_key, job_id) then return 0 end
+  if redis.call('ZSCORE', delayed_key, job_id) then return 0 end
+  for _, worker in ipairs(redis.call('ZRANGE', heartbeat_key, 0, -1)) do
+    if redis.call('LPOS', processing_prefix .. worker, job_id) then return 0 end
+  end
+  redis.call('SELECT', jobs_db)
+  local current = redis.call('GET', job_prefix .. job_id)
+  if not current or status_of(current) ~= 'submitted' then return 0 end
+  redis.call('SELECT', queue_db)
+  redis.call('RPUSH', queue_key, job_id)
+  return 1
+end
+
+local answers = {}
+for name in string.gmatch(command, '[^+]+') do
+  local run = commands[name]
+  if not run then return redis.error_reply('jobqueue: unknown command ' .. name) end
+  answers[#answers + 1] = run()
+end
+if #answers == 1 then return answers[1] end
+return answers

@@ -1,0 +1,71 @@
+"""The as-deployed harness (bench/bench_deployed.py) end to end on a few jobs: the real API, a real
+worker, the minimal raw loop, Redis's own CPU accounting. No timing assertions: figures come from
+``make bench``; these check that each drain ran every job and that the meter counts what it should.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import redis
+from jobqueue import keys
+
+from bench import bench_deployed as bd
+
+pytestmark = pytest.mark.slow
+
+SAMPLE = str(bd.report.REPO_ROOT / "data" / "traffic_incidents_sample.csv")
+
+
+@pytest.fixture
+def client(redis_url):
+    c = redis.Redis.from_url(redis_url)
+    yield c
+    c.close()
+
+
+@pytest.fixture
+def deployed(redis_url, tmp_path):
+    dep = bd.Deployed(redis_url, SAMPLE, tmp_path)
+    yield dep
+    dep.close()
+
+
+def test_raw_minimal_loop_costs_four_commands_a_job(redis_url, client):
+    out = bd.raw_drain(redis_url, client, [bd.NOOP] * 40)
+    assert out["rate"] > 0 and out["cpu_us_per_job"] > 0
+    commands = out["commands"]
+    for name in ("rpush", "blpop", "set", "get"):  # put, BLPOP, SET, client GET: once a job each
+        assert commands[name]["calls"] == pytest.approx(1.0, abs=0.05), (name, commands[name])
+    assert "evalsha" not in commands
+
+
+def test_ours_drains_jobs_submitted_over_http_and_reads_them_back(deployed, client):
+    out = bd.ours_drain(deployed, client, [bd.NOOP] * 30)
+    assert out["rate"] > 0 and out["seconds"] > 0
+    assert out["cpu_us_per_job"] > 0 and out["calls_per_job"] >= 3  # at least submit, run, read back
+    assert client.zcard(keys.JOB_INDEX) == 30  # stored by the API, as a user's submits are
+
+
+def test_ours_round_trip_through_the_api(deployed, client):
+    out = bd.ours_round_trips(deployed, client, 5, warmup=1)
+    assert 0 < out["submit_p50_ms"] <= out["p50_ms"] <= out["p99_ms"]
+
+
+def test_http_many_keeps_request_order(deployed):
+    answers = bd.http_many(deployed.port, [bd.post_submit("sleep", {"seconds": 0}) for _ in range(12)], connections=3)
+    ids = [json.loads(body)["job_id"] for status, body in answers if status == 202]
+    assert len(set(ids)) == 12
+    statuses = bd.http_many(deployed.port, [bd.get_status(i) for i in ids], connections=3)
+    assert [json.loads(body)["id"] for _, body in statuses] == ids
+
+
+def test_targets_judge_ratios_of_the_same_run():
+    summary = {"noop/ours": {"rate": 300.0, "cpu_us_per_job": 90.0}, "noop/raw": {"rate": 200.0, "cpu_us_per_job": 100.0},
+               "noop/dramatiq": {"rate": 100.0}, "date/ours": {"rate": 2000.0}, "date/celery": {"rate": 50.0},
+               "date/dramatiq": {"rate": 30.0}, "rt/ours": {"p50_ms": 2.0, "p99_ms": 9.0},
+               "rt/celery": {"p50_ms": 1.5, "p99_ms": 20.0}}
+    verdicts = [ok for _text, _shown, ok in bd.targets(summary)]
+    # 1.5x raw PASS, 3x Dramatiq PASS, 40x best peer (celery) MISS, CPU 0.9x PASS, p50 worse than Celery MISS, p99 PASS
+    assert verdicts == [True, True, False, True, False, True]

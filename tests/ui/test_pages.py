@@ -1,0 +1,169 @@
+"""The web page's server side through the Flask test client: pages, headers, /queue, the token
+cookie and CSRF. What the page's script does is tested in a real browser (test_browser.py)."""
+
+from __future__ import annotations
+
+import re
+import time
+
+import pytest
+
+from jobqueue import keys
+from jobqueue_api import create_app
+from tests.api.conftest import make_settings, submit
+from tests.api.support import finish
+
+PAGES = ["/ui/", "/ui/jobs", "/ui/submit", "/ui/data", "/ui/submit?operation=top_locations"]
+TOKEN = "s3cret-token-for-the-page"
+
+
+def _strict(response):
+    csp = response.headers["Content-Security-Policy"]
+    assert "script-src 'self'" in csp and "style-src 'self'" in csp and "unsafe" not in csp
+    assert "frame-ancestors 'none'" in csp and "object-src 'none'" in csp
+    assert response.headers["X-Content-Type-Options"] == "nosniff"
+    assert response.headers["Cache-Control"] == "no-store"
+    html = response.get_data(as_text=True)
+    assert not re.search(r"<script(?![^>]*\bsrc=)", html), "inline script"
+    assert not re.search(r"\sstyle=|<style", html), "inline style"
+    assert not re.search(r"\son[a-z]+=", html), "inline event handler"
+    return html
+
+
+@pytest.mark.parametrize("path", PAGES)
+def test_pages_render_with_a_strict_policy(data_app, path):
+    response = data_app.test_client().get(path)
+    assert response.status_code == 200 and response.mimetype == "text/html"
+    html = _strict(response)
+    assert 'src="../ui/static/ui.js"' in html or 'src="./ui/static/ui.js"' in html
+
+
+def test_ui_without_slash_redirects_relatively(client):
+    response = client.get("/ui")
+    assert response.status_code in (301, 302, 308) and response.headers["Location"] == "ui/"
+
+
+def test_job_page_links_are_relative_to_its_depth(client):
+    job_id = submit(client)
+    html = _strict(client.get(f"/ui/jobs/{job_id}"))
+    assert 'data-root="../../"' in html and f'data-job-id="{job_id}"' in html
+    assert client.get("/ui/jobs/not-a-job").status_code == 400
+
+
+def test_filters_are_never_reflected(client):
+    html = client.get('/ui/jobs?status=<script>alert(1)</script>&operation="><img src=x>').get_data(as_text=True)
+    assert "<script>alert" not in html and "<img src=x" not in html and "&lt;script" not in html
+
+
+def test_submit_form_is_generated_from_the_registry(data_app):
+    catalogue = data_app.extensions["jobqueue"].catalogue
+    client = data_app.test_client()
+    for op in catalogue:
+        html = client.get(f"/ui/submit?operation={op.name}").get_data(as_text=True)
+        assert f'data-operation="{op.name}"' in html
+        for p in op.params:
+            field = re.search(rf'<(?:input|select)[^>]*id="p-{p.name}"[^>]*>', html, re.S)
+            assert field, (op.name, p.name)
+            tag = field[0]
+            assert (" required" in tag) == p.required, (op.name, p.name)
+            if p.minimum is not None and p.type in ("int", "number"):
+                assert f'min="{p.minimum}"' in tag
+            if p.maximum is not None and p.type in ("int", "number"):
+                assert f'max="{p.maximum}"' in tag
+            if not p.required and p.default is not None and p.type != "boolean" and not p.choices:
+                assert f'value="{p.default}"' in tag
+            assert f'id="p-{p.name}-error"' in html and p.description.split("(")[0].strip()[:20] in html
+
+
+def test_data_page_shows_the_loaded_dataset(data_app):
+    info = data_app.extensions["jobqueue"].data.dataset.info()
+    html = data_app.test_client().get("/ui/data").get_data(as_text=True)
+    for text in (info["identity"], info["format"], f"{info['rows']:,}", info["date_range"]["first"],
+                 info["date_range"]["last"]):
+        assert text in html
+
+
+def test_queue_reports_depth_workers_and_a_stalled_queue(client, queue, jobs, settings):
+    first = submit(client)
+    submit(client)
+    doc = client.get("/queue").get_json()
+    assert doc["depth"] == 2 and doc["in_progress"] == 0 and doc["workers_alive"] == 0
+    assert doc["stalled"] is True and doc["oldest_waiting_seconds"] >= 0
+    # a worker claims the first job and heartbeats: no longer stalled
+    queue.lmove(keys.queue(settings.queue_name), keys.processing("w1"), "LEFT", "RIGHT")
+    queue.zadd(keys.WORKERS_HEARTBEAT, {"w1": time.time(), "w-dead": time.time() - 3600})
+    queue.hset(keys.WORKERS_BUSY, "w1", first)
+    queue.zadd(keys.delayed(settings.queue_name), {"x": time.time() + 60})
+    doc = client.get("/queue").get_json()
+    assert doc["depth"] == 1 and doc["in_progress"] == 1 and doc["delayed_retries"] == 1
+    assert doc["workers_alive"] == 1 and doc["stalled"] is False
+    workers = {w["id"]: w for w in doc["workers"]}
+    assert workers["w1"]["alive"] and workers["w1"]["job_id"] == first
+    assert not workers["w-dead"]["alive"] and workers["w-dead"]["heartbeat_age_seconds"] >= 3599
+
+
+def test_queue_counts_recent_outcomes_per_minute(client, jobs):
+    from jobqueue_api import overview
+
+    overview._cache.clear()
+    done = [submit(client) for _ in range(3)]
+    finish(jobs, done[0])
+    finish(jobs, done[1])
+    from jobqueue.jobs import JobStatus
+
+    finish(jobs, done[2], status=JobStatus.FAILED, error="boom")
+    recent = client.get("/queue").get_json()["recent"]
+    assert sum(recent["complete"]) == 2 and sum(recent["failed"]) == 1
+    assert recent["complete"][-1] == 2 and len(recent["complete"]) == 15
+
+
+# --- with API_TOKEN --------------------------------------------------------------------------
+
+@pytest.fixture
+def token_app(redis_url):
+    return create_app(make_settings(redis_url, API_TOKEN=TOKEN), load_data=False)
+
+
+def test_without_the_token_only_a_login_form_is_shown(token_app):
+    client = token_app.test_client()
+    for path in PAGES + ["/ui/jobs/3f2b8c4e-1d2a-4b5c-9e8f-0a1b2c3d4e5f"]:
+        response = client.get(path)
+        assert response.status_code == 401
+        html = _strict(response)
+        assert 'id="login-form"' in html and "Jobs</a>" not in html and "data-operation" not in html
+    assert client.get("/queue").status_code == 401
+
+
+def test_login_sets_an_httponly_strict_cookie_and_csrf_guards_changes(token_app):
+    client = token_app.test_client()
+    assert client.post("/ui/login", json={"token": "wrong"}).status_code == 401
+    assert client.post("/ui/login", data="token=" + TOKEN,
+                       content_type="application/x-www-form-urlencoded").status_code == 400
+    response = client.post("/ui/login", json={"token": TOKEN, "path": "/class/jobqueue/"})
+    assert response.status_code == 200
+    cookie = response.headers["Set-Cookie"]
+    assert "HttpOnly" in cookie and "SameSite=Strict" in cookie and "Path=/class/jobqueue/" in cookie
+    assert TOKEN not in response.get_data(as_text=True)
+
+    client = token_app.test_client()
+    client.post("/ui/login", json={"token": TOKEN})  # default path: the API root
+    page = client.get("/ui/jobs")
+    assert page.status_code == 200
+    csrf = re.search(r'name="csrf-token" content="([0-9a-f]{64})"', page.get_data(as_text=True))[1]
+    # reads work with the cookie alone (an <img> of a PNG result cannot send a header)
+    job_id = client.post("/submit", json={"operation": "sleep", "params": {}},
+                         headers={"X-CSRF-Token": csrf}).get_json()["job_id"]
+    assert client.get(f"/jobs/{job_id}").status_code == 200
+    # a change with the cookie but without the page's CSRF value is refused
+    for headers in ({}, {"X-CSRF-Token": "0" * 64}):
+        assert client.post("/submit", json={"operation": "sleep"}, headers=headers).status_code == 403
+        assert client.delete(f"/jobs/{job_id}", headers=headers).status_code == 403
+    assert client.delete(f"/jobs/{job_id}", headers={"X-CSRF-Token": csrf}).get_json()["cancelled"] is True
+    # a bearer header needs no CSRF value (no browser adds one by itself)
+    bearer = token_app.test_client()
+    assert bearer.post("/submit", json={"operation": "sleep"},
+                       headers={"Authorization": f"Bearer {TOKEN}"}).status_code == 202
+    # logging out clears the cookie
+    response = client.post("/ui/logout", headers={"X-CSRF-Token": csrf})
+    assert response.status_code == 200 and "jobqueue_token=;" in response.headers["Set-Cookie"]
+    assert client.get("/ui/jobs").status_code == 401
