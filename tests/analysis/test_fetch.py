@@ -83,4 +83,4 @@ def test_fetch_failure_leaves_no_file(tmp_path, inproc):
         fetch(target, base_url="http://127.0.0.1:9", timeout=2)
     assert not target.exists() and not list(tmp_path.iterdir())
     code, _, err = inproc("data", "fetch", "--base-url", "http://127.0.0.1:9", "--timeout", 2, "--output", target)
-    assert code == 1 and "download" in err
+    assert code == 3 and "download" in err   # exit 3: service unreachable

@@ -66,7 +66,7 @@ def create_app(settings: Settings | None = None, *, dataset: Any = None, load_da
     if dataset is not None:
         state.data = DatasetSlot(dataset=dataset, error=None, loaded_at=time.time())
     elif load_data:
-        load_dataset_into(state.data, settings.data_path)
+        load_dataset_into(state.data, settings.data_path, **settings.data_options())
     state.waiter = DoneWaiter(state.jobs)
     app.extensions["jobqueue"] = state
     app.extensions["jobqueue_queue_collector"] = QueueCollector(settings, state.queue, state.jobs)

@@ -14,6 +14,7 @@ vanish while its counters stay summed.
 
 from __future__ import annotations
 
+import argparse
 import os
 import shutil
 import sys
@@ -66,7 +67,27 @@ def gunicorn_options(settings) -> dict:
     }
 
 
+def _parse_args(argv: list[str] | None) -> argparse.Namespace:
+    from importlib.metadata import PackageNotFoundError, version
+
+    from jobqueue.settings import SPEC   # not .app: prometheus_client must wait for the metrics dir
+
+    try:
+        own_version = version("atx-jobqueue-api")
+    except PackageNotFoundError:  # pragma: no cover - a bare checkout
+        own_version = "0.0.0"
+    parser = argparse.ArgumentParser(
+        prog="jobqueue-api",
+        description="Serve the atx-jobqueue API under gunicorn. Configured by environment variables only "
+                    "(the README's Configuration table), e.g. PORT=5000 BIND_HOST=127.0.0.1 "
+                    "REDIS_URL=redis://127.0.0.1:6379 jobqueue-api",
+        epilog="variables: " + ", ".join(SPEC) + ". Exit status 2: a malformed variable (the message names it).")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {own_version}")
+    return parser.parse_args(argv)
+
+
 def main(argv: list[str] | None = None) -> int:
+    _parse_args(argv)   # --help and --version answer and exit before anything starts
     from jobqueue.settings import SettingsError, load_settings
 
     try:

@@ -72,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
     from .worker import Worker
 
     operations = load_operations(settings)
-    data = DataSource(settings.data_path, lambda: False)
+    data = DataSource(settings.data_path, lambda: False, **settings.data_options())
     if not load_and_serve(settings, operations, data):
         return 3
     worker = Worker(settings, operations, data)
@@ -108,7 +108,7 @@ def supervise(settings: Settings, burst: bool) -> int:
     from .worker import Worker
 
     operations = load_operations(settings)
-    data = DataSource(settings.data_path)
+    data = DataSource(settings.data_path, **settings.data_options())
     if not load_and_serve(settings, operations, data):
         return 3
 

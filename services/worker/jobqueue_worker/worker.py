@@ -76,7 +76,7 @@ class Worker:
         self.id = worker_id or new_worker_id()
         self.queue = queue_redis(settings)
         self.delivery = Delivery(self.queue, settings)
-        self.data = data or DataSource(settings.data_path, lambda: self.stopping)
+        self.data = data or DataSource(settings.data_path, lambda: self.stopping, **settings.data_options())
         self.metrics = metrics_ or metrics()
         self.metrics.prime(catalogue.names())
         self.stopping = False

@@ -41,8 +41,13 @@ def _replace_atomically(target: Path, write: Callable[[object], int]) -> int:
 def fetch(output: str | Path, *, source: str = "export", base_url: str = PORTAL, page_size: int = 50_000,
           timeout: float = 60.0, app_token: str | None = None,
           progress: Callable[[int], None] | None = None) -> Path:
-    """Download the dataset to ``output``; return its path. Raises FetchError on failure."""
+    """Download the dataset to ``output``; return its path. Raises FetchError on failure.
+
+    429 and 5xx answers are retried with backoff, honouring ``Retry-After`` (:mod:`.http`);
+    ``progress(n)`` is called with the bytes (export) or records (soda) written so far."""
     import requests
+
+    from .http import retrying_session
 
     if source not in SOURCES:
         raise FetchError(f"unknown source {source!r}; choose one of {', '.join(SOURCES)}")
@@ -51,7 +56,7 @@ def fetch(output: str | Path, *, source: str = "export", base_url: str = PORTAL,
     if app_token:
         headers["X-App-Token"] = app_token
     base = base_url.rstrip("/")
-    session = requests.Session()
+    session = retrying_session(idempotent=True, statuses=(429, 500, 502, 503, 504))
     try:
         if source == "export":
             def write(fh) -> int:

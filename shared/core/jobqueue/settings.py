@@ -171,6 +171,10 @@ class Settings:
     api_token: str
     log_level: str
 
+    def data_options(self) -> dict[str, object]:
+        """Keyword arguments of ``atx_analysis.dataset.load_dataset`` (the package reads no env)."""
+        return {"cache_dir": self.data_cache_dir or None, "max_bytes": self.data_max_bytes}
+
     def replace(self, **changes: object) -> "Settings":
         values = {f.name: getattr(self, f.name) for f in fields(self)}
         values.update(changes)
