@@ -64,7 +64,6 @@ def naive_ops(df):
     import pandas as pd
 
     from atx_analysis.roads import road_of
-    from atx_analysis.plots import daily_counts_png, top_locations_png
 
     def average():
         minutes = (df["Status Date"] - df["Published Date"]).dt.total_seconds() / 60
@@ -95,12 +94,59 @@ def naive_ops(df):
         "daily_counts": lambda: daily("2024-01-01", "2024-12-31"),
         "top_roads": lambda: df["Address"].dropna().map(road_of).value_counts().head(10).to_dict(),
         "incidents_within_radius": lambda: radius(30.2672, -97.7431, 1.0),
-        "plot_daily_counts": lambda: daily_counts_png(
-            (pd.Timestamp("2024-01-01") - pd.Timestamp("1970-01-01")).days,
-            pd.Series(daily("2024-01-01", "2024-12-31")).reindex(
-                pd.date_range("2024-01-01", "2024-12-31").strftime("%Y-%m-%d"), fill_value=0).to_numpy(), "naive"),
-        "plot_top_locations": lambda: top_locations_png(df["Address"].value_counts().head(10).to_dict(), len(df), "naive"),
+        "plot_daily_counts": lambda: naive_plot_daily(df, daily, "2024-01-01", "2024-12-31"),
+        "plot_top_locations": lambda: naive_plot_top(df, 10),
     }
+
+
+# The tutorial's way to a chart: pyplot, a fresh figure per request, the aggregate computed from the
+# frame, bars as bars, tight_layout so long labels fit, savefig into a buffer, close. Same size, dpi,
+# colours, texts and PNG as ours, so both sides draw the same chart.
+def naive_plot_daily(df, daily, start: str, end: str) -> bytes:
+    import io
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import pandas as pd
+
+    days = pd.date_range(start, end)
+    counts = pd.Series(daily(start, end)).reindex(days.strftime("%Y-%m-%d"), fill_value=0)
+    plt.figure(figsize=(10, 4.5), dpi=120)
+    plt.bar(days, counts.values, width=1.0, color="#f5c49c", label="incidents per day")
+    plt.plot(days, counts.rolling(7).mean().values, color="#bf5700", linewidth=2, label="7-day mean")
+    plt.title(f"Traffic incidents per day in Austin, {start} to {end}", loc="left", fontsize=13, fontweight="bold")
+    plt.ylabel("incidents")
+    plt.legend(loc="upper left", frameon=False)
+    plt.figtext(0.01, 0.01, f"Data: naive; {int(counts.sum()):,} incidents in the range.", fontsize=8)
+    plt.tight_layout()
+    buf = io.BytesIO()
+    plt.savefig(buf, format="png")
+    plt.close()
+    return buf.getvalue()
+
+
+def naive_plot_top(df, n: int) -> bytes:
+    import io
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    top = df["Address"].value_counts().head(n)
+    plt.figure(figsize=(10, 1.2 + 0.38 * n), dpi=120)
+    bars = plt.barh(top.index[::-1], top.values[::-1], color="#bf5700", height=0.7)
+    plt.bar_label(bars, labels=[f"{v:,}" for v in top.values[::-1]], padding=3, fontsize=8)
+    plt.title(f"Top {n} incident locations in Austin", loc="left", fontsize=13, fontweight="bold")
+    plt.xlabel("incidents")
+    plt.figtext(0.01, 0.01, f"Data: naive; {len(df):,} incidents. Location = street address.", fontsize=8)
+    plt.tight_layout()
+    buf = io.BytesIO()
+    plt.savefig(buf, format="png")
+    plt.close()
+    return buf.getvalue()
 
 
 OUR_PARAMS = {
@@ -235,7 +281,8 @@ def targets(results: list[dict]) -> list[tuple[str, str, str]]:
     ops, cold = r["ops"], r["cold"]
     rows = []
     for name, o in ops.items():
-        rows.append((f"`{name}` at least 10x the naive code", fmt_x(o["ratio"]), report.verdict(o["ratio"] >= 10)))
+        need = 3 if name.startswith("plot_") else 10  # plots: issue 13's target (both sides render a chart)
+        rows.append((f"`{name}` at least {need}x the naive code", fmt_x(o["ratio"]), report.verdict(o["ratio"] >= need)))
     worst = max(INDEXED, key=lambda n: ops[n]["ours_ms"])
     rows.append(("index lookups (date count, top locations, average, unique issues) under 1 ms warm",
                  f"slowest `{worst}` {ops[worst]['ours_ms']:.4f} ms", report.verdict(ops[worst]["ours_ms"] < 1)))
@@ -283,8 +330,11 @@ NOTES = [
     "response time, issue/hour/weekday counts, all built at load. Road search is a vectorised literal scan of "
     "the distinct addresses (one byte array), not of the rows; a single-letter search hits most addresses and "
     "is the slowest case (a few ms).",
-    "- The plot operations are bound by matplotlib rendering (both sides render the same chart), so they gain "
-    "only the data part; the service's result cache answers repeats. They are the operations that miss 10x.",
+    "- Plots: the naive side is the tutorial's way (pyplot, a fresh figure per request, the aggregate from the "
+    "frame, `plt.bar`, `tight_layout`, `savefig`); ours keeps one chart per thread and swaps its data, sizes "
+    "the margins from the texts instead of running a layout engine (which draws everything twice), picks date "
+    "ticks by arithmetic and writes the PNG at zlib level 1. Both draw the same chart at the same size and dpi; "
+    "text rendering is most of what remains. The service's result cache answers repeats.",
     "- Cold start with the cache memory-maps an Arrow file of the parsed columns (plus stored indexes) and never "
     "imports pandas; most of the remaining time is Python and numpy/pyarrow imports. Without a cache the first "
     "worker parses the CSV (pyarrow) and writes the cache for the others.",

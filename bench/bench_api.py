@@ -18,7 +18,6 @@ import argparse
 import asyncio
 import json
 import os
-import signal
 import statistics
 import subprocess
 import sys
@@ -31,7 +30,8 @@ sys.path.insert(0, str(ROOT))
 
 import requests  # noqa: E402
 
-from tests.support.redis_server import RedisServer, free_port  # noqa: E402
+from devstack.procs import free_port, stop  # noqa: E402
+from devstack.redis_server import RedisServer  # noqa: E402
 
 BIN = Path(sys.executable).parent
 SUBMIT_BODY = json.dumps({"operation": "sleep", "params": {"seconds": 0}}).encode()
@@ -132,15 +132,6 @@ def start(cmd: list[str], env: dict[str, str], port: int) -> subprocess.Popen:
                 raise RuntimeError(f"{cmd} exited {proc.returncode}")
             time.sleep(0.1)
     raise TimeoutError(cmd)
-
-
-def stop(proc: subprocess.Popen) -> None:
-    proc.send_signal(signal.SIGTERM)
-    try:
-        proc.wait(30)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
 
 
 def round_trip(base: str, jobs: int) -> dict[str, float] | None:

@@ -52,7 +52,7 @@ from bench import report  # noqa: E402
 from bench.drain_harness import start_redis  # noqa: E402
 from bench.peers import dataset, harness, peer_classes, procs  # noqa: E402
 from jobqueue import keys  # noqa: E402
-from tests.support.redis_server import free_port  # noqa: E402
+from devstack.procs import free_port  # noqa: E402
 
 BIN = Path(sys.executable).parent
 NOOP = ("sleep", {"seconds": 0})

@@ -24,7 +24,7 @@ if __package__ in (None, ""):  # run as a script: python bench/bench_peers.py
 
 from bench import report  # noqa: E402
 from bench.peers import dataset, harness, peer_classes  # noqa: E402
-from tests.support.redis_server import RedisServer  # noqa: E402
+from devstack.redis_server import RedisServer  # noqa: E402
 
 RESULTS = report.REPO_ROOT / ".run" / "bench" / "results"
 BASELINE = "hotqueue-raw"

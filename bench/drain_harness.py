@@ -11,7 +11,6 @@ job documents and the same operation dispatch (``jobqueue.catalogue``).
 from __future__ import annotations
 
 import os
-import signal
 import statistics
 import subprocess
 import sys
@@ -28,7 +27,8 @@ from jobqueue.connections import jobs_redis, queue_redis  # noqa: E402
 from jobqueue.jobs import Job  # noqa: E402
 from jobqueue.queue import JobQueue  # noqa: E402
 from jobqueue.settings import Settings, load_settings  # noqa: E402
-from tests.support.redis_server import RedisServer  # noqa: E402
+from devstack.procs import stop_all  # noqa: E402
+from devstack.redis_server import RedisServer  # noqa: E402
 
 PY = sys.executable
 RAW_READY = "bench:raw-ready"   # bench-only key (queue db): raw loop processes count themselves in
@@ -136,18 +136,6 @@ def wait_until(predicate, procs: list[subprocess.Popen], timeout: float = 60.0) 
         time.sleep(0.02)
 
 
-def stop(procs: list[subprocess.Popen], timeout: float = 30.0) -> None:
-    for p in procs:
-        if p.poll() is None:
-            p.send_signal(signal.SIGTERM)
-    for p in procs:
-        try:
-            p.wait(timeout)
-        except subprocess.TimeoutExpired:
-            p.kill()
-            p.wait()
-
-
 KINDS = {"ours": (start_ours, ours_ready), "raw": (start_raw, raw_ready)}
 
 
@@ -167,7 +155,7 @@ def drain_once(redis_url: str, kind: str, processes: int, n: int, operation: str
         wait_complete(settings, ids)
         return time.perf_counter() - t0
     finally:
-        stop(procs)
+        stop_all(procs, 30.0)
 
 
 def median(values: list[float]) -> float:

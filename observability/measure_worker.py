@@ -21,9 +21,8 @@ import tempfile
 import time
 from pathlib import Path
 
-
-from tests.observability.local_stack import LocalStack
-from tests.support.redis_server import RedisServer
+from devstack.redis_server import RedisServer
+from devstack.stack import Stack
 
 OPERATIONS = {
     "incident_count_by_date": {"date": "2024-03-06"},
@@ -38,7 +37,7 @@ OPERATIONS = {
 }
 
 
-def drain_seconds(stack: LocalStack, ids: list[str], timeout: float = 600) -> float:
+def drain_seconds(stack: Stack, ids: list[str], timeout: float = 600) -> float:
     started = time.monotonic()
     pending = set(ids)
     while pending:
@@ -59,9 +58,9 @@ def measure(data: Path, jobs: int, rounds: int, operations: list[str]) -> list[t
     with tempfile.TemporaryDirectory(prefix="measure-worker-") as tmp:
         tmp_path = Path(tmp)
         redis = RedisServer(tmp_path / "redis", appendonly=False).start()
-        stack = LocalStack(tmp_path / "stack", redis.url,
-                           extra_env={"DATA_PATH": str(data.resolve()), "DATA_CACHE_DIR": str(tmp_path / "cache"),
-                                      "RESULT_CACHE": "0", "LOG_LEVEL": "WARNING"})
+        stack = Stack(tmp_path / "stack", redis,
+                      env={"DATA_PATH": str(data.resolve()), "DATA_CACHE_DIR": str(tmp_path / "cache"),
+                           "RESULT_CACHE": "0", "LOG_LEVEL": "WARNING"})
         try:
             stack.start_api()
             startups = []
@@ -71,16 +70,15 @@ def measure(data: Path, jobs: int, rounds: int, operations: list[str]) -> list[t
                 for _ in range(rounds):
                     ids = [stack.submit(op, params) for _ in range(jobs)]
                     t0 = time.monotonic()
-                    stack.start_workers(1)  # returns once its metrics port answers: dataset loaded
+                    proc = stack.start_worker(metrics_path="/metrics")  # answers once the dataset is loaded
                     startups.append(time.monotonic() - t0)
-                    proc, _ = stack.workers[-1]
                     per_job.append(drain_seconds(stack, ids) / jobs)
                     proc.stop()
                     stack.workers.pop()
                 rows.append((op, statistics.median(per_job), 1 / statistics.median(per_job)))
             rows.append(("(worker start-up, s)", statistics.median(startups), 0.0))
         finally:
-            stack.stop()
+            stack.close()
             redis.stop()
     return rows
 

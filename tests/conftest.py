@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
-from tests.support.redis_server import RedisServer, find_redis_server
-
-REPO_ROOT = Path(__file__).resolve().parents[1]
+from devstack.paths import SAMPLE
+from devstack.redis_server import RedisServer, find_redis_server
 
 
 @pytest.fixture(scope="session")
@@ -41,7 +38,7 @@ def fresh_redis(tmp_path):
 @pytest.fixture
 def settings_env(redis_url, monkeypatch):
     """Environment variables pointing a service at the test Redis and the bundled sample."""
-    env = {"REDIS_URL": redis_url, "DATA_PATH": str(REPO_ROOT / "data" / "traffic_incidents_sample.csv")}
+    env = {"REDIS_URL": redis_url, "DATA_PATH": str(SAMPLE)}
     for k, v in env.items():
         monkeypatch.setenv(k, v)
     return env

@@ -27,7 +27,7 @@ def test_bad_value_names_the_variable(name, value):
 
 
 def test_every_variable_is_documented_in_readme():
-    from tests.conftest import REPO_ROOT
+    from devstack.paths import REPO_ROOT
 
     readme = (REPO_ROOT / "README.md").read_text()
     missing = [name for name in SPEC if f"`{name}`" not in readme]
@@ -46,7 +46,7 @@ def test_job_roundtrip_and_ttl(redis_url):
     store.save(got)
     assert 0 < store.redis.ttl(keys.job(job.id)) <= 120
     assert store.get(job.id).public()["result"] == {"top_locations": {"A": 2}}
-    assert store.recent_ids() == [job.id]
+    assert [j.id for j in store.page().jobs] == [job.id]
     assert store.delete(job.id) and store.get(job.id) is None
 
 

@@ -72,7 +72,7 @@ class OursPeer(Peer):
         if self.api is not None:
             procs.stop([self.api])
             self.api = None
-        self.h.stop(self.procs)
+        procs.stop(self.procs, 30.0)
         self.procs = []
 
     # jobs
@@ -118,7 +118,7 @@ class OursPeer(Peer):
     def _start_api(self):
         import requests
 
-        from tests.support.redis_server import free_port
+        from devstack.procs import free_port
 
         port = free_port()
         env = {**self.env, "PORT": str(port), "BIND_HOST": "127.0.0.1", "WEB_CONCURRENCY": "2"}

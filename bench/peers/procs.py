@@ -7,10 +7,11 @@ SIGKILL after a grace period), so nothing outlives the run and nothing else is t
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 from pathlib import Path
+
+from devstack.procs import stop_all
 
 from .dataset import REPO_ROOT
 
@@ -34,24 +35,8 @@ def spawn(argv: list[str], env: dict[str, str], log_name: str) -> subprocess.Pop
 
 
 def stop(procs: list[subprocess.Popen], grace: float = 5.0) -> None:
-    for proc in procs:
-        if proc.poll() is None:
-            _signal_group(proc, signal.SIGTERM)
-    for proc in procs:
-        try:
-            proc.wait(grace)
-        except subprocess.TimeoutExpired:
-            _signal_group(proc, signal.SIGKILL)
-            proc.wait()
-        # children of a process group leader (prefork pools) may linger after it exits
-        _signal_group(proc, signal.SIGKILL)
-
-
-def _signal_group(proc: subprocess.Popen, sig: int) -> None:
-    try:
-        os.killpg(proc.pid, sig)  # the group we created with start_new_session
-    except ProcessLookupError:
-        pass
+    """SIGTERM each run's process groups, SIGKILL what outlives ``grace`` (prefork pools too)."""
+    stop_all(procs, grace)
 
 
 def log_path(log_name: str) -> Path:

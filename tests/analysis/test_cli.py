@@ -10,7 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import FIXTURES, REPO_ROOT, SAMPLE
+from devstack.paths import REPO_ROOT, SAMPLE
+
+from .expected import FIXTURES
 
 JOBQUEUE = Path(sys.executable).parent / "jobqueue"
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import atx_analysis.operations  # noqa: F401
 from atx_analysis.registry import REGISTRY
 
-from .conftest import REPO_ROOT
+from devstack.paths import REPO_ROOT
 
 
 def test_docs_and_readme_cover_every_operation():

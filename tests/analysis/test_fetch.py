@@ -11,7 +11,7 @@ import pytest
 
 from atx_analysis.fetch import EXPORT_PATH, SODA_PATH, FetchError, fetch
 
-from .conftest import FIXTURES
+from .expected import FIXTURES
 from .test_cli import inproc, jq  # noqa: F401  (fixture)
 
 SODA_RECORDS = json.loads((FIXTURES / "soda.json").read_text())

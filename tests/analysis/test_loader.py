@@ -12,7 +12,9 @@ import pytest
 from atx_analysis.dataset import content_hash, load_dataset
 from atx_analysis.errors import DataFormatError, MissingColumnError
 
-from .conftest import EXPECTED_DAYS, FIXTURES, SAMPLE
+from devstack.paths import SAMPLE
+
+from .expected import EXPECTED_DAYS, FIXTURES
 
 
 def test_each_format_is_recognised_and_normalised(eight_rows, load):

@@ -10,8 +10,10 @@ import pytest
 import atx_analysis.operations  # noqa: F401  (fills the registry)
 from atx_analysis.registry import REGISTRY, ParamError, UnknownOperation
 
-from .conftest import (EXPECTED_AVG, EXPECTED_DAYS, EXPECTED_HOURS, EXPECTED_ISSUES, EXPECTED_TOP,
-                       EXPECTED_WEEKDAYS, FIXTURES, SAMPLE)
+from devstack.paths import SAMPLE
+
+from .expected import (EXPECTED_AVG, EXPECTED_DAYS, EXPECTED_HOURS, EXPECTED_ISSUES, EXPECTED_TOP,
+                       EXPECTED_WEEKDAYS, FIXTURES)
 
 
 def run(ds, name, **params):

@@ -9,7 +9,9 @@ import pytest
 import atx_analysis.operations  # noqa: F401
 from atx_analysis.registry import REGISTRY
 
-from .conftest import FIXTURES, SAMPLE
+from devstack.paths import SAMPLE
+
+from .expected import FIXTURES
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -46,3 +48,40 @@ def test_plots_on_tiny_and_empty_ranges(load):
     png = REGISTRY.get("plot_daily_counts").run(ds, {"start": "2030-01-01", "end": "2030-01-02"})
     assert png_size(png)[0] > 0
     assert png_size(REGISTRY.get("plot_top_locations").run(ds, {"n": 3}))[1] > 0
+
+
+def test_a_reused_chart_draws_what_a_fresh_one_does(load):
+    """Charts are kept per thread and reused; nothing of one request may show in the next."""
+    import threading
+
+    ds = load(SAMPLE)
+    daily, top = REGISTRY.get("plot_daily_counts"), REGISTRY.get("plot_top_locations")
+    first = daily.run(ds, {"start": "2025-01-01", "end": "2025-03-31"})
+    top_first = top.run(ds, {"n": 5})
+    daily.run(ds, {})                      # a long range: line instead of bars, 28-day mean
+    top.run(ds, {"n": 5}) and top.run(ds, {"n": 20})
+    assert daily.run(ds, {"start": "2025-01-01", "end": "2025-03-31"}) == first
+    assert top.run(ds, {"n": 5}) == top_first
+    fresh = {}
+    thread = threading.Thread(target=lambda: fresh.update(
+        d=daily.run(ds, {"start": "2025-01-01", "end": "2025-03-31"}), t=top.run(ds, {"n": 5})))
+    thread.start()
+    thread.join()
+    assert fresh == {"d": first, "t": top_first}  # another thread's brand-new charts: same bytes
+
+
+def test_date_ticks_are_round_and_few():
+    import datetime as dt
+
+    from atx_analysis.plots import EPOCH, MAX_TICKS, date_ticks
+
+    def day(s):
+        return (dt.date.fromisoformat(s) - EPOCH).days
+
+    for first, last in [("2024-01-01", "2024-01-01"), ("2024-01-01", "2024-01-09"), ("2024-01-01", "2024-03-31"),
+                        ("2024-01-01", "2024-12-31"), ("2017-09-26", "2026-11-25"), ("1990-01-01", "2099-12-31")]:
+        ticks, labels = date_ticks(day(first), day(last))
+        assert 1 <= len(ticks) <= MAX_TICKS and len(labels) == len(ticks), (first, last, ticks)
+        assert all(day(first) <= t <= day(last) for t in ticks) and ticks == sorted(ticks)
+    ticks, labels = date_ticks(day("2024-01-01"), day("2024-12-31"))
+    assert labels[:3] == ["2024", "Mar", "May"]  # concise: the year once, then every other month

@@ -4,17 +4,10 @@ from __future__ import annotations
 
 import pytest
 
+from devstack.paths import SAMPLE
 from jobqueue.connections import jobs_redis, queue_redis
-from jobqueue.settings import load_settings
-from tests.conftest import REPO_ROOT
 
-SAMPLE = REPO_ROOT / "data" / "traffic_incidents_sample.csv"
-
-
-def make_settings(redis_url: str, **env: str):
-    base = {"REDIS_URL": redis_url, "DIAGNOSTIC_OPERATIONS": "1", "DATA_PATH": str(SAMPLE)}
-    base.update(env)
-    return load_settings(base)
+from .support import make_settings
 
 
 @pytest.fixture
@@ -58,9 +51,3 @@ def data_app(settings, dataset):
     from jobqueue_api import create_app
 
     return create_app(settings, dataset=dataset)
-
-
-def submit(client, operation="sleep", params=None, path="/submit"):
-    response = client.post(path, json={"operation": operation, "params": params or {}})
-    assert response.status_code == 202, response.get_json()
-    return response.get_json()["job_id"]

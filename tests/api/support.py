@@ -1,6 +1,7 @@
-"""Helpers for the API tests: a stand-in worker that finishes jobs the way the real one reports them.
+"""Helpers for the API tests: settings on the test Redis, a submit through the test client, and a
+stand-in worker that finishes jobs the way the real one reports them.
 
-``finish`` writes the final job document and publishes the id on ``keys.JOB_DONE_CHANNEL``,
+``finish`` writes the final job document and publishes "<id>\n<document>" on ``keys.JOB_DONE_CHANNEL``,
 which is the worker's whole contract with the API's long poll. ``run_jobs_in_thread`` claims ids
 from the queue list (BLMOVE into a processing list, as the real worker does) and finishes them.
 """
@@ -8,17 +9,30 @@ from the queue list (BLMOVE into a processing list, as the real worker does) and
 from __future__ import annotations
 
 import json
-import socket
-import subprocess
 import threading
 import time
 from pathlib import Path
 
 import redis
-import requests
 
+from devstack.paths import SAMPLE
 from jobqueue import keys
 from jobqueue.jobs import Job, JobStatus, JobStore
+from jobqueue.settings import Settings, load_settings
+
+
+def make_settings(redis_url: str, **env: str) -> Settings:
+    """Settings as the API tests run with: the given Redis, diagnostic operations, the sample."""
+    base = {"REDIS_URL": redis_url, "DIAGNOSTIC_OPERATIONS": "1", "DATA_PATH": str(SAMPLE)}
+    base.update(env)
+    return load_settings(base)
+
+
+def submit(client, operation="sleep", params=None, path="/submit") -> str:
+    """``POST /submit`` through the Flask test client; the job id (anything but a 202 fails)."""
+    response = client.post(path, json={"operation": operation, "params": params or {}})
+    assert response.status_code == 202, response.get_json()
+    return response.get_json()["job_id"]
 
 
 def finish(jobs: redis.Redis, job_id: str, *, status: JobStatus = JobStatus.COMPLETE, result=None,
@@ -34,7 +48,7 @@ def finish(jobs: redis.Redis, job_id: str, *, status: JobStatus = JobStatus.COMP
     job.worker = "test-worker"
     job.result, job.error, job.result_ref, job.result_type = result, error, result_ref, result_type
     store.save(job)
-    jobs.publish(keys.JOB_DONE_CHANNEL, job_id)
+    jobs.publish(keys.JOB_DONE_CHANNEL, job_id + "\n" + job.to_json())
     return job
 
 
@@ -61,25 +75,6 @@ def run_jobs_in_thread(jobs: redis.Redis, queue: redis.Redis, queue_name: str = 
     return thread
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_http(url: str, proc: subprocess.Popen, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"server exited with {proc.returncode}")
-        try:
-            requests.get(url, timeout=0.5)
-            return
-        except requests.ConnectionError:
-            time.sleep(0.05)
-    raise TimeoutError(f"{url} did not answer")
-
-
 def metric_value(text: str, name: str, labels: dict[str, str] | None = None) -> float | None:
     """The value of one sample in a Prometheus exposition, or None."""
     from prometheus_client.parser import text_string_to_metric_families
@@ -104,20 +99,3 @@ def metric_sum(text: str, name: str, labels: dict[str, str] | None = None) -> fl
 
 def read_json(path: Path) -> dict:
     return json.loads(path.read_text())
-
-
-def start_process(cmd: list[str], env: dict[str, str], log_path: Path) -> subprocess.Popen:
-    log = open(log_path, "ab")
-    return subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT)
-
-
-def stop_process(proc: subprocess.Popen, timeout: float = 30) -> int:
-    import signal
-
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-    try:
-        return proc.wait(timeout)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        return proc.wait()

@@ -8,19 +8,16 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 import time
-from pathlib import Path
 
 import pytest
 import requests
 
-from tests.support.redis_server import RedisServer, find_redis_server
+from devstack.paths import BIN, SAMPLE
+from devstack.procs import free_port, spawn, stop, wait_http
+from devstack.redis_server import RedisServer, find_redis_server
 
-from .conftest import SAMPLE
-from .support import free_port, metric_value, start_process, stop_process, wait_http
-
-BIN = Path(sys.executable).parent
+from .support import metric_value
 pytestmark = pytest.mark.slow
 
 
@@ -36,8 +33,8 @@ def stack(tmp_path_factory):
     env = {**os.environ, "REDIS_URL": redis_server.url, "PORT": str(port), "BIND_HOST": "127.0.0.1",
            "WEB_CONCURRENCY": "2", "DATA_PATH": str(SAMPLE), "DIAGNOSTIC_OPERATIONS": "1",
            "WORKER_METRICS_PORT": "0", "PROMETHEUS_MULTIPROC_DIR": str(tmp / "metrics"), "LOG_LEVEL": "WARNING"}
-    api = start_process([str(BIN / "jobqueue-api")], env, tmp / "api.log")
-    worker = start_process([str(BIN / "jobqueue-worker")], env, tmp / "worker.log")
+    api = spawn([str(BIN / "jobqueue-api")], env, tmp / "api.log")
+    worker = spawn([str(BIN / "jobqueue-worker")], env, tmp / "worker.log")
     base = f"http://127.0.0.1:{port}"
     try:
         wait_http(base + "/healthz", api)
@@ -47,8 +44,8 @@ def stack(tmp_path_factory):
             time.sleep(0.1)
         yield base
     finally:
-        assert stop_process(worker) == 0, (tmp / "worker.log").read_text()[-3000:]
-        stop_process(api)
+        assert stop(worker.popen, 30) == 0, worker.log_tail()
+        stop(api.popen, 30)
         redis_server.stop()
 
 

@@ -6,20 +6,20 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 import requests
 
+from devstack.paths import BIN
+from devstack.procs import free_port, wait_http
+from devstack.redis_server import RedisServer, find_redis_server
 from jobqueue.connections import jobs_redis, queue_redis
 from jobqueue.settings import load_settings
-from tests.support.redis_server import RedisServer, find_redis_server
 
-from .support import free_port, metric_sum, metric_value, run_jobs_in_thread, wait_http
+from .support import metric_sum, metric_value, run_jobs_in_thread
 
-BIN = Path(sys.executable).parent
 
 
 @pytest.fixture(scope="module")

@@ -10,8 +10,7 @@ from jobqueue import keys
 from jobqueue.connections import jobs_redis
 from jobqueue.jobs import JobStatus
 
-from .conftest import submit
-from .support import finish
+from .support import finish, submit
 
 UNKNOWN = str(uuid.uuid4())
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 32
@@ -125,6 +124,22 @@ def test_list_filters_and_pages(client, jobs):
     page2 = client.get(f"/jobs?limit=4&offset={page1['next_offset']}").get_json()
     assert [j["job_id"] for j in page1["jobs"] + page2["jobs"]] == ids[::-1]
     assert page2["next_offset"] is None
+
+
+def test_list_pages_with_a_cursor(client, jobs):
+    ids = [submit(client) for _ in range(5)]
+    finish(jobs, ids[0], result={"slept": 0})
+    seen, url = [], "/jobs?limit=2&status=submitted"
+    while True:
+        page = client.get(url).get_json()
+        assert "next_offset" not in page or "cursor=" not in url
+        seen += [j["job_id"] for j in page["jobs"]]
+        if page["next_cursor"] is None:
+            break
+        url = f"/jobs?limit=2&status=submitted&cursor={page['next_cursor']}"
+    assert seen == ids[1:][::-1]
+    bad = client.get("/jobs?cursor=nope")
+    assert bad.status_code == 400 and bad.get_json()["error"] == "invalid_cursor"
 
 
 def test_list_prunes_expired_jobs_from_the_index(client, jobs):

@@ -9,8 +9,7 @@ import pytest
 
 from jobqueue.jobs import JobStatus
 
-from .conftest import make_settings, submit
-from .support import finish
+from .support import finish, make_settings, submit
 
 
 def _finish_later(jobs, job_id, delay, **kw):
@@ -22,7 +21,7 @@ def _finish_later(jobs, job_id, delay, **kw):
 @pytest.mark.parametrize("route", ["/status/{}?wait=20", "/jobs/{}?wait=20", "/jobs/{}/result?wait=20"])
 def test_wait_returns_when_the_job_finishes(app, client, jobs, route, monkeypatch):
     # only the done-channel message can end this wait early: the safety poll is pushed past the cap
-    monkeypatch.setattr("jobqueue_api.routes.jobs.SAFETY_POLL_SECONDS", 60.0)
+    monkeypatch.setattr("jobqueue_api.waiting.SAFETY_POLL_SECONDS", 60.0)
     job_id = submit(client)
     assert app.extensions["jobqueue"].waiter.wait_subscribed(5)
     _finish_later(jobs, job_id, 0.3, result={"slept": 0.0})
@@ -33,6 +32,36 @@ def test_wait_returns_when_the_job_finishes(app, client, jobs, route, monkeypatc
     doc = response.get_json()
     assert doc.get("status", "complete") == "complete" and (doc.get("result") or doc) == {"slept": 0.0}
     assert 0.25 <= elapsed < 10  # woken by the done channel, well before the 20 s cap
+
+
+def test_wait_answers_from_the_done_message_without_reading_the_job(app, client, jobs, monkeypatch):
+    """The worker sends the final document with the id; the woken long poll answers with it (one Redis
+    read fewer per round trip). Here only the message says complete: the stored job still reads
+    submitted, so an answer of "complete" can only have come from the message."""
+    from jobqueue import keys
+    from jobqueue.jobs import JobStore
+
+    monkeypatch.setattr("jobqueue_api.waiting.SAFETY_POLL_SECONDS", 60.0)
+    job_id = submit(client)
+    assert app.extensions["jobqueue"].waiter.wait_subscribed(5)
+    final = JobStore(jobs, 3600).get(job_id)
+    final.status, final.result = JobStatus.COMPLETE, {"slept": 0.0}
+    timer = threading.Timer(0.3, jobs.publish, args=(keys.JOB_DONE_CHANNEL, job_id + "\n" + final.to_json()))
+    timer.start()
+    doc = client.get(f"/status/{job_id}?wait=5").get_json()
+    assert doc["status"] == "complete" and doc["result"] == {"slept": 0.0}
+    assert JobStore(jobs, 3600).get(job_id).status is JobStatus.SUBMITTED
+
+
+def test_a_bare_id_on_the_done_channel_still_wakes_a_long_poll(app, client, jobs, monkeypatch):
+    from jobqueue import keys
+
+    monkeypatch.setattr("jobqueue_api.waiting.SAFETY_POLL_SECONDS", 60.0)
+    job_id = submit(client)
+    assert app.extensions["jobqueue"].waiter.wait_subscribed(5)
+    finish(jobs, job_id, result={"slept": 0.0})   # document stored (and announced with it)
+    jobs.publish(keys.JOB_DONE_CHANNEL, job_id)      # an id alone: the waiter reads the job
+    assert client.get(f"/status/{job_id}?wait=5").get_json()["status"] == "complete"
 
 
 def test_wait_on_a_finished_job_answers_at_once(client, jobs):

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from .conftest import make_settings
+from .support import make_settings
 
 
 def test_help_is_curl_ready_text(client):

@@ -7,8 +7,7 @@ import time
 
 from jobqueue import keys
 
-from .conftest import submit
-from .support import metric_value
+from .support import metric_value, submit
 
 
 def _scrape(client) -> str:

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from jobqueue_api import create_app
 
-from .conftest import make_settings
-from .support import metric_value
+from .support import make_settings, metric_value
 
 
 def test_503_while_redis_is_down_and_recovery(fresh_redis):

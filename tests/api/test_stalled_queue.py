@@ -10,7 +10,8 @@ import json
 import pytest
 import requests
 
-from tests.support.stack import running_stack, wait_until
+from devstack.procs import wait_until
+from devstack.stack import running_stack
 
 pytestmark = pytest.mark.slow
 

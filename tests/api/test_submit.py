@@ -9,7 +9,7 @@ import pytest
 from jobqueue import keys
 from jobqueue.jobs import JobStatus, is_valid_job_id
 
-from .conftest import make_settings, submit
+from .support import make_settings, submit
 
 
 def test_submit_stores_and_queues_the_job(client, jobs, queue):

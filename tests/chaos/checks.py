@@ -6,7 +6,7 @@ import functools
 import json
 from typing import Any
 
-from tests.support.stack import SAMPLE
+from devstack.paths import SAMPLE
 
 
 @functools.lru_cache(maxsize=1)

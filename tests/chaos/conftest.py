@@ -12,9 +12,9 @@ import time
 
 import pytest
 
-from tests.support.redis_server import find_redis_server
+from devstack.redis_server import find_redis_server
 from tests.support.figures import figures, summary  # noqa: F401  (fixture)
-from tests.support.stack import running_stack
+from devstack.stack import running_stack
 
 
 @pytest.fixture

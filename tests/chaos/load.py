@@ -19,6 +19,8 @@ from typing import Any, Callable, Iterator
 import redis
 import requests
 
+from jobqueue.jobs import JobStore
+
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 
 
@@ -143,7 +145,7 @@ class DoneCounter:
         while not self._stop.is_set():
             message = self._pubsub.get_message(ignore_subscribe_messages=True, timeout=0.1)
             if message and message["type"] == "message":
-                self.counts[message["data"]] += 1
+                self.counts[JobStore.done_message(message["data"])[0]] += 1
 
     def close(self) -> None:
         self._stop.set()

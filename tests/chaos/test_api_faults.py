@@ -17,7 +17,7 @@ import pytest
 
 from tests.chaos.checks import assert_all_complete_and_right
 from tests.chaos.load import BackgroundLoad, scaled, sleep_spec
-from tests.support.stack import alive, wait_until
+from devstack.procs import alive, wait_until
 
 pytestmark = [pytest.mark.chaos, pytest.mark.slow]
 

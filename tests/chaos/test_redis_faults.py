@@ -14,7 +14,7 @@ import requests
 
 from tests.chaos.checks import assert_all_complete_and_right
 from tests.chaos.load import BackgroundLoad, sleep_spec
-from tests.support.stack import wait_until
+from devstack.procs import wait_until
 
 pytestmark = [pytest.mark.chaos, pytest.mark.slow]
 

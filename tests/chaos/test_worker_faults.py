@@ -113,7 +113,7 @@ def test_sigterm_to_busy_workers_under_load_finishes_their_jobs(stack, rng, figu
 
 
 def _wait_busy(stack, timeout: float = 30.0) -> dict[int, str]:
-    from tests.support.stack import wait_until
+    from devstack.procs import wait_until
 
     ours = {w.pid for w in stack.live_workers()}
     return wait_until(lambda: {p: j for p, j in _busy_pids(stack).items() if p in ours}, timeout,

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.stack import running_stack
+from devstack.stack import running_stack
 
 BIN = Path(sys.executable).parent
 REPO_ROOT = Path(__file__).resolve().parents[2]

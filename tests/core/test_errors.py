@@ -12,7 +12,8 @@ import requests
 from atx_analysis import errors
 from atx_analysis.registry import ParamError, UnknownOperation
 from jobqueue.errors import failure_message, is_permanent
-from tests.support.stack import REPO_ROOT, running_stack
+from devstack.paths import REPO_ROOT
+from devstack.stack import running_stack
 
 SODA_SELECT = REPO_ROOT / "tests" / "analysis" / "fixtures" / "soda_select.csv"   # published_date, address
 

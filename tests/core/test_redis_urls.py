@@ -23,8 +23,9 @@ import pytest
 import redis
 import requests
 
-from tests.support.redis_server import RedisServer, find_redis_server, free_port
-from tests.support.stack import Proc, Stack, wait_until
+from devstack.procs import Proc, free_port, wait_until
+from devstack.redis_server import RedisServer, find_redis_server
+from devstack.stack import Stack
 
 BIN = Path(sys.executable).parent
 REPO_ROOT = Path(__file__).resolve().parents[2]

@@ -5,8 +5,6 @@ bind address and the Redis host rewritten to loopback/temp equivalents)."""
 from __future__ import annotations
 
 import os
-import signal
-import socket
 import subprocess
 import time
 from pathlib import Path
@@ -14,17 +12,12 @@ from typing import Any
 
 import redis
 
+from devstack.procs import free_port, stop
+from devstack.redis_server import find_redis_server
 from tests.deploy.manifests import REPO_ROOT, pod_spec, resolved_env
-from tests.support.redis_server import find_redis_server
 
 VENV_BIN = REPO_ROOT / ".venv" / "bin"
 IMAGE_APP_DATA = "/app/data/"  # the sample dataset inside the images: the repo's data/ here
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class ChartRedis:
@@ -134,15 +127,4 @@ class LocalPod:
         try:
             return proc.wait(timeout)
         finally:
-            stop(proc)
-
-
-def stop(proc: subprocess.Popen, grace: float = 10) -> int | None:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(grace)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(5)
-    return proc.returncode
+            stop(proc, term_group=False)

@@ -11,7 +11,8 @@ from typing import Any, Iterator
 import helm_python as helm
 import yaml
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+from devstack.paths import REPO_ROOT
+
 CHART = REPO_ROOT / "helm" / "atx-jobqueue"
 K8S = REPO_ROOT / "k8s"
 SCENARIOS = sorted(p.name.removesuffix("-values.yaml") for p in (CHART / "ci").glob("*-values.yaml"))
@@ -25,10 +26,23 @@ def scenario_values(scenario: str) -> dict[str, Any]:
     return yaml.safe_load((CHART / "ci" / f"{scenario}-values.yaml").read_text()) or {}
 
 
-def render_chart(values: dict[str, Any] | None = None, chart: Path = CHART, **kwargs: Any) -> dict[str, str]:
-    """Template path -> rendered text, like `helm template` (hooks and test pods included)."""
+# Every install names the registry of its images (the chart fails without one); ad-hoc renders in
+# tests get this one unless they set image values themselves.
+TEST_IMAGE = {"registry": "registry.example.org/coe332"}
+
+
+def with_registry(values: dict[str, Any] | None) -> dict[str, Any]:
+    values = dict(values or {})
+    values["image"] = {**TEST_IMAGE, **(values.get("image") or {})}
+    return values
+
+
+def render_chart(values: dict[str, Any] | None = None, chart: Path = CHART, bare: bool = False, **kwargs: Any) -> dict[str, str]:
+    """Template path -> rendered text, like `helm template` (hooks and test pods included).
+    ``bare`` renders exactly ``values`` (no image registry added)."""
     with helm.Chart.load(str(chart)) as loaded:
-        return loaded.render(values=values or {}, name=kwargs.get("name", RELEASE), namespace=kwargs.get("namespace", NAMESPACE))
+        return loaded.render(values=(values or {}) if bare else with_registry(values),
+                             name=kwargs.get("name", RELEASE), namespace=kwargs.get("namespace", NAMESPACE))
 
 
 def objects_of(rendered: dict[str, str]) -> list[Obj]:

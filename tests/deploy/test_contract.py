@@ -17,6 +17,12 @@ THIRD_PARTY_ENV = {
     "PROMETHEUS_MULTIPROC_DIR": "prometheus_client: gunicorn's processes share metrics through files in it",
 }
 APP_CONTAINERS = {"api": "api", "worker": "worker"}
+LOADER = "load-data"  # the API pod's init container: the loader script's own variables (test below)
+
+
+def _app(deployment):
+    """The containers of an API/worker pod that run the application's code (not the loader)."""
+    return [c for c in containers(deployment) if c["name"] != LOADER]
 
 
 def _app_containers(objs):
@@ -54,7 +60,7 @@ def _by_component(objs, component):
 def test_env_names_are_settings_the_code_reads(source):
     objs = _objects(source)
     for component in APP_CONTAINERS:
-        for c in containers(_by_component(objs, component)):
+        for c in _app(_by_component(objs, component)):
             env = resolved_env(c, objs)
             unknown = set(env) - set(SPEC) - set(THIRD_PARTY_ENV)
             assert not unknown, f"{source} {component}/{c['name']}: {sorted(unknown)} are not in jobqueue.settings.SPEC"
@@ -64,7 +70,7 @@ def test_env_names_are_settings_the_code_reads(source):
 def test_env_values_parse(source):
     objs = _objects(source)
     for component in APP_CONTAINERS:
-        for c in containers(_by_component(objs, component)):
+        for c in _app(_by_component(objs, component)):
             env = {k: v for k, v in resolved_env(c, objs).items() if k in SPEC}
             try:
                 load_settings(env)
@@ -91,9 +97,9 @@ def test_ports_and_probes_match_the_settings(source):
     assert metrics["containerPort"] == wsettings.worker_metrics_port
     assert wmain["command"] == ["jobqueue-worker"]
     assert pod_spec(worker)["terminationGracePeriodSeconds"] > wsettings.shutdown_grace_seconds
-    # API and worker pods never mount the data volume writable
+    # API and worker containers never mount the data volume writable (only the loader does)
     for deployment in (api, worker):
-        for c in containers(deployment):
+        for c in _app(deployment):
             for m in c.get("volumeMounts", []):
                 if m["name"] == "data":
                     assert m["readOnly"] is True
@@ -146,8 +152,9 @@ def test_loader_env_is_settings_or_read_by_its_script():
         if (isinstance(node, ast.Subscript) and getattr(node.value, "attr", "") == "environ" and isinstance(node.slice, ast.Constant))
         or (isinstance(node, ast.Call) and getattr(node.func, "attr", "") == "get" and getattr(node.func.value, "attr", "") == "environ")
     }
-    loader = one(scenario_objects("class-cluster"), "Job", "data-loader")
-    env = {e["name"] for e in pod_spec(loader)["containers"][0]["env"]}
+    api = one(scenario_objects("class-cluster"), "Deployment", "api")
+    (loader,) = [c for c in containers(api) if c["name"] == LOADER]
+    env = {e["name"] for e in loader["env"]}
     assert env - set(SPEC) <= read, env - set(SPEC) - read
     assert read <= env | set(SPEC)
 
@@ -166,7 +173,7 @@ def test_k8s_and_chart_agree():
             assert [(p["name"], p["containerPort"]) for p in c_main["ports"]] == [(p["name"], p["containerPort"]) for p in k_main["ports"]]
             for probe in ("livenessProbe", "readinessProbe"):
                 assert c_main[probe]["httpGet"] == k_main[probe]["httpGet"]
-            assert c_main["image"].split(":")[0] == k_main["image"].split(":")[0].rsplit("/", 1)[-1]
+            assert c_main["image"].split(":")[0].rsplit("/", 1)[-1] == k_main["image"].split(":")[0].rsplit("/", 1)[-1]
             chart_env = resolved_env(c_main, chart)
             k8s_env = resolved_env(k_main, k8s)
             for name in ("PORT", "WORKER_METRICS_PORT", "QUEUE_NAME", "REDIS_JOBS_DB", "REDIS_QUEUE_DB", "DATA_PATH", "DATA_CACHE_DIR"):

@@ -1,5 +1,5 @@
-"""The data-loader Job's script, run from the rendered Job (command and env) against local files
-and a loopback HTTP server standing in for the City of Austin portal."""
+"""The data loader (the API pod's load-data init container), run from its rendered command and env
+against local files and a loopback HTTP server standing in for the City of Austin portal."""
 
 from __future__ import annotations
 
@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
+from devstack.paths import SAMPLE
 from tests.deploy.local import LocalPod
-from tests.deploy.manifests import REPO_ROOT, one, render_objects
+from tests.deploy.manifests import one, render_objects
 
-SAMPLE = REPO_ROOT / "data" / "traffic_incidents_sample.csv"
 
 
 @pytest.fixture
@@ -33,42 +33,42 @@ def portal(tmp_path):
 
 def _loader(tmp_path: Path, **loader_values):
     objs = render_objects({"data": {"loader": loader_values}})
-    pod = LocalPod(one(objs, "Job", "data-loader"), objs, tmp_path, "redis://unused")
-    data_path = Path(pod.env(pod.container("loader"))["DATA_PATH"])
+    pod = LocalPod(one(objs, "Deployment", "api"), objs, tmp_path, "redis://unused")
+    data_path = Path(pod.env(pod.container("load-data"))["DATA_PATH"])
     return pod, data_path
 
 
 def test_sample_source_copies_the_image_sample(tmp_path):
     pod, data_path = _loader(tmp_path, source="sample")
-    assert pod.run("loader", tmp_path / "log", timeout=120) == 0, (tmp_path / "log").read_text()
+    assert pod.run("load-data", tmp_path / "log", timeout=120) == 0, (tmp_path / "log").read_text()
     assert data_path.read_bytes() == SAMPLE.read_bytes()
     assert [p.name for p in data_path.parent.iterdir() if p.name.startswith(".loading")] == []
 
 
 def test_url_source_downloads_and_keeps_an_existing_file_unless_forced(tmp_path, portal):
     pod, data_path = _loader(tmp_path, source="url", url=f"{portal}/rows.csv")
-    assert pod.run("loader", tmp_path / "log", timeout=120) == 0, (tmp_path / "log").read_text()
+    assert pod.run("load-data", tmp_path / "log", timeout=120) == 0, (tmp_path / "log").read_text()
     assert data_path.read_bytes() == SAMPLE.read_bytes()
 
     data_path.write_text("edited by hand\n")
-    assert pod.run("loader", tmp_path / "log2", timeout=120) == 0
+    assert pod.run("load-data", tmp_path / "log2", timeout=120) == 0
     assert data_path.read_text() == "edited by hand\n", "an upgrade must not replace the dataset"
 
     forced, _ = _loader(tmp_path, source="url", url=f"{portal}/rows.csv", force=True)
-    assert forced.run("loader", tmp_path / "log3", timeout=120) == 0
+    assert forced.run("load-data", tmp_path / "log3", timeout=120) == 0
     assert data_path.read_bytes() == SAMPLE.read_bytes()
 
 
 def test_a_download_that_is_not_a_dataset_never_reaches_the_workers(tmp_path, portal):
     pytest.importorskip("atx_analysis.dataset")
     pod, data_path = _loader(tmp_path, source="url", url=f"{portal}/broken.csv")
-    assert pod.run("loader", tmp_path / "log", timeout=120) != 0
+    assert pod.run("load-data", tmp_path / "log", timeout=120) != 0
     assert not data_path.exists()
     assert [p for p in data_path.parent.iterdir()] == [], "no partial file left behind"
 
 
 def test_a_missing_url_fails_the_job(tmp_path, portal):
     pod, data_path = _loader(tmp_path, source="url", url=f"{portal}/nope.csv")
-    assert pod.run("loader", tmp_path / "log", timeout=120) != 0
+    assert pod.run("load-data", tmp_path / "log", timeout=120) != 0
     assert "404" in (tmp_path / "log").read_text()
     assert not data_path.exists()

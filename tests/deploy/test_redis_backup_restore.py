@@ -10,19 +10,14 @@ from pathlib import Path
 
 import pytest
 
+from devstack.procs import free_port
+from devstack.redis_server import find_redis_server
 from tests.deploy.local import ChartRedis
 from tests.deploy.manifests import one, render_objects
-from tests.support.redis_server import find_redis_server
 
 PASSWORD = "s3cret-Test-pw"
 
 pytestmark = pytest.mark.skipif(find_redis_server() is None, reason="no redis-server binary")
-
-
-def _free_port() -> int:
-    from tests.deploy.local import free_port
-
-    return free_port()
 
 
 @pytest.fixture(scope="module")
@@ -38,7 +33,7 @@ def _run(script: str, env: dict[str, str], tmp: Path) -> subprocess.CompletedPro
 
 
 def test_redis_conf_turns_on_aof_and_a_password(rendered, tmp_path):
-    server = ChartRedis(rendered["redis.conf"], tmp_path / "data", _free_port(), PASSWORD).start()
+    server = ChartRedis(rendered["redis.conf"], tmp_path / "data", free_port(), PASSWORD).start()
     try:
         info = server.client().info("persistence")
         assert info["aof_enabled"] == 1
@@ -56,7 +51,7 @@ def test_backup_then_restore_brings_back_the_snapshot(rendered, tmp_path):
     backups = tmp_path / "backup"
     backups.mkdir()
     (tmp_path / "password").write_text(PASSWORD)
-    server = ChartRedis(rendered["redis.conf"], tmp_path / "data", _free_port(), PASSWORD).start()
+    server = ChartRedis(rendered["redis.conf"], tmp_path / "data", free_port(), PASSWORD).start()
     try:
         server.client(0).set("job:1", '{"status": "complete"}')
         server.client(1).rpush("hotqueue:jobs", "a", "b", "c")
@@ -74,7 +69,7 @@ def test_backup_then_restore_brings_back_the_snapshot(rendered, tmp_path):
         server.stop()
 
     run = _run(rendered["restore.sh"], {"RESTORE_FILE": snapshots[-1].name, "DATA_DIR": str(tmp_path / "data"),
-                                        "BACKUP_DIR": str(backups), "RESTORE_PORT": str(_free_port())}, tmp_path)
+                                        "BACKUP_DIR": str(backups), "RESTORE_PORT": str(free_port())}, tmp_path)
     assert run.returncode == 0, run.stdout + run.stderr
     assert list((tmp_path / "data").glob("appendonlydir.before-restore-*")), "the old AOF is kept, not deleted"
 

@@ -1,7 +1,7 @@
 """Manifest-driven smoke test: the chart's rendered pods, run here as processes.
 
-Redis starts from the chart's redis.conf with the password of the rendered Secret; the data-loader
-Job's script fills the data "volume"; then the API and worker containers run exactly their
+Redis starts from the chart's redis.conf with the password of the rendered Secret; the API pod's
+load-data init container fills the data "volume"; then the API and worker containers run exactly their
 rendered command, args and environment (volume paths, ports, bind address and Redis host rewritten
 to loopback equivalents). The probes are asked on the paths and ports the manifests declare, the
 helm test pod's own script submits a job and waits for its result, and the worker gets SIGTERM
@@ -18,9 +18,11 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.deploy.local import REPO_ROOT, ChartRedis, LocalPod, free_port, stop
+from devstack.paths import REPO_ROOT
+from devstack.procs import free_port, stop
+from tests.deploy.local import ChartRedis, LocalPod
 from tests.deploy.manifests import find, k8s_objects, one, scenario_objects
-from tests.support.redis_server import find_redis_server
+from devstack.redis_server import find_redis_server
 
 pytestmark = [
     pytest.mark.slow,
@@ -63,12 +65,8 @@ def test_rendered_api_and_worker_run_a_job(source, tmp_path):
         redis_url = f"redis://127.0.0.1:{server.port}"
         api = LocalPod(one(objs, "Deployment", "api"), objs, tmp_path, redis_url)
         worker = LocalPod(one(objs, "Deployment", "worker"), objs, tmp_path, redis_url)
-        # 1. the data-loader Job (when there is a data volume) fills it from the image's sample
-        if kind == "chart":
-            for loader_job in find(objs, "Job", "data-loader"):
-                loader = LocalPod(loader_job, objs, tmp_path, redis_url)
-                assert loader.run("loader", tmp_path / "loader.log", timeout=120) == 0, (tmp_path / "loader.log").read_text()
-        else:  # the k8s/ loader is a shell one-liner with fixed paths: do what it does
+        # 1. the chart's loader is the API pod's load-data init container (step 2 runs it)
+        if kind == "k8s":  # the k8s/ loader is a shell one-liner with fixed paths: do what it does
             import shutil
 
             target = Path(api.env(api.container("api"))["DATA_PATH"])
@@ -77,7 +75,8 @@ def test_rendered_api_and_worker_run_a_job(source, tmp_path):
         # 2. the init containers see the data and let the pods start
         for pod in (api, worker):
             for init in pod.spec.get("initContainers", []):
-                assert pod.run(init["name"], tmp_path / f"{init['name']}.log", timeout=30) == 0
+                log = tmp_path / f"{init['name']}.log"
+                assert pod.run(init["name"], log, timeout=60) == 0, log.read_text()
 
         # 3. the API: readiness (Redis + data) on the declared probe path and port
         api_log = tmp_path / "api.log"
@@ -136,9 +135,9 @@ def test_rendered_api_and_worker_run_a_job(source, tmp_path):
         # 6. SIGTERM (scale-in): the worker exits 0 within the pod's grace period
         grace = worker.spec["terminationGracePeriodSeconds"]
         started = time.monotonic()
-        assert stop(worker_proc, grace=grace) == 0, worker_log.read_text()[-3000:]
+        assert stop(worker_proc, grace, term_group=False) == 0, worker_log.read_text()[-3000:]
         assert time.monotonic() - started < grace
     finally:
         for proc in procs:
-            stop(proc)
+            stop(proc, term_group=False)
         server.stop()

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import pytest
 
+from devstack.redis_server import find_redis_server
+from devstack.stack import running_stack
+from tests.fuzz.limits import MAX_WAIT_SECONDS
 from tests.support.figures import figures, summary  # noqa: F401  (fixture)
-from tests.support.redis_server import find_redis_server
-from tests.support.stack import running_stack
-
-MAX_WAIT_SECONDS = 2
 
 
 @pytest.fixture(scope="module")

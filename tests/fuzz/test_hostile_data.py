@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from devstack.paths import SAMPLE
 from tests.fuzz import hostile_files as hf
 
 pytestmark = pytest.mark.slow
@@ -48,7 +49,7 @@ def load_in_child(path: Path) -> dict:
 
 def test_the_sample_loads_under_the_same_ceiling():
     """The control: the ceiling is not so tight that honest data fails."""
-    sample = Path(__file__).resolve().parents[2] / "data" / "traffic_incidents_sample.csv"
+    sample = SAMPLE
     assert load_in_child(sample)["outcome"] == "loaded"
 
 
@@ -69,7 +70,7 @@ def test_the_size_limit_is_configurable_and_named(tmp_path):
     from atx_analysis.dataset import load_dataset
     from atx_analysis.errors import DataFormatError
 
-    sample = Path(__file__).resolve().parents[2] / "data" / "traffic_incidents_sample.csv"
+    sample = SAMPLE
     packed = tmp_path / "sample.csv.gz"
     packed.write_bytes(gzip.compress(sample.read_bytes()))
     limit = packed.stat().st_size + 10   # fits packed, not unpacked

@@ -13,7 +13,7 @@ import pytest
 import requests
 
 from tests.chaos.checks import operations
-from tests.fuzz.conftest import MAX_WAIT_SECONDS
+from tests.fuzz.limits import MAX_WAIT_SECONDS
 
 
 def _ops():

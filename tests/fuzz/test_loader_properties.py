@@ -18,8 +18,8 @@ from hypothesis import strategies as st
 
 from atx_analysis.dataset import load_dataset
 from atx_analysis.errors import DataFormatError
+from devstack.paths import SAMPLE
 
-SAMPLE = Path(__file__).resolve().parents[2] / "data" / "traffic_incidents_sample.csv"
 _LINES = SAMPLE.read_bytes().splitlines()
 HEADER = _LINES[0].split(b",")
 ROWS = _LINES[1:50]

@@ -16,8 +16,9 @@ import time
 import pytest
 
 from tests.chaos.load import scaled
-from tests.support.redis_server import find_redis_server
-from tests.support.stack import BIN, running_stack
+from devstack.redis_server import find_redis_server
+from devstack.paths import BIN
+from devstack.stack import running_stack
 
 pytestmark = [pytest.mark.chaos, pytest.mark.slow]
 

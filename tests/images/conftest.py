@@ -17,9 +17,8 @@ import time
 
 import pytest
 
-from tests.images.containers import REPO_ROOT, inspect_image
-
-SAMPLE = REPO_ROOT / "data" / "traffic_incidents_sample.csv"
+from devstack.paths import REPO_ROOT, SAMPLE
+from tests.images.containers import inspect_image
 
 
 def _why_not() -> str | None:

@@ -18,7 +18,6 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 
 # Mounts made inside the container's own mount namespace; $1 is the image root filesystem.
 _SANDBOX = """

@@ -11,15 +11,15 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-import socket
 import time
 import tomllib
 
 import pytest
 import requests
 
-from tests.images.conftest import SAMPLE
-from tests.images.containers import REPO_ROOT, MountedImage, wait_until
+from devstack.paths import REPO_ROOT, SAMPLE
+from devstack.procs import free_port
+from tests.images.containers import MountedImage, wait_until
 
 pytestmark = [pytest.mark.images, pytest.mark.slow]
 
@@ -45,12 +45,6 @@ def worker_image(built_images):
 @pytest.fixture(params=["api", "worker"])
 def image(request) -> tuple[str, MountedImage]:
     return request.param, request.getfixturevalue(f"{request.param}_image")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def python_in(mounted: MountedImage, code: str) -> str:

@@ -11,8 +11,8 @@ import tomllib
 
 import pytest
 
+from devstack.paths import REPO_ROOT
 from jobqueue.settings import SPEC
-from tests.images.containers import REPO_ROOT
 
 SERVICES = {"api": "atx-jobqueue-api", "worker": "atx-jobqueue-worker"}
 # Read by libraries rather than by jobqueue.settings, yet part of the deployment contract.

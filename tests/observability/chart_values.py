@@ -34,7 +34,8 @@ class Scrape:
 def _render(values: dict, namespace: str) -> list[dict]:
     from tests.deploy.manifests import render_objects
 
-    return render_objects(values, namespace=namespace)
+    # release "atx-jobqueue": its API Service is atx-jobqueue-api, the service label LocalStack gives
+    return render_objects(values, namespace=namespace, name="atx-jobqueue")
 
 
 def _one(objs: list[dict], kind: str, name_part: str = "") -> dict:
@@ -45,7 +46,7 @@ def _one(objs: list[dict], kind: str, name_part: str = "") -> dict:
 
 def autoscaling(namespace: str) -> Autoscaling:
     """The chart's default autoscaling with mode keda, as the rendered ScaledObject states it."""
-    scaled = _one(_render({"autoscaling": {"mode": "keda"}}, namespace), "ScaledObject")["spec"]
+    scaled = _one(_render({"autoscaling": {"mode": "keda"}, "metrics": {"serviceMonitor": {"enabled": True}}}, namespace), "ScaledObject")["spec"]
     (trigger,) = scaled["triggers"]
     assert trigger["type"] == "prometheus"
     meta = trigger["metadata"]

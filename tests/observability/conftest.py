@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from observability.rules import promtool as find_promtool
-from tests.support.prometheus_server import PrometheusServer, find_prometheus
+from devstack.prometheus_server import PrometheusServer, find_prometheus
 
 
 @pytest.fixture(scope="session")

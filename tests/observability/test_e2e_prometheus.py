@@ -28,8 +28,9 @@ import yaml
 
 from observability import dashboard, rules
 from observability.simulate_autoscaling import desired_replicas
+from devstack.stack import Stack
 from tests.observability.chart_values import adapter_query, autoscaling, scrape
-from tests.observability.local_stack import LocalStack
+from tests.observability.monitors import scrape_configs
 
 pytestmark = pytest.mark.slow
 
@@ -40,18 +41,27 @@ JOB_SECONDS = 0.2
 
 
 @pytest.fixture
-def stack(redis_url, tmp_path):
+def stack(redis_server, redis_url, tmp_path):
     settings = autoscaling(NAMESPACE)
-    monitors = scrape(NAMESPACE)
-    local = LocalStack(tmp_path / "stack", redis_url, queue_name=settings.queue_name, namespace=NAMESPACE,
-                       api_metrics_path=monitors["api"].path, worker_metrics_path=monitors["worker"].path)
+    local = Stack(tmp_path / "stack", redis_server, env={"QUEUE_NAME": settings.queue_name, "LOG_LEVEL": "WARNING"})
     try:
         yield local
     except Exception:
         print(local.logs())
         raise
     finally:
-        local.stop()
+        local.close()
+
+
+def _start_workers(stack: Stack, n: int) -> None:
+    for _ in range(n):
+        stack.start_worker(metrics_path=scrape(NAMESPACE)["worker"].path)
+
+
+def _scrape_configs(stack: Stack) -> list[dict]:
+    monitors = scrape(NAMESPACE)
+    return scrape_configs(stack, NAMESPACE, api_metrics_path=monitors["api"].path,
+                          worker_metrics_path=monitors["worker"].path)
 
 
 def _sample(result: list[dict]) -> float:
@@ -66,7 +76,7 @@ def test_backlog_autoscaling_dashboard_and_alerts_against_a_real_prometheus(stac
     with_exporter = shutil.which("prometheus-redis-exporter") is not None
     if with_exporter:
         stack.start_redis_exporter()
-    prom = prometheus_factory(rule_files=[rules.RULES_FILE], scrape_configs=stack.scrape_configs())
+    prom = prometheus_factory(rule_files=[rules.RULES_FILE], scrape_configs=_scrape_configs(stack))
     prom.wait_for_targets_up(2 if with_exporter else 1)
     query = chart.query
 
@@ -104,8 +114,8 @@ def test_backlog_autoscaling_dashboard_and_alerts_against_a_real_prometheus(stac
     _backlog_alerts_fire_in_promtool(prom, promtool, tmp_path)
 
     # --- 2. workers come up and drain it ---------------------------------------------------------
-    stack.start_workers(2)
-    prom.reload(stack.scrape_configs())
+    _start_workers(stack, 2)
+    prom.reload(_scrape_configs(stack))
     prom.wait_for_targets_up(4 if with_exporter else 3)
     deadline = time.monotonic() + 60
     while any(stack.status(i)["status"] != "complete" for i in ids):
@@ -128,8 +138,8 @@ def test_backlog_autoscaling_dashboard_and_alerts_against_a_real_prometheus(stac
         time.sleep(0.2)
     # some traffic on every API route family the dashboard shows
     for _ in range(5):
-        requests.get(f"{stack.api_url}/status/{ids[0]}", timeout=5)
-        requests.get(f"{stack.api_url}/status/no-such-job", timeout=5)
+        requests.get(f"{stack.url}/status/{ids[0]}", timeout=5)
+        requests.get(f"{stack.url}/status/no-such-job", timeout=5)
 
     # (c) every dashboard panel query returns data: at least one finite number
     queries = {k: v.replace("$namespace", NAMESPACE).replace("$__rate_interval", "1m")

@@ -9,9 +9,10 @@ import pytest
 import requests
 
 from observability import rules
-from tests.observability.local_stack import REPO_ROOT
-from tests.support.prometheus_server import PrometheusServer, find_prometheus
-from tests.support.redis_server import find_redis_server, free_port
+from devstack.paths import REPO_ROOT
+from devstack.prometheus_server import PrometheusServer, find_prometheus
+from devstack.procs import free_port
+from devstack.redis_server import find_redis_server
 
 pytestmark = pytest.mark.slow
 

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from tests.observability.local_stack import SAMPLE
+from devstack.paths import SAMPLE
 
 pytestmark = pytest.mark.slow
-
 
 
 def test_measure_worker_times_real_jobs():

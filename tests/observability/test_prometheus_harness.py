@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from observability import rules
-from tests.support.prometheus_server import static_job
+from devstack.prometheus_server import static_job
 
 
 def test_prometheus_scrapes_itself_and_loads_the_rules_healthy(prometheus_factory):

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from tests.support.redis_server import find_redis_server
-from tests.support.stack import running_stack
-
-TOKEN = "s3cret-token-for-tests"
+from devstack.redis_server import find_redis_server
+from devstack.stack import running_stack
+from tests.security.token import TOKEN
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,7 @@ import uuid
 import pytest
 import requests
 
-from tests.security.conftest import TOKEN
+from tests.security.token import TOKEN
 
 SUBMIT = {"operation": "sleep", "params": {"seconds": 0}}
 SOME_ID = str(uuid.uuid4())

@@ -6,13 +6,12 @@ self-tests below prove each rule fires, so a green scan means something.
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import pytest
 
+from devstack.paths import REPO_ROOT
 from tests.security.code_scan import scan_source, scan_tree
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_service_code_has_no_code_from_data_constructs():

@@ -9,8 +9,8 @@ import time
 import pytest
 import requests
 
-from tests.conftest import REPO_ROOT
-from tests.support.redis_server import free_port
+from devstack.paths import REPO_ROOT
+from devstack.procs import free_port
 
 pytestmark = pytest.mark.slow
 

@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import json
 import time
-from pathlib import Path
 
 import pytest
 
-REPORT = Path(__file__).resolve().parents[2] / ".run" / "chaos-report.json"
+from devstack.paths import REPO_ROOT
+
+REPORT = REPO_ROOT / ".run" / "chaos-report.json"
 _FIGURES: dict[str, dict] = {}
 _printed = False
 

@@ -7,8 +7,7 @@ from urllib.parse import urljoin
 
 import pytest
 
-from tests.api.conftest import submit
-from tests.api.support import finish
+from tests.api.support import finish, submit
 
 
 def _assets(html: str) -> list[str]:

@@ -10,8 +10,7 @@ import pytest
 
 from jobqueue import keys
 from jobqueue_api import create_app
-from tests.api.conftest import make_settings, submit
-from tests.api.support import finish
+from tests.api.support import finish, make_settings, submit
 
 PAGES = ["/ui/", "/ui/jobs", "/ui/submit", "/ui/data", "/ui/submit?operation=top_locations"]
 TOKEN = "s3cret-token-for-the-page"

@@ -10,10 +10,9 @@ import subprocess
 import time
 import urllib.request
 
-
+from devstack.procs import free_port, stop, wait_until
 from jobqueue import keys
-from jobqueue.jobs import JobStatus
-from tests.support.redis_server import free_port
+from jobqueue.jobs import JobStatus, JobStore
 
 from .conftest import WORKER_EXE, Harness, proc_env
 
@@ -23,25 +22,9 @@ def start_worker(redis_url, log_path, **env):
     return subprocess.Popen([WORKER_EXE], env=proc_env(redis_url, **env), stdout=log, stderr=subprocess.STDOUT)
 
 
-def wait_for(predicate, timeout, what):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.02)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
 def status(h, job_id):
     job = h.store.get(job_id)
     return job.status if job else None
-
-
-def stop(proc, timeout=15):
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-    return proc.wait(timeout)
 
 
 def test_kill_9_mid_job_completes_exactly_once_on_another_worker(harness, redis_url, tmp_path):
@@ -50,7 +33,7 @@ def test_kill_9_mid_job_completes_exactly_once_on_another_worker(harness, redis_
     job_id = harness.submit("sleep", {"seconds": 1.0})
     first = start_worker(redis_url, tmp_path / "a.log", JOB_LEASE_SECONDS="1")
     try:
-        wait_for(lambda: status(harness, job_id) == JobStatus.IN_PROGRESS, 15, "job start")
+        wait_until(lambda: status(harness, job_id) == JobStatus.IN_PROGRESS, 15, "job start")
         first_worker = harness.store.get(job_id).worker
         os.kill(first.pid, signal.SIGKILL)
         first.wait(5)
@@ -59,19 +42,19 @@ def test_kill_9_mid_job_completes_exactly_once_on_another_worker(harness, redis_
             first.kill()
     second = start_worker(redis_url, tmp_path / "b.log", JOB_LEASE_SECONDS="1")
     try:
-        wait_for(lambda: status(harness, job_id) == JobStatus.COMPLETE, 20, "completion after the lease")
+        wait_until(lambda: status(harness, job_id) == JobStatus.COMPLETE, 20, "completion after the lease")
         job = harness.store.get(job_id)
         assert job.worker != first_worker and job.attempts == 2 and job.result == {"slept": 1.0}
         time.sleep(0.5)
         finals = []
         while (msg := pubsub.get_message(timeout=0.2)) is not None:
             if msg["type"] == "message":
-                finals.append(msg["data"])
+                finals.append(JobStore.done_message(msg["data"])[0])
         assert finals == [job_id]
         assert harness.queue_client.llen(keys.processing(first_worker)) == 0
         assert harness.queue_client.zscore(keys.WORKERS_HEARTBEAT, first_worker) is None
     finally:
-        assert stop(second) == 0
+        assert stop(second, 15) == 0
 
 
 def test_sigterm_mid_job_finishes_it_takes_nothing_new_and_exits_0(harness, redis_url, tmp_path):
@@ -79,7 +62,7 @@ def test_sigterm_mid_job_finishes_it_takes_nothing_new_and_exits_0(harness, redi
     waiting = harness.submit("sleep", {"seconds": 0})
     proc = start_worker(redis_url, tmp_path / "w.log", SHUTDOWN_GRACE_SECONDS="10")
     try:
-        wait_for(lambda: status(harness, running) == JobStatus.IN_PROGRESS, 15, "job start")
+        wait_until(lambda: status(harness, running) == JobStatus.IN_PROGRESS, 15, "job start")
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(10) == 0
     finally:
@@ -95,7 +78,7 @@ def test_sigterm_past_the_grace_gives_the_job_back(harness, redis_url, tmp_path)
     job_id = harness.submit("sleep", {"seconds": 5})
     proc = start_worker(redis_url, tmp_path / "w.log", SHUTDOWN_GRACE_SECONDS="0.5")
     try:
-        wait_for(lambda: status(harness, job_id) == JobStatus.IN_PROGRESS, 15, "job start")
+        wait_until(lambda: status(harness, job_id) == JobStatus.IN_PROGRESS, 15, "job start")
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(5) == 0
     finally:
@@ -117,18 +100,18 @@ def test_redis_killed_and_restarted_worker_reconnects_and_queued_jobs_survive(fr
         assert proc.poll() is None, "the worker died while Redis was down"
         fresh_redis.start()
         h = Harness(fresh_redis.url)
-        wait_for(lambda: all(status(h, j) == JobStatus.COMPLETE for j in queued), 20, "queued jobs after restart")
+        wait_until(lambda: all(status(h, j) == JobStatus.COMPLETE for j in queued), 20, "queued jobs after restart")
         later = [h.submit("sleep", {"seconds": 0}) for _ in range(3)]
-        wait_for(lambda: all(status(h, j) == JobStatus.COMPLETE for j in later), 20, "new jobs")
+        wait_until(lambda: all(status(h, j) == JobStatus.COMPLETE for j in later), 20, "new jobs")
         # and once more while it is idle and connected
         fresh_redis.kill()
         time.sleep(0.5)
         fresh_redis.start()
         h = Harness(fresh_redis.url)
         again = h.submit("sleep", {"seconds": 0})
-        wait_for(lambda: status(h, again) == JobStatus.COMPLETE, 20, "a job after the second restart")
+        wait_until(lambda: status(h, again) == JobStatus.COMPLETE, 20, "a job after the second restart")
     finally:
-        assert stop(proc) == 0
+        assert stop(proc, 15) == 0
     log = (tmp_path / "w.log").read_text()
     assert "redis unavailable" in log
 
@@ -146,13 +129,13 @@ def test_supervisor_runs_several_processes_and_serves_their_metrics(harness, red
     proc = start_worker(redis_url, tmp_path / "w.log", WORKER_CONCURRENCY="2", WORKER_METRICS_PORT=str(port),
                         PROMETHEUS_MULTIPROC_DIR=str(tmp_path / "metrics"))
     try:
-        wait_for(lambda: all(status(harness, j) == JobStatus.COMPLETE for j in ids), 20, "jobs")
+        wait_until(lambda: all(status(harness, j) == JobStatus.COMPLETE for j in ids), 20, "jobs")
         assert len({harness.store.get(j).worker for j in ids}) == 2
-        body = wait_for(lambda: _scrape(port), 10, "metrics")
+        body = wait_until(lambda: _scrape(port), 10, "metrics")
         assert 'jobqueue_jobs_processed_total{operation="sleep",outcome="complete"} 8.0' in body
         assert "jobqueue_job_duration_seconds_bucket" in body and "jobqueue_worker_busy" in body
     finally:
-        assert stop(proc) == 0
+        assert stop(proc, 15) == 0
     lines = [json.loads(line) for line in (tmp_path / "w.log").read_text().splitlines() if line.startswith("{")]
     job_lines = [r for r in lines if r["msg"].startswith("job ")]
     assert job_lines and all("job_id" in r for r in job_lines)
@@ -170,10 +153,10 @@ def test_every_operation_series_exists_at_zero_before_the_first_job(redis_url, t
     port = free_port()
     proc = start_worker(redis_url, tmp_path / "w.log", WORKER_METRICS_PORT=str(port))
     try:
-        body = wait_for(lambda: _scrape(port), 20, "metrics")
+        body = wait_until(lambda: _scrape(port), 20, "metrics")
         for outcome in ("complete", "failed", "retried"):
             assert f'jobqueue_jobs_processed_total{{operation="top_locations",outcome="{outcome}"}} 0.0' in body
         assert 'jobqueue_job_duration_seconds_count{operation="sleep"} 0.0' in body
         assert 'jobqueue_job_retries_total{operation="incidents_by_road"} 0.0' in body
     finally:
-        assert stop(proc) == 0
+        assert stop(proc, 15) == 0

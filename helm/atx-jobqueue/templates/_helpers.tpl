@@ -55,12 +55,20 @@ app.kubernetes.io/part-of: atx-jobqueue
 {{- end }}
 {{- end }}
 
-{{/* image reference: include with (dict "ctx" $ "repository" ...) */}}
+{{/*
+Image reference: include with (dict "ctx" $ "repository" ...). A reference without a registry
+resolves to docker.io/library/<name>, which does not exist for this project's images: stop at
+render time with what to set, unless image.allowLocal says the images are loaded into the nodes
+(kind load / minikube image load).
+*/}}
 {{- define "atx-jobqueue.image" -}}
 {{- $registry := .ctx.Values.image.registry }}
 {{- $tag := default .ctx.Chart.AppVersion .ctx.Values.image.tag }}
+{{- if and (not $registry) (not (contains "/" .repository)) (not .ctx.Values.image.allowLocal) }}
+{{- fail (printf "image.registry is not set, so the image %s:%s would be pulled from docker.io/library/, where it does not exist. Push the two images (make images; docs/images.md) and set --set image.registry=<registry>/<account> (e.g. docker.io/<you>), or, on kind/minikube with the images loaded into the node, --set image.allowLocal=true" .repository $tag) }}
+{{- end }}
 {{- if $registry }}
-{{- printf "%s/%s:%s" $registry .repository $tag }}
+{{- printf "%s/%s:%s" (trimSuffix "/" $registry) .repository $tag }}
 {{- else }}
 {{- printf "%s:%s" .repository $tag }}
 {{- end }}
@@ -155,12 +163,11 @@ Call with (dict "ctx" . "apiToken" true|false). */}}
 {{- end }}
 {{- end }}
 
-{{/* Pod annotations that roll pods when their configuration changes. */}}
+{{/* Pod annotations that roll pods when their configuration changes. Only rendered, deterministic
+content is hashed: a generated Secret is random per render (helm template, Argo CD), so hashing it
+would roll every pod on every sync and give two pods two different sums in one render. */}}
 {{- define "atx-jobqueue.checksums" -}}
 checksum/config: {{ include (print .Template.BasePath "/config/configmap.yaml") . | sha256sum }}
-{{- if and .Values.redis.enabled (not .Values.redis.auth.existingSecret) }}
-checksum/redis-secret: {{ include (print .Template.BasePath "/redis/secret.yaml") . | sha256sum }}
-{{- end }}
 {{- end }}
 
 {{- define "atx-jobqueue.scrapeAnnotations" -}}
@@ -203,6 +210,7 @@ Include with (dict "checks" (list "digest" "pullPolicy" ...)).
   "digest" "CKV_K8S_43=images are referenced by version tag set per release (skaffold/CI); pin with image.tag: <tag>@sha256:<digest>"
   "pullPolicy" "CKV_K8S_15=IfNotPresent with immutable version tags; set the pullPolicy value to Always for mutable tags"
   "secretEnv" "CKV_K8S_35=the application reads REDIS_PASSWORD/API_TOKEN from its environment (jobqueue.settings contract)"
+  "exporterEnv" "CKV_K8S_35=redis_exporter takes a bare password only as REDIS_PASSWORD (its REDIS_PASSWORD_FILE is a JSON map of addresses to passwords)"
   "probes" "CKV_K8S_8=runs to completion: a liveness probe has nothing to watch"
   "readiness" "CKV_K8S_9=runs to completion and receives no traffic: readiness is meaningless"
 }}
@@ -211,18 +219,24 @@ checkov.io/skip{{ add1 $i }}: {{ index $reasons $check | quote }}
 {{- end }}
 {{- end }}
 
+{{/* "true" when the data volume is ReadWriteOnce only and its readers are kept on one node. */}}
+{{- define "atx-jobqueue.data.colocated" -}}
+{{- $p := .Values.data.persistence }}
+{{- if and $p.enabled (eq (len $p.accessModes) 1) (has "ReadWriteOnce" $p.accessModes) .Values.worker.colocateWithData (not .Values.api.affinity) (not .Values.worker.affinity) }}true{{ end }}
+{{- end }}
+
 {{/*
-Placement of the pods that read the data volume (API and workers): the given affinity, or, with a
-ReadWriteOnce volume (attachable to one node), a required podAffinity that keeps them all on the
-node of the first one. Include with (dict "ctx" $ "affinity" .Values.api.affinity).
+Placement of the pods that mount the data volume (API, whose init container fills it, and workers):
+the given affinity, or, with a ReadWriteOnce volume (attachable to one node), a required podAffinity
+that keeps them all on the node of the first one. The first pod schedules freely (the scheduler's
+exception for a pod matching its own term when no such pod exists), so a drained node's pods come
+back together elsewhere. Include with (dict "ctx" $ "affinity" .Values.api.affinity).
 */}}
 {{- define "atx-jobqueue.dataPlacement" -}}
-{{- $p := .ctx.Values.data.persistence }}
-{{- $rwoOnly := and $p.enabled (eq (len $p.accessModes) 1) (has "ReadWriteOnce" $p.accessModes) }}
 {{- if .affinity }}
 affinity:
   {{- toYaml .affinity | nindent 2 }}
-{{- else if and $rwoOnly .ctx.Values.worker.colocateWithData }}
+{{- else if include "atx-jobqueue.data.colocated" .ctx }}
 affinity:
   podAffinity:
     requiredDuringSchedulingIgnoredDuringExecution:
@@ -238,13 +252,56 @@ affinity:
 {{- end }}
 {{- end }}
 
-{{/* Init container that waits for DATA_PATH on the data volume (filled by the loader or by hand). */}}
-{{- define "atx-jobqueue.dataWait" -}}
-{{- if .ctx.Values.data.persistence.enabled }}
+{{/*
+Init container of the pods that read the data volume. In the API pod (.load true, loader enabled)
+it fills the volume: the loader script copies the image's sample or downloads the portal export,
+and keeps a dataset already there. It runs inside the pod that mounts the volume, so it needs no
+object Helm has not created yet (a pre-install hook would: the ServiceAccount, the PVC) and it
+attaches the volume on the node the co-location rule chose (no Multi-Attach). Workers (and an API
+whose loader is off) wait for the file instead.
+*/}}
+{{- define "atx-jobqueue.dataInit" -}}
+{{- $v := .ctx.Values }}
+{{- if $v.data.persistence.enabled }}
 initContainers:
+  {{- if and .load $v.data.loader.enabled }}
+  - name: load-data
+    image: {{ .image | quote }}
+    imagePullPolicy: {{ $v.image.pullPolicy }}
+    # coreutils timeout: the load ends (and the pod restarts it) within activeDeadlineSeconds
+    command:
+      - timeout
+      - {{ $v.data.loader.activeDeadlineSeconds | quote }}
+      - python
+      - -c
+      - {{ .ctx.Files.Get "files/scripts/load_data.py" | quote }}
+    env:
+      - name: DATA_PATH
+        value: {{ include "atx-jobqueue.data.path" .ctx | quote }}
+      - name: DATA_CACHE_DIR
+        value: /tmp/cache
+      - name: LOADER_SOURCE
+        value: {{ $v.data.loader.source | quote }}
+      - name: LOADER_SAMPLE_PATH
+        value: {{ $v.data.imageSamplePath | quote }}
+      - name: LOADER_URL
+        value: {{ $v.data.loader.url | quote }}
+      - name: LOADER_FORCE
+        value: {{ ternary "1" "0" $v.data.loader.force | quote }}
+      {{- include "atx-jobqueue.extraEnv" .ctx | trim | nindent 6 }}
+    resources:
+      {{- toYaml $v.data.loader.resources | nindent 6 }}
+    securityContext:
+      {{- toYaml $v.containerSecurityContext | nindent 6 }}
+    volumeMounts:
+      - name: data
+        mountPath: {{ $v.data.mountPath }}
+      - name: tmp
+        mountPath: /tmp
+  {{- else }}
   - name: wait-for-data
     image: {{ .image | quote }}
-    imagePullPolicy: {{ .ctx.Values.image.pullPolicy }}
+    imagePullPolicy: {{ $v.image.pullPolicy }}
     command:
       - python
       - -c
@@ -266,10 +323,26 @@ initContainers:
         cpu: 100m
         memory: 64Mi
     securityContext:
-      {{- toYaml .ctx.Values.containerSecurityContext | nindent 6 }}
+      {{- toYaml $v.containerSecurityContext | nindent 6 }}
     volumeMounts:
       - name: data
-        mountPath: {{ .ctx.Values.data.mountPath }}
+        mountPath: {{ $v.data.mountPath }}
         readOnly: true
+  {{- end }}
+{{- end }}
+{{- end }}
+
+{{/* The API pod's grace period: a long poll (MAX_WAIT_SECONDS) finishes within gunicorn's graceful
+timeout (MAX_WAIT_SECONDS + 5, services/api/jobqueue_api/serve.py), after the preStop sleep. */}}
+{{- define "atx-jobqueue.api.terminationGrace" -}}
+{{- add (ceil .Values.config.maxWaitSeconds | int) 5 (int .Values.api.preStopSeconds) (int .Values.api.terminationGraceExtraSeconds) }}
+{{- end }}
+
+{{/* Autoscaling reads the API's queue gauges from Prometheus; without a ServiceMonitor nothing
+scrapes them on kube-prometheus-stack (it ignores prometheus.io annotations) and the scaler would
+see no series. Stop at render time unless the operator says the API is scraped another way. */}}
+{{- define "atx-jobqueue.autoscaling.requireScrape" -}}
+{{- if not (or .Values.metrics.serviceMonitor.enabled .Values.autoscaling.scrapedWithoutServiceMonitor) }}
+{{- fail (printf "autoscaling.mode=%s reads the API's jobqueue_queue_depth from Prometheus: set metrics.serviceMonitor.enabled=true and metrics.serviceMonitor.labels to what your Prometheus selects (kube-prometheus-stack: release: <its release name>), or, if the API is scraped another way with a service label, autoscaling.scrapedWithoutServiceMonitor=true" .Values.autoscaling.mode) }}
 {{- end }}
 {{- end }}

@@ -52,13 +52,14 @@ class ApiState:
 
 def build_state(settings: Settings, catalogue: Registry) -> ApiState:
     jobs = jobs_redis(settings)
+    jobs_binary = jobs_redis(settings, decode=False)
     return ApiState(
         settings=settings,
         catalogue=catalogue,
         jobs=jobs,
-        jobs_binary=jobs_redis(settings, decode=False),
+        jobs_binary=jobs_binary,
         queue=queue_redis(settings),
-        store=JobStore(jobs, settings.job_ttl_seconds),
+        store=JobStore(jobs, settings.job_ttl_seconds, binary=jobs_binary),
         delivery=Delivery(jobs, settings),
     )
 

@@ -1,9 +1,10 @@
 """Long polls (``?wait=``): wake a waiting request the moment its job reaches a final status.
 
-Workers publish a job's id on ``keys.JOB_DONE_CHANNEL`` when it ends. Each API process runs one
-subscriber thread (started on first use, so after gunicorn forks) that sets the events of the
-requests waiting for that id. A waiter also re-reads the job every ``SAFETY_POLL_SECONDS``, so a
-lost message or a subscriber reconnecting after a Redis restart costs latency, never a stuck request.
+Workers publish a job's id and final document on ``keys.JOB_DONE_CHANNEL`` when it ends. Each API
+process runs one subscriber thread (started on first use, so after gunicorn forks) that hands the
+document to the requests waiting for that id and wakes them: they answer without reading the job
+again. A waiter also re-reads the job every ``SAFETY_POLL_SECONDS``, so a lost message or a
+subscriber reconnecting after a Redis restart costs latency, never a stuck request.
 """
 
 from __future__ import annotations
@@ -13,9 +14,7 @@ import threading
 import time
 from collections import defaultdict
 
-import redis
-
-from jobqueue import keys
+from jobqueue.jobs import Job, JobStore
 
 log = logging.getLogger("jobqueue.api")
 
@@ -23,14 +22,36 @@ SAFETY_POLL_SECONDS = 1.0
 
 
 class DoneWaiter:
-    def __init__(self, client: redis.Redis):
-        self._client = client
+    def __init__(self, store: JobStore):
+        self._store = store
         self._lock = threading.Lock()
         self._waiting: dict[str, list[threading.Event]] = defaultdict(list)
         self._thread: threading.Thread | None = None
         self._subscribed = threading.Event()
 
     # --- request side ------------------------------------------------------------------
+    def wait_final(self, job_id: str, timeout: float) -> Job | None:
+        """The job once final, or as it is after ``timeout`` seconds; None if it does not exist."""
+        event = self.register(job_id)
+        try:
+            job = self._store.get(job_id)
+            deadline = time.monotonic() + timeout
+            while job is not None and not job.status.is_final:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    break
+                if event.wait(min(remaining, SAFETY_POLL_SECONDS)):
+                    doc = getattr(event, "doc", None)
+                    self.unregister(job_id, event)
+                    event = self.register(job_id)
+                    if doc is not None:   # the final document came with the message
+                        job = Job.from_json(doc)
+                        continue
+                job = self._store.get(job_id)
+        finally:
+            self.unregister(job_id, event)
+        return job
+
     def register(self, job_id: str) -> threading.Event:
         self._ensure_thread()
         event = threading.Event()
@@ -61,25 +82,25 @@ class DoneWaiter:
                 self._thread = threading.Thread(target=self._run, name="jobqueue-done-listener", daemon=True)
                 self._thread.start()
 
-    def _notify(self, job_id: str) -> None:
+    def _notify(self, job_id: str, doc: str | None = None) -> None:
         with self._lock:
             events = self._waiting.pop(job_id, ())
         for event in events:
+            event.doc = doc  # type: ignore[attr-defined]
             event.set()
 
     def _run(self) -> None:
         backoff = 0.1
         while True:
-            pubsub = self._client.pubsub(ignore_subscribe_messages=True)
+            pubsub = None
             try:
-                pubsub.subscribe(keys.JOB_DONE_CHANNEL)
+                pubsub = self._store.subscribe_done()
                 self._subscribed.set()
                 backoff = 0.1
                 while True:
                     message = pubsub.get_message(timeout=5.0)
                     if message and message.get("type") == "message":
-                        data = message["data"]
-                        self._notify(data.decode() if isinstance(data, bytes) else data)
+                        self._notify(*JobStore.done_message(message["data"]))
             except Exception as exc:  # Redis gone: waiters fall back to their safety poll
                 if self._subscribed.is_set():  # once per outage, not once per retry
                     log.warning("done-channel subscriber lost Redis; reconnecting", extra={"error": str(exc)})
@@ -88,6 +109,7 @@ class DoneWaiter:
                 backoff = min(backoff * 2, 2.0)
             finally:
                 try:
-                    pubsub.close()
+                    if pubsub is not None:
+                        pubsub.close()
                 except Exception:
                     pass

@@ -10,6 +10,7 @@ DATA_CACHE_DIR and DATA_MAX_BYTES from the ``jobqueue`` command's Settings.
 from __future__ import annotations
 
 import argparse
+import shlex
 import json
 import os
 import sys
@@ -90,12 +91,31 @@ def cmd_operations(args: argparse.Namespace) -> int:
         doc: Any = templates(REGISTRY)
     else:
         doc = [op.describe() for op in REGISTRY]
-    text = json.dumps(doc, indent=2)
+    human = args.format == "table" or (args.format == "auto" and not args.templates and not args.output
+                                       and sys.stdout.isatty())
+    text = operations_table(doc) if human else json.dumps(doc, indent=2)
     if args.output:
         Path(args.output).write_text(text + "\n")
     else:
         print(text)
     return 0
+
+
+def operations_table(described: list[dict[str, Any]]) -> str:
+    """One block per operation: name, result type, one line per parameter, the description."""
+    lines = []
+    for op in described:
+        lines.append(f"{op['name']}  ->  {'PNG image' if op['result'] == 'image/png' else 'JSON'}")
+        for p in op["params"]:
+            bounds = [f"{k} {p[k]}" for k in ("minimum", "maximum", "max_length") if k in p]
+            need = "required" if p["required"] else f"default {json.dumps(p.get('default'))}"
+            extra = ", ".join([p["type"], need, *bounds])
+            lines.append(f"    {p['name']:<12} {extra}: {p['description']}")
+        lines.append(f"    {op['description']}")
+        example = " ".join(shlex.quote(f"{k}={v}") for k, v in op["example"]["params"].items())
+        lines.append(f"    e.g. jobqueue submit {op['name']} {example}".rstrip())
+        lines.append("")
+    return "\n".join(lines).rstrip()
 
 
 def templates(registry) -> dict[str, Any]:
@@ -186,7 +206,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--pretty", action="store_true", help="indent the JSON")
     p.set_defaults(func=cmd_analyze)
 
-    p = sub.add_parser("operations", help="list the operations with their parameters (JSON)")
+    p = sub.add_parser("operations", help="list the operations with their parameters",
+                       description="A readable list on a terminal; JSON when piped or with --json.")
+    p.add_argument("--format", choices=("auto", "table", "json"), default="auto",
+                   help="table for people, json for scripts (auto: table on a terminal, else json)")
+    p.add_argument("--json", dest="format", action="store_const", const="json", help="same as --format json")
     p.add_argument("--templates", action="store_true",
                    help="print example submissions instead (the tutorial's submit_templates.json)")
     p.add_argument("--output", "-o", help="write to this file instead of stdout")

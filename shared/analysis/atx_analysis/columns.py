@@ -24,9 +24,12 @@ NAT = np.iinfo(np.int64).min
 NO_DAY = np.iinfo(np.int32).min
 MAX_RESPONSE_MINUTES = 7 * 24 * 60  # longer durations are stale records, not responses
 CATEGORICAL = ("issue", "address", "status", "agency")
+# stored indexes, computed once at parse time: rows by latitude (NaN last), and the coordinates in
+# that order, so radius queries need no per-process copy (every worker maps the same file pages)
+INDEXES = ("lat_order", "lat_sorted", "lon_sorted")
 NUMERIC = ("published", "status_date", "latitude", "longitude", "response_minutes", "local_day", "hour", "weekday",
-           "lat_order")
-# the frame's columns (lat_order is an index: rows by latitude, NaN last, for radius queries)
+           *INDEXES)
+# the frame's columns
 ORDER = ("report_id", "published", "issue", "address", "latitude", "longitude", "status", "status_date",
          "agency", "response_minutes", "local_day", "hour", "weekday")
 META_KEY = b"atx_analysis"
@@ -48,11 +51,15 @@ class Columns:
     address_road: np.ndarray | None = None  # road code of each address code
 
     def derive(self) -> "Columns":
-        """Compute the stored indexes (lat_order, roads) once, at parse time, so loads need not."""
+        """Compute the stored indexes (INDEXES, roads) once, at parse time, so loads need not."""
         from .roads import roads_of
 
         if "lat_order" not in self.arrays:
             self.arrays["lat_order"] = np.argsort(self.arrays["latitude"], kind="stable").astype(np.int32)
+        if "lat_sorted" not in self.arrays:
+            order = self.arrays["lat_order"]
+            self.arrays["lat_sorted"] = self.arrays["latitude"][order]
+            self.arrays["lon_sorted"] = self.arrays["longitude"][order]
         if self.address_road is None:
             self.address_road, self.categories["road"] = roads_of(self.categories["address"])
         return self
@@ -81,7 +88,7 @@ class Columns:
     def to_arrow(self, meta: dict[str, Any]) -> pa.Table:
         fields = {name: pa.array(self.arrays[name]) for name in NUMERIC + CATEGORICAL}
         fields["report_id"] = self.report_id
-        table = pa.table({name: fields[name] for name in (*ORDER, "lat_order")})
+        table = pa.table({name: fields[name] for name in (*ORDER, *INDEXES)})
         meta = {**meta, "categories": self.categories, "address_road": self.address_road.tolist()}
         return table.replace_schema_metadata({META_KEY: json.dumps(meta).encode()})
 

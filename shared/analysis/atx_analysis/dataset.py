@@ -29,7 +29,7 @@ from .index import Index
 
 log = logging.getLogger(__name__)
 
-CACHE_VERSION = 3  # bump when the canonical columns or their derivation change
+CACHE_VERSION = 4  # bump when the canonical columns or their derivation change
 
 
 def content_hash(path: str | Path) -> str:

@@ -128,11 +128,12 @@ class Index:
     # --- points sorted by latitude for radius queries ---------------------------------------------
     @cached_property
     def _points(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        lat = self.columns.arrays["latitude"]
-        lon = self.columns.arrays["longitude"]
-        order = self.columns.arrays["lat_order"]  # rows by latitude, NaN last (computed at parse)
-        order = order[:int((~np.isnan(lat)).sum())]
-        return lat[order], lon[order], order
+        a = self.columns.arrays
+        order = a["lat_order"]  # rows by latitude, NaN last; coordinates in that order (computed at parse)
+        lats = a["lat_sorted"] if "lat_sorted" in a else a["latitude"][order]
+        lons = a["lon_sorted"] if "lon_sorted" in a else a["longitude"][order]
+        valid = int(np.searchsorted(lats, np.inf, side="right"))  # NaN sort last: views, no copies
+        return lats[:valid], lons[:valid], order[:valid]
 
     def within_radius(self, lat: float, lon: float, radius_km: float) -> np.ndarray:
         """Row positions within ``radius_km`` (great-circle) of (lat, lon)."""

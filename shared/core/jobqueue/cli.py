@@ -27,7 +27,10 @@ def main(argv: list[str] | None = None) -> int:
     from .client_cli import add_commands as add_client_commands  # submit, status
     from atx_analysis.cli import register as register_analysis  # analyze, operations, data
 
+    from .cli_queue import add_commands as add_queue_commands  # jobs, info, watch, cancel
+
     add_client_commands(sub)
+    add_queue_commands(sub)
     register_analysis(sub)
     for choice in sub.choices.values():  # every subcommand's --help states the exit statuses
         choice.epilog = choice.epilog or Exit.epilog()

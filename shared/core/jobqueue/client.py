@@ -114,5 +114,9 @@ class Client:
         params = {k: v for k, v in (("status", status), ("operation", operation), ("limit", limit)) if v}
         return self._request("GET", "/jobs", params=params).json()["jobs"]
 
+    def queue(self) -> dict[str, Any]:
+        """``GET /queue``: depth, in progress, delayed retries, workers, the last 15 minutes."""
+        return self._request("GET", "/queue").json()
+
     def cancel(self, job_id: str) -> dict[str, Any]:
         return self._request("DELETE", f"/jobs/{job_id}").json()

@@ -97,7 +97,8 @@ class Delivery:
         self._script = client.register_script(DISPATCH_LUA)
         self._keys = [self.queue_key, self.delayed_key, keys.WORKERS_HEARTBEAT, keys.WORKERS_BUSY, keys.JOB_INDEX]
         self._context = [settings.redis_jobs_db, settings.redis_queue_db, keys.JOB_PREFIX, keys.RESULT_PREFIX,
-                         keys.PROCESSING_PREFIX, keys.JOB_DONE_CHANNEL, settings.job_ttl_seconds]
+                         keys.PROCESSING_PREFIX, keys.JOB_DONE_CHANNEL, settings.job_ttl_seconds,
+                         keys.STATUS_INDEX_PREFIX, keys.OPERATION_INDEX_PREFIX]
 
     def _run(self, command: str, *args: Any) -> Any:
         return self._script(keys=self._keys, args=[*self._context, command, *args])
@@ -107,7 +108,7 @@ class Delivery:
         """Store a new job's document, index it and queue its id, all or nothing: once this
         returns, the job will reach a final status. ``params`` must be validated already."""
         job = Job(id=new_job_id(), operation=operation, params=params, submitted_at=time.time())
-        self._run("submit", job.id, job.to_json(), repr(job.submitted_at))
+        self._run("submit", job.id, job.to_json(), repr(job.submitted_at), operation)
         return job
 
     def cancel(self, job: Job) -> bool:

@@ -107,21 +107,31 @@ class Job:
         }
 
 
-class JobStore:
-    """Reads and writes job documents in the jobs db. Each key it touches comes from :mod:`keys`."""
+@dataclass
+class Page:
+    """One page of a listing, newest first. ``next_cursor`` continues it (None: nothing older)."""
 
-    def __init__(self, client: redis.Redis, ttl_seconds: int):
+    jobs: list[Job]
+    next_cursor: str | None
+    next_offset: int | None = None   # the same position as a rank, for ``offset`` paging
+
+
+class JobStore:
+    """Reads job documents (and their results) in the jobs db: the one way the API reads jobs.
+
+    Writes that move a job through its life are :class:`jobqueue.delivery.Delivery`'s scripts;
+    :meth:`create` and :meth:`save` are for tools and tests. Each key it touches comes from
+    :mod:`keys`. ``binary`` is a client with ``decode_responses=False`` for stored results.
+    """
+
+    MAX_SCAN_PER_PAGE = 5000   # index entries one page reads at most while filtering
+
+    def __init__(self, client: redis.Redis, ttl_seconds: int, binary: redis.Redis | None = None):
         self.redis = client
         self.ttl_seconds = ttl_seconds
+        self.binary = binary
 
-    def create(self, operation: str, params: dict[str, Any], dataset: str | None = None) -> Job:
-        job = Job(id=new_job_id(), operation=operation, params=params, dataset=dataset)
-        pipe = self.redis.pipeline(transaction=True)
-        pipe.set(keys.job(job.id), job.to_json())
-        pipe.zadd(keys.JOB_INDEX, {job.id: job.submitted_at})
-        pipe.execute()
-        return job
-
+    # --- reading ---------------------------------------------------------------------------
     def get(self, job_id: str) -> Job | None:
         raw = self.redis.get(keys.job(job_id))
         return None if raw is None else Job.from_json(raw)
@@ -133,8 +143,120 @@ class JobStore:
         raws = self.redis.mget([keys.job(i) for i in ids])
         return [Job.from_json(r) for r in raws if r is not None]
 
+    def result(self, job: Job) -> tuple[Any, str] | None:
+        """A complete job's result: (JSON value or PNG bytes, content type); None if it expired."""
+        from .results import read_result
+
+        if self.binary is None:
+            raise RuntimeError("JobStore(binary=...) is needed to read stored results")
+        return read_result(self.binary, job)
+
+    def page(self, status: str | None = None, operation: str | None = None, cursor: str | None = None,
+             limit: int = 50, offset: int | None = None) -> Page:
+        """Jobs newest first, optionally only one status and/or one operation.
+
+        Each filter has its own index (scripts keep the status ones in step), so a page costs the
+        same with 100 or 100,000 jobs; with both filters the smaller index is read and the other
+        filter applied to the documents. ``cursor`` (from the previous page) or ``offset`` (a
+        rank) says where to continue. Entries of expired jobs are pruned on the way. A page may
+        come back short with a cursor when MAX_SCAN_PER_PAGE entries did not fill it.
+        """
+        index, check_status, check_op = self._index_for(status, operation)
+        after = _decode_cursor(cursor) if cursor else None
+        if after is None and offset:
+            before = self.redis.zrevrange(index, offset - 1, offset - 1, withscores=True)
+            if not before:
+                return Page([], None, None)
+            after = (before[0][1], before[0][0])
+        found: list[Job] = []
+        scanned = pruned = 0
+        last: tuple[float, str] | None = after
+        exhausted = False
+        chunk = max(limit * 2, 50)
+        while len(found) < limit and scanned < self.MAX_SCAN_PER_PAGE:
+            entries = self._entries_after(index, after, chunk)
+            if not entries:
+                exhausted = True
+                break
+            raws = self.redis.mget([keys.job(i) for i, _ in entries])
+            for (job_id, score), raw in zip(entries, raws):
+                scanned += 1
+                last = after = (score, job_id)
+                if raw is None:
+                    self._prune(job_id, index)
+                    pruned += 1
+                    continue
+                job = Job.from_json(raw)
+                if (check_status is None or job.status.value == check_status) and \
+                        (check_op is None or job.operation == check_op):
+                    found.append(job)
+                    if len(found) == limit:
+                        break
+            if len(entries) < chunk and len(found) < limit:
+                exhausted = True
+                break
+        if exhausted or last is None or not self._entries_after(index, last, 1):
+            return Page(found, None, None)
+        return Page(found, _encode_cursor(last), None if offset is None else offset + scanned - pruned)
+
+    def _index_for(self, status: str | None, operation: str | None) -> tuple[str, str | None, str | None]:
+        """The index to read, and the filters the documents must still pass."""
+        if status is None and operation is None:
+            return keys.JOB_INDEX, None, None
+        if operation is None:
+            return keys.status_index(status or ""), status, None
+        if status is None:
+            return keys.operation_index(operation), None, operation
+        by_status, by_op = keys.status_index(status), keys.operation_index(operation)
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.zcard(by_status)
+        pipe.zcard(by_op)
+        n_status, n_op = pipe.execute()
+        return (by_status, status, operation) if n_status <= n_op else (by_op, status, operation)
+
+    def _entries_after(self, index: str, after: tuple[float, str] | None, n: int) -> list[tuple[str, float]]:
+        """Up to ``n`` (id, score) entries older than ``after`` (score, id), newest first."""
+        if after is None:
+            return self.redis.zrevrange(index, 0, n - 1, withscores=True)
+        score, job_id = after
+        out: list[tuple[str, float]] = []
+        skip = 0
+        while len(out) < n:
+            got = self.redis.zrevrangebyscore(index, score, "-inf", start=skip, num=n + 16, withscores=True)
+            if not got:
+                break
+            skip += len(got)
+            # same score: members come in reverse lexical order; the cursor's own and the ones
+            # before it were on earlier pages
+            out.extend((i, s) for i, s in got if s < score or (s == score and i < job_id))
+            if got[-1][1] < score:
+                break
+        return out[:n]
+
+    def _prune(self, job_id: str, index: str) -> None:
+        """Drop an expired job's entries (its document is gone, so its status is unknown: all)."""
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.zrem(keys.JOB_INDEX, job_id)
+        pipe.zrem(index, job_id)
+        for status in JobStatus:
+            pipe.zrem(keys.status_index(status.value), job_id)
+        pipe.execute()
+
+    # --- writing (tools and tests; the service writes through Delivery) --------------------
+    def create(self, operation: str, params: dict[str, Any], dataset: str | None = None) -> Job:
+        """Store a job *without* queueing it (a producer that then puts the id itself)."""
+        job = Job(id=new_job_id(), operation=operation, params=params, dataset=dataset)
+        pipe = self.redis.pipeline(transaction=True)
+        pipe.set(keys.job(job.id), job.to_json())
+        pipe.zadd(keys.JOB_INDEX, {job.id: job.submitted_at})
+        pipe.zadd(keys.status_index(job.status.value), {job.id: job.submitted_at})
+        pipe.zadd(keys.operation_index(job.operation), {job.id: job.submitted_at})
+        pipe.execute()
+        return job
+
     def save(self, job: Job) -> None:
-        """Write the document; a final job gets the TTL, as does its stored result."""
+        """Write the document (a final job gets the TTL, as does its stored result), keeping the
+        status index in step."""
         pipe = self.redis.pipeline(transaction=True)
         if job.status.is_final:
             pipe.set(keys.job(job.id), job.to_json(), ex=self.ttl_seconds)
@@ -142,15 +264,51 @@ class JobStore:
                 pipe.expire(job.result_ref, self.ttl_seconds)
         else:
             pipe.set(keys.job(job.id), job.to_json())
+        for status in JobStatus:
+            if status is not job.status:
+                pipe.zrem(keys.status_index(status.value), job.id)
+        pipe.zadd(keys.status_index(job.status.value), {job.id: job.submitted_at})
         pipe.execute()
 
-    def recent_ids(self, offset: int = 0, limit: int = 50) -> list[str]:
-        """Newest first, from the index (entries of expired jobs are pruned by the caller)."""
-        return self.redis.zrevrange(keys.JOB_INDEX, offset, offset + limit - 1)
-
     def delete(self, job_id: str) -> bool:
+        """Delete a job, its stored result and its index entries."""
+        job = self.get(job_id)
         pipe = self.redis.pipeline(transaction=True)
         pipe.delete(keys.job(job_id), keys.result(job_id))
         pipe.zrem(keys.JOB_INDEX, job_id)
+        for status in JobStatus:
+            pipe.zrem(keys.status_index(status.value), job_id)
+        if job is not None:
+            pipe.zrem(keys.operation_index(job.operation), job_id)
         removed = pipe.execute()[0]
         return bool(removed)
+
+    @staticmethod
+    def done_message(data: str | bytes) -> tuple[str, str | None]:
+        """(job id, final document or None) of a message on the done channel: the worker sends
+        "<id>\n<document>" so a long poll needs no read; a bare id (older publishers) has no document."""
+        text = data.decode() if isinstance(data, bytes) else data
+        job_id, _, doc = text.partition("\n")
+        return job_id, doc or None
+
+    def subscribe_done(self) -> redis.client.PubSub:
+        """A pub/sub subscribed to jobs reaching a final status (long polls wait on it; see :meth:`done_message`)."""
+        pubsub = self.redis.pubsub(ignore_subscribe_messages=True)
+        pubsub.subscribe(keys.JOB_DONE_CHANNEL)
+        return pubsub
+
+
+def _encode_cursor(position: tuple[float, str]) -> str:
+    score, job_id = position
+    return f"{score!r}_{job_id}"
+
+
+def _decode_cursor(cursor: str) -> tuple[float, str]:
+    """(score, id) from a cursor; ValueError when it is not one this store made."""
+    score, sep, job_id = cursor.partition("_")
+    if not sep or not is_valid_job_id(job_id):
+        raise ValueError(f"not a cursor: {cursor[:80]!r}")
+    value = float(score)
+    if value != value or value in (float("inf"), float("-inf")):
+        raise ValueError(f"not a cursor: {cursor[:80]!r}")
+    return value, job_id

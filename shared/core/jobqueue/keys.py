@@ -12,8 +12,10 @@ from __future__ import annotations
 JOB_PREFIX = "job:"
 RESULT_PREFIX = "result:"
 JOB_INDEX = "jobs:by-submitted"          # zset job id -> submitted time (listing, GET /jobs)
+STATUS_INDEX_PREFIX = "jobs:by-status:"  # zset per status: job id -> submitted time (GET /jobs?status=)
+OPERATION_INDEX_PREFIX = "jobs:by-operation:"  # zset per operation: job id -> submitted time
 RESULT_CACHE_PREFIX = "result-cache:"   # request fingerprint -> id of the job holding the result
-JOB_DONE_CHANNEL = "jobs:done"           # pub/sub: a job id each time a job reaches a final status
+JOB_DONE_CHANNEL = "jobs:done"           # pub/sub: "<id>\n<final document>" each time a job becomes final
 
 
 def job(job_id: str) -> str:
@@ -24,6 +26,15 @@ def job(job_id: str) -> str:
 def result(job_id: str) -> str:
     """Stored result body of a job whose result is large or binary (PNG)."""
     return f"{RESULT_PREFIX}{job_id}"
+
+
+def status_index(status: str) -> str:
+    """Jobs whose document has this status now (the scripts move entries as statuses change)."""
+    return f"{STATUS_INDEX_PREFIX}{status}"
+
+
+def operation_index(operation: str) -> str:
+    return f"{OPERATION_INDEX_PREFIX}{operation}"
 
 
 def result_cache(fingerprint: str) -> str:

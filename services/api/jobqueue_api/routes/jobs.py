@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import time
-
 from flask import Blueprint, Response, jsonify, request, url_for
 
-from jobqueue import keys
 from jobqueue.jobs import Job, JobStatus
+from jobqueue.results import PNG
 
 from ..auth import protect
 from ..errors import ApiError
@@ -15,7 +13,6 @@ from ..metrics import SUBMITTED
 from ..params import int_arg, job_id_or_400, single_arg, wait_seconds
 from ..state import current
 from ..submission import parse_body, read_body, validate_submission
-from ..waiting import SAFETY_POLL_SECONDS
 
 bp = Blueprint("jobs", __name__)
 protect(bp)
@@ -23,7 +20,6 @@ protect(bp)
 MAX_PAGE_SIZE = 100
 DEFAULT_PAGE_SIZE = 20
 MAX_OFFSET = 10**9
-MAX_SCAN_PER_PAGE = 5000  # bound on index entries one GET /jobs reads while filtering
 
 
 def _accept() -> tuple[Job, str]:
@@ -49,29 +45,10 @@ def create_job():
 
 
 def load_job(job_id: str, wait: float = 0.0) -> Job:
-    """The job, waiting up to ``wait`` seconds for it to reach a final status; 404 if unknown."""
+    """The job, after waiting up to ``wait`` seconds for it to reach a final status; 404 if unknown."""
     state = current()
     job_id_or_400(job_id)
-    if wait <= 0:
-        job = state.store.get(job_id)
-        if job is None:
-            raise _not_found(job_id)
-        return job
-    waiter = state.waiter
-    event = waiter.register(job_id)
-    try:
-        job = state.store.get(job_id)
-        deadline = time.monotonic() + wait
-        while job is not None and not job.status.is_final:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                break
-            if event.wait(min(remaining, SAFETY_POLL_SECONDS)):
-                waiter.unregister(job_id, event)
-                event = waiter.register(job_id)
-            job = state.store.get(job_id)
-    finally:
-        waiter.unregister(job_id, event)
+    job = state.waiter.wait_final(job_id, wait) if wait > 0 else state.store.get(job_id)
     if job is None:
         raise _not_found(job_id)
     return job
@@ -104,35 +81,19 @@ def list_jobs():
                        param="status")
     operation = single_arg("operation")
     limit = int_arg("limit", DEFAULT_PAGE_SIZE, 1, MAX_PAGE_SIZE)
+    cursor = single_arg("cursor")
     offset = int_arg("offset", 0, 0, MAX_OFFSET)
-
-    found: list[dict] = []
-    position, scanned, pruned, exhausted = offset, 0, 0, False
-    chunk = max(limit * 2, 50)
-    while len(found) < limit and scanned < MAX_SCAN_PER_PAGE:
-        ids = state.store.recent_ids(position, chunk)
-        if not ids:
-            exhausted = True
-            break
-        raws = state.jobs.mget([keys.job(i) for i in ids])
-        for job_id, raw in zip(ids, raws):
-            position += 1
-            scanned += 1
-            if raw is None:  # expired: drop it from the index
-                state.jobs.zrem(keys.JOB_INDEX, job_id)
-                pruned += 1
-                continue
-            job = Job.from_json(raw)
-            if (status is None or job.status.value == status) and (operation is None or job.operation == operation):
-                found.append(public(job))
-                if len(found) == limit:
-                    break
-        if len(ids) < chunk and len(found) < limit:
-            exhausted = True
-            break
-    next_offset = None if exhausted else position - pruned
-    return jsonify({"jobs": found, "count": len(found), "limit": limit, "offset": offset,
-                    "next_offset": next_offset})
+    try:
+        page = state.store.page(status=status, operation=operation, cursor=cursor, limit=limit,
+                                offset=None if cursor else offset)
+    except ValueError:
+        raise ApiError(400, "invalid_cursor", "'cursor' must be the next_cursor of a previous page",
+                       param="cursor") from None
+    body = {"jobs": [public(job) for job in page.jobs], "count": len(page.jobs), "limit": limit,
+            "next_cursor": page.next_cursor}
+    if not cursor:
+        body.update(offset=offset, next_offset=page.next_offset)
+    return jsonify(body)
 
 
 @bp.delete("/jobs/<job_id>")
@@ -167,12 +128,10 @@ def job_result(job_id: str):
     if job.status is not JobStatus.COMPLETE:
         raise ApiError(409, "job_not_finished", f"the job is {job.status.value}; add ?wait=30 to wait for it",
                        job_id=job.id, status=job.status.value)
-    if job.result_ref:
-        body = state.jobs_binary.get(job.result_ref)
-        if body is None:
-            raise ApiError(410, "result_expired", "the stored result has expired", job_id=job.id)
-        headers = {}
-        if job.result_type == "image/png":
-            headers["Content-Disposition"] = f'inline; filename="{job.id}.png"'
-        return Response(body, mimetype=job.result_type, headers=headers)
-    return jsonify(job.result)
+    found = state.store.result(job)
+    if found is None:
+        raise ApiError(410, "result_expired", "the stored result has expired", job_id=job.id)
+    body, content_type = found
+    if content_type == PNG:
+        return Response(body, mimetype=PNG, headers={"Content-Disposition": f'inline; filename="{job.id}.png"'})
+    return jsonify(body)

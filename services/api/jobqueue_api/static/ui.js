@@ -265,12 +265,15 @@
   function initJobs() {
     var form = byId("filters");
     var status = byId("f-status").value, operation = byId("f-operation").value;
-    var limit = 25, offset = 0, history = [], next = null;
+    // Cursor paging (the store keeps an index per status and per operation, so a page costs the
+    // same with 100 or 100,000 jobs); `history` holds the cursors of the pages before this one.
+    var limit = 25, cursor = null, history = [], next = null;
     ["f-status", "f-operation"].forEach(function (id) {
       byId(id).addEventListener("change", function () { form.submit(); });
     });
     function query() {
-      var q = "jobs?limit=" + limit + "&offset=" + offset;
+      var q = "jobs?limit=" + limit;
+      if (cursor) q += "&cursor=" + encodeURIComponent(cursor);
       if (status) q += "&status=" + encodeURIComponent(status);
       if (operation) q += "&operation=" + encodeURIComponent(operation);
       return q;
@@ -286,19 +289,19 @@
           tbody.appendChild(tr);
         }
         res.data.jobs.forEach(function (job) { tbody.appendChild(jobRow(job)); });
-        next = res.data.next_offset;
-        byId("older").disabled = next === null || next === undefined;
+        next = res.data.next_cursor || null;
+        byId("older").disabled = !next;
         byId("newer").disabled = history.length === 0;
         byId("page-info").textContent = "Page " + (history.length + 1) + " · " + res.data.count + " shown";
       });
     }
     byId("older").addEventListener("click", function () {
-      if (next === null) return;
-      history.push(offset); offset = next; load();
+      if (!next) return;
+      history.push(cursor); cursor = next; load();
     });
     byId("newer").addEventListener("click", function () {
       if (!history.length) return;
-      offset = history.pop(); load();
+      cursor = history.pop(); load();
     });
     var live = byId("live");
     var loaded = false;

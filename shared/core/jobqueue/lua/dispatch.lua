@@ -7,12 +7,14 @@
 --             KEYS[4] busy         workers:busy          hash: worker -> job id it runs now
 --             processing_prefix .. worker                list: ids a worker claimed, not finished
 --   jobs db   KEYS[5] index        jobs:by-submitted     zset: job id -> submit time
+--             status_prefix .. status                    zset: the same, per current status
+--             operation_prefix .. operation              zset: the same, per operation
 --             job_prefix .. id                           string: the job document (JSON)
 --             result_prefix .. id                        string: a stored PNG or large JSON result
 --             a cache key (built by the caller)          string: id of the job holding a result
---             done_channel                               pub/sub: a job id when it reaches a final status
+--             done_channel                               pub/sub: 'id\nfinal document' when a job becomes final
 --
--- ARGV[1..7] are the context (below); ARGV[8] names the command; its arguments follow. Commands
+-- ARGV[1..9] are the context (below); ARGV[10] names the command; its arguments follow. Commands
 -- joined by '+' (e.g. 'finish+start') run one after the other in this one script, each reading
 -- its own arguments in turn, so "record job i, start job i+1" costs one round trip. Scripts
 -- SELECT the db they need; the selection ends with the script (the caller's connection keeps its
@@ -22,7 +24,8 @@ local queue_key, delayed_key, heartbeat_key, busy_key, index_key = KEYS[1], KEYS
 local jobs_db, queue_db = ARGV[1], ARGV[2]
 local job_prefix, result_prefix, processing_prefix = ARGV[3], ARGV[4], ARGV[5]
 local done_channel, ttl = ARGV[6], tonumber(ARGV[7])
-local command = ARGV[8]
+local status_prefix, operation_prefix = ARGV[8], ARGV[9]
+local command = ARGV[10]
 
 -- jobqueue.jobs.FINAL_STATUSES (a test keeps the two in step)
 local FINAL = {['complete'] = true, ['failed'] = true, ['cancelled'] = true}
@@ -43,8 +46,24 @@ local function is_final(doc)
   return FINAL[status_of(doc)] == true
 end
 
+-- Write a job's document (jobs db selected) and move its entry between the per-status indexes
+-- when the status changes; ``previous`` is the document it replaces (false: none).
+local function write_doc(job_id, doc, previous, expire)
+  if expire then
+    redis.call('SET', job_prefix .. job_id, doc, 'EX', expire)
+  else
+    redis.call('SET', job_prefix .. job_id, doc)
+  end
+  local old, new = previous and status_of(previous), status_of(doc)
+  if old == new then return end
+  if old then redis.call('ZREM', status_prefix .. old, job_id) end
+  if new then
+    redis.call('ZADD', status_prefix .. new, redis.call('ZSCORE', index_key, job_id) or 0, job_id)
+  end
+end
+
 -- arguments of the commands, read in order
-local position = 8
+local position = 10
 local function arg()
   position = position + 1
   return ARGV[position]
@@ -59,10 +78,11 @@ local commands = {}
 
 -- Store a new job and queue its id, all or nothing: a 202 means both happened.
 function commands.submit()
-  local job_id, doc, submitted_at = arg(), arg(), arg()
+  local job_id, doc, submitted_at, operation = arg(), arg(), arg(), arg()
   redis.call('SELECT', jobs_db)
-  redis.call('SET', job_prefix .. job_id, doc)
   redis.call('ZADD', index_key, submitted_at, job_id)
+  redis.call('ZADD', operation_prefix .. operation, submitted_at, job_id)
+  write_doc(job_id, doc, false, false)
   redis.call('SELECT', queue_db)
   return redis.call('RPUSH', queue_key, job_id)
 end
@@ -75,8 +95,8 @@ function commands.cancel()
   local removed = redis.call('LREM', queue_key, 1, job_id) + redis.call('ZREM', delayed_key, job_id)
   if removed == 0 then return 0 end
   redis.call('SELECT', jobs_db)
-  redis.call('SET', job_prefix .. job_id, doc, 'EX', ttl)
-  redis.call('PUBLISH', done_channel, job_id)
+  write_doc(job_id, doc, redis.call('GET', job_prefix .. job_id), ttl)
+  redis.call('PUBLISH', done_channel, job_id .. '\n' .. doc)
   return 1
 end
 
@@ -126,7 +146,7 @@ function commands.start()
     redis.call('LREM', processing_key, 1, job_id)
     return {'skip'}
   end
-  redis.call('SET', job_prefix .. job_id, doc)
+  write_doc(job_id, doc, current, false)
   local answer = {'ok'}
   if cache_key ~= '' then
     local source_id = redis.call('GET', cache_key)
@@ -144,7 +164,8 @@ function commands.start()
 end
 
 -- The fence shared by finish and retry: release the id and say whether we may still write.
--- Answers nil when we may, else 'lost' (not ours any more), 'deleted' or 'final'.
+-- Answers (nil, the current document) when we may, else 'lost' (not ours any more), 'deleted'
+-- or 'final'. Leaves the jobs db selected.
 local function release(job_id, worker)
   redis.call('SELECT', queue_db)
   redis.call('HDEL', busy_key, worker)
@@ -153,14 +174,15 @@ local function release(job_id, worker)
   local current = redis.call('GET', job_prefix .. job_id)
   if not current then return 'deleted' end
   if is_final(current) then return 'final' end
-  return nil
+  return nil, current
 end
 
 -- Write the final document (with the TTL), the stored result (a blob, or a copy of another job's),
--- the cache entry, and announce the id; only while the id is still ours and not final.
+-- the cache entry, and announce the id with the document (a long poll answers from the message
+-- without reading the job again); only while the id is still ours and not final.
 function commands.finish()
   local job_id, worker, doc, blob, copy_from, cache_key = arg(), arg(), arg(), arg(), arg(), arg()
-  local refused = release(job_id, worker)
+  local refused, current = release(job_id, worker)
   if refused then return refused end
   local result_key = result_prefix .. job_id
   if blob ~= '' then
@@ -169,9 +191,9 @@ function commands.finish()
     redis.call('COPY', copy_from, result_key, 'REPLACE')
     redis.call('EXPIRE', result_key, ttl)
   end
-  redis.call('SET', job_prefix .. job_id, doc, 'EX', ttl)
+  write_doc(job_id, doc, current, ttl)
   if cache_key ~= '' then redis.call('SET', cache_key, job_id, 'EX', ttl) end
-  redis.call('PUBLISH', done_channel, job_id)
+  redis.call('PUBLISH', done_channel, job_id .. '\n' .. doc)
   return 'ok'
 end
 
@@ -179,9 +201,9 @@ end
 -- in the retry set until its backoff is over.
 function commands.retry()
   local job_id, worker, doc, delay = arg(), arg(), arg(), tonumber(arg())
-  local refused = release(job_id, worker)
+  local refused, current = release(job_id, worker)
   if refused then return refused end
-  redis.call('SET', job_prefix .. job_id, doc)
+  write_doc(job_id, doc, current, false)
   redis.call('SELECT', queue_db)
   if delay <= 0 then
     redis.call('LPUSH', queue_key, job_id)

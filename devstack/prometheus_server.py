@@ -3,8 +3,8 @@
 Give it scrape configs and rule files; it writes its own config and TSDB under ``workdir``,
 scrapes and evaluates every second by default, and offers the HTTP API calls tests need
 (instant/range queries, targets, alerts, rules) plus ``wait_for`` to poll until a query satisfies
-a predicate. Used by tests/observability and reusable by any test that wants to look at metrics
-the way an operator would.
+a predicate. Used by tests/observability and by anything that wants to look at metrics the way
+an operator would.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from typing import Any, Callable
 import requests
 import yaml
 
-from tests.support.redis_server import free_port
+from devstack.procs import free_port
 
 
 def find_prometheus() -> str | None:

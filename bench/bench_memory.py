@@ -1,0 +1,161 @@
+"""Memory of worker processes on one node (issue 13): do they share the parsed columns?
+
+    .venv/bin/python bench/bench_memory.py [--rows 432444,4324440] [--workers 3] [--write]
+
+For each data size: the columnar cache is built once in a directory of its own (the data volume),
+then ``--workers`` separate processes are started one after the other, each as a worker pod runs:
+the worker's own modules imported (Redis client, metrics, operations), the dataset loaded through
+the worker's ``DataSource`` (memory-mapping the cache) and every operation run once, plots
+included, so each has touched its whole working set. With all of them alive, each process's
+``/proc/<pid>/smaps_rollup`` gives RSS (everything mapped in, shared pages counted in full), PSS
+(shared pages divided among the processes that map them) and USS (pages only this process maps:
+what it alone adds to the node). The target: each extra process adds at most 25% of the first
+one's RSS, i.e. its USS is at most a quarter of what one worker alone shows as RSS.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from bench import report  # noqa: E402
+
+TARGET_SHARE = 0.25
+
+CHILD = r"""
+import os, sys, time
+t0 = time.perf_counter()
+os.environ.setdefault("DIAGNOSTIC_OPERATIONS", "1")
+import jobqueue_worker.worker  # noqa: F401  the worker's imports: redis, prometheus, core
+from jobqueue.settings import load_settings
+from jobqueue_worker.data import DataSource
+from jobqueue_worker.main import load_operations
+settings = load_settings()
+operations = load_operations(settings)
+data = DataSource(settings.data_path)
+ds = data.get().warm()
+ready = time.perf_counter() - t0
+params = {"incident_count_by_date": {"date": "2024-03-06"}, "incidents_by_road": {"road": "S CONGRESS AVE"},
+          "daily_counts": {"start": "2024-01-01", "end": "2024-12-31"},
+          "plot_daily_counts": {"start": "2024-01-01", "end": "2024-12-31"},
+          "incidents_within_radius": {"latitude": 30.2672, "longitude": -97.7431, "radius_km": 1.0}}
+for op in operations:
+    if op.needs_dataset:
+        op.run(ds, params.get(op.name, {}))
+print("READY", ds.from_cache, round(ready, 3), flush=True)
+sys.stdin.readline()
+"""
+
+
+def smaps(pid: int) -> dict[str, float]:
+    """MB figures of one process from /proc/<pid>/smaps_rollup."""
+    fields: dict[str, float] = {}
+    for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines()[1:]:
+        name, _, rest = line.partition(":")
+        parts = rest.split()
+        if parts and parts[-1] == "kB":
+            fields[name.strip()] = int(parts[0]) / 1024
+    return {"rss_mb": fields["Rss"], "pss_mb": fields["Pss"],
+            "uss_mb": fields.get("Private_Clean", 0) + fields.get("Private_Dirty", 0),
+            "anon_mb": fields.get("Anonymous", 0), "file_pss_mb": fields.get("Pss_File", 0)}
+
+
+def start_child(env: dict[str, str]) -> tuple[subprocess.Popen, dict]:
+    proc = subprocess.Popen([sys.executable, "-c", CHILD], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+                            env={**os.environ, **env}, cwd=REPO)
+    line = proc.stdout.readline().split()
+    if not line or line[0] != "READY":
+        proc.kill()
+        raise RuntimeError(f"worker process did not get ready: {line}")
+    return proc, {"from_cache": line[1] == "True", "ready_seconds": float(line[2])}
+
+
+def measure(rows: int, workers: int) -> dict:
+    from bench.bench_analysis import data_file
+
+    path = data_file(rows)
+    cache = tempfile.mkdtemp(prefix="bench-memory-cache-")
+    env = {"DATA_PATH": str(path), "DATA_CACHE_DIR": cache, "REDIS_URL": "redis://127.0.0.1:1",
+           "WORKER_METRICS_PORT": "0"}
+    builder, built = start_child(env)        # the first start parses and writes the cache (the loader's job)
+    builder.communicate("\n", timeout=60)
+    procs, starts, alone = [], [], None
+    try:
+        for i in range(workers):
+            proc, info = start_child(env)
+            if not info["from_cache"]:
+                raise RuntimeError("a worker process did not find the cache")
+            procs.append(proc)
+            starts.append(info)
+            time.sleep(0.5)
+            if i == 0:
+                alone = smaps(proc.pid)    # one worker on the node: its RSS is the reference
+        together = [smaps(p.pid) for p in procs]
+    finally:
+        for proc in procs:
+            try:
+                proc.communicate("\n", timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+    extra = [t["uss_mb"] for t in together[1:]]
+    return {"rows": rows, "workers": workers, "parse_seconds": built["ready_seconds"], "alone": alone,
+            "together": together, "ready_seconds": statistics.median(s["ready_seconds"] for s in starts),
+            "extra_uss_mb": max(extra) if extra else None,
+            "share": (max(extra) / alone["rss_mb"]) if extra else None,
+            "node_total_mb": sum(t["pss_mb"] for t in together)}
+
+
+def markdown(results: list[dict]) -> str:
+    lines = ["## Worker memory on one node", "", report.stamp(), "",
+             "`bench/bench_memory.py`: " + __doc__.split("\n\n", 2)[2].replace("\n", " ").strip(), ""]
+    rows = []
+    for r in results:
+        ok = r["share"] is not None and r["share"] <= TARGET_SHARE
+        rows.append([f"{r['rows']:,} rows: each extra worker process adds at most 25% of the first one's RSS",
+                     f"{r['extra_uss_mb']:.0f} MB USS vs {r['alone']['rss_mb']:.0f} MB RSS = {100 * r['share']:.0f}%",
+                     report.verdict(ok)])
+    lines += [report.table(["target (issue 13)", "measured", "verdict"], rows), ""]
+    for r in results:
+        lines += [f"### {r['rows']:,} rows, {r['workers']} worker processes", "",
+                  f"Cold start from the cache (process start to ready, median): {r['ready_seconds']:.2f} s; the "
+                  f"first start, parsing the file and writing the cache: {r['parse_seconds']:.1f} s. One worker "
+                  f"alone: RSS {r['alone']['rss_mb']:.0f} MB, USS {r['alone']['uss_mb']:.0f} MB. All "
+                  f"{r['workers']} together use {r['node_total_mb']:.0f} MB of the node (sum of PSS), against "
+                  f"{r['workers'] * r['alone']['rss_mb']:.0f} MB if nothing were shared.", "",
+                  report.table(["process", "RSS MB", "PSS MB", "USS MB", "anonymous MB"],
+                               [[f"worker {i + 1}", f"{t['rss_mb']:.0f}", f"{t['pss_mb']:.0f}", f"{t['uss_mb']:.0f}",
+                                 f"{t['anon_mb']:.0f}"] for i, t in enumerate(r["together"])]), ""]
+    return "\n".join(lines).rstrip()
+
+
+def main() -> int:
+    from atx_analysis.generator import FULL_ROWS
+
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--rows", default=str(FULL_ROWS) if report.quick() else f"{FULL_ROWS},{FULL_ROWS * 10}")
+    ap.add_argument("--workers", type=int, default=3)
+    ap.add_argument("--write", action="store_true")
+    args = ap.parse_args()
+    results = [measure(int(r), args.workers) for r in args.rows.split(",")]
+    out = REPO / ".run" / "bench" / "results"
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "memory.json").write_text(json.dumps(results, indent=1))
+    text = markdown(results)
+    print(text)
+    if args.write:
+        report.write_section("memory", text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

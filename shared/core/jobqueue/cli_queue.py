@@ -1,0 +1,199 @@
+"""``jobqueue jobs``, ``info``, ``watch`` and ``cancel``: the queue from a terminal, like ``rq info``.
+
+Each prints a table (or a status line) for people when stdout is a terminal and JSON when it is
+not; ``--json`` asks for JSON anywhere, ``--format table`` for the table anywhere. They talk to the
+API only (``--url``/``$JOBQUEUE_URL``), never to Redis, so they work through a port-forward.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import sys
+import time
+from typing import Any, Iterable, Sequence
+
+from .client import FINAL, Client
+
+SPINNER = "|/-\\"
+
+
+def add_commands(sub: argparse._SubParsersAction) -> None:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--url", help="API base URL (default $JOBQUEUE_URL or http://127.0.0.1:5000)")
+    common.add_argument("--token", help="bearer token when the server sets API_TOKEN (default $JOBQUEUE_TOKEN)")
+    common.add_argument("--format", choices=("auto", "table", "json"), default="auto",
+                        help="table for people, json for scripts (auto: table on a terminal, else json)")
+    common.add_argument("--json", dest="format", action="store_const", const="json", help="same as --format json")
+
+    p = sub.add_parser("jobs", parents=[common], help="list recent jobs (a table)",
+                       description="Recent jobs, newest first. Example: jobqueue jobs --status failed")
+    p.add_argument("--status", choices=("submitted", "in-progress", "complete", "failed", "cancelled"))
+    p.add_argument("--operation")
+    p.add_argument("--limit", type=int, default=20, help="how many (1-100, default 20)")
+    p.set_defaults(client_handler=cmd_jobs)
+
+    p = sub.add_parser("info", parents=[common], help="the queue and its workers (like rq info)")
+    p.set_defaults(client_handler=cmd_info)
+
+    p = sub.add_parser("watch", parents=[common], help="follow a job live until it finishes",
+                       description="Show a job's status as it changes; exits 0 when it completes, 1 if it "
+                                   "fails or is cancelled.")
+    p.add_argument("job_id")
+    p.add_argument("--timeout", type=float, default=None, help="give up after this many seconds")
+    p.set_defaults(client_handler=cmd_watch)
+
+    p = sub.add_parser("cancel", parents=[common], help="cancel a queued job (or delete a finished one)")
+    p.add_argument("job_id", nargs="+")
+    p.set_defaults(client_handler=cmd_cancel)
+
+
+# --- output helpers -------------------------------------------------------------------------------
+
+def wants_table(args: argparse.Namespace, stream=None) -> bool:
+    if args.format != "auto":
+        return args.format == "table"
+    return (stream or sys.stdout).isatty()
+
+
+def table(headers: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
+    """Plain aligned columns (no colours, no box drawing): readable in any terminal and in a log."""
+    rows = [["" if v is None else str(v) for v in row] for row in rows]
+    widths = [max([len(h)] + [len(r[i]) for r in rows]) for i, h in enumerate(headers)]
+    lines = ["  ".join(h.upper().ljust(w) for h, w in zip(headers, widths)).rstrip()]
+    lines += ["  ".join(v.ljust(w) for v, w in zip(r, widths)).rstrip() for r in rows]
+    return "\n".join(lines)
+
+
+def age(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    seconds = max(0.0, float(seconds))
+    if seconds < 90:
+        return f"{seconds:.1f}s" if seconds < 10 else f"{seconds:.0f}s"
+    if seconds < 5400:
+        return f"{seconds / 60:.0f}m"
+    if seconds < 172800:
+        return f"{seconds / 3600:.1f}h"
+    return f"{seconds / 86400:.1f}d"
+
+
+def _short(value: Any, width: int) -> str:
+    text = value if isinstance(value, str) else json.dumps(value, separators=(",", ":"))
+    return text if len(text) <= width else text[:width - 1] + "…"
+
+
+def _duration(job: dict[str, Any], now: float) -> str:
+    if not job.get("started_at"):
+        return "-"
+    return age((job.get("finished_at") or now) - job["started_at"])
+
+
+def _client(args: argparse.Namespace) -> Client:
+    return Client(args.url, args.token)
+
+
+# --- commands ----------------------------------------------------------------------------------
+
+def cmd_jobs(args: argparse.Namespace) -> int:
+    if not 1 <= args.limit <= 100:
+        raise SystemExit("jobqueue jobs: --limit must be between 1 and 100")
+    params = {k: v for k, v in (("status", args.status), ("operation", args.operation)) if v}
+    page = _client(args)._request("GET", "/jobs", params={**params, "limit": args.limit}).json()
+    if not wants_table(args):
+        print(json.dumps(page, indent=2))
+        return 0
+    now = time.time()
+    rows = [(j["job_id"][:8], j["status"], j["operation"], _short(j.get("params") or {}, 32),
+             age(now - j["submitted_at"]) + " ago", _duration(j, now), j.get("attempts", 0), j.get("worker") or "-")
+            for j in page["jobs"]]
+    if rows:
+        print(table(["id", "status", "operation", "params", "submitted", "took", "tries", "worker"], rows))
+    else:
+        print("no jobs" + (" match" if params else ""))
+    if page.get("next_cursor"):
+        print(f"(more: raise --limit, or page with GET /jobs?cursor={page['next_cursor']})", file=sys.stderr)
+    return 0
+
+
+def info_text(q: dict[str, Any]) -> str:
+    oldest = "" if q["oldest_waiting_seconds"] is None else f" (oldest {age(q['oldest_waiting_seconds'])})"
+    lines = [f"queue {q['queue']}: {q['depth']} waiting{oldest}, {q['in_progress']} in progress, "
+             f"{q['delayed_retries']} waiting to retry",
+             f"workers: {q['workers_alive']} alive"]
+    if q["workers"]:
+        rows = [(w["id"], "alive" if w["alive"] else "lost", age(w["heartbeat_age_seconds"]) + " ago",
+                 (w["job_id"] or "idle")[:8] if w["job_id"] else "idle") for w in q["workers"]]
+        lines += ["  " + line for line in table(["worker", "state", "heartbeat", "running"], rows).splitlines()]
+    recent = q["recent"]
+    minutes = recent.get("window_seconds", 900) // 60
+    lines.append(f"last {minutes} min: {sum(recent['complete'])} complete, {sum(recent['failed'])} failed"
+                 + (" (from the most recent jobs)" if recent.get("sampled") else ""))
+    if q["stalled"]:
+        lines.append("WARNING: jobs are waiting and no worker is alive; nothing will run until one starts")
+    return "\n".join(lines)
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    q = _client(args).queue()
+    print(info_text(q) if wants_table(args) else json.dumps(q, indent=2))
+    return 0
+
+
+def cmd_watch(args: argparse.Namespace) -> int:
+    client = _client(args)
+    human = wants_table(args)
+    live = human and sys.stderr.isatty()
+    spin = itertools.cycle(SPINNER)
+    start = time.monotonic()
+    last_status = None
+    job = client.status(args.job_id)
+    while True:
+        elapsed = time.monotonic() - start
+        if job["status"] != last_status:
+            if live:
+                sys.stderr.write("\r\033[K")
+            if human:
+                print(f"{time.strftime('%H:%M:%S')}  {job['job_id'][:8]}  {job['status']}"
+                      + (f"  (worker {job['worker']})" if job.get("worker") and job["status"] == "in-progress" else ""),
+                      flush=True)
+            last_status = job["status"]
+        if job["status"] in FINAL:
+            break
+        if args.timeout is not None and elapsed >= args.timeout:
+            if live:
+                sys.stderr.write("\r\033[K")
+            raise TimeoutError(f"job {args.job_id} still {job['status']} after {args.timeout:g}s")
+        if live:
+            sys.stderr.write(f"\r{next(spin)} {job['status']} for {elapsed:5.1f}s")
+            sys.stderr.flush()
+        # short long polls on a terminal keep the spinner moving; one request per 20 s otherwise
+        step = 1.0 if live else 20.0
+        if args.timeout is not None:
+            step = max(0.1, min(step, args.timeout - elapsed))
+        job = client.status(args.job_id, wait=step)
+    if live:
+        sys.stderr.write("\r\033[K")
+    if human:
+        took = ""
+        if job.get("started_at") and job.get("finished_at"):
+            took = f" in {age(job['finished_at'] - job['started_at'])}"
+        print(f"{job['status']}{took}" + (f": {job['error']}" if job.get("error") else ""))
+        if job["status"] == "complete":
+            target = "the PNG" if job.get("result_type") == "image/png" else "the result"
+            print(f"{target}: jobqueue submit ... --wait, or GET {job.get('result_url', '/jobs/<id>/result')}")
+    else:
+        print(json.dumps(job, indent=2))
+    return 0 if job["status"] == "complete" else 1
+
+
+def cmd_cancel(args: argparse.Namespace) -> int:
+    client = _client(args)
+    out = [client.cancel(job_id) for job_id in args.job_id]
+    if wants_table(args):
+        for doc in out:
+            print(f"{doc['job_id']}: {'cancelled' if doc.get('cancelled') else 'deleted'}")
+    else:
+        print(json.dumps(out if len(out) > 1 else out[0], indent=2))
+    return 0

@@ -1,0 +1,106 @@
+"""``jobqueue jobs``, ``info``, ``watch``, ``cancel`` and ``operations`` against the real API over
+HTTP (the app served on a loopback port, a real Redis): tables for people, JSON for scripts."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+
+import pytest
+from werkzeug.serving import make_server
+
+from jobqueue import keys
+from jobqueue.cli import main
+from jobqueue.jobs import JobStatus
+from tests.api.support import make_settings
+from tests.api.support import finish
+
+
+@pytest.fixture
+def api(redis_url):
+    from jobqueue_api import create_app
+
+    settings = make_settings(redis_url, MAX_WAIT_SECONDS="5")
+    app = create_app(settings, load_data=False)
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    app.url = f"http://127.0.0.1:{server.server_port}"
+    app.state = app.extensions["jobqueue"]
+    yield app
+    server.shutdown()
+
+
+def _submit(api, seconds=0):
+    with api.test_client() as c:
+        return c.post("/submit", json={"operation": "sleep", "params": {"seconds": seconds}}).get_json()["job_id"]
+
+
+def _run(capsys, *argv):
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_jobs_table_and_json(api, capsys):
+    first, second = _submit(api), _submit(api)
+    finish(api.state.jobs, first, result={"slept": 0})
+    code, out, _ = _run(capsys, "jobs", "--url", api.url, "--format", "table")
+    lines = out.splitlines()
+    assert code == 0 and lines[0].split()[:3] == ["ID", "STATUS", "OPERATION"]
+    assert lines[1].startswith(second[:8]) and "submitted" in lines[1]
+    assert lines[2].startswith(first[:8]) and "complete" in lines[2] and "test-worker" in lines[2]
+    code, out, _ = _run(capsys, "jobs", "--url", api.url, "--json", "--status", "complete")
+    assert [j["job_id"] for j in json.loads(out)["jobs"]] == [first]
+    code, out, _ = _run(capsys, "jobs", "--url", api.url)  # not a terminal: JSON
+    assert len(json.loads(out)["jobs"]) == 2
+
+
+def test_info_like_rq_info(api, capsys):
+    _submit(api)
+    code, out, _ = _run(capsys, "info", "--url", api.url, "--format", "table")
+    assert code == 0
+    assert "1 waiting" in out and "workers: 0 alive" in out and "WARNING: jobs are waiting" in out
+    api.state.queue.zadd(keys.WORKERS_HEARTBEAT, {"vm:1:abc": time.time()})
+    code, out, _ = _run(capsys, "info", "--url", api.url, "--format", "table")
+    assert "workers: 1 alive" in out and "vm:1:abc" in out and "WARNING" not in out
+    doc = json.loads(_run(capsys, "info", "--url", api.url, "--json")[1])
+    assert doc["depth"] == 1 and doc["workers_alive"] == 1
+
+
+def test_watch_follows_a_job_to_its_end(api, capsys):
+    job_id = _submit(api)
+    threading.Timer(1.0, lambda: finish(api.state.jobs, job_id, result={"slept": 0})).start()
+    code, out, _ = _run(capsys, "watch", job_id, "--url", api.url, "--format", "table")
+    assert code == 0
+    assert "submitted" in out and out.rstrip().splitlines()[-2].startswith("complete")
+    failed = _submit(api)
+    finish(api.state.jobs, failed, status=JobStatus.FAILED, error="boom")
+    code, out, _ = _run(capsys, "watch", failed, "--url", api.url, "--json")
+    assert code == 1 and json.loads(out)["error"] == "boom"
+    waiting = _submit(api)
+    code, _, err = _run(capsys, "watch", waiting, "--url", api.url, "--timeout", "0.5")
+    assert code == 3 and "still submitted" in err
+
+
+def test_cancel_a_queued_job(api, capsys):
+    job_id = _submit(api)
+    code, out, _ = _run(capsys, "cancel", job_id, "--url", api.url, "--format", "table")
+    assert code == 0 and out.strip() == f"{job_id}: cancelled"
+    code, out, _ = _run(capsys, "cancel", job_id, "--url", api.url, "--json")
+    assert code == 0 and json.loads(out)["deleted"] is True
+    code, _, err = _run(capsys, "cancel", job_id, "--url", api.url)
+    assert code != 0 and "job_not_found" in err
+
+
+def test_operations_is_a_readable_list_on_a_terminal(capsys):
+    from atx_analysis.registry import REGISTRY
+
+    code, out, _ = _run(capsys, "operations", "--format", "table")
+    assert code == 0
+    for op in REGISTRY:
+        assert f"{op.name}  ->  " in out
+    assert "e.g. jobqueue submit incidents_by_road 'road=" in out
+    described = json.loads(_run(capsys, "operations")[1])  # piped: JSON, as before
+    assert {d["name"] for d in described} == set(REGISTRY.names())

@@ -1,0 +1,128 @@
+"""JobStore.page on a real Redis: filters, cursors that survive new submissions, and a page's
+cost independent of how many jobs the store holds."""
+
+from __future__ import annotations
+
+import pytest
+
+from jobqueue import keys
+from jobqueue.connections import jobs_redis
+from jobqueue.delivery import Delivery, Finish, Start
+from jobqueue.jobs import Job, JobStatus, JobStore
+from jobqueue.settings import load_settings
+
+
+@pytest.fixture
+def env(redis_url):
+    settings = load_settings({"REDIS_URL": redis_url})
+    jobs = jobs_redis(settings)
+    return settings, jobs, JobStore(jobs, settings.job_ttl_seconds), Delivery(jobs, settings)
+
+
+def _run(delivery: Delivery, store: JobStore, job_id: str, status: JobStatus) -> None:
+    """Take a job through the worker's scripts to a final status."""
+    delivery.claim("w", 1)
+    job = store.get(job_id)
+    job.status = JobStatus.IN_PROGRESS
+    delivery.start("w", Start(job))
+    job.status = status
+    delivery.record("w", Finish(job))
+
+
+def _walk(store: JobStore, **filters) -> list[str]:
+    seen, cursor = [], None
+    while True:
+        page = store.page(cursor=cursor, limit=3, **filters)
+        seen += [j.id for j in page.jobs]
+        if page.next_cursor is None:
+            return seen
+        cursor = page.next_cursor
+
+
+def test_cursor_pages_walk_every_job_once_newest_first_with_filters(env):
+    _, _, store, delivery = env
+    ids = [delivery.submit("sleep" if i % 2 else "top_locations", {}).id for i in range(10)]
+    for job_id in ids[:4]:        # the queue is FIFO: these four are claimed in order
+        _run(delivery, store, job_id, JobStatus.COMPLETE)
+    assert _walk(store) == ids[::-1]
+    assert _walk(store, status="complete") == ids[:4][::-1]
+    assert _walk(store, status="submitted") == ids[4:][::-1]
+    assert _walk(store, operation="sleep") == ids[1::2][::-1]
+    assert _walk(store, status="complete", operation="sleep") == [ids[3], ids[1]]
+    assert _walk(store, status="failed") == []
+
+
+def test_a_cursor_is_stable_while_new_jobs_arrive_and_statuses_change(env):
+    _, _, store, delivery = env
+    ids = [delivery.submit("sleep", {}).id for _ in range(6)]
+    first = store.page(limit=3)
+    for _ in range(5):
+        delivery.submit("sleep", {})
+    rest = store.page(cursor=first.next_cursor, limit=10)
+    assert [j.id for j in first.jobs + rest.jobs] == ids[::-1] and rest.next_cursor is None
+
+
+def test_equal_submit_times_do_not_lose_or_repeat_jobs(env):
+    _, jobs, store, _ = env
+    ids = [f"{i:08x}-0000-4000-8000-000000000000" for i in range(7)]
+    for job_id in ids:
+        job = Job(id=job_id, operation="sleep", params={}, submitted_at=1000.0)
+        jobs.set(keys.job(job_id), job.to_json())
+        jobs.zadd(keys.JOB_INDEX, {job_id: 1000.0})
+    assert sorted(_walk(store)) == ids and len(_walk(store)) == 7
+
+
+def test_expired_jobs_are_pruned_from_every_index(env):
+    _, jobs, store, delivery = env
+    ids = [delivery.submit("sleep", {}).id for _ in range(3)]
+    jobs.delete(keys.job(ids[1]))       # as if its TTL ran out
+    assert [j.id for j in store.page(status="submitted").jobs] == [ids[2], ids[0]]
+    assert jobs.zscore(keys.JOB_INDEX, ids[1]) is None
+    assert jobs.zscore(keys.status_index("submitted"), ids[1]) is None
+
+
+def test_the_scripts_keep_the_status_index_in_step(env):
+    _, jobs, store, delivery = env
+    done, cancelled, queued = (delivery.submit("sleep", {}).id for _ in range(3))
+    _run(delivery, store, done, JobStatus.FAILED)
+    assert delivery.cancel(store.get(cancelled))
+    members = {s.value: set(jobs.zrange(keys.status_index(s.value), 0, -1)) for s in JobStatus}
+    assert members == {"submitted": {queued}, "in-progress": set(), "complete": set(),
+                       "failed": {done}, "cancelled": {cancelled}}
+    store.delete(done)
+    assert jobs.zcard(keys.status_index("failed")) == 0 and jobs.zscore(keys.operation_index("sleep"), done) is None
+
+
+def test_bad_cursors_are_refused(env):
+    store = env[2]
+    for cursor in ("", "x", "1.5_nope", "nan_3f2b8c4e-1d2a-4b5c-9e8f-0a1b2c3d4e5f", "1e999_3f2b8c4e-1d2a-4b5c-9e8f-0a1b2c3d4e5f"):
+        with pytest.raises(ValueError):
+            store.page(cursor=cursor or "_")
+
+
+def test_a_filtered_page_reads_a_page_of_documents_among_100000_jobs(env):
+    """The cost of a page does not grow with the store: with 100,000 jobs of which 30 failed, the
+    last page of failed jobs reads about a page of documents (Redis's own hit counter), where a
+    scan-and-filter listing reads all of them."""
+    _, jobs, store, _ = env
+    t0 = 1_700_000_000.0
+    pipe = jobs.pipeline(transaction=False)
+    failed = []
+    for i in range(100_000):
+        job = Job(id=f"{i:08x}-0000-4000-8000-000000000000", operation="sleep", params={},
+                  submitted_at=t0 + i, status=JobStatus.FAILED if i % 3333 == 0 else JobStatus.COMPLETE)
+        if job.status is JobStatus.FAILED:
+            failed.append(job.id)
+        pipe.set(keys.job(job.id), job.to_json())
+        pipe.zadd(keys.JOB_INDEX, {job.id: job.submitted_at})
+        pipe.zadd(keys.status_index(job.status.value), {job.id: job.submitted_at})
+        if i % 5000 == 4999:
+            pipe.execute()
+    pipe.execute()
+    first = store.page(status="failed", limit=20)
+    hits = jobs.info("stats")["keyspace_hits"]
+    last = store.page(status="failed", cursor=first.next_cursor, limit=20)
+    read = jobs.info("stats")["keyspace_hits"] - hits
+    assert [j.id for j in first.jobs + last.jobs] == failed[::-1] and last.next_cursor is None
+    print(f"failed jobs among 100,000: {len(failed)}; keys read for the second page: {read}")
+    assert read < 100
