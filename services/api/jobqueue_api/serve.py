@@ -39,6 +39,24 @@ def prepare_multiprocess_dir() -> str:
     return path
 
 
+def log_config(level: str) -> dict:
+    """gunicorn's own lines (start, workers booting and dying, timeouts) through the project's JSON
+    formatter on stdout, like every other line; access lines only at DEBUG (one per request)."""
+    handler = {"class": "logging.StreamHandler", "formatter": "json", "stream": "ext://sys.stdout"}
+    return {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "formatters": {"json": {"()": "jobqueue.logs.JsonFormatter"}},
+        "handlers": {"stdout": handler},
+        "root": {"level": level, "handlers": ["stdout"]},
+        "loggers": {
+            "gunicorn.error": {"level": level, "handlers": ["stdout"], "propagate": False},
+            "gunicorn.access": {"level": "INFO" if level == "DEBUG" else "WARNING", "handlers": ["stdout"],
+                                "propagate": False},
+        },
+    }
+
+
 def gunicorn_options(settings) -> dict:
     def child_exit(server, worker):  # noqa: ARG001 - gunicorn hook signature
         from prometheus_client import multiprocess
@@ -58,6 +76,7 @@ def gunicorn_options(settings) -> dict:
         "accesslog": None,  # request metrics and JSON logs cover it; a line per request costs throughput
         "errorlog": "-",
         "loglevel": settings.log_level.lower(),
+        "logconfig_dict": log_config(settings.log_level),
         "child_exit": child_exit,
         "proc_name": "jobqueue-api",
         "forwarded_allow_ips": "127.0.0.1",

@@ -90,7 +90,7 @@ def load_and_serve(settings: Settings, operations, data) -> bool:
         log.error("cannot load the dataset", extra={"data_path": settings.data_path, "error": str(exc)})
         return False
     try:
-        serve(settings.worker_metrics_port)
+        serve(settings.worker_metrics_port, settings.worker_metrics_host)
     except OSError as exc:
         log.error("cannot serve metrics", extra={"port": settings.worker_metrics_port, "error": str(exc)})
     return True

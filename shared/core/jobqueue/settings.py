@@ -127,6 +127,7 @@ SPEC: dict[str, tuple[str, Callable[[str, str], object], str]] = {
     "BIND_HOST": ("0.0.0.0", _str, "API listen address"),
     "WEB_CONCURRENCY": ("2", _int(1, 64), "gunicorn worker processes of the API"),
     "WORKER_METRICS_PORT": ("9100", _int(0, 65535), "worker Prometheus port (0 disables)"),
+    "WORKER_METRICS_HOST": ("", _str, "worker Prometheus listen address; empty: the same as BIND_HOST"),
     "WORKER_CONCURRENCY": ("1", _int(1, 64), "worker processes started by one jobqueue-worker"),
     "JOB_LEASE_SECONDS": ("30", _float(1, 3600), "a worker silent this long loses its jobs back to the queue"),
     "JOB_TTL_SECONDS": ("604800", _int(60), "finished jobs and their results expire after this"),
@@ -157,6 +158,7 @@ class Settings:
     bind_host: str
     web_concurrency: int
     worker_metrics_port: int
+    worker_metrics_host: str
     worker_concurrency: int
     job_lease_seconds: float
     job_ttl_seconds: int
@@ -189,4 +191,5 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         raw = env.get(name, default)
         values[name.lower()] = parse(name, raw)
     _check_redis_db(values)
+    values["worker_metrics_host"] = values["worker_metrics_host"] or values["bind_host"]
     return Settings(**values)

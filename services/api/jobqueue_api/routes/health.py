@@ -6,6 +6,8 @@ it is stalled) and stays 200: a stalled queue is not a reason to restart the API
 
 from __future__ import annotations
 
+import logging
+
 import redis
 from flask import Blueprint, jsonify, request
 
@@ -14,6 +16,7 @@ from jobqueue.backlog import read_backlog
 from ..state import current
 
 bp = Blueprint("health", __name__)
+log = logging.getLogger("jobqueue.api")
 
 
 @bp.get("/healthz")
@@ -28,8 +31,13 @@ def healthz():
     return jsonify({"status": "ok", "redis": True, "queue": queue})
 
 
+_last_problems: list[str] = []   # log a readiness problem when it changes, not on every probe
+
+
 @bp.get("/readyz")
 def readyz():
+    """Booleans only: the probe is open to anyone, and Redis's address, its auth failures and the
+    data path are nobody else's business. The reasons go to the log (``not ready``)."""
     state = current()
     problems = []
     try:
@@ -40,7 +48,13 @@ def readyz():
         problems.append(f"redis unreachable: {exc}")
     if not state.data.loaded:
         problems.append(f"dataset: {state.data.error}")
+    if problems != _last_problems:
+        _last_problems[:] = problems
+        if problems:
+            log.warning("not ready", extra={"problems": problems})
+        else:
+            log.info("ready")
     body = {"redis": redis_ok, "data": state.data.loaded}
     if problems:
-        return jsonify({"status": "not ready", "error": "not_ready", "message": "; ".join(problems), **body}), 503
+        return jsonify({"status": "not ready", "error": "not_ready", **body}), 503
     return jsonify({"status": "ready", **body})
