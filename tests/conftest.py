@@ -6,6 +6,7 @@ import pytest
 
 from devstack.paths import SAMPLE
 from devstack.redis_server import RedisServer, find_redis_server
+from tests.support.harness import Harness
 
 
 @pytest.fixture(scope="session")
@@ -42,3 +43,9 @@ def settings_env(redis_url, monkeypatch):
     for k, v in env.items():
         monkeypatch.setenv(k, v)
     return env
+
+
+@pytest.fixture
+def harness(redis_url) -> Harness:
+    """Settings, store and submit on the session's Redis, for core and worker tests."""
+    return Harness(redis_url)

@@ -5,6 +5,7 @@ bind address and the Redis host rewritten to loopback/temp equivalents)."""
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import time
 from pathlib import Path
@@ -111,7 +112,17 @@ class LocalPod:
         return env
 
     def argv(self, container: dict[str, Any]) -> list[str]:
-        argv = list(container["command"]) + list(container.get("args", []))
+        """The command and args, with mount paths (and the image's data folder) in them made local."""
+        mounts = sorted(((m["mountPath"].rstrip("/"), self._volume_dir(m["name"])) for m in container.get("volumeMounts", [])),
+                        key=lambda kv: -len(kv[0]))
+        mounts.append((IMAGE_APP_DATA.rstrip("/"), REPO_ROOT / "data"))
+
+        def local_paths(arg: str) -> str:
+            for mount, local in mounts:
+                arg = re.sub(re.escape(mount) + r"(?=/|\s|$|\")", str(local), arg)
+            return arg
+
+        argv = [local_paths(a) for a in list(container["command"]) + list(container.get("args", []))]
         local = VENV_BIN / argv[0]
         return [str(local) if local.exists() else argv[0], *argv[1:]]
 

@@ -4,6 +4,7 @@ as lists of plain dicts the deployment tests can inspect."""
 from __future__ import annotations
 
 import functools
+import os
 import subprocess
 from pathlib import Path
 from typing import Any, Iterator
@@ -13,8 +14,10 @@ import yaml
 
 from devstack.paths import REPO_ROOT
 
-CHART = REPO_ROOT / "helm" / "atx-jobqueue"
-K8S = REPO_ROOT / "k8s"
+# Overridable, to run these checks against another version of the chart or manifests (e.g. to see
+# a new check fail on the version before the fix): ATX_JOBQUEUE_CHART=<dir> ATX_JOBQUEUE_K8S=<dir>.
+CHART = Path(os.environ.get("ATX_JOBQUEUE_CHART") or REPO_ROOT / "helm" / "atx-jobqueue")
+K8S = Path(os.environ.get("ATX_JOBQUEUE_K8S") or REPO_ROOT / "k8s")
 SCENARIOS = sorted(p.name.removesuffix("-values.yaml") for p in (CHART / "ci").glob("*-values.yaml"))
 RELEASE = "demo"
 NAMESPACE = "coe332"

@@ -209,7 +209,7 @@ def test_kustomizations_list_every_manifest_file():
 
     for env in ("test", "prod"):
         folder = CHART.parents[1] / "k8s" / env
-        listed = set(_yaml.safe_load((folder / "kustomization.yaml").read_text())["resources"])
+        listed = set(_yaml.safe_load((folder / "Kustomization").read_text())["resources"])
         assert listed == {p.name for p in folder.glob("*.yml")}
         assert all(p.name.startswith(f"app-{env}-") for p in folder.glob("*.yml"))
 

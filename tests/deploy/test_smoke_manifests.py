@@ -13,16 +13,14 @@ from __future__ import annotations
 import base64
 import importlib.util
 import time
-from pathlib import Path
 
 import pytest
 import requests
 
-from devstack.paths import REPO_ROOT
 from devstack.procs import free_port, stop
-from tests.deploy.local import ChartRedis, LocalPod
-from tests.deploy.manifests import find, k8s_objects, one, scenario_objects
 from devstack.redis_server import find_redis_server
+from tests.deploy.local import ChartRedis, LocalPod
+from tests.deploy.manifests import k8s_objects, one, scenario_objects
 
 pytestmark = [
     pytest.mark.slow,
@@ -65,14 +63,8 @@ def test_rendered_api_and_worker_run_a_job(source, tmp_path):
         redis_url = f"redis://127.0.0.1:{server.port}"
         api = LocalPod(one(objs, "Deployment", "api"), objs, tmp_path, redis_url)
         worker = LocalPod(one(objs, "Deployment", "worker"), objs, tmp_path, redis_url)
-        # 1. the chart's loader is the API pod's load-data init container (step 2 runs it)
-        if kind == "k8s":  # the k8s/ loader is a shell one-liner with fixed paths: do what it does
-            import shutil
-
-            target = Path(api.env(api.container("api"))["DATA_PATH"])
-            target.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy(REPO_ROOT / "data" / "traffic_incidents_sample.csv", target)
-        # 2. the init containers see the data and let the pods start
+        # 1. the API pod's load-data init container fills the data volume (its real script)
+        # 2. the init containers: load-data fills the volume, wait-for-data sees it
         for pod in (api, worker):
             for init in pod.spec.get("initContainers", []):
                 log = tmp_path / f"{init['name']}.log"

@@ -11,7 +11,7 @@ from jobqueue import keys
 from jobqueue.jobs import Job, JobStatus, JobStore
 from jobqueue_worker.worker import Worker
 
-from .conftest import FakeData, Param, op, operations
+from tests.support.harness import SAMPLE, FakeData, Param, op, operations
 
 PNG = b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 4
 
@@ -232,7 +232,6 @@ def test_real_catalogue_and_dataset_with_the_cache(harness, tmp_path):
     from jobqueue_worker.data import DataSource
     from jobqueue_worker.main import load_operations
 
-    from .conftest import SAMPLE
 
     late = tmp_path / "incidents.csv"
     data = DataSource(str(late))
@@ -257,3 +256,22 @@ def test_an_unreadable_document_fails_the_job_without_stopping_the_worker(harnes
     assert harness.store.get(fine).status == JobStatus.COMPLETE
     job = harness.store.get(broken)
     assert job.status == JobStatus.FAILED and "unreadable" in job.error
+
+
+def test_a_stop_mid_batch_puts_the_started_but_unrun_jobs_back_in_order(harness):
+    """A batch is started in one call; on SIGTERM the jobs not yet run go back to the front of the
+    queue as submitted, their attempt not counted, and every finished one is recorded."""
+    holder = {}
+    stopper = op("stopper", lambda: holder["worker"].request_stop() or {"stopped": True})
+    first = harness.submit("sleep")
+    stop_id = harness.submit("stopper")
+    rest = [harness.submit("sleep") for _ in range(3)]
+    worker = holder["worker"] = Worker(harness.settings, operations(stopper), FakeData())
+    worker._learn(0.0001)                      # a fast worker: the five come as one batch
+    assert worker.work(burst=True, install_signals=False) == 0
+    assert harness.store.get(first).status is JobStatus.COMPLETE
+    assert harness.store.get(stop_id).result == {"stopped": True}
+    for job in harness.store.get_many(rest):
+        assert job.status is JobStatus.SUBMITTED and job.attempts == 0 and job.worker is None
+    assert harness.queue_client.lrange(keys.queue(harness.settings.queue_name), 0, -1) == rest
+    assert harness.queue_client.llen(keys.processing(worker.id)) == 0

@@ -14,7 +14,7 @@ from devstack.procs import free_port, stop, wait_until
 from jobqueue import keys
 from jobqueue.jobs import JobStatus, JobStore
 
-from .conftest import WORKER_EXE, Harness, proc_env
+from tests.support.harness import WORKER_EXE, Harness, proc_env
 
 
 def start_worker(redis_url, log_path, **env):

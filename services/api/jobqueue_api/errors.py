@@ -19,6 +19,7 @@ from werkzeug.exceptions import HTTPException
 from atx_analysis.errors import (AnalysisError, DataFormatError, MissingColumnError, PermanentError,
                                  TransientError)
 from atx_analysis.registry import ParamError, UnknownOperation
+from jobqueue.connections import WRITE_REFUSALS, write_refusal
 
 log = logging.getLogger("jobqueue.api")
 
@@ -121,6 +122,17 @@ def register_error_handlers(app: Flask) -> None:
         log.warning("redis unavailable", extra={"error": str(exc)})
         return error_response(503, "redis_unavailable", "the job store (Redis) is unreachable; retry shortly",
                               {"Retry-After": "2"})
+
+    @app.errorhandler(redis.exceptions.ResponseError)
+    def _redis_refused(exc: redis.exceptions.ResponseError):
+        """Redis refusing writes for now (out of memory, cannot persist): the job was not stored."""
+        cause = write_refusal(exc)
+        if cause is None:
+            return _last_resort(exc)
+        log.warning("redis refused a write", extra={"error": str(exc), "cause": cause})
+        code = {"OOM": "redis_out_of_memory", "MISCONF": "redis_cannot_persist"}.get(cause, "redis_unavailable")
+        return error_response(503, code, f"the job store (Redis) refuses writes: {WRITE_REFUSALS[cause]}; "
+                              "nothing was stored, retry later", {"Retry-After": "30"}, cause=cause)
 
     @app.errorhandler(Exception)
     def _last_resort(exc: Exception):

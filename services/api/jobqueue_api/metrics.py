@@ -12,7 +12,7 @@ import os
 import time
 
 from flask import Flask, Response, g, request
-from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client import multiprocess
 
 from jobqueue.metrics_collector import QueueCollector
@@ -21,8 +21,26 @@ REQUESTS = Counter("jobqueue_http_requests_total", "HTTP requests answered", ["r
 LATENCY = Histogram("jobqueue_http_request_duration_seconds", "HTTP request latency", ["route", "method"],
                     buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60))
 SUBMITTED = Counter("jobqueue_jobs_submitted_total", "jobs accepted (202)", ["operation"])
+LONG_POLLS = Gauge("jobqueue_api_long_polls", "?wait= requests waiting for their job now",
+                   multiprocess_mode="livesum")
+LONG_POLLS_REFUSED = Counter("jobqueue_api_long_polls_refused_total",
+                             "?wait= requests answered at once because the process held MAX_WAITERS")
 
-UNMATCHED = "<unmatched>"  # 404s: one label value, not one per scanned URL
+# Every label takes its value from a fixed set, whatever a client sends: gunicorn passes any
+# uppercase token as a method, and each new value would add ~20 series for good (and grow the
+# multiprocess files). Routes are URL rule templates; anything without one is UNMATCHED.
+UNMATCHED = "<unmatched>"  # 404s and 405s: one label value, not one per scanned URL
+METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+OTHER_METHOD = "other"
+
+
+def method_label(method: str) -> str:
+    return method if method in METHODS else OTHER_METHOD
+
+
+def status_label(status: int) -> str:
+    """The status code when it is a real one (100-599), else its class; a fixed set either way."""
+    return str(status) if 100 <= status <= 599 else "other"
 
 
 def multiprocess_dir() -> str | None:
@@ -38,9 +56,10 @@ def instrument(app: Flask) -> None:
     def _record(response):
         started = g.pop("jobqueue_started", None)
         rule = request.url_rule.rule if request.url_rule is not None else UNMATCHED
-        REQUESTS.labels(rule, request.method, str(response.status_code)).inc()
+        method = method_label(request.method)
+        REQUESTS.labels(rule, method, status_label(response.status_code)).inc()
         if started is not None:
-            LATENCY.labels(rule, request.method).observe(time.perf_counter() - started)
+            LATENCY.labels(rule, method).observe(time.perf_counter() - started)
         return response
 
 

@@ -250,7 +250,7 @@ def build_spec(catalogue: Registry, settings: Settings, version: str) -> dict[st
                                   "responses": {"200": _json({"type": "object"}, "OpenAPI 3.1")}}},
         "/healthz": {"get": {"operationId": "healthz", "summary": "Liveness", "tags": ["health"],
                              "responses": {"200": _json({"type": "object"}, "alive")}}},
-        "/readyz": {"get": {"operationId": "readyz", "summary": "Readiness: Redis reachable and data loaded",
+        "/readyz": {"get": {"operationId": "readyz", "summary": "Readiness: Redis reachable and accepting writes, data loaded",
                             "tags": ["health"],
                             "responses": {"200": _json({"type": "object"}, "ready"),
                                           "503": _error("not ready; the message says why")}}},

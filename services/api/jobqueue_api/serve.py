@@ -1,11 +1,17 @@
 """``jobqueue-api``: the API under gunicorn, configured in code from the settings.
 
-Worker class ``gthread``: each process serves many requests on a thread pool, so a long poll
-(``?wait=``, up to MAX_WAIT_SECONDS) parks one cheap thread instead of a whole process as the sync
-worker would, while submit stays plain blocking code with no monkey-patching (gevent/eventlet) of
-redis-py or pandas. ``WEB_CONCURRENCY`` processes x ``THREADS_PER_WORKER`` threads bound the
-number of requests (long polls included) served at once; keep-alive connections wait in the
-worker's poller, not on a thread.
+Worker class ``gevent``: a request is a greenlet, so what waits costs a greenlet, not a thread.
+Under gthread each long poll (``?wait=``, up to MAX_WAIT_SECONDS) and each client that sent part
+of its headers and went silent held one of a fixed pool of threads (gunicorn's gthread worker
+reads headers with a blocking ``next(conn.parser)`` once the first byte has arrived); 64 of them
+stopped ``/healthz`` and ``/submit``. Under gevent, waiters park on one shared pub/sub listener per
+process (``waiting.py``, at most ``MAX_WAITERS``), and gunicorn's async worker reads each
+request's headers inside ``gevent.Timeout(keepalive)``, so ``keepalive`` (``CLIENT_TIMEOUT_SECONDS``)
+is the header deadline; ``submission.read_body`` adds the same deadline for bodies. CPU-heavy
+synchronous analyses run on native threads (``green.offload``) so they do not stall the loop.
+
+The patching happens in :func:`main` before anything else is imported, so the app the master
+preloads (dataset, catalogue, Redis pools) is built on patched sockets and locks.
 
 Prometheus multiprocess mode: ``PROMETHEUS_MULTIPROC_DIR`` (default a fresh temp dir) is created
 and wiped before any worker starts, and a worker that exits is marked dead so its live gauges
@@ -20,7 +26,8 @@ import shutil
 import sys
 import tempfile
 
-THREADS_PER_WORKER = 32
+# Connections one worker process serves at once: every waiter plus room for everything else.
+CONNECTION_HEADROOM = 1000
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
 
@@ -67,11 +74,15 @@ def gunicorn_options(settings) -> dict:
         "bind": f"{settings.bind_host}:{settings.port}" if ":" not in settings.bind_host
         else f"[{settings.bind_host}]:{settings.port}",
         "workers": settings.web_concurrency,
-        "worker_class": "gthread",
-        "threads": THREADS_PER_WORKER,
+        "worker_class": "gevent",
+        "worker_connections": settings.max_waiters + CONNECTION_HEADROOM,
         "preload_app": True,
-        "keepalive": 5,
-        "timeout": int(settings.max_wait_seconds) + 30,  # a long poll must not look like a hung worker
+        # gevent worker: the whole request line + headers must arrive within keepalive seconds
+        # (base_async.AsyncWorker.handle wraps next(parser) in timeout_ctx()); also the idle limit
+        "keepalive": settings.client_timeout_seconds,
+        # the heartbeat runs on the event loop, so a long poll never delays it: only a loop blocked
+        # this long (a bug) gets the worker restarted
+        "timeout": 30,
         "graceful_timeout": int(settings.max_wait_seconds) + 5,
         "accesslog": None,  # request metrics and JSON logs cover it; a line per request costs throughput
         "errorlog": "-",
@@ -106,6 +117,10 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from .green import patch
+
+    patch()  # first: everything imported from here on gets gevent's sockets and locks
+
     _parse_args(argv)   # --help and --version answer and exit before anything starts
     from jobqueue.settings import SettingsError, load_settings
 

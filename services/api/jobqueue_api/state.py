@@ -50,15 +50,20 @@ class ApiState:
     waiter: Any = None      # jobqueue_api.waiting.DoneWaiter, started lazily after fork
 
 
+# Redis connections per client per API process: under gevent hundreds of requests run at once
+# (1,000 long polls woken by one publish, a burst of submits); they share this many connections.
+REDIS_POOL_SIZE = 32
+
+
 def build_state(settings: Settings, catalogue: Registry) -> ApiState:
-    jobs = jobs_redis(settings)
-    jobs_binary = jobs_redis(settings, decode=False)
+    jobs = jobs_redis(settings, max_connections=REDIS_POOL_SIZE)
+    jobs_binary = jobs_redis(settings, decode=False, max_connections=REDIS_POOL_SIZE)
     return ApiState(
         settings=settings,
         catalogue=catalogue,
         jobs=jobs,
         jobs_binary=jobs_binary,
-        queue=queue_redis(settings),
+        queue=queue_redis(settings, max_connections=REDIS_POOL_SIZE),
         store=JobStore(jobs, settings.job_ttl_seconds, binary=jobs_binary),
         delivery=Delivery(jobs, settings),
     )

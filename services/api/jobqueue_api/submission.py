@@ -9,26 +9,37 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from werkzeug.exceptions import RequestEntityTooLarge
+from gunicorn.http.errors import NoMoreData, ParseException
+from werkzeug.exceptions import ClientDisconnected, RequestEntityTooLarge
 
 from atx_analysis.registry import Operation, ParamError, Registry, UnknownOperation
 
 from .errors import ApiError
+from .green import Deadline, deadline
 
 ALLOWED_FIELDS = ("operation", "params")
 
 
-def read_body(request, max_bytes: int) -> bytes:
-    """The raw body, at most ``max_bytes`` (413 beyond). Werkzeug enforces the limit when there is a
-    Content-Length; a chunked body (no length) it would silently read as empty under gunicorn,
-    which does not set ``wsgi.input_terminated``, so read that one here, bounded, from the
-    server's de-chunking stream."""
-    if request.content_length is not None or "chunked" not in request.headers.get("Transfer-Encoding", "").lower():
-        return request.get_data(cache=False)
-    stream = request.environ.get("wsgi.input")
-    if stream is None:
-        return b""
-    data = stream.read(max_bytes + 1)
+def read_body(request, max_bytes: int, timeout: float = 0.0) -> bytes:
+    """The raw body, at most ``max_bytes`` (413 beyond), complete within ``timeout`` seconds (408
+    beyond, under gevent). Werkzeug enforces the limit when there is a Content-Length; a chunked
+    body (no length) it would silently read as empty under gunicorn, which does not set
+    ``wsgi.input_terminated``, so read that one here, bounded, from the server's de-chunking
+    stream. A body the server cannot de-chunk, or one cut short, is the client's fault: 400."""
+    try:
+        with deadline(timeout):
+            if request.content_length is not None or "chunked" not in request.headers.get(
+                    "Transfer-Encoding", "").lower():
+                return request.get_data(cache=False)
+            stream = request.environ.get("wsgi.input")
+            if stream is None:
+                return b""
+            data = stream.read(max_bytes + 1)
+    except Deadline:
+        raise ApiError(408, "request_timeout", f"the request body did not arrive within {timeout:g} s") from None
+    except (ParseException, NoMoreData, ClientDisconnected) as exc:
+        raise ApiError(400, "invalid_body", f"the request body is malformed or incomplete: "
+                       f"{type(exc).__name__}") from None
     if len(data) > max_bytes:
         raise RequestEntityTooLarge()
     return data

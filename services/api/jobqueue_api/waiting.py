@@ -1,10 +1,15 @@
 """Long polls (``?wait=``): wake a waiting request the moment its job reaches a final status.
 
 Workers publish a job's id and final document on ``keys.JOB_DONE_CHANNEL`` when it ends. Each API
-process runs one subscriber thread (started on first use, so after gunicorn forks) that hands the
-document to the requests waiting for that id and wakes them: they answer without reading the job
-again. A waiter also re-reads the job every ``SAFETY_POLL_SECONDS``, so a lost message or a
-subscriber reconnecting after a Redis restart costs latency, never a stuck request.
+process runs one subscriber (started on first use, so after gunicorn forks; a greenlet under
+gevent) that hands the document to the requests waiting for that id and wakes them: one Redis
+connection per process however many wait, and no read per waiter. A second loop reads every
+waited-for job in one ``MGET`` each ``SAFETY_POLL_SECONDS`` and wakes those that are final or gone,
+so a finish nobody announced (a worker killed between its write and its publish, a message lost
+while the subscriber reconnects) costs about a second, never a stuck request.
+
+At most ``max_waiters`` requests wait per process (``MAX_WAITERS``); beyond that a poll answers at
+once with the job's current state, as if ``wait`` had run out, and the client simply polls again.
 """
 
 from __future__ import annotations
@@ -16,80 +21,106 @@ from collections import defaultdict
 
 from jobqueue.jobs import Job, JobStore
 
+from .metrics import LONG_POLLS, LONG_POLLS_REFUSED
+
 log = logging.getLogger("jobqueue.api")
 
 SAFETY_POLL_SECONDS = 1.0
+_SWEEP_CHUNK = 500
+
+
+class _Waiter(threading.Event):
+    """One waiting request: set when its job may be final; ``doc`` is the final document when
+    the done message carried it."""
+
+    doc: str | None = None
 
 
 class DoneWaiter:
-    def __init__(self, store: JobStore):
+    def __init__(self, store: JobStore, max_waiters: int = 1000):
         self._store = store
+        self.max_waiters = max_waiters
         self._lock = threading.Lock()
-        self._waiting: dict[str, list[threading.Event]] = defaultdict(list)
-        self._thread: threading.Thread | None = None
+        self._waiting: dict[str, list[_Waiter]] = defaultdict(list)
+        self._count = 0
+        self._threads: list[threading.Thread] = []
         self._subscribed = threading.Event()
 
     # --- request side ------------------------------------------------------------------
     def wait_final(self, job_id: str, timeout: float) -> Job | None:
-        """The job once final, or as it is after ``timeout`` seconds; None if it does not exist."""
-        event = self.register(job_id)
+        """The job once final, or as it is after ``timeout`` seconds (at once when this process
+        already holds ``max_waiters``); None if it does not exist."""
+        waiter = self.register(job_id)
+        if waiter is None:
+            return self._store.get(job_id)
         try:
             job = self._store.get(job_id)
             deadline = time.monotonic() + timeout
             while job is not None and not job.status.is_final:
                 remaining = deadline - time.monotonic()
-                if remaining <= 0:
+                if remaining <= 0 or not waiter.wait(remaining):
                     break
-                if event.wait(min(remaining, SAFETY_POLL_SECONDS)):
-                    doc = getattr(event, "doc", None)
-                    self.unregister(job_id, event)
-                    event = self.register(job_id)
-                    if doc is not None:   # the final document came with the message
-                        job = Job.from_json(doc)
-                        continue
-                job = self._store.get(job_id)
+                doc, waiter.doc = waiter.doc, None
+                waiter.clear()
+                job = Job.from_json(doc) if doc is not None else self._store.get(job_id)
         finally:
-            self.unregister(job_id, event)
+            self.unregister(job_id, waiter)
         return job
 
-    def register(self, job_id: str) -> threading.Event:
-        self._ensure_thread()
-        event = threading.Event()
+    def register(self, job_id: str) -> _Waiter | None:
+        """A waiter set whenever ``job_id`` may have become final; None when this process
+        already holds ``max_waiters``."""
+        self._ensure_threads()
+        waiter = _Waiter()
         with self._lock:
-            self._waiting[job_id].append(event)
-        return event
+            if self._count >= self.max_waiters:
+                LONG_POLLS_REFUSED.inc()
+                return None
+            self._waiting[job_id].append(waiter)
+            self._count += 1
+        LONG_POLLS.inc()
+        return waiter
 
-    def unregister(self, job_id: str, event: threading.Event) -> None:
+    def unregister(self, job_id: str, waiter: _Waiter) -> None:
         with self._lock:
-            events = self._waiting.get(job_id)
-            if events is not None:
-                if event in events:
-                    events.remove(event)
-                if not events:
-                    del self._waiting[job_id]
+            waiters = self._waiting.get(job_id)
+            if waiters is None or waiter not in waiters:
+                return
+            waiters.remove(waiter)
+            self._count -= 1
+            if not waiters:
+                del self._waiting[job_id]
+        LONG_POLLS.dec()
+
+    @property
+    def waiting(self) -> int:
+        return self._count
 
     def wait_subscribed(self, timeout: float) -> bool:
         """Tests use this to know a publish from now on will be seen."""
-        self._ensure_thread()
+        self._ensure_threads()
         return self._subscribed.wait(timeout)
 
-    # --- subscriber thread -------------------------------------------------------------
-    def _ensure_thread(self) -> None:
-        if self._thread is not None and self._thread.is_alive():
+    # --- background loops --------------------------------------------------------------
+    def _ensure_threads(self) -> None:
+        if self._threads and all(t.is_alive() for t in self._threads):
             return
         with self._lock:
-            if self._thread is None or not self._thread.is_alive():
-                self._thread = threading.Thread(target=self._run, name="jobqueue-done-listener", daemon=True)
-                self._thread.start()
+            if not self._threads or not all(t.is_alive() for t in self._threads):
+                self._threads = [threading.Thread(target=fn, name=name, daemon=True)
+                                 for fn, name in ((self._listen, "jobqueue-done-listener"),
+                                                  (self._sweep, "jobqueue-done-sweeper"))]
+                for thread in self._threads:
+                    thread.start()
 
     def _notify(self, job_id: str, doc: str | None = None) -> None:
         with self._lock:
-            events = self._waiting.pop(job_id, ())
-        for event in events:
-            event.doc = doc  # type: ignore[attr-defined]
-            event.set()
+            waiters = list(self._waiting.get(job_id, ()))
+        for waiter in waiters:
+            waiter.doc = doc
+            waiter.set()
 
-    def _run(self) -> None:
+    def _listen(self) -> None:
         backoff = 0.1
         while True:
             pubsub = None
@@ -101,7 +132,7 @@ class DoneWaiter:
                     message = pubsub.get_message(timeout=5.0)
                     if message and message.get("type") == "message":
                         self._notify(*JobStore.done_message(message["data"]))
-            except Exception as exc:  # Redis gone: waiters fall back to their safety poll
+            except Exception as exc:  # Redis gone: the sweeper still catches finished jobs
                 if self._subscribed.is_set():  # once per outage, not once per retry
                     log.warning("done-channel subscriber lost Redis; reconnecting", extra={"error": str(exc)})
                 self._subscribed.clear()
@@ -113,3 +144,19 @@ class DoneWaiter:
                         pubsub.close()
                 except Exception:
                     pass
+
+    def _sweep(self) -> None:
+        while True:
+            time.sleep(SAFETY_POLL_SECONDS)
+            with self._lock:
+                ids = list(self._waiting)
+            try:
+                for start in range(0, len(ids), _SWEEP_CHUNK):
+                    chunk = ids[start:start + _SWEEP_CHUNK]
+                    live = {job.id: job for job in self._store.get_many(chunk)}
+                    for job_id in chunk:
+                        job = live.get(job_id)
+                        if job is None or job.status.is_final:  # gone, or finished unannounced
+                            self._notify(job_id, None)
+            except Exception:  # noqa: BLE001 - Redis away: the waiters' own deadlines still hold
+                continue

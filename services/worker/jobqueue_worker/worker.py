@@ -18,7 +18,6 @@ import socket
 import threading
 import time
 import uuid
-from collections import deque
 from dataclasses import dataclass
 from typing import Any, Callable, TypeVar
 
@@ -26,7 +25,7 @@ import redis
 from atx_analysis.registry import Registry
 
 from jobqueue import keys
-from jobqueue.connections import describe, jobs_redis, queue_redis
+from jobqueue.connections import describe, is_transient, jobs_redis, queue_redis, write_refusal
 from jobqueue.delivery import Delivery, Finish, Record, Recorded, Retry, Start, StartAnswer, Started
 from jobqueue.errors import PermanentError, failure_message
 from jobqueue.fingerprint import request_fingerprint
@@ -43,11 +42,10 @@ T = TypeVar("T")
 
 BATCH_TARGET_SECONDS = 0.1   # a worker holds at most about this much work
 MAX_BATCH = 32
+FLUSH_SECONDS = 0.005        # a finished job waits at most this long to be recorded with others
 IDLE_WAIT_SECONDS = 1.0      # BLMOVE timeout: how soon an idle worker notices SIGTERM
 SWEEP_INTERVAL_SECONDS = 60.0
 LOG_SUMMARY_SECONDS = 10.0
-REDIS_ERRORS = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError,
-                redis.exceptions.BusyLoadingError, redis.exceptions.ReadOnlyError)
 
 
 def new_worker_id() -> str:
@@ -85,6 +83,7 @@ class Worker:
         self._stop_housekeeping = threading.Event()
         self._grace_deadline: float | None = None
         self.counts: dict[str, int] = {}
+        self._prefetched: list[Claimed] = []
 
     # --- lifecycle ------------------------------------------------------------------------
     def request_stop(self, signum: int | None = None, frame: Any = None) -> None:
@@ -110,22 +109,31 @@ class Worker:
                                           "queue_db": self.settings.redis_queue_db,
                                           "jobs_db": self.settings.redis_jobs_db, "redis": describe(self.settings)})
         backoff = _Backoff()
+        holding = False   # after an error: ids may sit in our processing list that nobody runs
         while not self.stopping:
             try:
+                if holding:
+                    self._prefetched = []   # claimed before the error: given back with the rest
+                    self._give_back_held()
+                    holding = False
                 batch = self._claim_batch(burst)
                 backoff.reset()
                 if batch is None:        # burst mode: nothing left anywhere
                     break
                 if batch:
                     self._process(batch)
-            except REDIS_ERRORS as exc:
+            except Exception as exc:
+                # Our heartbeat keeps the lease of what we hold, so nobody else would run it: give it
+                # all back (next turn) before claiming again, whatever went wrong.
+                holding = True
                 delay = backoff.next()
-                log.warning("redis unavailable; retrying", extra={"worker": self.id, "error": str(exc),
-                                                                  "retry_in": round(delay, 2)})
+                if is_transient(exc):
+                    log.warning("redis unavailable or refusing writes; retrying",
+                                extra={"worker": self.id, "error": str(exc), "retry_in": round(delay, 2),
+                                       "cause": write_refusal(exc) or "unreachable"})
+                else:             # a bug must not kill the loop
+                    log.exception("worker loop error", extra={"worker": self.id})
                 self._sleep(delay)
-            except Exception:   # a bug must not kill the loop; what we hold goes back via the lease
-                log.exception("worker loop error", extra={"worker": self.id})
-                self._sleep(backoff.next())
         self._stop_housekeeping.set()
         housekeeping.join(timeout=5)
         self._leave()
@@ -141,12 +149,17 @@ class Worker:
                 if n:
                     log.info("gave back claimed jobs", extra={"worker": self.id, "count": n})
                 return
-            except REDIS_ERRORS as exc:
-                if time.monotonic() > deadline:
+            except redis.exceptions.RedisError as exc:
+                if not is_transient(exc) or time.monotonic() > deadline:
                     log.warning("could not give back claimed jobs; the reaper will after the lease",
                                 extra={"worker": self.id, "error": str(exc)})
                     return
                 time.sleep(0.2)
+
+    def _give_back_held(self) -> None:
+        n = self.delivery.give_back_all(self.id)
+        if n:
+            log.warning("gave back the jobs it held after an error", extra={"worker": self.id, "count": n})
 
     def _sleep(self, seconds: float) -> None:
         end = time.monotonic() + seconds
@@ -160,6 +173,9 @@ class Worker:
         return max(1, min(MAX_BATCH, int(BATCH_TARGET_SECONDS / max(self.avg_job_seconds, 1e-6))))
 
     def _claim_batch(self, burst: bool) -> list[Claimed] | None:
+        if self._prefetched:   # claimed with the last batch's outcomes
+            batch, self._prefetched = self._prefetched, []
+            return batch
         n = self.batch_size()
         items = self.delivery.claim(self.id, n)
         if not items:
@@ -176,35 +192,53 @@ class Worker:
 
     # --- processing -----------------------------------------------------------------------
     def _process(self, batch: list[Claimed]) -> None:
-        """Run a claimed batch: start the first, then one round trip per job that records it and
-        starts the next. When stopping, unstarted ids go back to the front of the queue."""
-        pending = deque(batch)
-        current: Claimed | None = pending.popleft()
-        first = self._prepare_start(current)
-        answer: StartAnswer | None = self._send(lambda: self.delivery.start(self.id, first), current.id)
-        while current is not None and answer is not None:
-            record = self._run(current, answer)
-            nxt = pending.popleft() if pending and not self.stopping else None
-            start = self._prepare_start(nxt) if nxt is not None else None
-            recorded, answer = self._record(current, record, start)
+        """Run a claimed batch with two round trips whatever its size: one starts every job, one
+        records their outcomes and claims the next batch. Outcomes wait at most FLUSH_SECONDS to be
+        recorded together (a slow job is recorded at once: its batch is one job). When stopping,
+        started jobs not yet run go back to the front of the queue, their attempt not counted."""
+        starts = [self._prepare_start(item) for item in batch]
+        # a start that fails is not retried here: the work loop gives the batch back
+        answers = self.delivery.start_many(self.id, starts)
+        waiting: list[tuple[Claimed, Record]] = []
+        oldest = 0.0
+        for index, (item, answer) in enumerate(zip(batch, answers)):
+            if self.stopping:
+                unrun = [c for c, a in zip(batch[index:], answers[index:])
+                         if a.state in (Started.OK, Started.CACHED) and not c.unreadable]
+                # each goes back to the front of the queue: reversed keeps their order
+                waiting += [(c, self._retry(c, "interrupted by worker shutdown", 0.0, count=False))
+                            for c in reversed(unrun)]
+                break
+            item.started = time.perf_counter()
+            if item.job is not None:
+                item.job.started_at = time.time()   # when it really began (the start said: the batch)
+            record = self._run(item, answer)
+            self._learn(time.perf_counter() - item.started)
             if record is not None:
-                self._after_final(current, recorded)
-            if current.started:
-                self._learn(time.perf_counter() - current.started)
-            current = nxt
-        if pending:
-            self._send_give_back([c.id for c in pending])
+                if not waiting:
+                    oldest = time.perf_counter()
+                waiting.append((item, record))
+            last = index == len(batch) - 1
+            if waiting and (last or time.perf_counter() - oldest >= FLUSH_SECONDS):
+                self._flush(waiting, claim_next=last)
+                waiting = []
+        if waiting:
+            self._flush(waiting, claim_next=False)
 
-    def _record(self, item: Claimed, record: Record | None,
-                start: Start | None) -> tuple[Recorded | None, StartAnswer | None]:
-        """Record ``item``'s outcome and start the next job, in one round trip when there are both."""
-        if record is not None and start is not None:
-            return self._send(lambda: self.delivery.record_and_start(self.id, record, start), item.id)
-        if record is not None:
-            return self._send(lambda: self.delivery.record(self.id, record), item.id), None
-        if start is not None:
-            return None, self._send(lambda: self.delivery.start(self.id, start), start.job.id)
-        return None, None
+    def _flush(self, waiting: list[tuple[Claimed, Record]], claim_next: bool) -> None:
+        """Record the waiting outcomes; with ``claim_next``, claim the next batch in the same call."""
+        records = [record for _, record in waiting]
+        claim = [self.batch_size() if claim_next and not self.stopping else 0]
+
+        def call() -> tuple[list[Recorded], list[tuple[str, str]]]:
+            n, claim[0] = claim[0], 0   # a retried call only records: never claim twice
+            return self.delivery.record_many(self.id, records, claim=n)
+
+        recorded, claimed = self._send(call, waiting[0][0].id)
+        for (item, _), outcome in zip(waiting, recorded):
+            self._after_final(item, outcome)
+        if claimed:
+            self._prefetched = [Claimed(i, d) for i, d in claimed]
 
     def _prepare_start(self, item: Claimed) -> Start:
         """The in-progress document for a claimed id (attempt counted), and its cache key."""
@@ -375,16 +409,21 @@ class Worker:
 
     # --- Redis round trips that must not be lost ------------------------------------------
     def _send(self, call: Callable[[], T], job_id: str) -> T:
-        """Run ``call``; on a Redis outage keep retrying (the outcome is in memory) until the grace ends.
+        """Record an outcome (``call``); while Redis is away or refusing writes keep retrying (the
+        outcome is in memory) until the shutdown grace ends.
 
         Re-running after an ambiguous failure is safe: a finish that had already applied answers
-        "lost", which only means this process does not record the outcome twice.
+        "lost", which only means this process does not record the outcome twice. Out of memory
+        does not stop a record: its script frees first (HDEL/LREM), and Redis lets a script that
+        has written go on.
         """
         backoff = _Backoff()
         while True:
             try:
                 return call()
-            except REDIS_ERRORS as exc:
+            except redis.exceptions.RedisError as exc:
+                if not is_transient(exc):
+                    raise
                 if self.stopping and self._grace_deadline is not None and time.monotonic() > self._grace_deadline:
                     raise
                 delay = backoff.next()
@@ -397,7 +436,7 @@ class Worker:
         try:
             n = self.delivery.give_back(self.id, ids)
             log.info("gave back unstarted jobs", extra={"worker": self.id, "count": n})
-        except REDIS_ERRORS:
+        except redis.exceptions.RedisError:
             pass   # still in our processing list: _leave retries, else the reaper requeues them
 
     # --- housekeeping thread: heartbeat (lease), reaper, sweeper --------------------------
@@ -435,10 +474,11 @@ class Worker:
                         n = self.delivery.sweep(jobs_client, older_than=max(60.0, lease))
                         if n:
                             log.warning("requeued submitted jobs found in no list", extra={"count": n})
-            except REDIS_ERRORS as exc:
-                log.debug("housekeeping: redis unavailable", extra={"error": str(exc)})
-            except Exception:
-                log.exception("housekeeping failed")
+            except Exception as exc:
+                if is_transient(exc):
+                    log.debug("housekeeping: redis unavailable or refusing writes", extra={"error": str(exc)})
+                else:
+                    log.exception("housekeeping failed")
             self._stop_housekeeping.wait(beat_every)
 
 

@@ -2,7 +2,7 @@
 
 ``jobqueue analyze OPERATION key=value ... --data PATH`` is the tutorial's "route for direct
 testing": it runs one operation in-process and prints the JSON result (exit 0), or a clear message
-on stderr. Exit statuses are :class:`atx_analysis.cliargs.Exit` (2 for a bad operation, parameter
+on stderr. Exit statuses are :class:`jobqueue.cliargs.Exit` (2 for a bad operation, parameter
 or data file; 3 when a download cannot reach the portal). ``args.load_options`` carries
 DATA_CACHE_DIR and DATA_MAX_BYTES from the ``jobqueue`` command's Settings.
 """
@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .cliargs import Exit, parse_pairs
+from jobqueue.cliargs import Exit, UsageError, parse_pairs   # this module is the jobqueue command's plug-in
 
 DEFAULT_DATA = "data/traffic_incidents_sample.csv"
 FULL_ROWS = 432_444  # = generator.FULL_ROWS, without importing pandas to build the parser
@@ -57,6 +57,8 @@ def cmd_analyze(args: argparse.Namespace) -> int:
         return _fail(prog, str(exc), Exit.USAGE)
     except ParamError as exc:
         return _fail(prog, exc.message, Exit.USAGE)
+    except UsageError as exc:
+        return _fail(prog, str(exc), Exit.USAGE)
     if op.produces_png and not args.output:
         return _fail(prog, f"{op.name} makes a PNG: give --output FILE.png (or --output - for stdout)",
                      Exit.USAGE)

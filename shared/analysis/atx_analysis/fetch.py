@@ -43,11 +43,11 @@ def fetch(output: str | Path, *, source: str = "export", base_url: str = PORTAL,
           progress: Callable[[int], None] | None = None) -> Path:
     """Download the dataset to ``output``; return its path. Raises FetchError on failure.
 
-    429 and 5xx answers are retried with backoff, honouring ``Retry-After`` (:mod:`.http`);
+    429 and 5xx answers are retried with backoff, honouring ``Retry-After`` (``jobqueue.http``);
     ``progress(n)`` is called with the bytes (export) or records (soda) written so far."""
     import requests
 
-    from .http import retrying_session
+    from jobqueue.http import retrying_session   # installed with the jobqueue command that runs this
 
     if source not in SOURCES:
         raise FetchError(f"unknown source {source!r}; choose one of {', '.join(SOURCES)}")

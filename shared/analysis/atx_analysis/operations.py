@@ -220,3 +220,74 @@ def plot_top_locations(ds: Dataset, n: int) -> bytes:
 
     ds.require("address", "plot_top_locations")
     return top_locations_png(ds.index.top_locations(n), ds.rows, _source(ds))
+
+
+# --- pictures of the distributions (PNG) ---------------------------------------------------------
+
+@REGISTRY.operation(
+    description="PNG: incidents per hour of day (Austin local time), the chart of incidents_by_hour.",
+    produces_png=True,
+)
+def plot_incidents_by_hour(ds: Dataset) -> bytes:
+    from .distplots import columns_png
+
+    counts = incidents_by_hour(ds)["counts"]
+    return columns_png([f"{int(h):02d}" for h in counts], list(counts.values()),
+                       "Traffic incidents by hour of day in Austin", "hour of day (Austin local time)",
+                       f"Data: {_source(ds)}; {sum(counts.values()):,} incidents with a published time.")
+
+
+@REGISTRY.operation(
+    description="PNG: incidents per day of the week, Monday first (weekend shaded dark), the chart of "
+                "incidents_by_weekday.",
+    produces_png=True,
+)
+def plot_incidents_by_weekday(ds: Dataset) -> bytes:
+    from .distplots import columns_png
+
+    counts = incidents_by_weekday(ds)["counts"]
+    return columns_png(list(counts), list(counts.values()), "Traffic incidents by day of the week in Austin",
+                       "day of the week (Austin local time)",
+                       f"Data: {_source(ds)}; {sum(counts.values()):,} incidents with a published time.",
+                       highlight=(5, 6))
+
+
+@REGISTRY.operation(
+    Param("n", "int", "how many issue types (the rest are summed as 'all others')", default=15, minimum=1,
+          maximum=50, example=15),
+    description="PNG: the n most frequent Issue Reported values as horizontal bars, the chart of "
+                "incidents_by_issue.",
+    produces_png=True,
+)
+def plot_incidents_by_issue(ds: Dataset, n: int) -> bytes:
+    from .distplots import bars_png
+
+    result = incidents_by_issue(ds)
+    pairs = list(result["counts"].items())
+    shown, rest = pairs[:n], sum(v for _, v in pairs[n:])
+    if rest:
+        shown.append((f"all others ({len(pairs) - n})", rest))
+    return bars_png(shown, f"Traffic incidents by issue type in Austin (top {min(n, len(pairs))})",
+                    f"Data: {_source(ds)}; {result['total']:,} incidents. Issue names as written in the data.")
+
+
+@REGISTRY.operation(
+    Param("latitude", "number", "centre latitude (degrees)", minimum=-90, maximum=90, example=30.2672),
+    Param("longitude", "number", "centre longitude (degrees)", minimum=-180, maximum=180, example=-97.7431),
+    Param("radius_km", "number", "radius in kilometres (great-circle)", default=1.0, minimum=0.001,
+          maximum=MAX_RADIUS_KM, example=1.0),
+    description="PNG: the incidents within radius_km of a point, on a km grid around it, coloured by the "
+                "most common issue types (the picture of incidents_within_radius).",
+    produces_png=True,
+)
+def plot_incidents_within_radius(ds: Dataset, latitude: float, longitude: float, radius_km: float) -> bytes:
+    from .distplots import radius_png
+
+    ds.require("latitude", "plot_incidents_within_radius")
+    rows = ds.index.within_radius(latitude, longitude, radius_km)
+    arrays = ds.columns.arrays
+    codes = arrays["issue"][rows] if "issue" in arrays else np.full(len(rows), -1)
+    issues = ds.columns.categories.get("issue", [])
+    return radius_png(latitude, longitude, radius_km, arrays["latitude"][rows], arrays["longitude"][rows],
+                      issues, codes, f"Data: {_source(ds)}. Distances are great-circle; the grid is a local "
+                                     "flat projection.")

@@ -1,5 +1,10 @@
-"""The ``jobqueue`` command: ``submit``/``status`` talk to the API; ``analyze``, ``operations`` and
-``data`` run the analysis in-process. Exit statuses are ``atx_analysis.cliargs.Exit``, for all."""
+"""The ``jobqueue`` command: the client's commands (submit, status, jobs, ...) and, with the
+analysis extra installed, ``analyze``/``operations``/``data`` on a data file.
+
+The client commands import no pandas, pyarrow or matplotlib, so ``pip install atx-jobqueue-core``
+is enough to submit jobs; without the extra the analysis commands say how to get them.
+
+Exit statuses are the same for every subcommand (``jobqueue.cliargs.Exit``)."""
 
 from __future__ import annotations
 
@@ -17,17 +22,22 @@ def _version() -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from atx_analysis.cliargs import Exit
+    from .cliargs import Exit
 
     parser = argparse.ArgumentParser(prog="jobqueue", description="atx-jobqueue command line",
                                      epilog=Exit.epilog())
     parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("version", help="print the version")
-    from .client_cli import add_commands as add_client_commands  # submit, status
-    from atx_analysis.cli import register as register_analysis  # analyze, operations, data
-
     from .cli_queue import add_commands as add_queue_commands  # jobs, info, watch, cancel
+    from .client_cli import add_commands as add_client_commands  # submit, status
+
+    try:
+        from atx_analysis.cli import register as register_analysis  # analyze, operations, data
+    except ModuleNotFoundError as exc:  # the client-only install; anything else broken still raises
+        if exc.name != "atx_analysis":
+            raise
+        register_analysis = _register_analysis_missing
 
     add_client_commands(sub)
     add_queue_commands(sub)
@@ -54,6 +64,24 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "version":
         print(_version())
     return Exit.OK
+
+
+ANALYSIS_COMMANDS = ("analyze", "operations", "data")
+ANALYSIS_HINT = "pip install 'atx-jobqueue-core[analysis]'"
+
+
+def _register_analysis_missing(sub: argparse._SubParsersAction) -> None:
+    """Keep the analysis commands' names, so using one says what to install instead of 'invalid choice'."""
+    for name in ANALYSIS_COMMANDS:
+        p = sub.add_parser(name, help=f"needs the analysis extra ({ANALYSIS_HINT})")
+        p.add_argument("args", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
+        p.set_defaults(func=_analysis_missing)
+
+
+def _analysis_missing(args: argparse.Namespace) -> int:
+    print(f"jobqueue {args.command}: needs the analysis package, which this install does not have: "
+          f"{ANALYSIS_HINT}", file=sys.stderr)
+    return 2
 
 
 if __name__ == "__main__":

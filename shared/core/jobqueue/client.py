@@ -7,7 +7,7 @@
 
 Waiting uses the server's long poll (``?wait=``), so it costs one request per ``poll`` seconds
 and returns the moment the job finishes. A 429 or 503 (rate limit, Redis briefly away) is retried
-after the ``Retry-After`` the API sends (``atx_analysis.http``), so a script rides out a restart.
+after the ``Retry-After`` the API sends (:mod:`jobqueue.http`), so a script rides out a restart.
 """
 
 from __future__ import annotations
@@ -45,7 +45,7 @@ class Client:
         self.url = (url or os.environ.get("JOBQUEUE_URL") or DEFAULT_URL).rstrip("/")
         self.timeout = timeout
         if session is None:
-            from atx_analysis.http import retrying_session
+            from .http import retrying_session
 
             session = retrying_session()
         self.session = session

@@ -10,6 +10,7 @@ from typing import Any
 
 import requests
 
+from .cliargs import Exit, UsageError, parse_pairs, typed
 from .client import DEFAULT_URL, ApiError, Client, JobFailed
 
 
@@ -35,10 +36,8 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
 
 
 def parse_params(client: Client, operation: str, pairs: list[str]) -> dict[str, Any]:
-    """The one key=value parser (``atx_analysis.cliargs``), typed by the parameters the API
+    """The one key=value parser (:mod:`jobqueue.cliargs`), typed by the parameters the API
     declares for ``operation`` (``road=183`` stays the text "183"; ``n=5`` becomes 5)."""
-    from atx_analysis.cliargs import parse_pairs, typed
-
     raw = parse_pairs(pairs)
     declared = next((op["params"] for op in client.operations() if op["name"] == operation), None)
     return typed(declared, raw) if declared is not None else raw   # unknown: the API names it
@@ -97,13 +96,10 @@ def _status(args: argparse.Namespace) -> int:
 
 def run(args: argparse.Namespace) -> int:
     """Run a client subcommand; every failure becomes one line on stderr and an ``Exit`` status."""
-    from atx_analysis.cliargs import Exit
-    from atx_analysis.registry import ParamError
-
     try:
         return args.client_handler(args)
-    except ParamError as exc:
-        return _error(exc.message, Exit.USAGE)
+    except UsageError as exc:
+        return _error(str(exc), Exit.USAGE)
     except ApiError as exc:
         if exc.status >= 500:
             return _error(f"the API answered {exc} (retried; try again later)", Exit.UNAVAILABLE)

@@ -148,6 +148,25 @@ class Delivery:
                                       *_start_args(worker, start))
         return Recorded(recorded), _start_answer(started)
 
+    def start_many(self, worker: str, starts: list[Start]) -> list[StartAnswer]:
+        """Start a claimed batch in one script call: one answer per job, in order."""
+        if len(starts) == 1:
+            return [self.start(worker, starts[0])]
+        raw = self._run("+".join(["start"] * len(starts)), *[a for s in starts for a in _start_args(worker, s)])
+        return [_start_answer(r) for r in raw]
+
+    def record_many(self, worker: str, records: list[Record], claim: int = 0) -> tuple[list[Recorded],
+                                                                                      list[tuple[str, str]]]:
+        """Finish or retry several jobs in one script call (each fenced on its own) and, when
+        ``claim`` > 0, claim up to that many next ids in the same call: a busy worker's round trips
+        per batch are this and :meth:`start_many`, whatever the batch size."""
+        command = "+".join([_command(r) for r in records] + (["claim"] if claim else []))
+        args = [a for r in records for a in _record_args(worker, r)] + ([worker, claim] if claim else [])
+        raw = self._run(command, *args)
+        answers = raw if len(records) + (1 if claim else 0) > 1 else [raw]
+        flat = answers[len(records)] if claim else []
+        return [Recorded(a) for a in answers[:len(records)]], list(zip(flat[0::2], flat[1::2]))
+
     def heartbeat(self, worker: str) -> None:
         self.redis.zadd(keys.WORKERS_HEARTBEAT, {worker: _server_now(self.redis)})
 
@@ -170,10 +189,15 @@ class Delivery:
             return 0
         return int(self._run("give_back", worker, *job_ids))
 
+    def give_back_all(self, worker: str) -> int:
+        """Return every id the worker holds to the front of the queue, whatever state its document is
+        in (a started one is re-run). A worker does this when it cannot progress what it holds.
+        Works while Redis is out of memory: the script's first write (LREM) frees, so Redis lets it run."""
+        return self.give_back(worker, self.redis.lrange(keys.processing(worker), 0, -1))
+
     def leave(self, worker: str) -> int:
         """On exit: give back whatever is still held, and drop the heartbeat."""
-        held = self.redis.lrange(keys.processing(worker), 0, -1)
-        n = self.give_back(worker, held)
+        n = self.give_back_all(worker)
         pipe = self.redis.pipeline()
         pipe.zrem(keys.WORKERS_HEARTBEAT, worker)
         pipe.hdel(keys.WORKERS_BUSY, worker)

@@ -283,6 +283,20 @@ class JobStore:
         removed = pipe.execute()[0]
         return bool(removed)
 
+    def write_refused(self) -> str | None:
+        """Why Redis refuses writes now (``OOM``, ``MISCONF``, ``READONLY``), or None when a small
+        write goes through: a readiness check that sees what a submit would."""
+        from .connections import write_refusal
+
+        try:
+            self.redis.set(keys.WRITE_PROBE, "1", ex=60)
+        except redis.exceptions.ResponseError as exc:
+            cause = write_refusal(exc)
+            if cause is None:
+                raise
+            return cause
+        return None
+
     @staticmethod
     def done_message(data: str | bytes) -> tuple[str, str | None]:
         """(job id, final document or None) of a message on the done channel: the worker sends

@@ -16,6 +16,7 @@ STATUS_INDEX_PREFIX = "jobs:by-status:"  # zset per status: job id -> submitted 
 OPERATION_INDEX_PREFIX = "jobs:by-operation:"  # zset per operation: job id -> submitted time
 RESULT_CACHE_PREFIX = "result-cache:"   # request fingerprint -> id of the job holding the result
 JOB_DONE_CHANNEL = "jobs:done"           # pub/sub: "<id>\n<final document>" each time a job becomes final
+WRITE_PROBE = "api:write-probe"          # string, short TTL: readiness checks Redis accepts writes
 
 
 def job(job_id: str) -> str:

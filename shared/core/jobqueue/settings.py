@@ -3,7 +3,7 @@
 Every process (API, worker, CLI) calls :func:`load_settings` at start. A bad value raises
 :class:`SettingsError` naming the variable, so a misconfigured pod stops at once with a clear
 message instead of failing on the first job. The README's configuration table lists the same
-variables; a settings test keeps the two in step.
+variables; ``tests/core/test_settings_jobs.py`` keeps the two in step.
 """
 
 from __future__ import annotations
@@ -139,6 +139,8 @@ SPEC: dict[str, tuple[str, Callable[[str, str], object], str]] = {
     "DIAGNOSTIC_OPERATIONS": ("0", _bool, "enable the sleep operation used by tests and benchmarks"),
     "MAX_BODY_BYTES": ("65536", _int(256, 16 * 1024 * 1024), "largest request body the API accepts"),
     "MAX_WAIT_SECONDS": ("60", _float(0, 600), "cap on ?wait= long polls"),
+    "MAX_WAITERS": ("1000", _int(0, 100000), "long polls one API process holds at once; beyond, ?wait= answers at once"),
+    "CLIENT_TIMEOUT_SECONDS": ("5", _int(1, 300), "API: a client must send its request headers, and its body, within this; idle keep-alive connections close after it"),
     "API_TOKEN": ("", _str, "if set, job routes require Authorization: Bearer <token>"),
     "LOG_LEVEL": ("INFO", _choice("DEBUG", "INFO", "WARNING", "ERROR"), "log level; logs are JSON lines on stdout"),
 }
@@ -170,6 +172,8 @@ class Settings:
     diagnostic_operations: bool
     max_body_bytes: int
     max_wait_seconds: float
+    max_waiters: int
+    client_timeout_seconds: int
     api_token: str
     log_level: str
 

@@ -13,6 +13,7 @@ from atx_analysis.registry import ParamError, UnknownOperation
 
 from ..auth import protect
 from ..errors import ApiError
+from ..green import offload
 from ..state import current
 
 bp = Blueprint("analysis", __name__)
@@ -32,7 +33,8 @@ def _run(name: str):
         dataset = state.data.dataset
     try:
         # validate() checks each parameter; run() may still refuse a combination (end before start)
-        result = op.run(dataset, op.validate(request.args.to_dict(flat=True)))
+        # on a native thread: a pandas/matplotlib run must not stall the event loop's other requests
+        result = offload(op.run, dataset, op.validate(request.args.to_dict(flat=True)))
     except ParamError as exc:
         raise ApiError(400, "invalid_param", exc.message, **({"param": exc.param} if exc.param else {})) from None
     if op.produces_png:

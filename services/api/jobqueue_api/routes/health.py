@@ -1,4 +1,5 @@
-"""Probes: ``/healthz`` (the process answers) and ``/readyz`` (Redis reachable, data loaded).
+"""Probes: ``/healthz`` (the process answers) and ``/readyz`` (Redis reachable and accepting writes,
+data loaded).
 
 ``/healthz?detail=1`` adds the queue (waiting jobs, the oldest one's age, live workers, and whether
 it is stalled) and stays 200: a stalled queue is not a reason to restart the API.
@@ -12,6 +13,8 @@ import redis
 from flask import Blueprint, jsonify, request
 
 from jobqueue.backlog import read_backlog
+
+from jobqueue.connections import WRITE_REFUSALS
 
 from ..state import current
 
@@ -40,9 +43,14 @@ def readyz():
     data path are nobody else's business. The reasons go to the log (``not ready``)."""
     state = current()
     problems = []
+    writable = False
     try:
         state.jobs.ping()
         redis_ok = True
+        refused = state.store.write_refused()
+        writable = refused is None
+        if refused:
+            problems.append(f"redis refuses writes: {WRITE_REFUSALS[refused]}")
     except redis.exceptions.RedisError as exc:
         redis_ok = False
         problems.append(f"redis unreachable: {exc}")
@@ -54,7 +62,7 @@ def readyz():
             log.warning("not ready", extra={"problems": problems})
         else:
             log.info("ready")
-    body = {"redis": redis_ok, "data": state.data.loaded}
+    body = {"redis": redis_ok, "redis_writable": writable, "data": state.data.loaded}
     if problems:
         return jsonify({"status": "not ready", "error": "not_ready", **body}), 503
     return jsonify({"status": "ready", **body})

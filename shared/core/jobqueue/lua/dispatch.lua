@@ -42,19 +42,17 @@ local function status_of(doc)
   return nil
 end
 
-local function is_final(doc)
-  return FINAL[status_of(doc)] == true
-end
-
 -- Write a job's document (jobs db selected) and move its entry between the per-status indexes
--- when the status changes; ``previous`` is the document it replaces (false: none).
-local function write_doc(job_id, doc, previous, expire)
+-- when the status changes. ``old`` is the status of the document it replaces (nil: none), ``new``
+-- the new document's (nil: read from it); callers pass what they know, so no document is
+-- decoded twice (JSON decoding is most of a command's cost in here).
+local function write_doc(job_id, doc, old, new, expire)
   if expire then
     redis.call('SET', job_prefix .. job_id, doc, 'EX', expire)
   else
     redis.call('SET', job_prefix .. job_id, doc)
   end
-  local old, new = previous and status_of(previous), status_of(doc)
+  if new == nil then new = status_of(doc) end
   if old == new then return end
   if old then redis.call('ZREM', status_prefix .. old, job_id) end
   if new then
@@ -82,7 +80,7 @@ function commands.submit()
   redis.call('SELECT', jobs_db)
   redis.call('ZADD', index_key, submitted_at, job_id)
   redis.call('ZADD', operation_prefix .. operation, submitted_at, job_id)
-  write_doc(job_id, doc, false, false)
+  write_doc(job_id, doc, nil, 'submitted', false)
   redis.call('SELECT', queue_db)
   return redis.call('RPUSH', queue_key, job_id)
 end
@@ -95,7 +93,8 @@ function commands.cancel()
   local removed = redis.call('LREM', queue_key, 1, job_id) + redis.call('ZREM', delayed_key, job_id)
   if removed == 0 then return 0 end
   redis.call('SELECT', jobs_db)
-  write_doc(job_id, doc, redis.call('GET', job_prefix .. job_id), ttl)
+  local previous = redis.call('GET', job_prefix .. job_id)
+  write_doc(job_id, doc, previous and status_of(previous), nil, ttl)
   redis.call('PUBLISH', done_channel, job_id .. '\n' .. doc)
   return 1
 end
@@ -141,12 +140,13 @@ function commands.start()
   if not redis.call('LPOS', processing_key, job_id) then return {'gone'} end
   redis.call('SELECT', jobs_db)
   local current = redis.call('GET', job_prefix .. job_id)
-  if not current or is_final(current) then
+  local current_status = current and status_of(current)
+  if not current or FINAL[current_status] then
     redis.call('SELECT', queue_db)
     redis.call('LREM', processing_key, 1, job_id)
     return {'skip'}
   end
-  write_doc(job_id, doc, current, false)
+  write_doc(job_id, doc, current_status, 'in-progress', false)
   local answer = {'ok'}
   if cache_key ~= '' then
     local source_id = redis.call('GET', cache_key)
@@ -164,7 +164,7 @@ function commands.start()
 end
 
 -- The fence shared by finish and retry: release the id and say whether we may still write.
--- Answers (nil, the current document) when we may, else 'lost' (not ours any more), 'deleted'
+-- Answers (nil, the current document's status) when we may, else 'lost' (not ours any more), 'deleted'
 -- or 'final'. Leaves the jobs db selected.
 local function release(job_id, worker)
   redis.call('SELECT', queue_db)
@@ -173,8 +173,9 @@ local function release(job_id, worker)
   redis.call('SELECT', jobs_db)
   local current = redis.call('GET', job_prefix .. job_id)
   if not current then return 'deleted' end
-  if is_final(current) then return 'final' end
-  return nil, current
+  local status = status_of(current)
+  if FINAL[status] then return 'final' end
+  return nil, status
 end
 
 -- Write the final document (with the TTL), the stored result (a blob, or a copy of another job's),
@@ -191,7 +192,7 @@ function commands.finish()
     redis.call('COPY', copy_from, result_key, 'REPLACE')
     redis.call('EXPIRE', result_key, ttl)
   end
-  write_doc(job_id, doc, current, ttl)
+  write_doc(job_id, doc, current, nil, ttl)
   if cache_key ~= '' then redis.call('SET', cache_key, job_id, 'EX', ttl) end
   redis.call('PUBLISH', done_channel, job_id .. '\n' .. doc)
   return 'ok'
@@ -203,7 +204,7 @@ function commands.retry()
   local job_id, worker, doc, delay = arg(), arg(), arg(), tonumber(arg())
   local refused, current = release(job_id, worker)
   if refused then return refused end
-  write_doc(job_id, doc, current, false)
+  write_doc(job_id, doc, current, nil, false)
   redis.call('SELECT', queue_db)
   if delay <= 0 then
     redis.call('LPUSH', queue_key, job_id)

@@ -1,4 +1,4 @@
-"""observability/measure_worker.py runs the real worker and reports a sane table."""
+"""bench/measure_worker.py runs the real worker and reports a sane table."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ pytestmark = pytest.mark.slow
 
 
 def test_measure_worker_times_real_jobs():
-    from observability.measure_worker import measure
+    from bench.measure_worker import measure
 
     rows = dict((op, (seconds, rate)) for op, seconds, rate in measure(SAMPLE, jobs=3, rounds=1,
                                                                         operations=["unique_issues"]))

@@ -1,14 +1,15 @@
-"""Fixtures for the worker tests: settings on the test Redis, a job store, and a way to submit."""
+"""The queue as core and worker tests drive it: settings on the test Redis, a job store, a way to
+submit, and stand-ins for the worker's operations and data. The ``harness`` fixture (tests/conftest.py)
+gives a :class:`Harness` on the session's Redis."""
 
 from __future__ import annotations
 
 import os
-import sys
-from pathlib import Path
 from types import SimpleNamespace
 
-import pytest
 from atx_analysis.registry import Operation, Param, Registry
+from devstack.paths import BIN
+from devstack.paths import SAMPLE as SAMPLE_PATH
 
 from jobqueue.catalogue import SLEEP
 from jobqueue.connections import jobs_redis, queue_redis
@@ -17,8 +18,8 @@ from jobqueue.jobs import JobStore
 from jobqueue.queue import JobQueue
 from jobqueue.settings import load_settings
 
-WORKER_EXE = str(Path(sys.executable).with_name("jobqueue-worker"))
-SAMPLE = str(Path(__file__).resolve().parents[2] / "data" / "traffic_incidents_sample.csv")
+WORKER_EXE = str(BIN / "jobqueue-worker")
+SAMPLE = str(SAMPLE_PATH)
 
 
 def make_env(redis_url: str, **extra: str) -> dict[str, str]:
@@ -69,11 +70,6 @@ class FakeData:
         return self.dataset
 
 
-@pytest.fixture
-def harness(redis_url) -> Harness:
-    return Harness(redis_url)
-
-
 def operations(*extra: Operation) -> Registry:
     return Registry().merged(SLEEP, *extra)
 
@@ -83,4 +79,4 @@ def op(name: str, func, needs_dataset: bool = False, produces_png: bool = False,
                      needs_dataset=needs_dataset, produces_png=produces_png)
 
 
-__all__ = ["Harness", "FakeData", "operations", "op", "Param", "WORKER_EXE", "proc_env"]
+__all__ = ["Harness", "FakeData", "operations", "op", "Param", "SAMPLE", "WORKER_EXE", "proc_env"]

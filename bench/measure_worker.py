@@ -4,7 +4,7 @@ Starts its own redis-server, the real API and ONE real ``jobqueue-worker`` on lo
 cache off, so every job really runs), and for each operation queues ``--jobs`` copies before the
 worker exists, then times the drain. Prints a Markdown table for docs/autoscaling.md:
 
-    .venv/bin/python -m observability.measure_worker --data data/full/traffic_incidents.csv
+    .venv/bin/python -m bench.measure_worker --data data/full/traffic_incidents.csv
 
 Start-up = worker process start -> its metrics port answers (the worker serves metrics only
 after loading the dataset, so: ready to take jobs); in a cluster add scheduling and image pull.

@@ -179,3 +179,23 @@ def test_the_dispatch_script_ships_in_the_core_wheel(tmp_path):
                    cwd=root, check=True, capture_output=True)
     (wheel,) = tmp_path.glob("*.whl")
     assert "jobqueue/lua/dispatch.lua" in zipfile.ZipFile(wheel).namelist()
+
+
+def test_a_batch_starts_in_one_call_and_records_in_one_call_that_claims_the_next(harness):
+    ids = [harness.submit("sleep") for _ in range(5)]
+    d = _delivery(harness)
+    claimed = d.claim("w1", 3)
+    answers = d.start_many("w1", [Start(_job(harness, i, status="in-progress")) for i, _ in claimed])
+    assert [a.state for a in answers] == [Started.OK] * 3
+    assert {harness.store.get(i).status for i in ids[:3]} == {JobStatus.IN_PROGRESS}
+    records = [Finish(_job(harness, ids[0], status="complete", result={"slept": 0})),
+               Retry(_job(harness, ids[1], status="submitted"), 0.0),
+               Finish(_job(harness, ids[2], status="failed", error="x"))]
+    recorded, nxt = d.record_many("w1", records, claim=5)
+    assert recorded == [Recorded.OK] * 3
+    assert [i for i, _ in nxt] == [ids[1], ids[3], ids[4]]   # the retried one went to the front
+    assert [harness.store.get(i).status for i in ids[:3]] == [JobStatus.COMPLETE, JobStatus.SUBMITTED,
+                                                              JobStatus.FAILED]
+    again, none = d.record_many("w1", records[:1])           # fenced: not ours any more, no claim asked
+    assert again == [Recorded.LOST] and none == []
+    assert d.record_many("w1", [], claim=2) == ([], [])       # nothing queued: an empty claim

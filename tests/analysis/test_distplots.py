@@ -1,0 +1,52 @@
+"""The distribution pictures: hour, weekday, issue and radius PNGs from the same numbers as their
+JSON operations."""
+
+from __future__ import annotations
+
+import pytest
+
+import atx_analysis.operations  # noqa: F401
+from atx_analysis.registry import REGISTRY, ParamError
+from devstack.paths import SAMPLE
+
+from .test_plots import png_size
+
+CENTRE = {"latitude": 30.2672, "longitude": -97.7431}
+
+
+@pytest.mark.parametrize("name,params", [
+    ("plot_incidents_by_hour", {}),
+    ("plot_incidents_by_weekday", {}),
+    ("plot_incidents_by_issue", {"n": 10}),
+    ("plot_incidents_within_radius", {**CENTRE, "radius_km": 2}),
+])
+def test_each_distribution_has_a_picture(load, name, params):
+    ds = load(SAMPLE)
+    op = REGISTRY.get(name)
+    assert op.produces_png
+    png = op.run(ds, params)
+    width, height = png_size(png)
+    assert width >= 900 and height >= 400
+    assert 10_000 < len(png) < 600_000
+
+
+def test_issue_chart_grows_with_n_and_sums_the_rest(load):
+    ds = load(SAMPLE)
+    op = REGISTRY.get("plot_incidents_by_issue")
+    small, large = png_size(op.run(ds, {"n": 3}))[1], png_size(op.run(ds, {"n": 20}))[1]
+    assert large > small + 17 * 20
+    with pytest.raises(ParamError):
+        op.validate({"n": 0})
+
+
+def test_radius_picture_with_no_incident_inside(load):
+    ds = load(SAMPLE)
+    png = REGISTRY.get("plot_incidents_within_radius").run(ds, {"latitude": 0.0, "longitude": 0.0,
+                                                               "radius_km": 1})
+    assert png_size(png)[0] > 0
+
+
+def test_every_json_distribution_has_its_png_twin():
+    for name in ("incidents_by_hour", "incidents_by_weekday", "incidents_by_issue", "incidents_within_radius"):
+        twin = REGISTRY.get(f"plot_{name}")
+        assert {p.name for p in twin.params} >= {p.name for p in REGISTRY.get(name).params}

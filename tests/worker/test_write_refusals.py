@@ -1,0 +1,70 @@
+"""Redis refusing writes (out of memory) while a worker holds claimed jobs: it gives them back and
+every job finishes once memory returns (issue: a claimed id stayed in a live worker's processing
+list for 18 minutes, kept there by its own heartbeat)."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import redis
+
+from jobqueue import keys
+from jobqueue.connections import is_transient, write_refusal
+from jobqueue.jobs import JobStatus
+from jobqueue_worker.worker import Worker
+from tests.support.redis_memory import fill_to_maxmemory
+
+from tests.support.harness import Harness, operations
+
+
+def wait_until(predicate, timeout: float, what: str):
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise TimeoutError(what)
+        time.sleep(0.05)
+
+
+def test_refusals_are_recognised_as_transient(fresh_redis):
+    client = fresh_redis.client()
+    client.config_set("maxmemory-policy", "noeviction")
+    fill_to_maxmemory(client)
+    try:
+        client.set("x", "y")
+    except redis.exceptions.RedisError as exc:
+        assert write_refusal(exc) == "OOM" and is_transient(exc)
+    assert write_refusal(redis.exceptions.ResponseError("MISCONF Redis is configured to save RDB snapshots")) == "MISCONF"
+    assert not is_transient(redis.exceptions.ResponseError("WRONGTYPE Operation against a key"))
+
+
+def test_a_worker_gives_back_what_it_claimed_when_redis_refuses_writes(fresh_redis):
+    h = Harness(fresh_redis.url, JOB_LEASE_SECONDS="30")
+    ids = [h.submit("sleep", {"seconds": 0}) for _ in range(3)]
+    raw = fresh_redis.client(db=h.settings.redis_jobs_db)
+    raw.config_set("maxmemory-policy", "noeviction")
+    worker = Worker(h.settings, operations(), worker_id="w1")
+    real_claim, filler = worker.delivery.claim, []
+
+    def claim_then_fill(*args, **kwargs):
+        """Another client's writes take the last of maxmemory between this claim and its start."""
+        got = real_claim(*args, **kwargs)
+        if got and not filler:
+            filler.extend(fill_to_maxmemory(raw))
+        return got
+
+    worker.delivery.claim = claim_then_fill  # type: ignore[method-assign]
+    thread = threading.Thread(target=worker.work, kwargs={"install_signals": False}, daemon=True)
+    thread.start()
+    try:
+        queue = h.queue_client
+        wait_until(lambda: filler and queue.llen(keys.processing("w1")) == 0 and queue.llen(
+            keys.queue(h.settings.queue_name)) == 3, 10, "the claimed id back in the queue")
+        time.sleep(1.0)     # memory still full: nothing is run, nothing is lost
+        assert {h.store.get(i).status for i in ids} == {JobStatus.SUBMITTED}
+        raw.delete(*filler)
+        wait_until(lambda: all(h.store.get(i).status is JobStatus.COMPLETE for i in ids), 15,
+                   "every job complete once memory is back")
+    finally:
+        worker.request_stop()
+        thread.join(10)
