@@ -4,13 +4,18 @@ SHELL := /bin/bash
 PY := .venv/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: setup test up down data bench chaos observe lock clean images
+.PHONY: setup test lint up down data bench chaos observe lock clean images
 
 setup:
 	@scripts/bootstrap.sh
 
 test: setup
 	.venv/bin/pytest $(PYTEST_ARGS)
+
+# ruff (lint rules in pyproject.toml) over the whole tree, mypy over services/ and shared/.
+lint: setup
+	.venv/bin/ruff check .
+	.venv/bin/mypy
 
 # Fault, load and fuzz tests at full size (1,000-job kill loop, 10,000-job load); figures are printed
 # and written to .run/chaos-report.json. `make test` runs the same tests, scaled down when CI=true.

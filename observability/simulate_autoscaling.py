@@ -262,7 +262,10 @@ RECOMMENDED = Policy(threshold=20, activation_threshold=0, min_replicas=1, max_r
 
 def variants(policy: Policy) -> list[tuple[str, Policy]]:
     """The chart's policy and the alternatives the docs compare it with."""
-    out = [("chart defaults", policy)]
+    # the legend names the values, so a stale image shows itself (it once said "chart defaults" while
+    # drawing values the chart had since changed)
+    out = [(f"chart defaults (threshold {policy.threshold:g}, min {policy.min_replicas}, "
+            f"max {policy.max_replicas})", policy)]
     if RECOMMENDED != policy:
         out.append(("recommended (threshold 20, min 1)", RECOMMENDED))
     for threshold in (5, 20, 50, 200):

@@ -72,3 +72,19 @@ def load(tmp_path):
         return load_dataset(path, **kw)
 
     return _load
+
+
+@pytest.fixture
+def inproc(tmp_path, monkeypatch, capsys):
+    """Run `jobqueue ...` in this process (same parser and code, without a Python start each time)."""
+    from jobqueue.cli import main
+
+    monkeypatch.setenv("DATA_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.delenv("DATA_PATH", raising=False)
+
+    def run(*args):
+        code = main([str(a) for a in args])
+        out = capsys.readouterr()
+        return code, out.out, out.err
+
+    return run

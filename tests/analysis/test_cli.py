@@ -13,32 +13,7 @@ import pytest
 from devstack.paths import REPO_ROOT, SAMPLE
 
 from .expected import FIXTURES
-
-JOBQUEUE = Path(sys.executable).parent / "jobqueue"
-
-
-def jq(*args, cwd=REPO_ROOT, env=None):
-    full_env = {**os.environ, **(env or {})}
-    full_env.pop("DATA_PATH", None) if env is None else None
-    return subprocess.run([str(JOBQUEUE), *map(str, args)], capture_output=True, text=True, cwd=cwd,
-                          env=full_env, timeout=120)
-
-
-@pytest.fixture
-def inproc(tmp_path, monkeypatch, capsys):
-    """Run `jobqueue ...` in this process (same parser and code, without a Python start each time)."""
-    from jobqueue.cli import main
-
-    monkeypatch.setenv("DATA_CACHE_DIR", str(tmp_path / "cache"))
-    monkeypatch.delenv("DATA_PATH", raising=False)
-
-    def run(*args):
-        code = main([str(a) for a in args])
-        out = capsys.readouterr()
-        return code, out.out, out.err
-
-    return run
-
+from .support import JOBQUEUE, jq
 
 def test_analyze_prints_json_and_exits_0(tmp_path):
     r = jq("analyze", "top_locations", "n=2", "--data", FIXTURES / "portal10.csv", env={"DATA_CACHE_DIR": str(tmp_path)})

@@ -12,7 +12,7 @@ import pytest
 from atx_analysis.fetch import EXPORT_PATH, SODA_PATH, FetchError, fetch
 
 from .expected import FIXTURES
-from .test_cli import inproc, jq  # noqa: F401  (fixture)
+from .support import jq
 
 SODA_RECORDS = json.loads((FIXTURES / "soda.json").read_text())
 
@@ -26,8 +26,10 @@ class PortalStub(BaseHTTPRequestHandler):
     def do_GET(self):
         self.requests_seen.append(self.path)
         url = urlparse(self.path)
-        if self.path == EXPORT_PATH:
+        if self.path in (EXPORT_PATH, "/mirror/rows.csv"):
             body, ctype = (FIXTURES / "portal10.csv").read_bytes(), "text/csv"
+        elif self.path == "/broken.csv":
+            body, ctype = b"this,is\nnot,traffic data\n", "text/csv"
         elif url.path == SODA_PATH:
             q = parse_qs(url.query)
             limit, offset = int(q["$limit"][0]), int(q["$offset"][0])
@@ -84,3 +86,39 @@ def test_fetch_failure_leaves_no_file(tmp_path, inproc):
     assert not target.exists() and not list(tmp_path.iterdir())
     code, _, err = inproc("data", "fetch", "--base-url", "http://127.0.0.1:9", "--timeout", 2, "--output", target)
     assert code == 3 and "download" in err   # exit 3: service unreachable
+
+
+def test_fetch_cli_checks_a_download_before_it_replaces_the_file(portal, tmp_path, inproc):
+    """What the chart's loader relies on: a wrong download never reaches the workers' file."""
+    target = tmp_path / "d.csv"
+    target.write_bytes((FIXTURES / "portal10.csv").read_bytes())
+    before = target.read_bytes()
+    code, _, err = inproc("data", "fetch", "--url", f"{portal}/broken.csv", "--output", target)
+    assert code == 2 and "not a usable dataset" in err and "left as it was" in err
+    assert target.read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".part")] == []
+
+
+def test_fetch_cli_url_from_and_keep_existing(portal, tmp_path, inproc):
+    mirrored = tmp_path / "mirror.csv"
+    code, out, err = inproc("data", "fetch", "--url", f"{portal}/mirror/rows.csv", "--output", mirrored)
+    assert code == 0, err
+    assert mirrored.read_bytes() == (FIXTURES / "portal10.csv").read_bytes()
+    assert PortalStub.requests_seen == ["/mirror/rows.csv"]
+    assert mirrored.stat().st_mode & 0o777 == 0o644  # readable by pods that run as another user
+
+    copied = tmp_path / "copied.csv"
+    code, out, err = inproc("data", "fetch", "--from", FIXTURES / "portal10.csv", "--output", copied)
+    assert code == 0, err
+    assert copied.read_bytes() == (FIXTURES / "portal10.csv").read_bytes() and json.loads(out)["rows"] == 8
+
+    copied.write_text("edited by hand\n")
+    code, out, err = inproc("data", "fetch", "--url", f"{portal}/mirror/rows.csv", "--output", copied,
+                            "--keep-existing")
+    assert code == 0 and json.loads(out)["kept"] is True
+    assert copied.read_text() == "edited by hand\n" and len(PortalStub.requests_seen) == 1
+
+    code, _, err = inproc("data", "fetch", "--source", "soda", "--url", portal, "--output", tmp_path / "s.json")
+    assert code == 2 and "--url" in err
+    code, _, err = inproc("data", "fetch", "--from", tmp_path / "nope.csv", "--output", tmp_path / "n.csv")
+    assert code == 2 and "no such file" in err

@@ -34,7 +34,10 @@ def stack(tmp_path_factory):
            "WEB_CONCURRENCY": "2", "DATA_PATH": str(SAMPLE), "DIAGNOSTIC_OPERATIONS": "1",
            "WORKER_METRICS_PORT": "0", "PROMETHEUS_MULTIPROC_DIR": str(tmp / "metrics"), "LOG_LEVEL": "WARNING"}
     api = spawn([str(BIN / "jobqueue-api")], env, tmp / "api.log")
-    worker = spawn([str(BIN / "jobqueue-worker")], env, tmp / "worker.log")
+    # its own metrics dir, as in a deployment (separate pods): both processes wipe theirs at start
+    (tmp / "worker-metrics").mkdir()
+    worker = spawn([str(BIN / "jobqueue-worker")], {**env, "PROMETHEUS_MULTIPROC_DIR": str(tmp / "worker-metrics")},
+                   tmp / "worker.log")
     base = f"http://127.0.0.1:{port}"
     try:
         wait_http(base + "/healthz", api)

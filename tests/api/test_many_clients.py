@@ -291,3 +291,92 @@ def test_random_methods_and_paths_leave_metrics_bounded(stack):
     print(f"\n3,000 random-method/random-path requests {dict(sorted(statuses.items()))}: "
           f"/metrics {len(before)} -> {len(after)} series")
     assert len(after - before) <= 5, sorted(after - before)[:40]
+
+
+def _raw(port: int, data: bytes, shut: bool = False, timeout: float = CLIENT_TIMEOUT + 5) -> bytes:
+    """Send bytes as they are; return what the server answers before it closes."""
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
+        sock.sendall(data)
+        if shut:
+            sock.shutdown(socket.SHUT_WR)
+        out = b""
+        try:
+            while chunk := sock.recv(65536):
+                out += chunk
+                if b"\r\n\r\n" in out and out.rstrip().endswith(b"}"):
+                    break
+        except (TimeoutError, ConnectionResetError):
+            pass
+        return out
+
+
+def test_malformed_chunked_bodies_are_client_errors_not_500s(stack):
+    """Issue 14 item 7 (review L1): a bad chunk size was a logged 500, a truncated chunked body a
+    500 with a traceback (both fed the 5xx-ratio alert)."""
+    port, _ = stack
+    head = (b"POST /submit HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+            b"Transfer-Encoding: chunked\r\n")
+    bad_size = _raw(port, head + b"Connection: close\r\n\r\nzz\r\n{}\r\n0\r\n\r\n")
+    assert bad_size.startswith(b"HTTP/1.1 400") and b'"invalid_body"' in bad_size, bad_size[:300]
+    for _ in range(5):  # cut short: the client leaves half way through a chunk
+        _raw(port, head + b"\r\n10\r\n{\"operation\"", shut=True)
+    huge = _raw(port, head + b"\r\nffffffffffffffff\r\n{\"operation\"")
+    assert huge.startswith((b"HTTP/1.1 408", b"HTTP/1.1 400")) or huge == b"", huge[:300]
+    status, body, _ = _request(port, "GET", "/metrics")
+    errors = sum(metric_sum(body.decode(), "jobqueue_http_requests_total", {"status": code})
+                 for code in ("500", "502", "503", "504"))
+    print(f"\nbad chunk size -> {bad_size.split(b' ', 2)[1].decode()}; 5 truncated bodies, huge chunk -> "
+          f"{huge.split(b' ', 2)[1].decode() if huge else 'closed'}; 5xx counted: {errors:g}")
+    assert errors == 0
+
+
+def test_synchronous_plots_are_capped_and_cached(stack):
+    """Issue 14 item 6: 32 concurrent uncached sync plots took p50 24 s and +240 MB per process.
+    Now at most SYNC_PLOTS_PER_PROCESS (2) render per process; the rest get 503 + Retry-After at
+    once, and a repeat of a drawn plot is served from the cache."""
+    import threading
+
+    port, _ = stack
+    barrier = threading.Barrier(16)
+    results: list[tuple[int, bytes, float, str]] = []
+
+    def one(n: int) -> None:
+        barrier.wait()
+        started = time.perf_counter()
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+        try:
+            conn.request("GET", f"/analysis/plot_top_locations?n={n}", headers={"Connection": "close"})
+            response = conn.getresponse()
+            body = response.read()
+            results.append((response.status, body, time.perf_counter() - started,
+                            response.getheader("Retry-After") or ""))
+        except Exception as exc:  # noqa: BLE001 - reported by the assertion below
+            results.append((0, repr(exc).encode(), time.perf_counter() - started, ""))
+        finally:
+            conn.close()
+
+    threads = [threading.Thread(target=one, args=(35 + i,)) for i in range(16)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(90)
+    drawn = [r for r in results if r[0] == 200]
+    refused = [r for r in results if r[0] == 503]
+    print(f"\n16 concurrent uncached sync plots: {len(drawn)} drawn (slowest {max(r[2] for r in drawn):.2f} s), "
+          f"{len(refused)} refused with 503 (slowest {max((r[2] for r in refused), default=0) * 1000:.0f} ms)")
+    assert len(results) == 16 and len(drawn) + len(refused) == 16, [r for r in results if r[0] not in (200, 503)]
+    assert drawn and all(r[1].startswith(b"\x89PNG") for r in drawn)
+    assert refused and all(r[3] == "2" and b'"plots_busy"' in r[1] for r in refused)
+    assert len(drawn) <= 2 * 2 + 4  # 2 processes x 2 slots, plus renders that ended before others began
+
+    hits = 0
+    for _ in range(6):  # a fresh connection each time reaches either process; each caches its own
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+        conn.request("GET", "/analysis/plot_top_locations?n=50", headers={"Connection": "close"})
+        response = conn.getresponse()
+        assert response.status in (200, 503)
+        response.read()
+        hits += response.getheader("X-Plot-Cache") == "hit"
+        conn.close()
+    print(f"6 repeats of one plot: {hits} cache hits")
+    assert hits >= 3

@@ -188,6 +188,7 @@ def test_a_batch_starts_in_one_call_and_records_in_one_call_that_claims_the_next
     answers = d.start_many("w1", [Start(_job(harness, i, status="in-progress")) for i, _ in claimed])
     assert [a.state for a in answers] == [Started.OK] * 3
     assert {harness.store.get(i).status for i in ids[:3]} == {JobStatus.IN_PROGRESS}
+    assert harness.queue_client.hget(keys.WORKERS_BUSY, "w1") == ids[0]   # the one it runs first
     records = [Finish(_job(harness, ids[0], status="complete", result={"slept": 0})),
                Retry(_job(harness, ids[1], status="submitted"), 0.0),
                Finish(_job(harness, ids[2], status="failed", error="x"))]

@@ -117,10 +117,13 @@ class LocalPod:
                         key=lambda kv: -len(kv[0]))
         mounts.append((IMAGE_APP_DATA.rstrip("/"), REPO_ROOT / "data"))
 
+        # one pass over all mounts (longest first): a path made local is never rewritten again
+        # (the data volume's local directory lies under /tmp, itself a mount)
+        local_of = {mount: str(local) for mount, local in mounts}
+        pattern = re.compile("(" + "|".join(re.escape(mount) for mount, _ in mounts) + r")(?=/|\s|$|\")")
+
         def local_paths(arg: str) -> str:
-            for mount, local in mounts:
-                arg = re.sub(re.escape(mount) + r"(?=/|\s|$|\")", str(local), arg)
-            return arg
+            return pattern.sub(lambda m: local_of[m.group(1)], arg)
 
         argv = [local_paths(a) for a in list(container["command"]) + list(container.get("args", []))]
         local = VENV_BIN / argv[0]

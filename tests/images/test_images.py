@@ -132,6 +132,20 @@ def test_worker_image_has_no_web_stack(api_image, worker_image):
         python_in(mounted, "import jobqueue, atx_analysis, pandas, pyarrow, redis, hotqueue")
 
 
+def test_images_drop_what_no_process_imports_and_keep_what_they_do(image):
+    """Test suites, pyarrow's headers and Flight are gone (Dockerfile); the modules the API and the
+    worker load (CSV, Parquet, compute, the parsed-data cache, plots) still import."""
+    _, mounted = image
+    probe = ("import importlib.util as u, pandas, pyarrow.csv, pyarrow.parquet, pyarrow.compute, pyarrow.fs, "
+             "pyarrow.ipc, matplotlib.pyplot; "
+             "print(*(m for m in ('pandas.tests', 'numpy.tests', 'pyarrow.tests', 'matplotlib.tests', "
+             "'pyarrow.flight') if u.find_spec(m)))")
+    assert python_in(mounted, probe).split() == []
+    site = next((mounted.root / "opt" / "venv" / "lib").glob("python3*/site-packages"))
+    assert not (site / "pyarrow" / "include").exists()
+    assert not list((site / "pyarrow").glob("libarrow_flight*"))
+
+
 def test_root_filesystem_is_read_only_and_tmp_writable(image):
     _, mounted = image
     done = mounted.run(["sh", "-c", "touch /app/probe 2>&1; touch /tmp/probe && echo tmp-ok"])

@@ -59,10 +59,17 @@ def test_dockerfile_command_is_the_packages_console_script(service):
     assert script in project["scripts"]
 
 
-def test_worker_package_depends_on_core_only():
+def test_worker_package_depends_on_core_and_analysis_only():
     """The worker image installs exactly this; a web framework here would land in it."""
     project = tomllib.loads((REPO_ROOT / "services/worker/pyproject.toml").read_text())["project"]
-    assert project["dependencies"] == ["atx-jobqueue-core"]
+    assert sorted(project["dependencies"]) == ["atx-analysis", "atx-jobqueue-core"]
+
+
+def test_core_needs_the_analysis_stack_only_as_an_extra():
+    """`pip install atx-jobqueue-core` is the client; pandas & co. come with the services' own dependencies."""
+    project = tomllib.loads((REPO_ROOT / "shared/core/pyproject.toml").read_text())["project"]
+    assert "atx-analysis" not in project["dependencies"]
+    assert project["optional-dependencies"]["analysis"] == ["atx-analysis"]
 
 
 def test_dockerignore_keeps_local_state_out():

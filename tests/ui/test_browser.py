@@ -55,6 +55,16 @@ def stack(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
+def idle_stack(tmp_path_factory):
+    """The API with no worker: jobs stay queued (a busy worker may already hold the next jobs, as it
+    claims in batches, so only an idle queue makes "cancel a queued job" deterministic)."""
+    _stack_or_skip()
+    with running_stack(tmp_path_factory.mktemp("ui-idle")) as s:
+        s.start_api(web_concurrency=1)
+        yield s
+
+
+@pytest.fixture(scope="module")
 def token_stack(tmp_path_factory):
     _stack_or_skip()
     with running_stack(tmp_path_factory.mktemp("ui-token"), API_TOKEN=TOKEN) as s:
@@ -70,7 +80,8 @@ def page(browser):
     pg.on("pageerror", lambda e: pg.problems.append(f"pageerror: {e}"))
     pg.on("console", lambda m: pg.problems.append(f"console {m.type}: {m.text}")
           if m.type == "error" and "Content Security Policy" in m.text else None)
-    pg.on("dialog", lambda d: (pg.problems.append(f"dialog: {d.message}"), d.dismiss()))
+    pg.dialog_guard = lambda d: (pg.problems.append(f"dialog: {d.message}"), d.dismiss())
+    pg.on("dialog", pg.dialog_guard)
     yield pg
     context.close()
 
@@ -196,23 +207,51 @@ def test_overview_and_jobs_table_update_live(page, stack):
     row = page.locator("#jobs tr", has=page.locator(f'a[href$="{job_id}"]'))
     expect(row).to_contain_text("complete", timeout=FINAL_TIMEOUT)  # appeared and finished, no reload
     assert page.evaluate("window.__still_same_page") is True
+    screenshot(page, "ui-jobs")
     page.select_option("#f-operation", "incidents_by_hour")
     page.wait_for_url(re.compile(r"operation=incidents_by_hour"))
     expect(page.locator("#jobs")).to_contain_text("incidents_by_hour")
     assert "top_locations" not in page.locator("#jobs").text_content()
-    screenshot(page, "ui-jobs")
     assert page.problems == []
 
 
-def test_cancel_a_queued_job(page, stack):
+def test_jobs_table_pages_by_cursor(page, stack):
     expect = _expect()
-    _api_submit(stack.url, "sleep", {"seconds": 4})      # keeps the only worker busy
-    waiting = _api_submit(stack.url, "sleep", {"seconds": 0})
-    page.goto(f"{stack.url}/ui/jobs/{waiting}")
+    for _ in range(60):
+        _api_submit(stack.url, "sleep", {"seconds": 0})
+    page.goto(f"{stack.url}/ui/jobs")
+    expect(page.locator("#page-info")).to_contain_text("Page 1", timeout=FINAL_TIMEOUT)
+    live = page.locator("#live")
+    live.uncheck()  # a still page to compare
+    first = page.locator("#jobs a").all_text_contents()
+    assert len(first) == 25
+    page.click("#older")
+    expect(page.locator("#page-info")).to_contain_text("Page 2")
+    second = page.locator("#jobs a").all_text_contents()
+    assert len(second) == 25 and not set(first) & set(second)
+    page.click("#newer")
+    expect(page.locator("#page-info")).to_contain_text("Page 1")
+    assert page.locator("#jobs a").all_text_contents() == first
+    assert page.problems == []
+
+
+def test_cancel_a_queued_job(page, idle_stack):
+    expect = _expect()
+    url = idle_stack.url
+    waiting = _api_submit(url, "sleep", {"seconds": 0})
+    page.goto(f"{url}/ui/")
+    expect(page.locator("#stalled")).to_be_visible(timeout=FINAL_TIMEOUT)  # waiting, no worker alive
+    page.goto(f"{url}/ui/jobs/{waiting}")
     expect(page.locator("#a-cancel")).to_be_visible(timeout=FINAL_TIMEOUT)
     page.click("#a-cancel")
     expect(page.locator("#j-status")).to_have_text("cancelled", timeout=FINAL_TIMEOUT)
-    assert requests.get(f"{stack.url}/jobs/{waiting}", timeout=10).json()["status"] == "cancelled"
+    assert requests.get(f"{url}/jobs/{waiting}", timeout=10).json()["status"] == "cancelled"
+    expect(page.locator("#a-delete")).to_be_visible()
+    page.remove_listener("dialog", page.dialog_guard)  # the page asks before deleting: say yes
+    page.once("dialog", lambda d: d.accept())
+    page.click("#a-delete")
+    page.wait_for_url(re.compile(r"/ui/jobs$"))
+    assert requests.get(f"{url}/jobs/{waiting}", timeout=10).status_code == 404
     assert page.problems == []
 
 
@@ -232,11 +271,11 @@ def test_page_works_under_an_ingress_prefix_and_under_script_name(page, stack):
     other = Stack(stack.workdir.parent / "script-name", stack.redis, env={"SCRIPT_NAME": "/sn"})
     other.workdir.mkdir(parents=True, exist_ok=True)
     try:
-        other.api_port = 0
-        other.start_api(web_concurrency=1, timeout=60)
+        other.start_api(web_concurrency=1, timeout=0.1)
     except TimeoutError:
-        pass  # /healthz is under /sn: checked below instead
+        pass  # it answers only under /sn (gunicorn refuses other paths): wait there instead
     try:
+        other.wait_api(60, path="/sn/healthz")
         base = f"http://127.0.0.1:{other.api_port}/sn"
         page.goto(f"{base}/ui/submit?operation=sleep")
         _fill_and_submit(page, {"seconds": "0"})
@@ -250,6 +289,7 @@ def test_page_works_under_an_ingress_prefix_and_under_script_name(page, stack):
 def test_login_with_the_token(page, token_stack):
     expect = _expect()
     url = token_stack.url
+    _api_submit(url, "sleep", {"seconds": 0}, token=TOKEN)  # waits: this stack has no worker
     page.goto(f"{url}/ui/jobs")
     expect(page.locator("#login-form")).to_be_visible()
     assert page.locator("nav").count() == 0 and page.locator("#jobs-table").count() == 0
@@ -263,6 +303,10 @@ def test_login_with_the_token(page, token_stack):
     cookie = next(c for c in page.context.cookies() if c["name"] == "jobqueue_token")
     assert cookie["httpOnly"] is True and cookie["sameSite"] == "Strict"
     assert TOKEN not in page.evaluate("document.cookie")
+    page.goto(f"{url}/ui/")
+    expect(page.locator("#stalled")).to_be_visible(timeout=FINAL_TIMEOUT)  # jobs wait, no worker alive
+    expect(page.locator("#st-alive")).to_have_text("0")
+    screenshot(page, "ui-overview-stalled")
     # state changes from the page carry the CSRF header: submit, then cancel (no worker here)
     page.goto(f"{url}/ui/submit?operation=sleep")
     _fill_and_submit(page, {"seconds": "0"})

@@ -118,24 +118,27 @@ def test_result_cache_can_be_switched_off(harness):
     assert len(runs) == 2
 
 
-def test_png_results_are_stored_apart_and_cached_copies_too(harness, redis_url):
+def test_png_results_are_stored_apart_and_cache_hits_share_one_copy(harness, redis_url):
     from jobqueue.connections import jobs_redis
     from jobqueue.results import read_result
 
     ops = operations(op("plot", lambda ds: PNG, needs_dataset=True, produces_png=True))
     first = harness.submit("plot")
     drain(harness, ops)
-    second = harness.submit("plot")
-    drain(harness, ops)
     binary = jobs_redis(harness.settings, decode=False)
-    for job_id in (first, second):
+    stored = harness.store.get(first).result_ref
+    binary.expire(stored, 100)                     # as if the first job were days old
+    second, third = harness.submit("plot"), harness.submit("plot")
+    drain(harness, ops)
+    for job_id in (first, second, third):
         job = harness.store.get(job_id)
-        assert job.status == JobStatus.COMPLETE and job.result is None
-        assert job.result_ref == keys.result(job_id) and job.result_type == "image/png"
-        assert binary.get(job.result_ref) == PNG
-        assert read_result(binary, job) == (PNG, "image/png")
-        assert binary.ttl(job.result_ref) > 0
-    assert harness.store.get(second).cached_from == first
+        assert job.status == JobStatus.COMPLETE and job.result is None and job.result_type == "image/png"
+        assert job.result_ref == stored and read_result(binary, job) == (PNG, "image/png")
+    assert harness.store.get(second).cached_from == first and harness.store.get(third).cached_from == first
+    assert binary.ttl(stored) > 100                # each hit extends the one stored copy
+    assert [k for k in binary.scan_iter(match=b"result*") if not k.startswith(b"result-cache:")] == [stored.encode()]
+    harness.store.delete(first)                    # deleting one job leaves the others' result
+    assert read_result(binary, harness.store.get(second)) == (PNG, "image/png")
 
 
 def test_large_json_results_are_stored_apart(harness):

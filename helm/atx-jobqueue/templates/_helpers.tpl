@@ -254,7 +254,7 @@ affinity:
 
 {{/*
 Init container of the pods that read the data volume. In the API pod (.load true, loader enabled)
-it fills the volume: the loader script copies the image's sample or downloads the portal export,
+it fills the volume: `jobqueue data fetch` copies the image's sample or downloads the portal export,
 and keeps a dataset already there. It runs inside the pod that mounts the volume, so it needs no
 object Helm has not created yet (a pre-install hook would: the ServiceAccount, the PVC) and it
 attaches the volume on the node the co-location rule chose (no Multi-Attach). Workers (and an API
@@ -268,26 +268,32 @@ initContainers:
   - name: load-data
     image: {{ .image | quote }}
     imagePullPolicy: {{ $v.image.pullPolicy }}
-    # coreutils timeout: the load ends (and the pod restarts it) within activeDeadlineSeconds
+    # The project's own `jobqueue data fetch`: copies the image's sample or downloads loader.url,
+    # checks that the file loads before it replaces the dataset, and keeps one already there
+    # unless force. coreutils timeout ends it (and the pod restarts it) within activeDeadlineSeconds.
     command:
       - timeout
       - {{ $v.data.loader.activeDeadlineSeconds | quote }}
-      - python
-      - -c
-      - {{ .ctx.Files.Get "files/scripts/load_data.py" | quote }}
+      - jobqueue
+      - data
+      - fetch
+      - --output
+      - {{ include "atx-jobqueue.data.path" .ctx | quote }}
+      {{- if eq $v.data.loader.source "url" }}
+      - --url
+      - {{ $v.data.loader.url | quote }}
+      {{- else }}
+      - --from
+      - {{ $v.data.imageSamplePath | quote }}
+      {{- end }}
+      {{- if not $v.data.loader.force }}
+      - --keep-existing
+      {{- end }}
     env:
       - name: DATA_PATH
         value: {{ include "atx-jobqueue.data.path" .ctx | quote }}
       - name: DATA_CACHE_DIR
         value: /tmp/cache
-      - name: LOADER_SOURCE
-        value: {{ $v.data.loader.source | quote }}
-      - name: LOADER_SAMPLE_PATH
-        value: {{ $v.data.imageSamplePath | quote }}
-      - name: LOADER_URL
-        value: {{ $v.data.loader.url | quote }}
-      - name: LOADER_FORCE
-        value: {{ ternary "1" "0" $v.data.loader.force | quote }}
       {{- include "atx-jobqueue.extraEnv" .ctx | trim | nindent 6 }}
     resources:
       {{- toYaml $v.data.loader.resources | nindent 6 }}

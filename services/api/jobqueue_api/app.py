@@ -68,6 +68,7 @@ def create_app(settings: Settings | None = None, *, dataset: Any = None, load_da
     elif load_data:
         load_dataset_into(state.data, settings.data_path, **settings.data_options())
     state.waiter = DoneWaiter(state.store, settings.max_waiters)
+    state.plot_gate = analysis.PlotGate(settings.sync_plots_per_process)
     app.extensions["jobqueue"] = state
     app.extensions["jobqueue_queue_collector"] = QueueCollector(settings, state.queue, state.jobs)
     app.extensions["jobqueue_openapi"] = build_spec(state.catalogue, settings, _version())

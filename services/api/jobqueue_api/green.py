@@ -23,6 +23,13 @@ def patch() -> None:
     """Monkey-patch the standard library for gevent. Must run before redis, flask or
     prometheus_client are imported (``jobqueue-api`` calls it first), so the app the gunicorn
     master preloads is built on patched sockets and locks."""
+    try:
+        # Before patching: matplotlib's Figure has one class-wide render lock, made at import. Plots
+        # are drawn on native threads (offload); a gevent lock shared by two native threads hangs
+        # both (seen: two concurrent sync plots never returned), a native lock does not.
+        import matplotlib.figure  # noqa: F401
+    except ImportError:  # pragma: no cover - the analysis package always brings matplotlib
+        pass
     from gevent import monkey
 
     monkey.patch_all()

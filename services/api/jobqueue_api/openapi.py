@@ -16,6 +16,10 @@ from jobqueue.settings import Settings
 
 from .routes.jobs import MAX_OFFSET, MAX_PAGE_SIZE
 
+# A page cursor is "<score>_<job id>" (JobStore._encode_cursor): the spec says so, so a client
+# (or a fuzzer) that sends any other string is told in advance that it gets a 400.
+CURSOR_PATTERN = r"^[0-9]{1,17}(\.[0-9]{1,17})?_" + JOB_ID_RE.pattern.strip("^$") + "$"
+
 JSON = "application/json"
 
 
@@ -182,7 +186,7 @@ def build_spec(catalogue: Registry, settings: Settings, version: str) -> dict[st
                         {"name": "status", "in": "query", "schema": {"type": "string", "enum": [s.value for s in JobStatus]}},
                         {"name": "operation", "in": "query", "schema": {"type": "string", "minLength": 1}},
                         {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": MAX_PAGE_SIZE, "default": 20}},
-                        {"name": "cursor", "in": "query", "schema": {"type": "string", "minLength": 1, "maxLength": 80},
+                        {"name": "cursor", "in": "query", "schema": {"type": "string", "pattern": CURSOR_PATTERN},
                          "description": "the previous page's next_cursor (then offset is ignored)"},
                         {"name": "offset", "in": "query", "schema": {"type": "integer", "minimum": 0, "maximum": MAX_OFFSET, "default": 0}}],
                     "responses": {"200": _json(_ref("JobList"), "a page of jobs"),

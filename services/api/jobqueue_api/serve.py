@@ -117,12 +117,8 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from .green import patch
-
-    patch()  # first: everything imported from here on gets gevent's sockets and locks
-
     _parse_args(argv)   # --help and --version answer and exit before anything starts
-    from jobqueue.settings import SettingsError, load_settings
+    from jobqueue.settings import SettingsError, load_settings  # plain parsing: no sockets, no locks
 
     try:
         settings = load_settings()
@@ -130,6 +126,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"jobqueue-api: configuration error: {exc}", file=sys.stderr)
         return 2
     prepare_multiprocess_dir()
+
+    from .green import patch
+
+    patch()  # before redis, flask, prometheus_client: they all get gevent's sockets and locks
 
     from gunicorn.app.base import BaseApplication
 

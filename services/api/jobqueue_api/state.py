@@ -48,6 +48,7 @@ class ApiState:
     delivery: Delivery
     data: DatasetSlot = field(default_factory=DatasetSlot)
     waiter: Any = None      # jobqueue_api.waiting.DoneWaiter, started lazily after fork
+    plot_gate: Any = None   # jobqueue_api.routes.analysis.PlotGate: sync plot cap and PNG cache
 
 
 # Redis connections per client per API process: under gevent hundreds of requests run at once

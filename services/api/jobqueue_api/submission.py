@@ -60,8 +60,11 @@ def parse_body(raw: bytes) -> dict[str, Any]:
     return body
 
 
-def validate_submission(body: dict[str, Any], catalogue: Registry) -> tuple[Operation, dict[str, Any]]:
-    """Check the body against the catalogue; return the operation and its coerced parameters."""
+def validate_submission(body: dict[str, Any], catalogue: Registry,
+                        dataset: Any = None) -> tuple[Operation, dict[str, Any]]:
+    """Check the body against the catalogue, and the parameters against the operation's own rules
+    (with the API's copy of the data when loaded, so defaults count as the worker will see them):
+    whatever the worker would refuse is a 400 here. Return the operation and its parameters."""
     unknown = sorted(set(body) - set(ALLOWED_FIELDS))
     if unknown:
         raise ApiError(400, "unknown_field", f"unknown field '{unknown[0]}'; the body takes "
@@ -75,8 +78,22 @@ def validate_submission(body: dict[str, Any], catalogue: Registry) -> tuple[Oper
         raise ApiError(400, "unknown_operation", str(exc), operations=exc.known) from None
     try:
         params = op.validate(body.get("params"))
+        for name, value in params.items():
+            if isinstance(value, str) and not _is_text(value):
+                raise ParamError(name, f"'{name}' contains a lone surrogate (a \\ud800-\\udfff escape), "
+                                       "which is not text")
+        op.check_params(dataset, params)
     except ParamError as exc:
         extra = {"param": exc.param} if exc.param else {}
         raise ApiError(400, "invalid_params" if exc.param is None else "invalid_param", exc.message,
                        **extra) from None
     return op, params
+
+
+def _is_text(value: str) -> bool:
+    """False for strings JSON can carry but UTF-8 cannot (lone surrogates such as "\\ud800")."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True

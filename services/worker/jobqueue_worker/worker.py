@@ -24,7 +24,6 @@ from typing import Any, Callable, TypeVar
 import redis
 from atx_analysis.registry import Registry
 
-from jobqueue import keys
 from jobqueue.connections import describe, is_transient, jobs_redis, queue_redis, write_refusal
 from jobqueue.delivery import Delivery, Finish, Record, Recorded, Retry, Start, StartAnswer, Started
 from jobqueue.errors import PermanentError, failure_message
@@ -59,7 +58,7 @@ class Claimed:
     id: str
     doc: str                       # JSON as claimed ('' when the document is gone)
     job: Job | None = None         # the in-progress job, from ``doc``
-    cache_key: str = ""
+    fingerprint: str = ""          # of the request, when its result may come from the cache
     started: float = 0.0           # perf_counter at start (batch sizing)
     unreadable: bool = False       # ``doc`` did not parse: record it failed, run nothing
     outcome: str = "?"             # complete | cached | failed | retried | interrupted
@@ -194,15 +193,16 @@ class Worker:
     def _process(self, batch: list[Claimed]) -> None:
         """Run a claimed batch with two round trips whatever its size: one starts every job, one
         records their outcomes and claims the next batch. Outcomes wait at most FLUSH_SECONDS to be
-        recorded together (a slow job is recorded at once: its batch is one job). When stopping,
-        started jobs not yet run go back to the front of the queue, their attempt not counted."""
+        recorded together (a slow job is recorded at once: its batch is one job). When stopping, the
+        job in hand (the first) finishes; the others, started but not run, go back to the front of
+        the queue, their attempt not counted."""
         starts = [self._prepare_start(item) for item in batch]
         # a start that fails is not retried here: the work loop gives the batch back
         answers = self.delivery.start_many(self.id, starts)
         waiting: list[tuple[Claimed, Record]] = []
         oldest = 0.0
         for index, (item, answer) in enumerate(zip(batch, answers)):
-            if self.stopping:
+            if self.stopping and index > 0:   # the first is the job in hand: it still runs
                 unrun = [c for c, a in zip(batch[index:], answers[index:])
                          if a.state in (Started.OK, Started.CACHED) and not c.unreadable]
                 # each goes back to the front of the queue: reversed keeps their order
@@ -259,10 +259,10 @@ class Worker:
         job.worker = self.id
         item.job = job
         if self.settings.result_cache and not item.unreadable:
-            item.cache_key = self._cache_key(job)
-        return Start(job, item.cache_key)
+            item.fingerprint = self._fingerprint(job)
+        return Start(job, item.fingerprint)
 
-    def _cache_key(self, job: Job) -> str:
+    def _fingerprint(self, job: Job) -> str:
         """Only deterministic dataset operations are cached (never ``sleep``)."""
         try:
             op = self.catalogue.get(job.operation)
@@ -273,8 +273,7 @@ class Worker:
         except Exception:   # unknown op / bad params / no data: the run reports it
             return ""
         job.dataset = self.data.identity
-        fp = request_fingerprint(job.operation, params, job.dataset)
-        return keys.result_cache(fp) if fp else ""
+        return request_fingerprint(job.operation, params, job.dataset) or ""
 
     def _run(self, item: Claimed, answer: StartAnswer) -> Record | None:
         """Decide what to do with a started job, do it, and return how to record it (None: not ours)."""
@@ -345,7 +344,7 @@ class Worker:
         job.result = placed.inline
         job.result_type = placed.result_type
         item.outcome, item.elapsed = "complete", elapsed
-        return Finish(job, blob=placed.blob, cache_key=item.cache_key)
+        return Finish(job, blob=placed.blob, fingerprint=item.fingerprint)
 
     def _answer_from_cache(self, item: Claimed, source: Job) -> Finish:
         job = item.job
@@ -357,7 +356,7 @@ class Worker:
         job.cached_from = source.cached_from or source.id
         job.dataset = source.dataset
         item.outcome = "cached"
-        return Finish(job, copy_from=source.result_ref or "")
+        return Finish(job, shares=source.result_ref or "", fingerprint=item.fingerprint)
 
     def _fail(self, item: Claimed, message: str, elapsed: float | None = None,
               exc_info: BaseException | bool = False) -> Finish:

@@ -139,25 +139,39 @@ def cmd_generate(args: argparse.Namespace) -> int:
 def cmd_fetch(args: argparse.Namespace) -> int:
     from .dataset import load_dataset
     from .errors import DataFormatError
-    from .fetch import FetchError, fetch
+    from .fetch import FetchError, copy, fetch
 
     prog = "jobqueue data fetch"
+    if args.url and args.source != "export":
+        return _fail(prog, "--url replaces the export source's address; it does not go with --source soda",
+                     Exit.USAGE)
     output = args.output or ("data/full/traffic_incidents.csv" if args.source == "export"
                              else "data/full/traffic_incidents.json")
+    if args.keep_existing and os.path.isfile(output) and os.path.getsize(output) > 0:
+        print(json.dumps({"output": output, "kept": True, "bytes": os.path.getsize(output)}))
+        return 0
+    loaded: dict[str, dict] = {}
+
+    def usable(path: Path) -> None:  # before it replaces the output: a bad file never lands there
+        loaded["info"] = load_dataset(path, **_load_options(args)).info()
+
+    origin = args.copy_from or args.url or args.base_url
     show = _Progress("bytes" if args.source == "export" else "records") if sys.stderr.isatty() else None
     try:
-        path = fetch(output, source=args.source, base_url=args.base_url, page_size=args.page_size,
-                     timeout=args.timeout, app_token=os.environ.get("SODA_APP_TOKEN") or None, progress=show)
-    except FetchError as exc:
-        return _fail(prog, str(exc), Exit.UNAVAILABLE)
+        if args.copy_from:
+            copy(args.copy_from, output, check=usable)
+        else:
+            fetch(output, source=args.source, base_url=args.base_url, page_size=args.page_size,
+                  timeout=args.timeout, app_token=os.environ.get("SODA_APP_TOKEN") or None, url=args.url,
+                  check=usable, progress=show)
+    except FetchError as exc:  # a local --from file that is not there is bad input; a download, unreachable
+        return _fail(prog, str(exc), Exit.USAGE if args.copy_from else Exit.UNAVAILABLE)
+    except DataFormatError as exc:
+        return _fail(prog, f"{origin} is not a usable dataset ({exc}); {output} left as it was", Exit.USAGE)
     finally:
         if show:
             show.done()
-    try:
-        info = load_dataset(path, **_load_options(args)).info()
-    except DataFormatError as exc:
-        return _fail(prog, f"downloaded {path} but it is not usable: {exc}", Exit.USAGE)
-    print(json.dumps(info))
+    print(json.dumps({**loaded["info"], "output": output}))
     return 0
 
 
@@ -234,6 +248,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--base-url", default=PORTAL, help=f"portal address (default {PORTAL})")
     p.add_argument("--page-size", type=int, default=50_000, help="SODA page size")
     p.add_argument("--timeout", type=float, default=60.0, help="seconds per request")
+    origin = p.add_mutually_exclusive_group()
+    origin.add_argument("--url", help="download this address instead of the portal's export (a mirror)")
+    origin.add_argument("--from", dest="copy_from", metavar="PATH",
+                        help="copy a local file instead of downloading (the chart copies the image's sample)")
+    p.add_argument("--keep-existing", action="store_true",
+                   help="do nothing when --output already holds a non-empty file (the chart's loader: "
+                        "an upgrade keeps the data)")
     p.set_defaults(func=cmd_fetch)
 
     p = dsub.add_parser("info", help="load a data file and print what was recognised (format, rows, bad values)")

@@ -46,6 +46,25 @@ def _range(ds: Dataset, start: str | None, end: str | None, op: str) -> tuple[in
     return first, last
 
 
+def _check_range(ds: Dataset | None, start: str | None = None, end: str | None = None, **_: Any) -> None:
+    """Submit-time form of :func:`_range`: with the data, exactly its rule (defaults from the data);
+    without it, what the given dates alone decide."""
+    if ds is not None and "published" in ds.available:
+        _range(ds, start, end, "")
+        return
+    if start and end:
+        first, last = day_number(start), day_number(end)
+        if last < first:
+            raise ParamError("end", f"'end' ({end}) is before 'start' ({start})")
+        if last - first + 1 > MAX_SERIES_DAYS:
+            raise ParamError("end", f"the range is {last - first + 1} days; at most {MAX_SERIES_DAYS} allowed")
+
+
+def _check_road(ds: Dataset | None, road: str, **_: Any) -> None:
+    if not road.strip():
+        raise ParamError("road", "'road' must not be empty")
+
+
 # --- the tutorial's five -----------------------------------------------------------------------
 
 @REGISTRY.operation(
@@ -96,11 +115,11 @@ def unique_issues(ds: Dataset) -> dict[str, Any]:
           max_length=MAX_ROAD_LENGTH, example="S CONGRESS AVE"),
     description="Number of incidents whose address contains the text (case-insensitive literal substring).",
     result_keys=("count", "road", "addresses"),
+    check=_check_road,
 )
 def incidents_by_road(ds: Dataset, road: str) -> dict[str, Any]:
     ds.require("address", "incidents_by_road")
-    if not road.strip():
-        raise ParamError("road", "'road' must not be empty")
+    _check_road(ds, road)
     count, addresses = ds.index.road_count(road)
     return {"count": count, "road": road, "addresses": addresses}
 
@@ -145,6 +164,7 @@ def incidents_by_weekday(ds: Dataset) -> dict[str, Any]:
     description=f"Incidents per Austin calendar day from start to end inclusive (at most {MAX_SERIES_DAYS} days), "
                 "zeros included.",
     result_keys=("counts", "start", "end", "total"),
+    check=_check_range,
 )
 def daily_counts(ds: Dataset, start: str | None, end: str | None) -> dict[str, Any]:
     ds.require("published", "daily_counts")
@@ -201,6 +221,7 @@ def _source(ds: Dataset) -> str:
           example="2024-06-30"),
     description="PNG: incidents per day with a 7-day (or, over long ranges, 28-day) rolling mean.",
     produces_png=True,
+    check=_check_range,
 )
 def plot_daily_counts(ds: Dataset, start: str | None, end: str | None) -> bytes:
     from .plots import daily_counts_png

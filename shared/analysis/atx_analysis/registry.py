@@ -157,6 +157,15 @@ class Operation:
     result_keys: tuple[str, ...] = ()
     needs_dataset: bool = True
     example: Mapping[str, Any] = field(default_factory=dict)
+    # cross-parameter rules (end before start, range length, blank text): ``check(dataset, **clean)``
+    # raises ParamError; the API runs it at submit so a job never fails on them in the worker.
+    # ``dataset`` may be None (an API without the data): check what the parameters alone decide.
+    check: Callable[..., None] | None = None
+
+    def check_params(self, dataset: Any, clean: Mapping[str, Any]) -> None:
+        """Run the operation-level rules on already validated parameters; raise ParamError."""
+        if self.check is not None:
+            self.check(dataset, **clean)
 
     def validate(self, params: Any) -> dict[str, Any]:
         """Return the complete, coerced parameters (defaults filled in) or raise ParamError."""
@@ -230,12 +239,13 @@ class Registry:
 
     def operation(self, *params: Param, description: str, produces_png: bool = False,
                   result_keys: tuple[str, ...] = (), example: Mapping[str, Any] | None = None,
-                  name: str | None = None) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+                  name: str | None = None,
+                  check: Callable[..., None] | None = None) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
         """Decorator: ``@REGISTRY.operation(Param(...), description=...)`` over ``def op(ds, ...)``."""
 
         def wrap(func: Callable[..., Any]) -> Callable[..., Any]:
             self.add(Operation(name or func.__name__, func, description, tuple(params), produces_png,
-                               result_keys, True, dict(example or {})))
+                               result_keys, True, dict(example or {}), check))
             return func
 
         return wrap

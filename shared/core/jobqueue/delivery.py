@@ -58,21 +58,24 @@ class StartAnswer:
 
 @dataclass(frozen=True)
 class Start:
-    """Mark a claimed job in-progress (``job`` as it should read now); look ``cache_key`` up if set."""
+    """Mark a claimed job in-progress (``job`` as it should read now); with the request's
+    ``fingerprint``, look its result up in the cache."""
 
     job: Job
-    cache_key: str = ""
+    fingerprint: str = ""
 
 
 @dataclass(frozen=True)
 class Finish:
     """Write ``job``'s final document. Its result goes inline in the document, or apart: ``blob``
-    (PNG or large JSON) or a copy of another job's stored result (``copy_from``, a cache hit)."""
+    (PNG or large JSON) stored now, or ``shares`` (a cache hit: the stored result of an identical
+    request, referenced, not copied). With ``fingerprint`` the job becomes its request's cache
+    entry, and a blob is stored once per request rather than per job."""
 
     job: Job
     blob: bytes = b""
-    copy_from: str = ""
-    cache_key: str = ""    # set: this job becomes the cache entry for its request
+    shares: str = ""
+    fingerprint: str = ""
 
 
 @dataclass(frozen=True)
@@ -149,11 +152,13 @@ class Delivery:
         return Recorded(recorded), _start_answer(started)
 
     def start_many(self, worker: str, starts: list[Start]) -> list[StartAnswer]:
-        """Start a claimed batch in one script call: one answer per job, in order."""
+        """Start a claimed batch in one script call: one answer per job, in order. The jobs are
+        started last to first, so ``workers:busy`` names the first, the one the worker runs now."""
         if len(starts) == 1:
             return [self.start(worker, starts[0])]
-        raw = self._run("+".join(["start"] * len(starts)), *[a for s in starts for a in _start_args(worker, s)])
-        return [_start_answer(r) for r in raw]
+        backwards = starts[::-1]
+        raw = self._run("+".join(["start"] * len(starts)), *[a for s in backwards for a in _start_args(worker, s)])
+        return [_start_answer(r) for r in raw[::-1]]
 
     def record_many(self, worker: str, records: list[Record], claim: int = 0) -> tuple[list[Recorded],
                                                                                       list[tuple[str, str]]]:
@@ -241,13 +246,19 @@ def _command(record: Record) -> str:
 def _record_args(worker: str, record: Record) -> list[Any]:
     job = record.job
     if isinstance(record, Finish):
-        job.result_ref = keys.result(job.id) if (record.blob or record.copy_from) else None
-        return [job.id, worker, job.to_json(), record.blob, record.copy_from, record.cache_key]
+        fp = record.fingerprint
+        if record.blob:
+            job.result_ref = keys.result_by_request(fp) if fp else keys.result(job.id)
+        else:
+            job.result_ref = record.shares or None
+        return [job.id, worker, job.to_json(), record.blob, job.result_ref or "",
+                keys.result_cache(fp) if fp else ""]
     return [job.id, worker, job.to_json(), repr(float(record.delay))]
 
 
 def _start_args(worker: str, start: Start) -> list[Any]:
-    return [start.job.id, worker, start.job.to_json(), start.cache_key]
+    return [start.job.id, worker, start.job.to_json(),
+            keys.result_cache(start.fingerprint) if start.fingerprint else ""]
 
 
 def _start_answer(raw: list) -> StartAnswer:

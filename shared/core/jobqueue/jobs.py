@@ -41,7 +41,8 @@ def new_job_id() -> str:
 
 
 def is_valid_job_id(value: str) -> bool:
-    return bool(JOB_ID_RE.match(value))
+    # fullmatch: with match(), the pattern's ``$`` also matches before a final newline ("<uuid>\n")
+    return isinstance(value, str) and JOB_ID_RE.fullmatch(value) is not None
 
 
 @dataclass

@@ -15,6 +15,7 @@ JOB_INDEX = "jobs:by-submitted"          # zset job id -> submitted time (listin
 STATUS_INDEX_PREFIX = "jobs:by-status:"  # zset per status: job id -> submitted time (GET /jobs?status=)
 OPERATION_INDEX_PREFIX = "jobs:by-operation:"  # zset per operation: job id -> submitted time
 RESULT_CACHE_PREFIX = "result-cache:"   # request fingerprint -> id of the job holding the result
+RESULT_BY_REQUEST_PREFIX = "result-by-request:"  # request fingerprint -> stored result shared by its jobs
 JOB_DONE_CHANNEL = "jobs:done"           # pub/sub: "<id>\n<final document>" each time a job becomes final
 WRITE_PROBE = "api:write-probe"          # string, short TTL: readiness checks Redis accepts writes
 
@@ -36,6 +37,12 @@ def status_index(status: str) -> str:
 
 def operation_index(operation: str) -> str:
     return f"{OPERATION_INDEX_PREFIX}{operation}"
+
+
+def result_by_request(fingerprint: str) -> str:
+    """A stored (PNG or large JSON) result of a cacheable request: one copy however many jobs
+    asked for it; each cache hit extends its TTL."""
+    return f"{RESULT_BY_REQUEST_PREFIX}{fingerprint}"
 
 
 def result_cache(fingerprint: str) -> str:

@@ -25,7 +25,7 @@ MAX_OFFSET = 10**9
 def _accept() -> tuple[Job, str]:
     state = current()
     raw = read_body(request, state.settings.max_body_bytes, state.settings.client_timeout_seconds)
-    op, params = validate_submission(parse_body(raw), state.catalogue)
+    op, params = validate_submission(parse_body(raw), state.catalogue, state.data.dataset)
     job = state.delivery.submit(op.name, params)
     SUBMITTED.labels(op.name).inc()
     return job, op.name

@@ -127,8 +127,10 @@
     chart.appendChild(top);
     var zero = svg("text", { x: 2, y: h - pad, class: "tick" }); zero.textContent = "0";
     chart.appendChild(zero);
-    [0, Math.floor(n / 2), n - 1].forEach(function (i) {
-      var t = svg("text", { x: pad + i * bw, y: h - 6, class: "tick" });
+    [[0, "start"], [Math.floor(n / 2), "middle"], [n - 1, "end"]].forEach(function (tick) {
+      var i = tick[0];
+      var t = svg("text", { x: pad + (i + (tick[1] === "start" ? 0 : tick[1] === "end" ? 1 : 0.5)) * bw, y: h - 6,
+        class: "tick", "text-anchor": tick[1] });
       t.textContent = labels[i];
       chart.appendChild(t);
     });
@@ -181,7 +183,7 @@
     var btn = byId("logout");
     if (!btn) return;
     btn.addEventListener("click", function () {
-      api("POST", "ui/logout?path=" + encodeURIComponent(apiRootPath())).then(function () { location.reload(); });
+      api("POST", "ui/logout?path=" + encodeURIComponent(apiRootPath()), {}).then(function () { location.reload(); });
     });
   }
 

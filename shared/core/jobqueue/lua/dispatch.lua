@@ -11,6 +11,8 @@
 --             operation_prefix .. operation              zset: the same, per operation
 --             job_prefix .. id                           string: the job document (JSON)
 --             result_prefix .. id                        string: a stored PNG or large JSON result
+--             (a result shared by identical requests is under a key the caller builds from the
+--             request's fingerprint; cache hits reference it)
 --             a cache key (built by the caller)          string: id of the job holding a result
 --             done_channel                               pub/sub: 'id\nfinal document' when a job becomes final
 --
@@ -178,18 +180,17 @@ local function release(job_id, worker)
   return nil, status
 end
 
--- Write the final document (with the TTL), the stored result (a blob, or a copy of another job's),
--- the cache entry, and announce the id with the document (a long poll answers from the message
+-- Write the final document (with the TTL), its stored result (a blob stored under result_key; or,
+-- for a cache hit, result_key is the stored result it shares, whose TTL is extended), the cache
+-- entry (the request's fingerprint -> this job), and announce the id with the document (a long poll answers from the message
 -- without reading the job again); only while the id is still ours and not final.
 function commands.finish()
-  local job_id, worker, doc, blob, copy_from, cache_key = arg(), arg(), arg(), arg(), arg(), arg()
+  local job_id, worker, doc, blob, result_key, cache_key = arg(), arg(), arg(), arg(), arg(), arg()
   local refused, current = release(job_id, worker)
   if refused then return refused end
-  local result_key = result_prefix .. job_id
   if blob ~= '' then
     redis.call('SET', result_key, blob, 'EX', ttl)
-  elseif copy_from ~= '' then
-    redis.call('COPY', copy_from, result_key, 'REPLACE')
+  elseif result_key ~= '' then
     redis.call('EXPIRE', result_key, ttl)
   end
   write_doc(job_id, doc, current, nil, ttl)

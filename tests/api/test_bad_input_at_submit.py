@@ -1,0 +1,75 @@
+"""Issue 14 item 7: whatever the worker would refuse is a 400 at submit, never a 202 and a failed job.
+
+Before: a lone surrogate in ``road``, ``end`` before ``start``, a range over 5,000 days (also by
+default: start 1990 runs to the data's last day) and a blank road were all 202, then failed in the
+worker (the surrogate after 3 attempts); ``<uuid>%0a`` passed the id check (404, not 400); and a
+repeated query parameter on ``/analysis`` silently used its first value.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from jobqueue.jobs import is_valid_job_id
+
+BAD_SUBMISSIONS = [
+    ("incidents_by_road", {"road": "\ud800"}, "road"),
+    ("incidents_by_road", {"road": "I-35 \udfff"}, "road"),
+    ("incidents_by_road", {"road": "   "}, "road"),
+    ("incidents_by_road", {"road": ""}, "road"),
+    ("daily_counts", {"start": "2024-02-01", "end": "2024-01-01"}, "end"),
+    ("daily_counts", {"start": "1700-01-01", "end": "2199-12-31"}, "end"),
+    ("plot_daily_counts", {"start": "1990-01-01"}, "end"),  # default end: the data's last day
+    ("plot_daily_counts", {"start": "2024-03-01", "end": "2024-02-29"}, "end"),
+]
+
+
+def _post(client, operation, params):
+    # json.dumps writes a lone surrogate as the escape "\ud800", as a client's JSON library would
+    return client.post("/submit", data=json.dumps({"operation": operation, "params": params}),
+                       content_type="application/json")
+
+
+@pytest.mark.parametrize("operation,params,param", BAD_SUBMISSIONS)
+def test_what_the_worker_would_refuse_is_a_400_at_submit(data_app, operation, params, param):
+    response = _post(data_app.test_client(), operation, params)
+    assert response.status_code == 400, response.get_json()
+    body = response.get_json()
+    assert body["error"] == "invalid_param" and body["param"] == param
+
+
+def test_cross_parameter_rules_hold_without_the_data_too(client):
+    """An API started without DATA_PATH still refuses what the dates alone decide."""
+    assert _post(client, "daily_counts", {"start": "2024-02-01", "end": "2024-01-01"}).status_code == 400
+    assert _post(client, "daily_counts", {"start": "1700-01-01", "end": "2199-12-31"}).status_code == 400
+    assert _post(client, "daily_counts", {"start": "2024-01-01", "end": "2024-02-01"}).status_code == 202
+
+
+def test_good_neighbours_of_the_bad_ones_are_accepted(data_app):
+    client = data_app.test_client()
+    for operation, params in [("incidents_by_road", {"road": "183"}), ("incidents_by_road", {"road": " é "}),
+                              ("daily_counts", {"start": "2024-01-01", "end": "2024-01-01"}),
+                              ("daily_counts", {}), ("plot_daily_counts", {"start": "2020-01-01"})]:
+        response = _post(client, operation, params)
+        assert response.status_code == 202, (operation, params, response.get_json())
+
+
+@pytest.mark.parametrize("suffix", ["%0a", "%0A", "%0d", "%00", "%20"])
+def test_job_ids_are_matched_whole(client, suffix):
+    job_id = "8d295e07-0516-4166-b667-1717ed025da3"
+    assert is_valid_job_id(job_id) and not is_valid_job_id(job_id + "\n")
+    for route in ("/status/{}", "/jobs/{}", "/jobs/{}/result", "/download/{}"):
+        response = client.get(route.format(job_id + suffix))
+        assert response.status_code == 400 and response.get_json()["error"] == "invalid_job_id", route
+    assert client.delete(f"/jobs/{job_id}{suffix}").status_code == 400
+
+
+@pytest.mark.parametrize("query", ["/analysis/top_locations?n=5&n=1000", "/analysis/top_locations?n=1000&n=5",
+                                   "/incident_count_by_date?date=2024-01-15&date=bad",
+                                   "/analysis/incidents_by_road?road=a&road=b"])
+def test_repeated_query_parameters_on_analysis_are_a_400(data_app, query):
+    response = data_app.test_client().get(query)
+    assert response.status_code == 400, response.get_json()
+    assert response.get_json()["error"] == "invalid_param" and "more than once" in response.get_json()["message"]

@@ -1,0 +1,113 @@
+"""The timeout chain of a request and of a shutdown, from the rendered manifests and the code.
+
+- ingress-nginx reads an upstream answer for `proxy-read-timeout` seconds (default 60,
+  https://kubernetes.github.io/ingress-nginx/user-guide/nginx-configuration/annotations/#custom-timeouts):
+  it must outlast the longest `?wait=` long poll, MAX_WAIT_SECONDS, with a margin.
+- On SIGTERM gunicorn lets requests finish for its `graceful_timeout`
+  (services/api/jobqueue_api/serve.py, from the same settings); the kubelet runs the preStop hook
+  first and kills the pod at `terminationGracePeriodSeconds`, counted from the start of preStop.
+- A worker finishes its job within SHUTDOWN_GRACE_SECONDS; its pod's grace must be longer.
+- The loader's own time limit must be below the `helm --timeout` the docs tell you to use.
+Review finding 2.9: 60 s long polls met ingress-nginx's 60 s, and the API had the default 30 s grace
+against gunicorn's 65 s, with no preStop.
+"""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from jobqueue.settings import SPEC, load_settings
+from tests.deploy.manifests import REPO_ROOT, SCENARIOS, k8s_objects, pod_spec, resolved_env, scenario_objects
+
+SOURCES = [f"chart:{s}" for s in SCENARIOS] + ["k8s:test", "k8s:prod"]
+MARGIN = 10  # seconds between one timeout and the next in the chain
+NGINX_DEFAULT_READ_TIMEOUT = 60
+
+
+def _objects(source):
+    kind, name = source.split(":")
+    return scenario_objects(name) if kind == "chart" else k8s_objects(name)
+
+
+def _deployment(objs, component):
+    (found,) = [o for o in objs if o["kind"] == "Deployment" and o["metadata"]["labels"]["app.kubernetes.io/component"] == component]
+    return found
+
+
+def _main(deployment, name):
+    (c,) = [c for c in pod_spec(deployment)["containers"] if c["name"] == name]
+    return c
+
+
+def _settings(container, objs):
+    return load_settings({k: v for k, v in resolved_env(container, objs).items() if k in SPEC})
+
+
+def _prestop_seconds(container) -> float:
+    hook = (container.get("lifecycle") or {}).get("preStop") or {}
+    if "sleep" in hook:
+        return float(hook["sleep"]["seconds"])
+    command = (hook.get("exec") or {}).get("command") or []
+    return float(command[1]) if command[:1] == ["sleep"] else 0.0
+
+
+@pytest.mark.parametrize("source", SOURCES)
+def test_ingress_outlasts_the_longest_long_poll(source):
+    objs = _objects(source)
+    max_wait = _settings(_main(_deployment(objs, "api"), "api"), objs).max_wait_seconds
+    for ingress in (o for o in objs if o["kind"] == "Ingress"):
+        if ingress["spec"].get("ingressClassName") != "nginx":
+            continue
+        annotations = ingress["metadata"].get("annotations") or {}
+        for key in ("nginx.ingress.kubernetes.io/proxy-read-timeout", "nginx.ingress.kubernetes.io/proxy-send-timeout"):
+            timeout = float(annotations.get(key, NGINX_DEFAULT_READ_TIMEOUT))
+            assert timeout >= max_wait + MARGIN, f"{source}: {key} {timeout} s cuts a {max_wait} s long poll"
+
+
+@pytest.mark.parametrize("source", SOURCES)
+def test_api_pod_outlives_preStop_and_gunicorns_graceful_timeout(source):
+    from jobqueue_api.serve import gunicorn_options
+
+    objs = _objects(source)
+    api = _deployment(objs, "api")
+    main = _main(api, "api")
+    graceful = gunicorn_options(_settings(main, objs))["graceful_timeout"]
+    prestop = _prestop_seconds(main)
+    assert prestop > 0, f"{source}: no preStop delay: gunicorn closes its socket while endpoints still route to it"
+    grace = pod_spec(api).get("terminationGracePeriodSeconds", 30)
+    assert grace >= prestop + graceful + 5, f"{source}: grace {grace} s < preStop {prestop} s + gunicorn graceful {graceful} s"
+
+
+@pytest.mark.parametrize("source", SOURCES)
+def test_worker_pod_outlives_its_shutdown_grace(source):
+    objs = _objects(source)
+    worker = _deployment(objs, "worker")
+    settings = _settings(_main(worker, "worker"), objs)
+    assert pod_spec(worker).get("terminationGracePeriodSeconds", 30) >= settings.shutdown_grace_seconds + MARGIN
+
+
+def _documented_helm_timeout() -> float:
+    text = (REPO_ROOT / "docs" / "deployment.md").read_text()
+    found = [int(m[1]) * (60 if m[2] == "m" else 1) for m in re.finditer(r"--timeout[ =](\d+)([ms])", text)
+             if "helm" in text[max(0, m.start() - 400):m.start()].lower()]
+    assert found, "docs/deployment.md gives no helm --timeout for a downloading loader"
+    return max(found)
+
+
+@pytest.mark.parametrize("scenario", SCENARIOS)
+def test_loader_stops_before_the_documented_helm_timeout(scenario):
+    objs = scenario_objects(scenario)
+    for obj in objs:
+        if obj["kind"] not in ("Deployment", "Job"):
+            continue
+        spec = pod_spec(obj)
+        for c in spec.get("initContainers", []) + spec["containers"]:
+            if c["name"] not in ("load-data", "loader"):
+                continue
+            if c["command"][0] == "timeout":
+                deadline = float(c["command"][1])
+            else:
+                deadline = float(obj["spec"].get("activeDeadlineSeconds", float("inf")))
+            assert deadline + MARGIN <= _documented_helm_timeout(), f"{scenario}: the loader may run {deadline} s"

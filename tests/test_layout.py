@@ -1,0 +1,48 @@
+"""The tree's import rules, checked on the source: tests/ is not a library.
+
+- ``bench/``, ``observability/`` and ``devstack/`` never import ``tests`` (shared harness code is
+  in ``devstack/``); services and shared packages import neither ``tests`` nor ``devstack``.
+- No test module imports from a conftest (shared test code lives in ``tests/support/`` or a
+  folder's ``support.py``/``expected.py``); only conftests may share fixtures with each other.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+from devstack.paths import REPO_ROOT
+
+
+def _imports(path: Path) -> list[str]:
+    """Dotted names a module imports (relative ones kept with their leading dots)."""
+    names: list[str] = []
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            names += [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            names.append("." * node.level + (node.module or ""))
+    return names
+
+
+def _python_files(*folders: str) -> list[Path]:
+    return [p for folder in folders for p in sorted((REPO_ROOT / folder).rglob("*.py"))
+            if ".venv" not in p.parts and "__pycache__" not in p.parts]
+
+
+@pytest.mark.parametrize("folders, banned", [
+    (("bench", "observability", "devstack"), ("tests",)),
+    (("services", "shared"), ("tests", "devstack", "bench", "observability")),
+])
+def test_no_upward_imports(folders, banned):
+    found = {f"{p.relative_to(REPO_ROOT)}: {name}" for p in _python_files(*folders) for name in _imports(p)
+             if name.split(".")[0] in banned}
+    assert not found, sorted(found)
+
+
+def test_no_test_module_imports_a_conftest():
+    found = {f"{p.relative_to(REPO_ROOT)}: {name}" for p in _python_files("tests") if p.name != "conftest.py"
+             for name in _imports(p) if name.rsplit(".", 1)[-1] == "conftest"}
+    assert not found, sorted(found)
