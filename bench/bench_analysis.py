@@ -257,7 +257,9 @@ def run_size(rows: int, budget: float, cold_runs: int) -> dict:
     df = naive_load(path)
     naive = naive_ops(df)
     for op in REGISTRY:
-        params = OUR_PARAMS.get(op.name, {})
+        if op.name not in naive:
+            continue   # an operation the tutorial has no counterpart written for here
+        params = OUR_PARAMS.get(op.name) or op.example_submission()["params"]
         ours = per_call(lambda: op.run(ds, params), budget)
         theirs = per_call(naive[op.name], budget * 2, min_samples=3, max_samples=9)
         result["ops"][op.name] = {"ours_ms": ours * 1e3, "naive_ms": theirs * 1e3, "ratio": theirs / ours}
@@ -291,6 +293,11 @@ def targets(results: list[dict]) -> list[tuple[str, str, str]]:
     c = cold["ours, cached"]
     rows.append(("worker cold start at 432k rows at most 1 s", f"{c['seconds']:.2f} s", report.verdict(c["seconds"] <= 1)))
     rows.append(("worker RSS at most 300 MB", f"{c['rss_mb']:.0f} MB", report.verdict(c["rss_mb"] <= 300)))
+    big = next((x for x in results if x["rows"] >= 4_000_000), None)
+    if big is not None:  # issue 13: ten times the data
+        c = big["cold"]["ours, cached"]
+        rows.append((f"worker cold start at {big['rows']:,} rows from the columnar cache at most 5 s",
+                     f"{c['seconds']:.2f} s (RSS {c['rss_mb']:.0f} MB)", report.verdict(c["seconds"] <= 5)))
     return rows
 
 

@@ -6,7 +6,8 @@ For each data size: the columnar cache is built once in a directory of its own (
 then ``--workers`` separate processes are started one after the other, each as a worker pod runs:
 the worker's own modules imported (Redis client, metrics, operations), the dataset loaded through
 the worker's ``DataSource`` (memory-mapping the cache) and every operation run once, plots
-included, so each has touched its whole working set. With all of them alive, each process's
+included, so each has touched its whole working set, then freed memory handed back to the kernel
+as the worker's housekeeping does every 10 s after jobs. With all of them alive, each process's
 ``/proc/<pid>/smaps_rollup`` gives RSS (everything mapped in, shared pages counted in full), PSS
 (shared pages divided among the processes that map them) and USS (pages only this process maps:
 what it alone adds to the node). The target: each extra process adds at most 25% of the first
@@ -51,10 +52,66 @@ params = {"incident_count_by_date": {"date": "2024-03-06"}, "incidents_by_road":
           "incidents_within_radius": {"latitude": 30.2672, "longitude": -97.7431, "radius_km": 1.0}}
 for op in operations:
     if op.needs_dataset:
-        op.run(ds, params.get(op.name, {}))
+        op.run(ds, params.get(op.name) or op.example_submission()["params"])
+from atx_analysis.dataset import release_freed_memory
+release_freed_memory()   # what the worker's housekeeping does within 10 s of running jobs
 print("READY", ds.from_cache, round(ready, 3), flush=True)
 sys.stdin.readline()
 """
+
+
+# WORKER_CONCURRENCY=N in one pod: the supervisor loads once, then forks the worker processes
+CHILD_FORKED = r"""
+import os, sys
+os.environ.setdefault("DIAGNOSTIC_OPERATIONS", "1")
+import jobqueue_worker.worker  # noqa: F401
+from jobqueue.settings import load_settings
+from jobqueue_worker.data import DataSource
+from jobqueue_worker.main import load_operations, preload
+settings = load_settings()
+operations = load_operations(settings)
+data = DataSource(settings.data_path)
+preload(operations, data)
+n = int(sys.argv[1])
+pids, ready_r, ready_w = [], *os.pipe()
+go_r, go_w = os.pipe()
+for _ in range(n):
+    pid = os.fork()
+    if pid == 0:
+        ds = data.get().warm()
+        for op in operations:
+            if op.needs_dataset:
+                op.run(ds, op.example_submission()["params"])
+        from atx_analysis.dataset import release_freed_memory
+        release_freed_memory()
+        os.write(ready_w, b"x")
+        os.read(go_r, 1)
+        os._exit(0)
+    pids.append(pid)
+for _ in range(n):
+    os.read(ready_r, 1)
+print("READY", *pids, flush=True)
+sys.stdin.readline()
+os.write(go_w, b"x" * n)
+for pid in pids:
+    os.waitpid(pid, 0)
+"""
+
+
+def forked(env: dict[str, str], workers: int) -> list[dict[str, float]]:
+    proc = subprocess.Popen([sys.executable, "-c", CHILD_FORKED, str(workers)], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, text=True, env={**os.environ, **env}, cwd=REPO)
+    try:
+        line = proc.stdout.readline().split()
+        if not line or line[0] != "READY":
+            raise RuntimeError(f"forked workers did not get ready: {line}")
+        time.sleep(0.5)
+        return [smaps(int(pid)) for pid in line[1:]] + [smaps(proc.pid)]
+    finally:
+        try:
+            proc.communicate("\n", timeout=60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
 
 
 def smaps(pid: int) -> dict[str, float]:
@@ -107,12 +164,14 @@ def measure(rows: int, workers: int) -> dict:
                 proc.communicate("\n", timeout=30)
             except subprocess.TimeoutExpired:
                 proc.kill()
+    fork = forked(env, workers)
     extra = [t["uss_mb"] for t in together[1:]]
     return {"rows": rows, "workers": workers, "parse_seconds": built["ready_seconds"], "alone": alone,
             "together": together, "ready_seconds": statistics.median(s["ready_seconds"] for s in starts),
             "extra_uss_mb": max(extra) if extra else None,
             "share": (max(extra) / alone["rss_mb"]) if extra else None,
-            "node_total_mb": sum(t["pss_mb"] for t in together)}
+            "node_total_mb": sum(t["pss_mb"] for t in together), "forked": fork,
+            "forked_total_mb": sum(t["pss_mb"] for t in fork)}
 
 
 def markdown(results: list[dict]) -> str:
@@ -134,7 +193,11 @@ def markdown(results: list[dict]) -> str:
                   f"{r['workers'] * r['alone']['rss_mb']:.0f} MB if nothing were shared.", "",
                   report.table(["process", "RSS MB", "PSS MB", "USS MB", "anonymous MB"],
                                [[f"worker {i + 1}", f"{t['rss_mb']:.0f}", f"{t['pss_mb']:.0f}", f"{t['uss_mb']:.0f}",
-                                 f"{t['anon_mb']:.0f}"] for i, t in enumerate(r["together"])]), ""]
+                                 f"{t['anon_mb']:.0f}"] for i, t in enumerate(r["together"])]), "",
+                  f"The same {r['workers']} processes forked by one `jobqueue-worker` (`WORKER_CONCURRENCY="
+                  f"{r['workers']}`: the supervisor loads, then forks; each child then ran every operation): "
+                  f"{r['forked_total_mb']:.0f} MB of the node with the supervisor (sum of PSS); each child's "
+                  "USS " + ", ".join(f"{t['uss_mb']:.0f}" for t in r["forked"][:-1]) + " MB.", ""]
     return "\n".join(lines).rstrip()
 
 

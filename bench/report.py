@@ -26,7 +26,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 DOC = Path(os.environ.get("BENCH_DOC", REPO_ROOT / "docs" / "benchmarks.md"))
 
 # canonical order of sections in the document; unknown names go at the end
-ORDER = ["intro", "machine", "targets", "notes", "deployed", "peers", "round-trip", "worker-drain", "api", "analysis"]
+ORDER = ["intro", "machine", "targets", "notes", "deployed", "peers", "round-trip", "worker-drain", "api", "analysis", "memory"]
 PACKAGES = ["pandas", "numpy", "pyarrow", "redis", "hotqueue", "flask", "gunicorn", "rq", "celery", "kombu",
             "dramatiq", "atx-jobqueue-core", "atx-jobqueue-worker", "atx-jobqueue-api", "atx-analysis"]
 
@@ -49,12 +49,14 @@ issue 13; "Targets" gathers the PASS/MISS lines of every section.
 | `bench/bench_drain.py` | Worker drain | our worker vs the raw HotQueue loop, no-op drain, many repeats |
 | `bench/bench_api.py` | API | submit throughput and latency at 32 clients vs a bare Flask app |
 | `bench/bench_analysis.py` | Analysis operations | each operation vs the tutorial's pandas code; cold start; RSS |
+| `bench/bench_memory.py` | Worker memory on one node | RSS/PSS/USS of worker processes sharing the memory-mapped columns |
 """
 
 
 HEADINGS = {"intro": "# Benchmarks", "machine": "## Machine and versions", "targets": "## Targets", "notes": "## Why targets are missed", "deployed": "## As deployed",
             "peers": "## Peers", "round-trip": "## Round trip", "worker-drain": "## Worker drain",
-            "api": "## API", "analysis": "## Analysis operations"}
+            "api": "## API", "analysis": "## Analysis operations",
+            "memory": "## Worker memory on one node"}
 
 
 def _markers(name: str) -> tuple[str, str]:

@@ -25,6 +25,7 @@ SCRIPTS = [
     ("worker-drain", "bench_drain", ["--write-docs"], ["--jobs", "1000", "--repeats", "1", "--write-docs"]),
     ("api", "bench_api", ["--write"], ["--seconds", "2", "--repeats", "1", "--jobs", "100", "--write"]),
     ("analysis", "bench_analysis", ["--write"], ["--quick", "--write"]),
+    ("memory", "bench_memory", ["--write"], ["--write"]),
 ]
 OTHER_TARGETS_HEADING = "### Targets reported by the other sections"
 

@@ -100,5 +100,7 @@ Try:
        -d '{"operation": "top_locations", "params": {"n": 5}}'
   curl "$URL/status/<job_id>?wait=30"
   .venv/bin/jobqueue submit incident_count_by_date date=2024-03-09 --wait --url $URL
+  .venv/bin/jobqueue info --url $URL
+In a browser: $URL/ui/ (the jobs web page) and $URL/docs (interactive API docs).
 Stop it with: make down
 EOF

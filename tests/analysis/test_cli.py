@@ -3,17 +3,14 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
-from devstack.paths import REPO_ROOT, SAMPLE
+from devstack.paths import SAMPLE
 
 from .expected import FIXTURES
-from .support import JOBQUEUE, jq
+from .support import jq
+
 
 def test_analyze_prints_json_and_exits_0(tmp_path):
     r = jq("analyze", "top_locations", "n=2", "--data", FIXTURES / "portal10.csv", env={"DATA_CACHE_DIR": str(tmp_path)})

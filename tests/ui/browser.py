@@ -85,7 +85,7 @@ class PrefixProxy:
                 self.wfile.write(data)
                 conn.close()
 
-            do_GET = do_POST = do_DELETE = _forward
+            do_GET = do_POST = do_DELETE = _forward  # noqa: N815 (http.server's method names)
 
         self.prefix = prefix
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
@@ -96,7 +96,7 @@ class PrefixProxy:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.server.server_address[1]}{self.prefix}"
 
-    def __enter__(self) -> "PrefixProxy":
+    def __enter__(self) -> PrefixProxy:
         self.thread.start()
         return self
 

@@ -125,7 +125,7 @@ def token_app(redis_url):
 
 def test_without_the_token_only_a_login_form_is_shown(token_app):
     client = token_app.test_client()
-    for path in PAGES + ["/ui/jobs/3f2b8c4e-1d2a-4b5c-9e8f-0a1b2c3d4e5f"]:
+    for path in [*PAGES, "/ui/jobs/3f2b8c4e-1d2a-4b5c-9e8f-0a1b2c3d4e5f"]:
         response = client.get(path)
         assert response.status_code == 401
         html = _strict(response)

@@ -46,9 +46,9 @@ def csrf_token(token: str) -> str:
     return hmac.new(token.encode(), b"atx-jobqueue ui csrf", hashlib.sha256).hexdigest()
 
 
-def check_csrf(token: str) -> None:
+def check_csrf(token: str | None) -> None:
     sent = request.headers.get(CSRF_HEADER, "")
-    if not hmac.compare_digest(sent.encode(), csrf_token(token).encode()):
+    if token is None or not hmac.compare_digest(sent.encode(), csrf_token(token).encode()):
         raise ApiError(403, "csrf_failed", f"a change made with the page's cookie needs the page's {CSRF_HEADER} header")
 
 
@@ -58,7 +58,7 @@ def protect(blueprint: Blueprint) -> None:
         if not current().settings.api_token:
             return
         given, via_cookie = given_token()
-        if not token_matches(given):
+        if given is None or not token_matches(given):
             err = ApiError(401, "unauthorized", "this route needs 'Authorization: Bearer <API_TOKEN>'")
             err.headers["WWW-Authenticate"] = 'Bearer realm="atx-jobqueue"'
             raise err

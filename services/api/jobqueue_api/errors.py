@@ -110,8 +110,9 @@ def register_error_handlers(app: Flask) -> None:
         if status == 413:
             message = f"request body larger than MAX_BODY_BYTES ({app.config['MAX_CONTENT_LENGTH']} bytes)"
         headers = {}
-        if status == 405 and getattr(exc, "valid_methods", None):
-            headers["Allow"] = ", ".join(sorted(exc.valid_methods))
+        allowed = getattr(exc, "valid_methods", None)  # MethodNotAllowed's
+        if status == 405 and allowed:
+            headers["Allow"] = ", ".join(sorted(allowed))
             message = f"method not allowed; this route accepts {headers['Allow']}"
         return error_response(status, _code_of(exc), message, headers)
 

@@ -141,7 +141,7 @@ def _components(catalogue: Registry) -> dict[str, Any]:
 
 def build_spec(catalogue: Registry, settings: Settings, version: str) -> dict[str, Any]:
     wait = _wait_param(settings.max_wait_seconds)
-    secured = [{}, {"bearer": []}]  # open unless API_TOKEN is set
+    secured: list[dict[str, list[str]]] = [{}, {"bearer": []}]  # open unless API_TOKEN is set
     job_errors = {"400": _error("malformed job id or query parameter"), "401": _error("missing or wrong token"),
                   "404": _error("no such job"), "503": _error("Redis unreachable")}
     submit_op = {

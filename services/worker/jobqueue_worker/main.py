@@ -149,9 +149,9 @@ def supervise(settings: Settings, burst: bool) -> int:
         except ChildProcessError:
             break
         multiprocess.mark_process_dead(pid)
-        slot = children.pop(pid, None)
-        if slot is None:
+        if pid not in children:
             continue
+        slot = children.pop(pid)
         code = os.waitstatus_to_exitcode(status)
         if not state["stopping"] and not (burst and code == 0):
             log.warning("worker process exited; restarting it", extra={"pid": pid, "exit_code": code})

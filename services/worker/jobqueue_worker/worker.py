@@ -456,6 +456,10 @@ class Worker:
                 delta = {k: v - reported.get(k, 0) for k, v in counts.items() if v != reported.get(k, 0)}
                 if delta:
                     log.info("jobs processed", extra={"worker": self.id, "last_seconds": LOG_SUMMARY_SECONDS, **delta})
+                    if getattr(self.data, "loaded", False):   # jobs free big temporaries; glibc would keep them per process
+                        from atx_analysis.dataset import release_freed_memory
+
+                        release_freed_memory()
                 reported = counts
             try:
                 self.delivery.heartbeat(self.id)

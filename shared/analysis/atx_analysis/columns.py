@@ -89,6 +89,7 @@ class Columns:
         fields = {name: pa.array(self.arrays[name]) for name in NUMERIC + CATEGORICAL}
         fields["report_id"] = self.report_id
         table = pa.table({name: fields[name] for name in (*ORDER, *INDEXES)})
+        assert self.address_road is not None  # __post_init__ fills it
         meta = {**meta, "categories": self.categories, "address_road": self.address_road.tolist()}
         return table.replace_schema_metadata({META_KEY: json.dumps(meta).encode()})
 

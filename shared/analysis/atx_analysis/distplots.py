@@ -5,7 +5,7 @@ small charts are drawn fresh each call (a few bars, well under the daily chart's
 from __future__ import annotations
 
 import textwrap
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -93,7 +93,7 @@ def radius_png(lat: float, lon: float, radius_km: float, lats: np.ndarray, lons:
         ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False, fontsize=8, title="issue",
                   title_fontsize=8)
     fig.text(0.01, 0.01, note, ha="left", va="bottom", color=MUTED, fontsize=8)
-    legend_px = 0
+    legend_px = 0.0
     if len(x):
         names = [f"{issues[c]} ({int(counts[c]):,})" for c in order] + ["other (000,000)"]
         legend_px = max(_text_px(fig, s, 8)[0] for s in names) + 64

@@ -99,7 +99,7 @@ def fetch(output: str | Path, *, source: str = "export", base_url: str = PORTAL,
                 fh.write(b"[")
                 rows, offset = 0, 0
                 while True:
-                    params = {"$limit": page_size, "$offset": offset, "$order": ":id"}
+                    params: dict[str, str | int] = {"$limit": page_size, "$offset": offset, "$order": ":id"}
                     resp = session.get(base + SODA_PATH, params=params, headers=headers, timeout=timeout)
                     resp.raise_for_status()
                     page = resp.json()

@@ -120,6 +120,7 @@ class Index:
         """Incidents per road, most first, ties by road name (road codes are in name order)."""
         roads = self.columns.categories["road"]
         of = self.columns.address_road
+        assert of is not None  # Columns fills it when it is built
         used = of >= 0
         totals = np.bincount(of[used], weights=self.address_counts[used], minlength=len(roads)).astype(np.int64)
         order = np.argsort(-totals, kind="stable")

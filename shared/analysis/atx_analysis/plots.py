@@ -94,7 +94,8 @@ def date_ticks(first: int, last: int) -> tuple[list[int], list[str]]:
 
 
 def _month_starts(first: dt.date, last: dt.date, step: int) -> list[dt.date]:
-    out, y, m = [], first.year, first.month
+    out: list[dt.date] = []
+    y, m = first.year, first.month
     while True:
         d = dt.date(y, m, 1)
         if d > last:

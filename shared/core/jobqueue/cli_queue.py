@@ -12,7 +12,8 @@ import itertools
 import json
 import sys
 import time
-from typing import Any, Iterable, Sequence
+from collections.abc import Iterable, Sequence
+from typing import Any
 
 from .client import FINAL, Client
 
@@ -181,8 +182,9 @@ def cmd_watch(args: argparse.Namespace) -> int:
             took = f" in {age(job['finished_at'] - job['started_at'])}"
         print(f"{job['status']}{took}" + (f": {job['error']}" if job.get("error") else ""))
         if job["status"] == "complete":
-            target = "the PNG" if job.get("result_type") == "image/png" else "the result"
-            print(f"{target}: jobqueue submit ... --wait, or GET {job.get('result_url', '/jobs/<id>/result')}")
+            url = client.url + job.get("result_url", f"/jobs/{job['job_id']}/result")
+            print(f"result: curl -s -o plot.png {url}" if job.get("result_type") == "image/png"
+                  else f"result: curl -s {url}")
     else:
         print(json.dumps(job, indent=2))
     return 0 if job["status"] == "complete" else 1

@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Callable, Mapping
+from typing import Any, Callable, Mapping
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
 DEFAULT_DATA_PATH = "data/traffic_incidents_sample.csv"
@@ -192,7 +192,7 @@ class Settings:
 def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     """Parse and validate every variable in :data:`SPEC`; raise SettingsError on the first bad one."""
     env = os.environ if environ is None else environ
-    values = {}
+    values: dict[str, Any] = {}
     for name, (default, parse, _doc) in SPEC.items():
         raw = env.get(name, default)
         values[name.lower()] = parse(name, raw)

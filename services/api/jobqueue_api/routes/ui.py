@@ -90,7 +90,7 @@ def login():
 @bp.post("/ui/logout")
 def logout():
     given, via_cookie = given_token()
-    if via_cookie and token_matches(given):
+    if via_cookie and given is not None and token_matches(given):
         check_csrf(given)
     path = request.args.get("path", "")
     response = jsonify({"logged_in": False})
