@@ -166,7 +166,7 @@ class _Flaky(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(payload)
 
-    do_GET = do_POST = _answer
+    do_GET = do_POST = _answer  # noqa: N815  (http.server's names)
 
     def log_message(self, *args) -> None:  # quiet
         pass

@@ -53,7 +53,7 @@ class LockedRedis(RedisServer):
         run("openssl", "x509", "-req", "-in", "server.csr", "-CA", "ca.crt", "-CAkey", "ca.key",
             "-CAcreateserial", "-days", "2", "-extfile", "san.ext", "-out", "server.crt")
 
-    def start(self, timeout: float = 10.0) -> "LockedRedis":
+    def start(self, timeout: float = 10.0) -> LockedRedis:
         self._certificates()
         conf = self.workdir / "redis.conf"
         conf.write_text(textwrap.dedent(f"""\

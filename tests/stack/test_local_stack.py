@@ -101,7 +101,7 @@ def test_up_refuses_an_api_port_another_program_answers_on(tmp_path):
     import threading
 
     class Ready(BaseHTTPRequestHandler):
-        def do_GET(self):  # noqa: N802 - http.server's naming
+        def do_GET(self):
             self.send_response(200)
             self.end_headers()
             self.wfile.write(b'{"status": "ready"}')

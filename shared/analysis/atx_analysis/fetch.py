@@ -14,18 +14,17 @@ import json
 import os
 import shutil
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
+from .errors import FetchError
 
 PORTAL = "https://data.austintexas.gov"
 EXPORT_PATH = "/api/views/dx9v-zd7x/rows.csv?accessType=DOWNLOAD"
 SODA_PATH = "/resource/dx9v-zd7x.json"
 SOURCES = ("export", "soda")
 
-from .errors import FetchError
-
-__all__ = ["FetchError", "fetch", "SOURCES"]
+__all__ = ["SOURCES", "FetchError", "fetch"]
 
 
 def _replace_atomically(target: Path, write: Callable[[object], int],

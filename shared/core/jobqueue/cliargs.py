@@ -9,7 +9,8 @@ integer, not because "5" looks like JSON. Stdlib only: the client install has no
 from __future__ import annotations
 
 from enum import IntEnum
-from typing import Any, Callable, Iterable, Mapping
+from typing import Any
+from collections.abc import Callable, Iterable, Mapping
 
 
 class Exit(IntEnum):

@@ -13,7 +13,7 @@ from __future__ import annotations
 from atx_analysis.errors import PermanentError, TransientError
 from atx_analysis.registry import ParamError
 
-__all__ = ["PermanentError", "TransientError", "is_permanent", "failure_message"]
+__all__ = ["PermanentError", "TransientError", "failure_message", "is_permanent"]
 
 
 def is_permanent(exc: BaseException) -> bool:

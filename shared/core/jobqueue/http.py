@@ -14,7 +14,7 @@ import requests
 from requests.adapters import HTTPAdapter
 from urllib3.util import Retry
 
-RETRY_AFTER_MAX = 60.0
+RETRY_AFTER_MAX = 60
 
 
 def retrying_session(*, attempts: int = 5, backoff: float = 0.5, idempotent: bool = False,

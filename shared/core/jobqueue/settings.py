@@ -11,7 +11,8 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any
+from collections.abc import Callable, Mapping
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
 DEFAULT_DATA_PATH = "data/traffic_incidents_sample.csv"
@@ -27,7 +28,7 @@ def _int(lo: int | None = None, hi: int | None = None) -> Callable[[str, str], i
             value = int(raw)
         except ValueError:
             raise SettingsError(f"{name} must be an integer, got {raw!r}") from None
-        if lo is not None and value < lo or hi is not None and value > hi:
+        if (lo is not None and value < lo) or (hi is not None and value > hi):
             raise SettingsError(f"{name} must be between {lo} and {hi}, got {value}")
         return value
 
@@ -40,7 +41,7 @@ def _float(lo: float | None = None, hi: float | None = None) -> Callable[[str, s
             value = float(raw)
         except ValueError:
             raise SettingsError(f"{name} must be a number, got {raw!r}") from None
-        if value != value or lo is not None and value < lo or hi is not None and value > hi:
+        if value != value or (lo is not None and value < lo) or (hi is not None and value > hi):
             raise SettingsError(f"{name} must be between {lo} and {hi}, got {raw}")
         return value
 
@@ -102,11 +103,12 @@ def redis_url_options(name: str, raw: str) -> dict[str, object]:
 def _check_redis_db(values: dict[str, object]) -> None:
     """A db in REDIS_URL (``/5`` or ``?db=5``) must be the jobs db: the service uses two dbs, and a
     URL that silently moved one of them is how jobs came to sit in a queue no worker reads."""
-    url_db = redis_url_options("REDIS_URL", str(values["redis_url"])).get("db")
+    raw_db = redis_url_options("REDIS_URL", str(values["redis_url"])).get("db")
     jobs_db, queue_db = values["redis_jobs_db"], values["redis_queue_db"]
-    if url_db is None or url_db == jobs_db:
+    if raw_db is None or raw_db == jobs_db:
         return
-    spare = int(url_db) + 1 if int(url_db) < 15 else 14
+    url_db = int(str(raw_db))
+    spare = url_db + 1 if url_db < 15 else 14
     raise SettingsError(
         f"REDIS_URL selects db {url_db}, but this service keeps jobs in REDIS_JOBS_DB ({jobs_db}) and the "
         f"queue in REDIS_QUEUE_DB ({queue_db}): leave the db out of REDIS_URL, or set "
@@ -179,11 +181,11 @@ class Settings:
     api_token: str
     log_level: str
 
-    def data_options(self) -> dict[str, object]:
+    def data_options(self) -> dict[str, Any]:
         """Keyword arguments of ``atx_analysis.dataset.load_dataset`` (the package reads no env)."""
         return {"cache_dir": self.data_cache_dir or None, "max_bytes": self.data_max_bytes}
 
-    def replace(self, **changes: object) -> "Settings":
+    def replace(self, **changes: object) -> Settings:
         values = {f.name: getattr(self, f.name) for f in fields(self)}
         values.update(changes)
         return Settings(**values)
