@@ -22,6 +22,7 @@ from jobqueue.metrics_collector import QueueCollector
 from jobqueue.settings import Settings, load_settings
 
 from . import metrics
+from . import guards
 from .errors import register_error_handlers
 from .openapi import build_spec
 from .routes import analysis, docs, health, jobs, meta, ui
@@ -74,6 +75,7 @@ def create_app(settings: Settings | None = None, *, dataset: Any = None, load_da
     app.extensions["jobqueue_openapi"] = build_spec(state.catalogue, settings, _version())
 
     register_error_handlers(app)
+    guards.install(app, guards.parse_allowed_hosts(settings.allowed_hosts))
     metrics.instrument(app)
     for bp in (jobs.bp, analysis.bp, meta.bp, health.bp, metrics_routes.bp, docs.bp, ui.bp, ui.api):
         app.register_blueprint(bp)

@@ -65,7 +65,7 @@ def log_config(level: str) -> dict:
 
 
 def gunicorn_options(settings) -> dict:
-    def child_exit(server, worker):
+    def child_exit(server, worker):  # gunicorn hook signature
         from prometheus_client import multiprocess
 
         multiprocess.mark_process_dead(worker.pid)

@@ -49,6 +49,14 @@ def result_cache(fingerprint: str) -> str:
     return f"{RESULT_CACHE_PREFIX}{fingerprint}"
 
 
+RATE_PREFIX = "rate:submit:"             # string counter with a TTL: one client's submissions in one window
+
+
+def submit_rate(client: str, window: int) -> str:
+    """Submissions of one client (token name or address) in one fixed window (the API's limit)."""
+    return f"{RATE_PREFIX}{client}:{window}"
+
+
 # --- queue db ------------------------------------------------------------------------------
 HOTQUEUE_PREFIX = "hotqueue:"            # HotQueue's own naming: the list is hotqueue:<name>
 PROCESSING_PREFIX = "processing:"        # per-worker list of claimed job ids

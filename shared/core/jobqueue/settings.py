@@ -142,6 +142,8 @@ SPEC: dict[str, tuple[str, Callable[[str, str], object], str]] = {
     "MAX_BODY_BYTES": ("65536", _int(256, 16 * 1024 * 1024), "largest request body the API accepts"),
     "MAX_WAIT_SECONDS": ("60", _float(0, 600), "cap on ?wait= long polls"),
     "MAX_WAITERS": ("1000", _int(0, 100000), "long polls one API process holds at once; beyond, ?wait= answers at once"),
+    "SUBMIT_RATE_LIMIT": ("0", _int(0, 1000000), "API: submissions one client (named token, else address) may make per minute; beyond, 429 with Retry-After (0: no limit; the chart and k8s/ set 600)"),
+    "ALLOWED_HOSTS": ("localhost,127.0.0.1,[::1]", _str, "API: Host names it answers to, comma-separated ('*' any; a '*' label matches one label); probes and /metrics are exempt"),
     "SYNC_PLOTS_PER_PROCESS": ("2", _int(0, 64), "synchronous GET /analysis/plot_* renders one API process runs at once; beyond, 503 with Retry-After (0: none)"),
     "CLIENT_TIMEOUT_SECONDS": ("5", _int(1, 300), "API: a client must send its request headers, and its body, within this; idle keep-alive connections close after it"),
     "API_TOKEN": ("", _str, "if set, job routes require Authorization: Bearer <token>"),
@@ -176,6 +178,8 @@ class Settings:
     max_body_bytes: int
     max_wait_seconds: float
     max_waiters: int
+    allowed_hosts: str
+    submit_rate_limit: int
     sync_plots_per_process: int
     client_timeout_seconds: int
     api_token: str

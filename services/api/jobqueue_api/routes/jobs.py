@@ -7,6 +7,7 @@ from flask import Blueprint, Response, jsonify, request, url_for
 from jobqueue.jobs import Job, JobStatus
 from jobqueue.results import PNG
 
+from .. import ratelimit
 from ..auth import protect
 from ..errors import ApiError
 from ..metrics import SUBMITTED
@@ -26,6 +27,7 @@ def _accept() -> tuple[Job, str]:
     state = current()
     raw = read_body(request, state.settings.max_body_bytes, state.settings.client_timeout_seconds)
     op, params = validate_submission(parse_body(raw), state.catalogue, state.data.dataset)
+    ratelimit.check(state.jobs, state.settings.submit_rate_limit)  # valid ones only: a typo costs nothing
     job = state.delivery.submit(op.name, params)
     SUBMITTED.labels(op.name).inc()
     return job, op.name

@@ -10,6 +10,7 @@ from flask import Blueprint, Response, current_app, jsonify, request
 
 from jobqueue.backlog import read_backlog
 
+from ..guards import parse_allowed_hosts, public_base
 from ..state import current
 
 bp = Blueprint("meta", __name__)
@@ -52,7 +53,8 @@ def _examples(base: str) -> list[str]:
 
 
 def _usage() -> dict:
-    base = request.host_url.rstrip("/")
+    state = current()
+    base = public_base(parse_allowed_hosts(state.settings.allowed_hosts), state.settings.port)
     return {
         "service": "atx-jobqueue",
         "description": "Queue analyses of the City of Austin traffic incident data; poll or long-poll for results.",
