@@ -178,3 +178,10 @@ def test_page_assets_are_cached_and_revalidated_pages_are_not(client):
         assert again.status_code == 304 and again.data == b""
     assert client.get("/ui/").headers["Cache-Control"] == "no-store"
     assert client.get("/queue").headers["Cache-Control"] == "no-store"
+
+
+def test_the_login_form_never_puts_the_token_in_the_address(token_app):
+    """Without JavaScript a form falls back to its method: POST (refused as non-JSON), never GET."""
+    html = token_app.test_client().get("/ui/").get_data(as_text=True)
+    form = re.search(r"<form[^>]*id=\"login-form\"[^>]*>", html)[0]
+    assert 'method="post"' in form

@@ -16,7 +16,7 @@ from flask import Flask
 
 from atx_analysis.registry import Registry
 from jobqueue import keys
-from jobqueue.catalogue import SLEEP, catalogue as build_catalogue
+from jobqueue.catalogue import catalogue as build_catalogue
 from jobqueue.connections import describe
 from jobqueue.metrics_collector import QueueCollector
 from jobqueue.settings import Settings, load_settings
@@ -40,20 +40,6 @@ def _version() -> str:
         return "0.0.0"
 
 
-def _catalogue(settings: Settings) -> Registry:
-    try:
-        return build_catalogue(settings)
-    except ModuleNotFoundError as exc:
-        if exc.name != "atx_analysis.operations":
-            raise
-        # The analysis package without its operations (an early checkout): serve what exists.
-        log.warning("atx_analysis.operations missing: only diagnostic operations are offered")
-        reg = Registry()
-        if settings.diagnostic_operations:
-            reg.add(SLEEP)
-        return reg
-
-
 def create_app(settings: Settings | None = None, *, dataset: Any = None, load_data: bool = True,
                catalogue: Registry | None = None) -> Flask:
     """Build the API. ``dataset`` injects an already-loaded Dataset; ``load_data=False`` skips
@@ -63,7 +49,7 @@ def create_app(settings: Settings | None = None, *, dataset: Any = None, load_da
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
     app.json.sort_keys = False  # type: ignore[attr-defined]
 
-    state = build_state(settings, catalogue if catalogue is not None else _catalogue(settings))
+    state = build_state(settings, catalogue if catalogue is not None else build_catalogue(settings))
     if dataset is not None:
         state.data = DatasetSlot(dataset=dataset, error=None, loaded_at=time.time())
     elif load_data:

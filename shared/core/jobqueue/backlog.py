@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 import redis
 
 from . import keys
+from .delivery import Delivery
 from .settings import Settings
 
 
@@ -29,6 +30,7 @@ class Backlog:
     workers_alive: int              # heartbeat within the lease, in this queue db
     workers_busy: int               # of those, running a job now
     stalled_after: float            # how long jobs may wait unclaimed before it counts as a stall
+    by_lane: dict[str, int] = field(default_factory=dict)   # waiting per lane (cheap, plots)
 
     @property
     def workers_idle(self) -> int:
@@ -57,16 +59,15 @@ class Backlog:
         return doc
 
 
-def read_backlog(settings: Settings, queue: redis.Redis, jobs: redis.Redis) -> Backlog:
+def read_backlog(settings: Settings, queue: redis.Redis, jobs: redis.Redis,
+                 delivery: Delivery | None = None) -> Backlog:
     """A few Redis reads (raises RedisError when Redis is unreachable)."""
-    name = keys.queue(settings.queue_name)
     now = time.time()
+    waiting = (delivery or Delivery(queue, settings)).waiting()   # both lanes
     pipe = queue.pipeline(transaction=False)
-    pipe.llen(name)
-    pipe.lindex(name, 0)
     pipe.zrangebyscore(keys.WORKERS_HEARTBEAT, now - settings.job_lease_seconds, "+inf")
     pipe.hkeys(keys.WORKERS_BUSY)
-    depth, oldest_id, alive, busy = pipe.execute()
+    alive, busy = pipe.execute()
     in_progress = 0
     processing = list(queue.scan_iter(match=f"{keys.PROCESSING_PREFIX}*", count=1000))
     if processing:
@@ -75,14 +76,15 @@ def read_backlog(settings: Settings, queue: redis.Redis, jobs: redis.Redis) -> B
             pipe.llen(key)
         in_progress = sum(pipe.execute())
     age = 0.0
-    if oldest_id:
-        raw = jobs.get(keys.job(oldest_id))
+    if waiting.oldest_id:
+        raw = jobs.get(keys.job(waiting.oldest_id))
         if raw:
             try:
                 age = max(0.0, now - float(json.loads(raw)["submitted_at"]))
             except (ValueError, KeyError, TypeError):
                 age = 0.0
     alive_ids = set(alive)
-    return Backlog(queue=name, queue_db=settings.redis_queue_db, waiting=depth, in_progress=in_progress,
-                   oldest_waiting_seconds=age, workers_alive=len(alive_ids),
-                   workers_busy=len(alive_ids.intersection(busy)), stalled_after=settings.job_lease_seconds)
+    return Backlog(queue=keys.queue(settings.queue_name), queue_db=settings.redis_queue_db, waiting=waiting.depth,
+                   in_progress=in_progress, oldest_waiting_seconds=age, workers_alive=len(alive_ids),
+                   workers_busy=len(alive_ids.intersection(busy)), stalled_after=settings.job_lease_seconds,
+                   by_lane=dict(waiting.by_lane))

@@ -8,12 +8,13 @@ figures.
 
 from __future__ import annotations
 
-from typing import Iterator
+from collections.abc import Iterator
 
 import redis
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from .delivery import Delivery
 from .backlog import read_backlog
 from .settings import Settings
 
@@ -23,12 +24,15 @@ class QueueCollector(Collector):
         self.settings = settings
         self.queue = queue
         self.jobs = jobs
+        self.delivery = Delivery(queue, settings)
+        self.by_lane: dict[str, int] = {}
 
     def describe(self) -> Iterator[GaugeMetricFamily]:
         return iter(())  # scrape-time values: nothing to check at registration
 
     def _read(self) -> tuple[int, int, float, int, bool]:
-        b = read_backlog(self.settings, self.queue, self.jobs)
+        b = read_backlog(self.settings, self.queue, self.jobs, self.delivery)
+        self.by_lane = b.by_lane
         return b.waiting, b.in_progress, b.oldest_waiting_seconds, b.workers_alive, b.stalled is not None
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
@@ -42,7 +46,7 @@ class QueueCollector(Collector):
             return
         up.add_metric([], 1)
         yield up
-        g = GaugeMetricFamily("jobqueue_queue_depth", "job ids waiting in the queue (not yet claimed)",
+        g = GaugeMetricFamily("jobqueue_queue_depth", "job ids waiting in the queue, both lanes (not yet claimed)",
                               labels=["queue"])
         g.add_metric(queue_label, depth)
         yield g

@@ -5,6 +5,7 @@ from __future__ import annotations
 from flask import Blueprint, Response, jsonify, request, url_for
 
 from jobqueue.jobs import Job, JobStatus
+from jobqueue.lanes import lane_of
 from jobqueue.results import PNG
 
 from .. import ratelimit
@@ -28,7 +29,7 @@ def _accept() -> tuple[Job, str]:
     raw = read_body(request, state.settings.max_body_bytes, state.settings.client_timeout_seconds)
     op, params = validate_submission(parse_body(raw), state.catalogue, state.data.dataset)
     ratelimit.check(state.jobs, state.settings.submit_rate_limit)  # valid ones only: a typo costs nothing
-    job = state.delivery.submit(op.name, params)
+    job = state.delivery.submit(op.name, params, lane_of(op))
     SUBMITTED.labels(op.name).inc()
     return job, op.name
 
