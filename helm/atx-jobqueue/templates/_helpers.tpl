@@ -154,6 +154,13 @@ Call with (dict "ctx" . "apiToken" true|false). */}}
       name: {{ include "atx-jobqueue.apiToken.secretName" . }}
       key: {{ .Values.config.apiToken.existingSecretKey }}
 {{- end }}
+{{- if and $withToken .Values.config.apiTokens.existingSecret }}
+- name: API_TOKENS
+  valueFrom:
+    secretKeyRef:
+      name: {{ .Values.config.apiTokens.existingSecret }}
+      key: {{ .Values.config.apiTokens.existingSecretKey }}
+{{- end }}
 {{- end }}
 {{- end }}
 

@@ -122,10 +122,11 @@ class Delivery:
         return self._script(keys=self._keys, args=[*self._context, command, *args])
 
     # --- producer side (the API) -----------------------------------------------------------
-    def submit(self, operation: str, params: dict[str, Any], lane: str = DEFAULT) -> Job:
+    def submit(self, operation: str, params: dict[str, Any], lane: str = DEFAULT, owner: str | None = None) -> Job:
         """Store a new job's document, index it and queue its id in its lane, all or nothing: once
         this returns, the job will reach a final status. ``params`` must be validated already."""
-        job = Job(id=new_job_id(), operation=operation, params=params, submitted_at=time.time(), lane=lane)
+        job = Job(id=new_job_id(), operation=operation, params=params, submitted_at=time.time(), lane=lane,
+                  owner=owner)
         self._run("submit", job.id, job.to_json(), repr(job.submitted_at), operation, lane)
         return job
 

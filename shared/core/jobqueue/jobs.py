@@ -64,6 +64,7 @@ class Job:
     dataset: str | None = None             # identity (content hash) of the data it ran on
     cached_from: str | None = None         # id of the job whose result answered this one
     lane: str = "default"                  # which queue it waits in (jobqueue.lanes)
+    owner: str | None = None               # name of the API_TOKENS token that submitted it
 
     def to_json(self) -> str:
         """The stored document. A shallow copy, not ``dataclasses.asdict``'s deep one (a tenth of

@@ -105,6 +105,7 @@ SPEC: dict[str, tuple[str, Callable[[str, str], object], str]] = {
     "SYNC_PLOTS_PER_PROCESS": ("2", _int(0, 64), "synchronous GET /analysis/plot_* renders one API process runs at once; beyond, 503 with Retry-After (0: none)"),
     "CLIENT_TIMEOUT_SECONDS": ("5", _int(1, 300), "API: a client must send its request headers, and its body, within this; idle keep-alive connections close after it"),
     "API_TOKEN": ("", _str, "if set, job routes require Authorization: Bearer <token>"),
+    "API_TOKENS": ("", _str, "named tokens 'name:token,...' (from a Secret): each sees and changes only its own jobs; API_TOKEN is then the admin token"),
     "LOG_LEVEL": ("INFO", _choice("DEBUG", "INFO", "WARNING", "ERROR"), "log level; logs are JSON lines on stdout"),
 }
 
@@ -140,6 +141,7 @@ class Settings:
     sync_plots_per_process: int
     client_timeout_seconds: int
     api_token: str
+    api_tokens: str
     log_level: str
 
     def replace(self, **changes: object) -> "Settings":
