@@ -278,7 +278,7 @@ def test_restore_stops_redis_and_mounts_its_volume():
 
 
 def test_restore_without_a_file_fails_with_a_message():
-    with pytest.raises(helm.HelmError, match="redis.restore.file"):
+    with pytest.raises(helm.HelmError, match=r"redis\.restore\.file"):
         render_chart({"redis": {"restore": {"enabled": True}}})
 
 

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, fields
-from typing import Any, Callable, Mapping
+from collections.abc import Callable, Mapping
+from typing import Any
 
 DEFAULT_DATA_PATH = "data/traffic_incidents_sample.csv"
 
@@ -25,7 +26,7 @@ def _int(lo: int | None = None, hi: int | None = None) -> Callable[[str, str], i
             value = int(raw)
         except ValueError:
             raise SettingsError(f"{name} must be an integer, got {raw!r}") from None
-        if lo is not None and value < lo or hi is not None and value > hi:
+        if (lo is not None and value < lo) or (hi is not None and value > hi):
             raise SettingsError(f"{name} must be between {lo} and {hi}, got {value}")
         return value
 
@@ -38,7 +39,7 @@ def _float(lo: float | None = None, hi: float | None = None) -> Callable[[str, s
             value = float(raw)
         except ValueError:
             raise SettingsError(f"{name} must be a number, got {raw!r}") from None
-        if value != value or lo is not None and value < lo or hi is not None and value > hi:
+        if value != value or (lo is not None and value < lo) or (hi is not None and value > hi):
             raise SettingsError(f"{name} must be between {lo} and {hi}, got {raw}")
         return value
 
@@ -144,7 +145,7 @@ class Settings:
     api_tokens: str
     log_level: str
 
-    def replace(self, **changes: object) -> "Settings":
+    def replace(self, **changes: object) -> Settings:
         values = {f.name: getattr(self, f.name) for f in fields(self)}
         values.update(changes)
         return Settings(**values)
