@@ -9,7 +9,10 @@ PYTEST_ARGS ?=
 setup:
 	@scripts/bootstrap.sh
 
+# The lint gate first (seconds), then every test.
 test: setup
+	.venv/bin/ruff check .
+	.venv/bin/mypy
 	.venv/bin/pytest $(PYTEST_ARGS)
 
 # ruff (lint rules in pyproject.toml) over the whole tree, mypy over services/ and shared/.

@@ -40,9 +40,9 @@ os.environ.setdefault("DIAGNOSTIC_OPERATIONS", "1")
 import jobqueue_worker.worker  # noqa: F401  the worker's imports: redis, prometheus, core
 from jobqueue.settings import load_settings
 from jobqueue_worker.data import DataSource
-from jobqueue_worker.main import load_operations
+from jobqueue_worker.main import load_catalogue
 settings = load_settings()
-operations = load_operations(settings)
+operations = load_catalogue(settings)
 data = DataSource(settings.data_path)
 ds = data.get().warm()
 ready = time.perf_counter() - t0
@@ -67,9 +67,9 @@ os.environ.setdefault("DIAGNOSTIC_OPERATIONS", "1")
 import jobqueue_worker.worker  # noqa: F401
 from jobqueue.settings import load_settings
 from jobqueue_worker.data import DataSource
-from jobqueue_worker.main import load_operations, preload
+from jobqueue_worker.main import load_catalogue, preload
 settings = load_settings()
-operations = load_operations(settings)
+operations = load_catalogue(settings)
 data = DataSource(settings.data_path)
 preload(operations, data)
 n = int(sys.argv[1])

@@ -18,6 +18,9 @@ command -v curl >/dev/null || need_apt+=(curl)
 # the browser tests of the web page (tests/ui): Debian's Chromium, driven by Playwright; npm for axe-core
 command -v chromium >/dev/null || need_apt+=(chromium fonts-dejavu-core)
 command -v npm >/dev/null || need_apt+=(npm)
+# the chart's pods under a real container runtime (tests/deploy/test_podman_pods.py): podman with
+# Debian's runc, and catatonit for the pods' pause process
+command -v podman >/dev/null || need_apt+=(podman runc catatonit)
 if [ ${#need_apt[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
     echo "bootstrap: apt-get install ${need_apt[*]}"
@@ -27,6 +30,23 @@ if [ ${#need_apt[@]} -gt 0 ]; then
   else
     echo "bootstrap: not root or no apt-get; missing: ${need_apt[*]} (tests needing them skip)" >&2
   fi
+fi
+
+# podman without systemd (a container, CI): cgroupfs, Debian's runc, explicit ulimits. Written once;
+# a containers.conf someone else wrote is left alone.
+if command -v podman >/dev/null && [ "$(id -u)" = 0 ] && [ ! -e /etc/containers/containers.conf ]; then
+  echo "bootstrap: writing /etc/containers/containers.conf for podman (cgroupfs, runc)"
+  mkdir -p /etc/containers
+  cat > /etc/containers/containers.conf <<'CONF'
+# Written by atx-jobqueue's scripts/bootstrap.sh: podman without systemd (a container, CI).
+[containers]
+default_ulimits = ["nofile=1024:1024", "nproc=4096:4096"]
+
+[engine]
+cgroup_manager = "cgroupfs"
+runtime = "runc"
+events_logger = "file"
+CONF
 fi
 
 # axe-core (accessibility checks in the browser tests), pinned, into .tools/node_modules.

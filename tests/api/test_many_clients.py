@@ -322,7 +322,7 @@ def test_malformed_chunked_bodies_are_client_errors_not_500s(stack):
         _raw(port, head + b"\r\n10\r\n{\"operation\"", shut=True)
     huge = _raw(port, head + b"\r\nffffffffffffffff\r\n{\"operation\"")
     assert huge.startswith((b"HTTP/1.1 408", b"HTTP/1.1 400")) or huge == b"", huge[:300]
-    status, body, _ = _request(port, "GET", "/metrics")
+    _, body, _ = _request(port, "GET", "/metrics")
     errors = sum(metric_sum(body.decode(), "jobqueue_http_requests_total", {"status": code})
                  for code in ("500", "502", "503", "504"))
     print(f"\nbad chunk size -> {bad_size.split(b' ', 2)[1].decode()}; 5 truncated bodies, huge chunk -> "
@@ -350,7 +350,7 @@ def test_synchronous_plots_are_capped_and_cached(stack):
             body = response.read()
             results.append((response.status, body, time.perf_counter() - started,
                             response.getheader("Retry-After") or ""))
-        except Exception as exc:  # noqa: BLE001 - reported by the assertion below
+        except Exception as exc:  # reported by the assertion below
             results.append((0, repr(exc).encode(), time.perf_counter() - started, ""))
         finally:
             conn.close()

@@ -71,7 +71,6 @@ def test_separate_queue_and_jobs_dbs_are_honoured(redis_url):
     (b'{"operation": "sleep", "params": {"seconds": NaN}}', "application/json", "invalid_param", "seconds"),
     (b'{"operation": "sleep", "params": {"seconds": true}}', "application/json", "invalid_param", "seconds"),
     (b'{"operation": "sleep", "params": {"seconds": 3600}}', "application/json", "invalid_param", "seconds"),
-    (b'operation=sleep', "application/x-www-form-urlencoded", "invalid_json", None),
 ])
 @pytest.mark.parametrize("path", ["/submit", "/jobs"])
 def test_bad_bodies_get_a_named_400_and_queue_nothing(client, queue, path, body, content_type, code, param):

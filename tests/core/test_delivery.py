@@ -200,3 +200,37 @@ def test_a_batch_starts_in_one_call_and_records_in_one_call_that_claims_the_next
     again, none = d.record_many("w1", records[:1])           # fenced: not ours any more, no claim asked
     assert again == [Recorded.LOST] and none == []
     assert d.record_many("w1", [], claim=2) == ([], [])       # nothing queued: an empty claim
+
+
+def _plots_job(d: Delivery) -> str:
+    return d.submit("plot", {}, lane="plots").id
+
+
+def test_claims_serve_the_default_lane_first_and_never_starve_plots(harness):
+    d = _delivery(harness)
+    plots = [_plots_job(d) for _ in range(3)]
+    cheap = [harness.submit("sleep") for _ in range(20)]
+    d.heartbeat("w2")                      # two workers alive: one plots job at a time
+    got = []
+    for _ in range(9):
+        got += [i for i, _ in d.claim("w1", 1)]
+    assert got[:8] == cheap[:8] and got[8] == plots[0]   # passed over 8 times, then served first
+    assert harness.queue_client.hget(keys.PLOTS_BUSY, "w1") == plots[0]
+    assert [i for i, _ in d.claim("w2", 5)] == cheap[8:13]   # the cap: no second plots job at once
+    job = Job.from_json(harness.jobs.get(keys.job(plots[0])))
+    d.start("w1", Start(job))
+    assert d.record("w1", Finish(job)) is Recorded.OK
+    assert harness.queue_client.hlen(keys.PLOTS_BUSY) == 0
+
+
+def test_plots_jobs_go_back_to_their_own_lane(harness):
+    d = _delivery(harness)
+    plot, cheap = _plots_job(d), harness.submit("sleep")
+    plots_queue = keys.queue(keys.lane_queue_name(harness.settings.queue_name, "plots"))
+    assert d.claim("w1", 5) and harness.queue_client.llen(plots_queue) == 0
+    assert d.give_back_all("w1") == 2
+    assert harness.queue_client.lrange(plots_queue, 0, -1) == [plot]
+    assert harness.queue_client.lrange(keys.queue(harness.settings.queue_name), 0, -1) == [cheap]
+    assert harness.queue_client.hlen(keys.PLOTS_BUSY) == 0
+    waiting = d.waiting()
+    assert waiting.by_lane == {"default": 1, "plots": 1} and waiting.oldest_id == plot

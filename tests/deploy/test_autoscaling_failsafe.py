@@ -15,7 +15,7 @@ import pytest
 import yaml
 
 from observability.rules import promtool as find_promtool
-from tests.deploy.manifests import NAMESPACE, RELEASE, render_objects, scenario_objects
+from tests.deploy.manifests import CHART, NAMESPACE, RELEASE, render_objects, scenario_objects
 
 MONITORED = {"metrics": {"serviceMonitor": {"enabled": True}, "prometheusRule": {"enabled": True}}}
 
@@ -82,4 +82,19 @@ def test_an_alert_fires_when_the_queue_series_is_absent(tmp_path):
     run = _promtool_test(tmp_path, [group], _series("other", 1, 0), [{"alert_rule_test": [alert]}])
     assert run.returncode == 0, run.stdout + run.stderr
     run = _promtool_test(tmp_path, [group], _series(RELEASE, 1, 0), [{"alert_rule_test": [{"alertname": "JobQueueMetricsAbsent", "eval_time": "15m"}]}])
+    assert run.returncode == 0, run.stdout + run.stderr
+
+
+def test_hpa_mode_adapter_rule_takes_only_this_release(tmp_path):
+    """The prometheus-adapter rule with the matchers the rendered HPA's selector gives it
+    (prometheus-adapter turns the selector into <<.LabelMatchers>>, plus the namespace)."""
+    adapter = yaml.safe_load((CHART.parent / "prometheus-adapter-values.yaml").read_text())
+    (rule,) = adapter["rules"]["external"]
+    hpa = _one(render_objects({**MONITORED, "autoscaling": {"mode": "hpa"}}), "HorizontalPodAutoscaler")
+    labels = hpa["spec"]["metrics"][0]["external"]["metric"]["selector"]["matchLabels"]
+    matchers = ",".join([f'namespace="{NAMESPACE}"', *(f'{k}="{v}"' for k, v in sorted(labels.items()))])
+    query = rule["metricsQuery"].replace("<<.LabelMatchers>>", matchers)
+    run = _promtool_test(tmp_path, [], _series("other", 40, 2) + _series(RELEASE, 5, 1), [
+        {"promql_expr_test": [{"expr": query, "eval_time": "10m", "exp_samples": [
+            {"labels": f'{{namespace="{NAMESPACE}",queue="jobs",service="{RELEASE}-atx-jobqueue-api"}}', "value": 6}]}]}])
     assert run.returncode == 0, run.stdout + run.stderr

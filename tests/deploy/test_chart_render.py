@@ -278,7 +278,7 @@ def test_restore_stops_redis_and_mounts_its_volume():
 
 
 def test_restore_without_a_file_fails_with_a_message():
-    with pytest.raises(helm.HelmError, match="redis.restore.file"):
+    with pytest.raises(helm.HelmError, match=r"redis\.restore\.file"):
         render_chart({"redis": {"restore": {"enabled": True}}})
 
 
@@ -392,3 +392,19 @@ def test_api_token_reaches_the_api_and_not_the_worker():
     assert "API_TOKEN" in env_names("api")
     assert "API_TOKEN" not in env_names("worker")  # the worker never calls the API: no secret it does not use
     assert "REDIS_PASSWORD" in env_names("worker")
+
+
+def test_helm_test_can_submit_an_operation_with_parameters():
+    """tests.params reaches the helm test pod (review polish: it always sent params {}, so an
+    operation with required parameters failed `helm test`), and its script sends them."""
+    import json
+
+    pod = one(render_objects({"tests": {"operation": "incidents_by_road", "params": {"road": "IH 35"}}}), "Pod")
+    env = {e["name"]: e.get("value") for e in pod["spec"]["containers"][0]["env"]}
+    assert env["TEST_OPERATION"] == "incidents_by_road" and json.loads(env["TEST_PARAMS"]) == {"road": "IH 35"}
+    assert 'os.environ.get("TEST_PARAMS")' in (CHART / "files" / "scripts" / "helm_test.py").read_text()
+
+
+def test_api_service_may_be_a_load_balancer():
+    svc = one(render_objects({"api": {"service": {"type": "LoadBalancer"}}}), "Service", "api")
+    assert svc["spec"]["type"] == "LoadBalancer"

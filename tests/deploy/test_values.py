@@ -14,7 +14,7 @@ import yaml
 from tests.deploy.manifests import CHART, REPO_ROOT
 
 sys.path.insert(0, str(REPO_ROOT / "helm" / "tools"))
-import values_table  # noqa: E402
+import values_table
 
 TEXT = (CHART / "values.yaml").read_text()
 VALUES = yaml.safe_load(TEXT)
@@ -63,7 +63,8 @@ def test_defaults_pass_the_schema():
     {"autoscaling": {"threshold": 0}},
     {"api": {"port": 0}},
     {"api": {"port": "5000"}},
-    {"api": {"service": {"type": "LoadBalancer"}}},
+    {"api": {"service": {"type": "ExternalName"}}},
+    {"api": {"ingress": {"path": "/jobs"}}},
     {"worker": {"metricsPort": 70000}},
     {"config": {"logLevel": "TRACE"}},
     {"config": {"redisJobsDb": 16}},

@@ -77,4 +77,9 @@ def scrape(namespace: str) -> dict[str, Scrape]:
 def adapter_query(namespace: str, queue: str) -> str:
     """The prometheus-adapter external rule's query, with the matchers the HPA's selector gives it."""
     (rule,) = yaml.safe_load(ADAPTER_VALUES.read_text())["rules"]["external"]
-    return rule["metricsQuery"].replace("<<.LabelMatchers>>", f'namespace="{namespace}",queue="{queue}"')
+    objs = _render({"autoscaling": {"mode": "hpa"}, "metrics": {"serviceMonitor": {"enabled": True}}}, namespace)
+    (metric,) = _one(objs, "HorizontalPodAutoscaler")["spec"]["metrics"]
+    labels = metric["external"]["metric"]["selector"]["matchLabels"]
+    assert labels["queue"] == queue
+    matchers = ",".join([f'namespace="{namespace}"', *(f'{k}="{v}"' for k, v in sorted(labels.items()))])
+    return rule["metricsQuery"].replace("<<.LabelMatchers>>", matchers)

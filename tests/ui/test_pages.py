@@ -136,8 +136,8 @@ def test_without_the_token_only_a_login_form_is_shown(token_app):
 def test_login_sets_an_httponly_strict_cookie_and_csrf_guards_changes(token_app):
     client = token_app.test_client()
     assert client.post("/ui/login", json={"token": "wrong"}).status_code == 401
-    assert client.post("/ui/login", data="token=" + TOKEN,
-                       content_type="application/x-www-form-urlencoded").status_code == 400
+    assert client.post("/ui/login", data="token=" + TOKEN,  # a form post: JSON only (415)
+                       content_type="application/x-www-form-urlencoded").status_code == 415
     response = client.post("/ui/login", json={"token": TOKEN, "path": "/class/jobqueue/"})
     assert response.status_code == 200
     cookie = response.headers["Set-Cookie"]
@@ -166,3 +166,22 @@ def test_login_sets_an_httponly_strict_cookie_and_csrf_guards_changes(token_app)
     response = client.post("/ui/logout", headers={"X-CSRF-Token": csrf})
     assert response.status_code == 200 and "jobqueue_token=;" in response.headers["Set-Cookie"]
     assert client.get("/ui/jobs").status_code == 401
+
+
+def test_page_assets_are_cached_and_revalidated_pages_are_not(client):
+    """Swagger UI's 1.8 MB bundle must not be fetched again on every visit; pages hold job data."""
+    for path in ("/ui/static/ui.js", "/ui/static/vendor/swagger-ui/swagger-ui-bundle.js"):
+        response = client.get(path)
+        assert response.status_code == 200 and "no-store" not in response.headers.get("Cache-Control", "")
+        etag = response.headers["ETag"]
+        again = client.get(path, headers={"If-None-Match": etag})
+        assert again.status_code == 304 and again.data == b""
+    assert client.get("/ui/").headers["Cache-Control"] == "no-store"
+    assert client.get("/queue").headers["Cache-Control"] == "no-store"
+
+
+def test_the_login_form_never_puts_the_token_in_the_address(token_app):
+    """Without JavaScript a form falls back to its method: POST (refused as non-JSON), never GET."""
+    html = token_app.test_client().get("/ui/").get_data(as_text=True)
+    form = re.search(r"<form[^>]*id=\"login-form\"[^>]*>", html)[0]
+    assert 'method="post"' in form

@@ -233,7 +233,7 @@ def test_real_catalogue_and_dataset_with_the_cache(harness, tmp_path):
     import shutil
 
     from jobqueue_worker.data import DataSource
-    from jobqueue_worker.main import load_operations
+    from jobqueue_worker.main import load_catalogue
 
 
     late = tmp_path / "incidents.csv"
@@ -242,7 +242,7 @@ def test_real_catalogue_and_dataset_with_the_cache(harness, tmp_path):
     timer.start()
     first = harness.submit("incident_count_by_date", {"date": "2024-03-06"})
     second = harness.submit("incident_count_by_date", {"date": "2024-03-06"})
-    worker = Worker(harness.settings, load_operations(harness.settings), data)
+    worker = Worker(harness.settings, load_catalogue(harness.settings), data)
     worker.work(burst=True, install_signals=False)
     timer.join()
     a, b = harness.store.get(first), harness.store.get(second)

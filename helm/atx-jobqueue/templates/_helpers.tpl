@@ -154,6 +154,13 @@ Call with (dict "ctx" . "apiToken" true|false). */}}
       name: {{ include "atx-jobqueue.apiToken.secretName" . }}
       key: {{ .Values.config.apiToken.existingSecretKey }}
 {{- end }}
+{{- if and $withToken .Values.config.apiTokens.existingSecret }}
+- name: API_TOKENS
+  valueFrom:
+    secretKeyRef:
+      name: {{ .Values.config.apiTokens.existingSecret }}
+      key: {{ .Values.config.apiTokens.existingSecretKey }}
+{{- end }}
 {{- end }}
 {{- end }}
 
@@ -352,3 +359,21 @@ see no series. Stop at render time unless the operator says the API is scraped a
 {{- fail (printf "autoscaling.mode=%s reads the API's jobqueue_queue_depth from Prometheus: set metrics.serviceMonitor.enabled=true and metrics.serviceMonitor.labels to what your Prometheus selects (kube-prometheus-stack: release: <its release name>), or, if the API is scraped another way with a service label, autoscaling.scrapedWithoutServiceMonitor=true" .Values.autoscaling.mode) }}
 {{- end }}
 {{- end }}
+
+{{/*
+ALLOWED_HOSTS of the API: loopback (kubectl port-forward), the API Service's in-cluster names, the
+Ingress host when enabled, in NodePort mode api.service.nodePortHost (unset: any host, so a
+student on a NodePort is never locked out), then config.allowedHosts.
+*/}}
+{{- define "atx-jobqueue.allowedHosts" -}}
+{{- $api := include "atx-jobqueue.componentName" (dict "ctx" . "component" "api") -}}
+{{- $ns := .Release.Namespace -}}
+{{- $hosts := list "localhost" "127.0.0.1" "[::1]" $api (printf "%s.%s" $api $ns) (printf "%s.%s.svc" $api $ns) (printf "%s.%s.svc.cluster.local" $api $ns) -}}
+{{- if .Values.api.ingress.enabled -}}
+{{- $hosts = append $hosts .Values.api.ingress.host -}}
+{{- end -}}
+{{- if eq .Values.api.service.type "NodePort" -}}
+{{- $hosts = append $hosts (default "*" .Values.api.service.nodePortHost) -}}
+{{- end -}}
+{{- join "," (concat $hosts .Values.config.allowedHosts) -}}
+{{- end -}}

@@ -15,11 +15,12 @@ from typing import Any
 from flask import Flask
 
 from atx_analysis.registry import Registry
-from jobqueue.catalogue import SLEEP, catalogue as build_catalogue
+from jobqueue.catalogue import catalogue as build_catalogue
 from jobqueue.metrics_collector import QueueCollector
 from jobqueue.settings import Settings, load_settings
 
 from . import metrics
+from . import guards
 from .errors import register_error_handlers
 from .openapi import build_spec
 from .routes import analysis, docs, health, jobs, meta, ui
@@ -37,20 +38,6 @@ def _version() -> str:
         return "0.0.0"
 
 
-def _catalogue(settings: Settings) -> Registry:
-    try:
-        return build_catalogue(settings)
-    except ModuleNotFoundError as exc:
-        if exc.name != "atx_analysis.operations":
-            raise
-        # The analysis package without its operations (an early checkout): serve what exists.
-        log.warning("atx_analysis.operations missing: only diagnostic operations are offered")
-        reg = Registry()
-        if settings.diagnostic_operations:
-            reg.add(SLEEP)
-        return reg
-
-
 def create_app(settings: Settings | None = None, *, dataset: Any = None, load_data: bool = True,
                catalogue: Registry | None = None) -> Flask:
     """Build the API. ``dataset`` injects an already-loaded Dataset; ``load_data=False`` skips
@@ -60,7 +47,7 @@ def create_app(settings: Settings | None = None, *, dataset: Any = None, load_da
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
     app.json.sort_keys = False  # type: ignore[attr-defined]
 
-    state = build_state(settings, catalogue if catalogue is not None else _catalogue(settings))
+    state = build_state(settings, catalogue if catalogue is not None else build_catalogue(settings))
     if dataset is not None:
         state.data = DatasetSlot(dataset=dataset, error=None, loaded_at=time.time())
     elif load_data:
@@ -72,6 +59,7 @@ def create_app(settings: Settings | None = None, *, dataset: Any = None, load_da
     app.extensions["jobqueue_openapi"] = build_spec(state.catalogue, settings, _version())
 
     register_error_handlers(app)
+    guards.install(app, guards.parse_allowed_hosts(settings.allowed_hosts))
     metrics.instrument(app)
     for bp in (jobs.bp, analysis.bp, meta.bp, health.bp, metrics_routes.bp, docs.bp, ui.bp, ui.api):
         app.register_blueprint(bp)

@@ -1,4 +1,10 @@
-"""Optional bearer token (``API_TOKEN``) for the job and analysis routes.
+"""Optional bearer tokens for the job and analysis routes: ``API_TOKEN`` and named ``API_TOKENS``.
+
+``API_TOKEN`` alone: one trust domain, every holder sees every job (as before). ``API_TOKENS``
+(``name:token,...``, from a Secret) gives each user a token of their own: a job records its
+submitter's name (``Job.owner``) and a named token sees, waits on, reads, cancels and deletes only
+its own jobs; ``API_TOKEN`` is then the admin token that sees all. Neither set: no authentication,
+everyone sees all (the class default).
 
 Off by default: on a class cluster the API is reached through ``kubectl port-forward`` and only
 its user can connect. Set ``API_TOKEN`` when an Ingress or NodePort exposes it; health, metrics and
@@ -16,7 +22,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 
-from flask import Blueprint, request
+from flask import Blueprint, g, request
 
 from .errors import ApiError
 from .state import current
@@ -36,9 +42,48 @@ def given_token() -> tuple[str | None, bool]:
     return (cookie, True) if cookie else (None, False)
 
 
+def named_tokens(raw: str) -> dict[str, str]:
+    """``API_TOKENS`` (``alice:tok1,bob:tok2``) as token -> name."""
+    out: dict[str, str] = {}
+    for entry in raw.split(","):
+        name, sep, token = entry.strip().partition(":")
+        if sep and name.strip() and token.strip():
+            out[token.strip()] = name.strip()
+    return out
+
+
+def tokens_required() -> bool:
+    settings = current().settings
+    return bool(settings.api_token or settings.api_tokens)
+
+
+def identify(given: str | None) -> tuple[bool, str | None]:
+    """(known, owner name) of a presented token: the admin ``API_TOKEN`` has no owner (sees all)."""
+    if given is None:
+        return False, None
+    settings = current().settings
+    if settings.api_token and hmac.compare_digest(given.encode(), settings.api_token.encode()):
+        return True, None
+    found = None
+    for token, name in named_tokens(settings.api_tokens).items():  # compare with every one: constant time
+        if hmac.compare_digest(given.encode(), token.encode()):
+            found = name
+    return (found is not None), found
+
+
 def token_matches(given: str | None) -> bool:
-    token = current().settings.api_token
-    return bool(token) and given is not None and hmac.compare_digest(given.encode(), token.encode())
+    return identify(given)[0]
+
+
+def owner() -> str | None:
+    """The name the current request acts as (None: no named tokens, or the admin token)."""
+    return g.get("jobqueue_owner")
+
+
+def may_see(job_owner: str | None) -> bool:
+    """Whether the current request may see a job recorded with ``job_owner``."""
+    me = owner()
+    return me is None or job_owner == me
 
 
 def csrf_token(token: str) -> str:
@@ -55,12 +100,14 @@ def check_csrf(token: str | None) -> None:
 def protect(blueprint: Blueprint) -> None:
     @blueprint.before_request
     def _check_token() -> None:
-        if not current().settings.api_token:
+        if not tokens_required():
             return
         given, via_cookie = given_token()
-        if given is None or not token_matches(given):
+        known, name = identify(given)
+        if not known:
             err = ApiError(401, "unauthorized", "this route needs 'Authorization: Bearer <API_TOKEN>'")
             err.headers["WWW-Authenticate"] = 'Bearer realm="atx-jobqueue"'
             raise err
+        g.jobqueue_owner = name
         if via_cookie and request.method not in SAFE_METHODS:
             check_csrf(given)

@@ -10,7 +10,8 @@ flask test client, ``flask run``) nothing is patched and both fall back to plain
 from __future__ import annotations
 
 import contextlib
-from typing import Any, Callable, Iterator, TypeVar
+from collections.abc import Callable, Iterator
+from typing import Any, TypeVar
 
 T = TypeVar("T")
 

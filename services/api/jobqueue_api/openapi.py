@@ -113,6 +113,7 @@ def _components(catalogue: Registry) -> dict[str, Any]:
                                    "workers_alive", "workers", "stalled", "recent"],
                       "properties": {
                           "queue": {"type": "string"}, "depth": {"type": "integer"},
+                          "depth_by_lane": {"type": "object", "additionalProperties": {"type": "integer"}},
                           "in_progress": {"type": "integer"}, "delayed_retries": {"type": "integer"},
                           "oldest_waiting_seconds": {"type": ["number", "null"]},
                           "workers_alive": {"type": "integer"}, "stalled": {"type": "boolean"},

@@ -28,13 +28,12 @@ def queue_overview(state) -> dict[str, Any]:
     settings = state.settings
     name = settings.queue_name
     now = time.time()
+    waiting = state.delivery.waiting()
+    depth, oldest_id, delayed = waiting.depth, waiting.oldest_id, waiting.delayed
     pipe = state.queue.pipeline(transaction=False)
-    pipe.llen(keys.queue(name))
-    pipe.lindex(keys.queue(name), 0)
-    pipe.zcard(keys.delayed(name))
     pipe.zrange(keys.WORKERS_HEARTBEAT, 0, -1, withscores=True)
     pipe.hgetall(keys.WORKERS_BUSY)
-    depth, oldest_id, delayed, beats, busy = pipe.execute()
+    beats, busy = pipe.execute()
     processing = list(state.queue.scan_iter(match=f"{keys.PROCESSING_PREFIX}*", count=1000))
     in_progress = 0
     if processing:
@@ -56,6 +55,7 @@ def queue_overview(state) -> dict[str, Any]:
     return {
         "queue": name,
         "depth": depth,
+        "depth_by_lane": waiting.by_lane,
         "in_progress": in_progress,
         "delayed_retries": delayed,
         "oldest_waiting_seconds": None if oldest_age is None else round(oldest_age, 1),

@@ -33,4 +33,6 @@ def secure_page(response: Response) -> Response:
     response.headers["Cross-Origin-Opener-Policy"] = "same-origin"
     if response.mimetype == "text/html":
         response.headers["Cache-Control"] = "no-store"
+    elif request.path.startswith("/ui/static/"):
+        response.headers["Cache-Control"] = "no-cache"  # keep, but ask (ETag) before reusing
     return response

@@ -46,7 +46,7 @@ def prepare_multiprocess_dir() -> str:
 
 
 def gunicorn_options(settings) -> dict:
-    def child_exit(server, worker):  # noqa: ARG001 - gunicorn hook signature
+    def child_exit(server, worker):  # gunicorn hook signature
         from prometheus_client import multiprocess
 
         multiprocess.mark_process_dead(worker.pid)

@@ -72,12 +72,8 @@ def build_state(settings: Settings, catalogue: Registry) -> ApiState:
 
 def load_dataset_into(slot: DatasetSlot, path: str) -> None:
     """Load DATA_PATH once; a failure is recorded (readiness says why) rather than fatal."""
-    try:
-        from atx_analysis.dataset import load_dataset
-    except ImportError as exc:  # the analysis package predates the loader
-        slot.dataset, slot.error = None, f"dataset loader unavailable: {exc}"
-        log.error("dataset loader unavailable", extra={"error": str(exc)})
-        return
+    from atx_analysis.dataset import load_dataset
+
     try:
         slot.dataset = load_dataset(path)
         slot.error = None

@@ -158,5 +158,5 @@ class DoneWaiter:
                         job = live.get(job_id)
                         if job is None or job.status.is_final:  # gone, or finished unannounced
                             self._notify(job_id, None)
-            except Exception:  # noqa: BLE001 - Redis away: the waiters' own deadlines still hold
+            except Exception:  # Redis away: the waiters' own deadlines still hold
                 continue

@@ -23,30 +23,17 @@ from jobqueue.settings import Settings, SettingsError, load_settings
 log = logging.getLogger("jobqueue.worker")
 
 
-def load_operations(settings: Settings):
-    """The catalogue the API also uses; only the diagnostics if the analysis operations are absent."""
-    from jobqueue.catalogue import SLEEP, catalogue
+def load_catalogue(settings: Settings):
+    """The deployment's catalogue of operations, the same the API offers."""
+    from jobqueue.catalogue import catalogue
 
-    try:
-        return catalogue(settings)
-    except ImportError as exc:
-        from atx_analysis.registry import REGISTRY
-
-        log.warning("analysis operations not importable; serving diagnostic operations only",
-                    extra={"error": str(exc)})
-        return REGISTRY.merged(SLEEP) if settings.diagnostic_operations else REGISTRY.merged()
+    return catalogue(settings)
 
 
-def preload(operations, data) -> None:
+def preload(catalogue, data) -> None:
     """Load the dataset before taking jobs when any operation needs it (waits for the file)."""
-    if not any(op.needs_dataset for op in operations):
-        return
-    try:
-        import atx_analysis.dataset  # noqa: F401
-    except ImportError as exc:
-        log.warning("dataset loader not importable; data-backed jobs will fail", extra={"error": str(exc)})
-        return
-    data.get()
+    if any(op.needs_dataset for op in catalogue):
+        data.get()
 
 
 def _stop_during_startup(signum, frame):
@@ -71,21 +58,21 @@ def main(argv: list[str] | None = None) -> int:
     from .data import DataSource
     from .worker import Worker
 
-    operations = load_operations(settings)
+    catalogue = load_catalogue(settings)
     data = DataSource(settings.data_path, lambda: False)
-    if not load_and_serve(settings, operations, data):
+    if not load_and_serve(settings, catalogue, data):
         return 3
-    worker = Worker(settings, operations, data)
+    worker = Worker(settings, catalogue, data)
     return worker.work(burst=args.burst)
 
 
-def load_and_serve(settings: Settings, operations, data) -> bool:
+def load_and_serve(settings: Settings, catalogue, data) -> bool:
     """Load the dataset (once, before any fork) and start the metrics endpoint; False if the data
     cannot be loaded. A metrics port already taken is logged, not fatal: jobs matter more."""
     from .metrics import serve
 
     try:
-        preload(operations, data)
+        preload(catalogue, data)
     except Exception as exc:
         log.error("cannot load the dataset", extra={"data_path": settings.data_path, "error": str(exc)})
         return False
@@ -107,9 +94,9 @@ def supervise(settings: Settings, burst: bool) -> int:
     from .data import DataSource
     from .worker import Worker
 
-    operations = load_operations(settings)
+    catalogue = load_catalogue(settings)
     data = DataSource(settings.data_path)
-    if not load_and_serve(settings, operations, data):
+    if not load_and_serve(settings, catalogue, data):
         return 3
 
     children: dict[int, int] = {}
@@ -122,7 +109,7 @@ def supervise(settings: Settings, burst: bool) -> int:
             try:
                 signal.signal(signal.SIGTERM, signal.SIG_DFL)
                 signal.signal(signal.SIGINT, signal.SIG_DFL)
-                code = Worker(settings, operations, data).work(burst=burst)
+                code = Worker(settings, catalogue, data).work(burst=burst)
             except BaseException:
                 log.exception("worker process crashed")
             finally:

@@ -19,7 +19,8 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass
-from typing import Any, Callable, TypeVar
+from typing import Any, TypeVar
+from collections.abc import Callable
 
 import redis
 from atx_analysis.registry import ParamError, Registry, UnknownOperation

@@ -91,7 +91,7 @@ class Dataset:
         if column not in self.available:
             raise MissingColumnError(column, operation)
 
-    def warm(self) -> "Dataset":
+    def warm(self) -> Dataset:
         """Build the lazy indexes now (road search, top roads, radius) so no query pays for them."""
         self.index.warm()
         release_freed_memory()

@@ -11,7 +11,8 @@ from __future__ import annotations
 import datetime as dt
 import math
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping
+from typing import Any
+from collections.abc import Callable, Mapping
 
 _MISSING = object()
 MIN_YEAR, MAX_YEAR = 1700, 2199
@@ -80,67 +81,84 @@ class Param:
         return schema
 
     def coerce(self, raw: Any) -> Any:
-        """Validate one value from JSON (or a query string, where everything is a string)."""
+        """Validate one value from JSON (or a query string, where everything is a string): the
+        type's own coercer (:data:`_COERCERS`), then the checks every type shares."""
         name = self.name
-        if self.type == "int":
-            if isinstance(raw, bool):
-                raise ParamError(name, f"'{name}' must be an integer")
-            if isinstance(raw, str):
-                try:
-                    raw = int(raw.strip())
-                except ValueError:
-                    raise ParamError(name, f"'{name}' must be an integer, got {raw!r}") from None
-            if isinstance(raw, float) and raw.is_integer():
-                raw = int(raw)
-            if not isinstance(raw, int):
-                raise ParamError(name, f"'{name}' must be an integer")
-            value: Any = raw
-        elif self.type == "number":
-            if isinstance(raw, bool):
-                raise ParamError(name, f"'{name}' must be a number")
-            if isinstance(raw, str):
-                try:
-                    raw = float(raw.strip())
-                except ValueError:
-                    raise ParamError(name, f"'{name}' must be a number, got {raw!r}") from None
-            if isinstance(raw, int):
-                try:  # a JSON integer of 400 digits is valid JSON but no float: 400, not 500
-                    raw = float(raw)
-                except OverflowError:
-                    raise ParamError(name, f"'{name}' is out of range") from None
-            if not isinstance(raw, (int, float)) or not math.isfinite(raw):
-                raise ParamError(name, f"'{name}' must be a finite number")
-            value = float(raw)
-        elif self.type == "boolean":
-            if isinstance(raw, str) and raw.lower() in {"true", "1", "yes", "false", "0", "no"}:
-                raw = raw.lower() in {"true", "1", "yes"}
-            if not isinstance(raw, bool):
-                raise ParamError(name, f"'{name}' must be true or false")
-            value = raw
-        elif self.type == "date":
-            if not isinstance(raw, str):
-                raise ParamError(name, f"'{name}' must be a date string YYYY-MM-DD")
-            try:
-                value = dt.date.fromisoformat(raw.strip()).isoformat()
-            except ValueError:
-                raise ParamError(name, f"'{name}' must be a date YYYY-MM-DD, got {raw!r}") from None
-            if not MIN_YEAR <= int(value[:4]) <= MAX_YEAR:  # pandas' nanosecond range: year 1 was a 500
-                raise ParamError(name, f"'{name}' must be a date between {MIN_YEAR} and {MAX_YEAR}")
-        elif self.type == "string":
-            if not isinstance(raw, str):
-                raise ParamError(name, f"'{name}' must be a string")
-            value = raw
-            if self.max_length is not None and len(value) > self.max_length:
-                raise ParamError(name, f"'{name}' is longer than {self.max_length} characters")
-            if self.choices and value not in self.choices:
-                raise ParamError(name, f"'{name}' must be one of {', '.join(self.choices)}")
-        else:  # pragma: no cover - a programming error in a declaration
-            raise AssertionError(f"unknown param type {self.type}")
+        value = _COERCERS[self.type](name, raw)
+        if isinstance(value, str) and self.max_length is not None and len(value) > self.max_length:
+            raise ParamError(name, f"'{name}' is longer than {self.max_length} characters")
+        if isinstance(value, str) and self.choices and value not in self.choices:
+            raise ParamError(name, f"'{name}' must be one of {', '.join(self.choices)}")
         if self.minimum is not None and value < self.minimum:
             raise ParamError(name, f"'{name}' must be at least {self.minimum}")
         if self.maximum is not None and value > self.maximum:
             raise ParamError(name, f"'{name}' must be at most {self.maximum}")
         return value
+
+
+def _to_int(name: str, raw: Any) -> int:
+    if isinstance(raw, bool):
+        raise ParamError(name, f"'{name}' must be an integer")
+    if isinstance(raw, str):
+        try:
+            raw = int(raw.strip())
+        except ValueError:
+            raise ParamError(name, f"'{name}' must be an integer, got {raw!r}") from None
+    if isinstance(raw, float) and raw.is_integer():
+        raw = int(raw)
+    if not isinstance(raw, int):
+        raise ParamError(name, f"'{name}' must be an integer")
+    return raw
+
+
+def _to_number(name: str, raw: Any) -> float:
+    if isinstance(raw, bool):
+        raise ParamError(name, f"'{name}' must be a number")
+    if isinstance(raw, str):
+        try:
+            raw = float(raw.strip())
+        except ValueError:
+            raise ParamError(name, f"'{name}' must be a number, got {raw!r}") from None
+    if isinstance(raw, int):
+        try:  # a JSON integer of 400 digits is valid JSON but no float: 400, not 500
+            raw = float(raw)
+        except OverflowError:
+            raise ParamError(name, f"'{name}' is out of range") from None
+    if not isinstance(raw, (int, float)) or not math.isfinite(raw):
+        raise ParamError(name, f"'{name}' must be a finite number")
+    return float(raw)
+
+
+def _to_boolean(name: str, raw: Any) -> bool:
+    if isinstance(raw, str) and raw.lower() in {"true", "1", "yes", "false", "0", "no"}:
+        raw = raw.lower() in {"true", "1", "yes"}
+    if not isinstance(raw, bool):
+        raise ParamError(name, f"'{name}' must be true or false")
+    return raw
+
+
+def _to_date(name: str, raw: Any) -> str:
+    if not isinstance(raw, str):
+        raise ParamError(name, f"'{name}' must be a date string YYYY-MM-DD")
+    try:
+        value = dt.date.fromisoformat(raw.strip()).isoformat()
+    except ValueError:
+        raise ParamError(name, f"'{name}' must be a date YYYY-MM-DD, got {raw!r}") from None
+    if not MIN_YEAR <= int(value[:4]) <= MAX_YEAR:  # pandas' nanosecond range: year 1 was a 500
+        raise ParamError(name, f"'{name}' must be a date between {MIN_YEAR} and {MAX_YEAR}")
+    return value
+
+
+def _to_string(name: str, raw: Any) -> str:
+    if not isinstance(raw, str):
+        raise ParamError(name, f"'{name}' must be a string")
+    return raw
+
+
+# Param.type -> its coercer: the value as the operation receives it, or a ParamError naming the param.
+_COERCERS: dict[str, Callable[[str, Any], Any]] = {
+    "int": _to_int, "number": _to_number, "boolean": _to_boolean, "date": _to_date, "string": _to_string,
+}
 
 
 @dataclass(frozen=True)
@@ -262,7 +280,7 @@ class Registry:
     def __iter__(self):
         return iter(self._ops.values())
 
-    def merged(self, *extra: Operation) -> "Registry":
+    def merged(self, *extra: Operation) -> Registry:
         """A copy with more operations (the diagnostic ``sleep`` when enabled)."""
         out = Registry()
         for op in [*self._ops.values(), *extra]:

@@ -21,12 +21,14 @@ import time
 from dataclasses import dataclass
 from enum import Enum
 from importlib import resources
-from typing import Any, Iterable
+from typing import Any
+from collections.abc import Iterable
 
 import redis
 
 from . import keys
 from .jobs import Job, JobStatus, new_job_id
+from .lanes import DEFAULT, PLOTS
 from .settings import Settings
 
 log = logging.getLogger(__name__)
@@ -89,6 +91,17 @@ class Retry:
 Record = Finish | Retry
 
 
+@dataclass(frozen=True)
+class Waiting:
+    by_lane: dict[str, int]         # ids queued per lane
+    delayed: int                    # retries waiting out their backoff (both lanes)
+    oldest_id: str | None           # the longest-waiting queued id (the older lane head)
+
+    @property
+    def depth(self) -> int:
+        return sum(self.by_lane.values())
+
+
 class Delivery:
     """The dispatch script bound to one queue, one pair of dbs and one Redis client."""
 
@@ -97,8 +110,10 @@ class Delivery:
         self.settings = settings
         self.queue_key = keys.queue(settings.queue_name)
         self.delayed_key = keys.delayed(settings.queue_name)
+        plots = keys.lane_queue_name(settings.queue_name, PLOTS)
         self._script = client.register_script(DISPATCH_LUA)
-        self._keys = [self.queue_key, self.delayed_key, keys.WORKERS_HEARTBEAT, keys.WORKERS_BUSY, keys.JOB_INDEX]
+        self._keys = [self.queue_key, self.delayed_key, keys.WORKERS_HEARTBEAT, keys.WORKERS_BUSY, keys.JOB_INDEX,
+                      keys.queue(plots), keys.delayed(plots), keys.PLOTS_SKIPPED, keys.PLOTS_BUSY]
         self._context = [settings.redis_jobs_db, settings.redis_queue_db, keys.JOB_PREFIX, keys.RESULT_PREFIX,
                          keys.PROCESSING_PREFIX, keys.JOB_DONE_CHANNEL, settings.job_ttl_seconds,
                          keys.STATUS_INDEX_PREFIX, keys.OPERATION_INDEX_PREFIX]
@@ -107,11 +122,12 @@ class Delivery:
         return self._script(keys=self._keys, args=[*self._context, command, *args])
 
     # --- producer side (the API) -----------------------------------------------------------
-    def submit(self, operation: str, params: dict[str, Any]) -> Job:
-        """Store a new job's document, index it and queue its id, all or nothing: once this
-        returns, the job will reach a final status. ``params`` must be validated already."""
-        job = Job(id=new_job_id(), operation=operation, params=params, submitted_at=time.time())
-        self._run("submit", job.id, job.to_json(), repr(job.submitted_at), operation)
+    def submit(self, operation: str, params: dict[str, Any], lane: str = DEFAULT, owner: str | None = None) -> Job:
+        """Store a new job's document, index it and queue its id in its lane, all or nothing: once
+        this returns, the job will reach a final status. ``params`` must be validated already."""
+        job = Job(id=new_job_id(), operation=operation, params=params, submitted_at=time.time(), lane=lane,
+                  owner=owner)
+        self._run("submit", job.id, job.to_json(), repr(job.submitted_at), operation, lane)
         return job
 
     def cancel(self, job: Job) -> bool:
@@ -133,10 +149,13 @@ class Delivery:
 
     def pending(self) -> bool:
         """Anything queued or waiting out a retry backoff (a burst worker stops when not)."""
-        pipe = self.redis.pipeline(transaction=False)
-        pipe.llen(self.queue_key)
-        pipe.zcard(self.delayed_key)
-        return any(pipe.execute())
+        waiting = self.waiting()
+        return bool(waiting.depth or waiting.delayed)
+
+    def waiting(self) -> Waiting:
+        """What waits to be claimed, in both lanes (metrics, ``GET /queue``)."""
+        depth, plots, delayed, oldest = self._run("waiting")
+        return Waiting({DEFAULT: int(depth), PLOTS: int(plots)}, int(delayed), oldest or None)
 
     def start(self, worker: str, start: Start) -> StartAnswer:
         return _start_answer(self._run("start", *_start_args(worker, start)))
@@ -206,6 +225,7 @@ class Delivery:
         pipe = self.redis.pipeline()
         pipe.zrem(keys.WORKERS_HEARTBEAT, worker)
         pipe.hdel(keys.WORKERS_BUSY, worker)
+        pipe.hdel(keys.PLOTS_BUSY, worker)
         pipe.execute()
         return n
 
@@ -253,7 +273,7 @@ def _record_args(worker: str, record: Record) -> list[Any]:
             job.result_ref = record.shares or None
         return [job.id, worker, job.to_json(), record.blob, job.result_ref or "",
                 keys.result_cache(fp) if fp else ""]
-    return [job.id, worker, job.to_json(), repr(float(record.delay))]
+    return [job.id, worker, job.to_json(), repr(float(record.delay)), job.lane]
 
 
 def _start_args(worker: str, start: Start) -> list[Any]:

@@ -12,7 +12,8 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Any, Iterable
+from typing import Any
+from collections.abc import Iterable
 
 import redis
 
@@ -62,6 +63,8 @@ class Job:
     result_type: str = "application/json"
     dataset: str | None = None             # identity (content hash) of the data it ran on
     cached_from: str | None = None         # id of the job whose result answered this one
+    lane: str = "default"                  # which queue it waits in (jobqueue.lanes)
+    owner: str | None = None               # name of the API_TOKENS token that submitted it
 
     def to_json(self) -> str:
         """The stored document. A shallow copy, not ``dataclasses.asdict``'s deep one (a tenth of
@@ -71,7 +74,7 @@ class Job:
         return json.dumps(doc, separators=(",", ":"), allow_nan=False)
 
     @classmethod
-    def from_json(cls, text: str | bytes) -> "Job":
+    def from_json(cls, text: str | bytes) -> Job:
         doc = json.loads(text)
         doc["status"] = JobStatus(doc["status"])
         known = cls.__dataclass_fields__

@@ -49,6 +49,14 @@ def result_cache(fingerprint: str) -> str:
     return f"{RESULT_CACHE_PREFIX}{fingerprint}"
 
 
+RATE_PREFIX = "rate:submit:"             # string counter with a TTL: one client's submissions in one window
+
+
+def submit_rate(client: str, window: int) -> str:
+    """Submissions of one client (token name or address) in one fixed window (the API's limit)."""
+    return f"{RATE_PREFIX}{client}:{window}"
+
+
 # --- queue db ------------------------------------------------------------------------------
 HOTQUEUE_PREFIX = "hotqueue:"            # HotQueue's own naming: the list is hotqueue:<name>
 PROCESSING_PREFIX = "processing:"        # per-worker list of claimed job ids
@@ -56,11 +64,18 @@ WORKERS_HEARTBEAT = "workers:heartbeat"  # zset worker id -> last heartbeat (uni
 WORKERS_BUSY = "workers:busy"            # hash worker id -> job id it is running now
 DELAYED_PREFIX = "delayed:"              # zset job id -> due time: retries waiting for their backoff
 SWEEP_LOCK = "workers:sweep-lock"        # string, short TTL: one worker at a time runs the sweeper
+PLOTS_SKIPPED = "workers:plots-skipped"  # string: claims in a row that served the default lane while plots waited
+PLOTS_BUSY = "workers:busy-plots"        # hash worker id -> the plots-lane job it holds (the plots cap)
 
 
 def queue(name: str) -> str:
     """The list HotQueue pushes job ids onto (RPUSH) and workers take them from (left end)."""
     return f"{HOTQUEUE_PREFIX}{name}"
+
+
+def lane_queue_name(queue_name: str, lane: str) -> str:
+    """The default lane is the queue itself (HotQueue's list); another lane is a sibling queue."""
+    return queue_name if lane == "default" else f"{queue_name}-{lane}"
 
 
 def processing(worker_id: str) -> str:

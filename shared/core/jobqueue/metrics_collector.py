@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import json
 import time
-from typing import Iterator
+from collections.abc import Iterator
 
 import redis
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from . import keys
+from .delivery import Delivery
 from .settings import Settings
 
 
@@ -25,18 +26,18 @@ class QueueCollector(Collector):
         self.settings = settings
         self.queue = queue
         self.jobs = jobs
+        self.delivery = Delivery(queue, settings)
+        self.by_lane: dict[str, int] = {}
 
     def describe(self) -> Iterator[GaugeMetricFamily]:
         return iter(())  # scrape-time values: nothing to check at registration
 
     def _read(self) -> tuple[int, int, float, int]:
-        name = self.settings.queue_name
         now = time.time()
-        pipe = self.queue.pipeline(transaction=False)
-        pipe.llen(keys.queue(name))
-        pipe.lindex(keys.queue(name), 0)
-        pipe.zcount(keys.WORKERS_HEARTBEAT, now - self.settings.job_lease_seconds, "+inf")
-        depth, oldest_id, alive = pipe.execute()
+        waiting = self.delivery.waiting()
+        depth, oldest_id = waiting.depth, waiting.oldest_id
+        self.by_lane = waiting.by_lane
+        alive = self.queue.zcount(keys.WORKERS_HEARTBEAT, now - self.settings.job_lease_seconds, "+inf")
         processing = list(self.queue.scan_iter(match=f"{keys.PROCESSING_PREFIX}*", count=1000))
         in_progress = 0
         if processing:
@@ -65,7 +66,7 @@ class QueueCollector(Collector):
             return
         up.add_metric([], 1)
         yield up
-        g = GaugeMetricFamily("jobqueue_queue_depth", "job ids waiting in the queue (not yet claimed)",
+        g = GaugeMetricFamily("jobqueue_queue_depth", "job ids waiting in the queue, both lanes (not yet claimed)",
                               labels=["queue"])
         g.add_metric(queue_label, depth)
         yield g

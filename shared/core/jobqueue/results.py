@@ -14,7 +14,6 @@ from typing import Any
 
 import redis
 
-from . import keys
 from .jobs import Job
 
 INLINE_LIMIT_BYTES = 256 * 1024
@@ -51,6 +50,3 @@ def read_result(binary_jobs: redis.Redis, job: Job) -> tuple[bytes | Any, str] |
         return body, PNG
     return json.loads(body), JSON
 
-
-def result_key(job_id: str) -> str:
-    return keys.result(job_id)

@@ -10,10 +10,9 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, fields
-from pathlib import Path
-from typing import Any, Callable, Mapping
+from collections.abc import Callable, Mapping
+from typing import Any
 
-REPO_ROOT = Path(__file__).resolve().parents[3]
 DEFAULT_DATA_PATH = "data/traffic_incidents_sample.csv"
 
 
@@ -27,7 +26,7 @@ def _int(lo: int | None = None, hi: int | None = None) -> Callable[[str, str], i
             value = int(raw)
         except ValueError:
             raise SettingsError(f"{name} must be an integer, got {raw!r}") from None
-        if lo is not None and value < lo or hi is not None and value > hi:
+        if (lo is not None and value < lo) or (hi is not None and value > hi):
             raise SettingsError(f"{name} must be between {lo} and {hi}, got {value}")
         return value
 
@@ -40,7 +39,7 @@ def _float(lo: float | None = None, hi: float | None = None) -> Callable[[str, s
             value = float(raw)
         except ValueError:
             raise SettingsError(f"{name} must be a number, got {raw!r}") from None
-        if value != value or lo is not None and value < lo or hi is not None and value > hi:
+        if value != value or (lo is not None and value < lo) or (hi is not None and value > hi):
             raise SettingsError(f"{name} must be between {lo} and {hi}, got {raw}")
         return value
 
@@ -102,9 +101,12 @@ SPEC: dict[str, tuple[str, Callable[[str, str], object], str]] = {
     "MAX_BODY_BYTES": ("65536", _int(256, 16 * 1024 * 1024), "largest request body the API accepts"),
     "MAX_WAIT_SECONDS": ("60", _float(0, 600), "cap on ?wait= long polls"),
     "MAX_WAITERS": ("1000", _int(0, 100000), "long polls one API process holds at once; beyond, ?wait= answers at once"),
+    "SUBMIT_RATE_LIMIT": ("0", _int(0, 1000000), "API: submissions one client (named token, else address) may make per minute; beyond, 429 with Retry-After (0: no limit; the chart and k8s/ set 600)"),
+    "ALLOWED_HOSTS": ("localhost,127.0.0.1,[::1]", _str, "API: Host names it answers to, comma-separated ('*' any; a '*' label matches one label); probes and /metrics are exempt"),
     "SYNC_PLOTS_PER_PROCESS": ("2", _int(0, 64), "synchronous GET /analysis/plot_* renders one API process runs at once; beyond, 503 with Retry-After (0: none)"),
     "CLIENT_TIMEOUT_SECONDS": ("5", _int(1, 300), "API: a client must send its request headers, and its body, within this; idle keep-alive connections close after it"),
     "API_TOKEN": ("", _str, "if set, job routes require Authorization: Bearer <token>"),
+    "API_TOKENS": ("", _str, "named tokens 'name:token,...' (from a Secret): each sees and changes only its own jobs; API_TOKEN is then the admin token"),
     "LOG_LEVEL": ("INFO", _choice("DEBUG", "INFO", "WARNING", "ERROR"), "log level; logs are JSON lines on stdout"),
 }
 
@@ -135,12 +137,15 @@ class Settings:
     max_body_bytes: int
     max_wait_seconds: float
     max_waiters: int
+    allowed_hosts: str
+    submit_rate_limit: int
     sync_plots_per_process: int
     client_timeout_seconds: int
     api_token: str
+    api_tokens: str
     log_level: str
 
-    def replace(self, **changes: object) -> "Settings":
+    def replace(self, **changes: object) -> Settings:
         values = {f.name: getattr(self, f.name) for f in fields(self)}
         values.update(changes)
         return Settings(**values)

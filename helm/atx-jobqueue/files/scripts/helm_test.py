@@ -3,6 +3,7 @@
 Fails (exit 1) unless the job reaches `complete` with a result within TEST_TIMEOUT_SECONDS, so a
 green `helm test` means API, Redis, queue, workers and data all work together."""
 
+import json
 import os
 import sys
 import time
@@ -11,6 +12,7 @@ import requests
 
 base = os.environ["API_URL"].rstrip("/")
 operation = os.environ.get("TEST_OPERATION", "unique_issues")
+params = json.loads(os.environ.get("TEST_PARAMS") or "{}")
 deadline = time.monotonic() + float(os.environ.get("TEST_TIMEOUT_SECONDS", "120"))
 headers = {}
 if os.environ.get("API_TOKEN"):
@@ -28,7 +30,7 @@ while True:
         sys.exit("the API never became ready")
     time.sleep(2)
 
-response = requests.post(f"{base}/submit", json={"operation": operation, "params": {}}, headers=headers, timeout=10)
+response = requests.post(f"{base}/submit", json={"operation": operation, "params": params}, headers=headers, timeout=10)
 print(f"submit: {response.status_code} {response.text}", flush=True)
 if response.status_code != 202:
     sys.exit("submit was not accepted")

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from flask import Blueprint, Response, jsonify, request, url_for
 
 from jobqueue.jobs import Job, JobStatus
+from jobqueue.lanes import lane_of
 from jobqueue.results import PNG
 
-from ..auth import protect
+from .. import ratelimit
+from ..auth import may_see, owner, protect
 from ..errors import ApiError
 from ..metrics import SUBMITTED
 from ..params import int_arg, job_id_or_400, single_arg, wait_seconds
@@ -26,7 +30,8 @@ def _accept() -> tuple[Job, str]:
     state = current()
     raw = read_body(request, state.settings.max_body_bytes, state.settings.client_timeout_seconds)
     op, params = validate_submission(parse_body(raw), state.catalogue, state.data.dataset)
-    job = state.delivery.submit(op.name, params)
+    ratelimit.check(state.jobs, state.settings.submit_rate_limit)  # valid ones only: a typo costs nothing
+    job = state.delivery.submit(op.name, params, lane_of(op), owner())
     SUBMITTED.labels(op.name).inc()
     return job, op.name
 
@@ -48,7 +53,14 @@ def load_job(job_id: str, wait: float = 0.0) -> Job:
     """The job, after waiting up to ``wait`` seconds for it to reach a final status; 404 if unknown."""
     state = current()
     job_id_or_400(job_id)
-    job = state.waiter.wait_final(job_id, wait) if wait > 0 else state.store.get(job_id)
+    if wait > 0 and owner() is None:
+        job = state.waiter.wait_final(job_id, wait)
+    else:
+        job = state.store.get(job_id)
+        if wait > 0 and job is not None and may_see(job.owner) and not job.status.is_final:
+            job = state.waiter.wait_final(job_id, wait)  # a named token waits on its own jobs only
+    if job is not None and not may_see(job.owner):
+        job = None  # another token's job: as if it did not exist
     if job is None:
         raise _not_found(job_id)
     return job
@@ -86,6 +98,8 @@ def list_jobs():
     try:
         page = state.store.page(status=status, operation=operation, cursor=cursor, limit=limit,
                                 offset=None if cursor else offset)
+        if owner() is not None:  # a named token lists its own jobs: read on until a page is full
+            page = _own_page(state, page, status, operation, limit)
     except ValueError:
         raise ApiError(400, "invalid_cursor", "'cursor' must be the next_cursor of a previous page",
                        param="cursor") from None
@@ -94,6 +108,22 @@ def list_jobs():
     if not cursor:
         body.update(offset=offset, next_offset=page.next_offset)
     return jsonify(body)
+
+
+OWN_PAGE_READS = 20  # pages of everyone's jobs one listing of a named token's own jobs reads at most
+
+
+def _own_page(state, page, status, operation, limit):
+    """The listing filtered to the current token's jobs, continued page by page (bounded) so a
+    user among many still gets a full page; paging on goes by cursor only."""
+    me = owner()
+    mine = [job for job in page.jobs if job.owner == me]
+    reads = 1
+    while len(mine) < limit and page.next_cursor and reads < OWN_PAGE_READS:
+        page = state.store.page(status=status, operation=operation, cursor=page.next_cursor, limit=limit)
+        mine += [job for job in page.jobs if job.owner == me]
+        reads += 1
+    return replace(page, jobs=mine[:limit], next_offset=None)
 
 
 @bp.delete("/jobs/<job_id>")

@@ -7,6 +7,7 @@ import json
 
 from flask import Blueprint, Response, current_app, jsonify, request
 
+from ..guards import parse_allowed_hosts, public_base
 from ..state import current
 
 bp = Blueprint("meta", __name__)
@@ -48,7 +49,8 @@ def _examples(base: str) -> list[str]:
 
 
 def _usage() -> dict:
-    base = request.host_url.rstrip("/")
+    state = current()
+    base = public_base(parse_allowed_hosts(state.settings.allowed_hosts), state.settings.port)
     return {
         "service": "atx-jobqueue",
         "description": "Queue analyses of the City of Austin traffic incident data; poll or long-poll for results.",

@@ -20,7 +20,7 @@ from flask import Blueprint, jsonify, make_response, redirect, render_template, 
 
 from jobqueue.jobs import JobStatus
 
-from ..auth import COOKIE, check_csrf, csrf_token, given_token, protect, token_matches
+from ..auth import COOKIE, check_csrf, csrf_token, given_token, protect, token_matches, tokens_required
 from ..errors import ApiError
 from ..overview import queue_overview
 from ..pages import root, secure_page
@@ -47,7 +47,7 @@ def queue():
 # --- login ------------------------------------------------------------------------------------
 
 def _logged_in() -> bool:
-    if not current().settings.api_token:
+    if not tokens_required():
         return True
     given, _ = given_token()
     return token_matches(given)
@@ -55,25 +55,24 @@ def _logged_in() -> bool:
 
 def _page(template: str, **context):
     """Render a page, or only the login form (401) when a token is required and not presented."""
-    settings = current().settings
     if not _logged_in():
         return make_response(render_template("ui/login.html", root=root(), page="login", csrf=""), 401)
-    csrf = csrf_token(settings.api_token) if settings.api_token else ""
-    return render_template(template, root=root(), csrf=csrf, token_required=bool(settings.api_token),
+    required = tokens_required()
+    csrf = csrf_token(given_token()[0] or "") if required else ""
+    return render_template(template, root=root(), csrf=csrf, token_required=required,
                            **context)
 
 
 @bp.post("/ui/login")
 def login():
     """``{"token": ..., "path": <the API's root as the browser sees it>}`` -> the cookie."""
-    settings = current().settings
     try:
         body = json.loads(read_body(request, 4096) or b"{}")
     except ValueError:
         body = None
     if not isinstance(body, dict) or not isinstance(body.get("token"), str):
         raise ApiError(400, "invalid_body", 'send {"token": "..."} as JSON', param="token")
-    if not settings.api_token:
+    if not tokens_required():
         return jsonify({"logged_in": True, "token_required": False})
     if not token_matches(body["token"]):
         time.sleep(0.5)  # a guess costs time

@@ -1,8 +1,13 @@
 -- Every Redis operation of a job's life, as one script with one command per operation.
 --
 -- Key layout (every name comes from jobqueue/keys.py; this file spells none):
---   queue db  KEYS[1] queue        hotqueue:<queue>      list: queued job ids (HotQueue's list)
+--   queue db  KEYS[1] queue        hotqueue:<queue>      list: queued job ids (HotQueue's list): the
+--                                                        default lane, for cheap jobs
 --             KEYS[2] delayed      delayed:<queue>       zset: retries waiting out their backoff
+--             KEYS[6] plots queue  hotqueue:<queue>-plots  list: the lane of expensive jobs (plots)
+--             KEYS[7] plots delayed delayed:<queue>-plots zset: its retries
+--             KEYS[8] skipped      workers:plots-skipped  string: claims that passed the plots lane over
+--             KEYS[9] plots busy   workers:busy-plots     hash: worker -> the plots job it holds
 --             KEYS[3] heartbeat    workers:heartbeat     zset: worker -> last beat (Redis TIME)
 --             KEYS[4] busy         workers:busy          hash: worker -> job id it runs now
 --             processing_prefix .. worker                list: ids a worker claimed, not finished
@@ -23,6 +28,7 @@
 -- own). Times come from Redis's TIME, so hosts with skewed clocks cannot reap each other early.
 
 local queue_key, delayed_key, heartbeat_key, busy_key, index_key = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
+local plots_queue_key, plots_delayed_key, skipped_key, plots_busy_key = KEYS[6], KEYS[7], KEYS[8], KEYS[9]
 local jobs_db, queue_db = ARGV[1], ARGV[2]
 local job_prefix, result_prefix, processing_prefix = ARGV[3], ARGV[4], ARGV[5]
 local done_channel, ttl = ARGV[6], tonumber(ARGV[7])
@@ -31,6 +37,19 @@ local command = ARGV[10]
 
 -- jobqueue.jobs.FINAL_STATUSES (a test keeps the two in step)
 local FINAL = {['complete'] = true, ['failed'] = true, ['cancelled'] = true}
+
+-- Lanes: a job's document names its lane ('plots' or 'default'); each lane is a queue list and a
+-- retry set. Claims serve the default lane first and take at most one plots job each, when the
+-- default lane leaves room, or first once the plots lane has been passed over PLOTS_EVERY times
+-- while it had work: cheap jobs never wait behind a backlog of plots, and plots are never starved.
+-- Plots jobs held at once are capped at one less than the live workers (at least one), so with
+-- two or more workers one is always free for cheap jobs.
+local PLOTS_EVERY = 8
+local LANES = {['default'] = {queue_key, delayed_key}, ['plots'] = {plots_queue_key, plots_delayed_key}}
+
+local function lane_keys(lane)
+  return unpack(LANES[lane] or LANES['default'])
+end
 
 local function now()
   local t = redis.call('TIME')
@@ -42,6 +61,32 @@ local function status_of(doc)
   local ok, d = pcall(cjson.decode, doc)
   if ok and type(d) == 'table' then return d['status'] end
   return nil
+end
+
+-- The lane of each id, from its document (queue db selected before and after).
+local function lanes_of(ids)
+  local out = {}
+  if #ids == 0 then return out end
+  local job_keys = {}
+  for i, job_id in ipairs(ids) do job_keys[i] = job_prefix .. job_id end
+  redis.call('SELECT', jobs_db)
+  local docs = redis.call('MGET', unpack(job_keys))
+  redis.call('SELECT', queue_db)
+  for i = 1, #ids do
+    local lane = 'default'
+    if docs[i] then
+      local ok, d = pcall(cjson.decode, docs[i])
+      if ok and type(d) == 'table' and d['lane'] == 'plots' then lane = 'plots' end
+    end
+    out[i] = lane
+  end
+  return out
+end
+
+-- Put ids back at the front of their lanes, keeping their order (queue db selected).
+local function push_front(ids)
+  local lanes = lanes_of(ids)
+  for i = #ids, 1, -1 do redis.call('LPUSH', (lane_keys(lanes[i])), ids[i]) end
 end
 
 -- Write a job's document (jobs db selected) and move its entry between the per-status indexes
@@ -78,13 +123,13 @@ local commands = {}
 
 -- Store a new job and queue its id, all or nothing: a 202 means both happened.
 function commands.submit()
-  local job_id, doc, submitted_at, operation = arg(), arg(), arg(), arg()
+  local job_id, doc, submitted_at, operation, lane = arg(), arg(), arg(), arg(), arg()
   redis.call('SELECT', jobs_db)
   redis.call('ZADD', index_key, submitted_at, job_id)
   redis.call('ZADD', operation_prefix .. operation, submitted_at, job_id)
   write_doc(job_id, doc, nil, 'submitted', false)
   redis.call('SELECT', queue_db)
-  return redis.call('RPUSH', queue_key, job_id)
+  return redis.call('RPUSH', (lane_keys(lane)), job_id)
 end
 
 -- Take a queued id out of the queue (or the retry set) and, only if it was there, write the
@@ -92,7 +137,10 @@ end
 function commands.cancel()
   local job_id, doc = arg(), arg()
   redis.call('SELECT', queue_db)
-  local removed = redis.call('LREM', queue_key, 1, job_id) + redis.call('ZREM', delayed_key, job_id)
+  local removed = 0
+  for _, keys_ in pairs(LANES) do
+    removed = removed + redis.call('LREM', keys_[1], 1, job_id) + redis.call('ZREM', keys_[2], job_id)
+  end
   if removed == 0 then return 0 end
   redis.call('SELECT', jobs_db)
   local previous = redis.call('GET', job_prefix .. job_id)
@@ -111,14 +159,46 @@ function commands.claim()
   redis.call('SELECT', queue_db)
   local t = now()
   redis.call('ZADD', heartbeat_key, t, worker)
-  for _, job_id in ipairs(redis.call('ZRANGEBYSCORE', delayed_key, '-inf', t, 'LIMIT', 0, 100)) do
-    redis.call('ZREM', delayed_key, job_id)
-    redis.call('RPUSH', queue_key, job_id)
+  for _, keys_ in pairs(LANES) do
+    local lane_queue, lane_delayed = keys_[1], keys_[2]
+    for _, job_id in ipairs(redis.call('ZRANGEBYSCORE', lane_delayed, '-inf', t, 'LIMIT', 0, 100)) do
+      redis.call('ZREM', lane_delayed, job_id)
+      redis.call('RPUSH', lane_queue, job_id)
+    end
   end
-  for _ = 1, n do
-    local job_id = redis.call('LMOVE', queue_key, processing_key, 'LEFT', 'RIGHT')
-    if not job_id then break end
-    ids[#ids + 1] = job_id
+  local function take(from, count)
+    local taken = 0
+    while taken < count do
+      local job_id = redis.call('LMOVE', from, processing_key, 'LEFT', 'RIGHT')
+      if not job_id then break end
+      ids[#ids + 1] = job_id
+      taken = taken + 1
+    end
+    return taken
+  end
+  local function take_plot()
+    local job_id = redis.call('LMOVE', plots_queue_key, processing_key, 'LEFT', 'RIGHT')
+    if job_id then
+      ids[#ids + 1] = job_id
+      redis.call('HSET', plots_busy_key, worker, job_id)
+    end
+  end
+  if n > 0 then
+    local cap = math.max(1, redis.call('ZCARD', heartbeat_key) - 1)
+    local plots_waiting = redis.call('LLEN', plots_queue_key) > 0 and redis.call('HEXISTS', plots_busy_key, worker) == 0
+      and redis.call('HLEN', plots_busy_key) < cap
+    if plots_waiting and tonumber(redis.call('GET', skipped_key) or '0') >= PLOTS_EVERY then
+      take_plot()
+      redis.call('SET', skipped_key, 0)
+      take(queue_key, n - 1)
+    elseif take(queue_key, n) < n then
+      if plots_waiting then
+        take_plot()
+        redis.call('SET', skipped_key, 0)
+      end
+    elseif plots_waiting then
+      redis.call('INCR', skipped_key)
+    end
   end
   if #ids == 0 then return {} end
   redis.call('SELECT', jobs_db)
@@ -146,6 +226,7 @@ function commands.start()
   if not current or FINAL[current_status] then
     redis.call('SELECT', queue_db)
     redis.call('LREM', processing_key, 1, job_id)
+    if redis.call('HGET', plots_busy_key, worker) == job_id then redis.call('HDEL', plots_busy_key, worker) end
     return {'skip'}
   end
   write_doc(job_id, doc, current_status, 'in-progress', false)
@@ -171,6 +252,7 @@ end
 local function release(job_id, worker)
   redis.call('SELECT', queue_db)
   redis.call('HDEL', busy_key, worker)
+  if redis.call('HGET', plots_busy_key, worker) == job_id then redis.call('HDEL', plots_busy_key, worker) end
   if redis.call('LREM', processing_prefix .. worker, 1, job_id) == 0 then return 'lost' end
   redis.call('SELECT', jobs_db)
   local current = redis.call('GET', job_prefix .. job_id)
@@ -202,20 +284,22 @@ end
 -- Write the document back as submitted and queue the id again: at the front now (delay <= 0) or
 -- in the retry set until its backoff is over.
 function commands.retry()
-  local job_id, worker, doc, delay = arg(), arg(), arg(), tonumber(arg())
+  local job_id, worker, doc, delay, lane = arg(), arg(), arg(), tonumber(arg()), arg()
   local refused, current = release(job_id, worker)
   if refused then return refused end
   write_doc(job_id, doc, current, nil, false)
   redis.call('SELECT', queue_db)
+  local lane_queue, lane_delayed = lane_keys(lane)
   if delay <= 0 then
-    redis.call('LPUSH', queue_key, job_id)
+    redis.call('LPUSH', lane_queue, job_id)
   else
-    redis.call('ZADD', delayed_key, now() + delay, job_id)
+    redis.call('ZADD', lane_delayed, now() + delay, job_id)
   end
   return 'ok'
 end
 
--- Requeue, at the front, the ids of workers silent for longer than the lease; {moved, workers}.
+-- Requeue, at the front of their lanes, the ids of workers silent for longer than the lease;
+-- {moved, workers}.
 function commands.reap()
   local lease = tonumber(arg())
   redis.call('SELECT', queue_db)
@@ -223,27 +307,31 @@ function commands.reap()
   local moved = 0
   for _, worker in ipairs(dead) do
     local processing_key = processing_prefix .. worker
-    while redis.call('LMOVE', processing_key, queue_key, 'RIGHT', 'LEFT') do moved = moved + 1 end
+    local ids = redis.call('LRANGE', processing_key, 0, -1)
+    redis.call('DEL', processing_key)
+    push_front(ids)
+    moved = moved + #ids
+    redis.call('HDEL', plots_busy_key, worker)
     redis.call('ZREM', heartbeat_key, worker)
     redis.call('HDEL', busy_key, worker)
   end
   return {moved, #dead}
 end
 
--- Return claimed-but-unstarted ids to the front of the queue, keeping their order; how many.
+-- Return claimed ids to the front of their lanes, keeping their order; how many.
 function commands.give_back()
   local worker = arg()
   local ids = rest()
   local processing_key = processing_prefix .. worker
   redis.call('SELECT', queue_db)
-  local n = 0
-  for i = #ids, 1, -1 do
-    if redis.call('LREM', processing_key, 1, ids[i]) == 1 then
-      redis.call('LPUSH', queue_key, ids[i])
-      n = n + 1
-    end
+  local held = {}
+  local plot = redis.call('HGET', plots_busy_key, worker)
+  for _, job_id in ipairs(ids) do
+    if redis.call('LREM', processing_key, 1, job_id) == 1 then held[#held + 1] = job_id end
+    if job_id == plot then redis.call('HDEL', plots_busy_key, worker) end
   end
-  return n
+  push_front(held)
+  return #held
 end
 
 -- Queue a job still 'submitted' that is in no list (its producer died between the two writes);
@@ -251,17 +339,44 @@ end
 function commands.sweep_one()
   local job_id = arg()
   redis.call('SELECT', queue_db)
-  if redis.call('LPOS', queue_key, job_id) then return 0 end
-  if redis.call('ZSCORE', delayed_key, job_id) then return 0 end
+  for _, keys_ in pairs(LANES) do
+    if redis.call('LPOS', keys_[1], job_id) then return 0 end
+    if redis.call('ZSCORE', keys_[2], job_id) then return 0 end
+  end
   for _, worker in ipairs(redis.call('ZRANGE', heartbeat_key, 0, -1)) do
     if redis.call('LPOS', processing_prefix .. worker, job_id) then return 0 end
   end
   redis.call('SELECT', jobs_db)
   local current = redis.call('GET', job_prefix .. job_id)
   if not current or status_of(current) ~= 'submitted' then return 0 end
-  redis.call('SELECT', queue_db)
-  redis.call('RPUSH', queue_key, job_id)
+  local lane = lanes_of({job_id})[1]
+  redis.call('RPUSH', (lane_keys(lane)), job_id)
   return 1
+end
+
+-- What is waiting, per lane: {default depth, plots depth, retries waiting, oldest head's id or ''}
+-- (the older of the two lanes' heads, by submit time).
+function commands.waiting()
+  redis.call('SELECT', queue_db)
+  local depth = redis.call('LLEN', queue_key)
+  local plots_depth = redis.call('LLEN', plots_queue_key)
+  local delayed = redis.call('ZCARD', delayed_key) + redis.call('ZCARD', plots_delayed_key)
+  local heads = {}
+  for _, key in ipairs({queue_key, plots_queue_key}) do
+    local head = redis.call('LINDEX', key, 0)
+    if head then heads[#heads + 1] = head end
+  end
+  local oldest = ''
+  if #heads > 0 then
+    redis.call('SELECT', jobs_db)
+    local best
+    for _, head in ipairs(heads) do
+      local score = tonumber(redis.call('ZSCORE', index_key, head) or '')
+      if score and (best == nil or score < best) then best, oldest = score, head end
+    end
+    if oldest == '' then oldest = heads[1] end
+  end
+  return {depth, plots_depth, delayed, oldest}
 end
 
 local answers = {}

@@ -1,0 +1,81 @@
+"""Issue 14 item 8: a web page in the user's browser can neither submit jobs to nor read jobs from a
+tokenless API on the user's 127.0.0.1 (``kubectl port-forward``).
+
+Before: ``text/plain`` and form bodies were parsed as JSON (202: a cross-site "simple" POST needs
+no preflight), any ``Host`` was served (a DNS-rebinding page could read ``/jobs``), no response had
+``X-Content-Type-Options`` or ``Cache-Control``, and ``/help`` built its URLs from the Host header.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from jobqueue import keys
+
+from .support import make_settings
+
+BODY = json.dumps({"operation": "sleep", "params": {"seconds": 0}})
+
+
+@pytest.mark.parametrize("content_type", ["text/plain", "text/plain;charset=UTF-8", "application/x-www-form-urlencoded",
+                                          "multipart/form-data; boundary=x", "", "application/jsonp", "text/json"])
+@pytest.mark.parametrize("path", ["/submit", "/jobs"])
+def test_posts_that_are_not_json_are_415_and_queue_nothing(client, queue, path, content_type):
+    headers = {"Content-Type": content_type} if content_type else {}
+    response = client.post(path, data=BODY, headers=headers)
+    assert response.status_code == 415, (content_type, response.get_data(as_text=True))
+    assert response.get_json()["error"] == "unsupported_media_type"
+    assert queue.llen(keys.queue("jobs")) == 0
+
+
+@pytest.mark.parametrize("content_type", ["application/json", "application/json; charset=utf-8",
+                                          "Application/JSON", "application/vnd.api+json"])
+def test_json_posts_as_clients_send_them_are_accepted(client, content_type):
+    assert client.post("/submit", data=BODY, headers={"Content-Type": content_type}).status_code == 202
+    assert client.post("/submit", json={"operation": "sleep"}).status_code == 202  # requests.post(json=...)
+
+
+@pytest.mark.parametrize("host", ["rebind.attacker.example", "rebind.attacker.example:5000", "127.0.0.2",
+                                  "localhost.attacker.example", "evil.example:80"])
+def test_foreign_hosts_are_refused_except_on_probes(client, host):
+    for route in ("/jobs", "/help", "/status/8d295e07-0516-4166-b667-1717ed025da3", "/operations"):
+        response = client.get(route, headers={"Host": host})
+        assert response.status_code == 400 and response.get_json()["error"] == "host_not_allowed", (host, route)
+    assert client.post("/submit", json={"operation": "sleep"}, headers={"Host": host}).status_code == 400
+    for route in ("/healthz", "/metrics"):  # kubelet and Prometheus use the pod IP
+        assert client.get(route, headers={"Host": host}).status_code == 200
+
+
+@pytest.mark.parametrize("host", ["localhost", "localhost:5000", "127.0.0.1:8080", "[::1]:5000", "LOCALHOST"])
+def test_loopback_hosts_are_served(client, host):
+    assert client.get("/jobs", headers={"Host": host}).status_code == 200
+
+
+def test_allow_list_patterns_and_star(redis_url):
+    from jobqueue_api import create_app
+
+    client = create_app(make_settings(redis_url, ALLOWED_HOSTS="api.*.svc.cluster.local,class.example"),
+                        load_data=False).test_client()
+    assert client.get("/jobs", headers={"Host": "api.alice.svc.cluster.local:5000"}).status_code == 200
+    assert client.get("/jobs", headers={"Host": "class.example"}).status_code == 200
+    assert client.get("/jobs", headers={"Host": "api.alice.evil.svc.cluster.local"}).status_code == 400
+    assert client.get("/jobs", headers={"Host": "localhost"}).status_code == 400
+    anyone = create_app(make_settings(redis_url, ALLOWED_HOSTS="*"), load_data=False).test_client()
+    assert anyone.get("/jobs", headers={"Host": "whatever.example"}).status_code == 200
+    # /help never copies a Host into its examples unless an explicit entry names it
+    text = anyone.get("/help", headers={"Host": "evil.example", "Accept": "*/*"}).get_data(as_text=True)
+    assert "evil.example" not in text and "http://localhost:5000/submit" in text
+
+
+def test_headers_nosniff_everywhere_and_no_store_on_job_data(client, jobs):
+    job_id = client.post("/submit", json={"operation": "sleep"}).get_json()["job_id"]
+    for route in ("/help", "/healthz", "/metrics", "/openapi.json", "/nope", "/operations", "/jobs",
+                  f"/status/{job_id}", f"/jobs/{job_id}", f"/jobs/{job_id}/result"):
+        response = client.get(route)
+        assert response.headers.get("X-Content-Type-Options") == "nosniff", route
+    for route in ("/jobs", f"/status/{job_id}", f"/jobs/{job_id}", f"/jobs/{job_id}/result", "/data"):
+        assert client.get(route).headers.get("Cache-Control") == "no-store", route
+    assert client.post("/submit", json={"operation": "sleep"}).headers.get("Cache-Control") == "no-store"
+    assert client.delete(f"/jobs/{job_id}").headers.get("X-Content-Type-Options") == "nosniff"

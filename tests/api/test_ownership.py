@@ -1,0 +1,66 @@
+"""Issue 14 item 10: with named tokens (API_TOKENS), each token sees and changes only its own jobs;
+API_TOKEN is the admin token that sees all. Before: any client (any holder of the one token) could
+list, read, cancel and delete every job. Without tokens the class default stays: everyone sees all."""
+
+from __future__ import annotations
+
+import pytest
+
+from jobqueue.jobs import JobStore
+
+from .support import make_settings
+
+TOKENS = {"alice": "alice-secret-token", "bob": "bob-secret-token", "admin": "admin-secret-token"}
+
+
+@pytest.fixture
+def owned_app(redis_url):
+    from jobqueue_api import create_app
+
+    return create_app(make_settings(redis_url, API_TOKEN=TOKENS["admin"], SUBMIT_RATE_LIMIT="3",
+                                    API_TOKENS=f"alice:{TOKENS['alice']},bob:{TOKENS['bob']}"), load_data=False)
+
+
+def _as(who: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {TOKENS[who]}"}
+
+
+def test_each_named_token_sees_and_changes_only_its_own_jobs(owned_app, jobs):
+    client = owned_app.test_client()
+    mine = client.post("/submit", json={"operation": "sleep"}, headers=_as("alice")).get_json()["job_id"]
+    theirs = client.post("/submit", json={"operation": "sleep"}, headers=_as("bob")).get_json()["job_id"]
+    assert JobStore(jobs, 60).get(mine).owner == "alice"  # the document records the owner
+
+    for route in (f"/status/{mine}", f"/jobs/{mine}", f"/jobs/{mine}/result", f"/status/{mine}?wait=5"):
+        assert client.get(route, headers=_as("bob")).status_code == 404, route
+    assert client.delete(f"/jobs/{mine}", headers=_as("bob")).status_code == 404
+    assert client.get(f"/status/{mine}", headers=_as("alice")).get_json()["status"] == "submitted"
+    assert client.get(f"/status/{mine}", headers=_as("admin")).status_code == 200
+
+    listed = {who: [j["job_id"] for j in client.get("/jobs", headers=_as(who)).get_json()["jobs"]]
+              for who in ("alice", "bob", "admin")}
+    assert listed["alice"] == [mine] and listed["bob"] == [theirs]
+    assert set(listed["admin"]) == {mine, theirs}
+
+    assert client.delete(f"/jobs/{mine}", headers=_as("alice")).get_json()["cancelled"] is True
+    assert client.delete(f"/jobs/{theirs}", headers=_as("admin")).get_json()["cancelled"] is True
+    assert client.get("/jobs", headers={"Authorization": "Bearer nobody"}).status_code == 401
+
+
+def test_the_rate_limit_counts_per_token(owned_app):
+    client = owned_app.test_client()
+    for who in ("alice", "bob"):  # same address, separate budgets of 3
+        statuses = [client.post("/submit", json={"operation": "sleep"}, headers=_as(who)).status_code for _ in range(4)]
+        assert statuses == [202, 202, 202, 429], (who, statuses)
+
+
+def test_the_web_page_logs_in_with_a_named_token(owned_app):
+    client = owned_app.test_client()
+    assert client.post("/ui/login", json={"token": TOKENS["bob"]}).status_code == 200
+    assert client.post("/ui/login", json={"token": "guess"}).status_code == 401
+
+
+def test_without_tokens_everyone_sees_everything(client):
+    job_id = client.post("/submit", json={"operation": "sleep"}).get_json()["job_id"]
+    assert client.get(f"/status/{job_id}").status_code == 200
+    assert [j["job_id"] for j in client.get("/jobs").get_json()["jobs"]] == [job_id]
