@@ -79,7 +79,7 @@ def test_operations_listing_and_templates(inproc, tmp_path):
     assert inproc("operations", "--templates", "--output", out)[0] == 0
     templates = json.loads(out.read_text())
     assert templates["incident_count_by_date"] == {"operation": "incident_count_by_date",
-                                                   "params": {"date": "2024-03-06"}}
+                                                   "params": {"date": "2024-03-09"}}
     assert set(templates) == set(names)
 
 

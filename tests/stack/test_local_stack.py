@@ -124,3 +124,12 @@ def test_up_refuses_an_api_port_another_program_answers_on(tmp_path):
         subprocess.run(["bash", "scripts/down.sh"], cwd=REPO_ROOT, env=env, capture_output=True, timeout=120)
         other.shutdown()
         other.server_close()
+
+
+def test_make_lock_finds_the_uv_make_setup_installed():
+    """Docs walk-through #1: `make lock` called a bare `uv` (command not found) though `make setup`
+    puts uv in .tools/bin when none is on PATH."""
+    dry = subprocess.run(["make", "-n", "lock"], cwd=REPO_ROOT, capture_output=True, text=True, timeout=60,
+                         env={**os.environ, "PATH": "/usr/sbin:/usr/bin:/sbin:/bin"})
+    assert dry.returncode == 0, dry.stderr
+    assert ".tools/bin/uv lock" in dry.stdout, dry.stdout
