@@ -9,7 +9,10 @@ PYTEST_ARGS ?=
 setup:
 	@scripts/bootstrap.sh
 
+# The lint gate first (seconds), then every test.
 test: setup
+	.venv/bin/ruff check .
+	.venv/bin/mypy
 	.venv/bin/pytest $(PYTEST_ARGS)
 
 # ruff (lint rules in pyproject.toml) over the whole tree, mypy over services/ and shared/.
@@ -31,8 +34,9 @@ observe: setup
 down:
 	@scripts/down.sh
 
-lock:
-	uv lock
+# uv comes from PATH, else the copy `make setup` put in .tools/bin
+lock: setup
+	$(UV) lock
 
 # Both images with buildah (docs/images.md); PYTHON_IMAGE=local builds a Debian base offline first.
 images:

@@ -61,7 +61,6 @@ def naive_load(path: Path):
 
 def naive_ops(df):
     import numpy as np
-    import pandas as pd
 
     from atx_analysis.roads import road_of
 
@@ -233,8 +232,9 @@ def machine() -> dict:
     import pandas
     import pyarrow
 
-    cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
-    return {"date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), "cpu": cpu,
+    with open("/proc/cpuinfo") as fh:
+        cpu = next((line.split(":", 1)[1].strip() for line in fh if line.startswith("model name")), "?")
+    return {"date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"), "cpu": cpu,
             "cores": os.cpu_count(), "memory_gib": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30),
             "os": platform.platform(), "python": platform.python_version(), "numpy": numpy.__version__,
             "pandas": pandas.__version__, "pyarrow": pyarrow.__version__,
@@ -260,7 +260,7 @@ def run_size(rows: int, budget: float, cold_runs: int) -> dict:
         if op.name not in naive:
             continue   # an operation the tutorial has no counterpart written for here
         params = OUR_PARAMS.get(op.name) or op.example_submission()["params"]
-        ours = per_call(lambda: op.run(ds, params), budget)
+        ours = per_call(lambda op=op, params=params: op.run(ds, params), budget)  # noqa: F821 - ds is deleted after the loop
         theirs = per_call(naive[op.name], budget * 2, min_samples=3, max_samples=9)
         result["ops"][op.name] = {"ours_ms": ours * 1e3, "naive_ms": theirs * 1e3, "ratio": theirs / ours}
         print(f"{op.name:26s} ours {ours * 1e3:10.4f} ms   naive {theirs * 1e3:10.2f} ms   {theirs / ours:10.0f}x",

@@ -129,7 +129,7 @@ def start(cmd: list[str], env: dict[str, str], port: int) -> subprocess.Popen:
             return proc
         except (requests.ConnectionError, requests.Timeout):
             if proc.poll() is not None:
-                raise RuntimeError(f"{cmd} exited {proc.returncode}")
+                raise RuntimeError(f"{cmd} exited {proc.returncode}") from None
             time.sleep(0.1)
     raise TimeoutError(cmd)
 
@@ -203,7 +203,7 @@ def main() -> int:
                 break
             except (requests.ConnectionError, requests.Timeout):
                 if time.monotonic() > deadline or bare.poll() is not None:
-                    raise RuntimeError("bare Flask app did not start")
+                    raise RuntimeError("bare Flask app did not start") from None
                 time.sleep(0.1)
 
         for r in range(args.repeats):

@@ -44,15 +44,15 @@ from typing import Any
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import redis  # noqa: E402
-import requests  # noqa: E402
+import redis
+import requests
 
-from bench import raw_minimal_loop as rawloop  # noqa: E402
-from bench import report  # noqa: E402
-from bench.drain_harness import start_redis  # noqa: E402
-from bench.peers import dataset, harness, peer_classes, procs  # noqa: E402
-from jobqueue import keys  # noqa: E402
-from devstack.procs import free_port  # noqa: E402
+from bench import raw_minimal_loop as rawloop
+from bench import report
+from bench.drain_harness import start_redis
+from bench.peers import dataset, harness, peer_classes, procs
+from jobqueue import keys
+from devstack.procs import free_port
 
 BIN = Path(sys.executable).parent
 NOOP = ("sleep", {"seconds": 0})
@@ -342,9 +342,10 @@ def run(args) -> dict[str, Any]:
         for repeat in range(args.repeats):
             if "noop" in parts:
                 noop = [NOOP] * args.jobs
-                for name, call in (("raw", lambda: raw_drain(server.url, client, noop)),
-                                   ("ours", lambda: ours_drain(dep, client, noop)),
-                                   ("dramatiq", lambda: peer_drain("dramatiq", server.url, data_path, noop, None))):
+                for name, call in (("raw", lambda noop=noop: raw_drain(server.url, client, noop)),
+                                   ("ours", lambda noop=noop: ours_drain(dep, client, noop)),
+                                   ("dramatiq", lambda noop=noop: peer_drain("dramatiq", server.url, data_path, noop,
+                                                                             None))):
                     if name == "dramatiq" and "dramatiq" not in available:
                         continue
                     out = call()

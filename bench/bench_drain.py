@@ -17,7 +17,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import drain_harness as h  # noqa: E402
+import drain_harness as h
 
 CONFIGS = [("raw", 1), ("ours", 1), ("raw", 2), ("ours", 2)]
 DOCS = h.REPO / "docs" / "benchmarks.md"

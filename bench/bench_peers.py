@@ -22,9 +22,9 @@ from typing import Any
 if __package__ in (None, ""):  # run as a script: python bench/bench_peers.py
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench import report  # noqa: E402
-from bench.peers import dataset, harness, peer_classes  # noqa: E402
-from devstack.redis_server import RedisServer  # noqa: E402
+from bench import report
+from bench.peers import dataset, harness, peer_classes
+from devstack.redis_server import RedisServer
 
 RESULTS = report.REPO_ROOT / ".run" / "bench" / "results"
 BASELINE = "hotqueue-raw"

@@ -14,13 +14,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import drain_harness  # noqa: E402  (sets sys.path for the repo)
-from hotqueue import HotQueue  # noqa: E402
+import drain_harness  # sets sys.path for the repo
+from hotqueue import HotQueue
 
-from jobqueue import keys  # noqa: E402
-from jobqueue.catalogue import SLEEP  # noqa: E402
-from jobqueue.connections import jobs_redis, queue_redis  # noqa: E402
-from jobqueue.settings import load_settings  # noqa: E402
+from jobqueue import keys
+from jobqueue.catalogue import SLEEP
+from jobqueue.connections import jobs_redis, queue_redis
+from jobqueue.settings import load_settings
 
 
 def main() -> None:

@@ -21,8 +21,8 @@ from pathlib import Path
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import redis  # noqa: E402
-from hotqueue import HotQueue  # noqa: E402
+import redis
+from hotqueue import HotQueue
 
 JOBS_DB, QUEUE_DB = 0, 1
 QUEUE = "raw"

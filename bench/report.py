@@ -20,7 +20,7 @@ import subprocess
 import time
 from importlib import metadata
 from pathlib import Path
-from typing import Iterable, Sequence
+from collections.abc import Iterable, Sequence
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DOC = Path(os.environ.get("BENCH_DOC", REPO_ROOT / "docs" / "benchmarks.md"))

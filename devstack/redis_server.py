@@ -53,7 +53,7 @@ class RedisServer:
         return redis.Redis(host="127.0.0.1", port=self.port, db=db, password=self.password or None,
                            decode_responses=True, **kwargs)
 
-    def start(self, timeout: float = 10.0) -> "RedisServer":
+    def start(self, timeout: float = 10.0) -> RedisServer:
         args = [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.workdir),
                 "--save", "", "--appendonly", "yes" if self.appendonly else "no",
                 "--appendfsync", "everysec", "--daemonize", "no", "--logfile", "redis.log"]

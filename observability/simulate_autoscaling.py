@@ -266,7 +266,7 @@ def variants(policy: Policy) -> list[tuple[str, Policy]]:
     # drawing values the chart had since changed)
     out = [(f"chart defaults (threshold {policy.threshold:g}, min {policy.min_replicas}, "
             f"max {policy.max_replicas})", policy)]
-    if RECOMMENDED != policy:
+    if policy != RECOMMENDED:
         out.append(("recommended (threshold 20, min 1)", RECOMMENDED))
     for threshold in (5, 20, 50, 200):
         if threshold != policy.threshold:

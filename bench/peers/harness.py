@@ -15,7 +15,8 @@ from __future__ import annotations
 import statistics
 import time
 import uuid
-from typing import Any, Callable
+from typing import Any
+from collections.abc import Callable
 
 import redis
 

@@ -74,7 +74,7 @@ def test_soda_select_subset_loads_and_missing_columns_are_named(load):
 
     assert incident_count_by_date(ds, "2024-03-05")["incident_count"] == 2
     assert top_locations(ds, 1)["top_locations"] == {"S CONGRESS AVE / E OLTORF ST": 2}
-    with pytest.raises(MissingColumnError, match="response_minutes|issue|status"):
+    with pytest.raises(MissingColumnError, match=r"response_minutes|issue|status"):
         average_response_time(ds)
 
 
@@ -89,7 +89,7 @@ def test_wrong_columns_error_names_expected_columns(load):
 
 def test_portal_file_missing_a_column_says_which(tmp_path, load):
     lines = (FIXTURES / "portal10.csv").read_text().splitlines()
-    cut = [",".join(l.split(",")[:1] + l.split(",")[2:]) for l in lines[:2]]  # drop Published Date
+    cut = [",".join(line.split(",")[:1] + line.split(",")[2:]) for line in lines[:2]]  # drop Published Date
     bad = tmp_path / "bad.csv"
     bad.write_text("\n".join(cut) + "\n")
     with pytest.raises(DataFormatError, match="lacks columns: Published Date"):

@@ -44,7 +44,7 @@ def test_indexed_answers_match_brute_force(tmp_path, load, data, road):
     ds = load(_write(tmp_path, data), cache=False)
     days = {}
     for when, *_ in data:
-        local = when.replace(tzinfo=dt.timezone.utc).astimezone(AUSTIN).date().isoformat()
+        local = when.replace(tzinfo=dt.UTC).astimezone(AUSTIN).date().isoformat()
         days[local] = days.get(local, 0) + 1
     for day, n in days.items():
         assert ops.incident_count_by_date(ds, day)["incident_count"] == n

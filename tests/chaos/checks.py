@@ -49,9 +49,7 @@ def assert_all_complete_and_right(docs: dict[str, dict], acked: dict[str, dict])
     wrong = []
     for job_id, spec in acked.items():
         doc = docs[job_id]
-        if doc["operation"] != spec["operation"] or doc.get("result_ref"):
-            wrong.append(job_id)
-        elif doc["result"] != expected_result(spec):
+        if doc["operation"] != spec["operation"] or doc.get("result_ref") or doc["result"] != expected_result(spec):
             wrong.append(job_id)
     assert not wrong, (f"{len(wrong)} jobs hold a result that is not their own, e.g. "
                        f"{[(docs[j]['operation'], docs[j]['params'], docs[j]['result']) for j in wrong[:3]]}")

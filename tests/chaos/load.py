@@ -14,7 +14,8 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator
+from typing import Any
+from collections.abc import Callable, Iterator
 
 import redis
 import requests
@@ -105,7 +106,7 @@ class BackgroundLoad:
             elif self.pause:
                 time.sleep(self.pause)
 
-    def __enter__(self) -> "BackgroundLoad":
+    def __enter__(self) -> BackgroundLoad:
         for t in self._threads:
             t.start()
         return self

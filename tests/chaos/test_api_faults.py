@@ -42,8 +42,8 @@ def test_gunicorn_replaces_killed_api_processes_under_load(stack, rng, figures):
             victim = rng.choice(before)
             t0 = time.monotonic()
             os.kill(victim, signal.SIGKILL)
-            wait_until(lambda: not alive(victim), 10, f"gunicorn worker {victim} to die")
-            wait_until(lambda: len(stack.api_worker_pids()) == API_PROCESSES
+            wait_until(lambda victim=victim: not alive(victim), 10, f"gunicorn worker {victim} to die")
+            wait_until(lambda victim=victim: len(stack.api_worker_pids()) == API_PROCESSES
                        and victim not in stack.api_worker_pids(), 30, "gunicorn to replace the killed worker")
             replaced_in.append(round(time.monotonic() - t0, 2))
             time.sleep(rng.uniform(0.3, 1.0))

@@ -37,7 +37,7 @@ class ChartRedis:
         self.conf.write_text(conf)
         self.proc: subprocess.Popen | None = None
 
-    def start(self) -> "ChartRedis":
+    def start(self) -> ChartRedis:
         self.proc = subprocess.Popen([find_redis_server(), str(self.conf)], stdout=subprocess.DEVNULL)
         deadline = time.monotonic() + 10
         while True:

@@ -7,7 +7,8 @@ import functools
 import os
 import subprocess
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
+from collections.abc import Iterator
 
 import helm_python as helm
 import yaml
@@ -57,7 +58,7 @@ def objects_of(rendered: dict[str, str]) -> list[Obj]:
     return docs
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _scenario_objects(scenario: str) -> tuple[str, ...]:
     return tuple(yaml.safe_dump(o) for o in objects_of(render_chart(scenario_values(scenario))))
 
@@ -77,7 +78,7 @@ def kubectl() -> str:
     return str(venv) if venv.exists() else "kubectl"
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _kustomized(env: str) -> str:
     return subprocess.run([kubectl(), "kustomize", str(K8S / env)], check=True, capture_output=True, text=True).stdout
 

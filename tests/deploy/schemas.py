@@ -39,7 +39,7 @@ def custom_kinds() -> set[tuple[str, str]]:
     return set(_models())
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def strict_validator(api_version: str, kind: str) -> jsonschema.protocols.Validator:
     model = _models()[(api_version, kind)]
     schema = _strict(model.model_json_schema(by_alias=True))

@@ -278,7 +278,7 @@ def test_restore_stops_redis_and_mounts_its_volume():
 
 
 def test_restore_without_a_file_fails_with_a_message():
-    with pytest.raises(helm.HelmError, match="redis.restore.file"):
+    with pytest.raises(helm.HelmError, match=r"redis\.restore\.file"):
         render_chart({"redis": {"restore": {"enabled": True}}})
 
 
@@ -308,6 +308,14 @@ def test_scrape_annotations_point_at_the_metrics_ports():
         ann = one(objs, "Deployment", component)["spec"]["template"]["metadata"]["annotations"]
         assert ann["prometheus.io/scrape"] == "true" and ann["prometheus.io/port"] == str(port)
         assert ann["prometheus.io/path"] == "/metrics"
+
+
+def test_a_pod_a_monitor_scrapes_carries_no_scrape_annotations():
+    """Review 3.2: annotations plus a ServiceMonitor/PodMonitor scrape a pod twice where Prometheus
+    honours both, and the dashboard's sum()s double."""
+    for obj in scenario_objects("monitoring-on"):
+        if obj["kind"] in ("Deployment", "StatefulSet"):
+            assert "prometheus.io/scrape" not in (obj["spec"]["template"]["metadata"].get("annotations") or {}), obj["metadata"]["name"]
 
 
 @pytest.fixture

@@ -56,9 +56,9 @@ def _matches(selector: dict, labels: dict) -> bool:
         return False
     for expr in selector.get("matchExpressions") or []:
         value, op = labels.get(expr["key"]), expr["operator"]
-        if op == "In" and value not in expr["values"] or op == "NotIn" and value in expr["values"]:
+        if (op == "In" and value not in expr["values"]) or (op == "NotIn" and value in expr["values"]):
             return False
-        if op == "Exists" and expr["key"] not in labels or op == "DoesNotExist" and expr["key"] in labels:
+        if (op == "Exists" and expr["key"] not in labels) or (op == "DoesNotExist" and expr["key"] in labels):
             return False
     return True
 

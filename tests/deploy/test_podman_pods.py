@@ -1,6 +1,6 @@
 """The chart's API and worker pods under a real container runtime (issue item 9): Debian's podman
 4.3 (`podman kube play --network host`) runs the rendered pod specs with the images built from this
-checkout (tests/images/conftest.py builds them once per session), under their rendered
+checkout (tests/support/images.py builds them once per session), under their rendered
 securityContext (numeric non-root user, read-only root, no capabilities) and resource limits; the
 API pod's load-data init container fills the data volume, the worker's wait-for-data sees it, the
 probes answer, and the tutorial flow (submit, poll, result) completes. Where a limit is too small
@@ -34,10 +34,10 @@ import yaml
 from devstack.procs import stop
 from tests.deploy.manifests import pod_spec, resolved_env, scenario_objects
 from tests.deploy.pods import Loopback, Pod, have
-from tests.images.conftest import _why_not, built_images  # noqa: F401  (the session fixture that builds both images)
+from tests.support.images import why_not
 
 pytestmark = [pytest.mark.images, pytest.mark.slow,
-              pytest.mark.skipif(_why_not() is not None, reason=f"images: {_why_not()}"),
+              pytest.mark.skipif(why_not() is not None, reason=f"images: {why_not()}"),
               pytest.mark.skipif(not have("podman", "redis-server"), reason="no podman (scripts/bootstrap.sh installs it)")]
 
 KEEP = ("securityContext", "initContainers", "containers", "volumes")
@@ -94,7 +94,7 @@ def _wait_http(url: str, deadline: float, what: str, logs) -> requests.Response:
     pytest.fail(f"{what}: {url} never answered 200 (last: {getattr(last, 'text', last)})\n{logs()}")
 
 
-def test_api_and_worker_pods_under_podman_run_the_tutorial(built_images, tmp_path):  # noqa: F811
+def test_api_and_worker_pods_under_podman_run_the_tutorial(built_images, tmp_path):
     objs = scenario_objects("class-cluster")
     loop = Loopback(objs, tmp_path / "claims")
     for port in (6379, 5000, 9100):

@@ -93,7 +93,7 @@ def test_rendered_api_and_worker_run_a_job(source, tmp_path):
 
         # the scrape annotations lead to the metrics the autoscaling query reads
         if kind == "chart":
-            query = next((o for o in scenario_objects("keda") if o["kind"] == "ScaledObject"))["spec"]["triggers"][0]["metadata"]["query"]
+            query = next(o for o in scenario_objects("keda") if o["kind"] == "ScaledObject")["spec"]["triggers"][0]["metadata"]["query"]
             for pod, proc_log, proc in ((api, api_log, api_proc), (worker, worker_log, worker_proc)):
                 ann = pod.spec_annotations
                 c = pod.spec["containers"][0]

@@ -14,7 +14,7 @@ import yaml
 from tests.deploy.manifests import CHART, REPO_ROOT
 
 sys.path.insert(0, str(REPO_ROOT / "helm" / "tools"))
-import values_table  # noqa: E402
+import values_table
 
 TEXT = (CHART / "values.yaml").read_text()
 VALUES = yaml.safe_load(TEXT)

@@ -1,78 +1,15 @@
-"""Session fixtures: both images built once from the real Dockerfiles on a from-scratch base.
-
-Nothing can be pulled here, so the base is Debian made by debootstrap (scripts/make-base-image.sh,
-cached per day under ~/.cache/atx-jobqueue) and passed as ``--build-arg PYTHON_IMAGE``; the build is
-scripts/build-images.sh, the same one `make images` runs. ``SKIP_IMAGES=1`` skips all of this.
-Set ``ATX_TEST_PYTHON_IMAGE`` to test against another base already in buildah's store
-(e.g. docker.io/library/python:3.11-slim where it can be pulled).
-"""
+"""The image tests: both images are built once per session (``built_images``, tests/support/images.py);
+every test marked ``images`` skips, with the reason, where they cannot be built."""
 
 from __future__ import annotations
 
-import hashlib
-import os
-import shutil
-import subprocess
-import time
-
 import pytest
 
-from devstack.paths import REPO_ROOT, SAMPLE
-from tests.images.containers import inspect_image
-
-
-def _why_not() -> str | None:
-    if os.environ.get("SKIP_IMAGES", "") not in ("", "0"):
-        return "SKIP_IMAGES is set"
-    if os.geteuid() != 0:
-        return "building and running images with buildah here needs root"
-    for tool in ("buildah", "debootstrap", "unshare", "chroot"):
-        if shutil.which(tool) is None:
-            return f"{tool} is not installed (make setup installs it)"
-    if not SAMPLE.exists():
-        return "data/traffic_incidents_sample.csv is not in this checkout yet; the images bundle it"
-    return None
+from tests.support.images import built_images, why_not  # noqa: F401  (built_images is a fixture)
 
 
 def pytest_collection_modifyitems(config, items):
-    reason = _why_not()
+    reason = why_not()
     for item in items:
         if "images" in item.keywords and reason:
             item.add_marker(pytest.mark.skip(reason=reason))
-
-
-def _storage_driver_that_works() -> None:
-    """Keep buildah's default store (overlay, fast) when it works; else fall back to vfs (slow, works anywhere)."""
-    if os.environ.get("STORAGE_DRIVER"):
-        return
-    if subprocess.run(["buildah", "info"], capture_output=True).returncode != 0:
-        os.environ["STORAGE_DRIVER"] = "vfs"  # read by scripts/ and containers.buildah alike
-
-
-@pytest.fixture(scope="session")
-def built_images(request) -> dict[str, str]:
-    """{"api": image name, "worker": image name}, built (or found in the layer cache) once."""
-    # A tag per checkout, so two worktrees testing at once never run each other's images.
-    _storage_driver_that_works()
-    tag = "test-" + hashlib.sha1(str(REPO_ROOT).encode()).hexdigest()[:8]
-    env = {**os.environ, "IMAGE_TAG": tag, "PYTHON_IMAGE": os.environ.get("ATX_TEST_PYTHON_IMAGE", "local")}
-    reporter = request.config.pluginmanager.get_plugin("terminalreporter")
-    started = time.monotonic()
-    done = subprocess.run([str(REPO_ROOT / "scripts" / "build-images.sh")], cwd=REPO_ROOT, env=env,
-                          capture_output=True, text=True, timeout=1800)
-    if done.returncode != 0:
-        pytest.fail(f"scripts/build-images.sh failed ({done.returncode}):\n{done.stderr[-6000:]}")
-    images = {}
-    for line in done.stdout.splitlines():
-        name = line.split()[0]
-        images[name.rsplit(":", 1)[0].rsplit("-", 1)[1]] = name
-    if reporter is not None:  # shown in the test output even under capture: CI logs keep the sizes
-        capture = request.config.pluginmanager.get_plugin("capturemanager")
-        with capture.global_and_fixture_disabled():
-            driver = os.environ.get("STORAGE_DRIVER", "buildah's default")
-            reporter.write_line(f"\nimages: built in {time.monotonic() - started:.0f} s (storage driver: {driver})")
-            for name in images.values():
-                size = inspect_image(name).size_bytes
-                reporter.write_line(f"images: {name} {size / 1e6:.0f} MB (uncompressed layers)")
-    assert set(images) == {"api", "worker"}, done.stdout
-    return images

@@ -95,7 +95,7 @@ class MountedImage:
         self.container = ""
         self.root = Path("/nonexistent")
 
-    def __enter__(self) -> "MountedImage":
+    def __enter__(self) -> MountedImage:
         # A fixed name per image, so a run killed before its clean-up leaves no pile of containers.
         name = "atx-jobqueue-test-" + self.image.rsplit("/", 1)[-1].replace(":", "-")
         buildah("rm", name, check=False)
@@ -120,7 +120,7 @@ class MountedImage:
     def run(self, argv: list[str], env: dict[str, str] | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
         return subprocess.run(self.command(argv, env), capture_output=True, text=True, timeout=timeout)
 
-    def start(self, log_path: Path, argv: list[str] | None = None, env: dict[str, str] | None = None) -> "Running":
+    def start(self, log_path: Path, argv: list[str] | None = None, env: dict[str, str] | None = None) -> Running:
         log = open(log_path, "wb")
         proc = subprocess.Popen(self.command(argv, env), stdout=log, stderr=subprocess.STDOUT,
                                 start_new_session=True)
@@ -166,7 +166,7 @@ def wait_until(predicate, timeout: float, interval: float = 0.2, what: str = "co
             value = predicate()
             if value:
                 return value
-        except Exception as error:  # noqa: BLE001 - connection refused while starting, etc.
+        except Exception as error:  # connection refused while starting, etc.
             last_error = error
         time.sleep(interval)
     log = running.log()[-4000:] if running is not None else ""

@@ -69,7 +69,7 @@ def normalise(name: str) -> str:
 # --- what is in the image --------------------------------------------------------------------
 
 def test_runs_as_numeric_non_root_user(image):
-    which, mounted = image
+    _, mounted = image
     user = mounted.config.user
     assert re.fullmatch(r"\d+(:\d+)?", user), f"USER must be numeric for runAsNonRoot, got {user!r}"
     assert mounted.config.uid != 0 and mounted.config.gid != 0
@@ -172,7 +172,7 @@ def api_container(api_image, redis_url, tmp_path):
 
 
 def test_api_container_is_ready_healthy_and_serves_metrics(api_container):
-    base, running = api_container
+    base, _ = api_container
     assert requests.get(f"{base}/readyz", timeout=5).status_code == 200
     assert requests.get(f"{base}/healthz", timeout=5).status_code == 200
     metrics = requests.get(f"{base}/metrics", timeout=5)

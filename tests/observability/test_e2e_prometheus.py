@@ -100,7 +100,7 @@ def test_backlog_autoscaling_dashboard_and_alerts_against_a_real_prometheus(stac
     # (b) the replica count KEDA/HPA derive from it with the chart's values
     policy = chart.policy
     intended = min(policy.max_replicas, max(1, policy.min_replicas, math.ceil(BACKLOG / policy.threshold)))
-    assert BACKLOG > policy.activation_threshold, "the chart would not wake workers for this backlog"
+    assert policy.activation_threshold < BACKLOG, "the chart would not wake workers for this backlog"
     assert desired_replicas(metric, policy, current=0) == intended
     assert desired_replicas(metric, policy, current=intended) == intended  # stable once there
     assert desired_replicas(metric * 100, policy, current=intended) == policy.max_replicas
@@ -145,7 +145,7 @@ def test_backlog_autoscaling_dashboard_and_alerts_against_a_real_prometheus(stac
     queries = {k: v.replace("$namespace", NAMESPACE).replace("$__rate_interval", "1m")
                for k, v in dashboard.panel_queries(dashboard.build()).items()}
     if not with_exporter:
-        warnings.warn("no prometheus-redis-exporter: the Redis exporter panels are not checked")
+        warnings.warn("no prometheus-redis-exporter: the Redis exporter panels are not checked", stacklevel=1)
         queries = {k: v for k, v in queries.items() if not re.search(r"\bredis_", v)}
 
     def finite(expr: str) -> bool:

@@ -50,7 +50,7 @@ class Harness:
         """What the API does: store the document and queue its id in one script."""
         return self.delivery.submit(operation, params or {}).id
 
-    def with_settings(self, **changes) -> "Harness":
+    def with_settings(self, **changes) -> Harness:
         self.settings = self.settings.replace(**changes)
         return self
 
@@ -79,4 +79,4 @@ def op(name: str, func, needs_dataset: bool = False, produces_png: bool = False,
                      needs_dataset=needs_dataset, produces_png=produces_png)
 
 
-__all__ = ["Harness", "FakeData", "operations", "op", "Param", "SAMPLE", "WORKER_EXE", "proc_env"]
+__all__ = ["SAMPLE", "WORKER_EXE", "FakeData", "Harness", "Param", "op", "operations", "proc_env"]

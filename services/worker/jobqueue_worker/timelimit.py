@@ -11,7 +11,7 @@ from __future__ import annotations
 import signal
 import time
 from contextlib import contextmanager
-from typing import Iterator
+from collections.abc import Iterator
 
 
 class JobTimeout(Exception):

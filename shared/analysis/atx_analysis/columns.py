@@ -50,7 +50,7 @@ class Columns:
     report_id: pa.Array
     address_road: np.ndarray | None = None  # road code of each address code
 
-    def derive(self) -> "Columns":
+    def derive(self) -> Columns:
         """Compute the stored indexes (INDEXES, roads) once, at parse time, so loads need not."""
         from .roads import roads_of
 
@@ -94,7 +94,7 @@ class Columns:
         return table.replace_schema_metadata({META_KEY: json.dumps(meta).encode()})
 
     @classmethod
-    def from_arrow(cls, table: pa.Table) -> tuple["Columns", dict[str, Any]]:
+    def from_arrow(cls, table: pa.Table) -> tuple[Columns, dict[str, Any]]:
         meta = json.loads(table.schema.metadata[META_KEY])
         arrays = {}
         for name in NUMERIC + CATEGORICAL:

@@ -150,6 +150,4 @@ class Index:
         return rows[lo:hi][dist <= radius_km]
 
     def warm(self) -> None:
-        self._haystack
-        self.road_counts
-        self._points
+        _ = self._haystack, self.road_counts, self._points  # computed (and cached) now, not on the first query

@@ -203,7 +203,7 @@ def incidents_within_radius(ds: Dataset, latitude: float, longitude: float, radi
     counts = np.bincount(codes[codes >= 0], minlength=len(issues))
     order = np.argsort(-counts, kind="stable")
     by_issue = {issues[i]: int(counts[i]) for i in order[:10] if counts[i] > 0}
-    return {"count": int(len(rows)), "latitude": latitude, "longitude": longitude, "radius_km": radius_km,
+    return {"count": len(rows), "latitude": latitude, "longitude": longitude, "radius_km": radius_km,
             "by_issue": by_issue}
 
 

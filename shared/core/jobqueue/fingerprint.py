@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-from typing import Any, Mapping
+from typing import Any
+from collections.abc import Mapping
 
 
 def request_fingerprint(operation: str, params: Mapping[str, Any], dataset_identity: str | None) -> str | None:
