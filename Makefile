@@ -34,8 +34,9 @@ observe: setup
 down:
 	@scripts/down.sh
 
-lock:
-	uv lock
+# uv comes from PATH, else the copy `make setup` put in .tools/bin
+lock: setup
+	$(UV) lock
 
 # Both images with buildah (docs/images.md); PYTHON_IMAGE=local builds a Debian base offline first.
 images:

@@ -281,11 +281,11 @@ def targets_markdown(results: list[dict], profiles: dict[str, str]) -> str:
     for kind, text in profiles.items():
         if kind == "round trip":
             lines += ["", "#### Profile of the API during sequential round trips (py-spy on the gunicorn workers)",
-                      "", "```", text, "```"]
+                      "", "```text", text, "```"]
             continue
         count = PROFILE_JOBS[kind][0] // (3 if report.quick() else 1)
         lines += ["", f"#### Profile of our worker draining {count} {kind} jobs (one process, "
-                      "pyinstrument; share of the worker loop's busy time)", "", "```", text, "```"]
+                      "pyinstrument; share of the worker loop's busy time)", "", "```text", text, "```"]
     return "\n".join(lines)
 
 

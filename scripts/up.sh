@@ -2,6 +2,8 @@
 # `make up`: the whole service on this machine, in the background: its own redis-server (AOF on),
 # the API (gunicorn) and two workers. State, logs and pid files live under $RUN_DIR (.run/).
 # Idempotent: processes already running are left alone. `make down` stops exactly these.
+# Variables (README "Running it locally"): PORT, REDIS_PORT, WORKERS, WORKER_METRICS_BASE, RUN_DIR,
+# READY_TIMEOUT, and any service setting (DATA_PATH, LOG_LEVEL, ...).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -59,6 +61,12 @@ for _ in $(seq 100); do
 done
 
 if ! alive "$RUN_DIR/pids/api.pid"; then
+  # Another program on the API port would answer the readiness check below for us (on a shared
+  # class VM: a classmate's stack) while our own API dies with "Address already in use".
+  if (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null; then
+    echo "up: port $PORT is taken by another program; set PORT=... to use another (make down with the same variables stops it)" >&2
+    exit 1
+  fi
   rm -rf "$API_METRICS_DIR"
 fi
 PROMETHEUS_MULTIPROC_DIR=$API_METRICS_DIR start api "$ROOT/.venv/bin/jobqueue-api"
@@ -77,6 +85,11 @@ until "$ROOT/.venv/bin/python" -c "import urllib.request as u; u.urlopen('$URL/r
   fi
   printf '.'; sleep 0.5
 done
+if ! alive "$RUN_DIR/pids/api.pid"; then   # ready, but not ours: ours died after the port check
+  echo; echo "up: something else answers on port $PORT and our API exited; last lines of its log:" >&2
+  tail -n 30 "$RUN_DIR/logs/api.log" >&2 || true
+  exit 1
+fi
 echo " ready"
 cat <<EOF
 
@@ -86,7 +99,7 @@ Try:
   curl -X POST $URL/submit -H 'Content-Type: application/json' \\
        -d '{"operation": "top_locations", "params": {"n": 5}}'
   curl "$URL/status/<job_id>?wait=30"
-  .venv/bin/jobqueue submit incident_count_by_date date=2024-03-06 --wait
+  .venv/bin/jobqueue submit incident_count_by_date date=2024-03-09 --wait --url $URL
   .venv/bin/jobqueue info --url $URL
 In a browser: $URL/ui/ (the jobs web page) and $URL/docs (interactive API docs).
 Stop it with: make down

@@ -85,7 +85,7 @@ def test_fetch_failure_leaves_no_file(tmp_path, inproc):
         fetch(target, base_url="http://127.0.0.1:9", timeout=2)
     assert not target.exists() and not list(tmp_path.iterdir())
     code, _, err = inproc("data", "fetch", "--base-url", "http://127.0.0.1:9", "--timeout", 2, "--output", target)
-    assert code == 1 and "download" in err
+    assert code == 3 and "download" in err   # exit 3: service unreachable
 
 
 def test_fetch_cli_checks_a_download_before_it_replaces_the_file(portal, tmp_path, inproc):
@@ -94,7 +94,7 @@ def test_fetch_cli_checks_a_download_before_it_replaces_the_file(portal, tmp_pat
     target.write_bytes((FIXTURES / "portal10.csv").read_bytes())
     before = target.read_bytes()
     code, _, err = inproc("data", "fetch", "--url", f"{portal}/broken.csv", "--output", target)
-    assert code == 1 and "not a usable dataset" in err and "left as it was" in err
+    assert code == 2 and "not a usable dataset" in err and "left as it was" in err
     assert target.read_bytes() == before
     assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".part")] == []
 
@@ -121,4 +121,4 @@ def test_fetch_cli_url_from_and_keep_existing(portal, tmp_path, inproc):
     code, _, err = inproc("data", "fetch", "--source", "soda", "--url", portal, "--output", tmp_path / "s.json")
     assert code == 2 and "--url" in err
     code, _, err = inproc("data", "fetch", "--from", tmp_path / "nope.csv", "--output", tmp_path / "n.csv")
-    assert code == 1 and "no such file" in err
+    assert code == 2 and "no such file" in err

@@ -65,17 +65,20 @@ def test_without_data_the_data_routes_say_so(client):
     assert response.status_code == 503 and response.get_json()["error"] == "data_not_loaded"
     response = client.get("/readyz")
     assert response.status_code == 503
-    doc = response.get_json()
-    assert doc["redis"] is True and doc["data"] is False and "dataset" in doc["message"]
+    assert response.get_json() == {"status": "not ready", "error": "not_ready", "redis": True, "redis_writable": True, "data": False}
 
 
-def test_bad_data_path_is_not_ready_with_the_reason(redis_url, tmp_path):
+def test_bad_data_path_is_not_ready_booleans_only_and_the_reason_is_logged(redis_url, tmp_path, caplog):
+    """Issue 14 item 9: /readyz is open to anyone, so it says yes or no; the path goes to the log."""
     from jobqueue_api import create_app
 
     missing = tmp_path / "nope.csv"
     client = create_app(make_settings(redis_url, DATA_PATH=str(missing))).test_client()
-    doc = client.get("/readyz").get_json()
-    assert doc["data"] is False and ("nope.csv" in doc["message"] or "loader" in doc["message"])
+    caplog.set_level("WARNING", logger="jobqueue.api")
+    response = client.get("/readyz")
+    assert response.get_json() == {"status": "not ready", "error": "not_ready", "redis": True, "redis_writable": True, "data": False}
+    assert "nope.csv" not in response.get_data(as_text=True)
+    assert any("nope.csv" in str(getattr(r, "problems", "")) for r in caplog.records if r.msg == "not ready")
     assert client.get("/healthz").get_json() == {"status": "ok"}
 
 

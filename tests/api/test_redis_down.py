@@ -23,6 +23,7 @@ def test_503_while_redis_is_down_and_recovery(fresh_redis):
         assert response.headers["Retry-After"]
     ready = client.get("/readyz")
     assert ready.status_code == 503 and ready.get_json()["redis"] is False
+    assert str(fresh_redis.port) not in ready.get_data(as_text=True)   # no address to strangers
     assert client.get("/healthz").status_code == 200
     text = client.get("/metrics").get_data(as_text=True)
     assert metric_value(text, "jobqueue_redis_up") == 0

@@ -310,6 +310,14 @@ def test_scrape_annotations_point_at_the_metrics_ports():
         assert ann["prometheus.io/path"] == "/metrics"
 
 
+def test_a_pod_a_monitor_scrapes_carries_no_scrape_annotations():
+    """Review 3.2: annotations plus a ServiceMonitor/PodMonitor scrape a pod twice where Prometheus
+    honours both, and the dashboard's sum()s double."""
+    for obj in scenario_objects("monitoring-on"):
+        if obj["kind"] in ("Deployment", "StatefulSet"):
+            assert "prometheus.io/scrape" not in (obj["spec"]["template"]["metadata"].get("annotations") or {}), obj["metadata"]["name"]
+
+
 @pytest.fixture
 def chart_with_placeholder_observability(tmp_path):
     """A copy of the chart whose rules and dashboard files are small known ones, so the templates

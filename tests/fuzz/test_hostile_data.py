@@ -62,8 +62,9 @@ def test_hostile_file_fails_clearly(tmp_path, make):
     assert str(path.name) in result["message"] or "limit" in result["message"].lower(), result
 
 
-def test_the_size_limit_is_configurable_and_named(tmp_path, monkeypatch):
-    """DATA_MAX_BYTES applies to plain files by size and to gzip files by decompressed size."""
+def test_the_size_limit_is_configurable_and_named(tmp_path):
+    """DATA_MAX_BYTES (``max_bytes``, from Settings) applies to plain files by size and to gzip files
+    by decompressed size."""
     import gzip
 
     from atx_analysis.dataset import load_dataset
@@ -72,9 +73,9 @@ def test_the_size_limit_is_configurable_and_named(tmp_path, monkeypatch):
     sample = SAMPLE
     packed = tmp_path / "sample.csv.gz"
     packed.write_bytes(gzip.compress(sample.read_bytes()))
-    monkeypatch.setenv("DATA_MAX_BYTES", str(packed.stat().st_size + 10))   # fits packed, not unpacked
+    limit = packed.stat().st_size + 10   # fits packed, not unpacked
     for path in (sample, packed):
         with pytest.raises(DataFormatError, match="DATA_MAX_BYTES"):
-            load_dataset(path, cache=False)
-    monkeypatch.setenv("DATA_MAX_BYTES", str(sample.stat().st_size))
-    assert load_dataset(packed, cache=False).rows == load_dataset(sample, cache=False).rows > 0
+            load_dataset(path, cache=False, max_bytes=limit)
+    limit = sample.stat().st_size
+    assert load_dataset(packed, cache=False, max_bytes=limit).rows == load_dataset(sample, cache=False).rows > 0

@@ -86,3 +86,50 @@ def test_tutorial_client_flow_unchanged(stack):
             time.sleep(0.2)
         assert status["status"] == "complete", status
         assert expected_key[operation] in status["result"]
+
+
+def test_banner_hint_uses_the_real_port(stack):
+    url, _, _, out = stack
+    hint = [line for line in out.splitlines() if "jobqueue submit" in line]
+    assert hint and all(f"--url {url}" in line for line in hint), out
+
+
+def test_up_refuses_an_api_port_another_program_answers_on(tmp_path):
+    """Docs walk-through #2: on a shared VM a classmate's API answered our readiness check and
+    `make up` said "ready" while our own API had died with "Address already in use"."""
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+    import threading
+
+    class Ready(BaseHTTPRequestHandler):
+        def do_GET(self):
+            self.send_response(200)
+            self.end_headers()
+            self.wfile.write(b'{"status": "ready"}')
+
+        def log_message(self, *args):
+            pass
+
+    other = ThreadingHTTPServer(("127.0.0.1", 0), Ready)
+    threading.Thread(target=other.serve_forever, daemon=True).start()
+    port = other.server_address[1]
+    env = {**os.environ, "RUN_DIR": str(tmp_path / "run"), "PORT": str(port), "REDIS_PORT": str(free_port()),
+           "WORKER_METRICS_BASE": str(free_port()), "SHUTDOWN_GRACE_SECONDS": "5", "READY_TIMEOUT": "30"}
+    env.pop("REDIS_URL", None)
+    try:
+        up = subprocess.run(["bash", "scripts/up.sh"], cwd=REPO_ROOT, env=env, capture_output=True, text=True,
+                            timeout=180)
+        assert up.returncode != 0 and "ready" not in up.stdout.split("waiting", 1)[-1], up.stdout
+        assert f"port {port} is taken by another program; set PORT=" in up.stderr, up.stderr
+    finally:
+        subprocess.run(["bash", "scripts/down.sh"], cwd=REPO_ROOT, env=env, capture_output=True, timeout=120)
+        other.shutdown()
+        other.server_close()
+
+
+def test_make_lock_finds_the_uv_make_setup_installed():
+    """Docs walk-through #1: `make lock` called a bare `uv` (command not found) though `make setup`
+    puts uv in .tools/bin when none is on PATH."""
+    dry = subprocess.run(["make", "-n", "lock"], cwd=REPO_ROOT, capture_output=True, text=True, timeout=60,
+                         env={**os.environ, "PATH": "/usr/sbin:/usr/bin:/sbin:/bin"})
+    assert dry.returncode == 0, dry.stderr
+    assert ".tools/bin/uv lock" in dry.stdout, dry.stdout

@@ -48,7 +48,11 @@ def test_identical_plot_submits_store_one_png(tmp_path):
         baseline, plain_ids, _ = _run(stack, plain)
         grown, ids, docs = _run(stack, BODY)
         refs = {d["result_ref"] for d in docs.values()}
-        assert len(refs) == 1 and sum(1 for d in docs.values() if d.get("cached_from")) == SUBMITS - 1
+        # Every job references the one stored PNG. A few may have computed it themselves: the worker
+        # starts a claimed batch in one script call, so jobs started beside the first one find no
+        # cached result yet (seen: 3 of 1,000 under load). They store under the same key, not a copy.
+        hits = sum(1 for d in docs.values() if d.get("cached_from"))
+        assert len(refs) == 1 and hits >= SUBMITS - 20, (refs, hits)
         png = jobs.memory_usage(refs.pop())
         size = lambda job_ids: sum(jobs.memory_usage(keys.job(i)) for i in job_ids)  # noqa: E731
         documents = baseline * size(ids) / size(plain_ids)

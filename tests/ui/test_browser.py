@@ -64,6 +64,19 @@ def idle_stack(tmp_path_factory):
         yield s
 
 
+OWNERS = {"alice": "alice-page-token", "bob": "bob-page-token"}
+
+
+@pytest.fixture(scope="module")
+def owners_stack(tmp_path_factory):
+    """Named tokens (API_TOKENS): each user sees only their own jobs; API_TOKEN is the admin."""
+    _stack_or_skip()
+    with running_stack(tmp_path_factory.mktemp("ui-owners"), API_TOKEN=TOKEN,
+                       API_TOKENS=",".join(f"{k}:{v}" for k, v in OWNERS.items())) as s:
+        s.start_api(web_concurrency=1)
+        yield s
+
+
 @pytest.fixture(scope="module")
 def token_stack(tmp_path_factory):
     _stack_or_skip()
@@ -375,3 +388,45 @@ def test_axe_finds_no_serious_or_critical_violations(browser, stack, token_stack
     finally:
         context.close()
     assert all(not bad for bad in report.values()), report
+
+
+def _login(browser, url, token):
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    pg = context.new_page()
+    pg.goto(f"{url}/ui/jobs")
+    pg.fill("#token", token)
+    pg.click("#login-form button")
+    _expect()(pg.locator("#jobs-table")).to_be_visible(timeout=FINAL_TIMEOUT)
+    return context, pg
+
+
+def test_the_page_honours_job_ownership(browser, owners_stack):
+    """Alice submits from the page; Bob's page neither lists nor opens her job; the admin's lists it."""
+    expect = _expect()
+    url = owners_stack.url
+    alice_ctx, alice = _login(browser, url, OWNERS["alice"])
+    bob_ctx, bob = _login(browser, url, OWNERS["bob"])
+    admin_ctx, admin = _login(browser, url, TOKEN)
+    try:
+        alice.goto(f"{url}/ui/submit?operation=sleep")
+        _fill_and_submit(alice, {"seconds": "0"})
+        alice.wait_for_url(re.compile(r"/ui/jobs/[0-9a-f-]{36}$"))
+        job_id = alice.url.rsplit("/", 1)[1]
+        expect(alice.locator("#j-status")).to_have_text("submitted", timeout=FINAL_TIMEOUT)
+        alice.goto(f"{url}/ui/jobs")
+        expect(alice.locator("#jobs")).to_contain_text(job_id[:8], timeout=FINAL_TIMEOUT)
+        admin.goto(f"{url}/ui/jobs")
+        expect(admin.locator("#jobs")).to_contain_text(job_id[:8], timeout=FINAL_TIMEOUT)
+        bob.goto(f"{url}/ui/jobs")
+        expect(bob.locator("#page-info")).to_contain_text("Page 1", timeout=FINAL_TIMEOUT)
+        assert job_id[:8] not in bob.locator("#jobs").text_content()
+        bob.goto(f"{url}/ui/jobs/{job_id}")
+        expect(bob.locator("#j-status")).to_have_text("gone", timeout=FINAL_TIMEOUT)
+        expect(bob.locator("#a-cancel")).to_be_hidden()
+        # Alice can still cancel her own job from her page
+        alice.goto(f"{url}/ui/jobs/{job_id}")
+        alice.click("#a-cancel")
+        expect(alice.locator("#j-status")).to_have_text("cancelled", timeout=FINAL_TIMEOUT)
+    finally:
+        for ctx in (alice_ctx, bob_ctx, admin_ctx):
+            ctx.close()

@@ -177,8 +177,10 @@ would roll every pod on every sync and give two pods two different sums in one r
 checksum/config: {{ include (print .Template.BasePath "/config/configmap.yaml") . | sha256sum }}
 {{- end }}
 
+{{/* prometheus.io annotations, unless a monitor already scrapes this pod (.monitored): a Prometheus
+that honours both would scrape it twice and the dashboard's sums would double. */}}
 {{- define "atx-jobqueue.scrapeAnnotations" -}}
-{{- if .ctx.Values.metrics.scrapeAnnotations }}
+{{- if and .ctx.Values.metrics.scrapeAnnotations (not .monitored) }}
 prometheus.io/scrape: "true"
 prometheus.io/port: {{ .port | quote }}
 prometheus.io/path: /metrics

@@ -15,7 +15,9 @@ from typing import Any
 from flask import Flask
 
 from atx_analysis.registry import Registry
+from jobqueue import keys
 from jobqueue.catalogue import catalogue as build_catalogue
+from jobqueue.connections import describe
 from jobqueue.metrics_collector import QueueCollector
 from jobqueue.settings import Settings, load_settings
 
@@ -51,7 +53,7 @@ def create_app(settings: Settings | None = None, *, dataset: Any = None, load_da
     if dataset is not None:
         state.data = DatasetSlot(dataset=dataset, error=None, loaded_at=time.time())
     elif load_data:
-        load_dataset_into(state.data, settings.data_path)
+        load_dataset_into(state.data, settings.data_path, **settings.data_options())
     state.waiter = DoneWaiter(state.store, settings.max_waiters)
     state.plot_gate = analysis.PlotGate(settings.sync_plots_per_process)
     app.extensions["jobqueue"] = state
@@ -63,4 +65,6 @@ def create_app(settings: Settings | None = None, *, dataset: Any = None, load_da
     metrics.instrument(app)
     for bp in (jobs.bp, analysis.bp, meta.bp, health.bp, metrics_routes.bp, docs.bp, ui.bp, ui.api):
         app.register_blueprint(bp)
+    log.info("api configured", extra={"queue": keys.queue(settings.queue_name), "queue_db": settings.redis_queue_db,
+                                      "jobs_db": settings.redis_jobs_db, "redis": describe(settings)})
     return app

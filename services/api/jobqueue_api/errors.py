@@ -1,8 +1,9 @@
 """One error shape for every failure: JSON ``{"error": code, "message": text, ...}``.
 
-Route code raises :class:`ApiError`; Werkzeug's HTTP exceptions (404 route, 405 method, 413 body)
-and Redis outages are translated here, and anything else is logged and answered with a JSON 500,
-so no client ever sees an HTML error page.
+Route code raises :class:`ApiError`; Werkzeug's HTTP exceptions (404 route, 405 method, 413 body),
+the analysis package's errors (:data:`ANALYSIS_ERRORS`, by their permanent/transient class) and
+Redis outages are translated here, and anything else is logged and answered with a JSON 500, so
+no client ever sees an HTML error page.
 """
 
 from __future__ import annotations
@@ -15,6 +16,9 @@ import redis
 from flask import Flask, jsonify
 from werkzeug.exceptions import HTTPException
 
+from atx_analysis.errors import (AnalysisError, DataFormatError, MissingColumnError, PermanentError,
+                                 TransientError)
+from atx_analysis.registry import ParamError, UnknownOperation
 from jobqueue.connections import WRITE_REFUSALS, write_refusal
 
 log = logging.getLogger("jobqueue.api")
@@ -53,10 +57,51 @@ _MESSAGES = {
 }
 
 
+# Most specific first. A route that means something else by one of these (submit answers 400 for an
+# unknown operation) raises its own ApiError instead.
+ANALYSIS_ERRORS: list[tuple[type[AnalysisError], int, str]] = [
+    (ParamError, 400, "invalid_param"),
+    (UnknownOperation, 404, "unknown_operation"),
+    (MissingColumnError, 422, "missing_column"),
+    (DataFormatError, 422, "unusable_data"),
+    (PermanentError, 400, "bad_request"),
+    (TransientError, 503, "try_again"),
+]
+
+
+def analysis_error(exc: AnalysisError) -> ApiError:
+    """The ApiError an analysis error becomes: a named 4xx for permanent ones, 503 for transient."""
+    for kind, status, code in ANALYSIS_ERRORS:
+        if isinstance(exc, kind):
+            break
+    else:
+        status, code = 500, "internal_error"
+    extra: dict[str, Any] = {}
+    message = str(exc)
+    if isinstance(exc, ParamError):
+        message, code = exc.message, "invalid_param" if exc.param else "invalid_params"
+        extra = {"param": exc.param} if exc.param else {}
+    elif isinstance(exc, UnknownOperation):
+        extra = {"operations": exc.known}
+    elif isinstance(exc, MissingColumnError):
+        extra = {"column": exc.column, **({"operation": exc.operation} if exc.operation else {})}
+    err = ApiError(status, code, message, **extra)
+    if status == 503:
+        err.headers["Retry-After"] = "5"
+    return err
+
+
 def register_error_handlers(app: Flask) -> None:
     @app.errorhandler(ApiError)
     def _api_error(exc: ApiError):
         return error_response(exc.status, exc.code, exc.message, exc.headers, **exc.extra)
+
+    @app.errorhandler(AnalysisError)
+    def _analysis_error(exc: AnalysisError):
+        if not isinstance(exc, PermanentError):
+            log.warning("analysis error", extra={"error": str(exc), "kind": type(exc).__name__})
+        err = analysis_error(exc)
+        return error_response(err.status, err.code, err.message, err.headers, **err.extra)
 
     @app.errorhandler(HTTPException)
     def _http_error(exc: HTTPException):

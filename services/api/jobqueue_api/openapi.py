@@ -151,7 +151,10 @@ def build_spec(catalogue: Registry, settings: Settings, version: str) -> dict[st
         "responses": {"202": _json(_ref("Accepted"), "accepted and queued"),
                       "400": _error("malformed JSON, not an object, missing/unknown operation or bad parameter"),
                       "401": _error("missing or wrong token"),
+                      "408": _error("the body did not arrive within CLIENT_TIMEOUT_SECONDS"),
                       "413": _error("body larger than MAX_BODY_BYTES"),
+                      "415": _error("the body is not Content-Type: application/json"),
+                      "429": _error("this client's SUBMIT_RATE_LIMIT per minute is used up; see Retry-After"),
                       "503": _error("Redis unreachable")},
     }
     result_responses = {
@@ -166,7 +169,8 @@ def build_spec(catalogue: Registry, settings: Settings, version: str) -> dict[st
                 "content": {JSON: {"schema": {"type": "object"}},
                             "image/png": {"schema": {"type": "string", "contentEncoding": "binary"}}}},
         "400": _error("bad parameter"), "401": _error("missing or wrong token"),
-        "404": _error("unknown operation"), "503": _error("dataset not loaded"),
+        "404": _error("unknown operation"),
+        "503": _error("dataset not loaded, or (plots) SYNC_PLOTS_PER_PROCESS renders already running; see Retry-After"),
     }
     date_param = []
     if "incident_count_by_date" in catalogue:

@@ -20,6 +20,7 @@ vanish while its counters stay summed.
 
 from __future__ import annotations
 
+import argparse
 import os
 import shutil
 import sys
@@ -45,6 +46,24 @@ def prepare_multiprocess_dir() -> str:
     return path
 
 
+def log_config(level: str) -> dict:
+    """gunicorn's own lines (start, workers booting and dying, timeouts) through the project's JSON
+    formatter on stdout, like every other line; access lines only at DEBUG (one per request)."""
+    handler = {"class": "logging.StreamHandler", "formatter": "json", "stream": "ext://sys.stdout"}
+    return {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "formatters": {"json": {"()": "jobqueue.logs.JsonFormatter"}},
+        "handlers": {"stdout": handler},
+        "root": {"level": level, "handlers": ["stdout"]},
+        "loggers": {
+            "gunicorn.error": {"level": level, "handlers": ["stdout"], "propagate": False},
+            "gunicorn.access": {"level": "INFO" if level == "DEBUG" else "WARNING", "handlers": ["stdout"],
+                                "propagate": False},
+        },
+    }
+
+
 def gunicorn_options(settings) -> dict:
     def child_exit(server, worker):  # gunicorn hook signature
         from prometheus_client import multiprocess
@@ -68,6 +87,7 @@ def gunicorn_options(settings) -> dict:
         "accesslog": None,  # request metrics and JSON logs cover it; a line per request costs throughput
         "errorlog": "-",
         "loglevel": settings.log_level.lower(),
+        "logconfig_dict": log_config(settings.log_level),
         "child_exit": child_exit,
         "proc_name": "jobqueue-api",
         "forwarded_allow_ips": "127.0.0.1",
@@ -77,7 +97,27 @@ def gunicorn_options(settings) -> dict:
     }
 
 
+def _parse_args(argv: list[str] | None) -> argparse.Namespace:
+    from importlib.metadata import PackageNotFoundError, version
+
+    from jobqueue.settings import SPEC   # not .app: prometheus_client must wait for the metrics dir
+
+    try:
+        own_version = version("atx-jobqueue-api")
+    except PackageNotFoundError:  # pragma: no cover - a bare checkout
+        own_version = "0.0.0"
+    parser = argparse.ArgumentParser(
+        prog="jobqueue-api",
+        description="Serve the atx-jobqueue API under gunicorn. Configured by environment variables only "
+                    "(the README's Configuration table), e.g. PORT=5000 BIND_HOST=127.0.0.1 "
+                    "REDIS_URL=redis://127.0.0.1:6379 jobqueue-api",
+        epilog="variables: " + ", ".join(SPEC) + ". Exit status 2: a malformed variable (the message names it).")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {own_version}")
+    return parser.parse_args(argv)
+
+
 def main(argv: list[str] | None = None) -> int:
+    _parse_args(argv)   # --help and --version answer and exit before anything starts
     from jobqueue.settings import SettingsError, load_settings  # plain parsing: no sockets, no locks
 
     try:

@@ -70,12 +70,12 @@ def build_state(settings: Settings, catalogue: Registry) -> ApiState:
     )
 
 
-def load_dataset_into(slot: DatasetSlot, path: str) -> None:
+def load_dataset_into(slot: DatasetSlot, path: str, **load_options: Any) -> None:
     """Load DATA_PATH once; a failure is recorded (readiness says why) rather than fatal."""
     from atx_analysis.dataset import load_dataset
 
     try:
-        slot.dataset = load_dataset(path)
+        slot.dataset = load_dataset(path, **load_options)
         slot.error = None
         slot.loaded_at = time.time()
         log.info("dataset loaded", extra={"path": path, "rows": getattr(slot.dataset, "rows", None)})

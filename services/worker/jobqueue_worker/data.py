@@ -16,8 +16,9 @@ log = logging.getLogger("jobqueue.worker.data")
 
 
 class DataSource:
-    def __init__(self, path: str, should_stop: Callable[[], bool] = lambda: False):
+    def __init__(self, path: str, should_stop: Callable[[], bool] = lambda: False, **load_options: Any):
         self.path = path
+        self.load_options = load_options  # Settings.data_options(): DATA_CACHE_DIR, DATA_MAX_BYTES
         self.should_stop = should_stop
         self._dataset: Any = None
 
@@ -45,7 +46,7 @@ class DataSource:
             time.sleep(delay)
             delay = min(delay * 2, 10.0)
         started = time.monotonic()
-        dataset = load_dataset(self.path)
+        dataset = load_dataset(self.path, **self.load_options)
         log.info("dataset loaded", extra={"data_path": self.path, "seconds": round(time.monotonic() - started, 3),
                                           "identity": getattr(dataset, "identity", None),
                                           "rows": getattr(dataset, "rows", None)})

@@ -59,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
     from .worker import Worker
 
     catalogue = load_catalogue(settings)
-    data = DataSource(settings.data_path, lambda: False)
+    data = DataSource(settings.data_path, lambda: False, **settings.data_options())
     if not load_and_serve(settings, catalogue, data):
         return 3
     worker = Worker(settings, catalogue, data)
@@ -77,7 +77,7 @@ def load_and_serve(settings: Settings, catalogue, data) -> bool:
         log.error("cannot load the dataset", extra={"data_path": settings.data_path, "error": str(exc)})
         return False
     try:
-        serve(settings.worker_metrics_port)
+        serve(settings.worker_metrics_port, settings.worker_metrics_host)
     except OSError as exc:
         log.error("cannot serve metrics", extra={"port": settings.worker_metrics_port, "error": str(exc)})
     return True
@@ -95,7 +95,7 @@ def supervise(settings: Settings, burst: bool) -> int:
     from .worker import Worker
 
     catalogue = load_catalogue(settings)
-    data = DataSource(settings.data_path)
+    data = DataSource(settings.data_path, **settings.data_options())
     if not load_and_serve(settings, catalogue, data):
         return 3
 

@@ -60,8 +60,9 @@ def metrics() -> WorkerMetrics:
     return _METRICS
 
 
-def serve(port: int) -> None:
-    """Serve /metrics on ``port`` (0: not at all); the multiprocess sum when the dir is set."""
+def serve(port: int, host: str = "127.0.0.1") -> None:
+    """Serve /metrics on ``host:port`` (port 0: not at all); the multiprocess sum when the dir is
+    set. ``host`` is WORKER_METRICS_HOST: BIND_HOST unless set (the chart sets 0.0.0.0)."""
     if not port:
         return
     from prometheus_client import CollectorRegistry, start_http_server
@@ -71,6 +72,6 @@ def serve(port: int) -> None:
 
         registry = CollectorRegistry()
         multiprocess.MultiProcessCollector(registry)
-        start_http_server(port, addr="0.0.0.0", registry=registry)
+        start_http_server(port, addr=host, registry=registry)
     else:
-        start_http_server(port, addr="0.0.0.0")
+        start_http_server(port, addr=host)

@@ -23,10 +23,11 @@ from typing import Any, TypeVar
 from collections.abc import Callable
 
 import redis
-from atx_analysis.registry import ParamError, Registry, UnknownOperation
+from atx_analysis.registry import Registry
 
-from jobqueue.connections import is_transient, jobs_redis, queue_redis, write_refusal
+from jobqueue.connections import describe, is_transient, jobs_redis, queue_redis, write_refusal
 from jobqueue.delivery import Delivery, Finish, Record, Recorded, Retry, Start, StartAnswer, Started
+from jobqueue.errors import PermanentError, failure_message
 from jobqueue.fingerprint import request_fingerprint
 from jobqueue.jobs import Job, JobStatus
 from jobqueue.results import PlacedResult, place
@@ -73,7 +74,7 @@ class Worker:
         self.id = worker_id or new_worker_id()
         self.queue = queue_redis(settings)
         self.delivery = Delivery(self.queue, settings)
-        self.data = data or DataSource(settings.data_path, lambda: self.stopping)
+        self.data = data or DataSource(settings.data_path, lambda: self.stopping, **settings.data_options())
         self.metrics = metrics_ or metrics()
         self.metrics.prime(catalogue.names())
         self.stopping = False
@@ -104,7 +105,9 @@ class Worker:
                 signal.signal(signal.SIGINT, self.request_stop)
         housekeeping = threading.Thread(target=self._housekeeping, name="housekeeping", daemon=True)
         housekeeping.start()
-        log.info("worker started", extra={"worker": self.id, "queue": self.delivery.queue_key})
+        log.info("worker started", extra={"worker": self.id, "queue": self.delivery.queue_key,  # a stall's first clue
+                                          "queue_db": self.settings.redis_queue_db,
+                                          "jobs_db": self.settings.redis_jobs_db, "redis": describe(self.settings)})
         backoff = _Backoff()
         holding = False   # after an error: ids may sit in our processing list that nobody runs
         while not self.stopping:
@@ -317,16 +320,14 @@ class Worker:
         """Fail at once what would fail again; retry with backoff what may not (while attempts remain)."""
         job = item.job
         assert job is not None
-        if isinstance(exc, UnknownOperation):
-            return self._fail(item, str(exc), elapsed)
-        if isinstance(exc, ParamError):
-            return self._fail(item, f"bad parameter: {exc.message}", elapsed)
+        if isinstance(exc, PermanentError):  # jobqueue.errors: the next attempt would fail the same way
+            return self._fail(item, failure_message(exc), elapsed)
         if isinstance(exc, JobTimeout):
             return self._fail(item, f"time limit of {self.settings.job_timeout_seconds:g} s exceeded", elapsed)
         if isinstance(exc, GraceExpired):
             log.warning("shutdown grace over; giving the job back", extra={"job_id": job.id})
             return self._retry(item, "interrupted by worker shutdown", delay=0.0, count=False)
-        message = f"{type(exc).__name__}: {exc}"
+        message = failure_message(exc)
         if job.attempts < self.settings.job_max_attempts:
             delay = self.settings.job_retry_backoff_seconds * 2 ** (job.attempts - 1)
             delay = min(delay, 300.0) * random.uniform(0.8, 1.2)

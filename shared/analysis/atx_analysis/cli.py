@@ -2,7 +2,9 @@
 
 ``jobqueue analyze OPERATION key=value ... --data PATH`` is the tutorial's "route for direct
 testing": it runs one operation in-process and prints the JSON result (exit 0), or a clear message
-on stderr (exit 2 for a bad operation or parameter, 1 for a bad data file).
+on stderr. Exit statuses are :class:`jobqueue.cliargs.Exit` (2 for a bad operation, parameter
+or data file; 3 when a download cannot reach the portal). ``args.load_options`` carries
+DATA_CACHE_DIR and DATA_MAX_BYTES from the ``jobqueue`` command's Settings.
 """
 
 from __future__ import annotations
@@ -12,12 +14,13 @@ import shlex
 import json
 import os
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
+from jobqueue.cliargs import Exit, UsageError, parse_pairs   # this module is the jobqueue command's plug-in
+
 DEFAULT_DATA = "data/traffic_incidents_sample.csv"
-EXIT_BAD_INPUT = 2
-EXIT_BAD_DATA = 1
 FULL_ROWS = 432_444  # = generator.FULL_ROWS, without importing pandas to build the parser
 
 
@@ -36,16 +39,8 @@ def _fail(prog: str, message: str, code: int) -> int:
     return code
 
 
-def _parse_pairs(pairs: list[str]) -> dict[str, Any]:
-    params: dict[str, Any] = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep or not key:
-            raise ValueError(f"parameters are key=value, got {pair!r}")
-        if key in params:
-            raise ValueError(f"parameter {key!r} given twice")
-        params[key] = value
-    return params
+def _load_options(args: argparse.Namespace) -> dict[str, Any]:
+    return dict(getattr(args, "load_options", None) or {})
 
 
 def cmd_analyze(args: argparse.Namespace) -> int:
@@ -57,23 +52,23 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     prog = "jobqueue analyze"
     try:
         op = REGISTRY.get(args.operation)
-        params = op.validate(_parse_pairs(args.params))
+        params = op.validate(parse_pairs(args.params))
     except UnknownOperation as exc:
-        return _fail(prog, str(exc), EXIT_BAD_INPUT)
+        return _fail(prog, str(exc), Exit.USAGE)
     except ParamError as exc:
-        return _fail(prog, exc.message, EXIT_BAD_INPUT)
-    except ValueError as exc:
-        return _fail(prog, str(exc), EXIT_BAD_INPUT)
+        return _fail(prog, exc.message, Exit.USAGE)
+    except UsageError as exc:
+        return _fail(prog, str(exc), Exit.USAGE)
     if op.produces_png and not args.output:
         return _fail(prog, f"{op.name} makes a PNG: give --output FILE.png (or --output - for stdout)",
-                     EXIT_BAD_INPUT)
+                     Exit.USAGE)
     try:
-        ds = load_dataset(args.data)
+        ds = load_dataset(args.data, **_load_options(args))
         result = op.run(ds, params)
     except ParamError as exc:
-        return _fail(prog, exc.message, EXIT_BAD_INPUT)
-    except DataFormatError as exc:
-        return _fail(prog, str(exc), EXIT_BAD_DATA)
+        return _fail(prog, exc.message, Exit.USAGE)
+    except DataFormatError as exc:  # a missing column too: the data given cannot answer this
+        return _fail(prog, str(exc), Exit.USAGE)
     if op.produces_png:
         if args.output == "-":
             sys.stdout.buffer.write(result)
@@ -134,7 +129,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
     from .generator import write_csv
 
     if args.rows < 1:
-        return _fail("jobqueue data generate", "--rows must be at least 1", EXIT_BAD_INPUT)
+        return _fail("jobqueue data generate", "--rows must be at least 1", Exit.USAGE)
     path = write_csv(args.output, rows=args.rows, seed=args.seed, nine_columns=args.nine_columns)
     print(json.dumps({"output": str(path), "rows": args.rows, "seed": args.seed,
                       "bytes": path.stat().st_size}))
@@ -149,7 +144,7 @@ def cmd_fetch(args: argparse.Namespace) -> int:
     prog = "jobqueue data fetch"
     if args.url and args.source != "export":
         return _fail(prog, "--url replaces the export source's address; it does not go with --source soda",
-                     EXIT_BAD_INPUT)
+                     Exit.USAGE)
     output = args.output or ("data/full/traffic_incidents.csv" if args.source == "export"
                              else "data/full/traffic_incidents.json")
     if args.keep_existing and os.path.isfile(output) and os.path.getsize(output) > 0:
@@ -158,22 +153,48 @@ def cmd_fetch(args: argparse.Namespace) -> int:
     loaded: dict[str, dict] = {}
 
     def usable(path: Path) -> None:  # before it replaces the output: a bad file never lands there
-        loaded["info"] = load_dataset(path).info()
+        loaded["info"] = load_dataset(path, **_load_options(args)).info()
 
     origin = args.copy_from or args.url or args.base_url
+    show = _Progress("bytes" if args.source == "export" else "records") if sys.stderr.isatty() else None
     try:
         if args.copy_from:
             copy(args.copy_from, output, check=usable)
         else:
             fetch(output, source=args.source, base_url=args.base_url, page_size=args.page_size,
                   timeout=args.timeout, app_token=os.environ.get("SODA_APP_TOKEN") or None, url=args.url,
-                  check=usable)
-    except FetchError as exc:
-        return _fail(prog, str(exc), EXIT_BAD_DATA)
+                  check=usable, progress=show)
+    except FetchError as exc:  # a local --from file that is not there is bad input; a download, unreachable
+        return _fail(prog, str(exc), Exit.USAGE if args.copy_from else Exit.UNAVAILABLE)
     except DataFormatError as exc:
-        return _fail(prog, f"{origin} is not a usable dataset ({exc}); {output} left as it was", EXIT_BAD_DATA)
+        return _fail(prog, f"{origin} is not a usable dataset ({exc}); {output} left as it was", Exit.USAGE)
+    finally:
+        if show:
+            show.done()
     print(json.dumps({**loaded["info"], "output": output}))
     return 0
+
+
+class _Progress:
+    """A one-line counter on a terminal's stderr, redrawn at most a few times a second."""
+
+    def __init__(self, unit: str):
+        self.unit, self.last, self.start, self.n = unit, 0.0, time.monotonic(), -1
+
+    def __call__(self, n: int, force: bool = False) -> None:
+        self.n = n
+        now = time.monotonic()
+        if now - self.last < 0.2 and not force:
+            return
+        self.last = now
+        amount = f"{n / 1e6:.1f} MB" if self.unit == "bytes" else f"{n:,} records"
+        sys.stderr.write(f"\rdownloading: {amount} in {now - self.start:.1f} s ")
+        sys.stderr.flush()
+
+    def done(self) -> None:
+        if self.n >= 0:
+            self(self.n, force=True)
+            sys.stderr.write("\n")
 
 
 def cmd_info(args: argparse.Namespace) -> int:
@@ -181,9 +202,9 @@ def cmd_info(args: argparse.Namespace) -> int:
     from .errors import DataFormatError
 
     try:
-        print(json.dumps(load_dataset(args.data).info(), indent=2))
+        print(json.dumps(load_dataset(args.data, **_load_options(args)).info(), indent=2))
     except DataFormatError as exc:
-        return _fail("jobqueue data info", str(exc), EXIT_BAD_DATA)
+        return _fail("jobqueue data info", str(exc), Exit.USAGE)
     return 0
 
 
@@ -195,7 +216,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                        description="Run an operation directly (no queue). Example: "
                                    "jobqueue analyze top_locations n=5 --data data/traffic_incidents_sample.csv")
     p.add_argument("operation", help="operation name (jobqueue operations lists them)")
-    p.add_argument("params", nargs="*", metavar="key=value", help="parameters, e.g. date=2024-03-06")
+    p.add_argument("params", nargs="*", metavar="key=value", help="parameters, e.g. date=2024-03-09")
     p.add_argument("--data", default=_default_data(), help="data file (default: $DATA_PATH or the bundled sample)")
     p.add_argument("--output", "-o", help="write the result here (required for PNG operations; - is stdout)")
     p.add_argument("--pretty", action="store_true", help="indent the JSON")

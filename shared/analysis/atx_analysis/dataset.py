@@ -123,13 +123,13 @@ class Dataset:
         return f"Dataset({self.format}, {self.rows} rows, {self.identity[:12]})"
 
 
-def parse_file(path: str | Path) -> tuple[Columns, str, dict[str, int], list[str]]:
+def parse_file(path: str | Path, max_bytes: int | None = None) -> tuple[Columns, str, dict[str, int], list[str]]:
     """Read and normalise a file, no cache: (columns, format name, bad-value counts, available columns)."""
     from .formats import detect
     from .normalize import normalize
     from .readers import read_raw
 
-    raw = read_raw(path)
+    raw = read_raw(path, max_bytes)
     if raw.table.num_columns == 0:
         raise DataFormatError(f"{path}: no columns")
     twice = [name for name, k in collections.Counter(raw.table.column_names).items() if k > 1]
@@ -214,16 +214,18 @@ def _write_cache(file: Path, columns: Columns, meta: dict[str, Any]) -> bool:
             os.unlink(tmp)
 
 
-def load_dataset(path: str | Path, *, cache: bool = True, cache_dir: str | None = None) -> Dataset:
+def load_dataset(path: str | Path, *, cache: bool = True, cache_dir: str | None = None,
+                 max_bytes: int | None = None) -> Dataset:
     """Load ``path`` in any recognised format; raise DataFormatError if it is none of them.
 
-    ``cache_dir`` defaults to DATA_CACHE_DIR, else ``.cache/`` beside the file.
+    ``cache_dir`` (DATA_CACHE_DIR) defaults to ``.cache/`` beside the file; ``max_bytes``
+    (DATA_MAX_BYTES, default 1 GiB) bounds the file, decompressed. Callers pass both from their Settings: this
+    package reads no environment variable.
     """
     path = Path(path)
     if not path.is_file():
         raise DataFormatError(f"{path}: no such file")
-    if cache_dir is None:
-        cache_dir = os.environ.get("DATA_CACHE_DIR") or None
+    cache_dir = cache_dir or None
     identity = identity_of(path, cache_dir, use_memo=cache)
     file = cache_file(path, identity, cache_dir) if cache else None
     if file is not None and file.is_file():
@@ -234,7 +236,7 @@ def load_dataset(path: str | Path, *, cache: bool = True, cache_dir: str | None 
                               counts=meta["counts"], available=meta["available"], from_cache=True)
             release_freed_memory()   # the index build's temporaries
             return dataset
-    columns, fmt, counts, available = parse_file(path)
+    columns, fmt, counts, available = parse_file(path, max_bytes)
     if file is not None:
         _write_cache(file, columns, {"format": fmt, "counts": counts, "available": available,
                                      "identity": identity, "version": CACHE_VERSION})

@@ -1,9 +1,36 @@
-"""Errors the analysis package raises on purpose, so callers can tell bad data from bugs."""
+"""Errors the analysis package raises on purpose, in one hierarchy that says what a retry can do
+(dramatiq's idea: the class decides, not the catcher).
+
+    AnalysisError
+    ├── PermanentError        the same input fails the same way: fail the job now, answer 4xx
+    │   ├── ParamError        a parameter is missing, unknown, mistyped or out of bounds (400)
+    │   ├── UnknownOperation  no operation of that name (400 at submit, 404 on /analysis/<op>)
+    │   └── DataFormatError   the data file is in no recognised form (422)
+    │       └── MissingColumnError  the loaded data lacks a column an operation needs (422)
+    ├── TransientError        may work later (the data not there yet): retry with backoff, 503
+    └── FetchError            a download failed (the CLI reports it; exit 1)
+
+Anything else (a bug, a Redis outage) is not ours to classify: the worker retries it while attempts
+remain and the API answers 500 or 503. ``jobqueue.errors`` maps these to job outcomes and
+``jobqueue_api.errors`` to HTTP answers.
+"""
 
 from __future__ import annotations
 
 
-class DataFormatError(ValueError):
+class AnalysisError(Exception):
+    """Base of every error this package raises on purpose."""
+
+
+class PermanentError(AnalysisError):
+    """Retrying cannot help: the request or the data must change first."""
+
+
+class TransientError(AnalysisError):
+    """Retrying may help: something the operation needs is not available yet."""
+
+
+class DataFormatError(PermanentError, ValueError):
     """The file is in none of the recognised formats, or cannot be read at all.
 
     The message names what was found and the columns each recognised format expects, so a user
@@ -20,3 +47,7 @@ class MissingColumnError(DataFormatError):
         what = f"operation {operation!r} needs" if operation else "this needs"
         super().__init__(f"{what} the {column!r} column, which the loaded data does not have "
                          f"(a SODA $select subset without it?)")
+
+
+class FetchError(AnalysisError, RuntimeError):
+    """A download failed; the message says which request and why."""

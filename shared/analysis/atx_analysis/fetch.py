@@ -14,18 +14,17 @@ import json
 import os
 import shutil
 import tempfile
-from pathlib import Path
 from collections.abc import Callable
+from pathlib import Path
 
+from .errors import FetchError
 
 PORTAL = "https://data.austintexas.gov"
 EXPORT_PATH = "/api/views/dx9v-zd7x/rows.csv?accessType=DOWNLOAD"
 SODA_PATH = "/resource/dx9v-zd7x.json"
 SOURCES = ("export", "soda")
 
-
-class FetchError(RuntimeError):
-    pass
+__all__ = ["SOURCES", "FetchError", "fetch"]
 
 
 def _replace_atomically(target: Path, write: Callable[[object], int],
@@ -67,8 +66,12 @@ def fetch(output: str | Path, *, source: str = "export", base_url: str = PORTAL,
     """Download the dataset to ``output``; return its path. Raises FetchError on failure.
 
     ``url``: download this address as is (the export source only). ``check`` gets the complete
-    download before it replaces ``output``; an exception from it keeps ``output`` as it was."""
+    download before it replaces ``output``; an exception from it keeps ``output`` as it was.
+    429 and 5xx answers are retried with backoff, honouring ``Retry-After`` (``jobqueue.http``);
+    ``progress(n)`` is called with the bytes (export) or records (soda) written so far."""
     import requests
+
+    from jobqueue.http import retrying_session   # installed with the jobqueue command that runs this
 
     if source not in SOURCES:
         raise FetchError(f"unknown source {source!r}; choose one of {', '.join(SOURCES)}")
@@ -77,7 +80,7 @@ def fetch(output: str | Path, *, source: str = "export", base_url: str = PORTAL,
     if app_token:
         headers["X-App-Token"] = app_token
     base = base_url.rstrip("/")
-    session = requests.Session()
+    session = retrying_session(idempotent=True, statuses=(429, 500, 502, 503, 504))
     try:
         if source == "export":
             def write(fh) -> int:

@@ -69,7 +69,7 @@ def _check_road(ds: Dataset | None, road: str, **_: Any) -> None:
 
 @REGISTRY.operation(
     Param("date", "date", "calendar day in Austin local time (America/Chicago), YYYY-MM-DD",
-          example="2024-03-06"),
+          example="2024-03-09"),
     description="Number of incidents published on a calendar day (Austin local time).",
     result_keys=("incident_count", "date"),
 )

@@ -11,7 +11,6 @@ import csv
 import gzip
 import io
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,7 +23,8 @@ from .errors import DataFormatError
 GZIP_MAGIC = b"\x1f\x8b"
 PARQUET_MAGIC = b"PAR1"
 # Guards against hostile files (docs/security.md): a file, once decompressed, may be at most
-# DATA_MAX_BYTES (default 1 GiB, about 10x the full Austin export), so a gzip bomb or a runaway
+# ``max_bytes`` (the service passes DATA_MAX_BYTES from its Settings; default 1 GiB, about 10x the
+# full Austin export), so a gzip bomb or a runaway
 # export fails with a clear error instead of exhausting the pod's memory; the header line may be at
 # most MAX_HEADER_BYTES. (Checked before parsing: an exception raised from inside pyarrow's reading
 # of a Python stream leaves its reader thread hanging.)
@@ -32,15 +32,10 @@ DEFAULT_MAX_BYTES = 1 << 30
 MAX_HEADER_BYTES = 1 << 20
 
 
-def max_bytes() -> int:
-    raw = os.environ.get("DATA_MAX_BYTES", "")
-    return int(raw) if raw.strip() else DEFAULT_MAX_BYTES
-
-
-def check_size(path: Path, compressed: bool) -> None:
-    """Refuse a file larger than DATA_MAX_BYTES, counting decompressed bytes for gzip (one streaming
-    pass, about a second per GiB, stopping as soon as the limit is passed)."""
-    limit = max_bytes()
+def check_size(path: Path, compressed: bool, limit: int | None = None) -> None:
+    """Refuse a file larger than ``limit`` (DATA_MAX_BYTES), counting decompressed bytes for gzip
+    (one streaming pass, about a second per GiB, stopping as soon as the limit is passed)."""
+    limit = limit or DEFAULT_MAX_BYTES
     size = path.stat().st_size
     if compressed:
         size = 0
@@ -89,14 +84,14 @@ def sniff(path: Path) -> tuple[str, bool]:
     return "csv", compressed
 
 
-def read_raw(path: str | Path) -> RawData:
+def read_raw(path: str | Path, max_bytes: int | None = None) -> RawData:
     path = Path(path)
     if not path.is_file():
         raise DataFormatError(f"{path}: no such file")
     if path.stat().st_size == 0:
         raise DataFormatError(f"{path}: the file is empty")
     container, compressed = sniff(path)
-    check_size(path, compressed)
+    check_size(path, compressed, max_bytes)
     reader = {"csv": _read_csv, "json": _read_json, "parquet": _read_parquet}[container]
     try:
         table, skipped = reader(path, compressed)

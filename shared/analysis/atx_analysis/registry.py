@@ -14,12 +14,14 @@ from dataclasses import dataclass, field
 from typing import Any
 from collections.abc import Callable, Mapping
 
+from .errors import PermanentError
+
 _MISSING = object()
 MIN_YEAR, MAX_YEAR = 1700, 2199
 DATE_PATTERN = r"^(1[7-9][0-9]{2}|2[01][0-9]{2})-"
 
 
-class ParamError(ValueError):
+class ParamError(PermanentError, ValueError):
     """A parameter is missing, unknown, of the wrong type or out of bounds."""
 
     def __init__(self, param: str | None, message: str):
@@ -28,7 +30,7 @@ class ParamError(ValueError):
         self.message = message
 
 
-class UnknownOperation(KeyError):
+class UnknownOperation(PermanentError, KeyError):
     def __init__(self, name: str, known: list[str]):
         super().__init__(name)
         self.name = name

@@ -2,7 +2,9 @@
 analysis extra installed, ``analyze``/``operations``/``data`` on a data file.
 
 The client commands import no pandas, pyarrow or matplotlib, so ``pip install atx-jobqueue-core``
-is enough to submit jobs; without the extra the analysis commands say how to get them."""
+is enough to submit jobs; without the extra the analysis commands say how to get them.
+
+Exit statuses are the same for every subcommand (``jobqueue.cliargs.Exit``)."""
 
 from __future__ import annotations
 
@@ -10,8 +12,21 @@ import argparse
 import sys
 
 
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("atx-jobqueue-core")
+    except PackageNotFoundError:  # pragma: no cover - a bare checkout
+        return "0.0.0"
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="jobqueue", description="atx-jobqueue command line")
+    from .cliargs import Exit
+
+    parser = argparse.ArgumentParser(prog="jobqueue", description="atx-jobqueue command line",
+                                     epilog=Exit.epilog())
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("version", help="print the version")
     from .cli_queue import add_commands as add_queue_commands  # jobs, info, watch, cancel
@@ -27,18 +42,28 @@ def main(argv: list[str] | None = None) -> int:
     add_client_commands(sub)
     add_queue_commands(sub)
     register_analysis(sub)
+    for choice in sub.choices.values():  # every subcommand's --help states the exit statuses
+        choice.epilog = choice.epilog or Exit.epilog()
     args = parser.parse_args(argv)
     if getattr(args, "client_handler", None) is not None:
         from .client_cli import run as run_client_command
 
         return run_client_command(args)
     if getattr(args, "func", None):
+        import os
+
+        from .settings import SettingsError, load_settings
+
+        try:  # DATA_MAX_BYTES and DATA_CACHE_DIR, parsed as the services parse them
+            data_env = {k: v for k, v in os.environ.items() if k.startswith("DATA_")}
+            args.load_options = load_settings(data_env).data_options()
+        except SettingsError as exc:
+            print(f"jobqueue: configuration error: {exc}", file=sys.stderr)
+            return Exit.USAGE
         return args.func(args)
     if args.command == "version":
-        from importlib.metadata import version
-
-        print(version("atx-jobqueue-core"))
-    return 0
+        print(_version())
+    return Exit.OK
 
 
 ANALYSIS_COMMANDS = ("analyze", "operations", "data")

@@ -6,7 +6,8 @@
     print(api.wait(job)["result"])
 
 Waiting uses the server's long poll (``?wait=``), so it costs one request per ``poll`` seconds
-and returns the moment the job finishes.
+and returns the moment the job finishes. A 429 or 503 (rate limit, Redis briefly away) is retried
+after the ``Retry-After`` the API sends (:mod:`jobqueue.http`), so a script rides out a restart.
 """
 
 from __future__ import annotations
@@ -44,7 +45,11 @@ class Client:
                  session: requests.Session | None = None):
         self.url = (url or os.environ.get("JOBQUEUE_URL") or DEFAULT_URL).rstrip("/")
         self.timeout = timeout
-        self.session = session or requests.Session()
+        if session is None:
+            from .http import retrying_session
+
+            session = retrying_session()
+        self.session = session
         token = token if token is not None else os.environ.get("JOBQUEUE_TOKEN")
         if token:
             self.session.headers["Authorization"] = f"Bearer {token}"

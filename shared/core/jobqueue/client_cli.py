@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from typing import Any
 
-from .client import ApiError, Client, JobFailed
+import requests
+
+from .cliargs import Exit, UsageError, parse_pairs, typed
+from .client import DEFAULT_URL, ApiError, Client, JobFailed
 
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
@@ -19,7 +23,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
                        description="Submit OPERATION with key=value parameters; --wait waits and prints the result.")
     p.add_argument("operation")
     p.add_argument("params", nargs="*", metavar="key=value",
-                   help="parameters; values are sent as JSON when they parse as JSON (n=5), else as text")
+                   help="parameters, typed by the operation's declaration (n=5 is a number, road=183 text)")
     p.add_argument("--wait", action="store_true", help="wait for the job and print its result")
     p.add_argument("--timeout", type=float, default=None, help="give up waiting after this many seconds")
     p.add_argument("--output", "-o", help="save the result here (PNG results default to <job_id>.png)")
@@ -31,20 +35,12 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(client_handler=_status)
 
 
-def parse_params(pairs: list[str]) -> dict[str, Any]:
-    params: dict[str, Any] = {}
-    for pair in pairs:
-        key, sep, raw = pair.partition("=")
-        if not sep or not key:
-            raise SystemExit(f"jobqueue: parameters are key=value, got {pair!r}")
-        try:
-            value = json.loads(raw)
-            if not isinstance(value, (int, float, bool)):  # keep dates and text as typed
-                value = raw
-        except ValueError:
-            value = raw
-        params[key] = value
-    return params
+def parse_params(client: Client, operation: str, pairs: list[str]) -> dict[str, Any]:
+    """The one key=value parser (:mod:`jobqueue.cliargs`), typed by the parameters the API
+    declares for ``operation`` (``road=183`` stays the text "183"; ``n=5`` becomes 5)."""
+    raw = parse_pairs(pairs)
+    declared = next((op["params"] for op in client.operations() if op["name"] == operation), None)
+    return typed(declared, raw) if declared is not None else raw   # unknown: the API names it
 
 
 def _progress(job: dict[str, Any], elapsed: float) -> None:
@@ -57,7 +53,7 @@ def _progress(job: dict[str, Any], elapsed: float) -> None:
 
 def _submit(args: argparse.Namespace) -> int:
     client = Client(args.url, args.token)
-    job_id = client.submit(args.operation, parse_params(args.params))
+    job_id = client.submit(args.operation, parse_params(client, args.operation, args.params))
     if not args.wait:
         print(json.dumps({"job_id": job_id, "status": "submitted"}))
         return 0
@@ -99,17 +95,25 @@ def _status(args: argparse.Namespace) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Run a client subcommand; every failure becomes one line on stderr and an ``Exit`` status."""
     try:
         return args.client_handler(args)
+    except UsageError as exc:
+        return _error(str(exc), Exit.USAGE)
     except ApiError as exc:
-        print(f"jobqueue: {exc}", file=sys.stderr)
-        return 1
+        if exc.status >= 500:
+            return _error(f"the API answered {exc} (retried; try again later)", Exit.UNAVAILABLE)
+        return _error(str(exc), Exit.USAGE)
     except JobFailed as exc:
-        print(f"jobqueue: {exc}", file=sys.stderr)
-        return 1
+        return _error(str(exc), Exit.FAILED)
     except TimeoutError as exc:
-        print(f"jobqueue: {exc}", file=sys.stderr)
-        return 3
-    except OSError as exc:  # connection refused and the like
-        print(f"jobqueue: cannot reach the API: {exc}", file=sys.stderr)
-        return 2
+        return _error(str(exc), Exit.TIMEOUT)
+    except requests.RequestException as exc:   # connection refused, name not found, read timeout
+        url = args.url or os.environ.get("JOBQUEUE_URL") or DEFAULT_URL
+        return _error(f"cannot reach the API at {url} ({type(exc).__name__}); is it running (make up)? "
+                      "Point --url or JOBQUEUE_URL at it", Exit.UNAVAILABLE)
+
+
+def _error(message: str, code: int) -> int:
+    print(f"jobqueue: {message}", file=sys.stderr)
+    return code

@@ -1,30 +1,38 @@
 """Redis clients built from Settings (one for the jobs db, one for the queue db), and which of
-Redis's errors pass by themselves."""
+Redis's errors pass by themselves.
+
+The db is decided here, never by the URL: redis-py's ``from_url`` lets a db in the URL override the
+``db=`` it is given, which once sent the worker to one db while the API queued into another.
+Settings refuses a URL whose db disagrees with REDIS_JOBS_DB, so dropping it here changes nothing
+a user asked for.
+"""
 
 from __future__ import annotations
 
 import redis
 
-from .settings import Settings
+from .settings import Settings, redis_url_options
+
+
+def connection_options(settings: Settings, db: int) -> dict[str, object]:
+    """Everything the URL says (host, port, user, TLS, socket options) with ``db`` as given and
+    REDIS_PASSWORD, when set, instead of a password in the URL."""
+    options = redis_url_options("REDIS_URL", settings.redis_url)
+    options["db"] = db
+    if settings.redis_password:
+        options["password"] = settings.redis_password
+    return options
 
 
 def _client(settings: Settings, db: int, decode: bool, max_connections: int | None = None) -> redis.Redis:
-    kwargs: dict[str, object] = {
-        "db": db,
-        "decode_responses": decode,
-        "socket_connect_timeout": 2.0,
-        "health_check_interval": 15,
-        "retry_on_timeout": True,
-    }
-    if settings.redis_password:
-        kwargs["password"] = settings.redis_password
+    options = {"socket_connect_timeout": 2.0, "health_check_interval": 15, "retry_on_timeout": True,
+               **connection_options(settings, db), "decode_responses": decode}
     if max_connections:
         # a bounded pool: callers beyond it wait for a free connection (the API under gevent
         # serves hundreds of requests at once and must not open a Redis connection for each)
-        kwargs.update(max_connections=max_connections, timeout=5)
-        pool = redis.BlockingConnectionPool.from_url(settings.redis_url, **kwargs)
-        return redis.Redis(connection_pool=pool)
-    return redis.Redis.from_url(settings.redis_url, **kwargs)
+        return redis.Redis(connection_pool=redis.BlockingConnectionPool(max_connections=max_connections,
+                                                                        timeout=5, **options))
+    return redis.Redis(connection_pool=redis.ConnectionPool(**options))
 
 
 def jobs_redis(settings: Settings, decode: bool = True, max_connections: int | None = None) -> redis.Redis:
@@ -64,3 +72,11 @@ def is_transient(exc: BaseException) -> bool:
     """True for Redis errors that pass without anyone changing the request: unreachable, loading,
     timing out, or refusing writes for now. Retry those; anything else is a bug or bad input."""
     return isinstance(exc, _UNREACHABLE) or write_refusal(exc) is not None
+
+
+def describe(settings: Settings) -> str:
+    """Where the service's Redis is, for logs and /help, without the password."""
+    o = redis_url_options("REDIS_URL", settings.redis_url)
+    where = o.get("path") or f"{o.get('host', 'localhost')}:{o.get('port', 6379)}"
+    scheme = settings.redis_url.split("://", 1)[0]
+    return f"{scheme}://{where}"

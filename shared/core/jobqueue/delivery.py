@@ -103,7 +103,12 @@ class Waiting:
 
 
 class Delivery:
-    """The dispatch script bound to one queue, one pair of dbs and one Redis client."""
+    """The dispatch script bound to one queue, one pair of dbs and one Redis client.
+
+    Script commands select their dbs themselves, so the API may pass its jobs-db client for
+    ``submit``, ``cancel`` and ``waiting``; the worker-side helpers that send plain commands
+    (``wait_one``, ``heartbeat``, ``leave``, ``sweep``...) need the queue-db client.
+    """
 
     def __init__(self, client: redis.Redis, settings: Settings):
         self.redis = client

@@ -8,16 +8,14 @@ figures.
 
 from __future__ import annotations
 
-import json
-import time
 from collections.abc import Iterator
 
 import redis
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from . import keys
 from .delivery import Delivery
+from .backlog import read_backlog
 from .settings import Settings
 
 
@@ -32,34 +30,16 @@ class QueueCollector(Collector):
     def describe(self) -> Iterator[GaugeMetricFamily]:
         return iter(())  # scrape-time values: nothing to check at registration
 
-    def _read(self) -> tuple[int, int, float, int]:
-        now = time.time()
-        waiting = self.delivery.waiting()
-        depth, oldest_id = waiting.depth, waiting.oldest_id
-        self.by_lane = waiting.by_lane
-        alive = self.queue.zcount(keys.WORKERS_HEARTBEAT, now - self.settings.job_lease_seconds, "+inf")
-        processing = list(self.queue.scan_iter(match=f"{keys.PROCESSING_PREFIX}*", count=1000))
-        in_progress = 0
-        if processing:
-            pipe = self.queue.pipeline(transaction=False)
-            for key in processing:
-                pipe.llen(key)
-            in_progress = sum(pipe.execute())
-        age = 0.0
-        if oldest_id:
-            raw = self.jobs.get(keys.job(oldest_id))
-            if raw:
-                try:
-                    age = max(0.0, now - float(json.loads(raw)["submitted_at"]))
-                except (ValueError, KeyError, TypeError):
-                    age = 0.0
-        return depth, in_progress, age, alive
+    def _read(self) -> tuple[int, int, float, int, bool]:
+        b = read_backlog(self.settings, self.queue, self.jobs, self.delivery)
+        self.by_lane = b.by_lane
+        return b.waiting, b.in_progress, b.oldest_waiting_seconds, b.workers_alive, b.stalled is not None
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
         queue_label = [self.settings.queue_name]
         up = GaugeMetricFamily("jobqueue_redis_up", "1 when the scrape could read Redis, else 0")
         try:
-            depth, in_progress, age, alive = self._read()
+            depth, in_progress, age, alive, stalled = self._read()
         except redis.exceptions.RedisError:
             up.add_metric([], 0)
             yield up
@@ -80,4 +60,9 @@ class QueueCollector(Collector):
         yield g
         g = GaugeMetricFamily("jobqueue_workers_alive", "workers whose heartbeat is within the lease")
         g.add_metric([], alive)
+        yield g
+        g = GaugeMetricFamily("jobqueue_queue_stalled",
+                              "1 when jobs have waited a lease or more and no live worker takes them",
+                              labels=["queue"])
+        g.add_metric(queue_label, 1 if stalled else 0)
         yield g

@@ -70,14 +70,52 @@ def _choice(*allowed: str) -> Callable[[str, str], str]:
 
 
 def _redis_url(name: str, raw: str) -> str:
+    redis_url_options(name, raw)
+    return raw
+
+
+def redis_url_options(name: str, raw: str) -> dict[str, object]:
+    """What a Redis URL says (host, port, user, password, TLS options, db), as redis-py reads it,
+    or SettingsError naming ``name``. The caller decides the db; see :func:`_check_redis_db`."""
+    import redis.connection
+
     if not raw.startswith(("redis://", "rediss://", "unix://")):
         raise SettingsError(f"{name} must start with redis://, rediss:// or unix://, got {raw!r}")
-    return raw
+    try:
+        options = redis.connection.parse_url(raw)
+    except ValueError as exc:
+        raise SettingsError(f"{name} is not a valid Redis URL: {exc}") from None
+    path = raw.split("?", 1)[0].split("://", 1)[1].partition("/")[2]
+    if "db" not in options and path and not raw.startswith("unix://"):
+        raise SettingsError(f"{name} names db {path!r}, which is not a number: write redis://host:port/0 "
+                            "or leave the db out (REDIS_JOBS_DB and REDIS_QUEUE_DB choose them)")
+    probe = {k: v for k, v in options.items() if k not in ("connection_class", "db")}
+    try:  # an unknown ?option= is a TypeError only when the first connection is made: check it now
+        options.get("connection_class", redis.connection.Connection)(**probe)
+    except TypeError as exc:
+        unknown = str(exc).rsplit(" ", 1)[-1].strip("'")
+        raise SettingsError(f"{name} has an option redis-py does not know: {unknown!r}") from None
+    return options
+
+
+def _check_redis_db(values: dict[str, object]) -> None:
+    """A db in REDIS_URL (``/5`` or ``?db=5``) must be the jobs db: the service uses two dbs, and a
+    URL that silently moved one of them is how jobs came to sit in a queue no worker reads."""
+    raw_db = redis_url_options("REDIS_URL", str(values["redis_url"])).get("db")
+    jobs_db, queue_db = values["redis_jobs_db"], values["redis_queue_db"]
+    if raw_db is None or raw_db == jobs_db:
+        return
+    url_db = int(str(raw_db))
+    spare = url_db + 1 if url_db < 15 else 14
+    raise SettingsError(
+        f"REDIS_URL selects db {url_db}, but this service keeps jobs in REDIS_JOBS_DB ({jobs_db}) and the "
+        f"queue in REDIS_QUEUE_DB ({queue_db}): leave the db out of REDIS_URL, or set "
+        f"REDIS_JOBS_DB={url_db} and REDIS_QUEUE_DB={spare}")
 
 
 # name -> (default as the environment would spell it, parser, one-line description)
 SPEC: dict[str, tuple[str, Callable[[str, str], object], str]] = {
-    "REDIS_URL": ("redis://127.0.0.1:6379", _redis_url, "Redis server; a db number in the URL is ignored (see REDIS_JOBS_DB / REDIS_QUEUE_DB)"),
+    "REDIS_URL": ("redis://127.0.0.1:6379", _redis_url, "Redis server (redis://, rediss://, unix://); a db in it must equal REDIS_JOBS_DB"),
     "REDIS_PASSWORD": ("", _str, "Redis password (overrides one in REDIS_URL); set from a Secret in deployments"),
     "REDIS_JOBS_DB": ("0", _int(0, 15), "Redis db holding job documents and results"),
     "REDIS_QUEUE_DB": ("1", _int(0, 15), "Redis db holding the queue, processing lists and worker heartbeats"),
@@ -89,6 +127,7 @@ SPEC: dict[str, tuple[str, Callable[[str, str], object], str]] = {
     "BIND_HOST": ("0.0.0.0", _str, "API listen address"),
     "WEB_CONCURRENCY": ("2", _int(1, 64), "gunicorn worker processes of the API"),
     "WORKER_METRICS_PORT": ("9100", _int(0, 65535), "worker Prometheus port (0 disables)"),
+    "WORKER_METRICS_HOST": ("", _str, "worker Prometheus listen address; empty: the same as BIND_HOST"),
     "WORKER_CONCURRENCY": ("1", _int(1, 64), "worker processes started by one jobqueue-worker"),
     "JOB_LEASE_SECONDS": ("30", _float(1, 3600), "a worker silent this long loses its jobs back to the queue"),
     "JOB_TTL_SECONDS": ("604800", _int(60), "finished jobs and their results expire after this"),
@@ -125,6 +164,7 @@ class Settings:
     bind_host: str
     web_concurrency: int
     worker_metrics_port: int
+    worker_metrics_host: str
     worker_concurrency: int
     job_lease_seconds: float
     job_ttl_seconds: int
@@ -145,6 +185,10 @@ class Settings:
     api_tokens: str
     log_level: str
 
+    def data_options(self) -> dict[str, Any]:
+        """Keyword arguments of ``atx_analysis.dataset.load_dataset`` (the package reads no env)."""
+        return {"cache_dir": self.data_cache_dir or None, "max_bytes": self.data_max_bytes}
+
     def replace(self, **changes: object) -> Settings:
         values = {f.name: getattr(self, f.name) for f in fields(self)}
         values.update(changes)
@@ -158,4 +202,6 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     for name, (default, parse, _doc) in SPEC.items():
         raw = env.get(name, default)
         values[name.lower()] = parse(name, raw)
+    _check_redis_db(values)
+    values["worker_metrics_host"] = values["worker_metrics_host"] or values["bind_host"]
     return Settings(**values)

@@ -1,25 +1,46 @@
 """Probes: ``/healthz`` (the process answers) and ``/readyz`` (Redis reachable and accepting writes,
-data loaded)."""
+data loaded).
+
+``/healthz?detail=1`` adds the queue (waiting jobs, the oldest one's age, live workers, and whether
+it is stalled) and stays 200: a stalled queue is not a reason to restart the API.
+"""
 
 from __future__ import annotations
 
+import logging
+
 import redis
-from flask import Blueprint, jsonify
+from flask import Blueprint, jsonify, request
+
+from jobqueue.backlog import read_backlog
 
 from jobqueue.connections import WRITE_REFUSALS
 
 from ..state import current
 
 bp = Blueprint("health", __name__)
+log = logging.getLogger("jobqueue.api")
 
 
 @bp.get("/healthz")
 def healthz():
-    return jsonify({"status": "ok"})
+    if request.args.get("detail") not in ("1", "true", "yes"):
+        return jsonify({"status": "ok"})
+    state = current()
+    try:
+        queue = read_backlog(state.settings, state.queue, state.jobs).to_dict()
+    except redis.exceptions.RedisError:
+        return jsonify({"status": "ok", "redis": False, "queue": None})
+    return jsonify({"status": "ok", "redis": True, "queue": queue})
+
+
+_last_problems: list[str] = []   # log a readiness problem when it changes, not on every probe
 
 
 @bp.get("/readyz")
 def readyz():
+    """Booleans only: the probe is open to anyone, and Redis's address, its auth failures and the
+    data path are nobody else's business. The reasons go to the log (``not ready``)."""
     state = current()
     problems = []
     writable = False
@@ -35,7 +56,13 @@ def readyz():
         problems.append(f"redis unreachable: {exc}")
     if not state.data.loaded:
         problems.append(f"dataset: {state.data.error}")
+    if problems != _last_problems:
+        _last_problems[:] = problems
+        if problems:
+            log.warning("not ready", extra={"problems": problems})
+        else:
+            log.info("ready")
     body = {"redis": redis_ok, "redis_writable": writable, "data": state.data.loaded}
     if problems:
-        return jsonify({"status": "not ready", "error": "not_ready", "message": "; ".join(problems), **body}), 503
+        return jsonify({"status": "not ready", "error": "not_ready", **body}), 503
     return jsonify({"status": "ready", **body})

@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import json
 
+import redis
 from flask import Blueprint, Response, current_app, jsonify, request
+
+from jobqueue.backlog import read_backlog
 
 from ..guards import parse_allowed_hosts, public_base
 from ..state import current
@@ -27,6 +30,7 @@ ROUTES = [
     ("GET", "/incident_count_by_date?date=YYYY-MM-DD", "the tutorial's synchronous date count"),
     ("GET", "/data", "the loaded dataset: identity, format, rows, date range"),
     ("GET", "/healthz, /readyz, /metrics, /openapi.json", "probes, Prometheus metrics, OpenAPI 3.1 spec"),
+    ("GET", "/healthz?detail=1", "the queue: jobs waiting, the oldest one's age, live workers, stalled or not"),
     ("GET", "/queue", "queue depth, in progress, delayed retries, workers, last 15 minutes"),
     ("GET", "/ui/", "the jobs web page: overview, jobs, submit form, results, data (in a browser)"),
     ("GET", "/docs", "interactive API docs (Swagger UI) in a browser"),
@@ -60,12 +64,31 @@ def _usage() -> dict:
         "auth": "job and analysis routes need 'Authorization: Bearer <token>'" if current().settings.api_token
                 else "no token needed",
         "docs": f"{base}/openapi.json",
+        "queue": _queue(),
         "browser": {"jobs_page": f"{base}/ui/", "api_docs": f"{base}/docs"},
     }
 
 
+def _queue() -> dict | None:
+    state = current()
+    try:
+        return read_backlog(state.settings, state.queue, state.jobs).to_dict()
+    except redis.exceptions.RedisError:
+        return None
+
+
+def _queue_text(q: dict | None) -> list[str]:
+    if q is None:
+        return ["Queue: Redis unreachable (GET /readyz; the API's logs say why)"]
+    line = (f"Queue: {q['waiting']} waiting in {q['queue']} (Redis db {q['queue_db']}), "
+            f"{q['in_progress']} in progress, {q['workers_alive']} worker(s) alive")
+    if q["waiting"]:
+        line += f", oldest waiting {q['oldest_waiting_seconds']:.0f} s"
+    return [line] + ([f"WARNING: the queue is stalled: {q['stalled_reason']}"] if q["stalled"] else [])
+
+
 def _usage_text(doc: dict) -> str:
-    lines = [f"{doc['service']}: {doc['description']}", "", "Routes:"]
+    lines = [f"{doc['service']}: {doc['description']}", "", *_queue_text(doc["queue"]), "", "Routes:"]
     width = max(len(r["method"]) for r in doc["routes"])
     for r in doc["routes"]:
         lines.append(f"  {r['method']:<{width}}  {r['path']}")

@@ -1,0 +1,90 @@
+"""The queue as the API sees it: how much waits, how old the oldest is, which workers are alive, and
+whether the queue is stalled, meaning jobs wait and no worker will take them.
+
+A stall has always the same face (202s, then jobs that stay ``submitted``), whatever its cause: no
+worker, a worker on another Redis db (its heartbeat lands in that db, so none shows here), or a
+worker on another ``QUEUE_NAME`` (alive and idle while jobs wait). ``/help``, ``/healthz?detail=1``
+and the metrics all read it from here, so they agree.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass, field
+
+import redis
+
+from . import keys
+from .delivery import Delivery
+from .settings import Settings
+
+
+@dataclass(frozen=True)
+class Backlog:
+    queue: str                      # the Redis list, hotqueue:<QUEUE_NAME>
+    queue_db: int
+    waiting: int                    # ids in the queue, not yet claimed
+    in_progress: int                # ids in workers' processing lists
+    oldest_waiting_seconds: float   # 0 when nothing waits
+    workers_alive: int              # heartbeat within the lease, in this queue db
+    workers_busy: int               # of those, running a job now
+    stalled_after: float            # how long jobs may wait unclaimed before it counts as a stall
+    by_lane: dict[str, int] = field(default_factory=dict)   # waiting per lane (cheap, plots)
+
+    @property
+    def workers_idle(self) -> int:
+        return max(0, self.workers_alive - self.workers_busy)
+
+    @property
+    def stalled(self) -> str | None:
+        """Why waiting jobs are not being taken, or None when they are (or nothing waits)."""
+        if self.waiting == 0 or self.oldest_waiting_seconds < self.stalled_after:
+            return None
+        if self.workers_alive == 0:
+            return (f"no live worker has a heartbeat in Redis db {self.queue_db}: start workers, or make their "
+                    "REDIS_URL, REDIS_QUEUE_DB and QUEUE_NAME match the API's")
+        if self.workers_idle:
+            return (f"{self.workers_idle} live worker(s) are idle while jobs wait in {self.queue}: they listen "
+                    "on another queue; make their QUEUE_NAME match the API's")
+        return None
+
+    def to_dict(self) -> dict:
+        doc = asdict(self)
+        doc.pop("stalled_after")
+        doc["oldest_waiting_seconds"] = round(self.oldest_waiting_seconds, 3)
+        doc["workers_idle"] = self.workers_idle
+        doc["stalled"] = self.stalled is not None
+        doc["stalled_reason"] = self.stalled
+        return doc
+
+
+def read_backlog(settings: Settings, queue: redis.Redis, jobs: redis.Redis,
+                 delivery: Delivery | None = None) -> Backlog:
+    """A few Redis reads (raises RedisError when Redis is unreachable)."""
+    now = time.time()
+    waiting = (delivery or Delivery(queue, settings)).waiting()   # both lanes
+    pipe = queue.pipeline(transaction=False)
+    pipe.zrangebyscore(keys.WORKERS_HEARTBEAT, now - settings.job_lease_seconds, "+inf")
+    pipe.hkeys(keys.WORKERS_BUSY)
+    alive, busy = pipe.execute()
+    in_progress = 0
+    processing = list(queue.scan_iter(match=f"{keys.PROCESSING_PREFIX}*", count=1000))
+    if processing:
+        pipe = queue.pipeline(transaction=False)
+        for key in processing:
+            pipe.llen(key)
+        in_progress = sum(pipe.execute())
+    age = 0.0
+    if waiting.oldest_id:
+        raw = jobs.get(keys.job(waiting.oldest_id))
+        if raw:
+            try:
+                age = max(0.0, now - float(json.loads(raw)["submitted_at"]))
+            except (ValueError, KeyError, TypeError):
+                age = 0.0
+    alive_ids = set(alive)
+    return Backlog(queue=keys.queue(settings.queue_name), queue_db=settings.redis_queue_db, waiting=waiting.depth,
+                   in_progress=in_progress, oldest_waiting_seconds=age, workers_alive=len(alive_ids),
+                   workers_busy=len(alive_ids.intersection(busy)), stalled_after=settings.job_lease_seconds,
+                   by_lane=dict(waiting.by_lane))

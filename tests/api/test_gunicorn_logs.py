@@ -1,0 +1,58 @@
+"""gunicorn's own lines are JSON on stdout, like the app's: the README promises "logs are JSON lines
+on stdout", and before this gunicorn wrote plain text (``[INFO] Starting gunicorn``) to stderr."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+
+import pytest
+import requests
+
+from devstack.paths import BIN, SAMPLE
+from devstack.procs import free_port, wait_until
+
+pytestmark = pytest.mark.slow
+
+
+def _serve(tmp_path, redis_url: str, level: str) -> tuple[str, str]:
+    port = free_port()
+    env = {**os.environ, "PORT": str(port), "BIND_HOST": "127.0.0.1", "WEB_CONCURRENCY": "1",
+           "REDIS_URL": redis_url, "DATA_PATH": str(SAMPLE), "DATA_CACHE_DIR": str(tmp_path / "cache"),
+           "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / f"metrics-{level}"), "LOG_LEVEL": level}
+    out, err = tmp_path / f"out-{level}", tmp_path / f"err-{level}"
+    with open(out, "wb") as o, open(err, "wb") as e:
+        proc = subprocess.Popen([str(BIN / "jobqueue-api")], env=env, stdout=o, stderr=e, start_new_session=True)
+    try:
+        url = f"http://127.0.0.1:{port}"
+        wait_until(lambda: _ok(url + "/healthz"), 60, "the API")
+        requests.get(url + "/nope", timeout=5)
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(30)
+    return out.read_text(), err.read_text()
+
+
+def _ok(url: str) -> bool:
+    try:
+        return requests.get(url, timeout=2).status_code == 200
+    except requests.RequestException:
+        return False
+
+
+def test_gunicorn_lines_are_json_on_stdout(tmp_path, redis_url):
+    out, err = _serve(tmp_path, redis_url, "INFO")
+    lines = [json.loads(line) for line in out.splitlines() if line.strip()]   # every line parses
+    gunicorn = [d["msg"] for d in lines if d["logger"] == "gunicorn.error"]
+    assert any(m.startswith("Starting gunicorn") for m in gunicorn), gunicorn
+    assert any(m.startswith("Booting worker") for m in gunicorn) and "Shutting down: Master" in gunicorn
+    assert not any(d["logger"] == "gunicorn.access" for d in lines)          # one line per request: off
+    assert "gunicorn" not in err and "[INFO]" not in err, err
+
+
+def test_access_lines_at_debug_are_json_too(tmp_path, redis_url):
+    out, _ = _serve(tmp_path, redis_url, "DEBUG")
+    access = [d for d in map(json.loads, filter(str.strip, out.splitlines())) if d["logger"] == "gunicorn.access"]
+    assert any('"GET /nope HTTP/1.1" 404' in d["msg"] for d in access), access

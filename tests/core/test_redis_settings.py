@@ -1,0 +1,70 @@
+"""REDIS_URL parsing: the db each client gets is the service's, whatever the URL says; a URL that
+would have moved one client elsewhere is refused at start, naming the variable. (The end-to-end
+matrix with real processes is test_redis_urls.py; these are the quick checks of the same rules.)"""
+
+from __future__ import annotations
+
+import pytest
+
+from jobqueue.connections import connection_options, jobs_redis, queue_redis
+from jobqueue.settings import SettingsError, load_settings
+
+
+def _settings(url: str, **env: str):
+    return load_settings({"REDIS_URL": url, **env})
+
+
+@pytest.mark.parametrize("url", ["redis://h:6379/0", "redis://h:6379?db=0", "redis://h", "redis://h/"])
+def test_the_clients_get_the_service_dbs_whatever_the_url_says(url):
+    s = _settings(url)
+    assert jobs_redis(s).connection_pool.connection_kwargs["db"] == 0
+    assert queue_redis(s).connection_pool.connection_kwargs["db"] == 1
+
+
+def test_a_url_db_equal_to_the_jobs_db_is_accepted_and_both_clients_follow_the_variables():
+    s = _settings("redis://h:6379/5", REDIS_JOBS_DB="5", REDIS_QUEUE_DB="6")
+    assert jobs_redis(s).connection_pool.connection_kwargs["db"] == 5
+    assert queue_redis(s).connection_pool.connection_kwargs["db"] == 6
+
+
+@pytest.mark.parametrize("url,env,db", [
+    ("redis://h:6379/5", {}, 5),
+    ("redis://h:6379?db=2", {}, 2),
+    ("redis://h:6379/1", {}, 1),                      # the queue db is not the jobs db
+    ("redis://h:6379/3", {"REDIS_JOBS_DB": "4"}, 3),
+])
+def test_a_url_db_that_is_not_the_jobs_db_is_refused_with_the_fix(url, env, db):
+    with pytest.raises(SettingsError) as err:
+        _settings(url, **env)
+    msg = str(err.value)
+    assert msg.startswith("REDIS_URL selects db") and f"db {db}" in msg
+    assert f"REDIS_JOBS_DB={db}" in msg and "REDIS_QUEUE_DB=" in msg
+
+
+@pytest.mark.parametrize("url,word", [
+    ("http://h:6379", "redis://"),
+    ("redis://h:6379/jobs", "'jobs'"),
+    ("redis://h:6379?sockettimeout=3", "sockettimeout"),
+    ("redis://h:6379?db=x", "db"),
+    ("redis://h:notaport", "REDIS_URL"),
+])
+def test_malformed_urls_name_the_variable(url, word):
+    with pytest.raises(SettingsError) as err:
+        _settings(url)
+    assert "REDIS_URL" in str(err.value) and word in str(err.value)
+
+
+def test_redis_password_wins_over_the_url_and_the_user_is_kept():
+    s = _settings("redis://alice:inurl@h:6379", REDIS_PASSWORD="fromenv")
+    opts = connection_options(s, 0)
+    assert (opts["username"], opts["password"]) == ("alice", "fromenv")
+    assert connection_options(_settings("redis://:p%40ss@h"), 0)["password"] == "p@ss"
+
+
+def test_tls_and_unix_urls_keep_their_connection_class_and_options():
+    tls = connection_options(_settings("rediss://h:6380/0?ssl_ca_certs=/ca.pem&ssl_cert_reqs=required"), 1)
+    assert tls["connection_class"].__name__ == "SSLConnection" and tls["ssl_ca_certs"] == "/ca.pem"
+    assert tls["db"] == 1
+    sock = connection_options(_settings("unix:///run/redis.sock?db=0"), 1)
+    assert sock["connection_class"].__name__ == "UnixDomainSocketConnection"
+    assert (sock["path"], sock["db"]) == ("/run/redis.sock", 1)
