@@ -71,11 +71,8 @@ ANALYSIS_ERRORS: list[tuple[type[AnalysisError], int, str]] = [
 
 def analysis_error(exc: AnalysisError) -> ApiError:
     """The ApiError an analysis error becomes: a named 4xx for permanent ones, 503 for transient."""
-    for kind, status, code in ANALYSIS_ERRORS:
-        if isinstance(exc, kind):
-            break
-    else:
-        status, code = 500, "internal_error"
+    status, code = next(((status, code) for kind, status, code in ANALYSIS_ERRORS if isinstance(exc, kind)),
+                        (500, "internal_error"))
     extra: dict[str, Any] = {}
     message = str(exc)
     if isinstance(exc, ParamError):
