@@ -15,6 +15,10 @@ command -v prometheus-redis-exporter >/dev/null || need_apt+=(prometheus-redis-e
 command -v buildah >/dev/null || need_apt+=(buildah)
 command -v debootstrap >/dev/null || need_apt+=(debootstrap)
 command -v curl >/dev/null || need_apt+=(curl)
+# the REDIS_URL matrix (tests/core/test_redis_urls.py): a CA and a TLS port made with openssl, and
+# `ip` to bring up loopback in the network namespace where redis://localhost means port 6379
+command -v openssl >/dev/null || need_apt+=(openssl)
+command -v ip >/dev/null || need_apt+=(iproute2)
 # the browser tests of the web page (tests/ui): Debian's Chromium, driven by Playwright; npm for axe-core
 command -v chromium >/dev/null || need_apt+=(chromium fonts-dejavu-core)
 command -v npm >/dev/null || need_apt+=(npm)
