@@ -278,3 +278,34 @@ def test_a_stop_mid_batch_puts_the_started_but_unrun_jobs_back_in_order(harness)
         assert job.status is JobStatus.SUBMITTED and job.attempts == 0 and job.worker is None
     assert harness.queue_client.lrange(keys.queue(harness.settings.queue_name), 0, -1) == rest
     assert harness.queue_client.llen(keys.processing(worker.id)) == 0
+
+
+def test_a_claim_whose_answer_was_lost_is_given_back_not_stranded(harness):
+    """Recording outcomes also claims the next batch. When Redis applies that call but its answer is
+    lost (the connection drops, as in a clean Redis restart under load), the retry only records, so
+    the ids the lost answer named sit in this worker's processing list while its own heartbeat keeps
+    their lease: nobody would ever run them. The worker must give them back and run them."""
+    import redis
+
+    ids = [harness.submit("sleep", {"seconds": 0}) for _ in range(30)]
+    worker = Worker(harness.settings, operations(), FakeData())
+    real = worker.delivery.record_many
+    lost = []
+
+    def answer_lost_once(worker_id, records, claim=0):
+        answer = real(worker_id, records, claim=claim)
+        if claim and not lost and answer[1]:
+            lost.append([job_id for job_id, _ in answer[1]])
+            raise redis.exceptions.ConnectionError("Connection closed by server.")
+        return answer
+
+    worker.delivery.record_many = answer_lost_once
+    thread = threading.Thread(target=worker.work, kwargs={"burst": True, "install_signals": False})
+    thread.start()
+    thread.join(timeout=30)
+    if thread.is_alive():
+        worker.request_stop()
+        thread.join(timeout=10)
+    assert lost, "the fault was never injected (no claim rode on a record)"
+    stranded = [job.id for job in harness.store.get_many(ids) if job.status != JobStatus.COMPLETE]
+    assert not stranded, f"{len(stranded)} jobs not run, of which {len(set(stranded) & set(lost[0]))} were in the lost claim"

@@ -84,6 +84,7 @@ class Worker:
         self._grace_deadline: float | None = None
         self.counts: dict[str, int] = {}
         self._prefetched: list[Claimed] = []
+        self._claim_in_doubt = False   # a claim's answer was lost: ids may sit in our processing list
 
     # --- lifecycle ------------------------------------------------------------------------
     def request_stop(self, signum: int | None = None, frame: Any = None) -> None:
@@ -112,10 +113,10 @@ class Worker:
         holding = False   # after an error: ids may sit in our processing list that nobody runs
         while not self.stopping:
             try:
-                if holding:
+                if holding or self._claim_in_doubt:
                     self._prefetched = []   # claimed before the error: given back with the rest
                     self._give_back_held()
-                    holding = False
+                    holding = self._claim_in_doubt = False
                 batch = self._claim_batch(burst)
                 backoff.reset()
                 if batch is None:        # burst mode: nothing left anywhere
@@ -233,7 +234,12 @@ class Worker:
 
         def call() -> tuple[list[Recorded], list[tuple[str, str]]]:
             n, claim[0] = claim[0], 0   # a retried call only records: never claim twice
-            return self.delivery.record_many(self.id, records, claim=n)
+            if n:   # until its answer arrives, Redis may have claimed ids this process never learns
+                self._claim_in_doubt = True
+            answer = self.delivery.record_many(self.id, records, claim=n)
+            if n:
+                self._claim_in_doubt = False
+            return answer
 
         recorded, claimed = self._send(call, waiting[0][0].id)
         for (item, _), outcome in zip(waiting, recorded):
