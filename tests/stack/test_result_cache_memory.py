@@ -11,6 +11,7 @@ import requests
 
 from devstack.stack import running_stack
 from jobqueue import keys
+from jobqueue_worker.worker import MAX_BATCH
 
 pytestmark = pytest.mark.slow
 
@@ -19,9 +20,11 @@ BODY = {"operation": "plot_top_locations", "params": {"n": 50}}
 
 
 def _run(stack, body: dict, n: int = SUBMITS) -> tuple[int, list[str], dict]:
-    """Submit ``body`` n times (8 clients), wait for every job; (used_memory growth, ids, docs)."""
+    """Submit ``body`` n times (8 clients), wait for every job; (growth of the data Redis holds, ids,
+    docs). ``used_memory_dataset`` leaves out client and AOF buffers, which swing under load by more
+    than the margin this test checks (``used_memory`` failed it once by 3% on a loaded machine)."""
     jobs = stack.jobs_client()
-    before = int(jobs.info("memory")["used_memory"])
+    before = int(jobs.info("memory")["used_memory_dataset"])
 
     def submit(_: int) -> str:
         with requests.post(stack.url + "/submit", json=body, timeout=30) as r:
@@ -32,7 +35,7 @@ def _run(stack, body: dict, n: int = SUBMITS) -> tuple[int, list[str], dict]:
         ids = list(pool.map(submit, range(n)))
     docs = stack.wait_all_final(ids, timeout=240)
     assert {d["status"] for d in docs.values()} == {"complete"}
-    return int(jobs.info("memory")["used_memory"]) - before, ids, docs
+    return int(jobs.info("memory")["used_memory_dataset"]) - before, ids, docs
 
 
 def test_identical_plot_submits_store_one_png(tmp_path):
@@ -50,9 +53,10 @@ def test_identical_plot_submits_store_one_png(tmp_path):
         refs = {d["result_ref"] for d in docs.values()}
         # Every job references the one stored PNG. A few may have computed it themselves: the worker
         # starts a claimed batch in one script call, so jobs started beside the first one find no
-        # cached result yet (seen: 3 of 1,000 under load). They store under the same key, not a copy.
+        # cached result yet (seen: 3 of 1,000 under load; at most a claimed batch or two). They store
+        # under the same key, not a copy.
         hits = sum(1 for d in docs.values() if d.get("cached_from"))
-        assert len(refs) == 1 and hits >= SUBMITS - 20, (refs, hits)
+        assert len(refs) == 1 and hits >= SUBMITS - 2 * MAX_BATCH, (refs, hits)
         png = jobs.memory_usage(refs.pop())
         size = lambda job_ids: sum(jobs.memory_usage(keys.job(i)) for i in job_ids)  # noqa: E731
         documents = baseline * size(ids) / size(plain_ids)
