@@ -88,9 +88,17 @@ render time with what to set, unless image.allowLocal says the images are loaded
 {{- include "atx-jobqueue.componentName" (dict "ctx" . "component" "redis") }}
 {{- end }}
 
+{{/* The Service clients connect through: a ClusterIP Service. Its name resolves whether or not Redis
+is Ready, so a client that asks while Redis restarts gets "connection refused" and retries, where
+the headless Service (the StatefulSet's serviceName, kept for upgrades: that field is immutable)
+drops its DNS record, and the resolver caches the NXDOMAIN (negative TTL) after Redis is back. */}}
+{{- define "atx-jobqueue.redis.clientName" -}}
+{{- include "atx-jobqueue.componentName" (dict "ctx" . "component" "redis-client") }}
+{{- end }}
+
 {{- define "atx-jobqueue.redis.url" -}}
 {{- if .Values.redis.enabled }}
-{{- printf "redis://%s:%d" (include "atx-jobqueue.redis.fullname" .) (int .Values.redis.port) }}
+{{- printf "redis://%s:%d" (include "atx-jobqueue.redis.clientName" .) (int .Values.redis.port) }}
 {{- else }}
 {{- required "externalRedis.url is required when redis.enabled is false" .Values.externalRedis.url }}
 {{- end }}
