@@ -19,7 +19,7 @@ from urllib.parse import urlsplit
 import pytest
 
 from tests.deploy.manifests import (
-    CHART, REPO_ROOT, SCENARIOS, containers, find, k8s_objects, objects_of, one, pod_spec, render_chart,
+    CHART, REPO_ROOT, SCENARIOS, containers, find, k8s_objects, objects_of, one, render_chart,
     render_objects, resolved_env, scenario_objects, scenario_values,
 )
 
