@@ -122,7 +122,9 @@ def test_chart_defaults_are_the_code_defaults():
     values = yaml.safe_load((CHART / "values.yaml").read_text())
     assert str(values["api"]["port"]) == SPEC["PORT"][0]
     assert str(values["worker"]["metricsPort"]) == SPEC["WORKER_METRICS_PORT"][0]
-    assert str(values["config"]["shutdownGraceSeconds"]) == SPEC["SHUTDOWN_GRACE_SECONDS"][0]
+    # the chart's grace follows its job timeout (null: JOB_TIMEOUT_SECONDS; tests/deploy/test_timeouts.py)
+    assert values["config"]["shutdownGraceSeconds"] is None
+    assert str(values["config"]["jobTimeoutSeconds"]) == SPEC["JOB_TIMEOUT_SECONDS"][0]
     assert values["config"]["queueName"] == SPEC["QUEUE_NAME"][0]
     assert str(values["config"]["jobLeaseSeconds"]) == SPEC["JOB_LEASE_SECONDS"][0]
     assert str(values["config"]["jobRetryBackoffSeconds"]) == SPEC["JOB_RETRY_BACKOFF_SECONDS"][0]

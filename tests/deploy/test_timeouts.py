@@ -6,7 +6,12 @@
 - On SIGTERM gunicorn lets requests finish for its `graceful_timeout`
   (services/api/jobqueue_api/serve.py, from the same settings); the kubelet runs the preStop hook
   first and kills the pod at `terminationGracePeriodSeconds`, counted from the start of preStop.
-- A worker finishes its job within SHUTDOWN_GRACE_SECONDS; its pod's grace must be longer.
+- Scale-in never cuts a job: a job runs at most JOB_TIMEOUT_SECONDS from its start, which is before
+  the SIGTERM, so a SHUTDOWN_GRACE_SECONDS of at least that lets every job end by itself (complete,
+  or failed on its limit); the pod's grace must be longer still, or the kubelet's SIGKILL lands on
+  the worker while it records the outcome. Review 3.8: the grace was 60 s against a 300 s limit,
+  so a job over 60 s went back to the queue at every scale-in (tests/deploy/test_scale_in.py runs
+  the real worker through it).
 - The loader's own time limit must be below the `helm --timeout` the docs tell you to use.
 Review finding 2.9: 60 s long polls met ingress-nginx's 60 s, and the API had the default 30 s grace
 against gunicorn's 65 s, with no preStop.
@@ -19,7 +24,9 @@ import re
 import pytest
 
 from jobqueue.settings import SPEC, load_settings
-from tests.deploy.manifests import REPO_ROOT, SCENARIOS, k8s_objects, pod_spec, resolved_env, scenario_objects
+from tests.deploy.manifests import (
+    REPO_ROOT, SCENARIOS, k8s_objects, pod_spec, render_objects, resolved_env, scenario_objects, scenario_values,
+)
 
 SOURCES = [f"chart:{s}" for s in SCENARIOS] + ["k8s:test", "k8s:prod"]
 MARGIN = 10  # seconds between one timeout and the next in the chain
@@ -86,6 +93,51 @@ def test_worker_pod_outlives_its_shutdown_grace(source):
     worker = _deployment(objs, "worker")
     settings = _settings(_main(worker, "worker"), objs)
     assert pod_spec(worker).get("terminationGracePeriodSeconds", 30) >= settings.shutdown_grace_seconds + MARGIN
+
+
+@pytest.mark.parametrize("source", SOURCES)
+def test_worker_grace_covers_the_job_timeout(source):
+    objs = _objects(source)
+    settings = _settings(_main(_deployment(objs, "worker"), "worker"), objs)
+    assert settings.shutdown_grace_seconds >= settings.job_timeout_seconds, (
+        f"{source}: SHUTDOWN_GRACE_SECONDS {settings.shutdown_grace_seconds:g} < JOB_TIMEOUT_SECONDS "
+        f"{settings.job_timeout_seconds:g}: a scale-in hands back every job running longer than the grace")
+
+
+@pytest.mark.parametrize("timeout", [30, 300, 3600])
+def test_the_grace_follows_the_job_timeout(timeout):
+    objs = render_objects({"config": {"jobTimeoutSeconds": timeout}})
+    worker = _deployment(objs, "worker")
+    settings = _settings(_main(worker, "worker"), objs)
+    assert settings.shutdown_grace_seconds == timeout
+    assert pod_spec(worker)["terminationGracePeriodSeconds"] >= timeout + MARGIN
+
+
+def test_chart_refuses_a_grace_below_the_job_timeout():
+    with pytest.raises(Exception, match=r"config.shutdownGraceSeconds \(60\) is below config.jobTimeoutSeconds \(300\)"):
+        render_objects({"config": {"shutdownGraceSeconds": 60, "jobTimeoutSeconds": 300}})
+    objs = render_objects({"config": {"shutdownGraceSeconds": 400, "jobTimeoutSeconds": 300}})
+    assert _settings(_main(_deployment(objs, "worker"), "worker"), objs).shutdown_grace_seconds == 400
+
+
+@pytest.mark.parametrize("scenario", [s for s in SCENARIOS if scenario_values(s).get("autoscaling", {}).get("mode") in ("keda", "hpa")])
+def test_scale_down_counts_running_jobs_and_waits(scenario):
+    """The autoscaler's backlog includes running jobs, so a worker with a job is counted as needed
+    and the last one is not removed (KEDA's activation) while it runs; scale-down waits out a
+    stabilization window, so a dip between bursts does not start (and a new burst re-run) a drain."""
+    objs = scenario_objects(scenario)
+    mode = scenario_values(scenario)["autoscaling"]["mode"]
+    if mode == "keda":
+        (so,) = [o for o in objs if o["kind"] == "ScaledObject"]
+        assert "jobqueue_jobs_in_progress" in so["spec"]["triggers"][0]["metadata"]["query"]
+        behavior = so["spec"]["advanced"]["horizontalPodAutoscalerConfig"]["behavior"]
+    else:
+        (hpa,) = [o for o in objs if o["kind"] == "HorizontalPodAutoscaler"]
+        adapter = (REPO_ROOT / "helm" / "prometheus-adapter-values.yaml").read_text()
+        assert hpa["spec"]["metrics"][0]["external"]["metric"]["name"] in adapter
+        assert "jobqueue_jobs_in_progress" in adapter
+        behavior = hpa["spec"]["behavior"]
+    assert behavior["scaleDown"]["stabilizationWindowSeconds"] >= 60
 
 
 def _documented_helm_timeout() -> float:

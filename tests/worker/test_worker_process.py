@@ -42,7 +42,7 @@ def test_kill_9_mid_job_completes_exactly_once_on_another_worker(harness, redis_
             first.kill()
     second = start_worker(redis_url, tmp_path / "b.log", JOB_LEASE_SECONDS="1")
     try:
-        wait_until(lambda: status(harness, job_id) == JobStatus.COMPLETE, 20, "completion after the lease")
+        wait_until(lambda: status(harness, job_id) == JobStatus.COMPLETE, 60, "completion after the lease")
         job = harness.store.get(job_id)
         assert job.worker != first_worker and job.attempts == 2 and job.result == {"slept": 1.0}
         time.sleep(0.5)
@@ -100,16 +100,16 @@ def test_redis_killed_and_restarted_worker_reconnects_and_queued_jobs_survive(fr
         assert proc.poll() is None, "the worker died while Redis was down"
         fresh_redis.start()
         h = Harness(fresh_redis.url)
-        wait_until(lambda: all(status(h, j) == JobStatus.COMPLETE for j in queued), 20, "queued jobs after restart")
+        wait_until(lambda: all(status(h, j) == JobStatus.COMPLETE for j in queued), 60, "queued jobs after restart")
         later = [h.submit("sleep", {"seconds": 0}) for _ in range(3)]
-        wait_until(lambda: all(status(h, j) == JobStatus.COMPLETE for j in later), 20, "new jobs")
+        wait_until(lambda: all(status(h, j) == JobStatus.COMPLETE for j in later), 60, "new jobs")
         # and once more while it is idle and connected
         fresh_redis.kill()
         time.sleep(0.5)
         fresh_redis.start()
         h = Harness(fresh_redis.url)
         again = h.submit("sleep", {"seconds": 0})
-        wait_until(lambda: status(h, again) == JobStatus.COMPLETE, 20, "a job after the second restart")
+        wait_until(lambda: status(h, again) == JobStatus.COMPLETE, 60, "a job after the second restart")
     finally:
         assert stop(proc, 15) == 0
     log = (tmp_path / "w.log").read_text()
@@ -129,7 +129,7 @@ def test_supervisor_runs_several_processes_and_serves_their_metrics(harness, red
     proc = start_worker(redis_url, tmp_path / "w.log", WORKER_CONCURRENCY="2", WORKER_METRICS_PORT=str(port),
                         PROMETHEUS_MULTIPROC_DIR=str(tmp_path / "metrics"))
     try:
-        wait_until(lambda: all(status(harness, j) == JobStatus.COMPLETE for j in ids), 20, "jobs")
+        wait_until(lambda: all(status(harness, j) == JobStatus.COMPLETE for j in ids), 60, "jobs")
         assert len({harness.store.get(j).worker for j in ids}) == 2
         body = wait_until(lambda: _scrape(port), 10, "metrics")
         assert 'jobqueue_jobs_processed_total{operation="sleep",outcome="complete"} 8.0' in body
@@ -153,7 +153,7 @@ def test_every_operation_series_exists_at_zero_before_the_first_job(redis_url, t
     port = free_port()
     proc = start_worker(redis_url, tmp_path / "w.log", WORKER_METRICS_PORT=str(port))
     try:
-        body = wait_until(lambda: _scrape(port), 20, "metrics")
+        body = wait_until(lambda: _scrape(port), 60, "metrics")
         for outcome in ("complete", "failed", "retried"):
             assert f'jobqueue_jobs_processed_total{{operation="top_locations",outcome="{outcome}"}} 0.0' in body
         assert 'jobqueue_job_duration_seconds_count{operation="sleep"} 0.0' in body

@@ -88,9 +88,17 @@ render time with what to set, unless image.allowLocal says the images are loaded
 {{- include "atx-jobqueue.componentName" (dict "ctx" . "component" "redis") }}
 {{- end }}
 
+{{/* The Service clients connect through: a ClusterIP Service. Its name resolves whether or not Redis
+is Ready, so a client that asks while Redis restarts gets "connection refused" and retries, where
+the headless Service (the StatefulSet's serviceName, kept for upgrades: that field is immutable)
+drops its DNS record, and the resolver caches the NXDOMAIN (negative TTL) after Redis is back. */}}
+{{- define "atx-jobqueue.redis.clientName" -}}
+{{- include "atx-jobqueue.componentName" (dict "ctx" . "component" "redis-client") }}
+{{- end }}
+
 {{- define "atx-jobqueue.redis.url" -}}
 {{- if .Values.redis.enabled }}
-{{- printf "redis://%s:%d" (include "atx-jobqueue.redis.fullname" .) (int .Values.redis.port) }}
+{{- printf "redis://%s:%d" (include "atx-jobqueue.redis.clientName" .) (int .Values.redis.port) }}
 {{- else }}
 {{- required "externalRedis.url is required when redis.enabled is false" .Values.externalRedis.url }}
 {{- end }}
@@ -125,6 +133,24 @@ render time with what to set, unless image.allowLocal says the images are loaded
 {{- else }}
 {{- .Values.data.imageSamplePath }}
 {{- end }}
+{{- end }}
+
+{{/*
+The parsed columnar cache. With a data volume: beside the dataset on it, written only by the loader
+(DATA_CACHE_MODE readwrite in load-data) and memory-mapped read-only by every API and worker pod
+(readonly: never a write, never a per-pod parse while the cache is there), so the pods of a node share
+its pages. Without one: the image's small sample, cached in each pod's /tmp.
+*/}}
+{{- define "atx-jobqueue.data.cacheDir" -}}
+{{- if .Values.data.persistence.enabled }}
+{{- printf "%s/cache" (trimSuffix "/" .Values.data.mountPath) }}
+{{- else }}
+{{- "/tmp/atx-data-cache" }}
+{{- end }}
+{{- end }}
+
+{{- define "atx-jobqueue.data.cacheMode" -}}
+{{- ternary "readonly" "readwrite" .Values.data.persistence.enabled }}
 {{- end }}
 
 {{- define "atx-jobqueue.apiToken.secretName" -}}
@@ -199,9 +225,26 @@ tolerations:
 {{- end }}
 {{- end }}
 
-{{/* The worker's pod grace: SIGTERM grace plus margin, so Kubernetes never kills a finishing job. */}}
+{{/* SHUTDOWN_GRACE_SECONDS: at least JOB_TIMEOUT_SECONDS. A job runs at most its time limit from its
+start, which is before the SIGTERM, so a worker given that long after the SIGTERM ends every job it
+holds by itself (complete, or failed on the time limit) and none is handed back half-done; a shorter
+grace cut any longer job at every scale-in, and could cut it again on each retry. */}}
+{{- define "atx-jobqueue.worker.shutdownGrace" -}}
+{{- $timeout := .Values.config.jobTimeoutSeconds }}
+{{- $grace := .Values.config.shutdownGraceSeconds }}
+{{- if kindIs "invalid" $grace }}
+{{- $timeout }}
+{{- else if lt (float64 $grace) (float64 $timeout) }}
+{{- fail (printf "config.shutdownGraceSeconds (%v) is below config.jobTimeoutSeconds (%v): a scale-in or rollout would cut every job running longer than %v s and run it again from the start. Leave shutdownGraceSeconds empty (it then equals the job timeout), or lower jobTimeoutSeconds to bound how long a worker pod takes to stop" $grace $timeout $grace) }}
+{{- else }}
+{{- $grace }}
+{{- end }}
+{{- end }}
+
+{{/* The worker's pod grace: SIGTERM grace plus margin (record the outcome, give back unstarted ids,
+exit), so the kubelet's SIGKILL never lands on a finishing job. */}}
 {{- define "atx-jobqueue.worker.terminationGrace" -}}
-{{- add (ceil .Values.config.shutdownGraceSeconds | int) (int .Values.worker.terminationGraceExtraSeconds) }}
+{{- add (ceil (include "atx-jobqueue.worker.shutdownGrace" . | float64) | int) (int .Values.worker.terminationGraceExtraSeconds) }}
 {{- end }}
 
 {{- define "atx-jobqueue.tmpVolume" -}}
@@ -301,8 +344,11 @@ initContainers:
     env:
       - name: DATA_PATH
         value: {{ include "atx-jobqueue.data.path" .ctx | quote }}
+      # the parsed cache goes onto the volume beside the data: the API and worker pods map it read-only
       - name: DATA_CACHE_DIR
-        value: /tmp/cache
+        value: {{ include "atx-jobqueue.data.cacheDir" .ctx | quote }}
+      - name: DATA_CACHE_MODE
+        value: readwrite
       {{- include "atx-jobqueue.extraEnv" .ctx | trim | nindent 6 }}
     resources:
       {{- toYaml $v.data.loader.resources | nindent 6 }}
@@ -317,16 +363,14 @@ initContainers:
   - name: wait-for-data
     image: {{ .image | quote }}
     imagePullPolicy: {{ $v.image.pullPolicy }}
+    # the file, then (while the loader may still be building it: an upgrade to a new cache format)
+    # its parsed cache, so the pod maps it instead of parsing the file itself
     command:
-      - python
-      - -c
-      - |
-        import os, time
-        path = os.environ["DATA_PATH"]
-        while not (os.path.isfile(path) and os.path.getsize(path) > 0):
-            print(f"waiting for {path}", flush=True)
-            time.sleep(5)
-        print(f"found {path}", flush=True)
+      - jobqueue
+      - data
+      - wait
+      - --cache-timeout
+      - {{ ternary $v.data.loader.activeDeadlineSeconds 0 $v.data.loader.enabled | quote }}
     envFrom:
       - configMapRef:
           name: {{ include "atx-jobqueue.fullname" .ctx }}

@@ -133,28 +133,46 @@ class Delivery:
     # --- producer side (the API) -----------------------------------------------------------
     def submit(self, operation: str, params: dict[str, Any], lane: str = DEFAULT, owner: str | None = None) -> Job:
         """Store a new job's document, index it and queue its id in its lane, all or nothing: once
-        this returns, the job will reach a final status. ``params`` must be validated already.
+        this returns, the job will reach a final status. ``params`` must be validated already."""
+        job = self.new_job(operation, params, lane, owner)
+        self.store([job])
+        return job
 
-        Plain writes that decide nothing, so a MULTI/EXEC transaction rather than a script: as
-        atomic (Redis applies all of it or, when it refuses a write, none), and it costs Redis half
-        of what the script did per submit (no script set-up, no per-call conversion into Lua)."""
-        job = Job(id=new_job_id(), operation=operation, params=params, submitted_at=time.time(), lane=lane,
-                  owner=owner)
-        score = repr(job.submitted_at)
+    @staticmethod
+    def new_job(operation: str, params: dict[str, Any], lane: str = DEFAULT, owner: str | None = None) -> Job:
+        """A new job's document, not stored yet (:meth:`store` stores it)."""
+        return Job(id=new_job_id(), operation=operation, params=params, submitted_at=time.time(), lane=lane,
+                   owner=owner)
+
+    def store(self, jobs: list[Job]) -> None:
+        """Store, index and queue new jobs in one MULTI/EXEC transaction (the API coalesces
+        concurrent submits into one). Redis refuses a transaction (out of memory, cannot persist,
+        read-only replica) as a whole, so a refusal stores none of them; once this returns, every
+        one will reach a final status.
+
+        Plain writes that decide nothing, so a transaction rather than a script: as atomic, and it
+        costs Redis half of what a script call did per job (no script set-up, no conversion of each
+        call into and out of Lua)."""
+        if not jobs:
+            return
         jobs_db, queue_db = self.settings.redis_jobs_db, self.settings.redis_queue_db
         pipe = self.redis.pipeline(transaction=True)
         if self._db != jobs_db:
             pipe.execute_command("SELECT", jobs_db)
-        pipe.execute_command("SET", keys.job(job.id), job.to_json())
-        pipe.execute_command("ZADD", keys.JOB_INDEX, score, job.id)
-        pipe.execute_command("ZADD", keys.operation_index(operation), score, job.id)
-        pipe.execute_command("ZADD", keys.ACTIVE_INDEX, score, job.id)
+        lanes: dict[str, list[str]] = {}
+        for job in jobs:
+            score = repr(job.submitted_at)
+            pipe.execute_command("SET", keys.job(job.id), job.to_json())
+            pipe.execute_command("ZADD", keys.JOB_INDEX, score, job.id)
+            pipe.execute_command("ZADD", keys.operation_index(job.operation), score, job.id)
+            pipe.execute_command("ZADD", keys.ACTIVE_INDEX, score, job.id)
+            lanes.setdefault(self._lane_queues.get(job.lane, self.queue_key), []).append(job.id)
         pipe.execute_command("SELECT", queue_db)
-        pipe.execute_command("RPUSH", self._lane_queues.get(lane, self.queue_key), job.id)
+        for queue_key, ids in lanes.items():
+            pipe.execute_command("RPUSH", queue_key, *ids)
         if self._db != queue_db:   # the connection goes back to the pool in the db it came in
             pipe.execute_command("SELECT", self._db)
         pipe.execute()
-        return job
 
     def cancel(self, job: Job) -> bool:
         """Cancel a queued job: False if it is no longer queued (a worker has it). ``job`` becomes
