@@ -130,10 +130,23 @@ class Delivery:
     def submit(self, operation: str, params: dict[str, Any], lane: str = DEFAULT, owner: str | None = None) -> Job:
         """Store a new job's document, index it and queue its id in its lane, all or nothing: once
         this returns, the job will reach a final status. ``params`` must be validated already."""
-        job = Job(id=new_job_id(), operation=operation, params=params, submitted_at=time.time(), lane=lane,
-                  owner=owner)
-        self._run("submit", job.id, job.to_json(), repr(job.submitted_at), operation, lane)
+        job = self.new_job(operation, params, lane, owner)
+        self.store([job])
         return job
+
+    @staticmethod
+    def new_job(operation: str, params: dict[str, Any], lane: str = DEFAULT, owner: str | None = None) -> Job:
+        """A new job's document, not stored yet (:meth:`store` stores it)."""
+        return Job(id=new_job_id(), operation=operation, params=params, submitted_at=time.time(), lane=lane,
+                   owner=owner)
+
+    def store(self, jobs: list[Job]) -> None:
+        """Store, index and queue new jobs in one script call (the API coalesces concurrent submits
+        into one). Redis refuses a script (out of memory, cannot persist, read-only replica) at its
+        first write, so a refusal stores none of them; once this returns, every one will reach a
+        final status."""
+        args = [a for job in jobs for a in (job.id, job.to_json(), repr(job.submitted_at), job.operation, job.lane)]
+        self._run("+".join(["submit"] * len(jobs)), *args)
 
     def cancel(self, job: Job) -> bool:
         """Cancel a queued job: False if it is no longer queued (a worker has it). ``job`` becomes
