@@ -42,6 +42,7 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 import threading
 import time
 import uuid
@@ -53,7 +54,7 @@ import redis
 import requests
 import yaml
 
-from devstack.paths import SAMPLE
+from devstack.paths import REPO_ROOT, SAMPLE
 from tests.deploy.manifests import WORKLOADS, one, pod_spec, scenario_objects
 from tests.deploy.pods import Loopback, Pod, have
 from tests.support.images import why_not
@@ -270,6 +271,21 @@ def _hardened(runtime: Runtime, pod_name: str, container: dict, user: int) -> No
     assert info["HostConfig"]["Memory"] == int(limit.removesuffix("Mi")) * MiB if limit.endswith("Mi") \
         else info["HostConfig"]["Memory"] == int(limit.removesuffix("Gi")) * 1024 * MiB
     assert info["State"]["OOMKilled"] is False
+    assert info["RestartCount"] == 0, f"{container['name']} restarted"
+
+
+def memory_peak(runtime: Runtime, pod_name: str, container: str) -> int | None:
+    """The container cgroup's peak memory (cgroup v1 max_usage_in_bytes, v2 memory.peak; page cache
+    included), or None where the kernel does not keep it."""
+    pid = runtime.inspect(pod_name, container)["State"]["Pid"]
+    for line in Path(f"/proc/{pid}/cgroup").read_text().splitlines():
+        _, controllers, path = line.split(":", 2)
+        for candidate in ([Path("/sys/fs/cgroup/memory") / path.lstrip("/") / "memory.max_usage_in_bytes"]
+                          if "memory" in controllers.split(",") else
+                          [Path("/sys/fs/cgroup") / path.lstrip("/") / "memory.peak"] if controllers == "" else []):
+            if candidate.exists():
+                return int(candidate.read_text())
+    return None
 
 
 def _stops_on_sigterm(runtime: Runtime, pod_name: str, own: tuple[str, ...]) -> None:
@@ -298,9 +314,9 @@ def _start_redis(runtime: Runtime, pod: Pod, role: str) -> tuple[str, redis.Redi
 
 
 @contextlib.contextmanager
-def serving_the_sample() -> Iterator[str]:
-    """A loopback HTTP server answering every GET with the bundled sample CSV, as the portal's export would."""
-    body = SAMPLE.read_bytes()
+def serving(data: Path) -> Iterator[str]:
+    """A loopback HTTP server answering every GET with ``data``, as the portal's CSV export would."""
+    body = data.read_bytes()
 
     class Export(http.server.BaseHTTPRequestHandler):
         def do_GET(self):
@@ -439,12 +455,36 @@ def test_redis_exporter_backup_and_restore_pods_under_podman(runtime, tmp_path):
 
 @pytest.mark.parametrize("scenario", ["default", "class-cluster", "exposed", "keda"])
 def test_api_and_worker_pods_under_podman_run_the_tutorial(runtime, tmp_path, scenario):
+    _play_the_tutorial(runtime, tmp_path, scenario, SAMPLE)
+
+
+def test_full_size_data_fits_the_rendered_limits(runtime, tmp_path, request):
+    """The exposed scenario's loader downloads a dataset of the real file's size (432,444 rows,
+    96 MB, `make data`'s generator): load-data, API and worker must do their work within their
+    rendered memory limits (a container over its limit is OOM-killed here, as on a cluster)."""
+    data = REPO_ROOT / "data" / "full" / "traffic_incidents.csv"
+    if not data.exists():
+        data = tmp_path / "full.csv"
+        made = subprocess.run([str(Path(sys.executable).parent / "jobqueue"), "data", "generate", "--rows", "432444",
+                               "--output", str(data)], capture_output=True, text=True, timeout=600)
+        assert made.returncode == 0, made.stderr
+    peaks = _play_the_tutorial(runtime, tmp_path, "exposed", data)
+    reporter = request.config.pluginmanager.get_plugin("terminalreporter")
+    if reporter is not None:
+        with request.config.pluginmanager.get_plugin("capturemanager").global_and_fixture_disabled():
+            reporter.write_line("\npodman, full-size data: peak memory (page cache included) " + ", ".join(
+                f"{name} {peak / MiB:.0f} MiB of {limit}" for name, (peak, limit) in peaks.items()))
+
+
+def _play_the_tutorial(runtime: Runtime, tmp_path: Path, scenario: str, data: Path) -> dict[str, tuple[int, str]]:
+    """Redis, API and worker pods of ``scenario`` played, the tutorial job and the helm test pod run;
+    the peak memory of each container that has one, with its limit."""
     objs = scenario_objects(scenario)
     loop = Loopback(objs, tmp_path / "claims")
     reserve_ports(loop)
     redis_name, _ = _start_redis(runtime, Pod(one(objs, "StatefulSet", "redis"), loop, tmp_path / "redis", local_paths=False), "redis")
     names = {}
-    with serving_the_sample() as url:
+    with serving(data) as url:
         for component in ("api", "worker"):
             deployment = one(objs, "Deployment", component)
             downloads = _download_from(deployment, url)
@@ -486,13 +526,25 @@ def test_api_and_worker_pods_under_podman_run_the_tutorial(runtime, tmp_path, sc
     _wait(finished, 120, "the tutorial job", logs)
     assert doc["status"] == "complete", f"{doc}\n{logs()}"
     assert len(doc["result"]["top_locations"]) == 3
-    assert (loop.claims / "demo-atx-jobqueue-data" / "traffic_incidents.csv").stat().st_size > 0
+    loaded = loop.claims / "demo-atx-jobqueue-data" / "traffic_incidents.csv"
+    assert loaded.stat().st_size == data.stat().st_size, "the loader filled the volume with the dataset"
 
     # `helm test`: the chart's test pod submits through the API Service and waits for the result
     test_pod = runtime.play(Pod(one(objs, "Pod", "test"), loop, tmp_path / "helm-test", local_paths=False), "helm-test")
     assert runtime.wait_exit(test_pod, "submit-and-wait", 180) == 0, runtime.logs(test_pod, "submit-and-wait") + logs()
 
+    peaks = {}
+    for component, name in names.items():
+        for container in pod_spec(one(objs, "Deployment", component))["containers"]:
+            peak = memory_peak(runtime, name, container["name"])
+            if peak is not None:
+                peaks[container["name"]] = (peak, container["resources"]["limits"]["memory"])
+    for component, name in names.items():  # after the job too: nothing was OOM-killed or restarted
+        for container in pod_spec(one(objs, "Deployment", component))["containers"]:
+            _hardened(runtime, name, container, pod_spec(one(objs, "Deployment", component))["securityContext"]["runAsUser"])
+
     # a rollout or scale-in deletes the pods: each program ends on SIGTERM as its container's PID 1
     for component, name in names.items():
         _stops_on_sigterm(runtime, name, own=(component,))
     _stops_on_sigterm(runtime, redis_name, own=("redis",))
+    return peaks
