@@ -97,7 +97,7 @@ def _wait_http(url: str, deadline: float, what: str, logs) -> requests.Response:
 def test_api_and_worker_pods_under_podman_run_the_tutorial(built_images, tmp_path):
     objs = scenario_objects("class-cluster")
     loop = Loopback(objs, tmp_path / "claims")
-    for port in (6379, 5000, 9100):
+    for port in (6379, 5000, 9100, 9102):  # 9102: the API's metrics listener (API_METRICS_PORT)
         loop.port(port)
     redis_pod = Pod(next(o for o in objs if o["kind"] == "StatefulSet"), loop, tmp_path / "host")
     suffix = uuid.uuid4().hex[:6]
