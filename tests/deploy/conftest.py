@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from tests.deploy.manifests import SCENARIOS, scenario_objects
-from tests.support.images import built_images  # noqa: F401  (fixture: the podman pod tests run the images)
+from tests.support.images import built_images, built_redis_images  # noqa: F401  (fixtures: the podman pod tests run the images)
 
 
 @pytest.fixture(params=SCENARIOS)

@@ -5,7 +5,11 @@ addresses in its command, args, env and mounted files rewritten to their loopbac
 
 Images map to this machine's binaries: the official redis image to Debian's redis-server and
 redis-cli (both on PATH), oliver006/redis_exporter to Debian's prometheus-redis-exporter (the image's
-entrypoint is the binary, so a container without a command runs it)."""
+entrypoint is the binary, so a container without a command runs it).
+
+Under a container runtime (test_podman_pods.py, ``local_paths=False``) the same materialized pod
+keeps the rendered mount paths: the runtime mounts each directory there, so only Service names,
+ports and bind addresses are rewritten."""
 
 from __future__ import annotations
 
@@ -51,8 +55,10 @@ class Loopback:
 class Pod:
     """One rendered workload's pod, materialized under ``root``."""
 
-    def __init__(self, workload: dict[str, Any], loop: Loopback, root: Path, secret_overrides: dict[str, dict[str, str]] | None = None):
+    def __init__(self, workload: dict[str, Any], loop: Loopback, root: Path, secret_overrides: dict[str, dict[str, str]] | None = None,
+                 local_paths: bool = True):
         self.workload, self.loop, self.spec = workload, loop, pod_spec(workload)
+        self.local_paths = local_paths
         self.root = root / f"pod-{workload['kind'].lower()}"  # not the workload's name: that is also a Service's
         self.dirs: dict[str, Path] = {}
         configmaps = {o["metadata"]["name"]: o.get("data", {}) for o in loop.objs if o["kind"] == "ConfigMap"}
@@ -66,7 +72,7 @@ class Pod:
         for volume in self.spec.get("volumes", []):
             claim = volume.get("persistentVolumeClaim")
             self.dirs[volume["name"]] = self._dir(loop.claims / claim["claimName"] if claim else self.root / volume["name"])
-        mounts = self.mounts()
+        mounts = self.rewritten()
         for volume in self.spec.get("volumes", []):
             name = volume["name"]
             if "persistentVolumeClaim" in volume or "emptyDir" in volume:
@@ -95,6 +101,13 @@ class Pod:
                 out[m["mountPath"].rstrip("/")] = self.dirs[m["name"]]
         return sorted(out.items(), key=lambda kv: -len(kv[0]))
 
+    def rewritten(self) -> list[tuple[str, Path]]:
+        """The mount paths that text of this pod has rewritten to local directories (none in a runtime)."""
+        return self.mounts() if self.local_paths else []
+
+    def text(self, text: str) -> str:
+        return self.loop.text(text, self.rewritten())
+
     def container(self, name: str) -> dict:
         (found,) = [c for c in self.spec.get("initContainers", []) + self.spec["containers"] if c["name"] == name]
         return found
@@ -104,13 +117,13 @@ class Pod:
         if not container.get("command"):
             image = container["image"].rsplit(":", 1)[0]
             argv = [ENTRYPOINTS[image], *argv]
-        return [self.loop.text(a, self.mounts()) for a in argv]
+        return [self.text(a) for a in argv]
 
     def env(self, container: dict) -> dict[str, str]:
         objs = [o for o in self.loop.objs if o["kind"] != "Secret"]
         objs += [{"kind": "Secret", "metadata": {"name": n},
                   "data": {k: base64.b64encode(v.encode()).decode() for k, v in d.items()}} for n, d in self.secrets.items()]
-        env = {k: self.loop.text(v, self.mounts()) for k, v in resolved_env(container, objs).items()}
+        env = {k: self.text(v) for k, v in resolved_env(container, objs).items()}
         if "REDIS_EXPORTER_WEB_LISTEN_ADDRESS" in env:
             env["REDIS_EXPORTER_WEB_LISTEN_ADDRESS"] = "127.0.0.1" + env["REDIS_EXPORTER_WEB_LISTEN_ADDRESS"]
         return env
@@ -134,7 +147,7 @@ class Pod:
 
     def probe(self, container: dict, probe: str) -> bool:
         """Run an exec probe as the kubelet would (in the container's environment)."""
-        command = [self.loop.text(a, self.mounts()) for a in container[probe]["exec"]["command"]]
+        command = [self.text(a) for a in container[probe]["exec"]["command"]]
         env = {"PATH": os.environ["PATH"], **self.env(container)}
         return subprocess.run(command, env=env, cwd=self.root, capture_output=True, timeout=10).returncode == 0
 

@@ -1,17 +1,32 @@
-"""The chart's API and worker pods under a real container runtime (issue item 9): Debian's podman
-4.3 (`podman kube play --network host`) runs the rendered pod specs with the images built from this
-checkout (tests/support/images.py builds them once per session), under their rendered
-securityContext (numeric non-root user, read-only root, no capabilities) and resource limits; the
-API pod's load-data init container fills the data volume, the worker's wait-for-data sees it, the
-probes answer, and the tutorial flow (submit, poll, result) completes. Where a limit is too small
-for what a pod loads, it is OOM-killed here.
+"""The chart's pods under a real container runtime (issue item 9): Debian's podman 4.3
+(`podman kube play --network host`) runs the rendered pod specs under their rendered
+securityContext (numeric non-root user, read-only root, no capabilities) and resource limits.
 
-What podman 4.3 lacks is translated, and only that: Deployments become Pods; `secretKeyRef` and
+- Redis: the StatefulSet's pod (redis + the exporter sidecar) with its ConfigMap and Secret files;
+  exec probes run inside the container as the kubelet runs them, the exporter answers `redis_up 1`
+  with auth, the AOF is written to the volume as the pod's user. Then the backup CronJob's job
+  pod snapshots it, Redis stops, the restore Job's pod waits for that and loads the snapshot, and
+  Redis starts again with the queued job (and without the one queued after the snapshot).
+- API and worker: the class-cluster, exposed and keda scenarios' pods against that played Redis;
+  the API pod's load-data init container fills the data volume, the probes answer, the tutorial
+  flow (submit, poll, result) completes. Where a limit is too small for what a pod loads, it is
+  OOM-killed here.
+
+Images: the API and worker images built from this checkout (tests/support/images.py). `redis` and
+`oliver006/redis_exporter` cannot be pulled offline: local stand-ins are built from Debian's
+redis-server (7.0, where the chart pins 7.2) and prometheus-redis-exporter (1.45, where it pins
+v1.62.0) with the upstream images' users, entrypoints and /data (tests/images/redis/Dockerfile),
+and each rendered image reference is mapped to its local image (STAND_INS).
+
+What podman 4.3 lacks is translated, and only that: workloads become Pods; `secretKeyRef` and
 `configMapRef` become literal env values (rendered Secret/ConfigMap data); volumes become host
-directories (a claim one directory for every pod that mounts it, owned by the pod's user as fsGroup
-would make it); ports, Service names and the bind address are rewritten to free loopback ports
-(the host network is shared with other processes). Redis runs on the host from the StatefulSet's
-own command and redis.conf (tests/deploy/pods.py): the official redis image cannot be pulled offline.
+directories (tests/deploy/pods.py: ConfigMap and Secret files written out, a claim one directory for
+every pod that mounts it), owned as the kubelet's fsGroup would leave them; ports, Service names and
+the bind addresses are rewritten to free loopback ports (the host network is shared with other
+processes), so no `ports:` (no port mappings with host network) and the restore script's private
+Redis gets a free port too (RESTORE_PORT); the loader's download URL (data.loader.source url)
+becomes a loopback server that serves the bundled sample (no internet here); a Deployment's restartPolicy Always becomes OnFailure
+when the pod has init containers (podman applies it to them too, and restarts a finished one).
 
 Setup (scripts/bootstrap.sh): Debian's podman and runc, and /etc/containers/containers.conf with
 cgroup_manager = "cgroupfs", runtime = "runc", default_ulimits nofile/nproc.
@@ -19,139 +34,378 @@ cgroup_manager = "cgroupfs", runtime = "runc", default_ulimits nofile/nproc.
 
 from __future__ import annotations
 
+import contextlib
+import copy
+import http.server
 import json
 import os
 import shutil
 import subprocess
+import threading
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import redis
 import requests
 import yaml
 
-from devstack.procs import stop
-from tests.deploy.manifests import pod_spec, resolved_env, scenario_objects
+from devstack.paths import SAMPLE
+from tests.deploy.manifests import WORKLOADS, one, pod_spec, scenario_objects
 from tests.deploy.pods import Loopback, Pod, have
 from tests.support.images import why_not
 
 pytestmark = [pytest.mark.images, pytest.mark.slow,
               pytest.mark.skipif(why_not() is not None, reason=f"images: {why_not()}"),
-              pytest.mark.skipif(not have("podman", "redis-server"), reason="no podman (scripts/bootstrap.sh installs it)")]
+              pytest.mark.skipif(not have("podman"), reason="no podman (scripts/bootstrap.sh installs it)")]
 
 KEEP = ("securityContext", "initContainers", "containers", "volumes")
+# rendered repository -> key of the local image standing in for it
+STAND_INS = {"redis": "redis", "oliver006/redis_exporter": "redis-exporter"}
+PASSWORD = 'op"s\\pass-word 1'  # an operator's password from existingSecret: quotes, a backslash, a space
+MiB = 1024 ** 2
 
 
 def podman(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
     return subprocess.run(["podman", *args], capture_output=True, text=True, timeout=timeout)
 
 
-def as_pod(workload: dict, name: str, loop: Loopback, dirs: dict[str, Path], images: dict[str, str]) -> dict:
-    """The workload's pod template as a Pod podman 4.3 plays, with the translations above."""
-    spec = pod_spec(workload)
+def local_image(rendered: str, images: dict[str, str]) -> str:
+    repo = rendered.rsplit(":", 1)[0]
+    if repo in STAND_INS:
+        return images[STAND_INS[repo]]
+    return images[repo.rsplit("/", 1)[-1].removeprefix("atx-jobqueue-")]
+
+
+def reserve_ports(loop: Loopback) -> None:
+    """A free loopback port for every container port the release renders, before any text is rewritten."""
+    for obj in loop.objs:
+        if obj["kind"] in WORKLOADS:
+            spec = pod_spec(obj)
+            for c in spec.get("initContainers", []) + spec["containers"]:
+                for port in c.get("ports", []):
+                    loop.port(port["containerPort"])
+
+
+def _own_like_the_kubelet(path: Path, volume: dict, group: int) -> None:
+    """What the kubelet leaves with fsGroup: Secret/ConfigMap files root:fsGroup with defaultMode plus
+    group read; a claim's root group-owned, group-writable and setgid; an emptyDir world-writable."""
+    source = volume.get("secret") or volume.get("configMap")
+    if source is not None:
+        os.chown(path, 0, group)
+        path.chmod(0o755)
+        for item in path.iterdir():
+            os.chown(item, 0, group)
+            item.chmod(source.get("defaultMode", 0o644) | 0o440)
+    elif "emptyDir" in volume:
+        path.chmod(0o1777)
+    else:
+        os.chown(path, 0, group)
+        path.chmod(0o2775)
+
+
+def as_pod(pod: Pod, name: str, images: dict[str, str], extra_env: dict[str, dict[str, str]] | None = None) -> dict:
+    """The materialized pod as a Pod podman 4.3 plays, with the translations above. ``extra_env``:
+    container name -> variables to add."""
+    spec = copy.deepcopy(pod.spec)
     out = {k: v for k, v in spec.items() if k in KEEP}
-    # podman applies the pod's restart policy to init containers too: Always (a Deployment's) would
-    # restart a finished load-data forever
-    out["restartPolicy"] = "OnFailure"
-    uid = spec["securityContext"]["runAsUser"]
+    policy = spec.get("restartPolicy", "Always")
+    out["restartPolicy"] = "OnFailure" if policy == "Always" and spec.get("initContainers") else policy
+    context = spec["securityContext"]
+    group = context.get("fsGroup", context.get("runAsGroup", context["runAsUser"]))
     out["volumes"] = []
-    for volume in spec.get("volumes", []):
-        path = dirs[volume["name"]]
-        path.mkdir(parents=True, exist_ok=True)
-        os.chown(path, uid, spec["securityContext"].get("fsGroup", uid))
+    for volume in spec.get("volumes", []) + [{"name": t["metadata"]["name"]} for t in pod.workload["spec"].get("volumeClaimTemplates", [])]:
+        path = pod.dirs[volume["name"]]
+        _own_like_the_kubelet(path, volume, group)
         out["volumes"].append({"name": volume["name"], "hostPath": {"path": str(path), "type": "Directory"}})
     for c in out.get("initContainers", []) + out["containers"]:
-        env = resolved_env(c, loop.objs)
-        env = {k: loop.text(v, []) for k, v in env.items()}
+        env = pod.env(c)
         if env.get("BIND_HOST") == "0.0.0.0":
             env["BIND_HOST"] = "127.0.0.1"
+        env.update((extra_env or {}).get(c["name"], {}))
         c["env"] = [{"name": k, "value": v} for k, v in env.items()]
         c.pop("envFrom", None)
-        c["command"] = [loop.text(a, []) for a in c.get("command", [])]
+        for key in ("command", "args"):
+            if c.get(key):
+                c[key] = [pod.text(a) for a in c[key]]
         # the host network has no port mappings: probes name the (rewritten) port numbers instead
-        named = {port["name"]: loop.port(port["containerPort"]) for port in c.pop("ports", [])}
+        named = {port["name"]: pod.loop.port(port["containerPort"]) for port in c.pop("ports", [])}
         for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
             get = (c.get(probe) or {}).get("httpGet")
             if get:
                 get["port"] = named.get(get["port"], get["port"])
-        repo = c["image"].rsplit(":", 1)[0].rsplit("/", 1)[-1]
-        c["image"] = images[repo.removeprefix("atx-jobqueue-")]
+            run = (c.get(probe) or {}).get("exec")
+            if run:
+                run["command"] = [pod.text(a) for a in run["command"]]
+        c["image"] = local_image(c["image"], images)
         c.pop("lifecycle", None)  # preStop: kube play has no use for it
     return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name}, "spec": out}
 
 
-def _wait_http(url: str, deadline: float, what: str, logs) -> requests.Response:
-    last = None
-    while time.monotonic() < deadline:
-        try:
-            last = requests.get(url, timeout=3)
-            if last.status_code == 200:
-                return last
-        except requests.RequestException as exc:
-            last = exc
-        time.sleep(1)
-    pytest.fail(f"{what}: {url} never answered 200 (last: {getattr(last, 'text', last)})\n{logs()}")
+class Runtime:
+    """The pods one test plays; every one still up is taken down at the end."""
+
+    def __init__(self, root: Path, images: dict[str, str]):
+        self.root, self.images = root, images
+        self.suffix = uuid.uuid4().hex[:6]
+        self.played: dict[str, Path] = {}
+
+    def write(self, pod: Pod, role: str, extra_env: dict[str, dict[str, str]] | None = None) -> tuple[str, Path]:
+        name = f"atx-{role}-{self.suffix}"
+        path = self.root / f"{name}.yaml"
+        path.write_text(yaml.safe_dump(as_pod(pod, name, self.images, extra_env)))
+        return name, path
+
+    def play(self, pod: Pod, role: str, extra_env: dict[str, dict[str, str]] | None = None) -> str:
+        name, path = self.write(pod, role, extra_env)
+        self.played[name] = path
+        done = podman("kube", "play", "--network", "host", str(path), timeout=300)
+        assert done.returncode == 0, done.stdout + done.stderr
+        return name
+
+    def down(self, name: str) -> None:
+        """`kube down`: SIGTERM to every container (then SIGKILL after podman's 10 s), as a pod deletion."""
+        podman("kube", "down", str(self.played.pop(name)), timeout=120)
+
+    def close(self) -> None:
+        for name in list(self.played):
+            self.down(name)
+
+    def logs(self, pod: str, container: str) -> str:
+        done = podman("logs", "--tail", "60", f"{pod}-{container}")
+        return f"--- {pod}-{container}:\n{done.stdout}{done.stderr}"
+
+    def inspect(self, pod: str, container: str) -> dict:
+        return json.loads(podman("inspect", f"{pod}-{container}").stdout)[0]
+
+    def wait_exit(self, pod: str, container: str, timeout: float) -> int:
+        done = podman("wait", f"{pod}-{container}", timeout=timeout)
+        assert done.returncode == 0, done.stderr
+        return int(done.stdout.strip())
+
+    def exec_probe(self, pod: str, container: dict, probe: str) -> subprocess.CompletedProcess:
+        """An exec probe as the kubelet runs it: its command inside the running container."""
+        return podman("exec", f"{pod}-{container['name']}", *container[probe]["exec"]["command"], timeout=30)
 
 
-def test_api_and_worker_pods_under_podman_run_the_tutorial(built_images, tmp_path):
-    objs = scenario_objects("class-cluster")
+def _played_spec(runtime: Runtime, pod_name: str) -> dict:
+    return yaml.safe_load(runtime.played[pod_name].read_text())["spec"]
+
+
+def _wait(predicate, seconds: float, what: str, logs=lambda: "") -> None:
+    deadline = time.monotonic() + seconds
+    while not predicate():
+        if time.monotonic() > deadline:
+            pytest.fail(f"{what} not within {seconds} s\n{logs()}")
+        time.sleep(0.5)
+
+
+def _http_ok(url: str) -> requests.Response | None:
+    try:
+        answer = requests.get(url, timeout=3)
+    except requests.RequestException:
+        return None
+    return answer if answer.status_code == 200 else None
+
+
+def _probes_pass(runtime: Runtime, pod_name: str, container: str) -> None:
+    spec = next(c for c in _played_spec(runtime, pod_name)["containers"] if c["name"] == container)
+    for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
+        if "exec" in spec.get(probe, {}):
+            done = runtime.exec_probe(pod_name, spec, probe)
+            assert done.returncode == 0, f"{probe} of {container} failed: {done.stdout}{done.stderr}"
+        elif "httpGet" in spec.get(probe, {}):
+            get = spec[probe]["httpGet"]
+            assert _http_ok(f"http://127.0.0.1:{get['port']}{get['path']}"), f"{probe} of {container}: {get}"
+
+
+def _hardened(runtime: Runtime, pod_name: str, container: dict, user: int) -> None:
+    """The rendered securityContext and limits, as the runtime applied them."""
+    info = runtime.inspect(pod_name, container["name"])
+    assert info["Config"]["User"].split(":")[0] == str(user), info["Config"]["User"]
+    assert info["HostConfig"]["ReadonlyRootfs"] is True
+    assert not info["EffectiveCaps"], info["EffectiveCaps"]
+    limit = container["resources"]["limits"]["memory"]
+    assert info["HostConfig"]["Memory"] == int(limit.removesuffix("Mi")) * MiB if limit.endswith("Mi") \
+        else info["HostConfig"]["Memory"] == int(limit.removesuffix("Gi")) * 1024 * MiB
+    assert info["State"]["OOMKilled"] is False
+
+
+def _start_redis(runtime: Runtime, pod: Pod, role: str) -> tuple[str, redis.Redis]:
+    name = runtime.play(pod, role)
+    spec = next(c for c in _played_spec(runtime, name)["containers"] if c["name"] == "redis")
+    (secret,) = [v["secret"] for v in pod.spec["volumes"] if v["name"] == "password"]
+    password = pod.secrets[secret["secretName"]][secret["items"][0]["key"]]
+    client = redis.Redis(port=pod.loop.port(6379), password=password, db=1, decode_responses=True)
+    _wait(lambda: runtime.exec_probe(name, spec, "startupProbe").returncode == 0, 60, "the Redis startupProbe",
+          lambda: runtime.logs(name, "redis"))
+    return name, client
+
+
+@contextlib.contextmanager
+def serving_the_sample() -> Iterator[str]:
+    """A loopback HTTP server answering every GET with the bundled sample CSV, as the portal's export would."""
+    body = SAMPLE.read_bytes()
+
+    class Export(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            self.send_response(200)
+            self.send_header("Content-Type", "text/csv")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Export)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/rows.csv?accessType=DOWNLOAD"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def _download_from(deployment: dict, url: str) -> bool:
+    """Point the load-data container's --url at ``url``; False when it downloads nothing."""
+    for c in pod_spec(deployment).get("initContainers", []):
+        if "--url" in c.get("command", []):
+            c["command"][c["command"].index("--url") + 1] = url
+            return True
+    return False
+
+
+@pytest.fixture
+def runtime(tmp_path, built_images, built_redis_images):
+    played = Runtime(tmp_path, {**built_images, **built_redis_images})
+    try:
+        yield played
+    finally:
+        played.close()
+        shutil.rmtree(tmp_path / "claims", ignore_errors=True)
+
+
+def test_redis_exporter_backup_and_restore_pods_under_podman(runtime, tmp_path):
+    objs = scenario_objects("monitoring-on")
     loop = Loopback(objs, tmp_path / "claims")
-    for port in (6379, 5000, 9100, 9102):  # 9102: the API's metrics listener (API_METRICS_PORT)
-        loop.port(port)
-    redis_pod = Pod(next(o for o in objs if o["kind"] == "StatefulSet"), loop, tmp_path / "host")
-    suffix = uuid.uuid4().hex[:6]
-    play = tmp_path / "pods.yaml"
-    docs, names = [], []
-    for component in ("api", "worker"):
-        deployment = next(o for o in objs if o["kind"] == "Deployment" and o["metadata"]["labels"]["app.kubernetes.io/component"] == component)
-        dirs = {v["name"]: (loop.claims / v["persistentVolumeClaim"]["claimName"] if "persistentVolumeClaim" in v
-                            else tmp_path / component / v["name"]) for v in pod_spec(deployment)["volumes"]}
-        names.append(f"atx-{component}-{suffix}")
-        docs.append(as_pod(deployment, names[-1], loop, dirs, built_images))
-    play.write_text(yaml.safe_dump_all(docs))
+    reserve_ports(loop)
+    sts = one(objs, "StatefulSet", "redis")
+    secret = next(v["secret"]["secretName"] for v in pod_spec(sts)["volumes"] if v["name"] == "password")
+    overrides = {secret: {"redis-password": PASSWORD}}
+    user = pod_spec(sts)["securityContext"]["runAsUser"]
+
+    # Redis and its exporter, healthy, hardened, with auth
+    redis_pod = Pod(sts, loop, tmp_path / "redis", overrides, local_paths=False)
+    name, client = _start_redis(runtime, redis_pod, "redis")
+    _probes_pass(runtime, name, "redis")
+    config = client.config_get("*")
+    assert config["save"] == "" and config["maxmemory-policy"] == "noeviction" and int(config["maxmemory"]) > 0
+    assert config["dir"] == "/data", "redis.conf's dir is the mounted volume"
+    exporter = next(c for c in _played_spec(runtime, name)["containers"] if c["name"] == "exporter")
+    port = exporter["livenessProbe"]["httpGet"]["port"]
+    _wait(lambda: "redis_up 1" in ((_http_ok(f"http://127.0.0.1:{port}/metrics") or requests.Response()).text or ""),
+          60, "the exporter's redis_up 1", lambda: runtime.logs(name, "exporter"))
+    _probes_pass(runtime, name, "exporter")
+    for container in pod_spec(sts)["containers"]:
+        _hardened(runtime, name, container, user)
+    client.rpush("hotqueue:jobs", '"job-1"')
+    redis.Redis(port=loop.port(6379), password=PASSWORD, db=0).set("job:job-1", '{"status": "submitted"}')
+    aof = loop.claims / f"data-{sts['metadata']['name']}-0" / "appendonlydir"
+    _wait(lambda: aof.is_dir() and any(f.stat().st_size for f in aof.iterdir()), 10, "the AOF on the volume")
+    assert aof.stat().st_uid == user, "Redis writes the volume as the pod's user"
+
+    # the backup CronJob's job pod snapshots the running Redis
+    backup = runtime.play(Pod(one(objs, "CronJob", "redis-backup"), loop, tmp_path / "backup", overrides, local_paths=False), "backup")
+    assert runtime.wait_exit(backup, "backup", 120) == 0, runtime.logs(backup, "backup")
+    (snapshot,) = (loop.claims / "demo-atx-jobqueue-redis-backup").glob("dump-*.rdb")
+    client.rpush("hotqueue:jobs", '"job-after-the-backup"')
+
+    # restore mode: the Job's init container waits while Redis still answers, then the snapshot loads
+    restore_objs = scenario_objects("restore")
+    restore_loop = Loopback(restore_objs, loop.claims)
+    restore_loop.ports = loop.ports
+    job = one(restore_objs, "Job", "redis-backup")
+    restore_pod = Pod(job, restore_loop, tmp_path / "restore", overrides, local_paths=False)
+    wanted = restore_pod.env(restore_pod.container("restore"))["RESTORE_FILE"]
+    snapshot.rename(snapshot.with_name(wanted))  # the file the operator named in redis.restore.file
+    restore_name, restore_file = runtime.write(restore_pod, "restore",
+                                               {"restore": {"RESTORE_PORT": str(restore_loop.port(6390))}})
+    runtime.played[restore_name] = restore_file
+    playing = subprocess.Popen(["podman", "kube", "play", "--network", "host", str(restore_file)],
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        time.sleep(5)
+        assert podman("container", "exists", f"{restore_name}-restore").returncode != 0 or \
+            runtime.inspect(restore_name, "restore")["State"]["Status"] != "running", \
+            "the restore started while Redis still answers"
+        runtime.down(name)  # the restore upgrade scales the StatefulSet to 0
+        out, _ = playing.communicate(timeout=120)
+    finally:
+        if playing.poll() is None:
+            playing.kill()
+    assert playing.returncode == 0, out
+    assert runtime.wait_exit(restore_name, "restore", 120) == 0, runtime.logs(restore_name, "restore")
+    assert "loaded " + wanted in runtime.logs(restore_name, "restore")
+    runtime.down(restore_name)
+
+    # restore off again: Redis starts from the restored AOF
+    again = Pod(sts, loop, tmp_path / "redis-again", overrides, local_paths=False)
+    name, client = _start_redis(runtime, again, "redis-again")
+    assert client.lrange("hotqueue:jobs", 0, -1) == ['"job-1"']
+    assert redis.Redis(port=loop.port(6379), password=PASSWORD, db=0).get("job:job-1") == b'{"status": "submitted"}'
+
+
+@pytest.mark.parametrize("scenario", ["class-cluster", "exposed", "keda"])
+def test_api_and_worker_pods_under_podman_run_the_tutorial(runtime, tmp_path, scenario):
+    objs = scenario_objects(scenario)
+    loop = Loopback(objs, tmp_path / "claims")
+    reserve_ports(loop)
+    redis_name, _ = _start_redis(runtime, Pod(one(objs, "StatefulSet", "redis"), loop, tmp_path / "redis", local_paths=False), "redis")
+    names = {}
+    with serving_the_sample() as url:
+        for component in ("api", "worker"):
+            deployment = one(objs, "Deployment", component)
+            downloads = _download_from(deployment, url)
+            assert downloads == (component == "api" and scenario == "exposed"), "only the exposed API pod downloads its data"
+            names[component] = runtime.play(Pod(deployment, loop, tmp_path / component, local_paths=False), component)
 
     def logs() -> str:
-        out = podman("pod", "logs", "--tail", "40", *names[:1]).stdout if names else ""
-        return out + "\n" + "\n".join(podman("logs", "--tail", "40", f"{n}-{c}").stdout for n, c in zip(names, ("api", "worker")))
+        return "\n".join(runtime.logs(n, c) for c, n in names.items()) + runtime.logs(redis_name, "redis")
 
-    try:
-        redis_proc = redis_pod.start("redis", tmp_path / "redis.log")
-        started = time.monotonic()
-        while not redis_pod.probe(redis_pod.container("redis"), "startupProbe"):
-            assert redis_proc.poll() is None and time.monotonic() - started < 30, (tmp_path / "redis.log").read_text()
-            time.sleep(0.2)
-        played = podman("kube", "play", "--network", "host", str(play), timeout=300)
-        assert played.returncode == 0, played.stdout + played.stderr
-        deadline = time.monotonic() + 180
-        base = f"http://127.0.0.1:{loop.port(5000)}"
-        for path in ("/healthz", "/readyz"):  # the probes' paths and port, as the kubelet asks them
-            _wait_http(base + path, deadline, "API", logs)
-        metrics = _wait_http(f"http://127.0.0.1:{loop.port(9100)}/metrics", deadline, "worker", logs)
-        assert "jobqueue_" in metrics.text
+    api = next(c for c in _played_spec(runtime, names["api"])["containers"] if c["name"] == "api")
+    base = f"http://127.0.0.1:{api['readinessProbe']['httpGet']['port']}"
+    _wait(lambda: _http_ok(base + "/readyz"), 180, "the API's readinessProbe", logs)
+    _probes_pass(runtime, names["api"], "api")
+    worker = next(c for c in _played_spec(runtime, names["worker"])["containers"] if c["name"] == "worker")
+    get = worker["readinessProbe"]["httpGet"] if "httpGet" in worker.get("readinessProbe", {}) else None
+    metrics = f"http://127.0.0.1:{get['port'] if get else loop.port(9100)}/metrics"
+    _wait(lambda: _http_ok(metrics), 180, "the worker's metrics", logs)
+    assert "jobqueue_" in requests.get(metrics, timeout=5).text
+    _probes_pass(runtime, names["worker"], "worker")
+    for component, name in names.items():
+        for container in pod_spec(one(objs, "Deployment", component))["containers"]:
+            _hardened(runtime, name, container, pod_spec(one(objs, "Deployment", component))["securityContext"]["runAsUser"])
 
-        # hardening and limits as rendered
-        for name, component in zip(names, ("api", "worker")):
-            info = json.loads(podman("inspect", f"{name}-{component}").stdout)[0]
-            assert info["Config"]["User"].split(":")[0] == "10001"
-            assert info["HostConfig"]["ReadonlyRootfs"] is True
-            assert "CAP_NET_RAW" not in (info["EffectiveCaps"] or [])
-            assert info["HostConfig"]["Memory"] == 1024 ** 3
-            assert info["State"]["OOMKilled"] is False
+    # the tutorial: submit, poll, result
+    headers = {}
+    token = next((e["value"] for e in api["env"] if e["name"] == "API_TOKEN"), None)
+    if token:
+        assert requests.post(base + "/submit", json={"operation": "top_locations", "params": {"n": 3}}, timeout=10).status_code == 401
+        headers = {"Authorization": f"Bearer {token}"}
+    job = requests.post(base + "/submit", json={"operation": "top_locations", "params": {"n": 3}}, headers=headers, timeout=10)
+    assert job.status_code == 202, job.text
+    job_id = job.json()["job_id"]
+    doc: dict = {}
 
-        # the tutorial: submit, poll, result
-        job = requests.post(base + "/submit", json={"operation": "top_locations", "params": {"n": 3}}, timeout=10)
-        assert job.status_code == 202, job.text
-        job_id = job.json()["job_id"]
-        while time.monotonic() < deadline + 60:
-            doc = requests.get(f"{base}/status/{job_id}", timeout=10).json()
-            if doc["status"] in ("complete", "failed"):
-                break
-            time.sleep(0.5)
-        assert doc["status"] == "complete", f"{doc}\n{logs()}"
-        assert len(doc["result"]["top_locations"]) == 3
-        assert (loop.claims / "demo-atx-jobqueue-data" / "traffic_incidents.csv").stat().st_size > 0
-    finally:
-        podman("kube", "down", str(play), timeout=120)
-        stop(redis_proc) if "redis_proc" in locals() else None
-        shutil.rmtree(tmp_path / "claims", ignore_errors=True)
+    def finished() -> bool:
+        doc.update(requests.get(f"{base}/status/{job_id}", headers=headers, timeout=10).json())
+        return doc["status"] in ("complete", "failed")
+
+    _wait(finished, 120, "the tutorial job", logs)
+    assert doc["status"] == "complete", f"{doc}\n{logs()}"
+    assert len(doc["result"]["top_locations"]) == 3
+    assert (loop.claims / "demo-atx-jobqueue-data" / "traffic_incidents.csv").stat().st_size > 0

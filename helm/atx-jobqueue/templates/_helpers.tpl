@@ -135,6 +135,24 @@ drops its DNS record, and the resolver caches the NXDOMAIN (negative TTL) after 
 {{- end }}
 {{- end }}
 
+{{/*
+The parsed columnar cache. With a data volume: beside the dataset on it, written only by the loader
+(DATA_CACHE_MODE readwrite in load-data) and memory-mapped read-only by every API and worker pod
+(readonly: never a write, never a per-pod parse while the cache is there), so the pods of a node share
+its pages. Without one: the image's small sample, cached in each pod's /tmp.
+*/}}
+{{- define "atx-jobqueue.data.cacheDir" -}}
+{{- if .Values.data.persistence.enabled }}
+{{- printf "%s/cache" (trimSuffix "/" .Values.data.mountPath) }}
+{{- else }}
+{{- "/tmp/atx-data-cache" }}
+{{- end }}
+{{- end }}
+
+{{- define "atx-jobqueue.data.cacheMode" -}}
+{{- ternary "readonly" "readwrite" .Values.data.persistence.enabled }}
+{{- end }}
+
 {{- define "atx-jobqueue.apiToken.secretName" -}}
 {{- default (include "atx-jobqueue.componentName" (dict "ctx" . "component" "api-token")) .Values.config.apiToken.existingSecret }}
 {{- end }}
@@ -326,8 +344,11 @@ initContainers:
     env:
       - name: DATA_PATH
         value: {{ include "atx-jobqueue.data.path" .ctx | quote }}
+      # the parsed cache goes onto the volume beside the data: the API and worker pods map it read-only
       - name: DATA_CACHE_DIR
-        value: /tmp/cache
+        value: {{ include "atx-jobqueue.data.cacheDir" .ctx | quote }}
+      - name: DATA_CACHE_MODE
+        value: readwrite
       {{- include "atx-jobqueue.extraEnv" .ctx | trim | nindent 6 }}
     resources:
       {{- toYaml $v.data.loader.resources | nindent 6 }}
@@ -342,16 +363,14 @@ initContainers:
   - name: wait-for-data
     image: {{ .image | quote }}
     imagePullPolicy: {{ $v.image.pullPolicy }}
+    # the file, then (while the loader may still be building it: an upgrade to a new cache format)
+    # its parsed cache, so the pod maps it instead of parsing the file itself
     command:
-      - python
-      - -c
-      - |
-        import os, time
-        path = os.environ["DATA_PATH"]
-        while not (os.path.isfile(path) and os.path.getsize(path) > 0):
-            print(f"waiting for {path}", flush=True)
-            time.sleep(5)
-        print(f"found {path}", flush=True)
+      - jobqueue
+      - data
+      - wait
+      - --cache-timeout
+      - {{ ternary $v.data.loader.activeDeadlineSeconds 0 $v.data.loader.enabled | quote }}
     envFrom:
       - configMapRef:
           name: {{ include "atx-jobqueue.fullname" .ctx }}

@@ -78,7 +78,9 @@ def load_dataset_into(slot: DatasetSlot, path: str, **load_options: Any) -> None
         slot.dataset = load_dataset(path, **load_options)
         slot.error = None
         slot.loaded_at = time.time()
-        log.info("dataset loaded", extra={"path": path, "rows": getattr(slot.dataset, "rows", None)})
+        log.info("dataset loaded", extra={"path": path, "rows": getattr(slot.dataset, "rows", None),
+                                          "from_cache": getattr(slot.dataset, "from_cache", None),
+                                          "cache_file": getattr(slot.dataset, "cache_file", None)})
     except Exception as exc:  # DataFormatError, missing file, permissions: all mean "not ready"
         slot.dataset, slot.error = None, f"cannot load {path}: {exc}"
         log.error("dataset not loaded", extra={"path": path, "error": str(exc)})

@@ -18,7 +18,7 @@ log = logging.getLogger("jobqueue.worker.data")
 class DataSource:
     def __init__(self, path: str, should_stop: Callable[[], bool] = lambda: False, **load_options: Any):
         self.path = path
-        self.load_options = load_options  # Settings.data_options(): DATA_CACHE_DIR, DATA_MAX_BYTES
+        self.load_options = load_options  # Settings.data_options(): DATA_CACHE_DIR/_MODE, DATA_MAX_BYTES
         self.should_stop = should_stop
         self._dataset: Any = None
 
@@ -49,5 +49,7 @@ class DataSource:
         dataset = load_dataset(self.path, **self.load_options)
         log.info("dataset loaded", extra={"data_path": self.path, "seconds": round(time.monotonic() - started, 3),
                                           "identity": getattr(dataset, "identity", None),
-                                          "rows": getattr(dataset, "rows", None)})
+                                          "rows": getattr(dataset, "rows", None),
+                                          "from_cache": getattr(dataset, "from_cache", None),
+                                          "cache_file": getattr(dataset, "cache_file", None)})
         return dataset

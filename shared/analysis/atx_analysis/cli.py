@@ -147,13 +147,21 @@ def cmd_fetch(args: argparse.Namespace) -> int:
                      Exit.USAGE)
     output = args.output or ("data/full/traffic_incidents.csv" if args.source == "export"
                              else "data/full/traffic_incidents.json")
+    options = _load_options(args)
     if args.keep_existing and os.path.isfile(output) and os.path.getsize(output) > 0:
-        print(json.dumps({"output": output, "kept": True, "bytes": os.path.getsize(output)}))
+        try:  # the data stays; its parsed cache for this version is built if missing (an upgrade)
+            kept = load_dataset(output, **options)
+        except DataFormatError as exc:  # put there by hand: kept as asked; the pods' readiness says why
+            print(f"{prog}: warning: {output} is kept but is not a usable dataset, so no cache: {exc}", file=sys.stderr)
+            print(json.dumps({"output": output, "kept": True, "bytes": os.path.getsize(output), "cache": None}))
+            return 0
+        print(json.dumps({"output": output, "kept": True, "bytes": os.path.getsize(output), **_cache_report(kept, options)}))
         return 0
-    loaded: dict[str, dict] = {}
+    loaded: dict[str, Any] = {}
 
     def usable(path: Path) -> None:  # before it replaces the output: a bad file never lands there
-        loaded["info"] = load_dataset(path, **_load_options(args)).info()
+        # parsed under the output's name: its cache is the one the output's readers look for
+        loaded["dataset"] = load_dataset(path, name=Path(output).name, **options)
 
     origin = args.copy_from or args.url or args.base_url
     show = _Progress("bytes" if args.source == "export" else "records") if sys.stderr.isatty() else None
@@ -171,7 +179,31 @@ def cmd_fetch(args: argparse.Namespace) -> int:
     finally:
         if show:
             show.done()
-    print(json.dumps({**loaded["info"], "output": output}))
+    dataset = loaded["dataset"]
+    print(json.dumps({**dataset.info(), "output": output, **_cache_report(dataset, options, Path(output))}))
+    return 0
+
+
+def _cache_report(dataset, options: dict[str, Any], landed: Path | None = None) -> dict[str, Any]:
+    """Remember the data file's identity for the readers (a renamed download has a new name, not a
+    new inode or mtime) and remove caches no reader wants any more; say what is there."""
+    from .cache import DataCache
+
+    path = Path(landed or dataset.path)
+    store = DataCache.of(path, options.get("cache_dir"), options.get("cache_mode", "readwrite"))
+    if not store.writes:
+        return {"cache": None}
+    store.remember(path, dataset.identity, loaded=True)
+    removed = store.prune(path.name, dataset.identity)
+    ready = store.ready(path)
+    return {"cache": str(ready) if ready else None, "cache_removed": [p.name for p in removed]}
+
+
+def cmd_wait(args: argparse.Namespace) -> int:
+    from .cache import wait_until_ready
+
+    wait_until_ready(args.data, _load_options(args).get("cache_dir"), args.cache_timeout,
+                     say=lambda line: print(line, flush=True))
     return 0
 
 
@@ -256,6 +288,15 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="do nothing when --output already holds a non-empty file (the chart's loader: "
                         "an upgrade keeps the data)")
     p.set_defaults(func=cmd_fetch)
+
+    p = dsub.add_parser("wait", help="wait for the data file, then (bounded) for its parsed cache (the worker pods' init container)",
+                        description="Exit 0 once DATA_PATH exists and, within --cache-timeout seconds, its parsed "
+                                    "cache for this version is in DATA_CACHE_DIR; without the cache the worker "
+                                    "parses the file itself.")
+    p.add_argument("--data", default=_default_data(), help="data file (default: $DATA_PATH)")
+    p.add_argument("--cache-timeout", type=float, default=0.0, metavar="SECONDS",
+                   help="how long to wait for the cache once the file is there (default 0: not at all)")
+    p.set_defaults(func=cmd_wait)
 
     p = dsub.add_parser("info", help="load a data file and print what was recognised (format, rows, bad values)")
     p.add_argument("--data", default=_default_data(), help="data file")

@@ -3,17 +3,16 @@
 ``load_dataset(path)`` recognises the format (docs/data.md), builds the canonical columns
 (:mod:`atx_analysis.normalize`, :mod:`atx_analysis.columns`) and the indexes
 (:mod:`atx_analysis.index`). The parsed columns are cached as an Arrow IPC file keyed by the
-file's content hash; the next process memory-maps it and starts in a fraction of a second without
-importing pandas. A read-only data directory just means no cache (or set ``cache_dir`` /
-DATA_CACHE_DIR).
+file's content hash and the format version (:mod:`atx_analysis.cache`); the next process
+memory-maps it and starts in a fraction of a second without importing pandas, sharing the pages
+with every other process that maps it. An unwritable cache directory just means no cache; a
+read-only one (DATA_CACHE_MODE=readonly, the chart's pods) is only read.
 """
 
 from __future__ import annotations
 
 import collections
 import datetime as dt
-import hashlib
-import json
 import logging
 import os
 import tempfile
@@ -23,13 +22,15 @@ from typing import Any
 
 import pyarrow as pa
 
+from . import cache as _cache
+from .cache import CACHE_VERSION, DataCache, content_hash
 from .columns import Columns
 from .errors import DataFormatError, MissingColumnError
 from .index import Index
 
 log = logging.getLogger(__name__)
 
-CACHE_VERSION = 4  # bump when the canonical columns or their derivation change
+__all__ = ["CACHE_VERSION", "Dataset", "content_hash", "load_dataset", "parse_file", "release_freed_memory"]
 
 
 def release_freed_memory() -> None:
@@ -53,15 +54,6 @@ def release_freed_memory() -> None:
 _trim: Any = None
 
 
-def content_hash(path: str | Path) -> str:
-    """sha256 of the file's bytes: the dataset's identity (same bytes, same results)."""
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while chunk := fh.read(1 << 20):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 class Dataset:
     """The canonical columns of one data file plus their indexes. Treat it as read-only."""
 
@@ -75,6 +67,7 @@ class Dataset:
         self.counts = dict(counts or {})
         self.available = list(available if available is not None else columns.arrays)
         self.from_cache = from_cache
+        self.cache_file: str | None = None  # the cache file mapped or written (load_dataset sets it)
         self.index = Index(columns)
 
     @property
@@ -145,51 +138,20 @@ def parse_file(path: str | Path, max_bytes: int | None = None) -> tuple[Columns,
     return columns, name, counts, available
 
 
-def cache_dir_for(path: Path, cache_dir: str | None) -> Path:
-    return Path(cache_dir) if cache_dir else path.parent / ".cache"
-
-
-def cache_file(path: Path, identity: str, cache_dir: str | None) -> Path:
-    return cache_dir_for(path, cache_dir) / f"{path.name}.{identity[:20]}.v{CACHE_VERSION}.arrow"
-
-
-def identity_of(path: Path, cache_dir: str | None, use_memo: bool = True) -> str:
-    """The content hash, remembered beside the cache with the file's size, mtime and inode.
-
-    Hashing 100 MB costs a tenth of a second or more at every start; an unchanged file (same size,
-    nanosecond mtime and inode, as make and git assume) reuses the remembered hash.
-    """
-    st = path.stat()
-    stamp = {"size": st.st_size, "mtime_ns": st.st_mtime_ns, "inode": st.st_ino}
-    memo = cache_dir_for(path, cache_dir) / f"{path.name}.identity.json"
-    if use_memo:
-        try:
-            known = json.loads(memo.read_text())
-            if {k: known.get(k) for k in stamp} == stamp and isinstance(known.get("sha256"), str):
-                return known["sha256"]
-        except (OSError, ValueError):
-            pass
-    identity = content_hash(path)
-    if use_memo:
-        try:
-            memo.parent.mkdir(parents=True, exist_ok=True)
-            tmp = memo.with_name(f".{memo.name}.{os.getpid()}.tmp")
-            tmp.write_text(json.dumps({**stamp, "sha256": identity}))
-            os.replace(tmp, memo)
-        except OSError:
-            pass
-    return identity
-
-
-def _read_cache(file: Path) -> tuple[Columns, dict[str, Any]] | None:
+def _read_cache(file: Path, identity: str) -> tuple[Columns, dict[str, Any]] | None:
     try:
         import pyarrow.ipc as ipc
 
         table = ipc.open_file(pa.memory_map(str(file), "r")).read_all()
-        return Columns.from_arrow(table)
+        columns, meta = Columns.from_arrow(table)
     except Exception as exc:  # a torn or foreign file: ignore it and parse the source
         log.warning("ignoring unreadable data cache %s: %s", file, exc)
         return None
+    if meta.get("identity") != identity or meta.get("version") != _cache.CACHE_VERSION:
+        log.warning("ignoring data cache %s: made for another file or format", file,
+                    extra={"cache_identity": meta.get("identity"), "cache_version": meta.get("version")})
+        return None
+    return columns, meta
 
 
 def _write_cache(file: Path, columns: Columns, meta: dict[str, Any]) -> bool:
@@ -215,31 +177,42 @@ def _write_cache(file: Path, columns: Columns, meta: dict[str, Any]) -> bool:
 
 
 def load_dataset(path: str | Path, *, cache: bool = True, cache_dir: str | None = None,
-                 max_bytes: int | None = None) -> Dataset:
+                 max_bytes: int | None = None, cache_mode: str = "readwrite", name: str | None = None) -> Dataset:
     """Load ``path`` in any recognised format; raise DataFormatError if it is none of them.
 
-    ``cache_dir`` (DATA_CACHE_DIR) defaults to ``.cache/`` beside the file; ``max_bytes``
-    (DATA_MAX_BYTES, default 1 GiB) bounds the file, decompressed. Callers pass both from their Settings: this
-    package reads no environment variable.
+    ``cache_dir`` (DATA_CACHE_DIR) defaults to ``.cache/`` beside the file; ``cache_mode``
+    (DATA_CACHE_MODE: readwrite, readonly or off; :mod:`atx_analysis.cache`) says whether this
+    process may build it; ``max_bytes`` (DATA_MAX_BYTES, default 1 GiB) bounds the file,
+    decompressed. Callers pass them from their Settings: this package reads no environment
+    variable. ``name``: cache under this file name instead of the path's (the loader checks a
+    download in a temporary file that then becomes the data file).
     """
     path = Path(path)
     if not path.is_file():
         raise DataFormatError(f"{path}: no such file")
-    cache_dir = cache_dir or None
-    identity = identity_of(path, cache_dir, use_memo=cache)
-    file = cache_file(path, identity, cache_dir) if cache else None
+    store = DataCache.of(path, cache_dir, cache_mode if cache else "off")
+    name = name or path.name
+    identity = store.identity(path, remember=name == path.name)
+    file = store.file(name, identity) if store.reads else None
     if file is not None and file.is_file():
-        hit = _read_cache(file)
-        if hit is not None and hit[1].get("identity") == identity:
+        hit = _read_cache(file, identity)
+        if hit is not None:
             columns, meta = hit
             dataset = Dataset(columns, identity=identity, format=meta["format"], path=str(path),
                               counts=meta["counts"], available=meta["available"], from_cache=True)
+            dataset.cache_file = str(file)
             release_freed_memory()   # the index build's temporaries
             return dataset
+    if store.mode == "readonly":
+        log.warning("data cache: no parsed cache of %s for this format (v%d) in %s: parsing it in memory in this "
+                    "process (the loader, jobqueue data fetch, builds the cache)", path.name, _cache.CACHE_VERSION,
+                    store.directory, extra={"data_path": str(path), "cache_file": str(file)})
     columns, fmt, counts, available = parse_file(path, max_bytes)
-    if file is not None:
-        _write_cache(file, columns, {"format": fmt, "counts": counts, "available": available,
-                                     "identity": identity, "version": CACHE_VERSION})
+    written = False
+    if store.writes and file is not None:
+        written = _write_cache(file, columns, {"format": fmt, "counts": counts, "available": available,
+                                               "identity": identity, "version": _cache.CACHE_VERSION})
     dataset = Dataset(columns, identity=identity, format=fmt, path=str(path), counts=counts, available=available)
+    dataset.cache_file = str(file) if written else None
     release_freed_memory()   # the parse's temporaries
     return dataset

@@ -121,7 +121,8 @@ SPEC: dict[str, tuple[str, Callable[[str, str], object], str]] = {
     "REDIS_QUEUE_DB": ("1", _int(0, 15), "Redis db holding the queue, processing lists and worker heartbeats"),
     "QUEUE_NAME": ("jobs", _str, "HotQueue name; the Redis list is hotqueue:<name>"),
     "DATA_PATH": (DEFAULT_DATA_PATH, _str, "traffic incident file (CSV, CSV.gz, JSON or Parquet); relative paths are from the working directory"),
-    "DATA_CACHE_DIR": ("", _str, "where the parsed columnar cache is written; empty: beside DATA_PATH when writable, else none"),
+    "DATA_CACHE_DIR": ("", _str, "where the parsed columnar cache is kept; empty: beside DATA_PATH when writable, else none"),
+    "DATA_CACHE_MODE": ("readwrite", _choice("readwrite", "readonly", "off"), "readwrite: build the cache if missing, then map it; readonly: only map what the loader built, never write (a missing cache: parse in memory, logged); off: always parse"),
     "DATA_MAX_BYTES": ("1073741824", _int(1), "largest data file accepted, decompressed (guards against gzip bombs)"),
     "PORT": ("5000", _int(1, 65535), "API listen port"),
     "BIND_HOST": ("0.0.0.0", _str, "API listen address"),
@@ -160,6 +161,7 @@ class Settings:
     queue_name: str
     data_path: str
     data_cache_dir: str
+    data_cache_mode: str
     data_max_bytes: int
     port: int
     bind_host: str
@@ -189,7 +191,8 @@ class Settings:
 
     def data_options(self) -> dict[str, Any]:
         """Keyword arguments of ``atx_analysis.dataset.load_dataset`` (the package reads no env)."""
-        return {"cache_dir": self.data_cache_dir or None, "max_bytes": self.data_max_bytes}
+        return {"cache_dir": self.data_cache_dir or None, "cache_mode": self.data_cache_mode,
+                "max_bytes": self.data_max_bytes}
 
     def replace(self, **changes: object) -> Settings:
         values = {f.name: getattr(self, f.name) for f in fields(self)}

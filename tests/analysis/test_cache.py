@@ -1,0 +1,162 @@
+"""The parsed-data cache as the chart uses it: the loader builds it beside the data, readers map it
+read-only and never write, versions live side by side through a rolling upgrade, a reload (new
+content) never meets a stale cache, and the worker's wait-for-data knows when to stop waiting."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+
+import pytest
+
+from atx_analysis import cache as cache_module
+from atx_analysis import dataset as dataset_module
+from atx_analysis.cache import CACHE_VERSION, DataCache, wait_until_ready
+from atx_analysis.dataset import content_hash, load_dataset
+
+from devstack.paths import SAMPLE
+
+from .expected import FIXTURES
+
+
+def _listing(folder):
+    return {p.name: p.stat().st_mtime_ns for p in folder.iterdir()} if folder.exists() else {}
+
+
+@pytest.fixture
+def volume(tmp_path, inproc, monkeypatch):
+    """A data volume filled by the loader as the chart runs it: `jobqueue data fetch --from ... --keep-existing`."""
+    data, cache = tmp_path / "pvc" / "traffic_incidents.csv", tmp_path / "pvc" / "cache"
+    monkeypatch.setenv("DATA_CACHE_DIR", str(cache))
+    monkeypatch.setenv("DATA_CACHE_MODE", "readwrite")
+    code, out, err = inproc("data", "fetch", "--from", FIXTURES / "portal10.csv", "--output", data, "--keep-existing")
+    assert code == 0, err
+    return data, cache, json.loads(out)
+
+
+def test_the_loader_caches_under_the_data_files_name_and_remembers_its_identity(volume):
+    data, cache, report = volume
+    identity = content_hash(data)
+    assert report["cache"] == str(cache / f"traffic_incidents.csv.{identity[:20]}.v{CACHE_VERSION}.arrow")
+    # the check parsed a temporary download; nothing of that temporary name is left
+    assert sorted(_listing(cache)) == [f"traffic_incidents.csv.{identity[:20]}.v{CACHE_VERSION}.arrow",
+                                       "traffic_incidents.csv.identity.json"]
+    memo = json.loads((cache / "traffic_incidents.csv.identity.json").read_text())
+    assert memo["sha256"] == identity and memo["loader_version"] == CACHE_VERSION
+    assert DataCache.of(data, str(cache), "readonly").ready(data) == cache / report["cache"].rsplit("/", 1)[1]
+
+
+def test_a_reader_in_readonly_mode_maps_the_cache_and_never_writes(volume, caplog):
+    data, cache, _ = volume
+    before = _listing(cache)
+    ds = load_dataset(data, cache_dir=str(cache), cache_mode="readonly")
+    assert ds.from_cache and ds.cache_file and ds.identity == content_hash(data)
+    data.touch()                                       # memo now stale: hashed again, still not written
+    ds = load_dataset(data, cache_dir=str(cache), cache_mode="readonly")
+    assert ds.from_cache
+    assert _listing(cache) == before
+
+
+def test_readonly_without_a_cache_parses_in_memory_with_a_warning(tmp_path, caplog):
+    cache = tmp_path / "cache"
+    ds = load_dataset(FIXTURES / "portal10.csv", cache_dir=str(cache), cache_mode="readonly")
+    assert ds.rows == 8 and not ds.from_cache and ds.cache_file is None
+    assert not cache.exists(), "a readonly reader created its cache directory"
+    assert any("parsing it in memory" in r.getMessage() for r in caplog.records)
+
+
+def test_off_never_reads_nor_writes(volume):
+    data, cache, _ = volume
+    before = _listing(cache)
+    ds = load_dataset(data, cache_dir=str(cache), cache_mode="off")
+    assert not ds.from_cache and _listing(cache) == before
+
+
+def test_a_new_format_version_and_the_old_one_live_side_by_side(volume, monkeypatch, inproc):
+    """A rolling upgrade: the new loader builds its version; the old pods still find theirs."""
+    data, cache, first = volume
+    old_file = first["cache"]
+    monkeypatch.setattr(cache_module, "CACHE_VERSION", CACHE_VERSION + 1)
+    code, out, err = inproc("data", "fetch", "--from", FIXTURES / "portal10.csv", "--output", data, "--keep-existing")
+    assert code == 0, err
+    new_file = json.loads(out)["cache"]
+    assert new_file.endswith(f".v{CACHE_VERSION + 1}.arrow") and (cache / new_file.rsplit("/", 1)[1]).exists()
+    assert (cache / old_file.rsplit("/", 1)[1]).exists(), "the old pods' cache was removed during the upgrade"
+    assert load_dataset(data, cache_dir=str(cache), cache_mode="readonly").cache_file == new_file
+    monkeypatch.setattr(cache_module, "CACHE_VERSION", CACHE_VERSION)
+    assert load_dataset(data, cache_dir=str(cache), cache_mode="readonly").cache_file == old_file
+    # two versions on: the oldest goes
+    monkeypatch.setattr(cache_module, "CACHE_VERSION", CACHE_VERSION + 2)
+    assert inproc("data", "fetch", "--from", FIXTURES / "portal10.csv", "--output", data, "--keep-existing")[0] == 0
+    assert not (cache / old_file.rsplit("/", 1)[1]).exists()
+    assert (cache / new_file.rsplit("/", 1)[1]).exists()
+
+
+def test_a_cache_of_another_version_inside_the_right_name_is_not_read(volume, monkeypatch):
+    data, cache, report = volume
+    monkeypatch.setattr(cache_module, "CACHE_VERSION", CACHE_VERSION + 1)
+    (cache / report["cache"].rsplit("/", 1)[1]).rename(DataCache.of(data, str(cache)).file(data.name, content_hash(data)))
+    ds = load_dataset(data, cache_dir=str(cache), cache_mode="readonly")
+    assert not ds.from_cache, "a cache written by another format version was mapped"
+
+
+def test_a_reload_replaces_the_old_contents_cache(volume, inproc):
+    data, cache, first = volume
+    other = cache.parent / "other.csv"  # another dataset in the same cache directory: left alone
+    load_dataset(SAMPLE, cache_dir=str(cache), name=other.name)
+    code, out, err = inproc("data", "fetch", "--from", SAMPLE, "--output", data)   # force: a new dataset
+    assert code == 0, err
+    report = json.loads(out)
+    assert report["cache_removed"] == [first["cache"].rsplit("/", 1)[1]]
+    ds = load_dataset(data, cache_dir=str(cache), cache_mode="readonly")
+    assert ds.from_cache and ds.identity == content_hash(SAMPLE) and ds.cache_file == report["cache"]
+    assert [p for p in cache.iterdir() if p.name.startswith("other.csv.")], "another dataset's cache was pruned"
+
+
+def test_a_kept_file_that_does_not_load_keeps_the_loader_going(tmp_path, inproc):
+    data = tmp_path / "d.csv"
+    data.write_text("edited by hand\n")
+    code, out, err = inproc("data", "fetch", "--from", SAMPLE, "--output", data, "--keep-existing")
+    assert code == 0 and json.loads(out)["cache"] is None and "not a usable dataset" in err
+    assert data.read_text() == "edited by hand\n"
+
+
+def test_wait_returns_the_cache_once_the_loader_has_built_it(tmp_path):
+    data, cache = tmp_path / "d.csv", tmp_path / "cache"
+    lines: list[str] = []
+
+    def loader():
+        time.sleep(0.3)
+        data.write_bytes((FIXTURES / "portal10.csv").read_bytes())
+        time.sleep(0.3)
+        ds = load_dataset(data, cache_dir=str(cache))
+        DataCache.of(data, str(cache)).remember(data, ds.identity, loaded=True)
+
+    thread = threading.Thread(target=loader)
+    thread.start()
+    found = wait_until_ready(data, str(cache), timeout=30, poll=0.05, say=lines.append)
+    thread.join()
+    assert found is not None and found.name.endswith(f".v{CACHE_VERSION}.arrow")
+    assert lines[0].startswith("waiting for") and any(line.startswith("found its parsed cache") for line in lines)
+
+
+def test_wait_stops_when_the_loader_left_no_cache_or_after_the_timeout(tmp_path):
+    data, cache = tmp_path / "d.csv", tmp_path / "cache"
+    data.write_bytes((FIXTURES / "portal10.csv").read_bytes())
+    started = time.monotonic()
+    assert wait_until_ready(data, str(cache), timeout=0.3, poll=0.05, say=lambda _: None) is None
+    assert time.monotonic() - started >= 0.3
+    DataCache.of(data, str(cache)).remember(data, content_hash(data), loaded=True)   # e.g. the volume was full
+    lines: list[str] = []
+    assert wait_until_ready(data, str(cache), timeout=60, poll=0.05, say=lines.append) is None
+    assert "left no parsed cache" in lines[-1]
+
+
+def test_dataset_module_reads_the_version_at_call_time(monkeypatch, tmp_path):
+    """The rolling-upgrade tests above patch one constant; the loader must not have a copy of its own."""
+    monkeypatch.setattr(cache_module, "CACHE_VERSION", 999)
+    ds = load_dataset(FIXTURES / "portal10.csv", cache_dir=str(tmp_path / "c"))
+    assert ds.cache_file.endswith(".v999.arrow")
+    assert load_dataset(FIXTURES / "portal10.csv", cache_dir=str(tmp_path / "c")).from_cache
+    assert dataset_module.CACHE_VERSION == CACHE_VERSION  # re-exported name kept for callers
