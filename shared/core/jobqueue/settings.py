@@ -127,7 +127,7 @@ SPEC: dict[str, tuple[str, Callable[[str, str], object], str]] = {
     "PORT": ("5000", _int(1, 65535), "API listen port"),
     "BIND_HOST": ("0.0.0.0", _str, "API listen address"),
     "WEB_CONCURRENCY": ("2", _int(1, 64), "gunicorn worker processes of the API"),
-    "API_METRICS_PORT": ("0", _int(0, 65535), "API: a second listener (on BIND_HOST) that alone serves /metrics, which PORT then answers 404 (0: /metrics on PORT); the chart and k8s/ set 9101, a port no Ingress or NodePort exposes"),
+    "API_METRICS_PORT": ("0", _int(0, 65535), "API: a second listener (on BIND_HOST) that alone serves /metrics, which PORT then answers 404 (0: /metrics on PORT); the chart and k8s/ set 9102, a port no Ingress, NodePort or LoadBalancer publishes"),
     "WORKER_METRICS_PORT": ("9100", _int(0, 65535), "worker Prometheus port (0 disables)"),
     "WORKER_METRICS_HOST": ("", _str, "worker Prometheus listen address; empty: the same as BIND_HOST"),
     "WORKER_CONCURRENCY": ("1", _int(1, 64), "worker processes started by one jobqueue-worker"),
