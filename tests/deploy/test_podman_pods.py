@@ -7,9 +7,10 @@ securityContext (numeric non-root user, read-only root, no capabilities) and res
   with auth, the AOF is written to the volume as the pod's user. Then the backup CronJob's job
   pod snapshots it, Redis stops, the restore Job's pod waits for that and loads the snapshot, and
   Redis starts again with the queued job (and without the one queued after the snapshot).
-- API and worker: the class-cluster, exposed and keda scenarios' pods against that played Redis;
-  the API pod's load-data init container fills the data volume, the probes answer, the tutorial
-  flow (submit, poll, result) completes. Where a limit is too small for what a pod loads, it is
+- API and worker: the default, class-cluster, exposed and keda scenarios' pods against that played
+  Redis; the API pod's load-data init container fills the data volume, the probes answer, the
+  tutorial flow (submit, poll, result) completes, and so does the chart's `helm test` pod; each
+  program then stops on SIGTERM as its container's PID 1. Where a limit is too small for what a pod loads, it is
   OOM-killed here.
 
 Images: the API and worker images built from this checkout (tests/support/images.py). `redis` and
@@ -41,6 +42,7 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 import threading
 import time
 import uuid
@@ -52,7 +54,7 @@ import redis
 import requests
 import yaml
 
-from devstack.paths import SAMPLE
+from devstack.paths import REPO_ROOT, SAMPLE
 from tests.deploy.manifests import WORKLOADS, one, pod_spec, scenario_objects
 from tests.deploy.pods import Loopback, Pod, have
 from tests.support.images import why_not
@@ -80,13 +82,32 @@ def local_image(rendered: str, images: dict[str, str]) -> str:
 
 
 def reserve_ports(loop: Loopback) -> None:
-    """A free loopback port for every container port the release renders, before any text is rewritten."""
-    for obj in loop.objs:
-        if obj["kind"] in WORKLOADS:
-            spec = pod_spec(obj)
-            for c in spec.get("initContainers", []) + spec["containers"]:
-                for port in c.get("ports", []):
-                    loop.port(port["containerPort"])
+    """A free loopback port for every container port the release renders, before any text is rewritten;
+    a Service's port goes where its targetPort went (a client of the Service reaches the pod)."""
+    workloads = [o for o in loop.objs if o["kind"] in WORKLOADS]
+    for obj in workloads:
+        spec = pod_spec(obj)
+        for c in spec.get("initContainers", []) + spec["containers"]:
+            for port in c.get("ports", []):
+                loop.port(port["containerPort"])
+    for service in (o for o in loop.objs if o["kind"] == "Service"):
+        selector = service["spec"].get("selector") or {}
+        pods = [w for w in workloads if selector and selector.items() <= _template_labels(w).items()]
+        named = {p["name"]: p["containerPort"] for w in pods for c in pod_spec(w)["containers"] for p in c.get("ports", [])}
+        for port in service["spec"]["ports"]:
+            target = port.get("targetPort", port["port"])
+            target = named.get(target, target)
+            if isinstance(target, int) and port["port"] != target:
+                assert loop.ports.get(port["port"], loop.port(target)) == loop.port(target), f"{service['metadata']['name']}: port {port['port']} is taken"
+                loop.ports[port["port"]] = loop.port(target)
+
+
+def _template_labels(workload: dict) -> dict:
+    if workload["kind"] == "Pod":
+        return workload["metadata"].get("labels", {})
+    if workload["kind"] == "CronJob":
+        return workload["spec"]["jobTemplate"]["spec"]["template"]["metadata"].get("labels", {})
+    return workload["spec"]["template"]["metadata"].get("labels", {})
 
 
 def _own_like_the_kubelet(path: Path, volume: dict, group: int) -> None:
@@ -116,11 +137,17 @@ def as_pod(pod: Pod, name: str, images: dict[str, str], extra_env: dict[str, dic
     context = spec["securityContext"]
     group = context.get("fsGroup", context.get("runAsGroup", context["runAsUser"]))
     out["volumes"] = []
-    for volume in spec.get("volumes", []) + [{"name": t["metadata"]["name"]} for t in pod.workload["spec"].get("volumeClaimTemplates", [])]:
+    claims = [{"name": t["metadata"]["name"]} for t in pod.workload["spec"].get("volumeClaimTemplates", [])]
+    for volume in spec.get("volumes", []) + claims:
         path = pod.dirs[volume["name"]]
         _own_like_the_kubelet(path, volume, group)
         out["volumes"].append({"name": volume["name"], "hostPath": {"path": str(path), "type": "Directory"}})
+    # a claim mounted readOnly at the volume is read-only in every container (hostPath has no such field)
+    read_only = {v["name"] for v in spec.get("volumes", []) if (v.get("persistentVolumeClaim") or {}).get("readOnly")}
     for c in out.get("initContainers", []) + out["containers"]:
+        for mount in c.get("volumeMounts", []):
+            if mount["name"] in read_only:
+                mount["readOnly"] = True
         env = pod.env(c)
         if env.get("BIND_HOST") == "0.0.0.0":
             env["BIND_HOST"] = "127.0.0.1"
@@ -168,6 +195,19 @@ class Runtime:
     def down(self, name: str) -> None:
         """`kube down`: SIGTERM to every container (then SIGKILL after podman's 10 s), as a pod deletion."""
         podman("kube", "down", str(self.played.pop(name)), timeout=120)
+
+    def stop(self, name: str) -> dict[str, dict]:
+        """`podman pod stop`: SIGTERM to each container's PID 1, SIGKILL after its stop timeout (10 s);
+        the final State of each container (init containers are gone by then) by container name."""
+        containers = json.loads(podman("pod", "inspect", name).stdout)["Containers"]
+        done = podman("pod", "stop", name, timeout=120)
+        assert done.returncode == 0, done.stderr
+        states = {}
+        for c in containers:
+            info = json.loads(podman("inspect", c["Id"]).stdout)[0]
+            if info["Name"].startswith(name + "-"):  # not the pod's infra container
+                states[info["Name"].removeprefix(name + "-")] = info["State"]
+        return states
 
     def close(self) -> None:
         for name in list(self.played):
@@ -231,6 +271,35 @@ def _hardened(runtime: Runtime, pod_name: str, container: dict, user: int) -> No
     assert info["HostConfig"]["Memory"] == int(limit.removesuffix("Mi")) * MiB if limit.endswith("Mi") \
         else info["HostConfig"]["Memory"] == int(limit.removesuffix("Gi")) * 1024 * MiB
     assert info["State"]["OOMKilled"] is False
+    assert info["RestartCount"] == 0, f"{container['name']} restarted"
+
+
+def memory_peak(runtime: Runtime, pod_name: str, container: str) -> int | None:
+    """The container cgroup's peak memory (cgroup v1 max_usage_in_bytes, v2 memory.peak; page cache
+    included), or None where the kernel does not keep it."""
+    pid = runtime.inspect(pod_name, container)["State"]["Pid"]
+    for line in Path(f"/proc/{pid}/cgroup").read_text().splitlines():
+        _, controllers, path = line.split(":", 2)
+        for candidate in ([Path("/sys/fs/cgroup/memory") / path.lstrip("/") / "memory.max_usage_in_bytes"]
+                          if "memory" in controllers.split(",") else
+                          [Path("/sys/fs/cgroup") / path.lstrip("/") / "memory.peak"] if controllers == "" else []):
+            if candidate.exists():
+                return int(candidate.read_text())
+    return None
+
+
+def _stops_on_sigterm(runtime: Runtime, pod_name: str, own: tuple[str, ...]) -> None:
+    """Each container ends on the SIGTERM a pod deletion sends, as PID 1 of its container (where a
+    signal without a handler is ignored), not by the SIGKILL after the grace period; the project's
+    own programs and redis-server exit 0."""
+    started = time.monotonic()
+    states = runtime.stop(pod_name)
+    took = time.monotonic() - started
+    for container, state in states.items():
+        assert not state["OOMKilled"], f"{container} was OOM-killed"
+        assert state["ExitCode"] != 137, f"{container} needed SIGKILL ({took:.0f} s)\n{runtime.logs(pod_name, container)}"
+        if container in own:
+            assert state["ExitCode"] == 0, f"{container} exited {state['ExitCode']}\n{runtime.logs(pod_name, container)}"
 
 
 def _start_redis(runtime: Runtime, pod: Pod, role: str) -> tuple[str, redis.Redis]:
@@ -245,9 +314,9 @@ def _start_redis(runtime: Runtime, pod: Pod, role: str) -> tuple[str, redis.Redi
 
 
 @contextlib.contextmanager
-def serving_the_sample() -> Iterator[str]:
-    """A loopback HTTP server answering every GET with the bundled sample CSV, as the portal's export would."""
-    body = SAMPLE.read_bytes()
+def serving(data: Path) -> Iterator[str]:
+    """A loopback HTTP server answering every GET with ``data``, as the portal's CSV export would."""
+    body = data.read_bytes()
 
     class Export(http.server.BaseHTTPRequestHandler):
         def do_GET(self):
@@ -277,6 +346,22 @@ def _download_from(deployment: dict, url: str) -> bool:
             c["command"][c["command"].index("--url") + 1] = url
             return True
     return False
+
+
+def _fill_with_results(jobs: redis.Redis) -> list[str]:
+    """Write 50 kB results with a TTL until Redis answers OOM (maxmemory, noeviction); their keys."""
+    value, keys = os.urandom(50_000), []
+    while True:
+        batch = [f"job:fill-{len(keys) + i}:result" for i in range(50)]
+        pipe = jobs.pipeline(transaction=False)
+        for key in batch:
+            pipe.set(key, value, ex=7 * 86400)
+        try:
+            pipe.execute()
+        except redis.exceptions.OutOfMemoryError:
+            return [k for k in keys + batch if jobs.exists(k)]
+        keys += batch
+        assert len(keys) < 100_000, "Redis never refused a write: no maxmemory?"
 
 
 @pytest.fixture
@@ -313,7 +398,12 @@ def test_redis_exporter_backup_and_restore_pods_under_podman(runtime, tmp_path):
     for container in pod_spec(sts)["containers"]:
         _hardened(runtime, name, container, user)
     client.rpush("hotqueue:jobs", '"job-1"')
-    redis.Redis(port=loop.port(6379), password=PASSWORD, db=0).set("job:job-1", '{"status": "submitted"}')
+    jobs = redis.Redis(port=loop.port(6379), password=PASSWORD, db=0)
+    jobs.set("job:job-1", '{"status": "submitted"}')
+    # then results (plot PNGs live 7 days) until maxmemory refuses writes: Redis, the backup and the
+    # restore must hold a full Redis within their rendered memory limits
+    results = _fill_with_results(jobs)
+    assert runtime.inspect(name, "redis")["State"]["OOMKilled"] is False
     aof = loop.claims / f"data-{sts['metadata']['name']}-0" / "appendonlydir"
     _wait(lambda: aof.is_dir() and any(f.stat().st_size for f in aof.iterdir()), 10, "the AOF on the volume")
     assert aof.stat().st_uid == user, "Redis writes the volume as the pod's user"
@@ -322,6 +412,7 @@ def test_redis_exporter_backup_and_restore_pods_under_podman(runtime, tmp_path):
     backup = runtime.play(Pod(one(objs, "CronJob", "redis-backup"), loop, tmp_path / "backup", overrides, local_paths=False), "backup")
     assert runtime.wait_exit(backup, "backup", 120) == 0, runtime.logs(backup, "backup")
     (snapshot,) = (loop.claims / "demo-atx-jobqueue-redis-backup").glob("dump-*.rdb")
+    jobs.delete(*results[:20])  # room for one more write
     client.rpush("hotqueue:jobs", '"job-after-the-backup"')
 
     # restore mode: the Job's init container waits while Redis still answers, then the snapshot loads
@@ -342,7 +433,8 @@ def test_redis_exporter_backup_and_restore_pods_under_podman(runtime, tmp_path):
         assert podman("container", "exists", f"{restore_name}-restore").returncode != 0 or \
             runtime.inspect(restore_name, "restore")["State"]["Status"] != "running", \
             "the restore started while Redis still answers"
-        runtime.down(name)  # the restore upgrade scales the StatefulSet to 0
+        _stops_on_sigterm(runtime, name, own=("redis",))  # the restore upgrade scales the StatefulSet to 0
+        runtime.down(name)
         out, _ = playing.communicate(timeout=120)
     finally:
         if playing.poll() is None:
@@ -356,17 +448,43 @@ def test_redis_exporter_backup_and_restore_pods_under_podman(runtime, tmp_path):
     again = Pod(sts, loop, tmp_path / "redis-again", overrides, local_paths=False)
     name, client = _start_redis(runtime, again, "redis-again")
     assert client.lrange("hotqueue:jobs", 0, -1) == ['"job-1"']
-    assert redis.Redis(port=loop.port(6379), password=PASSWORD, db=0).get("job:job-1") == b'{"status": "submitted"}'
+    assert jobs.get("job:job-1") == b'{"status": "submitted"}'
+    assert jobs.exists(*results[20:]) == len(results) - 20, "every result of the snapshot is back"
+    assert runtime.inspect(name, "redis")["State"]["OOMKilled"] is False
 
 
-@pytest.mark.parametrize("scenario", ["class-cluster", "exposed", "keda"])
+@pytest.mark.parametrize("scenario", ["default", "class-cluster", "exposed", "keda"])
 def test_api_and_worker_pods_under_podman_run_the_tutorial(runtime, tmp_path, scenario):
+    _play_the_tutorial(runtime, tmp_path, scenario, SAMPLE)
+
+
+def test_full_size_data_fits_the_rendered_limits(runtime, tmp_path, request):
+    """The exposed scenario's loader downloads a dataset of the real file's size (432,444 rows,
+    96 MB, `make data`'s generator): load-data, API and worker must do their work within their
+    rendered memory limits (a container over its limit is OOM-killed here, as on a cluster)."""
+    data = REPO_ROOT / "data" / "full" / "traffic_incidents.csv"
+    if not data.exists():
+        data = tmp_path / "full.csv"
+        made = subprocess.run([str(Path(sys.executable).parent / "jobqueue"), "data", "generate", "--rows", "432444",
+                               "--output", str(data)], capture_output=True, text=True, timeout=600)
+        assert made.returncode == 0, made.stderr
+    peaks = _play_the_tutorial(runtime, tmp_path, "exposed", data)
+    reporter = request.config.pluginmanager.get_plugin("terminalreporter")
+    if reporter is not None:
+        with request.config.pluginmanager.get_plugin("capturemanager").global_and_fixture_disabled():
+            reporter.write_line("\npodman, full-size data: peak memory (page cache included) " + ", ".join(
+                f"{name} {peak / MiB:.0f} MiB of {limit}" for name, (peak, limit) in peaks.items()))
+
+
+def _play_the_tutorial(runtime: Runtime, tmp_path: Path, scenario: str, data: Path) -> dict[str, tuple[int, str]]:
+    """Redis, API and worker pods of ``scenario`` played, the tutorial job and the helm test pod run;
+    the peak memory of each container that has one, with its limit."""
     objs = scenario_objects(scenario)
     loop = Loopback(objs, tmp_path / "claims")
     reserve_ports(loop)
     redis_name, _ = _start_redis(runtime, Pod(one(objs, "StatefulSet", "redis"), loop, tmp_path / "redis", local_paths=False), "redis")
     names = {}
-    with serving_the_sample() as url:
+    with serving(data) as url:
         for component in ("api", "worker"):
             deployment = one(objs, "Deployment", component)
             downloads = _download_from(deployment, url)
@@ -408,4 +526,25 @@ def test_api_and_worker_pods_under_podman_run_the_tutorial(runtime, tmp_path, sc
     _wait(finished, 120, "the tutorial job", logs)
     assert doc["status"] == "complete", f"{doc}\n{logs()}"
     assert len(doc["result"]["top_locations"]) == 3
-    assert (loop.claims / "demo-atx-jobqueue-data" / "traffic_incidents.csv").stat().st_size > 0
+    loaded = loop.claims / "demo-atx-jobqueue-data" / "traffic_incidents.csv"
+    assert loaded.stat().st_size == data.stat().st_size, "the loader filled the volume with the dataset"
+
+    # `helm test`: the chart's test pod submits through the API Service and waits for the result
+    test_pod = runtime.play(Pod(one(objs, "Pod", "test"), loop, tmp_path / "helm-test", local_paths=False), "helm-test")
+    assert runtime.wait_exit(test_pod, "submit-and-wait", 180) == 0, runtime.logs(test_pod, "submit-and-wait") + logs()
+
+    peaks = {}
+    for component, name in names.items():
+        for container in pod_spec(one(objs, "Deployment", component))["containers"]:
+            peak = memory_peak(runtime, name, container["name"])
+            if peak is not None:
+                peaks[container["name"]] = (peak, container["resources"]["limits"]["memory"])
+    for component, name in names.items():  # after the job too: nothing was OOM-killed or restarted
+        for container in pod_spec(one(objs, "Deployment", component))["containers"]:
+            _hardened(runtime, name, container, pod_spec(one(objs, "Deployment", component))["securityContext"]["runAsUser"])
+
+    # a rollout or scale-in deletes the pods: each program ends on SIGTERM as its container's PID 1
+    for component, name in names.items():
+        _stops_on_sigterm(runtime, name, own=(component,))
+    _stops_on_sigterm(runtime, redis_name, own=("redis",))
+    return peaks

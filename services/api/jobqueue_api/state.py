@@ -21,6 +21,8 @@ from jobqueue.delivery import Delivery
 from jobqueue.jobs import JobStore
 from jobqueue.settings import Settings
 
+from .batching import SubmitBatcher
+
 log = logging.getLogger("jobqueue.api")
 
 
@@ -46,6 +48,7 @@ class ApiState:
     queue: redis.Redis
     store: JobStore
     delivery: Delivery
+    submits: SubmitBatcher  # concurrent submits share one script call (batching.py)
     data: DatasetSlot = field(default_factory=DatasetSlot)
     waiter: Any = None      # jobqueue_api.waiting.DoneWaiter, started lazily after fork
     plot_gate: Any = None   # jobqueue_api.routes.analysis.PlotGate: sync plot cap and PNG cache
@@ -59,6 +62,7 @@ REDIS_POOL_SIZE = 32
 def build_state(settings: Settings, catalogue: Registry) -> ApiState:
     jobs = jobs_redis(settings, max_connections=REDIS_POOL_SIZE)
     jobs_binary = jobs_redis(settings, decode=False, max_connections=REDIS_POOL_SIZE)
+    delivery = Delivery(jobs, settings)
     return ApiState(
         settings=settings,
         catalogue=catalogue,
@@ -66,7 +70,8 @@ def build_state(settings: Settings, catalogue: Registry) -> ApiState:
         jobs_binary=jobs_binary,
         queue=queue_redis(settings, max_connections=REDIS_POOL_SIZE),
         store=JobStore(jobs, settings.job_ttl_seconds, binary=jobs_binary),
-        delivery=Delivery(jobs, settings),
+        delivery=delivery,
+        submits=SubmitBatcher(delivery.store),
     )
 
 

@@ -69,13 +69,14 @@ def main(argv: list[str] | None = None) -> int:
 def load_and_serve(settings: Settings, catalogue, data) -> bool:
     """Load the dataset (once, before any fork) and start the metrics endpoint; False if the data
     cannot be loaded. A metrics port already taken is logged, not fatal: jobs matter more."""
-    from .metrics import serve
+    from .metrics import metrics, serve
 
     try:
         preload(catalogue, data)
     except Exception as exc:
         log.error("cannot load the dataset", extra={"data_path": settings.data_path, "error": str(exc)})
         return False
+    metrics().prime(catalogue.names())   # before the first scrape can come, not when a Worker is built
     try:
         serve(settings.worker_metrics_port, settings.worker_metrics_host)
     except OSError as exc:

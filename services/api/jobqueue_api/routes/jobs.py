@@ -31,7 +31,8 @@ def _accept() -> tuple[Job, str]:
     raw = read_body(request, state.settings.max_body_bytes, state.settings.client_timeout_seconds)
     op, params = validate_submission(parse_body(raw), state.catalogue, state.data.dataset)
     ratelimit.check(state.jobs, state.settings.submit_rate_limit)  # valid ones only: a typo costs nothing
-    job = state.delivery.submit(op.name, params, lane_of(op), owner())
+    job = state.delivery.new_job(op.name, params, lane_of(op), owner())
+    state.submits.submit(job)  # returns once the job is stored and queued
     SUBMITTED.labels(op.name).inc()
     return job, op.name
 

@@ -1,0 +1,292 @@
+"""Concurrent submits of one API process share one script call (``jobqueue_api.batching``), and a
+202 still means the job is stored and queued.
+
+The batcher is exercised three ways: with threads against the real Redis (coalescing, errors
+reaching every caller, the lead never stuck), with greenlets under gevent's patching in a child
+process (a waiter killed while it waits, even the one handed the lead), and through the real
+``jobqueue-api`` while Redis holds every write back (``CLIENT PAUSE``), so that the submits of each
+process pile up behind the first one's call: far fewer script calls than jobs, and every 202 is a
+stored, indexed, queued job.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+from concurrent.futures import Future, ThreadPoolExecutor
+
+import pytest
+import redis
+import requests
+
+from devstack.paths import BIN, REPO_ROOT
+from devstack.procs import free_port, wait_http, wait_until
+from devstack.redis_server import RedisServer, find_redis_server
+from jobqueue import keys
+from jobqueue.connections import jobs_redis, queue_redis
+from jobqueue.delivery import Delivery
+from jobqueue.jobs import JobStatus, JobStore
+from jobqueue.settings import load_settings
+from jobqueue_api.batching import SubmitBatcher
+
+from .support import make_settings
+
+
+def _spawn(fn, *args) -> Future:
+    """``fn(*args)`` on a daemon thread: a test that fails by leaving it blocked still ends."""
+    future: Future = Future()
+
+    def run():
+        try:
+            future.set_result(fn(*args))
+        except BaseException as exc:
+            future.set_exception(exc)
+
+    threading.Thread(target=run, daemon=True).start()
+    return future
+
+
+def _stored_and_queued(jobs: redis.Redis, queue: redis.Redis, job_ids: list[str]) -> None:
+    store = JobStore(jobs, 3600)
+    queued = set(queue.lrange(keys.queue("jobs"), 0, -1))
+    for job_id in job_ids:
+        job = store.get(job_id)
+        assert job is not None and job.status is JobStatus.SUBMITTED, job_id
+        assert job_id in queued, job_id
+        assert jobs.zscore(keys.JOB_INDEX, job_id) is not None, job_id
+
+
+def test_concurrent_submits_share_one_call_and_each_returns_once_stored(redis_url):
+    settings = make_settings(redis_url)
+    jobs, queue = jobs_redis(settings), queue_redis(settings)
+    delivery = Delivery(jobs, settings)
+    first_call = threading.Event()
+    release = threading.Event()
+    batches: list[int] = []
+    order: list[str] = []
+
+    def store_many(batch):
+        batches.append(len(batch))
+        order.extend(job.id for job in batch)
+        if len(batches) == 1:  # hold the first call until everyone else is waiting behind it
+            first_call.set()
+            assert release.wait(10)
+        delivery.store(batch)
+
+    batcher = SubmitBatcher(store_many)
+    seen_stored: dict[str, bool] = {}
+
+    def one(_):
+        job = delivery.new_job("sleep", {"seconds": 0})
+        batcher.submit(job)
+        seen_stored[job.id] = jobs.exists(keys.job(job.id)) == 1  # stored by the time submit returned
+        return job.id
+
+    first = _spawn(one, 0)
+    assert first_call.wait(10)
+    rest = [_spawn(one, i) for i in range(1, 40)]
+    wait_until(lambda: batcher.waiting == 39, 10, "39 submits queued behind the first call")
+    release.set()
+    ids = [first.result(10)] + [f.result(10) for f in rest]
+
+    assert batches == [1, 39], batches       # the first alone, then everyone who waited, in one call
+    assert batcher.calls == 2
+    assert all(seen_stored.values()) and len(seen_stored) == 40
+    _stored_and_queued(jobs, queue, ids)
+    assert queue.lrange(keys.queue("jobs"), 0, -1) == order  # queued in the order they arrived
+
+
+def test_batches_are_capped(redis_url):
+    settings = make_settings(redis_url)
+    delivery = Delivery(jobs_redis(settings), settings)
+    gate = threading.Event()
+    sizes: list[int] = []
+
+    def store_many(batch):
+        sizes.append(len(batch))
+        if len(sizes) == 1:
+            assert gate.wait(10)
+        delivery.store(batch)
+
+    batcher = SubmitBatcher(store_many, max_batch=8)
+    futures = [_spawn(batcher.submit, delivery.new_job("sleep", {})) for _ in range(21)]
+    wait_until(lambda: batcher.waiting == 20, 10, "20 submits queued")
+    gate.set()
+    for f in futures:
+        f.result(10)
+    assert sizes == [1, 8, 8, 4]
+
+
+def test_an_error_reaches_every_caller_of_its_call_and_the_next_submit_works(redis_url):
+    settings = make_settings(redis_url)
+    jobs = jobs_redis(settings)
+    delivery = Delivery(jobs, settings)
+    entered, release = threading.Event(), threading.Event()
+    calls = {"n": 0}
+
+    def store_many(batch):
+        calls["n"] += 1
+        if calls["n"] == 1:
+            entered.set()
+            assert release.wait(10)
+            raise redis.exceptions.ConnectionError("Redis went away")
+        if calls["n"] == 2:
+            raise redis.exceptions.ResponseError("OOM command not allowed when used memory > 'maxmemory'.")
+        delivery.store(batch)
+
+    batcher = SubmitBatcher(store_many)
+    first = _spawn(batcher.submit, delivery.new_job("sleep", {}))
+    assert entered.wait(10)
+    rest = [_spawn(batcher.submit, delivery.new_job("sleep", {})) for _ in range(5)]
+    wait_until(lambda: batcher.waiting == 5, 10, "5 submits queued")
+    release.set()
+    with pytest.raises(redis.exceptions.ConnectionError):
+        first.result(10)
+    for f in rest:   # the second call carried all five: each caller sees its refusal
+        with pytest.raises(redis.exceptions.ResponseError, match="OOM"):
+            f.result(10)
+    job = delivery.new_job("sleep", {})
+    batcher.submit(job)  # the lead was handed back: a later submit runs its own call
+    assert jobs.exists(keys.job(job.id))
+    assert calls["n"] == 3
+
+
+def test_a_waiter_interrupted_as_it_is_handed_the_lead_passes_it_on(redis_url):
+    settings = make_settings(redis_url)
+    delivery = Delivery(jobs_redis(settings), settings)
+    entered, release = threading.Event(), threading.Event()
+    calls: list[list[str]] = []
+    made = []
+
+    class InterruptedFirst(threading.Event):
+        """The first waiter's wait ends in an exception right after it is woken (as a greenlet
+        killed at that moment): it was handed the lead, and never takes it."""
+
+        def __init__(self):
+            super().__init__()
+            made.append(self)
+
+        def wait(self, timeout=None):
+            woken = super().wait(timeout)
+            if self is made[0]:
+                raise KeyboardInterrupt
+            return woken
+
+    def store_many(batch):
+        calls.append([job.operation for job in batch])
+        if len(calls) == 1:
+            entered.set()
+            assert release.wait(10)
+        delivery.store(batch)
+
+    class Batcher(SubmitBatcher):
+        _event = InterruptedFirst
+
+    batcher = Batcher(store_many)
+    first = _spawn(batcher.submit, delivery.new_job("j0", {}))
+    assert entered.wait(10)
+    head = _spawn(batcher.submit, delivery.new_job("j1", {}))
+    wait_until(lambda: batcher.waiting == 1, 10, "1 submits queued")
+    others = [_spawn(batcher.submit, delivery.new_job(f"j{i}", {})) for i in (2, 3)]
+    wait_until(lambda: batcher.waiting == 3, 10, "3 submits queued")
+    release.set()
+    first.result(10)
+    with pytest.raises(KeyboardInterrupt):
+        head.result(10)
+    for f in others:
+        f.result(10)   # a lead left with the interrupted waiter would leave these waiting for good
+    assert calls == [["j0"], ["j2", "j3"]]
+    batcher.submit(delivery.new_job("j4", {}))
+    assert calls[-1] == ["j4"]
+
+
+KILLED_WAITERS = r"""
+from gevent import monkey
+monkey.patch_all()
+import gevent, json, sys
+from jobqueue_api.batching import SubmitBatcher
+
+stored, gate = [], gevent.event.Event()
+def store_many(batch):
+    if not stored:
+        gate.wait()
+    stored.append([job for job in batch])
+
+b = SubmitBatcher(store_many)
+lead = gevent.spawn(b.submit, "j0")
+gevent.sleep(0.01)
+waiters = [gevent.spawn(b.submit, f"j{i}") for i in range(1, 6)]
+gevent.sleep(0.01)
+waiters[0].kill()              # the head waiter: the one the lead would be handed to
+waiters[2].kill()
+gate.set()
+gevent.joinall([lead] + waiters, timeout=5)
+late = gevent.spawn(b.submit, "j6")
+late.join(timeout=5)
+print(json.dumps({"calls": stored, "late_done": late.successful(), "busy": b._busy}))
+"""
+
+
+def test_a_waiter_killed_while_it_waits_never_sticks_the_lead():
+    """Under gevent a request's greenlet can be killed (worker shutdown); if it was the one due to
+    take the lead, the lead passes on, and a killed waiter's job is not stored for nobody."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO_ROOT / "services" / "api"), str(REPO_ROOT / "shared" / "core")])}
+    out = subprocess.run([sys.executable, "-c", KILLED_WAITERS], capture_output=True, text=True, timeout=60, env=env)
+    assert out.returncode == 0, out.stderr[-2000:]
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    assert result["calls"] == [["j0"], ["j2", "j4", "j5"], ["j6"]], result
+    assert result["late_done"] and result["busy"] is False
+
+
+# --- through the real API ---------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def api(tmp_path_factory):
+    if find_redis_server() is None:
+        pytest.skip("no redis-server")
+    server = RedisServer(tmp_path_factory.mktemp("redis-batch")).start()
+    port = free_port()
+    env = {**os.environ, "PORT": str(port), "BIND_HOST": "127.0.0.1", "WEB_CONCURRENCY": "2",
+           "REDIS_URL": server.url, "DIAGNOSTIC_OPERATIONS": "1", "LOG_LEVEL": "WARNING",
+           "PROMETHEUS_MULTIPROC_DIR": str(tmp_path_factory.mktemp("metrics-batch"))}
+    log_path = tmp_path_factory.mktemp("api-batch") / "api.log"
+    with open(log_path, "w") as log:
+        proc = subprocess.Popen([str(BIN / "jobqueue-api")], env=env, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        wait_http(f"http://127.0.0.1:{port}/healthz", proc)
+        yield f"http://127.0.0.1:{port}", server
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        server.stop()
+        output = log_path.read_text()
+        assert "Traceback" not in output, output[-3000:]
+
+
+def test_submits_held_up_by_redis_go_in_few_calls_and_every_202_is_queued(api):
+    base, server = api
+    settings = load_settings({"REDIS_URL": server.url})
+    jobs, queue = jobs_redis(settings), queue_redis(settings)
+    submits = 48
+    jobs.config_resetstat()
+    jobs.execute_command("CLIENT", "PAUSE", "1500", "WRITE")  # scripts wait; the submits pile up
+
+    def one(_):
+        response = requests.post(base + "/submit", json={"operation": "sleep", "params": {"seconds": 0}}, timeout=30)
+        return response.status_code, response.json()
+
+    with ThreadPoolExecutor(submits) as pool:
+        answers = list(pool.map(one, range(submits)))
+    assert all(status == 202 for status, _ in answers), answers
+    ids = [body["job_id"] for _, body in answers]
+    _stored_and_queued(jobs, queue, ids)
+    calls = int(jobs.info("commandstats")["cmdstat_exec"]["calls"])   # one MULTI/EXEC transaction a call
+    print(f"{submits} submits in {calls} calls")
+    assert calls <= submits // 2, calls   # typically 4: per process, the first alone, then the rest
