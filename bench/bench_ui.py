@@ -71,7 +71,7 @@ def fill(jobs_redis, n: int) -> list[str]:
         ids.append(job.id)
         pipe.set(keys.job(job.id), job.to_json())
         pipe.zadd(keys.JOB_INDEX, {job.id: submitted})
-        pipe.zadd(keys.status_index(status.value), {job.id: submitted})
+        pipe.zadd(keys.status_index(status.value) if status.is_final else keys.ACTIVE_INDEX, {job.id: submitted})
         pipe.zadd(keys.operation_index(op), {job.id: submitted})
         if i % 5000 == 4999:
             pipe.execute()

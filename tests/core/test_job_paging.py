@@ -78,19 +78,44 @@ def test_expired_jobs_are_pruned_from_every_index(env):
     jobs.delete(keys.job(ids[1]))       # as if its TTL ran out
     assert [j.id for j in store.page(status="submitted").jobs] == [ids[2], ids[0]]
     assert jobs.zscore(keys.JOB_INDEX, ids[1]) is None
-    assert jobs.zscore(keys.status_index("submitted"), ids[1]) is None
+    assert jobs.zscore(keys.ACTIVE_INDEX, ids[1]) is None
 
 
-def test_the_scripts_keep_the_status_index_in_step(env):
+def test_the_scripts_keep_the_status_indexes_in_step(env):
+    """Jobs not final yet share one index (a start moves nothing); each final status has its own,
+    written once with the job's submit time as the score, and a status filter reads the right one."""
     _, jobs, store, delivery = env
-    done, cancelled, queued = (delivery.submit("sleep", {}).id for _ in range(3))
+    done, cancelled, queued, running = (delivery.submit("sleep", {}).id for _ in range(4))
     _run(delivery, store, done, JobStatus.FAILED)
     assert delivery.cancel(store.get(cancelled))
-    members = {s.value: set(jobs.zrange(keys.status_index(s.value), 0, -1)) for s in JobStatus}
-    assert members == {"submitted": {queued}, "in-progress": set(), "complete": set(),
-                       "failed": {done}, "cancelled": {cancelled}}
+    delivery.claim("w", 2)        # queued, then running
+    job = store.get(running)
+    job.status = JobStatus.IN_PROGRESS
+    delivery.start("w", Start(job))
+    members = {s.value: set(jobs.zrange(keys.status_index(s.value), 0, -1)) for s in JobStatus if s.is_final}
+    assert members == {"complete": set(), "failed": {done}, "cancelled": {cancelled}}
+    assert set(jobs.zrange(keys.ACTIVE_INDEX, 0, -1)) == {queued, running}
+    assert jobs.zscore(keys.status_index("failed"), done) == jobs.zscore(keys.JOB_INDEX, done)
+    assert [j.id for j in store.page(status="submitted").jobs] == [queued]
+    assert [j.id for j in store.page(status="in-progress").jobs] == [running]
+    assert [j.id for j in store.page(status="cancelled").jobs] == [cancelled]
     store.delete(done)
     assert jobs.zcard(keys.status_index("failed")) == 0 and jobs.zscore(keys.operation_index("sleep"), done) is None
+
+
+def test_a_document_has_a_ttl_exactly_when_it_is_final(env):
+    """The scripts' fences read a document's TTL instead of decoding it: every way of writing one
+    keeps the rule."""
+    _settings, jobs, store, delivery = env
+    done, cancelled, queued = (delivery.submit("sleep", {}).id for _ in range(3))
+    _run(delivery, store, done, JobStatus.COMPLETE)
+    assert delivery.cancel(store.get(cancelled))
+    saved = store.create("sleep", {})
+    for job_id, final in ((done, True), (cancelled, True), (queued, False), (saved.id, False)):
+        assert (jobs.ttl(keys.job(job_id)) > 0) is final, job_id
+    saved.status = JobStatus.FAILED
+    store.save(saved)
+    assert jobs.ttl(keys.job(saved.id)) > 0
 
 
 def test_bad_cursors_are_refused(env):

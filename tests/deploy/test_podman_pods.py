@@ -42,6 +42,7 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 import threading
 import time
 import uuid
@@ -53,16 +54,16 @@ import redis
 import requests
 import yaml
 
-from devstack.paths import SAMPLE
+from devstack.paths import REPO_ROOT, SAMPLE
 from tests.deploy.manifests import WORKLOADS, one, pod_spec, scenario_objects
-from tests.deploy.pods import Loopback, Pod, have
+from tests.deploy.pods import AsRendered, Loopback, Pod, have
 from tests.support.images import why_not
 
 pytestmark = [pytest.mark.images, pytest.mark.slow,
               pytest.mark.skipif(why_not() is not None, reason=f"images: {why_not()}"),
               pytest.mark.skipif(not have("podman"), reason="no podman (scripts/bootstrap.sh installs it)")]
 
-KEEP = ("securityContext", "initContainers", "containers", "volumes")
+KEEP = ("securityContext", "initContainers", "containers", "volumes", "terminationGracePeriodSeconds")
 # rendered repository -> key of the local image standing in for it
 STAND_INS = {"redis": "redis", "oliver006/redis_exporter": "redis-exporter"}
 PASSWORD = 'op"s\\pass-word 1'  # an operator's password from existingSecret: quotes, a backslash, a space
@@ -184,10 +185,10 @@ class Runtime:
         path.write_text(yaml.safe_dump(as_pod(pod, name, self.images, extra_env)))
         return name, path
 
-    def play(self, pod: Pod, role: str, extra_env: dict[str, dict[str, str]] | None = None) -> str:
+    def play(self, pod: Pod, role: str, extra_env: dict[str, dict[str, str]] | None = None, network: str = "host") -> str:
         name, path = self.write(pod, role, extra_env)
         self.played[name] = path
-        done = podman("kube", "play", "--network", "host", str(path), timeout=300)
+        done = podman("kube", "play", "--network", network, str(path), timeout=300)
         assert done.returncode == 0, done.stdout + done.stderr
         return name
 
@@ -196,10 +197,12 @@ class Runtime:
         podman("kube", "down", str(self.played.pop(name)), timeout=120)
 
     def stop(self, name: str) -> dict[str, dict]:
-        """`podman pod stop`: SIGTERM to each container's PID 1, SIGKILL after its stop timeout (10 s);
-        the final State of each container (init containers are gone by then) by container name."""
+        """`podman pod stop` with the pod's terminationGracePeriodSeconds (podman 4.3's kube play does not
+        apply it): SIGTERM to each container's PID 1, SIGKILL after the grace; the final State of each
+        container (init containers are gone by then) by container name."""
         containers = json.loads(podman("pod", "inspect", name).stdout)["Containers"]
-        done = podman("pod", "stop", name, timeout=120)
+        grace = yaml.safe_load(self.played[name].read_text())["spec"].get("terminationGracePeriodSeconds", 30)
+        done = podman("pod", "stop", "--time", str(grace), name, timeout=grace + 60)
         assert done.returncode == 0, done.stderr
         states = {}
         for c in containers:
@@ -249,7 +252,16 @@ def _http_ok(url: str) -> requests.Response | None:
     return answer if answer.status_code == 200 else None
 
 
-def _probes_pass(runtime: Runtime, pod_name: str, container: str) -> None:
+def _get_inside(pid: int, url: str) -> str | None:
+    """GET ``url`` from inside the network namespace of process ``pid`` (the body of a 200, else None)."""
+    code = f"import urllib.request; print(urllib.request.urlopen({url!r}, timeout=5).read().decode())"
+    done = subprocess.run(["nsenter", "-t", str(pid), "-n", sys.executable, "-c", code], capture_output=True, text=True, timeout=30)
+    return done.stdout if done.returncode == 0 else None
+
+
+def _probes_pass(runtime: Runtime, pod_name: str, container: str, netns_of: int | None = None) -> None:
+    """Each probe as the kubelet runs it: exec inside the container, httpGet to the pod's address
+    (the host's loopback with host network, else from inside the pod's namespace ``netns_of``)."""
     spec = next(c for c in _played_spec(runtime, pod_name)["containers"] if c["name"] == container)
     for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
         if "exec" in spec.get(probe, {}):
@@ -257,7 +269,9 @@ def _probes_pass(runtime: Runtime, pod_name: str, container: str) -> None:
             assert done.returncode == 0, f"{probe} of {container} failed: {done.stdout}{done.stderr}"
         elif "httpGet" in spec.get(probe, {}):
             get = spec[probe]["httpGet"]
-            assert _http_ok(f"http://127.0.0.1:{get['port']}{get['path']}"), f"{probe} of {container}: {get}"
+            url = f"http://127.0.0.1:{get['port']}{get['path']}"
+            ok = _http_ok(url) if netns_of is None else _get_inside(netns_of, url) is not None
+            assert ok, f"{probe} of {container}: {get}"
 
 
 def _hardened(runtime: Runtime, pod_name: str, container: dict, user: int) -> None:
@@ -270,6 +284,21 @@ def _hardened(runtime: Runtime, pod_name: str, container: dict, user: int) -> No
     assert info["HostConfig"]["Memory"] == int(limit.removesuffix("Mi")) * MiB if limit.endswith("Mi") \
         else info["HostConfig"]["Memory"] == int(limit.removesuffix("Gi")) * 1024 * MiB
     assert info["State"]["OOMKilled"] is False
+    assert info["RestartCount"] == 0, f"{container['name']} restarted"
+
+
+def memory_peak(runtime: Runtime, pod_name: str, container: str) -> int | None:
+    """The container cgroup's peak memory (cgroup v1 max_usage_in_bytes, v2 memory.peak; page cache
+    included), or None where the kernel does not keep it."""
+    pid = runtime.inspect(pod_name, container)["State"]["Pid"]
+    for line in Path(f"/proc/{pid}/cgroup").read_text().splitlines():
+        _, controllers, path = line.split(":", 2)
+        for candidate in ([Path("/sys/fs/cgroup/memory") / path.lstrip("/") / "memory.max_usage_in_bytes"]
+                          if "memory" in controllers.split(",") else
+                          [Path("/sys/fs/cgroup") / path.lstrip("/") / "memory.peak"] if controllers == "" else []):
+            if candidate.exists():
+                return int(candidate.read_text())
+    return None
 
 
 def _stops_on_sigterm(runtime: Runtime, pod_name: str, own: tuple[str, ...]) -> None:
@@ -298,9 +327,9 @@ def _start_redis(runtime: Runtime, pod: Pod, role: str) -> tuple[str, redis.Redi
 
 
 @contextlib.contextmanager
-def serving_the_sample() -> Iterator[str]:
-    """A loopback HTTP server answering every GET with the bundled sample CSV, as the portal's export would."""
-    body = SAMPLE.read_bytes()
+def serving(data: Path) -> Iterator[str]:
+    """A loopback HTTP server answering every GET with ``data``, as the portal's CSV export would."""
+    body = data.read_bytes()
 
     class Export(http.server.BaseHTTPRequestHandler):
         def do_GET(self):
@@ -439,12 +468,36 @@ def test_redis_exporter_backup_and_restore_pods_under_podman(runtime, tmp_path):
 
 @pytest.mark.parametrize("scenario", ["default", "class-cluster", "exposed", "keda"])
 def test_api_and_worker_pods_under_podman_run_the_tutorial(runtime, tmp_path, scenario):
+    _play_the_tutorial(runtime, tmp_path, scenario, SAMPLE)
+
+
+def test_full_size_data_fits_the_rendered_limits(runtime, tmp_path, request):
+    """The exposed scenario's loader downloads a dataset of the real file's size (432,444 rows,
+    96 MB, `make data`'s generator): load-data, API and worker must do their work within their
+    rendered memory limits (a container over its limit is OOM-killed here, as on a cluster)."""
+    data = REPO_ROOT / "data" / "full" / "traffic_incidents.csv"
+    if not data.exists():
+        data = tmp_path / "full.csv"
+        made = subprocess.run([str(Path(sys.executable).parent / "jobqueue"), "data", "generate", "--rows", "432444",
+                               "--output", str(data)], capture_output=True, text=True, timeout=600)
+        assert made.returncode == 0, made.stderr
+    peaks = _play_the_tutorial(runtime, tmp_path, "exposed", data)
+    reporter = request.config.pluginmanager.get_plugin("terminalreporter")
+    if reporter is not None:
+        with request.config.pluginmanager.get_plugin("capturemanager").global_and_fixture_disabled():
+            reporter.write_line("\npodman, full-size data: peak memory (page cache included) " + ", ".join(
+                f"{name} {peak / MiB:.0f} MiB of {limit}" for name, (peak, limit) in peaks.items()))
+
+
+def _play_the_tutorial(runtime: Runtime, tmp_path: Path, scenario: str, data: Path) -> dict[str, tuple[int, str]]:
+    """Redis, API and worker pods of ``scenario`` played, the tutorial job and the helm test pod run;
+    the peak memory of each container that has one, with its limit."""
     objs = scenario_objects(scenario)
     loop = Loopback(objs, tmp_path / "claims")
     reserve_ports(loop)
     redis_name, _ = _start_redis(runtime, Pod(one(objs, "StatefulSet", "redis"), loop, tmp_path / "redis", local_paths=False), "redis")
     names = {}
-    with serving_the_sample() as url:
+    with serving(data) as url:
         for component in ("api", "worker"):
             deployment = one(objs, "Deployment", component)
             downloads = _download_from(deployment, url)
@@ -458,6 +511,10 @@ def test_api_and_worker_pods_under_podman_run_the_tutorial(runtime, tmp_path, sc
     base = f"http://127.0.0.1:{api['readinessProbe']['httpGet']['port']}"
     _wait(lambda: _http_ok(base + "/readyz"), 180, "the API's readinessProbe", logs)
     _probes_pass(runtime, names["api"], "api")
+    for port in pod_spec(one(objs, "Deployment", "api"))["containers"][0].get("ports", []):
+        if port["name"] == "metrics":  # the API's own metrics port (a Service of its own, off the Ingress)
+            answer = _http_ok(f"http://127.0.0.1:{loop.port(port['containerPort'])}/metrics")
+            assert answer is not None and "jobqueue_" in answer.text, f"the API's metrics port\n{logs()}"
     worker = next(c for c in _played_spec(runtime, names["worker"])["containers"] if c["name"] == "worker")
     get = worker["readinessProbe"]["httpGet"] if "httpGet" in worker.get("readinessProbe", {}) else None
     metrics = f"http://127.0.0.1:{get['port'] if get else loop.port(9100)}/metrics"
@@ -486,13 +543,47 @@ def test_api_and_worker_pods_under_podman_run_the_tutorial(runtime, tmp_path, sc
     _wait(finished, 120, "the tutorial job", logs)
     assert doc["status"] == "complete", f"{doc}\n{logs()}"
     assert len(doc["result"]["top_locations"]) == 3
-    assert (loop.claims / "demo-atx-jobqueue-data" / "traffic_incidents.csv").stat().st_size > 0
+    loaded = loop.claims / "demo-atx-jobqueue-data" / "traffic_incidents.csv"
+    assert loaded.stat().st_size == data.stat().st_size, "the loader filled the volume with the dataset"
 
     # `helm test`: the chart's test pod submits through the API Service and waits for the result
     test_pod = runtime.play(Pod(one(objs, "Pod", "test"), loop, tmp_path / "helm-test", local_paths=False), "helm-test")
     assert runtime.wait_exit(test_pod, "submit-and-wait", 180) == 0, runtime.logs(test_pod, "submit-and-wait") + logs()
 
+    peaks = {}
+    for component, name in names.items():
+        for container in pod_spec(one(objs, "Deployment", component))["containers"]:
+            peak = memory_peak(runtime, name, container["name"])
+            if peak is not None:
+                peaks[container["name"]] = (peak, container["resources"]["limits"]["memory"])
+    for component, name in names.items():  # after the job too: nothing was OOM-killed or restarted
+        for container in pod_spec(one(objs, "Deployment", component))["containers"]:
+            _hardened(runtime, name, container, pod_spec(one(objs, "Deployment", component))["securityContext"]["runAsUser"])
+
     # a rollout or scale-in deletes the pods: each program ends on SIGTERM as its container's PID 1
     for component, name in names.items():
         _stops_on_sigterm(runtime, name, own=(component,))
     _stops_on_sigterm(runtime, redis_name, own=("redis",))
+    return peaks
+
+
+def test_redis_pod_as_rendered_in_its_own_network_namespace(runtime, tmp_path):
+    """Nothing rewritten: the pod in a network namespace of its own (`--network none`: loopback
+    only, as a pod's sandbox before the CNI adds its interface), with redis.conf's `bind * -::*`,
+    `port 6379` and `protected-mode no`, the probes' port and the exporter's REDIS_ADDR and `:9121`
+    exactly as rendered. Probes and the exporter's /metrics are reached from inside (nsenter)."""
+    objs = scenario_objects("monitoring-on")
+    pod = Pod(one(objs, "StatefulSet", "redis"), AsRendered(objs, tmp_path / "claims"), tmp_path / "redis", local_paths=False)
+    config = (pod.dirs["config"] / "redis.conf").read_text()
+    assert "bind * -::*" in config and "port 6379" in config and "protected-mode no" in config
+    name = runtime.play(pod, "redis-isolated", network="none")
+    redis_c = next(c for c in _played_spec(runtime, name)["containers"] if c["name"] == "redis")
+    _wait(lambda: runtime.exec_probe(name, redis_c, "startupProbe").returncode == 0, 60, "the Redis startupProbe",
+          lambda: runtime.logs(name, "redis"))
+    pid = runtime.inspect(name, "redis")["State"]["Pid"]
+    port = next(p["containerPort"] for p in pod.container("exporter")["ports"] if p["name"] == "metrics")
+    _wait(lambda: "redis_up 1" in (_get_inside(pid, f"http://127.0.0.1:{port}/metrics") or ""), 60,
+          "the exporter's redis_up 1", lambda: runtime.logs(name, "exporter"))
+    for container in ("redis", "exporter"):
+        _probes_pass(runtime, name, container, netns_of=pid)
+    _stops_on_sigterm(runtime, name, own=("redis",))

@@ -47,7 +47,7 @@ class Harness:
         return Delivery(self.jobs, self.settings)
 
     def submit(self, operation: str, params: dict | None = None) -> str:
-        """What the API does: store the document and queue its id in one script."""
+        """What the API does: store the document and queue its id in one transaction."""
         return self.delivery.submit(operation, params or {}).id
 
     def with_settings(self, **changes) -> Harness:

@@ -35,7 +35,28 @@ def test_refusals_are_recognised_as_transient(fresh_redis):
     except redis.exceptions.RedisError as exc:
         assert write_refusal(exc) == "OOM" and is_transient(exc)
     assert write_refusal(redis.exceptions.ResponseError("MISCONF Redis is configured to save RDB snapshots")) == "MISCONF"
+    in_transaction = "Command # 2 (SET job:x {}) of pipeline caused error: MISCONF Redis is configured to save"
+    assert write_refusal(redis.exceptions.ResponseError(in_transaction)) == "MISCONF"
     assert not is_transient(redis.exceptions.ResponseError("WRONGTYPE Operation against a key"))
+
+
+def test_a_refused_submit_applies_nothing_and_says_why(fresh_redis):
+    """Submit is one transaction: at maxmemory Redis refuses all of it, and the error names OOM
+    (the API's 503 reads it)."""
+    h = Harness(fresh_redis.url)
+    h.submit("sleep", {"seconds": 0})
+    client = fresh_redis.client(db=h.settings.redis_jobs_db)
+    client.config_set("maxmemory-policy", "noeviction")
+    filler = fill_to_maxmemory(client)
+    jobs_before = client.dbsize()
+    try:
+        h.delivery.submit("sleep", {"seconds": 0})
+    except redis.exceptions.RedisError as exc:
+        assert write_refusal(exc) == "OOM" and is_transient(exc)
+    else:
+        raise AssertionError("a submit at maxmemory went through")
+    assert client.dbsize() == jobs_before and h.queue_client.llen(keys.queue(h.settings.queue_name)) == 1
+    client.delete(*filler)
 
 
 def test_a_worker_gives_back_what_it_claimed_when_redis_refuses_writes(fresh_redis):

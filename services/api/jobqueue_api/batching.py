@@ -1,7 +1,7 @@
-"""Concurrent submits of one API process share one Redis script call (a group commit).
+"""Concurrent submits of one API process share one Redis call (a group commit; one MULTI/EXEC transaction).
 
 Under load, the cost of a submit is its Redis round trip (packing, a send, a wake-up, a receive,
-and Redis's own per-call overhead), not the work inside the script. A submit that finds no call in
+and Redis's own per-call overhead), not the work inside the call. A submit that finds no call in
 flight stores its job at once, alone; submits arriving while a call is in flight queue up, and when
 it returns the first of them stores the whole queue (at most :data:`MAX_BATCH`) in one call, then
 hands over to the next waiter if more arrived meanwhile. No timer: an idle API answers as fast as
@@ -9,7 +9,7 @@ before, a busy one makes fewer, larger calls.
 
 Every caller returns only once the call that carried its job has returned, so a 202 still means
 "stored and queued"; an error (Redis down, out of memory) reaches every caller of that call, and a
-Redis refusal comes at the script's first write, so then none of them was stored.
+Redis refusal discards the whole transaction, so then none of them was stored.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from collections.abc import Callable
 
 from jobqueue.jobs import Job
 
-# Jobs per script call at most: ~30 µs of Redis time each, so one call blocks Redis for ~2 ms at most.
+# Jobs per call at most: ~30 µs of Redis time each, so one call blocks Redis for ~2 ms at most.
 MAX_BATCH = 64
 
 
@@ -49,7 +49,7 @@ class SubmitBatcher:
         self._lock = threading.Lock()
         self._queue: deque[_Pending] = deque()
         self._busy = False   # a caller holds the lead (a call is in flight or about to be)
-        self.calls = 0       # script calls made (tests and benchmarks read it)
+        self.calls = 0       # calls made (tests and benchmarks read it)
 
     @property
     def waiting(self) -> int:

@@ -57,13 +57,15 @@ def write_refusal(exc: BaseException) -> str | None:
     """The refusal's prefix (``OOM``, ``MISCONF``, ``READONLY``) when Redis refused a write, else None.
 
     A refusal inside a script keeps its prefix, so this also reads the errors of our Lua commands
-    (which refuse at their first write: nothing of such a call was applied)."""
+    (which refuse at their first write: nothing of such a call was applied), and so does one inside
+    a transaction (redis-py puts "Command # n (...) of pipeline caused error: " before it; Redis then
+    discarded the whole transaction)."""
     if isinstance(exc, redis.exceptions.OutOfMemoryError):
         return "OOM"
     if isinstance(exc, redis.exceptions.ReadOnlyError):
         return "READONLY"
     if isinstance(exc, redis.exceptions.ResponseError):
-        prefix = str(exc).split(" ", 1)[0]
+        prefix = str(exc).rpartition("caused error: ")[2].split(" ", 1)[0]
         return prefix if prefix in WRITE_REFUSALS else None
     return None
 

@@ -1,8 +1,9 @@
 """Every Redis operation of a job's life: submit, cancel, claim, start, finish, retry, reap, sweep.
 
-Each is one command of one atomic Lua script (``lua/dispatch.lua``, its header lists the key
-layout), loaded once per client and run through redis-py's ``Script`` (which reloads it when Redis
-forgot it after a restart). The API submits and cancels; workers do the rest.
+Submit is one MULTI/EXEC transaction (it only writes); every other operation is one command of one
+atomic Lua script (``lua/dispatch.lua``, its header lists the key layout), loaded once per client
+and run through redis-py's ``Script`` (which reloads it when Redis forgot it after a restart). The
+API submits and cancels; workers do the rest.
 
 Ownership of a job id is its presence in a worker's processing list ``processing:<worker>``
 (queue db). A claim moves ids there from the queue list atomically; a worker's lease is its
@@ -50,6 +51,24 @@ class Started(str, Enum):
     CACHED = "cached"      # marked in-progress, and the cache holds its result
     SKIP = "skip"          # final or deleted: acked, not run
     GONE = "gone"          # not ours any more (the reaper gave it to another worker)
+
+
+class Claim(tuple):
+    """One claimed id: unpacks as ``(id, doc)`` (doc JSON, '' when the document is gone);
+    ``reaped`` says the reaper took it from a dead worker, so it must be started (marked
+    in-progress, its attempt counted) before it runs, however quick: a job that kills its worker
+    is then counted each time and fails after JOB_MAX_ATTEMPTS instead of killing workers forever."""
+
+    reaped: bool
+
+    def __new__(cls, job_id: str, doc: str, reaped: bool = False) -> Claim:
+        claim = super().__new__(cls, (job_id, doc))
+        claim.reaped = reaped
+        return claim
+
+
+def _claims(flat: list) -> list[Claim]:
+    return [Claim(i, d, bool(int(r))) for i, d, r in zip(flat[0::3], flat[1::3], flat[2::3])]
 
 
 @dataclass(frozen=True)
@@ -117,8 +136,11 @@ class Delivery:
         self.delayed_key = keys.delayed(settings.queue_name)
         plots = keys.lane_queue_name(settings.queue_name, PLOTS)
         self._script = client.register_script(DISPATCH_LUA)
+        self._db = int(client.connection_pool.connection_kwargs.get("db") or 0)
+        self._lane_queues = {DEFAULT: self.queue_key, PLOTS: keys.queue(plots)}
         self._keys = [self.queue_key, self.delayed_key, keys.WORKERS_HEARTBEAT, keys.WORKERS_BUSY, keys.JOB_INDEX,
-                      keys.queue(plots), keys.delayed(plots), keys.PLOTS_SKIPPED, keys.PLOTS_BUSY]
+                      keys.queue(plots), keys.delayed(plots), keys.PLOTS_SKIPPED, keys.PLOTS_BUSY,
+                      keys.ACTIVE_INDEX, keys.REAPED]
         self._context = [settings.redis_jobs_db, settings.redis_queue_db, keys.JOB_PREFIX, keys.RESULT_PREFIX,
                          keys.PROCESSING_PREFIX, keys.JOB_DONE_CHANNEL, settings.job_ttl_seconds,
                          keys.STATUS_INDEX_PREFIX, keys.OPERATION_INDEX_PREFIX]
@@ -141,25 +163,46 @@ class Delivery:
                    owner=owner)
 
     def store(self, jobs: list[Job]) -> None:
-        """Store, index and queue new jobs in one script call (the API coalesces concurrent submits
-        into one). Redis refuses a script (out of memory, cannot persist, read-only replica) at its
-        first write, so a refusal stores none of them; once this returns, every one will reach a
-        final status."""
-        args = [a for job in jobs for a in (job.id, job.to_json(), repr(job.submitted_at), job.operation, job.lane)]
-        self._run("+".join(["submit"] * len(jobs)), *args)
+        """Store, index and queue new jobs in one MULTI/EXEC transaction (the API coalesces
+        concurrent submits into one). Redis refuses a transaction (out of memory, cannot persist,
+        read-only replica) as a whole, so a refusal stores none of them; once this returns, every
+        one will reach a final status.
+
+        Plain writes that decide nothing, so a transaction rather than a script: as atomic, and it
+        costs Redis half of what a script call did per job (no script set-up, no conversion of each
+        call into and out of Lua)."""
+        if not jobs:
+            return
+        jobs_db, queue_db = self.settings.redis_jobs_db, self.settings.redis_queue_db
+        pipe = self.redis.pipeline(transaction=True)
+        if self._db != jobs_db:
+            pipe.execute_command("SELECT", jobs_db)
+        lanes: dict[str, list[str]] = {}
+        for job in jobs:
+            score = repr(job.submitted_at)
+            pipe.execute_command("SET", keys.job(job.id), job.to_json())
+            pipe.execute_command("ZADD", keys.JOB_INDEX, score, job.id)
+            pipe.execute_command("ZADD", keys.operation_index(job.operation), score, job.id)
+            pipe.execute_command("ZADD", keys.ACTIVE_INDEX, score, job.id)
+            lanes.setdefault(self._lane_queues.get(job.lane, self.queue_key), []).append(job.id)
+        pipe.execute_command("SELECT", queue_db)
+        for queue_key, ids in lanes.items():
+            pipe.execute_command("RPUSH", queue_key, *ids)
+        if self._db != queue_db:   # the connection goes back to the pool in the db it came in
+            pipe.execute_command("SELECT", self._db)
+        pipe.execute()
 
     def cancel(self, job: Job) -> bool:
         """Cancel a queued job: False if it is no longer queued (a worker has it). ``job`` becomes
         the cancelled document either way, so the caller can answer with it."""
         job.status = JobStatus.CANCELLED
         job.finished_at = time.time()
-        return bool(self._run("cancel", job.id, job.to_json()))
+        return bool(self._run("cancel", job.id, job.to_json(), repr(job.submitted_at)))
 
     # --- consumer side (workers) -----------------------------------------------------------
-    def claim(self, worker: str, n: int, held: Iterable[str] = ()) -> list[tuple[str, str]]:
+    def claim(self, worker: str, n: int, held: Iterable[str] = ()) -> list[Claim]:
         """Claim up to ``n`` ids (plus ``held`` ones already moved by BLMOVE); (id, doc JSON or '')."""
-        flat = self._run("claim", worker, n, *held)
-        return list(zip(flat[0::2], flat[1::2]))
+        return _claims(self._run("claim", worker, n, *held))
 
     def wait_one(self, worker: str, timeout: float) -> str | None:
         """Block up to ``timeout`` for one id, moved atomically into the processing list."""
@@ -197,8 +240,20 @@ class Delivery:
         raw = self._run("+".join(["start"] * len(starts)), *[a for s in backwards for a in _start_args(worker, s)])
         return [_start_answer(r) for r in raw[::-1]]
 
-    def record_many(self, worker: str, records: list[Record], claim: int = 0) -> tuple[list[Recorded],
-                                                                                      list[tuple[str, str]]]:
+    def record_and_start_many(self, worker: str, records: list[Record],
+                              starts: list[Start]) -> tuple[list[Recorded], list[StartAnswer]]:
+        """Finish or retry jobs and start the next ones in one script call (a worker starts jobs just
+        before it reaches them, with the outcomes waiting then); as :meth:`start_many`, the first
+        job to start is started last, so ``workers:busy`` names it."""
+        command = "+".join([_command(r) for r in records] + ["start"] * len(starts))
+        args = [a for r in records for a in _record_args(worker, r)] + \
+            [a for s in starts[::-1] for a in _start_args(worker, s)]
+        raw = self._run(command, *args)
+        answers = raw if len(records) + len(starts) > 1 else [raw]
+        started = [_start_answer(a) for a in answers[len(records):]]
+        return [Recorded(a) for a in answers[:len(records)]], started[::-1]
+
+    def record_many(self, worker: str, records: list[Record], claim: int = 0) -> tuple[list[Recorded], list[Claim]]:
         """Finish or retry several jobs in one script call (each fenced on its own) and, when
         ``claim`` > 0, claim up to that many next ids in the same call: a busy worker's round trips
         per batch are this and :meth:`start_many`, whatever the batch size."""
@@ -207,7 +262,7 @@ class Delivery:
         raw = self._run(command, *args)
         answers = raw if len(records) + (1 if claim else 0) > 1 else [raw]
         flat = answers[len(records)] if claim else []
-        return [Recorded(a) for a in answers[:len(records)]], list(zip(flat[0::2], flat[1::2]))
+        return [Recorded(a) for a in answers[:len(records)]], _claims(flat)
 
     def heartbeat(self, worker: str) -> None:
         self.redis.zadd(keys.WORKERS_HEARTBEAT, {worker: _server_now(self.redis)})
@@ -284,13 +339,15 @@ def _command(record: Record) -> str:
 def _record_args(worker: str, record: Record) -> list[Any]:
     job = record.job
     if isinstance(record, Finish):
+        if not job.status.is_final:
+            raise ValueError(f"a finish writes a final document, not {job.status.value!r}")
         fp = record.fingerprint
         if record.blob:
             job.result_ref = keys.result_by_request(fp) if fp else keys.result(job.id)
         else:
             job.result_ref = record.shares or None
         return [job.id, worker, job.to_json(), record.blob, job.result_ref or "",
-                keys.result_cache(fp) if fp else ""]
+                keys.result_cache(fp) if fp else "", job.status.value, repr(job.submitted_at), job.lane]
     return [job.id, worker, job.to_json(), repr(float(record.delay)), job.lane]
 
 

@@ -159,9 +159,11 @@ class JobStore:
              limit: int = 50, offset: int | None = None) -> Page:
         """Jobs newest first, optionally only one status and/or one operation.
 
-        Each filter has its own index (scripts keep the status ones in step), so a page costs the
-        same with 100 or 100,000 jobs; with both filters the smaller index is read and the other
-        filter applied to the documents. ``cursor`` (from the previous page) or ``offset`` (a
+        Each filter has its own index, so a page costs the same with 100 or 100,000 jobs: one per
+        operation, one per final status, and one of the jobs not final yet (``submitted`` and
+        ``in-progress``, filtered by their documents; they are few whatever the history, and a
+        status change on the hot path then moves no index entry). With both filters the smaller
+        index is read and the other filter applied to the documents. ``cursor`` (from the previous page) or ``offset`` (a
         rank) says where to continue. Entries of expired jobs are pruned on the way. A page may
         come back short with a cursor when MAX_SCAN_PER_PAGE entries did not fill it.
         """
@@ -208,10 +210,10 @@ class JobStore:
         if status is None and operation is None:
             return keys.JOB_INDEX, None, None
         if operation is None:
-            return keys.status_index(status or ""), status, None
+            return _status_index(status or ""), status, None
         if status is None:
             return keys.operation_index(operation), None, operation
-        by_status, by_op = keys.status_index(status), keys.operation_index(operation)
+        by_status, by_op = _status_index(status), keys.operation_index(operation)
         pipe = self.redis.pipeline(transaction=False)
         pipe.zcard(by_status)
         pipe.zcard(by_op)
@@ -242,6 +244,7 @@ class JobStore:
         pipe = self.redis.pipeline(transaction=False)
         pipe.zrem(keys.JOB_INDEX, job_id)
         pipe.zrem(index, job_id)
+        pipe.zrem(keys.ACTIVE_INDEX, job_id)
         for status in JobStatus:
             pipe.zrem(keys.status_index(status.value), job_id)
         pipe.execute()
@@ -253,14 +256,15 @@ class JobStore:
         pipe = self.redis.pipeline(transaction=True)
         pipe.set(keys.job(job.id), job.to_json())
         pipe.zadd(keys.JOB_INDEX, {job.id: job.submitted_at})
-        pipe.zadd(keys.status_index(job.status.value), {job.id: job.submitted_at})
+        pipe.zadd(keys.ACTIVE_INDEX, {job.id: job.submitted_at})
         pipe.zadd(keys.operation_index(job.operation), {job.id: job.submitted_at})
         pipe.execute()
         return job
 
     def save(self, job: Job) -> None:
-        """Write the document (a final job gets the TTL, as does its stored result), keeping the
-        status index in step."""
+        """Write the document (a final job gets the TTL, as does its stored result: a document has a
+        TTL exactly when it is final, which the scripts' fences rely on), keeping the status indexes
+        in step."""
         pipe = self.redis.pipeline(transaction=True)
         if job.status.is_final:
             pipe.set(keys.job(job.id), job.to_json(), ex=self.ttl_seconds)
@@ -269,9 +273,9 @@ class JobStore:
         else:
             pipe.set(keys.job(job.id), job.to_json())
         for status in JobStatus:
-            if status is not job.status:
-                pipe.zrem(keys.status_index(status.value), job.id)
-        pipe.zadd(keys.status_index(job.status.value), {job.id: job.submitted_at})
+            pipe.zrem(keys.status_index(status.value), job.id)
+        pipe.zrem(keys.ACTIVE_INDEX, job.id)
+        pipe.zadd(_status_index(job.status.value), {job.id: job.submitted_at})
         pipe.execute()
 
     def delete(self, job_id: str) -> bool:
@@ -280,6 +284,7 @@ class JobStore:
         pipe = self.redis.pipeline(transaction=True)
         pipe.delete(keys.job(job_id), keys.result(job_id))
         pipe.zrem(keys.JOB_INDEX, job_id)
+        pipe.zrem(keys.ACTIVE_INDEX, job_id)
         for status in JobStatus:
             pipe.zrem(keys.status_index(status.value), job_id)
         if job is not None:
@@ -314,6 +319,15 @@ class JobStore:
         pubsub = self.redis.pubsub(ignore_subscribe_messages=True)
         pubsub.subscribe(keys.JOB_DONE_CHANNEL)
         return pubsub
+
+
+def _status_index(status: str) -> str:
+    """The index holding the jobs of one status: its own for a final status, else the active one."""
+    try:
+        final = JobStatus(status).is_final
+    except ValueError:
+        final = True   # no such status: an index nobody writes, so an empty page
+    return keys.status_index(status) if final else keys.ACTIVE_INDEX
 
 
 def _encode_cursor(position: tuple[float, str]) -> str:

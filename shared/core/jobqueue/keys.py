@@ -12,7 +12,8 @@ from __future__ import annotations
 JOB_PREFIX = "job:"
 RESULT_PREFIX = "result:"
 JOB_INDEX = "jobs:by-submitted"          # zset job id -> submitted time (listing, GET /jobs)
-STATUS_INDEX_PREFIX = "jobs:by-status:"  # zset per status: job id -> submitted time (GET /jobs?status=)
+ACTIVE_INDEX = "jobs:active"             # zset job id -> submitted time, jobs not final yet (submitted, in-progress)
+STATUS_INDEX_PREFIX = "jobs:by-status:"  # zset per final status: job id -> submitted time (GET /jobs?status=)
 OPERATION_INDEX_PREFIX = "jobs:by-operation:"  # zset per operation: job id -> submitted time
 RESULT_CACHE_PREFIX = "result-cache:"   # request fingerprint -> id of the job holding the result
 RESULT_BY_REQUEST_PREFIX = "result-by-request:"  # request fingerprint -> stored result shared by its jobs
@@ -31,7 +32,8 @@ def result(job_id: str) -> str:
 
 
 def status_index(status: str) -> str:
-    """Jobs whose document has this status now (the scripts move entries as statuses change)."""
+    """Jobs that ended with this final status (written once, when the job becomes final). Jobs not
+    final yet are all in :data:`ACTIVE_INDEX`: a status change on the hot path moves no entry."""
     return f"{STATUS_INDEX_PREFIX}{status}"
 
 
@@ -66,6 +68,7 @@ DELAYED_PREFIX = "delayed:"              # zset job id -> due time: retries wait
 SWEEP_LOCK = "workers:sweep-lock"        # string, short TTL: one worker at a time runs the sweeper
 PLOTS_SKIPPED = "workers:plots-skipped"  # string: claims in a row that served the default lane while plots waited
 PLOTS_BUSY = "workers:busy-plots"        # hash worker id -> the plots-lane job it holds (the plots cap)
+REAPED = "workers:reaped"                # set: ids the reaper took back from dead workers, until started again
 
 
 def queue(name: str) -> str:

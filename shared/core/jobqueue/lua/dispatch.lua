@@ -1,4 +1,6 @@
--- Every Redis operation of a job's life, as one script with one command per operation.
+-- Every Redis operation of a job's life after its submit, as one script with one command per
+-- operation. (Submit only writes, deciding nothing: it is a MULTI/EXEC transaction in
+-- jobqueue/delivery.py, which costs Redis half of what a script call does.)
 --
 -- Key layout (every name comes from jobqueue/keys.py; this file spells none):
 --   queue db  KEYS[1] queue        hotqueue:<queue>      list: queued job ids (HotQueue's list): the
@@ -10,11 +12,18 @@
 --             KEYS[9] plots busy   workers:busy-plots     hash: worker -> the plots job it holds
 --             KEYS[3] heartbeat    workers:heartbeat     zset: worker -> last beat (Redis TIME)
 --             KEYS[4] busy         workers:busy          hash: worker -> job id it runs now
+--             KEYS[11] reaped      workers:reaped        set: ids the reaper took from dead workers; a
+--                                                        worker starts them (in-progress, attempt
+--                                                        counted) before running them, whatever they take
 --             processing_prefix .. worker                list: ids a worker claimed, not finished
 --   jobs db   KEYS[5] index        jobs:by-submitted     zset: job id -> submit time
---             status_prefix .. status                    zset: the same, per current status
+--             KEYS[10] active      jobs:active           zset: the same, jobs not final yet (submitted
+--                                                        or in-progress: few, whatever the history)
+--             status_prefix .. status                    zset: the same, per final status (written once)
 --             operation_prefix .. operation              zset: the same, per operation
---             job_prefix .. id                           string: the job document (JSON)
+--             job_prefix .. id                           string: the job document (JSON); it has a
+--                                                        TTL exactly when it is final, so the fences
+--                                                        read PTTL instead of decoding it
 --             result_prefix .. id                        string: a stored PNG or large JSON result
 --             (a result shared by identical requests is under a key the caller builds from the
 --             request's fingerprint; cache hits reference it)
@@ -29,14 +38,12 @@
 
 local queue_key, delayed_key, heartbeat_key, busy_key, index_key = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 local plots_queue_key, plots_delayed_key, skipped_key, plots_busy_key = KEYS[6], KEYS[7], KEYS[8], KEYS[9]
+local active_key, reaped_key = KEYS[10], KEYS[11]
 local jobs_db, queue_db = ARGV[1], ARGV[2]
 local job_prefix, result_prefix, processing_prefix = ARGV[3], ARGV[4], ARGV[5]
 local done_channel, ttl = ARGV[6], tonumber(ARGV[7])
 local status_prefix, operation_prefix = ARGV[8], ARGV[9]
 local command = ARGV[10]
-
--- jobqueue.jobs.FINAL_STATUSES (a test keeps the two in step)
-local FINAL = {['complete'] = true, ['failed'] = true, ['cancelled'] = true}
 
 -- Lanes: a job's document names its lane ('plots' or 'default'); each lane is a queue list and a
 -- retry set. Claims serve the default lane first and take at most one plots job each, when the
@@ -49,6 +56,16 @@ local LANES = {['default'] = {queue_key, delayed_key}, ['plots'] = {plots_queue_
 
 local function lane_keys(lane)
   return unpack(LANES[lane] or LANES['default'])
+end
+
+-- SELECT only when the db changes: a batch of commands alternates between the two dbs less often
+-- than its commands do, and each redis.call costs about as much as a small command.
+local selected = nil
+local function use(db)
+  if selected ~= db then
+    redis.call('SELECT', db)
+    selected = db
+  end
 end
 
 local function now()
@@ -69,9 +86,9 @@ local function lanes_of(ids)
   if #ids == 0 then return out end
   local job_keys = {}
   for i, job_id in ipairs(ids) do job_keys[i] = job_prefix .. job_id end
-  redis.call('SELECT', jobs_db)
+  use(jobs_db)
   local docs = redis.call('MGET', unpack(job_keys))
-  redis.call('SELECT', queue_db)
+  use(queue_db)
   for i = 1, #ids do
     local lane = 'default'
     if docs[i] then
@@ -89,22 +106,21 @@ local function push_front(ids)
   for i = #ids, 1, -1 do redis.call('LPUSH', (lane_keys(lanes[i])), ids[i]) end
 end
 
--- Write a job's document (jobs db selected) and move its entry between the per-status indexes
--- when the status changes. ``old`` is the status of the document it replaces (nil: none), ``new``
--- the new document's (nil: read from it); callers pass what they know, so no document is
--- decoded twice (JSON decoding is most of a command's cost in here).
-local function write_doc(job_id, doc, old, new, expire)
-  if expire then
-    redis.call('SET', job_prefix .. job_id, doc, 'EX', expire)
-  else
-    redis.call('SET', job_prefix .. job_id, doc)
-  end
-  if new == nil then new = status_of(doc) end
-  if old == new then return end
-  if old then redis.call('ZREM', status_prefix .. old, job_id) end
-  if new then
-    redis.call('ZADD', status_prefix .. new, redis.call('ZSCORE', index_key, job_id) or 0, job_id)
-  end
+-- What a job's document is now, without decoding it (jobs db selected): 'deleted', 'final' (it has
+-- a TTL: only final documents do) or nil (submitted or in-progress).
+local function doc_state(job_id)
+  local left = redis.call('PTTL', job_prefix .. job_id)
+  if left == -2 then return 'deleted' end
+  if left >= 0 then return 'final' end
+  return nil
+end
+
+-- Write a final document (jobs db selected) with the TTL, and move its entry from the active index
+-- to its final status's (``submitted_at`` is its score in every index).
+local function write_final(job_id, doc, status, submitted_at)
+  redis.call('SET', job_prefix .. job_id, doc, 'EX', ttl)
+  redis.call('ZREM', active_key, job_id)
+  redis.call('ZADD', status_prefix .. status, submitted_at, job_id)
 end
 
 -- arguments of the commands, read in order
@@ -121,42 +137,32 @@ end
 
 local commands = {}
 
--- Store a new job and queue its id, all or nothing: a 202 means both happened.
-function commands.submit()
-  local job_id, doc, submitted_at, operation, lane = arg(), arg(), arg(), arg(), arg()
-  redis.call('SELECT', jobs_db)
-  redis.call('ZADD', index_key, submitted_at, job_id)
-  redis.call('ZADD', operation_prefix .. operation, submitted_at, job_id)
-  write_doc(job_id, doc, nil, 'submitted', false)
-  redis.call('SELECT', queue_db)
-  return redis.call('RPUSH', (lane_keys(lane)), job_id)
-end
-
 -- Take a queued id out of the queue (or the retry set) and, only if it was there, write the
 -- cancelled document and announce it, so neither a worker nor the sweeper acts on it in between.
 function commands.cancel()
-  local job_id, doc = arg(), arg()
-  redis.call('SELECT', queue_db)
+  local job_id, doc, submitted_at = arg(), arg(), arg()
+  use(queue_db)
   local removed = 0
   for _, keys_ in pairs(LANES) do
     removed = removed + redis.call('LREM', keys_[1], 1, job_id) + redis.call('ZREM', keys_[2], job_id)
   end
   if removed == 0 then return 0 end
-  redis.call('SELECT', jobs_db)
-  local previous = redis.call('GET', job_prefix .. job_id)
-  write_doc(job_id, doc, previous and status_of(previous), nil, ttl)
+  redis.call('SREM', reaped_key, job_id)
+  use(jobs_db)
+  write_final(job_id, doc, 'cancelled', submitted_at)
   redis.call('PUBLISH', done_channel, job_id .. '\n' .. doc)
   return 1
 end
 
 -- Beat, move due retries back, then move up to n ids into the worker's processing list; answer
--- {id1, doc1, id2, doc2, ...} (doc '' when the document is gone). Ids already moved by BLMOVE
--- ("held") come first.
+-- {id1, doc1, reaped1, id2, doc2, reaped2, ...} (doc '' when the document is gone; reaped 1 when the
+-- reaper took the id from a dead worker). Ids already moved by BLMOVE ("held") come first.
+-- workers:busy names the first (the worker runs it next), or nothing when there is none.
 function commands.claim()
   local worker, n = arg(), tonumber(arg())
   local ids = rest()
   local processing_key = processing_prefix .. worker
-  redis.call('SELECT', queue_db)
+  use(queue_db)
   local t = now()
   redis.call('ZADD', heartbeat_key, t, worker)
   for _, keys_ in pairs(LANES) do
@@ -200,8 +206,14 @@ function commands.claim()
       redis.call('INCR', skipped_key)
     end
   end
-  if #ids == 0 then return {} end
-  redis.call('SELECT', jobs_db)
+  if #ids == 0 then
+    redis.call('HDEL', busy_key, worker)
+    return {}
+  end
+  redis.call('HSET', busy_key, worker, ids[1])
+  local reaped = {}
+  if redis.call('EXISTS', reaped_key) == 1 then reaped = redis.call('SMISMEMBER', reaped_key, unpack(ids)) end
+  use(jobs_db)
   local job_keys = {}
   for i, job_id in ipairs(ids) do job_keys[i] = job_prefix .. job_id end
   local docs = redis.call('MGET', unpack(job_keys))
@@ -209,6 +221,7 @@ function commands.claim()
   for i, job_id in ipairs(ids) do
     out[#out + 1] = job_id
     out[#out + 1] = docs[i] or ''
+    out[#out + 1] = reaped[i] or 0
   end
   return out
 end
@@ -218,18 +231,18 @@ end
 function commands.start()
   local job_id, worker, doc, cache_key = arg(), arg(), arg(), arg()
   local processing_key = processing_prefix .. worker
-  redis.call('SELECT', queue_db)
+  use(queue_db)
   if not redis.call('LPOS', processing_key, job_id) then return {'gone'} end
-  redis.call('SELECT', jobs_db)
-  local current = redis.call('GET', job_prefix .. job_id)
-  local current_status = current and status_of(current)
-  if not current or FINAL[current_status] then
-    redis.call('SELECT', queue_db)
+  use(jobs_db)
+  if doc_state(job_id) then
+    use(queue_db)
     redis.call('LREM', processing_key, 1, job_id)
+    redis.call('SREM', reaped_key, job_id)
     if redis.call('HGET', plots_busy_key, worker) == job_id then redis.call('HDEL', plots_busy_key, worker) end
     return {'skip'}
   end
-  write_doc(job_id, doc, current_status, 'in-progress', false)
+  -- the first write is the one Redis refuses at maxmemory (a script that has written goes on)
+  redis.call('SET', job_prefix .. job_id, doc)
   local answer = {'ok'}
   if cache_key ~= '' then
     local source_id = redis.call('GET', cache_key)
@@ -241,25 +254,23 @@ function commands.start()
       if d['status'] == 'complete' and ref_ok then answer = {'cached', source} end
     end
   end
-  redis.call('SELECT', queue_db)
+  use(queue_db)
+  redis.call('SREM', reaped_key, job_id)
   redis.call('HSET', busy_key, worker, job_id)
   return answer
 end
 
 -- The fence shared by finish and retry: release the id and say whether we may still write.
--- Answers (nil, the current document's status) when we may, else 'lost' (not ours any more), 'deleted'
--- or 'final'. Leaves the jobs db selected.
-local function release(job_id, worker)
-  redis.call('SELECT', queue_db)
-  redis.call('HDEL', busy_key, worker)
-  if redis.call('HGET', plots_busy_key, worker) == job_id then redis.call('HDEL', plots_busy_key, worker) end
+-- Answers nil when we may, else 'lost' (not ours any more), 'deleted' or 'final'. Leaves the jobs db
+-- selected. Only a plots-lane job can be the one workers:busy-plots names.
+local function release(job_id, worker, lane)
+  use(queue_db)
+  if lane == 'plots' and redis.call('HGET', plots_busy_key, worker) == job_id then
+    redis.call('HDEL', plots_busy_key, worker)
+  end
   if redis.call('LREM', processing_prefix .. worker, 1, job_id) == 0 then return 'lost' end
-  redis.call('SELECT', jobs_db)
-  local current = redis.call('GET', job_prefix .. job_id)
-  if not current then return 'deleted' end
-  local status = status_of(current)
-  if FINAL[status] then return 'final' end
-  return nil, status
+  use(jobs_db)
+  return doc_state(job_id)
 end
 
 -- Write the final document (with the TTL), its stored result (a blob stored under result_key; or,
@@ -268,14 +279,15 @@ end
 -- without reading the job again); only while the id is still ours and not final.
 function commands.finish()
   local job_id, worker, doc, blob, result_key, cache_key = arg(), arg(), arg(), arg(), arg(), arg()
-  local refused, current = release(job_id, worker)
+  local status, submitted_at, lane = arg(), arg(), arg()
+  local refused = release(job_id, worker, lane)
   if refused then return refused end
   if blob ~= '' then
     redis.call('SET', result_key, blob, 'EX', ttl)
   elseif result_key ~= '' then
     redis.call('EXPIRE', result_key, ttl)
   end
-  write_doc(job_id, doc, current, nil, ttl)
+  write_final(job_id, doc, status, submitted_at)
   if cache_key ~= '' then redis.call('SET', cache_key, job_id, 'EX', ttl) end
   redis.call('PUBLISH', done_channel, job_id .. '\n' .. doc)
   return 'ok'
@@ -285,10 +297,10 @@ end
 -- in the retry set until its backoff is over.
 function commands.retry()
   local job_id, worker, doc, delay, lane = arg(), arg(), arg(), tonumber(arg()), arg()
-  local refused, current = release(job_id, worker)
+  local refused = release(job_id, worker, lane)
   if refused then return refused end
-  write_doc(job_id, doc, current, nil, false)
-  redis.call('SELECT', queue_db)
+  redis.call('SET', job_prefix .. job_id, doc)
+  use(queue_db)
   local lane_queue, lane_delayed = lane_keys(lane)
   if delay <= 0 then
     redis.call('LPUSH', lane_queue, job_id)
@@ -302,7 +314,7 @@ end
 -- {moved, workers}.
 function commands.reap()
   local lease = tonumber(arg())
-  redis.call('SELECT', queue_db)
+  use(queue_db)
   local dead = redis.call('ZRANGEBYSCORE', heartbeat_key, '-inf', now() - lease)
   local moved = 0
   for _, worker in ipairs(dead) do
@@ -310,6 +322,7 @@ function commands.reap()
     local ids = redis.call('LRANGE', processing_key, 0, -1)
     redis.call('DEL', processing_key)
     push_front(ids)
+    if #ids > 0 then redis.call('SADD', reaped_key, unpack(ids)) end
     moved = moved + #ids
     redis.call('HDEL', plots_busy_key, worker)
     redis.call('ZREM', heartbeat_key, worker)
@@ -323,7 +336,7 @@ function commands.give_back()
   local worker = arg()
   local ids = rest()
   local processing_key = processing_prefix .. worker
-  redis.call('SELECT', queue_db)
+  use(queue_db)
   local held = {}
   local plot = redis.call('HGET', plots_busy_key, worker)
   for _, job_id in ipairs(ids) do
@@ -338,7 +351,7 @@ end
 -- 1 if queued.
 function commands.sweep_one()
   local job_id = arg()
-  redis.call('SELECT', queue_db)
+  use(queue_db)
   for _, keys_ in pairs(LANES) do
     if redis.call('LPOS', keys_[1], job_id) then return 0 end
     if redis.call('ZSCORE', keys_[2], job_id) then return 0 end
@@ -346,7 +359,7 @@ function commands.sweep_one()
   for _, worker in ipairs(redis.call('ZRANGE', heartbeat_key, 0, -1)) do
     if redis.call('LPOS', processing_prefix .. worker, job_id) then return 0 end
   end
-  redis.call('SELECT', jobs_db)
+  use(jobs_db)
   local current = redis.call('GET', job_prefix .. job_id)
   if not current or status_of(current) ~= 'submitted' then return 0 end
   local lane = lanes_of({job_id})[1]
@@ -357,7 +370,7 @@ end
 -- What is waiting, per lane: {default depth, plots depth, retries waiting, oldest head's id or ''}
 -- (the older of the two lanes' heads, by submit time).
 function commands.waiting()
-  redis.call('SELECT', queue_db)
+  use(queue_db)
   local depth = redis.call('LLEN', queue_key)
   local plots_depth = redis.call('LLEN', plots_queue_key)
   local delayed = redis.call('ZCARD', delayed_key) + redis.call('ZCARD', plots_delayed_key)
@@ -368,7 +381,7 @@ function commands.waiting()
   end
   local oldest = ''
   if #heads > 0 then
-    redis.call('SELECT', jobs_db)
+    use(jobs_db)
     local best
     for _, head in ipairs(heads) do
       local score = tonumber(redis.call('ZSCORE', index_key, head) or '')
