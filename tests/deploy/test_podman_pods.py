@@ -511,6 +511,10 @@ def _play_the_tutorial(runtime: Runtime, tmp_path: Path, scenario: str, data: Pa
     base = f"http://127.0.0.1:{api['readinessProbe']['httpGet']['port']}"
     _wait(lambda: _http_ok(base + "/readyz"), 180, "the API's readinessProbe", logs)
     _probes_pass(runtime, names["api"], "api")
+    for port in pod_spec(one(objs, "Deployment", "api"))["containers"][0].get("ports", []):
+        if port["name"] == "metrics":  # the API's own metrics port (a Service of its own, off the Ingress)
+            answer = _http_ok(f"http://127.0.0.1:{loop.port(port['containerPort'])}/metrics")
+            assert answer is not None and "jobqueue_" in answer.text, f"the API's metrics port\n{logs()}"
     worker = next(c for c in _played_spec(runtime, names["worker"])["containers"] if c["name"] == "worker")
     get = worker["readinessProbe"]["httpGet"] if "httpGet" in worker.get("readinessProbe", {}) else None
     metrics = f"http://127.0.0.1:{get['port'] if get else loop.port(9100)}/metrics"
