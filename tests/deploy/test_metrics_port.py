@@ -225,6 +225,8 @@ def test_real_gunicorn_serves_metrics_only_on_the_metrics_listener(source, tmp_p
         # the API itself is unchanged on http, and its OpenAPI document no longer offers /metrics there
         assert requests.get(f"{http}/healthz", timeout=10).status_code == 200
         assert "/metrics" not in requests.get(f"{http}/openapi.json", timeout=10).json()["paths"]
+        routes = requests.get(f"{http}/help?format=json", timeout=10).json()["routes"]
+        assert [r["path"] for r in routes if "/metrics" in r["path"]] == [f":{metrics_port}/metrics"]
     finally:
         if proc is not None:
             stop(proc, term_group=False)
