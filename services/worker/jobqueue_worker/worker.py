@@ -21,7 +21,7 @@ import socket
 import threading
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, TypeVar
 from collections.abc import Callable
 
@@ -235,7 +235,8 @@ class Worker:
                 break
             if answers[index] is None:
                 chunk = self._start_chunk(batch, answers, index)
-                for k, answer in zip(chunk, self._flush(waiting, False, [starts[k] for k in chunk])):
+                now = [starts[chunk[0]]] + [_ahead(starts[k]) for k in chunk[1:]]
+                for k, answer in zip(chunk, self._flush(waiting, False, now)):
                     answers[k] = answer
                 waiting = []
             answer = answers[index]
@@ -244,7 +245,8 @@ class Worker:
             if item.job is not None:
                 item.job.started_at = time.time()   # when it really began (the start said: its chunk)
             record = self._run(item, answer)
-            self._learn(time.perf_counter() - item.started, item.job.operation if item.job else None)
+            ran = item.job.operation if item.job and item.elapsed is not None else None   # not a cache hit
+            self._learn(time.perf_counter() - item.started, ran)
             if record is not None:
                 if not waiting:
                     oldest = time.perf_counter()
@@ -254,10 +256,10 @@ class Worker:
             if waiting and (last or (not starts_next and time.perf_counter() - oldest >= FLUSH_SECONDS)):
                 self._flush(waiting, claim_next=last)
                 waiting = []
+        if untouched:   # first: the started ones, put back at the front next, stay ahead of them
+            self._send_give_back(untouched)
         if waiting:
             self._flush(waiting, claim_next=False)
-        if untouched:
-            self._send_give_back(untouched)
 
     def _start_chunk(self, batch: list[Claimed], answers: list[StartAnswer | None], index: int) -> list[int]:
         """Which jobs to start now: the one at ``index`` and the unstarted ones after it that the
@@ -587,6 +589,13 @@ class Worker:
 
 
 _UNSTARTED = StartAnswer(Started.OK)   # a quick job's "start": run it, nothing was written
+
+
+def _ahead(start: Start) -> Start:
+    """A job started ahead of the one about to run: in-progress, but its attempt is counted by its
+    final document (or by its own start after a reaper took it back), not now, so a worker killed
+    -9 does not charge an attempt to jobs it had not begun."""
+    return Start(replace(start.job, attempts=start.job.attempts - 1), start.fingerprint)
 
 
 def _follow(estimate: float | None, seconds: float) -> float:
