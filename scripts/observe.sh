@@ -27,7 +27,10 @@ targets() {  # pod-name-prefix, first port, count
   done
   printf ']\n'
 }
-targets api "$PORT" 1 >"$PROM_DIR/targets/api.json.tmp" && mv "$PROM_DIR/targets/api.json.tmp" "$PROM_DIR/targets/api.json"
+# the API's /metrics: on PORT, or on its own listener when API_METRICS_PORT is set (as in the chart)
+API_SCRAPE_PORT=$PORT
+if [ "${API_METRICS_PORT:-0}" != 0 ]; then API_SCRAPE_PORT=$API_METRICS_PORT; fi
+targets api "$API_SCRAPE_PORT" 1 >"$PROM_DIR/targets/api.json.tmp" && mv "$PROM_DIR/targets/api.json.tmp" "$PROM_DIR/targets/api.json"
 targets worker "$WORKER_METRICS_BASE" "$WORKERS" >"$PROM_DIR/targets/worker.json.tmp" \
   && mv "$PROM_DIR/targets/worker.json.tmp" "$PROM_DIR/targets/worker.json"
 
@@ -61,7 +64,7 @@ for _ in $(seq 100); do
 done
 cat <<MSG
 
-Prometheus: http://127.0.0.1:$PROM_PORT  (scraping the API on :$PORT and $WORKERS workers every 5 s, rules loaded)
+Prometheus: http://127.0.0.1:$PROM_PORT  (scraping the API on :$API_SCRAPE_PORT and $WORKERS workers every 5 s, rules loaded)
   Targets: http://127.0.0.1:$PROM_PORT/targets   Alerts: http://127.0.0.1:$PROM_PORT/alerts
   Try:     http://127.0.0.1:$PROM_PORT/graph?g0.expr=jobqueue%3Abacklog%3Amax
 Grafana (optional): import helm/atx-jobqueue/files/grafana/atx-jobqueue-dashboard.json with this Prometheus as data source.

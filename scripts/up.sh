@@ -91,6 +91,8 @@ if ! alive "$RUN_DIR/pids/api.pid"; then   # ready, but not ours: ours died afte
   exit 1
 fi
 echo " ready"
+METRICS_URL=$URL/metrics   # API_METRICS_PORT (the chart's way) moves it to its own listener
+if [ "${API_METRICS_PORT:-0}" != 0 ]; then METRICS_URL=http://127.0.0.1:$API_METRICS_PORT/metrics; fi
 cat <<EOF
 
 atx-jobqueue is running: API $URL, Redis 127.0.0.1:$REDIS_PORT, $WORKERS workers (logs in $RUN_DIR/logs).
@@ -102,5 +104,6 @@ Try:
   .venv/bin/jobqueue submit incident_count_by_date date=2024-03-09 --wait --url $URL
   .venv/bin/jobqueue info --url $URL
 In a browser: $URL/ui/ (the jobs web page) and $URL/docs (interactive API docs).
+Metrics: $METRICS_URL (API), http://127.0.0.1:$WORKER_METRICS_BASE/metrics (worker 1; the next ones count up).
 Stop it with: make down
 EOF

@@ -106,7 +106,7 @@ def test_the_scripts_keep_the_status_indexes_in_step(env):
 def test_a_document_has_a_ttl_exactly_when_it_is_final(env):
     """The scripts' fences read a document's TTL instead of decoding it: every way of writing one
     keeps the rule."""
-    settings, jobs, store, delivery = env
+    _settings, jobs, store, delivery = env
     done, cancelled, queued = (delivery.submit("sleep", {}).id for _ in range(3))
     _run(delivery, store, done, JobStatus.COMPLETE)
     assert delivery.cancel(store.get(cancelled))

@@ -30,6 +30,8 @@ ENTRYPOINTS = {"oliver006/redis_exporter": "prometheus-redis-exporter"}
 class Loopback:
     """The rewriting shared by the pods of one test: Service names to 127.0.0.1, ports to free ones."""
 
+    isolated = False
+
     def __init__(self, objs: list[dict], claims: Path):
         self.objs, self.claims = objs, claims
         self.services = sorted((o["metadata"]["name"] for o in objs if o["kind"] == "Service"), key=len, reverse=True)
@@ -50,6 +52,20 @@ class Loopback:
         for port, port_here in self.ports.items():
             text = re.sub(rf"(?<=port ){port}\b|(?<=-p ){port}\b|(?<=:){port}\b|^{port}$", str(port_here), text, flags=re.M)
         return text.replace("bind * -::*", "bind 127.0.0.1").replace("protected-mode no", "protected-mode yes")
+
+
+class AsRendered(Loopback):
+    """No rewriting at all: for a pod in its own network namespace (ports, Service names and bind
+    addresses as rendered), under a container runtime (mount paths as rendered)."""
+
+    isolated = True
+
+    def port(self, port: int) -> int:
+        return int(port)
+
+    def text(self, text: str, mounts: list[tuple[str, Path]]) -> str:
+        assert not mounts, "an isolated pod keeps its rendered mount paths"
+        return text
 
 
 class Pod:
@@ -124,7 +140,7 @@ class Pod:
         objs += [{"kind": "Secret", "metadata": {"name": n},
                   "data": {k: base64.b64encode(v.encode()).decode() for k, v in d.items()}} for n, d in self.secrets.items()]
         env = {k: self.text(v) for k, v in resolved_env(container, objs).items()}
-        if "REDIS_EXPORTER_WEB_LISTEN_ADDRESS" in env:
+        if "REDIS_EXPORTER_WEB_LISTEN_ADDRESS" in env and not self.loop.isolated:
             env["REDIS_EXPORTER_WEB_LISTEN_ADDRESS"] = "127.0.0.1" + env["REDIS_EXPORTER_WEB_LISTEN_ADDRESS"]
         return env
 

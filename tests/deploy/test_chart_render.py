@@ -298,13 +298,13 @@ def test_monitors_carry_the_release_label_prometheus_selects():
         for monitor in find(objs, kind):
             assert monitor["metadata"]["labels"]["release"] == "prometheus"
     api_monitor = one(objs, "ServiceMonitor", "api")
-    assert api_monitor["spec"]["endpoints"][0]["port"] == "http"
+    assert api_monitor["spec"]["endpoints"][0]["port"] == "metrics"  # the API metrics Service, not http
     assert one(objs, "PodMonitor")["spec"]["podMetricsEndpoints"][0]["port"] == "metrics"
 
 
 def test_scrape_annotations_point_at_the_metrics_ports():
     objs = scenario_objects("default")
-    for component, port in (("api", 5000), ("worker", 9100)):
+    for component, port in (("api", 9102), ("worker", 9100)):
         ann = one(objs, "Deployment", component)["spec"]["template"]["metadata"]["annotations"]
         assert ann["prometheus.io/scrape"] == "true" and ann["prometheus.io/port"] == str(port)
         assert ann["prometheus.io/path"] == "/metrics"

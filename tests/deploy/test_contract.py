@@ -83,8 +83,10 @@ def test_ports_and_probes_match_the_settings(source):
     api = _by_component(objs, "api")
     (main,) = [c for c in pod_spec(api)["containers"] if c["name"] == "api"]
     settings = load_settings({k: v for k, v in resolved_env(main, objs).items() if k in SPEC})
-    (http,) = main["ports"]
+    (http,) = [p for p in main["ports"] if p["name"] == "http"]
     assert http["containerPort"] == settings.port
+    (metrics,) = [p for p in main["ports"] if p["name"] == "metrics"]
+    assert metrics["containerPort"] == settings.api_metrics_port != settings.port
     assert main["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": http["name"]}
     assert main["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": http["name"]}
     assert main["command"] == ["jobqueue-api"]

@@ -56,14 +56,14 @@ import yaml
 
 from devstack.paths import REPO_ROOT, SAMPLE
 from tests.deploy.manifests import WORKLOADS, one, pod_spec, scenario_objects
-from tests.deploy.pods import Loopback, Pod, have
+from tests.deploy.pods import AsRendered, Loopback, Pod, have
 from tests.support.images import why_not
 
 pytestmark = [pytest.mark.images, pytest.mark.slow,
               pytest.mark.skipif(why_not() is not None, reason=f"images: {why_not()}"),
               pytest.mark.skipif(not have("podman"), reason="no podman (scripts/bootstrap.sh installs it)")]
 
-KEEP = ("securityContext", "initContainers", "containers", "volumes")
+KEEP = ("securityContext", "initContainers", "containers", "volumes", "terminationGracePeriodSeconds")
 # rendered repository -> key of the local image standing in for it
 STAND_INS = {"redis": "redis", "oliver006/redis_exporter": "redis-exporter"}
 PASSWORD = 'op"s\\pass-word 1'  # an operator's password from existingSecret: quotes, a backslash, a space
@@ -185,10 +185,10 @@ class Runtime:
         path.write_text(yaml.safe_dump(as_pod(pod, name, self.images, extra_env)))
         return name, path
 
-    def play(self, pod: Pod, role: str, extra_env: dict[str, dict[str, str]] | None = None) -> str:
+    def play(self, pod: Pod, role: str, extra_env: dict[str, dict[str, str]] | None = None, network: str = "host") -> str:
         name, path = self.write(pod, role, extra_env)
         self.played[name] = path
-        done = podman("kube", "play", "--network", "host", str(path), timeout=300)
+        done = podman("kube", "play", "--network", network, str(path), timeout=300)
         assert done.returncode == 0, done.stdout + done.stderr
         return name
 
@@ -197,10 +197,12 @@ class Runtime:
         podman("kube", "down", str(self.played.pop(name)), timeout=120)
 
     def stop(self, name: str) -> dict[str, dict]:
-        """`podman pod stop`: SIGTERM to each container's PID 1, SIGKILL after its stop timeout (10 s);
-        the final State of each container (init containers are gone by then) by container name."""
+        """`podman pod stop` with the pod's terminationGracePeriodSeconds (podman 4.3's kube play does not
+        apply it): SIGTERM to each container's PID 1, SIGKILL after the grace; the final State of each
+        container (init containers are gone by then) by container name."""
         containers = json.loads(podman("pod", "inspect", name).stdout)["Containers"]
-        done = podman("pod", "stop", name, timeout=120)
+        grace = yaml.safe_load(self.played[name].read_text())["spec"].get("terminationGracePeriodSeconds", 30)
+        done = podman("pod", "stop", "--time", str(grace), name, timeout=grace + 60)
         assert done.returncode == 0, done.stderr
         states = {}
         for c in containers:
@@ -250,7 +252,16 @@ def _http_ok(url: str) -> requests.Response | None:
     return answer if answer.status_code == 200 else None
 
 
-def _probes_pass(runtime: Runtime, pod_name: str, container: str) -> None:
+def _get_inside(pid: int, url: str) -> str | None:
+    """GET ``url`` from inside the network namespace of process ``pid`` (the body of a 200, else None)."""
+    code = f"import urllib.request; print(urllib.request.urlopen({url!r}, timeout=5).read().decode())"
+    done = subprocess.run(["nsenter", "-t", str(pid), "-n", sys.executable, "-c", code], capture_output=True, text=True, timeout=30)
+    return done.stdout if done.returncode == 0 else None
+
+
+def _probes_pass(runtime: Runtime, pod_name: str, container: str, netns_of: int | None = None) -> None:
+    """Each probe as the kubelet runs it: exec inside the container, httpGet to the pod's address
+    (the host's loopback with host network, else from inside the pod's namespace ``netns_of``)."""
     spec = next(c for c in _played_spec(runtime, pod_name)["containers"] if c["name"] == container)
     for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
         if "exec" in spec.get(probe, {}):
@@ -258,7 +269,9 @@ def _probes_pass(runtime: Runtime, pod_name: str, container: str) -> None:
             assert done.returncode == 0, f"{probe} of {container} failed: {done.stdout}{done.stderr}"
         elif "httpGet" in spec.get(probe, {}):
             get = spec[probe]["httpGet"]
-            assert _http_ok(f"http://127.0.0.1:{get['port']}{get['path']}"), f"{probe} of {container}: {get}"
+            url = f"http://127.0.0.1:{get['port']}{get['path']}"
+            ok = _http_ok(url) if netns_of is None else _get_inside(netns_of, url) is not None
+            assert ok, f"{probe} of {container}: {get}"
 
 
 def _hardened(runtime: Runtime, pod_name: str, container: dict, user: int) -> None:
@@ -498,6 +511,10 @@ def _play_the_tutorial(runtime: Runtime, tmp_path: Path, scenario: str, data: Pa
     base = f"http://127.0.0.1:{api['readinessProbe']['httpGet']['port']}"
     _wait(lambda: _http_ok(base + "/readyz"), 180, "the API's readinessProbe", logs)
     _probes_pass(runtime, names["api"], "api")
+    for port in pod_spec(one(objs, "Deployment", "api"))["containers"][0].get("ports", []):
+        if port["name"] == "metrics":  # the API's own metrics port (a Service of its own, off the Ingress)
+            answer = _http_ok(f"http://127.0.0.1:{loop.port(port['containerPort'])}/metrics")
+            assert answer is not None and "jobqueue_" in answer.text, f"the API's metrics port\n{logs()}"
     worker = next(c for c in _played_spec(runtime, names["worker"])["containers"] if c["name"] == "worker")
     get = worker["readinessProbe"]["httpGet"] if "httpGet" in worker.get("readinessProbe", {}) else None
     metrics = f"http://127.0.0.1:{get['port'] if get else loop.port(9100)}/metrics"
@@ -548,3 +565,25 @@ def _play_the_tutorial(runtime: Runtime, tmp_path: Path, scenario: str, data: Pa
         _stops_on_sigterm(runtime, name, own=(component,))
     _stops_on_sigterm(runtime, redis_name, own=("redis",))
     return peaks
+
+
+def test_redis_pod_as_rendered_in_its_own_network_namespace(runtime, tmp_path):
+    """Nothing rewritten: the pod in a network namespace of its own (`--network none`: loopback
+    only, as a pod's sandbox before the CNI adds its interface), with redis.conf's `bind * -::*`,
+    `port 6379` and `protected-mode no`, the probes' port and the exporter's REDIS_ADDR and `:9121`
+    exactly as rendered. Probes and the exporter's /metrics are reached from inside (nsenter)."""
+    objs = scenario_objects("monitoring-on")
+    pod = Pod(one(objs, "StatefulSet", "redis"), AsRendered(objs, tmp_path / "claims"), tmp_path / "redis", local_paths=False)
+    config = (pod.dirs["config"] / "redis.conf").read_text()
+    assert "bind * -::*" in config and "port 6379" in config and "protected-mode no" in config
+    name = runtime.play(pod, "redis-isolated", network="none")
+    redis_c = next(c for c in _played_spec(runtime, name)["containers"] if c["name"] == "redis")
+    _wait(lambda: runtime.exec_probe(name, redis_c, "startupProbe").returncode == 0, 60, "the Redis startupProbe",
+          lambda: runtime.logs(name, "redis"))
+    pid = runtime.inspect(name, "redis")["State"]["Pid"]
+    port = next(p["containerPort"] for p in pod.container("exporter")["ports"] if p["name"] == "metrics")
+    _wait(lambda: "redis_up 1" in (_get_inside(pid, f"http://127.0.0.1:{port}/metrics") or ""), 60,
+          "the exporter's redis_up 1", lambda: runtime.logs(name, "exporter"))
+    for container in ("redis", "exporter"):
+        _probes_pass(runtime, name, container, netns_of=pid)
+    _stops_on_sigterm(runtime, name, own=("redis",))

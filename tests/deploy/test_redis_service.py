@@ -1,8 +1,9 @@
 """Redis clients reach Redis through a ClusterIP Service; the headless Service stays for the StatefulSet.
 
-A headless Service's name has DNS records only for Ready pods: while Redis restarts, loads its AOF or
-fails a probe, the name is NXDOMAIN, and resolvers cache that answer (the SOA's negative TTL, 30 s
-on CoreDNS's default) past the moment Redis is back. A ClusterIP Service's name always resolves to
+A headless Service's name has DNS records only for Ready pods (ServiceSpec.publishNotReadyAddresses
+defaults to false; https://kubernetes.io/docs/concepts/services-networking/dns-pod-service/#a-aaaa-records):
+while Redis restarts, loads its AOF or fails a probe, the name is NXDOMAIN, and resolvers may cache
+that answer (negative caching, RFC 2308) past the moment Redis is back. A ClusterIP Service's name always resolves to
 its virtual IP, so a client sees "connection refused" and retries (review 3.8). The StatefulSet's
 ``serviceName`` cannot change on upgrade (apps/v1 StatefulSet spec: every field but replicas,
 ordinals, template, updateStrategy, persistentVolumeClaimRetentionPolicy and minReadySeconds is

@@ -5,8 +5,9 @@ the kubelet does (https://kubernetes.io/docs/concepts/workloads/pods/pod-lifecyc
 Review 3.8: SHUTDOWN_GRACE_SECONDS (60) was below JOB_TIMEOUT_SECONDS (300), so a job running longer
 than the grace was handed back on every scale-in, its attempt not counted, and could be cut again at
 the next one. The chart now renders a grace of at least the job timeout. Times are scaled down
-(a 6 s job limit); the control run gives the worker the old 1:5 grace-to-timeout ratio and shows the
-same job being cut.
+(a 10 s job limit); the control run gives the worker the old 1:5 grace-to-timeout ratio (2 s) and
+shows a job of the same kind being cut. Job lengths leave seconds of slack for a loaded machine: the
+SIGTERM may come late after the job starts, and each assertion still holds.
 """
 
 from __future__ import annotations
@@ -27,7 +28,8 @@ from tests.support.harness import Harness
 
 pytestmark = [pytest.mark.slow, pytest.mark.skipif(find_redis_server() is None, reason="no redis-server")]
 
-JOB_TIMEOUT = 6
+JOB_TIMEOUT = 10
+OLD_GRACE = JOB_TIMEOUT * 60 / 300   # the grace the chart rendered before, at the same ratio
 VALUES = {"config": {"jobTimeoutSeconds": JOB_TIMEOUT, "diagnosticOperations": True},
           "data": {"persistence": {"enabled": False}}}
 
@@ -95,7 +97,7 @@ def _scale_in(objs, worker, env, server, tmp_path, seconds: float, extra_env: di
 def test_a_job_longer_than_the_old_grace_completes_on_scale_in(rendered, tmp_path):
     objs, worker, env, server = rendered
     assert float(env["SHUTDOWN_GRACE_SECONDS"]) >= float(env["JOB_TIMEOUT_SECONDS"]) == JOB_TIMEOUT
-    code, job, notices, harness = _scale_in(objs, worker, env, server, tmp_path, seconds=3)
+    code, job, notices, harness = _scale_in(objs, worker, env, server, tmp_path, seconds=OLD_GRACE + 2)
     assert code == 0, "the worker did not exit by itself within terminationGracePeriodSeconds"
     assert job.status == JobStatus.COMPLETE and job.attempts == 1, (job.status, job.attempts, job.error)
     assert len(notices) == 1, notices
@@ -105,7 +107,7 @@ def test_a_job_longer_than_the_old_grace_completes_on_scale_in(rendered, tmp_pat
 def test_a_job_past_its_limit_fails_once_before_the_kubelet_kills(rendered, tmp_path):
     """The grace ends no later than the job's own limit, so the worker still exits before SIGKILL."""
     objs, worker, env, server = rendered
-    code, job, notices, harness = _scale_in(objs, worker, env, server, tmp_path, seconds=JOB_TIMEOUT * 3)
+    code, job, notices, harness = _scale_in(objs, worker, env, server, tmp_path, seconds=JOB_TIMEOUT * 2)
     assert code == 0, "SIGKILLed: terminationGracePeriodSeconds does not cover SHUTDOWN_GRACE_SECONDS"
     assert job.status == JobStatus.FAILED and "time limit" in (job.error or ""), (job.status, job.error)
     assert len(notices) == 1 and harness.queue.depth() == 0
@@ -115,9 +117,9 @@ def test_control_the_old_grace_ratio_cuts_the_same_job(rendered, tmp_path):
     """With the grace the chart used to render (60 s against a 300 s limit, scaled), the same job is
     handed back unfinished: what the two tests above rule out."""
     objs, worker, env, server = rendered
-    old_grace = JOB_TIMEOUT * 60 / 300
-    code, job, notices, harness = _scale_in(objs, worker, env, server, tmp_path, seconds=3,
-                                            extra_env={"SHUTDOWN_GRACE_SECONDS": json.dumps(old_grace)})
+    # cut as long as the SIGTERM comes within JOB_TIMEOUT - 2 - OLD_GRACE (6 s) of the job's start
+    code, job, notices, harness = _scale_in(objs, worker, env, server, tmp_path, seconds=JOB_TIMEOUT - 2,
+                                            extra_env={"SHUTDOWN_GRACE_SECONDS": json.dumps(OLD_GRACE)})
     assert code == 0
     assert job.status == JobStatus.SUBMITTED and job.attempts == 0
     assert notices == [] and harness.queue.depth() == 1

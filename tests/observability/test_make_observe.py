@@ -32,13 +32,18 @@ def two_free_ports() -> int:
     raise RuntimeError("no two consecutive free ports")
 
 
-@pytest.fixture
-def observe(tmp_path):
+@pytest.fixture(params=["metrics-on-api-port", "metrics-port"])
+def observe(request, tmp_path):
+    """make observe as run locally (/metrics on PORT), and with API_METRICS_PORT as the chart runs the
+    API (/metrics only on its own listener, which observe.sh must scrape instead)."""
     if find_prometheus() is None or find_redis_server() is None:
         pytest.skip("needs prometheus and redis-server (make setup)")
     env = {**os.environ, "RUN_DIR": str(tmp_path / "run"), "PORT": str(free_port()), "REDIS_PORT": str(free_port()),
            "WORKER_METRICS_BASE": str(two_free_ports()), "PROMETHEUS_PORT": str(free_port()), "WORKERS": "2",
            "SHUTDOWN_GRACE_SECONDS": "5"}
+    env.pop("API_METRICS_PORT", None)
+    if request.param == "metrics-port":
+        env["API_METRICS_PORT"] = str(free_port())
     env.pop("PROMETHEUS_MULTIPROC_DIR", None)
     try:
         proc = subprocess.run([str(REPO_ROOT / "scripts" / "observe.sh")], env=env, capture_output=True, text=True,
@@ -55,6 +60,8 @@ def test_make_observe_scrapes_api_and_each_worker_with_the_rules_loaded(observe,
     assert {g["name"] for g in prom.rule_groups()} == {g["name"] for g in rules.load_rules()["groups"]}
 
     api = f"http://127.0.0.1:{observe['PORT']}"
+    if observe.get("API_METRICS_PORT"):
+        assert requests.get(f"{api}/metrics", timeout=10).status_code == 404
     job = requests.post(f"{api}/submit", json={"operation": "unique_issues", "params": {}}, timeout=10).json()["job_id"]
     assert requests.get(f"{api}/status/{job}?wait=30", timeout=40).json()["status"] == "complete"
 

@@ -45,6 +45,9 @@ def test_up_runs_everything_and_down_stops_exactly_it(stack):
     assert set(pids) == {"redis", "api", "worker-1", "worker-2"}
     assert all(_alive(pid) for pid in pids.values())
     assert requests.get(f"{url}/readyz", timeout=5).status_code == 200
+    # the hint says where the metrics are (locally: the API's own port), and they are there
+    assert f"Metrics: {url}/metrics (API)" in out
+    assert "jobqueue_queue_depth" in requests.get(f"{url}/metrics", timeout=5).text
 
     # idempotent: a second `make up` starts nothing new
     again = subprocess.run(["bash", "scripts/up.sh"], cwd=REPO_ROOT, env=env, capture_output=True, text=True,

@@ -309,3 +309,59 @@ def test_a_claim_whose_answer_was_lost_is_given_back_not_stranded(harness):
     assert lost, "the fault was never injected (no claim rode on a record)"
     stranded = [job.id for job in harness.store.get_many(ids) if job.status != JobStatus.COMPLETE]
     assert not stranded, f"{len(stranded)} jobs not run, of which {len(set(stranded) & set(lost[0]))} were in the lost claim"
+
+
+def test_quick_jobs_are_not_started_and_their_final_document_says_what_ran(harness):
+    """Jobs of an operation this worker has seen finish within FLUSH_SECONDS skip the start call:
+    their document is written once (the final one), with the attempt, the worker and the start time."""
+    ids = [harness.submit("sleep", {"seconds": 0}) for _ in range(20)]
+    worker = Worker(harness.settings, operations(), FakeData())
+    worker._learn(0.0001, "sleep")
+    harness.jobs.config_resetstat()
+    assert worker.work(burst=True, install_signals=False) == 0
+    stats = harness.jobs.info("commandstats")
+    jobs = harness.store.get_many(ids)
+    assert {j.status for j in jobs} == {JobStatus.COMPLETE} and {j.attempts for j in jobs} == {1}
+    assert all(j.worker == worker.id and j.finished_at >= j.started_at > j.submitted_at for j in jobs)
+    # one document write a job (the sweeper's lock may add one); started, it was two
+    assert stats["cmdstat_set"]["calls"] <= 21, stats["cmdstat_set"]
+    assert "cmdstat_lpos" not in stats   # no start ran
+
+
+def test_a_quick_job_taken_from_a_dead_worker_is_started_before_it_runs(harness):
+    """A quick job's attempt is written only with its result. When its worker dies running it, the
+    reaper marks the id, and the next worker marks it in-progress (attempt counted) before running
+    it, so a quick job that kills every worker still fails after JOB_MAX_ATTEMPTS."""
+    seen = {}
+    probe = op("probe", lambda: seen.setdefault("statuses", []).append(harness.store.get(seen["id"]).status) or {})
+
+    def quick_worker() -> Worker:
+        worker = Worker(harness.settings, operations(probe), FakeData())
+        worker._learn(0.0001, "probe")
+        return worker
+
+    seen["id"] = harness.submit("probe")
+    assert quick_worker().work(burst=True, install_signals=False) == 0
+    assert seen["statuses"] == [JobStatus.SUBMITTED]          # fresh and quick: never started
+    seen["id"] = job_id = harness.submit("probe")
+    d = harness.delivery
+    assert [i for i, _ in d.claim("dead", 1)] == [job_id]    # ran it quick, wrote nothing, died
+    harness.queue_client.zadd(keys.WORKERS_HEARTBEAT, {"dead": time.time() - 100})
+    assert d.reap(30, min_uptime=0) == (1, 1)
+    assert quick_worker().work(burst=True, install_signals=False) == 0
+    assert seen["statuses"][-1] == JobStatus.IN_PROGRESS
+    assert harness.store.get(job_id).attempts == 1 and harness.queue_client.scard(keys.REAPED) == 0
+
+
+def test_a_batch_is_started_a_flush_window_at_a_time(harness):
+    """Jobs are marked in-progress shortly before they run, not a whole batch ahead: a worker killed
+    -9 mid-batch has started (attempt counted) only the jobs it was about to reach."""
+    seen = []
+    probe = op("probe", lambda: seen.append(sum(j.status is JobStatus.IN_PROGRESS
+                                                for j in harness.store.get_many(ids))) or time.sleep(0.008) or {})
+    ids = [harness.submit("probe") for _ in range(12)]
+    worker = Worker(harness.settings.replace(result_cache=False), operations(probe), FakeData())
+    worker._learn(0.008)                       # the 12 come as one batch; 8 ms a job is not quick
+    assert worker.work(burst=True, install_signals=False) == 0
+    assert {j.status for j in harness.store.get_many(ids)} == {JobStatus.COMPLETE}
+    assert max(seen) <= 2, seen                # started ahead: about FLUSH_SECONDS of work, not the batch

@@ -37,6 +37,7 @@ def test_refusals_are_recognised_as_transient(fresh_redis):
     assert write_refusal(redis.exceptions.ResponseError("MISCONF Redis is configured to save RDB snapshots")) == "MISCONF"
     in_transaction = "Command # 2 (SET job:x {}) of pipeline caused error: MISCONF Redis is configured to save"
     assert write_refusal(redis.exceptions.ResponseError(in_transaction)) == "MISCONF"
+    assert not is_transient(redis.exceptions.ResponseError("WRONGTYPE Operation against a key"))
 
 
 def test_a_refused_submit_applies_nothing_and_says_why(fresh_redis):
@@ -56,7 +57,6 @@ def test_a_refused_submit_applies_nothing_and_says_why(fresh_redis):
         raise AssertionError("a submit at maxmemory went through")
     assert client.dbsize() == jobs_before and h.queue_client.llen(keys.queue(h.settings.queue_name)) == 1
     client.delete(*filler)
-    assert not is_transient(redis.exceptions.ResponseError("WRONGTYPE Operation against a key"))
 
 
 def test_a_worker_gives_back_what_it_claimed_when_redis_refuses_writes(fresh_redis):

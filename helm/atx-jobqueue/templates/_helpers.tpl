@@ -391,6 +391,15 @@ initContainers:
 {{- end }}
 {{- end }}
 
+{{/* API_METRICS_PORT: the API's /metrics listener, never the port the Ingress and the API Service
+publish (PORT would then serve /metrics again). */}}
+{{- define "atx-jobqueue.api.metricsPort" -}}
+{{- if eq (int .Values.api.metricsPort) (int .Values.api.port) }}
+{{- fail (printf "api.metricsPort (%d) must differ from api.port: /metrics has its own listener so that what publishes the API (Ingress, NodePort, LoadBalancer) does not publish the metrics" (int .Values.api.metricsPort)) }}
+{{- end }}
+{{- .Values.api.metricsPort | int }}
+{{- end }}
+
 {{/* The API pod's grace period: a long poll (MAX_WAIT_SECONDS) finishes within gunicorn's graceful
 timeout (MAX_WAIT_SECONDS + 5, services/api/jobqueue_api/serve.py), after the preStop sleep. */}}
 {{- define "atx-jobqueue.api.terminationGrace" -}}
@@ -402,7 +411,7 @@ scrapes them on kube-prometheus-stack (it ignores prometheus.io annotations) and
 see no series. Stop at render time unless the operator says the API is scraped another way. */}}
 {{- define "atx-jobqueue.autoscaling.requireScrape" -}}
 {{- if not (or .Values.metrics.serviceMonitor.enabled .Values.autoscaling.scrapedWithoutServiceMonitor) }}
-{{- fail (printf "autoscaling.mode=%s reads the API's jobqueue_queue_depth from Prometheus: set metrics.serviceMonitor.enabled=true and metrics.serviceMonitor.labels to what your Prometheus selects (kube-prometheus-stack: release: <its release name>), or, if the API is scraped another way with a service label, autoscaling.scrapedWithoutServiceMonitor=true" .Values.autoscaling.mode) }}
+{{- fail (printf "autoscaling.mode=%s reads the API's jobqueue_queue_depth from Prometheus: set metrics.serviceMonitor.enabled=true and metrics.serviceMonitor.labels to what your Prometheus selects (kube-prometheus-stack: release: <its release name>), or, if the API's metrics port is scraped another way with service=<release>-atx-jobqueue-api on its series, autoscaling.scrapedWithoutServiceMonitor=true" .Values.autoscaling.mode) }}
 {{- end }}
 {{- end }}
 

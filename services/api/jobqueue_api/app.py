@@ -61,6 +61,7 @@ def create_app(settings: Settings | None = None, *, dataset: Any = None, load_da
     app.extensions["jobqueue_openapi"] = build_spec(state.catalogue, settings, _version())
 
     register_error_handlers(app)
+    metrics.separate_listener(app, settings.api_metrics_port)
     guards.install(app, guards.parse_allowed_hosts(settings.allowed_hosts))
     metrics.instrument(app)
     for bp in (jobs.bp, analysis.bp, meta.bp, health.bp, metrics_routes.bp, docs.bp, ui.bp, ui.api):

@@ -4,6 +4,10 @@ Under gunicorn, ``jobqueue-api`` sets ``PROMETHEUS_MULTIPROC_DIR`` before anythi
 prometheus_client, so these counters are kept in per-process files that ``/metrics`` merges
 (MultiProcessCollector) whichever worker answers the scrape. Without it (flask test client, a
 plain ``flask run``) they live in the default in-process registry.
+
+With ``API_METRICS_PORT`` set, gunicorn listens on a second port and ``/metrics`` is answered only
+on connections that arrived there (:func:`separate_listener`): whatever publishes PORT (an Ingress,
+a NodePort, a LoadBalancer) then cannot publish the metrics.
 """
 
 from __future__ import annotations
@@ -11,7 +15,7 @@ from __future__ import annotations
 import os
 import time
 
-from flask import Flask, Response, g, request
+from flask import Flask, Response, abort, g, request
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client import multiprocess
 
@@ -45,6 +49,41 @@ def status_label(status: int) -> str:
 
 def multiprocess_dir() -> str | None:
     return os.environ.get("PROMETHEUS_MULTIPROC_DIR") or None
+
+
+METRICS_ENDPOINT = "metrics.metrics"  # the blueprint route of routes/metrics.py
+
+
+def local_port(environ: dict) -> int | None:
+    """The port of the listener a request's connection arrived on, from the connection itself.
+
+    gunicorn puts the accepted socket in ``environ["gunicorn.socket"]`` (http/wsgi.py,
+    default_environ); its ``getsockname()`` is this end of the TCP connection, so its port is the
+    listener's, whatever the client wrote in Host (SERVER_NAME/SERVER_PORT come from the listener
+    too, but the PROXY protocol may rewrite them). None when there is no such socket (a test
+    client, a UNIX socket): such a request is treated as one on the application port."""
+    sock = environ.get("gunicorn.socket")
+    if sock is None:
+        return None
+    try:
+        name = sock.getsockname()
+    except OSError:
+        return None
+    return name[1] if isinstance(name, tuple) and len(name) >= 2 else None
+
+
+def separate_listener(app: Flask, port: int) -> None:
+    """Answer /metrics only on the metrics listener, and nothing but /metrics there: both are a 404
+    like any unknown route (JSON, from errors.py). Registered before the Host guard, so a scrape by
+    pod IP needs no ALLOWED_HOSTS entry and the metrics port reveals nothing about other routes."""
+    if not port:
+        return
+
+    @app.before_request
+    def _metrics_only_on_its_port() -> None:
+        on_metrics_port = local_port(request.environ) == port
+        if on_metrics_port != (request.endpoint == METRICS_ENDPOINT):
+            abort(404)
 
 
 def instrument(app: Flask) -> None:

@@ -267,6 +267,8 @@ def build_spec(catalogue: Registry, settings: Settings, version: str) -> dict[st
                              "responses": {"200": {"description": "metrics",
                                                    "content": {"text/plain": {"schema": {"type": "string"}}}}}}},
     }
+    if settings.api_metrics_port:  # served on its own listener, not on the port this document describes
+        del paths["/metrics"]
     paths.update(_analysis_paths(catalogue, secured, analysis_responses))
     for item in paths.values():
         for operation in item.values():

@@ -70,9 +70,12 @@ def gunicorn_options(settings) -> dict:
 
         multiprocess.mark_process_dead(worker.pid)
 
+    def address(port: int) -> str:
+        return f"{settings.bind_host}:{port}" if ":" not in settings.bind_host else f"[{settings.bind_host}]:{port}"
+
     return {
-        "bind": f"{settings.bind_host}:{settings.port}" if ":" not in settings.bind_host
-        else f"[{settings.bind_host}]:{settings.port}",
+        # API_METRICS_PORT: a second listener for /metrics only (metrics.separate_listener)
+        "bind": [address(settings.port)] + ([address(settings.api_metrics_port)] if settings.api_metrics_port else []),
         "workers": settings.web_concurrency,
         "worker_class": "gevent",
         "worker_connections": settings.max_waiters + CONNECTION_HEADROOM,

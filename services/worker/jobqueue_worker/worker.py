@@ -1,11 +1,14 @@
 """One worker process: claim ids, run jobs, write exactly one final result each.
 
 The loop (see docs/delivery.md): claim a small batch atomically (ids move from the queue into this
-worker's processing list, their documents come back in the same round trip), then for each job run
-it and send one pipelined round trip that both finishes it and starts the next. The batch holds no
-more than the worker expects to finish in :data:`BATCH_TARGET_SECONDS` (measured from recent jobs;
-one at a time for slow ones), so the queue shows the real backlog and slow jobs spread over all
-workers. A housekeeping thread keeps the heartbeat (the lease), runs the reaper and the sweeper.
+worker's processing list, their documents come back in the same round trip), start the batch's
+jobs in one call (marked in-progress), run them, and record their outcomes in one call that also
+claims the next batch. Jobs this worker expects to finish within :data:`FLUSH_SECONDS` skip the
+start: nobody would see their in-progress state, and writing it was most of their Redis cost. The
+batch holds no more than the worker expects to finish in :data:`BATCH_TARGET_SECONDS` (measured
+from recent jobs; one at a time for slow ones), so the queue shows the real backlog and slow jobs
+spread over all workers. A housekeeping thread keeps the heartbeat (the lease), runs the reaper and
+the sweeper.
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ import redis
 from atx_analysis.registry import Registry
 
 from jobqueue.connections import describe, is_transient, jobs_redis, queue_redis, write_refusal
-from jobqueue.delivery import Delivery, Finish, Record, Recorded, Retry, Start, StartAnswer, Started
+from jobqueue.delivery import Claim, Delivery, Finish, Record, Recorded, Retry, Start, StartAnswer, Started
 from jobqueue.errors import PermanentError, failure_message
 from jobqueue.fingerprint import request_fingerprint
 from jobqueue.jobs import Job, JobStatus
@@ -58,10 +61,12 @@ class Claimed:
 
     id: str
     doc: str                       # JSON as claimed ('' when the document is gone)
+    reaped: bool = False           # the reaper took it from a dead worker: always started first
     job: Job | None = None         # the in-progress job, from ``doc``
     fingerprint: str = ""          # of the request, when its result may come from the cache
     started: float = 0.0           # perf_counter at start (batch sizing)
     unreadable: bool = False       # ``doc`` did not parse: record it failed, run nothing
+    quick: bool = False            # expected within FLUSH_SECONDS: run without a start call
     outcome: str = "?"             # complete | cached | failed | retried | interrupted
     elapsed: float | None = None   # seconds the operation ran (None: it did not run)
 
@@ -79,6 +84,7 @@ class Worker:
         self.metrics.prime(catalogue.names())
         self.stopping = False
         self.avg_job_seconds: float | None = None
+        self.op_seconds: dict[str, float] = {}   # per operation, learnt as avg_job_seconds is
         self.alarm: Alarm | None = None
         self._stop_housekeeping = threading.Event()
         self._grace_deadline: float | None = None
@@ -189,63 +195,103 @@ class Worker:
             if job_id is None:
                 return []
             items = self.delivery.claim(self.id, n - 1, held=[job_id])
-        return [Claimed(i, d) for i, d in items]
+        return _claimed(items)
 
     # --- processing -----------------------------------------------------------------------
     def _process(self, batch: list[Claimed]) -> None:
-        """Run a claimed batch with two round trips whatever its size: one starts every job, one
-        records their outcomes and claims the next batch. Outcomes wait at most FLUSH_SECONDS to be
-        recorded together (a slow job is recorded at once: its batch is one job). When stopping, the
-        job in hand (the first) finishes; the others, started but not run, go back to the front of
-        the queue, their attempt not counted."""
+        """Run a claimed batch. Outcomes wait at most FLUSH_SECONDS to be recorded together (a slow
+        job is recorded at once: its batch is one job); a job is started (marked in-progress) only
+        shortly before it runs, with the jobs expected to be reached within FLUSH_SECONDS after it,
+        in the same call that records the outcomes waiting then; the call that records the batch's
+        last outcomes claims the next batch. So a busy worker makes a round trip per FLUSH_SECONDS
+        of work at most (one or two per batch of no-op jobs), and a worker killed -9 has started
+        little that it did not run. Quick jobs (see :meth:`_is_quick`) are never started. When
+        stopping, the job in hand (the first) finishes; the others go back to the front of the
+        queue, their attempt not counted."""
         starts = [self._prepare_start(item) for item in batch]
-        # a start that fails is not retried here: the work loop gives the batch back
-        answers = self.delivery.start_many(self.id, starts)
+        answers: list[StartAnswer | None] = [_UNSTARTED if item.quick else None for item in batch]
         waiting: list[tuple[Claimed, Record]] = []
+        untouched: list[str] = []   # not started when stopping: nothing was written about them
         oldest = 0.0
-        for index, (item, answer) in enumerate(zip(batch, answers)):
+        for index, item in enumerate(batch):
             if self.stopping and index > 0:   # the first is the job in hand: it still runs
-                unrun = [c for c, a in zip(batch[index:], answers[index:])
-                         if a.state in (Started.OK, Started.CACHED) and not c.unreadable]
+                rest = list(zip(batch[index:], answers[index:]))
+                started = [c for c, a in rest if a is not None and a is not _UNSTARTED
+                           and a.state in (Started.OK, Started.CACHED) and not c.unreadable]
                 # each goes back to the front of the queue: reversed keeps their order
                 waiting += [(c, self._retry(c, "interrupted by worker shutdown", 0.0, count=False))
-                            for c in reversed(unrun)]
+                            for c in reversed(started)]
+                untouched = [c.id for c, a in rest if a is None or a is _UNSTARTED]
                 break
+            if answers[index] is None:
+                chunk = self._start_chunk(batch, answers, index)
+                for k, answer in zip(chunk, self._flush(waiting, False, [starts[k] for k in chunk])):
+                    answers[k] = answer
+                waiting = []
+            answer = answers[index]
+            assert answer is not None
             item.started = time.perf_counter()
             if item.job is not None:
-                item.job.started_at = time.time()   # when it really began (the start said: the batch)
+                item.job.started_at = time.time()   # when it really began (the start said: its chunk)
             record = self._run(item, answer)
-            self._learn(time.perf_counter() - item.started)
+            self._learn(time.perf_counter() - item.started, item.job.operation if item.job else None)
             if record is not None:
                 if not waiting:
                     oldest = time.perf_counter()
                 waiting.append((item, record))
             last = index == len(batch) - 1
-            if waiting and (last or time.perf_counter() - oldest >= FLUSH_SECONDS):
+            starts_next = not last and answers[index + 1] is None   # that call will record these too
+            if waiting and (last or (not starts_next and time.perf_counter() - oldest >= FLUSH_SECONDS)):
                 self._flush(waiting, claim_next=last)
                 waiting = []
         if waiting:
             self._flush(waiting, claim_next=False)
+        if untouched:
+            self._send_give_back(untouched)
 
-    def _flush(self, waiting: list[tuple[Claimed, Record]], claim_next: bool) -> None:
-        """Record the waiting outcomes; with ``claim_next``, claim the next batch in the same call."""
+    def _start_chunk(self, batch: list[Claimed], answers: list[StartAnswer | None], index: int) -> list[int]:
+        """Which jobs to start now: the one at ``index`` and the unstarted ones after it that the
+        worker expects to reach within FLUSH_SECONDS (quick ones count their time, need no start)."""
+        chunk: list[int] = []
+        ahead = 0.0
+        for k in range(index, len(batch)):
+            if chunk and ahead > FLUSH_SECONDS:
+                break
+            if answers[k] is None:
+                chunk.append(k)
+            job = batch[k].job
+            expected = self.op_seconds.get(job.operation) if job else None
+            ahead += expected if expected is not None else (self.avg_job_seconds or 2 * FLUSH_SECONDS)
+        return chunk
+
+    def _flush(self, waiting: list[tuple[Claimed, Record]], claim_next: bool,
+               starts: list[Start] | None = None) -> list[StartAnswer]:
+        """Record the waiting outcomes; with ``claim_next``, claim the next batch in the same call;
+        with ``starts``, start those jobs in the same call (their answers are returned)."""
+        if not waiting:
+            # a start alone that fails is not retried here: the work loop gives the batch back
+            return self.delivery.start_many(self.id, starts) if starts else []
         records = [record for _, record in waiting]
         claim = [self.batch_size() if claim_next and not self.stopping else 0]
 
-        def call() -> tuple[list[Recorded], list[tuple[str, str]]]:
+        def call() -> tuple[list[Recorded], list[Claim], list[StartAnswer]]:
+            if starts:   # starting again after an ambiguous failure is harmless: same document
+                recorded, started = self.delivery.record_and_start_many(self.id, records, starts)
+                return recorded, [], started
             n, claim[0] = claim[0], 0   # a retried call only records: never claim twice
             if n:   # until its answer arrives, Redis may have claimed ids this process never learns
                 self._claim_in_doubt = True
-            answer = self.delivery.record_many(self.id, records, claim=n)
+            recorded, claimed = self.delivery.record_many(self.id, records, claim=n)
             if n:
                 self._claim_in_doubt = False
-            return answer
+            return recorded, claimed, []
 
-        recorded, claimed = self._send(call, waiting[0][0].id)
+        recorded, claimed, started = self._send(call, waiting[0][0].id)
         for (item, _), outcome in zip(waiting, recorded):
             self._after_final(item, outcome)
         if claimed:
-            self._prefetched = [Claimed(i, d) for i, d in claimed]
+            self._prefetched = _claimed(claimed)
+        return started
 
     def _prepare_start(self, item: Claimed) -> Start:
         """The in-progress document for a claimed id (attempt counted), and its cache key."""
@@ -260,6 +306,7 @@ class Worker:
             log.error("unreadable job document", extra={"job_id": item.id, "error": str(exc)})
             job = Job(id=item.id, operation="?", params={}, error=f"unreadable job document: {exc}")
             item.unreadable = True
+        claimed_status = job.status
         job.status = JobStatus.IN_PROGRESS
         job.started_at = time.time()
         job.attempts += 1
@@ -267,7 +314,18 @@ class Worker:
         item.job = job
         if self.settings.result_cache and not item.unreadable:
             item.fingerprint = self._fingerprint(job)
+        item.quick = self._is_quick(item, claimed_status)
         return Start(job, item.fingerprint)
+
+    def _is_quick(self, item: Claimed, claimed_status: JobStatus) -> bool:
+        """Run without a start call: a fresh job (submitted, not taken from a dead worker) of an
+        operation this worker has seen finish within FLUSH_SECONDS, with no cache lookup to make.
+        Its attempt is written with its final document; if this process dies while running it, the
+        reaper marks the id, so the next worker starts it properly and the attempt counts."""
+        if item.reaped or item.unreadable or item.fingerprint or claimed_status is not JobStatus.SUBMITTED:
+            return False
+        seconds = self.op_seconds.get(item.job.operation) if item.job else None
+        return seconds is not None and seconds <= FLUSH_SECONDS
 
     def _fingerprint(self, job: Job) -> str:
         """Only deterministic dataset operations are cached (never ``sleep``)."""
@@ -405,13 +463,12 @@ class Worker:
             log.debug("job " + outcome, extra={"job_id": item.id, "operation": op, "attempt": job.attempts if job else None,
                                                "seconds": None if elapsed is None else round(elapsed, 6)})
 
-    def _learn(self, seconds: float) -> None:
-        """Track job time: up at once on a slow job, down gently, so batches never hoard slow work."""
-        avg = self.avg_job_seconds
-        if avg is None or seconds > avg:
-            self.avg_job_seconds = seconds
-        else:
-            self.avg_job_seconds = 0.8 * avg + 0.2 * seconds
+    def _learn(self, seconds: float, operation: str | None = None) -> None:
+        """Track job time: up at once on a slow job, down gently, so batches never hoard slow work
+        (and a job of an operation that was slow lately is started, so its in-progress state shows)."""
+        self.avg_job_seconds = _follow(self.avg_job_seconds, seconds)
+        if operation is not None:
+            self.op_seconds[operation] = _follow(self.op_seconds.get(operation), seconds)
 
     # --- Redis round trips that must not be lost ------------------------------------------
     def _send(self, call: Callable[[], T], job_id: str) -> T:
@@ -490,6 +547,20 @@ class Worker:
                 else:
                     log.exception("housekeeping failed")
             self._stop_housekeeping.wait(beat_every)
+
+
+_UNSTARTED = StartAnswer(Started.OK)   # a quick job's "start": run it, nothing was written
+
+
+def _follow(estimate: float | None, seconds: float) -> float:
+    """Up at once, down gently."""
+    if estimate is None or seconds > estimate:
+        return seconds
+    return 0.8 * estimate + 0.2 * seconds
+
+
+def _claimed(items: list[Claim]) -> list[Claimed]:
+    return [Claimed(c[0], c[1], getattr(c, "reaped", False)) for c in items]
 
 
 class _Backoff:

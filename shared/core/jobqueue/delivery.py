@@ -53,6 +53,24 @@ class Started(str, Enum):
     GONE = "gone"          # not ours any more (the reaper gave it to another worker)
 
 
+class Claim(tuple):
+    """One claimed id: unpacks as ``(id, doc)`` (doc JSON, '' when the document is gone);
+    ``reaped`` says the reaper took it from a dead worker, so it must be started (marked
+    in-progress, its attempt counted) before it runs, however quick: a job that kills its worker
+    is then counted each time and fails after JOB_MAX_ATTEMPTS instead of killing workers forever."""
+
+    reaped: bool
+
+    def __new__(cls, job_id: str, doc: str, reaped: bool = False) -> Claim:
+        claim = super().__new__(cls, (job_id, doc))
+        claim.reaped = reaped
+        return claim
+
+
+def _claims(flat: list) -> list[Claim]:
+    return [Claim(i, d, bool(int(r))) for i, d, r in zip(flat[0::3], flat[1::3], flat[2::3])]
+
+
 @dataclass(frozen=True)
 class StartAnswer:
     state: Started
@@ -122,7 +140,7 @@ class Delivery:
         self._lane_queues = {DEFAULT: self.queue_key, PLOTS: keys.queue(plots)}
         self._keys = [self.queue_key, self.delayed_key, keys.WORKERS_HEARTBEAT, keys.WORKERS_BUSY, keys.JOB_INDEX,
                       keys.queue(plots), keys.delayed(plots), keys.PLOTS_SKIPPED, keys.PLOTS_BUSY,
-                      keys.ACTIVE_INDEX]
+                      keys.ACTIVE_INDEX, keys.REAPED]
         self._context = [settings.redis_jobs_db, settings.redis_queue_db, keys.JOB_PREFIX, keys.RESULT_PREFIX,
                          keys.PROCESSING_PREFIX, keys.JOB_DONE_CHANNEL, settings.job_ttl_seconds,
                          keys.STATUS_INDEX_PREFIX, keys.OPERATION_INDEX_PREFIX]
@@ -182,10 +200,9 @@ class Delivery:
         return bool(self._run("cancel", job.id, job.to_json(), repr(job.submitted_at)))
 
     # --- consumer side (workers) -----------------------------------------------------------
-    def claim(self, worker: str, n: int, held: Iterable[str] = ()) -> list[tuple[str, str]]:
+    def claim(self, worker: str, n: int, held: Iterable[str] = ()) -> list[Claim]:
         """Claim up to ``n`` ids (plus ``held`` ones already moved by BLMOVE); (id, doc JSON or '')."""
-        flat = self._run("claim", worker, n, *held)
-        return list(zip(flat[0::2], flat[1::2]))
+        return _claims(self._run("claim", worker, n, *held))
 
     def wait_one(self, worker: str, timeout: float) -> str | None:
         """Block up to ``timeout`` for one id, moved atomically into the processing list."""
@@ -223,8 +240,20 @@ class Delivery:
         raw = self._run("+".join(["start"] * len(starts)), *[a for s in backwards for a in _start_args(worker, s)])
         return [_start_answer(r) for r in raw[::-1]]
 
-    def record_many(self, worker: str, records: list[Record], claim: int = 0) -> tuple[list[Recorded],
-                                                                                      list[tuple[str, str]]]:
+    def record_and_start_many(self, worker: str, records: list[Record],
+                              starts: list[Start]) -> tuple[list[Recorded], list[StartAnswer]]:
+        """Finish or retry jobs and start the next ones in one script call (a worker starts jobs just
+        before it reaches them, with the outcomes waiting then); as :meth:`start_many`, the first
+        job to start is started last, so ``workers:busy`` names it."""
+        command = "+".join([_command(r) for r in records] + ["start"] * len(starts))
+        args = [a for r in records for a in _record_args(worker, r)] + \
+            [a for s in starts[::-1] for a in _start_args(worker, s)]
+        raw = self._run(command, *args)
+        answers = raw if len(records) + len(starts) > 1 else [raw]
+        started = [_start_answer(a) for a in answers[len(records):]]
+        return [Recorded(a) for a in answers[:len(records)]], started[::-1]
+
+    def record_many(self, worker: str, records: list[Record], claim: int = 0) -> tuple[list[Recorded], list[Claim]]:
         """Finish or retry several jobs in one script call (each fenced on its own) and, when
         ``claim`` > 0, claim up to that many next ids in the same call: a busy worker's round trips
         per batch are this and :meth:`start_many`, whatever the batch size."""
@@ -233,7 +262,7 @@ class Delivery:
         raw = self._run(command, *args)
         answers = raw if len(records) + (1 if claim else 0) > 1 else [raw]
         flat = answers[len(records)] if claim else []
-        return [Recorded(a) for a in answers[:len(records)]], list(zip(flat[0::2], flat[1::2]))
+        return [Recorded(a) for a in answers[:len(records)]], _claims(flat)
 
     def heartbeat(self, worker: str) -> None:
         self.redis.zadd(keys.WORKERS_HEARTBEAT, {worker: _server_now(self.redis)})

@@ -68,6 +68,7 @@ DELAYED_PREFIX = "delayed:"              # zset job id -> due time: retries wait
 SWEEP_LOCK = "workers:sweep-lock"        # string, short TTL: one worker at a time runs the sweeper
 PLOTS_SKIPPED = "workers:plots-skipped"  # string: claims in a row that served the default lane while plots waited
 PLOTS_BUSY = "workers:busy-plots"        # hash worker id -> the plots-lane job it holds (the plots cap)
+REAPED = "workers:reaped"                # set: ids the reaper took back from dead workers, until started again
 
 
 def queue(name: str) -> str:

@@ -127,6 +127,7 @@ SPEC: dict[str, tuple[str, Callable[[str, str], object], str]] = {
     "PORT": ("5000", _int(1, 65535), "API listen port"),
     "BIND_HOST": ("0.0.0.0", _str, "API listen address"),
     "WEB_CONCURRENCY": ("2", _int(1, 64), "gunicorn worker processes of the API"),
+    "API_METRICS_PORT": ("0", _int(0, 65535), "API: a second listener (on BIND_HOST) that alone serves /metrics, which PORT then answers 404 (0: /metrics on PORT); the chart and k8s/ set 9102, a port no Ingress, NodePort or LoadBalancer publishes"),
     "WORKER_METRICS_PORT": ("9100", _int(0, 65535), "worker Prometheus port (0 disables)"),
     "WORKER_METRICS_HOST": ("", _str, "worker Prometheus listen address; empty: the same as BIND_HOST"),
     "WORKER_CONCURRENCY": ("1", _int(1, 64), "worker processes started by one jobqueue-worker"),
@@ -165,6 +166,7 @@ class Settings:
     port: int
     bind_host: str
     web_concurrency: int
+    api_metrics_port: int
     worker_metrics_port: int
     worker_metrics_host: str
     worker_concurrency: int
@@ -206,5 +208,8 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         raw = env.get(name, default)
         values[name.lower()] = parse(name, raw)
     _check_redis_db(values)
+    if values["api_metrics_port"] and values["api_metrics_port"] == values["port"]:
+        raise SettingsError(f"API_METRICS_PORT must differ from PORT ({values['port']}): it is a second listener "
+                            "(0 serves /metrics on PORT)")
     values["worker_metrics_host"] = values["worker_metrics_host"] or values["bind_host"]
     return Settings(**values)

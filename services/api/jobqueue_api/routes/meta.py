@@ -52,13 +52,21 @@ def _examples(base: str) -> list[str]:
     return out
 
 
+def _routes(metrics_port: int) -> list[tuple[str, str, str]]:
+    """ROUTES, with /metrics named on its own port when API_METRICS_PORT moves it off this one."""
+    if not metrics_port:
+        return ROUTES
+    moved = [(m, p.replace(", /metrics", ""), w.replace("Prometheus metrics, ", "")) for m, p, w in ROUTES]
+    return [*moved, ("GET", f":{metrics_port}/metrics", "Prometheus metrics (their own port; this one answers 404)")]
+
+
 def _usage() -> dict:
     state = current()
     base = public_base(parse_allowed_hosts(state.settings.allowed_hosts), state.settings.port)
     return {
         "service": "atx-jobqueue",
         "description": "Queue analyses of the City of Austin traffic incident data; poll or long-poll for results.",
-        "routes": [{"method": m, "path": p, "what": w} for m, p, w in ROUTES],
+        "routes": [{"method": m, "path": p, "what": w} for m, p, w in _routes(state.settings.api_metrics_port)],
         "operations": current().catalogue.names(),
         "examples": _examples(base),
         "auth": "job and analysis routes need 'Authorization: Bearer <token>'" if current().settings.api_token

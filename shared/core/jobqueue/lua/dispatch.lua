@@ -12,6 +12,9 @@
 --             KEYS[9] plots busy   workers:busy-plots     hash: worker -> the plots job it holds
 --             KEYS[3] heartbeat    workers:heartbeat     zset: worker -> last beat (Redis TIME)
 --             KEYS[4] busy         workers:busy          hash: worker -> job id it runs now
+--             KEYS[11] reaped      workers:reaped        set: ids the reaper took from dead workers; a
+--                                                        worker starts them (in-progress, attempt
+--                                                        counted) before running them, whatever they take
 --             processing_prefix .. worker                list: ids a worker claimed, not finished
 --   jobs db   KEYS[5] index        jobs:by-submitted     zset: job id -> submit time
 --             KEYS[10] active      jobs:active           zset: the same, jobs not final yet (submitted
@@ -35,7 +38,7 @@
 
 local queue_key, delayed_key, heartbeat_key, busy_key, index_key = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 local plots_queue_key, plots_delayed_key, skipped_key, plots_busy_key = KEYS[6], KEYS[7], KEYS[8], KEYS[9]
-local active_key = KEYS[10]
+local active_key, reaped_key = KEYS[10], KEYS[11]
 local jobs_db, queue_db = ARGV[1], ARGV[2]
 local job_prefix, result_prefix, processing_prefix = ARGV[3], ARGV[4], ARGV[5]
 local done_channel, ttl = ARGV[6], tonumber(ARGV[7])
@@ -144,6 +147,7 @@ function commands.cancel()
     removed = removed + redis.call('LREM', keys_[1], 1, job_id) + redis.call('ZREM', keys_[2], job_id)
   end
   if removed == 0 then return 0 end
+  redis.call('SREM', reaped_key, job_id)
   use(jobs_db)
   write_final(job_id, doc, 'cancelled', submitted_at)
   redis.call('PUBLISH', done_channel, job_id .. '\n' .. doc)
@@ -151,8 +155,9 @@ function commands.cancel()
 end
 
 -- Beat, move due retries back, then move up to n ids into the worker's processing list; answer
--- {id1, doc1, id2, doc2, ...} (doc '' when the document is gone). Ids already moved by BLMOVE
--- ("held") come first.
+-- {id1, doc1, reaped1, id2, doc2, reaped2, ...} (doc '' when the document is gone; reaped 1 when the
+-- reaper took the id from a dead worker). Ids already moved by BLMOVE ("held") come first.
+-- workers:busy names the first (the worker runs it next), or nothing when there is none.
 function commands.claim()
   local worker, n = arg(), tonumber(arg())
   local ids = rest()
@@ -206,6 +211,8 @@ function commands.claim()
     return {}
   end
   redis.call('HSET', busy_key, worker, ids[1])
+  local reaped = {}
+  if redis.call('EXISTS', reaped_key) == 1 then reaped = redis.call('SMISMEMBER', reaped_key, unpack(ids)) end
   use(jobs_db)
   local job_keys = {}
   for i, job_id in ipairs(ids) do job_keys[i] = job_prefix .. job_id end
@@ -214,6 +221,7 @@ function commands.claim()
   for i, job_id in ipairs(ids) do
     out[#out + 1] = job_id
     out[#out + 1] = docs[i] or ''
+    out[#out + 1] = reaped[i] or 0
   end
   return out
 end
@@ -229,9 +237,11 @@ function commands.start()
   if doc_state(job_id) then
     use(queue_db)
     redis.call('LREM', processing_key, 1, job_id)
+    redis.call('SREM', reaped_key, job_id)
     if redis.call('HGET', plots_busy_key, worker) == job_id then redis.call('HDEL', plots_busy_key, worker) end
     return {'skip'}
   end
+  -- the first write is the one Redis refuses at maxmemory (a script that has written goes on)
   redis.call('SET', job_prefix .. job_id, doc)
   local answer = {'ok'}
   if cache_key ~= '' then
@@ -245,6 +255,7 @@ function commands.start()
     end
   end
   use(queue_db)
+  redis.call('SREM', reaped_key, job_id)
   redis.call('HSET', busy_key, worker, job_id)
   return answer
 end
@@ -311,6 +322,7 @@ function commands.reap()
     local ids = redis.call('LRANGE', processing_key, 0, -1)
     redis.call('DEL', processing_key)
     push_front(ids)
+    if #ids > 0 then redis.call('SADD', reaped_key, unpack(ids)) end
     moved = moved + #ids
     redis.call('HDEL', plots_busy_key, worker)
     redis.call('ZREM', heartbeat_key, worker)
