@@ -130,14 +130,25 @@ class Meter:
     def start(self) -> None:
         self.client.config_resetstat()
         self.cpu0 = redis_cpu(self.client)
+        self.marks: list[tuple[str, float]] = []
 
-    def stop(self, jobs: int) -> dict[str, Any]:
-        cpu = redis_cpu(self.client) - self.cpu0
+    def mark(self, stage: str) -> None:
+        """The end of a stage (submit, drain): its Redis CPU is reported apart."""
+        self.marks.append((stage, redis_cpu(self.client)))
+
+    def stop(self, jobs: int, last_stage: str = "read back") -> dict[str, Any]:
+        end = redis_cpu(self.client)
+        cpu = end - self.cpu0
         stats = command_stats(self.client)
         inside = sum(v["usec"] for v in stats.values())
         per_job = {k: {"calls": v["calls"] / jobs, "usec": v["usec"] / jobs} for k, v in stats.items()}
+        stages, before = {}, self.cpu0
+        for stage, at in [*self.marks, (last_stage, end)]:
+            stages[stage] = (at - before) * 1e6 / jobs
+            before = at
         return {"cpu_us_per_job": cpu * 1e6 / jobs, "inside_us_per_job": inside / jobs,
-                "calls_per_job": sum(v["calls"] for v in stats.values()) / jobs, "commands": per_job}
+                "calls_per_job": sum(v["calls"] for v in stats.values()) / jobs, "commands": per_job,
+                "stages_us_per_job": stages}
 
 
 # --- the running API and the worker, as deployed -------------------------------------------------------
@@ -183,6 +194,7 @@ def ours_drain(dep: Deployed, client: redis.Redis, jobs: list[tuple[str, dict]])
     if bad:
         raise RuntimeError(f"ours: {len(bad)} submits answered {bad[0][0]}: {bad[0][1][:200]!r}")
     ids = [json.loads(body)["job_id"] for _, body in answers]
+    meter.mark("submit")
     queue = redis.Redis.from_url(dep.env["REDIS_URL"], db=1, decode_responses=True)
     last = queue.lindex(keys.queue("jobs"), -1)   # one worker takes them in order: the last one ends last
     queue.close()
@@ -192,6 +204,7 @@ def ours_drain(dep: Deployed, client: redis.Redis, jobs: list[tuple[str, dict]])
         done = time.time()
         if reply.get("status") != "complete":
             raise RuntimeError(f"ours: last job ended {reply.get('status')}: {reply.get('error')}")
+        meter.mark("drain")
         docs = [json.loads(body) for _, body in http_many(dep.port, [get_status(i) for i in ids])]
         figures = meter.stop(len(jobs))
     finally:
@@ -211,6 +224,7 @@ def raw_drain(redis_url: str, client: redis.Redis, jobs: list[tuple[str, dict]])
     ids = [uuid.uuid4().hex for _ in jobs]
     items = [json.dumps({"id": i, "operation": op, "params": params}) for i, (op, params) in zip(ids, jobs)]
     _threaded(redis_url, items, lambda conn, item: conn.rpush(f"hotqueue:{rawloop.QUEUE}", item), db=rawloop.QUEUE_DB)
+    meter.mark("submit")
     with redis.Redis.from_url(redis_url, db=rawloop.QUEUE_DB) as queue:   # the last queued ends last
         last_key = rawloop.job_key(json.loads(queue.lindex(f"hotqueue:{rawloop.QUEUE}", -1))["id"])
     worker = procs.spawn(procs.python_argv("bench.raw_minimal_loop"), {"BENCH_REDIS_URL": redis_url}, "raw-minimal")
@@ -227,6 +241,7 @@ def raw_drain(redis_url: str, client: redis.Redis, jobs: list[tuple[str, dict]])
             _alive(worker, deadline, "raw loop", "raw-minimal")
             time.sleep(0.0005)
         done = time.time()
+        meter.mark("drain")
         docs = _threaded(redis_url, ids, lambda conn, i: conn.get(rawloop.job_key(i)), db=rawloop.JOBS_DB)
         figures = meter.stop(len(jobs))
     finally:
@@ -399,6 +414,9 @@ def summarize(result: dict[str, Any]) -> dict[str, Any]:
         if key in runs:  # per-command figures of the median run (by CPU)
             ordered = sorted(runs[key], key=lambda r: r["cpu_us_per_job"])
             s[key]["commands"] = ordered[len(ordered) // 2]["commands"]
+            stages = [r.get("stages_us_per_job") or {} for r in runs[key]]
+            s[key]["stages"] = {name: statistics.median(st[name] for st in stages if name in st)
+                                for name in stages[0]} if stages and stages[0] else {}
     return s
 
 
@@ -457,6 +475,13 @@ def markdown(args, result, s) -> str:
         lines += [f"Redis CPU per job: ours {ocpu:.0f} µs, so one Redis core carries about "
                   f"**{1e6 / ocpu:,.0f} of our jobs/s** (submit, run, read back); the minimal raw loop "
                   f"{rcpu:.0f} µs, about {1e6 / rcpu:,.0f} jobs/s.", ""]
+        ostages, rstages = s["noop/ours"].get("stages") or {}, s["noop/raw"].get("stages") or {}
+        if ostages and rstages:
+            lines += ["Redis CPU by stage, µs a job (medians; the raw loop's put and GET come from direct "
+                      "clients, ours through the HTTP API):", "",
+                      report.table(["stage", "ours", "raw loop"],
+                                   [[name, report.fmt(ostages.get(name), 1), report.fmt(rstages.get(name), 1)]
+                                    for name in ostages]), ""]
         for key in ("noop/ours", "noop/raw"):
             cmds = s[key].get("commands") or {}
             top = sorted(cmds.items(), key=lambda kv: -kv[1]["usec"])[:8]

@@ -23,7 +23,7 @@ SCRIPTS = [
     ("deployed", "bench_deployed", ["--write"], ["--write"]),
     ("peers", "bench_peers", [], []),
     ("worker-drain", "bench_drain", ["--write-docs"], ["--jobs", "1000", "--repeats", "1", "--write-docs"]),
-    ("api", "bench_api", ["--write"], ["--seconds", "2", "--repeats", "1", "--jobs", "100", "--write"]),
+    ("api", "bench_api", ["--write"], ["--seconds", "2", "--repeats", "3", "--jobs", "100", "--write"]),
     ("analysis", "bench_analysis", ["--write"], ["--quick", "--write"]),
     ("memory", "bench_memory", ["--write"], ["--write"]),
 ]

@@ -78,7 +78,8 @@ class Pod:
         self.root = root / f"pod-{workload['kind'].lower()}"  # not the workload's name: that is also a Service's
         self.dirs: dict[str, Path] = {}
         configmaps = {o["metadata"]["name"]: o.get("data", {}) for o in loop.objs if o["kind"] == "ConfigMap"}
-        secrets = {o["metadata"]["name"]: {k: base64.b64decode(v).decode() for k, v in (o.get("data") or {}).items()}
+        secrets = {o["metadata"]["name"]: {**{k: base64.b64decode(v).decode() for k, v in (o.get("data") or {}).items()},
+                                           **(o.get("stringData") or {})}
                    for o in loop.objs if o["kind"] == "Secret"}
         secrets.update(secret_overrides or {})
         self.secrets = secrets

@@ -8,7 +8,8 @@ securityContext (numeric non-root user, read-only root, no capabilities) and res
   pod snapshots it, Redis stops, the restore Job's pod waits for that and loads the snapshot, and
   Redis starts again with the queued job (and without the one queued after the snapshot).
 - API and worker: the default, class-cluster, exposed and keda scenarios' pods against that played
-  Redis; the API pod's load-data init container fills the data volume, the probes answer, the
+  Redis; the API pods' load-data init containers fill the data volume (the rendered API replicas
+  start together, so exposed's two race on its ReadWriteMany claim), the probes answer, the
   tutorial flow (submit, poll, result) completes, and so does the chart's `helm test` pod; each
   program then stops on SIGTERM as its container's PID 1. Where a limit is too small for what a pod loads, it is
   OOM-killed here.
@@ -55,7 +56,8 @@ import requests
 import yaml
 
 from devstack.paths import REPO_ROOT, SAMPLE
-from tests.deploy.manifests import WORKLOADS, one, pod_spec, scenario_objects
+from devstack.procs import free_port
+from tests.deploy.manifests import WORKLOADS, k8s_objects, one, pod_spec, scenario_objects
 from tests.deploy.pods import AsRendered, Loopback, Pod, have
 from tests.support.images import why_not
 
@@ -191,6 +193,17 @@ class Runtime:
         done = podman("kube", "play", "--network", network, str(path), timeout=300)
         assert done.returncode == 0, done.stdout + done.stderr
         return name
+
+    def play_together(self, pods: list[tuple[Pod, str]]) -> list[str]:
+        """Several pods played at once, as a Deployment's replicas start (their init containers race)."""
+        written = [self.write(pod, role) for pod, role in pods]
+        self.played.update(written)
+        plays = [subprocess.Popen(["podman", "kube", "play", "--network", "host", str(path)],
+                                  stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for _, path in written]
+        outputs = [play.communicate(timeout=300)[0] for play in plays]
+        for play, out in zip(plays, outputs, strict=True):
+            assert play.returncode == 0, out
+        return [name for name, _ in written]
 
     def down(self, name: str) -> None:
         """`kube down`: SIGTERM to every container (then SIGKILL after podman's 10 s), as a pod deletion."""
@@ -496,16 +509,28 @@ def _play_the_tutorial(runtime: Runtime, tmp_path: Path, scenario: str, data: Pa
     loop = Loopback(objs, tmp_path / "claims")
     reserve_ports(loop)
     redis_name, _ = _start_redis(runtime, Pod(one(objs, "StatefulSet", "redis"), loop, tmp_path / "redis", local_paths=False), "redis")
-    names = {}
     with serving(data) as url:
-        for component in ("api", "worker"):
-            deployment = one(objs, "Deployment", component)
-            downloads = _download_from(deployment, url)
-            assert downloads == (component == "api" and scenario == "exposed"), "only the exposed API pod downloads its data"
-            names[component] = runtime.play(Pod(deployment, loop, tmp_path / component, local_paths=False), component)
+        api_deployment = one(objs, "Deployment", "api")
+        assert _download_from(api_deployment, url) == (scenario == "exposed"), "only the exposed API pods download their data"
+        # the API's rendered replicas start together: their load-data containers race on the shared claim
+        replicas = [Pod(api_deployment, loop, tmp_path / "api", local_paths=False)]
+        for i in range(1, api_deployment["spec"].get("replicas", 1)):
+            other = Loopback(objs, loop.claims)  # same Redis and claims, ports of its own
+            other.ports = {**loop.ports, **{p["containerPort"]: free_port() for p in pod_spec(api_deployment)["containers"][0]["ports"]}}
+            replicas.append(Pod(api_deployment, other, tmp_path / f"api-{i}", local_paths=False))
+        apis = runtime.play_together([(pod, f"api-{i}" if i else "api") for i, pod in enumerate(replicas)])
+        worker_name = runtime.play(Pod(one(objs, "Deployment", "worker"), loop, tmp_path / "worker", local_paths=False), "worker")
+    names = {"api": apis[0], "worker": worker_name}
+    pods = [("api", name) for name in apis] + [("worker", worker_name)]
 
     def logs() -> str:
-        return "\n".join(runtime.logs(n, c) for c, n in names.items()) + runtime.logs(redis_name, "redis")
+        return "\n".join(runtime.logs(n, c) for c, n in pods) + runtime.logs(redis_name, "redis")
+
+    for extra in apis[1:]:
+        spec = next(c for c in _played_spec(runtime, extra)["containers"] if c["name"] == "api")
+        _wait(lambda spec=spec: _http_ok(f"http://127.0.0.1:{spec['readinessProbe']['httpGet']['port']}/readyz"), 180,
+              f"{extra}'s readinessProbe", logs)
+        _probes_pass(runtime, extra, "api")
 
     api = next(c for c in _played_spec(runtime, names["api"])["containers"] if c["name"] == "api")
     base = f"http://127.0.0.1:{api['readinessProbe']['httpGet']['port']}"
@@ -521,7 +546,7 @@ def _play_the_tutorial(runtime: Runtime, tmp_path: Path, scenario: str, data: Pa
     _wait(lambda: _http_ok(metrics), 180, "the worker's metrics", logs)
     assert "jobqueue_" in requests.get(metrics, timeout=5).text
     _probes_pass(runtime, names["worker"], "worker")
-    for component, name in names.items():
+    for component, name in pods:
         for container in pod_spec(one(objs, "Deployment", component))["containers"]:
             _hardened(runtime, name, container, pod_spec(one(objs, "Deployment", component))["securityContext"]["runAsUser"])
 
@@ -556,34 +581,43 @@ def _play_the_tutorial(runtime: Runtime, tmp_path: Path, scenario: str, data: Pa
             peak = memory_peak(runtime, name, container["name"])
             if peak is not None:
                 peaks[container["name"]] = (peak, container["resources"]["limits"]["memory"])
-    for component, name in names.items():  # after the job too: nothing was OOM-killed or restarted
+    for component, name in pods:  # after the job too: nothing was OOM-killed or restarted
         for container in pod_spec(one(objs, "Deployment", component))["containers"]:
             _hardened(runtime, name, container, pod_spec(one(objs, "Deployment", component))["securityContext"]["runAsUser"])
 
     # a rollout or scale-in deletes the pods: each program ends on SIGTERM as its container's PID 1
-    for component, name in names.items():
+    for component, name in pods:
         _stops_on_sigterm(runtime, name, own=(component,))
     _stops_on_sigterm(runtime, redis_name, own=("redis",))
     return peaks
 
 
-def test_redis_pod_as_rendered_in_its_own_network_namespace(runtime, tmp_path):
-    """Nothing rewritten: the pod in a network namespace of its own (`--network none`: loopback
-    only, as a pod's sandbox before the CNI adds its interface), with redis.conf's `bind * -::*`,
-    `port 6379` and `protected-mode no`, the probes' port and the exporter's REDIS_ADDR and `:9121`
-    exactly as rendered. Probes and the exporter's /metrics are reached from inside (nsenter)."""
-    objs = scenario_objects("monitoring-on")
-    pod = Pod(one(objs, "StatefulSet", "redis"), AsRendered(objs, tmp_path / "claims"), tmp_path / "redis", local_paths=False)
-    config = (pod.dirs["config"] / "redis.conf").read_text()
-    assert "bind * -::*" in config and "port 6379" in config and "protected-mode no" in config
-    name = runtime.play(pod, "redis-isolated", network="none")
-    redis_c = next(c for c in _played_spec(runtime, name)["containers"] if c["name"] == "redis")
-    _wait(lambda: runtime.exec_probe(name, redis_c, "startupProbe").returncode == 0, 60, "the Redis startupProbe",
-          lambda: runtime.logs(name, "redis"))
-    pid = runtime.inspect(name, "redis")["State"]["Pid"]
-    port = next(p["containerPort"] for p in pod.container("exporter")["ports"] if p["name"] == "metrics")
-    _wait(lambda: "redis_up 1" in (_get_inside(pid, f"http://127.0.0.1:{port}/metrics") or ""), 60,
-          "the exporter's redis_up 1", lambda: runtime.logs(name, "exporter"))
-    for container in ("redis", "exporter"):
-        _probes_pass(runtime, name, container, netns_of=pid)
-    _stops_on_sigterm(runtime, name, own=("redis",))
+@pytest.mark.parametrize("source", ["chart:monitoring-on", "k8s:test", "k8s:prod"])
+def test_redis_pod_as_rendered_in_its_own_network_namespace(runtime, tmp_path, source):
+    """Nothing rewritten: the Redis pod (the chart's StatefulSet with its exporter, or the k8s/
+    overlays' Deployment a student applies) in a network namespace of its own (`--network none`:
+    loopback only, as a pod's sandbox before the CNI adds its interface), with its ports, bind
+    addresses and (the chart's) exporter REDIS_ADDR and `:9121` exactly as rendered. Probes and the
+    exporter's /metrics are reached from inside (nsenter). podman 4.3 cannot put other pods into that
+    namespace ("pods presently do not support network mode path"), so the API and worker pods use
+    the rewritten loopback of the tests above."""
+    kind, name = source.split(":")
+    objs = scenario_objects(name) if kind == "chart" else k8s_objects(name)
+    workload = one(objs, "StatefulSet" if kind == "chart" else "Deployment", "redis")
+    pod = Pod(workload, AsRendered(objs, tmp_path / "claims"), tmp_path / "redis", local_paths=False)
+    if kind == "chart":
+        config = (pod.dirs["config"] / "redis.conf").read_text()
+        assert "bind * -::*" in config and "port 6379" in config and "protected-mode no" in config
+    played = runtime.play(pod, "redis-isolated", network="none")
+    redis_c = next(c for c in _played_spec(runtime, played)["containers"] if c["name"] == "redis")
+    _wait(lambda: runtime.exec_probe(played, redis_c, "startupProbe").returncode == 0, 60, "the Redis startupProbe",
+          lambda: runtime.logs(played, "redis"))
+    pid = runtime.inspect(played, "redis")["State"]["Pid"]
+    for container in pod_spec(workload)["containers"]:
+        _probes_pass(runtime, played, container["name"], netns_of=pid)
+        _hardened(runtime, played, container, pod_spec(workload)["securityContext"]["runAsUser"])
+    if any(c["name"] == "exporter" for c in pod_spec(workload)["containers"]):
+        port = next(p["containerPort"] for p in pod.container("exporter")["ports"] if p["name"] == "metrics")
+        _wait(lambda: "redis_up 1" in (_get_inside(pid, f"http://127.0.0.1:{port}/metrics") or ""), 60,
+              "the exporter's redis_up 1", lambda: runtime.logs(played, "exporter"))
+    _stops_on_sigterm(runtime, played, own=("redis",))

@@ -40,12 +40,26 @@ def _version() -> str:
         return "0.0.0"
 
 
+class JobqueueFlask(Flask):
+    """Flask, remembering per function whether it needs wrapping: Flask asks
+    ``inspect.iscoroutinefunction`` of the view and of every request hook on every request (about
+    a microsecond each, six on a submit); this app has no async functions, and asks once."""
+
+    def ensure_sync(self, func):
+        cache = self.__dict__.setdefault("_jobqueue_sync", {})
+        try:
+            return cache[func]
+        except KeyError:
+            wrapped = cache[func] = super().ensure_sync(func)
+            return wrapped
+
+
 def create_app(settings: Settings | None = None, *, dataset: Any = None, load_data: bool = True,
                catalogue: Registry | None = None) -> Flask:
     """Build the API. ``dataset`` injects an already-loaded Dataset; ``load_data=False`` skips
     loading DATA_PATH (readiness then reports the data as not loaded)."""
     settings = settings if settings is not None else load_settings()
-    app = Flask(__name__, static_folder=None)
+    app = JobqueueFlask(__name__, static_folder=None)
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
     app.json.sort_keys = False  # type: ignore[attr-defined]
 

@@ -60,10 +60,25 @@ def public_base(allowed_hosts: tuple[str, ...], port: int) -> str:
     return f"http://localhost:{port}"
 
 
+# Host headers whose verdict is remembered per process (clients send one or two; a scanner sending
+# many only fills this many entries, then is checked each time)
+HOST_VERDICTS = 64
+
+
 def install(app: Flask, allowed_hosts: tuple[str, ...]) -> None:
+    verdicts: dict[str, bool] = {}
+
+    def allowed(host: str) -> bool:
+        verdict = verdicts.get(host)
+        if verdict is None:
+            verdict = host_allowed(host, allowed_hosts)
+            if len(verdicts) < HOST_VERDICTS:
+                verdicts[host] = verdict
+        return verdict
+
     @app.before_request
     def _guard() -> None:
-        if request.path not in HOST_EXEMPT and not host_allowed(request.host, allowed_hosts):
+        if request.path not in HOST_EXEMPT and not allowed(request.host):
             raise ApiError(400, "host_not_allowed", "this Host is not in the API's ALLOWED_HOSTS; use the address "
                            "the API is published under (e.g. localhost with kubectl port-forward)")
         if request.method in WRITE_METHODS and request.url_rule is not None:

@@ -47,6 +47,24 @@ def status_label(status: int) -> str:
     return str(status) if 100 <= status <= 599 else "other"
 
 
+class Children(dict):
+    """``metric.labels(*values)`` remembered per label tuple: ``labels()`` takes a lock and checks
+    its arguments on every call, and these label sets are fixed and few (see above)."""
+
+    def __init__(self, metric):
+        super().__init__()
+        self.metric = metric
+
+    def __missing__(self, values: tuple[str, ...]):
+        child = self[values] = self.metric.labels(*values)
+        return child
+
+
+_REQUESTS = Children(REQUESTS)
+_LATENCY = Children(LATENCY)
+SUBMITTED_BY_OPERATION = Children(SUBMITTED)
+
+
 def multiprocess_dir() -> str | None:
     return os.environ.get("PROMETHEUS_MULTIPROC_DIR") or None
 
@@ -96,9 +114,9 @@ def instrument(app: Flask) -> None:
         started = g.pop("jobqueue_started", None)
         rule = request.url_rule.rule if request.url_rule is not None else UNMATCHED
         method = method_label(request.method)
-        REQUESTS.labels(rule, method, status_label(response.status_code)).inc()
+        _REQUESTS[rule, method, status_label(response.status_code)].inc()
         if started is not None:
-            LATENCY.labels(rule, method).observe(time.perf_counter() - started)
+            _LATENCY[rule, method].observe(time.perf_counter() - started)
         return response
 
 

@@ -90,6 +90,7 @@ class Worker:
         self._grace_deadline: float | None = None
         self.counts: dict[str, int] = {}
         self._prefetched: list[Claimed] = []
+        self._found_none = False   # the last outcomes' call claimed and found the queue empty
         self._claim_in_doubt = False   # a claim's answer was lost: ids may sit in our processing list
 
     # --- lifecycle ------------------------------------------------------------------------
@@ -184,7 +185,9 @@ class Worker:
             batch, self._prefetched = self._prefetched, []
             return batch
         n = self.batch_size()
-        items = self.delivery.claim(self.id, n)
+        # the call that recorded the last outcomes has just claimed and found nothing: block at once
+        items = [] if self._found_none and not burst else self.delivery.claim(self.id, n)
+        self._found_none = False
         if not items:
             if burst:
                 if self.delivery.pending():
@@ -284,6 +287,7 @@ class Worker:
             recorded, claimed = self.delivery.record_many(self.id, records, claim=n)
             if n:
                 self._claim_in_doubt = False
+                self._found_none = not claimed
             return recorded, claimed, []
 
         recorded, claimed, started = self._send(call, waiting[0][0].id)

@@ -13,7 +13,7 @@ from jobqueue.results import PNG
 from .. import ratelimit
 from ..auth import may_see, owner, protect
 from ..errors import ApiError
-from ..metrics import SUBMITTED
+from ..metrics import SUBMITTED_BY_OPERATION
 from ..params import int_arg, job_id_or_400, single_arg, wait_seconds
 from ..state import current
 from ..submission import parse_body, read_body, validate_submission
@@ -33,7 +33,7 @@ def _accept() -> tuple[Job, str]:
     ratelimit.check(state.jobs, state.settings.submit_rate_limit)  # valid ones only: a typo costs nothing
     job = state.delivery.new_job(op.name, params, lane_of(op), owner())
     state.submits.submit(job)  # returns once the job is stored and queued
-    SUBMITTED.labels(op.name).inc()
+    SUBMITTED_BY_OPERATION[(op.name,)].inc()
     return job, op.name
 
 

@@ -172,15 +172,15 @@ function commands.claim()
       redis.call('RPUSH', lane_queue, job_id)
     end
   end
+  -- (LPOP with a count and one RPUSH: two calls a batch instead of an LMOVE a job; the script is
+  -- atomic, so no id is ever in neither list)
   local function take(from, count)
-    local taken = 0
-    while taken < count do
-      local job_id = redis.call('LMOVE', from, processing_key, 'LEFT', 'RIGHT')
-      if not job_id then break end
-      ids[#ids + 1] = job_id
-      taken = taken + 1
-    end
-    return taken
+    if count <= 0 then return 0 end
+    local got = redis.call('LPOP', from, count)
+    if not got then return 0 end
+    redis.call('RPUSH', processing_key, unpack(got))
+    for _, job_id in ipairs(got) do ids[#ids + 1] = job_id end
+    return #got
   end
   local function take_plot()
     local job_id = redis.call('LMOVE', plots_queue_key, processing_key, 'LEFT', 'RIGHT')
