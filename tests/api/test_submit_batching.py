@@ -290,3 +290,25 @@ def test_submits_held_up_by_redis_go_in_few_calls_and_every_202_is_queued(api):
     calls = int(jobs.info("commandstats")["cmdstat_exec"]["calls"])   # one MULTI/EXEC transaction a call
     print(f"{submits} submits in {calls} calls")
     assert calls <= submits // 2, calls   # typically 4: per process, the first alone, then the rest
+
+
+def test_a_mixed_batch_lands_in_each_index_and_lane(redis_url):
+    """One call for jobs of several operations and both lanes: each id in the index, its
+    operation's index and the index of jobs not yet final, and queued in its own lane, in order."""
+    from jobqueue.lanes import DEFAULT, PLOTS
+
+    settings = make_settings(redis_url)
+    jobs, queue = jobs_redis(settings), queue_redis(settings)
+    delivery = Delivery(jobs, settings)
+    batch = [delivery.new_job(op, {}, lane) for op, lane in
+             (("sleep", DEFAULT), ("plot_a", PLOTS), ("sleep", DEFAULT), ("count_rows", DEFAULT), ("plot_a", PLOTS))]
+    delivery.store(batch)
+    by_lane = {DEFAULT: [j.id for j in batch if j.lane == DEFAULT], PLOTS: [j.id for j in batch if j.lane == PLOTS]}
+    assert queue.lrange(keys.queue("jobs"), 0, -1) == by_lane[DEFAULT]
+    assert queue.lrange(keys.queue(keys.lane_queue_name("jobs", PLOTS)), 0, -1) == by_lane[PLOTS]
+    for job in batch:
+        assert JobStore(jobs, 3600).get(job.id).operation == job.operation
+        assert jobs.zscore(keys.JOB_INDEX, job.id) == job.submitted_at
+        assert jobs.zscore(keys.ACTIVE_INDEX, job.id) == job.submitted_at
+        assert jobs.zscore(keys.operation_index(job.operation), job.id) == job.submitted_at
+    assert jobs.zcard(keys.operation_index("sleep")) == 2
