@@ -4,15 +4,18 @@ securityContext (numeric non-root user, read-only root, no capabilities) and res
 
 - Redis: the StatefulSet's pod (redis + the exporter sidecar) with its ConfigMap and Secret files;
   exec probes run inside the container as the kubelet runs them, the exporter answers `redis_up 1`
-  with auth, the AOF is written to the volume as the pod's user. Then the backup CronJob's job
-  pod snapshots it, Redis stops, the restore Job's pod waits for that and loads the snapshot, and
-  Redis starts again with the queued job (and without the one queued after the snapshot).
-- API and worker: the default, class-cluster, exposed and keda scenarios' pods against that played
+  with auth, the AOF is written to the volume as the pod's user. Redis is filled to maxmemory, the
+  backup CronJob's job pod snapshots it, Redis stops, the restore Job's pod waits for that and loads
+  the snapshot, and Redis starts again with the queued job (and without the one queued after the
+  snapshot), all within the rendered memory limits. The chart's and the k8s/ overlays' Redis also
+  run with nothing rewritten in a network namespace of their own.
+- API and worker: the default, class-cluster, exposed and keda scenarios' pods against a played
   Redis; the API pods' load-data init containers fill the data volume (the rendered API replicas
   start together, so exposed's two race on its ReadWriteMany claim), the probes answer, the
   tutorial flow (submit, poll, result) completes, and so does the chart's `helm test` pod; each
-  program then stops on SIGTERM as its container's PID 1. Where a limit is too small for what a pod loads, it is
-  OOM-killed here.
+  program then stops on SIGTERM as its container's PID 1, within its terminationGracePeriodSeconds.
+  Exposed also loads a dataset of the real file's size. Where a limit is too small for what a pod
+  loads, it is OOM-killed here.
 
 Images: the API and worker images built from this checkout (tests/support/images.py). `redis` and
 `oliver006/redis_exporter` cannot be pulled offline: local stand-ins are built from Debian's
@@ -27,8 +30,9 @@ every pod that mounts it), owned as the kubelet's fsGroup would leave them; port
 the bind addresses are rewritten to free loopback ports (the host network is shared with other
 processes), so no `ports:` (no port mappings with host network) and the restore script's private
 Redis gets a free port too (RESTORE_PORT); the loader's download URL (data.loader.source url)
-becomes a loopback server that serves the bundled sample (no internet here); a Deployment's restartPolicy Always becomes OnFailure
-when the pod has init containers (podman applies it to them too, and restarts a finished one).
+becomes a loopback server that serves the dataset (no internet here); a Deployment's restartPolicy
+Always becomes OnFailure when the pod has init containers (podman applies it to them too, and
+restarts a finished one); podman's stop timeout becomes the pod's terminationGracePeriodSeconds.
 
 Setup (scripts/bootstrap.sh): Debian's podman and runc, and /etc/containers/containers.conf with
 cgroup_manager = "cgroupfs", runtime = "runc", default_ulimits nofile/nproc.
