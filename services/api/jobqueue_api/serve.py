@@ -139,6 +139,7 @@ def main(argv: list[str] | None = None) -> int:
     from jobqueue.logs import configure_logging
 
     from .app import create_app
+    from .corking import corked
 
     configure_logging(settings.log_level)
 
@@ -149,7 +150,7 @@ def main(argv: list[str] | None = None) -> int:
                     self.cfg.set(key, value)
 
         def load(self):
-            return create_app(settings)
+            return corked(create_app(settings))  # one TCP segment per small response
 
     Server().run()
     return 0
