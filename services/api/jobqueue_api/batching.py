@@ -86,7 +86,7 @@ class SubmitBatcher:
     def _store_batch(self, own: _Pending) -> None:
         """Store the queue's head (``own`` is first) in one call; wake its callers; hand over."""
         with self._lock:
-            batch = []
+            batch: list[_Pending] = []
             while self._queue and len(batch) < self._max_batch:
                 entry = self._queue.popleft()
                 if not entry.gone or entry is own:

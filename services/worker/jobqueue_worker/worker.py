@@ -228,8 +228,8 @@ class Worker:
                 break
             if answers[index] is None:
                 chunk = self._start_chunk(batch, answers, index)
-                for k, answer in zip(chunk, self._flush(waiting, False, [starts[k] for k in chunk])):
-                    answers[k] = answer
+                for k, start_answer in zip(chunk, self._flush(waiting, False, [starts[k] for k in chunk])):
+                    answers[k] = start_answer
                 waiting = []
             answer = answers[index]
             assert answer is not None
