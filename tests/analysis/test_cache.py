@@ -160,3 +160,40 @@ def test_dataset_module_reads_the_version_at_call_time(monkeypatch, tmp_path):
     assert ds.cache_file.endswith(".v999.arrow")
     assert load_dataset(FIXTURES / "portal10.csv", cache_dir=str(tmp_path / "c")).from_cache
     assert dataset_module.CACHE_VERSION == CACHE_VERSION  # re-exported name kept for callers
+
+
+NEEDLES = ["CONGRESS", "s congress ave", "ST", "\n", "\0", "", "Ä", "ß", "1000-1099", "/", "X" * 399, "ZZZ-NOWHERE"]
+
+
+@pytest.mark.parametrize("source", [SAMPLE, FIXTURES / "portal10.csv"])
+def test_the_mapped_per_address_arrays_answer_as_the_parsed_ones(tmp_path, source):
+    """Addresses, road codes and the road search's haystack are read from the mapped cache (not
+    rebuilt as Python strings in each process): every answer is the one the parsed data gives."""
+    parsed = load_dataset(source, cache=False)
+    load_dataset(source, cache_dir=str(tmp_path))
+    mapped = load_dataset(source, cache_dir=str(tmp_path), cache_mode="readonly")
+    assert mapped.from_cache and mapped.columns.address_haystack is not None
+    assert not isinstance(mapped.columns.categories["address"], list)
+    assert list(mapped.columns.categories["address"]) == list(parsed.columns.categories["address"])
+    assert mapped.columns.categories["address"][-1] == parsed.columns.categories["address"][-1]
+    assert (mapped.columns.address_road == parsed.columns.address_road).all()
+    for needle in NEEDLES:
+        assert (mapped.index.road_matches(needle) == parsed.index.road_matches(needle)).all(), needle
+        assert mapped.index.road_count(needle) == parsed.index.road_count(needle), needle
+    assert mapped.index.top_locations(10) == parsed.index.top_locations(10)
+    assert mapped.index.road_counts == parsed.index.road_counts
+    assert mapped.frame.equals(parsed.frame)
+
+
+def test_non_ascii_addresses_survive_the_mapped_haystack(tmp_path):
+    data = tmp_path / "d.csv"
+    lines = (FIXTURES / "portal10.csv").read_text().splitlines()
+    # upper-casing changes the byte length of some names ("ß" -> "SS"): the stored starts must follow
+    data.write_text("\n".join([lines[0]] + [line.replace("CONGRESS", "STRAßE Ñandú") for line in lines[1:]]) + "\n")
+    parsed = load_dataset(data, cache=False)
+    load_dataset(data, cache_dir=str(tmp_path / "c"))
+    mapped = load_dataset(data, cache_dir=str(tmp_path / "c"), cache_mode="readonly")
+    assert mapped.from_cache
+    for needle in ("STRASSE", "straße", "Ñandú", "ÑANDÚ", "SSE Ñ", "E Ñ"):
+        assert (mapped.index.road_matches(needle) == parsed.index.road_matches(needle)).all(), needle
+    assert any(len(parsed.index.road_matches(n)) for n in ("STRASSE", "ÑANDÚ"))

@@ -23,6 +23,9 @@ def portal(tmp_path):
     site.mkdir()
     (site / "rows.csv").write_bytes(SAMPLE.read_bytes())
     (site / "broken.csv").write_text("this,is\nnot,traffic data\n")
+    # a reload test's first download: the sample's first 200 lines
+    lines = SAMPLE.read_text().splitlines(keepends=True)
+    (site / "small.csv").write_text("".join(lines[:200]))
     handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(site))
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
@@ -57,6 +60,30 @@ def test_url_source_downloads_and_keeps_an_existing_file_unless_forced(tmp_path,
     forced, _ = _loader(tmp_path, source="url", url=f"{portal}/rows.csv", force=True)
     assert forced.run("load-data", tmp_path / "log3", timeout=120) == 0
     assert data_path.read_bytes() == SAMPLE.read_bytes()
+
+
+def test_a_url_reload_leaves_the_new_datas_cache_and_only_it(tmp_path, portal):
+    """source: url with force: the download replaces the dataset, and the cache beside it on the
+    volume is the new content's (named after its hash), remembered for the readers; the replaced
+    content's cache is gone, so no pod can map it."""
+    pytest.importorskip("atx_analysis.cache")
+    from atx_analysis.cache import DataCache, content_hash
+
+    pod, data_path = _loader(tmp_path, source="url", url=f"{portal}/small.csv", force=True)
+    env = pod.env(pod.container("load-data"))
+    cache_dir = env["DATA_CACHE_DIR"]
+    assert Path(cache_dir).parent == data_path.parent, "the cache is not on the data volume"
+    assert pod.run("load-data", tmp_path / "log", timeout=120) == 0, (tmp_path / "log").read_text()
+    store = DataCache.of(data_path, cache_dir, "readonly")
+    first = store.ready(data_path)
+    assert first is not None and content_hash(data_path)[:20] in first.name
+
+    (tmp_path / "site" / "small.csv").write_bytes(SAMPLE.read_bytes())   # the portal's data changed
+    assert pod.run("load-data", tmp_path / "log2", timeout=120) == 0
+    second = store.ready(data_path)
+    assert data_path.read_bytes() == SAMPLE.read_bytes()
+    assert second is not None and second != first and content_hash(SAMPLE)[:20] in second.name
+    assert sorted(p.name for p in Path(cache_dir).glob("*.arrow")) == [second.name]
 
 
 def test_a_download_that_is_not_a_dataset_never_reaches_the_workers(tmp_path, portal):

@@ -4,15 +4,19 @@ securityContext (numeric non-root user, read-only root, no capabilities) and res
 
 - Redis: the StatefulSet's pod (redis + the exporter sidecar) with its ConfigMap and Secret files;
   exec probes run inside the container as the kubelet runs them, the exporter answers `redis_up 1`
-  with auth, the AOF is written to the volume as the pod's user. Then the backup CronJob's job
-  pod snapshots it, Redis stops, the restore Job's pod waits for that and loads the snapshot, and
-  Redis starts again with the queued job (and without the one queued after the snapshot).
-- API and worker: the default, class-cluster, exposed and keda scenarios' pods against that played
+  with auth, the AOF is written to the volume as the pod's user. Redis is filled to maxmemory, the
+  backup CronJob's job pod snapshots it, Redis stops, the restore Job's pod waits for that and loads
+  the snapshot, and Redis starts again with the queued job (and without the one queued after the
+  snapshot), all within the rendered memory limits. The chart's and the k8s/ overlays' Redis also
+  run with nothing rewritten in a network namespace of their own.
+- API and worker: the default, class-cluster, exposed and keda scenarios' pods against a played
   Redis; the API pods' load-data init containers fill the data volume (the rendered API replicas
   start together, so exposed's two race on its ReadWriteMany claim), the probes answer, the
   tutorial flow (submit, poll, result) completes, and so does the chart's `helm test` pod; each
-  program then stops on SIGTERM as its container's PID 1. Where a limit is too small for what a pod loads, it is
-  OOM-killed here.
+  program then stops on SIGTERM as its container's PID 1, within its terminationGracePeriodSeconds.
+  Exposed also loads a dataset of the real file's size. The k8s/ overlays' API and worker pods
+  (the student's `kubectl apply -f`) run the same flow. Where a limit is too small for what a pod
+  loads, it is OOM-killed here.
 
 Images: the API and worker images built from this checkout (tests/support/images.py). `redis` and
 `oliver006/redis_exporter` cannot be pulled offline: local stand-ins are built from Debian's
@@ -27,8 +31,9 @@ every pod that mounts it), owned as the kubelet's fsGroup would leave them; port
 the bind addresses are rewritten to free loopback ports (the host network is shared with other
 processes), so no `ports:` (no port mappings with host network) and the restore script's private
 Redis gets a free port too (RESTORE_PORT); the loader's download URL (data.loader.source url)
-becomes a loopback server that serves the bundled sample (no internet here); a Deployment's restartPolicy Always becomes OnFailure
-when the pod has init containers (podman applies it to them too, and restarts a finished one).
+becomes a loopback server that serves the dataset (no internet here); a Deployment's restartPolicy
+Always becomes OnFailure when the pod has init containers (podman applies it to them too, and
+restarts a finished one); podman's stop timeout becomes the pod's terminationGracePeriodSeconds.
 
 Setup (scripts/bootstrap.sh): Debian's podman and runc, and /etc/containers/containers.conf with
 cgroup_manager = "cgroupfs", runtime = "runc", default_ulimits nofile/nproc.
@@ -481,7 +486,7 @@ def test_redis_exporter_backup_and_restore_pods_under_podman(runtime, tmp_path):
 
 @pytest.mark.parametrize("scenario", ["default", "class-cluster", "exposed", "keda"])
 def test_api_and_worker_pods_under_podman_run_the_tutorial(runtime, tmp_path, scenario):
-    _play_the_tutorial(runtime, tmp_path, scenario, SAMPLE)
+    _play_the_tutorial(runtime, tmp_path, scenario, None, SAMPLE)
 
 
 def test_full_size_data_fits_the_rendered_limits(runtime, tmp_path, request):
@@ -494,7 +499,7 @@ def test_full_size_data_fits_the_rendered_limits(runtime, tmp_path, request):
         made = subprocess.run([str(Path(sys.executable).parent / "jobqueue"), "data", "generate", "--rows", "432444",
                                "--output", str(data)], capture_output=True, text=True, timeout=600)
         assert made.returncode == 0, made.stderr
-    peaks = _play_the_tutorial(runtime, tmp_path, "exposed", data)
+    peaks = _play_the_tutorial(runtime, tmp_path, "exposed", None, data)
     reporter = request.config.pluginmanager.get_plugin("terminalreporter")
     if reporter is not None:
         with request.config.pluginmanager.get_plugin("capturemanager").global_and_fixture_disabled():
@@ -502,13 +507,39 @@ def test_full_size_data_fits_the_rendered_limits(runtime, tmp_path, request):
                 f"{name} {peak / MiB:.0f} MiB of {limit}" for name, (peak, limit) in peaks.items()))
 
 
-def _play_the_tutorial(runtime: Runtime, tmp_path: Path, scenario: str, data: Path) -> dict[str, tuple[int, str]]:
-    """Redis, API and worker pods of ``scenario`` played, the tutorial job and the helm test pod run;
-    the peak memory of each container that has one, with its limit."""
-    objs = scenario_objects(scenario)
+@pytest.mark.parametrize("env", ["test", "prod"])
+def test_k8s_student_pods_under_podman_run_the_tutorial(runtime, tmp_path, env):
+    """The API and worker pods of `kubectl apply -f k8s/<env>/` (the student's path). Their Redis is
+    the official image with no port in its command, so it cannot move off the host's 6379 on the
+    shared host network: the chart's Redis pod stands in, with k8s/'s Secret (its own pod runs as
+    rendered in test_redis_pod_as_rendered_in_its_own_network_namespace)."""
+    objs = k8s_objects(env)
     loop = Loopback(objs, tmp_path / "claims")
     reserve_ports(loop)
-    redis_name, _ = _start_redis(runtime, Pod(one(objs, "StatefulSet", "redis"), loop, tmp_path / "redis", local_paths=False), "redis")
+    (secret,) = [o for o in objs if o["kind"] == "Secret" and "redis" in o["metadata"]["name"]]
+    password = {**(secret.get("stringData") or {})}
+    chart = scenario_objects("default")
+    chart_loop = Loopback(chart, loop.claims)
+    chart_loop.ports = loop.ports
+    sts = one(chart, "StatefulSet", "redis")
+    chart_secret = next(v["secret"]["secretName"] for v in pod_spec(sts)["volumes"] if v["name"] == "password")
+    redis_pod = Pod(sts, chart_loop, tmp_path / "redis", {chart_secret: {"redis-password": password["redis-password"]}}, local_paths=False)
+    _play_the_tutorial(runtime, tmp_path, objs, loop, SAMPLE, redis_pod)
+
+
+def _play_the_tutorial(runtime: Runtime, tmp_path: Path, objs: list[dict] | str, loop: Loopback | None, data: Path,
+                       redis_pod: Pod | None = None) -> dict[str, tuple[int, str]]:
+    """Redis (``redis_pod``, else the scenario's StatefulSet), API and worker pods of ``objs`` (or of
+    that scenario) played, the tutorial job and the chart's helm test pod run; the peak memory of each
+    container that has one, with its limit."""
+    scenario = objs if isinstance(objs, str) else None
+    if scenario is not None:
+        objs = scenario_objects(scenario)
+        loop = Loopback(objs, tmp_path / "claims")
+        reserve_ports(loop)
+    assert isinstance(objs, list) and loop is not None
+    redis_pod = redis_pod or Pod(one(objs, "StatefulSet", "redis"), loop, tmp_path / "redis", local_paths=False)
+    redis_name, _ = _start_redis(runtime, redis_pod, "redis")
     with serving(data) as url:
         api_deployment = one(objs, "Deployment", "api")
         assert _download_from(api_deployment, url) == (scenario == "exposed"), "only the exposed API pods download their data"
@@ -568,12 +599,14 @@ def _play_the_tutorial(runtime: Runtime, tmp_path: Path, scenario: str, data: Pa
     _wait(finished, 120, "the tutorial job", logs)
     assert doc["status"] == "complete", f"{doc}\n{logs()}"
     assert len(doc["result"]["top_locations"]) == 3
-    loaded = loop.claims / "demo-atx-jobqueue-data" / "traffic_incidents.csv"
+    claim = next(v["persistentVolumeClaim"]["claimName"] for v in pod_spec(api_deployment)["volumes"] if "persistentVolumeClaim" in v)
+    loaded = loop.claims / claim / "traffic_incidents.csv"
     assert loaded.stat().st_size == data.stat().st_size, "the loader filled the volume with the dataset"
 
     # `helm test`: the chart's test pod submits through the API Service and waits for the result
-    test_pod = runtime.play(Pod(one(objs, "Pod", "test"), loop, tmp_path / "helm-test", local_paths=False), "helm-test")
-    assert runtime.wait_exit(test_pod, "submit-and-wait", 180) == 0, runtime.logs(test_pod, "submit-and-wait") + logs()
+    if scenario is not None:
+        test_pod = runtime.play(Pod(one(objs, "Pod", "test"), loop, tmp_path / "helm-test", local_paths=False), "helm-test")
+        assert runtime.wait_exit(test_pod, "submit-and-wait", 180) == 0, runtime.logs(test_pod, "submit-and-wait") + logs()
 
     peaks = {}
     for component, name in names.items():

@@ -236,8 +236,8 @@ class Worker:
             if answers[index] is None:
                 chunk = self._start_chunk(batch, answers, index)
                 now = [starts[chunk[0]]] + [_ahead(starts[k]) for k in chunk[1:]]
-                for k, answer in zip(chunk, self._flush(waiting, False, now)):
-                    answers[k] = answer
+                for k, start_answer in zip(chunk, self._flush(waiting, False, now)):
+                    answers[k] = start_answer
                 waiting = []
             answer = answers[index]
             assert answer is not None

@@ -14,6 +14,8 @@ into sorted ``categories`` (-1 when missing). ``report_id`` stays an Arrow strin
 from __future__ import annotations
 
 import json
+import operator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,6 +35,11 @@ NUMERIC = ("published", "status_date", "latitude", "longitude", "response_minute
 ORDER = ("report_id", "published", "issue", "address", "latitude", "longitude", "status", "status_date",
          "agency", "response_minutes", "local_day", "hour", "weekday")
 META_KEY = b"atx_analysis"
+# per-address arrays, stored as the first n entries of row-length columns (n distinct addresses <= rows,
+# since each comes from a row), so that they too are mapped pages shared by every process instead of
+# tens of thousands of Python strings in each: the names, the road search's upper-cased haystack (each
+# name + "\n", contiguous) and each address's road code
+PER_ADDRESS = ("address_names", "address_upper", "address_road")
 
 
 def _view(chunk: pa.Array) -> np.ndarray:
@@ -43,12 +50,55 @@ def _view(chunk: pa.Array) -> np.ndarray:
     return np.frombuffer(chunk.buffers()[1], dtype=dtype, count=len(chunk), offset=chunk.offset * dtype.itemsize)
 
 
+def _string_parts(chunk: pa.Array) -> tuple[np.ndarray, pa.Buffer]:
+    """Offsets (int32) and data buffer of a string array, zero-copy."""
+    offsets = np.frombuffer(chunk.buffers()[1], dtype=np.int32, count=len(chunk) + 1, offset=chunk.offset * 4)
+    return offsets, chunk.buffers()[2]
+
+
+class StoredStrings(Sequence[str]):
+    """The first ``n`` strings of an Arrow string array (in the mapped cache), decoded on access."""
+
+    def __init__(self, chunk: pa.Array, n: int):
+        self._offsets, data = _string_parts(chunk)
+        self._data = memoryview(data) if data is not None else memoryview(b"")
+        self._n = n
+
+    def __len__(self) -> int:
+        return self._n
+
+    def __getitem__(self, i):
+        if isinstance(i, slice):
+            return [self[j] for j in range(*i.indices(self._n))]
+        i = operator.index(i)
+        if i < 0:
+            i += self._n
+        if not 0 <= i < self._n:
+            raise IndexError(i)
+        return bytes(self._data[self._offsets[i]:self._offsets[i + 1]]).decode()
+
+    def __iter__(self) -> Iterator[str]:
+        return (self[i] for i in range(self._n))
+
+
+def _padded_strings(values: list[str], rows: int) -> pa.Array:
+    """A string array of ``rows`` entries: ``values`` first, then empty strings (built from buffers)."""
+    blob = "".join(values).encode()
+    offsets = np.full(rows + 1, len(blob), dtype=np.int32)   # the padding: empty strings at the end
+    offsets[0] = 0
+    offsets[1:len(values) + 1] = np.cumsum([len(v.encode()) for v in values], dtype=np.int64)
+    return pa.StringArray.from_buffers(rows, pa.py_buffer(offsets.tobytes()), pa.py_buffer(blob))
+
+
 @dataclass
 class Columns:
     arrays: dict[str, np.ndarray]
-    categories: dict[str, list[str]]  # also "road": road names, for address_road
+    categories: dict[str, Sequence[str]]  # also "road": road names, for address_road
     report_id: pa.Array
     address_road: np.ndarray | None = None  # road code of each address code
+    # the road search's haystack when loaded from the cache: (upper-cased names, each + "\n", as
+    # uint8; where each starts, plus the end)
+    address_haystack: tuple[np.ndarray, np.ndarray] | None = None
 
     def derive(self) -> Columns:
         """Compute the stored indexes (INDEXES, roads) once, at parse time, so loads need not."""
@@ -61,7 +111,7 @@ class Columns:
             self.arrays["lat_sorted"] = self.arrays["latitude"][order]
             self.arrays["lon_sorted"] = self.arrays["longitude"][order]
         if self.address_road is None:
-            self.address_road, self.categories["road"] = roads_of(self.categories["address"])
+            self.address_road, self.categories["road"] = roads_of(list(self.categories["address"]))
         return self
 
     @property
@@ -78,7 +128,7 @@ class Columns:
                 data[name] = pd.Series(self.report_id.to_pandas(types_mapper=pd.ArrowDtype)).astype("string[pyarrow]")
             elif name in CATEGORICAL:
                 data[name] = pd.Categorical.from_codes(self.arrays[name].astype(np.int64),
-                                                       categories=pd.Index(self.categories[name], dtype="str"))
+                                                       categories=pd.Index(list(self.categories[name]), dtype="str"))
             elif name in ("published", "status_date"):
                 data[name] = pd.DatetimeIndex(self.arrays[name].view("datetime64[ns]")).tz_localize("UTC")
             else:
@@ -88,10 +138,23 @@ class Columns:
     def to_arrow(self, meta: dict[str, Any]) -> pa.Table:
         fields = {name: pa.array(self.arrays[name]) for name in NUMERIC + CATEGORICAL}
         fields["report_id"] = self.report_id
-        table = pa.table({name: fields[name] for name in (*ORDER, *INDEXES)})
-        assert self.address_road is not None  # __post_init__ fills it
-        meta = {**meta, "categories": self.categories, "address_road": self.address_road.tolist()}
-        return table.replace_schema_metadata({META_KEY: json.dumps(meta).encode()})
+        assert self.address_road is not None  # derive() fills it
+        addresses, rows = list(self.categories["address"]), self.rows
+        categories = {k: list(v) for k, v in self.categories.items()}
+        names = list(ORDER) + list(INDEXES)
+        if len(addresses) <= rows:   # always, for parsed data
+            fields["address_names"] = _padded_strings(addresses, rows)
+            fields["address_upper"] = _padded_strings([a.upper() + "\n" for a in addresses], rows)
+            road = np.full(rows, -1, dtype=np.int32)
+            road[:len(addresses)] = self.address_road
+            fields["address_road"] = pa.array(road)
+            names += PER_ADDRESS
+            del categories["address"]
+            meta = {**meta, "addresses": len(addresses)}
+        else:
+            meta = {**meta, "address_road": self.address_road.tolist()}
+        table = pa.table({name: fields[name] for name in names})
+        return table.replace_schema_metadata({META_KEY: json.dumps({**meta, "categories": categories}).encode()})
 
     @classmethod
     def from_arrow(cls, table: pa.Table) -> tuple[Columns, dict[str, Any]]:
@@ -103,5 +166,19 @@ class Columns:
             arrays[name] = _view(chunk)
         rid = table.column("report_id")
         report_id = rid.chunk(0) if rid.num_chunks == 1 else rid.combine_chunks()
-        address_road = np.array(meta.pop("address_road"), dtype=np.int32)
-        return cls(arrays, meta.pop("categories"), report_id, address_road), meta
+        categories = meta.pop("categories")
+        haystack = None
+        if "addresses" in meta:   # the per-address arrays are stored columns: map them, decode nothing
+            n = meta.pop("addresses")
+            chunks = {name: (lambda c: c.chunk(0) if c.num_chunks == 1 else c.combine_chunks())(table.column(name))
+                      for name in PER_ADDRESS}
+            categories["address"] = StoredStrings(chunks["address_names"], n)
+            address_road = _view(chunks["address_road"])[:n]
+            offsets, data = _string_parts(chunks["address_upper"])
+            if offsets[0] == 0:   # as written; otherwise the index builds its own
+                end = int(offsets[n])
+                hay = np.frombuffer(data, dtype=np.uint8, count=end) if end else np.zeros(0, dtype=np.uint8)
+                haystack = (hay, offsets[:n + 1])
+        else:
+            address_road = np.array(meta.pop("address_road"), dtype=np.int32)
+        return cls(arrays, categories, report_id, address_road, haystack), meta

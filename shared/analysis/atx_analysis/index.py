@@ -71,6 +71,10 @@ class Index:
     def _haystack(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """All distinct addresses upper-cased as UTF-8, one per line, as one uint8 array; where each
         address starts (plus the end); and how often each byte occurs (to start from the rarest)."""
+        stored = self.columns.address_haystack   # mapped from the cache: shared, not rebuilt
+        if stored is not None:
+            hay, starts = stored
+            return hay, starts, np.bincount(hay, minlength=256)
         data = ("\n".join(a.upper() for a in self.addresses) + "\n").encode()
         hay = np.frombuffer(data + b"\0" * (MAX_NEEDLE + 1), dtype=np.uint8)
         starts = np.zeros(len(self.addresses) + 1, dtype=np.int64)

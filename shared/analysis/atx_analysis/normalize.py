@@ -17,6 +17,7 @@ The rules for bad values (docs/data.md documents them; every one is counted in `
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
@@ -220,7 +221,7 @@ def normalize(table: pa.Table, fmt: Format, colmap: dict[str, str]) -> tuple[Col
     arrays = {"published": published, "status_date": status_date, "latitude": lat, "longitude": lon,
               "response_minutes": response, "local_day": day, "hour": hour, "weekday": weekday,
               "status": status}
-    categories = {"status": status_names}
+    categories: dict[str, Sequence[str]] = {"status": status_names}
     for name in ("issue", "address", "agency"):
         arrays[name], categories[name] = encode(src.get(name), n)
     report_id = (_strings(src["report_id"]).combine_chunks() if "report_id" in src
