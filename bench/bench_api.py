@@ -303,8 +303,9 @@ def write_docs(args, summary, rt) -> None:
         f"{args.seconds:g} s after 1 s of warm-up, {args.repeats} runs of each server taking turns; medians, and "
         "each ratio is the median of the ratios of adjacent runs. Both servers: gunicorn with the options of "
         "`jobqueue_api.serve` (gevent worker class, WEB_CONCURRENCY=2, `/dev/shm` heartbeat); ours validates "
-        "the request, stores, indexes and queues every job in Redis (concurrent submits of one process share "
-        "one script call) and counts it in the metrics; the bare Flask app only parses the body and answers "
+        "the request, stores, indexes and queues every job in Redis (the submits that reach one process while "
+        "its previous Redis call is in flight share its next call, one MULTI/EXEC transaction) and counts it in "
+        "the metrics; the bare Flask app only parses the body and answers "
         "with a fresh id. CPU per request is what the server's processes (and redis-server) used over the "
         "run, read from /proc, divided by the requests answered.",
         "",

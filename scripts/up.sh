@@ -24,6 +24,16 @@ READY_TIMEOUT=${READY_TIMEOUT:-90}
 
 mkdir -p "$RUN_DIR/redis" "$RUN_DIR/logs" "$RUN_DIR/pids"
 
+# API_METRICS_PORT (the chart's 9102) must not be one of the workers' metrics ports: whichever
+# process binds it first wins, and the API then exits with "Address already in use".
+if [ "${API_METRICS_PORT:-0}" != 0 ] && [ "$API_METRICS_PORT" -ge "$WORKER_METRICS_BASE" ] \
+    && [ "$API_METRICS_PORT" -lt $((WORKER_METRICS_BASE + WORKERS)) ]; then
+  echo "up: API_METRICS_PORT=$API_METRICS_PORT is worker $((API_METRICS_PORT - WORKER_METRICS_BASE + 1))'s metrics port" \
+    "(WORKER_METRICS_BASE=$WORKER_METRICS_BASE, WORKERS=$WORKERS); pick one outside" \
+    "$WORKER_METRICS_BASE-$((WORKER_METRICS_BASE + WORKERS - 1)), or move WORKER_METRICS_BASE" >&2
+  exit 1
+fi
+
 alive() { [ -f "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }
 
 find_redis_server() {
@@ -65,6 +75,10 @@ if ! alive "$RUN_DIR/pids/api.pid"; then
   # class VM: a classmate's stack) while our own API dies with "Address already in use".
   if (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null; then
     echo "up: port $PORT is taken by another program; set PORT=... to use another (make down with the same variables stops it)" >&2
+    exit 1
+  fi
+  if [ "${API_METRICS_PORT:-0}" != 0 ] && (exec 3<>"/dev/tcp/127.0.0.1/$API_METRICS_PORT") 2>/dev/null; then
+    echo "up: port $API_METRICS_PORT is taken by another program; set API_METRICS_PORT=... to use another" >&2
     exit 1
   fi
   rm -rf "$API_METRICS_DIR"

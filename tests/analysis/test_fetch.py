@@ -111,6 +111,8 @@ def test_fetch_cli_url_from_and_keep_existing(portal, tmp_path, inproc):
     code, out, err = inproc("data", "fetch", "--from", FIXTURES / "portal10.csv", "--output", copied)
     assert code == 0, err
     assert copied.read_bytes() == (FIXTURES / "portal10.csv").read_bytes() and json.loads(out)["rows"] == 8
+    # the loader's log line names the file the readers get, not the temporary one it was checked in
+    assert json.loads(out)["path"] == str(copied), out
 
     copied.write_text("edited by hand\n")
     code, out, err = inproc("data", "fetch", "--url", f"{portal}/mirror/rows.csv", "--output", copied,

@@ -136,3 +136,22 @@ def test_make_lock_finds_the_uv_make_setup_installed():
                          env={**os.environ, "PATH": "/usr/sbin:/usr/bin:/sbin:/bin"})
     assert dry.returncode == 0, dry.stderr
     assert ".tools/bin/uv lock" in dry.stdout, dry.stdout
+
+
+def test_up_refuses_an_api_metrics_port_that_is_a_workers(tmp_path):
+    """README's `API_METRICS_PORT=9102 make up` with the default WORKER_METRICS_BASE=9101 and two
+    workers: worker 2 bound 9102 first and the API exited with "Address already in use" (make up
+    then printed only gunicorn's retries). Now it refuses at once, naming both settings."""
+    base = free_port()
+    env = {**os.environ, "RUN_DIR": str(tmp_path / "run"), "PORT": str(free_port()), "REDIS_PORT": str(free_port()),
+           "WORKER_METRICS_BASE": str(base), "API_METRICS_PORT": str(base + 1), "WORKERS": "2",
+           "READY_TIMEOUT": "60"}
+    env.pop("REDIS_URL", None)
+    try:
+        up = subprocess.run(["bash", "scripts/up.sh"], cwd=REPO_ROOT, env=env, capture_output=True, text=True,
+                            timeout=180)
+        assert up.returncode != 0
+        assert f"API_METRICS_PORT={base + 1} is worker 2's metrics port" in up.stderr, up.stdout + up.stderr
+        assert not list((tmp_path / "run" / "pids").glob("*.pid"))   # refused before starting anything
+    finally:
+        subprocess.run(["bash", "scripts/down.sh"], cwd=REPO_ROOT, env=env, capture_output=True, timeout=120)

@@ -365,3 +365,40 @@ def test_a_batch_is_started_a_flush_window_at_a_time(harness):
     assert worker.work(burst=True, install_signals=False) == 0
     assert {j.status for j in harness.store.get_many(ids)} == {JobStatus.COMPLETE}
     assert max(seen) <= 2, seen                # started ahead: about FLUSH_SECONDS of work, not the batch
+
+
+def test_a_quick_job_that_runs_long_is_started_while_it_runs(harness):
+    """The estimate can be wrong (a sleep of 0.6 s after sleeps of 0 s): the job then shows
+    in-progress, its attempt counted, well before it ends, and still ends with one result."""
+    quick = [harness.submit("sleep", {"seconds": 0}) for _ in range(3)]
+    slow = harness.submit("sleep", {"seconds": 0.6})
+    worker = Worker(harness.settings, operations(), FakeData())
+    worker._learn(0.0001, "sleep")
+    thread = threading.Thread(target=worker.work, kwargs={"burst": True, "install_signals": False})
+    thread.start()
+    try:
+        deadline = time.monotonic() + 10
+        while (job := harness.store.get(slow)).status is not JobStatus.IN_PROGRESS:
+            assert job.status is not JobStatus.COMPLETE, "never shown in-progress while it ran"
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        assert job.attempts == 1 and job.worker == worker.id
+    finally:
+        thread.join(15)
+    jobs = harness.store.get_many(quick + [slow])
+    assert {j.status for j in jobs} == {JobStatus.COMPLETE} and {j.attempts for j in jobs} == {1}
+
+
+def test_jobs_started_ahead_are_charged_an_attempt_only_when_they_run(harness):
+    """A start call covers the next job and those the worker expects to reach within
+    FLUSH_SECONDS: those ahead show in-progress but keep their attempt count until they run, so a
+    worker killed -9 charges an attempt only to the job it had begun (the chaos kill -9 test re-ran
+    353 attempts of 1,000 jobs when a whole batch was charged up front)."""
+    seen = []
+    probe = op("probe", lambda: seen.append([(j.status, j.attempts) for j in harness.store.get_many(ids)]) or {})
+    ids = [harness.submit("probe") for _ in range(3)]
+    worker = Worker(harness.settings.replace(result_cache=False), operations(probe), FakeData())
+    worker._learn(0.0001)                      # one batch, all three reached within the window
+    assert worker.work(burst=True, install_signals=False) == 0
+    assert seen[0] == [(JobStatus.IN_PROGRESS, 1), (JobStatus.IN_PROGRESS, 0), (JobStatus.IN_PROGRESS, 0)]
+    assert {(j.status, j.attempts) for j in harness.store.get_many(ids)} == {(JobStatus.COMPLETE, 1)}

@@ -21,7 +21,7 @@ import socket
 import threading
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, TypeVar
 from collections.abc import Callable
 
@@ -46,6 +46,7 @@ T = TypeVar("T")
 BATCH_TARGET_SECONDS = 0.1   # a worker holds at most about this much work
 MAX_BATCH = 32
 FLUSH_SECONDS = 0.005        # a finished job waits at most this long to be recorded with others
+PROMOTE_SECONDS = 0.02       # a quick job still running after this is started from another thread
 IDLE_WAIT_SECONDS = 1.0      # BLMOVE timeout: how soon an idle worker notices SIGTERM
 SWEEP_INTERVAL_SECONDS = 60.0
 LOG_SUMMARY_SECONDS = 10.0
@@ -67,6 +68,7 @@ class Claimed:
     started: float = 0.0           # perf_counter at start (batch sizing)
     unreadable: bool = False       # ``doc`` did not parse: record it failed, run nothing
     quick: bool = False            # expected within FLUSH_SECONDS: run without a start call
+    promoted: bool = False         # a quick job that ran long, started while it ran
     outcome: str = "?"             # complete | cached | failed | retried | interrupted
     elapsed: float | None = None   # seconds the operation ran (None: it did not run)
 
@@ -92,6 +94,8 @@ class Worker:
         self._prefetched: list[Claimed] = []
         self._found_none = False   # the last outcomes' call claimed and found the queue empty
         self._claim_in_doubt = False   # a claim's answer was lost: ids may sit in our processing list
+        self._running: tuple[Claimed, float] | None = None   # the quick job running now, since when
+        self._running_lock = threading.Lock()   # its document is not changed while the promoter reads it
 
     # --- lifecycle ------------------------------------------------------------------------
     def request_stop(self, signum: int | None = None, frame: Any = None) -> None:
@@ -113,6 +117,8 @@ class Worker:
                 signal.signal(signal.SIGINT, self.request_stop)
         housekeeping = threading.Thread(target=self._housekeeping, name="housekeeping", daemon=True)
         housekeeping.start()
+        promoter = threading.Thread(target=self._promote, name="promoter", daemon=True)
+        promoter.start()
         log.info("worker started", extra={"worker": self.id, "queue": self.delivery.queue_key,  # a stall's first clue
                                           "queue_db": self.settings.redis_queue_db,
                                           "jobs_db": self.settings.redis_jobs_db, "redis": describe(self.settings)})
@@ -144,6 +150,7 @@ class Worker:
                 self._sleep(delay)
         self._stop_housekeeping.set()
         housekeeping.join(timeout=5)
+        promoter.join(timeout=5)
         self._leave()
         log.info("worker stopped", extra={"worker": self.id})
         return 0
@@ -228,7 +235,8 @@ class Worker:
                 break
             if answers[index] is None:
                 chunk = self._start_chunk(batch, answers, index)
-                for k, start_answer in zip(chunk, self._flush(waiting, False, [starts[k] for k in chunk])):
+                now = [starts[chunk[0]]] + [_ahead(starts[k]) for k in chunk[1:]]
+                for k, start_answer in zip(chunk, self._flush(waiting, False, now)):
                     answers[k] = start_answer
                 waiting = []
             answer = answers[index]
@@ -237,7 +245,8 @@ class Worker:
             if item.job is not None:
                 item.job.started_at = time.time()   # when it really began (the start said: its chunk)
             record = self._run(item, answer)
-            self._learn(time.perf_counter() - item.started, item.job.operation if item.job else None)
+            ran = item.job.operation if item.job and item.elapsed is not None else None   # not a cache hit
+            self._learn(time.perf_counter() - item.started, ran)
             if record is not None:
                 if not waiting:
                     oldest = time.perf_counter()
@@ -247,10 +256,10 @@ class Worker:
             if waiting and (last or (not starts_next and time.perf_counter() - oldest >= FLUSH_SECONDS)):
                 self._flush(waiting, claim_next=last)
                 waiting = []
+        if untouched:   # first: the started ones, put back at the front next, stay ahead of them
+            self._send_give_back(untouched)
         if waiting:
             self._flush(waiting, claim_next=False)
-        if untouched:
-            self._send_give_back(untouched)
 
     def _start_chunk(self, batch: list[Claimed], answers: list[StartAnswer | None], index: int) -> list[int]:
         """Which jobs to start now: the one at ``index`` and the unstarted ones after it that the
@@ -362,6 +371,8 @@ class Worker:
         log.debug("job started", extra={"job_id": job.id, "operation": job.operation, "attempt": job.attempts})
         t0 = time.perf_counter()
         try:
+            if item.quick:
+                self._running = (item, time.monotonic())
             placed = self._execute(job)
         except Exception as exc:
             return self._classify(item, exc, time.perf_counter() - t0)
@@ -383,6 +394,9 @@ class Worker:
             return place(result, op.produces_png)
         finally:
             self.metrics.busy.set(0)
+            if self._running is not None:   # the job may change from here on: no promotion now
+                with self._running_lock:
+                    self._running = None
 
     def _classify(self, item: Claimed, exc: Exception, elapsed: float) -> Record:
         """Fail at once what would fail again; retry with backoff what may not (while attempts remain)."""
@@ -506,6 +520,27 @@ class Worker:
         except redis.exceptions.RedisError:
             pass   # still in our processing list: _leave retries, else the reaper requeues them
 
+    # --- promoter thread: quick jobs that turn out slow ------------------------------------
+    def _promote(self) -> None:
+        """Start a quick job that has run for PROMOTE_SECONDS: the estimate was wrong (a ``sleep``
+        of 2 s after many of 0 s), so its in-progress state is worth showing and its attempt worth
+        counting before it ends. The main thread is busy running it, hence this thread; the start
+        script's fence makes a start that arrives after the job's finish a no-op."""
+        while not self._stop_housekeeping.wait(PROMOTE_SECONDS / 2 if self._running else 0.1):
+            running = self._running
+            if running is None or running[0].promoted or time.monotonic() - running[1] < PROMOTE_SECONDS:
+                continue
+            with self._running_lock:   # held while sending: the job's document must not change meanwhile
+                if self._running is not running:
+                    continue
+                item = running[0]
+                item.promoted = True
+                try:
+                    assert item.job is not None
+                    self.delivery.start(self.id, Start(item.job))
+                except Exception as exc:   # not started: the job still ends with one result
+                    log.debug("could not start a long quick job", extra={"job_id": item.id, "error": str(exc)})
+
     # --- housekeeping thread: heartbeat (lease), reaper, sweeper --------------------------
     def _housekeeping(self) -> None:
         lease = self.settings.job_lease_seconds
@@ -554,6 +589,13 @@ class Worker:
 
 
 _UNSTARTED = StartAnswer(Started.OK)   # a quick job's "start": run it, nothing was written
+
+
+def _ahead(start: Start) -> Start:
+    """A job started ahead of the one about to run: in-progress, but its attempt is counted by its
+    final document (or by its own start after a reaper took it back), not now, so a worker killed
+    -9 does not charge an attempt to jobs it had not begun."""
+    return Start(replace(start.job, attempts=start.job.attempts - 1), start.fingerprint)
 
 
 def _follow(estimate: float | None, seconds: float) -> float:

@@ -180,7 +180,9 @@ def cmd_fetch(args: argparse.Namespace) -> int:
         if show:
             show.done()
     dataset = loaded["dataset"]
-    print(json.dumps({**dataset.info(), "output": output, **_cache_report(dataset, options, Path(output))}))
+    # "path": the file readers get (the dataset was checked in a temporary file, since renamed to it)
+    print(json.dumps({**dataset.info(), "path": output, "output": output,
+                      **_cache_report(dataset, options, Path(output))}))
     return 0
 
 

@@ -1,0 +1,154 @@
+"""32 clients submit through the real ``jobqueue-api`` (gunicorn, group commit) while Redis is
+killed (SIGKILL, as a node loss) and brought back with its AOF, and while it is paused: every 202's
+job exists, is queued and completes with a real worker; every other answer is a JSON 503, never a
+500 and never a dropped connection. Then SIGTERM of the API mid-burst loses no acknowledged job."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import threading
+import time
+
+import pytest
+import requests
+
+from devstack.paths import BIN
+from devstack.procs import free_port, wait_http
+from devstack.redis_server import RedisServer, find_redis_server
+from jobqueue.connections import jobs_redis
+from jobqueue.jobs import JobStore
+from jobqueue.settings import load_settings
+
+pytestmark = pytest.mark.slow
+CLIENTS = 32
+
+
+def _start_api(tmp_path, redis_url: str) -> tuple[str, subprocess.Popen, object]:
+    port = free_port()
+    env = {**os.environ, "PORT": str(port), "BIND_HOST": "127.0.0.1", "WEB_CONCURRENCY": "2",
+           "REDIS_URL": redis_url, "DIAGNOSTIC_OPERATIONS": "1", "LOG_LEVEL": "WARNING",
+           "SHUTDOWN_GRACE_SECONDS": "10", "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "metrics")}
+    (tmp_path / "metrics").mkdir(exist_ok=True)
+    log = open(tmp_path / "api.log", "w")
+    proc = subprocess.Popen([str(BIN / "jobqueue-api")], env=env, stdout=log, stderr=subprocess.STDOUT)
+    wait_http(f"http://127.0.0.1:{port}/healthz", proc)
+    return f"http://127.0.0.1:{port}", proc, log
+
+
+def _burst(base: str, stop: threading.Event):
+    """CLIENTS threads submit until ``stop``: 202 ids, other (status, body), transport errors, threads."""
+    accepted: list[str] = []
+    refused: list[tuple[int, str]] = []
+    broken: list[str] = []
+    lock = threading.Lock()
+
+    def client():
+        session = requests.Session()
+        while not stop.is_set():
+            try:
+                r = session.post(base + "/submit", json={"operation": "sleep", "params": {"seconds": 0}},
+                                 timeout=30)
+            except requests.RequestException as exc:
+                with lock:
+                    broken.append(repr(exc))
+                continue
+            with lock:
+                if r.status_code == 202:
+                    accepted.append(r.json()["job_id"])
+                else:
+                    refused.append((r.status_code, r.text))
+
+    threads = [threading.Thread(target=client, daemon=True) for _ in range(CLIENTS)]
+    for t in threads:
+        t.start()
+    return accepted, refused, broken, threads
+
+
+def _all_complete(redis_url: str, ids: list[str], tmp_path, timeout: float = 120) -> list[str]:
+    """Run a real worker until every id is complete; the ids that are not (missing or other)."""
+    env = {**os.environ, "REDIS_URL": redis_url, "DIAGNOSTIC_OPERATIONS": "1", "WORKER_METRICS_PORT": "0",
+           "LOG_LEVEL": "WARNING", "SHUTDOWN_GRACE_SECONDS": "5"}
+    store = JobStore(jobs_redis(load_settings({"REDIS_URL": redis_url})), 3600)
+    with open(tmp_path / "worker.log", "w") as log:
+        worker = subprocess.Popen([str(BIN / "jobqueue-worker")], env=env, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + timeout
+        pending = list(ids)
+        while pending and time.monotonic() < deadline:
+            pending = [i for i in pending if (j := store.get(i)) is None or j.status.value != "complete"]
+            time.sleep(0.5)
+        return [f"{i}: {store.get(i).status.value if store.get(i) else 'missing'}" for i in pending]
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        try:
+            worker.wait(30)
+        except subprocess.TimeoutExpired:
+            worker.kill()
+            worker.wait()
+
+
+def _check_refusals(refused, broken):
+    assert not broken, broken[:5]
+    for status, body in refused:
+        assert status == 503, (status, body)
+        assert '"error"' in body and "redis" in body, body
+
+
+def test_redis_killed_and_paused_while_32_clients_submit(tmp_path):
+    if find_redis_server() is None:
+        pytest.skip("no redis-server")
+    server = RedisServer(tmp_path / "redis").start()
+    base, api, log = _start_api(tmp_path, server.url)
+    try:
+        stop = threading.Event()
+        accepted, refused, broken, threads = _burst(base, stop)
+        time.sleep(1.5)
+        server.kill()                      # mid-batch: whatever EXEC had replied is in the AOF's page cache
+        time.sleep(2)
+        server.start()
+        time.sleep(1.5)
+        server.client().execute_command("CLIENT", "PAUSE", "1500", "ALL")   # held up, then resumed
+        time.sleep(2.5)
+        stop.set()
+        for t in threads:
+            t.join(60)
+        print(f"202: {len(accepted)}, 503: {len(refused)}", {b[:90] for _, b in refused})
+        assert len(accepted) > 100 and refused, (len(accepted), refused[:3])
+        _check_refusals(refused, broken)
+        assert len(set(accepted)) == len(accepted)
+        assert _all_complete(server.url, accepted, tmp_path) == []
+    finally:
+        api.send_signal(signal.SIGTERM)
+        api.wait(60)
+        log.close()
+        server.stop()
+    output = (tmp_path / "api.log").read_text()
+    assert "Traceback" not in output and '"status": 500' not in output, output[-3000:]
+
+
+def test_sigterm_of_the_api_mid_burst_loses_no_acknowledged_job(tmp_path):
+    if find_redis_server() is None:
+        pytest.skip("no redis-server")
+    server = RedisServer(tmp_path / "redis").start()
+    base, api, log = _start_api(tmp_path, server.url)
+    try:
+        stop = threading.Event()
+        accepted, refused, broken, threads = _burst(base, stop)
+        time.sleep(2)
+        api.send_signal(signal.SIGTERM)     # graceful: in-flight submits finish, then it exits
+        api.wait(60)
+        stop.set()
+        for t in threads:
+            t.join(60)
+        print(f"202 before and during SIGTERM: {len(accepted)}, connections refused after: {len(broken)}")
+        assert accepted
+        assert not refused, refused[:5]   # nothing but 202s or a closed connection
+        assert _all_complete(server.url, accepted, tmp_path) == []
+    finally:
+        if api.poll() is None:
+            api.kill()
+            api.wait()
+        log.close()
+        server.stop()
