@@ -162,7 +162,7 @@ def test_a_redis_that_stops_answering_gets_503_not_a_hang(tmp_path):
     """A Redis that keeps its connections open but answers nothing (SIGSTOP: a stopped process, as a
     lost node looks until TCP gives up): a submit answers a JSON 503, not after the 15 minutes TCP
     takes, and once Redis answers again, 202. The bound is redis-py's own default reply timeout
-    (``socket_timeout`` 5 s since redis-py 6; retried once on timeout), which the API's clients keep:
+    (``socket_timeout`` 5 s in the locked redis-py 8.1; retried once on timeout), which the API's clients keep:
     this guards against anyone passing ``socket_timeout=None``, which would make every submit of a
     process wait behind the one group commit in flight."""
     if find_redis_server() is None:
