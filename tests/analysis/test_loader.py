@@ -162,11 +162,14 @@ def test_default_cache_location_unusable_falls_back(tmp_path):
     assert ds.rows == 8 and not ds.from_cache and ds.identity == content_hash(data)
 
 
-def test_unwritable_cache_dir_falls_back(tmp_path):
+def test_unwritable_cache_dir_falls_back(tmp_path, caplog):
     blocker = tmp_path / "file"
     blocker.write_text("not a directory")
-    ds = load_dataset(FIXTURES / "portal10.csv", cache_dir=str(blocker / "sub"))
+    with caplog.at_level("INFO"):
+        ds = load_dataset(FIXTURES / "portal10.csv", cache_dir=str(blocker / "sub"))
     assert ds.rows == 8 and not ds.from_cache
+    # said where an operator looks: every process will parse the file again
+    assert any(r.levelname == "WARNING" and "not caching parsed data" in r.getMessage() for r in caplog.records)
 
 
 def test_corrupt_cache_is_ignored(tmp_path):

@@ -138,3 +138,20 @@ def test_compose_ports_and_healthchecks_follow_the_cluster_probes(compose):
     assert "ports" not in worker, "no host port, so `--scale worker=N` works"
     assert f"http://127.0.0.1:{metrics_port}/metrics" in " ".join(worker["healthcheck"]["test"])
     assert "ports" not in compose["services"]["redis"], "Redis is not published on the host"
+
+
+def test_compose_stopping_a_worker_never_cuts_a_job(compose):
+    """As the chart (tests/deploy/test_timeouts.py): a stopped or scaled-in worker lets its job in
+    hand end by itself (SHUTDOWN_GRACE_SECONDS >= JOB_TIMEOUT_SECONDS), and compose's SIGKILL comes
+    after the grace plus a margin to record the outcome."""
+    from jobqueue.settings import load_settings
+
+    worker = compose["services"]["worker"]
+    env = {k: str(v) for k, v in worker["environment"].items() if k in SPEC}
+    settings = load_settings(env)
+    assert settings.shutdown_grace_seconds >= settings.job_timeout_seconds, (
+        f"SHUTDOWN_GRACE_SECONDS {settings.shutdown_grace_seconds:g} < JOB_TIMEOUT_SECONDS "
+        f"{settings.job_timeout_seconds:g}: `docker compose stop` or `--scale` hands back longer jobs")
+    stop = worker["stop_grace_period"]
+    assert stop.endswith("s"), stop
+    assert int(stop[:-1]) >= settings.shutdown_grace_seconds + 10

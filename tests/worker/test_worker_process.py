@@ -126,6 +126,10 @@ def test_bad_setting_stops_the_worker_with_a_message_naming_it(redis_url):
 def test_supervisor_runs_several_processes_and_serves_their_metrics(harness, redis_url, tmp_path):
     port = free_port()
     ids = [harness.submit("sleep", {"seconds": 0.1}) for _ in range(8)]
+    # a directory the user chose may hold other things: only stale metric files go (it was rmtree'd)
+    (tmp_path / "metrics").mkdir()
+    (tmp_path / "metrics" / "notes.txt").write_text("mine\n")
+    (tmp_path / "metrics" / "counter_999999.db").write_bytes(b"stale from a previous run")
     proc = start_worker(redis_url, tmp_path / "w.log", WORKER_CONCURRENCY="2", WORKER_METRICS_PORT=str(port),
                         PROMETHEUS_MULTIPROC_DIR=str(tmp_path / "metrics"))
     try:
@@ -134,6 +138,8 @@ def test_supervisor_runs_several_processes_and_serves_their_metrics(harness, red
         body = wait_until(lambda: _scrape(port), 10, "metrics")
         assert 'jobqueue_jobs_processed_total{operation="sleep",outcome="complete"} 8.0' in body
         assert "jobqueue_job_duration_seconds_bucket" in body and "jobqueue_worker_busy" in body
+        assert (tmp_path / "metrics" / "notes.txt").read_text() == "mine\n"
+        assert not (tmp_path / "metrics" / "counter_999999.db").exists()
     finally:
         assert stop(proc, 15) == 0
     lines = [json.loads(line) for line in (tmp_path / "w.log").read_text().splitlines() if line.startswith("{")]

@@ -380,7 +380,7 @@ initContainers:
         memory: 32Mi
       limits:
         cpu: 100m
-        memory: 64Mi
+        memory: 128Mi
     securityContext:
       {{- toYaml $v.containerSecurityContext | nindent 6 }}
     volumeMounts:

@@ -13,8 +13,8 @@ synchronous analyses run on native threads (``green.offload``) so they do not st
 The patching happens in :func:`main` before anything else is imported, so the app the master
 preloads (dataset, catalogue, Redis pools) is built on patched sockets and locks.
 
-Prometheus multiprocess mode: ``PROMETHEUS_MULTIPROC_DIR`` (default a fresh temp dir) is created
-and wiped before any worker starts, and a worker that exits is marked dead so its live gauges
+Prometheus multiprocess mode: ``PROMETHEUS_MULTIPROC_DIR`` (default a fresh temp dir) is created,
+or cleared of a previous run's metric files, before any worker starts, and a worker that exits is marked dead so its live gauges
 vanish while its counters stay summed.
 """
 
@@ -22,9 +22,7 @@ from __future__ import annotations
 
 import argparse
 import os
-import shutil
 import sys
-import tempfile
 
 # Connections one worker process serves at once: every waiter plus room for everything else.
 CONNECTION_HEADROOM = 1000
@@ -32,18 +30,11 @@ MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
 
 def prepare_multiprocess_dir() -> str:
-    """Create (or empty) the metrics directory; must run before prometheus_client is imported."""
-    path = os.environ.get(MULTIPROC_ENV) or tempfile.mkdtemp(prefix="jobqueue-api-metrics-")
-    if os.path.isdir(path):
-        for entry in os.listdir(path):
-            target = os.path.join(path, entry)
-            if os.path.isdir(target) and not os.path.islink(target):
-                shutil.rmtree(target)
-            else:
-                os.unlink(target)
-    os.makedirs(path, exist_ok=True)
-    os.environ[MULTIPROC_ENV] = path
-    return path
+    """The metrics directory, created or cleared of a previous run's metric files (only those);
+    must run before prometheus_client is imported."""
+    from jobqueue.multiproc import prepare
+
+    return prepare("jobqueue-api-metrics-")
 
 
 def log_config(level: str) -> dict:

@@ -11,12 +11,11 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import shutil
 import signal
 import sys
-import tempfile
 import time
 
+from jobqueue import multiproc
 from jobqueue.logs import configure_logging
 from jobqueue.settings import Settings, SettingsError, load_settings
 
@@ -85,10 +84,8 @@ def load_and_serve(settings: Settings, catalogue, data) -> bool:
 
 
 def supervise(settings: Settings, burst: bool) -> int:
-    mp_dir = os.environ.get("PROMETHEUS_MULTIPROC_DIR") or tempfile.mkdtemp(prefix="jobqueue-worker-metrics-")
-    shutil.rmtree(mp_dir, ignore_errors=True)
-    os.makedirs(mp_dir, exist_ok=True)
-    os.environ["PROMETHEUS_MULTIPROC_DIR"] = mp_dir   # before prometheus_client is imported anywhere
+    # before prometheus_client is imported anywhere; clears only a previous run's metric files
+    multiproc.prepare("jobqueue-worker-metrics-")
 
     from prometheus_client import multiprocess
 

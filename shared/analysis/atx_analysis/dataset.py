@@ -169,7 +169,10 @@ def _write_cache(file: Path, columns: Columns, meta: dict[str, Any]) -> bool:
         os.replace(tmp, file)
         return True
     except OSError as exc:  # read-only data directory and the like: run without a cache
-        log.info("not caching parsed data at %s: %s", file, exc)
+        # a warning, not a note: every process will parse the file again (seconds and hundreds of MB
+        # each at full size); DATA_CACHE_DIR elsewhere, or a loader-built cache, avoids it
+        log.warning("not caching parsed data at %s: %s (every process parses the file; set DATA_CACHE_DIR to a "
+                    "writable directory)", file, exc)
         return False
     finally:
         if tmp and os.path.exists(tmp):
