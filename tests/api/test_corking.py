@@ -8,16 +8,12 @@ gunicorn and must still arrive whole.
 
 from __future__ import annotations
 
-import os
-import signal
 import socket
-import subprocess
 from pathlib import Path
 
 import pytest
 
-from devstack.paths import BIN
-from devstack.procs import free_port, wait_http
+from devstack.api_server import api_server
 from devstack.redis_server import RedisServer, find_redis_server
 from jobqueue_api.corking import corked
 
@@ -30,21 +26,10 @@ def api_port(tmp_path_factory):
     if find_redis_server() is None:
         pytest.skip("no redis-server")
     server = RedisServer(tmp_path_factory.mktemp("redis-cork"), appendonly=False).start()
-    port = free_port()
-    env = {**os.environ, "PORT": str(port), "BIND_HOST": "127.0.0.1", "WEB_CONCURRENCY": "1",
-           "REDIS_URL": server.url, "DIAGNOSTIC_OPERATIONS": "1", "LOG_LEVEL": "WARNING",
-           "PROMETHEUS_MULTIPROC_DIR": str(tmp_path_factory.mktemp("metrics-cork"))}
-    proc = subprocess.Popen([str(BIN / "jobqueue-api")], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        wait_http(f"http://127.0.0.1:{port}/healthz", proc)
-        yield port
+        with api_server(server.url, tmp_path_factory.mktemp("api-cork"), processes=1, check_log=False) as api:
+            yield api.port
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
         server.stop()
 
 

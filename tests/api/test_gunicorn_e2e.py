@@ -12,8 +12,9 @@ from pathlib import Path
 import pytest
 import requests
 
+from devstack.api_server import api_server
 from devstack.paths import BIN
-from devstack.procs import free_port, wait_http
+from devstack.procs import wait_http
 from devstack.redis_server import RedisServer, find_redis_server
 from jobqueue.connections import jobs_redis, queue_redis
 from jobqueue.settings import load_settings
@@ -36,27 +37,9 @@ def api(redis_e2e, tmp_path_factory):
     """A running jobqueue-api; yields (base_url, env, process, metrics dir)."""
     metrics_dir = tmp_path_factory.mktemp("api-metrics")
     (metrics_dir / "counter_999999.db").write_bytes(b"stale from a previous run")
-    port = free_port()
-    env = {**os.environ, "PORT": str(port), "BIND_HOST": "127.0.0.1", "WEB_CONCURRENCY": "2",
-           "REDIS_URL": redis_e2e.url, "DIAGNOSTIC_OPERATIONS": "1", "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir),
-           "LOG_LEVEL": "WARNING"}
-    log = open(tmp_path_factory.mktemp("api-log") / "api.log", "w+")
-    proc = subprocess.Popen([str(BIN / "jobqueue-api")], env=env, stdout=log, stderr=subprocess.STDOUT)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        wait_http(base + "/healthz", proc)
-        yield base, env, proc, metrics_dir
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        log.seek(0)
-        output = log.read()
-        log.close()
-        assert "Traceback" not in output, output[-3000:]
+    with api_server(redis_e2e.url, tmp_path_factory.mktemp("api"), stop_timeout=20,
+                    PROMETHEUS_MULTIPROC_DIR=str(metrics_dir)) as server:
+        yield server.url, server.env, server.proc.popen, metrics_dir
 
 
 @pytest.fixture

@@ -15,18 +15,14 @@ from __future__ import annotations
 
 import http.client
 import json
-import os
 import resource
 import selectors
-import signal
 import socket
-import subprocess
 import time
 
 import pytest
 
-from devstack.paths import BIN
-from devstack.procs import free_port, wait_http
+from devstack.api_server import api_server
 from devstack.redis_server import RedisServer, find_redis_server
 from jobqueue.connections import jobs_redis
 from jobqueue.settings import load_settings
@@ -57,28 +53,13 @@ def stack(tmp_path_factory, _enough_file_descriptors):
     if find_redis_server() is None:
         pytest.skip("no redis-server")
     redis_server = RedisServer(tmp_path_factory.mktemp("redis-many"), appendonly=False).start()
-    port = free_port()
-    env = {**os.environ, "PORT": str(port), "BIND_HOST": "127.0.0.1", "WEB_CONCURRENCY": "2",
-           "REDIS_URL": redis_server.url, "DIAGNOSTIC_OPERATIONS": "1", "LOG_LEVEL": "WARNING",
-           "PROMETHEUS_MULTIPROC_DIR": str(tmp_path_factory.mktemp("metrics-many"))}
-    for name in ("MAX_WAITERS", "CLIENT_TIMEOUT_SECONDS", "API_TOKEN"):
-        env.pop(name, None)  # the defaults are what is tested
-    log_path = tmp_path_factory.mktemp("api-many") / "api.log"
-    with open(log_path, "w") as log:
-        proc = subprocess.Popen([str(BIN / "jobqueue-api")], env=env, stdout=log, stderr=subprocess.STDOUT)
     try:
-        wait_http(f"http://127.0.0.1:{port}/healthz", proc)
-        yield port, jobs_redis(load_settings({"REDIS_URL": redis_server.url}))
+        # the defaults of MAX_WAITERS, CLIENT_TIMEOUT_SECONDS and API_TOKEN are what is tested
+        with api_server(redis_server.url, tmp_path_factory.mktemp("api-many"), MAX_WAITERS=None,
+                        CLIENT_TIMEOUT_SECONDS=None, API_TOKEN=None) as api:
+            yield api.port, jobs_redis(load_settings({"REDIS_URL": redis_server.url}))
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
         redis_server.stop()
-        output = log_path.read_text()
-        assert "Traceback" not in output, output[-3000:]
 
 
 def _request(port: int, method: str, path: str, body: bytes | None = None, timeout: float = 5.0):

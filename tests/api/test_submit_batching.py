@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
 import threading
@@ -23,8 +22,9 @@ import pytest
 import redis
 import requests
 
-from devstack.paths import BIN, REPO_ROOT
-from devstack.procs import free_port, wait_http, wait_until
+from devstack.api_server import api_server
+from devstack.paths import REPO_ROOT
+from devstack.procs import wait_until
 from devstack.redis_server import RedisServer, find_redis_server
 from jobqueue import keys
 from jobqueue.connections import jobs_redis, queue_redis
@@ -248,26 +248,11 @@ def api(tmp_path_factory):
     if find_redis_server() is None:
         pytest.skip("no redis-server")
     server = RedisServer(tmp_path_factory.mktemp("redis-batch")).start()
-    port = free_port()
-    env = {**os.environ, "PORT": str(port), "BIND_HOST": "127.0.0.1", "WEB_CONCURRENCY": "2",
-           "REDIS_URL": server.url, "DIAGNOSTIC_OPERATIONS": "1", "LOG_LEVEL": "WARNING",
-           "PROMETHEUS_MULTIPROC_DIR": str(tmp_path_factory.mktemp("metrics-batch"))}
-    log_path = tmp_path_factory.mktemp("api-batch") / "api.log"
-    with open(log_path, "w") as log:
-        proc = subprocess.Popen([str(BIN / "jobqueue-api")], env=env, stdout=log, stderr=subprocess.STDOUT)
     try:
-        wait_http(f"http://127.0.0.1:{port}/healthz", proc)
-        yield f"http://127.0.0.1:{port}", server
+        with api_server(server.url, tmp_path_factory.mktemp("api-batch")) as api:
+            yield api.url, server
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
         server.stop()
-        output = log_path.read_text()
-        assert "Traceback" not in output, output[-3000:]
 
 
 def test_submits_held_up_by_redis_go_in_few_calls_and_every_202_is_queued(api):

@@ -15,7 +15,7 @@ import pytest
 import requests
 
 from devstack.paths import BIN
-from devstack.procs import free_port, wait_http
+from devstack.api_server import api_server
 from devstack.redis_server import RedisServer, find_redis_server
 from jobqueue.connections import jobs_redis
 from jobqueue.jobs import JobStore
@@ -23,18 +23,6 @@ from jobqueue.settings import load_settings
 
 pytestmark = pytest.mark.slow
 CLIENTS = 32
-
-
-def _start_api(tmp_path, redis_url: str) -> tuple[str, subprocess.Popen, object]:
-    port = free_port()
-    env = {**os.environ, "PORT": str(port), "BIND_HOST": "127.0.0.1", "WEB_CONCURRENCY": "2",
-           "REDIS_URL": redis_url, "DIAGNOSTIC_OPERATIONS": "1", "LOG_LEVEL": "WARNING",
-           "SHUTDOWN_GRACE_SECONDS": "10", "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "metrics")}
-    (tmp_path / "metrics").mkdir(exist_ok=True)
-    log = open(tmp_path / "api.log", "w")
-    proc = subprocess.Popen([str(BIN / "jobqueue-api")], env=env, stdout=log, stderr=subprocess.STDOUT)
-    wait_http(f"http://127.0.0.1:{port}/healthz", proc)
-    return f"http://127.0.0.1:{port}", proc, log
 
 
 def _burst(base: str, stop: threading.Event):
@@ -103,58 +91,55 @@ def test_redis_killed_and_paused_while_32_clients_submit(tmp_path):
     # everysec may reply before its write() when an fsync lags (a loaded disk), and a SIGKILL then
     # loses acknowledged writes: Redis's durability, not the API's, so take it out of the question
     server.client().config_set("appendfsync", "always")
-    base, api, log = _start_api(tmp_path, server.url)
     try:
-        stop = threading.Event()
-        accepted, refused, broken, threads = _burst(base, stop)
-        time.sleep(1.5)
-        server.kill()                      # mid-batch: whatever EXEC had replied is in the AOF's page cache
-        time.sleep(2)
-        server.start()
-        server.client().config_set("appendfsync", "always")
-        time.sleep(1.5)
-        server.client().execute_command("CLIENT", "PAUSE", "1500", "ALL")   # held up, then resumed
-        time.sleep(2.5)
-        stop.set()
-        for t in threads:
-            t.join(60)
-        print(f"202: {len(accepted)}, 503: {len(refused)}", {b[:90] for _, b in refused})
-        assert accepted and refused, (len(accepted), refused[:3])
-        _check_refusals(refused, broken)
-        assert len(set(accepted)) == len(accepted)
-        assert _all_complete(server.url, accepted, tmp_path) == []
+        with api_server(server.url, tmp_path / "api", stop_timeout=60, SHUTDOWN_GRACE_SECONDS="10") as api:
+            _killed_and_paused(server, api.url, tmp_path)
+        output = api.proc.log_text()
     finally:
-        api.send_signal(signal.SIGTERM)
-        api.wait(60)
-        log.close()
         server.stop()
-    output = (tmp_path / "api.log").read_text()
-    assert "Traceback" not in output and '"status": 500' not in output, output[-3000:]
+    assert '"status": 500' not in output, output[-3000:]
+
+
+def _killed_and_paused(server, base: str, tmp_path) -> None:
+    stop = threading.Event()
+    accepted, refused, broken, threads = _burst(base, stop)
+    time.sleep(1.5)
+    server.kill()                      # mid-batch: whatever EXEC had replied is in the AOF's page cache
+    time.sleep(2)
+    server.start()
+    server.client().config_set("appendfsync", "always")
+    time.sleep(1.5)
+    server.client().execute_command("CLIENT", "PAUSE", "1500", "ALL")   # held up, then resumed
+    time.sleep(2.5)
+    stop.set()
+    for t in threads:
+        t.join(60)
+    print(f"202: {len(accepted)}, 503: {len(refused)}", {b[:90] for _, b in refused})
+    assert accepted and refused, (len(accepted), refused[:3])
+    _check_refusals(refused, broken)
+    assert len(set(accepted)) == len(accepted)
+    assert _all_complete(server.url, accepted, tmp_path) == []
 
 
 def test_sigterm_of_the_api_mid_burst_loses_no_acknowledged_job(tmp_path):
     if find_redis_server() is None:
         pytest.skip("no redis-server")
     server = RedisServer(tmp_path / "redis").start()
-    base, api, log = _start_api(tmp_path, server.url)
     try:
-        stop = threading.Event()
-        accepted, refused, broken, threads = _burst(base, stop)
-        time.sleep(2)
-        api.send_signal(signal.SIGTERM)     # graceful: in-flight submits finish, then it exits
-        api.wait(60)
-        stop.set()
-        for t in threads:
-            t.join(60)
+        with api_server(server.url, tmp_path / "api", stop_timeout=60, SHUTDOWN_GRACE_SECONDS="10") as api:
+            stop = threading.Event()
+            accepted, refused, broken, threads = _burst(api.url, stop)
+            time.sleep(2)
+            api.proc.signal(signal.SIGTERM)     # graceful: in-flight submits finish, then it exits
+            api.proc.wait_exit(60)
+            stop.set()
+            for t in threads:
+                t.join(60)
         print(f"202 before and during SIGTERM: {len(accepted)}, connections refused after: {len(broken)}")
         assert accepted
         assert not refused, refused[:5]   # nothing but 202s or a closed connection
         assert _all_complete(server.url, accepted, tmp_path) == []
     finally:
-        if api.poll() is None:
-            api.kill()
-            api.wait()
-        log.close()
         server.stop()
 
 
@@ -168,25 +153,26 @@ def test_a_redis_that_stops_answering_gets_503_not_a_hang(tmp_path):
     if find_redis_server() is None:
         pytest.skip("no redis-server")
     server = RedisServer(tmp_path / "redis").start()
-    base, api, log = _start_api(tmp_path, server.url)
     body = {"operation": "sleep", "params": {"seconds": 0}}
     try:
-        assert requests.post(base + "/submit", json=body, timeout=30).status_code == 202
-        server.proc.send_signal(signal.SIGSTOP)
-        try:
-            answer = requests.post(base + "/submit", json=body, timeout=90)
-        except requests.Timeout:
-            pytest.fail("the submit hung while Redis was stopped")
-        finally:
-            server.proc.send_signal(signal.SIGCONT)
-        assert answer.status_code == 503, answer.text
-        assert answer.headers["Content-Type"].startswith("application/json")
-        assert answer.json()["error"] == "redis_unavailable", answer.text
-        assert requests.post(base + "/submit", json=body, timeout=30).status_code == 202
+        with api_server(server.url, tmp_path / "api", stop_timeout=60, SHUTDOWN_GRACE_SECONDS="10") as api:
+            _stopped_redis_answers_503(server, api.url, body)
+        output = api.proc.log_text()
     finally:
-        api.send_signal(signal.SIGTERM)
-        api.wait(60)
-        log.close()
         server.stop()
-    output = (tmp_path / "api.log").read_text()
-    assert "Traceback" not in output and '"status": 500' not in output, output[-3000:]
+    assert '"status": 500' not in output, output[-3000:]
+
+
+def _stopped_redis_answers_503(server, base: str, body: dict) -> None:
+    assert requests.post(base + "/submit", json=body, timeout=30).status_code == 202
+    server.proc.send_signal(signal.SIGSTOP)
+    try:
+        answer = requests.post(base + "/submit", json=body, timeout=90)
+    except requests.Timeout:
+        pytest.fail("the submit hung while Redis was stopped")
+    finally:
+        server.proc.send_signal(signal.SIGCONT)
+    assert answer.status_code == 503, answer.text
+    assert answer.headers["Content-Type"].startswith("application/json")
+    assert answer.json()["error"] == "redis_unavailable", answer.text
+    assert requests.post(base + "/submit", json=body, timeout=30).status_code == 202
