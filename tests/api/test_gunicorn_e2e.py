@@ -171,3 +171,13 @@ def test_chunked_body_over_the_limit_is_refused(api):
     response = requests.post(api[0] + "/submit", data=iter([b'{"operation": ', b'"sleep"}']),
                              headers={"Content-Type": "application/json"})
     assert response.status_code == 202
+
+
+def test_gevent_patches_before_anything_imports_ssl(redis_e2e, tmp_path):
+    """gevent patches ssl only if nothing imported it first; the settings check REDIS_URL with
+    redis-py, which imports ssl, so the API warned "MonkeyPatchWarning ... ssl" at every start
+    (and TLS connections to Redis used the unpatched module)."""
+    with api_server(redis_e2e.url, tmp_path / "api", processes=1) as api:
+        assert requests.get(api.url + "/healthz", timeout=10).status_code == 200
+    log = api.proc.log_text()
+    assert "MonkeyPatchWarning" not in log, log[-2000:]

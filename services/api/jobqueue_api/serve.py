@@ -132,6 +132,15 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     _parse_args(argv)   # --help and --version answer and exit before anything starts
+    # first: a worker started beside the API on the same directory creates its metric files a moment
+    # later, and clearing stale ones after that (behind the second the patch takes) deleted them
+    prepare_multiprocess_dir()
+    from .green import patch
+
+    # before the settings too: they check REDIS_URL with redis-py, whose import pulls in ssl, and
+    # gevent cannot patch an ssl imported before it ("MonkeyPatchWarning" at every start)
+    patch()  # before redis, flask, prometheus_client: they all get gevent's sockets, locks and ssl
+
     from jobqueue.settings import SettingsError, load_settings  # plain parsing: no sockets, no locks
 
     try:
@@ -139,11 +148,6 @@ def main(argv: list[str] | None = None) -> int:
     except SettingsError as exc:
         print(f"jobqueue-api: configuration error: {exc}", file=sys.stderr)
         return 2
-    prepare_multiprocess_dir()
-
-    from .green import patch
-
-    patch()  # before redis, flask, prometheus_client: they all get gevent's sockets and locks
 
     from gunicorn.app.base import BaseApplication
 
