@@ -11,7 +11,9 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pytest
 import redis
+import requests
 
 from devstack.procs import free_port, stop
 from devstack.redis_server import find_redis_server
@@ -19,6 +21,23 @@ from tests.deploy.manifests import REPO_ROOT, pod_spec, resolved_env
 
 VENV_BIN = REPO_ROOT / ".venv" / "bin"
 IMAGE_APP_DATA = "/app/data/"  # the sample dataset inside the images: the repo's data/ here
+
+
+def http_ok(url: str, deadline: float, proc: subprocess.Popen, log: Path) -> requests.Response:
+    """Until ``url`` answers 200 (its response), failing the test with the log's tail if the process
+    that serves it exits first or ``deadline`` (monotonic) passes."""
+    last: object = None
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            pytest.fail(f"process exited with {proc.returncode} before {url} answered:\n{log.read_text()[-3000:]}")
+        try:
+            last = requests.get(url, timeout=2)
+            if last.status_code == 200:
+                return last
+        except requests.RequestException as exc:
+            last = exc
+        time.sleep(0.25)
+    pytest.fail(f"{url} never answered 200 (last: {getattr(last, 'text', last)}):\n{log.read_text()[-3000:]}")
 
 
 class ChartRedis:

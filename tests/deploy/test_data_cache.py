@@ -24,7 +24,7 @@ import requests
 
 from devstack.procs import free_port, stop
 from devstack.redis_server import find_redis_server
-from tests.deploy.local import ChartRedis, LocalPod
+from tests.deploy.local import ChartRedis, LocalPod, http_ok
 from tests.deploy.manifests import k8s_objects, one, pod_spec, scenario_objects
 
 
@@ -66,21 +66,6 @@ class ReadOnlyMountsPod(LocalPod):
 
 def _listing(folder: Path) -> dict[str, tuple[int, int]]:
     return {str(p.relative_to(folder)): (p.stat().st_size, p.stat().st_mtime_ns) for p in sorted(folder.rglob("*"))}
-
-
-def _wait_http(url: str, proc, log: Path, deadline: float) -> requests.Response:
-    last: object = None
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            pytest.fail(f"exited with {proc.returncode} before {url} answered:\n{log.read_text()[-3000:]}")
-        try:
-            last = requests.get(url, timeout=2)
-            if last.status_code == 200:
-                return last
-        except requests.RequestException as exc:
-            last = exc
-        time.sleep(0.25)
-    pytest.fail(f"{url} never answered 200 ({last}):\n{log.read_text()[-3000:]}")
 
 
 def _log_records(log: Path, message: str) -> list[dict]:
@@ -153,7 +138,7 @@ class Deployment:
         self.procs.append(proc)
         main = self.api.container("api")
         base = f"http://127.0.0.1:{self.api.local_port(main, 'http')}"
-        _wait_http(f"{base}/readyz", proc, log, deadline)
+        http_ok(f"{base}/readyz", deadline, proc, log)
         return base, log
 
     def start_worker(self, deadline: float) -> Path:
@@ -161,7 +146,7 @@ class Deployment:
         proc = self.worker.start("worker", log)
         self.procs.append(proc)
         main = self.worker.container("worker")
-        _wait_http(f"http://127.0.0.1:{self.worker.local_port(main, 'metrics')}/metrics", proc, log, deadline)
+        http_ok(f"http://127.0.0.1:{self.worker.local_port(main, 'metrics')}/metrics", deadline, proc, log)
         return log
 
     def close(self) -> None:

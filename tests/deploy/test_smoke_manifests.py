@@ -19,7 +19,7 @@ import requests
 
 from devstack.procs import free_port, stop
 from devstack.redis_server import find_redis_server
-from tests.deploy.local import ChartRedis, LocalPod
+from tests.deploy.local import ChartRedis, LocalPod, http_ok
 from tests.deploy.manifests import k8s_objects, one, scenario_objects
 
 pytestmark = [
@@ -30,21 +30,6 @@ pytestmark = [
         reason="the API or the worker is not implemented in this checkout yet",
     ),
 ]
-
-
-def _http_ok(url: str, deadline: float, proc, log) -> requests.Response:
-    last = None
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            pytest.fail(f"process exited with {proc.returncode} before {url} answered:\n{log.read_text()[-3000:]}")
-        try:
-            last = requests.get(url, timeout=2)
-            if last.status_code == 200:
-                return last
-        except requests.RequestException as exc:
-            last = exc
-        time.sleep(0.25)
-    pytest.fail(f"{url} never answered 200 (last: {getattr(last, 'text', last)}):\n{log.read_text()[-3000:]}")
 
 
 @pytest.mark.parametrize("source", ["chart:default", "chart:persistence-off", "k8s:test"])
@@ -78,7 +63,7 @@ def test_rendered_api_and_worker_run_a_job(source, tmp_path):
         deadline = time.monotonic() + 120
         for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
             get = main[probe]["httpGet"]
-            _http_ok(f"http://127.0.0.1:{api.local_port(main, get['port'])}{get['path']}", deadline, api_proc, api_log)
+            http_ok(f"http://127.0.0.1:{api.local_port(main, get['port'])}{get['path']}", deadline, api_proc, api_log)
         base = f"http://127.0.0.1:{api.local_port(main, 'http')}"
 
         # 4. the worker: its probes (metrics port) answer once it has loaded the data
@@ -88,7 +73,7 @@ def test_rendered_api_and_worker_run_a_job(source, tmp_path):
         wmain = worker.container("worker")
         for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
             get = wmain[probe]["httpGet"]
-            body = _http_ok(f"http://127.0.0.1:{worker.local_port(wmain, get['port'])}{get['path']}", deadline, worker_proc, worker_log)
+            body = http_ok(f"http://127.0.0.1:{worker.local_port(wmain, get['port'])}{get['path']}", deadline, worker_proc, worker_log)
         assert "jobqueue_" in body.text
 
         # the scrape annotations lead to the metrics the autoscaling query reads
@@ -98,7 +83,7 @@ def test_rendered_api_and_worker_run_a_job(source, tmp_path):
                 ann = pod.spec_annotations
                 c = pod.spec["containers"][0]
                 url = f"http://127.0.0.1:{pod.local_port(c, int(ann['prometheus.io/port']))}{ann['prometheus.io/path']}"
-                text = _http_ok(url, deadline, proc, proc_log).text
+                text = http_ok(url, deadline, proc, proc_log).text
                 if pod is api:
                     for metric in ("jobqueue_queue_depth", "jobqueue_jobs_in_progress"):
                         assert f"{metric}{{" in query and f'{metric}{{queue="jobs"}}' in text, metric
