@@ -5,6 +5,7 @@ job exists, is queued and completes with a real worker; every other answer is a 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -84,19 +85,27 @@ def _check_refusals(refused, broken):
         assert '"error"' in body and "redis" in body, body
 
 
-def test_redis_killed_and_paused_while_32_clients_submit(tmp_path):
+@contextlib.contextmanager
+def _redis_and_api(tmp_path, **redis_config: str):
+    """A real redis-server (AOF on, ``redis_config`` applied) and the real API on it."""
     if find_redis_server() is None:
         pytest.skip("no redis-server")
     server = RedisServer(tmp_path / "redis").start()
-    # everysec may reply before its write() when an fsync lags (a loaded disk), and a SIGKILL then
-    # loses acknowledged writes: Redis's durability, not the API's, so take it out of the question
-    server.client().config_set("appendfsync", "always")
     try:
+        for name, value in redis_config.items():
+            server.client().config_set(name, value)
         with api_server(server.url, tmp_path / "api", stop_timeout=60, SHUTDOWN_GRACE_SECONDS="10") as api:
-            _killed_and_paused(server, api.url, tmp_path)
-        output = api.proc.log_text()
+            yield server, api
     finally:
         server.stop()
+
+
+def test_redis_killed_and_paused_while_32_clients_submit(tmp_path):
+    # everysec may reply before its write() when an fsync lags (a loaded disk), and a SIGKILL then
+    # loses acknowledged writes: Redis's durability, not the API's, so take it out of the question
+    with _redis_and_api(tmp_path, appendfsync="always") as (server, api):
+        _killed_and_paused(server, api.url, tmp_path)
+    output = api.proc.log_text()
     assert '"status": 500' not in output, output[-3000:]
 
 
@@ -122,25 +131,19 @@ def _killed_and_paused(server, base: str, tmp_path) -> None:
 
 
 def test_sigterm_of_the_api_mid_burst_loses_no_acknowledged_job(tmp_path):
-    if find_redis_server() is None:
-        pytest.skip("no redis-server")
-    server = RedisServer(tmp_path / "redis").start()
-    try:
-        with api_server(server.url, tmp_path / "api", stop_timeout=60, SHUTDOWN_GRACE_SECONDS="10") as api:
-            stop = threading.Event()
-            accepted, refused, broken, threads = _burst(api.url, stop)
-            time.sleep(2)
-            api.proc.signal(signal.SIGTERM)     # graceful: in-flight submits finish, then it exits
-            api.proc.wait_exit(60)
-            stop.set()
-            for t in threads:
-                t.join(60)
+    with _redis_and_api(tmp_path) as (server, api):
+        stop = threading.Event()
+        accepted, refused, broken, threads = _burst(api.url, stop)
+        time.sleep(2)
+        api.proc.signal(signal.SIGTERM)     # graceful: in-flight submits finish, then it exits
+        api.proc.wait_exit(60)
+        stop.set()
+        for t in threads:
+            t.join(60)
         print(f"202 before and during SIGTERM: {len(accepted)}, connections refused after: {len(broken)}")
         assert accepted
         assert not refused, refused[:5]   # nothing but 202s or a closed connection
         assert _all_complete(server.url, accepted, tmp_path) == []
-    finally:
-        server.stop()
 
 
 def test_a_redis_that_stops_answering_gets_503_not_a_hang(tmp_path):
@@ -150,16 +153,9 @@ def test_a_redis_that_stops_answering_gets_503_not_a_hang(tmp_path):
     (``socket_timeout`` 5 s in the locked redis-py 8.1; retried once on timeout), which the API's clients keep:
     this guards against anyone passing ``socket_timeout=None``, which would make every submit of a
     process wait behind the one group commit in flight."""
-    if find_redis_server() is None:
-        pytest.skip("no redis-server")
-    server = RedisServer(tmp_path / "redis").start()
-    body = {"operation": "sleep", "params": {"seconds": 0}}
-    try:
-        with api_server(server.url, tmp_path / "api", stop_timeout=60, SHUTDOWN_GRACE_SECONDS="10") as api:
-            _stopped_redis_answers_503(server, api.url, body)
-        output = api.proc.log_text()
-    finally:
-        server.stop()
+    with _redis_and_api(tmp_path) as (server, api):
+        _stopped_redis_answers_503(server, api.url, {"operation": "sleep", "params": {"seconds": 0}})
+    output = api.proc.log_text()
     assert '"status": 500' not in output, output[-3000:]
 
 
