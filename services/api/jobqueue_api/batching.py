@@ -7,6 +7,13 @@ it returns the first of them stores the whole queue (at most :data:`MAX_BATCH`) 
 hands over to the next waiter if more arrived meanwhile. No timer: an idle API answers as fast as
 before, a busy one makes fewer, larger calls.
 
+Before it takes the queue, the caller about to make the call yields once (``time.sleep(0)``: one
+turn of gevent's event loop, or of the GIL under threads), so the requests this process is already
+handling reach the queue and go in this call rather than in a call of their own right after it.
+Without it, at 32 clients the calls settled at 2-3 jobs (the waiters woken by one call each took
+the next call's lead almost alone); with it, at about 16 (one per client of the process), and the
+API's CPU per submit fell from about 290 to 235 µs, Redis's from 20 to 15.
+
 Every caller returns only once the call that carried its job has returned, so a 202 still means
 "stored and queued"; an error (Redis down, out of memory) reaches every caller of that call, and a
 Redis refusal discards the whole transaction, so then none of them was stored.
@@ -15,6 +22,7 @@ Redis refusal discards the whole transaction, so then none of them was stored.
 from __future__ import annotations
 
 import threading
+import time
 from collections import deque
 from collections.abc import Callable
 
@@ -71,7 +79,19 @@ class SubmitBatcher:
                 if entry.error is not None:
                     raise entry.error
                 return
+        self._gather(entry)
         self._store_batch(entry)
+
+    def _gather(self, own: _Pending) -> None:
+        """Yield once, holding the lead, so submits already under way join this call (module
+        docstring). A caller killed right here passes the lead on, as a killed waiter does."""
+        try:
+            time.sleep(0)
+        except BaseException:
+            with self._lock:
+                own.gone = True
+                self._hand_over()   # ``own`` heads the queue: the next live waiter gets the lead
+            raise
 
     def _wait(self, entry: _Pending) -> None:
         assert entry.done is not None
