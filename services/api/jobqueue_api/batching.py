@@ -16,7 +16,9 @@ API's CPU per submit fell from about 290 to 235 µs, Redis's from 20 to 15.
 
 Every caller returns only once the call that carried its job has returned, so a 202 still means
 "stored and queued"; an error (Redis down, out of memory) reaches every caller of that call, and a
-Redis refusal discards the whole transaction, so then none of them was stored.
+Redis refusal discards the whole transaction, so then none of them was stored. A call may also
+refuse single items (the rate limit, counted in the same call: ``ratelimit.admit``): it returns
+one refusal or None per item, and each caller raises its own.
 """
 
 from __future__ import annotations
@@ -24,9 +26,9 @@ from __future__ import annotations
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from typing import Any
 
-from jobqueue.jobs import Job
 
 # Jobs per call at most: about 10 µs of Redis time each (grouped writes), so one call holds Redis
 # for well under a millisecond, and a burst of submits still goes out in several calls.
@@ -36,7 +38,7 @@ MAX_BATCH = 64
 class _Pending:
     __slots__ = ("done", "error", "gone", "job", "lead")
 
-    def __init__(self, job: Job):
+    def __init__(self, job: Any):
         self.job = job
         self.done: threading.Event | None = None   # set when stored (or failed), or to hand over the lead
         self.error: BaseException | None = None
@@ -45,14 +47,16 @@ class _Pending:
 
 
 class SubmitBatcher:
-    """``submit(job)`` returns once ``job`` is stored by ``store_many`` (raises what it raised).
+    """``submit(item)`` returns once ``store_many`` has stored ``item`` with the rest of its batch;
+    it raises what ``store_many`` raised, or the refusal ``store_many`` returned for this item.
 
     Works with threads and with gevent's patched ``threading`` (greenlets) alike.
     """
 
     _event = threading.Event   # what a waiter waits on (a test makes one that is interrupted)
 
-    def __init__(self, store_many: Callable[[list[Job]], None], max_batch: int = MAX_BATCH):
+    def __init__(self, store_many: Callable[[list[Any]], Sequence[BaseException | None] | None],
+                 max_batch: int = MAX_BATCH):
         self._store_many = store_many
         self._max_batch = max_batch
         self._lock = threading.Lock()
@@ -65,7 +69,7 @@ class SubmitBatcher:
         """Submits queued behind the call in flight."""
         return len(self._queue)
 
-    def submit(self, job: Job) -> None:
+    def submit(self, job: Any) -> None:
         entry = _Pending(job)
         with self._lock:
             self._queue.append(entry)
@@ -113,21 +117,26 @@ class SubmitBatcher:
                 if not entry.gone or entry is own:
                     batch.append(entry)
         error: BaseException | None = None
+        refusals: Sequence[BaseException | None] | None = None
+        mine: BaseException | None = None
         try:
             self.calls += 1
-            self._store_many([entry.job for entry in batch])
+            refusals = self._store_many([entry.job for entry in batch])
         except BaseException as exc:
             error = exc
         finally:
-            for entry in batch:
-                if entry is not own:
-                    entry.error = error
+            for i, entry in enumerate(batch):
+                outcome = error if error is not None or refusals is None else refusals[i]
+                if entry is own:
+                    mine = outcome
+                else:
+                    entry.error = outcome
                     assert entry.done is not None
                     entry.done.set()
             with self._lock:
                 self._hand_over()
-        if error is not None:
-            raise error
+        if mine is not None:
+            raise mine
 
     def _hand_over(self) -> None:
         """Give the lead to the first live waiter, or drop it (lock held)."""
