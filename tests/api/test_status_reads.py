@@ -1,10 +1,11 @@
 """Concurrent ``GET /status/<id>`` reads of one API process share one ``MGET``
-(``jobqueue_api.batching.GroupCall``), and each caller still gets its own job, a 404 for an unknown
-one, and a JSON 503 (never a 500, never a hang) when Redis does not answer.
+(``jobqueue_api.batching.GroupCall``, the submit group commit's mechanism), and each caller still
+gets its own job, a 404 for an unknown one, and a JSON 503 (never a 500, never a hang) when Redis
+does not answer.
 
 Counted on a real redis-server (``INFO commandstats``): with threads (each caller its own document),
 with greenlets under gevent's patching in a child process (readers woken in the same turn of the
-event loop ride in the lead's call; a lead killed while it gathers passes the lead on), and through
+event loop ride in the lead's call), and through
 the real ``jobqueue-api`` while Redis holds every command back (``CLIENT PAUSE``), so that the reads
 of each process pile up behind its first one.
 """
@@ -136,8 +137,8 @@ def test_when_redis_does_not_answer_the_reads_queued_behind_get_the_error_withou
 GREEN_READS = r"""
 from gevent import monkey
 monkey.patch_all()
-import gevent, json, sys
-from jobqueue_api.batching import GroupCall, gather_one_turn
+import gevent, json
+from jobqueue_api.batching import GroupCall
 
 calls = []
 def read_many(batch):
@@ -145,38 +146,23 @@ def read_many(batch):
     gevent.sleep(0.01)          # a round trip: the lead waits, others may queue
     return [f"doc-{i}" for i in batch]
 
-reads = GroupCall(read_many, gather=gather_one_turn() if sys.argv[1] == "gather" else None)
+reads = GroupCall(read_many)
 together = [gevent.spawn(reads.call, f"r{i}") for i in range(10)]   # woken in one turn
 gevent.joinall(together, timeout=5)
-answers = [g.value for g in together]
-
-calls_before = len(calls)
-reads = GroupCall(read_many, gather=lambda: gevent.sleep(0.05))   # a long gather, to be killed in
-lead = gevent.spawn(reads.call, "k0")
-others = [gevent.spawn(reads.call, f"k{i}") for i in (1, 2)]
-gevent.sleep(0.01)               # the lead is now gathering (inside its yield), the others queued
-lead.kill()                      # killed there: the lead must pass on, its id never read
-gevent.joinall(others, timeout=5)
-print(json.dumps({"calls": calls[:calls_before], "answers": answers, "after_kill": calls[calls_before:],
-                  "others": [g.value for g in others], "busy": reads._busy}))
+print(json.dumps({"calls": calls, "answers": [g.value for g in together]}))
 """
 
 
-@pytest.mark.parametrize("mode", ["gather", "plain"])
-def test_under_gevent_readers_woken_together_go_in_the_leads_call(mode):
+def test_under_gevent_readers_woken_together_go_in_the_leads_call():
+    """Requests running in one process at once: the first read to reach the group call yields once
+    before its MGET, so the others are in it too, and each gets its own document."""
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO_ROOT / "services" / "api"),
                                                         str(REPO_ROOT / "shared" / "core")])}
-    out = subprocess.run([sys.executable, "-c", GREEN_READS, mode], capture_output=True, text=True, timeout=60,
-                         env=env)
+    out = subprocess.run([sys.executable, "-c", GREEN_READS], capture_output=True, text=True, timeout=60, env=env)
     assert out.returncode == 0, out.stderr[-2000:]
     result = json.loads(out.stdout.strip().splitlines()[-1])
-    assert result["answers"] == [f"doc-r{i}" for i in range(10)]
-    if mode == "plain":   # without the gather the first goes alone (what the API did for submits)
-        assert result["calls"] == [["r0"], [f"r{i}" for i in range(1, 10)]], result
-        return
     assert result["calls"] == [[f"r{i}" for i in range(10)]], result
-    assert result["after_kill"] == [["k1", "k2"]], result
-    assert result["others"] == ["doc-k1", "doc-k2"] and result["busy"] is False, result
+    assert result["answers"] == [f"doc-r{i}" for i in range(10)]
 
 
 # --- through the real API ---------------------------------------------------------------------

@@ -21,7 +21,7 @@ from jobqueue.delivery import Delivery
 from jobqueue.jobs import JobStore
 from jobqueue.settings import Settings
 
-from .batching import GroupCall, SubmitBatcher, gather_one_turn
+from .batching import GroupCall, SubmitBatcher
 
 log = logging.getLogger("jobqueue.api")
 
@@ -74,7 +74,7 @@ def build_state(settings: Settings, catalogue: Registry) -> ApiState:
         store=store,
         delivery=delivery,
         submits=SubmitBatcher(delivery.store),
-        reads=GroupCall(store.get_raw_many, gather=gather_one_turn(), fails_queue=_unreachable),
+        reads=GroupCall(store.get_raw_many, fails_queue=_unreachable),
     )
 
 
