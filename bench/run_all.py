@@ -44,19 +44,32 @@ def run(module: str, args: list[str]) -> tuple[int, float]:
     return proc.returncode, time.monotonic() - started
 
 
-def gather_targets() -> str | None:
-    """Lines saying PASS or MISS anywhere in the document outside the "Targets" section."""
-    doc = report.DOC
-    if not doc.exists():
-        return None
-    text = report._pattern("targets").sub("", doc.read_text())  # our own table is already there
+def gather_targets(text: str | None = None) -> str | None:
+    """Table rows and list items saying PASS or MISS outside the "Targets" section.
+
+    Only rows and items count: a wrapped line of prose that mentions PASS is half a sentence, and
+    gathering it printed fragments into the targets list.
+    """
+    if text is None:
+        if not report.DOC.exists():
+            return None
+        text = report.DOC.read_text()
+    text = report._pattern("targets").sub("", text)  # our own table is already there
     rows, heading = [], ""
     for line in text.splitlines():
         if line.startswith("## "):
             heading = line[3:].strip()
-        elif heading and re.search(r"\b(PASS|MISS)\b", line):
-            cells = [c.strip() for c in line.strip().strip("|-").split("|")] if "|" in line else [line.strip("- ")]
-            rows.append(f"- {heading}: " + " · ".join(c for c in cells if c))
+            continue
+        stripped = line.strip()
+        if not heading or not re.search(r"\b(PASS|MISS)\b", stripped):
+            continue
+        if stripped.startswith("|"):
+            cells = [c.strip() for c in stripped.strip("|").split("|")]
+        elif stripped.startswith("- "):
+            cells = [stripped[2:].strip()]
+        else:
+            continue
+        rows.append(f"- {heading}: " + " · ".join(c for c in cells if c))
     return "\n".join(rows) if rows else None
 
 

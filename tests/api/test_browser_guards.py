@@ -79,3 +79,18 @@ def test_headers_nosniff_everywhere_and_no_store_on_job_data(client, jobs):
         assert client.get(route).headers.get("Cache-Control") == "no-store", route
     assert client.post("/submit", json={"operation": "sleep"}).headers.get("Cache-Control") == "no-store"
     assert client.delete(f"/jobs/{job_id}").headers.get("X-Content-Type-Options") == "nosniff"
+
+
+def test_verdicts_remembered_per_header_value_stay_with_that_value(client, queue):
+    """Host and Content-Type verdicts are remembered per raw header value (one dict lookup for a
+    client that repeats itself): interleaved good and bad values each keep their own answer."""
+    for _ in range(3):
+        for content_type, status in (("text/plain", 415), ("application/json", 202),
+                                     ("Application/JSON; charset=utf-8", 202), ("text/json", 415)):
+            response = client.post("/submit", data=BODY, headers={"Content-Type": content_type})
+            assert response.status_code == status, content_type
+            if status == 415:
+                assert response.get_json()["content_type"] == content_type.lower()
+        for host, status in (("evil.example", 400), ("localhost:5000", 202), ("evil.example:5000", 400)):
+            assert client.post("/submit", json={"operation": "sleep"}, headers={"Host": host}).status_code == status
+    assert queue.llen(keys.queue("jobs")) == 9

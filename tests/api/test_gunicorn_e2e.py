@@ -181,3 +181,35 @@ def test_gevent_patches_before_anything_imports_ssl(redis_e2e, tmp_path):
         assert requests.get(api.url + "/healthz", timeout=10).status_code == 200
     log = api.proc.log_text()
     assert "MonkeyPatchWarning" not in log, log[-2000:]
+
+
+def _raw_post(base_url: str, head_length: int, pieces: list[bytes], close_after: bool = False) -> tuple[int, dict]:
+    """POST /submit over a bare socket: a Content-Length of ``head_length``, then ``pieces`` sent
+    apart (and the sending side shut when ``close_after``); the status and the JSON body."""
+    import socket
+    from urllib.parse import urlsplit
+
+    url = urlsplit(base_url)
+    with socket.create_connection((url.hostname, url.port), timeout=10) as sock:
+        sock.sendall(f"POST /submit HTTP/1.1\r\nHost: {url.hostname}\r\nContent-Type: application/json\r\n"
+                     f"Content-Length: {head_length}\r\nConnection: close\r\n\r\n".encode())
+        for piece in pieces:
+            time.sleep(0.05)
+            sock.sendall(piece)
+        if close_after:
+            sock.shutdown(socket.SHUT_WR)
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+    head, _, body = answer.partition(b"\r\n\r\n")
+    return int(head.split()[1]), json.loads(body)
+
+
+def test_a_body_read_by_its_content_length_in_pieces_or_cut_short(api):
+    """The submit body is read by its Content-Length straight from gunicorn's stream: a body that
+    arrives in pieces is read whole (202), one that ends before its length is a JSON 400."""
+    body = json.dumps({"operation": "sleep", "params": {"seconds": 0}}).encode()
+    status, answer = _raw_post(api[0], len(body), [body[:10], body[10:30], body[30:]])
+    assert status == 202 and answer["status"] == "submitted", answer
+    status, answer = _raw_post(api[0], len(body) + 20, [body], close_after=True)
+    assert status == 400 and answer["error"] == "invalid_body", answer

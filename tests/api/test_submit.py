@@ -24,6 +24,22 @@ def test_submit_stores_and_queues_the_job(client, jobs, queue):
     assert jobs.zscore(keys.JOB_INDEX, body["job_id"]) == pytest.approx(doc["submitted_at"])
 
 
+def test_the_202_is_what_jsonify_writes_byte_for_byte(app, client):
+    """The submit route writes its tiny 202 itself; it must stay exactly Flask's jsonify output
+    (compact separators, key order, trailing newline, headers) that clients have always parsed."""
+    from flask import jsonify
+
+    response = client.post("/submit", json={"operation": "sleep"})
+    job_id = json.loads(response.data)["job_id"]
+    with app.test_request_context():
+        expected = jsonify({"job_id": job_id, "status": "submitted"})
+    assert response.status_code == 202
+    assert response.data == expected.get_data()
+    assert response.headers["Content-Type"] == expected.headers["Content-Type"] == "application/json"
+    assert response.headers["Content-Length"] == expected.headers["Content-Length"]
+    assert response.headers["Cache-Control"] == "no-store" and response.headers["X-Content-Type-Options"] == "nosniff"
+
+
 def test_submit_fills_defaults_when_params_are_absent(client, jobs):
     response = client.post("/submit", json={"operation": "sleep"})
     assert response.status_code == 202

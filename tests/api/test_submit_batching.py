@@ -113,7 +113,9 @@ def test_batches_are_capped(redis_url):
         delivery.store(batch)
 
     batcher = SubmitBatcher(store_many, max_batch=8)
-    futures = [_spawn(batcher.submit, delivery.new_job("sleep", {})) for _ in range(21)]
+    futures = [_spawn(batcher.submit, delivery.new_job("sleep", {}))]
+    wait_until(lambda: sizes == [1], 10, "the first call under way")
+    futures += [_spawn(batcher.submit, delivery.new_job("sleep", {})) for _ in range(20)]
     wait_until(lambda: batcher.waiting == 20, 10, "20 submits queued")
     gate.set()
     for f in futures:
@@ -240,6 +242,61 @@ def test_a_waiter_killed_while_it_waits_never_sticks_the_lead():
     result = json.loads(out.stdout.strip().splitlines()[-1])
     assert result["calls"] == [["j0"], ["j2", "j4", "j5"], ["j6"]], result
     assert result["late_done"] and result["busy"] is False
+
+
+GATHERED = r"""
+from gevent import monkey
+monkey.patch_all()
+import gevent, json
+from jobqueue_api.batching import SubmitBatcher
+
+calls = []
+b = SubmitBatcher(lambda batch: calls.append(list(batch)))
+gevent.joinall([gevent.spawn(b.submit, f"j{i}") for i in range(10)], timeout=5)
+print(json.dumps({"calls": calls}))
+"""
+
+def _under_gevent(script: str) -> dict:
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO_ROOT / "services" / "api"), str(REPO_ROOT / "shared" / "core")])}
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60, env=env)
+    assert out.returncode == 0, out.stderr[-2000:]
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def test_submits_already_under_way_join_the_call_about_to_go():
+    """Ten requests running in one process at once: the first to reach the batcher yields once
+    before its call, so the other nine are in it too (without the yield: a call of 1, then 9)."""
+    assert _under_gevent(GATHERED)["calls"] == [[f"j{i}" for i in range(10)]]
+
+
+def test_a_caller_killed_while_it_gathers_passes_the_lead_on(redis_url, monkeypatch):
+    """The caller about to make the call is interrupted in its yield (as a greenlet killed there):
+    the lead goes to the next waiter, whose call carries everyone else; none is left waiting."""
+    import types
+
+    from jobqueue_api import batching
+
+    calls: list[list[str]] = []
+    batcher = SubmitBatcher(lambda batch: calls.append(list(batch)))
+    yields = {"n": 0}
+
+    def sleep(_seconds):
+        yields["n"] += 1
+        if yields["n"] == 1:   # the first caller: let two more queue behind it, then die
+            wait_until(lambda: batcher.waiting == 3, 10, "two submits queued behind the first")
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(batching, "time", types.SimpleNamespace(sleep=sleep))
+    first = _spawn(batcher.submit, "j0")
+    wait_until(lambda: yields["n"] == 1, 10, "the first caller yielding")
+    others = [_spawn(batcher.submit, job) for job in ("j1", "j2")]
+    with pytest.raises(KeyboardInterrupt):
+        first.result(10)
+    for f in others:
+        f.result(10)   # a lead left with the interrupted caller would leave these waiting for good
+    assert [sorted(c) for c in calls] == [["j1", "j2"]]
+    batcher.submit("j3")
+    assert calls[-1] == ["j3"] and batcher.waiting == 0
 
 
 # --- through the real API ---------------------------------------------------------------------

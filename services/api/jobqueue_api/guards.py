@@ -65,32 +65,56 @@ def public_base(allowed_hosts: tuple[str, ...], port: int) -> str:
 HOST_VERDICTS = 64
 
 
-def install(app: Flask, allowed_hosts: tuple[str, ...]) -> None:
-    verdicts: dict[str, bool] = {}
+def json_mimetype(mimetype: str) -> bool:
+    return mimetype == "application/json" or (mimetype.startswith("application/") and mimetype.endswith("+json"))
 
-    def allowed(host: str) -> bool:
-        verdict = verdicts.get(host)
+
+def install(app: Flask, allowed_hosts: tuple[str, ...]) -> None:
+    # verdicts per raw header value (scheme and Host; Content-Type), so a request repeating what an
+    # earlier one sent is judged by one dict lookup, not by werkzeug's parsing of each header again
+    host_verdicts: dict[tuple[str, str], bool] = {}
+    type_verdicts: dict[str, tuple[bool, str]] = {}
+
+    def host_ok(environ) -> bool:
+        raw = environ.get("HTTP_HOST")
+        if raw is None:   # HTTP/1.0 without Host: werkzeug falls back to the server's name
+            return host_allowed(request.host, allowed_hosts)
+        key = (environ.get("wsgi.url_scheme", ""), raw)
+        verdict = host_verdicts.get(key)
         if verdict is None:
-            verdict = host_allowed(host, allowed_hosts)
-            if len(verdicts) < HOST_VERDICTS:
-                verdicts[host] = verdict
+            verdict = host_allowed(request.host, allowed_hosts)
+            if len(host_verdicts) < HOST_VERDICTS:
+                host_verdicts[key] = verdict
+        return verdict
+
+    def type_ok(raw: str) -> tuple[bool, str]:
+        verdict = type_verdicts.get(raw)
+        if verdict is None:
+            mimetype = request.mimetype
+            verdict = (json_mimetype(mimetype), mimetype)
+            if len(type_verdicts) < HOST_VERDICTS:
+                type_verdicts[raw] = verdict
         return verdict
 
     @app.before_request
     def _guard() -> None:
-        if request.path not in HOST_EXEMPT and not allowed(request.host):
+        req = request._get_current_object()  # type: ignore[attr-defined]
+        environ = req.environ
+        if req.path not in HOST_EXEMPT and not host_ok(environ):
             raise ApiError(400, "host_not_allowed", "this Host is not in the API's ALLOWED_HOSTS; use the address "
                            "the API is published under (e.g. localhost with kubectl port-forward)")
-        if request.method in WRITE_METHODS and request.url_rule is not None:
-            mimetype = request.mimetype
-            has_body = bool(request.content_length) or "chunked" in request.headers.get("Transfer-Encoding", "").lower()
-            if has_body and mimetype != "application/json" and not (mimetype.startswith("application/") and mimetype.endswith("+json")):
-                raise ApiError(415, "unsupported_media_type", "send the body as JSON with "
-                               "'Content-Type: application/json'", content_type=mimetype[:100] or None)
+        if req.method in WRITE_METHODS and req.url_rule is not None:
+            has_body = bool(req.content_length) or "chunked" in environ.get("HTTP_TRANSFER_ENCODING", "").lower()
+            if has_body:
+                json_body, mimetype = type_ok(environ.get("CONTENT_TYPE", ""))
+                if not json_body:
+                    raise ApiError(415, "unsupported_media_type", "send the body as JSON with "
+                                   "'Content-Type: application/json'", content_type=mimetype[:100] or None)
 
     @app.after_request
     def _headers(response):
         response.headers.setdefault("X-Content-Type-Options", "nosniff")
-        if request.path.startswith(NO_STORE_PREFIXES) and not request.path.startswith(CACHEABLE_PREFIX):
+        path = request.path
+        if path.startswith(NO_STORE_PREFIXES) and not path.startswith(CACHEABLE_PREFIX):
             response.headers["Cache-Control"] = "no-store"
         return response

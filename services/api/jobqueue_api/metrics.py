@@ -112,8 +112,9 @@ def instrument(app: Flask) -> None:
     @app.after_request
     def _record(response):
         started = g.pop("jobqueue_started", None)
-        rule = request.url_rule.rule if request.url_rule is not None else UNMATCHED
-        method = method_label(request.method)
+        req = request._get_current_object()  # type: ignore[attr-defined]
+        rule = req.url_rule.rule if req.url_rule is not None else UNMATCHED
+        method = method_label(req.method)
         _REQUESTS[rule, method, status_label(response.status_code)].inc()
         if started is not None:
             _LATENCY[rule, method].observe(time.perf_counter() - started)

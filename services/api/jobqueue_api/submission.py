@@ -26,12 +26,21 @@ def read_body(request, max_bytes: int, timeout: float = 0.0) -> bytes:
     body (no length) it would silently read as empty under gunicorn, which does not set
     ``wsgi.input_terminated``, so read that one here, bounded, from the server's de-chunking
     stream. A body the server cannot de-chunk, or one cut short, is the client's fault: 400."""
+    length = request.content_length
+    if length is not None and length > max_bytes:
+        raise RequestEntityTooLarge()
     try:
         with deadline(timeout):
-            if request.content_length is not None or "chunked" not in request.headers.get(
-                    "Transfer-Encoding", "").lower():
-                return request.get_data(cache=False)
             stream = request.environ.get("wsgi.input")
+            if length is not None and stream is not None:
+                # the server's own stream, length-bounded (gunicorn stops at Content-Length): the
+                # same bytes as werkzeug's get_data, without its wrapper (a tenth of a submit's CPU)
+                data = stream.read(length) if length else b""
+                if len(data) < length:
+                    raise ClientDisconnected()
+                return data
+            if "chunked" not in request.headers.get("Transfer-Encoding", "").lower():
+                return request.get_data(cache=False)
             if stream is None:
                 return b""
             data = stream.read(max_bytes + 1)

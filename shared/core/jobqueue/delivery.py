@@ -26,7 +26,7 @@ from typing import Any
 
 import redis
 
-from . import keys
+from . import keys, wire
 from .jobs import Job, JobStatus, new_job_id
 from .lanes import DEFAULT, PLOTS
 from .settings import Settings
@@ -170,13 +170,15 @@ class Delivery:
         Plain writes that decide nothing, so a transaction rather than a script: as atomic, and it
         costs Redis half of what a script call did per job (no script set-up, no conversion of each
         call into and out of Lua). One command of each kind for the whole batch: at 8 jobs a call
-        the API spends 20 µs a job packing and parsing instead of 36 (four commands a job)."""
+        the API spends 20 µs a job packing and parsing instead of 36 (four commands a job); packed
+        in one join (``wire``) instead of through redis-py's pipeline, a call of 9 jobs costs the
+        API 118 µs instead of 190."""
         if not jobs:
             return
-        jobs_db, queue_db = self.settings.redis_jobs_db, self.settings.redis_queue_db
-        pipe = self.redis.pipeline(transaction=True)
-        if self._db != jobs_db:
-            pipe.execute_command("SELECT", jobs_db)
+        jobs_db, queue_db = str(self.settings.redis_jobs_db), str(self.settings.redis_queue_db)
+        commands: list[tuple[str, ...]] = []
+        if self._db != int(jobs_db):
+            commands.append(("SELECT", jobs_db))
         # one command of each kind for the whole batch (MSET, one ZADD per index, one RPUSH per lane):
         # per job that is ~4x less packing and reply parsing in the API and fewer dispatches in Redis
         docs: list[str] = []
@@ -189,17 +191,17 @@ class Delivery:
             scored += (score, job.id)
             by_operation.setdefault(job.operation, []).extend((score, job.id))
             lanes.setdefault(self._lane_queues.get(job.lane, self.queue_key), []).append(job.id)
-        pipe.execute_command("MSET", *docs)
-        pipe.execute_command("ZADD", keys.JOB_INDEX, *scored)
+        commands.append(("MSET", *docs))
+        commands.append(("ZADD", keys.JOB_INDEX, *scored))
         for operation, pairs in by_operation.items():
-            pipe.execute_command("ZADD", keys.operation_index(operation), *pairs)
-        pipe.execute_command("ZADD", keys.ACTIVE_INDEX, *scored)
-        pipe.execute_command("SELECT", queue_db)
+            commands.append(("ZADD", keys.operation_index(operation), *pairs))
+        commands.append(("ZADD", keys.ACTIVE_INDEX, *scored))
+        commands.append(("SELECT", queue_db))
         for queue_key, ids in lanes.items():
-            pipe.execute_command("RPUSH", queue_key, *ids)
-        if self._db != queue_db:   # the connection goes back to the pool in the db it came in
-            pipe.execute_command("SELECT", self._db)
-        pipe.execute()
+            commands.append(("RPUSH", queue_key, *ids))
+        if self._db != int(queue_db):   # the connection goes back to the pool in the db it came in
+            commands.append(("SELECT", str(self._db)))
+        wire.transaction(self.redis, commands)
 
     def cancel(self, job: Job) -> bool:
         """Cancel a queued job: False if it is no longer queued (a worker has it). ``job`` becomes

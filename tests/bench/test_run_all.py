@@ -1,0 +1,36 @@
+"""The targets list that ``make bench`` gathers from every section of docs/benchmarks.md."""
+
+from bench import run_all
+
+DOC = """\
+## Targets
+<!-- bench:targets -->
+| own table | 1x | PASS |
+<!-- /bench:targets -->
+
+## API
+| target | measured | verdict |
+| --- | --- | --- |
+| submit throughput at least 0.8x bare Flask | 0.56x | MISS |
+
+## Worker drain
+- No-op drain ours >= 1.0x the raw loop: PASS (1.65x)
+
+## Why targets are missed
+A paragraph of prose that wraps after a figure, 23% at 4.3M rows (PASS), and goes
+on to explain it; none of it is a target line.
+"""
+
+
+def test_rows_and_items_are_gathered_under_their_section():
+    lines = run_all.gather_targets(DOC).splitlines()
+    assert lines == [
+        "- API: submit throughput at least 0.8x bare Flask · 0.56x · MISS",
+        "- Worker drain: No-op drain ours >= 1.0x the raw loop: PASS (1.65x)",
+    ]
+
+
+def test_prose_and_the_targets_section_itself_are_left_out():
+    gathered = run_all.gather_targets(DOC)
+    assert "own table" not in gathered
+    assert "paragraph" not in gathered and "23%" not in gathered

@@ -1,0 +1,71 @@
+"""``jobqueue.wire``: the group commit's MULTI/EXEC, packed by hand, on a real Redis.
+
+What must hold: the bytes are the Redis protocol redis-py itself would send (non-ASCII included);
+a refusal at queue time applies nothing and raises that refusal (the class redis-py raises, so
+``write_refusal`` still reads OOM); an error reply inside EXEC is raised; after every one of these
+the pooled connection is still in step; a connection Redis closed is replaced, as for a pipeline.
+"""
+
+from __future__ import annotations
+
+import pytest
+import redis
+
+from jobqueue import wire
+from jobqueue.connections import write_refusal
+
+
+@pytest.fixture
+def client(redis_url):
+    c = redis.Redis.from_url(redis_url, decode_responses=True)
+    yield c
+    c.config_set("maxmemory", 0)
+    c.close()
+
+
+def test_packs_what_redis_py_packs():
+    conn = redis.Connection()
+    commands = [("MSET", "job:1", '{"road":"Ñandú – 5th"}', "k", ""), ("ZADD", "jobs", "1732900000.25", "1"),
+                ("SELECT", "1")]
+    assert wire.pack(commands) == b"".join(conn.pack_commands(commands))
+
+
+def test_applies_every_command_and_returns_their_replies(client, redis_url):
+    replies = wire.transaction(client, [("SET", "a", "1"), ("RPUSH", "q", "x", "y"), ("SELECT", "1"),
+                                        ("SET", "b", "2"), ("SELECT", "0")])
+    assert replies == ["OK", 2, "OK", "OK", "OK"]
+    assert client.get("a") == "1" and client.lrange("q", 0, -1) == ["x", "y"]
+    assert client.get("b") is None   # written in db 1, and the connection came back to db 0
+    assert redis.Redis.from_url(f"{redis_url}/1", decode_responses=True).get("b") == "2"
+
+
+def test_a_refusal_while_queueing_applies_nothing_and_raises_it(client):
+    client.config_set("maxmemory", 1)   # every write is now refused with -OOM at queue time
+    with pytest.raises(redis.ResponseError) as refused:
+        wire.transaction(client, [("SET", "a", "1"), ("RPUSH", "q", "x")])
+    assert write_refusal(refused.value) == "OOM", refused.value
+    client.config_set("maxmemory", 0)
+    assert client.exists("a", "q") == 0
+    assert wire.transaction(client, [("SET", "a", "2")])   # the same pooled connection, still in step
+    assert client.get("a") == "2"
+
+
+def test_a_wrong_command_aborts_the_transaction(client):
+    with pytest.raises(redis.ResponseError, match="wrong number of arguments"):
+        wire.transaction(client, [("SET", "a", "1"), ("RPUSH", "q")])
+    assert client.exists("a") == 0
+    assert wire.transaction(client, [("GET", "a")]) == [None]
+
+
+def test_an_error_inside_exec_is_raised_and_the_connection_stays_in_step(client):
+    client.set("s", "text")
+    with pytest.raises(redis.ResponseError, match="WRONGTYPE"):
+        wire.transaction(client, [("RPUSH", "s", "x"), ("SET", "after", "1")])
+    assert client.get("after") == "1"   # Redis applies the rest of an EXEC
+    assert wire.transaction(client, [("GET", "after")]) == ["1"]
+
+
+def test_a_connection_redis_closed_is_replaced(client):
+    wire.transaction(client, [("SET", "a", "1")])
+    client.client_kill_filter(_type="normal", skipme=False)   # closes the pooled connection too
+    assert wire.transaction(client, [("GET", "a")]) == ["1"]
