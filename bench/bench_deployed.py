@@ -462,6 +462,10 @@ def summarize(result: dict[str, Any]) -> dict[str, Any]:
             stages = [r.get("stages_us_per_job") or {} for r in runs[key]]
             s[key]["stages"] = {name: statistics.median(st[name] for st in stages if name in st)
                                 for name in stages[0]} if stages and stages[0] else {}
+    pairs = list(zip(runs.get("noop/ours", []), runs.get("noop/raw", [])))   # the same repeat's two drains
+    if pairs:   # the raw loop's own cost swings between repeats with the machine: show the spread
+        ratios = sorted(o["cpu_us_per_job"] / r["cpu_us_per_job"] for o, r in pairs)
+        s["noop/ours"]["cpu_ratios"] = ratios
     return s
 
 
@@ -517,9 +521,12 @@ def markdown(args, result, s) -> str:
     ocpu = s.get("noop/ours", {}).get("cpu_us_per_job")
     rcpu = s.get("noop/raw", {}).get("cpu_us_per_job")
     if ocpu and rcpu:
+        ratios = s["noop/ours"].get("cpu_ratios") or []
+        spread = (f" Ours against the raw loop of the same repeat: {ratios[0]:.2f}x to {ratios[-1]:.2f}x "
+                  f"over {len(ratios)} repeats." if ratios else "")
         lines += [f"Redis CPU per job: ours {ocpu:.0f} µs, so one Redis core carries about "
                   f"**{1e6 / ocpu:,.0f} of our jobs/s** (submit, run, read back); the minimal raw loop "
-                  f"{rcpu:.0f} µs, about {1e6 / rcpu:,.0f} jobs/s.", ""]
+                  f"{rcpu:.0f} µs, about {1e6 / rcpu:,.0f} jobs/s.{spread}", ""]
         ostages, rstages = s["noop/ours"].get("stages") or {}, s["noop/raw"].get("stages") or {}
         if ostages and rstages:
             lines += ["Redis CPU by stage, µs a job (medians; the raw loop's put and GET come from direct "
