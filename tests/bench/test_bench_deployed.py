@@ -48,8 +48,9 @@ def test_ours_drains_jobs_submitted_over_http_and_reads_them_back(deployed, clie
     assert client.zcard(keys.JOB_INDEX) == 30  # stored by the API, as a user's submits are
 
 
-def test_ours_round_trip_through_the_api(deployed, client):
-    out = bd.ours_round_trips(deployed, client, 5, warmup=1)
+@pytest.mark.parametrize("lean", [False, True], ids=["requests", "http.client"])
+def test_ours_round_trip_through_the_api(deployed, client, lean):
+    out = bd.ours_round_trips(deployed, client, 5, warmup=1, lean=lean)
     assert 0 < out["submit_p50_ms"] <= out["p50_ms"] <= out["p99_ms"]
 
 
