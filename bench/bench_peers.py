@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from collections import defaultdict
@@ -56,6 +57,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--repeats", type=int, default=1 if quick else 3)
     p.add_argument("--seconds", type=float, default=0.6 if quick else 1.0, help="target length of one drain")
     p.add_argument("--round-trips", type=int, default=100 if quick else 300, help="sequential jobs per peer")
+    p.add_argument("--round-trip-only", action="store_true",
+                   help="only the round trips (ours against the peers' own clients); writes only 'Round trip'")
     p.add_argument("--no-steady", action="store_true")
     p.add_argument("--no-profile", action="store_true", help="skip the profiles of missed targets")
     p.add_argument("--no-write", action="store_true", help="print only; leave docs/benchmarks.md alone")
@@ -147,6 +150,7 @@ def run_round_trips(args, server, data_path, classes) -> dict[str, list[dict]]:
             peer = classes[name](server.url, str(data_path), 1)
             try:
                 out = harness.round_trips(peer, NOOP, args.round_trips)
+                out["load"] = os.getloadavg()[0]
             except Exception as exc:
                 print(f"  round trip {name}: FAILED {exc}", flush=True)
                 runs[name].append({"error": str(exc)})
@@ -172,6 +176,7 @@ def summarize(matrix, trips, classes) -> dict[str, Any]:
     for name, runs in trips.items():
         keys = sorted({k for r in runs for k in r if k.endswith("_ms")})
         summary["round_trip"][name] = {k: med(runs, k) for k in keys}
+    summary["round_trip_load"] = [r["load"] for runs in trips.values() for r in runs if "load" in r]
     return summary
 
 
@@ -258,11 +263,16 @@ def round_trip_markdown(args, summary) -> str:
     return "\n".join([
         "## Round trip", "", report.stamp(), "",
         f"One no-op job at a time: submit, then wait for its result; {args.round_trips} sequential jobs after a "
-        f"warm-up, one worker process; median over {args.repeats} run(s) of each run's p50/p99. Peers use their "
+        f"warm-up, one worker process; median over {args.repeats} run(s) of each run's p50/p99, the peers taking "
+        f"turns repeat by repeat{_load_range(summary.get('round_trip_load'))}. Peers use their "
         "own client's wait (Celery `AsyncResult.get`, RQ `latest_result(timeout=)`, Dramatiq "
         "`get_result(block=True)`, raw HotQueue: polling the job document); ours goes through the HTTP API "
         "(`POST /submit`, then `GET /status/<id>?wait=`). Ratio: p50 relative to Celery's.", "",
         report.table(["peer", "p50 ms", "p99 ms", "p50 vs celery"], rows)] + _phase_lines(trips))
+
+
+def _load_range(loads: list[float] | None) -> str:
+    return f" (load average {min(loads):.1f}-{max(loads):.1f} on 2 cores)" if loads else ""
 
 
 def _phase_lines(trips) -> list[str]:
@@ -338,20 +348,30 @@ def main(argv: list[str] | None = None) -> int:
     print(f"bench_peers: peers {', '.join(classes)}; redis {server.url}; data {data_path}", flush=True)
     profiles: dict[str, str] = {}
     try:
-        counts, call_ms = calibrate(data_path)
-        print(f"bench_peers: date count per call in-process: tutorial {call_ms['tutorial']:.1f} ms, "
-              f"string mask {call_ms['string_mask']:.1f} ms", flush=True)
-        matrix = run_matrix(args, server, data_path, classes, counts)
+        if args.round_trip_only:
+            call_ms: dict[str, float] = {}
+            matrix: dict[str, list[dict]] = {}
+        else:
+            counts, call_ms = calibrate(data_path)
+            print(f"bench_peers: date count per call in-process: tutorial {call_ms['tutorial']:.1f} ms, "
+                  f"string mask {call_ms['string_mask']:.1f} ms", flush=True)
+            matrix = run_matrix(args, server, data_path, classes, counts)
         trips = run_round_trips(args, server, data_path, classes) if args.round_trips else {}
         descriptions = {n: c(server.url, str(data_path), int(args.procs.split(",")[-1])).description
                         for n, c in classes.items()}
         summary = summarize(matrix, trips, classes)
         verdicts = targets(summary, classes)
-        if not args.no_profile:
+        if not args.no_profile and not args.round_trip_only:
             profiles = profile_misses(args, server, data_path, verdicts)
     finally:
         server.stop()
     summary["date_call_ms"] = call_ms
+    if args.round_trip_only:
+        rt_md = round_trip_markdown(args, summary)
+        print("\n" + rt_md + "\n")
+        if trips and not args.no_write:
+            report.write_section("round-trip", rt_md)
+        return 0
     peers_md = peers_markdown(args, summary, classes, descriptions)
     rt_md = round_trip_markdown(args, summary)
     tg_md = targets_markdown(verdicts, profiles)

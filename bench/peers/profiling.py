@@ -51,7 +51,7 @@ def profile_drain(redis_url: str, data_path: str, jobs: list, label: str) -> Pat
     return outfile
 
 
-IDLE = "Delivery.wait_one"  # the blocking pop while the queue is empty: before release, after the drain
+IDLE = "Delivery.wait_and_claim"  # the blocking pop while the queue is empty: before release, after the drain
 
 
 def summary(profile: Path, root: str = "Worker.work", idle: str = IDLE, min_share: float = 3.0, depth: int = 16,

@@ -48,8 +48,9 @@ def test_ours_drains_jobs_submitted_over_http_and_reads_them_back(deployed, clie
     assert client.zcard(keys.JOB_INDEX) == 30  # stored by the API, as a user's submits are
 
 
-def test_ours_round_trip_through_the_api(deployed, client):
-    out = bd.ours_round_trips(deployed, client, 5, warmup=1)
+@pytest.mark.parametrize("lean", [False, True], ids=["requests", "http.client"])
+def test_ours_round_trip_through_the_api(deployed, client, lean):
+    out = bd.ours_round_trips(deployed, client, 5, warmup=1, lean=lean)
     assert 0 < out["submit_p50_ms"] <= out["p50_ms"] <= out["p99_ms"]
 
 
@@ -69,3 +70,12 @@ def test_targets_judge_ratios_of_the_same_run():
     verdicts = [ok for _text, _shown, ok in bd.targets(summary)]
     # 1.5x raw PASS, 3x Dramatiq PASS, 40x best peer (celery) MISS, CPU 0.9x PASS, p50 worse than Celery MISS, p99 PASS
     assert verdicts == [True, True, False, True, False, True]
+
+
+def test_the_cpu_ratio_of_each_repeat_is_reported_beside_the_ratio_of_medians():
+    runs = {"noop/ours": [{"cpu_us_per_job": c, "rate": 1.0, "commands": {}} for c in (50.0, 40.0, 45.0)],
+            "noop/raw": [{"cpu_us_per_job": c, "rate": 1.0, "commands": {}} for c in (100.0, 40.0, 60.0)]}
+    s = bd.summarize({"runs": runs, "load": [1.0]})
+    assert s["noop/ours"]["cpu_ratios"] == [0.5, 0.75, 1.0]   # repeat by repeat, not medians of each side
+    args = bd.parse_args(["--repeats", "3", "--parts", "noop"])
+    assert "0.50x to 1.00x over 3 repeats" in bd.markdown(args, {"runs": runs, "load": [1.0]}, s)

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import threading
 import time
+
+import redis
 
 from jobqueue import keys
 from jobqueue.delivery import Delivery, Finish, Recorded, Retry, Start, Started
@@ -35,13 +38,73 @@ def test_claim_moves_ids_atomically_and_returns_documents(harness):
     assert harness.queue_client.zscore(keys.WORKERS_HEARTBEAT, "w1") is not None
 
 
-def test_blocking_claim_then_batch_includes_the_held_id(harness):
+def test_a_blocking_claim_takes_the_popped_id_and_a_batch_in_one_call(harness):
     ids = [harness.submit("sleep") for _ in range(3)]
     d = _delivery(harness)
-    first = d.wait_one("w1", 1)
-    got = d.claim("w1", 5, held=[first])
-    assert [i for i, _ in got] == ids
-    assert d.claim("w1", 5) == []
+    got = d.wait_and_claim("w1", 5, 1)
+    assert [i for i, _ in got] == ids and all(json.loads(doc)["id"] == i for i, doc in got)
+    assert harness.queue_client.lrange(keys.processing("w1"), 0, -1) == ids
+    assert d.claim("w2", 5) == []
+
+
+def test_a_blocking_claim_wakes_with_the_claim_already_run(harness, monkeypatch):
+    """An idle worker's BLMOVE and the claim of what it moved go in one pipeline: when a job arrives,
+    Redis runs the claim right after the BLMOVE returns, and the worker reads both answers at once:
+    one send of commands, one BLMOVE, one script call (it used to send the claim after reading the
+    BLMOVE's answer: a second round trip on the path from submit to run)."""
+    d = _delivery(harness)
+    d.waiting()   # a connected client, the script loaded
+    sends: list[bytes] = []
+    real = redis.connection.Connection.send_packed_command
+
+    def counted(conn, command, *args, **kwargs):
+        if threading.current_thread() is waiter:
+            sends.append(command)
+        return real(conn, command, *args, **kwargs)
+
+    monkeypatch.setattr(redis.connection.Connection, "send_packed_command", counted)
+    got: list = []
+    waiter = threading.Thread(target=lambda: got.extend(d.wait_and_claim("w1", 4, 5)))
+    harness.jobs.config_resetstat()
+    waiter.start()
+    _wait_blocked(harness.jobs)
+    job_id = harness.submit("sleep")
+    waiter.join(timeout=10)
+    assert [i for i, _ in got] == [job_id]
+    assert len(sends) == 1, f"{len(sends)} sends of commands for one wake-up and its claim"
+    stats = harness.jobs.info("commandstats")
+    assert stats["cmdstat_blmove"]["calls"] == 1 and stats["cmdstat_evalsha"]["calls"] == 1, stats
+
+
+def test_a_blocking_claim_that_times_out_claims_nothing_and_after_a_lost_answer_claims_what_it_holds(harness):
+    """Timed out: nothing claimed. An id moved into the processing list by an attempt whose answer
+    was lost (redis-py retries a call after a dropped connection) is claimed by the next wait, not
+    left held with nobody running it (the worker's heartbeat would keep its lease forever)."""
+    d = _delivery(harness)
+    assert d.wait_and_claim("w1", 4, 0.1) == []
+    lost = harness.submit("sleep")
+    queue = keys.queue(harness.settings.queue_name)
+    assert harness.queue_client.lmove(queue, keys.processing("w1"), "LEFT", "RIGHT") == lost
+    fresh = harness.submit("sleep")
+    assert [i for i, _ in d.wait_and_claim("w1", 4, 1)] == [lost, fresh]
+    assert d.wait_and_claim("w2", 4, 0.1) == []
+
+
+def test_a_blocking_claim_loads_the_script_when_redis_forgot_it(harness):
+    d = _delivery(harness)
+    job_id = harness.submit("sleep")
+    harness.jobs.script_flush()
+    assert [i for i, _ in d.wait_and_claim("w1", 4, 1)] == [job_id]
+    assert harness.queue_client.lrange(keys.processing("w1"), 0, -1) == [job_id]
+
+
+def _wait_blocked(client, timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if any(c.get("cmd") == "blmove" and "b" in c.get("flags", "") for c in client.client_list()):
+            return
+        time.sleep(0.01)
+    raise AssertionError("nobody blocked on BLMOVE")
 
 
 def test_finish_writes_once_and_only_while_owned(harness):

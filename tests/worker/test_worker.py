@@ -402,3 +402,49 @@ def test_jobs_started_ahead_are_charged_an_attempt_only_when_they_run(harness):
     assert worker.work(burst=True, install_signals=False) == 0
     assert seen[0] == [(JobStatus.IN_PROGRESS, 1), (JobStatus.IN_PROGRESS, 0), (JobStatus.IN_PROGRESS, 0)]
     assert {(j.status, j.attempts) for j in harness.store.get_many(ids)} == {(JobStatus.COMPLETE, 1)}
+
+
+def test_an_idle_worker_runs_a_new_job_without_another_round_trip(harness, monkeypatch):
+    """An idle worker's blocking pop carries the claim of what it pops (one pipeline): when a job
+    arrives, the worker's next send of commands is the job's outcome, not a claim (before, the
+    claim was a second round trip between the pop and the run, on the path of every job that
+    finds its worker idle)."""
+    import redis
+
+    sends: list[bytes] = []
+    real = redis.connection.Connection.send_packed_command
+    loop: list[threading.Thread] = []
+
+    def counted(conn, command, *args, **kwargs):
+        if loop and threading.current_thread() is loop[0]:
+            sends.append(command)
+        return real(conn, command, *args, **kwargs)
+
+    ran = []
+    probe = op("probe", lambda: ran.append(len(sends)) or {})
+    worker = Worker(harness.settings, operations(probe), FakeData())
+    worker._learn(0.0001, "probe")   # quick: no start call either, so the run follows the claim directly
+    monkeypatch.setattr(redis.connection.Connection, "send_packed_command", counted)
+    loop.append(threading.Thread(target=worker.work, kwargs={"install_signals": False}))
+    loop[0].start()
+    try:
+        _wait_blocked(harness.jobs)
+        before = len(sends)
+        job_id = harness.submit("probe")
+        deadline = time.monotonic() + 10
+        while harness.store.get(job_id).status is not JobStatus.COMPLETE and time.monotonic() < deadline:
+            time.sleep(0.01)
+    finally:
+        worker.request_stop()
+        loop[0].join(timeout=10)
+    assert harness.store.get(job_id).status is JobStatus.COMPLETE
+    assert ran == [before], f"{ran[0] - before} sends of commands between the job's arrival and its run"
+
+
+def _wait_blocked(client, timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if any(c.get("cmd") == "blmove" and "b" in c.get("flags", "") for c in client.client_list()):
+            return
+        time.sleep(0.01)
+    raise AssertionError("no worker blocked on BLMOVE")

@@ -1,24 +1,24 @@
-"""Concurrent submits of one API process share one Redis call (a group commit; one MULTI/EXEC transaction).
+"""Concurrent calls of one API process share one Redis call (a group commit): submits share one
+MULTI/EXEC transaction, status reads one MGET.
 
-Under load, the cost of a submit is its Redis round trip (packing, a send, a wake-up, a receive,
-and Redis's own per-call overhead), not the work inside the call. A submit that finds no call in
-flight stores its job at once, alone; submits arriving while a call is in flight queue up, and when
-it returns the first of them stores the whole queue (at most :data:`MAX_BATCH`) in one call, then
-hands over to the next waiter if more arrived meanwhile. No timer: an idle API answers as fast as
-before, a busy one makes fewer, larger calls.
+Under load, the cost of a request's Redis work is its round trip (packing, a send, a wake-up of
+Redis, a receive, Redis's own per-call overhead), not the work inside the call. A caller that finds
+no call in flight makes one at once, alone; callers arriving while a call is in flight queue up,
+and when it returns the first of them makes one call for the whole queue (at most ``max_batch``),
+then hands over to the next waiter if more arrived meanwhile. No timer: an idle API answers as fast
+as before, a busy one makes fewer, larger calls.
 
 Before it takes the queue, the caller about to make the call yields once (``time.sleep(0)``: one
 turn of gevent's event loop, or of the GIL under threads), so the requests this process is already
 handling reach the queue and go in this call rather than in a call of their own right after it.
-Without it, at 32 clients the calls settled at 2-3 jobs (the waiters woken by one call each took
-the next call's lead almost alone); with it, at about 16 (one per client of the process), and the
-API's CPU per submit fell from about 290 to 235 µs, Redis's from 20 to 15.
+Without it, at 32 clients the submit calls settled at 2-3 jobs (the waiters woken by one call each
+took the next call's lead almost alone); with it, at about 16 (one per client of the process), and
+the API's CPU per submit fell from about 290 to 235 µs, Redis's from 20 to 15.
 
-Every caller returns only once the call that carried its job has returned, so a 202 still means
+Every caller returns only once the call that carried its item has returned, so a 202 still means
 "stored and queued"; an error (Redis down, out of memory) reaches every caller of that call, and a
-Redis refusal discards the whole transaction, so then none of them was stored. A call may also
-refuse single items (the rate limit, counted in the same call: ``ratelimit.admit``): it returns
-one refusal or None per item, and each caller raises its own.
+Redis refusal discards the whole transaction, so then none of them was stored. With
+``fails_queue``, an error it picks (Redis not answering) also answers every caller still queued.
 """
 
 from __future__ import annotations
@@ -27,50 +27,55 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, Generic, TypeVar
 
+T = TypeVar("T")
+R = TypeVar("R")
 
 # Jobs per call at most: about 10 µs of Redis time each (grouped writes), so one call holds Redis
 # for well under a millisecond, and a burst of submits still goes out in several calls.
 MAX_BATCH = 64
 
 
-class _Pending:
-    __slots__ = ("done", "error", "gone", "job", "lead")
+class _Pending(Generic[T, R]):
+    __slots__ = ("done", "error", "gone", "item", "lead", "result")
 
-    def __init__(self, job: Any):
-        self.job = job
-        self.done: threading.Event | None = None   # set when stored (or failed), or to hand over the lead
+    def __init__(self, item: T):
+        self.item = item
+        self.done: threading.Event | None = None   # set when done (or failed), or to hand over the lead
         self.error: BaseException | None = None
-        self.lead = False    # handed the lead: store the queue, this job first
+        self.result: R | None = None
+        self.lead = False    # handed the lead: make the call for the queue, this item first
         self.gone = False    # its caller stopped waiting (its greenlet was killed)
 
 
-class SubmitBatcher:
-    """``submit(item)`` returns once ``store_many`` has stored ``item`` with the rest of its batch;
-    it raises what ``store_many`` raised, or the refusal ``store_many`` returned for this item.
+class GroupCall(Generic[T, R]):
+    """``call(item)`` returns ``run_many(batch)[i]`` once a call of ``run_many`` on a batch holding
+    ``item`` (at index i) has returned, or raises what it raised. ``run_many`` may return None when
+    it has nothing to return (every caller then gets None).
 
     Works with threads and with gevent's patched ``threading`` (greenlets) alike.
     """
 
     _event = threading.Event   # what a waiter waits on (a test makes one that is interrupted)
 
-    def __init__(self, store_many: Callable[[list[Any]], Sequence[BaseException | None] | None],
-                 max_batch: int = MAX_BATCH):
-        self._store_many = store_many
+    def __init__(self, run_many: Callable[[list[T]], Sequence[R] | None], max_batch: int = MAX_BATCH,
+                 fails_queue: Callable[[BaseException], bool] | None = None):
+        self._run_many = run_many
         self._max_batch = max_batch
+        self._fails_queue = fails_queue   # errors that end the waiters' calls too (see _run_batch)
         self._lock = threading.Lock()
-        self._queue: deque[_Pending] = deque()
+        self._queue: deque[_Pending[T, R]] = deque()
         self._busy = False   # a caller holds the lead (a call is in flight or about to be)
         self.calls = 0       # calls made (tests and benchmarks read it)
 
     @property
     def waiting(self) -> int:
-        """Submits queued behind the call in flight."""
+        """Callers queued behind the call in flight."""
         return len(self._queue)
 
-    def submit(self, job: Any) -> None:
-        entry = _Pending(job)
+    def call(self, item: T) -> R | None:
+        entry: _Pending[T, R] = _Pending(item)
         with self._lock:
             self._queue.append(entry)
             if self._busy:
@@ -82,22 +87,10 @@ class SubmitBatcher:
             if not entry.lead:
                 if entry.error is not None:
                     raise entry.error
-                return
-        self._gather(entry)
-        self._store_batch(entry)
+                return entry.result
+        return self._run_batch(entry)
 
-    def _gather(self, own: _Pending) -> None:
-        """Yield once, holding the lead, so submits already under way join this call (module
-        docstring). A caller killed right here passes the lead on, as a killed waiter does."""
-        try:
-            time.sleep(0)
-        except BaseException:
-            with self._lock:
-                own.gone = True
-                self._hand_over()   # ``own`` heads the queue: the next live waiter gets the lead
-            raise
-
-    def _wait(self, entry: _Pending) -> None:
+    def _wait(self, entry: _Pending[T, R]) -> None:
         assert entry.done is not None
         try:
             entry.done.wait()
@@ -108,35 +101,48 @@ class SubmitBatcher:
                     self._hand_over()
             raise
 
-    def _store_batch(self, own: _Pending) -> None:
-        """Store the queue's head (``own`` is first) in one call; wake its callers; hand over."""
-        with self._lock:
-            batch: list[_Pending] = []
-            while self._queue and len(batch) < self._max_batch:
-                entry = self._queue.popleft()
-                if not entry.gone or entry is own:
-                    batch.append(entry)
+    def _run_batch(self, own: _Pending[T, R]) -> R | None:
+        """One call for the queue's head (``own`` is first); wake its callers; hand over."""
         error: BaseException | None = None
-        refusals: Sequence[BaseException | None] | None = None
-        mine: BaseException | None = None
+        batch: list[_Pending[T, R]] = []
         try:
+            time.sleep(0)   # let the requests already under way join (module docstring)
+            with self._lock:
+                while self._queue and len(batch) < self._max_batch:
+                    entry = self._queue.popleft()
+                    if not entry.gone or entry is own:
+                        batch.append(entry)
             self.calls += 1
-            refusals = self._store_many([entry.job for entry in batch])
+            results = self._run_many([entry.item for entry in batch])
+            if results is not None:
+                for entry, result in zip(batch, results):
+                    entry.result = result
         except BaseException as exc:
             error = exc
         finally:
-            for i, entry in enumerate(batch):
-                outcome = error if error is not None or refusals is None else refusals[i]
-                if entry is own:
-                    mine = outcome
-                else:
-                    entry.error = outcome
+            for entry in batch:
+                if entry is not own:
+                    entry.error = error
                     assert entry.done is not None
                     entry.done.set()
             with self._lock:
+                if not batch:       # interrupted while gathering: ``own`` is still queued
+                    own.gone = True
+                if error is not None and self._fails_queue is not None and self._fails_queue(error):
+                    self._fail_queue(error)
                 self._hand_over()
-        if mine is not None:
-            raise mine
+        if error is not None:
+            raise error
+        return own.result
+
+    def _fail_queue(self, error: BaseException) -> None:
+        """Answer every waiter with ``error`` (lock held): when Redis did not answer one call, the
+        next would most likely wait out the same timeout, and its callers would have waited twice."""
+        while self._queue:
+            entry = self._queue.popleft()
+            entry.error = error
+            if entry.done is not None:
+                entry.done.set()
 
     def _hand_over(self) -> None:
         """Give the lead to the first live waiter, or drop it (lock held)."""
@@ -149,3 +155,18 @@ class SubmitBatcher:
         head.lead = True
         assert head.done is not None
         head.done.set()
+
+
+class SubmitBatcher(GroupCall[Any, "BaseException | None"]):
+    """``submit(item)`` returns once ``store_many`` has stored ``item`` with the rest of its batch;
+    it raises what ``store_many`` raised, or the refusal ``store_many`` returned for this item (the
+    rate limit is counted in the same call: ``submission.store_admitted``)."""
+
+    def __init__(self, store_many: Callable[[list[Any]], Sequence[BaseException | None] | None],
+                 max_batch: int = MAX_BATCH):
+        super().__init__(store_many, max_batch)
+
+    def submit(self, item: Any) -> None:
+        refused = self.call(item)
+        if refused is not None:
+            raise refused

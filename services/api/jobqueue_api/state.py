@@ -22,7 +22,7 @@ from jobqueue.delivery import Delivery
 from jobqueue.jobs import JobStore
 from jobqueue.settings import Settings
 
-from .batching import SubmitBatcher
+from .batching import GroupCall, SubmitBatcher
 from .submission import store_admitted
 
 log = logging.getLogger("jobqueue.api")
@@ -51,6 +51,7 @@ class ApiState:
     store: JobStore
     delivery: Delivery
     submits: SubmitBatcher  # concurrent submits share one Redis call, rate limit included (batching.py)
+    reads: GroupCall[str, str | None]  # concurrent status reads share one MGET (batching.py)
     data: DatasetSlot = field(default_factory=DatasetSlot)
     waiter: Any = None      # jobqueue_api.waiting.DoneWaiter, started lazily after fork
     plot_gate: Any = None   # jobqueue_api.routes.analysis.PlotGate: sync plot cap and PNG cache
@@ -65,16 +66,23 @@ def build_state(settings: Settings, catalogue: Registry) -> ApiState:
     jobs = jobs_redis(settings, max_connections=REDIS_POOL_SIZE)
     jobs_binary = jobs_redis(settings, decode=False, max_connections=REDIS_POOL_SIZE)
     delivery = Delivery(jobs, settings)
+    store = JobStore(jobs, settings.job_ttl_seconds, binary=jobs_binary)
     return ApiState(
         settings=settings,
         catalogue=catalogue,
         jobs=jobs,
         jobs_binary=jobs_binary,
         queue=queue_redis(settings, max_connections=REDIS_POOL_SIZE),
-        store=JobStore(jobs, settings.job_ttl_seconds, binary=jobs_binary),
+        store=store,
         delivery=delivery,
         submits=SubmitBatcher(partial(store_admitted, delivery, jobs, settings.submit_rate_limit)),
+        reads=GroupCall(store.get_raw_many, fails_queue=_unreachable),
     )
+
+
+def _unreachable(exc: BaseException) -> bool:
+    """Redis did not answer (as opposed to refusing): the reads queued behind get the 503 at once."""
+    return isinstance(exc, (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError))
 
 
 def load_dataset_into(slot: DatasetSlot, path: str, **load_options: Any) -> None:

@@ -201,10 +201,9 @@ class Worker:
                     time.sleep(0.02)   # retries waiting out their backoff
                     return []
                 return None
-            job_id = self.delivery.wait_one(self.id, IDLE_WAIT_SECONDS)
-            if job_id is None:
-                return []
-            items = self.delivery.claim(self.id, n - 1, held=[job_id])
+            # the blocking pop and the claim of what it moved: one round trip
+            items = self.delivery.wait_and_claim(self.id, n, IDLE_WAIT_SECONDS)
+            self._found_none = not items   # it timed out having claimed nothing: block again at once
         return _claimed(items)
 
     # --- processing -----------------------------------------------------------------------

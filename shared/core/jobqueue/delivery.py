@@ -23,7 +23,6 @@ from dataclasses import dataclass
 from enum import Enum
 from importlib import resources
 from typing import Any
-from collections.abc import Iterable
 
 import redis
 
@@ -126,7 +125,7 @@ class Delivery:
 
     Script commands select their dbs themselves, so the API may pass its jobs-db client for
     ``submit``, ``cancel`` and ``waiting``; the worker-side helpers that send plain commands
-    (``wait_one``, ``heartbeat``, ``leave``, ``sweep``...) need the queue-db client.
+    (``wait_and_claim``, ``heartbeat``, ``leave``, ``sweep``...) need the queue-db client.
     """
 
     def __init__(self, client: redis.Redis, settings: Settings):
@@ -212,13 +211,28 @@ class Delivery:
         return bool(self._run("cancel", job.id, job.to_json(), repr(job.submitted_at)))
 
     # --- consumer side (workers) -----------------------------------------------------------
-    def claim(self, worker: str, n: int, held: Iterable[str] = ()) -> list[Claim]:
-        """Claim up to ``n`` ids (plus ``held`` ones already moved by BLMOVE); (id, doc JSON or '')."""
-        return _claims(self._run("claim", worker, n, *held))
+    def claim(self, worker: str, n: int) -> list[Claim]:
+        """Claim up to ``n`` ids; (id, doc JSON or '')."""
+        return _claims(self._run("claim", worker, n))
 
-    def wait_one(self, worker: str, timeout: float) -> str | None:
-        """Block up to ``timeout`` for one id, moved atomically into the processing list."""
-        return self.redis.blmove(self.queue_key, keys.processing(worker), timeout, "LEFT", "RIGHT")
+    def wait_and_claim(self, worker: str, n: int, timeout: float) -> list[Claim]:
+        """An idle worker's wait: block up to ``timeout`` for an id (BLMOVE into the processing list)
+        and claim it, with more up to ``n`` in all, in one round trip. The claim is pipelined behind
+        the BLMOVE on the same connection, so Redis runs it the moment the BLMOVE returns instead of
+        after the worker has read that answer and sent the claim. It claims whatever the processing
+        list holds, so an id moved by an attempt whose answer was lost (redis-py retries a call
+        after a dropped connection) is claimed too, never left held unseen. Empty after a timeout."""
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.blmove(self.queue_key, keys.processing(worker), timeout, "LEFT", "RIGHT")
+        # EVALSHA itself: a Script in a pipeline would cost a SCRIPT EXISTS round trip each time
+        pipe.evalsha(self._script.sha, len(self._keys), *self._keys, *self._context, "claim_held", worker, n)
+        moved, claimed = pipe.execute(raise_on_error=False)
+        if isinstance(claimed, redis.exceptions.NoScriptError):   # Redis restarted: load it, claim again
+            claimed = self._run("claim_held", worker, n)
+        for answer in (moved, claimed):
+            if isinstance(answer, Exception):
+                raise answer
+        return _claims(claimed)
 
     def pending(self) -> bool:
         """Anything queued or waiting out a retry backoff (a burst worker stops when not)."""

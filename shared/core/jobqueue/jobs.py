@@ -140,6 +140,11 @@ class JobStore:
         raw = self.redis.get(keys.job(job_id))
         return None if raw is None else Job.from_json(raw)
 
+    def get_raw_many(self, job_ids: list[str]) -> list[str | None]:
+        """The stored documents of ``job_ids`` in one MGET, in order (None where there is none):
+        the API groups concurrent status reads into one of these (``jobqueue_api.batching``)."""
+        return self.redis.mget([keys.job(i) for i in job_ids]) if job_ids else []
+
     def get_many(self, job_ids: Iterable[str]) -> list[Job]:
         ids = list(job_ids)
         if not ids:

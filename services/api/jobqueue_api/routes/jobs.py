@@ -62,7 +62,8 @@ def load_job(job_id: str, wait: float = 0.0) -> Job:
     if wait > 0 and owner() is None:
         job = state.waiter.wait_final(job_id, wait)
     else:
-        job = state.store.get(job_id)
+        raw = state.reads.call(job_id)   # concurrent reads of this process share one MGET
+        job = None if raw is None else Job.from_json(raw)
         if wait > 0 and job is not None and may_see(job.owner) and not job.status.is_final:
             job = state.waiter.wait_final(job_id, wait)  # a named token waits on its own jobs only
     if job is not None and not may_see(job.owner):

@@ -156,11 +156,9 @@ end
 
 -- Beat, move due retries back, then move up to n ids into the worker's processing list; answer
 -- {id1, doc1, reaped1, id2, doc2, reaped2, ...} (doc '' when the document is gone; reaped 1 when the
--- reaper took the id from a dead worker). Ids already moved by BLMOVE ("held") come first.
+-- reaper took the id from a dead worker). Ids the worker already holds (``ids``) come first.
 -- workers:busy names the first (the worker runs it next), or nothing when there is none.
-function commands.claim()
-  local worker, n = arg(), tonumber(arg())
-  local ids = rest()
+local function claim(worker, n, ids)
   local processing_key = processing_prefix .. worker
   use(queue_db)
   local t = now()
@@ -224,6 +222,22 @@ function commands.claim()
     out[#out + 1] = reaped[i] or 0
   end
   return out
+end
+
+function commands.claim()
+  local worker, n = arg(), tonumber(arg())
+  return claim(worker, n, {})
+end
+
+-- An idle worker's claim, pipelined behind its BLMOVE on the same connection, so Redis runs it the
+-- moment the BLMOVE returns (one round trip for the wake-up and the claim): everything the worker's
+-- processing list holds (the id the BLMOVE moved; after a lost answer, whatever an earlier attempt
+-- moved too, so nothing stays held unseen) and new ids up to n in all.
+function commands.claim_held()
+  local worker, n = arg(), tonumber(arg())
+  use(queue_db)
+  local held = redis.call('LRANGE', processing_prefix .. worker, 0, -1)
+  return claim(worker, n - #held, held)
 end
 
 -- Mark a claimed job in-progress: {'gone'} if the id is no longer ours, {'skip'} if its document
