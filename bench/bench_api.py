@@ -39,6 +39,11 @@ from devstack.redis_server import RedisServer  # noqa: E402
 
 BIN = Path(sys.executable).parent
 TICKS = os.sysconf("SC_CLK_TCK")
+# Pause between opening two client connections. Opened all at once, the 32 connections of a run
+# were all accepted by whichever gunicorn process the scheduler ran first (splits of 32/0 and 31/1
+# between the two processes, then 16/16 the next run), so a run measured one process or two by
+# lottery, for either server. Opened apart, each finds both processes idle.
+CONNECT_GAP = 0.002
 SUBMIT_BODY = json.dumps({"operation": "sleep", "params": {"seconds": 0}}).encode()
 
 
@@ -78,9 +83,10 @@ def _request_bytes(path: str, body: bytes) -> bytes:
             f"Content-Length: {len(body)}\r\n\r\n").encode() + body
 
 
-async def _client(port: int, payload: bytes, stop_at: float, warm_until: float, latencies: list[float],
-                  errors: list[int], answered: list[int]) -> None:
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+async def _client(port: int, conn: tuple[asyncio.StreamReader, asyncio.StreamWriter], payload: bytes,
+                  stop_at: float, warm_until: float, latencies: list[float], errors: list[int],
+                  answered: list[int]) -> None:
+    reader, writer = conn
     try:
         while True:
             start = time.perf_counter()
@@ -115,9 +121,13 @@ def load(port: int, clients: int, seconds: float, warmup: float = 1.0) -> dict[s
     payload = _request_bytes("/submit", SUBMIT_BODY)
 
     async def main() -> None:
+        conns = []
+        for _ in range(clients):   # one at a time, apart: see CONNECT_GAP
+            conns.append(await asyncio.open_connection("127.0.0.1", port))
+            await asyncio.sleep(CONNECT_GAP)
         now = time.perf_counter()
-        await asyncio.gather(*(_client(port, payload, now + warmup + seconds, now + warmup, latencies, errors, answered)
-                               for _ in range(clients)))
+        await asyncio.gather(*(_client(port, conn, payload, now + warmup + seconds, now + warmup, latencies, errors,
+                                       answered) for conn in conns))
 
     asyncio.run(main())
     latencies.sort()

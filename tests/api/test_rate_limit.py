@@ -34,3 +34,107 @@ def test_a_client_past_its_limit_gets_429_with_retry_after_across_processes(redi
 def test_zero_turns_the_limit_off(redis_url):
     client = _app(redis_url, SUBMIT_RATE_LIMIT="0").test_client()
     assert all(_post(client, "10.0.0.1").status_code == 202 for _ in range(50))
+
+
+def test_a_batch_counts_each_client_once_and_refuses_only_those_past_the_limit(redis_url):
+    """The limit is counted inside the group commit: one INCRBY per client of a batch, numbered in
+    the order the submits arrived; those past the limit get their 429 and are not stored, the rest
+    of the same call is (another client's submits too)."""
+    import threading
+
+    from devstack.procs import wait_until
+    from jobqueue import keys
+    from jobqueue.connections import jobs_redis, queue_redis
+    from jobqueue.delivery import Delivery
+    from jobqueue_api.batching import SubmitBatcher
+    from jobqueue_api.errors import ApiError
+    from jobqueue_api.submission import store_admitted
+
+    settings = make_settings(redis_url)
+    jobs, queue = jobs_redis(settings), queue_redis(settings)
+    delivery = Delivery(jobs, settings)
+    held, release = threading.Event(), threading.Event()
+
+    def store(batch):
+        if not held.is_set():   # hold the first call until the others are queued behind it
+            held.set()
+            assert release.wait(10)
+        return store_admitted(delivery, jobs, 5, batch)
+
+    batcher = SubmitBatcher(store)
+    outcomes: dict[str, object] = {}
+
+    def one(client: str, n: int) -> None:
+        job = delivery.new_job("sleep", {}, owner=None)
+        try:
+            batcher.submit((job, client))
+            outcomes[f"{client}{n}"] = job.id
+        except ApiError as exc:
+            outcomes[f"{client}{n}"] = exc
+
+    first = threading.Thread(target=one, args=("addr:a", 0))
+    first.start()
+    assert held.wait(10)
+    jobs.config_resetstat()
+    order = [("addr:a", n) for n in range(1, 7)] + [("addr:b", n) for n in range(2)]
+    threads = []
+    for client, n in order:   # queued one after another: that is the order they are numbered in
+        threads.append(threading.Thread(target=one, args=(client, n)))
+        threads[-1].start()
+        wait_until(lambda: batcher.waiting == len(threads), 10, "the submit queued")
+    release.set()
+    for t in [first, *threads]:
+        t.join(10)
+
+    refused = {k for k, v in outcomes.items() if isinstance(v, ApiError)}
+    assert refused == {"addr:a5", "addr:a6"}, outcomes   # a0..a4 are five: a5 and a6 are past the limit
+    for key in refused:
+        err = outcomes[key]
+        assert err.status == 429 and 1 <= int(err.headers["Retry-After"]) <= 60
+    stored = [v for k, v in outcomes.items() if k not in refused]
+    assert len(stored) == 7 and all(jobs.exists(keys.job(job_id)) for job_id in stored)
+    assert sorted(queue.lrange(keys.queue("jobs"), 0, -1)) == sorted(stored)   # the refused are not queued
+    stats = jobs.info("commandstats")
+    # the first call counted a once, the second a and b once each: 3, where one INCR a submit made 9
+    assert stats["cmdstat_incrby"]["calls"] == 3 and "cmdstat_incr" not in stats
+
+
+def test_through_gunicorn_a_burst_past_the_limit_is_counted_per_call_not_per_request(tmp_path):
+    """As the chart runs it (SUBMIT_RATE_LIMIT on, gunicorn, two processes): 40 submits from one
+    address at once while Redis holds writes back, limit 24: exactly 24 are 202 and stored, 16 are
+    429 and not, and the counting took a handful of round trips, not one per request."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    import requests
+
+    from devstack.api_server import api_server
+    from devstack.redis_server import RedisServer
+    from jobqueue import keys
+    from jobqueue.connections import jobs_redis, queue_redis
+    from jobqueue.settings import load_settings
+
+    server = RedisServer(tmp_path / "redis").start()
+    try:
+        with api_server(server.url, tmp_path / "api", SUBMIT_RATE_LIMIT="24") as api:
+            settings = load_settings({"REDIS_URL": server.url})
+            jobs, queue = jobs_redis(settings), queue_redis(settings)
+            jobs.config_resetstat()
+            jobs.execute_command("CLIENT", "PAUSE", "1000", "WRITE")
+
+            def one(_):
+                response = requests.post(api.url + "/submit", json={"operation": "sleep"}, timeout=30)
+                return response.status_code, response.json(), response.headers.get("Retry-After")
+
+            with ThreadPoolExecutor(40) as pool:
+                answers = list(pool.map(one, range(40)))
+            statuses = sorted(status for status, _, _ in answers)
+            assert statuses == [202] * 24 + [429] * 16, statuses
+            assert all(body["error"] == "rate_limited" and retry for status, body, retry in answers if status == 429)
+            accepted = [body["job_id"] for status, body, _ in answers if status == 202]
+            assert sorted(queue.lrange(keys.queue("jobs"), 0, -1)) == sorted(accepted)
+            assert all(jobs.exists(keys.job(job_id)) for job_id in accepted)
+            counted = int(jobs.info("commandstats")["cmdstat_incrby"]["calls"])
+            print(f"40 submits counted in {counted} INCRBY calls")
+            assert counted <= 20, counted
+    finally:
+        server.stop()

@@ -205,6 +205,7 @@ def test_status_reads_held_up_by_redis_go_in_few_calls_and_each_answer_is_its_ow
     assert calls <= len(asked) // 4, calls   # one GET each before; typically 2-4 now (per process: first, rest)
 
 
+@pytest.mark.slow
 def test_a_redis_that_stops_answering_gets_each_reader_a_503_not_a_hang(tmp_path):
     """SIGSTOP: connections stay open and nothing answers. Every concurrent reader, the lead's
     and those queued behind it, gets a JSON 503 once redis-py's reply timeout runs out (5 s, retried

@@ -27,9 +27,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
-from typing import Generic, TypeVar
-
-from jobqueue.jobs import Job
+from typing import Any, Generic, TypeVar
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -159,12 +157,16 @@ class GroupCall(Generic[T, R]):
         head.done.set()
 
 
-class SubmitBatcher(GroupCall[Job, None]):
-    """``submit(job)`` returns once ``job`` is stored by ``store_many`` (raises what it raised)."""
+class SubmitBatcher(GroupCall[Any, "BaseException | None"]):
+    """``submit(item)`` returns once ``store_many`` has stored ``item`` with the rest of its batch;
+    it raises what ``store_many`` raised, or the refusal ``store_many`` returned for this item (the
+    rate limit is counted in the same call: ``submission.store_admitted``)."""
 
-    def __init__(self, store_many: Callable[[list[Job]], None], max_batch: int = MAX_BATCH):
+    def __init__(self, store_many: Callable[[list[Any]], Sequence[BaseException | None] | None],
+                 max_batch: int = MAX_BATCH):
         super().__init__(store_many, max_batch)
 
-    def submit(self, job: Job) -> None:
-        self.call(job)
-
+    def submit(self, item: Any) -> None:
+        refused = self.call(item)
+        if refused is not None:
+            raise refused

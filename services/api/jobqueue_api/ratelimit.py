@@ -5,11 +5,17 @@ answer ``429`` with ``Retry-After`` (the seconds left in the window). A client i
 when named tokens are in use, else its address as the API sees it (behind an Ingress that is the
 controller's, so the limit is then shared; docs/security.md). The count lives in Redis (one key
 per client and 60 s window, ``keys.submit_rate``), so it holds across API processes and pods.
+
+The count is taken inside the group commit (``batching.py``): the call that stores a batch of
+submits first counts them, one INCRBY per client of the batch (:func:`admit`), and stores only
+those within their client's limit. Counting each submit on its own was a Redis round trip per
+request on top of the batch's.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 
 import redis
 from flask import g, request
@@ -26,20 +32,42 @@ def client_id() -> str:
     return f"token:{owner}" if owner else f"addr:{request.remote_addr or 'unknown'}"
 
 
-def check(client: redis.Redis, limit: int) -> None:
-    """Count one submission of the current client; raise a 429 beyond ``limit`` per window."""
+def admit(client: redis.Redis, limit: int, clients: Sequence[str | None]) -> list[ApiError | None]:
+    """Count one submission for each entry of ``clients`` (in order; None: not counted), in one
+    round trip; for each, None if within ``limit`` per window, else the 429 to answer it with.
+    The same counts as one INCR per submission: a client's n submits in one batch take numbers
+    count-n+1..count, and those past ``limit`` are refused (and still counted, as before)."""
+    refusals: list[ApiError | None] = [None] * len(clients)
     if limit <= 0:
-        return
+        return refusals
+    batch: dict[str, int] = {}
+    for who in clients:
+        if who is not None:
+            batch[who] = batch.get(who, 0) + 1
+    if not batch:
+        return refusals
     now = time.time()
     window = int(now // WINDOW_SECONDS)
-    key = keys.submit_rate(client_id(), window)
     pipe = client.pipeline(transaction=False)
-    pipe.incr(key)
-    pipe.expire(key, WINDOW_SECONDS + 5)
-    count, _ = pipe.execute()
-    if count > limit:
-        retry = max(1, int((window + 1) * WINDOW_SECONDS - now + 0.999))
-        err = ApiError(429, "rate_limited", f"more than {limit} submissions in a minute from this client; "
-                       f"retry in {retry} s", retry_after=retry)
-        err.headers["Retry-After"] = str(retry)
-        raise err
+    for who, n in batch.items():
+        key = keys.submit_rate(who, window)
+        pipe.incrby(key, n)
+        pipe.expire(key, WINDOW_SECONDS + 5)
+    replies = pipe.execute()
+    next_number = {who: int(replies[2 * i]) - n + 1 for i, (who, n) in enumerate(batch.items())}
+    retry = max(1, int((window + 1) * WINDOW_SECONDS - now + 0.999))
+    for i, who in enumerate(clients):
+        if who is None:
+            continue
+        number = next_number[who]
+        next_number[who] = number + 1
+        if number > limit:
+            refusals[i] = refusal(limit, retry)
+    return refusals
+
+
+def refusal(limit: int, retry: int) -> ApiError:
+    err = ApiError(429, "rate_limited", f"more than {limit} submissions in a minute from this client; "
+                   f"retry in {retry} s", retry_after=retry)
+    err.headers["Retry-After"] = str(retry)
+    return err

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import redis
@@ -22,6 +23,7 @@ from jobqueue.jobs import JobStore
 from jobqueue.settings import Settings
 
 from .batching import GroupCall, SubmitBatcher
+from .submission import store_admitted
 
 log = logging.getLogger("jobqueue.api")
 
@@ -48,7 +50,7 @@ class ApiState:
     queue: redis.Redis
     store: JobStore
     delivery: Delivery
-    submits: SubmitBatcher  # concurrent submits share one transaction (batching.py)
+    submits: SubmitBatcher  # concurrent submits share one Redis call, rate limit included (batching.py)
     reads: GroupCall[str, str | None]  # concurrent status reads share one MGET (batching.py)
     data: DatasetSlot = field(default_factory=DatasetSlot)
     waiter: Any = None      # jobqueue_api.waiting.DoneWaiter, started lazily after fork
@@ -73,7 +75,7 @@ def build_state(settings: Settings, catalogue: Registry) -> ApiState:
         queue=queue_redis(settings, max_connections=REDIS_POOL_SIZE),
         store=store,
         delivery=delivery,
-        submits=SubmitBatcher(delivery.store),
+        submits=SubmitBatcher(partial(store_admitted, delivery, jobs, settings.submit_rate_limit)),
         reads=GroupCall(store.get_raw_many, fails_queue=_unreachable),
     )
 

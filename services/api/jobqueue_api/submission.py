@@ -1,6 +1,7 @@
-"""Accepting a job, the HTTP side: read the body, parse it, validate it against the catalogue.
+"""Accepting a job, the HTTP side: read the body, parse it, validate it against the catalogue;
+then count it against its client's rate limit and store it, with the submits that share its call.
 
-Storing and queueing is one atomic script in core (``jobqueue.delivery.Delivery.submit``), so a
+Storing and queueing is one atomic transaction in core (``jobqueue.delivery.Delivery.store``), so a
 202 always means "stored and queued".
 """
 
@@ -12,8 +13,13 @@ from typing import Any
 from gunicorn.http.errors import NoMoreData, ParseException
 from werkzeug.exceptions import ClientDisconnected, RequestEntityTooLarge
 
-from atx_analysis.registry import Operation, ParamError, Registry, UnknownOperation
+import redis
 
+from atx_analysis.registry import Operation, ParamError, Registry, UnknownOperation
+from jobqueue.delivery import Delivery
+from jobqueue.jobs import Job
+
+from . import ratelimit
 from .errors import ApiError
 from .green import Deadline, deadline
 
@@ -106,3 +112,13 @@ def _is_text(value: str) -> bool:
     except UnicodeEncodeError:
         return False
     return True
+
+
+def store_admitted(delivery: Delivery, counts: redis.Redis, limit: int,
+                   batch: list[tuple[Job, str | None]]) -> list[ApiError | None]:
+    """One group-commit call (``batching.SubmitBatcher``): count each (job, client) of the batch
+    against ``limit`` (one round trip, only when the limit is on), store the jobs within it (one
+    transaction), and return each item's refusal (a 429) or None."""
+    refusals = ratelimit.admit(counts, limit, [client for _, client in batch])
+    delivery.store([job for (job, _), refused in zip(batch, refusals) if refused is None])
+    return refusals

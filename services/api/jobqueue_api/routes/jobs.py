@@ -30,9 +30,11 @@ def _accept() -> tuple[Job, str]:
     state = current()
     raw = read_body(request, state.settings.max_body_bytes, state.settings.client_timeout_seconds)
     op, params = validate_submission(parse_body(raw), state.catalogue, state.data.dataset)
-    ratelimit.check(state.jobs, state.settings.submit_rate_limit)  # valid ones only: a typo costs nothing
+    # valid ones only are counted against the rate limit (a typo costs nothing), in the same call
+    # that stores them (submission.store_admitted): a 429 here stored nothing
+    client = ratelimit.client_id() if state.settings.submit_rate_limit > 0 else None
     job = state.delivery.new_job(op.name, params, lane_of(op), owner())
-    state.submits.submit(job)  # returns once the job is stored and queued
+    state.submits.submit((job, client))  # returns once the job is stored and queued
     SUBMITTED_BY_OPERATION[(op.name,)].inc()
     return job, op.name
 
