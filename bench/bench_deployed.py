@@ -58,13 +58,19 @@ BIN = Path(sys.executable).parent
 NOOP = ("sleep", {"seconds": 0})
 DATE_PEERS = ("hotqueue-raw", "rq-simple", "celery", "dramatiq")
 CONNECTIONS = 8          # concurrent keep-alive connections submitting / reading back
+# Pause between opening two of them. Opened all at once, they all went to whichever gunicorn process
+# the scheduler ran first (8/0 as often as 4/4; bench_api saw the same with 32), so a run measured one
+# process or two by lottery, and the Redis cost per job with them (a process's group commit can carry
+# at most as many requests as it has connections). Opened apart, each finds both processes idle.
+CONNECT_GAP = 0.002
 TARGETS = {"noop_vs_raw": 1.0, "noop_vs_dramatiq": 2.5, "date_vs_best": 50.0, "cpu_vs_raw": 1.0,
            "rt_p50": 3.0, "rt_p99": 10.0}
 
 
 # --- a small keep-alive HTTP/1.1 client (the load generator must not be the bottleneck) ---------------
-async def _http_worker(port: int, requests_: list[bytes], next_index, answers: list) -> None:
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+async def _http_worker(port: int, conn: tuple[asyncio.StreamReader, asyncio.StreamWriter], requests_: list[bytes],
+                       next_index, answers: list) -> None:
+    reader, writer = conn
     try:
         while True:
             i = next_index()
@@ -94,7 +100,11 @@ def http_many(port: int, raw_requests: list[bytes], connections: int = CONNECTIO
         return next(counter, None)
 
     async def main() -> None:
-        await asyncio.gather(*(_http_worker(port, raw_requests, next_index, answers) for _ in range(connections)))
+        conns = []
+        for _ in range(connections):   # one at a time, apart: see CONNECT_GAP
+            conns.append(await asyncio.open_connection("127.0.0.1", port))
+            await asyncio.sleep(CONNECT_GAP)
+        await asyncio.gather(*(_http_worker(port, conn, raw_requests, next_index, answers) for conn in conns))
 
     asyncio.run(main())
     return answers

@@ -31,6 +31,7 @@ def available() -> bool:
 
 class OursPeer(Peer):
     name = "ours"
+    lean = False   # round trips through http.client instead of requests (bench_peers' extra row)
 
     @property
     def description(self):
@@ -54,6 +55,7 @@ class OursPeer(Peer):
         self.api = None
         self.session = None
         self.base = ""
+        self._conn = None   # http.client connection of the lean round trip
 
     # workers: the worker benchmark's harness
     def start(self, run):
@@ -141,6 +143,8 @@ class OursPeer(Peer):
     def round_trip(self, operation, params, timeout=10.0):
         if self.api is None:
             self._start_api()
+        if self.lean:
+            return self._lean_round_trip(operation, params, timeout)
         t0 = time.perf_counter()
         reply = self.session.post(self.base + "/submit", json={"operation": operation, "params": params}, timeout=timeout)
         reply.raise_for_status()
@@ -156,9 +160,38 @@ class OursPeer(Peer):
                 raise RuntimeError(f"ours: job {job_id} {job['status']}: {job.get('error')}")
         raise TimeoutError(job_id)
 
+    def _lean_round_trip(self, operation, params, timeout):
+        """The same two requests through the standard library's ``http.client`` on one keep-alive
+        connection: what the round trip costs without ``requests``' own per-request work."""
+        import http.client
+        import socket
+
+        if self._conn is None:
+            self._conn = http.client.HTTPConnection(self.base.split("//", 1)[1], timeout=timeout + 5)
+            self._conn.connect()
+            self._conn.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+        def call(method, path, body=None):
+            self._conn.request(method, path, body=body, headers={"Content-Type": "application/json"} if body else {})
+            reply = self._conn.getresponse()
+            return reply.status, json.loads(reply.read())
+
+        t0 = time.perf_counter()
+        status, answer = call("POST", "/submit", json.dumps({"operation": operation, "params": params}).encode())
+        if status != 202:
+            raise RuntimeError(f"ours: submit answered {status}: {answer}")
+        self.phases = {"submit": time.perf_counter() - t0}
+        _, job = call("GET", f"/status/{answer['job_id']}?wait={int(timeout)}")
+        if job["status"] != "complete":
+            raise RuntimeError(f"ours: job {answer['job_id']} {job['status']}: {job.get('error')}")
+        self.phases["wait"] = time.perf_counter() - t0 - self.phases["submit"]
+        return job["result"]
+
     def close(self):
         if self.session is not None:
             self.session.close()
+        if self._conn is not None:
+            self._conn.close()
 
     def versions(self) -> dict[str, Any]:
         from importlib.metadata import version

@@ -70,6 +70,20 @@ def test_other_peers_drain_twenty_jobs(name, redis_url, small_csv):
     assert out["drain_jobs"] == 20
 
 
+@pytest.mark.parametrize("lean", [False, True], ids=["requests", "http.client"])
+def test_ours_round_trip_through_the_api_with_either_client(lean, redis_url, small_csv):
+    classes = peer_classes()
+    if "ours" not in classes:
+        pytest.skip("ours needs the worker")
+    peer = classes["ours"](redis_url, str(small_csv), 1)
+    peer.lean = lean
+    try:
+        trips = harness.round_trips(peer, ("sleep", {"seconds": 0}), 5, warmup=1)
+    finally:
+        peer.close()
+    assert trips["count"] == 5 and 0 < trips["submit_p50_ms"] < trips["p50_ms"] <= trips["p99_ms"]
+
+
 def test_report_sections_are_replaced_in_place(tmp_path):
     doc = tmp_path / "benchmarks.md"
     report.write_section("analysis", "## Analysis operations\n\nfirst", doc)

@@ -12,6 +12,8 @@ from jobqueue import keys
 from jobqueue.delivery import Delivery, Finish, Recorded, Retry, Start, Started
 from jobqueue.jobs import Job, JobStatus
 
+from tests.support.harness import wait_blocked
+
 
 def _delivery(h):
     return Delivery(h.queue_client, h.settings)
@@ -67,7 +69,7 @@ def test_a_blocking_claim_wakes_with_the_claim_already_run(harness, monkeypatch)
     waiter = threading.Thread(target=lambda: got.extend(d.wait_and_claim("w1", 4, 5)))
     harness.jobs.config_resetstat()
     waiter.start()
-    _wait_blocked(harness.jobs)
+    wait_blocked(harness.jobs)
     job_id = harness.submit("sleep")
     waiter.join(timeout=10)
     assert [i for i, _ in got] == [job_id]
@@ -96,17 +98,6 @@ def test_a_blocking_claim_loads_the_script_when_redis_forgot_it(harness):
     harness.jobs.script_flush()
     assert [i for i, _ in d.wait_and_claim("w1", 4, 1)] == [job_id]
     assert harness.queue_client.lrange(keys.processing("w1"), 0, -1) == [job_id]
-
-
-def _wait_blocked(client, timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if any(c.get("cmd") == "blmove" and "b" in c.get("flags", "") for c in client.client_list()):
-            return
-        time.sleep(0.01)
-    raise AssertionError("nobody blocked on BLMOVE")
-
-
 def test_finish_writes_once_and_only_while_owned(harness):
     job_id = harness.submit("sleep")
     d = _delivery(harness)

@@ -5,6 +5,7 @@ gives a :class:`Harness` on the session's Redis."""
 from __future__ import annotations
 
 import os
+import time
 from types import SimpleNamespace
 
 from atx_analysis.registry import Operation, Param, Registry
@@ -80,3 +81,13 @@ def op(name: str, func, needs_dataset: bool = False, produces_png: bool = False,
 
 
 __all__ = ["SAMPLE", "WORKER_EXE", "FakeData", "Harness", "Param", "op", "operations", "proc_env"]
+
+
+def wait_blocked(client, timeout: float = 5.0) -> None:
+    """Until some client of this Redis is blocked on BLMOVE (an idle worker's wait)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if any(c.get("cmd") == "blmove" and "b" in c.get("flags", "") for c in client.client_list()):
+            return
+        time.sleep(0.01)
+    raise AssertionError("nobody blocked on BLMOVE")

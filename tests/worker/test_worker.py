@@ -11,7 +11,7 @@ from jobqueue import keys
 from jobqueue.jobs import Job, JobStatus, JobStore
 from jobqueue_worker.worker import Worker
 
-from tests.support.harness import SAMPLE, FakeData, Param, op, operations
+from tests.support.harness import SAMPLE, FakeData, Param, op, operations, wait_blocked
 
 PNG = b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 4
 
@@ -428,7 +428,7 @@ def test_an_idle_worker_runs_a_new_job_without_another_round_trip(harness, monke
     loop.append(threading.Thread(target=worker.work, kwargs={"install_signals": False}))
     loop[0].start()
     try:
-        _wait_blocked(harness.jobs)
+        wait_blocked(harness.jobs)
         before = len(sends)
         job_id = harness.submit("probe")
         deadline = time.monotonic() + 10
@@ -439,12 +439,3 @@ def test_an_idle_worker_runs_a_new_job_without_another_round_trip(harness, monke
         loop[0].join(timeout=10)
     assert harness.store.get(job_id).status is JobStatus.COMPLETE
     assert ran == [before], f"{ran[0] - before} sends of commands between the job's arrival and its run"
-
-
-def _wait_blocked(client, timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if any(c.get("cmd") == "blmove" and "b" in c.get("flags", "") for c in client.client_list()):
-            return
-        time.sleep(0.01)
-    raise AssertionError("no worker blocked on BLMOVE")
