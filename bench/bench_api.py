@@ -309,15 +309,17 @@ def write_docs(args, summary, rt) -> None:
         report.stamp(),
         "",
         "`bench/bench_api.py`: `POST /submit` of the no-op `sleep` job from "
-        f"{args.clients} concurrent keep-alive clients (one asyncio process on the same machine) for "
-        f"{args.seconds:g} s after 1 s of warm-up, {args.repeats} runs of each server taking turns; medians, and "
-        "each ratio is the median of the ratios of adjacent runs. Both servers: gunicorn with the options of "
-        "`jobqueue_api.serve` (gevent worker class, WEB_CONCURRENCY=2, `/dev/shm` heartbeat); ours validates "
-        "the request, stores, indexes and queues every job in Redis (the submits that reach one process while "
-        "its previous Redis call is in flight share its next call, one MULTI/EXEC transaction) and counts it in "
-        "the metrics; the bare Flask app only parses the body and answers "
-        "with a fresh id. CPU per request is what the server's processes (and redis-server) used over the "
-        "run, read from /proc, divided by the requests answered.",
+        f"{args.clients} concurrent keep-alive clients (one asyncio process on the same machine; the clients "
+        f"connect one at a time, {CONNECT_GAP * 1000:g} ms apart, so both gunicorn processes get about half of "
+        f"them) for {args.seconds:g} s after 1 s of warm-up, {args.repeats} runs of each server taking turns; "
+        "medians, and each ratio is the median of the ratios of adjacent runs. Both servers: gunicorn with the "
+        "options of `jobqueue_api.serve` (gevent worker class, WEB_CONCURRENCY=2, `/dev/shm` heartbeat, the same "
+        "logging); ours checks Host and Content-Type, validates the request, stores, indexes and queues every "
+        "job in Redis (the submits that reach one process while its previous Redis call is in flight, and those "
+        "it is already handling when a call is about to go, share one MULTI/EXEC transaction) and counts it in "
+        "the metrics, with default settings (no tokens, no rate limit); the bare Flask app only parses the body "
+        "and answers with a fresh id. CPU per request is what the server's processes (and redis-server) used "
+        "over the run, read from /proc, divided by the requests answered.",
         "",
         report.table(["server", "req/s", "p50 ms", "p99 ms", "ratio req/s", "server CPU µs/request",
                       "Redis CPU µs/request"], [

@@ -296,14 +296,14 @@ def peer_drain(name: str, redis_url: str, data_path: str, jobs: list[tuple[str, 
 
 # --- round trip ----------------------------------------------------------------------------------------
 def ours_round_trips(dep: Deployed, client: redis.Redis, count: int, warmup: int = 20,
-                     lean: bool = False) -> dict[str, float]:
+                     lean: bool = False, shipped: bool = False) -> dict[str, float]:
     """Sequential submit + long poll through the API with ``requests`` (the tutorial's client), or with
     ``lean`` the standard library's ``http.client`` on one keep-alive connection: the same two HTTP
     requests without ``requests``' own cost (about 0.4 ms a request here), to tell the client's share
-    of the round trip from the service's."""
+    of the round trip from the service's; or with ``shipped`` the project's own ``jobqueue.client``."""
     client.flushall()
-    worker = dep.start_worker("rt-lean" if lean else "rt")
-    call = _LeanClient(dep.port) if lean else _RequestsClient(dep.base)
+    worker = dep.start_worker("rt-lean" if lean else "rt-client" if shipped else "rt")
+    call = _LeanClient(dep.port) if lean else _ShippedClient(dep.base) if shipped else _RequestsClient(dep.base)
     try:
         samples, submits = [], []
         for i in range(count + warmup):
@@ -337,6 +337,24 @@ class _RequestsClient:
 
     def close(self) -> None:
         self.session.close()
+
+
+class _ShippedClient:
+    """``jobqueue.client.Client``: ``submit``, then ``wait`` (its long poll asks ``?wait=60`` too)."""
+
+    def __init__(self, base: str):
+        from jobqueue.client import Client
+
+        self.api = Client(base)
+
+    def submit(self, operation: str, params: dict) -> str:
+        return self.api.submit(operation, params)
+
+    def wait(self, job_id: str) -> dict:
+        return self.api.wait(job_id, poll=60)
+
+    def close(self) -> None:
+        self.api.session.close()
 
 
 class _LeanClient:
@@ -436,6 +454,9 @@ def run(args) -> dict[str, Any]:
                 out = ours_round_trips(dep, client, args.round_trips, lean=True)
                 runs["rt/ours-lean"].append(out)
                 _say(repeat, args, "round trip ours, http.client", out)
+                out = ours_round_trips(dep, client, args.round_trips, shipped=True)
+                runs["rt/ours-client"].append(out)
+                _say(repeat, args, "round trip ours, jobqueue.client", out)
                 if "celery" in available:
                     out = celery_round_trips(server.url, data_path, args.round_trips)
                     runs["rt/celery"].append(out)
@@ -552,12 +573,17 @@ def markdown(args, result, s) -> str:
         lines.append("")
     if "rt/ours" in s:
         rt, cel, lean = s["rt/ours"], s.get("rt/celery") or {}, s.get("rt/ours-lean") or {}
+        shipped = s.get("rt/ours-client") or {}
         rows = [["ours: `POST /submit` + `GET /status/<id>?wait=` with `requests`", report.fmt(rt["p50_ms"], 2),
                  report.fmt(rt["p99_ms"], 2), report.fmt(rt.get("submit_p50_ms"), 2)]]
         if lean:
             rows.append(["ours: the same two requests with `http.client` (no `requests`)",
                          report.fmt(lean["p50_ms"], 2), report.fmt(lean["p99_ms"], 2),
                          report.fmt(lean.get("submit_p50_ms"), 2)])
+        if shipped:
+            rows.append(["ours: the same two requests with `jobqueue.client` (`Client.submit`, `Client.wait`)",
+                         report.fmt(shipped["p50_ms"], 2), report.fmt(shipped["p99_ms"], 2),
+                         report.fmt(shipped.get("submit_p50_ms"), 2)])
         rows.append(["Celery `delay()` + `AsyncResult.get`", report.fmt(cel.get("p50_ms"), 2),
                      report.fmt(cel.get("p99_ms"), 2), "n/a"])
         lines += ["### Round trip", "", f"{args.round_trips} sequential no-op jobs, one worker process; each "

@@ -38,6 +38,7 @@ GUESS = {"noop": {"hotqueue-raw": 4000, "ours": 4000, "dramatiq": 2000, "celery"
 GUESS_DATE_PEER = 50
 ROUND_TRIP_PEERS = ["celery", "rq-simple", "dramatiq", "hotqueue-raw", "ours"]
 LEAN = "ours-http.client"   # ours' round trip with the standard library's client instead of requests
+SHIPPED = "ours-jobqueue.client"   # ours' round trip with the project's own client (jobqueue.client.Client)
 
 TARGETS_TEXT = {
     "noop_vs_raw": "No-op drain, 1 worker process: ours >= 1.0x the raw HotQueue loop",
@@ -146,13 +147,12 @@ def run_matrix(args, server, data_path, classes, counts) -> dict[str, Any]:
 def run_round_trips(args, server, data_path, classes) -> dict[str, list[dict]]:
     runs: dict[str, list[dict]] = defaultdict(list)
     names = [n for n in ROUND_TRIP_PEERS if n in classes]
-    if "ours" in names:   # also through http.client: the client library's share of ours
-        names.append(LEAN)
+    if "ours" in names:   # also through http.client (the client library's share) and through our own client
+        names += [LEAN, SHIPPED]
     for repeat in range(args.repeats):
         for name in names:
-            peer = classes["ours" if name == LEAN else name](server.url, str(data_path), 1)
-            if name == LEAN:
-                peer.lean = True
+            peer = classes["ours" if name in (LEAN, SHIPPED) else name](server.url, str(data_path), 1)
+            peer.lean, peer.shipped = name == LEAN, name == SHIPPED
             try:
                 out = harness.round_trips(peer, NOOP, args.round_trips)
                 out["load"] = os.getloadavg()[0]
@@ -274,7 +274,8 @@ def round_trip_markdown(args, summary) -> str:
         "`get_result(block=True)`, raw HotQueue: polling the job document); ours goes through the HTTP API "
         "(`POST /submit`, then `GET /status/<id>?wait=`) with `requests` (the tutorial's client), and, as "
         f"`{LEAN}`, the same two requests through the standard library's `http.client` (the client library's "
-        "share). Ratio: p50 relative to Celery's.", "",
+        f"share), and, as `{SHIPPED}`, through the project's own Python client (`Client.submit`, then `Client.wait`, "
+        "the same two requests). Ratio: p50 relative to Celery's.", "",
         report.table(["peer", "p50 ms", "p99 ms", "p50 vs celery"], rows)] + _phase_lines(trips))
 
 

@@ -32,6 +32,7 @@ def available() -> bool:
 class OursPeer(Peer):
     name = "ours"
     lean = False   # round trips through http.client instead of requests (bench_peers' extra row)
+    shipped = False   # round trips through the project's own client, jobqueue.client.Client (another row)
 
     @property
     def description(self):
@@ -56,6 +57,7 @@ class OursPeer(Peer):
         self.session = None
         self.base = ""
         self._conn = None   # http.client connection of the lean round trip
+        self._client = None   # jobqueue.client.Client of the shipped round trip
 
     # workers: the worker benchmark's harness
     def start(self, run):
@@ -145,6 +147,8 @@ class OursPeer(Peer):
             self._start_api()
         if self.lean:
             return self._lean_round_trip(operation, params, timeout)
+        if self.shipped:
+            return self._shipped_round_trip(operation, params, timeout)
         t0 = time.perf_counter()
         reply = self.session.post(self.base + "/submit", json={"operation": operation, "params": params}, timeout=timeout)
         reply.raise_for_status()
@@ -187,9 +191,27 @@ class OursPeer(Peer):
         self.phases["wait"] = time.perf_counter() - t0 - self.phases["submit"]
         return job["result"]
 
+    def _shipped_round_trip(self, operation, params, timeout):
+        """The same two requests through ``jobqueue.client.Client`` (``submit``, then ``wait``, whose
+        long poll asks ``?wait=<timeout>`` like the other rows): what a user of our client gets."""
+        from jobqueue.client import Client
+
+        if self._client is None:
+            self._client = Client(self.base, timeout=timeout + 5)
+        t0 = time.perf_counter()
+        job_id = self._client.submit(operation, params)
+        self.phases = {"submit": time.perf_counter() - t0}
+        job = self._client.wait(job_id, poll=int(timeout))
+        if job["status"] != "complete":
+            raise RuntimeError(f"ours: job {job_id} {job['status']}: {job.get('error')}")
+        self.phases["wait"] = time.perf_counter() - t0 - self.phases["submit"]
+        return job["result"]
+
     def close(self):
         if self.session is not None:
             self.session.close()
+        if self._client is not None:
+            self._client.session.close()
         if self._conn is not None:
             self._conn.close()
 

@@ -48,9 +48,10 @@ def test_ours_drains_jobs_submitted_over_http_and_reads_them_back(deployed, clie
     assert client.zcard(keys.JOB_INDEX) == 30  # stored by the API, as a user's submits are
 
 
-@pytest.mark.parametrize("lean", [False, True], ids=["requests", "http.client"])
-def test_ours_round_trip_through_the_api(deployed, client, lean):
-    out = bd.ours_round_trips(deployed, client, 5, warmup=1, lean=lean)
+@pytest.mark.parametrize("lean,shipped", [(False, False), (True, False), (False, True)],
+                         ids=["requests", "http.client", "jobqueue.client"])
+def test_ours_round_trip_through_the_api(deployed, client, lean, shipped):
+    out = bd.ours_round_trips(deployed, client, 5, warmup=1, lean=lean, shipped=shipped)
     assert 0 < out["submit_p50_ms"] <= out["p50_ms"] <= out["p99_ms"]
 
 

@@ -8,6 +8,8 @@
 Waiting uses the server's long poll (``?wait=``), so it costs one request per ``poll`` seconds
 and returns the moment the job finishes. A 429 or 503 (rate limit, Redis briefly away) is retried
 after the ``Retry-After`` the API sends (:mod:`jobqueue.http`), so a script rides out a restart.
+Proxies, CA bundle and .netrc come from the environment as with ``requests``, read once per client
+(:class:`jobqueue.http.Session`), not on every request.
 """
 
 from __future__ import annotations

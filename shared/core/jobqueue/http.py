@@ -1,4 +1,5 @@
-"""HTTP sessions that retry what a server asks to be retried, waiting as long as it says.
+"""HTTP sessions that retry what a server asks to be retried, waiting as long as it says, and that
+read their settings from the environment once instead of on every request.
 
 ``urllib3.util.Retry`` (installed with requests) mounted on a ``requests`` session: 429 and 503
 are retried for every method, POST included, because they mean "not processed, come back"; the
@@ -6,25 +7,138 @@ are retried for every method, POST included, because they mean "not processed, c
 client for an hour). Connection failures before anything was sent are retried; a read that
 failed midway is retried only for GETs (``idempotent=True``), never for a POST that may have
 been processed. Used by the API client and ``jobqueue data fetch``.
+
+Per request, a plain ``requests`` session scans the whole environment for ``*_proxy`` variables
+(twice), looks for a ``.netrc`` and reads ``REQUESTS_CA_BUNDLE``: about 0.4 ms a request, as much
+as the API takes to answer one. :class:`Session` resolves the same settings with requests' own
+functions once per origin (scheme, host, port) and reuses them, and its adapter sends a request's
+headers and a small body in one write (urllib3 writes them apart, so the server wakes twice for
+one request). A session reads the environment as it was at its first request to an origin:
+make a new session (or ``Client``) to see changed proxy settings.
 """
 
 from __future__ import annotations
 
+import copy
+import os
+from typing import Any
+from urllib.parse import urlsplit
+
 import requests
 from requests.adapters import HTTPAdapter
+from requests.auth import AuthBase
+from requests.sessions import merge_setting
+from requests.utils import get_environ_proxies, get_netrc_auth
+from urllib3.connection import HTTPConnection, HTTPSConnection
+from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 from urllib3.util import Retry
 
 RETRY_AFTER_MAX = 60
+ONE_WRITE_MAX = 64 * 1024   # a larger body is sent apart (copying it to save a write gains nothing)
+
+
+class _NoAuth(AuthBase):
+    """Stands for "no .netrc entry": a request carrying it is not looked up in .netrc again."""
+
+    def __call__(self, request):
+        return request
+
+
+class Session(requests.Session):
+    """A ``requests.Session`` that honours HTTP(S)_PROXY/NO_PROXY, REQUESTS_CA_BUNDLE/CURL_CA_BUNDLE
+    and .netrc exactly as requests does, read once per origin (``trust_env = False`` turns all
+    three off, as in requests)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._environment: dict[tuple[str, str, Any], tuple[dict[str, str], str | None, Any]] = {}
+
+    def environment(self, url: str, no_proxy: Any = None) -> tuple[dict[str, str], str | None, Any]:
+        """(proxies, CA bundle, .netrc auth) for ``url``'s origin, read the first time it is asked."""
+        parts = urlsplit(url)
+        key = (parts.scheme.lower(), parts.netloc.lower(), no_proxy)
+        found = self._environment.get(key)
+        if found is None:
+            bundle = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or None
+            found = (get_environ_proxies(url, no_proxy=no_proxy), bundle, get_netrc_auth(url))
+            self._environment[key] = found
+        return found
+
+    def prepare_request(self, request: requests.Request) -> requests.PreparedRequest:
+        if self.trust_env and not request.auth and not self.auth:
+            request = copy.copy(request)
+            request.auth = self.environment(request.url)[2] or _NoAuth()
+        return super().prepare_request(request)
+
+    def merge_environment_settings(self, url, proxies, stream, verify, cert):
+        # requests' own merge, with the environment's part from the cache
+        if self.trust_env:
+            env_proxies, bundle, _ = self.environment(url, proxies.get("no_proxy") if proxies else None)
+            if proxies is not None:
+                for name, value in env_proxies.items():
+                    proxies.setdefault(name, value)
+            if verify is True or verify is None:
+                verify = bundle or verify
+        return {"proxies": merge_setting(proxies, self.proxies), "stream": merge_setting(stream, self.stream),
+                "verify": merge_setting(verify, self.verify), "cert": merge_setting(cert, self.cert)}
+
+
+class _OneWrite:
+    """urllib3's ``request`` sends the header block, then the body: hold both, send them together."""
+
+    _held: bytearray | None = None
+
+    def request(self, method, url, body=None, headers=None, **kwargs):
+        small = isinstance(body, (bytes, bytearray)) and len(body) <= ONE_WRITE_MAX
+        self._held = bytearray() if small else None
+        try:
+            super().request(method, url, body, headers, **kwargs)  # type: ignore[misc]
+            held = self._held
+        finally:
+            self._held = None
+        if held:
+            super().send(bytes(held))  # type: ignore[misc]
+
+    def send(self, data):
+        if self._held is not None and isinstance(data, (bytes, bytearray)):
+            self._held += data
+        else:
+            super().send(data)  # type: ignore[misc]
+
+
+class _Connection(_OneWrite, HTTPConnection):
+    pass
+
+
+class _TLSConnection(_OneWrite, HTTPSConnection):
+    pass
+
+
+class _Pool(HTTPConnectionPool):
+    ConnectionCls = _Connection
+
+
+class _TLSPool(HTTPSConnectionPool):
+    ConnectionCls = _TLSConnection
+
+
+class OneWriteAdapter(HTTPAdapter):
+    """An ``HTTPAdapter`` whose direct connections send headers and a small body in one write
+    (through a proxy, urllib3's own connections are used)."""
+
+    def init_poolmanager(self, *args, **kwargs):
+        super().init_poolmanager(*args, **kwargs)
+        self.poolmanager.pool_classes_by_scheme = {"http": _Pool, "https": _TLSPool}
 
 
 def retrying_session(*, attempts: int = 5, backoff: float = 0.5, idempotent: bool = False,
-                     statuses: tuple[int, ...] = (429, 503)) -> requests.Session:
+                     statuses: tuple[int, ...] = (429, 503)) -> Session:
     """A session retrying up to ``attempts`` times on ``statuses`` and failed connections."""
     retry = Retry(total=attempts, connect=attempts, read=attempts if idempotent else 0, status=attempts,
                   status_forcelist=statuses, allowed_methods=None, backoff_factor=backoff,
                   respect_retry_after_header=True, retry_after_max=RETRY_AFTER_MAX, raise_on_status=False)
-    session = requests.Session()
-    adapter = HTTPAdapter(max_retries=retry)
+    session = Session()
+    adapter = OneWriteAdapter(max_retries=retry)
     session.mount("http://", adapter)
     session.mount("https://", adapter)
     return session

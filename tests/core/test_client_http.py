@@ -1,0 +1,200 @@
+"""The Python client's HTTP session against a real API (gunicorn + redis-server): it honours the
+environment as requests does (HTTP_PROXY/HTTPS_PROXY/NO_PROXY, REQUESTS_CA_BUNDLE/CURL_CA_BUNDLE,
+.netrc) but reads it once per origin, not on every request, and sends a POST in one write.
+
+Defects this guards (each reproduced before the fix): every request of a ``Client`` scanned the
+whole environment for proxies and looked for a .netrc (hundreds of environment reads a request,
+about 0.4 ms); a ``POST /submit`` went out in two writes (headers, then the body), so the API woke
+twice for one request.
+"""
+
+from __future__ import annotations
+
+import http.client
+import os
+import socket
+import threading
+from collections.abc import Iterator, MutableMapping
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import urlsplit
+
+import pytest
+import requests
+
+from devstack.stack import running_stack
+from jobqueue.client import ApiError, Client
+from jobqueue.http import retrying_session
+
+PROXY_VARS = ("http_proxy", "https_proxy", "all_proxy", "no_proxy",
+              "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY",
+              "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE", "NETRC")
+
+
+@pytest.fixture(scope="module")
+def api(tmp_path_factory):
+    with running_stack(tmp_path_factory.mktemp("client-http")) as stack:
+        stack.start_api(web_concurrency=1)
+        yield stack.url
+
+
+@pytest.fixture
+def clean_env(monkeypatch):
+    for name in PROXY_VARS:
+        monkeypatch.delenv(name, raising=False)
+    return monkeypatch
+
+
+class _Proxy(BaseHTTPRequestHandler):
+    """A forward proxy that records what it is asked: absolute-URI requests are relayed to their
+    origin (http.client), CONNECT is refused with 502 after being recorded."""
+
+    seen: list[tuple[str, str, dict[str, str]]] = []
+
+    def _relay(self) -> None:
+        type(self).seen.append((self.command, self.path, dict(self.headers)))
+        target = urlsplit(self.path)
+        body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        upstream = http.client.HTTPConnection(target.netloc, timeout=10)
+        headers = {k: v for k, v in self.headers.items() if k.lower() not in ("proxy-connection", "connection")}
+        upstream.request(self.command, target.path + (f"?{target.query}" if target.query else ""), body, headers)
+        answer = upstream.getresponse()
+        payload = answer.read()
+        self.send_response(answer.status)
+        self.send_header("Content-Type", answer.getheader("Content-Type", "application/json"))
+        self.send_header("Content-Length", str(len(payload)))
+        self.end_headers()
+        self.wfile.write(payload)
+        upstream.close()
+
+    def do_CONNECT(self) -> None:
+        type(self).seen.append((self.command, self.path, dict(self.headers)))
+        self.send_error(502)
+
+    do_GET = do_POST = _relay  # noqa: N815
+
+    def log_message(self, *args) -> None:
+        pass
+
+
+@pytest.fixture
+def proxy():
+    _Proxy.seen = []
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Proxy)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+def test_http_proxy_carries_every_request_and_no_proxy_bypasses_it(api, proxy, clean_env):
+    clean_env.setenv("HTTP_PROXY", proxy)
+    client = Client(api)
+    job_id = client.submit("sleep", seconds=0)
+    assert client.status(job_id)["job_id"] == job_id
+    assert [(method, path) for method, path, _ in _Proxy.seen] == [
+        ("POST", f"{api}/submit"), ("GET", f"{api}/status/{job_id}")]
+
+    clean_env.setenv("NO_PROXY", "127.0.0.1")
+    _Proxy.seen = []
+    other = Client(api)
+    assert other.status(other.submit("sleep", seconds=0))["status"]
+    assert _Proxy.seen == []
+
+
+def test_https_proxy_is_asked_to_connect_to_the_api(api, proxy, clean_env):
+    clean_env.setenv("HTTPS_PROXY", proxy)
+    port = urlsplit(api).port
+    client = Client(f"https://127.0.0.1:{port}", session=retrying_session(attempts=0))
+    with pytest.raises(requests.exceptions.ProxyError):
+        client.operations()
+    assert [(method, path) for method, path, _ in _Proxy.seen] == [("CONNECT", f"127.0.0.1:{port}")]
+
+
+@pytest.mark.parametrize("variable", ["REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE"])
+def test_the_ca_bundle_from_the_environment_is_the_one_used(tmp_path, clean_env, variable):
+    missing = tmp_path / "corporate-ca.pem"
+    clean_env.setenv(variable, str(missing))
+    client = Client("https://127.0.0.1:9", session=retrying_session(attempts=0))
+    with pytest.raises(OSError, match=r"corporate-ca\.pem"):
+        client.operations()
+
+
+def test_netrc_credentials_reach_the_api_and_a_token_is_sent_without_one(api, proxy, tmp_path, clean_env):
+    netrc = tmp_path / "netrc"
+    netrc.write_text("machine 127.0.0.1 login alice password s3cret\n")
+    netrc.chmod(0o600)
+    clean_env.setenv("NETRC", str(netrc))
+    clean_env.setenv("HTTP_PROXY", proxy)           # the proxy shows the headers the API got
+    client = Client(api)
+    client.operations()
+    client.operations()
+    basic = requests.auth._basic_auth_str("alice", "s3cret")
+    assert [headers.get("Authorization") for _, _, headers in _Proxy.seen] == [basic, basic]
+
+    clean_env.delenv("NETRC")
+    clean_env.setenv("HOME", str(tmp_path / "nohome"))
+    _Proxy.seen = []
+    Client(api, token="t0ken").operations()
+    assert _Proxy.seen[0][2].get("Authorization") == "Bearer t0ken"
+
+
+class _CountingEnviron(MutableMapping):
+    """os.environ, counting every read."""
+
+    def __init__(self, real) -> None:
+        self.real, self.reads = real, 0
+
+    def __getitem__(self, key):
+        self.reads += 1
+        return self.real[key]
+
+    def __iter__(self) -> Iterator[str]:
+        self.reads += 1
+        return iter(self.real)
+
+    def __len__(self) -> int:
+        return len(self.real)
+
+    def __setitem__(self, key, value) -> None:
+        self.real[key] = value
+
+    def __delitem__(self, key) -> None:
+        del self.real[key]
+
+
+def test_a_client_reads_the_environment_once_not_on_every_request(api, proxy, tmp_path, clean_env, monkeypatch):
+    netrc = tmp_path / "netrc"
+    netrc.write_text("machine 127.0.0.1 login alice password s3cret\n")
+    netrc.chmod(0o600)
+    clean_env.setenv("NETRC", str(netrc))
+    clean_env.setenv("NO_PROXY", "localhost")
+    client = Client(api)
+    client.submit("sleep", seconds=0)                 # the first request to the API reads it
+    counting = _CountingEnviron(os.environ)
+    monkeypatch.setattr(os, "environ", counting)
+    for _ in range(3):
+        client.status(client.submit("sleep", seconds=0))
+    monkeypatch.undo()
+    assert counting.reads == 0, f"{counting.reads} environment reads in 6 requests"
+
+
+def test_a_post_goes_out_in_one_write(api, clean_env, monkeypatch):
+    client = Client(api)
+    client.submit("sleep", seconds=0)                 # connection open
+    writes: list[int] = []
+    real_sendall = socket.socket.sendall
+
+    def sendall(sock, data, *args):
+        writes.append(len(data))
+        return real_sendall(sock, data, *args)
+
+    monkeypatch.setattr(socket.socket, "sendall", sendall)
+    client.submit("sleep", seconds=0)
+    small, writes[:] = list(writes), []
+    big = {"operation": "sleep", "params": {"seconds": 0, "pad": "x" * 100_000}}
+    with pytest.raises(ApiError):                     # answered (refused): it arrived whole
+        client._request("POST", "/submit", json=big)
+    monkeypatch.undo()
+    assert len(small) == 1, f"one POST /submit took {len(small)} writes of {small} bytes"
+    assert len(writes) >= 2 and sum(writes) > 100_000, writes   # a large body still goes apart
