@@ -134,6 +134,43 @@ def test_when_redis_does_not_answer_the_reads_queued_behind_get_the_error_withou
     assert len(calls) == 3
 
 
+def test_a_lead_waits_for_the_company_the_last_call_had_and_a_lone_reader_never_waits():
+    """Several clients of one process send their next reads a little apart: the lead waits (up to
+    ``linger``) until as many are queued as the last call carried, so they share its MGET instead
+    of the first going alone and the rest in the next call. A lone client (last call: one item)
+    never waits, and a lead whose company does not come goes when the linger is out."""
+    calls: list[list[str]] = []
+    entered, release = threading.Event(), threading.Event()
+
+    def read_many(batch):
+        calls.append(list(batch))
+        if batch == ["a0"]:   # held until three more wait behind it
+            entered.set()
+            assert release.wait(10)
+        return [f"doc-{i}" for i in batch]
+
+    reads = GroupCall(read_many, linger=30.0)   # long: only the company arriving ends the wait
+    assert _spawn(reads.call, "solo").result(10) == "doc-solo"   # the last call carried one: no wait
+    calls.clear()
+    first = _spawn(reads.call, "a0")
+    assert entered.wait(10)
+    rest = [_spawn(reads.call, f"a{i}") for i in (1, 2, 3)]
+    wait_until(lambda: reads.waiting == 3, 10, "3 reads queued")
+    release.set()
+    assert [f.result(10) for f in [first, *rest]] == ["doc-a0", "doc-a1", "doc-a2", "doc-a3"]
+    assert calls == [["a0"], ["a1", "a2", "a3"]]   # the last call carried three
+
+    lead = _spawn(reads.call, "b0")
+    wait_until(lambda: reads._filled is not None, 10, "the lead waiting for company")
+    company = [_spawn(reads.call, job_id) for job_id in ("b1", "b2")]
+    assert [f.result(10) for f in [lead, *company]] == ["doc-b0", "doc-b1", "doc-b2"]
+    assert calls[-1] == ["b0", "b1", "b2"]          # one MGET, not ["b0"] then ["b1", "b2"]
+
+    short = GroupCall(read_many, linger=0.05)
+    short._last = 3
+    assert _spawn(short.call, "c0").result(10) == "doc-c0"   # nobody came: it went when the linger ran out
+
+
 GREEN_READS = r"""
 from gevent import monkey
 monkey.patch_all()

@@ -60,6 +60,9 @@ class ApiState:
 # Redis connections per client per API process: under gevent hundreds of requests run at once
 # (1,000 long polls woken by one publish, a burst of submits); they share this many connections.
 REDIS_POOL_SIZE = 32
+# How long a status read may wait for the reads of the other clients this process is serving to
+# join its MGET (only while the last MGET carried several: batching.GroupCall._wait_for_company).
+READ_LINGER_SECONDS = 0.0005
 
 
 def build_state(settings: Settings, catalogue: Registry) -> ApiState:
@@ -76,7 +79,7 @@ def build_state(settings: Settings, catalogue: Registry) -> ApiState:
         store=store,
         delivery=delivery,
         submits=SubmitBatcher(partial(store_admitted, delivery, jobs, settings.submit_rate_limit)),
-        reads=GroupCall(store.get_raw_many, fails_queue=_unreachable),
+        reads=GroupCall(store.get_raw_many, fails_queue=_unreachable, linger=READ_LINGER_SECONDS),
     )
 
 
