@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import http.client
 import os
+import pickle
 import socket
 import threading
 from collections.abc import Iterator, MutableMapping
@@ -198,3 +199,12 @@ def test_a_post_goes_out_in_one_write(api, clean_env, monkeypatch):
     monkeypatch.undo()
     assert len(small) == 1, f"one POST /submit took {len(small)} writes of {small} bytes"
     assert len(writes) >= 2 and sum(writes) > 100_000, writes   # a large body still goes apart
+
+
+def test_a_pickled_session_still_works_and_reads_the_environment_where_it_lands(api, proxy, clean_env):
+    session = retrying_session()
+    Client(api, session=session).operations()          # caches this process's (empty) proxy settings
+    clean_env.setenv("HTTP_PROXY", proxy)
+    copy = pickle.loads(pickle.dumps(session))
+    assert Client(api, session=copy).operations()
+    assert [method for method, _, _ in _Proxy.seen] == ["GET"]

@@ -49,19 +49,18 @@ class Session(requests.Session):
     and .netrc exactly as requests does, read once per origin (``trust_env = False`` turns all
     three off, as in requests)."""
 
-    def __init__(self) -> None:
-        super().__init__()
-        self._environment: dict[tuple[str, str, Any], tuple[dict[str, str], str | None, Any]] = {}
-
     def environment(self, url: str, no_proxy: Any = None) -> tuple[dict[str, str], str | None, Any]:
-        """(proxies, CA bundle, .netrc auth) for ``url``'s origin, read the first time it is asked."""
+        """(proxies, CA bundle, .netrc auth) for ``url``'s origin, read the first time it is asked.
+        The cache is not pickled (requests pickles ``__attrs__`` only): an unpickled session, perhaps
+        in another process, reads its own environment."""
+        cache = self.__dict__.setdefault("_environment", {})
         parts = urlsplit(url)
         key = (parts.scheme.lower(), parts.netloc.lower(), no_proxy)
-        found = self._environment.get(key)
+        found = cache.get(key)
         if found is None:
             bundle = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or None
             found = (get_environ_proxies(url, no_proxy=no_proxy), bundle, get_netrc_auth(url))
-            self._environment[key] = found
+            cache[key] = found
         return found
 
     def prepare_request(self, request: requests.Request) -> requests.PreparedRequest:
