@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import threading
 import time
+from concurrent.futures import Future
 from pathlib import Path
 
 import redis
@@ -99,3 +100,18 @@ def metric_sum(text: str, name: str, labels: dict[str, str] | None = None) -> fl
 
 def read_json(path: Path) -> dict:
     return json.loads(path.read_text())
+
+
+def spawn(fn, *args) -> Future:
+    """``fn(*args)`` on a daemon thread: a test that fails by leaving it blocked still ends."""
+    future: Future = Future()
+
+    def run():
+        try:
+            future.set_result(fn(*args))
+        except BaseException as exc:
+            future.set_exception(exc)
+
+    threading.Thread(target=run, daemon=True).start()
+    return future
+

@@ -19,7 +19,7 @@ import subprocess
 import sys
 import threading
 import time
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import redis
@@ -34,21 +34,7 @@ from jobqueue.jobs import JobStatus, JobStore, new_job_id
 from jobqueue.settings import load_settings
 from jobqueue_api.batching import GroupCall
 
-from .support import finish, make_settings
-
-
-def _spawn(fn, *args) -> Future:
-    """``fn(*args)`` on a daemon thread: a test that fails by leaving it blocked still ends."""
-    future: Future = Future()
-
-    def run():
-        try:
-            future.set_result(fn(*args))
-        except BaseException as exc:
-            future.set_exception(exc)
-
-    threading.Thread(target=run, daemon=True).start()
-    return future
+from .support import finish, make_settings, spawn
 
 
 def _complete(jobs, result=None) -> str:
@@ -80,9 +66,9 @@ def test_concurrent_reads_share_one_mget_and_each_caller_gets_its_own_document(r
 
     reads = GroupCall(read_many)
     jobs.config_resetstat()
-    first = _spawn(reads.call, ids[0])
+    first = spawn(reads.call, ids[0])
     assert first_call.wait(10)
-    rest = [_spawn(reads.call, job_id) for job_id in ids[1:]]
+    rest = [spawn(reads.call, job_id) for job_id in ids[1:]]
     wait_until(lambda: reads.waiting == 11, 10, "11 reads queued behind the first call")
     release.set()
     docs = [first.result(10)] + [f.result(10) for f in rest]
@@ -117,9 +103,9 @@ def test_when_redis_does_not_answer_the_reads_queued_behind_get_the_error_withou
         return store.get_raw_many(batch)
 
     reads = GroupCall(read_many, fails_queue=_unreachable)
-    first = _spawn(reads.call, known)
+    first = spawn(reads.call, known)
     assert entered.wait(10)
-    queued = [_spawn(reads.call, known) for _ in range(5)]
+    queued = [spawn(reads.call, known) for _ in range(5)]
     wait_until(lambda: reads.waiting == 5, 10, "5 reads queued")
     release.set()
     for future in [first, *queued]:
@@ -127,7 +113,7 @@ def test_when_redis_does_not_answer_the_reads_queued_behind_get_the_error_withou
             future.result(10)
     assert len(calls) == 1   # the queued five made no call of their own
 
-    second = _spawn(reads.call, known)   # the lead was dropped: the next read calls again
+    second = spawn(reads.call, known)   # the lead was dropped: the next read calls again
     with pytest.raises(redis.exceptions.ResponseError):
         second.result(10)
     assert json.loads(reads.call(known))["id"] == known
@@ -150,25 +136,25 @@ def test_a_lead_waits_for_the_company_the_last_call_had_and_a_lone_reader_never_
         return [f"doc-{i}" for i in batch]
 
     reads = GroupCall(read_many, linger=30.0)   # long: only the company arriving ends the wait
-    assert _spawn(reads.call, "solo").result(10) == "doc-solo"   # the last call carried one: no wait
+    assert spawn(reads.call, "solo").result(10) == "doc-solo"   # the last call carried one: no wait
     calls.clear()
-    first = _spawn(reads.call, "a0")
+    first = spawn(reads.call, "a0")
     assert entered.wait(10)
-    rest = [_spawn(reads.call, f"a{i}") for i in (1, 2, 3)]
+    rest = [spawn(reads.call, f"a{i}") for i in (1, 2, 3)]
     wait_until(lambda: reads.waiting == 3, 10, "3 reads queued")
     release.set()
     assert [f.result(10) for f in [first, *rest]] == ["doc-a0", "doc-a1", "doc-a2", "doc-a3"]
     assert calls == [["a0"], ["a1", "a2", "a3"]]   # the last call carried three
 
-    lead = _spawn(reads.call, "b0")
+    lead = spawn(reads.call, "b0")
     wait_until(lambda: reads._filled is not None, 10, "the lead waiting for company")
-    company = [_spawn(reads.call, job_id) for job_id in ("b1", "b2")]
+    company = [spawn(reads.call, job_id) for job_id in ("b1", "b2")]
     assert [f.result(10) for f in [lead, *company]] == ["doc-b0", "doc-b1", "doc-b2"]
     assert calls[-1] == ["b0", "b1", "b2"]          # one MGET, not ["b0"] then ["b1", "b2"]
 
     short = GroupCall(read_many, linger=0.05)
     short._last = 3
-    assert _spawn(short.call, "c0").result(10) == "doc-c0"   # nobody came: it went when the linger ran out
+    assert spawn(short.call, "c0").result(10) == "doc-c0"   # nobody came: it went when the linger ran out
 
 
 GREEN_READS = r"""

@@ -16,7 +16,7 @@ import os
 import subprocess
 import sys
 import threading
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import redis
@@ -33,21 +33,7 @@ from jobqueue.jobs import JobStatus, JobStore
 from jobqueue.settings import load_settings
 from jobqueue_api.batching import SubmitBatcher
 
-from .support import make_settings
-
-
-def _spawn(fn, *args) -> Future:
-    """``fn(*args)`` on a daemon thread: a test that fails by leaving it blocked still ends."""
-    future: Future = Future()
-
-    def run():
-        try:
-            future.set_result(fn(*args))
-        except BaseException as exc:
-            future.set_exception(exc)
-
-    threading.Thread(target=run, daemon=True).start()
-    return future
+from .support import make_settings, spawn
 
 
 def _stored_and_queued(jobs: redis.Redis, queue: redis.Redis, job_ids: list[str]) -> None:
@@ -86,9 +72,9 @@ def test_concurrent_submits_share_one_call_and_each_returns_once_stored(redis_ur
         seen_stored[job.id] = jobs.exists(keys.job(job.id)) == 1  # stored by the time submit returned
         return job.id
 
-    first = _spawn(one, 0)
+    first = spawn(one, 0)
     assert first_call.wait(10)
-    rest = [_spawn(one, i) for i in range(1, 40)]
+    rest = [spawn(one, i) for i in range(1, 40)]
     wait_until(lambda: batcher.waiting == 39, 10, "39 submits queued behind the first call")
     release.set()
     ids = [first.result(10)] + [f.result(10) for f in rest]
@@ -113,9 +99,9 @@ def test_batches_are_capped(redis_url):
         delivery.store(batch)
 
     batcher = SubmitBatcher(store_many, max_batch=8)
-    futures = [_spawn(batcher.submit, delivery.new_job("sleep", {}))]
+    futures = [spawn(batcher.submit, delivery.new_job("sleep", {}))]
     wait_until(lambda: sizes == [1], 10, "the first call under way")
-    futures += [_spawn(batcher.submit, delivery.new_job("sleep", {})) for _ in range(20)]
+    futures += [spawn(batcher.submit, delivery.new_job("sleep", {})) for _ in range(20)]
     wait_until(lambda: batcher.waiting == 20, 10, "20 submits queued")
     gate.set()
     for f in futures:
@@ -141,9 +127,9 @@ def test_an_error_reaches_every_caller_of_its_call_and_the_next_submit_works(red
         delivery.store(batch)
 
     batcher = SubmitBatcher(store_many)
-    first = _spawn(batcher.submit, delivery.new_job("sleep", {}))
+    first = spawn(batcher.submit, delivery.new_job("sleep", {}))
     assert entered.wait(10)
-    rest = [_spawn(batcher.submit, delivery.new_job("sleep", {})) for _ in range(5)]
+    rest = [spawn(batcher.submit, delivery.new_job("sleep", {})) for _ in range(5)]
     wait_until(lambda: batcher.waiting == 5, 10, "5 submits queued")
     release.set()
     with pytest.raises(redis.exceptions.ConnectionError):
@@ -189,11 +175,11 @@ def test_a_waiter_interrupted_as_it_is_handed_the_lead_passes_it_on(redis_url):
         _event = InterruptedFirst
 
     batcher = Batcher(store_many)
-    first = _spawn(batcher.submit, delivery.new_job("j0", {}))
+    first = spawn(batcher.submit, delivery.new_job("j0", {}))
     assert entered.wait(10)
-    head = _spawn(batcher.submit, delivery.new_job("j1", {}))
+    head = spawn(batcher.submit, delivery.new_job("j1", {}))
     wait_until(lambda: batcher.waiting == 1, 10, "1 submits queued")
-    others = [_spawn(batcher.submit, delivery.new_job(f"j{i}", {})) for i in (2, 3)]
+    others = [spawn(batcher.submit, delivery.new_job(f"j{i}", {})) for i in (2, 3)]
     wait_until(lambda: batcher.waiting == 3, 10, "3 submits queued")
     release.set()
     first.result(10)
@@ -287,9 +273,9 @@ def test_a_caller_killed_while_it_gathers_passes_the_lead_on(redis_url, monkeypa
             raise KeyboardInterrupt
 
     monkeypatch.setattr(batching, "time", types.SimpleNamespace(sleep=sleep))
-    first = _spawn(batcher.submit, "j0")
+    first = spawn(batcher.submit, "j0")
     wait_until(lambda: yields["n"] == 1, 10, "the first caller yielding")
-    others = [_spawn(batcher.submit, job) for job in ("j1", "j2")]
+    others = [spawn(batcher.submit, job) for job in ("j1", "j2")]
     with pytest.raises(KeyboardInterrupt):
         first.result(10)
     for f in others:
