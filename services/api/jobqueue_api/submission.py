@@ -31,13 +31,21 @@ def read_body(request, max_bytes: int, timeout: float = 0.0) -> bytes:
     beyond, under gevent). Werkzeug enforces the limit when there is a Content-Length; a chunked
     body (no length) it would silently read as empty under gunicorn, which does not set
     ``wsgi.input_terminated``, so read that one here, bounded, from the server's de-chunking
-    stream. A body the server cannot de-chunk, or one cut short, is the client's fault: 400."""
+    stream. A body the server cannot de-chunk, or one cut short, is the client's fault: 400. A body
+    that came in with the headers is read without the timer: nothing is left to wait for."""
     length = request.content_length
     if length is not None and length > max_bytes:
         raise RequestEntityTooLarge()
+    stream = request.environ.get("wsgi.input")
     try:
+        if length is not None and stream is not None and held(stream) >= length:
+            # it came in with the headers (the usual small submit): no read can block, so no timer
+            # (a gevent Timeout made, started and closed was 4% of a submit's CPU)
+            data = stream.read(length) if length else b""
+            if len(data) < length:
+                raise ClientDisconnected()
+            return data
         with deadline(timeout):
-            stream = request.environ.get("wsgi.input")
             if length is not None and stream is not None:
                 # the server's own stream, length-bounded (gunicorn stops at Content-Length): the
                 # same bytes as werkzeug's get_data, without its wrapper (a tenth of a submit's CPU)
@@ -58,6 +66,15 @@ def read_body(request, max_bytes: int, timeout: float = 0.0) -> bytes:
     if len(data) > max_bytes:
         raise RequestEntityTooLarge()
     return data
+
+
+def held(stream: Any) -> int:
+    """Bytes of the body gunicorn already holds (read with the headers), which reading touches no
+    socket for; 0 for any other stream (its read is timed)."""
+    try:
+        return len(stream.buf.getvalue()) + len(stream.reader.unreader.buf.getvalue())
+    except AttributeError:
+        return 0
 
 
 def parse_body(raw: bytes) -> dict[str, Any]:
