@@ -208,3 +208,15 @@ def test_a_pickled_session_still_works_and_reads_the_environment_where_it_lands(
     copy = pickle.loads(pickle.dumps(session))
     assert Client(api, session=copy).operations()
     assert [method for method, _, _ in _Proxy.seen] == ["GET"]
+
+
+@pytest.mark.parametrize("url", ["http://[::1:5000", "http://[::1]:port"])
+def test_a_malformed_url_is_the_error_requests_gives_not_a_traceback(url, clean_env):
+    """A mistyped --url/JOBQUEUE_URL (an unclosed IPv6 bracket, a port that is no number): the
+    session reads the environment for the URL's origin before requests parses the URL, and once
+    raised urllib's bare ValueError from there, which the CLI showed as a traceback (exit 1)."""
+    with pytest.raises(requests.RequestException) as plain:
+        requests.Session().get(url + "/status/x", timeout=5)
+    with pytest.raises(requests.RequestException) as ours:
+        retrying_session().get(url + "/status/x", timeout=5)
+    assert type(ours.value) is type(plain.value)

@@ -65,8 +65,12 @@ class Session(requests.Session):
 
     def prepare_request(self, request: requests.Request) -> requests.PreparedRequest:
         if self.trust_env and not request.auth and not self.auth:
+            try:
+                auth = self.environment(request.url)[2]
+            except ValueError:   # malformed URL: requests' own prepare names it (InvalidURL)
+                return super().prepare_request(request)
             request = copy.copy(request)
-            request.auth = self.environment(request.url)[2] or _NoAuth()
+            request.auth = auth or _NoAuth()
         return super().prepare_request(request)
 
     def merge_environment_settings(self, url, proxies, stream, verify, cert):
