@@ -8,15 +8,20 @@ from the queue list (BLMOVE into a processing list, as the real worker does) and
 
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
 import time
+from collections.abc import Iterator
 from concurrent.futures import Future
 from pathlib import Path
 
+import pytest
 import redis
 
+from devstack.api_server import ApiServer, api_server
 from devstack.paths import SAMPLE
+from devstack.redis_server import RedisServer, find_redis_server
 from jobqueue import keys
 from jobqueue.jobs import Job, JobStatus, JobStore
 from jobqueue.settings import Settings, load_settings
@@ -114,4 +119,22 @@ def spawn(fn, *args) -> Future:
 
     threading.Thread(target=run, daemon=True).start()
     return future
+
+
+@contextlib.contextmanager
+def redis_and_api(workdir: Path, redis_options: dict | None = None, redis_config: dict | None = None,
+                  **api_options) -> Iterator[tuple[RedisServer, ApiServer]]:
+    """A real redis-server (``RedisServer(**redis_options)``, then ``CONFIG SET redis_config``) and
+    the real API on it (``api_server(**api_options)``), both under ``workdir``; skips without
+    redis-server."""
+    if find_redis_server() is None:
+        pytest.skip("no redis-server")
+    server = RedisServer(workdir / "redis", **(redis_options or {})).start()
+    try:
+        for name, value in (redis_config or {}).items():
+            server.client().config_set(name, value)
+        with api_server(server.url, workdir / "api", **api_options) as api:
+            yield server, api
+    finally:
+        server.stop()
 

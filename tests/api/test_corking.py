@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from devstack.api_server import api_server
-from devstack.redis_server import RedisServer, find_redis_server
 from jobqueue_api.corking import corked
+
+from .support import redis_and_api
 
 STATIC = Path(__file__).resolve().parents[2] / "services" / "api" / "jobqueue_api" / "static"
 SUBMIT = b'{"operation": "sleep", "params": {"seconds": 0}}'
@@ -23,14 +23,9 @@ SUBMIT = b'{"operation": "sleep", "params": {"seconds": 0}}'
 
 @pytest.fixture(scope="module")
 def api_port(tmp_path_factory):
-    if find_redis_server() is None:
-        pytest.skip("no redis-server")
-    server = RedisServer(tmp_path_factory.mktemp("redis-cork"), appendonly=False).start()
-    try:
-        with api_server(server.url, tmp_path_factory.mktemp("api-cork"), processes=1, check_log=False) as api:
-            yield api.port
-    finally:
-        server.stop()
+    with redis_and_api(tmp_path_factory.mktemp("cork"), redis_options={"appendonly": False}, processes=1,
+                       check_log=False) as (_, api):
+        yield api.port
 
 
 def _exchange(sock: socket.socket, request: bytes) -> tuple[bytes, bytes, int]:

@@ -34,7 +34,7 @@ from jobqueue.jobs import JobStatus, JobStore, new_job_id
 from jobqueue.settings import load_settings
 from jobqueue_api.batching import GroupCall
 
-from .support import finish, make_settings, spawn
+from .support import finish, make_settings, redis_and_api, spawn
 
 
 def _complete(jobs, result=None) -> str:
@@ -191,14 +191,8 @@ def test_under_gevent_readers_woken_together_go_in_the_leads_call():
 # --- through the real API ---------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def api(tmp_path_factory):
-    if find_redis_server() is None:
-        pytest.skip("no redis-server")
-    server = RedisServer(tmp_path_factory.mktemp("redis-reads")).start()
-    try:
-        with api_server(server.url, tmp_path_factory.mktemp("api-reads")) as api:
-            yield api, server
-    finally:
-        server.stop()
+    with redis_and_api(tmp_path_factory.mktemp("reads")) as (server, api):
+        yield api, server
 
 
 def test_status_reads_held_up_by_redis_go_in_few_calls_and_each_answer_is_its_own(api):

@@ -22,10 +22,8 @@ import pytest
 import redis
 import requests
 
-from devstack.api_server import api_server
 from devstack.paths import REPO_ROOT
 from devstack.procs import wait_until
-from devstack.redis_server import RedisServer, find_redis_server
 from jobqueue import keys
 from jobqueue.connections import jobs_redis, queue_redis
 from jobqueue.delivery import Delivery
@@ -33,7 +31,7 @@ from jobqueue.jobs import JobStatus, JobStore
 from jobqueue.settings import load_settings
 from jobqueue_api.batching import SubmitBatcher
 
-from .support import make_settings, spawn
+from .support import make_settings, redis_and_api, spawn
 
 
 def _stored_and_queued(jobs: redis.Redis, queue: redis.Redis, job_ids: list[str]) -> None:
@@ -288,14 +286,8 @@ def test_a_caller_killed_while_it_gathers_passes_the_lead_on(redis_url, monkeypa
 # --- through the real API ---------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def api(tmp_path_factory):
-    if find_redis_server() is None:
-        pytest.skip("no redis-server")
-    server = RedisServer(tmp_path_factory.mktemp("redis-batch")).start()
-    try:
-        with api_server(server.url, tmp_path_factory.mktemp("api-batch")) as api:
-            yield api.url, server
-    finally:
-        server.stop()
+    with redis_and_api(tmp_path_factory.mktemp("batch")) as (server, api):
+        yield api.url, server
 
 
 def test_submits_held_up_by_redis_go_in_few_calls_and_every_202_is_queued(api):

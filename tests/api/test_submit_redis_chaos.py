@@ -5,7 +5,6 @@ job exists, is queued and completes with a real worker; every other answer is a 
 
 from __future__ import annotations
 
-import contextlib
 import os
 import signal
 import subprocess
@@ -16,11 +15,11 @@ import pytest
 import requests
 
 from devstack.paths import BIN
-from devstack.api_server import api_server
-from devstack.redis_server import RedisServer, find_redis_server
 from jobqueue.connections import jobs_redis
 from jobqueue.jobs import JobStore
 from jobqueue.settings import load_settings
+
+from .support import redis_and_api
 
 pytestmark = pytest.mark.slow
 CLIENTS = 32
@@ -85,19 +84,9 @@ def _check_refusals(refused, broken):
         assert '"error"' in body and "redis" in body, body
 
 
-@contextlib.contextmanager
 def _redis_and_api(tmp_path, **redis_config: str):
     """A real redis-server (AOF on, ``redis_config`` applied) and the real API on it."""
-    if find_redis_server() is None:
-        pytest.skip("no redis-server")
-    server = RedisServer(tmp_path / "redis").start()
-    try:
-        for name, value in redis_config.items():
-            server.client().config_set(name, value)
-        with api_server(server.url, tmp_path / "api", stop_timeout=60, SHUTDOWN_GRACE_SECONDS="10") as api:
-            yield server, api
-    finally:
-        server.stop()
+    return redis_and_api(tmp_path, redis_config=redis_config, stop_timeout=60, SHUTDOWN_GRACE_SECONDS="10")
 
 
 def test_redis_killed_and_paused_while_32_clients_submit(tmp_path):
