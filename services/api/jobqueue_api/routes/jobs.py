@@ -13,7 +13,6 @@ from jobqueue.results import PNG
 from .. import ratelimit
 from ..auth import may_see, owner, protect
 from ..errors import ApiError
-from ..metrics import SUBMITTED_BY_OPERATION
 from ..params import int_arg, job_id_or_400, single_arg, wait_seconds
 from ..state import current
 from ..submission import parse_body, read_body, validate_submission
@@ -34,8 +33,7 @@ def _accept() -> tuple[Job, str]:
     # that stores them (submission.store_admitted): a 429 here stored nothing
     client = ratelimit.client_id() if state.settings.submit_rate_limit > 0 else None
     job = state.delivery.new_job(op.name, params, lane_of(op), owner())
-    state.submits.submit((job, client))  # returns once the job is stored and queued
-    SUBMITTED_BY_OPERATION[(op.name,)].inc()
+    state.submits.submit((job, client))  # returns once the job is stored, queued and counted
     return job, op.name
 
 
