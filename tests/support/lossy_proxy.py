@@ -1,7 +1,8 @@
-"""A TCP proxy between a Redis client and a real redis-server that loses the answer of one MULTI/EXEC.
+"""A TCP proxy between a Redis client and a real redis-server that loses the answer of one MULTI/EXEC
+(or of another batch of commands: ``trigger`` is its first command's name, ``last`` its last's).
 
-Armed, the first connection that sends ``MULTI`` becomes the victim; what happens to its
-transaction depends on ``mode``:
+Armed, the first connection that sends ``trigger`` becomes the victim; what happens to its
+commands depends on ``mode``:
 
 - ``"drop"``: the transaction reaches Redis whole (Redis applies it), then the proxy closes the
   client's connection without passing any answer back (a connection dropped after the EXEC);
@@ -11,7 +12,7 @@ transaction depends on ``mode``:
 
 Every other connection (the client's reconnection included) is passed through untouched. The
 proxy disarms itself after one victim; ``victims`` counts them, ``exec_sent`` says whether the
-victim's EXEC was forwarded.
+victim's last command was forwarded.
 """
 
 from __future__ import annotations
@@ -22,8 +23,11 @@ import time
 
 
 class LossyProxy:
-    def __init__(self, target_port: int, mode: str = "drop", target_host: str = "127.0.0.1"):
+    def __init__(self, target_port: int, mode: str = "drop", trigger: str = "MULTI", last: str = "EXEC",
+                 target_host: str = "127.0.0.1"):
         assert mode in ("drop", "stall", "before"), mode
+        self.trigger = b"\r\n%s\r\n" % trigger.encode()
+        self.last = b"\r\n%s\r\n" % last.encode()
         self.target = (target_host, target_port)
         self.mode = mode
         self.armed = False
@@ -71,7 +75,7 @@ class LossyProxy:
             if not data:
                 _close(upstream)
                 return
-            if not state["victim"] and b"MULTI" in data:
+            if not state["victim"] and self.trigger in data:
                 with self._lock:
                     if self.armed:
                         self.armed = False
@@ -88,7 +92,7 @@ class LossyProxy:
             except OSError:
                 _close(client)
                 return
-            if state["victim"] and b"\r\nEXEC\r\n" in seen and not self.exec_sent:
+            if state["victim"] and self.last in seen and not self.exec_sent:
                 self.exec_sent = True
                 if self.mode == "drop":
                     time.sleep(0.2)   # Redis has run it by then (loopback, microseconds)
