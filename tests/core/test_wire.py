@@ -69,3 +69,13 @@ def test_a_connection_redis_closed_is_replaced(client):
     wire.transaction(client, [("SET", "a", "1")])
     client.client_kill_filter(_type="normal", skipme=False)   # closes the pooled connection too
     assert wire.transaction(client, [("GET", "a")]) == ["1"]
+
+
+def test_pipelined_commands_answer_in_order_and_raise_a_refusal_after_reading_every_reply(client):
+    assert wire.pipelined(client, [("INCRBY", "n", "3"), ("EXPIRE", "n", "65"), ("GET", "n")]) == [3, 1, "3"]
+    client.config_set("maxmemory", 1)
+    with pytest.raises(redis.ResponseError) as refused:
+        wire.pipelined(client, [("INCRBY", "n", "1"), ("EXPIRE", "n", "65")])
+    assert write_refusal(refused.value) == "OOM", refused.value
+    client.config_set("maxmemory", 0)
+    assert wire.pipelined(client, [("GET", "n")]) == ["3"]   # nothing counted, and still in step

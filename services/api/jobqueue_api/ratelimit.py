@@ -9,7 +9,8 @@ per client and 60 s window, ``keys.submit_rate``), so it holds across API proces
 The count is taken inside the group commit (``batching.py``): the call that stores a batch of
 submits first counts them, one INCRBY per client of the batch (:func:`admit`), and stores only
 those within their client's limit. Counting each submit on its own was a Redis round trip per
-request on top of the batch's.
+request on top of the batch's. The count is never sent twice (``jobqueue.wire``): after a lost
+answer the batch is judged on the counts as they then are, so a client is never counted twice.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from collections.abc import Sequence
 import redis
 from flask import g, request
 
-from jobqueue import keys
+from jobqueue import keys, wire
 
 from .errors import ApiError
 
@@ -48,13 +49,17 @@ def admit(client: redis.Redis, limit: int, clients: Sequence[str | None]) -> lis
         return refusals
     now = time.time()
     window = int(now // WINDOW_SECONDS)
-    pipe = client.pipeline(transaction=False)
-    for who, n in batch.items():
-        key = keys.submit_rate(who, window)
-        pipe.incrby(key, n)
-        pipe.expire(key, WINDOW_SECONDS + 5)
-    replies = pipe.execute()
-    next_number = {who: int(replies[2 * i]) - n + 1 for i, (who, n) in enumerate(batch.items())}
+    counters = [keys.submit_rate(who, window) for who in batch]
+    sent = [c for key, n in zip(counters, batch.values())
+            for c in (("INCRBY", key, str(n)), ("EXPIRE", key, str(WINDOW_SECONDS + 5)))]
+    try:
+        counts = wire.pipelined(client, sent)[0::2]
+    except wire.Unsure:
+        # the answer was lost: the INCRBYs may have counted or not, and sending them again would
+        # count these clients twice; judge them on the counts as they are (a read, safe to retry):
+        # if the INCRBYs had not applied, this batch goes uncounted, never counted twice
+        counts = [int(c or 0) for c in client.mget(counters)]
+    next_number = {who: int(count) - n + 1 for (who, n), count in zip(batch.items(), counts)}
     retry = max(1, int((window + 1) * WINDOW_SECONDS - now + 0.999))
     for i, who in enumerate(clients):
         if who is None:

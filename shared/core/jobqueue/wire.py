@@ -1,13 +1,19 @@
-"""A MULTI/EXEC transaction of plain string commands, packed in one join and sent through
-redis-py's connection API (``send_packed_command``, ``read_response``).
+"""A MULTI/EXEC transaction (or a plain pipeline) of string commands, packed in one join and sent
+through redis-py's connection API (``send_packed_command``, ``read_response``).
 
 Why not ``client.pipeline(transaction=True)``: the API's group commit sends one MSET, a few ZADDs
 and an RPUSH over a batch of jobs (about a hundred arguments), and redis-py's pipeline passes each
 argument through its generic encoder and grows the request by repeated concatenation: 40% of the
 call's client CPU. Everything else is redis-py's: the pool hands out the connection (and replaces a
 dead one), replies are parsed by the connection's own parser (so errors arrive as the same
-exception classes), and a connection failure is retried as a pipeline would be (the connection's
-``Retry``, disconnecting before each new attempt).
+exception classes).
+
+One thing differs from redis-py's pipeline on purpose: a connection failure once the commands may have
+reached Redis (while sending it or waiting for its answer: a dropped connection, a socket timeout)
+is not retried by sending it again, since Redis may have applied it and only its answer was lost;
+a pipeline's retry would apply it twice. It raises :class:`Unsure` instead, and the caller, who
+knows what the commands write, finds out (a transaction applies all or nothing) or gives up. A failure to
+connect, before anything was sent, is retried as redis-py retries it.
 """
 
 from __future__ import annotations
@@ -31,26 +37,62 @@ def pack(commands: Sequence[Command], encoding: str = "utf-8", errors: str = "st
     return b"".join(out)
 
 
+class Unsure(redis.exceptions.ConnectionError):
+    """The connection failed after the transaction was sent, or while sending it: Redis may have
+    applied it (and only the answer was lost) or not. A ConnectionError, so whoever treats Redis
+    as unreachable still does; the connection is closed (the pool replaces it)."""
+
+
 def transaction(client: redis.Redis, commands: Sequence[Command]) -> list[Any]:
     """Run ``commands`` as one MULTI/EXEC; their replies in order. A command Redis refuses as it
     queues it (out of memory, read-only, a wrong argument count) aborts the whole transaction, and
     that first refusal is raised; an error reply inside EXEC (e.g. WRONGTYPE) is raised after the
-    others were applied, as Redis applies them."""
+    others were applied, as Redis applies them. A connection failure after the send started raises
+    :class:`Unsure` (never sent twice)."""
+    return _call(client, [("MULTI",), *commands, ("EXEC",)], lambda conn: _exchange(conn, len(commands)))
+
+
+def pipelined(client: redis.Redis, sent: Sequence[Command]) -> list[Any]:
+    """Send ``sent`` in one write, as a pipeline without a transaction; their replies in order, or
+    the first error reply raised once every reply is read. Never sent twice either (:class:`Unsure`):
+    for commands that count (INCRBY), where a second send would count twice."""
+    return _call(client, sent, lambda conn: _replies(conn, len(sent)))
+
+
+def _call(client: redis.Redis, sent: Sequence[Command], read: Any) -> list[Any]:
     pool = client.connection_pool
     encoder = pool.get_encoder()
-    payload = [pack([("MULTI",), *commands, ("EXEC",)], encoder.encoding, encoder.encoding_errors)]
-    conn = pool.get_connection()
+    payload = [pack(sent, encoder.encoding, encoder.encoding_errors)]
+    conn = pool.get_connection()   # connected (the pool reconnects one Redis closed, with retries)
     try:
-        return conn.retry.call_with_retry(lambda: _exchange(conn, payload, len(commands)),
-                                          lambda error: conn.disconnect())
+        conn.check_health()   # an idle connection's PING (and reconnect) comes before the unsure part
+        try:
+            conn.send_packed_command(payload, check_health=False)
+            return read(conn)
+        except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as exc:
+            conn.disconnect()   # redis-py did on most failures already; a half-read connection never returns
+            raise Unsure(f"the answer was lost ({exc}); the commands may or may not have been applied") from exc
     finally:
         pool.release(conn)
 
 
-def _exchange(conn: Any, payload: list[bytes], queued: int) -> list[Any]:
-    """Send, then read every reply even after a refusal, so the connection stays in step (redis-py
-    disconnects it itself when a send or a read fails part-way)."""
-    conn.send_packed_command(payload)
+def _replies(conn: Any, n: int) -> list[Any]:
+    """Read ``n`` replies (all of them, so the connection stays in step), then raise the first error."""
+    replies: list[Any] = []
+    for _ in range(n):
+        try:
+            replies.append(conn.read_response())
+        except redis.ResponseError as exc:
+            replies.append(exc)
+    for reply in replies:
+        if isinstance(reply, redis.ResponseError):
+            raise reply
+    return replies
+
+
+def _exchange(conn: Any, queued: int) -> list[Any]:
+    """Read a transaction's replies, every one even after a refusal, so the connection stays in step
+    (redis-py disconnects it itself when a send or a read fails part-way)."""
     refused: list[redis.ResponseError] = []
     for _ in range(queued + 1):   # MULTI's +OK, then +QUEUED (or a refusal) per command
         try:

@@ -1,6 +1,7 @@
 -- Every Redis operation of a job's life after its submit, as one script with one command per
 -- operation. (Submit only writes, deciding nothing: it is a MULTI/EXEC transaction in
--- jobqueue/delivery.py, which costs Redis half of what a script call does.)
+-- jobqueue/delivery.py, which costs Redis half of what a script call does. Only when that
+-- transaction's answer was lost does a submit come here: ``store`` writes it unless it applied.)
 --
 -- Key layout (every name comes from jobqueue/keys.py; this file spells none):
 --   queue db  KEYS[1] queue        hotqueue:<queue>      list: queued job ids (HotQueue's list): the
@@ -404,6 +405,45 @@ function commands.waiting()
     if oldest == '' then oldest = heads[1] end
   end
   return {depth, plots_depth, delayed, oldest}
+end
+
+-- Store, index and queue a batch of new jobs, unless it is stored already: the submit
+-- transaction's retry after its answer was lost (the connection dropped, a socket timeout). That
+-- transaction is atomic, so it applied if any of its documents exists; then nothing is written
+-- again (no id queued twice, no document sent back to 'submitted'). Arguments: per job its id,
+-- document, submit time, operation and lane. 1 if stored now, 0 if it was already.
+function commands.store()
+  local fields = rest()
+  local ids, job_keys, docs, scored, by_operation, by_lane = {}, {}, {}, {}, {}, {}
+  for i = 1, #fields, 5 do
+    local job_id, doc, submitted_at, operation, lane = fields[i], fields[i + 1], fields[i + 2], fields[i + 3], fields[i + 4]
+    ids[#ids + 1] = job_id
+    job_keys[#job_keys + 1] = job_prefix .. job_id
+    docs[#docs + 1] = job_prefix .. job_id
+    docs[#docs + 1] = doc
+    scored[#scored + 1] = submitted_at
+    scored[#scored + 1] = job_id
+    local pairs_ = by_operation[operation] or {}
+    pairs_[#pairs_ + 1] = submitted_at
+    pairs_[#pairs_ + 1] = job_id
+    by_operation[operation] = pairs_
+    local lane_queue = (lane_keys(lane))
+    local queued = by_lane[lane_queue] or {}
+    queued[#queued + 1] = job_id
+    by_lane[lane_queue] = queued
+  end
+  if #ids == 0 then return 0 end
+  use(jobs_db)
+  if redis.call('EXISTS', unpack(job_keys)) > 0 then return 0 end
+  redis.call('MSET', unpack(docs))
+  redis.call('ZADD', index_key, unpack(scored))
+  for operation, pairs_ in pairs(by_operation) do
+    redis.call('ZADD', operation_prefix .. operation, unpack(pairs_))
+  end
+  redis.call('ZADD', active_key, unpack(scored))
+  use(queue_db)
+  for lane_queue, queued in pairs(by_lane) do redis.call('RPUSH', lane_queue, unpack(queued)) end
+  return 1
 end
 
 local answers = {}

@@ -1,0 +1,115 @@
+"""A submit is applied at most once and never lost, even when its transaction's answer is lost.
+
+A real redis-server behind a TCP proxy (tests/support/lossy_proxy.py) that forwards the submit's
+MULTI/EXEC and then loses the answer: the connection dropped after the EXEC, or held silent until
+the client's ``socket_timeout`` (set in REDIS_URL, as a user would) expires, or dropped before the
+EXEC reached Redis. redis-py's retry used to send the transaction again, so the ids were queued
+twice and the documents written twice. Also: the normal path is still one MULTI/EXEC and nothing
+else.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+
+from jobqueue import keys
+from jobqueue.delivery import Delivery
+from jobqueue.jobs import JobStatus
+from jobqueue.lanes import PLOTS
+
+from tests.support.harness import Harness
+from tests.support.lossy_proxy import LossyProxy
+
+
+@pytest.fixture
+def through(redis_server, redis_url):
+    """(proxy, Delivery on the API's jobs-db client reaching Redis through the proxy with a 0.5 s
+    socket timeout, Harness reading Redis directly)."""
+    proxies = []
+
+    def make(mode: str) -> tuple[LossyProxy, Delivery, Harness]:
+        proxy = LossyProxy(redis_server.port, mode)
+        proxies.append(proxy)
+        via = Harness(f"{proxy.url}?socket_timeout=0.5")
+        return proxy, via.delivery, Harness(redis_url)
+
+    yield make
+    for proxy in proxies:
+        proxy.close()
+
+
+def _batch(delivery: Delivery) -> list:
+    return [delivery.new_job("sleep", {"seconds": 0}), delivery.new_job("sleep", {"seconds": 1}),
+            delivery.new_job("plot_top_locations", {"n": 5}, lane=PLOTS)]
+
+
+def _queued(h: Harness) -> list[str]:
+    plots = keys.queue(keys.lane_queue_name(h.settings.queue_name, PLOTS))
+    return h.queue_client.lrange(h.queue.key, 0, -1) + h.queue_client.lrange(plots, 0, -1)
+
+
+@pytest.mark.parametrize("mode", ["drop", "stall"])
+def test_a_transaction_whose_answer_is_lost_is_not_applied_twice(through, mode, caplog):
+    proxy, delivery, direct = through(mode)
+    delivery.waiting()            # connected, and the script loaded, before the fault
+    jobs = _batch(delivery)
+    proxy.arm()
+    with caplog.at_level(logging.WARNING, logger="jobqueue.delivery"):
+        delivery.store(jobs)       # returns: the jobs are stored, once
+    assert proxy.victims == 1 and proxy.exec_sent, "the fault was never injected"
+    ids = [job.id for job in jobs]
+    assert sorted(_queued(direct)) == sorted(ids), "an id queued twice (or not at all)"
+    assert direct.jobs.zcard(keys.JOB_INDEX) == 3 and direct.jobs.zcard(keys.ACTIVE_INDEX) == 3
+    assert [direct.store.get(i).status for i in ids] == [JobStatus.SUBMITTED] * 3
+    assert "it had applied" in caplog.text, caplog.text
+
+
+def test_a_transaction_dropped_before_redis_saw_it_is_stored_once_not_lost(through, caplog):
+    proxy, delivery, direct = through("before")
+    delivery.waiting()
+    jobs = _batch(delivery)
+    proxy.arm()
+    with caplog.at_level(logging.WARNING, logger="jobqueue.delivery"):
+        delivery.store(jobs)
+    assert proxy.victims == 1 and not proxy.exec_sent
+    ids = [job.id for job in jobs]
+    assert sorted(_queued(direct)) == sorted(ids)
+    assert direct.jobs.zcard(keys.JOB_INDEX) == 3 and direct.jobs.zcard(keys.ACTIVE_INDEX) == 3
+    assert direct.jobs.zcard(keys.operation_index("sleep")) == 2
+    docs = {job.id: job.to_json() for job in jobs}
+    assert {i: direct.jobs.get(keys.job(i)) for i in ids} == docs   # the same documents as the transaction's
+    assert "had not applied, stored now" in caplog.text, caplog.text
+
+
+def test_a_finished_job_is_not_sent_back_to_submitted_by_a_late_retry(harness):
+    """What the re-sent transaction used to do to a job a worker had already finished; the store
+    command that a retry sends leaves a stored batch alone, whatever became of its jobs."""
+    d = harness.delivery
+    jobs = _batch(d)
+    d.store(jobs)
+    claimed = d.claim("w1", 1)
+    assert claimed
+    assert d._run("store", *[f for job in jobs for f in (job.id, job.to_json(), repr(job.submitted_at),
+                                                           job.operation, job.lane)]) == 0
+    assert sorted(_queued(harness)) == sorted(job.id for job in jobs[1:])
+
+
+def _commandstats(client) -> dict[str, int]:
+    return {name.removeprefix("cmdstat_"): stats["calls"] for name, stats in client.info("commandstats").items()}
+
+
+def test_the_normal_path_is_one_transaction_and_nothing_else(harness):
+    d = harness.delivery
+    d.waiting()
+    jobs = _batch(d)
+    harness.jobs.config_resetstat()
+    d.store(jobs)
+    calls = _commandstats(harness.jobs)
+    for bookkeeping in ("info", "config|resetstat", "select"):
+        calls.pop(bookkeeping, None)
+    assert calls.pop("multi") == 1 and calls.pop("exec") == 1
+    assert calls.pop("mset") == 1 and calls.pop("rpush") == 2   # two lanes
+    assert calls.pop("zadd") == 2 + 2                           # by-submitted, active, two operations
+    assert calls == {}, f"more than the transaction was sent: {calls}"

@@ -1,0 +1,124 @@
+"""A TCP proxy between a Redis client and a real redis-server that loses the answer of one MULTI/EXEC
+(or of another batch of commands: ``trigger`` is its first command's name, ``last`` its last's).
+
+Armed, the first connection that sends ``trigger`` becomes the victim; what happens to its
+commands depends on ``mode``:
+
+- ``"drop"``: the transaction reaches Redis whole (Redis applies it), then the proxy closes the
+  client's connection without passing any answer back (a connection dropped after the EXEC);
+- ``"stall"``: the same, but the connection stays open and silent, so the client's own socket
+  timeout expires (Redis stalling past redis-py's ``socket_timeout``);
+- ``"before"``: the proxy closes the connection before any of the transaction reaches Redis.
+
+Every other connection (the client's reconnection included) is passed through untouched. The
+proxy disarms itself after one victim; ``victims`` counts them, ``exec_sent`` says whether the
+victim's last command was forwarded.
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+
+
+class LossyProxy:
+    def __init__(self, target_port: int, mode: str = "drop", trigger: str = "MULTI", last: str = "EXEC",
+                 target_host: str = "127.0.0.1"):
+        assert mode in ("drop", "stall", "before"), mode
+        self.trigger = b"\r\n%s\r\n" % trigger.encode()
+        self.last = b"\r\n%s\r\n" % last.encode()
+        self.target = (target_host, target_port)
+        self.mode = mode
+        self.armed = False
+        self.victims = 0
+        self.exec_sent = False
+        self._lock = threading.Lock()
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self._listener.getsockname()[1]
+        self._sockets: list[socket.socket] = [self._listener]
+        self._closed = False
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}"
+
+    def arm(self) -> None:
+        with self._lock:
+            self.armed = True
+
+    def close(self) -> None:
+        self._closed = True
+        for sock in self._sockets:
+            _close(sock)
+
+    def _accept(self) -> None:
+        while not self._closed:
+            try:
+                client, _ = self._listener.accept()
+            except OSError:
+                return
+            upstream = socket.create_connection(self.target)
+            self._sockets += [client, upstream]
+            state = {"victim": False}
+            threading.Thread(target=self._to_redis, args=(client, upstream, state), daemon=True).start()
+            threading.Thread(target=self._to_client, args=(upstream, client, state), daemon=True).start()
+
+    def _to_redis(self, client: socket.socket, upstream: socket.socket, state: dict) -> None:
+        seen = b""
+        while True:
+            try:
+                data = client.recv(65536)
+            except OSError:
+                data = b""
+            if not data:
+                _close(upstream)
+                return
+            if not state["victim"] and self.trigger in data:
+                with self._lock:
+                    if self.armed:
+                        self.armed = False
+                        self.victims += 1
+                        state["victim"] = True
+                if state["victim"] and self.mode == "before":
+                    _close(client)
+                    _close(upstream)
+                    return
+            if state["victim"]:
+                seen += data
+            try:
+                upstream.sendall(data)
+            except OSError:
+                _close(client)
+                return
+            if state["victim"] and self.last in seen and not self.exec_sent:
+                self.exec_sent = True
+                if self.mode == "drop":
+                    time.sleep(0.2)   # Redis has run it by then (loopback, microseconds)
+                    _close(client)
+
+    def _to_client(self, upstream: socket.socket, client: socket.socket, state: dict) -> None:
+        while True:
+            try:
+                data = upstream.recv(65536)
+            except OSError:
+                data = b""
+            if not data:
+                _close(client)
+                return
+            if state["victim"]:
+                continue   # the victim's answers never arrive
+            try:
+                client.sendall(data)
+            except OSError:
+                _close(upstream)
+                return
+
+
+def _close(sock: socket.socket) -> None:
+    try:
+        sock.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass
+    sock.close()
