@@ -87,3 +87,11 @@ def test_every_error_status_a_route_documents_uses_the_error_schema(client):
                 if status.startswith(("4", "5")):
                     schema = response["content"]["application/json"]["schema"]
                     assert schema == {"$ref": "#/components/schemas/Error"}
+
+
+def test_submit_documents_its_wait(client):
+    """POST /submit?wait= and Prefer: wait are declared, with the 200 and the Location header."""
+    submit = client.get("/openapi.json").get_json()["paths"]["/submit"]["post"]
+    assert {(p["name"], p["in"]) for p in submit["parameters"]} == {("wait", "query"), ("Prefer", "header")}
+    assert submit["responses"]["200"]["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/Job"}
+    assert "Location" in submit["responses"]["200"]["headers"] and "Location" in submit["responses"]["202"]["headers"]

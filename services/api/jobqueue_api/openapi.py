@@ -46,6 +46,19 @@ def _wait_param(cap: float) -> dict[str, Any]:
                            f"(capped at {cap:g})"}
 
 
+def _submit_wait_params(cap: float) -> list[dict[str, Any]]:
+    return [
+        {"name": "wait", "in": "query", "required": False, "schema": {"type": "number", "minimum": 0},
+         "description": f"submit and wait: answer 200 with the job once final, if that is within this many "
+                        f"seconds (capped at {cap:g}), else 202 with its current document; without it, the "
+                        f"tutorial's 202 {{job_id, status}}"},
+        {"name": "Prefer", "in": "header", "required": False, "schema": {"type": "string"},
+         "description": "RFC 7240: `wait=N` (whole seconds) asks for the same as ?wait=N (which wins when "
+                        "both are given); the answer then has Preference-Applied. Other preferences, "
+                        "and a wait value that is not a whole number, are ignored"},
+    ]
+
+
 def params_schema(op) -> dict[str, Any]:
     """The operation's params schema, as the registry declares it (nullable optional parameters
     included: validation and spec come from that one declaration)."""
@@ -145,7 +158,7 @@ def build_spec(catalogue: Registry, settings: Settings, version: str) -> dict[st
     secured: list[dict[str, list[str]]] = [{}, {"bearer": []}]  # open unless API_TOKEN is set
     job_errors = {"400": _error("malformed job id or query parameter"), "401": _error("missing or wrong token"),
                   "404": _error("no such job"), "503": _error("Redis unreachable")}
-    submit_op = {
+    submit_op: dict[str, Any] = {
         "security": secured,
         "requestBody": {"required": True, "content": {JSON: {"schema": _ref("Submission")}}},
         "responses": {"202": _json(_ref("Accepted"), "accepted and queued"),
@@ -156,6 +169,21 @@ def build_spec(catalogue: Registry, settings: Settings, version: str) -> dict[st
                       "415": _error("the body is not Content-Type: application/json"),
                       "429": _error("this client's SUBMIT_RATE_LIMIT per minute is used up; see Retry-After"),
                       "503": _error("Redis unreachable")},
+    }
+    location = {"Location": {"description": "/status/<job_id>: where the job can be polled",
+                             "schema": {"type": "string"}}}
+    submit_and_wait = {
+        **submit_op,
+        "parameters": _submit_wait_params(settings.max_wait_seconds),
+        "responses": {
+            **submit_op["responses"],
+            "200": {**_json(_ref("Job"), "with ?wait= (or Prefer: wait): the job reached a final status within "
+                                         "the wait; the document GET /status/<job_id> shows"), "headers": location},
+            "202": {**_json({"oneOf": [_ref("Accepted"), _ref("Job")]},
+                            "accepted and queued: the tutorial's {job_id, status}; with ?wait=, the job's current "
+                            "document (not final within the wait) and a Location header"), "headers": location},
+            "400": _error("malformed JSON, not an object, missing/unknown operation, bad parameter or bad wait"),
+        },
     }
     result_responses = {
         "200": {"description": "the result: JSON, or a PNG for plot operations",
@@ -181,7 +209,7 @@ def build_spec(catalogue: Registry, settings: Settings, version: str) -> dict[st
 
     paths: dict[str, Any] = {
         "/submit": {"post": {"operationId": "submit", "summary": "Submit a job (the tutorial's route)",
-                             "tags": ["jobs"], **submit_op}},
+                             "tags": ["jobs"], **submit_and_wait}},
         "/jobs": {
             "post": {"operationId": "createJob", "summary": "Submit a job; Location header points at it",
                      "tags": ["jobs"], **submit_op},

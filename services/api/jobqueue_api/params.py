@@ -60,3 +60,17 @@ def int_arg(name: str, default: int, lo: int, hi: int) -> int:
 def wait_seconds(cap: float) -> float:
     """``?wait=SECONDS`` for long polls: non-negative, silently capped at MAX_WAIT_SECONDS."""
     return number_arg("wait", 0.0, 0.0, cap)
+
+
+def prefer_wait(header: str | None) -> int | None:
+    """The ``wait`` preference of an RFC 7240 ``Prefer`` header (``Prefer: respond-async, wait=10``):
+    delta-seconds, the first ``wait`` given; None when absent or not a non-negative integer (a
+    preference the server cannot read is ignored, RFC 7240 section 2, so never a 400)."""
+    if not header:
+        return None
+    for preference in header.split(","):
+        name, _, value = preference.split(";", 1)[0].partition("=")
+        if name.strip().lower() == "wait":
+            value = value.strip().strip('"')
+            return int(value) if value.isdigit() and len(value) <= 10 else None
+    return None

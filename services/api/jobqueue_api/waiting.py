@@ -10,6 +10,10 @@ while the subscriber reconnects) costs about a second, never a stuck request.
 
 At most ``max_waiters`` requests wait per process (``MAX_WAITERS``); beyond that a poll answers at
 once with the job's current state, as if ``wait`` had run out, and the client simply polls again.
+
+``POST /submit?wait=`` registers (:class:`Expected`) before its job is stored: the id exists before
+the group commit, so the job's only finish can come no earlier than the registration, and the
+waiter needs no first read to catch a job that finished before it started waiting.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ import logging
 import threading
 import time
 from collections import defaultdict
+from collections.abc import Callable
 
 from jobqueue.jobs import Job, JobStore
 
@@ -96,10 +101,18 @@ class DoneWaiter:
     def waiting(self) -> int:
         return self._count
 
+    @property
+    def subscribed(self) -> bool:
+        """The done-channel subscriber holds its subscription now (a publish from now on reaches it)."""
+        return self._subscribed.is_set()
+
     def wait_subscribed(self, timeout: float) -> bool:
         """Tests use this to know a publish from now on will be seen."""
         self._ensure_threads()
         return self._subscribed.wait(timeout)
+
+    def expect(self) -> Expected:
+        return Expected(self)
 
     # --- background loops --------------------------------------------------------------
     def _ensure_threads(self) -> None:
@@ -160,3 +173,68 @@ class DoneWaiter:
                             self._notify(job_id, None)
             except Exception:  # Redis away: the waiters' own deadlines still hold
                 continue
+
+
+def _is_final(doc: str) -> bool:
+    status = Job.status_of(doc)
+    return status is not None and status.is_final
+
+
+class Expected:
+    """A wait for a job that is not stored yet (``POST /submit?wait=``): :meth:`register` it between
+    the job's creation and its store, :meth:`final_document` after the store, :meth:`close` (or the
+    ``with`` block) in any case."""
+
+    def __init__(self, done: DoneWaiter):
+        self._done = done
+        self._waiter: _Waiter | None = None
+        self._subscribed = False
+        self.job_id = ""
+
+    def register(self, job: Job) -> None:
+        self.job_id = job.id
+        self._done._ensure_threads()
+        self._subscribed = self._done.subscribed   # before the waiter exists, so never optimistic
+        self._waiter = self._done.register(job.id)
+
+    @property
+    def refused(self) -> bool:
+        """This process already held ``max_waiters``: answer at once."""
+        return bool(self.job_id) and self._waiter is None
+
+    def final_document(self, timeout: float, read: Callable[[str], str | None]) -> str | None:
+        """The job's stored document once final, if that is within ``timeout`` seconds; otherwise
+        None (also when refused, or when the job is gone). ``read(job_id)`` reads the stored
+        document; it is used only when the done message did not carry one (a bare id, the safety
+        sweep) or when the subscriber was not subscribed yet at registration (a finish before it
+        subscribed is not announced to it: one read once it is)."""
+        waiter = self._waiter
+        if waiter is None:
+            return None
+        deadline = time.monotonic() + timeout
+        if not self._subscribed:
+            self._done.wait_subscribed(timeout)
+            doc = read(self.job_id)
+            if doc is None or _is_final(doc):
+                return doc
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 or not waiter.wait(remaining):
+                return None
+            doc, waiter.doc = waiter.doc, None
+            waiter.clear()
+            if doc is None:
+                doc = read(self.job_id)
+            if doc is None or _is_final(doc):
+                return doc
+
+    def close(self) -> None:
+        if self._waiter is not None:
+            self._done.unregister(self.job_id, self._waiter)
+            self._waiter = None
+
+    def __enter__(self) -> Expected:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

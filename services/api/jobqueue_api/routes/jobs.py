@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Callable
 from dataclasses import replace
 
+import redis
 from flask import Blueprint, Response, jsonify, request, url_for
 
 from jobqueue.jobs import Job, JobStatus
@@ -14,9 +17,11 @@ from .. import ratelimit
 from ..auth import may_see, owner, protect
 from ..errors import ApiError
 from ..metrics import SUBMITTED_BY_OPERATION
-from ..params import int_arg, job_id_or_400, single_arg, wait_seconds
+from ..params import int_arg, job_id_or_400, prefer_wait, single_arg, wait_seconds
 from ..state import current
 from ..submission import parse_body, read_body, validate_submission
+
+log = logging.getLogger("jobqueue.api")
 
 bp = Blueprint("jobs", __name__)
 protect(bp)
@@ -26,7 +31,7 @@ DEFAULT_PAGE_SIZE = 20
 MAX_OFFSET = 10**9
 
 
-def _accept() -> tuple[Job, str]:
+def _accept(before_store: Callable[[Job], None] | None = None) -> tuple[Job, str]:
     state = current()
     raw = read_body(request, state.settings.max_body_bytes, state.settings.client_timeout_seconds)
     op, params = validate_submission(parse_body(raw), state.catalogue, state.data.dataset)
@@ -34,6 +39,8 @@ def _accept() -> tuple[Job, str]:
     # that stores them (submission.store_admitted): a 429 here stored nothing
     client = ratelimit.client_id() if state.settings.submit_rate_limit > 0 else None
     job = state.delivery.new_job(op.name, params, lane_of(op), owner())
+    if before_store is not None:
+        before_store(job)   # ?wait= registers for the job's done message before it can finish
     state.submits.submit((job, client))  # returns once the job is stored and queued
     SUBMITTED_BY_OPERATION[(op.name,)].inc()
     return job, op.name
@@ -41,11 +48,62 @@ def _accept() -> tuple[Job, str]:
 
 @bp.post("/submit")
 def submit():
+    environ = request.environ
+    if environ.get("QUERY_STRING") or "HTTP_PREFER" in environ:
+        wait = _submit_wait()
+        if wait is not None:
+            return _submit_and_wait(*wait)
     job, _ = _accept()
     # what jsonify({"job_id": ..., "status": ...}) writes, byte for byte (a uuid and an enum value
     # need no escaping), without the JSON provider's round: the tutorial's 202
     body = f'{{"job_id":"{job.id}","status":"{job.status.value}"}}\n'
     return Response(body, 202, mimetype="application/json")
+
+
+def _submit_wait() -> tuple[float, bool] | None:
+    """(seconds, from the Prefer header) when the client asked to wait for the result: ``?wait=``
+    (parsed and capped as for a long poll; a bad value is a 400 before anything is stored), else
+    RFC 7240's ``Prefer: wait=N``; None for the tutorial's submit."""
+    cap = current().settings.max_wait_seconds
+    if "wait" in request.args:
+        return wait_seconds(cap), False
+    preferred = prefer_wait(request.headers.get("Prefer"))
+    return None if preferred is None else (min(float(preferred), cap), True)
+
+
+def _submit_and_wait(wait: float, preferred: bool):
+    """Submit, and answer with the job once final (200, the document ``GET /status/<id>`` shows) if
+    that happens within ``wait`` seconds, else with its current document (202); both with
+    ``Location: /status/<id>``. Once the job is stored the answer always carries its id: a Redis
+    failure after the store answers the 202 with the document as stored (the job is queued; the
+    client polls ``Location``), never a 503 that a client would take for "submit again"."""
+    state = current()
+    with state.waiter.expect() as expected:
+        job, _ = _accept(before_store=expected.register)
+        try:
+            doc = expected.final_document(wait, state.reads.call)
+        except redis.exceptions.RedisError as exc:
+            log.warning("redis failed during a submit's wait", extra={"job_id": job.id, "error": str(exc)})
+            doc = None
+    status = 200
+    if doc is not None:
+        job = Job.from_json(doc)
+    else:
+        status = 202
+        try:
+            raw = state.reads.call(job.id)
+        except redis.exceptions.RedisError as exc:
+            log.warning("redis failed reading a submitted job", extra={"job_id": job.id, "error": str(exc)})
+        else:
+            if raw is None:
+                raise _not_found(job.id)   # deleted (or flushed) in the meantime
+            job = Job.from_json(raw)
+            if job.status.is_final:    # it ended just as the wait ran out
+                status = 200
+    headers = {"Location": f"{request.script_root}/status/{job.id}"}
+    if preferred:
+        headers["Preference-Applied"] = f"wait={wait:g}"
+    return jsonify(public(job)), status, headers
 
 
 @bp.post("/jobs")
