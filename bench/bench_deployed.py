@@ -296,22 +296,28 @@ def peer_drain(name: str, redis_url: str, data_path: str, jobs: list[tuple[str, 
 
 # --- round trip ----------------------------------------------------------------------------------------
 def ours_round_trips(dep: Deployed, client: redis.Redis, count: int, warmup: int = 20,
-                     lean: bool = False, shipped: bool = False) -> dict[str, float]:
+                     lean: bool = False, shipped: bool = False, one: bool = False) -> dict[str, float]:
     """Sequential submit + long poll through the API with ``requests`` (the tutorial's client), or with
     ``lean`` the standard library's ``http.client`` on one keep-alive connection: the same two HTTP
     requests without ``requests``' own cost (about 0.4 ms a request here), to tell the client's share
-    of the round trip from the service's; or with ``shipped`` the project's own ``jobqueue.client``."""
+    of the round trip from the service's; or with ``shipped`` the project's own ``jobqueue.client``.
+    With ``one``, each job is one request instead, ``POST /submit?wait=60`` (with ``requests``, or
+    with ``lean`` ``http.client``)."""
     client.flushall()
-    worker = dep.start_worker("rt-lean" if lean else "rt-client" if shipped else "rt")
+    worker = dep.start_worker("rt" + ("-one" if one else "") + ("-lean" if lean else "-client" if shipped else ""))
     call = _LeanClient(dep.port) if lean else _ShippedClient(dep.base) if shipped else _RequestsClient(dep.base)
     try:
         samples, submits = [], []
         for i in range(count + warmup):
             t0 = time.perf_counter()
-            job_id = call.submit(NOOP[0], NOOP[1])
-            t1 = time.perf_counter()
-            job = call.wait(job_id)
-            t2 = time.perf_counter()
+            if one:
+                job = call.run(NOOP[0], NOOP[1])
+                t1 = t2 = time.perf_counter()
+            else:
+                job_id = call.submit(NOOP[0], NOOP[1])
+                t1 = time.perf_counter()
+                job = call.wait(job_id)
+                t2 = time.perf_counter()
             if job["status"] != "complete":
                 raise RuntimeError(f"round trip: job ended {job['status']}")
             if i >= warmup:
@@ -320,8 +326,10 @@ def ours_round_trips(dep: Deployed, client: redis.Redis, count: int, warmup: int
     finally:
         call.close()
         procs.stop([worker])
-    return {"p50_ms": harness.percentile(samples, 50) * 1e3, "p99_ms": harness.percentile(samples, 99) * 1e3,
-            "submit_p50_ms": harness.percentile(submits, 50) * 1e3}
+    out = {"p50_ms": harness.percentile(samples, 50) * 1e3, "p99_ms": harness.percentile(samples, 99) * 1e3}
+    if not one:
+        out["submit_p50_ms"] = harness.percentile(submits, 50) * 1e3
+    return out
 
 
 class _RequestsClient:
@@ -334,6 +342,11 @@ class _RequestsClient:
 
     def wait(self, job_id: str) -> dict:
         return self.session.get(f"{self.base}/status/{job_id}", params={"wait": "60"}, timeout=70).json()
+
+    def run(self, operation: str, params: dict) -> dict:
+        answer = self.session.post(self.base + "/submit", params={"wait": "60"},
+                                   json={"operation": operation, "params": params}, timeout=70)
+        return _finished(answer.status_code, answer.json())
 
     def close(self) -> None:
         self.session.close()
@@ -367,9 +380,17 @@ class _LeanClient:
         self.conn.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
     def _call(self, method: str, path: str, body: bytes | None = None) -> dict:
+        return self._exchange(method, path, body)[1]
+
+    def _exchange(self, method: str, path: str, body: bytes | None = None) -> tuple[int, dict]:
         headers = {"Content-Type": "application/json"} if body is not None else {}
         self.conn.request(method, path, body=body, headers=headers)
-        return json.loads(self.conn.getresponse().read())
+        reply = self.conn.getresponse()
+        return reply.status, json.loads(reply.read())
+
+    def run(self, operation: str, params: dict) -> dict:
+        body = json.dumps({"operation": operation, "params": params}).encode()
+        return _finished(*self._exchange("POST", "/submit?wait=60", body))
 
     def submit(self, operation: str, params: dict) -> str:
         return self._call("POST", "/submit", json.dumps({"operation": operation, "params": params}).encode())["job_id"]
@@ -379,6 +400,13 @@ class _LeanClient:
 
     def close(self) -> None:
         self.conn.close()
+
+
+def _finished(status: int, job: dict) -> dict:
+    """The job of a ``POST /submit?wait=60`` answer: 200 once final (a no-op job is, well within 60 s)."""
+    if status != 200:
+        raise RuntimeError(f"round trip in one exchange: answered {status}: {job}")
+    return job
 
 
 def celery_round_trips(redis_url: str, data_path: str, count: int) -> dict[str, float]:
@@ -457,6 +485,12 @@ def run(args) -> dict[str, Any]:
                 out = ours_round_trips(dep, client, args.round_trips, shipped=True)
                 runs["rt/ours-client"].append(out)
                 _say(repeat, args, "round trip ours, jobqueue.client", out)
+                out = ours_round_trips(dep, client, args.round_trips, one=True)
+                runs["rt/ours-one"].append(out)
+                _say(repeat, args, "round trip ours, one exchange", out)
+                out = ours_round_trips(dep, client, args.round_trips, one=True, lean=True)
+                runs["rt/ours-one-lean"].append(out)
+                _say(repeat, args, "round trip ours, one exchange, http.client", out)
                 if "celery" in available:
                     out = celery_round_trips(server.url, data_path, args.round_trips)
                     runs["rt/celery"].append(out)
@@ -584,12 +618,23 @@ def markdown(args, result, s) -> str:
             rows.append(["ours: the same two requests with `jobqueue.client` (`Client.submit`, `Client.wait`)",
                          report.fmt(shipped["p50_ms"], 2), report.fmt(shipped["p99_ms"], 2),
                          report.fmt(shipped.get("submit_p50_ms"), 2)])
+        for key, how in (("rt/ours-one", "`requests`"), ("rt/ours-one-lean", "`http.client`")):
+            one = s.get(key) or {}
+            if one:
+                rows.append([f"ours, one exchange: `POST /submit?wait=` with {how}", report.fmt(one["p50_ms"], 2),
+                             report.fmt(one["p99_ms"], 2), "n/a"])
         rows.append(["Celery `delay()` + `AsyncResult.get`", report.fmt(cel.get("p50_ms"), 2),
                      report.fmt(cel.get("p99_ms"), 2), "n/a"])
         lines += ["### Round trip", "", f"{args.round_trips} sequential no-op jobs, one worker process; each "
                   "client in turn, repeat by repeat. The target is judged on the `requests` row (the tutorial's "
-                  "client); the `http.client` row shows how much of it is the client library.", "",
+                  "client, two requests); the `http.client` row shows how much of it is the client library; the "
+                  "one-exchange rows submit and wait in one request (200 with the finished job).", "",
                   report.table(["client", "p50 ms", "p99 ms", "`POST /submit` alone, p50 ms"], rows)]
+        ones = [(how, s[key]) for key, how in (("rt/ours-one", "`requests`"), ("rt/ours-one-lean", "`http.client`"))
+                if s.get(key)]
+        if ones and cel.get("p50_ms"):
+            lines += ["", "One exchange against Celery in this run, p50 / p99: " + "; ".join(
+                f"{how} {v['p50_ms'] / cel['p50_ms']:.2f}x / {v['p99_ms'] / cel['p99_ms']:.2f}x" for how, v in ones) + "."]
     return "\n".join(lines)
 
 

@@ -33,6 +33,7 @@ class OursPeer(Peer):
     name = "ours"
     lean = False   # round trips through http.client instead of requests (bench_peers' extra row)
     shipped = False   # round trips through the project's own client, jobqueue.client.Client (another row)
+    one = False   # round trips in one exchange, POST /submit?wait= (with ``lean``: through http.client)
 
     @property
     def description(self):
@@ -145,6 +146,8 @@ class OursPeer(Peer):
     def round_trip(self, operation, params, timeout=10.0):
         if self.api is None:
             self._start_api()
+        if self.one:
+            return self._one_exchange_round_trip(operation, params, timeout)
         if self.lean:
             return self._lean_round_trip(operation, params, timeout)
         if self.shipped:
@@ -164,9 +167,30 @@ class OursPeer(Peer):
                 raise RuntimeError(f"ours: job {job_id} {job['status']}: {job.get('error')}")
         raise TimeoutError(job_id)
 
-    def _lean_round_trip(self, operation, params, timeout):
-        """The same two requests through the standard library's ``http.client`` on one keep-alive
-        connection: what the round trip costs without ``requests``' own per-request work."""
+    def _one_exchange_round_trip(self, operation, params, timeout):
+        """Submit and wait in one request, ``POST /submit?wait=<timeout>`` (200 with the finished
+        job), with ``requests`` or, with ``lean``, ``http.client``; a 202 (not final within the
+        wait) would go on with the long poll its Location names."""
+        if self.lean:
+            conn = self._lean_connection(timeout)
+            conn.request("POST", f"/submit?wait={int(timeout)}", headers={"Content-Type": "application/json"},
+                         body=json.dumps({"operation": operation, "params": params}).encode())
+            reply = conn.getresponse()
+            status, job, location = reply.status, json.loads(reply.read()), reply.getheader("Location")
+        else:
+            answer = self.session.post(self.base + "/submit", params={"wait": str(int(timeout))},
+                                       json={"operation": operation, "params": params}, timeout=timeout + 5)
+            status, job, location = answer.status_code, answer.json(), answer.headers.get("Location")
+        if status == 202:
+            job = self.session.get(f"{self.base}{location}", params={"wait": str(int(timeout))},
+                                   timeout=timeout + 5).json()
+        elif status != 200:
+            raise RuntimeError(f"ours: submit answered {status}: {job}")
+        if job["status"] != "complete":
+            raise RuntimeError(f"ours: job {job['job_id']} {job['status']}: {job.get('error')}")
+        return job["result"]
+
+    def _lean_connection(self, timeout):
         import http.client
         import socket
 
@@ -174,10 +198,16 @@ class OursPeer(Peer):
             self._conn = http.client.HTTPConnection(self.base.split("//", 1)[1], timeout=timeout + 5)
             self._conn.connect()
             self._conn.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        return self._conn
+
+    def _lean_round_trip(self, operation, params, timeout):
+        """The same two requests through the standard library's ``http.client`` on one keep-alive
+        connection: what the round trip costs without ``requests``' own per-request work."""
+        conn = self._lean_connection(timeout)
 
         def call(method, path, body=None):
-            self._conn.request(method, path, body=body, headers={"Content-Type": "application/json"} if body else {})
-            reply = self._conn.getresponse()
+            conn.request(method, path, body=body, headers={"Content-Type": "application/json"} if body else {})
+            reply = conn.getresponse()
             return reply.status, json.loads(reply.read())
 
         t0 = time.perf_counter()

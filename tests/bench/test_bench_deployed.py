@@ -55,6 +55,19 @@ def test_ours_round_trip_through_the_api(deployed, client, lean, shipped):
     assert 0 < out["submit_p50_ms"] <= out["p50_ms"] <= out["p99_ms"]
 
 
+@pytest.mark.parametrize("lean", [False, True], ids=["requests", "http.client"])
+def test_ours_round_trip_in_one_exchange(deployed, client, lean):
+    """``POST /submit?wait=`` rows: each job one request (the API counted no status request)."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    out = bd.ours_round_trips(deployed, client, 5, warmup=1, lean=lean, one=True)
+    assert 0 < out["p50_ms"] <= out["p99_ms"] and "submit_p50_ms" not in out
+    counted = {(s.labels["route"], s.labels["status"]): s.value
+               for family in text_string_to_metric_families(deployed.session.get(deployed.base + "/metrics").text)
+               for s in family.samples if s.name == "jobqueue_http_requests_total" and s.labels["method"] != "HEAD"}
+    assert counted.get(("/submit", "200")) == 6 and not any(route.startswith("/status") for route, _ in counted)
+
+
 def test_http_many_keeps_request_order(deployed):
     answers = bd.http_many(deployed.port, [bd.post_submit("sleep", {"seconds": 0}) for _ in range(12)], connections=3)
     ids = [json.loads(body)["job_id"] for status, body in answers if status == 202]

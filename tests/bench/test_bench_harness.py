@@ -70,18 +70,22 @@ def test_other_peers_drain_twenty_jobs(name, redis_url, small_csv):
     assert out["drain_jobs"] == 20
 
 
-@pytest.mark.parametrize("via", ["requests", "http.client", "jobqueue.client"])
+@pytest.mark.parametrize("via", ["requests", "http.client", "jobqueue.client", "one exchange",
+                                 "one exchange, http.client"])
 def test_ours_round_trip_through_the_api_with_each_client(via, redis_url, small_csv):
     classes = peer_classes()
     if "ours" not in classes:
         pytest.skip("ours needs the worker")
     peer = classes["ours"](redis_url, str(small_csv), 1)
-    peer.lean, peer.shipped = via == "http.client", via == "jobqueue.client"
+    peer.lean, peer.shipped = via.endswith("http.client"), via == "jobqueue.client"
+    peer.one = via.startswith("one exchange")
     try:
         trips = harness.round_trips(peer, ("sleep", {"seconds": 0}), 5, warmup=1)
     finally:
         peer.close()
-    assert trips["count"] == 5 and 0 < trips["submit_p50_ms"] < trips["p50_ms"] <= trips["p99_ms"]
+    assert trips["count"] == 5 and 0 < trips["p50_ms"] <= trips["p99_ms"]
+    if not peer.one:   # two requests: the submit's share is measured apart
+        assert 0 < trips["submit_p50_ms"] < trips["p50_ms"]
 
 
 def test_report_sections_are_replaced_in_place(tmp_path):
