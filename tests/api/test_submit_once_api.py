@@ -65,3 +65,20 @@ def test_a_count_whose_answer_is_lost_counts_the_client_once(lossy, redis_server
     assert len(counters) == 1 and int(redis_server.client(0).get(counters[0])) == 1, "the client counted twice"
     # and the limit still holds: four more, then 429
     assert [_post(client).status_code for _ in range(5)] == [202] * 4 + [429]
+
+
+@pytest.mark.parametrize("mode", ["drop", "stall"])
+def test_a_cancel_whose_answer_is_lost_still_says_cancelled(lossy, redis_server, mode):
+    """The same retry re-sent a cancel that had applied: the second found the id gone from the
+    queue and the API answered 409 "a worker has already claimed this job" for a job it had just
+    cancelled."""
+    proxy = lossy(mode, trigger="cancel", last="cancel")
+    client = _app(proxy.url)
+    job_id = _post(client).get_json()["job_id"]
+    client.get("/queue")   # the script loaded (the lost call must be the cancel, not a NOSCRIPT)
+    proxy.arm()
+    response = client.delete(f"/jobs/{job_id}")
+    assert proxy.victims == 1 and proxy.exec_sent, "the fault was never injected"
+    assert response.status_code == 200 and response.get_json()["cancelled"] is True, response.get_json()
+    assert client.get(f"/status/{job_id}").get_json()["status"] == "cancelled"
+    assert redis_server.client(1).llen(keys.queue("jobs")) == 0

@@ -1,5 +1,5 @@
 """A TCP proxy between a Redis client and a real redis-server that loses the answer of one MULTI/EXEC
-(or of another batch of commands: ``trigger`` is its first command's name, ``last`` its last's).
+(or of other commands: ``trigger`` ends an argument of the first, ``last`` one of the last).
 
 Armed, the first connection that sends ``trigger`` becomes the victim; what happens to its
 commands depends on ``mode``:
@@ -26,13 +26,15 @@ class LossyProxy:
     def __init__(self, target_port: int, mode: str = "drop", trigger: str = "MULTI", last: str = "EXEC",
                  target_host: str = "127.0.0.1"):
         assert mode in ("drop", "stall", "before"), mode
-        self.trigger = b"\r\n%s\r\n" % trigger.encode()
-        self.last = b"\r\n%s\r\n" % last.encode()
+        self.trigger = b"%s\r\n" % trigger.encode()   # the end of that argument (``claim`` in ``finish+claim``)
+        self.last = b"%s\r\n" % last.encode()
         self.target = (target_host, target_port)
         self.mode = mode
         self.armed = False
         self.victims = 0
         self.exec_sent = False
+        self.victim_data = b""   # what the victim sent (its lost call)
+        self._skip = 0
         self._lock = threading.Lock()
         self._listener = socket.create_server(("127.0.0.1", 0))
         self.port = self._listener.getsockname()[1]
@@ -44,9 +46,11 @@ class LossyProxy:
     def url(self) -> str:
         return f"redis://127.0.0.1:{self.port}"
 
-    def arm(self) -> None:
+    def arm(self, skip: int = 0) -> None:
+        """Lose the answer to the (skip+1)th send that carries ``trigger`` from now on."""
         with self._lock:
             self.armed = True
+            self._skip = skip
 
     def close(self) -> None:
         self._closed = True
@@ -77,7 +81,9 @@ class LossyProxy:
                 return
             if not state["victim"] and self.trigger in data:
                 with self._lock:
-                    if self.armed:
+                    if self.armed and self._skip:
+                        self._skip -= 1
+                    elif self.armed:
                         self.armed = False
                         self.victims += 1
                         state["victim"] = True
@@ -87,6 +93,7 @@ class LossyProxy:
                     return
             if state["victim"]:
                 seen += data
+                self.victim_data = seen
             try:
                 upstream.sendall(data)
             except OSError:

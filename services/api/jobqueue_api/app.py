@@ -21,8 +21,7 @@ from jobqueue.connections import describe
 from jobqueue.metrics_collector import QueueCollector
 from jobqueue.settings import Settings, load_settings
 
-from . import metrics
-from . import guards
+from . import guards, hooks
 from .errors import register_error_handlers
 from .openapi import build_spec
 from .routes import analysis, docs, health, jobs, meta, ui
@@ -75,9 +74,7 @@ def create_app(settings: Settings | None = None, *, dataset: Any = None, load_da
     app.extensions["jobqueue_openapi"] = build_spec(state.catalogue, settings, _version())
 
     register_error_handlers(app)
-    metrics.separate_listener(app, settings.api_metrics_port)
-    guards.install(app, guards.parse_allowed_hosts(settings.allowed_hosts))
-    metrics.instrument(app)
+    hooks.install(app, guards.parse_allowed_hosts(settings.allowed_hosts), settings.api_metrics_port)
     for bp in (jobs.bp, analysis.bp, meta.bp, health.bp, metrics_routes.bp, docs.bp, ui.bp, ui.api):
         app.register_blueprint(bp)
     log.info("api configured", extra={"queue": keys.queue(settings.queue_name), "queue_db": settings.redis_queue_db,

@@ -12,7 +12,7 @@ read ``/jobs``. Probes and Prometheus scrape by pod IP, so ``/healthz``, ``/read
 
 from __future__ import annotations
 
-from flask import Flask, request
+from flask import request
 
 from .errors import ApiError
 
@@ -69,52 +69,57 @@ def json_mimetype(mimetype: str) -> bool:
     return mimetype == "application/json" or (mimetype.startswith("application/") and mimetype.endswith("+json"))
 
 
-def install(app: Flask, allowed_hosts: tuple[str, ...]) -> None:
-    # verdicts per raw header value (scheme and Host; Content-Type), so a request repeating what an
-    # earlier one sent is judged by one dict lookup, not by werkzeug's parsing of each header again
-    host_verdicts: dict[tuple[str, str], bool] = {}
-    type_verdicts: dict[str, tuple[bool, str]] = {}
+class Guard:
+    """The checks before a request (:meth:`check`) and the headers after it (:meth:`headers`);
+    ``hooks.install`` calls both from the app's one before- and one after-request hook.
 
-    def host_ok(environ) -> bool:
-        raw = environ.get("HTTP_HOST")
-        if raw is None:   # HTTP/1.0 without Host: werkzeug falls back to the server's name
-            return host_allowed(request.host, allowed_hosts)
-        key = (environ.get("wsgi.url_scheme", ""), raw)
-        verdict = host_verdicts.get(key)
-        if verdict is None:
-            verdict = host_allowed(request.host, allowed_hosts)
-            if len(host_verdicts) < HOST_VERDICTS:
-                host_verdicts[key] = verdict
-        return verdict
+    Verdicts are remembered per raw header value (scheme and Host; Content-Type), so a request
+    repeating what an earlier one sent is judged by one dict lookup, not by werkzeug's parsing of
+    each header again."""
 
-    def type_ok(raw: str) -> tuple[bool, str]:
-        verdict = type_verdicts.get(raw)
-        if verdict is None:
-            mimetype = request.mimetype
-            verdict = (json_mimetype(mimetype), mimetype)
-            if len(type_verdicts) < HOST_VERDICTS:
-                type_verdicts[raw] = verdict
-        return verdict
+    def __init__(self, allowed_hosts: tuple[str, ...]):
+        self.allowed_hosts = allowed_hosts
+        self._host_verdicts: dict[tuple[str, str], bool] = {}
+        self._type_verdicts: dict[str, tuple[bool, str]] = {}
 
-    @app.before_request
-    def _guard() -> None:
-        req = request._get_current_object()  # type: ignore[attr-defined]
-        environ = req.environ
-        if req.path not in HOST_EXEMPT and not host_ok(environ):
+    def check(self, req, environ: dict) -> None:
+        """Raise the 400 of a Host not allowed, or the 415 of a write whose body is not JSON."""
+        if req.path not in HOST_EXEMPT and not self._host_ok(req, environ):
             raise ApiError(400, "host_not_allowed", "this Host is not in the API's ALLOWED_HOSTS; use the address "
                            "the API is published under (e.g. localhost with kubectl port-forward)")
         if req.method in WRITE_METHODS and req.url_rule is not None:
             has_body = bool(req.content_length) or "chunked" in environ.get("HTTP_TRANSFER_ENCODING", "").lower()
             if has_body:
-                json_body, mimetype = type_ok(environ.get("CONTENT_TYPE", ""))
+                json_body, mimetype = self._type_ok(req, environ.get("CONTENT_TYPE", ""))
                 if not json_body:
                     raise ApiError(415, "unsupported_media_type", "send the body as JSON with "
                                    "'Content-Type: application/json'", content_type=mimetype[:100] or None)
 
-    @app.after_request
-    def _headers(response):
-        response.headers.setdefault("X-Content-Type-Options", "nosniff")
-        path = request.path
+    @staticmethod
+    def headers(path: str, response) -> None:
+        """No sniffing of any response; no caching of anything that holds job data."""
+        headers = response.headers
+        headers.setdefault("X-Content-Type-Options", "nosniff")
         if path.startswith(NO_STORE_PREFIXES) and not path.startswith(CACHEABLE_PREFIX):
-            response.headers["Cache-Control"] = "no-store"
-        return response
+            headers["Cache-Control"] = "no-store"
+
+    def _host_ok(self, req, environ: dict) -> bool:
+        raw = environ.get("HTTP_HOST")
+        if raw is None:   # HTTP/1.0 without Host: werkzeug falls back to the server's name
+            return host_allowed(req.host, self.allowed_hosts)
+        key = (environ.get("wsgi.url_scheme", ""), raw)
+        verdict = self._host_verdicts.get(key)
+        if verdict is None:
+            verdict = host_allowed(req.host, self.allowed_hosts)
+            if len(self._host_verdicts) < HOST_VERDICTS:
+                self._host_verdicts[key] = verdict
+        return verdict
+
+    def _type_ok(self, req, raw: str) -> tuple[bool, str]:
+        verdict = self._type_verdicts.get(raw)
+        if verdict is None:
+            mimetype = req.mimetype
+            verdict = (json_mimetype(mimetype), mimetype)
+            if len(self._type_verdicts) < HOST_VERDICTS:
+                self._type_verdicts[raw] = verdict
+        return verdict

@@ -6,7 +6,7 @@ prometheus_client, so these counters are kept in per-process files that ``/metri
 plain ``flask run``) they live in the default in-process registry.
 
 With ``API_METRICS_PORT`` set, gunicorn listens on a second port and ``/metrics`` is answered only
-on connections that arrived there (:func:`separate_listener`): whatever publishes PORT (an Ingress,
+on connections that arrived there (:func:`check_listener`): whatever publishes PORT (an Ingress,
 a NodePort, a LoadBalancer) then cannot publish the metrics.
 """
 
@@ -15,7 +15,7 @@ from __future__ import annotations
 import os
 import time
 
-from flask import Flask, Response, abort, g, request
+from flask import Response, abort
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client import multiprocess
 
@@ -90,35 +90,37 @@ def local_port(environ: dict) -> int | None:
     return name[1] if isinstance(name, tuple) and len(name) >= 2 else None
 
 
-def separate_listener(app: Flask, port: int) -> None:
-    """Answer /metrics only on the metrics listener, and nothing but /metrics there: both are a 404
-    like any unknown route (JSON, from errors.py). Registered before the Host guard, so a scrape by
-    pod IP needs no ALLOWED_HOSTS entry and the metrics port reveals nothing about other routes."""
-    if not port:
-        return
-
-    @app.before_request
-    def _metrics_only_on_its_port() -> None:
-        on_metrics_port = local_port(request.environ) == port
-        if on_metrics_port != (request.endpoint == METRICS_ENDPOINT):
-            abort(404)
+def check_listener(req, port: int) -> None:
+    """With ``API_METRICS_PORT`` set: /metrics only on the metrics listener, and nothing but
+    /metrics there; both are a 404 like any unknown route (JSON, from errors.py). Checked before the
+    Host guard (``hooks.py``), so a scrape by pod IP needs no ALLOWED_HOSTS entry and the metrics
+    port reveals nothing about other routes."""
+    on_metrics_port = local_port(req.environ) == port
+    if on_metrics_port != (req.endpoint == METRICS_ENDPOINT):
+        abort(404)
 
 
-def instrument(app: Flask) -> None:
-    @app.before_request
-    def _start_timer() -> None:
-        g.jobqueue_started = time.perf_counter()
+STARTED = "jobqueue.started"   # environ key: when the request passed the checks (``hooks.py``)
 
-    @app.after_request
-    def _record(response):
-        started = g.pop("jobqueue_started", None)
-        req = request._get_current_object()  # type: ignore[attr-defined]
-        rule = req.url_rule.rule if req.url_rule is not None else UNMATCHED
-        method = method_label(req.method)
-        _REQUESTS[rule, method, status_label(response.status_code)].inc()
-        if started is not None:
-            _LATENCY[rule, method].observe(time.perf_counter() - started)
-        return response
+
+def record(req, response) -> None:
+    """Count the answered request by route, method and status, and observe its latency (from
+    :data:`STARTED`: a request refused by the checks before it is counted, not timed)."""
+    rule = req.url_rule.rule if req.url_rule is not None else UNMATCHED
+    method = method_label(req.method)
+    _REQUESTS[rule, method, status_label(response.status_code)].inc()
+    started = req.environ.get(STARTED)
+    if started is not None:
+        _LATENCY[rule, method].observe(time.perf_counter() - started)
+
+
+def count_submitted(operations: list[str]) -> None:
+    """Count accepted jobs by operation: once per operation of a stored batch, not once a job."""
+    counts: dict[str, int] = {}
+    for name in operations:
+        counts[name] = counts.get(name, 0) + 1
+    for name, n in counts.items():
+        SUBMITTED_BY_OPERATION[(name,)].inc(n)
 
 
 def exposition(queue_collector: QueueCollector) -> Response:

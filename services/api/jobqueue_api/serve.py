@@ -84,7 +84,7 @@ def gunicorn_options(settings) -> dict:
         return f"{settings.bind_host}:{port}" if ":" not in settings.bind_host else f"[{settings.bind_host}]:{port}"
 
     return {
-        # API_METRICS_PORT: a second listener for /metrics only (metrics.separate_listener)
+        # API_METRICS_PORT: a second listener for /metrics only (metrics.check_listener)
         "bind": [address(settings.port)] + ([address(settings.api_metrics_port)] if settings.api_metrics_port else []),
         "workers": settings.web_concurrency,
         "worker_class": "gevent",

@@ -19,7 +19,7 @@ from atx_analysis.registry import Operation, ParamError, Registry, UnknownOperat
 from jobqueue.delivery import Delivery
 from jobqueue.jobs import Job
 
-from . import ratelimit
+from . import metrics, ratelimit
 from .errors import ApiError
 from .green import Deadline, deadline
 
@@ -135,7 +135,10 @@ def store_admitted(delivery: Delivery, counts: redis.Redis, limit: int,
                    batch: list[tuple[Job, str | None]]) -> list[ApiError | None]:
     """One group-commit call (``batching.SubmitBatcher``): count each (job, client) of the batch
     against ``limit`` (one round trip, only when the limit is on), store the jobs within it (one
-    transaction), and return each item's refusal (a 429) or None."""
+    transaction), count them in ``jobqueue_jobs_submitted_total``, and return each item's refusal
+    (a 429) or None."""
     refusals = ratelimit.admit(counts, limit, [client for _, client in batch])
-    delivery.store([job for (job, _), refused in zip(batch, refusals) if refused is None])
+    admitted = [job for (job, _), refused in zip(batch, refusals) if refused is None]
+    delivery.store(admitted)
+    metrics.count_submitted([job.operation for job in admitted])   # once per operation, not per job
     return refusals

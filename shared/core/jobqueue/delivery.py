@@ -147,6 +147,19 @@ class Delivery:
     def _run(self, command: str, *args: Any) -> Any:
         return self._script(keys=self._keys, args=[*self._context, command, *args])
 
+    def _run_once(self, command: str, *args: Any) -> Any:
+        """A script call never sent twice: for commands that claim. redis-py's retry re-sends a call
+        whose answer was lost, and a second claim takes a second batch while the ids the first one
+        moved sit in this worker's processing list, unseen, their lease kept by its heartbeat. This
+        raises ``wire.Unsure`` instead, and the worker gives back everything it holds."""
+        call = ("EVALSHA", self._script.sha, str(len(self._keys)), *self._keys,
+                *[a if isinstance(a, bytes) else str(a) for a in (*self._context, command, *args)])
+        try:
+            return wire.pipelined(self.redis, [call])[0]
+        except redis.exceptions.NoScriptError:   # Redis restarted: nothing ran; load it, call again
+            self.redis.script_load(DISPATCH_LUA)
+            return wire.pipelined(self.redis, [call])[0]
+
     # --- producer side (the API) -----------------------------------------------------------
     def submit(self, operation: str, params: dict[str, Any], lane: str = DEFAULT, owner: str | None = None) -> Job:
         """Store a new job's document, index it and queue its id in its lane, all or nothing: once
@@ -228,8 +241,8 @@ class Delivery:
 
     # --- consumer side (workers) -----------------------------------------------------------
     def claim(self, worker: str, n: int) -> list[Claim]:
-        """Claim up to ``n`` ids; (id, doc JSON or '')."""
-        return _claims(self._run("claim", worker, n))
+        """Claim up to ``n`` ids; (id, doc JSON or ''). Never sent twice (``wire.Unsure``)."""
+        return _claims(self._run_once("claim", worker, n))
 
     def wait_and_claim(self, worker: str, n: int, timeout: float) -> list[Claim]:
         """An idle worker's wait: block up to ``timeout`` for an id (BLMOVE into the processing list)
@@ -301,7 +314,7 @@ class Delivery:
         per batch are this and :meth:`start_many`, whatever the batch size."""
         command = "+".join([_command(r) for r in records] + (["claim"] if claim else []))
         args = [a for r in records for a in _record_args(worker, r)] + ([worker, claim] if claim else [])
-        raw = self._run(command, *args)
+        raw = (self._run_once if claim else self._run)(command, *args)
         answers = raw if len(records) + (1 if claim else 0) > 1 else [raw]
         flat = answers[len(records)] if claim else []
         return [Recorded(a) for a in answers[:len(records)]], _claims(flat)

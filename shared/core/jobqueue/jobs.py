@@ -7,9 +7,9 @@ Documents are JSON (never ``str()``/``eval``). The status values keep the tutori
 from __future__ import annotations
 
 import json
+import os
 import re
 import time
-import uuid
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
@@ -36,9 +36,21 @@ class JobStatus(str, Enum):
 
 FINAL_STATUSES = frozenset({JobStatus.COMPLETE, JobStatus.FAILED, JobStatus.CANCELLED})
 
+# json.dumps with any option builds a new encoder each call; one made once writes the same text
+_encode = json.JSONEncoder(separators=(",", ":"), allow_nan=False).encode
+
+
+# the variant nibble of a random UUID: its first two bits are 10 (RFC 4122), the other two random
+_VARIANT = {digit: "89ab"[int(digit, 16) & 3] for digit in "0123456789abcdef"}
+
 
 def new_job_id() -> str:
-    return str(uuid.uuid4())
+    """A random (version 4) UUID in its canonical text form, as ``str(uuid.uuid4())`` writes it:
+    122 random bits from ``os.urandom``, version digit 4, variant 10xx. Formatted from the hex
+    digits directly: ``uuid.UUID``'s checks and properties were 2% of a submit's CPU."""
+    digits = os.urandom(16).hex()
+    return (f"{digits[:8]}-{digits[8:12]}-4{digits[13:16]}-{_VARIANT[digits[16]]}{digits[17:20]}-"
+            f"{digits[20:]}")
 
 
 def is_valid_job_id(value: str) -> bool:
@@ -71,7 +83,7 @@ class Job:
         the cost, which matters on the submit and finish paths); nothing else holds ``params``."""
         doc = self.__dict__.copy()
         doc["status"] = self.status.value
-        return json.dumps(doc, separators=(",", ":"), allow_nan=False)
+        return _encode(doc)
 
     @classmethod
     def from_json(cls, text: str | bytes) -> Job:

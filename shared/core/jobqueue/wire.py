@@ -23,7 +23,7 @@ from typing import Any
 
 import redis
 
-Command = Sequence[str]
+Command = Sequence[str | bytes]
 
 
 def pack(commands: Sequence[Command], encoding: str = "utf-8", errors: str = "strict") -> bytes:
@@ -32,7 +32,10 @@ def pack(commands: Sequence[Command], encoding: str = "utf-8", errors: str = "st
     for args in commands:
         out.append(b"*%d\r\n" % len(args))
         for arg in args:
-            data = arg.encode(encoding, errors)
+            try:
+                data = arg.encode(encoding, errors)
+            except AttributeError:   # bytes (a PNG result) go as they are; the try costs str nothing
+                data = arg
             out.append(b"$%d\r\n%s\r\n" % (len(data), data))
     return b"".join(out)
 

@@ -16,7 +16,6 @@ from jobqueue.results import PNG
 from .. import ratelimit
 from ..auth import may_see, owner, protect
 from ..errors import ApiError
-from ..metrics import SUBMITTED_BY_OPERATION
 from ..params import int_arg, job_id_or_400, prefer_wait, single_arg, wait_seconds
 from ..state import current
 from ..submission import parse_body, read_body, validate_submission
@@ -41,8 +40,7 @@ def _accept(before_store: Callable[[Job], None] | None = None) -> tuple[Job, str
     job = state.delivery.new_job(op.name, params, lane_of(op), owner())
     if before_store is not None:
         before_store(job)   # ?wait= registers for the job's done message before it can finish
-    state.submits.submit((job, client))  # returns once the job is stored and queued
-    SUBMITTED_BY_OPERATION[(op.name,)].inc()
+    state.submits.submit((job, client))  # returns once the job is stored, queued and counted
     return job, op.name
 
 

@@ -140,6 +140,8 @@ local commands = {}
 
 -- Take a queued id out of the queue (or the retry set) and, only if it was there, write the
 -- cancelled document and announce it, so neither a worker nor the sweeper acts on it in between.
+-- 1 also when it is cancelled already: a cancel sent again after its answer was lost (redis-py's
+-- retry) finds its own work done, and must not answer that a worker has the job.
 function commands.cancel()
   local job_id, doc, submitted_at = arg(), arg(), arg()
   use(queue_db)
@@ -147,7 +149,12 @@ function commands.cancel()
   for _, keys_ in pairs(LANES) do
     removed = removed + redis.call('LREM', keys_[1], 1, job_id) + redis.call('ZREM', keys_[2], job_id)
   end
-  if removed == 0 then return 0 end
+  if removed == 0 then
+    use(jobs_db)
+    local current = redis.call('GET', job_prefix .. job_id)
+    if current and status_of(current) == 'cancelled' then return 1 end
+    return 0
+  end
   redis.call('SREM', reaped_key, job_id)
   use(jobs_db)
   write_final(job_id, doc, 'cancelled', submitted_at)
