@@ -11,6 +11,7 @@ else.
 from __future__ import annotations
 
 import logging
+import time
 
 import pytest
 
@@ -113,3 +114,24 @@ def test_the_normal_path_is_one_transaction_and_nothing_else(harness):
     assert calls.pop("mset") == 1 and calls.pop("rpush") == 2   # two lanes
     assert calls.pop("zadd") == 2 + 2                           # by-submitted, active, two operations
     assert calls == {}, f"more than the transaction was sent: {calls}"
+
+
+def test_a_transaction_still_on_its_way_when_the_retry_checks_is_not_applied_after_it(through, caplog):
+    """The narrowest case: the rest of the transaction (EXEC included) is still in the client's own
+    kernel, unacknowledged, when the socket timeout expires and the retry's check finds nothing
+    stored; a socket closed the ordinary way would still deliver it afterwards, and Redis would apply
+    it a second time. Real kernel buffers: the proxy reads nothing for a while behind a small
+    receive window (tests/support/lossy_proxy.py, "late")."""
+    proxy, delivery, direct = through("late")
+    delivery.waiting()
+    jobs = [delivery.new_job("sleep", {"seconds": 0, "pad": "x" * 200}) for _ in range(64)]
+    proxy.arm()
+    with caplog.at_level(logging.WARNING, logger="jobqueue.delivery"):
+        delivery.store(jobs)
+    assert proxy.victims == 1
+    time.sleep(proxy.hold + 0.5)   # whatever was still on its way has arrived (or never will)
+    ids = [job.id for job in jobs]
+    queued = _queued(direct)
+    assert sorted(queued) == sorted(ids), f"{len(queued)} ids queued for {len(ids)} jobs"
+    assert direct.jobs.zcard(keys.JOB_INDEX) == 64
+    assert "had not applied, stored now" in caplog.text, caplog.text   # the retry stored it; the first never arrived
