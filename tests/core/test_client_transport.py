@@ -100,6 +100,16 @@ def test_a_proxy_for_the_api_puts_every_request_on_requests(api, clean_env, send
     assert [s["target"] for s in proxy.seen] == [f"{api}/operations"]   # absolute URI: a proxy request
 
 
+def test_trust_env_false_on_the_clients_session_drops_the_proxy_as_requests_does(api, clean_env, sends):
+    with Scripted([]) as proxy:
+        clean_env.setenv("HTTP_PROXY", proxy.url)
+        client = Client(api)
+        client.operations()
+        client.session.trust_env = False
+        client.operations()
+    assert sends == [f"{api}/operations"] and len(proxy.seen) == 1
+
+
 def test_an_https_proxy_leaves_plain_http_on_the_lean_path(api, clean_env, sends):
     clean_env.setenv("HTTPS_PROXY", "http://127.0.0.1:9")   # requests would not use it for http://
     Client(api).operations()
