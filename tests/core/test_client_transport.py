@@ -11,6 +11,7 @@ timing can do reliably), a TLS server with a certificate made by ``openssl``.
 from __future__ import annotations
 
 import json
+import pickle
 import socket
 import ssl
 import subprocess
@@ -131,7 +132,22 @@ def test_changing_the_clients_own_session_puts_it_on_requests(api, clean_env, se
     assert sends == [f"{api}/operations" + ("?trace=1" if change == "params" else "")]
 
 
+def test_a_pickled_client_opens_its_own_connections_and_stays_lean(api, clean_env, sends):
+    client = Client(api, token="t0ken")
+    client.operations()                                      # a kept-alive socket in it
+    copy = pickle.loads(pickle.dumps(client))
+    assert copy.status(copy.submit("sleep", seconds=0))["status"]
+    assert copy.session.headers["Authorization"] == "Bearer t0ken" and sends == []
+
+
 # --- the same behaviour on both paths ---------------------------------------------------------------
+
+@pytest.mark.parametrize("path", PATHS)
+def test_a_url_with_a_path_prefix_keeps_it(clean_env, path):
+    with Scripted([]) as server:
+        client_on(path, server.url + "/jobqueue/").status("j1", wait=0.5)
+    assert [s["target"] for s in server.seen] == ["/jobqueue/status/j1?wait=0.5"]
+
 
 def test_api_errors_are_the_same_on_both_paths(api, clean_env):
     job_id = Client(api).submit("sleep", seconds=0)

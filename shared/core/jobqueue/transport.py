@@ -131,6 +131,12 @@ class Lean:
         self.origins: dict[str, _Origin | None] = {}
         self._headers: tuple[tuple, bytes] = ((), b"")
 
+    def __getstate__(self) -> dict[str, Any]:
+        return {"session": self.session}    # a pickled Client takes no sockets along: it opens its own
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__init__(state["session"])  # type: ignore[misc]
+
     # --- may this request go the lean way? --------------------------------------------------
     def origin(self, base: str) -> _Origin | None:
         """The origin of a client's base URL, or None when requests must carry its requests."""
