@@ -10,6 +10,7 @@ timing can do reliably), a TLS server with a certificate made by ``openssl``.
 
 from __future__ import annotations
 
+import gzip
 import json
 import pickle
 import socket
@@ -17,6 +18,7 @@ import ssl
 import subprocess
 import threading
 import time
+import zlib
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -98,6 +100,16 @@ def test_a_proxy_for_the_api_puts_every_request_on_requests(api, clean_env, send
         Client(api).operations()
     assert sends == [f"{api}/operations"]
     assert [s["target"] for s in proxy.seen] == [f"{api}/operations"]   # absolute URI: a proxy request
+
+
+def test_trust_env_false_on_the_clients_session_drops_the_proxy_as_requests_does(api, clean_env, sends):
+    with Scripted([]) as proxy:
+        clean_env.setenv("HTTP_PROXY", proxy.url)
+        client = Client(api)
+        client.operations()
+        client.session.trust_env = False
+        client.operations()
+    assert sends == [f"{api}/operations"] and len(proxy.seen) == 1
 
 
 def test_an_https_proxy_leaves_plain_http_on_the_lean_path(api, clean_env, sends):
@@ -357,6 +369,17 @@ def test_a_cookie_the_server_sets_is_sent_back(clean_env, path):
         client.operations()
         client.operations()
     assert [s["headers"].get("cookie") for s in server.seen] == [None, "route=a1"]
+
+
+@pytest.mark.parametrize("path", PATHS)
+@pytest.mark.parametrize("encoding", ["gzip", "deflate"])
+def test_a_compressed_answer_is_decoded_on_both_paths(clean_env, path, encoding):
+    """The session asks for gzip/deflate (requests' Accept-Encoding); a proxy or ingress may use it."""
+    doc = json.dumps({"operations": [{"name": "sleep"}]}).encode()
+    packed = gzip.compress(doc) if encoding == "gzip" else zlib.compress(doc)
+    with Scripted([(200, {"Content-Encoding": encoding}, packed)]) as server:
+        assert client_on(path, server.url).operations() == [{"name": "sleep"}]
+    assert "gzip" in server.seen[0]["headers"]["accept-encoding"]
 
 
 # --- HTTPS ------------------------------------------------------------------------------------------
