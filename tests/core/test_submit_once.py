@@ -30,8 +30,8 @@ def through(redis_server, redis_url):
     socket timeout, Harness reading Redis directly)."""
     proxies = []
 
-    def make(mode: str) -> tuple[LossyProxy, Delivery, Harness]:
-        proxy = LossyProxy(redis_server.port, mode)
+    def make(mode: str, **watch: str) -> tuple[LossyProxy, Delivery, Harness]:
+        proxy = LossyProxy(redis_server.port, mode, **watch)
         proxies.append(proxy)
         via = Harness(f"{proxy.url}?socket_timeout=0.5")
         return proxy, via.delivery, Harness(redis_url)
@@ -135,3 +135,24 @@ def test_a_transaction_still_on_its_way_when_the_retry_checks_is_not_applied_aft
     assert sorted(queued) == sorted(ids), f"{len(queued)} ids queued for {len(ids)} jobs"
     assert direct.jobs.zcard(keys.JOB_INDEX) == 64
     assert "had not applied, stored now" in caplog.text, caplog.text   # the retry stored it; the first never arrived
+
+
+@pytest.mark.parametrize("mode", ["drop", "before"])
+def test_a_producer_put_whose_answer_is_lost_is_not_pushed_twice_nor_lost(through, mode):
+    """Tutorial-style producers (``JobStore.create`` then ``JobQueue.put``): a put whose answer is
+    lost raises instead of pushing again; if it had not reached Redis, the sweeper queues the job."""
+    from jobqueue import wire
+    from jobqueue.queue import JobQueue
+
+    proxy, _, direct = through(mode, trigger="RPUSH", last="RPUSH")
+    via = Harness(f"{proxy.url}?socket_timeout=0.5")
+    job = via.store.create("sleep", {"seconds": 0})
+    queue = JobQueue(via.queue_client, via.settings.queue_name)
+    queue.depth()   # connected before the fault
+    proxy.arm()
+    with pytest.raises(wire.Unsure):
+        queue.put(job.id)
+    assert proxy.victims == 1
+    assert _queued(direct).count(job.id) == (1 if mode == "drop" else 0)
+    Delivery(direct.queue_client, direct.settings).sweep(direct.jobs, older_than=0)   # what workers run
+    assert _queued(direct) == [job.id]

@@ -128,7 +128,7 @@ class Lean:
     def __init__(self, session: Session) -> None:
         self.session = session
         self.adapters = tuple(session.adapters.values())
-        self.origins: dict[str, _Origin | None] = {}
+        self.origins: dict[tuple[str, bool], _Origin | None] = {}
         self._headers: tuple[tuple, bytes] = ((), b"")
 
     def __getstate__(self) -> dict[str, Any]:
@@ -144,9 +144,10 @@ class Lean:
         if (s.auth is not None or s.proxies or s.params or s.cert is not None or s.verify is not True
                 or s.hooks.get("response") or len(s.cookies) or tuple(s.adapters.values()) != self.adapters):
             return None
-        if base in self.origins:
-            return self.origins[base]
-        found = self.origins[base] = self._origin(base)
+        key = (base, s.trust_env)
+        if key in self.origins:
+            return self.origins[key]
+        found = self.origins[key] = self._origin(base)
         return found
 
     def _origin(self, base: str) -> _Origin | None:
