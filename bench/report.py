@@ -50,6 +50,7 @@ issue 13; "Targets" gathers the PASS/MISS lines of every section.
 | `bench/bench_api.py` | API | submit throughput and latency at 32 clients vs a bare Flask app |
 | `bench/bench_analysis.py` | Analysis operations | each operation vs the tutorial's pandas code; cold start; RSS |
 | `bench/bench_memory.py` | Worker memory on one node | RSS/PSS/USS of worker processes sharing the memory-mapped columns |
+| `bench/bench_client.py` | Why targets are missed (round trip) | the Python client's own CPU a request and round trip vs `requests` and `http.client`, against a running API (not in `make bench`) |
 """
 
 

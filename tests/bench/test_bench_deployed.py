@@ -55,12 +55,13 @@ def test_ours_round_trip_through_the_api(deployed, client, lean, shipped):
     assert 0 < out["submit_p50_ms"] <= out["p50_ms"] <= out["p99_ms"]
 
 
-@pytest.mark.parametrize("lean", [False, True], ids=["requests", "http.client"])
-def test_ours_round_trip_in_one_exchange(deployed, client, lean):
+@pytest.mark.parametrize("lean,shipped", [(False, False), (True, False), (False, True)],
+                         ids=["requests", "http.client", "jobqueue.client"])
+def test_ours_round_trip_in_one_exchange(deployed, client, lean, shipped):
     """``POST /submit?wait=`` rows: each job one request (the API counted no status request)."""
     from prometheus_client.parser import text_string_to_metric_families
 
-    out = bd.ours_round_trips(deployed, client, 5, warmup=1, lean=lean, one=True)
+    out = bd.ours_round_trips(deployed, client, 5, warmup=1, lean=lean, shipped=shipped, one=True)
     assert 0 < out["p50_ms"] <= out["p99_ms"] and "submit_p50_ms" not in out
     counted = {(s.labels["route"], s.labels["status"]): s.value
                for family in text_string_to_metric_families(deployed.session.get(deployed.base + "/metrics").text)

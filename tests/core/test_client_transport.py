@@ -10,13 +10,17 @@ timing can do reliably), a TLS server with a certificate made by ``openssl``.
 
 from __future__ import annotations
 
+import gzip
 import json
+import pickle
 import socket
 import ssl
 import subprocess
 import threading
 import time
+import zlib
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
@@ -35,7 +39,7 @@ PATHS = ["lean", "requests"]
 @pytest.fixture(scope="module")
 def api(tmp_path_factory):
     with running_stack(tmp_path_factory.mktemp("client-transport")) as stack:
-        stack.start_api(web_concurrency=1)
+        stack.start_api(web_concurrency=1, CLIENT_TIMEOUT_SECONDS="1")   # idle keep-alive closed after 1 s
         yield stack.url
 
 
@@ -99,6 +103,16 @@ def test_a_proxy_for_the_api_puts_every_request_on_requests(api, clean_env, send
     assert [s["target"] for s in proxy.seen] == [f"{api}/operations"]   # absolute URI: a proxy request
 
 
+def test_trust_env_false_on_the_clients_session_drops_the_proxy_as_requests_does(api, clean_env, sends):
+    with Scripted([]) as proxy:
+        clean_env.setenv("HTTP_PROXY", proxy.url)
+        client = Client(api)
+        client.operations()
+        client.session.trust_env = False
+        client.operations()
+    assert sends == [f"{api}/operations"] and len(proxy.seen) == 1
+
+
 def test_an_https_proxy_leaves_plain_http_on_the_lean_path(api, clean_env, sends):
     clean_env.setenv("HTTPS_PROXY", "http://127.0.0.1:9")   # requests would not use it for http://
     Client(api).operations()
@@ -131,7 +145,35 @@ def test_changing_the_clients_own_session_puts_it_on_requests(api, clean_env, se
     assert sends == [f"{api}/operations" + ("?trace=1" if change == "params" else "")]
 
 
+def test_one_client_shared_by_threads_gives_each_its_own_answers(api, clean_env, sends):
+    client = Client(api)
+
+    def submit_and_read(i: int) -> tuple[str, str]:
+        job_id = client.submit("sleep", seconds=0)
+        return job_id, client.status(job_id)["job_id"]
+
+    with ThreadPoolExecutor(6) as pool:
+        pairs = list(pool.map(submit_and_read, range(120)))
+    assert all(sent == read for sent, read in pairs) and len({sent for sent, _ in pairs}) == 120
+    assert sends == [] and sum(len(o.idle) for o in client._lean.origins.values() if o) <= 6
+
+
+def test_a_pickled_client_opens_its_own_connections_and_stays_lean(api, clean_env, sends):
+    client = Client(api, token="t0ken")
+    client.operations()                                      # a kept-alive socket in it
+    copy = pickle.loads(pickle.dumps(client))
+    assert copy.status(copy.submit("sleep", seconds=0))["status"]
+    assert copy.session.headers["Authorization"] == "Bearer t0ken" and sends == []
+
+
 # --- the same behaviour on both paths ---------------------------------------------------------------
+
+@pytest.mark.parametrize("path", PATHS)
+def test_a_url_with_a_path_prefix_keeps_it(clean_env, path):
+    with Scripted([]) as server:
+        client_on(path, server.url + "/jobqueue/").status("j1", wait=0.5)
+    assert [s["target"] for s in server.seen] == ["/jobqueue/status/j1?wait=0.5"]
+
 
 def test_api_errors_are_the_same_on_both_paths(api, clean_env):
     job_id = Client(api).submit("sleep", seconds=0)
@@ -146,6 +188,17 @@ def test_api_errors_are_the_same_on_both_paths(api, clean_env):
                 call(client_on(path, api))
             errors.append((failed.value.status, failed.value.code, failed.value.message, failed.value.body))
         assert errors[0] == errors[1] and 400 <= errors[0][0] < 500
+
+
+@pytest.mark.parametrize("path", PATHS)
+def test_the_apis_keep_alive_timeout_closing_an_idle_connection_costs_nothing(api, clean_env, path):
+    client = client_on(path, api)
+    job_id = client.submit("sleep", seconds=0)
+    for _ in range(2):
+        time.sleep(1.3)                                      # past CLIENT_TIMEOUT_SECONDS: the API closed it
+        assert client.status(job_id)["job_id"] == job_id
+        time.sleep(1.3)
+        assert client.submit("sleep", seconds=0)
 
 
 @pytest.mark.parametrize("path", PATHS)
@@ -341,6 +394,17 @@ def test_a_cookie_the_server_sets_is_sent_back(clean_env, path):
         client.operations()
         client.operations()
     assert [s["headers"].get("cookie") for s in server.seen] == [None, "route=a1"]
+
+
+@pytest.mark.parametrize("path", PATHS)
+@pytest.mark.parametrize("encoding", ["gzip", "deflate"])
+def test_a_compressed_answer_is_decoded_on_both_paths(clean_env, path, encoding):
+    """The session asks for gzip/deflate (requests' Accept-Encoding); a proxy or ingress may use it."""
+    doc = json.dumps({"operations": [{"name": "sleep"}]}).encode()
+    packed = gzip.compress(doc) if encoding == "gzip" else zlib.compress(doc)
+    with Scripted([(200, {"Content-Encoding": encoding}, packed)]) as server:
+        assert client_on(path, server.url).operations() == [{"name": "sleep"}]
+    assert "gzip" in server.seen[0]["headers"]["accept-encoding"]
 
 
 # --- HTTPS ------------------------------------------------------------------------------------------

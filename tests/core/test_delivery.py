@@ -260,8 +260,11 @@ def test_a_batch_starts_in_one_call_and_records_in_one_call_that_claims_the_next
     assert [i for i, _ in nxt] == [ids[1], ids[3], ids[4]]   # the retried one went to the front
     assert [harness.store.get(i).status for i in ids[:3]] == [JobStatus.COMPLETE, JobStatus.SUBMITTED,
                                                               JobStatus.FAILED]
-    again, none = d.record_many("w1", records[:1])           # fenced: not ours any more, no claim asked
-    assert again == [Recorded.LOST] and none == []
+    again, none = d.record_many("w1", records[:1])   # the same call again (its answer lost): done, not redone
+    assert again == [Recorded.OK] and none == []
+    other = Finish(_job(harness, ids[0], status="failed", error="late"))
+    assert d.record_many("w1", [other])[0] == [Recorded.LOST]   # another outcome: fenced, not ours any more
+    assert harness.store.get(ids[0]).status is JobStatus.COMPLETE
     assert d.record_many("w1", [], claim=2) == ([], [])       # nothing queued: an empty claim
 
 

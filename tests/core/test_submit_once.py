@@ -11,6 +11,7 @@ else.
 from __future__ import annotations
 
 import logging
+import time
 
 import pytest
 
@@ -29,8 +30,8 @@ def through(redis_server, redis_url):
     socket timeout, Harness reading Redis directly)."""
     proxies = []
 
-    def make(mode: str) -> tuple[LossyProxy, Delivery, Harness]:
-        proxy = LossyProxy(redis_server.port, mode)
+    def make(mode: str, **watch: str) -> tuple[LossyProxy, Delivery, Harness]:
+        proxy = LossyProxy(redis_server.port, mode, **watch)
         proxies.append(proxy)
         via = Harness(f"{proxy.url}?socket_timeout=0.5")
         return proxy, via.delivery, Harness(redis_url)
@@ -113,3 +114,45 @@ def test_the_normal_path_is_one_transaction_and_nothing_else(harness):
     assert calls.pop("mset") == 1 and calls.pop("rpush") == 2   # two lanes
     assert calls.pop("zadd") == 2 + 2                           # by-submitted, active, two operations
     assert calls == {}, f"more than the transaction was sent: {calls}"
+
+
+def test_a_transaction_still_on_its_way_when_the_retry_checks_is_not_applied_after_it(through, caplog):
+    """The narrowest case: the rest of the transaction (EXEC included) is still in the client's own
+    kernel, unacknowledged, when the socket timeout expires and the retry's check finds nothing
+    stored; a socket closed the ordinary way would still deliver it afterwards, and Redis would apply
+    it a second time. Real kernel buffers: the proxy reads nothing for a while behind a small
+    receive window (tests/support/lossy_proxy.py, "late")."""
+    proxy, delivery, direct = through("late")
+    delivery.waiting()
+    jobs = [delivery.new_job("sleep", {"seconds": 0, "pad": "x" * 200}) for _ in range(64)]
+    proxy.arm()
+    with caplog.at_level(logging.WARNING, logger="jobqueue.delivery"):
+        delivery.store(jobs)
+    assert proxy.victims == 1
+    time.sleep(proxy.hold + 0.5)   # whatever was still on its way has arrived (or never will)
+    ids = [job.id for job in jobs]
+    queued = _queued(direct)
+    assert sorted(queued) == sorted(ids), f"{len(queued)} ids queued for {len(ids)} jobs"
+    assert direct.jobs.zcard(keys.JOB_INDEX) == 64
+    assert "had not applied, stored now" in caplog.text, caplog.text   # the retry stored it; the first never arrived
+
+
+@pytest.mark.parametrize("mode", ["drop", "before"])
+def test_a_producer_put_whose_answer_is_lost_is_not_pushed_twice_nor_lost(through, mode):
+    """Tutorial-style producers (``JobStore.create`` then ``JobQueue.put``): a put whose answer is
+    lost raises instead of pushing again; if it had not reached Redis, the sweeper queues the job."""
+    from jobqueue import wire
+    from jobqueue.queue import JobQueue
+
+    proxy, _, direct = through(mode, trigger="RPUSH", last="RPUSH")
+    via = Harness(f"{proxy.url}?socket_timeout=0.5")
+    job = via.store.create("sleep", {"seconds": 0})
+    queue = JobQueue(via.queue_client, via.settings.queue_name)
+    queue.depth()   # connected before the fault
+    proxy.arm()
+    with pytest.raises(wire.Unsure):
+        queue.put(job.id)
+    assert proxy.victims == 1
+    assert _queued(direct).count(job.id) == (1 if mode == "drop" else 0)
+    Delivery(direct.queue_client, direct.settings).sweep(direct.jobs, older_than=0)   # what workers run
+    assert _queued(direct) == [job.id]

@@ -8,7 +8,12 @@ commands depends on ``mode``:
   client's connection without passing any answer back (a connection dropped after the EXEC);
 - ``"stall"``: the same, but the connection stays open and silent, so the client's own socket
   timeout expires (Redis stalling past redis-py's ``socket_timeout``);
-- ``"before"``: the proxy closes the connection before any of the transaction reaches Redis.
+- ``"before"``: the proxy closes the connection before any of the transaction reaches Redis;
+- ``"late"``: the proxy forwards the first chunk, then reads nothing for ``hold`` seconds (its
+  receive buffer is small, so the rest of the transaction, EXEC included, waits in the client's own
+  kernel, unacknowledged, as it would behind a congested or partitioned network), then passes on
+  whatever still arrives. The client's socket timeout expires meanwhile; what it does with its
+  socket decides whether the rest still reaches Redis, after the client has moved on.
 
 Every other connection (the client's reconnection included) is passed through untouched. The
 proxy disarms itself after one victim; ``victims`` counts them, ``exec_sent`` says whether the
@@ -25,7 +30,8 @@ import time
 class LossyProxy:
     def __init__(self, target_port: int, mode: str = "drop", trigger: str = "MULTI", last: str = "EXEC",
                  target_host: str = "127.0.0.1"):
-        assert mode in ("drop", "stall", "before"), mode
+        assert mode in ("drop", "stall", "before", "late"), mode
+        self.hold = 1.5
         self.trigger = b"%s\r\n" % trigger.encode()   # the end of that argument (``claim`` in ``finish+claim``)
         self.last = b"%s\r\n" % last.encode()
         self.target = (target_host, target_port)
@@ -36,7 +42,11 @@ class LossyProxy:
         self.victim_data = b""   # what the victim sent (its lost call)
         self._skip = 0
         self._lock = threading.Lock()
-        self._listener = socket.create_server(("127.0.0.1", 0))
+        self._listener = socket.socket()
+        if mode == "late":   # before listen, so accepted sockets advertise a small window
+            self._listener.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        self._listener.bind(("127.0.0.1", 0))
+        self._listener.listen()
         self.port = self._listener.getsockname()[1]
         self._sockets: list[socket.socket] = [self._listener]
         self._closed = False
@@ -99,6 +109,9 @@ class LossyProxy:
             except OSError:
                 _close(client)
                 return
+            if state["victim"] and self.mode == "late" and not state.get("held"):
+                state["held"] = True
+                time.sleep(self.hold)
             if state["victim"] and self.last in seen and not self.exec_sent:
                 self.exec_sent = True
                 if self.mode == "drop":

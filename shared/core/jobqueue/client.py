@@ -6,7 +6,8 @@
     print(api.wait(job)["result"])
 
 Waiting uses the server's long poll (``?wait=``), so it costs one request per ``poll`` seconds
-and returns the moment the job finishes. A 429 or 503 (rate limit, Redis briefly away) is retried
+and returns the moment the job finishes; ``run`` submits with ``?wait=`` too, so a short job is
+one exchange. A 429 or 503 (rate limit, Redis briefly away) is retried
 after the ``Retry-After`` the API sends (:mod:`jobqueue.http`), so a script rides out a restart.
 Proxies, CA bundle and .netrc come from the environment as with ``requests``, read once per client
 (:class:`jobqueue.http.Session`), not on every request. A client made without ``session=`` sends
@@ -96,21 +97,38 @@ class Client:
         params = {"wait": f"{wait:g}"} if wait > 0 else None
         return self._request("GET", f"/status/{job_id}", params=params, timeout=self.timeout + wait).json()
 
+    def submit_and_wait(self, operation: str, params: dict[str, Any] | None = None, wait: float = 30.0,
+                        **kwparams: Any) -> dict[str, Any]:
+        """Queue a job and return its document in one exchange (``POST /submit?wait=``): final if
+        it ended within ``wait`` seconds, else as it is now (poll on with :meth:`wait`). An API
+        that predates ``?wait=`` on submit answers at once with ``{"job_id", "status": "submitted"}``,
+        which is that document too. If the connection breaks while the API holds the answer, the
+        job may be queued all the same (``requests.ConnectionError``, as for a lost submit)."""
+        body = {"operation": operation, "params": {**(params or {}), **kwparams}}
+        return self._request("POST", "/submit", params={"wait": f"{wait:g}"}, json=body,
+                             timeout=self.timeout + wait).json()
+
     def wait(self, job_id: str, timeout: float | None = None, poll: float = 30.0,
              on_update: Callable[[dict[str, Any], float], None] | None = None) -> dict[str, Any]:
         """Long-poll until the job is final (or ``timeout`` seconds pass); returns the job document.
         ``on_update(job, elapsed)`` is called after each poll (the CLI shows progress with it)."""
         start = time.monotonic()
+        job = self.status(job_id, wait=_step(poll, timeout, 0.0))
+        return self._until_final(job, start, timeout, poll, on_update)
+
+    def _until_final(self, job: dict[str, Any], start: float, timeout: float | None, poll: float,
+                     on_update: Callable[[dict[str, Any], float], None] | None) -> dict[str, Any]:
+        """Long-poll on from ``job`` (a document just read) until it is final or ``timeout`` has
+        passed since ``start``."""
         while True:
-            elapsed = time.monotonic() - start
-            step = poll if timeout is None else max(0.0, min(poll, timeout - elapsed))
-            job = self.status(job_id, wait=step)
             if on_update:
                 on_update(job, time.monotonic() - start)
             if job["status"] in FINAL:
                 return job
-            if timeout is not None and time.monotonic() - start >= timeout:
-                raise TimeoutError(f"job {job_id} still {job['status']} after {timeout:g}s")
+            elapsed = time.monotonic() - start
+            if timeout is not None and elapsed >= timeout:
+                raise TimeoutError(f"job {job['job_id']} still {job['status']} after {timeout:g}s")
+            job = self.status(job["job_id"], wait=_step(poll, timeout, elapsed))
 
     def result(self, job_id: str, wait: float = 0.0) -> Any:
         """The result: a dict for JSON results, bytes for PNGs."""
@@ -122,12 +140,15 @@ class Client:
 
     def run(self, operation: str, params: dict[str, Any] | None = None, timeout: float | None = None,
             **kwparams: Any) -> Any:
-        """Submit, wait, and return the result (raises JobFailed if the job did not complete)."""
-        job_id = self.submit(operation, params, **kwparams)
-        job = self.wait(job_id, timeout=timeout)
+        """Submit, wait, and return the result (raises JobFailed if the job did not complete). A
+        job that ends within 30 s takes one exchange (:meth:`submit_and_wait`); a longer one is
+        long-polled on, as is every job on an API that predates ``?wait=`` on submit."""
+        start = time.monotonic()
+        job = self.submit_and_wait(operation, params, wait=_step(30.0, timeout, 0.0), **kwparams)
+        job = self._until_final(job, start, timeout, 30.0, None)
         if job["status"] != "complete":
             raise JobFailed(job)
-        return self.result(job_id) if job.get("result") is None else job["result"]
+        return self.result(job["job_id"]) if job.get("result") is None else job["result"]
 
     def jobs(self, status: str | None = None, operation: str | None = None, limit: int = 20) -> list[dict[str, Any]]:
         params = {k: v for k, v in (("status", status), ("operation", operation), ("limit", limit)) if v}
@@ -139,3 +160,8 @@ class Client:
 
     def cancel(self, job_id: str) -> dict[str, Any]:
         return self._request("DELETE", f"/jobs/{job_id}").json()
+
+
+def _step(poll: float, timeout: float | None, elapsed: float) -> float:
+    """How long the next long poll may hold: ``poll``, or what is left of ``timeout``."""
+    return poll if timeout is None else max(0.0, min(poll, timeout - elapsed))

@@ -6,12 +6,15 @@ import argparse
 import json
 import os
 import sys
+import time
 from typing import Any
 
 import requests
 
 from .cliargs import Exit, UsageError, parse_pairs, typed
-from .client import DEFAULT_URL, ApiError, Client, JobFailed
+from .client import DEFAULT_URL, ApiError, Client, JobFailed, _step
+
+PROGRESS_EVERY = 2.0   # seconds between progress lines while --wait waits
 
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
@@ -53,12 +56,15 @@ def _progress(job: dict[str, Any], elapsed: float) -> None:
 
 def _submit(args: argparse.Namespace) -> int:
     client = Client(args.url, args.token)
-    job_id = client.submit(args.operation, parse_params(client, args.operation, args.params))
+    params = parse_params(client, args.operation, args.params)
     if not args.wait:
-        print(json.dumps({"job_id": job_id, "status": "submitted"}))
+        print(json.dumps({"job_id": client.submit(args.operation, params), "status": "submitted"}))
         return 0
-    print(f"submitted {job_id}", file=sys.stderr)
-    job = client.wait(job_id, timeout=args.timeout, poll=2.0, on_update=_progress)
+    # one exchange: a job that ends within the first 2 s is answered by the submit itself
+    start = time.monotonic()
+    job = client.submit_and_wait(args.operation, params, wait=_step(PROGRESS_EVERY, args.timeout, 0.0))
+    print(f"submitted {job['job_id']}", file=sys.stderr)
+    job = client._until_final(job, start, args.timeout, PROGRESS_EVERY, _progress)
     if sys.stderr.isatty():
         sys.stderr.write("\n")
     if job["status"] != "complete":

@@ -11,7 +11,7 @@ from __future__ import annotations
 import redis
 from hotqueue import HotQueue
 
-from . import keys
+from . import keys, wire
 
 
 class JobQueue:
@@ -27,7 +27,13 @@ class JobQueue:
         return keys.queue(self.name)
 
     def put(self, *job_ids: str) -> None:
-        self.hotqueue.put(*job_ids)
+        """RPUSH the ids, exactly what ``HotQueue.put`` sends, but never twice: after a lost answer
+        (a dropped connection, a socket timeout) redis-py's retry would push them again, and each
+        would run twice. Raises ``wire.Unsure`` then (a ConnectionError): they may or may not be
+        queued. Do not put them again; a job stored with ``JobStore.create`` and queued nowhere is
+        queued by the workers' sweeper after 60 s."""
+        if job_ids:
+            wire.pipelined(self.redis, [("RPUSH", self.key, *job_ids)])
 
     def depth(self) -> int:
         return len(self.hotqueue)

@@ -128,8 +128,14 @@ class Lean:
     def __init__(self, session: Session) -> None:
         self.session = session
         self.adapters = tuple(session.adapters.values())
-        self.origins: dict[str, _Origin | None] = {}
+        self.origins: dict[tuple[str, bool], _Origin | None] = {}
         self._headers: tuple[tuple, bytes] = ((), b"")
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"session": self.session}    # a pickled Client takes no sockets along: it opens its own
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__init__(state["session"])  # type: ignore[misc]
 
     # --- may this request go the lean way? --------------------------------------------------
     def origin(self, base: str) -> _Origin | None:
@@ -138,9 +144,10 @@ class Lean:
         if (s.auth is not None or s.proxies or s.params or s.cert is not None or s.verify is not True
                 or s.hooks.get("response") or len(s.cookies) or tuple(s.adapters.values()) != self.adapters):
             return None
-        if base in self.origins:
-            return self.origins[base]
-        found = self.origins[base] = self._origin(base)
+        key = (base, s.trust_env)
+        if key in self.origins:
+            return self.origins[key]
+        found = self.origins[key] = self._origin(base)
         return found
 
     def _origin(self, base: str) -> _Origin | None:

@@ -13,11 +13,15 @@ reached Redis (while sending it or waiting for its answer: a dropped connection,
 is not retried by sending it again, since Redis may have applied it and only its answer was lost;
 a pipeline's retry would apply it twice. It raises :class:`Unsure` instead, and the caller, who
 knows what the commands write, finds out (a transaction applies all or nothing) or gives up. A failure to
-connect, before anything was sent, is retried as redis-py retries it.
+connect, before anything was sent, is retried as redis-py retries it. For that check to mean
+anything the lost attempt must not arrive after it: its socket is closed with a reset, which drops
+whatever its kernel had not sent yet (:func:`_abort_on_close`).
 """
 
 from __future__ import annotations
 
+import socket
+import struct
 from collections.abc import Sequence
 from typing import Any
 
@@ -32,10 +36,8 @@ def pack(commands: Sequence[Command], encoding: str = "utf-8", errors: str = "st
     for args in commands:
         out.append(b"*%d\r\n" % len(args))
         for arg in args:
-            try:
-                data = arg.encode(encoding, errors)
-            except AttributeError:   # bytes (a PNG result) go as they are; the try costs str nothing
-                data = arg
+            # bytes (a PNG result) go as they are
+            data = arg if isinstance(arg, bytes) else arg.encode(encoding, errors)
             out.append(b"$%d\r\n%s\r\n" % (len(data), data))
     return b"".join(out)
 
@@ -69,6 +71,7 @@ def _call(client: redis.Redis, sent: Sequence[Command], read: Any) -> list[Any]:
     conn = pool.get_connection()   # connected (the pool reconnects one Redis closed, with retries)
     try:
         conn.check_health()   # an idle connection's PING (and reconnect) comes before the unsure part
+        _abort_on_close(conn)
         try:
             conn.send_packed_command(payload, check_health=False)
             return read(conn)
@@ -77,6 +80,25 @@ def _call(client: redis.Redis, sent: Sequence[Command], read: Any) -> list[Any]:
             raise Unsure(f"the answer was lost ({exc}); the commands may or may not have been applied") from exc
     finally:
         pool.release(conn)
+
+
+_ABORT = struct.pack("ii", 1, 0)   # SO_LINGER on, 0 s: close() resets, dropping what is unsent
+
+
+def _abort_on_close(conn: Any) -> None:
+    """Make closing this connection's socket a reset (once per socket). After a lost answer the
+    caller moves on (it checks whether the commands applied, on another connection); a socket
+    closed the ordinary way would still deliver what its kernel had not sent yet (the end of a
+    transaction stuck behind a congested network, EXEC included), and Redis would apply it after
+    that check. A reset discards it: what had not reached Redis then never does."""
+    sock = getattr(conn, "_sock", None)
+    if sock is None or getattr(conn, "_wire_aborts", None) is sock:
+        return
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _ABORT)
+        conn._wire_aborts = sock
+    except (OSError, AttributeError):
+        pass
 
 
 def _replies(conn: Any, n: int) -> list[Any]:

@@ -17,6 +17,7 @@ bp = Blueprint("meta", __name__)
 
 ROUTES = [
     ("POST", "/submit", "submit a job: {\"operation\": ..., \"params\": {...}} -> 202 {job_id}"),
+    ("POST", "/submit?wait=30", "submit and wait in one request: 200 with the finished job, else 202 + Location"),
     ("POST", "/jobs", "same as /submit, with a Location header"),
     ("GET", "/status/<job_id>?wait=30", "a job's status and result; ?wait= long-polls until it finishes"),
     ("GET", "/jobs/<job_id>?wait=30", "same as /status/<job_id>"),
@@ -44,6 +45,8 @@ def _examples(base: str) -> list[str]:
     for op in state.catalogue:
         body = json.dumps(op.example_submission())
         out.append(f"curl -s{auth} -X POST {base}/submit -H 'Content-Type: application/json' -d '{body}'")
+    if out:   # the first one again, submitted and waited for in one request
+        out.append(out[0].replace(f"{base}/submit", f"'{base}/submit?wait=30'", 1))
     out += [
         f"curl -s{auth} '{base}/status/JOB_ID?wait=30'",
         f"curl -s{auth} -o result.png '{base}/download/JOB_ID'   # plot operations",

@@ -283,14 +283,21 @@ function commands.start()
 end
 
 -- The fence shared by finish and retry: release the id and say whether we may still write.
--- Answers nil when we may, else 'lost' (not ours any more), 'deleted' or 'final'. Leaves the jobs db
--- selected. Only a plots-lane job can be the one workers:busy-plots names.
-local function release(job_id, worker, lane)
+-- Answers nil when we may, else 'lost' (not ours any more), 'deleted' or 'final', or 'done' when
+-- the document is already exactly ``doc``: this same call, sent again after its answer was lost
+-- (redis-py's retry, or the worker's own), whose first send did all the work (the document holds
+-- this worker's id and times, so nobody else writes the same). Leaves the jobs db selected. Only a
+-- plots-lane job can be the one workers:busy-plots names.
+local function release(job_id, worker, lane, doc)
   use(queue_db)
   if lane == 'plots' and redis.call('HGET', plots_busy_key, worker) == job_id then
     redis.call('HDEL', plots_busy_key, worker)
   end
-  if redis.call('LREM', processing_prefix .. worker, 1, job_id) == 0 then return 'lost' end
+  if redis.call('LREM', processing_prefix .. worker, 1, job_id) == 0 then
+    use(jobs_db)
+    if redis.call('GET', job_prefix .. job_id) == doc then return 'done' end
+    return 'lost'
+  end
   use(jobs_db)
   return doc_state(job_id)
 end
@@ -302,7 +309,8 @@ end
 function commands.finish()
   local job_id, worker, doc, blob, result_key, cache_key = arg(), arg(), arg(), arg(), arg(), arg()
   local status, submitted_at, lane = arg(), arg(), arg()
-  local refused = release(job_id, worker, lane)
+  local refused = release(job_id, worker, lane, doc)
+  if refused == 'done' then return 'ok' end
   if refused then return refused end
   if blob ~= '' then
     redis.call('SET', result_key, blob, 'EX', ttl)
@@ -319,7 +327,8 @@ end
 -- in the retry set until its backoff is over.
 function commands.retry()
   local job_id, worker, doc, delay, lane = arg(), arg(), arg(), tonumber(arg()), arg()
-  local refused = release(job_id, worker, lane)
+  local refused = release(job_id, worker, lane, doc)
+  if refused == 'done' then return 'ok' end
   if refused then return refused end
   redis.call('SET', job_prefix .. job_id, doc)
   use(queue_db)
