@@ -168,6 +168,18 @@ def test_a_pickled_client_opens_its_own_connections_and_stays_lean(api, clean_en
 
 # --- the same behaviour on both paths ---------------------------------------------------------------
 
+def test_the_lean_path_sends_the_headers_requests_sends(clean_env):
+    with Scripted([]) as server:
+        for path in PATHS:
+            client = client_on(path, server.url, token="t0ken")
+            client.status("j1", wait=1)
+            client.submit("sleep", seconds=0)
+            client.cancel("j1")
+    lean, plain = server.seen[:3], server.seen[3:]
+    assert [(s["method"], s["target"], s["headers"], s["body"]) for s in lean] == \
+        [(s["method"], s["target"], s["headers"], s["body"]) for s in plain]
+
+
 @pytest.mark.parametrize("path", PATHS)
 def test_a_url_with_a_path_prefix_keeps_it(clean_env, path):
     with Scripted([]) as server:
