@@ -20,6 +20,7 @@ import threading
 import time
 import zlib
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
@@ -38,7 +39,7 @@ PATHS = ["lean", "requests"]
 @pytest.fixture(scope="module")
 def api(tmp_path_factory):
     with running_stack(tmp_path_factory.mktemp("client-transport")) as stack:
-        stack.start_api(web_concurrency=1)
+        stack.start_api(web_concurrency=1, CLIENT_TIMEOUT_SECONDS="1")   # idle keep-alive closed after 1 s
         yield stack.url
 
 
@@ -144,6 +145,19 @@ def test_changing_the_clients_own_session_puts_it_on_requests(api, clean_env, se
     assert sends == [f"{api}/operations" + ("?trace=1" if change == "params" else "")]
 
 
+def test_one_client_shared_by_threads_gives_each_its_own_answers(api, clean_env, sends):
+    client = Client(api)
+
+    def submit_and_read(i: int) -> tuple[str, str]:
+        job_id = client.submit("sleep", seconds=0)
+        return job_id, client.status(job_id)["job_id"]
+
+    with ThreadPoolExecutor(6) as pool:
+        pairs = list(pool.map(submit_and_read, range(120)))
+    assert all(sent == read for sent, read in pairs) and len({sent for sent, _ in pairs}) == 120
+    assert sends == [] and sum(len(o.idle) for o in client._lean.origins.values() if o) <= 6
+
+
 def test_a_pickled_client_opens_its_own_connections_and_stays_lean(api, clean_env, sends):
     client = Client(api, token="t0ken")
     client.operations()                                      # a kept-alive socket in it
@@ -153,6 +167,18 @@ def test_a_pickled_client_opens_its_own_connections_and_stays_lean(api, clean_en
 
 
 # --- the same behaviour on both paths ---------------------------------------------------------------
+
+def test_the_lean_path_sends_the_headers_requests_sends(clean_env):
+    with Scripted([]) as server:
+        for path in PATHS:
+            client = client_on(path, server.url, token="t0ken")
+            client.status("j1", wait=1)
+            client.submit("sleep", seconds=0)
+            client.cancel("j1")
+    lean, plain = server.seen[:3], server.seen[3:]
+    assert [(s["method"], s["target"], s["headers"], s["body"]) for s in lean] == \
+        [(s["method"], s["target"], s["headers"], s["body"]) for s in plain]
+
 
 @pytest.mark.parametrize("path", PATHS)
 def test_a_url_with_a_path_prefix_keeps_it(clean_env, path):
@@ -174,6 +200,17 @@ def test_api_errors_are_the_same_on_both_paths(api, clean_env):
                 call(client_on(path, api))
             errors.append((failed.value.status, failed.value.code, failed.value.message, failed.value.body))
         assert errors[0] == errors[1] and 400 <= errors[0][0] < 500
+
+
+@pytest.mark.parametrize("path", PATHS)
+def test_the_apis_keep_alive_timeout_closing_an_idle_connection_costs_nothing(api, clean_env, path):
+    client = client_on(path, api)
+    job_id = client.submit("sleep", seconds=0)
+    for _ in range(2):
+        time.sleep(1.3)                                      # past CLIENT_TIMEOUT_SECONDS: the API closed it
+        assert client.status(job_id)["job_id"] == job_id
+        time.sleep(1.3)
+        assert client.submit("sleep", seconds=0)
 
 
 @pytest.mark.parametrize("path", PATHS)

@@ -36,10 +36,8 @@ def pack(commands: Sequence[Command], encoding: str = "utf-8", errors: str = "st
     for args in commands:
         out.append(b"*%d\r\n" % len(args))
         for arg in args:
-            try:
-                data = arg.encode(encoding, errors)
-            except AttributeError:   # bytes (a PNG result) go as they are; the try costs str nothing
-                data = arg
+            # bytes (a PNG result) go as they are
+            data = arg if isinstance(arg, bytes) else arg.encode(encoding, errors)
             out.append(b"$%d\r\n%s\r\n" % (len(data), data))
     return b"".join(out)
 
