@@ -126,7 +126,7 @@ def test_a_given_session_carries_every_request(api, clean_env, sends):
     assert sends == [f"{api}/submit", f"{api}/status/{job_id}"]
 
 
-@pytest.mark.parametrize("change", ["auth", "cookie", "hook", "adapter", "params"])
+@pytest.mark.parametrize("change", ["auth", "cookie", "hook", "adapter", "params", "replaced"])
 def test_changing_the_clients_own_session_puts_it_on_requests(api, clean_env, sends, change):
     client = Client(api)
     client.operations()
@@ -139,8 +139,10 @@ def test_changing_the_clients_own_session_puts_it_on_requests(api, clean_env, se
         client.session.hooks["response"].append(lambda response, **kw: response)
     elif change == "adapter":
         client.session.mount(api, requests.adapters.HTTPAdapter())
-    else:
+    elif change == "params":
         client.session.params["trace"] = "1"
+    else:
+        client.session = retrying_session()
     client.operations()
     assert sends == [f"{api}/operations" + ("?trace=1" if change == "params" else "")]
 
