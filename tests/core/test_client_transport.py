@@ -126,7 +126,7 @@ def test_a_given_session_carries_every_request(api, clean_env, sends):
     assert sends == [f"{api}/submit", f"{api}/status/{job_id}"]
 
 
-@pytest.mark.parametrize("change", ["auth", "cookie", "hook", "adapter", "params"])
+@pytest.mark.parametrize("change", ["auth", "cookie", "hook", "adapter", "params", "replaced"])
 def test_changing_the_clients_own_session_puts_it_on_requests(api, clean_env, sends, change):
     client = Client(api)
     client.operations()
@@ -139,8 +139,10 @@ def test_changing_the_clients_own_session_puts_it_on_requests(api, clean_env, se
         client.session.hooks["response"].append(lambda response, **kw: response)
     elif change == "adapter":
         client.session.mount(api, requests.adapters.HTTPAdapter())
-    else:
+    elif change == "params":
         client.session.params["trace"] = "1"
+    else:
+        client.session = retrying_session()
     client.operations()
     assert sends == [f"{api}/operations" + ("?trace=1" if change == "params" else "")]
 
@@ -167,6 +169,18 @@ def test_a_pickled_client_opens_its_own_connections_and_stays_lean(api, clean_en
 
 
 # --- the same behaviour on both paths ---------------------------------------------------------------
+
+def test_the_lean_path_sends_the_headers_requests_sends(clean_env):
+    with Scripted([]) as server:
+        for path in PATHS:
+            client = client_on(path, server.url, token="t0ken")
+            client.status("j1", wait=1)
+            client.submit("sleep", seconds=0)
+            client.cancel("j1")
+    lean, plain = server.seen[:3], server.seen[3:]
+    assert [(s["method"], s["target"], s["headers"], s["body"]) for s in lean] == \
+        [(s["method"], s["target"], s["headers"], s["body"]) for s in plain]
+
 
 @pytest.mark.parametrize("path", PATHS)
 def test_a_url_with_a_path_prefix_keeps_it(clean_env, path):

@@ -216,8 +216,8 @@ class Lean:
             except (TypeError, ValueError):
                 return None                           # requests raises InvalidJSONError
             extra = f"Content-Length: {len(body)}\r\nContent-Type: application/json\r\n"
-        elif method in ("POST", "PUT", "PATCH"):
-            extra = "Content-Length: 0\r\n"
+        elif method not in ("GET", "HEAD"):
+            extra = "Content-Length: 0\r\n"         # as requests sends it (a DELETE, a bodiless POST)
         try:
             headers = self._header_block(origin)
         except (TypeError, UnicodeEncodeError, requests.exceptions.InvalidHeader):
