@@ -157,8 +157,8 @@ class Lean:
         except ValueError:
             return None                              # requests names it (InvalidURL)
         scheme = parts.scheme.lower()
-        if scheme not in ("http", "https") or not parts.hostname or "@" in parts.netloc:
-            return None
+        if scheme not in ("http", "https") or not parts.hostname or "@" in parts.netloc or not parts.hostname.isascii():
+            return None                              # requests carries credentials, IDNA names
         if not PLAIN.match(parts.path) or parts.query or parts.fragment:
             return None
         if self.session.trust_env:
@@ -176,7 +176,10 @@ class Lean:
         retries = getattr(self.session.get_adapter(base), "max_retries", None)
         if not isinstance(retries, Retry):
             return None
-        return _Origin(parts.hostname, port, parts.netloc, parts.path.rstrip("/"), tls,
+        host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
+        if port != (443 if tls is not None else 80):  # the Host header http.client writes for requests
+            host += f":{port}"
+        return _Origin(parts.hostname, port, host, parts.path.rstrip("/"), tls,
                        _basic_auth_str(*netrc) if netrc else None, retries)
 
     def _header_block(self, origin: _Origin) -> bytes:
