@@ -31,6 +31,7 @@ import http.client
 import os
 import re
 import socket
+import ssl
 import time
 import zlib
 from types import SimpleNamespace
@@ -48,6 +49,7 @@ from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.exceptions import MaxRetryError, ProtocolError, ReadTimeoutError
 from urllib3.util.connection import create_connection
 from urllib3.util.retry import Retry
+from urllib3.util.ssl_ import create_urllib3_context
 from urllib3.util.wait import wait_for_read
 
 from .http import Session
@@ -80,12 +82,18 @@ class _Origin:
         self.auth = auth            # "Basic ..." from .netrc, or None
         self.retries = retries      # the session's own Retry (429/503, Retry-After)
         self.idle: list[tuple[socket.socket, float]] = []
+        self.context: ssl.SSLContext | None = None
 
     def connect(self, timeout: float) -> socket.socket:
         if self.tls is None:
             return create_connection((self.host, self.port), timeout=timeout,
                                      socket_options=HTTPConnection.default_socket_options)
-        conn = HTTPSConnection(self.host, self.port, timeout=timeout, cert_reqs="CERT_REQUIRED", **self.tls)
+        if self.context is None:   # loading a CA bundle costs ~13 ms: once per origin, not per connection
+            context = create_urllib3_context(cert_reqs=ssl.CERT_REQUIRED)
+            context.load_verify_locations(cafile=self.tls.get("ca_certs"), capath=self.tls.get("ca_cert_dir"))
+            self.context = context
+        conn = HTTPSConnection(self.host, self.port, timeout=timeout, cert_reqs="CERT_REQUIRED",
+                               ssl_context=self.context)
         conn.connect()
         return conn.sock
 
