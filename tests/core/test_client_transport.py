@@ -384,15 +384,31 @@ def test_a_refusal_that_stays_is_the_last_answer_on_both_paths(clean_env, path):
 
 
 @pytest.mark.parametrize("path", PATHS)
-@pytest.mark.parametrize("status, method", [(308, "POST"), (307, "POST"), (303, "GET"), (302, "GET")])
-def test_redirects_are_followed_as_requests_follows_them(clean_env, path, status, method):
+@pytest.mark.parametrize("status, sent, followed", [(308, "POST", "POST"), (307, "POST", "POST"), (303, "POST", "GET"),
+                                                   (302, "POST", "GET"), (301, "POST", "GET"),
+                                                   (301, "DELETE", "DELETE"), (302, "DELETE", "GET")])
+def test_redirects_are_followed_as_requests_follows_them(clean_env, path, status, sent, followed):
     with Scripted([]) as target, Scripted([]) as first:
-        moved = (status, {"Location": f"{target.url}/submit"}, b"")
-        first.script = [moved]
-        assert client_on(path, first.url).submit("sleep", seconds=0) == "j1"
-    assert [s["method"] for s in first.seen] == ["POST"]
-    assert [s["method"] for s in target.seen] == [method]
-    assert (target.seen[0]["body"] != b"") is (method == "POST")
+        first.script = [(status, {"Location": f"{target.url}/submit"}, b"")]
+        client = client_on(path, first.url)
+        if sent == "POST":
+            assert client.submit("sleep", seconds=0) == "j1"
+        else:
+            client.cancel("j1")
+    assert [s["method"] for s in first.seen] == [sent]
+    assert [s["method"] for s in target.seen] == [followed]
+    assert (target.seen[0]["body"] != b"") is (followed == "POST")
+
+
+@pytest.mark.parametrize("path", PATHS)
+def test_a_repeated_header_is_joined_as_requests_joins_it(clean_env, path):
+    class Twice(dict):   # two Link headers in one answer
+        def items(self):
+            return [("Link", "</a>; rel=next"), ("Link", "</b>; rel=last")]
+
+    with Scripted([(200, Twice(), b'{"job_id": "j1", "status": "complete"}')]) as server:
+        answer = client_on(path, server.url)._request("GET", "/status/j1")
+    assert answer.headers["link"] == "</a>; rel=next, </b>; rel=last"
 
 
 @pytest.mark.parametrize("path", PATHS)

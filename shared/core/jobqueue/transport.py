@@ -301,7 +301,12 @@ class Lean:
                 sock.close()
             else:
                 origin.give(sock)
-            headers = CaseInsensitiveDict(answer.msg.items())
+            items = answer.msg.items()
+            headers = CaseInsensitiveDict(items)
+            if len(headers) != len(items):          # a repeated header: joined with ", " as urllib3 does
+                headers = CaseInsensitiveDict()
+                for name, value in items:
+                    headers[name] = f"{headers[name]}, {value}" if name in headers else value
             if "Set-Cookie" in headers:   # kept as requests keeps them; later requests carry them (requests' path)
                 extract_cookies_to_jar(self.session.cookies, SimpleNamespace(url=url, headers={}),
                                        SimpleNamespace(_original_response=answer))
@@ -311,7 +316,8 @@ class Lean:
     def _redirect(self, method: str, url: str, status: int, location: str, json: Any, timeout: float):
         """Follow a redirect the way requests does, through requests (method, body and auth rules)."""
         target = urljoin(url, location)
-        keep = status in (307, 308) or (method == "HEAD")
+        # requests' rebuild_method: 303 and 302 become GET, 301 only for a POST; HEAD stays HEAD
+        keep = status in (307, 308) or method == "HEAD" or (status == 301 and method != "POST")
         headers = {"Authorization": None} if self.session.should_strip_auth(url, target) else None
         return self.session.request(method if keep else "GET", target, json=json if keep else None,
                                     headers=headers, timeout=timeout)
