@@ -66,3 +66,64 @@ def test_a_write_that_is_not_json_is_refused_before_the_token_check(redis_url):
     assert response.status_code == 415
     response = client.post("/submit", json={"operation": "sleep", "params": {}})
     assert response.status_code == 401 and response.headers["X-Content-Type-Options"] == "nosniff"
+
+
+def test_response_headers_keep_a_views_own_nosniff_and_replace_its_cache_control_on_job_paths(redis_url):
+    """The headers are added to the list the server gets (``guards.with_headers``) with the after
+    hook's old rules: nosniff only when the response has none, no-store replacing any Cache-Control
+    on the paths that hold job data (as ``request.path`` reads them), the static assets' own kept."""
+    from flask import Response
+
+    app = _app(redis_url)
+    app.add_url_rule("/jobs-probe", "probe", lambda: Response("x", headers={
+        "X-Content-Type-Options": "custom", "Cache-Control": "max-age=60"}))
+    app.add_url_rule("/other-probe", "other", lambda: Response("x", headers={"Cache-Control": "max-age=60"}))
+    client = app.test_client()
+
+    response = client.get("/jobs-probe")
+    assert response.headers.getlist("X-Content-Type-Options") == ["custom"]
+    assert response.headers.getlist("Cache-Control") == ["no-store"]
+    response = client.get("/other-probe")
+    assert response.headers.getlist("X-Content-Type-Options") == ["nosniff"]
+    assert response.headers.getlist("Cache-Control") == ["max-age=60"]
+    job_path = "//status/00000000-0000-4000-8000-000000000000"   # request.path reads /status/...
+    response = client.get("/", environ_overrides={"PATH_INFO": job_path})
+    assert response.status_code == 404 and response.headers.getlist("Cache-Control") == ["no-store"]
+    response = client.get("/ui/static/ui.js")
+    assert response.headers.getlist("Cache-Control") == ["no-cache"]
+    assert response.headers.getlist("X-Content-Type-Options") == ["nosniff"]
+
+
+def test_requests_share_one_null_session_that_refuses_changes(redis_url):
+    """The API keeps no sessions: each request gets the same null session (not one built per
+    request), and it still refuses to be written, so nothing can pass from one request to the next."""
+    import pytest
+    from flask import session
+    from flask.sessions import NullSession
+
+    app = _app(redis_url)
+    seen = []
+    for _ in range(2):
+        with app.test_request_context("/submit", method="POST"):
+            assert isinstance(session, NullSession) and not session
+            seen.append(session._get_current_object())  # type: ignore[attr-defined]
+            with pytest.raises(RuntimeError):
+                session["user"] = "x"
+    assert seen[0] is seen[1]
+
+
+def test_the_token_check_runs_in_the_app_hook_after_the_clock_starts(redis_url):
+    """No blueprint hooks: the token of a protected route is checked by the app's one hook, after
+    the guards and after the clock starts, so a 401 is counted and timed as before."""
+    app = _app(redis_url, API_TOKEN="s3cret")
+    assert not any(app.before_request_funcs.get(name) for name in ("jobs", "analysis", "queue"))
+    client = app.test_client()
+    before = _scrape(client)
+    refused = client.post("/submit", json={"operation": "sleep", "params": {}})
+    assert refused.status_code == 401 and refused.headers["WWW-Authenticate"].startswith("Bearer")
+    after = _scrape(client)
+    assert _counts(after, "/submit", "401") == tuple(n + 1 for n in _counts(before, "/submit", "401"))
+    accepted = client.post("/submit", json={"operation": "sleep", "params": {}},
+                           headers={"Authorization": "Bearer s3cret"})
+    assert accepted.status_code == 202
+    assert client.get("/healthz").status_code == 200          # not a protected blueprint

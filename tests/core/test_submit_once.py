@@ -102,6 +102,7 @@ def _commandstats(client) -> dict[str, int]:
 
 
 def test_the_normal_path_is_one_transaction_and_nothing_else(harness):
+    """One write, one MULTI/EXEC of one command of each kind, and the WATCH of its first document."""
     d = harness.delivery
     d.waiting()
     jobs = _batch(d)
@@ -111,6 +112,7 @@ def test_the_normal_path_is_one_transaction_and_nothing_else(harness):
     for bookkeeping in ("info", "config|resetstat", "select"):
         calls.pop(bookkeeping, None)
     assert calls.pop("multi") == 1 and calls.pop("exec") == 1
+    assert calls.pop("watch") == 1   # the batch's first document, in the same write
     assert calls.pop("mset") == 1 and calls.pop("rpush") == 2   # two lanes
     assert calls.pop("zadd") == 2 + 2                           # by-submitted, active, two operations
     assert calls == {}, f"more than the transaction was sent: {calls}"
@@ -156,3 +158,22 @@ def test_a_producer_put_whose_answer_is_lost_is_not_pushed_twice_nor_lost(throug
     assert _queued(direct).count(job.id) == (1 if mode == "drop" else 0)
     Delivery(direct.queue_client, direct.settings).sweep(direct.jobs, older_than=0)   # what workers run
     assert _queued(direct) == [job.id]
+
+
+def test_a_transaction_redis_had_only_partly_read_when_the_retry_ran_does_not_apply_after_it(through, caplog):
+    """Bytes of the first attempt that reached Redis's host but that Redis had not read yet when the
+    retry's check ran (after a stall, Redis reads a connection's waiting bytes 16 kB a turn): the
+    EXEC arrives after the retry has stored the batch. The transaction WATCHes its first document,
+    which the retry writes, so that late EXEC applies nothing."""
+    proxy, delivery, direct = through("split")
+    delivery.waiting()
+    jobs = _batch(delivery)
+    proxy.arm()
+    with caplog.at_level(logging.WARNING, logger="jobqueue.delivery"):
+        delivery.store(jobs)
+    assert "had not applied, stored now" in caplog.text, caplog.text
+    time.sleep(proxy.hold + 0.8)
+    assert proxy.victims == 1 and proxy.exec_sent, "the late EXEC was never delivered"
+    ids = [job.id for job in jobs]
+    queued = _queued(direct)
+    assert sorted(queued) == sorted(ids), f"{len(queued)} ids queued for {len(ids)} jobs"

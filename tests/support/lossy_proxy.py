@@ -13,7 +13,10 @@ commands depends on ``mode``:
   receive buffer is small, so the rest of the transaction, EXEC included, waits in the client's own
   kernel, unacknowledged, as it would behind a congested or partitioned network), then passes on
   whatever still arrives. The client's socket timeout expires meanwhile; what it does with its
-  socket decides whether the rest still reaches Redis, after the client has moved on.
+  socket decides whether the rest still reaches Redis, after the client has moved on;
+- ``"split"``: the proxy forwards all of the transaction but its final EXEC at once, keeps the
+  EXEC until the client has given up on the connection and ``hold`` seconds more, then delivers it
+  (bytes that reached Redis's host but that Redis had not read yet: it reads 16 kB a turn).
 
 Every other connection (the client's reconnection included) is passed through untouched. The
 proxy disarms itself after one victim; ``victims`` counts them, ``exec_sent`` says whether the
@@ -30,7 +33,7 @@ import time
 class LossyProxy:
     def __init__(self, target_port: int, mode: str = "drop", trigger: str = "MULTI", last: str = "EXEC",
                  target_host: str = "127.0.0.1"):
-        assert mode in ("drop", "stall", "before", "late"), mode
+        assert mode in ("drop", "stall", "before", "late", "split"), mode
         self.hold = 1.5
         self.trigger = b"%s\r\n" % trigger.encode()   # the end of that argument (``claim`` in ``finish+claim``)
         self.last = b"%s\r\n" % last.encode()
@@ -87,6 +90,14 @@ class LossyProxy:
             except OSError:
                 data = b""
             if not data:
+                if state.get("kept"):   # the client gave up; the rest arrives after all
+                    time.sleep(self.hold)
+                    try:
+                        upstream.sendall(state["kept"])
+                        self.exec_sent = True
+                        time.sleep(0.2)
+                    except OSError:
+                        pass
                 _close(upstream)
                 return
             if not state["victim"] and self.trigger in data:
@@ -104,6 +115,8 @@ class LossyProxy:
             if state["victim"]:
                 seen += data
                 self.victim_data = seen
+                if self.mode == "split" and seen.endswith(b"*1\r\n$4\r\nEXEC\r\n") and not state.get("kept"):
+                    data, state["kept"] = data[:-14], data[-14:]
             try:
                 upstream.sendall(data)
             except OSError:
@@ -112,7 +125,7 @@ class LossyProxy:
             if state["victim"] and self.mode == "late" and not state.get("held"):
                 state["held"] = True
                 time.sleep(self.hold)
-            if state["victim"] and self.last in seen and not self.exec_sent:
+            if state["victim"] and self.last in seen and not self.exec_sent and self.mode != "split":
                 self.exec_sent = True
                 if self.mode == "drop":
                     time.sleep(0.2)   # Redis has run it by then (loopback, microseconds)

@@ -13,6 +13,7 @@ from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
 from flask import Flask
+from flask.sessions import NullSession, SecureCookieSessionInterface
 
 from atx_analysis.registry import Registry
 from jobqueue import keys
@@ -39,10 +40,24 @@ def _version() -> str:
         return "0.0.0"
 
 
+class OneNullSession(SecureCookieSessionInterface):
+    """Flask's cookie sessions, but one shared null session for every request without a secret key
+    (this API's case: it keeps no sessions) instead of a new one built and dropped per request. A
+    null session refuses every change, so sharing it shares nothing."""
+
+    def make_null_session(self, app: Flask) -> NullSession:
+        null = self.__dict__.get("_null")
+        if null is None:
+            null = self._null = super().make_null_session(app)
+        return null
+
+
 class JobqueueFlask(Flask):
     """Flask, remembering per function whether it needs wrapping: Flask asks
     ``inspect.iscoroutinefunction`` of the view and of every request hook on every request (about
     a microsecond each, six on a submit); this app has no async functions, and asks once."""
+
+    session_interface = OneNullSession()
 
     def ensure_sync(self, func):
         cache = self.__dict__.setdefault("_jobqueue_sync", {})
@@ -74,7 +89,8 @@ def create_app(settings: Settings | None = None, *, dataset: Any = None, load_da
     app.extensions["jobqueue_openapi"] = build_spec(state.catalogue, settings, _version())
 
     register_error_handlers(app)
-    hooks.install(app, guards.parse_allowed_hosts(settings.allowed_hosts), settings.api_metrics_port)
+    hooks.install(app, guards.parse_allowed_hosts(settings.allowed_hosts), settings.api_metrics_port,
+                  tokens=bool(settings.api_token or settings.api_tokens))
     for bp in (jobs.bp, analysis.bp, meta.bp, health.bp, metrics_routes.bp, docs.bp, ui.bp, ui.api):
         app.register_blueprint(bp)
     log.info("api configured", extra={"queue": keys.queue(settings.queue_name), "queue_db": settings.redis_queue_db,

@@ -97,17 +97,30 @@ def check_csrf(token: str | None) -> None:
         raise ApiError(403, "csrf_failed", f"a change made with the page's cookie needs the page's {CSRF_HEADER} header")
 
 
+# blueprints whose routes need a token when tokens are configured (:func:`protect`)
+PROTECTED: set[str] = set()
+
+
 def protect(blueprint: Blueprint) -> None:
-    @blueprint.before_request
-    def _check_token() -> None:
-        if not tokens_required():
-            return
-        given, via_cookie = given_token()
-        known, name = identify(given)
-        if not known:
-            err = ApiError(401, "unauthorized", "this route needs 'Authorization: Bearer <API_TOKEN>'")
-            err.headers["WWW-Authenticate"] = 'Bearer realm="atx-jobqueue"'
-            raise err
-        g.jobqueue_owner = name
-        if via_cookie and request.method not in SAFE_METHODS:
-            check_csrf(given)
+    """Require a token on ``blueprint``'s routes when ``API_TOKEN``/``API_TOKENS`` is set: checked
+    by the app's before-request hook (``hooks.py``), after the Host and Content-Type guards."""
+    PROTECTED.add(blueprint.name)
+
+
+def protected(blueprints: list[str]) -> bool:
+    """Whether a request routed to these blueprints (``request.blueprints``) needs a token."""
+    return any(name in PROTECTED for name in blueprints)
+
+
+def check_token() -> None:
+    """The 401 of a missing or unknown token (403 for a cookie-authenticated change without the
+    page's CSRF header); otherwise remember who the request acts as (:func:`owner`)."""
+    given, via_cookie = given_token()
+    known, name = identify(given)
+    if not known:
+        err = ApiError(401, "unauthorized", "this route needs 'Authorization: Bearer <API_TOKEN>'")
+        err.headers["WWW-Authenticate"] = 'Bearer realm="atx-jobqueue"'
+        raise err
+    g.jobqueue_owner = name
+    if via_cookie and request.method not in SAFE_METHODS:
+        check_csrf(given)

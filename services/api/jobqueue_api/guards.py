@@ -12,6 +12,9 @@ read ``/jobs``. Probes and Prometheus scrape by pod IP, so ``/healthz``, ``/read
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
+from typing import Any
+
 from flask import request
 
 from .errors import ApiError
@@ -70,8 +73,8 @@ def json_mimetype(mimetype: str) -> bool:
 
 
 class Guard:
-    """The checks before a request (:meth:`check`) and the headers after it (:meth:`headers`);
-    ``hooks.install`` calls both from the app's one before- and one after-request hook.
+    """The checks before a request (:meth:`check`), called from the app's one before-request hook
+    (``hooks.install``).
 
     Verdicts are remembered per raw header value (scheme and Host; Content-Type), so a request
     repeating what an earlier one sent is judged by one dict lookup, not by werkzeug's parsing of
@@ -95,14 +98,6 @@ class Guard:
                     raise ApiError(415, "unsupported_media_type", "send the body as JSON with "
                                    "'Content-Type: application/json'", content_type=mimetype[:100] or None)
 
-    @staticmethod
-    def headers(path: str, response) -> None:
-        """No sniffing of any response; no caching of anything that holds job data."""
-        headers = response.headers
-        headers.setdefault("X-Content-Type-Options", "nosniff")
-        if path.startswith(NO_STORE_PREFIXES) and not path.startswith(CACHEABLE_PREFIX):
-            headers["Cache-Control"] = "no-store"
-
     def _host_ok(self, req, environ: dict) -> bool:
         raw = environ.get("HTTP_HOST")
         if raw is None:   # HTTP/1.0 without Host: werkzeug falls back to the server's name
@@ -123,3 +118,32 @@ class Guard:
             if len(self._type_verdicts) < HOST_VERDICTS:
                 self._type_verdicts[raw] = verdict
         return verdict
+
+
+NOSNIFF = ("X-Content-Type-Options", "nosniff")
+NO_STORE = ("Cache-Control", "no-store")
+
+
+def with_headers(wsgi_app: Callable) -> Callable:
+    """``wsgi_app`` answering every response with ``X-Content-Type-Options: nosniff`` (unless it
+    set the header itself) and, on the paths that hold job data, ``Cache-Control: no-store``
+    (replacing any other). Added to the header list the server gets, rather than through werkzeug's
+    ``Headers`` in an after-request hook, whose look-ups by name were 2-3% of a submit's CPU."""
+
+    def app(environ: dict, start_response: Callable) -> Iterable[bytes]:
+        path = "/" + environ.get("PATH_INFO", "").lstrip("/")   # as request.path reads it
+        no_store = path.startswith(NO_STORE_PREFIXES) and not path.startswith(CACHEABLE_PREFIX)
+
+        def start(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Callable:
+            names = [name.lower() for name, _ in headers]
+            if no_store and "cache-control" in names:
+                headers[:] = [h for h, name in zip(headers, names) if name != "cache-control"]
+            if "x-content-type-options" not in names:
+                headers.append(NOSNIFF)
+            if no_store:
+                headers.append(NO_STORE)
+            return start_response(status, headers, exc_info)
+
+        return wsgi_app(environ, start)
+
+    return app

@@ -66,8 +66,9 @@ class Client:
     # --- plumbing -----------------------------------------------------------------------
     def _request(self, method: str, path: str, timeout: float | None = None, **kwargs) -> requests.Response:
         response = None
-        if self._lean is not None and kwargs.keys() <= {"params", "json"}:
-            response = self._lean.send(self.url, method, path, timeout or self.timeout, **kwargs)
+        lean = self._lean
+        if lean is not None and lean.session is self.session and kwargs.keys() <= {"params", "json"}:
+            response = lean.send(self.url, method, path, timeout or self.timeout, **kwargs)
         if response is None:
             response = self.session.request(method, self.url + path, timeout=timeout or self.timeout, **kwargs)
         if response.status_code >= 400:

@@ -192,8 +192,12 @@ class Delivery:
         or not, and sending it again (as redis-py's retry of a pipeline does) would queue the ids
         twice and put a finished job back to ``submitted``. So then the script's ``store`` command
         writes the batch only if none of its documents exists (the transaction is all or nothing,
-        so one would if it applied), and that call, being idempotent, may be retried freely. The
-        normal path stays the one transaction: no script, no check, no extra Redis work per job."""
+        so one would if it applied), and that call, being idempotent, may be retried freely. The first
+        attempt cannot apply after that check: its connection is closed with a reset (``wire``:
+        what its kernel had not sent is dropped), and the transaction WATCHes its first document,
+        which the check's write touches (so an EXEC Redis had not read yet aborts). The normal path
+        stays one transaction, one round trip, no script: the WATCH adds one command a call (about
+        0.4 µs of Redis CPU, 1.5% of a 16-job transaction's)."""
         if not jobs:
             return
         jobs_db, queue_db = str(self.settings.redis_jobs_db), str(self.settings.redis_queue_db)
@@ -222,8 +226,14 @@ class Delivery:
             commands.append(("RPUSH", queue_key, *ids))
         if self._db != int(queue_db):   # the connection goes back to the pool in the db it came in
             commands.append(("SELECT", str(self._db)))
+        # WATCH the first document (when this connection is in the jobs db): the retry's store
+        # writes it, so a first attempt Redis had only partly read then cannot apply after it
+        watch = keys.job(jobs[0].id) if self._db == int(jobs_db) else None
         try:
-            wire.transaction(self.redis, commands)
+            try:
+                wire.transaction(self.redis, commands, watch)
+            except redis.exceptions.WatchError:   # only FLUSHDB touches a new id's key: nothing applied
+                wire.transaction(self.redis, commands, watch)
         except wire.Unsure as lost:
             fields = [f for job, doc in zip(jobs, docs[1::2])
                       for f in (job.id, doc, repr(job.submitted_at), job.operation, job.lane)]

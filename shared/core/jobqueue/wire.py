@@ -48,13 +48,21 @@ class Unsure(redis.exceptions.ConnectionError):
     as unreachable still does; the connection is closed (the pool replaces it)."""
 
 
-def transaction(client: redis.Redis, commands: Sequence[Command]) -> list[Any]:
+def transaction(client: redis.Redis, commands: Sequence[Command], watch: str | None = None) -> list[Any]:
     """Run ``commands`` as one MULTI/EXEC; their replies in order. A command Redis refuses as it
     queues it (out of memory, read-only, a wrong argument count) aborts the whole transaction, and
     that first refusal is raised; an error reply inside EXEC (e.g. WRONGTYPE) is raised after the
     others were applied, as Redis applies them. A connection failure after the send started raises
-    :class:`Unsure` (never sent twice)."""
-    return _call(client, [("MULTI",), *commands, ("EXEC",)], lambda conn: _exchange(conn, len(commands)))
+    :class:`Unsure` (never sent twice).
+
+    With ``watch``, a WATCH of that key (in the connection's db) goes first, in the same write: if
+    anything writes the key between Redis reading the WATCH and the EXEC, nothing applies
+    (``redis.WatchError``). The caller's check after an :class:`Unsure` writes that key, so a
+    first attempt that Redis had only begun to read then cannot apply after the check."""
+    sent = [("MULTI",), *commands, ("EXEC",)]
+    if watch is not None:
+        sent.insert(0, ("WATCH", watch))
+    return _call(client, sent, lambda conn: _exchange(conn, len(commands), watch is not None))
 
 
 def pipelined(client: redis.Redis, sent: Sequence[Command]) -> list[Any]:
@@ -115,9 +123,14 @@ def _replies(conn: Any, n: int) -> list[Any]:
     return replies
 
 
-def _exchange(conn: Any, queued: int) -> list[Any]:
+def _exchange(conn: Any, queued: int, watched: bool) -> list[Any]:
     """Read a transaction's replies, every one even after a refusal, so the connection stays in step
     (redis-py disconnects it itself when a send or a read fails part-way)."""
+    if watched:
+        try:
+            conn.read_response()
+        except redis.ResponseError:
+            pass   # WATCH refused (an ACL without it): the transaction still runs, unwatched
     refused: list[redis.ResponseError] = []
     for _ in range(queued + 1):   # MULTI's +OK, then +QUEUED (or a refusal) per command
         try:
@@ -130,6 +143,8 @@ def _exchange(conn: Any, queued: int) -> list[Any]:
         if refused:
             raise refused[0] from None
         raise
+    if replies is None:
+        raise redis.exceptions.WatchError("the watched key was written meanwhile: nothing was applied")
     for reply in replies:
         if isinstance(reply, redis.ResponseError):
             raise reply
