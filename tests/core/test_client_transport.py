@@ -10,6 +10,7 @@ timing can do reliably), a TLS server with a certificate made by ``openssl``.
 
 from __future__ import annotations
 
+import gc
 import gzip
 import json
 import pickle
@@ -18,6 +19,7 @@ import ssl
 import subprocess
 import threading
 import time
+import warnings
 import zlib
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -158,6 +160,16 @@ def test_one_client_shared_by_threads_gives_each_its_own_answers(api, clean_env,
         pairs = list(pool.map(submit_and_read, range(120)))
     assert all(sent == read for sent, read in pairs) and len({sent for sent, _ in pairs}) == 120
     assert sends == [] and sum(len(o.idle) for o in client._lean.origins.values() if o) <= 6
+
+
+def test_a_dropped_client_closes_its_connections(api, clean_env):
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        client = Client(api)
+        client.operations()
+        del client
+        gc.collect()
+    assert [w for w in caught if issubclass(w.category, ResourceWarning)] == []
 
 
 def test_a_pickled_client_opens_its_own_connections_and_stays_lean(api, clean_env, sends):

@@ -33,6 +33,7 @@ import re
 import socket
 import ssl
 import time
+import weakref
 import zlib
 from types import SimpleNamespace
 from typing import Any
@@ -138,6 +139,7 @@ class Lean:
         self.adapters = tuple(session.adapters.values())
         self.origins: dict[tuple[str, bool], _Origin | None] = {}
         self._headers: tuple[tuple, bytes] = ((), b"")
+        weakref.finalize(self, _close, self.origins)   # a dropped Client closes its sockets (as urllib3's pools)
 
     def __getstate__(self) -> dict[str, Any]:
         return {"session": self.session}    # a pickled Client takes no sockets along: it opens its own
@@ -334,9 +336,13 @@ class Lean:
         return response
 
     def close(self) -> None:
-        for origin in self.origins.values():
-            if origin is not None:
-                origin.close()
+        _close(self.origins)
+
+
+def _close(origins: dict[tuple[str, bool], _Origin | None]) -> None:
+    for origin in list(origins.values()):
+        if origin is not None:
+            origin.close()
 
 
 def _failed(origin: _Origin, url: str, reason: Exception) -> requests.ConnectionError:
