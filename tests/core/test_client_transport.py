@@ -10,6 +10,7 @@ timing can do reliably), a TLS server with a certificate made by ``openssl``.
 
 from __future__ import annotations
 
+import gc
 import gzip
 import json
 import pickle
@@ -18,6 +19,7 @@ import ssl
 import subprocess
 import threading
 import time
+import warnings
 import zlib
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -160,6 +162,16 @@ def test_one_client_shared_by_threads_gives_each_its_own_answers(api, clean_env,
     assert sends == [] and sum(len(o.idle) for o in client._lean.origins.values() if o) <= 6
 
 
+def test_a_dropped_client_closes_its_connections(api, clean_env):
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        client = Client(api)
+        client.operations()
+        del client
+        gc.collect()
+    assert [w for w in caught if issubclass(w.category, ResourceWarning)] == []
+
+
 def test_a_pickled_client_opens_its_own_connections_and_stays_lean(api, clean_env, sends):
     client = Client(api, token="t0ken")
     client.operations()                                      # a kept-alive socket in it
@@ -177,7 +189,10 @@ def test_the_lean_path_sends_the_headers_requests_sends(clean_env):
             client.status("j1", wait=1)
             client.submit("sleep", seconds=0)
             client.cancel("j1")
-    lean, plain = server.seen[:3], server.seen[3:]
+        port = server.url.rsplit(":", 1)[1]
+        for path in PATHS:                                   # spelled differently: the same Host header
+            client_on(path, f"http://LOCALHOST:{port}/").operations()
+    lean, plain = server.seen[:3] + server.seen[6:7], server.seen[3:6] + server.seen[7:]
     assert [(s["method"], s["target"], s["headers"], s["body"]) for s in lean] == \
         [(s["method"], s["target"], s["headers"], s["body"]) for s in plain]
 
@@ -381,15 +396,31 @@ def test_a_refusal_that_stays_is_the_last_answer_on_both_paths(clean_env, path):
 
 
 @pytest.mark.parametrize("path", PATHS)
-@pytest.mark.parametrize("status, method", [(308, "POST"), (307, "POST"), (303, "GET"), (302, "GET")])
-def test_redirects_are_followed_as_requests_follows_them(clean_env, path, status, method):
+@pytest.mark.parametrize("status, sent, followed", [(308, "POST", "POST"), (307, "POST", "POST"), (303, "POST", "GET"),
+                                                   (302, "POST", "GET"), (301, "POST", "GET"),
+                                                   (301, "DELETE", "DELETE"), (302, "DELETE", "GET")])
+def test_redirects_are_followed_as_requests_follows_them(clean_env, path, status, sent, followed):
     with Scripted([]) as target, Scripted([]) as first:
-        moved = (status, {"Location": f"{target.url}/submit"}, b"")
-        first.script = [moved]
-        assert client_on(path, first.url).submit("sleep", seconds=0) == "j1"
-    assert [s["method"] for s in first.seen] == ["POST"]
-    assert [s["method"] for s in target.seen] == [method]
-    assert (target.seen[0]["body"] != b"") is (method == "POST")
+        first.script = [(status, {"Location": f"{target.url}/submit"}, b"")]
+        client = client_on(path, first.url)
+        if sent == "POST":
+            assert client.submit("sleep", seconds=0) == "j1"
+        else:
+            client.cancel("j1")
+    assert [s["method"] for s in first.seen] == [sent]
+    assert [s["method"] for s in target.seen] == [followed]
+    assert (target.seen[0]["body"] != b"") is (followed == "POST")
+
+
+@pytest.mark.parametrize("path", PATHS)
+def test_a_repeated_header_is_joined_as_requests_joins_it(clean_env, path):
+    class Twice(dict):   # two Link headers in one answer
+        def items(self):
+            return [("Link", "</a>; rel=next"), ("Link", "</b>; rel=last")]
+
+    with Scripted([(200, Twice(), b'{"job_id": "j1", "status": "complete"}')]) as server:
+        answer = client_on(path, server.url)._request("GET", "/status/j1")
+    assert answer.headers["link"] == "</a>; rel=next, </b>; rel=last"
 
 
 @pytest.mark.parametrize("path", PATHS)
@@ -472,8 +503,21 @@ def test_https_with_the_ca_bundle_from_the_environment_goes_the_lean_way(tls_api
     assert sends == [] and len(_Operations.connections) == 1    # verified, kept alive
 
 
-@pytest.mark.parametrize("path", PATHS)
-def test_an_untrusted_certificate_is_requests_ssl_error_on_both_paths(tls_api, tls_files, clean_env, path):
+def test_an_untrusted_certificate_is_requests_ssl_error(tls_api, tls_files, clean_env):
+    """The lean connection fails its handshake, so requests carries the request and raises its own
+    SSLError (after its retries: ~15 s)."""
     clean_env.setenv("CURL_CA_BUNDLE", str(tls_files / "other.crt"))
     with pytest.raises(requests.exceptions.SSLError):
-        client_on(path, tls_api).operations()
+        Client(tls_api).operations()
+
+
+def test_the_lean_tls_connection_checks_the_host_name(tls_api, tls_files, clean_env):
+    clean_env.setenv("REQUESTS_CA_BUNDLE", str(tls_files / "api.crt"))   # trusted, but for 127.0.0.1 only
+    for host, trusted in (("127.0.0.1", True), ("localhost", False)):
+        client = Client(tls_api.replace("127.0.0.1", host))
+        origin = client._lean.origin(client.url)
+        if trusted:
+            origin.connect(5).close()
+        else:
+            with pytest.raises(ssl.SSLCertVerificationError, match="localhost"):
+                origin.connect(5)

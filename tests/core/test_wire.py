@@ -79,3 +79,18 @@ def test_pipelined_commands_answer_in_order_and_raise_a_refusal_after_reading_ev
     assert write_refusal(refused.value) == "OOM", refused.value
     client.config_set("maxmemory", 0)
     assert wire.pipelined(client, [("GET", "n")]) == ["3"]   # nothing counted, and still in step
+
+
+def test_a_watched_transaction_applies_unless_its_key_is_written_in_between(client):
+    assert wire.transaction(client, [("SET", "w", "1"), ("RPUSH", "q", "x")], watch="w") == ["OK", 1]
+    sent = wire.pack([("WATCH", "w"), ("MULTI",), ("RPUSH", "q", "y")])   # EXEC not sent yet
+    conn = client.connection_pool.get_connection()
+    try:
+        conn.send_packed_command([sent])
+        assert [conn.read_response() for _ in range(3)] == ["OK", "OK", "QUEUED"]
+        client.set("w", "2")                      # another connection writes the watched key
+        conn.send_packed_command([wire.pack([("EXEC",)])])
+        assert conn.read_response() is None       # aborted: nothing applied
+    finally:
+        client.connection_pool.release(conn)
+    assert client.lrange("q", 0, -1) == ["x"]

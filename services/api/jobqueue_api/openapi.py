@@ -179,7 +179,7 @@ def build_spec(catalogue: Registry, settings: Settings, version: str) -> dict[st
             **submit_op["responses"],
             "200": {**_json(_ref("Job"), "with ?wait= (or Prefer: wait): the job reached a final status within "
                                          "the wait; the document GET /status/<job_id> shows"), "headers": location},
-            "202": {**_json({"oneOf": [_ref("Accepted"), _ref("Job")]},
+            "202": {**_json({"anyOf": [_ref("Accepted"), _ref("Job")]},
                             "accepted and queued: the tutorial's {job_id, status}; with ?wait=, the job's current "
                             "document (not final within the wait) and a Location header"), "headers": location},
             "400": _error("malformed JSON, not an object, missing/unknown operation, bad parameter or bad wait"),

@@ -230,7 +230,10 @@ class Delivery:
         # writes it, so a first attempt Redis had only partly read then cannot apply after it
         watch = keys.job(jobs[0].id) if self._db == int(jobs_db) else None
         try:
-            wire.transaction(self.redis, commands, watch)
+            try:
+                wire.transaction(self.redis, commands, watch)
+            except redis.exceptions.WatchError:   # only FLUSHDB touches a new id's key: nothing applied
+                wire.transaction(self.redis, commands, watch)
         except wire.Unsure as lost:
             fields = [f for job, doc in zip(jobs, docs[1::2])
                       for f in (job.id, doc, repr(job.submitted_at), job.operation, job.lane)]

@@ -31,7 +31,9 @@ import http.client
 import os
 import re
 import socket
+import ssl
 import time
+import weakref
 import zlib
 from types import SimpleNamespace
 from typing import Any
@@ -48,6 +50,7 @@ from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.exceptions import MaxRetryError, ProtocolError, ReadTimeoutError
 from urllib3.util.connection import create_connection
 from urllib3.util.retry import Retry
+from urllib3.util.ssl_ import create_urllib3_context
 from urllib3.util.wait import wait_for_read
 
 from .http import Session
@@ -80,12 +83,18 @@ class _Origin:
         self.auth = auth            # "Basic ..." from .netrc, or None
         self.retries = retries      # the session's own Retry (429/503, Retry-After)
         self.idle: list[tuple[socket.socket, float]] = []
+        self.context: ssl.SSLContext | None = None
 
     def connect(self, timeout: float) -> socket.socket:
         if self.tls is None:
             return create_connection((self.host, self.port), timeout=timeout,
                                      socket_options=HTTPConnection.default_socket_options)
-        conn = HTTPSConnection(self.host, self.port, timeout=timeout, cert_reqs="CERT_REQUIRED", **self.tls)
+        if self.context is None:   # loading a CA bundle costs ~13 ms: once per origin, not per connection
+            context = create_urllib3_context(cert_reqs=ssl.CERT_REQUIRED)
+            context.load_verify_locations(cafile=self.tls.get("ca_certs"), capath=self.tls.get("ca_cert_dir"))
+            self.context = context
+        conn = HTTPSConnection(self.host, self.port, timeout=timeout, cert_reqs="CERT_REQUIRED",
+                               ssl_context=self.context)
         conn.connect()
         return conn.sock
 
@@ -130,6 +139,7 @@ class Lean:
         self.adapters = tuple(session.adapters.values())
         self.origins: dict[tuple[str, bool], _Origin | None] = {}
         self._headers: tuple[tuple, bytes] = ((), b"")
+        weakref.finalize(self, _close, self.origins)   # a dropped Client closes its sockets (as urllib3's pools)
 
     def __getstate__(self) -> dict[str, Any]:
         return {"session": self.session}    # a pickled Client takes no sockets along: it opens its own
@@ -157,8 +167,8 @@ class Lean:
         except ValueError:
             return None                              # requests names it (InvalidURL)
         scheme = parts.scheme.lower()
-        if scheme not in ("http", "https") or not parts.hostname or "@" in parts.netloc:
-            return None
+        if scheme not in ("http", "https") or not parts.hostname or "@" in parts.netloc or not parts.hostname.isascii():
+            return None                              # requests carries credentials, IDNA names
         if not PLAIN.match(parts.path) or parts.query or parts.fragment:
             return None
         if self.session.trust_env:
@@ -176,7 +186,10 @@ class Lean:
         retries = getattr(self.session.get_adapter(base), "max_retries", None)
         if not isinstance(retries, Retry):
             return None
-        return _Origin(parts.hostname, port, parts.netloc, parts.path.rstrip("/"), tls,
+        host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
+        if port != (443 if tls is not None else 80):  # the Host header http.client writes for requests
+            host += f":{port}"
+        return _Origin(parts.hostname, port, host, parts.path.rstrip("/"), tls,
                        _basic_auth_str(*netrc) if netrc else None, retries)
 
     def _header_block(self, origin: _Origin) -> bytes:
@@ -290,7 +303,12 @@ class Lean:
                 sock.close()
             else:
                 origin.give(sock)
-            headers = CaseInsensitiveDict(answer.msg.items())
+            items = answer.msg.items()
+            headers = CaseInsensitiveDict(items)
+            if len(headers) != len(items):          # a repeated header: joined with ", " as urllib3 does
+                headers = CaseInsensitiveDict()
+                for name, value in items:
+                    headers[name] = f"{headers[name]}, {value}" if name in headers else value
             if "Set-Cookie" in headers:   # kept as requests keeps them; later requests carry them (requests' path)
                 extract_cookies_to_jar(self.session.cookies, SimpleNamespace(url=url, headers={}),
                                        SimpleNamespace(_original_response=answer))
@@ -300,7 +318,8 @@ class Lean:
     def _redirect(self, method: str, url: str, status: int, location: str, json: Any, timeout: float):
         """Follow a redirect the way requests does, through requests (method, body and auth rules)."""
         target = urljoin(url, location)
-        keep = status in (307, 308) or (method == "HEAD")
+        # requests' rebuild_method: 303 and 302 become GET, 301 only for a POST; HEAD stays HEAD
+        keep = status in (307, 308) or method == "HEAD" or (status == 301 and method != "POST")
         headers = {"Authorization": None} if self.session.should_strip_auth(url, target) else None
         return self.session.request(method if keep else "GET", target, json=json if keep else None,
                                     headers=headers, timeout=timeout)
@@ -317,9 +336,13 @@ class Lean:
         return response
 
     def close(self) -> None:
-        for origin in self.origins.values():
-            if origin is not None:
-                origin.close()
+        _close(self.origins)
+
+
+def _close(origins: dict[tuple[str, bool], _Origin | None]) -> None:
+    for origin in list(origins.values()):
+        if origin is not None:
+            origin.close()
 
 
 def _failed(origin: _Origin, url: str, reason: Exception) -> requests.ConnectionError:
