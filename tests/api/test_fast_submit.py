@@ -92,12 +92,21 @@ def test_anything_else_goes_through_flask(redis_url, path, body, headers):
     assert calls == [1, 1]
 
 
-@pytest.mark.parametrize("env", [{"API_TOKEN": "s3cret"}, {"SUBMIT_RATE_LIMIT": "100"}])
-def test_tokens_or_a_rate_limit_keep_every_submit_on_flasks_path(redis_url, env):
-    app, calls = _app(redis_url, **env)
+def test_tokens_keep_every_submit_on_flasks_path(redis_url):
+    app, calls = _app(redis_url, API_TOKEN="s3cret")
     for _ in range(2):
-        _call(app, headers={"Authorization": "Bearer s3cret"})
+        assert _call(app, headers={"Authorization": "Bearer s3cret"})["status"] == "202 ACCEPTED"
     assert calls == [1, 1]
+
+
+def test_with_the_rate_limit_a_submit_is_counted_and_its_429_is_flasks(redis_url, jobs):
+    app, calls = _app(redis_url, SUBMIT_RATE_LIMIT="2")
+    answers = [_call(app) for _ in range(3)]
+    assert [a["status"][:3] for a in answers] == ["202", "202", "429"]
+    assert calls == [1, 1]   # the first (guards' first look) and the 429; the second was fast
+    refused = json.loads(answers[2]["body"])
+    assert refused["error"] == "rate_limited" and dict(answers[2]["headers"])["Retry-After"].isdigit()
+    assert len([k for k in jobs.scan_iter("*") if "rate" in k]) == 1   # one client: the address
 
 
 def _exchange(port: int, path: str, body: bytes, headers: dict) -> tuple[int, list[tuple[str, str]], bytes]:
@@ -145,3 +154,12 @@ def test_through_gunicorn_both_paths_answer_alike(tmp_path):
         fast = _exchange(api.port, "/submit", BODY, {})
         flask = _exchange(api.port, "/submit?x=1", BODY, {})
         assert fast[0] == 503 and _same(fast) == _same(flask)
+
+
+def test_through_gunicorn_the_rate_limit_counts_both_paths_alike(tmp_path):
+    with redis_and_api(tmp_path, processes=1, SUBMIT_RATE_LIMIT="4") as (_, api):
+        answers = [_exchange(api.port, path, BODY, {}) for path in ["/submit", "/submit?x=1"] * 3]
+    assert [a[0] for a in answers] == [202, 202, 202, 202, 429, 429]
+    fast, flask = (json.loads(a[2]) for a in answers[4:])
+    assert fast["error"] == flask["error"] == "rate_limited"
+    assert [k for k, _ in answers[4][1]] == [k for k, _ in answers[5][1]]

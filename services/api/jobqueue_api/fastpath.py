@@ -6,11 +6,13 @@ submit's own work (body, validation, the group commit, the metrics), which is al
 It answers only a request the app would answer 202 with nothing else to do: ``POST /submit``, no
 query string, no ``Prefer`` header, a Content-Length body gunicorn already holds, a Host and a
 Content-Type the guards have already judged allowed (their remembered verdicts), and a valid job;
-and only in an app without tokens or a rate limit whose only request hooks are ``hooks.py``'s
-(:func:`_eligible`, decided at the first request). Everything else, and every error, goes through
+and only in an app without tokens whose only request hooks are ``hooks.py``'s (:func:`_eligible`,
+decided at the first request). With the rate limit on, the submit is counted against its address
+in the same group commit, as on Flask's path, and a 429 is answered by Flask (below). Everything else, and every error, goes through
 Flask as before: a body this path has read and then refuses (bad JSON, unknown operation, a bad
-parameter) is handed to Flask as read, so Flask's answer is the one the client gets; a failure while
-storing is raised again inside Flask's request handling (``hooks.py``), so its 503 is Flask's too.
+parameter) is handed to Flask as read, so Flask's answer is the one the client gets; a refusal or a
+failure while storing (429, Redis down) is raised again inside Flask's request handling
+(``hooks.py``), so its answer is Flask's too.
 
 The answer is the one the submit view writes (``routes/jobs.py``), counted and timed under the same
 metric labels (the time from the body's read to the answer); ``guards.with_headers`` around it adds
@@ -31,6 +33,7 @@ from jobqueue.lanes import lane_of
 
 from . import metrics
 from .guards import Guard
+from .ratelimit import client_of
 from .submission import held, parse_body, validate_submission
 
 RAISE = "jobqueue.raise"   # environ key: an exception for Flask's request handling to raise (hooks.py)
@@ -70,11 +73,13 @@ def wrap(app: Flask, wsgi_app: Callable, guard: Guard, metrics_port: int) -> Cal
         try:
             op, params = validate_submission(parse_body(raw), state.catalogue, state.data.dataset)
             job = state.delivery.new_job(op.name, params, lane_of(op), None)
+            # counted against its address, as ratelimit.client_id counts a request without a token
+            client = client_of(None, environ.get("REMOTE_ADDR")) if state.settings.submit_rate_limit > 0 else None
         except Exception:   # a refusal (or a bug): Flask's path judges the same body and answers
             return _to_flask(wsgi_app, environ, start_response, raw)
         try:
-            state.submits.submit((job, None))   # returns once the job is stored, queued and counted
-        except Exception as exc:   # Flask's error handlers answer it (hooks.py raises it there)
+            state.submits.submit((job, client))   # returns once the job is stored, queued and counted
+        except Exception as exc:   # a 429 or a failure: Flask's error handlers answer it (hooks.py raises it)
             environ[RAISE] = exc
             return _to_flask(wsgi_app, environ, start_response, raw)
         body = f'{{"job_id":"{job.id}","status":"{job.status.value}"}}\n'.encode()
@@ -89,13 +94,13 @@ def wrap(app: Flask, wsgi_app: Callable, guard: Guard, metrics_port: int) -> Cal
 def _eligible(app: Flask) -> bool:
     """Whether Flask would do nothing for a plain submit that this path leaves out: the route is the
     submit view, the only hooks are ``hooks.py``'s own, and nothing listens to the request's
-    signals or tears it down. Tokens and the rate limit make the request's identity matter."""
+    signals or tears it down. With tokens the request's identity (its token's name) matters."""
     from flask import request_finished, request_started
 
     from .routes import jobs
 
     settings = app.extensions["jobqueue"].settings
-    if settings.api_token or settings.api_tokens or settings.submit_rate_limit > 0:
+    if settings.api_token or settings.api_tokens:
         return False
     adapter = app.url_map.bind("localhost")
     try:
