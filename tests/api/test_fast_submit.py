@@ -163,3 +163,21 @@ def test_through_gunicorn_the_rate_limit_counts_both_paths_alike(tmp_path):
     fast, flask = (json.loads(a[2]) for a in answers[4:])
     assert fast["error"] == flask["error"] == "rate_limited"
     assert [k for k, _ in answers[4][1]] == [k for k, _ in answers[5][1]]
+
+
+def test_through_gunicorn_with_a_metrics_port_a_submit_there_is_still_a_404(tmp_path):
+    """As the chart runs it (API_METRICS_PORT): the fast path answers submits on the application
+    port only; on the metrics port a submit is Flask's 404, and the scrape there counts the 202s."""
+    from devstack.procs import free_port
+
+    metrics_port = free_port()
+    with redis_and_api(tmp_path, processes=1, API_METRICS_PORT=str(metrics_port)) as (_, api):
+        same_host = {"Host": "localhost"}   # one Host for both ports: its verdict is remembered
+        answers = [_exchange(api.port, "/submit", BODY, same_host) for _ in range(3)]
+        on_metrics = [_exchange(metrics_port, "/submit", BODY, same_host) for _ in range(2)]
+        scrape = http.client.HTTPConnection("127.0.0.1", metrics_port, timeout=30)
+        scrape.request("GET", "/metrics")
+        text = scrape.getresponse().read().decode()
+    assert [a[0] for a in answers] == [202, 202, 202] and [a[0] for a in on_metrics] == [404, 404]
+    assert metric_value(text, "jobqueue_http_requests_total",
+                        {"route": "/submit", "method": "POST", "status": "202"}) == 3
