@@ -98,6 +98,16 @@ class Guard:
                     raise ApiError(415, "unsupported_media_type", "send the body as JSON with "
                                    "'Content-Type: application/json'", content_type=mimetype[:100] or None)
 
+    def known_host(self, environ: dict) -> bool | None:
+        """The remembered verdict on this request's Host, None if not judged yet."""
+        raw = environ.get("HTTP_HOST")
+        return None if raw is None else self._host_verdicts.get((environ.get("wsgi.url_scheme", ""), raw))
+
+    def known_type(self, content_type: str) -> bool | None:
+        """The remembered verdict on a write's Content-Type (JSON or not), None if not judged yet."""
+        verdict = self._type_verdicts.get(content_type)
+        return None if verdict is None else verdict[0]
+
     def _host_ok(self, req, environ: dict) -> bool:
         raw = environ.get("HTTP_HOST")
         if raw is None:   # HTTP/1.0 without Host: werkzeug falls back to the server's name

@@ -20,7 +20,8 @@ import time
 
 from flask import Flask, request
 
-from . import auth, metrics
+from . import auth, fastpath, metrics
+from .fastpath import RAISE
 from .guards import Guard, with_headers
 
 
@@ -43,6 +44,9 @@ def install(app: Flask, allowed_hosts: tuple[str, ...], metrics_port: int, token
             check_listener(req, metrics_port)
         check(req, environ)
         environ[started_key] = clock()
+        failed = environ.pop(RAISE, None)
+        if failed is not None:   # the fast path's store failed: answered as the view's failure would be
+            raise failed
         if tokens and protected(req.blueprints):
             check_token()
 
@@ -52,4 +56,4 @@ def install(app: Flask, allowed_hosts: tuple[str, ...], metrics_port: int, token
         record(req, response)
         return response
 
-    app.wsgi_app = with_headers(app.wsgi_app)  # type: ignore[method-assign]
+    app.wsgi_app = with_headers(fastpath.wrap(app, app.wsgi_app, guard, metrics_port))  # type: ignore[method-assign]

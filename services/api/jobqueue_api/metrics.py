@@ -114,6 +114,15 @@ def record(req, response) -> None:
         _LATENCY[rule, method].observe(time.perf_counter() - started)
 
 
+def child_of_requests(route: str, method: str, status: str):
+    """The requests counter of one label set (a path that records its answers itself)."""
+    return _REQUESTS[route, method, status]
+
+
+def child_of_latency(route: str, method: str):
+    return _LATENCY[route, method]
+
+
 def count_submitted(operations: list[str]) -> None:
     """Count accepted jobs by operation: once per operation of a stored batch, not once a job."""
     counts: dict[str, int] = {}

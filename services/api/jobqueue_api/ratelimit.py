@@ -29,8 +29,12 @@ WINDOW_SECONDS = 60
 
 
 def client_id() -> str:
-    owner = g.get("jobqueue_owner")
-    return f"token:{owner}" if owner else f"addr:{request.remote_addr or 'unknown'}"
+    return client_of(g.get("jobqueue_owner"), request.remote_addr)
+
+
+def client_of(owner: str | None, remote_addr: str | None) -> str:
+    """The client a submit is counted against: its token's name, else its address."""
+    return f"token:{owner}" if owner else f"addr:{remote_addr or 'unknown'}"
 
 
 def admit(client: redis.Redis, limit: int, clients: Sequence[str | None]) -> list[ApiError | None]:

@@ -46,6 +46,9 @@ def _accept(before_store: Callable[[Job], None] | None = None) -> tuple[Job, str
 
 @bp.post("/submit")
 def submit():
+    # a plain submit (no query, no Prefer, no tokens or rate limit) is answered by fastpath.py below
+    # Flask: a request this view treats differently must be left to it there too
+    # (tests/api/test_fast_submit.py compares both paths' answers)
     environ = request.environ
     if environ.get("QUERY_STRING") or "HTTP_PREFER" in environ:
         wait = _submit_wait()

@@ -1,0 +1,121 @@
+"""The tutorial's submit answered below Flask when nothing about it needs Flask.
+
+Flask's per-request machinery (the request object, URL adapter and routing, contexts and signals,
+the hooks, the response object) cost a served ``POST /submit`` about 90 µs of CPU, more than the
+submit's own work (body, validation, the group commit, the metrics), which is all this path runs.
+It answers only a request the app would answer 202 with nothing else to do: ``POST /submit``, no
+query string, no ``Prefer`` header, a Content-Length body gunicorn already holds, a Host and a
+Content-Type the guards have already judged allowed (their remembered verdicts), and a valid job;
+and only in an app without tokens whose only request hooks are ``hooks.py``'s (:func:`_eligible`,
+decided at the first request). With the rate limit on, the submit is counted against its address
+in the same group commit, as on Flask's path, and a 429 is answered by Flask (below). Everything else, and every error, goes through
+Flask as before: a body this path has read and then refuses (bad JSON, unknown operation, a bad
+parameter) is handed to Flask as read, so Flask's answer is the one the client gets; a refusal or a
+failure while storing (429, Redis down) is raised again inside Flask's request handling
+(``hooks.py``), so its answer is Flask's too.
+
+The answer is the one the submit view writes (``routes/jobs.py``), counted and timed under the same
+metric labels (the time from the body's read to the answer); ``guards.with_headers`` around it adds
+the same headers. tests/api/test_fast_submit.py compares both paths' answers through gunicorn.
+"""
+
+from __future__ import annotations
+
+import io
+import time
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from flask import Flask
+from werkzeug.exceptions import HTTPException
+
+from jobqueue.lanes import lane_of
+
+from . import metrics
+from .guards import Guard
+from .ratelimit import client_of
+from .submission import held, parse_body, validate_submission
+
+RAISE = "jobqueue.raise"   # environ key: an exception for Flask's request handling to raise (hooks.py)
+ROUTE, METHOD = "/submit", "POST"
+STATUS = "202 ACCEPTED"
+
+
+def wrap(app: Flask, wsgi_app: Callable, guard: Guard, metrics_port: int) -> Callable:
+    """``wsgi_app`` with the tutorial's submit answered here when it can be (module docstring)."""
+    answered = metrics.child_of_requests(ROUTE, METHOD, "202")
+    latency = metrics.child_of_latency(ROUTE, METHOD)
+    known_host, known_type = guard.known_host, guard.known_type
+    clock = time.perf_counter
+    eligible: list[bool | None] = [None]   # decided at the first request, once every route and hook is in
+
+    def submit_app(environ: dict, start_response: Callable) -> Iterable[bytes]:
+        ok = eligible[0]
+        if ok is None:
+            ok = eligible[0] = _eligible(app)
+        if (not ok or environ["REQUEST_METHOD"] != METHOD or environ.get("PATH_INFO") != ROUTE or environ.get("QUERY_STRING")
+                or "HTTP_PREFER" in environ or "HTTP_TRANSFER_ENCODING" in environ
+                or known_host(environ) is not True or known_type(environ.get("CONTENT_TYPE", "")) is not True
+                or (metrics_port and metrics.local_port(environ) == metrics_port)):
+            return wsgi_app(environ, start_response)
+        state = app.extensions["jobqueue"]
+        try:
+            length = int(environ.get("CONTENT_LENGTH") or "")
+        except ValueError:
+            return wsgi_app(environ, start_response)
+        stream = environ.get("wsgi.input")
+        if not 0 < length <= state.settings.max_body_bytes or stream is None or held(stream) < length:
+            return wsgi_app(environ, start_response)
+        started = clock()
+        raw = stream.read(length)
+        if len(raw) < length:   # cut short: Flask's path answers it
+            return _to_flask(wsgi_app, environ, start_response, raw)
+        try:
+            op, params = validate_submission(parse_body(raw), state.catalogue, state.data.dataset)
+            job = state.delivery.new_job(op.name, params, lane_of(op), None)
+            # counted against its address, as ratelimit.client_id counts a request without a token
+            client = client_of(None, environ.get("REMOTE_ADDR")) if state.settings.submit_rate_limit > 0 else None
+        except Exception:   # a refusal (or a bug): Flask's path judges the same body and answers
+            return _to_flask(wsgi_app, environ, start_response, raw)
+        try:
+            state.submits.submit((job, client))   # returns once the job is stored, queued and counted
+        except Exception as exc:   # a 429 or a failure: Flask's error handlers answer it (hooks.py raises it)
+            environ[RAISE] = exc
+            return _to_flask(wsgi_app, environ, start_response, raw)
+        body = f'{{"job_id":"{job.id}","status":"{job.status.value}"}}\n'.encode()
+        answered.inc()
+        latency.observe(clock() - started)
+        start_response(STATUS, [("Content-Type", "application/json"), ("Content-Length", str(len(body)))])
+        return [body]
+
+    return submit_app
+
+
+def _eligible(app: Flask) -> bool:
+    """Whether Flask would do nothing for a plain submit that this path leaves out: the route is the
+    submit view, the only hooks are ``hooks.py``'s own, and nothing listens to the request's
+    signals or tears it down. With tokens the request's identity (its token's name) matters."""
+    from flask import request_finished, request_started
+
+    from .routes import jobs
+
+    settings = app.extensions["jobqueue"].settings
+    if settings.api_token or settings.api_tokens:
+        return False
+    adapter = app.url_map.bind("localhost")
+    try:
+        endpoint, _ = adapter.match(ROUTE, method=METHOD)
+    except HTTPException:   # no such route (404, 405): Flask answers
+        return False
+    return (app.view_functions.get(endpoint) is jobs.submit
+            and set(app.before_request_funcs) <= {None} and len(app.before_request_funcs.get(None, ())) == 1
+            and not app.after_request_funcs.get("jobs") and len(app.after_request_funcs.get(None, ())) == 1
+            and not any(app.teardown_request_funcs.values()) and not app.teardown_appcontext_funcs
+            and not any(app.url_value_preprocessors.values())
+            and not request_started.receivers and not request_finished.receivers)
+
+
+def _to_flask(wsgi_app: Callable, environ: dict, start_response: Callable, raw: bytes) -> Any:
+    """Flask's path for a request whose body this one has read: the body handed over as read."""
+    environ["wsgi.input"] = io.BytesIO(raw)
+    return wsgi_app(environ, start_response)

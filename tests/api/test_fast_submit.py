@@ -1,0 +1,165 @@
+"""The tutorial's submit answered below Flask (``fastpath.py``): taken only for a plain valid
+``POST /submit``, and answering byte for byte what Flask's path answers; every other request and
+every error goes through Flask."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import re
+
+import pytest
+from gunicorn.config import Config
+from gunicorn.http.parser import RequestParser
+from werkzeug.test import EnvironBuilder
+
+from jobqueue.jobs import JobStore
+
+from .support import make_settings, metric_value, redis_and_api
+
+BODY = json.dumps({"operation": "sleep", "params": {"seconds": 0}}).encode()
+
+
+def _app(redis_url, **env):
+    from jobqueue_api import create_app
+
+    app = create_app(make_settings(redis_url, **env), load_data=False)
+    calls = []
+    real = app.full_dispatch_request
+
+    def counted():
+        calls.append(1)
+        return real()
+
+    app.full_dispatch_request = counted  # type: ignore[method-assign]
+    return app, calls
+
+
+def _call(app, path="/submit", body=BODY, headers=None):
+    """``app`` on a request whose body gunicorn's own parser holds, as under gunicorn."""
+    query = path.partition("?")[2]
+    head = (f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(body)}\r\n\r\n").encode()
+    message = next(iter(RequestParser(Config(), iter([head + body]), ("127.0.0.1", 5000))))
+    hdrs = {"Host": "127.0.0.1", "Content-Type": "application/json", **(headers or {})}
+    environ = EnvironBuilder(path=path.partition("?")[0], query_string=query, method="POST", headers=hdrs,
+                             data=body).get_environ()
+    environ["wsgi.input"] = message.body
+    answer = {}
+
+    def start_response(status, headers, exc_info=None):
+        answer.update(status=status, headers=headers)
+
+    answer["body"] = b"".join(app(environ, start_response))
+    return answer
+
+
+def test_a_plain_valid_submit_skips_flasks_request_handling_and_is_stored_and_counted(redis_url, jobs):
+    app, calls = _app(redis_url)
+    first = _call(app)                         # the guards judge this Host and Content-Type once
+    assert first["status"] == "202 ACCEPTED" and calls == [1]
+    before = app.test_client().get("/metrics").get_data(as_text=True)
+    answer = _call(app)
+    assert answer["status"] == "202 ACCEPTED" and calls == [1, 1]   # + the scrape, not the submit
+    assert answer["headers"] == [("Content-Type", "application/json"), ("Content-Length", "71"),
+                                 ("X-Content-Type-Options", "nosniff"), ("Cache-Control", "no-store")]
+    job_id = json.loads(answer["body"])["job_id"]
+    assert answer["body"] == f'{{"job_id":"{job_id}","status":"submitted"}}\n'.encode()
+    assert JobStore(jobs, 60).get(job_id).operation == "sleep"
+    after = app.test_client().get("/metrics").get_data(as_text=True)
+    labels = {"route": "/submit", "method": "POST", "status": "202"}
+    assert metric_value(after, "jobqueue_http_requests_total", labels) == \
+        metric_value(before, "jobqueue_http_requests_total", labels) + 1
+    assert metric_value(after, "jobqueue_jobs_submitted_total", {"operation": "sleep"}) == \
+        metric_value(before, "jobqueue_jobs_submitted_total", {"operation": "sleep"}) + 1
+    count = "jobqueue_http_request_duration_seconds_count"
+    assert metric_value(after, count, {"route": "/submit"}) == metric_value(before, count, {"route": "/submit"}) + 1
+
+
+@pytest.mark.parametrize("path, body, headers", [
+    ("/submit?wait=1", BODY, None),
+    ("/submit?x=1", BODY, None),
+    ("/submit", BODY, {"Prefer": "wait=1"}),
+    ("/submit", b'{"operation": "nope"}', None),
+    ("/submit", b"{not json", None),
+    ("/submit", BODY, {"Content-Type": "text/plain"}),
+    ("/jobs", BODY, None),
+])
+def test_anything_else_goes_through_flask(redis_url, path, body, headers):
+    app, calls = _app(redis_url)
+    _call(app)
+    _call(app, path, body, headers)
+    assert calls == [1, 1]
+
+
+def test_tokens_keep_every_submit_on_flasks_path(redis_url):
+    app, calls = _app(redis_url, API_TOKEN="s3cret")
+    for _ in range(2):
+        assert _call(app, headers={"Authorization": "Bearer s3cret"})["status"] == "202 ACCEPTED"
+    assert calls == [1, 1]
+
+
+def test_with_the_rate_limit_a_submit_is_counted_and_its_429_is_flasks(redis_url, jobs):
+    app, calls = _app(redis_url, SUBMIT_RATE_LIMIT="2")
+    answers = [_call(app) for _ in range(3)]
+    assert [a["status"][:3] for a in answers] == ["202", "202", "429"]
+    assert calls == [1, 1]   # the first (guards' first look) and the 429; the second was fast
+    refused = json.loads(answers[2]["body"])
+    assert refused["error"] == "rate_limited" and dict(answers[2]["headers"])["Retry-After"].isdigit()
+    assert len([k for k in jobs.scan_iter("*") if "rate" in k]) == 1   # one client: the address
+
+
+def _exchange(port: int, path: str, body: bytes, headers: dict) -> tuple[int, list[tuple[str, str]], bytes]:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    conn.request("POST", path, body=body, headers={"Content-Type": "application/json", **headers})
+    response = conn.getresponse()
+    answer = response.status, [(k, v) for k, v in response.getheaders() if k != "Date"], response.read()
+    conn.close()
+    return answer
+
+
+def _same(answer):
+    status, headers, body = answer
+    return status, headers, re.sub(rb"[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}", b"ID", body)
+
+
+CASES = [
+    (BODY, {}),
+    (json.dumps({"operation": "sleep", "params": {"seconds": 0.5}}).encode(), {}),
+    (json.dumps({"operation": "nope"}).encode(), {}),
+    (json.dumps({"operation": "sleep", "params": {"seconds": "x"}}).encode(), {}),
+    (json.dumps({"operation": "sleep", "extra": 1}).encode(), {}),
+    (b"{not json", {}),
+    (b"[1, 2]", {}),
+    (b"   ", {}),
+    ('{"operation": "sleep"}'.encode("utf-16"), {}),
+    (b'{"operation": "\xff"}', {}),
+    (b"x" * 70_000, {}),
+    (BODY, {"Content-Type": "text/plain"}),
+    (BODY, {"Host": "evil.example"}),
+]
+
+
+def test_through_gunicorn_both_paths_answer_alike(tmp_path):
+    """Each request to /submit (the fast path when it applies) and to /submit?x=1 (always Flask's,
+    an unknown parameter changes nothing else) gets the same status, headers and body, job ids
+    aside; with Redis stopped, both answer Flask's 503."""
+    with redis_and_api(tmp_path, processes=1, ALLOWED_HOSTS="127.0.0.1,localhost") as (redis_server, api):
+        _exchange(api.port, "/submit", BODY, {})
+        for body, headers in CASES:
+            fast = _exchange(api.port, "/submit", body, headers)
+            flask = _exchange(api.port, "/submit?x=1", body, headers)
+            assert _same(fast) == _same(flask), (body[:40], headers)
+        redis_server.stop()
+        fast = _exchange(api.port, "/submit", BODY, {})
+        flask = _exchange(api.port, "/submit?x=1", BODY, {})
+        assert fast[0] == 503 and _same(fast) == _same(flask)
+
+
+def test_through_gunicorn_the_rate_limit_counts_both_paths_alike(tmp_path):
+    with redis_and_api(tmp_path, processes=1, SUBMIT_RATE_LIMIT="4") as (_, api):
+        answers = [_exchange(api.port, path, BODY, {}) for path in ["/submit", "/submit?x=1"] * 3]
+    assert [a[0] for a in answers] == [202, 202, 202, 202, 429, 429]
+    fast, flask = (json.loads(a[2]) for a in answers[4:])
+    assert fast["error"] == flask["error"] == "rate_limited"
+    assert [k for k, _ in answers[4][1]] == [k for k, _ in answers[5][1]]
