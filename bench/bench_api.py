@@ -317,8 +317,10 @@ def write_docs(args, summary, rt) -> None:
         "logging); ours checks Host and Content-Type, validates the request, stores, indexes and queues every "
         "job in Redis (the submits that reach one process while its previous Redis call is in flight, and those "
         "it is already handling when a call is about to go, share one MULTI/EXEC transaction) and counts it in "
-        "the metrics, with default settings (no tokens, no rate limit); the bare Flask app only parses the body "
-        "and answers with a fresh id. CPU per request is what the server's processes (and redis-server) used "
+        "the metrics, with default settings (no tokens, no rate limit); a plain valid submit like this one is "
+        "answered below Flask's request machinery (`jobqueue_api/fastpath.py`: the same checks, the same 202, "
+        "every other request and every error through Flask), while the bare Flask app goes through Flask, only "
+        "parses the body and answers with a fresh id. CPU per request is what the server's processes (and redis-server) used "
         "over the run, read from /proc, divided by the requests answered.",
         "",
         report.table(["server", "req/s", "p50 ms", "p99 ms", "ratio req/s", "server CPU µs/request",
