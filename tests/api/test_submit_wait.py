@@ -123,6 +123,21 @@ def test_prefer_wait_is_honoured_and_query_wait_wins(served):
     requests.get(served.url + response.headers["Location"] + "?wait=30", timeout=60)
 
 
+def test_a_prefer_wait_that_is_not_delta_seconds_is_ignored_and_a_huge_one_capped(served):
+    # '²' and '¹' (Latin-1 header bytes 0xb2, 0xb9) pass str.isdigit() but are not DIGITs
+    # (RFC 7240 wait = delta-seconds = 1*DIGIT): ignored like any unreadable preference, not a 500
+    for prefer in ("wait=\xb2", "wait=1\xb9", "respond-async, wait=\xb2"):
+        response = requests.post(served.url + "/submit", json=NOOP, headers={"Prefer": prefer}, timeout=10)
+        assert response.status_code == 202 and set(response.json()) == {"job_id", "status"}, (prefer, response.text)
+    # delta-seconds too large to represent count as the largest one (RFC 9111 1.2.2): capped at
+    # MAX_WAIT_SECONDS (60 here) like ?wait=, not ignored
+    for huge in ("99999999999999", "9" * 5000):   # 5000: more digits than int() converts
+        response = requests.post(served.url + "/submit", json=NOOP, headers={"Prefer": f"wait={huge}"},
+                                 timeout=120)
+        assert response.status_code == 200 and response.json()["status"] == "complete", response.text
+        assert response.headers["Preference-Applied"] == "wait=60"
+
+
 def test_validation_errors_are_as_without_wait(served):
     response = requests.post(served.url + "/submit?wait=5", json={"operation": "nope"}, timeout=10)
     assert response.status_code == 400 and response.json()["error"] == "unknown_operation"

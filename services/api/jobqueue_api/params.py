@@ -62,15 +62,23 @@ def wait_seconds(cap: float) -> float:
     return number_arg("wait", 0.0, 0.0, cap)
 
 
+DELTA_SECONDS_MAX = 2**31   # RFC 9111 section 1.2.2: what a larger delta-seconds counts as
+
+
 def prefer_wait(header: str | None) -> int | None:
     """The ``wait`` preference of an RFC 7240 ``Prefer`` header (``Prefer: respond-async, wait=10``):
-    delta-seconds, the first ``wait`` given; None when absent or not a non-negative integer (a
-    preference the server cannot read is ignored, RFC 7240 section 2, so never a 400)."""
+    delta-seconds, the first ``wait`` given; None when absent or not ASCII digits (a preference the
+    server cannot read is ignored, RFC 7240 section 2, so never a 400). ``str.isdigit`` alone also
+    passes '²' (a Latin-1 header byte) that ``int`` refuses; a number too large to represent counts
+    as the largest (RFC 9111 section 1.2.2), so the caller caps it like ``?wait=``."""
     if not header:
         return None
     for preference in header.split(","):
         name, _, value = preference.split(";", 1)[0].partition("=")
         if name.strip().lower() == "wait":
             value = value.strip().strip('"')
-            return int(value) if value.isdigit() and len(value) <= 10 else None
+            if not (value.isascii() and value.isdigit()):
+                return None
+            # int() refuses more than 4300 digits: a long one is the largest without converting it
+            return DELTA_SECONDS_MAX if len(value) > 10 else min(int(value), DELTA_SECONDS_MAX)
     return None
