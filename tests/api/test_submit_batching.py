@@ -332,3 +332,92 @@ def test_a_mixed_batch_lands_in_each_index_and_lane(redis_url):
         assert jobs.zscore(keys.ACTIVE_INDEX, job.id) == job.submitted_at
         assert jobs.zscore(keys.operation_index(job.operation), job.id) == job.submitted_at
     assert jobs.zcard(keys.operation_index("sleep")) == 2
+
+
+LEAD_KILLED = r"""
+from gevent import monkey
+monkey.patch_all()
+import gevent, json, sys
+import redis
+from jobqueue_api.batching import GroupCall
+
+r = redis.Redis.from_url(sys.argv[1])
+calls = []
+def run_many(batch):
+    calls.append(list(batch))
+    if len(calls) == 1:
+        r.blpop("leftovers:never", 30)   # the lead's real Redis call, killed while Redis holds it
+    return [f"done {item}" for item in batch]
+
+g = GroupCall(run_many)
+def caller(item):
+    try:
+        return ["ok", g.call(item)]
+    except Exception as exc:             # what a request's view sees (a BaseException would end it)
+        return ["error", type(exc).__name__, isinstance(exc, redis.exceptions.ConnectionError)]
+
+lead = gevent.spawn(caller, "j0")
+waiters = [gevent.spawn(caller, f"j{i}") for i in range(1, 4)]   # join the lead's call (its yield)
+gevent.sleep(0.05)
+late = [gevent.spawn(caller, f"j{i}") for i in range(4, 6)]      # queue behind that call
+gevent.sleep(0.05)
+lead.kill()                             # as gunicorn's graceful-shutdown timeout kills a request
+gevent.joinall(waiters + late, timeout=10)
+answers = [w.value if w.ready() else "still waiting" for w in waiters + late]
+after = caller("j6")
+print(json.dumps({"calls": calls, "answers": [a if isinstance(a, (list, str)) else repr(a) for a in answers],
+                  "after": after, "busy": g._busy}))
+"""
+
+
+def test_a_lead_killed_during_its_redis_call_leaves_no_caller_without_an_answer(redis_url):
+    """The lead greenlet is killed (gunicorn's graceful-shutdown timeout) while its call waits on a
+    real Redis: the callers whose items were in that call get an error the API answers with a 503
+    (a ConnectionError: their items may or may not have been applied), not the lead's GreenletExit,
+    which ended their requests without a response; callers queued behind get the next call."""
+    script = LEAD_KILLED.replace("sys.argv[1]", repr(redis_url))
+    result = _under_gevent(script)
+    first = result["calls"][0]
+    assert first == ["j0", "j1", "j2", "j3"], result
+    in_first = set(first)
+    for item, answer in zip([f"j{i}" for i in range(1, 6)], result["answers"]):
+        if item in in_first:
+            assert answer == ["error", "LeadLost", True], result
+        else:
+            assert answer == ["ok", f"done {item}"], result
+    assert result["after"] == ["ok", "done j6"] and result["busy"] is False, result
+
+
+def test_the_api_answers_the_batch_of_an_interrupted_lead_with_a_503(app, monkeypatch):
+    """Through the app: two submits in one call, whose lead is interrupted in it. The other gets
+    the JSON 503 of a Redis that did not answer (its job may or may not be stored), not a 500."""
+    import types
+
+    from jobqueue_api import batching
+
+    state = app.extensions["jobqueue"]
+    real = state.submits._run_many
+
+    def store_many(batch):
+        if len(batch) > 1:
+            real(batch)
+            raise KeyboardInterrupt   # stopped as the answer arrives: stored, but nobody was told
+        return real(batch)
+
+    monkeypatch.setattr(state.submits, "_run_many", store_many)
+    gathered = {"n": 0}
+
+    def sleep(_seconds):   # the lead's yield: until the second submit is queued behind it
+        gathered["n"] += 1
+        if gathered["n"] == 1:
+            wait_until(lambda: state.submits.waiting == 2, 10, "the second submit queued")
+
+    monkeypatch.setattr(batching, "time", types.SimpleNamespace(sleep=sleep))
+    body = {"operation": "sleep", "params": {}}
+    lead = spawn(lambda: app.test_client().post("/submit?x=1", json=body))
+    wait_until(lambda: gathered["n"] == 1, 10, "the lead yielding")
+    other = spawn(lambda: app.test_client().post("/submit?x=1", json=body)).result(10)
+    with pytest.raises(KeyboardInterrupt):
+        lead.result(10)
+    assert other.status_code == 503 and other.get_json()["error"] == "redis_unavailable", other.data
+    assert other.headers["Retry-After"]

@@ -23,6 +23,10 @@ Every caller returns only once the call that carried its item has returned, so a
 "stored and queued"; an error (Redis down, out of memory) reaches every caller of that call, and a
 Redis refusal discards the whole transaction, so then none of them was stored. With
 ``fails_queue``, an error it picks (Redis not answering) also answers every caller still queued.
+A lead stopped during its call by something other than an error (its greenlet killed by gunicorn's
+graceful-shutdown timeout, ``KeyboardInterrupt``) re-raises that itself; its batch's other callers
+get :class:`LeadLost` instead (a 503: their items may or may not have been applied), never the
+stop meant for the lead, which would end their requests without a response.
 """
 
 from __future__ import annotations
@@ -33,12 +37,20 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from typing import Any, Generic, TypeVar
 
+import redis
+
 T = TypeVar("T")
 R = TypeVar("R")
 
 # Jobs per call at most: about 10 µs of Redis time each (grouped writes), so one call holds Redis
 # for well under a millisecond, and a burst of submits still goes out in several calls.
 MAX_BATCH = 64
+
+
+class LeadLost(redis.exceptions.ConnectionError):
+    """The caller making this batch's call was stopped before it returned (killed, interrupted):
+    the call may or may not have been applied. A ConnectionError, so the API answers it with its
+    503 for a Redis that did not answer, and a submit that waits treats it like one."""
 
 
 class _Pending(Generic[T, R]):
@@ -132,9 +144,13 @@ class GroupCall(Generic[T, R]):
         except BaseException as exc:
             error = exc
         finally:
+            shared = error
+            if error is not None and not isinstance(error, Exception):   # a stop meant for the lead only
+                shared = LeadLost(f"the call was interrupted ({type(error).__name__}); "
+                                  "it may or may not have been applied")
             for entry in batch:
                 if entry is not own:
-                    entry.error = error
+                    entry.error = shared
                     assert entry.done is not None
                     entry.done.set()
             with self._lock:
