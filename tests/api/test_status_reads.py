@@ -253,3 +253,44 @@ def test_a_redis_that_stops_answering_gets_each_reader_a_503_not_a_hang(tmp_path
             assert requests.get(url, timeout=10).json()["status"] == "complete"   # the lead was handed back
     finally:
         server.stop()
+
+
+def _calls(client, name: str) -> int:
+    return int(client.info("commandstats").get(f"cmdstat_{name}", {}).get("calls", 0))
+
+
+def test_concurrent_long_polls_first_reads_share_mgets_too(api):
+    """``GET /status/<id>?wait=`` reads the job once before it waits: through the grouped reads, as
+    a plain status read (one GET per long poll before). Each still gets its own answer: a running
+    job as it is when the wait runs out, a finished one at once, a 404 for an unknown id."""
+    api, server = api
+    jobs = jobs_redis(load_settings({"REDIS_URL": server.url}))
+    store = JobStore(jobs, 3600)
+    running = [store.create("sleep", {}).id for _ in range(32)]
+    done = [_complete(jobs, {"n": n}) for n in range(8)]
+    unknown = [new_job_id() for _ in range(8)]
+    asked = running + done + unknown
+    for job_id in done[:4]:   # warm each process's connections and subscriber
+        requests.get(f"{api.url}/status/{job_id}?wait=1", timeout=10)
+    jobs.config_resetstat()
+    jobs.execute_command("CLIENT", "PAUSE", "1500", "ALL")   # the first reads pile up behind each process's first
+
+    def one(job_id):
+        response = requests.get(f"{api.url}/status/{job_id}?wait=1", timeout=30)
+        return response.status_code, response.json()
+
+    with ThreadPoolExecutor(len(asked)) as pool:
+        answers = dict(zip(asked, pool.map(one, asked)))
+    for job_id in running:
+        status, body = answers[job_id]
+        assert status == 200 and body["status"] == JobStatus.SUBMITTED.value and body["job_id"] == job_id, body
+    for n, job_id in enumerate(done):
+        status, body = answers[job_id]
+        assert status == 200 and body["status"] == JobStatus.COMPLETE.value and body["result"] == {"n": n}, body
+    for job_id in unknown:
+        status, body = answers[job_id]
+        assert status == 404 and body["error"] == "job_not_found" and body["job_id"] == job_id, body
+    gets, mgets = _calls(jobs, "get"), _calls(jobs, "mget")
+    print(f"{len(asked)} long polls: {gets} GET, {mgets} MGET (the safety sweep's included)")
+    assert gets == 0, gets   # one each before
+    assert mgets <= len(asked) // 4, mgets

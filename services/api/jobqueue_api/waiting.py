@@ -52,14 +52,18 @@ class DoneWaiter:
         self._subscribed = threading.Event()
 
     # --- request side ------------------------------------------------------------------
-    def wait_final(self, job_id: str, timeout: float) -> Job | None:
+    def wait_final(self, job_id: str, timeout: float,
+                   read: Callable[[str], str | None] | None = None) -> Job | None:
         """The job once final, or as it is after ``timeout`` seconds (at once when this process
-        already holds ``max_waiters``); None if it does not exist."""
+        already holds ``max_waiters``); None if it does not exist. ``read(job_id)`` reads the stored
+        document (the API passes its grouped status reads, so concurrent long polls' reads share
+        MGETs); a GET of its own without it."""
+        get = self._store.get if read is None else _parsed(read)
         waiter = self.register(job_id)
         if waiter is None:
-            return self._store.get(job_id)
+            return get(job_id)
         try:
-            job = self._store.get(job_id)
+            job = get(job_id)
             deadline = time.monotonic() + timeout
             while job is not None and not job.status.is_final:
                 remaining = deadline - time.monotonic()
@@ -67,7 +71,7 @@ class DoneWaiter:
                     break
                 doc, waiter.doc = waiter.doc, None
                 waiter.clear()
-                job = Job.from_json(doc) if doc is not None else self._store.get(job_id)
+                job = Job.from_json(doc) if doc is not None else get(job_id)
         finally:
             self.unregister(job_id, waiter)
         return job
@@ -173,6 +177,13 @@ class DoneWaiter:
                             self._notify(job_id, None)
             except Exception:  # Redis away: the waiters' own deadlines still hold
                 continue
+
+
+def _parsed(read: Callable[[str], str | None]) -> Callable[[str], Job | None]:
+    def get(job_id: str) -> Job | None:
+        raw = read(job_id)
+        return None if raw is None else Job.from_json(raw)
+    return get
 
 
 def _is_final(doc: str) -> bool:

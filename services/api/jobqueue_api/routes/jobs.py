@@ -119,12 +119,12 @@ def load_job(job_id: str, wait: float = 0.0) -> Job:
     state = current()
     job_id_or_400(job_id)
     if wait > 0 and owner() is None:
-        job = state.waiter.wait_final(job_id, wait)
+        job = state.waiter.wait_final(job_id, wait, state.reads.call)   # its reads grouped too
     else:
         raw = state.reads.call(job_id)   # concurrent reads of this process share one MGET
         job = None if raw is None else Job.from_json(raw)
         if wait > 0 and job is not None and may_see(job.owner) and not job.status.is_final:
-            job = state.waiter.wait_final(job_id, wait)  # a named token waits on its own jobs only
+            job = state.waiter.wait_final(job_id, wait, state.reads.call)  # a named token waits on its own jobs only
     if job is not None and not may_see(job.owner):
         job = None  # another token's job: as if it did not exist
     if job is None:
