@@ -138,3 +138,42 @@ def test_many_waiters_on_one_job_all_wake(app, client, jobs):
         t.join(5)
     assert results == ["complete"] * 8
     assert not app.extensions["jobqueue"].waiter._waiting  # nothing left registered
+
+
+def test_a_subscription_redis_refuses_is_not_taken_for_one(fresh_redis):
+    """Redis 7 gives an ACL user no pub/sub channels unless granted (``resetchannels``), and refuses
+    its SUBSCRIBE (NOPERM) only in its answer. The subscriber must not count itself subscribed
+    before that answer: ``POST /submit?wait=`` then skips its read, and the refusal was logged on
+    every retry (about ten times a second)."""
+    from urllib.parse import urlsplit
+
+    import redis
+
+    from jobqueue import keys
+    from jobqueue.connections import jobs_redis
+    from jobqueue_api import create_app
+
+    fresh_redis.client().execute_command("ACL", "SETUSER", "nochannels", "on", ">pw", "~*", "resetchannels", "+@all")
+    where = urlsplit(fresh_redis.url)
+    app = create_app(make_settings(f"redis://nochannels:pw@{where.hostname}:{where.port}"), load_data=False)
+    waiter = app.extensions["jobqueue"].waiter
+    assert not waiter.wait_subscribed(2.0)
+    assert not waiter.subscribed
+    # a submit's wait (registered while not subscribed) is answered by the sweep, not held for the
+    # whole wait on a subscription that never comes (the bound is 60 s against about 1-2 s)
+    from jobqueue.jobs import Job
+
+    job_id = submit(app.test_client())
+    jobs = jobs_redis(app.extensions["jobqueue"].settings)
+    expected = waiter.expect()
+    expected.register(Job.from_json(jobs.get(keys.job(job_id))))
+    finish(redis.Redis.from_url(fresh_redis.url, decode_responses=True), job_id)   # announced to nobody here
+    answer: list = []
+    reader = threading.Thread(target=lambda: answer.append(
+        expected.final_document(600.0, lambda jid: jobs.get(keys.job(jid)))), daemon=True)
+    reader.start()
+    reader.join(60.0)
+    expected.close()
+    assert answer and '"complete"' in answer[0], answer
+    fresh_redis.client().execute_command("ACL", "SETUSER", "nochannels", f"&{keys.JOB_DONE_CHANNEL}")
+    assert waiter.wait_subscribed(10.0)   # granted: it subscribes on its next retry

@@ -139,19 +139,24 @@ class DoneWaiter:
 
     def _listen(self) -> None:
         backoff = 0.1
+        warned = False   # once per outage, not once per retry
         while True:
             pubsub = None
             try:
                 pubsub = self._store.subscribe_done()
+                # Redis's answer to the SUBSCRIBE first: a refusal (NOPERM, an ACL user without the
+                # channel) raises here, so ``subscribed`` never claims a subscription Redis refused
+                pubsub.get_message(timeout=5.0)
                 self._subscribed.set()
-                backoff = 0.1
+                backoff, warned = 0.1, False
                 while True:
                     message = pubsub.get_message(timeout=5.0)
                     if message and message.get("type") == "message":
                         self._notify(*JobStore.done_message(message["data"]))
             except Exception as exc:  # Redis gone: the sweeper still catches finished jobs
-                if self._subscribed.is_set():  # once per outage, not once per retry
+                if not warned:
                     log.warning("done-channel subscriber lost Redis; reconnecting", extra={"error": str(exc)})
+                    warned = True
                 self._subscribed.clear()
                 time.sleep(backoff)
                 backoff = min(backoff * 2, 2.0)
@@ -224,7 +229,9 @@ class Expected:
             return None
         deadline = time.monotonic() + timeout
         if not self._subscribed:
-            self._done.wait_subscribed(timeout)
+            # not past the sweep's period: a subscription that does not come (Redis refusing it)
+            # must not hold the answer for the whole wait; the sweep wakes the waiter from here on
+            self._done.wait_subscribed(min(timeout, SAFETY_POLL_SECONDS))
             doc = read(self.job_id)
             if doc is None or _is_final(doc):
                 return doc
