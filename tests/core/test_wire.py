@@ -65,10 +65,20 @@ def test_an_error_inside_exec_is_raised_and_the_connection_stays_in_step(client)
     assert wire.transaction(client, [("GET", "after")]) == ["1"]
 
 
-def test_a_connection_redis_closed_is_replaced(client):
-    wire.transaction(client, [("SET", "a", "1")])
-    client.client_kill_filter(_type="normal", skipme=False)   # closes the pooled connection too
-    assert wire.transaction(client, [("GET", "a")]) == ["1"]
+def test_a_connection_redis_closed_is_replaced(client, redis_url):
+    """Closed by another client's CLIENT KILL: Redis closes it before it answers the killer, so it
+    is closed when the next call takes it from the pool. (Killed by its own CLIENT KILL, Redis
+    closes it only after the reply, a turn of its event loop later; under load the next call could
+    send on it first and, rightly, lose its answer: Unsure, 605 of 1,000 with Redis on a busy CPU.)"""
+    _, first_id = wire.transaction(client, [("SET", "a", "1"), ("CLIENT", "ID")])
+    admin = redis.Redis.from_url(redis_url)
+    try:
+        assert admin.client_kill_filter(_id=first_id) == 1   # the pooled connection, closed by now
+    finally:
+        admin.close()
+    assert len(client.connection_pool._available_connections) == 1
+    value, second_id = wire.transaction(client, [("GET", "a"), ("CLIENT", "ID")])
+    assert value == "1" and second_id != first_id   # a new connection in the pool's place
 
 
 def test_pipelined_commands_answer_in_order_and_raise_a_refusal_after_reading_every_reply(client):
