@@ -31,10 +31,10 @@ import requests
 from devstack.stack import running_stack
 from jobqueue import transport
 from jobqueue.client import ApiError, Client
-from jobqueue.http import retrying_session
+from jobqueue.http import BearerToken, retrying_session
 
 ENV_VARS = ("http_proxy", "https_proxy", "all_proxy", "no_proxy", "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY",
-            "NO_PROXY", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE", "NETRC")
+            "NO_PROXY", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE", "NETRC", "JOBQUEUE_TOKEN")
 PATHS = ["lean", "requests"]
 
 
@@ -177,7 +177,7 @@ def test_a_pickled_client_opens_its_own_connections_and_stays_lean(api, clean_en
     client.operations()                                      # a kept-alive socket in it
     copy = pickle.loads(pickle.dumps(client))
     assert copy.status(copy.submit("sleep", seconds=0))["status"]
-    assert copy.session.headers["Authorization"] == "Bearer t0ken" and sends == []
+    assert copy.session.auth == BearerToken("t0ken") and sends == []
 
 
 # --- the same behaviour on both paths ---------------------------------------------------------------
@@ -249,17 +249,72 @@ def test_a_malformed_url_is_the_same_error_on_both_paths(clean_env, path, url):
     assert type(ours.value) is type(plain.value)
 
 
-@pytest.mark.parametrize("path", PATHS)
-def test_netrc_credentials_win_over_the_token_as_in_requests(clean_env, tmp_path, path):
+@pytest.fixture(scope="module")
+def token_api(tmp_path_factory):
+    """An API that needs a token (``API_TOKENS``), as a class cluster deploys it."""
+    with running_stack(tmp_path_factory.mktemp("client-token")) as stack:
+        stack.start_api(web_concurrency=1, API_TOKENS="alice:tok-alice")
+        yield stack.url
+
+
+def _netrc(clean_env, tmp_path, host: str = "127.0.0.1"):
     netrc = tmp_path / "netrc"
-    netrc.write_text("machine 127.0.0.1 login alice password s3cret\n")
+    netrc.write_text(f"machine {host} login alice password s3cret\n")
     netrc.chmod(0o600)
     clean_env.setenv("NETRC", str(netrc))
+
+
+@pytest.mark.parametrize("path", PATHS)
+@pytest.mark.parametrize("given", ["argument", "JOBQUEUE_TOKEN"])
+def test_an_explicit_token_wins_over_netrc_credentials_for_the_api(token_api, clean_env, tmp_path, sends,
+                                                                   path, given):
+    """A user with a ~/.netrc entry for the API's host (for another tool, or stale) and a token:
+    requests replaced the session's ``Authorization: Bearer`` with Basic auth from .netrc and the
+    lean path mimicked it, so every call got 401."""
+    _netrc(clean_env, tmp_path)
+    if given == "JOBQUEUE_TOKEN":
+        clean_env.setenv("JOBQUEUE_TOKEN", "tok-alice")
+    client = client_on(path, token_api, **({"token": "tok-alice"} if given == "argument" else {}))
+    job_id = client.submit("sleep", seconds=0)
+    assert client.status(job_id)["job_id"] == job_id
+    assert (sends == []) is (path == "lean")          # the lean path stays in use for token users
+
+    clean_env.delenv("JOBQUEUE_TOKEN", raising=False)
+    with pytest.raises(ApiError) as refused:          # no token: .netrc's Basic auth, as requests sends it
+        client_on(path, token_api).submit("sleep", seconds=0)
+    assert refused.value.status == 401
+
+
+@pytest.mark.parametrize("path", PATHS)
+def test_netrc_credentials_are_sent_as_requests_sends_them_when_there_is_no_token(clean_env, tmp_path, path):
+    _netrc(clean_env, tmp_path)
     with Scripted([]) as server:
+        client_on(path, server.url).operations()
+        Client(server.url, session=requests.Session()).operations()   # plain requests
         client_on(path, server.url, token="t0ken").operations()
-        Client(server.url, session=requests.Session(), token="t0ken").operations()   # plain requests
-    ours, plain = (seen["headers"].get("authorization") for seen in server.seen)
+        Client(server.url, session=requests.Session(), token="t0ken").operations()
+    ours, plain, ours_token, plain_token = (seen["headers"].get("authorization") for seen in server.seen)
     assert ours == plain == requests.auth._basic_auth_str("alice", "s3cret")
+    assert ours_token == plain_token == "Bearer t0ken"
+
+
+@pytest.mark.parametrize("path", PATHS)
+def test_a_redirect_on_the_same_origin_keeps_the_token_over_netrc(clean_env, tmp_path, path):
+    _netrc(clean_env, tmp_path)
+    with Scripted([]) as server:
+        server.script = [(307, {"Location": f"{server.url}/operations"}, b"")]
+        client_on(path, server.url, token="t0ken").operations()
+    assert [seen["headers"].get("authorization") for seen in server.seen] == ["Bearer t0ken"] * 2
+
+
+@pytest.mark.parametrize("path", PATHS)
+def test_a_redirect_to_another_origin_takes_that_origins_netrc_credentials_not_the_token(clean_env, tmp_path, path):
+    _netrc(clean_env, tmp_path)                       # for 127.0.0.1: both servers' host
+    with Scripted([]) as target, Scripted([]) as first:
+        first.script = [(307, {"Location": f"{target.url}/operations"}, b"")]
+        client_on(path, first.url, token="t0ken").operations()
+    assert first.seen[0]["headers"].get("authorization") == "Bearer t0ken"
+    assert target.seen[0]["headers"].get("authorization") == requests.auth._basic_auth_str("alice", "s3cret")
 
 
 # --- a scripted server on a real socket --------------------------------------------------------------

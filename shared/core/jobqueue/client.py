@@ -10,7 +10,9 @@ and returns the moment the job finishes; ``run`` submits with ``?wait=`` too, so
 one exchange. A 429 or 503 (rate limit, Redis briefly away) is retried
 after the ``Retry-After`` the API sends (:mod:`jobqueue.http`), so a script rides out a restart.
 Proxies, CA bundle and .netrc come from the environment as with ``requests``, read once per client
-(:class:`jobqueue.http.Session`), not on every request. A client made without ``session=`` sends
+(:class:`jobqueue.http.Session`), not on every request. A token (``token=`` or ``JOBQUEUE_TOKEN``)
+is set as the session's ``auth`` (:class:`jobqueue.http.BearerToken`), replacing any auth a given
+session had, so it wins over .netrc credentials for the API's host; without a token .netrc applies. A client made without ``session=`` sends
 on kept-alive sockets of its own (:mod:`jobqueue.transport`) whenever requests would do nothing
 more (no proxy for the API, no custom auth/cookies/adapters): the same answers and errors at about
 the CPU cost of ``http.client``. Pass ``session=`` to have every request go through it.
@@ -24,6 +26,8 @@ from typing import Any
 from collections.abc import Callable
 
 import requests
+
+from .http import BearerToken
 
 DEFAULT_URL = "http://127.0.0.1:5000"
 FINAL = {"complete", "failed", "cancelled"}
@@ -60,8 +64,8 @@ class Client:
             self._lean = Lean(session)
         self.session = session
         token = token if token is not None else os.environ.get("JOBQUEUE_TOKEN")
-        if token:
-            self.session.headers["Authorization"] = f"Bearer {token}"
+        if token:   # as auth, not a header: requests would replace a header with .netrc credentials
+            self.session.auth = BearerToken(token)
 
     # --- plumbing -----------------------------------------------------------------------
     def _request(self, method: str, path: str, timeout: float | None = None, **kwargs) -> requests.Response:

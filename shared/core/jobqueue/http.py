@@ -44,10 +44,33 @@ class _NoAuth(AuthBase):
         return request
 
 
+class BearerToken(AuthBase):
+    """The API token as ``Authorization: Bearer``. Set as a session's ``auth`` (not as a header) so
+    that requests does not replace it with credentials from .netrc: it consults .netrc only for a
+    request without auth."""
+
+    def __init__(self, token: str) -> None:
+        self.token = token
+
+    def __call__(self, request):
+        request.headers["Authorization"] = f"Bearer {self.token}"
+        return request
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, BearerToken) and other.token == self.token
+
+    def __hash__(self) -> int:
+        return hash(self.token)
+
+    def __repr__(self) -> str:
+        return "BearerToken(***)"
+
+
 class Session(requests.Session):
     """A ``requests.Session`` that honours HTTP(S)_PROXY/NO_PROXY, REQUESTS_CA_BUNDLE/CURL_CA_BUNDLE
     and .netrc exactly as requests does, read once per origin (``trust_env = False`` turns all
-    three off, as in requests)."""
+    three off, as in requests). A :class:`BearerToken` as its ``auth`` also wins over .netrc on a
+    redirect within the origin."""
 
     def environment(self, url: str, no_proxy: Any = None) -> tuple[dict[str, str], str | None, Any]:
         """(proxies, CA bundle, .netrc auth) for ``url``'s origin, read the first time it is asked.
@@ -72,6 +95,14 @@ class Session(requests.Session):
             request = copy.copy(request)
             request.auth = auth or _NoAuth()
         return super().prepare_request(request)
+
+    def rebuild_auth(self, prepared_request, response):
+        # requests applies .netrc to a redirect's target even when the request had auth; a token
+        # kept on the same origin (not stripped) must stay the token
+        if isinstance(self.auth, BearerToken) and "Authorization" in prepared_request.headers \
+                and not self.should_strip_auth(response.request.url, prepared_request.url):
+            return
+        super().rebuild_auth(prepared_request, response)
 
     def merge_environment_settings(self, url, proxies, stream, verify, cert):
         # requests' own merge, with the environment's part from the cache

@@ -9,9 +9,9 @@ the answer with ``http.client`` and rides the session's own ``Retry`` (429/503 +
 
 It steps aside, before anything is sent, whenever requests would behave differently: a proxy
 selected for the origin (HTTP(S)_PROXY/ALL_PROXY/NO_PROXY, upper or lower case, read once as
-:class:`jobqueue.http.Session` does), session auth, cookies, params, hooks, extra adapters, a client
-certificate or ``verify`` set on the session, credentials in the URL, a path or header requests
-would re-quote or refuse, a body it cannot encode, and any failure to connect (refused, DNS, TLS,
+:class:`jobqueue.http.Session` does), session auth other than the client's token, cookies, params,
+hooks, extra adapters, a client certificate or ``verify`` set on the session, credentials in the
+URL, a path or header requests would re-quote or refuse, a body it cannot encode, and any failure to connect (refused, DNS, TLS,
 a missing CA bundle). Those requests take the ``requests`` path, so their errors and retries are
 requests' own. A redirect is followed through ``requests`` (its method and auth rules).
 
@@ -53,7 +53,7 @@ from urllib3.util.retry import Retry
 from urllib3.util.ssl_ import create_urllib3_context
 from urllib3.util.wait import wait_for_read
 
-from .http import Session
+from .http import BearerToken, Session, _NoAuth
 
 ONE_WRITE_MAX = 64 * 1024   # a larger body is sent apart from the headers (as jobqueue.http does)
 FRESH_AFTER = 1.0          # seconds idle after which a non-idempotent request opens a new connection
@@ -62,6 +62,7 @@ SAFE = frozenset({"GET", "HEAD", "OPTIONS"})
 REDIRECTS = frozenset({301, 302, 303, 307, 308})
 # characters requests leaves as they are in a path and query; anything else takes requests' path
 PLAIN = re.compile(r"[A-Za-z0-9\-._~/?=&%:@!$'()*+,;]*\Z")
+TOKEN = re.compile(r"[\x21-\x7e]+\Z")   # a token sent as it is; anything else takes requests' path
 
 
 class _Answered:
@@ -151,7 +152,8 @@ class Lean:
     def origin(self, base: str) -> _Origin | None:
         """The origin of a client's base URL, or None when requests must carry its requests."""
         s = self.session
-        if (s.auth is not None or s.proxies or s.params or s.cert is not None or s.verify is not True
+        token_only = type(s.auth) is BearerToken and TOKEN.match(s.auth.token)   # the client's own token
+        if ((s.auth is not None and not token_only) or s.proxies or s.params or s.cert is not None or s.verify is not True
                 or s.hooks.get("response") or len(s.cookies) or tuple(s.adapters.values()) != self.adapters):
             return None
         key = (base, s.trust_env)
@@ -193,20 +195,23 @@ class Lean:
                        _basic_auth_str(*netrc) if netrc else None, retries)
 
     def _header_block(self, origin: _Origin) -> bytes:
-        """The session's headers (+ .netrc Basic auth) as bytes, rebuilt only when they change."""
+        """The session's headers (+ its token, else .netrc Basic auth) as bytes, rebuilt only when
+        they change. As in requests, a token (session auth) means .netrc is not read."""
         items = tuple(self.session.headers.items())
-        key = (items, origin.auth)
+        token = self.session.auth
+        auth = f"Bearer {token.token}" if isinstance(token, BearerToken) else origin.auth
+        key = (items, auth)
         if self._headers[0] != key:
             lines = []
             for name, value in items:
-                if value is None or (origin.auth and name.lower() == "authorization"):
-                    continue            # requests: .netrc credentials replace the session's Authorization
+                if value is None or (auth and name.lower() == "authorization"):
+                    continue            # requests: auth or .netrc credentials replace the session's Authorization
                 if not isinstance(name, str) or not isinstance(value, str):
                     raise TypeError("bytes header: requests' path encodes it")
                 check_header_validity((name, value))   # requests' own check: InvalidHeader
                 lines.append(f"{name}: {value}\r\n")
-            if origin.auth:
-                lines.append(f"Authorization: {origin.auth}\r\n")
+            if auth:
+                lines.append(f"Authorization: {auth}\r\n")
             self._headers = (key, "".join(lines).encode("latin-1"))
         return self._headers[1]
 
@@ -320,9 +325,17 @@ class Lean:
         target = urljoin(url, location)
         # requests' rebuild_method: 303 and 302 become GET, 301 only for a POST; HEAD stays HEAD
         keep = status in (307, 308) or method == "HEAD" or (status == 301 and method != "POST")
-        headers = {"Authorization": None} if self.session.should_strip_auth(url, target) else None
+        headers, auth = None, None
+        if self.session.should_strip_auth(url, target):
+            # requests drops the Authorization (a token too) and applies .netrc for the new origin
+            headers, auth = {"Authorization": None}, _NoAuth()
+            if self.session.trust_env:
+                try:
+                    auth = self.session.environment(target)[2] or auth
+                except ValueError:
+                    pass                        # requests names the malformed URL
         return self.session.request(method if keep else "GET", target, json=json if keep else None,
-                                    headers=headers, timeout=timeout)
+                                    headers=headers, auth=auth, timeout=timeout)
 
     @staticmethod
     def _response(url: str, status: int, headers: CaseInsensitiveDict, content: bytes) -> requests.Response:
