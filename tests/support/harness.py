@@ -5,6 +5,7 @@ gives a :class:`Harness` on the session's Redis."""
 from __future__ import annotations
 
 import os
+import threading
 import time
 from types import SimpleNamespace
 
@@ -91,3 +92,14 @@ def wait_blocked(client, timeout: float = 5.0) -> None:
             return
         time.sleep(0.01)
     raise AssertionError("nobody blocked on BLMOVE")
+
+
+def run_burst(worker, timeout: float = 30.0) -> None:
+    """``worker.work(burst=True)`` on a thread, as a test's worker: stopped if still working after
+    ``timeout`` seconds, so a stuck worker fails the test's assertions instead of hanging it."""
+    thread = threading.Thread(target=worker.work, kwargs={"burst": True, "install_signals": False})
+    thread.start()
+    thread.join(timeout=timeout)
+    if thread.is_alive():
+        worker.request_stop()
+        thread.join(timeout=10)

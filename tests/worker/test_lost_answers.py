@@ -9,7 +9,6 @@ retry."""
 
 from __future__ import annotations
 
-import threading
 
 import pytest
 
@@ -17,7 +16,7 @@ from jobqueue import keys
 from jobqueue.jobs import JobStatus
 from jobqueue_worker.worker import Worker
 
-from tests.support.harness import FakeData, Harness, operations
+from tests.support.harness import FakeData, Harness, operations, run_burst
 from tests.support.lossy_proxy import LossyProxy
 
 
@@ -33,12 +32,7 @@ def test_a_claim_whose_answer_is_lost_strands_no_job(harness, redis_server, mode
         via = Harness(f"{proxy.url}?socket_timeout=0.5")
         worker = Worker(via.settings, operations(), FakeData())
         proxy.arm(skip=0 if call == "claim" else 1)
-        thread = threading.Thread(target=worker.work, kwargs={"burst": True, "install_signals": False})
-        thread.start()
-        thread.join(timeout=30)
-        if thread.is_alive():
-            worker.request_stop()
-            thread.join(timeout=10)
+        run_burst(worker)
     finally:
         proxy.close()
     assert proxy.victims == 1 and proxy.exec_sent, "the fault was never injected"

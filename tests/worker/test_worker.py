@@ -11,7 +11,7 @@ from jobqueue import keys
 from jobqueue.jobs import Job, JobStatus, JobStore
 from jobqueue_worker.worker import Worker
 
-from tests.support.harness import SAMPLE, FakeData, Param, op, operations, wait_blocked
+from tests.support.harness import SAMPLE, FakeData, Param, op, operations, run_burst, wait_blocked
 
 PNG = b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 4
 
@@ -300,12 +300,7 @@ def test_a_claim_whose_answer_was_lost_is_given_back_not_stranded(harness):
         return answer
 
     worker.delivery.record_many = answer_lost_once
-    thread = threading.Thread(target=worker.work, kwargs={"burst": True, "install_signals": False})
-    thread.start()
-    thread.join(timeout=30)
-    if thread.is_alive():
-        worker.request_stop()
-        thread.join(timeout=10)
+    run_burst(worker)
     assert lost, "the fault was never injected (no claim rode on a record)"
     stranded = [job.id for job in harness.store.get_many(ids) if job.status != JobStatus.COMPLETE]
     assert not stranded, f"{len(stranded)} jobs not run, of which {len(set(stranded) & set(lost[0]))} were in the lost claim"
