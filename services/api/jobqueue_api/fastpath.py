@@ -34,7 +34,7 @@ from jobqueue.lanes import lane_of
 from . import metrics
 from .guards import Guard
 from .ratelimit import client_of
-from .submission import held, parse_body, validate_submission
+from .submission import accepted_body, held, parse_body, validate_submission
 
 RAISE = "jobqueue.raise"   # environ key: an exception for Flask's request handling to raise (hooks.py)
 ROUTE, METHOD = "/submit", "POST"
@@ -82,7 +82,7 @@ def wrap(app: Flask, wsgi_app: Callable, guard: Guard, metrics_port: int) -> Cal
         except Exception as exc:   # a 429 or a failure: Flask's error handlers answer it (hooks.py raises it)
             environ[RAISE] = exc
             return _to_flask(wsgi_app, environ, start_response, raw)
-        body = f'{{"job_id":"{job.id}","status":"{job.status.value}"}}\n'.encode()
+        body = accepted_body(job)
         answered.inc()
         latency.observe(clock() - started)
         start_response(STATUS, [("Content-Type", "application/json"), ("Content-Length", str(len(body)))])

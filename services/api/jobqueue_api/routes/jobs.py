@@ -18,7 +18,7 @@ from ..auth import may_see, owner, protect
 from ..errors import ApiError
 from ..params import int_arg, job_id_or_400, prefer_wait, single_arg, wait_seconds
 from ..state import current
-from ..submission import parse_body, read_body, validate_submission
+from ..submission import accepted_body, parse_body, read_body, validate_submission
 
 log = logging.getLogger("jobqueue.api")
 
@@ -55,10 +55,7 @@ def submit():
         if wait is not None:
             return _submit_and_wait(*wait)
     job, _ = _accept()
-    # what jsonify({"job_id": ..., "status": ...}) writes, byte for byte (a uuid and an enum value
-    # need no escaping), without the JSON provider's round: the tutorial's 202
-    body = f'{{"job_id":"{job.id}","status":"{job.status.value}"}}\n'
-    return Response(body, 202, mimetype="application/json")
+    return Response(accepted_body(job), 202, mimetype="application/json")
 
 
 def _submit_wait() -> tuple[float, bool] | None:
