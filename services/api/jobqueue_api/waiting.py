@@ -213,11 +213,6 @@ class Expected:
         self._subscribed = self._done.subscribed   # before the waiter exists, so never optimistic
         self._waiter = self._done.register(job.id)
 
-    @property
-    def refused(self) -> bool:
-        """This process already held ``max_waiters``: answer at once."""
-        return bool(self.job_id) and self._waiter is None
-
     def final_document(self, timeout: float, read: Callable[[str], str | None]) -> str | None:
         """The job's stored document once final, if that is within ``timeout`` seconds; otherwise
         None (also when refused, or when the job is gone). ``read(job_id)`` reads the stored
