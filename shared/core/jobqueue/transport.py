@@ -53,9 +53,8 @@ from urllib3.util.retry import Retry
 from urllib3.util.ssl_ import create_urllib3_context
 from urllib3.util.wait import wait_for_read
 
-from .http import BearerToken, Session, _NoAuth
+from .http import ONE_WRITE_MAX, BearerToken, Session, _NoAuth
 
-ONE_WRITE_MAX = 64 * 1024   # a larger body is sent apart from the headers (as jobqueue.http does)
 FRESH_AFTER = 1.0          # seconds idle after which a non-idempotent request opens a new connection
 IDLE_MAX = 10              # idle connections kept per origin (requests' pool_maxsize)
 SAFE = frozenset({"GET", "HEAD", "OPTIONS"})
