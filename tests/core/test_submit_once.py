@@ -46,6 +46,18 @@ def _batch(delivery: Delivery) -> list:
             delivery.new_job("plot_top_locations", {"n": 5}, lane=PLOTS)]
 
 
+def _store_losing_an_answer(through, mode: str, caplog, jobs_of=_batch) -> tuple[LossyProxy, Harness, list]:
+    """Store a batch through a proxy armed to lose ``mode``'s answer (connected, and the script
+    loaded, before the fault); the proxy, a direct Harness and the jobs."""
+    proxy, delivery, direct = through(mode)
+    delivery.waiting()
+    jobs = jobs_of(delivery)
+    proxy.arm()
+    with caplog.at_level(logging.WARNING, logger="jobqueue.delivery"):
+        delivery.store(jobs)
+    return proxy, direct, jobs
+
+
 def _queued(h: Harness) -> list[str]:
     plots = keys.queue(keys.lane_queue_name(h.settings.queue_name, PLOTS))
     return h.queue_client.lrange(h.queue.key, 0, -1) + h.queue_client.lrange(plots, 0, -1)
@@ -53,12 +65,7 @@ def _queued(h: Harness) -> list[str]:
 
 @pytest.mark.parametrize("mode", ["drop", "stall"])
 def test_a_transaction_whose_answer_is_lost_is_not_applied_twice(through, mode, caplog):
-    proxy, delivery, direct = through(mode)
-    delivery.waiting()            # connected, and the script loaded, before the fault
-    jobs = _batch(delivery)
-    proxy.arm()
-    with caplog.at_level(logging.WARNING, logger="jobqueue.delivery"):
-        delivery.store(jobs)       # returns: the jobs are stored, once
+    proxy, direct, jobs = _store_losing_an_answer(through, mode, caplog)   # returns: the jobs are stored, once
     assert proxy.victims == 1 and proxy.exec_sent, "the fault was never injected"
     ids = [job.id for job in jobs]
     assert sorted(_queued(direct)) == sorted(ids), "an id queued twice (or not at all)"
@@ -68,12 +75,7 @@ def test_a_transaction_whose_answer_is_lost_is_not_applied_twice(through, mode, 
 
 
 def test_a_transaction_dropped_before_redis_saw_it_is_stored_once_not_lost(through, caplog):
-    proxy, delivery, direct = through("before")
-    delivery.waiting()
-    jobs = _batch(delivery)
-    proxy.arm()
-    with caplog.at_level(logging.WARNING, logger="jobqueue.delivery"):
-        delivery.store(jobs)
+    proxy, direct, jobs = _store_losing_an_answer(through, "before", caplog)
     assert proxy.victims == 1 and not proxy.exec_sent
     ids = [job.id for job in jobs]
     assert sorted(_queued(direct)) == sorted(ids)
@@ -124,12 +126,8 @@ def test_a_transaction_still_on_its_way_when_the_retry_checks_is_not_applied_aft
     stored; a socket closed the ordinary way would still deliver it afterwards, and Redis would apply
     it a second time. Real kernel buffers: the proxy reads nothing for a while behind a small
     receive window (tests/support/lossy_proxy.py, "late")."""
-    proxy, delivery, direct = through("late")
-    delivery.waiting()
-    jobs = [delivery.new_job("sleep", {"seconds": 0, "pad": "x" * 200}) for _ in range(64)]
-    proxy.arm()
-    with caplog.at_level(logging.WARNING, logger="jobqueue.delivery"):
-        delivery.store(jobs)
+    proxy, direct, jobs = _store_losing_an_answer(
+        through, "late", caplog, lambda d: [d.new_job("sleep", {"seconds": 0, "pad": "x" * 200}) for _ in range(64)])
     assert proxy.victims == 1
     time.sleep(proxy.hold + 0.5)   # whatever was still on its way has arrived (or never will)
     ids = [job.id for job in jobs]
@@ -165,12 +163,7 @@ def test_a_transaction_redis_had_only_partly_read_when_the_retry_ran_does_not_ap
     retry's check ran (after a stall, Redis reads a connection's waiting bytes 16 kB a turn): the
     EXEC arrives after the retry has stored the batch. The transaction WATCHes its first document,
     which the retry writes, so that late EXEC applies nothing."""
-    proxy, delivery, direct = through("split")
-    delivery.waiting()
-    jobs = _batch(delivery)
-    proxy.arm()
-    with caplog.at_level(logging.WARNING, logger="jobqueue.delivery"):
-        delivery.store(jobs)
+    proxy, direct, jobs = _store_losing_an_answer(through, "split", caplog)
     assert "had not applied, stored now" in caplog.text, caplog.text
     time.sleep(proxy.hold + 0.8)
     assert proxy.victims == 1 and proxy.exec_sent, "the late EXEC was never delivered"

@@ -85,10 +85,7 @@ class LossyProxy:
     def _to_redis(self, client: socket.socket, upstream: socket.socket, state: dict) -> None:
         seen = b""
         while True:
-            try:
-                data = client.recv(65536)
-            except OSError:
-                data = b""
+            data = _recv(client)
             if not data:
                 if state.get("kept"):   # the client gave up; the rest arrives after all
                     time.sleep(self.hold)
@@ -133,10 +130,7 @@ class LossyProxy:
 
     def _to_client(self, upstream: socket.socket, client: socket.socket, state: dict) -> None:
         while True:
-            try:
-                data = upstream.recv(65536)
-            except OSError:
-                data = b""
+            data = _recv(upstream)
             if not data:
                 _close(client)
                 return
@@ -147,6 +141,14 @@ class LossyProxy:
             except OSError:
                 _close(upstream)
                 return
+
+
+def _recv(sock: socket.socket) -> bytes:
+    """What arrived, or b"" once the connection is closed or broken (both ends are treated alike)."""
+    try:
+        return sock.recv(65536)
+    except OSError:
+        return b""
 
 
 def _close(sock: socket.socket) -> None:
