@@ -278,3 +278,50 @@ def test_an_idle_wait_whose_answer_is_lost_strands_no_job(harness, redis_server)
     job = harness.store.get(job_id)
     assert job.status is JobStatus.COMPLETE and job.attempts == 1 and worker.counts == {"complete": 1}
     assert harness.queue_client.keys(keys.PROCESSING_PREFIX + "*") == []
+
+
+def test_a_retry_whose_answer_is_lost_counts_once_when_another_worker_took_the_job(harness, redis_server):
+    """A retry puts the job back in the queue; when its answer is lost and another worker starts
+    the job before the call is sent again, the second send found the id gone and the document
+    changed, answered 'lost', and the retry was dropped from the first worker's counts (and
+    metrics). The job runs once more, on the other worker, and completes."""
+    calls: list[int] = []
+
+    def flaky():
+        calls.append(1)
+        if len(calls) == 1:
+            raise ConnectionError("upstream hiccup")   # transient: retried
+        return {"ok": True}
+
+    ops = operations(op("flaky", flaky))
+    job_id = harness.submit("flaky")
+    harness.delivery.waiting()
+    proxy = LossyProxy(redis_server.port, "stall", trigger=("retry", "retry+claim"), last=("retry", "retry+claim"))
+    # due again within 0.24 s: not taken back by the claim in the first worker's call, but by the
+    # other worker's first claim well before the first worker's socket timeout ends
+    settings = {"job_retry_backoff_seconds": 0.2}
+    first = Worker(Harness(f"{proxy.url}?socket_timeout=2").settings.replace(**settings), ops, FakeData())
+    other = Worker(harness.settings.replace(**settings), ops, FakeData())
+    other_loop = threading.Thread(target=other.work, kwargs={"install_signals": False})
+    try:
+        proxy.arm()
+        first_loop = threading.Thread(target=run_burst, args=(first,))
+        first_loop.start()
+        deadline = time.monotonic() + 5
+        while not proxy.exec_sent and time.monotonic() < deadline:
+            time.sleep(0.01)
+        time.sleep(0.3)
+        other_loop.start()   # takes the job while the first worker waits for its answer
+        first_loop.join(timeout=30)
+        while harness.store.get(job_id).status is not JobStatus.COMPLETE and time.monotonic() < deadline + 10:
+            time.sleep(0.02)
+    finally:
+        other.request_stop()
+        if other_loop.is_alive():
+            other_loop.join(timeout=10)
+        proxy.close()
+    assert proxy.victims == 1 and proxy.exec_sent, "the fault was never injected"
+    job = harness.store.get(job_id)
+    assert job.status is JobStatus.COMPLETE and job.attempts == 2 and len(calls) == 2
+    assert other.counts == {"complete": 1}
+    assert first.counts == {"retried": 1}, first.counts

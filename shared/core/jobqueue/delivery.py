@@ -153,13 +153,15 @@ class Delivery:
     def _run(self, command: str, *args: Any) -> Any:
         return self._script(keys=self._keys, args=[*self._context, command, *args])
 
-    def _run_kept(self, command: str, *args: Any) -> Any:
+    def _run_kept(self, command: str, *args: Any, call_id: str | None = None) -> Any:
         """A script call that answers what it did even when sent again: a give back, reap or sweep
         whose answer was lost is re-sent by redis-py's retry and finds nothing left to do (it would
-        answer 0: the jobs it moved missing from the worker's log and metrics). The call carries a
-        key of its own, under which the script keeps its answer for a few minutes when it moved
+        answer 0: the jobs it moved missing from the worker's log and metrics); a retry finds the
+        job taken by another worker (it would answer 'lost'). The call carries a key of its own
+        (``call_id``, new by default; the worker passes the same one when it sends a call again
+        itself), under which the script keeps its answer for a few minutes when it moved
         anything, and answers that again. Nothing is kept for a call that moved nothing."""
-        return self._run("keep+" + command, keys.kept_answer(uuid.uuid4().hex), *args)
+        return self._run("keep+" + command, keys.kept_answer(call_id or uuid.uuid4().hex), *args)
 
     def _run_once(self, command: str, *args: Any) -> Any:
         """A script call never sent twice: for commands that claim. redis-py's retry re-sends a call
@@ -319,26 +321,35 @@ class Delivery:
         raw = self._run("+".join(["start"] * len(starts)), *[a for s in backwards for a in _start_args(worker, s)])
         return [_start_answer(r) for r in raw[::-1]]
 
-    def record_and_start_many(self, worker: str, records: list[Record],
-                              starts: list[Start]) -> tuple[list[Recorded], list[StartAnswer]]:
+    def record_and_start_many(self, worker: str, records: list[Record], starts: list[Start],
+                              call_id: str | None = None) -> tuple[list[Recorded], list[StartAnswer]]:
         """Finish or retry jobs and start the next ones in one script call (a worker starts jobs just
         before it reaches them, with the outcomes waiting then); as :meth:`start_many`, the first
-        job to start is started last, so ``workers:busy`` names it."""
+        job to start is started last, so ``workers:busy`` names it. With ``call_id`` the call keeps
+        its answer (:meth:`_run_kept`): a worker passes one when the call retries a job."""
         command = "+".join([_command(r) for r in records] + ["start"] * len(starts))
         args = [a for r in records for a in _record_args(worker, r)] + \
             [a for s in starts[::-1] for a in _start_args(worker, s)]
-        raw = self._run(command, *args)
+        raw = self._run_kept(command, *args, call_id=call_id) if call_id else self._run(command, *args)
         answers = raw if len(records) + len(starts) > 1 else [raw]
         started = [_start_answer(a) for a in answers[len(records):]]
         return [Recorded(a) for a in answers[:len(records)]], started[::-1]
 
-    def record_many(self, worker: str, records: list[Record], claim: int = 0) -> tuple[list[Recorded], list[Claim]]:
+    def record_many(self, worker: str, records: list[Record], claim: int = 0,
+                    call_id: str | None = None) -> tuple[list[Recorded], list[Claim]]:
         """Finish or retry several jobs in one script call (each fenced on its own) and, when
         ``claim`` > 0, claim up to that many next ids in the same call: a busy worker's round trips
-        per batch are this and :meth:`start_many`, whatever the batch size."""
+        per batch are this and :meth:`start_many`, whatever the batch size. With ``call_id`` the
+        call keeps its answer (:meth:`_run_kept`); a call that claims is never sent again, so it
+        keeps none."""
+        if claim and call_id:
+            raise ValueError("a call that claims is never sent twice: it keeps no answer")
         command = "+".join([_command(r) for r in records] + (["claim"] if claim else []))
         args = [a for r in records for a in _record_args(worker, r)] + ([worker, claim] if claim else [])
-        raw = (self._run_once if claim else self._run)(command, *args)
+        if call_id:
+            raw = self._run_kept(command, *args, call_id=call_id)
+        else:
+            raw = (self._run_once if claim else self._run)(command, *args)
         answers = raw if len(records) + (1 if claim else 0) > 1 else [raw]
         flat = answers[len(records)] if claim else []
         return [Recorded(a) for a in answers[:len(records)]], _claims(flat)

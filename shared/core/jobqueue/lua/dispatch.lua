@@ -17,9 +17,9 @@
 --                                                        worker starts them (in-progress, attempt
 --                                                        counted) before running them, whatever they take
 --             processing_prefix .. worker                list: ids a worker claimed, not finished
---             a kept answer (built by the caller)        string, short TTL: what a give back, reap or
---                                                        sweep did, answered again to the same call
---                                                        sent again (see the dispatcher at the end)
+--             a kept answer (built by the caller)        string, short TTL: what a give back, reap,
+--                                                        sweep or retry did, answered again to the same
+--                                                        call sent again (see the dispatcher at the end)
 --   jobs db   KEYS[5] index        jobs:by-submitted     zset: job id -> submit time
 --             KEYS[10] active      jobs:active           zset: the same, jobs not final yet (submitted
 --                                                        or in-progress: few, whatever the history)
@@ -352,6 +352,8 @@ function commands.retry()
   else
     redis.call('ZADD', lane_delayed, now() + delay, job_id)
   end
+  -- sent again, another worker may have started the job meanwhile: 'lost', unless the call kept this
+  worth_keeping = true
   return 'ok'
 end
 
@@ -492,8 +494,9 @@ end
 
 -- The dispatcher. A call may begin with 'keep' and a key (its own, new each call): a give back, a
 -- reap or a sweep sent again after its answer was lost (redis-py's retry) finds nothing left to do
--- and would answer 0; with 'keep' the first send's answer, when it moved anything, is kept under
--- that key for KEEP_SECONDS and answered again instead of running the call a second time.
+-- and would answer 0, a retry finds the job taken by another worker and would answer 'lost'; with
+-- 'keep' the first send's answer, when it moved anything, is kept under that key for KEEP_SECONDS
+-- and answered again instead of running the call a second time.
 local KEEP_SECONDS = 300
 local answers = {}
 local kept_key = nil
