@@ -89,8 +89,9 @@ def test_sigterm_to_the_master_answers_every_waiter_and_exits(stack):
     request already running finishes with its result, and the master exits 0 within seconds."""
     api = stack.start_api(web_concurrency=2)
     job_id = stack.submit("sleep", {"seconds": 0})
-    running = spawn(_call, "GET", f"{stack.url}/analysis/sleep?seconds=6")   # in flight at the signal
     calls = _park(stack.url, job_id)
+    running = spawn(_call, "GET", f"{stack.url}/analysis/sleep?seconds=6")   # in flight at the signal
+    time.sleep(1.5)
     signalled = time.monotonic()
     api.signal(signal.SIGTERM)
     _check_answers(calls, signalled, job_id, stack)
