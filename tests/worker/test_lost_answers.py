@@ -210,7 +210,7 @@ def test_an_idle_worker_with_a_short_socket_timeout_waits_without_errors(harness
     """REDIS_URL's socket_timeout shorter than the idle worker's blocking wait (1 s): every wait
     timed out on the socket, was sent again, timed out again, and the worker logged Redis as
     unavailable about once a second while nothing was wrong."""
-    via = Harness(f"{harness.env['REDIS_URL']}?socket_timeout=0.4")
+    via = Harness(f"{harness.env['REDIS_URL']}?socket_timeout=0.8")
     worker = Worker(via.settings, operations(), FakeData())
     loop = threading.Thread(target=worker.work, kwargs={"install_signals": False})
     with caplog.at_level(logging.WARNING, logger="jobqueue.worker"):
