@@ -160,8 +160,17 @@ class Delivery:
         job taken by another worker (it would answer 'lost'). The call carries a key of its own
         (``call_id``, new by default; the worker passes the same one when it sends a call again
         itself), under which the script keeps its answer for a few minutes when it moved
-        anything, and answers that again. Nothing is kept for a call that moved nothing."""
-        return self._run("keep+" + command, keys.kept_answer(call_id or uuid.uuid4().hex), *args)
+        anything, and answers that again. Nothing is kept for a call that moved nothing.
+
+        The first send goes through ``wire`` (never re-sent by redis-py), so that a lost answer is
+        seen: one warning line, then the call is sent again, which may be retried freely."""
+        kept = ("keep+" + command, keys.kept_answer(call_id or uuid.uuid4().hex), *args)
+        try:
+            return self._run_once(*kept)
+        except wire.Unsure as lost:
+            log.warning("%s: the answer was lost (%s); sent again, it answers what the first send did",
+                        command.split("+", 1)[0], lost.__cause__)
+            return self._run(*kept)
 
     def _run_once(self, command: str, *args: Any) -> Any:
         """A script call never sent twice: for commands that claim. redis-py's retry re-sends a call
