@@ -126,7 +126,7 @@ class Delivery:
 
     Script commands select their dbs themselves, so the API may pass its jobs-db client for
     ``submit``, ``cancel`` and ``waiting``; the worker-side helpers that send plain commands
-    (``wait_and_claim``, ``heartbeat``, ``leave``, ``sweep``...) need the queue-db client.
+    (``wait_and_claim``, ``leave``, ``sweep``, ``try_lock_sweep``...) need the queue-db client.
     """
 
     def __init__(self, client: redis.Redis, settings: Settings):
@@ -280,8 +280,9 @@ class Delivery:
         return _claims(self._run_once("claim", worker, n))
 
     def wait_and_claim(self, worker: str, n: int, timeout: float) -> list[Claim]:
-        """An idle worker's wait: block up to ``timeout`` for an id (BLMOVE into the processing list)
-        and claim it, with more up to ``n`` in all, in one round trip. The claim is pipelined behind
+        """An idle worker's wait: block up to ``timeout`` (at most half the client's socket timeout)
+        for an id (BLMOVE into the processing list) and claim it, with more up to ``n`` in all, in
+        one round trip. The claim is pipelined behind
         the BLMOVE on the same connection, so Redis runs it the moment the BLMOVE returns instead of
         after the worker has read that answer and sent the claim. It claims whatever the processing
         list holds, so an id moved by an attempt whose answer was lost (redis-py retries a call
