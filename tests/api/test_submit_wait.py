@@ -237,8 +237,8 @@ def test_a_job_finished_before_its_submit_waits_is_answered_from_the_done_messag
             real_notify(job_id, doc)
             taken.set()
 
-        def store_then_let_it_finish(batch):
-            real_store(batch)
+        def store_then_let_it_finish(batch, waited=()):
+            real_store(batch, waited)   # the job's mark is in this transaction: its finish is announced
             wait_until(lambda: all(jobs.get(keys.job(j.id)) and '"status":"complete"' in jobs.get(keys.job(j.id))
                                    for j in batch), 30, "the worker finishing the job")
             assert taken.wait(10), "the API's subscriber never got the done message"

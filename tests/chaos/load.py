@@ -20,6 +20,7 @@ from collections.abc import Callable, Iterator
 import redis
 import requests
 
+from jobqueue import keys
 from jobqueue.jobs import JobStore
 
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
@@ -130,11 +131,13 @@ class BackgroundLoad:
 
 
 class DoneCounter:
-    """Counts the ``jobs:done`` announcements per job id: a job announced twice had two final results."""
+    """Counts the ``jobs:done`` announcements per job id: a job announced twice had two final results.
+    It sets ``keys.ANNOUNCE_ALL`` (jobs db) while it listens: otherwise only waited jobs are announced."""
 
     def __init__(self, client: redis.Redis, channel: str):
         self.counts: collections.Counter[str] = collections.Counter()
         self._client = client        # keep it: a collected client closes its pool, our connection with it
+        client.set(keys.ANNOUNCE_ALL, "1")
         self._pubsub = client.pubsub(ignore_subscribe_messages=True)
         self._pubsub.subscribe(channel)
         self._pubsub.get_message(timeout=1.0)          # the subscribe confirmation: we are listening
@@ -152,6 +155,7 @@ class DoneCounter:
         self._stop.set()
         self._thread.join(5)
         self._pubsub.close()
+        self._client.delete(keys.ANNOUNCE_ALL)
 
 
 # --- the job mix -------------------------------------------------------------------------------

@@ -66,6 +66,7 @@ def _scale_in(objs, worker, env, server, tmp_path, seconds: float, extra_env: di
     done = harness.jobs.pubsub()
     done.subscribe(keys.JOB_DONE_CHANNEL)
     job_id = harness.submit("sleep", {"seconds": seconds})
+    harness.jobs.set(keys.waited(job_id), "1", ex=600)   # as a waiting request marks it: announced when final
     pod = LocalPod(worker, objs, tmp_path / f"pod-{seconds}", url)
     log = tmp_path / f"worker-{seconds}.log"
     proc = pod.start("worker", log, {"WORKER_METRICS_HOST": "127.0.0.1", **(extra_env or {})})

@@ -154,10 +154,15 @@ def test_large_json_results_are_stored_apart(harness):
 
 
 def test_each_final_job_is_published_once(harness):
+    """Each waited-for job (its mark set, as a waiting request sets it) is announced once, with its
+    document, and the mark goes with it; a job nobody waits for is not announced at all."""
     pubsub = harness.jobs.pubsub()
     pubsub.subscribe(keys.JOB_DONE_CHANNEL)
     pubsub.get_message(timeout=1)
     ids = [harness.submit("sleep") for _ in range(5)] + [harness.submit("sleep", {"seconds": -1})]
+    unwaited = [harness.submit("sleep") for _ in range(3)]
+    for job_id in ids:
+        harness.jobs.set(keys.waited(job_id), "1", ex=60)
     drain(harness, operations())
     seen = []
     deadline = time.monotonic() + 5
@@ -168,6 +173,26 @@ def test_each_final_job_is_published_once(harness):
             assert Job.from_json(doc).id == job_id and Job.from_json(doc).status.is_final  # the document rides along
             seen.append(job_id)
     assert sorted(seen) == sorted(ids)
+    assert pubsub.get_message(timeout=0.5) is None, "a job nobody waited for was announced"
+    assert all(harness.store.get(j).status.is_final for j in unwaited)
+    assert harness.jobs.exists(*[keys.waited(j) for j in ids]) == 0
+
+
+def test_with_announce_all_every_final_job_is_published(harness):
+    """A monitor that wants every job (the chaos tests' duplicate count) sets ``keys.ANNOUNCE_ALL``."""
+    pubsub = harness.jobs.pubsub(ignore_subscribe_messages=True)
+    pubsub.subscribe(keys.JOB_DONE_CHANNEL)
+    pubsub.get_message(timeout=1)
+    harness.jobs.set(keys.ANNOUNCE_ALL, "1")
+    try:
+        ids = [harness.submit("sleep") for _ in range(4)]
+        drain(harness, operations())
+        seen = []
+        while (msg := pubsub.get_message(timeout=0.5)) is not None:
+            seen.append(JobStore.done_message(msg["data"])[0])
+        assert sorted(seen) == sorted(ids)
+    finally:
+        harness.jobs.delete(keys.ANNOUNCE_ALL)
 
 
 def test_batches_shrink_to_one_for_slow_jobs(harness):

@@ -19,7 +19,7 @@ from flask import current_app
 from atx_analysis.registry import Registry
 from jobqueue.connections import jobs_redis, queue_redis
 from jobqueue.delivery import Delivery
-from jobqueue.jobs import JobStore
+from jobqueue.jobs import JobStore, waited_ttl_seconds
 from jobqueue.settings import Settings
 
 from .batching import GroupCall, SubmitBatcher
@@ -52,6 +52,9 @@ class ApiState:
     delivery: Delivery
     submits: SubmitBatcher  # concurrent submits share one Redis call, rate limit included (batching.py)
     reads: GroupCall[str, str | None]  # concurrent status reads share one MGET (batching.py)
+    # the reads before a long poll's wait: each also marks its job waited for (keys.waited), in the
+    # same round trip, so the job's end is announced (only waited jobs are)
+    waited_reads: GroupCall[str, str | None]
     data: DatasetSlot = field(default_factory=DatasetSlot)
     waiter: Any = None      # jobqueue_api.waiting.DoneWaiter, started lazily after fork
     plot_gate: Any = None   # jobqueue_api.routes.analysis.PlotGate: sync plot cap and PNG cache
@@ -80,6 +83,8 @@ def build_state(settings: Settings, catalogue: Registry) -> ApiState:
         delivery=delivery,
         submits=SubmitBatcher(partial(store_admitted, delivery, jobs, settings.submit_rate_limit)),
         reads=GroupCall(store.get_raw_many, fails_queue=_unreachable, linger=READ_LINGER_SECONDS),
+        waited_reads=GroupCall(partial(store.get_raw_many_waited, ttl=waited_ttl_seconds(settings.max_wait_seconds)),
+                               fails_queue=_unreachable, linger=READ_LINGER_SECONDS),
     )
 
 

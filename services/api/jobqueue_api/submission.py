@@ -158,13 +158,14 @@ def _is_text(value: str) -> bool:
 
 
 def store_admitted(delivery: Delivery, counts: redis.Redis, limit: int,
-                   batch: list[tuple[Job, str | None]]) -> list[ApiError | None]:
-    """One group-commit call (``batching.SubmitBatcher``): count each (job, client) of the batch
-    against ``limit`` (one round trip, only when the limit is on), store the jobs within it (one
-    transaction), count them in ``jobqueue_jobs_submitted_total``, and return each item's refusal
-    (a 429) or None."""
-    refusals = ratelimit.admit(counts, limit, [client for _, client in batch])
-    admitted = [job for (job, _), refused in zip(batch, refusals) if refused is None]
-    delivery.store(admitted)
+                   batch: list[tuple[Job, str | None] | tuple[Job, str | None, bool]]) -> list[ApiError | None]:
+    """One group-commit call (``batching.SubmitBatcher``): count each (job, client[, waited]) of the
+    batch against ``limit`` (one round trip, only when the limit is on), store the jobs within it
+    (one transaction; a waited job, ``POST /submit?wait=``, is marked so its end is announced),
+    count them in ``jobqueue_jobs_submitted_total``, and return each item's refusal (a 429) or None."""
+    refusals = ratelimit.admit(counts, limit, [item[1] for item in batch])
+    admitted = [job for (job, *_), refused in zip(batch, refusals) if refused is None]
+    waited = [item[0].id for item, refused in zip(batch, refusals) if refused is None and item[2:] == (True,)]
+    delivery.store(admitted, waited)
     metrics.count_submitted([job.operation for job in admitted])   # once per operation, not per job
     return refusals

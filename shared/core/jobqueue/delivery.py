@@ -23,12 +23,13 @@ import uuid
 from dataclasses import dataclass
 from enum import Enum
 from importlib import resources
+from collections.abc import Sequence
 from typing import Any
 
 import redis
 
 from . import keys, wire
-from .jobs import Job, JobStatus, new_job_id
+from .jobs import Job, JobStatus, new_job_id, waited_ttl_seconds
 from .lanes import DEFAULT, PLOTS
 from .settings import Settings
 
@@ -148,7 +149,7 @@ class Delivery:
                       keys.ACTIVE_INDEX, keys.REAPED]
         self._context = [settings.redis_jobs_db, settings.redis_queue_db, keys.JOB_PREFIX, keys.RESULT_PREFIX,
                          keys.PROCESSING_PREFIX, keys.JOB_DONE_CHANNEL, settings.job_ttl_seconds,
-                         keys.STATUS_INDEX_PREFIX, keys.OPERATION_INDEX_PREFIX]
+                         keys.STATUS_INDEX_PREFIX, keys.OPERATION_INDEX_PREFIX, keys.WAITED_PREFIX, keys.ANNOUNCE_ALL]
 
     def _run(self, command: str, *args: Any) -> Any:
         return self._script(keys=self._keys, args=[*self._context, command, *args])
@@ -199,7 +200,7 @@ class Delivery:
         return Job(id=new_job_id(), operation=operation, params=params, submitted_at=time.time(), lane=lane,
                    owner=owner)
 
-    def store(self, jobs: list[Job]) -> None:
+    def store(self, jobs: list[Job], waited: Sequence[str] = ()) -> None:
         """Store, index and queue new jobs in one MULTI/EXEC transaction (the API coalesces
         concurrent submits into one). Redis refuses a transaction (out of memory, cannot persist,
         read-only replica) as a whole, so a refusal stores none of them; once this returns, every
@@ -222,7 +223,11 @@ class Delivery:
         what its kernel had not sent is dropped), and the transaction WATCHes its first document,
         which the check's write touches (so an EXEC Redis had not read yet aborts). The normal path
         stays one transaction, one round trip, no script: the WATCH adds one command a call (about
-        0.4 µs of Redis CPU, 1.5% of a 16-job transaction's)."""
+        0.4 µs of Redis CPU, 1.5% of a 16-job transaction's).
+
+        ``waited``: ids of jobs a request will wait for (``POST /submit?wait=``): their marks
+        (``keys.waited``) go in the same transaction, so their end is announced. (A batch stored by
+        the fallback script carries no marks: its waiters are woken by the API's safety sweep.)"""
         if not jobs:
             return
         jobs_db, queue_db = str(self.settings.redis_jobs_db), str(self.settings.redis_queue_db)
@@ -246,6 +251,9 @@ class Delivery:
         for operation, pairs in by_operation.items():
             commands.append(("ZADD", keys.operation_index(operation), *pairs))
         commands.append(("ZADD", keys.ACTIVE_INDEX, *scored))
+        ttl = str(waited_ttl_seconds(self.settings.max_wait_seconds))
+        for job_id in waited:   # a submit that waits: its job's end is announced (keys.waited)
+            commands.append(("SET", keys.waited(job_id), "1", "EX", ttl))
         commands.append(("SELECT", queue_db))
         for queue_key, ids in lanes.items():
             commands.append(("RPUSH", queue_key, *ids))

@@ -132,6 +132,17 @@ class Page:
     next_offset: int | None = None   # the same position as a rank, for ``offset`` paging
 
 
+# A waited job's mark outlives the longest wait the API allows (``MAX_WAIT_SECONDS``) by this much,
+# whatever the waiter's own wait: a mark is never shortened by a later, shorter waiter on the same
+# job; one outliving its waiter costs at most one announcement nobody hears.
+WAITED_MARGIN_SECONDS = 10
+
+
+def waited_ttl_seconds(max_wait_seconds: float) -> int:
+    """TTL of a waited job's mark (``keys.waited``)."""
+    return int(max_wait_seconds) + WAITED_MARGIN_SECONDS
+
+
 class JobStore:
     """Reads job documents (and their results) in the jobs db: the one way the API reads jobs.
 
@@ -156,6 +167,19 @@ class JobStore:
         """The stored documents of ``job_ids`` in one MGET, in order (None where there is none):
         the API groups concurrent status reads into one of these (``jobqueue_api.batching``)."""
         return self.redis.mget([keys.job(i) for i in job_ids]) if job_ids else []
+
+    def get_raw_many_waited(self, job_ids: list[str], ttl: int) -> list[str | None]:
+        """As :meth:`get_raw_many`, for requests about to wait for these jobs: each one's mark
+        (``keys.waited``, ``ttl`` seconds) is set before the MGET, in the same round trip, so a
+        finish that runs after the MGET sees the mark and announces the job, and one that ran
+        before it is in the documents read."""
+        if not job_ids:
+            return []
+        pipe = self.redis.pipeline(transaction=False)
+        for job_id in job_ids:
+            pipe.set(keys.waited(job_id), "1", ex=ttl)
+        pipe.mget([keys.job(i) for i in job_ids])
+        return pipe.execute()[-1]
 
     def get_many(self, job_ids: Iterable[str]) -> list[Job]:
         ids = list(job_ids)

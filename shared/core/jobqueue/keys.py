@@ -17,13 +17,21 @@ STATUS_INDEX_PREFIX = "jobs:by-status:"  # zset per final status: job id -> subm
 OPERATION_INDEX_PREFIX = "jobs:by-operation:"  # zset per operation: job id -> submitted time
 RESULT_CACHE_PREFIX = "result-cache:"   # request fingerprint -> id of the job holding the result
 RESULT_BY_REQUEST_PREFIX = "result-by-request:"  # request fingerprint -> stored result shared by its jobs
-JOB_DONE_CHANNEL = "jobs:done"           # pub/sub: "<id>\n<final document>" each time a job becomes final
+JOB_DONE_CHANNEL = "jobs:done"           # pub/sub: "<id>\n<final document>" when a job someone waits for becomes final
+WAITED_PREFIX = "jobs:waited:"           # string, TTL = the longest wait: someone waits for this job (announce its end)
+ANNOUNCE_ALL = "jobs:announce-all"       # string, optional: while it exists every final job is announced
 WRITE_PROBE = "api:write-probe"          # string, short TTL: readiness checks Redis accepts writes
 
 
 def job(job_id: str) -> str:
     """JSON document of one job."""
     return f"{JOB_PREFIX}{job_id}"
+
+
+def waited(job_id: str) -> str:
+    """Marks a job a request waits for: its finish is announced on :data:`JOB_DONE_CHANNEL` only
+    while this key (or :data:`ANNOUNCE_ALL`) exists, so a job nobody waits for wakes no API process."""
+    return f"{WAITED_PREFIX}{job_id}"
 
 
 def result(job_id: str) -> str:

@@ -40,7 +40,8 @@ def _accept(before_store: Callable[[Job], None] | None = None) -> tuple[Job, str
     job = state.delivery.new_job(op.name, params, lane_of(op), owner())
     if before_store is not None:
         before_store(job)   # ?wait= registers for the job's done message before it can finish
-    state.submits.submit((job, client))  # returns once the job is stored, queued and counted
+    # returns once the job is stored, queued and counted; a waited job is marked in that transaction
+    state.submits.submit((job, client, before_store is not None))
     return job, op.name
 
 
@@ -116,12 +117,12 @@ def load_job(job_id: str, wait: float = 0.0) -> Job:
     state = current()
     job_id_or_400(job_id)
     if wait > 0 and owner() is None:
-        job = state.waiter.wait_final(job_id, wait, state.reads.call)   # its reads grouped too
+        job = state.waiter.wait_final(job_id, wait, state.waited_reads.call)   # its reads grouped too, and mark the job waited
     else:
         raw = state.reads.call(job_id)   # concurrent reads of this process share one MGET
         job = None if raw is None else Job.from_json(raw)
         if wait > 0 and job is not None and may_see(job.owner) and not job.status.is_final:
-            job = state.waiter.wait_final(job_id, wait, state.reads.call)  # a named token waits on its own jobs only
+            job = state.waiter.wait_final(job_id, wait, state.waited_reads.call)  # a named token waits on its own jobs only
     if job is not None and not may_see(job.owner):
         job = None  # another token's job: as if it did not exist
     if job is None:

@@ -33,8 +33,11 @@
 --             request's fingerprint; cache hits reference it)
 --             a cache key (built by the caller)          string: id of the job holding a result
 --             done_channel                               pub/sub: 'id\nfinal document' when a job becomes final
+--                                                        and someone waits for it (below)
+--             waited_prefix .. id                        string, TTL: a request waits for this job
+--             announce_all                               string, optional: announce every final job
 --
--- ARGV[1..9] are the context (below); ARGV[10] names the command; its arguments follow. Commands
+-- ARGV[1..11] are the context (below); ARGV[12] names the command; its arguments follow. Commands
 -- joined by '+' (e.g. 'finish+start') run one after the other in this one script, each reading
 -- its own arguments in turn, so "record job i, start job i+1" costs one round trip. Scripts
 -- SELECT the db they need; the selection ends with the script (the caller's connection keeps its
@@ -47,7 +50,8 @@ local jobs_db, queue_db = ARGV[1], ARGV[2]
 local job_prefix, result_prefix, processing_prefix = ARGV[3], ARGV[4], ARGV[5]
 local done_channel, ttl = ARGV[6], tonumber(ARGV[7])
 local status_prefix, operation_prefix = ARGV[8], ARGV[9]
-local command = ARGV[10]
+local waited_prefix, announce_all = ARGV[10], ARGV[11]
+local command = ARGV[12]
 
 -- Lanes: a job's document names its lane ('plots' or 'default'); each lane is a queue list and a
 -- retry set. Claims serve the default lane first and take at most one plots job each, when the
@@ -127,8 +131,22 @@ local function write_final(job_id, doc, status, submitted_at)
   redis.call('ZADD', status_prefix .. status, submitted_at, job_id)
 end
 
+-- Announce a final job (id and document) only when a request waits for it: the waiter set its
+-- mark in the same round trip as the read that found the job not final (or in the transaction
+-- that stored it), and Redis runs that and this script one at a time, so either its read saw this
+-- document or this sees its mark. A job nobody waits for costs no subscriber anything.
+-- Leaves the jobs db selected.
+local function announce(job_id, doc)
+  use(jobs_db)
+  local mark = waited_prefix .. job_id
+  if redis.call('EXISTS', mark, announce_all) > 0 then
+    redis.call('DEL', mark)
+    redis.call('PUBLISH', done_channel, job_id .. '\n' .. doc)
+  end
+end
+
 -- arguments of the commands, read in order
-local position = 10
+local position = 12
 local function arg()
   position = position + 1
   return ARGV[position]
@@ -165,7 +183,7 @@ function commands.cancel()
   redis.call('SREM', reaped_key, job_id)
   use(jobs_db)
   write_final(job_id, doc, 'cancelled', submitted_at)
-  redis.call('PUBLISH', done_channel, job_id .. '\n' .. doc)
+  announce(job_id, doc)
   return 1
 end
 
@@ -333,7 +351,7 @@ function commands.finish()
   end
   write_final(job_id, doc, status, submitted_at)
   if cache_key ~= '' then redis.call('SET', cache_key, job_id, 'EX', ttl) end
-  redis.call('PUBLISH', done_channel, job_id .. '\n' .. doc)
+  announce(job_id, doc)
   return 'ok'
 end
 
