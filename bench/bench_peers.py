@@ -41,6 +41,7 @@ LEAN = "ours-http.client"   # ours' round trip with the standard library's clien
 SHIPPED = "ours-jobqueue.client"   # ours' round trip with the project's own client (jobqueue.client.Client)
 ONE = "ours-one-exchange"   # ours' round trip as one request, POST /submit?wait=, with requests
 ONE_LEAN = "ours-one-exchange-http.client"   # the same one request through http.client
+ONE_SHIPPED = "ours-one-exchange-jobqueue.client"   # the same one request through Client.submit_and_wait
 
 TARGETS_TEXT = {
     "noop_vs_raw": "No-op drain, 1 worker process: ours >= 1.0x the raw HotQueue loop",
@@ -150,11 +151,12 @@ def run_round_trips(args, server, data_path, classes) -> dict[str, list[dict]]:
     runs: dict[str, list[dict]] = defaultdict(list)
     names = [n for n in ROUND_TRIP_PEERS if n in classes]
     if "ours" in names:   # also through http.client (the client library's share), through our own client,
-        names += [LEAN, SHIPPED, ONE, ONE_LEAN]   # and as one exchange (POST /submit?wait=) with both libraries
+        names += [LEAN, SHIPPED, ONE, ONE_LEAN, ONE_SHIPPED]   # and as one exchange (POST /submit?wait=) with each
     for repeat in range(args.repeats):
         for name in names:
             peer = classes["ours" if name.startswith("ours-") else name](server.url, str(data_path), 1)
-            peer.lean, peer.shipped, peer.one = name in (LEAN, ONE_LEAN), name == SHIPPED, name in (ONE, ONE_LEAN)
+            peer.lean, peer.shipped = name in (LEAN, ONE_LEAN), name in (SHIPPED, ONE_SHIPPED)
+            peer.one = name in (ONE, ONE_LEAN, ONE_SHIPPED)
             try:
                 out = harness.round_trips(peer, NOOP, args.round_trips)
                 out["load"] = os.getloadavg()[0]
@@ -277,8 +279,9 @@ def round_trip_markdown(args, summary) -> str:
         "(`POST /submit`, then `GET /status/<id>?wait=`) with `requests` (the tutorial's client), and, as "
         f"`{LEAN}`, the same two requests through the standard library's `http.client` (the client library's "
         f"share), and, as `{SHIPPED}`, through the project's own Python client (`Client.submit`, then `Client.wait`, "
-        f"the same two requests). `{ONE}` and `{ONE_LEAN}` submit and wait in one request, `POST /submit?wait=` "
-        "(answered 200 with the finished job), with `requests` and with `http.client`; the targets stay judged on "
+        f"the same two requests). `{ONE}`, `{ONE_LEAN}` and `{ONE_SHIPPED}` submit and wait in one request, "
+        "`POST /submit?wait=` (answered 200 with the finished job), with `requests`, with `http.client` and with the "
+        "project's client (`Client.submit_and_wait`); the targets stay judged on "
         "`ours`, the tutorial's two requests. Ratio: p50 relative to Celery's.", "",
         report.table(["peer", "p50 ms", "p99 ms", "p50 vs celery"], rows)] + _phase_lines(trips))
 

@@ -33,7 +33,8 @@ class OursPeer(Peer):
     name = "ours"
     lean = False   # round trips through http.client instead of requests (bench_peers' extra row)
     shipped = False   # round trips through the project's own client, jobqueue.client.Client (another row)
-    one = False   # round trips in one exchange, POST /submit?wait= (with ``lean``: through http.client)
+    one = False   # round trips in one exchange, POST /submit?wait= (with ``lean``: through http.client; with
+    #               ``shipped``: through jobqueue.client's Client.submit_and_wait)
 
     @property
     def description(self):
@@ -169,8 +170,14 @@ class OursPeer(Peer):
 
     def _one_exchange_round_trip(self, operation, params, timeout):
         """Submit and wait in one request, ``POST /submit?wait=<timeout>`` (200 with the finished
-        job), with ``requests`` or, with ``lean``, ``http.client``; a 202 (not final within the
-        wait) would go on with the long poll its Location names."""
+        job), with ``requests``, with ``lean`` through ``http.client``, or with ``shipped`` through
+        ``Client.submit_and_wait`` (which goes on with the long poll itself after a 202); a 202
+        (not final within the wait) would go on with the long poll its Location names."""
+        if self.shipped:
+            job = self._shipped_client(timeout).submit_and_wait(operation, params, wait=int(timeout))
+            if job["status"] != "complete":
+                raise RuntimeError(f"ours: job {job['job_id']} {job['status']}: {job.get('error')}")
+            return job["result"]
         if self.lean:
             conn = self._lean_connection(timeout)
             conn.request("POST", f"/submit?wait={int(timeout)}", headers={"Content-Type": "application/json"},
@@ -224,18 +231,22 @@ class OursPeer(Peer):
     def _shipped_round_trip(self, operation, params, timeout):
         """The same two requests through ``jobqueue.client.Client`` (``submit``, then ``wait``, whose
         long poll asks ``?wait=<timeout>`` like the other rows): what a user of our client gets."""
-        from jobqueue.client import Client
-
-        if self._client is None:
-            self._client = Client(self.base, timeout=timeout + 5)
+        client = self._shipped_client(timeout)
         t0 = time.perf_counter()
-        job_id = self._client.submit(operation, params)
+        job_id = client.submit(operation, params)
         self.phases = {"submit": time.perf_counter() - t0}
-        job = self._client.wait(job_id, poll=int(timeout))
+        job = client.wait(job_id, poll=int(timeout))
         if job["status"] != "complete":
             raise RuntimeError(f"ours: job {job_id} {job['status']}: {job.get('error')}")
         self.phases["wait"] = time.perf_counter() - t0 - self.phases["submit"]
         return job["result"]
+
+    def _shipped_client(self, timeout):
+        from jobqueue.client import Client
+
+        if self._client is None:
+            self._client = Client(self.base, timeout=timeout + 5)
+        return self._client
 
     def close(self):
         if self.session is not None:

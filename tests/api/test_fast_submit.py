@@ -7,6 +7,8 @@ from __future__ import annotations
 import http.client
 import json
 import re
+import socket
+import time
 
 import pytest
 from gunicorn.config import Config
@@ -181,3 +183,59 @@ def test_through_gunicorn_with_a_metrics_port_a_submit_there_is_still_a_404(tmp_
     assert [a[0] for a in answers] == [202, 202, 202] and [a[0] for a in on_metrics] == [404, 404]
     assert metric_value(text, "jobqueue_http_requests_total",
                         {"route": "/submit", "method": "POST", "status": "202"}) == 3
+
+
+def _call_late(app, body=BODY):
+    """``app`` on a request whose body was not there yet when gunicorn parsed the headers (as
+    ``requests`` and ``http.client`` send it: headers, then the body in a second write)."""
+    head = (f"POST /submit HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(body)}\r\n\r\n").encode()
+    message = next(iter(RequestParser(Config(), iter([head, body]), ("127.0.0.1", 5000))))
+    environ = EnvironBuilder(path="/submit", method="POST", data=body,
+                             headers={"Host": "127.0.0.1", "Content-Type": "application/json"}).get_environ()
+    environ["wsgi.input"] = message.body
+    assert message.body.reader.unreader.buf.getvalue() == b""   # the body is still to be read
+    answer = {}
+
+    def start_response(status, headers, exc_info=None):
+        answer.update(status=status, headers=headers)
+
+    answer["body"] = b"".join(app(environ, start_response))
+    return answer
+
+
+def test_a_body_that_comes_after_the_headers_is_still_answered_below_flask(redis_url, jobs):
+    app, calls = _app(redis_url)
+    _call(app)
+    answer = _call_late(app)
+    assert answer["status"] == "202 ACCEPTED" and calls == [1]   # Flask ran for the first request only
+    job_id = json.loads(answer["body"])["job_id"]
+    assert answer["body"] == f'{{"job_id":"{job_id}","status":"submitted"}}\n'.encode()
+    assert JobStore(jobs, 60).get(job_id).operation == "sleep"
+
+
+def _exchange_in_two_writes(port: int, path: str, body: bytes, sent: int | None = None) -> tuple:
+    """Headers, a pause, then the body (or its first ``sent`` bytes, and silence)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
+        sock.sendall(f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+                     f"Content-Length: {len(body)}\r\n\r\n".encode())
+        time.sleep(0.05)
+        sock.sendall(body[:sent])
+        response = http.client.HTTPResponse(sock)
+        response.begin()
+        return response.status, [(k, v) for k, v in response.getheaders() if k != "Date"], response.read()
+
+
+def test_through_gunicorn_a_late_body_is_answered_alike_on_both_paths(tmp_path):
+    """A body sent apart from its headers: the same 202 (or 400) on the fast path as on Flask's;
+    one that stops half-way gets the same 408 from both once CLIENT_TIMEOUT_SECONDS has passed."""
+    with redis_and_api(tmp_path, processes=1, CLIENT_TIMEOUT_SECONDS="1") as (_, api):
+        _exchange(api.port, "/submit", BODY, {})
+        for body in (BODY, b"{not json", json.dumps({"operation": "nope"}).encode()):
+            fast = _exchange_in_two_writes(api.port, "/submit", body)
+            flask = _exchange_in_two_writes(api.port, "/submit?x=1", body)
+            assert _same(fast) == _same(flask), body
+        fast = _exchange_in_two_writes(api.port, "/submit", BODY, sent=10)
+        flask = _exchange_in_two_writes(api.port, "/submit?x=1", BODY, sent=10)
+        assert fast[0] == 408 and fast == flask
+        assert json.loads(fast[2])["error"] == "request_timeout"

@@ -6,6 +6,8 @@
 - On SIGTERM gunicorn lets requests finish for its `graceful_timeout`
   (services/api/jobqueue_api/serve.py, from the same settings); the kubelet runs the preStop hook
   first and kills the pod at `terminationGracePeriodSeconds`, counted from the start of preStop.
+  A stopping API answers its long polls at once (tests/api/test_shutdown.py), so neither depends
+  on MAX_WAIT_SECONDS any more: a 300 s cap once meant a 315 s grace.
 - Scale-in never cuts a job: a job runs at most JOB_TIMEOUT_SECONDS from its start, which is before
   the SIGTERM, so a SHUTDOWN_GRACE_SECONDS of at least that lets every job end by itself (complete,
   or failed on its limit); the pod's grace must be longer still, or the kubelet's SIGKILL lands on
@@ -85,6 +87,21 @@ def test_api_pod_outlives_preStop_and_gunicorns_graceful_timeout(source):
     assert prestop > 0, f"{source}: no preStop delay: gunicorn closes its socket while endpoints still route to it"
     grace = pod_spec(api).get("terminationGracePeriodSeconds", 30)
     assert grace >= prestop + graceful + 5, f"{source}: grace {grace} s < preStop {prestop} s + gunicorn graceful {graceful} s"
+
+
+@pytest.mark.parametrize("config", [{}, {"maxWaitSeconds": 300}, {"clientTimeoutSeconds": 60}])
+def test_the_api_grace_is_preStop_plus_gunicorns_graceful_timeout(config):
+    """The helper computes gunicorn's graceful_timeout as serve.py does: the long-poll cap leaves it
+    alone (45 s with the defaults, not 80, and not 345 with a 300 s cap), a longer client timeout
+    lengthens it."""
+    from jobqueue_api.serve import gunicorn_options
+
+    objs = render_objects({"config": config})
+    api = _deployment(objs, "api")
+    main = _main(api, "api")
+    graceful = gunicorn_options(_settings(main, objs))["graceful_timeout"]
+    assert pod_spec(api)["terminationGracePeriodSeconds"] == _prestop_seconds(main) + graceful + 10
+    assert graceful == (125 if config.get("clientTimeoutSeconds") else 30)
 
 
 @pytest.mark.parametrize("source", SOURCES)

@@ -31,12 +31,13 @@ import time
 
 
 class LossyProxy:
-    def __init__(self, target_port: int, mode: str = "drop", trigger: str = "MULTI", last: str = "EXEC",
-                 target_host: str = "127.0.0.1"):
+    def __init__(self, target_port: int, mode: str = "drop", trigger: str | tuple[str, ...] = "MULTI",
+                 last: str | tuple[str, ...] = "EXEC", target_host: str = "127.0.0.1"):
         assert mode in ("drop", "stall", "before", "late", "split"), mode
         self.hold = 1.5
-        self.trigger = b"%s\r\n" % trigger.encode()   # the end of that argument (``claim`` in ``finish+claim``)
-        self.last = b"%s\r\n" % last.encode()
+        # the end of that argument (``claim`` in ``finish+claim``), or of any of several
+        self.triggers = [b"%s\r\n" % t.encode() for t in ((trigger,) if isinstance(trigger, str) else trigger)]
+        self.lasts = [b"%s\r\n" % t.encode() for t in ((last,) if isinstance(last, str) else last)]
         self.target = (target_host, target_port)
         self.mode = mode
         self.armed = False
@@ -97,7 +98,7 @@ class LossyProxy:
                         pass
                 _close(upstream)
                 return
-            if not state["victim"] and self.trigger in data:
+            if not state["victim"] and any(t in data for t in self.triggers):
                 with self._lock:
                     if self.armed and self._skip:
                         self._skip -= 1
@@ -122,7 +123,7 @@ class LossyProxy:
             if state["victim"] and self.mode == "late" and not state.get("held"):
                 state["held"] = True
                 time.sleep(self.hold)
-            if state["victim"] and self.last in seen and not self.exec_sent and self.mode != "split":
+            if state["victim"] and any(t in seen for t in self.lasts) and not self.exec_sent and self.mode != "split":
                 self.exec_sent = True
                 if self.mode == "drop":
                     time.sleep(0.2)   # Redis has run it by then (loopback, microseconds)

@@ -292,8 +292,8 @@ def test_a_claim_whose_answer_was_lost_is_given_back_not_stranded(harness):
     real = worker.delivery.record_many
     lost = []
 
-    def answer_lost_once(worker_id, records, claim=0):
-        answer = real(worker_id, records, claim=claim)
+    def answer_lost_once(worker_id, records, claim=0, call_id=None):
+        answer = real(worker_id, records, claim=claim, call_id=call_id)
         if claim and not lost and answer[1]:
             lost.append([job_id for job_id, _ in answer[1]])
             raise redis.exceptions.ConnectionError("Connection closed by server.")

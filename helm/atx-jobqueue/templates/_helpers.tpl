@@ -400,10 +400,13 @@ publish (PORT would then serve /metrics again). */}}
 {{- .Values.api.metricsPort | int }}
 {{- end }}
 
-{{/* The API pod's grace period: a long poll (MAX_WAIT_SECONDS) finishes within gunicorn's graceful
-timeout (MAX_WAIT_SECONDS + 5, services/api/jobqueue_api/serve.py), after the preStop sleep. */}}
+{{/* The API pod's grace period: the preStop sleep, then gunicorn's graceful timeout, the most a
+stopping API process lets a request run (services/api/jobqueue_api/serve.py, graceful_timeout: 30 s,
+or twice CLIENT_TIMEOUT_SECONDS + 5 when longer). Long polls do not count: a stopping process
+answers them at once, so MAX_WAIT_SECONDS no longer lengthens the grace. */}}
 {{- define "atx-jobqueue.api.terminationGrace" -}}
-{{- add (ceil .Values.config.maxWaitSeconds | int) 5 (int .Values.api.preStopSeconds) (int .Values.api.terminationGraceExtraSeconds) }}
+{{- $graceful := max 30 (add (mul 2 (int .Values.config.clientTimeoutSeconds)) 5) }}
+{{- add $graceful (int .Values.api.preStopSeconds) (int .Values.api.terminationGraceExtraSeconds) }}
 {{- end }}
 
 {{/* Autoscaling reads the API's queue gauges from Prometheus; without a ServiceMonitor nothing

@@ -9,6 +9,7 @@ process (``waiting.py``, at most ``MAX_WAITERS``), and gunicorn's async worker r
 request's headers inside ``gevent.Timeout(keepalive)``, so ``keepalive`` (``CLIENT_TIMEOUT_SECONDS``)
 is the header deadline; ``submission.read_body`` adds the same deadline for bodies. CPU-heavy
 synchronous analyses run on native threads (``green.offload``) so they do not stall the loop.
+Told to stop (SIGTERM), a worker process answers its long polls at once (``shutdown.py``).
 
 The patching happens in :func:`main` before anything else is imported, so the app the master
 preloads (dataset, catalogue, Redis pools) is built on patched sockets and locks.
@@ -23,9 +24,17 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from collections.abc import Callable
+from typing import Any
 
 # Connections one worker process serves at once: every waiter plus room for everything else.
 CONNECTION_HEADROOM = 1000
+# How long a stopping worker process lets its requests run before gunicorn kills them. Long polls
+# answer at the signal (shutdown.py), so this bounds only the others: a synchronous analysis or plot,
+# a large answer to a slow client, and a request still arriving (headers, then body, each within
+# CLIENT_TIMEOUT_SECONDS: graceful_timeout below). It was MAX_WAIT_SECONDS + 5 while long polls ran
+# out their wait. The chart's API grace period (atx-jobqueue.api.terminationGrace) computes the same.
+GRACEFUL_TIMEOUT_SECONDS = 30
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
 
@@ -74,11 +83,25 @@ def logger_class():
     return AccessWhenKept
 
 
-def gunicorn_options(settings) -> dict:
+def graceful_timeout(settings) -> int:
+    """gunicorn's graceful_timeout: GRACEFUL_TIMEOUT_SECONDS, or longer when CLIENT_TIMEOUT_SECONDS
+    lets a request take longer to arrive (its headers, then its body)."""
+    return max(GRACEFUL_TIMEOUT_SECONDS, 2 * int(settings.client_timeout_seconds) + 5)
+
+
+def gunicorn_options(settings, on_stop: Callable[[], None] | None = None) -> dict:
+    """gunicorn's settings; ``on_stop`` runs in a worker process told to stop (shutdown.py)."""
     def child_exit(server, worker):  # gunicorn hook signature
         from prometheus_client import multiprocess
 
         multiprocess.mark_process_dead(worker.pid)
+
+    def stopping_worker() -> type:
+        # gunicorn calls a function given as worker_class when the option is set (config.validate_class):
+        # in load_config, after the patch, so gunicorn's gevent worker is not imported before it
+        from .shutdown import worker_class
+
+        return worker_class(on_stop)
 
     def address(port: int) -> str:
         return f"{settings.bind_host}:{port}" if ":" not in settings.bind_host else f"[{settings.bind_host}]:{port}"
@@ -87,7 +110,7 @@ def gunicorn_options(settings) -> dict:
         # API_METRICS_PORT: a second listener for /metrics only (metrics.check_listener)
         "bind": [address(settings.port)] + ([address(settings.api_metrics_port)] if settings.api_metrics_port else []),
         "workers": settings.web_concurrency,
-        "worker_class": "gevent",
+        "worker_class": stopping_worker,   # gunicorn's gevent worker, answering its long polls at a SIGTERM
         "worker_connections": settings.max_waiters + CONNECTION_HEADROOM,
         "preload_app": True,
         # gevent worker: the whole request line + headers must arrive within keepalive seconds
@@ -96,7 +119,7 @@ def gunicorn_options(settings) -> dict:
         # the heartbeat runs on the event loop, so a long poll never delays it: only a loop blocked
         # this long (a bug) gets the worker restarted
         "timeout": 30,
-        "graceful_timeout": int(settings.max_wait_seconds) + 5,
+        "graceful_timeout": graceful_timeout(settings),
         "accesslog": None,  # request metrics and JSON logs cover it; a line per request costs throughput
         "errorlog": "-",
         "loglevel": settings.log_level.lower(),
@@ -159,13 +182,20 @@ def main(argv: list[str] | None = None) -> int:
     configure_logging(settings.log_level)
 
     class Server(BaseApplication):
+        flask_app: Any = None
+
         def load_config(self) -> None:
-            for key, value in gunicorn_options(settings).items():
+            for key, value in gunicorn_options(settings, on_stop=self.stopping).items():
                 if key in self.cfg.settings:  # skip options this gunicorn version lacks
                     self.cfg.set(key, value)
 
         def load(self):
-            return corked(create_app(settings))  # one TCP segment per small response
+            self.flask_app = create_app(settings)
+            return corked(self.flask_app)  # one TCP segment per small response
+
+        def stopping(self) -> None:
+            """In a worker told to stop: its long polls answer now (waiting.DoneWaiter.close)."""
+            self.flask_app.extensions["jobqueue"].waiter.close()
 
     Server().run()
     return 0

@@ -31,41 +31,60 @@ def read_body(request, max_bytes: int, timeout: float = 0.0) -> bytes:
     beyond, under gevent). Werkzeug enforces the limit when there is a Content-Length; a chunked
     body (no length) it would silently read as empty under gunicorn, which does not set
     ``wsgi.input_terminated``, so read that one here, bounded, from the server's de-chunking
-    stream. A body the server cannot de-chunk, or one cut short, is the client's fault: 400. A body
-    that came in with the headers is read without the timer: nothing is left to wait for."""
+    stream. A body the server cannot de-chunk, or one cut short, is the client's fault: 400."""
     length = request.content_length
     if length is not None and length > max_bytes:
         raise RequestEntityTooLarge()
     stream = request.environ.get("wsgi.input")
+    if length is not None and stream is not None:
+        return read_length(stream, length, timeout)
     try:
-        if length is not None and stream is not None and held(stream) >= length:
-            # it came in with the headers (the usual small submit): no read can block, so no timer
-            # (a gevent Timeout made, started and closed was 4% of a submit's CPU)
-            data = stream.read(length) if length else b""
-            if len(data) < length:
-                raise ClientDisconnected()
-            return data
         with deadline(timeout):
-            if length is not None and stream is not None:
-                # the server's own stream, length-bounded (gunicorn stops at Content-Length): the
-                # same bytes as werkzeug's get_data, without its wrapper (a tenth of a submit's CPU)
-                data = stream.read(length) if length else b""
-                if len(data) < length:
-                    raise ClientDisconnected()
-                return data
             if "chunked" not in request.headers.get("Transfer-Encoding", "").lower():
                 return request.get_data(cache=False)
             if stream is None:
                 return b""
             data = stream.read(max_bytes + 1)
     except Deadline:
-        raise ApiError(408, "request_timeout", f"the request body did not arrive within {timeout:g} s") from None
+        raise _late(timeout) from None
     except (ParseException, NoMoreData, ClientDisconnected) as exc:
-        raise ApiError(400, "invalid_body", f"the request body is malformed or incomplete: "
-                       f"{type(exc).__name__}") from None
+        raise _malformed(exc) from None
     if len(data) > max_bytes:
         raise RequestEntityTooLarge()
     return data
+
+
+def read_length(stream: Any, length: int, timeout: float) -> bytes:
+    """A Content-Length body from the server's own stream (length-bounded: gunicorn stops at
+    Content-Length; the same bytes as werkzeug's get_data, without its wrapper, a tenth of a
+    submit's CPU). A body that came in with the headers is read without the timer: no read can
+    block (a gevent Timeout made, started and closed was 4% of a submit's CPU); one still on its way
+    (``requests`` and ``http.client`` send headers and body apart) within ``timeout`` seconds, else
+    408. Cut short or unreadable: 400. Flask's submit view and ``fastpath.py`` both read through it,
+    so both answer a late or broken body alike."""
+    if not length:
+        return b""
+    try:
+        if held(stream) >= length:
+            data = stream.read(length)
+        else:
+            with deadline(timeout):
+                data = stream.read(length)
+        if len(data) < length:
+            raise ClientDisconnected()
+    except Deadline:
+        raise _late(timeout) from None
+    except (ParseException, NoMoreData, ClientDisconnected) as exc:
+        raise _malformed(exc) from None
+    return data
+
+
+def _late(timeout: float) -> ApiError:
+    return ApiError(408, "request_timeout", f"the request body did not arrive within {timeout:g} s")
+
+
+def _malformed(exc: Exception) -> ApiError:
+    return ApiError(400, "invalid_body", f"the request body is malformed or incomplete: {type(exc).__name__}")
 
 
 def held(stream: Any) -> int:

@@ -14,6 +14,9 @@ once with the job's current state, as if ``wait`` had run out, and the client si
 ``POST /submit?wait=`` registers (:class:`Expected`) before its job is stored: the id exists before
 the group commit, so the job's only finish can come no earlier than the registration, and the
 waiter needs no first read to catch a job that finished before it started waiting.
+
+A process told to stop (SIGTERM: ``shutdown.py``) calls :meth:`DoneWaiter.close`: every waiting
+request answers at once with what it would get at its wait's end, and a new wait does not wait.
 """
 
 from __future__ import annotations
@@ -50,12 +53,13 @@ class DoneWaiter:
         self._count = 0
         self._threads: list[threading.Thread] = []
         self._subscribed = threading.Event()
+        self._closing = False
 
     # --- request side ------------------------------------------------------------------
     def wait_final(self, job_id: str, timeout: float,
                    read: Callable[[str], str | None] | None = None) -> Job | None:
         """The job once final, or as it is after ``timeout`` seconds (at once when this process
-        already holds ``max_waiters``); None if it does not exist. ``read(job_id)`` reads the stored
+        already holds ``max_waiters`` or is stopping); None if it does not exist. ``read(job_id)`` reads the stored
         document (the API passes its grouped status reads, so concurrent long polls' reads share
         MGETs); a GET of its own without it."""
         get = self._store.get if read is None else _parsed(read)
@@ -65,7 +69,7 @@ class DoneWaiter:
         try:
             job = get(job_id)
             deadline = time.monotonic() + timeout
-            while job is not None and not job.status.is_final:
+            while job is not None and not job.status.is_final and not self._closing:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0 or not waiter.wait(remaining):
                     break
@@ -82,6 +86,8 @@ class DoneWaiter:
         self._ensure_threads()
         waiter = _Waiter()
         with self._lock:
+            if self._closing:
+                return None
             if self._count >= self.max_waiters:
                 LONG_POLLS_REFUSED.inc()
                 return None
@@ -100,6 +106,19 @@ class DoneWaiter:
             if not waiters:
                 del self._waiting[job_id]
         LONG_POLLS.dec()
+
+    def close(self) -> None:
+        """The process is stopping: wake every waiting request to answer now, as at its wait's end,
+        and let no new one wait."""
+        with self._lock:
+            self._closing = True
+            waiters = [waiter for waiters in self._waiting.values() for waiter in waiters]
+        for waiter in waiters:
+            waiter.set()   # its doc untouched: a done message just delivered is still used
+
+    @property
+    def closing(self) -> bool:
+        return self._closing
 
     @property
     def waiting(self) -> int:
@@ -215,7 +234,7 @@ class Expected:
 
     def final_document(self, timeout: float, read: Callable[[str], str | None]) -> str | None:
         """The job's stored document once final, if that is within ``timeout`` seconds; otherwise
-        None (also when refused, or when the job is gone). ``read(job_id)`` reads the stored
+        None (also when refused or closing, or when the job is gone). ``read(job_id)`` reads the stored
         document; it is used only when the done message did not carry one (a bare id, the safety
         sweep) or when the subscriber was not subscribed yet at registration (a finish before it
         subscribed is not announced to it: one read once it is)."""
@@ -237,6 +256,8 @@ class Expected:
             doc, waiter.doc = waiter.doc, None
             waiter.clear()
             if doc is None:
+                if self._done.closing:
+                    return None   # the process is stopping: the submit answers its 202 now
                 doc = read(self.job_id)
             if doc is None or _is_final(doc):
                 return doc

@@ -283,16 +283,21 @@ class Worker:
             # a start alone that fails is not retried here: the work loop gives the batch back
             return self.delivery.start_many(self.id, starts) if starts else []
         records = [record for _, record in waiting]
-        claim = [self.batch_size() if claim_next and not self.stopping else 0]
+        # A call that retries a job keeps its answer in Redis under an id of its own, sent again
+        # (redis-py's retry or this worker's) it answers what it did: the job it queued again may
+        # have been started by another worker meanwhile, and it would answer 'lost'. Such a call
+        # claims nothing (a claim is never sent twice); the next claim is its own call.
+        call_id = uuid.uuid4().hex if any(isinstance(r, Retry) for r in records) else None
+        claim = [self.batch_size() if claim_next and not self.stopping and call_id is None else 0]
 
         def call() -> tuple[list[Recorded], list[Claim], list[StartAnswer]]:
             if starts:   # starting again after an ambiguous failure is harmless: same document
-                recorded, started = self.delivery.record_and_start_many(self.id, records, starts)
+                recorded, started = self.delivery.record_and_start_many(self.id, records, starts, call_id)
                 return recorded, [], started
             n, claim[0] = claim[0], 0   # a retried call only records: never claim twice
             if n:   # until its answer arrives, Redis may have claimed ids this process never learns
                 self._claim_in_doubt = True
-            recorded, claimed = self.delivery.record_many(self.id, records, claim=n)
+            recorded, claimed = self.delivery.record_many(self.id, records, claim=n, call_id=call_id)
             if n:
                 self._claim_in_doubt = False
                 self._found_none = not claimed
@@ -492,8 +497,9 @@ class Worker:
         """Record an outcome (``call``); while Redis is away or refusing writes keep retrying (the
         outcome is in memory) until the shutdown grace ends.
 
-        Re-running after an ambiguous failure is safe: a finish that had already applied answers
-        "lost", which only means this process does not record the outcome twice. Out of memory
+        Re-running after an ambiguous failure is safe: a finish that had already applied finds its
+        own document and answers "ok" without writing again; a call that retries a job keeps its
+        answer (see :meth:`_flush`) and answers it again. Out of memory
         does not stop a record: its script frees first (HDEL/LREM), and Redis lets a script that
         has written go on.
         """

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import logging
 import time
+import uuid
 from dataclasses import dataclass
 from enum import Enum
 from importlib import resources
@@ -136,6 +137,11 @@ class Delivery:
         plots = keys.lane_queue_name(settings.queue_name, PLOTS)
         self._script = client.register_script(DISPATCH_LUA)
         self._db = int(client.connection_pool.connection_kwargs.get("db") or 0)
+        # a blocking wait stays within the client's socket timeout (REDIS_URL's socket_timeout),
+        # which redis-py applies to a blocking command's answer too: a longer wait timed out on the
+        # socket, was sent again, timed out again, every time an idle worker waited
+        socket_timeout = client.connection_pool.connection_kwargs.get("socket_timeout")
+        self._longest_wait = max(0.01, round(float(socket_timeout) / 2, 3)) if socket_timeout else float("inf")
         self._lane_queues = {DEFAULT: self.queue_key, PLOTS: keys.queue(plots)}
         self._keys = [self.queue_key, self.delayed_key, keys.WORKERS_HEARTBEAT, keys.WORKERS_BUSY, keys.JOB_INDEX,
                       keys.queue(plots), keys.delayed(plots), keys.PLOTS_SKIPPED, keys.PLOTS_BUSY,
@@ -146,6 +152,16 @@ class Delivery:
 
     def _run(self, command: str, *args: Any) -> Any:
         return self._script(keys=self._keys, args=[*self._context, command, *args])
+
+    def _run_kept(self, command: str, *args: Any, call_id: str | None = None) -> Any:
+        """A script call that answers what it did even when sent again: a give back, reap or sweep
+        whose answer was lost is re-sent by redis-py's retry and finds nothing left to do (it would
+        answer 0: the jobs it moved missing from the worker's log and metrics); a retry finds the
+        job taken by another worker (it would answer 'lost'). The call carries a key of its own
+        (``call_id``, new by default; the worker passes the same one when it sends a call again
+        itself), under which the script keeps its answer for a few minutes when it moved
+        anything, and answers that again. Nothing is kept for a call that moved nothing."""
+        return self._run("keep+" + command, keys.kept_answer(call_id or uuid.uuid4().hex), *args)
 
     def _run_once(self, command: str, *args: Any) -> Any:
         """A script call never sent twice: for commands that claim. redis-py's retry re-sends a call
@@ -262,7 +278,7 @@ class Delivery:
         list holds, so an id moved by an attempt whose answer was lost (redis-py retries a call
         after a dropped connection) is claimed too, never left held unseen. Empty after a timeout."""
         pipe = self.redis.pipeline(transaction=False)
-        pipe.blmove(self.queue_key, keys.processing(worker), timeout, "LEFT", "RIGHT")
+        pipe.blmove(self.queue_key, keys.processing(worker), min(timeout, self._longest_wait), "LEFT", "RIGHT")
         # EVALSHA itself: a Script in a pipeline would cost a SCRIPT EXISTS round trip each time
         pipe.evalsha(self._script.sha, len(self._keys), *self._keys, *self._context, "claim_held", worker, n)
         moved, claimed = pipe.execute(raise_on_error=False)
@@ -305,32 +321,43 @@ class Delivery:
         raw = self._run("+".join(["start"] * len(starts)), *[a for s in backwards for a in _start_args(worker, s)])
         return [_start_answer(r) for r in raw[::-1]]
 
-    def record_and_start_many(self, worker: str, records: list[Record],
-                              starts: list[Start]) -> tuple[list[Recorded], list[StartAnswer]]:
+    def record_and_start_many(self, worker: str, records: list[Record], starts: list[Start],
+                              call_id: str | None = None) -> tuple[list[Recorded], list[StartAnswer]]:
         """Finish or retry jobs and start the next ones in one script call (a worker starts jobs just
         before it reaches them, with the outcomes waiting then); as :meth:`start_many`, the first
-        job to start is started last, so ``workers:busy`` names it."""
+        job to start is started last, so ``workers:busy`` names it. With ``call_id`` the call keeps
+        its answer (:meth:`_run_kept`): a worker passes one when the call retries a job."""
         command = "+".join([_command(r) for r in records] + ["start"] * len(starts))
         args = [a for r in records for a in _record_args(worker, r)] + \
             [a for s in starts[::-1] for a in _start_args(worker, s)]
-        raw = self._run(command, *args)
+        raw = self._run_kept(command, *args, call_id=call_id) if call_id else self._run(command, *args)
         answers = raw if len(records) + len(starts) > 1 else [raw]
         started = [_start_answer(a) for a in answers[len(records):]]
         return [Recorded(a) for a in answers[:len(records)]], started[::-1]
 
-    def record_many(self, worker: str, records: list[Record], claim: int = 0) -> tuple[list[Recorded], list[Claim]]:
+    def record_many(self, worker: str, records: list[Record], claim: int = 0,
+                    call_id: str | None = None) -> tuple[list[Recorded], list[Claim]]:
         """Finish or retry several jobs in one script call (each fenced on its own) and, when
         ``claim`` > 0, claim up to that many next ids in the same call: a busy worker's round trips
-        per batch are this and :meth:`start_many`, whatever the batch size."""
+        per batch are this and :meth:`start_many`, whatever the batch size. With ``call_id`` the
+        call keeps its answer (:meth:`_run_kept`); a call that claims is never sent again, so it
+        keeps none."""
+        if claim and call_id:
+            raise ValueError("a call that claims is never sent twice: it keeps no answer")
         command = "+".join([_command(r) for r in records] + (["claim"] if claim else []))
         args = [a for r in records for a in _record_args(worker, r)] + ([worker, claim] if claim else [])
-        raw = (self._run_once if claim else self._run)(command, *args)
+        if call_id:
+            raw = self._run_kept(command, *args, call_id=call_id)
+        else:
+            raw = (self._run_once if claim else self._run)(command, *args)
         answers = raw if len(records) + (1 if claim else 0) > 1 else [raw]
         flat = answers[len(records)] if claim else []
         return [Recorded(a) for a in answers[:len(records)]], _claims(flat)
 
     def heartbeat(self, worker: str) -> None:
-        self.redis.zadd(keys.WORKERS_HEARTBEAT, {worker: _server_now(self.redis)})
+        """Renew the worker's lease at Redis's time (in the script: a beat sent again writes the
+        time it arrives, never an older one over a claim's newer beat)."""
+        self._run("beat", worker)
 
     def reap(self, lease_seconds: float, min_uptime: float | None = None) -> tuple[int, int]:
         """Requeue the ids of workers silent for longer than the lease: (ids moved, workers reaped).
@@ -342,14 +369,14 @@ class Delivery:
         uptime = int(self.redis.info("server").get("uptime_in_seconds", 0))
         if uptime < (lease_seconds if min_uptime is None else min_uptime):
             return (0, 0)
-        moved, dead = self._run("reap", repr(float(lease_seconds)))
+        moved, dead = self._run_kept("reap", repr(float(lease_seconds)))
         return int(moved), int(dead)
 
     def give_back(self, worker: str, job_ids: list[str]) -> int:
         """Return claimed-but-unstarted ids to the front of the queue (graceful shutdown)."""
         if not job_ids:
             return 0
-        return int(self._run("give_back", worker, *job_ids))
+        return int(self._run_kept("give_back", worker, *job_ids))
 
     def give_back_all(self, worker: str) -> int:
         """Return every id the worker holds to the front of the queue, whatever state its document is
@@ -389,12 +416,17 @@ class Delivery:
             for job_id, raw in zip(ids, jobs.mget([keys.job(i) for i in ids])):
                 if raw is None or job_id in queued or Job.status_of(raw) is not JobStatus.SUBMITTED:
                     continue
-                requeued += int(self._run("sweep_one", job_id))
+                requeued += int(self._run_kept("sweep_one", job_id))
         return requeued
 
     def try_lock_sweep(self, seconds: float) -> bool:
-        """One sweeper at a time across all workers: a key with a TTL, taken with SET NX."""
-        return bool(self.redis.set(keys.SWEEP_LOCK, "1", nx=True, ex=max(1, int(seconds))))
+        """One sweeper at a time across all workers: a key with a TTL, taken with SET NX. Its value
+        is new each time, so a SET NX sent again after its answer was lost (redis-py's retry), which
+        finds the key taken, can tell the lock is its own (read back only when refused)."""
+        token = uuid.uuid4().hex
+        if self.redis.set(keys.SWEEP_LOCK, token, nx=True, ex=max(1, int(seconds))):
+            return True
+        return self.redis.get(keys.SWEEP_LOCK) == token
 
 
 def _command(record: Record) -> str:

@@ -69,6 +69,7 @@ SWEEP_LOCK = "workers:sweep-lock"        # string, short TTL: one worker at a ti
 PLOTS_SKIPPED = "workers:plots-skipped"  # string: claims in a row that served the default lane while plots waited
 PLOTS_BUSY = "workers:busy-plots"        # hash worker id -> the plots-lane job it holds (the plots cap)
 REAPED = "workers:reaped"                # set: ids the reaper took back from dead workers, until started again
+KEPT_ANSWER_PREFIX = "workers:answer:"   # string, short TTL: a give back's, reap's, sweep's or retry's answer, per call
 
 
 def queue(name: str) -> str:
@@ -84,6 +85,12 @@ def lane_queue_name(queue_name: str, lane: str) -> str:
 def processing(worker_id: str) -> str:
     """Ids a worker has claimed and not yet finished (its lease is its heartbeat)."""
     return f"{PROCESSING_PREFIX}{worker_id}"
+
+
+def kept_answer(call_id: str) -> str:
+    """What one give back, reap, sweep or retry call did, kept a few minutes so that the same call
+    sent again after its answer was lost answers the same (not 0, not 'lost')."""
+    return f"{KEPT_ANSWER_PREFIX}{call_id}"
 
 
 def delayed(queue_name: str) -> str:

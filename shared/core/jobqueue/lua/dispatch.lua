@@ -17,6 +17,9 @@
 --                                                        worker starts them (in-progress, attempt
 --                                                        counted) before running them, whatever they take
 --             processing_prefix .. worker                list: ids a worker claimed, not finished
+--             a kept answer (built by the caller)        string, short TTL: what a give back, reap,
+--                                                        sweep or retry did, answered again to the same
+--                                                        call sent again (see the dispatcher at the end)
 --   jobs db   KEYS[5] index        jobs:by-submitted     zset: job id -> submit time
 --             KEYS[10] active      jobs:active           zset: the same, jobs not final yet (submitted
 --                                                        or in-progress: few, whatever the history)
@@ -138,6 +141,10 @@ end
 
 local commands = {}
 
+-- Set by a command that changed something a second run of it could not report again (ids moved
+-- back to the queue): the dispatcher then keeps the call's answer when the call asks it to.
+local worth_keeping = false
+
 -- Take a queued id out of the queue (or the retry set) and, only if it was there, write the
 -- cancelled document and announce it, so neither a worker nor the sweeper acts on it in between.
 -- 1 also when it is cancelled already: a cancel sent again after its answer was lost (redis-py's
@@ -254,7 +261,14 @@ function commands.start()
   local job_id, worker, doc, cache_key = arg(), arg(), arg(), arg()
   local processing_key = processing_prefix .. worker
   use(queue_db)
-  if not redis.call('LPOS', processing_key, job_id) then return {'gone'} end
+  if not redis.call('LPOS', processing_key, job_id) then
+    -- not ours: run it or not, it is the same; but a final or deleted document is 'skip' here too,
+    -- so that this start sent again after its answer was lost (its first send acked the id) says
+    -- what the first said instead of blaming a reaper
+    use(jobs_db)
+    if doc_state(job_id) then return {'skip'} end
+    return {'gone'}
+  end
   use(jobs_db)
   if doc_state(job_id) then
     use(queue_db)
@@ -338,6 +352,8 @@ function commands.retry()
   else
     redis.call('ZADD', lane_delayed, now() + delay, job_id)
   end
+  -- sent again, another worker may have started the job meanwhile: 'lost', unless the call kept this
+  worth_keeping = true
   return 'ok'
 end
 
@@ -359,7 +375,19 @@ function commands.reap()
     redis.call('ZREM', heartbeat_key, worker)
     redis.call('HDEL', busy_key, worker)
   end
+  if #dead > 0 then worth_keeping = true end
   return {moved, #dead}
+end
+
+-- A worker's heartbeat (its lease) at Redis's time now. In a script, not TIME and then ZADD from
+-- the worker: a beat sent again after its answer was lost then writes the time it arrives, never
+-- the time the worker had read before the first send, which may be older than the beat a claim
+-- wrote meanwhile (a lease moved back, and a live worker reaped).
+function commands.beat()
+  local worker = arg()
+  use(queue_db)
+  redis.call('ZADD', heartbeat_key, now(), worker)
+  return 1
 end
 
 -- Return claimed ids to the front of their lanes, keeping their order; how many.
@@ -375,6 +403,7 @@ function commands.give_back()
     if job_id == plot then redis.call('HDEL', plots_busy_key, worker) end
   end
   push_front(held)
+  if #held > 0 then worth_keeping = true end
   return #held
 end
 
@@ -395,6 +424,7 @@ function commands.sweep_one()
   if not current or status_of(current) ~= 'submitted' then return 0 end
   local lane = lanes_of({job_id})[1]
   redis.call('RPUSH', (lane_keys(lane)), job_id)
+  worth_keeping = true
   return 1
 end
 
@@ -462,11 +492,30 @@ function commands.store()
   return 1
 end
 
+-- The dispatcher. A call may begin with 'keep' and a key (its own, new each call): a give back, a
+-- reap or a sweep sent again after its answer was lost (redis-py's retry) finds nothing left to do
+-- and would answer 0, a retry finds the job taken by another worker and would answer 'lost'; with
+-- 'keep' the first send's answer, when it moved anything, is kept under that key for KEEP_SECONDS
+-- and answered again instead of running the call a second time.
+local KEEP_SECONDS = 300
 local answers = {}
+local kept_key = nil
 for name in string.gmatch(command, '[^+]+') do
-  local run = commands[name]
-  if not run then return redis.error_reply('jobqueue: unknown command ' .. name) end
-  answers[#answers + 1] = run()
+  if name == 'keep' then
+    kept_key = arg()
+    use(queue_db)
+    local kept = redis.call('GET', kept_key)
+    if kept then return cjson.decode(kept) end
+  else
+    local run = commands[name]
+    if not run then return redis.error_reply('jobqueue: unknown command ' .. name) end
+    answers[#answers + 1] = run()
+  end
 end
-if #answers == 1 then return answers[1] end
-return answers
+local answer = answers
+if #answers == 1 then answer = answers[1] end
+if kept_key and worth_keeping then
+  use(queue_db)
+  redis.call('SET', kept_key, cjson.encode(answer), 'EX', KEEP_SECONDS)
+end
+return answer
