@@ -6,6 +6,7 @@ import json
 import threading
 import time
 
+import pytest
 import redis
 
 from jobqueue import keys
@@ -301,3 +302,34 @@ def test_plots_jobs_go_back_to_their_own_lane(harness):
     assert harness.queue_client.hlen(keys.PLOTS_BUSY) == 0
     waiting = d.waiting()
     assert waiting.by_lane == {"default": 1, "plots": 1} and waiting.oldest_id == plot
+
+
+def test_a_call_that_keeps_its_answer_answers_the_same_when_sent_again(harness):
+    """The same call sent twice (its first answer lost), carrying one call id: the second send
+    answers what the first did, whatever its shape, and moves nothing more."""
+    ids = [harness.submit("sleep") for _ in range(4)]
+    d = _delivery(harness)
+    d.claim("w1", 4)
+    retry = [Retry(_job(harness, ids[0], status="submitted"), 0.0)]
+    first = d.record_many("w1", retry, call_id="c1")
+    assert first == ([Recorded.OK], [])
+    d.claim("w2", 1)   # another worker takes the retried job and starts it
+    assert d.start("w2", Start(_job(harness, ids[0], status="in-progress", worker="w2"))).state is Started.OK
+    assert d.record_many("w1", retry) == ([Recorded.LOST], [])   # sent again without the id: 'lost'
+    assert d.record_many("w1", retry, call_id="c1") == first      # with it: what the first did
+    assert 0 < harness.queue_client.ttl(keys.kept_answer("c1")) <= 300
+    before = set(harness.queue_client.keys(keys.KEPT_ANSWER_PREFIX + "*"))
+    assert d.reap(30.0, min_uptime=0) == (0, 0)   # a call that moves nothing keeps nothing
+    assert set(harness.queue_client.keys(keys.KEPT_ANSWER_PREFIX + "*")) == before
+    mixed = ([Finish(_job(harness, ids[1], status="complete", result={"slept": 0})),
+              Retry(_job(harness, ids[2], status="submitted"), 5.0)],
+             [Start(_job(harness, ids[3], status="in-progress"))])
+    first_mixed = d.record_and_start_many("w1", *mixed, call_id="c2")
+    assert first_mixed[0] == [Recorded.OK, Recorded.OK] and [a.state for a in first_mixed[1]] == [Started.OK]
+    assert d.record_and_start_many("w1", *mixed, call_id="c2") == first_mixed
+    assert d.give_back("w1", [ids[3]]) == 1
+    queued = harness.queue_client.lrange(d.queue_key, 0, -1)
+    assert queued.count(ids[3]) == 1
+    assert harness.queue_client.zcard(d.delayed_key) == 1   # the retry with a backoff, once
+    with pytest.raises(ValueError):   # a call that claims is never sent twice, so it keeps no answer
+        d.record_many("w1", retry, claim=1, call_id="c3")

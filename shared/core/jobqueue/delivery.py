@@ -126,7 +126,7 @@ class Delivery:
 
     Script commands select their dbs themselves, so the API may pass its jobs-db client for
     ``submit``, ``cancel`` and ``waiting``; the worker-side helpers that send plain commands
-    (``wait_and_claim``, ``heartbeat``, ``leave``, ``sweep``...) need the queue-db client.
+    (``wait_and_claim``, ``leave``, ``sweep``, ``try_lock_sweep``...) need the queue-db client.
     """
 
     def __init__(self, client: redis.Redis, settings: Settings):
@@ -160,8 +160,17 @@ class Delivery:
         job taken by another worker (it would answer 'lost'). The call carries a key of its own
         (``call_id``, new by default; the worker passes the same one when it sends a call again
         itself), under which the script keeps its answer for a few minutes when it moved
-        anything, and answers that again. Nothing is kept for a call that moved nothing."""
-        return self._run("keep+" + command, keys.kept_answer(call_id or uuid.uuid4().hex), *args)
+        anything, and answers that again. Nothing is kept for a call that moved nothing.
+
+        The first send goes through ``wire`` (never re-sent by redis-py), so that a lost answer is
+        seen: one warning line, then the call is sent again, which may be retried freely."""
+        kept = ("keep+" + command, keys.kept_answer(call_id or uuid.uuid4().hex), *args)
+        try:
+            return self._run_once(*kept)
+        except wire.Unsure as lost:
+            log.warning("%s: the answer was lost (%s); sent again, it answers what the first send did",
+                        command.split("+", 1)[0], lost.__cause__)
+            return self._run(*kept)
 
     def _run_once(self, command: str, *args: Any) -> Any:
         """A script call never sent twice: for commands that claim. redis-py's retry re-sends a call
@@ -271,8 +280,9 @@ class Delivery:
         return _claims(self._run_once("claim", worker, n))
 
     def wait_and_claim(self, worker: str, n: int, timeout: float) -> list[Claim]:
-        """An idle worker's wait: block up to ``timeout`` for an id (BLMOVE into the processing list)
-        and claim it, with more up to ``n`` in all, in one round trip. The claim is pipelined behind
+        """An idle worker's wait: block up to ``timeout`` (at most half the client's socket timeout)
+        for an id (BLMOVE into the processing list) and claim it, with more up to ``n`` in all, in
+        one round trip. The claim is pipelined behind
         the BLMOVE on the same connection, so Redis runs it the moment the BLMOVE returns instead of
         after the worker has read that answer and sent the claim. It claims whatever the processing
         list holds, so an id moved by an attempt whose answer was lost (redis-py retries a call
