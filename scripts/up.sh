@@ -105,6 +105,9 @@ if ! alive "$RUN_DIR/pids/api.pid"; then   # ready, but not ours: ours died afte
   exit 1
 fi
 echo " ready"
+# `make down` finds what to stop under RUN_DIR, so the hint names one that is not the default
+STOP="make down"
+if [ "$RUN_DIR" != "$ROOT/.run" ]; then STOP="RUN_DIR=$(printf %q "$RUN_DIR") make down"; fi
 METRICS_URL=$URL/metrics   # API_METRICS_PORT (the chart's way) moves it to its own listener
 if [ "${API_METRICS_PORT:-0}" != 0 ]; then METRICS_URL=http://127.0.0.1:$API_METRICS_PORT/metrics; fi
 cat <<EOF
@@ -119,5 +122,5 @@ Try:
   .venv/bin/jobqueue info --url $URL
 In a browser: $URL/ui/ (the jobs web page) and $URL/docs (interactive API docs).
 Metrics: $METRICS_URL (API), http://127.0.0.1:$WORKER_METRICS_BASE/metrics (worker 1; the next ones count up).
-Stop it with: make down
+Stop it with: $STOP
 EOF

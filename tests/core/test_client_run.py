@@ -12,6 +12,7 @@ import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
+import requests
 
 from devstack.paths import BIN
 from devstack.stack import running_stack
@@ -134,3 +135,40 @@ def test_jobqueue_submit_wait_against_an_older_api(older_api):
                         "--url", older_api], capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r.stderr
     assert json.loads(r.stdout) == {"incident_count": 7}
+
+
+@pytest.fixture(scope="module")
+def full_api(tmp_path_factory):
+    """An API whose long polls are all refused, as when MAX_WAITERS polls are already parked."""
+    with running_stack(tmp_path_factory.mktemp("client-full")) as stack:
+        stack.start_api(web_concurrency=1, MAX_WAITERS="0", DIAGNOSTIC_OPERATIONS="1")
+        stack.start_worker()
+        stack.wait_workers_registered(1)
+        yield stack
+
+
+def test_long_polls_the_api_does_not_hold_are_spaced_out(full_api):
+    """Each poll of a 2 s job is answered at once (no final status); the client, the CLI's
+    ``submit --wait`` and ``watch`` pause before polling again instead of sending ~1,000 polls a
+    second (about 4,000 before, for 3 s of waiting), and still end with the job."""
+    client = Client(full_api.url)
+    made = recording(client)
+    assert client.run("sleep", seconds=2, timeout=60) == {"slept": 2.0}
+    assert 2 <= len(made) <= 40, len(made)
+
+    job_id = client.submit("sleep", seconds=2)
+    made.clear()
+    assert client.wait(job_id, timeout=60)["status"] == "complete"
+    assert 1 <= len(made) <= 40, len(made)
+
+    def status_reads() -> float:
+        text = requests.get(f"{full_api.url}/metrics", timeout=10).text
+        return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+                   if line.startswith("jobqueue_http_requests_total{") and 'route="/status/<job_id>"' in line)
+
+    for command in (["submit", "sleep", "seconds=2", "--wait"], ["watch", client.submit("sleep", seconds=2)]):
+        before = status_reads()
+        r = subprocess.run([str(BIN / "jobqueue"), *command, "--url", full_api.url],
+                           capture_output=True, text=True, timeout=120)
+        assert r.returncode == 0, r.stderr
+        assert status_reads() - before <= 40, command

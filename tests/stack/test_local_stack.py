@@ -97,6 +97,20 @@ def test_banner_hint_uses_the_real_port(stack):
     assert hint and all(f"--url {url}" in line for line in hint), out
 
 
+def test_stop_hint_stops_a_stack_in_its_own_run_dir(stack):
+    """The printed stop command, run as printed from a shell without the make-up variables, stops
+    this stack (a bare `make down` looks in the default RUN_DIR and would leave it running)."""
+    _, run_dir, env, out = stack
+    [hint] = [line.split("Stop it with: ", 1)[1] for line in out.splitlines() if line.startswith("Stop it with: ")]
+    pids = [int(p.read_text()) for p in (run_dir / "pids").glob("*.pid")]
+    shell_env = {k: v for k, v in env.items() if k not in ("RUN_DIR", "PORT", "REDIS_PORT", "WORKER_METRICS_BASE")}
+    subprocess.run(["bash", "-c", hint], cwd=REPO_ROOT, env=shell_env, check=True, capture_output=True, timeout=120)
+    deadline = time.monotonic() + 15
+    while any(_alive(pid) for pid in pids) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert pids and not any(_alive(pid) for pid in pids), hint
+
+
 def test_up_refuses_an_api_port_another_program_answers_on(tmp_path):
     """Docs walk-through #2: on a shared VM a classmate's API answered our readiness check and
     `make up` said "ready" while our own API had died with "Address already in use"."""

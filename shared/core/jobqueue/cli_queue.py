@@ -15,7 +15,7 @@ import time
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from .client import FINAL, Client
+from .client import FINAL, Client, Pacer
 
 SPINNER = "|/-\\"
 
@@ -149,6 +149,7 @@ def cmd_watch(args: argparse.Namespace) -> int:
     spin = itertools.cycle(SPINNER)
     start = time.monotonic()
     last_status = None
+    pacer = Pacer()
     job = client.status(args.job_id)
     while True:
         elapsed = time.monotonic() - start
@@ -173,7 +174,8 @@ def cmd_watch(args: argparse.Namespace) -> int:
         step = 1.0 if live else 20.0
         if args.timeout is not None:
             step = max(0.1, min(step, args.timeout - elapsed))
-        job = client.status(args.job_id, wait=step)
+        job = pacer.status(client, args.job_id, step,
+                           None if args.timeout is None else args.timeout - elapsed)
     if live:
         sys.stderr.write("\r\033[K")
     if human:

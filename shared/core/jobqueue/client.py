@@ -125,6 +125,7 @@ class Client:
                      on_update: Callable[[dict[str, Any], float], None] | None) -> dict[str, Any]:
         """Long-poll on from ``job`` (a document just read) until it is final or ``timeout`` has
         passed since ``start``."""
+        pacer = Pacer()
         while True:
             if on_update:
                 on_update(job, time.monotonic() - start)
@@ -133,7 +134,8 @@ class Client:
             elapsed = time.monotonic() - start
             if timeout is not None and elapsed >= timeout:
                 raise TimeoutError(f"job {job['job_id']} still {job['status']} after {timeout:g}s")
-            job = self.status(job["job_id"], wait=_step(poll, timeout, elapsed))
+            job = pacer.status(self, job["job_id"], _step(poll, timeout, elapsed),
+                               None if timeout is None else timeout - elapsed)
 
     def result(self, job_id: str, wait: float = 0.0) -> Any:
         """The result: a dict for JSON results, bytes for PNGs."""
@@ -165,6 +167,30 @@ class Client:
 
     def cancel(self, job_id: str) -> dict[str, Any]:
         return self._request("DELETE", f"/jobs/{job_id}").json()
+
+
+class Pacer:
+    """Spaces out long polls the API did not hold. A poll answered without a final status well
+    before its wait (MAX_WAITERS polls already parked, MAX_WAIT_SECONDS below the wait asked, the
+    API process stopping, an API without ``?wait=``) would otherwise be sent again at once, in a
+    loop of hundreds of requests a second, just when the API is busiest. After such an answer the
+    next poll first pauses 0.1 s, doubling up to 2 s; a poll the API held resets the pause."""
+
+    FIRST, MOST = 0.1, 2.0
+
+    def __init__(self) -> None:
+        self.pause = 0.0
+
+    def status(self, client: Client, job_id: str, wait: float, left: float | None = None) -> dict[str, Any]:
+        """``client.status(job_id, wait=wait)``, after the pause an early answer asked for (never
+        beyond ``left`` seconds)."""
+        if self.pause:
+            time.sleep(self.pause if left is None else max(0.0, min(self.pause, left)))
+        sent = time.monotonic()
+        job = client.status(job_id, wait=wait)
+        early = job["status"] not in FINAL and time.monotonic() - sent < min(wait / 2, 0.5)
+        self.pause = min(self.MOST, self.pause * 2 or self.FIRST) if early else 0.0
+        return job
 
 
 def _step(poll: float, timeout: float | None, elapsed: float) -> float:
