@@ -1,6 +1,8 @@
 """Long polls (``?wait=``): wake a waiting request the moment its job reaches a final status.
 
-Workers publish a job's id and final document on ``keys.JOB_DONE_CHANNEL`` when it ends. Each API
+Workers publish a job's id and final document on ``keys.JOB_DONE_CHANNEL`` when it ends, if someone
+waits for it: the read before a wait marks the job in the same round trip (``keys.waited``; the API
+passes its marking grouped reads as ``read``), a waiting submit in its store's transaction. Each API
 process runs one subscriber (started on first use, so after gunicorn forks; a greenlet under
 gevent) that hands the document to the requests waiting for that id and wakes them: one Redis
 connection per process however many wait, and no read per waiter. A second loop reads every
