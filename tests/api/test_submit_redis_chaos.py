@@ -138,10 +138,8 @@ def test_sigterm_of_the_api_mid_burst_loses_no_acknowledged_job(tmp_path):
 def test_a_redis_that_stops_answering_gets_503_not_a_hang(tmp_path):
     """A Redis that keeps its connections open but answers nothing (SIGSTOP: a stopped process, as a
     lost node looks until TCP gives up): a submit answers a JSON 503, not after the 15 minutes TCP
-    takes, and once Redis answers again, 202. The bound is redis-py's own default reply timeout
-    (``socket_timeout`` 5 s in the locked redis-py 8.1; retried once on timeout), which the API's clients keep:
-    this guards against anyone passing ``socket_timeout=None``, which would make every submit of a
-    process wait behind the one group commit in flight."""
+    takes, and once Redis answers again, 202. The bound is REDIS_TIMEOUT_SECONDS around each Redis
+    call of the API (tests/api/test_hung_redis.py holds every route to it)."""
     with _redis_and_api(tmp_path) as (server, api):
         _stopped_redis_answers_503(server, api.url, {"operation": "sleep", "params": {"seconds": 0}})
     output = api.proc.log_text()

@@ -14,6 +14,7 @@
   the worker while it records the outcome. Review 3.8: the grace was 60 s against a 300 s limit,
   so a job over 60 s went back to the queue at every scale-in (tests/deploy/test_scale_in.py runs
   the real worker through it).
+- Against a hung Redis, /readyz fails before the kubelet's readiness probe times out.
 - The loader's own time limit must be below the `helm --timeout` the docs tell you to use.
 Review finding 2.9: 60 s long polls met ingress-nginx's 60 s, and the API had the default 30 s grace
 against gunicorn's 65 s, with no preStop.
@@ -73,6 +74,23 @@ def test_ingress_outlasts_the_longest_long_poll(source):
         for key in ("nginx.ingress.kubernetes.io/proxy-read-timeout", "nginx.ingress.kubernetes.io/proxy-send-timeout"):
             timeout = float(annotations.get(key, NGINX_DEFAULT_READ_TIMEOUT))
             assert timeout >= max_wait + MARGIN, f"{source}: {key} {timeout} s cuts a {max_wait} s long poll"
+
+
+@pytest.mark.parametrize("source", SOURCES)
+def test_readiness_fails_within_the_probe_timeout_when_redis_hangs(source):
+    """Against a Redis that hangs, /readyz answers its 503 within READY_REDIS_SECONDS (or
+    REDIS_TIMEOUT_SECONDS when less; tests/api/test_hung_redis.py): that must come before the
+    kubelet gives up on the probe (``timeoutSeconds``, 1 s when unset:
+    https://kubernetes.io/docs/tasks/configure-pod-container/configure-liveness-readiness-startup-probes/#configure-probes),
+    or each probe holds a request for its whole timeout and the pod leaves its Service only by the
+    probe's own timeouts."""
+    from jobqueue_api.routes.health import READY_REDIS_SECONDS
+
+    objs = _objects(source)
+    main = _main(_deployment(objs, "api"), "api")
+    answers_within = min(READY_REDIS_SECONDS, _settings(main, objs).redis_timeout_seconds)
+    probe_timeout = main["readinessProbe"].get("timeoutSeconds", 1)
+    assert answers_within < probe_timeout, f"{source}: /readyz may take {answers_within} s, the probe gives it {probe_timeout} s"
 
 
 @pytest.mark.parametrize("source", SOURCES)

@@ -203,8 +203,8 @@ class SubmitBatcher(GroupCall[Any, "BaseException | None"]):
     rate limit is counted in the same call: ``submission.store_admitted``)."""
 
     def __init__(self, store_many: Callable[[list[Any]], Sequence[BaseException | None] | None],
-                 max_batch: int = MAX_BATCH):
-        super().__init__(store_many, max_batch)
+                 max_batch: int = MAX_BATCH, fails_queue: Callable[[BaseException], bool] | None = None):
+        super().__init__(store_many, max_batch, fails_queue)
 
     def submit(self, item: Any) -> None:
         refused = self.call(item)

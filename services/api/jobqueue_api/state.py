@@ -23,6 +23,7 @@ from jobqueue.jobs import JobStore
 from jobqueue.settings import Settings
 
 from .batching import GroupCall, SubmitBatcher
+from .bounds import BoundedRedis, RedisDeadline, bounded
 from .submission import store_admitted
 
 log = logging.getLogger("jobqueue.api")
@@ -66,19 +67,27 @@ READ_LINGER_SECONDS = 0.0005
 
 
 def build_state(settings: Settings, catalogue: Registry) -> ApiState:
-    jobs = jobs_redis(settings, max_connections=REDIS_POOL_SIZE)
-    jobs_binary = jobs_redis(settings, decode=False, max_connections=REDIS_POOL_SIZE)
+    # every call ends within REDIS_TIMEOUT_SECONDS, whatever Redis does (bounds.py); the socket
+    # timeout (when REDIS_URL sets none) is half of it, so a submit whose answer a stall swallowed
+    # still has time to check whether it was stored (jobqueue.delivery) and answer 202
+    bound = settings.redis_timeout_seconds
+    sock = bound / 2
+    jobs = BoundedRedis.around(jobs_redis(settings, max_connections=REDIS_POOL_SIZE, timeout=sock), bound)
+    jobs_binary = BoundedRedis.around(jobs_redis(settings, decode=False, max_connections=REDIS_POOL_SIZE,
+                                                 timeout=sock), bound)
     delivery = Delivery(jobs, settings)
     store = JobStore(jobs, settings.job_ttl_seconds, binary=jobs_binary)
+    # the group commit's transaction goes through the pool itself (jobqueue.wire): bounded as a whole
+    store_many = bounded(partial(store_admitted, delivery, jobs, settings.submit_rate_limit), bound)
     return ApiState(
         settings=settings,
         catalogue=catalogue,
         jobs=jobs,
         jobs_binary=jobs_binary,
-        queue=queue_redis(settings, max_connections=REDIS_POOL_SIZE),
+        queue=BoundedRedis.around(queue_redis(settings, max_connections=REDIS_POOL_SIZE, timeout=sock), bound),
         store=store,
         delivery=delivery,
-        submits=SubmitBatcher(partial(store_admitted, delivery, jobs, settings.submit_rate_limit)),
+        submits=SubmitBatcher(store_many, fails_queue=_silent),
         reads=GroupCall(store.get_raw_many, fails_queue=_unreachable, linger=READ_LINGER_SECONDS),
     )
 
@@ -86,6 +95,13 @@ def build_state(settings: Settings, catalogue: Registry) -> ApiState:
 def _unreachable(exc: BaseException) -> bool:
     """Redis did not answer (as opposed to refusing): the reads queued behind get the 503 at once."""
     return isinstance(exc, (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError))
+
+
+def _silent(exc: BaseException) -> bool:
+    """Redis answered nothing within the bound: the submits queued behind (none of them sent yet, so
+    none stored) get the 503 at once instead of waiting out a second bound in the next call. A
+    dropped connection is not this: the next call, on a new connection, usually goes through."""
+    return isinstance(exc, RedisDeadline)
 
 
 def load_dataset_into(slot: DatasetSlot, path: str, **load_options: Any) -> None:

@@ -24,9 +24,14 @@ def connection_options(settings: Settings, db: int) -> dict[str, object]:
     return options
 
 
-def _client(settings: Settings, db: int, decode: bool, max_connections: int | None = None) -> redis.Redis:
-    options = {"socket_connect_timeout": 2.0, "health_check_interval": 15, "retry_on_timeout": True,
-               **connection_options(settings, db), "decode_responses": decode}
+def _client(settings: Settings, db: int, decode: bool, max_connections: int | None = None,
+            timeout: float | None = None) -> redis.Redis:
+    options: dict[str, object] = {"socket_connect_timeout": 2.0, "health_check_interval": 15, "retry_on_timeout": True}
+    if timeout is not None:
+        # the API's reply timeout when the URL sets none: redis-py's own default is 5 s since 8.0
+        # but None before it (the package accepts redis>=5), and None waits for ever
+        options["socket_timeout"] = timeout
+    options.update(connection_options(settings, db), decode_responses=decode)
     if max_connections:
         # a bounded pool: callers beyond it wait for a free connection (the API under gevent
         # serves hundreds of requests at once and must not open a Redis connection for each)
@@ -35,14 +40,17 @@ def _client(settings: Settings, db: int, decode: bool, max_connections: int | No
     return redis.Redis(connection_pool=redis.ConnectionPool(**options))
 
 
-def jobs_redis(settings: Settings, decode: bool = True, max_connections: int | None = None) -> redis.Redis:
-    """Client of the jobs db. ``decode=False`` for binary results (PNG)."""
-    return _client(settings, settings.redis_jobs_db, decode, max_connections)
+def jobs_redis(settings: Settings, decode: bool = True, max_connections: int | None = None,
+               timeout: float | None = None) -> redis.Redis:
+    """Client of the jobs db. ``decode=False`` for binary results (PNG). ``timeout``: the socket
+    timeout when REDIS_URL sets none (the API passes REDIS_TIMEOUT_SECONDS; the worker passes none
+    and keeps redis-py's)."""
+    return _client(settings, settings.redis_jobs_db, decode, max_connections, timeout)
 
 
-def queue_redis(settings: Settings, max_connections: int | None = None) -> redis.Redis:
+def queue_redis(settings: Settings, max_connections: int | None = None, timeout: float | None = None) -> redis.Redis:
     """Client of the queue db (queue list, processing lists, heartbeats)."""
-    return _client(settings, settings.redis_queue_db, True, max_connections)
+    return _client(settings, settings.redis_queue_db, True, max_connections, timeout)
 
 
 # Redis refuses writes, for a while, with these reply prefixes: OOM (used memory over maxmemory

@@ -124,6 +124,7 @@ SPEC: dict[str, tuple[str, Callable[[str, str], object], str]] = {
     "REDIS_PASSWORD": ("", _str, "Redis password (overrides one in REDIS_URL); set from a Secret in deployments"),
     "REDIS_JOBS_DB": ("0", _int(0, 15), "Redis db holding job documents and results"),
     "REDIS_QUEUE_DB": ("1", _int(0, 15), "Redis db holding the queue, processing lists and worker heartbeats"),
+    "REDIS_TIMEOUT_SECONDS": ("5", _float(0.1, 300), "API: longest wait for one Redis call, retries included; a Redis that does not answer gets 503 after it (a long poll: after its wait); half of it is the API's socket timeout when REDIS_URL sets none"),
     "QUEUE_NAME": ("jobs", _str, "HotQueue name; the Redis list is hotqueue:<name>"),
     "DATA_PATH": (DEFAULT_DATA_PATH, _str, "traffic incident file (CSV, CSV.gz, JSON or Parquet); relative paths are from the working directory"),
     "DATA_CACHE_DIR": ("", _str, "where the parsed columnar cache is kept; empty: beside DATA_PATH when writable, else none"),
@@ -163,6 +164,7 @@ class Settings:
     redis_password: str
     redis_jobs_db: int
     redis_queue_db: int
+    redis_timeout_seconds: float
     queue_name: str
     data_path: str
     data_cache_dir: str

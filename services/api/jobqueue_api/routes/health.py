@@ -16,10 +16,16 @@ from jobqueue.backlog import read_backlog
 
 from jobqueue.connections import WRITE_REFUSALS
 
+from ..bounds import within
 from ..state import current
 
 bp = Blueprint("health", __name__)
 log = logging.getLogger("jobqueue.api")
+
+# /readyz's own bound on Redis (REDIS_TIMEOUT_SECONDS when that is less): a PING takes well under a
+# millisecond, and a probe must fail before the kubelet's own timeout (1 s by default, 3 s in the
+# chart and k8s/) so that a hung Redis takes the pod out of its Service instead of piling up probes
+READY_REDIS_SECONDS = 1.0
 
 
 @bp.get("/healthz")
@@ -45,9 +51,10 @@ def readyz():
     problems = []
     writable = False
     try:
-        state.jobs.ping()
-        redis_ok = True
-        refused = state.store.write_refused()
+        with within(min(READY_REDIS_SECONDS, state.settings.redis_timeout_seconds)):
+            state.jobs.ping()
+            redis_ok = True
+            refused = state.store.write_refused()
         writable = refused is None
         if refused:
             problems.append(f"redis refuses writes: {WRITE_REFUSALS[refused]}")
