@@ -4,7 +4,12 @@ matrix with real processes is test_redis_urls.py; these are the quick checks of 
 
 from __future__ import annotations
 
+import os
+import subprocess
+
 import pytest
+
+from devstack.paths import BIN
 
 from jobqueue.connections import connection_options, jobs_redis, queue_redis
 from jobqueue.settings import SettingsError, load_settings
@@ -52,6 +57,22 @@ def test_malformed_urls_name_the_variable(url, word):
     with pytest.raises(SettingsError) as err:
         _settings(url)
     assert "REDIS_URL" in str(err.value) and word in str(err.value)
+
+
+@pytest.mark.parametrize("option", ["socket_timeout=0", "socket_timeout=-1", "socket_timeout=nan",
+                                    "socket_timeout=inf", "socket_connect_timeout=0"])
+@pytest.mark.parametrize("program", ["jobqueue-api", "jobqueue-worker"])
+def test_a_socket_timeout_that_is_no_time_stops_the_program_naming_the_variable(option, program):
+    """Accepted before: with 0 every Redis call failed at once (every submit a 503 while /readyz
+    said ready), with -1 every route answered 500. Now the program stops at start (status 2)."""
+    env = {**os.environ, "REDIS_URL": f"redis://127.0.0.1:1/?{option}", "PORT": "1", "BIND_HOST": "127.0.0.1",
+           "WORKER_METRICS_PORT": "0"}
+    try:
+        r = subprocess.run([str(BIN / program)], env=env, capture_output=True, text=True, timeout=30)
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"{program} started with {option} instead of stopping")
+    assert r.returncode == 2, r.stdout[-500:] + r.stderr[-500:]
+    assert "REDIS_URL" in r.stderr and option.split("=")[0] in r.stderr
 
 
 def test_redis_password_wins_over_the_url_and_the_user_is_kept():

@@ -85,6 +85,11 @@ def redis_url_options(name: str, raw: str) -> dict[str, object]:
         options = redis.connection.parse_url(raw)
     except ValueError as exc:
         raise SettingsError(f"{name} is not a valid Redis URL: {exc}") from None
+    for key in ("socket_timeout", "socket_connect_timeout"):   # 0 makes every call fail, < 0 a 500
+        seconds = options.get(key)
+        if seconds is not None and not 0 < float(str(seconds)) < float("inf"):
+            raise SettingsError(f"{name}'s {key} must be a number of seconds above 0, got {seconds!r} "
+                                "(leave it out for the default)")
     path = raw.split("?", 1)[0].split("://", 1)[1].partition("/")[2]
     if "db" not in options and path and not raw.startswith("unix://"):
         raise SettingsError(f"{name} names db {path!r}, which is not a number: write redis://host:port/0 "
