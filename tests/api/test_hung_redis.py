@@ -3,7 +3,8 @@ never answers): every request of the real ``jobqueue-api`` (gunicorn, two proces
 its documented bound, in each form users write REDIS_URL, and the service recovers when Redis does.
 
 The bounds (docs/delivery.md, docs/api.md): a request that needs Redis answers a JSON 503 within
-REDIS_TIMEOUT_SECONDS (5 s by default); ``/readyz`` its 503 within 1 s, before the kubelet's probe
+REDIS_TIMEOUT_SECONDS (5 s by default; a submit sent to the hung Redis a JSON 504 with its job's id,
+since Redis runs it when it resumes); ``/readyz`` its 503 within 1 s, before the kubelet's probe
 timeout; a waiting submit whose job is stored its 202 with the id within its wait and 1 s, never a
 503; a long poll started before the hang its job as last read, at its wait's end. Before, redis-py's
 socket timeout times its nested retries held each: a status read 20 s (10 s through the proxy), a
@@ -32,6 +33,8 @@ from devstack.paths import BIN
 from devstack.procs import spawn, stop, wait_until
 from devstack.redis_server import RedisServer, find_redis_server
 from jobqueue import keys
+from jobqueue.client import Client, StoredUnknown
+from jobqueue.jobs import Job
 
 from .support import spawn as in_thread
 
@@ -155,6 +158,7 @@ def _judge(name: str, took: float, answer) -> str | None:
     if name == "long poll" and answer.status_code == 503:   # its first read met the hang
         name = "a read"
     expected, bound = {"readyz": (503, 3.0),   # the chart's probe timeout
+                       "submit": (504, BOUND + SLACK),  # sent to the hung Redis: may be stored
                        "healthz": (200, 2.0), "healthz?detail": (200, BOUND + SLACK),
                        "waiting submit": (202, WAIT + 1 + SLACK),   # its job is stored: never a 503
                        "long poll": (200, POLL_WAIT + SLACK)}.get(name, (503, BOUND + SLACK))
@@ -173,6 +177,9 @@ def _judge(name: str, took: float, answer) -> str | None:
         return f"Location {answer.headers.get('Location')}"
     if expected == 503 and name != "readyz" and body.get("error") != "redis_unavailable":
         return f"error {body.get('error')}"
+    if expected == 504 and (body.get("error") != "redis_timeout" or "Retry-After" in answer.headers
+                            or answer.headers.get("Location") != f"/status/{body.get('job_id')}"):
+        return f"error {body.get('error')}, headers {dict(answer.headers)}"
     return None
 
 
@@ -245,3 +252,70 @@ def _hang_and_recover(base: str, server, proxy) -> None:
     assert requests.post(f"{base}/submit", json=SLEEP, timeout=10).status_code == 202
     finished = requests.get(f"{base}/status/{stored_id}?wait=30", timeout=60).json()
     assert finished["status"] == "complete", finished
+
+
+def test_a_submit_redis_may_have_applied_is_answered_504_with_its_id_and_not_sent_again(tmp_path):
+    """A submit whose transaction reached a Redis that then hung past the bound may be stored (Redis
+    runs it when it resumes): it is answered 504 with the job's id and ``Location``, no Retry-After,
+    and the client raises with that id instead of submitting again. A submit queued behind that call
+    was never sent: 503 + Retry-After, nothing stored. Before, both got the same 503, the client
+    resent the first on it, and one ``Client.submit`` left two jobs once Redis resumed."""
+    with _stack(tmp_path, "plain") as (url, server, _), api_server(url, tmp_path / "api", processes=1) as api:
+        client = Client(api.url, timeout=30)
+        client.submit("top_locations", n=900)     # a warm connection, as a user's client has
+        direct = server.client()
+        calls: dict[str, Future] = {}
+        server.proc.send_signal(signal.SIGSTOP)
+        try:
+            def by_client():
+                try:
+                    return client.submit("top_locations", n=901)
+                except StoredUnknown as exc:
+                    return exc
+            calls["client"] = in_thread(by_client)             # the call in flight (fast path)
+            time.sleep(1.0)
+            calls["queued"] = in_thread(_timed, "POST", f"{api.url}/submit",
+                                        {"operation": "top_locations", "params": {"n": 903}})
+            unsure = calls["client"].result(60)
+            queued_took, queued = calls["queued"].result(60)
+            # another one sent to the still hung Redis, through Flask's view (a query string)
+            flask_took, flask = _timed("POST", f"{api.url}/submit?via=flask",
+                                       {"operation": "top_locations", "params": {"n": 902}})
+            # and the CLI: not resent either; it prints the id to check and exits 3 (the API's 5xx)
+            cli = subprocess.run([str(BIN / "jobqueue"), "submit", "top_locations", "n=904", "--url", api.url],
+                                 capture_output=True, text=True, timeout=60)
+        finally:
+            server.proc.send_signal(signal.SIGCONT)
+
+        assert isinstance(unsure, StoredUnknown), f"expected StoredUnknown, got {unsure!r}"
+        assert unsure.status == 504 and unsure.code == "redis_timeout", unsure
+        assert isinstance(queued, requests.Response) and queued.status_code == 503, queued
+        assert queued.json()["error"] == "redis_unavailable" and queued.headers.get("Retry-After"), queued.headers
+        assert queued_took <= BOUND + SLACK
+        assert isinstance(flask, requests.Response) and flask.status_code == 504, flask
+        body = flask.json()
+        assert body["error"] == "redis_timeout" and "GET /status/" in body["message"], body
+        assert flask.headers["Content-Type"].startswith("application/json")
+        assert flask.headers.get("Location") == f"/status/{body['job_id']}", flask.headers
+        assert "Retry-After" not in flask.headers, flask.headers
+        assert flask_took <= BOUND + SLACK
+        assert cli.returncode == 3, (cli.returncode, cli.stdout, cli.stderr)
+        cli_id = cli.stderr.split("the job ")[1].split()[0]
+        assert f"jobqueue status {cli_id}" in cli.stderr and "before submitting again" in cli.stderr, cli.stderr
+
+        # Redis runs what it had read: the client's call stored its job once, under the id it raised
+        def stored(n: int) -> list[str]:
+            ids = direct.zrange(keys.JOB_INDEX, 0, -1)
+            docs = [d for d in direct.mget([keys.job(i) for i in ids]) if d]
+            return [Job.from_json(d).id for d in docs if Job.from_json(d).params.get("n") == n]
+
+        wait_until(lambda: stored(901), 10, "the client's job stored after Redis resumed")
+        time.sleep(1.0)   # anything resent would have landed by now
+        assert stored(901) == [unsure.job_id]
+        assert client.status(unsure.job_id)["status"] == "submitted"
+        assert stored(903) == []   # queued behind: never sent
+        assert len(stored(904)) <= 1 and set(stored(904)) <= {cli_id}   # at most once, under the id printed
+        # the 504's advice holds either way: its status says whether it was stored
+        flask_status = requests.get(f"{api.url}{flask.headers['Location']}", timeout=10).status_code
+        assert (flask_status, len(stored(902))) in {(200, 1), (404, 0)}, (flask_status, stored(902))
+        client.close()

@@ -388,9 +388,10 @@ def test_a_lead_killed_during_its_redis_call_leaves_no_caller_without_an_answer(
     assert result["after"] == ["ok", "done j6"] and result["busy"] is False, result
 
 
-def test_the_api_answers_the_batch_of_an_interrupted_lead_with_a_503(app, monkeypatch):
+def test_the_api_answers_the_batch_of_an_interrupted_lead_with_a_504_naming_the_job(app, monkeypatch):
     """Through the app: two submits in one call, whose lead is interrupted in it. The other gets
-    the JSON 503 of a Redis that did not answer (its job may or may not be stored), not a 500."""
+    the JSON 504 of a submit that may be stored (here it is), with its job's id and Location and no
+    Retry-After, not a 500, nor the 503 that tells a client to submit again."""
     import types
 
     from jobqueue_api import batching
@@ -419,5 +420,7 @@ def test_the_api_answers_the_batch_of_an_interrupted_lead_with_a_503(app, monkey
     other = spawn(lambda: app.test_client().post("/submit?x=1", json=body)).result(10)
     with pytest.raises(KeyboardInterrupt):
         lead.result(10)
-    assert other.status_code == 503 and other.get_json()["error"] == "redis_unavailable", other.data
-    assert other.headers["Retry-After"]
+    assert other.status_code == 504 and other.get_json()["error"] == "redis_timeout", other.data
+    job_id = other.get_json()["job_id"]
+    assert other.headers["Location"] == f"/status/{job_id}" and "Retry-After" not in other.headers
+    assert app.test_client().get(f"/status/{job_id}").status_code == 200   # it was stored

@@ -50,7 +50,13 @@ MAX_BATCH = 64
 class LeadLost(redis.exceptions.ConnectionError):
     """The caller making this batch's call was stopped before it returned (killed, interrupted):
     the call may or may not have been applied. A ConnectionError, so the API answers it with its
-    503 for a Redis that did not answer, and a submit that waits treats it like one."""
+    503 for a Redis that did not answer; a submit answers it as stored or not (``submission.store``)."""
+
+
+class NotSent(redis.exceptions.ConnectionError):
+    """Queued behind a call that failed (``fails_queue``): this caller's item never went to Redis.
+    Distinct from the call's own error, which may have been applied: a submit answers one 503
+    ("nothing stored, submit again") and the other 504 ("may be stored, check first")."""
 
 
 class _Pending(Generic[T, R]):
@@ -177,12 +183,17 @@ class GroupCall(Generic[T, R]):
 
     def _fail_queue(self, error: BaseException) -> None:
         """Answer every waiter with ``error`` (lock held): when Redis did not answer one call, the
-        next would most likely wait out the same timeout, and its callers would have waited twice."""
+        next would most likely wait out the same timeout, and its callers would have waited twice.
+        (:meth:`_queued_error` says with what: their items were not in the failed call.)"""
         while self._queue:
             entry = self._queue.popleft()
-            entry.error = error
+            entry.error = self._queued_error(error)
             if entry.done is not None:
                 entry.done.set()
+
+    def _queued_error(self, error: BaseException) -> BaseException:
+        """What a caller still queued gets when the call ahead fails (``fails_queue``)."""
+        return error
 
     def _hand_over(self) -> None:
         """Give the lead to the first live waiter, or drop it (lock held)."""
@@ -205,6 +216,10 @@ class SubmitBatcher(GroupCall[Any, "BaseException | None"]):
     def __init__(self, store_many: Callable[[list[Any]], Sequence[BaseException | None] | None],
                  max_batch: int = MAX_BATCH, fails_queue: Callable[[BaseException], bool] | None = None):
         super().__init__(store_many, max_batch, fails_queue)
+
+    def _queued_error(self, error: BaseException) -> BaseException:
+        # a 503 ("nothing stored"), not the failed call's own error (504: it may have applied)
+        return NotSent(f"not sent: the call ahead of it failed ({error})")
 
     def submit(self, item: Any) -> None:
         refused = self.call(item)

@@ -10,7 +10,8 @@ REDIS_URL, and a waiting submit 26 s. A socket timeout alone cannot bound a call
 
 So under ``jobqueue-api`` (gevent) each call runs inside a ``gevent.Timeout`` of its own: when it
 fires, the call raises :class:`RedisDeadline` (a ``redis.exceptions.TimeoutError``, so the API's
-503 ``redis_unavailable`` answers it, and the grouped reads fail their queue at once). The timeout
+503 ``redis_unavailable`` answers it, and the grouped reads fail their queue at once; a submit
+whose transaction it interrupted may be stored, and is answered 504 instead: ``submission.store``). The timeout
 is raised inside redis-py as a BaseException, which its retry does not catch, and redis-py closes a
 connection interrupted mid-call (``send_packed_command`` and ``read_response`` disconnect on any
 BaseException; ``ConnectionPool.get_connection`` releases one interrupted while connecting), so no

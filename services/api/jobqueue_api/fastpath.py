@@ -40,7 +40,7 @@ from . import metrics
 from .guards import Guard
 from .ratelimit import client_of
 from .errors import ApiError
-from .submission import accepted_body, parse_body, read_length, validate_submission
+from .submission import accepted_body, parse_body, read_length, store, validate_submission
 
 RAISE = "jobqueue.raise"   # environ key: an exception for Flask's request handling to raise (hooks.py)
 ROUTE, METHOD = "/submit", "POST"
@@ -86,8 +86,9 @@ def wrap(app: Flask, wsgi_app: Callable, guard: Guard, metrics_port: int) -> Cal
         except Exception:   # a refusal (or a bug): Flask's path judges the same body and answers
             return _to_flask(wsgi_app, environ, start_response, raw, started)
         try:
-            state.submits.submit((job, client))   # returns once the job is stored, queued and counted
-        except Exception as exc:   # a 429 or a failure: Flask's error handlers answer it (hooks.py raises it)
+            # returns once the job is stored, queued and counted; may raise the 504 (submission.store)
+            store(state.submits, (job, client), environ.get("SCRIPT_NAME", ""))
+        except Exception as exc:   # a 429, 503 or 504: Flask's error handlers answer it (hooks.py raises it)
             environ[RAISE] = exc
             return _to_flask(wsgi_app, environ, start_response, raw, started)
         body = accepted_body(job)

@@ -102,7 +102,8 @@ def _components(catalogue: Registry) -> dict[str, Any]:
         "schemas": {
             "Error": {"type": "object", "required": ["error", "message"],
                       "properties": {"error": {"type": "string"}, "message": {"type": "string"},
-                                     "param": {"type": "string"}}},
+                                     "param": {"type": "string"},
+                                     "job_id": {"type": "string", "description": "the job concerned (404, 504)"}}},
             "Submission": {"oneOf": submissions} if submissions else {"type": "object"},
             "Accepted": {"type": "object", "required": ["job_id", "status"],
                          "properties": {"job_id": {"type": "string"}, "status": {"const": "submitted"},
@@ -158,6 +159,8 @@ def build_spec(catalogue: Registry, settings: Settings, version: str) -> dict[st
     secured: list[dict[str, list[str]]] = [{}, {"bearer": []}]  # open unless API_TOKEN is set
     job_errors = {"400": _error("malformed job id or query parameter"), "401": _error("missing or wrong token"),
                   "404": _error("no such job"), "503": _error("Redis unreachable")}
+    location = {"Location": {"description": "/status/<job_id>: where the job can be polled",
+                             "schema": {"type": "string"}}}
     submit_op: dict[str, Any] = {
         "security": secured,
         "requestBody": {"required": True, "content": {JSON: {"schema": _ref("Submission")}}},
@@ -168,10 +171,14 @@ def build_spec(catalogue: Registry, settings: Settings, version: str) -> dict[st
                       "413": _error("body larger than MAX_BODY_BYTES"),
                       "415": _error("the body is not Content-Type: application/json"),
                       "429": _error("this client's SUBMIT_RATE_LIMIT per minute is used up; see Retry-After"),
-                      "503": _error("Redis unreachable")},
+                      "503": _error("Redis unreachable, or refusing writes: nothing was stored; submit again "
+                                    "after Retry-After"),
+                      "504": {**_error("Redis did not answer in time after the job was sent to it: "
+                                      "it may be stored (error redis_timeout, no Retry-After). "
+                                      "job_id and Location name it: check GET /status/<job_id> "
+                                      "before submitting again (404: not stored)"),
+                              "headers": location}},
     }
-    location = {"Location": {"description": "/status/<job_id>: where the job can be polled",
-                             "schema": {"type": "string"}}}
     submit_and_wait = {
         **submit_op,
         "parameters": _submit_wait_params(settings.max_wait_seconds),

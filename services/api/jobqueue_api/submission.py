@@ -2,7 +2,9 @@
 then count it against its client's rate limit and store it, with the submits that share its call.
 
 Storing and queueing is one atomic transaction in core (``jobqueue.delivery.Delivery.store``), so a
-202 always means "stored and queued".
+202 always means "stored and queued". A failure answers either 503 (nothing was stored: submit
+again) or, when the transaction may have reached Redis though no answer came back, 504 with the
+job's id (:func:`store`): resending that would store the job twice.
 """
 
 from __future__ import annotations
@@ -16,10 +18,13 @@ from werkzeug.exceptions import ClientDisconnected, RequestEntityTooLarge
 import redis
 
 from atx_analysis.registry import Operation, ParamError, Registry, UnknownOperation
+from jobqueue import wire
 from jobqueue.delivery import Delivery
 from jobqueue.jobs import Job
 
 from . import metrics, ratelimit
+from .batching import LeadLost, SubmitBatcher
+from .bounds import RedisDeadline
 from .errors import ApiError
 from .green import Deadline, deadline
 
@@ -155,6 +160,28 @@ def _is_text(value: str) -> bool:
     except UnicodeEncodeError:
         return False
     return True
+
+
+# Failures after which a submit's transaction may have been applied: the bound fired while the call
+# was under way (Redis hung after reading it), the call's lead was stopped midway, or the answer was
+# lost and so was the answer of the check that would have told (``Delivery.store``). Submits queued
+# behind a failed call get ``batching.NotSent`` instead, a 503 like a refused connection.
+UNSURE = (RedisDeadline, LeadLost, wire.Unsure)
+
+
+def store(submits: SubmitBatcher, item: tuple, root: str) -> None:
+    """``submits.submit(item)`` (item[0] is the job); a failure that may have stored the job is
+    answered 504 with its id and ``Location`` (``root``: the app's script root), never the 503
+    that tells a client nothing was stored and to submit again."""
+    try:
+        submits.submit(item)
+    except UNSURE as exc:
+        job_id = item[0].id
+        err = ApiError(504, "redis_timeout", f"the job store (Redis) did not answer in time ({exc}); the job "
+                       f"may have been stored: check GET /status/{job_id} before submitting again "
+                       "(404: it was not stored)", job_id=job_id)
+        err.headers["Location"] = f"{root.rstrip('/')}/status/{job_id}"
+        raise err from exc
 
 
 def store_admitted(delivery: Delivery, counts: redis.Redis, limit: int,

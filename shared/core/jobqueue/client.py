@@ -44,6 +44,16 @@ class ApiError(RuntimeError):
         self.body = body
 
 
+class StoredUnknown(ApiError):
+    """The API could not tell whether a submit was stored (504: Redis did not answer in time, and
+    the job may be queued all the same). Not retried: check :attr:`job_id`'s status first (a 404
+    means it was not stored; submit again then)."""
+
+    def __init__(self, status: int, code: str, message: str, body: Any = None):
+        super().__init__(status, code, message, body)
+        self.job_id: str = body["job_id"]
+
+
 class JobFailed(RuntimeError):
     def __init__(self, job: dict[str, Any]):
         super().__init__(f"job {job.get('job_id')} {job.get('status')}: {job.get('error')}")
@@ -78,7 +88,8 @@ class Client:
         if response.status_code >= 400:
             try:
                 body = response.json()
-                raise ApiError(response.status_code, body.get("error", "error"), body.get("message", ""), body)
+                kind = StoredUnknown if response.status_code == 504 and isinstance(body.get("job_id"), str) else ApiError
+                raise kind(response.status_code, body.get("error", "error"), body.get("message", ""), body)
             except ValueError:
                 raise ApiError(response.status_code, "http_error", response.text[:200]) from None
         return response

@@ -12,7 +12,7 @@ from typing import Any
 import requests
 
 from .cliargs import Exit, UsageError, parse_pairs, typed
-from .client import DEFAULT_URL, ApiError, Client, JobFailed, _step
+from .client import DEFAULT_URL, ApiError, Client, JobFailed, StoredUnknown, _step
 
 PROGRESS_EVERY = 2.0   # seconds between progress lines while --wait waits
 
@@ -106,6 +106,9 @@ def run(args: argparse.Namespace) -> int:
         return args.client_handler(args)
     except UsageError as exc:
         return _error(str(exc), Exit.USAGE)
+    except StoredUnknown as exc:   # not retried: the job may be queued; say which id to check
+        return _error(f"the API answered {exc.status} {exc.code}: the job {exc.job_id} may have been stored; "
+                      f"check `jobqueue status {exc.job_id}` before submitting again", Exit.UNAVAILABLE)
     except ApiError as exc:
         if exc.status >= 500:
             return _error(f"the API answered {exc} (retried; try again later)", Exit.UNAVAILABLE)

@@ -270,7 +270,11 @@ class Delivery:
         except wire.Unsure as lost:
             fields = [f for job, doc in zip(jobs, docs[1::2])
                       for f in (job.id, doc, repr(job.submitted_at), job.operation, job.lane)]
-            stored_now = self._run("store", *fields)
+            try:
+                stored_now = self._run("store", *fields)
+            except redis.exceptions.RedisError as exc:   # no answer to the check either: still unknown
+                raise wire.Unsure(f"the answer was lost ({lost.__cause__}) and so was the check's ({exc}); "
+                                  "the jobs may or may not have been stored") from exc
             log.warning("submit: a transaction's answer was lost (%s); %s", lost.__cause__,
                         "it had not applied, stored now" if stored_now else "it had applied, not sent again",
                         extra={"jobs": len(jobs)})

@@ -19,7 +19,7 @@ from ..bounds import within
 from ..errors import ApiError
 from ..params import int_arg, job_id_or_400, prefer_wait, single_arg, wait_seconds
 from ..state import current
-from ..submission import accepted_body, parse_body, read_body, validate_submission
+from ..submission import accepted_body, parse_body, read_body, store, validate_submission
 
 log = logging.getLogger("jobqueue.api")
 
@@ -45,7 +45,8 @@ def _accept(before_store: Callable[[Job], None] | None = None) -> tuple[Job, str
     if before_store is not None:
         before_store(job)   # ?wait= registers for the job's done message before it can finish
     # returns once the job is stored, queued and counted; a waited job is marked in that transaction
-    state.submits.submit((job, client, before_store is not None))
+    # a failure after which the job may be stored is a 504 with its id (submission.store)
+    store(state.submits, (job, client, before_store is not None), request.script_root)
     return job, op.name
 
 
