@@ -1,6 +1,7 @@
 """Redis stopped (cleanly, or SIGKILLed) and restarted with its AOF while clients keep submitting.
 
-While Redis is away the API answers 503 with a JSON body (never another 5xx); once it is back the
+While Redis is away the API answers 503 with a JSON body (a submit whose transaction was sent when
+Redis went away: 504 naming its job, which may be stored; never another 5xx); once it is back the
 API recovers by itself and the workers reconnect; every job acknowledged with 202 completes.
 """
 
@@ -57,7 +58,8 @@ def test_redis_restart_during_load(stack, figures, how):
 
     statuses = tally.statuses()
     assert readyz_down == 503, f"/readyz answered {readyz_down} while Redis was down"
-    assert not tally.server_errors(), f"5xx other than 503: {tally.server_errors()[:3]}"
+    # 504: a submit sent as Redis went (its answer lost, the check refused): it may be stored
+    assert not tally.server_errors({503, 504}), f"5xx other than 503/504: {tally.server_errors({503, 504})[:3]}"
     assert not tally.connection_errors(), f"the API itself went away: {tally.connection_errors()[:3]}"
     assert statuses[503] > 0 and statuses[202] > 0
     assert all(p.alive() for p in stack.workers), "a worker died instead of reconnecting"
