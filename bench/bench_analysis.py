@@ -85,8 +85,9 @@ def naive_ops(df):
         "top_locations": lambda: df["Address"].value_counts().head(10).to_dict(),
         "average_response_time": average,
         "unique_issues": lambda: int(df["Issue Reported"].nunique()),
-        "incidents_by_road": lambda: int(df["Address"].str.contains("S CONGRESS AVE", case=False, regex=False,
-                                                                    na=False).sum()),
+        "incidents_by_road": lambda: int(
+            df["Address"].str.contains("S CONGRESS AVE", case=False, regex=False, na=False).sum()
+        ),
         "incidents_by_issue": lambda: df["Issue Reported"].value_counts().to_dict(),
         "incidents_by_hour": lambda: local().dt.hour.value_counts().to_dict(),
         "incidents_by_weekday": lambda: local().dt.day_of_week.value_counts().to_dict(),
@@ -191,39 +192,56 @@ ds = load_dataset(sys.argv[1]).warm()
 status = dict(l.split(":", 1) for l in open("/proc/self/status") if l.startswith(("VmRSS", "VmHWM")))
 print("READY", ds.from_cache, status["VmRSS"].split()[0], status["VmHWM"].split()[0], "pandas" in sys.modules, flush=True)
 """
-CHILD_NAIVE = NAIVE_LOAD + """
+CHILD_NAIVE = (
+    NAIVE_LOAD
+    + """
 status = dict(l.split(":", 1) for l in open("/proc/self/status") if l.startswith(("VmRSS", "VmHWM")))
 print("READY", False, status["VmRSS"].split()[0], status["VmHWM"].split()[0], True, flush=True)
 """
+)
 
 
 def cold(code: str, args: list[str], env: dict[str, str]) -> dict:
     t0 = time.perf_counter()
-    proc = subprocess.Popen([sys.executable, "-c", code, *args], stdout=subprocess.PIPE, text=True,
-                            env={**os.environ, **env}, cwd=REPO)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code, *args], stdout=subprocess.PIPE, text=True, env={**os.environ, **env}, cwd=REPO
+    )
     line = proc.stdout.readline()
     elapsed = time.perf_counter() - t0
     proc.wait()
     _, cached, rss, hwm, pandas = line.split()
-    return {"seconds": elapsed, "cached": cached == "True", "rss_mb": int(rss) / 1024, "peak_mb": int(hwm) / 1024,
-            "pandas": pandas == "True"}
+    return {
+        "seconds": elapsed,
+        "cached": cached == "True",
+        "rss_mb": int(rss) / 1024,
+        "peak_mb": int(hwm) / 1024,
+        "pandas": pandas == "True",
+    }
 
 
 def cold_starts(path: Path, runs: int) -> dict:
     cache_dir = tempfile.mkdtemp(prefix="atx-bench-cache-")
     out = {}
     first = cold(CHILD_OURS, [str(path)], {"DATA_CACHE_DIR": cache_dir})  # parses and writes the cache
-    nocache = [first] + [cold(CHILD_OURS, [str(path)], {"DATA_CACHE_DIR": tempfile.mkdtemp(prefix="atx-bench-")})
-                         for _ in range(max(0, runs // 2 - 1))]
+    nocache = [first] + [
+        cold(CHILD_OURS, [str(path)], {"DATA_CACHE_DIR": tempfile.mkdtemp(prefix="atx-bench-")})
+        for _ in range(max(0, runs // 2 - 1))
+    ]
     cached = [cold(CHILD_OURS, [str(path)], {"DATA_CACHE_DIR": cache_dir}) for _ in range(runs)]
     assert all(c["cached"] for c in cached)
     naive = [cold(CHILD_NAIVE.replace("PATH", repr(str(path))), [], {}) for _ in range(max(1, runs // 2))]
-    for name, runs_ in (("ours, cached", cached), ("ours, no cache (parse + write cache)", nocache),
-                        ("tutorial read_csv", naive)):
-        out[name] = {"seconds": statistics.median(r["seconds"] for r in runs_),
-                     "rss_mb": statistics.median(r["rss_mb"] for r in runs_),
-                     "peak_mb": max(r["peak_mb"] for r in runs_), "runs": len(runs_),
-                     "pandas_imported": runs_[0]["pandas"]}
+    for name, runs_ in (
+        ("ours, cached", cached),
+        ("ours, no cache (parse + write cache)", nocache),
+        ("tutorial read_csv", naive),
+    ):
+        out[name] = {
+            "seconds": statistics.median(r["seconds"] for r in runs_),
+            "rss_mb": statistics.median(r["rss_mb"] for r in runs_),
+            "peak_mb": max(r["peak_mb"] for r in runs_),
+            "runs": len(runs_),
+            "pandas_imported": runs_[0]["pandas"],
+        }
     return out
 
 
@@ -234,11 +252,18 @@ def machine() -> dict:
 
     with open("/proc/cpuinfo") as fh:
         cpu = next((line.split(":", 1)[1].strip() for line in fh if line.startswith("model name")), "?")
-    return {"date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"), "cpu": cpu,
-            "cores": os.cpu_count(), "memory_gib": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30),
-            "os": platform.platform(), "python": platform.python_version(), "numpy": numpy.__version__,
-            "pandas": pandas.__version__, "pyarrow": pyarrow.__version__,
-            "load_average": os.getloadavg()}
+    return {
+        "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "memory_gib": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30),
+        "os": platform.platform(),
+        "python": platform.python_version(),
+        "numpy": numpy.__version__,
+        "pandas": pandas.__version__,
+        "pyarrow": pyarrow.__version__,
+        "load_average": os.getloadavg(),
+    }
 
 
 def run_size(rows: int, budget: float, cold_runs: int) -> dict:
@@ -251,20 +276,24 @@ def run_size(rows: int, budget: float, cold_runs: int) -> dict:
     result = {"rows": rows, "file_mib": round(path.stat().st_size / 2**20), "ops": {}}
     result["cold"] = cold_starts(path, cold_runs)
     for name, c in result["cold"].items():
-        print(f"cold start {name:40s} {c['seconds']:7.2f} s  RSS {c['rss_mb']:6.0f} MB  peak {c['peak_mb']:6.0f} MB",
-              flush=True)
+        print(
+            f"cold start {name:40s} {c['seconds']:7.2f} s  RSS {c['rss_mb']:6.0f} MB  peak {c['peak_mb']:6.0f} MB",
+            flush=True,
+        )
     ds = load_dataset(path, cache_dir=tempfile.mkdtemp(prefix="atx-bench-")).warm()
     df = naive_load(path)
     naive = naive_ops(df)
     for op in REGISTRY:
         if op.name not in naive:
-            continue   # an operation the tutorial has no counterpart written for here
+            continue  # an operation the tutorial has no counterpart written for here
         params = OUR_PARAMS.get(op.name) or op.example_submission()["params"]
         ours = per_call(lambda op=op, params=params: op.run(ds, params), budget)  # noqa: F821 - ds is deleted after the loop
         theirs = per_call(naive[op.name], budget * 2, min_samples=3, max_samples=9)
         result["ops"][op.name] = {"ours_ms": ours * 1e3, "naive_ms": theirs * 1e3, "ratio": theirs / ours}
-        print(f"{op.name:26s} ours {ours * 1e3:10.4f} ms   naive {theirs * 1e3:10.2f} ms   {theirs / ours:10.0f}x",
-              flush=True)
+        print(
+            f"{op.name:26s} ours {ours * 1e3:10.4f} ms   naive {theirs * 1e3:10.2f} ms   {theirs / ours:10.0f}x",
+            flush=True,
+        )
     del df, ds
     return result
 
@@ -284,55 +313,101 @@ def targets(results: list[dict]) -> list[tuple[str, str, str]]:
     rows = []
     for name, o in ops.items():
         need = 3 if name.startswith("plot_") else 10  # plots: issue 13's target (both sides render a chart)
-        rows.append((f"`{name}` at least {need}x the naive code", fmt_x(o["ratio"]), report.verdict(o["ratio"] >= need)))
+        rows.append(
+            (f"`{name}` at least {need}x the naive code", fmt_x(o["ratio"]), report.verdict(o["ratio"] >= need))
+        )
     worst = max(INDEXED, key=lambda n: ops[n]["ours_ms"])
-    rows.append(("index lookups (date count, top locations, average, unique issues) under 1 ms warm",
-                 f"slowest `{worst}` {ops[worst]['ours_ms']:.4f} ms", report.verdict(ops[worst]["ours_ms"] < 1)))
-    rows.append(("road search under 5 ms", f"{ops['incidents_by_road']['ours_ms']:.3f} ms",
-                 report.verdict(ops["incidents_by_road"]["ours_ms"] < 5)))
+    rows.append(
+        (
+            "index lookups (date count, top locations, average, unique issues) under 1 ms warm",
+            f"slowest `{worst}` {ops[worst]['ours_ms']:.4f} ms",
+            report.verdict(ops[worst]["ours_ms"] < 1),
+        )
+    )
+    rows.append(
+        (
+            "road search under 5 ms",
+            f"{ops['incidents_by_road']['ours_ms']:.3f} ms",
+            report.verdict(ops["incidents_by_road"]["ours_ms"] < 5),
+        )
+    )
     c = cold["ours, cached"]
-    rows.append(("worker cold start at 432k rows at most 1 s", f"{c['seconds']:.2f} s", report.verdict(c["seconds"] <= 1)))
+    rows.append(
+        ("worker cold start at 432k rows at most 1 s", f"{c['seconds']:.2f} s", report.verdict(c["seconds"] <= 1))
+    )
     rows.append(("worker RSS at most 300 MB", f"{c['rss_mb']:.0f} MB", report.verdict(c["rss_mb"] <= 300)))
     big = next((x for x in results if x["rows"] >= 4_000_000), None)
     if big is not None:  # issue 13: ten times the data
         c = big["cold"]["ours, cached"]
-        rows.append((f"worker cold start at {big['rows']:,} rows from the columnar cache at most 5 s",
-                     f"{c['seconds']:.2f} s (RSS {c['rss_mb']:.0f} MB)", report.verdict(c["seconds"] <= 5)))
+        rows.append(
+            (
+                f"worker cold start at {big['rows']:,} rows from the columnar cache at most 5 s",
+                f"{c['seconds']:.2f} s (RSS {c['rss_mb']:.0f} MB)",
+                report.verdict(c["seconds"] <= 5),
+            )
+        )
     return rows
 
 
 def markdown(results: list[dict], info: dict) -> str:
     from bench import report
 
-    lines = ["## Analysis operations", "", report.stamp(), "",
-             "`bench/bench_analysis.py`: every operation warm (data loaded and indexed once), median time of one "
-             "call, against the tutorial's naive pandas code on the same machine in the same run (a pass "
-             "over the frame per call: boolean mask, `value_counts`, `str.contains`; its load precomputes the "
-             "local date string so its date count is the cheap mask). Then worker cold start, from process "
-             "start to ready for jobs (imports, load, all indexes built), and resident memory. Data: the "
-             "synthetic export (`make data`; 10x that for the larger size).", "",
-             f"Machine: {info['cpu']}, {info['cores']} cores, {info['memory_gib']} GiB; Python {info['python']}, "
-             f"numpy {info['numpy']}, pandas {info['pandas']}, pyarrow {info['pyarrow']}; started {info['date']} "
-             f"with load average {', '.join(f'{x:.1f}' for x in info['load_average'])} (other work shared the "
-             "2 cores: read ratios, not absolute times).", ""]
+    lines = [
+        "## Analysis operations",
+        "",
+        report.stamp(),
+        "",
+        "`bench/bench_analysis.py`: every operation warm (data loaded and indexed once), median time of one "
+        "call, against the tutorial's naive pandas code on the same machine in the same run (a pass "
+        "over the frame per call: boolean mask, `value_counts`, `str.contains`; its load precomputes the "
+        "local date string so its date count is the cheap mask). Then worker cold start, from process "
+        "start to ready for jobs (imports, load, all indexes built), and resident memory. Data: the "
+        "synthetic export (`make data`; 10x that for the larger size).",
+        "",
+        f"Machine: {info['cpu']}, {info['cores']} cores, {info['memory_gib']} GiB; Python {info['python']}, "
+        f"numpy {info['numpy']}, pandas {info['pandas']}, pyarrow {info['pyarrow']}; started {info['date']} "
+        f"with load average {', '.join(f'{x:.1f}' for x in info['load_average'])} (other work shared the "
+        "2 cores: read ratios, not absolute times).",
+        "",
+    ]
     goals = targets(results)
     if goals:
         lines += ["### Targets (432,444 rows)", "", report.table(["target", "measured", "verdict"], goals), ""]
     for r in results:
-        lines += [f"### {r['rows']:,} rows ({r['file_mib']} MiB CSV)", "",
-                  report.table(["operation", "ours (ms)", "naive pandas (ms)", "speed-up"],
-                               [(f"`{n}`", f"{o['ours_ms']:.4f}", f"{o['naive_ms']:,.2f}", fmt_x(o["ratio"]))
-                                for n, o in r["ops"].items()]), "",
-                  report.table(["cold start", "median (s)", "RSS when ready (MB)", "peak RSS (MB)", "runs",
-                                "imports pandas"],
-                               [(n, f"{c['seconds']:.2f}", f"{c['rss_mb']:.0f}", f"{c['peak_mb']:.0f}", c["runs"],
-                                 "yes" if c["pandas_imported"] else "no") for n, c in r["cold"].items()]), ""]
+        lines += [
+            f"### {r['rows']:,} rows ({r['file_mib']} MiB CSV)",
+            "",
+            report.table(
+                ["operation", "ours (ms)", "naive pandas (ms)", "speed-up"],
+                [
+                    (f"`{n}`", f"{o['ours_ms']:.4f}", f"{o['naive_ms']:,.2f}", fmt_x(o["ratio"]))
+                    for n, o in r["ops"].items()
+                ],
+            ),
+            "",
+            report.table(
+                ["cold start", "median (s)", "RSS when ready (MB)", "peak RSS (MB)", "runs", "imports pandas"],
+                [
+                    (
+                        n,
+                        f"{c['seconds']:.2f}",
+                        f"{c['rss_mb']:.0f}",
+                        f"{c['peak_mb']:.0f}",
+                        c["runs"],
+                        "yes" if c["pandas_imported"] else "no",
+                    )
+                    for n, c in r["cold"].items()
+                ],
+            ),
+            "",
+        ]
     lines += NOTES
     return "\n".join(lines).rstrip() + "\n"
 
 
 NOTES = [
-    "Notes:", "",
+    "Notes:",
+    "",
     "- Index lookups are array reads: per-day counts, address counts pre-sorted for `top_locations`, the mean "
     "response time, issue/hour/weekday counts, all built at load. Road search is a vectorised literal scan of "
     "the distinct addresses (one byte array), not of the rows; a single-letter search hits most addresses and "
@@ -352,8 +427,9 @@ def main() -> int:
     from atx_analysis.generator import FULL_ROWS
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--sizes", help=f"comma-separated row counts (default {FULL_ROWS},{FULL_ROWS * 10}; "
-                                    f"--quick: {FULL_ROWS})")
+    ap.add_argument(
+        "--sizes", help=f"comma-separated row counts (default {FULL_ROWS},{FULL_ROWS * 10}; --quick: {FULL_ROWS})"
+    )
     ap.add_argument("--quick", action="store_true", help="432k rows only, shorter sampling (also BENCH_QUICK=1)")
     ap.add_argument("--budget", type=float, help="seconds of sampling per operation (ours)")
     ap.add_argument("--cold-runs", type=int, help="cold starts with the cache per size")

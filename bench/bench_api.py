@@ -79,13 +79,22 @@ def serve_bare() -> None:
 
 # --- load generator ---------------------------------------------------------------------------
 def _request_bytes(path: str, body: bytes) -> bytes:
-    return (f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
-            f"Content-Length: {len(body)}\r\n\r\n").encode() + body
+    return (
+        f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(body)}\r\n\r\n"
+    ).encode() + body
 
 
-async def _client(port: int, conn: tuple[asyncio.StreamReader, asyncio.StreamWriter], payload: bytes,
-                  stop_at: float, warm_until: float, latencies: list[float], errors: list[int],
-                  answered: list[int]) -> None:
+async def _client(
+    port: int,
+    conn: tuple[asyncio.StreamReader, asyncio.StreamWriter],
+    payload: bytes,
+    stop_at: float,
+    warm_until: float,
+    latencies: list[float],
+    errors: list[int],
+    answered: list[int],
+) -> None:
     reader, writer = conn
     try:
         while True:
@@ -117,23 +126,33 @@ async def _client(port: int, conn: tuple[asyncio.StreamReader, asyncio.StreamWri
 def load(port: int, clients: int, seconds: float, warmup: float = 1.0) -> dict[str, float]:
     latencies: list[float] = []
     errors: list[int] = []
-    answered = [0]   # warm-up included
+    answered = [0]  # warm-up included
     payload = _request_bytes("/submit", SUBMIT_BODY)
 
     async def main() -> None:
         conns = []
-        for _ in range(clients):   # one at a time, apart: see CONNECT_GAP
+        for _ in range(clients):  # one at a time, apart: see CONNECT_GAP
             conns.append(await asyncio.open_connection("127.0.0.1", port))
             await asyncio.sleep(CONNECT_GAP)
         now = time.perf_counter()
-        await asyncio.gather(*(_client(port, conn, payload, now + warmup + seconds, now + warmup, latencies, errors,
-                                       answered) for conn in conns))
+        await asyncio.gather(
+            *(
+                _client(port, conn, payload, now + warmup + seconds, now + warmup, latencies, errors, answered)
+                for conn in conns
+            )
+        )
 
     asyncio.run(main())
     latencies.sort()
     n = len(latencies)
-    return {"rps": n / seconds, "p50_ms": latencies[n // 2] * 1000, "p99_ms": latencies[int(n * 0.99)] * 1000,
-            "requests": n, "errors": len(errors), "answered": answered[0]}
+    return {
+        "rps": n / seconds,
+        "p50_ms": latencies[n // 2] * 1000,
+        "p99_ms": latencies[int(n * 0.99)] * 1000,
+        "requests": n,
+        "errors": len(errors),
+        "answered": answered[0],
+    }
 
 
 # --- CPU the servers used -----------------------------------------------------------------
@@ -156,7 +175,7 @@ def measured_load(port: int, clients: int, seconds: float, server_pid: int, redi
     """:func:`load` plus the CPU microseconds per request of the server and of redis-server."""
     server0, redis0 = tree_cpu(server_pid), cpu_seconds(redis_pid)
     figures = load(port, clients, seconds)
-    total = max(1, figures["answered"])   # the warm-up's requests used CPU too
+    total = max(1, figures["answered"])  # the warm-up's requests used CPU too
     figures["server_cpu_us"] = (tree_cpu(server_pid) - server0) / total * 1e6
     figures["redis_cpu_us"] = (cpu_seconds(redis_pid) - redis0) / total * 1e6
     return figures
@@ -185,8 +204,9 @@ def round_trip(base: str, jobs: int) -> dict[str, float] | None:
     samples = []
     for i in range(jobs + 20):
         start = time.perf_counter()
-        job_id = session.post(base + "/submit", data=SUBMIT_BODY,
-                              headers={"Content-Type": "application/json"}).json()["job_id"]
+        job_id = session.post(base + "/submit", data=SUBMIT_BODY, headers={"Content-Type": "application/json"}).json()[
+            "job_id"
+        ]
         job = session.get(f"{base}/jobs/{job_id}", params={"wait": "10"}).json()
         elapsed = time.perf_counter() - start
         if job["status"] != "complete":
@@ -194,8 +214,11 @@ def round_trip(base: str, jobs: int) -> dict[str, float] | None:
         if i >= 20:  # warm-up
             samples.append(elapsed)
     samples.sort()
-    return {"p50_ms": samples[len(samples) // 2] * 1000, "p99_ms": samples[int(len(samples) * 0.99)] * 1000,
-            "jobs": len(samples)}
+    return {
+        "p50_ms": samples[len(samples) // 2] * 1000,
+        "p99_ms": samples[int(len(samples) * 0.99)] * 1000,
+        "jobs": len(samples),
+    }
 
 
 def worker_available() -> bool:
@@ -223,9 +246,16 @@ def main() -> int:
 
     workdir = Path(tempfile.mkdtemp(prefix="bench-api-"))
     redis_server = RedisServer(workdir / "redis", appendonly=True).start()
-    base_env = {**os.environ, "REDIS_URL": redis_server.url, "BIND_HOST": "127.0.0.1", "WEB_CONCURRENCY": "2",
-                "DIAGNOSTIC_OPERATIONS": "1", "LOG_LEVEL": "WARNING", "WORKER_METRICS_PORT": "0",
-                "DATA_PATH": str(ROOT / "data" / "traffic_incidents_sample.csv")}
+    base_env = {
+        **os.environ,
+        "REDIS_URL": redis_server.url,
+        "BIND_HOST": "127.0.0.1",
+        "WEB_CONCURRENCY": "2",
+        "DIAGNOSTIC_OPERATIONS": "1",
+        "LOG_LEVEL": "WARNING",
+        "WORKER_METRICS_PORT": "0",
+        "DATA_PATH": str(ROOT / "data" / "traffic_incidents_sample.csv"),
+    }
     ours_port, bare_port = free_port(), free_port()
     ours_env = {**base_env, "PORT": str(ours_port), "PROMETHEUS_MULTIPROC_DIR": str(workdir / "metrics")}
     bare_env = {**base_env, "PORT": str(bare_port)}
@@ -254,19 +284,26 @@ def main() -> int:
                 redis_server.client().flushall()
                 figures = measured_load(port, args.clients, args.seconds, proc.pid, redis_server.proc.pid)
                 results[name].append(figures)
-                print(f"run {r + 1} {name:>4}: {figures['rps']:8.0f} req/s  p50 {figures['p50_ms']:6.2f} ms  "
-                      f"p99 {figures['p99_ms']:6.2f} ms  CPU/request: server {figures['server_cpu_us']:4.0f} us, "
-                      f"redis {figures['redis_cpu_us']:3.0f} us  ({figures['requests']} requests, "
-                      f"{figures['errors']} errors)", flush=True)
+                print(
+                    f"run {r + 1} {name:>4}: {figures['rps']:8.0f} req/s  p50 {figures['p50_ms']:6.2f} ms  "
+                    f"p99 {figures['p99_ms']:6.2f} ms  CPU/request: server {figures['server_cpu_us']:4.0f} us, "
+                    f"redis {figures['redis_cpu_us']:3.0f} us  ({figures['requests']} requests, "
+                    f"{figures['errors']} errors)",
+                    flush=True,
+                )
 
         if worker_available() and args.jobs > 0:
             redis_server.client().flushall()
-            worker = subprocess.Popen([str(BIN / "jobqueue-worker")], env=ours_env,
-                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            worker = subprocess.Popen(
+                [str(BIN / "jobqueue-worker")], env=ours_env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+            )
             procs.append(worker)
             rt = round_trip(f"http://127.0.0.1:{ours_port}", args.jobs)
-            print(f"round trip (submit + ?wait=): p50 {rt['p50_ms']:.2f} ms  p99 {rt['p99_ms']:.2f} ms  "
-                  f"over {rt['jobs']} sequential jobs", flush=True)
+            print(
+                f"round trip (submit + ?wait=): p50 {rt['p50_ms']:.2f} ms  p99 {rt['p99_ms']:.2f} ms  "
+                f"over {rt['jobs']} sequential jobs",
+                flush=True,
+            )
         else:
             print("round trip: skipped (no jobqueue-worker installed)")
     finally:
@@ -275,12 +312,14 @@ def main() -> int:
         redis_server.stop()
 
     summary = summarise(results)
-    print(f"\nmedians of {args.repeats}: ours {summary['ours']['rps']:.0f} req/s (p50 {summary['ours']['p50_ms']:.2f} ms, "
-          f"p99 {summary['ours']['p99_ms']:.2f} ms); bare Flask {summary['bare']['rps']:.0f} req/s "
-          f"(p50 {summary['bare']['p50_ms']:.2f} ms, p99 {summary['bare']['p99_ms']:.2f} ms); "
-          f"ratios of adjacent runs: req/s {summary['rps_ratio']:.2f}x (target >= 0.8x), p99 "
-          f"{summary['p99_ratio']:.2f}x (target <= 1.5x); server CPU per request {summary['ours']['server_cpu_us']:.0f} "
-          f"vs {summary['bare']['server_cpu_us']:.0f} us, Redis {summary['ours']['redis_cpu_us']:.0f} us")
+    print(
+        f"\nmedians of {args.repeats}: ours {summary['ours']['rps']:.0f} req/s (p50 {summary['ours']['p50_ms']:.2f} ms, "
+        f"p99 {summary['ours']['p99_ms']:.2f} ms); bare Flask {summary['bare']['rps']:.0f} req/s "
+        f"(p50 {summary['bare']['p50_ms']:.2f} ms, p99 {summary['bare']['p99_ms']:.2f} ms); "
+        f"ratios of adjacent runs: req/s {summary['rps_ratio']:.2f}x (target >= 0.8x), p99 "
+        f"{summary['p99_ratio']:.2f}x (target <= 1.5x); server CPU per request {summary['ours']['server_cpu_us']:.0f} "
+        f"vs {summary['bare']['server_cpu_us']:.0f} us, Redis {summary['ours']['redis_cpu_us']:.0f} us"
+    )
     if args.write:
         write_docs(args, summary, rt)
     return 0
@@ -323,13 +362,29 @@ def write_docs(args, summary, rt) -> None:
         "parses the body and answers with a fresh id. CPU per request is what the server's processes (and redis-server) used "
         "over the run, read from /proc, divided by the requests answered.",
         "",
-        report.table(["server", "req/s", "p50 ms", "p99 ms", "ratio req/s", "server CPU µs/request",
-                      "Redis CPU µs/request"], [
-            ["bare Flask (ceiling)", f"{bare['rps']:.0f}", f"{bare['p50_ms']:.2f}", f"{bare['p99_ms']:.2f}",
-             "1.00x", f"{bare['server_cpu_us']:.0f}", "-"],
-            ["atx-jobqueue `POST /submit`", f"{ours['rps']:.0f}", f"{ours['p50_ms']:.2f}", f"{ours['p99_ms']:.2f}",
-             f"{ratio:.2f}x", f"{ours['server_cpu_us']:.0f}", f"{ours['redis_cpu_us']:.0f}"],
-        ]),
+        report.table(
+            ["server", "req/s", "p50 ms", "p99 ms", "ratio req/s", "server CPU µs/request", "Redis CPU µs/request"],
+            [
+                [
+                    "bare Flask (ceiling)",
+                    f"{bare['rps']:.0f}",
+                    f"{bare['p50_ms']:.2f}",
+                    f"{bare['p99_ms']:.2f}",
+                    "1.00x",
+                    f"{bare['server_cpu_us']:.0f}",
+                    "-",
+                ],
+                [
+                    "atx-jobqueue `POST /submit`",
+                    f"{ours['rps']:.0f}",
+                    f"{ours['p50_ms']:.2f}",
+                    f"{ours['p99_ms']:.2f}",
+                    f"{ratio:.2f}x",
+                    f"{ours['server_cpu_us']:.0f}",
+                    f"{ours['redis_cpu_us']:.0f}",
+                ],
+            ],
+        ),
         "",
         f"Ratios of the {args.repeats} adjacent pairs: " + ", ".join(f"{r:.2f}x" for r in summary["rps_ratios"]) + ".",
         "",
@@ -341,7 +396,7 @@ def write_docs(args, summary, rt) -> None:
         lines += [
             f"- round trip of one job (HTTP submit, then `GET /jobs/<id>?wait=10` woken by the done channel; one "
             f"`jobqueue-worker`; {rt['jobs']} sequential jobs): p50 {rt['p50_ms']:.2f} ms, p99 {rt['p99_ms']:.2f} ms "
-            "(the round-trip targets are judged in \"As deployed\", beside Celery in the same run)",
+            '(the round-trip targets are judged in "As deployed", beside Celery in the same run)',
         ]
     lines += [
         "",

@@ -112,15 +112,16 @@ def _cpu() -> float:
 
 def measure(url: str, count: int, repeats: int) -> dict[str, dict[str, float]]:
     clients = {name: make(url) for name, make in CLIENTS.items()}
-    for client in clients.values():                     # connections open, code warm
+    for client in clients.values():  # connections open, code warm
         getattr(client, "turn", lambda: None)()
         client.health()
         client.round_trip()
-    runs: dict[str, dict[str, list[float]]] = {name: {"health_us": [], "trip_us": [], "p50": [], "p99": []}
-                                               for name in clients}
+    runs: dict[str, dict[str, list[float]]] = {
+        name: {"health_us": [], "trip_us": [], "p50": [], "p99": []} for name in clients
+    }
     loads = []
     for _ in range(repeats):
-        for name, client in clients.items():            # turns: the same machine state for each
+        for name, client in clients.items():  # turns: the same machine state for each
             getattr(client, "turn", lambda: None)()
             start = _cpu()
             for _ in range(count):
@@ -144,13 +145,28 @@ def measure(url: str, count: int, repeats: int) -> dict[str, dict[str, float]]:
 
 def markdown(result: dict[str, dict[str, float]], count: int, repeats: int) -> str:
     load = result["_load"]
-    rows = [[name, report.fmt(r["health_us"]), report.fmt(r["trip_us"]), report.fmt(r["p50"], 2),
-             report.fmt(r["p99"], 2)] for name, r in result.items() if not name.startswith("_")]
-    return "\n".join([
-        f"{count} requests and {count} sequential no-op round trips per client and repeat, medians of "
-        f"{repeats} repeats taking turns in one process; load average {load['min']:.1f}-{load['max']:.1f}.", "",
-        report.table(["client", "client CPU / `GET /healthz`, µs", "client CPU / round trip, µs",
-                      "round trip p50 ms", "p99 ms"], rows)])
+    rows = [
+        [name, report.fmt(r["health_us"]), report.fmt(r["trip_us"]), report.fmt(r["p50"], 2), report.fmt(r["p99"], 2)]
+        for name, r in result.items()
+        if not name.startswith("_")
+    ]
+    return "\n".join(
+        [
+            f"{count} requests and {count} sequential no-op round trips per client and repeat, medians of "
+            f"{repeats} repeats taking turns in one process; load average {load['min']:.1f}-{load['max']:.1f}.",
+            "",
+            report.table(
+                [
+                    "client",
+                    "client CPU / `GET /healthz`, µs",
+                    "client CPU / round trip, µs",
+                    "round trip p50 ms",
+                    "p99 ms",
+                ],
+                rows,
+            ),
+        ]
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -57,19 +57,30 @@ from devstack.procs import free_port
 BIN = Path(sys.executable).parent
 NOOP = ("sleep", {"seconds": 0})
 DATE_PEERS = ("hotqueue-raw", "rq-simple", "celery", "dramatiq")
-CONNECTIONS = 8          # concurrent keep-alive connections submitting / reading back
+CONNECTIONS = 8  # concurrent keep-alive connections submitting / reading back
 # Pause between opening two of them. Opened all at once, they all went to whichever gunicorn process
 # the scheduler ran first (8/0 as often as 4/4; bench_api saw the same with 32), so a run measured one
 # process or two by lottery, and the Redis cost per job with them (a process's group commit can carry
 # at most as many requests as it has connections). Opened apart, each finds both processes idle.
 CONNECT_GAP = 0.002
-TARGETS = {"noop_vs_raw": 1.0, "noop_vs_dramatiq": 2.5, "date_vs_best": 50.0, "cpu_vs_raw": 1.0,
-           "rt_p50": 3.0, "rt_p99": 10.0}
+TARGETS = {
+    "noop_vs_raw": 1.0,
+    "noop_vs_dramatiq": 2.5,
+    "date_vs_best": 50.0,
+    "cpu_vs_raw": 1.0,
+    "rt_p50": 3.0,
+    "rt_p99": 10.0,
+}
 
 
 # --- a small keep-alive HTTP/1.1 client (the load generator must not be the bottleneck) ---------------
-async def _http_worker(port: int, conn: tuple[asyncio.StreamReader, asyncio.StreamWriter], requests_: list[bytes],
-                       next_index, answers: list) -> None:
+async def _http_worker(
+    port: int,
+    conn: tuple[asyncio.StreamReader, asyncio.StreamWriter],
+    requests_: list[bytes],
+    next_index,
+    answers: list,
+) -> None:
     reader, writer = conn
     try:
         while True:
@@ -101,7 +112,7 @@ def http_many(port: int, raw_requests: list[bytes], connections: int = CONNECTIO
 
     async def main() -> None:
         conns = []
-        for _ in range(connections):   # one at a time, apart: see CONNECT_GAP
+        for _ in range(connections):  # one at a time, apart: see CONNECT_GAP
             conns.append(await asyncio.open_connection("127.0.0.1", port))
             await asyncio.sleep(CONNECT_GAP)
         await asyncio.gather(*(_http_worker(port, conn, raw_requests, next_index, answers) for conn in conns))
@@ -112,8 +123,10 @@ def http_many(port: int, raw_requests: list[bytes], connections: int = CONNECTIO
 
 def post_submit(operation: str, params: dict) -> bytes:
     body = json.dumps({"operation": operation, "params": params}).encode()
-    return (b"POST /submit HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
-            b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
+    return (
+        b"POST /submit HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+        b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body
+    )
 
 
 def get_status(job_id: str) -> bytes:
@@ -127,8 +140,10 @@ def redis_cpu(client: redis.Redis) -> float:
 
 
 def command_stats(client: redis.Redis) -> dict[str, dict[str, float]]:
-    return {name.removeprefix("cmdstat_"): {"calls": float(v["calls"]), "usec": float(v["usec"])}
-            for name, v in client.info("commandstats").items()}
+    return {
+        name.removeprefix("cmdstat_"): {"calls": float(v["calls"]), "usec": float(v["usec"])}
+        for name, v in client.info("commandstats").items()
+    }
 
 
 class Meter:
@@ -156,9 +171,13 @@ class Meter:
         for stage, at in [*self.marks, (last_stage, end)]:
             stages[stage] = (at - before) * 1e6 / jobs
             before = at
-        return {"cpu_us_per_job": cpu * 1e6 / jobs, "inside_us_per_job": inside / jobs,
-                "calls_per_job": sum(v["calls"] for v in stats.values()) / jobs, "commands": per_job,
-                "stages_us_per_job": stages}
+        return {
+            "cpu_us_per_job": cpu * 1e6 / jobs,
+            "inside_us_per_job": inside / jobs,
+            "calls_per_job": sum(v["calls"] for v in stats.values()) / jobs,
+            "commands": per_job,
+            "stages_us_per_job": stages,
+        }
 
 
 # --- the running API and the worker, as deployed -------------------------------------------------------
@@ -167,9 +186,14 @@ class Deployed:
 
     def __init__(self, redis_url: str, data_path: str, workdir: Path):
         self.port = free_port()
-        self.env = {"REDIS_URL": redis_url, "DATA_PATH": data_path, "DIAGNOSTIC_OPERATIONS": "1",
-                    "BIND_HOST": "127.0.0.1", "PORT": str(self.port),
-                    "PROMETHEUS_MULTIPROC_DIR": str(workdir / "api-metrics")}
+        self.env = {
+            "REDIS_URL": redis_url,
+            "DATA_PATH": data_path,
+            "DIAGNOSTIC_OPERATIONS": "1",
+            "BIND_HOST": "127.0.0.1",
+            "PORT": str(self.port),
+            "PROMETHEUS_MULTIPROC_DIR": str(workdir / "api-metrics"),
+        }
         self.base = f"http://127.0.0.1:{self.port}"
         self.api = procs.spawn([str(BIN / "jobqueue-api")], self.env, "deployed-api")
         self.session = requests.Session()
@@ -206,7 +230,7 @@ def ours_drain(dep: Deployed, client: redis.Redis, jobs: list[tuple[str, dict]])
     ids = [json.loads(body)["job_id"] for _, body in answers]
     meter.mark("submit")
     queue = redis.Redis.from_url(dep.env["REDIS_URL"], db=1, decode_responses=True)
-    last = queue.lindex(keys.queue("jobs"), -1)   # one worker takes them in order: the last one ends last
+    last = queue.lindex(keys.queue("jobs"), -1)  # one worker takes them in order: the last one ends last
     queue.close()
     worker = dep.start_worker(uuid.uuid4().hex[:6])
     try:
@@ -235,7 +259,7 @@ def raw_drain(redis_url: str, client: redis.Redis, jobs: list[tuple[str, dict]])
     items = [json.dumps({"id": i, "operation": op, "params": params}) for i, (op, params) in zip(ids, jobs)]
     _threaded(redis_url, items, lambda conn, item: conn.rpush(f"hotqueue:{rawloop.QUEUE}", item), db=rawloop.QUEUE_DB)
     meter.mark("submit")
-    with redis.Redis.from_url(redis_url, db=rawloop.QUEUE_DB) as queue:   # the last queued ends last
+    with redis.Redis.from_url(redis_url, db=rawloop.QUEUE_DB) as queue:  # the last queued ends last
         last_key = rawloop.job_key(json.loads(queue.lindex(f"hotqueue:{rawloop.QUEUE}", -1))["id"])
     worker = procs.spawn(procs.python_argv("bench.raw_minimal_loop"), {"BENCH_REDIS_URL": redis_url}, "raw-minimal")
     try:
@@ -295,8 +319,15 @@ def peer_drain(name: str, redis_url: str, data_path: str, jobs: list[tuple[str, 
 
 
 # --- round trip ----------------------------------------------------------------------------------------
-def ours_round_trips(dep: Deployed, client: redis.Redis, count: int, warmup: int = 20,
-                     lean: bool = False, shipped: bool = False, one: bool = False) -> dict[str, float]:
+def ours_round_trips(
+    dep: Deployed,
+    client: redis.Redis,
+    count: int,
+    warmup: int = 20,
+    lean: bool = False,
+    shipped: bool = False,
+    one: bool = False,
+) -> dict[str, float]:
     """Sequential submit + long poll through the API with ``requests`` (the tutorial's client), or with
     ``lean`` the standard library's ``http.client`` on one keep-alive connection: the same two HTTP
     requests without ``requests``' own cost (about 0.4 ms a request here), to tell the client's share
@@ -337,15 +368,17 @@ class _RequestsClient:
         self.base, self.session = base, requests.Session()
 
     def submit(self, operation: str, params: dict) -> str:
-        return self.session.post(self.base + "/submit", json={"operation": operation, "params": params},
-                                 timeout=10).json()["job_id"]
+        return self.session.post(
+            self.base + "/submit", json={"operation": operation, "params": params}, timeout=10
+        ).json()["job_id"]
 
     def wait(self, job_id: str) -> dict:
         return self.session.get(f"{self.base}/status/{job_id}", params={"wait": "60"}, timeout=70).json()
 
     def run(self, operation: str, params: dict) -> dict:
-        answer = self.session.post(self.base + "/submit", params={"wait": "60"},
-                                   json={"operation": operation, "params": params}, timeout=70)
+        answer = self.session.post(
+            self.base + "/submit", params={"wait": "60"}, json={"operation": operation, "params": params}, timeout=70
+        )
         return _finished(answer.status_code, answer.json())
 
     def close(self) -> None:
@@ -367,7 +400,7 @@ class _ShippedClient:
         return self.api.wait(job_id, poll=60)
 
     def run(self, operation: str, params: dict) -> dict:
-        return self.api.submit_and_wait(operation, params, wait=60)   # final: a no-op job ends well within 60 s
+        return self.api.submit_and_wait(operation, params, wait=60)  # final: a no-op job ends well within 60 s
 
     def close(self) -> None:
         self.api.close()
@@ -405,8 +438,11 @@ class _LeanClient:
         self.conn.close()
 
 
-ONE_EXCHANGE = (("rt/ours-one", "`requests`"), ("rt/ours-one-lean", "`http.client`"),
-                ("rt/ours-one-client", "`jobqueue.client` (`Client.submit_and_wait`)"))
+ONE_EXCHANGE = (
+    ("rt/ours-one", "`requests`"),
+    ("rt/ours-one-lean", "`http.client`"),
+    ("rt/ours-one-client", "`jobqueue.client` (`Client.submit_and_wait`)"),
+)
 
 
 def _finished(status: int, job: dict) -> dict:
@@ -462,10 +498,11 @@ def run(args) -> dict[str, Any]:
         for repeat in range(args.repeats):
             if "noop" in parts:
                 noop = [NOOP] * args.jobs
-                for name, call in (("raw", lambda noop=noop: raw_drain(server.url, client, noop)),
-                                   ("ours", lambda noop=noop: ours_drain(dep, client, noop)),
-                                   ("dramatiq", lambda noop=noop: peer_drain("dramatiq", server.url, data_path, noop,
-                                                                             None))):
+                for name, call in (
+                    ("raw", lambda noop=noop: raw_drain(server.url, client, noop)),
+                    ("ours", lambda noop=noop: ours_drain(dep, client, noop)),
+                    ("dramatiq", lambda noop=noop: peer_drain("dramatiq", server.url, data_path, noop, None)),
+                ):
                     if name == "dramatiq" and "dramatiq" not in available:
                         continue
                     out = call()
@@ -476,7 +513,7 @@ def run(args) -> dict[str, Any]:
                 out = ours_drain(dep, client, [("incident_count_by_date", {"date": d}) for d in dates])
                 runs["date/ours"].append(out)
                 _say(repeat, args, "date ours", out)
-                peer_jobs = [("incident_count_by_date", {"date": d}) for d in dates[:args.peer_date_jobs]]
+                peer_jobs = [("incident_count_by_date", {"date": d}) for d in dates[: args.peer_date_jobs]]
                 for name in DATE_PEERS:
                     if name in available:
                         out = peer_drain(name, server.url, data_path, peer_jobs, None)
@@ -514,8 +551,11 @@ def run(args) -> dict[str, Any]:
 
 
 def _say(repeat, args, label, out) -> None:
-    extra = "".join(f"  {k} {out[k]:.1f}" for k in ("cpu_us_per_job", "inside_us_per_job", "calls_per_job",
-                                                      "p50_ms", "p99_ms") if k in out)
+    extra = "".join(
+        f"  {k} {out[k]:.1f}"
+        for k in ("cpu_us_per_job", "inside_us_per_job", "calls_per_job", "p50_ms", "p99_ms")
+        if k in out
+    )
     rate = f"{out['rate']:9,.0f} jobs/s" if "rate" in out else ""
     print(f"  [{repeat + 1}/{args.repeats}] {label:20} {rate}{extra}", flush=True)
 
@@ -527,18 +567,33 @@ def med(runs: list[dict], key: str) -> float | None:
 
 def summarize(result: dict[str, Any]) -> dict[str, Any]:
     runs = result["runs"]
-    s: dict[str, Any] = {k: {m: med(v, m) for m in ("rate", "cpu_us_per_job", "inside_us_per_job",
-                                                     "calls_per_job", "p50_ms", "p99_ms", "submit_p50_ms")}
-                         for k, v in runs.items()}
+    s: dict[str, Any] = {
+        k: {
+            m: med(v, m)
+            for m in (
+                "rate",
+                "cpu_us_per_job",
+                "inside_us_per_job",
+                "calls_per_job",
+                "p50_ms",
+                "p99_ms",
+                "submit_p50_ms",
+            )
+        }
+        for k, v in runs.items()
+    }
     for key in ("noop/ours", "noop/raw"):
         if key in runs:  # per-command figures of the median run (by CPU)
             ordered = sorted(runs[key], key=lambda r: r["cpu_us_per_job"])
             s[key]["commands"] = ordered[len(ordered) // 2]["commands"]
             stages = [r.get("stages_us_per_job") or {} for r in runs[key]]
-            s[key]["stages"] = {name: statistics.median(st[name] for st in stages if name in st)
-                                for name in stages[0]} if stages and stages[0] else {}
-    pairs = list(zip(runs.get("noop/ours", []), runs.get("noop/raw", [])))   # the same repeat's two drains
-    if pairs:   # the raw loop's own cost swings between repeats with the machine: show the spread
+            s[key]["stages"] = (
+                {name: statistics.median(st[name] for st in stages if name in st) for name in stages[0]}
+                if stages and stages[0]
+                else {}
+            )
+    pairs = list(zip(runs.get("noop/ours", []), runs.get("noop/raw", [])))  # the same repeat's two drains
+    if pairs:  # the raw loop's own cost swings between repeats with the machine: show the spread
         ratios = sorted(o["cpu_us_per_job"] / r["cpu_us_per_job"] for o, r in pairs)
         s["noop/ours"]["cpu_ratios"] = ratios
     return s
@@ -550,100 +605,192 @@ def targets(s: dict[str, Any]) -> list[tuple[str, str, bool | None]]:
 
     out = []
     ours, raw, dram = (s.get(f"noop/{n}", {}).get("rate") for n in ("ours", "raw", "dramatiq"))
-    for text, value, need in (("No-op drain as deployed, 1 worker process: >= 1.0x the minimal raw HotQueue loop",
-                               r(ours, raw), TARGETS["noop_vs_raw"]),
-                              ("No-op drain as deployed: >= 2.5x Dramatiq", r(ours, dram), TARGETS["noop_vs_dramatiq"])):
+    for text, value, need in (
+        (
+            "No-op drain as deployed, 1 worker process: >= 1.0x the minimal raw HotQueue loop",
+            r(ours, raw),
+            TARGETS["noop_vs_raw"],
+        ),
+        ("No-op drain as deployed: >= 2.5x Dramatiq", r(ours, dram), TARGETS["noop_vs_dramatiq"]),
+    ):
         out.append((text, report.fmt_ratio(value) if value else "n/a", None if value is None else value >= need))
     peers = {k.split("/")[1]: v["rate"] for k, v in s.items() if k.startswith("date/") and k != "date/ours"}
     if peers and "date/ours" in s:
         best = max(peers, key=peers.get)
         value = r(s["date/ours"]["rate"], peers[best])
-        out.append((f"incident_count_by_date drain as deployed (432k rows): >= 50x the best peer (`{best}`)",
-                    report.fmt_ratio(value), value >= TARGETS["date_vs_best"]))
+        out.append(
+            (
+                f"incident_count_by_date drain as deployed (432k rows): >= 50x the best peer (`{best}`)",
+                report.fmt_ratio(value),
+                value >= TARGETS["date_vs_best"],
+            )
+        )
     ocpu, rcpu = s.get("noop/ours", {}).get("cpu_us_per_job"), s.get("noop/raw", {}).get("cpu_us_per_job")
     if ocpu and rcpu:
-        out.append(("Redis CPU per job (submit + drain + read back): <= 1.0x the raw loop's",
-                    f"{ocpu:.0f} µs vs {rcpu:.0f} µs = {ocpu / rcpu:.2f}x", ocpu / rcpu <= TARGETS["cpu_vs_raw"]))
+        out.append(
+            (
+                "Redis CPU per job (submit + drain + read back): <= 1.0x the raw loop's",
+                f"{ocpu:.0f} µs vs {rcpu:.0f} µs = {ocpu / rcpu:.2f}x",
+                ocpu / rcpu <= TARGETS["cpu_vs_raw"],
+            )
+        )
     rt, cel = s.get("rt/ours"), s.get("rt/celery")
     if rt:
         for key, limit in (("p50_ms", TARGETS["rt_p50"]), ("p99_ms", TARGETS["rt_p99"])):
             c = cel.get(key) if cel else None
             ok = rt[key] <= limit and (c is None or rt[key] <= c)
-            out.append((f"Round trip {key[:3]}: <= {limit:g} ms and <= Celery's `AsyncResult.get`",
-                        f"{rt[key]:.2f} ms (Celery {c:.2f} ms)" if c else f"{rt[key]:.2f} ms", ok))
+            out.append(
+                (
+                    f"Round trip {key[:3]}: <= {limit:g} ms and <= Celery's `AsyncResult.get`",
+                    f"{rt[key]:.2f} ms (Celery {c:.2f} ms)" if c else f"{rt[key]:.2f} ms",
+                    ok,
+                )
+            )
     return out
 
 
 def markdown(args, result, s) -> str:
     load = result["load"]
-    lines = ["## As deployed", "", report.stamp(), "",
-             f"`bench/bench_deployed.py`: load average {min(load):.1f}-{max(load):.1f} during the run "
-             f"(2 cores). Ours: every job through `POST /submit` to the running `jobqueue-api` (gunicorn, two "
-             "processes, default settings), then one `jobqueue-worker` with default settings (metrics on, result "
-             "cache on) started; clock from the first job's `started_at` to the last result readable over HTTP; "
-             "every result then read back over HTTP. Raw loop: the minimal HotQueue loop (put; BLPOP + SET per "
-             "job; client GET), started after the jobs are queued, timed the same way. Dramatiq and the "
-             "date-count peers: warm workers released at a gate (see Peers). "
-             f"Medians of {args.repeats} interleaved repeat(s); {args.jobs:,} no-op jobs a drain; one Redis.", ""]
+    lines = [
+        "## As deployed",
+        "",
+        report.stamp(),
+        "",
+        f"`bench/bench_deployed.py`: load average {min(load):.1f}-{max(load):.1f} during the run "
+        f"(2 cores). Ours: every job through `POST /submit` to the running `jobqueue-api` (gunicorn, two "
+        "processes, default settings), then one `jobqueue-worker` with default settings (metrics on, result "
+        "cache on) started; clock from the first job's `started_at` to the last result readable over HTTP; "
+        "every result then read back over HTTP. Raw loop: the minimal HotQueue loop (put; BLPOP + SET per "
+        "job; client GET), started after the jobs are queued, timed the same way. Dramatiq and the "
+        "date-count peers: warm workers released at a gate (see Peers). "
+        f"Medians of {args.repeats} interleaved repeat(s); {args.jobs:,} no-op jobs a drain; one Redis.",
+        "",
+    ]
     rows = [[text, shown, report.verdict(ok)] for text, shown, ok in targets(s)]
     lines += [report.table(["target (issue 13)", "measured", "verdict"], rows), ""]
-    drains = [[f"`{k}`", report.fmt(v.get("rate")), report.fmt(v.get("cpu_us_per_job"), 1),
-               report.fmt(v.get("calls_per_job"), 1)]
-              for k, v in s.items() if k.startswith(("noop/", "date/"))]
-    lines += ["### Drains", "", report.table(["drain", "jobs/s", "Redis CPU µs/job", "commands/job"], drains), "",
-              "Commands per job count those a script runs as well as the script call itself (that is how "
-              "`INFO commandstats` counts them; a script's µs include its commands').", ""]
+    drains = [
+        [
+            f"`{k}`",
+            report.fmt(v.get("rate")),
+            report.fmt(v.get("cpu_us_per_job"), 1),
+            report.fmt(v.get("calls_per_job"), 1),
+        ]
+        for k, v in s.items()
+        if k.startswith(("noop/", "date/"))
+    ]
+    lines += [
+        "### Drains",
+        "",
+        report.table(["drain", "jobs/s", "Redis CPU µs/job", "commands/job"], drains),
+        "",
+        "Commands per job count those a script runs as well as the script call itself (that is how "
+        "`INFO commandstats` counts them; a script's µs include its commands').",
+        "",
+    ]
     ocpu = s.get("noop/ours", {}).get("cpu_us_per_job")
     rcpu = s.get("noop/raw", {}).get("cpu_us_per_job")
     if ocpu and rcpu:
         ratios = s["noop/ours"].get("cpu_ratios") or []
-        spread = (f" Ours against the raw loop of the same repeat: {ratios[0]:.2f}x to {ratios[-1]:.2f}x "
-                  f"over {len(ratios)} repeats." if ratios else "")
-        lines += [f"Redis CPU per job: ours {ocpu:.0f} µs, so one Redis core carries about "
-                  f"**{1e6 / ocpu:,.0f} of our jobs/s** (submit, run, read back); the minimal raw loop "
-                  f"{rcpu:.0f} µs, about {1e6 / rcpu:,.0f} jobs/s.{spread}", ""]
+        spread = (
+            f" Ours against the raw loop of the same repeat: {ratios[0]:.2f}x to {ratios[-1]:.2f}x "
+            f"over {len(ratios)} repeats."
+            if ratios
+            else ""
+        )
+        lines += [
+            f"Redis CPU per job: ours {ocpu:.0f} µs, so one Redis core carries about "
+            f"**{1e6 / ocpu:,.0f} of our jobs/s** (submit, run, read back); the minimal raw loop "
+            f"{rcpu:.0f} µs, about {1e6 / rcpu:,.0f} jobs/s.{spread}",
+            "",
+        ]
         ostages, rstages = s["noop/ours"].get("stages") or {}, s["noop/raw"].get("stages") or {}
         if ostages and rstages:
-            lines += ["Redis CPU by stage, µs a job (medians; the raw loop's put and GET come from direct "
-                      "clients, ours through the HTTP API):", "",
-                      report.table(["stage", "ours", "raw loop"],
-                                   [[name, report.fmt(ostages.get(name), 1), report.fmt(rstages.get(name), 1)]
-                                    for name in ostages]), ""]
+            lines += [
+                "Redis CPU by stage, µs a job (medians; the raw loop's put and GET come from direct "
+                "clients, ours through the HTTP API):",
+                "",
+                report.table(
+                    ["stage", "ours", "raw loop"],
+                    [[name, report.fmt(ostages.get(name), 1), report.fmt(rstages.get(name), 1)] for name in ostages],
+                ),
+                "",
+            ]
         for key in ("noop/ours", "noop/raw"):
             cmds = s[key].get("commands") or {}
             top = sorted(cmds.items(), key=lambda kv: -kv[1]["usec"])[:8]
-            lines.append(f"- `{key.split('/')[1]}`, per job: " + ", ".join(
-                f"{name} {v['calls']:.2f} calls / {v['usec']:.1f} µs" for name, v in top))
+            lines.append(
+                f"- `{key.split('/')[1]}`, per job: "
+                + ", ".join(f"{name} {v['calls']:.2f} calls / {v['usec']:.1f} µs" for name, v in top)
+            )
         lines.append("")
     if "rt/ours" in s:
         rt, cel, lean = s["rt/ours"], s.get("rt/celery") or {}, s.get("rt/ours-lean") or {}
         shipped = s.get("rt/ours-client") or {}
-        rows = [["ours: `POST /submit` + `GET /status/<id>?wait=` with `requests`", report.fmt(rt["p50_ms"], 2),
-                 report.fmt(rt["p99_ms"], 2), report.fmt(rt.get("submit_p50_ms"), 2)]]
+        rows = [
+            [
+                "ours: `POST /submit` + `GET /status/<id>?wait=` with `requests`",
+                report.fmt(rt["p50_ms"], 2),
+                report.fmt(rt["p99_ms"], 2),
+                report.fmt(rt.get("submit_p50_ms"), 2),
+            ]
+        ]
         if lean:
-            rows.append(["ours: the same two requests with `http.client` (no `requests`)",
-                         report.fmt(lean["p50_ms"], 2), report.fmt(lean["p99_ms"], 2),
-                         report.fmt(lean.get("submit_p50_ms"), 2)])
+            rows.append(
+                [
+                    "ours: the same two requests with `http.client` (no `requests`)",
+                    report.fmt(lean["p50_ms"], 2),
+                    report.fmt(lean["p99_ms"], 2),
+                    report.fmt(lean.get("submit_p50_ms"), 2),
+                ]
+            )
         if shipped:
-            rows.append(["ours: the same two requests with `jobqueue.client` (`Client.submit`, `Client.wait`)",
-                         report.fmt(shipped["p50_ms"], 2), report.fmt(shipped["p99_ms"], 2),
-                         report.fmt(shipped.get("submit_p50_ms"), 2)])
+            rows.append(
+                [
+                    "ours: the same two requests with `jobqueue.client` (`Client.submit`, `Client.wait`)",
+                    report.fmt(shipped["p50_ms"], 2),
+                    report.fmt(shipped["p99_ms"], 2),
+                    report.fmt(shipped.get("submit_p50_ms"), 2),
+                ]
+            )
         for key, how in ONE_EXCHANGE:
             one = s.get(key) or {}
             if one:
-                rows.append([f"ours, one exchange: `POST /submit?wait=` with {how}", report.fmt(one["p50_ms"], 2),
-                             report.fmt(one["p99_ms"], 2), "n/a"])
-        rows.append(["Celery `delay()` + `AsyncResult.get`", report.fmt(cel.get("p50_ms"), 2),
-                     report.fmt(cel.get("p99_ms"), 2), "n/a"])
-        lines += ["### Round trip", "", f"{args.round_trips} sequential no-op jobs, one worker process; each "
-                  "client in turn, repeat by repeat. The target is judged on the `requests` row (the tutorial's "
-                  "client, two requests); the `http.client` row shows how much of it is the client library; the "
-                  "one-exchange rows submit and wait in one request (200 with the finished job).", "",
-                  report.table(["client", "p50 ms", "p99 ms", "`POST /submit` alone, p50 ms"], rows)]
+                rows.append(
+                    [
+                        f"ours, one exchange: `POST /submit?wait=` with {how}",
+                        report.fmt(one["p50_ms"], 2),
+                        report.fmt(one["p99_ms"], 2),
+                        "n/a",
+                    ]
+                )
+        rows.append(
+            [
+                "Celery `delay()` + `AsyncResult.get`",
+                report.fmt(cel.get("p50_ms"), 2),
+                report.fmt(cel.get("p99_ms"), 2),
+                "n/a",
+            ]
+        )
+        lines += [
+            "### Round trip",
+            "",
+            f"{args.round_trips} sequential no-op jobs, one worker process; each "
+            "client in turn, repeat by repeat. The target is judged on the `requests` row (the tutorial's "
+            "client, two requests); the `http.client` row shows how much of it is the client library; the "
+            "one-exchange rows submit and wait in one request (200 with the finished job).",
+            "",
+            report.table(["client", "p50 ms", "p99 ms", "`POST /submit` alone, p50 ms"], rows),
+        ]
         ones = [(how, s[key]) for key, how in ONE_EXCHANGE if s.get(key)]
         if ones and cel.get("p50_ms"):
-            lines += ["", "One exchange against Celery in this run, p50 / p99: " + "; ".join(
-                f"{how} {v['p50_ms'] / cel['p50_ms']:.2f}x / {v['p99_ms'] / cel['p99_ms']:.2f}x" for how, v in ones) + "."]
+            lines += [
+                "",
+                "One exchange against Celery in this run, p50 / p99: "
+                + "; ".join(
+                    f"{how} {v['p50_ms'] / cel['p50_ms']:.2f}x / {v['p99_ms'] / cel['p99_ms']:.2f}x" for how, v in ones
+                )
+                + ".",
+            ]
     return "\n".join(lines)
 
 

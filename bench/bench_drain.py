@@ -27,7 +27,7 @@ def run(jobs: int, repeats: int) -> dict[tuple[str, int], list[float]]:
     server = h.start_redis()
     rates: dict[tuple[str, int], list[float]] = {c: [] for c in CONFIGS}
     try:
-        h.drain_once(server.url, "ours", 1, min(jobs, 1000))   # warm-up (page cache, Redis allocator)
+        h.drain_once(server.url, "ours", 1, min(jobs, 1000))  # warm-up (page cache, Redis allocator)
         for rep in range(repeats):
             for kind, procs in CONFIGS:
                 seconds = h.drain_once(server.url, kind, procs, jobs)
@@ -47,15 +47,20 @@ def table(rates: dict[tuple[str, int], list[float]], jobs: int, repeats: int) ->
         "| worker | processes | jobs/s (median) | runs | ratio to raw HotQueue loop |",
         "| --- | ---: | ---: | --- | ---: |",
     ]
-    names = {"raw": "raw HotQueue loop (tutorial; no delivery guarantee)",
-             "ours": "jobqueue-worker (at-least-once, leases, fencing)"}
+    names = {
+        "raw": "raw HotQueue loop (tutorial; no delivery guarantee)",
+        "ours": "jobqueue-worker (at-least-once, leases, fencing)",
+    }
     for kind, procs in CONFIGS:
         runs = ", ".join(f"{r:.0f}" for r in rates[(kind, procs)])
         ratio = med[(kind, procs)] / med[("raw", procs)]
         lines.append(f"| {names[kind]} | {procs} | {med[(kind, procs)]:.0f} | {runs} | {ratio:.2f}x |")
-    lines += ["", f"Machine: {platform.node()}, {platform.machine()}, {_cpus()} CPUs, Python "
-              f"{platform.python_version()}, redis-py {version('redis')}, hotqueue {version('hotqueue')}, "
-              f"{_redis_version()}; measured {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}."]
+    lines += [
+        "",
+        f"Machine: {platform.node()}, {platform.machine()}, {_cpus()} CPUs, Python "
+        f"{platform.python_version()}, redis-py {version('redis')}, hotqueue {version('hotqueue')}, "
+        f"{_redis_version()}; measured {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}.",
+    ]
     return "\n".join(lines)
 
 
@@ -69,8 +74,9 @@ def _redis_version() -> str:
     import subprocess
 
     try:
-        out = subprocess.run([h.RedisServer.__init__.__globals__["find_redis_server"](), "--version"],
-                             capture_output=True, text=True).stdout
+        out = subprocess.run(
+            [h.RedisServer.__init__.__globals__["find_redis_server"](), "--version"], capture_output=True, text=True
+        ).stdout
         return "redis-server " + re.search(r"v=(\S+)", out).group(1)
     except Exception:
         return "redis-server (unknown version)"
@@ -82,16 +88,20 @@ def write_docs(text: str, rates: dict[tuple[str, int], list[float]]) -> None:
 
     med = {c: h.median(v) for c, v in rates.items()}
     one = med[("ours", 1)] / med[("raw", 1)]
-    verdict = (f"- No-op drain, 1 worker process, ours >= 1.0x the raw HotQueue loop: "
-               f"{report.verdict(one >= 1.0)} ({one:.2f}x)")
+    verdict = (
+        f"- No-op drain, 1 worker process, ours >= 1.0x the raw HotQueue loop: "
+        f"{report.verdict(one >= 1.0)} ({one:.2f}x)"
+    )
     body = f"{report.stamp()}\n\n{_ABOUT}\n\n{text}\n\n{verdict}"
     report.write_section("worker-drain", "## Worker drain\n\n" + body)
 
 
-_ABOUT = ("`bench/bench_drain.py` (`.venv/bin/python bench/bench_drain.py --write-docs`). Both workers "
-          "read the same job documents and dispatch through the same catalogue; ours also claims into "
-          "a processing list, keeps a lease, fences the final write and publishes completion. Peers "
-          "(RQ, Celery, Dramatiq) on the same harness: see Peers.")
+_ABOUT = (
+    "`bench/bench_drain.py` (`.venv/bin/python bench/bench_drain.py --write-docs`). Both workers "
+    "read the same job documents and dispatch through the same catalogue; ours also claims into "
+    "a processing list, keeps a lease, fences the final write and publishes completion. Peers "
+    "(RQ, Celery, Dramatiq) on the same harness: see Peers."
+)
 
 
 def main() -> int:

@@ -105,8 +105,14 @@ for pid in pids:
 
 
 def forked(env: dict[str, str], workers: int) -> list[dict[str, float]]:
-    proc = subprocess.Popen([sys.executable, "-c", CHILD_FORKED, str(workers)], stdin=subprocess.PIPE,
-                            stdout=subprocess.PIPE, text=True, env={**os.environ, **env}, cwd=REPO)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", CHILD_FORKED, str(workers)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, **env},
+        cwd=REPO,
+    )
     try:
         line = proc.stdout.readline().split()
         if not line or line[0] != "READY":
@@ -128,14 +134,24 @@ def smaps(pid: int) -> dict[str, float]:
         parts = rest.split()
         if parts and parts[-1] == "kB":
             fields[name.strip()] = int(parts[0]) / 1024
-    return {"rss_mb": fields["Rss"], "pss_mb": fields["Pss"],
-            "uss_mb": fields.get("Private_Clean", 0) + fields.get("Private_Dirty", 0),
-            "anon_mb": fields.get("Anonymous", 0), "file_pss_mb": fields.get("Pss_File", 0)}
+    return {
+        "rss_mb": fields["Rss"],
+        "pss_mb": fields["Pss"],
+        "uss_mb": fields.get("Private_Clean", 0) + fields.get("Private_Dirty", 0),
+        "anon_mb": fields.get("Anonymous", 0),
+        "file_pss_mb": fields.get("Pss_File", 0),
+    }
 
 
 def start_child(env: dict[str, str]) -> tuple[subprocess.Popen, dict]:
-    proc = subprocess.Popen([sys.executable, "-c", CHILD], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
-                            env={**os.environ, **env}, cwd=REPO)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", CHILD],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, **env},
+        cwd=REPO,
+    )
     line = proc.stdout.readline().split()
     if not line or line[0] != "READY":
         proc.kill()
@@ -152,11 +168,28 @@ def load_volume(path: Path, volume: Path) -> dict:
         os.link(path, target)
     except OSError:
         shutil.copyfile(path, target)
-    env = {**os.environ, "DATA_CACHE_DIR": str(volume / "cache"), "DATA_CACHE_MODE": "readwrite",
-           "DATA_PATH": str(target)}
+    env = {
+        **os.environ,
+        "DATA_CACHE_DIR": str(volume / "cache"),
+        "DATA_CACHE_MODE": "readwrite",
+        "DATA_PATH": str(target),
+    }
     started = time.perf_counter()
-    proc = subprocess.Popen([str(Path(sys.executable).parent / "jobqueue"), "data", "fetch", "--from", str(path),
-                             "--output", str(target), "--keep-existing"], env=env, stdout=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [
+            str(Path(sys.executable).parent / "jobqueue"),
+            "data",
+            "fetch",
+            "--from",
+            str(path),
+            "--output",
+            str(target),
+            "--keep-existing",
+        ],
+        env=env,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     out = proc.stdout.read()
     _, status, usage = os.wait4(proc.pid, 0)
     proc.returncode = os.waitstatus_to_exitcode(status)
@@ -175,12 +208,26 @@ def api_pod(env: dict[str, str]) -> dict:
 
     port = free_port()
     tmp = tempfile.mkdtemp(prefix="bench-memory-api-")
-    full = {**os.environ, **env, "PORT": str(port), "BIND_HOST": "127.0.0.1", "WEB_CONCURRENCY": "2",
-            "PROMETHEUS_MULTIPROC_DIR": tmp, "ALLOWED_HOSTS": "*", "LOG_LEVEL": "WARNING"}
+    full = {
+        **os.environ,
+        **env,
+        "PORT": str(port),
+        "BIND_HOST": "127.0.0.1",
+        "WEB_CONCURRENCY": "2",
+        "PROMETHEUS_MULTIPROC_DIR": tmp,
+        "ALLOWED_HOSTS": "*",
+        "LOG_LEVEL": "WARNING",
+    }
     base = f"http://127.0.0.1:{port}"
     started = time.perf_counter()
-    proc = subprocess.Popen([str(Path(sys.executable).parent / "jobqueue-api")], env=full, cwd=REPO,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    proc = subprocess.Popen(
+        [str(Path(sys.executable).parent / "jobqueue-api")],
+        env=full,
+        cwd=REPO,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     try:
         while True:
             if proc.poll() is not None:
@@ -195,19 +242,26 @@ def api_pod(env: dict[str, str]) -> dict:
         from_cache = requests.get(f"{base}/data", timeout=5).json()["from_cache"]
         ops = requests.get(f"{base}/operations", timeout=5).json()
         ops = ops.get("operations", ops) if isinstance(ops, dict) else ops
-        for _ in range(4):   # several rounds, so both gunicorn processes answer each route
+        for _ in range(4):  # several rounds, so both gunicorn processes answer each route
             for op in ops:
                 params = (op.get("example") or {}).get("params") or {}
                 requests.get(f"{base}/analysis/{op['name']}", params=params, timeout=120)
         time.sleep(0.5)
-        pids = [int(p) for p in subprocess.run(["pgrep", "-g", str(proc.pid)], capture_output=True,
-                                               text=True).stdout.split()]
+        pids = [
+            int(p)
+            for p in subprocess.run(["pgrep", "-g", str(proc.pid)], capture_output=True, text=True).stdout.split()
+        ]
         figures = [smaps(pid) for pid in pids]
     finally:
         stop(proc, 20)
         shutil.rmtree(tmp, ignore_errors=True)
-    return {"ready_seconds": ready, "from_cache": from_cache, "processes": len(figures),
-            "pss_mb": sum(f["pss_mb"] for f in figures), "rss_mb": sum(f["rss_mb"] for f in figures)}
+    return {
+        "ready_seconds": ready,
+        "from_cache": from_cache,
+        "processes": len(figures),
+        "pss_mb": sum(f["pss_mb"] for f in figures),
+        "rss_mb": sum(f["rss_mb"] for f in figures),
+    }
 
 
 def measure(rows: int, workers: int) -> dict:
@@ -217,8 +271,13 @@ def measure(rows: int, workers: int) -> dict:
     volume = Path(tempfile.mkdtemp(prefix="bench-memory-volume-", dir=path.parent))
     try:
         loader = load_volume(path, volume)
-        env = {"DATA_PATH": str(loader["data"]), "DATA_CACHE_DIR": str(volume / "cache"), "DATA_CACHE_MODE": "readonly",
-               "REDIS_URL": "redis://127.0.0.1:1", "WORKER_METRICS_PORT": "0"}
+        env = {
+            "DATA_PATH": str(loader["data"]),
+            "DATA_CACHE_DIR": str(volume / "cache"),
+            "DATA_CACHE_MODE": "readonly",
+            "REDIS_URL": "redis://127.0.0.1:1",
+            "WORKER_METRICS_PORT": "0",
+        }
         procs, starts, alone = [], [], None
         try:
             for i in range(workers):
@@ -229,7 +288,7 @@ def measure(rows: int, workers: int) -> dict:
                 starts.append(info)
                 time.sleep(0.5)
                 if i == 0:
-                    alone = smaps(proc.pid)    # one worker on the node: its RSS is the reference
+                    alone = smaps(proc.pid)  # one worker on the node: its RSS is the reference
             together = [smaps(p.pid) for p in procs]
         finally:
             for proc in procs:
@@ -237,7 +296,7 @@ def measure(rows: int, workers: int) -> dict:
                     proc.communicate("\n", timeout=30)
                 except subprocess.TimeoutExpired:
                     proc.kill()
-        parser, parsed = start_child({**env, "DATA_CACHE_MODE": "off"})   # a pod parsing the file itself
+        parser, parsed = start_child({**env, "DATA_CACHE_MODE": "off"})  # a pod parsing the file itself
         try:
             time.sleep(0.5)
             parsed.update(smaps(parser.pid))
@@ -248,58 +307,122 @@ def measure(rows: int, workers: int) -> dict:
     finally:
         shutil.rmtree(volume, ignore_errors=True)
     extra = [t["uss_mb"] for t in together[1:]]
-    return {"rows": rows, "workers": workers, "loader": {k: v for k, v in loader.items() if k != "data"},
-            "alone": alone, "together": together,
-            "ready_seconds": statistics.median(s["ready_seconds"] for s in starts),
-            "peak_mb": statistics.median(s["peak_mb"] for s in starts), "parsed": parsed,
-            "extra_uss_mb": max(extra) if extra else None,
-            "share": (max(extra) / alone["rss_mb"]) if extra else None,
-            "node_total_mb": sum(t["pss_mb"] for t in together), "forked": fork,
-            "forked_total_mb": sum(t["pss_mb"] for t in fork), "api": api}
+    return {
+        "rows": rows,
+        "workers": workers,
+        "loader": {k: v for k, v in loader.items() if k != "data"},
+        "alone": alone,
+        "together": together,
+        "ready_seconds": statistics.median(s["ready_seconds"] for s in starts),
+        "peak_mb": statistics.median(s["peak_mb"] for s in starts),
+        "parsed": parsed,
+        "extra_uss_mb": max(extra) if extra else None,
+        "share": (max(extra) / alone["rss_mb"]) if extra else None,
+        "node_total_mb": sum(t["pss_mb"] for t in together),
+        "forked": fork,
+        "forked_total_mb": sum(t["pss_mb"] for t in fork),
+        "api": api,
+    }
 
 
 def markdown(results: list[dict]) -> str:
-    lines = ["## Worker memory on one node", "", report.stamp(), "",
-             "`bench/bench_memory.py`: " + __doc__.split("\n\n", 2)[2].replace("\n", " ").strip(), ""]
+    lines = [
+        "## Worker memory on one node",
+        "",
+        report.stamp(),
+        "",
+        "`bench/bench_memory.py`: " + __doc__.split("\n\n", 2)[2].replace("\n", " ").strip(),
+        "",
+    ]
     rows = []
     for r in results:
         ok = r["share"] is not None and r["share"] <= TARGET_SHARE
-        rows.append([f"{r['rows']:,} rows: each extra worker process adds at most 25% of the first one's RSS",
-                     f"{r['extra_uss_mb']:.0f} MB USS vs {r['alone']['rss_mb']:.0f} MB RSS = {100 * r['share']:.0f}%",
-                     report.verdict(ok)])
+        rows.append(
+            [
+                f"{r['rows']:,} rows: each extra worker process adds at most 25% of the first one's RSS",
+                f"{r['extra_uss_mb']:.0f} MB USS vs {r['alone']['rss_mb']:.0f} MB RSS = {100 * r['share']:.0f}%",
+                report.verdict(ok),
+            ]
+        )
     lines += [report.table(["target (issue 13)", "measured", "verdict"], rows), ""]
-    lines += ["Cold start of one worker pod, process start to ready (dataset loaded, indexes built), and its "
-              "peak RSS: mapping the loader's cache from the data volume vs parsing the file itself (what "
-              "every pod did before the cache moved onto the volume).", "",
-              report.table(["rows", "from the volume's cache", "parsing the file", "ratio", "the loader (once)"],
-                           [[f"{r['rows']:,}", f"{r['ready_seconds']:.2f} s, peak {r['peak_mb']:.0f} MB",
-                             f"{r['parsed']['ready_seconds']:.1f} s, peak {r['parsed']['peak_mb']:.0f} MB",
-                             f"{r['parsed']['ready_seconds'] / r['ready_seconds']:.0f}x faster, "
-                             f"{r['parsed']['peak_mb'] / r['peak_mb']:.1f}x less memory",
-                             f"{r['loader']['seconds']:.1f} s, peak {r['loader']['peak_mb']:.0f} MB"] for r in results]), ""]
-    lines += ["One API pod (`jobqueue-api`, gunicorn with the chart's 2 processes, the dataset loaded before "
-              "the fork) after every synchronous `/analysis/*` route, plots included, was asked in each "
-              "process: time to ready and the pod's memory (sum of PSS over its processes).", "",
-              report.table(["rows", "from the volume's cache", "parsing the file"],
-                           [[f"{r['rows']:,}", f"{r['api']['cache']['ready_seconds']:.1f} s, {r['api']['cache']['pss_mb']:.0f} MB",
-                             f"{r['api']['parse']['ready_seconds']:.1f} s, {r['api']['parse']['pss_mb']:.0f} MB"]
-                            for r in results]), ""]
+    lines += [
+        "Cold start of one worker pod, process start to ready (dataset loaded, indexes built), and its "
+        "peak RSS: mapping the loader's cache from the data volume vs parsing the file itself (what "
+        "every pod did before the cache moved onto the volume).",
+        "",
+        report.table(
+            ["rows", "from the volume's cache", "parsing the file", "ratio", "the loader (once)"],
+            [
+                [
+                    f"{r['rows']:,}",
+                    f"{r['ready_seconds']:.2f} s, peak {r['peak_mb']:.0f} MB",
+                    f"{r['parsed']['ready_seconds']:.1f} s, peak {r['parsed']['peak_mb']:.0f} MB",
+                    f"{r['parsed']['ready_seconds'] / r['ready_seconds']:.0f}x faster, "
+                    f"{r['parsed']['peak_mb'] / r['peak_mb']:.1f}x less memory",
+                    f"{r['loader']['seconds']:.1f} s, peak {r['loader']['peak_mb']:.0f} MB",
+                ]
+                for r in results
+            ],
+        ),
+        "",
+    ]
+    lines += [
+        "One API pod (`jobqueue-api`, gunicorn with the chart's 2 processes, the dataset loaded before "
+        "the fork) after every synchronous `/analysis/*` route, plots included, was asked in each "
+        "process: time to ready and the pod's memory (sum of PSS over its processes).",
+        "",
+        report.table(
+            ["rows", "from the volume's cache", "parsing the file"],
+            [
+                [
+                    f"{r['rows']:,}",
+                    f"{r['api']['cache']['ready_seconds']:.1f} s, {r['api']['cache']['pss_mb']:.0f} MB",
+                    f"{r['api']['parse']['ready_seconds']:.1f} s, {r['api']['parse']['pss_mb']:.0f} MB",
+                ]
+                for r in results
+            ],
+        ),
+        "",
+    ]
     for r in results:
-        lines += [f"### {r['rows']:,} rows, {r['workers']} worker processes", "",
-                  f"One worker alone: RSS {r['alone']['rss_mb']:.0f} MB, USS {r['alone']['uss_mb']:.0f} MB. All "
-                  f"{r['workers']} together use {r['node_total_mb']:.0f} MB of the node (sum of PSS), against "
-                  f"{r['workers'] * r['alone']['rss_mb']:.0f} MB if nothing were shared. A worker that parsed "
-                  f"the file itself: RSS {r['parsed']['rss_mb']:.0f} MB, of it {r['parsed']['uss_mb']:.0f} MB its "
-                  f"own (USS): what each extra pod added before.", "",
-                  report.table(["process", "RSS MB", "PSS MB", "USS MB", "anonymous MB"],
-                               [[f"worker {i + 1}", f"{t['rss_mb']:.0f}", f"{t['pss_mb']:.0f}", f"{t['uss_mb']:.0f}",
-                                 f"{t['anon_mb']:.0f}"] for i, t in enumerate(r["together"])]
-                               + [["parsing worker", f"{r['parsed']['rss_mb']:.0f}", f"{r['parsed']['pss_mb']:.0f}",
-                                   f"{r['parsed']['uss_mb']:.0f}", f"{r['parsed']['anon_mb']:.0f}"]]), "",
-                  f"The same {r['workers']} processes forked by one `jobqueue-worker` (`WORKER_CONCURRENCY="
-                  f"{r['workers']}`: the supervisor loads, then forks; each child then ran every operation): "
-                  f"{r['forked_total_mb']:.0f} MB of the node with the supervisor (sum of PSS); each child's "
-                  "USS " + ", ".join(f"{t['uss_mb']:.0f}" for t in r["forked"][:-1]) + " MB.", ""]
+        lines += [
+            f"### {r['rows']:,} rows, {r['workers']} worker processes",
+            "",
+            f"One worker alone: RSS {r['alone']['rss_mb']:.0f} MB, USS {r['alone']['uss_mb']:.0f} MB. All "
+            f"{r['workers']} together use {r['node_total_mb']:.0f} MB of the node (sum of PSS), against "
+            f"{r['workers'] * r['alone']['rss_mb']:.0f} MB if nothing were shared. A worker that parsed "
+            f"the file itself: RSS {r['parsed']['rss_mb']:.0f} MB, of it {r['parsed']['uss_mb']:.0f} MB its "
+            f"own (USS): what each extra pod added before.",
+            "",
+            report.table(
+                ["process", "RSS MB", "PSS MB", "USS MB", "anonymous MB"],
+                [
+                    [
+                        f"worker {i + 1}",
+                        f"{t['rss_mb']:.0f}",
+                        f"{t['pss_mb']:.0f}",
+                        f"{t['uss_mb']:.0f}",
+                        f"{t['anon_mb']:.0f}",
+                    ]
+                    for i, t in enumerate(r["together"])
+                ]
+                + [
+                    [
+                        "parsing worker",
+                        f"{r['parsed']['rss_mb']:.0f}",
+                        f"{r['parsed']['pss_mb']:.0f}",
+                        f"{r['parsed']['uss_mb']:.0f}",
+                        f"{r['parsed']['anon_mb']:.0f}",
+                    ]
+                ],
+            ),
+            "",
+            f"The same {r['workers']} processes forked by one `jobqueue-worker` (`WORKER_CONCURRENCY="
+            f"{r['workers']}`: the supervisor loads, then forks; each child then ran every operation): "
+            f"{r['forked_total_mb']:.0f} MB of the node with the supervisor (sum of PSS); each child's "
+            "USS " + ", ".join(f"{t['uss_mb']:.0f}" for t in r["forked"][:-1]) + " MB.",
+            "",
+        ]
     return "\n".join(lines).rstrip()
 
 

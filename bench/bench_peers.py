@@ -32,16 +32,17 @@ BASELINE = "hotqueue-raw"
 NOOP = ("sleep", {"seconds": 0})
 
 # rough jobs/s of each peer on the reference machine, only to size runs to --seconds of work
-GUESS = {"noop": {"hotqueue-raw": 4000, "ours": 4000, "dramatiq": 2000, "celery": 1000, "rq-simple": 400,
-                  "rq": 40},
-         "date": {"ours": 3000, "rq": 8}}
+GUESS = {
+    "noop": {"hotqueue-raw": 4000, "ours": 4000, "dramatiq": 2000, "celery": 1000, "rq-simple": 400, "rq": 40},
+    "date": {"ours": 3000, "rq": 8},
+}
 GUESS_DATE_PEER = 50
 ROUND_TRIP_PEERS = ["celery", "rq-simple", "dramatiq", "hotqueue-raw", "ours"]
-LEAN = "ours-http.client"   # ours' round trip with the standard library's client instead of requests
-SHIPPED = "ours-jobqueue.client"   # ours' round trip with the project's own client (jobqueue.client.Client)
-ONE = "ours-one-exchange"   # ours' round trip as one request, POST /submit?wait=, with requests
-ONE_LEAN = "ours-one-exchange-http.client"   # the same one request through http.client
-ONE_SHIPPED = "ours-one-exchange-jobqueue.client"   # the same one request through Client.submit_and_wait
+LEAN = "ours-http.client"  # ours' round trip with the standard library's client instead of requests
+SHIPPED = "ours-jobqueue.client"  # ours' round trip with the project's own client (jobqueue.client.Client)
+ONE = "ours-one-exchange"  # ours' round trip as one request, POST /submit?wait=, with requests
+ONE_LEAN = "ours-one-exchange-http.client"  # the same one request through http.client
+ONE_SHIPPED = "ours-one-exchange-jobqueue.client"  # the same one request through Client.submit_and_wait
 
 TARGETS_TEXT = {
     "noop_vs_raw": "No-op drain, 1 worker process: ours >= 1.0x the raw HotQueue loop",
@@ -62,8 +63,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--repeats", type=int, default=1 if quick else 3)
     p.add_argument("--seconds", type=float, default=0.6 if quick else 1.0, help="target length of one drain")
     p.add_argument("--round-trips", type=int, default=100 if quick else 300, help="sequential jobs per peer")
-    p.add_argument("--round-trip-only", action="store_true",
-                   help="only the round trips (ours against the peers' own clients); writes only 'Round trip'")
+    p.add_argument(
+        "--round-trip-only",
+        action="store_true",
+        help="only the round trips (ours against the peers' own clients); writes only 'Round trip'",
+    )
     p.add_argument("--no-steady", action="store_true")
     p.add_argument("--no-profile", action="store_true", help="skip the profiles of missed targets")
     p.add_argument("--no-write", action="store_true", help="print only; leave docs/benchmarks.md alone")
@@ -94,8 +98,10 @@ def calibrate(data_path: Path) -> tuple[dict[str, int], dict[str, float]]:
     frame["date_str"] = frame["Published Date"].dt.strftime("%Y-%m-%d")
     dates = dataset.job_dates(30, seed=11)
     timings = {}
-    for label, call in (("tutorial", lambda d: tutorial.incident_count_by_date(d)),
-                        ("string_mask", lambda d: tutorial.incident_count_by_date_string_mask(frame, d))):
+    for label, call in (
+        ("tutorial", lambda d: tutorial.incident_count_by_date(d)),
+        ("string_mask", lambda d: tutorial.incident_count_by_date_string_mask(frame, d)),
+    ):
         samples = []
         for d in dates:
             t = time.perf_counter()
@@ -131,8 +137,13 @@ def run_matrix(args, server, data_path, classes, counts) -> dict[str, Any]:
                     steady = None if args.no_steady else job_list(kind, max(10, n // 2))
                     t = time.perf_counter()
                     try:
-                        out = harness.drain_and_steady(peer, job_list(kind, n), steady, make_checker(name, counts),
-                                                       timeout=max(120.0, 20 * args.seconds))
+                        out = harness.drain_and_steady(
+                            peer,
+                            job_list(kind, n),
+                            steady,
+                            make_checker(name, counts),
+                            timeout=max(120.0, 20 * args.seconds),
+                        )
                     except Exception as exc:  # one broken peer must not sink the others' figures
                         print(f"  {kind} {procs}p {name}: FAILED {exc}", flush=True)
                         runs[f"{kind}/{procs}/{name}"].append({"error": str(exc)})
@@ -140,18 +151,21 @@ def run_matrix(args, server, data_path, classes, counts) -> dict[str, Any]:
                     finally:
                         peer.close()
                     runs[f"{kind}/{procs}/{name}"].append(out)
-                    print(f"  [{repeat + 1}/{args.repeats}] {kind:4} {procs}p {name:12} drain {out['drain_rate']:9,.0f}/s"
-                          + (f"  steady {out['steady_rate']:9,.0f}/s" if "steady_rate" in out else "")
-                          + f"  ({n} jobs, {time.perf_counter() - t:.1f}s: prefill {out['prefill_seconds']:.1f}"
-                            f" ready {out['ready_seconds']:.1f} stop {out['stop_seconds']:.1f})", flush=True)
+                    print(
+                        f"  [{repeat + 1}/{args.repeats}] {kind:4} {procs}p {name:12} drain {out['drain_rate']:9,.0f}/s"
+                        + (f"  steady {out['steady_rate']:9,.0f}/s" if "steady_rate" in out else "")
+                        + f"  ({n} jobs, {time.perf_counter() - t:.1f}s: prefill {out['prefill_seconds']:.1f}"
+                        f" ready {out['ready_seconds']:.1f} stop {out['stop_seconds']:.1f})",
+                        flush=True,
+                    )
     return runs
 
 
 def run_round_trips(args, server, data_path, classes) -> dict[str, list[dict]]:
     runs: dict[str, list[dict]] = defaultdict(list)
     names = [n for n in ROUND_TRIP_PEERS if n in classes]
-    if "ours" in names:   # also through http.client (the client library's share), through our own client,
-        names += [LEAN, SHIPPED, ONE, ONE_LEAN, ONE_SHIPPED]   # and as one exchange (POST /submit?wait=) with each
+    if "ours" in names:  # also through http.client (the client library's share), through our own client,
+        names += [LEAN, SHIPPED, ONE, ONE_LEAN, ONE_SHIPPED]  # and as one exchange (POST /submit?wait=) with each
     for repeat in range(args.repeats):
         for name in names:
             peer = classes["ours" if name.startswith("ours-") else name](server.url, str(data_path), 1)
@@ -167,8 +181,11 @@ def run_round_trips(args, server, data_path, classes) -> dict[str, list[dict]]:
             finally:
                 peer.close()
             runs[name].append(out)
-            print(f"  [{repeat + 1}/{args.repeats}] round trip {name:12} p50 {out['p50_ms']:.2f} ms  "
-                  f"p99 {out['p99_ms']:.2f} ms", flush=True)
+            print(
+                f"  [{repeat + 1}/{args.repeats}] round trip {name:12} p50 {out['p50_ms']:.2f} ms  "
+                f"p99 {out['p99_ms']:.2f} ms",
+                flush=True,
+            )
     return runs
 
 
@@ -211,29 +228,45 @@ def targets(summary, classes) -> list[dict[str, Any]]:
     rt = summary["round_trip"].get("ours", {})
     for key, limit in (("p50_ms", 3.0), ("p99_ms", 10.0)):
         value = rt.get(key)
-        out.append({"id": f"rt_{key[:3]}", "text": TARGETS_TEXT[f"rt_{key[:3]}"], "measured": value,
-                    "display": "n/a" if value is None else f"{value:.2f} ms",
-                    "ok": None if value is None else value <= limit})
+        out.append(
+            {
+                "id": f"rt_{key[:3]}",
+                "text": TARGETS_TEXT[f"rt_{key[:3]}"],
+                "measured": value,
+                "display": "n/a" if value is None else f"{value:.2f} ms",
+                "ok": None if value is None else value <= limit,
+            }
+        )
     return out
 
 
 def _target(tid, value, baseline, needed, ours_present) -> dict[str, Any]:
     r = report.ratio(value, baseline) if value and baseline else None
-    return {"id": tid, "text": TARGETS_TEXT[tid], "measured": r,
-            "display": report.fmt_ratio(r) if r is not None else ("n/a" if ours_present else "n/a (ours not built yet)"),
-            "ok": None if r is None else r >= needed}
+    return {
+        "id": tid,
+        "text": TARGETS_TEXT[tid],
+        "measured": r,
+        "display": report.fmt_ratio(r) if r is not None else ("n/a" if ours_present else "n/a (ours not built yet)"),
+        "ok": None if r is None else r >= needed,
+    }
 
 
 def peers_markdown(args, summary, classes, descriptions) -> str:
     drain, steady = summary["drain"], summary["steady"]
     procs_list = args.procs.split(",")
-    lines = ["## Peers", "", report.stamp(), "",
-             f"Drain: N jobs queued, then the workers started, warmed (imports, data loaded) and released "
-             f"together; the clock runs until every result is readable. Steady: on the same warm workers "
-             f"one client submits jobs one by one while they run. Jobs/s, median of {args.repeats} "
-             f"run(s); ratio to the raw HotQueue loop (`{BASELINE}`, the ceiling) of the same run. Every "
-             f"peer runs the tutorial's code on a {args.rows:,}-row CSV loaded once per worker process "
-             f"(date count: a boolean mask over the frame per call).", ""]
+    lines = [
+        "## Peers",
+        "",
+        report.stamp(),
+        "",
+        f"Drain: N jobs queued, then the workers started, warmed (imports, data loaded) and released "
+        f"together; the clock runs until every result is readable. Steady: on the same warm workers "
+        f"one client submits jobs one by one while they run. Jobs/s, median of {args.repeats} "
+        f"run(s); ratio to the raw HotQueue loop (`{BASELINE}`, the ceiling) of the same run. Every "
+        f"peer runs the tutorial's code on a {args.rows:,}-row CSV loaded once per worker process "
+        f"(date count: a boolean mask over the frame per call).",
+        "",
+    ]
     for kind, title in (("noop", "No-op job (`sleep` seconds=0)"), ("date", "`incident_count_by_date`")):
         if kind not in args.jobs.split(","):
             continue
@@ -245,45 +278,65 @@ def peers_markdown(args, summary, classes, descriptions) -> str:
             row = [f"`{name}`"]
             for p in procs_list:
                 d, base = drain.get(f"{kind}/{p}/{name}"), drain.get(f"{kind}/{p}/{BASELINE}")
-                row += [report.fmt(d), report.fmt_ratio(report.ratio(d, base) if d and base else None),
-                        report.fmt(steady.get(f"{kind}/{p}/{name}"))]
+                row += [
+                    report.fmt(d),
+                    report.fmt_ratio(report.ratio(d, base) if d and base else None),
+                    report.fmt(steady.get(f"{kind}/{p}/{name}")),
+                ]
             rows.append(row)
         lines += [f"### {title}", "", report.table(headers, rows), ""]
     lines += ["Peers:", ""] + [f"- `{n}`: {d}" for n, d in descriptions.items()]
     call = summary.get("date_call_ms")
     if call:
-        lines += ["", f"The tutorial's date count (`len(df[df['date'] == pd.to_datetime(date).date()])` over a "
-                      f"column of `datetime.date`, set up once at load) costs **{call['tutorial']:.1f} ms** a call in "
-                      f"this run (median, in-process; the issue's reference figures imply about 11 ms on a quiet "
-                      f"machine). A cheaper "
-                      f"spelling (`(df['date_str'] == date).sum()`, what the \"Analysis operations\" section takes "
-                      f"as its naive baseline) costs {call['string_mask']:.1f} ms; a peer running that would drain "
-                      f"date jobs up to about {call['tutorial'] / call['string_mask']:.1f}x faster than shown here "
-                      f"(less in practice: queue overhead stays)."]
+        lines += [
+            "",
+            f"The tutorial's date count (`len(df[df['date'] == pd.to_datetime(date).date()])` over a "
+            f"column of `datetime.date`, set up once at load) costs **{call['tutorial']:.1f} ms** a call in "
+            f"this run (median, in-process; the issue's reference figures imply about 11 ms on a quiet "
+            f"machine). A cheaper "
+            f"spelling (`(df['date_str'] == date).sum()`, what the \"Analysis operations\" section takes "
+            f"as its naive baseline) costs {call['string_mask']:.1f} ms; a peer running that would drain "
+            f"date jobs up to about {call['tutorial'] / call['string_mask']:.1f}x faster than shown here "
+            f"(less in practice: queue overhead stays).",
+        ]
     return "\n".join(lines)
 
 
 def round_trip_markdown(args, summary) -> str:
     trips = summary["round_trip"]
     base = (trips.get("celery") or {}).get("p50_ms")
-    rows = [[f"`{n}`", report.fmt(v.get("p50_ms"), 2), report.fmt(v.get("p99_ms"), 2),
-             report.fmt_ratio(report.ratio(v["p50_ms"], base) if v.get("p50_ms") and base else None)]
-            for n, v in trips.items()]
-    return "\n".join([
-        "## Round trip", "", report.stamp(), "",
-        f"One no-op job at a time: submit, then wait for its result; {args.round_trips} sequential jobs after a "
-        f"warm-up, one worker process; median over {args.repeats} run(s) of each run's p50/p99, the peers taking "
-        f"turns repeat by repeat{_load_range(summary.get('round_trip_load'))}. Peers use their "
-        "own client's wait (Celery `AsyncResult.get`, RQ `latest_result(timeout=)`, Dramatiq "
-        "`get_result(block=True)`, raw HotQueue: polling the job document); ours goes through the HTTP API "
-        "(`POST /submit`, then `GET /status/<id>?wait=`) with `requests` (the tutorial's client), and, as "
-        f"`{LEAN}`, the same two requests through the standard library's `http.client` (the client library's "
-        f"share), and, as `{SHIPPED}`, through the project's own Python client (`Client.submit`, then `Client.wait`, "
-        f"the same two requests). `{ONE}`, `{ONE_LEAN}` and `{ONE_SHIPPED}` submit and wait in one request, "
-        "`POST /submit?wait=` (answered 200 with the finished job), with `requests`, with `http.client` and with the "
-        "project's client (`Client.submit_and_wait`); the targets stay judged on "
-        "`ours`, the tutorial's two requests. Ratio: p50 relative to Celery's.", "",
-        report.table(["peer", "p50 ms", "p99 ms", "p50 vs celery"], rows)] + _phase_lines(trips))
+    rows = [
+        [
+            f"`{n}`",
+            report.fmt(v.get("p50_ms"), 2),
+            report.fmt(v.get("p99_ms"), 2),
+            report.fmt_ratio(report.ratio(v["p50_ms"], base) if v.get("p50_ms") and base else None),
+        ]
+        for n, v in trips.items()
+    ]
+    return "\n".join(
+        [
+            "## Round trip",
+            "",
+            report.stamp(),
+            "",
+            f"One no-op job at a time: submit, then wait for its result; {args.round_trips} sequential jobs after a "
+            f"warm-up, one worker process; median over {args.repeats} run(s) of each run's p50/p99, the peers taking "
+            f"turns repeat by repeat{_load_range(summary.get('round_trip_load'))}. Peers use their "
+            "own client's wait (Celery `AsyncResult.get`, RQ `latest_result(timeout=)`, Dramatiq "
+            "`get_result(block=True)`, raw HotQueue: polling the job document); ours goes through the HTTP API "
+            "(`POST /submit`, then `GET /status/<id>?wait=`) with `requests` (the tutorial's client), and, as "
+            f"`{LEAN}`, the same two requests through the standard library's `http.client` (the client library's "
+            f"share), and, as `{SHIPPED}`, through the project's own Python client (`Client.submit`, then `Client.wait`, "
+            f"the same two requests). `{ONE}`, `{ONE_LEAN}` and `{ONE_SHIPPED}` submit and wait in one request, "
+            "`POST /submit?wait=` (answered 200 with the finished job), with `requests`, with `http.client` and with the "
+            "project's client (`Client.submit_and_wait`); the targets stay judged on "
+            "`ours`, the tutorial's two requests. Ratio: p50 relative to Celery's.",
+            "",
+            report.table(["peer", "p50 ms", "p99 ms", "p50 vs celery"], rows),
+        ]
+        + _phase_lines(trips)
+    )
 
 
 def _load_range(loads: list[float] | None) -> str:
@@ -294,10 +347,13 @@ def _phase_lines(trips) -> list[str]:
     ours = trips.get("ours") or {}
     if "submit_p50_ms" not in ours:
         return []
-    return ["", f"Ours, split: `POST /submit` answered in p50 {ours['submit_p50_ms']:.2f} ms / p99 "
-                f"{ours['submit_p99_ms']:.2f} ms; then `GET /status/<id>?wait=` returned the finished job after "
-                f"p50 {ours['wait_p50_ms']:.2f} ms / p99 {ours['wait_p99_ms']:.2f} ms (queue, worker, done "
-                f"notification and the second HTTP request)."]
+    return [
+        "",
+        f"Ours, split: `POST /submit` answered in p50 {ours['submit_p50_ms']:.2f} ms / p99 "
+        f"{ours['submit_p99_ms']:.2f} ms; then `GET /status/<id>?wait=` returned the finished job after "
+        f"p50 {ours['wait_p50_ms']:.2f} ms / p99 {ours['wait_p99_ms']:.2f} ms (queue, worker, done "
+        f"notification and the second HTTP request).",
+    ]
 
 
 def targets_markdown(results: list[dict], profiles: dict[str, str]) -> str:
@@ -305,12 +361,25 @@ def targets_markdown(results: list[dict], profiles: dict[str, str]) -> str:
     lines = ["## Targets", "", report.stamp(), "", report.table(["target (issue 6)", "measured", "verdict"], rows)]
     for kind, text in profiles.items():
         if kind == "round trip":
-            lines += ["", "#### Profile of the API during sequential round trips (py-spy on the gunicorn workers)",
-                      "", "```text", text, "```"]
+            lines += [
+                "",
+                "#### Profile of the API during sequential round trips (py-spy on the gunicorn workers)",
+                "",
+                "```text",
+                text,
+                "```",
+            ]
             continue
         count = PROFILE_JOBS[kind][0] // (3 if report.quick() else 1)
-        lines += ["", f"#### Profile of our worker draining {count} {kind} jobs (one process, "
-                      "pyinstrument; share of the worker loop's busy time)", "", "```text", text, "```"]
+        lines += [
+            "",
+            f"#### Profile of our worker draining {count} {kind} jobs (one process, "
+            "pyinstrument; share of the worker loop's busy time)",
+            "",
+            "```text",
+            text,
+            "```",
+        ]
     return "\n".join(lines)
 
 
@@ -335,7 +404,9 @@ def profile_misses(args, server, data_path, verdicts) -> dict[str, str]:
     if any(t["ok"] is False and t["id"].startswith("rt_") for t in verdicts):
         print("  profiling the API during round trips (py-spy)", flush=True)
         try:
-            out["round trip"] = profiling.profile_api_round_trips(server.url, str(data_path), 4 if report.quick() else 8)
+            out["round trip"] = profiling.profile_api_round_trips(
+                server.url, str(data_path), 4 if report.quick() else 8
+            )
         except Exception as exc:
             out["round trip"] = f"(profile failed: {exc})"
     for kind in kinds:
@@ -368,12 +439,16 @@ def main(argv: list[str] | None = None) -> int:
             matrix: dict[str, list[dict]] = {}
         else:
             counts, call_ms = calibrate(data_path)
-            print(f"bench_peers: date count per call in-process: tutorial {call_ms['tutorial']:.1f} ms, "
-                  f"string mask {call_ms['string_mask']:.1f} ms", flush=True)
+            print(
+                f"bench_peers: date count per call in-process: tutorial {call_ms['tutorial']:.1f} ms, "
+                f"string mask {call_ms['string_mask']:.1f} ms",
+                flush=True,
+            )
             matrix = run_matrix(args, server, data_path, classes, counts)
         trips = run_round_trips(args, server, data_path, classes) if args.round_trips else {}
-        descriptions = {n: c(server.url, str(data_path), int(args.procs.split(",")[-1])).description
-                        for n, c in classes.items()}
+        descriptions = {
+            n: c(server.url, str(data_path), int(args.procs.split(",")[-1])).description for n, c in classes.items()
+        }
         summary = summarize(matrix, trips, classes)
         verdicts = targets(summary, classes)
         if not args.no_profile and not args.round_trip_only:
@@ -392,8 +467,11 @@ def main(argv: list[str] | None = None) -> int:
     tg_md = targets_markdown(verdicts, profiles)
     print("\n" + peers_md + "\n\n" + rt_md + "\n\n" + tg_md + "\n")
     RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "peers.json").write_text(json.dumps({"runs": matrix, "round_trips": trips, "summary": summary,
-                                                    "targets": verdicts}, indent=1, default=str))
+    (RESULTS / "peers.json").write_text(
+        json.dumps(
+            {"runs": matrix, "round_trips": trips, "summary": summary, "targets": verdicts}, indent=1, default=str
+        )
+    )
     if not args.no_write:
         report.write_section("peers", peers_md)
         if trips:

@@ -32,8 +32,13 @@ from devstack.stack import running_stack  # noqa: E402
 from jobqueue import keys  # noqa: E402
 from jobqueue.jobs import Job, JobStatus  # noqa: E402
 
-OPS = {"top_locations": {"n": 10}, "incidents_by_hour": {}, "incident_count_by_date": {"date": "2024-03-06"},
-       "incidents_by_road": {"road": "LAMAR"}, "plot_top_locations": {"n": 10}}
+OPS = {
+    "top_locations": {"n": 10},
+    "incidents_by_hour": {},
+    "incident_count_by_date": {"date": "2024-03-06"},
+    "incidents_by_road": {"road": "LAMAR"},
+    "plot_top_locations": {"n": 10},
+}
 
 
 def _result(op: str, rng: random.Random):
@@ -58,8 +63,13 @@ def fill(jobs_redis, n: int) -> list[str]:
         op = rng.choice(list(OPS))
         status = JobStatus.SUBMITTED if i >= n - 5 else (JobStatus.FAILED if i % 10 == 0 else JobStatus.COMPLETE)
         submitted = t0 + i * 0.5
-        job = Job(id=f"{i:08x}-0000-4000-8000-{rng.getrandbits(48):012x}", operation=op, params=OPS[op],
-                  status=status, submitted_at=submitted)
+        job = Job(
+            id=f"{i:08x}-0000-4000-8000-{rng.getrandbits(48):012x}",
+            operation=op,
+            params=OPS[op],
+            status=status,
+            submitted_at=submitted,
+        )
         if status is not JobStatus.SUBMITTED:
             job.started_at, job.finished_at, job.attempts, job.worker = submitted + 0.1, submitted + 0.3, 1, "vm:1:abc"
             if status is JobStatus.FAILED:
@@ -113,7 +123,10 @@ def main(argv=None) -> int:
             "overview /ui/": ("/ui/", ["/queue"]),
             "jobs /ui/jobs": ("/ui/jobs", ["/jobs?limit=25"]),
             "jobs, failed only": ("/ui/jobs?status=failed", ["/jobs?limit=25&status=failed"]),
-            "jobs, one operation": ("/ui/jobs?operation=incidents_by_hour", ["/jobs?limit=25&operation=incidents_by_hour"]),
+            "jobs, one operation": (
+                "/ui/jobs?operation=incidents_by_hour",
+                ["/jobs?limit=25&operation=incidents_by_hour"],
+            ),
             "job detail": (f"/ui/jobs/{one}", [f"/jobs/{one}"]),
             "submit form": ("/ui/submit?operation=incidents_within_radius", []),
             "data": ("/ui/data", []),
@@ -122,8 +135,9 @@ def main(argv=None) -> int:
         # a deep page: the 40th page of failed jobs by cursor
         cursor = None
         for _ in range(40):
-            page = s.get(f"{base}/jobs?limit=25&status=failed" + (f"&cursor={cursor}" if cursor else ""),
-                         timeout=30).json()
+            page = s.get(
+                f"{base}/jobs?limit=25&status=failed" + (f"&cursor={cursor}" if cursor else ""), timeout=30
+            ).json()
             cursor = page["next_cursor"]
         pages["jobs, failed, page 41"] = ("/ui/jobs?status=failed", [f"/jobs?limit=25&status=failed&cursor={cursor}"])
         rows = []
@@ -143,12 +157,16 @@ def main(argv=None) -> int:
                 data_b += b_
             rows.append((name, html_b, asset_b, data_b, html_t, data_t))
         print(f"\n{args.jobs:,} jobs stored; GET /healthz median {baseline * 1000:.2f} ms (the baseline)\n")
-        print("| page | HTML KB | script + styles KB | first data KB | total KB | HTML ms (x healthz) | data ms (x healthz) |")
+        print(
+            "| page | HTML KB | script + styles KB | first data KB | total KB | HTML ms (x healthz) | data ms (x healthz) |"
+        )
         print("| --- | ---: | ---: | ---: | ---: | ---: | ---: |")
         for name, hb, ab, db, ht, dt in rows:
-            print(f"| {name} | {hb / 1024:.1f} | {ab / 1024:.1f} | {db / 1024:.1f} | {(hb + ab + db) / 1024:.1f} | "
-                  f"{ht * 1000:.1f} ({ht / baseline:.1f}x) | "
-                  + (f"{dt * 1000:.1f} ({dt / baseline:.1f}x) |" if dt else "- |"))
+            print(
+                f"| {name} | {hb / 1024:.1f} | {ab / 1024:.1f} | {db / 1024:.1f} | {(hb + ab + db) / 1024:.1f} | "
+                f"{ht * 1000:.1f} ({ht / baseline:.1f}x) | "
+                + (f"{dt * 1000:.1f} ({dt / baseline:.1f}x) |" if dt else "- |")
+            )
     return 0
 
 

@@ -31,7 +31,7 @@ from devstack.procs import stop_all  # noqa: E402
 from devstack.redis_server import RedisServer  # noqa: E402
 
 PY = sys.executable
-RAW_READY = "bench:raw-ready"   # bench-only key (queue db): raw loop processes count themselves in
+RAW_READY = "bench:raw-ready"  # bench-only key (queue db): raw loop processes count themselves in
 
 
 def start_redis(workdir: str | None = None) -> RedisServer:
@@ -41,8 +41,15 @@ def start_redis(workdir: str | None = None) -> RedisServer:
 
 def bench_env(redis_url: str, **extra: str) -> dict[str, str]:
     env = dict(os.environ)
-    env.update({"REDIS_URL": redis_url, "DIAGNOSTIC_OPERATIONS": "1", "WORKER_METRICS_PORT": "0",
-                "LOG_LEVEL": "INFO", "PYTHONUNBUFFERED": "0"})
+    env.update(
+        {
+            "REDIS_URL": redis_url,
+            "DIAGNOSTIC_OPERATIONS": "1",
+            "WORKER_METRICS_PORT": "0",
+            "LOG_LEVEL": "INFO",
+            "PYTHONUNBUFFERED": "0",
+        }
+    )
     env.update(extra)
     return env
 
@@ -74,7 +81,7 @@ def write_jobs(settings: Settings, n: int, operation: str, params: dict) -> list
 def push(settings: Settings, ids: list[str]) -> None:
     queue = JobQueue(queue_redis(settings), settings.queue_name)
     for start in range(0, len(ids), 5000):
-        queue.put(*ids[start:start + 5000])
+        queue.put(*ids[start : start + 5000])
 
 
 def wait_complete(settings: Settings, ids: list[str], timeout: float = 300.0) -> None:
@@ -92,7 +99,7 @@ def wait_complete(settings: Settings, ids: list[str], timeout: float = 300.0) ->
             continue
         still = []
         for start in range(0, len(remaining), 2000):
-            chunk = remaining[start:start + 2000]
+            chunk = remaining[start : start + 2000]
             for jid, raw in zip(chunk, jobs.mget([keys.job(j) for j in chunk])):
                 if raw is None:
                     raise RuntimeError(f"job {jid} vanished")
@@ -118,8 +125,10 @@ def ours_ready(settings: Settings, processes: int) -> bool:
 
 def start_raw(env: dict[str, str], processes: int) -> list[subprocess.Popen]:
     script = str(Path(__file__).with_name("raw_hotqueue_loop.py"))
-    return [subprocess.Popen([PY, script], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-            for _ in range(processes)]
+    return [
+        subprocess.Popen([PY, script], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        for _ in range(processes)
+    ]
 
 
 def raw_ready(settings: Settings, processes: int) -> bool:
@@ -139,8 +148,9 @@ def wait_until(predicate, procs: list[subprocess.Popen], timeout: float = 60.0) 
 KINDS = {"ours": (start_ours, ours_ready), "raw": (start_raw, raw_ready)}
 
 
-def drain_once(redis_url: str, kind: str, processes: int, n: int, operation: str = "sleep",
-               params: dict | None = None) -> float:
+def drain_once(
+    redis_url: str, kind: str, processes: int, n: int, operation: str = "sleep", params: dict | None = None
+) -> float:
     """Seconds from pushing ``n`` ids to all ``n`` results readable, with warm workers of ``kind``."""
     env = bench_env(redis_url)
     settings = settings_of(env)

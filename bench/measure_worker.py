@@ -58,9 +58,16 @@ def measure(data: Path, jobs: int, rounds: int, operations: list[str]) -> list[t
     with tempfile.TemporaryDirectory(prefix="measure-worker-") as tmp:
         tmp_path = Path(tmp)
         redis = RedisServer(tmp_path / "redis", appendonly=False).start()
-        stack = Stack(tmp_path / "stack", redis,
-                      env={"DATA_PATH": str(data.resolve()), "DATA_CACHE_DIR": str(tmp_path / "cache"),
-                           "RESULT_CACHE": "0", "LOG_LEVEL": "WARNING"})
+        stack = Stack(
+            tmp_path / "stack",
+            redis,
+            env={
+                "DATA_PATH": str(data.resolve()),
+                "DATA_CACHE_DIR": str(tmp_path / "cache"),
+                "RESULT_CACHE": "0",
+                "LOG_LEVEL": "WARNING",
+            },
+        )
         try:
             stack.start_api()
             startups = []

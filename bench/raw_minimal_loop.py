@@ -47,8 +47,18 @@ def main() -> None:
         job = json.loads(item)
         started = time.time()
         result = operations.get(job["operation"]).run(None, job["params"])
-        jobs.set(job_key(job["id"]), json.dumps({"id": job["id"], "status": "complete", "result": result,
-                                                  "started_at": started, "finished_at": time.time()}))
+        jobs.set(
+            job_key(job["id"]),
+            json.dumps(
+                {
+                    "id": job["id"],
+                    "status": "complete",
+                    "result": result,
+                    "started_at": started,
+                    "finished_at": time.time(),
+                }
+            ),
+        )
 
 
 if __name__ == "__main__":

@@ -35,8 +35,10 @@ def available(module: str) -> bool:
 
 
 def run(module: str, args: list[str]) -> tuple[int, float]:
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(report.REPO_ROOT),
-                                                                      os.environ.get("PYTHONPATH")]))}
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(report.REPO_ROOT), os.environ.get("PYTHONPATH")])),
+    }
     started = time.monotonic()
     script = report.REPO_ROOT / "bench" / f"{module}.py"
     print("$ " + " ".join(["python", str(script.relative_to(report.REPO_ROOT)), *args]), flush=True)

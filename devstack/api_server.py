@@ -31,9 +31,16 @@ class ApiServer:
 def api_env(redis_url: str, port: int, metrics_dir: Path, processes: int = 2, **extra: str | None) -> dict[str, str]:
     """The environment the API tests run it with: loopback, diagnostic operations on, quiet logs.
     An ``extra`` value of None removes the variable (to test a default the caller's shell may set)."""
-    env = {**os.environ, "PORT": str(port), "BIND_HOST": "127.0.0.1", "WEB_CONCURRENCY": str(processes),
-           "REDIS_URL": redis_url, "DIAGNOSTIC_OPERATIONS": "1", "LOG_LEVEL": "WARNING",
-           "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir)}
+    env = {
+        **os.environ,
+        "PORT": str(port),
+        "BIND_HOST": "127.0.0.1",
+        "WEB_CONCURRENCY": str(processes),
+        "REDIS_URL": redis_url,
+        "DIAGNOSTIC_OPERATIONS": "1",
+        "LOG_LEVEL": "WARNING",
+        "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir),
+    }
     for name, value in extra.items():
         if value is None:
             env.pop(name, None)
@@ -43,8 +50,14 @@ def api_env(redis_url: str, port: int, metrics_dir: Path, processes: int = 2, **
 
 
 @contextlib.contextmanager
-def api_server(redis_url: str, workdir: Path, processes: int = 2, check_log: bool = True,
-               stop_timeout: float = 30.0, **extra: str | None) -> Iterator[ApiServer]:
+def api_server(
+    redis_url: str,
+    workdir: Path,
+    processes: int = 2,
+    check_log: bool = True,
+    stop_timeout: float = 30.0,
+    **extra: str | None,
+) -> Iterator[ApiServer]:
     """A running API; on exit SIGTERM (SIGKILL after ``stop_timeout``) and, with ``check_log``, no
     ``Traceback`` in what it wrote."""
     workdir.mkdir(parents=True, exist_ok=True)
@@ -55,14 +68,15 @@ def api_server(redis_url: str, workdir: Path, processes: int = 2, check_log: boo
     env = api_env(redis_url, port, metrics_dir, processes, **extra)
     log_path = workdir / "api.log"
     with open(log_path, "ab") as log:
-        popen = subprocess.Popen([str(BIN / "jobqueue-api")], env=env, stdout=log, stderr=subprocess.STDOUT,
-                                 start_new_session=True)
+        popen = subprocess.Popen(
+            [str(BIN / "jobqueue-api")], env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
     proc = Proc("api", popen, log_path, port)
     try:
         wait_http(f"http://127.0.0.1:{port}/healthz", proc)
         yield ApiServer(f"http://127.0.0.1:{port}", port, proc, env, metrics_dir)
     finally:
-        stop(popen, stop_timeout, term_group=False)   # the master alone, as the kubelet signals PID 1
+        stop(popen, stop_timeout, term_group=False)  # the master alone, as the kubelet signals PID 1
     if check_log:
         output = proc.log_text()
         assert "Traceback" not in output, output[-3000:]

@@ -147,13 +147,21 @@ def spawn(argv: list[str], env: Mapping[str, str], log: Path, name: str = "", cw
     """Start ``argv`` in a session of its own, stdout and stderr appended to ``log``."""
     log.parent.mkdir(parents=True, exist_ok=True)
     with open(log, "ab") as fh:
-        popen = subprocess.Popen(argv, env=dict(env), cwd=cwd, stdout=fh, stderr=subprocess.STDOUT,
-                                 stdin=subprocess.DEVNULL, start_new_session=True)
+        popen = subprocess.Popen(
+            argv,
+            env=dict(env),
+            cwd=cwd,
+            stdout=fh,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
     return Proc(name or Path(argv[0]).name, popen, log)
 
 
-def wait_http(url: str, proc: Proc | subprocess.Popen | None = None, timeout: float = 60.0,
-              status: int | None = 200) -> None:
+def wait_http(
+    url: str, proc: Proc | subprocess.Popen | None = None, timeout: float = 60.0, status: int | None = 200
+) -> None:
     """Until ``url`` answers (with ``status``; None: any answer at all). Fails at once, with the
     log's tail when there is one, if ``proc`` exits first."""
 

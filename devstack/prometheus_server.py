@@ -27,8 +27,9 @@ def find_prometheus() -> str | None:
     return shutil.which("prometheus")
 
 
-def static_job(name: str, targets: list[str], labels: dict[str, str] | None = None,
-               metrics_path: str = "/metrics") -> dict:
+def static_job(
+    name: str, targets: list[str], labels: dict[str, str] | None = None, metrics_path: str = "/metrics"
+) -> dict:
     """A scrape job over fixed host:port targets, with optional target labels (e.g. namespace, pod)."""
     group: dict[str, Any] = {"targets": targets}
     if labels:
@@ -41,9 +42,15 @@ class PrometheusError(RuntimeError):
 
 
 class PrometheusServer:
-    def __init__(self, workdir: Path, scrape_configs: list[dict] | None = None,
-                 rule_files: list[Path] | None = None, scrape_interval: str = "1s",
-                 evaluation_interval: str = "1s", port: int | None = None):
+    def __init__(
+        self,
+        workdir: Path,
+        scrape_configs: list[dict] | None = None,
+        rule_files: list[Path] | None = None,
+        scrape_interval: str = "1s",
+        evaluation_interval: str = "1s",
+        port: int | None = None,
+    ):
         binary = find_prometheus()
         if binary is None:
             raise RuntimeError("no prometheus binary: apt-get install prometheus")
@@ -71,8 +78,11 @@ class PrometheusServer:
 
     def write_config(self) -> None:
         config = {
-            "global": {"scrape_interval": self.scrape_interval, "scrape_timeout": self.scrape_interval,
-                       "evaluation_interval": self.evaluation_interval},
+            "global": {
+                "scrape_interval": self.scrape_interval,
+                "scrape_timeout": self.scrape_interval,
+                "evaluation_interval": self.evaluation_interval,
+            },
             "rule_files": [str(p) for p in self.rule_files],
             "scrape_configs": self.scrape_configs,
         }
@@ -80,9 +90,15 @@ class PrometheusServer:
 
     def start(self, timeout: float = 30.0) -> PrometheusServer:
         self.write_config()
-        args = [self.binary, f"--config.file={self.config_path}", f"--storage.tsdb.path={self.workdir / 'data'}",
-                f"--web.listen-address=127.0.0.1:{self.port}", "--web.enable-lifecycle",
-                "--storage.tsdb.retention.time=1d", "--log.level=warn"]
+        args = [
+            self.binary,
+            f"--config.file={self.config_path}",
+            f"--storage.tsdb.path={self.workdir / 'data'}",
+            f"--web.listen-address=127.0.0.1:{self.port}",
+            "--web.enable-lifecycle",
+            "--storage.tsdb.retention.time=1d",
+            "--log.level=warn",
+        ]
         log = self.log_path.open("ab")
         self.proc = subprocess.Popen(args, cwd=self.workdir, stdout=log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + timeout
@@ -151,8 +167,9 @@ class PrometheusServer:
     def rule_groups(self) -> list[dict]:
         return self._get("rules")["groups"]
 
-    def wait_for(self, expr: str, predicate: Callable[[list[dict]], bool], timeout: float = 30.0,
-                 interval: float = 0.5) -> list[dict]:
+    def wait_for(
+        self, expr: str, predicate: Callable[[list[dict]], bool], timeout: float = 30.0, interval: float = 0.5
+    ) -> list[dict]:
         """Poll ``expr`` until ``predicate(result)`` holds; return that result or raise with the last one."""
         deadline = time.monotonic() + timeout
         result: list[dict] = []
@@ -172,6 +189,7 @@ class PrometheusServer:
             if sum(t["health"] == "up" for t in targets) >= count:
                 return targets
             if time.monotonic() > deadline:
-                raise TimeoutError(f"targets not up in {timeout}s: "
-                                   f"{[(t['scrapeUrl'], t['health'], t['lastError']) for t in targets]}")
+                raise TimeoutError(
+                    f"targets not up in {timeout}s: {[(t['scrapeUrl'], t['health'], t['lastError']) for t in targets]}"
+                )
             time.sleep(0.3)

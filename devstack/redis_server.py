@@ -50,13 +50,30 @@ class RedisServer:
         return f"redis://127.0.0.1:{self.port}"
 
     def client(self, db: int = 0, **kwargs) -> redis.Redis:
-        return redis.Redis(host="127.0.0.1", port=self.port, db=db, password=self.password or None,
-                           decode_responses=True, **kwargs)
+        return redis.Redis(
+            host="127.0.0.1", port=self.port, db=db, password=self.password or None, decode_responses=True, **kwargs
+        )
 
     def start(self, timeout: float = 10.0) -> RedisServer:
-        args = [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.workdir),
-                "--save", "", "--appendonly", "yes" if self.appendonly else "no",
-                "--appendfsync", "everysec", "--daemonize", "no", "--logfile", "redis.log"]
+        args = [
+            self.binary,
+            "--port",
+            str(self.port),
+            "--bind",
+            "127.0.0.1",
+            "--dir",
+            str(self.workdir),
+            "--save",
+            "",
+            "--appendonly",
+            "yes" if self.appendonly else "no",
+            "--appendfsync",
+            "everysec",
+            "--daemonize",
+            "no",
+            "--logfile",
+            "redis.log",
+        ]
         if self.password:
             args += ["--requirepass", self.password]
         self.proc = subprocess.Popen(args, cwd=self.workdir, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

@@ -53,18 +53,20 @@ class Stack:
 
     def base_env(self) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTEST", "PROMETHEUS"))}
-        env.update({
-            "REDIS_URL": self.redis.url,
-            "REDIS_PASSWORD": self.redis.password,
-            "DATA_PATH": str(SAMPLE),
-            "DATA_CACHE_DIR": str(self.workdir / "data-cache"),
-            "DIAGNOSTIC_OPERATIONS": "1",
-            "WORKER_METRICS_PORT": "0",
-            "WORKER_CONCURRENCY": "1",
-            "BIND_HOST": "127.0.0.1",
-            "LOG_LEVEL": "INFO",
-            "PYTHONUNBUFFERED": "1",
-        })
+        env.update(
+            {
+                "REDIS_URL": self.redis.url,
+                "REDIS_PASSWORD": self.redis.password,
+                "DATA_PATH": str(SAMPLE),
+                "DATA_CACHE_DIR": str(self.workdir / "data-cache"),
+                "DIAGNOSTIC_OPERATIONS": "1",
+                "WORKER_METRICS_PORT": "0",
+                "WORKER_CONCURRENCY": "1",
+                "BIND_HOST": "127.0.0.1",
+                "LOG_LEVEL": "INFO",
+                "PYTHONUNBUFFERED": "1",
+            }
+        )
         env.update(self.env)
         return env
 
@@ -108,8 +110,12 @@ class Stack:
         self.api_port = free_port()
         metrics_dir = self.workdir / "api-metrics"
         metrics_dir.mkdir(parents=True, exist_ok=True)
-        env = {"PORT": str(self.api_port), "WEB_CONCURRENCY": str(web_concurrency),
-               "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir), **extra}
+        env = {
+            "PORT": str(self.api_port),
+            "WEB_CONCURRENCY": str(web_concurrency),
+            "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir),
+            **extra,
+        }
         self.api = self._spawn("api", [str(BIN / "jobqueue-api")], env)
         self.api.port = self.api_port
         self.wait_api(timeout)
@@ -155,9 +161,12 @@ class Stack:
         if binary is None:
             raise RuntimeError("no prometheus-redis-exporter (make setup installs it)")
         port = free_port()
-        self.exporter = self._spawn("redis-exporter", [binary, f"-redis.addr={self.redis.url}",
-                                                       f"-web.listen-address=127.0.0.1:{port}"], {},
-                                    env=dict(os.environ))
+        self.exporter = self._spawn(
+            "redis-exporter",
+            [binary, f"-redis.addr={self.redis.url}", f"-web.listen-address=127.0.0.1:{port}"],
+            {},
+            env=dict(os.environ),
+        )
         self.exporter.port = port
         wait_http(f"http://127.0.0.1:{port}/metrics", self.exporter)
         return self.exporter
@@ -177,7 +186,7 @@ class Stack:
         r = self.jobs_client()
         out: dict[str, dict] = {}
         for i in range(0, len(ids), 1000):
-            chunk = ids[i:i + 1000]
+            chunk = ids[i : i + 1000]
             for job_id, raw in zip(chunk, r.mget([keys.job(j) for j in chunk])):
                 if raw is not None:
                     out[job_id] = json.loads(raw)
@@ -197,8 +206,9 @@ class Stack:
             wait_until(all_final, timeout, f"{len(ids)} jobs to be final", interval=0.2)
         except TimeoutError:
             sample = {j: state["docs"].get(j, {}).get("status", "<missing>") for j in state["open"][:5]}
-            raise TimeoutError(f"{len(state['open'])} of {len(ids)} jobs not final after {timeout:g} s, "
-                               f"e.g. {sample}") from None
+            raise TimeoutError(
+                f"{len(state['open'])} of {len(ids)} jobs not final after {timeout:g} s, e.g. {sample}"
+            ) from None
         return state["docs"]
 
     # --- lifecycle ------------------------------------------------------------------------

@@ -66,94 +66,210 @@ def q(expr: str, legend: str = "") -> Query:
 
 
 ROWS: tuple[RowSpec, ...] = (
-    RowSpec("Queue", (
-        PanelSpec("Jobs waiting", "Job ids in the queue, not yet claimed by a worker (jobqueue_queue_depth).",
-                  (q(f"sum(jobqueue:queue_depth:max{{{NS}}})", "waiting"),), kind="stat", width=6, height=4,
-                  thresholds=((None, "green"), (50, "orange"), (500, "red"))),
-        PanelSpec("Oldest waiting job", "Age of the oldest job still waiting. JobQueueBacklogTooOld fires above 10 minutes.",
-                  (q(f"max(jobqueue:oldest_job_age_seconds:max{{{NS}}})", "oldest"),), unit="s", kind="stat",
-                  width=6, height=4, thresholds=((None, "green"), (60, "orange"), (600, "red"))),
-        PanelSpec("Jobs in progress", "Job ids claimed by workers (in their processing lists).",
-                  (q(f"sum(jobqueue:jobs_in_progress:max{{{NS}}})", "in progress"),), kind="stat", width=6, height=4),
-        PanelSpec("Redis", "Whether the API could read Redis at its last scrape (minimum over API replicas' view).",
-                  (q(f"min(jobqueue:redis_up:max{{{NS}}})", "redis"),), kind="stat", width=6, height=4,
-                  thresholds=((None, "red"), (1, "green")), mappings={"0": "DOWN", "1": "UP"}),
-        PanelSpec("Queue depth and jobs in progress",
-                  "Waiting and claimed job ids per queue. Backlog = waiting + claimed is the metric the worker "
-                  "autoscaler sizes for.",
-                  (q(f"sum by (queue) (jobqueue:queue_depth:max{{{NS}}})", "waiting {{queue}}"),
-                   q(f"sum by (queue) (jobqueue:jobs_in_progress:max{{{NS}}})", "in progress {{queue}}"),
-                   q(f"sum by (queue) (jobqueue:backlog:max{{{NS}}})", "backlog {{queue}}"))),
-        PanelSpec("Oldest waiting job age", "How long the oldest waiting job has waited, per queue.",
-                  (q(f"max by (queue) (jobqueue:oldest_job_age_seconds:max{{{NS}}})", "{{queue}}"),), unit="s",
-                  thresholds=((None, "green"), (600, "red"))),
-    )),
-    RowSpec("Jobs", (
-        PanelSpec("Jobs per second by operation and outcome",
-                  "Finished attempts per second (5m rate): complete, failed, retried (will run again), cached "
-                  "(answered from a stored result).",
-                  (q(f"sum by (operation, outcome) (jobqueue:jobs_processed:rate5m{{{NS}}})", "{{operation}} {{outcome}}"),),
-                  unit="ops", stacked=True),
-        PanelSpec("Jobs submitted per second by operation", "Jobs accepted by the API (202) per second (5m rate).",
-                  (q(f"sum by (operation) (jobqueue:jobs_submitted:rate5m{{{NS}}})", "{{operation}}"),), unit="ops",
-                  stacked=True),
-        PanelSpec("Job duration p50 / p95 / p99 by operation",
-                  "Run time of one attempt. JobQueueJobsSlow fires when p95 stays above 60 s.",
-                  (q(f"max by (operation) (jobqueue:job_duration_seconds:p50_5m{{{NS}}})", "p50 {{operation}}"),
-                   q(f"max by (operation) (jobqueue:job_duration_seconds:p95_5m{{{NS}}})", "p95 {{operation}}"),
-                   q(f"max by (operation) (jobqueue:job_duration_seconds:p99_5m{{{NS}}})", "p99 {{operation}}")),
-                  unit="s"),
-        PanelSpec("Job failure ratio", "Failed / finished attempts (5m). JobQueueJobFailureRatioHigh fires above 10%.",
-                  (q(f"max(jobqueue:job_failure_ratio:rate5m{{{NS}}})", "failed / finished"),), unit="percentunit",
-                  thresholds=((None, "green"), (0.1, "red"))),
-    )),
-    RowSpec("Workers", (
-        PanelSpec("Worker replicas and busy workers",
-                  "Worker pods scraped, workers with a live heartbeat (seen by the API) and workers running a job now.",
-                  (q(f"sum(jobqueue:worker_replicas:count{{{NS}}})", "replicas (scraped)"),
-                   q(f"sum(jobqueue:workers_alive:max{{{NS}}})", "alive (heartbeat)"),
-                   q(f"sum(jobqueue:workers_busy:sum{{{NS}}})", "busy")), width=8),
-        PanelSpec("Backlog per worker replica",
-                  "Waiting + running jobs per worker replica: what KEDA / the HPA compare with autoscaling.threshold. "
-                  "Above it (and below maxReplicas) more workers are on their way; see docs/autoscaling.md.",
-                  (q(f"sum(jobqueue:backlog:max{{{NS}}}) / clamp_min(sum(jobqueue:worker_replicas:count{{{NS}}}) "
-                     f"or vector(0), 1)", "backlog / replica"),), width=8),
-        PanelSpec("Retries and requeues per second",
-                  "Attempts scheduled again after a transient error, and job ids taken back from dead workers.",
-                  (q(f"sum(jobqueue:job_retries:rate5m{{{NS}}}) or vector(0)", "retries"),
-                   q(f"sum(jobqueue:jobs_requeued:rate5m{{{NS}}}) or vector(0)", "requeued")),
-                  unit="ops", width=8),
-    )),
-    RowSpec("API", (
-        PanelSpec("API requests per second by route and status", "Requests answered per second (5m rate).",
-                  (q(f"sum by (route, status) (jobqueue:http_requests:rate5m{{{NS}}})", "{{route}} {{status}}"),),
-                  unit="reqps", width=8, stacked=True),
-        PanelSpec("API latency p50 / p95 / p99 by route", "Request latency per route (5m).",
-                  (q(f"max by (route) (jobqueue:http_request_duration_seconds:p50_5m{{{NS}}})", "p50 {{route}}"),
-                   q(f"max by (route) (jobqueue:http_request_duration_seconds:p95_5m{{{NS}}})", "p95 {{route}}"),
-                   q(f"max by (route) (jobqueue:http_request_duration_seconds:p99_5m{{{NS}}})", "p99 {{route}}")),
-                  unit="s", width=8),
-        PanelSpec("API 5xx error ratio", "5xx answers / all answers (5m). JobQueueAPIErrorRatioHigh fires above 5%.",
-                  (q(f"max(jobqueue:http_5xx_ratio:rate5m{{{NS}}})", "5xx / all"),), unit="percentunit", width=8,
-                  thresholds=((None, "green"), (0.05, "red"))),
-    )),
-    RowSpec("Redis", (
-        PanelSpec("Redis reachable, per API replica",
-                  "1 when the replica read Redis at its last scrape. JobQueueRedisDown fires when no replica can.",
-                  (q(f"jobqueue_redis_up{{{NS}}}", "{{instance}}"),), width=8,
-                  thresholds=((None, "red"), (1, "green")), mappings={"0": "DOWN", "1": "UP"}),
-        PanelSpec("Redis memory",
-                  "Used and maxmemory, from the redis_exporter sidecar (redis.exporter.enabled). Redis runs with "
-                  "noeviction: when full, submissions fail. JobQueueRedisMemoryHigh fires above 90%.",
-                  (q(f"max by (pod) (redis_memory_used_bytes{{{NS}}})", "used {{pod}}"),
-                   q(f"max by (pod) (redis_memory_max_bytes{{{NS}}})", "maxmemory {{pod}}")),
-                  unit="bytes", width=8),
-        PanelSpec("Redis clients and commands",
-                  "Connected clients and commands per second (redis_exporter).",
-                  (q(f"sum(redis_connected_clients{{{NS}}})", "clients"),
-                   q(f"sum(rate(redis_commands_processed_total{{{NS}}}[$__rate_interval]))", "commands/s")),
-                  width=8),
-    )),
+    RowSpec(
+        "Queue",
+        (
+            PanelSpec(
+                "Jobs waiting",
+                "Job ids in the queue, not yet claimed by a worker (jobqueue_queue_depth).",
+                (q(f"sum(jobqueue:queue_depth:max{{{NS}}})", "waiting"),),
+                kind="stat",
+                width=6,
+                height=4,
+                thresholds=((None, "green"), (50, "orange"), (500, "red")),
+            ),
+            PanelSpec(
+                "Oldest waiting job",
+                "Age of the oldest job still waiting. JobQueueBacklogTooOld fires above 10 minutes.",
+                (q(f"max(jobqueue:oldest_job_age_seconds:max{{{NS}}})", "oldest"),),
+                unit="s",
+                kind="stat",
+                width=6,
+                height=4,
+                thresholds=((None, "green"), (60, "orange"), (600, "red")),
+            ),
+            PanelSpec(
+                "Jobs in progress",
+                "Job ids claimed by workers (in their processing lists).",
+                (q(f"sum(jobqueue:jobs_in_progress:max{{{NS}}})", "in progress"),),
+                kind="stat",
+                width=6,
+                height=4,
+            ),
+            PanelSpec(
+                "Redis",
+                "Whether the API could read Redis at its last scrape (minimum over API replicas' view).",
+                (q(f"min(jobqueue:redis_up:max{{{NS}}})", "redis"),),
+                kind="stat",
+                width=6,
+                height=4,
+                thresholds=((None, "red"), (1, "green")),
+                mappings={"0": "DOWN", "1": "UP"},
+            ),
+            PanelSpec(
+                "Queue depth and jobs in progress",
+                "Waiting and claimed job ids per queue. Backlog = waiting + claimed is the metric the worker "
+                "autoscaler sizes for.",
+                (
+                    q(f"sum by (queue) (jobqueue:queue_depth:max{{{NS}}})", "waiting {{queue}}"),
+                    q(f"sum by (queue) (jobqueue:jobs_in_progress:max{{{NS}}})", "in progress {{queue}}"),
+                    q(f"sum by (queue) (jobqueue:backlog:max{{{NS}}})", "backlog {{queue}}"),
+                ),
+            ),
+            PanelSpec(
+                "Oldest waiting job age",
+                "How long the oldest waiting job has waited, per queue.",
+                (q(f"max by (queue) (jobqueue:oldest_job_age_seconds:max{{{NS}}})", "{{queue}}"),),
+                unit="s",
+                thresholds=((None, "green"), (600, "red")),
+            ),
+        ),
+    ),
+    RowSpec(
+        "Jobs",
+        (
+            PanelSpec(
+                "Jobs per second by operation and outcome",
+                "Finished attempts per second (5m rate): complete, failed, retried (will run again), cached "
+                "(answered from a stored result).",
+                (
+                    q(
+                        f"sum by (operation, outcome) (jobqueue:jobs_processed:rate5m{{{NS}}})",
+                        "{{operation}} {{outcome}}",
+                    ),
+                ),
+                unit="ops",
+                stacked=True,
+            ),
+            PanelSpec(
+                "Jobs submitted per second by operation",
+                "Jobs accepted by the API (202) per second (5m rate).",
+                (q(f"sum by (operation) (jobqueue:jobs_submitted:rate5m{{{NS}}})", "{{operation}}"),),
+                unit="ops",
+                stacked=True,
+            ),
+            PanelSpec(
+                "Job duration p50 / p95 / p99 by operation",
+                "Run time of one attempt. JobQueueJobsSlow fires when p95 stays above 60 s.",
+                (
+                    q(f"max by (operation) (jobqueue:job_duration_seconds:p50_5m{{{NS}}})", "p50 {{operation}}"),
+                    q(f"max by (operation) (jobqueue:job_duration_seconds:p95_5m{{{NS}}})", "p95 {{operation}}"),
+                    q(f"max by (operation) (jobqueue:job_duration_seconds:p99_5m{{{NS}}})", "p99 {{operation}}"),
+                ),
+                unit="s",
+            ),
+            PanelSpec(
+                "Job failure ratio",
+                "Failed / finished attempts (5m). JobQueueJobFailureRatioHigh fires above 10%.",
+                (q(f"max(jobqueue:job_failure_ratio:rate5m{{{NS}}})", "failed / finished"),),
+                unit="percentunit",
+                thresholds=((None, "green"), (0.1, "red")),
+            ),
+        ),
+    ),
+    RowSpec(
+        "Workers",
+        (
+            PanelSpec(
+                "Worker replicas and busy workers",
+                "Worker pods scraped, workers with a live heartbeat (seen by the API) and workers running a job now.",
+                (
+                    q(f"sum(jobqueue:worker_replicas:count{{{NS}}})", "replicas (scraped)"),
+                    q(f"sum(jobqueue:workers_alive:max{{{NS}}})", "alive (heartbeat)"),
+                    q(f"sum(jobqueue:workers_busy:sum{{{NS}}})", "busy"),
+                ),
+                width=8,
+            ),
+            PanelSpec(
+                "Backlog per worker replica",
+                "Waiting + running jobs per worker replica: what KEDA / the HPA compare with autoscaling.threshold. "
+                "Above it (and below maxReplicas) more workers are on their way; see docs/autoscaling.md.",
+                (
+                    q(
+                        f"sum(jobqueue:backlog:max{{{NS}}}) / clamp_min(sum(jobqueue:worker_replicas:count{{{NS}}}) "
+                        f"or vector(0), 1)",
+                        "backlog / replica",
+                    ),
+                ),
+                width=8,
+            ),
+            PanelSpec(
+                "Retries and requeues per second",
+                "Attempts scheduled again after a transient error, and job ids taken back from dead workers.",
+                (
+                    q(f"sum(jobqueue:job_retries:rate5m{{{NS}}}) or vector(0)", "retries"),
+                    q(f"sum(jobqueue:jobs_requeued:rate5m{{{NS}}}) or vector(0)", "requeued"),
+                ),
+                unit="ops",
+                width=8,
+            ),
+        ),
+    ),
+    RowSpec(
+        "API",
+        (
+            PanelSpec(
+                "API requests per second by route and status",
+                "Requests answered per second (5m rate).",
+                (q(f"sum by (route, status) (jobqueue:http_requests:rate5m{{{NS}}})", "{{route}} {{status}}"),),
+                unit="reqps",
+                width=8,
+                stacked=True,
+            ),
+            PanelSpec(
+                "API latency p50 / p95 / p99 by route",
+                "Request latency per route (5m).",
+                (
+                    q(f"max by (route) (jobqueue:http_request_duration_seconds:p50_5m{{{NS}}})", "p50 {{route}}"),
+                    q(f"max by (route) (jobqueue:http_request_duration_seconds:p95_5m{{{NS}}})", "p95 {{route}}"),
+                    q(f"max by (route) (jobqueue:http_request_duration_seconds:p99_5m{{{NS}}})", "p99 {{route}}"),
+                ),
+                unit="s",
+                width=8,
+            ),
+            PanelSpec(
+                "API 5xx error ratio",
+                "5xx answers / all answers (5m). JobQueueAPIErrorRatioHigh fires above 5%.",
+                (q(f"max(jobqueue:http_5xx_ratio:rate5m{{{NS}}})", "5xx / all"),),
+                unit="percentunit",
+                width=8,
+                thresholds=((None, "green"), (0.05, "red")),
+            ),
+        ),
+    ),
+    RowSpec(
+        "Redis",
+        (
+            PanelSpec(
+                "Redis reachable, per API replica",
+                "1 when the replica read Redis at its last scrape. JobQueueRedisDown fires when no replica can.",
+                (q(f"jobqueue_redis_up{{{NS}}}", "{{instance}}"),),
+                width=8,
+                thresholds=((None, "red"), (1, "green")),
+                mappings={"0": "DOWN", "1": "UP"},
+            ),
+            PanelSpec(
+                "Redis memory",
+                "Used and maxmemory, from the redis_exporter sidecar (redis.exporter.enabled). Redis runs with "
+                "noeviction: when full, submissions fail. JobQueueRedisMemoryHigh fires above 90%.",
+                (
+                    q(f"max by (pod) (redis_memory_used_bytes{{{NS}}})", "used {{pod}}"),
+                    q(f"max by (pod) (redis_memory_max_bytes{{{NS}}})", "maxmemory {{pod}}"),
+                ),
+                unit="bytes",
+                width=8,
+            ),
+            PanelSpec(
+                "Redis clients and commands",
+                "Connected clients and commands per second (redis_exporter).",
+                (
+                    q(f"sum(redis_connected_clients{{{NS}}})", "clients"),
+                    q(f"sum(rate(redis_commands_processed_total{{{NS}}}[$__rate_interval]))", "commands/s"),
+                ),
+                width=8,
+            ),
+        ),
+    ),
 )
 
 
@@ -168,22 +284,44 @@ def _thresholds(spec: PanelSpec) -> dash_b.ThresholdsConfig:
 
 def _panel(spec: PanelSpec, panel_id: int):
     if spec.kind == "stat":
-        panel = (stat_b.Panel().graph_mode(common_m.BigValueGraphMode.AREA)
-                 .reduce_options(common_b.ReduceDataOptions().calcs(["lastNotNull"]).values(False)))
+        panel = (
+            stat_b.Panel()
+            .graph_mode(common_m.BigValueGraphMode.AREA)
+            .reduce_options(common_b.ReduceDataOptions().calcs(["lastNotNull"]).values(False))
+        )
     else:
-        panel = (ts_b.Panel().line_width(1).fill_opacity(10)
-                 .legend(common_b.VizLegendOptions().display_mode(common_m.LegendDisplayMode.LIST)
-                         .placement(common_m.LegendPlacement.BOTTOM).show_legend(True)))
+        panel = (
+            ts_b.Panel()
+            .line_width(1)
+            .fill_opacity(10)
+            .legend(
+                common_b.VizLegendOptions()
+                .display_mode(common_m.LegendDisplayMode.LIST)
+                .placement(common_m.LegendPlacement.BOTTOM)
+                .show_legend(True)
+            )
+        )
         if spec.stacked:
             panel = panel.stacking(common_b.StackingConfig().mode(common_m.StackingMode.NORMAL))
         if len(spec.thresholds) > 1:
             panel = panel.thresholds_style(
-                common_b.GraphThresholdsStyleConfig().mode(common_m.GraphTresholdsStyleMode.LINE))
-    panel = (panel.id(panel_id).title(spec.title).description(spec.description).datasource(DATASOURCE)
-             .unit(spec.unit).span(spec.width).height(spec.height).thresholds(_thresholds(spec)))
+                common_b.GraphThresholdsStyleConfig().mode(common_m.GraphTresholdsStyleMode.LINE)
+            )
+    panel = (
+        panel.id(panel_id)
+        .title(spec.title)
+        .description(spec.description)
+        .datasource(DATASOURCE)
+        .unit(spec.unit)
+        .span(spec.width)
+        .height(spec.height)
+        .thresholds(_thresholds(spec))
+    )
     if spec.mappings:
-        options = {value: dash_m.ValueMappingResult(text=text, index=i)
-                   for i, (value, text) in enumerate(spec.mappings.items())}
+        options = {
+            value: dash_m.ValueMappingResult(text=text, index=i)
+            for i, (value, text) in enumerate(spec.mappings.items())
+        }
         panel = panel.mappings([dash_m.ValueMap(options=options)])
     for i, query in enumerate(spec.queries):
         panel = panel.with_target(_target(query, chr(ord("A") + i)))
@@ -193,16 +331,26 @@ def _panel(spec: PanelSpec, panel_id: int):
 def build() -> dict:
     """The dashboard as the JSON-ready dict Grafana imports."""
     builder = (
-        dash_b.Dashboard(TITLE).uid(UID)
+        dash_b.Dashboard(TITLE)
+        .uid(UID)
         .description("atx-jobqueue: queue, jobs, workers, API and Redis. Generated by observability/dashboard.py.")
-        .tags(["atx-jobqueue"]).editable().refresh("30s").time("now-1h", "now")
+        .tags(["atx-jobqueue"])
+        .editable()
+        .refresh("30s")
+        .time("now-1h", "now")
         .tooltip(dash_m.DashboardCursorSync.CROSSHAIR)
         .with_variable(dash_b.DatasourceVariable("datasource").label("Data source").type("prometheus"))
         .with_variable(
-            dash_b.QueryVariable("namespace").label("Namespace").datasource(DATASOURCE)
+            dash_b.QueryVariable("namespace")
+            .label("Namespace")
+            .datasource(DATASOURCE)
             .query("label_values(jobqueue_redis_up, namespace)")
-            .refresh(dash_m.VariableRefresh.ON_TIME_RANGE_CHANGED).sort(dash_m.VariableSort.ALPHABETICAL_ASC)
-            .multi(True).include_all(True).all_value(".*"))
+            .refresh(dash_m.VariableRefresh.ON_TIME_RANGE_CHANGED)
+            .sort(dash_m.VariableSort.ALPHABETICAL_ASC)
+            .multi(True)
+            .include_all(True)
+            .all_value(".*")
+        )
     )
     panel_id = 0
     for row in ROWS:

@@ -34,15 +34,16 @@ from observability.rules import REPO_ROOT
 VALUES_FILE = REPO_ROOT / "helm" / "atx-jobqueue" / "values.yaml"
 PLOT_FILE = REPO_ROOT / "docs" / "img" / "autoscaling.png"
 
-HPA_SYNC_SECONDS = 15          # kube-controller-manager --horizontal-pod-autoscaler-sync-period
-HPA_TOLERANCE = 0.1            # --horizontal-pod-autoscaler-tolerance
-HPA_SCALE_UP_PODS = 4          # default scaleUp policies: 4 pods or 100% per 15 s, the larger
+HPA_SYNC_SECONDS = 15  # kube-controller-manager --horizontal-pod-autoscaler-sync-period
+HPA_TOLERANCE = 0.1  # --horizontal-pod-autoscaler-tolerance
+HPA_SCALE_UP_PODS = 4  # default scaleUp policies: 4 pods or 100% per 15 s, the larger
 HPA_SCALE_UP_PERCENT = 100
 
 
 @dataclass(frozen=True)
 class Policy:
     """The autoscaling settings the chart exposes (autoscaling.* in values.yaml)."""
+
     threshold: float = 5
     activation_threshold: float = 0
     min_replicas: int = 0
@@ -54,21 +55,21 @@ class Policy:
 
 @dataclass(frozen=True)
 class Workload:
-    jobs: int = 100                 # the burst, all submitted at t=0
-    job_seconds: float = 0.8        # run time of one job: plot_daily_counts, measured (docs/autoscaling.md)
-    startup_seconds: float = 15.0   # pod created -> first job taken: 5-7 s measured + ~8 s assumed scheduling
-    scrape_interval: int = 15       # metrics.serviceMonitor.interval
-    horizon: int = 1800             # seconds simulated at most
+    jobs: int = 100  # the burst, all submitted at t=0
+    job_seconds: float = 0.8  # run time of one job: plot_daily_counts, measured (docs/autoscaling.md)
+    startup_seconds: float = 15.0  # pod created -> first job taken: 5-7 s measured + ~8 s assumed scheduling
+    scrape_interval: int = 15  # metrics.serviceMonitor.interval
+    horizon: int = 1800  # seconds simulated at most
 
 
 @dataclass
 class Trace:
     t: list[int] = field(default_factory=list)
-    backlog: list[float] = field(default_factory=list)     # waiting + running jobs, the true value
-    replicas: list[int] = field(default_factory=list)      # desired by the Deployment
-    ready: list[int] = field(default_factory=list)         # pods taking jobs
-    drained_at: int | None = None                          # first second the backlog is empty
-    zero_at: int | None = None                             # first second back at zero replicas after draining
+    backlog: list[float] = field(default_factory=list)  # waiting + running jobs, the true value
+    replicas: list[int] = field(default_factory=list)  # desired by the Deployment
+    ready: list[int] = field(default_factory=list)  # pods taking jobs
+    drained_at: int | None = None  # first second the backlog is empty
+    zero_at: int | None = None  # first second back at zero replicas after draining
 
     @property
     def peak_replicas(self) -> int:
@@ -105,7 +106,7 @@ def simulate(policy: Policy, work: Workload) -> Trace:
     pod_ready_at: list[float] = [0.0] * replicas  # pods present from the start are ready
     scraped = 0.0
     history: list[tuple[int, int]] = []  # (time, HPA recommendation) for scale-down stabilization
-    last_active = -10**9
+    last_active = -(10**9)
     for t in range(work.horizon + 1):
         if t % work.scrape_interval == work.scrape_interval // 2:
             scraped = remaining
@@ -178,9 +179,11 @@ def scrape_interval_from_values(values: dict, default: int = 15) -> int:
 def describe(name: str, policy: Policy, trace: Trace) -> str:
     drained = f"{trace.drained_at} s" if trace.drained_at is not None else "not drained"
     zero = f"{trace.zero_at} s" if trace.zero_at is not None else "-"
-    return (f"{name:<46} threshold={policy.threshold:<4g} min={policy.min_replicas} max={policy.max_replicas:<3} "
-            f"drained {drained:>12}  peak {trace.peak_replicas:>3} replicas  "
-            f"{trace.replica_seconds / 60:7.1f} replica-min  back to min at {zero}")
+    return (
+        f"{name:<46} threshold={policy.threshold:<4g} min={policy.min_replicas} max={policy.max_replicas:<3} "
+        f"drained {drained:>12}  peak {trace.peak_replicas:>3} replicas  "
+        f"{trace.replica_seconds / 60:7.1f} replica-min  back to min at {zero}"
+    )
 
 
 def plot(results: list[tuple[str, Policy, Trace]], work: Workload, path: Path) -> None:
@@ -195,8 +198,10 @@ def plot(results: list[tuple[str, Policy, Trace]], work: Workload, path: Path) -
         ax_q.plot(trace.t, trace.backlog, label=name, **style)
         ax_r.step(trace.t, trace.replicas, where="post", label=name, **style)
     ax_q.set_ylabel("backlog (waiting + running jobs)")
-    ax_q.set_title(f"Burst of {work.jobs} jobs of {work.job_seconds:g} s; pods start in {work.startup_seconds:g} s, "
-                   f"scrape every {work.scrape_interval} s")
+    ax_q.set_title(
+        f"Burst of {work.jobs} jobs of {work.job_seconds:g} s; pods start in {work.startup_seconds:g} s, "
+        f"scrape every {work.scrape_interval} s"
+    )
     ax_q.legend(fontsize=8)
     ax_q.grid(alpha=0.3)
     ax_r.set_ylabel("worker replicas")
@@ -214,7 +219,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Simulate KEDA scaling the workers through a burst of jobs.")
     parser.add_argument("--jobs", type=int, default=Workload.jobs, help="jobs in the burst")
     parser.add_argument("--job-seconds", type=float, default=Workload.job_seconds, help="run time of one job")
-    parser.add_argument("--startup-seconds", type=float, default=Workload.startup_seconds, help="pod start to first job")
+    parser.add_argument(
+        "--startup-seconds", type=float, default=Workload.startup_seconds, help="pod start to first job"
+    )
     parser.add_argument("--scrape-interval", type=int, default=scrape_interval_from_values(values))
     parser.add_argument("--threshold", type=float, default=chart.threshold)
     parser.add_argument("--activation-threshold", type=float, default=chart.activation_threshold)
@@ -228,10 +235,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sweep", action="store_true", help="also print burst size x threshold as a table")
     args = parser.parse_args(argv)
 
-    policy = Policy(args.threshold, args.activation_threshold, args.min_replicas, args.max_replicas,
-                    args.polling_interval, args.cooldown_period, args.scale_down_stabilization)
-    work = Workload(jobs=args.jobs, job_seconds=args.job_seconds, startup_seconds=args.startup_seconds,
-                    scrape_interval=args.scrape_interval)
+    policy = Policy(
+        args.threshold,
+        args.activation_threshold,
+        args.min_replicas,
+        args.max_replicas,
+        args.polling_interval,
+        args.cooldown_period,
+        args.scale_down_stabilization,
+    )
+    work = Workload(
+        jobs=args.jobs,
+        job_seconds=args.job_seconds,
+        startup_seconds=args.startup_seconds,
+        scrape_interval=args.scrape_interval,
+    )
     trace = simulate(policy, work)
     print(f"policy: {policy}\nworkload: {work}\n")
     print("    t  waiting  replicas  ready")
@@ -239,8 +257,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{trace.t[i]:5d}  {trace.backlog[i]:7.0f}  {trace.replicas[i]:8d}  {trace.ready[i]:5d}")
     print()
     one_worker = work.jobs * work.job_seconds
-    print(f"one worker alone would need {one_worker:.0f} s; "
-          f"{policy.max_replicas} ready workers from t=0 would need {one_worker / policy.max_replicas:.0f} s\n")
+    print(
+        f"one worker alone would need {one_worker:.0f} s; "
+        f"{policy.max_replicas} ready workers from t=0 would need {one_worker / policy.max_replicas:.0f} s\n"
+    )
 
     results = [(name, p, trace if p == policy else simulate(p, work)) for name, p in variants(policy)]
     for name, p, tr in results:
@@ -256,16 +276,27 @@ def main(argv: list[str] | None = None) -> int:
 
 
 # What docs/autoscaling.md argues for (threshold from the sweep's knee, one warm worker).
-RECOMMENDED = Policy(threshold=20, activation_threshold=0, min_replicas=1, max_replicas=10,
-                     polling_interval=15, cooldown_period=120, scale_down_stabilization=60)
+RECOMMENDED = Policy(
+    threshold=20,
+    activation_threshold=0,
+    min_replicas=1,
+    max_replicas=10,
+    polling_interval=15,
+    cooldown_period=120,
+    scale_down_stabilization=60,
+)
 
 
 def variants(policy: Policy) -> list[tuple[str, Policy]]:
     """The chart's policy and the alternatives the docs compare it with."""
     # the legend names the values, so a stale image shows itself (it once said "chart defaults" while
     # drawing values the chart had since changed)
-    out = [(f"chart defaults (threshold {policy.threshold:g}, min {policy.min_replicas}, "
-            f"max {policy.max_replicas})", policy)]
+    out = [
+        (
+            f"chart defaults (threshold {policy.threshold:g}, min {policy.min_replicas}, max {policy.max_replicas})",
+            policy,
+        )
+    ]
     if policy != RECOMMENDED:
         out.append(("recommended (threshold 20, min 1)", RECOMMENDED))
     for threshold in (5, 20, 50, 200):
@@ -274,15 +305,21 @@ def variants(policy: Policy) -> list[tuple[str, Policy]]:
     if policy.min_replicas == 0:
         out.append(("min 1 (one warm worker)", replace(policy, min_replicas=1)))
     out.append((f"max {policy.max_replicas * 2} replicas", replace(policy, max_replicas=policy.max_replicas * 2)))
-    out.append(("polling 30 s, cooldown 300 s (KEDA defaults)",
-                replace(policy, polling_interval=30, cooldown_period=300, scale_down_stabilization=300)))
+    out.append(
+        (
+            "polling 30 s, cooldown 300 s (KEDA defaults)",
+            replace(policy, polling_interval=30, cooldown_period=300, scale_down_stabilization=300),
+        )
+    )
     return out
 
 
 def sweep(policy: Policy, work: Workload, bursts=(10, 50, 200, 1000), thresholds=(5, 20, 50, 200)) -> str:
     """Markdown table: time to drain / replica-minutes for burst sizes x thresholds."""
-    lines = ["| burst | " + " | ".join(f"threshold {t:g}" for t in thresholds) + " |",
-             "| ---: | " + " | ".join("---:" for _ in thresholds) + " |"]
+    lines = [
+        "| burst | " + " | ".join(f"threshold {t:g}" for t in thresholds) + " |",
+        "| ---: | " + " | ".join("---:" for _ in thresholds) + " |",
+    ]
     for n in bursts:
         cells = []
         for t in thresholds:

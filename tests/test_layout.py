@@ -28,21 +28,37 @@ def _imports(path: Path) -> list[str]:
 
 
 def _python_files(*folders: str) -> list[Path]:
-    return [p for folder in folders for p in sorted((REPO_ROOT / folder).rglob("*.py"))
-            if ".venv" not in p.parts and "__pycache__" not in p.parts]
+    return [
+        p
+        for folder in folders
+        for p in sorted((REPO_ROOT / folder).rglob("*.py"))
+        if ".venv" not in p.parts and "__pycache__" not in p.parts
+    ]
 
 
-@pytest.mark.parametrize("folders, banned", [
-    (("bench", "observability", "devstack"), ("tests",)),
-    (("services", "shared"), ("tests", "devstack", "bench", "observability")),
-])
+@pytest.mark.parametrize(
+    "folders, banned",
+    [
+        (("bench", "observability", "devstack"), ("tests",)),
+        (("services", "shared"), ("tests", "devstack", "bench", "observability")),
+    ],
+)
 def test_no_upward_imports(folders, banned):
-    found = {f"{p.relative_to(REPO_ROOT)}: {name}" for p in _python_files(*folders) for name in _imports(p)
-             if name.split(".")[0] in banned}
+    found = {
+        f"{p.relative_to(REPO_ROOT)}: {name}"
+        for p in _python_files(*folders)
+        for name in _imports(p)
+        if name.split(".")[0] in banned
+    }
     assert not found, sorted(found)
 
 
 def test_no_test_module_imports_a_conftest():
-    found = {f"{p.relative_to(REPO_ROOT)}: {name}" for p in _python_files("tests") if p.name != "conftest.py"
-             for name in _imports(p) if name.rsplit(".", 1)[-1] == "conftest"}
+    found = {
+        f"{p.relative_to(REPO_ROOT)}: {name}"
+        for p in _python_files("tests")
+        if p.name != "conftest.py"
+        for name in _imports(p)
+        if name.rsplit(".", 1)[-1] == "conftest"
+    }
     assert not found, sorted(found)

@@ -20,7 +20,7 @@ Job = tuple[str, dict[str, Any]]
 class Peer:
     name = "peer"
     description = ""
-    gated = True            # False: the peer's worker cannot wait at the gate (ours, a stock CLI)
+    gated = True  # False: the peer's worker cannot wait at the gate (ours, a stock CLI)
 
     def __init__(self, redis_url: str, data_path: str, processes: int):
         self.redis_url = redis_url
@@ -43,8 +43,7 @@ class Peer:
 
     def start(self, run: str) -> None:
         self.run = run
-        self.procs = [procs.spawn(argv, self.worker_env(), f"{run}-{i}")
-                      for i, argv in enumerate(self.worker_argvs())]
+        self.procs = [procs.spawn(argv, self.worker_env(), f"{run}-{i}") for i, argv in enumerate(self.worker_argvs())]
 
     def wait_ready(self, timeout: float = 120.0) -> None:
         gate.wait_ready(self.redis_url, self.run, self.expected_ready(), timeout, self.procs)

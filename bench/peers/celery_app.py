@@ -23,9 +23,14 @@ def _url(db: int) -> str:
 
 
 app = Celery("bench", broker=_url(BROKER_DB), backend=_url(BACKEND_DB))
-app.conf.update(task_default_queue=QUEUE, task_serializer="json", result_serializer="json",
-                accept_content=["json"], broker_connection_retry_on_startup=True,
-                worker_hijack_root_logger=False)
+app.conf.update(
+    task_default_queue=QUEUE,
+    task_serializer="json",
+    result_serializer="json",
+    accept_content=["json"],
+    broker_connection_retry_on_startup=True,
+    worker_hijack_root_logger=False,
+)
 
 if os.environ.get("BENCH_CELERY_WORKER"):
     tutorial.frame()

@@ -17,8 +17,9 @@ class CeleryPeer(Peer):
 
     @property
     def description(self):
-        return "Celery, redis broker+backend, " + ("solo pool" if self.processes == 1
-                                                    else f"prefork pool -c {self.processes}")
+        return "Celery, redis broker+backend, " + (
+            "solo pool" if self.processes == 1 else f"prefork pool -c {self.processes}"
+        )
 
     def __init__(self, redis_url, data_path, processes):
         super().__init__(redis_url, data_path, processes)
@@ -34,10 +35,25 @@ class CeleryPeer(Peer):
         self.queue = celery_app.QUEUE
 
     def worker_argvs(self):
-        pool = ["--pool", "solo"] if self.processes == 1 else ["--pool", "prefork", "--concurrency", str(self.processes)]
-        return [procs.python_argv("celery", "-A", "bench.peers.celery_app", "worker", *pool, "-Q", self.queue,
-                                  "--loglevel", "WARNING", "--without-mingle", "--without-gossip",
-                                  "--without-heartbeat")]
+        pool = (
+            ["--pool", "solo"] if self.processes == 1 else ["--pool", "prefork", "--concurrency", str(self.processes)]
+        )
+        return [
+            procs.python_argv(
+                "celery",
+                "-A",
+                "bench.peers.celery_app",
+                "worker",
+                *pool,
+                "-Q",
+                self.queue,
+                "--loglevel",
+                "WARNING",
+                "--without-mingle",
+                "--without-gossip",
+                "--without-heartbeat",
+            )
+        ]
 
     def worker_env(self):
         return {**super().worker_env(), "BENCH_CELERY_WORKER": "1"}

@@ -19,12 +19,42 @@ CACHE_DIR = REPO_ROOT / ".run" / "bench" / "data"
 SEED = 332
 FORMAT_VERSION = 1  # bump when the generated layout changes, so stale caches are not reused
 
-ISSUES = ["Crash Urgent", "Traffic Hazard", "Crash Service", "COLLISION", "Stalled Vehicle",
-          "TRFC HAZD/ DEBRIS", "zSTALLED VEHICLE", "COLLISION WITH INJURY", "LOOSE LIVESTOCK",
-          "BLOCKED DRIV/ HWY", "VEHICLE FIRE", "COLLISN/ LVNG SCN", "Traffic Impediment", "ICY ROADWAY"]
-ROADS = ["N IH 35 SVRD", "S IH 35 SVRD", "N MOPAC EXPY", "S MOPAC EXPY", "W PARMER LN", "E RIVERSIDE DR",
-         "N LAMAR BLVD", "S LAMAR BLVD", "E BEN WHITE BLVD", "W SLAUGHTER LN", "BURNET RD",
-         "S CONGRESS AVE", "E 7TH ST", "RESEARCH BLVD", "N US 183", "SH 71", "W 38TH ST", "AIRPORT BLVD"]
+ISSUES = [
+    "Crash Urgent",
+    "Traffic Hazard",
+    "Crash Service",
+    "COLLISION",
+    "Stalled Vehicle",
+    "TRFC HAZD/ DEBRIS",
+    "zSTALLED VEHICLE",
+    "COLLISION WITH INJURY",
+    "LOOSE LIVESTOCK",
+    "BLOCKED DRIV/ HWY",
+    "VEHICLE FIRE",
+    "COLLISN/ LVNG SCN",
+    "Traffic Impediment",
+    "ICY ROADWAY",
+]
+ROADS = [
+    "N IH 35 SVRD",
+    "S IH 35 SVRD",
+    "N MOPAC EXPY",
+    "S MOPAC EXPY",
+    "W PARMER LN",
+    "E RIVERSIDE DR",
+    "N LAMAR BLVD",
+    "S LAMAR BLVD",
+    "E BEN WHITE BLVD",
+    "W SLAUGHTER LN",
+    "BURNET RD",
+    "S CONGRESS AVE",
+    "E 7TH ST",
+    "RESEARCH BLVD",
+    "N US 183",
+    "SH 71",
+    "W 38TH ST",
+    "AIRPORT BLVD",
+]
 AGENCIES = ["AUSTIN PD", "TRAVIS COUNTY SHERIF", "AUSTIN FIRE DEPARTMENT"]
 FIRST_DAY = "2018-01-01"
 DAYS = 8 * 365
@@ -58,18 +88,20 @@ def generate_frame(rows: int) -> pd.DataFrame:
     roads = np.array(ROADS, dtype=object)[rng.integers(0, len(ROADS), rows)]
     addresses = pd.Series(numbers).astype(str).str.cat(pd.Series(roads), sep=" ")
     fmt = "%m/%d/%Y %I:%M:%S %p +0000"  # the portal's CSV export spelling
-    return pd.DataFrame({
-        "Traffic Report ID": [f"{h:016X}_{s}" for h, s in zip(rng.integers(0, 2**63, rows), seconds)],
-        "Published Date": published.strftime(fmt),
-        "Issue Reported": np.array(ISSUES, dtype=object)[rng.integers(0, len(ISSUES), rows)],
-        "Location": [f"POINT ({x} {y})" for x, y in zip(lon, lat)],
-        "Latitude": lat,
-        "Longitude": lon,
-        "Address": addresses,
-        "Status": np.where(rng.random(rows) < 0.98, "ARCHIVED", "ACTIVE"),
-        "Status Date": status_dt.strftime(fmt),
-        "Agency": np.array(AGENCIES, dtype=object)[rng.integers(0, len(AGENCIES), rows)],
-    })
+    return pd.DataFrame(
+        {
+            "Traffic Report ID": [f"{h:016X}_{s}" for h, s in zip(rng.integers(0, 2**63, rows), seconds)],
+            "Published Date": published.strftime(fmt),
+            "Issue Reported": np.array(ISSUES, dtype=object)[rng.integers(0, len(ISSUES), rows)],
+            "Location": [f"POINT ({x} {y})" for x, y in zip(lon, lat)],
+            "Latitude": lat,
+            "Longitude": lon,
+            "Address": addresses,
+            "Status": np.where(rng.random(rows) < 0.98, "ARCHIVED", "ACTIVE"),
+            "Status Date": status_dt.strftime(fmt),
+            "Agency": np.array(AGENCIES, dtype=object)[rng.integers(0, len(AGENCIES), rows)],
+        }
+    )
 
 
 def job_dates(count: int, seed: int = 7) -> list[str]:

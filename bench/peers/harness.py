@@ -51,7 +51,7 @@ def wait_all(peer: Peer, handles: list[Any], timeout: float) -> float:
         rest = pending[:-64]
         pending = []
         for start in range(0, len(rest), CHUNK):
-            chunk = rest[start:start + CHUNK]
+            chunk = rest[start : start + CHUNK]
             pending += [h for h, ok in zip(chunk, peer.check(chunk)) if not ok]
     return finished_at
 
@@ -60,7 +60,7 @@ def verify(peer: Peer, handles: list[Any], jobs: list[Job], expected: Callable[[
     """Every job has its result; when ``expected`` is given, the right one (a wrong answer fails the run)."""
     got: list[Any] = []
     for start in range(0, len(handles), CHUNK):
-        got += peer.results(handles[start:start + CHUNK])
+        got += peer.results(handles[start : start + CHUNK])
     missing = sum(r is None for r in got)
     if missing:
         raise AssertionError(f"{peer.name}: {missing} jobs without a result")
@@ -71,8 +71,13 @@ def verify(peer: Peer, handles: list[Any], jobs: list[Job], expected: Callable[[
                 raise AssertionError(f"{peer.name}: {job} gave {result}, expected {want}")
 
 
-def drain_and_steady(peer: Peer, jobs: list[Job], steady_jobs: list[Job] | None = None,
-                     expected: Callable[[Job], Any] | None = None, timeout: float = 300.0) -> dict[str, float]:
+def drain_and_steady(
+    peer: Peer,
+    jobs: list[Job],
+    steady_jobs: list[Job] | None = None,
+    expected: Callable[[Job], Any] | None = None,
+    timeout: float = 300.0,
+) -> dict[str, float]:
     """One worker start: a drain of ``jobs``, then (optionally) a steady run of ``steady_jobs``."""
     flush(peer.redis_url)
     run = f"{peer.name}-{peer.processes}p-{uuid.uuid4().hex[:8]}"
@@ -129,8 +134,12 @@ def round_trips(peer: Peer, job: Job, count: int, warmup: int = 20, timeout: flo
                 phases.setdefault(name, []).append(seconds)
     finally:
         peer.stop()
-    out = {"count": count, "p50_ms": percentile(samples, 50) * 1e3, "p99_ms": percentile(samples, 99) * 1e3,
-           "mean_ms": statistics.fmean(samples) * 1e3}
+    out = {
+        "count": count,
+        "p50_ms": percentile(samples, 50) * 1e3,
+        "p99_ms": percentile(samples, 99) * 1e3,
+        "mean_ms": statistics.fmean(samples) * 1e3,
+    }
     for name, values in phases.items():  # where the time goes, for peers that say (ours: HTTP submit, wait)
         out[f"{name}_p50_ms"] = percentile(values, 50) * 1e3
         out[f"{name}_p99_ms"] = percentile(values, 99) * 1e3

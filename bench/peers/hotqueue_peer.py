@@ -35,8 +35,9 @@ class HotQueuePeer(Peer):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.jobs = redis.Redis.from_url(self.redis_url, db=JOBS_DB, decode_responses=True)
-        self.queue = HotQueue(QUEUE, serializer=None,
-                              connection_pool=redis.Redis.from_url(self.redis_url, db=QUEUE_DB).connection_pool)
+        self.queue = HotQueue(
+            QUEUE, serializer=None, connection_pool=redis.Redis.from_url(self.redis_url, db=QUEUE_DB).connection_pool
+        )
 
     def worker_argvs(self):
         return [procs.python_argv(__name__) for _ in range(self.processes)]
@@ -55,7 +56,7 @@ class HotQueuePeer(Peer):
             ids.append(jid)
         pipe.execute()
         for start in range(0, len(ids), 1000):
-            self.queue.put(*ids[start:start + 1000])
+            self.queue.put(*ids[start : start + 1000])
         return ids
 
     def submit_one(self, operation, params):
@@ -99,8 +100,11 @@ def worker_main() -> None:
     tutorial.frame()  # data loaded once per process
     url = os.environ["BENCH_REDIS_URL"]
     jobs = redis.Redis.from_url(url, db=JOBS_DB, decode_responses=True)
-    queue = HotQueue(QUEUE, serializer=None,
-                     connection_pool=redis.Redis.from_url(url, db=QUEUE_DB, decode_responses=True).connection_pool)
+    queue = HotQueue(
+        QUEUE,
+        serializer=None,
+        connection_pool=redis.Redis.from_url(url, db=QUEUE_DB, decode_responses=True).connection_pool,
+    )
     gate.announce_and_wait()
 
     @queue.worker

@@ -31,15 +31,17 @@ def available() -> bool:
 
 class OursPeer(Peer):
     name = "ours"
-    lean = False   # round trips through http.client instead of requests (bench_peers' extra row)
-    shipped = False   # round trips through the project's own client, jobqueue.client.Client (another row)
-    one = False   # round trips in one exchange, POST /submit?wait= (with ``lean``: through http.client; with
+    lean = False  # round trips through http.client instead of requests (bench_peers' extra row)
+    shipped = False  # round trips through the project's own client, jobqueue.client.Client (another row)
+    one = False  # round trips in one exchange, POST /submit?wait= (with ``lean``: through http.client; with
     #               ``shipped``: through jobqueue.client's Client.submit_and_wait)
 
     @property
     def description(self):
-        return (f"atx-jobqueue `jobqueue-worker` (at-least-once delivery, WORKER_CONCURRENCY={self.processes}, "
-                "RESULT_CACHE=0); round trip through the HTTP API (gunicorn)")
+        return (
+            f"atx-jobqueue `jobqueue-worker` (at-least-once delivery, WORKER_CONCURRENCY={self.processes}, "
+            "RESULT_CACHE=0); round trip through the HTTP API (gunicorn)"
+        )
 
     def __init__(self, redis_url, data_path, processes):
         super().__init__(redis_url, data_path, processes)
@@ -58,8 +60,8 @@ class OursPeer(Peer):
         self.api = None
         self.session = None
         self.base = ""
-        self._conn = None   # http.client connection of the lean round trip
-        self._client = None   # jobqueue.client.Client of the shipped round trip
+        self._conn = None  # http.client connection of the lean round trip
+        self._client = None  # jobqueue.client.Client of the shipped round trip
 
     # workers: the worker benchmark's harness
     def start(self, run):
@@ -140,7 +142,9 @@ class OursPeer(Peer):
             except requests.ConnectionError:
                 pass
             if self.api.poll() is not None:
-                raise RuntimeError(f"jobqueue-api exited {self.api.returncode} (see {procs.log_path(self.run + '-api')})")
+                raise RuntimeError(
+                    f"jobqueue-api exited {self.api.returncode} (see {procs.log_path(self.run + '-api')})"
+                )
             time.sleep(0.05)
         raise TimeoutError("jobqueue-api not ready")
 
@@ -154,13 +158,17 @@ class OursPeer(Peer):
         if self.shipped:
             return self._shipped_round_trip(operation, params, timeout)
         t0 = time.perf_counter()
-        reply = self.session.post(self.base + "/submit", json={"operation": operation, "params": params}, timeout=timeout)
+        reply = self.session.post(
+            self.base + "/submit", json={"operation": operation, "params": params}, timeout=timeout
+        )
         reply.raise_for_status()
         job_id = reply.json()["job_id"]
         self.phases = {"submit": time.perf_counter() - t0}
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            job = self.session.get(f"{self.base}/status/{job_id}", params={"wait": str(int(timeout))}, timeout=timeout + 5).json()
+            job = self.session.get(
+                f"{self.base}/status/{job_id}", params={"wait": str(int(timeout))}, timeout=timeout + 5
+            ).json()
             if job["status"] == "complete":
                 self.phases["wait"] = time.perf_counter() - t0 - self.phases["submit"]
                 return job["result"]
@@ -180,17 +188,26 @@ class OursPeer(Peer):
             return job["result"]
         if self.lean:
             conn = self._lean_connection(timeout)
-            conn.request("POST", f"/submit?wait={int(timeout)}", headers={"Content-Type": "application/json"},
-                         body=json.dumps({"operation": operation, "params": params}).encode())
+            conn.request(
+                "POST",
+                f"/submit?wait={int(timeout)}",
+                headers={"Content-Type": "application/json"},
+                body=json.dumps({"operation": operation, "params": params}).encode(),
+            )
             reply = conn.getresponse()
             status, job, location = reply.status, json.loads(reply.read()), reply.getheader("Location")
         else:
-            answer = self.session.post(self.base + "/submit", params={"wait": str(int(timeout))},
-                                       json={"operation": operation, "params": params}, timeout=timeout + 5)
+            answer = self.session.post(
+                self.base + "/submit",
+                params={"wait": str(int(timeout))},
+                json={"operation": operation, "params": params},
+                timeout=timeout + 5,
+            )
             status, job, location = answer.status_code, answer.json(), answer.headers.get("Location")
         if status == 202:
-            job = self.session.get(f"{self.base}{location}", params={"wait": str(int(timeout))},
-                                   timeout=timeout + 5).json()
+            job = self.session.get(
+                f"{self.base}{location}", params={"wait": str(int(timeout))}, timeout=timeout + 5
+            ).json()
         elif status != 200:
             raise RuntimeError(f"ours: submit answered {status}: {job}")
         if job["status"] != "complete":

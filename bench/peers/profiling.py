@@ -31,8 +31,18 @@ class ProfiledOurs(OursPeer):
 
     def start(self, run):
         self.run = run
-        argv = [sys.executable, "-m", "pyinstrument", "-r", "text", "-o", str(self.outfile), "--show-all",
-                "-m", "jobqueue_worker.main"]
+        argv = [
+            sys.executable,
+            "-m",
+            "pyinstrument",
+            "-r",
+            "text",
+            "-o",
+            str(self.outfile),
+            "--show-all",
+            "-m",
+            "jobqueue_worker.main",
+        ]
         env = {**self.env, "WORKER_CONCURRENCY": "1"}
         self.procs = [subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)]
 
@@ -54,8 +64,14 @@ def profile_drain(redis_url: str, data_path: str, jobs: list, label: str) -> Pat
 IDLE = "Delivery.wait_and_claim"  # the blocking pop while the queue is empty: before release, after the drain
 
 
-def summary(profile: Path, root: str = "Worker.work", idle: str = IDLE, min_share: float = 3.0, depth: int = 16,
-            max_lines: int = 45) -> str:
+def summary(
+    profile: Path,
+    root: str = "Worker.work",
+    idle: str = IDLE,
+    min_share: float = 3.0,
+    depth: int = 16,
+    max_lines: int = 45,
+) -> str:
     """The call tree under ``root`` (the worker's loop, so start-up is left out), with each frame's
     share of the loop's busy time (``idle`` frames, waiting on an empty queue, are left out);
     frames under ``min_share`` % or deeper than ``depth`` levels are cut."""
@@ -71,7 +87,7 @@ def summary(profile: Path, root: str = "Worker.work", idle: str = IDLE, min_shar
         return "\n".join(f"{r[1]:.3f}s {r[2]}" for r in rows[:max_lines])
     base_indent, total, _ = rows[start]
     subtree = []
-    for indent, seconds, text in rows[start + 1:]:
+    for indent, seconds, text in rows[start + 1 :]:
         if indent <= base_indent:
             break  # left the root's subtree
         subtree.append((indent, seconds, text))
@@ -87,7 +103,7 @@ def summary(profile: Path, root: str = "Worker.work", idle: str = IDLE, min_shar
             skip_below = indent
             continue
         idle_inside = 0.0  # idle frames below this one count as idle, not as this frame's cost
-        for indent2, seconds2, text2 in subtree[i + 1:]:
+        for indent2, seconds2, text2 in subtree[i + 1 :]:
             if indent2 <= indent:
                 break
             if text2.startswith(idle):
@@ -122,9 +138,26 @@ def profile_api_round_trips(redis_url: str, data_path: str, seconds: float = 6.0
         for pid in workers or [peer.api.pid]:
             out = OUT_DIR / f"api-{pid}.txt"
             outputs.append(out)
-            spies.append(subprocess.Popen([spy, "record", "--pid", str(pid), "--duration", str(int(seconds)),
-                                           "--format", "raw", "--output", str(out), "--rate", "250"],
-                                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+            spies.append(
+                subprocess.Popen(
+                    [
+                        spy,
+                        "record",
+                        "--pid",
+                        str(pid),
+                        "--duration",
+                        str(int(seconds)),
+                        "--format",
+                        "raw",
+                        "--output",
+                        str(out),
+                        "--rate",
+                        "250",
+                    ],
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                )
+            )
         time.sleep(0.5)
         deadline = time.monotonic() + seconds
         trips = 0
@@ -149,9 +182,13 @@ def profile_api_round_trips(redis_url: str, data_path: str, seconds: float = 6.0
             n = int(count)
             frames = [_short(f) for f in stack.split(";")]
             waiting_for_news = frames[-1].startswith("SocketBuffer._read_from_socket") and any(
-                f.startswith("PubSub.get_message") for f in frames)
-            if any(f.startswith(IDLE_API) for f in frames[-2:]) or frames[-1].startswith(IDLE_LEAVES) \
-                    or waiting_for_news:
+                f.startswith("PubSub.get_message") for f in frames
+            )
+            if (
+                any(f.startswith(IDLE_API) for f in frames[-2:])
+                or frames[-1].startswith(IDLE_LEAVES)
+                or waiting_for_news
+            ):
                 idle += n  # event loop, idle pool threads, the done-channel listener blocked in recv
                 continue
             total += n
@@ -161,9 +198,12 @@ def profile_api_round_trips(redis_url: str, data_path: str, seconds: float = 6.0
                     inclusive[name] += n
     if not total:
         return "(py-spy collected no samples; it needs ptrace permission)"
-    lines = [f"{trips} sequential round trips in {seconds:.0f} s; {total} busy samples of the API's gunicorn "
-             f"workers ({idle} more idle: event loop, pool threads and done-channel listener waiting; left out)", "",
-             "Inclusive share (a function and all it calls):"]
+    lines = [
+        f"{trips} sequential round trips in {seconds:.0f} s; {total} busy samples of the API's gunicorn "
+        f"workers ({idle} more idle: event loop, pool threads and done-channel listener waiting; left out)",
+        "",
+        "Inclusive share (a function and all it calls):",
+    ]
     lines += [f"{n / total * 100:5.1f}%  {name}" for name, n in inclusive.most_common(top)]
     lines += ["", "Where the samples land (leaf frames):"]
     lines += [f"{n / total * 100:5.1f}%  {name}" for name, n in leaves.most_common(8)]
@@ -172,9 +212,20 @@ def profile_api_round_trips(redis_url: str, data_path: str, seconds: float = 6.0
 
 IDLE_API = ("EpollSelector.select", "select (selectors", "PollSelector.select")
 IDLE_LEAVES = ("_worker (concurrent", "Condition.wait")
-GENERIC = ("Thread.", "_worker (concurrent", "<module>", "main (jobqueue_api/serve", "BaseApplication.",
-           "Arbiter.", "ThreadWorker.init_process", "Worker.init_process", "ThreadWorker.run", "WorkItem.run",
-           "Retry.call_with_retry", "<lambda>")
+GENERIC = (
+    "Thread.",
+    "_worker (concurrent",
+    "<module>",
+    "main (jobqueue_api/serve",
+    "BaseApplication.",
+    "Arbiter.",
+    "ThreadWorker.init_process",
+    "Worker.init_process",
+    "ThreadWorker.run",
+    "WorkItem.run",
+    "Retry.call_with_retry",
+    "<lambda>",
+)
 
 
 def _short(frame: str) -> str:

@@ -52,7 +52,7 @@ class RQPeer(Peer):
         out = []
         for start in range(0, len(datas), 500):
             with self.conn.pipeline() as pipe:
-                out += [j.id for j in self.queue.enqueue_many(datas[start:start + 500], pipeline=pipe)]
+                out += [j.id for j in self.queue.enqueue_many(datas[start : start + 500], pipeline=pipe)]
                 pipe.execute()
         return out
 

@@ -79,7 +79,11 @@ def main(argv: list[str]) -> int:
             if "--check" not in argv:
                 target.write_text(new)
     if "--check" in argv and stale:
-        print("out of date: " + ", ".join(str(p.relative_to(ROOT)) for p in stale) + " (run python helm/tools/values_table.py)")
+        print(
+            "out of date: "
+            + ", ".join(str(p.relative_to(ROOT)) for p in stale)
+            + " (run python helm/tools/values_table.py)"
+        )
         return 1
     return 0
 

@@ -23,8 +23,10 @@ def _gzip(src: Path, dst: Path) -> Path:
 
 def _parquet_strings(src: Path, dst: Path) -> Path:
     header = src.read_text().splitlines()[0].split(",")
-    table = pacsv.read_csv(src, convert_options=pacsv.ConvertOptions(
-        column_types={h: pa.string() for h in header}, strings_can_be_null=True))
+    table = pacsv.read_csv(
+        src,
+        convert_options=pacsv.ConvertOptions(column_types={h: pa.string() for h in header}, strings_can_be_null=True),
+    )
     pq.write_table(table, dst)
     return dst
 
@@ -47,7 +49,10 @@ EIGHT_ROW_FORMATS = {
     "portal10": ("portal-csv", lambda tmp: FIXTURES / "portal10.csv"),
     "portal9": ("portal-csv-9", lambda tmp: FIXTURES / "portal9.csv"),
     "portal10-gzip": ("portal-csv+gzip", lambda tmp: _gzip(FIXTURES / "portal10.csv", tmp / "p.csv.gz")),
-    "portal-parquet": ("portal-csv+parquet", lambda tmp: _parquet_strings(FIXTURES / "portal10.csv", tmp / "p.parquet")),
+    "portal-parquet": (
+        "portal-csv+parquet",
+        lambda tmp: _parquet_strings(FIXTURES / "portal10.csv", tmp / "p.parquet"),
+    ),
     "soda-json": ("soda-json", lambda tmp: FIXTURES / "soda.json"),
     "soda-json-gzip": ("soda-json+gzip", lambda tmp: _gzip(FIXTURES / "soda.json", tmp / "s.json.gz")),
     "soda-csv": ("soda-csv", lambda tmp: FIXTURES / "soda_full.csv"),

@@ -20,7 +20,12 @@ FIXTURES = Path(__file__).parent / "fixtures"
 EXPECTED_DAYS = {"2024-03-05": 2, "2024-03-06": 3, "2024-03-07": 1, "2024-03-08": 0, "2024-03-10": 1}
 EXPECTED_AVG = (60 + 30 + 120 + 0) / 4
 EXPECTED_ISSUES = 5  # Crash Urgent, crash urgent, Traffic Hazard, COLLISION, Stalled Vehicle
-EXPECTED_TOP = {"N LAMAR BLVD": 3, "S CONGRESS AVE / E OLTORF ST": 2, "1000-1099 S CONGRESS AVE": 1,
-                "E 7TH ST": 1, "S CONGRESS (SB) RAMP": 1}
+EXPECTED_TOP = {
+    "N LAMAR BLVD": 3,
+    "S CONGRESS AVE / E OLTORF ST": 2,
+    "1000-1099 S CONGRESS AVE": 1,
+    "E 7TH ST": 1,
+    "S CONGRESS (SB) RAMP": 1,
+}
 EXPECTED_HOURS = {19: 1, 0: 1, 23: 1, 9: 1, 10: 1, 3: 1, 17: 1}
 EXPECTED_WEEKDAYS = {"Tuesday": 2, "Wednesday": 3, "Thursday": 1, "Sunday": 1}

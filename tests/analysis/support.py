@@ -16,5 +16,6 @@ JOBQUEUE = Path(sys.executable).parent / "jobqueue"
 def jq(*args, cwd=REPO_ROOT, env=None):
     full_env = {**os.environ, **(env or {})}
     full_env.pop("DATA_PATH", None) if env is None else None
-    return subprocess.run([str(JOBQUEUE), *map(str, args)], capture_output=True, text=True, cwd=cwd,
-                          env=full_env, timeout=120)
+    return subprocess.run(
+        [str(JOBQUEUE), *map(str, args)], capture_output=True, text=True, cwd=cwd, env=full_env, timeout=120
+    )

@@ -40,8 +40,10 @@ def test_the_loader_caches_under_the_data_files_name_and_remembers_its_identity(
     identity = content_hash(data)
     assert report["cache"] == str(cache / f"traffic_incidents.csv.{identity[:20]}.v{CACHE_VERSION}.arrow")
     # the check parsed a temporary download; nothing of that temporary name is left
-    assert sorted(_listing(cache)) == [f"traffic_incidents.csv.{identity[:20]}.v{CACHE_VERSION}.arrow",
-                                       "traffic_incidents.csv.identity.json"]
+    assert sorted(_listing(cache)) == [
+        f"traffic_incidents.csv.{identity[:20]}.v{CACHE_VERSION}.arrow",
+        "traffic_incidents.csv.identity.json",
+    ]
     memo = json.loads((cache / "traffic_incidents.csv.identity.json").read_text())
     assert memo["sha256"] == identity and memo["loader_version"] == CACHE_VERSION
     assert DataCache.of(data, str(cache), "readonly").ready(data) == cache / report["cache"].rsplit("/", 1)[1]
@@ -52,7 +54,7 @@ def test_a_reader_in_readonly_mode_maps_the_cache_and_never_writes(volume, caplo
     before = _listing(cache)
     ds = load_dataset(data, cache_dir=str(cache), cache_mode="readonly")
     assert ds.from_cache and ds.cache_file and ds.identity == content_hash(data)
-    data.touch()                                       # memo now stale: hashed again, still not written
+    data.touch()  # memo now stale: hashed again, still not written
     ds = load_dataset(data, cache_dir=str(cache), cache_mode="readonly")
     assert ds.from_cache
     assert _listing(cache) == before
@@ -96,7 +98,9 @@ def test_a_new_format_version_and_the_old_one_live_side_by_side(volume, monkeypa
 def test_a_cache_of_another_version_inside_the_right_name_is_not_read(volume, monkeypatch):
     data, cache, report = volume
     monkeypatch.setattr(cache_module, "CACHE_VERSION", CACHE_VERSION + 1)
-    (cache / report["cache"].rsplit("/", 1)[1]).rename(DataCache.of(data, str(cache)).file(data.name, content_hash(data)))
+    (cache / report["cache"].rsplit("/", 1)[1]).rename(
+        DataCache.of(data, str(cache)).file(data.name, content_hash(data))
+    )
     ds = load_dataset(data, cache_dir=str(cache), cache_mode="readonly")
     assert not ds.from_cache, "a cache written by another format version was mapped"
 
@@ -105,7 +109,7 @@ def test_a_reload_replaces_the_old_contents_cache(volume, inproc):
     data, cache, first = volume
     other = cache.parent / "other.csv"  # another dataset in the same cache directory: left alone
     load_dataset(SAMPLE, cache_dir=str(cache), name=other.name)
-    code, out, err = inproc("data", "fetch", "--from", SAMPLE, "--output", data)   # force: a new dataset
+    code, out, err = inproc("data", "fetch", "--from", SAMPLE, "--output", data)  # force: a new dataset
     assert code == 0, err
     report = json.loads(out)
     assert report["cache_removed"] == [first["cache"].rsplit("/", 1)[1]]
@@ -147,7 +151,7 @@ def test_wait_stops_when_the_loader_left_no_cache_or_after_the_timeout(tmp_path)
     started = time.monotonic()
     assert wait_until_ready(data, str(cache), timeout=0.3, poll=0.05, say=lambda _: None) is None
     assert time.monotonic() - started >= 0.3
-    DataCache.of(data, str(cache)).remember(data, content_hash(data), loaded=True)   # e.g. the volume was full
+    DataCache.of(data, str(cache)).remember(data, content_hash(data), loaded=True)  # e.g. the volume was full
     lines: list[str] = []
     assert wait_until_ready(data, str(cache), timeout=60, poll=0.05, say=lines.append) is None
     assert "left no parsed cache" in lines[-1]

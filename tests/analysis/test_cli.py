@@ -13,7 +13,9 @@ from .support import jq
 
 
 def test_analyze_prints_json_and_exits_0(tmp_path):
-    r = jq("analyze", "top_locations", "n=2", "--data", FIXTURES / "portal10.csv", env={"DATA_CACHE_DIR": str(tmp_path)})
+    r = jq(
+        "analyze", "top_locations", "n=2", "--data", FIXTURES / "portal10.csv", env={"DATA_CACHE_DIR": str(tmp_path)}
+    )
     assert r.returncode == 0, r.stderr
     assert json.loads(r.stdout) == {"top_locations": {"N LAMAR BLVD": 3, "S CONGRESS AVE / E OLTORF ST": 2}}
 
@@ -23,8 +25,16 @@ def test_analyze_in_process(inproc):
     assert code == 0 and json.loads(out)["incident_count"] == 3
     code, out, _ = inproc("analyze", "incidents_by_road", "road=S CONGRESS (", "--data", FIXTURES / "portal10.csv")
     assert code == 0 and json.loads(out)["count"] == 1
-    code, out, _ = inproc("analyze", "incidents_within_radius", "latitude=30.2672", "longitude=-97.7431",
-                          "radius_km=0.5", "--data", FIXTURES / "portal10.csv", "--pretty")
+    code, out, _ = inproc(
+        "analyze",
+        "incidents_within_radius",
+        "latitude=30.2672",
+        "longitude=-97.7431",
+        "radius_km=0.5",
+        "--data",
+        FIXTURES / "portal10.csv",
+        "--pretty",
+    )
     assert code == 0 and json.loads(out)["count"] == 2 and "\n  " in out
 
 
@@ -34,17 +44,20 @@ def test_analyze_defaults_to_the_bundled_sample(tmp_path):
     assert json.loads(r.stdout)["unique_issues"] > 10
 
 
-@pytest.mark.parametrize("args,code,words", [
-    (["analyze", "nope"], 2, ["unknown operation", "top_locations"]),
-    (["analyze", "top_locations", "n=0"], 2, ["'n'", "at least 1"]),
-    (["analyze", "top_locations", "n=ten"], 2, ["'n'", "integer"]),
-    (["analyze", "top_locations", "count=3"], 2, ["unknown parameter 'count'"]),
-    (["analyze", "top_locations", "n"], 2, ["key=value"]),
-    (["analyze", "incident_count_by_date"], 2, ["missing required parameter 'date'"]),
-    (["analyze", "plot_top_locations"], 2, ["--output"]),
-    (["analyze", "top_locations", "--data", FIXTURES / "wrong_columns.csv"], 2, ["Published Date", "Issue_Report"]),
-    (["analyze", "top_locations", "--data", "/nonexistent/file.csv"], 2, ["no such file"]),
-])
+@pytest.mark.parametrize(
+    "args,code,words",
+    [
+        (["analyze", "nope"], 2, ["unknown operation", "top_locations"]),
+        (["analyze", "top_locations", "n=0"], 2, ["'n'", "at least 1"]),
+        (["analyze", "top_locations", "n=ten"], 2, ["'n'", "integer"]),
+        (["analyze", "top_locations", "count=3"], 2, ["unknown parameter 'count'"]),
+        (["analyze", "top_locations", "n"], 2, ["key=value"]),
+        (["analyze", "incident_count_by_date"], 2, ["missing required parameter 'date'"]),
+        (["analyze", "plot_top_locations"], 2, ["--output"]),
+        (["analyze", "top_locations", "--data", FIXTURES / "wrong_columns.csv"], 2, ["Published Date", "Issue_Report"]),
+        (["analyze", "top_locations", "--data", "/nonexistent/file.csv"], 2, ["no such file"]),
+    ],
+)
 def test_bad_input_exits_non_zero_with_a_clear_message(inproc, args, code, words):
     rc, out, err = inproc(*args)
     assert rc == code
@@ -70,16 +83,30 @@ def test_analyze_writes_png(inproc, tmp_path):
 def test_operations_listing_and_templates(inproc, tmp_path):
     listing = json.loads(inproc("operations")[1])
     names = [op["name"] for op in listing]
-    assert names[:5] == ["incident_count_by_date", "top_locations", "average_response_time", "unique_issues",
-                         "incidents_by_road"]
+    assert names[:5] == [
+        "incident_count_by_date",
+        "top_locations",
+        "average_response_time",
+        "unique_issues",
+        "incidents_by_road",
+    ]
     top = next(op for op in listing if op["name"] == "top_locations")
-    assert top["params"][0] == {"name": "n", "type": "int", "required": False, "description": "how many addresses",
-                                "default": 10, "minimum": 1, "maximum": 1000}
+    assert top["params"][0] == {
+        "name": "n",
+        "type": "int",
+        "required": False,
+        "description": "how many addresses",
+        "default": 10,
+        "minimum": 1,
+        "maximum": 1000,
+    }
     out = tmp_path / "submit_templates.json"
     assert inproc("operations", "--templates", "--output", out)[0] == 0
     templates = json.loads(out.read_text())
-    assert templates["incident_count_by_date"] == {"operation": "incident_count_by_date",
-                                                   "params": {"date": "2024-03-09"}}
+    assert templates["incident_count_by_date"] == {
+        "operation": "incident_count_by_date",
+        "params": {"date": "2024-03-09"},
+    }
     assert set(templates) == set(names)
 
 

@@ -14,12 +14,15 @@ from .test_plots import png_size
 CENTRE = {"latitude": 30.2672, "longitude": -97.7431}
 
 
-@pytest.mark.parametrize("name,params", [
-    ("plot_incidents_by_hour", {}),
-    ("plot_incidents_by_weekday", {}),
-    ("plot_incidents_by_issue", {"n": 10}),
-    ("plot_incidents_within_radius", {**CENTRE, "radius_km": 2}),
-])
+@pytest.mark.parametrize(
+    "name,params",
+    [
+        ("plot_incidents_by_hour", {}),
+        ("plot_incidents_by_weekday", {}),
+        ("plot_incidents_by_issue", {"n": 10}),
+        ("plot_incidents_within_radius", {**CENTRE, "radius_km": 2}),
+    ],
+)
 def test_each_distribution_has_a_picture(load, name, params):
     ds = load(SAMPLE)
     op = REGISTRY.get(name)
@@ -41,8 +44,7 @@ def test_issue_chart_grows_with_n_and_sums_the_rest(load):
 
 def test_radius_picture_with_no_incident_inside(load):
     ds = load(SAMPLE)
-    png = REGISTRY.get("plot_incidents_within_radius").run(ds, {"latitude": 0.0, "longitude": 0.0,
-                                                               "radius_km": 1})
+    png = REGISTRY.get("plot_incidents_within_radius").run(ds, {"latitude": 0.0, "longitude": 0.0, "radius_km": 1})
     assert png_size(png)[0] > 0
 
 

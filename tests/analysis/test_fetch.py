@@ -33,7 +33,7 @@ class PortalStub(BaseHTTPRequestHandler):
         elif url.path == SODA_PATH:
             q = parse_qs(url.query)
             limit, offset = int(q["$limit"][0]), int(q["$offset"][0])
-            body, ctype = json.dumps(SODA_RECORDS[offset:offset + limit]).encode(), "application/json"
+            body, ctype = json.dumps(SODA_RECORDS[offset : offset + limit]).encode(), "application/json"
         else:
             self.send_error(404)
             return
@@ -68,13 +68,21 @@ def test_fetch_soda_pages(portal, tmp_path):
 
 
 def test_fetch_cli_loads_what_it_downloaded(portal, tmp_path, inproc):
-    r = jq("data", "fetch", "--base-url", portal, "--output", tmp_path / "d.csv",
-           env={"DATA_CACHE_DIR": str(tmp_path / "c")})
+    r = jq(
+        "data",
+        "fetch",
+        "--base-url",
+        portal,
+        "--output",
+        tmp_path / "d.csv",
+        env={"DATA_CACHE_DIR": str(tmp_path / "c")},
+    )
     assert r.returncode == 0, r.stderr
     info = json.loads(r.stdout)
     assert info["rows"] == 8 and info["format"] == "portal-csv"
-    code, out, err = inproc("data", "fetch", "--source", "soda", "--page-size", 5, "--base-url", portal,
-                            "--output", tmp_path / "d.json")
+    code, out, err = inproc(
+        "data", "fetch", "--source", "soda", "--page-size", 5, "--base-url", portal, "--output", tmp_path / "d.json"
+    )
     assert code == 0, err
     assert json.loads(out)["format"] == "soda-json"
 
@@ -85,7 +93,7 @@ def test_fetch_failure_leaves_no_file(tmp_path, inproc):
         fetch(target, base_url="http://127.0.0.1:9", timeout=2)
     assert not target.exists() and not list(tmp_path.iterdir())
     code, _, err = inproc("data", "fetch", "--base-url", "http://127.0.0.1:9", "--timeout", 2, "--output", target)
-    assert code == 3 and "download" in err   # exit 3: service unreachable
+    assert code == 3 and "download" in err  # exit 3: service unreachable
 
 
 def test_fetch_cli_checks_a_download_before_it_replaces_the_file(portal, tmp_path, inproc):
@@ -115,8 +123,9 @@ def test_fetch_cli_url_from_and_keep_existing(portal, tmp_path, inproc):
     assert json.loads(out)["path"] == str(copied), out
 
     copied.write_text("edited by hand\n")
-    code, out, err = inproc("data", "fetch", "--url", f"{portal}/mirror/rows.csv", "--output", copied,
-                            "--keep-existing")
+    code, out, err = inproc(
+        "data", "fetch", "--url", f"{portal}/mirror/rows.csv", "--output", copied, "--keep-existing"
+    )
     assert code == 0 and json.loads(out)["kept"] is True
     assert copied.read_text() == "edited by hand\n" and len(PortalStub.requests_seen) == 1
 

@@ -41,8 +41,12 @@ def test_each_format_is_recognised_and_normalised(eight_rows, load):
 def test_bad_values_are_counted_per_rule(load):
     ds = load(FIXTURES / "portal10.csv")
     assert ds.counts == {
-        "malformed_lines_skipped": 0, "published_missing": 0, "published_unparseable": 1,
-        "status_date_unparseable": 0, "coordinates_invalid": 1, "coordinates_missing": 1,
+        "malformed_lines_skipped": 0,
+        "published_missing": 0,
+        "published_unparseable": 1,
+        "status_date_unparseable": 0,
+        "coordinates_invalid": 1,
+        "coordinates_missing": 1,
         "coordinates_outside_austin": 1,
     }
 
@@ -96,8 +100,9 @@ def test_portal_file_missing_a_column_says_which(tmp_path, load):
         load(bad)
 
 
-@pytest.mark.parametrize("content", [b"", b"\x1f\x8bnot really gzip", b"[1, 2, 3]", b"{not json",
-                                     b"PAR1garbage", b"\n\n"])
+@pytest.mark.parametrize(
+    "content", [b"", b"\x1f\x8bnot really gzip", b"[1, 2, 3]", b"{not json", b"PAR1garbage", b"\n\n"]
+)
 def test_unreadable_files_raise_data_format_error(tmp_path, load, content):
     bad = tmp_path / "bad.dat"
     bad.write_bytes(content)

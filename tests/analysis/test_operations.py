@@ -12,8 +12,15 @@ from atx_analysis.registry import REGISTRY, ParamError, UnknownOperation
 
 from devstack.paths import SAMPLE
 
-from .expected import (EXPECTED_AVG, EXPECTED_DAYS, EXPECTED_HOURS, EXPECTED_ISSUES, EXPECTED_TOP,
-                       EXPECTED_WEEKDAYS, FIXTURES)
+from .expected import (
+    EXPECTED_AVG,
+    EXPECTED_DAYS,
+    EXPECTED_HOURS,
+    EXPECTED_ISSUES,
+    EXPECTED_TOP,
+    EXPECTED_WEEKDAYS,
+    FIXTURES,
+)
 
 
 def run(ds, name, **params):
@@ -62,12 +69,27 @@ def test_unique_issues_lists_them_as_written(load):
     assert res["issues"] == ["COLLISION", "Crash Urgent", "Stalled Vehicle", "Traffic Hazard", "crash urgent"]
 
 
-@pytest.mark.parametrize("road,count", [
-    ("S CONGRESS (", 1), ("congress ave", 3), ("LAMAR", 3), ("e 7th st", 1), ("(SB)", 1), (".*", 0),
-    ("[", 0), ("\\", 0), ("S CONGRESS AVE / E OLTORF ST", 2), ("zzz", 0), ("   ", None),
-    # NUL bytes (found by schemathesis: they matched the search buffer's padding and crashed it)
-    ("\x00", 0), ("a\x00b", 0), ("\x00\ub96f\u00d6\x0c", 0), ("ST\x00", 0),
-])
+@pytest.mark.parametrize(
+    "road,count",
+    [
+        ("S CONGRESS (", 1),
+        ("congress ave", 3),
+        ("LAMAR", 3),
+        ("e 7th st", 1),
+        ("(SB)", 1),
+        (".*", 0),
+        ("[", 0),
+        ("\\", 0),
+        ("S CONGRESS AVE / E OLTORF ST", 2),
+        ("zzz", 0),
+        ("   ", None),
+        # NUL bytes (found by schemathesis: they matched the search buffer's padding and crashed it)
+        ("\x00", 0),
+        ("a\x00b", 0),
+        ("\x00\ub96f\u00d6\x0c", 0),
+        ("ST\x00", 0),
+    ],
+)
 def test_road_search_is_literal_and_case_insensitive(load, road, count):
     ds = load(FIXTURES / "portal10.csv")
     if count is None:
@@ -80,8 +102,13 @@ def test_road_search_is_literal_and_case_insensitive(load, road, count):
 def test_counts_by_issue_hour_weekday(load):
     ds = load(FIXTURES / "portal10.csv")
     by_issue = run(ds, "incidents_by_issue")
-    assert by_issue["counts"] == {"Traffic Hazard": 3, "Crash Urgent": 2, "COLLISION": 1,
-                                  "Stalled Vehicle": 1, "crash urgent": 1}
+    assert by_issue["counts"] == {
+        "Traffic Hazard": 3,
+        "Crash Urgent": 2,
+        "COLLISION": 1,
+        "Stalled Vehicle": 1,
+        "crash urgent": 1,
+    }
     assert list(by_issue["counts"])[:2] == ["Traffic Hazard", "Crash Urgent"]
     hours = run(ds, "incidents_by_hour")["counts"]
     assert {int(h): c for h, c in hours.items() if c} == EXPECTED_HOURS and len(hours) == 24
@@ -132,27 +159,29 @@ def test_within_radius_matches_brute_force_on_sample(load):
     ds = load(SAMPLE)
     f = ds.frame
     for lat, lon, r in [(30.27, -97.74, 2.0), (30.4, -97.7, 5.0), (30.1, -97.8, 0.3)]:
-        expected = sum(1 for a, b in zip(f["latitude"], f["longitude"])
-                       if a == a and _dist_km(lat, lon, a, b) <= r)
+        expected = sum(1 for a, b in zip(f["latitude"], f["longitude"]) if a == a and _dist_km(lat, lon, a, b) <= r)
         assert run(ds, "incidents_within_radius", latitude=lat, longitude=lon, radius_km=r)["count"] == expected
 
 
-@pytest.mark.parametrize("name,params,bad", [
-    ("incident_count_by_date", {}, "date"),
-    ("incident_count_by_date", {"date": "2024-13-01"}, "date"),
-    ("incident_count_by_date", {"date": 20240306}, "date"),
-    ("top_locations", {"n": 0}, "n"),
-    ("top_locations", {"n": 1001}, "n"),
-    ("top_locations", {"n": "ten"}, "n"),
-    ("top_locations", {"n": True}, "n"),
-    ("top_locations", {"count": 3}, "count"),
-    ("incidents_by_road", {"road": "x" * 101}, "road"),
-    ("incidents_by_road", {"road": 5}, "road"),
-    ("incidents_within_radius", {"latitude": 91, "longitude": 0}, "latitude"),
-    ("incidents_within_radius", {"latitude": 30, "longitude": -97, "radius_km": 0}, "radius_km"),
-    ("incidents_within_radius", {"latitude": 30, "longitude": -97, "radius_km": "nan"}, "radius_km"),
-    ("plot_top_locations", {"n": 51}, "n"),
-])
+@pytest.mark.parametrize(
+    "name,params,bad",
+    [
+        ("incident_count_by_date", {}, "date"),
+        ("incident_count_by_date", {"date": "2024-13-01"}, "date"),
+        ("incident_count_by_date", {"date": 20240306}, "date"),
+        ("top_locations", {"n": 0}, "n"),
+        ("top_locations", {"n": 1001}, "n"),
+        ("top_locations", {"n": "ten"}, "n"),
+        ("top_locations", {"n": True}, "n"),
+        ("top_locations", {"count": 3}, "count"),
+        ("incidents_by_road", {"road": "x" * 101}, "road"),
+        ("incidents_by_road", {"road": 5}, "road"),
+        ("incidents_within_radius", {"latitude": 91, "longitude": 0}, "latitude"),
+        ("incidents_within_radius", {"latitude": 30, "longitude": -97, "radius_km": 0}, "radius_km"),
+        ("incidents_within_radius", {"latitude": 30, "longitude": -97, "radius_km": "nan"}, "radius_km"),
+        ("plot_top_locations", {"n": 51}, "n"),
+    ],
+)
 def test_bad_parameters_are_named(load, name, params, bad):
     ds = load(FIXTURES / "portal10.csv")
     with pytest.raises(ParamError) as err:
@@ -168,9 +197,13 @@ def test_unknown_operation():
 
 
 def test_tutorial_names_params_and_result_keys():
-    expected = {"incident_count_by_date": (["date"], "incident_count"), "top_locations": (["n"], "top_locations"),
-                "average_response_time": ([], "avg_response"), "unique_issues": ([], "unique_issues"),
-                "incidents_by_road": (["road"], "count")}
+    expected = {
+        "incident_count_by_date": (["date"], "incident_count"),
+        "top_locations": (["n"], "top_locations"),
+        "average_response_time": ([], "avg_response"),
+        "unique_issues": ([], "unique_issues"),
+        "incidents_by_road": (["road"], "count"),
+    }
     for name, (params, key) in expected.items():
         op = REGISTRY.get(name)
         assert [p.name for p in op.params] == params

@@ -58,13 +58,16 @@ def test_a_reused_chart_draws_what_a_fresh_one_does(load):
     daily, top = REGISTRY.get("plot_daily_counts"), REGISTRY.get("plot_top_locations")
     first = daily.run(ds, {"start": "2025-01-01", "end": "2025-03-31"})
     top_first = top.run(ds, {"n": 5})
-    daily.run(ds, {})                      # a long range: line instead of bars, 28-day mean
+    daily.run(ds, {})  # a long range: line instead of bars, 28-day mean
     top.run(ds, {"n": 5}) and top.run(ds, {"n": 20})
     assert daily.run(ds, {"start": "2025-01-01", "end": "2025-03-31"}) == first
     assert top.run(ds, {"n": 5}) == top_first
     fresh = {}
-    thread = threading.Thread(target=lambda: fresh.update(
-        d=daily.run(ds, {"start": "2025-01-01", "end": "2025-03-31"}), t=top.run(ds, {"n": 5})))
+    thread = threading.Thread(
+        target=lambda: fresh.update(
+            d=daily.run(ds, {"start": "2025-01-01", "end": "2025-03-31"}), t=top.run(ds, {"n": 5})
+        )
+    )
     thread.start()
     thread.join()
     assert fresh == {"d": first, "t": top_first}  # another thread's brand-new charts: same bytes
@@ -78,8 +81,14 @@ def test_date_ticks_are_round_and_few():
     def day(s):
         return (dt.date.fromisoformat(s) - EPOCH).days
 
-    for first, last in [("2024-01-01", "2024-01-01"), ("2024-01-01", "2024-01-09"), ("2024-01-01", "2024-03-31"),
-                        ("2024-01-01", "2024-12-31"), ("2017-09-26", "2026-11-25"), ("1990-01-01", "2099-12-31")]:
+    for first, last in [
+        ("2024-01-01", "2024-01-01"),
+        ("2024-01-01", "2024-01-09"),
+        ("2024-01-01", "2024-03-31"),
+        ("2024-01-01", "2024-12-31"),
+        ("2017-09-26", "2026-11-25"),
+        ("1990-01-01", "2099-12-31"),
+    ]:
         ticks, labels = date_ticks(day(first), day(last))
         assert 1 <= len(ticks) <= MAX_TICKS and len(labels) == len(ticks), (first, last, ticks)
         assert all(day(first) <= t <= day(last) for t in ticks) and ticks == sorted(ticks)

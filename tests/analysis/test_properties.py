@@ -14,14 +14,32 @@ import atx_analysis.operations as ops
 from atx_analysis.registry import REGISTRY, ParamError
 
 AUSTIN = ZoneInfo("America/Chicago")
-HEADER = ["Traffic Report ID", "Published Date", "Issue Reported", "Location", "Latitude", "Longitude",
-          "Address", "Status", "Status Date", "Agency"]
+HEADER = [
+    "Traffic Report ID",
+    "Published Date",
+    "Issue Reported",
+    "Location",
+    "Latitude",
+    "Longitude",
+    "Address",
+    "Status",
+    "Status Date",
+    "Agency",
+]
 ADDRESSES = ["S CONGRESS AVE", "s congress (sb)", "N LAMAR BLVD / W 38TH ST", "[.*]", "E 7TH ST", "", "a\\b"]
 
 instants = st.datetimes(min_value=dt.datetime(2017, 1, 1), max_value=dt.datetime(2026, 12, 31))
-rows = st.lists(st.tuples(instants, st.sampled_from(ADDRESSES), st.sampled_from(["Crash Urgent", "crash urgent", "X"]),
-                          st.integers(-100, 20_000), st.sampled_from(["ACTIVE", "ARCHIVED"])),
-                min_size=1, max_size=40)
+rows = st.lists(
+    st.tuples(
+        instants,
+        st.sampled_from(ADDRESSES),
+        st.sampled_from(["Crash Urgent", "crash urgent", "X"]),
+        st.integers(-100, 20_000),
+        st.sampled_from(["ACTIVE", "ARCHIVED"]),
+    ),
+    min_size=1,
+    max_size=40,
+)
 
 
 def _write(tmp_path, data) -> str:
@@ -31,8 +49,20 @@ def _write(tmp_path, data) -> str:
     for i, (when, addr, issue, minutes, status) in enumerate(data):
         sd = when + dt.timedelta(minutes=minutes)
         fmt = "%m/%d/%Y %I:%M:%S %p +0000"
-        w.writerow([f"ID{i}", when.strftime(fmt), issue, "", "30.27", "-97.74", addr, status,
-                    sd.strftime(fmt) if sd.year >= 1970 else "", "AUSTIN PD"])
+        w.writerow(
+            [
+                f"ID{i}",
+                when.strftime(fmt),
+                issue,
+                "",
+                "30.27",
+                "-97.74",
+                addr,
+                status,
+                sd.strftime(fmt) if sd.year >= 1970 else "",
+                "AUSTIN PD",
+            ]
+        )
     path = tmp_path / f"p{abs(hash(buf.getvalue()))}.csv"
     path.write_text(buf.getvalue())
     return str(path)

@@ -41,9 +41,17 @@ def submit(client, operation="sleep", params=None, path="/submit") -> str:
     return response.get_json()["job_id"]
 
 
-def finish(jobs: redis.Redis, job_id: str, *, status: JobStatus = JobStatus.COMPLETE, result=None,
-           error: str | None = None, result_ref: str | None = None, result_type: str = "application/json",
-           ttl: int = 3600) -> Job:
+def finish(
+    jobs: redis.Redis,
+    job_id: str,
+    *,
+    status: JobStatus = JobStatus.COMPLETE,
+    result=None,
+    error: str | None = None,
+    result_ref: str | None = None,
+    result_type: str = "application/json",
+    ttl: int = 3600,
+) -> Job:
     store = JobStore(jobs, ttl)
     job = store.get(job_id)
     assert job is not None, job_id
@@ -58,8 +66,14 @@ def finish(jobs: redis.Redis, job_id: str, *, status: JobStatus = JobStatus.COMP
     return job
 
 
-def run_jobs_in_thread(jobs: redis.Redis, queue: redis.Redis, queue_name: str = "jobs", count: int = 1,
-                       delay: float = 0.0, timeout: float = 10.0) -> threading.Thread:
+def run_jobs_in_thread(
+    jobs: redis.Redis,
+    queue: redis.Redis,
+    queue_name: str = "jobs",
+    count: int = 1,
+    delay: float = 0.0,
+    timeout: float = 10.0,
+) -> threading.Thread:
     """Process ``count`` queued jobs (``sleep``: result {"slept": seconds}) in a background thread."""
 
     def work() -> None:
@@ -122,8 +136,9 @@ def spawn(fn, *args) -> Future:
 
 
 @contextlib.contextmanager
-def redis_and_api(workdir: Path, redis_options: dict | None = None, redis_config: dict | None = None,
-                  **api_options) -> Iterator[tuple[RedisServer, ApiServer]]:
+def redis_and_api(
+    workdir: Path, redis_options: dict | None = None, redis_config: dict | None = None, **api_options
+) -> Iterator[tuple[RedisServer, ApiServer]]:
     """A real redis-server (``RedisServer(**redis_options)``, then ``CONFIG SET redis_config``) and
     the real API on it (``api_server(**api_options)``), both under ``workdir``; skips without
     redis-server."""
@@ -137,4 +152,3 @@ def redis_and_api(workdir: Path, redis_options: dict | None = None, redis_config
             yield server, api
     finally:
         server.stop()
-

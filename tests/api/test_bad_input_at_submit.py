@@ -28,8 +28,9 @@ BAD_SUBMISSIONS = [
 
 def _post(client, operation, params):
     # json.dumps writes a lone surrogate as the escape "\ud800", as a client's JSON library would
-    return client.post("/submit", data=json.dumps({"operation": operation, "params": params}),
-                       content_type="application/json")
+    return client.post(
+        "/submit", data=json.dumps({"operation": operation, "params": params}), content_type="application/json"
+    )
 
 
 @pytest.mark.parametrize("operation,params,param", BAD_SUBMISSIONS)
@@ -49,9 +50,13 @@ def test_cross_parameter_rules_hold_without_the_data_too(client):
 
 def test_good_neighbours_of_the_bad_ones_are_accepted(data_app):
     client = data_app.test_client()
-    for operation, params in [("incidents_by_road", {"road": "183"}), ("incidents_by_road", {"road": " é "}),
-                              ("daily_counts", {"start": "2024-01-01", "end": "2024-01-01"}),
-                              ("daily_counts", {}), ("plot_daily_counts", {"start": "2020-01-01"})]:
+    for operation, params in [
+        ("incidents_by_road", {"road": "183"}),
+        ("incidents_by_road", {"road": " é "}),
+        ("daily_counts", {"start": "2024-01-01", "end": "2024-01-01"}),
+        ("daily_counts", {}),
+        ("plot_daily_counts", {"start": "2020-01-01"}),
+    ]:
         response = _post(client, operation, params)
         assert response.status_code == 202, (operation, params, response.get_json())
 
@@ -66,9 +71,15 @@ def test_job_ids_are_matched_whole(client, suffix):
     assert client.delete(f"/jobs/{job_id}{suffix}").status_code == 400
 
 
-@pytest.mark.parametrize("query", ["/analysis/top_locations?n=5&n=1000", "/analysis/top_locations?n=1000&n=5",
-                                   "/incident_count_by_date?date=2024-01-15&date=bad",
-                                   "/analysis/incidents_by_road?road=a&road=b"])
+@pytest.mark.parametrize(
+    "query",
+    [
+        "/analysis/top_locations?n=5&n=1000",
+        "/analysis/top_locations?n=1000&n=5",
+        "/incident_count_by_date?date=2024-01-15&date=bad",
+        "/analysis/incidents_by_road?road=a&road=b",
+    ],
+)
 def test_repeated_query_parameters_on_analysis_are_a_400(data_app, query):
     response = data_app.test_client().get(query)
     assert response.status_code == 400, response.get_json()

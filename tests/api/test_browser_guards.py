@@ -19,8 +19,18 @@ from .support import make_settings
 BODY = json.dumps({"operation": "sleep", "params": {"seconds": 0}})
 
 
-@pytest.mark.parametrize("content_type", ["text/plain", "text/plain;charset=UTF-8", "application/x-www-form-urlencoded",
-                                          "multipart/form-data; boundary=x", "", "application/jsonp", "text/json"])
+@pytest.mark.parametrize(
+    "content_type",
+    [
+        "text/plain",
+        "text/plain;charset=UTF-8",
+        "application/x-www-form-urlencoded",
+        "multipart/form-data; boundary=x",
+        "",
+        "application/jsonp",
+        "text/json",
+    ],
+)
 @pytest.mark.parametrize("path", ["/submit", "/jobs"])
 def test_posts_that_are_not_json_are_415_and_queue_nothing(client, queue, path, content_type):
     headers = {"Content-Type": content_type} if content_type else {}
@@ -30,15 +40,25 @@ def test_posts_that_are_not_json_are_415_and_queue_nothing(client, queue, path, 
     assert queue.llen(keys.queue("jobs")) == 0
 
 
-@pytest.mark.parametrize("content_type", ["application/json", "application/json; charset=utf-8",
-                                          "Application/JSON", "application/vnd.api+json"])
+@pytest.mark.parametrize(
+    "content_type",
+    ["application/json", "application/json; charset=utf-8", "Application/JSON", "application/vnd.api+json"],
+)
 def test_json_posts_as_clients_send_them_are_accepted(client, content_type):
     assert client.post("/submit", data=BODY, headers={"Content-Type": content_type}).status_code == 202
     assert client.post("/submit", json={"operation": "sleep"}).status_code == 202  # requests.post(json=...)
 
 
-@pytest.mark.parametrize("host", ["rebind.attacker.example", "rebind.attacker.example:5000", "127.0.0.2",
-                                  "localhost.attacker.example", "evil.example:80"])
+@pytest.mark.parametrize(
+    "host",
+    [
+        "rebind.attacker.example",
+        "rebind.attacker.example:5000",
+        "127.0.0.2",
+        "localhost.attacker.example",
+        "evil.example:80",
+    ],
+)
 def test_foreign_hosts_are_refused_except_on_probes(client, host):
     for route in ("/jobs", "/help", "/status/8d295e07-0516-4166-b667-1717ed025da3", "/operations"):
         response = client.get(route, headers={"Host": host})
@@ -56,8 +76,9 @@ def test_loopback_hosts_are_served(client, host):
 def test_allow_list_patterns_and_star(redis_url):
     from jobqueue_api import create_app
 
-    client = create_app(make_settings(redis_url, ALLOWED_HOSTS="api.*.svc.cluster.local,class.example"),
-                        load_data=False).test_client()
+    client = create_app(
+        make_settings(redis_url, ALLOWED_HOSTS="api.*.svc.cluster.local,class.example"), load_data=False
+    ).test_client()
     assert client.get("/jobs", headers={"Host": "api.alice.svc.cluster.local:5000"}).status_code == 200
     assert client.get("/jobs", headers={"Host": "class.example"}).status_code == 200
     assert client.get("/jobs", headers={"Host": "api.alice.evil.svc.cluster.local"}).status_code == 400
@@ -71,8 +92,18 @@ def test_allow_list_patterns_and_star(redis_url):
 
 def test_headers_nosniff_everywhere_and_no_store_on_job_data(client, jobs):
     job_id = client.post("/submit", json={"operation": "sleep"}).get_json()["job_id"]
-    for route in ("/help", "/healthz", "/metrics", "/openapi.json", "/nope", "/operations", "/jobs",
-                  f"/status/{job_id}", f"/jobs/{job_id}", f"/jobs/{job_id}/result"):
+    for route in (
+        "/help",
+        "/healthz",
+        "/metrics",
+        "/openapi.json",
+        "/nope",
+        "/operations",
+        "/jobs",
+        f"/status/{job_id}",
+        f"/jobs/{job_id}",
+        f"/jobs/{job_id}/result",
+    ):
         response = client.get(route)
         assert response.headers.get("X-Content-Type-Options") == "nosniff", route
     for route in ("/jobs", f"/status/{job_id}", f"/jobs/{job_id}", f"/jobs/{job_id}/result", "/data"):
@@ -85,8 +116,12 @@ def test_verdicts_remembered_per_header_value_stay_with_that_value(client, queue
     """Host and Content-Type verdicts are remembered per raw header value (one dict lookup for a
     client that repeats itself): interleaved good and bad values each keep their own answer."""
     for _ in range(3):
-        for content_type, status in (("text/plain", 415), ("application/json", 202),
-                                     ("Application/JSON; charset=utf-8", 202), ("text/json", 415)):
+        for content_type, status in (
+            ("text/plain", 415),
+            ("application/json", 202),
+            ("Application/JSON; charset=utf-8", 202),
+            ("text/json", 415),
+        ):
             response = client.post("/submit", data=BODY, headers={"Content-Type": content_type})
             assert response.status_code == status, content_type
             if status == 415:

@@ -23,8 +23,9 @@ SUBMIT = b'{"operation": "sleep", "params": {"seconds": 0}}'
 
 @pytest.fixture(scope="module")
 def api_port(tmp_path_factory):
-    with redis_and_api(tmp_path_factory.mktemp("cork"), redis_options={"appendonly": False}, processes=1,
-                       check_log=False) as (_, api):
+    with redis_and_api(
+        tmp_path_factory.mktemp("cork"), redis_options={"appendonly": False}, processes=1, check_log=False
+    ) as (_, api):
         yield api.port
 
 
@@ -39,18 +40,23 @@ def _exchange(sock: socket.socket, request: bytes) -> tuple[bytes, bytes, int]:
         reads += 1
         if b"\r\n\r\n" in data:
             head, _, body = data.partition(b"\r\n\r\n")
-            length = next(int(line.split(b":", 1)[1]) for line in head.split(b"\r\n")
-                          if line.lower().startswith(b"content-length:"))
+            length = next(
+                int(line.split(b":", 1)[1])
+                for line in head.split(b"\r\n")
+                if line.lower().startswith(b"content-length:")
+            )
             if len(body) >= length:
                 return head, body[:length], reads
 
 
 def test_a_small_response_arrives_in_one_read(api_port):
-    request = (b"POST /submit HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
-               b"Content-Length: " + str(len(SUBMIT)).encode() + b"\r\n\r\n" + SUBMIT)
+    request = (
+        b"POST /submit HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+        b"Content-Length: " + str(len(SUBMIT)).encode() + b"\r\n\r\n" + SUBMIT
+    )
     with socket.create_connection(("127.0.0.1", api_port)) as sock:
         reads = []
-        for _ in range(100):   # one keep-alive connection: the cork is cleared after each response
+        for _ in range(100):  # one keep-alive connection: the cork is cleared after each response
             head, body, n = _exchange(sock, request)
             assert head.startswith(b"HTTP/1.1 202"), head
             assert b'"job_id"' in body

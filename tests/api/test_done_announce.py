@@ -43,7 +43,7 @@ def _listen(stack):
     """A subscriber on the done channel, as each API process holds one."""
     pubsub = jobs_redis(make_settings(stack.redis.url)).pubsub(ignore_subscribe_messages=True)
     pubsub.subscribe(keys.JOB_DONE_CHANNEL)
-    pubsub.get_message(timeout=2)   # the subscribe confirmation: from here on a publish reaches it
+    pubsub.get_message(timeout=2)  # the subscribe confirmation: from here on a publish reaches it
     return pubsub
 
 
@@ -59,7 +59,7 @@ def _heard(pubsub, quiet: float = 0.5) -> list[str]:
 def app(stack, monkeypatch):
     from jobqueue_api import create_app
 
-    monkeypatch.setattr("jobqueue_api.waiting.SAFETY_POLL_SECONDS", 60.0)   # only a done message wakes in time
+    monkeypatch.setattr("jobqueue_api.waiting.SAFETY_POLL_SECONDS", 60.0)  # only a done message wakes in time
     app = create_app(make_settings(stack.redis.url), load_data=False)
     assert app.extensions["jobqueue"].waiter.wait_subscribed(10)
     return app
@@ -73,12 +73,16 @@ def test_through_gunicorn_only_waited_jobs_are_announced(stack):
     pubsub = _listen(stack)
     plain = [requests.post(stack.url + "/submit", json=NOOP, timeout=10).json()["job_id"] for _ in range(5)]
     for job_id in plain:
-        wait_until(lambda j=job_id: requests.get(f"{stack.url}/status/{j}", timeout=10).json()["status"]
-                   == "complete", 30, "a plain job to finish")
+        wait_until(
+            lambda j=job_id: requests.get(f"{stack.url}/status/{j}", timeout=10).json()["status"] == "complete",
+            30,
+            "a plain job to finish",
+        )
     assert _heard(pubsub) == [], "a job nobody waited for was announced"
 
-    polled = requests.post(stack.url + "/submit", json={"operation": "sleep", "params": {"seconds": 0.5}},
-                           timeout=10).json()["job_id"]
+    polled = requests.post(
+        stack.url + "/submit", json={"operation": "sleep", "params": {"seconds": 0.5}}, timeout=10
+    ).json()["job_id"]
     answer = requests.get(f"{stack.url}/status/{polled}?wait=20", timeout=30).json()
     assert answer["status"] == "complete"
     waited = requests.post(stack.url + "/submit?wait=20", json=NOOP, timeout=30)
@@ -95,7 +99,9 @@ def test_a_finish_between_the_polls_read_and_its_wait_is_announced(app, stack, m
     so the done message was sent, and the request answers from it without a second read."""
     state = app.extensions["jobqueue"]
     jobs = jobs_redis(make_settings(stack.redis.url))
-    job_id = app.test_client().post("/submit", json={"operation": "sleep", "params": {"seconds": 0.3}}).get_json()["job_id"]
+    job_id = (
+        app.test_client().post("/submit", json={"operation": "sleep", "params": {"seconds": 0.3}}).get_json()["job_id"]
+    )
     taken = threading.Event()
     real_notify, real_read = state.waiter._notify, state.waited_reads.call
     reads: list[str | None] = []
@@ -130,7 +136,7 @@ def test_a_finish_before_the_polls_read_is_in_what_it_reads(app, stack):
     wait_until(lambda: '"complete"' in (jobs.get(keys.job(job_id)) or ""), 30, "the worker finishing the job")
     t0 = time.monotonic()
     assert client.get(f"/status/{job_id}?wait=20").get_json()["status"] == "complete"
-    assert time.monotonic() - t0 < 10   # not the wait's end (20 s)
+    assert time.monotonic() - t0 < 10  # not the wait's end (20 s)
 
 
 def test_two_waiters_one_ending_early_the_other_still_woken_by_the_message(app, stack):
@@ -151,7 +157,7 @@ def test_a_waited_job_that_is_cancelled_is_announced(stack, monkeypatch, tmp_pat
     from jobqueue_api import create_app
 
     monkeypatch.setattr("jobqueue_api.waiting.SAFETY_POLL_SECONDS", 60.0)
-    with running_stack(tmp_path_factory.mktemp("cancel")) as idle:   # no worker
+    with running_stack(tmp_path_factory.mktemp("cancel")) as idle:  # no worker
         app = create_app(make_settings(idle.redis.url), load_data=False)
         assert app.extensions["jobqueue"].waiter.wait_subscribed(10)
         job_id = app.test_client().post("/submit", json=NOOP).get_json()["job_id"]

@@ -18,6 +18,7 @@ from devstack.procs import free_port, spawn, stop, wait_http
 from devstack.redis_server import RedisServer, find_redis_server
 
 from .support import metric_value
+
 pytestmark = pytest.mark.slow
 
 
@@ -30,14 +31,26 @@ def stack(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("stack")
     redis_server = RedisServer(tmp / "redis").start()
     port = free_port()
-    env = {**os.environ, "REDIS_URL": redis_server.url, "PORT": str(port), "BIND_HOST": "127.0.0.1",
-           "WEB_CONCURRENCY": "2", "DATA_PATH": str(SAMPLE), "DIAGNOSTIC_OPERATIONS": "1",
-           "WORKER_METRICS_PORT": "0", "PROMETHEUS_MULTIPROC_DIR": str(tmp / "metrics"), "LOG_LEVEL": "WARNING"}
+    env = {
+        **os.environ,
+        "REDIS_URL": redis_server.url,
+        "PORT": str(port),
+        "BIND_HOST": "127.0.0.1",
+        "WEB_CONCURRENCY": "2",
+        "DATA_PATH": str(SAMPLE),
+        "DIAGNOSTIC_OPERATIONS": "1",
+        "WORKER_METRICS_PORT": "0",
+        "PROMETHEUS_MULTIPROC_DIR": str(tmp / "metrics"),
+        "LOG_LEVEL": "WARNING",
+    }
     api = spawn([str(BIN / "jobqueue-api")], env, tmp / "api.log")
     # its own metrics dir, as in a deployment (separate pods): both processes wipe theirs at start
     (tmp / "worker-metrics").mkdir()
-    worker = spawn([str(BIN / "jobqueue-worker")], {**env, "PROMETHEUS_MULTIPROC_DIR": str(tmp / "worker-metrics")},
-                   tmp / "worker.log")
+    worker = spawn(
+        [str(BIN / "jobqueue-worker")],
+        {**env, "PROMETHEUS_MULTIPROC_DIR": str(tmp / "worker-metrics")},
+        tmp / "worker.log",
+    )
     base = f"http://127.0.0.1:{port}"
     try:
         wait_http(base + "/healthz", api)
@@ -96,8 +109,12 @@ def test_long_poll_is_woken_by_the_worker(stack):
 
 
 def test_cli_submit_wait(stack, tmp_path):
-    done = subprocess.run([str(BIN / "jobqueue"), "submit", "top_locations", "n=3", "--wait", "--url", stack],
-                          capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [str(BIN / "jobqueue"), "submit", "top_locations", "n=3", "--wait", "--url", stack],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 0, done.stderr
     import json
 
@@ -107,8 +124,12 @@ def test_cli_submit_wait(stack, tmp_path):
         op = _ops(stack)[pngs[0]]
         args = [f"{k}={v}" for k, v in op["example"]["params"].items()]
         out = tmp_path / "plot.png"
-        done = subprocess.run([str(BIN / "jobqueue"), "submit", pngs[0], *args, "--wait", "--url", stack,
-                               "--output", str(out)], capture_output=True, text=True, timeout=120)
+        done = subprocess.run(
+            [str(BIN / "jobqueue"), "submit", pngs[0], *args, "--wait", "--url", stack, "--output", str(out)],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
         assert done.returncode == 0, done.stderr
         assert out.read_bytes().startswith(b"\x89PNG")
 

@@ -40,12 +40,15 @@ def _app(redis_url, **env):
 def _call(app, path="/submit", body=BODY, headers=None):
     """``app`` on a request whose body gunicorn's own parser holds, as under gunicorn."""
     query = path.partition("?")[2]
-    head = (f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
-            f"Content-Length: {len(body)}\r\n\r\n").encode()
+    head = (
+        f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(body)}\r\n\r\n"
+    ).encode()
     message = next(iter(RequestParser(Config(), iter([head + body]), ("127.0.0.1", 5000))))
     hdrs = {"Host": "127.0.0.1", "Content-Type": "application/json", **(headers or {})}
-    environ = EnvironBuilder(path=path.partition("?")[0], query_string=query, method="POST", headers=hdrs,
-                             data=body).get_environ()
+    environ = EnvironBuilder(
+        path=path.partition("?")[0], query_string=query, method="POST", headers=hdrs, data=body
+    ).get_environ()
     environ["wsgi.input"] = message.body
     answer = {}
 
@@ -58,35 +61,46 @@ def _call(app, path="/submit", body=BODY, headers=None):
 
 def test_a_plain_valid_submit_skips_flasks_request_handling_and_is_stored_and_counted(redis_url, jobs):
     app, calls = _app(redis_url)
-    first = _call(app)                         # the guards judge this Host and Content-Type once
+    first = _call(app)  # the guards judge this Host and Content-Type once
     assert first["status"] == "202 ACCEPTED" and calls == [1]
     before = app.test_client().get("/metrics").get_data(as_text=True)
     answer = _call(app)
-    assert answer["status"] == "202 ACCEPTED" and calls == [1, 1]   # + the scrape, not the submit
-    assert answer["headers"] == [("Content-Type", "application/json"), ("Content-Length", "71"),
-                                 ("X-Content-Type-Options", "nosniff"), ("Cache-Control", "no-store")]
+    assert answer["status"] == "202 ACCEPTED" and calls == [1, 1]  # + the scrape, not the submit
+    assert answer["headers"] == [
+        ("Content-Type", "application/json"),
+        ("Content-Length", "71"),
+        ("X-Content-Type-Options", "nosniff"),
+        ("Cache-Control", "no-store"),
+    ]
     job_id = json.loads(answer["body"])["job_id"]
     assert answer["body"] == f'{{"job_id":"{job_id}","status":"submitted"}}\n'.encode()
     assert JobStore(jobs, 60).get(job_id).operation == "sleep"
     after = app.test_client().get("/metrics").get_data(as_text=True)
     labels = {"route": "/submit", "method": "POST", "status": "202"}
-    assert metric_value(after, "jobqueue_http_requests_total", labels) == \
-        metric_value(before, "jobqueue_http_requests_total", labels) + 1
-    assert metric_value(after, "jobqueue_jobs_submitted_total", {"operation": "sleep"}) == \
-        metric_value(before, "jobqueue_jobs_submitted_total", {"operation": "sleep"}) + 1
+    assert (
+        metric_value(after, "jobqueue_http_requests_total", labels)
+        == metric_value(before, "jobqueue_http_requests_total", labels) + 1
+    )
+    assert (
+        metric_value(after, "jobqueue_jobs_submitted_total", {"operation": "sleep"})
+        == metric_value(before, "jobqueue_jobs_submitted_total", {"operation": "sleep"}) + 1
+    )
     count = "jobqueue_http_request_duration_seconds_count"
     assert metric_value(after, count, {"route": "/submit"}) == metric_value(before, count, {"route": "/submit"}) + 1
 
 
-@pytest.mark.parametrize("path, body, headers", [
-    ("/submit?wait=1", BODY, None),
-    ("/submit?x=1", BODY, None),
-    ("/submit", BODY, {"Prefer": "wait=1"}),
-    ("/submit", b'{"operation": "nope"}', None),
-    ("/submit", b"{not json", None),
-    ("/submit", BODY, {"Content-Type": "text/plain"}),
-    ("/jobs", BODY, None),
-])
+@pytest.mark.parametrize(
+    "path, body, headers",
+    [
+        ("/submit?wait=1", BODY, None),
+        ("/submit?x=1", BODY, None),
+        ("/submit", BODY, {"Prefer": "wait=1"}),
+        ("/submit", b'{"operation": "nope"}', None),
+        ("/submit", b"{not json", None),
+        ("/submit", BODY, {"Content-Type": "text/plain"}),
+        ("/jobs", BODY, None),
+    ],
+)
 def test_anything_else_goes_through_flask(redis_url, path, body, headers):
     app, calls = _app(redis_url)
     _call(app)
@@ -105,10 +119,10 @@ def test_with_the_rate_limit_a_submit_is_counted_and_its_429_is_flasks(redis_url
     app, calls = _app(redis_url, SUBMIT_RATE_LIMIT="2")
     answers = [_call(app) for _ in range(3)]
     assert [a["status"][:3] for a in answers] == ["202", "202", "429"]
-    assert calls == [1, 1]   # the first (guards' first look) and the 429; the second was fast
+    assert calls == [1, 1]  # the first (guards' first look) and the 429; the second was fast
     refused = json.loads(answers[2]["body"])
     assert refused["error"] == "rate_limited" and dict(answers[2]["headers"])["Retry-After"].isdigit()
-    assert len([k for k in jobs.scan_iter("*") if "rate" in k]) == 1   # one client: the address
+    assert len([k for k in jobs.scan_iter("*") if "rate" in k]) == 1  # one client: the address
 
 
 def _exchange(port: int, path: str, body: bytes, headers: dict) -> tuple[int, list[tuple[str, str]], bytes]:
@@ -174,27 +188,31 @@ def test_through_gunicorn_with_a_metrics_port_a_submit_there_is_still_a_404(tmp_
 
     metrics_port = free_port()
     with redis_and_api(tmp_path, processes=1, API_METRICS_PORT=str(metrics_port)) as (_, api):
-        same_host = {"Host": "localhost"}   # one Host for both ports: its verdict is remembered
+        same_host = {"Host": "localhost"}  # one Host for both ports: its verdict is remembered
         answers = [_exchange(api.port, "/submit", BODY, same_host) for _ in range(3)]
         on_metrics = [_exchange(metrics_port, "/submit", BODY, same_host) for _ in range(2)]
         scrape = http.client.HTTPConnection("127.0.0.1", metrics_port, timeout=30)
         scrape.request("GET", "/metrics")
         text = scrape.getresponse().read().decode()
     assert [a[0] for a in answers] == [202, 202, 202] and [a[0] for a in on_metrics] == [404, 404]
-    assert metric_value(text, "jobqueue_http_requests_total",
-                        {"route": "/submit", "method": "POST", "status": "202"}) == 3
+    assert (
+        metric_value(text, "jobqueue_http_requests_total", {"route": "/submit", "method": "POST", "status": "202"}) == 3
+    )
 
 
 def _call_late(app, body=BODY):
     """``app`` on a request whose body was not there yet when gunicorn parsed the headers (as
     ``requests`` and ``http.client`` send it: headers, then the body in a second write)."""
-    head = (f"POST /submit HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
-            f"Content-Length: {len(body)}\r\n\r\n").encode()
+    head = (
+        f"POST /submit HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(body)}\r\n\r\n"
+    ).encode()
     message = next(iter(RequestParser(Config(), iter([head, body]), ("127.0.0.1", 5000))))
-    environ = EnvironBuilder(path="/submit", method="POST", data=body,
-                             headers={"Host": "127.0.0.1", "Content-Type": "application/json"}).get_environ()
+    environ = EnvironBuilder(
+        path="/submit", method="POST", data=body, headers={"Host": "127.0.0.1", "Content-Type": "application/json"}
+    ).get_environ()
     environ["wsgi.input"] = message.body
-    assert message.body.reader.unreader.buf.getvalue() == b""   # the body is still to be read
+    assert message.body.reader.unreader.buf.getvalue() == b""  # the body is still to be read
     answer = {}
 
     def start_response(status, headers, exc_info=None):
@@ -208,7 +226,7 @@ def test_a_body_that_comes_after_the_headers_is_still_answered_below_flask(redis
     app, calls = _app(redis_url)
     _call(app)
     answer = _call_late(app)
-    assert answer["status"] == "202 ACCEPTED" and calls == [1]   # Flask ran for the first request only
+    assert answer["status"] == "202 ACCEPTED" and calls == [1]  # Flask ran for the first request only
     job_id = json.loads(answer["body"])["job_id"]
     assert answer["body"] == f'{{"job_id":"{job_id}","status":"submitted"}}\n'.encode()
     assert JobStore(jobs, 60).get(job_id).operation == "sleep"
@@ -217,8 +235,10 @@ def test_a_body_that_comes_after_the_headers_is_still_answered_below_flask(redis
 def _exchange_in_two_writes(port: int, path: str, body: bytes, sent: int | None = None) -> tuple:
     """Headers, a pause, then the body (or its first ``sent`` bytes, and silence)."""
     with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
-        sock.sendall(f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
-                     f"Content-Length: {len(body)}\r\n\r\n".encode())
+        sock.sendall(
+            f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(body)}\r\n\r\n".encode()
+        )
         time.sleep(0.05)
         sock.sendall(body[:sent])
         response = http.client.HTTPResponse(sock)

@@ -22,7 +22,6 @@ from jobqueue.settings import load_settings
 from .support import metric_sum, metric_value, run_jobs_in_thread
 
 
-
 @pytest.fixture(scope="module")
 def redis_e2e(tmp_path_factory):
     if find_redis_server() is None:
@@ -37,8 +36,9 @@ def api(redis_e2e, tmp_path_factory):
     """A running jobqueue-api; yields (base_url, env, process, metrics dir)."""
     metrics_dir = tmp_path_factory.mktemp("api-metrics")
     (metrics_dir / "counter_999999.db").write_bytes(b"stale from a previous run")
-    with api_server(redis_e2e.url, tmp_path_factory.mktemp("api"), stop_timeout=20,
-                    PROMETHEUS_MULTIPROC_DIR=str(metrics_dir)) as server:
+    with api_server(
+        redis_e2e.url, tmp_path_factory.mktemp("api"), stop_timeout=20, PROMETHEUS_MULTIPROC_DIR=str(metrics_dir)
+    ) as server:
         yield server.url, server.env, server.proc.popen, metrics_dir
 
 
@@ -83,19 +83,28 @@ def test_long_poll_through_gunicorn(api, redis_clients):
 def test_client_cli_submit_wait_and_status(api, redis_clients, tmp_path):
     base = api[0]
     worker = run_jobs_in_thread(*redis_clients, count=1, delay=0.1)
-    done = subprocess.run([str(BIN / "jobqueue"), "submit", "sleep", "seconds=0", "--wait", "--url", base],
-                          capture_output=True, text=True, timeout=60)
+    done = subprocess.run(
+        [str(BIN / "jobqueue"), "submit", "sleep", "seconds=0", "--wait", "--url", base],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout) == {"slept": 0.0}
     assert "complete" in done.stderr  # progress lines
     worker.join(5)
     job_id = done.stderr.split("submitted ", 1)[1].split()[0]
-    status = subprocess.run([str(BIN / "jobqueue"), "status", job_id, "--url", base],
-                            capture_output=True, text=True, timeout=60)
+    status = subprocess.run(
+        [str(BIN / "jobqueue"), "status", job_id, "--url", base], capture_output=True, text=True, timeout=60
+    )
     assert status.returncode == 0 and json.loads(status.stdout)["status"] == "complete"
-    bad = subprocess.run([str(BIN / "jobqueue"), "submit", "sleep", "seconds=soon", "--url", base],
-                         capture_output=True, text=True, timeout=60)
-    assert bad.returncode == 2 and "'seconds' must be a number" in bad.stderr   # typed by its declaration
+    bad = subprocess.run(
+        [str(BIN / "jobqueue"), "submit", "sleep", "seconds=soon", "--url", base],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert bad.returncode == 2 and "'seconds' must be a number" in bad.stderr  # typed by its declaration
 
 
 def test_python_client(api, redis_clients):
@@ -152,8 +161,9 @@ def test_errors_are_json_through_gunicorn(api):
 
 @pytest.mark.parametrize("name,value", [("PORT", "eighty"), ("WEB_CONCURRENCY", "0"), ("MAX_WAIT_SECONDS", "-5")])
 def test_bad_configuration_stops_start_up_naming_the_variable(name, value):
-    done = subprocess.run([str(BIN / "jobqueue-api")], env={**os.environ, name: value},
-                          capture_output=True, text=True, timeout=30)
+    done = subprocess.run(
+        [str(BIN / "jobqueue-api")], env={**os.environ, name: value}, capture_output=True, text=True, timeout=30
+    )
     assert done.returncode == 2 and name in done.stderr
 
 
@@ -168,8 +178,9 @@ def test_chunked_body_over_the_limit_is_refused(api):
 
     response = requests.post(api[0] + "/submit", data=chunks(), headers={"Content-Type": "application/json"})
     assert response.status_code == 413 and response.json()["error"] == "request_entity_too_large"
-    response = requests.post(api[0] + "/submit", data=iter([b'{"operation": ', b'"sleep"}']),
-                             headers={"Content-Type": "application/json"})
+    response = requests.post(
+        api[0] + "/submit", data=iter([b'{"operation": ', b'"sleep"}']), headers={"Content-Type": "application/json"}
+    )
     assert response.status_code == 202
 
 
@@ -191,8 +202,10 @@ def _raw_post(base_url: str, head_length: int, pieces: list[bytes], close_after:
 
     url = urlsplit(base_url)
     with socket.create_connection((url.hostname, url.port), timeout=10) as sock:
-        sock.sendall(f"POST /submit HTTP/1.1\r\nHost: {url.hostname}\r\nContent-Type: application/json\r\n"
-                     f"Content-Length: {head_length}\r\nConnection: close\r\n\r\n".encode())
+        sock.sendall(
+            f"POST /submit HTTP/1.1\r\nHost: {url.hostname}\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {head_length}\r\nConnection: close\r\n\r\n".encode()
+        )
         for piece in pieces:
             time.sleep(0.05)
             sock.sendall(piece)

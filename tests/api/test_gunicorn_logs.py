@@ -19,9 +19,17 @@ pytestmark = pytest.mark.slow
 
 def _serve(tmp_path, redis_url: str, level: str) -> tuple[str, str]:
     port = free_port()
-    env = {**os.environ, "PORT": str(port), "BIND_HOST": "127.0.0.1", "WEB_CONCURRENCY": "1",
-           "REDIS_URL": redis_url, "DATA_PATH": str(SAMPLE), "DATA_CACHE_DIR": str(tmp_path / "cache"),
-           "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / f"metrics-{level}"), "LOG_LEVEL": level}
+    env = {
+        **os.environ,
+        "PORT": str(port),
+        "BIND_HOST": "127.0.0.1",
+        "WEB_CONCURRENCY": "1",
+        "REDIS_URL": redis_url,
+        "DATA_PATH": str(SAMPLE),
+        "DATA_CACHE_DIR": str(tmp_path / "cache"),
+        "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / f"metrics-{level}"),
+        "LOG_LEVEL": level,
+    }
     out, err = tmp_path / f"out-{level}", tmp_path / f"err-{level}"
     with open(out, "wb") as o, open(err, "wb") as e:
         proc = subprocess.Popen([str(BIN / "jobqueue-api")], env=env, stdout=o, stderr=e, start_new_session=True)
@@ -44,11 +52,11 @@ def _ok(url: str) -> bool:
 
 def test_gunicorn_lines_are_json_on_stdout(tmp_path, redis_url):
     out, err = _serve(tmp_path, redis_url, "INFO")
-    lines = [json.loads(line) for line in out.splitlines() if line.strip()]   # every line parses
+    lines = [json.loads(line) for line in out.splitlines() if line.strip()]  # every line parses
     gunicorn = [d["msg"] for d in lines if d["logger"] == "gunicorn.error"]
     assert any(m.startswith("Starting gunicorn") for m in gunicorn), gunicorn
     assert any(m.startswith("Booting worker") for m in gunicorn) and "Shutting down: Master" in gunicorn
-    assert not any(d["logger"] == "gunicorn.access" for d in lines)          # one line per request: off
+    assert not any(d["logger"] == "gunicorn.access" for d in lines)  # one line per request: off
     assert "gunicorn" not in err and "[INFO]" not in err, err
 
 

@@ -8,10 +8,18 @@ from jobqueue.queue import JobQueue
 
 
 def test_submitted_ids_are_readable_by_a_plain_hotqueue_consumer(client, settings, redis_server):
-    ids = [client.post("/submit", json={"operation": "sleep", "params": {"seconds": 0}}).get_json()["job_id"]
-           for _ in range(3)]
-    consumer = HotQueue(settings.queue_name, serializer=None, host="127.0.0.1", port=redis_server.port,
-                        db=settings.redis_queue_db, decode_responses=True)
+    ids = [
+        client.post("/submit", json={"operation": "sleep", "params": {"seconds": 0}}).get_json()["job_id"]
+        for _ in range(3)
+    ]
+    consumer = HotQueue(
+        settings.queue_name,
+        serializer=None,
+        host="127.0.0.1",
+        port=redis_server.port,
+        db=settings.redis_queue_db,
+        decode_responses=True,
+    )
     assert [consumer.get() for _ in ids] == ids  # FIFO, plain ids, no pickle framing
     assert consumer.get() is None
 

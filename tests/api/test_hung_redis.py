@@ -40,10 +40,10 @@ from .support import spawn as in_thread
 
 pytestmark = pytest.mark.slow
 
-BOUND = 5.0          # REDIS_TIMEOUT_SECONDS's default
-SLACK = 4.0          # for a loaded machine; every "before" figure is past bound + slack
-WAIT = 6             # the waiting submit's ?wait=
-POLL_WAIT = 4        # the long poll's ?wait=
+BOUND = 5.0  # REDIS_TIMEOUT_SECONDS's default
+SLACK = 4.0  # for a loaded machine; every "before" figure is past bound + slack
+WAIT = 6  # the waiting submit's ?wait=
+POLL_WAIT = 4  # the long poll's ?wait=
 SLEEP = {"operation": "sleep", "params": {"seconds": 0}}
 
 
@@ -56,11 +56,34 @@ class UnixRedis(RedisServer):
 
     def start(self, timeout: float = 10.0) -> UnixRedis:
         self.proc = subprocess.Popen(
-            [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.workdir), "--save", "",
-             "--appendonly", "no", "--unixsocket", str(self.socket), "--unixsocketperm", "700",
-             "--logfile", "redis.log"], cwd=self.workdir, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        wait_until(lambda: self.socket.exists() and self.client(socket_connect_timeout=0.2).ping(), timeout,
-                   "redis-server on its unix socket")
+            [
+                self.binary,
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--dir",
+                str(self.workdir),
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--unixsocket",
+                str(self.socket),
+                "--unixsocketperm",
+                "700",
+                "--logfile",
+                "redis.log",
+            ],
+            cwd=self.workdir,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        wait_until(
+            lambda: self.socket.exists() and self.client(socket_connect_timeout=0.2).ping(),
+            timeout,
+            "redis-server on its unix socket",
+        )
         return self
 
 
@@ -155,13 +178,16 @@ def _judge(name: str, took: float, answer) -> str | None:
     """What is wrong with one answer given while Redis hangs, or None."""
     if not isinstance(answer, requests.Response):
         return f"no answer ({answer!r}) after {took:.1f} s"
-    if name == "long poll" and answer.status_code == 503:   # its first read met the hang
+    if name == "long poll" and answer.status_code == 503:  # its first read met the hang
         name = "a read"
-    expected, bound = {"readyz": (503, 3.0),   # the chart's probe timeout
-                       "submit": (504, BOUND + SLACK),  # sent to the hung Redis: may be stored
-                       "healthz": (200, 2.0), "healthz?detail": (200, BOUND + SLACK),
-                       "waiting submit": (202, WAIT + 1 + SLACK),   # its job is stored: never a 503
-                       "long poll": (200, POLL_WAIT + SLACK)}.get(name, (503, BOUND + SLACK))
+    expected, bound = {
+        "readyz": (503, 3.0),  # the chart's probe timeout
+        "submit": (504, BOUND + SLACK),  # sent to the hung Redis: may be stored
+        "healthz": (200, 2.0),
+        "healthz?detail": (200, BOUND + SLACK),
+        "waiting submit": (202, WAIT + 1 + SLACK),  # its job is stored: never a 503
+        "long poll": (200, POLL_WAIT + SLACK),
+    }.get(name, (503, BOUND + SLACK))
     if answer.status_code != expected:
         return f"{answer.status_code} (expected {expected}) after {took:.1f} s: {answer.text[:200]}"
     if took > bound:
@@ -177,8 +203,11 @@ def _judge(name: str, took: float, answer) -> str | None:
         return f"Location {answer.headers.get('Location')}"
     if expected == 503 and name != "readyz" and body.get("error") != "redis_unavailable":
         return f"error {body.get('error')}"
-    if expected == 504 and (body.get("error") != "redis_timeout" or "Retry-After" in answer.headers
-                            or answer.headers.get("Location") != f"/status/{body.get('job_id')}"):
+    if expected == 504 and (
+        body.get("error") != "redis_timeout"
+        or "Retry-After" in answer.headers
+        or answer.headers.get("Location") != f"/status/{body.get('job_id')}"
+    ):
         return f"error {body.get('error')}, headers {dict(answer.headers)}"
     return None
 
@@ -187,9 +216,12 @@ def _judge(name: str, took: float, answer) -> str | None:
 def test_every_request_answers_within_its_bound_while_redis_hangs(tmp_path, form):
     with _stack(tmp_path, form) as (url, server, proxy):
         with api_server(url, tmp_path / "api") as api:
-            worker = spawn([str(BIN / "jobqueue-worker")], {**api.env, "WORKER_METRICS_PORT": "0",
-                                                               "SHUTDOWN_GRACE_SECONDS": "5"},
-                           tmp_path / "worker.log", "worker")
+            worker = spawn(
+                [str(BIN / "jobqueue-worker")],
+                {**api.env, "WORKER_METRICS_PORT": "0", "SHUTDOWN_GRACE_SECONDS": "5"},
+                tmp_path / "worker.log",
+                "worker",
+            )
             try:
                 _hang_and_recover(api.url, server, proxy)
             finally:
@@ -211,11 +243,12 @@ def _hang_and_recover(base: str, server, proxy) -> None:
     index = server.client().zcard(keys.JOB_INDEX)
 
     # a waiting submit whose job is stored before Redis hangs, and a long poll already waiting
-    waiting: Future = in_thread(_timed, "POST", f"{base}/submit?wait={WAIT}",
-                                {"operation": "sleep", "params": {"seconds": 1}})
+    waiting: Future = in_thread(
+        _timed, "POST", f"{base}/submit?wait={WAIT}", {"operation": "sleep", "params": {"seconds": 1}}
+    )
     wait_until(lambda: server.client().zcard(keys.JOB_INDEX) > index, 10, "the waiting submit's job stored")
     polling: Future = in_thread(_timed, "GET", f"{base}/status/{held_id}?wait={POLL_WAIT}")
-    time.sleep(1.0)   # its first read done (on a machine so loaded that it is not, it gets the 503)
+    time.sleep(1.0)  # its first read done (on a machine so loaded that it is not, it gets the 503)
     if proxy is not None:
         proxy.hang()
     else:
@@ -233,13 +266,22 @@ def _hang_and_recover(base: str, server, proxy) -> None:
     live = in_thread(_timed, "GET", f"{base}/healthz")
     detail = in_thread(_timed, "GET", f"{base}/healthz?detail=1")
 
-    answers = {name: future.result(120) for name, future in
-               {**plain, "readyz": ready, "healthz": live, "healthz?detail": detail, "waiting submit": waiting,
-                "long poll": polling}.items()}
-    table = "\n".join(f"{name}: {took:.1f} s, " + (f"{a.status_code} {a.text[:100]}" if isinstance(a, requests.Response)
-                                                     else repr(a)) for name, (took, a) in answers.items())
-    problems = [f"{name}: {why}" for name, (took, answer) in answers.items()
-                if (why := _judge(name, took, answer))]
+    answers = {
+        name: future.result(120)
+        for name, future in {
+            **plain,
+            "readyz": ready,
+            "healthz": live,
+            "healthz?detail": detail,
+            "waiting submit": waiting,
+            "long poll": polling,
+        }.items()
+    }
+    table = "\n".join(
+        f"{name}: {took:.1f} s, " + (f"{a.status_code} {a.text[:100]}" if isinstance(a, requests.Response) else repr(a))
+        for name, (took, a) in answers.items()
+    )
+    problems = [f"{name}: {why}" for name, (took, answer) in answers.items() if (why := _judge(name, took, answer))]
     assert not problems, "\n".join(problems) + "\n--- every answer ---\n" + table
     stored_id = answers["waiting submit"][1].json()["job_id"]
 
@@ -262,28 +304,36 @@ def test_a_submit_redis_may_have_applied_is_answered_504_with_its_id_and_not_sen
     resent the first on it, and one ``Client.submit`` left two jobs once Redis resumed."""
     with _stack(tmp_path, "plain") as (url, server, _), api_server(url, tmp_path / "api", processes=1) as api:
         client = Client(api.url, timeout=30)
-        client.submit("top_locations", n=900)     # a warm connection, as a user's client has
+        client.submit("top_locations", n=900)  # a warm connection, as a user's client has
         direct = server.client()
         calls: dict[str, Future] = {}
         server.proc.send_signal(signal.SIGSTOP)
         try:
+
             def by_client():
                 try:
                     return client.submit("top_locations", n=901)
                 except StoredUnknown as exc:
                     return exc
-            calls["client"] = in_thread(by_client)             # the call in flight (fast path)
+
+            calls["client"] = in_thread(by_client)  # the call in flight (fast path)
             time.sleep(1.0)
-            calls["queued"] = in_thread(_timed, "POST", f"{api.url}/submit",
-                                        {"operation": "top_locations", "params": {"n": 903}})
+            calls["queued"] = in_thread(
+                _timed, "POST", f"{api.url}/submit", {"operation": "top_locations", "params": {"n": 903}}
+            )
             unsure = calls["client"].result(60)
             queued_took, queued = calls["queued"].result(60)
             # another one sent to the still hung Redis, through Flask's view (a query string)
-            flask_took, flask = _timed("POST", f"{api.url}/submit?via=flask",
-                                       {"operation": "top_locations", "params": {"n": 902}})
+            flask_took, flask = _timed(
+                "POST", f"{api.url}/submit?via=flask", {"operation": "top_locations", "params": {"n": 902}}
+            )
             # and the CLI: not resent either; it prints the id to check and exits 3 (the API's 5xx)
-            cli = subprocess.run([str(BIN / "jobqueue"), "submit", "top_locations", "n=904", "--url", api.url],
-                                 capture_output=True, text=True, timeout=60)
+            cli = subprocess.run(
+                [str(BIN / "jobqueue"), "submit", "top_locations", "n=904", "--url", api.url],
+                capture_output=True,
+                text=True,
+                timeout=60,
+            )
         finally:
             server.proc.send_signal(signal.SIGCONT)
 
@@ -310,11 +360,11 @@ def test_a_submit_redis_may_have_applied_is_answered_504_with_its_id_and_not_sen
             return [Job.from_json(d).id for d in docs if Job.from_json(d).params.get("n") == n]
 
         wait_until(lambda: stored(901), 10, "the client's job stored after Redis resumed")
-        time.sleep(1.0)   # anything resent would have landed by now
+        time.sleep(1.0)  # anything resent would have landed by now
         assert stored(901) == [unsure.job_id]
         assert client.status(unsure.job_id)["status"] == "submitted"
-        assert stored(903) == []   # queued behind: never sent
-        assert len(stored(904)) <= 1 and set(stored(904)) <= {cli_id}   # at most once, under the id printed
+        assert stored(903) == []  # queued behind: never sent
+        assert len(stored(904)) <= 1 and set(stored(904)) <= {cli_id}  # at most once, under the id printed
         # the 504's advice holds either way: its status says whether it was stored
         flask_status = requests.get(f"{api.url}{flask.headers['Location']}", timeout=10).status_code
         assert (flask_status, len(stored(902))) in {(200, 1), (404, 0)}, (flask_status, stored(902))

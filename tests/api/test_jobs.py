@@ -60,9 +60,15 @@ def test_png_result_is_served_as_image(client, jobs, settings):
     assert response.status_code == 410 and response.get_json()["error"] == "result_expired"
 
 
-@pytest.mark.parametrize("status,code", [(JobStatus.FAILED, "job_failed"), (JobStatus.CANCELLED, "job_cancelled"),
-                                         (JobStatus.IN_PROGRESS, "job_not_finished"),
-                                         (JobStatus.SUBMITTED, "job_not_finished")])
+@pytest.mark.parametrize(
+    "status,code",
+    [
+        (JobStatus.FAILED, "job_failed"),
+        (JobStatus.CANCELLED, "job_cancelled"),
+        (JobStatus.IN_PROGRESS, "job_not_finished"),
+        (JobStatus.SUBMITTED, "job_not_finished"),
+    ],
+)
 def test_result_of_an_unfinished_or_failed_job_is_409(client, jobs, status, code):
     job_id = submit(client)
     if status is not JobStatus.SUBMITTED:
@@ -103,7 +109,11 @@ def test_delete_finished_job_removes_document_result_and_index(client, jobs):
     jobs.set(keys.result(job_id), "{}")
     finish(jobs, job_id, result=None, result_ref=keys.result(job_id))
     response = client.delete(f"/jobs/{job_id}")
-    assert response.status_code == 200 and response.get_json() == {"job_id": job_id, "status": "complete", "deleted": True}
+    assert response.status_code == 200 and response.get_json() == {
+        "job_id": job_id,
+        "status": "complete",
+        "deleted": True,
+    }
     assert not jobs.exists(keys.job(job_id), keys.result(job_id))
     assert jobs.zscore(keys.JOB_INDEX, job_id) is None
     assert client.delete(f"/jobs/{job_id}").status_code == 404
@@ -150,9 +160,17 @@ def test_list_prunes_expired_jobs_from_the_index(client, jobs):
     assert jobs.zscore(keys.JOB_INDEX, ids[1]) is None
 
 
-@pytest.mark.parametrize("query,code", [("status=done", "invalid_status"), ("status=", "invalid_status"), ("limit=0", "invalid_limit"),
-                                        ("limit=101", "invalid_limit"), ("limit=x", "invalid_limit"),
-                                        ("offset=-1", "invalid_offset")])
+@pytest.mark.parametrize(
+    "query,code",
+    [
+        ("status=done", "invalid_status"),
+        ("status=", "invalid_status"),
+        ("limit=0", "invalid_limit"),
+        ("limit=101", "invalid_limit"),
+        ("limit=x", "invalid_limit"),
+        ("offset=-1", "invalid_offset"),
+    ],
+)
 def test_list_rejects_bad_filters(client, query, code):
     response = client.get(f"/jobs?{query}")
     assert response.status_code == 400 and response.get_json()["error"] == code

@@ -59,8 +59,8 @@ def test_a_bare_id_on_the_done_channel_still_wakes_a_long_poll(app, client, jobs
     monkeypatch.setattr("jobqueue_api.waiting.SAFETY_POLL_SECONDS", 60.0)
     job_id = submit(client)
     assert app.extensions["jobqueue"].waiter.wait_subscribed(5)
-    finish(jobs, job_id, result={"slept": 0.0})   # document stored (and announced with it)
-    jobs.publish(keys.JOB_DONE_CHANNEL, job_id)      # an id alone: the waiter reads the job
+    finish(jobs, job_id, result={"slept": 0.0})  # document stored (and announced with it)
+    jobs.publish(keys.JOB_DONE_CHANNEL, job_id)  # an id alone: the waiter reads the job
     assert client.get(f"/status/{job_id}?wait=5").get_json()["status"] == "complete"
 
 
@@ -167,13 +167,14 @@ def test_a_subscription_redis_refuses_is_not_taken_for_one(fresh_redis):
     jobs = jobs_redis(app.extensions["jobqueue"].settings)
     expected = waiter.expect()
     expected.register(Job.from_json(jobs.get(keys.job(job_id))))
-    finish(redis.Redis.from_url(fresh_redis.url, decode_responses=True), job_id)   # announced to nobody here
+    finish(redis.Redis.from_url(fresh_redis.url, decode_responses=True), job_id)  # announced to nobody here
     answer: list = []
-    reader = threading.Thread(target=lambda: answer.append(
-        expected.final_document(600.0, lambda jid: jobs.get(keys.job(jid)))), daemon=True)
+    reader = threading.Thread(
+        target=lambda: answer.append(expected.final_document(600.0, lambda jid: jobs.get(keys.job(jid)))), daemon=True
+    )
     reader.start()
     reader.join(60.0)
     expected.close()
     assert answer and '"complete"' in answer[0], answer
     fresh_redis.client().execute_command("ACL", "SETUSER", "nochannels", f"&{keys.JOB_DONE_CHANNEL}")
-    assert waiter.wait_subscribed(10.0)   # granted: it subscribes on its next retry
+    assert waiter.wait_subscribed(10.0)  # granted: it subscribes on its next retry

@@ -28,6 +28,7 @@ from jobqueue.connections import jobs_redis
 from jobqueue.settings import load_settings
 
 from .support import finish, metric_sum
+
 WAITERS = 1000
 SLOW_CLIENTS = 200
 CLIENT_TIMEOUT = 5  # the default CLIENT_TIMEOUT_SECONDS
@@ -55,8 +56,13 @@ def stack(tmp_path_factory, _enough_file_descriptors):
     redis_server = RedisServer(tmp_path_factory.mktemp("redis-many"), appendonly=False).start()
     try:
         # the defaults of MAX_WAITERS, CLIENT_TIMEOUT_SECONDS and API_TOKEN are what is tested
-        with api_server(redis_server.url, tmp_path_factory.mktemp("api-many"), MAX_WAITERS=None,
-                        CLIENT_TIMEOUT_SECONDS=None, API_TOKEN=None) as api:
+        with api_server(
+            redis_server.url,
+            tmp_path_factory.mktemp("api-many"),
+            MAX_WAITERS=None,
+            CLIENT_TIMEOUT_SECONDS=None,
+            API_TOKEN=None,
+        ) as api:
             yield api.port, jobs_redis(load_settings({"REDIS_URL": redis_server.url}))
     finally:
         redis_server.stop()
@@ -131,8 +137,9 @@ def test_a_thousand_long_polls_leave_help_and_submit_fast(stack):
                 status, _, seconds = _request(port, "POST", "/submit", SUBMIT)
                 assert status == 202
                 submit_times.append(seconds)
-            rounds.append({"help": _percentiles(help_times), "submit": _percentiles(submit_times),
-                           "waiting": _long_polls(port)})
+            rounds.append(
+                {"help": _percentiles(help_times), "submit": _percentiles(submit_times), "waiting": _long_polls(port)}
+            )
             if max(rounds[-1]["help"]["p99_ms"], rounds[-1]["submit"]["p99_ms"]) <= P99_BOUND_MS:
                 break
         print(f"\n{WAITERS} long polls open ({time.monotonic() - opened:.1f} s in): {json.dumps(rounds)}")
@@ -190,13 +197,21 @@ def test_silent_partial_headers_neither_block_nor_linger(stack):
     port, _ = stack
     started = time.monotonic()
     slow = [_open(port, b"GET /jobs HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: ") for _ in range(SLOW_CLIENTS)]
-    half_bodies = [_open(port, b"POST /submit HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
-                                b"Content-Length: 100\r\n\r\n{\"operation\"") for _ in range(20)]
+    half_bodies = [
+        _open(
+            port,
+            b"POST /submit HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+            b'Content-Length: 100\r\n\r\n{"operation"',
+        )
+        for _ in range(20)
+    ]
     try:
         time.sleep(0.5)  # they are all in the server now
         figures = {}
-        for name, method, path, body, ok in (("healthz", "GET", "/healthz", None, 200),
-                                             ("submit", "POST", "/submit", SUBMIT, 202)):
+        for name, method, path, body, ok in (
+            ("healthz", "GET", "/healthz", None, 200),
+            ("submit", "POST", "/submit", SUBMIT, 202),
+        ):
             times = []
             for _ in range(20):
                 status, _, seconds = _request(port, method, path, body, timeout=1.0)
@@ -207,15 +222,19 @@ def test_silent_partial_headers_neither_block_nor_linger(stack):
 
         closed, last, _ = _closed_within(slow, CLIENT_TIMEOUT + 5)
         opened_for = time.monotonic() - started
-        print(f"\n{SLOW_CLIENTS} silent partial-header connections: {json.dumps(figures)}; "
-              f"server closed {closed} of them, the last {last:.1f} s after the check began "
-              f"(CLIENT_TIMEOUT_SECONDS={CLIENT_TIMEOUT}; {opened_for:.1f} s after opening)")
+        print(
+            f"\n{SLOW_CLIENTS} silent partial-header connections: {json.dumps(figures)}; "
+            f"server closed {closed} of them, the last {last:.1f} s after the check began "
+            f"(CLIENT_TIMEOUT_SECONDS={CLIENT_TIMEOUT}; {opened_for:.1f} s after opening)"
+        )
         assert closed == SLOW_CLIENTS
         assert opened_for <= CLIENT_TIMEOUT + 5
 
         closed, last, sent = _closed_within(half_bodies, CLIENT_TIMEOUT + 5)
-        print(f"20 half-sent bodies: {closed} closed, the last after {last:.1f} s; "
-              f"statuses {sorted({s.split(b' ', 2)[1].decode() for s in sent if s})}")
+        print(
+            f"20 half-sent bodies: {closed} closed, the last after {last:.1f} s; "
+            f"statuses {sorted({s.split(b' ', 2)[1].decode() for s in sent if s})}"
+        )
         assert closed == 20 and all(s.startswith(b"HTTP/1.1 408") for s in sent), sent[:2]
     finally:
         for sock in slow + half_bodies:
@@ -233,8 +252,17 @@ def test_random_methods_and_paths_leave_metrics_bounded(stack):
 
     port, _ = stack
     rng = random.Random(14)
-    paths = ["/submit", "/jobs", "/help", "/status/{uuid}", "/analysis/{word}", "/{word}", "/{word}/{word}",
-             "/jobs/{uuid}/result", "/download/{word}"]
+    paths = [
+        "/submit",
+        "/jobs",
+        "/help",
+        "/status/{uuid}",
+        "/analysis/{word}",
+        "/{word}",
+        "/{word}/{word}",
+        "/jobs/{uuid}/result",
+        "/download/{word}",
+    ]
 
     def word() -> str:
         return "".join(rng.choice("abcxyz_-0189") for _ in range(rng.randint(1, 30)))
@@ -269,8 +297,10 @@ def test_random_methods_and_paths_leave_metrics_bounded(stack):
     after = metrics_lines()
     for conn in conns:
         conn.close()
-    print(f"\n3,000 random-method/random-path requests {dict(sorted(statuses.items()))}: "
-          f"/metrics {len(before)} -> {len(after)} series")
+    print(
+        f"\n3,000 random-method/random-path requests {dict(sorted(statuses.items()))}: "
+        f"/metrics {len(before)} -> {len(after)} series"
+    )
     assert len(after - before) <= 5, sorted(after - before)[:40]
 
 
@@ -295,19 +325,24 @@ def test_malformed_chunked_bodies_are_client_errors_not_500s(stack):
     """Issue 14 item 7 (review L1): a bad chunk size was a logged 500, a truncated chunked body a
     500 with a traceback (both fed the 5xx-ratio alert)."""
     port, _ = stack
-    head = (b"POST /submit HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
-            b"Transfer-Encoding: chunked\r\n")
+    head = (
+        b"POST /submit HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n"
+    )
     bad_size = _raw(port, head + b"Connection: close\r\n\r\nzz\r\n{}\r\n0\r\n\r\n")
     assert bad_size.startswith(b"HTTP/1.1 400") and b'"invalid_body"' in bad_size, bad_size[:300]
     for _ in range(5):  # cut short: the client leaves half way through a chunk
-        _raw(port, head + b"\r\n10\r\n{\"operation\"", shut=True)
-    huge = _raw(port, head + b"\r\nffffffffffffffff\r\n{\"operation\"")
+        _raw(port, head + b'\r\n10\r\n{"operation"', shut=True)
+    huge = _raw(port, head + b'\r\nffffffffffffffff\r\n{"operation"')
     assert huge.startswith((b"HTTP/1.1 408", b"HTTP/1.1 400")) or huge == b"", huge[:300]
     _, body, _ = _request(port, "GET", "/metrics")
-    errors = sum(metric_sum(body.decode(), "jobqueue_http_requests_total", {"status": code})
-                 for code in ("500", "502", "503", "504"))
-    print(f"\nbad chunk size -> {bad_size.split(b' ', 2)[1].decode()}; 5 truncated bodies, huge chunk -> "
-          f"{huge.split(b' ', 2)[1].decode() if huge else 'closed'}; 5xx counted: {errors:g}")
+    errors = sum(
+        metric_sum(body.decode(), "jobqueue_http_requests_total", {"status": code})
+        for code in ("500", "502", "503", "504")
+    )
+    print(
+        f"\nbad chunk size -> {bad_size.split(b' ', 2)[1].decode()}; 5 truncated bodies, huge chunk -> "
+        f"{huge.split(b' ', 2)[1].decode() if huge else 'closed'}; 5xx counted: {errors:g}"
+    )
     assert errors == 0
 
 
@@ -329,8 +364,9 @@ def test_synchronous_plots_are_capped_and_cached(stack):
             conn.request("GET", f"/analysis/plot_top_locations?n={n}", headers={"Connection": "close"})
             response = conn.getresponse()
             body = response.read()
-            results.append((response.status, body, time.perf_counter() - started,
-                            response.getheader("Retry-After") or ""))
+            results.append(
+                (response.status, body, time.perf_counter() - started, response.getheader("Retry-After") or "")
+            )
         except Exception as exc:  # reported by the assertion below
             results.append((0, repr(exc).encode(), time.perf_counter() - started, ""))
         finally:
@@ -343,8 +379,10 @@ def test_synchronous_plots_are_capped_and_cached(stack):
         thread.join(90)
     drawn = [r for r in results if r[0] == 200]
     refused = [r for r in results if r[0] == 503]
-    print(f"\n16 concurrent uncached sync plots: {len(drawn)} drawn (slowest {max(r[2] for r in drawn):.2f} s), "
-          f"{len(refused)} refused with 503 (slowest {max((r[2] for r in refused), default=0) * 1000:.0f} ms)")
+    print(
+        f"\n16 concurrent uncached sync plots: {len(drawn)} drawn (slowest {max(r[2] for r in drawn):.2f} s), "
+        f"{len(refused)} refused with 503 (slowest {max((r[2] for r in refused), default=0) * 1000:.0f} ms)"
+    )
     assert len(results) == 16 and len(drawn) + len(refused) == 16, [r for r in results if r[0] not in (200, 503)]
     assert drawn and all(r[1].startswith(b"\x89PNG") for r in drawn)
     assert refused and all(r[3] == "2" and b'"plots_busy"' in r[1] for r in refused)

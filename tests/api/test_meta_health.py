@@ -65,7 +65,13 @@ def test_without_data_the_data_routes_say_so(client):
     assert response.status_code == 503 and response.get_json()["error"] == "data_not_loaded"
     response = client.get("/readyz")
     assert response.status_code == 503
-    assert response.get_json() == {"status": "not ready", "error": "not_ready", "redis": True, "redis_writable": True, "data": False}
+    assert response.get_json() == {
+        "status": "not ready",
+        "error": "not_ready",
+        "redis": True,
+        "redis_writable": True,
+        "data": False,
+    }
 
 
 def test_bad_data_path_is_not_ready_booleans_only_and_the_reason_is_logged(redis_url, tmp_path, caplog):
@@ -76,7 +82,13 @@ def test_bad_data_path_is_not_ready_booleans_only_and_the_reason_is_logged(redis
     client = create_app(make_settings(redis_url, DATA_PATH=str(missing))).test_client()
     caplog.set_level("WARNING", logger="jobqueue.api")
     response = client.get("/readyz")
-    assert response.get_json() == {"status": "not ready", "error": "not_ready", "redis": True, "redis_writable": True, "data": False}
+    assert response.get_json() == {
+        "status": "not ready",
+        "error": "not_ready",
+        "redis": True,
+        "redis_writable": True,
+        "data": False,
+    }
     assert "nope.csv" not in response.get_data(as_text=True)
     assert any("nope.csv" in str(getattr(r, "problems", "")) for r in caplog.records if r.msg == "not ready")
     assert client.get("/healthz").get_json() == {"status": "ok"}
@@ -114,10 +126,18 @@ class TestToken:
 
         return create_app(make_settings(redis_url, API_TOKEN=self.TOKEN), load_data=False).test_client()
 
-    @pytest.mark.parametrize("method,route", [("post", "/submit"), ("post", "/jobs"), ("get", "/jobs"),
-                                              ("get", "/status/00000000-0000-4000-8000-000000000000"),
-                                              ("delete", "/jobs/00000000-0000-4000-8000-000000000000"),
-                                              ("get", "/analysis/sleep"), ("get", "/data")])
+    @pytest.mark.parametrize(
+        "method,route",
+        [
+            ("post", "/submit"),
+            ("post", "/jobs"),
+            ("get", "/jobs"),
+            ("get", "/status/00000000-0000-4000-8000-000000000000"),
+            ("delete", "/jobs/00000000-0000-4000-8000-000000000000"),
+            ("get", "/analysis/sleep"),
+            ("get", "/data"),
+        ],
+    )
     def test_job_routes_need_the_token(self, client, method, route):
         for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": f"Basic {self.TOKEN}"}):
             response = getattr(client, method)(route, headers=headers)

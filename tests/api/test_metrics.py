@@ -30,8 +30,10 @@ def test_requests_and_submissions_are_counted(client):
     assert metric_value(text, "jobqueue_jobs_submitted_total", {"operation": "sleep"}) == base_sub + 3
     assert metric_value(text, "jobqueue_http_requests_total", {"route": "/submit", "status": "400"}) >= 1
     assert metric_value(text, "jobqueue_http_requests_total", {"route": "<unmatched>", "status": "404"}) >= 1
-    assert metric_value(text, "jobqueue_http_request_duration_seconds_count",
-                        {"route": "/submit", "method": "POST"}) >= base + 3
+    assert (
+        metric_value(text, "jobqueue_http_request_duration_seconds_count", {"route": "/submit", "method": "POST"})
+        >= base + 3
+    )
 
 
 def test_queue_gauges_are_read_from_redis(client, jobs, queue):

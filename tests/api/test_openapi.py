@@ -120,4 +120,6 @@ def test_submit_answers_match_their_documented_schemas(client):
     for path, status in (("/submit", 202), ("/submit?wait=0", 202), ("/submit?wait=soon", 400)):
         answer = client.post(path, json=body)
         assert answer.status_code == status, (path, answer.get_json())
-        jsonschema.validate(answer.get_json(), resolved(responses[str(status)]["content"]["application/json"]["schema"]))
+        jsonschema.validate(
+            answer.get_json(), resolved(responses[str(status)]["content"]["application/json"]["schema"])
+        )

@@ -17,8 +17,15 @@ TOKENS = {"alice": "alice-secret-token", "bob": "bob-secret-token", "admin": "ad
 def owned_app(redis_url):
     from jobqueue_api import create_app
 
-    return create_app(make_settings(redis_url, API_TOKEN=TOKENS["admin"], SUBMIT_RATE_LIMIT="3",
-                                    API_TOKENS=f"alice:{TOKENS['alice']},bob:{TOKENS['bob']}"), load_data=False)
+    return create_app(
+        make_settings(
+            redis_url,
+            API_TOKEN=TOKENS["admin"],
+            SUBMIT_RATE_LIMIT="3",
+            API_TOKENS=f"alice:{TOKENS['alice']},bob:{TOKENS['bob']}",
+        ),
+        load_data=False,
+    )
 
 
 def _as(who: str) -> dict[str, str]:
@@ -37,8 +44,10 @@ def test_each_named_token_sees_and_changes_only_its_own_jobs(owned_app, jobs):
     assert client.get(f"/status/{mine}", headers=_as("alice")).get_json()["status"] == "submitted"
     assert client.get(f"/status/{mine}", headers=_as("admin")).status_code == 200
 
-    listed = {who: [j["job_id"] for j in client.get("/jobs", headers=_as(who)).get_json()["jobs"]]
-              for who in ("alice", "bob", "admin")}
+    listed = {
+        who: [j["job_id"] for j in client.get("/jobs", headers=_as(who)).get_json()["jobs"]]
+        for who in ("alice", "bob", "admin")
+    }
     assert listed["alice"] == [mine] and listed["bob"] == [theirs]
     assert set(listed["admin"]) == {mine, theirs}
 

@@ -18,7 +18,10 @@ def _post(client, addr):
 
 
 def test_a_client_past_its_limit_gets_429_with_retry_after_across_processes(redis_url):
-    one, two = _app(redis_url, SUBMIT_RATE_LIMIT="5").test_client(), _app(redis_url, SUBMIT_RATE_LIMIT="5").test_client()
+    one, two = (
+        _app(redis_url, SUBMIT_RATE_LIMIT="5").test_client(),
+        _app(redis_url, SUBMIT_RATE_LIMIT="5").test_client(),
+    )
     statuses = [_post(one if i % 2 else two, "10.0.0.1").status_code for i in range(8)]
     assert statuses == [202] * 5 + [429] * 3, statuses  # two "processes", one count
     refused = _post(one, "10.0.0.1")
@@ -56,7 +59,7 @@ def test_a_batch_counts_each_client_once_and_refuses_only_those_past_the_limit(r
     held, release = threading.Event(), threading.Event()
 
     def store(batch):
-        if not held.is_set():   # hold the first call until the others are queued behind it
+        if not held.is_set():  # hold the first call until the others are queued behind it
             held.set()
             assert release.wait(10)
         return store_admitted(delivery, jobs, 5, batch)
@@ -78,7 +81,7 @@ def test_a_batch_counts_each_client_once_and_refuses_only_those_past_the_limit(r
     jobs.config_resetstat()
     order = [("addr:a", n) for n in range(1, 7)] + [("addr:b", n) for n in range(2)]
     threads = []
-    for client, n in order:   # queued one after another: that is the order they are numbered in
+    for client, n in order:  # queued one after another: that is the order they are numbered in
         threads.append(threading.Thread(target=one, args=(client, n)))
         threads[-1].start()
         wait_until(lambda: batcher.waiting == len(threads), 10, "the submit queued")
@@ -87,13 +90,13 @@ def test_a_batch_counts_each_client_once_and_refuses_only_those_past_the_limit(r
         t.join(10)
 
     refused = {k for k, v in outcomes.items() if isinstance(v, ApiError)}
-    assert refused == {"addr:a5", "addr:a6"}, outcomes   # a0..a4 are five: a5 and a6 are past the limit
+    assert refused == {"addr:a5", "addr:a6"}, outcomes  # a0..a4 are five: a5 and a6 are past the limit
     for key in refused:
         err = outcomes[key]
         assert err.status == 429 and 1 <= int(err.headers["Retry-After"]) <= 60
     stored = [v for k, v in outcomes.items() if k not in refused]
     assert len(stored) == 7 and all(jobs.exists(keys.job(job_id)) for job_id in stored)
-    assert sorted(queue.lrange(keys.queue("jobs"), 0, -1)) == sorted(stored)   # the refused are not queued
+    assert sorted(queue.lrange(keys.queue("jobs"), 0, -1)) == sorted(stored)  # the refused are not queued
     stats = jobs.info("commandstats")
     # the first call counted a once, the second a and b once each: 3, where one INCR a submit made 9
     assert stats["cmdstat_incrby"]["calls"] == 3 and "cmdstat_incr" not in stats

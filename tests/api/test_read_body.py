@@ -13,15 +13,21 @@ from werkzeug.wrappers import Request
 from jobqueue_api import submission
 
 BODY = json.dumps({"operation": "sleep", "params": {"seconds": 0}}).encode()
-HEAD = (b"POST /submit HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
-        b"Content-Length: %d\r\n\r\n" % len(BODY))
+HEAD = (
+    b"POST /submit HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+    b"Content-Length: %d\r\n\r\n" % len(BODY)
+)
 
 
 def _requests(chunks):
     """Werkzeug requests over what gunicorn's parser makes of ``chunks`` as they come off a socket."""
     for message in RequestParser(Config(), iter(chunks), ("127.0.0.1", 5000)):
-        environ = {"REQUEST_METHOD": message.method, "CONTENT_LENGTH": str(len(BODY)),
-                   "CONTENT_TYPE": "application/json", "wsgi.input": message.body}
+        environ = {
+            "REQUEST_METHOD": message.method,
+            "CONTENT_LENGTH": str(len(BODY)),
+            "CONTENT_TYPE": "application/json",
+            "wsgi.input": message.body,
+        }
         yield Request(environ)
 
 
@@ -38,12 +44,15 @@ def timers(monkeypatch):
     return started
 
 
-@pytest.mark.parametrize("chunks, timed", [
-    ([HEAD + BODY], [0]),                     # the usual submit: one segment
-    ([HEAD + BODY + HEAD + BODY], [0, 0]),    # pipelined: the next request held too, read after
-    ([HEAD, BODY], [1]),                      # the body still on the socket
-    ([HEAD + BODY[:10], BODY[10:]], [1]),     # part of it
-])
+@pytest.mark.parametrize(
+    "chunks, timed",
+    [
+        ([HEAD + BODY], [0]),  # the usual submit: one segment
+        ([HEAD + BODY + HEAD + BODY], [0, 0]),  # pipelined: the next request held too, read after
+        ([HEAD, BODY], [1]),  # the body still on the socket
+        ([HEAD + BODY[:10], BODY[10:]], [1]),  # part of it
+    ],
+)
 def test_a_body_held_with_the_headers_is_read_without_a_timer(timers, chunks, timed):
     seen = []
     for request in _requests(chunks):

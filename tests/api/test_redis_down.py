@@ -12,18 +12,22 @@ def test_503_while_redis_is_down_and_recovery(fresh_redis):
     job_id = client.post("/submit", json={"operation": "sleep"}).get_json()["job_id"]
 
     fresh_redis.stop()
-    for method, route, kw in [("post", "/submit", {"json": {"operation": "sleep"}}),
-                              ("post", "/jobs", {"json": {"operation": "sleep"}}),
-                              ("get", f"/status/{job_id}", {}), ("get", f"/status/{job_id}?wait=1", {}),
-                              ("get", "/jobs", {}), ("delete", f"/jobs/{job_id}", {}),
-                              ("get", f"/download/{job_id}", {})]:
+    for method, route, kw in [
+        ("post", "/submit", {"json": {"operation": "sleep"}}),
+        ("post", "/jobs", {"json": {"operation": "sleep"}}),
+        ("get", f"/status/{job_id}", {}),
+        ("get", f"/status/{job_id}?wait=1", {}),
+        ("get", "/jobs", {}),
+        ("delete", f"/jobs/{job_id}", {}),
+        ("get", f"/download/{job_id}", {}),
+    ]:
         response = getattr(client, method)(route, **kw)
         assert response.status_code == 503, (route, response.get_data(as_text=True))
         assert response.get_json()["error"] == "redis_unavailable"
         assert response.headers["Retry-After"]
     ready = client.get("/readyz")
     assert ready.status_code == 503 and ready.get_json()["redis"] is False
-    assert str(fresh_redis.port) not in ready.get_data(as_text=True)   # no address to strangers
+    assert str(fresh_redis.port) not in ready.get_data(as_text=True)  # no address to strangers
     assert client.get("/healthz").status_code == 200
     text = client.get("/metrics").get_data(as_text=True)
     assert metric_value(text, "jobqueue_redis_up") == 0

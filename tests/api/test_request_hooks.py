@@ -15,8 +15,9 @@ def _app(redis_url, **env):
     return create_app(make_settings(redis_url, **env), load_data=False)
 
 
-@pytest.mark.parametrize("env", [{}, {"API_METRICS_PORT": "9109"}, {"API_TOKEN": "s3cret"}],
-                         ids=["default", "metrics-port", "token"])
+@pytest.mark.parametrize(
+    "env", [{}, {"API_METRICS_PORT": "9109"}, {"API_TOKEN": "s3cret"}], ids=["default", "metrics-port", "token"]
+)
 def test_one_app_hook_before_and_one_after_each_request(redis_url, env):
     app = _app(redis_url, **env)
     assert len(app.before_request_funcs.get(None, [])) == 1
@@ -41,7 +42,7 @@ def test_a_refused_host_is_counted_not_timed_and_an_accepted_submit_both(redis_u
     assert refused.headers["X-Content-Type-Options"] == "nosniff" and refused.headers["Cache-Control"] == "no-store"
     middle = _scrape(client)
     assert _counts(middle, "/submit", "400")[0] == _counts(before, "/submit", "400")[0] + 1
-    assert _counts(middle, "/submit", "400")[1] == _counts(before, "/submit", "400")[1]   # never timed
+    assert _counts(middle, "/submit", "400")[1] == _counts(before, "/submit", "400")[1]  # never timed
 
     ok = client.post("/submit", json={"operation": "sleep", "params": {}})
     assert ok.status_code == 202
@@ -75,8 +76,11 @@ def test_response_headers_keep_a_views_own_nosniff_and_replace_its_cache_control
     from flask import Response
 
     app = _app(redis_url)
-    app.add_url_rule("/jobs-probe", "probe", lambda: Response("x", headers={
-        "X-Content-Type-Options": "custom", "Cache-Control": "max-age=60"}))
+    app.add_url_rule(
+        "/jobs-probe",
+        "probe",
+        lambda: Response("x", headers={"X-Content-Type-Options": "custom", "Cache-Control": "max-age=60"}),
+    )
     app.add_url_rule("/other-probe", "other", lambda: Response("x", headers={"Cache-Control": "max-age=60"}))
     client = app.test_client()
 
@@ -86,7 +90,7 @@ def test_response_headers_keep_a_views_own_nosniff_and_replace_its_cache_control
     response = client.get("/other-probe")
     assert response.headers.getlist("X-Content-Type-Options") == ["nosniff"]
     assert response.headers.getlist("Cache-Control") == ["max-age=60"]
-    job_path = "//status/00000000-0000-4000-8000-000000000000"   # request.path reads /status/...
+    job_path = "//status/00000000-0000-4000-8000-000000000000"  # request.path reads /status/...
     response = client.get("/", environ_overrides={"PATH_INFO": job_path})
     assert response.status_code == 404 and response.headers.getlist("Cache-Control") == ["no-store"]
     response = client.get("/ui/static/ui.js")
@@ -123,7 +127,8 @@ def test_the_token_check_runs_in_the_app_hook_after_the_clock_starts(redis_url):
     assert refused.status_code == 401 and refused.headers["WWW-Authenticate"].startswith("Bearer")
     after = _scrape(client)
     assert _counts(after, "/submit", "401") == tuple(n + 1 for n in _counts(before, "/submit", "401"))
-    accepted = client.post("/submit", json={"operation": "sleep", "params": {}},
-                           headers={"Authorization": "Bearer s3cret"})
+    accepted = client.post(
+        "/submit", json={"operation": "sleep", "params": {}}, headers={"Authorization": "Bearer s3cret"}
+    )
     assert accepted.status_code == 202
-    assert client.get("/healthz").status_code == 200          # not a protected blueprint
+    assert client.get("/healthz").status_code == 200  # not a protected blueprint

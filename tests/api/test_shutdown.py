@@ -28,8 +28,8 @@ from tests.support.service import Service
 
 from .support import metric_value, spawn
 
-WAIT = 60      # MAX_WAIT_SECONDS' default: how long a parked request was held before
-BOUND = 20.0   # seconds from the signal within which every waiter answers and the process exits
+WAIT = 60  # MAX_WAIT_SECONDS' default: how long a parked request was held before
+BOUND = 20.0  # seconds from the signal within which every waiter answers and the process exits
 JOB = {"operation": "sleep", "params": {"seconds": 0}}
 
 
@@ -51,16 +51,17 @@ def _call(method: str, url: str, **kwargs) -> dict:
         response = requests.request(method, url, timeout=WAIT + 30, **kwargs)
     except requests.RequestException as exc:
         return {"error": repr(exc), "at": time.monotonic()}
-    return {"status": response.status_code, "headers": response.headers, "doc": response.json(),
-            "at": time.monotonic()}
+    return {"status": response.status_code, "headers": response.headers, "doc": response.json(), "at": time.monotonic()}
 
 
 def _park(url: str, job_id: str) -> dict[str, object]:
     """Long polls of every kind on ``url``, waiting once the API counts them all."""
     calls = {f"status-{i}": spawn(_call, "GET", f"{url}/status/{job_id}?wait={WAIT}") for i in range(3)}
     calls |= {f"submit-{i}": spawn(lambda: _call("POST", f"{url}/submit?wait={WAIT}", json=JOB)) for i in range(2)}
-    calls |= {f"prefer-{i}": spawn(lambda: _call("POST", f"{url}/submit", json=JOB, headers={"Prefer": f"wait={WAIT}"}))
-              for i in range(2)}
+    calls |= {
+        f"prefer-{i}": spawn(lambda: _call("POST", f"{url}/submit", json=JOB, headers={"Prefer": f"wait={WAIT}"}))
+        for i in range(2)
+    }
     wait_until(lambda: _long_polls(url) == len(calls), 30, f"{len(calls)} parked long polls")
     return calls
 
@@ -76,7 +77,7 @@ def _check_answers(calls: dict, signalled: float, job_id: str, stack) -> None:
         assert doc["status"] == "submitted", (name, doc)
         if name.startswith("status"):
             assert got["status"] == 200 and doc["job_id"] == job_id, (name, got)
-        else:   # the submit's job is stored and queued, and the answer names it
+        else:  # the submit's job is stored and queued, and the answer names it
             assert got["status"] == 202 and got["headers"]["Location"] == f"/status/{doc['job_id']}", (name, got)
             assert stack.job_docs([doc["job_id"]])[doc["job_id"]]["status"] == "submitted", name
         if name.startswith("prefer"):
@@ -90,7 +91,7 @@ def test_sigterm_to_the_master_answers_every_waiter_and_exits(stack):
     api = stack.start_api(web_concurrency=2)
     job_id = stack.submit("sleep", {"seconds": 0})
     calls = _park(stack.url, job_id)
-    running = spawn(_call, "GET", f"{stack.url}/analysis/sleep?seconds=6")   # in flight at the signal
+    running = spawn(_call, "GET", f"{stack.url}/analysis/sleep?seconds=6")  # in flight at the signal
     time.sleep(1.5)
     signalled = time.monotonic()
     api.signal(signal.SIGTERM)
@@ -132,8 +133,10 @@ def test_the_client_polls_on_against_another_pod(stack, tmp_path):
     and ``submit_and_wait`` then ``wait``); pod 1 leaves the endpoints and gets its SIGTERM. Each
     call gets the early non-final answer, polls again on a new connection, which reaches pod 2,
     and returns the final job once a worker has run it."""
-    with api_server(stack.redis.url, tmp_path / "pod1", processes=1) as pod1, \
-            api_server(stack.redis.url, tmp_path / "pod2", processes=1) as pod2:
+    with (
+        api_server(stack.redis.url, tmp_path / "pod1", processes=1) as pod1,
+        api_server(stack.redis.url, tmp_path / "pod2", processes=1) as pod2,
+    ):
         service = Service(pod1.port)
         try:
             client = Client(service.url)
@@ -158,7 +161,7 @@ def test_the_client_polls_on_against_another_pod(stack, tmp_path):
             submitted = spawn(submit_then_wait)
             wait_until(lambda: _long_polls(pod1.url) == 3, 30, "three long polls parked on pod 1")
 
-            service.endpoint = pod2.port          # the endpoint removal preStop waits for
+            service.endpoint = pod2.port  # the endpoint removal preStop waits for
             signalled = time.monotonic()
             pod1.proc.signal(signal.SIGTERM)
             assert pod1.proc.wait_exit(BOUND) == 0, pod1.proc.log_tail()
@@ -168,7 +171,7 @@ def test_the_client_polls_on_against_another_pod(stack, tmp_path):
             stack.start_worker()
             job = waited.result(timeout=WAIT)
             assert job["status"] == "complete" and job["job_id"] == job_id, job
-            assert seen[0] == "submitted" and seen[-1] == "complete", seen   # the early answer, then the end
+            assert seen[0] == "submitted" and seen[-1] == "complete", seen  # the early answer, then the end
             assert ran.result(timeout=WAIT) == {"slept": 0.0}
             first, final = submitted.result(timeout=WAIT)
             assert first["status"] == "submitted" and final["status"] == "complete"

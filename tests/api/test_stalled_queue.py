@@ -30,12 +30,12 @@ def _started_line(proc) -> dict:
 def test_stalled_queue_shows_everywhere_until_a_matching_worker_takes_it(tmp_path):
     with running_stack(tmp_path, JOB_LEASE_SECONDS="2") as stack:
         stack.start_api(web_concurrency=1)
-        assert requests.get(stack.url + "/healthz", timeout=5).json() == {"status": "ok"}   # probe stays cheap
+        assert requests.get(stack.url + "/healthz", timeout=5).json() == {"status": "ok"}  # probe stays cheap
         r = requests.post(stack.url + "/submit", json={"operation": "top_locations", "params": {"n": 3}}, timeout=5)
         assert r.status_code == 202
         job_id = r.json()["job_id"]
         fresh = _detail(stack)
-        assert fresh["waiting"] == 1 and fresh["stalled"] is False     # not a stall yet: within the lease
+        assert fresh["waiting"] == 1 and fresh["stalled"] is False  # not a stall yet: within the lease
 
         # 1. no worker at all
         q = wait_until(lambda: (d := _detail(stack))["stalled"] and d, 10, "the stall to show")

@@ -59,7 +59,7 @@ def test_concurrent_reads_share_one_mget_and_each_caller_gets_its_own_document(r
 
     def read_many(batch):
         batches.append(list(batch))
-        if len(batches) == 1:   # hold the first call until everyone else waits behind it
+        if len(batches) == 1:  # hold the first call until everyone else waits behind it
             first_call.set()
             assert release.wait(10)
         return store.get_raw_many(batch)
@@ -74,10 +74,10 @@ def test_concurrent_reads_share_one_mget_and_each_caller_gets_its_own_document(r
     docs = [first.result(10)] + [f.result(10) for f in rest]
 
     assert [len(b) for b in batches] == [1, 11]
-    assert _reads(jobs) == 2   # two MGETs for twelve reads
+    assert _reads(jobs) == 2  # two MGETs for twelve reads
     for n, (job_id, doc) in enumerate(zip(ids[:9], docs[:9])):
         assert json.loads(doc)["id"] == job_id and json.loads(doc)["result"] == {"n": n}
-    assert docs[9:] == [None, None, None]   # unknown ids: nothing, for their callers only
+    assert docs[9:] == [None, None, None]  # unknown ids: nothing, for their callers only
 
 
 def test_when_redis_does_not_answer_the_reads_queued_behind_get_the_error_without_a_call(redis_url):
@@ -111,9 +111,9 @@ def test_when_redis_does_not_answer_the_reads_queued_behind_get_the_error_withou
     for future in [first, *queued]:
         with pytest.raises(redis.exceptions.TimeoutError):
             future.result(10)
-    assert len(calls) == 1   # the queued five made no call of their own
+    assert len(calls) == 1  # the queued five made no call of their own
 
-    second = spawn(reads.call, known)   # the lead was dropped: the next read calls again
+    second = spawn(reads.call, known)  # the lead was dropped: the next read calls again
     with pytest.raises(redis.exceptions.ResponseError):
         second.result(10)
     assert json.loads(reads.call(known))["id"] == known
@@ -130,13 +130,13 @@ def test_a_lead_waits_for_the_company_the_last_call_had_and_a_lone_reader_never_
 
     def read_many(batch):
         calls.append(list(batch))
-        if batch == ["a0"]:   # held until three more wait behind it
+        if batch == ["a0"]:  # held until three more wait behind it
             entered.set()
             assert release.wait(10)
         return [f"doc-{i}" for i in batch]
 
-    reads = GroupCall(read_many, linger=30.0)   # long: only the company arriving ends the wait
-    assert spawn(reads.call, "solo").result(10) == "doc-solo"   # the last call carried one: no wait
+    reads = GroupCall(read_many, linger=30.0)  # long: only the company arriving ends the wait
+    assert spawn(reads.call, "solo").result(10) == "doc-solo"  # the last call carried one: no wait
     calls.clear()
     first = spawn(reads.call, "a0")
     assert entered.wait(10)
@@ -144,17 +144,17 @@ def test_a_lead_waits_for_the_company_the_last_call_had_and_a_lone_reader_never_
     wait_until(lambda: reads.waiting == 3, 10, "3 reads queued")
     release.set()
     assert [f.result(10) for f in [first, *rest]] == ["doc-a0", "doc-a1", "doc-a2", "doc-a3"]
-    assert calls == [["a0"], ["a1", "a2", "a3"]]   # the last call carried three
+    assert calls == [["a0"], ["a1", "a2", "a3"]]  # the last call carried three
 
     lead = spawn(reads.call, "b0")
     wait_until(lambda: reads._filled is not None, 10, "the lead waiting for company")
     company = [spawn(reads.call, job_id) for job_id in ("b1", "b2")]
     assert [f.result(10) for f in [lead, *company]] == ["doc-b0", "doc-b1", "doc-b2"]
-    assert calls[-1] == ["b0", "b1", "b2"]          # one MGET, not ["b0"] then ["b1", "b2"]
+    assert calls[-1] == ["b0", "b1", "b2"]  # one MGET, not ["b0"] then ["b1", "b2"]
 
     short = GroupCall(read_many, linger=0.05)
     short._last = 3
-    assert spawn(short.call, "c0").result(10) == "doc-c0"   # nobody came: it went when the linger ran out
+    assert spawn(short.call, "c0").result(10) == "doc-c0"  # nobody came: it went when the linger ran out
 
 
 GREEN_READS = r"""
@@ -179,8 +179,10 @@ print(json.dumps({"calls": calls, "answers": [g.value for g in together]}))
 def test_under_gevent_readers_woken_together_go_in_the_leads_call():
     """Requests running in one process at once: the first read to reach the group call yields once
     before its MGET, so the others are in it too, and each gets its own document."""
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO_ROOT / "services" / "api"),
-                                                        str(REPO_ROOT / "shared" / "core")])}
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(REPO_ROOT / "services" / "api"), str(REPO_ROOT / "shared" / "core")]),
+    }
     out = subprocess.run([sys.executable, "-c", GREEN_READS], capture_output=True, text=True, timeout=60, env=env)
     assert out.returncode == 0, out.stderr[-2000:]
     result = json.loads(out.stdout.strip().splitlines()[-1])
@@ -201,10 +203,10 @@ def test_status_reads_held_up_by_redis_go_in_few_calls_and_each_answer_is_its_ow
     known = [_complete(jobs, {"n": n}) for n in range(40)]
     unknown = [new_job_id() for _ in range(8)]
     asked = known + unknown
-    for job_id in asked[:4]:   # warm each process's connections, so the pause holds reads only
+    for job_id in asked[:4]:  # warm each process's connections, so the pause holds reads only
         requests.get(f"{api.url}/status/{job_id}", timeout=10)
     jobs.config_resetstat()
-    jobs.execute_command("CLIENT", "PAUSE", "1500", "ALL")   # the reads pile up behind each process's first
+    jobs.execute_command("CLIENT", "PAUSE", "1500", "ALL")  # the reads pile up behind each process's first
 
     def one(job_id):
         response = requests.get(f"{api.url}/status/{job_id}", timeout=30)
@@ -215,11 +217,11 @@ def test_status_reads_held_up_by_redis_go_in_few_calls_and_each_answer_is_its_ow
     for n, (job_id, (status, body)) in enumerate(zip(known, answers)):
         assert status == 200 and body["job_id"] == job_id and body["status"] == JobStatus.COMPLETE.value, body
         assert body["result"] == {"n": n}, body
-    for job_id, (status, body) in zip(unknown, answers[len(known):]):
+    for job_id, (status, body) in zip(unknown, answers[len(known) :]):
         assert status == 404 and body["error"] == "job_not_found" and body["job_id"] == job_id, body
     calls = _reads(jobs)
     print(f"{len(asked)} status reads in {calls} calls")
-    assert calls <= len(asked) // 4, calls   # one GET each before; typically 2-4 now (per process: first, rest)
+    assert calls <= len(asked) // 4, calls  # one GET each before; typically 2-4 now (per process: first, rest)
 
 
 @pytest.mark.slow
@@ -250,7 +252,7 @@ def test_a_redis_that_stops_answering_gets_each_reader_a_503_not_a_hang(tmp_path
             for answer in answers:
                 assert answer.status_code == 503, answer.text
                 assert answer.json()["error"] == "redis_unavailable", answer.text
-            assert requests.get(url, timeout=10).json()["status"] == "complete"   # the lead was handed back
+            assert requests.get(url, timeout=10).json()["status"] == "complete"  # the lead was handed back
     finally:
         server.stop()
 
@@ -270,10 +272,10 @@ def test_concurrent_long_polls_first_reads_share_mgets_too(api):
     done = [_complete(jobs, {"n": n}) for n in range(8)]
     unknown = [new_job_id() for _ in range(8)]
     asked = running + done + unknown
-    for job_id in done[:4]:   # warm each process's connections and subscriber
+    for job_id in done[:4]:  # warm each process's connections and subscriber
         requests.get(f"{api.url}/status/{job_id}?wait=1", timeout=10)
     jobs.config_resetstat()
-    jobs.execute_command("CLIENT", "PAUSE", "1500", "ALL")   # the first reads pile up behind each process's first
+    jobs.execute_command("CLIENT", "PAUSE", "1500", "ALL")  # the first reads pile up behind each process's first
 
     def one(job_id):
         response = requests.get(f"{api.url}/status/{job_id}?wait=1", timeout=30)
@@ -292,5 +294,5 @@ def test_concurrent_long_polls_first_reads_share_mgets_too(api):
         assert status == 404 and body["error"] == "job_not_found" and body["job_id"] == job_id, body
     gets, mgets = _calls(jobs, "get"), _calls(jobs, "mget")
     print(f"{len(asked)} long polls: {gets} GET, {mgets} MGET (the safety sweep's included)")
-    assert gets == 0, gets   # one each before
+    assert gets == 0, gets  # one each before
     assert mgets <= len(asked) // 4, mgets

@@ -65,29 +65,32 @@ def test_separate_queue_and_jobs_dbs_are_honoured(redis_url):
     assert queue_redis(settings).lrange(keys.queue("other"), 0, -1) == [job_id]
 
 
-@pytest.mark.parametrize("body,content_type,code,param", [
-    (b"", "application/json", "empty_body", None),
-    (b"   ", "application/json", "empty_body", None),
-    (b"{bad json", "application/json", "invalid_json", None),
-    (b"\xff\xfe\x00garbage", "application/json", "invalid_json", None),
-    (b"[" * 20000 + b"]" * 20000, "application/json", "invalid_json", None),
-    (b"[1, 2]", "application/json", "invalid_body", None),
-    (b'"sleep"', "application/json", "invalid_body", None),
-    (b"null", "application/json", "invalid_body", None),
-    (b"{}", "application/json", "missing_operation", None),
-    (b'{"operation": ""}', "application/json", "missing_operation", None),
-    (b'{"operation": "no_such_op"}', "application/json", "unknown_operation", None),
-    (b'{"operation": 42}', "application/json", "unknown_operation", None),
-    (b'{"operation": "sleep", "seconds": 1}', "application/json", "unknown_field", None),
-    (b'{"operation": "sleep", "params": [1]}', "application/json", "invalid_params", None),
-    (b'{"operation": "sleep", "params": {"nope": 1}}', "application/json", "invalid_param", "nope"),
-    (b'{"operation": "sleep", "params": {"seconds": "soon"}}', "application/json", "invalid_param", "seconds"),
-    (b'{"operation": "sleep", "params": {"seconds": -1}}', "application/json", "invalid_param", "seconds"),
-    (b'{"operation": "sleep", "params": {"seconds": 1e999}}', "application/json", "invalid_param", "seconds"),
-    (b'{"operation": "sleep", "params": {"seconds": NaN}}', "application/json", "invalid_param", "seconds"),
-    (b'{"operation": "sleep", "params": {"seconds": true}}', "application/json", "invalid_param", "seconds"),
-    (b'{"operation": "sleep", "params": {"seconds": 3600}}', "application/json", "invalid_param", "seconds"),
-])
+@pytest.mark.parametrize(
+    "body,content_type,code,param",
+    [
+        (b"", "application/json", "empty_body", None),
+        (b"   ", "application/json", "empty_body", None),
+        (b"{bad json", "application/json", "invalid_json", None),
+        (b"\xff\xfe\x00garbage", "application/json", "invalid_json", None),
+        (b"[" * 20000 + b"]" * 20000, "application/json", "invalid_json", None),
+        (b"[1, 2]", "application/json", "invalid_body", None),
+        (b'"sleep"', "application/json", "invalid_body", None),
+        (b"null", "application/json", "invalid_body", None),
+        (b"{}", "application/json", "missing_operation", None),
+        (b'{"operation": ""}', "application/json", "missing_operation", None),
+        (b'{"operation": "no_such_op"}', "application/json", "unknown_operation", None),
+        (b'{"operation": 42}', "application/json", "unknown_operation", None),
+        (b'{"operation": "sleep", "seconds": 1}', "application/json", "unknown_field", None),
+        (b'{"operation": "sleep", "params": [1]}', "application/json", "invalid_params", None),
+        (b'{"operation": "sleep", "params": {"nope": 1}}', "application/json", "invalid_param", "nope"),
+        (b'{"operation": "sleep", "params": {"seconds": "soon"}}', "application/json", "invalid_param", "seconds"),
+        (b'{"operation": "sleep", "params": {"seconds": -1}}', "application/json", "invalid_param", "seconds"),
+        (b'{"operation": "sleep", "params": {"seconds": 1e999}}', "application/json", "invalid_param", "seconds"),
+        (b'{"operation": "sleep", "params": {"seconds": NaN}}', "application/json", "invalid_param", "seconds"),
+        (b'{"operation": "sleep", "params": {"seconds": true}}', "application/json", "invalid_param", "seconds"),
+        (b'{"operation": "sleep", "params": {"seconds": 3600}}', "application/json", "invalid_param", "seconds"),
+    ],
+)
 @pytest.mark.parametrize("path", ["/submit", "/jobs"])
 def test_bad_bodies_get_a_named_400_and_queue_nothing(client, queue, path, body, content_type, code, param):
     response = client.post(path, data=body, content_type=content_type)

@@ -77,7 +77,7 @@ def test_concurrent_submits_share_one_call_and_each_returns_once_stored(redis_ur
     release.set()
     ids = [first.result(10)] + [f.result(10) for f in rest]
 
-    assert batches == [1, 39], batches       # the first alone, then everyone who waited, in one call
+    assert batches == [1, 39], batches  # the first alone, then everyone who waited, in one call
     assert batcher.calls == 2
     assert all(seen_stored.values()) and len(seen_stored) == 40
     _stored_and_queued(jobs, queue, ids)
@@ -132,7 +132,7 @@ def test_an_error_reaches_every_caller_of_its_call_and_the_next_submit_works(red
     release.set()
     with pytest.raises(redis.exceptions.ConnectionError):
         first.result(10)
-    for f in rest:   # the second call carried all five: each caller sees its refusal
+    for f in rest:  # the second call carried all five: each caller sees its refusal
         with pytest.raises(redis.exceptions.ResponseError, match="OOM"):
             f.result(10)
     job = delivery.new_job("sleep", {})
@@ -184,7 +184,7 @@ def test_a_waiter_interrupted_as_it_is_handed_the_lead_passes_it_on(redis_url):
     with pytest.raises(KeyboardInterrupt):
         head.result(10)
     for f in others:
-        f.result(10)   # a lead left with the interrupted waiter would leave these waiting for good
+        f.result(10)  # a lead left with the interrupted waiter would leave these waiting for good
     assert calls == [["j0"], ["j2", "j3"]]
     batcher.submit(delivery.new_job("j4", {}))
     assert calls[-1] == ["j4"]
@@ -220,7 +220,10 @@ print(json.dumps({"calls": stored, "late_done": late.successful(), "busy": b._bu
 def test_a_waiter_killed_while_it_waits_never_sticks_the_lead():
     """Under gevent a request's greenlet can be killed (worker shutdown); if it was the one due to
     take the lead, the lead passes on, and a killed waiter's job is not stored for nobody."""
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO_ROOT / "services" / "api"), str(REPO_ROOT / "shared" / "core")])}
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(REPO_ROOT / "services" / "api"), str(REPO_ROOT / "shared" / "core")]),
+    }
     out = subprocess.run([sys.executable, "-c", KILLED_WAITERS], capture_output=True, text=True, timeout=60, env=env)
     assert out.returncode == 0, out.stderr[-2000:]
     result = json.loads(out.stdout.strip().splitlines()[-1])
@@ -240,8 +243,12 @@ gevent.joinall([gevent.spawn(b.submit, f"j{i}") for i in range(10)], timeout=5)
 print(json.dumps({"calls": calls}))
 """
 
+
 def _under_gevent(script: str) -> dict:
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO_ROOT / "services" / "api"), str(REPO_ROOT / "shared" / "core")])}
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(REPO_ROOT / "services" / "api"), str(REPO_ROOT / "shared" / "core")]),
+    }
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60, env=env)
     assert out.returncode == 0, out.stderr[-2000:]
     return json.loads(out.stdout.strip().splitlines()[-1])
@@ -266,7 +273,7 @@ def test_a_caller_killed_while_it_gathers_passes_the_lead_on(redis_url, monkeypa
 
     def sleep(_seconds):
         yields["n"] += 1
-        if yields["n"] == 1:   # the first caller: let two more queue behind it, then die
+        if yields["n"] == 1:  # the first caller: let two more queue behind it, then die
             wait_until(lambda: batcher.waiting == 3, 10, "two submits queued behind the first")
             raise KeyboardInterrupt
 
@@ -277,7 +284,7 @@ def test_a_caller_killed_while_it_gathers_passes_the_lead_on(redis_url, monkeypa
     with pytest.raises(KeyboardInterrupt):
         first.result(10)
     for f in others:
-        f.result(10)   # a lead left with the interrupted caller would leave these waiting for good
+        f.result(10)  # a lead left with the interrupted caller would leave these waiting for good
     assert [sorted(c) for c in calls] == [["j1", "j2"]]
     batcher.submit("j3")
     assert calls[-1] == ["j3"] and batcher.waiting == 0
@@ -307,9 +314,9 @@ def test_submits_held_up_by_redis_go_in_few_calls_and_every_202_is_queued(api):
     assert all(status == 202 for status, _ in answers), answers
     ids = [body["job_id"] for _, body in answers]
     _stored_and_queued(jobs, queue, ids)
-    calls = int(jobs.info("commandstats")["cmdstat_exec"]["calls"])   # one MULTI/EXEC transaction a call
+    calls = int(jobs.info("commandstats")["cmdstat_exec"]["calls"])  # one MULTI/EXEC transaction a call
     print(f"{submits} submits in {calls} calls")
-    assert calls <= submits // 2, calls   # typically 4: per process, the first alone, then the rest
+    assert calls <= submits // 2, calls  # typically 4: per process, the first alone, then the rest
 
 
 def test_a_mixed_batch_lands_in_each_index_and_lane(redis_url):
@@ -320,8 +327,16 @@ def test_a_mixed_batch_lands_in_each_index_and_lane(redis_url):
     settings = make_settings(redis_url)
     jobs, queue = jobs_redis(settings), queue_redis(settings)
     delivery = Delivery(jobs, settings)
-    batch = [delivery.new_job(op, {}, lane) for op, lane in
-             (("sleep", DEFAULT), ("plot_a", PLOTS), ("sleep", DEFAULT), ("count_rows", DEFAULT), ("plot_a", PLOTS))]
+    batch = [
+        delivery.new_job(op, {}, lane)
+        for op, lane in (
+            ("sleep", DEFAULT),
+            ("plot_a", PLOTS),
+            ("sleep", DEFAULT),
+            ("count_rows", DEFAULT),
+            ("plot_a", PLOTS),
+        )
+    ]
     delivery.store(batch)
     by_lane = {DEFAULT: [j.id for j in batch if j.lane == DEFAULT], PLOTS: [j.id for j in batch if j.lane == PLOTS]}
     assert queue.lrange(keys.queue("jobs"), 0, -1) == by_lane[DEFAULT]
@@ -402,13 +417,13 @@ def test_the_api_answers_the_batch_of_an_interrupted_lead_with_a_504_naming_the_
     def store_many(batch):
         if len(batch) > 1:
             real(batch)
-            raise KeyboardInterrupt   # stopped as the answer arrives: stored, but nobody was told
+            raise KeyboardInterrupt  # stopped as the answer arrives: stored, but nobody was told
         return real(batch)
 
     monkeypatch.setattr(state.submits, "_run_many", store_many)
     gathered = {"n": 0}
 
-    def sleep(_seconds):   # the lead's yield: until the second submit is queued behind it
+    def sleep(_seconds):  # the lead's yield: until the second submit is queued behind it
         gathered["n"] += 1
         if gathered["n"] == 1:
             wait_until(lambda: state.submits.waiting == 2, 10, "the second submit queued")
@@ -423,4 +438,4 @@ def test_the_api_answers_the_batch_of_an_interrupted_lead_with_a_504_naming_the_
     assert other.status_code == 504 and other.get_json()["error"] == "redis_timeout", other.data
     job_id = other.get_json()["job_id"]
     assert other.headers["Location"] == f"/status/{job_id}" and "Retry-After" not in other.headers
-    assert app.test_client().get(f"/status/{job_id}").status_code == 200   # it was stored
+    assert app.test_client().get(f"/status/{job_id}").status_code == 200  # it was stored

@@ -42,7 +42,7 @@ def _post(client):
 def test_a_submit_whose_answer_is_lost_is_queued_once(lossy, redis_server, mode):
     proxy = lossy(mode)
     client = _app(proxy.url)
-    assert _post(client).status_code == 202   # connections made, the script loaded
+    assert _post(client).status_code == 202  # connections made, the script loaded
     proxy.arm()
     response = _post(client)
     assert proxy.victims == 1 and proxy.exec_sent, "the fault was never injected"
@@ -75,7 +75,7 @@ def test_a_cancel_whose_answer_is_lost_still_says_cancelled(lossy, redis_server,
     proxy = lossy(mode, trigger="cancel", last="cancel")
     client = _app(proxy.url)
     job_id = _post(client).get_json()["job_id"]
-    client.get("/queue")   # the script loaded (the lost call must be the cancel, not a NOSCRIPT)
+    client.get("/queue")  # the script loaded (the lost call must be the cancel, not a NOSCRIPT)
     proxy.arm()
     response = client.delete(f"/jobs/{job_id}")
     assert proxy.victims == 1 and proxy.exec_sent, "the fault was never injected"

@@ -38,8 +38,7 @@ def _burst(base: str, stop: threading.Event):
         session = requests.Session()
         while not stop.is_set():
             try:
-                r = session.post(base + "/submit", json={"operation": "sleep", "params": {"seconds": 0}},
-                                 timeout=30)
+                r = session.post(base + "/submit", json={"operation": "sleep", "params": {"seconds": 0}}, timeout=30)
             except requests.RequestException as exc:
                 with lock:
                     broken.append(repr(exc))
@@ -58,8 +57,14 @@ def _burst(base: str, stop: threading.Event):
 
 def _all_complete(redis_url: str, ids: list[str], tmp_path, timeout: float = 120) -> list[str]:
     """Run a real worker until every id is complete; the ids that are not (missing or other)."""
-    env = {**os.environ, "REDIS_URL": redis_url, "DIAGNOSTIC_OPERATIONS": "1", "WORKER_METRICS_PORT": "0",
-           "LOG_LEVEL": "WARNING", "SHUTDOWN_GRACE_SECONDS": "5"}
+    env = {
+        **os.environ,
+        "REDIS_URL": redis_url,
+        "DIAGNOSTIC_OPERATIONS": "1",
+        "WORKER_METRICS_PORT": "0",
+        "LOG_LEVEL": "WARNING",
+        "SHUTDOWN_GRACE_SECONDS": "5",
+    }
     store = JobStore(jobs_redis(load_settings({"REDIS_URL": redis_url})), 3600)
     with open(tmp_path / "worker.log", "w") as log:
         worker = subprocess.Popen([str(BIN / "jobqueue-worker")], env=env, stdout=log, stderr=subprocess.STDOUT)
@@ -111,12 +116,12 @@ def _killed_and_paused(server, base: str, tmp_path) -> None:
     stop = threading.Event()
     accepted, refused, broken, threads = _burst(base, stop)
     time.sleep(1.5)
-    server.kill()                      # mid-batch: whatever EXEC had replied is in the AOF's page cache
+    server.kill()  # mid-batch: whatever EXEC had replied is in the AOF's page cache
     time.sleep(2)
     server.start()
     server.client().config_set("appendfsync", "always")
     time.sleep(1.5)
-    server.client().execute_command("CLIENT", "PAUSE", "1500", "ALL")   # held up, then resumed
+    server.client().execute_command("CLIENT", "PAUSE", "1500", "ALL")  # held up, then resumed
     time.sleep(2.5)
     stop.set()
     for t in threads:
@@ -126,7 +131,7 @@ def _killed_and_paused(server, base: str, tmp_path) -> None:
     unsure = _check_refusals(refused, broken)
     assert len(set(accepted)) == len(accepted)
     store = JobStore(jobs_redis(load_settings({"REDIS_URL": server.url})), 3600)
-    stored_unsure = [i for i in unsure if store.get(i) is not None]   # the 504's "may": either way
+    stored_unsure = [i for i in unsure if store.get(i) is not None]  # the 504's "may": either way
     assert _all_complete(server.url, accepted + stored_unsure, tmp_path) == []
 
 
@@ -135,14 +140,14 @@ def test_sigterm_of_the_api_mid_burst_loses_no_acknowledged_job(tmp_path):
         stop = threading.Event()
         accepted, refused, broken, threads = _burst(api.url, stop)
         time.sleep(2)
-        api.proc.signal(signal.SIGTERM)     # graceful: in-flight submits finish, then it exits
+        api.proc.signal(signal.SIGTERM)  # graceful: in-flight submits finish, then it exits
         api.proc.wait_exit(60)
         stop.set()
         for t in threads:
             t.join(60)
         print(f"202 before and during SIGTERM: {len(accepted)}, connections refused after: {len(broken)}")
         assert accepted
-        assert not refused, refused[:5]   # nothing but 202s or a closed connection
+        assert not refused, refused[:5]  # nothing but 202s or a closed connection
         assert _all_complete(server.url, accepted, tmp_path) == []
 
 

@@ -66,12 +66,15 @@ def test_the_result_comes_back_in_the_submit_exchange(served):
         assert doc["status"] == "complete" and doc["result"] == {"slept": 0.0}, doc
         assert response.headers["Location"] == f"/status/{doc['job_id']}"
         again = session.get(served.url + response.headers["Location"], timeout=10)
-        assert response.content == again.content   # byte for byte what GET /status shows
+        assert response.content == again.content  # byte for byte what GET /status shows
 
 
 def test_a_real_operation_answers_with_its_result(served):
-    example = next(op for op in requests.get(served.url + "/operations", timeout=10).json()["operations"]
-                   if op["name"] == "incident_count_by_date")["example"]
+    example = next(
+        op
+        for op in requests.get(served.url + "/operations", timeout=10).json()["operations"]
+        if op["name"] == "incident_count_by_date"
+    )["example"]
     response = requests.post(served.url + "/submit", params={"wait": "30"}, json=example, timeout=60)
     assert response.status_code == 200, response.text
     direct = requests.get(served.url + "/incident_count_by_date", params=example["params"], timeout=30).json()
@@ -80,8 +83,9 @@ def test_a_real_operation_answers_with_its_result(served):
 
 
 def test_a_wait_that_runs_out_is_202_with_location(served):
-    response = requests.post(served.url + "/submit?wait=0.2", json={"operation": "sleep", "params": {"seconds": 1.5}},
-                             timeout=30)
+    response = requests.post(
+        served.url + "/submit?wait=0.2", json={"operation": "sleep", "params": {"seconds": 1.5}}, timeout=30
+    )
     assert response.status_code == 202, response.text
     doc = response.json()
     assert doc["status"] in ("submitted", "in-progress") and doc["operation"] == "sleep", doc
@@ -108,8 +112,9 @@ def test_a_bad_wait_is_a_json_400_and_stores_nothing(served, query):
 
 
 def test_prefer_wait_is_honoured_and_query_wait_wins(served):
-    response = requests.post(served.url + "/submit", json=NOOP, timeout=60,
-                             headers={"Prefer": "respond-async, wait=30"})
+    response = requests.post(
+        served.url + "/submit", json=NOOP, timeout=60, headers={"Prefer": "respond-async, wait=30"}
+    )
     assert response.status_code == 200 and response.json()["status"] == "complete", response.text
     assert response.headers["Preference-Applied"] == "wait=30"
     assert response.headers["Location"] == f"/status/{response.json()['job_id']}"
@@ -131,9 +136,8 @@ def test_a_prefer_wait_that_is_not_delta_seconds_is_ignored_and_a_huge_one_cappe
         assert response.status_code == 202 and set(response.json()) == {"job_id", "status"}, (prefer, response.text)
     # delta-seconds too large to represent count as the largest one (RFC 9111 1.2.2): capped at
     # MAX_WAIT_SECONDS (60 here) like ?wait=, not ignored
-    for huge in ("99999999999999", "9" * 5000):   # 5000: more digits than int() converts
-        response = requests.post(served.url + "/submit", json=NOOP, headers={"Prefer": f"wait={huge}"},
-                                 timeout=120)
+    for huge in ("99999999999999", "9" * 5000):  # 5000: more digits than int() converts
+        response = requests.post(served.url + "/submit", json=NOOP, headers={"Prefer": f"wait={huge}"}, timeout=120)
         assert response.status_code == 200 and response.json()["status"] == "complete", response.text
         assert response.headers["Preference-Applied"] == "wait=60"
 
@@ -141,8 +145,9 @@ def test_a_prefer_wait_that_is_not_delta_seconds_is_ignored_and_a_huge_one_cappe
 def test_validation_errors_are_as_without_wait(served):
     response = requests.post(served.url + "/submit?wait=5", json={"operation": "nope"}, timeout=10)
     assert response.status_code == 400 and response.json()["error"] == "unknown_operation"
-    response = requests.post(served.url + "/submit?wait=5", data="x" * 100_000, timeout=10,
-                             headers={"Content-Type": "application/json"})
+    response = requests.post(
+        served.url + "/submit?wait=5", data="x" * 100_000, timeout=10, headers={"Content-Type": "application/json"}
+    )
     assert response.status_code == 413 and response.json()["error"] == "request_entity_too_large", response.text
     response = requests.post(served.url + "/submit?wait=5", data={"operation": "sleep"}, timeout=10)
     assert response.status_code == 415, response.text
@@ -163,7 +168,7 @@ def test_max_waiters_answers_at_once_with_location(tmp_path_factory):
         assert doc["status"] == "submitted" and response.headers["Location"] == f"/status/{doc['job_id']}"
         metrics = requests.get(stack.url + "/metrics", timeout=10).text
         assert metric_value(metrics, "jobqueue_api_long_polls_refused_total") == 1
-        worker = stack.start_worker()   # both jobs are queued: the held submit now gets its result
+        worker = stack.start_worker()  # both jobs are queued: the held submit now gets its result
         assert first.result(60).status_code == 200 and first.result().json()["status"] == "complete"
         assert worker.alive()
     finally:
@@ -180,7 +185,7 @@ def test_redis_stopped_mid_wait_answers_202_with_the_job_and_loses_nothing(tmp_p
         assert response.status_code == 202, response.text
         doc = response.json()
         assert doc["status"] == "submitted" and response.headers["Location"] == f"/status/{doc['job_id']}"
-        stack.redis.start()   # same port; the AOF kept the job
+        stack.redis.start()  # same port; the AOF kept the job
         stack.start_worker()
         final = requests.get(stack.url + response.headers["Location"] + "?wait=30", timeout=60).json()
         assert final["status"] == "complete" and final["job_id"] == doc["job_id"]
@@ -207,8 +212,7 @@ def test_a_rate_limited_submit_with_wait_is_429(tmp_path_factory):
         ctx.__exit__(None, None, None)
 
 
-def test_a_job_finished_before_its_submit_waits_is_answered_from_the_done_message(monkeypatch,
-                                                                                 tmp_path_factory):
+def test_a_job_finished_before_its_submit_waits_is_answered_from_the_done_message(monkeypatch, tmp_path_factory):
     """The race, made certain: the store itself waits until a real worker has finished the job and
     the API's subscriber has taken the done message, so the finish is over before the request
     starts waiting. The safety poll is pushed past the wait, and the job is never read: answered
@@ -238,9 +242,14 @@ def test_a_job_finished_before_its_submit_waits_is_answered_from_the_done_messag
             taken.set()
 
         def store_then_let_it_finish(batch, waited=()):
-            real_store(batch, waited)   # the job's mark is in this transaction: its finish is announced
-            wait_until(lambda: all(jobs.get(keys.job(j.id)) and '"status":"complete"' in jobs.get(keys.job(j.id))
-                                   for j in batch), 30, "the worker finishing the job")
+            real_store(batch, waited)  # the job's mark is in this transaction: its finish is announced
+            wait_until(
+                lambda: all(
+                    jobs.get(keys.job(j.id)) and '"status":"complete"' in jobs.get(keys.job(j.id)) for j in batch
+                ),
+                30,
+                "the worker finishing the job",
+            )
             assert taken.wait(10), "the API's subscriber never got the done message"
 
         reads: list[str] = []

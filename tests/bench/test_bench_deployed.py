@@ -48,24 +48,29 @@ def test_ours_drains_jobs_submitted_over_http_and_reads_them_back(deployed, clie
     assert client.zcard(keys.JOB_INDEX) == 30  # stored by the API, as a user's submits are
 
 
-@pytest.mark.parametrize("lean,shipped", [(False, False), (True, False), (False, True)],
-                         ids=["requests", "http.client", "jobqueue.client"])
+@pytest.mark.parametrize(
+    "lean,shipped", [(False, False), (True, False), (False, True)], ids=["requests", "http.client", "jobqueue.client"]
+)
 def test_ours_round_trip_through_the_api(deployed, client, lean, shipped):
     out = bd.ours_round_trips(deployed, client, 5, warmup=1, lean=lean, shipped=shipped)
     assert 0 < out["submit_p50_ms"] <= out["p50_ms"] <= out["p99_ms"]
 
 
-@pytest.mark.parametrize("lean,shipped", [(False, False), (True, False), (False, True)],
-                         ids=["requests", "http.client", "jobqueue.client"])
+@pytest.mark.parametrize(
+    "lean,shipped", [(False, False), (True, False), (False, True)], ids=["requests", "http.client", "jobqueue.client"]
+)
 def test_ours_round_trip_in_one_exchange(deployed, client, lean, shipped):
     """``POST /submit?wait=`` rows: each job one request (the API counted no status request)."""
     from prometheus_client.parser import text_string_to_metric_families
 
     out = bd.ours_round_trips(deployed, client, 5, warmup=1, lean=lean, shipped=shipped, one=True)
     assert 0 < out["p50_ms"] <= out["p99_ms"] and "submit_p50_ms" not in out
-    counted = {(s.labels["route"], s.labels["status"]): s.value
-               for family in text_string_to_metric_families(deployed.session.get(deployed.base + "/metrics").text)
-               for s in family.samples if s.name == "jobqueue_http_requests_total" and s.labels["method"] != "HEAD"}
+    counted = {
+        (s.labels["route"], s.labels["status"]): s.value
+        for family in text_string_to_metric_families(deployed.session.get(deployed.base + "/metrics").text)
+        for s in family.samples
+        if s.name == "jobqueue_http_requests_total" and s.labels["method"] != "HEAD"
+    }
     assert counted.get(("/submit", "200")) == 6 and not any(route.startswith("/status") for route, _ in counted)
 
 
@@ -78,19 +83,27 @@ def test_http_many_keeps_request_order(deployed):
 
 
 def test_targets_judge_ratios_of_the_same_run():
-    summary = {"noop/ours": {"rate": 300.0, "cpu_us_per_job": 90.0}, "noop/raw": {"rate": 200.0, "cpu_us_per_job": 100.0},
-               "noop/dramatiq": {"rate": 100.0}, "date/ours": {"rate": 2000.0}, "date/celery": {"rate": 50.0},
-               "date/dramatiq": {"rate": 30.0}, "rt/ours": {"p50_ms": 2.0, "p99_ms": 9.0},
-               "rt/celery": {"p50_ms": 1.5, "p99_ms": 20.0}}
+    summary = {
+        "noop/ours": {"rate": 300.0, "cpu_us_per_job": 90.0},
+        "noop/raw": {"rate": 200.0, "cpu_us_per_job": 100.0},
+        "noop/dramatiq": {"rate": 100.0},
+        "date/ours": {"rate": 2000.0},
+        "date/celery": {"rate": 50.0},
+        "date/dramatiq": {"rate": 30.0},
+        "rt/ours": {"p50_ms": 2.0, "p99_ms": 9.0},
+        "rt/celery": {"p50_ms": 1.5, "p99_ms": 20.0},
+    }
     verdicts = [ok for _text, _shown, ok in bd.targets(summary)]
     # 1.5x raw PASS, 3x Dramatiq PASS, 40x best peer (celery) MISS, CPU 0.9x PASS, p50 worse than Celery MISS, p99 PASS
     assert verdicts == [True, True, False, True, False, True]
 
 
 def test_the_cpu_ratio_of_each_repeat_is_reported_beside_the_ratio_of_medians():
-    runs = {"noop/ours": [{"cpu_us_per_job": c, "rate": 1.0, "commands": {}} for c in (50.0, 40.0, 45.0)],
-            "noop/raw": [{"cpu_us_per_job": c, "rate": 1.0, "commands": {}} for c in (100.0, 40.0, 60.0)]}
+    runs = {
+        "noop/ours": [{"cpu_us_per_job": c, "rate": 1.0, "commands": {}} for c in (50.0, 40.0, 45.0)],
+        "noop/raw": [{"cpu_us_per_job": c, "rate": 1.0, "commands": {}} for c in (100.0, 40.0, 60.0)],
+    }
     s = bd.summarize({"runs": runs, "load": [1.0]})
-    assert s["noop/ours"]["cpu_ratios"] == [0.5, 0.75, 1.0]   # repeat by repeat, not medians of each side
+    assert s["noop/ours"]["cpu_ratios"] == [0.5, 0.75, 1.0]  # repeat by repeat, not medians of each side
     args = bd.parse_args(["--repeats", "3", "--parts", "noop"])
     assert "0.50x to 1.00x over 3 repeats" in bd.markdown(args, {"runs": runs, "load": [1.0]}, s)

@@ -70,8 +70,17 @@ def test_other_peers_drain_twenty_jobs(name, redis_url, small_csv):
     assert out["drain_jobs"] == 20
 
 
-@pytest.mark.parametrize("via", ["requests", "http.client", "jobqueue.client", "one exchange",
-                                 "one exchange, http.client", "one exchange, jobqueue.client"])
+@pytest.mark.parametrize(
+    "via",
+    [
+        "requests",
+        "http.client",
+        "jobqueue.client",
+        "one exchange",
+        "one exchange, http.client",
+        "one exchange, jobqueue.client",
+    ],
+)
 def test_ours_round_trip_through_the_api_with_each_client(via, redis_url, small_csv):
     classes = peer_classes()
     if "ours" not in classes:
@@ -84,7 +93,7 @@ def test_ours_round_trip_through_the_api_with_each_client(via, redis_url, small_
     finally:
         peer.close()
     assert trips["count"] == 5 and 0 < trips["p50_ms"] <= trips["p99_ms"]
-    if not peer.one:   # two requests: the submit's share is measured apart
+    if not peer.one:  # two requests: the submit's share is measured apart
         assert 0 < trips["submit_p50_ms"] < trips["p50_ms"]
 
 
@@ -101,8 +110,10 @@ def test_report_sections_are_replaced_in_place(tmp_path):
 
 def test_report_keeps_text_it_does_not_own(tmp_path):
     doc = tmp_path / "benchmarks.md"
-    doc.write_text("# Benchmarks\n\n## API\n\napi figures\n\n"
-                   "## Worker drain\n<!-- worker-drain:start -->\nraw 1.00x\n<!-- worker-drain:end -->\n")
+    doc.write_text(
+        "# Benchmarks\n\n## API\n\napi figures\n\n"
+        "## Worker drain\n<!-- worker-drain:start -->\nraw 1.00x\n<!-- worker-drain:end -->\n"
+    )
     report.write_section("peers", "## Peers\n\nfigures", doc)
     report.write_section("peers", "## Peers\n\nfigures again", doc)
     report.write_section("zz-extra", "## Extra\n\nlast", doc)
@@ -113,7 +124,7 @@ def test_report_keeps_text_it_does_not_own(tmp_path):
     # a script that rewrites "from its heading to the next heading" leaves our markers intact
     start = text.index("## API\n")
     end = text.index("\n## ", start + 1)
-    text = text[:start] + "## API\n\nnew api figures\n" + text[end + 1:]
+    text = text[:start] + "## API\n\nnew api figures\n" + text[end + 1 :]
     doc.write_text(text)
     report.write_section("zz-extra", "## Extra\n\nlast again", doc)
     assert doc.read_text().count("## Extra") == 1 and "last again" in doc.read_text()

@@ -51,8 +51,10 @@ def assert_all_complete_and_right(docs: dict[str, dict], acked: dict[str, dict])
         doc = docs[job_id]
         if doc["operation"] != spec["operation"] or doc.get("result_ref") or doc["result"] != expected_result(spec):
             wrong.append(job_id)
-    assert not wrong, (f"{len(wrong)} jobs hold a result that is not their own, e.g. "
-                       f"{[(docs[j]['operation'], docs[j]['params'], docs[j]['result']) for j in wrong[:3]]}")
+    assert not wrong, (
+        f"{len(wrong)} jobs hold a result that is not their own, e.g. "
+        f"{[(docs[j]['operation'], docs[j]['params'], docs[j]['result']) for j in wrong[:3]]}"
+    )
 
 
 def reruns(docs: dict[str, dict]) -> dict[str, int]:

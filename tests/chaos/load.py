@@ -35,10 +35,10 @@ def scaled(full: int, ci: int) -> int:
 
 @dataclass
 class Outcome:
-    status: int | None          # HTTP status, None for a connection error
+    status: int | None  # HTTP status, None for a connection error
     job_id: str | None
     error: str | None
-    at: float                   # time.monotonic() when the answer arrived
+    at: float  # time.monotonic() when the answer arrived
     spec: dict[str, Any] | None = None
 
 
@@ -88,8 +88,7 @@ def submit_all(url: str, specs: list[dict[str, Any]], clients: int = 32, token: 
 class BackgroundLoad:
     """``clients`` threads submitting ``make_spec()`` jobs back to back until :meth:`stop`."""
 
-    def __init__(self, url: str, make_spec: Callable[[], dict[str, Any]], clients: int = 8,
-                 pause: float = 0.0):
+    def __init__(self, url: str, make_spec: Callable[[], dict[str, Any]], clients: int = 8, pause: float = 0.0):
         self.url, self.make_spec, self.pause = url, make_spec, pause
         self.tally = Tally()
         self._lock = threading.Lock()
@@ -103,7 +102,7 @@ class BackgroundLoad:
             with self._lock:
                 self.tally.outcomes.append(outcome)
             if outcome.status != 202:
-                time.sleep(0.02)            # a refused client backs off a little, as a real one would
+                time.sleep(0.02)  # a refused client backs off a little, as a real one would
             elif self.pause:
                 time.sleep(self.pause)
 
@@ -136,11 +135,11 @@ class DoneCounter:
 
     def __init__(self, client: redis.Redis, channel: str):
         self.counts: collections.Counter[str] = collections.Counter()
-        self._client = client        # keep it: a collected client closes its pool, our connection with it
+        self._client = client  # keep it: a collected client closes its pool, our connection with it
         client.set(keys.ANNOUNCE_ALL, "1")
         self._pubsub = client.pubsub(ignore_subscribe_messages=True)
         self._pubsub.subscribe(channel)
-        self._pubsub.get_message(timeout=1.0)          # the subscribe confirmation: we are listening
+        self._pubsub.get_message(timeout=1.0)  # the subscribe confirmation: we are listening
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
@@ -175,8 +174,9 @@ def analysis_specs(operations: Any, rng: random.Random) -> Iterator[dict[str, An
         yield spec
 
 
-def job_mix(n: int, operations: Any, rng: random.Random, sleep_share: float = 0.4,
-            max_sleep: float = 0.3) -> list[dict[str, Any]]:
+def job_mix(
+    n: int, operations: Any, rng: random.Random, sleep_share: float = 0.4, max_sleep: float = 0.3
+) -> list[dict[str, Any]]:
     """``n`` submissions: ``sleep_share`` of them sleeps (distinct durations up to ``max_sleep``), the
     rest analysis operations. Distinct sleep durations make every result traceable to its job."""
     analyses = analysis_specs(operations, rng)

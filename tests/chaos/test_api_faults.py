@@ -43,8 +43,13 @@ def test_gunicorn_replaces_killed_api_processes_under_load(stack, rng, figures):
             t0 = time.monotonic()
             os.kill(victim, signal.SIGKILL)
             wait_until(lambda victim=victim: not alive(victim), 10, f"gunicorn worker {victim} to die")
-            wait_until(lambda victim=victim: len(stack.api_worker_pids()) == API_PROCESSES
-                       and victim not in stack.api_worker_pids(), 30, "gunicorn to replace the killed worker")
+            wait_until(
+                lambda victim=victim: (
+                    len(stack.api_worker_pids()) == API_PROCESSES and victim not in stack.api_worker_pids()
+                ),
+                30,
+                "gunicorn to replace the killed worker",
+            )
             replaced_in.append(round(time.monotonic() - t0, 2))
             time.sleep(rng.uniform(0.3, 1.0))
         time.sleep(1.0)
@@ -56,7 +61,8 @@ def test_gunicorn_replaces_killed_api_processes_under_load(stack, rng, figures):
     docs = stack.wait_all_final(acked, timeout=120)
     assert_all_complete_and_right(docs, acked)
     resets = len(tally.connection_errors())
-    figures.update(kills=kills, requests=len(tally.outcomes), acked=len(acked), connection_resets=resets,
-                   replaced_in_s=replaced_in)
+    figures.update(
+        kills=kills, requests=len(tally.outcomes), acked=len(acked), connection_resets=resets, replaced_in_s=replaced_in
+    )
     # gthread workers keep several clients' connections (keep-alive): a kill drops at most those
     assert resets <= kills * CLIENTS, "more dropped connections than the killed processes could hold"

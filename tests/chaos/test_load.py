@@ -11,8 +11,7 @@ import time
 import pytest
 
 from jobqueue import keys
-from tests.chaos.checks import (assert_all_complete_and_right, assert_one_final_announcement, operations,
-                                reruns)
+from tests.chaos.checks import assert_all_complete_and_right, assert_one_final_announcement, operations, reruns
 from tests.chaos.load import DoneCounter, job_mix, scaled, submit_all
 
 pytestmark = [pytest.mark.chaos, pytest.mark.slow]
@@ -41,6 +40,13 @@ def test_ten_thousand_jobs_from_32_clients(stack, rng, figures):
     assert_all_complete_and_right(docs, acked)
     assert_one_final_announcement(done.counts, acked)
     assert len(stack.jobs_client().zrange(keys.JOB_INDEX, 0, -1)) == n_jobs, "job index holds strays or gaps"
-    figures.update(jobs=n_jobs, clients=32, api_processes=4, workers=4,
-                   submit_per_s=round(n_jobs / (submitted - t0)), end_to_end_s=round(finished - t0, 1),
-                   cached=sum(1 for d in docs.values() if d.get("cached_from")), **reruns(docs))
+    figures.update(
+        jobs=n_jobs,
+        clients=32,
+        api_processes=4,
+        workers=4,
+        submit_per_s=round(n_jobs / (submitted - t0)),
+        end_to_end_s=round(finished - t0, 1),
+        cached=sum(1 for d in docs.values() if d.get("cached_from")),
+        **reruns(docs),
+    )

@@ -53,7 +53,7 @@ def test_redis_restart_during_load(stack, figures, how):
         first_ok = wait_until(lambda: load.first_after(came_back, 202), 30, "a 202 after Redis came back")
         wait_until(lambda: _probe(stack.url) == 200, 30, "/readyz 200 after Redis came back")
         ready_again = time.monotonic()
-        time.sleep(1.0)                                     # some load after the recovery too
+        time.sleep(1.0)  # some load after the recovery too
     tally = load.tally
 
     statuses = tally.statuses()
@@ -66,12 +66,16 @@ def test_redis_restart_during_load(stack, figures, how):
     assert stack.api.alive(), "the API died"
 
     acked = tally.acked()
-    docs = stack.wait_all_final(acked, timeout=120)        # the workers reconnected and drained it
+    docs = stack.wait_all_final(acked, timeout=120)  # the workers reconnected and drained it
     lost = [j for j in acked if j not in docs]
-    figures.update(acked=len(acked), answered_503=statuses[503], lost_acked=len(lost),
-                   first_503_after_s=round(seen_down.at - went_down, 2),
-                   first_202_after_restart_s=round(first_ok.at - came_back, 2),
-                   readyz_200_after_restart_s=round(ready_again - came_back, 2))
+    figures.update(
+        acked=len(acked),
+        answered_503=statuses[503],
+        lost_acked=len(lost),
+        first_503_after_s=round(seen_down.at - went_down, 2),
+        first_202_after_restart_s=round(first_ok.at - came_back, 2),
+        readyz_200_after_restart_s=round(ready_again - came_back, 2),
+    )
     # A process kill (even SIGKILL) loses nothing: Redis write()s the AOF before it replies, and the
     # page cache outlives the process. Only a machine crash can lose the last fsync second.
     assert_all_complete_and_right(docs, acked)

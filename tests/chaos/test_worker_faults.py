@@ -12,8 +12,7 @@ import time
 import pytest
 
 from jobqueue import keys
-from tests.chaos.checks import (assert_all_complete_and_right, assert_one_final_announcement, operations,
-                                reruns)
+from tests.chaos.checks import assert_all_complete_and_right, assert_one_final_announcement, operations, reruns
 from tests.chaos.load import DoneCounter, job_mix, scaled, sleep_spec, submit_all
 
 pytestmark = [pytest.mark.chaos, pytest.mark.slow]
@@ -46,7 +45,7 @@ def test_kill_9_random_workers_again_and_again_during_load(stack, rng, figures):
         time.sleep(rng.uniform(0.2, 0.8))
         docs = stack.job_docs(acked)
         if sum(d["status"] == "complete" for d in docs.values()) > 0.9 * n_jobs:
-            break                                   # leave the tail alone so the test ends
+            break  # leave the tail alone so the test ends
         busy = _busy_pids(stack)
         live = stack.live_workers()
         candidates = [w for w in live if w.pid in busy] or live
@@ -54,10 +53,10 @@ def test_kill_9_random_workers_again_and_again_during_load(stack, rng, figures):
         mid_job += victim.pid in busy
         victim.kill9()
         kills += 1
-        stack.start_worker()                        # a Deployment would start a replacement too
+        stack.start_worker()  # a Deployment would start a replacement too
     docs = stack.wait_all_final(acked, timeout=240)
     elapsed = time.monotonic() - started
-    time.sleep(0.5)                                 # let the last announcements arrive
+    time.sleep(0.5)  # let the last announcements arrive
     done.close()
 
     assert kills >= min(max_kills, 5), f"only {kills} kills happened: the load finished too soon to mean much"
@@ -65,9 +64,16 @@ def test_kill_9_random_workers_again_and_again_during_load(stack, rng, figures):
     assert_one_final_announcement(done.counts, acked)
     rr = reruns(docs)
     discarded = sum(w.log_text().count('"job outcome discarded"') for w in stack.workers)
-    figures.update(jobs=n_jobs, workers=WORKERS, kills=kills, kills_mid_job=mid_job, **rr,
-                   outcomes_discarded_by_fencing=discarded, seconds=round(elapsed, 1),
-                   lease_seconds=float(stack.base_env()["JOB_LEASE_SECONDS"]))
+    figures.update(
+        jobs=n_jobs,
+        workers=WORKERS,
+        kills=kills,
+        kills_mid_job=mid_job,
+        **rr,
+        outcomes_discarded_by_fencing=discarded,
+        seconds=round(elapsed, 1),
+        lease_seconds=float(stack.base_env()["JOB_LEASE_SECONDS"]),
+    )
     assert rr["reruns"] <= kills * 32, "re-runs are bounded by what the killed workers held"
 
 
@@ -116,5 +122,4 @@ def _wait_busy(stack, timeout: float = 30.0) -> dict[int, str]:
     from devstack.procs import wait_until
 
     ours = {w.pid for w in stack.live_workers()}
-    return wait_until(lambda: {p: j for p, j in _busy_pids(stack).items() if p in ours}, timeout,
-                      "a busy worker")
+    return wait_until(lambda: {p: j for p, j in _busy_pids(stack).items() if p in ours}, timeout, "a busy worker")

@@ -31,13 +31,19 @@ SAMPLE = REPO_ROOT / "data" / "traffic_incidents_sample.csv"
 
 
 def jq(*args: str, env: dict[str, str] | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
-    return subprocess.run([str(BIN / "jobqueue"), *args], capture_output=True, text=True, timeout=timeout,
-                          env={**os.environ, **(env or {})}, cwd=REPO_ROOT)
+    return subprocess.run(
+        [str(BIN / "jobqueue"), *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, **(env or {})},
+        cwd=REPO_ROOT,
+    )
 
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory):
-    with running_stack(tmp_path_factory.mktemp("cli"), JOB_TIMEOUT_SECONDS="1") as s:   # sleep 2 fails
+    with running_stack(tmp_path_factory.mktemp("cli"), JOB_TIMEOUT_SECONDS="1") as s:  # sleep 2 fails
         s.start_worker()
         s.start_api(web_concurrency=1)
         yield s
@@ -45,29 +51,31 @@ def stack(tmp_path_factory):
 
 @pytest.mark.slow
 def test_submit_and_analyze_parse_key_value_the_same_way(stack, tmp_path):
-    local = jq("analyze", "incidents_by_road", "road=183", "--data", str(SAMPLE),
-               env={"DATA_CACHE_DIR": str(tmp_path)})
+    local = jq("analyze", "incidents_by_road", "road=183", "--data", str(SAMPLE), env={"DATA_CACHE_DIR": str(tmp_path)})
     assert local.returncode == 0, local.stderr
     queued = jq("submit", "incidents_by_road", "road=183", "--wait", "--url", stack.url)
     assert queued.returncode == 0, queued.stderr
     assert json.loads(queued.stdout) == json.loads(local.stdout)
     assert json.loads(queued.stdout)["road"] == "183"
-    top = jq("submit", "top_locations", "n=3", "--wait", "--url", stack.url)   # n typed as an integer
+    top = jq("submit", "top_locations", "n=3", "--wait", "--url", stack.url)  # n typed as an integer
     assert top.returncode == 0 and len(json.loads(top.stdout)["top_locations"]) == 3, top.stderr
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("args,code,words", [
-    (["submit", "top_locations", "n=ten"], 2, ["'n' must be an integer"]),
-    (["submit", "top_locations", "n=5000"], 2, ["'n' must be at most 1000"]),
-    (["submit", "top_locations", "n=1", "n=2"], 2, ["'n' given twice"]),
-    (["submit", "top_locations", "n"], 2, ["key=value"]),
-    (["submit", "nope"], 2, ["unknown_operation"]),
-    (["submit", "top_locations", "count=3"], 2, ["unknown parameter 'count'"]),
-    (["status", "3f2b8c4e-1d2a-4b5c-9e8f-0a1b2c3d4e5f"], 2, ["job_not_found"]),
-    (["submit", "sleep", "seconds=5", "--wait", "--timeout", "0.5"], 4, ["still"]),
-    (["submit", "sleep", "seconds=2", "--wait"], 1, ["failed", "time limit"]),
-])
+@pytest.mark.parametrize(
+    "args,code,words",
+    [
+        (["submit", "top_locations", "n=ten"], 2, ["'n' must be an integer"]),
+        (["submit", "top_locations", "n=5000"], 2, ["'n' must be at most 1000"]),
+        (["submit", "top_locations", "n=1", "n=2"], 2, ["'n' given twice"]),
+        (["submit", "top_locations", "n"], 2, ["key=value"]),
+        (["submit", "nope"], 2, ["unknown_operation"]),
+        (["submit", "top_locations", "count=3"], 2, ["unknown parameter 'count'"]),
+        (["status", "3f2b8c4e-1d2a-4b5c-9e8f-0a1b2c3d4e5f"], 2, ["job_not_found"]),
+        (["submit", "sleep", "seconds=5", "--wait", "--timeout", "0.5"], 4, ["still"]),
+        (["submit", "sleep", "seconds=2", "--wait"], 1, ["failed", "time limit"]),
+    ],
+)
 def test_exit_statuses_against_the_api(stack, args, code, words):
     r = jq(*args, "--url", stack.url)
     assert r.returncode == code, (r.returncode, r.stderr)
@@ -98,20 +106,26 @@ def test_a_malformed_url_is_exit_3_not_a_traceback():
     assert "cannot reach the API at http://[::1:5000 (InvalidURL)" in r.stderr and "Traceback" not in r.stderr
 
 
-@pytest.mark.parametrize("args,code,words", [
-    (["analyze", "top_locations", "n=0"], 2, ["at least 1"]),
-    (["analyze", "top_locations", "--data", "/nonexistent.csv"], 2, ["no such file"]),
-    (["nope"], 2, ["invalid choice"]),
-])
+@pytest.mark.parametrize(
+    "args,code,words",
+    [
+        (["analyze", "top_locations", "n=0"], 2, ["at least 1"]),
+        (["analyze", "top_locations", "--data", "/nonexistent.csv"], 2, ["no such file"]),
+        (["nope"], 2, ["invalid choice"]),
+    ],
+)
 def test_exit_statuses_in_process_commands(args, code, words, tmp_path):
     r = jq(*args, env={"DATA_CACHE_DIR": str(tmp_path)})
     assert r.returncode == code and all(w in r.stderr for w in words), r.stderr
 
 
-@pytest.mark.parametrize("name,value,words", [
-    ("DATA_MAX_BYTES", "abc", ["DATA_MAX_BYTES must be an integer"]),
-    ("DATA_MAX_BYTES", "0", ["DATA_MAX_BYTES must be between"]),
-])
+@pytest.mark.parametrize(
+    "name,value,words",
+    [
+        ("DATA_MAX_BYTES", "abc", ["DATA_MAX_BYTES must be an integer"]),
+        ("DATA_MAX_BYTES", "0", ["DATA_MAX_BYTES must be between"]),
+    ],
+)
 def test_malformed_data_settings_are_a_message_not_a_traceback(name, value, words, tmp_path):
     r = jq("analyze", "top_locations", "n=1", "--data", str(SAMPLE), env={name: value, "DATA_CACHE_DIR": str(tmp_path)})
     assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
@@ -120,8 +134,14 @@ def test_malformed_data_settings_are_a_message_not_a_traceback(name, value, word
 
 def test_data_settings_reach_the_loader(tmp_path):
     """DATA_MAX_BYTES and DATA_CACHE_DIR go through Settings into load_dataset (no side door)."""
-    small = jq("analyze", "top_locations", "n=1", "--data", str(SAMPLE),
-               env={"DATA_MAX_BYTES": "1000", "DATA_CACHE_DIR": str(tmp_path / "c1")})
+    small = jq(
+        "analyze",
+        "top_locations",
+        "n=1",
+        "--data",
+        str(SAMPLE),
+        env={"DATA_MAX_BYTES": "1000", "DATA_CACHE_DIR": str(tmp_path / "c1")},
+    )
     assert small.returncode == 2 and "DATA_MAX_BYTES (1000 bytes)" in small.stderr, small.stderr
     ok = jq("analyze", "top_locations", "n=1", "--data", str(SAMPLE), env={"DATA_CACHE_DIR": str(tmp_path / "c2")})
     assert ok.returncode == 0 and any((tmp_path / "c2").iterdir()), ok.stderr
@@ -132,16 +152,23 @@ def test_version_and_help_never_start_a_server():
         r = subprocess.run([str(BIN / cmd[0]), *cmd[1:]], capture_output=True, text=True, timeout=30)
         assert r.returncode == 0 and r.stdout.startswith(f"{cmd[0]} ") and r.stdout.strip()[-1].isdigit(), r
     port = _closed_port()
-    r = subprocess.run([str(BIN / "jobqueue-api"), "--help"], capture_output=True, text=True, timeout=30,
-                       env={**os.environ, "PORT": str(port), "BIND_HOST": "127.0.0.1"})
+    r = subprocess.run(
+        [str(BIN / "jobqueue-api"), "--help"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        env={**os.environ, "PORT": str(port), "BIND_HOST": "127.0.0.1"},
+    )
     assert r.returncode == 0 and "usage: jobqueue-api" in r.stdout and "REDIS_URL" in r.stdout
     assert "Starting gunicorn" not in r.stdout + r.stderr
     help_text = jq("--help").stdout
-    assert "exit status: 0 ok, 1 the job or operation failed, 2 bad usage or input, 3 service unreachable" \
-        in " ".join(help_text.split())
+    assert "exit status: 0 ok, 1 the job or operation failed, 2 bad usage or input, 3 service unreachable" in " ".join(
+        help_text.split()
+    )
 
 
 # --- Retry-After ----------------------------------------------------------------------------------
+
 
 class _Flaky(BaseHTTPRequestHandler):
     """Answers the first ``fail`` requests of each path with ``status`` + Retry-After: 1."""
@@ -199,8 +226,8 @@ def test_client_waits_out_retry_after_on_503_and_429(flaky):
         _Flaky.status, _Flaky.plan, _Flaky.seen = status, {"/submit": 2}, []
         assert Client(url).submit("top_locations", n=1) == "0" * 8
         times = [t for method, path, t in _Flaky.seen if path == "/submit"]
-        assert len(times) == 3, _Flaky.seen                    # two refusals, then the 202
-        assert times[1] - times[0] >= 0.9 and times[2] - times[1] >= 0.9   # waited as told (lower bound only)
+        assert len(times) == 3, _Flaky.seen  # two refusals, then the 202
+        assert times[1] - times[0] >= 0.9 and times[2] - times[1] >= 0.9  # waited as told (lower bound only)
 
 
 def _portal(flaky, fail: int) -> str:
@@ -225,9 +252,14 @@ def test_data_fetch_shows_progress_on_a_terminal(flaky, tmp_path):
     url = _portal(flaky, fail=0)
     out = tmp_path / "live.csv"
     primary, replica = pty.openpty()
-    proc = subprocess.Popen([str(BIN / "jobqueue"), "data", "fetch", "--base-url", url, "--output", str(out)],
-                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=replica, cwd=REPO_ROOT,
-                            env={**os.environ, "DATA_CACHE_DIR": str(tmp_path / "c")})
+    proc = subprocess.Popen(
+        [str(BIN / "jobqueue"), "data", "fetch", "--base-url", url, "--output", str(out)],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=replica,
+        cwd=REPO_ROOT,
+        env={**os.environ, "DATA_CACHE_DIR": str(tmp_path / "c")},
+    )
     os.close(replica)
     stdout, _ = proc.communicate(timeout=120)
     seen = b""
@@ -245,6 +277,8 @@ def test_data_fetch_shows_progress_on_a_terminal(flaky, tmp_path):
 
 def test_data_fetch_gives_up_with_exit_3_when_the_portal_keeps_refusing(flaky, tmp_path):
     url = _portal(flaky, fail=100)
-    r = jq("data", "fetch", "--base-url", url, "--output", str(tmp_path / "x.csv"), env={"DATA_CACHE_DIR": str(tmp_path)})
+    r = jq(
+        "data", "fetch", "--base-url", url, "--output", str(tmp_path / "x.csv"), env={"DATA_CACHE_DIR": str(tmp_path)}
+    )
     assert r.returncode == 3 and "429" in r.stderr and "Traceback" not in r.stderr, r.stderr
     assert not (tmp_path / "x.csv").exists()

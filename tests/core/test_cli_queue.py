@@ -81,7 +81,7 @@ def test_watch_follows_a_job_to_its_end(api, capsys):
     assert code == 1 and json.loads(out)["error"] == "boom"
     waiting = _submit(api)
     code, _, err = _run(capsys, "watch", waiting, "--url", api.url, "--timeout", "0.5")
-    assert code == 4 and "still submitted" in err   # Exit.TIMEOUT
+    assert code == 4 and "still submitted" in err  # Exit.TIMEOUT
 
 
 def test_cancel_a_queued_job(api, capsys):

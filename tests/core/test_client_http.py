@@ -26,9 +26,19 @@ from devstack.stack import running_stack
 from jobqueue.client import ApiError, Client
 from jobqueue.http import retrying_session
 
-PROXY_VARS = ("http_proxy", "https_proxy", "all_proxy", "no_proxy",
-              "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY",
-              "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE", "NETRC")
+PROXY_VARS = (
+    "http_proxy",
+    "https_proxy",
+    "all_proxy",
+    "no_proxy",
+    "HTTP_PROXY",
+    "HTTPS_PROXY",
+    "ALL_PROXY",
+    "NO_PROXY",
+    "REQUESTS_CA_BUNDLE",
+    "CURL_CA_BUNDLE",
+    "NETRC",
+)
 
 
 @pytest.fixture(scope="module")
@@ -94,7 +104,9 @@ def test_http_proxy_carries_every_request_and_no_proxy_bypasses_it(api, proxy, c
     job_id = client.submit("sleep", seconds=0)
     assert client.status(job_id)["job_id"] == job_id
     assert [(method, path) for method, path, _ in _Proxy.seen] == [
-        ("POST", f"{api}/submit"), ("GET", f"{api}/status/{job_id}")]
+        ("POST", f"{api}/submit"),
+        ("GET", f"{api}/status/{job_id}"),
+    ]
 
     clean_env.setenv("NO_PROXY", "127.0.0.1")
     _Proxy.seen = []
@@ -126,7 +138,7 @@ def test_netrc_credentials_reach_the_api_and_a_token_is_sent_without_one(api, pr
     netrc.write_text("machine 127.0.0.1 login alice password s3cret\n")
     netrc.chmod(0o600)
     clean_env.setenv("NETRC", str(netrc))
-    clean_env.setenv("HTTP_PROXY", proxy)           # the proxy shows the headers the API got
+    clean_env.setenv("HTTP_PROXY", proxy)  # the proxy shows the headers the API got
     client = Client(api)
     client.operations()
     client.operations()
@@ -171,7 +183,7 @@ def test_a_client_reads_the_environment_once_not_on_every_request(api, proxy, tm
     clean_env.setenv("NETRC", str(netrc))
     clean_env.setenv("NO_PROXY", "localhost")
     client = Client(api)
-    client.submit("sleep", seconds=0)                 # the first request to the API reads it
+    client.submit("sleep", seconds=0)  # the first request to the API reads it
     counting = _CountingEnviron(os.environ)
     monkeypatch.setattr(os, "environ", counting)
     for _ in range(3):
@@ -182,7 +194,7 @@ def test_a_client_reads_the_environment_once_not_on_every_request(api, proxy, tm
 
 def test_a_post_goes_out_in_one_write(api, clean_env, monkeypatch):
     client = Client(api)
-    client.submit("sleep", seconds=0)                 # connection open
+    client.submit("sleep", seconds=0)  # connection open
     writes: list[int] = []
     real_sendall = socket.socket.sendall
 
@@ -194,16 +206,16 @@ def test_a_post_goes_out_in_one_write(api, clean_env, monkeypatch):
     client.submit("sleep", seconds=0)
     small, writes[:] = list(writes), []
     big = {"operation": "sleep", "params": {"seconds": 0, "pad": "x" * 100_000}}
-    with pytest.raises(ApiError):                     # answered (refused): it arrived whole
+    with pytest.raises(ApiError):  # answered (refused): it arrived whole
         client._request("POST", "/submit", json=big)
     monkeypatch.undo()
     assert len(small) == 1, f"one POST /submit took {len(small)} writes of {small} bytes"
-    assert len(writes) >= 2 and sum(writes) > 100_000, writes   # a large body still goes apart
+    assert len(writes) >= 2 and sum(writes) > 100_000, writes  # a large body still goes apart
 
 
 def test_a_pickled_session_still_works_and_reads_the_environment_where_it_lands(api, proxy, clean_env):
     session = retrying_session()
-    Client(api, session=session).operations()          # caches this process's (empty) proxy settings
+    Client(api, session=session).operations()  # caches this process's (empty) proxy settings
     clean_env.setenv("HTTP_PROXY", proxy)
     copy = pickle.loads(pickle.dumps(session))
     assert Client(api, session=copy).operations()

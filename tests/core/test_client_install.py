@@ -41,8 +41,21 @@ def _run(argv: list, **kw) -> subprocess.CompletedProcess:
 def client_venv(tmp_path_factory) -> Path:
     uv, tmp = _uv(), tmp_path_factory.mktemp("client-install")
     requirements = tmp / "requirements.txt"
-    _run([uv, "export", "--frozen", "--package", "atx-jobqueue-core", "--no-dev", "--no-emit-workspace",
-          "--no-hashes", "-o", requirements], cwd=REPO_ROOT)
+    _run(
+        [
+            uv,
+            "export",
+            "--frozen",
+            "--package",
+            "atx-jobqueue-core",
+            "--no-dev",
+            "--no-emit-workspace",
+            "--no-hashes",
+            "-o",
+            requirements,
+        ],
+        cwd=REPO_ROOT,
+    )
     venv = tmp / "venv"
     _run([uv, "venv", "-q", "--python", sys.executable, venv])
     python = venv / "bin" / "python"
@@ -64,8 +77,9 @@ def test_submit_help_works_and_analysis_commands_name_the_extra(client_venv):
     jobqueue = client_venv / "bin" / "jobqueue"
     assert "--wait" in _run([jobqueue, "submit", "--help"]).stdout
     _run([client_venv / "bin" / "python", "-c", "import jobqueue.client, jobqueue.client_cli"])
-    missing = subprocess.run([str(jobqueue), "analyze", "top_locations", "n=3"], capture_output=True, text=True,
-                             timeout=60)
+    missing = subprocess.run(
+        [str(jobqueue), "analyze", "top_locations", "n=3"], capture_output=True, text=True, timeout=60
+    )
     assert missing.returncode == 2
     assert "atx-jobqueue-core[analysis]" in missing.stderr
 
@@ -76,8 +90,12 @@ def test_the_client_alone_submits_and_waits_for_a_result(client_venv, tmp_path):
     with running_stack(tmp_path) as stack:
         stack.start_api(web_concurrency=1)
         stack.start_worker()
-        done = subprocess.run([str(client_venv / "bin" / "jobqueue"), "submit", "sleep", "seconds=0", "--wait",
-                               "--url", stack.url], capture_output=True, text=True, timeout=120)
+        done = subprocess.run(
+            [str(client_venv / "bin" / "jobqueue"), "submit", "sleep", "seconds=0", "--wait", "--url", stack.url],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
     assert done.returncode == 0, done.stderr[-3000:]
     assert json.loads(done.stdout) == {"slept": 0.0}
     assert "complete" in done.stderr

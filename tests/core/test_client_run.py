@@ -66,8 +66,12 @@ def test_submit_and_wait_answers_the_current_document_when_the_wait_is_up(stack)
 
 
 def test_jobqueue_submit_wait_prints_the_result_of_the_one_exchange(stack):
-    r = subprocess.run([str(BIN / "jobqueue"), "submit", "top_locations", "n=2", "--wait", "--url", stack.url],
-                       capture_output=True, text=True, timeout=60)
+    r = subprocess.run(
+        [str(BIN / "jobqueue"), "submit", "top_locations", "n=2", "--wait", "--url", stack.url],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert r.returncode == 0, r.stderr
     assert len(json.loads(r.stdout)["top_locations"]) == 2 and r.stderr.startswith("submitted ")
 
@@ -95,7 +99,7 @@ class _OlderApi(BaseHTTPRequestHandler):
         self._send(202, {"job_id": "j1", "status": "submitted"})
 
     def do_GET(self) -> None:
-        if self.path == "/operations":                     # the CLI types key=value pairs by it
+        if self.path == "/operations":  # the CLI types key=value pairs by it
             return self._send(200, {"operations": []})
         type(self).seen.append(("GET", self.path))
         reads = sum(1 for method, _ in self.seen if method == "GET")
@@ -120,8 +124,7 @@ def older_api():
 def test_run_against_an_api_that_ignores_wait_on_submit_long_polls_as_before(older_api):
     _OlderApi.finish_after = 2
     assert Client(older_api).run("incident_count_by_date", date="2024-03-09") == {"incident_count": 7}
-    assert _OlderApi.seen == [("POST", "/submit?wait=30"), ("GET", "/status/j1?wait=30"),
-                              ("GET", "/status/j1?wait=30")]
+    assert _OlderApi.seen == [("POST", "/submit?wait=30"), ("GET", "/status/j1?wait=30"), ("GET", "/status/j1?wait=30")]
 
 
 def test_a_failed_job_is_job_failed_on_either_api(older_api):
@@ -131,8 +134,12 @@ def test_a_failed_job_is_job_failed_on_either_api(older_api):
 
 
 def test_jobqueue_submit_wait_against_an_older_api(older_api):
-    r = subprocess.run([str(BIN / "jobqueue"), "submit", "incident_count_by_date", "date=2024-03-09", "--wait",
-                        "--url", older_api], capture_output=True, text=True, timeout=60)
+    r = subprocess.run(
+        [str(BIN / "jobqueue"), "submit", "incident_count_by_date", "date=2024-03-09", "--wait", "--url", older_api],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert r.returncode == 0, r.stderr
     assert json.loads(r.stdout) == {"incident_count": 7}
 
@@ -163,12 +170,16 @@ def test_long_polls_the_api_does_not_hold_are_spaced_out(full_api):
 
     def status_reads() -> float:
         text = requests.get(f"{full_api.url}/metrics", timeout=10).text
-        return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
-                   if line.startswith("jobqueue_http_requests_total{") and 'route="/status/<job_id>"' in line)
+        return sum(
+            float(line.rsplit(" ", 1)[1])
+            for line in text.splitlines()
+            if line.startswith("jobqueue_http_requests_total{") and 'route="/status/<job_id>"' in line
+        )
 
     for command in (["submit", "sleep", "seconds=2", "--wait"], ["watch", client.submit("sleep", seconds=2)]):
         before = status_reads()
-        r = subprocess.run([str(BIN / "jobqueue"), *command, "--url", full_api.url],
-                           capture_output=True, text=True, timeout=120)
+        r = subprocess.run(
+            [str(BIN / "jobqueue"), *command, "--url", full_api.url], capture_output=True, text=True, timeout=120
+        )
         assert r.returncode == 0, r.stderr
         assert status_reads() - before <= 40, command

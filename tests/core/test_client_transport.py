@@ -33,15 +33,27 @@ from jobqueue import transport
 from jobqueue.client import ApiError, Client
 from jobqueue.http import BearerToken, retrying_session
 
-ENV_VARS = ("http_proxy", "https_proxy", "all_proxy", "no_proxy", "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY",
-            "NO_PROXY", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE", "NETRC", "JOBQUEUE_TOKEN")
+ENV_VARS = (
+    "http_proxy",
+    "https_proxy",
+    "all_proxy",
+    "no_proxy",
+    "HTTP_PROXY",
+    "HTTPS_PROXY",
+    "ALL_PROXY",
+    "NO_PROXY",
+    "REQUESTS_CA_BUNDLE",
+    "CURL_CA_BUNDLE",
+    "NETRC",
+    "JOBQUEUE_TOKEN",
+)
 PATHS = ["lean", "requests"]
 
 
 @pytest.fixture(scope="module")
 def api(tmp_path_factory):
     with running_stack(tmp_path_factory.mktemp("client-transport")) as stack:
-        stack.start_api(web_concurrency=1, CLIENT_TIMEOUT_SECONDS="1")   # idle keep-alive closed after 1 s
+        stack.start_api(web_concurrency=1, CLIENT_TIMEOUT_SECONDS="1")  # idle keep-alive closed after 1 s
         yield stack.url
 
 
@@ -49,7 +61,7 @@ def api(tmp_path_factory):
 def clean_env(monkeypatch, tmp_path):
     for name in ENV_VARS:
         monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("HOME", str(tmp_path))     # no ~/.netrc of the machine's
+    monkeypatch.setenv("HOME", str(tmp_path))  # no ~/.netrc of the machine's
     return monkeypatch
 
 
@@ -74,11 +86,12 @@ def client_on(path: str, url: str, **kwargs) -> Client:
 
 # --- which path -----------------------------------------------------------------------------------
 
+
 def test_a_client_without_a_session_sends_every_call_without_requests(api, clean_env, sends):
     client = Client(api)
     job_id = client.submit("sleep", seconds=0)
     assert client.status(job_id)["job_id"] == job_id
-    assert client.status(job_id, wait=0.2)["status"] == "submitted"   # no worker here: still queued
+    assert client.status(job_id, wait=0.2)["status"] == "submitted"  # no worker here: still queued
     assert any(op["name"] == "sleep" for op in client.operations())
     assert job_id in [job["job_id"] for job in client.jobs()]
     assert "depth" in json.dumps(client.queue())
@@ -92,17 +105,17 @@ def test_a_client_without_a_session_sends_every_call_without_requests(api, clean
 @pytest.mark.parametrize("variable", ["HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy"])
 def test_a_proxy_for_the_api_puts_every_request_on_requests(api, clean_env, sends, variable):
     no_proxy = "NO_PROXY" if variable.isupper() else "no_proxy"
-    with Scripted([]) as proxy:                              # answers what it is asked, as a proxy would
+    with Scripted([]) as proxy:  # answers what it is asked, as a proxy would
         clean_env.setenv(variable, proxy.url)
         clean_env.setenv(no_proxy, "127.0.0.1")
         client = Client(api)
         client.status(client.submit("sleep", seconds=0))
-        assert sends == [] and proxy.seen == []              # bypassed by NO_PROXY: the lean path
+        assert sends == [] and proxy.seen == []  # bypassed by NO_PROXY: the lean path
 
         clean_env.delenv(no_proxy)
         Client(api).operations()
     assert sends == [f"{api}/operations"]
-    assert [s["target"] for s in proxy.seen] == [f"{api}/operations"]   # absolute URI: a proxy request
+    assert [s["target"] for s in proxy.seen] == [f"{api}/operations"]  # absolute URI: a proxy request
 
 
 def test_trust_env_false_on_the_clients_session_drops_the_proxy_as_requests_does(api, clean_env, sends):
@@ -116,7 +129,7 @@ def test_trust_env_false_on_the_clients_session_drops_the_proxy_as_requests_does
 
 
 def test_an_https_proxy_leaves_plain_http_on_the_lean_path(api, clean_env, sends):
-    clean_env.setenv("HTTPS_PROXY", "http://127.0.0.1:9")   # requests would not use it for http://
+    clean_env.setenv("HTTPS_PROXY", "http://127.0.0.1:9")  # requests would not use it for http://
     Client(api).operations()
     assert sends == []
 
@@ -174,13 +187,14 @@ def test_a_dropped_client_closes_its_connections(api, clean_env):
 
 def test_a_pickled_client_opens_its_own_connections_and_stays_lean(api, clean_env, sends):
     client = Client(api, token="t0ken")
-    client.operations()                                      # a kept-alive socket in it
+    client.operations()  # a kept-alive socket in it
     copy = pickle.loads(pickle.dumps(client))
     assert copy.status(copy.submit("sleep", seconds=0))["status"]
     assert copy.session.auth == BearerToken("t0ken") and sends == []
 
 
 # --- the same behaviour on both paths ---------------------------------------------------------------
+
 
 def test_the_lean_path_sends_the_headers_requests_sends(clean_env):
     with Scripted([]) as server:
@@ -190,11 +204,12 @@ def test_the_lean_path_sends_the_headers_requests_sends(clean_env):
             client.submit("sleep", seconds=0)
             client.cancel("j1")
         port = server.url.rsplit(":", 1)[1]
-        for path in PATHS:                                   # spelled differently: the same Host header
+        for path in PATHS:  # spelled differently: the same Host header
             client_on(path, f"http://LOCALHOST:{port}/").operations()
     lean, plain = server.seen[:3] + server.seen[6:7], server.seen[3:6] + server.seen[7:]
-    assert [(s["method"], s["target"], s["headers"], s["body"]) for s in lean] == \
-        [(s["method"], s["target"], s["headers"], s["body"]) for s in plain]
+    assert [(s["method"], s["target"], s["headers"], s["body"]) for s in lean] == [
+        (s["method"], s["target"], s["headers"], s["body"]) for s in plain
+    ]
 
 
 @pytest.mark.parametrize("path", PATHS)
@@ -207,9 +222,15 @@ def test_a_url_with_a_path_prefix_keeps_it(clean_env, path):
 def test_api_errors_are_the_same_on_both_paths(api, clean_env):
     job_id = Client(api).submit("sleep", seconds=0)
     unknown = job_id[:-1] + ("0" if job_id[-1] != "0" else "1")
-    calls = [lambda c: c.status("not a job id"), lambda c: c.status(unknown), lambda c: c.cancel(unknown),
-             lambda c: c.submit("sleep", seconds="x"), lambda c: c.submit("no_such_operation"),
-             lambda c: c._request("POST", "/submit", json=[1]), lambda c: c.jobs(status="nonsense")]
+    calls = [
+        lambda c: c.status("not a job id"),
+        lambda c: c.status(unknown),
+        lambda c: c.cancel(unknown),
+        lambda c: c.submit("sleep", seconds="x"),
+        lambda c: c.submit("no_such_operation"),
+        lambda c: c._request("POST", "/submit", json=[1]),
+        lambda c: c.jobs(status="nonsense"),
+    ]
     for call in calls:
         errors = []
         for path in PATHS:
@@ -224,7 +245,7 @@ def test_the_apis_keep_alive_timeout_closing_an_idle_connection_costs_nothing(ap
     client = client_on(path, api)
     job_id = client.submit("sleep", seconds=0)
     for _ in range(2):
-        time.sleep(1.3)                                      # past CLIENT_TIMEOUT_SECONDS: the API closed it
+        time.sleep(1.3)  # past CLIENT_TIMEOUT_SECONDS: the API closed it
         assert client.status(job_id)["job_id"] == job_id
         time.sleep(1.3)
         assert client.submit("sleep", seconds=0)
@@ -233,10 +254,10 @@ def test_the_apis_keep_alive_timeout_closing_an_idle_connection_costs_nothing(ap
 @pytest.mark.parametrize("path", PATHS)
 def test_a_long_poll_gets_its_wait_on_top_of_the_timeout(api, clean_env, path):
     client = client_on(path, api, timeout=1.0)
-    job_id = client.submit("sleep", seconds=0)               # no worker: it stays queued
+    job_id = client.submit("sleep", seconds=0)  # no worker: it stays queued
     started = time.monotonic()
     assert client.status(job_id, wait=1.5)["status"] == "submitted"
-    assert time.monotonic() - started >= 1.4                 # the server held it; no read timeout
+    assert time.monotonic() - started >= 1.4  # the server held it; no read timeout
 
 
 @pytest.mark.parametrize("path", PATHS)
@@ -266,8 +287,7 @@ def _netrc(clean_env, tmp_path, host: str = "127.0.0.1"):
 
 @pytest.mark.parametrize("path", PATHS)
 @pytest.mark.parametrize("given", ["argument", "JOBQUEUE_TOKEN"])
-def test_an_explicit_token_wins_over_netrc_credentials_for_the_api(token_api, clean_env, tmp_path, sends,
-                                                                   path, given):
+def test_an_explicit_token_wins_over_netrc_credentials_for_the_api(token_api, clean_env, tmp_path, sends, path, given):
     """A user with a ~/.netrc entry for the API's host (for another tool, or stale) and a token:
     requests replaced the session's ``Authorization: Bearer`` with Basic auth from .netrc and the
     lean path mimicked it, so every call got 401."""
@@ -277,10 +297,10 @@ def test_an_explicit_token_wins_over_netrc_credentials_for_the_api(token_api, cl
     client = client_on(path, token_api, **({"token": "tok-alice"} if given == "argument" else {}))
     job_id = client.submit("sleep", seconds=0)
     assert client.status(job_id)["job_id"] == job_id
-    assert (sends == []) is (path == "lean")          # the lean path stays in use for token users
+    assert (sends == []) is (path == "lean")  # the lean path stays in use for token users
 
     clean_env.delenv("JOBQUEUE_TOKEN", raising=False)
-    with pytest.raises(ApiError) as refused:          # no token: .netrc's Basic auth, as requests sends it
+    with pytest.raises(ApiError) as refused:  # no token: .netrc's Basic auth, as requests sends it
         client_on(path, token_api).submit("sleep", seconds=0)
     assert refused.value.status == 401
 
@@ -290,7 +310,7 @@ def test_netrc_credentials_are_sent_as_requests_sends_them_when_there_is_no_toke
     _netrc(clean_env, tmp_path)
     with Scripted([]) as server:
         client_on(path, server.url).operations()
-        Client(server.url, session=requests.Session()).operations()   # plain requests
+        Client(server.url, session=requests.Session()).operations()  # plain requests
         client_on(path, server.url, token="t0ken").operations()
         Client(server.url, session=requests.Session(), token="t0ken").operations()
     ours, plain, ours_token, plain_token = (seen["headers"].get("authorization") for seen in server.seen)
@@ -309,7 +329,7 @@ def test_a_redirect_on_the_same_origin_keeps_the_token_over_netrc(clean_env, tmp
 
 @pytest.mark.parametrize("path", PATHS)
 def test_a_redirect_to_another_origin_takes_that_origins_netrc_credentials_not_the_token(clean_env, tmp_path, path):
-    _netrc(clean_env, tmp_path)                       # for 127.0.0.1: both servers' host
+    _netrc(clean_env, tmp_path)  # for 127.0.0.1: both servers' host
     with Scripted([]) as target, Scripted([]) as first:
         first.script = [(307, {"Location": f"{target.url}/operations"}, b"")]
         client_on(path, first.url, token="t0ken").operations()
@@ -318,6 +338,7 @@ def test_a_redirect_to_another_origin_takes_that_origins_netrc_credentials_not_t
 
 
 # --- a scripted server on a real socket --------------------------------------------------------------
+
 
 class Scripted:
     """An HTTP/1.1 keep-alive server whose n-th request gets the n-th scripted action:
@@ -363,16 +384,25 @@ class Scripted:
                     name, value = header.decode().split(":", 1)
                     headers[name.strip().lower()] = value.strip()
                 body = reader.read(int(headers.get("content-length", 0)))
-                self.seen.append({"method": method, "target": target, "headers": headers, "body": body,
-                                  "connection": number, "at": time.monotonic()})
+                self.seen.append(
+                    {
+                        "method": method,
+                        "target": target,
+                        "headers": headers,
+                        "body": body,
+                        "connection": number,
+                        "at": time.monotonic(),
+                    }
+                )
                 action = self.script.pop(0) if self.script else "ok"
                 if action == "drop":
                     return
                 if action == "hang":
                     self.closing.wait(30)
                     return
-                status, extra, payload = (200, {}, b'{"operations": [], "job_id": "j1", "status": "complete"}') \
-                    if action == "ok" else action
+                status, extra, payload = (
+                    (200, {}, b'{"operations": [], "job_id": "j1", "status": "complete"}') if action == "ok" else action
+                )
                 head = [f"HTTP/1.1 {status} X", f"Content-Length: {len(payload)}", "Content-Type: application/json"]
                 head += [f"{name}: {value}" for name, value in extra.items()]
                 conn.sendall(("\r\n".join(head) + "\r\n\r\n").encode() + payload)
@@ -390,7 +420,7 @@ def test_a_submit_on_a_connection_closed_under_it_is_never_sent_twice(clean_env)
     with Scripted(["ok", "drop"]) as server:
         client = Client(server.url)
         client.operations()
-        with pytest.raises(requests.ConnectionError):    # the server may have queued it: not resent
+        with pytest.raises(requests.ConnectionError):  # the server may have queued it: not resent
             client.submit("sleep", seconds=0)
         time.sleep(0.2)
     assert [s["method"] for s in server.seen] == ["GET", "POST"]
@@ -400,7 +430,7 @@ def test_a_connection_the_server_closed_while_idle_is_replaced_before_sending(cl
     with Scripted(["ok", (200, {"Connection": "close"}, b'{"job_id": "j2", "status": "submitted"}')]) as server:
         client = Client(server.url)
         client.operations()
-        assert client.submit("sleep", seconds=0) == "j2"        # answered, then closed by the server
+        assert client.submit("sleep", seconds=0) == "j2"  # answered, then closed by the server
         assert client.submit("sleep", seconds=0) == "j1"
     assert [(s["method"], s["connection"]) for s in server.seen] == [("GET", 1), ("POST", 1), ("POST", 2)]
 
@@ -410,13 +440,12 @@ def test_a_submit_after_a_pause_opens_a_new_connection_a_get_reuses_it(clean_env
     with Scripted([]) as server:
         client = Client(server.url)
         client.operations()
-        client.submit("sleep", seconds=0)                  # right after: the same connection
+        client.submit("sleep", seconds=0)  # right after: the same connection
         time.sleep(0.5)
-        client.status("j1")                                 # a GET is safe to resend: reused
+        client.status("j1")  # a GET is safe to resend: reused
         time.sleep(0.5)
-        client.submit("sleep", seconds=0)                  # idle past FRESH_AFTER: a new one
-    assert [(s["method"], s["connection"]) for s in server.seen] == [
-        ("GET", 1), ("POST", 1), ("GET", 1), ("POST", 2)]
+        client.submit("sleep", seconds=0)  # idle past FRESH_AFTER: a new one
+    assert [(s["method"], s["connection"]) for s in server.seen] == [("GET", 1), ("POST", 1), ("GET", 1), ("POST", 2)]
 
 
 @pytest.mark.parametrize("path", PATHS)
@@ -437,7 +466,7 @@ def test_retry_after_is_waited_out_on_both_paths(clean_env, path, status):
         assert client.submit("sleep", seconds=0) == "j1"
     assert [s["method"] for s in server.seen] == ["POST"] * 3
     at = [s["at"] for s in server.seen]
-    assert at[1] - at[0] >= 0.9 and at[2] - at[1] >= 0.9   # waited as told (lower bound only)
+    assert at[1] - at[0] >= 0.9 and at[2] - at[1] >= 0.9  # waited as told (lower bound only)
 
 
 @pytest.mark.parametrize("path", PATHS)
@@ -447,13 +476,22 @@ def test_a_refusal_that_stays_is_the_last_answer_on_both_paths(clean_env, path):
         with pytest.raises(ApiError) as refused:
             client_on(path, server.url).submit("sleep", seconds=0)
     assert (refused.value.status, refused.value.code) == (503, "redis_unavailable")
-    assert len(server.seen) == 6                              # 1 + the 5 retries the session allows
+    assert len(server.seen) == 6  # 1 + the 5 retries the session allows
 
 
 @pytest.mark.parametrize("path", PATHS)
-@pytest.mark.parametrize("status, sent, followed", [(308, "POST", "POST"), (307, "POST", "POST"), (303, "POST", "GET"),
-                                                   (302, "POST", "GET"), (301, "POST", "GET"),
-                                                   (301, "DELETE", "DELETE"), (302, "DELETE", "GET")])
+@pytest.mark.parametrize(
+    "status, sent, followed",
+    [
+        (308, "POST", "POST"),
+        (307, "POST", "POST"),
+        (303, "POST", "GET"),
+        (302, "POST", "GET"),
+        (301, "POST", "GET"),
+        (301, "DELETE", "DELETE"),
+        (302, "DELETE", "GET"),
+    ],
+)
 def test_redirects_are_followed_as_requests_follows_them(clean_env, path, status, sent, followed):
     with Scripted([]) as target, Scripted([]) as first:
         first.script = [(status, {"Location": f"{target.url}/submit"}, b"")]
@@ -469,7 +507,7 @@ def test_redirects_are_followed_as_requests_follows_them(clean_env, path, status
 
 @pytest.mark.parametrize("path", PATHS)
 def test_a_repeated_header_is_joined_as_requests_joins_it(clean_env, path):
-    class Twice(dict):   # two Link headers in one answer
+    class Twice(dict):  # two Link headers in one answer
         def items(self):
             return [("Link", "</a>; rel=next"), ("Link", "</b>; rel=last")]
 
@@ -509,14 +547,33 @@ def test_a_compressed_answer_is_decoded_on_both_paths(clean_env, path, encoding)
 
 # --- HTTPS ------------------------------------------------------------------------------------------
 
+
 @pytest.fixture(scope="module")
 def tls_files(tmp_path_factory):
     where = tmp_path_factory.mktemp("tls")
     for name in ("api", "other"):
-        subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
-                        "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
-                        "-keyout", str(where / f"{name}.key"), "-out", str(where / f"{name}.crt")],
-                       check=True, capture_output=True)
+        subprocess.run(
+            [
+                "openssl",
+                "req",
+                "-x509",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-days",
+                "2",
+                "-subj",
+                "/CN=127.0.0.1",
+                "-addext",
+                "subjectAltName=IP:127.0.0.1",
+                "-keyout",
+                str(where / f"{name}.key"),
+                "-out",
+                str(where / f"{name}.crt"),
+            ],
+            check=True,
+            capture_output=True,
+        )
     return where
 
 
@@ -555,7 +612,7 @@ def test_https_with_the_ca_bundle_from_the_environment_goes_the_lean_way(tls_api
     client = Client(tls_api)
     for _ in range(3):
         assert client.operations() == [{"name": "sleep"}]
-    assert sends == [] and len(_Operations.connections) == 1    # verified, kept alive
+    assert sends == [] and len(_Operations.connections) == 1  # verified, kept alive
 
 
 def test_an_untrusted_certificate_is_requests_ssl_error(tls_api, tls_files, clean_env):
@@ -567,7 +624,7 @@ def test_an_untrusted_certificate_is_requests_ssl_error(tls_api, tls_files, clea
 
 
 def test_the_lean_tls_connection_checks_the_host_name(tls_api, tls_files, clean_env):
-    clean_env.setenv("REQUESTS_CA_BUNDLE", str(tls_files / "api.crt"))   # trusted, but for 127.0.0.1 only
+    clean_env.setenv("REQUESTS_CA_BUNDLE", str(tls_files / "api.crt"))  # trusted, but for 127.0.0.1 only
     for host, trusted in (("127.0.0.1", True), ("localhost", False)):
         client = Client(tls_api.replace("127.0.0.1", host))
         origin = client._lean.origin(client.url)

@@ -56,7 +56,7 @@ def test_a_blocking_claim_wakes_with_the_claim_already_run(harness, monkeypatch)
     one send of commands, one BLMOVE, one script call (it used to send the claim after reading the
     BLMOVE's answer: a second round trip on the path from submit to run)."""
     d = _delivery(harness)
-    d.waiting()   # a connected client, the script loaded
+    d.waiting()  # a connected client, the script loaded
     sends: list[bytes] = []
     real = redis.connection.Connection.send_packed_command
 
@@ -99,6 +99,8 @@ def test_a_blocking_claim_loads_the_script_when_redis_forgot_it(harness):
     harness.jobs.script_flush()
     assert [i for i, _ in d.wait_and_claim("w1", 4, 1)] == [job_id]
     assert harness.queue_client.lrange(keys.processing("w1"), 0, -1) == [job_id]
+
+
 def test_finish_writes_once_and_only_while_owned(harness):
     job_id = harness.submit("sleep")
     d = _delivery(harness)
@@ -169,11 +171,11 @@ def test_give_back_and_leave_return_unstarted_ids_to_the_front(harness):
 
 
 def test_sweeper_requeues_a_submitted_job_that_is_in_no_list(harness):
-    stranded = harness.store.create("sleep", {}).id           # the API died before the put
+    stranded = harness.store.create("sleep", {}).id  # the API died before the put
     queued = harness.submit("sleep")
     held = harness.submit("sleep")
     d = _delivery(harness)
-    d.claim("w1", 2)                                           # takes queued + held
+    d.claim("w1", 2)  # takes queued + held
     harness.queue_client.lrem(keys.processing("w1"), 1, queued)  # ...and pretend `queued` is finished
     harness.jobs.set(keys.job(queued), _doc(harness, queued, status="complete"))
     assert d.sweep(harness.jobs, older_than=-10) == 1
@@ -188,8 +190,11 @@ def test_record_and_start_finishes_one_job_and_starts_the_next_in_one_call(harne
     d = _delivery(harness)
     d.claim("w1", 2)
     d.start("w1", Start(_job(harness, first, status="in-progress")))
-    recorded, started = d.record_and_start("w1", Finish(_job(harness, first, status="complete", result=1)),
-                                           Start(_job(harness, second, status="in-progress")))
+    recorded, started = d.record_and_start(
+        "w1",
+        Finish(_job(harness, first, status="complete", result=1)),
+        Start(_job(harness, second, status="in-progress")),
+    )
     assert (recorded, started.state) == (Recorded.OK, Started.OK)
     assert harness.store.get(first).result == 1
     assert harness.store.get(second).status is JobStatus.IN_PROGRESS
@@ -217,7 +222,7 @@ def test_a_final_document_is_never_overwritten_by_a_late_start_or_finish(harness
     job_id = harness.submit("sleep")
     d = _delivery(harness)
     d.claim("w1", 1)
-    harness.queue_client.rpush(keys.processing("w2"), job_id)    # the same id delivered twice
+    harness.queue_client.rpush(keys.processing("w2"), job_id)  # the same id delivered twice
     assert d.start("w1", Start(_job(harness, job_id, status="in-progress"))).state is Started.OK
     assert d.record("w1", Finish(_job(harness, job_id, status="complete", result=1))) is Recorded.OK
     assert d.start("w2", Start(_job(harness, job_id, status="in-progress"))).state is Started.SKIP
@@ -239,8 +244,12 @@ def test_the_dispatch_script_ships_in_the_core_wheel(tmp_path):
 
     root = Path(__file__).resolve().parents[2]
     uv = shutil.which("uv") or str(root / ".tools" / "bin" / "uv")
-    subprocess.run([uv, "build", "--wheel", "--package", "atx-jobqueue-core", "-o", str(tmp_path)],
-                   cwd=root, check=True, capture_output=True)
+    subprocess.run(
+        [uv, "build", "--wheel", "--package", "atx-jobqueue-core", "-o", str(tmp_path)],
+        cwd=root,
+        check=True,
+        capture_output=True,
+    )
     (wheel,) = tmp_path.glob("*.whl")
     assert "jobqueue/lua/dispatch.lua" in zipfile.ZipFile(wheel).namelist()
 
@@ -252,21 +261,22 @@ def test_a_batch_starts_in_one_call_and_records_in_one_call_that_claims_the_next
     answers = d.start_many("w1", [Start(_job(harness, i, status="in-progress")) for i, _ in claimed])
     assert [a.state for a in answers] == [Started.OK] * 3
     assert {harness.store.get(i).status for i in ids[:3]} == {JobStatus.IN_PROGRESS}
-    assert harness.queue_client.hget(keys.WORKERS_BUSY, "w1") == ids[0]   # the one it runs first
-    records = [Finish(_job(harness, ids[0], status="complete", result={"slept": 0})),
-               Retry(_job(harness, ids[1], status="submitted"), 0.0),
-               Finish(_job(harness, ids[2], status="failed", error="x"))]
+    assert harness.queue_client.hget(keys.WORKERS_BUSY, "w1") == ids[0]  # the one it runs first
+    records = [
+        Finish(_job(harness, ids[0], status="complete", result={"slept": 0})),
+        Retry(_job(harness, ids[1], status="submitted"), 0.0),
+        Finish(_job(harness, ids[2], status="failed", error="x")),
+    ]
     recorded, nxt = d.record_many("w1", records, claim=5)
     assert recorded == [Recorded.OK] * 3
-    assert [i for i, _ in nxt] == [ids[1], ids[3], ids[4]]   # the retried one went to the front
-    assert [harness.store.get(i).status for i in ids[:3]] == [JobStatus.COMPLETE, JobStatus.SUBMITTED,
-                                                              JobStatus.FAILED]
-    again, none = d.record_many("w1", records[:1])   # the same call again (its answer lost): done, not redone
+    assert [i for i, _ in nxt] == [ids[1], ids[3], ids[4]]  # the retried one went to the front
+    assert [harness.store.get(i).status for i in ids[:3]] == [JobStatus.COMPLETE, JobStatus.SUBMITTED, JobStatus.FAILED]
+    again, none = d.record_many("w1", records[:1])  # the same call again (its answer lost): done, not redone
     assert again == [Recorded.OK] and none == []
     other = Finish(_job(harness, ids[0], status="failed", error="late"))
-    assert d.record_many("w1", [other])[0] == [Recorded.LOST]   # another outcome: fenced, not ours any more
+    assert d.record_many("w1", [other])[0] == [Recorded.LOST]  # another outcome: fenced, not ours any more
     assert harness.store.get(ids[0]).status is JobStatus.COMPLETE
-    assert d.record_many("w1", [], claim=2) == ([], [])       # nothing queued: an empty claim
+    assert d.record_many("w1", [], claim=2) == ([], [])  # nothing queued: an empty claim
 
 
 def _plots_job(d: Delivery) -> str:
@@ -277,13 +287,13 @@ def test_claims_serve_the_default_lane_first_and_never_starve_plots(harness):
     d = _delivery(harness)
     plots = [_plots_job(d) for _ in range(3)]
     cheap = [harness.submit("sleep") for _ in range(20)]
-    d.heartbeat("w2")                      # two workers alive: one plots job at a time
+    d.heartbeat("w2")  # two workers alive: one plots job at a time
     got = []
     for _ in range(9):
         got += [i for i, _ in d.claim("w1", 1)]
-    assert got[:8] == cheap[:8] and got[8] == plots[0]   # passed over 8 times, then served first
+    assert got[:8] == cheap[:8] and got[8] == plots[0]  # passed over 8 times, then served first
     assert harness.queue_client.hget(keys.PLOTS_BUSY, "w1") == plots[0]
-    assert [i for i, _ in d.claim("w2", 5)] == cheap[8:13]   # the cap: no second plots job at once
+    assert [i for i, _ in d.claim("w2", 5)] == cheap[8:13]  # the cap: no second plots job at once
     job = Job.from_json(harness.jobs.get(keys.job(plots[0])))
     d.start("w1", Start(job))
     job.status = JobStatus.COMPLETE
@@ -313,23 +323,27 @@ def test_a_call_that_keeps_its_answer_answers_the_same_when_sent_again(harness):
     retry = [Retry(_job(harness, ids[0], status="submitted"), 0.0)]
     first = d.record_many("w1", retry, call_id="c1")
     assert first == ([Recorded.OK], [])
-    d.claim("w2", 1)   # another worker takes the retried job and starts it
+    d.claim("w2", 1)  # another worker takes the retried job and starts it
     assert d.start("w2", Start(_job(harness, ids[0], status="in-progress", worker="w2"))).state is Started.OK
-    assert d.record_many("w1", retry) == ([Recorded.LOST], [])   # sent again without the id: 'lost'
-    assert d.record_many("w1", retry, call_id="c1") == first      # with it: what the first did
+    assert d.record_many("w1", retry) == ([Recorded.LOST], [])  # sent again without the id: 'lost'
+    assert d.record_many("w1", retry, call_id="c1") == first  # with it: what the first did
     assert 0 < harness.queue_client.ttl(keys.kept_answer("c1")) <= 300
     before = set(harness.queue_client.keys(keys.KEPT_ANSWER_PREFIX + "*"))
-    assert d.reap(30.0, min_uptime=0) == (0, 0)   # a call that moves nothing keeps nothing
+    assert d.reap(30.0, min_uptime=0) == (0, 0)  # a call that moves nothing keeps nothing
     assert set(harness.queue_client.keys(keys.KEPT_ANSWER_PREFIX + "*")) == before
-    mixed = ([Finish(_job(harness, ids[1], status="complete", result={"slept": 0})),
-              Retry(_job(harness, ids[2], status="submitted"), 5.0)],
-             [Start(_job(harness, ids[3], status="in-progress"))])
+    mixed = (
+        [
+            Finish(_job(harness, ids[1], status="complete", result={"slept": 0})),
+            Retry(_job(harness, ids[2], status="submitted"), 5.0),
+        ],
+        [Start(_job(harness, ids[3], status="in-progress"))],
+    )
     first_mixed = d.record_and_start_many("w1", *mixed, call_id="c2")
     assert first_mixed[0] == [Recorded.OK, Recorded.OK] and [a.state for a in first_mixed[1]] == [Started.OK]
     assert d.record_and_start_many("w1", *mixed, call_id="c2") == first_mixed
     assert d.give_back("w1", [ids[3]]) == 1
     queued = harness.queue_client.lrange(d.queue_key, 0, -1)
     assert queued.count(ids[3]) == 1
-    assert harness.queue_client.zcard(d.delayed_key) == 1   # the retry with a backoff, once
-    with pytest.raises(ValueError):   # a call that claims is never sent twice, so it keeps no answer
+    assert harness.queue_client.zcard(d.delayed_key) == 1  # the retry with a backoff, once
+    with pytest.raises(ValueError):  # a call that claims is never sent twice, so it keeps no answer
         d.record_many("w1", retry, claim=1, call_id="c3")

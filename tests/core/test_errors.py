@@ -15,21 +15,31 @@ from jobqueue.errors import failure_message, is_permanent
 from devstack.paths import REPO_ROOT
 from devstack.stack import running_stack
 
-SODA_SELECT = REPO_ROOT / "tests" / "analysis" / "fixtures" / "soda_select.csv"   # published_date, address
+SODA_SELECT = REPO_ROOT / "tests" / "analysis" / "fixtures" / "soda_select.csv"  # published_date, address
 
 
-@pytest.mark.parametrize("exc", [
-    ParamError("n", "'n' must be at least 1"),
-    UnknownOperation("nope", ["top_locations"]),
-    errors.DataFormatError("x.csv: no header line"),
-    errors.MissingColumnError("issue_reported", "unique_issues"),
-])
+@pytest.mark.parametrize(
+    "exc",
+    [
+        ParamError("n", "'n' must be at least 1"),
+        UnknownOperation("nope", ["top_locations"]),
+        errors.DataFormatError("x.csv: no header line"),
+        errors.MissingColumnError("issue_reported", "unique_issues"),
+    ],
+)
 def test_permanent_errors_are_not_retried(exc):
     assert isinstance(exc, errors.PermanentError) and is_permanent(exc)
 
 
-@pytest.mark.parametrize("exc", [errors.TransientError("data not there yet"), ConnectionError("reset"),
-                                 RuntimeError("a bug"), errors.FetchError("download failed")])
+@pytest.mark.parametrize(
+    "exc",
+    [
+        errors.TransientError("data not there yet"),
+        ConnectionError("reset"),
+        RuntimeError("a bug"),
+        errors.FetchError("download failed"),
+    ],
+)
 def test_everything_else_is_retried(exc):
     assert not is_permanent(exc)
 
@@ -42,8 +52,9 @@ def test_failure_messages_say_what_to_fix():
 
 @pytest.mark.slow
 def test_missing_column_fails_once_and_every_route_names_it(tmp_path):
-    with running_stack(tmp_path, DATA_PATH=str(SODA_SELECT), JOB_MAX_ATTEMPTS="3",
-                       JOB_RETRY_BACKOFF_SECONDS="0.1") as stack:
+    with running_stack(
+        tmp_path, DATA_PATH=str(SODA_SELECT), JOB_MAX_ATTEMPTS="3", JOB_RETRY_BACKOFF_SECONDS="0.1"
+    ) as stack:
         stack.start_worker()
         stack.start_api(web_concurrency=1)
 
@@ -60,8 +71,7 @@ def test_missing_column_fails_once_and_every_route_names_it(tmp_path):
         r = requests.get(stack.url + "/analysis/unique_issues", timeout=10)
         assert r.status_code == 422, r.text
         body = r.json()
-        assert (body["error"], body["column"], body["operation"]) == ("missing_column", "issue",
-                                                                         "unique_issues")
+        assert (body["error"], body["column"], body["operation"]) == ("missing_column", "issue", "unique_issues")
 
         # every operation, with its example parameters, on this data: an answer or a named 4xx
         ops = requests.get(stack.url + "/operations", timeout=10).json()["operations"]

@@ -19,7 +19,7 @@ def test_a_new_id_is_a_canonical_random_uuid_every_reader_accepts():
     for job_id in ids:
         parsed = uuid.UUID(job_id)
         assert parsed.version == 4 and parsed.variant == uuid.RFC_4122
-        assert str(parsed) == job_id                 # canonical: lowercase, hyphens where uuid puts them
+        assert str(parsed) == job_id  # canonical: lowercase, hyphens where uuid puts them
         assert is_valid_job_id(job_id) and JOB_ID_RE.fullmatch(job_id)
 
 
@@ -38,8 +38,14 @@ def test_every_random_digit_of_a_new_id_varies():
 
 
 def test_the_stored_document_is_what_json_dumps_writes():
-    job = Job(id=new_job_id(), operation="top_locations", params={"n": 5, "road": "Ünïcode \u2028"},
-              status=JobStatus.IN_PROGRESS, submitted_at=1.5, owner="alice")
+    job = Job(
+        id=new_job_id(),
+        operation="top_locations",
+        params={"n": 5, "road": "Ünïcode \u2028"},
+        status=JobStatus.IN_PROGRESS,
+        submitted_at=1.5,
+        owner="alice",
+    )
     doc = dict(job.__dict__, status="in-progress")
     assert job.to_json() == json.dumps(doc, separators=(",", ":"), allow_nan=False)
     assert Job.from_json(job.to_json()) == job

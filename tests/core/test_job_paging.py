@@ -42,7 +42,7 @@ def _walk(store: JobStore, **filters) -> list[str]:
 def test_cursor_pages_walk_every_job_once_newest_first_with_filters(env):
     _, _, store, delivery = env
     ids = [delivery.submit("sleep" if i % 2 else "top_locations", {}).id for i in range(10)]
-    for job_id in ids[:4]:        # the queue is FIFO: these four are claimed in order
+    for job_id in ids[:4]:  # the queue is FIFO: these four are claimed in order
         _run(delivery, store, job_id, JobStatus.COMPLETE)
     assert _walk(store) == ids[::-1]
     assert _walk(store, status="complete") == ids[:4][::-1]
@@ -75,7 +75,7 @@ def test_equal_submit_times_do_not_lose_or_repeat_jobs(env):
 def test_expired_jobs_are_pruned_from_every_index(env):
     _, jobs, store, delivery = env
     ids = [delivery.submit("sleep", {}).id for _ in range(3)]
-    jobs.delete(keys.job(ids[1]))       # as if its TTL ran out
+    jobs.delete(keys.job(ids[1]))  # as if its TTL ran out
     assert [j.id for j in store.page(status="submitted").jobs] == [ids[2], ids[0]]
     assert jobs.zscore(keys.JOB_INDEX, ids[1]) is None
     assert jobs.zscore(keys.ACTIVE_INDEX, ids[1]) is None
@@ -88,7 +88,7 @@ def test_the_scripts_keep_the_status_indexes_in_step(env):
     done, cancelled, queued, running = (delivery.submit("sleep", {}).id for _ in range(4))
     _run(delivery, store, done, JobStatus.FAILED)
     assert delivery.cancel(store.get(cancelled))
-    delivery.claim("w", 2)        # queued, then running
+    delivery.claim("w", 2)  # queued, then running
     job = store.get(running)
     job.status = JobStatus.IN_PROGRESS
     delivery.start("w", Start(job))
@@ -120,7 +120,13 @@ def test_a_document_has_a_ttl_exactly_when_it_is_final(env):
 
 def test_bad_cursors_are_refused(env):
     store = env[2]
-    for cursor in ("", "x", "1.5_nope", "nan_3f2b8c4e-1d2a-4b5c-9e8f-0a1b2c3d4e5f", "1e999_3f2b8c4e-1d2a-4b5c-9e8f-0a1b2c3d4e5f"):
+    for cursor in (
+        "",
+        "x",
+        "1.5_nope",
+        "nan_3f2b8c4e-1d2a-4b5c-9e8f-0a1b2c3d4e5f",
+        "1e999_3f2b8c4e-1d2a-4b5c-9e8f-0a1b2c3d4e5f",
+    ):
         with pytest.raises(ValueError):
             store.page(cursor=cursor or "_")
 
@@ -134,8 +140,13 @@ def test_a_filtered_page_reads_a_page_of_documents_among_100000_jobs(env):
     pipe = jobs.pipeline(transaction=False)
     failed = []
     for i in range(100_000):
-        job = Job(id=f"{i:08x}-0000-4000-8000-000000000000", operation="sleep", params={},
-                  submitted_at=t0 + i, status=JobStatus.FAILED if i % 3333 == 0 else JobStatus.COMPLETE)
+        job = Job(
+            id=f"{i:08x}-0000-4000-8000-000000000000",
+            operation="sleep",
+            params={},
+            submitted_at=t0 + i,
+            status=JobStatus.FAILED if i % 3333 == 0 else JobStatus.COMPLETE,
+        )
         if job.status is JobStatus.FAILED:
             failed.append(job.id)
         pipe.set(keys.job(job.id), job.to_json())

@@ -32,12 +32,15 @@ def test_a_url_db_equal_to_the_jobs_db_is_accepted_and_both_clients_follow_the_v
     assert queue_redis(s).connection_pool.connection_kwargs["db"] == 6
 
 
-@pytest.mark.parametrize("url,env,db", [
-    ("redis://h:6379/5", {}, 5),
-    ("redis://h:6379?db=2", {}, 2),
-    ("redis://h:6379/1", {}, 1),                      # the queue db is not the jobs db
-    ("redis://h:6379/3", {"REDIS_JOBS_DB": "4"}, 3),
-])
+@pytest.mark.parametrize(
+    "url,env,db",
+    [
+        ("redis://h:6379/5", {}, 5),
+        ("redis://h:6379?db=2", {}, 2),
+        ("redis://h:6379/1", {}, 1),  # the queue db is not the jobs db
+        ("redis://h:6379/3", {"REDIS_JOBS_DB": "4"}, 3),
+    ],
+)
 def test_a_url_db_that_is_not_the_jobs_db_is_refused_with_the_fix(url, env, db):
     with pytest.raises(SettingsError) as err:
         _settings(url, **env)
@@ -46,27 +49,37 @@ def test_a_url_db_that_is_not_the_jobs_db_is_refused_with_the_fix(url, env, db):
     assert f"REDIS_JOBS_DB={db}" in msg and "REDIS_QUEUE_DB=" in msg
 
 
-@pytest.mark.parametrize("url,word", [
-    ("http://h:6379", "redis://"),
-    ("redis://h:6379/jobs", "'jobs'"),
-    ("redis://h:6379?sockettimeout=3", "sockettimeout"),
-    ("redis://h:6379?db=x", "db"),
-    ("redis://h:notaport", "REDIS_URL"),
-])
+@pytest.mark.parametrize(
+    "url,word",
+    [
+        ("http://h:6379", "redis://"),
+        ("redis://h:6379/jobs", "'jobs'"),
+        ("redis://h:6379?sockettimeout=3", "sockettimeout"),
+        ("redis://h:6379?db=x", "db"),
+        ("redis://h:notaport", "REDIS_URL"),
+    ],
+)
 def test_malformed_urls_name_the_variable(url, word):
     with pytest.raises(SettingsError) as err:
         _settings(url)
     assert "REDIS_URL" in str(err.value) and word in str(err.value)
 
 
-@pytest.mark.parametrize("option", ["socket_timeout=0", "socket_timeout=-1", "socket_timeout=nan",
-                                    "socket_timeout=inf", "socket_connect_timeout=0"])
+@pytest.mark.parametrize(
+    "option",
+    ["socket_timeout=0", "socket_timeout=-1", "socket_timeout=nan", "socket_timeout=inf", "socket_connect_timeout=0"],
+)
 @pytest.mark.parametrize("program", ["jobqueue-api", "jobqueue-worker"])
 def test_a_socket_timeout_that_is_no_time_stops_the_program_naming_the_variable(option, program):
     """Accepted before: with 0 every Redis call failed at once (every submit a 503 while /readyz
     said ready), with -1 every route answered 500. Now the program stops at start (status 2)."""
-    env = {**os.environ, "REDIS_URL": f"redis://127.0.0.1:1/?{option}", "PORT": "1", "BIND_HOST": "127.0.0.1",
-           "WORKER_METRICS_PORT": "0"}
+    env = {
+        **os.environ,
+        "REDIS_URL": f"redis://127.0.0.1:1/?{option}",
+        "PORT": "1",
+        "BIND_HOST": "127.0.0.1",
+        "WORKER_METRICS_PORT": "0",
+    }
     try:
         r = subprocess.run([str(BIN / program)], env=env, capture_output=True, text=True, timeout=30)
     except subprocess.TimeoutExpired:

@@ -31,7 +31,7 @@ BIN = Path(sys.executable).parent
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SAMPLE = REPO_ROOT / "data" / "traffic_incidents_sample.csv"
 PASSWORD = "s3cret-default"
-ACL_USER, ACL_PASSWORD = "student", "p@ss:w/rd"     # characters that must be %-escaped in a URL
+ACL_USER, ACL_PASSWORD = "student", "p@ss:w/rd"  # characters that must be %-escaped in a URL
 pytestmark = pytest.mark.slow
 
 
@@ -45,18 +45,60 @@ class LockedRedis(RedisServer):
 
     def _certificates(self) -> None:
         d, run = self.workdir, lambda *a: subprocess.run(a, cwd=self.workdir, check=True, capture_output=True)
-        run("openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=test-ca",
-            "-keyout", "ca.key", "-out", "ca.crt")
-        run("openssl", "req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=localhost",
-            "-keyout", "server.key", "-out", "server.csr")
+        run(
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=test-ca",
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.crt",
+        )
+        run(
+            "openssl",
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-subj",
+            "/CN=localhost",
+            "-keyout",
+            "server.key",
+            "-out",
+            "server.csr",
+        )
         (d / "san.ext").write_text("subjectAltName=DNS:localhost,IP:127.0.0.1\n")
-        run("openssl", "x509", "-req", "-in", "server.csr", "-CA", "ca.crt", "-CAkey", "ca.key",
-            "-CAcreateserial", "-days", "2", "-extfile", "san.ext", "-out", "server.crt")
+        run(
+            "openssl",
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            "ca.crt",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-days",
+            "2",
+            "-extfile",
+            "san.ext",
+            "-out",
+            "server.crt",
+        )
 
     def start(self, timeout: float = 10.0) -> LockedRedis:
         self._certificates()
         conf = self.workdir / "redis.conf"
-        conf.write_text(textwrap.dedent(f"""\
+        conf.write_text(
+            textwrap.dedent(f"""\
             port {self.port}
             bind 127.0.0.1
             dir {self.workdir}
@@ -66,13 +108,15 @@ class LockedRedis(RedisServer):
             requirepass {PASSWORD}
             user {ACL_USER} on >{ACL_PASSWORD} ~* &* +@all
             tls-port {self.tls_port}
-            tls-cert-file {self.workdir / 'server.crt'}
-            tls-key-file {self.workdir / 'server.key'}
+            tls-cert-file {self.workdir / "server.crt"}
+            tls-key-file {self.workdir / "server.key"}
             tls-ca-cert-file {self.ca}
             tls-auth-clients no
-            """))
-        self.proc = subprocess.Popen([self.binary, str(conf)], cwd=self.workdir,
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            """)
+        )
+        self.proc = subprocess.Popen(
+            [self.binary, str(conf)], cwd=self.workdir, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
         wait_until(self._pings, timeout, "the locked redis-server")
         return self
 
@@ -110,26 +154,39 @@ RUNS = {
     "db0-path": ("open", "redis://127.0.0.1:{port}/0", {}),
     "db0-query": ("open", "redis://127.0.0.1:{port}?db=0", {}),
     "db5-with-matching-dbs": ("open", "redis://127.0.0.1:{port}/5", {"REDIS_JOBS_DB": "5", "REDIS_QUEUE_DB": "6"}),
-    "db2-query-with-matching-dbs": ("open", "redis://127.0.0.1:{port}/?db=2",
-                                    {"REDIS_JOBS_DB": "2", "REDIS_QUEUE_DB": "3"}),
+    "db2-query-with-matching-dbs": (
+        "open",
+        "redis://127.0.0.1:{port}/?db=2",
+        {"REDIS_JOBS_DB": "2", "REDIS_QUEUE_DB": "3"},
+    ),
     "other-dbs-no-url-db": ("open", "redis://127.0.0.1:{port}", {"REDIS_JOBS_DB": "7", "REDIS_QUEUE_DB": "8"}),
     "password-in-url": ("locked", "redis://:" + PASSWORD + "@127.0.0.1:{port}/0", {}),
     "password-in-env": ("locked", "redis://127.0.0.1:{port}", {"REDIS_PASSWORD": PASSWORD}),
     "env-password-wins-over-url": ("locked", "redis://:wrong@127.0.0.1:{port}", {"REDIS_PASSWORD": PASSWORD}),
     "acl-user": ("locked", f"redis://{ACL_USER}:{_quote(ACL_PASSWORD)}@127.0.0.1:{{port}}", {}),
-    "acl-user-password-in-env": ("locked", f"redis://{ACL_USER}@127.0.0.1:{{port}}/0",
-                                 {"REDIS_PASSWORD": ACL_PASSWORD}),
+    "acl-user-password-in-env": (
+        "locked",
+        f"redis://{ACL_USER}@127.0.0.1:{{port}}/0",
+        {"REDIS_PASSWORD": ACL_PASSWORD},
+    ),
     "tls": ("locked", "rediss://:" + PASSWORD + "@localhost:{tls_port}?ssl_ca_certs={ca}", {}),
-    "tls-acl-user-db1": ("locked", f"rediss://{ACL_USER}:{_quote(ACL_PASSWORD)}@127.0.0.1:{{tls_port}}/1"
-                         "?ssl_ca_certs={ca}", {"REDIS_JOBS_DB": "1", "REDIS_QUEUE_DB": "2"}),
+    "tls-acl-user-db1": (
+        "locked",
+        f"rediss://{ACL_USER}:{_quote(ACL_PASSWORD)}@127.0.0.1:{{tls_port}}/1?ssl_ca_certs={{ca}}",
+        {"REDIS_JOBS_DB": "1", "REDIS_QUEUE_DB": "2"},
+    ),
 }
 
 # id -> (server, url, extra env, words the refusal must contain). Both processes must exit 2.
 REFUSES = {
     "db5": ("open", "redis://127.0.0.1:{port}/5", {}, ["REDIS_URL", "db 5", "REDIS_JOBS_DB"]),
     "db-query-2": ("open", "redis://127.0.0.1:{port}?db=2", {}, ["REDIS_URL", "db 2", "REDIS_JOBS_DB"]),
-    "db-conflicts-with-env": ("open", "redis://127.0.0.1:{port}/3", {"REDIS_JOBS_DB": "4"},
-                              ["REDIS_URL", "db 3", "REDIS_JOBS_DB"]),
+    "db-conflicts-with-env": (
+        "open",
+        "redis://127.0.0.1:{port}/3",
+        {"REDIS_JOBS_DB": "4"},
+        ["REDIS_URL", "db 3", "REDIS_JOBS_DB"],
+    ),
     "db-not-a-number": ("open", "redis://127.0.0.1:{port}/jobs", {}, ["REDIS_URL", "jobs"]),
     "unknown-option": ("open", "redis://127.0.0.1:{port}?sockettimeout=3", {}, ["REDIS_URL", "sockettimeout"]),
     "bad-scheme": ("open", "http://127.0.0.1:{port}", {}, ["REDIS_URL", "redis://"]),
@@ -137,8 +194,7 @@ REFUSES = {
 
 
 def _url(template: str, server: RedisServer) -> str:
-    return template.format(port=server.port, tls_port=getattr(server, "tls_port", 0),
-                           ca=getattr(server, "ca", ""))
+    return template.format(port=server.port, tls_port=getattr(server, "tls_port", 0), ca=getattr(server, "ca", ""))
 
 
 def _pick(servers, which: str) -> RedisServer:
@@ -148,8 +204,11 @@ def _pick(servers, which: str) -> RedisServer:
 def _run_one_job(stack: Stack) -> dict:
     stack.start_worker()
     stack.start_api(web_concurrency=1)
-    wait_until(lambda: requests.get(stack.url + "/readyz", timeout=2).status_code == 200, 60,
-               f"/readyz 200 from the API\n{stack.api.log_text()[-2000:] if stack.api else ''}")
+    wait_until(
+        lambda: requests.get(stack.url + "/readyz", timeout=2).status_code == 200,
+        60,
+        f"/readyz 200 from the API\n{stack.api.log_text()[-2000:] if stack.api else ''}",
+    )
     r = requests.post(stack.url + "/submit", json={"operation": "top_locations", "params": {"n": 2}}, timeout=10)
     assert r.status_code == 202, r.text
     job = requests.get(f"{stack.url}/status/{r.json()['job_id']}?wait=30", timeout=40).json()
@@ -228,12 +287,35 @@ def test_host_only_url_uses_the_default_port(tmp_path):
         pytest.skip("needs root, unshare and ip (CI runs as root)")
     script = tmp_path / "netns_job.py"
     script.write_text(NETNS_SCRIPT)
-    env = {**os.environ, "DATA_PATH": str(SAMPLE), "WORKER_METRICS_PORT": "0", "WEB_CONCURRENCY": "1",
-           "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "metrics"), "LOG_LEVEL": "WARNING",
-           "DATA_CACHE_DIR": str(tmp_path / "cache")}
+    env = {
+        **os.environ,
+        "DATA_PATH": str(SAMPLE),
+        "WORKER_METRICS_PORT": "0",
+        "WEB_CONCURRENCY": "1",
+        "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "metrics"),
+        "LOG_LEVEL": "WARNING",
+        "DATA_CACHE_DIR": str(tmp_path / "cache"),
+    }
     env.pop("REDIS_PASSWORD", None)
-    out = subprocess.run(["unshare", "--net", sys.executable, str(script), find_redis_server() or "redis-server",
-                          str(BIN / "jobqueue-api"), str(BIN / "jobqueue-worker")],
-                         env=env, cwd=tmp_path, capture_output=True, text=True, timeout=120)
-    logs = (tmp_path / "processes.log").read_text(errors="replace")[-3000:] if (tmp_path / "processes.log").exists() else ""
+    out = subprocess.run(
+        [
+            "unshare",
+            "--net",
+            sys.executable,
+            str(script),
+            find_redis_server() or "redis-server",
+            str(BIN / "jobqueue-api"),
+            str(BIN / "jobqueue-worker"),
+        ],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    logs = (
+        (tmp_path / "processes.log").read_text(errors="replace")[-3000:]
+        if (tmp_path / "processes.log").exists()
+        else ""
+    )
     assert out.returncode == 0 and "STATUS complete" in out.stdout, out.stdout + out.stderr + logs

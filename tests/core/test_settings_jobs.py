@@ -18,9 +18,17 @@ def test_defaults_parse():
     assert s.diagnostic_operations is False and s.result_cache is True
 
 
-@pytest.mark.parametrize("name,value", [("PORT", "http"), ("PORT", "70000"), ("JOB_LEASE_SECONDS", "nan"),
-                                        ("RESULT_CACHE", "maybe"), ("REDIS_URL", "localhost:6379"),
-                                        ("LOG_LEVEL", "LOUD")])
+@pytest.mark.parametrize(
+    "name,value",
+    [
+        ("PORT", "http"),
+        ("PORT", "70000"),
+        ("JOB_LEASE_SECONDS", "nan"),
+        ("RESULT_CACHE", "maybe"),
+        ("REDIS_URL", "localhost:6379"),
+        ("LOG_LEVEL", "LOUD"),
+    ],
+)
 def test_bad_value_names_the_variable(name, value):
     with pytest.raises(SettingsError, match=name):
         load_settings({name: value})

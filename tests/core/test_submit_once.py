@@ -42,8 +42,11 @@ def through(redis_server, redis_url):
 
 
 def _batch(delivery: Delivery) -> list:
-    return [delivery.new_job("sleep", {"seconds": 0}), delivery.new_job("sleep", {"seconds": 1}),
-            delivery.new_job("plot_top_locations", {"n": 5}, lane=PLOTS)]
+    return [
+        delivery.new_job("sleep", {"seconds": 0}),
+        delivery.new_job("sleep", {"seconds": 1}),
+        delivery.new_job("plot_top_locations", {"n": 5}, lane=PLOTS),
+    ]
 
 
 def _store_losing_an_answer(through, mode: str, caplog, jobs_of=_batch) -> tuple[LossyProxy, Harness, list]:
@@ -65,7 +68,7 @@ def _queued(h: Harness) -> list[str]:
 
 @pytest.mark.parametrize("mode", ["drop", "stall"])
 def test_a_transaction_whose_answer_is_lost_is_not_applied_twice(through, mode, caplog):
-    proxy, direct, jobs = _store_losing_an_answer(through, mode, caplog)   # returns: the jobs are stored, once
+    proxy, direct, jobs = _store_losing_an_answer(through, mode, caplog)  # returns: the jobs are stored, once
     assert proxy.victims == 1 and proxy.exec_sent, "the fault was never injected"
     ids = [job.id for job in jobs]
     assert sorted(_queued(direct)) == sorted(ids), "an id queued twice (or not at all)"
@@ -82,7 +85,7 @@ def test_a_transaction_dropped_before_redis_saw_it_is_stored_once_not_lost(throu
     assert direct.jobs.zcard(keys.JOB_INDEX) == 3 and direct.jobs.zcard(keys.ACTIVE_INDEX) == 3
     assert direct.jobs.zcard(keys.operation_index("sleep")) == 2
     docs = {job.id: job.to_json() for job in jobs}
-    assert {i: direct.jobs.get(keys.job(i)) for i in ids} == docs   # the same documents as the transaction's
+    assert {i: direct.jobs.get(keys.job(i)) for i in ids} == docs  # the same documents as the transaction's
     assert "had not applied, stored now" in caplog.text, caplog.text
 
 
@@ -94,8 +97,13 @@ def test_a_finished_job_is_not_sent_back_to_submitted_by_a_late_retry(harness):
     d.store(jobs)
     claimed = d.claim("w1", 1)
     assert claimed
-    assert d._run("store", *[f for job in jobs for f in (job.id, job.to_json(), repr(job.submitted_at),
-                                                           job.operation, job.lane)]) == 0
+    assert (
+        d._run(
+            "store",
+            *[f for job in jobs for f in (job.id, job.to_json(), repr(job.submitted_at), job.operation, job.lane)],
+        )
+        == 0
+    )
     assert sorted(_queued(harness)) == sorted(job.id for job in jobs[1:])
 
 
@@ -114,9 +122,9 @@ def test_the_normal_path_is_one_transaction_and_nothing_else(harness):
     for bookkeeping in ("info", "config|resetstat", "select"):
         calls.pop(bookkeeping, None)
     assert calls.pop("multi") == 1 and calls.pop("exec") == 1
-    assert calls.pop("watch") == 1   # the batch's first document, in the same write
-    assert calls.pop("mset") == 1 and calls.pop("rpush") == 2   # two lanes
-    assert calls.pop("zadd") == 2 + 2                           # by-submitted, active, two operations
+    assert calls.pop("watch") == 1  # the batch's first document, in the same write
+    assert calls.pop("mset") == 1 and calls.pop("rpush") == 2  # two lanes
+    assert calls.pop("zadd") == 2 + 2  # by-submitted, active, two operations
     assert calls == {}, f"more than the transaction was sent: {calls}"
 
 
@@ -127,14 +135,15 @@ def test_a_transaction_still_on_its_way_when_the_retry_checks_is_not_applied_aft
     it a second time. Real kernel buffers: the proxy reads nothing for a while behind a small
     receive window (tests/support/lossy_proxy.py, "late")."""
     proxy, direct, jobs = _store_losing_an_answer(
-        through, "late", caplog, lambda d: [d.new_job("sleep", {"seconds": 0, "pad": "x" * 200}) for _ in range(64)])
+        through, "late", caplog, lambda d: [d.new_job("sleep", {"seconds": 0, "pad": "x" * 200}) for _ in range(64)]
+    )
     assert proxy.victims == 1
-    time.sleep(proxy.hold + 0.5)   # whatever was still on its way has arrived (or never will)
+    time.sleep(proxy.hold + 0.5)  # whatever was still on its way has arrived (or never will)
     ids = [job.id for job in jobs]
     queued = _queued(direct)
     assert sorted(queued) == sorted(ids), f"{len(queued)} ids queued for {len(ids)} jobs"
     assert direct.jobs.zcard(keys.JOB_INDEX) == 64
-    assert "had not applied, stored now" in caplog.text, caplog.text   # the retry stored it; the first never arrived
+    assert "had not applied, stored now" in caplog.text, caplog.text  # the retry stored it; the first never arrived
 
 
 @pytest.mark.parametrize("mode", ["drop", "before"])
@@ -148,13 +157,13 @@ def test_a_producer_put_whose_answer_is_lost_is_not_pushed_twice_nor_lost(throug
     via = Harness(f"{proxy.url}?socket_timeout=0.5")
     job = via.store.create("sleep", {"seconds": 0})
     queue = JobQueue(via.queue_client, via.settings.queue_name)
-    queue.depth()   # connected before the fault
+    queue.depth()  # connected before the fault
     proxy.arm()
     with pytest.raises(wire.Unsure):
         queue.put(job.id)
     assert proxy.victims == 1
     assert _queued(direct).count(job.id) == (1 if mode == "drop" else 0)
-    Delivery(direct.queue_client, direct.settings).sweep(direct.jobs, older_than=0)   # what workers run
+    Delivery(direct.queue_client, direct.settings).sweep(direct.jobs, older_than=0)  # what workers run
     assert _queued(direct) == [job.id]
 
 

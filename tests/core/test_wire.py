@@ -25,28 +25,32 @@ def client(redis_url):
 
 def test_packs_what_redis_py_packs():
     conn = redis.Connection()
-    commands = [("MSET", "job:1", '{"road":"Ñandú – 5th"}', "k", ""), ("ZADD", "jobs", "1732900000.25", "1"),
-                ("SELECT", "1")]
+    commands = [
+        ("MSET", "job:1", '{"road":"Ñandú – 5th"}', "k", ""),
+        ("ZADD", "jobs", "1732900000.25", "1"),
+        ("SELECT", "1"),
+    ]
     assert wire.pack(commands) == b"".join(conn.pack_commands(commands))
 
 
 def test_applies_every_command_and_returns_their_replies(client, redis_url):
-    replies = wire.transaction(client, [("SET", "a", "1"), ("RPUSH", "q", "x", "y"), ("SELECT", "1"),
-                                        ("SET", "b", "2"), ("SELECT", "0")])
+    replies = wire.transaction(
+        client, [("SET", "a", "1"), ("RPUSH", "q", "x", "y"), ("SELECT", "1"), ("SET", "b", "2"), ("SELECT", "0")]
+    )
     assert replies == ["OK", 2, "OK", "OK", "OK"]
     assert client.get("a") == "1" and client.lrange("q", 0, -1) == ["x", "y"]
-    assert client.get("b") is None   # written in db 1, and the connection came back to db 0
+    assert client.get("b") is None  # written in db 1, and the connection came back to db 0
     assert redis.Redis.from_url(f"{redis_url}/1", decode_responses=True).get("b") == "2"
 
 
 def test_a_refusal_while_queueing_applies_nothing_and_raises_it(client):
-    client.config_set("maxmemory", 1)   # every write is now refused with -OOM at queue time
+    client.config_set("maxmemory", 1)  # every write is now refused with -OOM at queue time
     with pytest.raises(redis.ResponseError) as refused:
         wire.transaction(client, [("SET", "a", "1"), ("RPUSH", "q", "x")])
     assert write_refusal(refused.value) == "OOM", refused.value
     client.config_set("maxmemory", 0)
     assert client.exists("a", "q") == 0
-    assert wire.transaction(client, [("SET", "a", "2")])   # the same pooled connection, still in step
+    assert wire.transaction(client, [("SET", "a", "2")])  # the same pooled connection, still in step
     assert client.get("a") == "2"
 
 
@@ -61,7 +65,7 @@ def test_an_error_inside_exec_is_raised_and_the_connection_stays_in_step(client)
     client.set("s", "text")
     with pytest.raises(redis.ResponseError, match="WRONGTYPE"):
         wire.transaction(client, [("RPUSH", "s", "x"), ("SET", "after", "1")])
-    assert client.get("after") == "1"   # Redis applies the rest of an EXEC
+    assert client.get("after") == "1"  # Redis applies the rest of an EXEC
     assert wire.transaction(client, [("GET", "after")]) == ["1"]
 
 
@@ -73,12 +77,12 @@ def test_a_connection_redis_closed_is_replaced(client, redis_url):
     _, first_id = wire.transaction(client, [("SET", "a", "1"), ("CLIENT", "ID")])
     admin = redis.Redis.from_url(redis_url)
     try:
-        assert admin.client_kill_filter(_id=first_id) == 1   # the pooled connection, closed by now
+        assert admin.client_kill_filter(_id=first_id) == 1  # the pooled connection, closed by now
     finally:
         admin.close()
     assert len(client.connection_pool._available_connections) == 1
     value, second_id = wire.transaction(client, [("GET", "a"), ("CLIENT", "ID")])
-    assert value == "1" and second_id != first_id   # a new connection in the pool's place
+    assert value == "1" and second_id != first_id  # a new connection in the pool's place
 
 
 def test_pipelined_commands_answer_in_order_and_raise_a_refusal_after_reading_every_reply(client):
@@ -88,19 +92,19 @@ def test_pipelined_commands_answer_in_order_and_raise_a_refusal_after_reading_ev
         wire.pipelined(client, [("INCRBY", "n", "1"), ("EXPIRE", "n", "65")])
     assert write_refusal(refused.value) == "OOM", refused.value
     client.config_set("maxmemory", 0)
-    assert wire.pipelined(client, [("GET", "n")]) == ["3"]   # nothing counted, and still in step
+    assert wire.pipelined(client, [("GET", "n")]) == ["3"]  # nothing counted, and still in step
 
 
 def test_a_watched_transaction_applies_unless_its_key_is_written_in_between(client):
     assert wire.transaction(client, [("SET", "w", "1"), ("RPUSH", "q", "x")], watch="w") == ["OK", 1]
-    sent = wire.pack([("WATCH", "w"), ("MULTI",), ("RPUSH", "q", "y")])   # EXEC not sent yet
+    sent = wire.pack([("WATCH", "w"), ("MULTI",), ("RPUSH", "q", "y")])  # EXEC not sent yet
     conn = client.connection_pool.get_connection()
     try:
         conn.send_packed_command([sent])
         assert [conn.read_response() for _ in range(3)] == ["OK", "OK", "QUEUED"]
-        client.set("w", "2")                      # another connection writes the watched key
+        client.set("w", "2")  # another connection writes the watched key
         conn.send_packed_command([wire.pack([("EXEC",)])])
-        assert conn.read_response() is None       # aborted: nothing applied
+        assert conn.read_response() is None  # aborted: nothing applied
     finally:
         client.connection_pool.release(conn)
     assert client.lrange("q", 0, -1) == ["x"]

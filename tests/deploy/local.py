@@ -48,10 +48,12 @@ class ChartRedis:
         data.mkdir(parents=True, exist_ok=True)
         auth = data.parent / "auth.conf"
         auth.write_text(f'requirepass "{password}"\n')
-        conf = (conf.replace("dir /data", f"dir {data}")
-                .replace("include /run/redis/auth.conf", f"include {auth}")
-                .replace("bind * -::*", "bind 127.0.0.1")
-                .replace("port 6379", f"port {port}"))
+        conf = (
+            conf.replace("dir /data", f"dir {data}")
+            .replace("include /run/redis/auth.conf", f"include {auth}")
+            .replace("bind * -::*", "bind 127.0.0.1")
+            .replace("port 6379", f"port {port}")
+        )
         self.conf = data.parent / "redis.conf"
         self.conf.write_text(conf)
         self.proc: subprocess.Popen | None = None
@@ -95,7 +97,11 @@ class LocalPod:
 
     def _volume_dir(self, name: str) -> Path:
         (volume,) = [v for v in self.spec["volumes"] if v["name"] == name]
-        key = f"pvc-{volume['persistentVolumeClaim']['claimName']}" if "persistentVolumeClaim" in volume else f"{id(self)}-{name}"
+        key = (
+            f"pvc-{volume['persistentVolumeClaim']['claimName']}"
+            if "persistentVolumeClaim" in volume
+            else f"{id(self)}-{name}"
+        )
         path = self.root / key
         path.mkdir(parents=True, exist_ok=True)
         return path
@@ -115,11 +121,11 @@ class LocalPod:
         for name, value in env.items():
             for mount, local in sorted(mounts.items(), key=lambda kv: -len(kv[0])):
                 if value == mount or value.startswith(mount + "/"):
-                    env[name] = str(local) + value[len(mount):]
+                    env[name] = str(local) + value[len(mount) :]
                     break
             else:
                 if value.startswith(IMAGE_APP_DATA):
-                    env[name] = str(REPO_ROOT / "data" / value[len(IMAGE_APP_DATA):])
+                    env[name] = str(REPO_ROOT / "data" / value[len(IMAGE_APP_DATA) :])
         for p in container.get("ports", []):
             for name, value in env.items():
                 if value == str(p["containerPort"]) and name.endswith("PORT"):
@@ -132,8 +138,10 @@ class LocalPod:
 
     def argv(self, container: dict[str, Any]) -> list[str]:
         """The command and args, with mount paths (and the image's data folder) in them made local."""
-        mounts = sorted(((m["mountPath"].rstrip("/"), self._volume_dir(m["name"])) for m in container.get("volumeMounts", [])),
-                        key=lambda kv: -len(kv[0]))
+        mounts = sorted(
+            ((m["mountPath"].rstrip("/"), self._volume_dir(m["name"])) for m in container.get("volumeMounts", [])),
+            key=lambda kv: -len(kv[0]),
+        )
         mounts.append((IMAGE_APP_DATA.rstrip("/"), REPO_ROOT / "data"))
 
         # one pass over all mounts (longest first): a path made local is never rewritten again
@@ -150,10 +158,21 @@ class LocalPod:
 
     def start(self, name: str, log: Path, extra_env: dict[str, str] | None = None) -> subprocess.Popen:
         container = self.container(name)
-        env = {"PATH": f"{VENV_BIN}:{os.environ['PATH']}", "HOME": str(self.root), "LANG": "C.UTF-8",
-               **self.env(container), **(extra_env or {})}
-        return subprocess.Popen(self.argv(container), env=env, cwd=self.root, stdout=log.open("w"), stderr=subprocess.STDOUT,
-                                start_new_session=True)
+        env = {
+            "PATH": f"{VENV_BIN}:{os.environ['PATH']}",
+            "HOME": str(self.root),
+            "LANG": "C.UTF-8",
+            **self.env(container),
+            **(extra_env or {}),
+        }
+        return subprocess.Popen(
+            self.argv(container),
+            env=env,
+            cwd=self.root,
+            stdout=log.open("w"),
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
 
     def run(self, name: str, log: Path, timeout: float, extra_env: dict[str, str] | None = None) -> int:
         proc = self.start(name, log, extra_env)

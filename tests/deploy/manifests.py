@@ -41,12 +41,17 @@ def with_registry(values: dict[str, Any] | None) -> dict[str, Any]:
     return values
 
 
-def render_chart(values: dict[str, Any] | None = None, chart: Path = CHART, bare: bool = False, **kwargs: Any) -> dict[str, str]:
+def render_chart(
+    values: dict[str, Any] | None = None, chart: Path = CHART, bare: bool = False, **kwargs: Any
+) -> dict[str, str]:
     """Template path -> rendered text, like `helm template` (hooks and test pods included).
     ``bare`` renders exactly ``values`` (no image registry added)."""
     with helm.Chart.load(str(chart)) as loaded:
-        return loaded.render(values=(values or {}) if bare else with_registry(values),
-                             name=kwargs.get("name", RELEASE), namespace=kwargs.get("namespace", NAMESPACE))
+        return loaded.render(
+            values=(values or {}) if bare else with_registry(values),
+            name=kwargs.get("name", RELEASE),
+            namespace=kwargs.get("namespace", NAMESPACE),
+        )
 
 
 def objects_of(rendered: dict[str, str]) -> list[Obj]:
@@ -94,7 +99,8 @@ def k8s_files() -> list[Path]:
 
 def find(objs: list[Obj], kind: str, component: str | None = None) -> list[Obj]:
     return [
-        o for o in objs
+        o
+        for o in objs
         if o["kind"] == kind
         and (component is None or o["metadata"].get("labels", {}).get("app.kubernetes.io/component") == component)
     ]

@@ -46,11 +46,15 @@ class Loopback:
         local.update({name: "127.0.0.1" for name in self.services})
         keys = sorted(local, key=len, reverse=True)
         if keys:
-            pattern = "|".join(rf"(?<![\w.-]){re.escape(k)}(?=[/\s\"':]|$)" if k.startswith("/") else rf"\b{re.escape(k)}\b(?!-)"
-                               for k in keys)
+            pattern = "|".join(
+                rf"(?<![\w.-]){re.escape(k)}(?=[/\s\"':]|$)" if k.startswith("/") else rf"\b{re.escape(k)}\b(?!-)"
+                for k in keys
+            )
             text = re.sub(pattern, lambda m: local[m[0]], text, flags=re.M)
         for port, port_here in self.ports.items():
-            text = re.sub(rf"(?<=port ){port}\b|(?<=-p ){port}\b|(?<=:){port}\b|^{port}$", str(port_here), text, flags=re.M)
+            text = re.sub(
+                rf"(?<=port ){port}\b|(?<=-p ){port}\b|(?<=:){port}\b|^{port}$", str(port_here), text, flags=re.M
+            )
         return text.replace("bind * -::*", "bind 127.0.0.1").replace("protected-mode no", "protected-mode yes")
 
 
@@ -71,16 +75,27 @@ class AsRendered(Loopback):
 class Pod:
     """One rendered workload's pod, materialized under ``root``."""
 
-    def __init__(self, workload: dict[str, Any], loop: Loopback, root: Path, secret_overrides: dict[str, dict[str, str]] | None = None,
-                 local_paths: bool = True):
+    def __init__(
+        self,
+        workload: dict[str, Any],
+        loop: Loopback,
+        root: Path,
+        secret_overrides: dict[str, dict[str, str]] | None = None,
+        local_paths: bool = True,
+    ):
         self.workload, self.loop, self.spec = workload, loop, pod_spec(workload)
         self.local_paths = local_paths
         self.root = root / f"pod-{workload['kind'].lower()}"  # not the workload's name: that is also a Service's
         self.dirs: dict[str, Path] = {}
         configmaps = {o["metadata"]["name"]: o.get("data", {}) for o in loop.objs if o["kind"] == "ConfigMap"}
-        secrets = {o["metadata"]["name"]: {**{k: base64.b64decode(v).decode() for k, v in (o.get("data") or {}).items()},
-                                           **(o.get("stringData") or {})}
-                   for o in loop.objs if o["kind"] == "Secret"}
+        secrets = {
+            o["metadata"]["name"]: {
+                **{k: base64.b64decode(v).decode() for k, v in (o.get("data") or {}).items()},
+                **(o.get("stringData") or {}),
+            }
+            for o in loop.objs
+            if o["kind"] == "Secret"
+        }
         secrets.update(secret_overrides or {})
         self.secrets = secrets
         templates = [t["metadata"]["name"] for t in workload.get("spec", {}).get("volumeClaimTemplates", [])]
@@ -88,7 +103,9 @@ class Pod:
             self.dirs[name] = self._dir(loop.claims / f"{name}-{workload['metadata']['name']}-0")
         for volume in self.spec.get("volumes", []):
             claim = volume.get("persistentVolumeClaim")
-            self.dirs[volume["name"]] = self._dir(loop.claims / claim["claimName"] if claim else self.root / volume["name"])
+            self.dirs[volume["name"]] = self._dir(
+                loop.claims / claim["claimName"] if claim else self.root / volume["name"]
+            )
         mounts = self.rewritten()
         for volume in self.spec.get("volumes", []):
             name = volume["name"]
@@ -138,8 +155,14 @@ class Pod:
 
     def env(self, container: dict) -> dict[str, str]:
         objs = [o for o in self.loop.objs if o["kind"] != "Secret"]
-        objs += [{"kind": "Secret", "metadata": {"name": n},
-                  "data": {k: base64.b64encode(v.encode()).decode() for k, v in d.items()}} for n, d in self.secrets.items()]
+        objs += [
+            {
+                "kind": "Secret",
+                "metadata": {"name": n},
+                "data": {k: base64.b64encode(v.encode()).decode() for k, v in d.items()},
+            }
+            for n, d in self.secrets.items()
+        ]
         env = {k: self.text(v) for k, v in resolved_env(container, objs).items()}
         if "REDIS_EXPORTER_WEB_LISTEN_ADDRESS" in env and not self.loop.isolated:
             env["REDIS_EXPORTER_WEB_LISTEN_ADDRESS"] = "127.0.0.1" + env["REDIS_EXPORTER_WEB_LISTEN_ADDRESS"]
@@ -147,9 +170,21 @@ class Pod:
 
     def start(self, name: str, log: Path, extra_env: dict[str, str] | None = None) -> subprocess.Popen:
         container = self.container(name)
-        env = {"PATH": os.environ["PATH"], "HOME": str(self.root), "LANG": "C.UTF-8", **self.env(container), **(extra_env or {})}
-        proc = subprocess.Popen(self.argv(container), env=env, cwd=self.root, stdout=log.open("w"), stderr=subprocess.STDOUT,
-                                start_new_session=True)
+        env = {
+            "PATH": os.environ["PATH"],
+            "HOME": str(self.root),
+            "LANG": "C.UTF-8",
+            **self.env(container),
+            **(extra_env or {}),
+        }
+        proc = subprocess.Popen(
+            self.argv(container),
+            env=env,
+            cwd=self.root,
+            stdout=log.open("w"),
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
         self.procs.append(proc)
         return proc
 

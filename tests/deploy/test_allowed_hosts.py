@@ -35,8 +35,11 @@ def test_chart_adds_the_ingress_host_and_the_nodeport_class_host():
 def test_k8s_manifests_allow_the_class_hosts():
     for env in ("test", "prod"):
         allowed = _allowed(k8s_objects(env))
-        for host in ("localhost:5000", f"student-atx-jobqueue{'-test' if env == 'test' else ''}.coe332.tacc.cloud",
-                     f"atx-jobqueue-{env}-api.alice.svc.cluster.local:5000"):
+        for host in (
+            "localhost:5000",
+            f"student-atx-jobqueue{'-test' if env == 'test' else ''}.coe332.tacc.cloud",
+            f"atx-jobqueue-{env}-api.alice.svc.cluster.local:5000",
+        ):
             assert host_allowed(host, allowed), (env, host)
         assert not host_allowed("rebind.attacker.example", allowed)
 
@@ -44,6 +47,8 @@ def test_k8s_manifests_allow_the_class_hosts():
 def test_named_tokens_come_from_a_secret_into_the_api_only():
     objs = render_objects({"config": {"apiTokens": {"existingSecret": "class-tokens"}}})
     api = pod_spec(one(objs, "Deployment", "api"))["containers"][0]
-    assert {"name": "API_TOKENS", "valueFrom": {"secretKeyRef": {"name": "class-tokens", "key": "api-tokens"}}} in api["env"]
+    assert {"name": "API_TOKENS", "valueFrom": {"secretKeyRef": {"name": "class-tokens", "key": "api-tokens"}}} in api[
+        "env"
+    ]
     worker = pod_spec(one(objs, "Deployment", "worker"))["containers"][0]
     assert all(e["name"] != "API_TOKENS" for e in worker.get("env", []))

@@ -30,16 +30,24 @@ def _promtool_test(tmp_path, rule_groups: list, series: list[dict], tests: list[
     if tool is None:
         pytest.skip("no promtool (make setup installs Debian's prometheus package)")
     (tmp_path / "rules.yml").write_text(yaml.safe_dump({"groups": rule_groups}))
-    (tmp_path / "test.yml").write_text(yaml.safe_dump({
-        "rule_files": ["rules.yml"], "evaluation_interval": "1m",
-        "tests": [{"interval": "1m", "input_series": series, **t} for t in tests]}))
+    (tmp_path / "test.yml").write_text(
+        yaml.safe_dump(
+            {
+                "rule_files": ["rules.yml"],
+                "evaluation_interval": "1m",
+                "tests": [{"interval": "1m", "input_series": series, **t} for t in tests],
+            }
+        )
+    )
     return subprocess.run([tool, "test", "rules", "test.yml"], cwd=tmp_path, capture_output=True, text=True, timeout=60)
 
 
 def _series(release: str, depth: int, running: int) -> list[dict]:
     labels = f'namespace="{NAMESPACE}",service="{release}-atx-jobqueue-api",queue="jobs",pod="{release}-api-0"'
-    return [{"series": f"jobqueue_queue_depth{{{labels}}}", "values": f"{depth}x30"},
-            {"series": f"jobqueue_jobs_in_progress{{{labels}}}", "values": f"{running}x30"}]
+    return [
+        {"series": f"jobqueue_queue_depth{{{labels}}}", "values": f"{depth}x30"},
+        {"series": f"jobqueue_jobs_in_progress{{{labels}}}", "values": f"{running}x30"},
+    ]
 
 
 def test_query_is_empty_without_series_and_takes_only_this_release(tmp_path):
@@ -49,12 +57,19 @@ def test_query_is_empty_without_series_and_takes_only_this_release(tmp_path):
     # a neighbour release (jobs-prod beside jobs-test) in the same namespace, queue "jobs": 40 waiting
     neighbour = _series("other", 40, 2)
     ours = _series(RELEASE, 5, 1)
-    run = _promtool_test(tmp_path, [], neighbour + ours, [
-        {"promql_expr_test": [{"expr": query, "eval_time": "10m", "exp_samples": [{"labels": "{}", "value": 6}]}]}])
+    run = _promtool_test(
+        tmp_path,
+        [],
+        neighbour + ours,
+        [{"promql_expr_test": [{"expr": query, "eval_time": "10m", "exp_samples": [{"labels": "{}", "value": 6}]}]}],
+    )
     assert run.returncode == 0, run.stdout + run.stderr
-    run = _promtool_test(tmp_path, [], neighbour, [
-        {"promql_expr_test": [{"expr": query, "eval_time": "10m", "exp_samples": []}]}])
-    assert run.returncode == 0, "without this release's series the query must be empty (an error for KEDA), not 0:\n" + run.stdout
+    run = _promtool_test(
+        tmp_path, [], neighbour, [{"promql_expr_test": [{"expr": query, "eval_time": "10m", "exp_samples": []}]}]
+    )
+    assert run.returncode == 0, (
+        "without this release's series the query must be empty (an error for KEDA), not 0:\n" + run.stdout
+    )
 
 
 def test_keda_falls_back_instead_of_trusting_an_empty_answer():
@@ -75,13 +90,25 @@ def test_autoscaling_without_a_scrape_refuses_to_render(mode):
 def test_an_alert_fires_when_the_queue_series_is_absent(tmp_path):
     rule = _one(render_objects(MONITORED), "PrometheusRule")
     (group,) = [g for g in rule["spec"]["groups"] if g["name"].startswith("atx-jobqueue.release.")]
-    alert = {"alertname": "JobQueueMetricsAbsent", "eval_time": "15m",
-             "exp_alerts": [{"exp_labels": {"severity": "warning", "namespace": NAMESPACE, "service": f"{RELEASE}-atx-jobqueue-api"},
-                             "exp_annotations": {k: v for k, v in group["rules"][0]["annotations"].items()}}]}
+    alert = {
+        "alertname": "JobQueueMetricsAbsent",
+        "eval_time": "15m",
+        "exp_alerts": [
+            {
+                "exp_labels": {"severity": "warning", "namespace": NAMESPACE, "service": f"{RELEASE}-atx-jobqueue-api"},
+                "exp_annotations": {k: v for k, v in group["rules"][0]["annotations"].items()},
+            }
+        ],
+    }
     # only a neighbour's series: ours are absent, the alert fires after its 10 minutes
     run = _promtool_test(tmp_path, [group], _series("other", 1, 0), [{"alert_rule_test": [alert]}])
     assert run.returncode == 0, run.stdout + run.stderr
-    run = _promtool_test(tmp_path, [group], _series(RELEASE, 1, 0), [{"alert_rule_test": [{"alertname": "JobQueueMetricsAbsent", "eval_time": "15m"}]}])
+    run = _promtool_test(
+        tmp_path,
+        [group],
+        _series(RELEASE, 1, 0),
+        [{"alert_rule_test": [{"alertname": "JobQueueMetricsAbsent", "eval_time": "15m"}]}],
+    )
     assert run.returncode == 0, run.stdout + run.stderr
 
 
@@ -94,7 +121,25 @@ def test_hpa_mode_adapter_rule_takes_only_this_release(tmp_path):
     labels = hpa["spec"]["metrics"][0]["external"]["metric"]["selector"]["matchLabels"]
     matchers = ",".join([f'namespace="{NAMESPACE}"', *(f'{k}="{v}"' for k, v in sorted(labels.items()))])
     query = rule["metricsQuery"].replace("<<.LabelMatchers>>", matchers)
-    run = _promtool_test(tmp_path, [], _series("other", 40, 2) + _series(RELEASE, 5, 1), [
-        {"promql_expr_test": [{"expr": query, "eval_time": "10m", "exp_samples": [
-            {"labels": f'{{namespace="{NAMESPACE}",queue="jobs",service="{RELEASE}-atx-jobqueue-api"}}', "value": 6}]}]}])
+    run = _promtool_test(
+        tmp_path,
+        [],
+        _series("other", 40, 2) + _series(RELEASE, 5, 1),
+        [
+            {
+                "promql_expr_test": [
+                    {
+                        "expr": query,
+                        "eval_time": "10m",
+                        "exp_samples": [
+                            {
+                                "labels": f'{{namespace="{NAMESPACE}",queue="jobs",service="{RELEASE}-atx-jobqueue-api"}}',
+                                "value": 6,
+                            }
+                        ],
+                    }
+                ]
+            }
+        ],
+    )
     assert run.returncode == 0, run.stdout + run.stderr

@@ -9,18 +9,44 @@ import pytest
 import yaml
 
 from tests.deploy.manifests import (
-    CHART, NAMESPACE, RELEASE, SCENARIOS, WORKLOADS, containers, find, one, pod_spec, render_chart,
-    render_objects, scenario_objects, scenario_values,
+    CHART,
+    NAMESPACE,
+    RELEASE,
+    SCENARIOS,
+    WORKLOADS,
+    containers,
+    find,
+    one,
+    pod_spec,
+    render_chart,
+    render_objects,
+    scenario_objects,
+    scenario_values,
 )
 
 CRD_GROUPS = ("keda.sh/", "monitoring.coreos.com/")
 CLUSTER_SCOPED = {
-    "Namespace", "ClusterRole", "ClusterRoleBinding", "CustomResourceDefinition", "PersistentVolume",
-    "StorageClass", "PriorityClass", "APIService", "MutatingWebhookConfiguration",
-    "ValidatingWebhookConfiguration", "ClusterTriggerAuthentication", "IngressClass",
+    "Namespace",
+    "ClusterRole",
+    "ClusterRoleBinding",
+    "CustomResourceDefinition",
+    "PersistentVolume",
+    "StorageClass",
+    "PriorityClass",
+    "APIService",
+    "MutatingWebhookConfiguration",
+    "ValidatingWebhookConfiguration",
+    "ClusterTriggerAuthentication",
+    "IngressClass",
 }
-LABELS = ("app.kubernetes.io/name", "app.kubernetes.io/instance", "app.kubernetes.io/component",
-          "app.kubernetes.io/version", "app.kubernetes.io/managed-by", "helm.sh/chart")
+LABELS = (
+    "app.kubernetes.io/name",
+    "app.kubernetes.io/instance",
+    "app.kubernetes.io/component",
+    "app.kubernetes.io/version",
+    "app.kubernetes.io/managed-by",
+    "helm.sh/chart",
+)
 
 
 def test_every_required_scenario_exists():
@@ -91,8 +117,10 @@ def test_pods_are_locked_down(objects):
 def test_api_and_worker_pods_roll_when_config_changes():
     def checksums(values):
         objs = render_objects(values)
-        return {c: one(objs, "Deployment", c)["spec"]["template"]["metadata"]["annotations"]["checksum/config"]
-                for c in ("api", "worker")}
+        return {
+            c: one(objs, "Deployment", c)["spec"]["template"]["metadata"]["annotations"]["checksum/config"]
+            for c in ("api", "worker")
+        }
 
     before = checksums({"redis": {"auth": {"existingSecret": "fixed"}}})
     after = checksums({"redis": {"auth": {"existingSecret": "fixed"}}, "config": {"jobTimeoutSeconds": 30}})
@@ -107,7 +135,11 @@ def test_keda_scales_the_worker_deployment_on_the_max_backlog():
     scaled = one(objs, "ScaledObject")
     worker = one(objs, "Deployment", "worker")
     values = scenario_values("keda")["autoscaling"]
-    assert scaled["spec"]["scaleTargetRef"] == {"apiVersion": "apps/v1", "kind": "Deployment", "name": worker["metadata"]["name"]}
+    assert scaled["spec"]["scaleTargetRef"] == {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "name": worker["metadata"]["name"],
+    }
     assert scaled["spec"]["minReplicaCount"] == values["minReplicas"] == 0
     assert scaled["spec"]["maxReplicaCount"] == values["maxReplicas"]
     assert "replicas" not in worker["spec"], "a replica count would fight the autoscaler on every upgrade"
@@ -136,14 +168,19 @@ def test_hpa_scales_on_the_external_backlog_metric():
 
 
 def test_hpa_mode_with_the_default_minimum_starts_at_one_replica():
-    hpa = one(render_objects({"autoscaling": {"mode": "hpa"}, "metrics": {"serviceMonitor": {"enabled": True}}}), "HorizontalPodAutoscaler")
+    hpa = one(
+        render_objects({"autoscaling": {"mode": "hpa"}, "metrics": {"serviceMonitor": {"enabled": True}}}),
+        "HorizontalPodAutoscaler",
+    )
     assert hpa["spec"]["minReplicas"] == 1  # an HPA cannot scale to zero
 
 
 def test_without_autoscaling_the_worker_count_is_fixed():
     worker = one(scenario_objects("default"), "Deployment", "worker")
     assert worker["spec"]["replicas"] == 2
-    assert not find(scenario_objects("default"), "ScaledObject") and not find(scenario_objects("default"), "HorizontalPodAutoscaler")
+    assert not find(scenario_objects("default"), "ScaledObject") and not find(
+        scenario_objects("default"), "HorizontalPodAutoscaler"
+    )
 
 
 # ---- data -----------------------------------------------------------------------------------
@@ -151,7 +188,11 @@ def test_without_autoscaling_the_worker_count_is_fixed():
 
 def test_data_volume_is_made_and_filled_before_workers_and_mounted_read_only():
     objs = scenario_objects("class-cluster")
-    pvc = [p for p in find(objs, "PersistentVolumeClaim") if p["metadata"]["labels"]["app.kubernetes.io/component"] == "data"][0]
+    pvc = [
+        p
+        for p in find(objs, "PersistentVolumeClaim")
+        if p["metadata"]["labels"]["app.kubernetes.io/component"] == "data"
+    ][0]
     assert pvc["spec"]["storageClassName"] == "cinder-csi" and pvc["spec"]["accessModes"] == ["ReadWriteOnce"]
     # a release object kept on uninstall, never a hook (tests/deploy/test_lifecycle.py says why)
     assert "helm.sh/hook" not in pvc["metadata"]["annotations"]
@@ -161,7 +202,10 @@ def test_data_volume_is_made_and_filled_before_workers_and_mounted_read_only():
         deployment = one(objs, "Deployment", component)
         spec = pod_spec(deployment)
         (claim,) = [v for v in spec["volumes"] if "persistentVolumeClaim" in v]
-        assert claim["persistentVolumeClaim"] == {"claimName": pvc["metadata"]["name"], "readOnly": component == "worker"}
+        assert claim["persistentVolumeClaim"] == {
+            "claimName": pvc["metadata"]["name"],
+            "readOnly": component == "worker",
+        }
         for c in containers(deployment):
             mounts = [m for m in c["volumeMounts"] if m["name"] == claim["name"]]
             assert mounts and all(m.get("readOnly") for m in mounts) == (c["name"] != "load-data")
@@ -169,8 +213,12 @@ def test_data_volume_is_made_and_filled_before_workers_and_mounted_read_only():
         # ReadWriteOnce: every pod that reads the volume shares the node of the first one
         term = spec["affinity"]["podAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"][0]
         assert term["topologyKey"] == "kubernetes.io/hostname"
-        assert term["labelSelector"]["matchExpressions"] == [{"key": "app.kubernetes.io/component", "operator": "In", "values": ["api", "worker"]}]
-        assert term["labelSelector"]["matchLabels"].items() <= deployment["spec"]["template"]["metadata"]["labels"].items()
+        assert term["labelSelector"]["matchExpressions"] == [
+            {"key": "app.kubernetes.io/component", "operator": "In", "values": ["api", "worker"]}
+        ]
+        assert (
+            term["labelSelector"]["matchLabels"].items() <= deployment["spec"]["template"]["metadata"]["labels"].items()
+        )
 
 
 def test_shared_volume_lets_pods_spread():
@@ -181,7 +229,9 @@ def test_shared_volume_lets_pods_spread():
 def test_persistence_off_uses_the_sample_in_the_image():
     objs = scenario_objects("persistence-off")
     assert not find(objs, "PersistentVolumeClaim") and not find(objs, "Job")
-    config = [c for c in find(objs, "ConfigMap") if c["metadata"]["labels"]["app.kubernetes.io/component"] == "config"][0]
+    config = [c for c in find(objs, "ConfigMap") if c["metadata"]["labels"]["app.kubernetes.io/component"] == "config"][
+        0
+    ]
     assert config["data"]["DATA_PATH"] == "/app/data/traffic_incidents_sample.csv"
     sts = one(objs, "StatefulSet")
     assert "volumeClaimTemplates" not in sts["spec"]
@@ -228,9 +278,13 @@ def test_only_api_worker_and_backup_pods_reach_redis():
     objs = scenario_objects("monitoring-on")
     policy = [p for p in find(objs, "NetworkPolicy", "redis")][0]
     pods = {
-        o["metadata"]["labels"]["app.kubernetes.io/component"]: (o["spec"]["template"]["metadata"]["labels"] if o["kind"] != "CronJob"
-                                                                 else o["spec"]["jobTemplate"]["spec"]["template"]["metadata"]["labels"])
-        for o in objs if o["kind"] in ("Deployment", "Job", "CronJob")
+        o["metadata"]["labels"]["app.kubernetes.io/component"]: (
+            o["spec"]["template"]["metadata"]["labels"]
+            if o["kind"] != "CronJob"
+            else o["spec"]["jobTemplate"]["spec"]["template"]["metadata"]["labels"]
+        )
+        for o in objs
+        if o["kind"] in ("Deployment", "Job", "CronJob")
     }
     pods["test"] = one(objs, "Pod")["metadata"]["labels"]
     redis_rule = [r for r in policy["spec"]["ingress"] if r["ports"][0]["port"] == "redis"][0]
@@ -242,7 +296,10 @@ def test_only_api_worker_and_backup_pods_reach_redis():
     assert not allowed(pods["test"])
     other_release = dict(pods["api"], **{"app.kubernetes.io/instance": "someone-else"})
     assert not allowed(other_release)
-    assert policy["spec"]["podSelector"]["matchLabels"].items() <= one(objs, "StatefulSet")["spec"]["template"]["metadata"]["labels"].items()
+    assert (
+        policy["spec"]["podSelector"]["matchLabels"].items()
+        <= one(objs, "StatefulSet")["spec"]["template"]["metadata"]["labels"].items()
+    )
 
 
 def test_every_pod_is_covered_by_a_network_policy(objects):
@@ -250,8 +307,13 @@ def test_every_pod_is_covered_by_a_network_policy(objects):
     for obj in objects:
         if obj["kind"] not in WORKLOADS:
             continue
-        labels = (obj["spec"]["jobTemplate"]["spec"]["template"]["metadata"]["labels"] if obj["kind"] == "CronJob"
-                  else obj["metadata"]["labels"] if obj["kind"] == "Pod" else obj["spec"]["template"]["metadata"]["labels"])
+        labels = (
+            obj["spec"]["jobTemplate"]["spec"]["template"]["metadata"]["labels"]
+            if obj["kind"] == "CronJob"
+            else obj["metadata"]["labels"]
+            if obj["kind"] == "Pod"
+            else obj["spec"]["template"]["metadata"]["labels"]
+        )
         assert any(sel.items() <= labels.items() for sel in policies), obj["metadata"]["name"]
 
 
@@ -262,7 +324,11 @@ def test_backup_cronjob_writes_to_the_backup_volume():
     claim = [v["persistentVolumeClaim"]["claimName"] for v in spec["volumes"] if "persistentVolumeClaim" in v]
     backup_pvc = [p["metadata"]["name"] for p in find(objs, "PersistentVolumeClaim", "redis-backup")]
     assert claim == backup_pvc
-    assert backup_pvc and one(objs, "PersistentVolumeClaim", "redis-backup")["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
+    assert (
+        backup_pvc
+        and one(objs, "PersistentVolumeClaim", "redis-backup")["metadata"]["annotations"]["helm.sh/resource-policy"]
+        == "keep"
+    )
     assert spec["containers"][0]["command"] == ["sh", "/scripts/backup.sh"]
 
 
@@ -315,7 +381,9 @@ def test_a_pod_a_monitor_scrapes_carries_no_scrape_annotations():
     honours both, and the dashboard's sum()s double."""
     for obj in scenario_objects("monitoring-on"):
         if obj["kind"] in ("Deployment", "StatefulSet"):
-            assert "prometheus.io/scrape" not in (obj["spec"]["template"]["metadata"].get("annotations") or {}), obj["metadata"]["name"]
+            assert "prometheus.io/scrape" not in (obj["spec"]["template"]["metadata"].get("annotations") or {}), obj[
+                "metadata"
+            ]["name"]
 
 
 @pytest.fixture
@@ -328,7 +396,8 @@ def chart_with_placeholder_observability(tmp_path):
     (chart / "files" / "grafana").mkdir(parents=True, exist_ok=True)
     (chart / "files" / "prometheus" / "rules.yml").write_text(
         "groups:\n  - name: placeholder\n    rules:\n      - alert: Placeholder\n        expr: vector(0) > 1\n"
-        "        annotations:\n          summary: 'queue {{ $labels.queue }} is {{ $value }}'\n")
+        "        annotations:\n          summary: 'queue {{ $labels.queue }} is {{ $value }}'\n"
+    )
     for name in (chart / "files" / "grafana").glob("*.json"):
         name.unlink()
     (chart / "files" / "grafana" / "a.json").write_text('{"title": "A", "panels": []}')

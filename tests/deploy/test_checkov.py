@@ -35,9 +35,26 @@ def checkov_report(tmp_path_factory):
     shutil.copytree(K8S, root / "k8s")
     env = dict(os.environ, BC_SKIP_MAPPING="TRUE", CHECKOV_RUN_SCA_PACKAGE_SCAN_V2="false")
     run = subprocess.run(
-        [uv, "tool", "run", "--from", CHECKOV, "checkov", "-d", str(root), "--framework", "kubernetes",
-         "--skip-download", "-o", "json", "--compact"],
-        capture_output=True, text=True, timeout=600, env=env,
+        [
+            uv,
+            "tool",
+            "run",
+            "--from",
+            CHECKOV,
+            "checkov",
+            "-d",
+            str(root),
+            "--framework",
+            "kubernetes",
+            "--skip-download",
+            "-o",
+            "json",
+            "--compact",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=env,
     )
     assert run.stdout.strip(), run.stderr[-2000:]
     report = json.loads(run.stdout)
@@ -46,8 +63,11 @@ def checkov_report(tmp_path_factory):
 
 
 def test_checkov_scanned_every_scenario_and_k8s(checkov_report):
-    files = {r["file_path"] for rep in checkov_report["reports"]
-             for r in rep["results"]["passed_checks"] + rep["results"]["failed_checks"]}
+    files = {
+        r["file_path"]
+        for rep in checkov_report["reports"]
+        for r in rep["results"]["passed_checks"] + rep["results"]["failed_checks"]
+    }
     for scenario in SCENARIOS:
         assert any(f"/chart/{scenario}/" in f for f in files), scenario
     assert any(f.startswith("/k8s/test/") for f in files) and any(f.startswith("/k8s/prod/") for f in files)
@@ -55,8 +75,11 @@ def test_checkov_scanned_every_scenario_and_k8s(checkov_report):
 
 
 def test_no_failed_checks(checkov_report):
-    failed = [f"{r['check_id']} {r['check_name']}: {r['resource']} ({r['file_path']})"
-              for rep in checkov_report["reports"] for r in rep["results"]["failed_checks"]]
+    failed = [
+        f"{r['check_id']} {r['check_name']}: {r['resource']} ({r['file_path']})"
+        for rep in checkov_report["reports"]
+        for r in rep["results"]["failed_checks"]
+    ]
     assert not failed, "\n".join(failed)
 
 

@@ -50,7 +50,11 @@ def _objects(source):
 
 def _by_component(objs, component):
     """Deployments by component label (chart) or `app` label suffix (k8s/)."""
-    found = [o for o in objs if o["kind"] == "Deployment" and o["metadata"]["labels"].get("app.kubernetes.io/component") == component]
+    found = [
+        o
+        for o in objs
+        if o["kind"] == "Deployment" and o["metadata"]["labels"].get("app.kubernetes.io/component") == component
+    ]
     assert len(found) == 1, component
     return found[0]
 
@@ -167,18 +171,31 @@ def test_k8s_and_chart_agree():
             k_main = [c for c in pod_spec(theirs)["containers"]][0]
             assert set(resolved_env(c_main, chart)) == set(resolved_env(k_main, k8s))
             assert c_main["command"] == k_main["command"]
-            assert [(p["name"], p["containerPort"]) for p in c_main["ports"]] == [(p["name"], p["containerPort"]) for p in k_main["ports"]]
+            assert [(p["name"], p["containerPort"]) for p in c_main["ports"]] == [
+                (p["name"], p["containerPort"]) for p in k_main["ports"]
+            ]
             for probe in ("livenessProbe", "readinessProbe"):
                 assert c_main[probe]["httpGet"] == k_main[probe]["httpGet"]
             assert c_main["image"].split(":")[0].rsplit("/", 1)[-1] == k_main["image"].split(":")[0].rsplit("/", 1)[-1]
             chart_env = resolved_env(c_main, chart)
             k8s_env = resolved_env(k_main, k8s)
-            for name in ("PORT", "WORKER_METRICS_PORT", "QUEUE_NAME", "REDIS_JOBS_DB", "REDIS_QUEUE_DB", "DATA_PATH", "DATA_CACHE_DIR"):
+            for name in (
+                "PORT",
+                "WORKER_METRICS_PORT",
+                "QUEUE_NAME",
+                "REDIS_JOBS_DB",
+                "REDIS_QUEUE_DB",
+                "DATA_PATH",
+                "DATA_CACHE_DIR",
+            ):
                 if name == "DATA_PATH":
                     assert chart_env[name].rsplit("/", 1)[-1] == k8s_env[name].rsplit("/", 1)[-1]
                 else:
                     assert chart_env[name] == k8s_env[name], name
-        assert pod_spec(_by_component(k8s, "worker"))["terminationGracePeriodSeconds"] == pod_spec(_by_component(chart, "worker"))["terminationGracePeriodSeconds"]
+        assert (
+            pod_spec(_by_component(k8s, "worker"))["terminationGracePeriodSeconds"]
+            == pod_spec(_by_component(chart, "worker"))["terminationGracePeriodSeconds"]
+        )
 
 
 def test_k8s_manifests_are_class_cluster_ready():
@@ -214,31 +231,45 @@ def test_kustomizations_list_every_manifest_file():
 def test_k8s_redis_runs_with_the_charts_persistence_settings():
     """k8s/ configures Redis on its command line, the chart in redis.conf: same durability either way."""
     conf = one(scenario_objects("default"), "ConfigMap", "redis")["data"]["redis.conf"]
-    chart_settings = {line.split()[0]: line.split()[1] for line in conf.splitlines()
-                      if line and not line.startswith("#") and len(line.split()) == 2}
+    chart_settings = {
+        line.split()[0]: line.split()[1]
+        for line in conf.splitlines()
+        if line and not line.startswith("#") and len(line.split()) == 2
+    }
     for env in ("test", "prod"):
-        redis = [o for o in k8s_objects(env) if o["kind"] == "Deployment" and o["metadata"]["labels"]["app.kubernetes.io/component"] == "redis"][0]
+        redis = [
+            o
+            for o in k8s_objects(env)
+            if o["kind"] == "Deployment" and o["metadata"]["labels"]["app.kubernetes.io/component"] == "redis"
+        ][0]
         (container,) = pod_spec(redis)["containers"]
         words = " ".join(container["command"]).replace("\\\n", " ").split()
         args = {words[i][2:]: words[i + 1] for i, w in enumerate(words[:-1]) if w.startswith("--")}
         for key in ("appendonly", "appendfsync", "maxmemory-policy"):
             assert args[key] == chart_settings[key], key
         assert "requirepass" in container["command"][-1]
-        assert redis["spec"]["strategy"]["type"] == "Recreate", "a RWO volume cannot serve two Redis pods during a rollout"
+        assert redis["spec"]["strategy"]["type"] == "Recreate", (
+            "a RWO volume cannot serve two Redis pods during a rollout"
+        )
 
 
 def test_every_setting_is_set_by_the_chart():
     """A new setting in jobqueue.settings must reach the pods (a value or a fixed choice), or be
     listed here with the reason it is left to its default."""
-    left_unset = {"API_TOKEN": "only with config.apiToken.enabled (a Secret)",
-                  "API_TOKENS": "only with config.apiTokens.existingSecret (a Secret)"}
+    left_unset = {
+        "API_TOKEN": "only with config.apiToken.enabled (a Secret)",
+        "API_TOKENS": "only with config.apiTokens.existingSecret (a Secret)",
+    }
     objs = scenario_objects("default")
     for component in APP_CONTAINERS:
         main = [c for c in pod_spec(one(objs, "Deployment", component))["containers"] if c["name"] == component][0]
         missing = set(SPEC) - set(resolved_env(main, objs)) - set(left_unset)
         assert not missing, f"{component}: the chart does not set {sorted(missing)}"
     token = render_token_env()
-    assert token == {"name": "API_TOKEN", "valueFrom": {"secretKeyRef": {"name": "demo-atx-jobqueue-api-token", "key": "api-token"}}}
+    assert token == {
+        "name": "API_TOKEN",
+        "valueFrom": {"secretKeyRef": {"name": "demo-atx-jobqueue-api-token", "key": "api-token"}},
+    }
 
 
 def render_token_env():

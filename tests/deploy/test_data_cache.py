@@ -43,18 +43,26 @@ pytestmark = [
 ]
 
 # remount each directory given (the read-only mounts) read-only in a private mount namespace, then run the rest
-RO_WRAPPER = ('for d; do [ "$d" = -- ] && break; mount --bind "$d" "$d" && mount -o remount,bind,ro "$d" || exit 97; '
-              'shift; done; shift; exec "$@"')
+RO_WRAPPER = (
+    'for d; do [ "$d" = -- ] && break; mount --bind "$d" "$d" && mount -o remount,bind,ro "$d" || exit 97; '
+    'shift; done; shift; exec "$@"'
+)
 
 
 class ReadOnlyMountsPod(LocalPod):
     """A LocalPod whose read-only mounts are read-only for its processes (and their children)."""
 
     def _read_only_dirs(self, container: dict) -> list[str]:
-        pod_ro = {v["name"] for v in self.spec.get("volumes", [])
-                  if (v.get("persistentVolumeClaim") or {}).get("readOnly")}
-        return sorted({str(self._volume_dir(m["name"])) for m in container.get("volumeMounts", [])
-                       if m.get("readOnly") or m["name"] in pod_ro})
+        pod_ro = {
+            v["name"] for v in self.spec.get("volumes", []) if (v.get("persistentVolumeClaim") or {}).get("readOnly")
+        }
+        return sorted(
+            {
+                str(self._volume_dir(m["name"]))
+                for m in container.get("volumeMounts", [])
+                if m.get("readOnly") or m["name"] in pod_ro
+            }
+        )
 
     def argv(self, container: dict) -> list[str]:
         argv = super().argv(container)
@@ -107,16 +115,22 @@ class Deployment:
         kind, name = source.split(":")
         self.objs = scenario_objects(name) if kind == "chart" else k8s_objects(name)
         secret = one(self.objs, "Secret", "redis")
-        password = (base64.b64decode(secret["data"]["redis-password"]).decode() if "data" in secret
-                    else secret["stringData"]["redis-password"])
+        password = (
+            base64.b64decode(secret["data"]["redis-password"]).decode()
+            if "data" in secret
+            else secret["stringData"]["redis-password"]
+        )
         conf = one(scenario_objects("default"), "ConfigMap", "redis")["data"]["redis.conf"]
         self.root = root
         self.redis = ChartRedis(conf, root / "redis" / "data", free_port(), password).start()
         url = f"redis://127.0.0.1:{self.redis.port}"
         self.api = ReadOnlyMountsPod(one(self.objs, "Deployment", "api"), self.objs, root, url)
         self.worker = ReadOnlyMountsPod(one(self.objs, "Deployment", "worker"), self.objs, root, url)
-        (claim,) = {v["persistentVolumeClaim"]["claimName"] for v in pod_spec(one(self.objs, "Deployment", "worker"))["volumes"]
-                    if "persistentVolumeClaim" in v}
+        (claim,) = {
+            v["persistentVolumeClaim"]["claimName"]
+            for v in pod_spec(one(self.objs, "Deployment", "worker"))["volumes"]
+            if "persistentVolumeClaim" in v
+        }
         self.claim = root / f"pvc-{claim}"
         self.procs: list[subprocess.Popen] = []
 
@@ -171,10 +185,10 @@ def test_pods_map_the_loaders_cache_from_the_read_only_volume(deployment):
     """Fails on the chart before this change: the loader built its cache in its own /tmp and threw
     it away, and each pod parsed the file into its own emptyDir (from_cache false)."""
     deadline = time.monotonic() + 180
-    deployment.init(deployment.api)                     # load-data: the dataset and its cache onto the claim
+    deployment.init(deployment.api)  # load-data: the dataset and its cache onto the claim
     caches = sorted(p.name for p in deployment.claim.rglob("*.arrow"))
     assert caches, f"the loader wrote no parsed cache onto the data volume: {sorted(_listing(deployment.claim))}"
-    waited = deployment.init(deployment.worker)        # wait-for-data, read-only
+    waited = deployment.init(deployment.worker)  # wait-for-data, read-only
     assert "parsed cache" in waited and "found" in waited, waited
     before = _listing(deployment.claim)
 
@@ -200,8 +214,8 @@ def test_a_missing_or_stale_cache_means_parsing_in_memory_with_a_warning(deploym
     deadline = time.monotonic() + 180
     deployment.init(deployment.api)
     for cache in deployment.claim.rglob("*.arrow"):
-        cache.unlink()                                   # missing: e.g. a volume filled by hand
-    waited = deployment.init(deployment.worker)          # the loader is done: no waiting for a cache
+        cache.unlink()  # missing: e.g. a volume filled by hand
+    waited = deployment.init(deployment.worker)  # the loader is done: no waiting for a cache
     assert "left no parsed cache" in waited, waited
     before = _listing(deployment.claim)
     worker_log = deployment.start_worker(deadline)

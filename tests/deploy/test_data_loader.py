@@ -15,7 +15,6 @@ from tests.deploy.local import LocalPod
 from tests.deploy.manifests import one, render_objects
 
 
-
 @pytest.fixture
 def portal(tmp_path):
     """A loopback HTTP server serving rows.csv (the sample) and broken.csv (not a dataset)."""
@@ -78,7 +77,7 @@ def test_a_url_reload_leaves_the_new_datas_cache_and_only_it(tmp_path, portal):
     first = store.ready(data_path)
     assert first is not None and content_hash(data_path)[:20] in first.name
 
-    (tmp_path / "site" / "small.csv").write_bytes(SAMPLE.read_bytes())   # the portal's data changed
+    (tmp_path / "site" / "small.csv").write_bytes(SAMPLE.read_bytes())  # the portal's data changed
     assert pod.run("load-data", tmp_path / "log2", timeout=120) == 0
     second = store.ready(data_path)
     assert data_path.read_bytes() == SAMPLE.read_bytes()

@@ -10,25 +10,61 @@ import re
 
 import pytest
 
-from tests.deploy.manifests import CHART, REPO_ROOT, SCENARIOS, containers, k8s_objects, render_chart, objects_of, scenario_values
+from tests.deploy.manifests import (
+    CHART,
+    REPO_ROOT,
+    SCENARIOS,
+    containers,
+    k8s_objects,
+    render_chart,
+    objects_of,
+    scenario_values,
+)
 
 RELEASE = "jobs"
 KINDS = {
-    "deployment": "Deployment", "deploy": "Deployment", "deployments": "Deployment",
-    "service": "Service", "svc": "Service", "statefulset": "StatefulSet", "sts": "StatefulSet",
-    "job": "Job", "cronjob": "CronJob", "secret": "Secret", "configmap": "ConfigMap", "cm": "ConfigMap",
-    "pvc": "PersistentVolumeClaim", "persistentvolumeclaim": "PersistentVolumeClaim",
-    "scaledobject": "ScaledObject", "hpa": "HorizontalPodAutoscaler", "ingress": "Ingress",
-    "networkpolicy": "NetworkPolicy", "pod": "Pod", "pdb": "PodDisruptionBudget",
+    "deployment": "Deployment",
+    "deploy": "Deployment",
+    "deployments": "Deployment",
+    "service": "Service",
+    "svc": "Service",
+    "statefulset": "StatefulSet",
+    "sts": "StatefulSet",
+    "job": "Job",
+    "cronjob": "CronJob",
+    "secret": "Secret",
+    "configmap": "ConfigMap",
+    "cm": "ConfigMap",
+    "pvc": "PersistentVolumeClaim",
+    "persistentvolumeclaim": "PersistentVolumeClaim",
+    "scaledobject": "ScaledObject",
+    "hpa": "HorizontalPodAutoscaler",
+    "ingress": "Ingress",
+    "networkpolicy": "NetworkPolicy",
+    "pod": "Pod",
+    "pdb": "PodDisruptionBudget",
 }
 NAME = r"([a-z0-9<>][a-z0-9<>.-]*[a-z0-9>])"
 SLASH_REF = re.compile(r"\b(" + "|".join(KINDS) + r")/" + NAME + r"(?:\s+-c\s+([a-z0-9-]+))?")
-WORD_REF = re.compile(r"kubectl\b[^\n`|;]*?\b(get|describe|delete|scale|annotate|edit|patch)\s+(" + "|".join(KINDS) + r")\s+((?:" + NAME[1:-1] + r"\s*)+)")
+WORD_REF = re.compile(
+    r"kubectl\b[^\n`|;]*?\b(get|describe|delete|scale|annotate|edit|patch)\s+("
+    + "|".join(KINDS)
+    + r")\s+((?:"
+    + NAME[1:-1]
+    + r"\s*)+)"
+)
 
 
 def _docs() -> dict[str, str]:
-    files = [REPO_ROOT / "README.md", CHART / "README.md", REPO_ROOT / "k8s" / "README.md", *sorted((REPO_ROOT / "docs").glob("*.md"))]
-    texts = {str(p.relative_to(REPO_ROOT) if p.is_relative_to(REPO_ROOT) else p): p.read_text() for p in files if p.exists()}
+    files = [
+        REPO_ROOT / "README.md",
+        CHART / "README.md",
+        REPO_ROOT / "k8s" / "README.md",
+        *sorted((REPO_ROOT / "docs").glob("*.md")),
+    ]
+    texts = {
+        str(p.relative_to(REPO_ROOT) if p.is_relative_to(REPO_ROOT) else p): p.read_text() for p in files if p.exists()
+    }
     for scenario in SCENARIOS:
         notes = render_chart(scenario_values(scenario), name=RELEASE)["atx-jobqueue/templates/NOTES.txt"]
         texts[f"NOTES.txt ({scenario})"] = notes
@@ -96,7 +132,9 @@ def test_every_named_object_exists(known):
 
 def test_no_runbook_puts_the_redis_password_on_a_command_line():
     for doc, text in _docs().items():
-        assert not re.search(r"redis-cli\b[^\n]*\s-a\s", text), f"{doc}: redis-cli -a (use REDISCLI_AUTH from the mounted file)"
+        assert not re.search(r"redis-cli\b[^\n]*\s-a\s", text), (
+            f"{doc}: redis-cli -a (use REDISCLI_AUTH from the mounted file)"
+        )
 
 
 def test_the_checker_catches_a_wrong_name(known):

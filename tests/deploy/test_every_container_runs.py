@@ -25,18 +25,25 @@ from devstack.procs import stop
 from tests.deploy.manifests import scenario_objects
 from tests.deploy.pods import Loopback, Pod, have
 
-pytestmark = [pytest.mark.slow, pytest.mark.skipif(not have("redis-server", "redis-cli"), reason="no redis-server/redis-cli")]
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(not have("redis-server", "redis-cli"), reason="no redis-server/redis-cli"),
+]
 
 PASSWORD = 'op"s\\pass-word 1'  # an operator's password from existingSecret: quotes, a backslash, a space
 
 
 def _workload(objs, kind, component):
-    (found,) = [o for o in objs if o["kind"] == kind and o["metadata"]["labels"]["app.kubernetes.io/component"] == component]
+    (found,) = [
+        o for o in objs if o["kind"] == kind and o["metadata"]["labels"]["app.kubernetes.io/component"] == component
+    ]
     return found
 
 
 def _secret_name(objs):
-    (secret,) = [o for o in objs if o["kind"] == "Secret" and o["metadata"]["labels"]["app.kubernetes.io/component"] == "redis"]
+    (secret,) = [
+        o for o in objs if o["kind"] == "Secret" and o["metadata"]["labels"]["app.kubernetes.io/component"] == "redis"
+    ]
     return secret["metadata"]["name"]
 
 
@@ -120,7 +127,9 @@ def test_backup_then_restore_round_trips_a_queued_job(loop, tmp_path):
     snapshot.rename(snapshot.with_name(wanted))  # the file the operator named in redis.restore.file
     log = tmp_path / "restore.log"
     # its own loopback: the pod's private Redis port must not meet another test's
-    assert restore.run("restore", log, timeout=60, extra_env={"RESTORE_PORT": str(restore_loop.port(6390))}) == 0, log.read_text()
+    assert restore.run("restore", log, timeout=60, extra_env={"RESTORE_PORT": str(restore_loop.port(6390))}) == 0, (
+        log.read_text()
+    )
 
     redis_pod = Pod(_workload(restore_objs, "StatefulSet", "redis"), restore_loop, tmp_path / "d", overrides)
     try:

@@ -24,8 +24,10 @@ from tests.deploy.manifests import k8s_objects, pod_spec, resolved_env, scenario
 SOURCES = ["chart:default", "chart:exposed", "k8s:test", "k8s:prod"]
 UNITS = {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "K": 10**3, "M": 10**6, "G": 10**9}
 HEADROOM = 0.6
-MEASURE = ("import resource, subprocess, sys; rc = subprocess.run(sys.argv[1:], stdout=sys.stderr).returncode; "
-           "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss); sys.exit(rc)")
+MEASURE = (
+    "import resource, subprocess, sys; rc = subprocess.run(sys.argv[1:], stdout=sys.stderr).returncode; "
+    "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss); sys.exit(rc)"
+)
 
 
 def _bytes(quantity: str) -> int:
@@ -36,8 +38,11 @@ def _bytes(quantity: str) -> int:
 def _wait_for_data(source: str):
     kind, name = source.split(":")
     objs = scenario_objects(name) if kind == "chart" else k8s_objects(name)
-    (worker,) = [o for o in objs if o["kind"] == "Deployment"
-                 and o["metadata"]["labels"].get("app.kubernetes.io/component") == "worker"]
+    (worker,) = [
+        o
+        for o in objs
+        if o["kind"] == "Deployment" and o["metadata"]["labels"].get("app.kubernetes.io/component") == "worker"
+    ]
     (init,) = [c for c in pod_spec(worker).get("initContainers", []) if c["name"] == "wait-for-data"]
     return init, objs
 
@@ -51,18 +56,28 @@ def test_wait_for_data_fits_its_memory_limit(source, tmp_path):
     data.parent.mkdir()
     env.update(DATA_PATH=str(data), DATA_CACHE_DIR=str(tmp_path / "data" / "cache"))
     # the volume as the loader leaves it: the file, its parsed cache and the loader's memo of both
-    loaded = subprocess.run([str(BIN / "jobqueue"), "data", "fetch", "--output", str(data), "--from", str(SAMPLE)],
-                            capture_output=True, text=True, timeout=300,
-                            env={**os.environ, **env, "DATA_CACHE_MODE": "readwrite"})
+    loaded = subprocess.run(
+        [str(BIN / "jobqueue"), "data", "fetch", "--output", str(data), "--from", str(SAMPLE)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, **env, "DATA_CACHE_MODE": "readwrite"},
+    )
     assert loaded.returncode == 0, loaded.stderr[-2000:]
     command = [str(BIN / init["command"][0]), *init["command"][1:], *init.get("args", [])]
     # through a small parent: a child forked from this test process would count the test's own
     # resident memory (shared until exec) in its peak
-    measured = subprocess.run([str(BIN / "python"), "-c", MEASURE, *command], capture_output=True, text=True,
-                              timeout=300, env={**os.environ, **env})
+    measured = subprocess.run(
+        [str(BIN / "python"), "-c", MEASURE, *command],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, **env},
+    )
     assert measured.returncode == 0, measured.stderr[-2000:]
     peak = int(measured.stdout.split()[-1]) * 1024
     print(f"{source}: wait-for-data peak {peak / 2**20:.0f} MiB of a {limit / 2**20:.0f} MiB limit")
     assert peak <= HEADROOM * limit, (
         f"{source}: wait-for-data peaked at {peak / 2**20:.0f} MiB, over {HEADROOM:.0%} of its "
-        f"{limit / 2**20:.0f} MiB limit")
+        f"{limit / 2**20:.0f} MiB limit"
+    )

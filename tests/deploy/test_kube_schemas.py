@@ -36,7 +36,9 @@ def _check(obj, version):
     try:
         kubernetes_validate.validate(obj, version, strict=True)
     except kubernetes_validate.ValidationError as exc:
-        raise AssertionError(f"{obj['kind']}/{obj['metadata']['name']} on {version}: {exc.message} at {list(exc.path)}") from None
+        raise AssertionError(
+            f"{obj['kind']}/{obj['metadata']['name']} on {version}: {exc.message} at {list(exc.path)}"
+        ) from None
 
 
 @pytest.mark.parametrize("version", VERSIONS)
@@ -59,12 +61,15 @@ def test_strict_validation_catches_a_typo_in_a_deployment():
         kubernetes_validate.validate(deployment, VERSIONS[0], strict=True)
 
 
-@pytest.mark.parametrize(("kind", "scenario", "typo"), [
-    ("ScaledObject", "keda", ("spec", "minReplicas", 0)),
-    ("ScaledObject", "keda", ("spec", "triggers", 0, "metadata", "threshold", 5)),
-    ("ServiceMonitor", "keda", ("spec", "endpoints", 0, "scrapeInterval", "15s")),
-    ("PodMonitor", "keda", ("spec", "podMetricsEndpoint", [])),
-])
+@pytest.mark.parametrize(
+    ("kind", "scenario", "typo"),
+    [
+        ("ScaledObject", "keda", ("spec", "minReplicas", 0)),
+        ("ScaledObject", "keda", ("spec", "triggers", 0, "metadata", "threshold", 5)),
+        ("ServiceMonitor", "keda", ("spec", "endpoints", 0, "scrapeInterval", "15s")),
+        ("PodMonitor", "keda", ("spec", "podMetricsEndpoint", [])),
+    ],
+)
 def test_strict_crd_schemas_catch_typos(kind, scenario, typo):
     obj = copy.deepcopy(one(scenario_objects(scenario), kind))
     assert not custom_resource_errors(obj)

@@ -21,16 +21,51 @@ from tests.deploy.manifests import SCENARIOS, WORKLOADS, pod_spec, scenario_obje
 
 HOOK = "helm.sh/hook"
 # Helm's install order of kinds (pkg/release/util/kind_sorter.go), enough for this chart's kinds
-KIND_ORDER = ["Namespace", "NetworkPolicy", "ResourceQuota", "LimitRange", "PodSecurityPolicy", "PodDisruptionBudget",
-              "ServiceAccount", "Secret", "SecretList", "ConfigMap", "StorageClass", "PersistentVolume",
-              "PersistentVolumeClaim", "CustomResourceDefinition", "ClusterRole", "ClusterRoleList",
-              "ClusterRoleBinding", "ClusterRoleBindingList", "Role", "RoleList", "RoleBinding", "RoleBindingList",
-              "Service", "DaemonSet", "Pod", "ReplicationController", "ReplicaSet", "Deployment",
-              "HorizontalPodAutoscaler", "StatefulSet", "Job", "CronJob", "IngressClass", "Ingress", "APIService"]
+KIND_ORDER = [
+    "Namespace",
+    "NetworkPolicy",
+    "ResourceQuota",
+    "LimitRange",
+    "PodSecurityPolicy",
+    "PodDisruptionBudget",
+    "ServiceAccount",
+    "Secret",
+    "SecretList",
+    "ConfigMap",
+    "StorageClass",
+    "PersistentVolume",
+    "PersistentVolumeClaim",
+    "CustomResourceDefinition",
+    "ClusterRole",
+    "ClusterRoleList",
+    "ClusterRoleBinding",
+    "ClusterRoleBindingList",
+    "Role",
+    "RoleList",
+    "RoleBinding",
+    "RoleBindingList",
+    "Service",
+    "DaemonSet",
+    "Pod",
+    "ReplicationController",
+    "ReplicaSet",
+    "Deployment",
+    "HorizontalPodAutoscaler",
+    "StatefulSet",
+    "Job",
+    "CronJob",
+    "IngressClass",
+    "Ingress",
+    "APIService",
+]
 # Upgrades where the previous revision lacks objects the new one adds (review finding 2.7b: an
 # upgrade that turns persistence on), besides every scenario upgraded to itself.
-UPGRADES = [(s, s) for s in SCENARIOS] + [("persistence-off", "default"), ("default", "class-cluster"),
-                                          ("default", "monitoring-on"), ("monitoring-on", "restore")]
+UPGRADES = [(s, s) for s in SCENARIOS] + [
+    ("persistence-off", "default"),
+    ("default", "class-cluster"),
+    ("default", "monitoring-on"),
+    ("monitoring-on", "restore"),
+]
 
 
 def _hooks(obj) -> set[str]:
@@ -85,9 +120,13 @@ def run_phase(objs, phase: str, existing: set, rendered: set) -> list[str]:
         if hook["kind"] in WORKLOADS:
             missing = {n for n in needs(hook) if n in rendered and n not in existing}
             if missing:
-                problems.append(f"{phase} hook {hook['kind']}/{hook['metadata']['name']} (weight "
-                                f"{_order(hook)[0]}) needs {sorted(missing)}, which Helm has not created yet")
-            policy = (hook["metadata"].get("annotations") or {}).get("helm.sh/hook-delete-policy", "before-hook-creation")
+                problems.append(
+                    f"{phase} hook {hook['kind']}/{hook['metadata']['name']} (weight "
+                    f"{_order(hook)[0]}) needs {sorted(missing)}, which Helm has not created yet"
+                )
+            policy = (hook["metadata"].get("annotations") or {}).get(
+                "helm.sh/hook-delete-policy", "before-hook-creation"
+            )
             if "hook-succeeded" in policy:
                 existing.discard(_key(hook))
     return problems
@@ -129,13 +168,18 @@ def test_nothing_holding_data_is_a_hook(scenario):
         annotations = obj["metadata"].get("annotations") or {}
         holds_data = obj["kind"] == "PersistentVolumeClaim" or annotations.get("helm.sh/resource-policy") == "keep"
         if holds_data:
-            assert not _hooks(obj), f"{obj['kind']}/{obj['metadata']['name']} holds data but is a {annotations[HOOK]} hook"
+            assert not _hooks(obj), (
+                f"{obj['kind']}/{obj['metadata']['name']} holds data but is a {annotations[HOOK]} hook"
+            )
 
 
 def test_the_model_sees_a_hook_that_needs_a_release_object():
     """The check itself: a pre-install Job using the release's ServiceAccount is reported."""
     sa = {"kind": "ServiceAccount", "metadata": {"name": "demo"}}
-    job = {"kind": "Job", "metadata": {"name": "load", "annotations": {HOOK: "pre-install"}},
-           "spec": {"template": {"spec": {"serviceAccountName": "demo", "containers": [{"name": "c"}]}}}}
+    job = {
+        "kind": "Job",
+        "metadata": {"name": "load", "annotations": {HOOK: "pre-install"}},
+        "spec": {"template": {"spec": {"serviceAccountName": "demo", "containers": [{"name": "c"}]}}},
+    }
     problems = run_phase([sa, job], "pre-install", set(), {_key(sa), _key(job)})
     assert problems and "ServiceAccount" in problems[0]

@@ -26,7 +26,14 @@ from devstack.redis_server import find_redis_server
 from jobqueue.settings import SPEC, load_settings
 from tests.deploy.local import ChartRedis, LocalPod
 from tests.deploy.manifests import (
-    SCENARIOS, find, k8s_objects, one, pod_spec, render_objects, resolved_env, scenario_objects,
+    SCENARIOS,
+    find,
+    k8s_objects,
+    one,
+    pod_spec,
+    render_objects,
+    resolved_env,
+    scenario_objects,
 )
 
 SOURCES = [f"chart:{s}" for s in SCENARIOS] + ["k8s:test", "k8s:prod"]
@@ -93,15 +100,20 @@ def test_no_ingress_backend_reaches_the_metrics_port(source):
             assert _selects_api(service, deployment)
             target = _service_port(service, backend["service"]["port"]).get("targetPort")
             assert _container_port(main, target) == settings.port != _metrics_served_on(settings), (
-                f"{source}: Ingress {ingress['metadata']['name']} routes to container port {target}")
+                f"{source}: Ingress {ingress['metadata']['name']} routes to container port {target}"
+            )
 
 
 @pytest.mark.parametrize("source", SOURCES)
 def test_no_published_service_opens_the_metrics_port(source):
     objs = _objects(source)
     deployment, main, settings = _api(objs)
-    routed = {p["backend"]["service"]["name"] for i in find(objs, "Ingress")
-              for rule in i["spec"].get("rules", []) for p in rule["http"]["paths"]}
+    routed = {
+        p["backend"]["service"]["name"]
+        for i in find(objs, "Ingress")
+        for rule in i["spec"].get("rules", [])
+        for p in rule["http"]["paths"]
+    }
     for service in find(objs, "Service"):
         if not _selects_api(service, deployment):
             continue
@@ -131,11 +143,16 @@ def test_prometheus_is_pointed_at_the_metrics_port(source):
     annotations = deployment["spec"]["template"]["metadata"].get("annotations") or {}
     if "prometheus.io/port" in annotations:
         assert int(annotations["prometheus.io/port"]) == settings.api_metrics_port
-    monitors = [m for m in find(objs, "ServiceMonitor") if m["metadata"]["labels"]["app.kubernetes.io/component"] == "api"]
+    monitors = [
+        m for m in find(objs, "ServiceMonitor") if m["metadata"]["labels"]["app.kubernetes.io/component"] == "api"
+    ]
     assert annotations.get("prometheus.io/scrape") == "true" or monitors, f"{source}: nothing scrapes the API"
     for monitor in monitors:
-        selected = [s for s in find(objs, "Service")
-                    if all(s["metadata"]["labels"].get(k) == v for k, v in monitor["spec"]["selector"]["matchLabels"].items())]
+        selected = [
+            s
+            for s in find(objs, "Service")
+            if all(s["metadata"]["labels"].get(k) == v for k, v in monitor["spec"]["selector"]["matchLabels"].items())
+        ]
         assert len(selected) == 1, [s["metadata"]["name"] for s in selected]
         (endpoint,) = monitor["spec"]["endpoints"]
         port = _service_port(selected[0], {"name": endpoint["port"]})
@@ -152,9 +169,14 @@ def test_prometheus_is_pointed_at_the_metrics_port(source):
 def test_network_policy_admits_the_metrics_port(source):
     objs = _objects(source)
     deployment, _, _ = _api(objs)
-    policies = [p for p in find(objs, "NetworkPolicy")
-                if all(deployment["spec"]["template"]["metadata"]["labels"].get(k) == v
-                       for k, v in p["spec"]["podSelector"]["matchLabels"].items())]
+    policies = [
+        p
+        for p in find(objs, "NetworkPolicy")
+        if all(
+            deployment["spec"]["template"]["metadata"]["labels"].get(k) == v
+            for k, v in p["spec"]["podSelector"]["matchLabels"].items()
+        )
+    ]
     if not policies:
         pytest.skip("no NetworkPolicy")
     ports = {port["port"] for p in policies for rule in p["spec"].get("ingress", []) for port in rule.get("ports", [])}
@@ -181,8 +203,11 @@ def test_real_gunicorn_serves_metrics_only_on_the_metrics_listener(source, tmp_p
     """The API container as rendered (command, env; ports rewritten to free loopback ones)."""
     objs = _objects(source)
     secret = one(objs, "Secret", "redis")
-    password = (base64.b64decode(secret["data"]["redis-password"]).decode() if "data" in secret
-                else secret["stringData"]["redis-password"])
+    password = (
+        base64.b64decode(secret["data"]["redis-password"]).decode()
+        if "data" in secret
+        else secret["stringData"]["redis-password"]
+    )
     conf = one(scenario_objects("default"), "ConfigMap", "redis")["data"]["redis.conf"]
     server = ChartRedis(conf, tmp_path / "redis" / "data", free_port(), password).start()
     deployment, main, _ = _api(objs)
@@ -219,9 +244,16 @@ def test_real_gunicorn_serves_metrics_only_on_the_metrics_listener(source, tmp_p
             assert public.headers["Content-Type"].startswith("application/json") and public.json()["error"], host
         # the metrics listener serves nothing else
         for method, path in (("GET", "/healthz"), ("GET", "/jobs"), ("POST", "/submit"), ("GET", "/openapi.json")):
-            other = requests.request(method, f"{metrics}{path}", json={"operation": "unique_issues"} if method == "POST" else None,
-                                     timeout=10)
-            assert other.status_code == 404 and other.headers["Content-Type"].startswith("application/json"), (path, other.text[:200])
+            other = requests.request(
+                method,
+                f"{metrics}{path}",
+                json={"operation": "unique_issues"} if method == "POST" else None,
+                timeout=10,
+            )
+            assert other.status_code == 404 and other.headers["Content-Type"].startswith("application/json"), (
+                path,
+                other.text[:200],
+            )
         # the API itself is unchanged on http, and its OpenAPI document no longer offers /metrics there
         assert requests.get(f"{http}/healthz", timeout=10).status_code == 200
         assert "/metrics" not in requests.get(f"{http}/openapi.json", timeout=10).json()["paths"]

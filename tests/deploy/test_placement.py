@@ -75,10 +75,17 @@ def rwo_claims(objs) -> dict[str, list[dict]]:
     for obj in objs:
         if obj["kind"] not in ("Deployment", "StatefulSet", "Job", "CronJob") or _replicas(obj) == 0:
             continue
-        claims = [v["persistentVolumeClaim"]["claimName"] for v in pod_spec(obj).get("volumes", []) if "persistentVolumeClaim" in v]
+        claims = [
+            v["persistentVolumeClaim"]["claimName"]
+            for v in pod_spec(obj).get("volumes", [])
+            if "persistentVolumeClaim" in v
+        ]
         if obj["kind"] == "StatefulSet":
-            claims += [f"{t['metadata']['name']}-{obj['metadata']['name']}-{i}" for t in obj["spec"].get("volumeClaimTemplates", [])
-                       for i in range(_replicas(obj))]
+            claims += [
+                f"{t['metadata']['name']}-{obj['metadata']['name']}-{i}"
+                for t in obj["spec"].get("volumeClaimTemplates", [])
+                for i in range(_replicas(obj))
+            ]
         for claim in claims:
             # a claim the manifests do not create (existingClaim, a StatefulSet's) counts as ReadWriteOnce
             if access.get(claim, ["ReadWriteOnce"]) == ["ReadWriteOnce"]:
@@ -98,7 +105,8 @@ def test_every_pod_of_a_readwriteonce_claim_is_bound_to_one_node(source):
             for other in others:
                 assert any(_matches(t["labelSelector"], _template_labels(other)) for t in terms), (
                     f"{source}: {w['kind']}/{w['metadata']['name']} and {other['kind']}/{other['metadata']['name']} mount "
-                    f"the ReadWriteOnce claim {claim}, and no required podAffinity puts them on one node")
+                    f"the ReadWriteOnce claim {claim}, and no required podAffinity puts them on one node"
+                )
 
 
 class Cluster:
@@ -110,7 +118,9 @@ class Cluster:
         for obj in objs:
             if obj["kind"] in ("Deployment", "StatefulSet"):
                 for _ in range(_replicas(obj)):
-                    self.pods.append({"owner": obj, "labels": _template_labels(obj), "terms": _required_terms(obj), "node": "X"})
+                    self.pods.append(
+                        {"owner": obj, "labels": _template_labels(obj), "terms": _required_terms(obj), "node": "X"}
+                    )
 
     def _budget_allows(self, pod) -> bool:
         for pdb in self.pdbs:
@@ -181,10 +191,24 @@ def test_the_drain_model_sees_a_budget_deadlock():
     """The model itself: two co-located workers with maxUnavailable 1 cannot leave node X."""
     labels = {"app": "w"}
     term = {"topologyKey": HOSTNAME, "labelSelector": {"matchLabels": labels}}
-    worker = {"kind": "Deployment", "metadata": {"name": "w"},
-              "spec": {"replicas": 2, "template": {"metadata": {"labels": labels},
-                                                   "spec": {"affinity": {"podAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [term]}},
-                                                            "containers": []}}}}
-    pdb = {"kind": "PodDisruptionBudget", "metadata": {"name": "w"}, "spec": {"maxUnavailable": 1, "selector": {"matchLabels": labels}}}
+    worker = {
+        "kind": "Deployment",
+        "metadata": {"name": "w"},
+        "spec": {
+            "replicas": 2,
+            "template": {
+                "metadata": {"labels": labels},
+                "spec": {
+                    "affinity": {"podAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [term]}},
+                    "containers": [],
+                },
+            },
+        },
+    }
+    pdb = {
+        "kind": "PodDisruptionBudget",
+        "metadata": {"name": "w"},
+        "spec": {"maxUnavailable": 1, "selector": {"matchLabels": labels}},
+    }
     assert Cluster([worker, pdb]).drain() == ["w"]
     assert Cluster([worker]).drain() == []

@@ -66,15 +66,18 @@ from tests.deploy.manifests import WORKLOADS, k8s_objects, one, pod_spec, scenar
 from tests.deploy.pods import AsRendered, Loopback, Pod, have
 from tests.support.images import why_not
 
-pytestmark = [pytest.mark.images, pytest.mark.slow,
-              pytest.mark.skipif(why_not() is not None, reason=f"images: {why_not()}"),
-              pytest.mark.skipif(not have("podman"), reason="no podman (scripts/bootstrap.sh installs it)")]
+pytestmark = [
+    pytest.mark.images,
+    pytest.mark.slow,
+    pytest.mark.skipif(why_not() is not None, reason=f"images: {why_not()}"),
+    pytest.mark.skipif(not have("podman"), reason="no podman (scripts/bootstrap.sh installs it)"),
+]
 
 KEEP = ("securityContext", "initContainers", "containers", "volumes", "terminationGracePeriodSeconds")
 # rendered repository -> key of the local image standing in for it
 STAND_INS = {"redis": "redis", "oliver006/redis_exporter": "redis-exporter"}
 PASSWORD = 'op"s\\pass-word 1'  # an operator's password from existingSecret: quotes, a backslash, a space
-MiB = 1024 ** 2
+MiB = 1024**2
 
 
 def podman(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
@@ -100,12 +103,16 @@ def reserve_ports(loop: Loopback) -> None:
     for service in (o for o in loop.objs if o["kind"] == "Service"):
         selector = service["spec"].get("selector") or {}
         pods = [w for w in workloads if selector and selector.items() <= _template_labels(w).items()]
-        named = {p["name"]: p["containerPort"] for w in pods for c in pod_spec(w)["containers"] for p in c.get("ports", [])}
+        named = {
+            p["name"]: p["containerPort"] for w in pods for c in pod_spec(w)["containers"] for p in c.get("ports", [])
+        }
         for port in service["spec"]["ports"]:
             target = port.get("targetPort", port["port"])
             target = named.get(target, target)
             if isinstance(target, int) and port["port"] != target:
-                assert loop.ports.get(port["port"], loop.port(target)) == loop.port(target), f"{service['metadata']['name']}: port {port['port']} is taken"
+                assert loop.ports.get(port["port"], loop.port(target)) == loop.port(target), (
+                    f"{service['metadata']['name']}: port {port['port']} is taken"
+                )
                 loop.ports[port["port"]] = loop.port(target)
 
 
@@ -192,7 +199,9 @@ class Runtime:
         path.write_text(yaml.safe_dump(as_pod(pod, name, self.images, extra_env)))
         return name, path
 
-    def play(self, pod: Pod, role: str, extra_env: dict[str, dict[str, str]] | None = None, network: str = "host") -> str:
+    def play(
+        self, pod: Pod, role: str, extra_env: dict[str, dict[str, str]] | None = None, network: str = "host"
+    ) -> str:
         name, path = self.write(pod, role, extra_env)
         self.played[name] = path
         done = podman("kube", "play", "--network", network, str(path), timeout=300)
@@ -203,8 +212,15 @@ class Runtime:
         """Several pods played at once, as a Deployment's replicas start (their init containers race)."""
         written = [self.write(pod, role) for pod, role in pods]
         self.played.update(written)
-        plays = [subprocess.Popen(["podman", "kube", "play", "--network", "host", str(path)],
-                                  stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for _, path in written]
+        plays = [
+            subprocess.Popen(
+                ["podman", "kube", "play", "--network", "host", str(path)],
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                text=True,
+            )
+            for _, path in written
+        ]
         outputs = [play.communicate(timeout=300)[0] for play in plays]
         for play, out in zip(plays, outputs, strict=True):
             assert play.returncode == 0, out
@@ -273,7 +289,9 @@ def _http_ok(url: str) -> requests.Response | None:
 def _get_inside(pid: int, url: str) -> str | None:
     """GET ``url`` from inside the network namespace of process ``pid`` (the body of a 200, else None)."""
     code = f"import urllib.request; print(urllib.request.urlopen({url!r}, timeout=5).read().decode())"
-    done = subprocess.run(["nsenter", "-t", str(pid), "-n", sys.executable, "-c", code], capture_output=True, text=True, timeout=30)
+    done = subprocess.run(
+        ["nsenter", "-t", str(pid), "-n", sys.executable, "-c", code], capture_output=True, text=True, timeout=30
+    )
     return done.stdout if done.returncode == 0 else None
 
 
@@ -299,8 +317,11 @@ def _hardened(runtime: Runtime, pod_name: str, container: dict, user: int) -> No
     assert info["HostConfig"]["ReadonlyRootfs"] is True
     assert not info["EffectiveCaps"], info["EffectiveCaps"]
     limit = container["resources"]["limits"]["memory"]
-    assert info["HostConfig"]["Memory"] == int(limit.removesuffix("Mi")) * MiB if limit.endswith("Mi") \
+    assert (
+        info["HostConfig"]["Memory"] == int(limit.removesuffix("Mi")) * MiB
+        if limit.endswith("Mi")
         else info["HostConfig"]["Memory"] == int(limit.removesuffix("Gi")) * 1024 * MiB
+    )
     assert info["State"]["OOMKilled"] is False
     assert info["RestartCount"] == 0, f"{container['name']} restarted"
 
@@ -311,9 +332,13 @@ def memory_peak(runtime: Runtime, pod_name: str, container: str) -> int | None:
     pid = runtime.inspect(pod_name, container)["State"]["Pid"]
     for line in Path(f"/proc/{pid}/cgroup").read_text().splitlines():
         _, controllers, path = line.split(":", 2)
-        for candidate in ([Path("/sys/fs/cgroup/memory") / path.lstrip("/") / "memory.max_usage_in_bytes"]
-                          if "memory" in controllers.split(",") else
-                          [Path("/sys/fs/cgroup") / path.lstrip("/") / "memory.peak"] if controllers == "" else []):
+        for candidate in (
+            [Path("/sys/fs/cgroup/memory") / path.lstrip("/") / "memory.max_usage_in_bytes"]
+            if "memory" in controllers.split(",")
+            else [Path("/sys/fs/cgroup") / path.lstrip("/") / "memory.peak"]
+            if controllers == ""
+            else []
+        ):
             if candidate.exists():
                 return int(candidate.read_text())
     return None
@@ -328,9 +353,13 @@ def _stops_on_sigterm(runtime: Runtime, pod_name: str, own: tuple[str, ...]) -> 
     took = time.monotonic() - started
     for container, state in states.items():
         assert not state["OOMKilled"], f"{container} was OOM-killed"
-        assert state["ExitCode"] != 137, f"{container} needed SIGKILL ({took:.0f} s)\n{runtime.logs(pod_name, container)}"
+        assert state["ExitCode"] != 137, (
+            f"{container} needed SIGKILL ({took:.0f} s)\n{runtime.logs(pod_name, container)}"
+        )
         if container in own:
-            assert state["ExitCode"] == 0, f"{container} exited {state['ExitCode']}\n{runtime.logs(pod_name, container)}"
+            assert state["ExitCode"] == 0, (
+                f"{container} exited {state['ExitCode']}\n{runtime.logs(pod_name, container)}"
+            )
 
 
 def _start_redis(runtime: Runtime, pod: Pod, role: str) -> tuple[str, redis.Redis]:
@@ -339,8 +368,12 @@ def _start_redis(runtime: Runtime, pod: Pod, role: str) -> tuple[str, redis.Redi
     (secret,) = [v["secret"] for v in pod.spec["volumes"] if v["name"] == "password"]
     password = pod.secrets[secret["secretName"]][secret["items"][0]["key"]]
     client = redis.Redis(port=pod.loop.port(6379), password=password, db=1, decode_responses=True)
-    _wait(lambda: runtime.exec_probe(name, spec, "startupProbe").returncode == 0, 60, "the Redis startupProbe",
-          lambda: runtime.logs(name, "redis"))
+    _wait(
+        lambda: runtime.exec_probe(name, spec, "startupProbe").returncode == 0,
+        60,
+        "the Redis startupProbe",
+        lambda: runtime.logs(name, "redis"),
+    )
     return name, client
 
 
@@ -423,8 +456,12 @@ def test_redis_exporter_backup_and_restore_pods_under_podman(runtime, tmp_path):
     assert config["dir"] == "/data", "redis.conf's dir is the mounted volume"
     exporter = next(c for c in _played_spec(runtime, name)["containers"] if c["name"] == "exporter")
     port = exporter["livenessProbe"]["httpGet"]["port"]
-    _wait(lambda: "redis_up 1" in ((_http_ok(f"http://127.0.0.1:{port}/metrics") or requests.Response()).text or ""),
-          60, "the exporter's redis_up 1", lambda: runtime.logs(name, "exporter"))
+    _wait(
+        lambda: "redis_up 1" in ((_http_ok(f"http://127.0.0.1:{port}/metrics") or requests.Response()).text or ""),
+        60,
+        "the exporter's redis_up 1",
+        lambda: runtime.logs(name, "exporter"),
+    )
     _probes_pass(runtime, name, "exporter")
     for container in pod_spec(sts)["containers"]:
         _hardened(runtime, name, container, user)
@@ -440,7 +477,9 @@ def test_redis_exporter_backup_and_restore_pods_under_podman(runtime, tmp_path):
     assert aof.stat().st_uid == user, "Redis writes the volume as the pod's user"
 
     # the backup CronJob's job pod snapshots the running Redis
-    backup = runtime.play(Pod(one(objs, "CronJob", "redis-backup"), loop, tmp_path / "backup", overrides, local_paths=False), "backup")
+    backup = runtime.play(
+        Pod(one(objs, "CronJob", "redis-backup"), loop, tmp_path / "backup", overrides, local_paths=False), "backup"
+    )
     assert runtime.wait_exit(backup, "backup", 120) == 0, runtime.logs(backup, "backup")
     (snapshot,) = (loop.claims / "demo-atx-jobqueue-redis-backup").glob("dump-*.rdb")
     jobs.delete(*results[:20])  # room for one more write
@@ -454,16 +493,22 @@ def test_redis_exporter_backup_and_restore_pods_under_podman(runtime, tmp_path):
     restore_pod = Pod(job, restore_loop, tmp_path / "restore", overrides, local_paths=False)
     wanted = restore_pod.env(restore_pod.container("restore"))["RESTORE_FILE"]
     snapshot.rename(snapshot.with_name(wanted))  # the file the operator named in redis.restore.file
-    restore_name, restore_file = runtime.write(restore_pod, "restore",
-                                               {"restore": {"RESTORE_PORT": str(restore_loop.port(6390))}})
+    restore_name, restore_file = runtime.write(
+        restore_pod, "restore", {"restore": {"RESTORE_PORT": str(restore_loop.port(6390))}}
+    )
     runtime.played[restore_name] = restore_file
-    playing = subprocess.Popen(["podman", "kube", "play", "--network", "host", str(restore_file)],
-                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    playing = subprocess.Popen(
+        ["podman", "kube", "play", "--network", "host", str(restore_file)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     try:
         time.sleep(5)
-        assert podman("container", "exists", f"{restore_name}-restore").returncode != 0 or \
-            runtime.inspect(restore_name, "restore")["State"]["Status"] != "running", \
-            "the restore started while Redis still answers"
+        assert (
+            podman("container", "exists", f"{restore_name}-restore").returncode != 0
+            or runtime.inspect(restore_name, "restore")["State"]["Status"] != "running"
+        ), "the restore started while Redis still answers"
         _stops_on_sigterm(runtime, name, own=("redis",))  # the restore upgrade scales the StatefulSet to 0
         runtime.down(name)
         out, _ = playing.communicate(timeout=120)
@@ -496,15 +541,29 @@ def test_full_size_data_fits_the_rendered_limits(runtime, tmp_path, request):
     data = REPO_ROOT / "data" / "full" / "traffic_incidents.csv"
     if not data.exists():
         data = tmp_path / "full.csv"
-        made = subprocess.run([str(Path(sys.executable).parent / "jobqueue"), "data", "generate", "--rows", "432444",
-                               "--output", str(data)], capture_output=True, text=True, timeout=600)
+        made = subprocess.run(
+            [
+                str(Path(sys.executable).parent / "jobqueue"),
+                "data",
+                "generate",
+                "--rows",
+                "432444",
+                "--output",
+                str(data),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
         assert made.returncode == 0, made.stderr
     peaks = _play_the_tutorial(runtime, tmp_path, "exposed", None, data)
     reporter = request.config.pluginmanager.get_plugin("terminalreporter")
     if reporter is not None:
         with request.config.pluginmanager.get_plugin("capturemanager").global_and_fixture_disabled():
-            reporter.write_line("\npodman, full-size data: peak memory (page cache included) " + ", ".join(
-                f"{name} {peak / MiB:.0f} MiB of {limit}" for name, (peak, limit) in peaks.items()))
+            reporter.write_line(
+                "\npodman, full-size data: peak memory (page cache included) "
+                + ", ".join(f"{name} {peak / MiB:.0f} MiB of {limit}" for name, (peak, limit) in peaks.items())
+            )
 
 
 @pytest.mark.parametrize("env", ["test", "prod"])
@@ -523,12 +582,24 @@ def test_k8s_student_pods_under_podman_run_the_tutorial(runtime, tmp_path, env):
     chart_loop.ports = loop.ports
     sts = one(chart, "StatefulSet", "redis")
     chart_secret = next(v["secret"]["secretName"] for v in pod_spec(sts)["volumes"] if v["name"] == "password")
-    redis_pod = Pod(sts, chart_loop, tmp_path / "redis", {chart_secret: {"redis-password": password["redis-password"]}}, local_paths=False)
+    redis_pod = Pod(
+        sts,
+        chart_loop,
+        tmp_path / "redis",
+        {chart_secret: {"redis-password": password["redis-password"]}},
+        local_paths=False,
+    )
     _play_the_tutorial(runtime, tmp_path, objs, loop, SAMPLE, redis_pod)
 
 
-def _play_the_tutorial(runtime: Runtime, tmp_path: Path, objs: list[dict] | str, loop: Loopback | None, data: Path,
-                       redis_pod: Pod | None = None) -> dict[str, tuple[int, str]]:
+def _play_the_tutorial(
+    runtime: Runtime,
+    tmp_path: Path,
+    objs: list[dict] | str,
+    loop: Loopback | None,
+    data: Path,
+    redis_pod: Pod | None = None,
+) -> dict[str, tuple[int, str]]:
     """Redis (``redis_pod``, else the scenario's StatefulSet), API and worker pods of ``objs`` (or of
     that scenario) played, the tutorial job and the chart's helm test pod run; the peak memory of each
     container that has one, with its limit."""
@@ -542,15 +613,22 @@ def _play_the_tutorial(runtime: Runtime, tmp_path: Path, objs: list[dict] | str,
     redis_name, _ = _start_redis(runtime, redis_pod, "redis")
     with serving(data) as url:
         api_deployment = one(objs, "Deployment", "api")
-        assert _download_from(api_deployment, url) == (scenario == "exposed"), "only the exposed API pods download their data"
+        assert _download_from(api_deployment, url) == (scenario == "exposed"), (
+            "only the exposed API pods download their data"
+        )
         # the API's rendered replicas start together: their load-data containers race on the shared claim
         replicas = [Pod(api_deployment, loop, tmp_path / "api", local_paths=False)]
         for i in range(1, api_deployment["spec"].get("replicas", 1)):
             other = Loopback(objs, loop.claims)  # same Redis and claims, ports of its own
-            other.ports = {**loop.ports, **{p["containerPort"]: free_port() for p in pod_spec(api_deployment)["containers"][0]["ports"]}}
+            other.ports = {
+                **loop.ports,
+                **{p["containerPort"]: free_port() for p in pod_spec(api_deployment)["containers"][0]["ports"]},
+            }
             replicas.append(Pod(api_deployment, other, tmp_path / f"api-{i}", local_paths=False))
         apis = runtime.play_together([(pod, f"api-{i}" if i else "api") for i, pod in enumerate(replicas)])
-        worker_name = runtime.play(Pod(one(objs, "Deployment", "worker"), loop, tmp_path / "worker", local_paths=False), "worker")
+        worker_name = runtime.play(
+            Pod(one(objs, "Deployment", "worker"), loop, tmp_path / "worker", local_paths=False), "worker"
+        )
     names = {"api": apis[0], "worker": worker_name}
     pods = [("api", name) for name in apis] + [("worker", worker_name)]
 
@@ -559,8 +637,12 @@ def _play_the_tutorial(runtime: Runtime, tmp_path: Path, objs: list[dict] | str,
 
     for extra in apis[1:]:
         spec = next(c for c in _played_spec(runtime, extra)["containers"] if c["name"] == "api")
-        _wait(lambda spec=spec: _http_ok(f"http://127.0.0.1:{spec['readinessProbe']['httpGet']['port']}/readyz"), 180,
-              f"{extra}'s readinessProbe", logs)
+        _wait(
+            lambda spec=spec: _http_ok(f"http://127.0.0.1:{spec['readinessProbe']['httpGet']['port']}/readyz"),
+            180,
+            f"{extra}'s readinessProbe",
+            logs,
+        )
         _probes_pass(runtime, extra, "api")
 
     api = next(c for c in _played_spec(runtime, names["api"])["containers"] if c["name"] == "api")
@@ -579,15 +661,24 @@ def _play_the_tutorial(runtime: Runtime, tmp_path: Path, objs: list[dict] | str,
     _probes_pass(runtime, names["worker"], "worker")
     for component, name in pods:
         for container in pod_spec(one(objs, "Deployment", component))["containers"]:
-            _hardened(runtime, name, container, pod_spec(one(objs, "Deployment", component))["securityContext"]["runAsUser"])
+            _hardened(
+                runtime, name, container, pod_spec(one(objs, "Deployment", component))["securityContext"]["runAsUser"]
+            )
 
     # the tutorial: submit, poll, result
     headers = {}
     token = next((e["value"] for e in api["env"] if e["name"] == "API_TOKEN"), None)
     if token:
-        assert requests.post(base + "/submit", json={"operation": "top_locations", "params": {"n": 3}}, timeout=10).status_code == 401
+        assert (
+            requests.post(
+                base + "/submit", json={"operation": "top_locations", "params": {"n": 3}}, timeout=10
+            ).status_code
+            == 401
+        )
         headers = {"Authorization": f"Bearer {token}"}
-    job = requests.post(base + "/submit", json={"operation": "top_locations", "params": {"n": 3}}, headers=headers, timeout=10)
+    job = requests.post(
+        base + "/submit", json={"operation": "top_locations", "params": {"n": 3}}, headers=headers, timeout=10
+    )
     assert job.status_code == 202, job.text
     job_id = job.json()["job_id"]
     doc: dict = {}
@@ -599,14 +690,22 @@ def _play_the_tutorial(runtime: Runtime, tmp_path: Path, objs: list[dict] | str,
     _wait(finished, 120, "the tutorial job", logs)
     assert doc["status"] == "complete", f"{doc}\n{logs()}"
     assert len(doc["result"]["top_locations"]) == 3
-    claim = next(v["persistentVolumeClaim"]["claimName"] for v in pod_spec(api_deployment)["volumes"] if "persistentVolumeClaim" in v)
+    claim = next(
+        v["persistentVolumeClaim"]["claimName"]
+        for v in pod_spec(api_deployment)["volumes"]
+        if "persistentVolumeClaim" in v
+    )
     loaded = loop.claims / claim / "traffic_incidents.csv"
     assert loaded.stat().st_size == data.stat().st_size, "the loader filled the volume with the dataset"
 
     # `helm test`: the chart's test pod submits through the API Service and waits for the result
     if scenario is not None:
-        test_pod = runtime.play(Pod(one(objs, "Pod", "test"), loop, tmp_path / "helm-test", local_paths=False), "helm-test")
-        assert runtime.wait_exit(test_pod, "submit-and-wait", 180) == 0, runtime.logs(test_pod, "submit-and-wait") + logs()
+        test_pod = runtime.play(
+            Pod(one(objs, "Pod", "test"), loop, tmp_path / "helm-test", local_paths=False), "helm-test"
+        )
+        assert runtime.wait_exit(test_pod, "submit-and-wait", 180) == 0, (
+            runtime.logs(test_pod, "submit-and-wait") + logs()
+        )
 
     peaks = {}
     for component, name in names.items():
@@ -616,7 +715,9 @@ def _play_the_tutorial(runtime: Runtime, tmp_path: Path, objs: list[dict] | str,
                 peaks[container["name"]] = (peak, container["resources"]["limits"]["memory"])
     for component, name in pods:  # after the job too: nothing was OOM-killed or restarted
         for container in pod_spec(one(objs, "Deployment", component))["containers"]:
-            _hardened(runtime, name, container, pod_spec(one(objs, "Deployment", component))["securityContext"]["runAsUser"])
+            _hardened(
+                runtime, name, container, pod_spec(one(objs, "Deployment", component))["securityContext"]["runAsUser"]
+            )
 
     # a rollout or scale-in deletes the pods: each program ends on SIGTERM as its container's PID 1
     for component, name in pods:
@@ -643,14 +744,22 @@ def test_redis_pod_as_rendered_in_its_own_network_namespace(runtime, tmp_path, s
         assert "bind * -::*" in config and "port 6379" in config and "protected-mode no" in config
     played = runtime.play(pod, "redis-isolated", network="none")
     redis_c = next(c for c in _played_spec(runtime, played)["containers"] if c["name"] == "redis")
-    _wait(lambda: runtime.exec_probe(played, redis_c, "startupProbe").returncode == 0, 60, "the Redis startupProbe",
-          lambda: runtime.logs(played, "redis"))
+    _wait(
+        lambda: runtime.exec_probe(played, redis_c, "startupProbe").returncode == 0,
+        60,
+        "the Redis startupProbe",
+        lambda: runtime.logs(played, "redis"),
+    )
     pid = runtime.inspect(played, "redis")["State"]["Pid"]
     for container in pod_spec(workload)["containers"]:
         _probes_pass(runtime, played, container["name"], netns_of=pid)
         _hardened(runtime, played, container, pod_spec(workload)["securityContext"]["runAsUser"])
     if any(c["name"] == "exporter" for c in pod_spec(workload)["containers"]):
         port = next(p["containerPort"] for p in pod.container("exporter")["ports"] if p["name"] == "metrics")
-        _wait(lambda: "redis_up 1" in (_get_inside(pid, f"http://127.0.0.1:{port}/metrics") or ""), 60,
-              "the exporter's redis_up 1", lambda: runtime.logs(played, "exporter"))
+        _wait(
+            lambda: "redis_up 1" in (_get_inside(pid, f"http://127.0.0.1:{port}/metrics") or ""),
+            60,
+            "the exporter's redis_up 1",
+            lambda: runtime.logs(played, "exporter"),
+        )
     _stops_on_sigterm(runtime, played, own=("redis",))

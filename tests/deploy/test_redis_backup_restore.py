@@ -29,7 +29,9 @@ def rendered():
 def _run(script: str, env: dict[str, str], tmp: Path) -> subprocess.CompletedProcess:
     path = tmp / "script.sh"
     path.write_text(script)
-    return subprocess.run(["sh", str(path)], env={"PATH": os.environ["PATH"], **env}, capture_output=True, text=True, timeout=60)
+    return subprocess.run(
+        ["sh", str(path)], env={"PATH": os.environ["PATH"], **env}, capture_output=True, text=True, timeout=60
+    )
 
 
 def test_redis_conf_turns_on_aof_and_a_password(rendered, tmp_path):
@@ -55,8 +57,13 @@ def test_backup_then_restore_brings_back_the_snapshot(rendered, tmp_path):
     try:
         server.client(0).set("job:1", '{"status": "complete"}')
         server.client(1).rpush("hotqueue:jobs", "a", "b", "c")
-        env = {"REDIS_HOST": "127.0.0.1", "REDIS_PORT": str(server.port), "BACKUP_DIR": str(backups),
-               "BACKUP_KEEP": "2", "REDIS_PASSWORD_FILE": str(tmp_path / "password")}
+        env = {
+            "REDIS_HOST": "127.0.0.1",
+            "REDIS_PORT": str(server.port),
+            "BACKUP_DIR": str(backups),
+            "BACKUP_KEEP": "2",
+            "REDIS_PASSWORD_FILE": str(tmp_path / "password"),
+        }
         for _ in range(3):
             run = _run(rendered["backup.sh"], env, tmp_path)
             assert run.returncode == 0, run.stderr
@@ -68,8 +75,16 @@ def test_backup_then_restore_brings_back_the_snapshot(rendered, tmp_path):
     finally:
         server.stop()
 
-    run = _run(rendered["restore.sh"], {"RESTORE_FILE": snapshots[-1].name, "DATA_DIR": str(tmp_path / "data"),
-                                        "BACKUP_DIR": str(backups), "RESTORE_PORT": str(free_port())}, tmp_path)
+    run = _run(
+        rendered["restore.sh"],
+        {
+            "RESTORE_FILE": snapshots[-1].name,
+            "DATA_DIR": str(tmp_path / "data"),
+            "BACKUP_DIR": str(backups),
+            "RESTORE_PORT": str(free_port()),
+        },
+        tmp_path,
+    )
     assert run.returncode == 0, run.stdout + run.stderr
     assert list((tmp_path / "data").glob("appendonlydir.before-restore-*")), "the old AOF is kept, not deleted"
 
@@ -92,6 +107,9 @@ def test_backup_then_restore_brings_back_the_snapshot(rendered, tmp_path):
 def test_restore_refuses_a_missing_snapshot(rendered, tmp_path):
     (tmp_path / "data").mkdir()
     (tmp_path / "backup").mkdir()
-    run = _run(rendered["restore.sh"], {"RESTORE_FILE": "dump-nope.rdb", "DATA_DIR": str(tmp_path / "data"),
-                                        "BACKUP_DIR": str(tmp_path / "backup")}, tmp_path)
+    run = _run(
+        rendered["restore.sh"],
+        {"RESTORE_FILE": "dump-nope.rdb", "DATA_DIR": str(tmp_path / "data"), "BACKUP_DIR": str(tmp_path / "backup")},
+        tmp_path,
+    )
     assert run.returncode != 0 and "missing" in run.stderr

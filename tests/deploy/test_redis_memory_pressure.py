@@ -57,8 +57,12 @@ def test_chart_redis_at_maxmemory_refuses_submits_evicts_nothing_and_recovers(tm
         stack.start_api(web_concurrency=1)
         stack.wait_workers_registered(1)
         api = requests.Session()
-        bodies = [{"operation": "plot_top_locations", "params": {"n": 3 + i % 20}} if i % 2 else
-                  {"operation": "incidents_by_road", "params": {"road": f"ROAD {i}"}} for i in range(30)]
+        bodies = [
+            {"operation": "plot_top_locations", "params": {"n": 3 + i % 20}}
+            if i % 2
+            else {"operation": "incidents_by_road", "params": {"road": f"ROAD {i}"}}
+            for i in range(30)
+        ]
         accepted = []
         for body in bodies[:20]:
             r = api.post(stack.url + "/submit", json=body, timeout=10)

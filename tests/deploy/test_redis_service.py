@@ -20,8 +20,19 @@ from urllib.parse import urlsplit
 import pytest
 
 from tests.deploy.manifests import (
-    CHART, REPO_ROOT, SCENARIOS, containers, find, k8s_objects, objects_of, one, render_chart,
-    render_objects, resolved_env, scenario_objects, scenario_values,
+    CHART,
+    REPO_ROOT,
+    SCENARIOS,
+    containers,
+    find,
+    k8s_objects,
+    objects_of,
+    one,
+    render_chart,
+    render_objects,
+    resolved_env,
+    scenario_objects,
+    scenario_values,
 )
 
 SOURCES = [f"chart:{s}" for s in SCENARIOS] + ["k8s:test", "k8s:prod"]
@@ -36,15 +47,22 @@ def _objects(source):
 
 
 def _redis_workload(objs):
-    found = [o for o in objs if o["kind"] in ("StatefulSet", "Deployment")
-             and o["metadata"]["labels"].get("app.kubernetes.io/component") == "redis"]
+    found = [
+        o
+        for o in objs
+        if o["kind"] in ("StatefulSet", "Deployment")
+        and o["metadata"]["labels"].get("app.kubernetes.io/component") == "redis"
+    ]
     return found[0] if found else None
 
 
 def _redis_services(objs, redis):
     labels = pod_spec_labels(redis)
-    return [s for s in find(objs, "Service")
-            if s["spec"].get("selector") and all(labels.get(k) == v for k, v in s["spec"]["selector"].items())]
+    return [
+        s
+        for s in find(objs, "Service")
+        if s["spec"].get("selector") and all(labels.get(k) == v for k, v in s["spec"]["selector"].items())
+    ]
 
 
 def pod_spec_labels(workload):
@@ -86,7 +104,8 @@ def test_every_redis_client_uses_a_clusterip_service(source):
         assert host in services, f"{source}: {where} names {host}, which is no Service of the Redis pod"
         svc = services[host]
         assert svc["spec"].get("clusterIP") != "None", (
-            f"{source}: {where} uses the headless Service {host}: its name is NXDOMAIN while Redis is NotReady")
+            f"{source}: {where} uses the headless Service {host}: its name is NXDOMAIN while Redis is NotReady"
+        )
         assert any(p["name"] == "redis" for p in svc["spec"]["ports"]), f"{source}: {host} has no redis port"
 
 
@@ -116,7 +135,9 @@ def _chart_at(commit: str, dest):
     probe = subprocess.run([git, "-C", str(REPO_ROOT), "cat-file", "-e", f"{commit}^{{commit}}"], capture_output=True)
     if probe.returncode != 0:
         pytest.skip(f"{commit} is not in this clone (shallow?)")
-    archive = subprocess.run([git, "-C", str(REPO_ROOT), "archive", commit, "helm/atx-jobqueue"], check=True, capture_output=True)
+    archive = subprocess.run(
+        [git, "-C", str(REPO_ROOT), "archive", commit, "helm/atx-jobqueue"], check=True, capture_output=True
+    )
     subprocess.run(["tar", "-x", "-C", str(dest)], input=archive.stdout, check=True)
     return dest / "helm" / "atx-jobqueue"
 
@@ -136,7 +157,9 @@ def test_upgrade_keeps_the_statefulset_service_name(scenario, tmp_path):
     old_services = {s["metadata"]["name"]: s["spec"].get("clusterIP") for s in old if s["kind"] == "Service"}
     new_services = {s["metadata"]["name"]: s["spec"].get("clusterIP") for s in new if s["kind"] == "Service"}
     for name, cluster_ip in old_services.items():
-        assert new_services.get(name, "gone") == cluster_ip, f"Service {name}: clusterIP {cluster_ip} changed or removed"
+        assert new_services.get(name, "gone") == cluster_ip, (
+            f"Service {name}: clusterIP {cluster_ip} changed or removed"
+        )
 
 
 def test_chart_readme_names_both_services():

@@ -26,13 +26,19 @@ def _merge(a: dict, b: dict) -> dict:
 
 
 def _generated_secret(obj) -> bool:
-    return obj["kind"] == "Secret" and (obj["metadata"].get("annotations") or {}).get("helm.sh/resource-policy") == "keep"
+    return (
+        obj["kind"] == "Secret" and (obj["metadata"].get("annotations") or {}).get("helm.sh/resource-policy") == "keep"
+    )
 
 
 def _checksums(objs) -> dict[str, set[str]]:
     sums = defaultdict(set)
     for obj in objs:
-        template = (obj.get("spec") or {}).get("template") or (obj.get("spec") or {}).get("jobTemplate", {}).get("spec", {}).get("template") or {}
+        template = (
+            (obj.get("spec") or {}).get("template")
+            or (obj.get("spec") or {}).get("jobTemplate", {}).get("spec", {}).get("template")
+            or {}
+        )
         for key, value in ((template.get("metadata") or {}).get("annotations") or {}).items():
             if key.startswith("checksum/"):
                 sums[key].add(value)
@@ -60,7 +66,9 @@ def test_gitops_renders_are_identical(scenario):
 def test_a_checksum_has_one_value_per_render(scenario):
     objs = render_objects(scenario_values(scenario))
     for key, values in _checksums(objs).items():
-        assert len(values) == 1, f"{key} has {len(values)} values in one render of {scenario}: pods disagree on the content"
+        assert len(values) == 1, (
+            f"{key} has {len(values)} values in one render of {scenario}: pods disagree on the content"
+        )
     again = _checksums(render_objects(scenario_values(scenario)))
     assert again == _checksums(objs), "a checksum changes between renders: every sync would roll the pods"
 

@@ -29,9 +29,11 @@ from tests.support.harness import Harness
 pytestmark = [pytest.mark.slow, pytest.mark.skipif(find_redis_server() is None, reason="no redis-server")]
 
 JOB_TIMEOUT = 10
-OLD_GRACE = JOB_TIMEOUT * 60 / 300   # the grace the chart rendered before, at the same ratio
-VALUES = {"config": {"jobTimeoutSeconds": JOB_TIMEOUT, "diagnosticOperations": True},
-          "data": {"persistence": {"enabled": False}}}
+OLD_GRACE = JOB_TIMEOUT * 60 / 300  # the grace the chart rendered before, at the same ratio
+VALUES = {
+    "config": {"jobTimeoutSeconds": JOB_TIMEOUT, "diagnosticOperations": True},
+    "data": {"persistence": {"enabled": False}},
+}
 
 
 def _wait(predicate, timeout: float, what: str):
@@ -61,24 +63,33 @@ def _scale_in(objs, worker, env, server, tmp_path, seconds: float, extra_env: di
     """Submit a sleep job, start the pod's worker, SIGTERM it mid-job, SIGKILL it at the pod's grace.
     Returns (exit code or None if killed, the job, done notifications for it)."""
     url = f"redis://127.0.0.1:{server.port}"
-    harness = Harness(url, REDIS_PASSWORD=env["REDIS_PASSWORD"], QUEUE_NAME=env["QUEUE_NAME"],
-                      REDIS_JOBS_DB=env["REDIS_JOBS_DB"], REDIS_QUEUE_DB=env["REDIS_QUEUE_DB"])
+    harness = Harness(
+        url,
+        REDIS_PASSWORD=env["REDIS_PASSWORD"],
+        QUEUE_NAME=env["QUEUE_NAME"],
+        REDIS_JOBS_DB=env["REDIS_JOBS_DB"],
+        REDIS_QUEUE_DB=env["REDIS_QUEUE_DB"],
+    )
     done = harness.jobs.pubsub()
     done.subscribe(keys.JOB_DONE_CHANNEL)
     job_id = harness.submit("sleep", {"seconds": seconds})
-    harness.jobs.set(keys.waited(job_id), "1", ex=600)   # as a waiting request marks it: announced when final
+    harness.jobs.set(keys.waited(job_id), "1", ex=600)  # as a waiting request marks it: announced when final
     pod = LocalPod(worker, objs, tmp_path / f"pod-{seconds}", url)
     log = tmp_path / f"worker-{seconds}.log"
     proc = pod.start("worker", log, {"WORKER_METRICS_HOST": "127.0.0.1", **(extra_env or {})})
     killed = False
     try:
-        _wait(lambda: (j := harness.store.get(job_id)) is not None and j.status == JobStatus.IN_PROGRESS, 120, "the job to start")
+        _wait(
+            lambda: (j := harness.store.get(job_id)) is not None and j.status == JobStatus.IN_PROGRESS,
+            120,
+            "the job to start",
+        )
         time.sleep(0.5)
-        proc.send_signal(signal.SIGTERM)   # the kubelet, on scale-in
+        proc.send_signal(signal.SIGTERM)  # the kubelet, on scale-in
         try:
             code = proc.wait(pod_spec(worker)["terminationGracePeriodSeconds"])
         except subprocess.TimeoutExpired:
-            proc.kill()                     # the kubelet, at the end of the grace period
+            proc.kill()  # the kubelet, at the end of the grace period
             proc.wait(10)
             killed = True
         notices = []
@@ -119,8 +130,15 @@ def test_control_the_old_grace_ratio_cuts_the_same_job(rendered, tmp_path):
     handed back unfinished: what the two tests above rule out."""
     objs, worker, env, server = rendered
     # cut as long as the SIGTERM comes within JOB_TIMEOUT - 2 - OLD_GRACE (6 s) of the job's start
-    code, job, notices, harness = _scale_in(objs, worker, env, server, tmp_path, seconds=JOB_TIMEOUT - 2,
-                                            extra_env={"SHUTDOWN_GRACE_SECONDS": json.dumps(OLD_GRACE)})
+    code, job, notices, harness = _scale_in(
+        objs,
+        worker,
+        env,
+        server,
+        tmp_path,
+        seconds=JOB_TIMEOUT - 2,
+        extra_env={"SHUTDOWN_GRACE_SECONDS": json.dumps(OLD_GRACE)},
+    )
     assert code == 0
     assert job.status == JobStatus.SUBMITTED and job.attempts == 0
     assert notices == [] and harness.queue.depth() == 1

@@ -58,4 +58,7 @@ def test_k8s_profile_deploys_the_test_manifests():
     assert images == {a["image"] for a in SKAFFOLD["build"]["artifacts"]}
     service = one(objs, "Service", "api")
     (forward,) = profile["portForward"]
-    assert forward["resourceName"] == service["metadata"]["name"] and forward["port"] == service["spec"]["ports"][0]["port"]
+    assert (
+        forward["resourceName"] == service["metadata"]["name"]
+        and forward["port"] == service["spec"]["ports"][0]["port"]
+    )

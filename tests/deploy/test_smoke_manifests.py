@@ -26,7 +26,8 @@ pytestmark = [
     pytest.mark.slow,
     pytest.mark.skipif(find_redis_server() is None, reason="no redis-server binary"),
     pytest.mark.skipif(
-        importlib.util.find_spec("jobqueue_api.serve") is None or importlib.util.find_spec("jobqueue_worker.main") is None,
+        importlib.util.find_spec("jobqueue_api.serve") is None
+        or importlib.util.find_spec("jobqueue_worker.main") is None,
         reason="the API or the worker is not implemented in this checkout yet",
     ),
 ]
@@ -38,8 +39,11 @@ def test_rendered_api_and_worker_run_a_job(source, tmp_path):
     chart_objs = scenario_objects("default")
     objs = scenario_objects(name) if kind == "chart" else k8s_objects(name)
     secret = one(objs, "Secret", "redis")
-    password = (base64.b64decode(secret["data"]["redis-password"]).decode() if "data" in secret
-                else secret["stringData"]["redis-password"])
+    password = (
+        base64.b64decode(secret["data"]["redis-password"]).decode()
+        if "data" in secret
+        else secret["stringData"]["redis-password"]
+    )
     # k8s/ configures Redis on its command line; the chart's redis.conf stands in for it here
     conf = one(chart_objs, "ConfigMap", "redis")["data"]["redis.conf"]
     server = ChartRedis(conf, tmp_path / "redis" / "data", free_port(), password).start()
@@ -73,12 +77,19 @@ def test_rendered_api_and_worker_run_a_job(source, tmp_path):
         wmain = worker.container("worker")
         for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
             get = wmain[probe]["httpGet"]
-            body = http_ok(f"http://127.0.0.1:{worker.local_port(wmain, get['port'])}{get['path']}", deadline, worker_proc, worker_log)
+            body = http_ok(
+                f"http://127.0.0.1:{worker.local_port(wmain, get['port'])}{get['path']}",
+                deadline,
+                worker_proc,
+                worker_log,
+            )
         assert "jobqueue_" in body.text
 
         # the scrape annotations lead to the metrics the autoscaling query reads
         if kind == "chart":
-            query = next(o for o in scenario_objects("keda") if o["kind"] == "ScaledObject")["spec"]["triggers"][0]["metadata"]["query"]
+            query = next(o for o in scenario_objects("keda") if o["kind"] == "ScaledObject")["spec"]["triggers"][0][
+                "metadata"
+            ]["query"]
             for pod, proc_log, proc in ((api, api_log, api_proc), (worker, worker_log, worker_proc)):
                 ann = pod.spec_annotations
                 c = pod.spec["containers"][0]

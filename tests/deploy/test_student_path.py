@@ -36,7 +36,9 @@ def _apply_f(folder: Path) -> list[dict]:
 def test_apply_f_sends_only_kubernetes_objects(env):
     for obj in _apply_f(K8S / env):
         assert obj.get("apiVersion") and obj.get("kind"), obj
-        assert obj["kind"] != "Kustomization", f"kubectl apply -f k8s/{env}/ would send the kustomization to the API server"
+        assert obj["kind"] != "Kustomization", (
+            f"kubectl apply -f k8s/{env}/ would send the kustomization to the API server"
+        )
 
 
 @pytest.mark.parametrize("env", ENVS)
@@ -45,6 +47,7 @@ def test_apply_f_and_apply_k_send_the_same_objects(env):
         return sorted((o["kind"], o["metadata"]["name"]) for o in objs)
 
     assert keys(_apply_f(K8S / env)) == keys(k8s_objects(env))
+
     # and the same images: no rewrite that only -k applies
     def images(objs):
         return sorted(c["image"] for o in objs if o["kind"] in ("Deployment", "Job") for c in containers(o))
@@ -65,8 +68,12 @@ def test_personalize_makes_every_student_edit(tmp_path):
     work = tmp_path / "k8s"
     shutil.copytree(K8S, work)
     script = REPO_ROOT / "scripts" / "personalize-k8s"
-    run = subprocess.run([sys.executable, str(script), "jdoe", "docker.io/jdoe", "--tag", "0.2.0", "--dir", str(work)],
-                         capture_output=True, text=True, timeout=60)
+    run = subprocess.run(
+        [sys.executable, str(script), "jdoe", "docker.io/jdoe", "--tag", "0.2.0", "--dir", str(work)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert run.returncode == 0, run.stderr
     passwords = {}
     for env in ENVS:
@@ -80,12 +87,21 @@ def test_personalize_makes_every_student_edit(tmp_path):
         assert "EDIT" not in password and len(password) == 32
         passwords[env] = password
     # again, another account: the same lines change, the password is kept
-    run = subprocess.run([sys.executable, str(script), "jdoe", "ghcr.io/jdoe", "--dir", str(work)], capture_output=True, text=True, timeout=60)
+    run = subprocess.run(
+        [sys.executable, str(script), "jdoe", "ghcr.io/jdoe", "--dir", str(work)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert run.returncode == 0, run.stderr
     objs = _apply_f(work / "test")
-    assert "ghcr.io/jdoe/atx-jobqueue-api:0.2.0" in {c["image"] for o in objs if o["kind"] == "Deployment" for c in containers(o)}
+    assert "ghcr.io/jdoe/atx-jobqueue-api:0.2.0" in {
+        c["image"] for o in objs if o["kind"] == "Deployment" for c in containers(o)
+    }
     assert [o for o in objs if o["kind"] == "Secret"][0]["stringData"]["redis-password"] == passwords["test"]
-    bad = subprocess.run([sys.executable, str(script), "J Doe", "x", "--dir", str(work)], capture_output=True, text=True, timeout=60)
+    bad = subprocess.run(
+        [sys.executable, str(script), "J Doe", "x", "--dir", str(work)], capture_output=True, text=True, timeout=60
+    )
     assert bad.returncode == 2 and "USER" in bad.stderr
 
 

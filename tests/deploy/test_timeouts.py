@@ -28,7 +28,14 @@ import pytest
 
 from jobqueue.settings import SPEC, load_settings
 from tests.deploy.manifests import (
-    REPO_ROOT, SCENARIOS, k8s_objects, pod_spec, render_objects, resolved_env, scenario_objects, scenario_values,
+    REPO_ROOT,
+    SCENARIOS,
+    k8s_objects,
+    pod_spec,
+    render_objects,
+    resolved_env,
+    scenario_objects,
+    scenario_values,
 )
 
 SOURCES = [f"chart:{s}" for s in SCENARIOS] + ["k8s:test", "k8s:prod"]
@@ -42,7 +49,11 @@ def _objects(source):
 
 
 def _deployment(objs, component):
-    (found,) = [o for o in objs if o["kind"] == "Deployment" and o["metadata"]["labels"]["app.kubernetes.io/component"] == component]
+    (found,) = [
+        o
+        for o in objs
+        if o["kind"] == "Deployment" and o["metadata"]["labels"]["app.kubernetes.io/component"] == component
+    ]
     return found
 
 
@@ -90,7 +101,9 @@ def test_readiness_fails_within_the_probe_timeout_when_redis_hangs(source):
     main = _main(_deployment(objs, "api"), "api")
     answers_within = min(READY_REDIS_SECONDS, _settings(main, objs).redis_timeout_seconds)
     probe_timeout = main["readinessProbe"].get("timeoutSeconds", 1)
-    assert answers_within < probe_timeout, f"{source}: /readyz may take {answers_within} s, the probe gives it {probe_timeout} s"
+    assert answers_within < probe_timeout, (
+        f"{source}: /readyz may take {answers_within} s, the probe gives it {probe_timeout} s"
+    )
 
 
 @pytest.mark.parametrize("source", SOURCES)
@@ -104,7 +117,9 @@ def test_api_pod_outlives_preStop_and_gunicorns_graceful_timeout(source):
     prestop = _prestop_seconds(main)
     assert prestop > 0, f"{source}: no preStop delay: gunicorn closes its socket while endpoints still route to it"
     grace = pod_spec(api).get("terminationGracePeriodSeconds", 30)
-    assert grace >= prestop + graceful + 5, f"{source}: grace {grace} s < preStop {prestop} s + gunicorn graceful {graceful} s"
+    assert grace >= prestop + graceful + 5, (
+        f"{source}: grace {grace} s < preStop {prestop} s + gunicorn graceful {graceful} s"
+    )
 
 
 @pytest.mark.parametrize("config", [{}, {"maxWaitSeconds": 300}, {"clientTimeoutSeconds": 60}])
@@ -136,7 +151,8 @@ def test_worker_grace_covers_the_job_timeout(source):
     settings = _settings(_main(_deployment(objs, "worker"), "worker"), objs)
     assert settings.shutdown_grace_seconds >= settings.job_timeout_seconds, (
         f"{source}: SHUTDOWN_GRACE_SECONDS {settings.shutdown_grace_seconds:g} < JOB_TIMEOUT_SECONDS "
-        f"{settings.job_timeout_seconds:g}: a scale-in hands back every job running longer than the grace")
+        f"{settings.job_timeout_seconds:g}: a scale-in hands back every job running longer than the grace"
+    )
 
 
 @pytest.mark.parametrize("timeout", [30, 300, 3600])
@@ -149,13 +165,17 @@ def test_the_grace_follows_the_job_timeout(timeout):
 
 
 def test_chart_refuses_a_grace_below_the_job_timeout():
-    with pytest.raises(Exception, match=r"config.shutdownGraceSeconds \(60\) is below config.jobTimeoutSeconds \(300\)"):
+    with pytest.raises(
+        Exception, match=r"config.shutdownGraceSeconds \(60\) is below config.jobTimeoutSeconds \(300\)"
+    ):
         render_objects({"config": {"shutdownGraceSeconds": 60, "jobTimeoutSeconds": 300}})
     objs = render_objects({"config": {"shutdownGraceSeconds": 400, "jobTimeoutSeconds": 300}})
     assert _settings(_main(_deployment(objs, "worker"), "worker"), objs).shutdown_grace_seconds == 400
 
 
-@pytest.mark.parametrize("scenario", [s for s in SCENARIOS if scenario_values(s).get("autoscaling", {}).get("mode") in ("keda", "hpa")])
+@pytest.mark.parametrize(
+    "scenario", [s for s in SCENARIOS if scenario_values(s).get("autoscaling", {}).get("mode") in ("keda", "hpa")]
+)
 def test_scale_down_counts_running_jobs_and_waits(scenario):
     """The autoscaler's backlog includes running jobs, so a worker with a job is counted as needed
     and the last one is not removed (KEDA's activation) while it runs; scale-down waits out a
@@ -177,8 +197,11 @@ def test_scale_down_counts_running_jobs_and_waits(scenario):
 
 def _documented_helm_timeout() -> float:
     text = (REPO_ROOT / "docs" / "deployment.md").read_text()
-    found = [int(m[1]) * (60 if m[2] == "m" else 1) for m in re.finditer(r"--timeout[ =](\d+)([ms])", text)
-             if "helm" in text[max(0, m.start() - 400):m.start()].lower()]
+    found = [
+        int(m[1]) * (60 if m[2] == "m" else 1)
+        for m in re.finditer(r"--timeout[ =](\d+)([ms])", text)
+        if "helm" in text[max(0, m.start() - 400) : m.start()].lower()
+    ]
     assert found, "docs/deployment.md gives no helm --timeout for a downloading loader"
     return max(found)
 

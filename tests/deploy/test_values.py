@@ -49,7 +49,11 @@ def test_schema_knows_every_documented_value():
 
 
 def test_generated_tables_are_current():
-    run = subprocess.run([sys.executable, str(REPO_ROOT / "helm" / "tools" / "values_table.py"), "--check"], capture_output=True, text=True)
+    run = subprocess.run(
+        [sys.executable, str(REPO_ROOT / "helm" / "tools" / "values_table.py"), "--check"],
+        capture_output=True,
+        text=True,
+    )
     assert run.returncode == 0, run.stdout + run.stderr
 
 
@@ -58,30 +62,33 @@ def test_defaults_pass_the_schema():
         chart.validate_schema({})
 
 
-@pytest.mark.parametrize("bad", [
-    {"autoscaling": {"mode": "kedaa"}},
-    {"autoscaling": {"threshold": 0}},
-    {"api": {"port": 0}},
-    {"api": {"port": "5000"}},
-    {"api": {"service": {"type": "ExternalName"}}},
-    {"api": {"ingress": {"path": "/jobs"}}},
-    {"worker": {"metricsPort": 70000}},
-    {"config": {"logLevel": "TRACE"}},
-    {"config": {"redisJobsDb": 16}},
-    {"config": {"jobLeaseSeconds": 0}},
-    {"config": {"extraEnv": [{"name": "lowercase"}]}},
-    {"redis": {"appendfsync": "sometimes"}},
-    {"redis": {"enabled": False}},
-    {"redis": {"restore": {"file": "../../etc/passwd"}}},
-    {"data": {"persistence": {"accessModes": ["ReadWriteSometimes"]}}},
-    {"data": {"persistence": {"size": "lots"}}},
-    {"data": {"loader": {"source": "ftp"}}},
-    {"podSecurityContext": {"runAsNonRoot": False, "runAsUser": 0}},
-    {"containerSecurityContext": {"privileged": True}},
-    {"metrics": {"serviceMonitor": {"interval": "often"}}},
-    {"replicaCount": 3},
-    {"api": {"replicas": 3}},
-])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"autoscaling": {"mode": "kedaa"}},
+        {"autoscaling": {"threshold": 0}},
+        {"api": {"port": 0}},
+        {"api": {"port": "5000"}},
+        {"api": {"service": {"type": "ExternalName"}}},
+        {"api": {"ingress": {"path": "/jobs"}}},
+        {"worker": {"metricsPort": 70000}},
+        {"config": {"logLevel": "TRACE"}},
+        {"config": {"redisJobsDb": 16}},
+        {"config": {"jobLeaseSeconds": 0}},
+        {"config": {"extraEnv": [{"name": "lowercase"}]}},
+        {"redis": {"appendfsync": "sometimes"}},
+        {"redis": {"enabled": False}},
+        {"redis": {"restore": {"file": "../../etc/passwd"}}},
+        {"data": {"persistence": {"accessModes": ["ReadWriteSometimes"]}}},
+        {"data": {"persistence": {"size": "lots"}}},
+        {"data": {"loader": {"source": "ftp"}}},
+        {"podSecurityContext": {"runAsNonRoot": False, "runAsUser": 0}},
+        {"containerSecurityContext": {"privileged": True}},
+        {"metrics": {"serviceMonitor": {"interval": "often"}}},
+        {"replicaCount": 3},
+        {"api": {"replicas": 3}},
+    ],
+)
 def test_schema_rejects_bad_values(bad):
     with helm.Chart.load(str(CHART)) as chart:
         with pytest.raises(helm.HelmValuesError):

@@ -50,20 +50,22 @@ SHELL = {"bash", "sh", "shell"}
 RUNNABLE = SHELL | {"console", "python"}
 MARKER = re.compile(r"<!--\s*docs-test:\s*(skip|illustrative)\s*:?\s*(.*?)\s*-->")
 FENCE = re.compile(r"^(\s*)```\s*([\w+-]*)\s*$")
-HOW_TO_MARK = ("If it cannot run on a machine without a cluster, Grafana, Docker or the internet, put "
-               "`<!-- docs-test: skip: <why> -->` on the line before its opening fence (the test then "
-               "checks that the files, make targets and flags it names exist).")
+HOW_TO_MARK = (
+    "If it cannot run on a machine without a cluster, Grafana, Docker or the internet, put "
+    "`<!-- docs-test: skip: <why> -->` on the line before its opening fence (the test then "
+    "checks that the files, make targets and flags it names exist)."
+)
 
 
 @dataclass
 class Block:
     path: Path
-    line: int          # 1-based line of the opening fence
+    line: int  # 1-based line of the opening fence
     lang: str
     text: str
     marker: str | None  # "skip" / "illustrative" / None
     reason: str
-    output: Block | None = None   # a json/text block right after this one: its shown output
+    output: Block | None = None  # a json/text block right after this one: its shown output
 
     @property
     def where(self) -> str:
@@ -87,10 +89,16 @@ def blocks_of(path: Path) -> list[Block]:
         while k >= 0 and not lines[k].strip():
             k -= 1
         mark = MARKER.search(lines[k]) if k >= 0 else None
-        block = Block(path, start + 1, lang, "\n".join(lines[start + 1:j]), mark.group(1) if mark else None,
-                      mark.group(2) if mark else "")
+        block = Block(
+            path,
+            start + 1,
+            lang,
+            "\n".join(lines[start + 1 : j]),
+            mark.group(1) if mark else None,
+            mark.group(2) if mark else "",
+        )
         prev = out[-1] if out else None
-        between = lines[prev_end + 1:start] if prev else []
+        between = lines[prev_end + 1 : start] if prev else []
         if prev and prev.lang in RUNNABLE and lang in ("json", "text") and not any(s.strip() for s in between):
             prev.output = block
         out.append(block)
@@ -104,8 +112,10 @@ ALL = [b for doc in DOCS for b in blocks_of(doc)]
 
 def test_every_block_has_a_language():
     bare = [b.where for b in ALL if not b.lang]
-    assert not bare, (f"fenced blocks without a language at {bare}: write ```bash, ```console, ```python, "
-                      "```json, ```yaml or ```text, so this test knows whether to run them")
+    assert not bare, (
+        f"fenced blocks without a language at {bare}: write ```bash, ```console, ```python, "
+        "```json, ```yaml or ```text, so this test knows whether to run them"
+    )
 
 
 def test_skip_markers_give_a_reason():
@@ -115,14 +125,18 @@ def test_skip_markers_give_a_reason():
 
 # --- what a skipped block names must exist -------------------------------------------------------
 
-REPO_PATH = re.compile(r"(?<![\w/.$-])((?:helm|k8s|docs|scripts|services|shared|tests|observability|bench|data|"
-                       r"devstack)/[\w./-]*[\w/])")
+REPO_PATH = re.compile(
+    r"(?<![\w/.$-])((?:helm|k8s|docs|scripts|services|shared|tests|observability|bench|data|"
+    r"devstack)/[\w./-]*[\w/])"
+)
 MAKE = re.compile(r"(?:^|[\s;&|(])make\s+((?:[A-Z_]+=\S+\s+)*)([a-z][\w-]*)")
 MODULE = re.compile(r"python3?\s+-m\s+([\w.]+)")
 SCRIPT = re.compile(r"python3?\s+([\w./-]+\.py)")
 JOBQUEUE = re.compile(r"jobqueue\s+([a-z]+)(?:\s+([a-z]+))?((?:\s+\S+)*)")
-OBJECT = re.compile(r"\b(?:deploy|deployment|svc|service|statefulset|sts|cronjob|job|pvc|scaledobject|secret|"
-                    r"configmap)/(?:[\w<>.-]*?)atx-jobqueue-?([\w-]*)")
+OBJECT = re.compile(
+    r"\b(?:deploy|deployment|svc|service|statefulset|sts|cronjob|job|pvc|scaledobject|secret|"
+    r"configmap)/(?:[\w<>.-]*?)atx-jobqueue-?([\w-]*)"
+)
 
 
 def make_targets() -> set[str]:
@@ -145,8 +159,10 @@ def names_in(block: Block) -> list[str]:
     for module in MODULE.findall(text):
         if module.split(".")[0] in ("json", "http", "pip", "venv"):
             continue
-        if not ((REPO_ROOT / module.replace(".", "/")).with_suffix(".py").exists()
-                or (REPO_ROOT / module.replace(".", "/") / "__init__.py").exists()):
+        if not (
+            (REPO_ROOT / module.replace(".", "/")).with_suffix(".py").exists()
+            or (REPO_ROOT / module.replace(".", "/") / "__init__.py").exists()
+        ):
             missing.append(f"python module {module}")
     for script in SCRIPT.findall(text):
         if not (REPO_ROOT / script).exists():
@@ -160,11 +176,15 @@ def names_in(block: Block) -> list[str]:
         for flag in re.findall(r"(?<![\w-])(--[a-z][\w-]*)", m.group(3) or ""):
             if flag not in helptext:
                 missing.append(f"flag jobqueue {' '.join(sub)} {flag}")
-    chart = " ".join(p.read_text() for p in (REPO_ROOT / "helm").rglob("*") if p.is_file() and p.suffix in
-                     (".yaml", ".tpl", ".txt"))
+    chart = " ".join(
+        p.read_text() for p in (REPO_ROOT / "helm").rglob("*") if p.is_file() and p.suffix in (".yaml", ".tpl", ".txt")
+    )
     for suffix in OBJECT.findall(text):
-        if suffix and suffix not in chart and suffix not in " ".join(
-                p.read_text() for p in (REPO_ROOT / "k8s").rglob("*.yml")):
+        if (
+            suffix
+            and suffix not in chart
+            and suffix not in " ".join(p.read_text() for p in (REPO_ROOT / "k8s").rglob("*.yml"))
+        ):
             missing.append(f"object name suffix -{suffix}")
     return missing
 
@@ -176,6 +196,7 @@ def test_what_a_skipped_block_names_exists(block):
 
 
 # --- running the rest -----------------------------------------------------------------------------
+
 
 @pytest.fixture(scope="module")
 def newcomer(tmp_path_factory):
@@ -192,21 +213,32 @@ def newcomer(tmp_path_factory):
         (work / name).symlink_to(REPO_ROOT / name)
     port, redis_port = free_port(), free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTEST", "PROMETHEUS", "REDIS_", "VIRTUAL_ENV"))}
-    env["PATH"] = os.pathsep.join(p for p in env.get("PATH", "").split(os.pathsep)
-                                  if not p.startswith(str(REPO_ROOT)) and ".venv" not in p)
-    env.update({"PORT": str(port), "REDIS_PORT": str(redis_port), "WORKER_METRICS_BASE": str(free_port()),
-                "RUN_DIR": str(tmp / "run"), "SHUTDOWN_GRACE_SECONDS": "5", "DATA_CACHE_DIR": str(tmp / "cache")})
+    env["PATH"] = os.pathsep.join(
+        p for p in env.get("PATH", "").split(os.pathsep) if not p.startswith(str(REPO_ROOT)) and ".venv" not in p
+    )
+    env.update(
+        {
+            "PORT": str(port),
+            "REDIS_PORT": str(redis_port),
+            "WORKER_METRICS_BASE": str(free_port()),
+            "RUN_DIR": str(tmp / "run"),
+            "SHUTDOWN_GRACE_SECONDS": "5",
+            "DATA_CACHE_DIR": str(tmp / "cache"),
+        }
+    )
     up = subprocess.run(["bash", "scripts/up.sh"], cwd=work, env=env, capture_output=True, text=True, timeout=240)
     try:
         assert up.returncode == 0, up.stdout + up.stderr
         api = f"http://127.0.0.1:{port}"
-        job = requests.post(api + "/submit", json={"operation": "incident_count_by_date",
-                                                   "params": {"date": "2024-03-09"}}, timeout=10).json()["job_id"]
-        wait_until(lambda: requests.get(f"{api}/status/{job}", timeout=5).json()["status"] == "complete", 60,
-                   "the seed job")
+        job = requests.post(
+            api + "/submit", json={"operation": "incident_count_by_date", "params": {"date": "2024-03-09"}}, timeout=10
+        ).json()["job_id"]
+        wait_until(
+            lambda: requests.get(f"{api}/status/{job}", timeout=5).json()["status"] == "complete", 60, "the seed job"
+        )
         shell_env = {**env, "API": api, "JOBQUEUE_URL": api, "JOB": job}
         for name in ("PORT", "REDIS_PORT", "WORKER_METRICS_BASE", "RUN_DIR"):
-            shell_env.pop(name)   # the docs' commands must not lean on the test's own make-up variables
+            shell_env.pop(name)  # the docs' commands must not lean on the test's own make-up variables
         yield work, shell_env, port, redis_port
     finally:
         subprocess.run(["bash", "scripts/down.sh"], cwd=work, env=env, capture_output=True, timeout=120)
@@ -265,8 +297,10 @@ def same_shape(shown, real, where: str = "$") -> list[str]:
             return [f"{where}: the docs show an object, the command printed {type(real).__name__}"]
         problems = []
         if set(shown) != set(real):
-            problems.append(f"{where}: keys differ: docs only {sorted(set(shown) - set(real))}, "
-                            f"real only {sorted(set(real) - set(shown))}")
+            problems.append(
+                f"{where}: keys differ: docs only {sorted(set(shown) - set(real))}, "
+                f"real only {sorted(set(real) - set(shown))}"
+            )
         for key in set(shown) & set(real):
             problems += same_shape(shown[key], real[key], f"{where}.{key}")
         return problems
@@ -281,8 +315,10 @@ def compare_json(shown_text: str, printed: str, what: str) -> list[str]:
     try:
         shown = tolerant_json(shown_text)
     except ValueError as exc:
-        return [f"{what}: the shown output is not JSON ({exc}); mark it `<!-- docs-test: illustrative -->` "
-                "if it is only a sketch"]
+        return [
+            f"{what}: the shown output is not JSON ({exc}); mark it `<!-- docs-test: illustrative -->` "
+            "if it is only a sketch"
+        ]
     lines = [line for line in printed.strip().splitlines() if line.strip()]
     try:
         real = json.loads(printed)
@@ -297,10 +333,12 @@ def compare_json(shown_text: str, printed: str, what: str) -> list[str]:
 SENTINEL = "@@docs-test-status@@"
 # Before each block that uses $JOB without setting it: a fresh finished job (a block before may have
 # deleted or cancelled the last one, as the docs show).
-SEED_JOB = ("JOB=$(curl -s -X POST \"$API/submit\" -H 'Content-Type: application/json' "
-            "-d '{\"operation\": \"incident_count_by_date\", \"params\": {\"date\": \"2024-03-09\"}}' "
-            "| python3 -c 'import json, sys; print(json.load(sys.stdin)[\"job_id\"])') && "
-            "curl -s \"$API/status/$JOB?wait=30\" >/dev/null")
+SEED_JOB = (
+    "JOB=$(curl -s -X POST \"$API/submit\" -H 'Content-Type: application/json' "
+    '-d \'{"operation": "incident_count_by_date", "params": {"date": "2024-03-09"}}\' '
+    "| python3 -c 'import json, sys; print(json.load(sys.stdin)[\"job_id\"])') && "
+    'curl -s "$API/status/$JOB?wait=30" >/dev/null'
+)
 
 
 def run_shell(doc_blocks: list[Block], work: Path, env: dict, port: int, redis_port: int) -> list[str]:
@@ -311,24 +349,37 @@ def run_shell(doc_blocks: list[Block], work: Path, env: dict, port: int, redis_p
             script.append(SEED_JOB)
         cmds = commands(substitute(block.text, port, redis_port))
         for n, (cmd, shown) in enumerate(cmds):
-            shown_after = block.output.text if block.output and n == len(cmds) - 1 and \
-                block.output.marker != "illustrative" else None
+            shown_after = (
+                block.output.text
+                if block.output and n == len(cmds) - 1 and block.output.marker != "illustrative"
+                else None
+            )
             plan.append((block, cmd, shown or shown_after))
             script += [cmd, f"echo; echo '{SENTINEL} {len(plan) - 1}' $?"]
-    done = subprocess.run(["bash", "-c", "\n".join(script)], cwd=work, env=env, capture_output=True, text=True,
-                          timeout=900, stdin=subprocess.DEVNULL)
+    done = subprocess.run(
+        ["bash", "-c", "\n".join(script)],
+        cwd=work,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+        stdin=subprocess.DEVNULL,
+    )
     parts = re.split(rf"\n?{SENTINEL} (\d+) (\d+)\n", done.stdout)
     results = {int(parts[i + 1]): (int(parts[i + 2]), parts[i]) for i in range(0, len(parts) - 2, 3)}
     problems = []
     for i, (block, cmd, shown) in enumerate(plan):
         if i not in results:
-            problems.append(f"{block.where}: `{cmd.splitlines()[0]}` never finished (the session ended: "
-                            f"{done.stderr[-800:]})")
+            problems.append(
+                f"{block.where}: `{cmd.splitlines()[0]}` never finished (the session ended: {done.stderr[-800:]})"
+            )
             break
         status, printed = results[i]
         if status != 0:
-            problems.append(f"{block.where}: `{cmd.splitlines()[0]}` exited {status}. {HOW_TO_MARK}\n"
-                            f"  output: {printed[-600:]!r}\n  stderr (session): {done.stderr[-600:]!r}")
+            problems.append(
+                f"{block.where}: `{cmd.splitlines()[0]}` exited {status}. {HOW_TO_MARK}\n"
+                f"  output: {printed[-600:]!r}\n  stderr (session): {done.stderr[-600:]!r}"
+            )
         elif shown:
             problems += compare_json(shown, printed, f"{block.where}: `{cmd.splitlines()[0]}`")
     return problems
@@ -352,8 +403,14 @@ def run_console(block: Block, work: Path, env: dict, port: int, redis_port: int)
 
 
 def run_python(block: Block, work: Path, env: dict, port: int, redis_port: int) -> list[str]:
-    done = subprocess.run([str(REPO_ROOT / ".venv" / "bin" / "python"), "-c", substitute(block.text, port, redis_port)],
-                          cwd=work, env=env, capture_output=True, text=True, timeout=300)
+    done = subprocess.run(
+        [str(REPO_ROOT / ".venv" / "bin" / "python"), "-c", substitute(block.text, port, redis_port)],
+        cwd=work,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     if done.returncode != 0:
         return [f"{block.where}: the python block failed: {done.stderr[-800:]}. {HOW_TO_MARK}"]
     if block.output and block.output.marker != "illustrative":
@@ -382,12 +439,16 @@ def test_this_test_finds_drift(tmp_path):
     assert same_shape({"a": 1, "b": {"c": 2}}, {"a": 5, "b": {"d": 3}})
     assert same_shape(tolerant_json('{"jobs": [{...}, ...], "count": 5}'), {"jobs": [{"x": 1}], "count": 1}) == []
     doc = tmp_path / "x.md"
-    doc.write_text("text\n\n```\ncurl x\n```\n\n<!-- docs-test: skip: no cluster -->\n```bash\nmake nosuch\n"
-                   "kubectl get deploy/jobs-atx-jobqueue-nosuch\ncat helm/none.yaml\n```\n")
+    doc.write_text(
+        "text\n\n```\ncurl x\n```\n\n<!-- docs-test: skip: no cluster -->\n```bash\nmake nosuch\n"
+        "kubectl get deploy/jobs-atx-jobqueue-nosuch\ncat helm/none.yaml\n```\n"
+    )
     found = blocks_of(doc)
     assert found[0].lang == "" and found[1].marker == "skip" and found[1].reason == "no cluster"
     missing = names_in(found[1])
     assert "make target nosuch" in missing and "file helm/none.yaml" in missing
     assert "object name suffix -nosuch" in missing
     assert commands('curl -s -X POST x \\\n  -d \'{"a": 1}\'\n# {"job_id": "x"}\necho hi') == [
-        ('curl -s -X POST x \\\n  -d \'{"a": 1}\'', '{"job_id": "x"}'), ("echo hi", None)]
+        ("curl -s -X POST x \\\n  -d '{\"a\": 1}'", '{"job_id": "x"}'),
+        ("echo hi", None),
+    ]

@@ -10,7 +10,9 @@ import gzip
 from pathlib import Path
 
 GiB = 1 << 30
-HEADER = b"Traffic Report ID,Published Date,Issue Reported,Location,Latitude,Longitude,Address,Status,Status Date,Agency\n"
+HEADER = (
+    b"Traffic Report ID,Published Date,Issue Reported,Location,Latitude,Longitude,Address,Status,Status Date,Agency\n"
+)
 ROW = b"ABC123,03/06/2024 10:00:00 AM +0000,Crash Urgent,POINT (-97.7 30.2),30.2,-97.7,100 Main St,ACTIVE,03/06/2024 10:30:00 AM +0000,AUSTIN PD\n"
 
 

@@ -20,7 +20,7 @@ from tests.fuzz import hostile_files as hf
 
 pytestmark = pytest.mark.slow
 
-MEMORY_CEILING = 3 << 30      # bytes of address space the loading process may use
+MEMORY_CEILING = 3 << 30  # bytes of address space the loading process may use
 TIME_LIMIT = 120
 
 _CHILD = textwrap.dedent("""
@@ -39,8 +39,12 @@ _CHILD = textwrap.dedent("""
 
 
 def load_in_child(path: Path) -> dict:
-    proc = subprocess.run([sys.executable, "-c", _CHILD.format(ceiling=MEMORY_CEILING), str(path)],
-                          capture_output=True, text=True, timeout=TIME_LIMIT)
+    proc = subprocess.run(
+        [sys.executable, "-c", _CHILD.format(ceiling=MEMORY_CEILING), str(path)],
+        capture_output=True,
+        text=True,
+        timeout=TIME_LIMIT,
+    )
     lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
     if not lines:
         return {"outcome": f"crashed (exit {proc.returncode})", "message": proc.stderr[-1000:]}
@@ -53,8 +57,11 @@ def test_the_sample_loads_under_the_same_ceiling():
     assert load_in_child(sample)["outcome"] == "loaded"
 
 
-@pytest.mark.parametrize("make", [hf.one_huge_line, hf.header_then_huge_line, hf.million_columns,
-                                  hf.gzip_bomb, hf.json_bomb], ids=lambda f: f.__name__)
+@pytest.mark.parametrize(
+    "make",
+    [hf.one_huge_line, hf.header_then_huge_line, hf.million_columns, hf.gzip_bomb, hf.json_bomb],
+    ids=lambda f: f.__name__,
+)
 def test_hostile_file_fails_clearly(tmp_path, make):
     path = make(tmp_path / f"{make.__name__}.csv")
     result = load_in_child(path)
@@ -73,7 +80,7 @@ def test_the_size_limit_is_configurable_and_named(tmp_path):
     sample = SAMPLE
     packed = tmp_path / "sample.csv.gz"
     packed.write_bytes(gzip.compress(sample.read_bytes()))
-    limit = packed.stat().st_size + 10   # fits packed, not unpacked
+    limit = packed.stat().st_size + 10  # fits packed, not unpacked
     for path in (sample, packed):
         with pytest.raises(DataFormatError, match="DATA_MAX_BYTES"):
             load_dataset(path, cache=False, max_bytes=limit)

@@ -59,15 +59,25 @@ def test_a_chunked_body_over_the_limit_is_refused(api):
     _json_error(resp, (400, 413))
 
 
-@pytest.mark.parametrize("body,status", [
-    (b"", 400), (b"not json", 400), (b"[1, 2]", 400), (b'"a string"', 400), (b"{", 400),
-    (b'{"operation": 5}', (400, 404)), (b'{"operation": "no_such_op"}', (400, 404)),
-    (b'{"operation": "sleep", "params": [1]}', 400), (b'{"operation": "sleep", "params": {"nope": 1}}', 400),
-    (b'{"operation": "sleep", "params": {"seconds": 1e999}}', 400),
-    (b'{"operation": "sleep", "params": {"seconds": ' + b"9" * 5000 + b"}}", 400),
-    (b'{"operation": "sleep", "params": {"seconds": NaN}}', 400),
-    (b"\xff\xfe\x00garbage", 400), (b'{"a":' * 5000 + b"1" + b"}" * 5000, (400, 413)),
-])
+@pytest.mark.parametrize(
+    "body,status",
+    [
+        (b"", 400),
+        (b"not json", 400),
+        (b"[1, 2]", 400),
+        (b'"a string"', 400),
+        (b"{", 400),
+        (b'{"operation": 5}', (400, 404)),
+        (b'{"operation": "no_such_op"}', (400, 404)),
+        (b'{"operation": "sleep", "params": [1]}', 400),
+        (b'{"operation": "sleep", "params": {"nope": 1}}', 400),
+        (b'{"operation": "sleep", "params": {"seconds": 1e999}}', 400),
+        (b'{"operation": "sleep", "params": {"seconds": ' + b"9" * 5000 + b"}}", 400),
+        (b'{"operation": "sleep", "params": {"seconds": NaN}}', 400),
+        (b"\xff\xfe\x00garbage", 400),
+        (b'{"a":' * 5000 + b"1" + b"}" * 5000, (400, 413)),
+    ],
+)
 def test_malformed_submissions_get_a_json_4xx(api, body, status):
     resp = requests.post(api.url + "/submit", data=body, headers={"Content-Type": "application/json"}, timeout=10)
     _json_error(resp, status)
@@ -105,8 +115,12 @@ def test_top_locations_n_is_bounded():
 def test_string_parameters_have_a_length_cap():
     if not _ops():
         pytest.skip("analysis operations not merged yet")
-    unbounded = [f"{op.name}.{p.name}" for op in _ops() for p in op.params
-                 if p.type == "string" and p.max_length is None and not p.choices]
+    unbounded = [
+        f"{op.name}.{p.name}"
+        for op in _ops()
+        for p in op.params
+        if p.type == "string" and p.max_length is None and not p.choices
+    ]
     assert not unbounded, f"string parameters without max_length: {unbounded}"
 
 
@@ -145,8 +159,19 @@ def test_page_size_is_capped(api):
     assert body["limit"] <= 1000 and len(body["jobs"]) <= body["limit"], body.get("limit")
 
 
-@pytest.mark.parametrize("query", ["limit=-5", "limit=0", "limit=abc", "offset=-1", "offset=1e99",
-                                   "status=bogus", "limit=" + "9" * 3000, "offset=99999999999999999999"])
+@pytest.mark.parametrize(
+    "query",
+    [
+        "limit=-5",
+        "limit=0",
+        "limit=abc",
+        "offset=-1",
+        "offset=1e99",
+        "status=bogus",
+        "limit=" + "9" * 3000,
+        "offset=99999999999999999999",
+    ],
+)
 def test_bad_listing_parameters_are_400(api, query):
     resp = requests.get(f"{api.url}/jobs?{query}", timeout=10)
     assert resp.status_code in (200, 400), (query, resp.status_code, resp.text[:300])
@@ -155,8 +180,20 @@ def test_bad_listing_parameters_are_400(api, query):
 
 
 # --- job id format ------------------------------------------------------------------------------------
-@pytest.mark.parametrize("bad_id", ["not-a-uuid", "1", "x" * 3000, "..%2F..%2Fetc%2Fpasswd", "%00",
-                                    str(uuid.uuid4()).upper() + "0", "job:*", "*", "' OR 1=1 --"])
+@pytest.mark.parametrize(
+    "bad_id",
+    [
+        "not-a-uuid",
+        "1",
+        "x" * 3000,
+        "..%2F..%2Fetc%2Fpasswd",
+        "%00",
+        str(uuid.uuid4()).upper() + "0",
+        "job:*",
+        "*",
+        "' OR 1=1 --",
+    ],
+)
 @pytest.mark.parametrize("route", ["/status/{}", "/jobs/{}", "/jobs/{}/result", "/download/{}"])
 def test_malformed_job_ids_are_400_or_404(api, route, bad_id):
     resp = requests.get(api.url + route.format(bad_id), timeout=10)

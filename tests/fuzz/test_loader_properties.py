@@ -24,10 +24,26 @@ _LINES = SAMPLE.read_bytes().splitlines()
 HEADER = _LINES[0].split(b",")
 ROWS = _LINES[1:50]
 
-field = st.one_of(st.sampled_from([f for row in ROWS[:10] for f in row.split(b",")]),
-                  st.binary(max_size=20), st.text(max_size=20).map(str.encode),
-                  st.sampled_from([b"", b'"', b'""', b'"a,b"', b"\r", b"NaN", b"-1e999", b"\xff\xfe",
-                                   b"99/99/9999 99:99:99 PM +0000", b"POINT (abc)", b"POINT (-97.7 30.2)"]))
+field = st.one_of(
+    st.sampled_from([f for row in ROWS[:10] for f in row.split(b",")]),
+    st.binary(max_size=20),
+    st.text(max_size=20).map(str.encode),
+    st.sampled_from(
+        [
+            b"",
+            b'"',
+            b'""',
+            b'"a,b"',
+            b"\r",
+            b"NaN",
+            b"-1e999",
+            b"\xff\xfe",
+            b"99/99/9999 99:99:99 PM +0000",
+            b"POINT (abc)",
+            b"POINT (-97.7 30.2)",
+        ]
+    ),
+)
 
 
 @st.composite
@@ -51,11 +67,22 @@ def csv_files(draw) -> bytes:
 @st.composite
 def json_files(draw) -> bytes:
     keys = [h.decode().lower().replace(" ", "_") for h in HEADER]
-    records = draw(st.lists(st.dictionaries(st.sampled_from(keys) | st.text(max_size=5),
-                                            st.none() | st.text(max_size=15) | st.integers() | st.floats(allow_nan=False)
-                                            | st.fixed_dictionaries({"type": st.just("Point"),
-                                                                     "coordinates": st.lists(st.floats(allow_nan=False), max_size=3)}),
-                                            max_size=10), max_size=6))
+    records = draw(
+        st.lists(
+            st.dictionaries(
+                st.sampled_from(keys) | st.text(max_size=5),
+                st.none()
+                | st.text(max_size=15)
+                | st.integers()
+                | st.floats(allow_nan=False)
+                | st.fixed_dictionaries(
+                    {"type": st.just("Point"), "coordinates": st.lists(st.floats(allow_nan=False), max_size=3)}
+                ),
+                max_size=10,
+            ),
+            max_size=6,
+        )
+    )
     doc = draw(st.sampled_from([records, {"data": records}, records[:1] and records[0]]))
     return json.dumps(doc).encode()
 
@@ -63,10 +90,12 @@ def json_files(draw) -> bytes:
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(data=st.one_of(csv_files(), json_files(), st.binary(max_size=200)), packed=st.booleans())
 # regressions hypothesis found (each was an exception other than DataFormatError):
-@example(data=_LINES[0] + b"\n", packed=False)                                   # header, no rows: IndexError
-@example(data=_LINES[0] + b"\n" + ROWS[0].replace(b"/2026 ", b"/9999 ", 1), packed=False)  # year 9999: OutOfBoundsDatetime
+@example(data=_LINES[0] + b"\n", packed=False)  # header, no rows: IndexError
+@example(
+    data=_LINES[0] + b"\n" + ROWS[0].replace(b"/2026 ", b"/9999 ", 1), packed=False
+)  # year 9999: OutOfBoundsDatetime
 @example(data=_LINES[0] + b"\n" + ROWS[0].replace(b"11/26/2026 12:28:27 AM +0000", b"-001-01-01", 1), packed=False)
-@example(data=_LINES[0] + b",Location\n" + ROWS[0] + b",x", packed=False)        # a column twice: KeyError
+@example(data=_LINES[0] + b",Location\n" + ROWS[0] + b",x", packed=False)  # a column twice: KeyError
 def test_load_dataset_returns_a_dataset_or_a_data_format_error(data, packed):
     if packed:
         data = gzip.compress(data)
@@ -80,5 +109,5 @@ def test_load_dataset_returns_a_dataset_or_a_data_format_error(data, packed):
             return
         assert ds.rows >= 0
         info = ds.info()
-        json.dumps(info)                            # what GET /data serves must be JSON
+        json.dumps(info)  # what GET /data serves must be JSON
         assert info["rows"] == ds.rows

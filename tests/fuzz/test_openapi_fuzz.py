@@ -86,9 +86,28 @@ def _run_schemathesis(url: str, workdir, examples: int, seed: int) -> tuple[subp
     config = workdir / "schemathesis.toml"
     config.write_text(CONFIG.format(examples=examples))
     report = workdir / "report"
-    cmd = [str(BIN / "schemathesis"), "--config-file", str(config), "--no-color", "run", f"{url}/openapi.json",
-           "--checks", "all", "--exclude-checks", EXCLUDED_CHECKS, "--seed", str(seed), "--workers", "1",
-           "--report", "har", "--report-dir", str(report), "--max-failures", "20"]
+    cmd = [
+        str(BIN / "schemathesis"),
+        "--config-file",
+        str(config),
+        "--no-color",
+        "run",
+        f"{url}/openapi.json",
+        "--checks",
+        "all",
+        "--exclude-checks",
+        EXCLUDED_CHECKS,
+        "--seed",
+        str(seed),
+        "--workers",
+        "1",
+        "--report",
+        "har",
+        "--report-dir",
+        str(report),
+        "--max-failures",
+        "20",
+    ]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=400, cwd=workdir)
     har = next(report.glob("*.json"), None) if report.exists() else None
     return proc, (json.loads(har.read_text())["log"]["entries"] if har else [])
@@ -100,7 +119,11 @@ def _failures(proc: subprocess.CompletedProcess) -> str:
     out = proc.stdout
     start = out.find("FAILURES")
     lines = (out[start:] if start >= 0 else out[-6000:]).splitlines()
-    return "\n".join(line if len(line) <= 300 else line[:300] + " ..." for line in lines)[:8000] + "\n" + proc.stderr[-2000:]
+    return (
+        "\n".join(line if len(line) <= 300 else line[:300] + " ..." for line in lines)[:8000]
+        + "\n"
+        + proc.stderr[-2000:]
+    )
 
 
 @pytest.mark.timeout(900)
@@ -111,7 +134,7 @@ def test_schemathesis_finds_no_5xx_and_no_spec_violation(fuzz_stack, tmp_path, f
     seeds = []
     t0 = time.monotonic()
     while len(entries) < MIN_REQUESTS and len(seeds) < 4:
-        seed = int(os.environ.get("FUZZ_SEED") or time.time() * 1000) % 2**31   # FUZZ_SEED replays a run
+        seed = int(os.environ.get("FUZZ_SEED") or time.time() * 1000) % 2**31  # FUZZ_SEED replays a run
         seeds.append(seed)
         run_dir = tmp_path / f"run{len(seeds)}"
         run_dir.mkdir()
@@ -122,7 +145,11 @@ def test_schemathesis_finds_no_5xx_and_no_spec_violation(fuzz_stack, tmp_path, f
     for e in entries:
         code = e["response"]["status"]
         statuses[code] = statuses.get(code, 0) + 1
-    figures.update(requests=len(entries), seeds=seeds, seconds=round(time.monotonic() - t0, 1),
-                   statuses={str(k): v for k, v in sorted(statuses.items())})
+    figures.update(
+        requests=len(entries),
+        seeds=seeds,
+        seconds=round(time.monotonic() - t0, 1),
+        statuses={str(k): v for k, v in sorted(statuses.items())},
+    )
     assert not [c for c in statuses if c >= 500], statuses
     assert len(entries) >= MIN_REQUESTS, f"only {len(entries)} requests were generated"

@@ -19,16 +19,32 @@ from jobqueue.catalogue import SLEEP
 
 FUZZ = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
-json_scalars = (st.none() | st.booleans() | st.integers() | st.integers(min_value=-(10**400), max_value=10**400)
-                | st.floats(allow_nan=True, allow_infinity=True) | st.text(max_size=40))
-json_values = st.recursive(json_scalars, lambda inner: st.lists(inner, max_size=4)
-                           | st.dictionaries(st.text(max_size=8), inner, max_size=4), max_leaves=12)
+json_scalars = (
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.integers(min_value=-(10**400), max_value=10**400)
+    | st.floats(allow_nan=True, allow_infinity=True)
+    | st.text(max_size=40)
+)
+json_values = st.recursive(
+    json_scalars,
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
+    max_leaves=12,
+)
 
 # Strings shaped like what a query string or a careless client sends for each type.
-numberish = st.one_of(st.integers().map(str), st.floats().map(repr), st.from_regex(r"\s*-?\d{1,500}(\.\d*)?([eE][+-]?\d{1,4})?\s*", fullmatch=True),
-                      st.sampled_from(["nan", "inf", "-inf", "1_000", "0x10", "", " ", "1e309", "٣"]))
-dateish = st.one_of(st.dates().map(dt.date.isoformat), st.text(max_size=12),
-                    st.sampled_from(["2024-02-30", "2024-13-01", "20240306", "2024-03-06T00:00", "0000-01-01"]))
+numberish = st.one_of(
+    st.integers().map(str),
+    st.floats().map(repr),
+    st.from_regex(r"\s*-?\d{1,500}(\.\d*)?([eE][+-]?\d{1,4})?\s*", fullmatch=True),
+    st.sampled_from(["nan", "inf", "-inf", "1_000", "0x10", "", " ", "1e309", "٣"]),
+)
+dateish = st.one_of(
+    st.dates().map(dt.date.isoformat),
+    st.text(max_size=12),
+    st.sampled_from(["2024-02-30", "2024-13-01", "20240306", "2024-03-06T00:00", "0000-01-01"]),
+)
 
 bounds = st.one_of(st.none(), st.integers(-1000, 1000))
 
@@ -44,7 +60,9 @@ def params(draw) -> Param:
             lo, hi = hi, lo
     if kind == "string":
         max_length = draw(st.none() | st.integers(0, 50))
-        choices = draw(st.none() | st.lists(st.text(min_size=1, max_size=5), min_size=1, max_size=4, unique=True).map(tuple))
+        choices = draw(
+            st.none() | st.lists(st.text(min_size=1, max_size=5), min_size=1, max_size=4, unique=True).map(tuple)
+        )
     return Param(name, kind, "fuzzed", minimum=lo, maximum=hi, max_length=max_length, choices=choices)
 
 
@@ -98,8 +116,10 @@ def test_query_string_form_agrees_with_json_form(p, raw):
 
 
 @FUZZ
-@given(ps=st.lists(params(), max_size=4, unique_by=lambda p: p.name),
-       body=st.one_of(json_values, st.dictionaries(st.text(max_size=10), json_values, max_size=6)))
+@given(
+    ps=st.lists(params(), max_size=4, unique_by=lambda p: p.name),
+    body=st.one_of(json_values, st.dictionaries(st.text(max_size=10), json_values, max_size=6)),
+)
 def test_validate_is_total_and_complete(ps, body):
     op = Operation("fuzzed", lambda **kw: kw, "fuzzed op", params=tuple(ps), needs_dataset=False)
     try:

@@ -111,19 +111,36 @@ class MountedImage:
         """The host command that runs ``argv`` (default: the image's entrypoint + cmd) sandboxed."""
         cfg = self.config
         environment = {**cfg.env, **(env or {})}
-        inner = ["/usr/bin/env", "-i", "-C", cfg.workdir, *(f"{k}={v}" for k, v in environment.items()),
-                 *(argv or cfg.argv)]
+        inner = [
+            "/usr/bin/env",
+            "-i",
+            "-C",
+            cfg.workdir,
+            *(f"{k}={v}" for k, v in environment.items()),
+            *(argv or cfg.argv),
+        ]
         chroot_args = [f"--userspec={cfg.uid}:{cfg.gid}", "--groups=", str(self.root), *inner]
-        return ["unshare", "--mount", "--propagation", "private", "sh", "-c", _SANDBOX, "sh", str(self.root),
-                *chroot_args]
+        return [
+            "unshare",
+            "--mount",
+            "--propagation",
+            "private",
+            "sh",
+            "-c",
+            _SANDBOX,
+            "sh",
+            str(self.root),
+            *chroot_args,
+        ]
 
-    def run(self, argv: list[str], env: dict[str, str] | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
+    def run(
+        self, argv: list[str], env: dict[str, str] | None = None, timeout: float = 120
+    ) -> subprocess.CompletedProcess:
         return subprocess.run(self.command(argv, env), capture_output=True, text=True, timeout=timeout)
 
     def start(self, log_path: Path, argv: list[str] | None = None, env: dict[str, str] | None = None) -> Running:
         log = open(log_path, "wb")
-        proc = subprocess.Popen(self.command(argv, env), stdout=log, stderr=subprocess.STDOUT,
-                                start_new_session=True)
+        proc = subprocess.Popen(self.command(argv, env), stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         return Running(proc, log_path, log)
 
 
@@ -155,13 +172,17 @@ class Running:
         return code
 
 
-def wait_until(predicate, timeout: float, interval: float = 0.2, what: str = "condition", running: Running | None = None):
+def wait_until(
+    predicate, timeout: float, interval: float = 0.2, what: str = "condition", running: Running | None = None
+):
     """Poll ``predicate`` until it returns something truthy; fail with the container log if it never does."""
     deadline = time.monotonic() + timeout
     last_error: Exception | None = None
     while time.monotonic() < deadline:
         if running is not None and running.proc.poll() is not None:
-            raise AssertionError(f"container exited with {running.proc.returncode} before {what}:\n{running.log()[-4000:]}")
+            raise AssertionError(
+                f"container exited with {running.proc.returncode} before {what}:\n{running.log()[-4000:]}"
+            )
         try:
             value = predicate()
             if value:
@@ -171,4 +192,3 @@ def wait_until(predicate, timeout: float, interval: float = 0.2, what: str = "co
         time.sleep(interval)
     log = running.log()[-4000:] if running is not None else ""
     raise AssertionError(f"timed out after {timeout} s waiting for {what} (last error: {last_error!r})\n{log}")
-

@@ -55,8 +55,13 @@ def python_in(mounted: MountedImage, code: str) -> str:
 
 def require_console_script(mounted: MountedImage, name: str) -> None:
     """Skip (not fail) while the branch that writes this command has not been merged yet."""
-    done = mounted.run(["python", "-c", f"from importlib.metadata import entry_points as e; "
-                                        f"e(group='console_scripts')[{name!r}].load()"])
+    done = mounted.run(
+        [
+            "python",
+            "-c",
+            f"from importlib.metadata import entry_points as e; e(group='console_scripts')[{name!r}].load()",
+        ]
+    )
     if done.returncode != 0:
         last = (done.stderr.strip().splitlines() or ["?"])[-1]
         pytest.skip(f"{name} cannot start in this checkout yet ({last}); the full run needs it merged")
@@ -67,6 +72,7 @@ def normalise(name: str) -> str:
 
 
 # --- what is in the image --------------------------------------------------------------------
+
 
 def test_runs_as_numeric_non_root_user(image):
     _, mounted = image
@@ -113,18 +119,25 @@ def test_installed_versions_are_the_locked_ones(image):
     for package in lock["package"]:
         if "version" in package:
             locked.setdefault(normalise(package["name"]), set()).add(package["version"])
-    installed = json.loads(python_in(mounted, (
-        "import importlib.metadata as m, json, sysconfig; "
-        "venv = [sysconfig.get_paths()['purelib'], sysconfig.get_paths()['platlib']]; "
-        "print(json.dumps({d.metadata['Name']: d.version for d in m.distributions(path=venv)}))")))
+    installed = json.loads(
+        python_in(
+            mounted,
+            (
+                "import importlib.metadata as m, json, sysconfig; "
+                "venv = [sysconfig.get_paths()['purelib'], sysconfig.get_paths()['platlib']]; "
+                "print(json.dumps({d.metadata['Name']: d.version for d in m.distributions(path=venv)}))"
+            ),
+        )
+    )
     assert "pandas" in {normalise(n) for n in installed}
-    mismatched = {n: (v, locked.get(normalise(n))) for n, v in installed.items() if v not in locked.get(normalise(n), ())}
+    mismatched = {
+        n: (v, locked.get(normalise(n))) for n, v in installed.items() if v not in locked.get(normalise(n), ())
+    }
     assert mismatched == {}, "installed (version, locked version) differ"
 
 
 def test_worker_image_has_no_web_stack(api_image, worker_image):
-    probe = ("import importlib.util as u; "
-             "print(*(m for m in ('flask', 'gunicorn', 'werkzeug') if u.find_spec(m)))")
+    probe = "import importlib.util as u; print(*(m for m in ('flask', 'gunicorn', 'werkzeug') if u.find_spec(m)))"
     assert python_in(worker_image, probe).split() == []
     # The same probe does see them in the API image, so an empty answer above means something.
     assert python_in(api_image, probe).split() == ["flask", "gunicorn", "werkzeug"]
@@ -136,10 +149,12 @@ def test_images_drop_what_no_process_imports_and_keep_what_they_do(image):
     """Test suites, pyarrow's headers and Flight are gone (Dockerfile); the modules the API and the
     worker load (CSV, Parquet, compute, the parsed-data cache, plots) still import."""
     _, mounted = image
-    probe = ("import importlib.util as u, pandas, pyarrow.csv, pyarrow.parquet, pyarrow.compute, pyarrow.fs, "
-             "pyarrow.ipc, matplotlib.pyplot; "
-             "print(*(m for m in ('pandas.tests', 'numpy.tests', 'pyarrow.tests', 'matplotlib.tests', "
-             "'pyarrow.flight') if u.find_spec(m)))")
+    probe = (
+        "import importlib.util as u, pandas, pyarrow.csv, pyarrow.parquet, pyarrow.compute, pyarrow.fs, "
+        "pyarrow.ipc, matplotlib.pyplot; "
+        "print(*(m for m in ('pandas.tests', 'numpy.tests', 'pyarrow.tests', 'matplotlib.tests', "
+        "'pyarrow.flight') if u.find_spec(m)))"
+    )
     assert python_in(mounted, probe).split() == []
     site = next((mounted.root / "opt" / "venv" / "lib").glob("python3*/site-packages"))
     assert not (site / "pyarrow" / "include").exists()
@@ -157,15 +172,22 @@ def test_root_filesystem_is_read_only_and_tmp_writable(image):
 
 # --- running the containers ------------------------------------------------------------------
 
+
 @pytest.fixture
 def api_container(api_image, redis_url, tmp_path):
     require_console_script(api_image, "jobqueue-api")
     port = free_port()
-    running = api_image.start(tmp_path / "api.log", env={
-        "REDIS_URL": redis_url, "PORT": str(port), "BIND_HOST": "127.0.0.1", "WEB_CONCURRENCY": "2"})
+    running = api_image.start(
+        tmp_path / "api.log",
+        env={"REDIS_URL": redis_url, "PORT": str(port), "BIND_HOST": "127.0.0.1", "WEB_CONCURRENCY": "2"},
+    )
     base = f"http://127.0.0.1:{port}"
-    wait_until(lambda: requests.get(f"{base}/readyz", timeout=2).status_code == 200, timeout=90,
-               what="the API container's /readyz", running=running)
+    wait_until(
+        lambda: requests.get(f"{base}/readyz", timeout=2).status_code == 200,
+        timeout=90,
+        what="the API container's /readyz",
+        running=running,
+    )
     yield base, running
     code = running.stop()
     assert code == 0, f"API exited {code} on SIGTERM:\n{running.log()[-3000:]}"
@@ -203,28 +225,43 @@ def test_worker_container_completes_a_job(worker_image, redis_url, tmp_path):
     assert expected["incident_count"] > 0, "a day with incidents, so a wrong count shows"
     job_id, store = submit_to_redis(redis_url, submission)
     metrics_port = free_port()
-    worker = worker_image.start(tmp_path / "worker.log", env={
-        "REDIS_URL": redis_url, "WORKER_METRICS_PORT": str(metrics_port), "SHUTDOWN_GRACE_SECONDS": "20"})
+    worker = worker_image.start(
+        tmp_path / "worker.log",
+        env={"REDIS_URL": redis_url, "WORKER_METRICS_PORT": str(metrics_port), "SHUTDOWN_GRACE_SECONDS": "20"},
+    )
     try:
-        job = wait_until(lambda: (j := store.get(job_id)) is not None and j.status.is_final and j,
-                         timeout=120, what=f"job {job_id} to finish", running=worker)
+        job = wait_until(
+            lambda: (j := store.get(job_id)) is not None and j.status.is_final and j,
+            timeout=120,
+            what=f"job {job_id} to finish",
+            running=worker,
+        )
         assert job.status.value == "complete", job
         assert job.result == expected
-        metrics = wait_until(lambda: requests.get(f"http://127.0.0.1:{metrics_port}/metrics", timeout=2),
-                             timeout=10, what="worker metrics", running=worker)
+        metrics = wait_until(
+            lambda: requests.get(f"http://127.0.0.1:{metrics_port}/metrics", timeout=2),
+            timeout=10,
+            what="worker metrics",
+            running=worker,
+        )
         assert metrics.status_code == 200 and "jobqueue_" in metrics.text
     finally:
         started = time.monotonic()
         code = worker.stop(grace=30)
-    assert code == 0, f"worker exited {code} on SIGTERM after {time.monotonic() - started:.1f} s:\n{worker.log()[-3000:]}"
+    assert code == 0, (
+        f"worker exited {code} on SIGTERM after {time.monotonic() - started:.1f} s:\n{worker.log()[-3000:]}"
+    )
 
 
-def test_worker_container_completes_a_job_submitted_to_the_api_container(api_container, worker_image,
-                                                                          redis_url, tmp_path):
+def test_worker_container_completes_a_job_submitted_to_the_api_container(
+    api_container, worker_image, redis_url, tmp_path
+):
     require_console_script(worker_image, "jobqueue-worker")
     base, _ = api_container
-    worker = worker_image.start(tmp_path / "worker.log", env={
-        "REDIS_URL": redis_url, "WORKER_METRICS_PORT": str(free_port()), "SHUTDOWN_GRACE_SECONDS": "20"})
+    worker = worker_image.start(
+        tmp_path / "worker.log",
+        env={"REDIS_URL": redis_url, "WORKER_METRICS_PORT": str(free_port()), "SHUTDOWN_GRACE_SECONDS": "20"},
+    )
     try:
         submission = {"operation": "top_locations", "params": {"n": 3}}
         answer = requests.post(f"{base}/submit", json=submission, timeout=10)
@@ -241,7 +278,9 @@ def test_worker_container_completes_a_job_submitted_to_the_api_container(api_con
     finally:
         started = time.monotonic()
         code = worker.stop(grace=30)
-    assert code == 0, f"worker exited {code} on SIGTERM after {time.monotonic() - started:.1f} s:\n{worker.log()[-3000:]}"
+    assert code == 0, (
+        f"worker exited {code} on SIGTERM after {time.monotonic() - started:.1f} s:\n{worker.log()[-3000:]}"
+    )
 
 
 def expected_result(submission: dict) -> object:

@@ -17,8 +17,11 @@ import pytest
 from devstack.procs import free_port
 from tests.images.containers import inspect_image
 
-pytestmark = [pytest.mark.images, pytest.mark.slow,
-              pytest.mark.skipif(shutil.which("podman") is None, reason="no podman (scripts/bootstrap.sh installs it)")]
+pytestmark = [
+    pytest.mark.images,
+    pytest.mark.slow,
+    pytest.mark.skipif(shutil.which("podman") is None, reason="no podman (scripts/bootstrap.sh installs it)"),
+]
 
 
 def podman(*args: str, timeout: float = 60) -> subprocess.CompletedProcess:
@@ -30,17 +33,37 @@ def test_redis_stand_in_has_the_official_images_contract(built_redis_images):
     config = inspect_image(image)
     assert config.entrypoint == ["redis-entrypoint.sh"] and config.cmd == ["redis-server"]
     assert config.workdir == "/data" and "6379/tcp" in config.exposed_ports
-    owner = podman("run", "--rm", "--network", "none", image, "sh", "-c", "stat -c %u:%g /data; id -u redis; id -g redis")
+    owner = podman(
+        "run", "--rm", "--network", "none", image, "sh", "-c", "stat -c %u:%g /data; id -u redis; id -g redis"
+    )
     assert owner.stdout.split() == ["999:999", "999", "999"], owner.stdout + owner.stderr
     # what the chart's sh -c commands, probes and backup/restore scripts call
     needed = "redis-server redis-cli sed grep cat printf date head tail sort wc tr cp mv ls kill sleep"
-    tools = podman("run", "--rm", "--network", "none", image, "sh", "-c", f"for t in {needed}; do command -v $t || exit 1; done")
+    tools = podman(
+        "run", "--rm", "--network", "none", image, "sh", "-c", f"for t in {needed}; do command -v $t || exit 1; done"
+    )
     assert tools.returncode == 0 and len(tools.stdout.split()) == len(needed.split()), tools.stdout + tools.stderr
 
     # `<image> --port N`: the entrypoint runs redis-server with those options, as the redis user
     port, name = free_port(), f"atx-redis-stand-in-{free_port()}"
-    started = podman("run", "-d", "--rm", "--name", name, "--network", "host", image,
-                     "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no")
+    started = podman(
+        "run",
+        "-d",
+        "--rm",
+        "--name",
+        name,
+        "--network",
+        "host",
+        image,
+        "--port",
+        str(port),
+        "--bind",
+        "127.0.0.1",
+        "--save",
+        "",
+        "--appendonly",
+        "no",
+    )
     assert started.returncode == 0, started.stderr
     try:
         deadline = time.monotonic() + 30

@@ -43,7 +43,7 @@ def test_dockerfile_follows_the_image_rules(service):
     runs = " ".join(v for k, v in steps if k == "RUN")
     package = SERVICES[service]
     assert f"uv sync --frozen --no-dev --no-editable --package {package}" in runs
-    final = steps[max(i for i, (k, _) in enumerate(steps) if k == "FROM"):]
+    final = steps[max(i for i, (k, _) in enumerate(steps) if k == "FROM") :]
     users = [v for k, v in final if k == "USER"]
     assert users and re.fullmatch(r"[1-9]\d*:[1-9]\d*", users[-1]), "numeric non-root USER in the final stage"
     assert not [v for k, v in final if k == "RUN"], "the final stage runs nothing (no compilers, no package manager)"
@@ -81,6 +81,7 @@ def test_dockerignore_keeps_local_state_out():
 
 
 # --- docker-compose.yml --------------------------------------------------------------------------
+
 
 def interpolate(value):
     """Compose's ${VAR:-default} with nothing set: the defaults a fresh laptop gets."""
@@ -151,7 +152,8 @@ def test_compose_stopping_a_worker_never_cuts_a_job(compose):
     settings = load_settings(env)
     assert settings.shutdown_grace_seconds >= settings.job_timeout_seconds, (
         f"SHUTDOWN_GRACE_SECONDS {settings.shutdown_grace_seconds:g} < JOB_TIMEOUT_SECONDS "
-        f"{settings.job_timeout_seconds:g}: `docker compose stop` or `--scale` hands back longer jobs")
+        f"{settings.job_timeout_seconds:g}: `docker compose stop` or `--scale` hands back longer jobs"
+    )
     stop = worker["stop_grace_period"]
     assert stop.endswith("s"), stop
     assert int(stop[:-1]) >= settings.shutdown_grace_seconds + 10

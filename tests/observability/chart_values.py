@@ -20,7 +20,7 @@ ADAPTER_VALUES = REPO_ROOT / "helm" / "prometheus-adapter-values.yaml"
 
 @dataclass(frozen=True)
 class Autoscaling:
-    query: str          # the PromQL KEDA runs, rendered for the namespace
+    query: str  # the PromQL KEDA runs, rendered for the namespace
     queue_name: str
     policy: Policy
 
@@ -46,7 +46,10 @@ def _one(objs: list[dict], kind: str, name_part: str = "") -> dict:
 
 def autoscaling(namespace: str) -> Autoscaling:
     """The chart's default autoscaling with mode keda, as the rendered ScaledObject states it."""
-    scaled = _one(_render({"autoscaling": {"mode": "keda"}, "metrics": {"serviceMonitor": {"enabled": True}}}, namespace), "ScaledObject")["spec"]
+    scaled = _one(
+        _render({"autoscaling": {"mode": "keda"}, "metrics": {"serviceMonitor": {"enabled": True}}}, namespace),
+        "ScaledObject",
+    )["spec"]
     (trigger,) = scaled["triggers"]
     assert trigger["type"] == "prometheus"
     meta = trigger["metadata"]
@@ -70,8 +73,10 @@ def scrape(namespace: str) -> dict[str, Scrape]:
     api = _one(objs, "ServiceMonitor", "api")["spec"]["endpoints"]
     worker = _one(objs, "PodMonitor", "worker")["spec"]["podMetricsEndpoints"]
     assert len(api) == 1 and len(worker) == 1
-    return {"api": Scrape(api[0].get("path", "/metrics"), api[0]["port"]),
-            "worker": Scrape(worker[0].get("path", "/metrics"), worker[0]["port"])}
+    return {
+        "api": Scrape(api[0].get("path", "/metrics"), api[0]["port"]),
+        "worker": Scrape(worker[0].get("path", "/metrics"), worker[0]["port"]),
+    }
 
 
 def adapter_query(namespace: str, queue: str) -> str:

@@ -14,24 +14,48 @@ from devstack.prometheus_server import static_job
 from devstack.stack import Stack
 
 
-def scrape_configs(stack: Stack, namespace: str, release: str = "atx-jobqueue", api_metrics_path: str = "/metrics",
-                   worker_metrics_path: str = "/metrics") -> list[dict]:
+def scrape_configs(
+    stack: Stack,
+    namespace: str,
+    release: str = "atx-jobqueue",
+    api_metrics_path: str = "/metrics",
+    worker_metrics_path: str = "/metrics",
+) -> list[dict]:
     """Jobs equivalent to the chart's ServiceMonitor (API) and PodMonitor (workers)."""
-    api = static_job(f"{release}-api", [f"127.0.0.1:{stack.api_port}"],
-                     {"namespace": namespace, "pod": f"{release}-api-0",
-                      "service": f"{release}-api", "endpoint": "http"}, metrics_path=api_metrics_path)
+    api = static_job(
+        f"{release}-api",
+        [f"127.0.0.1:{stack.api_port}"],
+        {"namespace": namespace, "pod": f"{release}-api-0", "service": f"{release}-api", "endpoint": "http"},
+        metrics_path=api_metrics_path,
+    )
     jobs = [api]
     if stack.exporter:
         # the chart's second ServiceMonitor: the redis_exporter sidecar, port "metrics"
-        jobs.append(static_job(f"{release}-redis", [f"127.0.0.1:{stack.exporter.port}"],
-                               {"namespace": namespace, "pod": f"{release}-redis-0",
-                                "service": f"{release}-redis", "endpoint": "metrics"}))
+        jobs.append(
+            static_job(
+                f"{release}-redis",
+                [f"127.0.0.1:{stack.exporter.port}"],
+                {
+                    "namespace": namespace,
+                    "pod": f"{release}-redis-0",
+                    "service": f"{release}-redis",
+                    "endpoint": "metrics",
+                },
+            )
+        )
     if stack.workers:
         # one job for all worker pods, as one PodMonitor gives (job="<namespace>/<name>")
-        jobs.append({"job_name": f"{namespace}/{release}-worker", "metrics_path": worker_metrics_path,
-                     "static_configs": [
-                         {"targets": [f"127.0.0.1:{w.port}"],
-                          "labels": {"namespace": namespace, "pod": f"{release}-worker-{i}",
-                                     "endpoint": "metrics"}}
-                         for i, w in enumerate(stack.workers)]})
+        jobs.append(
+            {
+                "job_name": f"{namespace}/{release}-worker",
+                "metrics_path": worker_metrics_path,
+                "static_configs": [
+                    {
+                        "targets": [f"127.0.0.1:{w.port}"],
+                        "labels": {"namespace": namespace, "pod": f"{release}-worker-{i}", "endpoint": "metrics"},
+                    }
+                    for i, w in enumerate(stack.workers)
+                ],
+            }
+        )
     return jobs

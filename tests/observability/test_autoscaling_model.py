@@ -8,19 +8,29 @@ import pytest
 
 from observability.simulate_autoscaling import Policy, Workload, desired_replicas, main, simulate
 
-POLICY = Policy(threshold=5, activation_threshold=0, min_replicas=0, max_replicas=10,
-                polling_interval=15, cooldown_period=120, scale_down_stabilization=60)
+POLICY = Policy(
+    threshold=5,
+    activation_threshold=0,
+    min_replicas=0,
+    max_replicas=10,
+    polling_interval=15,
+    cooldown_period=120,
+    scale_down_stabilization=60,
+)
 
 
-@pytest.mark.parametrize("metric, current, expected", [
-    (0, 0, 0),        # nothing to do, stays at zero
-    (1, 0, 1),        # above activation 0: wakes up, ceil(1/5) = 1
-    (23, 1, 5),       # ceil(23 / 5)
-    (1000, 3, 10),    # clamped to max
-    (0, 4, 1),        # empty while active: the HPA floor is 1; zero only after the cooldown
-    (26, 5, 5),       # 26 / (5*5) = 1.04: inside the 10% tolerance, no change
-    (28, 5, 6),       # 1.12: outside it
-])
+@pytest.mark.parametrize(
+    "metric, current, expected",
+    [
+        (0, 0, 0),  # nothing to do, stays at zero
+        (1, 0, 1),  # above activation 0: wakes up, ceil(1/5) = 1
+        (23, 1, 5),  # ceil(23 / 5)
+        (1000, 3, 10),  # clamped to max
+        (0, 4, 1),  # empty while active: the HPA floor is 1; zero only after the cooldown
+        (26, 5, 5),  # 26 / (5*5) = 1.04: inside the 10% tolerance, no change
+        (28, 5, 6),  # 1.12: outside it
+    ],
+)
 def test_desired_replicas(metric, current, expected):
     assert desired_replicas(metric, POLICY, current) == expected
 

@@ -14,7 +14,8 @@ def committed() -> dict:
 
 def test_committed_json_equals_generator_output():
     assert rules.DASHBOARD_FILE.read_text() == dashboard.render(), (
-        "stale dashboard: run .venv/bin/python -m observability.dashboard and commit the JSON")
+        "stale dashboard: run .venv/bin/python -m observability.dashboard and commit the JSON"
+    )
 
 
 def test_dashboard_has_a_prometheus_datasource_variable_used_by_every_panel():
@@ -42,8 +43,19 @@ def test_panel_ids_are_unique_and_panels_do_not_overlap():
 
 def test_dashboard_covers_what_operators_need():
     text = " ".join(p["title"].lower() for p in committed()["panels"])
-    for topic in ("queue depth", "oldest", "operation and outcome", "p50 / p95 / p99", "in progress",
-                  "worker replicas", "busy", "api requests", "latency", "error ratio", "redis"):
+    for topic in (
+        "queue depth",
+        "oldest",
+        "operation and outcome",
+        "p50 / p95 / p99",
+        "in progress",
+        "worker replicas",
+        "busy",
+        "api requests",
+        "latency",
+        "error ratio",
+        "redis",
+    ):
         assert topic in text, topic
 
 

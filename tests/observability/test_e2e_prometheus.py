@@ -60,8 +60,9 @@ def _start_workers(stack: Stack, n: int) -> None:
 
 def _scrape_configs(stack: Stack) -> list[dict]:
     monitors = scrape(NAMESPACE)
-    return scrape_configs(stack, NAMESPACE, api_metrics_path=monitors["api"].path,
-                          worker_metrics_path=monitors["worker"].path)
+    return scrape_configs(
+        stack, NAMESPACE, api_metrics_path=monitors["api"].path, worker_metrics_path=monitors["worker"].path
+    )
 
 
 def _sample(result: list[dict]) -> float:
@@ -69,8 +70,9 @@ def _sample(result: list[dict]) -> float:
     return float(result[0]["value"][1])
 
 
-def test_backlog_autoscaling_dashboard_and_alerts_against_a_real_prometheus(stack, prometheus_factory, promtool,
-                                                                            tmp_path):
+def test_backlog_autoscaling_dashboard_and_alerts_against_a_real_prometheus(
+    stack, prometheus_factory, promtool, tmp_path
+):
     chart = autoscaling(NAMESPACE)
     stack.start_api()
     with_exporter = shutil.which("prometheus-redis-exporter") is not None
@@ -94,8 +96,11 @@ def test_backlog_autoscaling_dashboard_and_alerts_against_a_real_prometheus(stac
     # the HPA mode's prometheus-adapter rule reads the same backlog
     assert _sample(prom.query(adapter_query(NAMESPACE, chart.queue_name))) == BACKLOG
     # the recording rule the dashboard shows is the same number
-    prom.wait_for(f'jobqueue:backlog:max{{namespace="{NAMESPACE}"}}',
-                  lambda r: len(r) == 1 and float(r[0]["value"][1]) == BACKLOG, timeout=20)
+    prom.wait_for(
+        f'jobqueue:backlog:max{{namespace="{NAMESPACE}"}}',
+        lambda r: len(r) == 1 and float(r[0]["value"][1]) == BACKLOG,
+        timeout=20,
+    )
 
     # (b) the replica count KEDA/HPA derive from it with the chart's values
     policy = chart.policy
@@ -124,7 +129,9 @@ def test_backlog_autoscaling_dashboard_and_alerts_against_a_real_prometheus(stac
     prom.wait_for(query, lambda r: len(r) == 1 and float(r[0]["value"][1]) == 0, timeout=20)
     processed = prom.wait_for(
         f'sum(jobqueue_jobs_processed_total{{namespace="{NAMESPACE}", operation="sleep", outcome="complete"}})',
-        lambda r: len(r) == 1 and float(r[0]["value"][1]) == BACKLOG, timeout=20)
+        lambda r: len(r) == 1 and float(r[0]["value"][1]) == BACKLOG,
+        timeout=20,
+    )
     assert _sample(processed) == BACKLOG
     assert prom.query('ALERTS{alertname="JobQueueBacklogNoBusyWorker"}') == [] or _eventually_no_alert(prom)
 
@@ -142,8 +149,10 @@ def test_backlog_autoscaling_dashboard_and_alerts_against_a_real_prometheus(stac
         requests.get(f"{stack.url}/status/no-such-job", timeout=5)
 
     # (c) every dashboard panel query returns data: at least one finite number
-    queries = {k: v.replace("$namespace", NAMESPACE).replace("$__rate_interval", "1m")
-               for k, v in dashboard.panel_queries(dashboard.build()).items()}
+    queries = {
+        k: v.replace("$namespace", NAMESPACE).replace("$__rate_interval", "1m")
+        for k, v in dashboard.panel_queries(dashboard.build()).items()
+    }
     if not with_exporter:
         warnings.warn("no prometheus-redis-exporter: the Redis exporter panels are not checked", stacklevel=1)
         queries = {k: v for k, v in queries.items() if not re.search(r"\bredis_", v)}
@@ -189,11 +198,13 @@ def _backlog_alerts_fire_in_promtool(prom, promtool, tmp_path) -> None:
 
     def series(sample: dict) -> str:
         labels = ", ".join(f'{k}="{v}"' for k, v in sorted(sample["metric"].items()) if k != "__name__")
-        return f'{sample["metric"]["__name__"]}{{{labels}}}'
+        return f"{sample['metric']['__name__']}{{{labels}}}"
 
     # 40 minutes: the observed backlog, growing by the same amount every minute, never picked up
-    inputs = [{"series": series(depth[0]), "values": f"{observed:g}+{observed:g}x40"},
-              {"series": series(age[0]), "values": f"{float(age[0]['value'][1]):g}+60x40"}]
+    inputs = [
+        {"series": series(depth[0]), "values": f"{observed:g}+{observed:g}x40"},
+        {"series": series(age[0]), "values": f"{float(age[0]['value'][1]):g}+60x40"},
+    ]
     kept = {k: v for k, v in depth[0]["metric"].items() if k not in {"__name__", "instance", "pod"}}
     expected = {}
     for alert in ("JobQueueBacklogGrowing", "JobQueueBacklogTooOld", "JobQueueBacklogNoBusyWorker"):
@@ -210,15 +221,19 @@ def _backlog_alerts_fire_in_promtool(prom, promtool, tmp_path) -> None:
     suite = {
         "rule_files": [str(rules_copy)],
         "evaluation_interval": "1m",
-        "tests": [{
-            "interval": "1m",
-            "input_series": inputs,
-            "alert_rule_test": [
-                {"eval_time": "1m", "alertname": "JobQueueBacklogTooOld", "exp_alerts": []},
-                *({"eval_time": "35m", "alertname": name, "exp_alerts": [{"exp_labels": labels}]}
-                  for name, labels in expected.items()),
-            ],
-        }],
+        "tests": [
+            {
+                "interval": "1m",
+                "input_series": inputs,
+                "alert_rule_test": [
+                    {"eval_time": "1m", "alertname": "JobQueueBacklogTooOld", "exp_alerts": []},
+                    *(
+                        {"eval_time": "35m", "alertname": name, "exp_alerts": [{"exp_labels": labels}]}
+                        for name, labels in expected.items()
+                    ),
+                ],
+            }
+        ],
     }
     path = tmp_path / "live_backlog_test.yml"
     path.write_text(yaml.safe_dump(suite, sort_keys=False))

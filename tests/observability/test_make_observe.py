@@ -17,7 +17,6 @@ from devstack.redis_server import find_redis_server
 pytestmark = pytest.mark.slow
 
 
-
 def two_free_ports() -> int:
     for _ in range(50):
         base = free_port()
@@ -38,16 +37,24 @@ def observe(request, tmp_path):
     API (/metrics only on its own listener, which observe.sh must scrape instead)."""
     if find_prometheus() is None or find_redis_server() is None:
         pytest.skip("needs prometheus and redis-server (make setup)")
-    env = {**os.environ, "RUN_DIR": str(tmp_path / "run"), "PORT": str(free_port()), "REDIS_PORT": str(free_port()),
-           "WORKER_METRICS_BASE": str(two_free_ports()), "PROMETHEUS_PORT": str(free_port()), "WORKERS": "2",
-           "SHUTDOWN_GRACE_SECONDS": "5"}
+    env = {
+        **os.environ,
+        "RUN_DIR": str(tmp_path / "run"),
+        "PORT": str(free_port()),
+        "REDIS_PORT": str(free_port()),
+        "WORKER_METRICS_BASE": str(two_free_ports()),
+        "PROMETHEUS_PORT": str(free_port()),
+        "WORKERS": "2",
+        "SHUTDOWN_GRACE_SECONDS": "5",
+    }
     env.pop("API_METRICS_PORT", None)
     if request.param == "metrics-port":
         env["API_METRICS_PORT"] = str(free_port())
     env.pop("PROMETHEUS_MULTIPROC_DIR", None)
     try:
-        proc = subprocess.run([str(REPO_ROOT / "scripts" / "observe.sh")], env=env, capture_output=True, text=True,
-                              timeout=180)
+        proc = subprocess.run(
+            [str(REPO_ROOT / "scripts" / "observe.sh")], env=env, capture_output=True, text=True, timeout=180
+        )
         assert proc.returncode == 0, proc.stdout + proc.stderr
         yield env
     finally:
@@ -66,10 +73,16 @@ def test_make_observe_scrapes_api_and_each_worker_with_the_rules_loaded(observe,
     assert requests.get(f"{api}/status/{job}?wait=30", timeout=40).json()["status"] == "complete"
 
     # each worker pod is one replica: a worker must not export the API's or another worker's series
-    prom.wait_for('jobqueue:worker_replicas:count{job="atx-jobqueue-worker"}',
-                  lambda r: len(r) == 1 and float(r[0]["value"][1]) == 2, timeout=30)
+    prom.wait_for(
+        'jobqueue:worker_replicas:count{job="atx-jobqueue-worker"}',
+        lambda r: len(r) == 1 and float(r[0]["value"][1]) == 2,
+        timeout=30,
+    )
     assert prom.query('jobqueue_worker_busy{job="atx-jobqueue-api"}') == []
     assert prom.query('jobqueue_http_requests_total{job="atx-jobqueue-worker"}') == []
-    done = prom.wait_for('sum(jobqueue_jobs_processed_total{operation="unique_issues", outcome="complete"})',
-                         lambda r: len(r) == 1 and float(r[0]["value"][1]) >= 1, timeout=30)
+    done = prom.wait_for(
+        'sum(jobqueue_jobs_processed_total{operation="unique_issues", outcome="complete"})',
+        lambda r: len(r) == 1 and float(r[0]["value"][1]) >= 1,
+        timeout=30,
+    )
     assert float(done[0]["value"][1]) == 1

@@ -20,6 +20,9 @@ def test_prometheus_scrapes_itself_and_loads_the_rules_healthy(prometheus_factor
 
     # Nothing exports jobqueue metrics here, so the absent-metrics alert is pending (its `for` is 10m)
     # and evaluated by the real rule engine: proves alert state is visible through the harness.
-    prom.wait_for('ALERTS{alertname="JobQueueMetricsAbsent"}',
-                  lambda r: len(r) == 1 and r[0]["metric"]["alertstate"] == "pending", timeout=20)
+    prom.wait_for(
+        'ALERTS{alertname="JobQueueMetricsAbsent"}',
+        lambda r: len(r) == 1 and r[0]["metric"]["alertstate"] == "pending",
+        timeout=20,
+    )
     assert prom.value("vector(42)") == 42.0

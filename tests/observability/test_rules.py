@@ -38,9 +38,15 @@ def test_every_alert_is_tested_firing_and_not_firing():
 
 def test_the_required_alerts_exist():
     """The alert set issue 5 asks for: backlog growing / too old, failures, no busy worker, 5xx, Redis, slow."""
-    assert {"JobQueueBacklogGrowing", "JobQueueBacklogTooOld", "JobQueueJobFailureRatioHigh",
-            "JobQueueBacklogNoBusyWorker", "JobQueueAPIErrorRatioHigh", "JobQueueRedisDown",
-            "JobQueueJobsSlow"} <= set(rules.alerts())
+    assert {
+        "JobQueueBacklogGrowing",
+        "JobQueueBacklogTooOld",
+        "JobQueueJobFailureRatioHigh",
+        "JobQueueBacklogNoBusyWorker",
+        "JobQueueAPIErrorRatioHigh",
+        "JobQueueRedisDown",
+        "JobQueueJobsSlow",
+    } <= set(rules.alerts())
 
 
 def test_alerts_have_severity_summary_and_a_runbook_entry_in_the_docs():

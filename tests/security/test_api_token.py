@@ -42,13 +42,17 @@ def _call(api, method, path, body, headers=None):
 
 
 @pytest.mark.parametrize("method,path,body", PROTECTED)
-@pytest.mark.parametrize("headers", [
-    {},
-    {"Authorization": "Bearer wrong-token"},
-    {"Authorization": f"Basic {TOKEN}"},
-    {"Authorization": f"Bearer {TOKEN}x"},
-    {"Authorization": "Bearer "},
-], ids=["none", "wrong", "basic-scheme", "longer", "empty"])
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {},
+        {"Authorization": "Bearer wrong-token"},
+        {"Authorization": f"Basic {TOKEN}"},
+        {"Authorization": f"Bearer {TOKEN}x"},
+        {"Authorization": "Bearer "},
+    ],
+    ids=["none", "wrong", "basic-scheme", "longer", "empty"],
+)
 def test_protected_routes_refuse_without_the_token(token_api, method, path, body, headers):
     resp = _call(token_api, method, path, body, headers)
     assert resp.status_code == 401, (method, path, resp.status_code, resp.text[:200])
@@ -78,7 +82,7 @@ def test_a_submitted_job_is_readable_with_the_token(token_api):
 @pytest.mark.parametrize("path", OPEN)
 def test_probe_metrics_and_docs_routes_stay_open(token_api, path):
     resp = requests.get(token_api.url + path, timeout=10)
-    ok = (200, 503) if path == "/readyz" else (200,)   # readiness itself is not this test's business
+    ok = (200, 503) if path == "/readyz" else (200,)  # readiness itself is not this test's business
     assert resp.status_code in ok, (path, resp.status_code, resp.text[:200])
     assert TOKEN not in resp.text, f"{path} leaks the token"
 

@@ -19,11 +19,21 @@ import re
 import pytest
 import yaml
 
-from tests.deploy.manifests import (K8S, REPO_ROOT, SCENARIOS, WORKLOADS, containers, find, k8s_objects, pod_spec,
-                                    scenario_objects)
+from tests.deploy.manifests import (
+    K8S,
+    REPO_ROOT,
+    SCENARIOS,
+    WORKLOADS,
+    containers,
+    find,
+    k8s_objects,
+    pod_spec,
+    scenario_objects,
+)
 
-FORMS = [pytest.param(("chart", s), id=f"chart-{s}") for s in SCENARIOS] + \
-        [pytest.param(("k8s", env), id=f"k8s-{env}") for env in ("test", "prod")]
+FORMS = [pytest.param(("chart", s), id=f"chart-{s}") for s in SCENARIOS] + [
+    pytest.param(("k8s", env), id=f"k8s-{env}") for env in ("test", "prod")
+]
 SECRETISH = re.compile(r"PASSWORD|TOKEN|SECRET|PASSWD|CREDENTIAL", re.I)
 # pods that legitimately talk to Redis besides the API and the workers: the chart's backup CronJob
 REDIS_CLIENTS = {"api", "worker", "redis-backup"}
@@ -73,8 +83,9 @@ def test_redis_server_enforces_a_password_from_a_secret(form):
         from_env = [e for e in server.get("env", []) if "secretKeyRef" in e.get("valueFrom", {})]
         assert mounted or from_env, "the password does not come from a Secret"
         for m in mounted:
-            assert m["mountPath"] in script or any(m["mountPath"] in str(v) for v in server.get("env", [])), \
+            assert m["mountPath"] in script or any(m["mountPath"] in str(v) for v in server.get("env", [])), (
                 "the Secret is mounted but the start command does not read it"
+            )
             name = secret_volumes[m["name"]]
             assert name in secrets or form[0] == "chart", f"Secret {name} is not part of this form"
         for probe in ("livenessProbe", "readinessProbe"):
@@ -99,7 +110,7 @@ def test_only_api_and_worker_pods_can_reach_redis(form):
         for rule in policy["spec"].get("ingress", []):
             ports = {str(p.get("port")) for p in rule.get("ports", [])}
             if ports and not ports & REDIS_PORTS:
-                continue                    # e.g. the exporter's metrics port for Prometheus: not Redis
+                continue  # e.g. the exporter's metrics port for Prometheus: not Redis
             assert rule.get("from"), f"{policy['metadata']['name']}: an ingress rule without 'from' admits everyone"
             for peer in rule["from"]:
                 assert set(peer) == {"podSelector"}, f"peer admits more than pods of this namespace: {peer}"
@@ -140,15 +151,18 @@ def test_no_secret_in_plain_text(form):
     for cm in find(objs, "ConfigMap"):
         for key, value in (cm.get("data") or {}).items():
             assert not SECRETISH.search(key), f"ConfigMap {cm['metadata']['name']} holds {key}"
-            assert not re.search(r"^\s*requirepass\s+\S", str(value), re.M), f"{cm['metadata']['name']}/{key} holds a password"
+            assert not re.search(r"^\s*requirepass\s+\S", str(value), re.M), (
+                f"{cm['metadata']['name']}/{key} holds a password"
+            )
     for obj in objs:
         if obj["kind"] not in WORKLOADS:
             continue
         for c in containers(obj):
             for e in c.get("env", []):
                 if SECRETISH.search(e["name"]) and not e["name"].endswith("_FILE"):  # _FILE: a path to one
-                    assert "value" not in e or e["value"] in ("", None), \
+                    assert "value" not in e or e["value"] in ("", None), (
                         f"{obj['metadata']['name']}/{c['name']}: {e['name']} is a literal"
+                    )
 
 
 def test_api_token_when_enabled_comes_from_a_secret():
@@ -170,8 +184,11 @@ def test_k8s_secrets_are_marked_for_editing():
             assert "EDIT" in value or "EDIT" in text.split(value, 1)[1].splitlines()[0], path.name
 
 
-COMPOSE_FILES = sorted(p for p in REPO_ROOT.glob("**/*compose*.y*ml")
-                       if not any(part in {".venv", "node_modules", ".run"} for part in p.parts))
+COMPOSE_FILES = sorted(
+    p
+    for p in REPO_ROOT.glob("**/*compose*.y*ml")
+    if not any(part in {".venv", "node_modules", ".run"} for part in p.parts)
+)
 
 
 def test_compose_files_protect_redis():
@@ -183,10 +200,15 @@ def test_compose_files_protect_redis():
             image = str(service.get("image", ""))
             if not image.startswith("redis"):
                 continue
-            command = " ".join(service["command"]) if isinstance(service.get("command"), list) else str(service.get("command", ""))
+            command = (
+                " ".join(service["command"])
+                if isinstance(service.get("command"), list)
+                else str(service.get("command", ""))
+            )
             assert "requirepass" in command, f"{path.name}: {name} runs without a password"
-            assert re.search(r"requirepass\s+\"?\$", command) or "/run/secrets/" in command, \
+            assert re.search(r"requirepass\s+\"?\$", command) or "/run/secrets/" in command, (
                 f"{path.name}: {name} has a literal password"
+            )
     assert isinstance(COMPOSE_FILES, list)
 
 

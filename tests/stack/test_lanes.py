@@ -35,9 +35,10 @@ def test_a_cheap_job_overtakes_a_backlog_of_plots(tmp_path):
         with ThreadPoolExecutor(8) as pool:
             plots = list(pool.map(submit, [{"operation": "plot_top_locations", "params": {"n": 50}}] * PLOTS))
         queue = requests.get(api + "/queue", timeout=10).json()
-        assert queue["depth_by_lane"]["plots"] > PLOTS // 2, queue   # the backlog is there
-        wait_until(lambda: requests.get(api + "/queue", timeout=10).json()["in_progress"] >= 1, 30,
-                   "a worker busy with plots")
+        assert queue["depth_by_lane"]["plots"] > PLOTS // 2, queue  # the backlog is there
+        wait_until(
+            lambda: requests.get(api + "/queue", timeout=10).json()["in_progress"] >= 1, 30, "a worker busy with plots"
+        )
         cheap = submit({"operation": "incidents_by_road", "params": {"road": f"ZZ{uuid.uuid4().hex[:8]}"}})
         job = requests.get(f"{api}/status/{cheap}?wait=30", timeout=40).json()
         assert job["status"] == "complete", job
@@ -45,5 +46,8 @@ def test_a_cheap_job_overtakes_a_backlog_of_plots(tmp_path):
         left = requests.get(api + "/queue", timeout=10).json()["depth_by_lane"]["plots"]
         print(f"cheap job behind {PLOTS} queued plot jobs ({left} still queued): complete after {latency:.2f} s")
         assert latency < CHEAP_BOUND_SECONDS
-        wait_until(lambda: any(d["status"] == "complete" for d in stack.job_docs(plots).values()), 60,
-                   "the plots lane drained too")
+        wait_until(
+            lambda: any(d["status"] == "complete" for d in stack.job_docs(plots).values()),
+            60,
+            "the plots lane drained too",
+        )

@@ -26,11 +26,16 @@ def _alive(pid: int) -> bool:
 @pytest.fixture
 def stack(tmp_path):
     run_dir = tmp_path / "run"
-    env = {**os.environ, "RUN_DIR": str(run_dir), "PORT": str(free_port()), "REDIS_PORT": str(free_port()),
-           "WORKER_METRICS_BASE": str(free_port()), "SHUTDOWN_GRACE_SECONDS": "5"}
+    env = {
+        **os.environ,
+        "RUN_DIR": str(run_dir),
+        "PORT": str(free_port()),
+        "REDIS_PORT": str(free_port()),
+        "WORKER_METRICS_BASE": str(free_port()),
+        "SHUTDOWN_GRACE_SECONDS": "5",
+    }
     env.pop("REDIS_URL", None)
-    up = subprocess.run(["bash", "scripts/up.sh"], cwd=REPO_ROOT, env=env, capture_output=True, text=True,
-                        timeout=180)
+    up = subprocess.run(["bash", "scripts/up.sh"], cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=180)
     try:
         assert up.returncode == 0, up.stdout + up.stderr
         yield f"http://127.0.0.1:{env['PORT']}", run_dir, env, up.stdout
@@ -50,8 +55,9 @@ def test_up_runs_everything_and_down_stops_exactly_it(stack):
     assert "jobqueue_queue_depth" in requests.get(f"{url}/metrics", timeout=5).text
 
     # idempotent: a second `make up` starts nothing new
-    again = subprocess.run(["bash", "scripts/up.sh"], cwd=REPO_ROOT, env=env, capture_output=True, text=True,
-                           timeout=120)
+    again = subprocess.run(
+        ["bash", "scripts/up.sh"], cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=120
+    )
     assert again.returncode == 0 and "already running" in again.stdout
     assert {p.stem: int(p.read_text()) for p in (run_dir / "pids").glob("*.pid")} == pids
 
@@ -67,19 +73,25 @@ def test_tutorial_client_flow_unchanged(stack):
     """The COE 332 tutorial's client: POST /submit, then poll /status/<id> until complete."""
     url = stack[0]
     submitted = []
-    for body in ({"operation": "incident_count_by_date", "params": {"date": "2024-03-06"}},
-                 {"operation": "top_locations", "params": {"n": 3}},
-                 {"operation": "average_response_time", "params": {}},
-                 {"operation": "unique_issues", "params": {}},
-                 {"operation": "incidents_by_road", "params": {"road": "CONGRESS"}}):
+    for body in (
+        {"operation": "incident_count_by_date", "params": {"date": "2024-03-06"}},
+        {"operation": "top_locations", "params": {"n": 3}},
+        {"operation": "average_response_time", "params": {}},
+        {"operation": "unique_issues", "params": {}},
+        {"operation": "incidents_by_road", "params": {"road": "CONGRESS"}},
+    ):
         r = requests.post(f"{url}/submit", json=body, timeout=5)
         assert r.status_code == 202
         assert r.json()["status"] == "submitted"
         submitted.append((body["operation"], r.json()["job_id"]))
 
-    expected_key = {"incident_count_by_date": "incident_count", "top_locations": "top_locations",
-                    "average_response_time": "avg_response", "unique_issues": "unique_issues",
-                    "incidents_by_road": "count"}
+    expected_key = {
+        "incident_count_by_date": "incident_count",
+        "top_locations": "top_locations",
+        "average_response_time": "avg_response",
+        "unique_issues": "unique_issues",
+        "incidents_by_road": "count",
+    }
     for operation, job_id in submitted:
         deadline = time.monotonic() + 60
         while True:
@@ -129,12 +141,20 @@ def test_up_refuses_an_api_port_another_program_answers_on(tmp_path):
     other = ThreadingHTTPServer(("127.0.0.1", 0), Ready)
     threading.Thread(target=other.serve_forever, daemon=True).start()
     port = other.server_address[1]
-    env = {**os.environ, "RUN_DIR": str(tmp_path / "run"), "PORT": str(port), "REDIS_PORT": str(free_port()),
-           "WORKER_METRICS_BASE": str(free_port()), "SHUTDOWN_GRACE_SECONDS": "5", "READY_TIMEOUT": "30"}
+    env = {
+        **os.environ,
+        "RUN_DIR": str(tmp_path / "run"),
+        "PORT": str(port),
+        "REDIS_PORT": str(free_port()),
+        "WORKER_METRICS_BASE": str(free_port()),
+        "SHUTDOWN_GRACE_SECONDS": "5",
+        "READY_TIMEOUT": "30",
+    }
     env.pop("REDIS_URL", None)
     try:
-        up = subprocess.run(["bash", "scripts/up.sh"], cwd=REPO_ROOT, env=env, capture_output=True, text=True,
-                            timeout=180)
+        up = subprocess.run(
+            ["bash", "scripts/up.sh"], cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=180
+        )
         assert up.returncode != 0 and "ready" not in up.stdout.split("waiting", 1)[-1], up.stdout
         assert f"port {port} is taken by another program; set PORT=" in up.stderr, up.stderr
     finally:
@@ -146,8 +166,14 @@ def test_up_refuses_an_api_port_another_program_answers_on(tmp_path):
 def test_make_lock_finds_the_uv_make_setup_installed():
     """Docs walk-through #1: `make lock` called a bare `uv` (command not found) though `make setup`
     puts uv in .tools/bin when none is on PATH."""
-    dry = subprocess.run(["make", "-n", "lock"], cwd=REPO_ROOT, capture_output=True, text=True, timeout=60,
-                         env={**os.environ, "PATH": "/usr/sbin:/usr/bin:/sbin:/bin"})
+    dry = subprocess.run(
+        ["make", "-n", "lock"],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "PATH": "/usr/sbin:/usr/bin:/sbin:/bin"},
+    )
     assert dry.returncode == 0, dry.stderr
     assert ".tools/bin/uv lock" in dry.stdout, dry.stdout
 
@@ -157,15 +183,23 @@ def test_up_refuses_an_api_metrics_port_that_is_a_workers(tmp_path):
     workers: worker 2 bound 9102 first and the API exited with "Address already in use" (make up
     then printed only gunicorn's retries). Now it refuses at once, naming both settings."""
     base = free_port()
-    env = {**os.environ, "RUN_DIR": str(tmp_path / "run"), "PORT": str(free_port()), "REDIS_PORT": str(free_port()),
-           "WORKER_METRICS_BASE": str(base), "API_METRICS_PORT": str(base + 1), "WORKERS": "2",
-           "READY_TIMEOUT": "60"}
+    env = {
+        **os.environ,
+        "RUN_DIR": str(tmp_path / "run"),
+        "PORT": str(free_port()),
+        "REDIS_PORT": str(free_port()),
+        "WORKER_METRICS_BASE": str(base),
+        "API_METRICS_PORT": str(base + 1),
+        "WORKERS": "2",
+        "READY_TIMEOUT": "60",
+    }
     env.pop("REDIS_URL", None)
     try:
-        up = subprocess.run(["bash", "scripts/up.sh"], cwd=REPO_ROOT, env=env, capture_output=True, text=True,
-                            timeout=180)
+        up = subprocess.run(
+            ["bash", "scripts/up.sh"], cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=180
+        )
         assert up.returncode != 0
         assert f"API_METRICS_PORT={base + 1} is worker 2's metrics port" in up.stderr, up.stdout + up.stderr
-        assert not list((tmp_path / "run" / "pids").glob("*.pid"))   # refused before starting anything
+        assert not list((tmp_path / "run" / "pids").glob("*.pid"))  # refused before starting anything
     finally:
         subprocess.run(["bash", "scripts/down.sh"], cwd=REPO_ROOT, env=env, capture_output=True, timeout=120)

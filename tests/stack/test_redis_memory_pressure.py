@@ -27,7 +27,7 @@ def chart_memory_policy() -> str:
 
 def test_out_of_memory_is_a_503_and_every_accepted_job_finishes_once_memory_returns(tmp_path):
     policy = chart_memory_policy()
-    assert policy == "noeviction"        # queue entries and job documents are never evicted
+    assert policy == "noeviction"  # queue entries and job documents are never evicted
     with running_stack(tmp_path, JOB_LEASE_SECONDS="5") as stack:
         stack.start_workers(2)
         stack.start_api(web_concurrency=1)
@@ -35,19 +35,24 @@ def test_out_of_memory_is_a_503_and_every_accepted_job_finishes_once_memory_retu
         jobs = stack.jobs_client()
         jobs.config_set("maxmemory-policy", policy)
         api = requests.Session()
-        bodies = [{"operation": "plot_top_locations", "params": {"n": 3 + i % 20}} if i % 3 == 0 else
-                  {"operation": "sleep", "params": {"seconds": 0.02}} if i % 3 == 1 else
-                  {"operation": "incidents_by_road", "params": {"road": f"ROAD {i}"}} for i in range(60)]
+        bodies = [
+            {"operation": "plot_top_locations", "params": {"n": 3 + i % 20}}
+            if i % 3 == 0
+            else {"operation": "sleep", "params": {"seconds": 0.02}}
+            if i % 3 == 1
+            else {"operation": "incidents_by_road", "params": {"road": f"ROAD {i}"}}
+            for i in range(60)
+        ]
         accepted = []
         for body in bodies[:30]:
             r = api.post(stack.url + "/submit", json=body, timeout=10)
             assert r.status_code == 202, r.text
             accepted.append(r.json()["job_id"])
-        filler = fill_to_maxmemory(jobs)         # while the workers are busy with those
+        filler = fill_to_maxmemory(jobs)  # while the workers are busy with those
         refused = []
         for body in bodies[30:]:
             r = api.post(stack.url + "/submit", json=body, timeout=10)
-            if r.status_code == 202:             # a write that landed before memory ran out
+            if r.status_code == 202:  # a write that landed before memory ran out
                 accepted.append(r.json()["job_id"])
             else:
                 refused.append(r)
@@ -57,7 +62,7 @@ def test_out_of_memory_is_a_503_and_every_accepted_job_finishes_once_memory_retu
             assert r.json()["error"] == "redis_out_of_memory" and "memory" in r.json()["message"]
         ready = api.get(stack.url + "/readyz", timeout=10)
         assert ready.status_code == 503 and ready.json()["redis_writable"] is False, ready.text
-        time.sleep(3)                           # workers meet the refusals for a while
+        time.sleep(3)  # workers meet the refusals for a while
         jobs.delete(*filler)
         memory = jobs.info("memory")
         print(f"after freeing: used {memory['used_memory']}, maxmemory {memory['maxmemory']}")

@@ -47,7 +47,7 @@ def test_identical_plot_submits_store_one_png(tmp_path):
         stack.wait_workers_registered(1)
         jobs = stack.jobs_client()
         plain = {"operation": "sleep", "params": {"seconds": 0}}
-        _run(stack, plain, 300)         # warm up: connections, scripts, the keyspace's first tables
+        _run(stack, plain, 300)  # warm up: connections, scripts, the keyspace's first tables
         baseline, plain_ids, _ = _run(stack, plain)
         grown, ids, docs = _run(stack, BODY)
         refs = {d["result_ref"] for d in docs.values()}
@@ -60,6 +60,8 @@ def test_identical_plot_submits_store_one_png(tmp_path):
         png = jobs.memory_usage(refs.pop())
         size = lambda job_ids: sum(jobs.memory_usage(keys.job(i)) for i in job_ids)  # noqa: E731
         documents = baseline * size(ids) / size(plain_ids)
-        print(f"{SUBMITS} identical plot submits: Redis grew {grown / 1e6:.2f} MB (one PNG {png / 1e3:.0f} kB; "
-              f"{SUBMITS} job documents cost {documents / 1e6:.2f} MB, measured on {SUBMITS} plain jobs)")
+        print(
+            f"{SUBMITS} identical plot submits: Redis grew {grown / 1e6:.2f} MB (one PNG {png / 1e3:.0f} kB; "
+            f"{SUBMITS} job documents cost {documents / 1e6:.2f} MB, measured on {SUBMITS} plain jobs)"
+        )
         assert grown < 2 * png + documents

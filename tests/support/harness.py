@@ -25,8 +25,14 @@ SAMPLE = str(SAMPLE_PATH)
 
 
 def make_env(redis_url: str, **extra: str) -> dict[str, str]:
-    env = {"REDIS_URL": redis_url, "DIAGNOSTIC_OPERATIONS": "1", "WORKER_METRICS_PORT": "0",
-           "JOB_RETRY_BACKOFF_SECONDS": "0.05", "LOG_LEVEL": "DEBUG", "DATA_PATH": SAMPLE}
+    env = {
+        "REDIS_URL": redis_url,
+        "DIAGNOSTIC_OPERATIONS": "1",
+        "WORKER_METRICS_PORT": "0",
+        "JOB_RETRY_BACKOFF_SECONDS": "0.05",
+        "LOG_LEVEL": "DEBUG",
+        "DATA_PATH": SAMPLE,
+    }
     env.update(extra)
     return env
 
@@ -77,8 +83,14 @@ def operations(*extra: Operation) -> Registry:
 
 
 def op(name: str, func, needs_dataset: bool = False, produces_png: bool = False, params=()) -> Operation:
-    return Operation(name=name, func=func, description=name, params=tuple(params),
-                     needs_dataset=needs_dataset, produces_png=produces_png)
+    return Operation(
+        name=name,
+        func=func,
+        description=name,
+        params=tuple(params),
+        needs_dataset=needs_dataset,
+        produces_png=produces_png,
+    )
 
 
 __all__ = ["SAMPLE", "WORKER_EXE", "FakeData", "Harness", "Param", "op", "operations", "proc_env"]

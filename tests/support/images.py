@@ -51,8 +51,14 @@ def _build(request, script: str, env: dict[str, str]) -> dict[str, str]:
     tag = "test-" + hashlib.sha1(str(REPO_ROOT).encode()).hexdigest()[:8]
     reporter = request.config.pluginmanager.get_plugin("terminalreporter")
     started = time.monotonic()
-    done = subprocess.run([str(REPO_ROOT / "scripts" / script)], cwd=REPO_ROOT, env={**os.environ, "IMAGE_TAG": tag, **env},
-                          capture_output=True, text=True, timeout=1800)
+    done = subprocess.run(
+        [str(REPO_ROOT / "scripts" / script)],
+        cwd=REPO_ROOT,
+        env={**os.environ, "IMAGE_TAG": tag, **env},
+        capture_output=True,
+        text=True,
+        timeout=1800,
+    )
     if done.returncode != 0:
         pytest.fail(f"scripts/{script} failed ({done.returncode}):\n{done.stderr[-6000:]}")
     images = {}
@@ -63,7 +69,9 @@ def _build(request, script: str, env: dict[str, str]) -> dict[str, str]:
         capture = request.config.pluginmanager.get_plugin("capturemanager")
         with capture.global_and_fixture_disabled():
             driver = os.environ.get("STORAGE_DRIVER", "buildah's default")
-            reporter.write_line(f"\nimages: {script} built in {time.monotonic() - started:.0f} s (storage driver: {driver})")
+            reporter.write_line(
+                f"\nimages: {script} built in {time.monotonic() - started:.0f} s (storage driver: {driver})"
+            )
             for name in images.values():
                 size = inspect_image(name).size_bytes
                 reporter.write_line(f"images: {name} {size / 1e6:.0f} MB (uncompressed layers)")

@@ -31,8 +31,14 @@ import time
 
 
 class LossyProxy:
-    def __init__(self, target_port: int, mode: str = "drop", trigger: str | tuple[str, ...] = "MULTI",
-                 last: str | tuple[str, ...] = "EXEC", target_host: str = "127.0.0.1"):
+    def __init__(
+        self,
+        target_port: int,
+        mode: str = "drop",
+        trigger: str | tuple[str, ...] = "MULTI",
+        last: str | tuple[str, ...] = "EXEC",
+        target_host: str = "127.0.0.1",
+    ):
         assert mode in ("drop", "stall", "before", "late", "split"), mode
         self.hold = 1.5
         # the end of that argument (``claim`` in ``finish+claim``), or of any of several
@@ -43,11 +49,11 @@ class LossyProxy:
         self.armed = False
         self.victims = 0
         self.exec_sent = False
-        self.victim_data = b""   # what the victim sent (its lost call)
+        self.victim_data = b""  # what the victim sent (its lost call)
         self._skip = 0
         self._lock = threading.Lock()
         self._listener = socket.socket()
-        if mode == "late":   # before listen, so accepted sockets advertise a small window
+        if mode == "late":  # before listen, so accepted sockets advertise a small window
             self._listener.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
         self._listener.bind(("127.0.0.1", 0))
         self._listener.listen()
@@ -88,7 +94,7 @@ class LossyProxy:
         while True:
             data = _recv(client)
             if not data:
-                if state.get("kept"):   # the client gave up; the rest arrives after all
+                if state.get("kept"):  # the client gave up; the rest arrives after all
                     time.sleep(self.hold)
                     try:
                         upstream.sendall(state["kept"])
@@ -126,7 +132,7 @@ class LossyProxy:
             if state["victim"] and any(t in seen for t in self.lasts) and not self.exec_sent and self.mode != "split":
                 self.exec_sent = True
                 if self.mode == "drop":
-                    time.sleep(0.2)   # Redis has run it by then (loopback, microseconds)
+                    time.sleep(0.2)  # Redis has run it by then (loopback, microseconds)
                     _close(client)
 
     def _to_client(self, upstream: socket.socket, client: socket.socket, state: dict) -> None:
@@ -136,7 +142,7 @@ class LossyProxy:
                 _close(client)
                 return
             if state["victim"]:
-                continue   # the victim's answers never arrive
+                continue  # the victim's answers never arrive
             try:
                 client.sendall(data)
             except OSError:

@@ -11,8 +11,8 @@ from collections import Counter
 
 class Service:
     def __init__(self, endpoint: int):
-        self.endpoint = endpoint           # the port of the pod new connections reach; set to move them
-        self.connections: Counter[int] = Counter()   # connections forwarded, by endpoint
+        self.endpoint = endpoint  # the port of the pod new connections reach; set to move them
+        self.connections: Counter[int] = Counter()  # connections forwarded, by endpoint
         self._listener = socket.create_server(("127.0.0.1", 0))
         self.port = self._listener.getsockname()[1]
         self._open: set[socket.socket] = set()
@@ -32,7 +32,7 @@ class Service:
             try:
                 upstream = socket.create_connection(("127.0.0.1", endpoint), timeout=10)
             except OSError:
-                client.close()   # no pod behind it: the client sees the connection refused-like close
+                client.close()  # no pod behind it: the client sees the connection refused-like close
                 continue
             upstream.settimeout(None)
             self.connections[endpoint] += 1
@@ -47,7 +47,7 @@ class Service:
         except OSError:
             pass
         try:
-            dst.shutdown(socket.SHUT_WR)   # pass the close on, as a proxy passes a FIN
+            dst.shutdown(socket.SHUT_WR)  # pass the close on, as a proxy passes a FIN
         except OSError:
             pass
 

@@ -22,8 +22,14 @@ from devstack.paths import REPO_ROOT
 os.environ.setdefault("PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD", "1")
 
 CHROMIUM = os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium")
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync", "--no-first-run"]
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
 AXE = REPO_ROOT / ".tools" / "node_modules" / "axe-core" / "axe.min.js"
 SHOTS = REPO_ROOT / ".run" / "ui-screenshots"
 DOCS_IMG = REPO_ROOT / "docs" / "img"
@@ -31,8 +37,11 @@ DOCS_IMG = REPO_ROOT / "docs" / "img"
 
 def launch(playwright):
     if not Path(CHROMIUM).exists():
-        pytest.fail(f"no Chromium at {CHROMIUM}: install it with 'apt-get install chromium' (make test does, "
-                    "as root) or set CHROMIUM_PATH; the web page tests need a real browser", pytrace=False)
+        pytest.fail(
+            f"no Chromium at {CHROMIUM}: install it with 'apt-get install chromium' (make test does, "
+            "as root) or set CHROMIUM_PATH; the web page tests need a real browser",
+            pytrace=False,
+        )
     return playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
 
 
@@ -73,7 +82,7 @@ class PrefixProxy:
                 conn = http.client.HTTPConnection("127.0.0.1", upstream_port, timeout=60)
                 headers = {k: v for k, v in self.headers.items() if k.lower() not in ("host", "connection")}
                 headers["Host"] = f"127.0.0.1:{upstream_port}"
-                conn.request(self.command, self.path[len(proxy.prefix):], body=body, headers=headers)
+                conn.request(self.command, self.path[len(proxy.prefix) :], body=body, headers=headers)
                 resp = conn.getresponse()
                 data = resp.read()
                 self.send_response(resp.status)

@@ -71,8 +71,11 @@ OWNERS = {"alice": "alice-page-token", "bob": "bob-page-token"}
 def owners_stack(tmp_path_factory):
     """Named tokens (API_TOKENS): each user sees only their own jobs; API_TOKEN is the admin."""
     _stack_or_skip()
-    with running_stack(tmp_path_factory.mktemp("ui-owners"), API_TOKEN=TOKEN,
-                       API_TOKENS=",".join(f"{k}:{v}" for k, v in OWNERS.items())) as s:
+    with running_stack(
+        tmp_path_factory.mktemp("ui-owners"),
+        API_TOKEN=TOKEN,
+        API_TOKENS=",".join(f"{k}:{v}" for k, v in OWNERS.items()),
+    ) as s:
         s.start_api(web_concurrency=1)
         yield s
 
@@ -91,8 +94,14 @@ def page(browser):
     pg = context.new_page()
     pg.problems = []  # page errors, CSP violations, dialogs: none may happen
     pg.on("pageerror", lambda e: pg.problems.append(f"pageerror: {e}"))
-    pg.on("console", lambda m: pg.problems.append(f"console {m.type}: {m.text}")
-          if m.type == "error" and "Content Security Policy" in m.text else None)
+    pg.on(
+        "console",
+        lambda m: (
+            pg.problems.append(f"console {m.type}: {m.text}")
+            if m.type == "error" and "Content Security Policy" in m.text
+            else None
+        ),
+    )
     pg.dialog_guard = lambda d: (pg.problems.append(f"dialog: {d.message}"), d.dismiss())
     pg.on("dialog", pg.dialog_guard)
     yield pg
@@ -101,8 +110,9 @@ def page(browser):
 
 def _api_submit(url, operation, params=None, token=None):
     headers = {"Authorization": f"Bearer {token}"} if token else {}
-    r = requests.post(f"{url}/submit", json={"operation": operation, "params": params or {}}, headers=headers,
-                      timeout=10)
+    r = requests.post(
+        f"{url}/submit", json={"operation": operation, "params": params or {}}, headers=headers, timeout=10
+    )
     assert r.status_code == 202, r.text
     return r.json()["job_id"]
 
@@ -382,8 +392,11 @@ def test_axe_finds_no_serious_or_critical_violations(browser, stack, token_stack
             page.wait_for_timeout(300)
             page.add_script_tag(content=source)
             result = page.evaluate("axe.run(document, {resultTypes: ['violations']})")
-            bad = [(v["id"], v["impact"], len(v["nodes"])) for v in result["violations"]
-                   if v["impact"] in ("serious", "critical")]
+            bad = [
+                (v["id"], v["impact"], len(v["nodes"]))
+                for v in result["violations"]
+                if v["impact"] in ("serious", "critical")
+            ]
             report[url] = bad
     finally:
         context.close()

@@ -22,7 +22,7 @@ def test_docs_page_and_every_asset_it_names_are_served(app, prefix):
 
     def get(url):  # a path as the browser would request it, prefix included
         assert url.startswith(prefix + "/"), url
-        return client.get(url[len(prefix):], base_url=base)
+        return client.get(url[len(prefix) :], base_url=base)
 
     page = get(f"{prefix}/docs")
     assert page.status_code == 200 and page.mimetype == "text/html"
@@ -34,13 +34,13 @@ def test_docs_page_and_every_asset_it_names_are_served(app, prefix):
     assert any("swagger-ui-bundle.js" in a for a in assets) and any("swagger-ui.css" in a for a in assets)
     for asset in assets:
         assert not asset.startswith(("http:", "https:", "//")), asset  # no CDN
-        url = urljoin(f"http://x{prefix}/docs", asset)[len("http://x"):]
+        url = urljoin(f"http://x{prefix}/docs", asset)[len("http://x") :]
         assert url.startswith(prefix + "/ui/static/")
         response = get(url)
         assert response.status_code == 200, url
         assert response.headers["X-Content-Type-Options"] == "nosniff"
         assert len(response.data) > 100
-    spec_url = urljoin(f"http://x{prefix}/docs", re.search(r'data-spec="([^"]+)"', html)[1])[len("http://x"):]
+    spec_url = urljoin(f"http://x{prefix}/docs", re.search(r'data-spec="([^"]+)"', html)[1])[len("http://x") :]
     assert get(spec_url).get_json()["openapi"].startswith("3.1")
 
 
@@ -85,4 +85,6 @@ def test_vendored_swagger_ui_matches_the_recorded_version():
     row = next(line for line in (vendor / "README.md").read_text().splitlines() if "`swagger-ui-dist`" in line)
     version = row.split("|")[2].strip()
     assert f'"{version}"' in (vendor / "swagger-ui" / "swagger-ui-bundle.js").read_text()
-    assert (vendor / "swagger-ui" / "LICENSE").read_text().startswith(" ") or "Apache" in (vendor / "swagger-ui" / "LICENSE").read_text()
+    assert (vendor / "swagger-ui" / "LICENSE").read_text().startswith(" ") or "Apache" in (
+        vendor / "swagger-ui" / "LICENSE"
+    ).read_text()

@@ -77,8 +77,13 @@ def test_submit_form_is_generated_from_the_registry(data_app):
 def test_data_page_shows_the_loaded_dataset(data_app):
     info = data_app.extensions["jobqueue"].data.dataset.info()
     html = data_app.test_client().get("/ui/data").get_data(as_text=True)
-    for text in (info["identity"], info["format"], f"{info['rows']:,}", info["date_range"]["first"],
-                 info["date_range"]["last"]):
+    for text in (
+        info["identity"],
+        info["format"],
+        f"{info['rows']:,}",
+        info["date_range"]["first"],
+        info["date_range"]["last"],
+    ):
         assert text in html
 
 
@@ -118,6 +123,7 @@ def test_queue_counts_recent_outcomes_per_minute(client, jobs):
 
 # --- with API_TOKEN --------------------------------------------------------------------------
 
+
 @pytest.fixture
 def token_app(redis_url):
     return create_app(make_settings(redis_url, API_TOKEN=TOKEN), load_data=False)
@@ -136,8 +142,14 @@ def test_without_the_token_only_a_login_form_is_shown(token_app):
 def test_login_sets_an_httponly_strict_cookie_and_csrf_guards_changes(token_app):
     client = token_app.test_client()
     assert client.post("/ui/login", json={"token": "wrong"}).status_code == 401
-    assert client.post("/ui/login", data="token=" + TOKEN,  # a form post: JSON only (415)
-                       content_type="application/x-www-form-urlencoded").status_code == 415
+    assert (
+        client.post(
+            "/ui/login",
+            data="token=" + TOKEN,  # a form post: JSON only (415)
+            content_type="application/x-www-form-urlencoded",
+        ).status_code
+        == 415
+    )
     response = client.post("/ui/login", json={"token": TOKEN, "path": "/class/jobqueue/"})
     assert response.status_code == 200
     cookie = response.headers["Set-Cookie"]
@@ -150,8 +162,9 @@ def test_login_sets_an_httponly_strict_cookie_and_csrf_guards_changes(token_app)
     assert page.status_code == 200
     csrf = re.search(r'name="csrf-token" content="([0-9a-f]{64})"', page.get_data(as_text=True))[1]
     # reads work with the cookie alone (an <img> of a PNG result cannot send a header)
-    job_id = client.post("/submit", json={"operation": "sleep", "params": {}},
-                         headers={"X-CSRF-Token": csrf}).get_json()["job_id"]
+    job_id = client.post(
+        "/submit", json={"operation": "sleep", "params": {}}, headers={"X-CSRF-Token": csrf}
+    ).get_json()["job_id"]
     assert client.get(f"/jobs/{job_id}").status_code == 200
     # a change with the cookie but without the page's CSRF value is refused
     for headers in ({}, {"X-CSRF-Token": "0" * 64}):
@@ -160,8 +173,10 @@ def test_login_sets_an_httponly_strict_cookie_and_csrf_guards_changes(token_app)
     assert client.delete(f"/jobs/{job_id}", headers={"X-CSRF-Token": csrf}).get_json()["cancelled"] is True
     # a bearer header needs no CSRF value (no browser adds one by itself)
     bearer = token_app.test_client()
-    assert bearer.post("/submit", json={"operation": "sleep"},
-                       headers={"Authorization": f"Bearer {TOKEN}"}).status_code == 202
+    assert (
+        bearer.post("/submit", json={"operation": "sleep"}, headers={"Authorization": f"Bearer {TOKEN}"}).status_code
+        == 202
+    )
     # logging out clears the cookie
     response = client.post("/ui/logout", headers={"X-CSRF-Token": csrf})
     assert response.status_code == 200 and "jobqueue_token=;" in response.headers["Set-Cookie"]

@@ -30,7 +30,7 @@ def test_a_claim_whose_answer_is_lost_strands_no_job(harness, redis_server, mode
     """The lost call is the worker's first claim, or a later one that records outcomes and claims
     the next batch (a busy worker's usual call)."""
     ids = [harness.submit("sleep", {"seconds": 0}) for _ in range(20)]
-    harness.delivery.waiting()   # the script loaded: the lost call is the claim itself, not a NOSCRIPT
+    harness.delivery.waiting()  # the script loaded: the lost call is the claim itself, not a NOSCRIPT
     proxy = LossyProxy(redis_server.port, mode, trigger="claim", last="claim")
     try:
         via = Harness(f"{proxy.url}?socket_timeout=0.5")
@@ -50,6 +50,7 @@ def test_a_claim_whose_answer_is_lost_strands_no_job(harness, redis_server, mode
 
 
 # --- the worker's other calls: each re-sent by redis-py's retry after its answer was lost ----------
+
 
 def _through(proxy: LossyProxy) -> Delivery:
     """A Delivery on the queue-db client through the proxy, as the worker makes one."""
@@ -88,7 +89,7 @@ def test_a_reap_whose_answer_is_lost_counts_the_requeued_jobs(harness, redis_ser
     """The re-sent reap finds the dead worker gone: it answered (0, 0), so the requeued jobs were
     missing from jobqueue_jobs_requeued and from the worker's warning."""
     ids = _claimed_by(harness, "ghost", 3)
-    harness.queue_client.zadd(keys.WORKERS_HEARTBEAT, {"ghost": 1})   # silent since 1970
+    harness.queue_client.zadd(keys.WORKERS_HEARTBEAT, {"ghost": 1})  # silent since 1970
     proxy = LossyProxy(redis_server.port, mode, trigger="reap", last="reap")
     try:
         proxy.arm()
@@ -104,7 +105,7 @@ def test_a_reap_whose_answer_is_lost_counts_the_requeued_jobs(harness, redis_ser
 def test_a_sweep_whose_answer_is_lost_counts_the_job_it_queued(harness, redis_server, mode):
     job_id = harness.submit("sleep", {"seconds": 0})
     queue_key = keys.queue(harness.settings.queue_name)
-    harness.queue_client.lrem(queue_key, 1, job_id)   # its producer died between its two writes
+    harness.queue_client.lrem(queue_key, 1, job_id)  # its producer died between its two writes
     proxy = LossyProxy(redis_server.port, mode, trigger="sweep_one", last="sweep_one")
     try:
         proxy.arm()
@@ -127,7 +128,7 @@ def test_a_sweep_lock_whose_answer_is_lost_is_still_ours(harness, redis_server, 
         proxy.close()
     assert proxy.victims == 1 and proxy.exec_sent, "the fault was never injected"
     assert locked
-    assert not Delivery(harness.queue_client, harness.settings).try_lock_sweep(30)   # a lock: the next one waits
+    assert not Delivery(harness.queue_client, harness.settings).try_lock_sweep(30)  # a lock: the next one waits
 
 
 @pytest.mark.parametrize("mode", ["drop", "stall"])
@@ -137,7 +138,7 @@ def test_a_start_whose_answer_is_lost_still_says_why_it_did_not_run(harness, red
     job_id = _claimed_by(harness, "w1", 1)[0]
     job = harness.store.get(job_id)
     job.status = JobStatus.CANCELLED
-    harness.jobs.set(keys.job(job_id), job.to_json(), ex=60)   # final documents have a TTL
+    harness.jobs.set(keys.job(job_id), job.to_json(), ex=60)  # final documents have a TTL
     harness.delivery.waiting()
     proxy = LossyProxy(redis_server.port, mode, trigger="start", last="start")
     try:
@@ -186,8 +187,8 @@ def test_a_warm_shutdown_whose_give_back_answer_is_lost_loses_nothing(harness, r
     try:
         via = Harness(f"{proxy.url}?socket_timeout=0.5")
         worker = Worker(via.settings, operations(), FakeData())
-        worker.avg_job_seconds = 0.0001      # claim a full batch at once,
-        worker.op_seconds["sleep"] = 0.01    # but start one job at a time
+        worker.avg_job_seconds = 0.0001  # claim a full batch at once,
+        worker.op_seconds["sleep"] = 0.01  # but start one job at a time
         original = worker._run
 
         def run_then_stop(item, answer):
@@ -206,7 +207,7 @@ def test_a_warm_shutdown_whose_give_back_answer_is_lost_loses_nothing(harness, r
     assert len(done) == 1 and sorted(queued) == sorted(set(ids) - {done[0].id})
     assert harness.queue_client.llen(keys.processing(worker.id)) == 0
     counts = [r.count for r in caplog.records if r.getMessage() == "gave back unstarted jobs"]
-    assert counts == [31], counts   # a batch of 32: the first ran
+    assert counts == [31], counts  # a batch of 32: the first ran
 
 
 def test_an_idle_worker_with_a_short_socket_timeout_waits_without_errors(harness, caplog):
@@ -267,7 +268,7 @@ def test_an_idle_wait_whose_answer_is_lost_strands_no_job(harness, redis_server)
         wait_blocked(harness.jobs)
         proxy.arm()
         deadline = time.monotonic() + 5
-        while not proxy.exec_sent and time.monotonic() < deadline:   # the victim: the next wait
+        while not proxy.exec_sent and time.monotonic() < deadline:  # the victim: the next wait
             time.sleep(0.01)
         time.sleep(0.05)
         job_id = harness.submit("sleep", {"seconds": 0})
@@ -293,7 +294,7 @@ def test_a_retry_whose_answer_is_lost_counts_once_when_another_worker_took_the_j
     def flaky():
         calls.append(1)
         if len(calls) == 1:
-            raise ConnectionError("upstream hiccup")   # transient: retried
+            raise ConnectionError("upstream hiccup")  # transient: retried
         return {"ok": True}
 
     ops = operations(op("flaky", flaky))
@@ -314,7 +315,7 @@ def test_a_retry_whose_answer_is_lost_counts_once_when_another_worker_took_the_j
         while not proxy.exec_sent and time.monotonic() < deadline:
             time.sleep(0.01)
         time.sleep(0.3)
-        other_loop.start()   # takes the job while the first worker waits for its answer
+        other_loop.start()  # takes the job while the first worker waits for its answer
         first_loop.join(timeout=30)
         while harness.store.get(job_id).status is not JobStatus.COMPLETE and time.monotonic() < deadline + 10:
             time.sleep(0.02)

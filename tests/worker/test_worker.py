@@ -56,7 +56,7 @@ def test_transient_errors_retry_with_backoff_then_succeed(harness):
     job = harness.store.get(job_id)
     assert job.status == JobStatus.COMPLETE and job.attempts == 3 and job.result == {"ok": True}
     assert len(calls) == 3
-    assert calls[1] - calls[0] >= 0.08 and calls[2] - calls[1] >= 0.16   # 0.1 s, then doubled (±20%)
+    assert calls[1] - calls[0] >= 0.08 and calls[2] - calls[1] >= 0.16  # 0.1 s, then doubled (±20%)
 
 
 def test_errors_fail_after_max_attempts_with_the_error(harness):
@@ -72,7 +72,7 @@ def test_errors_fail_after_max_attempts_with_the_error(harness):
 
 def test_time_limit_stops_a_runaway_job(harness):
     def runaway():
-        while True:          # pure Python: never returns by itself
+        while True:  # pure Python: never returns by itself
             pass
 
     job_id = harness.submit("runaway")
@@ -90,11 +90,10 @@ def test_result_cache_answers_a_repeat_without_running(harness):
         runs.append(n)
         return {"rows": ds.rows, "n": n}
 
-    ops = operations(op("count_rows", count_rows, needs_dataset=True,
-                        params=[Param("n", "int", "n", default=1)]))
+    ops = operations(op("count_rows", count_rows, needs_dataset=True, params=[Param("n", "int", "n", default=1)]))
     first = harness.submit("count_rows", {"n": 2})
     drain(harness, ops)
-    second = harness.submit("count_rows", {"n": 2.0})      # same request once validated
+    second = harness.submit("count_rows", {"n": 2.0})  # same request once validated
     other = harness.submit("count_rows", {"n": 3})
     drain(harness, ops)
     assert runs == [2, 3]
@@ -127,7 +126,7 @@ def test_png_results_are_stored_apart_and_cache_hits_share_one_copy(harness, red
     drain(harness, ops)
     binary = jobs_redis(harness.settings, decode=False)
     stored = harness.store.get(first).result_ref
-    binary.expire(stored, 100)                     # as if the first job were days old
+    binary.expire(stored, 100)  # as if the first job were days old
     second, third = harness.submit("plot"), harness.submit("plot")
     drain(harness, ops)
     for job_id in (first, second, third):
@@ -135,9 +134,9 @@ def test_png_results_are_stored_apart_and_cache_hits_share_one_copy(harness, red
         assert job.status == JobStatus.COMPLETE and job.result is None and job.result_type == "image/png"
         assert job.result_ref == stored and read_result(binary, job) == (PNG, "image/png")
     assert harness.store.get(second).cached_from == first and harness.store.get(third).cached_from == first
-    assert binary.ttl(stored) > 100                # each hit extends the one stored copy
+    assert binary.ttl(stored) > 100  # each hit extends the one stored copy
     assert [k for k in binary.scan_iter(match=b"result*") if not k.startswith(b"result-cache:")] == [stored.encode()]
-    harness.store.delete(first)                    # deleting one job leaves the others' result
+    harness.store.delete(first)  # deleting one job leaves the others' result
     assert read_result(binary, harness.store.get(second)) == (PNG, "image/png")
 
 
@@ -197,7 +196,7 @@ def test_with_announce_all_every_final_job_is_published(harness):
 
 def test_batches_shrink_to_one_for_slow_jobs(harness):
     worker = Worker(harness.settings, operations(), FakeData())
-    assert worker.batch_size() == 1          # nothing measured yet: no hoarding
+    assert worker.batch_size() == 1  # nothing measured yet: no hoarding
     worker._learn(0.0002)
     assert worker.batch_size() == 32
     worker._learn(0.3)
@@ -227,7 +226,7 @@ def test_slow_jobs_spread_over_workers(harness):
 def test_stop_gives_back_claimed_but_unstarted_jobs(harness):
     ids = [harness.submit("sleep", {"seconds": 0}) for _ in range(40)]
     worker = Worker(harness.settings, operations(), FakeData())
-    worker.avg_job_seconds = 0.0001      # claim a full batch at once
+    worker.avg_job_seconds = 0.0001  # claim a full batch at once
     original = worker._run
 
     def run_then_stop(item, answer):
@@ -246,7 +245,7 @@ def test_stop_gives_back_claimed_but_unstarted_jobs(harness):
 def test_a_job_that_keeps_killing_workers_fails_eventually(harness, attempts):
     job_id = harness.submit("sleep")
     doc = harness.store.get(job_id)
-    doc.attempts = attempts - 1 + 1     # three lost attempts already (max 3)
+    doc.attempts = attempts - 1 + 1  # three lost attempts already (max 3)
     harness.store.save(doc)
     drain(harness, operations(), job_max_attempts=3)
     job = harness.store.get(job_id)
@@ -259,7 +258,6 @@ def test_real_catalogue_and_dataset_with_the_cache(harness, tmp_path):
 
     from jobqueue_worker.data import DataSource
     from jobqueue_worker.main import load_catalogue
-
 
     late = tmp_path / "incidents.csv"
     data = DataSource(str(late))
@@ -295,7 +293,7 @@ def test_a_stop_mid_batch_puts_the_started_but_unrun_jobs_back_in_order(harness)
     stop_id = harness.submit("stopper")
     rest = [harness.submit("sleep") for _ in range(3)]
     worker = holder["worker"] = Worker(harness.settings, operations(stopper), FakeData())
-    worker._learn(0.0001)                      # a fast worker: the five come as one batch
+    worker._learn(0.0001)  # a fast worker: the five come as one batch
     assert worker.work(burst=True, install_signals=False) == 0
     assert harness.store.get(first).status is JobStatus.COMPLETE
     assert harness.store.get(stop_id).result == {"stopped": True}
@@ -328,7 +326,9 @@ def test_a_claim_whose_answer_was_lost_is_given_back_not_stranded(harness):
     run_burst(worker)
     assert lost, "the fault was never injected (no claim rode on a record)"
     stranded = [job.id for job in harness.store.get_many(ids) if job.status != JobStatus.COMPLETE]
-    assert not stranded, f"{len(stranded)} jobs not run, of which {len(set(stranded) & set(lost[0]))} were in the lost claim"
+    assert not stranded, (
+        f"{len(stranded)} jobs not run, of which {len(set(stranded) & set(lost[0]))} were in the lost claim"
+    )
 
 
 def test_quick_jobs_are_not_started_and_their_final_document_says_what_ran(harness):
@@ -345,7 +345,7 @@ def test_quick_jobs_are_not_started_and_their_final_document_says_what_ran(harne
     assert all(j.worker == worker.id and j.finished_at >= j.started_at > j.submitted_at for j in jobs)
     # one document write a job (the sweeper's lock may add one); started, it was two
     assert stats["cmdstat_set"]["calls"] <= 21, stats["cmdstat_set"]
-    assert "cmdstat_lpos" not in stats   # no start ran
+    assert "cmdstat_lpos" not in stats  # no start ran
 
 
 def test_a_quick_job_taken_from_a_dead_worker_is_started_before_it_runs(harness):
@@ -362,10 +362,10 @@ def test_a_quick_job_taken_from_a_dead_worker_is_started_before_it_runs(harness)
 
     seen["id"] = harness.submit("probe")
     assert quick_worker().work(burst=True, install_signals=False) == 0
-    assert seen["statuses"] == [JobStatus.SUBMITTED]          # fresh and quick: never started
+    assert seen["statuses"] == [JobStatus.SUBMITTED]  # fresh and quick: never started
     seen["id"] = job_id = harness.submit("probe")
     d = harness.delivery
-    assert [i for i, _ in d.claim("dead", 1)] == [job_id]    # ran it quick, wrote nothing, died
+    assert [i for i, _ in d.claim("dead", 1)] == [job_id]  # ran it quick, wrote nothing, died
     harness.queue_client.zadd(keys.WORKERS_HEARTBEAT, {"dead": time.time() - 100})
     assert d.reap(30, min_uptime=0) == (1, 1)
     assert quick_worker().work(burst=True, install_signals=False) == 0
@@ -377,14 +377,20 @@ def test_a_batch_is_started_a_flush_window_at_a_time(harness):
     """Jobs are marked in-progress shortly before they run, not a whole batch ahead: a worker killed
     -9 mid-batch has started (attempt counted) only the jobs it was about to reach."""
     seen = []
-    probe = op("probe", lambda: seen.append(sum(j.status is JobStatus.IN_PROGRESS
-                                                for j in harness.store.get_many(ids))) or time.sleep(0.008) or {})
+    probe = op(
+        "probe",
+        lambda: (
+            seen.append(sum(j.status is JobStatus.IN_PROGRESS for j in harness.store.get_many(ids)))
+            or time.sleep(0.008)
+            or {}
+        ),
+    )
     ids = [harness.submit("probe") for _ in range(12)]
     worker = Worker(harness.settings.replace(result_cache=False), operations(probe), FakeData())
-    worker._learn(0.008)                       # the 12 come as one batch; 8 ms a job is not quick
+    worker._learn(0.008)  # the 12 come as one batch; 8 ms a job is not quick
     assert worker.work(burst=True, install_signals=False) == 0
     assert {j.status for j in harness.store.get_many(ids)} == {JobStatus.COMPLETE}
-    assert max(seen) <= 2, seen                # started ahead: about FLUSH_SECONDS of work, not the batch
+    assert max(seen) <= 2, seen  # started ahead: about FLUSH_SECONDS of work, not the batch
 
 
 def test_a_quick_job_that_runs_long_is_started_while_it_runs(harness):
@@ -418,7 +424,7 @@ def test_jobs_started_ahead_are_charged_an_attempt_only_when_they_run(harness):
     probe = op("probe", lambda: seen.append([(j.status, j.attempts) for j in harness.store.get_many(ids)]) or {})
     ids = [harness.submit("probe") for _ in range(3)]
     worker = Worker(harness.settings.replace(result_cache=False), operations(probe), FakeData())
-    worker._learn(0.0001)                      # one batch, all three reached within the window
+    worker._learn(0.0001)  # one batch, all three reached within the window
     assert worker.work(burst=True, install_signals=False) == 0
     assert seen[0] == [(JobStatus.IN_PROGRESS, 1), (JobStatus.IN_PROGRESS, 0), (JobStatus.IN_PROGRESS, 0)]
     assert {(j.status, j.attempts) for j in harness.store.get_many(ids)} == {(JobStatus.COMPLETE, 1)}
@@ -443,7 +449,7 @@ def test_an_idle_worker_runs_a_new_job_without_another_round_trip(harness, monke
     ran = []
     probe = op("probe", lambda: ran.append(len(sends)) or {})
     worker = Worker(harness.settings, operations(probe), FakeData())
-    worker._learn(0.0001, "probe")   # quick: no start call either, so the run follows the claim directly
+    worker._learn(0.0001, "probe")  # quick: no start call either, so the run follows the claim directly
     monkeypatch.setattr(redis.connection.Connection, "send_packed_command", counted)
     loop.append(threading.Thread(target=worker.work, kwargs={"install_signals": False}))
     loop[0].start()

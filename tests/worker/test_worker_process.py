@@ -31,7 +31,7 @@ def test_kill_9_mid_job_completes_exactly_once_on_another_worker(harness, redis_
     pubsub = harness.jobs.pubsub()
     pubsub.subscribe(keys.JOB_DONE_CHANNEL)
     job_id = harness.submit("sleep", {"seconds": 1.0})
-    harness.jobs.set(keys.waited(job_id), "1", ex=120)   # as a waiting request marks it: the run the
+    harness.jobs.set(keys.waited(job_id), "1", ex=120)  # as a waiting request marks it: the run the
     # reaper takes back is not final, so the mark stays for the one final announcement
     first = start_worker(redis_url, tmp_path / "a.log", JOB_LEASE_SECONDS="1")
     try:
@@ -94,7 +94,7 @@ def test_sigterm_past_the_grace_gives_the_job_back(harness, redis_url, tmp_path)
 def test_redis_killed_and_restarted_worker_reconnects_and_queued_jobs_survive(fresh_redis, tmp_path):
     h = Harness(fresh_redis.url)
     queued = [h.submit("sleep", {"seconds": 0}) for _ in range(5)]
-    time.sleep(1.5)                         # appendfsync everysec: let the AOF reach the disk
+    time.sleep(1.5)  # appendfsync everysec: let the AOF reach the disk
     fresh_redis.kill()
     proc = start_worker(fresh_redis.url, tmp_path / "w.log")
     try:
@@ -119,8 +119,9 @@ def test_redis_killed_and_restarted_worker_reconnects_and_queued_jobs_survive(fr
 
 
 def test_bad_setting_stops_the_worker_with_a_message_naming_it(redis_url):
-    out = subprocess.run([WORKER_EXE], env=proc_env(redis_url, JOB_LEASE_SECONDS="soon"),
-                         capture_output=True, text=True, timeout=30)
+    out = subprocess.run(
+        [WORKER_EXE], env=proc_env(redis_url, JOB_LEASE_SECONDS="soon"), capture_output=True, text=True, timeout=30
+    )
     assert out.returncode == 2
     assert "JOB_LEASE_SECONDS" in out.stderr
 
@@ -132,8 +133,13 @@ def test_supervisor_runs_several_processes_and_serves_their_metrics(harness, red
     (tmp_path / "metrics").mkdir()
     (tmp_path / "metrics" / "notes.txt").write_text("mine\n")
     (tmp_path / "metrics" / "counter_999999.db").write_bytes(b"stale from a previous run")
-    proc = start_worker(redis_url, tmp_path / "w.log", WORKER_CONCURRENCY="2", WORKER_METRICS_PORT=str(port),
-                        PROMETHEUS_MULTIPROC_DIR=str(tmp_path / "metrics"))
+    proc = start_worker(
+        redis_url,
+        tmp_path / "w.log",
+        WORKER_CONCURRENCY="2",
+        WORKER_METRICS_PORT=str(port),
+        PROMETHEUS_MULTIPROC_DIR=str(tmp_path / "metrics"),
+    )
     try:
         wait_until(lambda: all(status(harness, j) == JobStatus.COMPLETE for j in ids), 60, "jobs")
         assert len({harness.store.get(j).worker for j in ids}) == 2

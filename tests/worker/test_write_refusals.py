@@ -34,7 +34,9 @@ def test_refusals_are_recognised_as_transient(fresh_redis):
         client.set("x", "y")
     except redis.exceptions.RedisError as exc:
         assert write_refusal(exc) == "OOM" and is_transient(exc)
-    assert write_refusal(redis.exceptions.ResponseError("MISCONF Redis is configured to save RDB snapshots")) == "MISCONF"
+    assert (
+        write_refusal(redis.exceptions.ResponseError("MISCONF Redis is configured to save RDB snapshots")) == "MISCONF"
+    )
     in_transaction = "Command # 2 (SET job:x {}) of pipeline caused error: MISCONF Redis is configured to save"
     assert write_refusal(redis.exceptions.ResponseError(in_transaction)) == "MISCONF"
     assert not is_transient(redis.exceptions.ResponseError("WRONGTYPE Operation against a key"))
@@ -79,13 +81,21 @@ def test_a_worker_gives_back_what_it_claimed_when_redis_refuses_writes(fresh_red
     thread.start()
     try:
         queue = h.queue_client
-        wait_until(lambda: filler and queue.llen(keys.processing("w1")) == 0 and queue.llen(
-            keys.queue(h.settings.queue_name)) == 3, 10, "the claimed id back in the queue")
-        time.sleep(1.0)     # memory still full: nothing is run, nothing is lost
+        wait_until(
+            lambda: (
+                filler and queue.llen(keys.processing("w1")) == 0 and queue.llen(keys.queue(h.settings.queue_name)) == 3
+            ),
+            10,
+            "the claimed id back in the queue",
+        )
+        time.sleep(1.0)  # memory still full: nothing is run, nothing is lost
         assert {h.store.get(i).status for i in ids} == {JobStatus.SUBMITTED}
         raw.delete(*filler)
-        wait_until(lambda: all(h.store.get(i).status is JobStatus.COMPLETE for i in ids), 15,
-                   "every job complete once memory is back")
+        wait_until(
+            lambda: all(h.store.get(i).status is JobStatus.COMPLETE for i in ids),
+            15,
+            "every job complete once memory is back",
+        )
     finally:
         worker.request_stop()
         thread.join(10)

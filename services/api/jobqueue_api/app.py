@@ -68,8 +68,9 @@ class JobqueueFlask(Flask):
             return wrapped
 
 
-def create_app(settings: Settings | None = None, *, dataset: Any = None, load_data: bool = True,
-               catalogue: Registry | None = None) -> Flask:
+def create_app(
+    settings: Settings | None = None, *, dataset: Any = None, load_data: bool = True, catalogue: Registry | None = None
+) -> Flask:
     """Build the API. ``dataset`` injects an already-loaded Dataset; ``load_data=False`` skips
     loading DATA_PATH (readiness then reports the data as not loaded)."""
     settings = settings if settings is not None else load_settings()
@@ -89,10 +90,21 @@ def create_app(settings: Settings | None = None, *, dataset: Any = None, load_da
     app.extensions["jobqueue_openapi"] = build_spec(state.catalogue, settings, _version())
 
     register_error_handlers(app)
-    hooks.install(app, guards.parse_allowed_hosts(settings.allowed_hosts), settings.api_metrics_port,
-                  tokens=bool(settings.api_token or settings.api_tokens))
+    hooks.install(
+        app,
+        guards.parse_allowed_hosts(settings.allowed_hosts),
+        settings.api_metrics_port,
+        tokens=bool(settings.api_token or settings.api_tokens),
+    )
     for bp in (jobs.bp, analysis.bp, meta.bp, health.bp, metrics_routes.bp, docs.bp, ui.bp, ui.api):
         app.register_blueprint(bp)
-    log.info("api configured", extra={"queue": keys.queue(settings.queue_name), "queue_db": settings.redis_queue_db,
-                                      "jobs_db": settings.redis_jobs_db, "redis": describe(settings)})
+    log.info(
+        "api configured",
+        extra={
+            "queue": keys.queue(settings.queue_name),
+            "queue_db": settings.redis_queue_db,
+            "jobs_db": settings.redis_jobs_db,
+            "redis": describe(settings),
+        },
+    )
     return app

@@ -94,7 +94,9 @@ def csrf_token(token: str) -> str:
 def check_csrf(token: str | None) -> None:
     sent = request.headers.get(CSRF_HEADER, "")
     if token is None or not hmac.compare_digest(sent.encode(), csrf_token(token).encode()):
-        raise ApiError(403, "csrf_failed", f"a change made with the page's cookie needs the page's {CSRF_HEADER} header")
+        raise ApiError(
+            403, "csrf_failed", f"a change made with the page's cookie needs the page's {CSRF_HEADER} header"
+        )
 
 
 # blueprints whose routes need a token when tokens are configured (:func:`protect`)

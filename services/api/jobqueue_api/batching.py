@@ -64,11 +64,11 @@ class _Pending(Generic[T, R]):
 
     def __init__(self, item: T):
         self.item = item
-        self.done: threading.Event | None = None   # set when done (or failed), or to hand over the lead
+        self.done: threading.Event | None = None  # set when done (or failed), or to hand over the lead
         self.error: BaseException | None = None
         self.result: R | None = None
-        self.lead = False    # handed the lead: make the call for the queue, this item first
-        self.gone = False    # its caller stopped waiting (its greenlet was killed)
+        self.lead = False  # handed the lead: make the call for the queue, this item first
+        self.gone = False  # its caller stopped waiting (its greenlet was killed)
 
 
 class GroupCall(Generic[T, R]):
@@ -79,20 +79,25 @@ class GroupCall(Generic[T, R]):
     Works with threads and with gevent's patched ``threading`` (greenlets) alike.
     """
 
-    _event = threading.Event   # what a waiter waits on (a test makes one that is interrupted)
+    _event = threading.Event  # what a waiter waits on (a test makes one that is interrupted)
 
-    def __init__(self, run_many: Callable[[list[T]], Sequence[R] | None], max_batch: int = MAX_BATCH,
-                 fails_queue: Callable[[BaseException], bool] | None = None, linger: float = 0.0):
+    def __init__(
+        self,
+        run_many: Callable[[list[T]], Sequence[R] | None],
+        max_batch: int = MAX_BATCH,
+        fails_queue: Callable[[BaseException], bool] | None = None,
+        linger: float = 0.0,
+    ):
         self._run_many = run_many
         self._max_batch = max_batch
-        self._fails_queue = fails_queue   # errors that end the waiters' calls too (see _run_batch)
-        self._linger = linger             # how long a lead may wait for the last call's company
-        self._last = 1                    # items the last call carried
-        self._filled: threading.Event | None = None   # set when the lingering lead's queue is full
+        self._fails_queue = fails_queue  # errors that end the waiters' calls too (see _run_batch)
+        self._linger = linger  # how long a lead may wait for the last call's company
+        self._last = 1  # items the last call carried
+        self._filled: threading.Event | None = None  # set when the lingering lead's queue is full
         self._lock = threading.Lock()
         self._queue: deque[_Pending[T, R]] = deque()
-        self._busy = False   # a caller holds the lead (a call is in flight or about to be)
-        self.calls = 0       # calls made (tests and benchmarks read it)
+        self._busy = False  # a caller holds the lead (a call is in flight or about to be)
+        self.calls = 0  # calls made (tests and benchmarks read it)
 
     @property
     def waiting(self) -> int:
@@ -124,7 +129,7 @@ class GroupCall(Generic[T, R]):
         except BaseException:
             with self._lock:
                 entry.gone = True
-                if entry.lead:        # handed the lead as it was killed: pass it on
+                if entry.lead:  # handed the lead as it was killed: pass it on
                     self._hand_over()
             raise
 
@@ -133,7 +138,7 @@ class GroupCall(Generic[T, R]):
         error: BaseException | None = None
         batch: list[_Pending[T, R]] = []
         try:
-            time.sleep(0)   # let the requests already under way join (module docstring)
+            time.sleep(0)  # let the requests already under way join (module docstring)
             self._wait_for_company()
             with self._lock:
                 self._filled = None
@@ -151,16 +156,17 @@ class GroupCall(Generic[T, R]):
             error = exc
         finally:
             shared = error
-            if error is not None and not isinstance(error, Exception):   # a stop meant for the lead only
-                shared = LeadLost(f"the call was interrupted ({type(error).__name__}); "
-                                  "it may or may not have been applied")
+            if error is not None and not isinstance(error, Exception):  # a stop meant for the lead only
+                shared = LeadLost(
+                    f"the call was interrupted ({type(error).__name__}); it may or may not have been applied"
+                )
             for entry in batch:
                 if entry is not own:
                     entry.error = shared
                     assert entry.done is not None
                     entry.done.set()
             with self._lock:
-                if not batch:       # interrupted while gathering: ``own`` is still queued
+                if not batch:  # interrupted while gathering: ``own`` is still queued
                     own.gone = True
                 if error is not None and self._fails_queue is not None and self._fails_queue(error):
                     self._fail_queue(error)
@@ -213,8 +219,12 @@ class SubmitBatcher(GroupCall[Any, "BaseException | None"]):
     it raises what ``store_many`` raised, or the refusal ``store_many`` returned for this item (the
     rate limit is counted in the same call: ``submission.store_admitted``)."""
 
-    def __init__(self, store_many: Callable[[list[Any]], Sequence[BaseException | None] | None],
-                 max_batch: int = MAX_BATCH, fails_queue: Callable[[BaseException], bool] | None = None):
+    def __init__(
+        self,
+        store_many: Callable[[list[Any]], Sequence[BaseException | None] | None],
+        max_batch: int = MAX_BATCH,
+        fails_queue: Callable[[BaseException], bool] | None = None,
+    ):
         super().__init__(store_many, max_batch, fails_queue)
 
     def _queued_error(self, error: BaseException) -> BaseException:

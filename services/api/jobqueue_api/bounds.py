@@ -86,7 +86,7 @@ class BoundedRedis(redis.Redis):
     bounded (the done-channel listener waits for messages on purpose)."""
 
     bound = 5.0
-    _timeout: Any = None   # gevent.Timeout, set by :meth:`around`
+    _timeout: Any = None  # gevent.Timeout, set by :meth:`around`
 
     @classmethod
     def around(cls, client: redis.Redis, seconds: float) -> redis.Redis:

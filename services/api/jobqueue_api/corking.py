@@ -19,7 +19,7 @@ import socket
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
-CORK = getattr(socket, "TCP_CORK", None)   # Linux only
+CORK = getattr(socket, "TCP_CORK", None)  # Linux only
 
 
 def corked(app: Callable) -> Callable:
@@ -38,7 +38,7 @@ def corked(app: Callable) -> Callable:
             raise
         wrapper = environ.get("wsgi.file_wrapper")
         if wrapper is not None and isinstance(body, wrapper):
-            _set(sock, 0)   # sendfile: gunicorn sends the headers, then the file, itself
+            _set(sock, 0)  # sendfile: gunicorn sends the headers, then the file, itself
             return body
         return _Uncork(body, sock)
 
@@ -48,7 +48,7 @@ def corked(app: Callable) -> Callable:
 def _set(sock: Any, value: int) -> bool:
     try:
         sock.setsockopt(socket.IPPROTO_TCP, CORK, value)
-    except (OSError, AttributeError):   # not TCP (a UNIX socket), or already closed
+    except (OSError, AttributeError):  # not TCP (a UNIX socket), or already closed
         return False
     return True
 

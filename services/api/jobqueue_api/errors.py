@@ -16,8 +16,7 @@ import redis
 from flask import Flask, jsonify
 from werkzeug.exceptions import HTTPException
 
-from atx_analysis.errors import (AnalysisError, DataFormatError, MissingColumnError, PermanentError,
-                                 TransientError)
+from atx_analysis.errors import AnalysisError, DataFormatError, MissingColumnError, PermanentError, TransientError
 from atx_analysis.registry import ParamError, UnknownOperation
 from jobqueue.connections import WRITE_REFUSALS, write_refusal
 
@@ -36,8 +35,7 @@ class ApiError(Exception):
         self.headers: dict[str, str] = {}
 
 
-def error_response(status: int, code: str, message: str, headers: dict[str, str] | None = None,
-                   /, **extra: Any):
+def error_response(status: int, code: str, message: str, headers: dict[str, str] | None = None, /, **extra: Any):
     body = {"error": code, "message": message, **extra}
     response = jsonify(body)
     response.status_code = status
@@ -71,8 +69,9 @@ ANALYSIS_ERRORS: list[tuple[type[AnalysisError], int, str]] = [
 
 def analysis_error(exc: AnalysisError) -> ApiError:
     """The ApiError an analysis error becomes: a named 4xx for permanent ones, 503 for transient."""
-    status, code = next(((status, code) for kind, status, code in ANALYSIS_ERRORS if isinstance(exc, kind)),
-                        (500, "internal_error"))
+    status, code = next(
+        ((status, code) for kind, status, code in ANALYSIS_ERRORS if isinstance(exc, kind)), (500, "internal_error")
+    )
     extra: dict[str, Any] = {}
     message = str(exc)
     if isinstance(exc, ParamError):
@@ -118,8 +117,9 @@ def register_error_handlers(app: Flask) -> None:
     @app.errorhandler(redis.exceptions.ReadOnlyError)  # a replica during failover
     def _redis_down(exc: Exception):
         log.warning("redis unavailable", extra={"error": str(exc)})
-        return error_response(503, "redis_unavailable", "the job store (Redis) is unreachable; retry shortly",
-                              {"Retry-After": "2"})
+        return error_response(
+            503, "redis_unavailable", "the job store (Redis) is unreachable; retry shortly", {"Retry-After": "2"}
+        )
 
     @app.errorhandler(redis.exceptions.ResponseError)
     def _redis_refused(exc: redis.exceptions.ResponseError):
@@ -129,8 +129,13 @@ def register_error_handlers(app: Flask) -> None:
             return _last_resort(exc)
         log.warning("redis refused a write", extra={"error": str(exc), "cause": cause})
         code = {"OOM": "redis_out_of_memory", "MISCONF": "redis_cannot_persist"}.get(cause, "redis_unavailable")
-        return error_response(503, code, f"the job store (Redis) refuses writes: {WRITE_REFUSALS[cause]}; "
-                              "nothing was stored, retry later", {"Retry-After": "30"}, cause=cause)
+        return error_response(
+            503,
+            code,
+            f"the job store (Redis) refuses writes: {WRITE_REFUSALS[cause]}; nothing was stored, retry later",
+            {"Retry-After": "30"},
+            cause=cause,
+        )
 
     @app.errorhandler(Exception)
     def _last_resort(exc: Exception):

@@ -42,7 +42,7 @@ from .ratelimit import client_of
 from .errors import ApiError
 from .submission import accepted_body, parse_body, read_length, store, validate_submission
 
-RAISE = "jobqueue.raise"   # environ key: an exception for Flask's request handling to raise (hooks.py)
+RAISE = "jobqueue.raise"  # environ key: an exception for Flask's request handling to raise (hooks.py)
 ROUTE, METHOD = "/submit", "POST"
 STATUS = "202 ACCEPTED"
 
@@ -53,16 +53,23 @@ def wrap(app: Flask, wsgi_app: Callable, guard: Guard, metrics_port: int) -> Cal
     latency = metrics.child_of_latency(ROUTE, METHOD)
     known_host, known_type = guard.known_host, guard.known_type
     clock = time.perf_counter
-    eligible: list[bool | None] = [None]   # decided at the first request, once every route and hook is in
+    eligible: list[bool | None] = [None]  # decided at the first request, once every route and hook is in
 
     def submit_app(environ: dict, start_response: Callable) -> Iterable[bytes]:
         ok = eligible[0]
         if ok is None:
             ok = eligible[0] = _eligible(app)
-        if (not ok or environ["REQUEST_METHOD"] != METHOD or environ.get("PATH_INFO") != ROUTE or environ.get("QUERY_STRING")
-                or "HTTP_PREFER" in environ or "HTTP_TRANSFER_ENCODING" in environ
-                or known_host(environ) is not True or known_type(environ.get("CONTENT_TYPE", "")) is not True
-                or (metrics_port and metrics.local_port(environ) == metrics_port)):
+        if (
+            not ok
+            or environ["REQUEST_METHOD"] != METHOD
+            or environ.get("PATH_INFO") != ROUTE
+            or environ.get("QUERY_STRING")
+            or "HTTP_PREFER" in environ
+            or "HTTP_TRANSFER_ENCODING" in environ
+            or known_host(environ) is not True
+            or known_type(environ.get("CONTENT_TYPE", "")) is not True
+            or (metrics_port and metrics.local_port(environ) == metrics_port)
+        ):
             return wsgi_app(environ, start_response)
         state = app.extensions["jobqueue"]
         try:
@@ -73,9 +80,9 @@ def wrap(app: Flask, wsgi_app: Callable, guard: Guard, metrics_port: int) -> Cal
         if not 0 < length <= state.settings.max_body_bytes or stream is None:
             return wsgi_app(environ, start_response)
         started = clock()
-        try:   # the body may still be on its way: read under Flask's path's own deadline
+        try:  # the body may still be on its way: read under Flask's path's own deadline
             raw = read_length(stream, length, state.settings.client_timeout_seconds)
-        except ApiError as exc:   # late (408), cut short or unreadable (400): Flask's error handlers answer it
+        except ApiError as exc:  # late (408), cut short or unreadable (400): Flask's error handlers answer it
             environ[RAISE] = exc
             return _to_flask(wsgi_app, environ, start_response, b"", started)
         try:
@@ -83,12 +90,12 @@ def wrap(app: Flask, wsgi_app: Callable, guard: Guard, metrics_port: int) -> Cal
             job = state.delivery.new_job(op.name, params, lane_of(op), None)
             # counted against its address, as ratelimit.client_id counts a request without a token
             client = client_of(None, environ.get("REMOTE_ADDR")) if state.settings.submit_rate_limit > 0 else None
-        except Exception:   # a refusal (or a bug): Flask's path judges the same body and answers
+        except Exception:  # a refusal (or a bug): Flask's path judges the same body and answers
             return _to_flask(wsgi_app, environ, start_response, raw, started)
         try:
             # returns once the job is stored, queued and counted; may raise the 504 (submission.store)
             store(state.submits, (job, client), environ.get("SCRIPT_NAME", ""))
-        except Exception as exc:   # a 429, 503 or 504: Flask's error handlers answer it (hooks.py raises it)
+        except Exception as exc:  # a 429, 503 or 504: Flask's error handlers answer it (hooks.py raises it)
             environ[RAISE] = exc
             return _to_flask(wsgi_app, environ, start_response, raw, started)
         body = accepted_body(job)
@@ -114,14 +121,20 @@ def _eligible(app: Flask) -> bool:
     adapter = app.url_map.bind("localhost")
     try:
         endpoint, _ = adapter.match(ROUTE, method=METHOD)
-    except HTTPException:   # no such route (404, 405): Flask answers
+    except HTTPException:  # no such route (404, 405): Flask answers
         return False
-    return (app.view_functions.get(endpoint) is jobs.submit
-            and set(app.before_request_funcs) <= {None} and len(app.before_request_funcs.get(None, ())) == 1
-            and not app.after_request_funcs.get("jobs") and len(app.after_request_funcs.get(None, ())) == 1
-            and not any(app.teardown_request_funcs.values()) and not app.teardown_appcontext_funcs
-            and not any(app.url_value_preprocessors.values())
-            and not request_started.receivers and not request_finished.receivers)
+    return (
+        app.view_functions.get(endpoint) is jobs.submit
+        and set(app.before_request_funcs) <= {None}
+        and len(app.before_request_funcs.get(None, ())) == 1
+        and not app.after_request_funcs.get("jobs")
+        and len(app.after_request_funcs.get(None, ())) == 1
+        and not any(app.teardown_request_funcs.values())
+        and not app.teardown_appcontext_funcs
+        and not any(app.url_value_preprocessors.values())
+        and not request_started.receivers
+        and not request_finished.receivers
+    )
 
 
 def _to_flask(wsgi_app: Callable, environ: dict, start_response: Callable, raw: bytes, started: float) -> Any:

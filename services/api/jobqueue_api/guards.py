@@ -21,8 +21,18 @@ from .errors import ApiError
 
 HOST_EXEMPT = frozenset({"/healthz", "/readyz", "/metrics"})
 WRITE_METHODS = frozenset({"POST", "PUT", "PATCH"})
-NO_STORE_PREFIXES = ("/status/", "/jobs", "/download/", "/results/", "/analysis/", "/incident_count_by_date",
-                     "/data", "/submit", "/queue", "/ui/")
+NO_STORE_PREFIXES = (
+    "/status/",
+    "/jobs",
+    "/download/",
+    "/results/",
+    "/analysis/",
+    "/incident_count_by_date",
+    "/data",
+    "/submit",
+    "/queue",
+    "/ui/",
+)
 # the page's own script, styles and vendored Swagger UI hold no job data: cached, revalidated by ETag
 CACHEABLE_PREFIX = "/ui/static/"
 
@@ -88,15 +98,23 @@ class Guard:
     def check(self, req, environ: dict) -> None:
         """Raise the 400 of a Host not allowed, or the 415 of a write whose body is not JSON."""
         if req.path not in HOST_EXEMPT and not self._host_ok(req, environ):
-            raise ApiError(400, "host_not_allowed", "this Host is not in the API's ALLOWED_HOSTS; use the address "
-                           "the API is published under (e.g. localhost with kubectl port-forward)")
+            raise ApiError(
+                400,
+                "host_not_allowed",
+                "this Host is not in the API's ALLOWED_HOSTS; use the address "
+                "the API is published under (e.g. localhost with kubectl port-forward)",
+            )
         if req.method in WRITE_METHODS and req.url_rule is not None:
             has_body = bool(req.content_length) or "chunked" in environ.get("HTTP_TRANSFER_ENCODING", "").lower()
             if has_body:
                 json_body, mimetype = self._type_ok(req, environ.get("CONTENT_TYPE", ""))
                 if not json_body:
-                    raise ApiError(415, "unsupported_media_type", "send the body as JSON with "
-                                   "'Content-Type: application/json'", content_type=mimetype[:100] or None)
+                    raise ApiError(
+                        415,
+                        "unsupported_media_type",
+                        "send the body as JSON with 'Content-Type: application/json'",
+                        content_type=mimetype[:100] or None,
+                    )
 
     def known_host(self, environ: dict) -> bool | None:
         """The remembered verdict on this request's Host, None if not judged yet."""
@@ -110,7 +128,7 @@ class Guard:
 
     def _host_ok(self, req, environ: dict) -> bool:
         raw = environ.get("HTTP_HOST")
-        if raw is None:   # HTTP/1.0 without Host: werkzeug falls back to the server's name
+        if raw is None:  # HTTP/1.0 without Host: werkzeug falls back to the server's name
             return host_allowed(req.host, self.allowed_hosts)
         key = (environ.get("wsgi.url_scheme", ""), raw)
         verdict = self._host_verdicts.get(key)
@@ -141,7 +159,7 @@ def with_headers(wsgi_app: Callable) -> Callable:
     ``Headers`` in an after-request hook, whose look-ups by name were 2-3% of a submit's CPU."""
 
     def app(environ: dict, start_response: Callable) -> Iterable[bytes]:
-        path = "/" + environ.get("PATH_INFO", "").lstrip("/")   # as request.path reads it
+        path = "/" + environ.get("PATH_INFO", "").lstrip("/")  # as request.path reads it
         no_store = path.startswith(NO_STORE_PREFIXES) and not path.startswith(CACHEABLE_PREFIX)
 
         def start(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Callable:

@@ -16,19 +16,31 @@ import os
 import time
 
 from flask import Response, abort
-from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    REGISTRY,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
 from prometheus_client import multiprocess
 
 from jobqueue.metrics_collector import QueueCollector
 
 REQUESTS = Counter("jobqueue_http_requests_total", "HTTP requests answered", ["route", "method", "status"])
-LATENCY = Histogram("jobqueue_http_request_duration_seconds", "HTTP request latency", ["route", "method"],
-                    buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60))
+LATENCY = Histogram(
+    "jobqueue_http_request_duration_seconds",
+    "HTTP request latency",
+    ["route", "method"],
+    buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
+)
 SUBMITTED = Counter("jobqueue_jobs_submitted_total", "jobs accepted (202)", ["operation"])
-LONG_POLLS = Gauge("jobqueue_api_long_polls", "?wait= requests waiting for their job now",
-                   multiprocess_mode="livesum")
-LONG_POLLS_REFUSED = Counter("jobqueue_api_long_polls_refused_total",
-                             "?wait= requests answered at once because the process held MAX_WAITERS")
+LONG_POLLS = Gauge("jobqueue_api_long_polls", "?wait= requests waiting for their job now", multiprocess_mode="livesum")
+LONG_POLLS_REFUSED = Counter(
+    "jobqueue_api_long_polls_refused_total", "?wait= requests answered at once because the process held MAX_WAITERS"
+)
 
 # Every label takes its value from a fixed set, whatever a client sends: gunicorn passes any
 # uppercase token as a method, and each new value would add ~20 series for good (and grow the
@@ -100,7 +112,7 @@ def check_listener(req, port: int) -> None:
         abort(404)
 
 
-STARTED = "jobqueue.started"   # environ key: when the request passed the checks (``hooks.py``)
+STARTED = "jobqueue.started"  # environ key: when the request passed the checks (``hooks.py``)
 
 
 def record(req, response) -> None:
@@ -142,5 +154,4 @@ def exposition(queue_collector: QueueCollector) -> Response:
         scrape = CollectorRegistry()
         scrape.register(queue_collector)
         body = generate_latest(REGISTRY) + generate_latest(scrape)
-    return Response(body, mimetype=CONTENT_TYPE_LATEST.split(";")[0],
-                    headers={"Content-Type": CONTENT_TYPE_LATEST})
+    return Response(body, mimetype=CONTENT_TYPE_LATEST.split(";")[0], headers={"Content-Type": CONTENT_TYPE_LATEST})

@@ -35,27 +35,45 @@ def _error(description: str) -> dict[str, Any]:
     return _json(_ref("Error"), description)
 
 
-JOB_ID_PARAM = {"name": "job_id", "in": "path", "required": True,
-                "schema": {"type": "string", "pattern": JOB_ID_RE.pattern}, "description": "job id (UUID4)"}
+JOB_ID_PARAM = {
+    "name": "job_id",
+    "in": "path",
+    "required": True,
+    "schema": {"type": "string", "pattern": JOB_ID_RE.pattern},
+    "description": "job id (UUID4)",
+}
 
 
 def _wait_param(cap: float) -> dict[str, Any]:
-    return {"name": "wait", "in": "query", "required": False,
-            "schema": {"type": "number", "minimum": 0},
-            "description": f"long poll: answer as soon as the job finishes, or after this many seconds "
-                           f"(capped at {cap:g})"}
+    return {
+        "name": "wait",
+        "in": "query",
+        "required": False,
+        "schema": {"type": "number", "minimum": 0},
+        "description": f"long poll: answer as soon as the job finishes, or after this many seconds (capped at {cap:g})",
+    }
 
 
 def _submit_wait_params(cap: float) -> list[dict[str, Any]]:
     return [
-        {"name": "wait", "in": "query", "required": False, "schema": {"type": "number", "minimum": 0},
-         "description": f"submit and wait: answer 200 with the job once final, if that is within this many "
-                        f"seconds (capped at {cap:g}), else 202 with its current document; without it, the "
-                        f"tutorial's 202 {{job_id, status}}"},
-        {"name": "Prefer", "in": "header", "required": False, "schema": {"type": "string"},
-         "description": "RFC 7240: `wait=N` (whole seconds) asks for the same as ?wait=N (which wins when "
-                        "both are given); the answer then has Preference-Applied. Other preferences, "
-                        "and a wait value that is not a whole number, are ignored"},
+        {
+            "name": "wait",
+            "in": "query",
+            "required": False,
+            "schema": {"type": "number", "minimum": 0},
+            "description": f"submit and wait: answer 200 with the job once final, if that is within this many "
+            f"seconds (capped at {cap:g}), else 202 with its current document; without it, the "
+            f"tutorial's 202 {{job_id, status}}",
+        },
+        {
+            "name": "Prefer",
+            "in": "header",
+            "required": False,
+            "schema": {"type": "string"},
+            "description": "RFC 7240: `wait=N` (whole seconds) asks for the same as ?wait=N (which wins when "
+            "both are given); the answer then has Preference-Applied. Other preferences, "
+            "and a wait value that is not a whole number, are ignored",
+        },
     ]
 
 
@@ -67,8 +85,10 @@ def params_schema(op) -> dict[str, Any]:
 
 # gunicorn refuses a request line over 4,094 bytes before the app sees it (limit_request_line), with
 # its own small HTML page: documented so clients know the limit exists.
-URI_TOO_LONG = {"description": "request line (method, path and query) over 4,094 bytes, refused by the "
-                               "HTTP server before the application"}
+URI_TOO_LONG = {
+    "description": "request line (method, path and query) over 4,094 bytes, refused by the "
+    "HTTP server before the application"
+}
 
 
 def _analysis_paths(catalogue: Registry, secured: list, responses: dict[str, Any]) -> dict[str, Any]:
@@ -79,131 +99,229 @@ def _analysis_paths(catalogue: Registry, secured: list, responses: dict[str, Any
         params = []
         for p in op.params:
             schema = {k: v for k, v in p.json_schema().items() if k != "description"}
-            params.append({"name": p.name, "in": "query", "required": p.required, "schema": schema,
-                           "description": p.description})
-        paths[f"/analysis/{op.name}"] = {"get": {
-            "operationId": f"analysis_{op.name}", "summary": op.description.split(". ")[0][:120],
-            "tags": ["analysis"], "security": secured, "parameters": params, "responses": responses}}
+            params.append(
+                {"name": p.name, "in": "query", "required": p.required, "schema": schema, "description": p.description}
+            )
+        paths[f"/analysis/{op.name}"] = {
+            "get": {
+                "operationId": f"analysis_{op.name}",
+                "summary": op.description.split(". ")[0][:120],
+                "tags": ["analysis"],
+                "security": secured,
+                "parameters": params,
+                "responses": responses,
+            }
+        }
     return paths
 
 
 def _components(catalogue: Registry) -> dict[str, Any]:
     submissions = []
     for op in catalogue:
-        submissions.append({
-            "title": op.name,
-            "type": "object",
-            "additionalProperties": False,
-            "required": ["operation"] + (["params"] if any(p.required for p in op.params) else []),
-            "properties": {"operation": {"const": op.name}, "params": params_schema(op)},
-        })
+        submissions.append(
+            {
+                "title": op.name,
+                "type": "object",
+                "additionalProperties": False,
+                "required": ["operation"] + (["params"] if any(p.required for p in op.params) else []),
+                "properties": {"operation": {"const": op.name}, "params": params_schema(op)},
+            }
+        )
     status_enum = [s.value for s in JobStatus]
     return {
         "schemas": {
-            "Error": {"type": "object", "required": ["error", "message"],
-                      "properties": {"error": {"type": "string"}, "message": {"type": "string"},
-                                     "param": {"type": "string"},
-                                     "job_id": {"type": "string", "description": "the job concerned (404, 504)"}}},
+            "Error": {
+                "type": "object",
+                "required": ["error", "message"],
+                "properties": {
+                    "error": {"type": "string"},
+                    "message": {"type": "string"},
+                    "param": {"type": "string"},
+                    "job_id": {"type": "string", "description": "the job concerned (404, 504)"},
+                },
+            },
             "Submission": {"oneOf": submissions} if submissions else {"type": "object"},
-            "Accepted": {"type": "object", "required": ["job_id", "status"],
-                         "properties": {"job_id": {"type": "string"}, "status": {"const": "submitted"},
-                                        "status_url": {"type": "string"}}},
-            "Job": {"type": "object", "required": ["job_id", "status", "operation", "params"],
-                    "properties": {
-                        "job_id": {"type": "string"}, "id": {"type": "string"},
-                        "status": {"type": "string", "enum": status_enum},
-                        "operation": {"type": "string"}, "params": {"type": "object"},
-                        "input": {"type": "object"},
-                        "submitted_at": {"type": "number"},
-                        "started_at": {"type": ["number", "null"]},
-                        "finished_at": {"type": ["number", "null"]},
-                        "attempts": {"type": "integer"}, "worker": {"type": ["string", "null"]},
-                        "error": {"type": ["string", "null"]}, "result": {},
-                        "result_type": {"type": "string"}, "result_url": {"type": "string"},
-                        "dataset": {"type": ["string", "null"]}, "cached": {"type": "boolean"},
-                        "cached_from": {"type": ["string", "null"]}}},
-            "Queue": {"type": "object",
-                      "required": ["queue", "depth", "in_progress", "delayed_retries", "oldest_waiting_seconds",
-                                   "workers_alive", "workers", "stalled", "recent"],
-                      "properties": {
-                          "queue": {"type": "string"}, "depth": {"type": "integer"},
-                          "depth_by_lane": {"type": "object", "additionalProperties": {"type": "integer"}},
-                          "in_progress": {"type": "integer"}, "delayed_retries": {"type": "integer"},
-                          "oldest_waiting_seconds": {"type": ["number", "null"]},
-                          "workers_alive": {"type": "integer"}, "stalled": {"type": "boolean"},
-                          "lease_seconds": {"type": "number"}, "time": {"type": "number"},
-                          "workers": {"type": "array", "items": {
-                              "type": "object", "required": ["id", "heartbeat_age_seconds", "alive", "job_id"],
-                              "properties": {"id": {"type": "string"}, "heartbeat_age_seconds": {"type": "number"},
-                                             "alive": {"type": "boolean"}, "job_id": {"type": ["string", "null"]}}}},
-                          "recent": {"type": "object", "required": ["complete", "failed", "start", "bucket_seconds"],
-                                     "properties": {"window_seconds": {"type": "integer"},
-                                                    "bucket_seconds": {"type": "integer"},
-                                                    "start": {"type": "number"}, "sampled": {"type": "boolean"},
-                                                    "complete": {"type": "array", "items": {"type": "integer"}},
-                                                    "failed": {"type": "array", "items": {"type": "integer"}}}}}},
-            "JobList": {"type": "object", "required": ["jobs", "count", "next_cursor"],
-                        "properties": {"jobs": {"type": "array", "items": _ref("Job")},
-                                       "count": {"type": "integer"}, "limit": {"type": "integer"},
-                                       "offset": {"type": "integer"},
-                                       "next_offset": {"type": ["integer", "null"]},
-                                       "next_cursor": {"type": ["string", "null"]}}},
+            "Accepted": {
+                "type": "object",
+                "required": ["job_id", "status"],
+                "properties": {
+                    "job_id": {"type": "string"},
+                    "status": {"const": "submitted"},
+                    "status_url": {"type": "string"},
+                },
+            },
+            "Job": {
+                "type": "object",
+                "required": ["job_id", "status", "operation", "params"],
+                "properties": {
+                    "job_id": {"type": "string"},
+                    "id": {"type": "string"},
+                    "status": {"type": "string", "enum": status_enum},
+                    "operation": {"type": "string"},
+                    "params": {"type": "object"},
+                    "input": {"type": "object"},
+                    "submitted_at": {"type": "number"},
+                    "started_at": {"type": ["number", "null"]},
+                    "finished_at": {"type": ["number", "null"]},
+                    "attempts": {"type": "integer"},
+                    "worker": {"type": ["string", "null"]},
+                    "error": {"type": ["string", "null"]},
+                    "result": {},
+                    "result_type": {"type": "string"},
+                    "result_url": {"type": "string"},
+                    "dataset": {"type": ["string", "null"]},
+                    "cached": {"type": "boolean"},
+                    "cached_from": {"type": ["string", "null"]},
+                },
+            },
+            "Queue": {
+                "type": "object",
+                "required": [
+                    "queue",
+                    "depth",
+                    "in_progress",
+                    "delayed_retries",
+                    "oldest_waiting_seconds",
+                    "workers_alive",
+                    "workers",
+                    "stalled",
+                    "recent",
+                ],
+                "properties": {
+                    "queue": {"type": "string"},
+                    "depth": {"type": "integer"},
+                    "depth_by_lane": {"type": "object", "additionalProperties": {"type": "integer"}},
+                    "in_progress": {"type": "integer"},
+                    "delayed_retries": {"type": "integer"},
+                    "oldest_waiting_seconds": {"type": ["number", "null"]},
+                    "workers_alive": {"type": "integer"},
+                    "stalled": {"type": "boolean"},
+                    "lease_seconds": {"type": "number"},
+                    "time": {"type": "number"},
+                    "workers": {
+                        "type": "array",
+                        "items": {
+                            "type": "object",
+                            "required": ["id", "heartbeat_age_seconds", "alive", "job_id"],
+                            "properties": {
+                                "id": {"type": "string"},
+                                "heartbeat_age_seconds": {"type": "number"},
+                                "alive": {"type": "boolean"},
+                                "job_id": {"type": ["string", "null"]},
+                            },
+                        },
+                    },
+                    "recent": {
+                        "type": "object",
+                        "required": ["complete", "failed", "start", "bucket_seconds"],
+                        "properties": {
+                            "window_seconds": {"type": "integer"},
+                            "bucket_seconds": {"type": "integer"},
+                            "start": {"type": "number"},
+                            "sampled": {"type": "boolean"},
+                            "complete": {"type": "array", "items": {"type": "integer"}},
+                            "failed": {"type": "array", "items": {"type": "integer"}},
+                        },
+                    },
+                },
+            },
+            "JobList": {
+                "type": "object",
+                "required": ["jobs", "count", "next_cursor"],
+                "properties": {
+                    "jobs": {"type": "array", "items": _ref("Job")},
+                    "count": {"type": "integer"},
+                    "limit": {"type": "integer"},
+                    "offset": {"type": "integer"},
+                    "next_offset": {"type": ["integer", "null"]},
+                    "next_cursor": {"type": ["string", "null"]},
+                },
+            },
         },
-        "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer",
-                                       "description": "only when the server sets API_TOKEN"}},
+        "securitySchemes": {
+            "bearer": {"type": "http", "scheme": "bearer", "description": "only when the server sets API_TOKEN"}
+        },
     }
 
 
 def build_spec(catalogue: Registry, settings: Settings, version: str) -> dict[str, Any]:
     wait = _wait_param(settings.max_wait_seconds)
     secured: list[dict[str, list[str]]] = [{}, {"bearer": []}]  # open unless API_TOKEN is set
-    job_errors = {"400": _error("malformed job id or query parameter"), "401": _error("missing or wrong token"),
-                  "404": _error("no such job"), "503": _error("Redis unreachable")}
-    location = {"Location": {"description": "/status/<job_id>: where the job can be polled",
-                             "schema": {"type": "string"}}}
+    job_errors = {
+        "400": _error("malformed job id or query parameter"),
+        "401": _error("missing or wrong token"),
+        "404": _error("no such job"),
+        "503": _error("Redis unreachable"),
+    }
+    location = {
+        "Location": {"description": "/status/<job_id>: where the job can be polled", "schema": {"type": "string"}}
+    }
     submit_op: dict[str, Any] = {
         "security": secured,
         "requestBody": {"required": True, "content": {JSON: {"schema": _ref("Submission")}}},
-        "responses": {"202": _json(_ref("Accepted"), "accepted and queued"),
-                      "400": _error("malformed JSON, not an object, missing/unknown operation or bad parameter"),
-                      "401": _error("missing or wrong token"),
-                      "408": _error("the body did not arrive within CLIENT_TIMEOUT_SECONDS"),
-                      "413": _error("body larger than MAX_BODY_BYTES"),
-                      "415": _error("the body is not Content-Type: application/json"),
-                      "429": _error("this client's SUBMIT_RATE_LIMIT per minute is used up; see Retry-After"),
-                      "503": _error("Redis unreachable, or refusing writes: nothing was stored; submit again "
-                                    "after Retry-After"),
-                      "504": {**_error("Redis did not answer in time after the job was sent to it: "
-                                      "it may be stored (error redis_timeout, no Retry-After). "
-                                      "job_id and Location name it: check GET /status/<job_id> "
-                                      "before submitting again (404: not stored)"),
-                              "headers": location}},
+        "responses": {
+            "202": _json(_ref("Accepted"), "accepted and queued"),
+            "400": _error("malformed JSON, not an object, missing/unknown operation or bad parameter"),
+            "401": _error("missing or wrong token"),
+            "408": _error("the body did not arrive within CLIENT_TIMEOUT_SECONDS"),
+            "413": _error("body larger than MAX_BODY_BYTES"),
+            "415": _error("the body is not Content-Type: application/json"),
+            "429": _error("this client's SUBMIT_RATE_LIMIT per minute is used up; see Retry-After"),
+            "503": _error("Redis unreachable, or refusing writes: nothing was stored; submit again after Retry-After"),
+            "504": {
+                **_error(
+                    "Redis did not answer in time after the job was sent to it: "
+                    "it may be stored (error redis_timeout, no Retry-After). "
+                    "job_id and Location name it: check GET /status/<job_id> "
+                    "before submitting again (404: not stored)"
+                ),
+                "headers": location,
+            },
+        },
     }
     submit_and_wait = {
         **submit_op,
         "parameters": _submit_wait_params(settings.max_wait_seconds),
         "responses": {
             **submit_op["responses"],
-            "200": {**_json(_ref("Job"), "with ?wait= (or Prefer: wait): the job reached a final status within "
-                                         "the wait; the document GET /status/<job_id> shows"), "headers": location},
-            "202": {**_json({"anyOf": [_ref("Accepted"), _ref("Job")]},
-                            "accepted and queued: the tutorial's {job_id, status}; with ?wait=, the job's current "
-                            "document (not final within the wait) and a Location header"), "headers": location},
+            "200": {
+                **_json(
+                    _ref("Job"),
+                    "with ?wait= (or Prefer: wait): the job reached a final status within "
+                    "the wait; the document GET /status/<job_id> shows",
+                ),
+                "headers": location,
+            },
+            "202": {
+                **_json(
+                    {"anyOf": [_ref("Accepted"), _ref("Job")]},
+                    "accepted and queued: the tutorial's {job_id, status}; with ?wait=, the job's current "
+                    "document (not final within the wait) and a Location header",
+                ),
+                "headers": location,
+            },
             "400": _error("malformed JSON, not an object, missing/unknown operation, bad parameter or bad wait"),
         },
     }
     result_responses = {
-        "200": {"description": "the result: JSON, or a PNG for plot operations",
-                "content": {JSON: {"schema": {}}, "image/png": {"schema": {"type": "string", "contentEncoding": "binary"}}}},
+        "200": {
+            "description": "the result: JSON, or a PNG for plot operations",
+            "content": {JSON: {"schema": {}}, "image/png": {"schema": {"type": "string", "contentEncoding": "binary"}}},
+        },
         "409": _error("the job failed, was cancelled or has not finished"),
         "410": _error("the stored result expired"),
         **job_errors,
     }
     analysis_responses = {
-        "200": {"description": "the operation's result",
-                "content": {JSON: {"schema": {"type": "object"}},
-                            "image/png": {"schema": {"type": "string", "contentEncoding": "binary"}}}},
-        "400": _error("bad parameter"), "401": _error("missing or wrong token"),
+        "200": {
+            "description": "the operation's result",
+            "content": {
+                JSON: {"schema": {"type": "object"}},
+                "image/png": {"schema": {"type": "string", "contentEncoding": "binary"}},
+            },
+        },
+        "400": _error("bad parameter"),
+        "401": _error("missing or wrong token"),
         "404": _error("unknown operation"),
         "503": _error("dataset not loaded, or (plots) SYNC_PLOTS_PER_PROCESS renders already running; see Retry-After"),
     }
@@ -215,92 +333,250 @@ def build_spec(catalogue: Registry, settings: Settings, version: str) -> dict[st
     text_or_json = {"text/plain": {"schema": {"type": "string"}}, JSON: {"schema": {"type": "object"}}}
 
     paths: dict[str, Any] = {
-        "/submit": {"post": {"operationId": "submit", "summary": "Submit a job (the tutorial's route)",
-                             "tags": ["jobs"], **submit_and_wait}},
+        "/submit": {
+            "post": {
+                "operationId": "submit",
+                "summary": "Submit a job (the tutorial's route)",
+                "tags": ["jobs"],
+                **submit_and_wait,
+            }
+        },
         "/jobs": {
-            "post": {"operationId": "createJob", "summary": "Submit a job; Location header points at it",
-                     "tags": ["jobs"], **submit_op},
-            "get": {"operationId": "listJobs", "summary": "Recent jobs, newest first", "tags": ["jobs"],
-                    "security": secured,
-                    "parameters": [
-                        {"name": "status", "in": "query", "schema": {"type": "string", "enum": [s.value for s in JobStatus]}},
-                        {"name": "operation", "in": "query", "schema": {"type": "string", "minLength": 1}},
-                        {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": MAX_PAGE_SIZE, "default": 20}},
-                        {"name": "cursor", "in": "query", "schema": {"type": "string", "pattern": CURSOR_PATTERN},
-                         "description": "the previous page's next_cursor (then offset is ignored)"},
-                        {"name": "offset", "in": "query", "schema": {"type": "integer", "minimum": 0, "maximum": MAX_OFFSET, "default": 0}}],
-                    "responses": {"200": _json(_ref("JobList"), "a page of jobs"),
-                                  "400": _error("bad filter or page"), "401": _error("missing or wrong token"),
-                                  "503": _error("Redis unreachable")}},
+            "post": {
+                "operationId": "createJob",
+                "summary": "Submit a job; Location header points at it",
+                "tags": ["jobs"],
+                **submit_op,
+            },
+            "get": {
+                "operationId": "listJobs",
+                "summary": "Recent jobs, newest first",
+                "tags": ["jobs"],
+                "security": secured,
+                "parameters": [
+                    {
+                        "name": "status",
+                        "in": "query",
+                        "schema": {"type": "string", "enum": [s.value for s in JobStatus]},
+                    },
+                    {"name": "operation", "in": "query", "schema": {"type": "string", "minLength": 1}},
+                    {
+                        "name": "limit",
+                        "in": "query",
+                        "schema": {"type": "integer", "minimum": 1, "maximum": MAX_PAGE_SIZE, "default": 20},
+                    },
+                    {
+                        "name": "cursor",
+                        "in": "query",
+                        "schema": {"type": "string", "pattern": CURSOR_PATTERN},
+                        "description": "the previous page's next_cursor (then offset is ignored)",
+                    },
+                    {
+                        "name": "offset",
+                        "in": "query",
+                        "schema": {"type": "integer", "minimum": 0, "maximum": MAX_OFFSET, "default": 0},
+                    },
+                ],
+                "responses": {
+                    "200": _json(_ref("JobList"), "a page of jobs"),
+                    "400": _error("bad filter or page"),
+                    "401": _error("missing or wrong token"),
+                    "503": _error("Redis unreachable"),
+                },
+            },
         },
-        "/status/{job_id}": {"get": {"operationId": "status", "summary": "A job's status and result (the tutorial's route)",
-                                     "tags": ["jobs"], "security": secured, "parameters": [JOB_ID_PARAM, wait],
-                                     "responses": {"200": _json(_ref("Job"), "the job"), **job_errors}}},
+        "/status/{job_id}": {
+            "get": {
+                "operationId": "status",
+                "summary": "A job's status and result (the tutorial's route)",
+                "tags": ["jobs"],
+                "security": secured,
+                "parameters": [JOB_ID_PARAM, wait],
+                "responses": {"200": _json(_ref("Job"), "the job"), **job_errors},
+            }
+        },
         "/jobs/{job_id}": {
-            "get": {"operationId": "getJob", "summary": "A job's status and result", "tags": ["jobs"],
-                    "security": secured, "parameters": [JOB_ID_PARAM, wait],
-                    "responses": {"200": _json(_ref("Job"), "the job"), **job_errors}},
-            "delete": {"operationId": "deleteJob", "summary": "Cancel a queued job or delete a finished one",
-                       "tags": ["jobs"], "security": secured, "parameters": [JOB_ID_PARAM],
-                       "responses": {"200": _json({"type": "object"}, "cancelled or deleted"),
-                                     "409": _error("the job is running"), **job_errors}},
+            "get": {
+                "operationId": "getJob",
+                "summary": "A job's status and result",
+                "tags": ["jobs"],
+                "security": secured,
+                "parameters": [JOB_ID_PARAM, wait],
+                "responses": {"200": _json(_ref("Job"), "the job"), **job_errors},
+            },
+            "delete": {
+                "operationId": "deleteJob",
+                "summary": "Cancel a queued job or delete a finished one",
+                "tags": ["jobs"],
+                "security": secured,
+                "parameters": [JOB_ID_PARAM],
+                "responses": {
+                    "200": _json({"type": "object"}, "cancelled or deleted"),
+                    "409": _error("the job is running"),
+                    **job_errors,
+                },
+            },
         },
-        "/jobs/{job_id}/result": {"get": {"operationId": "jobResult", "summary": "The result body (JSON or PNG)",
-                                          "tags": ["jobs"], "security": secured, "parameters": [JOB_ID_PARAM, wait],
-                                          "responses": result_responses}},
-        "/download/{job_id}": {"get": {"operationId": "download", "summary": "Same as /jobs/{job_id}/result",
-                                       "tags": ["jobs"], "security": secured, "parameters": [JOB_ID_PARAM, wait],
-                                       "responses": result_responses}},
-        "/jobs/{job_id}/results": {"get": {"operationId": "jobResults",
-                                           "summary": "Same as /jobs/{job_id}/result (the COE 332 route name)",
-                                           "tags": ["jobs"], "security": secured, "parameters": [JOB_ID_PARAM, wait],
-                                           "responses": result_responses}},
-        "/results/{job_id}": {"get": {"operationId": "results", "summary": "Same as /jobs/{job_id}/result",
-                                      "tags": ["jobs"], "security": secured, "parameters": [JOB_ID_PARAM, wait],
-                                      "responses": result_responses}},
-        "/analysis/{operation}": {"get": {
-            "operationId": "analysis", "summary": "Run one operation synchronously on the API's dataset",
-            "description": "Pass the operation's parameters as query parameters (`?n=5`); GET /operations "
-                           "lists each operation's parameters. Parameters the operation does not declare are a 400.",
-            "tags": ["analysis"], "security": secured,
-            "parameters": [{"name": "operation", "in": "path", "required": True,
-                            "schema": {"type": "string"},
-                            "description": "an operation name; each has its own path below with its parameters"}],
-            "responses": analysis_responses}},
-        "/incident_count_by_date": {"get": {
-            "operationId": "incidentCountByDate", "summary": "The tutorial's synchronous date count",
-            "tags": ["analysis"], "security": secured, "parameters": date_param,
-            "responses": analysis_responses}},
-        "/data": {"get": {"operationId": "data", "summary": "Dataset identity, format, rows, date range",
-                          "tags": ["analysis"], "security": secured,
-                          "responses": {"200": _json({"type": "object"}, "dataset information"),
-                                        "401": _error("missing or wrong token"),
-                                        "503": _error("dataset not loaded")}}},
-        "/queue": {"get": {"operationId": "queue", "summary": "The queue at a glance: depth, in progress, delayed "
-                                                          "retries, oldest waiting age, workers, last 15 minutes",
-                           "tags": ["jobs"], "security": secured,
-                           "responses": {"200": _json(_ref("Queue"), "queue and workers now"),
-                                         "401": _error("missing or wrong token"),
-                                         "503": _error("Redis unreachable")}}},
-        "/operations": {"get": {"operationId": "operations", "summary": "Operations, parameters, examples",
-                                "tags": ["meta"],
-                                "responses": {"200": _json({"type": "object"}, "the catalogue")}}},
-        "/": {"get": {"operationId": "index", "summary": "Usage for curl users", "tags": ["meta"],
-                      "responses": {"200": {"description": "usage text (JSON with Accept: application/json)",
-                                            "content": text_or_json}}}},
-        "/help": {"get": {"operationId": "help", "summary": "Same as /", "tags": ["meta"],
-                          "responses": {"200": {"description": "usage", "content": text_or_json}}}},
-        "/openapi.json": {"get": {"operationId": "openapi", "summary": "This document", "tags": ["meta"],
-                                  "responses": {"200": _json({"type": "object"}, "OpenAPI 3.1")}}},
-        "/healthz": {"get": {"operationId": "healthz", "summary": "Liveness", "tags": ["health"],
-                             "responses": {"200": _json({"type": "object"}, "alive")}}},
-        "/readyz": {"get": {"operationId": "readyz", "summary": "Readiness: Redis reachable and accepting writes, data loaded",
-                            "tags": ["health"],
-                            "responses": {"200": _json({"type": "object"}, "ready"),
-                                          "503": _error("not ready; the message says why")}}},
-        "/metrics": {"get": {"operationId": "metrics", "summary": "Prometheus exposition", "tags": ["health"],
-                             "responses": {"200": {"description": "metrics",
-                                                   "content": {"text/plain": {"schema": {"type": "string"}}}}}}},
+        "/jobs/{job_id}/result": {
+            "get": {
+                "operationId": "jobResult",
+                "summary": "The result body (JSON or PNG)",
+                "tags": ["jobs"],
+                "security": secured,
+                "parameters": [JOB_ID_PARAM, wait],
+                "responses": result_responses,
+            }
+        },
+        "/download/{job_id}": {
+            "get": {
+                "operationId": "download",
+                "summary": "Same as /jobs/{job_id}/result",
+                "tags": ["jobs"],
+                "security": secured,
+                "parameters": [JOB_ID_PARAM, wait],
+                "responses": result_responses,
+            }
+        },
+        "/jobs/{job_id}/results": {
+            "get": {
+                "operationId": "jobResults",
+                "summary": "Same as /jobs/{job_id}/result (the COE 332 route name)",
+                "tags": ["jobs"],
+                "security": secured,
+                "parameters": [JOB_ID_PARAM, wait],
+                "responses": result_responses,
+            }
+        },
+        "/results/{job_id}": {
+            "get": {
+                "operationId": "results",
+                "summary": "Same as /jobs/{job_id}/result",
+                "tags": ["jobs"],
+                "security": secured,
+                "parameters": [JOB_ID_PARAM, wait],
+                "responses": result_responses,
+            }
+        },
+        "/analysis/{operation}": {
+            "get": {
+                "operationId": "analysis",
+                "summary": "Run one operation synchronously on the API's dataset",
+                "description": "Pass the operation's parameters as query parameters (`?n=5`); GET /operations "
+                "lists each operation's parameters. Parameters the operation does not declare are a 400.",
+                "tags": ["analysis"],
+                "security": secured,
+                "parameters": [
+                    {
+                        "name": "operation",
+                        "in": "path",
+                        "required": True,
+                        "schema": {"type": "string"},
+                        "description": "an operation name; each has its own path below with its parameters",
+                    }
+                ],
+                "responses": analysis_responses,
+            }
+        },
+        "/incident_count_by_date": {
+            "get": {
+                "operationId": "incidentCountByDate",
+                "summary": "The tutorial's synchronous date count",
+                "tags": ["analysis"],
+                "security": secured,
+                "parameters": date_param,
+                "responses": analysis_responses,
+            }
+        },
+        "/data": {
+            "get": {
+                "operationId": "data",
+                "summary": "Dataset identity, format, rows, date range",
+                "tags": ["analysis"],
+                "security": secured,
+                "responses": {
+                    "200": _json({"type": "object"}, "dataset information"),
+                    "401": _error("missing or wrong token"),
+                    "503": _error("dataset not loaded"),
+                },
+            }
+        },
+        "/queue": {
+            "get": {
+                "operationId": "queue",
+                "summary": "The queue at a glance: depth, in progress, delayed "
+                "retries, oldest waiting age, workers, last 15 minutes",
+                "tags": ["jobs"],
+                "security": secured,
+                "responses": {
+                    "200": _json(_ref("Queue"), "queue and workers now"),
+                    "401": _error("missing or wrong token"),
+                    "503": _error("Redis unreachable"),
+                },
+            }
+        },
+        "/operations": {
+            "get": {
+                "operationId": "operations",
+                "summary": "Operations, parameters, examples",
+                "tags": ["meta"],
+                "responses": {"200": _json({"type": "object"}, "the catalogue")},
+            }
+        },
+        "/": {
+            "get": {
+                "operationId": "index",
+                "summary": "Usage for curl users",
+                "tags": ["meta"],
+                "responses": {
+                    "200": {"description": "usage text (JSON with Accept: application/json)", "content": text_or_json}
+                },
+            }
+        },
+        "/help": {
+            "get": {
+                "operationId": "help",
+                "summary": "Same as /",
+                "tags": ["meta"],
+                "responses": {"200": {"description": "usage", "content": text_or_json}},
+            }
+        },
+        "/openapi.json": {
+            "get": {
+                "operationId": "openapi",
+                "summary": "This document",
+                "tags": ["meta"],
+                "responses": {"200": _json({"type": "object"}, "OpenAPI 3.1")},
+            }
+        },
+        "/healthz": {
+            "get": {
+                "operationId": "healthz",
+                "summary": "Liveness",
+                "tags": ["health"],
+                "responses": {"200": _json({"type": "object"}, "alive")},
+            }
+        },
+        "/readyz": {
+            "get": {
+                "operationId": "readyz",
+                "summary": "Readiness: Redis reachable and accepting writes, data loaded",
+                "tags": ["health"],
+                "responses": {
+                    "200": _json({"type": "object"}, "ready"),
+                    "503": _error("not ready; the message says why"),
+                },
+            }
+        },
+        "/metrics": {
+            "get": {
+                "operationId": "metrics",
+                "summary": "Prometheus exposition",
+                "tags": ["health"],
+                "responses": {
+                    "200": {"description": "metrics", "content": {"text/plain": {"schema": {"type": "string"}}}}
+                },
+            }
+        },
     }
     if settings.api_metrics_port:  # served on its own listener, not on the port this document describes
         del paths["/metrics"]
@@ -310,9 +586,12 @@ def build_spec(catalogue: Registry, settings: Settings, version: str) -> dict[st
             operation["responses"].setdefault("414", URI_TOO_LONG)
     return {
         "openapi": "3.1.0",
-        "info": {"title": "atx-jobqueue API", "version": version,
-                 "description": "Queue analyses of the City of Austin traffic incident data. "
-                                "Job routes need a bearer token only when the server sets API_TOKEN."},
+        "info": {
+            "title": "atx-jobqueue API",
+            "version": version,
+            "description": "Queue analyses of the City of Austin traffic incident data. "
+            "Job routes need a bearer token only when the server sets API_TOKEN.",
+        },
         "paths": paths,
         "components": _components(catalogue),
     }

@@ -16,8 +16,8 @@ from jobqueue.jobs import JobStatus
 
 WINDOW_SECONDS = 15 * 60
 BUCKET_SECONDS = 60
-LOOKBACK_SECONDS = 60 * 60       # jobs finishing in the window were submitted at most this long ago
-MAX_RECENT_DOCS = 1000           # bound on job documents read for the outcome chart
+LOOKBACK_SECONDS = 60 * 60  # jobs finishing in the window were submitted at most this long ago
+MAX_RECENT_DOCS = 1000  # bound on job documents read for the outcome chart
 RECENT_CACHE_SECONDS = 5.0
 
 _cache_lock = threading.Lock()
@@ -49,8 +49,14 @@ def queue_overview(state) -> dict[str, Any]:
     workers = []
     for worker_id, beat in sorted(beats, key=lambda wb: -wb[1]):
         age = max(0.0, now - beat)
-        workers.append({"id": worker_id, "heartbeat_age_seconds": round(age, 1), "alive": age <= lease,
-                        "job_id": busy.get(worker_id) or None})
+        workers.append(
+            {
+                "id": worker_id,
+                "heartbeat_age_seconds": round(age, 1),
+                "alive": age <= lease,
+                "job_id": busy.get(worker_id) or None,
+            }
+        )
     alive = sum(1 for w in workers if w["alive"])
     return {
         "queue": name,
@@ -75,13 +81,12 @@ def recent_outcomes(state, now: float) -> dict[str, Any]:
         hit = _cache.get(key)
         if hit and now - hit[0] < RECENT_CACHE_SECONDS:
             return hit[1]
-    ids = state.jobs.zrevrangebyscore(keys.JOB_INDEX, "+inf", now - LOOKBACK_SECONDS, start=0,
-                                      num=MAX_RECENT_DOCS)
+    ids = state.jobs.zrevrangebyscore(keys.JOB_INDEX, "+inf", now - LOOKBACK_SECONDS, start=0, num=MAX_RECENT_DOCS)
     start = now - WINDOW_SECONDS
     n = WINDOW_SECONDS // BUCKET_SECONDS
     complete, failed = [0] * n, [0] * n
     for i in range(0, len(ids), 250):
-        for job in state.store.get_many(ids[i:i + 250]):
+        for job in state.store.get_many(ids[i : i + 250]):
             if job.finished_at is None or job.finished_at < start:
                 continue
             slot = min(n - 1, int((job.finished_at - start) // BUCKET_SECONDS))
@@ -89,8 +94,14 @@ def recent_outcomes(state, now: float) -> dict[str, Any]:
                 complete[slot] += 1
             elif job.status is JobStatus.FAILED:
                 failed[slot] += 1
-    doc = {"window_seconds": WINDOW_SECONDS, "bucket_seconds": BUCKET_SECONDS, "start": start,
-           "complete": complete, "failed": failed, "sampled": len(ids) >= MAX_RECENT_DOCS}
+    doc = {
+        "window_seconds": WINDOW_SECONDS,
+        "bucket_seconds": BUCKET_SECONDS,
+        "start": start,
+        "complete": complete,
+        "failed": failed,
+        "sampled": len(ids) >= MAX_RECENT_DOCS,
+    }
     with _cache_lock:
         _cache[key] = (now, doc)
     return doc

@@ -13,8 +13,11 @@ from .errors import ApiError
 
 def job_id_or_400(job_id: str) -> str:
     if not is_valid_job_id(job_id):
-        raise ApiError(400, "invalid_job_id", "a job id is a lowercase UUID4 like "
-                       "'3f2b8c4e-1d2a-4b5c-9e8f-0a1b2c3d4e5f' (from the submit response)")
+        raise ApiError(
+            400,
+            "invalid_job_id",
+            "a job id is a lowercase UUID4 like '3f2b8c4e-1d2a-4b5c-9e8f-0a1b2c3d4e5f' (from the submit response)",
+        )
     return job_id
 
 
@@ -26,8 +29,9 @@ def single_arg(name: str) -> str | None:
         return None
     if len(values) > 1 or values[0] == "":
         what = "given more than once" if len(values) > 1 else "empty"
-        raise ApiError(400, f"invalid_{name}", f"'{name}' is {what}; give it once, with a value, or leave it out",
-                       param=name)
+        raise ApiError(
+            400, f"invalid_{name}", f"'{name}' is {what}; give it once, with a value, or leave it out", param=name
+        )
     return values[0]
 
 
@@ -62,7 +66,7 @@ def wait_seconds(cap: float) -> float:
     return number_arg("wait", 0.0, 0.0, cap)
 
 
-DELTA_SECONDS_MAX = 2**31   # RFC 9111 section 1.2.2: what a larger delta-seconds counts as
+DELTA_SECONDS_MAX = 2**31  # RFC 9111 section 1.2.2: what a larger delta-seconds counts as
 
 
 def prefer_wait(header: str | None) -> int | None:

@@ -54,8 +54,11 @@ def admit(client: redis.Redis, limit: int, clients: Sequence[str | None]) -> lis
     now = time.time()
     window = int(now // WINDOW_SECONDS)
     counters = [keys.submit_rate(who, window) for who in batch]
-    sent = [c for key, n in zip(counters, batch.values())
-            for c in (("INCRBY", key, str(n)), ("EXPIRE", key, str(WINDOW_SECONDS + 5)))]
+    sent = [
+        c
+        for key, n in zip(counters, batch.values())
+        for c in (("INCRBY", key, str(n)), ("EXPIRE", key, str(WINDOW_SECONDS + 5)))
+    ]
     try:
         counts = wire.pipelined(client, sent)[0::2]
     except wire.Unsure:
@@ -76,7 +79,11 @@ def admit(client: redis.Redis, limit: int, clients: Sequence[str | None]) -> lis
 
 
 def refusal(limit: int, retry: int) -> ApiError:
-    err = ApiError(429, "rate_limited", f"more than {limit} submissions in a minute from this client; "
-                   f"retry in {retry} s", retry_after=retry)
+    err = ApiError(
+        429,
+        "rate_limited",
+        f"more than {limit} submissions in a minute from this client; retry in {retry} s",
+        retry_after=retry,
+    )
     err.headers["Retry-After"] = str(retry)
     return err

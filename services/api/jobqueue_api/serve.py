@@ -58,8 +58,11 @@ def log_config(level: str) -> dict:
         "root": {"level": level, "handlers": ["stdout"]},
         "loggers": {
             "gunicorn.error": {"level": level, "handlers": ["stdout"], "propagate": False},
-            "gunicorn.access": {"level": "INFO" if level == "DEBUG" else "WARNING", "handlers": ["stdout"],
-                                "propagate": False},
+            "gunicorn.access": {
+                "level": "INFO" if level == "DEBUG" else "WARNING",
+                "handlers": ["stdout"],
+                "propagate": False,
+            },
         },
     }
 
@@ -91,6 +94,7 @@ def graceful_timeout(settings) -> int:
 
 def gunicorn_options(settings, on_stop: Callable[[], None] | None = None) -> dict:
     """gunicorn's settings; ``on_stop`` runs in a worker process told to stop (shutdown.py)."""
+
     def child_exit(server, worker):  # gunicorn hook signature
         from prometheus_client import multiprocess
 
@@ -110,7 +114,7 @@ def gunicorn_options(settings, on_stop: Callable[[], None] | None = None) -> dic
         # API_METRICS_PORT: a second listener for /metrics only (metrics.check_listener)
         "bind": [address(settings.port)] + ([address(settings.api_metrics_port)] if settings.api_metrics_port else []),
         "workers": settings.web_concurrency,
-        "worker_class": stopping_worker,   # gunicorn's gevent worker, answering its long polls at a SIGTERM
+        "worker_class": stopping_worker,  # gunicorn's gevent worker, answering its long polls at a SIGTERM
         "worker_connections": settings.max_waiters + CONNECTION_HEADROOM,
         "preload_app": True,
         # gevent worker: the whole request line + headers must arrive within keepalive seconds
@@ -137,7 +141,7 @@ def gunicorn_options(settings, on_stop: Callable[[], None] | None = None) -> dic
 def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     from importlib.metadata import PackageNotFoundError, version
 
-    from jobqueue.settings import SPEC   # not .app: prometheus_client must wait for the metrics dir
+    from jobqueue.settings import SPEC  # not .app: prometheus_client must wait for the metrics dir
 
     try:
         own_version = version("atx-jobqueue-api")
@@ -146,15 +150,16 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="jobqueue-api",
         description="Serve the atx-jobqueue API under gunicorn. Configured by environment variables only "
-                    "(the README's Configuration table), e.g. PORT=5000 BIND_HOST=127.0.0.1 "
-                    "REDIS_URL=redis://127.0.0.1:6379 jobqueue-api",
-        epilog="variables: " + ", ".join(SPEC) + ". Exit status 2: a malformed variable (the message names it).")
+        "(the README's Configuration table), e.g. PORT=5000 BIND_HOST=127.0.0.1 "
+        "REDIS_URL=redis://127.0.0.1:6379 jobqueue-api",
+        epilog="variables: " + ", ".join(SPEC) + ". Exit status 2: a malformed variable (the message names it).",
+    )
     parser.add_argument("--version", action="version", version=f"%(prog)s {own_version}")
     return parser.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
-    _parse_args(argv)   # --help and --version answer and exit before anything starts
+    _parse_args(argv)  # --help and --version answer and exit before anything starts
     # first: a worker started beside the API on the same directory creates its metric files a moment
     # later, and clearing stale ones after that (behind the second the patch takes) deleted them
     prepare_multiprocess_dir()

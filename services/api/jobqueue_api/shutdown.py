@@ -35,7 +35,7 @@ def worker_class(on_stop: Callable[[], None] | None = None) -> type:
     class StoppingWorker(GeventWorker):
         def __init__(self, *args: Any, **kwargs: Any) -> None:
             super().__init__(*args, **kwargs)
-            self.in_flight: set[Any] = set()   # gunicorn's parsed requests being answered
+            self.in_flight: set[Any] = set()  # gunicorn's parsed requests being answered
 
         def handle_request(self, listener_name, req, sock, addr):
             self.in_flight.add(req)
@@ -50,7 +50,7 @@ def worker_class(on_stop: Callable[[], None] | None = None) -> type:
 
         def stopping(self) -> None:
             for req in list(self.in_flight):
-                req.must_close = True   # the answer says Connection: close; gunicorn then closes
+                req.must_close = True  # the answer says Connection: close; gunicorn then closes
             if on_stop is not None:
                 on_stop()
 

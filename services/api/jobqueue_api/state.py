@@ -57,8 +57,8 @@ class ApiState:
     # same round trip, so the job's end is announced (only waited jobs are)
     waited_reads: GroupCall[str, str | None]
     data: DatasetSlot = field(default_factory=DatasetSlot)
-    waiter: Any = None      # jobqueue_api.waiting.DoneWaiter, started lazily after fork
-    plot_gate: Any = None   # jobqueue_api.routes.analysis.PlotGate: sync plot cap and PNG cache
+    waiter: Any = None  # jobqueue_api.waiting.DoneWaiter, started lazily after fork
+    plot_gate: Any = None  # jobqueue_api.routes.analysis.PlotGate: sync plot cap and PNG cache
 
 
 # Redis connections per client per API process: under gevent hundreds of requests run at once
@@ -76,8 +76,9 @@ def build_state(settings: Settings, catalogue: Registry) -> ApiState:
     bound = settings.redis_timeout_seconds
     sock = bound / 2
     jobs = BoundedRedis.around(jobs_redis(settings, max_connections=REDIS_POOL_SIZE, timeout=sock), bound)
-    jobs_binary = BoundedRedis.around(jobs_redis(settings, decode=False, max_connections=REDIS_POOL_SIZE,
-                                                 timeout=sock), bound)
+    jobs_binary = BoundedRedis.around(
+        jobs_redis(settings, decode=False, max_connections=REDIS_POOL_SIZE, timeout=sock), bound
+    )
     delivery = Delivery(jobs, settings)
     store = JobStore(jobs, settings.job_ttl_seconds, binary=jobs_binary)
     # the group commit's transaction goes through the pool itself (jobqueue.wire): bounded as a whole
@@ -92,8 +93,11 @@ def build_state(settings: Settings, catalogue: Registry) -> ApiState:
         delivery=delivery,
         submits=SubmitBatcher(store_many, fails_queue=_silent),
         reads=GroupCall(store.get_raw_many, fails_queue=_unreachable, linger=READ_LINGER_SECONDS),
-        waited_reads=GroupCall(partial(store.get_raw_many_waited, ttl=waited_ttl_seconds(settings.max_wait_seconds)),
-                               fails_queue=_unreachable, linger=READ_LINGER_SECONDS),
+        waited_reads=GroupCall(
+            partial(store.get_raw_many_waited, ttl=waited_ttl_seconds(settings.max_wait_seconds)),
+            fails_queue=_unreachable,
+            linger=READ_LINGER_SECONDS,
+        ),
     )
 
 
@@ -117,9 +121,15 @@ def load_dataset_into(slot: DatasetSlot, path: str, **load_options: Any) -> None
         slot.dataset = load_dataset(path, **load_options)
         slot.error = None
         slot.loaded_at = time.time()
-        log.info("dataset loaded", extra={"path": path, "rows": getattr(slot.dataset, "rows", None),
-                                          "from_cache": getattr(slot.dataset, "from_cache", None),
-                                          "cache_file": getattr(slot.dataset, "cache_file", None)})
+        log.info(
+            "dataset loaded",
+            extra={
+                "path": path,
+                "rows": getattr(slot.dataset, "rows", None),
+                "from_cache": getattr(slot.dataset, "from_cache", None),
+                "cache_file": getattr(slot.dataset, "cache_file", None),
+            },
+        )
     except Exception as exc:  # DataFormatError, missing file, permissions: all mean "not ready"
         slot.dataset, slot.error = None, f"cannot load {path}: {exc}"
         log.error("dataset not loaded", extra={"path": path, "error": str(exc)})

@@ -123,18 +123,27 @@ def parse_body(raw: bytes) -> dict[str, Any]:
     return body
 
 
-def validate_submission(body: dict[str, Any], catalogue: Registry,
-                        dataset: Any = None) -> tuple[Operation, dict[str, Any]]:
+def validate_submission(
+    body: dict[str, Any], catalogue: Registry, dataset: Any = None
+) -> tuple[Operation, dict[str, Any]]:
     """Check the body against the catalogue, and the parameters against the operation's own rules
     (with the API's copy of the data when loaded, so defaults count as the worker will see them):
     whatever the worker would refuse is a 400 here. Return the operation and its parameters."""
     unknown = sorted(set(body) - set(ALLOWED_FIELDS))
     if unknown:
-        raise ApiError(400, "unknown_field", f"unknown field '{unknown[0]}'; the body takes "
-                       f"'operation' and 'params' (parameters go inside 'params')", field=unknown[0])
+        raise ApiError(
+            400,
+            "unknown_field",
+            f"unknown field '{unknown[0]}'; the body takes 'operation' and 'params' (parameters go inside 'params')",
+            field=unknown[0],
+        )
     if "operation" not in body or body["operation"] in (None, ""):
-        raise ApiError(400, "missing_operation", "'operation' is required; GET /operations lists them",
-                       operations=catalogue.names())
+        raise ApiError(
+            400,
+            "missing_operation",
+            "'operation' is required; GET /operations lists them",
+            operations=catalogue.names(),
+        )
     try:
         op = catalogue.get(body["operation"])
     except UnknownOperation as exc:
@@ -143,13 +152,13 @@ def validate_submission(body: dict[str, Any], catalogue: Registry,
         params = op.validate(body.get("params"))
         for name, value in params.items():
             if isinstance(value, str) and not _is_text(value):
-                raise ParamError(name, f"'{name}' contains a lone surrogate (a \\ud800-\\udfff escape), "
-                                       "which is not text")
+                raise ParamError(
+                    name, f"'{name}' contains a lone surrogate (a \\ud800-\\udfff escape), which is not text"
+                )
         op.check_params(dataset, params)
     except ParamError as exc:
         extra = {"param": exc.param} if exc.param else {}
-        raise ApiError(400, "invalid_params" if exc.param is None else "invalid_param", exc.message,
-                       **extra) from None
+        raise ApiError(400, "invalid_params" if exc.param is None else "invalid_param", exc.message, **extra) from None
     return op, params
 
 
@@ -177,15 +186,24 @@ def store(submits: SubmitBatcher, item: tuple, root: str) -> None:
         submits.submit(item)
     except UNSURE as exc:
         job_id = item[0].id
-        err = ApiError(504, "redis_timeout", f"the job store (Redis) did not answer in time ({exc}); the job "
-                       f"may have been stored: check GET /status/{job_id} before submitting again "
-                       "(404: it was not stored)", job_id=job_id)
+        err = ApiError(
+            504,
+            "redis_timeout",
+            f"the job store (Redis) did not answer in time ({exc}); the job "
+            f"may have been stored: check GET /status/{job_id} before submitting again "
+            "(404: it was not stored)",
+            job_id=job_id,
+        )
         err.headers["Location"] = f"{root.rstrip('/')}/status/{job_id}"
         raise err from exc
 
 
-def store_admitted(delivery: Delivery, counts: redis.Redis, limit: int,
-                   batch: list[tuple[Job, str | None] | tuple[Job, str | None, bool]]) -> list[ApiError | None]:
+def store_admitted(
+    delivery: Delivery,
+    counts: redis.Redis,
+    limit: int,
+    batch: list[tuple[Job, str | None] | tuple[Job, str | None, bool]],
+) -> list[ApiError | None]:
     """One group-commit call (``batching.SubmitBatcher``): count each (job, client[, waited]) of the
     batch against ``limit`` (one round trip, only when the limit is on), store the jobs within it
     (one transaction; a waited job, ``POST /submit?wait=``, is marked so its end is announced),
@@ -194,5 +212,5 @@ def store_admitted(delivery: Delivery, counts: redis.Redis, limit: int,
     admitted = [job for (job, *_), refused in zip(batch, refusals) if refused is None]
     waited = [item[0].id for item, refused in zip(batch, refusals) if refused is None and item[2:] == (True,)]
     delivery.store(admitted, waited)
-    metrics.count_submitted([job.operation for job in admitted])   # once per operation, not per job
+    metrics.count_submitted([job.operation for job in admitted])  # once per operation, not per job
     return refusals

@@ -58,8 +58,7 @@ class DoneWaiter:
         self._closing = False
 
     # --- request side ------------------------------------------------------------------
-    def wait_final(self, job_id: str, timeout: float,
-                   read: Callable[[str], str | None] | None = None) -> Job | None:
+    def wait_final(self, job_id: str, timeout: float, read: Callable[[str], str | None] | None = None) -> Job | None:
         """The job once final, or as it is after ``timeout`` seconds (at once when this process
         already holds ``max_waiters`` or is stopping); None if it does not exist. ``read(job_id)`` reads the stored
         document (the API passes its grouped status reads, so concurrent long polls' reads share
@@ -116,7 +115,7 @@ class DoneWaiter:
             self._closing = True
             waiters = [waiter for waiters in self._waiting.values() for waiter in waiters]
         for waiter in waiters:
-            waiter.set()   # its doc untouched: a done message just delivered is still used
+            waiter.set()  # its doc untouched: a done message just delivered is still used
 
     @property
     def closing(self) -> bool:
@@ -145,9 +144,10 @@ class DoneWaiter:
             return
         with self._lock:
             if not self._threads or not all(t.is_alive() for t in self._threads):
-                self._threads = [threading.Thread(target=fn, name=name, daemon=True)
-                                 for fn, name in ((self._listen, "jobqueue-done-listener"),
-                                                  (self._sweep, "jobqueue-done-sweeper"))]
+                self._threads = [
+                    threading.Thread(target=fn, name=name, daemon=True)
+                    for fn, name in ((self._listen, "jobqueue-done-listener"), (self._sweep, "jobqueue-done-sweeper"))
+                ]
                 for thread in self._threads:
                     thread.start()
 
@@ -160,7 +160,7 @@ class DoneWaiter:
 
     def _listen(self) -> None:
         backoff = 0.1
-        warned = False   # once per outage, not once per retry
+        warned = False  # once per outage, not once per retry
         while True:
             pubsub = None
             try:
@@ -195,7 +195,7 @@ class DoneWaiter:
                 ids = list(self._waiting)
             try:
                 for start in range(0, len(ids), _SWEEP_CHUNK):
-                    chunk = ids[start:start + _SWEEP_CHUNK]
+                    chunk = ids[start : start + _SWEEP_CHUNK]
                     live = {job.id: job for job in self._store.get_many(chunk)}
                     for job_id in chunk:
                         job = live.get(job_id)
@@ -209,6 +209,7 @@ def _parsed(read: Callable[[str], str | None]) -> Callable[[str], Job | None]:
     def get(job_id: str) -> Job | None:
         raw = read(job_id)
         return None if raw is None else Job.from_json(raw)
+
     return get
 
 
@@ -231,7 +232,7 @@ class Expected:
     def register(self, job: Job) -> None:
         self.job_id = job.id
         self._done._ensure_threads()
-        self._subscribed = self._done.subscribed   # before the waiter exists, so never optimistic
+        self._subscribed = self._done.subscribed  # before the waiter exists, so never optimistic
         self._waiter = self._done.register(job.id)
 
     def final_document(self, timeout: float, read: Callable[[str], str | None]) -> str | None:
@@ -259,7 +260,7 @@ class Expected:
             waiter.clear()
             if doc is None:
                 if self._done.closing:
-                    return None   # the process is stopping: the submit answers its 202 now
+                    return None  # the process is stopping: the submit answers its 202 now
                 doc = read(self.job_id)
             if doc is None or _is_final(doc):
                 return doc

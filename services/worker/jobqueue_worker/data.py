@@ -47,9 +47,15 @@ class DataSource:
             delay = min(delay * 2, 10.0)
         started = time.monotonic()
         dataset = load_dataset(self.path, **self.load_options)
-        log.info("dataset loaded", extra={"data_path": self.path, "seconds": round(time.monotonic() - started, 3),
-                                          "identity": getattr(dataset, "identity", None),
-                                          "rows": getattr(dataset, "rows", None),
-                                          "from_cache": getattr(dataset, "from_cache", None),
-                                          "cache_file": getattr(dataset, "cache_file", None)})
+        log.info(
+            "dataset loaded",
+            extra={
+                "data_path": self.path,
+                "seconds": round(time.monotonic() - started, 3),
+                "identity": getattr(dataset, "identity", None),
+                "rows": getattr(dataset, "rows", None),
+                "from_cache": getattr(dataset, "from_cache", None),
+                "cache_file": getattr(dataset, "cache_file", None),
+            },
+        )
         return dataset

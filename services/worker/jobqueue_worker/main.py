@@ -75,7 +75,7 @@ def load_and_serve(settings: Settings, catalogue, data) -> bool:
     except Exception as exc:
         log.error("cannot load the dataset", extra={"data_path": settings.data_path, "error": str(exc)})
         return False
-    metrics().prime(catalogue.names())   # before the first scrape can come, not when a Worker is built
+    metrics().prime(catalogue.names())  # before the first scrape can come, not when a Worker is built
     try:
         serve(settings.worker_metrics_port, settings.worker_metrics_host)
     except OSError as exc:

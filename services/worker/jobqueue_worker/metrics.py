@@ -18,13 +18,16 @@ BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2
 
 class WorkerMetrics:
     def __init__(self) -> None:
-        self.processed = Counter("jobqueue_jobs_processed", "attempts ended, by operation and outcome",
-                                 ["operation", "outcome"])
-        self.duration = Histogram("jobqueue_job_duration_seconds", "run time of one attempt", ["operation"],
-                                  buckets=BUCKETS)
+        self.processed = Counter(
+            "jobqueue_jobs_processed", "attempts ended, by operation and outcome", ["operation", "outcome"]
+        )
+        self.duration = Histogram(
+            "jobqueue_job_duration_seconds", "run time of one attempt", ["operation"], buckets=BUCKETS
+        )
         self.busy = Gauge("jobqueue_worker_busy", "1 while the process runs a job", multiprocess_mode="livesum")
-        self.retries = Counter("jobqueue_job_retries", "attempts scheduled again after a transient error",
-                               ["operation"])
+        self.retries = Counter(
+            "jobqueue_job_retries", "attempts scheduled again after a transient error", ["operation"]
+        )
         self.requeued = Counter("jobqueue_jobs_requeued", "ids moved back to the queue from a dead worker")
         self._children: dict[tuple[str, str], object] = {}
 

@@ -43,11 +43,11 @@ from .timelimit import Alarm, GraceExpired, JobTimeout
 log = logging.getLogger("jobqueue.worker")
 T = TypeVar("T")
 
-BATCH_TARGET_SECONDS = 0.1   # a worker holds at most about this much work
+BATCH_TARGET_SECONDS = 0.1  # a worker holds at most about this much work
 MAX_BATCH = 32
-FLUSH_SECONDS = 0.005        # a finished job waits at most this long to be recorded with others
-PROMOTE_SECONDS = 0.02       # a quick job still running after this is started from another thread
-IDLE_WAIT_SECONDS = 1.0      # BLMOVE timeout: how soon an idle worker notices SIGTERM
+FLUSH_SECONDS = 0.005  # a finished job waits at most this long to be recorded with others
+PROMOTE_SECONDS = 0.02  # a quick job still running after this is started from another thread
+IDLE_WAIT_SECONDS = 1.0  # BLMOVE timeout: how soon an idle worker notices SIGTERM
 SWEEP_INTERVAL_SECONDS = 60.0
 LOG_SUMMARY_SECONDS = 10.0
 
@@ -61,21 +61,27 @@ class Claimed:
     """One claimed id on its way through the worker."""
 
     id: str
-    doc: str                       # JSON as claimed ('' when the document is gone)
-    reaped: bool = False           # the reaper took it from a dead worker: always started first
-    job: Job | None = None         # the in-progress job, from ``doc``
-    fingerprint: str = ""          # of the request, when its result may come from the cache
-    started: float = 0.0           # perf_counter at start (batch sizing)
-    unreadable: bool = False       # ``doc`` did not parse: record it failed, run nothing
-    quick: bool = False            # expected within FLUSH_SECONDS: run without a start call
-    promoted: bool = False         # a quick job that ran long, started while it ran
-    outcome: str = "?"             # complete | cached | failed | retried | interrupted
-    elapsed: float | None = None   # seconds the operation ran (None: it did not run)
+    doc: str  # JSON as claimed ('' when the document is gone)
+    reaped: bool = False  # the reaper took it from a dead worker: always started first
+    job: Job | None = None  # the in-progress job, from ``doc``
+    fingerprint: str = ""  # of the request, when its result may come from the cache
+    started: float = 0.0  # perf_counter at start (batch sizing)
+    unreadable: bool = False  # ``doc`` did not parse: record it failed, run nothing
+    quick: bool = False  # expected within FLUSH_SECONDS: run without a start call
+    promoted: bool = False  # a quick job that ran long, started while it ran
+    outcome: str = "?"  # complete | cached | failed | retried | interrupted
+    elapsed: float | None = None  # seconds the operation ran (None: it did not run)
 
 
 class Worker:
-    def __init__(self, settings: Settings, catalogue: Registry, data: DataSource | None = None,
-                 worker_id: str | None = None, metrics_: WorkerMetrics | None = None):
+    def __init__(
+        self,
+        settings: Settings,
+        catalogue: Registry,
+        data: DataSource | None = None,
+        worker_id: str | None = None,
+        metrics_: WorkerMetrics | None = None,
+    ):
         self.settings = settings
         self.catalogue = catalogue
         self.id = worker_id or new_worker_id()
@@ -86,16 +92,16 @@ class Worker:
         self.metrics.prime(catalogue.names())
         self.stopping = False
         self.avg_job_seconds: float | None = None
-        self.op_seconds: dict[str, float] = {}   # per operation, learnt as avg_job_seconds is
+        self.op_seconds: dict[str, float] = {}  # per operation, learnt as avg_job_seconds is
         self.alarm: Alarm | None = None
         self._stop_housekeeping = threading.Event()
         self._grace_deadline: float | None = None
         self.counts: dict[str, int] = {}
         self._prefetched: list[Claimed] = []
-        self._found_none = False   # the last outcomes' call claimed and found the queue empty
-        self._claim_in_doubt = False   # a claim's answer was lost: ids may sit in our processing list
-        self._running: tuple[Claimed, float] | None = None   # the quick job running now, since when
-        self._running_lock = threading.Lock()   # its document is not changed while the promoter reads it
+        self._found_none = False  # the last outcomes' call claimed and found the queue empty
+        self._claim_in_doubt = False  # a claim's answer was lost: ids may sit in our processing list
+        self._running: tuple[Claimed, float] | None = None  # the quick job running now, since when
+        self._running_lock = threading.Lock()  # its document is not changed while the promoter reads it
 
     # --- lifecycle ------------------------------------------------------------------------
     def request_stop(self, signum: int | None = None, frame: Any = None) -> None:
@@ -119,20 +125,27 @@ class Worker:
         housekeeping.start()
         promoter = threading.Thread(target=self._promote, name="promoter", daemon=True)
         promoter.start()
-        log.info("worker started", extra={"worker": self.id, "queue": self.delivery.queue_key,  # a stall's first clue
-                                          "queue_db": self.settings.redis_queue_db,
-                                          "jobs_db": self.settings.redis_jobs_db, "redis": describe(self.settings)})
+        log.info(
+            "worker started",
+            extra={
+                "worker": self.id,
+                "queue": self.delivery.queue_key,  # a stall's first clue
+                "queue_db": self.settings.redis_queue_db,
+                "jobs_db": self.settings.redis_jobs_db,
+                "redis": describe(self.settings),
+            },
+        )
         backoff = _Backoff()
-        holding = False   # after an error: ids may sit in our processing list that nobody runs
+        holding = False  # after an error: ids may sit in our processing list that nobody runs
         while not self.stopping:
             try:
                 if holding or self._claim_in_doubt:
-                    self._prefetched = []   # claimed before the error: given back with the rest
+                    self._prefetched = []  # claimed before the error: given back with the rest
                     self._give_back_held()
                     holding = self._claim_in_doubt = False
                 batch = self._claim_batch(burst)
                 backoff.reset()
-                if batch is None:        # burst mode: nothing left anywhere
+                if batch is None:  # burst mode: nothing left anywhere
                     break
                 if batch:
                     self._process(batch)
@@ -142,10 +155,16 @@ class Worker:
                 holding = True
                 delay = backoff.next()
                 if is_transient(exc):
-                    log.warning("redis unavailable or refusing writes; retrying",
-                                extra={"worker": self.id, "error": str(exc), "retry_in": round(delay, 2),
-                                       "cause": write_refusal(exc) or "unreachable"})
-                else:             # a bug must not kill the loop
+                    log.warning(
+                        "redis unavailable or refusing writes; retrying",
+                        extra={
+                            "worker": self.id,
+                            "error": str(exc),
+                            "retry_in": round(delay, 2),
+                            "cause": write_refusal(exc) or "unreachable",
+                        },
+                    )
+                else:  # a bug must not kill the loop
                     log.exception("worker loop error", extra={"worker": self.id})
                 self._sleep(delay)
         self._stop_housekeeping.set()
@@ -166,8 +185,10 @@ class Worker:
                 return
             except redis.exceptions.RedisError as exc:
                 if not is_transient(exc) or time.monotonic() > deadline:
-                    log.warning("could not give back claimed jobs; the reaper will after the lease",
-                                extra={"worker": self.id, "error": str(exc)})
+                    log.warning(
+                        "could not give back claimed jobs; the reaper will after the lease",
+                        extra={"worker": self.id, "error": str(exc)},
+                    )
                     return
                 time.sleep(0.2)
 
@@ -188,7 +209,7 @@ class Worker:
         return max(1, min(MAX_BATCH, int(BATCH_TARGET_SECONDS / max(self.avg_job_seconds, 1e-6))))
 
     def _claim_batch(self, burst: bool) -> list[Claimed] | None:
-        if self._prefetched:   # claimed with the last batch's outcomes
+        if self._prefetched:  # claimed with the last batch's outcomes
             batch, self._prefetched = self._prefetched, []
             return batch
         n = self.batch_size()
@@ -198,12 +219,12 @@ class Worker:
         if not items:
             if burst:
                 if self.delivery.pending():
-                    time.sleep(0.02)   # retries waiting out their backoff
+                    time.sleep(0.02)  # retries waiting out their backoff
                     return []
                 return None
             # the blocking pop and the claim of what it moved: one round trip
             items = self.delivery.wait_and_claim(self.id, n, IDLE_WAIT_SECONDS)
-            self._found_none = not items   # it timed out having claimed nothing: block again at once
+            self._found_none = not items  # it timed out having claimed nothing: block again at once
         return _claimed(items)
 
     # --- processing -----------------------------------------------------------------------
@@ -220,16 +241,23 @@ class Worker:
         starts = [self._prepare_start(item) for item in batch]
         answers: list[StartAnswer | None] = [_UNSTARTED if item.quick else None for item in batch]
         waiting: list[tuple[Claimed, Record]] = []
-        untouched: list[str] = []   # not started when stopping: nothing was written about them
+        untouched: list[str] = []  # not started when stopping: nothing was written about them
         oldest = 0.0
         for index, item in enumerate(batch):
-            if self.stopping and index > 0:   # the first is the job in hand: it still runs
+            if self.stopping and index > 0:  # the first is the job in hand: it still runs
                 rest = list(zip(batch[index:], answers[index:]))
-                started = [c for c, a in rest if a is not None and a is not _UNSTARTED
-                           and a.state in (Started.OK, Started.CACHED) and not c.unreadable]
+                started = [
+                    c
+                    for c, a in rest
+                    if a is not None
+                    and a is not _UNSTARTED
+                    and a.state in (Started.OK, Started.CACHED)
+                    and not c.unreadable
+                ]
                 # each goes back to the front of the queue: reversed keeps their order
-                waiting += [(c, self._retry(c, "interrupted by worker shutdown", 0.0, count=False))
-                            for c in reversed(started)]
+                waiting += [
+                    (c, self._retry(c, "interrupted by worker shutdown", 0.0, count=False)) for c in reversed(started)
+                ]
                 untouched = [c.id for c, a in rest if a is None or a is _UNSTARTED]
                 break
             if answers[index] is None:
@@ -242,20 +270,20 @@ class Worker:
             assert answer is not None
             item.started = time.perf_counter()
             if item.job is not None:
-                item.job.started_at = time.time()   # when it really began (the start said: its chunk)
+                item.job.started_at = time.time()  # when it really began (the start said: its chunk)
             record = self._run(item, answer)
-            ran = item.job.operation if item.job and item.elapsed is not None else None   # not a cache hit
+            ran = item.job.operation if item.job and item.elapsed is not None else None  # not a cache hit
             self._learn(time.perf_counter() - item.started, ran)
             if record is not None:
                 if not waiting:
                     oldest = time.perf_counter()
                 waiting.append((item, record))
             last = index == len(batch) - 1
-            starts_next = not last and answers[index + 1] is None   # that call will record these too
+            starts_next = not last and answers[index + 1] is None  # that call will record these too
             if waiting and (last or (not starts_next and time.perf_counter() - oldest >= FLUSH_SECONDS)):
                 self._flush(waiting, claim_next=last)
                 waiting = []
-        if untouched:   # first: the started ones, put back at the front next, stay ahead of them
+        if untouched:  # first: the started ones, put back at the front next, stay ahead of them
             self._send_give_back(untouched)
         if waiting:
             self._flush(waiting, claim_next=False)
@@ -275,8 +303,9 @@ class Worker:
             ahead += expected if expected is not None else (self.avg_job_seconds or 2 * FLUSH_SECONDS)
         return chunk
 
-    def _flush(self, waiting: list[tuple[Claimed, Record]], claim_next: bool,
-               starts: list[Start] | None = None) -> list[StartAnswer]:
+    def _flush(
+        self, waiting: list[tuple[Claimed, Record]], claim_next: bool, starts: list[Start] | None = None
+    ) -> list[StartAnswer]:
         """Record the waiting outcomes; with ``claim_next``, claim the next batch in the same call;
         with ``starts``, start those jobs in the same call (their answers are returned)."""
         if not waiting:
@@ -291,11 +320,11 @@ class Worker:
         claim = [self.batch_size() if claim_next and not self.stopping and call_id is None else 0]
 
         def call() -> tuple[list[Recorded], list[Claim], list[StartAnswer]]:
-            if starts:   # starting again after an ambiguous failure is harmless: same document
+            if starts:  # starting again after an ambiguous failure is harmless: same document
                 recorded, started = self.delivery.record_and_start_many(self.id, records, starts, call_id)
                 return recorded, [], started
-            n, claim[0] = claim[0], 0   # a retried call only records: never claim twice
-            if n:   # until its answer arrives, Redis may have claimed ids this process never learns
+            n, claim[0] = claim[0], 0  # a retried call only records: never claim twice
+            if n:  # until its answer arrives, Redis may have claimed ids this process never learns
                 self._claim_in_doubt = True
             recorded, claimed = self.delivery.record_many(self.id, records, claim=n, call_id=call_id)
             if n:
@@ -313,7 +342,7 @@ class Worker:
     def _prepare_start(self, item: Claimed) -> Start:
         """The in-progress document for a claimed id (attempt counted), and its cache key."""
         item.started = time.perf_counter()
-        if not item.doc:   # deleted or expired since it was queued: the start script acks it
+        if not item.doc:  # deleted or expired since it was queued: the start script acks it
             item.job = Job(id=item.id, operation="?", params={})
             return Start(item.job)
         try:
@@ -352,7 +381,7 @@ class Worker:
                 return ""
             params = op.validate(job.params)
             self.data.get()
-        except Exception:   # unknown op / bad params / no data: the run reports it
+        except Exception:  # unknown op / bad params / no data: the run reports it
             return ""
         job.dataset = self.data.identity
         return request_fingerprint(job.operation, params, job.dataset) or ""
@@ -360,8 +389,13 @@ class Worker:
     def _run(self, item: Claimed, answer: StartAnswer) -> Record | None:
         """Decide what to do with a started job, do it, and return how to record it (None: not ours)."""
         if answer.state in (Started.SKIP, Started.GONE):
-            log.info("job not run", extra={"job_id": item.id, "reason": "final or deleted"
-                                           if answer.state is Started.SKIP else "claim lost to the reaper"})
+            log.info(
+                "job not run",
+                extra={
+                    "job_id": item.id,
+                    "reason": "final or deleted" if answer.state is Started.SKIP else "claim lost to the reaper",
+                },
+            )
             return None
         job = item.job
         assert job is not None
@@ -398,7 +432,7 @@ class Worker:
             return place(result, op.produces_png)
         finally:
             self.metrics.busy.set(0)
-            if self._running is not None:   # the job may change from here on: no promotion now
+            if self._running is not None:  # the job may change from here on: no promotion now
                 with self._running_lock:
                     self._running = None
 
@@ -417,8 +451,10 @@ class Worker:
         if job.attempts < self.settings.job_max_attempts:
             delay = self.settings.job_retry_backoff_seconds * 2 ** (job.attempts - 1)
             delay = min(delay, 300.0) * random.uniform(0.8, 1.2)
-            log.warning("job attempt failed; retrying", extra={"job_id": job.id, "error": message,
-                                                                "attempt": job.attempts, "retry_in": round(delay, 3)})
+            log.warning(
+                "job attempt failed; retrying",
+                extra={"job_id": job.id, "error": message, "attempt": job.attempts, "retry_in": round(delay, 3)},
+            )
             return self._retry(item, message, delay, elapsed=elapsed)
         return self._fail(item, message, elapsed, exc_info=exc)
 
@@ -445,20 +481,23 @@ class Worker:
         item.outcome = "cached"
         return Finish(job, shares=source.result_ref or "", fingerprint=item.fingerprint)
 
-    def _fail(self, item: Claimed, message: str, elapsed: float | None = None,
-              exc_info: BaseException | bool = False) -> Finish:
+    def _fail(
+        self, item: Claimed, message: str, elapsed: float | None = None, exc_info: BaseException | bool = False
+    ) -> Finish:
         job = item.job
         assert job is not None
         job.status = JobStatus.FAILED
         job.finished_at = time.time()
         job.error = message
         item.outcome, item.elapsed = "failed", elapsed
-        log.warning("job failed", extra={"job_id": job.id, "operation": job.operation, "error": message},
-                    exc_info=exc_info)
+        log.warning(
+            "job failed", extra={"job_id": job.id, "operation": job.operation, "error": message}, exc_info=exc_info
+        )
         return Finish(job)
 
-    def _retry(self, item: Claimed, message: str, delay: float, count: bool = True,
-               elapsed: float | None = None) -> Retry:
+    def _retry(
+        self, item: Claimed, message: str, delay: float, count: bool = True, elapsed: float | None = None
+    ) -> Retry:
         job = item.job
         assert job is not None
         job.status = JobStatus.SUBMITTED
@@ -473,8 +512,10 @@ class Worker:
         job = item.job
         op = job.operation if job else "?"
         if recorded is not Recorded.OK:
-            log.info("job outcome discarded", extra={"job_id": item.id, "operation": op,
-                                                     "reason": recorded.value if recorded else None})
+            log.info(
+                "job outcome discarded",
+                extra={"job_id": item.id, "operation": op, "reason": recorded.value if recorded else None},
+            )
             return
         outcome, elapsed = item.outcome, item.elapsed
         self.metrics.done(op, outcome, elapsed)
@@ -482,8 +523,15 @@ class Worker:
         if outcome in ("complete", "cached") and log.isEnabledFor(logging.DEBUG):
             # one line per success only at DEBUG (a no-op job costs less than a log line); the
             # housekeeping thread logs a summary every LOG_SUMMARY_SECONDS; failures always log.
-            log.debug("job " + outcome, extra={"job_id": item.id, "operation": op, "attempt": job.attempts if job else None,
-                                               "seconds": None if elapsed is None else round(elapsed, 6)})
+            log.debug(
+                "job " + outcome,
+                extra={
+                    "job_id": item.id,
+                    "operation": op,
+                    "attempt": job.attempts if job else None,
+                    "seconds": None if elapsed is None else round(elapsed, 6),
+                },
+            )
 
     def _learn(self, seconds: float, operation: str | None = None) -> None:
         """Track job time: up at once on a slow job, down gently, so batches never hoard slow work
@@ -513,9 +561,10 @@ class Worker:
                 if self.stopping and self._grace_deadline is not None and time.monotonic() > self._grace_deadline:
                     raise
                 delay = backoff.next()
-                log.warning("redis unavailable while recording a job; retrying",
-                            extra={"worker": self.id, "error": str(exc), "retry_in": round(delay, 2),
-                                   "job_id": job_id})
+                log.warning(
+                    "redis unavailable while recording a job; retrying",
+                    extra={"worker": self.id, "error": str(exc), "retry_in": round(delay, 2), "job_id": job_id},
+                )
                 time.sleep(delay)
 
     def _send_give_back(self, ids: list[str]) -> None:
@@ -523,7 +572,7 @@ class Worker:
             n = self.delivery.give_back(self.id, ids)
             log.info("gave back unstarted jobs", extra={"worker": self.id, "count": n})
         except redis.exceptions.RedisError:
-            pass   # still in our processing list: _leave retries, else the reaper requeues them
+            pass  # still in our processing list: _leave retries, else the reaper requeues them
 
     # --- promoter thread: quick jobs that turn out slow ------------------------------------
     def _promote(self) -> None:
@@ -535,7 +584,7 @@ class Worker:
             running = self._running
             if running is None or running[0].promoted or time.monotonic() - running[1] < PROMOTE_SECONDS:
                 continue
-            with self._running_lock:   # held while sending: the job's document must not change meanwhile
+            with self._running_lock:  # held while sending: the job's document must not change meanwhile
                 if self._running is not running:
                     continue
                 item = running[0]
@@ -543,7 +592,7 @@ class Worker:
                 try:
                     assert item.job is not None
                     self.delivery.start(self.id, Start(item.job))
-                except Exception as exc:   # not started: the job still ends with one result
+                except Exception as exc:  # not started: the job still ends with one result
                     log.debug("could not start a long quick job", extra={"job_id": item.id, "error": str(exc)})
 
     # --- housekeeping thread: heartbeat (lease), reaper, sweeper --------------------------
@@ -564,7 +613,9 @@ class Worker:
                 delta = {k: v - reported.get(k, 0) for k, v in counts.items() if v != reported.get(k, 0)}
                 if delta:
                     log.info("jobs processed", extra={"worker": self.id, "last_seconds": LOG_SUMMARY_SECONDS, **delta})
-                    if getattr(self.data, "loaded", False):   # jobs free big temporaries; glibc would keep them per process
+                    if getattr(
+                        self.data, "loaded", False
+                    ):  # jobs free big temporaries; glibc would keep them per process
                         from atx_analysis.dataset import release_freed_memory
 
                         release_freed_memory()
@@ -576,8 +627,10 @@ class Worker:
                     moved, dead = self.delivery.reap(lease)
                     if moved or dead:
                         self.metrics.requeued.inc(moved)
-                        log.warning("requeued jobs of silent workers", extra={"worker": self.id, "count": moved,
-                                                                              "dead_workers": dead})
+                        log.warning(
+                            "requeued jobs of silent workers",
+                            extra={"worker": self.id, "count": moved, "dead_workers": dead},
+                        )
                 if now >= next_sweep:
                     next_sweep = now + SWEEP_INTERVAL_SECONDS
                     if self.delivery.try_lock_sweep(SWEEP_INTERVAL_SECONDS / 2):
@@ -593,7 +646,7 @@ class Worker:
             self._stop_housekeeping.wait(beat_every)
 
 
-_UNSTARTED = StartAnswer(Started.OK)   # a quick job's "start": run it, nothing was written
+_UNSTARTED = StartAnswer(Started.OK)  # a quick job's "start": run it, nothing was written
 
 
 def _ahead(start: Start) -> Start:

@@ -85,7 +85,11 @@ class DataCache:
             stamp = _stamp(path)
         except (OSError, ValueError):
             return None
-        if isinstance(known, dict) and {k: known.get(k) for k in stamp} == stamp and isinstance(known.get("sha256"), str):
+        if (
+            isinstance(known, dict)
+            and {k: known.get(k) for k in stamp} == stamp
+            and isinstance(known.get("sha256"), str)
+        ):
             return known
         return None
 
@@ -113,8 +117,11 @@ class DataCache:
         if remember and self.writes:
             self.remember(path, identity)
         elif self.mode == "readonly":
-            log.info("data cache: no identity remembered for this %s; hashed it (the loader remembers it)", path.name,
-                     extra={"data_path": str(path), "cache_dir": str(self.directory)})
+            log.info(
+                "data cache: no identity remembered for this %s; hashed it (the loader remembers it)",
+                path.name,
+                extra={"data_path": str(path), "cache_dir": str(self.directory)},
+            )
         return identity
 
     def remember(self, path: Path, identity: str, *, loaded: bool = False) -> bool:
@@ -168,8 +175,9 @@ class DataCache:
         return removed
 
 
-def wait_until_ready(path: str | Path, cache_dir: str | None, timeout: float, *, poll: float = 2.0,
-                     say=print) -> Path | None:
+def wait_until_ready(
+    path: str | Path, cache_dir: str | None, timeout: float, *, poll: float = 2.0, say=print
+) -> Path | None:
     """Wait for the data file, then up to ``timeout`` seconds for its cache of this version.
 
     The worker pods' init container: during an upgrade that changes CACHE_VERSION the data is
@@ -189,13 +197,17 @@ def wait_until_ready(path: str | Path, cache_dir: str | None, timeout: float, *,
             say(f"found its parsed cache {file}")
             return file
         if cache.loader_done(path):
-            say(f"the loader is done with {path.name} but left no parsed cache (format v{CACHE_VERSION}) in "
-                f"{cache.directory}: the worker will parse the file in memory")
+            say(
+                f"the loader is done with {path.name} but left no parsed cache (format v{CACHE_VERSION}) in "
+                f"{cache.directory}: the worker will parse the file in memory"
+            )
             return None
         if time.monotonic() >= deadline:
             if timeout > 0:
-                say(f"no parsed cache of {path.name} (format v{CACHE_VERSION}) in {cache.directory} after "
-                    f"{timeout:g} s: the worker will parse the file in memory")
+                say(
+                    f"no parsed cache of {path.name} (format v{CACHE_VERSION}) in {cache.directory} after "
+                    f"{timeout:g} s: the worker will parse the file in memory"
+                )
             return None
         say(f"waiting for the parsed cache of {path.name} (format v{CACHE_VERSION}) in {cache.directory}")
         time.sleep(min(poll, max(0.0, deadline - time.monotonic())))

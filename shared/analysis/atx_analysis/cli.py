@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from jobqueue.cliargs import Exit, UsageError, parse_pairs   # this module is the jobqueue command's plug-in
+from jobqueue.cliargs import Exit, UsageError, parse_pairs  # this module is the jobqueue command's plug-in
 
 DEFAULT_DATA = "data/traffic_incidents_sample.csv"
 FULL_ROWS = 432_444  # = generator.FULL_ROWS, without importing pandas to build the parser
@@ -60,8 +60,7 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     except UsageError as exc:
         return _fail(prog, str(exc), Exit.USAGE)
     if op.produces_png and not args.output:
-        return _fail(prog, f"{op.name} makes a PNG: give --output FILE.png (or --output - for stdout)",
-                     Exit.USAGE)
+        return _fail(prog, f"{op.name} makes a PNG: give --output FILE.png (or --output - for stdout)", Exit.USAGE)
     try:
         ds = load_dataset(args.data, **_load_options(args))
         result = op.run(ds, params)
@@ -93,8 +92,9 @@ def cmd_operations(args: argparse.Namespace) -> int:
         doc: Any = templates(REGISTRY)
     else:
         doc = [op.describe() for op in REGISTRY]
-    human = args.format == "table" or (args.format == "auto" and not args.templates and not args.output
-                                       and sys.stdout.isatty())
+    human = args.format == "table" or (
+        args.format == "auto" and not args.templates and not args.output and sys.stdout.isatty()
+    )
     text = operations_table(doc) if human else json.dumps(doc, indent=2)
     if args.output:
         Path(args.output).write_text(text + "\n")
@@ -131,8 +131,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
     if args.rows < 1:
         return _fail("jobqueue data generate", "--rows must be at least 1", Exit.USAGE)
     path = write_csv(args.output, rows=args.rows, seed=args.seed, nine_columns=args.nine_columns)
-    print(json.dumps({"output": str(path), "rows": args.rows, "seed": args.seed,
-                      "bytes": path.stat().st_size}))
+    print(json.dumps({"output": str(path), "rows": args.rows, "seed": args.seed, "bytes": path.stat().st_size}))
     return 0
 
 
@@ -143,10 +142,10 @@ def cmd_fetch(args: argparse.Namespace) -> int:
 
     prog = "jobqueue data fetch"
     if args.url and args.source != "export":
-        return _fail(prog, "--url replaces the export source's address; it does not go with --source soda",
-                     Exit.USAGE)
-    output = args.output or ("data/full/traffic_incidents.csv" if args.source == "export"
-                             else "data/full/traffic_incidents.json")
+        return _fail(prog, "--url replaces the export source's address; it does not go with --source soda", Exit.USAGE)
+    output = args.output or (
+        "data/full/traffic_incidents.csv" if args.source == "export" else "data/full/traffic_incidents.json"
+    )
     options = _load_options(args)
     if args.keep_existing and os.path.isfile(output) and os.path.getsize(output) > 0:
         try:  # the data stays; its parsed cache for this version is built if missing (an upgrade)
@@ -155,7 +154,11 @@ def cmd_fetch(args: argparse.Namespace) -> int:
             print(f"{prog}: warning: {output} is kept but is not a usable dataset, so no cache: {exc}", file=sys.stderr)
             print(json.dumps({"output": output, "kept": True, "bytes": os.path.getsize(output), "cache": None}))
             return 0
-        print(json.dumps({"output": output, "kept": True, "bytes": os.path.getsize(output), **_cache_report(kept, options)}))
+        print(
+            json.dumps(
+                {"output": output, "kept": True, "bytes": os.path.getsize(output), **_cache_report(kept, options)}
+            )
+        )
         return 0
     loaded: dict[str, Any] = {}
 
@@ -169,9 +172,17 @@ def cmd_fetch(args: argparse.Namespace) -> int:
         if args.copy_from:
             copy(args.copy_from, output, check=usable)
         else:
-            fetch(output, source=args.source, base_url=args.base_url, page_size=args.page_size,
-                  timeout=args.timeout, app_token=os.environ.get("SODA_APP_TOKEN") or None, url=args.url,
-                  check=usable, progress=show)
+            fetch(
+                output,
+                source=args.source,
+                base_url=args.base_url,
+                page_size=args.page_size,
+                timeout=args.timeout,
+                app_token=os.environ.get("SODA_APP_TOKEN") or None,
+                url=args.url,
+                check=usable,
+                progress=show,
+            )
     except FetchError as exc:  # a local --from file that is not there is bad input; a download, unreachable
         return _fail(prog, str(exc), Exit.USAGE if args.copy_from else Exit.UNAVAILABLE)
     except DataFormatError as exc:
@@ -181,8 +192,11 @@ def cmd_fetch(args: argparse.Namespace) -> int:
             show.done()
     dataset = loaded["dataset"]
     # "path": the file readers get (the dataset was checked in a temporary file, since renamed to it)
-    print(json.dumps({**dataset.info(), "path": output, "output": output,
-                      **_cache_report(dataset, options, Path(output))}))
+    print(
+        json.dumps(
+            {**dataset.info(), "path": output, "output": output, **_cache_report(dataset, options, Path(output))}
+        )
+    )
     return 0
 
 
@@ -204,8 +218,9 @@ def _cache_report(dataset, options: dict[str, Any], landed: Path | None = None) 
 def cmd_wait(args: argparse.Namespace) -> int:
     from .cache import wait_until_ready
 
-    wait_until_ready(args.data, _load_options(args).get("cache_dir"), args.cache_timeout,
-                     say=lambda line: print(line, flush=True))
+    wait_until_ready(
+        args.data, _load_options(args).get("cache_dir"), args.cache_timeout, say=lambda line: print(line, flush=True)
+    )
     return 0
 
 
@@ -246,9 +261,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     """Add ``analyze``, ``operations`` and ``data`` to the ``jobqueue`` command."""
     from .fetch import PORTAL, SOURCES  # stdlib-only at import time: `jobqueue version` stays quick
 
-    p = sub.add_parser("analyze", help="run one analysis operation on a data file and print the JSON result",
-                       description="Run an operation directly (no queue). Example: "
-                                   "jobqueue analyze top_locations n=5 --data data/traffic_incidents_sample.csv")
+    p = sub.add_parser(
+        "analyze",
+        help="run one analysis operation on a data file and print the JSON result",
+        description="Run an operation directly (no queue). Example: "
+        "jobqueue analyze top_locations n=5 --data data/traffic_incidents_sample.csv",
+    )
     p.add_argument("operation", help="operation name (jobqueue operations lists them)")
     p.add_argument("params", nargs="*", metavar="key=value", help="parameters, e.g. date=2024-03-09")
     p.add_argument("--data", default=_default_data(), help="data file (default: $DATA_PATH or the bundled sample)")
@@ -256,13 +274,23 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--pretty", action="store_true", help="indent the JSON")
     p.set_defaults(func=cmd_analyze)
 
-    p = sub.add_parser("operations", help="list the operations with their parameters",
-                       description="A readable list on a terminal; JSON when piped or with --json.")
-    p.add_argument("--format", choices=("auto", "table", "json"), default="auto",
-                   help="table for people, json for scripts (auto: table on a terminal, else json)")
+    p = sub.add_parser(
+        "operations",
+        help="list the operations with their parameters",
+        description="A readable list on a terminal; JSON when piped or with --json.",
+    )
+    p.add_argument(
+        "--format",
+        choices=("auto", "table", "json"),
+        default="auto",
+        help="table for people, json for scripts (auto: table on a terminal, else json)",
+    )
     p.add_argument("--json", dest="format", action="store_const", const="json", help="same as --format json")
-    p.add_argument("--templates", action="store_true",
-                   help="print example submissions instead (the tutorial's submit_templates.json)")
+    p.add_argument(
+        "--templates",
+        action="store_true",
+        help="print example submissions instead (the tutorial's submit_templates.json)",
+    )
     p.add_argument("--output", "-o", help="write to this file instead of stdout")
     p.set_defaults(func=cmd_operations)
 
@@ -276,28 +304,46 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_generate)
 
     p = dsub.add_parser("fetch", help="download the live dataset from data.austintexas.gov")
-    p.add_argument("--source", choices=SOURCES, default="export",
-                   help="export: the portal's CSV export; soda: the SODA API's JSON, paged")
+    p.add_argument(
+        "--source",
+        choices=SOURCES,
+        default="export",
+        help="export: the portal's CSV export; soda: the SODA API's JSON, paged",
+    )
     p.add_argument("--output", "-o", help="file (default data/full/traffic_incidents.csv or .json)")
     p.add_argument("--base-url", default=PORTAL, help=f"portal address (default {PORTAL})")
     p.add_argument("--page-size", type=int, default=50_000, help="SODA page size")
     p.add_argument("--timeout", type=float, default=60.0, help="seconds per request")
     origin = p.add_mutually_exclusive_group()
     origin.add_argument("--url", help="download this address instead of the portal's export (a mirror)")
-    origin.add_argument("--from", dest="copy_from", metavar="PATH",
-                        help="copy a local file instead of downloading (the chart copies the image's sample)")
-    p.add_argument("--keep-existing", action="store_true",
-                   help="do nothing when --output already holds a non-empty file (the chart's loader: "
-                        "an upgrade keeps the data)")
+    origin.add_argument(
+        "--from",
+        dest="copy_from",
+        metavar="PATH",
+        help="copy a local file instead of downloading (the chart copies the image's sample)",
+    )
+    p.add_argument(
+        "--keep-existing",
+        action="store_true",
+        help="do nothing when --output already holds a non-empty file (the chart's loader: an upgrade keeps the data)",
+    )
     p.set_defaults(func=cmd_fetch)
 
-    p = dsub.add_parser("wait", help="wait for the data file, then (bounded) for its parsed cache (the worker pods' init container)",
-                        description="Exit 0 once DATA_PATH exists and, within --cache-timeout seconds, its parsed "
-                                    "cache for this version is in DATA_CACHE_DIR; without the cache the worker "
-                                    "parses the file itself.")
+    p = dsub.add_parser(
+        "wait",
+        help="wait for the data file, then (bounded) for its parsed cache (the worker pods' init container)",
+        description="Exit 0 once DATA_PATH exists and, within --cache-timeout seconds, its parsed "
+        "cache for this version is in DATA_CACHE_DIR; without the cache the worker "
+        "parses the file itself.",
+    )
     p.add_argument("--data", default=_default_data(), help="data file (default: $DATA_PATH)")
-    p.add_argument("--cache-timeout", type=float, default=0.0, metavar="SECONDS",
-                   help="how long to wait for the cache once the file is there (default 0: not at all)")
+    p.add_argument(
+        "--cache-timeout",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="how long to wait for the cache once the file is there (default 0: not at all)",
+    )
     p.set_defaults(func=cmd_wait)
 
     p = dsub.add_parser("info", help="load a data file and print what was recognised (format, rows, bad values)")

@@ -29,11 +29,33 @@ CATEGORICAL = ("issue", "address", "status", "agency")
 # stored indexes, computed once at parse time: rows by latitude (NaN last), and the coordinates in
 # that order, so radius queries need no per-process copy (every worker maps the same file pages)
 INDEXES = ("lat_order", "lat_sorted", "lon_sorted")
-NUMERIC = ("published", "status_date", "latitude", "longitude", "response_minutes", "local_day", "hour", "weekday",
-           *INDEXES)
+NUMERIC = (
+    "published",
+    "status_date",
+    "latitude",
+    "longitude",
+    "response_minutes",
+    "local_day",
+    "hour",
+    "weekday",
+    *INDEXES,
+)
 # the frame's columns
-ORDER = ("report_id", "published", "issue", "address", "latitude", "longitude", "status", "status_date",
-         "agency", "response_minutes", "local_day", "hour", "weekday")
+ORDER = (
+    "report_id",
+    "published",
+    "issue",
+    "address",
+    "latitude",
+    "longitude",
+    "status",
+    "status_date",
+    "agency",
+    "response_minutes",
+    "local_day",
+    "hour",
+    "weekday",
+)
 META_KEY = b"atx_analysis"
 # per-address arrays, stored as the first n entries of row-length columns (n distinct addresses <= rows,
 # since each comes from a row), so that they too are mapped pages shared by every process instead of
@@ -75,7 +97,7 @@ class StoredStrings(Sequence[str]):
             i += self._n
         if not 0 <= i < self._n:
             raise IndexError(i)
-        return bytes(self._data[self._offsets[i]:self._offsets[i + 1]]).decode()
+        return bytes(self._data[self._offsets[i] : self._offsets[i + 1]]).decode()
 
     def __iter__(self) -> Iterator[str]:
         return (self[i] for i in range(self._n))
@@ -84,9 +106,9 @@ class StoredStrings(Sequence[str]):
 def _padded_strings(values: list[str], rows: int) -> pa.Array:
     """A string array of ``rows`` entries: ``values`` first, then empty strings (built from buffers)."""
     blob = "".join(values).encode()
-    offsets = np.full(rows + 1, len(blob), dtype=np.int32)   # the padding: empty strings at the end
+    offsets = np.full(rows + 1, len(blob), dtype=np.int32)  # the padding: empty strings at the end
     offsets[0] = 0
-    offsets[1:len(values) + 1] = np.cumsum([len(v.encode()) for v in values], dtype=np.int64)
+    offsets[1 : len(values) + 1] = np.cumsum([len(v.encode()) for v in values], dtype=np.int64)
     return pa.StringArray.from_buffers(rows, pa.py_buffer(offsets.tobytes()), pa.py_buffer(blob))
 
 
@@ -127,8 +149,9 @@ class Columns:
             if name == "report_id":
                 data[name] = pd.Series(self.report_id.to_pandas(types_mapper=pd.ArrowDtype)).astype("string[pyarrow]")
             elif name in CATEGORICAL:
-                data[name] = pd.Categorical.from_codes(self.arrays[name].astype(np.int64),
-                                                       categories=pd.Index(list(self.categories[name]), dtype="str"))
+                data[name] = pd.Categorical.from_codes(
+                    self.arrays[name].astype(np.int64), categories=pd.Index(list(self.categories[name]), dtype="str")
+                )
             elif name in ("published", "status_date"):
                 data[name] = pd.DatetimeIndex(self.arrays[name].view("datetime64[ns]")).tz_localize("UTC")
             else:
@@ -142,11 +165,11 @@ class Columns:
         addresses, rows = list(self.categories["address"]), self.rows
         categories = {k: list(v) for k, v in self.categories.items()}
         names = list(ORDER) + list(INDEXES)
-        if len(addresses) <= rows:   # always, for parsed data
+        if len(addresses) <= rows:  # always, for parsed data
             fields["address_names"] = _padded_strings(addresses, rows)
             fields["address_upper"] = _padded_strings([a.upper() + "\n" for a in addresses], rows)
             road = np.full(rows, -1, dtype=np.int32)
-            road[:len(addresses)] = self.address_road
+            road[: len(addresses)] = self.address_road
             fields["address_road"] = pa.array(road)
             names += PER_ADDRESS
             del categories["address"]
@@ -168,17 +191,19 @@ class Columns:
         report_id = rid.chunk(0) if rid.num_chunks == 1 else rid.combine_chunks()
         categories = meta.pop("categories")
         haystack = None
-        if "addresses" in meta:   # the per-address arrays are stored columns: map them, decode nothing
+        if "addresses" in meta:  # the per-address arrays are stored columns: map them, decode nothing
             n = meta.pop("addresses")
-            chunks = {name: (lambda c: c.chunk(0) if c.num_chunks == 1 else c.combine_chunks())(table.column(name))
-                      for name in PER_ADDRESS}
+            chunks = {
+                name: (lambda c: c.chunk(0) if c.num_chunks == 1 else c.combine_chunks())(table.column(name))
+                for name in PER_ADDRESS
+            }
             categories["address"] = StoredStrings(chunks["address_names"], n)
             address_road = _view(chunks["address_road"])[:n]
             offsets, data = _string_parts(chunks["address_upper"])
-            if offsets[0] == 0:   # as written; otherwise the index builds its own
+            if offsets[0] == 0:  # as written; otherwise the index builds its own
                 end = int(offsets[n])
                 hay = np.frombuffer(data, dtype=np.uint8, count=end) if end else np.zeros(0, dtype=np.uint8)
-                haystack = (hay, offsets[:n + 1])
+                haystack = (hay, offsets[: n + 1])
         else:
             address_road = np.array(meta.pop("address_road"), dtype=np.int32)
         return cls(arrays, categories, report_id, address_road, haystack), meta

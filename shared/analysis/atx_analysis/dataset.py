@@ -57,9 +57,17 @@ _trim: Any = None
 class Dataset:
     """The canonical columns of one data file plus their indexes. Treat it as read-only."""
 
-    def __init__(self, columns: Columns, *, identity: str, format: str, path: str | None = None,
-                 counts: dict[str, int] | None = None, available: list[str] | None = None,
-                 from_cache: bool = False):
+    def __init__(
+        self,
+        columns: Columns,
+        *,
+        identity: str,
+        format: str,
+        path: str | None = None,
+        counts: dict[str, int] | None = None,
+        available: list[str] | None = None,
+        from_cache: bool = False,
+    ):
         self.columns = columns
         self.identity = identity
         self.format = format
@@ -96,8 +104,10 @@ class Dataset:
         if not idx.dated_rows:
             return None, None
         epoch = dt.date(1970, 1, 1)
-        return ((epoch + dt.timedelta(days=idx.day0)).isoformat(),
-                (epoch + dt.timedelta(days=idx.day0 + len(idx.day_counts) - 1)).isoformat())
+        return (
+            (epoch + dt.timedelta(days=idx.day0)).isoformat(),
+            (epoch + dt.timedelta(days=idx.day0 + len(idx.day_counts) - 1)).isoformat(),
+        )
 
     def info(self) -> dict[str, Any]:
         first, last = self.date_range
@@ -148,8 +158,11 @@ def _read_cache(file: Path, identity: str) -> tuple[Columns, dict[str, Any]] | N
         log.warning("ignoring unreadable data cache %s: %s", file, exc)
         return None
     if meta.get("identity") != identity or meta.get("version") != _cache.CACHE_VERSION:
-        log.warning("ignoring data cache %s: made for another file or format", file,
-                    extra={"cache_identity": meta.get("identity"), "cache_version": meta.get("version")})
+        log.warning(
+            "ignoring data cache %s: made for another file or format",
+            file,
+            extra={"cache_identity": meta.get("identity"), "cache_version": meta.get("version")},
+        )
         return None
     return columns, meta
 
@@ -171,16 +184,27 @@ def _write_cache(file: Path, columns: Columns, meta: dict[str, Any]) -> bool:
     except OSError as exc:  # read-only data directory and the like: run without a cache
         # a warning, not a note: every process will parse the file again (seconds and hundreds of MB
         # each at full size); DATA_CACHE_DIR elsewhere, or a loader-built cache, avoids it
-        log.warning("not caching parsed data at %s: %s (every process parses the file; set DATA_CACHE_DIR to a "
-                    "writable directory)", file, exc)
+        log.warning(
+            "not caching parsed data at %s: %s (every process parses the file; set DATA_CACHE_DIR to a "
+            "writable directory)",
+            file,
+            exc,
+        )
         return False
     finally:
         if tmp and os.path.exists(tmp):
             os.unlink(tmp)
 
 
-def load_dataset(path: str | Path, *, cache: bool = True, cache_dir: str | None = None,
-                 max_bytes: int | None = None, cache_mode: str = "readwrite", name: str | None = None) -> Dataset:
+def load_dataset(
+    path: str | Path,
+    *,
+    cache: bool = True,
+    cache_dir: str | None = None,
+    max_bytes: int | None = None,
+    cache_mode: str = "readwrite",
+    name: str | None = None,
+) -> Dataset:
     """Load ``path`` in any recognised format; raise DataFormatError if it is none of them.
 
     ``cache_dir`` (DATA_CACHE_DIR) defaults to ``.cache/`` beside the file; ``cache_mode``
@@ -201,21 +225,42 @@ def load_dataset(path: str | Path, *, cache: bool = True, cache_dir: str | None 
         hit = _read_cache(file, identity)
         if hit is not None:
             columns, meta = hit
-            dataset = Dataset(columns, identity=identity, format=meta["format"], path=str(path),
-                              counts=meta["counts"], available=meta["available"], from_cache=True)
+            dataset = Dataset(
+                columns,
+                identity=identity,
+                format=meta["format"],
+                path=str(path),
+                counts=meta["counts"],
+                available=meta["available"],
+                from_cache=True,
+            )
             dataset.cache_file = str(file)
-            release_freed_memory()   # the index build's temporaries
+            release_freed_memory()  # the index build's temporaries
             return dataset
     if store.mode == "readonly":
-        log.warning("data cache: no parsed cache of %s for this format (v%d) in %s: parsing it in memory in this "
-                    "process (the loader, jobqueue data fetch, builds the cache)", path.name, _cache.CACHE_VERSION,
-                    store.directory, extra={"data_path": str(path), "cache_file": str(file)})
+        log.warning(
+            "data cache: no parsed cache of %s for this format (v%d) in %s: parsing it in memory in this "
+            "process (the loader, jobqueue data fetch, builds the cache)",
+            path.name,
+            _cache.CACHE_VERSION,
+            store.directory,
+            extra={"data_path": str(path), "cache_file": str(file)},
+        )
     columns, fmt, counts, available = parse_file(path, max_bytes)
     written = False
     if store.writes and file is not None:
-        written = _write_cache(file, columns, {"format": fmt, "counts": counts, "available": available,
-                                               "identity": identity, "version": _cache.CACHE_VERSION})
+        written = _write_cache(
+            file,
+            columns,
+            {
+                "format": fmt,
+                "counts": counts,
+                "available": available,
+                "identity": identity,
+                "version": _cache.CACHE_VERSION,
+            },
+        )
     dataset = Dataset(columns, identity=identity, format=fmt, path=str(path), counts=counts, available=available)
     dataset.cache_file = str(file) if written else None
-    release_freed_memory()   # the parse's temporaries
+    release_freed_memory()  # the parse's temporaries
     return dataset

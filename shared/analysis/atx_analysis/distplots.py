@@ -16,8 +16,9 @@ PALETTE = ("#bf5700", "#0072b2", "#009e73", "#cc79a7", "#e69f00", "#56b4e9", "#d
 OTHER = "#9aa5b1"
 
 
-def columns_png(labels: Sequence[str], counts: Sequence[int], title: str, xlabel: str, note: str,
-                highlight: Sequence[int] = ()) -> bytes:
+def columns_png(
+    labels: Sequence[str], counts: Sequence[int], title: str, xlabel: str, note: str, highlight: Sequence[int] = ()
+) -> bytes:
     """Vertical bars with their values on top (hours of the day, days of the week)."""
     fig, ax = _figure(WIDTH, 4.5)
     x = np.arange(len(counts))
@@ -58,8 +59,17 @@ def bars_png(pairs: Sequence[tuple[str, int]], title: str, note: str) -> bytes:
     return _png(fig)
 
 
-def radius_png(lat: float, lon: float, radius_km: float, lats: np.ndarray, lons: np.ndarray,
-               issues: Sequence[str], codes: np.ndarray, note: str, top: int = 6) -> bytes:
+def radius_png(
+    lat: float,
+    lon: float,
+    radius_km: float,
+    lats: np.ndarray,
+    lons: np.ndarray,
+    issues: Sequence[str],
+    codes: np.ndarray,
+    note: str,
+    top: int = 6,
+) -> bytes:
     """The incidents within the radius as points on a local east/north grid in km, coloured by the
     most common issue types, with the circle drawn: a map without map tiles (no network needed)."""
     fig, ax = _figure(8.0, 7.0)
@@ -71,12 +81,18 @@ def radius_png(lat: float, lon: float, radius_km: float, lats: np.ndarray, lons:
     order = [int(i) for i in np.argsort(-counts, kind="stable")[:top] if counts[i] > 0]
     rest = ~np.isin(codes, order)
     if rest.any():
-        ax.scatter(x[rest], y[rest], s=9, color=OTHER, alpha=0.7, linewidths=0,
-                   label=f"other ({int(rest.sum()):,})")
+        ax.scatter(x[rest], y[rest], s=9, color=OTHER, alpha=0.7, linewidths=0, label=f"other ({int(rest.sum()):,})")
     for colour, code in zip(PALETTE, order):
         mask = codes == code
-        ax.scatter(x[mask], y[mask], s=12, color=colour, alpha=0.85, linewidths=0,
-                   label=f"{issues[code]} ({int(counts[code]):,})")
+        ax.scatter(
+            x[mask],
+            y[mask],
+            s=12,
+            color=colour,
+            alpha=0.85,
+            linewidths=0,
+            label=f"{issues[code]} ({int(counts[code]):,})",
+        )
     t = np.linspace(0, 2 * np.pi, 256)
     ax.plot(radius_km * np.cos(t), radius_km * np.sin(t), color=INK, linewidth=1)
     ax.plot([0], [0], marker="+", color=INK, markersize=12)
@@ -87,11 +103,17 @@ def radius_png(lat: float, lon: float, radius_km: float, lats: np.ndarray, lons:
     ax.set_xlabel("km east of the centre", color=INK)
     ax.set_ylabel("km north of the centre", color=INK)
     ax.grid(color=GRID, linewidth=0.8)
-    ax.set_title(f"{len(x):,} incidents within {radius_km:g} km of ({lat:.4f}, {lon:.4f})", loc="left",
-                 color=INK, fontsize=12, fontweight="bold")
+    ax.set_title(
+        f"{len(x):,} incidents within {radius_km:g} km of ({lat:.4f}, {lon:.4f})",
+        loc="left",
+        color=INK,
+        fontsize=12,
+        fontweight="bold",
+    )
     if len(x):
-        ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False, fontsize=8, title="issue",
-                  title_fontsize=8)
+        ax.legend(
+            loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False, fontsize=8, title="issue", title_fontsize=8
+        )
     fig.text(0.01, 0.01, note, ha="left", va="bottom", color=MUTED, fontsize=8)
     legend_px = 0.0
     if len(x):

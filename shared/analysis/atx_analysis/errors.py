@@ -45,8 +45,9 @@ class MissingColumnError(DataFormatError):
         self.column = column
         self.operation = operation
         what = f"operation {operation!r} needs" if operation else "this needs"
-        super().__init__(f"{what} the {column!r} column, which the loaded data does not have "
-                         f"(a SODA $select subset without it?)")
+        super().__init__(
+            f"{what} the {column!r} column, which the loaded data does not have (a SODA $select subset without it?)"
+        )
 
 
 class FetchError(AnalysisError, RuntimeError):

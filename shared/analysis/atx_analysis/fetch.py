@@ -27,8 +27,9 @@ SOURCES = ("export", "soda")
 __all__ = ["SOURCES", "FetchError", "fetch"]
 
 
-def _replace_atomically(target: Path, write: Callable[[object], int],
-                        check: Callable[[Path], object] | None = None) -> int:
+def _replace_atomically(
+    target: Path, write: Callable[[object], int], check: Callable[[Path], object] | None = None
+) -> int:
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".part")
     try:
@@ -59,10 +60,18 @@ def copy(source: str | Path, output: str | Path, *, check: Callable[[Path], obje
     return output
 
 
-def fetch(output: str | Path, *, source: str = "export", base_url: str = PORTAL, page_size: int = 50_000,
-          timeout: float = 60.0, app_token: str | None = None,
-          progress: Callable[[int], None] | None = None, url: str | None = None,
-          check: Callable[[Path], object] | None = None) -> Path:
+def fetch(
+    output: str | Path,
+    *,
+    source: str = "export",
+    base_url: str = PORTAL,
+    page_size: int = 50_000,
+    timeout: float = 60.0,
+    app_token: str | None = None,
+    progress: Callable[[int], None] | None = None,
+    url: str | None = None,
+    check: Callable[[Path], object] | None = None,
+) -> Path:
     """Download the dataset to ``output``; return its path. Raises FetchError on failure.
 
     ``url``: download this address as is (the export source only). ``check`` gets the complete
@@ -71,7 +80,7 @@ def fetch(output: str | Path, *, source: str = "export", base_url: str = PORTAL,
     ``progress(n)`` is called with the bytes (export) or records (soda) written so far."""
     import requests
 
-    from jobqueue.http import retrying_session   # installed with the jobqueue command that runs this
+    from jobqueue.http import retrying_session  # installed with the jobqueue command that runs this
 
     if source not in SOURCES:
         raise FetchError(f"unknown source {source!r}; choose one of {', '.join(SOURCES)}")
@@ -83,6 +92,7 @@ def fetch(output: str | Path, *, source: str = "export", base_url: str = PORTAL,
     session = retrying_session(idempotent=True, statuses=(429, 500, 502, 503, 504))
     try:
         if source == "export":
+
             def write(fh) -> int:
                 with session.get(url or base + EXPORT_PATH, headers=headers, stream=True, timeout=timeout) as resp:
                     resp.raise_for_status()
@@ -94,6 +104,7 @@ def fetch(output: str | Path, *, source: str = "export", base_url: str = PORTAL,
                             progress(total)
                     return total
         else:
+
             def write(fh) -> int:
                 fh.write(b"[")
                 rows, offset = 0, 0

@@ -11,8 +11,19 @@ from dataclasses import dataclass
 
 from .errors import DataFormatError
 
-CANONICAL = ("report_id", "published", "issue", "address", "latitude", "longitude", "location",
-             "status", "status_date", "agency", "response_minutes")
+CANONICAL = (
+    "report_id",
+    "published",
+    "issue",
+    "address",
+    "latitude",
+    "longitude",
+    "location",
+    "status",
+    "status_date",
+    "agency",
+    "response_minutes",
+)
 
 
 @dataclass(frozen=True)
@@ -28,33 +39,63 @@ class Format:
 
 
 PORTAL_10 = Format(
-    "portal-csv", "portal CSV export (10 columns)",
-    {"Traffic Report ID": "report_id", "Published Date": "published", "Issue Reported": "issue",
-     "Location": "location", "Latitude": "latitude", "Longitude": "longitude", "Address": "address",
-     "Status": "status", "Status Date": "status_date", "Agency": "agency"},
-    ("Traffic Report ID", "Published Date", "Issue Reported", "Location", "Latitude", "Longitude",
-     "Address", "Status", "Status Date", "Agency"),
+    "portal-csv",
+    "portal CSV export (10 columns)",
+    {
+        "Traffic Report ID": "report_id",
+        "Published Date": "published",
+        "Issue Reported": "issue",
+        "Location": "location",
+        "Latitude": "latitude",
+        "Longitude": "longitude",
+        "Address": "address",
+        "Status": "status",
+        "Status Date": "status_date",
+        "Agency": "agency",
+    },
+    (
+        "Traffic Report ID",
+        "Published Date",
+        "Issue Reported",
+        "Location",
+        "Latitude",
+        "Longitude",
+        "Address",
+        "Status",
+        "Status Date",
+        "Agency",
+    ),
     "portal",
 )
 PORTAL_9 = Format(
-    "portal-csv-9", "older portal CSV export (9 columns, no Agency)",
+    "portal-csv-9",
+    "older portal CSV export (9 columns, no Agency)",
     {k: v for k, v in PORTAL_10.columns.items() if k != "Agency"},
     tuple(c for c in PORTAL_10.required if c != "Agency"),
     "portal",
 )
 SODA = Format(
-    "soda", "SODA API (snake_case; any subset of the columns, as with $select)",
-    {"traffic_report_id": "report_id", "published_date": "published", "issue_reported": "issue",
-     "location": "location", "latitude": "latitude", "longitude": "longitude", "address": "address",
-     "traffic_report_status": "status", "traffic_report_status_date_time": "status_date",
-     "agency": "agency"},
+    "soda",
+    "SODA API (snake_case; any subset of the columns, as with $select)",
+    {
+        "traffic_report_id": "report_id",
+        "published_date": "published",
+        "issue_reported": "issue",
+        "location": "location",
+        "latitude": "latitude",
+        "longitude": "longitude",
+        "address": "address",
+        "traffic_report_status": "status",
+        "traffic_report_status_date_time": "status_date",
+        "agency": "agency",
+    },
     (),
     "iso",
 )
 TUTORIAL = Format(
-    "tutorial-csv", "the tutorial's simplified CSV",
-    {"date": "published", "Location": "address", "Issue_Report": "issue",
-     "ResponseTime": "response_minutes"},
+    "tutorial-csv",
+    "the tutorial's simplified CSV",
+    {"date": "published", "Location": "address", "Issue_Report": "issue", "ResponseTime": "response_minutes"},
     ("date", "Location", "Issue_Report", "ResponseTime"),
     "tutorial",
 )
@@ -76,15 +117,20 @@ def detect(columns: list[str]) -> tuple[Format, dict[str, str]]:
         if all(_key(r) in present for r in fmt.required):
             return fmt, {present[_key(src)]: dst for src, dst in fmt.columns.items() if _key(src) in present}
     soda = {present[_key(src)]: dst for src, dst in SODA.columns.items() if _key(src) in present}
-    near = [f for f in (PORTAL_10, TUTORIAL) if any(_key(r) in present for r in f.required
-                                                     if _key(r) not in {_key(s) for s in SODA.columns})]
+    near = [
+        f
+        for f in (PORTAL_10, TUTORIAL)
+        if any(_key(r) in present for r in f.required if _key(r) not in {_key(s) for s in SODA.columns})
+    ]
     if soda and not near:
         return SODA, soda
     if near:
         fmt = near[0]
         missing = [r for r in (PORTAL_9.required if fmt is PORTAL_10 else fmt.required) if _key(r) not in present]
-        raise DataFormatError(f"looks like the {fmt.title} but lacks columns: {', '.join(missing)}; "
-                              f"expected: {fmt.expected()}")
+        raise DataFormatError(
+            f"looks like the {fmt.title} but lacks columns: {', '.join(missing)}; expected: {fmt.expected()}"
+        )
     shown = ", ".join(str(c) for c in list(columns)[:12]) or "(none)"
-    raise DataFormatError(f"unrecognised columns [{shown}]; expected one of these formats: "
-                          f"{expected_columns_message()}")
+    raise DataFormatError(
+        f"unrecognised columns [{shown}]; expected one of these formats: {expected_columns_message()}"
+    )

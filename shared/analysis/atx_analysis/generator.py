@@ -21,41 +21,165 @@ END = pd.Timestamp("2026-11-27 00:00:00", tz="UTC")
 
 # (issue as the portal spells it, relative frequency)
 ISSUES = [
-    ("Crash Urgent", 120), ("Traffic Hazard", 95), ("Crash Service", 70), ("TRFC HAZD/ DEBRIS", 45),
-    ("COLLISION", 40), ("zSTALLED VEHICLE", 35), ("Stalled Vehicle", 30), ("COLLISN/ LVNG SCN", 18),
-    ("LOOSE LIVESTOCK", 8), ("BLOCKED DRIV/ HWY", 12), ("COLLISION WITH INJURY", 10),
-    ("VEHICLE FIRE", 5), ("Traffic Impediment", 9), ("N / HZRD TRFC VIOL", 4), ("BOAT ACCIDENT", 1),
-    ("AUTO/ PED", 3), ("FLEET ACC/ INJURY", 2), ("COLLISION/PRIVATE PROPERTY", 4), ("ICY ROADWAY", 2),
-    ("HIGH WATER", 2), ("OBSTRUCT HWY", 3), ("TRAFFIC FATALITY", 1), ("Crash/Injury", 1),
+    ("Crash Urgent", 120),
+    ("Traffic Hazard", 95),
+    ("Crash Service", 70),
+    ("TRFC HAZD/ DEBRIS", 45),
+    ("COLLISION", 40),
+    ("zSTALLED VEHICLE", 35),
+    ("Stalled Vehicle", 30),
+    ("COLLISN/ LVNG SCN", 18),
+    ("LOOSE LIVESTOCK", 8),
+    ("BLOCKED DRIV/ HWY", 12),
+    ("COLLISION WITH INJURY", 10),
+    ("VEHICLE FIRE", 5),
+    ("Traffic Impediment", 9),
+    ("N / HZRD TRFC VIOL", 4),
+    ("BOAT ACCIDENT", 1),
+    ("AUTO/ PED", 3),
+    ("FLEET ACC/ INJURY", 2),
+    ("COLLISION/PRIVATE PROPERTY", 4),
+    ("ICY ROADWAY", 2),
+    ("HIGH WATER", 2),
+    ("OBSTRUCT HWY", 3),
+    ("TRAFFIC FATALITY", 1),
+    ("Crash/Injury", 1),
     ("FLEET ACC/ FATAL", 0.3),
 ]
 ROADS = [
-    "S CONGRESS AVE", "N CONGRESS AVE", "N IH 35 SVRD SB", "N IH 35 SVRD NB", "S IH 35 SVRD SB",
-    "S IH 35 SVRD NB", "N LAMAR BLVD", "S LAMAR BLVD", "N MOPAC EXPY SB", "S MOPAC EXPY NB", "E RIVERSIDE DR",
-    "W RIVERSIDE DR", "E BEN WHITE BLVD", "W BEN WHITE BLVD", "BURNET RD", "GUADALUPE ST",
-    "AIRPORT BLVD", "E 7TH ST", "W 5TH ST", "E CESAR CHAVEZ ST", "W 6TH ST", "E OLTORF ST",
-    "W SLAUGHTER LN", "E SLAUGHTER LN", "RESEARCH BLVD", "N US 183 SVRD", "S US 183 HWY", "W PARMER LN",
-    "E PARMER LN", "RUNDBERG LN", "E ST ELMO RD", "WILLIAM CANNON DR", "MANCHACA RD", "BRODIE LN",
-    "SPRINGDALE RD", "MLK JR BLVD", "E 51ST ST", "W 38TH ST", "N FM 620 RD", "RANCH RD 2222",
-    "BEE CAVE RD", "LOOP 360", "SH 71 W", "E SH 71", "DESSAU RD", "CAMERON RD", "N PLEASANT VALLEY RD",
-    "MONTOPOLIS DR", "STASSNEY LN", "ANDERSON LN", "BRAKER LN", "HOWARD LN", "ED BLUESTEIN BLVD",
-    "TECH RIDGE BLVD", "MCNEIL DR", "ESPERANZA CROSSING", "S PLEASANT VALLEY RD",
-    "S 1ST ST", "N LOOP BLVD", "KOENIG LN", "W 45TH ST", "E 11TH ST", "E 12TH ST", "W 24TH ST", "W 35TH ST",
-    "RED RIVER ST", "TRINITY ST", "SAN JACINTO BLVD", "N HIGHLAND MALL BLVD", "METRIC BLVD", "N MOPAC EXPY NB",
-    "S MOPAC EXPY SB", "SH 130 NB", "SH 130 SB", "SH 45 W", "W US 290 HWY", "E US 290 HWY SVRD", "FM 969 RD",
-    "DECKER LN", "GIVENS AVE", "WEBBERVILLE RD", "ELROY RD", "ONION CREEK PKWY", "FM 1626 RD", "CONGRESS AVE",
-    "LAKE AUSTIN BLVD", "ENFIELD RD", "EXPOSITION BLVD", "WESTLAKE DR", "SPICEWOOD SPRINGS RD", "JOLLYVILLE RD",
-    "GREAT HILLS TRL", "ARBORETUM BLVD", "DUVAL RD", "YAGER LN", "WELLS BRANCH PKWY", "GRAND AVENUE PKWY",
-    "NORWOOD PARK BLVD", "GEORGIAN DR", "COLONY LOOP DR", "LOYOLA LN", "JOHNNY MORRIS RD", "PEARCE LN",
-    "S FIRST ST", "SOUTHWEST PKWY", "DAVIS LN", "ESCARPMENT BLVD", "LA CROSSE AVE", "MOPAC CIR",
+    "S CONGRESS AVE",
+    "N CONGRESS AVE",
+    "N IH 35 SVRD SB",
+    "N IH 35 SVRD NB",
+    "S IH 35 SVRD SB",
+    "S IH 35 SVRD NB",
+    "N LAMAR BLVD",
+    "S LAMAR BLVD",
+    "N MOPAC EXPY SB",
+    "S MOPAC EXPY NB",
+    "E RIVERSIDE DR",
+    "W RIVERSIDE DR",
+    "E BEN WHITE BLVD",
+    "W BEN WHITE BLVD",
+    "BURNET RD",
+    "GUADALUPE ST",
+    "AIRPORT BLVD",
+    "E 7TH ST",
+    "W 5TH ST",
+    "E CESAR CHAVEZ ST",
+    "W 6TH ST",
+    "E OLTORF ST",
+    "W SLAUGHTER LN",
+    "E SLAUGHTER LN",
+    "RESEARCH BLVD",
+    "N US 183 SVRD",
+    "S US 183 HWY",
+    "W PARMER LN",
+    "E PARMER LN",
+    "RUNDBERG LN",
+    "E ST ELMO RD",
+    "WILLIAM CANNON DR",
+    "MANCHACA RD",
+    "BRODIE LN",
+    "SPRINGDALE RD",
+    "MLK JR BLVD",
+    "E 51ST ST",
+    "W 38TH ST",
+    "N FM 620 RD",
+    "RANCH RD 2222",
+    "BEE CAVE RD",
+    "LOOP 360",
+    "SH 71 W",
+    "E SH 71",
+    "DESSAU RD",
+    "CAMERON RD",
+    "N PLEASANT VALLEY RD",
+    "MONTOPOLIS DR",
+    "STASSNEY LN",
+    "ANDERSON LN",
+    "BRAKER LN",
+    "HOWARD LN",
+    "ED BLUESTEIN BLVD",
+    "TECH RIDGE BLVD",
+    "MCNEIL DR",
+    "ESPERANZA CROSSING",
+    "S PLEASANT VALLEY RD",
+    "S 1ST ST",
+    "N LOOP BLVD",
+    "KOENIG LN",
+    "W 45TH ST",
+    "E 11TH ST",
+    "E 12TH ST",
+    "W 24TH ST",
+    "W 35TH ST",
+    "RED RIVER ST",
+    "TRINITY ST",
+    "SAN JACINTO BLVD",
+    "N HIGHLAND MALL BLVD",
+    "METRIC BLVD",
+    "N MOPAC EXPY NB",
+    "S MOPAC EXPY SB",
+    "SH 130 NB",
+    "SH 130 SB",
+    "SH 45 W",
+    "W US 290 HWY",
+    "E US 290 HWY SVRD",
+    "FM 969 RD",
+    "DECKER LN",
+    "GIVENS AVE",
+    "WEBBERVILLE RD",
+    "ELROY RD",
+    "ONION CREEK PKWY",
+    "FM 1626 RD",
+    "CONGRESS AVE",
+    "LAKE AUSTIN BLVD",
+    "ENFIELD RD",
+    "EXPOSITION BLVD",
+    "WESTLAKE DR",
+    "SPICEWOOD SPRINGS RD",
+    "JOLLYVILLE RD",
+    "GREAT HILLS TRL",
+    "ARBORETUM BLVD",
+    "DUVAL RD",
+    "YAGER LN",
+    "WELLS BRANCH PKWY",
+    "GRAND AVENUE PKWY",
+    "NORWOOD PARK BLVD",
+    "GEORGIAN DR",
+    "COLONY LOOP DR",
+    "LOYOLA LN",
+    "JOHNNY MORRIS RD",
+    "PEARCE LN",
+    "S FIRST ST",
+    "SOUTHWEST PKWY",
+    "DAVIS LN",
+    "ESCARPMENT BLVD",
+    "LA CROSSE AVE",
+    "MOPAC CIR",
 ]
 ROAD_WEIGHTS = np.linspace(3.0, 0.4, len(ROADS))
-AGENCIES = [("AUSTIN PD", 70), ("TRAVIS COUNTY SHERIF", 20), ("AUSTIN FIRE DEPARTME", 6),
-            ("PFLUGERVILLE PD", 2), ("TRAVIS COUNTY CONSTA", 1), ("CEDAR PARK POLICE DE", 1)]
+AGENCIES = [
+    ("AUSTIN PD", 70),
+    ("TRAVIS COUNTY SHERIF", 20),
+    ("AUSTIN FIRE DEPARTME", 6),
+    ("PFLUGERVILLE PD", 2),
+    ("TRAVIS COUNTY CONSTA", 1),
+    ("CEDAR PARK POLICE DE", 1),
+]
 # incidents per hour of day (Austin local), rush hours heavier
 HOUR_WEIGHTS = np.array([3, 2, 2, 1.5, 1.5, 2.5, 5, 8, 8, 6, 5, 5, 5.5, 5.5, 6, 7.5, 8.5, 9, 7, 5.5, 5, 4.5, 4, 3.5])
-COLUMNS = ["Traffic Report ID", "Published Date", "Issue Reported", "Location", "Latitude",
-           "Longitude", "Address", "Status", "Status Date", "Agency"]
+COLUMNS = [
+    "Traffic Report ID",
+    "Published Date",
+    "Issue Reported",
+    "Location",
+    "Latitude",
+    "Longitude",
+    "Address",
+    "Status",
+    "Status Date",
+    "Agency",
+]
 PORTAL_TS = "%m/%d/%Y %I:%M:%S %p +0000"
 
 
@@ -72,10 +196,17 @@ def generate_frame(rows: int = FULL_ROWS, seed: int = 332, end: pd.Timestamp = E
     day = np.floor(span_days * rng.power(1.15, rows)).astype(np.int64)
     hour = rng.choice(24, size=rows, p=HOUR_WEIGHTS / HOUR_WEIGHTS.sum())
     secs = rng.integers(0, 3600, rows)
-    local = (pd.Timestamp(START.tz_localize(None)) + pd.to_timedelta(day, "D") + pd.to_timedelta(hour, "h")
-             + pd.to_timedelta(secs, "s"))
-    published = pd.DatetimeIndex(local).tz_localize("America/Chicago", ambiguous=False,
-                                                    nonexistent="shift_forward").tz_convert("UTC")
+    local = (
+        pd.Timestamp(START.tz_localize(None))
+        + pd.to_timedelta(day, "D")
+        + pd.to_timedelta(hour, "h")
+        + pd.to_timedelta(secs, "s")
+    )
+    published = (
+        pd.DatetimeIndex(local)
+        .tz_localize("America/Chicago", ambiguous=False, nonexistent="shift_forward")
+        .tz_convert("UTC")
+    )
     order = np.argsort(published.asi8, kind="stable")[::-1]  # newest first, like the portal
     published = published[order]
 
@@ -83,12 +214,17 @@ def generate_frame(rows: int = FULL_ROWS, seed: int = 332, end: pd.Timestamp = E
     road_idx = rng.choice(len(ROADS), rows, p=ROAD_WEIGHTS / ROAD_WEIGHTS.sum())
     roads = np.array(ROADS, dtype=object)
     kind = rng.random(rows)
-    block = (rng.integers(1, 300, rows) * 100)
+    block = rng.integers(1, 300, rows) * 100
     cross = roads[rng.choice(len(ROADS), rows)]
-    address = np.where(kind < 0.45, [f"{b}-{b + 99} {r}" for b, r in zip(block, roads[road_idx])],
-                       np.where(kind < 0.8, roads[road_idx] + " / " + cross,
-                                np.where(kind < 0.92, roads[road_idx] + " at " + cross,
-                                         roads[road_idx] + " & " + cross)))
+    address = np.where(
+        kind < 0.45,
+        [f"{b}-{b + 99} {r}" for b, r in zip(block, roads[road_idx])],
+        np.where(
+            kind < 0.8,
+            roads[road_idx] + " / " + cross,
+            np.where(kind < 0.92, roads[road_idx] + " at " + cross, roads[road_idx] + " & " + cross),
+        ),
+    )
     address = address.astype(object)
     # a few hundred hot spots (interchanges, big intersections) take a fifth of the incidents
     hot = address[rng.choice(rows, min(400, rows), replace=False)]
@@ -131,18 +267,21 @@ def generate_frame(rows: int = FULL_ROWS, seed: int = 332, end: pd.Timestamp = E
     dup = np.flatnonzero(rng.random(rows) < 0.001)
     ids[dup[1:]] = ids[dup[:-1]]  # a few repeated ids, as in the real data
 
-    return pd.DataFrame({
-        "Traffic Report ID": ids,
-        "Published Date": pd.Series(published.strftime(PORTAL_TS), dtype=object).to_numpy(),
-        "Issue Reported": issue,
-        "Location": location,
-        "Latitude": lat_s,
-        "Longitude": lon_s,
-        "Address": address,
-        "Status": status,
-        "Status Date": sd,
-        "Agency": agency,
-    }, columns=COLUMNS)
+    return pd.DataFrame(
+        {
+            "Traffic Report ID": ids,
+            "Published Date": pd.Series(published.strftime(PORTAL_TS), dtype=object).to_numpy(),
+            "Issue Reported": issue,
+            "Location": location,
+            "Latitude": lat_s,
+            "Longitude": lon_s,
+            "Address": address,
+            "Status": status,
+            "Status Date": sd,
+            "Agency": agency,
+        },
+        columns=COLUMNS,
+    )
 
 
 def write_csv(path: str | Path, rows: int = FULL_ROWS, seed: int = 332, nine_columns: bool = False) -> Path:

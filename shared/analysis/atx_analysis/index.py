@@ -17,6 +17,7 @@ from .roads import road_of  # noqa: F401  (re-exported)
 EARTH_RADIUS_KM = 6371.0088
 MAX_NEEDLE = 400  # bytes; the road parameter is bounded well below this
 
+
 def _counts(codes: np.ndarray, size: int) -> np.ndarray:
     return np.bincount(codes[codes >= 0], minlength=size).astype(np.int64)
 
@@ -60,7 +61,7 @@ class Index:
         out = np.zeros(last - first + 1, dtype=np.int64)
         lo, hi = max(first, self.day0), min(last, self.day0 + len(self.day_counts) - 1)
         if lo <= hi:
-            out[lo - first:hi - first + 1] = self.day_counts[lo - self.day0:hi - self.day0 + 1]
+            out[lo - first : hi - first + 1] = self.day_counts[lo - self.day0 : hi - self.day0 + 1]
         return out
 
     def top_locations(self, n: int) -> dict[str, int]:
@@ -71,7 +72,7 @@ class Index:
     def _haystack(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """All distinct addresses upper-cased as UTF-8, one per line, as one uint8 array; where each
         address starts (plus the end); and how often each byte occurs (to start from the rarest)."""
-        stored = self.columns.address_haystack   # mapped from the cache: shared, not rebuilt
+        stored = self.columns.address_haystack  # mapped from the cache: shared, not rebuilt
         if stored is not None:
             hay, starts = stored
             return hay, starts, np.bincount(hay, minlength=256)
@@ -80,7 +81,7 @@ class Index:
         starts = np.zeros(len(self.addresses) + 1, dtype=np.int64)
         if self.addresses:
             starts[1:] = np.cumsum([len(a.upper().encode()) + 1 for a in self.addresses])
-        return hay, starts, np.bincount(hay[:len(data)], minlength=256)
+        return hay, starts, np.bincount(hay[: len(data)], minlength=256)
 
     def road_matches(self, road: str) -> np.ndarray:
         """Codes of the distinct addresses containing ``road`` (case-insensitive, literal).
@@ -148,8 +149,7 @@ class Index:
         hi = int(np.searchsorted(lats, lat + dlat, side="right"))
         cand_lat, cand_lon = lats[lo:hi], lons[lo:hi]
         p1, p2 = np.radians(lat), np.radians(cand_lat)
-        a = (np.sin((p2 - p1) / 2) ** 2
-             + np.cos(p1) * np.cos(p2) * np.sin(np.radians(cand_lon - lon) / 2) ** 2)
+        a = np.sin((p2 - p1) / 2) ** 2 + np.cos(p1) * np.cos(p2) * np.sin(np.radians(cand_lon - lon) / 2) ** 2
         dist = 2 * EARTH_RADIUS_KM * np.arcsin(np.sqrt(np.minimum(a, 1.0)))
         return rows[lo:hi][dist <= radius_km]
 

@@ -37,6 +37,7 @@ _DATE_ONLY = re.compile(r"^\s*(\d{4}-\d{2}-\d{2}|\d{1,2}/\d{1,2}/\d{4})\s*$")
 _POINT = re.compile(r"POINT\s*\(\s*(-?\d+(?:\.\d*)?)\s+(-?\d+(?:\.\d*)?)\s*\)", re.I)
 _PAIR = re.compile(r"\(\s*(-?\d+(?:\.\d*)?)\s*,\s*(-?\d+(?:\.\d*)?)\s*\)")
 
+
 def _strings(col: pa.ChunkedArray) -> pa.ChunkedArray:
     """Stripped strings with empty turned into null."""
     if not (pa.types.is_string(col.type) or pa.types.is_large_string(col.type)):
@@ -45,7 +46,7 @@ def _strings(col: pa.ChunkedArray) -> pa.ChunkedArray:
     return pc.if_else(pc.equal(col, ""), pa.scalar(None, col.type), col)
 
 
-NAT_NS = np.iinfo(np.int64).min   # NaT as int64 nanoseconds
+NAT_NS = np.iinfo(np.int64).min  # NaT as int64 nanoseconds
 
 
 def parse_timestamps(col: pa.ChunkedArray | None, n: int) -> tuple[np.ndarray, int, int]:
@@ -120,8 +121,13 @@ def _floats(col: pa.ChunkedArray | None, n: int) -> np.ndarray:
         return np.full(n, np.nan)
     if pa.types.is_integer(col.type) or pa.types.is_floating(col.type):
         return pc.cast(col, pa.float64()).to_numpy(zero_copy_only=False).astype(np.float64, copy=True)
-    return np.array(pd.to_numeric(pd.Series(_strings(col).to_pandas(), dtype=object), errors="coerce")
-                    .to_numpy(dtype=np.float64, na_value=np.nan), dtype=np.float64, copy=True)
+    return np.array(
+        pd.to_numeric(pd.Series(_strings(col).to_pandas(), dtype=object), errors="coerce").to_numpy(
+            dtype=np.float64, na_value=np.nan
+        ),
+        dtype=np.float64,
+        copy=True,
+    )
 
 
 def parse_coordinates(lat_col, lon_col, loc_col, n: int, counts: dict[str, int]) -> tuple[np.ndarray, np.ndarray]:
@@ -130,7 +136,8 @@ def parse_coordinates(lat_col, lon_col, loc_col, n: int, counts: dict[str, int])
     for col in (lat_col, lon_col):
         if col is not None:
             had_text |= pc.is_valid(_strings(col) if not pa.types.is_floating(col.type) else col).to_numpy(
-                zero_copy_only=False)
+                zero_copy_only=False
+            )
     need = np.isnan(lat) | np.isnan(lon)
     if loc_col is not None and need.any():
         loc = pd.Series(_strings(loc_col).to_pandas(), dtype=object)
@@ -147,15 +154,18 @@ def parse_coordinates(lat_col, lon_col, loc_col, n: int, counts: dict[str, int])
             lat[idx] = np.where(np.isnan(p_lat), q_lat, p_lat)
             lon[idx] = np.where(np.isnan(p_lon), q_lon, p_lon)
     with np.errstate(invalid="ignore"):
-        invalid = (np.isnan(lat) | np.isnan(lon) | (np.abs(lat) > 90) | (np.abs(lon) > 180)
-                   | ((lat == 0) & (lon == 0)))
+        invalid = np.isnan(lat) | np.isnan(lon) | (np.abs(lat) > 90) | (np.abs(lon) > 180) | ((lat == 0) & (lon == 0))
     counts["coordinates_invalid"] = int((invalid & had_text).sum())
     counts["coordinates_missing"] = int((invalid & ~had_text).sum())
     lat[invalid] = np.nan
     lon[invalid] = np.nan
     with np.errstate(invalid="ignore"):
-        inside = ((lat >= AUSTIN_BOX["lat_min"]) & (lat <= AUSTIN_BOX["lat_max"])
-                  & (lon >= AUSTIN_BOX["lon_min"]) & (lon <= AUSTIN_BOX["lon_max"]))
+        inside = (
+            (lat >= AUSTIN_BOX["lat_min"])
+            & (lat <= AUSTIN_BOX["lat_max"])
+            & (lon >= AUSTIN_BOX["lon_min"])
+            & (lon <= AUSTIN_BOX["lon_max"])
+        )
     counts["coordinates_outside_austin"] = int((~invalid & ~inside).sum())
     return lat, lon
 
@@ -209,7 +219,8 @@ def normalize(table: pa.Table, fmt: Format, colmap: dict[str, str]) -> tuple[Col
     if "response_minutes" in src:
         response = _floats(src["response_minutes"], n)
         counts["response_time_unparseable"] = int(
-            (np.isnan(response) & pc.is_valid(src["response_minutes"]).to_numpy(zero_copy_only=False)).sum())
+            (np.isnan(response) & pc.is_valid(src["response_minutes"]).to_numpy(zero_copy_only=False)).sum()
+        )
     else:
         archived = status_names.index("ARCHIVED") if "ARCHIVED" in status_names else -2
         both = (published != NAT) & (status_date != NAT) & (status == archived)
@@ -218,14 +229,23 @@ def normalize(table: pa.Table, fmt: Format, colmap: dict[str, str]) -> tuple[Col
     with np.errstate(invalid="ignore"):
         response[(response < 0) | (response > MAX_RESPONSE_MINUTES)] = np.nan
     day, hour, weekday = local_fields(published)
-    arrays = {"published": published, "status_date": status_date, "latitude": lat, "longitude": lon,
-              "response_minutes": response, "local_day": day, "hour": hour, "weekday": weekday,
-              "status": status}
+    arrays = {
+        "published": published,
+        "status_date": status_date,
+        "latitude": lat,
+        "longitude": lon,
+        "response_minutes": response,
+        "local_day": day,
+        "hour": hour,
+        "weekday": weekday,
+        "status": status,
+    }
     categories: dict[str, Sequence[str]] = {"status": status_names}
     for name in ("issue", "address", "agency"):
         arrays[name], categories[name] = encode(src.get(name), n)
-    report_id = (_strings(src["report_id"]).combine_chunks() if "report_id" in src
-                 else pa.nulls(n, pa.string()))
-    available = sorted(set(src) - {"location"}
-                       | ({"response_minutes"} if {"published", "status_date", "status"} <= set(src) else set()))
+    report_id = _strings(src["report_id"]).combine_chunks() if "report_id" in src else pa.nulls(n, pa.string())
+    available = sorted(
+        set(src) - {"location"}
+        | ({"response_minutes"} if {"published", "status_date", "status"} <= set(src) else set())
+    )
     return Columns(arrays, categories, report_id).derive(), counts, available

@@ -67,9 +67,9 @@ def _check_road(ds: Dataset | None, road: str, **_: Any) -> None:
 
 # --- the tutorial's five -----------------------------------------------------------------------
 
+
 @REGISTRY.operation(
-    Param("date", "date", "calendar day in Austin local time (America/Chicago), YYYY-MM-DD",
-          example="2024-03-09"),
+    Param("date", "date", "calendar day in Austin local time (America/Chicago), YYYY-MM-DD", example="2024-03-09"),
     description="Number of incidents published on a calendar day (Austin local time).",
     result_keys=("incident_count", "date"),
 )
@@ -90,14 +90,18 @@ def top_locations(ds: Dataset, n: int) -> dict[str, Any]:
 
 @REGISTRY.operation(
     description="Mean minutes from Published Date to Status Date over ARCHIVED incidents with both "
-                "dates and a duration between 0 and 7 days (the data has no response-time column).",
+    "dates and a duration between 0 and 7 days (the data has no response-time column).",
     result_keys=("avg_response", "unit", "incidents_used"),
 )
 def average_response_time(ds: Dataset) -> dict[str, Any]:
     ds.require("response_minutes", "average_response_time")
     avg = ds.index.avg_response
-    return {"avg_response": None if avg is None else round(avg, 3), "unit": "minutes",
-            "incidents_used": ds.index.response_rows, "max_duration_minutes": MAX_RESPONSE_MINUTES}
+    return {
+        "avg_response": None if avg is None else round(avg, 3),
+        "unit": "minutes",
+        "incidents_used": ds.index.response_rows,
+        "max_duration_minutes": MAX_RESPONSE_MINUTES,
+    }
 
 
 @REGISTRY.operation(
@@ -111,8 +115,13 @@ def unique_issues(ds: Dataset) -> dict[str, Any]:
 
 
 @REGISTRY.operation(
-    Param("road", "string", "text to find in the address, case-insensitive and literal (no patterns)",
-          max_length=MAX_ROAD_LENGTH, example="S CONGRESS AVE"),
+    Param(
+        "road",
+        "string",
+        "text to find in the address, case-insensitive and literal (no patterns)",
+        max_length=MAX_ROAD_LENGTH,
+        example="S CONGRESS AVE",
+    ),
     description="Number of incidents whose address contains the text (case-insensitive literal substring).",
     result_keys=("count", "road", "addresses"),
     check=_check_road,
@@ -125,6 +134,7 @@ def incidents_by_road(ds: Dataset, road: str) -> dict[str, Any]:
 
 
 # --- more of what users of this data ask for ---------------------------------------------------
+
 
 @REGISTRY.operation(
     description="Incidents per Issue Reported value (as written), most frequent first.",
@@ -157,12 +167,16 @@ def incidents_by_weekday(ds: Dataset) -> dict[str, Any]:
 
 
 @REGISTRY.operation(
-    Param("start", "date", "first day (Austin local), default the first day in the data", default=None,
-          example="2024-01-01"),
-    Param("end", "date", "last day, inclusive; default the last day in the data", default=None,
-          example="2024-01-31"),
+    Param(
+        "start",
+        "date",
+        "first day (Austin local), default the first day in the data",
+        default=None,
+        example="2024-01-01",
+    ),
+    Param("end", "date", "last day, inclusive; default the last day in the data", default=None, example="2024-01-31"),
     description=f"Incidents per Austin calendar day from start to end inclusive (at most {MAX_SERIES_DAYS} days), "
-                "zeros included.",
+    "zeros included.",
     result_keys=("counts", "start", "end", "total"),
     check=_check_range,
 )
@@ -171,14 +185,18 @@ def daily_counts(ds: Dataset, start: str | None, end: str | None) -> dict[str, A
     first, last = _range(ds, start, end, "daily_counts")
     series = ds.index.day_series(first, last)
     days = np.arange(first, last + 1).astype("datetime64[D]").astype(str)
-    return {"start": day_iso(first), "end": day_iso(last),
-            "counts": dict(zip(days.tolist(), series.tolist())), "total": int(series.sum())}
+    return {
+        "start": day_iso(first),
+        "end": day_iso(last),
+        "counts": dict(zip(days.tolist(), series.tolist())),
+        "total": int(series.sum()),
+    }
 
 
 @REGISTRY.operation(
     Param("n", "int", "how many roads", default=10, minimum=1, maximum=MAX_TOP, example=10),
     description="The n roads with the most incidents; the road of an address is its first street "
-                "(before '/', '&', ' at '), without the block number.",
+    "(before '/', '&', ' at '), without the block number.",
     result_keys=("top_roads",),
 )
 def top_roads(ds: Dataset, n: int) -> dict[str, Any]:
@@ -190,8 +208,15 @@ def top_roads(ds: Dataset, n: int) -> dict[str, Any]:
 @REGISTRY.operation(
     Param("latitude", "number", "centre latitude (degrees)", minimum=-90, maximum=90, example=30.2672),
     Param("longitude", "number", "centre longitude (degrees)", minimum=-180, maximum=180, example=-97.7431),
-    Param("radius_km", "number", "radius in kilometres (great-circle)", default=1.0, minimum=0.001,
-          maximum=MAX_RADIUS_KM, example=1.0),
+    Param(
+        "radius_km",
+        "number",
+        "radius in kilometres (great-circle)",
+        default=1.0,
+        minimum=0.001,
+        maximum=MAX_RADIUS_KM,
+        example=1.0,
+    ),
     description="Incidents with coordinates within radius_km of a point, with the most common issues there.",
     result_keys=("count", "by_issue"),
 )
@@ -203,11 +228,17 @@ def incidents_within_radius(ds: Dataset, latitude: float, longitude: float, radi
     counts = np.bincount(codes[codes >= 0], minlength=len(issues))
     order = np.argsort(-counts, kind="stable")
     by_issue = {issues[i]: int(counts[i]) for i in order[:10] if counts[i] > 0}
-    return {"count": len(rows), "latitude": latitude, "longitude": longitude, "radius_km": radius_km,
-            "by_issue": by_issue}
+    return {
+        "count": len(rows),
+        "latitude": latitude,
+        "longitude": longitude,
+        "radius_km": radius_km,
+        "by_issue": by_issue,
+    }
 
 
 # --- plots (PNG bytes) ------------------------------------------------------------------------
+
 
 def _source(ds: Dataset) -> str:
     name = Path(ds.path).name if ds.path else "in-memory data"
@@ -215,10 +246,14 @@ def _source(ds: Dataset) -> str:
 
 
 @REGISTRY.operation(
-    Param("start", "date", "first day (Austin local), default the first day in the data", default=None,
-          example="2024-01-01"),
-    Param("end", "date", "last day, inclusive; default the last day in the data", default=None,
-          example="2024-06-30"),
+    Param(
+        "start",
+        "date",
+        "first day (Austin local), default the first day in the data",
+        default=None,
+        example="2024-01-01",
+    ),
+    Param("end", "date", "last day, inclusive; default the last day in the data", default=None, example="2024-06-30"),
     description="PNG: incidents per day with a 7-day (or, over long ranges, 28-day) rolling mean.",
     produces_png=True,
     check=_check_range,
@@ -245,6 +280,7 @@ def plot_top_locations(ds: Dataset, n: int) -> bytes:
 
 # --- pictures of the distributions (PNG) ---------------------------------------------------------
 
+
 @REGISTRY.operation(
     description="PNG: incidents per hour of day (Austin local time), the chart of incidents_by_hour.",
     produces_png=True,
@@ -253,31 +289,45 @@ def plot_incidents_by_hour(ds: Dataset) -> bytes:
     from .distplots import columns_png
 
     counts = incidents_by_hour(ds)["counts"]
-    return columns_png([f"{int(h):02d}" for h in counts], list(counts.values()),
-                       "Traffic incidents by hour of day in Austin", "hour of day (Austin local time)",
-                       f"Data: {_source(ds)}; {sum(counts.values()):,} incidents with a published time.")
+    return columns_png(
+        [f"{int(h):02d}" for h in counts],
+        list(counts.values()),
+        "Traffic incidents by hour of day in Austin",
+        "hour of day (Austin local time)",
+        f"Data: {_source(ds)}; {sum(counts.values()):,} incidents with a published time.",
+    )
 
 
 @REGISTRY.operation(
     description="PNG: incidents per day of the week, Monday first (weekend shaded dark), the chart of "
-                "incidents_by_weekday.",
+    "incidents_by_weekday.",
     produces_png=True,
 )
 def plot_incidents_by_weekday(ds: Dataset) -> bytes:
     from .distplots import columns_png
 
     counts = incidents_by_weekday(ds)["counts"]
-    return columns_png(list(counts), list(counts.values()), "Traffic incidents by day of the week in Austin",
-                       "day of the week (Austin local time)",
-                       f"Data: {_source(ds)}; {sum(counts.values()):,} incidents with a published time.",
-                       highlight=(5, 6))
+    return columns_png(
+        list(counts),
+        list(counts.values()),
+        "Traffic incidents by day of the week in Austin",
+        "day of the week (Austin local time)",
+        f"Data: {_source(ds)}; {sum(counts.values()):,} incidents with a published time.",
+        highlight=(5, 6),
+    )
 
 
 @REGISTRY.operation(
-    Param("n", "int", "how many issue types (the rest are summed as 'all others')", default=15, minimum=1,
-          maximum=50, example=15),
-    description="PNG: the n most frequent Issue Reported values as horizontal bars, the chart of "
-                "incidents_by_issue.",
+    Param(
+        "n",
+        "int",
+        "how many issue types (the rest are summed as 'all others')",
+        default=15,
+        minimum=1,
+        maximum=50,
+        example=15,
+    ),
+    description="PNG: the n most frequent Issue Reported values as horizontal bars, the chart of incidents_by_issue.",
     produces_png=True,
 )
 def plot_incidents_by_issue(ds: Dataset, n: int) -> bytes:
@@ -288,17 +338,27 @@ def plot_incidents_by_issue(ds: Dataset, n: int) -> bytes:
     shown, rest = pairs[:n], sum(v for _, v in pairs[n:])
     if rest:
         shown.append((f"all others ({len(pairs) - n})", rest))
-    return bars_png(shown, f"Traffic incidents by issue type in Austin (top {min(n, len(pairs))})",
-                    f"Data: {_source(ds)}; {result['total']:,} incidents. Issue names as written in the data.")
+    return bars_png(
+        shown,
+        f"Traffic incidents by issue type in Austin (top {min(n, len(pairs))})",
+        f"Data: {_source(ds)}; {result['total']:,} incidents. Issue names as written in the data.",
+    )
 
 
 @REGISTRY.operation(
     Param("latitude", "number", "centre latitude (degrees)", minimum=-90, maximum=90, example=30.2672),
     Param("longitude", "number", "centre longitude (degrees)", minimum=-180, maximum=180, example=-97.7431),
-    Param("radius_km", "number", "radius in kilometres (great-circle)", default=1.0, minimum=0.001,
-          maximum=MAX_RADIUS_KM, example=1.0),
+    Param(
+        "radius_km",
+        "number",
+        "radius in kilometres (great-circle)",
+        default=1.0,
+        minimum=0.001,
+        maximum=MAX_RADIUS_KM,
+        example=1.0,
+    ),
     description="PNG: the incidents within radius_km of a point, on a km grid around it, coloured by the "
-                "most common issue types (the picture of incidents_within_radius).",
+    "most common issue types (the picture of incidents_within_radius).",
     produces_png=True,
 )
 def plot_incidents_within_radius(ds: Dataset, latitude: float, longitude: float, radius_km: float) -> bytes:
@@ -309,6 +369,13 @@ def plot_incidents_within_radius(ds: Dataset, latitude: float, longitude: float,
     arrays = ds.columns.arrays
     codes = arrays["issue"][rows] if "issue" in arrays else np.full(len(rows), -1)
     issues = ds.columns.categories.get("issue", [])
-    return radius_png(latitude, longitude, radius_km, arrays["latitude"][rows], arrays["longitude"][rows],
-                      issues, codes, f"Data: {_source(ds)}. Distances are great-circle; the grid is a local "
-                                     "flat projection.")
+    return radius_png(
+        latitude,
+        longitude,
+        radius_km,
+        arrays["latitude"][rows],
+        arrays["longitude"][rows],
+        issues,
+        codes,
+        f"Data: {_source(ds)}. Distances are great-circle; the grid is a local flat projection.",
+    )

@@ -26,10 +26,10 @@ ACCENT = "#bf5700"  # burnt orange
 LIGHT = "#f5c49c"
 GRID = "#e4e7eb"
 DPI = 120
-WIDTH = 10.0                 # inches
+WIDTH = 10.0  # inches
 MAX_TICKS = 10
-PNG_COMPRESSION = 1          # zlib level: 6 (the default) costs 3x the time of 1 for a file about a quarter larger
-_local = threading.local()   # per-thread charts: a Figure must not be drawn by two threads at once
+PNG_COMPRESSION = 1  # zlib level: 6 (the default) costs 3x the time of 1 for a file about a quarter larger
+_local = threading.local()  # per-thread charts: a Figure must not be drawn by two threads at once
 
 
 def _figure(width: float, height: float):
@@ -50,8 +50,7 @@ def _figure(width: float, height: float):
 
 def _png(fig) -> bytes:
     buf = io.BytesIO()
-    fig.canvas.print_png(buf, metadata={"Software": "atx-jobqueue"},
-                         pil_kwargs={"compress_level": PNG_COMPRESSION})
+    fig.canvas.print_png(buf, metadata={"Software": "atx-jobqueue"}, pil_kwargs={"compress_level": PNG_COMPRESSION})
     return buf.getvalue()
 
 
@@ -66,8 +65,9 @@ def _text_px(fig, text: str, size: float) -> tuple[float, float]:
 
 def _place_axes(fig, ax, left_px: float, bottom_px: float, top_px: float, right_px: float) -> None:
     width, height = fig.bbox.width, fig.bbox.height
-    ax.set_position((left_px / width, bottom_px / height, 1 - (left_px + right_px) / width,
-                     1 - (bottom_px + top_px) / height))
+    ax.set_position(
+        (left_px / width, bottom_px / height, 1 - (left_px + right_px) / width, 1 - (bottom_px + top_px) / height)
+    )
 
 
 # --- date ticks --------------------------------------------------------------------------------
@@ -78,8 +78,11 @@ def date_ticks(first: int, last: int) -> tuple[list[int], list[str]]:
     first_date, last_date = EPOCH + dt.timedelta(days=first), EPOCH + dt.timedelta(days=last)
     for step in (1, 2, 7, 14):
         if span / step <= MAX_TICKS:
-            days = list(range(first, last + 1, step)) if step < 7 else \
-                [d for d in range(first, last + 1) if (d - 4) % 7 == 0][::step // 7]  # Mondays
+            days = (
+                list(range(first, last + 1, step))
+                if step < 7
+                else [d for d in range(first, last + 1) if (d - 4) % 7 == 0][:: step // 7]
+            )  # Mondays
             return days, _labels(days, "%b %d")
     for months in (1, 2, 3, 6):
         dates = _month_starts(first_date, last_date, months)
@@ -136,7 +139,7 @@ class DailyChart:
         ax, n = self.ax, len(counts)
         window = 7 if n <= 400 else 28
         x = np.arange(first_day, first_day + n, dtype=float)
-        as_bars = n <= 400   # one filled step per day looks like bars; thousands of them alias: a line
+        as_bars = n <= 400  # one filled step per day looks like bars; thousands of them alias: a line
         self.bars.set_visible(as_bars)
         self.line.set_visible(not as_bars)
         if as_bars:
@@ -146,14 +149,16 @@ class DailyChart:
         has_mean = n >= window
         self.mean.set_visible(has_mean)
         if has_mean:
-            self.mean.set_data(x[window - 1:], np.convolve(counts, np.ones(window) / window, mode="valid"))
+            self.mean.set_data(x[window - 1 :], np.convolve(counts, np.ones(window) / window, mode="valid"))
         self.mean.set_label(f"{window}-day mean")
         handles = [self.bars if as_bars else self.line] + ([self.mean] if has_mean else [])
         ax.legend(handles=handles, frameon=False, loc="upper left", fontsize=9)
         start, end = (str(np.datetime64(first_day, "D")), str(np.datetime64(first_day + n - 1, "D")))
         self.title.set_text(f"Traffic incidents per day in Austin, {start} to {end}")
-        self.note.set_text(f"Data: {source}. Days are Austin local time (America/Chicago); "
-                           f"{int(counts.sum()):,} incidents in the range.")
+        self.note.set_text(
+            f"Data: {source}. Days are Austin local time (America/Chicago); "
+            f"{int(counts.sum()):,} incidents in the range."
+        )
         ax.set_xlim(first_day - 0.5 if as_bars else first_day, first_day + n - (0 if as_bars else 1) + 0.5 * as_bars)
         top = float(counts.max()) if n else 0.0
         ax.set_ylim(0, top * 1.05 if top > 0 else 1.0)
@@ -161,8 +166,9 @@ class DailyChart:
         ticks, labels = date_ticks(first_day, first_day + n - 1)
         ax.set_xticks(ticks, labels)
         widest = max((len(f"{v:,.0f}") for v in ax.get_yticks()), default=1)
-        _place_axes(self.fig, ax, left_px=_text_px(self.fig, "8" * widest, 9)[0] + 46, bottom_px=58,
-                    top_px=36, right_px=14)
+        _place_axes(
+            self.fig, ax, left_px=_text_px(self.fig, "8" * widest, 9)[0] + 46, bottom_px=58, top_px=36, right_px=14
+        )
         return _png(self.fig)
 
 
@@ -197,7 +203,7 @@ class TopChart:
             rect.set_width(v)
             text.set_position((v + pad, self.y[shown]))
             text.set_text(f"{v:,}")
-        ax.set_yticks(self.y[:len(labels)], labels)
+        ax.set_yticks(self.y[: len(labels)], labels)
         ax.set_xlim(0, max(high, 1) * 1.12)
         ax.xaxis.set_major_locator(_auto_locator())
         self.title.set_text(f"Top {len(top)} incident locations in Austin")

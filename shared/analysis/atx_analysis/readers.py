@@ -47,8 +47,10 @@ def check_size(path: Path, compressed: bool, limit: int | None = None) -> None:
             raise DataFormatError(f"{path}: looks gzip-compressed but cannot be decompressed: {exc}") from None
     if size > limit:
         what = "decompressed, more than" if compressed else f"{size} bytes, more than"
-        raise DataFormatError(f"{path}: {what} DATA_MAX_BYTES ({limit} bytes); a decompression bomb or "
-                              f"a runaway export (raise DATA_MAX_BYTES if the data is real)")
+        raise DataFormatError(
+            f"{path}: {what} DATA_MAX_BYTES ({limit} bytes); a decompression bomb or "
+            f"a runaway export (raise DATA_MAX_BYTES if the data is real)"
+        )
 
 
 @dataclass

@@ -60,8 +60,9 @@ class Param:
 
     def json_schema(self) -> dict[str, Any]:
         """JSON Schema (OpenAPI 3.1 dialect) of this parameter."""
-        kind = {"int": "integer", "number": "number", "string": "string", "date": "string",
-                "boolean": "boolean"}[self.type]
+        kind = {"int": "integer", "number": "number", "string": "string", "date": "string", "boolean": "boolean"}[
+            self.type
+        ]
         schema: dict[str, Any] = {"type": kind, "description": self.description}
         if self.type == "date":
             schema["format"] = "date"
@@ -159,7 +160,11 @@ def _to_string(name: str, raw: Any) -> str:
 
 # Param.type -> its coercer: the value as the operation receives it, or a ParamError naming the param.
 _COERCERS: dict[str, Callable[[str, Any], Any]] = {
-    "int": _to_int, "number": _to_number, "boolean": _to_boolean, "date": _to_date, "string": _to_string,
+    "int": _to_int,
+    "number": _to_number,
+    "boolean": _to_boolean,
+    "date": _to_date,
+    "string": _to_string,
 }
 
 
@@ -225,10 +230,23 @@ class Operation:
             "result": "image/png" if self.produces_png else "application/json",
             "result_keys": list(self.result_keys),
             "params": [
-                {"name": p.name, "type": p.type, "required": p.required, "description": p.description,
-                 **({"default": p.default} if not p.required else {}),
-                 **{k: v for k, v in (("minimum", p.minimum), ("maximum", p.maximum),
-                                      ("max_length", p.max_length), ("choices", p.choices)) if v is not None}}
+                {
+                    "name": p.name,
+                    "type": p.type,
+                    "required": p.required,
+                    "description": p.description,
+                    **({"default": p.default} if not p.required else {}),
+                    **{
+                        k: v
+                        for k, v in (
+                            ("minimum", p.minimum),
+                            ("maximum", p.maximum),
+                            ("max_length", p.max_length),
+                            ("choices", p.choices),
+                        )
+                        if v is not None
+                    },
+                }
                 for p in self.params
             ],
             "example": self.example_submission(),
@@ -255,15 +273,32 @@ class Registry:
         self._ops[op.name] = op
         return op
 
-    def operation(self, *params: Param, description: str, produces_png: bool = False,
-                  result_keys: tuple[str, ...] = (), example: Mapping[str, Any] | None = None,
-                  name: str | None = None,
-                  check: Callable[..., None] | None = None) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    def operation(
+        self,
+        *params: Param,
+        description: str,
+        produces_png: bool = False,
+        result_keys: tuple[str, ...] = (),
+        example: Mapping[str, Any] | None = None,
+        name: str | None = None,
+        check: Callable[..., None] | None = None,
+    ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
         """Decorator: ``@REGISTRY.operation(Param(...), description=...)`` over ``def op(ds, ...)``."""
 
         def wrap(func: Callable[..., Any]) -> Callable[..., Any]:
-            self.add(Operation(name or func.__name__, func, description, tuple(params), produces_png,
-                               result_keys, True, dict(example or {}), check))
+            self.add(
+                Operation(
+                    name or func.__name__,
+                    func,
+                    description,
+                    tuple(params),
+                    produces_png,
+                    result_keys,
+                    True,
+                    dict(example or {}),
+                    check,
+                )
+            )
             return func
 
         return wrap

@@ -22,15 +22,15 @@ from .settings import Settings
 
 @dataclass(frozen=True)
 class Backlog:
-    queue: str                      # the Redis list, hotqueue:<QUEUE_NAME>
+    queue: str  # the Redis list, hotqueue:<QUEUE_NAME>
     queue_db: int
-    waiting: int                    # ids in the queue, not yet claimed
-    in_progress: int                # ids in workers' processing lists
-    oldest_waiting_seconds: float   # 0 when nothing waits
-    workers_alive: int              # heartbeat within the lease, in this queue db
-    workers_busy: int               # of those, running a job now
-    stalled_after: float            # how long jobs may wait unclaimed before it counts as a stall
-    by_lane: dict[str, int] = field(default_factory=dict)   # waiting per lane (cheap, plots)
+    waiting: int  # ids in the queue, not yet claimed
+    in_progress: int  # ids in workers' processing lists
+    oldest_waiting_seconds: float  # 0 when nothing waits
+    workers_alive: int  # heartbeat within the lease, in this queue db
+    workers_busy: int  # of those, running a job now
+    stalled_after: float  # how long jobs may wait unclaimed before it counts as a stall
+    by_lane: dict[str, int] = field(default_factory=dict)  # waiting per lane (cheap, plots)
 
     @property
     def workers_idle(self) -> int:
@@ -42,11 +42,15 @@ class Backlog:
         if self.waiting == 0 or self.oldest_waiting_seconds < self.stalled_after:
             return None
         if self.workers_alive == 0:
-            return (f"no live worker has a heartbeat in Redis db {self.queue_db}: start workers, or make their "
-                    "REDIS_URL, REDIS_QUEUE_DB and QUEUE_NAME match the API's")
+            return (
+                f"no live worker has a heartbeat in Redis db {self.queue_db}: start workers, or make their "
+                "REDIS_URL, REDIS_QUEUE_DB and QUEUE_NAME match the API's"
+            )
         if self.workers_idle:
-            return (f"{self.workers_idle} live worker(s) are idle while jobs wait in {self.queue}: they listen "
-                    "on another queue; make their QUEUE_NAME match the API's")
+            return (
+                f"{self.workers_idle} live worker(s) are idle while jobs wait in {self.queue}: they listen "
+                "on another queue; make their QUEUE_NAME match the API's"
+            )
         return None
 
     def to_dict(self) -> dict:
@@ -59,11 +63,12 @@ class Backlog:
         return doc
 
 
-def read_backlog(settings: Settings, queue: redis.Redis, jobs: redis.Redis,
-                 delivery: Delivery | None = None) -> Backlog:
+def read_backlog(
+    settings: Settings, queue: redis.Redis, jobs: redis.Redis, delivery: Delivery | None = None
+) -> Backlog:
     """A few Redis reads (raises RedisError when Redis is unreachable)."""
     now = time.time()
-    waiting = (delivery or Delivery(queue, settings)).waiting()   # both lanes
+    waiting = (delivery or Delivery(queue, settings)).waiting()  # both lanes
     pipe = queue.pipeline(transaction=False)
     pipe.zrangebyscore(keys.WORKERS_HEARTBEAT, now - settings.job_lease_seconds, "+inf")
     pipe.hkeys(keys.WORKERS_BUSY)
@@ -84,7 +89,14 @@ def read_backlog(settings: Settings, queue: redis.Redis, jobs: redis.Redis,
             except (ValueError, KeyError, TypeError):
                 age = 0.0
     alive_ids = set(alive)
-    return Backlog(queue=keys.queue(settings.queue_name), queue_db=settings.redis_queue_db, waiting=waiting.depth,
-                   in_progress=in_progress, oldest_waiting_seconds=age, workers_alive=len(alive_ids),
-                   workers_busy=len(alive_ids.intersection(busy)), stalled_after=settings.job_lease_seconds,
-                   by_lane=dict(waiting.by_lane))
+    return Backlog(
+        queue=keys.queue(settings.queue_name),
+        queue_db=settings.redis_queue_db,
+        waiting=waiting.depth,
+        in_progress=in_progress,
+        oldest_waiting_seconds=age,
+        workers_alive=len(alive_ids),
+        workers_busy=len(alive_ids.intersection(busy)),
+        stalled_after=settings.job_lease_seconds,
+        by_lane=dict(waiting.by_lane),
+    )

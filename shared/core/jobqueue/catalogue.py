@@ -24,9 +24,12 @@ SLEEP = Operation(
     name="sleep",
     func=_sleep,
     description="Diagnostic: sleep for a while and return (seconds 0 is the no-op job). "
-                "Only offered when DIAGNOSTIC_OPERATIONS=1.",
-    params=(Param("seconds", "number", "how long to sleep", default=0.0, minimum=0.0,
-                  maximum=SLEEP_MAX_SECONDS, example=0.5),),
+    "Only offered when DIAGNOSTIC_OPERATIONS=1.",
+    params=(
+        Param(
+            "seconds", "number", "how long to sleep", default=0.0, minimum=0.0, maximum=SLEEP_MAX_SECONDS, example=0.5
+        ),
+    ),
     result_keys=("slept",),
     needs_dataset=False,
 )

@@ -24,8 +24,7 @@ def _version() -> str:
 def main(argv: list[str] | None = None) -> int:
     from .cliargs import Exit
 
-    parser = argparse.ArgumentParser(prog="jobqueue", description="atx-jobqueue command line",
-                                     epilog=Exit.epilog())
+    parser = argparse.ArgumentParser(prog="jobqueue", description="atx-jobqueue command line", epilog=Exit.epilog())
     parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("version", help="print the version")
@@ -79,8 +78,10 @@ def _register_analysis_missing(sub: argparse._SubParsersAction) -> None:
 
 
 def _analysis_missing(args: argparse.Namespace) -> int:
-    print(f"jobqueue {args.command}: needs the analysis package, which this install does not have: "
-          f"{ANALYSIS_HINT}", file=sys.stderr)
+    print(
+        f"jobqueue {args.command}: needs the analysis package, which this install does not have: {ANALYSIS_HINT}",
+        file=sys.stderr,
+    )
     return 2
 
 

@@ -24,12 +24,20 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--url", help="API base URL (default $JOBQUEUE_URL or http://127.0.0.1:5000)")
     common.add_argument("--token", help="bearer token when the server sets API_TOKEN (default $JOBQUEUE_TOKEN)")
-    common.add_argument("--format", choices=("auto", "table", "json"), default="auto",
-                        help="table for people, json for scripts (auto: table on a terminal, else json)")
+    common.add_argument(
+        "--format",
+        choices=("auto", "table", "json"),
+        default="auto",
+        help="table for people, json for scripts (auto: table on a terminal, else json)",
+    )
     common.add_argument("--json", dest="format", action="store_const", const="json", help="same as --format json")
 
-    p = sub.add_parser("jobs", parents=[common], help="list recent jobs (a table)",
-                       description="Recent jobs, newest first. Example: jobqueue jobs --status failed")
+    p = sub.add_parser(
+        "jobs",
+        parents=[common],
+        help="list recent jobs (a table)",
+        description="Recent jobs, newest first. Example: jobqueue jobs --status failed",
+    )
     p.add_argument("--status", choices=("submitted", "in-progress", "complete", "failed", "cancelled"))
     p.add_argument("--operation")
     p.add_argument("--limit", type=int, default=20, help="how many (1-100, default 20)")
@@ -38,9 +46,12 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("info", parents=[common], help="the queue and its workers (like rq info)")
     p.set_defaults(client_handler=cmd_info)
 
-    p = sub.add_parser("watch", parents=[common], help="follow a job live until it finishes",
-                       description="Show a job's status as it changes; exits 0 when it completes, 1 if it "
-                                   "fails or is cancelled.")
+    p = sub.add_parser(
+        "watch",
+        parents=[common],
+        help="follow a job live until it finishes",
+        description="Show a job's status as it changes; exits 0 when it completes, 1 if it fails or is cancelled.",
+    )
     p.add_argument("job_id")
     p.add_argument("--timeout", type=float, default=None, help="give up after this many seconds")
     p.set_defaults(client_handler=cmd_watch)
@@ -51,6 +62,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
 
 
 # --- output helpers -------------------------------------------------------------------------------
+
 
 def wants_table(args: argparse.Namespace, stream=None) -> bool:
     if args.format != "auto":
@@ -82,7 +94,7 @@ def age(seconds: float | None) -> str:
 
 def _short(value: Any, width: int) -> str:
     text = value if isinstance(value, str) else json.dumps(value, separators=(",", ":"))
-    return text if len(text) <= width else text[:width - 1] + "…"
+    return text if len(text) <= width else text[: width - 1] + "…"
 
 
 def _duration(job: dict[str, Any], now: float) -> str:
@@ -97,6 +109,7 @@ def _client(args: argparse.Namespace) -> Client:
 
 # --- commands ----------------------------------------------------------------------------------
 
+
 def cmd_jobs(args: argparse.Namespace) -> int:
     if not 1 <= args.limit <= 100:
         raise SystemExit("jobqueue jobs: --limit must be between 1 and 100")
@@ -106,9 +119,19 @@ def cmd_jobs(args: argparse.Namespace) -> int:
         print(json.dumps(page, indent=2))
         return 0
     now = time.time()
-    rows = [(j["job_id"][:8], j["status"], j["operation"], _short(j.get("params") or {}, 32),
-             age(now - j["submitted_at"]) + " ago", _duration(j, now), j.get("attempts", 0), j.get("worker") or "-")
-            for j in page["jobs"]]
+    rows = [
+        (
+            j["job_id"][:8],
+            j["status"],
+            j["operation"],
+            _short(j.get("params") or {}, 32),
+            age(now - j["submitted_at"]) + " ago",
+            _duration(j, now),
+            j.get("attempts", 0),
+            j.get("worker") or "-",
+        )
+        for j in page["jobs"]
+    ]
     if rows:
         print(table(["id", "status", "operation", "params", "submitted", "took", "tries", "worker"], rows))
     else:
@@ -120,17 +143,28 @@ def cmd_jobs(args: argparse.Namespace) -> int:
 
 def info_text(q: dict[str, Any]) -> str:
     oldest = "" if q["oldest_waiting_seconds"] is None else f" (oldest {age(q['oldest_waiting_seconds'])})"
-    lines = [f"queue {q['queue']}: {q['depth']} waiting{oldest}, {q['in_progress']} in progress, "
-             f"{q['delayed_retries']} waiting to retry",
-             f"workers: {q['workers_alive']} alive"]
+    lines = [
+        f"queue {q['queue']}: {q['depth']} waiting{oldest}, {q['in_progress']} in progress, "
+        f"{q['delayed_retries']} waiting to retry",
+        f"workers: {q['workers_alive']} alive",
+    ]
     if q["workers"]:
-        rows = [(w["id"], "alive" if w["alive"] else "lost", age(w["heartbeat_age_seconds"]) + " ago",
-                 (w["job_id"] or "idle")[:8] if w["job_id"] else "idle") for w in q["workers"]]
+        rows = [
+            (
+                w["id"],
+                "alive" if w["alive"] else "lost",
+                age(w["heartbeat_age_seconds"]) + " ago",
+                (w["job_id"] or "idle")[:8] if w["job_id"] else "idle",
+            )
+            for w in q["workers"]
+        ]
         lines += ["  " + line for line in table(["worker", "state", "heartbeat", "running"], rows).splitlines()]
     recent = q["recent"]
     minutes = recent.get("window_seconds", 900) // 60
-    lines.append(f"last {minutes} min: {sum(recent['complete'])} complete, {sum(recent['failed'])} failed"
-                 + (" (from the most recent jobs)" if recent.get("sampled") else ""))
+    lines.append(
+        f"last {minutes} min: {sum(recent['complete'])} complete, {sum(recent['failed'])} failed"
+        + (" (from the most recent jobs)" if recent.get("sampled") else "")
+    )
     if q["stalled"]:
         lines.append("WARNING: jobs are waiting and no worker is alive; nothing will run until one starts")
     return "\n".join(lines)
@@ -157,9 +191,11 @@ def cmd_watch(args: argparse.Namespace) -> int:
             if live:
                 sys.stderr.write("\r\033[K")
             if human:
-                print(f"{time.strftime('%H:%M:%S')}  {job['job_id'][:8]}  {job['status']}"
-                      + (f"  (worker {job['worker']})" if job.get("worker") and job["status"] == "in-progress" else ""),
-                      flush=True)
+                print(
+                    f"{time.strftime('%H:%M:%S')}  {job['job_id'][:8]}  {job['status']}"
+                    + (f"  (worker {job['worker']})" if job.get("worker") and job["status"] == "in-progress" else ""),
+                    flush=True,
+                )
             last_status = job["status"]
         if job["status"] in FINAL:
             break
@@ -174,8 +210,7 @@ def cmd_watch(args: argparse.Namespace) -> int:
         step = 1.0 if live else 20.0
         if args.timeout is not None:
             step = max(0.1, min(step, args.timeout - elapsed))
-        job = pacer.status(client, args.job_id, step,
-                           None if args.timeout is None else args.timeout - elapsed)
+        job = pacer.status(client, args.job_id, step, None if args.timeout is None else args.timeout - elapsed)
     if live:
         sys.stderr.write("\r\033[K")
     if human:
@@ -185,8 +220,11 @@ def cmd_watch(args: argparse.Namespace) -> int:
         print(f"{job['status']}{took}" + (f": {job['error']}" if job.get("error") else ""))
         if job["status"] == "complete":
             url = client.url + job.get("result_url", f"/jobs/{job['job_id']}/result")
-            print(f"result: curl -s -o plot.png {url}" if job.get("result_type") == "image/png"
-                  else f"result: curl -s {url}")
+            print(
+                f"result: curl -s -o plot.png {url}"
+                if job.get("result_type") == "image/png"
+                else f"result: curl -s {url}"
+            )
     else:
         print(json.dumps(job, indent=2))
     return 0 if job["status"] == "complete" else 1

@@ -17,15 +17,17 @@ class Exit(IntEnum):
     """Exit statuses of every ``jobqueue`` subcommand (docs/api.md, ``jobqueue --help``)."""
 
     OK = 0
-    FAILED = 1        # the job or operation ran and failed (or was cancelled)
-    USAGE = 2         # bad command line, parameter, data file or setting: fix the input
-    UNAVAILABLE = 3   # the API (or the data portal) cannot be reached or keeps answering 5xx
-    TIMEOUT = 4       # gave up waiting (--timeout); the job may still finish
+    FAILED = 1  # the job or operation ran and failed (or was cancelled)
+    USAGE = 2  # bad command line, parameter, data file or setting: fix the input
+    UNAVAILABLE = 3  # the API (or the data portal) cannot be reached or keeps answering 5xx
+    TIMEOUT = 4  # gave up waiting (--timeout); the job may still finish
 
     @classmethod
     def epilog(cls) -> str:
-        return ("exit status: 0 ok, 1 the job or operation failed, 2 bad usage or input, "
-                "3 service unreachable, 4 gave up waiting (--timeout)")
+        return (
+            "exit status: 0 ok, 1 the job or operation failed, 2 bad usage or input, "
+            "3 service unreachable, 4 gave up waiting (--timeout)"
+        )
 
 
 class UsageError(ValueError):

@@ -61,8 +61,13 @@ class JobFailed(RuntimeError):
 
 
 class Client:
-    def __init__(self, url: str | None = None, token: str | None = None, timeout: float = 10.0,
-                 session: requests.Session | None = None):
+    def __init__(
+        self,
+        url: str | None = None,
+        token: str | None = None,
+        timeout: float = 10.0,
+        session: requests.Session | None = None,
+    ):
         self.url = (url or os.environ.get("JOBQUEUE_URL") or DEFAULT_URL).rstrip("/")
         self.timeout = timeout
         self._lean = None
@@ -74,7 +79,7 @@ class Client:
             self._lean = Lean(session)
         self.session = session
         token = token if token is not None else os.environ.get("JOBQUEUE_TOKEN")
-        if token:   # as auth, not a header: requests would replace a header with .netrc credentials
+        if token:  # as auth, not a header: requests would replace a header with .netrc credentials
             self.session.auth = BearerToken(token)
 
     # --- plumbing -----------------------------------------------------------------------
@@ -88,7 +93,9 @@ class Client:
         if response.status_code >= 400:
             try:
                 body = response.json()
-                kind = StoredUnknown if response.status_code == 504 and isinstance(body.get("job_id"), str) else ApiError
+                kind = (
+                    StoredUnknown if response.status_code == 504 and isinstance(body.get("job_id"), str) else ApiError
+                )
                 raise kind(response.status_code, body.get("error", "error"), body.get("message", ""), body)
             except ValueError:
                 raise ApiError(response.status_code, "http_error", response.text[:200]) from None
@@ -113,27 +120,40 @@ class Client:
         params = {"wait": f"{wait:g}"} if wait > 0 else None
         return self._request("GET", f"/status/{job_id}", params=params, timeout=self.timeout + wait).json()
 
-    def submit_and_wait(self, operation: str, params: dict[str, Any] | None = None, wait: float = 30.0,
-                        **kwparams: Any) -> dict[str, Any]:
+    def submit_and_wait(
+        self, operation: str, params: dict[str, Any] | None = None, wait: float = 30.0, **kwparams: Any
+    ) -> dict[str, Any]:
         """Queue a job and return its document in one exchange (``POST /submit?wait=``): final if
         it ended within ``wait`` seconds, else as it is now (poll on with :meth:`wait`). An API
         that predates ``?wait=`` on submit answers at once with ``{"job_id", "status": "submitted"}``,
         which is that document too. If the connection breaks while the API holds the answer, the
         job may be queued all the same (``requests.ConnectionError``, as for a lost submit)."""
         body = {"operation": operation, "params": {**(params or {}), **kwparams}}
-        return self._request("POST", "/submit", params={"wait": f"{wait:g}"}, json=body,
-                             timeout=self.timeout + wait).json()
+        return self._request(
+            "POST", "/submit", params={"wait": f"{wait:g}"}, json=body, timeout=self.timeout + wait
+        ).json()
 
-    def wait(self, job_id: str, timeout: float | None = None, poll: float = 30.0,
-             on_update: Callable[[dict[str, Any], float], None] | None = None) -> dict[str, Any]:
+    def wait(
+        self,
+        job_id: str,
+        timeout: float | None = None,
+        poll: float = 30.0,
+        on_update: Callable[[dict[str, Any], float], None] | None = None,
+    ) -> dict[str, Any]:
         """Long-poll until the job is final (or ``timeout`` seconds pass); returns the job document.
         ``on_update(job, elapsed)`` is called after each poll (the CLI shows progress with it)."""
         start = time.monotonic()
         job = self.status(job_id, wait=_step(poll, timeout, 0.0))
         return self._until_final(job, start, timeout, poll, on_update)
 
-    def _until_final(self, job: dict[str, Any], start: float, timeout: float | None, poll: float,
-                     on_update: Callable[[dict[str, Any], float], None] | None) -> dict[str, Any]:
+    def _until_final(
+        self,
+        job: dict[str, Any],
+        start: float,
+        timeout: float | None,
+        poll: float,
+        on_update: Callable[[dict[str, Any], float], None] | None,
+    ) -> dict[str, Any]:
         """Long-poll on from ``job`` (a document just read) until it is final or ``timeout`` has
         passed since ``start``."""
         pacer = Pacer()
@@ -145,8 +165,9 @@ class Client:
             elapsed = time.monotonic() - start
             if timeout is not None and elapsed >= timeout:
                 raise TimeoutError(f"job {job['job_id']} still {job['status']} after {timeout:g}s")
-            job = pacer.status(self, job["job_id"], _step(poll, timeout, elapsed),
-                               None if timeout is None else timeout - elapsed)
+            job = pacer.status(
+                self, job["job_id"], _step(poll, timeout, elapsed), None if timeout is None else timeout - elapsed
+            )
 
     def result(self, job_id: str, wait: float = 0.0) -> Any:
         """The result: a dict for JSON results, bytes for PNGs."""
@@ -156,8 +177,9 @@ class Client:
             return response.content
         return response.json()
 
-    def run(self, operation: str, params: dict[str, Any] | None = None, timeout: float | None = None,
-            **kwparams: Any) -> Any:
+    def run(
+        self, operation: str, params: dict[str, Any] | None = None, timeout: float | None = None, **kwparams: Any
+    ) -> Any:
         """Submit, wait, and return the result (raises JobFailed if the job did not complete). A
         job that ends within 30 s takes one exchange (:meth:`submit_and_wait`); a longer one is
         long-polled on, as is every job on an API that predates ``?wait=`` on submit."""

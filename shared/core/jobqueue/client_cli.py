@@ -14,7 +14,7 @@ import requests
 from .cliargs import Exit, UsageError, parse_pairs, typed
 from .client import DEFAULT_URL, ApiError, Client, JobFailed, StoredUnknown, _step
 
-PROGRESS_EVERY = 2.0   # seconds between progress lines while --wait waits
+PROGRESS_EVERY = 2.0  # seconds between progress lines while --wait waits
 
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
@@ -22,11 +22,19 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     common.add_argument("--url", help="API base URL (default $JOBQUEUE_URL or http://127.0.0.1:5000)")
     common.add_argument("--token", help="bearer token when the server sets API_TOKEN (default $JOBQUEUE_TOKEN)")
 
-    p = sub.add_parser("submit", parents=[common], help="submit a job to the API",
-                       description="Submit OPERATION with key=value parameters; --wait waits and prints the result.")
+    p = sub.add_parser(
+        "submit",
+        parents=[common],
+        help="submit a job to the API",
+        description="Submit OPERATION with key=value parameters; --wait waits and prints the result.",
+    )
     p.add_argument("operation")
-    p.add_argument("params", nargs="*", metavar="key=value",
-                   help="parameters, typed by the operation's declaration (n=5 is a number, road=183 text)")
+    p.add_argument(
+        "params",
+        nargs="*",
+        metavar="key=value",
+        help="parameters, typed by the operation's declaration (n=5 is a number, road=183 text)",
+    )
     p.add_argument("--wait", action="store_true", help="wait for the job and print its result")
     p.add_argument("--timeout", type=float, default=None, help="give up waiting after this many seconds")
     p.add_argument("--output", "-o", help="save the result here (PNG results default to <job_id>.png)")
@@ -43,7 +51,7 @@ def parse_params(client: Client, operation: str, pairs: list[str]) -> dict[str, 
     declares for ``operation`` (``road=183`` stays the text "183"; ``n=5`` becomes 5)."""
     raw = parse_pairs(pairs)
     declared = next((op["params"] for op in client.operations() if op["name"] == operation), None)
-    return typed(declared, raw) if declared is not None else raw   # unknown: the API names it
+    return typed(declared, raw) if declared is not None else raw  # unknown: the API names it
 
 
 def _progress(job: dict[str, Any], elapsed: float) -> None:
@@ -106,9 +114,12 @@ def run(args: argparse.Namespace) -> int:
         return args.client_handler(args)
     except UsageError as exc:
         return _error(str(exc), Exit.USAGE)
-    except StoredUnknown as exc:   # not retried: the job may be queued; say which id to check
-        return _error(f"the API answered {exc.status} {exc.code}: the job {exc.job_id} may have been stored; "
-                      f"check `jobqueue status {exc.job_id}` before submitting again", Exit.UNAVAILABLE)
+    except StoredUnknown as exc:  # not retried: the job may be queued; say which id to check
+        return _error(
+            f"the API answered {exc.status} {exc.code}: the job {exc.job_id} may have been stored; "
+            f"check `jobqueue status {exc.job_id}` before submitting again",
+            Exit.UNAVAILABLE,
+        )
     except ApiError as exc:
         if exc.status >= 500:
             return _error(f"the API answered {exc} (retried; try again later)", Exit.UNAVAILABLE)
@@ -117,10 +128,13 @@ def run(args: argparse.Namespace) -> int:
         return _error(str(exc), Exit.FAILED)
     except TimeoutError as exc:
         return _error(str(exc), Exit.TIMEOUT)
-    except requests.RequestException as exc:   # connection refused, name not found, read timeout
+    except requests.RequestException as exc:  # connection refused, name not found, read timeout
         url = args.url or os.environ.get("JOBQUEUE_URL") or DEFAULT_URL
-        return _error(f"cannot reach the API at {url} ({type(exc).__name__}); is it running (make up)? "
-                      "Point --url or JOBQUEUE_URL at it", Exit.UNAVAILABLE)
+        return _error(
+            f"cannot reach the API at {url} ({type(exc).__name__}); is it running (make up)? "
+            "Point --url or JOBQUEUE_URL at it",
+            Exit.UNAVAILABLE,
+        )
 
 
 def _error(message: str, code: int) -> int:

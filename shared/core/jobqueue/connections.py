@@ -24,8 +24,9 @@ def connection_options(settings: Settings, db: int) -> dict[str, object]:
     return options
 
 
-def _client(settings: Settings, db: int, decode: bool, max_connections: int | None = None,
-            timeout: float | None = None) -> redis.Redis:
+def _client(
+    settings: Settings, db: int, decode: bool, max_connections: int | None = None, timeout: float | None = None
+) -> redis.Redis:
     options: dict[str, object] = {"socket_connect_timeout": 2.0, "health_check_interval": 15, "retry_on_timeout": True}
     if timeout is not None:
         # the API's reply timeout when the URL sets none: redis-py's own default is 5 s since 8.0
@@ -35,13 +36,15 @@ def _client(settings: Settings, db: int, decode: bool, max_connections: int | No
     if max_connections:
         # a bounded pool: callers beyond it wait for a free connection (the API under gevent
         # serves hundreds of requests at once and must not open a Redis connection for each)
-        return redis.Redis(connection_pool=redis.BlockingConnectionPool(max_connections=max_connections,
-                                                                        timeout=5, **options))
+        return redis.Redis(
+            connection_pool=redis.BlockingConnectionPool(max_connections=max_connections, timeout=5, **options)
+        )
     return redis.Redis(connection_pool=redis.ConnectionPool(**options))
 
 
-def jobs_redis(settings: Settings, decode: bool = True, max_connections: int | None = None,
-               timeout: float | None = None) -> redis.Redis:
+def jobs_redis(
+    settings: Settings, decode: bool = True, max_connections: int | None = None, timeout: float | None = None
+) -> redis.Redis:
     """Client of the jobs db. ``decode=False`` for binary results (PNG). ``timeout``: the socket
     timeout when REDIS_URL sets none (the API passes REDIS_TIMEOUT_SECONDS; the worker passes none
     and keeps redis-py's)."""
@@ -56,8 +59,11 @@ def queue_redis(settings: Settings, max_connections: int | None = None, timeout:
 # Redis refuses writes, for a while, with these reply prefixes: OOM (used memory over maxmemory
 # under noeviction), MISCONF (it cannot persist and stop-writes-on-bgsave-error is on), READONLY
 # (a replica, e.g. during a failover). Reads still work; writes work again once the cause is gone.
-WRITE_REFUSALS = {"OOM": "out of memory (maxmemory)", "MISCONF": "cannot persist to disk (MISCONF)",
-                  "READONLY": "read-only replica"}
+WRITE_REFUSALS = {
+    "OOM": "out of memory (maxmemory)",
+    "MISCONF": "cannot persist to disk (MISCONF)",
+    "READONLY": "read-only replica",
+}
 _UNREACHABLE = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)
 
 

@@ -42,16 +42,16 @@ class Recorded(str, Enum):
     """What a finish or retry did: only ``OK`` means this worker's outcome is the job's."""
 
     OK = "ok"
-    LOST = "lost"          # the id is not in our processing list any more (reaped, re-run elsewhere)
-    DELETED = "deleted"    # the document is gone (deleted or expired)
-    FINAL = "final"        # another attempt (or a cancel) already wrote a final document
+    LOST = "lost"  # the id is not in our processing list any more (reaped, re-run elsewhere)
+    DELETED = "deleted"  # the document is gone (deleted or expired)
+    FINAL = "final"  # another attempt (or a cancel) already wrote a final document
 
 
 class Started(str, Enum):
-    OK = "ok"              # marked in-progress: run it
-    CACHED = "cached"      # marked in-progress, and the cache holds its result
-    SKIP = "skip"          # final or deleted: acked, not run
-    GONE = "gone"          # not ours any more (the reaper gave it to another worker)
+    OK = "ok"  # marked in-progress: run it
+    CACHED = "cached"  # marked in-progress, and the cache holds its result
+    SKIP = "skip"  # final or deleted: acked, not run
+    GONE = "gone"  # not ours any more (the reaper gave it to another worker)
 
 
 class Claim(tuple):
@@ -75,7 +75,7 @@ def _claims(flat: list) -> list[Claim]:
 @dataclass(frozen=True)
 class StartAnswer:
     state: Started
-    cached_doc: str | None = None   # the source job's document when ``state`` is CACHED
+    cached_doc: str | None = None  # the source job's document when ``state`` is CACHED
 
 
 @dataclass(frozen=True)
@@ -113,9 +113,9 @@ Record = Finish | Retry
 
 @dataclass(frozen=True)
 class Waiting:
-    by_lane: dict[str, int]         # ids queued per lane
-    delayed: int                    # retries waiting out their backoff (both lanes)
-    oldest_id: str | None           # the longest-waiting queued id (the older lane head)
+    by_lane: dict[str, int]  # ids queued per lane
+    delayed: int  # retries waiting out their backoff (both lanes)
+    oldest_id: str | None  # the longest-waiting queued id (the older lane head)
 
     @property
     def depth(self) -> int:
@@ -144,12 +144,32 @@ class Delivery:
         socket_timeout = client.connection_pool.connection_kwargs.get("socket_timeout")
         self._longest_wait = max(0.01, round(float(socket_timeout) / 2, 3)) if socket_timeout else float("inf")
         self._lane_queues = {DEFAULT: self.queue_key, PLOTS: keys.queue(plots)}
-        self._keys = [self.queue_key, self.delayed_key, keys.WORKERS_HEARTBEAT, keys.WORKERS_BUSY, keys.JOB_INDEX,
-                      keys.queue(plots), keys.delayed(plots), keys.PLOTS_SKIPPED, keys.PLOTS_BUSY,
-                      keys.ACTIVE_INDEX, keys.REAPED]
-        self._context = [settings.redis_jobs_db, settings.redis_queue_db, keys.JOB_PREFIX, keys.RESULT_PREFIX,
-                         keys.PROCESSING_PREFIX, keys.JOB_DONE_CHANNEL, settings.job_ttl_seconds,
-                         keys.STATUS_INDEX_PREFIX, keys.OPERATION_INDEX_PREFIX, keys.WAITED_PREFIX, keys.ANNOUNCE_ALL]
+        self._keys = [
+            self.queue_key,
+            self.delayed_key,
+            keys.WORKERS_HEARTBEAT,
+            keys.WORKERS_BUSY,
+            keys.JOB_INDEX,
+            keys.queue(plots),
+            keys.delayed(plots),
+            keys.PLOTS_SKIPPED,
+            keys.PLOTS_BUSY,
+            keys.ACTIVE_INDEX,
+            keys.REAPED,
+        ]
+        self._context = [
+            settings.redis_jobs_db,
+            settings.redis_queue_db,
+            keys.JOB_PREFIX,
+            keys.RESULT_PREFIX,
+            keys.PROCESSING_PREFIX,
+            keys.JOB_DONE_CHANNEL,
+            settings.job_ttl_seconds,
+            keys.STATUS_INDEX_PREFIX,
+            keys.OPERATION_INDEX_PREFIX,
+            keys.WAITED_PREFIX,
+            keys.ANNOUNCE_ALL,
+        ]
 
     def _run(self, command: str, *args: Any) -> Any:
         return self._script(keys=self._keys, args=[*self._context, command, *args])
@@ -169,8 +189,11 @@ class Delivery:
         try:
             return self._run_once(*kept)
         except wire.Unsure as lost:
-            log.warning("%s: the answer was lost (%s); sent again, it answers what the first send did",
-                        command.split("+", 1)[0], lost.__cause__)
+            log.warning(
+                "%s: the answer was lost (%s); sent again, it answers what the first send did",
+                command.split("+", 1)[0],
+                lost.__cause__,
+            )
             return self._run(*kept)
 
     def _run_once(self, command: str, *args: Any) -> Any:
@@ -178,11 +201,16 @@ class Delivery:
         whose answer was lost, and a second claim takes a second batch while the ids the first one
         moved sit in this worker's processing list, unseen, their lease kept by its heartbeat. This
         raises ``wire.Unsure`` instead, and the worker gives back everything it holds."""
-        call = ("EVALSHA", self._script.sha, str(len(self._keys)), *self._keys,
-                *[a if isinstance(a, bytes) else str(a) for a in (*self._context, command, *args)])
+        call = (
+            "EVALSHA",
+            self._script.sha,
+            str(len(self._keys)),
+            *self._keys,
+            *[a if isinstance(a, bytes) else str(a) for a in (*self._context, command, *args)],
+        )
         try:
             return wire.pipelined(self.redis, [call])[0]
-        except redis.exceptions.NoScriptError:   # Redis restarted: nothing ran; load it, call again
+        except redis.exceptions.NoScriptError:  # Redis restarted: nothing ran; load it, call again
             self.redis.script_load(DISPATCH_LUA)
             return wire.pipelined(self.redis, [call])[0]
 
@@ -197,8 +225,9 @@ class Delivery:
     @staticmethod
     def new_job(operation: str, params: dict[str, Any], lane: str = DEFAULT, owner: str | None = None) -> Job:
         """A new job's document, not stored yet (:meth:`store` stores it)."""
-        return Job(id=new_job_id(), operation=operation, params=params, submitted_at=time.time(), lane=lane,
-                   owner=owner)
+        return Job(
+            id=new_job_id(), operation=operation, params=params, submitted_at=time.time(), lane=lane, owner=owner
+        )
 
     def store(self, jobs: list[Job], waited: Sequence[str] = ()) -> None:
         """Store, index and queue new jobs in one MULTI/EXEC transaction (the API coalesces
@@ -252,12 +281,12 @@ class Delivery:
             commands.append(("ZADD", keys.operation_index(operation), *pairs))
         commands.append(("ZADD", keys.ACTIVE_INDEX, *scored))
         ttl = str(waited_ttl_seconds(self.settings.max_wait_seconds))
-        for job_id in waited:   # a submit that waits: its job's end is announced (keys.waited)
+        for job_id in waited:  # a submit that waits: its job's end is announced (keys.waited)
             commands.append(("SET", keys.waited(job_id), "1", "EX", ttl))
         commands.append(("SELECT", queue_db))
         for queue_key, ids in lanes.items():
             commands.append(("RPUSH", queue_key, *ids))
-        if self._db != int(queue_db):   # the connection goes back to the pool in the db it came in
+        if self._db != int(queue_db):  # the connection goes back to the pool in the db it came in
             commands.append(("SELECT", str(self._db)))
         # WATCH the first document (when this connection is in the jobs db): the retry's store
         # writes it, so a first attempt Redis had only partly read then cannot apply after it
@@ -265,19 +294,27 @@ class Delivery:
         try:
             try:
                 wire.transaction(self.redis, commands, watch)
-            except redis.exceptions.WatchError:   # only FLUSHDB touches a new id's key: nothing applied
+            except redis.exceptions.WatchError:  # only FLUSHDB touches a new id's key: nothing applied
                 wire.transaction(self.redis, commands, watch)
         except wire.Unsure as lost:
-            fields = [f for job, doc in zip(jobs, docs[1::2])
-                      for f in (job.id, doc, repr(job.submitted_at), job.operation, job.lane)]
+            fields = [
+                f
+                for job, doc in zip(jobs, docs[1::2])
+                for f in (job.id, doc, repr(job.submitted_at), job.operation, job.lane)
+            ]
             try:
                 stored_now = self._run("store", *fields)
-            except redis.exceptions.RedisError as exc:   # no answer to the check either: still unknown
-                raise wire.Unsure(f"the answer was lost ({lost.__cause__}) and so was the check's ({exc}); "
-                                  "the jobs may or may not have been stored") from exc
-            log.warning("submit: a transaction's answer was lost (%s); %s", lost.__cause__,
-                        "it had not applied, stored now" if stored_now else "it had applied, not sent again",
-                        extra={"jobs": len(jobs)})
+            except redis.exceptions.RedisError as exc:  # no answer to the check either: still unknown
+                raise wire.Unsure(
+                    f"the answer was lost ({lost.__cause__}) and so was the check's ({exc}); "
+                    "the jobs may or may not have been stored"
+                ) from exc
+            log.warning(
+                "submit: a transaction's answer was lost (%s); %s",
+                lost.__cause__,
+                "it had not applied, stored now" if stored_now else "it had applied, not sent again",
+                extra={"jobs": len(jobs)},
+            )
 
     def cancel(self, job: Job) -> bool:
         """Cancel a queued job: False if it is no longer queued (a worker has it). ``job`` becomes
@@ -304,7 +341,7 @@ class Delivery:
         # EVALSHA itself: a Script in a pipeline would cost a SCRIPT EXISTS round trip each time
         pipe.evalsha(self._script.sha, len(self._keys), *self._keys, *self._context, "claim_held", worker, n)
         moved, claimed = pipe.execute(raise_on_error=False)
-        if isinstance(claimed, redis.exceptions.NoScriptError):   # Redis restarted: load it, claim again
+        if isinstance(claimed, redis.exceptions.NoScriptError):  # Redis restarted: load it, claim again
             claimed = self._run("claim_held", worker, n)
         for answer in (moved, claimed):
             if isinstance(answer, Exception):
@@ -330,8 +367,9 @@ class Delivery:
 
     def record_and_start(self, worker: str, record: Record, start: Start) -> tuple[Recorded, StartAnswer]:
         """Record job i and start job i+1 in one script call: a busy worker's one round trip per job."""
-        recorded, started = self._run(_command(record) + "+start", *_record_args(worker, record),
-                                      *_start_args(worker, start))
+        recorded, started = self._run(
+            _command(record) + "+start", *_record_args(worker, record), *_start_args(worker, start)
+        )
         return Recorded(recorded), _start_answer(started)
 
     def start_many(self, worker: str, starts: list[Start]) -> list[StartAnswer]:
@@ -343,22 +381,25 @@ class Delivery:
         raw = self._run("+".join(["start"] * len(starts)), *[a for s in backwards for a in _start_args(worker, s)])
         return [_start_answer(r) for r in raw[::-1]]
 
-    def record_and_start_many(self, worker: str, records: list[Record], starts: list[Start],
-                              call_id: str | None = None) -> tuple[list[Recorded], list[StartAnswer]]:
+    def record_and_start_many(
+        self, worker: str, records: list[Record], starts: list[Start], call_id: str | None = None
+    ) -> tuple[list[Recorded], list[StartAnswer]]:
         """Finish or retry jobs and start the next ones in one script call (a worker starts jobs just
         before it reaches them, with the outcomes waiting then); as :meth:`start_many`, the first
         job to start is started last, so ``workers:busy`` names it. With ``call_id`` the call keeps
         its answer (:meth:`_run_kept`): a worker passes one when the call retries a job."""
         command = "+".join([_command(r) for r in records] + ["start"] * len(starts))
-        args = [a for r in records for a in _record_args(worker, r)] + \
-            [a for s in starts[::-1] for a in _start_args(worker, s)]
+        args = [a for r in records for a in _record_args(worker, r)] + [
+            a for s in starts[::-1] for a in _start_args(worker, s)
+        ]
         raw = self._run_kept(command, *args, call_id=call_id) if call_id else self._run(command, *args)
         answers = raw if len(records) + len(starts) > 1 else [raw]
-        started = [_start_answer(a) for a in answers[len(records):]]
-        return [Recorded(a) for a in answers[:len(records)]], started[::-1]
+        started = [_start_answer(a) for a in answers[len(records) :]]
+        return [Recorded(a) for a in answers[: len(records)]], started[::-1]
 
-    def record_many(self, worker: str, records: list[Record], claim: int = 0,
-                    call_id: str | None = None) -> tuple[list[Recorded], list[Claim]]:
+    def record_many(
+        self, worker: str, records: list[Record], claim: int = 0, call_id: str | None = None
+    ) -> tuple[list[Recorded], list[Claim]]:
         """Finish or retry several jobs in one script call (each fenced on its own) and, when
         ``claim`` > 0, claim up to that many next ids in the same call: a busy worker's round trips
         per batch are this and :meth:`start_many`, whatever the batch size. With ``call_id`` the
@@ -374,7 +415,7 @@ class Delivery:
             raw = (self._run_once if claim else self._run)(command, *args)
         answers = raw if len(records) + (1 if claim else 0) > 1 else [raw]
         flat = answers[len(records)] if claim else []
-        return [Recorded(a) for a in answers[:len(records)]], _claims(flat)
+        return [Recorded(a) for a in answers[: len(records)]], _claims(flat)
 
     def heartbeat(self, worker: str) -> None:
         """Renew the worker's lease at Redis's time (in the script: a beat sent again writes the
@@ -465,14 +506,27 @@ def _record_args(worker: str, record: Record) -> list[Any]:
             job.result_ref = keys.result_by_request(fp) if fp else keys.result(job.id)
         else:
             job.result_ref = record.shares or None
-        return [job.id, worker, job.to_json(), record.blob, job.result_ref or "",
-                keys.result_cache(fp) if fp else "", job.status.value, repr(job.submitted_at), job.lane]
+        return [
+            job.id,
+            worker,
+            job.to_json(),
+            record.blob,
+            job.result_ref or "",
+            keys.result_cache(fp) if fp else "",
+            job.status.value,
+            repr(job.submitted_at),
+            job.lane,
+        ]
     return [job.id, worker, job.to_json(), repr(float(record.delay)), job.lane]
 
 
 def _start_args(worker: str, start: Start) -> list[Any]:
-    return [start.job.id, worker, start.job.to_json(),
-            keys.result_cache(start.fingerprint) if start.fingerprint else ""]
+    return [
+        start.job.id,
+        worker,
+        start.job.to_json(),
+        keys.result_cache(start.fingerprint) if start.fingerprint else "",
+    ]
 
 
 def _start_answer(raw: list) -> StartAnswer:

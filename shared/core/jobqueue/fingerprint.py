@@ -18,6 +18,10 @@ from collections.abc import Mapping
 def request_fingerprint(operation: str, params: Mapping[str, Any], dataset_identity: str | None) -> str | None:
     if not dataset_identity:
         return None
-    canonical = json.dumps({"op": operation, "params": dict(params), "data": dataset_identity},
-                           sort_keys=True, separators=(",", ":"), allow_nan=False)
+    canonical = json.dumps(
+        {"op": operation, "params": dict(params), "data": dataset_identity},
+        sort_keys=True,
+        separators=(",", ":"),
+        allow_nan=False,
+    )
     return hashlib.sha256(canonical.encode()).hexdigest()

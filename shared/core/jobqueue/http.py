@@ -34,7 +34,7 @@ from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 from urllib3.util import Retry
 
 RETRY_AFTER_MAX = 60
-ONE_WRITE_MAX = 64 * 1024   # a larger body is sent apart (copying it to save a write gains nothing)
+ONE_WRITE_MAX = 64 * 1024  # a larger body is sent apart (copying it to save a write gains nothing)
 
 
 class _NoAuth(AuthBase):
@@ -90,7 +90,7 @@ class Session(requests.Session):
         if self.trust_env and not request.auth and not self.auth:
             try:
                 auth = self.environment(request.url)[2]
-            except ValueError:   # malformed URL: requests' own prepare names it (InvalidURL)
+            except ValueError:  # malformed URL: requests' own prepare names it (InvalidURL)
                 return super().prepare_request(request)
             request = copy.copy(request)
             request.auth = auth or _NoAuth()
@@ -99,8 +99,11 @@ class Session(requests.Session):
     def rebuild_auth(self, prepared_request, response):
         # requests applies .netrc to a redirect's target even when the request had auth; a token
         # kept on the same origin (not stripped) must stay the token
-        if isinstance(self.auth, BearerToken) and "Authorization" in prepared_request.headers \
-                and not self.should_strip_auth(response.request.url, prepared_request.url):
+        if (
+            isinstance(self.auth, BearerToken)
+            and "Authorization" in prepared_request.headers
+            and not self.should_strip_auth(response.request.url, prepared_request.url)
+        ):
             return
         super().rebuild_auth(prepared_request, response)
 
@@ -113,8 +116,12 @@ class Session(requests.Session):
                     proxies.setdefault(name, value)
             if verify is True or verify is None:
                 verify = bundle or verify
-        return {"proxies": merge_setting(proxies, self.proxies), "stream": merge_setting(stream, self.stream),
-                "verify": merge_setting(verify, self.verify), "cert": merge_setting(cert, self.cert)}
+        return {
+            "proxies": merge_setting(proxies, self.proxies),
+            "stream": merge_setting(stream, self.stream),
+            "verify": merge_setting(verify, self.verify),
+            "cert": merge_setting(cert, self.cert),
+        }
 
 
 class _OneWrite:
@@ -165,12 +172,22 @@ class OneWriteAdapter(HTTPAdapter):
         self.poolmanager.pool_classes_by_scheme = {"http": _Pool, "https": _TLSPool}
 
 
-def retrying_session(*, attempts: int = 5, backoff: float = 0.5, idempotent: bool = False,
-                     statuses: tuple[int, ...] = (429, 503)) -> Session:
+def retrying_session(
+    *, attempts: int = 5, backoff: float = 0.5, idempotent: bool = False, statuses: tuple[int, ...] = (429, 503)
+) -> Session:
     """A session retrying up to ``attempts`` times on ``statuses`` and failed connections."""
-    retry = Retry(total=attempts, connect=attempts, read=attempts if idempotent else 0, status=attempts,
-                  status_forcelist=statuses, allowed_methods=None, backoff_factor=backoff,
-                  respect_retry_after_header=True, retry_after_max=RETRY_AFTER_MAX, raise_on_status=False)
+    retry = Retry(
+        total=attempts,
+        connect=attempts,
+        read=attempts if idempotent else 0,
+        status=attempts,
+        status_forcelist=statuses,
+        allowed_methods=None,
+        backoff_factor=backoff,
+        respect_retry_after_header=True,
+        retry_after_max=RETRY_AFTER_MAX,
+        raise_on_status=False,
+    )
     session = Session()
     adapter = OneWriteAdapter(max_retries=retry)
     session.mount("http://", adapter)

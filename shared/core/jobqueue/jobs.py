@@ -49,8 +49,7 @@ def new_job_id() -> str:
     122 random bits from ``os.urandom``, version digit 4, variant 10xx. Formatted from the hex
     digits directly: ``uuid.UUID``'s checks and properties were 2% of a submit's CPU."""
     digits = os.urandom(16).hex()
-    return (f"{digits[:8]}-{digits[8:12]}-4{digits[13:16]}-{_VARIANT[digits[16]]}{digits[17:20]}-"
-            f"{digits[20:]}")
+    return f"{digits[:8]}-{digits[8:12]}-4{digits[13:16]}-{_VARIANT[digits[16]]}{digits[17:20]}-{digits[20:]}"
 
 
 def is_valid_job_id(value: str) -> bool:
@@ -71,12 +70,12 @@ class Job:
     worker: str | None = None
     error: str | None = None
     result: Any = None
-    result_ref: str | None = None          # key of a stored result (PNG or large JSON)
+    result_ref: str | None = None  # key of a stored result (PNG or large JSON)
     result_type: str = "application/json"
-    dataset: str | None = None             # identity (content hash) of the data it ran on
-    cached_from: str | None = None         # id of the job whose result answered this one
-    lane: str = "default"                  # which queue it waits in (jobqueue.lanes)
-    owner: str | None = None               # name of the API_TOKENS token that submitted it
+    dataset: str | None = None  # identity (content hash) of the data it ran on
+    cached_from: str | None = None  # id of the job whose result answered this one
+    lane: str = "default"  # which queue it waits in (jobqueue.lanes)
+    owner: str | None = None  # name of the API_TOKENS token that submitted it
 
     def to_json(self) -> str:
         """The stored document. A shallow copy, not ``dataclasses.asdict``'s deep one (a tenth of
@@ -129,7 +128,7 @@ class Page:
 
     jobs: list[Job]
     next_cursor: str | None
-    next_offset: int | None = None   # the same position as a rank, for ``offset`` paging
+    next_offset: int | None = None  # the same position as a rank, for ``offset`` paging
 
 
 # A waited job's mark outlives the longest wait the API allows (``MAX_WAIT_SECONDS``) by this much,
@@ -151,7 +150,7 @@ class JobStore:
     :mod:`keys`. ``binary`` is a client with ``decode_responses=False`` for stored results.
     """
 
-    MAX_SCAN_PER_PAGE = 5000   # index entries one page reads at most while filtering
+    MAX_SCAN_PER_PAGE = 5000  # index entries one page reads at most while filtering
 
     def __init__(self, client: redis.Redis, ttl_seconds: int, binary: redis.Redis | None = None):
         self.redis = client
@@ -196,8 +195,14 @@ class JobStore:
             raise RuntimeError("JobStore(binary=...) is needed to read stored results")
         return read_result(self.binary, job)
 
-    def page(self, status: str | None = None, operation: str | None = None, cursor: str | None = None,
-             limit: int = 50, offset: int | None = None) -> Page:
+    def page(
+        self,
+        status: str | None = None,
+        operation: str | None = None,
+        cursor: str | None = None,
+        limit: int = 50,
+        offset: int | None = None,
+    ) -> Page:
         """Jobs newest first, optionally only one status and/or one operation.
 
         Each filter has its own index, so a page costs the same with 100 or 100,000 jobs: one per
@@ -234,8 +239,9 @@ class JobStore:
                     pruned += 1
                     continue
                 job = Job.from_json(raw)
-                if (check_status is None or job.status.value == check_status) and \
-                        (check_op is None or job.operation == check_op):
+                if (check_status is None or job.status.value == check_status) and (
+                    check_op is None or job.operation == check_op
+                ):
                     found.append(job)
                     if len(found) == limit:
                         break
@@ -367,7 +373,7 @@ def _status_index(status: str) -> str:
     try:
         final = JobStatus(status).is_final
     except ValueError:
-        final = True   # no such status: an index nobody writes, so an empty page
+        final = True  # no such status: an index nobody writes, so an empty page
     return keys.status_index(status) if final else keys.ACTIVE_INDEX
 
 

@@ -11,16 +11,16 @@ from __future__ import annotations
 # --- jobs db -------------------------------------------------------------------------------
 JOB_PREFIX = "job:"
 RESULT_PREFIX = "result:"
-JOB_INDEX = "jobs:by-submitted"          # zset job id -> submitted time (listing, GET /jobs)
-ACTIVE_INDEX = "jobs:active"             # zset job id -> submitted time, jobs not final yet (submitted, in-progress)
+JOB_INDEX = "jobs:by-submitted"  # zset job id -> submitted time (listing, GET /jobs)
+ACTIVE_INDEX = "jobs:active"  # zset job id -> submitted time, jobs not final yet (submitted, in-progress)
 STATUS_INDEX_PREFIX = "jobs:by-status:"  # zset per final status: job id -> submitted time (GET /jobs?status=)
 OPERATION_INDEX_PREFIX = "jobs:by-operation:"  # zset per operation: job id -> submitted time
-RESULT_CACHE_PREFIX = "result-cache:"   # request fingerprint -> id of the job holding the result
+RESULT_CACHE_PREFIX = "result-cache:"  # request fingerprint -> id of the job holding the result
 RESULT_BY_REQUEST_PREFIX = "result-by-request:"  # request fingerprint -> stored result shared by its jobs
-JOB_DONE_CHANNEL = "jobs:done"           # pub/sub: "<id>\n<final document>" when a job someone waits for becomes final
-WAITED_PREFIX = "jobs:waited:"           # string, TTL = the longest wait: someone waits for this job (announce its end)
-ANNOUNCE_ALL = "jobs:announce-all"       # string, optional: while it exists every final job is announced
-WRITE_PROBE = "api:write-probe"          # string, short TTL: readiness checks Redis accepts writes
+JOB_DONE_CHANNEL = "jobs:done"  # pub/sub: "<id>\n<final document>" when a job someone waits for becomes final
+WAITED_PREFIX = "jobs:waited:"  # string, TTL = the longest wait: someone waits for this job (announce its end)
+ANNOUNCE_ALL = "jobs:announce-all"  # string, optional: while it exists every final job is announced
+WRITE_PROBE = "api:write-probe"  # string, short TTL: readiness checks Redis accepts writes
 
 
 def job(job_id: str) -> str:
@@ -59,7 +59,7 @@ def result_cache(fingerprint: str) -> str:
     return f"{RESULT_CACHE_PREFIX}{fingerprint}"
 
 
-RATE_PREFIX = "rate:submit:"             # string counter with a TTL: one client's submissions in one window
+RATE_PREFIX = "rate:submit:"  # string counter with a TTL: one client's submissions in one window
 
 
 def submit_rate(client: str, window: int) -> str:
@@ -68,16 +68,16 @@ def submit_rate(client: str, window: int) -> str:
 
 
 # --- queue db ------------------------------------------------------------------------------
-HOTQUEUE_PREFIX = "hotqueue:"            # HotQueue's own naming: the list is hotqueue:<name>
-PROCESSING_PREFIX = "processing:"        # per-worker list of claimed job ids
+HOTQUEUE_PREFIX = "hotqueue:"  # HotQueue's own naming: the list is hotqueue:<name>
+PROCESSING_PREFIX = "processing:"  # per-worker list of claimed job ids
 WORKERS_HEARTBEAT = "workers:heartbeat"  # zset worker id -> last heartbeat (unix seconds)
-WORKERS_BUSY = "workers:busy"            # hash worker id -> job id it is running now
-DELAYED_PREFIX = "delayed:"              # zset job id -> due time: retries waiting for their backoff
-SWEEP_LOCK = "workers:sweep-lock"        # string, short TTL: one worker at a time runs the sweeper
+WORKERS_BUSY = "workers:busy"  # hash worker id -> job id it is running now
+DELAYED_PREFIX = "delayed:"  # zset job id -> due time: retries waiting for their backoff
+SWEEP_LOCK = "workers:sweep-lock"  # string, short TTL: one worker at a time runs the sweeper
 PLOTS_SKIPPED = "workers:plots-skipped"  # string: claims in a row that served the default lane while plots waited
-PLOTS_BUSY = "workers:busy-plots"        # hash worker id -> the plots-lane job it holds (the plots cap)
-REAPED = "workers:reaped"                # set: ids the reaper took back from dead workers, until started again
-KEPT_ANSWER_PREFIX = "workers:answer:"   # string, short TTL: a give back's, reap's, sweep's or retry's answer, per call
+PLOTS_BUSY = "workers:busy-plots"  # hash worker id -> the plots-lane job it holds (the plots cap)
+REAPED = "workers:reaped"  # set: ids the reaper took back from dead workers, until started again
+KEPT_ANSWER_PREFIX = "workers:answer:"  # string, short TTL: a give back's, reap's, sweep's or retry's answer, per call
 
 
 def queue(name: str) -> str:

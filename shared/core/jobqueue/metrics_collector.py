@@ -46,23 +46,28 @@ class QueueCollector(Collector):
             return
         up.add_metric([], 1)
         yield up
-        g = GaugeMetricFamily("jobqueue_queue_depth", "job ids waiting in the queue, both lanes (not yet claimed)",
-                              labels=["queue"])
+        g = GaugeMetricFamily(
+            "jobqueue_queue_depth", "job ids waiting in the queue, both lanes (not yet claimed)", labels=["queue"]
+        )
         g.add_metric(queue_label, depth)
         yield g
-        g = GaugeMetricFamily("jobqueue_jobs_in_progress", "job ids claimed by workers (in processing lists)",
-                              labels=["queue"])
+        g = GaugeMetricFamily(
+            "jobqueue_jobs_in_progress", "job ids claimed by workers (in processing lists)", labels=["queue"]
+        )
         g.add_metric(queue_label, in_progress)
         yield g
-        g = GaugeMetricFamily("jobqueue_oldest_job_age_seconds", "age of the oldest waiting job (0 when empty)",
-                              labels=["queue"])
+        g = GaugeMetricFamily(
+            "jobqueue_oldest_job_age_seconds", "age of the oldest waiting job (0 when empty)", labels=["queue"]
+        )
         g.add_metric(queue_label, age)
         yield g
         g = GaugeMetricFamily("jobqueue_workers_alive", "workers whose heartbeat is within the lease")
         g.add_metric([], alive)
         yield g
-        g = GaugeMetricFamily("jobqueue_queue_stalled",
-                              "1 when jobs have waited a lease or more and no live worker takes them",
-                              labels=["queue"])
+        g = GaugeMetricFamily(
+            "jobqueue_queue_stalled",
+            "1 when jobs have waited a lease or more and no live worker takes them",
+            labels=["queue"],
+        )
         g.add_metric(queue_label, 1 if stalled else 0)
         yield g

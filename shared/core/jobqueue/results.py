@@ -23,8 +23,8 @@ JSON = "application/json"
 
 @dataclass
 class PlacedResult:
-    inline: Any            # what goes in the document's ``result`` (None when stored apart)
-    blob: bytes            # what goes under result:<id> (b"" when inline)
+    inline: Any  # what goes in the document's ``result`` (None when stored apart)
+    blob: bytes  # what goes under result:<id> (b"" when inline)
     result_type: str
 
 
@@ -49,4 +49,3 @@ def read_result(binary_jobs: redis.Redis, job: Job) -> tuple[bytes | Any, str] |
     if job.result_type == PNG:
         return body, PNG
     return json.loads(body), JSON
-

@@ -85,15 +85,18 @@ def redis_url_options(name: str, raw: str) -> dict[str, object]:
         options = redis.connection.parse_url(raw)
     except ValueError as exc:
         raise SettingsError(f"{name} is not a valid Redis URL: {exc}") from None
-    for key in ("socket_timeout", "socket_connect_timeout"):   # 0 makes every call fail, < 0 a 500
+    for key in ("socket_timeout", "socket_connect_timeout"):  # 0 makes every call fail, < 0 a 500
         seconds = options.get(key)
         if seconds is not None and not 0 < float(str(seconds)) < float("inf"):
-            raise SettingsError(f"{name}'s {key} must be a number of seconds above 0, got {seconds!r} "
-                                "(leave it out for the default)")
+            raise SettingsError(
+                f"{name}'s {key} must be a number of seconds above 0, got {seconds!r} (leave it out for the default)"
+            )
     path = raw.split("?", 1)[0].split("://", 1)[1].partition("/")[2]
     if "db" not in options and path and not raw.startswith("unix://"):
-        raise SettingsError(f"{name} names db {path!r}, which is not a number: write redis://host:port/0 "
-                            "or leave the db out (REDIS_JOBS_DB and REDIS_QUEUE_DB choose them)")
+        raise SettingsError(
+            f"{name} names db {path!r}, which is not a number: write redis://host:port/0 "
+            "or leave the db out (REDIS_JOBS_DB and REDIS_QUEUE_DB choose them)"
+        )
     probe = {k: v for k, v in options.items() if k not in ("connection_class", "db")}
     try:  # an unknown ?option= is a TypeError only when the first connection is made: check it now
         options.get("connection_class", redis.connection.Connection)(**probe)
@@ -115,25 +118,50 @@ def _check_redis_db(values: dict[str, object]) -> None:
     raise SettingsError(
         f"REDIS_URL selects db {url_db}, but this service keeps jobs in REDIS_JOBS_DB ({jobs_db}) and the "
         f"queue in REDIS_QUEUE_DB ({queue_db}): leave the db out of REDIS_URL, or set "
-        f"REDIS_JOBS_DB={url_db} and REDIS_QUEUE_DB={spare}")
+        f"REDIS_JOBS_DB={url_db} and REDIS_QUEUE_DB={spare}"
+    )
 
 
 # name -> (default as the environment would spell it, parser, one-line description)
 SPEC: dict[str, tuple[str, Callable[[str, str], object], str]] = {
-    "REDIS_URL": ("redis://127.0.0.1:6379", _redis_url, "Redis server (redis://, rediss://, unix://); a db in it must equal REDIS_JOBS_DB"),
+    "REDIS_URL": (
+        "redis://127.0.0.1:6379",
+        _redis_url,
+        "Redis server (redis://, rediss://, unix://); a db in it must equal REDIS_JOBS_DB",
+    ),
     "REDIS_PASSWORD": ("", _str, "Redis password (overrides one in REDIS_URL); set from a Secret in deployments"),
     "REDIS_JOBS_DB": ("0", _int(0, 15), "Redis db holding job documents and results"),
     "REDIS_QUEUE_DB": ("1", _int(0, 15), "Redis db holding the queue, processing lists and worker heartbeats"),
-    "REDIS_TIMEOUT_SECONDS": ("5", _float(0.1, 300), "API: longest wait for one Redis call, retries included; a Redis that does not answer gets 503 after it (a long poll: after its wait); half of it is the API's socket timeout when REDIS_URL sets none"),
+    "REDIS_TIMEOUT_SECONDS": (
+        "5",
+        _float(0.1, 300),
+        "API: longest wait for one Redis call, retries included; a Redis that does not answer gets 503 after it (a long poll: after its wait); half of it is the API's socket timeout when REDIS_URL sets none",
+    ),
     "QUEUE_NAME": ("jobs", _str, "HotQueue name; the Redis list is hotqueue:<name>"),
-    "DATA_PATH": (DEFAULT_DATA_PATH, _str, "traffic incident file (CSV, CSV.gz, JSON or Parquet); relative paths are from the working directory"),
-    "DATA_CACHE_DIR": ("", _str, "where the parsed columnar cache is kept; empty: beside DATA_PATH when writable, else none"),
-    "DATA_CACHE_MODE": ("readwrite", _choice("readwrite", "readonly", "off"), "readwrite: build the cache if missing, then map it; readonly: only map what the loader built, never write (a missing cache: parse in memory, logged); off: always parse"),
+    "DATA_PATH": (
+        DEFAULT_DATA_PATH,
+        _str,
+        "traffic incident file (CSV, CSV.gz, JSON or Parquet); relative paths are from the working directory",
+    ),
+    "DATA_CACHE_DIR": (
+        "",
+        _str,
+        "where the parsed columnar cache is kept; empty: beside DATA_PATH when writable, else none",
+    ),
+    "DATA_CACHE_MODE": (
+        "readwrite",
+        _choice("readwrite", "readonly", "off"),
+        "readwrite: build the cache if missing, then map it; readonly: only map what the loader built, never write (a missing cache: parse in memory, logged); off: always parse",
+    ),
     "DATA_MAX_BYTES": ("1073741824", _int(1), "largest data file accepted, decompressed (guards against gzip bombs)"),
     "PORT": ("5000", _int(1, 65535), "API listen port"),
     "BIND_HOST": ("0.0.0.0", _str, "API listen address"),
     "WEB_CONCURRENCY": ("2", _int(1, 64), "gunicorn worker processes of the API"),
-    "API_METRICS_PORT": ("0", _int(0, 65535), "API: a second listener (on BIND_HOST) that alone serves /metrics, which PORT then answers 404 (0: /metrics on PORT); the chart and k8s/ set 9102, a port no Ingress, NodePort or LoadBalancer publishes"),
+    "API_METRICS_PORT": (
+        "0",
+        _int(0, 65535),
+        "API: a second listener (on BIND_HOST) that alone serves /metrics, which PORT then answers 404 (0: /metrics on PORT); the chart and k8s/ set 9102, a port no Ingress, NodePort or LoadBalancer publishes",
+    ),
     "WORKER_METRICS_PORT": ("9100", _int(0, 65535), "worker Prometheus port (0 disables)"),
     "WORKER_METRICS_HOST": ("", _str, "worker Prometheus listen address; empty: the same as BIND_HOST"),
     "WORKER_CONCURRENCY": ("1", _int(1, 64), "worker processes started by one jobqueue-worker"),
@@ -141,19 +169,47 @@ SPEC: dict[str, tuple[str, Callable[[str, str], object], str]] = {
     "JOB_TTL_SECONDS": ("604800", _int(60), "finished jobs and their results expire after this"),
     "JOB_TIMEOUT_SECONDS": ("300", _float(1, 86400), "time limit of one attempt of a job"),
     "JOB_MAX_ATTEMPTS": ("3", _int(1, 100), "attempts for transient errors before a job fails"),
-    "JOB_RETRY_BACKOFF_SECONDS": ("1", _float(0, 3600), "first retry delay after a transient error; doubles each attempt (capped at 300 s)"),
+    "JOB_RETRY_BACKOFF_SECONDS": (
+        "1",
+        _float(0, 3600),
+        "first retry delay after a transient error; doubles each attempt (capped at 300 s)",
+    ),
     "SHUTDOWN_GRACE_SECONDS": ("60", _float(0, 3600), "on SIGTERM a worker finishes its job within this, then exits"),
     "RESULT_CACHE": ("1", _bool, "answer a repeat of a finished request from its stored result"),
     "DIAGNOSTIC_OPERATIONS": ("0", _bool, "enable the sleep operation used by tests and benchmarks"),
     "MAX_BODY_BYTES": ("65536", _int(256, 16 * 1024 * 1024), "largest request body the API accepts"),
     "MAX_WAIT_SECONDS": ("60", _float(0, 600), "cap on ?wait= long polls"),
-    "MAX_WAITERS": ("1000", _int(0, 100000), "long polls one API process holds at once; beyond, ?wait= answers at once"),
-    "SUBMIT_RATE_LIMIT": ("0", _int(0, 1000000), "API: submissions one client (named token, else address) may make per minute; beyond, 429 with Retry-After (0: no limit; the chart and k8s/ set 600)"),
-    "ALLOWED_HOSTS": ("localhost,127.0.0.1,[::1]", _str, "API: Host names it answers to, comma-separated ('*' any; a '*' label matches one label); probes and /metrics are exempt"),
-    "SYNC_PLOTS_PER_PROCESS": ("2", _int(0, 64), "synchronous GET /analysis/plot_* renders one API process runs at once; beyond, 503 with Retry-After (0: none)"),
-    "CLIENT_TIMEOUT_SECONDS": ("5", _int(1, 300), "API: a client must send its request headers, and its body, within this; idle keep-alive connections close after it"),
+    "MAX_WAITERS": (
+        "1000",
+        _int(0, 100000),
+        "long polls one API process holds at once; beyond, ?wait= answers at once",
+    ),
+    "SUBMIT_RATE_LIMIT": (
+        "0",
+        _int(0, 1000000),
+        "API: submissions one client (named token, else address) may make per minute; beyond, 429 with Retry-After (0: no limit; the chart and k8s/ set 600)",
+    ),
+    "ALLOWED_HOSTS": (
+        "localhost,127.0.0.1,[::1]",
+        _str,
+        "API: Host names it answers to, comma-separated ('*' any; a '*' label matches one label); probes and /metrics are exempt",
+    ),
+    "SYNC_PLOTS_PER_PROCESS": (
+        "2",
+        _int(0, 64),
+        "synchronous GET /analysis/plot_* renders one API process runs at once; beyond, 503 with Retry-After (0: none)",
+    ),
+    "CLIENT_TIMEOUT_SECONDS": (
+        "5",
+        _int(1, 300),
+        "API: a client must send its request headers, and its body, within this; idle keep-alive connections close after it",
+    ),
     "API_TOKEN": ("", _str, "if set, job routes require Authorization: Bearer <token>"),
-    "API_TOKENS": ("", _str, "named tokens 'name:token,...' (from a Secret): each sees and changes only its own jobs; API_TOKEN is then the admin token"),
+    "API_TOKENS": (
+        "",
+        _str,
+        "named tokens 'name:token,...' (from a Secret): each sees and changes only its own jobs; API_TOKEN is then the admin token",
+    ),
     "LOG_LEVEL": ("INFO", _choice("DEBUG", "INFO", "WARNING", "ERROR"), "log level; logs are JSON lines on stdout"),
 }
 
@@ -198,8 +254,11 @@ class Settings:
 
     def data_options(self) -> dict[str, Any]:
         """Keyword arguments of ``atx_analysis.dataset.load_dataset`` (the package reads no env)."""
-        return {"cache_dir": self.data_cache_dir or None, "cache_mode": self.data_cache_mode,
-                "max_bytes": self.data_max_bytes}
+        return {
+            "cache_dir": self.data_cache_dir or None,
+            "cache_mode": self.data_cache_mode,
+            "max_bytes": self.data_max_bytes,
+        }
 
     def replace(self, **changes: object) -> Settings:
         values = {f.name: getattr(self, f.name) for f in fields(self)}
@@ -216,7 +275,9 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         values[name.lower()] = parse(name, raw)
     _check_redis_db(values)
     if values["api_metrics_port"] and values["api_metrics_port"] == values["port"]:
-        raise SettingsError(f"API_METRICS_PORT must differ from PORT ({values['port']}): it is a second listener "
-                            "(0 serves /metrics on PORT)")
+        raise SettingsError(
+            f"API_METRICS_PORT must differ from PORT ({values['port']}): it is a second listener "
+            "(0 serves /metrics on PORT)"
+        )
     values["worker_metrics_host"] = values["worker_metrics_host"] or values["bind_host"]
     return Settings(**values)

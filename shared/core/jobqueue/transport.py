@@ -55,13 +55,13 @@ from urllib3.util.wait import wait_for_read
 
 from .http import ONE_WRITE_MAX, BearerToken, Session, _NoAuth
 
-FRESH_AFTER = 1.0          # seconds idle after which a non-idempotent request opens a new connection
-IDLE_MAX = 10              # idle connections kept per origin (requests' pool_maxsize)
+FRESH_AFTER = 1.0  # seconds idle after which a non-idempotent request opens a new connection
+IDLE_MAX = 10  # idle connections kept per origin (requests' pool_maxsize)
 SAFE = frozenset({"GET", "HEAD", "OPTIONS"})
 REDIRECTS = frozenset({301, 302, 303, 307, 308})
 # characters requests leaves as they are in a path and query; anything else takes requests' path
 PLAIN = re.compile(r"[A-Za-z0-9\-._~/?=&%:@!$'()*+,;]*\Z")
-TOKEN = re.compile(r"[\x21-\x7e]+\Z")   # a token sent as it is; anything else takes requests' path
+TOKEN = re.compile(r"[\x21-\x7e]+\Z")  # a token sent as it is; anything else takes requests' path
 
 
 class _Answered:
@@ -77,24 +77,34 @@ class _Answered:
 class _Origin:
     """One scheme://host:port: its idle sockets and what a request to it needs."""
 
-    def __init__(self, host: str, port: int, netloc: str, base_path: str, tls: dict[str, Any] | None,
-                 auth: str | None, retries: Retry) -> None:
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        netloc: str,
+        base_path: str,
+        tls: dict[str, Any] | None,
+        auth: str | None,
+        retries: Retry,
+    ) -> None:
         self.host, self.port, self.netloc, self.base_path, self.tls = host, port, netloc, base_path, tls
-        self.auth = auth            # "Basic ..." from .netrc, or None
-        self.retries = retries      # the session's own Retry (429/503, Retry-After)
+        self.auth = auth  # "Basic ..." from .netrc, or None
+        self.retries = retries  # the session's own Retry (429/503, Retry-After)
         self.idle: list[tuple[socket.socket, float]] = []
         self.context: ssl.SSLContext | None = None
 
     def connect(self, timeout: float) -> socket.socket:
         if self.tls is None:
-            return create_connection((self.host, self.port), timeout=timeout,
-                                     socket_options=HTTPConnection.default_socket_options)
-        if self.context is None:   # loading a CA bundle costs ~13 ms: once per origin, not per connection
+            return create_connection(
+                (self.host, self.port), timeout=timeout, socket_options=HTTPConnection.default_socket_options
+            )
+        if self.context is None:  # loading a CA bundle costs ~13 ms: once per origin, not per connection
             context = create_urllib3_context(cert_reqs=ssl.CERT_REQUIRED)
             context.load_verify_locations(cafile=self.tls.get("ca_certs"), capath=self.tls.get("ca_cert_dir"))
             self.context = context
-        conn = HTTPSConnection(self.host, self.port, timeout=timeout, cert_reqs="CERT_REQUIRED",
-                               ssl_context=self.context)
+        conn = HTTPSConnection(
+            self.host, self.port, timeout=timeout, cert_reqs="CERT_REQUIRED", ssl_context=self.context
+        )
         conn.connect()
         return conn.sock
 
@@ -103,7 +113,7 @@ class _Origin:
         while self.idle:
             try:
                 sock, since = self.idle.pop()
-            except IndexError:   # another thread took it
+            except IndexError:  # another thread took it
                 return None
             if (unsafe and time.monotonic() - since > FRESH_AFTER) or _dropped(sock):
                 sock.close()
@@ -139,10 +149,10 @@ class Lean:
         self.adapters = tuple(session.adapters.values())
         self.origins: dict[tuple[str, bool], _Origin | None] = {}
         self._headers: tuple[tuple, bytes] = ((), b"")
-        weakref.finalize(self, _close, self.origins)   # a dropped Client closes its sockets (as urllib3's pools)
+        weakref.finalize(self, _close, self.origins)  # a dropped Client closes its sockets (as urllib3's pools)
 
     def __getstate__(self) -> dict[str, Any]:
-        return {"session": self.session}    # a pickled Client takes no sockets along: it opens its own
+        return {"session": self.session}  # a pickled Client takes no sockets along: it opens its own
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__init__(state["session"])  # type: ignore[misc]
@@ -151,9 +161,17 @@ class Lean:
     def origin(self, base: str) -> _Origin | None:
         """The origin of a client's base URL, or None when requests must carry its requests."""
         s = self.session
-        token_only = type(s.auth) is BearerToken and TOKEN.match(s.auth.token)   # the client's own token
-        if ((s.auth is not None and not token_only) or s.proxies or s.params or s.cert is not None or s.verify is not True
-                or s.hooks.get("response") or len(s.cookies) or tuple(s.adapters.values()) != self.adapters):
+        token_only = type(s.auth) is BearerToken and TOKEN.match(s.auth.token)  # the client's own token
+        if (
+            (s.auth is not None and not token_only)
+            or s.proxies
+            or s.params
+            or s.cert is not None
+            or s.verify is not True
+            or s.hooks.get("response")
+            or len(s.cookies)
+            or tuple(s.adapters.values()) != self.adapters
+        ):
             return None
         key = (base, s.trust_env)
         if key in self.origins:
@@ -166,14 +184,14 @@ class Lean:
             parts = urlsplit(base)
             port = parts.port or (443 if parts.scheme.lower() == "https" else 80)
         except ValueError:
-            return None                              # requests names it (InvalidURL)
+            return None  # requests names it (InvalidURL)
         scheme = parts.scheme.lower()
         if scheme not in ("http", "https") or not parts.hostname or "@" in parts.netloc or not parts.hostname.isascii():
-            return None                              # requests carries credentials, IDNA names
+            return None  # requests carries credentials, IDNA names
         if not PLAIN.match(parts.path) or parts.query or parts.fragment:
             return None
         if self.session.trust_env:
-            proxies, bundle, netrc = self.session.environment(base)   # jobqueue.http.Session: read once
+            proxies, bundle, netrc = self.session.environment(base)  # jobqueue.http.Session: read once
             if select_proxy(base, proxies):
                 return None
         else:
@@ -182,7 +200,7 @@ class Lean:
         if scheme == "https":
             where = bundle or DEFAULT_CA_BUNDLE_PATH
             if not os.path.exists(where):
-                return None                          # requests raises its own OSError naming it
+                return None  # requests raises its own OSError naming it
             tls = {"ca_cert_dir": where} if os.path.isdir(where) else {"ca_certs": where}
         retries = getattr(self.session.get_adapter(base), "max_retries", None)
         if not isinstance(retries, Retry):
@@ -190,8 +208,9 @@ class Lean:
         host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
         if port != (443 if tls is not None else 80):  # the Host header http.client writes for requests
             host += f":{port}"
-        return _Origin(parts.hostname, port, host, parts.path.rstrip("/"), tls,
-                       _basic_auth_str(*netrc) if netrc else None, retries)
+        return _Origin(
+            parts.hostname, port, host, parts.path.rstrip("/"), tls, _basic_auth_str(*netrc) if netrc else None, retries
+        )
 
     def _header_block(self, origin: _Origin) -> bytes:
         """The session's headers (+ its token, else .netrc Basic auth) as bytes, rebuilt only when
@@ -204,10 +223,10 @@ class Lean:
             lines = []
             for name, value in items:
                 if value is None or (auth and name.lower() == "authorization"):
-                    continue            # requests: auth or .netrc credentials replace the session's Authorization
+                    continue  # requests: auth or .netrc credentials replace the session's Authorization
                 if not isinstance(name, str) or not isinstance(value, str):
                     raise TypeError("bytes header: requests' path encodes it")
-                check_header_validity((name, value))   # requests' own check: InvalidHeader
+                check_header_validity((name, value))  # requests' own check: InvalidHeader
                 lines.append(f"{name}: {value}\r\n")
             if auth:
                 lines.append(f"Authorization: {auth}\r\n")
@@ -215,8 +234,9 @@ class Lean:
         return self._headers[1]
 
     # --- sending ----------------------------------------------------------------------------
-    def send(self, base: str, method: str, path: str, timeout: float, params: dict | None = None,
-             json: Any = None) -> requests.Response | None:
+    def send(
+        self, base: str, method: str, path: str, timeout: float, params: dict | None = None, json: Any = None
+    ) -> requests.Response | None:
         origin = self.origin(base)
         if origin is None or not PLAIN.match(path) or not isinstance(timeout, (int, float)):
             return None
@@ -231,18 +251,22 @@ class Lean:
             try:
                 body = complexjson.dumps(json, allow_nan=False).encode("utf-8")
             except (TypeError, ValueError):
-                return None                           # requests raises InvalidJSONError
+                return None  # requests raises InvalidJSONError
             extra = f"Content-Length: {len(body)}\r\nContent-Type: application/json\r\n"
         elif method not in ("GET", "HEAD"):
-            extra = "Content-Length: 0\r\n"         # as requests sends it (a DELETE, a bodiless POST)
+            extra = "Content-Length: 0\r\n"  # as requests sends it (a DELETE, a bodiless POST)
         try:
             headers = self._header_block(origin)
         except (TypeError, UnicodeEncodeError, requests.exceptions.InvalidHeader):
-            return None                               # requests sends it, or names what is wrong
-        head = (f"{method} {target} HTTP/1.1\r\nHost: {origin.netloc}\r\n".encode("latin-1")
-                + headers + extra.encode("latin-1") + b"\r\n")
-        raw = (head + body,) if len(body) <= ONE_WRITE_MAX else (head, body)   # one write: one wake-up
-        url = base + path if not params else base + target[len(origin.base_path):]
+            return None  # requests sends it, or names what is wrong
+        head = (
+            f"{method} {target} HTTP/1.1\r\nHost: {origin.netloc}\r\n".encode("latin-1")
+            + headers
+            + extra.encode("latin-1")
+            + b"\r\n"
+        )
+        raw = (head + body,) if len(body) <= ONE_WRITE_MAX else (head, body)  # one write: one wake-up
+        url = base + path if not params else base + target[len(origin.base_path) :]
         retries: Retry = origin.retries
         while True:
             answer = self._exchange(origin, method, raw, url, timeout)
@@ -253,7 +277,7 @@ class Lean:
                 try:
                     retries = retries.increment(method, url, response=_Answered(status, headers))  # type: ignore[arg-type]
                 except MaxRetryError:
-                    pass                              # raise_on_status=False: the last answer stands
+                    pass  # raise_on_status=False: the last answer stands
                 else:
                     retries.sleep(_Answered(status, headers))  # type: ignore[arg-type]
                     continue
@@ -270,7 +294,7 @@ class Lean:
             if sock is None:
                 try:
                     sock = origin.connect(timeout)
-                except Exception:   # refused, DNS, TLS, bad bundle: requests' path says it
+                except Exception:  # refused, DNS, TLS, bad bundle: requests' path says it
                     return None
                 reused = False
             try:
@@ -278,7 +302,7 @@ class Lean:
                 for part in raw:
                     sock.sendall(part)
             except OSError:
-                sock.close()        # the server cannot have the whole request: send it again, fresh
+                sock.close()  # the server cannot have the whole request: send it again, fresh
                 sock = None
                 if reused and attempt == 1:
                     continue
@@ -293,7 +317,7 @@ class Lean:
                 sock.close()
                 sock = None
                 if reused and attempt == 1 and method in SAFE:
-                    continue                           # a stale keep-alive: a GET is safe to resend
+                    continue  # a stale keep-alive: a GET is safe to resend
                 raise _failed(origin, url, ProtocolError("Connection aborted.", exc)) from exc
             try:
                 content = answer.read()
@@ -309,13 +333,16 @@ class Lean:
                 origin.give(sock)
             items = answer.msg.items()
             headers = CaseInsensitiveDict(items)
-            if len(headers) != len(items):          # a repeated header: joined with ", " as urllib3 does
+            if len(headers) != len(items):  # a repeated header: joined with ", " as urllib3 does
                 headers = CaseInsensitiveDict()
                 for name, value in items:
                     headers[name] = f"{headers[name]}, {value}" if name in headers else value
-            if "Set-Cookie" in headers:   # kept as requests keeps them; later requests carry them (requests' path)
-                extract_cookies_to_jar(self.session.cookies, SimpleNamespace(url=url, headers={}),
-                                       SimpleNamespace(_original_response=answer))
+            if "Set-Cookie" in headers:  # kept as requests keeps them; later requests carry them (requests' path)
+                extract_cookies_to_jar(
+                    self.session.cookies,
+                    SimpleNamespace(url=url, headers={}),
+                    SimpleNamespace(_original_response=answer),
+                )
             return answer.status, headers, _decoded(content, headers.get("Content-Encoding"))
         return None
 
@@ -332,9 +359,10 @@ class Lean:
                 try:
                     auth = self.session.environment(target)[2] or auth
                 except ValueError:
-                    pass                        # requests names the malformed URL
-        return self.session.request(method if keep else "GET", target, json=json if keep else None,
-                                    headers=headers, auth=auth, timeout=timeout)
+                    pass  # requests names the malformed URL
+        return self.session.request(
+            method if keep else "GET", target, json=json if keep else None, headers=headers, auth=auth, timeout=timeout
+        )
 
     @staticmethod
     def _response(url: str, status: int, headers: CaseInsensitiveDict, content: bytes) -> requests.Response:
@@ -375,7 +403,7 @@ def _decoded(content: bytes, encoding: str | None) -> bytes:
     try:
         if encoding == "gzip":
             out, data = b"", content
-            while data:   # concatenated members
+            while data:  # concatenated members
                 inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
                 out += inflater.decompress(data)
                 data = inflater.unused_data
@@ -386,6 +414,7 @@ def _decoded(content: bytes, encoding: str | None) -> bytes:
             except zlib.error:
                 return zlib.decompress(content, -zlib.MAX_WBITS)
     except zlib.error as exc:
-        raise ContentDecodingError(f"Received response with content-encoding: {encoding}, but failed to decode it.",
-                                   exc) from exc
+        raise ContentDecodingError(
+            f"Received response with content-encoding: {encoding}, but failed to decode it.", exc
+        ) from exc
     return content

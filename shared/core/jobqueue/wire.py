@@ -76,21 +76,21 @@ def _call(client: redis.Redis, sent: Sequence[Command], read: Any) -> list[Any]:
     pool = client.connection_pool
     encoder = pool.get_encoder()
     payload = [pack(sent, encoder.encoding, encoder.encoding_errors)]
-    conn = pool.get_connection()   # connected (the pool reconnects one Redis closed, with retries)
+    conn = pool.get_connection()  # connected (the pool reconnects one Redis closed, with retries)
     try:
-        conn.check_health()   # an idle connection's PING (and reconnect) comes before the unsure part
+        conn.check_health()  # an idle connection's PING (and reconnect) comes before the unsure part
         _abort_on_close(conn)
         try:
             conn.send_packed_command(payload, check_health=False)
             return read(conn)
         except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as exc:
-            conn.disconnect()   # redis-py did on most failures already; a half-read connection never returns
+            conn.disconnect()  # redis-py did on most failures already; a half-read connection never returns
             raise Unsure(f"the answer was lost ({exc}); the commands may or may not have been applied") from exc
     finally:
         pool.release(conn)
 
 
-_ABORT = struct.pack("ii", 1, 0)   # SO_LINGER on, 0 s: close() resets, dropping what is unsent
+_ABORT = struct.pack("ii", 1, 0)  # SO_LINGER on, 0 s: close() resets, dropping what is unsent
 
 
 def _abort_on_close(conn: Any) -> None:
@@ -130,9 +130,9 @@ def _exchange(conn: Any, queued: int, watched: bool) -> list[Any]:
         try:
             conn.read_response()
         except redis.ResponseError:
-            pass   # WATCH refused (an ACL without it): the transaction still runs, unwatched
+            pass  # WATCH refused (an ACL without it): the transaction still runs, unwatched
     refused: list[redis.ResponseError] = []
-    for _ in range(queued + 1):   # MULTI's +OK, then +QUEUED (or a refusal) per command
+    for _ in range(queued + 1):  # MULTI's +OK, then +QUEUED (or a refusal) per command
         try:
             conn.read_response()
         except redis.ResponseError as exc:

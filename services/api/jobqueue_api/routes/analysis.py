@@ -22,7 +22,7 @@ from ..state import current
 bp = Blueprint("analysis", __name__)
 protect(bp)
 
-PLOT_CACHE_ENTRIES = 64           # PNGs kept per API process, least recently used out first
+PLOT_CACHE_ENTRIES = 64  # PNGs kept per API process, least recently used out first
 PLOT_CACHE_BYTES = 32 * 1024 * 1024
 
 
@@ -56,8 +56,12 @@ class PlotGate:
 
     def render(self, fn, *args) -> bytes:
         if self._slots is None or not self._slots.acquire(blocking=False):
-            err = ApiError(503, "plots_busy", "this API process is drawing as many plots as it may "
-                           "(SYNC_PLOTS_PER_PROCESS); retry shortly, or POST /submit it as a job")
+            err = ApiError(
+                503,
+                "plots_busy",
+                "this API process is drawing as many plots as it may "
+                "(SYNC_PLOTS_PER_PROCESS); retry shortly, or POST /submit it as a job",
+            )
             err.headers["Retry-After"] = "2"
             raise err
         try:

@@ -40,7 +40,7 @@ def healthz():
     return jsonify({"status": "ok", "redis": True, "queue": queue})
 
 
-_last_problems: list[str] = []   # log a readiness problem when it changes, not on every probe
+_last_problems: list[str] = []  # log a readiness problem when it changes, not on every probe
 
 
 @bp.get("/readyz")

@@ -43,7 +43,7 @@ def _accept(before_store: Callable[[Job], None] | None = None) -> tuple[Job, str
     client = ratelimit.client_id() if state.settings.submit_rate_limit > 0 else None
     job = state.delivery.new_job(op.name, params, lane_of(op), owner())
     if before_store is not None:
-        before_store(job)   # ?wait= registers for the job's done message before it can finish
+        before_store(job)  # ?wait= registers for the job's done message before it can finish
     # returns once the job is stored, queued and counted; a waited job is marked in that transaction
     # a failure after which the job may be stored is a 504 with its id (submission.store)
     store(state.submits, (job, client, before_store is not None), request.script_root)
@@ -98,7 +98,7 @@ def _submit_and_wait(wait: float, preferred: bool):
         job = Job.from_json(doc)
     else:
         status = 202
-        if not failed:   # after a failure Redis gets no second wait: the stored document stands
+        if not failed:  # after a failure Redis gets no second wait: the stored document stands
             try:
                 with within(STORED_READ_SECONDS):
                     raw = state.reads.call(job.id)
@@ -106,9 +106,9 @@ def _submit_and_wait(wait: float, preferred: bool):
                 log.warning("redis failed reading a submitted job", extra={"job_id": job.id, "error": str(exc)})
             else:
                 if raw is None:
-                    raise _not_found(job.id)   # deleted (or flushed) in the meantime
+                    raise _not_found(job.id)  # deleted (or flushed) in the meantime
                 job = Job.from_json(raw)
-                if job.status.is_final:    # it ended just as the wait ran out
+                if job.status.is_final:  # it ended just as the wait ran out
                     status = 200
     headers = {"Location": f"{request.script_root}/status/{job.id}"}
     if preferred:
@@ -128,12 +128,16 @@ def load_job(job_id: str, wait: float = 0.0) -> Job:
     state = current()
     job_id_or_400(job_id)
     if wait > 0 and owner() is None:
-        job = state.waiter.wait_final(job_id, wait, state.waited_reads.call)   # its reads grouped too, and mark the job waited
+        job = state.waiter.wait_final(
+            job_id, wait, state.waited_reads.call
+        )  # its reads grouped too, and mark the job waited
     else:
-        raw = state.reads.call(job_id)   # concurrent reads of this process share one MGET
+        raw = state.reads.call(job_id)  # concurrent reads of this process share one MGET
         job = None if raw is None else Job.from_json(raw)
         if wait > 0 and job is not None and may_see(job.owner) and not job.status.is_final:
-            job = state.waiter.wait_final(job_id, wait, state.waited_reads.call)  # a named token waits on its own jobs only
+            job = state.waiter.wait_final(
+                job_id, wait, state.waited_reads.call
+            )  # a named token waits on its own jobs only
     if job is not None and not may_see(job.owner):
         job = None  # another token's job: as if it did not exist
     if job is None:
@@ -164,22 +168,29 @@ def list_jobs():
     state = current()
     status = single_arg("status")
     if status is not None and status not in {s.value for s in JobStatus}:
-        raise ApiError(400, "invalid_status", f"'status' must be one of {', '.join(s.value for s in JobStatus)}",
-                       param="status")
+        raise ApiError(
+            400, "invalid_status", f"'status' must be one of {', '.join(s.value for s in JobStatus)}", param="status"
+        )
     operation = single_arg("operation")
     limit = int_arg("limit", DEFAULT_PAGE_SIZE, 1, MAX_PAGE_SIZE)
     cursor = single_arg("cursor")
     offset = int_arg("offset", 0, 0, MAX_OFFSET)
     try:
-        page = state.store.page(status=status, operation=operation, cursor=cursor, limit=limit,
-                                offset=None if cursor else offset)
+        page = state.store.page(
+            status=status, operation=operation, cursor=cursor, limit=limit, offset=None if cursor else offset
+        )
         if owner() is not None:  # a named token lists its own jobs: read on until a page is full
             page = _own_page(state, page, status, operation, limit)
     except ValueError:
-        raise ApiError(400, "invalid_cursor", "'cursor' must be the next_cursor of a previous page",
-                       param="cursor") from None
-    body = {"jobs": [public(job) for job in page.jobs], "count": len(page.jobs), "limit": limit,
-            "next_cursor": page.next_cursor}
+        raise ApiError(
+            400, "invalid_cursor", "'cursor' must be the next_cursor of a previous page", param="cursor"
+        ) from None
+    body = {
+        "jobs": [public(job) for job in page.jobs],
+        "count": len(page.jobs),
+        "limit": limit,
+        "next_cursor": page.next_cursor,
+    }
     if not cursor:
         body.update(offset=offset, next_offset=page.next_offset)
     return jsonify(body)
@@ -208,31 +219,47 @@ def delete_job(job_id: str):
     job = load_job(job_id)
     if job.status is JobStatus.SUBMITTED:
         if not state.delivery.cancel(job):
-            raise ApiError(409, "job_in_progress", "a worker has already claimed this job; it cannot be cancelled",
-                           job_id=job.id, status=JobStatus.IN_PROGRESS.value)
+            raise ApiError(
+                409,
+                "job_in_progress",
+                "a worker has already claimed this job; it cannot be cancelled",
+                job_id=job.id,
+                status=JobStatus.IN_PROGRESS.value,
+            )
         return jsonify({"job_id": job.id, "status": job.status.value, "cancelled": True})
     if job.status is JobStatus.IN_PROGRESS:
-        raise ApiError(409, "job_in_progress", "the job is running; it can be deleted once it finishes",
-                       job_id=job.id, status=job.status.value)
+        raise ApiError(
+            409,
+            "job_in_progress",
+            "the job is running; it can be deleted once it finishes",
+            job_id=job.id,
+            status=job.status.value,
+        )
     state.store.delete(job.id)
     return jsonify({"job_id": job.id, "status": job.status.value, "deleted": True})
 
 
-@bp.get("/results/<job_id>")        # what many COE 332 final projects call it
+@bp.get("/results/<job_id>")  # what many COE 332 final projects call it
 @bp.get("/jobs/<job_id>/results")  # COE 332's name for it
 @bp.get("/download/<job_id>")
-@bp.get("/jobs/<job_id>/result")   # registered first: the one url_for builds (result_url)
+@bp.get("/jobs/<job_id>/result")  # registered first: the one url_for builds (result_url)
 def job_result(job_id: str):
     state = current()
     job = load_job(job_id, wait_seconds(state.settings.max_wait_seconds))
     if job.status is JobStatus.FAILED:
         raise ApiError(409, "job_failed", f"the job failed: {job.error}", job_id=job.id, status=job.status.value)
     if job.status is JobStatus.CANCELLED:
-        raise ApiError(409, "job_cancelled", "the job was cancelled; it has no result", job_id=job.id,
-                       status=job.status.value)
+        raise ApiError(
+            409, "job_cancelled", "the job was cancelled; it has no result", job_id=job.id, status=job.status.value
+        )
     if job.status is not JobStatus.COMPLETE:
-        raise ApiError(409, "job_not_finished", f"the job is {job.status.value}; add ?wait=30 to wait for it",
-                       job_id=job.id, status=job.status.value)
+        raise ApiError(
+            409,
+            "job_not_finished",
+            f"the job is {job.status.value}; add ?wait=30 to wait for it",
+            job_id=job.id,
+            status=job.status.value,
+        )
     found = state.store.result(job)
     if found is None:
         raise ApiError(410, "result_expired", "the stored result has expired", job_id=job.id)

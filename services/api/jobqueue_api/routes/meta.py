@@ -16,7 +16,7 @@ from ..state import current
 bp = Blueprint("meta", __name__)
 
 ROUTES = [
-    ("POST", "/submit", "submit a job: {\"operation\": ..., \"params\": {...}} -> 202 {job_id}"),
+    ("POST", "/submit", 'submit a job: {"operation": ..., "params": {...}} -> 202 {job_id}'),
     ("POST", "/submit?wait=30", "submit and wait in one request: 200 with the finished job, else 202 + Location"),
     ("POST", "/jobs", "same as /submit, with a Location header"),
     ("GET", "/status/<job_id>?wait=30", "a job's status and result; ?wait= long-polls until it finishes"),
@@ -45,7 +45,7 @@ def _examples(base: str) -> list[str]:
     for op in state.catalogue:
         body = json.dumps(op.example_submission())
         out.append(f"curl -s{auth} -X POST {base}/submit -H 'Content-Type: application/json' -d '{body}'")
-    if out:   # the first one again, submitted and waited for in one request
+    if out:  # the first one again, submitted and waited for in one request
         out.append(out[0].replace(f"{base}/submit", f"'{base}/submit?wait=30'", 1))
     out += [
         f"curl -s{auth} '{base}/status/JOB_ID?wait=30'",
@@ -72,8 +72,9 @@ def _usage() -> dict:
         "routes": [{"method": m, "path": p, "what": w} for m, p, w in _routes(state.settings.api_metrics_port)],
         "operations": current().catalogue.names(),
         "examples": _examples(base),
-        "auth": "job and analysis routes need 'Authorization: Bearer <token>'" if current().settings.api_token
-                else "no token needed",
+        "auth": "job and analysis routes need 'Authorization: Bearer <token>'"
+        if current().settings.api_token
+        else "no token needed",
         "docs": f"{base}/openapi.json",
         "queue": _queue(),
         "browser": {"jobs_page": f"{base}/ui/", "api_docs": f"{base}/docs"},
@@ -91,8 +92,10 @@ def _queue() -> dict | None:
 def _queue_text(q: dict | None) -> list[str]:
     if q is None:
         return ["Queue: Redis unreachable (GET /readyz; the API's logs say why)"]
-    line = (f"Queue: {q['waiting']} waiting in {q['queue']} (Redis db {q['queue_db']}), "
-            f"{q['in_progress']} in progress, {q['workers_alive']} worker(s) alive")
+    line = (
+        f"Queue: {q['waiting']} waiting in {q['queue']} (Redis db {q['queue_db']}), "
+        f"{q['in_progress']} in progress, {q['workers_alive']} worker(s) alive"
+    )
     if q["waiting"]:
         line += f", oldest waiting {q['oldest_waiting_seconds']:.0f} s"
     return [line] + ([f"WARNING: the queue is stalled: {q['stalled_reason']}"] if q["stalled"] else [])
@@ -104,11 +107,21 @@ def _usage_text(doc: dict) -> str:
     for r in doc["routes"]:
         lines.append(f"  {r['method']:<{width}}  {r['path']}")
         lines.append(f"  {'':<{width}}    {r['what']}")
-    lines += ["", f"Operations: {', '.join(doc['operations']) or '(none)'}", f"Auth: {doc['auth']}", "",
-              "Examples (replace JOB_ID with the job_id from the submit response):"]
+    lines += [
+        "",
+        f"Operations: {', '.join(doc['operations']) or '(none)'}",
+        f"Auth: {doc['auth']}",
+        "",
+        "Examples (replace JOB_ID with the job_id from the submit response):",
+    ]
     lines += [f"  {e}" for e in doc["examples"]]
-    lines += ["", f"Full reference: {doc['docs']}", f"In a browser: {doc['browser']['jobs_page']} (jobs web page), "
-              f"{doc['browser']['api_docs']} (interactive API docs)", ""]
+    lines += [
+        "",
+        f"Full reference: {doc['docs']}",
+        f"In a browser: {doc['browser']['jobs_page']} (jobs web page), "
+        f"{doc['browser']['api_docs']} (interactive API docs)",
+        "",
+    ]
     return "\n".join(lines)
 
 
@@ -118,7 +131,8 @@ def usage():
     doc = _usage()
     wants_json = request.args.get("format") == "json" or (
         request.accept_mimetypes.best_match(["text/plain", "application/json"]) == "application/json"
-        and "*/*" not in request.headers.get("Accept", "*/*"))
+        and "*/*" not in request.headers.get("Accept", "*/*")
+    )
     if wants_json:
         return jsonify(doc)
     return Response(_usage_text(doc), mimetype="text/plain")

@@ -46,6 +46,7 @@ def queue():
 
 # --- login ------------------------------------------------------------------------------------
 
+
 def _logged_in() -> bool:
     if not tokens_required():
         return True
@@ -59,8 +60,7 @@ def _page(template: str, **context):
         return make_response(render_template("ui/login.html", root=root(), page="login", csrf=""), 401)
     required = tokens_required()
     csrf = csrf_token(given_token()[0] or "") if required else ""
-    return render_template(template, root=root(), csrf=csrf, token_required=required,
-                           **context)
+    return render_template(template, root=root(), csrf=csrf, token_required=required, **context)
 
 
 @bp.post("/ui/login")
@@ -81,8 +81,7 @@ def login():
     if not (isinstance(path, str) and COOKIE_PATH_RE.match(path)):
         path = request.script_root + "/"
     response = jsonify({"logged_in": True, "token_required": True})
-    response.set_cookie(COOKIE, body["token"], path=path, httponly=True, samesite="Strict",
-                        secure=request.is_secure)
+    response.set_cookie(COOKIE, body["token"], path=path, httponly=True, samesite="Strict", secure=request.is_secure)
     return response
 
 
@@ -93,12 +92,18 @@ def logout():
         check_csrf(given)
     path = request.args.get("path", "")
     response = jsonify({"logged_in": False})
-    response.delete_cookie(COOKIE, path=path if COOKIE_PATH_RE.match(path) else request.script_root + "/",
-                           httponly=True, samesite="Strict", secure=request.is_secure)
+    response.delete_cookie(
+        COOKIE,
+        path=path if COOKIE_PATH_RE.match(path) else request.script_root + "/",
+        httponly=True,
+        samesite="Strict",
+        secure=request.is_secure,
+    )
     return response
 
 
 # --- pages ------------------------------------------------------------------------------------
+
 
 @bp.get("/ui")
 def ui_no_slash():
@@ -119,8 +124,14 @@ def jobs_page():
         status = ""
     if operation not in state.catalogue:
         operation = ""
-    return _page("ui/jobs.html", page="jobs", statuses=STATUSES, operations=state.catalogue.names(),
-                 status=status, operation=operation)
+    return _page(
+        "ui/jobs.html",
+        page="jobs",
+        statuses=STATUSES,
+        operations=state.catalogue.names(),
+        status=status,
+        operation=operation,
+    )
 
 
 @bp.get("/ui/jobs/<job_id>")
@@ -136,8 +147,13 @@ def submit_page():
     chosen = request.args.get("operation")
     if chosen not in state.catalogue:
         chosen = ops[0].name if ops else ""
-    return _page("ui/submit.html", page="submit", operations=ops, chosen=chosen,
-                 op=state.catalogue.get(chosen) if chosen else None)
+    return _page(
+        "ui/submit.html",
+        page="submit",
+        operations=ops,
+        chosen=chosen,
+        op=state.catalogue.get(chosen) if chosen else None,
+    )
 
 
 @bp.get("/ui/data")
