@@ -12,12 +12,15 @@ setup:
 # The lint gate first (seconds), then every test.
 test: setup
 	.venv/bin/ruff check .
+	.venv/bin/ruff format --check .
 	.venv/bin/mypy
 	.venv/bin/pytest $(PYTEST_ARGS)
 
-# ruff (lint rules in pyproject.toml) over the whole tree, mypy over services/ and shared/.
+# ruff (lint rules in pyproject.toml, and the formatter's check) over the whole tree, mypy over services/
+# and shared/.
 lint: setup
 	.venv/bin/ruff check .
+	.venv/bin/ruff format --check .
 	.venv/bin/mypy
 
 # Fault, load and fuzz tests at full size (1,000-job kill loop, 10,000-job load); figures are printed
