@@ -15,6 +15,7 @@ those apart, not milliseconds.
 
 from __future__ import annotations
 
+import json
 import signal
 import socket
 import subprocess
@@ -328,4 +329,87 @@ def test_a_submit_redis_may_have_applied_is_answered_504_with_its_id_and_not_sen
         # the 504's advice holds either way: its status says whether it was stored
         flask_status = requests.get(f"{api.url}{flask.headers['Location']}", timeout=10).status_code
         assert (flask_status, len(stored(902))) in {(200, 1), (404, 0)}, (flask_status, stored(902))
+        client.close()
+
+
+class _Recording(Client):
+    """The project's client, noting each 504 it resolves (to show the test took that path)."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.unsure: list[str] = []
+
+    def _resolve(self, unsure, deadline):
+        self.unsure.append(unsure.job_id)
+        return super()._resolve(unsure, deadline)
+
+
+def test_run_and_submit_and_wait_resolve_a_504_themselves_one_job_each(tmp_path):
+    """ "Run it and give me the result" calls resolve a submit answered 504 (Redis hung after the job
+    was sent) by themselves: they poll the job's status; stored (Redis ran the transaction when it
+    resumed), they wait for it; not stored (404 twice, a second apart: here Redis was restarted
+    empty), they submit again under a new id. Either way exactly one job runs and its result comes
+    back. Before, ``Client.run``, ``submit_and_wait`` and ``jobqueue submit --wait`` raised
+    ``StoredUnknown`` (the CLI exited 3)."""
+
+    def stored(direct, seconds: float) -> list[str]:
+        ids = direct.zrange(keys.JOB_INDEX, 0, -1)
+        docs = [Job.from_json(d) for d in direct.mget([keys.job(i) for i in ids]) if d] if ids else []
+        return [job.id for job in docs if job.params.get("seconds") == seconds]
+
+    with _stack(tmp_path, "plain") as (url, server, _), api_server(url, tmp_path / "api", processes=1) as api:
+        worker = spawn(
+            [str(BIN / "jobqueue-worker")],
+            {**api.env, "WORKER_METRICS_PORT": "0", "SHUTDOWN_GRACE_SECONDS": "5"},
+            tmp_path / "worker.log",
+            "worker",
+        )
+        try:
+            client = _Recording(api.url, timeout=30)
+            assert client.run("sleep", seconds=0.01, timeout=30) == {"slept": 0.01}  # warm, as a user's is
+
+            # stored: the 504's job is in Redis's socket buffer and runs when Redis resumes
+            server.proc.send_signal(signal.SIGSTOP)
+            try:
+                ran = in_thread(lambda: client.run("sleep", seconds=0.011, timeout=60))
+                wait_until(lambda: client.unsure or ran.done(), BOUND + 15, "run's submit answered 504")
+                waited = in_thread(lambda: client.submit_and_wait("sleep", seconds=0.012, wait=30))
+                wait_until(lambda: len(client.unsure) == 2 or waited.done(), BOUND + 15, "its submit's 504")
+            finally:
+                server.proc.send_signal(signal.SIGCONT)
+            assert ran.result(90) == {"slept": 0.011}
+            job = waited.result(90)
+            assert job["status"] == "complete" and job["result"] == {"slept": 0.012}, job
+            direct = server.client()
+            time.sleep(1.5)  # a second submit would have landed by now
+            assert stored(direct, 0.011) == [client.unsure[0]]  # sent on the warm connection: stored
+            # submit_and_wait's went on a new connection, whose handshake may be what met the hang (then
+            # nothing was sent, 404, and it submitted again): one job either way, the one it returned
+            assert stored(direct, 0.012) == [job["job_id"]]
+
+            # not stored: Redis hung, then restarted empty (its process killed): the 504's job is gone
+            server.proc.send_signal(signal.SIGSTOP)
+            cli = subprocess.Popen(
+                [str(BIN / "jobqueue"), "submit", "sleep", "seconds=0.013", "--wait", "--timeout", "90"],
+                env={**api.env, "JOBQUEUE_URL": api.url},
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+            lines: list[str] = []
+            in_thread(lambda: lines.extend(cli.stderr))
+            wait_until(lambda: any("checking its status" in line for line in lines), BOUND + 15, "the CLI's 504")
+            server.kill()
+            server.start()
+            out, _ = cli.communicate(timeout=90)
+            err = "".join(lines)
+            assert cli.returncode == 0, (cli.returncode, out, err)
+            assert json.loads(out) == {"slept": 0.013}, out
+            unsure_id = err.split("the job ")[1].split()[0]
+            (again,) = stored(server.client(), 0.013)
+            assert again != unsure_id, err
+        finally:
+            if server.proc is not None:
+                server.proc.send_signal(signal.SIGCONT)
+            stop(worker.popen, 30)
         client.close()
