@@ -22,6 +22,15 @@ WORKERS=${WORKERS:-2}
 WORKER_METRICS_BASE=${WORKER_METRICS_BASE:-9101}
 READY_TIMEOUT=${READY_TIMEOUT:-90}
 
+# make up's own numbers, checked before anything starts: `seq abc` started no worker while the
+# banner said "abc workers", and a REDIS_PORT=abc was only named, as REDIS_URL, after 40 s of retries
+for var in PORT REDIS_PORT WORKERS WORKER_METRICS_BASE READY_TIMEOUT; do
+  if ! [[ ${!var} =~ ^[0-9]+$ ]]; then
+    echo "up: $var must be a whole number, got '${!var}'" >&2
+    exit 2
+  fi
+done
+
 mkdir -p "$RUN_DIR/redis" "$RUN_DIR/logs" "$RUN_DIR/pids"
 
 # API_METRICS_PORT (the chart's 9102) must not be one of the workers' metrics ports: whichever
@@ -55,6 +64,17 @@ start() {  # name, command...
   echo $! >"$pidfile"
   echo "up: started $name (pid $!, log $RUN_DIR/logs/$name.log)"
 }
+
+# A worker whose metrics port another program holds runs without metrics (it logs "cannot serve
+# metrics"), while the banner points at that port: on a shared VM, a classmate's worker answered.
+for i in $(seq "$WORKERS"); do
+  port=$((WORKER_METRICS_BASE + i - 1))
+  if ! alive "$RUN_DIR/pids/worker-$i.pid" && (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+    echo "up: port $port (worker $i's metrics, WORKER_METRICS_BASE=$WORKER_METRICS_BASE) is taken by another" \
+      "program; set WORKER_METRICS_BASE=... to use others" >&2
+    exit 1
+  fi
+done
 
 # Redis first, and wait for it: the API and workers would otherwise log reconnect attempts.
 REDIS_BIN=$(find_redis_server)

@@ -90,6 +90,22 @@ def test_allow_list_patterns_and_star(redis_url):
     assert "evil.example" not in text and "http://localhost:5000/submit" in text
 
 
+def test_help_examples_keep_the_apis_path_prefix(client):
+    """Under ``SCRIPT_NAME=/class/jq`` (docs/ui.md) gunicorn serves only paths under the prefix and
+    answers others with its own HTML 500; /help printed ``http://127.0.0.1:5000/submit``, so every
+    copy-paste example got that 500."""
+    doc = client.get("/help?format=json", base_url="http://localhost:5000/class/jq").get_json()
+    assert doc["examples"][0].startswith("curl -s -X POST http://localhost:5000/class/jq/submit "), doc["examples"]
+    assert all("/class/jq/" in e for e in doc["examples"]), doc["examples"]
+    assert doc["docs"] == "http://localhost:5000/class/jq/openapi.json"
+    assert doc["browser"] == {
+        "jobs_page": "http://localhost:5000/class/jq/ui/",
+        "api_docs": "http://localhost:5000/class/jq/docs",
+    }
+    text = client.get("/help", base_url="http://localhost:5000/class/jq").get_data(as_text=True)
+    assert "http://localhost:5000/submit" not in text and "http://localhost:5000/class/jq/submit" in text
+
+
 def test_headers_nosniff_everywhere_and_no_store_on_job_data(client, jobs):
     job_id = client.post("/submit", json={"operation": "sleep"}).get_json()["job_id"]
     for route in (

@@ -203,3 +203,59 @@ def test_up_refuses_an_api_metrics_port_that_is_a_workers(tmp_path):
         assert not list((tmp_path / "run" / "pids").glob("*.pid"))  # refused before starting anything
     finally:
         subprocess.run(["bash", "scripts/down.sh"], cwd=REPO_ROOT, env=env, capture_output=True, timeout=120)
+
+
+def test_up_refuses_a_worker_metrics_port_another_program_holds(tmp_path):
+    """On a shared VM a classmate's worker held our WORKER_METRICS_BASE: our worker 1 ran without
+    metrics ("cannot serve metrics" in its log only) and `make up` said ready and pointed at that port,
+    where the other stack's worker answered. Now it refuses before starting anything, naming the port."""
+    import socket
+
+    holder = socket.socket()
+    holder.bind(("127.0.0.1", 0))
+    holder.listen()
+    base = holder.getsockname()[1]
+    env = {
+        **os.environ,
+        "RUN_DIR": str(tmp_path / "run"),
+        "PORT": str(free_port()),
+        "REDIS_PORT": str(free_port()),
+        "WORKER_METRICS_BASE": str(base),
+        "READY_TIMEOUT": "60",
+    }
+    env.pop("REDIS_URL", None)
+    try:
+        up = subprocess.run(
+            ["bash", "scripts/up.sh"], cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=180
+        )
+        assert up.returncode != 0, up.stdout
+        assert f"port {base} (worker 1's metrics, WORKER_METRICS_BASE={base}) is taken" in up.stderr, up.stderr
+        assert not list((tmp_path / "run" / "pids").glob("*.pid"))
+    finally:
+        subprocess.run(["bash", "scripts/down.sh"], cwd=REPO_ROOT, env=env, capture_output=True, timeout=120)
+        holder.close()
+
+
+@pytest.mark.parametrize("var", ["WORKERS", "REDIS_PORT", "WORKER_METRICS_BASE", "READY_TIMEOUT", "PORT"])
+def test_up_refuses_a_number_that_is_not_one(tmp_path, var):
+    """`WORKERS=abc make up` started no worker and printed "abc workers" (`seq abc` failed quietly);
+    `REDIS_PORT=abc` was named only as a bad REDIS_URL after ~40 s of connection retries."""
+    env = {
+        **os.environ,
+        "RUN_DIR": str(tmp_path / "run"),
+        "PORT": str(free_port()),
+        "REDIS_PORT": str(free_port()),
+        "WORKER_METRICS_BASE": str(free_port()),
+        "READY_TIMEOUT": "20",
+        var: "abc",
+    }
+    env.pop("REDIS_URL", None)
+    try:
+        up = subprocess.run(
+            ["bash", "scripts/up.sh"], cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=180
+        )
+        assert up.returncode == 2, up.stdout + up.stderr
+        assert f"up: {var} must be a whole number, got 'abc'" in up.stderr, up.stderr
+        assert not list((tmp_path / "run" / "pids").glob("*.pid"))
+    finally:
+        subprocess.run(["bash", "scripts/down.sh"], cwd=REPO_ROOT, env=env, capture_output=True, timeout=120)

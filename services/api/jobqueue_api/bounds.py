@@ -33,6 +33,17 @@ from .green import patched
 
 T = TypeVar("T")
 
+# The bound of read-only diagnostics (``/readyz``, ``/healthz?detail=1``, ``/help``'s queue line;
+# REDIS_TIMEOUT_SECONDS when that is less): their Redis reads take well under a millisecond, a probe
+# must fail before the kubelet's own timeout (1 s by default, 3 s in the chart and k8s/), and
+# someone asking "what is wrong?" while Redis hangs should hear it at once, not 5 s later
+DIAGNOSTIC_SECONDS = 1.0
+
+
+def diagnostic(redis_timeout_seconds: float) -> contextlib.AbstractContextManager[None]:
+    """:func:`within` the diagnostics' bound."""
+    return within(min(DIAGNOSTIC_SECONDS, redis_timeout_seconds))
+
 
 class RedisDeadline(redis.exceptions.TimeoutError):
     """Redis did not answer within the API's bound (REDIS_TIMEOUT_SECONDS)."""

@@ -66,11 +66,12 @@ def host_allowed(host: str, allowed: tuple[str, ...]) -> bool:
 def public_base(allowed_hosts: tuple[str, ...], port: int) -> str:
     """The API's address for copy-paste examples (``/help``): the request's Host only when an
     explicit allow-list entry names it (never a client's arbitrary Host, even with ``*``), else
-    the ``kubectl port-forward`` address."""
+    the ``kubectl port-forward`` address; either way with the app's own path prefix (``SCRIPT_NAME``:
+    gunicorn then answers every path outside it with a 500)."""
     explicit = tuple(h for h in allowed_hosts if "*" not in h)
     if host_allowed(request.host, explicit):
-        return f"{request.scheme}://{request.host}"
-    return f"http://localhost:{port}"
+        return f"{request.scheme}://{request.host}{request.script_root}"
+    return f"http://localhost:{port}{request.script_root}"
 
 
 # Host headers whose verdict is remembered per process (clients send one or two; a scanner sending

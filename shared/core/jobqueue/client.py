@@ -8,7 +8,9 @@
 Waiting uses the server's long poll (``?wait=``), so it costs one request per ``poll`` seconds
 and returns the moment the job finishes; ``run`` submits with ``?wait=`` too, so a short job is
 one exchange. A 429 or 503 (rate limit, Redis briefly away) is retried
-after the ``Retry-After`` the API sends (:mod:`jobqueue.http`), so a script rides out a restart.
+after the ``Retry-After`` the API sends (:mod:`jobqueue.http`), so a script rides out a restart. A
+504 on a submit (Redis hung after the job was sent) is never sent again blindly: ``submit`` raises
+:class:`StoredUnknown`; ``run`` and ``submit_and_wait`` find out whether the job was stored.
 Proxies, CA bundle and .netrc come from the environment as with ``requests``, read once per client
 (:class:`jobqueue.http.Session`), not on every request. A token (``token=`` or ``JOBQUEUE_TOKEN``)
 is set as the session's ``auth`` (:class:`jobqueue.http.BearerToken`), replacing any auth a given
@@ -31,6 +33,8 @@ from .http import BearerToken
 
 DEFAULT_URL = "http://127.0.0.1:5000"
 FINAL = {"complete", "failed", "cancelled"}
+RESOLVE_SECONDS = 60.0  # how long run/submit_and_wait without a timeout try to resolve a 504
+SETTLE = 1.0  # a 404 for a 504's job counts once a second one comes this much later
 
 
 class ApiError(RuntimeError):
@@ -46,8 +50,10 @@ class ApiError(RuntimeError):
 
 class StoredUnknown(ApiError):
     """The API could not tell whether a submit was stored (504: Redis did not answer in time, and
-    the job may be queued all the same). Not retried: check :attr:`job_id`'s status first (a 404
-    means it was not stored; submit again then)."""
+    the job may be queued all the same). :meth:`Client.submit` raises it (check :attr:`job_id`'s
+    status first: a 404 means it was not stored; submit again then); :meth:`Client.run` and
+    :meth:`Client.submit_and_wait` do that check themselves and raise it only when Redis does not
+    answer in time."""
 
     def __init__(self, status: int, code: str, message: str, body: Any = None):
         super().__init__(status, code, message, body)
@@ -127,11 +133,70 @@ class Client:
         it ended within ``wait`` seconds, else as it is now (poll on with :meth:`wait`). An API
         that predates ``?wait=`` on submit answers at once with ``{"job_id", "status": "submitted"}``,
         which is that document too. If the connection breaks while the API holds the answer, the
-        job may be queued all the same (``requests.ConnectionError``, as for a lost submit)."""
+        job may be queued all the same (``requests.ConnectionError``, as for a lost submit). A 504
+        (Redis hung after the job was sent: it may be stored) is resolved here, within
+        ``RESOLVE_SECONDS`` (:meth:`_resolve`); :class:`StoredUnknown` only if it cannot be."""
         body = {"operation": operation, "params": {**(params or {}), **kwparams}}
-        return self._request(
-            "POST", "/submit", params={"wait": f"{wait:g}"}, json=body, timeout=self.timeout + wait
-        ).json()
+        return self._submit_waiting(body, wait, None)
+
+    def _submit_waiting(
+        self,
+        body: dict[str, Any],
+        wait: float,
+        timeout: float | None,
+        on_unsure: Callable[[StoredUnknown], None] | None = None,
+    ) -> dict[str, Any]:
+        """``POST /submit?wait=``; a 504 is resolved within ``timeout`` (``RESOLVE_SECONDS`` if
+        None), ``on_unsure`` told of each."""
+        start = time.monotonic()
+        deadline = start + (RESOLVE_SECONDS if timeout is None else timeout)
+        while True:
+            try:
+                return self._request(
+                    "POST", "/submit", params={"wait": f"{wait:g}"}, json=body, timeout=self.timeout + wait
+                ).json()
+            except StoredUnknown as unsure:
+                if on_unsure is not None:
+                    on_unsure(unsure)
+                job = self._resolve(unsure, deadline)
+            if job is not None:  # stored: wait for it what is left of ``wait``
+                left = wait - (time.monotonic() - start)
+                return job if job["status"] in FINAL or left <= 0 else self.status(job["job_id"], wait=left)
+            # not stored: submit again, once for this 504 (a new id; another 504 is resolved anew)
+
+    def _resolve(self, unsure: StoredUnknown, deadline: float) -> dict[str, Any] | None:
+        """Whether the job a 504 named was stored: its document if it was, None if not, or
+        ``unsure`` raised again if Redis does not answer before ``deadline``.
+
+        Polls ``GET /status/<id>`` (503s and broken connections are waited out: Redis or the API is
+        still away), pausing as :class:`Pacer` does. A 404 is an answer from a Redis that runs
+        again, but the job's transaction may still be in that Redis's socket buffer, read after the
+        read that answered 404 (Redis reads each ready connection 16 kB a turn, in the order its
+        event loop reports them; docs/delivery.md). So a 404 counts only when a second one comes
+        ``SETTLE`` seconds later: by then Redis has read every byte it held."""
+        pacer = Pacer()
+        first_404: float | None = None
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise unsure
+            if pacer.pause:
+                time.sleep(min(pacer.pause, left))
+            try:
+                return self.status(unsure.job_id)
+            except ApiError as exc:
+                if exc.status == 404:
+                    now = time.monotonic()
+                    if first_404 is not None and now - first_404 >= SETTLE:
+                        return None
+                    first_404 = first_404 or now
+                    pacer.pause = SETTLE - (now - first_404)
+                    continue
+                if exc.status < 500:
+                    raise
+            except requests.ConnectionError:
+                pass
+            pacer.pause = min(Pacer.MOST, pacer.pause * 2 or Pacer.FIRST)
 
     def wait(
         self,
@@ -182,9 +247,11 @@ class Client:
     ) -> Any:
         """Submit, wait, and return the result (raises JobFailed if the job did not complete). A
         job that ends within 30 s takes one exchange (:meth:`submit_and_wait`); a longer one is
-        long-polled on, as is every job on an API that predates ``?wait=`` on submit."""
+        long-polled on, as is every job on an API that predates ``?wait=`` on submit. A 504 on the
+        submit is resolved within ``timeout`` (``RESOLVE_SECONDS`` without one): one job runs."""
         start = time.monotonic()
-        job = self.submit_and_wait(operation, params, wait=_step(30.0, timeout, 0.0), **kwparams)
+        body = {"operation": operation, "params": {**(params or {}), **kwparams}}
+        job = self._submit_waiting(body, _step(30.0, timeout, 0.0), timeout)
         job = self._until_final(job, start, timeout, 30.0, None)
         if job["status"] != "complete":
             raise JobFailed(job)

@@ -70,7 +70,8 @@ def _submit(args: argparse.Namespace) -> int:
         return 0
     # one exchange: a job that ends within the first 2 s is answered by the submit itself
     start = time.monotonic()
-    job = client.submit_and_wait(args.operation, params, wait=_step(PROGRESS_EVERY, args.timeout, 0.0))
+    body = {"operation": args.operation, "params": params}  # a 504 is resolved within --timeout (or 60 s)
+    job = client._submit_waiting(body, _step(PROGRESS_EVERY, args.timeout, 0.0), args.timeout, _unsure)
     print(f"submitted {job['job_id']}", file=sys.stderr)
     job = client._until_final(job, start, args.timeout, PROGRESS_EVERY, _progress)
     if sys.stderr.isatty():
@@ -78,6 +79,14 @@ def _submit(args: argparse.Namespace) -> int:
     if job["status"] != "complete":
         raise JobFailed(job)
     return _emit(client, job, args.output)
+
+
+def _unsure(exc: StoredUnknown) -> None:
+    print(
+        f"the API answered {exc.status} {exc.code}: the job {exc.job_id} may have been stored; "
+        "checking its status before submitting again",
+        file=sys.stderr,
+    )
 
 
 def _emit(client: Client, job: dict[str, Any], output: str | None) -> int:
@@ -114,7 +123,7 @@ def run(args: argparse.Namespace) -> int:
         return args.client_handler(args)
     except UsageError as exc:
         return _error(str(exc), Exit.USAGE)
-    except StoredUnknown as exc:  # not retried: the job may be queued; say which id to check
+    except StoredUnknown as exc:  # not resent blindly: the job may be queued; say which id to check
         return _error(
             f"the API answered {exc.status} {exc.code}: the job {exc.job_id} may have been stored; "
             f"check `jobqueue status {exc.job_id}` before submitting again",

@@ -2,7 +2,8 @@
 data loaded).
 
 ``/healthz?detail=1`` adds the queue (waiting jobs, the oldest one's age, live workers, and whether
-it is stalled) and stays 200: a stalled queue is not a reason to restart the API.
+it is stalled) and stays 200: a stalled queue is not a reason to restart the API. Its reads have
+/readyz's bound (1 s): a hung Redis shows as ``redis: false`` at once.
 """
 
 from __future__ import annotations
@@ -16,16 +17,16 @@ from jobqueue.backlog import read_backlog
 
 from jobqueue.connections import WRITE_REFUSALS
 
-from ..bounds import within
+from ..bounds import DIAGNOSTIC_SECONDS, diagnostic
 from ..state import current
 
 bp = Blueprint("health", __name__)
 log = logging.getLogger("jobqueue.api")
 
-# /readyz's own bound on Redis (REDIS_TIMEOUT_SECONDS when that is less): a PING takes well under a
-# millisecond, and a probe must fail before the kubelet's own timeout (1 s by default, 3 s in the
-# chart and k8s/) so that a hung Redis takes the pod out of its Service instead of piling up probes
-READY_REDIS_SECONDS = 1.0
+# /readyz's own bound on Redis (REDIS_TIMEOUT_SECONDS when that is less), shared with the other
+# diagnostics: a probe must fail before the kubelet's own timeout (1 s by default, 3 s in the chart and
+# k8s/) so that a hung Redis takes the pod out of its Service instead of piling up probes
+READY_REDIS_SECONDS = DIAGNOSTIC_SECONDS
 
 
 @bp.get("/healthz")
@@ -34,7 +35,8 @@ def healthz():
         return jsonify({"status": "ok"})
     state = current()
     try:
-        queue = read_backlog(state.settings, state.queue, state.jobs).to_dict()
+        with diagnostic(state.settings.redis_timeout_seconds):
+            queue = read_backlog(state.settings, state.queue, state.jobs).to_dict()
     except redis.exceptions.RedisError:
         return jsonify({"status": "ok", "redis": False, "queue": None})
     return jsonify({"status": "ok", "redis": True, "queue": queue})
@@ -51,7 +53,7 @@ def readyz():
     problems = []
     writable = False
     try:
-        with within(min(READY_REDIS_SECONDS, state.settings.redis_timeout_seconds)):
+        with diagnostic(state.settings.redis_timeout_seconds):
             state.jobs.ping()
             redis_ok = True
             refused = state.store.write_refused()

@@ -10,6 +10,7 @@ from flask import Blueprint, Response, current_app, jsonify, request
 
 from jobqueue.backlog import read_backlog
 
+from ..bounds import diagnostic
 from ..guards import parse_allowed_hosts, public_base
 from ..state import current
 
@@ -84,7 +85,8 @@ def _usage() -> dict:
 def _queue() -> dict | None:
     state = current()
     try:
-        return read_backlog(state.settings, state.queue, state.jobs).to_dict()
+        with diagnostic(state.settings.redis_timeout_seconds):  # a hung Redis: say so within 1 s
+            return read_backlog(state.settings, state.queue, state.jobs).to_dict()
     except redis.exceptions.RedisError:
         return None
 

@@ -1,0 +1,44 @@
+"""docs/api.md's error table names every error the API's own code answers with.
+
+A client branches on ``error``; a code the table does not list is one it cannot plan for (the
+table lacked 415 ``unsupported_media_type``, 408 ``request_timeout``, 429 ``rate_limited`` and
+others). The codes are read from the source: every ``ApiError(...)`` / ``error_response(...)``
+call with a literal status and code, and every ``"error": "..."`` written into a body."""
+
+from __future__ import annotations
+
+import ast
+import re
+
+from devstack.paths import REPO_ROOT
+
+API_SRC = REPO_ROOT / "services" / "api" / "jobqueue_api"
+ROW = re.compile(r"^\|\s*(\d{3})\s*\|(.*?)\|", re.M)
+
+
+def _answered() -> set[tuple[int, str]]:
+    found: set[tuple[int, str]] = set()
+    for path in API_SRC.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.Call) and getattr(node.func, "id", getattr(node.func, "attr", "")) in {
+                "ApiError",
+                "error_response",
+            }:
+                args = [a.value for a in node.args[:2] if isinstance(a, ast.Constant)]
+                if len(args) == 2 and isinstance(args[0], int) and isinstance(args[1], str):
+                    found.add((args[0], args[1]))
+    return found
+
+
+def _documented() -> set[tuple[int, str]]:
+    text = (REPO_ROOT / "docs" / "api.md").read_text()
+    table = text[text.index("| status | `error` | when |") :]
+    table = table[: table.index("\n\n")]
+    return {(int(status), code) for status, cell in ROW.findall(table) for code in re.findall(r"`([a-z_]+)`", cell)}
+
+
+def test_every_error_code_the_api_answers_is_in_the_docs_table():
+    answered = _answered()
+    assert len(answered) > 15, answered  # the scan found the calls
+    missing = sorted(answered - _documented())
+    assert not missing, f"docs/api.md's error table lacks {missing}"
