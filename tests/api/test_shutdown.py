@@ -197,3 +197,35 @@ def test_a_closing_waiter_answers_now_and_waits_no_more(app, client):
     late = client.get(f"/status/{job_id}?wait={WAIT}")
     assert late.status_code == 200 and late.get_json()["status"] == "submitted"
     assert time.monotonic() - started < BOUND and waiter.waiting == 0
+
+
+@pytest.mark.slow
+def test_sigterm_while_redis_hangs_answers_the_job_as_last_read(stack):
+    """SIGTERM while Redis hangs (stopped): a parked status poll answers at once with the job as it
+    last read it, what docs/api.md promises a poll at its wait's end on a hung Redis, and the
+    process exits within seconds. Before, the poll's closing re-read waited out the whole Redis
+    bound: ``503 redis_unavailable`` after 5 s, and the master exited after 9.5 s."""
+    api = stack.start_api(web_concurrency=1)
+    job_id = stack.submit("sleep", {"seconds": 0})
+    polls = {f"status-{i}": spawn(_call, "GET", f"{stack.url}/status/{job_id}?wait={WAIT}") for i in range(2)}
+    submit = spawn(lambda: _call("POST", f"{stack.url}/submit?wait={WAIT}", json=JOB))
+    wait_until(lambda: _long_polls(stack.url) == 3, 30, "three parked long polls")
+    redis_proc = stack.redis.proc
+    redis_proc.send_signal(signal.SIGSTOP)
+    try:
+        time.sleep(0.5)
+        signalled = time.monotonic()
+        api.signal(signal.SIGTERM)
+        for name, future in polls.items():
+            got = future.result(timeout=BOUND + 10)
+            assert got.get("status") == 200, (name, got)
+            assert got["doc"]["job_id"] == job_id and got["doc"]["status"] == "submitted", (name, got)
+            assert got["headers"]["Connection"] == "close", name
+            print(f"{name} answered {got['at'] - signalled:.2f} s after the signal")
+        got = submit.result(timeout=BOUND + 10)
+        assert got.get("status") == 202 and got["doc"]["status"] == "submitted", got
+        assert api.wait_exit(BOUND) == 0, api.log_tail()
+        print(f"master exited {time.monotonic() - signalled:.2f} s after the signal")
+    finally:
+        redis_proc.send_signal(signal.SIGCONT)
+    assert "Traceback" not in api.log_text()

@@ -18,7 +18,9 @@ the group commit, so the job's only finish can come no earlier than the registra
 waiter needs no first read to catch a job that finished before it started waiting.
 
 A process told to stop (SIGTERM: ``shutdown.py``) calls :meth:`DoneWaiter.close`: every waiting
-request answers at once with what it would get at its wait's end, and a new wait does not wait.
+request answers at once with what it would get at its wait's end, and a new wait does not wait
+(a status poll's last look at its job is bounded to half a second: on a hung Redis it answers the
+job as last read).
 """
 
 from __future__ import annotations
@@ -29,13 +31,17 @@ import time
 from collections import defaultdict
 from collections.abc import Callable
 
+import redis
+
 from jobqueue.jobs import Job, JobStore
 
+from .bounds import within
 from .metrics import LONG_POLLS, LONG_POLLS_REFUSED
 
 log = logging.getLogger("jobqueue.api")
 
 SAFETY_POLL_SECONDS = 1.0
+CLOSING_READ_SECONDS = 0.5  # a stopping process's last look at a polled job (a read takes < 1 ms)
 _SWEEP_CHUNK = 500
 
 
@@ -76,7 +82,10 @@ class DoneWaiter:
                     break
                 doc, waiter.doc = waiter.doc, None
                 waiter.clear()
-                job = Job.from_json(doc) if doc is not None else get(job_id)
+                if doc is not None:
+                    job = Job.from_json(doc)
+                else:
+                    job = _last_look(get, job_id, job) if self._closing else get(job_id)
         finally:
             self.unregister(job_id, waiter)
         return job
@@ -203,6 +212,18 @@ class DoneWaiter:
                             self._notify(job_id, None)
             except Exception:  # Redis away: the waiters' own deadlines still hold
                 continue
+
+
+def _last_look(get: Callable[[str], Job | None], job_id: str, held: Job) -> Job | None:
+    """The job for a poll answered because the process is stopping: as it is now if Redis says so
+    within ``CLOSING_READ_SECONDS``, else as last read (``held``), what the poll would answer at its
+    wait's end on a hung Redis. Re-read under the full bound, a hung Redis turned that answer into a
+    503 after REDIS_TIMEOUT_SECONDS and held the process's exit as long."""
+    try:
+        with within(CLOSING_READ_SECONDS):
+            return get(job_id)
+    except redis.exceptions.RedisError:
+        return held
 
 
 def _parsed(read: Callable[[str], str | None]) -> Callable[[str], Job | None]:
