@@ -62,11 +62,14 @@ for _ in $(seq 100); do
     2>/dev/null && break
   sleep 0.2
 done
+# as make up's hint: a bare `make down` looks in the default RUN_DIR and would leave all this running
+STOP="make down"
+if [ "$RUN_DIR" != "$ROOT/.run" ]; then STOP="RUN_DIR=$(printf %q "$RUN_DIR") make down"; fi
 cat <<MSG
 
 Prometheus: http://127.0.0.1:$PROM_PORT  (scraping the API on :$API_SCRAPE_PORT and $WORKERS workers every 5 s, rules loaded)
   Targets: http://127.0.0.1:$PROM_PORT/targets   Alerts: http://127.0.0.1:$PROM_PORT/alerts
   Try:     http://127.0.0.1:$PROM_PORT/graph?g0.expr=jobqueue%3Abacklog%3Amax
 Grafana (optional): import helm/atx-jobqueue/files/grafana/atx-jobqueue-dashboard.json with this Prometheus as data source.
-Stop everything with: make down
+Stop everything with: $STOP
 MSG

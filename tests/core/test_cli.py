@@ -123,7 +123,7 @@ def test_exit_statuses_in_process_commands(args, code, words, tmp_path):
     "name,value,words",
     [
         ("DATA_MAX_BYTES", "abc", ["DATA_MAX_BYTES must be an integer"]),
-        ("DATA_MAX_BYTES", "0", ["DATA_MAX_BYTES must be between"]),
+        ("DATA_MAX_BYTES", "0", ["DATA_MAX_BYTES must be at least 1"]),
     ],
 )
 def test_malformed_data_settings_are_a_message_not_a_traceback(name, value, words, tmp_path):

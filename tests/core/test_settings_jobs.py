@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from jobqueue import keys
@@ -66,3 +68,39 @@ def test_queue_carries_plain_ids_in_queue_db(redis_url):
     raw = queue_redis(s).lrange(keys.queue("jobs"), 0, -1)
     assert raw == ["a", "b"]  # plain text, no pickle framing
     assert jobs_redis(s).dbsize() == 0
+
+
+@pytest.mark.parametrize(
+    "raw", ["alice", "alice:", ":s3cret", "alice:s3cret,bob", "alice:s3cret, :x", "alice:same,bob:same"]
+)
+def test_malformed_named_tokens_stop_the_program_without_showing_a_token(raw):
+    """`API_TOKENS=alice` (no token) used to be dropped silently: tokens were then required and none
+    was valid, so every user was locked out with a 401 and nothing said why. Two names sharing one
+    token would make one user's jobs the other's."""
+    with pytest.raises(SettingsError, match="API_TOKENS") as err:
+        load_settings({"API_TOKENS": raw})
+    assert "s3cret" not in str(err.value) and "same" not in str(err.value).replace("the same token", "")
+
+
+def test_named_tokens_that_are_fine_or_blank_load():
+    assert load_settings({"API_TOKENS": "alice:a1, bob:b:2,"}).api_tokens == "alice:a1, bob:b:2,"
+    assert load_settings({"API_TOKENS": " , "}).api_tokens == ""  # nothing named: no token required
+    with pytest.raises(SettingsError, match="admin API_TOKEN"):
+        load_settings({"API_TOKEN": "root", "API_TOKENS": "alice:a1,bob:root"})
+
+
+def test_a_lower_bound_alone_is_said_as_such():
+    with pytest.raises(SettingsError, match=r"JOB_TTL_SECONDS must be at least 60, got 0$"):
+        load_settings({"JOB_TTL_SECONDS": "0"})
+
+
+def test_the_api_stops_at_start_on_malformed_named_tokens(tmp_path):
+    import subprocess
+
+    from devstack.paths import BIN
+    from devstack.procs import free_port
+
+    env = {**os.environ, "API_TOKENS": "alice", "PORT": str(free_port()), "BIND_HOST": "127.0.0.1"}
+    run = subprocess.run([str(BIN / "jobqueue-api")], env=env, capture_output=True, text=True, timeout=30)
+    assert run.returncode == 2, run.stdout + run.stderr
+    assert "API_TOKENS entry 1 of 1 is not name:token" in run.stderr, run.stderr

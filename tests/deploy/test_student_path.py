@@ -111,3 +111,31 @@ def test_local_overlay_runs_on_kind_and_minikube():
         assert "storageClassName" not in pvc["spec"], "kind/minikube have no cinder-csi: use their default class"
     images = {c["image"].split(":")[0] for o in objs if o["kind"] == "Deployment" for c in containers(o)} - {"redis"}
     assert images == {"atx-jobqueue-api", "atx-jobqueue-worker"}, "the names skaffold builds and kind/minikube load"
+
+
+@pytest.mark.parametrize(
+    "image,words",
+    [
+        ("ghcr.io/JDoe", "lower-case"),  # a GitHub user name with capitals: the kubelet's InvalidImageName
+        ("docker.io/jdoe/atx-jobqueue-api:0.1.0", "--tag"),  # the whole image given: .../atx-jobqueue-api:0.1.0/atx-...
+        ("docker.io/jdoe:0.1.0", "--tag"),
+        ("docker.io/j doe", "not an image"),
+        ("https://ghcr.io/jdoe", "not an image"),
+    ],
+)
+def test_personalize_refuses_an_image_the_cluster_cannot_pull(tmp_path, image, words):
+    """`personalize-k8s jdoe ghcr.io/JDoe` wrote `image: ghcr.io/JDoe/atx-jobqueue-api:0.1.0`, which the
+    kubelet refuses (InvalidImageName: repository paths are lower-case), and an IMAGE with the
+    image name and tag in it made `.../atx-jobqueue-api:0.1.0/atx-jobqueue-api:0.1.0`."""
+    work = tmp_path / "k8s"
+    shutil.copytree(K8S, work)
+    script = REPO_ROOT / "scripts" / "personalize-k8s"
+    run = subprocess.run(
+        [sys.executable, str(script), "jdoe", image, "--dir", str(work)], capture_output=True, text=True, timeout=60
+    )
+    assert run.returncode == 2, run.stdout + run.stderr
+    assert "IMAGE" in run.stderr and words in run.stderr, run.stderr
+    assert not run.stdout  # nothing written
+    for env in ENVS:
+        for path in (work / env).glob("*.yml"):
+            assert path.read_text() == (K8S / env / path.name).read_text(), path

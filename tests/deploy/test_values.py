@@ -87,9 +87,20 @@ def test_defaults_pass_the_schema():
         {"metrics": {"serviceMonitor": {"interval": "often"}}},
         {"replicaCount": 3},
         {"api": {"replicas": 3}},
+        {"image": {"registry": "ghcr.io/JDoe"}},  # the kubelet: InvalidImageName (paths are lower-case)
+        {"image": {"registry": "docker.io/jdoe/atx-jobqueue-api:0.1.0"}},  # a whole image, not the account
+        {"image": {"registry": "https://ghcr.io/jdoe"}},
     ],
 )
 def test_schema_rejects_bad_values(bad):
     with helm.Chart.load(str(CHART)) as chart:
         with pytest.raises(helm.HelmValuesError):
             chart.validate_schema(bad)
+
+
+@pytest.mark.parametrize(
+    "registry", ["docker.io/jdoe", "ghcr.io/jdoe/", "GHCR.io/jdoe", "localhost:5000/class-2024/j_doe", "localhost", ""]
+)
+def test_schema_accepts_registries_a_kubelet_pulls_from(registry):
+    with helm.Chart.load(str(CHART)) as chart:
+        chart.validate_schema({"image": {"registry": registry}})

@@ -86,3 +86,45 @@ def test_make_observe_scrapes_api_and_each_worker_with_the_rules_loaded(observe,
         timeout=30,
     )
     assert float(done[0]["value"][1]) == 1
+
+
+def test_the_stop_hint_stops_everything_observe_started(tmp_path):
+    """`RUN_DIR=/tmp/me make observe` ended with "Stop everything with: make down": that bare command
+    looks in the default RUN_DIR and left this Prometheus, API, workers and Redis running."""
+    import time
+
+    if find_prometheus() is None or find_redis_server() is None:
+        pytest.skip("needs prometheus and redis-server (make setup)")
+    run_dir = tmp_path / "run"
+    env = {
+        **os.environ,
+        "RUN_DIR": str(run_dir),
+        "PORT": str(free_port()),
+        "REDIS_PORT": str(free_port()),
+        "WORKER_METRICS_BASE": str(free_port()),
+        "PROMETHEUS_PORT": str(free_port()),
+        "WORKERS": "1",
+        "SHUTDOWN_GRACE_SECONDS": "5",
+    }
+    for name in ("API_METRICS_PORT", "PROMETHEUS_MULTIPROC_DIR", "REDIS_URL"):
+        env.pop(name, None)
+    try:
+        proc = subprocess.run(
+            [str(REPO_ROOT / "scripts" / "observe.sh")], env=env, capture_output=True, text=True, timeout=180
+        )
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        [hint] = [
+            line.split("Stop everything with: ", 1)[1]
+            for line in proc.stdout.splitlines()
+            if line.startswith("Stop everything with: ")
+        ]
+        pids = [int(p.read_text()) for p in (run_dir / "pids").glob("*.pid")]
+        assert len(pids) == 4, pids  # redis, api, worker-1, prometheus
+        shell_env = {k: v for k, v in env.items() if k not in ("RUN_DIR", "PORT", "REDIS_PORT", "PROMETHEUS_PORT")}
+        subprocess.run(["bash", "-c", hint], cwd=REPO_ROOT, env=shell_env, check=True, capture_output=True, timeout=120)
+        deadline = time.monotonic() + 15
+        while any(os.path.exists(f"/proc/{pid}") for pid in pids) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not any(os.path.exists(f"/proc/{pid}") for pid in pids), hint
+    finally:
+        subprocess.run([str(REPO_ROOT / "scripts" / "down.sh")], env=env, capture_output=True, timeout=120)

@@ -1,4 +1,4 @@
-"""The tutorial's submit answered below Flask when nothing about it needs Flask.
+"""The tutorial's submit and status read answered below Flask when nothing about them needs Flask.
 
 Flask's per-request machinery (the request object, URL adapter and routing, contexts and signals,
 the hooks, the response object) cost a served ``POST /submit`` about 90 µs of CPU, more than the
@@ -22,6 +22,16 @@ per ``requests`` submit: 515 µs now, 625 before).
 The answer is the one the submit view writes (``routes/jobs.py``), counted and timed under the same
 metric labels (the time from the body's read to the answer); ``guards.with_headers`` around it adds
 the same headers. tests/api/test_fast_submit.py compares both paths' answers through gunicorn.
+
+``GET /status/<id>`` (the poll, and the long poll ``?wait=N``) is answered here too, on the same
+terms (no tokens, only ``hooks.py``'s hooks, a Host already allowed, not on the metrics port), when
+its id is valid, its query is empty or one plain ``wait=N`` (``params.plain_wait``) and it carries
+no body: the job is read and waited for by the view's own ``jobs.read_job`` and written by its
+``jobs.status_body``, so there is one rendering of a status answer. Flask's machinery and its part
+of the view (``jsonify``, ``url_for``, ``request.args``) were ~110 of the ~440 µs of CPU a status
+read cost the API. An unknown job (404) and a failed read (Redis down or hung: 503) are raised again
+inside Flask's request handling, as for the submit; HEAD, other queries, ``/jobs/<id>``, a bad id and every
+other request go through Flask. tests/api/test_fast_status.py compares both paths' answers.
 """
 
 from __future__ import annotations
@@ -34,10 +44,12 @@ from typing import Any
 from flask import Flask
 from werkzeug.exceptions import HTTPException
 
+from jobqueue.jobs import is_valid_job_id
 from jobqueue.lanes import lane_of
 
 from . import metrics
 from .guards import Guard
+from .params import plain_wait
 from .ratelimit import client_of
 from .errors import ApiError
 from .submission import accepted_body, parse_body, read_length, store, validate_submission
@@ -45,10 +57,31 @@ from .submission import accepted_body, parse_body, read_length, store, validate_
 RAISE = "jobqueue.raise"  # environ key: an exception for Flask's request handling to raise (hooks.py)
 ROUTE, METHOD = "/submit", "POST"
 STATUS = "202 ACCEPTED"
+STATUS_ROUTE, STATUS_PREFIX = "/status/<job_id>", "/status/"
+SOME_ID = "00000000-0000-4000-8000-000000000000"  # a valid job id, to ask the URL map where reads go
 
 
 def wrap(app: Flask, wsgi_app: Callable, guard: Guard, metrics_port: int) -> Callable:
-    """``wsgi_app`` with the tutorial's submit answered here when it can be (module docstring)."""
+    """``wsgi_app`` with the tutorial's submit and status read answered here when they can be
+    (module docstring)."""
+    submit_app = _submit(app, wsgi_app, guard, metrics_port)
+    status_app = _status(app, wsgi_app, guard, metrics_port)
+
+    def fast_app(environ: dict, start_response: Callable) -> Iterable[bytes]:
+        method = environ["REQUEST_METHOD"]
+        if method == "GET":
+            return status_app(environ, start_response)
+        if method == METHOD:
+            return submit_app(environ, start_response)
+        return wsgi_app(environ, start_response)
+
+    return fast_app
+
+
+def _submit(app: Flask, wsgi_app: Callable, guard: Guard, metrics_port: int) -> Callable:
+    """The submit part of :func:`wrap`: a plain valid ``POST /submit``."""
+    from .routes import jobs
+
     answered = metrics.child_of_requests(ROUTE, METHOD, "202")
     latency = metrics.child_of_latency(ROUTE, METHOD)
     known_host, known_type = guard.known_host, guard.known_type
@@ -58,10 +91,9 @@ def wrap(app: Flask, wsgi_app: Callable, guard: Guard, metrics_port: int) -> Cal
     def submit_app(environ: dict, start_response: Callable) -> Iterable[bytes]:
         ok = eligible[0]
         if ok is None:
-            ok = eligible[0] = _eligible(app)
+            ok = eligible[0] = _eligible(app, ROUTE, METHOD, jobs.submit)
         if (
             not ok
-            or environ["REQUEST_METHOD"] != METHOD
             or environ.get("PATH_INFO") != ROUTE
             or environ.get("QUERY_STRING")
             or "HTTP_PREFER" in environ
@@ -107,24 +139,76 @@ def wrap(app: Flask, wsgi_app: Callable, guard: Guard, metrics_port: int) -> Cal
     return submit_app
 
 
-def _eligible(app: Flask) -> bool:
-    """Whether Flask would do nothing for a plain submit that this path leaves out: the route is the
-    submit view, the only hooks are ``hooks.py``'s own, and nothing listens to the request's
+def _status(app: Flask, wsgi_app: Callable, guard: Guard, metrics_port: int) -> Callable:
+    """The status part of :func:`wrap`: ``GET /status/<id>`` of a valid id, with no query or a
+    plain ``?wait=N``, no body, on the application port, with a Host the guard has allowed before.
+    The job is read (and waited for) as the status view reads it (``jobs.read_job``) and answered
+    with the view's own rendering (``jobs.status_body``); an unknown job (404) or a failed read
+    (503 and the like) is raised again inside Flask's request handling, which answers it."""
+    from .routes import jobs
+
+    answered = metrics.child_of_requests(STATUS_ROUTE, "GET", "200")
+    latency = metrics.child_of_latency(STATUS_ROUTE, "GET")
+    known_host = guard.known_host
+    clock = time.perf_counter
+    skip = len(STATUS_PREFIX)
+    eligible: list[bool | None] = [None]
+
+    def status_app(environ: dict, start_response: Callable) -> Iterable[bytes]:
+        ok = eligible[0]
+        if ok is None:
+            ok = eligible[0] = _eligible(app, STATUS_PREFIX + SOME_ID, "GET", jobs.get_job)
+        path = environ.get("PATH_INFO", "")
+        root = environ.get("SCRIPT_NAME", "")
+        if (
+            not ok
+            or not path.startswith(STATUS_PREFIX)
+            or not is_valid_job_id(job_id := path[skip:])
+            or "CONTENT_LENGTH" in environ
+            or "HTTP_TRANSFER_ENCODING" in environ
+            or not root.isascii()
+            or known_host(environ) is not True
+            or (metrics_port and metrics.local_port(environ) == metrics_port)
+        ):
+            return wsgi_app(environ, start_response)
+        state = app.extensions["jobqueue"]
+        wait = plain_wait(environ.get("QUERY_STRING", ""), state.settings.max_wait_seconds)
+        if wait is None:  # any other query: Flask's path reads (or refuses) it
+            return wsgi_app(environ, start_response)
+        started = clock()
+        try:
+            job = jobs.read_job(state, job_id, wait)
+            if job is None:
+                raise jobs.not_found(job_id)
+            body = jobs.status_body(job, root.rstrip("/"))  # request.script_root of an ASCII SCRIPT_NAME
+        except Exception as exc:  # a 404, a 503 (Redis), a bug: Flask's error handlers answer it
+            environ[RAISE] = exc
+            environ[metrics.STARTED] = started
+            return wsgi_app(environ, start_response)
+        answered.inc()
+        latency.observe(clock() - started)
+        start_response("200 OK", [("Content-Type", "application/json"), ("Content-Length", str(len(body)))])
+        return [body]
+
+    return status_app
+
+
+def _eligible(app: Flask, path: str, method: str, view: Callable) -> bool:
+    """Whether Flask would do nothing for a plain request to ``path`` that this path leaves out: the
+    route is ``view``, the only hooks are ``hooks.py``'s own, and nothing listens to the request's
     signals or tears it down. With tokens the request's identity (its token's name) matters."""
     from flask import request_finished, request_started
-
-    from .routes import jobs
 
     settings = app.extensions["jobqueue"].settings
     if settings.api_token or settings.api_tokens:
         return False
     adapter = app.url_map.bind("localhost")
     try:
-        endpoint, _ = adapter.match(ROUTE, method=METHOD)
+        endpoint, _ = adapter.match(path, method=method)
     except HTTPException:  # no such route (404, 405): Flask answers
         return False
     return (
-        app.view_functions.get(endpoint) is jobs.submit
+        app.view_functions.get(endpoint) is view
         and set(app.before_request_funcs) <= {None}
         and len(app.before_request_funcs.get(None, ())) == 1
         and not app.after_request_funcs.get("jobs")

@@ -45,7 +45,9 @@ def install(app: Flask, allowed_hosts: tuple[str, ...], metrics_port: int, token
         check(req, environ)
         environ.setdefault(started_key, clock())  # a request the fast path hands over: since its body's read
         failed = environ.pop(RAISE, None)
-        if failed is not None:  # the fast path's body read or store failed: answered as the view's failure would be
+        if (
+            failed is not None
+        ):  # the fast path's body read, store or status read failed: answered as the view's would be
             raise failed
         if tokens and protected(req.blueprints):
             check_token()

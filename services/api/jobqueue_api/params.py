@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 
 from flask import request
 
@@ -39,6 +40,10 @@ def number_arg(name: str, default: float, lo: float, hi: float | None = None) ->
     raw = single_arg(name)
     if raw is None:
         return default
+    return _number(name, raw, lo, hi)
+
+
+def _number(name: str, raw: str, lo: float, hi: float | None) -> float:
     try:
         value = float(raw)
     except ValueError:
@@ -64,6 +69,20 @@ def int_arg(name: str, default: int, lo: int, hi: int) -> int:
 def wait_seconds(cap: float) -> float:
     """``?wait=SECONDS`` for long polls: non-negative, silently capped at MAX_WAIT_SECONDS."""
     return number_arg("wait", 0.0, 0.0, cap)
+
+
+# a query string that is one ``wait`` in plain decimal digits and nothing else: ``request.args`` and
+# :func:`wait_seconds` read it as that number whatever the rest of the request (no escapes, no '+')
+_PLAIN_WAIT = re.compile(r"wait=([0-9]{1,9}(?:\.[0-9]{1,9})?)")
+
+
+def plain_wait(query: str, cap: float) -> float | None:
+    """What :func:`wait_seconds` makes of a raw query string that is empty or a plain ``wait=N``;
+    None for any other (the caller leaves that request to Flask's path, which judges it)."""
+    if not query:
+        return 0.0
+    found = _PLAIN_WAIT.fullmatch(query)
+    return None if found is None else _number("wait", found[1], 0.0, cap)
 
 
 DELTA_SECONDS_MAX = 2**31  # RFC 9111 section 1.2.2: what a larger delta-seconds counts as

@@ -27,10 +27,16 @@ def _int(lo: int | None = None, hi: int | None = None) -> Callable[[str, str], i
         except ValueError:
             raise SettingsError(f"{name} must be an integer, got {raw!r}") from None
         if (lo is not None and value < lo) or (hi is not None and value > hi):
-            raise SettingsError(f"{name} must be between {lo} and {hi}, got {value}")
+            raise SettingsError(f"{name} must be {_bounds(lo, hi)}, got {value}")
         return value
 
     return parse
+
+
+def _bounds(lo: float | None, hi: float | None) -> str:
+    if hi is None:
+        return f"at least {lo}"
+    return f"at most {hi}" if lo is None else f"between {lo} and {hi}"
 
 
 def _float(lo: float | None = None, hi: float | None = None) -> Callable[[str, str], float]:
@@ -40,7 +46,7 @@ def _float(lo: float | None = None, hi: float | None = None) -> Callable[[str, s
         except ValueError:
             raise SettingsError(f"{name} must be a number, got {raw!r}") from None
         if value != value or (lo is not None and value < lo) or (hi is not None and value > hi):
-            raise SettingsError(f"{name} must be between {lo} and {hi}, got {raw}")
+            raise SettingsError(f"{name} must be {_bounds(lo, hi)}, got {raw}")
         return value
 
     return parse
@@ -57,6 +63,24 @@ def _bool(name: str, raw: str) -> bool:
 
 def _str(name: str, raw: str) -> str:
     return raw
+
+
+def _named_tokens(name: str, raw: str) -> str:
+    """``name:token,...``: an entry without both halves used to be dropped silently, so a typo locked
+    every user out (tokens required, none valid); one token under two names would make its jobs
+    someone else's. Messages never show a token."""
+    seen: dict[str, str] = {}
+    entries = [e.strip() for e in raw.split(",") if e.strip()]
+    for i, entry in enumerate(entries, 1):
+        who, sep, token = entry.partition(":")
+        if not (sep and who.strip() and token.strip()):
+            raise SettingsError(
+                f"{name} entry {i} of {len(entries)} is not name:token with both parts (the value is a secret: not shown)"
+            )
+        if token.strip() in seen:
+            raise SettingsError(f"{name} gives {seen[token.strip()]!r} and {who.strip()!r} the same token")
+        seen[token.strip()] = who.strip()
+    return raw if entries else ""  # blank or only commas: no named tokens (not tokens required, none valid)
 
 
 def _choice(*allowed: str) -> Callable[[str, str], str]:
@@ -207,7 +231,7 @@ SPEC: dict[str, tuple[str, Callable[[str, str], object], str]] = {
     "API_TOKEN": ("", _str, "if set, job routes require Authorization: Bearer <token>"),
     "API_TOKENS": (
         "",
-        _str,
+        _named_tokens,
         "named tokens 'name:token,...' (from a Secret): each sees and changes only its own jobs; API_TOKEN is then the admin token",
     ),
     "LOG_LEVEL": ("INFO", _choice("DEBUG", "INFO", "WARNING", "ERROR"), "log level; logs are JSON lines on stdout"),
@@ -279,5 +303,8 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
             f"API_METRICS_PORT must differ from PORT ({values['port']}): it is a second listener "
             "(0 serves /metrics on PORT)"
         )
+    admin = values["api_token"].strip()
+    if admin and any(e.partition(":")[2].strip() == admin for e in values["api_tokens"].split(",")):
+        raise SettingsError("API_TOKENS gives a named user the admin API_TOKEN: each needs a token of its own")
     values["worker_metrics_host"] = values["worker_metrics_host"] or values["bind_host"]
     return Settings(**values)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Callable
 from dataclasses import replace
@@ -14,11 +15,11 @@ from jobqueue.lanes import lane_of
 from jobqueue.results import PNG
 
 from .. import ratelimit
-from ..auth import may_see, owner, protect
+from ..auth import owner, protect
 from ..bounds import within
 from ..errors import ApiError
 from ..params import int_arg, job_id_or_400, prefer_wait, single_arg, wait_seconds
-from ..state import current
+from ..state import ApiState, current
 from ..submission import accepted_body, parse_body, read_body, store, validate_submission
 
 log = logging.getLogger("jobqueue.api")
@@ -106,14 +107,14 @@ def _submit_and_wait(wait: float, preferred: bool):
                 log.warning("redis failed reading a submitted job", extra={"job_id": job.id, "error": str(exc)})
             else:
                 if raw is None:
-                    raise _not_found(job.id)  # deleted (or flushed) in the meantime
+                    raise not_found(job.id)  # deleted (or flushed) in the meantime
                 job = Job.from_json(raw)
                 if job.status.is_final:  # it ended just as the wait ran out
                     status = 200
     headers = {"Location": f"{request.script_root}/status/{job.id}"}
     if preferred:
         headers["Preference-Applied"] = f"wait={wait:g}"
-    return jsonify(public(job)), status, headers
+    return Response(status_body(job, request.script_root), mimetype=JSON), status, headers
 
 
 @bp.post("/jobs")
@@ -125,42 +126,65 @@ def create_job():
 
 def load_job(job_id: str, wait: float = 0.0) -> Job:
     """The job, after waiting up to ``wait`` seconds for it to reach a final status; 404 if unknown."""
-    state = current()
     job_id_or_400(job_id)
-    if wait > 0 and owner() is None:
-        job = state.waiter.wait_final(
-            job_id, wait, state.waited_reads.call
-        )  # its reads grouped too, and mark the job waited
-    else:
-        raw = state.reads.call(job_id)  # concurrent reads of this process share one MGET
-        job = None if raw is None else Job.from_json(raw)
-        if wait > 0 and job is not None and may_see(job.owner) and not job.status.is_final:
-            job = state.waiter.wait_final(
-                job_id, wait, state.waited_reads.call
-            )  # a named token waits on its own jobs only
-    if job is not None and not may_see(job.owner):
-        job = None  # another token's job: as if it did not exist
+    me = owner()
+    job = read_job(current(), job_id, wait, me)
     if job is None:
-        raise _not_found(job_id)
+        raise not_found(job_id)
     return job
 
 
-def _not_found(job_id: str) -> ApiError:
+def read_job(state: ApiState, job_id: str, wait: float = 0.0, me: str | None = None) -> Job | None:
+    """The job (None if unknown, or another token's when ``me`` names one) after waiting up to
+    ``wait`` seconds for a final status. Needs no request context: the status read answered below
+    Flask (fastpath.py) calls it too, with ``me`` None (no tokens)."""
+    if wait > 0 and me is None:
+        # its reads grouped too, and the job marked waited
+        job = state.waiter.wait_final(job_id, wait, state.waited_reads.call)
+    else:
+        raw = state.reads.call(job_id)  # concurrent reads of this process share one MGET
+        job = None if raw is None else Job.from_json(raw)
+        if wait > 0 and job is not None and job.owner == me and not job.status.is_final:
+            # a named token waits on its own jobs only
+            job = state.waiter.wait_final(job_id, wait, state.waited_reads.call)
+    if job is not None and me is not None and job.owner != me:
+        job = None  # another token's job: as if it did not exist
+    return job
+
+
+def not_found(job_id: str) -> ApiError:
     return ApiError(404, "job_not_found", f"no job {job_id} (unknown, deleted or expired)", job_id=job_id)
 
 
-def public(job: Job) -> dict:
+JSON = "application/json"
+# url_for("jobs.job_result", job_id=...) of a valid id, after the app's root: built here so that an
+# answer can be written without a request context (tests/api/test_fast_status.py checks it is url_for's)
+RESULT_PATH = "/jobs/{}/result"
+_encode = json.JSONEncoder(separators=(",", ":")).encode  # what jsonify writes outside debug mode
+
+
+def public(job: Job, script_root: str) -> dict:
+    """What GET /status/<id> shows of a job (``script_root``: the app's mount point, SCRIPT_NAME)."""
     doc = job.public()
     if job.status is JobStatus.COMPLETE:
-        doc["result_url"] = url_for("jobs.job_result", job_id=job.id)
+        doc["result_url"] = script_root + RESULT_PATH.format(job.id)
     return doc
+
+
+def status_body(job: Job, script_root: str) -> bytes:
+    """The one rendering of a status answer: ``GET /status/<id>`` on Flask's path and below it
+    (fastpath.py), and a waiting submit's document; jsonify's bytes (compact, ASCII, a newline)."""
+    return (_encode(public(job, script_root)) + "\n").encode()
 
 
 @bp.get("/status/<job_id>")
 @bp.get("/jobs/<job_id>")
 def get_job(job_id: str):
+    # a plain GET /status/<id> (no query but ?wait=N, no tokens) is answered by fastpath.py below
+    # Flask: a request this view treats differently must be left to it there too
+    # (tests/api/test_fast_status.py compares both paths' answers)
     job = load_job(job_id, wait_seconds(current().settings.max_wait_seconds))
-    return jsonify(public(job))
+    return Response(status_body(job, request.script_root), mimetype=JSON)
 
 
 @bp.get("/jobs")
@@ -186,7 +210,7 @@ def list_jobs():
             400, "invalid_cursor", "'cursor' must be the next_cursor of a previous page", param="cursor"
         ) from None
     body = {
-        "jobs": [public(job) for job in page.jobs],
+        "jobs": [public(job, request.script_root) for job in page.jobs],
         "count": len(page.jobs),
         "limit": limit,
         "next_cursor": page.next_cursor,
