@@ -157,3 +157,19 @@ def test_compose_stopping_a_worker_never_cuts_a_job(compose):
     stop = worker["stop_grace_period"]
     assert stop.endswith("s"), stop
     assert int(stop[:-1]) >= settings.shutdown_grace_seconds + 10
+
+
+def test_compose_own_data_file_as_its_comments_say_reaches_the_api_and_the_worker():
+    """The file's own recipe for a data file of your own, followed literally (uncomment DATA_PATH and
+    the `volumes:` lines). It used to be the worker's alone: the API kept the bundled sample, so
+    /data, /analysis and the web page showed the sample and submissions were checked against its
+    date range (daily_counts' default end) while the worker ran on your file."""
+    import yaml
+
+    text = (REPO_ROOT / "docker-compose.yml").read_text()
+    edited = re.sub(r"(?m)^(\s*)# (DATA_PATH: |volumes:|  - \./data:)", r"\1\2", text)
+    assert edited != text
+    services = interpolate(yaml.safe_load(edited))["services"]
+    api, worker = services["api"], services["worker"]
+    assert api["environment"]["DATA_PATH"] == worker["environment"]["DATA_PATH"] == "/data/traffic_incidents.csv"
+    assert api["volumes"] == worker["volumes"] == ["./data:/data:ro"]
