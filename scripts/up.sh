@@ -45,6 +45,10 @@ fi
 
 alive() { [ -f "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }
 
+# `make down` finds what to stop under RUN_DIR, so the hint names one that is not the default
+STOP="make down"
+if [ "$RUN_DIR" != "$ROOT/.run" ]; then STOP="RUN_DIR=$(printf %q "$RUN_DIR") make down"; fi
+
 find_redis_server() {
   command -v redis-server && return
   "$ROOT/.venv/bin/python" - <<'EOF'
@@ -57,7 +61,7 @@ start() {  # name, command...
   local name=$1; shift
   local pidfile=$RUN_DIR/pids/$name.pid
   if alive "$pidfile"; then
-    echo "up: $name already running (pid $(cat "$pidfile"))"
+    echo "up: $name already running (pid $(cat "$pidfile"); with the settings it started with: $STOP first to change them)"
     return
   fi
   nohup "$@" >>"$RUN_DIR/logs/$name.log" 2>&1 &
@@ -115,6 +119,9 @@ until "$ROOT/.venv/bin/python" -c "import urllib.request as u; u.urlopen('$URL/r
   if [ $SECONDS -ge $deadline ] || ! alive "$RUN_DIR/pids/api.pid"; then
     echo; echo "up: the API did not become ready; last lines of its log:" >&2
     tail -n 30 "$RUN_DIR/logs/api.log" >&2 || true
+    # what runs is kept (a slow start may still finish), but a second `make up` with the cause
+    # fixed would keep these processes and their old settings: it said the same again
+    echo "up: what started is still running; stop it with: $STOP (then make up again)" >&2
     exit 1
   fi
   printf '.'; sleep 0.5
@@ -125,9 +132,6 @@ if ! alive "$RUN_DIR/pids/api.pid"; then   # ready, but not ours: ours died afte
   exit 1
 fi
 echo " ready"
-# `make down` finds what to stop under RUN_DIR, so the hint names one that is not the default
-STOP="make down"
-if [ "$RUN_DIR" != "$ROOT/.run" ]; then STOP="RUN_DIR=$(printf %q "$RUN_DIR") make down"; fi
 METRICS_URL=$URL/metrics   # API_METRICS_PORT (the chart's way) moves it to its own listener
 if [ "${API_METRICS_PORT:-0}" != 0 ]; then METRICS_URL=http://127.0.0.1:$API_METRICS_PORT/metrics; fi
 cat <<EOF

@@ -259,3 +259,45 @@ def test_up_refuses_a_number_that_is_not_one(tmp_path, var):
         assert not list((tmp_path / "run" / "pids").glob("*.pid"))
     finally:
         subprocess.run(["bash", "scripts/down.sh"], cwd=REPO_ROOT, env=env, capture_output=True, timeout=120)
+
+
+def test_a_failed_up_says_how_to_start_over_with_other_settings(tmp_path):
+    """`DATA_PATH=<typo> make up` failed (the API never ready) and left its processes running; the
+    `make up` with the path fixed then said "already running" for each, kept the API with the old
+    path and failed the same way, naming the old path, with nothing saying `make down` first."""
+    env = {
+        **os.environ,
+        "RUN_DIR": str(tmp_path / "run"),
+        "PORT": str(free_port()),
+        "REDIS_PORT": str(free_port()),
+        "WORKER_METRICS_BASE": str(free_port()),
+        "WORKERS": "1",
+        "READY_TIMEOUT": "8",
+        "SHUTDOWN_GRACE_SECONDS": "5",
+    }
+    env.pop("REDIS_URL", None)
+    try:
+        bad = subprocess.run(
+            ["bash", "scripts/up.sh"],
+            cwd=REPO_ROOT,
+            env={**env, "DATA_PATH": str(tmp_path / "no-such.csv")},
+            capture_output=True,
+            text=True,
+            timeout=180,
+        )
+        assert bad.returncode != 0, bad.stdout
+        hint = f"stop it with: RUN_DIR={env['RUN_DIR']} make down (then make up again)"
+        assert hint in bad.stderr, bad.stderr
+        again = subprocess.run(
+            ["bash", "scripts/up.sh"], cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=180
+        )
+        assert "up: api already running (pid" in again.stdout, again.stdout
+        assert f"RUN_DIR={env['RUN_DIR']} make down first to change them" in again.stdout, again.stdout
+        # the hint, followed, starts over with the settings given now
+        subprocess.run(["bash", "scripts/down.sh"], cwd=REPO_ROOT, env=env, capture_output=True, timeout=120)
+        fixed = subprocess.run(
+            ["bash", "scripts/up.sh"], cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=180
+        )
+        assert fixed.returncode == 0, fixed.stdout + fixed.stderr
+    finally:
+        subprocess.run(["bash", "scripts/down.sh"], cwd=REPO_ROOT, env=env, capture_output=True, timeout=120)
