@@ -413,6 +413,22 @@ def test_run_and_submit_and_wait_resolve_a_504_themselves_one_job_each(tmp_path)
             unsure_id = err.split("the job ")[1].split()[0]
             (again,) = stored(server.client(), 0.013)
             assert again != unsure_id, err
+
+            # Redis stays hung past the call's timeout: StoredUnknown then, not a minute later (the
+            # checks' 503s are not retried after their Retry-After: before, one check took 42 s)
+            client.unsure.clear()
+            server.proc.send_signal(signal.SIGSTOP)
+            try:
+                started = time.monotonic()
+                with pytest.raises(StoredUnknown) as raised:
+                    client.run("sleep", seconds=0.014, timeout=12)
+                took = time.monotonic() - started
+            finally:
+                server.proc.send_signal(signal.SIGCONT)
+            assert took <= 12 + SLACK, took
+            assert raised.value.job_id == client.unsure[-1]
+            wait_until(lambda: stored(server.client(), 0.014), 10, "its job stored after Redis resumed")
+            assert stored(server.client(), 0.014) == [raised.value.job_id]  # one job, the id it raised
         finally:
             if server.proc is not None:
                 server.proc.send_signal(signal.SIGCONT)

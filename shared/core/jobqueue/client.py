@@ -89,11 +89,15 @@ class Client:
             self.session.auth = BearerToken(token)
 
     # --- plumbing -----------------------------------------------------------------------
-    def _request(self, method: str, path: str, timeout: float | None = None, **kwargs) -> requests.Response:
+    def _request(
+        self, method: str, path: str, timeout: float | None = None, retry: bool = True, **kwargs
+    ) -> requests.Response:
+        """One request; ``retry=False``: a 429/503 is not retried after its Retry-After (only on the
+        client's own transport; a given ``session`` retries as it is set up to)."""
         response = None
         lean = self._lean
         if lean is not None and lean.session is self.session and kwargs.keys() <= {"params", "json"}:
-            response = lean.send(self.url, method, path, timeout or self.timeout, **kwargs)
+            response = lean.send(self.url, method, path, timeout or self.timeout, retry=retry, **kwargs)
         if response is None:
             response = self.session.request(method, self.url + path, timeout=timeout or self.timeout, **kwargs)
         if response.status_code >= 400:
@@ -182,8 +186,10 @@ class Client:
                 raise unsure
             if pacer.pause:
                 time.sleep(min(pacer.pause, left))
-            try:
-                return self.status(unsure.job_id)
+            try:  # not retried by the transport: this loop paces the checks and keeps the deadline
+                return self._request(
+                    "GET", f"/status/{unsure.job_id}", timeout=min(self.timeout, left), retry=False
+                ).json()
             except ApiError as exc:
                 if exc.status == 404:
                     now = time.monotonic()

@@ -235,7 +235,14 @@ class Lean:
 
     # --- sending ----------------------------------------------------------------------------
     def send(
-        self, base: str, method: str, path: str, timeout: float, params: dict | None = None, json: Any = None
+        self,
+        base: str,
+        method: str,
+        path: str,
+        timeout: float,
+        params: dict | None = None,
+        json: Any = None,
+        retry: bool = True,
     ) -> requests.Response | None:
         origin = self.origin(base)
         if origin is None or not PLAIN.match(path) or not isinstance(timeout, (int, float)):
@@ -273,7 +280,7 @@ class Lean:
             if answer is None:
                 return None
             status, headers, content = answer
-            if status >= 400 and retries.is_retry(method, status, bool(headers.get("Retry-After"))):
+            if retry and status >= 400 and retries.is_retry(method, status, bool(headers.get("Retry-After"))):
                 try:
                     retries = retries.increment(method, url, response=_Answered(status, headers))  # type: ignore[arg-type]
                 except MaxRetryError:
