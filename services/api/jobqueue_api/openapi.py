@@ -97,11 +97,19 @@ def _analysis_paths(catalogue: Registry, secured: list, responses: dict[str, Any
     paths = {}
     for op in catalogue:
         params = []
+        example = op.example_submission()["params"]
         for p in op.params:
             schema = {k: v for k, v in p.json_schema().items() if k != "description"}
-            params.append(
-                {"name": p.name, "in": "query", "required": p.required, "schema": schema, "description": p.description}
-            )
+            param = {
+                "name": p.name,
+                "in": "query",
+                "required": p.required,
+                "schema": schema,
+                "description": p.description,
+            }
+            if p.name in example:  # "Try it out" starts from it (without, a required date starts empty)
+                param["example"] = example[p.name]
+            params.append(param)
         paths[f"/analysis/{op.name}"] = {
             "get": {
                 "operationId": f"analysis_{op.name}",
@@ -113,6 +121,14 @@ def _analysis_paths(catalogue: Registry, secured: list, responses: dict[str, Any
             }
         }
     return paths
+
+
+def _submission_examples(catalogue: Registry) -> dict[str, Any]:
+    """Each operation's example submission, the tutorial's date count first: Swagger UI's "Try it
+    out" starts from the first example, and without any it made a body up from the schema (a date
+    like "1764-") that the API refused."""
+    ops = sorted(catalogue, key=lambda op: op.name != "incident_count_by_date")
+    return {op.name: {"summary": op.description.split(". ")[0][:120], "value": op.example_submission()} for op in ops}
 
 
 def _components(catalogue: Registry) -> dict[str, Any]:
@@ -258,7 +274,10 @@ def build_spec(catalogue: Registry, settings: Settings, version: str) -> dict[st
     }
     submit_op: dict[str, Any] = {
         "security": secured,
-        "requestBody": {"required": True, "content": {JSON: {"schema": _ref("Submission")}}},
+        "requestBody": {
+            "required": True,
+            "content": {JSON: {"schema": _ref("Submission"), "examples": _submission_examples(catalogue)}},
+        },
         "responses": {
             "202": _json(_ref("Accepted"), "accepted and queued"),
             "400": _error("malformed JSON, not an object, missing/unknown operation or bad parameter"),
