@@ -7,6 +7,7 @@ from __future__ import annotations
 import http.client
 import json
 import re
+import signal
 import socket
 import time
 
@@ -17,7 +18,7 @@ from werkzeug.test import EnvironBuilder
 
 from jobqueue.jobs import JobStore
 
-from .support import make_settings, metric_value, redis_and_api
+from .support import make_settings, metric_value, redis_and_api, run_jobs_in_thread, spawn
 
 BODY = json.dumps({"operation": "sleep", "params": {"seconds": 0}}).encode()
 
@@ -92,7 +93,9 @@ def test_a_plain_valid_submit_skips_flasks_request_handling_and_is_stored_and_co
 @pytest.mark.parametrize(
     "path, body, headers",
     [
-        ("/submit?wait=1", BODY, None),
+        ("/submit?wait=1&x=1", BODY, None),
+        ("/submit?wait=", BODY, None),
+        ("/submit?wait=1e1", BODY, None),
         ("/submit?x=1", BODY, None),
         ("/submit", BODY, {"Prefer": "wait=1"}),
         ("/submit", b'{"operation": "nope"}', None),
@@ -259,3 +262,93 @@ def test_through_gunicorn_a_late_body_is_answered_alike_on_both_paths(tmp_path):
         flask = _exchange_in_two_writes(api.port, "/submit?x=1", BODY, sent=10)
         assert fast[0] == 408 and fast == flask
         assert json.loads(fast[2])["error"] == "request_timeout"
+
+
+def test_a_plain_waiting_submit_skips_flasks_request_handling_too(redis_url, jobs, queue):
+    """``POST /submit?wait=N``: stored marked waited, woken by the done message, answered 200 with
+    the final document and ``Location`` (``jobs.waited_submit``, the view's own), and counted."""
+    app, calls = _app(redis_url)
+    _call(app)
+    before = app.test_client().get("/metrics").get_data(as_text=True)
+    del calls[:]
+    worker = run_jobs_in_thread(jobs, queue, count=2)  # the first submit's job, then this one
+    answer = _call(app, "/submit?wait=10")
+    worker.join(10)
+    assert calls == [], "a plain waiting submit went through Flask's request handling"
+    assert answer["status"] == "200 OK"
+    doc = json.loads(answer["body"])
+    assert doc["status"] == "complete" and doc["result"] == {"slept": 0}
+    assert answer["headers"] == [
+        ("Content-Type", "application/json"),
+        ("Content-Length", str(len(answer["body"]))),
+        ("Location", f"/status/{doc['job_id']}"),
+        ("X-Content-Type-Options", "nosniff"),
+        ("Cache-Control", "no-store"),
+    ]
+    after = app.test_client().get("/metrics").get_data(as_text=True)
+    labels = {"route": "/submit", "method": "POST", "status": "200"}
+    total = "jobqueue_http_requests_total"
+    assert metric_value(after, total, labels) == (metric_value(before, total, labels) or 0) + 1
+
+
+def test_through_gunicorn_a_waiting_submit_is_answered_alike_on_both_paths(tmp_path):
+    """``?wait=N`` as sent (the fast path) and with ``x=1`` added (Flask's): the same status, headers
+    and body, ids and times aside, for a job that finishes in the wait, one that does not, ``wait=0``,
+    a wait past MAX_WAIT_SECONDS (capped), refused bodies, and with Redis stopped."""
+    with redis_and_api(tmp_path, processes=1, MAX_WAIT_SECONDS="2") as (redis_server, api):
+        jobs, queue = redis_server.client(), redis_server.client(db=1)
+        _exchange(api.port, "/submit", BODY, {})
+        worker = run_jobs_in_thread(jobs, queue, count=3, timeout=60)  # the first submit's job, then these
+        answers = [_exchange(api.port, path, BODY, {}) for path in ("/submit?wait=10", "/submit?wait=10&x=1")]
+        worker.join(60)
+        assert answers[0][0] == 200 and json.loads(answers[0][2])["status"] == "complete"
+        assert _same_job(answers[0]) == _same_job(answers[1])
+        for query in ("wait=0", "wait=0.3", "wait=99999999"):
+            for body, headers in CASES[2:]:
+                fast = _exchange(api.port, f"/submit?{query}", body, headers)
+                flask = _exchange(api.port, f"/submit?{query}&x=1", body, headers)
+                assert _same_job(fast) == _same_job(flask), (query, body[:40], headers)
+            fast = _exchange(api.port, f"/submit?{query}", BODY, {})
+            flask = _exchange(api.port, f"/submit?{query}&x=1", BODY, {})
+            assert fast[0] == 202 and _same_job(fast) == _same_job(flask), query
+        redis_server.stop()
+        fast = _exchange(api.port, "/submit?wait=1", BODY, {})
+        flask = _exchange(api.port, "/submit?wait=1&x=1", BODY, {})
+        assert fast[0] == 503 and _same(fast) == _same(flask)
+
+
+def _same_job(answer):
+    """An answer with the job's id and times masked (two jobs, one each path), so its length too."""
+    status, headers, body = _same(answer)
+    body = re.sub(rb'"(submitted_at|started_at|finished_at)":[0-9.e+-]+', b'"T":0', body)
+    masked = [(k, "N" if k == "Content-Length" else re.sub(r"/status/.*", "/status/ID", v)) for k, v in headers]
+    return status, masked, body
+
+
+def test_through_gunicorn_a_stopping_process_answers_both_paths_waiting_submits_alike(tmp_path):
+    """SIGTERM (shutdown.py): a waiting submit parked on either path answers at once 202 with its
+    job's id, ``Location`` and ``Connection: close``; the job stays queued."""
+    with redis_and_api(tmp_path, processes=1) as (redis_server, api):
+        _exchange(api.port, "/submit", BODY, {})
+        parked = [spawn(_exchange, api.port, path, BODY, {}) for path in ("/submit?wait=60", "/submit?wait=60&x=1")]
+
+        def waiting() -> float:
+            conn = http.client.HTTPConnection("127.0.0.1", api.port, timeout=30)
+            conn.request("GET", "/metrics")
+            return metric_value(conn.getresponse().read().decode(), "jobqueue_api_long_polls") or 0.0
+
+        deadline = time.monotonic() + 30
+        while waiting() != 2:
+            assert time.monotonic() < deadline, "two parked submits"
+            time.sleep(0.1)
+        signalled = time.monotonic()
+        api.proc.signal(signal.SIGTERM)
+        answers = [future.result(timeout=30) for future in parked]
+        assert time.monotonic() - signalled < 20
+        queued = redis_server.client(db=1).lrange("jobs", 0, -1) or redis_server.client(db=1).keys("*")
+    assert _same_job(answers[0]) == _same_job(answers[1])
+    status, headers, body = answers[0]
+    doc = json.loads(body)
+    assert status == 202 and doc["status"] == "submitted"
+    assert dict(headers)["Connection"] == "close" and dict(headers)["Location"] == f"/status/{doc['job_id']}"
+    assert queued

@@ -4,7 +4,7 @@ Flask's per-request machinery (the request object, URL adapter and routing, cont
 the hooks, the response object) cost a served ``POST /submit`` about 90 Âµs of CPU, more than the
 submit's own work (body, validation, the group commit, the metrics), which is all this path runs.
 It answers only a request the app would answer 202 with nothing else to do: ``POST /submit``, no
-query string, no ``Prefer`` header, a Content-Length body, a Host and a Content-Type the guards have
+query string (but see ``?wait=`` below), no ``Prefer`` header, a Content-Length body, a Host and a Content-Type the guards have
 already judged allowed (their remembered verdicts), and a valid job;
 and only in an app without tokens whose only request hooks are ``hooks.py``'s (:func:`_eligible`,
 decided at the first request). With the rate limit on, the submit is counted against its address
@@ -32,6 +32,11 @@ of the view (``jsonify``, ``url_for``, ``request.args``) were ~110 of the ~440 Â
 read cost the API. An unknown job (404) and a failed read (Redis down or hung: 503) are raised again
 inside Flask's request handling, as for the submit; HEAD, other queries, ``/jobs/<id>``, a bad id and every
 other request go through Flask. tests/api/test_fast_status.py compares both paths' answers.
+
+``POST /submit?wait=N`` (one exchange: submit and wait for the result) is taken on the submit's
+terms when its query is one plain ``wait=N`` (no ``Prefer``): the job is validated as above, then
+stored and waited for by the view's own ``jobs.waited_submit``, which registers the wait before the
+store and writes the 200 or 202 with ``Location``; every failure is Flask's to answer, as above.
 """
 
 from __future__ import annotations
@@ -79,10 +84,12 @@ def wrap(app: Flask, wsgi_app: Callable, guard: Guard, metrics_port: int) -> Cal
 
 
 def _submit(app: Flask, wsgi_app: Callable, guard: Guard, metrics_port: int) -> Callable:
-    """The submit part of :func:`wrap`: a plain valid ``POST /submit``."""
+    """The submit part of :func:`wrap`: a plain valid ``POST /submit``, or one with a plain
+    ``?wait=N`` (answered by the submit view's own ``jobs.waited_submit``)."""
     from .routes import jobs
 
     answered = metrics.child_of_requests(ROUTE, METHOD, "202")
+    waited = {200: (metrics.child_of_requests(ROUTE, METHOD, "200"), "200 OK"), 202: (answered, STATUS)}
     latency = metrics.child_of_latency(ROUTE, METHOD)
     known_host, known_type = guard.known_host, guard.known_type
     clock = time.perf_counter
@@ -95,7 +102,6 @@ def _submit(app: Flask, wsgi_app: Callable, guard: Guard, metrics_port: int) -> 
         if (
             not ok
             or environ.get("PATH_INFO") != ROUTE
-            or environ.get("QUERY_STRING")
             or "HTTP_PREFER" in environ
             or "HTTP_TRANSFER_ENCODING" in environ
             or known_host(environ) is not True
@@ -104,6 +110,12 @@ def _submit(app: Flask, wsgi_app: Callable, guard: Guard, metrics_port: int) -> 
         ):
             return wsgi_app(environ, start_response)
         state = app.extensions["jobqueue"]
+        query, root = environ.get("QUERY_STRING"), environ.get("SCRIPT_NAME", "")
+        wait = None
+        if query:  # only a plain ?wait=N (as the view reads it), under a script root written as is
+            wait = plain_wait(query, state.settings.max_wait_seconds)
+            if wait is None or not root.isascii():
+                return wsgi_app(environ, start_response)
         try:
             length = int(environ.get("CONTENT_LENGTH") or "")
         except ValueError:
@@ -124,9 +136,29 @@ def _submit(app: Flask, wsgi_app: Callable, guard: Guard, metrics_port: int) -> 
             client = client_of(None, environ.get("REMOTE_ADDR")) if state.settings.submit_rate_limit > 0 else None
         except Exception:  # a refusal (or a bug): Flask's path judges the same body and answers
             return _to_flask(wsgi_app, environ, start_response, raw, started)
+        if wait is not None:
+
+            def accept(register: Callable) -> Any:
+                register(job)  # for its done message, before it can finish (as the view's _accept)
+                store(state.submits, (job, client, True), root)  # stored marked waited
+                return job
+
+            try:
+                code, body, location = jobs.waited_submit(state, accept, wait, root.rstrip("/"))
+            except Exception as exc:  # a 429, 503, 504 or 404: Flask's error handlers answer it
+                environ[RAISE] = exc
+                return _to_flask(wsgi_app, environ, start_response, raw, started)
+            counter, status_line = waited[code]
+            counter.inc()
+            latency.observe(clock() - started)
+            start_response(
+                status_line,
+                [("Content-Type", "application/json"), ("Content-Length", str(len(body))), ("Location", location)],
+            )
+            return [body]
         try:
             # returns once the job is stored, queued and counted; may raise the 504 (submission.store)
-            store(state.submits, (job, client), environ.get("SCRIPT_NAME", ""))
+            store(state.submits, (job, client), root)
         except Exception as exc:  # a 429, 503 or 504: Flask's error handlers answer it (hooks.py raises it)
             environ[RAISE] = exc
             return _to_flask(wsgi_app, environ, start_response, raw, started)

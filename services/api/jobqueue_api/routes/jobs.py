@@ -53,7 +53,7 @@ def _accept(before_store: Callable[[Job], None] | None = None) -> tuple[Job, str
 
 @bp.post("/submit")
 def submit():
-    # a plain submit (no query, no Prefer, no tokens or rate limit) is answered by fastpath.py below
+    # a plain submit (no query but ?wait=N, no Prefer, no tokens) is answered by fastpath.py below
     # Flask: a request this view treats differently must be left to it there too
     # (tests/api/test_fast_submit.py compares both paths' answers)
     environ = request.environ
@@ -77,15 +77,29 @@ def _submit_wait() -> tuple[float, bool] | None:
 
 
 def _submit_and_wait(wait: float, preferred: bool):
-    """Submit, and answer with the job once final (200, the document ``GET /status/<id>`` shows) if
-    that happens within ``wait`` seconds, else with its current document (202); both with
-    ``Location: /status/<id>``. Once the job is stored the answer always carries its id: a Redis
-    failure after the store answers the 202 with the document as stored (the job is queued; the
-    client polls ``Location``), never a 503 that a client would take for "submit again"."""
-    state = current()
+    """Submit, and answer as :func:`waited_submit` says (a 200 or 202 with ``Location``)."""
+    status, body, location = waited_submit(
+        current(), lambda register: _accept(before_store=register)[0], wait, request.script_root
+    )
+    headers = {"Location": location}
+    if preferred:
+        headers["Preference-Applied"] = f"wait={wait:g}"
+    return Response(body, mimetype=JSON), status, headers
+
+
+def waited_submit(
+    state: ApiState, accept: Callable[[Callable[[Job], None]], Job], wait: float, script_root: str
+) -> tuple[int, bytes, str]:
+    """A waiting submit's answer: (status, body, Location). ``accept(register)`` validates and
+    stores the job, calling ``register(job)`` before its store; the answer is the job once final
+    (200, the document ``GET /status/<id>`` shows) if that happens within ``wait`` seconds, else its
+    current document (202); both with ``Location: /status/<id>``. Once the job is stored the answer
+    always carries its id: a Redis failure after the store answers the 202 with the document as
+    stored (the job is queued; the client polls ``Location``), never a 503 that a client would take
+    for "submit again". The submit view and the one below Flask (fastpath.py) both answer with it."""
     failed = False
     with state.waiter.expect() as expected:
-        job, _ = _accept(before_store=expected.register)
+        job = accept(expected.register)
         try:
             # the answer is due at the wait's end whatever Redis does (bounds.py): a read the wait
             # makes gets what is left of it, and a second at most
@@ -111,10 +125,7 @@ def _submit_and_wait(wait: float, preferred: bool):
                 job = Job.from_json(raw)
                 if job.status.is_final:  # it ended just as the wait ran out
                     status = 200
-    headers = {"Location": f"{request.script_root}/status/{job.id}"}
-    if preferred:
-        headers["Preference-Applied"] = f"wait={wait:g}"
-    return Response(status_body(job, request.script_root), mimetype=JSON), status, headers
+    return status, status_body(job, script_root), f"{script_root}/status/{job.id}"
 
 
 @bp.post("/jobs")
