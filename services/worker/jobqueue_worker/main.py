@@ -39,10 +39,30 @@ def _stop_during_startup(signum, frame):
     raise SystemExit(0)
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="jobqueue-worker", description="run atx-jobqueue jobs from Redis")
+def _parse_args(argv: list[str] | None) -> argparse.Namespace:
+    """As ``jobqueue-api``'s: --help names the variables, --version answers; neither loads anything."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    from jobqueue.settings import SPEC
+
+    try:
+        own_version = version("atx-jobqueue-worker")
+    except PackageNotFoundError:  # pragma: no cover - a bare checkout
+        own_version = "0.0.0"
+    parser = argparse.ArgumentParser(
+        prog="jobqueue-worker",
+        description="Run atx-jobqueue jobs from Redis. Configured by environment variables only (the README's "
+        "Configuration table), e.g. REDIS_URL=redis://127.0.0.1:6379 WORKER_METRICS_PORT=9100 jobqueue-worker",
+        epilog="variables: " + ", ".join(SPEC) + ". Exit status 2: a malformed variable (the message names it); "
+        "3: the dataset is in no form it reads (a missing file is waited for).",
+    )
     parser.add_argument("--burst", action="store_true", help="drain the queue, then exit (tests, batch runs)")
-    args = parser.parse_args(argv)
+    parser.add_argument("--version", action="version", version=f"%(prog)s {own_version}")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parse_args(argv)
     try:
         settings = load_settings()
     except SettingsError as exc:
