@@ -341,3 +341,14 @@ def test_a_redis_url_in_the_environment_is_the_redis_used_and_named(tmp_path):
     finally:
         subprocess.run(["bash", "scripts/down.sh"], cwd=REPO_ROOT, env=env, capture_output=True, timeout=120)
         other.stop()
+
+
+def test_down_with_nothing_under_its_run_dir_says_so(tmp_path):
+    """A bare `make down` for a stack started with RUN_DIR=... printed nothing and exited 0, as if it
+    had stopped it."""
+    env = {**os.environ, "RUN_DIR": str(tmp_path / "empty")}
+    down = subprocess.run(
+        ["bash", "scripts/down.sh"], cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=60
+    )
+    assert down.returncode == 0
+    assert f"down: nothing to stop under {tmp_path / 'empty'}" in down.stdout, down.stdout
