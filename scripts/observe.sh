@@ -6,6 +6,11 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
 RUN_DIR=${RUN_DIR:-$ROOT/.run}
+# absolute: Prometheus resolves the file_sd paths in its config against the config file's own
+# folder, so a relative RUN_DIR (RUN_DIR=myrun) had it scrape nothing but itself
+mkdir -p "$RUN_DIR"
+RUN_DIR=$(cd "$RUN_DIR" && pwd)
+export RUN_DIR
 PROM_PORT=${PROMETHEUS_PORT:-9090}
 PORT=${PORT:-5000}
 WORKERS=${WORKERS:-2}

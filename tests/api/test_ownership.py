@@ -73,3 +73,14 @@ def test_without_tokens_everyone_sees_everything(client):
     job_id = client.post("/submit", json={"operation": "sleep"}).get_json()["job_id"]
     assert client.get(f"/status/{job_id}").status_code == 200
     assert [j["job_id"] for j in client.get("/jobs").get_json()["jobs"]] == [job_id]
+
+
+def test_an_admin_token_read_from_a_file_with_its_newline_still_matches(redis_url):
+    """API_TOKEN from `kubectl create secret generic ... --from-file=api-token=token.txt` ends in the
+    file's newline; clients send the token without it (a header cannot carry one, and
+    `export API_TOKEN=$(... | base64 -d)` drops it), so every request was 401."""
+    from jobqueue_api import create_app
+
+    client = create_app(make_settings(redis_url, API_TOKEN="s3cret\n"), load_data=False).test_client()
+    assert client.get("/jobs", headers={"Authorization": "Bearer s3cret"}).status_code == 200
+    assert client.get("/jobs").status_code == 401

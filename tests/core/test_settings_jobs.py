@@ -104,3 +104,25 @@ def test_the_api_stops_at_start_on_malformed_named_tokens(tmp_path):
     run = subprocess.run([str(BIN / "jobqueue-api")], env=env, capture_output=True, text=True, timeout=30)
     assert run.returncode == 2, run.stdout + run.stderr
     assert "API_TOKENS entry 1 of 1 is not name:token" in run.stderr, run.stderr
+
+
+def test_an_admin_token_read_from_a_file_loses_its_newline():
+    """`kubectl create secret generic ... --from-file=api-token=token.txt` keeps the file's newline
+    (the API side: tests/api/test_ownership.py)."""
+    assert load_settings({"API_TOKEN": "s3cret\n"}).api_token == "s3cret"
+
+
+def test_a_redis_password_from_a_secret_file_with_its_newline_still_logs_in(tmp_path):
+    """`redis.auth.existingSecret` made with `--from-file`: the chart's Redis reads the file through
+    `$(sed ...)`, which drops the last newline, while REDIS_PASSWORD kept it: WRONGPASS, never ready."""
+    from devstack.redis_server import RedisServer, find_redis_server
+
+    if find_redis_server() is None:
+        pytest.skip("needs redis-server (make setup)")
+    server = RedisServer(tmp_path / "redis", password="pw with spaces").start()
+    try:
+        settings = load_settings({"REDIS_URL": server.url, "REDIS_PASSWORD": "pw with spaces\n"})
+        assert settings.redis_password == "pw with spaces"
+        assert jobs_redis(settings).ping() and queue_redis(settings).ping()
+    finally:
+        server.stop()

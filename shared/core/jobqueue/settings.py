@@ -65,6 +65,20 @@ def _str(name: str, raw: str) -> str:
     return raw
 
 
+def _token(name: str, raw: str) -> str:
+    """A secret as a Secret file holds it: `kubectl create secret --from-file` keeps the file's last
+    newline, which no client can send in a header (the API strips what it is sent), so the token is
+    kept without surrounding whitespace; it used to lock everyone out with 401."""
+    return raw.strip()
+
+
+def _secret_file_value(name: str, raw: str) -> str:
+    """A password from a Secret, without the file's last newlines (`--from-file`), as the chart's
+    Redis reads the same Secret (`$(sed ... password)` in a shell drops them): with them, AUTH
+    failed and the API never became ready."""
+    return raw.rstrip("\n")
+
+
 def _named_tokens(name: str, raw: str) -> str:
     """``name:token,...``: an entry without both halves used to be dropped silently, so a typo locked
     every user out (tokens required, none valid); one token under two names would make its jobs
@@ -153,7 +167,11 @@ SPEC: dict[str, tuple[str, Callable[[str, str], object], str]] = {
         _redis_url,
         "Redis server (redis://, rediss://, unix://); a db in it must equal REDIS_JOBS_DB",
     ),
-    "REDIS_PASSWORD": ("", _str, "Redis password (overrides one in REDIS_URL); set from a Secret in deployments"),
+    "REDIS_PASSWORD": (
+        "",
+        _secret_file_value,
+        "Redis password (overrides one in REDIS_URL); set from a Secret in deployments",
+    ),
     "REDIS_JOBS_DB": ("0", _int(0, 15), "Redis db holding job documents and results"),
     "REDIS_QUEUE_DB": ("1", _int(0, 15), "Redis db holding the queue, processing lists and worker heartbeats"),
     "REDIS_TIMEOUT_SECONDS": (
@@ -228,7 +246,7 @@ SPEC: dict[str, tuple[str, Callable[[str, str], object], str]] = {
         _int(1, 300),
         "API: a client must send its request headers, and its body, within this; idle keep-alive connections close after it",
     ),
-    "API_TOKEN": ("", _str, "if set, job routes require Authorization: Bearer <token>"),
+    "API_TOKEN": ("", _token, "if set, job routes require Authorization: Bearer <token>"),
     "API_TOKENS": (
         "",
         _named_tokens,
