@@ -90,7 +90,7 @@ class Dataset:
     def require(self, column: str, operation: str | None = None) -> None:
         """Raise MissingColumnError if the source had no such column (e.g. a SODA $select subset)."""
         if column not in self.available:
-            raise MissingColumnError(column, operation)
+            raise MissingColumnError(column, operation, self.format)
 
     def warm(self) -> Dataset:
         """Build the lazy indexes now (road search, top roads, radius) so no query pays for them."""
@@ -216,7 +216,9 @@ def load_dataset(
     """
     path = Path(path)
     if not path.is_file():
-        raise DataFormatError(f"{path}: no such file")
+        from .readers import not_a_file
+
+        raise not_a_file(path)
     store = DataCache.of(path, cache_dir, cache_mode if cache else "off")
     name = name or path.name
     identity = store.identity(path, remember=name == path.name)
