@@ -22,6 +22,11 @@ stop() {  # pidfile, seconds to wait before SIGKILL
 }
 
 shopt -s nullglob
+pidfiles=("$RUN_DIR"/pids/*.pid)
+if [ ${#pidfiles[@]} = 0 ]; then  # a bare `make down` for a stack started with RUN_DIR=... said nothing
+  echo "down: nothing to stop under $RUN_DIR (a stack started with RUN_DIR=<dir> stops with RUN_DIR=<dir> make down)"
+  exit 0
+fi
 for f in "$RUN_DIR"/pids/worker-*.pid; do stop "$f" "$((${GRACE%.*} + 5))" & done
 [ -f "$RUN_DIR/pids/api.pid" ] && stop "$RUN_DIR/pids/api.pid" 30 &
 [ -f "$RUN_DIR/pids/prometheus.pid" ] && stop "$RUN_DIR/pids/prometheus.pid" 30 &  # make observe

@@ -6,7 +6,16 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
 RUN_DIR=${RUN_DIR:-$ROOT/.run}
+# absolute: Prometheus resolves the file_sd paths in its config against the config file's own
+# folder, so a relative RUN_DIR (RUN_DIR=myrun) had it scrape nothing but itself
+mkdir -p "$RUN_DIR"
+RUN_DIR=$(cd "$RUN_DIR" && pwd)
+export RUN_DIR
 PROM_PORT=${PROMETHEUS_PORT:-9090}
+if ! [[ $PROM_PORT =~ ^[0-9]+$ ]]; then
+  echo "observe: PROMETHEUS_PORT must be a whole number, got '$PROM_PORT'" >&2
+  exit 2
+fi
 PORT=${PORT:-5000}
 WORKERS=${WORKERS:-2}
 WORKER_METRICS_BASE=${WORKER_METRICS_BASE:-9101}
@@ -57,14 +66,22 @@ else
   echo "observe: started prometheus (pid $!, log $RUN_DIR/logs/prometheus.log)"
 fi
 
-for _ in $(seq 100); do
-  "$ROOT/.venv/bin/python" -c "import urllib.request as u; u.urlopen('http://127.0.0.1:$PROM_PORT/-/ready', timeout=1)" \
-    2>/dev/null && break
-  sleep 0.2
-done
 # as make up's hint: a bare `make down` looks in the default RUN_DIR and would leave all this running
 STOP="make down"
 if [ "$RUN_DIR" != "$ROOT/.run" ]; then STOP="RUN_DIR=$(printf %q "$RUN_DIR") make down"; fi
+ready=0
+for _ in $(seq 100); do
+  if "$ROOT/.venv/bin/python" -c "import urllib.request as u; u.urlopen('http://127.0.0.1:$PROM_PORT/-/ready', timeout=1)" \
+    2>/dev/null; then ready=1; break; fi
+  kill -0 "$(cat "$pidfile")" 2>/dev/null || break  # it exited: no use waiting
+  sleep 0.2
+done
+if [ "$ready" = 0 ]; then  # the banner below used to be printed all the same
+  echo "observe: prometheus did not become ready; last lines of its log:" >&2
+  tail -n 15 "$RUN_DIR/logs/prometheus.log" >&2 || true
+  echo "observe: the rest of the stack is still running; stop it with: $STOP" >&2
+  exit 1
+fi
 cat <<MSG
 
 Prometheus: http://127.0.0.1:$PROM_PORT  (scraping the API on :$API_SCRAPE_PORT and $WORKERS workers every 5 s, rules loaded)

@@ -12,7 +12,17 @@ RUN_DIR=${RUN_DIR:-$ROOT/.run}
 REDIS_PORT=${REDIS_PORT:-6379}
 export PORT=${PORT:-5000}
 export DATA_PATH=${DATA_PATH:-$ROOT/data/traffic_incidents_sample.csv}
+# A REDIS_URL already in the environment (a tutorial's export, a shared Redis) is what the API and
+# the workers use, so make up starts no redis-server of its own then. It used to start one nobody
+# used and name it in the banner while the stack joined the other Redis: on a shared VM, a
+# classmate's, whose workers then ran our jobs.
+OWN_REDIS=1
+if [ -n "${REDIS_URL:-}" ]; then OWN_REDIS=0; fi
 export REDIS_URL=${REDIS_URL:-redis://127.0.0.1:$REDIS_PORT}
+REDIS_SHOWN="127.0.0.1:$REDIS_PORT"
+if [ "$OWN_REDIS" = 0 ]; then
+  REDIS_SHOWN="$(printf %s "$REDIS_URL" | sed -E 's#//[^@/]*@#//***@#') (from REDIS_URL; unset it for make up's own)"
+fi
 export BIND_HOST=${BIND_HOST:-127.0.0.1}
 # The API's multiprocess metrics dir, given to the API only: a worker inheriting it would export
 # the API's and the other workers' metrics as its own (and count as extra worker replicas).
@@ -81,16 +91,21 @@ for i in $(seq "$WORKERS"); do
 done
 
 # Redis first, and wait for it: the API and workers would otherwise log reconnect attempts.
-REDIS_BIN=$(find_redis_server)
-if ! alive "$RUN_DIR/pids/redis.pid" && (exec 3<>"/dev/tcp/127.0.0.1/$REDIS_PORT") 2>/dev/null; then
-  echo "up: port $REDIS_PORT is taken by another program; set REDIS_PORT=... to use another" >&2
-  exit 1
+if [ "$OWN_REDIS" = 1 ]; then
+  REDIS_BIN=$(find_redis_server)
+  if ! alive "$RUN_DIR/pids/redis.pid" && (exec 3<>"/dev/tcp/127.0.0.1/$REDIS_PORT") 2>/dev/null; then
+    echo "up: port $REDIS_PORT is taken by another program; set REDIS_PORT=... to use another" >&2
+    exit 1
+  fi
+  start redis "$REDIS_BIN" --port "$REDIS_PORT" --bind 127.0.0.1 --dir "$RUN_DIR/redis" \
+    --appendonly yes --appendfsync everysec --save "" --daemonize no
+else
+  echo "up: REDIS_URL is set: the API and workers use that Redis, $REDIS_SHOWN"
 fi
-start redis "$REDIS_BIN" --port "$REDIS_PORT" --bind 127.0.0.1 --dir "$RUN_DIR/redis" \
-  --appendonly yes --appendfsync everysec --save "" --daemonize no
 for _ in $(seq 100); do
-  "$ROOT/.venv/bin/python" -c "import redis,sys; redis.Redis.from_url('$REDIS_URL', socket_connect_timeout=0.2).ping()" \
-    2>/dev/null && break
+  "$ROOT/.venv/bin/python" -c "import os, redis
+redis.Redis.from_url(os.environ['REDIS_URL'], password=os.environ.get('REDIS_PASSWORD') or None,
+                     socket_connect_timeout=0.2).ping()" 2>/dev/null && break
   sleep 0.1
 done
 
@@ -136,7 +151,7 @@ METRICS_URL=$URL/metrics   # API_METRICS_PORT (the chart's way) moves it to its 
 if [ "${API_METRICS_PORT:-0}" != 0 ]; then METRICS_URL=http://127.0.0.1:$API_METRICS_PORT/metrics; fi
 cat <<EOF
 
-atx-jobqueue is running: API $URL, Redis 127.0.0.1:$REDIS_PORT, $WORKERS workers (logs in $RUN_DIR/logs).
+atx-jobqueue is running: API $URL, Redis $REDIS_SHOWN, $WORKERS workers (logs in $RUN_DIR/logs).
 Try:
   curl $URL/help
   curl -X POST $URL/submit -H 'Content-Type: application/json' \\

@@ -115,6 +115,20 @@ def test_missing_file(tmp_path, load):
         load(tmp_path / "nope.csv")
 
 
+def test_a_folder_is_named_as_a_folder_with_the_files_in_it(tmp_path, load):
+    """DATA_PATH=/srv/data (the volume's mount point, not the file in it) said "no such file" for a
+    folder that is there; the API's /readyz log and the worker (exit 3) said the same."""
+    folder = tmp_path / "data"
+    folder.mkdir()
+    (folder / "traffic_incidents.csv").write_text("x\n")
+    with pytest.raises(DataFormatError, match=r"is a folder, not a file.*traffic_incidents\.csv"):
+        load(folder)
+    from atx_analysis.readers import read_raw
+
+    with pytest.raises(DataFormatError, match="is a folder, not a file"):
+        read_raw(folder)
+
+
 def test_malformed_lines_are_skipped_and_counted(load):
     ds = load(FIXTURES / "ragged.csv")
     assert ds.rows == 2

@@ -128,3 +128,63 @@ def test_the_stop_hint_stops_everything_observe_started(tmp_path):
         assert not any(os.path.exists(f"/proc/{pid}") for pid in pids), hint
     finally:
         subprocess.run([str(REPO_ROOT / "scripts" / "down.sh")], env=env, capture_output=True, timeout=120)
+
+
+def test_a_relative_run_dir_is_scraped_too(tmp_path):
+    """`RUN_DIR=myrun make observe`: Prometheus resolves file_sd paths against its config file's
+    folder, so the relative target paths observe.sh wrote pointed nowhere and it scraped only itself."""
+    if find_prometheus() is None or find_redis_server() is None:
+        pytest.skip("needs prometheus and redis-server (make setup)")
+    env = {
+        **os.environ,
+        "RUN_DIR": os.path.relpath(tmp_path / "run", REPO_ROOT),  # the scripts run from the checkout
+        "PORT": str(free_port()),
+        "REDIS_PORT": str(free_port()),
+        "WORKER_METRICS_BASE": str(free_port()),
+        "PROMETHEUS_PORT": str(free_port()),
+        "WORKERS": "1",
+        "SHUTDOWN_GRACE_SECONDS": "5",
+    }
+    for name in ("API_METRICS_PORT", "PROMETHEUS_MULTIPROC_DIR", "REDIS_URL"):
+        env.pop(name, None)
+    try:
+        proc = subprocess.run(
+            [str(REPO_ROOT / "scripts" / "observe.sh")], env=env, capture_output=True, text=True, timeout=180
+        )
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        prom = PrometheusServer(tmp_path / "unused", port=int(env["PROMETHEUS_PORT"]))
+        prom.wait_for_targets_up(3, timeout=30)  # api, worker, itself
+    finally:
+        subprocess.run([str(REPO_ROOT / "scripts" / "down.sh")], env=env, capture_output=True, timeout=120)
+
+
+@pytest.mark.parametrize(
+    "prom_port,status,words",
+    [("70000", 1, "prometheus did not become ready"), ("abc", 2, "PROMETHEUS_PORT must be a whole number")],
+)
+def test_a_prometheus_that_cannot_start_is_an_error_not_a_banner(tmp_path, prom_port, status, words):
+    """PROMETHEUS_PORT=70000: Prometheus exited at once ("invalid port"), and observe.sh waited 30 s,
+    then printed its banner with the Prometheus address and exit status 0."""
+    if find_prometheus() is None or find_redis_server() is None:
+        pytest.skip("needs prometheus and redis-server (make setup)")
+    env = {
+        **os.environ,
+        "RUN_DIR": str(tmp_path / "run"),
+        "PORT": str(free_port()),
+        "REDIS_PORT": str(free_port()),
+        "WORKER_METRICS_BASE": str(free_port()),
+        "PROMETHEUS_PORT": prom_port,
+        "WORKERS": "1",
+        "SHUTDOWN_GRACE_SECONDS": "5",
+    }
+    for name in ("API_METRICS_PORT", "PROMETHEUS_MULTIPROC_DIR", "REDIS_URL"):
+        env.pop(name, None)
+    try:
+        proc = subprocess.run(
+            [str(REPO_ROOT / "scripts" / "observe.sh")], env=env, capture_output=True, text=True, timeout=180
+        )
+        assert proc.returncode == status, proc.stdout + proc.stderr
+        assert words in proc.stderr, proc.stderr
+        assert "Prometheus: http" not in proc.stdout
+    finally:
+        subprocess.run([str(REPO_ROOT / "scripts" / "down.sh")], env=env, capture_output=True, timeout=120)

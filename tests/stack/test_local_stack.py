@@ -301,3 +301,54 @@ def test_a_failed_up_says_how_to_start_over_with_other_settings(tmp_path):
         assert fixed.returncode == 0, fixed.stdout + fixed.stderr
     finally:
         subprocess.run(["bash", "scripts/down.sh"], cwd=REPO_ROOT, env=env, capture_output=True, timeout=120)
+
+
+def test_a_redis_url_in_the_environment_is_the_redis_used_and_named(tmp_path):
+    """A REDIS_URL left exported (the tutorial's `REDIS_URL=redis://$REDIS_IP:6379`) made `make up`
+    start its own redis-server, name it in the banner ("Redis 127.0.0.1:<REDIS_PORT>"), and run the
+    API and workers on the other Redis; on a shared VM a classmate's, whose workers took our jobs.
+    Now that Redis is the one used and named (its password masked), and none is started for nothing."""
+    from devstack.redis_server import RedisServer
+    from jobqueue import keys
+
+    other = RedisServer(tmp_path / "other", password="s3cret").start()
+    run_dir = tmp_path / "run"
+    env = {
+        **os.environ,
+        "RUN_DIR": str(run_dir),
+        "PORT": str(free_port()),
+        "REDIS_PORT": str(free_port()),
+        "WORKER_METRICS_BASE": str(free_port()),
+        "WORKERS": "1",
+        "SHUTDOWN_GRACE_SECONDS": "5",
+        "REDIS_URL": f"redis://:s3cret@127.0.0.1:{other.port}",
+    }
+    try:
+        up = subprocess.run(
+            ["bash", "scripts/up.sh"], cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=180
+        )
+        assert up.returncode == 0, up.stdout + up.stderr
+        assert f"Redis redis://***@127.0.0.1:{other.port} (from REDIS_URL" in up.stdout, up.stdout
+        assert "s3cret" not in up.stdout + up.stderr
+        assert f"127.0.0.1:{env['REDIS_PORT']}" not in up.stdout
+        assert {p.stem for p in (run_dir / "pids").glob("*.pid")} == {"api", "worker-1"}
+        url = f"http://127.0.0.1:{env['PORT']}"
+        job = requests.post(
+            f"{url}/submit?wait=30", json={"operation": "top_locations", "params": {"n": 1}}, timeout=40
+        )
+        assert job.json()["status"] == "complete", job.text
+        assert other.client().exists(keys.job(job.json()["job_id"]))
+    finally:
+        subprocess.run(["bash", "scripts/down.sh"], cwd=REPO_ROOT, env=env, capture_output=True, timeout=120)
+        other.stop()
+
+
+def test_down_with_nothing_under_its_run_dir_says_so(tmp_path):
+    """A bare `make down` for a stack started with RUN_DIR=... printed nothing and exited 0, as if it
+    had stopped it."""
+    env = {**os.environ, "RUN_DIR": str(tmp_path / "empty")}
+    down = subprocess.run(
+        ["bash", "scripts/down.sh"], cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=60
+    )
+    assert down.returncode == 0
+    assert f"down: nothing to stop under {tmp_path / 'empty'}" in down.stdout, down.stdout

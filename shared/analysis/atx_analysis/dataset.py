@@ -216,7 +216,9 @@ def load_dataset(
     """
     path = Path(path)
     if not path.is_file():
-        raise DataFormatError(f"{path}: no such file")
+        from .readers import not_a_file
+
+        raise not_a_file(path)
     store = DataCache.of(path, cache_dir, cache_mode if cache else "off")
     name = name or path.name
     identity = store.identity(path, remember=name == path.name)

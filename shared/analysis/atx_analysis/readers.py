@@ -86,10 +86,20 @@ def sniff(path: Path) -> tuple[str, bool]:
     return "csv", compressed
 
 
+def not_a_file(path: Path) -> DataFormatError:
+    """The error for a path that is no file: a folder (a volume's mount point given instead of the
+    file in it) is named as one, with what it holds."""
+    if path.is_dir():
+        inside = sorted(p.name for p in path.iterdir() if p.is_file() and not p.name.startswith("."))
+        held = f"; it holds {', '.join(inside[:5])}{', ...' if len(inside) > 5 else ''}" if inside else " (empty)"
+        return DataFormatError(f"{path} is a folder, not a file: give the data file's path{held}")
+    return DataFormatError(f"{path}: no such file")
+
+
 def read_raw(path: str | Path, max_bytes: int | None = None) -> RawData:
     path = Path(path)
     if not path.is_file():
-        raise DataFormatError(f"{path}: no such file")
+        raise not_a_file(path)
     if path.stat().st_size == 0:
         raise DataFormatError(f"{path}: the file is empty")
     container, compressed = sniff(path)

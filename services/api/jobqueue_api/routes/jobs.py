@@ -148,18 +148,18 @@ def load_job(job_id: str, wait: float = 0.0) -> Job:
 def read_job(state: ApiState, job_id: str, wait: float = 0.0, me: str | None = None) -> Job | None:
     """The job (None if unknown, or another token's when ``me`` names one) after waiting up to
     ``wait`` seconds for a final status. Needs no request context: the status read answered below
-    Flask (fastpath.py) calls it too, with ``me`` None (no tokens)."""
-    if wait > 0 and me is None:
-        # its reads grouped too, and the job marked waited
-        job = state.waiter.wait_final(job_id, wait, state.waited_reads.call)
-    else:
-        raw = state.reads.call(job_id)  # concurrent reads of this process share one MGET
-        job = None if raw is None else Job.from_json(raw)
-        if wait > 0 and job is not None and job.owner == me and not job.status.is_final:
-            # a named token waits on its own jobs only
-            job = state.waiter.wait_final(job_id, wait, state.waited_reads.call)
+    Flask (fastpath.py) calls it too, with ``me`` None (no tokens).
+
+    A long poll reads first and waits only for a job not final yet: in the tutorial's round trip
+    the job has usually ended before its poll arrives, and such a poll then costs one plain read,
+    no waiter and no mark in Redis. One that must wait reads again, marking the job waited in the
+    same round trip (``DoneWaiter.wait_final``), so a finish between the two reads is seen."""
+    raw = state.reads.call(job_id)  # concurrent reads of this process share one MGET
+    job = None if raw is None else Job.from_json(raw)
     if job is not None and me is not None and job.owner != me:
-        job = None  # another token's job: as if it did not exist
+        return None  # another token's job: as if it did not exist (and not waited on)
+    if wait > 0 and job is not None and not job.status.is_final:
+        job = state.waiter.wait_final(job_id, wait, state.waited_reads.call)
     return job
 
 
