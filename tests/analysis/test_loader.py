@@ -230,3 +230,15 @@ def test_identity_memo_is_used_only_for_an_unchanged_file(tmp_path):
     assert load_dataset(data, cache_dir=str(cache)).identity == "f" * 64
     os.utime(data, ns=(1, 1))
     assert load_dataset(data, cache_dir=str(cache)).identity == content_hash(data)
+
+
+def test_a_missing_column_names_the_form_that_lacks_it(tmp_path, load):
+    """The COE 332 tutorial's CSV has no coordinates; asking it for a radius said "(a SODA $select
+    subset without it?)", a hint about another form of the data."""
+    from atx_analysis.errors import MissingColumnError
+
+    tutorial = tmp_path / "tutorial.csv"
+    tutorial.write_text("date,Location,Issue_Report,ResponseTime\n2024-03-09 10:00,1 MAIN ST,COLLISION,12\n")
+    ds = load(tutorial)
+    with pytest.raises(MissingColumnError, match=r"'latitude' column.*its form, tutorial-csv, has no such column"):
+        ds.require("latitude", "incidents_within_radius")

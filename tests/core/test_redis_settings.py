@@ -102,3 +102,20 @@ def test_tls_and_unix_urls_keep_their_connection_class_and_options():
     sock = connection_options(_settings("unix:///run/redis.sock?db=0"), 1)
     assert sock["connection_class"].__name__ == "UnixDomainSocketConnection"
     assert (sock["path"], sock["db"]) == ("/run/redis.sock", 1)
+
+
+@pytest.mark.parametrize(
+    "url,shown",
+    [
+        ("redis://[::1]:7358", "redis://[::1]:7358"),
+        ("redis://:pw@[fd00::5]/0", "redis://[fd00::5]:6379"),
+        ("rediss://user:pw@redis.example:6380", "rediss://redis.example:6380"),
+        ("unix:///run/redis.sock", "unix:///run/redis.sock"),
+    ],
+)
+def test_where_redis_is_as_logged_is_a_url_again_without_the_password(url, shown):
+    """The API's and the worker's start line said `redis://::1:7358` for `redis://[::1]:7358`: the
+    brackets were lost, so the logged address was no URL one could paste back."""
+    from jobqueue.connections import describe
+
+    assert describe(load_settings({"REDIS_URL": url})) == shown

@@ -90,7 +90,7 @@ class Dataset:
     def require(self, column: str, operation: str | None = None) -> None:
         """Raise MissingColumnError if the source had no such column (e.g. a SODA $select subset)."""
         if column not in self.available:
-            raise MissingColumnError(column, operation)
+            raise MissingColumnError(column, operation, self.format)
 
     def warm(self) -> Dataset:
         """Build the lazy indexes now (road search, top roads, radius) so no query pays for them."""

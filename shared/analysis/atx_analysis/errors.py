@@ -41,13 +41,15 @@ class DataFormatError(PermanentError, ValueError):
 class MissingColumnError(DataFormatError):
     """The data was loaded (e.g. a SODA ``$select`` subset) but lacks a column an operation needs."""
 
-    def __init__(self, column: str, operation: str | None = None):
+    def __init__(self, column: str, operation: str | None = None, data_format: str | None = None):
         self.column = column
         self.operation = operation
         what = f"operation {operation!r} needs" if operation else "this needs"
-        super().__init__(
-            f"{what} the {column!r} column, which the loaded data does not have (a SODA $select subset without it?)"
-        )
+        if data_format and not data_format.startswith("soda"):  # the tutorial's CSV: no coordinates, no status
+            why = f"its form, {data_format}, has no such column"
+        else:
+            why = "a SODA $select subset without it?"
+        super().__init__(f"{what} the {column!r} column, which the loaded data does not have ({why})")
 
 
 class FetchError(AnalysisError, RuntimeError):

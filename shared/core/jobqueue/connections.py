@@ -101,6 +101,9 @@ def is_transient(exc: BaseException) -> bool:
 def describe(settings: Settings) -> str:
     """Where the service's Redis is, for logs and /help, without the password."""
     o = redis_url_options("REDIS_URL", settings.redis_url)
-    where = o.get("path") or f"{o.get('host', 'localhost')}:{o.get('port', 6379)}"
+    host = str(o.get("host", "localhost"))
+    if ":" in host:  # an IPv6 address keeps its brackets, or redis://::1:6379 reads as no URL at all
+        host = f"[{host}]"
+    where = o.get("path") or f"{host}:{o.get('port', 6379)}"
     scheme = settings.redis_url.split("://", 1)[0]
     return f"{scheme}://{where}"
