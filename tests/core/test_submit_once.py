@@ -11,13 +11,17 @@ else.
 from __future__ import annotations
 
 import logging
+import os
+import signal
+import threading
 import time
 
 import pytest
 
-from jobqueue import keys
-from jobqueue.delivery import Delivery
-from jobqueue.jobs import JobStatus
+from jobqueue import delivery as delivery_module
+from jobqueue import keys, wire
+from jobqueue.delivery import Delivery, Finish, Recorded
+from jobqueue.jobs import Job, JobStatus
 from jobqueue.lanes import PLOTS
 
 from tests.support.harness import Harness
@@ -150,7 +154,6 @@ def test_a_transaction_still_on_its_way_when_the_retry_checks_is_not_applied_aft
 def test_a_producer_put_whose_answer_is_lost_is_not_pushed_twice_nor_lost(through, mode):
     """Tutorial-style producers (``JobStore.create`` then ``JobQueue.put``): a put whose answer is
     lost raises instead of pushing again; if it had not reached Redis, the sweeper queues the job."""
-    from jobqueue import wire
     from jobqueue.queue import JobQueue
 
     proxy, _, direct = through(mode, trigger="RPUSH", last="RPUSH")
@@ -179,3 +182,147 @@ def test_a_transaction_redis_had_only_partly_read_when_the_retry_ran_does_not_ap
     ids = [job.id for job in jobs]
     queued = _queued(direct)
     assert sorted(queued) == sorted(ids), f"{len(queued)} ids queued for {len(ids)} jobs"
+
+
+def test_a_transaction_redis_reads_only_after_the_check_is_fenced_and_never_applies(through, caplog):
+    """The whole first attempt, WATCH included, reaches Redis only after the check ran: bytes a
+    stalled Redis had in its socket buffer when it resumed and served the check's connection
+    first (it serves ready connections in epoll's order, not arrival's: docs/delivery.md), or that
+    a proxy between the API and Redis had accepted and delivered late (here: the proxy, ``hold``).
+    The WATCH cannot help then: it is read after the check's write. The check kills the first
+    attempt's connection by its id before it stores, so those bytes are never run. Before, they
+    were: the ids queued twice, and a job finished meanwhile written back to ``submitted``."""
+    proxy, direct, jobs = _store_losing_an_answer(through, "hold", caplog)
+    assert "had not applied, stored now" in caplog.text, caplog.text
+    ids = [job.id for job in jobs]
+    d = direct.delivery
+    (claimed,) = d.claim("w1", 1)  # a worker finishes the first job before the late bytes arrive
+    done = Job.from_json(claimed[1])
+    done.status, done.result, done.finished_at = JobStatus.COMPLETE, {"ok": 1}, time.time()
+    assert d.record("w1", Finish(done)) is Recorded.OK
+    time.sleep(proxy.hold + 0.8)  # the held transaction has been written to Redis by then
+    assert proxy.victims == 1
+    queued = _queued(direct)
+    assert sorted(queued) == sorted(ids[1:]), f"{len(queued)} ids queued for the 2 jobs left"
+    assert direct.store.get(done.id).status is JobStatus.COMPLETE, "a finished job was written back"
+    assert direct.jobs.zcard(keys.JOB_INDEX) == 3
+
+
+@pytest.fixture
+def acl_user(redis_server):
+    """Make an ACL user of the session's Redis: ``acl_user(name, *rules)`` -> its password; each
+    is deleted afterwards."""
+    admin, made = redis_server.client(), []
+
+    def make(name: str, *rules: str) -> str:
+        admin.execute_command("ACL", "SETUSER", name, "reset", "on", ">pw", "~*", "&*", "+@all", *rules)
+        made.append(name)
+        return "pw"
+
+    yield make
+    for name in made:
+        admin.execute_command("ACL", "DELUSER", name)
+
+
+@pytest.mark.parametrize(
+    "rules, why",
+    [(["-client|kill"], "CLIENT KILL was refused"), (["-client|id", "-client|kill"], "id is unknown")],
+)
+def test_without_client_kill_the_check_waits_instead_and_says_so_once(
+    through, acl_user, monkeypatch, caplog, rules, why
+):
+    """An ACL user without ``client|kill`` (or ``client|id`` too), as a managed Redis may give: the
+    check cannot fence, so it waits for Redis to read what was waiting (a PING, then the settle
+    time), then checks as before; one warning a process names the permission to add."""
+    monkeypatch.setattr(delivery_module, "_unfenced_warned", False)
+    user = f"nokill{len(rules)}"
+    password = acl_user(user, *rules)
+    for lost in range(2):
+        proxy, _, direct = through("stall")
+        via = Harness(f"redis://{user}:{password}@127.0.0.1:{proxy.port}?socket_timeout=0.5")
+        via.delivery.waiting()
+        jobs = _batch(via.delivery)
+        proxy.arm()
+        with caplog.at_level(logging.WARNING, logger="jobqueue.delivery"):
+            started = time.monotonic()
+            via.delivery.store(jobs)
+            took = time.monotonic() - started
+        assert proxy.victims == 1
+        assert sorted(_queued(direct)).count(jobs[0].id) == 1
+        print(f"lost answer {lost}: store took {took:.2f} s (socket timeout 0.5 s + settle)")
+        direct.jobs.flushall()
+    assert caplog.text.count("had applied, not sent again") == 2, caplog.text
+    warnings = [r.getMessage() for r in caplog.records if "instead of fencing" in r.getMessage()]
+    assert len(warnings) == 1 and why in warnings[0] and "+client|kill" in warnings[0], warnings
+
+
+def test_a_connection_learns_its_client_id_as_it_connects_and_the_normal_path_sends_no_more(harness):
+    """The id the fence needs is asked once a connection, as it connects, never per call."""
+    d = harness.delivery
+    d.waiting()
+    pool = harness.jobs.connection_pool
+    conn = pool.get_connection()
+    try:
+        conn.send_command("CLIENT", "ID")
+        assert wire.client_id(conn) == conn.read_response()
+    finally:
+        pool.release(conn)
+    harness.jobs.config_resetstat()
+    for _ in range(3):
+        d.store(_batch(d))
+    calls = _commandstats(harness.jobs)
+    assert "client|id" not in calls and calls["exec"] == 3, calls
+
+
+def test_a_stalled_redis_that_serves_the_check_first_never_runs_the_first_attempt_after_it(fresh_redis, caplog):
+    """The same through a stalled redis-server and nothing in between: Redis stops (SIGSTOP) with
+    the connection the check will use on its ready list (a connection it served in its last turn
+    stays there, epoll being level-triggered; here it has sent bytes that ask for no answer, which
+    puts it there for sure), the transaction is sent on another and its answer lost (0.5 s socket
+    timeout), the check is sent, then Redis resumes and serves the check's connection first. Before
+    the fence the check stored the batch and then Redis read the WATCH, MULTI... EXEC and applied
+    them: the ids queued twice (10 of 10 runs by hand). Which pooled connection the check takes is
+    the test's doing (the live one, as when another request took the reconnecting one first)."""
+    h = Harness(f"{fresh_redis.url}?socket_timeout=0.5")
+    d = h.delivery
+    d.waiting()  # the script loaded
+    pool = h.jobs.connection_pool
+    first, check = pool.get_connection(), pool.get_connection()
+    pool.release(check)
+    pool.release(first)  # on top: the transaction takes it
+    get_connection, resume, calls = pool.get_connection, threading.Timer(0.2, _resume, (fresh_redis.proc.pid,)), []
+
+    def the_live_one_for_the_check(*args, **kwargs):
+        calls.append(args)
+        if len(calls) == 2:  # the check's first command (the transaction's was the first)
+            with pool._lock:
+                pool._available_connections.remove(check)
+                pool._available_connections.append(check)
+            resume.start()  # Redis resumes once the check has been sent
+        return get_connection(*args, **kwargs)
+
+    pool.get_connection = the_live_one_for_the_check
+    jobs = _batch(d)
+    os.kill(fresh_redis.proc.pid, signal.SIGSTOP)
+    try:
+        time.sleep(0.05)
+        check.send_command("CLIENT", "REPLY", "SKIP")  # no answer to this nor to the PING
+        check.send_command("PING")
+        with caplog.at_level(logging.WARNING, logger="jobqueue.delivery"):
+            d.store(jobs)
+    finally:
+        if resume.is_alive():
+            resume.join()
+        _resume(fresh_redis.proc.pid)
+    assert "had not applied, stored now" in caplog.text, caplog.text  # the check ran before the transaction
+    time.sleep(0.3)
+    ids = [job.id for job in jobs]
+    queued = _queued(Harness(fresh_redis.url))
+    assert sorted(queued) == sorted(ids), f"{len(queued)} ids queued for {len(ids)} jobs"
+
+
+def _resume(pid: int) -> None:
+    try:
+        os.kill(pid, signal.SIGCONT)
+    except ProcessLookupError:
+        pass

@@ -16,7 +16,11 @@ commands depends on ``mode``:
   socket decides whether the rest still reaches Redis, after the client has moved on;
 - ``"split"``: the proxy forwards all of the transaction but its final EXEC at once, keeps the
   EXEC until the client has given up on the connection and ``hold`` seconds more, then delivers it
-  (bytes that reached Redis's host but that Redis had not read yet: it reads 16 kB a turn).
+  (bytes that reached Redis's host but that Redis had not read yet: it reads 16 kB a turn);
+- ``"hold"``: the proxy forwards none of the transaction (its WATCH included) until the client has
+  given up on the connection and ``hold`` seconds more, then delivers all of it on its own
+  connection to Redis: bytes that reached a middlebox (or a stalled Redis's socket buffer) and
+  that Redis reads only after it served the client's check on another connection.
 
 Every other connection (the client's reconnection included) is passed through untouched. The
 proxy disarms itself after one victim; ``victims`` counts them, ``exec_sent`` says whether the
@@ -39,7 +43,7 @@ class LossyProxy:
         last: str | tuple[str, ...] = "EXEC",
         target_host: str = "127.0.0.1",
     ):
-        assert mode in ("drop", "stall", "before", "late", "split"), mode
+        assert mode in ("drop", "stall", "before", "late", "split", "hold"), mode
         self.hold = 1.5
         # the end of that argument (``claim`` in ``finish+claim``), or of any of several
         self.triggers = [b"%s\r\n" % t.encode() for t in ((trigger,) if isinstance(trigger, str) else trigger)]
@@ -49,6 +53,7 @@ class LossyProxy:
         self.armed = False
         self.victims = 0
         self.exec_sent = False
+        self.delivered_late = False  # "split"/"hold": the kept bytes were written to Redis's socket
         self.victim_data = b""  # what the victim sent (its lost call)
         self._skip = 0
         self._lock = threading.Lock()
@@ -99,6 +104,7 @@ class LossyProxy:
                     try:
                         upstream.sendall(state["kept"])
                         self.exec_sent = True
+                        self.delivered_late = True
                         time.sleep(0.2)
                     except OSError:
                         pass
@@ -121,6 +127,9 @@ class LossyProxy:
                 self.victim_data = seen
                 if self.mode == "split" and seen.endswith(b"*1\r\n$4\r\nEXEC\r\n") and not state.get("kept"):
                     data, state["kept"] = data[:-14], data[-14:]
+                if self.mode == "hold":
+                    state["kept"] = state.get("kept", b"") + data
+                    continue
             try:
                 upstream.sendall(data)
             except OSError:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import redis
 
+from . import wire
 from .settings import Settings, redis_url_options
 
 
@@ -27,7 +28,14 @@ def connection_options(settings: Settings, db: int) -> dict[str, object]:
 def _client(
     settings: Settings, db: int, decode: bool, max_connections: int | None = None, timeout: float | None = None
 ) -> redis.Redis:
-    options: dict[str, object] = {"socket_connect_timeout": 2.0, "health_check_interval": 15, "retry_on_timeout": True}
+    options: dict[str, object] = {
+        "socket_connect_timeout": 2.0,
+        "health_check_interval": 15,
+        "retry_on_timeout": True,
+        # each connection learns its Redis client id as it connects (one command a connection): a
+        # submit whose answer is lost fences the connection that sent it by that id (delivery.store)
+        "redis_connect_func": wire.learn_client_id,
+    }
     if timeout is not None:
         # the API's reply timeout when the URL sets none: redis-py's own default is 5 s since 8.0
         # but None before it (the package accepts redis>=5), and None waits for ever

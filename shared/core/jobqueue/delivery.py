@@ -35,6 +35,11 @@ from .settings import Settings
 
 log = logging.getLogger(__name__)
 
+# After a lost answer where CLIENT KILL is refused: how long the check waits, once Redis answers a
+# PING, for Redis to read what the first attempt had sent (one turn of its event loop, normally)
+UNFENCED_SETTLE_SECONDS = 0.5
+_unfenced_warned = False  # that warning is logged once a process
+
 DISPATCH_LUA = resources.files(__package__).joinpath("lua/dispatch.lua").read_text(encoding="utf-8")
 
 
@@ -249,10 +254,13 @@ class Delivery:
         writes the batch only if none of its documents exists (the transaction is all or nothing,
         so one would if it applied), and that call, being idempotent, may be retried freely. The first
         attempt cannot apply after that check: its connection is closed with a reset (``wire``:
-        what its kernel had not sent is dropped), and the transaction WATCHes its first document,
-        which the check's write touches (so an EXEC Redis had not read yet aborts). The normal path
-        stays one transaction, one round trip, no script: the WATCH adds one command a call (about
-        0.4 µs of Redis CPU, 1.5% of a 16-job transaction's).
+        what its kernel had not sent is dropped), and before the check the API kills, in Redis, the
+        connection that sent it (:meth:`_fence`), so what reached Redis but was not read yet (a
+        stalled Redis's socket buffer, a proxy's) is thrown away unread. The normal path stays one
+        transaction, one round trip, no script: the connection's id is learnt when it connects
+        (``wire.learn_client_id``), and the WATCH of the first document (one command a call, about
+        0.4 µs of Redis CPU, 1.5% of a 16-job transaction's) covers the fallback where the kill is
+        refused.
 
         ``waited``: ids of jobs a request will wait for (``POST /submit?wait=``): their marks
         (``keys.waited``) go in the same transaction, so their end is announced. (A batch stored by
@@ -303,6 +311,7 @@ class Delivery:
                 for f in (job.id, doc, repr(job.submitted_at), job.operation, job.lane)
             ]
             try:
+                self._fence(lost.client_id)
                 stored_now = self._run("store", *fields)
             except redis.exceptions.RedisError as exc:  # no answer to the check either: still unknown
                 raise wire.Unsure(
@@ -315,6 +324,43 @@ class Delivery:
                 "it had not applied, stored now" if stored_now else "it had applied, not sent again",
                 extra={"jobs": len(jobs)},
             )
+
+    def _fence(self, sender: int | None) -> None:
+        """Make sure a transaction whose answer was lost can no longer apply: ``CLIENT KILL ID`` of
+        the connection that sent it. Redis runs one command at a time, so when the kill runs either
+        that connection's EXEC has run already (the check then finds the documents) or it has not,
+        and then it never will: ``clientKillCommand`` frees the client at once (``freeClient``, Redis
+        7.0 src/networking.c), closing its socket with whatever Redis had not read of it yet and
+        discarding its queued MULTI (``freeClientMultiState``) and WATCHes. That holds in any order
+        Redis serves its connections in; the WATCH alone did not (after a stall Redis may serve the
+        check's connection before it reads the WATCH: docs/delivery.md). 0 killed (Redis had freed
+        it already) is as good. An id of a Redis that restarted since may name another client: it is
+        disconnected once and reconnects.
+
+        Refused (an ACL user without ``client|kill``, a managed Redis or proxy that forbids CLIENT)
+        or the id unknown, this does what it can: a PING (Redis runs again), then
+        ``UNFENCED_SETTLE_SECONDS`` for Redis to read what was waiting (the first attempt's WATCH
+        then still aborts its EXEC), and a warning, once a process, naming the missing permission."""
+        if sender is not None:
+            try:
+                self.redis.client_kill_filter(_id=sender)
+                return
+            except redis.exceptions.ResponseError as refused:
+                why = f"CLIENT KILL was refused ({refused})"
+        else:
+            why = "the connection's id is unknown (CLIENT ID was refused)"
+        global _unfenced_warned
+        if not _unfenced_warned:
+            _unfenced_warned = True
+            log.warning(
+                "submit: %s, so after a lost answer the check waits %.1f s instead of fencing the "
+                "first attempt; a job could then be queued twice. Allow the Redis user "
+                "+client|id +client|kill (README, Connecting to Redis)",
+                why,
+                UNFENCED_SETTLE_SECONDS,
+            )
+        self.redis.ping()
+        time.sleep(UNFENCED_SETTLE_SECONDS)
 
     def cancel(self, job: Job) -> bool:
         """Cancel a queued job: False if it is no longer queued (a worker has it). ``job`` becomes

@@ -15,7 +15,9 @@ a pipeline's retry would apply it twice. It raises :class:`Unsure` instead, and 
 knows what the commands write, finds out (a transaction applies all or nothing) or gives up. A failure to
 connect, before anything was sent, is retried as redis-py retries it. For that check to mean
 anything the lost attempt must not arrive after it: its socket is closed with a reset, which drops
-whatever its kernel had not sent yet (:func:`_abort_on_close`).
+whatever its kernel had not sent yet (:func:`_abort_on_close`); and what had reached Redis is
+fenced by the caller with ``CLIENT KILL ID`` of the connection that sent it (:attr:`Unsure.client_id`,
+learnt when the connection was made: :func:`learn_client_id`).
 """
 
 from __future__ import annotations
@@ -45,7 +47,30 @@ def pack(commands: Sequence[Command], encoding: str = "utf-8", errors: str = "st
 class Unsure(redis.exceptions.ConnectionError):
     """The connection failed after the transaction was sent, or while sending it: Redis may have
     applied it (and only the answer was lost) or not. A ConnectionError, so whoever treats Redis
-    as unreachable still does; the connection is closed (the pool replaces it)."""
+    as unreachable still does; the connection is closed (the pool replaces it). ``client_id``:
+    Redis's id of the connection that sent it (None when unknown), so the caller can fence it."""
+
+    client_id: int | None = None
+
+
+def learn_client_id(conn: Any) -> None:
+    """A pool's ``redis_connect_func`` (``connections.py``): redis-py's handshake, then ``CLIENT ID``,
+    kept with the socket, so the id of a connection whose answer is lost is known without asking
+    the Redis that stopped answering. One command a connection, none a call. Refused (an ACL user
+    without ``client|id``, a proxy that forbids CLIENT), the id stays unknown and the connection
+    works as before."""
+    conn.on_connect()
+    try:
+        conn.send_command("CLIENT", "ID", check_health=False)
+        conn._wire_client = (conn._sock, int(conn.read_response()))
+    except redis.exceptions.ResponseError:
+        conn._wire_client = None
+
+
+def client_id(conn: Any) -> int | None:
+    """The id :func:`learn_client_id` learnt for this connection's current socket, else None."""
+    known = getattr(conn, "_wire_client", None)
+    return known[1] if known is not None and known[0] is conn._sock and conn._sock is not None else None
 
 
 def transaction(client: redis.Redis, commands: Sequence[Command], watch: str | None = None) -> list[Any]:
@@ -80,12 +105,15 @@ def _call(client: redis.Redis, sent: Sequence[Command], read: Any) -> list[Any]:
     try:
         conn.check_health()  # an idle connection's PING (and reconnect) comes before the unsure part
         _abort_on_close(conn)
+        sender = client_id(conn)
         try:
             conn.send_packed_command(payload, check_health=False)
             return read(conn)
         except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as exc:
             conn.disconnect()  # redis-py did on most failures already; a half-read connection never returns
-            raise Unsure(f"the answer was lost ({exc}); the commands may or may not have been applied") from exc
+            unsure = Unsure(f"the answer was lost ({exc}); the commands may or may not have been applied")
+            unsure.client_id = sender
+            raise unsure from exc
     finally:
         pool.release(conn)
 
