@@ -191,7 +191,7 @@ def status_body(job: Job, script_root: str) -> bytes:
 @bp.get("/status/<job_id>")
 @bp.get("/jobs/<job_id>")
 def get_job(job_id: str):
-    # a plain GET /status/<id> (no query but ?wait=N, no tokens) is answered by fastpath.py below
+    # a plain read (no query but ?wait=N, no tokens) of either route is answered by fastpath.py below
     # Flask: a request this view treats differently must be left to it there too
     # (tests/api/test_fast_status.py compares both paths' answers)
     job = load_job(job_id, wait_seconds(current().settings.max_wait_seconds))
