@@ -1,6 +1,6 @@
 """The status read answered below Flask (``fastpath.py``): taken only for a plain ``GET /status/<id>``
-(no query, or one plain ``?wait=N``), and answering byte for byte what Flask's path answers, with
-the same metrics; every other request and every error goes through Flask.
+or ``GET /jobs/<id>`` (no query, or one plain ``?wait=N``), and answering byte for byte what Flask's
+path answers, with the same metrics; every other request and every error goes through Flask.
 
 Through gunicorn each request is sent twice: as it is (the fast path when it applies) and with an
 extra ``x=1`` in its query, which the status view ignores and which keeps it on Flask's path."""
@@ -56,6 +56,7 @@ def test_a_plain_status_read_skips_flasks_request_handling_and_is_counted(redis_
     del calls[:]
     fast = [_get(client, f"/status/{job_id}"), _get(client, f"/status/{job_id}?wait=5")]
     assert calls == [], "a plain status read went through Flask's request handling"
+    assert _get(client, f"/jobs/{job_id}?wait=5") == flask and calls == []  # the view's other route
     for answer in fast:
         assert answer == flask
     status, headers, body = fast[0]
@@ -87,7 +88,8 @@ def test_a_plain_status_read_skips_flasks_request_handling_and_is_counted(redis_
         ("/status/{id}?x=1", {}),
         ("/status/{id}/", {}),
         ("/status/NOT-AN-ID", {}),
-        ("/jobs/{id}", {}),
+        ("/jobs/{id}/result", {}),
+        ("/jobs", {}),
         ("/status/{id}", {"Host": "evil.example"}),
         ("/status/{id}", {"Content-Length": "0"}),
     ],
@@ -163,6 +165,7 @@ def test_through_gunicorn_both_paths_answer_alike(tmp_path):
             for job in (queued, done, failed, UNKNOWN, "nope")
             for query in ("", "?wait=0", "?wait=0.2", "?wait=99999")
         ]
+        cases += [(f"/jobs/{job}{query}", "GET", {}) for job in (done, UNKNOWN) for query in ("", "?wait=1")]
         cases += [(f"/status/{done}?wait={bad}", "GET", {}) for bad in ("-1", "", "x", "nan", "1e400")]
         cases += [
             (f"/status/{done}", "HEAD", {}),
@@ -225,6 +228,7 @@ def test_through_gunicorn_metrics_count_both_paths_alike(tmp_path):
         host = {"Host": "localhost"}  # one Host for both ports: its verdict is remembered
         answers = [_exchange(api.port, f"/status/{job_id}{q}", headers=host) for q in ("", "?wait=0", "?x=1") * 2]
         answers += [_exchange(api.port, f"/status/{UNKNOWN}", headers=host) for _ in range(2)]
+        by_jobs = [_exchange(api.port, f"/jobs/{job_id}{q}", headers=host) for q in ("", "?x=1")]
         on_metrics = [_exchange(metrics_port, f"/status/{job_id}", headers=host) for _ in range(2)]
         text = _exchange(metrics_port, "/metrics")[2].decode()
     assert [a[0] for a in answers] == [200] * 6 + [404] * 2 and [a[0] for a in on_metrics] == [404, 404]
@@ -233,6 +237,10 @@ def test_through_gunicorn_metrics_count_both_paths_alike(tmp_path):
     # the unknown job's two, and the two refused on the metrics port (counted, not timed: hooks.py)
     assert metric_value(text, "jobqueue_http_requests_total", {**route, "status": "404"}) == 4
     assert metric_value(text, "jobqueue_http_request_duration_seconds_count", route) == 8
+    assert by_jobs[0] == by_jobs[1] and by_jobs[0][0] == 200
+    jobs_route = {"route": "/jobs/<job_id>", "method": "GET"}
+    assert metric_value(text, "jobqueue_http_requests_total", {**jobs_route, "status": "200"}) == 2
+    assert metric_value(text, "jobqueue_http_request_duration_seconds_count", jobs_route) == 2
 
 
 def test_through_gunicorn_a_stopping_process_answers_both_paths_parked_polls_alike(tmp_path):

@@ -23,14 +23,14 @@ The answer is the one the submit view writes (``routes/jobs.py``), counted and t
 metric labels (the time from the body's read to the answer); ``guards.with_headers`` around it adds
 the same headers. tests/api/test_fast_submit.py compares both paths' answers through gunicorn.
 
-``GET /status/<id>`` (the poll, and the long poll ``?wait=N``) is answered here too, on the same
-terms (no tokens, only ``hooks.py``'s hooks, a Host already allowed, not on the metrics port), when
+``GET /status/<id>`` and ``GET /jobs/<id>`` (the poll, and the long poll ``?wait=N``) are answered
+here too, on the same terms (no tokens, only ``hooks.py``'s hooks, a Host already allowed, not on the metrics port), when
 its id is valid, its query is empty or one plain ``wait=N`` (``params.plain_wait``) and it carries
 no body: the job is read and waited for by the view's own ``jobs.read_job`` and written by its
 ``jobs.status_body``, so there is one rendering of a status answer. Flask's machinery and its part
 of the view (``jsonify``, ``url_for``, ``request.args``) were ~110 of the ~440 µs of CPU a status
 read cost the API. An unknown job (404) and a failed read (Redis down or hung: 503) are raised again
-inside Flask's request handling, as for the submit; HEAD, other queries, ``/jobs/<id>``, a bad id and every
+inside Flask's request handling, as for the submit; HEAD, other queries, a bad id and every
 other request go through Flask. tests/api/test_fast_status.py compares both paths' answers.
 
 ``POST /submit?wait=N`` (one exchange: submit and wait for the result) is taken on the submit's
@@ -62,7 +62,8 @@ from .submission import accepted_body, parse_body, read_length, store, validate_
 RAISE = "jobqueue.raise"  # environ key: an exception for Flask's request handling to raise (hooks.py)
 ROUTE, METHOD = "/submit", "POST"
 STATUS = "202 ACCEPTED"
-STATUS_ROUTE, STATUS_PREFIX = "/status/<job_id>", "/status/"
+# the status view's two routes (the tutorial's, and the one the web page and /jobs listings use)
+STATUS_ROUTES = {"/status/": "/status/<job_id>", "/jobs/": "/jobs/<job_id>"}
 SOME_ID = "00000000-0000-4000-8000-000000000000"  # a valid job id, to ask the URL map where reads go
 
 
@@ -172,30 +173,35 @@ def _submit(app: Flask, wsgi_app: Callable, guard: Guard, metrics_port: int) -> 
 
 
 def _status(app: Flask, wsgi_app: Callable, guard: Guard, metrics_port: int) -> Callable:
-    """The status part of :func:`wrap`: ``GET /status/<id>`` of a valid id, with no query or a
-    plain ``?wait=N``, no body, on the application port, with a Host the guard has allowed before.
+    """The status part of :func:`wrap`: ``GET /status/<id>`` (or ``/jobs/<id>``) of a valid id, with
+    no query or a plain ``?wait=N``, no body, on the application port, with a Host the guard has allowed before.
     The job is read (and waited for) as the status view reads it (``jobs.read_job``) and answered
     with the view's own rendering (``jobs.status_body``); an unknown job (404) or a failed read
     (503 and the like) is raised again inside Flask's request handling, which answers it."""
     from .routes import jobs
 
-    answered = metrics.child_of_requests(STATUS_ROUTE, "GET", "200")
-    latency = metrics.child_of_latency(STATUS_ROUTE, "GET")
+    # per route prefix: (counter of its 200s, its latency), set at the first request where the
+    # prefix's route is the status view (:func:`_eligible`), else None
+    routes: dict[str, tuple[Any, Any] | None] = {}
     known_host = guard.known_host
     clock = time.perf_counter
-    skip = len(STATUS_PREFIX)
-    eligible: list[bool | None] = [None]
 
     def status_app(environ: dict, start_response: Callable) -> Iterable[bytes]:
-        ok = eligible[0]
-        if ok is None:
-            ok = eligible[0] = _eligible(app, STATUS_PREFIX + SOME_ID, "GET", jobs.get_job)
+        if not routes:
+            for prefix, rule in STATUS_ROUTES.items():
+                ok = _eligible(app, prefix + SOME_ID, "GET", jobs.get_job)
+                routes[prefix] = (
+                    (metrics.child_of_requests(rule, "GET", "200"), metrics.child_of_latency(rule, "GET"))
+                    if ok
+                    else None
+                )
         path = environ.get("PATH_INFO", "")
+        prefix, _, job_id = path[1:].partition("/")
+        route = routes.get(f"/{prefix}/")
         root = environ.get("SCRIPT_NAME", "")
         if (
-            not ok
-            or not path.startswith(STATUS_PREFIX)
-            or not is_valid_job_id(job_id := path[skip:])
+            route is None
+            or not is_valid_job_id(job_id)
             or "CONTENT_LENGTH" in environ
             or "HTTP_TRANSFER_ENCODING" in environ
             or not root.isascii()
@@ -217,6 +223,7 @@ def _status(app: Flask, wsgi_app: Callable, guard: Guard, metrics_port: int) -> 
             environ[RAISE] = exc
             environ[metrics.STARTED] = started
             return wsgi_app(environ, start_response)
+        answered, latency = route
         answered.inc()
         latency.observe(clock() - started)
         start_response("200 OK", [("Content-Type", "application/json"), ("Content-Length", str(len(body)))])
