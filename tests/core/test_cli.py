@@ -98,12 +98,12 @@ def test_unreachable_api_is_exit_3_with_a_hint():
     assert "Traceback" not in r.stderr and "HTTPConnectionPool" not in r.stderr
 
 
-def test_a_malformed_url_is_exit_3_not_a_traceback():
-    # an unclosed IPv6 bracket: requests calls it InvalidURL, which the CLI reports like any
-    # unreachable URL (the client's cached environment once parsed it first and crashed)
+def test_a_malformed_url_is_usage_not_a_traceback():
+    # an unclosed IPv6 bracket: the CLI refuses it as usage before sending anything (the client's
+    # cached environment once parsed it first and crashed); test_cli_usage.py has the other forms
     r = jq("status", "abc", "--url", "http://[::1:5000", timeout=60)
-    assert r.returncode == 3, r.stderr
-    assert "cannot reach the API at http://[::1:5000 (InvalidURL)" in r.stderr and "Traceback" not in r.stderr
+    assert r.returncode == 2, r.stderr
+    assert "--url 'http://[::1:5000' is not a URL" in r.stderr and "Traceback" not in r.stderr
 
 
 @pytest.mark.parametrize(

@@ -18,7 +18,12 @@ import time
 from pathlib import Path
 from typing import Any
 
-from jobqueue.cliargs import Exit, UsageError, parse_pairs  # this module is the jobqueue command's plug-in
+from jobqueue.cliargs import (
+    Exit,
+    UsageError,
+    check_writable,
+    parse_pairs,
+)  # this module is the jobqueue command's plug-in
 
 DEFAULT_DATA = "data/traffic_incidents_sample.csv"
 FULL_ROWS = 432_444  # = generator.FULL_ROWS, without importing pandas to build the parser
@@ -61,6 +66,11 @@ def cmd_analyze(args: argparse.Namespace) -> int:
         return _fail(prog, str(exc), Exit.USAGE)
     if op.produces_png and not args.output:
         return _fail(prog, f"{op.name} makes a PNG: give --output FILE.png (or --output - for stdout)", Exit.USAGE)
+    try:  # before the analysis runs, not after
+        if args.output and args.output != "-":
+            check_writable(args.output)
+    except UsageError as exc:
+        return _fail(prog, str(exc), Exit.USAGE)
     try:
         ds = load_dataset(args.data, **_load_options(args))
         result = op.run(ds, params)

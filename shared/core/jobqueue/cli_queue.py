@@ -15,6 +15,7 @@ import time
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+from . import cliargs
 from .client import FINAL, Client, Pacer
 
 SPINNER = "|/-\\"
@@ -40,7 +41,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--status", choices=("submitted", "in-progress", "complete", "failed", "cancelled"))
     p.add_argument("--operation")
-    p.add_argument("--limit", type=int, default=20, help="how many (1-100, default 20)")
+    p.add_argument("--limit", type=cliargs.limit, default=20, help="how many (1-100, default 20)")
     p.set_defaults(client_handler=cmd_jobs)
 
     p = sub.add_parser("info", parents=[common], help="the queue and its workers (like rq info)")
@@ -53,7 +54,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
         description="Show a job's status as it changes; exits 0 when it completes, 1 if it fails or is cancelled.",
     )
     p.add_argument("job_id")
-    p.add_argument("--timeout", type=float, default=None, help="give up after this many seconds")
+    p.add_argument("--timeout", type=cliargs.seconds, default=None, help="give up after this many seconds")
     p.set_defaults(client_handler=cmd_watch)
 
     p = sub.add_parser("cancel", parents=[common], help="cancel a queued job (or delete a finished one)")
@@ -111,8 +112,6 @@ def _client(args: argparse.Namespace) -> Client:
 
 
 def cmd_jobs(args: argparse.Namespace) -> int:
-    if not 1 <= args.limit <= 100:
-        raise SystemExit("jobqueue jobs: --limit must be between 1 and 100")
     params = {k: v for k, v in (("status", args.status), ("operation", args.operation)) if v}
     page = _client(args)._request("GET", "/jobs", params={**params, "limit": args.limit}).json()
     if not wants_table(args):

@@ -8,9 +8,13 @@ integer, not because "5" looks like JSON. Stdlib only: the client install has no
 
 from __future__ import annotations
 
+import argparse
+import math
+import os
 from enum import IntEnum
 from typing import Any
 from collections.abc import Callable, Iterable, Mapping
+from urllib.parse import urlsplit
 
 
 class Exit(IntEnum):
@@ -21,17 +25,76 @@ class Exit(IntEnum):
     USAGE = 2  # bad command line, parameter, data file or setting: fix the input
     UNAVAILABLE = 3  # the API (or the data portal) cannot be reached or keeps answering 5xx
     TIMEOUT = 4  # gave up waiting (--timeout); the job may still finish
+    NOT_SAVED = 5  # the job completed but its result could not be written to --output
 
     @classmethod
     def epilog(cls) -> str:
         return (
             "exit status: 0 ok, 1 the job or operation failed, 2 bad usage or input, "
-            "3 service unreachable, 4 gave up waiting (--timeout)"
+            "3 service unreachable, 4 gave up waiting (--timeout), "
+            "5 the job completed but its result could not be saved (--output)"
         )
 
 
 class UsageError(ValueError):
     """A malformed command line: the message says what to type instead."""
+
+
+def seconds(text: str) -> float:
+    """argparse ``type`` for --timeout/--wait: a finite number, 0 or more. A negative one used to
+    submit the job and give up at once; refused as usage before anything is sent."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not math.isfinite(value) or value < 0:
+        raise argparse.ArgumentTypeError(f"{text!r}: give a number of seconds, 0 or more")
+    return value
+
+
+def limit(text: str) -> int:
+    """argparse ``type`` for ``jobs --limit``: an integer from 1 to 100 (the API's bounds)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if not 1 <= value <= 100:
+        raise argparse.ArgumentTypeError(f"{value} is out of range: give 1 to 100")
+    return value
+
+
+def check_url(url: str, source: str) -> str:
+    """The API's base URL as the client joins paths to it (``<url>/submit``), or UsageError naming
+    ``source`` (--url or JOBQUEUE_URL). ``127.0.0.1:7300`` (no scheme) used to be reported as an
+    unreachable service; a query string was joined in front of every path."""
+    if url != url.strip() or any(c.isspace() for c in url):
+        raise UsageError(f"{source} {url!r} has spaces in it: give it as http://HOST:PORT")
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018  (raises on a port that is not a number)
+    except ValueError as exc:
+        raise UsageError(f"{source} {url!r} is not a URL ({exc}): give it as http://HOST:PORT") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise UsageError(f"{source} {url!r} needs http:// or https:// and a host, e.g. http://{url.split('://')[-1]}")
+    if parts.query or parts.fragment or url.endswith(("?", "#")):
+        raise UsageError(f"{source} {url!r} takes no query string or fragment: give the API's base URL only")
+    return url
+
+
+def check_writable(path: str) -> None:
+    """UsageError unless ``path`` can be written, checked by opening it (so a read-only or missing
+    folder is caught before a job is submitted or run, also for root), without truncating or
+    leaving a file behind."""
+    if os.path.isdir(path):
+        raise UsageError(f"--output {path} is a folder: give a file name in it")
+    existed = os.path.exists(path)
+    try:
+        with open(path, "ab"):
+            pass
+    except OSError as exc:
+        raise UsageError(f"--output {path} cannot be written: {exc.strerror}") from None
+    if not existed:
+        os.unlink(path)
 
 
 def parse_pairs(pairs: Iterable[str]) -> dict[str, str]:

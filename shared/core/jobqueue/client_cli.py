@@ -11,7 +11,7 @@ from typing import Any
 
 import requests
 
-from .cliargs import Exit, UsageError, parse_pairs, typed
+from .cliargs import Exit, UsageError, check_url, check_writable, parse_pairs, seconds, typed
 from .client import DEFAULT_URL, ApiError, Client, JobFailed, StoredUnknown, _step
 
 PROGRESS_EVERY = 2.0  # seconds between progress lines while --wait waits
@@ -36,13 +36,13 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
         help="parameters, typed by the operation's declaration (n=5 is a number, road=183 text)",
     )
     p.add_argument("--wait", action="store_true", help="wait for the job and print its result")
-    p.add_argument("--timeout", type=float, default=None, help="give up waiting after this many seconds")
+    p.add_argument("--timeout", type=seconds, default=None, help="give up waiting after this many seconds")
     p.add_argument("--output", "-o", help="save the result here (PNG results default to <job_id>.png)")
     p.set_defaults(client_handler=_submit)
 
     p = sub.add_parser("status", parents=[common], help="show a job's status")
     p.add_argument("job_id")
-    p.add_argument("--wait", type=float, default=0.0, metavar="SECONDS", help="long-poll up to SECONDS")
+    p.add_argument("--wait", type=seconds, default=0.0, metavar="SECONDS", help="long-poll up to SECONDS")
     p.set_defaults(client_handler=_status)
 
 
@@ -63,6 +63,8 @@ def _progress(job: dict[str, Any], elapsed: float) -> None:
 
 
 def _submit(args: argparse.Namespace) -> int:
+    if args.output:  # before the job is submitted, not after it ran
+        check_writable(args.output)
     client = Client(args.url, args.token)
     params = parse_params(client, args.operation, args.params)
     if not args.wait:
@@ -94,20 +96,30 @@ def _emit(client: Client, job: dict[str, Any], output: str | None) -> int:
         body = client.result(job["job_id"])
         if isinstance(body, bytes):
             path = output or f"{job['job_id']}.png"
-            with open(path, "wb") as fh:
-                fh.write(body)
-            print(f"saved {path} ({len(body)} bytes)")
-            return 0
+            return _save(client, job["job_id"], path, body, f"saved {path} ({len(body)} bytes)")
         result = body
     else:
         result = job.get("result")
     text = json.dumps(result, indent=2)
     if output:
-        with open(output, "w") as fh:
-            fh.write(text + "\n")
-        print(f"saved {output}")
-    else:
-        print(text)
+        return _save(client, job["job_id"], output, (text + "\n").encode(), f"saved {output}")
+    print(text)
+    return 0
+
+
+def _save(client: Client, job_id: str, path: str, data: bytes, done: str) -> int:
+    """Write a finished job's result; a write that fails (a full disk, a read-only working folder
+    for the default <job_id>.png) is one line saying where the result still is, not a traceback."""
+    try:
+        with open(path, "wb") as fh:
+            fh.write(data)
+    except OSError as exc:
+        return _error(
+            f"job {job_id} completed, but its result could not be saved to {path}: {exc.strerror}; "
+            f"it stays on the server: fetch it from {client.url}/jobs/{job_id}/result",
+            Exit.NOT_SAVED,
+        )
+    print(done)
     return 0
 
 
@@ -120,6 +132,7 @@ def _status(args: argparse.Namespace) -> int:
 def run(args: argparse.Namespace) -> int:
     """Run a client subcommand; every failure becomes one line on stderr and an ``Exit`` status."""
     try:
+        _check_url(args)
         return args.client_handler(args)
     except UsageError as exc:
         return _error(str(exc), Exit.USAGE)
@@ -137,6 +150,12 @@ def run(args: argparse.Namespace) -> int:
         return _error(str(exc), Exit.FAILED)
     except TimeoutError as exc:
         return _error(str(exc), Exit.TIMEOUT)
+    except requests.exceptions.InvalidJSONError:  # something answered, but not the API
+        url = args.url or os.environ.get("JOBQUEUE_URL") or DEFAULT_URL
+        return _error(
+            f"{url} answered, but not with the API's JSON: is it the API's base URL (the one that answers /healthz)?",
+            Exit.UNAVAILABLE,
+        )
     except requests.RequestException as exc:  # connection refused, name not found, read timeout
         url = args.url or os.environ.get("JOBQUEUE_URL") or DEFAULT_URL
         return _error(
@@ -144,6 +163,14 @@ def run(args: argparse.Namespace) -> int:
             "Point --url or JOBQUEUE_URL at it",
             Exit.UNAVAILABLE,
         )
+
+
+def _check_url(args: argparse.Namespace) -> None:
+    """The URL the client will use (as Client picks it), checked before anything is sent."""
+    if args.url:
+        check_url(args.url, "--url")
+    elif os.environ.get("JOBQUEUE_URL"):
+        check_url(os.environ["JOBQUEUE_URL"], "JOBQUEUE_URL")
 
 
 def _error(message: str, code: int) -> int:

@@ -1,0 +1,129 @@
+"""Bad ``jobqueue`` command lines are usage errors (exit 2) refused before anything is submitted,
+and a result that cannot be saved is one line with its own exit status (5), run as users run the
+command (a subprocess) against the real API.
+
+Defects this guards (each reproduced before the fix): ``--url 127.0.0.1:7300`` (no scheme, the form
+curl accepts) and ``JOBQUEUE_URL=localhost:7300`` were "cannot reach the API", exit 3; a query string
+was joined in front of every path and its non-JSON answer called "cannot reach"; ``--timeout -1``
+submitted the job and gave up at once (exit 4); ``jobs --limit 0`` exited 1 ("the job failed");
+``--output /nonexistent/dir/x.png`` ran the job and ended in a traceback (exit 1).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+
+import pytest
+
+from devstack.stack import running_stack
+from tests.core.test_cli import BIN, _Flaky, flaky, jq  # noqa: F401  (flaky: a fixture)
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory):
+    with running_stack(tmp_path_factory.mktemp("cli-usage")) as s:
+        s.start_worker()
+        s.start_api(web_concurrency=1)
+        yield s
+
+
+def _job_count(stack) -> int:
+    r = jq("jobs", "--url", stack.url, "--json", "--limit", "100")
+    assert r.returncode == 0, r.stderr
+    return len(json.loads(r.stdout)["jobs"])
+
+
+def _hostport(stack) -> str:
+    return stack.url.split("://", 1)[1]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "form,words",
+    [
+        ("{hostport}", ["needs http:// or https://", "e.g. http://{hostport}"]),
+        ("localhost:{port}", ["needs http:// or https://"]),
+        (" {url}", ["has spaces"]),
+        ("{url}?x=1", ["no query string"]),
+        ("http://[::1:5000", ["is not a URL"]),
+    ],
+)
+def test_a_url_the_client_cannot_use_is_usage_not_unreachable(stack, form, words):
+    hostport = _hostport(stack)
+    url = form.format(hostport=hostport, port=hostport.rsplit(":", 1)[1], url=stack.url)
+    before = _job_count(stack)
+    for source, args, env in (
+        ("--url", ["--url", url], {}),
+        ("JOBQUEUE_URL", [], {"JOBQUEUE_URL": url}),
+    ):
+        r = jq("submit", "top_locations", "n=2", "--wait", *args, env=env, timeout=60)
+        assert r.returncode == 2, (source, r.returncode, r.stderr)
+        assert source in r.stderr and "cannot reach" not in r.stderr and "Traceback" not in r.stderr, r.stderr
+        for word in words:
+            assert word.format(hostport=hostport) in r.stderr, r.stderr
+    assert _job_count(stack) == before  # nothing was submitted
+
+
+def test_an_answer_that_is_not_json_is_not_called_unreachable(flaky):  # noqa: F811  (the fixture)
+    _, url = flaky
+    _Flaky.plan, _Flaky.body = {}, b"<html>a web page, not the API</html>"
+    r = jq("status", "abc", "--url", url, timeout=60)
+    assert r.returncode == 3, r.stderr
+    assert "not with the API's JSON" in r.stderr and "cannot reach" not in r.stderr and "Traceback" not in r.stderr
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "args,words",
+    [
+        (["submit", "sleep", "seconds=0", "--wait", "--timeout", "-1"], ["--timeout", "0 or more"]),
+        (["submit", "sleep", "seconds=0", "--wait", "--timeout", "nan"], ["--timeout", "0 or more"]),
+        (["submit", "sleep", "seconds=0", "--wait", "--output", "/nonexistent/dir/x.png"], ["cannot be written"]),
+        (["submit", "sleep", "seconds=0", "--wait", "--output", "."], ["is a folder"]),
+        (["status", "abc", "--wait", "-1"], ["--wait", "0 or more"]),
+        (["watch", "abc", "--timeout", "-1"], ["--timeout", "0 or more"]),
+        (["jobs", "--limit", "0"], ["--limit", "1 to 100"]),
+        (["jobs", "--limit", "-1"], ["--limit", "1 to 100"]),
+        (["jobs", "--limit", "101"], ["--limit", "1 to 100"]),
+    ],
+)
+def test_bad_values_are_refused_before_anything_is_submitted(stack, args, words):
+    before = _job_count(stack)
+    r = jq(*args, "--url", stack.url, timeout=60)
+    assert r.returncode == 2, (r.returncode, r.stderr)
+    assert "Traceback" not in r.stderr and "submitted " not in r.stderr, r.stderr
+    for word in words:
+        assert word in r.stderr, r.stderr
+    assert _job_count(stack) == before
+
+
+@pytest.mark.slow
+def test_a_result_that_cannot_be_saved_names_the_job_and_where_it_is(stack):
+    # /dev/full opens (so the check before submitting passes, as for root in a read-only folder)
+    # and every write to it fails: the job has run, its result stays on the server
+    r = jq("submit", "top_locations", "n=2", "--wait", "--output", "/dev/full", "--url", stack.url, timeout=120)
+    assert r.returncode == 5, (r.returncode, r.stderr)
+    job_id = r.stderr.split("submitted ", 1)[1].split()[0]
+    last = r.stderr.strip().splitlines()[-1]
+    assert "Traceback" not in r.stderr
+    assert f"job {job_id} completed" in last and f"{stack.url}/jobs/{job_id}/result" in last, last
+    # the default <job_id>.png in a folder that cannot be written
+    p = subprocess.run(
+        [str(BIN / "jobqueue"), "submit", "plot_top_locations", "n=2", "--wait", "--url", stack.url],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd="/proc",
+        env=dict(os.environ),
+    )
+    assert p.returncode == 5 and "Traceback" not in p.stderr, (p.returncode, p.stderr)
+    assert ".png" in p.stderr and "/result" in p.stderr, p.stderr
+
+
+def test_analyze_checks_its_output_before_running(tmp_path):
+    r = jq(
+        "analyze", "top_locations", "n=1", "--output", "/nonexistent/dir/x.json", env={"DATA_CACHE_DIR": str(tmp_path)}
+    )
+    assert r.returncode == 2 and "cannot be written" in r.stderr and "Traceback" not in r.stderr, r.stderr
