@@ -139,23 +139,15 @@ def gunicorn_options(settings, on_stop: Callable[[], None] | None = None) -> dic
 
 
 def _parse_args(argv: list[str] | None) -> argparse.Namespace:
-    from importlib.metadata import PackageNotFoundError, version
+    from jobqueue.settings import program_parser  # not .app: prometheus_client must wait for the metrics dir
 
-    from jobqueue.settings import SPEC  # not .app: prometheus_client must wait for the metrics dir
-
-    try:
-        own_version = version("atx-jobqueue-api")
-    except PackageNotFoundError:  # pragma: no cover - a bare checkout
-        own_version = "0.0.0"
-    parser = argparse.ArgumentParser(
-        prog="jobqueue-api",
-        description="Serve the atx-jobqueue API under gunicorn. Configured by environment variables only "
-        "(the README's Configuration table), e.g. PORT=5000 BIND_HOST=127.0.0.1 "
-        "REDIS_URL=redis://127.0.0.1:6379 jobqueue-api",
-        epilog="variables: " + ", ".join(SPEC) + ". Exit status 2: a malformed variable (the message names it).",
-    )
-    parser.add_argument("--version", action="version", version=f"%(prog)s {own_version}")
-    return parser.parse_args(argv)
+    return program_parser(
+        "jobqueue-api",
+        "atx-jobqueue-api",
+        "Serve the atx-jobqueue API under gunicorn, e.g. PORT=5000 BIND_HOST=127.0.0.1 "
+        "REDIS_URL=redis://127.0.0.1:6379 jobqueue-api.",
+        "Exit status 2: a malformed variable (the message names it).",
+    ).parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:

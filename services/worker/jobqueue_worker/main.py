@@ -41,23 +41,17 @@ def _stop_during_startup(signum, frame):
 
 def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     """As ``jobqueue-api``'s: --help names the variables, --version answers; neither loads anything."""
-    from importlib.metadata import PackageNotFoundError, version
+    from jobqueue.settings import program_parser
 
-    from jobqueue.settings import SPEC
-
-    try:
-        own_version = version("atx-jobqueue-worker")
-    except PackageNotFoundError:  # pragma: no cover - a bare checkout
-        own_version = "0.0.0"
-    parser = argparse.ArgumentParser(
-        prog="jobqueue-worker",
-        description="Run atx-jobqueue jobs from Redis. Configured by environment variables only (the README's "
-        "Configuration table), e.g. REDIS_URL=redis://127.0.0.1:6379 WORKER_METRICS_PORT=9100 jobqueue-worker",
-        epilog="variables: " + ", ".join(SPEC) + ". Exit status 2: a malformed variable (the message names it); "
+    parser = program_parser(
+        "jobqueue-worker",
+        "atx-jobqueue-worker",
+        "Run atx-jobqueue jobs from Redis, e.g. REDIS_URL=redis://127.0.0.1:6379 WORKER_METRICS_PORT=9100 "
+        "jobqueue-worker.",
+        "Exit status 2: a malformed variable (the message names it); "
         "3: the dataset is in no form it reads (a missing file is waited for).",
     )
     parser.add_argument("--burst", action="store_true", help="drain the queue, then exit (tests, batch runs)")
-    parser.add_argument("--version", action="version", version=f"%(prog)s {own_version}")
     return parser.parse_args(argv)
 
 

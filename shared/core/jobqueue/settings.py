@@ -8,6 +8,7 @@ variables; ``tests/core/test_settings_jobs.py`` keeps the two in step.
 
 from __future__ import annotations
 
+import argparse
 import os
 from dataclasses import dataclass, fields
 from collections.abc import Callable, Mapping
@@ -326,3 +327,22 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         raise SettingsError("API_TOKENS gives a named user the admin API_TOKEN: each needs a token of its own")
     values["worker_metrics_host"] = values["worker_metrics_host"] or values["bind_host"]
     return Settings(**values)
+
+
+def program_parser(prog: str, distribution: str, description: str, exits: str) -> argparse.ArgumentParser:
+    """The command line of a program configured by these variables only (``jobqueue-api``,
+    ``jobqueue-worker``): ``--help`` names every variable and the exit statuses (``exits``), and
+    ``--version`` answers from the installed ``distribution``; neither loads anything."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        own_version = version(distribution)
+    except PackageNotFoundError:  # pragma: no cover - a bare checkout
+        own_version = "0.0.0"
+    parser = argparse.ArgumentParser(
+        prog=prog,
+        description=description + " Configured by environment variables only (the README's Configuration table).",
+        epilog="variables: " + ", ".join(SPEC) + ". " + exits,
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {own_version}")
+    return parser
