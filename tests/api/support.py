@@ -34,6 +34,23 @@ def make_settings(redis_url: str, **env: str) -> Settings:
     return load_settings(base)
 
 
+def app_counting_flask(redis_url: str, **env: str):
+    """An app (no dataset) and the list its Flask dispatch appends to per request: empty after a
+    request means the request was answered below Flask (fastpath.py)."""
+    from jobqueue_api import create_app
+
+    app = create_app(make_settings(redis_url, **env), load_data=False)
+    calls: list[int] = []
+    real = app.full_dispatch_request
+
+    def counted():
+        calls.append(1)
+        return real()
+
+    app.full_dispatch_request = counted  # type: ignore[method-assign]
+    return app, calls
+
+
 def submit(client, operation="sleep", params=None, path="/submit") -> str:
     """``POST /submit`` through the Flask test client; the job id (anything but a 202 fails)."""
     response = client.post(path, json={"operation": operation, "params": params or {}})

@@ -19,25 +19,10 @@ from flask import request, url_for
 from devstack.procs import free_port, wait_until
 from jobqueue.jobs import JobStatus
 
-from .support import finish, make_settings, metric_value, redis_and_api, spawn, submit
+from .support import app_counting_flask, finish, metric_value, redis_and_api, spawn, submit
 
 UNKNOWN = "3f2b8c4e-1d2a-4b5c-9e8f-0a1b2c3d4e5f"
 JOB = {"operation": "sleep", "params": {"seconds": 0}}
-
-
-def _app(redis_url, **env):
-    from jobqueue_api import create_app
-
-    app = create_app(make_settings(redis_url, **env), load_data=False)
-    calls = []
-    real = app.full_dispatch_request
-
-    def counted():
-        calls.append(1)
-        return real()
-
-    app.full_dispatch_request = counted  # type: ignore[method-assign]
-    return app, calls
 
 
 def _get(client, path, **kwargs):
@@ -46,7 +31,7 @@ def _get(client, path, **kwargs):
 
 
 def test_a_plain_status_read_skips_flasks_request_handling_and_is_counted(redis_url, jobs):
-    app, calls = _app(redis_url)
+    app, calls = app_counting_flask(redis_url)
     client = app.test_client()
     job_id = submit(client)  # the guards judge this Host once (Flask's path)
     finish(jobs, job_id, result={"slept": 0})
@@ -95,7 +80,7 @@ def test_a_plain_status_read_skips_flasks_request_handling_and_is_counted(redis_
     ],
 )
 def test_anything_else_goes_through_flask(redis_url, path, headers):
-    app, calls = _app(redis_url)
+    app, calls = app_counting_flask(redis_url)
     client = app.test_client()
     job_id = submit(client)
     del calls[:]
@@ -105,7 +90,7 @@ def test_anything_else_goes_through_flask(redis_url, path, headers):
 
 
 def test_tokens_keep_every_status_read_on_flasks_path(redis_url):
-    app, calls = _app(redis_url, API_TOKEN="s3cret")
+    app, calls = app_counting_flask(redis_url, API_TOKEN="s3cret")
     client = app.test_client()
     auth = {"Host": "127.0.0.1", "Authorization": "Bearer s3cret"}
     job_id = client.post("/submit", json=JOB, headers=auth).get_json()["job_id"]
@@ -207,7 +192,7 @@ def test_through_gunicorn_a_job_finishing_during_the_wait_is_answered_alike(tmp_
 
 def test_under_a_mount_point_the_result_url_is_alike_on_both_paths(redis_url, jobs):
     """``SCRIPT_NAME`` (an Ingress path prefix, as gunicorn passes it): ``result_url`` carries it."""
-    app, calls = _app(redis_url)
+    app, calls = app_counting_flask(redis_url)
     client = app.test_client()
     base = "http://127.0.0.1/class/jq/"
     job_id = submit(client)

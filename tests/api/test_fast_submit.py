@@ -18,24 +18,9 @@ from werkzeug.test import EnvironBuilder
 
 from jobqueue.jobs import JobStore
 
-from .support import make_settings, metric_value, redis_and_api, run_jobs_in_thread, spawn
+from .support import app_counting_flask, metric_value, redis_and_api, run_jobs_in_thread, spawn
 
 BODY = json.dumps({"operation": "sleep", "params": {"seconds": 0}}).encode()
-
-
-def _app(redis_url, **env):
-    from jobqueue_api import create_app
-
-    app = create_app(make_settings(redis_url, **env), load_data=False)
-    calls = []
-    real = app.full_dispatch_request
-
-    def counted():
-        calls.append(1)
-        return real()
-
-    app.full_dispatch_request = counted  # type: ignore[method-assign]
-    return app, calls
 
 
 def _call(app, path="/submit", body=BODY, headers=None):
@@ -61,7 +46,7 @@ def _call(app, path="/submit", body=BODY, headers=None):
 
 
 def test_a_plain_valid_submit_skips_flasks_request_handling_and_is_stored_and_counted(redis_url, jobs):
-    app, calls = _app(redis_url)
+    app, calls = app_counting_flask(redis_url)
     first = _call(app)  # the guards judge this Host and Content-Type once
     assert first["status"] == "202 ACCEPTED" and calls == [1]
     before = app.test_client().get("/metrics").get_data(as_text=True)
@@ -105,21 +90,21 @@ def test_a_plain_valid_submit_skips_flasks_request_handling_and_is_stored_and_co
     ],
 )
 def test_anything_else_goes_through_flask(redis_url, path, body, headers):
-    app, calls = _app(redis_url)
+    app, calls = app_counting_flask(redis_url)
     _call(app)
     _call(app, path, body, headers)
     assert calls == [1, 1]
 
 
 def test_tokens_keep_every_submit_on_flasks_path(redis_url):
-    app, calls = _app(redis_url, API_TOKEN="s3cret")
+    app, calls = app_counting_flask(redis_url, API_TOKEN="s3cret")
     for _ in range(2):
         assert _call(app, headers={"Authorization": "Bearer s3cret"})["status"] == "202 ACCEPTED"
     assert calls == [1, 1]
 
 
 def test_with_the_rate_limit_a_submit_is_counted_and_its_429_is_flasks(redis_url, jobs):
-    app, calls = _app(redis_url, SUBMIT_RATE_LIMIT="2")
+    app, calls = app_counting_flask(redis_url, SUBMIT_RATE_LIMIT="2")
     answers = [_call(app) for _ in range(3)]
     assert [a["status"][:3] for a in answers] == ["202", "202", "429"]
     assert calls == [1, 1]  # the first (guards' first look) and the 429; the second was fast
@@ -226,7 +211,7 @@ def _call_late(app, body=BODY):
 
 
 def test_a_body_that_comes_after_the_headers_is_still_answered_below_flask(redis_url, jobs):
-    app, calls = _app(redis_url)
+    app, calls = app_counting_flask(redis_url)
     _call(app)
     answer = _call_late(app)
     assert answer["status"] == "202 ACCEPTED" and calls == [1]  # Flask ran for the first request only
@@ -267,7 +252,7 @@ def test_through_gunicorn_a_late_body_is_answered_alike_on_both_paths(tmp_path):
 def test_a_plain_waiting_submit_skips_flasks_request_handling_too(redis_url, jobs, queue):
     """``POST /submit?wait=N``: stored marked waited, woken by the done message, answered 200 with
     the final document and ``Location`` (``jobs.waited_submit``, the view's own), and counted."""
-    app, calls = _app(redis_url)
+    app, calls = app_counting_flask(redis_url)
     _call(app)
     before = app.test_client().get("/metrics").get_data(as_text=True)
     del calls[:]

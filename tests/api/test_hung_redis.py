@@ -176,16 +176,21 @@ def _judge(name: str, took: float, answer) -> str | None:
     return None
 
 
+def _worker(api, tmp_path):
+    """A default jobqueue-worker on the API's settings (no metrics port, a short grace)."""
+    return spawn(
+        [str(BIN / "jobqueue-worker")],
+        {**api.env, "WORKER_METRICS_PORT": "0", "SHUTDOWN_GRACE_SECONDS": "5"},
+        tmp_path / "worker.log",
+        "worker",
+    )
+
+
 @pytest.mark.parametrize("form", ["plain", "timeouts-and-db-in-url", "unix-socket", "silent-proxy"])
 def test_every_request_answers_within_its_bound_while_redis_hangs(tmp_path, form):
     with _stack(tmp_path, form) as (url, server, proxy):
         with api_server(url, tmp_path / "api") as api:
-            worker = spawn(
-                [str(BIN / "jobqueue-worker")],
-                {**api.env, "WORKER_METRICS_PORT": "0", "SHUTDOWN_GRACE_SECONDS": "5"},
-                tmp_path / "worker.log",
-                "worker",
-            )
+            worker = _worker(api, tmp_path)
             try:
                 _hang_and_recover(api.url, server, proxy)
             finally:
@@ -363,12 +368,7 @@ def test_run_and_submit_and_wait_resolve_a_504_themselves_one_job_each(tmp_path)
         return [job.id for job in docs if job.params.get("seconds") == seconds]
 
     with _stack(tmp_path, "plain") as (url, server, _), api_server(url, tmp_path / "api", processes=1) as api:
-        worker = spawn(
-            [str(BIN / "jobqueue-worker")],
-            {**api.env, "WORKER_METRICS_PORT": "0", "SHUTDOWN_GRACE_SECONDS": "5"},
-            tmp_path / "worker.log",
-            "worker",
-        )
+        worker = _worker(api, tmp_path)
         try:
             client = _Recording(api.url, timeout=30)
             assert client.run("sleep", seconds=0.01, timeout=30) == {"slept": 0.01}  # warm, as a user's is

@@ -11,6 +11,7 @@ import requests
 from observability import rules
 from devstack.paths import REPO_ROOT
 from devstack.prometheus_server import PrometheusServer, find_prometheus
+from devstack.make_env import stack_env
 from devstack.procs import free_port
 from devstack.redis_server import find_redis_server
 
@@ -37,16 +38,7 @@ def observe(request, tmp_path):
     API (/metrics only on its own listener, which observe.sh must scrape instead)."""
     if find_prometheus() is None or find_redis_server() is None:
         pytest.skip("needs prometheus and redis-server (make setup)")
-    env = {
-        **os.environ,
-        "RUN_DIR": str(tmp_path / "run"),
-        "PORT": str(free_port()),
-        "REDIS_PORT": str(free_port()),
-        "WORKER_METRICS_BASE": str(two_free_ports()),
-        "PROMETHEUS_PORT": str(free_port()),
-        "WORKERS": "2",
-        "SHUTDOWN_GRACE_SECONDS": "5",
-    }
+    env = stack_env(str(tmp_path / "run"), prometheus=True, WORKER_METRICS_BASE=str(two_free_ports()), WORKERS="2")
     env.pop("API_METRICS_PORT", None)
     if request.param == "metrics-port":
         env["API_METRICS_PORT"] = str(free_port())
@@ -96,18 +88,7 @@ def test_the_stop_hint_stops_everything_observe_started(tmp_path):
     if find_prometheus() is None or find_redis_server() is None:
         pytest.skip("needs prometheus and redis-server (make setup)")
     run_dir = tmp_path / "run"
-    env = {
-        **os.environ,
-        "RUN_DIR": str(run_dir),
-        "PORT": str(free_port()),
-        "REDIS_PORT": str(free_port()),
-        "WORKER_METRICS_BASE": str(free_port()),
-        "PROMETHEUS_PORT": str(free_port()),
-        "WORKERS": "1",
-        "SHUTDOWN_GRACE_SECONDS": "5",
-    }
-    for name in ("API_METRICS_PORT", "PROMETHEUS_MULTIPROC_DIR", "REDIS_URL"):
-        env.pop(name, None)
+    env = stack_env(str(run_dir), prometheus=True, WORKERS="1")
     try:
         proc = subprocess.run(
             [str(REPO_ROOT / "scripts" / "observe.sh")], env=env, capture_output=True, text=True, timeout=180
@@ -135,18 +116,8 @@ def test_a_relative_run_dir_is_scraped_too(tmp_path):
     folder, so the relative target paths observe.sh wrote pointed nowhere and it scraped only itself."""
     if find_prometheus() is None or find_redis_server() is None:
         pytest.skip("needs prometheus and redis-server (make setup)")
-    env = {
-        **os.environ,
-        "RUN_DIR": os.path.relpath(tmp_path / "run", REPO_ROOT),  # the scripts run from the checkout
-        "PORT": str(free_port()),
-        "REDIS_PORT": str(free_port()),
-        "WORKER_METRICS_BASE": str(free_port()),
-        "PROMETHEUS_PORT": str(free_port()),
-        "WORKERS": "1",
-        "SHUTDOWN_GRACE_SECONDS": "5",
-    }
-    for name in ("API_METRICS_PORT", "PROMETHEUS_MULTIPROC_DIR", "REDIS_URL"):
-        env.pop(name, None)
+    # the scripts run from the checkout
+    env = stack_env(os.path.relpath(tmp_path / "run", REPO_ROOT), prometheus=True, WORKERS="1")
     try:
         proc = subprocess.run(
             [str(REPO_ROOT / "scripts" / "observe.sh")], env=env, capture_output=True, text=True, timeout=180
@@ -167,18 +138,7 @@ def test_a_prometheus_that_cannot_start_is_an_error_not_a_banner(tmp_path, prom_
     then printed its banner with the Prometheus address and exit status 0."""
     if find_prometheus() is None or find_redis_server() is None:
         pytest.skip("needs prometheus and redis-server (make setup)")
-    env = {
-        **os.environ,
-        "RUN_DIR": str(tmp_path / "run"),
-        "PORT": str(free_port()),
-        "REDIS_PORT": str(free_port()),
-        "WORKER_METRICS_BASE": str(free_port()),
-        "PROMETHEUS_PORT": prom_port,
-        "WORKERS": "1",
-        "SHUTDOWN_GRACE_SECONDS": "5",
-    }
-    for name in ("API_METRICS_PORT", "PROMETHEUS_MULTIPROC_DIR", "REDIS_URL"):
-        env.pop(name, None)
+    env = stack_env(str(tmp_path / "run"), PROMETHEUS_PORT=prom_port, WORKERS="1")
     try:
         proc = subprocess.run(
             [str(REPO_ROOT / "scripts" / "observe.sh")], env=env, capture_output=True, text=True, timeout=180

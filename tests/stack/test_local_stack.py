@@ -10,6 +10,7 @@ import pytest
 import requests
 
 from devstack.paths import REPO_ROOT
+from devstack.make_env import stack_env
 from devstack.procs import free_port
 
 pytestmark = pytest.mark.slow
@@ -26,15 +27,7 @@ def _alive(pid: int) -> bool:
 @pytest.fixture
 def stack(tmp_path):
     run_dir = tmp_path / "run"
-    env = {
-        **os.environ,
-        "RUN_DIR": str(run_dir),
-        "PORT": str(free_port()),
-        "REDIS_PORT": str(free_port()),
-        "WORKER_METRICS_BASE": str(free_port()),
-        "SHUTDOWN_GRACE_SECONDS": "5",
-    }
-    env.pop("REDIS_URL", None)
+    env = stack_env(str(run_dir))
     up = subprocess.run(["bash", "scripts/up.sh"], cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=180)
     try:
         assert up.returncode == 0, up.stdout + up.stderr
@@ -141,16 +134,7 @@ def test_up_refuses_an_api_port_another_program_answers_on(tmp_path):
     other = ThreadingHTTPServer(("127.0.0.1", 0), Ready)
     threading.Thread(target=other.serve_forever, daemon=True).start()
     port = other.server_address[1]
-    env = {
-        **os.environ,
-        "RUN_DIR": str(tmp_path / "run"),
-        "PORT": str(port),
-        "REDIS_PORT": str(free_port()),
-        "WORKER_METRICS_BASE": str(free_port()),
-        "SHUTDOWN_GRACE_SECONDS": "5",
-        "READY_TIMEOUT": "30",
-    }
-    env.pop("REDIS_URL", None)
+    env = stack_env(str(tmp_path / "run"), PORT=str(port), READY_TIMEOUT="30")
     try:
         up = subprocess.run(
             ["bash", "scripts/up.sh"], cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=180
@@ -183,17 +167,13 @@ def test_up_refuses_an_api_metrics_port_that_is_a_workers(tmp_path):
     workers: worker 2 bound 9102 first and the API exited with "Address already in use" (make up
     then printed only gunicorn's retries). Now it refuses at once, naming both settings."""
     base = free_port()
-    env = {
-        **os.environ,
-        "RUN_DIR": str(tmp_path / "run"),
-        "PORT": str(free_port()),
-        "REDIS_PORT": str(free_port()),
-        "WORKER_METRICS_BASE": str(base),
-        "API_METRICS_PORT": str(base + 1),
-        "WORKERS": "2",
-        "READY_TIMEOUT": "60",
-    }
-    env.pop("REDIS_URL", None)
+    env = stack_env(
+        str(tmp_path / "run"),
+        WORKER_METRICS_BASE=str(base),
+        API_METRICS_PORT=str(base + 1),
+        WORKERS="2",
+        READY_TIMEOUT="60",
+    )
     try:
         up = subprocess.run(
             ["bash", "scripts/up.sh"], cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=180
@@ -215,15 +195,7 @@ def test_up_refuses_a_worker_metrics_port_another_program_holds(tmp_path):
     holder.bind(("127.0.0.1", 0))
     holder.listen()
     base = holder.getsockname()[1]
-    env = {
-        **os.environ,
-        "RUN_DIR": str(tmp_path / "run"),
-        "PORT": str(free_port()),
-        "REDIS_PORT": str(free_port()),
-        "WORKER_METRICS_BASE": str(base),
-        "READY_TIMEOUT": "60",
-    }
-    env.pop("REDIS_URL", None)
+    env = stack_env(str(tmp_path / "run"), WORKER_METRICS_BASE=str(base), READY_TIMEOUT="60")
     try:
         up = subprocess.run(
             ["bash", "scripts/up.sh"], cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=180
@@ -240,16 +212,7 @@ def test_up_refuses_a_worker_metrics_port_another_program_holds(tmp_path):
 def test_up_refuses_a_number_that_is_not_one(tmp_path, var):
     """`WORKERS=abc make up` started no worker and printed "abc workers" (`seq abc` failed quietly);
     `REDIS_PORT=abc` was named only as a bad REDIS_URL after ~40 s of connection retries."""
-    env = {
-        **os.environ,
-        "RUN_DIR": str(tmp_path / "run"),
-        "PORT": str(free_port()),
-        "REDIS_PORT": str(free_port()),
-        "WORKER_METRICS_BASE": str(free_port()),
-        "READY_TIMEOUT": "20",
-        var: "abc",
-    }
-    env.pop("REDIS_URL", None)
+    env = stack_env(str(tmp_path / "run"), **{"READY_TIMEOUT": "20", var: "abc"})  # var may be READY_TIMEOUT itself
     try:
         up = subprocess.run(
             ["bash", "scripts/up.sh"], cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=180
@@ -265,17 +228,7 @@ def test_a_failed_up_says_how_to_start_over_with_other_settings(tmp_path):
     """`DATA_PATH=<typo> make up` failed (the API never ready) and left its processes running; the
     `make up` with the path fixed then said "already running" for each, kept the API with the old
     path and failed the same way, naming the old path, with nothing saying `make down` first."""
-    env = {
-        **os.environ,
-        "RUN_DIR": str(tmp_path / "run"),
-        "PORT": str(free_port()),
-        "REDIS_PORT": str(free_port()),
-        "WORKER_METRICS_BASE": str(free_port()),
-        "WORKERS": "1",
-        "READY_TIMEOUT": "8",
-        "SHUTDOWN_GRACE_SECONDS": "5",
-    }
-    env.pop("REDIS_URL", None)
+    env = stack_env(str(tmp_path / "run"), WORKERS="1", READY_TIMEOUT="8")
     try:
         bad = subprocess.run(
             ["bash", "scripts/up.sh"],
@@ -313,16 +266,7 @@ def test_a_redis_url_in_the_environment_is_the_redis_used_and_named(tmp_path):
 
     other = RedisServer(tmp_path / "other", password="s3cret").start()
     run_dir = tmp_path / "run"
-    env = {
-        **os.environ,
-        "RUN_DIR": str(run_dir),
-        "PORT": str(free_port()),
-        "REDIS_PORT": str(free_port()),
-        "WORKER_METRICS_BASE": str(free_port()),
-        "WORKERS": "1",
-        "SHUTDOWN_GRACE_SECONDS": "5",
-        "REDIS_URL": f"redis://:s3cret@127.0.0.1:{other.port}",
-    }
+    env = stack_env(str(run_dir), WORKERS="1", REDIS_URL=f"redis://:s3cret@127.0.0.1:{other.port}")
     try:
         up = subprocess.run(
             ["bash", "scripts/up.sh"], cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=180
