@@ -11,21 +11,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import atx_analysis.operations as ops
+from atx_analysis.formats import PORTAL_COLUMNS
 from atx_analysis.registry import REGISTRY, ParamError
 
 AUSTIN = ZoneInfo("America/Chicago")
-HEADER = [
-    "Traffic Report ID",
-    "Published Date",
-    "Issue Reported",
-    "Location",
-    "Latitude",
-    "Longitude",
-    "Address",
-    "Status",
-    "Status Date",
-    "Agency",
-]
+HEADER = list(PORTAL_COLUMNS)
 ADDRESSES = ["S CONGRESS AVE", "s congress (sb)", "N LAMAR BLVD / W 38TH ST", "[.*]", "E 7TH ST", "", "a\\b"]
 
 instants = st.datetimes(min_value=dt.datetime(2017, 1, 1), max_value=dt.datetime(2026, 12, 31))

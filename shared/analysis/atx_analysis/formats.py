@@ -38,33 +38,24 @@ class Format:
         return ", ".join(self.columns)
 
 
+# the portal's CSV export: its ten columns, in its order (the sample generator writes them so too)
+PORTAL_COLUMNS = {
+    "Traffic Report ID": "report_id",
+    "Published Date": "published",
+    "Issue Reported": "issue",
+    "Location": "location",
+    "Latitude": "latitude",
+    "Longitude": "longitude",
+    "Address": "address",
+    "Status": "status",
+    "Status Date": "status_date",
+    "Agency": "agency",
+}
 PORTAL_10 = Format(
     "portal-csv",
     "portal CSV export (10 columns)",
-    {
-        "Traffic Report ID": "report_id",
-        "Published Date": "published",
-        "Issue Reported": "issue",
-        "Location": "location",
-        "Latitude": "latitude",
-        "Longitude": "longitude",
-        "Address": "address",
-        "Status": "status",
-        "Status Date": "status_date",
-        "Agency": "agency",
-    },
-    (
-        "Traffic Report ID",
-        "Published Date",
-        "Issue Reported",
-        "Location",
-        "Latitude",
-        "Longitude",
-        "Address",
-        "Status",
-        "Status Date",
-        "Agency",
-    ),
+    PORTAL_COLUMNS,
+    tuple(PORTAL_COLUMNS),
     "portal",
 )
 PORTAL_9 = Format(

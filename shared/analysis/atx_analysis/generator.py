@@ -15,6 +15,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from .formats import PORTAL_COLUMNS
+
 FULL_ROWS = 432_444
 START = pd.Timestamp("2017-09-26 00:00:00", tz="UTC")
 END = pd.Timestamp("2026-11-27 00:00:00", tz="UTC")
@@ -168,18 +170,7 @@ AGENCIES = [
 ]
 # incidents per hour of day (Austin local), rush hours heavier
 HOUR_WEIGHTS = np.array([3, 2, 2, 1.5, 1.5, 2.5, 5, 8, 8, 6, 5, 5, 5.5, 5.5, 6, 7.5, 8.5, 9, 7, 5.5, 5, 4.5, 4, 3.5])
-COLUMNS = [
-    "Traffic Report ID",
-    "Published Date",
-    "Issue Reported",
-    "Location",
-    "Latitude",
-    "Longitude",
-    "Address",
-    "Status",
-    "Status Date",
-    "Agency",
-]
+COLUMNS = list(PORTAL_COLUMNS)  # the portal export's header, in its order
 PORTAL_TS = "%m/%d/%Y %I:%M:%S %p +0000"
 
 

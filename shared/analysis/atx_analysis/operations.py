@@ -166,14 +166,14 @@ def incidents_by_weekday(ds: Dataset) -> dict[str, Any]:
     return {"counts": dict(zip(WEEKDAYS, counts)), "total": sum(counts)}
 
 
+# the ``start`` of both day-series operations (their ``end`` examples differ)
+FIRST_DAY = Param(
+    "start", "date", "first day (Austin local), default the first day in the data", default=None, example="2024-01-01"
+)
+
+
 @REGISTRY.operation(
-    Param(
-        "start",
-        "date",
-        "first day (Austin local), default the first day in the data",
-        default=None,
-        example="2024-01-01",
-    ),
+    FIRST_DAY,
     Param("end", "date", "last day, inclusive; default the last day in the data", default=None, example="2024-01-31"),
     description=f"Incidents per Austin calendar day from start to end inclusive (at most {MAX_SERIES_DAYS} days), "
     "zeros included.",
@@ -246,13 +246,7 @@ def _source(ds: Dataset) -> str:
 
 
 @REGISTRY.operation(
-    Param(
-        "start",
-        "date",
-        "first day (Austin local), default the first day in the data",
-        default=None,
-        example="2024-01-01",
-    ),
+    FIRST_DAY,
     Param("end", "date", "last day, inclusive; default the last day in the data", default=None, example="2024-06-30"),
     description="PNG: incidents per day with a 7-day (or, over long ranges, 28-day) rolling mean.",
     produces_png=True,
