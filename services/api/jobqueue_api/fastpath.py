@@ -104,6 +104,7 @@ def _submit(app: Flask, wsgi_app: Callable, guard: Guard, metrics_port: int) -> 
             not ok
             or environ.get("PATH_INFO") != ROUTE
             or "HTTP_PREFER" in environ
+            or "HTTP_IDEMPOTENCY_KEY" in environ  # a keyed submit: the view's part (idempotency.py)
             or "HTTP_TRANSFER_ENCODING" in environ
             or known_host(environ) is not True
             or known_type(environ.get("CONTENT_TYPE", "")) is not True
