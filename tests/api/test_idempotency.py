@@ -85,7 +85,15 @@ def test_a_key_of_255_characters_and_an_escaped_quote_are_keys(client, jobs):
     assert _stored(jobs) == 2
 
 
-def test_a_bad_body_is_judged_first_and_keeps_the_key_free(client, jobs):
+def test_the_key_is_judged_before_the_body(client):
+    """A malformed key and no job: a harmless question whether the API honours keys (the client
+    asks it after a lost answer); an API or proxy that ignores the header answers for the body."""
+    asked = client.post("/submit", json={}, headers={"Idempotency-Key": ","})
+    assert asked.status_code == 400 and asked.get_json()["error"] == "invalid_idempotency_key"
+    assert client.post("/submit", json={}).get_json()["error"] == "missing_operation"
+
+
+def test_a_bad_body_with_a_good_key_keeps_the_key_free(client, jobs):
     assert _send(client, {"operation": "nope"}).status_code == 400
     assert _send(client).status_code == 202 and "Idempotent-Replayed" not in _send(client, key="other").headers
     assert _stored(jobs) == 2
@@ -202,6 +210,37 @@ def test_plain_submits_cost_redis_what_they_did_and_a_keyed_one_is_one_script_ca
     assert not flask_calls  # answered below Flask, as before
     assert plain.get("exec") == 3 and "evalsha" not in plain and "get" not in plain, plain
     jobs.config_resetstat()
-    assert _send(client).status_code == 202 and flask_calls  # a keyed submit: the view's path
+    assert _send(client).status_code == 202 and not flask_calls  # a keyed submit: below Flask too
     keyed = _calls(jobs)
     assert keyed.get("evalsha") == 1 and "exec" not in keyed and "multi" not in keyed, keyed
+
+
+def test_keyed_submits_are_answered_alike_below_flask_and_through_it(redis_url, jobs):
+    """The same keyed request below Flask (fastpath.py) and through the view (a ``Prefer`` header
+    sends it there): the same job, the same body and key headers; a malformed key goes to Flask."""
+    from .support import app_counting_flask
+
+    app, flask_calls = app_counting_flask(redis_url)
+    client = app.test_client()
+    client.post("/submit", json=BODY)
+    flask_calls.clear()
+    fast = _send(client)
+    assert not flask_calls
+    viewed = _send(client, Prefer="respond-async")
+    assert flask_calls
+    assert fast.status_code == viewed.status_code == 202 and fast.data == viewed.data
+    assert fast.headers["Idempotency-Key"] == viewed.headers["Idempotency-Key"] == KEY
+    assert viewed.headers["Idempotent-Replayed"] == "true"
+    assert _send(client).headers["Idempotent-Replayed"] == "true"  # a replay below Flask
+    waited_fast = client.post("/submit?wait=0", json=BODY, headers={"Idempotency-Key": KEY})
+    waited_view = client.post("/submit?wait=0", json=BODY, headers={"Idempotency-Key": KEY, "Prefer": "x"})
+    assert waited_fast.status_code == waited_view.status_code == 202
+    assert waited_fast.get_json() == waited_view.get_json()
+    assert waited_fast.headers["Location"] == waited_view.headers["Location"]
+    assert waited_fast.headers["Idempotent-Replayed"] == waited_view.headers["Idempotent-Replayed"] == "true"
+    flask_calls.clear()
+    bad = _send(client, key="a b")
+    assert bad.status_code == 400 and flask_calls  # Flask's path answers it
+    other = _send(client, {"operation": "sleep", "params": {"seconds": 3}})
+    assert other.status_code == 422 and other.headers["Idempotency-Key"] == KEY
+    assert _stored(jobs) == 2

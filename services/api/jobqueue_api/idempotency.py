@@ -9,6 +9,9 @@ Idempotency-Key HTTP Header Field" (draft-ietf-httpapi-idempotency-key-header-06
 
 - the value is a Structured Field String (``"..."``, RFC 8941) or, as most clients send it, the
   bare text; 1-255 visible ASCII characters, else 400 ``invalid_idempotency_key``;
+- the key is judged before the body, so a malformed key and no job (``{}``) is a harmless question
+  whether this API honours keys: ``invalid_idempotency_key`` here, ``missing_operation`` from an API
+  (or a proxy) that ignores the header (the project's client asks it after a lost answer);
 - a repeat of the same request (same operation and parameters, as validated: key order, spacing
   and defaults written out do not matter; ``?wait=`` may differ) answers the key's job, marked
   ``Idempotent-Replayed: true``; a different request under a used key is a 422
@@ -108,14 +111,13 @@ class Keyed:
         return out
 
 
-def keyed(raw: str | None, owner: str | None, job: Job) -> Keyed | None:
-    """The request's key (None without the header), scoped to ``owner`` (a named token's name, or
-    None: the one shared scope), with the fingerprint of the job it asks for."""
-    if raw is None:
-        return None
-    key = parse(raw)
+def keyed(raw: str, owner: str | None, job: Job) -> Keyed:
+    """The request's key (``raw``: the header as sent), scoped to ``owner`` (a named token's name,
+    or None: the one shared scope), with the fingerprint of the job it asks for."""
     request = json.dumps([job.operation, job.params], sort_keys=True, separators=(",", ":"))
-    return Keyed(raw.strip(" \t"), keys.idempotency(owner or "", key), hashlib.sha256(request.encode()).hexdigest())
+    return Keyed(
+        raw.strip(" \t"), keys.idempotency(owner or "", parse(raw)), hashlib.sha256(request.encode()).hexdigest()
+    )
 
 
 # Failures after which the script may have run: anything between sending it and reading its answer.
@@ -173,6 +175,16 @@ class KeyedSubmits:
             return job
         key.replayed = True
         return Job.from_json(answer.doc) if answer.doc else replace(job, id=answer.job_id)
+
+
+def store(state: Any, job: Job, client: str | None, key: Keyed, root: str, register: Any = None) -> Job:
+    """``state.keyed.store`` for the submit view and the path below Flask (fastpath.py) alike:
+    the job to answer with. ``register`` (a waiting submit's ``Expected.register``): the job was
+    registered before the store; a replay registers the job the key named instead."""
+    answered = state.keyed.store(job, client, key, root, register is not None)
+    if answered is not job and register is not None:
+        register(answered)  # wait for the job the key named instead
+    return answered
 
 
 def with_key_headers(response: Any, key: Keyed | None) -> Any:

@@ -40,20 +40,20 @@ def _accept(before_store: Callable[[Job], None] | None = None) -> tuple[Job, ide
     """Read, validate and store the submitted job: (the job to answer with, the request's
     ``Idempotency-Key`` if it had one; with one, the job may be an earlier one the key named)."""
     state = current()
+    sent_key = request.environ.get(idempotency.ENVIRON)
+    if sent_key is not None:
+        idempotency.parse(sent_key)  # judged first: a 400 whatever the body (idempotency.py)
     raw = read_body(request, state.settings.max_body_bytes, state.settings.client_timeout_seconds)
     op, params = validate_submission(parse_body(raw), state.catalogue, state.data.dataset)
     # valid ones only are counted against the rate limit (a typo costs nothing), in the same call
     # that stores them (submission.store_admitted): a 429 here stored nothing
     client = ratelimit.client_id() if state.settings.submit_rate_limit > 0 else None
     job = state.delivery.new_job(op.name, params, lane_of(op), owner())
-    key = idempotency.keyed(request.environ.get(idempotency.ENVIRON), owner(), job)
+    key = None if sent_key is None else idempotency.keyed(sent_key, owner(), job)
     if before_store is not None:
         before_store(job)  # ?wait= registers for the job's done message before it can finish
     if key is not None:  # one script call: stored with the key's record, or the job the key names
-        answered = state.keyed.store(job, client, key, request.script_root, before_store is not None)
-        if answered is not job and before_store is not None:
-            before_store(answered)  # wait for the job the key named instead
-        return answered, key
+        return idempotency.store(state, job, client, key, request.script_root, before_store), key
     # returns once the job is stored, queued and counted; a waited job is marked in that transaction
     # a failure after which the job may be stored is a 504 with its id (submission.store)
     store(state.submits, (job, client, before_store is not None), request.script_root)
@@ -71,11 +71,7 @@ def submit():
         if wait is not None:
             return _submit_and_wait(*wait)
     job, key = _accept()
-    if key is not None:  # a replay answers as the first attempt was answered
-        return with_key_headers(
-            Response(accepted_body(replace(job, status=JobStatus.SUBMITTED)), 202, mimetype=JSON), key
-        )
-    return Response(accepted_body(job), 202, mimetype="application/json")
+    return with_key_headers(Response(accepted_body(job), 202, mimetype="application/json"), key)
 
 
 def _submit_wait() -> tuple[float, bool] | None:
