@@ -20,6 +20,35 @@ name, a label set, the Redis address or the environment asks here.
 {{- end }}
 {{- end }}
 
+{{/*
+Stop at render time when the object names would not work: Kubernetes accepts a StatefulSet or
+CronJob name up to 63 characters but then cannot create its pods or Jobs above 52 (the
+controller-revision-hash label and the Job names add 11), a Service name must start with a letter,
+and a component name cut at 63 characters would collide with another (api/api-metrics,
+redis/redis-client). Helm itself accepts release names of up to 53 characters.
+*/}}
+{{- define "atx-jobqueue.checkNames" -}}
+{{- $fullname := include "atx-jobqueue.fullname" . }}
+{{- $limit := 51 }}
+{{- $why := printf "the API metrics Service %s-api-metrics would be over 63 characters" $fullname }}
+{{- if .Values.redis.enabled }}
+{{- $limit = 46 }}
+{{- $why = printf "the Redis StatefulSet %s-redis would be over 52 characters, and Kubernetes could not create its pod" $fullname }}
+{{- if .Values.redis.backup.enabled }}
+{{- $limit = 39 }}
+{{- $why = printf "the backup CronJob %s-redis-backup would be over 52 characters, which Kubernetes refuses" $fullname }}
+{{- end }}
+{{- end }}
+{{- if not (regexMatch "^[a-z]([-a-z0-9]*[a-z0-9])?$" $fullname) }}
+{{- fail (printf "object names start with %q, which is not a DNS label starting with a letter, so Kubernetes would refuse the Services: use a release name of lower-case letters, digits and dashes that starts with a letter, or set fullnameOverride" $fullname) }}
+{{- end }}
+{{- if gt (len $fullname) $limit }}
+{{- $name := default .Chart.Name .Values.nameOverride }}
+{{- $releaseLimit := ternary $limit (sub $limit (add 1 (len $name))) (contains $name .Release.Name) }}
+{{- fail (printf "object names start with %q (%d characters): %s. Use a release name of at most %d characters, or set fullnameOverride to a name of at most %d" $fullname (len $fullname) $why (int $releaseLimit) $limit) }}
+{{- end }}
+{{- end }}
+
 {{- define "atx-jobqueue.chart" -}}
 {{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
 {{- end }}
