@@ -87,6 +87,7 @@ def test_an_answer_that_is_not_json_is_not_called_unreachable(flaky):  # noqa: F
         (["jobs", "--limit", "0"], ["--limit", "1 to 100"]),
         (["jobs", "--limit", "-1"], ["--limit", "1 to 100"]),
         (["jobs", "--limit", "101"], ["--limit", "1 to 100"]),
+        (["jobs", "--operation", "top_location"], ["invalid_operation", "top_locations"]),  # was an empty list
     ],
 )
 def test_bad_values_are_refused_before_anything_is_submitted(stack, args, words):

@@ -378,7 +378,7 @@ def build_spec(catalogue: Registry, settings: Settings, version: str) -> dict[st
                         "in": "query",
                         "schema": {"type": "string", "enum": [s.value for s in JobStatus]},
                     },
-                    {"name": "operation", "in": "query", "schema": {"type": "string", "minLength": 1}},
+                    {"name": "operation", "in": "query", "schema": {"type": "string", "enum": catalogue.names()}},
                     {
                         "name": "limit",
                         "in": "query",

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 from dataclasses import dataclass, fields
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -98,6 +99,21 @@ def _named_tokens(name: str, raw: str) -> str:
     return raw if entries else ""  # blank or only commas: no named tokens (not tokens required, none valid)
 
 
+# the chart's values.schema.json (config.queueName) holds the same pattern; tests keep them equal
+QUEUE_NAME_PATTERN = r"^[A-Za-z0-9_.:-]+$"
+
+
+def _queue_name(name: str, raw: str) -> str:
+    """A name the key layout can carry (``hotqueue:<name>``, ``<name>-plots``, ``delayed:<name>``)
+    and a PromQL label matcher can quote: '' or ' jobs' used to start a worker on a queue the API
+    never filled, and a '*' or '"' would break the key patterns and the autoscaling query."""
+    if not re.fullmatch(QUEUE_NAME_PATTERN, raw):
+        raise SettingsError(
+            f"{name} must be letters, digits and . _ : - only (it names Redis keys: hotqueue:<name>), got {raw!r}"
+        )
+    return raw
+
+
 def _choice(*allowed: str) -> Callable[[str, str], str]:
     def parse(name: str, raw: str) -> str:
         value = raw.strip().upper() if allowed[0].isupper() else raw.strip()
@@ -180,7 +196,11 @@ SPEC: dict[str, tuple[str, Callable[[str, str], object], str]] = {
         _float(0.1, 300),
         "API: longest wait for one Redis call, retries included; a Redis that does not answer gets 503 after it (a long poll: after its wait); half of it is the API's socket timeout when REDIS_URL sets none",
     ),
-    "QUEUE_NAME": ("jobs", _str, "HotQueue name; the Redis list is hotqueue:<name>"),
+    "QUEUE_NAME": (
+        "jobs",
+        _queue_name,
+        "HotQueue name (letters, digits and . _ : -); the Redis list is hotqueue:<name>",
+    ),
     "DATA_PATH": (
         DEFAULT_DATA_PATH,
         _str,
