@@ -257,6 +257,37 @@ def test_redis_is_the_official_image_with_aof_and_a_password():
     assert sts["spec"]["serviceName"] == headless["metadata"]["name"]
 
 
+@pytest.mark.parametrize(
+    ("redis", "says"),
+    [
+        ({"resources": {"limits": {"memory": "256Mi"}}}, r"maxmemory \(350mb\) is not below .*256Mi.* e\.g\. 179mb"),
+        ({"maxmemory": "512mb"}, r"not below redis\.resources\.limits\.memory \(512Mi\)"),
+        ({"resources": {"limits": {"memory": "1G"}}, "maxmemory": "1gb"}, r"not below"),  # 1gb is 1024^3
+        ({"maxmemory": ""}, r"maxmemory is empty"),
+        ({"resources": {"limits": {"memory": "512m"}}}, r"not a memory quantity"),  # 0.512 bytes
+    ],
+)
+def test_redis_maxmemory_must_be_below_its_memory_limit(redis, says):
+    """A memory limit lowered to fit a class quota (256Mi) under the default maxmemory (350mb) rendered:
+    Redis then grows past its limit, is OOM-killed, reloads its AOF to the same size and is killed
+    again, where it should refuse writes (noeviction; the API answers 503)."""
+    with pytest.raises(helm.HelmError, match=says):
+        render_chart({"redis": redis})
+
+
+@pytest.mark.parametrize(
+    "redis",
+    [
+        {},
+        {"resources": {"limits": {"memory": "256Mi"}}, "maxmemory": "179mb"},
+        {"resources": {"limits": {"memory": "1G"}}, "maxmemory": "900m"},
+        {"resources": {"limits": {"memory": "1.5Gi"}}, "maxmemory": "1gb"},
+    ],
+)
+def test_a_maxmemory_below_the_limit_renders(redis):
+    render_chart({"redis": redis})
+
+
 def test_every_app_pod_gets_the_redis_password_from_the_secret(objects):
     secrets = {o["metadata"]["name"] for o in objects if o["kind"] == "Secret"}
     for component in ("api", "worker"):
