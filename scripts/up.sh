@@ -127,7 +127,9 @@ for i in $(seq "$WORKERS"); do
   WORKER_METRICS_PORT=$((WORKER_METRICS_BASE + i - 1)) start "worker-$i" "$ROOT/.venv/bin/jobqueue-worker"
 done
 
-URL="http://127.0.0.1:$PORT"
+# SCRIPT_NAME (docs/ui.md: the API told its path prefix) is part of every URL: gunicorn answers any
+# path outside it, /readyz included, with its own 500, so the wait below never ended.
+URL="http://127.0.0.1:$PORT${SCRIPT_NAME:-}"
 printf 'up: waiting for %s/readyz ' "$URL"
 deadline=$((SECONDS + READY_TIMEOUT))
 until "$ROOT/.venv/bin/python" -c "import urllib.request as u; u.urlopen('$URL/readyz', timeout=2)" 2>/dev/null; do

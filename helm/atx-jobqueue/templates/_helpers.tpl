@@ -49,6 +49,45 @@ redis/redis-client). Helm itself accepts release names of up to 53 characters.
 {{- end }}
 {{- end }}
 
+{{/* A Kubernetes memory quantity (512Mi, 1Gi, 500M, 1000000) in bytes, as a float. */}}
+{{- define "atx-jobqueue.quantityBytes" -}}
+{{- $q := toString . }}
+{{- $number := regexFind "^[0-9.]+" $q }}
+{{- $unit := trimPrefix $number $q }}
+{{- $scale := dict "" 1 "k" 1e3 "M" 1e6 "G" 1e9 "T" 1e12 "Ki" 1024 "Mi" 1048576 "Gi" 1073741824 "Ti" 1099511627776 }}
+{{- if not (and $number (hasKey $scale $unit)) }}
+{{- fail (printf "%q is not a memory quantity this chart reads (e.g. 512Mi, 1Gi, 500M)" $q) }}
+{{- end }}
+{{- mulf (float64 $number) (get $scale $unit) }}
+{{- end }}
+
+{{/* Redis's maxmemory (350mb, 1gb, 100000000) in bytes, as Redis reads it: k/m/g are powers of 1000, kb/mb/gb of 1024. */}}
+{{- define "atx-jobqueue.redisBytes" -}}
+{{- $v := lower (toString .) }}
+{{- $number := regexFind "^[0-9]+" $v }}
+{{- $scale := dict "" 1 "k" 1e3 "kb" 1024 "m" 1e6 "mb" 1048576 "g" 1e9 "gb" 1073741824 }}
+{{- mulf (float64 $number) (get $scale (trimPrefix $number $v)) }}
+{{- end }}
+
+{{/*
+Redis must refuse writes (maxmemory, noeviction: the API answers 503) before the kubelet kills it at
+its memory limit: an OOM-killed Redis restarts, reloads its AOF to the same size and is killed again.
+A memory limit lowered to fit a class quota (256Mi) under the default maxmemory (350mb) did that.
+*/}}
+{{- define "atx-jobqueue.checkRedisMemory" -}}
+{{- $limit := ((.Values.redis.resources).limits).memory }}
+{{- if and .Values.redis.enabled $limit }}
+{{- $limitBytes := include "atx-jobqueue.quantityBytes" $limit | float64 }}
+{{- $suggest := printf "%dmb" (int (divf (mulf $limitBytes 0.7) 1048576)) }}
+{{- if not .Values.redis.maxmemory }}
+{{- fail (printf "redis.maxmemory is empty while redis.resources.limits.memory is %s: Redis would grow until it is OOM-killed (and again after each restart) instead of refusing writes. Set redis.maxmemory to about 70%% of the limit, e.g. %s" $limit $suggest) }}
+{{- end }}
+{{- if ge (include "atx-jobqueue.redisBytes" .Values.redis.maxmemory | float64) $limitBytes }}
+{{- fail (printf "redis.maxmemory (%s) is not below redis.resources.limits.memory (%s): Redis would be OOM-killed (and again after each restart) before it refuses a write. Set redis.maxmemory to about 70%% of the limit, e.g. %s, or raise the limit" .Values.redis.maxmemory $limit $suggest) }}
+{{- end }}
+{{- end }}
+{{- end }}
+
 {{- define "atx-jobqueue.chart" -}}
 {{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
 {{- end }}
