@@ -150,7 +150,8 @@ if ! alive "$RUN_DIR/pids/api.pid"; then   # ready, but not ours: ours died afte
 fi
 echo " ready"
 METRICS_URL=$URL/metrics   # API_METRICS_PORT (the chart's way) moves it to its own listener
-if [ "${API_METRICS_PORT:-0}" != 0 ]; then METRICS_URL=http://127.0.0.1:$API_METRICS_PORT/metrics; fi
+# (gunicorn puts that listener under SCRIPT_NAME too)
+if [ "${API_METRICS_PORT:-0}" != 0 ]; then METRICS_URL=http://127.0.0.1:$API_METRICS_PORT${SCRIPT_NAME:-}/metrics; fi
 cat <<EOF
 
 atx-jobqueue is running: API $URL, Redis $REDIS_SHOWN, $WORKERS workers (logs in $RUN_DIR/logs).
