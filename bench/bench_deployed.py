@@ -47,6 +47,7 @@ if __package__ in (None, ""):
 import redis
 import requests
 
+from bench import floor
 from bench import raw_minimal_loop as rawloop
 from bench import report
 from bench.drain_harness import start_redis
@@ -338,26 +339,52 @@ def ours_round_trips(
     worker = dep.start_worker("rt" + ("-one" if one else "") + ("-lean" if lean else "-client" if shipped else ""))
     call = _LeanClient(dep.port) if lean else _ShippedClient(dep.base) if shipped else _RequestsClient(dep.base)
     try:
-        samples, submits = [], []
-        for i in range(count + warmup):
-            t0 = time.perf_counter()
-            if one:
-                job = call.run(NOOP[0], NOOP[1])
-                t1 = t2 = time.perf_counter()
-            else:
-                job_id = call.submit(NOOP[0], NOOP[1])
-                t1 = time.perf_counter()
-                job = call.wait(job_id)
-                t2 = time.perf_counter()
-            if job["status"] != "complete":
-                raise RuntimeError(f"round trip: job ended {job['status']}")
-            if i >= warmup:
-                samples.append(t2 - t0)
-                submits.append(t1 - t0)
+        return _timed_trips(call, count, warmup, one)
     finally:
         call.close()
         procs.stop([worker])
-    out = {"p50_ms": harness.percentile(samples, 50) * 1e3, "p99_ms": harness.percentile(samples, 99) * 1e3}
+
+
+def floor_round_trips(count: int, warmup: int = 20, lean: bool = False) -> dict[str, float]:
+    """The same two requests through the same client code (``requests``, or with ``lean``
+    ``http.client``) against :mod:`bench.floor`, a server answering canned bytes shaped like the
+    API's 202 and 200: the client's own floor, to tell from the service path in the rows above."""
+    with floor.FloorServer("rt-floor" + ("-lean" if lean else "")) as server:
+        call = _LeanClient(server.port) if lean else _RequestsClient(server.base)
+        try:
+            return _timed_trips(call, count, warmup, False)
+        finally:
+            call.close()
+
+
+def _timed_trips(call, count: int, warmup: int, one: bool) -> dict[str, float]:
+    """``count`` sequential round trips through ``call`` after ``warmup`` untimed ones: p50, p99,
+    the submit's p50 (two requests) and the client's own CPU a trip (this process's)."""
+    samples, submits = [], []
+    cpu = 0.0
+    for i in range(count + warmup):
+        if i == warmup:
+            cpu = time.process_time()
+        t0 = time.perf_counter()
+        if one:
+            job = call.run(NOOP[0], NOOP[1])
+            t1 = t2 = time.perf_counter()
+        else:
+            job_id = call.submit(NOOP[0], NOOP[1])
+            t1 = time.perf_counter()
+            job = call.wait(job_id)
+            t2 = time.perf_counter()
+        if job["status"] != "complete":
+            raise RuntimeError(f"round trip: job ended {job['status']}")
+        if i >= warmup:
+            samples.append(t2 - t0)
+            submits.append(t1 - t0)
+    cpu = time.process_time() - cpu
+    out = {
+        "p50_ms": harness.percentile(samples, 50) * 1e3,
+        "p99_ms": harness.percentile(samples, 99) * 1e3,
+        "client_cpu_us": cpu / count * 1e6,
+    }
     if not one:
         out["submit_p50_ms"] = harness.percentile(submits, 50) * 1e3
     return out
@@ -442,6 +469,17 @@ ONE_EXCHANGE = (
     ("rt/ours-one", "`requests`"),
     ("rt/ours-one-lean", "`http.client`"),
     ("rt/ours-one-client", "`jobqueue.client` (`Client.submit_and_wait`)"),
+)
+
+
+RT_ROWS = (
+    ("rt/ours", "ours: `POST /submit` + `GET /status/<id>?wait=` with `requests`"),
+    ("rt/ours-lean", "ours: the same two requests with `http.client` (no `requests`)"),
+    ("rt/ours-client", "ours: the same two requests with `jobqueue.client` (`Client.submit`, `Client.wait`)"),
+    *((key, f"ours, one exchange: `POST /submit?wait=` with {how}") for key, how in ONE_EXCHANGE),
+    ("rt/floor", "floor: the same two requests with `requests` against canned answers (no service)"),
+    ("rt/floor-lean", "floor: the same two requests with `http.client` against canned answers"),
+    ("rt/celery", "Celery `delay()` + `AsyncResult.get`"),
 )
 
 
@@ -538,6 +576,10 @@ def run(args) -> dict[str, Any]:
                 out = ours_round_trips(dep, client, args.round_trips, one=True, shipped=True)
                 runs["rt/ours-one-client"].append(out)
                 _say(repeat, args, "round trip ours, one exchange, jobqueue.client", out)
+                for key, lean, label in (("rt/floor", False, ""), ("rt/floor-lean", True, ", http.client")):
+                    out = floor_round_trips(args.round_trips, lean=lean)
+                    runs[key].append(out)
+                    _say(repeat, args, "round trip floor" + label, out)
                 if "celery" in available:
                     out = celery_round_trips(server.url, data_path, args.round_trips)
                     runs["rt/celery"].append(out)
@@ -553,7 +595,7 @@ def run(args) -> dict[str, Any]:
 def _say(repeat, args, label, out) -> None:
     extra = "".join(
         f"  {k} {out[k]:.1f}"
-        for k in ("cpu_us_per_job", "inside_us_per_job", "calls_per_job", "p50_ms", "p99_ms")
+        for k in ("cpu_us_per_job", "inside_us_per_job", "calls_per_job", "p50_ms", "p99_ms", "client_cpu_us")
         if k in out
     )
     rate = f"{out['rate']:9,.0f} jobs/s" if "rate" in out else ""
@@ -578,6 +620,7 @@ def summarize(result: dict[str, Any]) -> dict[str, Any]:
                 "p50_ms",
                 "p99_ms",
                 "submit_p50_ms",
+                "client_cpu_us",
             )
         }
         for k, v in runs.items()
@@ -724,63 +767,47 @@ def markdown(args, result, s) -> str:
             )
         lines.append("")
     if "rt/ours" in s:
-        rt, cel, lean = s["rt/ours"], s.get("rt/celery") or {}, s.get("rt/ours-lean") or {}
-        shipped = s.get("rt/ours-client") or {}
+        cel = s.get("rt/celery") or {}
         rows = [
             [
-                "ours: `POST /submit` + `GET /status/<id>?wait=` with `requests`",
-                report.fmt(rt["p50_ms"], 2),
-                report.fmt(rt["p99_ms"], 2),
-                report.fmt(rt.get("submit_p50_ms"), 2),
+                text,
+                report.fmt((s.get(key) or {}).get("p50_ms"), 2),
+                report.fmt((s.get(key) or {}).get("p99_ms"), 2),
+                report.fmt((s.get(key) or {}).get("submit_p50_ms"), 2),
+                report.fmt((s.get(key) or {}).get("client_cpu_us")),
             ]
+            for key, text in RT_ROWS
+            if key == "rt/celery" or s.get(key)
         ]
-        if lean:
-            rows.append(
-                [
-                    "ours: the same two requests with `http.client` (no `requests`)",
-                    report.fmt(lean["p50_ms"], 2),
-                    report.fmt(lean["p99_ms"], 2),
-                    report.fmt(lean.get("submit_p50_ms"), 2),
-                ]
-            )
-        if shipped:
-            rows.append(
-                [
-                    "ours: the same two requests with `jobqueue.client` (`Client.submit`, `Client.wait`)",
-                    report.fmt(shipped["p50_ms"], 2),
-                    report.fmt(shipped["p99_ms"], 2),
-                    report.fmt(shipped.get("submit_p50_ms"), 2),
-                ]
-            )
-        for key, how in ONE_EXCHANGE:
-            one = s.get(key) or {}
-            if one:
-                rows.append(
-                    [
-                        f"ours, one exchange: `POST /submit?wait=` with {how}",
-                        report.fmt(one["p50_ms"], 2),
-                        report.fmt(one["p99_ms"], 2),
-                        "n/a",
-                    ]
-                )
-        rows.append(
-            [
-                "Celery `delay()` + `AsyncResult.get`",
-                report.fmt(cel.get("p50_ms"), 2),
-                report.fmt(cel.get("p99_ms"), 2),
-                "n/a",
-            ]
-        )
         lines += [
             "### Round trip",
             "",
             f"{args.round_trips} sequential no-op jobs, one worker process; each "
             "client in turn, repeat by repeat. The target is judged on the `requests` row (the tutorial's "
             "client, two requests); the `http.client` row shows how much of it is the client library; the "
-            "one-exchange rows submit and wait in one request (200 with the finished job).",
+            "one-exchange rows submit and wait in one request (200 with the finished job). The floor rows "
+            "time the same client code against a server that answers the two requests with canned bytes "
+            "shaped like the API's 202 and 200 and does nothing else (`bench/floor.py`): the client's own "
+            "share of a round trip. Client CPU is the benchmark process's own, a round trip.",
             "",
-            report.table(["client", "p50 ms", "p99 ms", "`POST /submit` alone, p50 ms"], rows),
+            report.table(["client", "p50 ms", "p99 ms", "`POST /submit` alone, p50 ms", "client CPU µs a trip"], rows),
         ]
+        over = [
+            f"{how} {s[key]['p50_ms']:.2f} - {s[base]['p50_ms']:.2f} = **{s[key]['p50_ms'] - s[base]['p50_ms']:.2f} ms**"
+            for key, base, how in (
+                ("rt/ours", "rt/floor", "`requests`"),
+                ("rt/ours-lean", "rt/floor-lean", "`http.client`"),
+            )
+            if s.get(key) and s.get(base)
+        ]
+        if over:
+            lines += [
+                "",
+                "The service path (both HTTP exchanges through the API, Redis, the worker) over the client's "
+                "floor, p50: "
+                + "; ".join(over)
+                + (f"; Celery's whole round trip {cel['p50_ms']:.2f} ms." if cel.get("p50_ms") else "."),
+            ]
         ones = [(how, s[key]) for key, how in ONE_EXCHANGE if s.get(key)]
         if ones and cel.get("p50_ms"):
             lines += [

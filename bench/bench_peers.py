@@ -25,6 +25,7 @@ if __package__ in (None, ""):  # run as a script: python bench/bench_peers.py
 
 from bench import report
 from bench.peers import dataset, harness, peer_classes
+from bench.peers.ours import FloorPeer
 from devstack.redis_server import RedisServer
 
 RESULTS = report.REPO_ROOT / ".run" / "bench" / "results"
@@ -43,6 +44,8 @@ SHIPPED = "ours-jobqueue.client"  # ours' round trip with the project's own clie
 ONE = "ours-one-exchange"  # ours' round trip as one request, POST /submit?wait=, with requests
 ONE_LEAN = "ours-one-exchange-http.client"  # the same one request through http.client
 ONE_SHIPPED = "ours-one-exchange-jobqueue.client"  # the same one request through Client.submit_and_wait
+FLOOR = "floor"  # ours' two requests with requests against canned answers (bench/floor.py): the client's floor
+FLOOR_LEAN = "floor-http.client"  # the same through http.client
 
 TARGETS_TEXT = {
     "noop_vs_raw": "No-op drain, 1 worker process: ours >= 1.0x the raw HotQueue loop",
@@ -166,10 +169,12 @@ def run_round_trips(args, server, data_path, classes) -> dict[str, list[dict]]:
     names = [n for n in ROUND_TRIP_PEERS if n in classes]
     if "ours" in names:  # also through http.client (the client library's share), through our own client,
         names += [LEAN, SHIPPED, ONE, ONE_LEAN, ONE_SHIPPED]  # and as one exchange (POST /submit?wait=) with each
+        names += [FLOOR, FLOOR_LEAN]  # and the same client code against canned answers
     for repeat in range(args.repeats):
         for name in names:
-            peer = classes["ours" if name.startswith("ours-") else name](server.url, str(data_path), 1)
-            peer.lean, peer.shipped = name in (LEAN, ONE_LEAN), name in (SHIPPED, ONE_SHIPPED)
+            cls = FloorPeer if name.startswith(FLOOR) else classes["ours" if name.startswith("ours-") else name]
+            peer = cls(server.url, str(data_path), 1)
+            peer.lean, peer.shipped = name in (LEAN, ONE_LEAN, FLOOR_LEAN), name in (SHIPPED, ONE_SHIPPED)
             peer.one = name in (ONE, ONE_LEAN, ONE_SHIPPED)
             try:
                 out = harness.round_trips(peer, NOOP, args.round_trips)
@@ -331,7 +336,10 @@ def round_trip_markdown(args, summary) -> str:
             f"the same two requests). `{ONE}`, `{ONE_LEAN}` and `{ONE_SHIPPED}` submit and wait in one request, "
             "`POST /submit?wait=` (answered 200 with the finished job), with `requests`, with `http.client` and with the "
             "project's client (`Client.submit_and_wait`); the targets stay judged on "
-            "`ours`, the tutorial's two requests. Ratio: p50 relative to Celery's.",
+            f"`ours`, the tutorial's two requests. `{FLOOR}` and `{FLOOR_LEAN}` run ours' two requests (the same "
+            "client code, `requests` and `http.client`) against a server that answers them with canned bytes shaped "
+            "like the API's 202 and 200 and does nothing else (`bench/floor.py`): the client's own floor. "
+            "Ratio: p50 relative to Celery's.",
             "",
             report.table(["peer", "p50 ms", "p99 ms", "p50 vs celery"], rows),
         ]
@@ -345,9 +353,25 @@ def _load_range(loads: list[float] | None) -> str:
 
 def _phase_lines(trips) -> list[str]:
     ours = trips.get("ours") or {}
+    over = [
+        f"`{key}` {trips[key]['p50_ms']:.2f} - `{base}` {trips[base]['p50_ms']:.2f} = "
+        f"**{trips[key]['p50_ms'] - trips[base]['p50_ms']:.2f} ms**"
+        for key, base in (("ours", FLOOR), (LEAN, FLOOR_LEAN))
+        if (trips.get(key) or {}).get("p50_ms") and (trips.get(base) or {}).get("p50_ms")
+    ]
+    lines = (
+        [
+            "",
+            "The service path (both HTTP exchanges through the API, Redis, the worker) over the client's floor, p50: "
+            + "; ".join(over)
+            + ".",
+        ]
+        if over
+        else []
+    )
     if "submit_p50_ms" not in ours:
-        return []
-    return [
+        return lines
+    return lines + [
         "",
         f"Ours, split: `POST /submit` answered in p50 {ours['submit_p50_ms']:.2f} ms / p99 "
         f"{ours['submit_p99_ms']:.2f} ms; then `GET /status/<id>?wait=` returned the finished job after "

@@ -77,6 +77,7 @@ issue 13; "Targets" gathers the PASS/MISS lines of every section.
 | `bench/bench_api.py` | API | submit throughput and latency at 32 clients vs a bare Flask app |
 | `bench/bench_analysis.py` | Analysis operations | each operation vs the tutorial's pandas code; cold start; RSS |
 | `bench/bench_memory.py` | Worker memory on one node | RSS/PSS/USS of worker processes sharing the memory-mapped columns |
+| `bench/floor.py` | As deployed, Round trip | the round trip's client floor: a server answering the two requests with canned bytes shaped like the API's, timed with the same client code in the same run (used by `bench_deployed.py` and `bench_peers.py`, not run alone) |
 | `bench/bench_client.py` | Why targets are missed (round trip) | the Python client's own CPU a request and round trip vs `requests` and `http.client`, against a running API (not in `make bench`) |
 """
 

@@ -27,11 +27,12 @@ PROM_DIR=$RUN_DIR/prometheus
 mkdir -p "$PROM_DIR/targets" "$PROM_DIR/data" "$RUN_DIR/pids" "$RUN_DIR/logs"
 
 # Targets as a Kubernetes scrape would label them (one pod label per process).
-targets() {  # pod-name-prefix, first port, count
+targets() {  # pod-name-prefix, first port, count[, metrics path]
   local sep="" i
   printf '['
   for i in $(seq "$3"); do
-    printf '%s{"targets": ["127.0.0.1:%d"], "labels": {"pod": "%s-%d"}}' "$sep" $(($2 + i - 1)) "$1" "$i"
+    printf '%s{"targets": ["127.0.0.1:%d"], "labels": {"pod": "%s-%d", "__metrics_path__": "%s"}}' \
+      "$sep" $(($2 + i - 1)) "$1" "$i" "${4:-/metrics}"
     sep=", "
   done
   printf ']\n'
@@ -39,7 +40,8 @@ targets() {  # pod-name-prefix, first port, count
 # the API's /metrics: on PORT, or on its own listener when API_METRICS_PORT is set (as in the chart)
 API_SCRAPE_PORT=$PORT
 if [ "${API_METRICS_PORT:-0}" != 0 ]; then API_SCRAPE_PORT=$API_METRICS_PORT; fi
-targets api "$API_SCRAPE_PORT" 1 >"$PROM_DIR/targets/api.json.tmp" && mv "$PROM_DIR/targets/api.json.tmp" "$PROM_DIR/targets/api.json"
+# under SCRIPT_NAME gunicorn serves every listener, the metrics one too, only inside the prefix
+targets api "$API_SCRAPE_PORT" 1 "${SCRIPT_NAME:-}/metrics" >"$PROM_DIR/targets/api.json.tmp" && mv "$PROM_DIR/targets/api.json.tmp" "$PROM_DIR/targets/api.json"
 targets worker "$WORKER_METRICS_BASE" "$WORKERS" >"$PROM_DIR/targets/worker.json.tmp" \
   && mv "$PROM_DIR/targets/worker.json.tmp" "$PROM_DIR/targets/worker.json"
 

@@ -127,7 +127,9 @@ for i in $(seq "$WORKERS"); do
   WORKER_METRICS_PORT=$((WORKER_METRICS_BASE + i - 1)) start "worker-$i" "$ROOT/.venv/bin/jobqueue-worker"
 done
 
-URL="http://127.0.0.1:$PORT"
+# SCRIPT_NAME (docs/ui.md: the API told its path prefix) is part of every URL: gunicorn answers any
+# path outside it, /readyz included, with its own 500, so the wait below never ended.
+URL="http://127.0.0.1:$PORT${SCRIPT_NAME:-}"
 printf 'up: waiting for %s/readyz ' "$URL"
 deadline=$((SECONDS + READY_TIMEOUT))
 until "$ROOT/.venv/bin/python" -c "import urllib.request as u; u.urlopen('$URL/readyz', timeout=2)" 2>/dev/null; do
@@ -148,7 +150,8 @@ if ! alive "$RUN_DIR/pids/api.pid"; then   # ready, but not ours: ours died afte
 fi
 echo " ready"
 METRICS_URL=$URL/metrics   # API_METRICS_PORT (the chart's way) moves it to its own listener
-if [ "${API_METRICS_PORT:-0}" != 0 ]; then METRICS_URL=http://127.0.0.1:$API_METRICS_PORT/metrics; fi
+# (gunicorn puts that listener under SCRIPT_NAME too)
+if [ "${API_METRICS_PORT:-0}" != 0 ]; then METRICS_URL=http://127.0.0.1:$API_METRICS_PORT${SCRIPT_NAME:-}/metrics; fi
 cat <<EOF
 
 atx-jobqueue is running: API $URL, Redis $REDIS_SHOWN, $WORKERS workers (logs in $RUN_DIR/logs).

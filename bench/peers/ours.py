@@ -277,3 +277,34 @@ class OursPeer(Peer):
         from importlib.metadata import version
 
         return {"atx-jobqueue-worker": version("atx-jobqueue-worker")}
+
+
+class FloorPeer(OursPeer):
+    """Ours' round-trip client code (``requests``, or with ``lean`` ``http.client``) against
+    :mod:`bench.floor`, a server answering canned bytes shaped like the API's 202 and 200 and doing
+    nothing else: the client's own floor, no worker, no API, no Redis."""
+
+    name = "floor"
+
+    def start(self, run):
+        self.run = run
+
+    def wait_ready(self, timeout=120.0):
+        pass
+
+    def release(self):
+        pass
+
+    def _start_api(self):
+        import requests
+
+        from bench.floor import FloorServer
+
+        self._floor = FloorServer(f"{self.run}-floor")
+        self.api, self.base = self._floor.proc, self._floor.base
+        self.session = requests.Session()
+
+    def stop(self):
+        if self.api is not None:
+            self._floor.close()
+            self.api = None

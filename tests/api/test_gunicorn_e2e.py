@@ -151,6 +151,39 @@ def test_metrics_are_summed_across_workers_and_survive_a_dead_one(api):
     assert metric_value(text, "jobqueue_queue_depth", {"queue": "jobs"}) is not None
 
 
+def test_head_of_a_status_is_its_get_without_the_body(api, redis_clients):
+    """HEAD stays on Flask's path while GET of the same status is answered below it: the headers
+    must still agree (length, type, caching), no body may follow, and the kept-alive connection
+    must carry the next request (a body sent after a HEAD would be read as the next answer)."""
+    import http.client
+    from urllib.parse import urlsplit
+
+    base = api[0]
+    worker = run_jobs_in_thread(*redis_clients, count=1)
+    job_id = requests.post(base + "/submit", json={"operation": "sleep", "params": {"seconds": 0}}).json()["job_id"]
+    assert requests.get(f"{base}/status/{job_id}", params={"wait": 10}).json()["status"] == "complete"
+    worker.join(5)
+    url = urlsplit(base)
+    conn = http.client.HTTPConnection(url.hostname, url.port, timeout=10)
+    for path, status in (
+        (f"/status/{job_id}", 200),
+        (f"/jobs/{job_id}", 200),
+        (f"/status/{'0' * 8}-0000-4000-8000-{'0' * 12}", 404),
+    ):
+        conn.request("GET", path)
+        got = conn.getresponse()
+        body = got.read()
+        conn.request("HEAD", path)
+        head = conn.getresponse()
+        assert head.status == got.status == status and head.read() == b"", path
+        for name in ("Content-Type", "Content-Length", "Cache-Control", "X-Content-Type-Options"):
+            assert head.getheader(name) == got.getheader(name), (path, name)
+        assert int(head.getheader("Content-Length")) == len(body)
+    conn.request("GET", f"/status/{job_id}")  # the same connection, after the HEADs
+    assert json.loads(conn.getresponse().read())["job_id"] == job_id
+    conn.close()
+
+
 def test_errors_are_json_through_gunicorn(api):
     base = api[0]
     response = requests.post(base + "/submit", data=b"x" * 70000, headers={"Content-Type": "application/json"})

@@ -128,7 +128,7 @@ def test_list_filters_and_pages(client, jobs):
     assert [j["job_id"] for j in listing["jobs"]] == ids[::-1] and listing["next_offset"] is None
     complete = client.get("/jobs?status=complete").get_json()["jobs"]
     assert sorted(j["job_id"] for j in complete) == sorted(ids[:3])
-    assert client.get("/jobs?operation=other").get_json()["jobs"] == []
+    assert client.get("/jobs?operation=top_locations").get_json()["jobs"] == []
     page1 = client.get("/jobs?limit=4").get_json()
     assert len(page1["jobs"]) == 4 and page1["next_offset"] == 4
     page2 = client.get(f"/jobs?limit=4&offset={page1['next_offset']}").get_json()
@@ -174,6 +174,19 @@ def test_list_prunes_expired_jobs_from_the_index(client, jobs):
 def test_list_rejects_bad_filters(client, query, code):
     response = client.get(f"/jobs?{query}")
     assert response.status_code == 400 and response.get_json()["error"] == code
+
+
+def test_list_by_an_operation_that_does_not_exist_is_a_400_naming_them(client):
+    """A typo in the filter (?operation=top_location) used to list nothing, as if no such job ran."""
+    submit(client)
+    for query in ("operation=top_location", "operation=other", "status=complete&operation=Sleep"):
+        response = client.get(f"/jobs?{query}")
+        body = response.get_json()
+        assert response.status_code == 400 and body["error"] == "invalid_operation", (query, body)
+        assert body["param"] == "operation" and "top_locations" in body["operations"] and "sleep" in body["operations"]
+        assert "top_locations" in body["message"]
+    assert client.get("/jobs?operation=").get_json()["error"] == "invalid_operation"
+    assert len(client.get("/jobs?operation=sleep").get_json()["jobs"]) == 1
 
 
 def test_cancel_a_job_waiting_for_its_retry(client, jobs, queue):

@@ -101,6 +101,31 @@ def test_submit_documents_its_wait(client):
     assert "Location" in submit["responses"]["200"]["headers"] and "Location" in submit["responses"]["202"]["headers"]
 
 
+def _resolved(spec, node):
+    """``node`` with every ``$ref`` into the document's schemas replaced by the schema itself."""
+    if isinstance(node, dict):
+        if "$ref" in node:
+            return _resolved(spec, spec["components"]["schemas"][node["$ref"].rsplit("/", 1)[1]])
+        return {key: _resolved(spec, value) for key, value in node.items()}
+    if isinstance(node, list):
+        return [_resolved(spec, value) for value in node]
+    return node
+
+
+def test_the_catalogue_says_which_operations_make_a_png_as_documented(client):
+    """``result`` is how a client (the CLI's default <job_id>.png) knows a job's result will be a
+    PNG before submitting it: declared in the document, and image/png exactly for the plots."""
+    import jsonschema
+
+    spec = client.get("/openapi.json").get_json()
+    answer = client.get("/operations").get_json()
+    schema = spec["paths"]["/operations"]["get"]["responses"]["200"]["content"]["application/json"]["schema"]
+    jsonschema.validate(answer, _resolved(spec, schema))
+    assert "image/png" in spec["components"]["schemas"]["Operation"]["properties"]["result"]["enum"]
+    pngs = {op["name"] for op in answer["operations"] if op["result"] == "image/png"}
+    assert pngs and pngs == {op["name"] for op in answer["operations"] if op["name"].startswith("plot_")}
+
+
 def test_submit_answers_match_their_documented_schemas(client):
     """The tutorial 202, the wait form's 202 (a job document, status submitted) and its 400 each
     validate against what the document declares for that status (the wait form's 202 matches both
@@ -108,16 +133,9 @@ def test_submit_answers_match_their_documented_schemas(client):
     import jsonschema
 
     spec = client.get("/openapi.json").get_json()
-    schemas = spec["components"]["schemas"]
 
     def resolved(node):
-        if isinstance(node, dict):
-            if "$ref" in node:
-                return resolved(schemas[node["$ref"].rsplit("/", 1)[1]])
-            return {key: resolved(value) for key, value in node.items()}
-        if isinstance(node, list):
-            return [resolved(value) for value in node]
-        return node
+        return _resolved(spec, node)
 
     responses = spec["paths"]["/submit"]["post"]["responses"]
     body = {"operation": "sleep", "params": {"seconds": 0}}

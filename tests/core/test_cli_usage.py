@@ -87,6 +87,7 @@ def test_an_answer_that_is_not_json_is_not_called_unreachable(flaky):  # noqa: F
         (["jobs", "--limit", "0"], ["--limit", "1 to 100"]),
         (["jobs", "--limit", "-1"], ["--limit", "1 to 100"]),
         (["jobs", "--limit", "101"], ["--limit", "1 to 100"]),
+        (["jobs", "--operation", "top_location"], ["invalid_operation", "top_locations"]),  # was an empty list
     ],
 )
 def test_bad_values_are_refused_before_anything_is_submitted(stack, args, words):
@@ -109,17 +110,27 @@ def test_a_result_that_cannot_be_saved_names_the_job_and_where_it_is(stack):
     last = r.stderr.strip().splitlines()[-1]
     assert "Traceback" not in r.stderr
     assert f"job {job_id} completed" in last and f"{stack.url}/jobs/{job_id}/result" in last, last
-    # the default <job_id>.png in a folder that cannot be written
-    p = subprocess.run(
-        [str(BIN / "jobqueue"), "submit", "plot_top_locations", "n=2", "--wait", "--url", stack.url],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        cwd="/proc",
-        env=dict(os.environ),
-    )
-    assert p.returncode == 5 and "Traceback" not in p.stderr, (p.returncode, p.stderr)
-    assert ".png" in p.stderr and "/result" in p.stderr, p.stderr
+
+
+@pytest.mark.slow
+def test_a_png_whose_default_file_cannot_be_written_is_refused_before_submitting(stack, tmp_path):
+    """The default <job_id>.png of a plot (the API's /operations says ``"result": "image/png"``) in a
+    folder that cannot be written: the job used to run, then exit 5; now exit 2, nothing submitted."""
+
+    def run(cwd, *args):
+        argv = [str(BIN / "jobqueue"), "submit", *args, "--wait", "--url", stack.url]
+        return subprocess.run(argv, capture_output=True, text=True, timeout=120, cwd=cwd, env=dict(os.environ))
+
+    before = _job_count(stack)
+    p = run("/proc", "plot_top_locations", "n=2")  # a folder no one, root included, creates files in
+    assert p.returncode == 2 and "Traceback" not in p.stderr, (p.returncode, p.stderr)
+    assert "plot_top_locations makes a PNG" in p.stderr and "/proc" in p.stderr and "--output" in p.stderr, p.stderr
+    assert "submitted" not in p.stderr and _job_count(stack) == before
+    ok = run("/proc", "top_locations", "n=2")  # a JSON result is printed: the folder does not matter
+    assert ok.returncode == 0 and "top_locations" in ok.stdout, ok.stderr
+    saved = run(tmp_path, "plot_top_locations", "n=2")  # a folder that can be written: saved there
+    assert saved.returncode == 0, saved.stderr
+    assert [f.suffix for f in tmp_path.iterdir()] == [".png"], list(tmp_path.iterdir())
 
 
 def test_analyze_checks_its_output_before_running(tmp_path):

@@ -126,3 +126,46 @@ def test_a_redis_password_from_a_secret_file_with_its_newline_still_logs_in(tmp_
         assert jobs_redis(settings).ping() and queue_redis(settings).ping()
     finally:
         server.stop()
+
+
+@pytest.mark.parametrize("raw", ["", " ", "jobs ", " jobs", "my jobs", "a*b", "jobs[1]", 'x"y', "jobs\n", "tâches"])
+def test_a_queue_name_the_key_layout_cannot_carry_stops_the_programs(raw):
+    """QUEUE_NAME='' (or ' jobs') used to start every program on a queue of its own: a worker on
+    hotqueue: waited forever for jobs the API put elsewhere."""
+    with pytest.raises(SettingsError, match="QUEUE_NAME must be letters, digits"):
+        load_settings({"QUEUE_NAME": raw})
+
+
+@pytest.mark.parametrize("raw", ["jobs", "team-2.jobs", "class_A:jobs", "JOBS"])
+def test_queue_names_of_letters_digits_and_punctuation_load(raw):
+    assert load_settings({"QUEUE_NAME": raw}).queue_name == raw
+
+
+def test_the_chart_refuses_the_queue_names_the_programs_refuse():
+    import json
+
+    from devstack.paths import REPO_ROOT
+    from jobqueue.settings import QUEUE_NAME_PATTERN
+
+    schema = json.loads((REPO_ROOT / "helm" / "atx-jobqueue" / "values.schema.json").read_text())
+    assert schema["properties"]["config"]["properties"]["queueName"]["pattern"] == QUEUE_NAME_PATTERN
+
+
+@pytest.mark.parametrize("program", ["jobqueue-api", "jobqueue-worker"])
+def test_the_programs_stop_at_start_on_an_empty_queue_name(program):
+    import subprocess
+
+    from devstack.paths import BIN
+    from devstack.procs import free_port
+
+    env = {**os.environ, "QUEUE_NAME": "", "PORT": str(free_port()), "BIND_HOST": "127.0.0.1"}
+    env["WORKER_METRICS_PORT"] = "0"
+    run = subprocess.run(
+        [str(BIN / program), "--burst"][: 1 if program == "jobqueue-api" else 2],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert run.returncode == 2, run.stdout + run.stderr
+    assert f"{program}: configuration error: QUEUE_NAME must be letters" in run.stderr, run.stderr

@@ -129,3 +129,48 @@ def test_rendered_api_and_worker_run_a_job(source, tmp_path):
         for proc in procs:
             stop(proc, term_group=False)
         server.stop()
+
+
+def test_helm_test_and_notes_with_named_tokens_only(tmp_path):
+    """`config.apiTokens.existingSecret` alone (each student a named token, no admin token): the API
+    wants a token on every job route, but the helm test pod sent none (`submit: 401`, helm test
+    failed) and NOTES' curl lines had no Authorization header. The test pod now gets API_TOKENS and
+    submits as its first user; NOTES ask for the user's own token."""
+    from tests.deploy.manifests import render_chart, render_objects
+
+    values = {"config": {"apiTokens": {"existingSecret": "class-tokens"}}}
+    notes = render_chart(values)["atx-jobqueue/templates/NOTES.txt"]
+    assert notes.count('-H "Authorization: Bearer $API_TOKEN"') == 2 and "class-tokens" in notes, notes
+    objs = render_objects(values) + [
+        {"kind": "Secret", "metadata": {"name": "class-tokens"}, "stringData": {"api-tokens": "alice:tok-a,bob:tok-b"}}
+    ]
+    secret = one(objs, "Secret", "redis")
+    password = base64.b64decode(secret["data"]["redis-password"]).decode()
+    conf = one(objs, "ConfigMap", "redis")["data"]["redis.conf"]
+    server = ChartRedis(conf, tmp_path / "redis" / "data", free_port(), password).start()
+    procs = []
+    try:
+        redis_url = f"redis://127.0.0.1:{server.port}"
+        api = LocalPod(one(objs, "Deployment", "api"), objs, tmp_path, redis_url)
+        worker = LocalPod(one(objs, "Deployment", "worker"), objs, tmp_path, redis_url)
+        for pod in (api, worker):
+            for init in pod.spec.get("initContainers", []):
+                log = tmp_path / f"{init['name']}.log"
+                assert pod.run(init["name"], log, timeout=60) == 0, log.read_text()
+        api_log, worker_log = tmp_path / "api.log", tmp_path / "worker.log"
+        procs += [api.start("api", api_log), worker.start("worker", worker_log)]
+        main = api.container("api")
+        base = f"http://127.0.0.1:{api.local_port(main, 'http')}"
+        http_ok(base + "/readyz", time.monotonic() + 120, procs[0], api_log)
+        anonymous = requests.post(f"{base}/submit", json={"operation": "unique_issues", "params": {}}, timeout=10)
+        assert anonymous.status_code == 401, anonymous.text
+        test_pod = LocalPod(one(objs, "Pod", "test"), objs, tmp_path, redis_url)
+        test_log = tmp_path / "helm-test.log"
+        code = test_pod.run("submit-and-wait", test_log, timeout=180, extra_env={"API_URL": base})
+        assert code == 0, test_log.read_text() + "\n--- worker\n" + worker_log.read_text()[-3000:]
+        mine = requests.get(f"{base}/jobs", headers={"Authorization": "Bearer tok-a"}, timeout=10).json()
+        assert len(mine["jobs"]) == 1, mine  # the test's job is alice's, the first named user
+    finally:
+        for proc in procs:
+            stop(proc, term_group=False)
+        server.stop()

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.deploy.manifests import K8S, REPO_ROOT, containers, k8s_objects
+from tests.deploy.manifests import K8S, REPO_ROOT, containers, k8s_objects, kubectl
 
 KUBECTL_EXTENSIONS = (".json", ".yaml", ".yml")
 ENVS = ("test", "prod")
@@ -139,3 +139,24 @@ def test_personalize_refuses_an_image_the_cluster_cannot_pull(tmp_path, image, w
     for env in ENVS:
         for path in (work / env).glob("*.yml"):
             assert path.read_text() == (K8S / env / path.name).read_text(), path
+
+
+def test_the_local_overlay_still_uses_local_images_after_personalize(tmp_path):
+    """k8s/local renamed `docker.io/username/atx-jobqueue-*` to the bare local names; after
+    `personalize-k8s jdoe docker.io/jdoe` the base said `docker.io/jdoe/...`, the rename matched
+    nothing, and `kubectl apply -k k8s/local` (or `skaffold dev -p k8s`, which only replaces the bare
+    names it builds) ran the images pushed to docker.io, not the code just built and loaded."""
+    work = tmp_path / "k8s"
+    shutil.copytree(K8S, work)
+    script = REPO_ROOT / "scripts" / "personalize-k8s"
+    for image in ("docker.io/jdoe", "ghcr.io/jdoe"):  # and again, another account
+        run = subprocess.run(
+            [sys.executable, str(script), "jdoe", image, "--dir", str(work)], capture_output=True, text=True, timeout=60
+        )
+        assert run.returncode == 0, run.stderr
+        rendered = subprocess.run(
+            [kubectl(), "kustomize", str(work / "local")], check=True, capture_output=True, text=True
+        ).stdout
+        objs = [d for d in yaml.safe_load_all(rendered) if d]
+        images = {c["image"].split(":")[0] for o in objs if o["kind"] == "Deployment" for c in containers(o)}
+        assert images - {"redis"} == {"atx-jobqueue-api", "atx-jobqueue-worker"}, image

@@ -129,6 +129,29 @@ def test_a_relative_run_dir_is_scraped_too(tmp_path):
         subprocess.run([str(REPO_ROOT / "scripts" / "down.sh")], env=env, capture_output=True, timeout=120)
 
 
+@pytest.mark.parametrize("metrics_port", [False, True])
+def test_under_script_name_the_api_is_scraped_inside_its_prefix(tmp_path, metrics_port):
+    """`SCRIPT_NAME=/class/jq make observe`: gunicorn puts every listener under the prefix, the API's
+    metrics port too, and answers /metrics outside it with its own 500: Prometheus scraped the API as
+    down, and the banner's metrics URL (with API_METRICS_PORT) was that 500."""
+    if find_prometheus() is None or find_redis_server() is None:
+        pytest.skip("needs prometheus and redis-server (make setup)")
+    env = stack_env(str(tmp_path / "run"), prometheus=True, WORKERS="1", SCRIPT_NAME="/class/jq")
+    if metrics_port:
+        env["API_METRICS_PORT"] = str(free_port())
+    try:
+        proc = subprocess.run(
+            [str(REPO_ROOT / "scripts" / "observe.sh")], env=env, capture_output=True, text=True, timeout=180
+        )
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        (url,) = [w for w in proc.stdout.split() if w.endswith("/metrics") and "(API)" in proc.stdout.split(w)[1][:7]]
+        assert requests.get(url, timeout=10).status_code == 200, url
+        prom = PrometheusServer(tmp_path / "unused", port=int(env["PROMETHEUS_PORT"]))
+        prom.wait_for_targets_up(3, timeout=30)  # api, worker, itself
+    finally:
+        subprocess.run([str(REPO_ROOT / "scripts" / "down.sh")], env=env, capture_output=True, timeout=120)
+
+
 @pytest.mark.parametrize(
     "prom_port,status,words",
     [("70000", 1, "prometheus did not become ready"), ("abc", 2, "PROMETHEUS_PORT must be a whole number")],

@@ -403,6 +403,33 @@ def test_axe_finds_no_serious_or_critical_violations(browser, stack, token_stack
     assert all(not bad for bad in report.values()), report
 
 
+def test_no_page_scrolls_sideways_on_a_phone(browser, stack):
+    """At 320 CSS px (WCAG 1.4.10 reflow; a student's phone) the page itself never scrolls sideways:
+    a wide table scrolls in its own box. The overview's workers table (a worker id is long) made the
+    whole overview 409 px wide."""
+    expect = _expect()
+    job_id = _api_submit(stack.url, "incidents_by_weekday")
+    context = browser.new_context(viewport={"width": 320, "height": 640})
+    page = context.new_page()
+    wide = {}
+    try:
+        for path, ready in [
+            ("/ui/", "#workers td >> nth=1"),
+            ("/ui/jobs", "#jobs a"),
+            (f"/ui/jobs/{job_id}", "#j-result svg"),
+            ("/ui/submit?operation=incidents_within_radius", "#submit-form"),
+            ("/ui/data", "main dl"),
+        ]:
+            page.goto(stack.url + path)
+            expect(page.locator(ready).first).to_be_visible(timeout=FINAL_TIMEOUT)
+            width = page.evaluate("document.documentElement.scrollWidth")
+            if width > 320:
+                wide[path] = width
+    finally:
+        context.close()
+    assert wide == {}, wide
+
+
 def _login(browser, url, token):
     context = browser.new_context(viewport={"width": 1280, "height": 900})
     pg = context.new_page()

@@ -20,6 +20,74 @@ name, a label set, the Redis address or the environment asks here.
 {{- end }}
 {{- end }}
 
+{{/*
+Stop at render time when the object names would not work: Kubernetes accepts a StatefulSet or
+CronJob name up to 63 characters but then cannot create its pods or Jobs above 52 (the
+controller-revision-hash label and the Job names add 11), a Service name must start with a letter,
+and a component name cut at 63 characters would collide with another (api/api-metrics,
+redis/redis-client). Helm itself accepts release names of up to 53 characters.
+*/}}
+{{- define "atx-jobqueue.checkNames" -}}
+{{- $fullname := include "atx-jobqueue.fullname" . }}
+{{- $limit := 51 }}
+{{- $why := printf "the API metrics Service %s-api-metrics would be over 63 characters" $fullname }}
+{{- if .Values.redis.enabled }}
+{{- $limit = 46 }}
+{{- $why = printf "the Redis StatefulSet %s-redis would be over 52 characters, and Kubernetes could not create its pod" $fullname }}
+{{- if .Values.redis.backup.enabled }}
+{{- $limit = 39 }}
+{{- $why = printf "the backup CronJob %s-redis-backup would be over 52 characters, which Kubernetes refuses" $fullname }}
+{{- end }}
+{{- end }}
+{{- if not (regexMatch "^[a-z]([-a-z0-9]*[a-z0-9])?$" $fullname) }}
+{{- fail (printf "object names start with %q, which is not a DNS label starting with a letter, so Kubernetes would refuse the Services: use a release name of lower-case letters, digits and dashes that starts with a letter, or set fullnameOverride" $fullname) }}
+{{- end }}
+{{- if gt (len $fullname) $limit }}
+{{- $name := default .Chart.Name .Values.nameOverride }}
+{{- $releaseLimit := ternary $limit (sub $limit (add 1 (len $name))) (contains $name .Release.Name) }}
+{{- fail (printf "object names start with %q (%d characters): %s. Use a release name of at most %d characters, or set fullnameOverride to a name of at most %d" $fullname (len $fullname) $why (int $releaseLimit) $limit) }}
+{{- end }}
+{{- end }}
+
+{{/* A Kubernetes memory quantity (512Mi, 1Gi, 500M, 1000000) in bytes, as a float. */}}
+{{- define "atx-jobqueue.quantityBytes" -}}
+{{- $q := toString . }}
+{{- $number := regexFind "^[0-9.]+" $q }}
+{{- $unit := trimPrefix $number $q }}
+{{- $scale := dict "" 1 "k" 1e3 "M" 1e6 "G" 1e9 "T" 1e12 "Ki" 1024 "Mi" 1048576 "Gi" 1073741824 "Ti" 1099511627776 }}
+{{- if not (and $number (hasKey $scale $unit)) }}
+{{- fail (printf "%q is not a memory quantity this chart reads (e.g. 512Mi, 1Gi, 500M)" $q) }}
+{{- end }}
+{{- mulf (float64 $number) (get $scale $unit) }}
+{{- end }}
+
+{{/* Redis's maxmemory (350mb, 1gb, 100000000) in bytes, as Redis reads it: k/m/g are powers of 1000, kb/mb/gb of 1024. */}}
+{{- define "atx-jobqueue.redisBytes" -}}
+{{- $v := lower (toString .) }}
+{{- $number := regexFind "^[0-9]+" $v }}
+{{- $scale := dict "" 1 "k" 1e3 "kb" 1024 "m" 1e6 "mb" 1048576 "g" 1e9 "gb" 1073741824 }}
+{{- mulf (float64 $number) (get $scale (trimPrefix $number $v)) }}
+{{- end }}
+
+{{/*
+Redis must refuse writes (maxmemory, noeviction: the API answers 503) before the kubelet kills it at
+its memory limit: an OOM-killed Redis restarts, reloads its AOF to the same size and is killed again.
+A memory limit lowered to fit a class quota (256Mi) under the default maxmemory (350mb) did that.
+*/}}
+{{- define "atx-jobqueue.checkRedisMemory" -}}
+{{- $limit := ((.Values.redis.resources).limits).memory }}
+{{- if and .Values.redis.enabled $limit }}
+{{- $limitBytes := include "atx-jobqueue.quantityBytes" $limit | float64 }}
+{{- $suggest := printf "%dmb" (int (divf (mulf $limitBytes 0.7) 1048576)) }}
+{{- if not .Values.redis.maxmemory }}
+{{- fail (printf "redis.maxmemory is empty while redis.resources.limits.memory is %s: Redis would grow until it is OOM-killed (and again after each restart) instead of refusing writes. Set redis.maxmemory to about 70%% of the limit, e.g. %s" $limit $suggest) }}
+{{- end }}
+{{- if ge (include "atx-jobqueue.redisBytes" .Values.redis.maxmemory | float64) $limitBytes }}
+{{- fail (printf "redis.maxmemory (%s) is not below redis.resources.limits.memory (%s): Redis would be OOM-killed (and again after each restart) before it refuses a write. Set redis.maxmemory to about 70%% of the limit, e.g. %s, or raise the limit" .Values.redis.maxmemory $limit $suggest) }}
+{{- end }}
+{{- end }}
+{{- end }}
+
 {{- define "atx-jobqueue.chart" -}}
 {{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
 {{- end }}

@@ -261,6 +261,31 @@ def _components(catalogue: Registry) -> dict[str, Any]:
                     },
                 },
             },
+            "Catalogue": {
+                "type": "object",
+                "required": ["operations", "count"],
+                "properties": {
+                    "operations": {"type": "array", "items": _ref("Operation")},
+                    "count": {"type": "integer"},
+                },
+            },
+            "Operation": {
+                "type": "object",
+                "required": ["name", "description", "result", "result_keys", "params", "example"],
+                "properties": {
+                    "name": {"type": "string"},
+                    "description": {"type": "string"},
+                    "result": {
+                        "type": "string",
+                        "enum": ["application/json", "image/png"],
+                        "description": "what the job's result will be: image/png for plots (the finished job "
+                        "shows result_type image/png and result null; GET /jobs/{job_id}/result is the PNG)",
+                    },
+                    "result_keys": {"type": "array", "items": {"type": "string"}},
+                    "params": {"type": "array", "items": {"type": "object", "required": ["name", "type", "required"]}},
+                    "example": _ref("Submission"),
+                },
+            },
             "JobList": {
                 "type": "object",
                 "required": ["jobs", "count", "next_cursor"],
@@ -405,7 +430,7 @@ def build_spec(catalogue: Registry, settings: Settings, version: str) -> dict[st
                         "in": "query",
                         "schema": {"type": "string", "enum": [s.value for s in JobStatus]},
                     },
-                    {"name": "operation", "in": "query", "schema": {"type": "string", "minLength": 1}},
+                    {"name": "operation", "in": "query", "schema": {"type": "string", "enum": catalogue.names()}},
                     {
                         "name": "limit",
                         "in": "query",
@@ -565,7 +590,7 @@ def build_spec(catalogue: Registry, settings: Settings, version: str) -> dict[st
                 "operationId": "operations",
                 "summary": "Operations, parameters, examples",
                 "tags": ["meta"],
-                "responses": {"200": _json({"type": "object"}, "the catalogue")},
+                "responses": {"200": _json(_ref("Catalogue"), "the catalogue")},
             }
         },
         "/": {

@@ -161,10 +161,11 @@ def main(argv: list[str] | None = None) -> int:
     # gevent cannot patch an ssl imported before it ("MonkeyPatchWarning" at every start)
     patch()  # before redis, flask, prometheus_client: they all get gevent's sockets, locks and ssl
 
-    from jobqueue.settings import SettingsError, load_settings  # plain parsing: no sockets, no locks
+    from jobqueue.settings import SettingsError, check_listen_host, load_settings  # after the patch: a probe socket
 
     try:
         settings = load_settings()
+        check_listen_host("BIND_HOST", settings.bind_host)  # not gunicorn's 5 s of retries, then "Can't connect"
     except SettingsError as exc:
         print(f"jobqueue-api: configuration error: {exc}", file=sys.stderr)
         return 2

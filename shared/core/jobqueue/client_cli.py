@@ -6,6 +6,7 @@ import argparse
 import json
 import os
 import sys
+import tempfile
 import time
 from typing import Any
 
@@ -46,12 +47,28 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(client_handler=_status)
 
 
-def parse_params(client: Client, operation: str, pairs: list[str]) -> dict[str, Any]:
+def parse_params(declared: dict[str, Any] | None, pairs: list[str]) -> dict[str, Any]:
     """The one key=value parser (:mod:`jobqueue.cliargs`), typed by the parameters the API
-    declares for ``operation`` (``road=183`` stays the text "183"; ``n=5`` becomes 5)."""
+    declares for the operation (``road=183`` stays the text "183"; ``n=5`` becomes 5)."""
     raw = parse_pairs(pairs)
-    declared = next((op["params"] for op in client.operations() if op["name"] == operation), None)
-    return typed(declared, raw) if declared is not None else raw  # unknown: the API names it
+    return typed(declared["params"], raw) if declared is not None else raw  # unknown: the API names it
+
+
+def _check_default_png(operation: str, declared: dict[str, Any] | None) -> None:
+    """An operation the API declares as a PNG (``"result": "image/png"`` in ``GET /operations``) is
+    saved as <job_id>.png in the current folder: check that folder can take a file before the job
+    is submitted (it used to be found out only after the job had run, exit 5)."""
+    if declared is None or declared.get("result") != "image/png":
+        return
+    folder = os.getcwd()
+    try:
+        with tempfile.TemporaryFile(dir=folder, prefix=".jobqueue-check-"):
+            pass
+    except OSError as exc:
+        raise UsageError(
+            f"{operation} makes a PNG, saved as <job_id>.png in the current folder {folder}, which cannot be "
+            f"written ({exc.strerror}): give --output FILE.png, or run it from a folder you can write"
+        ) from None
 
 
 def _progress(job: dict[str, Any], elapsed: float) -> None:
@@ -66,7 +83,10 @@ def _submit(args: argparse.Namespace) -> int:
     if args.output:  # before the job is submitted, not after it ran
         check_writable(args.output)
     client = Client(args.url, args.token)
-    params = parse_params(client, args.operation, args.params)
+    declared = next((op for op in client.operations() if op["name"] == args.operation), None)
+    if args.wait and not args.output:
+        _check_default_png(args.operation, declared)
+    params = parse_params(declared, args.params)
     if not args.wait:
         print(json.dumps({"job_id": client.submit(args.operation, params), "status": "submitted"}))
         return 0

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 from dataclasses import dataclass, fields
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -98,6 +99,77 @@ def _named_tokens(name: str, raw: str) -> str:
     return raw if entries else ""  # blank or only commas: no named tokens (not tokens required, none valid)
 
 
+_HOST_LABEL = re.compile(r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)")
+
+
+def _listen_host(name: str, raw: str) -> str:
+    """An address to listen on: an IPv4 or IPv6 address (``::1`` or ``[::1]``, kept without the
+    brackets, which the programs add where a port follows) or a host name. ``999.1.1.1`` or a
+    mistyped name used to reach gunicorn, which retried for 5 s and ended in "Can't connect"."""
+    import ipaddress
+
+    if raw == "":  # as gunicorn took an empty host: every IPv4 interface
+        return "0.0.0.0"
+    host = raw[1:-1] if raw.startswith("[") and raw.endswith("]") else raw
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        address = None
+    if address is not None and (host == raw or address.version == 6):
+        return host
+    labels = host.removesuffix(".").split(".")  # a fully qualified name may end in a dot
+    name_like = host == raw and len(host) <= 253 and not labels[-1].isdigit()  # 999.1.1.1 is no name
+    if name_like and all(_HOST_LABEL.fullmatch(label) for label in labels):
+        return host
+    raise SettingsError(
+        f"{name} must be an IP address (0.0.0.0: every interface, 127.0.0.1: this machine only, "
+        f"::1 or [::1]: IPv6) or a host name, got {raw!r}"
+    )
+
+
+def check_listen_host(name: str, host: str) -> None:
+    """SettingsError unless this machine can listen on ``host`` (a name that resolves elsewhere, an
+    address of another machine), tried as gunicorn binds it: an IPv6 address on an IPv6 socket,
+    anything else on an IPv4 one, on a port the kernel picks (so nothing is taken)."""
+    import errno
+    import socket
+
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    try:
+        with socket.socket(family, socket.SOCK_STREAM) as probe:
+            probe.bind((host, 0))
+    except socket.gaierror as exc:
+        raise SettingsError(
+            f"{name} {host!r} does not resolve to an {'IPv6' if family == socket.AF_INET6 else 'IPv4'} "
+            f"address here ({exc.strerror})"
+        ) from None
+    except OSError as exc:
+        why = "is not an address of this machine" if exc.errno == errno.EADDRNOTAVAIL else "cannot be listened on"
+        raise SettingsError(
+            f"{name} {host!r} {why} ({exc.strerror}): use 0.0.0.0 for every interface, 127.0.0.1 for this machine only"
+        ) from None
+
+
+def _optional(parse: Callable[[str, str], str]) -> Callable[[str, str], str]:
+    """``parse``, with an empty value left empty (it means: as another variable says)."""
+    return lambda name, raw: parse(name, raw) if raw else raw
+
+
+# the chart's values.schema.json (config.queueName) holds the same pattern; tests keep them equal
+QUEUE_NAME_PATTERN = r"^[A-Za-z0-9_.:-]+$"
+
+
+def _queue_name(name: str, raw: str) -> str:
+    """A name the key layout can carry (``hotqueue:<name>``, ``<name>-plots``, ``delayed:<name>``)
+    and a PromQL label matcher can quote: '' or ' jobs' used to start a worker on a queue the API
+    never filled, and a '*' or '"' would break the key patterns and the autoscaling query."""
+    if not re.fullmatch(QUEUE_NAME_PATTERN, raw):
+        raise SettingsError(
+            f"{name} must be letters, digits and . _ : - only (it names Redis keys: hotqueue:<name>), got {raw!r}"
+        )
+    return raw
+
+
 def _choice(*allowed: str) -> Callable[[str, str], str]:
     def parse(name: str, raw: str) -> str:
         value = raw.strip().upper() if allowed[0].isupper() else raw.strip()
@@ -180,7 +252,11 @@ SPEC: dict[str, tuple[str, Callable[[str, str], object], str]] = {
         _float(0.1, 300),
         "API: longest wait for one Redis call, retries included; a Redis that does not answer gets 503 after it (a long poll: after its wait); half of it is the API's socket timeout when REDIS_URL sets none",
     ),
-    "QUEUE_NAME": ("jobs", _str, "HotQueue name; the Redis list is hotqueue:<name>"),
+    "QUEUE_NAME": (
+        "jobs",
+        _queue_name,
+        "HotQueue name (letters, digits and . _ : -); the Redis list is hotqueue:<name>",
+    ),
     "DATA_PATH": (
         DEFAULT_DATA_PATH,
         _str,
@@ -198,7 +274,11 @@ SPEC: dict[str, tuple[str, Callable[[str, str], object], str]] = {
     ),
     "DATA_MAX_BYTES": ("1073741824", _int(1), "largest data file accepted, decompressed (guards against gzip bombs)"),
     "PORT": ("5000", _int(1, 65535), "API listen port"),
-    "BIND_HOST": ("0.0.0.0", _str, "API listen address"),
+    "BIND_HOST": (
+        "0.0.0.0",
+        _listen_host,
+        "API listen address: an IPv4 or IPv6 address (::1 or [::1]) or a host name of this machine",
+    ),
     "WEB_CONCURRENCY": ("2", _int(1, 64), "gunicorn worker processes of the API"),
     "API_METRICS_PORT": (
         "0",
@@ -206,7 +286,11 @@ SPEC: dict[str, tuple[str, Callable[[str, str], object], str]] = {
         "API: a second listener (on BIND_HOST) that alone serves /metrics, which PORT then answers 404 (0: /metrics on PORT); the chart and k8s/ set 9102, a port no Ingress, NodePort or LoadBalancer publishes",
     ),
     "WORKER_METRICS_PORT": ("9100", _int(0, 65535), "worker Prometheus port (0 disables)"),
-    "WORKER_METRICS_HOST": ("", _str, "worker Prometheus listen address; empty: the same as BIND_HOST"),
+    "WORKER_METRICS_HOST": (
+        "",
+        _optional(_listen_host),
+        "worker Prometheus listen address (as BIND_HOST); empty: the same as BIND_HOST",
+    ),
     "WORKER_CONCURRENCY": ("1", _int(1, 64), "worker processes started by one jobqueue-worker"),
     "JOB_LEASE_SECONDS": ("30", _float(1, 3600), "a worker silent this long loses its jobs back to the queue"),
     "JOB_TTL_SECONDS": ("604800", _int(60), "finished jobs and their results expire after this"),

@@ -222,6 +222,15 @@ def list_jobs():
             400, "invalid_status", f"'status' must be one of {', '.join(s.value for s in JobStatus)}", param="status"
         )
     operation = single_arg("operation")
+    if operation is not None and operation not in state.catalogue:  # a typo listed nothing, silently
+        known = state.catalogue.names()
+        raise ApiError(
+            400,
+            "invalid_operation",
+            f"'operation' must be one of {', '.join(known)} (GET /operations lists them)",
+            param="operation",
+            operations=known,
+        )
     limit = int_arg("limit", DEFAULT_PAGE_SIZE, 1, MAX_PAGE_SIZE)
     cursor = single_arg("cursor")
     offset = int_arg("offset", 0, 0, MAX_OFFSET)
