@@ -141,24 +141,63 @@ def test_queue_names_of_letters_digits_and_punctuation_load(raw):
     assert load_settings({"QUEUE_NAME": raw}).queue_name == raw
 
 
+@pytest.mark.parametrize("raw", ["jobs-plots", "team-2.jobs-plots", "-plots"])
+def test_a_queue_name_that_is_another_queues_lane_stops_the_programs(raw):
+    """QUEUE_NAME=jobs-plots is the plots lane of a deployment of `jobs` on the same Redis db: its
+    workers ran that deployment's plot jobs as their own default lane (and the other way round)."""
+    with pytest.raises(
+        SettingsError, match=rf"QUEUE_NAME must not end in -plots, got '{raw}': hotqueue:{raw} is the plots lane"
+    ):
+        load_settings({"QUEUE_NAME": raw})
+
+
+@pytest.mark.parametrize("raw", ["plots", "jobs-plot", "jobs-plots2", "jobs_plots", "jobs-PLOTS", "jobs-plots.v2"])
+def test_names_near_a_lane_suffix_load(raw):
+    assert load_settings({"QUEUE_NAME": raw}).queue_name == raw
+
+
+def test_the_lane_suffix_refused_is_every_lane_the_key_layout_derives():
+    import re
+
+    from jobqueue import keys
+    from jobqueue.lanes import DEFAULT, LANES
+    from jobqueue.settings import QUEUE_NAME_LANE_SUFFIX
+
+    for lane in LANES:
+        derived = keys.lane_queue_name("jobs", lane)
+        assert bool(re.search(QUEUE_NAME_LANE_SUFFIX, derived)) == (lane != DEFAULT), derived
+
+
 def test_the_chart_refuses_the_queue_names_the_programs_refuse():
     import json
 
+    import helm_python as helm
     from devstack.paths import REPO_ROOT
-    from jobqueue.settings import QUEUE_NAME_PATTERN
+    from jobqueue.settings import QUEUE_NAME_LANE_SUFFIX, QUEUE_NAME_PATTERN
 
-    schema = json.loads((REPO_ROOT / "helm" / "atx-jobqueue" / "values.schema.json").read_text())
-    assert schema["properties"]["config"]["properties"]["queueName"]["pattern"] == QUEUE_NAME_PATTERN
+    chart = REPO_ROOT / "helm" / "atx-jobqueue"
+    schema = json.loads((chart / "values.schema.json").read_text())
+    rule = schema["properties"]["config"]["properties"]["queueName"]
+    assert rule["pattern"] == QUEUE_NAME_PATTERN
+    assert rule["not"] == {"pattern": QUEUE_NAME_LANE_SUFFIX}
+    # and Helm's engine reads them as Python does
+    with helm.Chart.load(str(chart)) as loaded:
+        for name in ("jobs-plots", "", "a*b"):
+            with pytest.raises(helm.HelmValuesError):
+                loaded.validate_schema({"config": {"queueName": name}})
+        for name in ("jobs", "jobs-plots2", "jobs-PLOTS"):
+            loaded.validate_schema({"config": {"queueName": name}})
 
 
 @pytest.mark.parametrize("program", ["jobqueue-api", "jobqueue-worker"])
-def test_the_programs_stop_at_start_on_an_empty_queue_name(program):
+@pytest.mark.parametrize("queue_name", ["", "jobs-plots"])
+def test_the_programs_stop_at_start_on_a_queue_name_they_refuse(program, queue_name):
     import subprocess
 
     from devstack.paths import BIN
     from devstack.procs import free_port
 
-    env = {**os.environ, "QUEUE_NAME": "", "PORT": str(free_port()), "BIND_HOST": "127.0.0.1"}
+    env = {**os.environ, "QUEUE_NAME": queue_name, "PORT": str(free_port()), "BIND_HOST": "127.0.0.1"}
     env["WORKER_METRICS_PORT"] = "0"
     run = subprocess.run(
         [str(BIN / program), "--burst"][: 1 if program == "jobqueue-api" else 2],
@@ -168,4 +207,5 @@ def test_the_programs_stop_at_start_on_an_empty_queue_name(program):
         timeout=30,
     )
     assert run.returncode == 2, run.stdout + run.stderr
-    assert f"{program}: configuration error: QUEUE_NAME must be letters" in run.stderr, run.stderr
+    refusal = "must be letters" if not queue_name else "must not end in -plots"
+    assert f"{program}: configuration error: QUEUE_NAME {refusal}" in run.stderr, run.stderr

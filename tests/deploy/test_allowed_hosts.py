@@ -39,6 +39,7 @@ def test_k8s_manifests_allow_the_class_hosts():
             "localhost:5000",
             f"student-atx-jobqueue{'-test' if env == 'test' else ''}.coe332.tacc.cloud",
             f"atx-jobqueue-{env}-api.alice.svc.cluster.local:5000",
+            f"atx-jobqueue-{env}-api.alice:5000",  # <service>.<namespace>, as the chart allows it too
         ):
             assert host_allowed(host, allowed), (env, host)
         assert not host_allowed("rebind.attacker.example", allowed)

@@ -79,8 +79,8 @@ A memory limit lowered to fit a class quota (256Mi) under the default maxmemory 
 {{- if and .Values.redis.enabled $limit }}
 {{- $limitBytes := include "atx-jobqueue.quantityBytes" $limit | float64 }}
 {{- $suggest := printf "%dmb" (int (divf (mulf $limitBytes 0.7) 1048576)) }}
-{{- if not .Values.redis.maxmemory }}
-{{- fail (printf "redis.maxmemory is empty while redis.resources.limits.memory is %s: Redis would grow until it is OOM-killed (and again after each restart) instead of refusing writes. Set redis.maxmemory to about 70%% of the limit, e.g. %s" $limit $suggest) }}
+{{- if or (not .Values.redis.maxmemory) (eq (include "atx-jobqueue.redisBytes" .Values.redis.maxmemory | float64) 0.0) }}
+{{- fail (printf "redis.maxmemory is empty (or 0, which Redis reads as no limit) while redis.resources.limits.memory is %s: Redis would grow until it is OOM-killed (and again after each restart) instead of refusing writes. Set redis.maxmemory to about 70%% of the limit, e.g. %s" $limit $suggest) }}
 {{- end }}
 {{- if ge (include "atx-jobqueue.redisBytes" .Values.redis.maxmemory | float64) $limitBytes }}
 {{- fail (printf "redis.maxmemory (%s) is not below redis.resources.limits.memory (%s): Redis would be OOM-killed (and again after each restart) before it refuses a write. Set redis.maxmemory to about 70%% of the limit, e.g. %s, or raise the limit" .Values.redis.maxmemory $limit $suggest) }}

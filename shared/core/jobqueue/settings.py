@@ -15,6 +15,8 @@ from dataclasses import dataclass, fields
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from .lanes import DEFAULT as DEFAULT_LANE, LANES
+
 DEFAULT_DATA_PATH = "data/traffic_incidents_sample.csv"
 
 
@@ -157,15 +159,26 @@ def _optional(parse: Callable[[str, str], str]) -> Callable[[str, str], str]:
 
 # the chart's values.schema.json (config.queueName) holds the same pattern; tests keep them equal
 QUEUE_NAME_PATTERN = r"^[A-Za-z0-9_.:-]+$"
+# ... and this one under "not": a name ending in -<lane> is another queue's lane (keys.lane_queue_name)
+QUEUE_NAME_LANE_SUFFIX = "-(" + "|".join(lane for lane in LANES if lane != DEFAULT_LANE) + ")$"
 
 
 def _queue_name(name: str, raw: str) -> str:
     """A name the key layout can carry (``hotqueue:<name>``, ``<name>-plots``, ``delayed:<name>``)
     and a PromQL label matcher can quote: '' or ' jobs' used to start a worker on a queue the API
-    never filled, and a '*' or '"' would break the key patterns and the autoscaling query."""
+    never filled, and a '*' or '"' would break the key patterns and the autoscaling query. Nor
+    ``jobs-plots``: on a Redis db shared with a deployment of ``jobs``, each side's workers ran the
+    other's jobs (its default lane is their plots lane)."""
     if not re.fullmatch(QUEUE_NAME_PATTERN, raw):
         raise SettingsError(
             f"{name} must be letters, digits and . _ : - only (it names Redis keys: hotqueue:<name>), got {raw!r}"
+        )
+    lane = re.search(QUEUE_NAME_LANE_SUFFIX, raw)
+    if lane:
+        owner = raw[: lane.start()]
+        raise SettingsError(
+            f"{name} must not end in -{lane.group(1)}, got {raw!r}: hotqueue:{raw} is the {lane.group(1)} lane of "
+            f"queue {owner!r}, so on a Redis db shared with a deployment of {owner!r} each would run the other's jobs"
         )
     return raw
 
@@ -255,7 +268,7 @@ SPEC: dict[str, tuple[str, Callable[[str, str], object], str]] = {
     "QUEUE_NAME": (
         "jobs",
         _queue_name,
-        "HotQueue name (letters, digits and . _ : -); the Redis list is hotqueue:<name>",
+        "HotQueue name (letters, digits and . _ : -, not ending in -plots); the Redis list is hotqueue:<name>",
     ),
     "DATA_PATH": (
         DEFAULT_DATA_PATH,

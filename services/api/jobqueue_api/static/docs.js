@@ -17,6 +17,20 @@
         presets: [SwaggerUIBundle.presets.apis],
         layout: "BaseLayout"
       });
+      // Swagger UI draws some form controls with no label (axe: select-name and label, critical), and
+      // draws them again as operations open: name each one whenever it appears.
+      var unlabelled = [
+        ["#servers", "Server"],
+        [".examples-select-element", "Example"],
+        ["textarea.body-param__text", "Request body"]
+      ];
+      new MutationObserver(function () {
+        unlabelled.forEach(function (pair) {
+          el.querySelectorAll(pair[0] + ":not([aria-label])").forEach(function (control) {
+            control.setAttribute("aria-label", pair[1]);
+          });
+        });
+      }).observe(el, { childList: true, subtree: true });
     })
     .catch(function (err) {
       el.textContent = "Could not load the API description: " + err;
