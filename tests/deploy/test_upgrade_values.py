@@ -17,7 +17,7 @@ import helm_python as helm
 import yaml
 
 from devstack.paths import REPO_ROOT
-from tests.deploy.manifests import CHART, objects_of, one, pod_spec, resolved_env
+from tests.deploy.manifests import CHART, objects_of, one, pod_spec, render_chart, resolved_env
 
 USER = {"image": {"registry": "docker.io/jdoe", "tag": "0.1.0"}}
 # keys later sessions added (api.metricsPort: the API's own metrics listener; redisTimeoutSeconds)
@@ -74,3 +74,12 @@ def test_the_docs_upgrade_with_the_new_charts_defaults():
         if re.search(r"\bhelm upgrade\b.*--reuse-values", line)
     ]
     assert commands == [], "use --reset-then-reuse-values (or -f with `helm get values`): " + repr(commands)
+
+
+def test_restore_notes_leave_restore_mode_keeping_the_release_values():
+    """NOTES said "upgrade with --set redis.restore.enabled=false": a bare --set makes Helm start
+    from the chart's defaults, dropping the install's own values (registry, exposure, storage)."""
+    notes = render_chart({"redis": {"restore": {"enabled": True, "file": "dump-x.rdb"}}}, name="jobs")[
+        "atx-jobqueue/templates/NOTES.txt"
+    ]
+    assert "--reset-then-reuse-values --set redis.restore.enabled=false" in notes, notes
