@@ -242,3 +242,24 @@ def test_a_missing_column_names_the_form_that_lacks_it(tmp_path, load):
     ds = load(tutorial)
     with pytest.raises(MissingColumnError, match=r"'latitude' column.*its form, tutorial-csv, has no such column"):
         ds.require("latitude", "incidents_within_radius")
+
+
+def test_the_portal_json_export_reads_old_locations_and_counts_bad_rows(tmp_path, load):
+    """The portal's Export -> JSON (rows.json) was refused: "JSON must be a list of records
+    (objects), as the SODA API returns". An old location column comes as [address, lat, lon, ...];
+    a row that is not one value per column is skipped and counted."""
+    doc = {
+        "meta": {"view": {"columns": [{"fieldName": ":sid"}, {"fieldName": "address"}, {"fieldName": "location"}]}},
+        "data": [
+            [1, "S CONGRESS AVE", ['{"address": ""}', "30.2672", "-97.7431", None, False]],
+            [2, "E 7TH ST", [None, None, None, None, True]],
+            [3, "TOO SHORT"],
+        ],
+    }
+    path = tmp_path / "rows.json"
+    path.write_text(json.dumps(doc))
+    ds = load(path)
+    assert (ds.format, ds.rows, ds.counts["malformed_lines_skipped"]) == ("soda-json", 2, 1)
+    assert ds.frame["latitude"].iloc[0] == pytest.approx(30.2672)
+    assert ds.frame["longitude"].iloc[0] == pytest.approx(-97.7431)
+    assert np.isnan(ds.frame["latitude"].iloc[1])

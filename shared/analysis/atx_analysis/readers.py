@@ -145,7 +145,11 @@ def _read_csv(path: Path, compressed: bool) -> tuple[pa.Table, int]:
 
 def _flatten_location(value):
     """SODA JSON gives ``location`` as GeoJSON (``{"type": "Point", "coordinates": [lon, lat]}``)
-    or, in the older API, as ``{"latitude": .., "longitude": ..}``; turn both into WKT text."""
+    or, in the older API, as ``{"latitude": .., "longitude": ..}``, and the portal's JSON export of
+    an old location column as ``[address, lat, lon, ...]``; turn each into WKT text."""
+    if isinstance(value, list) and len(value) >= 3:  # rows.json's old location: [address, lat, lon, ...]
+        lat, lon = value[1], value[2]
+        return None if lat is None or lon is None else f"POINT ({lon} {lat})"
     if isinstance(value, dict):
         coords = value.get("coordinates")
         if isinstance(coords, (list, tuple)) and len(coords) >= 2:
@@ -162,7 +166,10 @@ def _read_json(path: Path, compressed: bool) -> tuple[pa.Table, int]:
             doc = json.load(fh)
         except json.JSONDecodeError as exc:
             raise DataFormatError(f"{path}: invalid JSON: {exc}") from None
-    if isinstance(doc, dict):  # a single record, or {"data": [...]} wrappers
+    skipped = 0
+    if _is_rows_export(doc):
+        doc, skipped = _rows_export_records(doc)
+    elif isinstance(doc, dict):  # a single record, or {"data": [...]} wrappers
         doc = doc.get("data", doc.get("results", [doc])) if not {"address", "published_date"} & set(doc) else [doc]
     if not isinstance(doc, list) or not all(isinstance(r, dict) for r in doc):
         raise DataFormatError(f"{path}: JSON must be a list of records (objects), as the SODA API returns")
@@ -175,11 +182,35 @@ def _read_json(path: Path, compressed: bool) -> tuple[pa.Table, int]:
         values = []
         for rec in doc:
             v = rec.get(name)
-            if isinstance(v, dict):
+            if isinstance(v, dict) or (isinstance(v, list) and name == "location"):
                 v = _flatten_location(v)
             values.append(None if v is None else str(v))
         columns[name] = pa.array(values, type=pa.string())
-    return pa.table(columns) if columns else pa.table({}), 0
+    return pa.table(columns) if columns else pa.table({}), skipped
+
+
+def _is_rows_export(doc) -> bool:
+    """The portal's *Export -> JSON* (``/api/views/<id>/rows.json``): ``{"meta": {"view": {"columns":
+    [...]}}, "data": [[...], ...]}``, every row an array in the order of the columns."""
+    if not isinstance(doc, dict) or not isinstance(doc.get("meta"), dict) or not isinstance(doc.get("data"), list):
+        return False
+    view = doc["meta"].get("view")
+    return isinstance(view, dict) and isinstance(view.get("columns"), list)
+
+
+def _rows_export_records(doc) -> tuple[list[dict], int]:
+    """Records keyed by each column's ``fieldName`` (the SODA names, so it is read as SODA JSON),
+    without Socrata's own ``:sid``, ``:created_at``... columns; a row that is not an array of one
+    value per column is skipped and counted, as a malformed CSV line is."""
+    names = [c.get("fieldName") if isinstance(c, dict) else None for c in doc["meta"]["view"]["columns"]]
+    keep = [(i, n) for i, n in enumerate(names) if isinstance(n, str) and not n.startswith(":")]
+    records, skipped = [], 0
+    for row in doc["data"]:
+        if not isinstance(row, list) or len(row) != len(names):
+            skipped += 1
+            continue
+        records.append({n: row[i] for i, n in keep})
+    return records, skipped
 
 
 def _read_parquet(path: Path, compressed: bool) -> tuple[pa.Table, int]:
