@@ -114,14 +114,51 @@ def read_raw(path: str | Path, max_bytes: int | None = None) -> RawData:
     return RawData(table, container + ("+gzip" if compressed else ""), skipped)
 
 
+# Encodings a CSV is read in: UTF-8 (the portal's export, with or without a BOM); UTF-16 when it
+# starts with its byte-order mark (spreadsheets' "Unicode text"); else Windows-1252, what a
+# spreadsheet program on Windows writes when it saves "CSV" (an address with an accent is not UTF-8
+# there, and refusing the whole file for it helps nobody).
+FALLBACK_ENCODING = "cp1252"
+# Separators besides the comma, used only when the header line has no comma at all (a spreadsheet
+# set to a European locale saves with ";"; tab-separated exports).
+OTHER_DELIMITERS = ("\t", ";")
+
+
+def _first_line(path: Path, compressed: bool, encoding: str) -> str:
+    with _open(path, compressed) as fh:
+        text = io.TextIOWrapper(fh, encoding="utf-8-sig" if encoding == "utf-8" else encoding, newline="")
+        return text.readline(MAX_HEADER_BYTES)
+
+
 def _read_csv(path: Path, compressed: bool) -> tuple[pa.Table, int]:
     with _open(path, compressed) as fh:
-        first = io.TextIOWrapper(fh, encoding="utf-8-sig", newline="").readline(MAX_HEADER_BYTES)
+        bom = fh.read(2)
+    encoding = "utf-16" if bom in (b"\xff\xfe", b"\xfe\xff") else "utf-8"
+    try:
+        first = _first_line(path, compressed, encoding)
+    except UnicodeDecodeError:
+        if encoding != "utf-8":
+            raise
+        encoding = FALLBACK_ENCODING
+        first = _first_line(path, compressed, encoding)
     if len(first) >= MAX_HEADER_BYTES and not first.endswith(("\n", "\r")):
         raise DataFormatError(f"{path}: the header line is longer than {MAX_HEADER_BYTES} bytes: not a data export")
-    header = next(csv.reader([first]), [])
+    delimiter = ","
+    if "," not in first:
+        delimiter = next((d for d in OTHER_DELIMITERS if d in first), ",")
+    header = next(csv.reader([first], delimiter=delimiter), [])
     if not header or not any(h.strip() for h in header):
         raise DataFormatError(f"{path}: no header line")
+    try:
+        return _read_csv_as(path, compressed, header, delimiter, encoding)
+    except pa.ArrowInvalid as exc:
+        if encoding != "utf-8" or "UTF8" not in str(exc):
+            raise
+        # valid UTF-8 at the top, not further down: the same file saved by a spreadsheet program
+        return _read_csv_as(path, compressed, header, delimiter, FALLBACK_ENCODING)
+
+
+def _read_csv_as(path: Path, compressed: bool, header: list[str], delimiter: str, encoding: str):
     skipped = 0
 
     def on_bad_row(row) -> str:
@@ -132,8 +169,10 @@ def _read_csv(path: Path, compressed: bool) -> tuple[pa.Table, int]:
     with _open(path, compressed) as fh:
         table = pacsv.read_csv(
             fh,
-            read_options=pacsv.ReadOptions(block_size=16 << 20),
-            parse_options=pacsv.ParseOptions(invalid_row_handler=on_bad_row, newlines_in_values=True),
+            read_options=pacsv.ReadOptions(block_size=16 << 20, encoding="utf8" if encoding == "utf-8" else encoding),
+            parse_options=pacsv.ParseOptions(
+                delimiter=delimiter, invalid_row_handler=on_bad_row, newlines_in_values=True
+            ),
             convert_options=pacsv.ConvertOptions(
                 column_types={name: pa.string() for name in header},
                 strings_can_be_null=True,
