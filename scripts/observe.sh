@@ -41,7 +41,8 @@ targets() {  # pod-name-prefix, first port, count[, metrics path]
 API_SCRAPE_PORT=$PORT
 if [ "${API_METRICS_PORT:-0}" != 0 ]; then API_SCRAPE_PORT=$API_METRICS_PORT; fi
 # under SCRIPT_NAME gunicorn serves every listener, the metrics one too, only inside the prefix
-targets api "$API_SCRAPE_PORT" 1 "${SCRIPT_NAME:-}/metrics" >"$PROM_DIR/targets/api.json.tmp" && mv "$PROM_DIR/targets/api.json.tmp" "$PROM_DIR/targets/api.json"
+PREFIX=${SCRIPT_NAME:-}
+targets api "$API_SCRAPE_PORT" 1 "${PREFIX%/}/metrics" >"$PROM_DIR/targets/api.json.tmp" && mv "$PROM_DIR/targets/api.json.tmp" "$PROM_DIR/targets/api.json"
 targets worker "$WORKER_METRICS_BASE" "$WORKERS" >"$PROM_DIR/targets/worker.json.tmp" \
   && mv "$PROM_DIR/targets/worker.json.tmp" "$PROM_DIR/targets/worker.json"
 
