@@ -488,8 +488,9 @@ see no series. Stop at render time unless the operator says the API is scraped a
 
 {{/*
 ALLOWED_HOSTS of the API: loopback (kubectl port-forward), the API Service's in-cluster names, the
-Ingress host when enabled, in NodePort mode api.service.nodePortHost (unset: any host, so a
-student on a NodePort is never locked out), then config.allowedHosts.
+Ingress host when enabled, in NodePort or LoadBalancer mode api.service.nodePortHost (unset: any
+host, so nobody reaching a node port or the load balancer's address is locked out), then
+config.allowedHosts.
 */}}
 {{- define "atx-jobqueue.allowedHosts" -}}
 {{- $api := include "atx-jobqueue.componentName" (dict "ctx" . "component" "api") -}}
@@ -498,7 +499,7 @@ student on a NodePort is never locked out), then config.allowedHosts.
 {{- if .Values.api.ingress.enabled -}}
 {{- $hosts = append $hosts .Values.api.ingress.host -}}
 {{- end -}}
-{{- if eq .Values.api.service.type "NodePort" -}}
+{{- if has .Values.api.service.type (list "NodePort" "LoadBalancer") -}}
 {{- $hosts = append $hosts (default "*" .Values.api.service.nodePortHost) -}}
 {{- end -}}
 {{- join "," (concat $hosts .Values.config.allowedHosts) -}}
