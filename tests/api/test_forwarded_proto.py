@@ -29,6 +29,7 @@ def _first_example(trusted: str, tmp_path) -> str:
         return doc["examples"][0]
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(find_redis_server() is None, reason="no redis-server binary")
 @pytest.mark.parametrize(("trusted", "scheme"), [("*", "https"), ("10.9.9.9", "http"), ("127.0.0.1", "https")])
 def test_the_scheme_of_the_examples_follows_only_trusted_proxies(trusted, scheme, tmp_path):
