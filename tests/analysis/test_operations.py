@@ -231,6 +231,7 @@ def test_daily_counts_on_data_without_a_dated_row_defaults_to_the_given_day(tmp_
     empty = tmp_path / "header-only.csv"
     empty.write_text(SAMPLE.read_text(encoding="utf-8").splitlines()[0] + "\n")
     ds = load(empty)
+    assert ds.date_warning() == "the file has no incident rows (a header only?): every answer counts nothing"
     for op in ("daily_counts", "plot_daily_counts"):
         check = REGISTRY.get(op).check  # what the API runs at submit time, with its dataset
         for given in ({"start": "2030-01-01"}, {"end": "2030-01-01"}):
