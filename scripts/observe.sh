@@ -45,7 +45,8 @@ targets() {  # pod-name-prefix, host, first port, count[, metrics path]
 API_SCRAPE_PORT=$PORT
 if [ "${API_METRICS_PORT:-0}" != 0 ]; then API_SCRAPE_PORT=$API_METRICS_PORT; fi
 # under SCRIPT_NAME gunicorn serves every listener, the metrics one too, only inside the prefix
-targets api "$API_HOST" "$API_SCRAPE_PORT" 1 "${SCRIPT_NAME:-}/metrics" >"$PROM_DIR/targets/api.json.tmp" && mv "$PROM_DIR/targets/api.json.tmp" "$PROM_DIR/targets/api.json"
+PREFIX=${SCRIPT_NAME:-}
+targets api "$API_HOST" "$API_SCRAPE_PORT" 1 "${PREFIX%/}/metrics" >"$PROM_DIR/targets/api.json.tmp" && mv "$PROM_DIR/targets/api.json.tmp" "$PROM_DIR/targets/api.json"
 targets worker "$METRICS_HOST" "$WORKER_METRICS_BASE" "$WORKERS" >"$PROM_DIR/targets/worker.json.tmp" \
   && mv "$PROM_DIR/targets/worker.json.tmp" "$PROM_DIR/targets/worker.json"
 

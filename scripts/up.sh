@@ -141,7 +141,9 @@ done
 
 # SCRIPT_NAME (docs/ui.md: the API told its path prefix) is part of every URL: gunicorn answers any
 # path outside it, /readyz included, with its own 500, so the wait below never ended.
-URL="http://$API_HOST:$PORT${SCRIPT_NAME:-}"
+PREFIX=${SCRIPT_NAME:-}
+PREFIX=${PREFIX%/}   # SCRIPT_NAME=/class/jq/ works too; the URLs below then had "//"
+URL="http://$API_HOST:$PORT$PREFIX"
 printf 'up: waiting for %s/readyz ' "$URL"
 deadline=$((SECONDS + READY_TIMEOUT))
 until "$ROOT/.venv/bin/python" -c "import urllib.request as u; u.urlopen('$URL/readyz', timeout=2)" 2>/dev/null; do
@@ -163,7 +165,7 @@ fi
 echo " ready"
 METRICS_URL=$URL/metrics   # API_METRICS_PORT (the chart's way) moves it to its own listener
 # (gunicorn puts that listener under SCRIPT_NAME too)
-if [ "${API_METRICS_PORT:-0}" != 0 ]; then METRICS_URL=http://$API_HOST:$API_METRICS_PORT${SCRIPT_NAME:-}/metrics; fi
+if [ "${API_METRICS_PORT:-0}" != 0 ]; then METRICS_URL=http://$API_HOST:$API_METRICS_PORT$PREFIX/metrics; fi
 cat <<EOF
 
 atx-jobqueue is running: API $URL, Redis $REDIS_SHOWN, $WORKERS workers (logs in $RUN_DIR/logs).

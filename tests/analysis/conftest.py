@@ -45,6 +45,32 @@ def _parquet_typed(src: Path, dst: Path) -> Path:
     return dst
 
 
+def _rows_export(src: Path, dst: Path) -> Path:
+    """The SODA records as the portal's Export -> JSON (rows.json) lays them out: Socrata's own
+    columns first, then one column per field (``fieldName``), each row an array; the point column
+    as WKT text, the way the export writes a point."""
+    import json
+
+    records = json.loads(src.read_text())
+    fields = list(dict.fromkeys(k for rec in records for k in rec))
+    own = [":sid", ":id", ":position", ":created_at", ":created_meta", ":updated_at", ":updated_meta", ":meta"]
+    columns = [{"id": -1, "name": n[1:], "dataTypeName": "meta_data", "fieldName": n} for n in own]
+    columns += [{"id": 1000 + i, "name": f, "dataTypeName": "text", "fieldName": f} for i, f in enumerate(fields)]
+
+    def value(rec, f):
+        v = rec.get(f)
+        if isinstance(v, dict) and "coordinates" in v:
+            return f"POINT ({v['coordinates'][0]} {v['coordinates'][1]})"
+        return v
+
+    data = [
+        [f"row-{i}", f"00000000-{i}", 0, 1709688579, None, 1709688579, None, "{ }", *(value(r, f) for f in fields)]
+        for i, r in enumerate(records)
+    ]
+    dst.write_text(json.dumps({"meta": {"view": {"id": "dx9v-zd7x", "columns": columns}}, "data": data}))
+    return dst
+
+
 EIGHT_ROW_FORMATS = {
     "portal10": ("portal-csv", lambda tmp: FIXTURES / "portal10.csv"),
     "portal9": ("portal-csv-9", lambda tmp: FIXTURES / "portal9.csv"),
@@ -54,6 +80,7 @@ EIGHT_ROW_FORMATS = {
         lambda tmp: _parquet_strings(FIXTURES / "portal10.csv", tmp / "p.parquet"),
     ),
     "soda-json": ("soda-json", lambda tmp: FIXTURES / "soda.json"),
+    "portal-json-export": ("soda-json", lambda tmp: _rows_export(FIXTURES / "soda.json", tmp / "rows.json")),
     "soda-json-gzip": ("soda-json+gzip", lambda tmp: _gzip(FIXTURES / "soda.json", tmp / "s.json.gz")),
     "soda-csv": ("soda-csv", lambda tmp: FIXTURES / "soda_full.csv"),
     "soda-parquet-typed": ("soda-parquet", lambda tmp: _parquet_typed(FIXTURES / "soda_full.csv", tmp / "s.parquet")),

@@ -242,3 +242,62 @@ def test_a_missing_column_names_the_form_that_lacks_it(tmp_path, load):
     ds = load(tutorial)
     with pytest.raises(MissingColumnError, match=r"'latitude' column.*its form, tutorial-csv, has no such column"):
         ds.require("latitude", "incidents_within_radius")
+
+
+def _as_spreadsheet_saves(tmp_path):
+    """The bundled portal export with an accented address near its end (past the first 64 KB), as a
+    user's spreadsheet program may save it: Windows-1252 "CSV", UTF-16 "Unicode text", a European
+    locale's ";" separator, a tab-separated file, and the same with the accent on the first row."""
+    lines = SAMPLE.read_text(encoding="utf-8").splitlines()
+    last = lines[-1].split(",")
+    last[6] = "CAÑADA DR / MÉNDEZ ST"
+    lines[-1] = ",".join(last)
+    text = "\r\n".join(lines) + "\r\n"
+    early = "\r\n".join([lines[0], lines[-1], *lines[1:-1]]) + "\r\n"
+    files = {
+        "utf-8": text.encode("utf-8"),
+        "cp1252": text.encode("cp1252"),
+        "cp1252 (accent on row 1)": early.encode("cp1252"),
+        "cp1252+gzip": gzip.compress(text.encode("cp1252")),
+        "utf-16": text.encode("utf-16"),
+        "semicolons": text.replace(",", ";").encode("utf-8"),
+        "tabs": text.replace(",", "\t").encode("cp1252"),
+    }
+    paths = {}
+    for name, data in files.items():
+        paths[name] = tmp_path / f"{name.split(' ')[0]}.csv"
+        paths[name].write_bytes(data)
+    return paths
+
+
+def test_the_portal_export_saved_by_a_spreadsheet_program_loads_the_same(tmp_path, load):
+    """A file that is not UTF-8 was refused whole ("cannot read as csv: 'utf-8' codec can't decode
+    byte 0xd1"), and one separated by ";" or tabs was "unrecognised columns [Traffic Report ID;...]"."""
+    paths = _as_spreadsheet_saves(tmp_path)
+    reference = load(paths.pop("utf-8"))
+    for name, path in paths.items():
+        ds = load(path)
+        assert (ds.format.removesuffix("+gzip"), ds.rows, ds.counts) == ("portal-csv", 5000, reference.counts), name
+        assert "CAÑADA DR / MÉNDEZ ST" in set(ds.frame["address"].dropna()), name
+        assert sorted(ds.frame["address"].dropna().unique()) == sorted(reference.frame["address"].dropna().unique())
+
+
+def test_the_portal_json_export_reads_old_locations_and_counts_bad_rows(tmp_path, load):
+    """The portal's Export -> JSON (rows.json) was refused: "JSON must be a list of records
+    (objects), as the SODA API returns". An old location column comes as [address, lat, lon, ...];
+    a row that is not one value per column is skipped and counted."""
+    doc = {
+        "meta": {"view": {"columns": [{"fieldName": ":sid"}, {"fieldName": "address"}, {"fieldName": "location"}]}},
+        "data": [
+            [1, "S CONGRESS AVE", ['{"address": ""}', "30.2672", "-97.7431", None, False]],
+            [2, "E 7TH ST", [None, None, None, None, True]],
+            [3, "TOO SHORT"],
+        ],
+    }
+    path = tmp_path / "rows.json"
+    path.write_text(json.dumps(doc))
+    ds = load(path)
+    assert (ds.format, ds.rows, ds.counts["malformed_lines_skipped"]) == ("soda-json", 2, 1)
+    assert ds.frame["latitude"].iloc[0] == pytest.approx(30.2672)
+    assert ds.frame["longitude"].iloc[0] == pytest.approx(-97.7431)
+    assert np.isnan(ds.frame["latitude"].iloc[1])

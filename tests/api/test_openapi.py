@@ -92,7 +92,11 @@ def test_every_error_status_a_route_documents_uses_the_error_schema(client):
 def test_submit_documents_its_wait(client):
     """POST /submit?wait= and Prefer: wait are declared, with the 200 and the Location header."""
     submit = client.get("/openapi.json").get_json()["paths"]["/submit"]["post"]
-    assert {(p["name"], p["in"]) for p in submit["parameters"]} == {("wait", "query"), ("Prefer", "header")}
+    assert {(p["name"], p["in"]) for p in submit["parameters"]} == {
+        ("wait", "query"),
+        ("Prefer", "header"),
+        ("Idempotency-Key", "header"),
+    }
     assert submit["responses"]["200"]["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/Job"}
     assert "Location" in submit["responses"]["200"]["headers"] and "Location" in submit["responses"]["202"]["headers"]
 
@@ -182,3 +186,14 @@ def test_each_analysis_path_with_its_example_parameters_answers(data_app):
         assert answer.status_code == 200, (path, query, answer.get_json())
         ran += 1
     assert ran >= 10
+
+
+def test_submit_documents_its_idempotency_key(client):
+    """Both submit routes declare the Idempotency-Key header, the 422 of a reused key, and the
+    headers an answer that honoured a key carries (docs/api.md)."""
+    paths = client.get("/openapi.json").get_json()["paths"]
+    for op in (paths["/submit"]["post"], paths["/jobs"]["post"]):
+        assert any(p["name"] == "Idempotency-Key" and p["in"] == "header" for p in op["parameters"])
+        assert "idempotency_key_reused" in op["responses"]["422"]["description"]
+        assert {"Idempotency-Key", "Idempotent-Replayed"} <= set(op["responses"]["202"]["headers"])
+        assert "Idempotency-Key" in op["responses"]["504"]["headers"]

@@ -14,6 +14,7 @@ import gc
 import gzip
 import json
 import pickle
+import re
 import socket
 import ssl
 import subprocess
@@ -633,3 +634,26 @@ def test_the_lean_tls_connection_checks_the_host_name(tls_api, tls_files, clean_
         else:
             with pytest.raises(ssl.SSLCertVerificationError, match="localhost"):
                 origin.connect(5)
+
+
+def test_a_submits_idempotency_key_is_sent_alike_on_both_paths_and_kept_on_a_redirect(clean_env, sends):
+    """``submit_and_wait`` sends its own header (``Idempotency-Key``, a new quoted UUID a call) on the
+    lean path as requests sends it, and again with a 307/308 redirect's repeated POST."""
+    with Scripted([]) as server:
+        for path in PATHS:
+            client_on(path, server.url, token="t0ken").submit_and_wait("sleep", seconds=0, wait=1)
+    assert len(sends) == 1  # the lean one went without requests
+    lean, plain = server.seen
+    keys_sent = [s["headers"].pop("idempotency-key") for s in (lean, plain)]
+    assert all(re.fullmatch(r'"[0-9a-f-]{36}"', k) for k in keys_sent) and keys_sent[0] != keys_sent[1]
+    assert (lean["method"], lean["target"], lean["headers"], lean["body"]) == (
+        plain["method"],
+        plain["target"],
+        plain["headers"],
+        plain["body"],
+    )
+    for status in (307, 308):
+        with Scripted([]) as target, Scripted([]) as first:
+            first.script = [(status, {"Location": f"{target.url}/submit"}, b"")]
+            Client(first.url).submit_and_wait("sleep", seconds=0, wait=1)
+        assert first.seen[0]["headers"]["idempotency-key"] == target.seen[0]["headers"]["idempotency-key"]

@@ -264,6 +264,7 @@ def test_redis_is_the_official_image_with_aof_and_a_password():
         ({"maxmemory": "512mb"}, r"not below redis\.resources\.limits\.memory \(512Mi\)"),
         ({"resources": {"limits": {"memory": "1G"}}, "maxmemory": "1gb"}, r"not below"),  # 1gb is 1024^3
         ({"maxmemory": ""}, r"maxmemory is empty"),
+        ({"maxmemory": "0"}, r"maxmemory is empty \(or 0"),  # Redis: 0 is no limit
         ({"resources": {"limits": {"memory": "512m"}}}, r"not a memory quantity"),  # 0.512 bytes
     ],
 )

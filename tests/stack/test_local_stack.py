@@ -298,19 +298,20 @@ def test_down_with_nothing_under_its_run_dir_says_so(tmp_path):
     assert f"down: nothing to stop under {tmp_path / 'empty'}" in down.stdout, down.stdout
 
 
-def test_up_under_script_name_waits_and_points_inside_the_prefix(tmp_path):
+@pytest.mark.parametrize("script_name", ["/class/jq", "/class/jq/"])
+def test_up_under_script_name_waits_and_points_inside_the_prefix(tmp_path, script_name):
     """`SCRIPT_NAME=/class/jq make up` (docs/ui.md's prefix, told to the API) waited for `/readyz`
     outside the prefix, where gunicorn answers its own 500, for READY_TIMEOUT (90 s), then failed with
     the API running. Now it waits under the prefix and its banner's URLs carry it."""
     run_dir = tmp_path / "run"
-    env = stack_env(str(run_dir), WORKERS="1", SCRIPT_NAME="/class/jq", READY_TIMEOUT="30")
+    env = stack_env(str(run_dir), WORKERS="1", SCRIPT_NAME=script_name, READY_TIMEOUT="30")
     try:
         up = subprocess.run(
             ["bash", "scripts/up.sh"], cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=120
         )
         assert up.returncode == 0, up.stdout + up.stderr
         url = f"http://127.0.0.1:{env['PORT']}/class/jq"
-        assert f"API {url}," in up.stdout and f"{url}/ui/" in up.stdout, up.stdout
+        assert f"API {url}," in up.stdout and f"{url}/ui/" in up.stdout and "jq//" not in up.stdout, up.stdout
         job = requests.post(
             f"{url}/submit?wait=30", json={"operation": "top_locations", "params": {"n": 1}}, timeout=40
         )

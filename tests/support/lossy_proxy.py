@@ -17,6 +17,9 @@ commands depends on ``mode``:
 - ``"split"``: the proxy forwards all of the transaction but its final EXEC at once, keeps the
   EXEC until the client has given up on the connection and ``hold`` seconds more, then delivers it
   (bytes that reached Redis's host but that Redis had not read yet: it reads 16 kB a turn);
+- ``"strip"``: an HTTP proxy that drops every ``Idempotency-Key`` header line of the requests it
+  passes (not armed, no victim): what a client sees of an API that predates the header, or of a
+  proxy that does not pass it on;
 - ``"hold"``: the proxy forwards none of the transaction (its WATCH included) until the client has
   given up on the connection and ``hold`` seconds more, then delivers all of it on its own
   connection to Redis: bytes that reached a middlebox (or a stalled Redis's socket buffer) and
@@ -29,6 +32,7 @@ victim's last command was forwarded.
 
 from __future__ import annotations
 
+import re
 import socket
 import threading
 import time
@@ -43,7 +47,7 @@ class LossyProxy:
         last: str | tuple[str, ...] = "EXEC",
         target_host: str = "127.0.0.1",
     ):
-        assert mode in ("drop", "stall", "before", "late", "split", "hold"), mode
+        assert mode in ("drop", "stall", "before", "late", "split", "hold", "strip"), mode
         self.hold = 1.5
         # the end of that argument (``claim`` in ``finish+claim``), or of any of several
         self.triggers = [b"%s\r\n" % t.encode() for t in ((trigger,) if isinstance(trigger, str) else trigger)]
@@ -110,6 +114,8 @@ class LossyProxy:
                         pass
                 _close(upstream)
                 return
+            if self.mode == "strip":  # loopback: a small request's head arrives in one piece
+                data = re.sub(rb"(?im)^idempotency-key:[^\r\n]*\r\n", b"", data)
             if not state["victim"] and any(t in data for t in self.triggers):
                 with self._lock:
                     if self.armed and self._skip:

@@ -79,8 +79,8 @@ A memory limit lowered to fit a class quota (256Mi) under the default maxmemory 
 {{- if and .Values.redis.enabled $limit }}
 {{- $limitBytes := include "atx-jobqueue.quantityBytes" $limit | float64 }}
 {{- $suggest := printf "%dmb" (int (divf (mulf $limitBytes 0.7) 1048576)) }}
-{{- if not .Values.redis.maxmemory }}
-{{- fail (printf "redis.maxmemory is empty while redis.resources.limits.memory is %s: Redis would grow until it is OOM-killed (and again after each restart) instead of refusing writes. Set redis.maxmemory to about 70%% of the limit, e.g. %s" $limit $suggest) }}
+{{- if or (not .Values.redis.maxmemory) (eq (include "atx-jobqueue.redisBytes" .Values.redis.maxmemory | float64) 0.0) }}
+{{- fail (printf "redis.maxmemory is empty (or 0, which Redis reads as no limit) while redis.resources.limits.memory is %s: Redis would grow until it is OOM-killed (and again after each restart) instead of refusing writes. Set redis.maxmemory to about 70%% of the limit, e.g. %s" $limit $suggest) }}
 {{- end }}
 {{- if ge (include "atx-jobqueue.redisBytes" .Values.redis.maxmemory | float64) $limitBytes }}
 {{- fail (printf "redis.maxmemory (%s) is not below redis.resources.limits.memory (%s): Redis would be OOM-killed (and again after each restart) before it refuses a write. Set redis.maxmemory to about 70%% of the limit, e.g. %s, or raise the limit" .Values.redis.maxmemory $limit $suggest) }}
@@ -488,8 +488,9 @@ see no series. Stop at render time unless the operator says the API is scraped a
 
 {{/*
 ALLOWED_HOSTS of the API: loopback (kubectl port-forward), the API Service's in-cluster names, the
-Ingress host when enabled, in NodePort mode api.service.nodePortHost (unset: any host, so a
-student on a NodePort is never locked out), then config.allowedHosts.
+Ingress host when enabled, in NodePort or LoadBalancer mode api.service.nodePortHost (unset: any
+host, so nobody reaching a node port or the load balancer's address is locked out), then
+config.allowedHosts.
 */}}
 {{- define "atx-jobqueue.allowedHosts" -}}
 {{- $api := include "atx-jobqueue.componentName" (dict "ctx" . "component" "api") -}}
@@ -498,7 +499,7 @@ student on a NodePort is never locked out), then config.allowedHosts.
 {{- if .Values.api.ingress.enabled -}}
 {{- $hosts = append $hosts .Values.api.ingress.host -}}
 {{- end -}}
-{{- if eq .Values.api.service.type "NodePort" -}}
+{{- if has .Values.api.service.type (list "NodePort" "LoadBalancer") -}}
 {{- $hosts = append $hosts (default "*" .Values.api.service.nodePortHost) -}}
 {{- end -}}
 {{- join "," (concat $hosts .Values.config.allowedHosts) -}}

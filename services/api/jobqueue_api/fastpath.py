@@ -33,6 +33,13 @@ read cost the API. An unknown job (404) and a failed read (Redis down or hung: 5
 inside Flask's request handling, as for the submit; HEAD, other queries, a bad id and every
 other request go through Flask. tests/api/test_fast_status.py compares both paths' answers.
 
+A submit with an ``Idempotency-Key`` is taken on the same terms (the project's client sends one with
+every submit it waits for): the key is read as the view reads it (a malformed one goes to Flask,
+which answers its 400) and the job stored by the view's own ``idempotency.store`` (one script call:
+the job and the key's record, or the job the key named), its answer carrying the key's headers.
+Through Flask's machinery it cost the client's one-exchange round trip 0.3 ms more (p50 1.43 ms
+against 1.13 without a key).
+
 ``POST /submit?wait=N`` (one exchange: submit and wait for the result) is taken on the submit's
 terms when its query is one plain ``wait=N`` (no ``Prefer``): the job is validated as above, then
 stored and waited for by the view's own ``jobs.waited_submit``, which registers the wait before the
@@ -52,7 +59,7 @@ from werkzeug.exceptions import HTTPException
 from jobqueue.jobs import is_valid_job_id
 from jobqueue.lanes import lane_of
 
-from . import metrics
+from . import idempotency, metrics
 from .guards import Guard
 from .params import plain_wait
 from .ratelimit import client_of
@@ -133,6 +140,8 @@ def _submit(app: Flask, wsgi_app: Callable, guard: Guard, metrics_port: int) -> 
         try:
             op, params = validate_submission(parse_body(raw), state.catalogue, state.data.dataset)
             job = state.delivery.new_job(op.name, params, lane_of(op), None)
+            sent_key = environ.get(idempotency.ENVIRON)  # a malformed one: Flask's path answers its 400
+            key = None if sent_key is None else idempotency.keyed(sent_key, None, job)
             # counted against its address, as ratelimit.client_id counts a request without a token
             client = client_of(None, environ.get("REMOTE_ADDR")) if state.settings.submit_rate_limit > 0 else None
         except Exception:  # a refusal (or a bug): Flask's path judges the same body and answers
@@ -141,6 +150,8 @@ def _submit(app: Flask, wsgi_app: Callable, guard: Guard, metrics_port: int) -> 
 
             def accept(register: Callable) -> Any:
                 register(job)  # for its done message, before it can finish (as the view's _accept)
+                if key is not None:  # stored with its key's record, or the job the key named
+                    return idempotency.store(state, job, client, key, root, register)
                 store(state.submits, (job, client, True), root)  # stored marked waited
                 return job
 
@@ -154,19 +165,28 @@ def _submit(app: Flask, wsgi_app: Callable, guard: Guard, metrics_port: int) -> 
             latency.observe(clock() - started)
             start_response(
                 status_line,
-                [("Content-Type", "application/json"), ("Content-Length", str(len(body))), ("Location", location)],
+                [
+                    ("Content-Type", "application/json"),
+                    ("Content-Length", str(len(body))),
+                    ("Location", location),
+                    *(key.headers() if key is not None else ()),
+                ],
             )
             return [body]
         try:
             # returns once the job is stored, queued and counted; may raise the 504 (submission.store)
-            store(state.submits, (job, client), root)
+            if key is None:
+                store(state.submits, (job, client), root)
+            else:
+                job = idempotency.store(state, job, client, key, root)
         except Exception as exc:  # a 429, 503 or 504: Flask's error handlers answer it (hooks.py raises it)
             environ[RAISE] = exc
             return _to_flask(wsgi_app, environ, start_response, raw, started)
         body = accepted_body(job)
         answered.inc()
         latency.observe(clock() - started)
-        start_response(STATUS, [("Content-Type", "application/json"), ("Content-Length", str(len(body)))])
+        headers = [("Content-Type", "application/json"), ("Content-Length", str(len(body)))]
+        start_response(STATUS, headers if key is None else headers + key.headers())
         return [body]
 
     return submit_app

@@ -77,6 +77,26 @@ def _submit_wait_params(cap: float) -> list[dict[str, Any]]:
     ]
 
 
+IDEMPOTENCY_KEY_PARAM: dict[str, Any] = {
+    "name": "Idempotency-Key",
+    "in": "header",
+    "required": False,
+    "schema": {"type": "string", "minLength": 1, "maxLength": 257},
+    "example": '"8e03978e-40d5-43e8-bc93-6894a57f9324"',
+    "description": "makes the submit safe to send again (IETF draft-ietf-httpapi-idempotency-key-header): "
+    "1-255 visible ASCII characters, bare or as a quoted string, best a new UUID per job. The same request "
+    "sent again with the same key (within 24 h, by the same token's user) answers the first's job with "
+    "Idempotent-Replayed: true instead of storing another; a different request under a used key is a 422",
+}
+KEY_HEADERS: dict[str, Any] = {
+    "Idempotency-Key": {"description": "the request's key, echoed: the key was honoured", "schema": {"type": "string"}},
+    "Idempotent-Replayed": {
+        "description": "true: the key named an earlier job of the same request, which this answers",
+        "schema": {"type": "string", "const": "true"},
+    },
+}
+
+
 def params_schema(op) -> dict[str, Any]:
     """The operation's params schema, as the registry declares it (nullable optional parameters
     included: validation and spec come from that one declaration)."""
@@ -153,7 +173,7 @@ def _components(catalogue: Registry) -> dict[str, Any]:
                     "error": {"type": "string"},
                     "message": {"type": "string"},
                     "param": {"type": "string"},
-                    "job_id": {"type": "string", "description": "the job concerned (404, 504)"},
+                    "job_id": {"type": "string", "description": "the job concerned (404, 422, 504)"},
                 },
             },
             "Submission": {"oneOf": submissions} if submissions else {"type": "object"},
@@ -299,13 +319,17 @@ def build_spec(catalogue: Registry, settings: Settings, version: str) -> dict[st
     }
     submit_op: dict[str, Any] = {
         "security": secured,
+        "parameters": [IDEMPOTENCY_KEY_PARAM],
         "requestBody": {
             "required": True,
             "content": {JSON: {"schema": _ref("Submission"), "examples": _submission_examples(catalogue)}},
         },
         "responses": {
-            "202": _json(_ref("Accepted"), "accepted and queued"),
-            "400": _error("malformed JSON, not an object, missing/unknown operation or bad parameter"),
+            "202": {**_json(_ref("Accepted"), "accepted and queued"), "headers": KEY_HEADERS},
+            "400": _error("malformed JSON, not an object, missing/unknown operation, bad parameter or Idempotency-Key"),
+            "422": _error(
+                "idempotency_key_reused: the Idempotency-Key was used for a different request; nothing stored"
+            ),
             "401": _error("missing or wrong token"),
             "408": _error("the body did not arrive within CLIENT_TIMEOUT_SECONDS"),
             "413": _error("body larger than MAX_BODY_BYTES"),
@@ -317,15 +341,16 @@ def build_spec(catalogue: Registry, settings: Settings, version: str) -> dict[st
                     "Redis did not answer in time after the job was sent to it: "
                     "it may be stored (error redis_timeout, no Retry-After). "
                     "job_id and Location name it: check GET /status/<job_id> "
-                    "before submitting again (404: not stored)"
+                    "before submitting again (404: not stored), or, when the submit carried an "
+                    "Idempotency-Key (echoed here), send it again with the same key"
                 ),
-                "headers": location,
+                "headers": {**location, "Idempotency-Key": KEY_HEADERS["Idempotency-Key"]},
             },
         },
     }
     submit_and_wait = {
         **submit_op,
-        "parameters": _submit_wait_params(settings.max_wait_seconds),
+        "parameters": [*_submit_wait_params(settings.max_wait_seconds), IDEMPOTENCY_KEY_PARAM],
         "responses": {
             **submit_op["responses"],
             "200": {
@@ -334,7 +359,7 @@ def build_spec(catalogue: Registry, settings: Settings, version: str) -> dict[st
                     "with ?wait= (or Prefer: wait): the job reached a final status within "
                     "the wait; the document GET /status/<job_id> shows",
                 ),
-                "headers": location,
+                "headers": {**location, **KEY_HEADERS},
             },
             "202": {
                 **_json(
@@ -342,9 +367,11 @@ def build_spec(catalogue: Registry, settings: Settings, version: str) -> dict[st
                     "accepted and queued: the tutorial's {job_id, status}; with ?wait=, the job's current "
                     "document (not final within the wait) and a Location header",
                 ),
-                "headers": location,
+                "headers": {**location, **KEY_HEADERS},
             },
-            "400": _error("malformed JSON, not an object, missing/unknown operation, bad parameter or bad wait"),
+            "400": _error(
+                "malformed JSON, not an object, missing/unknown operation, bad parameter, bad wait or bad Idempotency-Key"
+            ),
         },
     }
     result_responses = {

@@ -24,6 +24,7 @@ from jobqueue.settings import Settings
 
 from .batching import GroupCall, SubmitBatcher
 from .bounds import BoundedRedis, RedisDeadline, bounded
+from .idempotency import KeyedSubmits
 from .submission import store_admitted
 
 log = logging.getLogger("jobqueue.api")
@@ -56,6 +57,7 @@ class ApiState:
     # the reads before a long poll's wait: each also marks its job waited for (keys.waited), in the
     # same round trip, so the job's end is announced (only waited jobs are)
     waited_reads: GroupCall[str, str | None]
+    keyed: KeyedSubmits  # submits sent with an Idempotency-Key: one script call each (idempotency.py)
     data: DatasetSlot = field(default_factory=DatasetSlot)
     waiter: Any = None  # jobqueue_api.waiting.DoneWaiter, started lazily after fork
     plot_gate: Any = None  # jobqueue_api.routes.analysis.PlotGate: sync plot cap and PNG cache
@@ -98,6 +100,7 @@ def build_state(settings: Settings, catalogue: Registry) -> ApiState:
             fails_queue=_unreachable,
             linger=READ_LINGER_SECONDS,
         ),
+        keyed=KeyedSubmits(delivery, jobs, settings.submit_rate_limit, bound, settings.job_ttl_seconds),
     )
 
 

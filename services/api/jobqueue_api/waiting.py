@@ -251,9 +251,13 @@ class Expected:
         self.job_id = ""
 
     def register(self, job: Job) -> None:
+        """Wait for ``job``. Called again (a submit whose Idempotency-Key named an earlier job),
+        it waits for that job instead, and reads it once first: it may have ended already."""
+        again = self._waiter is not None
+        self.close()
         self.job_id = job.id
         self._done._ensure_threads()
-        self._subscribed = self._done.subscribed  # before the waiter exists, so never optimistic
+        self._subscribed = self._done.subscribed and not again  # before the waiter exists, so never optimistic
         self._waiter = self._done.register(job.id)
 
     def final_document(self, timeout: float, read: Callable[[str], str | None]) -> str | None:

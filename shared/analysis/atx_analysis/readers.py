@@ -114,14 +114,51 @@ def read_raw(path: str | Path, max_bytes: int | None = None) -> RawData:
     return RawData(table, container + ("+gzip" if compressed else ""), skipped)
 
 
+# Encodings a CSV is read in: UTF-8 (the portal's export, with or without a BOM); UTF-16 when it
+# starts with its byte-order mark (spreadsheets' "Unicode text"); else Windows-1252, what a
+# spreadsheet program on Windows writes when it saves "CSV" (an address with an accent is not UTF-8
+# there, and refusing the whole file for it helps nobody).
+FALLBACK_ENCODING = "cp1252"
+# Separators besides the comma, used only when the header line has no comma at all (a spreadsheet
+# set to a European locale saves with ";"; tab-separated exports).
+OTHER_DELIMITERS = ("\t", ";")
+
+
+def _first_line(path: Path, compressed: bool, encoding: str) -> str:
+    with _open(path, compressed) as fh:
+        text = io.TextIOWrapper(fh, encoding="utf-8-sig" if encoding == "utf-8" else encoding, newline="")
+        return text.readline(MAX_HEADER_BYTES)
+
+
 def _read_csv(path: Path, compressed: bool) -> tuple[pa.Table, int]:
     with _open(path, compressed) as fh:
-        first = io.TextIOWrapper(fh, encoding="utf-8-sig", newline="").readline(MAX_HEADER_BYTES)
+        bom = fh.read(2)
+    encoding = "utf-16" if bom in (b"\xff\xfe", b"\xfe\xff") else "utf-8"
+    try:
+        first = _first_line(path, compressed, encoding)
+    except UnicodeDecodeError:
+        if encoding != "utf-8":
+            raise
+        encoding = FALLBACK_ENCODING
+        first = _first_line(path, compressed, encoding)
     if len(first) >= MAX_HEADER_BYTES and not first.endswith(("\n", "\r")):
         raise DataFormatError(f"{path}: the header line is longer than {MAX_HEADER_BYTES} bytes: not a data export")
-    header = next(csv.reader([first]), [])
+    delimiter = ","
+    if "," not in first:
+        delimiter = next((d for d in OTHER_DELIMITERS if d in first), ",")
+    header = next(csv.reader([first], delimiter=delimiter), [])
     if not header or not any(h.strip() for h in header):
         raise DataFormatError(f"{path}: no header line")
+    try:
+        return _read_csv_as(path, compressed, header, delimiter, encoding)
+    except pa.ArrowInvalid as exc:
+        if encoding != "utf-8" or "UTF8" not in str(exc):
+            raise
+        # valid UTF-8 at the top, not further down: the same file saved by a spreadsheet program
+        return _read_csv_as(path, compressed, header, delimiter, FALLBACK_ENCODING)
+
+
+def _read_csv_as(path: Path, compressed: bool, header: list[str], delimiter: str, encoding: str):
     skipped = 0
 
     def on_bad_row(row) -> str:
@@ -132,8 +169,10 @@ def _read_csv(path: Path, compressed: bool) -> tuple[pa.Table, int]:
     with _open(path, compressed) as fh:
         table = pacsv.read_csv(
             fh,
-            read_options=pacsv.ReadOptions(block_size=16 << 20),
-            parse_options=pacsv.ParseOptions(invalid_row_handler=on_bad_row, newlines_in_values=True),
+            read_options=pacsv.ReadOptions(block_size=16 << 20, encoding="utf8" if encoding == "utf-8" else encoding),
+            parse_options=pacsv.ParseOptions(
+                delimiter=delimiter, invalid_row_handler=on_bad_row, newlines_in_values=True
+            ),
             convert_options=pacsv.ConvertOptions(
                 column_types={name: pa.string() for name in header},
                 strings_can_be_null=True,
@@ -145,7 +184,11 @@ def _read_csv(path: Path, compressed: bool) -> tuple[pa.Table, int]:
 
 def _flatten_location(value):
     """SODA JSON gives ``location`` as GeoJSON (``{"type": "Point", "coordinates": [lon, lat]}``)
-    or, in the older API, as ``{"latitude": .., "longitude": ..}``; turn both into WKT text."""
+    or, in the older API, as ``{"latitude": .., "longitude": ..}``, and the portal's JSON export of
+    an old location column as ``[address, lat, lon, ...]``; turn each into WKT text."""
+    if isinstance(value, list) and len(value) >= 3:  # rows.json's old location: [address, lat, lon, ...]
+        lat, lon = value[1], value[2]
+        return None if lat is None or lon is None else f"POINT ({lon} {lat})"
     if isinstance(value, dict):
         coords = value.get("coordinates")
         if isinstance(coords, (list, tuple)) and len(coords) >= 2:
@@ -162,7 +205,10 @@ def _read_json(path: Path, compressed: bool) -> tuple[pa.Table, int]:
             doc = json.load(fh)
         except json.JSONDecodeError as exc:
             raise DataFormatError(f"{path}: invalid JSON: {exc}") from None
-    if isinstance(doc, dict):  # a single record, or {"data": [...]} wrappers
+    skipped = 0
+    if _is_rows_export(doc):
+        doc, skipped = _rows_export_records(doc)
+    elif isinstance(doc, dict):  # a single record, or {"data": [...]} wrappers
         doc = doc.get("data", doc.get("results", [doc])) if not {"address", "published_date"} & set(doc) else [doc]
     if not isinstance(doc, list) or not all(isinstance(r, dict) for r in doc):
         raise DataFormatError(f"{path}: JSON must be a list of records (objects), as the SODA API returns")
@@ -175,11 +221,35 @@ def _read_json(path: Path, compressed: bool) -> tuple[pa.Table, int]:
         values = []
         for rec in doc:
             v = rec.get(name)
-            if isinstance(v, dict):
+            if isinstance(v, dict) or (isinstance(v, list) and name == "location"):
                 v = _flatten_location(v)
             values.append(None if v is None else str(v))
         columns[name] = pa.array(values, type=pa.string())
-    return pa.table(columns) if columns else pa.table({}), 0
+    return pa.table(columns) if columns else pa.table({}), skipped
+
+
+def _is_rows_export(doc) -> bool:
+    """The portal's *Export -> JSON* (``/api/views/<id>/rows.json``): ``{"meta": {"view": {"columns":
+    [...]}}, "data": [[...], ...]}``, every row an array in the order of the columns."""
+    if not isinstance(doc, dict) or not isinstance(doc.get("meta"), dict) or not isinstance(doc.get("data"), list):
+        return False
+    view = doc["meta"].get("view")
+    return isinstance(view, dict) and isinstance(view.get("columns"), list)
+
+
+def _rows_export_records(doc) -> tuple[list[dict], int]:
+    """Records keyed by each column's ``fieldName`` (the SODA names, so it is read as SODA JSON),
+    without Socrata's own ``:sid``, ``:created_at``... columns; a row that is not an array of one
+    value per column is skipped and counted, as a malformed CSV line is."""
+    names = [c.get("fieldName") if isinstance(c, dict) else None for c in doc["meta"]["view"]["columns"]]
+    keep = [(i, n) for i, n in enumerate(names) if isinstance(n, str) and not n.startswith(":")]
+    records, skipped = [], 0
+    for row in doc["data"]:
+        if not isinstance(row, list) or len(row) != len(names):
+            skipped += 1
+            continue
+        records.append({n: row[i] for i, n in keep})
+    return records, skipped
 
 
 def _read_parquet(path: Path, compressed: bool) -> tuple[pa.Table, int]:

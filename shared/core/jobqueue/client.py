@@ -10,7 +10,10 @@ and returns the moment the job finishes; ``run`` submits with ``?wait=`` too, so
 one exchange. A 429 or 503 (rate limit, Redis briefly away) is retried
 after the ``Retry-After`` the API sends (:mod:`jobqueue.http`), so a script rides out a restart. A
 504 on a submit (Redis hung after the job was sent) is never sent again blindly: ``submit`` raises
-:class:`StoredUnknown`; ``run`` and ``submit_and_wait`` find out whether the job was stored.
+:class:`StoredUnknown`; ``run`` and ``submit_and_wait`` send an ``Idempotency-Key`` with their
+submit and, after a 504 or a connection lost mid-request, send the same request again with the same
+key (the API answers the job stored first: one job in any order), or on an API that does not
+honour keys find out whether the job was stored.
 Proxies, CA bundle and .netrc come from the environment as with ``requests``, read once per client
 (:class:`jobqueue.http.Session`), not on every request. A token (``token=`` or ``JOBQUEUE_TOKEN``)
 is set as the session's ``auth`` (:class:`jobqueue.http.BearerToken`), replacing any auth a given
@@ -24,17 +27,20 @@ from __future__ import annotations
 
 import os
 import time
+import uuid
 from typing import Any
 from collections.abc import Callable
 
 import requests
+from urllib3.exceptions import NameResolutionError, NewConnectionError
 
 from .http import BearerToken
 
 DEFAULT_URL = "http://127.0.0.1:5000"
 FINAL = {"complete", "failed", "cancelled"}
 RESOLVE_SECONDS = 60.0  # how long run/submit_and_wait without a timeout try to resolve a 504
-SETTLE = 1.0  # a 404 for a 504's job counts once a second one comes this much later
+SETTLE = 1.0  # a 404 for a 504's job counts once a second one comes this much later (an API without keys)
+KEY_HEADER = "Idempotency-Key"
 
 
 class ApiError(RuntimeError):
@@ -52,12 +58,16 @@ class StoredUnknown(ApiError):
     """The API could not tell whether a submit was stored (504: Redis did not answer in time, and
     the job may be queued all the same). :meth:`Client.submit` raises it (check :attr:`job_id`'s
     status first: a 404 means it was not stored; submit again then); :meth:`Client.run` and
-    :meth:`Client.submit_and_wait` do that check themselves and raise it only when Redis does not
-    answer in time."""
+    :meth:`Client.submit_and_wait` resolve it themselves (sending the same request again with the
+    same ``Idempotency-Key``, or on an API that does not honour keys checking the job's status) and
+    raise it only when Redis does not answer in time. :attr:`key` is the submit's key when the API
+    honoured it; :attr:`job_ids` every attempt's id (at most one of them is stored, under the key)."""
 
-    def __init__(self, status: int, code: str, message: str, body: Any = None):
+    def __init__(self, status: int, code: str, message: str, body: Any = None, key: str | None = None):
         super().__init__(status, code, message, body)
         self.job_id: str = body["job_id"]
+        self.key = key
+        self.job_ids = [self.job_id]
 
 
 class JobFailed(RuntimeError):
@@ -84,6 +94,7 @@ class Client:
             session = retrying_session()
             self._lean = Lean(session)
         self.session = session
+        self._keys_honoured: bool | None = None  # whether the API deduplicates by Idempotency-Key
         token = token if token is not None else os.environ.get("JOBQUEUE_TOKEN")
         if token:  # as auth, not a header: requests would replace a header with .netrc credentials
             self.session.auth = BearerToken(token)
@@ -96,17 +107,18 @@ class Client:
         client's own transport; a given ``session`` retries as it is set up to)."""
         response = None
         lean = self._lean
-        if lean is not None and lean.session is self.session and kwargs.keys() <= {"params", "json"}:
+        if lean is not None and lean.session is self.session and kwargs.keys() <= {"params", "json", "headers"}:
             response = lean.send(self.url, method, path, timeout or self.timeout, retry=retry, **kwargs)
         if response is None:
             response = self.session.request(method, self.url + path, timeout=timeout or self.timeout, **kwargs)
         if response.status_code >= 400:
             try:
                 body = response.json()
-                kind = (
-                    StoredUnknown if response.status_code == 504 and isinstance(body.get("job_id"), str) else ApiError
-                )
-                raise kind(response.status_code, body.get("error", "error"), body.get("message", ""), body)
+                if response.status_code == 504 and isinstance(body.get("job_id"), str):
+                    raise StoredUnknown(
+                        504, body.get("error", "error"), body.get("message", ""), body, _honoured(response, kwargs)
+                    )
+                raise ApiError(response.status_code, body.get("error", "error"), body.get("message", ""), body)
             except ValueError:
                 raise ApiError(response.status_code, "http_error", response.text[:200]) from None
         return response
@@ -137,9 +149,10 @@ class Client:
         it ended within ``wait`` seconds, else as it is now (poll on with :meth:`wait`). An API
         that predates ``?wait=`` on submit answers at once with ``{"job_id", "status": "submitted"}``,
         which is that document too. If the connection breaks while the API holds the answer, the
-        job may be queued all the same (``requests.ConnectionError``, as for a lost submit). A 504
+        job may be queued all the same: the request is sent again with its ``Idempotency-Key`` (an
+        API that does not honour keys: ``requests.ConnectionError``, as for a lost submit). A 504
         (Redis hung after the job was sent: it may be stored) is resolved here, within
-        ``RESOLVE_SECONDS`` (:meth:`_resolve`); :class:`StoredUnknown` only if it cannot be."""
+        ``RESOLVE_SECONDS`` (:meth:`_submit_waiting`); :class:`StoredUnknown` only if it cannot be."""
         body = {"operation": operation, "params": {**(params or {}), **kwparams}}
         return self._submit_waiting(body, wait, None)
 
@@ -150,23 +163,85 @@ class Client:
         timeout: float | None,
         on_unsure: Callable[[StoredUnknown], None] | None = None,
     ) -> dict[str, Any]:
-        """``POST /submit?wait=``; a 504 is resolved within ``timeout`` (``RESOLVE_SECONDS`` if
-        None), ``on_unsure`` told of each."""
+        """``POST /submit?wait=`` with an ``Idempotency-Key`` (new for this call). When the answer
+        is lost (a 504 that echoes the key, or the connection broken or timed out after the request
+        went out, on an API known to honour keys) the same request is sent again with the same key,
+        paced, within ``timeout`` (``RESOLVE_SECONDS`` if None): the API answers the job the first
+        attempt stored, or stores it now, so one job runs whatever order Redis ran the attempts in.
+        An API that does not honour keys (an older one: its 504 does not echo the key) gets the
+        status check instead (:meth:`_resolve`). ``on_unsure`` is told of each 504."""
         start = time.monotonic()
         deadline = start + (RESOLVE_SECONDS if timeout is None else timeout)
+        key = new_key()
+        attempts: list[str] = []  # ids of attempts answered 504 under this key: at most one is stored
+        pacer = Pacer()
+        took = 0.0  # how long the last attempt took: a re-send starts only if as long fits the deadline
         while True:
+            if pacer.pause:
+                left = deadline - time.monotonic()
+                time.sleep(max(0.0, min(pacer.pause, left)))
+            sent = time.monotonic()
             try:
-                return self._request(
-                    "POST", "/submit", params={"wait": f"{wait:g}"}, json=body, timeout=self.timeout + wait
-                ).json()
+                response = self._request(
+                    "POST",
+                    "/submit",
+                    params={"wait": f"{wait:g}"},
+                    json=body,
+                    timeout=self.timeout + wait,
+                    headers={KEY_HEADER: key},
+                )
+                self._keys_honoured = response.headers.get(KEY_HEADER) == key
+                return response.json()
             except StoredUnknown as unsure:
                 if on_unsure is not None:
                     on_unsure(unsure)
-                job = self._resolve(unsure, deadline)
+                if unsure.key is not None:  # honoured: send it again, same key (none stored twice)
+                    self._keys_honoured = True
+                    attempts.append(unsure.job_id)
+                    unsure.job_ids = list(attempts)
+                    took = time.monotonic() - sent
+                    if time.monotonic() + took >= deadline:  # another such wait would end past it
+                        raise
+                    pacer.pause = min(Pacer.MOST, pacer.pause * 2 or Pacer.FIRST)
+                    continue
+                job = self._resolve(unsure, deadline)  # an API that ignores keys: check the status
+                key = new_key()
+            except (requests.ConnectionError, requests.Timeout) as lost:
+                took = time.monotonic() - sent
+                if not _maybe_sent(lost) or time.monotonic() + took >= deadline or not self._honours_keys(deadline):
+                    raise
+                pacer.pause = min(Pacer.MOST, pacer.pause * 2 or Pacer.FIRST)
+                continue
             if job is not None:  # stored: wait for it what is left of ``wait``
                 left = wait - (time.monotonic() - start)
                 return job if job["status"] in FINAL or left <= 0 else self.status(job["job_id"], wait=left)
             # not stored: submit again, once for this 504 (a new id; another 504 is resolved anew)
+
+    def _honours_keys(self, deadline: float) -> bool:
+        """Whether the API deduplicates submits by ``Idempotency-Key`` (so a submit whose answer was
+        lost may be sent again): known from an earlier answer that echoed a key, else asked once, at
+        no cost: a malformed key and no job, which an API that honours keys refuses for the key
+        (``invalid_idempotency_key``) and one that ignores the header (an older API, or a proxy that
+        drops it) for the body; neither stores anything. Unknown by ``deadline`` (the API away): False."""
+        pacer = Pacer()
+        while self._keys_honoured is None:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return False
+            if pacer.pause:
+                time.sleep(min(pacer.pause, left))
+            try:
+                self._request(
+                    "POST", "/submit", json={}, headers={KEY_HEADER: ","}, timeout=min(self.timeout, left), retry=False
+                )
+                self._keys_honoured = False  # stored nothing ({} is no job), but did not refuse the key
+            except ApiError as exc:
+                if exc.status < 500:
+                    self._keys_honoured = exc.code == "invalid_idempotency_key"
+            except (requests.ConnectionError, requests.Timeout):
+                pass
+            pacer.pause = min(Pacer.MOST, pacer.pause * 2 or Pacer.FIRST)
+        return self._keys_honoured
 
     def _resolve(self, unsure: StoredUnknown, deadline: float) -> dict[str, Any] | None:
         """Whether the job a 504 named was stored: its document if it was, None if not, or
@@ -297,6 +372,27 @@ class Pacer:
         early = job["status"] not in FINAL and time.monotonic() - sent < min(wait / 2, 0.5)
         self.pause = min(self.MOST, self.pause * 2 or self.FIRST) if early else 0.0
         return job
+
+
+def new_key() -> str:
+    """A submit's ``Idempotency-Key``: a new UUID, as the IETF draft's Structured Field string."""
+    return f'"{uuid.uuid4()}"'
+
+
+def _honoured(response: requests.Response, sent: dict[str, Any]) -> str | None:
+    """The key a request sent, when its answer echoes it (the API honoured it), else None."""
+    key = (sent.get("headers") or {}).get(KEY_HEADER)
+    return key if key is not None and response.headers.get(KEY_HEADER) == key else None
+
+
+def _maybe_sent(exc: BaseException) -> bool:
+    """Whether a failed request may have reached the API (the connection broke or timed out after it
+    was sent), as opposed to a connection that was never made (refused, DNS, connect timeout)."""
+    if isinstance(exc, requests.ConnectTimeout):
+        return False
+    reason = exc.args[0] if exc.args else None
+    reason = getattr(reason, "reason", reason)  # urllib3's MaxRetryError wraps the cause
+    return not isinstance(reason, (NewConnectionError, NameResolutionError))
 
 
 def _step(poll: float, timeout: float | None, elapsed: float) -> float:

@@ -104,10 +104,13 @@ def _submit(args: argparse.Namespace) -> int:
 
 
 def _unsure(exc: StoredUnknown) -> None:
+    then = (
+        "sending it again with the same Idempotency-Key (one job either way)"
+        if exc.key is not None
+        else "checking its status before submitting again"
+    )
     print(
-        f"the API answered {exc.status} {exc.code}: the job {exc.job_id} may have been stored; "
-        "checking its status before submitting again",
-        file=sys.stderr,
+        f"the API answered {exc.status} {exc.code}: the job {exc.job_id} may have been stored; {then}", file=sys.stderr
     )
 
 
@@ -157,6 +160,14 @@ def run(args: argparse.Namespace) -> int:
     except UsageError as exc:
         return _error(str(exc), Exit.USAGE)
     except StoredUnknown as exc:  # not resent blindly: the job may be queued; say which id to check
+        if len(exc.job_ids) > 1:  # attempts under one key: at most one of them is stored
+            ids = ", ".join(exc.job_ids)
+            return _error(
+                f"the API answered {exc.status} {exc.code} to each of {len(exc.job_ids)} attempts under one "
+                f"Idempotency-Key: at most one job was stored, as one of {ids}; check `jobqueue status <id>` "
+                "before submitting again",
+                Exit.UNAVAILABLE,
+            )
         return _error(
             f"the API answered {exc.status} {exc.code}: the job {exc.job_id} may have been stored; "
             f"check `jobqueue status {exc.job_id}` before submitting again",

@@ -77,6 +77,21 @@ def _claims(flat: list) -> list[Claim]:
     return [Claim(i, d, bool(int(r))) for i, d, r in zip(flat[0::3], flat[1::3], flat[2::3])]
 
 
+class KeyedState(str, Enum):
+    """What a submit sent with an ``Idempotency-Key`` did (:meth:`Delivery.store_keyed`)."""
+
+    STORED = "stored"  # a new job, stored with the key's record
+    REPLAYED = "replayed"  # the key names a job already, of the same request: that one stands
+    CONFLICT = "conflict"  # the key names a job of a different request: nothing stored
+
+
+@dataclass(frozen=True)
+class Keyed:
+    state: KeyedState
+    job_id: str  # the stored job, or the one the key named
+    doc: str | None = None  # that job's document when replayed (None: deleted or expired since)
+
+
 @dataclass(frozen=True)
 class StartAnswer:
     state: Started
@@ -324,6 +339,18 @@ class Delivery:
                 "it had not applied, stored now" if stored_now else "it had applied, not sent again",
                 extra={"jobs": len(jobs)},
             )
+
+    def store_keyed(self, job: Job, key: str, fingerprint: str, key_seconds: int, waited: bool = False) -> Keyed:
+        """Store a new job sent with an ``Idempotency-Key`` unless the key (``key``: its Redis name,
+        ``keys.idempotency``) names a job already: the job and the key's record in one script call
+        (``store_keyed`` in ``lua/dispatch.lua``), so of two attempts with one key, whichever Redis
+        runs second answers the first's job, in any order. Safe to send again (redis-py's retry
+        after a lost answer): the same job id finds its own record and answers ``stored``.
+        ``waited``: mark the answered job waited for (``POST /submit?wait=``)."""
+        fields = (job.id, job.to_json(), repr(job.submitted_at), job.operation, job.lane)
+        ttl = waited_ttl_seconds(self.settings.max_wait_seconds) if waited else 0
+        state, job_id, doc = self._run("store_keyed", key, fingerprint, key_seconds, ttl, *fields)
+        return Keyed(KeyedState(state), job_id, doc or None)
 
     def _fence(self, sender: int | None) -> None:
         """Make sure a transaction whose answer was lost can no longer apply: ``CLIENT KILL ID`` of

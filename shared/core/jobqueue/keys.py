@@ -59,6 +59,16 @@ def result_cache(fingerprint: str) -> str:
     return f"{RESULT_CACHE_PREFIX}{fingerprint}"
 
 
+IDEMPOTENCY_PREFIX = "idempotency:"  # string, TTL: "<job id> <fingerprint>" of a submit sent with an Idempotency-Key
+
+
+def idempotency(scope: str, key: str) -> str:
+    """The job a caller's ``Idempotency-Key`` names (``scope``: its token's name, '' without named
+    tokens; a name never holds ':', so scope and key cannot run into each other). Written by the
+    dispatch script's ``store_keyed`` in the same call that stores the job."""
+    return f"{IDEMPOTENCY_PREFIX}{scope}:{key}"
+
+
 RATE_PREFIX = "rate:submit:"  # string counter with a TTL: one client's submissions in one window
 
 

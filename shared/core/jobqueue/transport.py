@@ -243,7 +243,9 @@ class Lean:
         params: dict | None = None,
         json: Any = None,
         retry: bool = True,
+        headers: dict[str, str] | None = None,
     ) -> requests.Response | None:
+        """``headers``: the request's own (a submit's ``Idempotency-Key``), after the session's."""
         origin = self.origin(base)
         if origin is None or not PLAIN.match(path) or not isinstance(timeout, (int, float)):
             return None
@@ -263,12 +265,17 @@ class Lean:
         elif method not in ("GET", "HEAD"):
             extra = "Content-Length: 0\r\n"  # as requests sends it (a DELETE, a bodiless POST)
         try:
-            headers = self._header_block(origin)
+            block = self._header_block(origin)
+            for name, value in (headers or {}).items():
+                check_header_validity((name, value))
+                if not TOKEN.match(name) or not value.isascii():
+                    return None  # requests encodes (or refuses) it
+                extra += f"{name}: {value}\r\n"
         except (TypeError, UnicodeEncodeError, requests.exceptions.InvalidHeader):
             return None  # requests sends it, or names what is wrong
         head = (
             f"{method} {target} HTTP/1.1\r\nHost: {origin.netloc}\r\n".encode("latin-1")
-            + headers
+            + block
             + extra.encode("latin-1")
             + b"\r\n"
         )
@@ -279,19 +286,19 @@ class Lean:
             answer = self._exchange(origin, method, raw, url, timeout)
             if answer is None:
                 return None
-            status, headers, content = answer
-            if retry and status >= 400 and retries.is_retry(method, status, bool(headers.get("Retry-After"))):
+            status, answered, content = answer
+            if retry and status >= 400 and retries.is_retry(method, status, bool(answered.get("Retry-After"))):
                 try:
-                    retries = retries.increment(method, url, response=_Answered(status, headers))  # type: ignore[arg-type]
+                    retries = retries.increment(method, url, response=_Answered(status, answered))  # type: ignore[arg-type]
                 except MaxRetryError:
                     pass  # raise_on_status=False: the last answer stands
                 else:
-                    retries.sleep(_Answered(status, headers))  # type: ignore[arg-type]
+                    retries.sleep(_Answered(status, answered))  # type: ignore[arg-type]
                     continue
             break
-        if status in REDIRECTS and headers.get("Location"):
-            return self._redirect(method, url, status, headers["Location"], json, timeout)
-        return self._response(url, status, headers, content)
+        if status in REDIRECTS and answered.get("Location"):
+            return self._redirect(method, url, status, answered["Location"], json, timeout, headers)
+        return self._response(url, status, answered, content)
 
     def _exchange(self, origin: _Origin, method: str, raw: tuple[bytes, ...], url: str, timeout: float):
         """(status, headers, body) of one request, or None if it is to go through requests."""
@@ -353,15 +360,26 @@ class Lean:
             return answer.status, headers, _decoded(content, headers.get("Content-Encoding"))
         return None
 
-    def _redirect(self, method: str, url: str, status: int, location: str, json: Any, timeout: float):
-        """Follow a redirect the way requests does, through requests (method, body and auth rules)."""
+    def _redirect(
+        self,
+        method: str,
+        url: str,
+        status: int,
+        location: str,
+        json: Any,
+        timeout: float,
+        own: dict[str, str] | None = None,
+    ):
+        """Follow a redirect the way requests does, through requests (method, body and auth rules);
+        ``own``: the request's own headers, sent again with it."""
         target = urljoin(url, location)
         # requests' rebuild_method: 303 and 302 become GET, 301 only for a POST; HEAD stays HEAD
         keep = status in (307, 308) or method == "HEAD" or (status == 301 and method != "POST")
-        headers, auth = None, None
+        headers: dict[str, str | None] | None = dict(own) if own and keep else None
+        auth = None
         if self.session.should_strip_auth(url, target):
             # requests drops the Authorization (a token too) and applies .netrc for the new origin
-            headers, auth = {"Authorization": None}, _NoAuth()
+            headers, auth = {**(headers or {}), "Authorization": None}, _NoAuth()
             if self.session.trust_env:
                 try:
                     auth = self.session.environment(target)[2] or auth

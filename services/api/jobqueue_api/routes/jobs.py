@@ -14,10 +14,11 @@ from jobqueue.jobs import Job, JobStatus
 from jobqueue.lanes import lane_of
 from jobqueue.results import PNG
 
-from .. import ratelimit
+from .. import idempotency, ratelimit
 from ..auth import owner, protect
 from ..bounds import within
 from ..errors import ApiError
+from ..idempotency import with_key_headers
 from ..params import int_arg, job_id_or_400, prefer_wait, single_arg, wait_seconds
 from ..state import ApiState, current
 from ..submission import accepted_body, parse_body, read_body, store, validate_submission
@@ -35,20 +36,28 @@ DEFAULT_PAGE_SIZE = 20
 MAX_OFFSET = 10**9
 
 
-def _accept(before_store: Callable[[Job], None] | None = None) -> tuple[Job, str]:
+def _accept(before_store: Callable[[Job], None] | None = None) -> tuple[Job, idempotency.Keyed | None]:
+    """Read, validate and store the submitted job: (the job to answer with, the request's
+    ``Idempotency-Key`` if it had one; with one, the job may be an earlier one the key named)."""
     state = current()
+    sent_key = request.environ.get(idempotency.ENVIRON)
+    if sent_key is not None:
+        idempotency.parse(sent_key)  # judged first: a 400 whatever the body (idempotency.py)
     raw = read_body(request, state.settings.max_body_bytes, state.settings.client_timeout_seconds)
     op, params = validate_submission(parse_body(raw), state.catalogue, state.data.dataset)
     # valid ones only are counted against the rate limit (a typo costs nothing), in the same call
     # that stores them (submission.store_admitted): a 429 here stored nothing
     client = ratelimit.client_id() if state.settings.submit_rate_limit > 0 else None
     job = state.delivery.new_job(op.name, params, lane_of(op), owner())
+    key = None if sent_key is None else idempotency.keyed(sent_key, owner(), job)
     if before_store is not None:
         before_store(job)  # ?wait= registers for the job's done message before it can finish
+    if key is not None:  # one script call: stored with the key's record, or the job the key names
+        return idempotency.store(state, job, client, key, request.script_root, before_store), key
     # returns once the job is stored, queued and counted; a waited job is marked in that transaction
     # a failure after which the job may be stored is a 504 with its id (submission.store)
     store(state.submits, (job, client, before_store is not None), request.script_root)
-    return job, op.name
+    return job, None
 
 
 @bp.post("/submit")
@@ -61,8 +70,8 @@ def submit():
         wait = _submit_wait()
         if wait is not None:
             return _submit_and_wait(*wait)
-    job, _ = _accept()
-    return Response(accepted_body(job), 202, mimetype="application/json")
+    job, key = _accept()
+    return with_key_headers(Response(accepted_body(job), 202, mimetype="application/json"), key)
 
 
 def _submit_wait() -> tuple[float, bool] | None:
@@ -78,13 +87,17 @@ def _submit_wait() -> tuple[float, bool] | None:
 
 def _submit_and_wait(wait: float, preferred: bool):
     """Submit, and answer as :func:`waited_submit` says (a 200 or 202 with ``Location``)."""
-    status, body, location = waited_submit(
-        current(), lambda register: _accept(before_store=register)[0], wait, request.script_root
-    )
+    keyed: list[idempotency.Keyed | None] = [None]
+
+    def accept(register: Callable[[Job], None]) -> Job:
+        job, keyed[0] = _accept(before_store=register)
+        return job
+
+    status, body, location = waited_submit(current(), accept, wait, request.script_root)
     headers = {"Location": location}
     if preferred:
         headers["Preference-Applied"] = f"wait={wait:g}"
-    return Response(body, mimetype=JSON), status, headers
+    return with_key_headers(Response(body, mimetype=JSON), keyed[0]), status, headers
 
 
 def waited_submit(
@@ -130,9 +143,11 @@ def waited_submit(
 
 @bp.post("/jobs")
 def create_job():
-    job, _ = _accept()
+    job, key = _accept()
     location = url_for("jobs.get_job", job_id=job.id)
-    return jsonify({"job_id": job.id, "status": job.status.value, "status_url": location}), 202, {"Location": location}
+    status = JobStatus.SUBMITTED.value  # a replay answers as the first attempt was answered
+    body = jsonify({"job_id": job.id, "status": status, "status_url": location})
+    return with_key_headers(body, key), 202, {"Location": location}
 
 
 def load_job(job_id: str, wait: float = 0.0) -> Job:

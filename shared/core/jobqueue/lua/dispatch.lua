@@ -1,7 +1,8 @@
 -- Every Redis operation of a job's life after its submit, as one script with one command per
 -- operation. (Submit only writes, deciding nothing: it is a MULTI/EXEC transaction in
 -- jobqueue/delivery.py, which costs Redis half of what a script call does. Only when that
--- transaction's answer was lost does a submit come here: ``store`` writes it unless it applied.)
+-- transaction's answer was lost does a submit come here: ``store`` writes it unless it applied;
+-- and a submit sent with an Idempotency-Key, which decides: ``store_keyed``.)
 --
 -- Key layout (every name comes from jobqueue/keys.py; this file spells none):
 --   queue db  KEYS[1] queue        hotqueue:<queue>      list: queued job ids (HotQueue's list): the
@@ -32,6 +33,8 @@
 --             (a result shared by identical requests is under a key the caller builds from the
 --             request's fingerprint; cache hits reference it)
 --             a cache key (built by the caller)          string: id of the job holding a result
+--             an idempotency key (built by the caller)   string, TTL: '<job id> <fingerprint>' of a
+--                                                        submit sent with an Idempotency-Key
 --             done_channel                               pub/sub: 'id\nfinal document' when a job becomes final
 --                                                        and someone waits for it (below)
 --             waited_prefix .. id                        string, TTL: a request waits for this job
@@ -471,18 +474,12 @@ function commands.waiting()
   return {depth, plots_depth, delayed, oldest}
 end
 
--- Store, index and queue a batch of new jobs, unless it is stored already: the submit
--- transaction's retry after its answer was lost (the connection dropped, a socket timeout). That
--- transaction is atomic, so it applied if any of its documents exists; then nothing is written
--- again (no id queued twice, no document sent back to 'submitted'). Arguments: per job its id,
--- document, submit time, operation and lane. 1 if stored now, 0 if it was already.
-function commands.store()
-  local fields = rest()
-  local ids, job_keys, docs, scored, by_operation, by_lane = {}, {}, {}, {}, {}, {}
+-- Write, index and queue new jobs (fields: per job its id, document, submit time, operation and
+-- lane), as the submit transaction does. Leaves the queue db selected.
+local function write_new(fields)
+  local docs, scored, by_operation, by_lane = {}, {}, {}, {}
   for i = 1, #fields, 5 do
     local job_id, doc, submitted_at, operation, lane = fields[i], fields[i + 1], fields[i + 2], fields[i + 3], fields[i + 4]
-    ids[#ids + 1] = job_id
-    job_keys[#job_keys + 1] = job_prefix .. job_id
     docs[#docs + 1] = job_prefix .. job_id
     docs[#docs + 1] = doc
     scored[#scored + 1] = submitted_at
@@ -496,9 +493,7 @@ function commands.store()
     queued[#queued + 1] = job_id
     by_lane[lane_queue] = queued
   end
-  if #ids == 0 then return 0 end
   use(jobs_db)
-  if redis.call('EXISTS', unpack(job_keys)) > 0 then return 0 end
   redis.call('MSET', unpack(docs))
   redis.call('ZADD', index_key, unpack(scored))
   for operation, pairs_ in pairs(by_operation) do
@@ -507,7 +502,53 @@ function commands.store()
   redis.call('ZADD', active_key, unpack(scored))
   use(queue_db)
   for lane_queue, queued in pairs(by_lane) do redis.call('RPUSH', lane_queue, unpack(queued)) end
+end
+
+-- Store, index and queue a batch of new jobs, unless it is stored already: the submit
+-- transaction's retry after its answer was lost (the connection dropped, a socket timeout). That
+-- transaction is atomic, so it applied if any of its documents exists; then nothing is written
+-- again (no id queued twice, no document sent back to 'submitted'). Arguments: per job its id,
+-- document, submit time, operation and lane. 1 if stored now, 0 if it was already.
+function commands.store()
+  local fields = rest()
+  if #fields == 0 then return 0 end
+  local job_keys = {}
+  for i = 1, #fields, 5 do job_keys[#job_keys + 1] = job_prefix .. fields[i] end
+  use(jobs_db)
+  if redis.call('EXISTS', unpack(job_keys)) > 0 then return 0 end
+  write_new(fields)
   return 1
+end
+
+-- A submit sent with an Idempotency-Key: store one new job and, in the same script, the key's
+-- record ('<job id> <fingerprint>', for key_seconds), unless the key names a job already. Redis runs
+-- scripts one at a time, so of two attempts carrying one key (a client's retry after a lost answer,
+-- in whatever order Redis serves them) the second finds the first's record: one job, whatever the
+-- order. Answers {'stored', id, ''}; {'replayed', the key's job id, its document or ''} for a
+-- repeat of the same request (same fingerprint); {'conflict', the key's job id, ''} when the key
+-- names a different request. Sent again with the same job id (redis-py's retry after a lost
+-- answer) it finds its own record and answers 'stored' again. With waited_seconds > 0 the answered
+-- job is marked waited for (a submit that waits for its end: announce it).
+function commands.store_keyed()
+  local key, fingerprint, key_seconds, waited_seconds = arg(), arg(), arg(), tonumber(arg())
+  local fields = rest()
+  local job_id = fields[1]
+  use(jobs_db)
+  local record = redis.call('GET', key)
+  local answer = {'stored', job_id, ''}
+  if record then
+    local held_id, held_fingerprint = string.match(record, '^(%S+) (%S+)$')
+    if held_fingerprint ~= fingerprint then return {'conflict', held_id or '', ''} end
+    if held_id ~= job_id then
+      answer = {'replayed', held_id, redis.call('GET', job_prefix .. held_id) or ''}
+    end
+  else
+    redis.call('SET', key, job_id .. ' ' .. fingerprint, 'EX', key_seconds)
+    write_new(fields)
+    use(jobs_db)
+  end
+  if waited_seconds > 0 then redis.call('SET', waited_prefix .. answer[2], '1', 'EX', waited_seconds) end
+  return answer
 end
 
 -- The dispatcher. A call may begin with 'keep' and a key (its own, new each call): a give back, a
