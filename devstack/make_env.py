@@ -28,5 +28,6 @@ def stack_env(run_dir: Path | str, *, prometheus: bool = False, **settings: str)
     )
     if prometheus:
         env["PROMETHEUS_PORT"] = str(free_port())
+        env["REDIS_EXPORTER_PORT"] = str(free_port())
     env.update(settings)
     return env

@@ -30,6 +30,7 @@ fi
 for f in "$RUN_DIR"/pids/worker-*.pid; do stop "$f" "$((${GRACE%.*} + 5))" & done
 [ -f "$RUN_DIR/pids/api.pid" ] && stop "$RUN_DIR/pids/api.pid" 30 &
 [ -f "$RUN_DIR/pids/prometheus.pid" ] && stop "$RUN_DIR/pids/prometheus.pid" 30 &  # make observe
+[ -f "$RUN_DIR/pids/redis-exporter.pid" ] && stop "$RUN_DIR/pids/redis-exporter.pid" 30 &  # make observe
 wait
 [ -f "$RUN_DIR/pids/redis.pid" ] && stop "$RUN_DIR/pids/redis.pid" 30
 exit 0

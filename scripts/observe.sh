@@ -50,6 +50,40 @@ targets api "$API_HOST" "$API_SCRAPE_PORT" 1 "${PREFIX%/}/metrics" >"$PROM_DIR/t
 targets worker "$METRICS_HOST" "$WORKER_METRICS_BASE" "$WORKERS" >"$PROM_DIR/targets/worker.json.tmp" \
   && mv "$PROM_DIR/targets/worker.json.tmp" "$PROM_DIR/targets/worker.json"
 
+# The dashboard's Redis row (memory, clients, commands/s) and JobQueueRedisMemoryHigh read the
+# redis_exporter sidecar's series in a cluster; here Debian's prometheus-redis-exporter plays it, for
+# make up's own Redis (REDIS_PASSWORD reaches it through the environment, as in the sidecar).
+EXPORTER_PORT=${REDIS_EXPORTER_PORT:-9121}
+if ! [[ $EXPORTER_PORT =~ ^[0-9]+$ ]]; then
+  echo "observe: REDIS_EXPORTER_PORT must be a whole number, got '$EXPORTER_PORT'" >&2
+  exit 2
+fi
+exporter_pidfile=$RUN_DIR/pids/redis-exporter.pid
+EXPORTER_NOTE=""
+if [ -n "${REDIS_URL:-}" ]; then
+  EXPORTER_NOTE="no Redis exporter (REDIS_URL names a Redis make up did not start): the dashboard's Redis row stays empty"
+elif ! command -v prometheus-redis-exporter >/dev/null; then
+  EXPORTER_NOTE="no prometheus-redis-exporter (apt-get install prometheus-redis-exporter): the dashboard's Redis row stays empty"
+elif [ -f "$exporter_pidfile" ] && kill -0 "$(cat "$exporter_pidfile")" 2>/dev/null; then
+  EXPORTER_PORT=$(cat "$RUN_DIR/prometheus/redis-exporter.port" 2>/dev/null || echo "$EXPORTER_PORT")
+elif (exec 3<>"/dev/tcp/127.0.0.1/$EXPORTER_PORT") 2>/dev/null; then
+  EXPORTER_NOTE="port $EXPORTER_PORT is taken by another program, so no Redis exporter (set REDIS_EXPORTER_PORT=...): the dashboard's Redis row stays empty"
+else
+  nohup prometheus-redis-exporter -redis.addr "redis://127.0.0.1:${REDIS_PORT:-6379}" \
+    -web.listen-address "127.0.0.1:$EXPORTER_PORT" >>"$RUN_DIR/logs/redis-exporter.log" 2>&1 &
+  echo $! >"$exporter_pidfile"
+  echo "$EXPORTER_PORT" >"$PROM_DIR/redis-exporter.port"
+  echo "observe: started prometheus-redis-exporter (pid $!, log $RUN_DIR/logs/redis-exporter.log)"
+fi
+SCRAPED_REDIS=" and the Redis exporter on :$EXPORTER_PORT"
+if [ -n "$EXPORTER_NOTE" ]; then
+  SCRAPED_REDIS=""
+  echo "observe: $EXPORTER_NOTE" >&2
+  echo '[]' >"$PROM_DIR/targets/redis.json"
+else
+  targets redis 127.0.0.1 "$EXPORTER_PORT" 1 >"$PROM_DIR/targets/redis.json.tmp" && mv "$PROM_DIR/targets/redis.json.tmp" "$PROM_DIR/targets/redis.json"
+fi
+
 # The config as committed, with the target paths and own port made absolute for this RUN_DIR.
 sed -e "s#\.\./\.run/prometheus/targets/#$PROM_DIR/targets/#" \
     -e "s#\.\./helm/#$ROOT/helm/#" \
@@ -91,7 +125,7 @@ if [ "$ready" = 0 ]; then  # the banner below used to be printed all the same
 fi
 cat <<MSG
 
-Prometheus: http://127.0.0.1:$PROM_PORT  (scraping the API on $API_HOST:$API_SCRAPE_PORT and $WORKERS workers every 5 s, rules loaded)
+Prometheus: http://127.0.0.1:$PROM_PORT  (scraping the API on $API_HOST:$API_SCRAPE_PORT, $WORKERS workers$SCRAPED_REDIS every 5 s, rules loaded)
   Targets: http://127.0.0.1:$PROM_PORT/targets   Alerts: http://127.0.0.1:$PROM_PORT/alerts
   Try:     http://127.0.0.1:$PROM_PORT/graph?g0.expr=jobqueue%3Abacklog%3Amax
 Grafana (optional): import helm/atx-jobqueue/files/grafana/atx-jobqueue-dashboard.json with this Prometheus as data source.

@@ -301,3 +301,31 @@ def test_the_portal_json_export_reads_old_locations_and_counts_bad_rows(tmp_path
     assert ds.frame["latitude"].iloc[0] == pytest.approx(30.2672)
     assert ds.frame["longitude"].iloc[0] == pytest.approx(-97.7431)
     assert np.isnan(ds.frame["latitude"].iloc[1])
+
+
+def test_a_file_whose_dates_cannot_be_read_says_so_in_the_api_and_worker_logs(tmp_path, load, caplog):
+    """Dates in a form the loader does not read (a spreadsheet's short `3/6/24 1:29`) loaded with
+    no word in any log: the API was ready and every date, hour and weekday answer was 0."""
+    from jobqueue_api.state import DatasetSlot, load_dataset_into
+    from jobqueue_worker.data import DataSource
+
+    lines = SAMPLE.read_text(encoding="utf-8").splitlines()
+    rows = [line.split(",") for line in lines[1:]]
+    for row in rows[:100]:
+        row[1] = "3/6/24 1:29"
+    path = tmp_path / "short-dates.csv"
+    path.write_text("\n".join([lines[0], *(",".join(r) for r in rows)]) + "\n")
+
+    assert load(SAMPLE).date_warning() is None
+    some = load(path).date_warning()
+    assert some is not None and some.startswith("100 of 5000 rows have no usable published date (100 in no form")
+    for row in rows:
+        row[1] = "3/6/24 1:29"
+    path.write_text("\n".join([lines[0], *(",".join(r) for r in rows)]) + "\n")
+    caplog.set_level("WARNING")
+    options = {"cache_dir": str(tmp_path / "cache")}
+    load_dataset_into(DatasetSlot(), str(path), **options)
+    DataSource(str(path), **options).get()
+    warnings = [r for r in caplog.records if r.getMessage() == "dataset dates unusable"]
+    assert [r.name for r in warnings] == ["jobqueue.api", "jobqueue.worker.data"]
+    assert all(r.detail.startswith("5000 of 5000 rows have no usable published date") for r in warnings)

@@ -214,3 +214,20 @@ def test_a_lost_answer_from_an_api_without_keys_is_not_sent_again(tmp_path, redi
         finally:
             dropping.close()
             older.close()
+
+
+def test_submit_with_a_key_of_the_callers_may_be_repeated(tmp_path, redis_url):
+    """``Client.submit(..., idempotency_key=...)``: a script's own retry of the same call gets the
+    first attempt's job; without a key each call queues one."""
+    from jobqueue.client import new_key
+
+    with api_server(redis_url, tmp_path / "api", processes=1) as api:
+        client = Client(api.url)
+        key = new_key()
+        first = client.submit("sleep", seconds=0.06, idempotency_key=key)
+        assert client.submit("sleep", {"seconds": 0.06}, idempotency_key=key) == first
+        assert client.submit("sleep", seconds=0.06) != first
+        from redis import Redis
+
+        assert len(_stored(Redis.from_url(redis_url, decode_responses=True), 0.06)) == 2
+        client.close()

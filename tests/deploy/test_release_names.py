@@ -69,6 +69,18 @@ def test_names_kubernetes_would_refuse_stop_the_render_saying_what_to_use(releas
         render_objects(values, name=release)
 
 
+@pytest.mark.parametrize(
+    ("values", "says"),
+    [
+        ({"fullnameOverride": "f" * 50}, r"Shorten fullnameOverride to at most 46 characters"),
+        ({"nameOverride": "n" * 50}, r"Shorten nameOverride, or set fullnameOverride to a name of at most 46"),
+    ],
+)
+def test_the_way_out_fits_what_made_the_names_long(values, says):
+    with pytest.raises(helm.HelmError, match=says):
+        render_objects(values, name="jobs")
+
+
 def test_fullname_override_is_the_way_out_for_a_long_release_name():
     objs = render_objects({"fullnameOverride": "jobs"}, name="x" * 53)
     assert name_problems(objs) == []

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 
 import pytest
@@ -76,8 +77,18 @@ def observe(request, tmp_path):
 
 def test_make_observe_scrapes_api_and_each_worker_with_the_rules_loaded(observe, tmp_path):
     prom = PrometheusServer(tmp_path / "unused", port=int(observe["PROMETHEUS_PORT"]))  # a client to the running one
-    prom.wait_for_targets_up(4, timeout=30)  # api, 2 workers, itself
+    exporter = shutil.which("prometheus-redis-exporter") is not None
+    prom.wait_for_targets_up(4 + exporter, timeout=30)  # api, 2 workers, itself (and the Redis exporter)
     assert {g["name"] for g in prom.rule_groups()} == {g["name"] for g in rules.load_rules()["groups"]}
+    if exporter:  # the dashboard's Redis row read series nothing exported here: always empty
+        sel = '{job="atx-jobqueue-redis"}'
+        for expr in (
+            "redis_memory_used_bytes",
+            "redis_connected_clients",
+            "rate(redis_commands_processed_total%s[1m])",
+        ):
+            expr = expr % sel if "%s" in expr else expr + sel
+            prom.wait_for(expr, lambda r: len(r) == 1, timeout=30)
 
     api = f"http://{'[::1]' if observe.get('BIND_HOST') == '::1' else '127.0.0.1'}:{observe['PORT']}"
     if observe.get("API_METRICS_PORT"):
@@ -121,7 +132,8 @@ def test_the_stop_hint_stops_everything_observe_started(tmp_path):
             if line.startswith("Stop everything with: ")
         ]
         pids = [int(p.read_text()) for p in (run_dir / "pids").glob("*.pid")]
-        assert len(pids) == 4, pids  # redis, api, worker-1, prometheus
+        # redis, api, worker-1, prometheus (and the Redis exporter)
+        assert len(pids) == 4 + (shutil.which("prometheus-redis-exporter") is not None), pids
         shell_env = {k: v for k, v in env.items() if k not in ("RUN_DIR", "PORT", "REDIS_PORT", "PROMETHEUS_PORT")}
         subprocess.run(["bash", "-c", hint], cwd=REPO_ROOT, env=shell_env, check=True, capture_output=True, timeout=120)
         deadline = time.monotonic() + 15

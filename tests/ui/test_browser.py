@@ -403,6 +403,15 @@ def test_axe_finds_no_serious_or_critical_violations(browser, stack, token_stack
     assert all(not bad for bad in report.values()), report
 
 
+def test_a_malformed_job_id_in_the_address_bar_gets_the_page_saying_so(page, stack):
+    """/ui/jobs/<a truncated id> showed the API's raw JSON 400 in the browser."""
+    expect = _expect()
+    page.goto(f"{stack.url}/ui/jobs/3f2b8c4e-1d2a")
+    expect(page.locator("#j-status")).to_have_text("not a job id", timeout=FINAL_TIMEOUT)
+    expect(page.locator("main")).to_contain_text("UUID4")
+    assert page.problems == []
+
+
 def test_no_page_scrolls_sideways_on_a_phone(browser, stack):
     """At 320 CSS px (WCAG 1.4.10 reflow; a student's phone) the page itself never scrolls sideways:
     a wide table scrolls in its own box. The overview's workers table (a worker id is long) made the

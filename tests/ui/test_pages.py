@@ -46,7 +46,11 @@ def test_job_page_links_are_relative_to_its_depth(client):
     job_id = submit(client)
     html = _strict(client.get(f"/ui/jobs/{job_id}"))
     assert 'data-root="../../"' in html and f'data-job-id="{job_id}"' in html
-    assert client.get("/ui/jobs/not-a-job").status_code == 400
+    # a malformed id (a truncated paste) gets the page, with a 400, not the API's JSON error
+    bad = client.get("/ui/jobs/3f2b8c4e-1d2a")
+    assert bad.status_code == 400 and bad.mimetype == "text/html", bad.get_data(as_text=True)[:200]
+    assert 'data-job-id="3f2b8c4e-1d2a"' in bad.get_data(as_text=True)
+    assert "&lt;b&gt;" in client.get("/ui/jobs/<b>x").get_data(as_text=True)  # escaped, as every value
 
 
 def test_filters_are_never_reflected(client):

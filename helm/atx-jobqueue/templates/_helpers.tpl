@@ -45,7 +45,13 @@ redis/redis-client). Helm itself accepts release names of up to 53 characters.
 {{- if gt (len $fullname) $limit }}
 {{- $name := default .Chart.Name .Values.nameOverride }}
 {{- $releaseLimit := ternary $limit (sub $limit (add 1 (len $name))) (contains $name .Release.Name) }}
-{{- fail (printf "object names start with %q (%d characters): %s. Use a release name of at most %d characters, or set fullnameOverride to a name of at most %d" $fullname (len $fullname) $why (int $releaseLimit) $limit) }}
+{{- $fix := printf "Use a release name of at most %d characters, or set fullnameOverride to a name of at most %d" (int $releaseLimit) $limit }}
+{{- if .Values.fullnameOverride }}
+{{- $fix = printf "Shorten fullnameOverride to at most %d characters" $limit }}
+{{- else if lt (int $releaseLimit) 1 }}
+{{- $fix = printf "Shorten nameOverride, or set fullnameOverride to a name of at most %d" $limit }}
+{{- end }}
+{{- fail (printf "object names start with %q (%d characters): %s. %s" $fullname (len $fullname) $why $fix) }}
 {{- end }}
 {{- end }}
 

@@ -131,7 +131,8 @@ def gunicorn_options(settings, on_stop: Callable[[], None] | None = None) -> dic
         "logger_class": logger_class(),
         "child_exit": child_exit,
         "proc_name": "jobqueue-api",
-        "forwarded_allow_ips": "127.0.0.1",
+        # whose X-Forwarded-Proto counts: behind an Ingress the proxy is not on loopback
+        "forwarded_allow_ips": settings.forwarded_allow_ips,
         # containers run with a read-only root: no control socket in $HOME, heartbeats in RAM
         "control_socket_disable": True,
         **({"worker_tmp_dir": "/dev/shm"} if os.path.isdir("/dev/shm") else {}),

@@ -133,6 +133,8 @@ def load_dataset_into(slot: DatasetSlot, path: str, **load_options: Any) -> None
                 "cache_file": getattr(slot.dataset, "cache_file", None),
             },
         )
+        if hasattr(slot.dataset, "date_warning") and (warning := slot.dataset.date_warning()):
+            log.warning("dataset dates unusable", extra={"path": path, "detail": warning})
     except Exception as exc:  # DataFormatError, missing file, permissions: all mean "not ready"
         slot.dataset, slot.error = None, f"cannot load {path}: {exc}"
         log.error("dataset not loaded", extra={"path": path, "error": str(exc)})

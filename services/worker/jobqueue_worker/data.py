@@ -58,4 +58,6 @@ class DataSource:
                 "cache_file": getattr(dataset, "cache_file", None),
             },
         )
+        if hasattr(dataset, "date_warning") and (warning := dataset.date_warning()):
+            log.warning("dataset dates unusable", extra={"data_path": self.path, "detail": warning})
         return dataset

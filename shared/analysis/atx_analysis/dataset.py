@@ -109,6 +109,19 @@ class Dataset:
             (epoch + dt.timedelta(days=idx.day0 + len(idx.day_counts) - 1)).isoformat(),
         )
 
+    def date_warning(self) -> str | None:
+        """What to log when at least 1% of the rows have no usable published date: those rows count
+        in no date, hour or weekday figure, so a file whose dates are in a form the loader does not
+        read (a spreadsheet's ``3/6/24 1:29``) would otherwise answer 0 for every date, silently."""
+        missing, unreadable = self.counts.get("published_missing", 0), self.counts.get("published_unparseable", 0)
+        if not self.rows or (missing + unreadable) * 100 < self.rows:
+            return None
+        return (
+            f"{missing + unreadable} of {self.rows} rows have no usable published date ({unreadable} in no "
+            f"form the loader reads, {missing} empty): they count in no date, hour or weekday figure; "
+            f"the forms read are listed in docs/data.md"
+        )
+
     def info(self) -> dict[str, Any]:
         first, last = self.date_range
         return {

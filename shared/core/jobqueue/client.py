@@ -133,10 +133,22 @@ class Client:
     def operations(self) -> list[dict[str, Any]]:
         return self._request("GET", "/operations").json()["operations"]
 
-    def submit(self, operation: str, params: dict[str, Any] | None = None, **kwparams: Any) -> str:
-        """Queue a job; returns its id."""
+    def submit(
+        self,
+        operation: str,
+        params: dict[str, Any] | None = None,
+        *,
+        idempotency_key: str | None = None,
+        **kwparams: Any,
+    ) -> str:
+        """Queue a job; returns its id. With ``idempotency_key`` (e.g. :func:`new_key`, kept until the
+        call succeeds) the same call may be repeated after a :class:`StoredUnknown` or a lost
+        connection: an API that honours keys returns the first attempt's job instead of queueing
+        another (docs/api.md, ``Idempotency-Key``)."""
         body = {"operation": operation, "params": {**(params or {}), **kwparams}}
-        return self._request("POST", "/submit", json=body).json()["job_id"]
+        if idempotency_key is None:
+            return self._request("POST", "/submit", json=body).json()["job_id"]
+        return self._request("POST", "/submit", json=body, headers={KEY_HEADER: idempotency_key}).json()["job_id"]
 
     def status(self, job_id: str, wait: float = 0.0) -> dict[str, Any]:
         params = {"wait": f"{wait:g}"} if wait > 0 else None

@@ -101,6 +101,26 @@ def _named_tokens(name: str, raw: str) -> str:
     return raw if entries else ""  # blank or only commas: no named tokens (not tokens required, none valid)
 
 
+def _proxy_addresses(name: str, raw: str) -> str:
+    """``*`` or comma-separated addresses/networks (``10.0.0.0/8``): gunicorn's forwarded_allow_ips,
+    checked here so a typo stops the program naming the variable."""
+    import ipaddress
+
+    entries = [e.strip() for e in raw.split(",") if e.strip()]
+    for entry in entries:
+        if entry == "*":
+            continue
+        try:
+            ipaddress.ip_network(entry, strict=False)
+        except ValueError:
+            raise SettingsError(
+                f"{name} must be '*' or IP addresses/networks, comma-separated; got {entry!r}"
+            ) from None
+    if not entries:
+        raise SettingsError(f"{name} must name at least one address ('127.0.0.1' trusts only this machine)")
+    return ",".join(entries)
+
+
 _HOST_LABEL = re.compile(r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)")
 
 
@@ -370,6 +390,13 @@ SPEC: dict[str, tuple[str, Callable[[str, str], object], str]] = {
         _str,
         "API: Host names it answers to, comma-separated ('*' any; a '*' label matches one label); probes and /metrics are exempt",
     ),
+    "FORWARDED_ALLOW_IPS": (
+        "127.0.0.1",
+        _proxy_addresses,
+        "API: addresses whose X-Forwarded-Proto is believed (the scheme of /help's examples and of the "
+        "login cookie), comma-separated ('*': any; the chart and k8s/ set it: their pods are reached "
+        "only through a Service, an Ingress or port-forward)",
+    ),
     "SYNC_PLOTS_PER_PROCESS": (
         "2",
         _int(0, 64),
@@ -421,6 +448,7 @@ class Settings:
     max_wait_seconds: float
     max_waiters: int
     allowed_hosts: str
+    forwarded_allow_ips: str
     submit_rate_limit: int
     sync_plots_per_process: int
     client_timeout_seconds: int

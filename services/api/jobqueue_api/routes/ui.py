@@ -136,7 +136,13 @@ def jobs_page():
 
 @bp.get("/ui/jobs/<job_id>")
 def job_page(job_id: str):
-    job_id_or_400(job_id)
+    """The page, also for an id that is not one (a truncated paste): with a 400 status, its script
+    says what a job id looks like instead of the browser showing the API's JSON error."""
+    try:
+        job_id_or_400(job_id)
+    except ApiError:
+        page = _page("ui/job.html", page="jobs", job_id=job_id)
+        return make_response(page, 400) if isinstance(page, str) else page  # (the login form stays 401)
     return _page("ui/job.html", page="jobs", job_id=job_id)
 
 

@@ -425,6 +425,7 @@
     function follow(wait) {
       return api("GET", "jobs/" + encodeURIComponent(id) + (wait ? "?wait=" + wait : "")).then(function (res) {
         if (res.status === 404) { notice("This job does not exist (deleted or expired)."); byId("j-status").textContent = "gone"; return; }
+        if (res.status === 400) { notice(errorText(res)); byId("j-status").textContent = "not a job id"; return; }
         if (!res.ok) { notice(errorText(res)); return new Promise(function (r) { setTimeout(r, 3000); }).then(function () { return follow(0); }); }
         notice("");
         render(res.data);
