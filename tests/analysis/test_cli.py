@@ -129,3 +129,22 @@ def test_data_generate_is_deterministic_and_loadable(inproc, tmp_path):
 def test_version_still_works():
     r = jq("version")
     assert r.returncode == 0 and r.stdout.strip()
+
+
+def test_info_and_fetch_warn_when_the_dates_cannot_be_read(inproc, tmp_path):
+    """`jobqueue data fetch --from` (the chart's loader) accepted a file whose dates are in a form the
+    loader does not read, printed its info and exited 0: nothing in the loader's log said every date
+    answer would be 0. Both commands still succeed, with a warning on stderr."""
+    lines = SAMPLE.read_text(encoding="utf-8").splitlines()
+    rows = [line.split(",") for line in lines[1:]]
+    for row in rows:
+        row[1] = "3/6/24 1:29"
+    mine = tmp_path / "mine.csv"
+    mine.write_text("\n".join([lines[0], *(",".join(r) for r in rows)]) + "\n")
+    code, out, err = inproc("data", "info", "--data", mine)
+    assert code == 0 and json.loads(out)["bad_values"]["published_unparseable"] == 5000
+    assert "jobqueue data info: warning: 5000 of 5000 rows have no usable published date" in err
+    code, out, err = inproc("data", "fetch", "--from", mine, "--output", tmp_path / "vol" / "incidents.csv")
+    assert code == 0 and json.loads(out)["rows"] == 5000
+    assert "warning: 5000 of 5000 rows have no usable published date" in err
+    assert inproc("data", "info", "--data", SAMPLE)[2] == ""

@@ -220,3 +220,26 @@ def test_every_operation_runs_its_example_on_the_sample(load):
             assert result[:8] == b"\x89PNG\r\n\x1a\n"
         else:
             assert set(op.result_keys) <= set(result)
+
+
+def test_daily_counts_on_data_without_a_dated_row_defaults_to_the_given_day(tmp_path, load):
+    """A file with no usable published date (header only, or dates in no form the loader reads) has
+    no first or last day: the defaults were the epoch, so `start=2030-01-01` alone was refused with
+    "'end' (1970-01-01) is before 'start'" and no parameters gave a 1970-01-01 series."""
+    from atx_analysis.registry import REGISTRY
+
+    empty = tmp_path / "header-only.csv"
+    empty.write_text(SAMPLE.read_text(encoding="utf-8").splitlines()[0] + "\n")
+    ds = load(empty)
+    assert ds.date_warning() == "the file has no incident rows (a header only?): every answer counts nothing"
+    for op in ("daily_counts", "plot_daily_counts"):
+        check = REGISTRY.get(op).check  # what the API runs at submit time, with its dataset
+        for given in ({"start": "2030-01-01"}, {"end": "2030-01-01"}):
+            check(ds, **given)
+        with pytest.raises(ParamError) as err:
+            check(ds)
+        assert err.value.param == "start" and "no dated incidents" in err.value.message
+    res = run(ds, "daily_counts", start="2030-01-01")
+    assert (res["start"], res["end"], res["counts"], res["total"]) == ("2030-01-01", "2030-01-01", {"2030-01-01": 0}, 0)
+    assert run(ds, "daily_counts", end="2024-03-09")["counts"] == {"2024-03-09": 0}
+    assert run(ds, "daily_counts", start="2024-03-01", end="2024-03-02")["total"] == 0

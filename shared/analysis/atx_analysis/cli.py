@@ -201,6 +201,7 @@ def cmd_fetch(args: argparse.Namespace) -> int:
         if show:
             show.done()
     dataset = loaded["dataset"]
+    _warn_about_dates(prog, dataset)
     # "path": the file readers get (the dataset was checked in a temporary file, since renamed to it)
     print(
         json.dumps(
@@ -261,10 +262,19 @@ def cmd_info(args: argparse.Namespace) -> int:
     from .errors import DataFormatError
 
     try:
-        print(json.dumps(load_dataset(args.data, **_load_options(args)).info(), indent=2))
+        dataset = load_dataset(args.data, **_load_options(args))
     except DataFormatError as exc:
         return _fail("jobqueue data info", str(exc), Exit.USAGE)
+    _warn_about_dates("jobqueue data info", dataset)
+    print(json.dumps(dataset.info(), indent=2))
     return 0
+
+
+def _warn_about_dates(prog: str, dataset) -> None:
+    """A file whose dates the loader cannot read is still a dataset (bad values never stop a load),
+    but every date answer from it is 0: say so on stderr, where the loader's pod log shows it."""
+    if warning := dataset.date_warning():
+        print(f"{prog}: warning: {warning}", file=sys.stderr)
 
 
 def register(sub: argparse._SubParsersAction) -> None:

@@ -114,7 +114,9 @@ class Dataset:
         in no date, hour or weekday figure, so a file whose dates are in a form the loader does not
         read (a spreadsheet's ``3/6/24 1:29``) would otherwise answer 0 for every date, silently."""
         missing, unreadable = self.counts.get("published_missing", 0), self.counts.get("published_unparseable", 0)
-        if not self.rows or (missing + unreadable) * 100 < self.rows:
+        if not self.rows:
+            return "the file has no incident rows (a header only?): every answer counts nothing"
+        if (missing + unreadable) * 100 < self.rows:
             return None
         return (
             f"{missing + unreadable} of {self.rows} rows have no usable published date ({unreadable} in no "

@@ -37,6 +37,14 @@ def day_iso(day: int) -> str:
 
 def _range(ds: Dataset, start: str | None, end: str | None, op: str) -> tuple[int, int]:
     idx = ds.index
+    if not len(idx.day_counts) and not (start and end):
+        # no dated row (an empty file, or dates in no form the loader reads): there is no first or
+        # last day in the data to default to (it used to be 1970-01-01, the epoch)
+        if not (start or end):
+            raise ParamError(
+                "start", "the data has no dated incidents (no usable published date): give 'start' and 'end'"
+            )
+        start = end = start or end
     first = day_number(start) if start else idx.day0
     last = day_number(end) if end else idx.day0 + max(len(idx.day_counts) - 1, 0)
     if last < first:
