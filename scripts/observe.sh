@@ -26,13 +26,17 @@ command -v prometheus >/dev/null || { echo "observe: no prometheus binary (apt-g
 PROM_DIR=$RUN_DIR/prometheus
 mkdir -p "$PROM_DIR/targets" "$PROM_DIR/data" "$RUN_DIR/pids" "$RUN_DIR/logs"
 
+# The API's and the workers' metrics addresses as make up reaches them (BIND_HOST=::1: [::1]).
+hosts=$(BIND_HOST=${BIND_HOST:-127.0.0.1} "$ROOT/.venv/bin/python" -c "from jobqueue.settings import print_reach_addresses as p; p()")
+API_HOST=$(sed -n 1p <<<"$hosts")
+METRICS_HOST=$(sed -n 2p <<<"$hosts")
 # Targets as a Kubernetes scrape would label them (one pod label per process).
-targets() {  # pod-name-prefix, first port, count[, metrics path]
+targets() {  # pod-name-prefix, host, first port, count[, metrics path]
   local sep="" i
   printf '['
-  for i in $(seq "$3"); do
-    printf '%s{"targets": ["127.0.0.1:%d"], "labels": {"pod": "%s-%d", "__metrics_path__": "%s"}}' \
-      "$sep" $(($2 + i - 1)) "$1" "$i" "${4:-/metrics}"
+  for i in $(seq "$4"); do
+    printf '%s{"targets": ["%s:%d"], "labels": {"pod": "%s-%d", "__metrics_path__": "%s"}}' \
+      "$sep" "$2" $(($3 + i - 1)) "$1" "$i" "${5:-/metrics}"
     sep=", "
   done
   printf ']\n'
@@ -42,8 +46,8 @@ API_SCRAPE_PORT=$PORT
 if [ "${API_METRICS_PORT:-0}" != 0 ]; then API_SCRAPE_PORT=$API_METRICS_PORT; fi
 # under SCRIPT_NAME gunicorn serves every listener, the metrics one too, only inside the prefix
 PREFIX=${SCRIPT_NAME:-}
-targets api "$API_SCRAPE_PORT" 1 "${PREFIX%/}/metrics" >"$PROM_DIR/targets/api.json.tmp" && mv "$PROM_DIR/targets/api.json.tmp" "$PROM_DIR/targets/api.json"
-targets worker "$WORKER_METRICS_BASE" "$WORKERS" >"$PROM_DIR/targets/worker.json.tmp" \
+targets api "$API_HOST" "$API_SCRAPE_PORT" 1 "${PREFIX%/}/metrics" >"$PROM_DIR/targets/api.json.tmp" && mv "$PROM_DIR/targets/api.json.tmp" "$PROM_DIR/targets/api.json"
+targets worker "$METRICS_HOST" "$WORKER_METRICS_BASE" "$WORKERS" >"$PROM_DIR/targets/worker.json.tmp" \
   && mv "$PROM_DIR/targets/worker.json.tmp" "$PROM_DIR/targets/worker.json"
 
 # The dashboard's Redis row (memory, clients, commands/s) and JobQueueRedisMemoryHigh read the
@@ -77,7 +81,7 @@ if [ -n "$EXPORTER_NOTE" ]; then
   echo "observe: $EXPORTER_NOTE" >&2
   echo '[]' >"$PROM_DIR/targets/redis.json"
 else
-  targets redis "$EXPORTER_PORT" 1 >"$PROM_DIR/targets/redis.json.tmp" && mv "$PROM_DIR/targets/redis.json.tmp" "$PROM_DIR/targets/redis.json"
+  targets redis 127.0.0.1 "$EXPORTER_PORT" 1 >"$PROM_DIR/targets/redis.json.tmp" && mv "$PROM_DIR/targets/redis.json.tmp" "$PROM_DIR/targets/redis.json"
 fi
 
 # The config as committed, with the target paths and own port made absolute for this RUN_DIR.
@@ -121,7 +125,7 @@ if [ "$ready" = 0 ]; then  # the banner below used to be printed all the same
 fi
 cat <<MSG
 
-Prometheus: http://127.0.0.1:$PROM_PORT  (scraping the API on :$API_SCRAPE_PORT, $WORKERS workers$SCRAPED_REDIS every 5 s, rules loaded)
+Prometheus: http://127.0.0.1:$PROM_PORT  (scraping the API on $API_HOST:$API_SCRAPE_PORT, $WORKERS workers$SCRAPED_REDIS every 5 s, rules loaded)
   Targets: http://127.0.0.1:$PROM_PORT/targets   Alerts: http://127.0.0.1:$PROM_PORT/alerts
   Try:     http://127.0.0.1:$PROM_PORT/graph?g0.expr=jobqueue%3Abacklog%3Amax
 Grafana (optional): import helm/atx-jobqueue/files/grafana/atx-jobqueue-dashboard.json with this Prometheus as data source.

@@ -41,6 +41,18 @@ for var in PORT REDIS_PORT WORKERS WORKER_METRICS_BASE READY_TIMEOUT; do
   fi
 done
 
+# Where a client here reaches the API (BIND_HOST) and the workers' metrics (WORKER_METRICS_HOST, else
+# BIND_HOST), as URLs write it ([::1]); the port checks, the readiness wait and the banner use them.
+# They were 127.0.0.1 whatever BIND_HOST said: BIND_HOST=::1 waited READY_TIMEOUT for an API that was up.
+# A host this machine cannot listen on is refused here, before anything starts.
+if ! hosts=$("$ROOT/.venv/bin/python" -c "from jobqueue.settings import print_reach_addresses as p; p()" 2>&1); then
+  echo "up: $hosts" >&2
+  exit 2
+fi
+API_HOST=$(sed -n 1p <<<"$hosts")
+METRICS_HOST=$(sed -n 2p <<<"$hosts")
+bare() { local h=${1#[}; printf %s "${h%]}"; }  # bash's /dev/tcp takes an IPv6 address without brackets
+
 mkdir -p "$RUN_DIR/redis" "$RUN_DIR/logs" "$RUN_DIR/pids"
 
 # API_METRICS_PORT (the chart's 9102) must not be one of the workers' metrics ports: whichever
@@ -83,7 +95,7 @@ start() {  # name, command...
 # metrics"), while the banner points at that port: on a shared VM, a classmate's worker answered.
 for i in $(seq "$WORKERS"); do
   port=$((WORKER_METRICS_BASE + i - 1))
-  if ! alive "$RUN_DIR/pids/worker-$i.pid" && (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+  if ! alive "$RUN_DIR/pids/worker-$i.pid" && (exec 3<>"/dev/tcp/$(bare "$METRICS_HOST")/$port") 2>/dev/null; then
     echo "up: port $port (worker $i's metrics, WORKER_METRICS_BASE=$WORKER_METRICS_BASE) is taken by another" \
       "program; set WORKER_METRICS_BASE=... to use others" >&2
     exit 1
@@ -112,11 +124,11 @@ done
 if ! alive "$RUN_DIR/pids/api.pid"; then
   # Another program on the API port would answer the readiness check below for us (on a shared
   # class VM: a classmate's stack) while our own API dies with "Address already in use".
-  if (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null; then
+  if (exec 3<>"/dev/tcp/$(bare "$API_HOST")/$PORT") 2>/dev/null; then
     echo "up: port $PORT is taken by another program; set PORT=... to use another (make down with the same variables stops it)" >&2
     exit 1
   fi
-  if [ "${API_METRICS_PORT:-0}" != 0 ] && (exec 3<>"/dev/tcp/127.0.0.1/$API_METRICS_PORT") 2>/dev/null; then
+  if [ "${API_METRICS_PORT:-0}" != 0 ] && (exec 3<>"/dev/tcp/$(bare "$API_HOST")/$API_METRICS_PORT") 2>/dev/null; then
     echo "up: port $API_METRICS_PORT is taken by another program; set API_METRICS_PORT=... to use another" >&2
     exit 1
   fi
@@ -131,7 +143,7 @@ done
 # path outside it, /readyz included, with its own 500, so the wait below never ended.
 PREFIX=${SCRIPT_NAME:-}
 PREFIX=${PREFIX%/}   # SCRIPT_NAME=/class/jq/ works too; the URLs below then had "//"
-URL="http://127.0.0.1:$PORT$PREFIX"
+URL="http://$API_HOST:$PORT$PREFIX"
 printf 'up: waiting for %s/readyz ' "$URL"
 deadline=$((SECONDS + READY_TIMEOUT))
 until "$ROOT/.venv/bin/python" -c "import urllib.request as u; u.urlopen('$URL/readyz', timeout=2)" 2>/dev/null; do
@@ -153,7 +165,7 @@ fi
 echo " ready"
 METRICS_URL=$URL/metrics   # API_METRICS_PORT (the chart's way) moves it to its own listener
 # (gunicorn puts that listener under SCRIPT_NAME too)
-if [ "${API_METRICS_PORT:-0}" != 0 ]; then METRICS_URL=http://127.0.0.1:$API_METRICS_PORT$PREFIX/metrics; fi
+if [ "${API_METRICS_PORT:-0}" != 0 ]; then METRICS_URL=http://$API_HOST:$API_METRICS_PORT$PREFIX/metrics; fi
 cat <<EOF
 
 atx-jobqueue is running: API $URL, Redis $REDIS_SHOWN, $WORKERS workers (logs in $RUN_DIR/logs).
@@ -165,6 +177,6 @@ Try:
   .venv/bin/jobqueue submit incident_count_by_date date=2024-03-09 --wait --url $URL
   .venv/bin/jobqueue info --url $URL
 In a browser: $URL/ui/ (the jobs web page) and $URL/docs (interactive API docs).
-Metrics: $METRICS_URL (API), http://127.0.0.1:$WORKER_METRICS_BASE/metrics (worker 1; the next ones count up).
+Metrics: $METRICS_URL (API), http://$METRICS_HOST:$WORKER_METRICS_BASE/metrics (worker 1; the next ones count up).
 Stop it with: $STOP
 EOF

@@ -125,3 +125,20 @@ def test_worker_metrics_serve_on_a_bracketed_ipv6_host(redis_url, tmp_path):
         wait_http(f"http://[::1]:{port}/metrics", proc, timeout=60)
     finally:
         proc.stop()
+
+
+@pytest.mark.parametrize(
+    "host, reached",
+    [
+        ("0.0.0.0", "127.0.0.1"),
+        ("127.0.0.1", "127.0.0.1"),
+        ("localhost", "127.0.0.1"),
+        ("::", "[::1]"),
+        ("::1", "[::1]"),
+    ],
+)
+def test_make_up_reaches_a_listener_where_it_is_bound(host, reached):
+    """make up's readiness wait, port checks and banner (scripts/up.sh) go where the API listens."""
+    from jobqueue.settings import reach_address
+
+    assert reach_address(host) == reached

@@ -33,16 +33,37 @@ def two_free_ports() -> int:
     raise RuntimeError("no two consecutive free ports")
 
 
-@pytest.fixture(params=["metrics-on-api-port", "metrics-port"])
+def _ipv6_loopback() -> bool:
+    import socket
+
+    try:
+        with socket.socket(socket.AF_INET6) as s:
+            s.bind(("::1", 0))
+        return True
+    except OSError:
+        return False
+
+
+@pytest.fixture(
+    params=[
+        "metrics-on-api-port",
+        "metrics-port",
+        pytest.param("ipv6", marks=pytest.mark.skipif(not _ipv6_loopback(), reason="no IPv6 loopback")),
+    ]
+)
 def observe(request, tmp_path):
-    """make observe as run locally (/metrics on PORT), and with API_METRICS_PORT as the chart runs the
-    API (/metrics only on its own listener, which observe.sh must scrape instead)."""
+    """make observe as run locally (/metrics on PORT), with API_METRICS_PORT as the chart runs the
+    API (/metrics only on its own listener, which observe.sh must scrape instead), and with
+    BIND_HOST=::1 (the targets were 127.0.0.1:<port>, where nothing listened then)."""
     if find_prometheus() is None or find_redis_server() is None:
         pytest.skip("needs prometheus and redis-server (make setup)")
     env = stack_env(str(tmp_path / "run"), prometheus=True, WORKER_METRICS_BASE=str(two_free_ports()), WORKERS="2")
     env.pop("API_METRICS_PORT", None)
-    if request.param == "metrics-port":
+    env.pop("WORKER_METRICS_HOST", None)
+    if request.param in ("metrics-port", "ipv6"):
         env["API_METRICS_PORT"] = str(free_port())
+    if request.param == "ipv6":
+        env["BIND_HOST"] = "::1"
     env.pop("PROMETHEUS_MULTIPROC_DIR", None)
     try:
         proc = subprocess.run(
@@ -69,7 +90,7 @@ def test_make_observe_scrapes_api_and_each_worker_with_the_rules_loaded(observe,
             expr = expr % sel if "%s" in expr else expr + sel
             prom.wait_for(expr, lambda r: len(r) == 1, timeout=30)
 
-    api = f"http://127.0.0.1:{observe['PORT']}"
+    api = f"http://{'[::1]' if observe.get('BIND_HOST') == '::1' else '127.0.0.1'}:{observe['PORT']}"
     if observe.get("API_METRICS_PORT"):
         assert requests.get(f"{api}/metrics", timeout=10).status_code == 404
     job = requests.post(f"{api}/submit", json={"operation": "unique_issues", "params": {}}, timeout=10).json()["job_id"]

@@ -318,3 +318,70 @@ def test_up_under_script_name_waits_and_points_inside_the_prefix(tmp_path, scrip
         assert job.json()["status"] == "complete", job.text
     finally:
         subprocess.run(["bash", "scripts/down.sh"], cwd=REPO_ROOT, env=env, capture_output=True, timeout=120)
+
+
+def _ipv6_loopback() -> bool:
+    import socket
+
+    try:
+        with socket.socket(socket.AF_INET6) as s:
+            s.bind(("::1", 0))
+        return True
+    except OSError:
+        return False
+
+
+@pytest.mark.parametrize(
+    "bind_host, url_host",
+    [
+        pytest.param(h, "[::1]", marks=pytest.mark.skipif(not _ipv6_loopback(), reason="no IPv6 loopback"))
+        for h in ("::1", "[::1]")
+    ]
+    + [("localhost", "127.0.0.1")],
+)
+def test_up_waits_for_and_points_at_the_address_bind_host_names(tmp_path, bind_host, url_host):
+    """`BIND_HOST=::1 make up` waited READY_TIMEOUT (90 s) on 127.0.0.1, where nothing listened, and
+    failed with the API up on [::1]. Now the wait, the port checks and the banner use the address
+    the API binds (bracketed in URLs), and so do the workers' metrics (WORKER_METRICS_HOST unset)."""
+    env = stack_env(str(tmp_path / "run"), WORKERS="1", READY_TIMEOUT="20", BIND_HOST=bind_host)
+    env.pop("WORKER_METRICS_HOST", None)
+    try:
+        up = subprocess.run(
+            ["bash", "scripts/up.sh"], cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=120
+        )
+        assert up.returncode == 0, up.stdout + up.stderr
+        url = f"http://{url_host}:{env['PORT']}"
+        assert f"waiting for {url}/readyz" in up.stdout and f"API {url}," in up.stdout, up.stdout
+        worker_metrics = f"http://{url_host}:{env['WORKER_METRICS_BASE']}/metrics"
+        assert f"{worker_metrics} (worker 1" in up.stdout, up.stdout
+        job = requests.post(
+            f"{url}/submit?wait=30", json={"operation": "top_locations", "params": {"n": 1}}, timeout=40
+        )
+        assert job.json()["status"] == "complete", job.text
+        assert "jobqueue_jobs_processed_total" in requests.get(worker_metrics, timeout=10).text
+    finally:
+        subprocess.run(["bash", "scripts/down.sh"], cwd=REPO_ROOT, env=env, capture_output=True, timeout=120)
+
+
+@pytest.mark.parametrize(
+    "variable, host, words",
+    [
+        ("BIND_HOST", "192.0.2.1", "BIND_HOST '192.0.2.1' is not an address of this machine"),
+        ("BIND_HOST", "999.1.1.1", "BIND_HOST must be an IP address"),
+        ("WORKER_METRICS_HOST", "192.0.2.1", "WORKER_METRICS_HOST '192.0.2.1' is not an address of this machine"),
+    ],
+)
+def test_up_refuses_a_host_it_cannot_serve_before_starting_anything(tmp_path, variable, host, words):
+    """A BIND_HOST of another machine started Redis, the API (which exited 2) and the workers, then
+    waited on 127.0.0.1 until READY_TIMEOUT: now it is refused at once, exit 2, nothing started."""
+    run_dir = tmp_path / "run"
+    env = stack_env(str(run_dir), WORKERS="1", READY_TIMEOUT="20", **{variable: host})
+    try:
+        up = subprocess.run(
+            ["bash", "scripts/up.sh"], cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=60
+        )
+        assert up.returncode == 2, up.stdout + up.stderr
+        assert f"up: configuration error: {words}" in up.stderr, up.stderr
+        assert not list(run_dir.glob("pids/*.pid")), "something was started"
+    finally:
+        subprocess.run(["bash", "scripts/down.sh"], cwd=REPO_ROOT, env=env, capture_output=True, timeout=120)

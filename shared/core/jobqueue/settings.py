@@ -172,6 +172,42 @@ def check_listen_host(name: str, host: str) -> None:
         ) from None
 
 
+def reach_address(host: str) -> str:
+    """The address a client on this machine reaches a listener on ``host`` (a checked BIND_HOST) at,
+    as a URL writes it: a wildcard's loopback (0.0.0.0: 127.0.0.1, ``::``: ``[::1]``), an address
+    itself (``[::1]``), a name the IPv4 address it is bound on (as gunicorn binds it)."""
+    import ipaddress
+    import socket
+
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return str(socket.getaddrinfo(host, None, socket.AF_INET, socket.SOCK_STREAM)[0][4][0])
+    if address.is_unspecified:
+        return "[::1]" if address.version == 6 else "127.0.0.1"
+    return f"[{host}]" if address.version == 6 else host
+
+
+def print_reach_addresses(environ: Mapping[str, str] | None = None) -> None:
+    """For ``make up``: the API's and the workers' metrics addresses (BIND_HOST, WORKER_METRICS_HOST),
+    one a line, as :func:`reach_address`; exit 2 with the reason when this machine cannot listen there.
+    make up waited on 127.0.0.1 whatever BIND_HOST said: with ``::1`` it never saw the API ready."""
+    import sys
+
+    env = os.environ if environ is None else environ
+    hosts: list[str] = []
+    try:
+        for name in ("BIND_HOST", "WORKER_METRICS_HOST"):
+            default, parse, _doc = SPEC[name]
+            host = str(parse(name, env.get(name, default)) or hosts[0])
+            check_listen_host(name, host)
+            hosts.append(host)
+    except SettingsError as exc:
+        print(f"configuration error: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+    print("\n".join(reach_address(host) for host in hosts))
+
+
 def _optional(parse: Callable[[str, str], str]) -> Callable[[str, str], str]:
     """``parse``, with an empty value left empty (it means: as another variable says)."""
     return lambda name, raw: parse(name, raw) if raw else raw
