@@ -138,7 +138,7 @@ def test_info_and_fetch_warn_when_the_dates_cannot_be_read(inproc, tmp_path):
     lines = SAMPLE.read_text(encoding="utf-8").splitlines()
     rows = [line.split(",") for line in lines[1:]]
     for row in rows:
-        row[1] = "3/6/24 1:29"
+        row[1] = "06-Mar-2024 01:29"
     mine = tmp_path / "mine.csv"
     mine.write_text("\n".join([lines[0], *(",".join(r) for r in rows)]) + "\n")
     code, out, err = inproc("data", "info", "--data", mine)

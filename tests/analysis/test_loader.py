@@ -304,7 +304,7 @@ def test_the_portal_json_export_reads_old_locations_and_counts_bad_rows(tmp_path
 
 
 def test_a_file_whose_dates_cannot_be_read_says_so_in_the_api_and_worker_logs(tmp_path, load, caplog):
-    """Dates in a form the loader does not read (a spreadsheet's short `3/6/24 1:29`) loaded with
+    """Dates in a form the loader does not read (`06-Mar-2024 01:29`) loaded with
     no word in any log: the API was ready and every date, hour and weekday answer was 0."""
     from jobqueue_api.state import DatasetSlot, load_dataset_into
     from jobqueue_worker.data import DataSource
@@ -312,7 +312,7 @@ def test_a_file_whose_dates_cannot_be_read_says_so_in_the_api_and_worker_logs(tm
     lines = SAMPLE.read_text(encoding="utf-8").splitlines()
     rows = [line.split(",") for line in lines[1:]]
     for row in rows[:100]:
-        row[1] = "3/6/24 1:29"
+        row[1] = "06-Mar-2024 01:29"
     path = tmp_path / "short-dates.csv"
     path.write_text("\n".join([lines[0], *(",".join(r) for r in rows)]) + "\n")
 
@@ -320,7 +320,7 @@ def test_a_file_whose_dates_cannot_be_read_says_so_in_the_api_and_worker_logs(tm
     some = load(path).date_warning()
     assert some is not None and some.startswith("100 of 5000 rows have no usable published date (100 in no form")
     for row in rows:
-        row[1] = "3/6/24 1:29"
+        row[1] = "06-Mar-2024 01:29"
     path.write_text("\n".join([lines[0], *(",".join(r) for r in rows)]) + "\n")
     caplog.set_level("WARNING")
     options = {"cache_dir": str(tmp_path / "cache")}
@@ -329,3 +329,21 @@ def test_a_file_whose_dates_cannot_be_read_says_so_in_the_api_and_worker_logs(tm
     warnings = [r for r in caplog.records if r.getMessage() == "dataset dates unusable"]
     assert [r.name for r in warnings] == ["jobqueue.api", "jobqueue.worker.data"]
     assert all(r.detail.startswith("5000 of 5000 rows have no usable published date") for r in warnings)
+
+
+@pytest.mark.parametrize(
+    "written",
+    ["03/06/2024 01:29:00 AM +0000", "3/6/2024 1:29", "3/6/2024 1:29 AM", "03/06/2024 01:29 AM", "3/6/24 1:29"],
+)
+def test_dates_as_a_spreadsheet_program_writes_them_back_are_read(tmp_path, load, written):
+    """Opened in a spreadsheet and saved, the portal's `03/06/2024 01:29:39 AM +0000` comes back as
+    `3/6/2024 1:29`, `3/6/2024 1:29 AM` or, with the short date format, `3/6/24 1:29`: the last two
+    were unreadable (every date answer 0), and `%Y` read `3/6/24` as the year 24."""
+    lines = SAMPLE.read_text(encoding="utf-8").splitlines()
+    row = lines[1].split(",")
+    row[1] = written
+    path = tmp_path / "resaved.csv"
+    path.write_text(lines[0] + "\n" + ",".join(row) + "\n")
+    ds = load(path)
+    assert ds.counts["published_unparseable"] == 0
+    assert ds.date_range == ("2024-03-05", "2024-03-05")  # 01:29 UTC is the evening before in Austin

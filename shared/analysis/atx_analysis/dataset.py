@@ -112,7 +112,7 @@ class Dataset:
     def date_warning(self) -> str | None:
         """What to log when at least 1% of the rows have no usable published date: those rows count
         in no date, hour or weekday figure, so a file whose dates are in a form the loader does not
-        read (a spreadsheet's ``3/6/24 1:29``) would otherwise answer 0 for every date, silently."""
+        read (``06-Mar-2024 01:29``) would otherwise answer 0 for every date, silently."""
         missing, unreadable = self.counts.get("published_missing", 0), self.counts.get("published_unparseable", 0)
         if not self.rows:
             return "the file has no incident rows (a header only?): every answer counts nothing"

@@ -32,7 +32,17 @@ AUSTIN_TZ = "America/Chicago"
 AUSTIN_BOX = {"lat_min": 29.9, "lat_max": 30.75, "lon_min": -98.2, "lon_max": -97.3}
 
 
-PORTAL_FORMATS = ("%m/%d/%Y %I:%M:%S %p %z", "%m/%d/%Y %I:%M:%S %p", "%m/%d/%Y %H:%M:%S", "%m/%d/%Y %H:%M")
+# the portal's form, then what a spreadsheet program writes back after opening the export (its
+# short date with a two-digit year, which "%Y" would take as the year 24, so it comes first; 24-hour
+# time without seconds; 12-hour without seconds). The first form that reads a value wins.
+PORTAL_FORMATS = (
+    "%m/%d/%Y %I:%M:%S %p %z",
+    "%m/%d/%Y %I:%M:%S %p",
+    "%m/%d/%Y %H:%M:%S",
+    "%m/%d/%y %H:%M",
+    "%m/%d/%Y %H:%M",
+    "%m/%d/%Y %I:%M %p",
+)
 _DATE_ONLY = re.compile(r"^\s*(\d{4}-\d{2}-\d{2}|\d{1,2}/\d{1,2}/\d{4})\s*$")
 _POINT = re.compile(r"POINT\s*\(\s*(-?\d+(?:\.\d*)?)\s+(-?\d+(?:\.\d*)?)\s*\)", re.I)
 _PAIR = re.compile(r"\(\s*(-?\d+(?:\.\d*)?)\s*,\s*(-?\d+(?:\.\d*)?)\s*\)")
