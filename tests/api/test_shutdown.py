@@ -229,3 +229,42 @@ def test_sigterm_while_redis_hangs_answers_the_job_as_last_read(stack):
     finally:
         redis_proc.send_signal(signal.SIGCONT)
     assert "Traceback" not in api.log_text()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("query", ["", f"?wait={WAIT}"])
+def test_a_read_reaching_a_stopping_process_while_redis_hangs_answers_at_once(stack, query):
+    """A status read (plain or a long poll) that reaches a process told to stop, on a connection it
+    kept alive, while Redis hangs: it waited out the whole Redis bound (REDIS_TIMEOUT_SECONDS, 5 s)
+    for its 503, and held the process's exit as long. A stopping process looks at Redis for at most
+    half a second (waiting.CLOSING_READ_SECONDS), as its parked polls do: 503 within about that."""
+    import http.client
+    import json
+    from urllib.parse import urlsplit
+
+    api = stack.start_api(web_concurrency=1)
+    job_id = stack.submit("sleep", {"seconds": 0})
+    where = urlsplit(stack.url)
+    conn = http.client.HTTPConnection(where.hostname, where.port, timeout=WAIT)
+    conn.request("GET", f"/status/{job_id}")
+    assert conn.getresponse().read() and True
+    redis_proc = stack.redis.proc
+    redis_proc.send_signal(signal.SIGSTOP)
+    try:
+        signalled = time.monotonic()
+        api.signal(signal.SIGTERM)
+        time.sleep(0.3)  # the signal reached the worker process before the read does
+        conn.request("GET", f"/status/{job_id}{query}")
+        answer = conn.getresponse()
+        body = json.loads(answer.read())
+        took = time.monotonic() - signalled - 0.3
+        print(f"answered {answer.status} {took:.2f} s after the request")
+        assert answer.status == 503 and body["error"] == "redis_unavailable", body
+        assert took < 3.0, took  # the Redis bound is 5 s: before, 5.0-5.1 s
+        assert api.wait_exit(BOUND) == 0, api.log_tail()
+        exited = time.monotonic() - signalled
+        print(f"master exited {exited:.2f} s after the signal")
+    finally:
+        redis_proc.send_signal(signal.SIGCONT)
+        conn.close()
+    assert "Traceback" not in api.log_text()

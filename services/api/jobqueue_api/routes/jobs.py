@@ -22,6 +22,7 @@ from ..idempotency import with_key_headers
 from ..params import int_arg, job_id_or_400, prefer_wait, single_arg, wait_seconds
 from ..state import ApiState, current
 from ..submission import accepted_body, parse_body, read_body, store, validate_submission
+from ..waiting import CLOSING_READ_SECONDS
 
 log = logging.getLogger("jobqueue.api")
 
@@ -168,7 +169,19 @@ def read_job(state: ApiState, job_id: str, wait: float = 0.0, me: str | None = N
     A long poll reads first and waits only for a job not final yet: in the tutorial's round trip
     the job has usually ended before its poll arrives, and such a poll then costs one plain read,
     no waiter and no mark in Redis. One that must wait reads again, marking the job waited in the
-    same round trip (``DoneWaiter.wait_final``), so a finish between the two reads is seen."""
+    same round trip (``DoneWaiter.wait_final``), so a finish between the two reads is seen.
+
+    In a process told to stop (SIGTERM) the read gets the half second its parked polls' last look
+    gets (``waiting.CLOSING_READ_SECONDS``), not REDIS_TIMEOUT_SECONDS: on a hung Redis, a read that
+    reached it then answered its 503 after 5 s and held the process's exit as long."""
+    waiter = state.waiter
+    if waiter is not None and waiter.closing:
+        with within(CLOSING_READ_SECONDS):  # a wait does not wait there (DoneWaiter.register)
+            return _read_job(state, job_id, wait, me)
+    return _read_job(state, job_id, wait, me)
+
+
+def _read_job(state: ApiState, job_id: str, wait: float, me: str | None) -> Job | None:
     raw = state.reads.call(job_id)  # concurrent reads of this process share one MGET
     job = None if raw is None else Job.from_json(raw)
     if job is not None and me is not None and job.owner != me:
