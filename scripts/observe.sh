@@ -52,7 +52,7 @@ targets worker "$METRICS_HOST" "$WORKER_METRICS_BASE" "$WORKERS" >"$PROM_DIR/tar
 
 # The dashboard's Redis row (memory, clients, commands/s) and JobQueueRedisMemoryHigh read the
 # redis_exporter sidecar's series in a cluster; here Debian's prometheus-redis-exporter plays it, for
-# make up's own Redis (REDIS_PASSWORD reaches it through the environment, as in the sidecar).
+# make up's own Redis (which has no password).
 EXPORTER_PORT=${REDIS_EXPORTER_PORT:-9121}
 if ! [[ $EXPORTER_PORT =~ ^[0-9]+$ ]]; then
   echo "observe: REDIS_EXPORTER_PORT must be a whole number, got '$EXPORTER_PORT'" >&2
