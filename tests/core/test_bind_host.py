@@ -7,7 +7,6 @@ connect"; ``BIND_HOST=[::1]`` (the bracketed form ALLOWED_HOSTS and URLs use) fa
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 
 import pytest
@@ -16,18 +15,7 @@ import requests
 from devstack.paths import BIN
 from devstack.procs import free_port, spawn, wait_http
 from jobqueue.settings import SettingsError, check_listen_host, load_settings
-
-
-def _ipv6_loopback() -> bool:
-    try:
-        with socket.socket(socket.AF_INET6) as s:
-            s.bind(("::1", 0))
-        return True
-    except OSError:
-        return False
-
-
-needs_ipv6 = pytest.mark.skipif(not _ipv6_loopback(), reason="no IPv6 loopback on this machine")
+from tests.support.loopback import ipv6_loopback, needs_ipv6
 
 
 @pytest.mark.parametrize(
@@ -75,7 +63,7 @@ def test_an_address_or_name_of_another_machine_is_refused(host, words):
 
 
 def test_local_addresses_pass_the_check():
-    for host in ("0.0.0.0", "127.0.0.1", "localhost") + (("::1", "::") if _ipv6_loopback() else ()):
+    for host in ("0.0.0.0", "127.0.0.1", "localhost") + (("::1", "::") if ipv6_loopback() else ()):
         check_listen_host("BIND_HOST", host)
 
 

@@ -4,6 +4,7 @@ bind address and the Redis host rewritten to loopback/temp equivalents)."""
 
 from __future__ import annotations
 
+import base64
 import os
 import re
 import subprocess
@@ -17,7 +18,7 @@ import requests
 
 from devstack.procs import free_port, stop
 from devstack.redis_server import find_redis_server
-from tests.deploy.manifests import REPO_ROOT, pod_spec, resolved_env
+from tests.deploy.manifests import REPO_ROOT, one, pod_spec, resolved_env
 
 VENV_BIN = REPO_ROOT / ".venv" / "bin"
 IMAGE_APP_DATA = "/app/data/"  # the sample dataset inside the images: the repo's data/ here
@@ -180,3 +181,35 @@ class LocalPod:
             return proc.wait(timeout)
         finally:
             stop(proc, term_group=False)
+
+
+def chart_stack(
+    objs: list[dict], tmp_path: Path, conf_objs: list[dict] | None = None
+) -> tuple[ChartRedis, LocalPod, LocalPod]:
+    """Redis started from the chart's redis.conf (taken from ``conf_objs``, else ``objs``: k8s/
+    configures Redis on its command line) with the password of the rendered ``redis`` Secret, and
+    the API and worker pods of ``objs`` with their init containers run (load-data fills the data
+    volume, wait-for-data sees it): what a smoke test starts from. The caller starts the main
+    containers and stops the returned Redis."""
+    secret = one(objs, "Secret", "redis")
+    password = (
+        base64.b64decode(secret["data"]["redis-password"]).decode()
+        if "data" in secret
+        else secret["stringData"]["redis-password"]
+    )
+    conf = one(conf_objs or objs, "ConfigMap", "redis")["data"]["redis.conf"]
+    server = ChartRedis(conf, tmp_path / "redis" / "data", free_port(), password).start()
+    try:
+        redis_url = f"redis://127.0.0.1:{server.port}"
+        pods = (
+            LocalPod(one(objs, "Deployment", "api"), objs, tmp_path, redis_url),
+            LocalPod(one(objs, "Deployment", "worker"), objs, tmp_path, redis_url),
+        )
+        for pod in pods:
+            for init in pod.spec.get("initContainers", []):
+                log = tmp_path / f"{init['name']}.log"
+                assert pod.run(init["name"], log, timeout=60) == 0, log.read_text()
+    except BaseException:
+        server.stop()
+        raise
+    return server, pods[0], pods[1]

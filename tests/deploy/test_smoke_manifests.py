@@ -10,16 +10,15 @@ the code: a renamed variable, port, probe path or command fails here."""
 
 from __future__ import annotations
 
-import base64
 import importlib.util
 import time
 
 import pytest
 import requests
 
-from devstack.procs import free_port, stop
+from devstack.procs import stop
 from devstack.redis_server import find_redis_server
-from tests.deploy.local import ChartRedis, LocalPod, http_ok
+from tests.deploy.local import LocalPod, chart_stack, http_ok
 from tests.deploy.manifests import k8s_objects, one, scenario_objects
 
 pytestmark = [
@@ -38,27 +37,12 @@ def test_rendered_api_and_worker_run_a_job(source, tmp_path):
     kind, name = source.split(":")
     chart_objs = scenario_objects("default")
     objs = scenario_objects(name) if kind == "chart" else k8s_objects(name)
-    secret = one(objs, "Secret", "redis")
-    password = (
-        base64.b64decode(secret["data"]["redis-password"]).decode()
-        if "data" in secret
-        else secret["stringData"]["redis-password"]
-    )
-    # k8s/ configures Redis on its command line; the chart's redis.conf stands in for it here
-    conf = one(chart_objs, "ConfigMap", "redis")["data"]["redis.conf"]
-    server = ChartRedis(conf, tmp_path / "redis" / "data", free_port(), password).start()
+    # 1. Redis from the chart's redis.conf; 2. the init containers: load-data fills the volume,
+    # wait-for-data sees it
+    server, api, worker = chart_stack(objs, tmp_path, conf_objs=chart_objs)
+    redis_url = f"redis://127.0.0.1:{server.port}"
     procs = []
     try:
-        redis_url = f"redis://127.0.0.1:{server.port}"
-        api = LocalPod(one(objs, "Deployment", "api"), objs, tmp_path, redis_url)
-        worker = LocalPod(one(objs, "Deployment", "worker"), objs, tmp_path, redis_url)
-        # 1. the API pod's load-data init container fills the data volume (its real script)
-        # 2. the init containers: load-data fills the volume, wait-for-data sees it
-        for pod in (api, worker):
-            for init in pod.spec.get("initContainers", []):
-                log = tmp_path / f"{init['name']}.log"
-                assert pod.run(init["name"], log, timeout=60) == 0, log.read_text()
-
         # 3. the API: readiness (Redis + data) on the declared probe path and port
         api_log = tmp_path / "api.log"
         api_proc = api.start("api", api_log)
@@ -144,19 +128,10 @@ def test_helm_test_and_notes_with_named_tokens_only(tmp_path):
     objs = render_objects(values) + [
         {"kind": "Secret", "metadata": {"name": "class-tokens"}, "stringData": {"api-tokens": "alice:tok-a,bob:tok-b"}}
     ]
-    secret = one(objs, "Secret", "redis")
-    password = base64.b64decode(secret["data"]["redis-password"]).decode()
-    conf = one(objs, "ConfigMap", "redis")["data"]["redis.conf"]
-    server = ChartRedis(conf, tmp_path / "redis" / "data", free_port(), password).start()
+    server, api, worker = chart_stack(objs, tmp_path)
+    redis_url = f"redis://127.0.0.1:{server.port}"
     procs = []
     try:
-        redis_url = f"redis://127.0.0.1:{server.port}"
-        api = LocalPod(one(objs, "Deployment", "api"), objs, tmp_path, redis_url)
-        worker = LocalPod(one(objs, "Deployment", "worker"), objs, tmp_path, redis_url)
-        for pod in (api, worker):
-            for init in pod.spec.get("initContainers", []):
-                log = tmp_path / f"{init['name']}.log"
-                assert pod.run(init["name"], log, timeout=60) == 0, log.read_text()
         api_log, worker_log = tmp_path / "api.log", tmp_path / "worker.log"
         procs += [api.start("api", api_log), worker.start("worker", worker_log)]
         main = api.container("api")

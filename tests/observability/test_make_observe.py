@@ -15,6 +15,7 @@ from devstack.prometheus_server import PrometheusServer, find_prometheus
 from devstack.make_env import stack_env
 from devstack.procs import free_port
 from devstack.redis_server import find_redis_server
+from tests.support.loopback import needs_ipv6
 
 pytestmark = pytest.mark.slow
 
@@ -33,22 +34,11 @@ def two_free_ports() -> int:
     raise RuntimeError("no two consecutive free ports")
 
 
-def _ipv6_loopback() -> bool:
-    import socket
-
-    try:
-        with socket.socket(socket.AF_INET6) as s:
-            s.bind(("::1", 0))
-        return True
-    except OSError:
-        return False
-
-
 @pytest.fixture(
     params=[
         "metrics-on-api-port",
         "metrics-port",
-        pytest.param("ipv6", marks=pytest.mark.skipif(not _ipv6_loopback(), reason="no IPv6 loopback")),
+        pytest.param("ipv6", marks=needs_ipv6),
     ]
 )
 def observe(request, tmp_path):

@@ -12,6 +12,7 @@ import requests
 from devstack.paths import REPO_ROOT
 from devstack.make_env import stack_env
 from devstack.procs import free_port
+from tests.support.loopback import needs_ipv6
 
 pytestmark = pytest.mark.slow
 
@@ -320,24 +321,9 @@ def test_up_under_script_name_waits_and_points_inside_the_prefix(tmp_path, scrip
         subprocess.run(["bash", "scripts/down.sh"], cwd=REPO_ROOT, env=env, capture_output=True, timeout=120)
 
 
-def _ipv6_loopback() -> bool:
-    import socket
-
-    try:
-        with socket.socket(socket.AF_INET6) as s:
-            s.bind(("::1", 0))
-        return True
-    except OSError:
-        return False
-
-
 @pytest.mark.parametrize(
     "bind_host, url_host",
-    [
-        pytest.param(h, "[::1]", marks=pytest.mark.skipif(not _ipv6_loopback(), reason="no IPv6 loopback"))
-        for h in ("::1", "[::1]")
-    ]
-    + [("localhost", "127.0.0.1")],
+    [pytest.param(h, "[::1]", marks=needs_ipv6) for h in ("::1", "[::1]")] + [("localhost", "127.0.0.1")],
 )
 def test_up_waits_for_and_points_at_the_address_bind_host_names(tmp_path, bind_host, url_host):
     """`BIND_HOST=::1 make up` waited READY_TIMEOUT (90 s) on 127.0.0.1, where nothing listened, and
