@@ -243,3 +243,17 @@ def test_daily_counts_on_data_without_a_dated_row_defaults_to_the_given_day(tmp_
     assert (res["start"], res["end"], res["counts"], res["total"]) == ("2030-01-01", "2030-01-01", {"2030-01-01": 0}, 0)
     assert run(ds, "daily_counts", end="2024-03-09")["counts"] == {"2024-03-09": 0}
     assert run(ds, "daily_counts", start="2024-03-01", end="2024-03-02")["total"] == 0
+
+
+def test_a_reversed_range_names_the_day_that_was_a_default(load):
+    """`start=2030-01-01` alone on data ending 2024-03-10 said "'end' (2024-03-10) is before 'start'",
+    a date the user never gave, and blamed `end`."""
+    ds = load(FIXTURES / "portal10.csv")
+    with pytest.raises(ParamError) as err:
+        run(ds, "daily_counts", start="2030-01-01")
+    assert err.value.param == "start"
+    assert err.value.message == "'end' (2024-03-10, the last day in the data) is before 'start' (2030-01-01)"
+    with pytest.raises(ParamError) as err:
+        run(ds, "daily_counts", end="2020-01-01")
+    assert err.value.param == "end"
+    assert err.value.message == "'end' (2020-01-01) is before 'start' (2024-03-05, the first day in the data)"

@@ -48,7 +48,10 @@ def _range(ds: Dataset, start: str | None, end: str | None, op: str) -> tuple[in
     first = day_number(start) if start else idx.day0
     last = day_number(end) if end else idx.day0 + max(len(idx.day_counts) - 1, 0)
     if last < first:
-        raise ParamError("end", f"'end' ({day_iso(last)}) is before 'start' ({day_iso(first)})")
+        # a default is named as one: "'end' (2026-11-25)" alone read as a date the user had given
+        said_end = day_iso(last) + ("" if end else ", the last day in the data")
+        said_start = day_iso(first) + ("" if start else ", the first day in the data")
+        raise ParamError("end" if end else "start", f"'end' ({said_end}) is before 'start' ({said_start})")
     if last - first + 1 > MAX_SERIES_DAYS:
         raise ParamError("end", f"the range is {last - first + 1} days; at most {MAX_SERIES_DAYS} allowed")
     return first, last
