@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 
 import helm_python as helm
@@ -552,3 +553,70 @@ def test_helm_test_can_submit_an_operation_with_parameters():
 def test_api_service_may_be_a_load_balancer():
     svc = one(render_objects({"api": {"service": {"type": "LoadBalancer"}}}), "Service", "api")
     assert svc["spec"]["type"] == "LoadBalancer"
+
+
+def _pod_target_labels(monitor: dict, pod_labels: dict[str, str], namespace: str) -> dict[str, str]:
+    """The labels a monitor's `replace` relabelings give a target backed by a pod with these labels:
+    Prometheus exposes each pod label as __meta_kubernetes_pod_label_<name, non-alphanumerics as _>
+    (for the endpoints role too, when the endpoint is a pod); regex defaults to (.*), replacement
+    to $1, joined source values to ';'."""
+    meta = {"__meta_kubernetes_namespace": namespace, "namespace": namespace}
+    meta |= {"__meta_kubernetes_pod_label_" + re.sub(r"[^a-zA-Z0-9_]", "_", k): v for k, v in pod_labels.items()}
+    endpoints = monitor["spec"].get("endpoints") or monitor["spec"].get("podMetricsEndpoints")
+    labels = dict(meta)
+    for rule in endpoints[0].get("relabelings") or []:
+        assert rule.get("action", "replace") == "replace", rule
+        value = ";".join(labels.get(s, "") for s in rule.get("sourceLabels") or [])
+        match = re.fullmatch(rule.get("regex", "(.*)"), value)
+        if match:
+            labels[rule["targetLabel"]] = match.expand(rule.get("replacement", "$1").replace("$1", r"\g<1>"))
+    return {k: v for k, v in labels.items() if not k.startswith("__")}
+
+
+def test_api_and_worker_series_of_two_releases_in_one_namespace_carry_their_release():
+    """The backlog alert joins the API's queue series and the workers' busy series on the labels its
+    `on (...)` names: each release's monitors must give both sides those labels, with values that
+    differ between two releases in one namespace (a student's dev and demo)."""
+    rules_text = (CHART / "files" / "prometheus" / "rules.yml").read_text()
+    alert = next(
+        r
+        for g in yaml.safe_load(rules_text)["groups"]
+        for r in g["rules"]
+        if r.get("alert") == "JobQueueBacklogNoBusyWorker"
+    )
+    join = [s.strip() for s in re.search(r"unless on \(([^)]*)\)", alert["expr"]).group(1).split(",")]
+    assert "namespace" in join and len(join) > 1, join
+    seen = {}
+    for release in ("dev", "demo"):
+        objs = render_objects(
+            {"metrics": {"serviceMonitor": {"enabled": True}, "podMonitor": {"enabled": True}}},
+            name=release,
+            namespace="class",
+        )
+        api_service = next(
+            s
+            for s in find(objs, "Service")
+            if all(
+                s["metadata"]["labels"].get(k) == v
+                for k, v in one(objs, "ServiceMonitor", "api")["spec"]["selector"]["matchLabels"].items()
+            )
+        )
+        sides = {}
+        for side, monitor, selector in (
+            ("api", one(objs, "ServiceMonitor", "api"), api_service["spec"]["selector"]),
+            (
+                "worker",
+                one(objs, "PodMonitor", "worker"),
+                one(objs, "PodMonitor", "worker")["spec"]["selector"]["matchLabels"],
+            ),
+        ):
+            (pod_labels,) = [
+                d["spec"]["template"]["metadata"]["labels"]
+                for d in find(objs, "Deployment")
+                if all(d["spec"]["template"]["metadata"]["labels"].get(k) == v for k, v in selector.items())
+            ]
+            target = _pod_target_labels(monitor, pod_labels, "class")
+            sides[side] = tuple(target.get(label) for label in join)
+        assert sides["api"] == sides["worker"] and None not in sides["api"], (release, sides)
+        seen[release] = sides["api"]
+    assert seen["dev"] != seen["demo"], seen

@@ -2,8 +2,9 @@
 
 The chart scrapes the API through a ServiceMonitor (port ``http``, ``/metrics``) and each worker
 pod through a PodMonitor (port ``metrics``, ``/metrics``). In a cluster those add the target
-labels ``namespace``, ``pod``, ``service``/``endpoint`` and a ``job`` per monitor; the static
-jobs here carry the same labels, so the rules' ``without (instance, pod)`` and ``on (namespace)``
+labels ``namespace``, ``pod``, ``service``/``endpoint``, a ``job`` per monitor and (relabelled from
+the pods' ``app.kubernetes.io/instance``) ``app_kubernetes_io_instance``; the static jobs here carry
+the same labels, so the rules' ``without (instance, pod)`` and ``on (namespace, app_kubernetes_io_instance)``
 and the chart's autoscaling query (which filters on ``namespace``) meet series shaped as in a
 cluster.
 """
@@ -25,7 +26,13 @@ def scrape_configs(
     api = static_job(
         f"{release}-api",
         [f"127.0.0.1:{stack.api_port}"],
-        {"namespace": namespace, "pod": f"{release}-api-0", "service": f"{release}-api", "endpoint": "http"},
+        {
+            "namespace": namespace,
+            "app_kubernetes_io_instance": release,
+            "pod": f"{release}-api-0",
+            "service": f"{release}-api",
+            "endpoint": "http",
+        },
         metrics_path=api_metrics_path,
     )
     jobs = [api]
@@ -37,6 +44,7 @@ def scrape_configs(
                 [f"127.0.0.1:{stack.exporter.port}"],
                 {
                     "namespace": namespace,
+                    "app_kubernetes_io_instance": release,
                     "pod": f"{release}-redis-0",
                     "service": f"{release}-redis",
                     "endpoint": "metrics",
@@ -52,7 +60,12 @@ def scrape_configs(
                 "static_configs": [
                     {
                         "targets": [f"127.0.0.1:{w.port}"],
-                        "labels": {"namespace": namespace, "pod": f"{release}-worker-{i}", "endpoint": "metrics"},
+                        "labels": {
+                            "namespace": namespace,
+                            "app_kubernetes_io_instance": release,
+                            "pod": f"{release}-worker-{i}",
+                            "endpoint": "metrics",
+                        },
                     }
                     for i, w in enumerate(stack.workers)
                 ],

@@ -114,6 +114,8 @@ def test_backlog_autoscaling_dashboard_and_alerts_against_a_real_prometheus(
     pending = prom.wait_for('ALERTS{alertname="JobQueueBacklogNoBusyWorker"}', lambda r: len(r) == 1, timeout=20)
     assert pending[0]["metric"]["alertstate"] == "pending"
     assert pending[0]["metric"]["namespace"] == NAMESPACE and pending[0]["metric"]["queue"] == chart.queue_name
+    # the release the monitors copy from app.kubernetes.io/instance: the join with the workers' series
+    assert pending[0]["metric"]["app_kubernetes_io_instance"] == "atx-jobqueue"
 
     # (d) replay the live series in promtool's time-series tests
     _backlog_alerts_fire_in_promtool(prom, promtool, tmp_path)

@@ -20,3 +20,17 @@ def test_observe_config_loads_the_one_rules_file():
     config = yaml.safe_load(CONFIG.read_text())
     assert [(CONFIG.parent / p).resolve() for p in config["rule_files"]] == [rules.RULES_FILE]
     assert {job["job_name"] for job in config["scrape_configs"]} >= {"atx-jobqueue-api", "atx-jobqueue-worker"}
+
+
+def test_observe_labels_api_and_workers_with_the_release_the_backlog_alert_joins_on():
+    """Locally as in a cluster, API and worker series carry app_kubernetes_io_instance: the
+    backlog alert's `on (namespace, app_kubernetes_io_instance)` pairs them."""
+    config = yaml.safe_load(CONFIG.read_text())
+    releases = {}
+    for job in config["scrape_configs"]:
+        if job["job_name"] in ("atx-jobqueue-api", "atx-jobqueue-worker"):
+            (rule,) = [
+                r for r in job.get("relabel_configs", []) if r.get("target_label") == "app_kubernetes_io_instance"
+            ]
+            releases[job["job_name"]] = rule["replacement"]
+    assert len(releases) == 2 and len(set(releases.values())) == 1, releases
