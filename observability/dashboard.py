@@ -30,9 +30,11 @@ from observability.rules import DASHBOARD_FILE
 UID = "atx-jobqueue"
 TITLE = "atx-jobqueue"
 DATASOURCE = dash_m.DataSourceRef(type_val="prometheus", uid="${datasource}")
-# Every query filters on the namespace variable; "All" is ".*", which also matches series
-# without a namespace label (a local Prometheus, as in `make observe`).
-NS = 'namespace=~"$namespace"'
+# Every query filters on the namespace and release variables; "All" is ".*", which also matches
+# series without the label (a Prometheus that does not set it). The release is the pods'
+# app.kubernetes.io/instance, which the chart's monitors copy to app_kubernetes_io_instance: two
+# releases in one namespace (a dev and a demo) use the same queue name, and summed they mix.
+NS = 'namespace=~"$namespace", app_kubernetes_io_instance=~"$release"'
 
 
 @dataclass(frozen=True)
@@ -345,6 +347,17 @@ def build() -> dict:
             .label("Namespace")
             .datasource(DATASOURCE)
             .query("label_values(jobqueue_redis_up, namespace)")
+            .refresh(dash_m.VariableRefresh.ON_TIME_RANGE_CHANGED)
+            .sort(dash_m.VariableSort.ALPHABETICAL_ASC)
+            .multi(True)
+            .include_all(True)
+            .all_value(".*")
+        )
+        .with_variable(
+            dash_b.QueryVariable("release")
+            .label("Release")
+            .datasource(DATASOURCE)
+            .query('label_values(jobqueue_redis_up{namespace=~"$namespace"}, app_kubernetes_io_instance)')
             .refresh(dash_m.VariableRefresh.ON_TIME_RANGE_CHANGED)
             .sort(dash_m.VariableSort.ALPHABETICAL_ASC)
             .multi(True)

@@ -620,3 +620,18 @@ def test_api_and_worker_series_of_two_releases_in_one_namespace_carry_their_rele
         assert sides["api"] == sides["worker"] and None not in sides["api"], (release, sides)
         seen[release] = sides["api"]
     assert seen["dev"] != seen["demo"], seen
+
+
+def test_every_monitor_labels_its_series_with_the_release():
+    """The dashboard's release variable filters every panel, the Redis row too."""
+    objs = render_objects(
+        {
+            "metrics": {"serviceMonitor": {"enabled": True}, "podMonitor": {"enabled": True}},
+            "redis": {"exporter": {"enabled": True}},
+        }
+    )
+    monitors = find(objs, "ServiceMonitor") + find(objs, "PodMonitor")
+    assert len(monitors) == 3, [m["metadata"]["name"] for m in monitors]
+    for monitor in monitors:
+        target = _pod_target_labels(monitor, {"app.kubernetes.io/instance": RELEASE}, NAMESPACE)
+        assert target.get("app_kubernetes_io_instance") == RELEASE, monitor["metadata"]["name"]

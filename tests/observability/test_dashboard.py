@@ -61,7 +61,7 @@ def test_dashboard_covers_what_operators_need():
 
 def grafana_to_promql(expr: str) -> str:
     """What Grafana sends for the dashboard's variables with "All" selected."""
-    return expr.replace("$namespace", ".*").replace("$__rate_interval", "1m")
+    return expr.replace("$namespace", ".*").replace("$release", ".*").replace("$__rate_interval", "1m")
 
 
 def test_every_panel_query_parses_with_promtool(promtool):
@@ -86,3 +86,4 @@ def test_every_panel_reads_recorded_or_documented_series():
         assert rules.raw_metric_names(expr) <= documented, title
         assert rules.recorded_names(expr) <= recorded, title
         assert re.search(r'namespace=~"\$namespace"', expr), f"{title} ignores the namespace variable"
+        assert re.search(r'app_kubernetes_io_instance=~"\$release"', expr), f"{title} mixes releases"

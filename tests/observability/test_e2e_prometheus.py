@@ -152,7 +152,7 @@ def test_backlog_autoscaling_dashboard_and_alerts_against_a_real_prometheus(
 
     # (c) every dashboard panel query returns data: at least one finite number
     queries = {
-        k: v.replace("$namespace", NAMESPACE).replace("$__rate_interval", "1m")
+        k: v.replace("$namespace", NAMESPACE).replace("$release", "atx-jobqueue").replace("$__rate_interval", "1m")
         for k, v in dashboard.panel_queries(dashboard.build()).items()
     }
     if not with_exporter:
