@@ -86,9 +86,11 @@ def test_make_observe_scrapes_api_and_each_worker_with_the_rules_loaded(observe,
     job = requests.post(f"{api}/submit", json={"operation": "unique_issues", "params": {}}, timeout=10).json()["job_id"]
     assert requests.get(f"{api}/status/{job}?wait=30", timeout=40).json()["status"] == "complete"
 
-    # each worker pod is one replica: a worker must not export the API's or another worker's series
+    # each worker pod is one replica: a worker must not export the API's or another worker's series;
+    # API and workers carry the release the backlog alert joins them on
+    assert len(prom.query('jobqueue_redis_up{app_kubernetes_io_instance="atx-jobqueue"}')) == 1
     prom.wait_for(
-        'jobqueue:worker_replicas:count{job="atx-jobqueue-worker"}',
+        'jobqueue:worker_replicas:count{job="atx-jobqueue-worker", app_kubernetes_io_instance="atx-jobqueue"}',
         lambda r: len(r) == 1 and float(r[0]["value"][1]) == 2,
         timeout=30,
     )
