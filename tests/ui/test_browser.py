@@ -305,6 +305,72 @@ def test_cancel_a_queued_job(page, idle_stack):
     assert page.problems == []
 
 
+KEY = re.compile(r'^"[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}"$')
+
+
+def _jobs_with(url, n):
+    jobs = requests.get(f"{url}/jobs?limit=100&operation=top_locations", timeout=10).json()["jobs"]
+    return [j["id"] for j in jobs if j["params"].get("n") == n]
+
+
+def test_pressing_submit_twice_quickly_queues_one_job(page, idle_stack):
+    """Two presses before the first answer (the second request sent while the first is held): both
+    carry the same Idempotency-Key, the API stores one job, and the page follows it."""
+    url, held, keys = idle_stack.url, [], []
+
+    def hold_until_both_sent(route):
+        keys.append(route.request.headers.get("idempotency-key"))
+        held.append((route, route.fetch()))  # reached the API; its answer is held back
+        if len(held) == 2:
+            for r, response in held:
+                r.fulfill(response=response)
+
+    page.route("**/submit", hold_until_both_sent)
+    page.goto(f"{url}/ui/submit?operation=top_locations")
+    page.fill("#p-n", "11")
+    page.evaluate("() => { const f = document.getElementById('submit-form'); f.requestSubmit(); f.requestSubmit(); }")
+    # both answers name the job and both send the page there (the second navigation replaces the first)
+    _expect()(page).to_have_url(re.compile(r"/ui/jobs/[0-9a-f-]{36}$"))
+    assert len(keys) == 2 and KEY.match(keys[0]) and keys[0] == keys[1], keys
+    assert [response.json()["job_id"] for _, response in held] == _jobs_with(url, 11) * 2
+    assert page.url.endswith("/ui/jobs/" + _jobs_with(url, 11)[0])
+    assert page.problems == []
+
+
+def test_pressing_again_after_the_answer_was_lost_returns_the_stored_job(page, idle_stack):
+    """The API stored the job but the connection broke before the page read the answer: pressing
+    the button again sends the same key and gets that job, not a second one. A changed form is a
+    new request with a new key."""
+    expect = _expect()
+    url, keys, stored = idle_stack.url, [], []
+
+    def lose_the_first_answer(route):
+        keys.append(route.request.headers.get("idempotency-key"))
+        if len(keys) == 1:
+            stored.append(route.fetch().json()["job_id"])
+            route.abort("connectionreset")
+        else:
+            route.continue_()
+
+    page.route("**/submit", lose_the_first_answer)
+    page.goto(f"{url}/ui/submit?operation=top_locations")
+    page.fill("#p-n", "12")
+    page.click("#submit-form button[type=submit]")
+    expect(page.locator("#form-error")).to_contain_text("Could not reach the API")
+    page.click("#submit-form button[type=submit]")
+    page.wait_for_url(re.compile(r"/ui/jobs/[0-9a-f-]{36}$"))
+    assert len(keys) == 2 and KEY.match(keys[0]) and keys[0] == keys[1], keys
+    assert _jobs_with(url, 12) == stored and page.url.endswith("/ui/jobs/" + stored[0])
+    # a new page (or changed values) is a new submission: a new key, a second job
+    page.goto(f"{url}/ui/submit?operation=top_locations")
+    page.fill("#p-n", "12")
+    page.click("#submit-form button[type=submit]")
+    page.wait_for_url(re.compile(r"/ui/jobs/[0-9a-f-]{36}$"))
+    assert len(keys) == 3 and KEY.match(keys[2]) and keys[2] != keys[0]
+    assert len(_jobs_with(url, 12)) == 2
+    assert page.problems == []
+
+
 def test_page_works_under_an_ingress_prefix_and_under_script_name(page, stack):
     expect = _expect()
     with PrefixProxy(stack.api_port, "/class/jq") as proxy:

@@ -14,9 +14,10 @@
   var FINAL = { complete: true, failed: true, cancelled: true };
 
   // --- helpers ---------------------------------------------------------------------------------
-  function api(method, path, payload) {
+  function api(method, path, payload, extra) {
     var headers = { Accept: "application/json" };
     if (CSRF) headers["X-CSRF-Token"] = CSRF;
+    if (extra) Object.keys(extra).forEach(function (k) { headers[k] = extra[k]; });
     var init = { method: method, credentials: "same-origin", headers: headers, cache: "no-store" };
     if (payload !== undefined) {
       headers["Content-Type"] = "application/json";
@@ -27,6 +28,30 @@
         if (r.status === 401 && PAGE !== "login") { location.reload(); }
         return { status: r.status, ok: r.ok, data: data };
       });
+    });
+  }
+
+  // A submit carries an Idempotency-Key, so pressing again (a double click, or after the network
+  // lost the answer) returns the job already stored instead of queueing a second one. The key is
+  // kept while the same request has had no answer that settles it (no answer at all, or a 504),
+  // and dropped once one does or the request changes. crypto.randomUUID exists only in secure
+  // contexts (not plain http through a port-forward); getRandomValues exists everywhere.
+  function newKey() {
+    var b = crypto.getRandomValues(new Uint8Array(16)), hex = "";
+    b[6] = (b[6] & 0x0f) | 0x40;   // the shape of a version-4 UUID
+    b[8] = (b[8] & 0x3f) | 0x80;
+    for (var i = 0; i < 16; i++) hex += (b[i] + 0x100).toString(16).slice(1);
+    return hex.slice(0, 8) + "-" + hex.slice(8, 12) + "-" + hex.slice(12, 16) + "-" + hex.slice(16, 20) + "-" + hex.slice(20);
+  }
+
+  var pending = null;   // {body, key}: the submit not yet settled
+  function submitJob(payload) {
+    var body = JSON.stringify(payload);
+    if (!pending || pending.body !== body) pending = { body: body, key: newKey() };
+    var sent = pending;
+    return api("POST", "submit", payload, { "Idempotency-Key": '"' + sent.key + '"' }).then(function (res) {
+      if (res.status !== 504 && pending === sent) pending = null;
+      return res;
     });
   }
 
@@ -449,7 +474,7 @@
     });
     byId("a-again").addEventListener("click", function () {
       if (!current) return;
-      api("POST", "submit", { operation: current.operation, params: current.params }).then(function (res) {
+      submitJob({ operation: current.operation, params: current.params }).then(function (res) {
         if (res.status === 202) location.href = ROOT + "ui/jobs/" + encodeURIComponent(res.data.job_id);
         else notice(errorText(res));
       });
@@ -491,7 +516,7 @@
       if (firstBad) { firstBad.focus(); return; }
       var button = form.querySelector("button[type=submit]");
       button.disabled = true;
-      api("POST", "submit", { operation: form.getAttribute("data-operation"), params: params }).then(function (res) {
+      submitJob({ operation: form.getAttribute("data-operation"), params: params }).then(function (res) {
         button.disabled = false;
         if (res.status === 202) { location.href = ROOT + "ui/jobs/" + encodeURIComponent(res.data.job_id); return; }
         var param = res.data && res.data.param;
