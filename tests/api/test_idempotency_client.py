@@ -143,6 +143,38 @@ def test_run_submit_and_wait_and_the_cli_resend_with_their_key_after_a_504(tmp_p
         client.close()
 
 
+def test_a_plain_cli_submit_resends_with_its_key_and_prints_the_stored_job(tmp_path, redis_alone):
+    """``jobqueue submit`` without ``--wait`` while Redis hangs: each 504 echoes the CLI's key and
+    the CLI sends the same request again; when Redis resumes exactly one job is stored (however many
+    attempts Redis had read) and the id the CLI prints is that job's. Before, it printed the first
+    attempt's id "to check" and exited 3."""
+    server = redis_alone
+    with api_server(server.url, tmp_path / "api", processes=1) as api:
+        assert Client(api.url).submit("sleep", seconds=0.01)  # a Redis that answers, as a user's does
+        server.proc.send_signal(signal.SIGSTOP)
+        try:
+            cli = subprocess.Popen(
+                [str(BIN / "jobqueue"), "submit", "sleep", "seconds=0.026", "--url", api.url],
+                env={**api.env},
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+            lines: list[str] = []
+            in_thread(lambda: lines.extend(cli.stderr))
+            resent = lambda: sum("same Idempotency-Key" in line for line in lines) >= 2  # noqa: E731
+            wait_until(resent, 2 * BOUND + 20, "the CLI's 504s, each sent again")
+        finally:
+            server.proc.send_signal(signal.SIGCONT)
+        out, _ = cli.communicate(timeout=90)
+        err = "".join(lines)
+        assert cli.returncode == 0, (cli.returncode, out, err)
+        printed = json.loads(out)
+        assert printed["status"] == "submitted", out
+        time.sleep(1.0)  # every attempt Redis had read has run by now
+        assert _stored(server.client(), 0.026) == [printed["job_id"]], err
+
+
 REQUEST_LINE = "POST /submit?wait=0 HTTP/1.1"
 
 

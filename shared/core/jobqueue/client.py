@@ -10,7 +10,7 @@ and returns the moment the job finishes; ``run`` submits with ``?wait=`` too, so
 one exchange. A 429 or 503 (rate limit, Redis briefly away) is retried
 after the ``Retry-After`` the API sends (:mod:`jobqueue.http`), so a script rides out a restart. A
 504 on a submit (Redis hung after the job was sent) is never sent again blindly: ``submit`` raises
-:class:`StoredUnknown`; ``run`` and ``submit_and_wait`` send an ``Idempotency-Key`` with their
+:class:`StoredUnknown`; ``run``, ``submit_and_wait`` (and ``jobqueue submit``) send an ``Idempotency-Key`` with their
 submit and, after a 504 or a connection lost mid-request, send the same request again with the same
 key (the API answers the job stored first: one job in any order), or on an API that does not
 honour keys find out whether the job was stored.
@@ -171,11 +171,13 @@ class Client:
     def _submit_waiting(
         self,
         body: dict[str, Any],
-        wait: float,
+        wait: float | None,
         timeout: float | None,
         on_unsure: Callable[[StoredUnknown], None] | None = None,
     ) -> dict[str, Any]:
-        """``POST /submit?wait=`` with an ``Idempotency-Key`` (new for this call). When the answer
+        """``POST /submit?wait=`` (``wait`` None: a plain ``POST /submit``, answered
+        ``{"job_id", "status": "submitted"}``, whose 504 from an API without keys is raised as
+        :class:`StoredUnknown`, as :meth:`submit` does) with an ``Idempotency-Key`` (new for this call). When the answer
         is lost (a 504 that echoes the key, or the connection broken or timed out after the request
         went out, on an API known to honour keys) the same request is sent again with the same key,
         paced, within ``timeout`` (``RESOLVE_SECONDS`` if None): the API answers the job the first
@@ -197,9 +199,9 @@ class Client:
                 response = self._request(
                     "POST",
                     "/submit",
-                    params={"wait": f"{wait:g}"},
+                    params=None if wait is None else {"wait": f"{wait:g}"},
                     json=body,
-                    timeout=self.timeout + wait,
+                    timeout=self.timeout + (wait or 0.0),
                     headers={KEY_HEADER: key},
                 )
                 self._keys_honoured = response.headers.get(KEY_HEADER) == key
@@ -216,6 +218,8 @@ class Client:
                         raise
                     pacer.pause = min(Pacer.MOST, pacer.pause * 2 or Pacer.FIRST)
                     continue
+                if wait is None:  # a plain submit to an API that ignores keys: the caller checks
+                    raise
                 job = self._resolve(unsure, deadline)  # an API that ignores keys: check the status
                 key = new_key()
             except (requests.ConnectionError, requests.Timeout) as lost:
@@ -225,7 +229,7 @@ class Client:
                 pacer.pause = min(Pacer.MOST, pacer.pause * 2 or Pacer.FIRST)
                 continue
             if job is not None:  # stored: wait for it what is left of ``wait``
-                left = wait - (time.monotonic() - start)
+                left = (wait or 0.0) - (time.monotonic() - start)
                 return job if job["status"] in FINAL or left <= 0 else self.status(job["job_id"], wait=left)
             # not stored: submit again, once for this 504 (a new id; another 504 is resolved anew)
 

@@ -87,8 +87,10 @@ def _submit(args: argparse.Namespace) -> int:
     if args.wait and not args.output:
         _check_default_png(args.operation, declared)
     params = parse_params(declared, args.params)
-    if not args.wait:
-        print(json.dumps({"job_id": client.submit(args.operation, params), "status": "submitted"}))
+    if not args.wait:  # keyed: after a 504 or a lost answer the same request is sent again (one job)
+        body = {"operation": args.operation, "params": params}
+        job = client._submit_waiting(body, None, args.timeout, _unsure_keyed)
+        print(json.dumps({"job_id": job["job_id"], "status": "submitted"}))
         return 0
     # one exchange: a job that ends within the first 2 s is answered by the submit itself
     start = time.monotonic()
@@ -101,6 +103,12 @@ def _submit(args: argparse.Namespace) -> int:
     if job["status"] != "complete":
         raise JobFailed(job)
     return _emit(client, job, args.output)
+
+
+def _unsure_keyed(exc: StoredUnknown) -> None:
+    """A plain submit's 504: told only when it is sent again (else the exit message says it all)."""
+    if exc.key is not None:
+        _unsure(exc)
 
 
 def _unsure(exc: StoredUnknown) -> None:
