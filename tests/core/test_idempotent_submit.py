@@ -70,13 +70,20 @@ def test_the_second_attempt_answers_the_first_ones_job_and_a_resend_its_own(harn
     assert 0 < harness.jobs.ttl(KEY) <= 60
 
 
-def test_a_replay_of_a_deleted_job_answers_its_id_without_a_document(harness):
+def test_a_repeat_after_the_keys_job_was_deleted_stores_a_new_job_under_the_key(harness):
+    """Answering the deleted job's id would announce a job that is not there (a client polling it gets
+    404; an API fuzzer's stateful run found POST /jobs answering an id DELETE had removed)."""
     d = harness.delivery
-    a = _job(d)
+    a, b = _job(d), _job(d)
     d.store_keyed(a, KEY, FINGERPRINT, 60)
     harness.jobs.delete(keys.job(a.id))
-    replay = d.store_keyed(_job(d), KEY, FINGERPRINT, 60)
-    assert (replay.state, replay.job_id, replay.doc) == (KeyedState.REPLAYED, a.id, None)
+    again = d.store_keyed(b, KEY, FINGERPRINT, 60)
+    assert (again.state, again.job_id) == (KeyedState.STORED, b.id)
+    assert harness.jobs.exists(keys.job(b.id)) and _queued(harness) == [a.id, b.id]
+    replay = d.store_keyed(_job(d), KEY, FINGERPRINT, 60)  # the key now names the new job
+    assert (replay.state, replay.job_id) == (KeyedState.REPLAYED, b.id)
+    conflict = d.store_keyed(_job(d), KEY, "0" * 64, 60)  # a different request is still refused
+    assert conflict.state is KeyedState.CONFLICT
 
 
 def test_a_waited_keyed_submit_marks_the_job_it_answers(harness):

@@ -524,9 +524,9 @@ end
 -- record ('<job id> <fingerprint>', for key_seconds), unless the key names a job already. Redis runs
 -- scripts one at a time, so of two attempts carrying one key (a client's retry after a lost answer,
 -- in whatever order Redis serves them) the second finds the first's record: one job, whatever the
--- order. Answers {'stored', id, ''}; {'replayed', the key's job id, its document or ''} for a
--- repeat of the same request (same fingerprint); {'conflict', the key's job id, ''} when the key
--- names a different request. Sent again with the same job id (redis-py's retry after a lost
+-- order. Answers {'stored', id, ''}; {'replayed', the key's job id, its document} for a repeat of
+-- the same request (same fingerprint), or, when that job has been deleted since, stores this one
+-- under the key ('stored'); {'conflict', the key's job id, ''} when the key names a different request. Sent again with the same job id (redis-py's retry after a lost
 -- answer) it finds its own record and answers 'stored' again. With waited_seconds > 0 the answered
 -- job is marked waited for (a submit that waits for its end: announce it).
 function commands.store_keyed()
@@ -540,9 +540,17 @@ function commands.store_keyed()
     local held_id, held_fingerprint = string.match(record, '^(%S+) (%S+)$')
     if held_fingerprint ~= fingerprint then return {'conflict', held_id or '', ''} end
     if held_id ~= job_id then
-      answer = {'replayed', held_id, redis.call('GET', job_prefix .. held_id) or ''}
+      local held_doc = redis.call('GET', job_prefix .. held_id)
+      if held_doc then
+        answer = {'replayed', held_id, held_doc}
+      else
+        -- the key's job was deleted (DELETE /jobs/<id>): answering its id would announce a job
+        -- that is not there, so the key is free again for the same request
+        record = nil
+      end
     end
-  else
+  end
+  if not record then
     redis.call('SET', key, job_id .. ' ' .. fingerprint, 'EX', key_seconds)
     write_new(fields)
     use(jobs_db)
