@@ -118,7 +118,7 @@ def cmd_jobs(args: argparse.Namespace) -> int:
         print(json.dumps(page, indent=2))
         return 0
     now = time.time()
-    rows = [
+    rows: list[tuple[Any, ...]] = [
         (
             j["job_id"][:8],
             j["status"],
@@ -131,8 +131,12 @@ def cmd_jobs(args: argparse.Namespace) -> int:
         )
         for j in page["jobs"]
     ]
+    header = ["id", "status", "operation", "params", "submitted", "took", "tries", "worker"]
+    if any("owner" in j for j in page["jobs"]):  # named tokens: the admin sees whose each job is
+        header.insert(1, "user")
+        rows = [(row[0], j.get("owner") or "-", *row[1:]) for row, j in zip(rows, page["jobs"], strict=True)]
     if rows:
-        print(table(["id", "status", "operation", "params", "submitted", "took", "tries", "worker"], rows))
+        print(table(header, rows))
     else:
         print("no jobs" + (" match" if params else ""))
     if page.get("next_cursor"):
