@@ -3,10 +3,11 @@ what was given and the limit: otherwise `helm install` creates half the release 
 fails, and Argo CD shows a degraded app, each with a message about an object, not a value.
 
 What the cluster does, from its source: HPA maxReplicas must be >= minReplicas (kubernetes
-pkg/apis/autoscaling/validation); the KEDA ScaledObject CRD, its admission webhook and its operator
-refuse minReplicaCount > maxReplicaCount (kedacore/keda apis/keda/v1alpha1/scaledobject_types.go,
-CheckReplicaCountBoundsAreValid); a nodePort outside --service-node-port-range is "not in the
-valid range" (pkg/registry/core/service/portallocator); an Ingress host must be a lower-case
+pkg/apis/autoscaling/validation); KEDA's ScaledObject CRD (from 2.20) and admission webhook refuse
+minReplicaCount > maxReplicaCount, and without them its operator marks the object not Ready and
+creates no HPA (kedacore/keda apis/keda/v1alpha1/scaledobject_types.go,
+CheckReplicaCountBoundsAreValid); a nodePort outside --service-node-port-range is "not in the valid
+range" (pkg/registry/core/service/portallocator); an Ingress host must be a lower-case
 DNS-1123 subdomain, optionally "*.", never an IP (pkg/apis/networking/validation); a request above
 its limit is refused (pkg/apis/core/validation, ValidateResourceRequirements); a claim's size must
 be above zero; label keys and values must be qualified names (nodeSelector too), annotation keys
