@@ -85,6 +85,16 @@ def test_the_admin_jobs_table_says_whose_each_job_is(owned_api, capsys):
     assert out.splitlines()[1].split()[1:3] == ["bob", "submitted"]
 
 
+def test_a_missing_or_refused_token_says_how_to_give_one(owned_api, capsys, monkeypatch):
+    """The 401 line named only the HTTP header; a CLI user gives the token with --token or
+    JOBQUEUE_TOKEN, and needs to know whether one was sent at all."""
+    monkeypatch.delenv("JOBQUEUE_TOKEN", raising=False)
+    code, _, err = _run(capsys, "jobs", "--url", owned_api.url)
+    assert code == 2 and "no token given: pass yours with --token or JOBQUEUE_TOKEN" in err, err
+    code, _, err = _run(capsys, "jobs", "--url", owned_api.url, "--token", "guess")
+    assert code == 2 and "the token given was refused" in err and "guess" not in err, err
+
+
 def test_info_like_rq_info(api, capsys):
     _submit(api)
     code, out, _ = _run(capsys, "info", "--url", api.url, "--format", "table")

@@ -17,6 +17,7 @@ from typing import Any
 
 from . import cliargs
 from .client import FINAL, Client, Pacer
+from .client_cli import told_wait
 
 SPINNER = "|/-\\"
 
@@ -24,7 +25,9 @@ SPINNER = "|/-\\"
 def add_commands(sub: argparse._SubParsersAction) -> None:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--url", help="API base URL (default $JOBQUEUE_URL or http://127.0.0.1:5000)")
-    common.add_argument("--token", help="bearer token when the server sets API_TOKEN (default $JOBQUEUE_TOKEN)")
+    common.add_argument(
+        "--token", help="bearer token when the server sets API_TOKEN or API_TOKENS: yours (default $JOBQUEUE_TOKEN)"
+    )
     common.add_argument(
         "--format",
         choices=("auto", "table", "json"),
@@ -105,7 +108,7 @@ def _duration(job: dict[str, Any], now: float) -> str:
 
 
 def _client(args: argparse.Namespace) -> Client:
-    return Client(args.url, args.token)
+    return Client(args.url, args.token, on_wait=told_wait)
 
 
 # --- commands ----------------------------------------------------------------------------------
