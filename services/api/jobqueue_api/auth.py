@@ -122,7 +122,7 @@ def check_token() -> None:
     given, via_cookie = given_token()
     known, name = identify(given)
     if not known:
-        err = ApiError(401, "unauthorized", "this route needs 'Authorization: Bearer <API_TOKEN>'")
+        err = ApiError(401, "unauthorized", "this route needs 'Authorization: Bearer <your token>'")
         err.headers["WWW-Authenticate"] = 'Bearer realm="atx-jobqueue"'
         raise err
     g.jobqueue_owner = name
