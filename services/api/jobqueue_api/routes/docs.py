@@ -25,7 +25,7 @@ def docs():
     # Logged in on the web page, Try it out sends its cookie: a submit or delete made with it must
     # carry the page's CSRF value (it was a 403 csrf_failed from /docs), so this page has it too
     given, via_cookie = given_token()
-    csrf = csrf_token(given) if via_cookie and tokens_required() and token_matches(given) else ""
+    csrf = csrf_token(given) if given and via_cookie and tokens_required() and token_matches(given) else ""
     return render_template("docs.html", root=root(), csrf=csrf)
 
 
