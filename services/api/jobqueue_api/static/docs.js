@@ -12,7 +12,10 @@
       window.ui = SwaggerUIBundle({
         spec: spec,
         dom_id: "#swagger-ui",
-        deepLinking: true,
+        // No deep links: with them Swagger UI puts each path's <a href="#/tag/op"> inside the
+        // operation's summary <button> (axe: nested-interactive, serious, one per route), which
+        // screen readers and keyboards cannot reach; the page works the same without them.
+        deepLinking: false,
         tryItOutEnabled: false,
         presets: [SwaggerUIBundle.presets.apis],
         layout: "BaseLayout"
