@@ -107,3 +107,19 @@ def test_an_admin_token_read_from_a_file_with_its_newline_still_matches(redis_ur
     client = create_app(make_settings(redis_url, API_TOKEN="s3cret\n"), load_data=False).test_client()
     assert client.get("/jobs", headers={"Authorization": "Bearer s3cret"}).status_code == 200
     assert client.get("/jobs").status_code == 401
+
+
+def test_tokens_one_a_line_as_a_secret_file_holds_them(redis_url):
+    """`kubectl create secret generic class-tokens --from-file=api-tokens=tokens.txt` with one
+    student a line: the value was one entry (alice's token ran to the end of the file), the API
+    started, and every student got 401. A line break separates entries as a comma does."""
+    from jobqueue_api import create_app
+
+    lines = "alice:alice-line-token\r\nbob:bob-line-token\ncarol:carol-line-token\n"
+    app = create_app(make_settings(redis_url, API_TOKENS=lines), load_data=False)
+    client = app.test_client()
+    for who in ("alice", "bob", "carol"):
+        r = client.post("/submit", json={"operation": "sleep"}, headers={"Authorization": f"Bearer {who}-line-token"})
+        assert r.status_code == 202, (who, r.get_json())
+        job = client.get(f"/status/{r.get_json()['job_id']}", headers={"Authorization": f"Bearer {who}-line-token"})
+        assert job.get_json()["owner"] == who

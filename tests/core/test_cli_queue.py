@@ -91,6 +91,7 @@ def test_a_missing_or_refused_token_says_how_to_give_one(owned_api, capsys, monk
     monkeypatch.delenv("JOBQUEUE_TOKEN", raising=False)
     code, _, err = _run(capsys, "jobs", "--url", owned_api.url)
     assert code == 2 and "no token given: pass yours with --token or JOBQUEUE_TOKEN" in err, err
+    assert "Bearer <your token>" in err  # a student's own, not the admin's API_TOKEN
     code, _, err = _run(capsys, "jobs", "--url", owned_api.url, "--token", "guess")
     assert code == 2 and "the token given was refused" in err and "guess" not in err, err
 

@@ -115,7 +115,8 @@ def test_a_value_the_cluster_refuses_stops_the_render_naming_it(values, says):
         ),
         ({"redis": {"backup": {"schedule": "hourly"}}}, "/redis/backup/schedule"),
         ({"redis": {"backup": {"schedule": "0 17 * * * *"}}}, "/redis/backup/schedule"),  # 6 fields: seconds
-        ({"redis": {"backup": {"schedule": "TZ=UTC 17 * * * *"}}}, "/redis/backup/schedule"),
+        ({"redis": {"backup": {"schedule": "TZ=UTC 17 * * * * *"}}}, "/redis/backup/schedule"),
+        ({"redis": {"backup": {"timeZone": "America/New York"}}}, "/redis/backup/timeZone"),
         ({"api": {"service": {"nodePortRange": "30000:32767"}}}, "/api/service/nodePortRange"),
         ({"api": {"ingress": {"className": "NGINX"}}}, "/api/ingress/className"),  # ValidateIngressClassName
         ({"data": {"persistence": {"storageClass": "cinder_csi"}}}, "/data/persistence/storageClass"),
@@ -175,3 +176,24 @@ def test_the_node_port_reaches_the_service_and_the_range_is_only_checked():
 def test_an_ingress_host_renders_as_given():
     rule = one(render_objects(ingress("*.apps.example.com")), "Ingress", "api")["spec"]["rules"][0]
     assert rule["host"] == "*.apps.example.com"
+
+
+def _backup(**backup) -> dict:
+    return one(render_objects({"redis": {"backup": {"enabled": True, **backup}}}), "CronJob")["spec"]
+
+
+@pytest.mark.parametrize("prefix", ["CRON_TZ", "TZ"])
+def test_a_time_zone_in_the_schedule_moves_to_the_time_zone_field(prefix):
+    """A schedule "CRON_TZ=<zone> <fields>" was accepted by the chart and by Kubernetes before 1.29,
+    which refuses it in a new CronJob ("cannot use TZ or CRON_TZ in schedule, use timeZone field
+    instead"; kubernetes/kubernetes#116252) and beside spec.timeZone in any: an installation that
+    has one upgrades without a change, into the supported field."""
+    spec = _backup(schedule=f"{prefix}=America/Chicago  17 3 * * *")
+    assert (spec["schedule"], spec["timeZone"]) == ("17 3 * * *", "America/Chicago")
+    assert _backup(schedule="@daily", timeZone="Europe/Berlin")["timeZone"] == "Europe/Berlin"
+    assert "timeZone" not in _backup()  # empty is refused by the API server ("must be nil or non-empty")
+
+
+def test_a_time_zone_in_both_places_is_refused_naming_the_prefix():
+    with pytest.raises(helm.HelmError, match='remove the "CRON_TZ=UTC" prefix'):
+        _backup(schedule="CRON_TZ=UTC 17 * * * *", timeZone="UTC")
