@@ -123,3 +123,17 @@ def test_tokens_one_a_line_as_a_secret_file_holds_them(redis_url):
         assert r.status_code == 202, (who, r.get_json())
         job = client.get(f"/status/{r.get_json()['job_id']}", headers={"Authorization": f"Bearer {who}-line-token"})
         assert job.get_json()["owner"] == who
+
+
+def test_help_with_named_tokens_only_says_a_token_is_needed(redis_url):
+    """With API_TOKENS alone (each student a token, no admin token) /help said "Auth: no token
+    needed" and its curl lines carried no header, while every one of them answered 401."""
+    from jobqueue_api import create_app
+
+    app = create_app(make_settings(redis_url, API_TOKENS="alice:alice-help-token"), load_data=False)
+    client = app.test_client()
+    text = client.get("/help").get_data(as_text=True)
+    assert "no token needed" not in text and "need 'Authorization: Bearer <token>'" in text, text
+    lines = [line for line in text.splitlines() if "/submit" in line and "curl" in line]
+    assert lines and all('-H "Authorization: Bearer $API_TOKEN"' in line for line in lines), lines
+    assert client.get("/help", headers={"Accept": "application/json"}).get_json()["auth"] != "no token needed"
