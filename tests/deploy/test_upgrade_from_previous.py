@@ -95,6 +95,27 @@ HANDWRITTEN = {
     },
     "no storage class named": {"data": {"persistence": {"storageClass": ""}}},
     "the exporter": {"redis": {"exporter": {"enabled": True}}},
+    "a token Secret of one's own": {
+        "config": {"apiToken": {"enabled": True, "existingSecret": "jobs-token", "existingSecretKey": "token"}}
+    },
+    "restore from a claim of one's own": {
+        "redis": {
+            "backup": {"existingClaim": "old-backups"},
+            "restore": {"enabled": True, "file": "dump-20260101T001700Z.rdb"},
+        }
+    },
+    "external Redis with a password Secret": {
+        "redis": {"enabled": False},
+        "externalRedis": {"url": "redis://redis.example:6379/0", "existingSecret": "redis-pw"},
+    },
+    "pull secrets and a short name": {"imagePullSecrets": [{"name": "regcred"}], "fullnameOverride": "jq"},
+    "another name with a node port": {
+        "nameOverride": "jq",
+        "api": {"service": {"type": "NodePort", "nodePort": 30500}},
+    },
+    "the full dataset from the portal": {"data": {"loader": {"source": "url"}}},
+    "a data claim of one's own": {"data": {"persistence": {"existingClaim": "atx-data"}}},
+    "no volumes": {"data": {"persistence": {"enabled": False}}, "redis": {"persistence": {"enabled": False}}},
 }
 
 # generated at install and kept by `lookup` in a cluster; random in every offline render
