@@ -157,12 +157,19 @@ def test_prometheus_is_pointed_at_the_metrics_port(source):
         (endpoint,) = monitor["spec"]["endpoints"]
         port = _service_port(selected[0], {"name": endpoint["port"]})
         assert _container_port(main, port["targetPort"]) == settings.api_metrics_port
-        # the series keep the API Service's name: the autoscaling query and the alerts select it
+        # the series keep the API Service's name (queries users wrote on it) and carry the release,
+        # which the autoscaling query and the alerts select
         api_service = one(objs, "Service", "api")["metadata"]["name"]
         assert {"action": "replace", "targetLabel": "service", "replacement": api_service} in endpoint["relabelings"]
+        release = deployment["spec"]["template"]["metadata"]["labels"]["app.kubernetes.io/instance"]
+        assert {
+            "action": "replace",
+            "sourceLabels": ["__meta_kubernetes_pod_label_app_kubernetes_io_instance"],
+            "targetLabel": "app_kubernetes_io_instance",
+        } in endpoint["relabelings"]
         query = next((o for o in objs if o["kind"] == "ScaledObject"), None)
         if query:
-            assert f'service="{api_service}"' in query["spec"]["triggers"][0]["metadata"]["query"]
+            assert f'app_kubernetes_io_instance="{release}"' in query["spec"]["triggers"][0]["metadata"]["query"]
 
 
 @pytest.mark.parametrize("source", SOURCES)

@@ -196,7 +196,8 @@ def test_the_upgrade_neither_adds_nor_removes_an_object(previous_chart):
     """Same values, same objects: an object the new chart stops rendering is deleted by the upgrade
     (with its data, for a claim); one it starts rendering appears without the user asking. (At
     PREVIOUS, the only objects that differ are each release's PrometheusRule, now scoped to its
-    own series, and the CronJob of a schedule with a time zone, moved to spec.timeZone.)"""
+    own series, the CronJob of a schedule with a time zone, moved to spec.timeZone, and the
+    ScaledObject's query or the HPA's metric selector, now on the release label: see below.)"""
     for name, values in _cases(previous_chart).items():
         before = _release_objects(objects_of(render_chart(values, chart=previous_chart)))
         assert before == _release_objects(render_objects(values)), name
@@ -226,3 +227,46 @@ def test_reuse_values_from_the_previous_release_renders_too(previous_chart, tmp_
         except helm.HelmError as error:
             failed[name] = str(error)[-300:]
     assert failed == {}
+
+
+def _without(obj: dict, *path: str | int) -> dict:
+    """A copy of ``obj`` without the value at ``path`` (to compare the rest)."""
+    import copy
+
+    out = copy.deepcopy(obj)
+    node = out
+    for key in path[:-1]:
+        node = node[key]
+    del node[path[-1]]
+    return out
+
+
+def test_of_the_scalers_only_the_backlog_selector_changes(previous_chart):
+    """The upgrade's changes, object by object: besides the PrometheusRule and a time-zoned CronJob,
+    only the backlog's selector of the scaler: KEDA's query (a value, so `--reuse-values` keeps the
+    old one) and the HPA's metric selector move from `service=<release>-atx-jobqueue-api` to
+    `app_kubernetes_io_instance=<release>`, which every documented scrape sets. Both fields are
+    mutable (an HPA's spec is; KEDA names the HPA's metric s0-prometheus after the trigger's index
+    and type, not its query, so the HPA KEDA owns keeps its metric name)."""
+    release = objects_of(render_chart({}))[0]["metadata"]["labels"]["app.kubernetes.io/instance"]
+    changed: dict[str, set[str]] = {}
+    for name, values in _cases(previous_chart).items():
+        before = {(o["kind"], o["metadata"]["name"]): o for o in objects_of(render_chart(values, chart=previous_chart))}
+        after = {(o["kind"], o["metadata"]["name"]): o for o in render_objects(values)}
+        for key in _release_objects(list(before.values())) & _release_objects(list(after.values())):
+            was, now = _comparable(before[key]), _comparable(after[key])
+            if was == now:
+                continue
+            changed.setdefault(key[0], set()).add(name)
+            if key[0] == "ScaledObject":
+                path = ("spec", "triggers", 0, "metadata", "query")
+                assert _without(was, *path) == _without(now, *path), name
+                query = now["spec"]["triggers"][0]["metadata"]["query"]
+                assert f'app_kubernetes_io_instance="{release}"' in query and "service=" not in query, query
+            if key[0] == "HorizontalPodAutoscaler":
+                path = ("spec", "metrics", 0, "external", "metric", "selector")
+                assert _without(was, *path) == _without(now, *path), name
+                labels = now["spec"]["metrics"][0]["external"]["metric"]["selector"]["matchLabels"]
+                assert labels == {"queue": "jobs", "app_kubernetes_io_instance": release}, labels
+    assert set(changed) == {"PrometheusRule", "CronJob", "ScaledObject", "HorizontalPodAutoscaler"}, changed
+    assert changed["CronJob"] == {"backup schedule with a time zone"}

@@ -34,7 +34,7 @@ class Scrape:
 def _render(values: dict, namespace: str) -> list[dict]:
     from tests.deploy.manifests import render_objects
 
-    # release "atx-jobqueue": its API Service is atx-jobqueue-api, the service label LocalStack gives
+    # release "atx-jobqueue": the app_kubernetes_io_instance tests/observability/monitors.py gives
     return render_objects(values, namespace=namespace, name="atx-jobqueue")
 
 

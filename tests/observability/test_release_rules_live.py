@@ -16,6 +16,14 @@ static jobs over local processes (the API, a worker, Redis and Debian's redis ex
   their rendered ``prometheus.io/scrape`` annotation, takes the path from ``prometheus.io/path``,
   and adds exactly the relabelings docs/observability.md gives (with no labelmap: the docs'
   snippet must be enough on its own).
+- ``annotations-labelmap``: the same job with the usual ``labelmap`` of every pod label first (the
+  docs' other way to the release label), so the series carry the pods' other labels too.
+
+The scaler's side is read as KEDA and prometheus-adapter read it: the rendered ScaledObject's query,
+and the adapter rule of helm/prometheus-adapter-values.yaml with the rendered HPA's selector (its
+``seriesQuery`` lists the metric, its ``metricsQuery`` answers it). The annotation scrapes set no
+``service`` label (a pod job has no Service to name), so a scaler selecting
+``service="<release>-atx-jobqueue-api"`` saw nothing there and KEDA ran its fallback replicas.
 """
 
 from __future__ import annotations
@@ -30,7 +38,7 @@ import yaml
 from pathlib import Path
 
 from devstack.stack import Stack
-from devstack.procs import free_port
+from devstack.procs import free_port, wait_http
 from observability import dashboard
 from observability.rules import REPO_ROOT
 from tests.observability.chart_values import ADAPTER_VALUES
@@ -163,7 +171,7 @@ def docs_annotation_relabelings() -> list[dict]:
     return yaml.safe_load(block)
 
 
-def _annotation_job(objs: list[dict], targets: dict[str, list[str]]) -> dict:
+def _annotation_job(objs: list[dict], targets: dict[str, list[str]], labelmap: bool = False) -> dict:
     groups = []
     for workload, component, container in (
         (_named(objs, "Deployment", "-api"), "api-metrics", "api"),
@@ -186,6 +194,7 @@ def _annotation_job(objs: list[dict], targets: dict[str, list[str]]) -> dict:
                 "target_label": "__metrics_path__",
                 "regex": "(.+)",
             },
+            *([{"action": "labelmap", "regex": "__meta_kubernetes_pod_label_(.+)"}] if labelmap else []),
             *docs_annotation_relabelings(),
         ],
     }
@@ -198,53 +207,125 @@ def _rule_file(objs: list[dict], tmp_path) -> str:
     return str(path)
 
 
-def _adapter_query(objs: list[dict]) -> str:
-    (rule,) = yaml.safe_load(ADAPTER_VALUES.read_text())["rules"]["external"]
-    hpa = _render({**MONITORED, "autoscaling": {"mode": "hpa"}})
+def _adapter_rule(text: str | None = None) -> dict:
+    (rule,) = yaml.safe_load(text or ADAPTER_VALUES.read_text())["rules"]["external"]
+    return rule
+
+
+def _hpa_selector(values: dict, chart: Path | None = None) -> dict[str, str]:
+    from tests.deploy.manifests import render_objects
+
+    extra = {"chart": chart} if chart else {}
+    hpa = render_objects(
+        {**values, "autoscaling": {**values["autoscaling"], "mode": "hpa"}}, name=RELEASE, namespace=NAMESPACE, **extra
+    )
     (metric,) = next(o for o in hpa if o["kind"] == "HorizontalPodAutoscaler")["spec"]["metrics"]
-    labels = {"namespace": NAMESPACE, **metric["external"]["metric"]["selector"]["matchLabels"]}
-    return rule["metricsQuery"].replace("<<.LabelMatchers>>", ",".join(f'{k}="{v}"' for k, v in sorted(labels.items())))
+    return metric["external"]["metric"]["selector"]["matchLabels"]
+
+
+def _adapter_query(rule: dict, selector: dict[str, str]) -> str:
+    """The metricsQuery as prometheus-adapter fills it for the HPA: the selector's requirements, then
+    the namespace of the HPA (pkg/naming/metrics_query.go, BuildExternal)."""
+    labels = {**selector, "namespace": NAMESPACE}
+    return rule["metricsQuery"].replace("<<.LabelMatchers>>", ",".join(f'{k}="{v}"' for k, v in labels.items()))
+
+
+def _backlog(prom, expr: str, expected: float) -> None:
+    """``expr`` answers one series of value ``expected`` (what the scaler divides by its threshold)."""
+    prom.wait_for(expr, lambda r: len(r) == 1 and float(r[0]["value"][1]) == expected, timeout=30)
+
+
+def _the_previous_scalers_answer_too(prom, rule: dict, selector: dict[str, str], values: dict, tmp_path) -> None:
+    """While `helm upgrade` and the adapter's upgrade happen one after the other, each old piece
+    meets a new one: the previous chart's query and HPA selector (on `service`), the previous
+    adapter rule (grouped by `service`). Over the ServiceMonitor's series, which carry both labels,
+    every pairing answers the backlog (docs/deployment.md, Upgrade)."""
+    import subprocess
+
+    from tests.deploy.manifests import chart_at
+    from tests.deploy.test_upgrade_from_previous import PREVIOUS
+
+    chart = chart_at(PREVIOUS, tmp_path)
+    old_objs = _render_with(values, chart)
+    old_keda = next(o for o in old_objs if o["kind"] == "ScaledObject")["spec"]["triggers"][0]["metadata"]["query"]
+    assert "service=" in old_keda, old_keda
+    old_rule = _adapter_rule(
+        subprocess.run(
+            ["git", "-C", str(REPO_ROOT), "show", f"{PREVIOUS}:helm/prometheus-adapter-values.yaml"],
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout
+    )
+    old_selector = _hpa_selector(values, chart)
+    assert "service" in old_selector and "app_kubernetes_io_instance" not in old_selector, old_selector
+    _backlog(prom, old_keda, 7)
+    _backlog(prom, _adapter_query(old_rule, selector), 7)
+    _backlog(prom, _adapter_query(rule, old_selector), 7)
+
+
+def _render_with(values: dict, chart: Path) -> list[dict]:
+    from tests.deploy.manifests import render_objects
+
+    return render_objects(values, name=RELEASE, namespace=NAMESPACE, chart=chart)
 
 
 def _finite(prom, expr: str) -> bool:
     return any(math.isfinite(float(r["value"][1])) for r in prom.query(expr))
 
 
-@pytest.mark.parametrize("scrape", ["operator", "annotations"])
+@pytest.mark.parametrize("scrape", ["operator", "annotations", "annotations-labelmap"])
 def test_the_release_rules_fill_the_dashboard_and_the_scaler_over_a_documented_scrape(
     scrape, redis_server, prometheus_factory, tmp_path
 ):
     if shutil.which("prometheus-redis-exporter") is None:
         pytest.skip("no prometheus-redis-exporter (make setup installs it)")
-    objs = _render(MONITORED if scrape == "operator" else ANNOTATED)
+    values = MONITORED if scrape == "operator" else ANNOTATED
+    objs = _render(values)
     stack = Stack(tmp_path / "stack", redis_server, env={"LOG_LEVEL": "WARNING"})
     try:
         metrics_port = free_port()
         stack.start_api(API_METRICS_PORT=str(metrics_port))
         stack.start_redis_exporter()
-        stack.start_worker(metrics_path="/metrics")
+        worker_port = free_port()  # its target is listed now; the worker starts after the backlog is read
         targets = {
             "api-metrics": [f"127.0.0.1:{metrics_port}"],
             "redis": [f"127.0.0.1:{stack.exporter.port}"],
-            "worker": [f"127.0.0.1:{w.port}" for w in stack.workers],
+            "worker": [f"127.0.0.1:{worker_port}"],
         }
-        jobs = _operator_jobs(objs, targets) if scrape == "operator" else [_annotation_job(objs, targets)]
+        if scrape == "operator":
+            jobs = _operator_jobs(objs, targets)
+        else:
+            jobs = [_annotation_job(objs, targets, labelmap=scrape == "annotations-labelmap")]
         rule_file = _rule_file(objs, tmp_path)
         prom = prometheus_factory(rule_files=[rule_file], scrape_configs=jobs)
+
+        # what the scaler reads, for this release: a backlog no worker takes yet (7 jobs waiting)
+        keda = next(o for o in objs if o["kind"] == "ScaledObject")["spec"]["triggers"][0]["metadata"]["query"]
+        rule, selector = _adapter_rule(), _hpa_selector(values)
+        waiting = [stack.submit("sleep", {"seconds": 0.05}) for _ in range(7)]
+        prom.wait_for_targets_up(2)
+        _backlog(prom, keda, 7)
+        listed = prom._get("series", **{"match[]": rule["seriesQuery"]})  # the adapter lists the metric
+        assert {(s["namespace"], s["app_kubernetes_io_instance"], s["queue"]) for s in listed} == {
+            (NAMESPACE, RELEASE, "jobs")
+        }, listed
+        _backlog(prom, _adapter_query(rule, selector), 7)
+        if scrape == "operator":  # the upgrade's in-between: old scaler objects with new ones, and back
+            _the_previous_scalers_answer_too(prom, rule, selector, values, tmp_path)
+
+        worker = stack.start_worker(WORKER_METRICS_PORT=str(worker_port))
+        worker.port = worker_port
+        wait_http(f"http://127.0.0.1:{worker_port}/metrics", worker)
         prom.wait_for_targets_up(3)
         for target in prom.targets():  # each target is labelled as the release's own
             assert (target["labels"].get("namespace"), target["labels"].get("app_kubernetes_io_instance")) == (
                 NAMESPACE,
                 RELEASE,
             ), target["labels"]
-
-        # what the scaler reads: KEDA's query and the prometheus-adapter rule, for this release
-        keda = next(o for o in objs if o["kind"] == "ScaledObject")["spec"]["triggers"][0]["metadata"]["query"]
-        jobs_before = [stack.submit("sleep", {"seconds": 0.05}) for _ in range(3)]
-        stack.wait_all_final(jobs_before, timeout=60)
-        if scrape == "operator":  # the annotation job has no `service` label: the values say to add one
-            prom.wait_for(keda, lambda r: len(r) == 1, timeout=20)
-            prom.wait_for(_adapter_query(objs), lambda r: len(r) == 1, timeout=20)
+        stack.wait_all_final(waiting, timeout=60)
+        _backlog(prom, keda, 0)  # drained: 0, not "no data" (which KEDA would count as a failure)
+        _backlog(prom, _adapter_query(rule, selector), 0)
         # after the first scrapes, more jobs (failures and 404s too), so that rates have increases
         time.sleep(3)
         more = [stack.submit("sleep", {"seconds": 0.05}) for _ in range(5)]

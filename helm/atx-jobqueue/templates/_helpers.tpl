@@ -488,7 +488,7 @@ scrapes them on kube-prometheus-stack (it ignores prometheus.io annotations) and
 see no series. Stop at render time unless the operator says the API is scraped another way. */}}
 {{- define "atx-jobqueue.autoscaling.requireScrape" -}}
 {{- if not (or .Values.metrics.serviceMonitor.enabled .Values.autoscaling.scrapedWithoutServiceMonitor) }}
-{{- fail (printf "autoscaling.mode=%s reads the API's jobqueue_queue_depth from Prometheus: set metrics.serviceMonitor.enabled=true and metrics.serviceMonitor.labels to what your Prometheus selects (kube-prometheus-stack: release: <its release name>), or, if the API's metrics port is scraped another way with service=<release>-atx-jobqueue-api on its series, autoscaling.scrapedWithoutServiceMonitor=true" .Values.autoscaling.mode) }}
+{{- fail (printf "autoscaling.mode=%s reads the API's jobqueue_queue_depth from Prometheus: set metrics.serviceMonitor.enabled=true and metrics.serviceMonitor.labels to what your Prometheus selects (kube-prometheus-stack: release: <its release name>), or, if the API's metrics port is scraped another way with namespace and app_kubernetes_io_instance=<release> on its series (docs/observability.md), autoscaling.scrapedWithoutServiceMonitor=true" .Values.autoscaling.mode) }}
 {{- end }}
 {{- end }}
 
