@@ -330,6 +330,22 @@ def _panel(spec: PanelSpec, panel_id: int):
     return panel
 
 
+def _filter_variable(name: str, label: str, query: str) -> dash_b.QueryVariable:
+    """A multi-select filter over one label's values ("All" matches every value, so a panel's
+    ``=~"$name"`` keeps every series)."""
+    return (
+        dash_b.QueryVariable(name)
+        .label(label)
+        .datasource(DATASOURCE)
+        .query(query)
+        .refresh(dash_m.VariableRefresh.ON_TIME_RANGE_CHANGED)
+        .sort(dash_m.VariableSort.ALPHABETICAL_ASC)
+        .multi(True)
+        .include_all(True)
+        .all_value(".*")
+    )
+
+
 def build() -> dict:
     """The dashboard as the JSON-ready dict Grafana imports."""
     builder = (
@@ -342,27 +358,13 @@ def build() -> dict:
         .time("now-1h", "now")
         .tooltip(dash_m.DashboardCursorSync.CROSSHAIR)
         .with_variable(dash_b.DatasourceVariable("datasource").label("Data source").type("prometheus"))
+        .with_variable(_filter_variable("namespace", "Namespace", "label_values(jobqueue_redis_up, namespace)"))
         .with_variable(
-            dash_b.QueryVariable("namespace")
-            .label("Namespace")
-            .datasource(DATASOURCE)
-            .query("label_values(jobqueue_redis_up, namespace)")
-            .refresh(dash_m.VariableRefresh.ON_TIME_RANGE_CHANGED)
-            .sort(dash_m.VariableSort.ALPHABETICAL_ASC)
-            .multi(True)
-            .include_all(True)
-            .all_value(".*")
-        )
-        .with_variable(
-            dash_b.QueryVariable("release")
-            .label("Release")
-            .datasource(DATASOURCE)
-            .query('label_values(jobqueue_redis_up{namespace=~"$namespace"}, app_kubernetes_io_instance)')
-            .refresh(dash_m.VariableRefresh.ON_TIME_RANGE_CHANGED)
-            .sort(dash_m.VariableSort.ALPHABETICAL_ASC)
-            .multi(True)
-            .include_all(True)
-            .all_value(".*")
+            _filter_variable(
+                "release",
+                "Release",
+                'label_values(jobqueue_redis_up{namespace=~"$namespace"}, app_kubernetes_io_instance)',
+            )
         )
     )
     panel_id = 0

@@ -126,6 +126,18 @@ def test_data_generate_is_deterministic_and_loadable(inproc, tmp_path):
     assert inproc("data", "generate", "--rows", 0, "--output", nine)[0] == 2
 
 
+@pytest.mark.parametrize("form", ["soda-json", "rows-json"])
+def test_data_generate_writes_the_same_rows_as_json(inproc, tmp_path, form):
+    csv, other = tmp_path / "a.csv", tmp_path / f"a.{form}.gz"
+    assert inproc("data", "generate", "--rows", 300, "--seed", 7, "--output", csv)[0] == 0
+    assert inproc("data", "generate", "--rows", 300, "--seed", 7, "--format", form, "--output", other)[0] == 0
+    a, b = (json.loads(inproc("data", "info", "--data", p)[1]) for p in (csv, other))
+    assert b["format"] == "soda-json+gzip"
+    for k in ("identity", "format", "path"):
+        a.pop(k), b.pop(k)
+    assert a == b
+
+
 def test_version_still_works():
     r = jq("version")
     assert r.returncode == 0 and r.stdout.strip()

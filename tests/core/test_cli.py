@@ -167,6 +167,21 @@ def test_version_and_help_never_start_a_server():
     )
 
 
+def test_output_cut_short_by_its_reader_stops_quietly():
+    """`jobqueue operations --json | head -c 20` printed a BrokenPipeError traceback. The pipe's reader
+    is gone before the command writes (closed at once here, so the outcome does not depend on timing):
+    it now stops quietly with 141, the status a shell gives `cat` in the same place."""
+    proc = subprocess.Popen(
+        [str(BIN / "jobqueue"), "operations", "--json"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        cwd=REPO_ROOT,
+    )
+    proc.stdout.close()
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=60) == 141 and "Traceback" not in err, err
+
+
 # --- Retry-After ----------------------------------------------------------------------------------
 
 
@@ -228,6 +243,20 @@ def test_client_waits_out_retry_after_on_503_and_429(flaky):
         times = [t for method, path, t in _Flaky.seen if path == "/submit"]
         assert len(times) == 3, _Flaky.seen  # two refusals, then the 202
         assert times[1] - times[0] >= 0.9 and times[2] - times[1] >= 0.9  # waited as told (lower bound only)
+
+
+def test_the_cli_says_why_it_waits_out_a_rate_limit(flaky):
+    """A 429's Retry-After (the API's rate limit: up to the rest of its minute) was waited out in
+    silence: `jobqueue submit` sat for 56 s printing nothing, like a hung command. It now says so
+    on stderr before each wait; stdout stays the answer alone."""
+    _, url = flaky
+    _Flaky.status, _Flaky.plan, _Flaky.seen = 429, {"/jobs": 1}, []
+    _Flaky.body = json.dumps({"jobs": [], "count": 0, "limit": 20, "next_cursor": None}).encode()
+    r = jq("jobs", "--url", url, "--json")
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["jobs"] == []
+    assert "rate limited (429): trying again in 1 s" in r.stderr, r.stderr
+    assert len(_Flaky.seen) == 2
 
 
 def _portal(flaky, fail: int) -> str:

@@ -9,6 +9,7 @@ release's series in the namespace.
 
 from __future__ import annotations
 
+import re
 import subprocess
 
 import pytest
@@ -43,7 +44,10 @@ def _promtool_test(tmp_path, rule_groups: list, series: list[dict], tests: list[
 
 
 def _series(release: str, depth: int, running: int) -> list[dict]:
-    labels = f'namespace="{NAMESPACE}",service="{release}-atx-jobqueue-api",queue="jobs",pod="{release}-api-0"'
+    labels = (
+        f'namespace="{NAMESPACE}",app_kubernetes_io_instance="{release}",service="{release}-atx-jobqueue-api",'
+        f'queue="jobs",pod="{release}-api-0"'
+    )
     return [
         {"series": f"jobqueue_queue_depth{{{labels}}}", "values": f"{depth}x30"},
         {"series": f"jobqueue_jobs_in_progress{{{labels}}}", "values": f"{running}x30"},
@@ -95,7 +99,12 @@ def test_an_alert_fires_when_the_queue_series_is_absent(tmp_path):
         "eval_time": "15m",
         "exp_alerts": [
             {
-                "exp_labels": {"severity": "warning", "namespace": NAMESPACE, "service": f"{RELEASE}-atx-jobqueue-api"},
+                "exp_labels": {
+                    "severity": "warning",
+                    "namespace": NAMESPACE,
+                    "app_kubernetes_io_instance": RELEASE,
+                    "service": f"{RELEASE}-atx-jobqueue-api",
+                },
                 "exp_annotations": {k: v for k, v in group["rules"][0]["annotations"].items()},
             }
         ],
@@ -109,6 +118,12 @@ def test_an_alert_fires_when_the_queue_series_is_absent(tmp_path):
         _series(RELEASE, 1, 0),
         [{"alert_rule_test": [{"alertname": "JobQueueMetricsAbsent", "eval_time": "15m"}]}],
     )
+    assert run.returncode == 0, run.stdout + run.stderr
+    # ours scraped without the release label, which the release's scoped rules select on: it fires
+    unlabelled = [
+        {**s, "series": re.sub(r'app_kubernetes_io_instance="[^"]*",', "", s["series"])} for s in _series(RELEASE, 1, 0)
+    ]
+    run = _promtool_test(tmp_path, [group], unlabelled, [{"alert_rule_test": [alert]}])
     assert run.returncode == 0, run.stdout + run.stderr
 
 

@@ -82,9 +82,12 @@ IDEMPOTENCY_KEY_PARAM: dict[str, Any] = {
     "in": "header",
     "required": False,
     "schema": {"type": "string", "minLength": 1, "maxLength": 257},
-    "example": '"8e03978e-40d5-43e8-bc93-6894a57f9324"',
+    # no "example": Swagger UI's Try it out fills a parameter with its example, so every submit
+    # from /docs would carry that one key (the second, other request a 422; everyone's, without
+    # named tokens, one scope)
     "description": "makes the submit safe to send again (IETF draft-ietf-httpapi-idempotency-key-header): "
-    "1-255 visible ASCII characters, bare or as a quoted string, best a new UUID per job. The same request "
+    '1-255 visible ASCII characters, bare or as a quoted string, best a new UUID per job (e.g. "8e03978e-40d5-'
+    '43e8-bc93-6894a57f9324"); leave it empty to send none. The same request '
     "sent again with the same key (within 24 h, by the same token's user) answers the first's job with "
     "Idempotent-Replayed: true instead of storing another; a different request under a used key is a 422",
 }
@@ -300,7 +303,11 @@ def _components(catalogue: Registry) -> dict[str, Any]:
             },
         },
         "securitySchemes": {
-            "bearer": {"type": "http", "scheme": "bearer", "description": "only when the server sets API_TOKEN"}
+            "bearer": {
+                "type": "http",
+                "scheme": "bearer",
+                "description": "only when the server sets API_TOKEN or API_TOKENS: your own token (a student's named one, or the admin's)",
+            }
         },
     }
 
@@ -661,7 +668,8 @@ def build_spec(catalogue: Registry, settings: Settings, version: str) -> dict[st
             "title": "atx-jobqueue API",
             "version": version,
             "description": "Queue analyses of the City of Austin traffic incident data. "
-            "Job routes need a bearer token only when the server sets API_TOKEN.",
+            "Job routes need a bearer token only when the server sets API_TOKEN or API_TOKENS (named tokens): "
+            "press Authorize and give yours.",
         },
         "paths": paths,
         "components": _components(catalogue),

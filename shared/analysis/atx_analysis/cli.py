@@ -140,8 +140,18 @@ def cmd_generate(args: argparse.Namespace) -> int:
 
     if args.rows < 1:
         return _fail("jobqueue data generate", "--rows must be at least 1", Exit.USAGE)
-    path = write_csv(args.output, rows=args.rows, seed=args.seed, nine_columns=args.nine_columns)
-    print(json.dumps({"output": str(path), "rows": args.rows, "seed": args.seed, "bytes": path.stat().st_size}))
+    path = write_csv(args.output, rows=args.rows, seed=args.seed, nine_columns=args.nine_columns, form=args.format)
+    print(
+        json.dumps(
+            {
+                "output": str(path),
+                "rows": args.rows,
+                "seed": args.seed,
+                "format": args.format,
+                "bytes": path.stat().st_size,
+            }
+        )
+    )
     return 0
 
 
@@ -321,6 +331,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=332, help="random seed (same seed, same file)")
     p.add_argument("--output", "-o", default="data/full/traffic_incidents.csv", help="file (.gz compresses)")
     p.add_argument("--nine-columns", action="store_true", help="the older 9-column export (no Agency)")
+    p.add_argument(
+        "--format",
+        choices=("csv", "soda-json", "rows-json"),
+        default="csv",
+        help="csv (the portal's CSV export), soda-json (the SODA API's records) or rows-json (the portal's JSON export)",
+    )
     p.set_defaults(func=cmd_generate)
 
     p = dsub.add_parser("fetch", help="download the live dataset from data.austintexas.gov")

@@ -1,4 +1,5 @@
-"""A realistic synthetic dataset in the portal's CSV export format, deterministic for a seed.
+"""A realistic synthetic dataset in the portal's CSV export format, deterministic for a seed; the
+same rows also as the SODA API's JSON or the portal's JSON export (``rows.json``).
 
 The real file cannot be downloaded everywhere (CI has no internet), so this writes one with the
 same columns and value formats: the real issue mix in its mixed spelling, Austin roads, points in
@@ -10,12 +11,13 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import json
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from .formats import PORTAL_COLUMNS
+from .formats import PORTAL_COLUMNS, SODA
 
 FULL_ROWS = 432_444
 START = pd.Timestamp("2017-09-26 00:00:00", tz="UTC")
@@ -275,8 +277,11 @@ def generate_frame(rows: int = FULL_ROWS, seed: int = 332, end: pd.Timestamp = E
     )
 
 
-def write_csv(path: str | Path, rows: int = FULL_ROWS, seed: int = 332, nine_columns: bool = False) -> Path:
-    """Write the synthetic export to ``path`` (gzip if it ends in .gz); 9 columns = older export."""
+def write_csv(
+    path: str | Path, rows: int = FULL_ROWS, seed: int = 332, nine_columns: bool = False, form: str = "csv"
+) -> Path:
+    """Write the synthetic export to ``path`` (gzip if it ends in .gz); 9 columns = older export;
+    ``form`` csv, or one of JSON_FORMS for the same rows as JSON."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     frame = generate_frame(rows, seed)
@@ -287,6 +292,58 @@ def write_csv(path: str | Path, rows: int = FULL_ROWS, seed: int = 332, nine_col
     tmp = path.with_name(path.name + ".tmp")
     opener = gzip.open if path.suffix == ".gz" else open
     with opener(tmp, "wt", newline="", encoding="utf-8") as fh:
-        frame.to_csv(fh, index=False, lineterminator="\n")
+        if form == "csv":
+            frame.to_csv(fh, index=False, lineterminator="\n")
+        else:
+            write_json(fh, frame, form)
     tmp.replace(path)
     return path
+
+
+# portal column -> SODA field name, through the canonical name both map to
+SODA_FIELDS = {col: next(f for f, c in SODA.columns.items() if c == canon) for col, canon in PORTAL_COLUMNS.items()}
+# Socrata's own columns, first in every row of the portal's JSON export
+ROWS_EXPORT_OWN = (":sid", ":id", ":position", ":created_at", ":created_meta", ":updated_at", ":updated_meta", ":meta")
+JSON_FORMS = ("soda-json", "rows-json")
+
+
+def _iso(values: pd.Series) -> pd.Series:
+    """Portal timestamps as SODA writes them (floating, UTC); a value that is not one stays as it is."""
+    parsed = pd.to_datetime(values, format=PORTAL_TS, errors="coerce", utc=True)
+    return pd.Series(parsed.dt.strftime("%Y-%m-%dT%H:%M:%S.000"), index=values.index).fillna(values)
+
+
+def json_rows(frame: pd.DataFrame, form: str):
+    """Yield the rows of a portal export frame (strings, "" = missing) as ``form`` writes them:
+    ``soda-json`` records leave out missing fields and give the point as GeoJSON, as the SODA API
+    does; ``rows-json`` rows are arrays, Socrata's own columns first, the point as WKT text."""
+    frame = frame.copy()
+    for col in ("Published Date", "Status Date"):
+        frame[col] = _iso(frame[col])
+    fields = [c for c in PORTAL_COLUMNS if c in frame.columns]
+    for i, row in enumerate(frame[fields].itertuples(index=False, name=None)):
+        values = dict(zip(fields, row))
+        if form == "rows-json":
+            own = [f"row-{i}", f"00000000-{i}", 0, 1709688579, None, 1709688579, None, "{ }"]
+            yield own + [values[c] or None for c in fields]
+            continue
+        rec = {SODA_FIELDS[c]: v for c, v in values.items() if v}
+        if rec.get("location") and values["Latitude"] and values["Longitude"]:
+            rec["location"] = {"type": "Point", "coordinates": [float(values["Longitude"]), float(values["Latitude"])]}
+        yield rec
+
+
+def write_json(fh, frame: pd.DataFrame, form: str) -> None:
+    """Write ``frame`` (portal export rows) to the text stream ``fh`` as the SODA API's JSON array
+    or the portal's JSON export, ``{"meta": {"view": {"columns": [...]}}, "data": [[...], ...]}``."""
+    if form not in JSON_FORMS:
+        raise ValueError(f"form must be one of {JSON_FORMS}")
+    if form == "rows-json":
+        names = [*ROWS_EXPORT_OWN, *(SODA_FIELDS[c] for c in PORTAL_COLUMNS if c in frame.columns)]
+        columns = [{"id": -1 if n.startswith(":") else 1000 + i, "fieldName": n} for i, n in enumerate(names)]
+        fh.write('{"meta": {"view": {"id": "dx9v-zd7x", "columns": ' + json.dumps(columns) + '}},\n"data": [')
+    else:
+        fh.write("[")
+    for i, row in enumerate(json_rows(frame, form)):
+        fh.write(("," if i else "") + "\n" + json.dumps(row))
+    fh.write("\n]}\n" if form == "rows-json" else "\n]\n")
