@@ -111,7 +111,9 @@ def test_make_observe_scrapes_api_and_each_worker_with_the_rules_loaded(observe,
 def _dashboard_fills(prom, api: str, redis_panels: bool) -> None:
     """Every panel of the dashboard has data over make observe's Prometheus, its variables as
     Grafana substitutes them: make observe sets no namespace label, so the Namespace variable has no
-    values and stays "All" (.*, which matches a missing label); the release is atx-jobqueue, or All."""
+    values and stays "All" (.*, which matches a missing label); the release is atx-jobqueue, or All.
+    (grafana/scenes MultiValueVariable: a variable with no options and includeAll takes the All value,
+    and a custom all value is substituted as it is, unescaped.)"""
     import math
     import time
 

@@ -365,7 +365,8 @@ class Worker:
         """The last outcomes of a batch whose claim found the lanes empty, a moment ago: recorded in
         the same write as the idle worker's wait (``Delivery.finish_then_wait``), instead of a call
         that records and claims, which would usually find nothing and then wait. A round trip a job
-        fewer for a worker kept busy one job at a time (the tutorial's submit-and-wait loop)."""
+        fewer for a worker kept busy one job at a time (the tutorial's submit-and-wait loop). The
+        outcomes are counted (metrics, log) when the wait ends: at most IDLE_WAIT_SECONDS later."""
         finishes = [record for _, record in waiting if isinstance(record, Finish)]
         assert len(finishes) == len(waiting)  # a call that retries a job keeps its answer: not here
         recorded: list[list[Recorded]] = []

@@ -440,14 +440,16 @@ class Delivery:
         worker's wait (:meth:`wait_and_claim`: the BLMOVE and the claim behind it). For a worker whose
         last claim found its lanes empty: what :meth:`record_many` with a claim would find is then
         usually nothing, and it would cost a round trip (and Redis a wake-up and an empty claim)
-        before the wait. ``recorded`` gets the finishes' answers as soon as they arrive, before
-        the wait ends. A due retry or a plots job does not end the wait (the BLMOVE watches the
-        default lane): the claim behind it takes them when it ends, within ``timeout``, as for any
-        idle worker.
+        before the wait. Redis writes the finishes at once (a long poll sees them final); the
+        caller learns what they did (``recorded``, called with their answers) when the wait ends,
+        within ``timeout``: counting them as soon as their answer came, while the client and the
+        API were busy with the job's answer, made the round trip slower (docs/benchmarks.md). A
+        due retry or a plots job does not end the wait (the BLMOVE watches the default lane): the
+        claim behind it takes them when it ends, as for any idle worker.
 
         Never sent twice: the finish's answer lost raises ``wire.Unsure`` (the caller records again
-        alone, and gives back what it may hold); the wait's lost once the finishes are recorded, the
-        wait is sent again and its claim answers everything the processing list holds, as
+        alone, and gives back what it may hold); the wait's lost once the finishes' answer came,
+        the wait is sent again and its claim answers everything the processing list holds, as
         :meth:`wait_and_claim` does after a lost answer."""
         command = "+".join("finish" for _ in finishes)
         args = [a for f in finishes for a in _record_args(worker, f)]
@@ -457,25 +459,22 @@ class Delivery:
             ("BLMOVE", self.queue_key, keys.processing(worker), "LEFT", "RIGHT", repr(wait)),
             self._evalsha("claim_held", worker, n),
         ]
-        handed: list[bool] = []
+        got: list[Any] = []
 
         def read(conn: Any) -> list[Any]:
-            first = wire.reply(conn)
-            if not isinstance(first, Exception):
-                try:
-                    recorded(_recorded(first, len(finishes)))
-                except BaseException:
-                    conn.disconnect()  # two answers still to come: the connection must not be reused
-                    raise
-                handed.append(True)
-            return [first, wire.reply(conn), wire.reply(conn)]
+            for _ in sent:
+                got.append(wire.reply(conn))
+            return got
 
         try:
             first, moved, claimed = wire.exchange(self.redis, sent, read)
         except wire.Unsure:
-            if not handed:
+            if not got or isinstance(got[0], Exception):
                 raise
-            return self.wait_and_claim(worker, n, timeout)  # recorded: only the wait was lost
+            recorded(_recorded(got[0], len(finishes)))  # recorded: only the wait was lost
+            return self.wait_and_claim(worker, n, timeout)
+        if not isinstance(first, Exception):
+            recorded(_recorded(first, len(finishes)))
         if isinstance(first, redis.exceptions.NoScriptError):  # Redis restarted: nothing of ours ran
             self.redis.script_load(DISPATCH_LUA)
             recorded(self.record_many(worker, list(finishes))[0])
