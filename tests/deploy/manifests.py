@@ -153,7 +153,8 @@ def containers(obj: Obj) -> Iterator[Obj]:
 
 def resolved_env(container: Obj, objs: list[Obj]) -> dict[str, str]:
     """The environment a container would see: envFrom ConfigMaps/Secrets and env, with values from
-    the rendered ConfigMaps and Secrets (a Secret that is not rendered gives a placeholder)."""
+    the rendered ConfigMaps and Secrets (a Secret that is not rendered gives a placeholder; a
+    reference marked `optional: true` to a missing Secret or key sets nothing, as the kubelet does)."""
     import base64
 
     configmaps = {o["metadata"]["name"]: o.get("data", {}) for o in objs if o["kind"] == "ConfigMap"}
@@ -175,5 +176,7 @@ def resolved_env(container: Obj, objs: list[Obj]) -> dict[str, str]:
         else:
             ref = item["valueFrom"].get("secretKeyRef") or item["valueFrom"].get("configMapKeyRef")
             store = secrets if "secretKeyRef" in item["valueFrom"] else configmaps
+            if ref.get("optional") and ref["key"] not in store.get(ref["name"], {}):
+                continue
             env[item["name"]] = store.get(ref["name"], {}).get(ref["key"], f"<from {ref['name']}/{ref['key']}>")
     return env
