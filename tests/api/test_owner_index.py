@@ -7,6 +7,7 @@ listing came back with 0 jobs. Through the real API (gunicorn) on a real redis-s
 
 from __future__ import annotations
 
+import json
 import time
 
 import pytest
@@ -90,6 +91,16 @@ def test_a_students_jobs_are_on_the_first_page_however_busy_the_class(served, bu
         assert _listing(s, url, "bob", status="submitted")["count"] == 4
         assert _listing(s, url, "bob", status="complete")["count"] == 0
         assert _listing(s, url, "bob", operation="sleep", status="submitted")["count"] == 4
+
+
+def test_the_cli_lists_a_students_jobs_however_busy_the_class(served, busy_class, capsys):
+    """``jobqueue jobs`` as carol printed "no jobs" in the reproduction."""
+    from jobqueue.cli import main
+
+    url, _ = served
+    assert main(["jobs", "--url", url, "--token", TOKENS["carol"], "--json"]) == 0
+    listed = json.loads(capsys.readouterr().out)
+    assert [j["job_id"] for j in listed["jobs"]] == busy_class["carol"][::-1]
 
 
 def test_paging_through_a_users_jobs_returns_each_exactly_once(served, busy_class):
