@@ -142,7 +142,8 @@ def _chart_at(commit: str, dest):
     return dest / "helm" / "atx-jobqueue"
 
 
-@pytest.mark.parametrize("scenario", [s for s in SCENARIOS if s != "external-redis"])
+# data-shell sets data.shell, which that chart's schema did not have yet (its Redis is default's)
+@pytest.mark.parametrize("scenario", [s for s in SCENARIOS if s not in ("external-redis", "data-shell")])
 def test_upgrade_keeps_the_statefulset_service_name(scenario, tmp_path):
     """`helm upgrade` from the chart before the client Service: every immutable StatefulSet field is
     unchanged (the API server rejects the patch otherwise), and the headless Service stays headless

@@ -339,6 +339,7 @@ Include with (dict "checks" (list "digest" "pullPolicy" ...)).
   "exporterEnv" "CKV_K8S_35=redis_exporter takes a bare password only as REDIS_PASSWORD (its REDIS_PASSWORD_FILE is a JSON map of addresses to passwords)"
   "probes" "CKV_K8S_8=runs to completion: a liveness probe has nothing to watch"
   "readiness" "CKV_K8S_9=runs to completion and receives no traffic: readiness is meaningless"
+  "idle" "CKV_K8S_8=waits for kubectl cp/exec (data.shell): a liveness probe has nothing to watch"
 }}
 {{- range $i, $check := .checks }}
 checkov.io/skip{{ add1 $i }}: {{ index $reasons $check | quote }}
@@ -352,9 +353,9 @@ checkov.io/skip{{ add1 $i }}: {{ index $reasons $check | quote }}
 {{- end }}
 
 {{/*
-Placement of the pods that mount the data volume (API, whose init container fills it, and workers):
-the given affinity, or, with a ReadWriteOnce volume (attachable to one node), a required podAffinity
-that keeps them all on the node of the first one. The first pod schedules freely (the scheduler's
+Placement of the pods that mount the data volume (API, whose init container fills it, workers, and
+data.shell's pod): the given affinity, or, with a ReadWriteOnce volume (attachable to one node), a
+required podAffinity that keeps them all on the node of the first one. The first pod schedules freely (the scheduler's
 exception for a pod matching its own term when no such pod exists), so a drained node's pods come
 back together elsewhere. Include with (dict "ctx" $ "affinity" .Values.api.affinity).
 */}}
@@ -374,7 +375,7 @@ affinity:
           matchExpressions:
             - key: app.kubernetes.io/component
               operator: In
-              values: [api, worker]
+              values: [api, worker, data-shell]
 {{- end }}
 {{- end }}
 
