@@ -166,17 +166,27 @@ echo " ready"
 METRICS_URL=$URL/metrics   # API_METRICS_PORT (the chart's way) moves it to its own listener
 # (gunicorn puts that listener under SCRIPT_NAME too)
 if [ "${API_METRICS_PORT:-0}" != 0 ]; then METRICS_URL=http://$API_HOST:$API_METRICS_PORT$PREFIX/metrics; fi
+# With API_TOKEN or API_TOKENS the job routes answer 401 without a token: the commands below carry
+# one from JOBQUEUE_TOKEN (the CLI reads it too), so they work as printed once it is exported
+AUTH="" TOKEN_HINT="" LOGIN=""
+if [ -n "${API_TOKEN:-}${API_TOKENS:-}" ]; then
+  AUTH=' -H "Authorization: Bearer $JOBQUEUE_TOKEN"'
+  TOKEN_HINT="The job routes want a token (API_TOKEN/API_TOKENS are set): yours (a name's from API_TOKENS, or API_TOKEN) goes in JOBQUEUE_TOKEN, which the commands below read:
+  export JOBQUEUE_TOKEN=<your token>
+"
+  LOGIN=" (log in with your token)"
+fi
 cat <<EOF
 
 atx-jobqueue is running: API $URL, Redis $REDIS_SHOWN, $WORKERS workers (logs in $RUN_DIR/logs).
-Try:
+${TOKEN_HINT}Try:
   curl $URL/help
-  curl -X POST $URL/submit -H 'Content-Type: application/json' \\
+  curl -X POST $URL/submit$AUTH -H 'Content-Type: application/json' \\
        -d '{"operation": "top_locations", "params": {"n": 5}}'
-  curl "$URL/status/<job_id>?wait=30"
+  curl$AUTH "$URL/status/<job_id>?wait=30"
   .venv/bin/jobqueue submit incident_count_by_date date=2024-03-09 --wait --url $URL
   .venv/bin/jobqueue info --url $URL
-In a browser: $URL/ui/ (the jobs web page) and $URL/docs (interactive API docs).
+In a browser: $URL/ui/ (the jobs web page)$LOGIN and $URL/docs (interactive API docs).
 Metrics: $METRICS_URL (API), http://$METRICS_HOST:$WORKER_METRICS_BASE/metrics (worker 1; the next ones count up).
 Stop it with: $STOP
 EOF

@@ -56,6 +56,26 @@ def test_each_named_token_sees_and_changes_only_its_own_jobs(owned_app, jobs):
     assert client.get("/jobs", headers={"Authorization": "Bearer nobody"}).status_code == 401
 
 
+def test_the_admin_sees_whose_each_job_is(owned_app):
+    """The owner was recorded but never shown: the admin's listing, status read and web page could
+    not tell alice's jobs from bob's. Now the document says `owner` when a named token submitted
+    it; the admin's own jobs (and every job without named tokens) have no such key."""
+    client = owned_app.test_client()
+    ids = {
+        who: client.post("/submit", json={"operation": "sleep"}, headers=_as(who)).get_json()["job_id"]
+        for who in ("alice", "bob", "admin")
+    }
+    listed = {j["job_id"]: j.get("owner") for j in client.get("/jobs", headers=_as("admin")).get_json()["jobs"]}
+    assert listed == {ids["alice"]: "alice", ids["bob"]: "bob", ids["admin"]: None}
+    assert client.get(f"/status/{ids['bob']}", headers=_as("admin")).get_json()["owner"] == "bob"
+    assert client.get(f"/jobs/{ids['alice']}", headers=_as("alice")).get_json()["owner"] == "alice"
+    assert "owner" not in client.get(f"/status/{ids['admin']}", headers=_as("admin")).get_json()
+
+    page = client.get("/ui/jobs", headers=_as("admin")).get_data(as_text=True)
+    assert ">User</th>" in page and "Signed in as admin" in page
+    assert "Signed in as bob" in client.get("/ui/", headers=_as("bob")).get_data(as_text=True)
+
+
 def test_the_rate_limit_counts_per_token(owned_app):
     client = owned_app.test_client()
     for who in ("alice", "bob"):  # same address, separate budgets of 3
@@ -72,6 +92,9 @@ def test_the_web_page_logs_in_with_a_named_token(owned_app):
 def test_without_tokens_everyone_sees_everything(client):
     job_id = client.post("/submit", json={"operation": "sleep"}).get_json()["job_id"]
     assert client.get(f"/status/{job_id}").status_code == 200
+    assert "owner" not in client.get(f"/status/{job_id}").get_json()
+    page = client.get("/ui/jobs").get_data(as_text=True)
+    assert ">User</th>" not in page and "Signed in as" not in page
     assert [j["job_id"] for j in client.get("/jobs").get_json()["jobs"]] == [job_id]
 
 
@@ -84,3 +107,19 @@ def test_an_admin_token_read_from_a_file_with_its_newline_still_matches(redis_ur
     client = create_app(make_settings(redis_url, API_TOKEN="s3cret\n"), load_data=False).test_client()
     assert client.get("/jobs", headers={"Authorization": "Bearer s3cret"}).status_code == 200
     assert client.get("/jobs").status_code == 401
+
+
+def test_tokens_one_a_line_as_a_secret_file_holds_them(redis_url):
+    """`kubectl create secret generic class-tokens --from-file=api-tokens=tokens.txt` with one
+    student a line: the value was one entry (alice's token ran to the end of the file), the API
+    started, and every student got 401. A line break separates entries as a comma does."""
+    from jobqueue_api import create_app
+
+    lines = "alice:alice-line-token\r\nbob:bob-line-token\ncarol:carol-line-token\n"
+    app = create_app(make_settings(redis_url, API_TOKENS=lines), load_data=False)
+    client = app.test_client()
+    for who in ("alice", "bob", "carol"):
+        r = client.post("/submit", json={"operation": "sleep"}, headers={"Authorization": f"Bearer {who}-line-token"})
+        assert r.status_code == 202, (who, r.get_json())
+        job = client.get(f"/status/{r.get_json()['job_id']}", headers={"Authorization": f"Bearer {who}-line-token"})
+        assert job.get_json()["owner"] == who

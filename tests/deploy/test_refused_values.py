@@ -3,13 +3,16 @@ what was given and the limit: otherwise `helm install` creates half the release 
 fails, and Argo CD shows a degraded app, each with a message about an object, not a value.
 
 What the cluster does, from its source: HPA maxReplicas must be >= minReplicas (kubernetes
-pkg/apis/autoscaling/validation); the KEDA ScaledObject CRD, its admission webhook and its operator
-refuse minReplicaCount > maxReplicaCount (kedacore/keda apis/keda/v1alpha1/scaledobject_types.go,
-CheckReplicaCountBoundsAreValid); a nodePort outside --service-node-port-range is "not in the
-valid range" (pkg/registry/core/service/portallocator); an Ingress host must be a lower-case
+pkg/apis/autoscaling/validation); KEDA's ScaledObject CRD (from 2.20) and admission webhook refuse
+minReplicaCount > maxReplicaCount, and without them its operator marks the object not Ready and
+creates no HPA (kedacore/keda apis/keda/v1alpha1/scaledobject_types.go,
+CheckReplicaCountBoundsAreValid); a nodePort outside --service-node-port-range is "not in the valid
+range" (pkg/registry/core/service/portallocator); an Ingress host must be a lower-case
 DNS-1123 subdomain, optionally "*.", never an IP (pkg/apis/networking/validation); a request above
 its limit is refused (pkg/apis/core/validation, ValidateResourceRequirements); a claim's size must
-be above zero; label keys and values must be qualified names; a CronJob schedule must parse.
+be above zero; label keys and values must be qualified names (nodeSelector too), annotation keys
+too; storage and Ingress class names must be DNS subdomains; a PodDisruptionBudget's string
+maxUnavailable must be a percentage of at most 100%; a CronJob schedule must parse.
 """
 
 from __future__ import annotations
@@ -112,8 +115,17 @@ def test_a_value_the_cluster_refuses_stops_the_render_naming_it(values, says):
         ),
         ({"redis": {"backup": {"schedule": "hourly"}}}, "/redis/backup/schedule"),
         ({"redis": {"backup": {"schedule": "0 17 * * * *"}}}, "/redis/backup/schedule"),  # 6 fields: seconds
-        ({"redis": {"backup": {"schedule": "TZ=UTC 17 * * * *"}}}, "/redis/backup/schedule"),
+        ({"redis": {"backup": {"schedule": "TZ=UTC 17 * * * * *"}}}, "/redis/backup/schedule"),
+        ({"redis": {"backup": {"timeZone": "America/New York"}}}, "/redis/backup/timeZone"),
         ({"api": {"service": {"nodePortRange": "30000:32767"}}}, "/api/service/nodePortRange"),
+        ({"api": {"ingress": {"className": "NGINX"}}}, "/api/ingress/className"),  # ValidateIngressClassName
+        ({"data": {"persistence": {"storageClass": "cinder_csi"}}}, "/data/persistence/storageClass"),
+        ({"redis": {"persistence": {"storageClass": "Fast SSD"}}}, "/redis/persistence/storageClass"),
+        ({"worker": {"nodeSelector": {"node-role": "big memory"}}}, "/worker/nodeSelector/node-role"),
+        ({"api": {"podAnnotations": {"my note": "x"}}}, "invalid propertyName 'my note'"),
+        ({"api": {"pdb": {"maxUnavailable": "1"}}}, "/api/pdb/maxUnavailable"),  # a string must be a percentage
+        ({"worker": {"pdb": {"maxUnavailable": "150%"}}}, "/worker/pdb/maxUnavailable"),
+        ({"worker": {"pdb": {"maxUnavailable": -1}}}, "/worker/pdb/maxUnavailable"),
     ],
 )
 def test_the_schema_refuses_labels_and_schedules_the_api_server_refuses(values, says):
@@ -143,6 +155,10 @@ def test_the_schema_refuses_labels_and_schedules_the_api_server_refuses(values, 
         {"data": {"persistence": {"enabled": False, "size": "0"}}},  # no claim made
         {"data": {"persistence": {"accessModes": ["ReadWriteOncePod"], "existingClaim": "mine"}}},
         {"commonLabels": {"course": "coe332", "example.org/owner": "jane.doe", "empty": ""}},
+        {"api": {"ingress": {"enabled": True, "className": "nginx-internal"}}},
+        {"data": {"persistence": {"storageClass": "cinder-csi"}}},
+        {"worker": {"nodeSelector": {"kubernetes.io/arch": "amd64"}, "pdb": {"maxUnavailable": "50%"}}},
+        {"api": {"podAnnotations": {"Example.org/Note": "any text, spaces too"}}},  # keys are checked in lower case
         {"redis": {"backup": {"enabled": True, "schedule": "@hourly"}}},
         {"redis": {"backup": {"enabled": True, "schedule": "*/15  *  * * 1-5"}}},
     ],
@@ -160,3 +176,24 @@ def test_the_node_port_reaches_the_service_and_the_range_is_only_checked():
 def test_an_ingress_host_renders_as_given():
     rule = one(render_objects(ingress("*.apps.example.com")), "Ingress", "api")["spec"]["rules"][0]
     assert rule["host"] == "*.apps.example.com"
+
+
+def _backup(**backup) -> dict:
+    return one(render_objects({"redis": {"backup": {"enabled": True, **backup}}}), "CronJob")["spec"]
+
+
+@pytest.mark.parametrize("prefix", ["CRON_TZ", "TZ"])
+def test_a_time_zone_in_the_schedule_moves_to_the_time_zone_field(prefix):
+    """A schedule "CRON_TZ=<zone> <fields>" was accepted by the chart and by Kubernetes before 1.29,
+    which refuses it in a new CronJob ("cannot use TZ or CRON_TZ in schedule, use timeZone field
+    instead"; kubernetes/kubernetes#116252) and beside spec.timeZone in any: an installation that
+    has one upgrades without a change, into the supported field."""
+    spec = _backup(schedule=f"{prefix}=America/Chicago  17 3 * * *")
+    assert (spec["schedule"], spec["timeZone"]) == ("17 3 * * *", "America/Chicago")
+    assert _backup(schedule="@daily", timeZone="Europe/Berlin")["timeZone"] == "Europe/Berlin"
+    assert "timeZone" not in _backup()  # empty is refused by the API server ("must be nil or non-empty")
+
+
+def test_a_time_zone_in_both_places_is_refused_naming_the_prefix():
+    with pytest.raises(helm.HelmError, match='remove the "CRON_TZ=UTC" prefix'):
+        _backup(schedule="CRON_TZ=UTC 17 * * * *", timeZone="UTC")

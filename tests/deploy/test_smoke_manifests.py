@@ -115,18 +115,25 @@ def test_rendered_api_and_worker_run_a_job(source, tmp_path):
         server.stop()
 
 
-def test_helm_test_and_notes_with_named_tokens_only(tmp_path):
+@pytest.mark.parametrize(
+    "tokens",
+    ["alice:tok-a,bob:tok-b", "alice:tok-a\nbob:tok-b\n"],
+    ids=["comma-separated", "one-a-line-from-a-file"],
+)
+def test_helm_test_and_notes_with_named_tokens_only(tmp_path, tokens):
     """`config.apiTokens.existingSecret` alone (each student a named token, no admin token): the API
     wants a token on every job route, but the helm test pod sent none (`submit: 401`, helm test
     failed) and NOTES' curl lines had no Authorization header. The test pod now gets API_TOKENS and
-    submits as its first user; NOTES ask for the user's own token."""
+    submits as its first user; NOTES ask for the user's own token. The Secret made from a file with
+    one student a line (`--from-file`) used to be one entry: the API started, every student got 401
+    and the test pod could not send its header; a line break now separates entries as a comma does."""
     from tests.deploy.manifests import render_chart, render_objects
 
     values = {"config": {"apiTokens": {"existingSecret": "class-tokens"}}}
     notes = render_chart(values)["atx-jobqueue/templates/NOTES.txt"]
     assert notes.count('-H "Authorization: Bearer $API_TOKEN"') == 2 and "class-tokens" in notes, notes
     objs = render_objects(values) + [
-        {"kind": "Secret", "metadata": {"name": "class-tokens"}, "stringData": {"api-tokens": "alice:tok-a,bob:tok-b"}}
+        {"kind": "Secret", "metadata": {"name": "class-tokens"}, "stringData": {"api-tokens": tokens}}
     ]
     server, api, worker = chart_stack(objs, tmp_path)
     redis_url = f"redis://127.0.0.1:{server.port}"
@@ -145,6 +152,8 @@ def test_helm_test_and_notes_with_named_tokens_only(tmp_path):
         assert code == 0, test_log.read_text() + "\n--- worker\n" + worker_log.read_text()[-3000:]
         mine = requests.get(f"{base}/jobs", headers={"Authorization": "Bearer tok-a"}, timeout=10).json()
         assert len(mine["jobs"]) == 1, mine  # the test's job is alice's, the first named user
+        theirs = requests.get(f"{base}/jobs", headers={"Authorization": "Bearer tok-b"}, timeout=10)
+        assert theirs.status_code == 200 and theirs.json()["jobs"] == [], theirs.text
     finally:
         for proc in procs:
             stop(proc, term_group=False)

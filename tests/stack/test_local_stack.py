@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import time
@@ -369,5 +370,39 @@ def test_up_refuses_a_host_it_cannot_serve_before_starting_anything(tmp_path, va
         assert up.returncode == 2, up.stdout + up.stderr
         assert f"up: configuration error: {words}" in up.stderr, up.stderr
         assert not list(run_dir.glob("pids/*.pid")), "something was started"
+    finally:
+        subprocess.run(["bash", "scripts/down.sh"], cwd=REPO_ROOT, env=env, capture_output=True, timeout=120)
+
+
+def test_with_tokens_the_banner_commands_work_as_printed(tmp_path):
+    """`API_TOKEN=... API_TOKENS=... make up` (the README's settings for a class) printed the same
+    curl and CLI lines as without tokens: every one answered 401. The banner now says to export
+    JOBQUEUE_TOKEN and its commands carry it; run as printed with a student's token, each works."""
+    run_dir = tmp_path / "run"
+    env = stack_env(str(run_dir), WORKERS="1", API_TOKEN="admin-banner-tok", API_TOKENS="alice:alice-banner-tok")
+    try:
+        up = subprocess.run(
+            ["bash", "scripts/up.sh"], cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=180
+        )
+        assert up.returncode == 0, up.stdout + up.stderr
+        lines = up.stdout.splitlines()
+        start = lines.index("Try:") + 1
+        end = next(i for i, line in enumerate(lines) if line.startswith("In a browser:"))
+        commands = "\n".join(lines[start:end]).replace(" \\\n", " ").splitlines()
+        shell_env = {**env, "JOBQUEUE_TOKEN": "alice-banner-tok"}
+        answers = []
+        job_id = None
+        for command in commands:
+            if "<job_id>" in command:
+                command = command.replace("<job_id>", job_id)
+            r = subprocess.run(
+                ["bash", "-c", command], cwd=REPO_ROOT, env=shell_env, capture_output=True, text=True, timeout=90
+            )
+            answers.append((command, r.returncode, r.stdout[:200], r.stderr[-200:]))
+            assert r.returncode == 0 and "unauthorized" not in r.stdout + r.stderr, answers
+            if "/submit" in command:
+                job_id = json.loads(r.stdout)["job_id"]
+        assert len(commands) == 5 and job_id, commands
+        assert "  export JOBQUEUE_TOKEN=<your token>" in lines, up.stdout
     finally:
         subprocess.run(["bash", "scripts/down.sh"], cwd=REPO_ROOT, env=env, capture_output=True, timeout=120)

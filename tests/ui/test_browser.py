@@ -585,7 +585,8 @@ def _login(browser, url, token):
 
 
 def test_the_page_honours_job_ownership(browser, owners_stack):
-    """Alice submits from the page; Bob's page neither lists nor opens her job; the admin's lists it."""
+    """Alice submits from the page; Bob's page neither lists nor opens her job; the admin's lists it,
+    with alice in its User column and on the job page (the owner was stored but shown nowhere)."""
     expect = _expect()
     url = owners_stack.url
     alice_ctx, alice = _login(browser, url, OWNERS["alice"])
@@ -601,6 +602,13 @@ def test_the_page_honours_job_ownership(browser, owners_stack):
         expect(alice.locator("#jobs")).to_contain_text(job_id[:8], timeout=FINAL_TIMEOUT)
         admin.goto(f"{url}/ui/jobs")
         expect(admin.locator("#jobs")).to_contain_text(job_id[:8], timeout=FINAL_TIMEOUT)
+        # the admin sees whose job it is (the row's User cell, the job page), each page who is signed in
+        row = admin.locator("#jobs tr", has_text=job_id[:8])
+        assert row.locator("td").nth(1).text_content() == "alice"
+        expect(admin.locator("#who")).to_have_text("Signed in as admin (every job)")
+        admin.goto(f"{url}/ui/jobs/{job_id}")
+        expect(admin.locator("#j-owner")).to_have_text("alice", timeout=FINAL_TIMEOUT)
+        expect(alice.locator("#who")).to_have_text("Signed in as alice")
         bob.goto(f"{url}/ui/jobs")
         expect(bob.locator("#page-info")).to_contain_text("Page 1", timeout=FINAL_TIMEOUT)
         assert job_id[:8] not in bob.locator("#jobs").text_content()

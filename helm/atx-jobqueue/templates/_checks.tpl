@@ -40,15 +40,16 @@ and "name" (the value's path, for the message).
 {{/*
 HPA: the API server refuses maxReplicas below minReplicas (kubernetes
 pkg/apis/autoscaling/validation: "must be greater than or equal to `minReplicas`"); the chart's
-HPA sets minReplicas to at least 1. KEDA: the ScaledObject CRD's validation rule refuses
-minReplicaCount above maxReplicaCount, and so do its admission webhook and its operator
-(CheckReplicaCountBoundsAreValid). Equal is allowed by both.
+HPA sets minReplicas to at least 1. KEDA refuses minReplicaCount above maxReplicaCount in its CRD's
+validation rule (from 2.20) and in its admission webhook (when installed); without either, its
+operator accepts the ScaledObject, marks it not Ready (CheckReplicaCountBoundsAreValid) and never
+creates the HPA, so the workers silently never scale. Equal is allowed by both.
 */}}
 {{- define "atx-jobqueue.checkAutoscaling" -}}
 {{- $a := .Values.autoscaling }}
 {{- if ne $a.mode "none" }}
 {{- $min := int $a.minReplicas }}
-{{- $what := "the KEDA ScaledObject's minReplicaCount above its maxReplicaCount, which the cluster refuses (KEDA's CRD validation, admission webhook and operator)" }}
+{{- $what := "the KEDA ScaledObject's minReplicaCount above its maxReplicaCount, which KEDA refuses (its CRD from 2.20, its admission webhook) or, without either, accepts and never scales (its operator marks the ScaledObject not Ready)" }}
 {{- if eq $a.mode "hpa" }}
 {{- $min = max 1 $min | int }}
 {{- $what = "the HorizontalPodAutoscaler's minReplicas above its maxReplicas, which the API server refuses (hpa mode runs at least 1 worker)" }}

@@ -24,6 +24,8 @@ import hmac
 
 from flask import Blueprint, g, request
 
+from jobqueue.settings import token_entries
+
 from .errors import ApiError
 from .state import current
 
@@ -43,10 +45,10 @@ def given_token() -> tuple[str | None, bool]:
 
 
 def named_tokens(raw: str) -> dict[str, str]:
-    """``API_TOKENS`` (``alice:tok1,bob:tok2``) as token -> name."""
+    """``API_TOKENS`` (``alice:tok1,bob:tok2``, or one entry a line) as token -> name."""
     out: dict[str, str] = {}
-    for entry in raw.split(","):
-        name, sep, token = entry.strip().partition(":")
+    for entry in token_entries(raw):
+        name, sep, token = entry.partition(":")
         if sep and name.strip() and token.strip():
             out[token.strip()] = name.strip()
     return out
@@ -120,7 +122,7 @@ def check_token() -> None:
     given, via_cookie = given_token()
     known, name = identify(given)
     if not known:
-        err = ApiError(401, "unauthorized", "this route needs 'Authorization: Bearer <API_TOKEN>'")
+        err = ApiError(401, "unauthorized", "this route needs 'Authorization: Bearer <your token>'")
         err.headers["WWW-Authenticate"] = 'Bearer realm="atx-jobqueue"'
         raise err
     g.jobqueue_owner = name

@@ -303,7 +303,11 @@ def _components(catalogue: Registry) -> dict[str, Any]:
             },
         },
         "securitySchemes": {
-            "bearer": {"type": "http", "scheme": "bearer", "description": "only when the server sets API_TOKEN"}
+            "bearer": {
+                "type": "http",
+                "scheme": "bearer",
+                "description": "only when the server sets API_TOKEN or API_TOKENS: your own token (a student's named one, or the admin's)",
+            }
         },
     }
 
@@ -664,7 +668,8 @@ def build_spec(catalogue: Registry, settings: Settings, version: str) -> dict[st
             "title": "atx-jobqueue API",
             "version": version,
             "description": "Queue analyses of the City of Austin traffic incident data. "
-            "Job routes need a bearer token only when the server sets API_TOKEN.",
+            "Job routes need a bearer token only when the server sets API_TOKEN or API_TOKENS (named tokens): "
+            "press Authorize and give yours.",
         },
         "paths": paths,
         "components": _components(catalogue),

@@ -17,6 +17,7 @@ from typing import Any
 
 from . import cliargs
 from .client import FINAL, Client, Pacer
+from .client_cli import told_wait
 
 SPINNER = "|/-\\"
 
@@ -24,7 +25,9 @@ SPINNER = "|/-\\"
 def add_commands(sub: argparse._SubParsersAction) -> None:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--url", help="API base URL (default $JOBQUEUE_URL or http://127.0.0.1:5000)")
-    common.add_argument("--token", help="bearer token when the server sets API_TOKEN (default $JOBQUEUE_TOKEN)")
+    common.add_argument(
+        "--token", help="bearer token when the server sets API_TOKEN or API_TOKENS: yours (default $JOBQUEUE_TOKEN)"
+    )
     common.add_argument(
         "--format",
         choices=("auto", "table", "json"),
@@ -105,7 +108,7 @@ def _duration(job: dict[str, Any], now: float) -> str:
 
 
 def _client(args: argparse.Namespace) -> Client:
-    return Client(args.url, args.token)
+    return Client(args.url, args.token, on_wait=told_wait)
 
 
 # --- commands ----------------------------------------------------------------------------------
@@ -118,7 +121,7 @@ def cmd_jobs(args: argparse.Namespace) -> int:
         print(json.dumps(page, indent=2))
         return 0
     now = time.time()
-    rows = [
+    rows: list[tuple[Any, ...]] = [
         (
             j["job_id"][:8],
             j["status"],
@@ -131,8 +134,12 @@ def cmd_jobs(args: argparse.Namespace) -> int:
         )
         for j in page["jobs"]
     ]
+    header = ["id", "status", "operation", "params", "submitted", "took", "tries", "worker"]
+    if any("owner" in j for j in page["jobs"]):  # named tokens: the admin sees whose each job is
+        header.insert(1, "user")
+        rows = [(row[0], j.get("owner") or "-", *row[1:]) for row, j in zip(rows, page["jobs"], strict=True)]
     if rows:
-        print(table(["id", "status", "operation", "params", "submitted", "took", "tries", "worker"], rows))
+        print(table(header, rows))
     else:
         print("no jobs" + (" match" if params else ""))
     if page.get("next_cursor"):

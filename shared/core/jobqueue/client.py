@@ -83,7 +83,10 @@ class Client:
         token: str | None = None,
         timeout: float = 10.0,
         session: requests.Session | None = None,
+        on_wait: Callable[[int, float], None] | None = None,
     ):
+        """``on_wait(status, seconds)``: told before the client waits out a 429/503's Retry-After
+        (its own session only)."""
         self.url = (url or os.environ.get("JOBQUEUE_URL") or DEFAULT_URL).rstrip("/")
         self.timeout = timeout
         self._lean = None
@@ -91,7 +94,7 @@ class Client:
             from .http import retrying_session
             from .transport import Lean
 
-            session = retrying_session()
+            session = retrying_session(on_wait=on_wait)
             self._lean = Lean(session)
         self.session = session
         self._keys_honoured: bool | None = None  # whether the API deduplicates by Idempotency-Key

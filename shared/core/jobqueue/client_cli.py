@@ -21,7 +21,9 @@ PROGRESS_EVERY = 2.0  # seconds between progress lines while --wait waits
 def add_commands(sub: argparse._SubParsersAction) -> None:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--url", help="API base URL (default $JOBQUEUE_URL or http://127.0.0.1:5000)")
-    common.add_argument("--token", help="bearer token when the server sets API_TOKEN (default $JOBQUEUE_TOKEN)")
+    common.add_argument(
+        "--token", help="bearer token when the server sets API_TOKEN or API_TOKENS: yours (default $JOBQUEUE_TOKEN)"
+    )
 
     p = sub.add_parser(
         "submit",
@@ -71,6 +73,12 @@ def _check_default_png(operation: str, declared: dict[str, Any] | None) -> None:
         ) from None
 
 
+def told_wait(status: int, seconds: float) -> None:
+    """Say why nothing happens for a while: a rate limit's Retry-After can be most of a minute."""
+    why = "rate limited (429)" if status == 429 else f"busy ({status})"
+    print(f"jobqueue: the API answered {why}: trying again in {seconds:.0f} s, as it asks", file=sys.stderr)
+
+
 def _progress(job: dict[str, Any], elapsed: float) -> None:
     if sys.stderr.isatty():
         sys.stderr.write(f"\r{job['job_id']}: {job['status']:<11} {elapsed:6.1f}s")
@@ -82,7 +90,7 @@ def _progress(job: dict[str, Any], elapsed: float) -> None:
 def _submit(args: argparse.Namespace) -> int:
     if args.output:  # before the job is submitted, not after it ran
         check_writable(args.output)
-    client = Client(args.url, args.token)
+    client = Client(args.url, args.token, on_wait=told_wait)
     declared = next((op for op in client.operations() if op["name"] == args.operation), None)
     if args.wait and not args.output:
         _check_default_png(args.operation, declared)
@@ -155,7 +163,7 @@ def _save(client: Client, job_id: str, path: str, data: bytes, done: str) -> int
 
 
 def _status(args: argparse.Namespace) -> int:
-    job = Client(args.url, args.token).status(args.job_id, wait=args.wait)
+    job = Client(args.url, args.token, on_wait=told_wait).status(args.job_id, wait=args.wait)
     print(json.dumps(job, indent=2))
     return 0
 
@@ -184,6 +192,11 @@ def run(args: argparse.Namespace) -> int:
     except ApiError as exc:
         if exc.status >= 500:
             return _error(f"the API answered {exc} (retried; try again later)", Exit.UNAVAILABLE)
+        if exc.status == 401:  # the API's message names the header; a CLI user gives the token otherwise
+            given = (
+                "the token given was refused" if (args.token or os.environ.get("JOBQUEUE_TOKEN")) else "no token given"
+            )
+            return _error(f"{exc} ({given}: pass yours with --token or JOBQUEUE_TOKEN)", Exit.USAGE)
         return _error(str(exc), Exit.USAGE)
     except JobFailed as exc:
         return _error(str(exc), Exit.FAILED)

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import copy
 import os
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -172,11 +173,37 @@ class OneWriteAdapter(HTTPAdapter):
         self.poolmanager.pool_classes_by_scheme = {"http": _Pool, "https": _TLSPool}
 
 
+class TellingRetry(Retry):
+    """urllib3's ``Retry`` that first tells ``on_wait(status, seconds)`` how long it is about to
+    wait for an answer's ``Retry-After`` (a rate limit's wait can be a minute: a command line that
+    says nothing meanwhile looks hung). ``on_wait`` rides along each retry's copy (``new``)."""
+
+    on_wait: Callable[[int, float], None] | None = None
+
+    def new(self, **kw: Any) -> TellingRetry:
+        copy = super().new(**kw)
+        copy.on_wait = self.on_wait
+        return copy
+
+    def sleep(self, response=None) -> None:
+        if self.on_wait is not None and response is not None and self.respect_retry_after_header:
+            seconds = self.get_retry_after(response)
+            if seconds:
+                self.on_wait(response.status, seconds)
+        super().sleep(response)
+
+
 def retrying_session(
-    *, attempts: int = 5, backoff: float = 0.5, idempotent: bool = False, statuses: tuple[int, ...] = (429, 503)
+    *,
+    attempts: int = 5,
+    backoff: float = 0.5,
+    idempotent: bool = False,
+    statuses: tuple[int, ...] = (429, 503),
+    on_wait: Callable[[int, float], None] | None = None,
 ) -> Session:
-    """A session retrying up to ``attempts`` times on ``statuses`` and failed connections."""
-    retry = Retry(
+    """A session retrying up to ``attempts`` times on ``statuses`` and failed connections;
+    ``on_wait(status, seconds)`` is told before each wait a ``Retry-After`` asks for."""
+    retry = TellingRetry(
         total=attempts,
         connect=attempts,
         read=attempts if idempotent else 0,
@@ -188,6 +215,7 @@ def retrying_session(
         retry_after_max=RETRY_AFTER_MAX,
         raise_on_status=False,
     )
+    retry.on_wait = on_wait
     session = Session()
     adapter = OneWriteAdapter(max_retries=retry)
     session.mount("http://", adapter)

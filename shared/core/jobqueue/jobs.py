@@ -100,8 +100,10 @@ class Job:
             return None
 
     def public(self) -> dict[str, Any]:
-        """What GET /status/<id> shows: the tutorial's keys plus ours."""
-        return {
+        """What GET /status/<id> shows: the tutorial's keys plus ours, and ``owner`` when a named
+        token submitted it (so the admin sees whose job it is; without named tokens the document
+        is the same as before)."""
+        doc = {
             "job_id": self.id,
             "id": self.id,
             "status": self.status.value,
@@ -120,6 +122,9 @@ class Job:
             "cached": self.cached_from is not None,
             "cached_from": self.cached_from,
         }
+        if self.owner is not None:
+            doc["owner"] = self.owner
+        return doc
 
 
 @dataclass

@@ -83,12 +83,19 @@ def _secret_file_value(name: str, raw: str) -> str:
     return raw.rstrip("\n")
 
 
+def token_entries(raw: str) -> list[str]:
+    """The ``name:token`` entries of ``API_TOKENS``: separated by commas or line breaks. A Secret made
+    from a file with one student per line (``--from-file``) used to be one entry, alice's token
+    running to the end of the file: the API started, and the whole class got 401."""
+    return [e.strip() for e in raw.replace("\n", ",").split(",") if e.strip()]
+
+
 def _named_tokens(name: str, raw: str) -> str:
     """``name:token,...``: an entry without both halves used to be dropped silently, so a typo locked
     every user out (tokens required, none valid); one token under two names would make its jobs
     someone else's. Messages never show a token."""
     seen: dict[str, str] = {}
-    entries = [e.strip() for e in raw.split(",") if e.strip()]
+    entries = token_entries(raw)
     for i, entry in enumerate(entries, 1):
         who, sep, token = entry.partition(":")
         if not (sep and who.strip() and token.strip()):
@@ -484,7 +491,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
             "(0 serves /metrics on PORT)"
         )
     admin = values["api_token"].strip()
-    if admin and any(e.partition(":")[2].strip() == admin for e in values["api_tokens"].split(",")):
+    if admin and any(e.partition(":")[2].strip() == admin for e in token_entries(values["api_tokens"])):
         raise SettingsError("API_TOKENS gives a named user the admin API_TOKEN: each needs a token of its own")
     values["worker_metrics_host"] = values["worker_metrics_host"] or values["bind_host"]
     return Settings(**values)

@@ -14,9 +14,11 @@ base = os.environ["API_URL"].rstrip("/")
 operation = os.environ.get("TEST_OPERATION", "unique_issues")
 params = json.loads(os.environ.get("TEST_PARAMS") or "{}")
 deadline = time.monotonic() + float(os.environ.get("TEST_TIMEOUT_SECONDS", "120"))
-# the admin token, else (named tokens only: API_TOKENS is name:token,...) the first user's token
+# the admin token, else (named tokens only: API_TOKENS is name:token,... or one a line) the first user's
 named = [
-    e.partition(":")[2].strip() for e in os.environ.get("API_TOKENS", "").split(",") if e.partition(":")[2].strip()
+    e.partition(":")[2].strip()
+    for e in os.environ.get("API_TOKENS", "").replace("\n", ",").split(",")
+    if e.partition(":")[2].strip()
 ]
 token = os.environ.get("API_TOKEN", "").strip() or (named[0] if named else "")
 headers = {"Authorization": f"Bearer {token}"} if token else {}

@@ -20,7 +20,7 @@ from flask import Blueprint, jsonify, make_response, redirect, render_template, 
 
 from jobqueue.jobs import JobStatus
 
-from ..auth import COOKIE, check_csrf, csrf_token, given_token, protect, token_matches, tokens_required
+from ..auth import COOKIE, check_csrf, csrf_token, given_token, identify, protect, token_matches, tokens_required
 from ..errors import ApiError
 from ..overview import queue_overview
 from ..pages import root, secure_page
@@ -59,8 +59,14 @@ def _page(template: str, **context):
     if not _logged_in():
         return make_response(render_template("ui/login.html", root=root(), page="login", csrf=""), 401)
     required = tokens_required()
-    csrf = csrf_token(given_token()[0] or "") if required else ""
-    return render_template(template, root=root(), csrf=csrf, token_required=required, **context)
+    given = given_token()[0] or ""
+    csrf = csrf_token(given) if required else ""
+    # with named tokens each page says who it acts as, and the job lists say whose each job is
+    named = bool(current().settings.api_tokens)
+    user = (identify(given)[1] or "admin (every job)") if named else None
+    return render_template(
+        template, root=root(), csrf=csrf, token_required=required, named_tokens=named, user=user, **context
+    )
 
 
 @bp.post("/ui/login")

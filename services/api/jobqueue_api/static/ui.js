@@ -272,11 +272,18 @@
     return fmtAge(end - job.started_at);
   }
 
+  // with named tokens (API_TOKENS) the table has a User column: whose job it is (the admin's own: –)
+  function hasOwners() {
+    var table = byId("jobs-table");
+    return !!table && table.hasAttribute("data-owners");
+  }
+
   function jobRow(job) {
     var tr = el("tr");
     var td = el("td");
     td.appendChild(el("a", { href: ROOT + "ui/jobs/" + encodeURIComponent(job.job_id) }, job.job_id.slice(0, 8)));
     tr.appendChild(td);
+    if (hasOwners()) tr.appendChild(el("td", null, job.owner || "–"));
     tr.appendChild(el("td", { class: "status s-" + job.status }, job.status));
     tr.appendChild(el("td", null, job.operation));
     tr.appendChild(el("td", { class: "params" }, paramsText(job.params)));
@@ -312,7 +319,7 @@
         var tbody = byId("jobs");
         clear(tbody);
         if (!res.data.jobs.length) {
-          var tr = el("tr"); tr.appendChild(el("td", { colspan: "10" }, "No jobs match."));
+          var tr = el("tr"); tr.appendChild(el("td", { colspan: hasOwners() ? "11" : "10" }, "No jobs match."));
           tbody.appendChild(tr);
         }
         res.data.jobs.forEach(function (job) { tbody.appendChild(jobRow(job)); });
@@ -421,6 +428,7 @@
       byId("j-status").className = "status s-" + job.status;
       byId("j-operation").textContent = job.operation;
       byId("j-params").textContent = JSON.stringify(job.params);
+      if (byId("j-owner")) byId("j-owner").textContent = job.owner || "–";
       var tl = byId("j-timeline");
       clear(tl);
       tl.appendChild(step("Submitted", job.submitted_at));

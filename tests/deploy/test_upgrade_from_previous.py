@@ -1,0 +1,178 @@
+"""`helm upgrade --reset-then-reuse-values` from the previous chart to this one, with the values
+installations have: the previous chart's ci/*-values.yaml, the docs' install and upgrade commands
+and typical hand-written settings. The upgrade renders the new chart's defaults with the release's
+own values on top, so each case renders the previous chart and this one with the same values.
+
+What must hold (the API server's update validation, kubernetes pkg/apis/*/validation):
+- every values file that the previous chart rendered still renders (a render-time check that the
+  API server would not make is a regression, not a safeguard);
+- nothing changes that the API server refuses on update: a StatefulSet's spec other than replicas,
+  template, updateStrategy, persistentVolumeClaimRetentionPolicy, minReadySeconds and ordinals
+  (ValidateStatefulSetUpdate: "updates to statefulset spec for fields other than ... are
+  forbidden"); a Deployment's or StatefulSet's selector ("field is immutable"); a Job's pod
+  template; a PersistentVolumeClaim's spec other than resources.requests
+  (ValidatePersistentVolumeClaimUpdate); a Service's clusterIP (ValidateServiceUpdate);
+- no claim and no StatefulSet disappears (Helm deletes what a release no longer renders, and the
+  data with it);
+- no pod template changes: this upgrade adds checks and per-release rules, and restarts no pod.
+
+PREVIOUS is the chart as the eighth session left it, before the render-time checks. When a later
+change means to restart pods on upgrade, say so in docs/deployment.md and move PREVIOUS forward.
+"""
+
+from __future__ import annotations
+
+import helm_python as helm
+import pytest
+
+from tests.deploy.manifests import chart_at, objects_of, render_chart, render_objects
+from tests.deploy.test_upgrade_immutability import refused_changes
+
+PREVIOUS = "7549a1c"
+POD_OWNERS = {"Deployment", "StatefulSet", "Job", "CronJob"}
+
+# docs/deployment.md and the chart README at PREVIOUS: each command's --set values (with the
+# install's registry, which every install names)
+DOCS = {
+    "install with storage classes": {
+        "data": {"persistence": {"storageClass": "cinder-csi"}},
+        "redis": {"persistence": {"storageClass": "cinder-csi"}},
+    },
+    "upgrade to NodePort and Ingress": {
+        "api": {
+            "service": {"type": "NodePort"},
+            "ingress": {"enabled": True, "className": "nginx", "host": "jdoe-atx-jobqueue.coe332.tacc.cloud"},
+        }
+    },
+    "install with KEDA and monitoring": {
+        "autoscaling": {
+            "mode": "keda",
+            "keda": {"serverAddress": "http://kube-prometheus-stack-prometheus.monitoring.svc:9090"},
+        },
+        "metrics": {
+            "serviceMonitor": {"enabled": True},
+            "podMonitor": {"enabled": True},
+            "prometheusRule": {"enabled": True},
+            "grafanaDashboard": {"enabled": True},
+        },
+        "redis": {"exporter": {"enabled": True}},
+    },
+    "upgrade with backups": {"redis": {"backup": {"enabled": True, "schedule": "17 * * * *", "keep": 48}}},
+    "upgrade into restore mode": {"redis": {"restore": {"enabled": True, "file": "dump-20260101T001700Z.rdb"}}},
+    "the token on": {"config": {"apiToken": {"enabled": True}}},
+}
+
+# what users write by hand (each rendered with the previous chart, which is checked below)
+HANDWRITTEN = {
+    "a fixed nodePort": {"api": {"service": {"type": "NodePort", "nodePort": 30080}}},
+    "a LoadBalancer with a nodePort": {"api": {"service": {"type": "LoadBalancer", "nodePort": 31000}}},
+    "a wildcard Ingress host with TLS": {
+        "api": {"ingress": {"enabled": True, "host": "*.apps.example.org", "tls": "apps-tls"}}
+    },
+    "CPU as numbers": {"api": {"resources": {"requests": {"cpu": 1}, "limits": {"cpu": 2}}}},
+    "CPU as decimals": {"worker": {"resources": {"requests": {"cpu": 0.25}, "limits": {"cpu": "500m"}}}},
+    "limits only, above the default requests": {"worker": {"resources": {"limits": {"cpu": 4, "memory": "4Gi"}}}},
+    "no limits": {"worker": {"resources": {"limits": None}}},
+    "Redis memory": {"redis": {"resources": {"limits": {"memory": "1Gi"}}, "maxmemory": "700mb"}},
+    "hpa from zero": {
+        "autoscaling": {"mode": "hpa", "minReplicas": 0, "maxReplicas": 1, "scrapedWithoutServiceMonitor": True}
+    },
+    "keda bounds": {
+        "autoscaling": {"mode": "keda", "minReplicas": 2, "maxReplicas": 10},
+        "metrics": {"serviceMonitor": {"enabled": True}},
+    },
+    "bounds unused without a scaler": {"autoscaling": {"mode": "none", "minReplicas": 5, "maxReplicas": 2}},
+    "volume sizes": {"data": {"persistence": {"size": "1.5Gi"}}, "redis": {"persistence": {"size": "1500M"}}},
+    "backup schedule with a time zone": {
+        "redis": {"backup": {"enabled": True, "schedule": "CRON_TZ=America/Chicago 17 3 * * *", "size": "5G"}}
+    },
+    "backup every hour": {"redis": {"backup": {"enabled": True, "schedule": "@every 1h"}}},
+    "budgets": {"api": {"pdb": {"maxUnavailable": "50%"}}, "worker": {"pdb": {"maxUnavailable": 1}}},
+    "labels and annotations": {
+        "commonLabels": {"course": "coe332", "example.org/term": "fall-2026"},
+        "api": {"podAnnotations": {"Example.org/Owner": "jdoe"}},
+        "worker": {"nodeSelector": {"kubernetes.io/arch": "amd64"}},
+    },
+    "no storage class named": {"data": {"persistence": {"storageClass": ""}}},
+    "the exporter": {"redis": {"exporter": {"enabled": True}}},
+}
+
+# generated at install and kept by `lookup` in a cluster; random in every offline render
+GENERATED = {"redis-password", "api-token"}
+
+
+@pytest.fixture(scope="module")
+def previous_chart(tmp_path_factory):
+    return chart_at(PREVIOUS, tmp_path_factory.mktemp("previous"))
+
+
+def _cases(previous_chart) -> dict[str, dict]:
+    import yaml
+
+    cases = {
+        f"ci/{path.name}": yaml.safe_load(path.read_text()) or {}
+        for path in sorted((previous_chart / "ci").glob("*-values.yaml"))
+    }
+    return {**cases, **DOCS, **HANDWRITTEN}
+
+
+def _comparable(obj: dict) -> dict:
+    if obj["kind"] == "Secret":
+        data = {k: v for k, v in (obj.get("data") or {}).items() if k not in GENERATED}
+        return {**obj, "data": data}
+    return obj
+
+
+def _pod_template(obj: dict) -> dict | None:
+    spec = obj.get("spec") or {}
+    if obj["kind"] == "CronJob":
+        return spec["jobTemplate"]["spec"]["template"]
+    return spec.get("template") if obj["kind"] in POD_OWNERS else None
+
+
+def test_every_values_file_of_the_previous_chart_upgrades_changing_nothing_the_api_server_refuses(previous_chart):
+    problems: dict[str, list[str]] = {}
+    cases = _cases(previous_chart)
+    assert len(cases) >= 30
+    for name, values in cases.items():
+        before = objects_of(render_chart(values, chart=previous_chart))
+        try:
+            after = render_objects(values)
+        except helm.HelmError as error:  # a refusal is the finding, reported with the others
+            problems[name] = [f"refused: {str(error)[-300:]}"]
+            continue
+        found = refused_changes(before, after)
+        old = {(o["kind"], o["metadata"]["name"]): o for o in before}
+        new = {(o["kind"], o["metadata"]["name"]): o for o in after}
+        found += [
+            f"{kind} {obj} removed"
+            for kind, obj in old
+            if (kind, obj) not in new and kind in {"PersistentVolumeClaim", "StatefulSet"}
+        ]
+        for key, was in old.items():
+            now = new.get(key)
+            if now is None:
+                continue
+            if key[0] == "Service" and was["spec"].get("clusterIP") != now["spec"].get("clusterIP"):
+                found.append(f"Service {key[1]} spec.clusterIP")
+            if _pod_template(_comparable(was)) != _pod_template(_comparable(now)):
+                found.append(f"{key[0]} {key[1]} pod template (its pods restart)")
+        if found:
+            problems[name] = found
+    assert problems == {}
+
+
+def test_the_only_object_this_upgrade_changes_is_the_prometheus_rule(previous_chart):
+    """The same values, the same objects, except each release's PrometheusRule (now scoped to its
+    own series) and the CronJob of a schedule with a time zone (moved to spec.timeZone, both
+    fields mutable)."""
+    changed = set()
+    for name, values in _cases(previous_chart).items():
+        before = {
+            (o["kind"], o["metadata"]["name"]): _comparable(o)
+            for o in objects_of(render_chart(values, chart=previous_chart))
+        }
+        after = {(o["kind"], o["metadata"]["name"]): _comparable(o) for o in render_objects(values)}
+        assert set(before) == set(after), name
+        changed |= {key[0] for key in before if before[key] != after[key]}
+    assert changed == {"PrometheusRule", "CronJob"}
