@@ -211,11 +211,11 @@ def test_data_volume_is_made_and_filled_before_workers_and_mounted_read_only():
             mounts = [m for m in c["volumeMounts"] if m["name"] == claim["name"]]
             assert mounts and all(m.get("readOnly") for m in mounts) == (c["name"] != "load-data")
         assert [c["name"] for c in spec["initContainers"]] == [init]
-        # ReadWriteOnce: every pod that mounts the volume (data.shell's too) shares the node of the first one
+        # ReadWriteOnce: every pod that reads the volume shares the node of the first one
         term = spec["affinity"]["podAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"][0]
         assert term["topologyKey"] == "kubernetes.io/hostname"
         assert term["labelSelector"]["matchExpressions"] == [
-            {"key": "app.kubernetes.io/component", "operator": "In", "values": ["api", "worker", "data-shell"]}
+            {"key": "app.kubernetes.io/component", "operator": "In", "values": ["api", "worker"]}
         ]
         assert (
             term["labelSelector"]["matchLabels"].items() <= deployment["spec"]["template"]["metadata"]["labels"].items()

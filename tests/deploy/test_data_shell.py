@@ -72,10 +72,11 @@ def test_it_mounts_the_claim_writable_where_the_loader_does_beside_the_api_and_w
         assert env[name] == loader_env[name], name
     assert container["resources"] == load["resources"]
     assert container["readinessProbe"]["exec"]["command"] == ["test", "-w", mount["mountPath"]]
-    # ReadWriteOnce: on the node of the API and workers (and they would follow it)
+    # ReadWriteOnce: on the node of the API and workers, by their own rule (which does not match the
+    # shell, so it never draws them: their pod templates stay as they were)
     assert spec["affinity"] == pod_spec(api)["affinity"] == pod_spec(worker)["affinity"]
     term = spec["affinity"]["podAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"][0]
-    assert term["labelSelector"]["matchExpressions"][0]["values"] == ["api", "worker", "data-shell"]
+    assert term["labelSelector"]["matchExpressions"][0]["values"] == ["api", "worker"]
     assert shell["spec"]["replicas"] == 1 and shell["spec"]["strategy"] == {"type": "Recreate"}
     assert container["securityContext"]["readOnlyRootFilesystem"] is True
     assert {"name": "tmp", "mountPath": "/tmp"} in container["volumeMounts"]

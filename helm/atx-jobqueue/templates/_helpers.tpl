@@ -353,9 +353,9 @@ checkov.io/skip{{ add1 $i }}: {{ index $reasons $check | quote }}
 {{- end }}
 
 {{/*
-Placement of the pods that mount the data volume (API, whose init container fills it, workers, and
-data.shell's pod): the given affinity, or, with a ReadWriteOnce volume (attachable to one node), a
-required podAffinity that keeps them all on the node of the first one. The first pod schedules freely (the scheduler's
+Placement of the pods that mount the data volume (API, whose init container fills it, and workers):
+the given affinity, or, with a ReadWriteOnce volume (attachable to one node), a required podAffinity
+that keeps them all on the node of the first one. The first pod schedules freely (the scheduler's
 exception for a pod matching its own term when no such pod exists), so a drained node's pods come
 back together elsewhere. Include with (dict "ctx" $ "affinity" .Values.api.affinity).
 */}}
@@ -375,7 +375,7 @@ affinity:
           matchExpressions:
             - key: app.kubernetes.io/component
               operator: In
-              values: [api, worker, data-shell]
+              values: [api, worker]
 {{- end }}
 {{- end }}
 
