@@ -286,6 +286,8 @@ def cmd_hold(args: argparse.Namespace) -> int:
     Makes the upload folder, prints the commands with this pod's paths, and exits 0 on SIGTERM."""
     import signal
 
+    stop = {signal.SIGTERM, signal.SIGINT}
+    signal.pthread_sigmask(signal.SIG_BLOCK, stop)  # before anything is printed: held from then on
     data = Path(args.data)
     upload = Path(args.upload) if args.upload else data.parent / "upload"
     try:
@@ -303,8 +305,6 @@ def cmd_hold(args: argparse.Namespace) -> int:
         "then restart the API and worker Deployments: they keep the dataset they loaded at start",
         flush=True,
     )
-    stop = {signal.SIGTERM, signal.SIGINT}
-    signal.pthread_sigmask(signal.SIG_BLOCK, stop)
     signal.sigwait(stop)
     return 0
 
