@@ -52,6 +52,7 @@ from bench import raw_minimal_loop as rawloop
 from bench import report
 from bench.drain_harness import start_redis
 from bench.peers import dataset, harness, peer_classes, procs
+from bench.peers.celery_peer import CeleryDefaultPoolPeer
 from jobqueue import keys
 from devstack.procs import free_port
 
@@ -479,7 +480,8 @@ RT_ROWS = (
     *((key, f"ours, one exchange: `POST /submit?wait=` with {how}") for key, how in ONE_EXCHANGE),
     ("rt/floor", "floor: the same two requests with `requests` against canned answers (no service)"),
     ("rt/floor-lean", "floor: the same two requests with `http.client` against canned answers"),
-    ("rt/celery", "Celery `delay()` + `AsyncResult.get`"),
+    ("rt/celery", "Celery `delay()` + `AsyncResult.get` (solo pool: the baseline)"),
+    ("rt/celery-prefork", "Celery, the same in its default pool (prefork, one child)"),
 )
 
 
@@ -490,8 +492,9 @@ def _finished(status: int, job: dict) -> dict:
     return job
 
 
-def celery_round_trips(redis_url: str, data_path: str, count: int) -> dict[str, float]:
-    peer = peer_classes()["celery"](redis_url, data_path, 1)
+def celery_round_trips(redis_url: str, data_path: str, count: int, default_pool: bool = False) -> dict[str, float]:
+    """Celery's round trip in the solo pool (the baseline) or, ``default_pool``, in its default prefork pool."""
+    peer = (CeleryDefaultPoolPeer if default_pool else peer_classes()["celery"])(redis_url, data_path, 1)
     try:
         return harness.round_trips(peer, NOOP, count)
     finally:
@@ -584,6 +587,9 @@ def run(args) -> dict[str, Any]:
                     out = celery_round_trips(server.url, data_path, args.round_trips)
                     runs["rt/celery"].append(out)
                     _say(repeat, args, "round trip celery", out)
+                    out = celery_round_trips(server.url, data_path, args.round_trips, default_pool=True)
+                    runs["rt/celery-prefork"].append(out)
+                    _say(repeat, args, "round trip celery, default pool", out)
             load.append(os.getloadavg()[0])
     finally:
         dep.close()
@@ -788,7 +794,9 @@ def markdown(args, result, s) -> str:
             "one-exchange rows submit and wait in one request (200 with the finished job). The floor rows "
             "time the same client code against a server that answers the two requests with canned bytes "
             "shaped like the API's 202 and 200 and does nothing else (`bench/floor.py`): the client's own "
-            "share of a round trip. Client CPU is the benchmark process's own, a round trip.",
+            "share of a round trip. Client CPU is the benchmark process's own, a round trip. Celery, the "
+            "baseline, runs one worker process in its `solo` pool; the row after it is the same in Celery's "
+            "default pool (prefork: a parent takes the message, one child runs it), for context.",
             "",
             report.table(["client", "p50 ms", "p99 ms", "`POST /submit` alone, p50 ms", "client CPU µs a trip"], rows),
         ]

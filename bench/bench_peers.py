@@ -25,6 +25,7 @@ if __package__ in (None, ""):  # run as a script: python bench/bench_peers.py
 
 from bench import report
 from bench.peers import dataset, harness, peer_classes
+from bench.peers.celery_peer import CeleryDefaultPoolPeer
 from bench.peers.ours import FloorPeer
 from devstack.redis_server import RedisServer
 
@@ -45,7 +46,10 @@ ONE = "ours-one-exchange"  # ours' round trip as one request, POST /submit?wait=
 ONE_LEAN = "ours-one-exchange-http.client"  # the same one request through http.client
 ONE_SHIPPED = "ours-one-exchange-jobqueue.client"  # the same one request through Client.submit_and_wait
 FLOOR = "floor"  # ours' two requests with requests against canned answers (bench/floor.py): the client's floor
-FLOOR_LEAN = "floor-http.client"  # the same through http.client
+FLOOR_LEAN = "floor-http.client"
+CELERY_DEFAULT_POOL = (
+    "celery-prefork"  # Celery's round trip in its default pool: a parent and one child  # the same through http.client
+)
 
 TARGETS_TEXT = {
     "noop_vs_raw": "No-op drain, 1 worker process: ours >= 1.0x the raw HotQueue loop",
@@ -167,12 +171,19 @@ def run_matrix(args, server, data_path, classes, counts) -> dict[str, Any]:
 def run_round_trips(args, server, data_path, classes) -> dict[str, list[dict]]:
     runs: dict[str, list[dict]] = defaultdict(list)
     names = [n for n in ROUND_TRIP_PEERS if n in classes]
+    if "celery" in names:  # and Celery in its default pool (prefork, one child): informational
+        names.insert(names.index("celery") + 1, CELERY_DEFAULT_POOL)
     if "ours" in names:  # also through http.client (the client library's share), through our own client,
         names += [LEAN, SHIPPED, ONE, ONE_LEAN, ONE_SHIPPED]  # and as one exchange (POST /submit?wait=) with each
         names += [FLOOR, FLOOR_LEAN]  # and the same client code against canned answers
     for repeat in range(args.repeats):
         for name in names:
-            cls = FloorPeer if name.startswith(FLOOR) else classes["ours" if name.startswith("ours-") else name]
+            if name.startswith(FLOOR):
+                cls = FloorPeer
+            elif name == CELERY_DEFAULT_POOL:
+                cls = CeleryDefaultPoolPeer
+            else:
+                cls = classes["ours" if name.startswith("ours-") else name]
             peer = cls(server.url, str(data_path), 1)
             peer.lean, peer.shipped = name in (LEAN, ONE_LEAN, FLOOR_LEAN), name in (SHIPPED, ONE_SHIPPED)
             peer.one = name in (ONE, ONE_LEAN, ONE_SHIPPED)
@@ -339,7 +350,10 @@ def round_trip_markdown(args, summary) -> str:
             f"`ours`, the tutorial's two requests. `{FLOOR}` and `{FLOOR_LEAN}` run ours' two requests (the same "
             "client code, `requests` and `http.client`) against a server that answers them with canned bytes shaped "
             "like the API's 202 and 200 and does nothing else (`bench/floor.py`): the client's own floor. "
-            "Ratio: p50 relative to Celery's.",
+            f"`{CELERY_DEFAULT_POOL}` is Celery's own round trip with one worker process in its default pool "
+            "(prefork: a parent takes the message, one child runs it), as `celery worker --concurrency 1` runs "
+            "without naming a pool; `celery` runs the `solo` pool, the faster, and is the baseline. "
+            "Ratio: p50 relative to `celery`'s.",
             "",
             report.table(["peer", "p50 ms", "p99 ms", "p50 vs celery"], rows),
         ]

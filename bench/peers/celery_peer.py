@@ -1,5 +1,9 @@
 """Celery with Redis as broker and result backend: ``solo`` pool for one process, ``prefork`` with
 concurrency = processes for more (what its docs recommend for CPU-bound work).
+
+:class:`CeleryDefaultPoolPeer` runs one process the way ``celery worker --concurrency 1`` does
+without naming a pool: Celery's default ``prefork`` pool, a parent that takes the message and one
+child that runs the task. The round-trip verdict stays on the ``solo`` pool, the faster of the two.
 """
 
 from __future__ import annotations
@@ -14,11 +18,12 @@ from .base import Peer
 
 class CeleryPeer(Peer):
     name = "celery"
+    default_pool = False  # True: prefork even for one process (Celery's default pool)
 
     @property
     def description(self):
         return "Celery, redis broker+backend, " + (
-            "solo pool" if self.processes == 1 else f"prefork pool -c {self.processes}"
+            "solo pool" if self.processes == 1 and not self.default_pool else f"prefork pool -c {self.processes}"
         )
 
     def __init__(self, redis_url, data_path, processes):
@@ -36,7 +41,9 @@ class CeleryPeer(Peer):
 
     def worker_argvs(self):
         pool = (
-            ["--pool", "solo"] if self.processes == 1 else ["--pool", "prefork", "--concurrency", str(self.processes)]
+            ["--pool", "solo"]
+            if self.processes == 1 and not self.default_pool
+            else ["--pool", "prefork", "--concurrency", str(self.processes)]
         )
         return [
             procs.python_argv(
@@ -89,3 +96,10 @@ class CeleryPeer(Peer):
         import kombu
 
         return {"celery": celery.__version__, "kombu": kombu.__version__}
+
+
+class CeleryDefaultPoolPeer(CeleryPeer):
+    """One worker process in Celery's default pool (prefork, one child): module docstring."""
+
+    name = "celery-prefork"
+    default_pool = True

@@ -76,6 +76,31 @@ def test_the_admin_sees_whose_each_job_is(owned_app):
     assert "Signed in as bob" in client.get("/ui/", headers=_as("bob")).get_data(as_text=True)
 
 
+def test_the_admin_lists_one_users_jobs(owned_app):
+    """An instructor with the admin token had no way to list one student's jobs; ?owner=<name> does
+    (the web page's User filter). A named token sees only its own whatever it asks; an unknown name
+    lists nothing (no roster is given away)."""
+    client = owned_app.test_client()
+    ids = {
+        who: client.post("/submit", json={"operation": "sleep"}, headers=_as(who)).get_json()["job_id"]
+        for who in ("alice", "bob", "alice")
+    }
+
+    def listed(who, query):
+        return [j["job_id"] for j in client.get(f"/jobs{query}", headers=_as(who)).get_json()["jobs"]]
+
+    alice_jobs = [j for j in listed("admin", "") if j != ids["bob"]]
+    assert listed("admin", "?owner=alice") == alice_jobs and len(alice_jobs) == 2
+    assert listed("admin", "?owner=bob") == [ids["bob"]]
+    assert listed("admin", "?owner=mallory") == []
+    assert listed("bob", "?owner=alice") == [] and listed("bob", "?owner=bob") == [ids["bob"]]
+    assert client.get("/jobs?owner=", headers=_as("admin")).status_code == 400
+
+    admin_page = client.get("/ui/jobs?owner=bob", headers=_as("admin")).get_data(as_text=True)
+    assert 'id="f-owner"' in admin_page and '<option value="bob" selected>bob</option>' in admin_page
+    assert 'id="f-owner"' not in client.get("/ui/jobs", headers=_as("bob")).get_data(as_text=True)
+
+
 def test_the_rate_limit_counts_per_token(owned_app):
     client = owned_app.test_client()
     for who in ("alice", "bob"):  # same address, separate budgets of 3
@@ -123,3 +148,17 @@ def test_tokens_one_a_line_as_a_secret_file_holds_them(redis_url):
         assert r.status_code == 202, (who, r.get_json())
         job = client.get(f"/status/{r.get_json()['job_id']}", headers={"Authorization": f"Bearer {who}-line-token"})
         assert job.get_json()["owner"] == who
+
+
+def test_help_with_named_tokens_only_says_a_token_is_needed(redis_url):
+    """With API_TOKENS alone (each student a token, no admin token) /help said "Auth: no token
+    needed" and its curl lines carried no header, while every one of them answered 401."""
+    from jobqueue_api import create_app
+
+    app = create_app(make_settings(redis_url, API_TOKENS="alice:alice-help-token"), load_data=False)
+    client = app.test_client()
+    text = client.get("/help").get_data(as_text=True)
+    assert "no token needed" not in text and "need 'Authorization: Bearer <token>'" in text, text
+    lines = [line for line in text.splitlines() if "/submit" in line and "curl" in line]
+    assert lines and all('-H "Authorization: Bearer $API_TOKEN"' in line for line in lines), lines
+    assert client.get("/help", headers={"Accept": "application/json"}).get_json()["auth"] != "no token needed"

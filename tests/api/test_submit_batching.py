@@ -29,7 +29,7 @@ from jobqueue.connections import jobs_redis, queue_redis
 from jobqueue.delivery import Delivery
 from jobqueue.jobs import JobStatus, JobStore
 from jobqueue.settings import load_settings
-from jobqueue_api.batching import SubmitBatcher
+from jobqueue_api.batching import SubmitBatcher, UnderWay
 
 from .support import make_settings, redis_and_api, spawn
 
@@ -194,7 +194,7 @@ KILLED_WAITERS = r"""
 from gevent import monkey
 monkey.patch_all()
 import gevent, json, sys
-from jobqueue_api.batching import SubmitBatcher
+from jobqueue_api.batching import SubmitBatcher, UnderWay
 
 stored, gate = [], gevent.event.Event()
 def store_many(batch):
@@ -235,7 +235,7 @@ GATHERED = r"""
 from gevent import monkey
 monkey.patch_all()
 import gevent, json
-from jobqueue_api.batching import SubmitBatcher
+from jobqueue_api.batching import SubmitBatcher, UnderWay
 
 calls = []
 b = SubmitBatcher(lambda batch: calls.append(list(batch)))
@@ -288,6 +288,66 @@ def test_a_caller_killed_while_it_gathers_passes_the_lead_on(redis_url, monkeypa
     assert [sorted(c) for c in calls] == [["j1", "j2"]]
     batcher.submit("j3")
     assert calls[-1] == ["j3"] and batcher.waiting == 0
+
+
+def test_the_lead_yields_only_when_another_request_is_under_way(monkeypatch):
+    """A lone request's call goes at once (no turn of the event loop for company that cannot
+    come); with another request under way, the lead yields first, as before."""
+    import types
+
+    from jobqueue_api import batching
+
+    yields: list[float] = []
+    monkeypatch.setattr(batching, "time", types.SimpleNamespace(sleep=yields.append))
+    under_way = UnderWay()
+    batcher = SubmitBatcher(lambda batch: None, company=under_way.company)
+    batcher.submit("unknown")  # nothing counted yet (no app counted): assume company
+    assert yields == [0]
+    seen = []
+
+    def app(environ, start_response):
+        batcher.submit(environ["job"])
+        seen.append(len(yields))
+        return [b""]
+
+    counted = under_way.counted(app)
+    counted({"job": "alone"}, None).close()
+    assert seen == [1]  # no yield for a lone request
+    first = counted({"job": "a"}, None)  # answered, its body not closed yet: still under way
+    counted({"job": "b"}, None).close()
+    assert seen == [1, 1, 2]  # "b" had "a" under way: it yielded
+    first.close()
+    counted({"job": "alone again"}, None).close()
+    assert seen[-1] == 2 and under_way.count == 0
+
+
+def test_a_request_is_under_way_until_its_body_is_closed_or_it_fails():
+    under_way = UnderWay()
+    assert under_way.company()  # nothing counted: unknown, so yes
+
+    class FileWrapper:
+        def __init__(self, filelike):
+            self.filelike = filelike
+
+    def app(environ, start_response):
+        if environ.get("fail"):
+            raise RuntimeError("boom")
+        return FileWrapper(None) if environ.get("file") else [b"x"]
+
+    counted = under_way.counted(app)
+    body = counted({}, None)
+    assert under_way.count == 1 and not under_way.company()
+    other = counted({}, None)
+    assert under_way.count == 2 and under_way.company()
+    body.close()
+    body.close()  # a second close counts nothing
+    other.close()
+    assert under_way.count == 0
+    with pytest.raises(RuntimeError):
+        counted({"fail": True}, None)
+    assert under_way.count == 0
+    sent = counted({"file": True, "wsgi.file_wrapper": FileWrapper}, None)
+    assert isinstance(sent, FileWrapper) and under_way.count == 0  # left as is, so sendfile still applies
 
 
 # --- through the real API ---------------------------------------------------------------------

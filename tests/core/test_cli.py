@@ -167,6 +167,21 @@ def test_version_and_help_never_start_a_server():
     )
 
 
+def test_output_cut_short_by_its_reader_stops_quietly():
+    """`jobqueue operations --json | head -c 20` printed a BrokenPipeError traceback. The pipe's reader
+    is gone before the command writes (closed at once here, so the outcome does not depend on timing):
+    it now stops quietly with 141, the status a shell gives `cat` in the same place."""
+    proc = subprocess.Popen(
+        [str(BIN / "jobqueue"), "operations", "--json"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        cwd=REPO_ROOT,
+    )
+    proc.stdout.close()
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=60) == 141 and "Traceback" not in err, err
+
+
 # --- Retry-After ----------------------------------------------------------------------------------
 
 

@@ -347,3 +347,98 @@ def test_a_call_that_keeps_its_answer_answers_the_same_when_sent_again(harness):
     assert harness.queue_client.zcard(d.delayed_key) == 1  # the retry with a backoff, once
     with pytest.raises(ValueError):  # a call that claims is never sent twice, so it keeps no answer
         d.record_many("w1", retry, claim=1, call_id="c3")
+
+
+def _finish_of(h, job_id, worker="w1"):
+    job = _job(h, job_id, status="complete", result={"slept": 0}, worker=worker)
+    return Finish(job)
+
+
+def test_a_finish_then_wait_records_before_the_wait_and_claims_the_next_job_in_one_write(harness, monkeypatch):
+    """A worker whose last claim found its lanes empty records its outcome and goes back to waiting
+    in one write (the finish, the BLMOVE, the claim behind it): the outcome is written while the
+    wait still blocks, handed to the caller when the wait ends; the job that ends it is claimed."""
+    d = _delivery(harness)
+    first = harness.submit("sleep")
+    assert [i for i, _ in d.wait_and_claim("w1", 4, 1)] == [first]
+    finish = _finish_of(harness, first)
+    sends: list[bytes] = []
+    real = redis.connection.Connection.send_packed_command
+
+    def counted(conn, command, *args, **kwargs):
+        if threading.current_thread().name == "finish-then-wait":
+            sends.append(command)
+        return real(conn, command, *args, **kwargs)
+
+    monkeypatch.setattr(redis.connection.Connection, "send_packed_command", counted)
+    seen: list = []
+    handed = threading.Event()
+
+    def recorded(outcomes):
+        seen.append(outcomes)
+        handed.set()
+
+    got: list = []
+    waiter = threading.Thread(
+        target=lambda: got.extend(d.finish_then_wait("w1", [finish], 4, 5, recorded)), name="finish-then-wait"
+    )
+    harness.jobs.config_resetstat()
+    waiter.start()
+    wait_blocked(harness.jobs)
+    assert harness.store.get(first).status is JobStatus.COMPLETE  # written while the wait blocks
+    assert not got and waiter.is_alive() and not handed.is_set()
+    second = harness.submit("sleep")
+    waiter.join(timeout=10)
+    assert seen == [[Recorded.OK]]
+    assert [i for i, _ in got] == [second]
+    assert harness.queue_client.lrange(keys.processing("w1"), 0, -1) == [second]
+    assert len(sends) == 1, f"{len(sends)} sends for a finish and the wait after it"
+    stats = harness.jobs.info("commandstats")
+    assert stats["cmdstat_evalsha"]["calls"] == 2 and stats["cmdstat_blmove"]["calls"] == 1, stats
+
+
+def test_a_finish_then_wait_times_out_with_nothing_claimed(harness):
+    d = _delivery(harness)
+    job_id = harness.submit("sleep")
+    d.claim("w1", 1)
+    seen: list = []
+    assert d.finish_then_wait("w1", [_finish_of(harness, job_id)], 4, 0.1, seen.append) == []
+    assert seen == [[Recorded.OK]]
+    assert harness.store.get(job_id).status is JobStatus.COMPLETE
+    assert harness.queue_client.llen(keys.processing("w1")) == 0
+
+
+def test_a_finish_then_wait_loads_the_script_when_redis_forgot_it(harness):
+    """Redis restarted (the script gone): neither script call ran, but the BLMOVE did and may have
+    moved an id; the finish is recorded once the script is loaded, and the claim takes that id."""
+    d = _delivery(harness)
+    done, nxt = harness.submit("sleep"), harness.submit("sleep")
+    d.claim("w1", 1)
+    harness.jobs.script_flush()
+    seen: list = []
+    got = d.finish_then_wait("w1", [_finish_of(harness, done)], 4, 1, seen.append)
+    assert seen == [[Recorded.OK]] and [i for i, _ in got] == [nxt]
+    assert harness.store.get(done).status is JobStatus.COMPLETE
+
+
+def test_a_finish_then_wait_whose_wait_was_lost_sends_the_wait_again(harness):
+    """The finish recorded, the connection blocked in the wait dies (a lost answer): the outcome is
+    not recorded again, the wait is sent again, and its claim answers what the processing list holds."""
+    d = _delivery(harness)
+    job_id = harness.submit("sleep")
+    d.claim("w1", 1)
+    seen: list = []
+    got: list = []
+    waiter = threading.Thread(
+        target=lambda: got.extend(d.finish_then_wait("w1", [_finish_of(harness, job_id)], 4, 5, seen.append))
+    )
+    waiter.start()
+    wait_blocked(harness.jobs)
+    blocked = [c for c in harness.jobs.client_list() if c.get("cmd") == "blmove"]
+    harness.jobs.client_kill_filter(_id=blocked[0]["id"])
+    wait_blocked(harness.jobs)  # blocked again, on a new connection
+    nxt = harness.submit("sleep")
+    waiter.join(timeout=10)
+    assert seen == [[Recorded.OK]]
+    assert [i for i, _ in got] == [nxt]
+    assert harness.store.get(job_id).status is JobStatus.COMPLETE

@@ -108,3 +108,26 @@ def test_a_watched_transaction_applies_unless_its_key_is_written_in_between(clie
     finally:
         client.connection_pool.release(conn)
     assert client.lrange("q", 0, -1) == ["x"]
+
+
+def test_a_read_answers_as_redis_py_does_and_keeps_the_connection_in_step(client):
+    client.mset({"job:a": '{"status":"complete","name":"Ñandú"}', "h": "x"})
+    assert wire.read(client, ("MGET", "job:a", "job:none")) == client.mget(["job:a", "job:none"])
+    client.hset("hash", "f", "v")
+    with pytest.raises(redis.ResponseError, match="WRONGTYPE"):
+        wire.read(client, ("GET", "hash"))  # an error reply raises redis-py's class
+    assert wire.read(client, ("MGET", "h")) == ["x"]  # the same pooled connection, still in step
+
+
+def test_a_read_on_a_connection_redis_closed_is_answered_on_a_new_one(client, redis_url):
+    """A pooled connection Redis dropped (a restart, an idle timeout) is replaced and the read
+    answered, as for a command sent through redis-py."""
+    client.set("k", "v")
+    first_id = wire.read(client, ("CLIENT", "ID"))
+    admin = redis.Redis.from_url(redis_url)
+    try:
+        assert admin.client_kill_filter(_id=first_id) == 1
+    finally:
+        admin.close()
+    assert wire.read(client, ("MGET", "k")) == ["v"]
+    assert wire.read(client, ("CLIENT", "ID")) != first_id

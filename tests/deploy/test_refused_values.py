@@ -18,6 +18,7 @@ maxUnavailable must be a percentage of at most 100%; a CronJob schedule must par
 from __future__ import annotations
 
 import helm_python as helm
+import kubernetes_validate
 import pytest
 
 from tests.deploy.manifests import find, one, render_objects
@@ -190,6 +191,8 @@ def test_a_time_zone_in_the_schedule_moves_to_the_time_zone_field(prefix):
     has one upgrades without a change, into the supported field."""
     spec = _backup(schedule=f"{prefix}=America/Chicago  17 3 * * *")
     assert (spec["schedule"], spec["timeZone"]) == ("17 3 * * *", "America/Chicago")
+    cronjob = {"apiVersion": "batch/v1", "kind": "CronJob", "metadata": {"name": "backup"}, "spec": spec}
+    kubernetes_validate.validate(cronjob, "1.28.0", strict=True)  # the field exists (GA in 1.27)
     assert _backup(schedule="@daily", timeZone="Europe/Berlin")["timeZone"] == "Europe/Berlin"
     assert "timeZone" not in _backup()  # empty is refused by the API server ("must be nil or non-empty")
 

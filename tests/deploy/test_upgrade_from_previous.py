@@ -12,7 +12,7 @@ What must hold (the API server's update validation, kubernetes pkg/apis/*/valida
   forbidden"); a Deployment's or StatefulSet's selector ("field is immutable"); a Job's pod
   template; a PersistentVolumeClaim's spec other than resources.requests
   (ValidatePersistentVolumeClaimUpdate); a Service's clusterIP (ValidateServiceUpdate);
-- no claim and no StatefulSet disappears (Helm deletes what a release no longer renders, and the
+- no object appears or disappears (Helm deletes what a release no longer renders, and a claim's
   data with it);
 - no pod template changes: this upgrade adds checks and per-release rules, and restarts no pod.
 
@@ -95,6 +95,27 @@ HANDWRITTEN = {
     },
     "no storage class named": {"data": {"persistence": {"storageClass": ""}}},
     "the exporter": {"redis": {"exporter": {"enabled": True}}},
+    "a token Secret of one's own": {
+        "config": {"apiToken": {"enabled": True, "existingSecret": "jobs-token", "existingSecretKey": "token"}}
+    },
+    "restore from a claim of one's own": {
+        "redis": {
+            "backup": {"existingClaim": "old-backups"},
+            "restore": {"enabled": True, "file": "dump-20260101T001700Z.rdb"},
+        }
+    },
+    "external Redis with a password Secret": {
+        "redis": {"enabled": False},
+        "externalRedis": {"url": "redis://redis.example:6379/0", "existingSecret": "redis-pw"},
+    },
+    "pull secrets and a short name": {"imagePullSecrets": [{"name": "regcred"}], "fullnameOverride": "jq"},
+    "another name with a node port": {
+        "nameOverride": "jq",
+        "api": {"service": {"type": "NodePort", "nodePort": 30500}},
+    },
+    "the full dataset from the portal": {"data": {"loader": {"source": "url"}}},
+    "a data claim of one's own": {"data": {"persistence": {"existingClaim": "atx-data"}}},
+    "no volumes": {"data": {"persistence": {"enabled": False}}, "redis": {"persistence": {"enabled": False}}},
 }
 
 # generated at install and kept by `lookup` in a cluster; random in every offline render
@@ -162,17 +183,46 @@ def test_every_values_file_of_the_previous_chart_upgrades_changing_nothing_the_a
     assert problems == {}
 
 
-def test_the_only_object_this_upgrade_changes_is_the_prometheus_rule(previous_chart):
-    """The same values, the same objects, except each release's PrometheusRule (now scoped to its
-    own series) and the CronJob of a schedule with a time zone (moved to spec.timeZone, both
-    fields mutable)."""
-    changed = set()
+def _release_objects(objs: list[dict]) -> set[tuple[str, str]]:
+    """What `helm upgrade` applies: the release's objects, not its `helm test` hooks."""
+    return {
+        (o["kind"], o["metadata"]["name"])
+        for o in objs
+        if (o["metadata"].get("annotations") or {}).get("helm.sh/hook") != "test"
+    }
+
+
+def test_the_upgrade_neither_adds_nor_removes_an_object(previous_chart):
+    """Same values, same objects: an object the new chart stops rendering is deleted by the upgrade
+    (with its data, for a claim); one it starts rendering appears without the user asking. (At
+    PREVIOUS, the only objects that differ are each release's PrometheusRule, now scoped to its
+    own series, and the CronJob of a schedule with a time zone, moved to spec.timeZone.)"""
     for name, values in _cases(previous_chart).items():
-        before = {
-            (o["kind"], o["metadata"]["name"]): _comparable(o)
-            for o in objects_of(render_chart(values, chart=previous_chart))
-        }
-        after = {(o["kind"], o["metadata"]["name"]): _comparable(o) for o in render_objects(values)}
-        assert set(before) == set(after), name
-        changed |= {key[0] for key in before if before[key] != after[key]}
-    assert changed == {"PrometheusRule", "CronJob"}
+        before = _release_objects(objects_of(render_chart(values, chart=previous_chart)))
+        assert before == _release_objects(render_objects(values)), name
+
+
+def test_reuse_values_from_the_previous_release_renders_too(previous_chart, tmp_path):
+    """`--reuse-values` (which the docs advise against, but which many upgrade scripts use) passes
+    the previous release's values: the previous chart's values.yaml with the user's on top, without
+    the keys this chart added. Each case that renders with `--reset-then-reuse-values` must render
+    so too, or fail naming the value: the node port check read api.service.nodePortRange, added
+    with it, and crashed on a fixed nodePort ("wrong type for value; expected string")."""
+    import shutil
+
+    import yaml
+
+    from tests.deploy.manifests import CHART, with_registry
+    from tests.deploy.test_upgrade_values import _merge
+
+    chart = tmp_path / "atx-jobqueue"
+    shutil.copytree(CHART, chart)
+    previous_defaults = yaml.safe_load((previous_chart / "values.yaml").read_text())
+    failed = {}
+    for name, values in _cases(previous_chart).items():
+        (chart / "values.yaml").write_text(yaml.safe_dump(_merge(previous_defaults, with_registry(values))))
+        try:
+            render_chart({"image": {"tag": "0.2.0"}}, chart=chart, bare=True)
+        except helm.HelmError as error:
+            failed[name] = str(error)[-300:]
+    assert failed == {}

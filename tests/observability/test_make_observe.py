@@ -8,6 +8,7 @@ import subprocess
 
 import pytest
 import requests
+from unittest.mock import ANY
 
 from observability import rules
 from devstack.paths import REPO_ROOT
@@ -102,6 +103,43 @@ def test_make_observe_scrapes_api_and_each_worker_with_the_rules_loaded(observe,
         timeout=30,
     )
     assert float(done[0]["value"][1]) == 1
+    if observe.get("API_METRICS_PORT") or observe.get("BIND_HOST"):
+        return  # the dashboard once is enough
+    _dashboard_fills(prom, api, redis_panels=exporter)
+
+
+def _dashboard_fills(prom, api: str, redis_panels: bool) -> None:
+    """Every panel of the dashboard has data over make observe's Prometheus, its variables as
+    Grafana substitutes them: make observe sets no namespace label, so the Namespace variable has no
+    values and stays "All" (.*, which matches a missing label); the release is atx-jobqueue, or All.
+    (grafana/scenes MultiValueVariable: a variable with no options and includeAll takes the All value,
+    and a custom all value is substituted as it is, unescaped.)"""
+    import math
+    import time
+
+    from observability import dashboard
+
+    board = dashboard.build()
+    assert prom.query("group by (namespace) (jobqueue_redis_up)") == [{"metric": {}, "value": ANY}]
+    # rates need an increase between two scrapes (every 5 s): more jobs now that all are scraped
+    for _ in range(3):
+        job = requests.post(f"{api}/submit", json={"operation": "unique_issues", "params": {}}, timeout=10).json()
+        requests.get(f"{api}/status/{job['job_id']}?wait=30", timeout=40)
+    for release in ("atx-jobqueue", ".*"):
+        queries = {
+            title: expr.replace("$namespace", ".*").replace("$release", release).replace("$__rate_interval", "1m")
+            for title, expr in dashboard.panel_queries(board).items()
+            if redis_panels or "redis_" not in expr
+        }
+        deadline = time.monotonic() + 45
+        while True:
+            empty = [
+                t for t, e in queries.items() if not any(math.isfinite(float(r["value"][1])) for r in prom.query(e))
+            ]
+            if not empty:
+                break
+            assert time.monotonic() < deadline, f"panels without data (release {release}): {empty}"
+            time.sleep(1)
 
 
 def test_the_stop_hint_stops_everything_observe_started(tmp_path):

@@ -622,3 +622,30 @@ def test_the_page_honours_job_ownership(browser, owners_stack):
     finally:
         for ctx in (alice_ctx, bob_ctx, admin_ctx):
             ctx.close()
+
+
+def test_logged_in_on_the_page_the_docs_try_it_out_submits_as_you(browser, owners_stack):
+    """Logged in on /ui/ and following its "API docs" link, Try it out read with the page's cookie but
+    every submit was 403 csrf_failed (a change made with the cookie needs the page's X-CSRF-Token,
+    which /docs did not have). /docs now carries it for the cookie's holder: the submit is alice's."""
+    expect = _expect()
+    url = owners_stack.url
+    context, pg = _login(browser, url, OWNERS["alice"])
+    try:
+        pg.click("text=API docs")
+        expect(pg.locator(".swagger-ui .info .title")).to_be_visible(timeout=FINAL_TIMEOUT)
+        op = pg.locator("#operations-jobs-submit")
+        op.locator(".opblock-summary-control").click()
+        op.locator(".try-out__btn").click()
+        with pg.expect_response(lambda r: r.url.endswith("/submit") and r.request.method == "POST") as sent:
+            op.locator(".execute").click()
+        answer = sent.value
+        assert answer.status == 202, answer.text()
+        job = requests.get(
+            f"{url}/status/{answer.json()['job_id']}", headers={"Authorization": f"Bearer {TOKEN}"}, timeout=10
+        ).json()
+        assert job["owner"] == "alice", job
+    finally:
+        context.close()
+    # without the cookie the page has no CSRF value to give away
+    assert 'name="csrf-token" content=""' in requests.get(f"{url}/docs", timeout=10).text

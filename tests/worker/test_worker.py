@@ -465,3 +465,119 @@ def test_an_idle_worker_runs_a_new_job_without_another_round_trip(harness, monke
         loop[0].join(timeout=10)
     assert harness.store.get(job_id).status is JobStatus.COMPLETE
     assert ran == [before], f"{ran[0] - before} sends of commands between the job's arrival and its run"
+
+
+def _serve(worker):
+    """``worker.work()`` (not burst: it waits when idle) on a thread; stop it with ``worker.request_stop``."""
+    thread = threading.Thread(target=worker.work, kwargs={"install_signals": False})
+    thread.start()
+    return thread
+
+
+def _until_final(harness, job_id, timeout=10.0):
+    deadline = time.monotonic() + timeout
+    while not harness.store.get(job_id).status.is_final and time.monotonic() < deadline:
+        time.sleep(0.002)
+    return harness.store.get(job_id)
+
+
+def test_a_worker_kept_busy_one_job_at_a_time_records_and_waits_in_one_write(harness):
+    """The tutorial's loop (submit, wait for the result, submit the next): each claim finds the lanes
+    empty, so the worker records each outcome in the same write as its next wait instead of a call
+    that records, claims nothing, then waits. Every job still ends complete, counted once."""
+    worker = Worker(harness.settings, operations(op("probe", dict)), FakeData())
+    worker._learn(0.0001, "probe")
+    calls = {"finish_then_wait": 0, "claims_on_record": 0}
+    real_wait, real_record = worker.delivery.finish_then_wait, worker.delivery.record_many
+
+    def finish_then_wait(*args, **kwargs):
+        calls["finish_then_wait"] += 1
+        return real_wait(*args, **kwargs)
+
+    def record_many(worker_id, records, claim=0, call_id=None):
+        calls["claims_on_record"] += bool(claim)
+        return real_record(worker_id, records, claim=claim, call_id=call_id)
+
+    worker.delivery.finish_then_wait, worker.delivery.record_many = finish_then_wait, record_many
+    before = worker.metrics.processed.labels("probe", "complete")._value.get()
+    thread = _serve(worker)
+    try:
+        wait_blocked(harness.jobs)
+        jobs = []
+        for _ in range(8):
+            jobs.append(harness.submit("probe"))
+            assert _until_final(harness, jobs[-1]).status is JobStatus.COMPLETE
+    finally:
+        worker.request_stop()
+        thread.join(timeout=10)
+    assert calls["finish_then_wait"] >= 4, calls  # the 5 ms rule may send a slow turn the other way
+    assert calls["finish_then_wait"] + calls["claims_on_record"] >= 8, calls
+    assert worker.metrics.processed.labels("probe", "complete")._value.get() - before == 8
+    assert {(j.status, j.attempts) for j in harness.store.get_many(jobs)} == {(JobStatus.COMPLETE, 1)}
+
+
+def test_a_worker_that_holds_a_plots_job_claims_again_instead_of_waiting_on_the_default_lane(harness):
+    """An idle worker's wait watches the default lane only; a worker whose batch held a plots job
+    may find more plots queued, so it records and claims in one call rather than going back to
+    waiting (which would leave the next plots job queued until the wait times out)."""
+    worker = Worker(harness.settings, operations(op("draw", dict)), FakeData())
+    worker._learn(0.0001, "draw")
+    plots_queue = keys.queue(keys.lane_queue_name(harness.settings.queue_name, "plots"))
+    waited_with_plots: list[int] = []
+    real_wait = worker.delivery.finish_then_wait
+
+    def finish_then_wait(*args, **kwargs):
+        waited_with_plots.append(harness.queue_client.llen(plots_queue))
+        return real_wait(*args, **kwargs)
+
+    worker.delivery.finish_then_wait = finish_then_wait
+    thread = _serve(worker)
+    try:
+        wait_blocked(harness.jobs)
+        plots = [harness.delivery.submit("draw", {}, lane="plots").id for _ in range(3)]
+        harness.submit("draw")  # wakes the worker (its wait watches the default lane)
+        for job_id in plots:
+            assert _until_final(harness, job_id).status is JobStatus.COMPLETE
+    finally:
+        worker.request_stop()
+        thread.join(timeout=10)
+    assert not any(waited_with_plots), f"went back to waiting with plots jobs queued: {waited_with_plots}"
+
+
+def test_a_finish_sent_with_the_wait_whose_answer_was_lost_is_recorded_once_and_strands_nothing(harness):
+    """The finish and the wait went in one write, Redis applied the finish and the wait claimed the
+    next job, and the answer was lost: the worker records the outcome again (it answers "ok", the
+    job counted once) and gives back what the wait may have claimed, which then runs."""
+    from jobqueue import wire
+
+    worker = Worker(harness.settings, operations(op("probe", dict)), FakeData())
+    worker._learn(0.0001, "probe")
+    queue = keys.queue(harness.settings.queue_name)
+    lost: list[str] = []
+    real_wait = worker.delivery.finish_then_wait
+
+    def answer_lost_once(worker_id, finishes, n, timeout, recorded):
+        if lost:
+            return real_wait(worker_id, finishes, n, timeout, recorded)
+        worker.delivery.record_many(worker_id, finishes)  # applied in Redis
+        while not harness.queue_client.llen(queue):
+            time.sleep(0.002)
+        lost.append(harness.queue_client.lmove(queue, keys.processing(worker_id), "LEFT", "RIGHT"))
+        raise wire.Unsure("the answer was lost")
+
+    worker.delivery.finish_then_wait = answer_lost_once
+    before = worker.metrics.processed.labels("probe", "complete")._value.get()
+    thread = _serve(worker)
+    try:
+        wait_blocked(harness.jobs)
+        first = harness.submit("probe")
+        assert _until_final(harness, first).status is JobStatus.COMPLETE
+        second = harness.submit("probe")
+        assert _until_final(harness, second).status is JobStatus.COMPLETE
+    finally:
+        worker.request_stop()
+        thread.join(timeout=10)
+    assert lost == [second], "the fault was never injected"
+    assert worker.metrics.processed.labels("probe", "complete")._value.get() - before == 2
+    assert harness.queue_client.llen(keys.processing(worker.id)) == 0
+    assert [j.attempts for j in harness.store.get_many([first, second])] == [1, 1]

@@ -63,16 +63,19 @@ creates the HPA, so the workers silently never scale. Equal is allowed by both.
 {{/*
 The API server allocates a Service's nodePort only inside its --service-node-port-range
 (30000-32767 unless the cluster changed it) and refuses any other ("provided port is not in the
-valid range"). The chart cannot ask the cluster, so api.service.nodePortRange says the range.
+valid range"). The chart cannot ask the cluster, so api.service.nodePortRange says the range. It
+falls back to the default when absent: `helm upgrade --reuse-values` from a chart without the value
+passes the previous release's values, where it is missing.
 */}}
 {{- define "atx-jobqueue.checkNodePort" -}}
 {{- $svc := .Values.api.service }}
 {{- if and (eq $svc.type "NodePort") $svc.nodePort }}
-{{- $bounds := splitList "-" $svc.nodePortRange }}
+{{- $range := $svc.nodePortRange | default "30000-32767" }}
+{{- $bounds := splitList "-" $range }}
 {{- $low := index $bounds 0 | int }}
 {{- $high := index $bounds 1 | int }}
 {{- if or (lt (int $svc.nodePort) $low) (gt (int $svc.nodePort) $high) }}
-{{- fail (printf "api.service.nodePort (%d) is outside the node port range %s (api.service.nodePortRange): the API server would refuse the Service. Pick a port in %s, leave nodePort empty to let the cluster pick one, or, if your cluster's --service-node-port-range is another, set api.service.nodePortRange to it" (int $svc.nodePort) $svc.nodePortRange $svc.nodePortRange) }}
+{{- fail (printf "api.service.nodePort (%d) is outside the node port range %s (api.service.nodePortRange): the API server would refuse the Service. Pick a port in %s, leave nodePort empty to let the cluster pick one, or, if your cluster's --service-node-port-range is another, set api.service.nodePortRange to it" (int $svc.nodePort) $range $range) }}
 {{- end }}
 {{- end }}
 {{- end }}

@@ -439,6 +439,13 @@ def build_spec(catalogue: Registry, settings: Settings, version: str) -> dict[st
                     },
                     {"name": "operation", "in": "query", "schema": {"type": "string", "enum": catalogue.names()}},
                     {
+                        "name": "owner",
+                        "in": "query",
+                        "schema": {"type": "string", "minLength": 1},
+                        "description": "only the jobs of this named token's user (API_TOKENS): the admin's view of "
+                        "one user; a named token sees only its own jobs anyway (another name: none)",
+                    },
+                    {
                         "name": "limit",
                         "in": "query",
                         "schema": {"type": "integer", "minimum": 1, "maximum": MAX_PAGE_SIZE, "default": 20},

@@ -176,6 +176,7 @@ def main(argv: list[str] | None = None) -> int:
     from jobqueue.logs import configure_logging
 
     from .app import create_app
+    from .batching import UNDER_WAY
     from .corking import corked
 
     configure_logging(settings.log_level)
@@ -190,7 +191,8 @@ def main(argv: list[str] | None = None) -> int:
 
         def load(self):
             self.flask_app = create_app(settings)
-            return corked(self.flask_app)  # one TCP segment per small response
+            # one TCP segment per small response; requests under way counted (batching.UnderWay)
+            return corked(UNDER_WAY.counted(self.flask_app))
 
         def stopping(self) -> None:
             """In a worker told to stop: its long polls answer now (waiting.DoneWaiter.close)."""

@@ -30,6 +30,7 @@ class WorkerMetrics:
         )
         self.requeued = Counter("jobqueue_jobs_requeued", "ids moved back to the queue from a dead worker")
         self._children: dict[tuple[str, str], object] = {}
+        self._durations: dict[str, object] = {}  # labels() takes a lock and builds a key each call
 
     def prime(self, operations: list[str]) -> None:
         """Export every operation's series at 0 before the first job: Prometheus' rate() cannot see
@@ -38,7 +39,7 @@ class WorkerMetrics:
         for op in operations:
             for outcome in OUTCOMES:
                 self._children.setdefault((op, outcome), self.processed.labels(op, outcome))
-            self.duration.labels(op)
+            self._durations.setdefault(op, self.duration.labels(op))
             self.retries.labels(op)
 
     def done(self, operation: str, outcome: str, seconds: float | None) -> None:
@@ -48,7 +49,10 @@ class WorkerMetrics:
             child = self._children[key] = self.processed.labels(operation, outcome)
         child.inc()  # type: ignore[attr-defined]
         if seconds is not None:
-            self.duration.labels(operation).observe(seconds)
+            timer = self._durations.get(operation)
+            if timer is None:
+                timer = self._durations[operation] = self.duration.labels(operation)
+            timer.observe(seconds)  # type: ignore[attr-defined]
         if outcome == "retried":
             self.retries.labels(operation).inc()
 

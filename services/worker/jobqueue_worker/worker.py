@@ -33,6 +33,7 @@ from jobqueue.delivery import Claim, Delivery, Finish, Record, Recorded, Retry, 
 from jobqueue.errors import PermanentError, failure_message
 from jobqueue.fingerprint import request_fingerprint
 from jobqueue.jobs import Job, JobStatus
+from jobqueue.lanes import PLOTS
 from jobqueue.results import PlacedResult, place
 from jobqueue.settings import Settings
 
@@ -100,6 +101,10 @@ class Worker:
         self._prefetched: list[Claimed] = []
         self._found_none = False  # the last outcomes' call claimed and found the queue empty
         self._claim_in_doubt = False  # a claim's answer was lost: ids may sit in our processing list
+        self._lanes_empty = False  # the claim of the batch in hand got fewer ids than it asked for
+        self._claimed_at = 0.0  # perf_counter when that claim answered
+        self._idle_after = False  # the batch in hand may end with a finish that waits (_finish_then_wait)
+        self._burst = False
         self._running: tuple[Claimed, float] | None = None  # the quick job running now, since when
         self._running_lock = threading.Lock()  # its document is not changed while the promoter reads it
 
@@ -135,6 +140,7 @@ class Worker:
                 "redis": describe(self.settings),
             },
         )
+        self._burst = burst
         backoff = _Backoff()
         holding = False  # after an error: ids may sit in our processing list that nobody runs
         while not self.stopping:
@@ -225,7 +231,12 @@ class Worker:
             # the blocking pop and the claim of what it moved: one round trip
             items = self.delivery.wait_and_claim(self.id, n, IDLE_WAIT_SECONDS)
             self._found_none = not items  # it timed out having claimed nothing: block again at once
+        self._claimed(len(items), n)
         return _claimed(items)
+
+    def _claimed(self, got: int, asked: int) -> None:
+        self._lanes_empty = got < asked
+        self._claimed_at = time.perf_counter()
 
     # --- processing -----------------------------------------------------------------------
     def _process(self, batch: list[Claimed]) -> None:
@@ -239,6 +250,8 @@ class Worker:
         stopping, the job in hand (the first) finishes; the others go back to the front of the
         queue, their attempt not counted."""
         starts = [self._prepare_start(item) for item in batch]
+        # its claim found the lanes empty and it holds no plots job (more may wait): see _flush
+        self._idle_after = self._lanes_empty and not any(i.job is not None and i.job.lane == PLOTS for i in batch)
         answers: list[StartAnswer | None] = [_UNSTARTED if item.quick else None for item in batch]
         waiting: list[tuple[Claimed, Record]] = []
         untouched: list[str] = []  # not started when stopping: nothing was written about them
@@ -318,6 +331,14 @@ class Worker:
         # claims nothing (a claim is never sent twice); the next claim is its own call.
         call_id = uuid.uuid4().hex if any(isinstance(r, Retry) for r in records) else None
         claim = [self.batch_size() if claim_next and not self.stopping and call_id is None else 0]
+        if (
+            claim[0]
+            and not starts
+            and self._idle_after
+            and not self._burst
+            and time.perf_counter() - self._claimed_at <= FLUSH_SECONDS
+        ):
+            return self._finish_then_wait(waiting, claim[0])
 
         def call() -> tuple[list[Recorded], list[Claim], list[StartAnswer]]:
             if starts:  # starting again after an ambiguous failure is harmless: same document
@@ -330,6 +351,7 @@ class Worker:
             if n:
                 self._claim_in_doubt = False
                 self._found_none = not claimed
+                self._claimed(len(claimed), n)
             return recorded, claimed, []
 
         recorded, claimed, started = self._send(call, waiting[0][0].id)
@@ -338,6 +360,38 @@ class Worker:
         if claimed:
             self._prefetched = _claimed(claimed)
         return started
+
+    def _finish_then_wait(self, waiting: list[tuple[Claimed, Record]], n: int) -> list[StartAnswer]:
+        """The last outcomes of a batch whose claim found the lanes empty, a moment ago: recorded in
+        the same write as the idle worker's wait (``Delivery.finish_then_wait``), instead of a call
+        that records and claims, which would usually find nothing and then wait. A round trip a job
+        fewer for a worker kept busy one job at a time (the tutorial's submit-and-wait loop). The
+        outcomes are counted (metrics, log) when the wait ends: at most IDLE_WAIT_SECONDS later."""
+        finishes = [record for _, record in waiting if isinstance(record, Finish)]
+        assert len(finishes) == len(waiting)  # a call that retries a job keeps its answer: not here
+        recorded: list[list[Recorded]] = []
+
+        def after(outcomes: list[Recorded]) -> None:
+            recorded.append(outcomes)
+            for (item, _), outcome in zip(waiting, outcomes):
+                self._after_final(item, outcome)
+
+        self._claim_in_doubt = True  # until the wait answers, Redis may have claimed ids for us
+        try:
+            claimed = self.delivery.finish_then_wait(self.id, finishes, n, IDLE_WAIT_SECONDS, after)
+        except redis.exceptions.RedisError as exc:
+            if recorded or not is_transient(exc):
+                raise  # the work loop gives back whatever the wait may have claimed
+            # the finish's answer was lost: record again (a first send that applied answers "ok"),
+            # then the work loop gives back what the wait may have claimed
+            self._flush(waiting, claim_next=False)
+            return []
+        self._claim_in_doubt = False
+        self._found_none = not claimed
+        self._claimed(len(claimed), n)
+        if claimed:
+            self._prefetched = _claimed(claimed)
+        return []
 
     def _prepare_start(self, item: Claimed) -> Start:
         """The in-progress document for a claimed id (attempt counted), and its cache key."""

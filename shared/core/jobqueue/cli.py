@@ -21,7 +21,24 @@ def _version() -> str:
         return "0.0.0"
 
 
+SIGPIPE_STATUS = 128 + 13  # what a shell reports for a command its pipe's reader stopped (as `cat`)
+
+
 def main(argv: list[str] | None = None) -> int:
+    """The ``jobqueue`` command. Output cut short by its reader (``jobqueue operations | head``,
+    quitting ``less``) stops quietly with status 141 instead of a BrokenPipeError traceback."""
+    try:
+        status = _main(argv)
+        sys.stdout.flush()  # a reader gone while the last lines sat in the buffer: here, not at exit
+        return status
+    except BrokenPipeError:
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # the exit's own flush stays quiet
+        return SIGPIPE_STATUS
+
+
+def _main(argv: list[str] | None = None) -> int:
     from .cliargs import Exit
 
     parser = argparse.ArgumentParser(prog="jobqueue", description="atx-jobqueue command line", epilog=Exit.epilog())

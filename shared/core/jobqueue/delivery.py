@@ -23,7 +23,7 @@ import uuid
 from dataclasses import dataclass
 from enum import Enum
 from importlib import resources
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import redis
@@ -190,6 +190,8 @@ class Delivery:
             keys.WAITED_PREFIX,
             keys.ANNOUNCE_ALL,
         ]
+        self._head: tuple[bytes, int] | None = None  # _evalsha's packed EVALSHA, keys and context
+        self._encoding = ("utf-8", "strict")
 
     def _run(self, command: str, *args: Any) -> Any:
         return self._script(keys=self._keys, args=[*self._context, command, *args])
@@ -221,18 +223,23 @@ class Delivery:
         whose answer was lost, and a second claim takes a second batch while the ids the first one
         moved sit in this worker's processing list, unseen, their lease kept by its heartbeat. This
         raises ``wire.Unsure`` instead, and the worker gives back everything it holds."""
-        call = (
-            "EVALSHA",
-            self._script.sha,
-            str(len(self._keys)),
-            *self._keys,
-            *[a if isinstance(a, bytes) else str(a) for a in (*self._context, command, *args)],
-        )
+        call = self._evalsha(command, *args)
         try:
             return wire.pipelined(self.redis, [call])[0]
         except redis.exceptions.NoScriptError:  # Redis restarted: nothing ran; load it, call again
             self.redis.script_load(DISPATCH_LUA)
             return wire.pipelined(self.redis, [call])[0]
+
+    def _evalsha(self, command: str, *args: Any) -> wire.Packed:
+        """A script call as one command for ``wire``: EVALSHA, the keys and the context (packed once
+        per Delivery: two thirds of a call's arguments), then the command and its arguments."""
+        if self._head is None:
+            encoder = self.redis.connection_pool.get_encoder()
+            self._encoding = (encoder.encoding, encoder.encoding_errors)
+            head = ("EVALSHA", self._script.sha, str(len(self._keys)), *self._keys, *map(str, self._context))
+            self._head = (wire.pack_args(head, *self._encoding), len(head))
+        rest = [a if isinstance(a, bytes) else str(a) for a in (command, *args)]
+        return wire.packed(*self._head, rest, *self._encoding)
 
     # --- producer side (the API) -----------------------------------------------------------
     def submit(self, operation: str, params: dict[str, Any], lane: str = DEFAULT, owner: str | None = None) -> Job:
@@ -421,6 +428,62 @@ class Delivery:
                 raise answer
         return _claims(claimed)
 
+    def finish_then_wait(
+        self,
+        worker: str,
+        finishes: list[Finish],
+        n: int,
+        timeout: float,
+        recorded: Callable[[list[Recorded]], None],
+    ) -> list[Claim]:
+        """Record ``finishes`` and go back to waiting, in one write: the finish call, then an idle
+        worker's wait (:meth:`wait_and_claim`: the BLMOVE and the claim behind it). For a worker whose
+        last claim found its lanes empty: what :meth:`record_many` with a claim would find is then
+        usually nothing, and it would cost a round trip (and Redis a wake-up and an empty claim)
+        before the wait. Redis writes the finishes at once (a long poll sees them final); the
+        caller learns what they did (``recorded``, called with their answers) when the wait ends,
+        within ``timeout``: counting them as soon as their answer came, while the client and the
+        API were busy with the job's answer, made the round trip slower (docs/benchmarks.md). A
+        due retry or a plots job does not end the wait (the BLMOVE watches the default lane): the
+        claim behind it takes them when it ends, as for any idle worker.
+
+        Never sent twice: the finish's answer lost raises ``wire.Unsure`` (the caller records again
+        alone, and gives back what it may hold); the wait's lost once the finishes' answer came,
+        the wait is sent again and its claim answers everything the processing list holds, as
+        :meth:`wait_and_claim` does after a lost answer."""
+        command = "+".join("finish" for _ in finishes)
+        args = [a for f in finishes for a in _record_args(worker, f)]
+        wait = min(timeout, self._longest_wait)
+        sent: list[wire.Command | wire.Packed] = [
+            self._evalsha(command, *args),
+            ("BLMOVE", self.queue_key, keys.processing(worker), "LEFT", "RIGHT", repr(wait)),
+            self._evalsha("claim_held", worker, n),
+        ]
+        got: list[Any] = []
+
+        def read(conn: Any) -> list[Any]:
+            for _ in sent:
+                got.append(wire.reply(conn))
+            return got
+
+        try:
+            first, moved, claimed = wire.exchange(self.redis, sent, read)
+        except wire.Unsure:
+            if not got or isinstance(got[0], Exception):
+                raise
+            recorded(_recorded(got[0], len(finishes)))  # recorded: only the wait was lost
+            return self.wait_and_claim(worker, n, timeout)
+        if not isinstance(first, Exception):
+            recorded(_recorded(first, len(finishes)))
+        if isinstance(first, redis.exceptions.NoScriptError):  # Redis restarted: nothing of ours ran
+            self.redis.script_load(DISPATCH_LUA)
+            recorded(self.record_many(worker, list(finishes))[0])
+            return _claims(self._run("claim_held", worker, n))  # what the BLMOVE moved, and more
+        for answer in (first, moved, claimed):
+            if isinstance(answer, Exception):
+                raise answer
+        return _claims(claimed)
+
     def pending(self) -> bool:
         """Anything queued or waiting out a retry backoff (a burst worker stops when not)."""
         waiting = self.waiting()
@@ -591,6 +654,10 @@ def _record_args(worker: str, record: Record) -> list[Any]:
             job.lane,
         ]
     return [job.id, worker, job.to_json(), repr(float(record.delay)), job.lane]
+
+
+def _recorded(raw: Any, count: int) -> list[Recorded]:
+    return [Recorded(a) for a in (raw if count > 1 else [raw])]
 
 
 def _start_args(worker: str, start: Start) -> list[Any]:

@@ -247,12 +247,18 @@ def list_jobs():
     limit = int_arg("limit", DEFAULT_PAGE_SIZE, 1, MAX_PAGE_SIZE)
     cursor = single_arg("cursor")
     offset = int_arg("offset", 0, 0, MAX_OFFSET)
+    # ?owner=<name>: the admin's view of one student's jobs. A named token lists only its own, so
+    # there another name gives nothing; an unknown name gives nothing too (names are not listed)
+    wanted = single_arg("owner")
+    me = owner()
     try:
         page = state.store.page(
             status=status, operation=operation, cursor=cursor, limit=limit, offset=None if cursor else offset
         )
-        if owner() is not None:  # a named token lists its own jobs: read on until a page is full
-            page = _own_page(state, page, status, operation, limit)
+        if me is not None and wanted not in (None, me):  # a student asking for another's jobs
+            page = replace(page, jobs=[], next_cursor=None, next_offset=None)
+        elif me is not None or wanted is not None:  # filtered: read on until a page is full
+            page = _own_page(state, page, status, operation, limit, me or wanted)
     except ValueError:
         raise ApiError(
             400, "invalid_cursor", "'cursor' must be the next_cursor of a previous page", param="cursor"
@@ -271,10 +277,9 @@ def list_jobs():
 OWN_PAGE_READS = 20  # pages of everyone's jobs one listing of a named token's own jobs reads at most
 
 
-def _own_page(state, page, status, operation, limit):
-    """The listing filtered to the current token's jobs, continued page by page (bounded) so a
-    user among many still gets a full page; paging on goes by cursor only."""
-    me = owner()
+def _own_page(state, page, status, operation, limit, me):
+    """The listing filtered to one owner's jobs, continued page by page (bounded) so a user among
+    many still gets a full page; paging on goes by cursor only."""
     mine = [job for job in page.jobs if job.owner == me]
     reads = 1
     while len(mine) < limit and page.next_cursor and reads < OWN_PAGE_READS:

@@ -10,6 +10,7 @@ from flask import Blueprint, Response, current_app, jsonify, request
 
 from jobqueue.backlog import read_backlog
 
+from ..auth import tokens_required
 from ..bounds import diagnostic
 from ..guards import parse_allowed_hosts, public_base
 from ..state import current
@@ -41,7 +42,8 @@ ROUTES = [
 
 def _examples(base: str) -> list[str]:
     state = current()
-    auth = ' -H "Authorization: Bearer $API_TOKEN"' if state.settings.api_token else ""
+    # named tokens alone (API_TOKENS) want a token too: the lines said none and answered 401
+    auth = ' -H "Authorization: Bearer $API_TOKEN"' if tokens_required() else ""
     out = []
     for op in state.catalogue:
         body = json.dumps(op.example_submission())
@@ -73,8 +75,8 @@ def _usage() -> dict:
         "routes": [{"method": m, "path": p, "what": w} for m, p, w in _routes(state.settings.api_metrics_port)],
         "operations": current().catalogue.names(),
         "examples": _examples(base),
-        "auth": "job and analysis routes need 'Authorization: Bearer <token>'"
-        if current().settings.api_token
+        "auth": "job and analysis routes need 'Authorization: Bearer <token>' (yours: put it in $API_TOKEN)"
+        if tokens_required()
         else "no token needed",
         "docs": f"{base}/openapi.json",
         "queue": _queue(),

@@ -20,7 +20,17 @@ from flask import Blueprint, jsonify, make_response, redirect, render_template, 
 
 from jobqueue.jobs import JobStatus
 
-from ..auth import COOKIE, check_csrf, csrf_token, given_token, identify, protect, token_matches, tokens_required
+from ..auth import (
+    COOKIE,
+    check_csrf,
+    csrf_token,
+    given_token,
+    identify,
+    named_tokens,
+    protect,
+    token_matches,
+    tokens_required,
+)
 from ..errors import ApiError
 from ..overview import queue_overview
 from ..pages import root, secure_page
@@ -130,6 +140,10 @@ def jobs_page():
         status = ""
     if operation not in state.catalogue:
         operation = ""
+    # the admin (with named tokens) may pick one user's jobs; a student's own are all they see
+    admin = bool(state.settings.api_tokens) and identify(given_token()[0]) == (True, None)
+    users = sorted(set(named_tokens(state.settings.api_tokens).values())) if admin else []
+    user = request.args.get("owner") or ""
     return _page(
         "ui/jobs.html",
         page="jobs",
@@ -137,6 +151,8 @@ def jobs_page():
         operations=state.catalogue.names(),
         status=status,
         operation=operation,
+        users=users,
+        owner=user if user in users else "",
     )
 
 

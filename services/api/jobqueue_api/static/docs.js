@@ -5,6 +5,9 @@
   "use strict";
   var el = document.getElementById("swagger-ui");
   var specUrl = new URL(el.getAttribute("data-spec"), document.baseURI);
+  // logged in on the web page: Try it out's calls carry its cookie, and a change made with it needs
+  // the page's CSRF value (the server put it here only for that cookie's holder)
+  var csrf = (document.querySelector('meta[name="csrf-token"]') || {}).content || "";
   fetch(specUrl, { credentials: "same-origin" })
     .then(function (r) { return r.json(); })
     .then(function (spec) {
@@ -18,7 +21,11 @@
         deepLinking: false,
         tryItOutEnabled: false,
         presets: [SwaggerUIBundle.presets.apis],
-        layout: "BaseLayout"
+        layout: "BaseLayout",
+        requestInterceptor: function (req) {
+          if (csrf) req.headers["X-CSRF-Token"] = csrf;
+          return req;
+        }
       });
       // Swagger UI draws some form controls with no label (axe: select-name and label, critical), and
       // draws them again as operations open: name each one whenever it appears.

@@ -299,17 +299,19 @@
   function initJobs() {
     var form = byId("filters");
     var status = byId("f-status").value, operation = byId("f-operation").value;
+    var who = byId("f-owner") ? byId("f-owner").value : "";  // the admin's User filter (named tokens)
     // Cursor paging (the store keeps an index per status and per operation, so a page costs the
     // same with 100 or 100,000 jobs); `history` holds the cursors of the pages before this one.
     var limit = 25, cursor = null, history = [], next = null;
-    ["f-status", "f-operation"].forEach(function (id) {
-      byId(id).addEventListener("change", function () { form.submit(); });
+    ["f-status", "f-operation", "f-owner"].forEach(function (id) {
+      if (byId(id)) byId(id).addEventListener("change", function () { form.submit(); });
     });
     function query() {
       var q = "jobs?limit=" + limit;
       if (cursor) q += "&cursor=" + encodeURIComponent(cursor);
       if (status) q += "&status=" + encodeURIComponent(status);
       if (operation) q += "&operation=" + encodeURIComponent(operation);
+      if (who) q += "&owner=" + encodeURIComponent(who);
       return q;
     }
     function load() {

@@ -224,9 +224,12 @@ local function claim(worker, n, ids)
     end
   end
   if n > 0 then
-    local cap = math.max(1, redis.call('ZCARD', heartbeat_key) - 1)
     local plots_waiting = redis.call('LLEN', plots_queue_key) > 0 and redis.call('HEXISTS', plots_busy_key, worker) == 0
-      and redis.call('HLEN', plots_busy_key) < cap
+    if plots_waiting then
+      -- the cap, one less than the live workers (at least one), counted only when a plots job waits
+      local cap = math.max(1, redis.call('ZCARD', heartbeat_key) - 1)
+      plots_waiting = redis.call('HLEN', plots_busy_key) < cap
+    end
     if plots_waiting and tonumber(redis.call('GET', skipped_key) or '0') >= PLOTS_EVERY then
       take_plot()
       redis.call('SET', skipped_key, 0)
