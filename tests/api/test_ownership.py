@@ -74,6 +74,7 @@ def test_the_admin_sees_whose_each_job_is(owned_app):
     page = client.get("/ui/jobs", headers=_as("admin")).get_data(as_text=True)
     assert ">User</th>" in page and "Signed in as admin" in page
     assert "Signed in as bob" in client.get("/ui/", headers=_as("bob")).get_data(as_text=True)
+    assert ">User</th>" not in client.get("/ui/jobs", headers=_as("bob")).get_data(as_text=True)  # all his
 
 
 def test_the_admin_lists_one_users_jobs(owned_app):

@@ -181,9 +181,9 @@ class TellingRetry(Retry):
     on_wait: Callable[[int, float], None] | None = None
 
     def new(self, **kw: Any) -> TellingRetry:
-        copy = super().new(**kw)
-        copy.on_wait = self.on_wait
-        return copy
+        retry = super().new(**kw)
+        retry.on_wait = self.on_wait
+        return retry
 
     def sleep(self, response=None) -> None:
         if self.on_wait is not None and response is not None and self.respect_retry_after_header:

@@ -172,19 +172,6 @@ class JobStore:
         the API groups concurrent status reads into one of these (``jobqueue_api.batching``)."""
         return self.redis.mget([keys.job(i) for i in job_ids]) if job_ids else []
 
-    def get_raw_many_waited(self, job_ids: list[str], ttl: int) -> list[str | None]:
-        """As :meth:`get_raw_many`, for requests about to wait for these jobs: each one's mark
-        (``keys.waited``, ``ttl`` seconds) is set before the MGET, in the same round trip, so a
-        finish that runs after the MGET sees the mark and announces the job, and one that ran
-        before it is in the documents read."""
-        if not job_ids:
-            return []
-        pipe = self.redis.pipeline(transaction=False)
-        for job_id in job_ids:
-            pipe.set(keys.waited(job_id), "1", ex=ttl)
-        pipe.mget([keys.job(i) for i in job_ids])
-        return pipe.execute()[-1]
-
     def get_many(self, job_ids: Iterable[str]) -> list[Job]:
         ids = list(job_ids)
         if not ids:
