@@ -529,7 +529,7 @@ def test_notes_with_admin_and_named_tokens_tell_students_to_use_their_own(tmp_pa
     student = notes.index("Each student uses their own")
     admin = notes.index("The admin token")
     assert student < admin < notes.index("3. Submit a job"), notes
-    assert "Secret class-tokens" in notes and "export API_TOKEN=<your token>" in notes[student:admin]
+    assert "Secret class-tokens" in notes and "export JOBQUEUE_TOKEN=<your token>" in notes[student:admin]
     assert f"get secret {RELEASE}-atx-jobqueue-api-token " in notes[admin:], "the admin's own token, last"
     (listing,) = [line.strip() for line in notes.splitlines() if "get secret class-tokens" in line]
     (tmp_path / "class-tokens.txt").write_text("alice:tok-a\nbob:tok-b\n")
@@ -549,7 +549,7 @@ def test_notes_with_admin_and_named_tokens_tell_students_to_use_their_own(tmp_pa
     assert shown.returncode == 0 and shown.stdout == "alice:tok-a\nbob:tok-b\n", shown.stderr
     # one kind alone keeps its own wording
     admin_only = render_chart({"config": {"apiToken": {"enabled": True}}})["atx-jobqueue/templates/NOTES.txt"]
-    assert "The job routes want a bearer token:\n  export API_TOKEN=$(kubectl" in admin_only
+    assert "The job routes want a bearer token:\n  export JOBQUEUE_TOKEN=$(kubectl" in admin_only
     assert "Each student" not in admin_only and "<your token>" not in admin_only
 
 
