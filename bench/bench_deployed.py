@@ -340,7 +340,7 @@ def ours_round_trips(
     worker = dep.start_worker("rt" + ("-one" if one else "") + ("-lean" if lean else "-client" if shipped else ""))
     call = _LeanClient(dep.port) if lean else _ShippedClient(dep.base) if shipped else _RequestsClient(dep.base)
     try:
-        return _timed_trips(call, count, warmup, one)
+        return _timed_trips(call, count, warmup, one, server=lambda: tree_cpu_seconds(dep.api.pid))
     finally:
         call.close()
         procs.stop([worker])
@@ -358,14 +358,42 @@ def floor_round_trips(count: int, warmup: int = 20, lean: bool = False) -> dict[
             call.close()
 
 
-def _timed_trips(call, count: int, warmup: int, one: bool) -> dict[str, float]:
+def tree_cpu_seconds(pid: int) -> float:
+    """CPU (user + kernel) used so far by process ``pid`` and its children (``jobqueue-api``: the
+    gunicorn master and its workers), from each thread's ``/proc/<pid>/task/<tid>/schedstat``
+    (nanoseconds; ``/proc/<pid>/stat`` counts in 10 ms ticks, coarse for a few hundred trips)."""
+    total = 0.0
+    for proc in [pid, *_children(pid)]:
+        try:
+            for tid in os.listdir(f"/proc/{proc}/task"):
+                with open(f"/proc/{proc}/task/{tid}/schedstat") as f:
+                    total += int(f.read().split()[0]) / 1e9
+        except (FileNotFoundError, ProcessLookupError):  # a process or thread that ended meanwhile
+            continue
+    return total
+
+
+def _children(pid: int) -> list[int]:
+    out: list[int] = []
+    try:
+        for tid in os.listdir(f"/proc/{pid}/task"):
+            with open(f"/proc/{pid}/task/{tid}/children") as f:
+                out += [int(c) for c in f.read().split()]
+    except FileNotFoundError:
+        pass
+    return out
+
+
+def _timed_trips(call, count: int, warmup: int, one: bool, server=None) -> dict[str, float]:
     """``count`` sequential round trips through ``call`` after ``warmup`` untimed ones: p50, p99,
-    the submit's p50 (two requests) and the client's own CPU a trip (this process's)."""
+    the submit's p50 (two requests), the client's own CPU a trip (this process's) and, given
+    ``server`` (the server's CPU seconds so far), the server's CPU a trip."""
     samples, submits = [], []
-    cpu = 0.0
+    cpu = server_cpu = 0.0
     for i in range(count + warmup):
         if i == warmup:
             cpu = time.process_time()
+            server_cpu = server() if server is not None else 0.0
         t0 = time.perf_counter()
         if one:
             job = call.run(NOOP[0], NOOP[1])
@@ -386,6 +414,8 @@ def _timed_trips(call, count: int, warmup: int, one: bool) -> dict[str, float]:
         "p99_ms": harness.percentile(samples, 99) * 1e3,
         "client_cpu_us": cpu / count * 1e6,
     }
+    if server is not None:
+        out["api_cpu_us"] = (server() - server_cpu) / count * 1e6
     if not one:
         out["submit_p50_ms"] = harness.percentile(submits, 50) * 1e3
     return out
@@ -601,7 +631,15 @@ def run(args) -> dict[str, Any]:
 def _say(repeat, args, label, out) -> None:
     extra = "".join(
         f"  {k} {out[k]:.1f}"
-        for k in ("cpu_us_per_job", "inside_us_per_job", "calls_per_job", "p50_ms", "p99_ms", "client_cpu_us")
+        for k in (
+            "cpu_us_per_job",
+            "inside_us_per_job",
+            "calls_per_job",
+            "p50_ms",
+            "p99_ms",
+            "client_cpu_us",
+            "api_cpu_us",
+        )
         if k in out
     )
     rate = f"{out['rate']:9,.0f} jobs/s" if "rate" in out else ""
@@ -627,6 +665,7 @@ def summarize(result: dict[str, Any]) -> dict[str, Any]:
                 "p99_ms",
                 "submit_p50_ms",
                 "client_cpu_us",
+                "api_cpu_us",
             )
         }
         for k, v in runs.items()
@@ -781,6 +820,7 @@ def markdown(args, result, s) -> str:
                 report.fmt((s.get(key) or {}).get("p99_ms"), 2),
                 report.fmt((s.get(key) or {}).get("submit_p50_ms"), 2),
                 report.fmt((s.get(key) or {}).get("client_cpu_us")),
+                report.fmt((s.get(key) or {}).get("api_cpu_us")),
             ]
             for key, text in RT_ROWS
             if key == "rt/celery" or s.get(key)
@@ -794,11 +834,22 @@ def markdown(args, result, s) -> str:
             "one-exchange rows submit and wait in one request (200 with the finished job). The floor rows "
             "time the same client code against a server that answers the two requests with canned bytes "
             "shaped like the API's 202 and 200 and does nothing else (`bench/floor.py`): the client's own "
-            "share of a round trip. Client CPU is the benchmark process's own, a round trip. Celery, the "
+            "share of a round trip. Client CPU is the benchmark process's own, a round trip; API CPU is "
+            "the `jobqueue-api` processes' (the gunicorn master and both workers), a round trip. Celery, the "
             "baseline, runs one worker process in its `solo` pool; the row after it is the same in Celery's "
             "default pool (prefork: a parent takes the message, one child runs it), for context.",
             "",
-            report.table(["client", "p50 ms", "p99 ms", "`POST /submit` alone, p50 ms", "client CPU µs a trip"], rows),
+            report.table(
+                [
+                    "client",
+                    "p50 ms",
+                    "p99 ms",
+                    "`POST /submit` alone, p50 ms",
+                    "client CPU µs a trip",
+                    "API CPU µs a trip",
+                ],
+                rows,
+            ),
         ]
         over = [
             f"{how} {s[key]['p50_ms']:.2f} - {s[base]['p50_ms']:.2f} = **{s[key]['p50_ms'] - s[base]['p50_ms']:.2f} ms**"

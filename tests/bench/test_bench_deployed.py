@@ -54,6 +54,32 @@ def test_ours_drains_jobs_submitted_over_http_and_reads_them_back(deployed, clie
 def test_ours_round_trip_through_the_api(deployed, client, lean, shipped):
     out = bd.ours_round_trips(deployed, client, 5, warmup=1, lean=lean, shipped=shipped)
     assert 0 < out["submit_p50_ms"] <= out["p50_ms"] <= out["p99_ms"]
+    assert 50 < out["api_cpu_us"] < 1e6, out  # the API's processes, a trip: two requests' work at least
+
+
+def test_the_cpu_of_a_process_and_its_children_is_counted(tmp_path):
+    """``tree_cpu_seconds``: a child that burns CPU shows in its parent's figure (the gunicorn master's
+    workers are its children)."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from devstack.procs import wait_until
+
+    child = tmp_path / "child.py"
+    child.write_text(
+        "import time\nt = time.process_time()\nwhile time.process_time() - t < 0.3:\n    pass\ntime.sleep(60)\n"
+    )
+    parent = subprocess.Popen(
+        [sys.executable, "-c", f"import subprocess, sys; subprocess.run([sys.executable, {str(child)!r}])"],
+        start_new_session=True,
+    )
+    try:
+        wait_until(lambda: bd.tree_cpu_seconds(parent.pid) > 0.25, 30, "the child's CPU counted")
+    finally:
+        os.killpg(parent.pid, signal.SIGKILL)
+        parent.wait()
 
 
 @pytest.mark.parametrize(

@@ -131,3 +131,17 @@ def test_a_read_on_a_connection_redis_closed_is_answered_on_a_new_one(client, re
         admin.close()
     assert wire.read(client, ("MGET", "k")) == ["v"]
     assert wire.read(client, ("CLIENT", "ID")) != first_id
+
+
+def test_repeatable_commands_answer_in_order_and_raise_an_error_after_reading_every_reply(client):
+    client.set("job:a", "doc")
+    assert wire.repeatable(client, [("SET", "mark:a", "1", "EX", "60"), ("MGET", "job:a", "job:b")]) == [
+        "OK",
+        ["doc", None],
+    ]
+    assert client.ttl("mark:a") > 0
+    client.hset("hash", "f", "v")
+    with pytest.raises(redis.ResponseError, match="WRONGTYPE"):
+        wire.repeatable(client, [("GET", "hash"), ("SET", "after", "1")])
+    assert client.get("after") == "1"  # the rest was sent and read
+    assert wire.read(client, ("MGET", "after")) == ["1"]  # still in step

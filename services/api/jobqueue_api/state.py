@@ -103,7 +103,7 @@ def build_state(settings: Settings, catalogue: Registry) -> ApiState:
             company=UNDER_WAY.company,
         ),
         waited_reads=GroupCall(
-            partial(store.get_raw_many_waited, ttl=waited_ttl_seconds(settings.max_wait_seconds)),
+            bounded(partial(read_documents_waited, jobs, waited_ttl_seconds(settings.max_wait_seconds)), bound),
             fails_queue=_unreachable,
             linger=READ_LINGER_SECONDS,
             company=UNDER_WAY.company,
@@ -117,6 +117,17 @@ def read_documents(jobs: redis.Redis, job_ids: list[str]) -> list[str | None]:
     without redis-py's per-command layers: 24-27 µs of the API's CPU a call instead of 40-50 in a
     loop, 2% of its CPU a round trip. ``jobs`` is the decoding client; the caller bounds the call."""
     return wire.read(jobs, ("MGET", *[keys.job(job_id) for job_id in job_ids])) if job_ids else []
+
+
+def read_documents_waited(jobs: redis.Redis, ttl: int, job_ids: list[str]) -> list[str | None]:
+    """:func:`read_documents` for long polls about to wait: each job's mark (``keys.waited``, ``ttl``
+    seconds) set before the ``MGET``, in the same round trip (``wire.repeatable``), so a finish that
+    runs after the ``MGET`` sees the mark and announces the job, and one that ran before it is in the
+    documents read."""
+    if not job_ids:
+        return []
+    marks = [("SET", keys.waited(job_id), "1", "EX", str(ttl)) for job_id in job_ids]
+    return wire.repeatable(jobs, [*marks, ("MGET", *[keys.job(job_id) for job_id in job_ids])])[-1]
 
 
 def _unreachable(exc: BaseException) -> bool:

@@ -119,20 +119,27 @@ def pipelined(client: redis.Redis, sent: Sequence[Command | Packed]) -> list[Any
 
 
 def read(client: redis.Redis, command: Command) -> Any:
-    """One read-only command (``MGET``), packed here, answered on a connection of ``client``'s pool
-    by redis-py's own parser (decoding and error classes as ``client.execute_command``'s). Without
-    that call's per-command layers (argument encoding, retry closures, timing hooks), a one-key
-    ``MGET`` costs the caller about 25 µs of CPU instead of 40. A read may be sent twice, so it is
-    retried as redis-py retries a command (the connection's ``retry``: a dropped pooled connection
-    is reconnected and the read sent again)."""
+    """One read-only command (``MGET``): :func:`repeatable` of that command alone, its reply."""
+    return repeatable(client, [command])[0]
+
+
+def repeatable(client: redis.Redis, commands: Sequence[Command]) -> list[Any]:
+    """Commands that may be sent twice (reads, a ``SET`` of a mark), packed here and sent in one
+    write on a connection of ``client``'s pool; their replies in order, parsed by redis-py's own
+    parser (decoding and error classes as ``client.execute_command``'s), or the first error reply
+    raised once every reply is read. Without redis-py's per-command layers (argument encoding,
+    retry closures, timing hooks), a one-key ``MGET`` costs the caller about 25 µs of CPU instead
+    of 40-50. Being safe to repeat, they are retried as redis-py retries a command (the
+    connection's ``retry``: a dropped pooled connection is reconnected and they are sent again);
+    what must not be sent twice goes through :func:`transaction` or :func:`pipelined`."""
     pool = client.connection_pool
     encoder = pool.get_encoder()
-    payload = [pack([command], encoder.encoding, encoder.encoding_errors)]
+    payload = [pack(commands, encoder.encoding, encoder.encoding_errors)]
     conn = pool.get_connection()
 
-    def attempt() -> Any:
+    def attempt() -> list[Any]:
         conn.send_packed_command(payload)  # with redis-py's health check of an idle connection
-        return conn.read_response()
+        return _replies(conn, len(commands))
 
     try:
         return conn.retry.call_with_retry(attempt, lambda error: conn.disconnect())
