@@ -276,8 +276,8 @@ def _finite(prom, expr: str) -> bool:
 
 @pytest.mark.parametrize("scrape", ["operator", "annotations", "annotations-labelmap"])
 def test_the_release_rules_fill_the_dashboard_and_the_scaler_over_a_documented_scrape(
-    scrape, redis_server, prometheus_factory, tmp_path
-):
+    scrape, redis_server, redis_url, prometheus_factory, tmp_path
+):  # redis_url: the session's Redis emptied, so the backlog is this test's jobs alone
     if shutil.which("prometheus-redis-exporter") is None:
         pytest.skip("no prometheus-redis-exporter (make setup installs it)")
     values = MONITORED if scrape == "operator" else ANNOTATED
