@@ -157,7 +157,7 @@ class TestToken:
         assert client.get(route).status_code != 401
 
     def test_help_shows_the_header(self, client):
-        assert "Authorization: Bearer $API_TOKEN" in client.get("/help").get_data(as_text=True)
+        assert "Authorization: Bearer $JOBQUEUE_TOKEN" in client.get("/help").get_data(as_text=True)
 
 
 def test_json_responses_are_utf8_safe(client):

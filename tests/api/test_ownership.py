@@ -161,5 +161,5 @@ def test_help_with_named_tokens_only_says_a_token_is_needed(redis_url):
     text = client.get("/help").get_data(as_text=True)
     assert "no token needed" not in text and "need 'Authorization: Bearer <token>'" in text, text
     lines = [line for line in text.splitlines() if "/submit" in line and "curl" in line]
-    assert lines and all('-H "Authorization: Bearer $API_TOKEN"' in line for line in lines), lines
+    assert lines and all('-H "Authorization: Bearer $JOBQUEUE_TOKEN"' in line for line in lines), lines
     assert client.get("/help", headers={"Accept": "application/json"}).get_json()["auth"] != "no token needed"

@@ -73,6 +73,35 @@ def scenario_objects(scenario: str) -> list[Obj]:
     return [yaml.safe_load(o) for o in _scenario_objects(scenario)]
 
 
+# The class's token file as docs/deployment.md has the instructor make it: one name:token a line.
+CLASS_TOKENS = {"alice": "alice-token-7Qe2", "bob": "bob-token-Xk41", "carol": "carol-token-p9Lm"}
+
+
+def operator_secrets(values: dict[str, Any]) -> list[Obj]:
+    """The Secrets ``values`` name as existing and the docs have the operator create before the
+    install (the chart references them, never renders them): named tokens from a file, one
+    `name:token` a line (`kubectl create secret generic ... --from-file=api-tokens=<file>`)."""
+    tokens = (values.get("config") or {}).get("apiTokens") or {}
+    if not tokens.get("existingSecret"):
+        return []
+    text = "".join(f"{name}:{token}\n" for name, token in CLASS_TOKENS.items())
+    key = tokens.get("existingSecretKey", "api-tokens")
+    return [
+        {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {"name": tokens["existingSecret"]},
+            "stringData": {key: text},
+        }
+    ]
+
+
+def installed_objects(scenario: str) -> list[Obj]:
+    """What a namespace holds after a scenario's install as documented: the operator's Secrets, then
+    the rendered objects."""
+    return operator_secrets(scenario_values(scenario)) + scenario_objects(scenario)
+
+
 def render_objects(values: dict[str, Any] | None = None, **kwargs: Any) -> list[Obj]:
     return objects_of(render_chart(values, **kwargs))
 
@@ -153,7 +182,8 @@ def containers(obj: Obj) -> Iterator[Obj]:
 
 def resolved_env(container: Obj, objs: list[Obj]) -> dict[str, str]:
     """The environment a container would see: envFrom ConfigMaps/Secrets and env, with values from
-    the rendered ConfigMaps and Secrets (a Secret that is not rendered gives a placeholder)."""
+    the rendered ConfigMaps and Secrets (a Secret that is not rendered gives a placeholder; a
+    reference marked `optional: true` to a missing Secret or key sets nothing, as the kubelet does)."""
     import base64
 
     configmaps = {o["metadata"]["name"]: o.get("data", {}) for o in objs if o["kind"] == "ConfigMap"}
@@ -175,5 +205,7 @@ def resolved_env(container: Obj, objs: list[Obj]) -> dict[str, str]:
         else:
             ref = item["valueFrom"].get("secretKeyRef") or item["valueFrom"].get("configMapKeyRef")
             store = secrets if "secretKeyRef" in item["valueFrom"] else configmaps
+            if ref.get("optional") and ref["key"] not in store.get(ref["name"], {}):
+                continue
             env[item["name"]] = store.get(ref["name"], {}).get(ref["key"], f"<from {ref['name']}/{ref['key']}>")
     return env

@@ -513,6 +513,46 @@ def test_notes_name_only_what_this_install_generated_and_a_port_a_user_may_liste
     assert says in notes and never not in notes, notes
 
 
+def test_notes_with_admin_and_named_tokens_tell_students_to_use_their_own(tmp_path):
+    """With config.apiToken and config.apiTokens.existingSecret both set (the class-cluster example),
+    NOTES told only how to read the admin token: nothing said a student uses their own token, nor
+    where the instructor finds the tokens to hand out. The list's command is run with real kubectl
+    (its `get` made a client-side `create` of the same Secret: no API server here)."""
+    import os
+    import subprocess
+
+    from tests.deploy.manifests import kubectl
+
+    values = scenario_values("class-cluster")
+    assert values["config"]["apiToken"]["enabled"] and values["config"]["apiTokens"]["existingSecret"]
+    notes = render_chart(values)["atx-jobqueue/templates/NOTES.txt"]
+    student = notes.index("Each student uses their own")
+    admin = notes.index("The admin token")
+    assert student < admin < notes.index("3. Submit a job"), notes
+    assert "Secret class-tokens" in notes and "export JOBQUEUE_TOKEN=<your token>" in notes[student:admin]
+    assert f"get secret {RELEASE}-atx-jobqueue-api-token " in notes[admin:], "the admin's own token, last"
+    (listing,) = [line.strip() for line in notes.splitlines() if "get secret class-tokens" in line]
+    (tmp_path / "class-tokens.txt").write_text("alice:tok-a\nbob:tok-b\n")
+    script = listing.replace(
+        f"--namespace {NAMESPACE} get secret class-tokens",
+        "create secret generic class-tokens --from-file=api-tokens=class-tokens.txt --dry-run=client",
+    )
+    path = f"{os.path.dirname(kubectl())}{os.pathsep}{os.environ['PATH']}"
+    shown = subprocess.run(
+        ["bash", "-o", "pipefail", "-c", script],
+        cwd=tmp_path,
+        env={**os.environ, "PATH": path},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert shown.returncode == 0 and shown.stdout == "alice:tok-a\nbob:tok-b\n", shown.stderr
+    # one kind alone keeps its own wording
+    admin_only = render_chart({"config": {"apiToken": {"enabled": True}}})["atx-jobqueue/templates/NOTES.txt"]
+    assert "The job routes want a bearer token:\n  export JOBQUEUE_TOKEN=$(kubectl" in admin_only
+    assert "Each student" not in admin_only and "<your token>" not in admin_only
+
+
 def test_nodeport_and_ingress_route_to_the_api():
     objs = scenario_objects("class-cluster")
     svc = one(objs, "Service", "api")

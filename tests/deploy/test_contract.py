@@ -9,7 +9,17 @@ from importlib.metadata import entry_points
 import pytest
 
 from jobqueue.settings import SPEC, SettingsError, load_settings
-from tests.deploy.manifests import CHART, containers, find, k8s_objects, one, pod_spec, resolved_env, scenario_objects
+from tests.deploy.manifests import (
+    CHART,
+    containers,
+    find,
+    installed_objects,
+    k8s_objects,
+    one,
+    pod_spec,
+    resolved_env,
+    scenario_objects,
+)
 
 # Read by libraries the services use, not by jobqueue.settings; each with the reason it is set.
 THIRD_PARTY_ENV = {
@@ -45,7 +55,7 @@ SOURCES = [pytest.param(name, id=name) for name, _ in _all_sources()]
 
 def _objects(source):
     kind, name = source.split(":")
-    return scenario_objects(name) if kind == "chart" else k8s_objects(name)
+    return installed_objects(name) if kind == "chart" else k8s_objects(name)
 
 
 def _by_component(objs, component):
@@ -161,10 +171,14 @@ def test_loader_runs_the_projects_cli_with_settings_only():
 
 
 def test_k8s_and_chart_agree():
-    """Same images, same variables, same ports, probe paths and commands in both ways to deploy."""
-    chart = scenario_objects("class-cluster")
+    """Same images, same variables, same ports, probe paths and commands in both ways to deploy.
+    The class cluster requires tokens (its Secret the instructor's); k8s/ with its tokens Secret
+    made (k8s/README.md, "Require a token") passes the same two variables."""
+    chart = installed_objects("class-cluster")
     for env in ("test", "prod"):
-        k8s = k8s_objects(env)
+        tokens = {"api-token": "admin-token", "api-tokens": "alice:alice-token"}
+        secret = {"kind": "Secret", "metadata": {"name": f"atx-jobqueue-{env}-api-tokens"}, "stringData": tokens}
+        k8s = k8s_objects(env) + [secret]
         for component in APP_CONTAINERS:
             ours, theirs = _by_component(chart, component), _by_component(k8s, component)
             c_main = [c for c in pod_spec(ours)["containers"]][0]

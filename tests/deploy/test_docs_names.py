@@ -91,6 +91,13 @@ def known():
             names.setdefault("Pod", {})[f"{o['metadata']['name']}-0"] = [o]
             for t in o["spec"].get("volumeClaimTemplates", []):
                 names.setdefault("PersistentVolumeClaim", {})[f"{t['metadata']['name']}-{o['metadata']['name']}-0"] = []
+    for o in objs:  # Secrets the manifests read and the docs have the user make (k8s/'s tokens)
+        if o["kind"] in ("Deployment", "StatefulSet", "Pod", "Job", "CronJob"):
+            for c in containers(o):
+                for item in c.get("env", []):
+                    ref = item.get("valueFrom", {}).get("secretKeyRef")
+                    if ref:
+                        names.setdefault("Secret", {}).setdefault(ref["name"], [])
     for name in list(names.get("ScaledObject", {})):  # KEDA's HPA for a ScaledObject
         names.setdefault("HorizontalPodAutoscaler", {})[f"keda-hpa-{name}"] = []
     return names

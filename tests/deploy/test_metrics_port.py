@@ -33,6 +33,7 @@ from tests.deploy.manifests import (
     pod_spec,
     render_objects,
     resolved_env,
+    installed_objects,
     scenario_objects,
 )
 
@@ -42,7 +43,7 @@ PUBLISHING = ("NodePort", "LoadBalancer")
 
 def _objects(source):
     kind, name = source.split(":")
-    return scenario_objects(name) if kind == "chart" else k8s_objects(name)
+    return installed_objects(name) if kind == "chart" else k8s_objects(name)
 
 
 def _api(objs):

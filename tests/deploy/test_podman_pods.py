@@ -62,7 +62,7 @@ import yaml
 
 from devstack.paths import REPO_ROOT, SAMPLE
 from devstack.procs import free_port
-from tests.deploy.manifests import WORKLOADS, k8s_objects, one, pod_spec, scenario_objects
+from tests.deploy.manifests import WORKLOADS, installed_objects, k8s_objects, one, pod_spec, scenario_objects
 from tests.deploy.pods import AsRendered, Loopback, Pod, have
 from tests.support.images import why_not
 
@@ -605,7 +605,7 @@ def _play_the_tutorial(
     container that has one, with its limit."""
     scenario = objs if isinstance(objs, str) else None
     if scenario is not None:
-        objs = scenario_objects(scenario)
+        objs = installed_objects(scenario)
         loop = Loopback(objs, tmp_path / "claims")
         reserve_ports(loop)
     assert isinstance(objs, list) and loop is not None

@@ -131,7 +131,7 @@ def test_helm_test_and_notes_with_named_tokens_only(tmp_path, tokens):
 
     values = {"config": {"apiTokens": {"existingSecret": "class-tokens"}}}
     notes = render_chart(values)["atx-jobqueue/templates/NOTES.txt"]
-    assert notes.count('-H "Authorization: Bearer $API_TOKEN"') == 2 and "class-tokens" in notes, notes
+    assert notes.count('-H "Authorization: Bearer $JOBQUEUE_TOKEN"') == 2 and "class-tokens" in notes, notes
     objs = render_objects(values) + [
         {"kind": "Secret", "metadata": {"name": "class-tokens"}, "stringData": {"api-tokens": tokens}}
     ]

@@ -34,6 +34,7 @@ from tests.deploy.manifests import (
     pod_spec,
     render_objects,
     resolved_env,
+    installed_objects,
     scenario_objects,
     scenario_values,
 )
@@ -45,7 +46,7 @@ NGINX_DEFAULT_READ_TIMEOUT = 60
 
 def _objects(source):
     kind, name = source.split(":")
-    return scenario_objects(name) if kind == "chart" else k8s_objects(name)
+    return installed_objects(name) if kind == "chart" else k8s_objects(name)
 
 
 def _deployment(objs, component):

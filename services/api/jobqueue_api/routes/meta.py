@@ -43,7 +43,7 @@ ROUTES = [
 def _examples(base: str) -> list[str]:
     state = current()
     # named tokens alone (API_TOKENS) want a token too: the lines said none and answered 401
-    auth = ' -H "Authorization: Bearer $API_TOKEN"' if tokens_required() else ""
+    auth = ' -H "Authorization: Bearer $JOBQUEUE_TOKEN"' if tokens_required() else ""
     out = []
     for op in state.catalogue:
         body = json.dumps(op.example_submission())
@@ -75,7 +75,7 @@ def _usage() -> dict:
         "routes": [{"method": m, "path": p, "what": w} for m, p, w in _routes(state.settings.api_metrics_port)],
         "operations": current().catalogue.names(),
         "examples": _examples(base),
-        "auth": "job and analysis routes need 'Authorization: Bearer <token>' (yours: put it in $API_TOKEN)"
+        "auth": "job and analysis routes need 'Authorization: Bearer <token>' (yours: put it in $JOBQUEUE_TOKEN, which the jobqueue CLI reads too)"
         if tokens_required()
         else "no token needed",
         "docs": f"{base}/openapi.json",
