@@ -160,3 +160,53 @@ def test_info_and_fetch_warn_when_the_dates_cannot_be_read(inproc, tmp_path):
     assert code == 0 and json.loads(out)["rows"] == 5000
     assert "warning: 5000 of 5000 rows have no usable published date" in err
     assert inproc("data", "info", "--data", SAMPLE)[2] == ""
+
+
+def test_data_hold_makes_the_upload_folder_says_what_to_run_and_exits_0_on_sigterm(tmp_path):
+    """The chart's data-shell pod runs it as PID 1: it must end on the SIGTERM of a pod deletion."""
+    import signal
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    data = tmp_path / "volume" / "traffic_incidents.csv"
+    data.parent.mkdir()
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "DATA_PATH": str(data),
+        "HOSTNAME": "jobs-atx-jobqueue-data-shell-7f9c-x2",
+        "POD_NAMESPACE": "student7",
+    }
+    proc = subprocess.Popen(
+        [str(Path(sys.executable).with_name("jobqueue")), "data", "hold"], env=env, stdout=subprocess.PIPE, text=True
+    )
+    try:
+        first = proc.stdout.readline()
+        rest = [proc.stdout.readline() for _ in range(3)]
+        assert str(data) in first
+        upload = data.parent / "upload"
+        assert upload.is_dir()
+        assert rest[0].split() == [
+            "kubectl",
+            "cp",
+            "--namespace",
+            "student7",
+            "my-incidents.csv",
+            f"jobs-atx-jobqueue-data-shell-7f9c-x2:{upload}/my-incidents.csv",
+        ]
+        assert f"jobqueue data fetch --from {upload}/my-incidents.csv --output {data}" in rest[1]
+        assert proc.poll() is None, "it waits"
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=10) == 0
+    finally:
+        proc.kill()
+    blocked = tmp_path / "a-file"
+    blocked.write_text("")
+    done = subprocess.run(
+        [str(Path(sys.executable).with_name("jobqueue")), "data", "hold", "--data", str(blocked / "x.csv")],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert done.returncode == 1 and "is the data volume mounted writable?" in done.stderr

@@ -18,7 +18,7 @@ import pytest
 import redis
 
 from jobqueue import keys
-from jobqueue.delivery import Delivery, KeyedState
+from jobqueue.delivery import Delivery, KeyedState, _new_job_fields
 from jobqueue.jobs import Job
 
 from tests.support.harness import Harness
@@ -34,7 +34,7 @@ def _job(d: Delivery) -> Job:
 
 def _call(d: Delivery, job: Job, key: str = KEY, fingerprint: str = FINGERPRINT) -> tuple:
     """The EVALSHA an API process sends for a keyed submit, as raw arguments."""
-    fields = (job.id, job.to_json(), repr(job.submitted_at), job.operation, job.lane)
+    fields = _new_job_fields(job, job.to_json())
     return (
         "EVALSHA",
         d._script.sha,

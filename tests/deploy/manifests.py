@@ -202,6 +202,9 @@ def resolved_env(container: Obj, objs: list[Obj]) -> dict[str, str]:
     for item in container.get("env", []):
         if "value" in item:
             env[item["name"]] = str(item["value"])
+        elif "fieldRef" in item["valueFrom"]:  # the downward API: the pod's own fields
+            path = item["valueFrom"]["fieldRef"]["fieldPath"]
+            env[item["name"]] = {"metadata.namespace": NAMESPACE}.get(path, f"<{path}>")
         else:
             ref = item["valueFrom"].get("secretKeyRef") or item["valueFrom"].get("configMapKeyRef")
             store = secrets if "secretKeyRef" in item["valueFrom"] else configmaps

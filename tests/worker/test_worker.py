@@ -107,6 +107,26 @@ def test_result_cache_answers_a_repeat_without_running(harness):
     assert harness.store.get(third).cached_from is None and runs == [2, 3, 2]
 
 
+def test_a_cached_answer_names_no_other_users_job(harness):
+    """With named tokens, bob's request answered from alice's stored result said
+    ``"cached_from": "<alice's job id>"``: a named user must not learn another user's job id. He
+    still learns it was cached; his own repeat, and a job without an owner, name their source."""
+    ops = operations(op("count_rows", lambda ds, n: {"n": n}, needs_dataset=True, params=[Param("n", "int", "n")]))
+    d = harness.delivery
+    alice = d.submit("count_rows", {"n": 2}, owner="alice").id
+    drain(harness, ops)
+    bob = d.submit("count_rows", {"n": 2}, owner="bob").id
+    drain(harness, ops)
+    bob_again = d.submit("count_rows", {"n": 2}, owner="bob").id
+    admin = d.submit("count_rows", {"n": 2}).id  # the admin's token: no owner, sees every job anyway
+    drain(harness, ops)
+    seen = {name: harness.store.get(i).public() for name, i in [("bob", bob), ("again", bob_again), ("admin", admin)]}
+    assert seen["bob"]["cached"] is True and seen["bob"]["cached_from"] is None, seen["bob"]
+    assert alice not in harness.jobs.get(keys.job(bob))
+    assert seen["again"]["cached"] is True and alice not in str(seen["again"])
+    assert seen["admin"]["cached_from"] in (alice, bob)
+
+
 def test_result_cache_can_be_switched_off(harness):
     runs = []
     ops = operations(op("one", lambda ds: runs.append(1) or {"x": 1}, needs_dataset=True))

@@ -339,6 +339,7 @@ Include with (dict "checks" (list "digest" "pullPolicy" ...)).
   "exporterEnv" "CKV_K8S_35=redis_exporter takes a bare password only as REDIS_PASSWORD (its REDIS_PASSWORD_FILE is a JSON map of addresses to passwords)"
   "probes" "CKV_K8S_8=runs to completion: a liveness probe has nothing to watch"
   "readiness" "CKV_K8S_9=runs to completion and receives no traffic: readiness is meaningless"
+  "idle" "CKV_K8S_8=waits for kubectl cp/exec (data.shell): a liveness probe has nothing to watch"
 }}
 {{- range $i, $check := .checks }}
 checkov.io/skip{{ add1 $i }}: {{ index $reasons $check | quote }}

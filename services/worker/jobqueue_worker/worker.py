@@ -530,7 +530,8 @@ class Worker:
         job.finished_at = time.time()
         job.result = source.result
         job.result_type = source.result_type
-        job.cached_from = source.cached_from or source.id
+        # a named token's user is not told another user's job id ('' still says "cached")
+        job.cached_from = (source.cached_from or source.id) if _may_see(job, source) else ""
         job.dataset = source.dataset
         item.outcome = "cached"
         return Finish(job, shares=source.result_ref or "", fingerprint=item.fingerprint)
@@ -732,3 +733,9 @@ class _Backoff:
 
     def reset(self) -> None:
         self.current = self.first
+
+
+def _may_see(job: Job, source: Job) -> bool:
+    """Whether the submitter of ``job`` may read ``source``'s id: the same user, or ``job`` has no
+    owner (no named tokens, or the admin's token, which sees every job anyway)."""
+    return job.owner is None or job.owner == source.owner

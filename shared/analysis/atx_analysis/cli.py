@@ -280,6 +280,35 @@ def cmd_info(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_hold(args: argparse.Namespace) -> int:
+    """The chart's data-shell pod: it mounts the data volume writable and waits, so a file can be
+    copied onto the volume (``kubectl cp`` runs ``tar`` in it) and loaded with ``kubectl exec``.
+    Makes the upload folder, prints the commands with this pod's paths, and exits 0 on SIGTERM."""
+    import signal
+
+    stop = {signal.SIGTERM, signal.SIGINT}
+    signal.pthread_sigmask(signal.SIG_BLOCK, stop)  # before anything is printed: held from then on
+    data = Path(args.data)
+    upload = Path(args.upload) if args.upload else data.parent / "upload"
+    try:
+        upload.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        return _fail("jobqueue data hold", f"cannot make {upload} ({exc}): is the data volume mounted writable?", 1)
+    pod = os.environ.get("HOSTNAME", "<pod>")
+    ns = f" --namespace {os.environ['POD_NAMESPACE']}" if os.environ.get("POD_NAMESPACE") else ""
+    mine = f"{upload}/my-incidents.csv"
+    print(
+        f"the data volume is mounted writable; the dataset is {data}. To load your own file:\n"
+        f"  kubectl cp{ns} my-incidents.csv {pod}:{mine}\n"
+        f"  kubectl exec{ns} {pod} -- jobqueue data fetch --from {mine} --output {data}\n"
+        f"  kubectl exec{ns} {pod} -- rm {mine}\n"
+        "then restart the API and worker Deployments: they keep the dataset they loaded at start",
+        flush=True,
+    )
+    signal.sigwait(stop)
+    return 0
+
+
 def _warn_about_dates(prog: str, dataset) -> None:
     """A file whose dates the loader cannot read is still a dataset (bad values never stop a load),
     but every date answer from it is 0: say so on stderr, where the loader's pod log shows it."""
@@ -381,6 +410,16 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="how long to wait for the cache once the file is there (default 0: not at all)",
     )
     p.set_defaults(func=cmd_wait)
+
+    p = dsub.add_parser(
+        "hold",
+        help="keep a pod that mounts the data volume writable running, for kubectl cp and exec (the chart's data-shell)",
+        description="Make the upload folder beside the data file, print how to copy a file in and load "
+        "it, then wait until SIGTERM (exit 0).",
+    )
+    p.add_argument("--data", default=_default_data(), help="data file (default: $DATA_PATH)")
+    p.add_argument("--upload", help="folder to copy files into (default: upload/ beside the data file)")
+    p.set_defaults(func=cmd_hold)
 
     p = dsub.add_parser("info", help="load a data file and print what was recognised (format, rows, bad values)")
     p.add_argument("--data", default=_default_data(), help="data file")

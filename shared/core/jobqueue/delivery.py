@@ -298,17 +298,22 @@ class Delivery:
         docs: list[str] = []
         scored: list[str] = []
         by_operation: dict[str, list[str]] = {}
+        by_owner: dict[str, list[str]] = {}  # named tokens only: a tokenless batch adds no command
         lanes: dict[str, list[str]] = {}
         for job in jobs:
             score = repr(job.submitted_at)
             docs += (keys.job(job.id), job.to_json())
             scored += (score, job.id)
             by_operation.setdefault(job.operation, []).extend((score, job.id))
+            if job.owner:
+                by_owner.setdefault(job.owner, []).extend((score, job.id))
             lanes.setdefault(self._lane_queues.get(job.lane, self.queue_key), []).append(job.id)
         commands.append(("MSET", *docs))
         commands.append(("ZADD", keys.JOB_INDEX, *scored))
         for operation, pairs in by_operation.items():
             commands.append(("ZADD", keys.operation_index(operation), *pairs))
+        for name, pairs in by_owner.items():
+            commands.append(("ZADD", keys.owner_index(name), *pairs))
         commands.append(("ZADD", keys.ACTIVE_INDEX, *scored))
         ttl = str(waited_ttl_seconds(self.settings.max_wait_seconds))
         for job_id in waited:  # a submit that waits: its job's end is announced (keys.waited)
@@ -327,11 +332,7 @@ class Delivery:
             except redis.exceptions.WatchError:  # only FLUSHDB touches a new id's key: nothing applied
                 wire.transaction(self.redis, commands, watch)
         except wire.Unsure as lost:
-            fields = [
-                f
-                for job, doc in zip(jobs, docs[1::2])
-                for f in (job.id, doc, repr(job.submitted_at), job.operation, job.lane)
-            ]
+            fields = [f for job, doc in zip(jobs, docs[1::2]) for f in _new_job_fields(job, doc)]
             try:
                 self._fence(lost.client_id)
                 stored_now = self._run("store", *fields)
@@ -354,7 +355,7 @@ class Delivery:
         runs second answers the first's job, in any order. Safe to send again (redis-py's retry
         after a lost answer): the same job id finds its own record and answers ``stored``.
         ``waited``: mark the answered job waited for (``POST /submit?wait=``)."""
-        fields = (job.id, job.to_json(), repr(job.submitted_at), job.operation, job.lane)
+        fields = _new_job_fields(job, job.to_json())
         ttl = waited_ttl_seconds(self.settings.max_wait_seconds) if waited else 0
         state, job_id, doc = self._run("store_keyed", key, fingerprint, key_seconds, ttl, *fields)
         return Keyed(KeyedState(state), job_id, doc or None)
@@ -626,6 +627,13 @@ class Delivery:
         if self.redis.set(keys.SWEEP_LOCK, token, nx=True, ex=max(1, int(seconds))):
             return True
         return self.redis.get(keys.SWEEP_LOCK) == token
+
+
+def _new_job_fields(job: Job, doc: str) -> tuple[str, ...]:
+    """A new job as the script's ``write_new`` reads it: id, document, submit time, operation, lane
+    and its owner's index key ('' for a job without an owner: no entry written)."""
+    owner_key = keys.owner_index(job.owner) if job.owner else ""
+    return (job.id, doc, repr(job.submitted_at), job.operation, job.lane, owner_key)
 
 
 def _command(record: Record) -> str:

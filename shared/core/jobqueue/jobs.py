@@ -73,7 +73,7 @@ class Job:
     result_ref: str | None = None  # key of a stored result (PNG or large JSON)
     result_type: str = "application/json"
     dataset: str | None = None  # identity (content hash) of the data it ran on
-    cached_from: str | None = None  # id of the job whose result answered this one
+    cached_from: str | None = None  # id of the job whose result answered this one ('' if another user's)
     lane: str = "default"  # which queue it waits in (jobqueue.lanes)
     owner: str | None = None  # name of the API_TOKENS token that submitted it
 
@@ -120,7 +120,7 @@ class Job:
             "result_type": self.result_type,
             "dataset": self.dataset,
             "cached": self.cached_from is not None,
-            "cached_from": self.cached_from,
+            "cached_from": self.cached_from or None,  # '' when the source is another user's
         }
         if self.owner is not None:
             doc["owner"] = self.owner
@@ -194,8 +194,10 @@ class JobStore:
         cursor: str | None = None,
         limit: int = 50,
         offset: int | None = None,
+        owner: str | None = None,
     ) -> Page:
-        """Jobs newest first, optionally only one status and/or one operation.
+        """Jobs newest first, optionally only one status, one operation and/or one owner (a named
+        token's user: their own index, so a busy class's other jobs cost their listing nothing).
 
         Each filter has its own index, so a page costs the same with 100 or 100,000 jobs: one per
         operation, one per final status, and one of the jobs not final yet (``submitted`` and
@@ -205,7 +207,7 @@ class JobStore:
         rank) says where to continue. Entries of expired jobs are pruned on the way. A page may
         come back short with a cursor when MAX_SCAN_PER_PAGE entries did not fill it.
         """
-        index, check_status, check_op = self._index_for(status, operation)
+        index = self._index_for(status, operation, owner)
         after = _decode_cursor(cursor) if cursor else None
         if after is None and offset:
             before = self.redis.zrevrange(index, offset - 1, offset - 1, withscores=True)
@@ -231,8 +233,10 @@ class JobStore:
                     pruned += 1
                     continue
                 job = Job.from_json(raw)
-                if (check_status is None or job.status.value == check_status) and (
-                    check_op is None or job.operation == check_op
+                if (
+                    (status is None or job.status.value == status)
+                    and (operation is None or job.operation == operation)
+                    and (owner is None or job.owner == owner)
                 ):
                     found.append(job)
                     if len(found) == limit:
@@ -244,20 +248,27 @@ class JobStore:
             return Page(found, None, None)
         return Page(found, _encode_cursor(last), None if offset is None else offset + scanned - pruned)
 
-    def _index_for(self, status: str | None, operation: str | None) -> tuple[str, str | None, str | None]:
-        """The index to read, and the filters the documents must still pass."""
-        if status is None and operation is None:
-            return keys.JOB_INDEX, None, None
-        if operation is None:
-            return _status_index(status or ""), status, None
-        if status is None:
-            return keys.operation_index(operation), None, operation
-        by_status, by_op = _status_index(status), keys.operation_index(operation)
+    def _index_for(self, status: str | None, operation: str | None, owner: str | None) -> str:
+        """The index to read: the filter's own, or with several the smallest of theirs (the
+        documents are checked against every filter anyway; the active index holds two statuses)."""
+        candidates = [
+            index
+            for index, wanted in (
+                (_status_index(status or ""), status),
+                (keys.operation_index(operation or ""), operation),
+                (keys.owner_index(owner or ""), owner),
+            )
+            if wanted is not None
+        ]
+        if not candidates:
+            return keys.JOB_INDEX
+        if len(candidates) == 1:
+            return candidates[0]
         pipe = self.redis.pipeline(transaction=False)
-        pipe.zcard(by_status)
-        pipe.zcard(by_op)
-        n_status, n_op = pipe.execute()
-        return (by_status, status, operation) if n_status <= n_op else (by_op, status, operation)
+        for index in candidates:
+            pipe.zcard(index)
+        sizes = pipe.execute()
+        return candidates[sizes.index(min(sizes))]
 
     def _entries_after(self, index: str, after: tuple[float, str] | None, n: int) -> list[tuple[str, float]]:
         """Up to ``n`` (id, score) entries older than ``after`` (score, id), newest first."""
@@ -328,6 +339,8 @@ class JobStore:
             pipe.zrem(keys.status_index(status.value), job_id)
         if job is not None:
             pipe.zrem(keys.operation_index(job.operation), job_id)
+            if job.owner:
+                pipe.zrem(keys.owner_index(job.owner), job_id)
         removed = pipe.execute()[0]
         return bool(removed)
 

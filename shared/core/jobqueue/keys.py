@@ -15,6 +15,7 @@ JOB_INDEX = "jobs:by-submitted"  # zset job id -> submitted time (listing, GET /
 ACTIVE_INDEX = "jobs:active"  # zset job id -> submitted time, jobs not final yet (submitted, in-progress)
 STATUS_INDEX_PREFIX = "jobs:by-status:"  # zset per final status: job id -> submitted time (GET /jobs?status=)
 OPERATION_INDEX_PREFIX = "jobs:by-operation:"  # zset per operation: job id -> submitted time
+OWNER_INDEX_PREFIX = "jobs:by-owner:"  # zset per named token's user: job id -> submitted time
 RESULT_CACHE_PREFIX = "result-cache:"  # request fingerprint -> id of the job holding the result
 RESULT_BY_REQUEST_PREFIX = "result-by-request:"  # request fingerprint -> stored result shared by its jobs
 JOB_DONE_CHANNEL = "jobs:done"  # pub/sub: "<id>\n<final document>" when a job someone waits for becomes final
@@ -47,6 +48,12 @@ def status_index(status: str) -> str:
 
 def operation_index(operation: str) -> str:
     return f"{OPERATION_INDEX_PREFIX}{operation}"
+
+
+def owner_index(owner: str) -> str:
+    """Jobs a named token (``API_TOKENS``) submitted, so one user's listing reads only theirs. Jobs
+    without an owner (no named tokens, the admin's) have no entry: a tokenless submit writes none."""
+    return f"{OWNER_INDEX_PREFIX}{owner}"
 
 
 def result_by_request(fingerprint: str) -> str:

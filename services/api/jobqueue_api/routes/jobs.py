@@ -5,12 +5,11 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Callable
-from dataclasses import replace
 
 import redis
 from flask import Blueprint, Response, jsonify, request, url_for
 
-from jobqueue.jobs import Job, JobStatus
+from jobqueue.jobs import Job, JobStatus, Page
 from jobqueue.lanes import lane_of
 from jobqueue.results import PNG
 
@@ -248,17 +247,22 @@ def list_jobs():
     cursor = single_arg("cursor")
     offset = int_arg("offset", 0, 0, MAX_OFFSET)
     # ?owner=<name>: the admin's view of one student's jobs. A named token lists only its own, so
-    # there another name gives nothing; an unknown name gives nothing too (names are not listed)
+    # there another name gives nothing; an unknown name gives nothing too (its index is empty, and
+    # names are not listed). Both read that user's own index (keys.owner_index)
     wanted = single_arg("owner")
     me = owner()
     try:
-        page = state.store.page(
-            status=status, operation=operation, cursor=cursor, limit=limit, offset=None if cursor else offset
-        )
         if me is not None and wanted not in (None, me):  # a student asking for another's jobs
-            page = replace(page, jobs=[], next_cursor=None, next_offset=None)
-        elif me is not None or wanted is not None:  # filtered: read on until a page is full
-            page = _own_page(state, page, status, operation, limit, me or wanted)
+            page = Page([], None, None)
+        else:
+            page = state.store.page(
+                status=status,
+                operation=operation,
+                cursor=cursor,
+                limit=limit,
+                offset=None if cursor else offset,
+                owner=me or wanted,
+            )
     except ValueError:
         raise ApiError(
             400, "invalid_cursor", "'cursor' must be the next_cursor of a previous page", param="cursor"
@@ -272,21 +276,6 @@ def list_jobs():
     if not cursor:
         body.update(offset=offset, next_offset=page.next_offset)
     return jsonify(body)
-
-
-OWN_PAGE_READS = 20  # pages of everyone's jobs one listing of a named token's own jobs reads at most
-
-
-def _own_page(state, page, status, operation, limit, me):
-    """The listing filtered to one owner's jobs, continued page by page (bounded) so a user among
-    many still gets a full page; paging on goes by cursor only."""
-    mine = [job for job in page.jobs if job.owner == me]
-    reads = 1
-    while len(mine) < limit and page.next_cursor and reads < OWN_PAGE_READS:
-        page = state.store.page(status=status, operation=operation, cursor=page.next_cursor, limit=limit)
-        mine += [job for job in page.jobs if job.owner == me]
-        reads += 1
-    return replace(page, jobs=mine[:limit], next_offset=None)
 
 
 @bp.delete("/jobs/<job_id>")

@@ -26,6 +26,7 @@
 --                                                        or in-progress: few, whatever the history)
 --             status_prefix .. status                    zset: the same, per final status (written once)
 --             operation_prefix .. operation              zset: the same, per operation
+--             an owner index (built by the caller)       zset: the same, per named token's user
 --             job_prefix .. id                           string: the job document (JSON); it has a
 --                                                        TTL exactly when it is final, so the fences
 --                                                        read PTTL instead of decoding it
@@ -477,12 +478,20 @@ function commands.waiting()
   return {depth, plots_depth, delayed, oldest}
 end
 
--- Write, index and queue new jobs (fields: per job its id, document, submit time, operation and
--- lane), as the submit transaction does. Leaves the queue db selected.
+-- Write, index and queue new jobs (fields: per job its id, document, submit time, operation, lane
+-- and its owner's index key, '' for none), as the submit transaction does. Leaves the queue db selected.
+local NEW_JOB_FIELDS = 6
 local function write_new(fields)
-  local docs, scored, by_operation, by_lane = {}, {}, {}, {}
-  for i = 1, #fields, 5 do
+  local docs, scored, by_operation, by_lane, by_owner = {}, {}, {}, {}, {}
+  for i = 1, #fields, NEW_JOB_FIELDS do
     local job_id, doc, submitted_at, operation, lane = fields[i], fields[i + 1], fields[i + 2], fields[i + 3], fields[i + 4]
+    local owner_key = fields[i + 5]
+    if owner_key ~= '' then
+      local owned = by_owner[owner_key] or {}
+      owned[#owned + 1] = submitted_at
+      owned[#owned + 1] = job_id
+      by_owner[owner_key] = owned
+    end
     docs[#docs + 1] = job_prefix .. job_id
     docs[#docs + 1] = doc
     scored[#scored + 1] = submitted_at
@@ -502,6 +511,7 @@ local function write_new(fields)
   for operation, pairs_ in pairs(by_operation) do
     redis.call('ZADD', operation_prefix .. operation, unpack(pairs_))
   end
+  for owner_key, owned in pairs(by_owner) do redis.call('ZADD', owner_key, unpack(owned)) end
   redis.call('ZADD', active_key, unpack(scored))
   use(queue_db)
   for lane_queue, queued in pairs(by_lane) do redis.call('RPUSH', lane_queue, unpack(queued)) end
@@ -511,12 +521,12 @@ end
 -- transaction's retry after its answer was lost (the connection dropped, a socket timeout). That
 -- transaction is atomic, so it applied if any of its documents exists; then nothing is written
 -- again (no id queued twice, no document sent back to 'submitted'). Arguments: per job its id,
--- document, submit time, operation and lane. 1 if stored now, 0 if it was already.
+-- document, submit time, operation, lane and owner index key. 1 if stored now, 0 if it was already.
 function commands.store()
   local fields = rest()
   if #fields == 0 then return 0 end
   local job_keys = {}
-  for i = 1, #fields, 5 do job_keys[#job_keys + 1] = job_prefix .. fields[i] end
+  for i = 1, #fields, NEW_JOB_FIELDS do job_keys[#job_keys + 1] = job_prefix .. fields[i] end
   use(jobs_db)
   if redis.call('EXISTS', unpack(job_keys)) > 0 then return 0 end
   write_new(fields)
