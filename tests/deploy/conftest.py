@@ -1,6 +1,8 @@
-"""Fixtures of the deployment checks: rendered scenarios and the k8s/ manifests."""
+"""Fixtures of the deployment checks: rendered scenarios, the k8s/ manifests and the pods podman plays."""
 
 from __future__ import annotations
+
+import shutil
 
 import pytest
 
@@ -16,3 +18,16 @@ def scenario(request) -> str:
 @pytest.fixture
 def objects(scenario):
     return scenario_objects(scenario)
+
+
+@pytest.fixture
+def runtime(tmp_path, built_images, built_redis_images):  # noqa: F811  (the image fixtures imported above)
+    """Pods played from the locally built images; every pod and claim removed afterwards."""
+    from tests.deploy.test_podman_pods import Runtime
+
+    played = Runtime(tmp_path, {**built_images, **built_redis_images})
+    try:
+        yield played
+    finally:
+        played.close()
+        shutil.rmtree(tmp_path / "claims", ignore_errors=True)

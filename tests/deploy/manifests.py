@@ -132,6 +132,19 @@ def kubectl() -> str:
     return str(venv) if venv.exists() else "kubectl"
 
 
+def run_with_kubectl(script: str, cwd: Path) -> subprocess.CompletedProcess:
+    """A documented shell snippet run by bash (pipefail) with :func:`kubectl` first on PATH."""
+    path = f"{Path(kubectl()).parent}{os.pathsep}{os.environ['PATH']}"
+    return subprocess.run(
+        ["bash", "-euo", "pipefail", "-c", script],
+        cwd=cwd,
+        env={**os.environ, "PATH": path},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
 @functools.cache
 def _kustomized(env: str) -> str:
     return subprocess.run([kubectl(), "kustomize", str(K8S / env)], check=True, capture_output=True, text=True).stdout

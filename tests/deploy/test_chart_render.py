@@ -21,6 +21,7 @@ from tests.deploy.manifests import (
     pod_spec,
     render_chart,
     render_objects,
+    run_with_kubectl,
     scenario_objects,
     scenario_values,
 )
@@ -518,10 +519,6 @@ def test_notes_with_admin_and_named_tokens_tell_students_to_use_their_own(tmp_pa
     NOTES told only how to read the admin token: nothing said a student uses their own token, nor
     where the instructor finds the tokens to hand out. The list's command is run with real kubectl
     (its `get` made a client-side `create` of the same Secret: no API server here)."""
-    import os
-    import subprocess
-
-    from tests.deploy.manifests import kubectl
 
     values = scenario_values("class-cluster")
     assert values["config"]["apiToken"]["enabled"] and values["config"]["apiTokens"]["existingSecret"]
@@ -537,15 +534,7 @@ def test_notes_with_admin_and_named_tokens_tell_students_to_use_their_own(tmp_pa
         f"--namespace {NAMESPACE} get secret class-tokens",
         "create secret generic class-tokens --from-file=api-tokens=class-tokens.txt --dry-run=client",
     )
-    path = f"{os.path.dirname(kubectl())}{os.pathsep}{os.environ['PATH']}"
-    shown = subprocess.run(
-        ["bash", "-o", "pipefail", "-c", script],
-        cwd=tmp_path,
-        env={**os.environ, "PATH": path},
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    shown = run_with_kubectl(script, tmp_path)
     assert shown.returncode == 0 and shown.stdout == "alice:tok-a\nbob:tok-b\n", shown.stderr
     # one kind alone keeps its own wording
     admin_only = render_chart({"config": {"apiToken": {"enabled": True}}})["atx-jobqueue/templates/NOTES.txt"]

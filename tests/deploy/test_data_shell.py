@@ -28,7 +28,6 @@ from atx_analysis.dataset import content_hash
 from tests.deploy.manifests import find, one, pod_spec, render_chart, render_objects, scenario_objects
 from tests.deploy.pods import Loopback, Pod, have
 from tests.deploy.test_podman_pods import (
-    Runtime,
     _hardened,
     _http_ok,
     _played_spec,
@@ -99,15 +98,6 @@ def test_the_notes_give_the_recipe_with_this_release_s_names_and_paths():
 
 
 JOBQUEUE = str(Path(sys.executable).with_name("jobqueue"))
-
-
-@pytest.fixture
-def runtime(tmp_path, built_images, built_redis_images):
-    played = Runtime(tmp_path, {**built_images, **built_redis_images})
-    try:
-        yield played
-    finally:
-        played.close()
 
 
 def kubectl_cp(container: str, local: Path, remote: str) -> subprocess.CompletedProcess:

@@ -7,9 +7,7 @@ the API asks for none, as before."""
 
 from __future__ import annotations
 
-import os
 import re
-import subprocess
 from pathlib import Path
 
 import kubernetes_validate
@@ -18,7 +16,7 @@ import yaml
 
 from devstack.paths import SAMPLE
 from jobqueue.settings import load_settings
-from tests.deploy.manifests import K8S, containers, k8s_objects, kubectl, one, resolved_env
+from tests.deploy.manifests import K8S, containers, k8s_objects, one, resolved_env, run_with_kubectl
 
 TOKEN_VARS = {"API_TOKEN": "api-token", "API_TOKENS": "api-tokens"}
 
@@ -50,15 +48,7 @@ def _readme_secret(env: str, tmp_path: Path) -> dict:
     assert len(lines) == 2, lines
     script = "\n".join(lines).replace("atx-jobqueue-test-", f"atx-jobqueue-{env}-")
     script += " --dry-run=client -o yaml"
-    path = f"{Path(kubectl()).parent}{os.pathsep}{os.environ['PATH']}"
-    made = subprocess.run(
-        ["bash", "-euo", "pipefail", "-c", script],
-        cwd=tmp_path,
-        env={**os.environ, "PATH": path},
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    made = run_with_kubectl(script, tmp_path)
     assert made.returncode == 0, made.stderr
     return yaml.safe_load(made.stdout)
 

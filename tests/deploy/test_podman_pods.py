@@ -46,7 +46,6 @@ import copy
 import http.server
 import json
 import os
-import shutil
 import subprocess
 import sys
 import threading
@@ -426,16 +425,6 @@ def _fill_with_results(jobs: redis.Redis) -> list[str]:
             return [k for k in keys + batch if jobs.exists(k)]
         keys += batch
         assert len(keys) < 100_000, "Redis never refused a write: no maxmemory?"
-
-
-@pytest.fixture
-def runtime(tmp_path, built_images, built_redis_images):
-    played = Runtime(tmp_path, {**built_images, **built_redis_images})
-    try:
-        yield played
-    finally:
-        played.close()
-        shutil.rmtree(tmp_path / "claims", ignore_errors=True)
 
 
 def test_redis_exporter_backup_and_restore_pods_under_podman(runtime, tmp_path):

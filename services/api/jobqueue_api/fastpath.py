@@ -6,8 +6,9 @@ submit's own work (body, validation, the group commit, the metrics), which is al
 It answers only a request the app would answer 202 with nothing else to do: ``POST /submit``, no
 query string (but see ``?wait=`` below), no ``Prefer`` header, a Content-Length body, a Host and a Content-Type the guards have
 already judged allowed (their remembered verdicts), and a valid job;
-and only in an app without tokens whose only request hooks are ``hooks.py``'s (:func:`_eligible`,
-decided at the first request). With the rate limit on, the submit is counted against its address
+and only in an app whose only request hooks are ``hooks.py``'s (:func:`_eligible`, decided at the
+first request); with API_TOKEN or API_TOKENS, only for a request with an ``Authorization: Bearer``
+header whose token ``auth.py`` knows, acting as that token's name (:func:`_identity`). With the rate limit on, the submit is counted against its address
 in the same group commit, as on Flask's path, and a 429 is answered by Flask (below). Everything else, and every error, goes through
 Flask as before: a body this path has read and then refuses (bad JSON, unknown operation, a bad
 parameter) is handed to Flask as read, so Flask's answer is the one the client gets; a body that does
@@ -24,7 +25,8 @@ metric labels (the time from the body's read to the answer); ``guards.with_heade
 the same headers. tests/api/test_fast_submit.py compares both paths' answers through gunicorn.
 
 ``GET /status/<id>`` and ``GET /jobs/<id>`` (the poll, and the long poll ``?wait=N``) are answered
-here too, on the same terms (no tokens, only ``hooks.py``'s hooks, a Host already allowed, not on the metrics port), when
+here too, on the same terms (a known bearer token when tokens are set, only ``hooks.py``'s hooks, a
+Host already allowed, not on the metrics port), when
 its id is valid, its query is empty or one plain ``wait=N`` (``params.plain_wait``) and it carries
 no body: the job is read and waited for by the view's own ``jobs.read_job`` and written by its
 ``jobs.status_body``, so there is one rendering of a status answer. Flask's machinery and its part
@@ -59,7 +61,7 @@ from werkzeug.exceptions import HTTPException
 from jobqueue.jobs import is_valid_job_id
 from jobqueue.lanes import lane_of
 
-from . import idempotency, metrics
+from . import auth, idempotency, metrics
 from .guards import Guard
 from .params import plain_wait
 from .ratelimit import client_of
@@ -77,8 +79,9 @@ SOME_ID = "00000000-0000-4000-8000-000000000000"  # a valid job id, to ask the U
 def wrap(app: Flask, wsgi_app: Callable, guard: Guard, metrics_port: int) -> Callable:
     """``wsgi_app`` with the tutorial's submit and status read answered here when they can be
     (module docstring)."""
-    submit_app = _submit(app, wsgi_app, guard, metrics_port)
-    status_app = _status(app, wsgi_app, guard, metrics_port)
+    identity = _identity(app.extensions["jobqueue"].settings)
+    submit_app = _submit(app, wsgi_app, guard, metrics_port, identity)
+    status_app = _status(app, wsgi_app, guard, metrics_port, identity)
 
     def fast_app(environ: dict, start_response: Callable) -> Iterable[bytes]:
         method = environ["REQUEST_METHOD"]
@@ -91,7 +94,26 @@ def wrap(app: Flask, wsgi_app: Callable, guard: Guard, metrics_port: int) -> Cal
     return fast_app
 
 
-def _submit(app: Flask, wsgi_app: Callable, guard: Guard, metrics_port: int) -> Callable:
+def _identity(settings: Any) -> Callable[[dict], tuple[bool, str | None]]:
+    """Who a request acts as, and whether this path may answer it: with no tokens configured,
+    everyone, as no one; with API_TOKEN or API_TOKENS, only a request with an ``Authorization:
+    Bearer`` header whose token ``auth.py`` knows (its name; None for the admin token), judged by
+    ``auth.identify_among`` as Flask's path judges it, on the tokens parsed once. Anything else (no
+    header, the web page's cookie and its CSRF rule, an unknown token: a 401) is Flask's to answer."""
+    if not (settings.api_token or settings.api_tokens):
+        return lambda environ: (True, None)
+    admin, named = settings.api_token, auth.named_tokens(settings.api_tokens)
+
+    def identity(environ: dict) -> tuple[bool, str | None]:
+        header = environ.get("HTTP_AUTHORIZATION")
+        if header is None:
+            return False, None
+        return auth.identify_among(admin, named, auth.bearer(header))
+
+    return identity
+
+
+def _submit(app: Flask, wsgi_app: Callable, guard: Guard, metrics_port: int, identity: Callable) -> Callable:
     """The submit part of :func:`wrap`: a plain valid ``POST /submit``, or one with a plain
     ``?wait=N`` (answered by the submit view's own ``jobs.waited_submit``)."""
     from .routes import jobs
@@ -117,6 +139,9 @@ def _submit(app: Flask, wsgi_app: Callable, guard: Guard, metrics_port: int) -> 
             or (metrics_port and metrics.local_port(environ) == metrics_port)
         ):
             return wsgi_app(environ, start_response)
+        known, owner = identity(environ)
+        if not known:
+            return wsgi_app(environ, start_response)
         state = app.extensions["jobqueue"]
         query, root = environ.get("QUERY_STRING"), environ.get("SCRIPT_NAME", "")
         wait = None
@@ -139,11 +164,11 @@ def _submit(app: Flask, wsgi_app: Callable, guard: Guard, metrics_port: int) -> 
             return _to_flask(wsgi_app, environ, start_response, b"", started)
         try:
             op, params = validate_submission(parse_body(raw), state.catalogue, state.data.dataset)
-            job = state.delivery.new_job(op.name, params, lane_of(op), None)
+            job = state.delivery.new_job(op.name, params, lane_of(op), owner)
             sent_key = environ.get(idempotency.ENVIRON)  # a malformed one: Flask's path answers its 400
-            key = None if sent_key is None else idempotency.keyed(sent_key, None, job)
-            # counted against its address, as ratelimit.client_id counts a request without a token
-            client = client_of(None, environ.get("REMOTE_ADDR")) if state.settings.submit_rate_limit > 0 else None
+            key = None if sent_key is None else idempotency.keyed(sent_key, owner, job)
+            # counted against its token's name or its address, as ratelimit.client_id counts it
+            client = client_of(owner, environ.get("REMOTE_ADDR")) if state.settings.submit_rate_limit > 0 else None
         except Exception:  # a refusal (or a bug): Flask's path judges the same body and answers
             return _to_flask(wsgi_app, environ, start_response, raw, started)
         if wait is not None:
@@ -192,7 +217,7 @@ def _submit(app: Flask, wsgi_app: Callable, guard: Guard, metrics_port: int) -> 
     return submit_app
 
 
-def _status(app: Flask, wsgi_app: Callable, guard: Guard, metrics_port: int) -> Callable:
+def _status(app: Flask, wsgi_app: Callable, guard: Guard, metrics_port: int, identity: Callable) -> Callable:
     """The status part of :func:`wrap`: ``GET /status/<id>`` (or ``/jobs/<id>``) of a valid id, with
     no query or a plain ``?wait=N``, no body, on the application port, with a Host the guard has allowed before.
     The job is read (and waited for) as the status view reads it (``jobs.read_job``) and answered
@@ -229,13 +254,16 @@ def _status(app: Flask, wsgi_app: Callable, guard: Guard, metrics_port: int) -> 
             or (metrics_port and metrics.local_port(environ) == metrics_port)
         ):
             return wsgi_app(environ, start_response)
+        known, owner = identity(environ)
+        if not known:
+            return wsgi_app(environ, start_response)
         state = app.extensions["jobqueue"]
         wait = plain_wait(environ.get("QUERY_STRING", ""), state.settings.max_wait_seconds)
         if wait is None:  # any other query: Flask's path reads (or refuses) it
             return wsgi_app(environ, start_response)
         started = clock()
         try:
-            job = jobs.read_job(state, job_id, wait)
+            job = jobs.read_job(state, job_id, wait, owner)  # another token's job: None, a 404
             if job is None:
                 raise jobs.not_found(job_id)
             body = jobs.status_body(job, root.rstrip("/"))  # request.script_root of an ASCII SCRIPT_NAME
@@ -255,12 +283,9 @@ def _status(app: Flask, wsgi_app: Callable, guard: Guard, metrics_port: int) -> 
 def _eligible(app: Flask, path: str, method: str, view: Callable) -> bool:
     """Whether Flask would do nothing for a plain request to ``path`` that this path leaves out: the
     route is ``view``, the only hooks are ``hooks.py``'s own, and nothing listens to the request's
-    signals or tears it down. With tokens the request's identity (its token's name) matters."""
+    signals or tears it down. (With tokens, :func:`_identity` decides who the request acts as.)"""
     from flask import request_finished, request_started
 
-    settings = app.extensions["jobqueue"].settings
-    if settings.api_token or settings.api_tokens:
-        return False
     adapter = app.url_map.bind("localhost")
     try:
         endpoint, _ = adapter.match(path, method=method)
