@@ -94,8 +94,9 @@ def build_state(settings: Settings, catalogue: Registry) -> ApiState:
         queue=BoundedRedis.around(queue_redis(settings, max_connections=REDIS_POOL_SIZE, timeout=sock), bound),
         store=store,
         delivery=delivery,
-        # the lead of each group call yields to let others join only when others are under way
-        submits=SubmitBatcher(store_many, fails_queue=_silent, company=UNDER_WAY.company),
+        # a submit call's lead always yields for company; a read's only when others are under way
+        # (batching.py's module docstring says why)
+        submits=SubmitBatcher(store_many, fails_queue=_silent),
         reads=GroupCall(
             bounded(partial(read_documents, jobs), bound),
             fails_queue=_unreachable,
