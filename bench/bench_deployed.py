@@ -54,7 +54,7 @@ from bench.drain_harness import start_redis
 from bench.peers import dataset, harness, peer_classes, procs
 from bench.peers.celery_peer import CeleryDefaultPoolPeer
 from jobqueue import keys
-from devstack.procs import free_port
+from devstack.procs import children, free_port
 
 BIN = Path(sys.executable).parent
 NOOP = ("sleep", {"seconds": 0})
@@ -363,7 +363,7 @@ def tree_cpu_seconds(pid: int) -> float:
     gunicorn master and its workers), from each thread's ``/proc/<pid>/task/<tid>/schedstat``
     (nanoseconds; ``/proc/<pid>/stat`` counts in 10 ms ticks, coarse for a few hundred trips)."""
     total = 0.0
-    for proc in [pid, *_children(pid)]:
+    for proc in [pid, *children(pid)]:
         try:
             for tid in os.listdir(f"/proc/{proc}/task"):
                 with open(f"/proc/{proc}/task/{tid}/schedstat") as f:
@@ -371,17 +371,6 @@ def tree_cpu_seconds(pid: int) -> float:
         except (FileNotFoundError, ProcessLookupError):  # a process or thread that ended meanwhile
             continue
     return total
-
-
-def _children(pid: int) -> list[int]:
-    out: list[int] = []
-    try:
-        for tid in os.listdir(f"/proc/{pid}/task"):
-            with open(f"/proc/{pid}/task/{tid}/children") as f:
-                out += [int(c) for c in f.read().split()]
-    except FileNotFoundError:
-        pass
-    return out
 
 
 def _timed_trips(call, count: int, warmup: int, one: bool, server=None) -> dict[str, float]:
