@@ -319,3 +319,31 @@ def test_host_only_url_uses_the_default_port(tmp_path):
         else ""
     )
     assert out.returncode == 0 and "STATUS complete" in out.stdout, out.stdout + out.stderr + logs
+
+
+@pytest.mark.parametrize("password", ["", "wrong"], ids=["no-password", "wrong-password"])
+def test_a_locked_redis_without_its_password_answers_503_not_500(servers, tmp_path, password):
+    """A student who forgets REDIS_PASSWORD against a Redis with ``requirepass`` (the chart's is
+    one): every route that needs Redis answers ``503 redis_unavailable``, as for a wrong password,
+    and the worker logs the refusal and keeps retrying. Without a password the connection's
+    handshake used to recurse (HELLO's health check reconnected into another HELLO) until Python's
+    recursion limit: every route answered ``500 internal_error`` and the worker logged tracebacks."""
+    locked = servers[1]
+    env = {"REDIS_URL": f"redis://127.0.0.1:{locked.port}", "REDIS_PASSWORD": password}
+    with Stack(tmp_path, locked, env=env) as stack:
+        worker = stack.start_worker()
+        stack.start_api(web_concurrency=1)
+        assert requests.get(stack.url + "/readyz", timeout=10).status_code == 503
+        answers = [
+            requests.get(f"{stack.url}/status/00000000-0000-4000-8000-000000000000", timeout=10),
+            requests.get(stack.url + "/jobs", timeout=10),
+            requests.post(stack.url + "/submit", json={"operation": "top_locations", "params": {"n": 2}}, timeout=10),
+        ]
+        for r in answers:
+            assert r.status_code == 503, r.text
+            assert r.json()["error"] == "redis_unavailable", r.text
+        wait_until(lambda: "retrying" in worker.log_text(), 30, "the worker's first retry")
+        for proc in (worker, stack.api):
+            assert proc is not None and proc.alive()
+            text = proc.log_text()
+            assert "RecursionError" not in text and "recursion" not in text, text[-3000:]

@@ -79,8 +79,17 @@ def learn_client_id(conn: Any) -> None:
     kept with the socket, so the id of a connection whose answer is lost is known without asking
     the Redis that stopped answering. One command a connection, none a call. Refused (an ACL user
     without ``client|id``, a proxy that forbids CLIENT), the id stays unknown and the connection
-    works as before."""
-    conn.on_connect()
+    works as before.
+
+    The handshake runs without redis-py's health check, as redis-py runs its own when it reconnects
+    inside one: that check PINGs, and against a Redis that wants a password none was given for, the
+    PING's ``NOAUTH`` made it reconnect into this handshake again, until Python's recursion limit
+    (every API route a 500). Now the handshake's own refusal is raised, a ConnectionError (503)."""
+    handshake = getattr(conn, "on_connect_check_health", None)  # redis-py 6; 5 has on_connect only
+    if handshake is None:  # pragma: no cover - the locked redis-py has it
+        conn.on_connect()
+    else:
+        handshake(check_health=False)
     try:
         conn.send_command("CLIENT", "ID", check_health=False)
         conn._wire_client = (conn._sock, int(conn.read_response()))
