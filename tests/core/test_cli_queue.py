@@ -96,6 +96,36 @@ def test_a_missing_or_refused_token_says_how_to_give_one(owned_api, capsys, monk
     assert code == 2 and "the token given was refused" in err and "guess" not in err, err
 
 
+def test_a_token_with_a_newline_around_it_is_the_token(owned_api, capsys, monkeypatch):
+    """A token as a file holds it (``open("token").read()``, a Secret made ``--from-file``) ends in a
+    newline, which no header can carry: the CLI died with a traceback (``ValueError: Invalid header
+    value``) and exit status 1, "the job failed", and ``Client`` raised the same. The API keeps its
+    own tokens without surrounding whitespace; the client now sends them so too."""
+    from jobqueue.client import Client
+
+    monkeypatch.setenv("JOBQUEUE_TOKEN", "alice-tok\n")
+    code, out, err = _run(capsys, "submit", "sleep", "--url", owned_api.url)
+    assert code == 0 and json.loads(out)["status"] == "submitted", err
+    code, out, err = _run(capsys, "jobs", "--url", owned_api.url, "--token", " bob-tok\r\n", "--json")
+    assert code == 0 and json.loads(out)["jobs"] == [], err
+    assert [j["owner"] for j in Client(owned_api.url, token="alice-tok\n").jobs()] == ["alice"]
+
+
+@pytest.mark.parametrize("where", ["--token", "JOBQUEUE_TOKEN"])
+def test_a_token_with_a_line_break_inside_is_refused_as_usage(owned_api, capsys, monkeypatch, where):
+    """Two lines pasted as one token cannot be sent in a header: exit 2 naming where it came from
+    (never the token), before anything is sent, not a traceback."""
+    monkeypatch.delenv("JOBQUEUE_TOKEN", raising=False)
+    argv = ["jobs", "--url", owned_api.url]
+    if where == "--token":
+        argv += ["--token", "alice-tok\nbob-tok"]
+    else:
+        monkeypatch.setenv("JOBQUEUE_TOKEN", "alice-tok\nbob-tok")
+    code, _, err = _run(capsys, *argv)
+    assert code == 2 and where in err and "line break" in err, err
+    assert "alice-tok" not in err and "Traceback" not in err, err
+
+
 def test_info_like_rq_info(api, capsys):
     _submit(api)
     code, out, _ = _run(capsys, "info", "--url", api.url, "--format", "table")

@@ -81,6 +81,21 @@ def check_url(url: str, source: str) -> str:
     return url
 
 
+def check_token(token: str, source: str) -> str:
+    """The token as the client sends it: without surrounding whitespace (a file's last newline, as
+    ``open("token").read()`` or a Secret made ``--from-file`` leaves it; the API keeps its own tokens
+    stripped the same way), or UsageError naming ``source`` (--token, JOBQUEUE_TOKEN) but never the
+    token when one is left that no header can carry (a line break inside: two lines pasted as one).
+    A newline used to end the CLI with a traceback and exit status 1."""
+    token = token.strip()
+    if any(ord(c) < 32 or ord(c) == 127 or ord(c) > 255 for c in token):
+        raise UsageError(
+            f"{source} has a line break or another character an HTTP header cannot carry inside it "
+            "(the value is a secret: not shown): give the token alone, on one line"
+        )
+    return token
+
+
 def check_writable(path: str) -> None:
     """UsageError unless ``path`` can be written, checked by opening it (so a read-only or missing
     folder is caught before a job is submitted or run, also for root), without truncating or

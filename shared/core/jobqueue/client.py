@@ -34,6 +34,7 @@ from collections.abc import Callable
 import requests
 from urllib3.exceptions import NameResolutionError, NewConnectionError
 
+from .cliargs import check_token
 from .http import BearerToken
 
 DEFAULT_URL = "http://127.0.0.1:5000"
@@ -98,7 +99,10 @@ class Client:
             self._lean = Lean(session)
         self.session = session
         self._keys_honoured: bool | None = None  # whether the API deduplicates by Idempotency-Key
-        token = token if token is not None else os.environ.get("JOBQUEUE_TOKEN")
+        given = token is not None
+        token = token if given else os.environ.get("JOBQUEUE_TOKEN")
+        if token:  # a file's last newline is not part of it (ValueError for one that cannot be sent)
+            token = check_token(token, "token=" if given else "JOBQUEUE_TOKEN")
         if token:  # as auth, not a header: requests would replace a header with .netrc credentials
             self.session.auth = BearerToken(token)
 

@@ -12,7 +12,7 @@ from typing import Any
 
 import requests
 
-from .cliargs import Exit, UsageError, check_url, check_writable, parse_pairs, seconds, typed
+from .cliargs import Exit, UsageError, check_token, check_url, check_writable, parse_pairs, seconds, typed
 from .client import DEFAULT_URL, ApiError, Client, JobFailed, StoredUnknown, _step
 
 PROGRESS_EVERY = 2.0  # seconds between progress lines while --wait waits
@@ -172,6 +172,7 @@ def run(args: argparse.Namespace) -> int:
     """Run a client subcommand; every failure becomes one line on stderr and an ``Exit`` status."""
     try:
         _check_url(args)
+        _check_token(args)
         return args.client_handler(args)
     except UsageError as exc:
         return _error(str(exc), Exit.USAGE)
@@ -223,6 +224,14 @@ def _check_url(args: argparse.Namespace) -> None:
         check_url(args.url, "--url")
     elif os.environ.get("JOBQUEUE_URL"):
         check_url(os.environ["JOBQUEUE_URL"], "JOBQUEUE_URL")
+
+
+def _check_token(args: argparse.Namespace) -> None:
+    """The token the client will send (as Client picks it), checked before anything is sent."""
+    if args.token:
+        check_token(args.token, "--token")
+    elif os.environ.get("JOBQUEUE_TOKEN"):
+        check_token(os.environ["JOBQUEUE_TOKEN"], "JOBQUEUE_TOKEN")
 
 
 def _error(message: str, code: int) -> int:
