@@ -163,3 +163,43 @@ def test_help_with_named_tokens_only_says_a_token_is_needed(redis_url):
     lines = [line for line in text.splitlines() if "/submit" in line and "curl" in line]
     assert lines and all('-H "Authorization: Bearer $JOBQUEUE_TOKEN"' in line for line in lines), lines
     assert client.get("/help", headers={"Accept": "application/json"}).get_json()["auth"] != "no token needed"
+
+
+def test_a_401_says_what_was_wrong_with_the_token_sent(owned_app):
+    """Every refused token got the same 401, so a student could not tell a typo from a header curl
+    never sent. class-tokens.txt holds ``name:token`` lines (docs/first-install.md), and the whole
+    line pasted as the token was refused like a guess: the 401 now says to send the token alone
+    (only to one who sent that user's own token; a guess after ``alice:`` gets no hint)."""
+    client = owned_app.test_client()
+
+    def refusal(header: str | None) -> str:
+        r = client.get("/jobs", headers={"Authorization": header} if header is not None else {})
+        assert r.status_code == 401 and r.get_json()["error"] == "unauthorized", r.get_json()
+        message = r.get_json()["message"]
+        assert message.startswith("this route needs 'Authorization: Bearer <your token>'"), message
+        assert TOKENS["alice"] not in message, message
+        return message
+
+    assert refusal(None) == "this route needs 'Authorization: Bearer <your token>'"
+    assert "without 'alice:' in front" in refusal(f"Bearer alice:{TOKENS['alice']}")
+    assert "without 'alice:' in front" in refusal(f"Bearer alice: {TOKENS['alice']}")
+    assert "not one this API knows" in refusal("Bearer alice:guess")
+    assert "without" not in refusal(f"Bearer bob:{TOKENS['alice']}")
+    assert "not one this API knows" in refusal("Bearer guess")
+    assert "scheme 'Token'" in refusal(f"Token {TOKENS['alice']}")
+    assert "scheme 'Basic'" in refusal("Basic YWxpY2U6c2VjcmV0")
+    assert "no token after 'Bearer'" in refusal("Bearer ")
+
+
+def test_the_web_page_login_takes_a_pasted_token_as_the_api_takes_it(owned_app):
+    """The login form sent the token as typed: one pasted with a space or a line's end around it was
+    "not the API token" while curl's header, which the API strips, worked; and the whole
+    class-tokens line was refused without a word of why."""
+    client = owned_app.test_client()
+    r = client.post("/ui/login", json={"token": f" {TOKENS['alice']}\n"})
+    assert r.status_code == 200, r.get_json()
+    assert client.get("/jobs").status_code == 200  # the cookie holds the token as the API knows it
+    r = client.post("/ui/login", json={"token": f"alice:{TOKENS['alice']}"})
+    assert r.status_code == 401 and "without 'alice:' in front" in r.get_json()["message"], r.get_json()
+    r = client.post("/ui/login", json={"token": "guess"})
+    assert r.status_code == 401 and "not one this API knows" in r.get_json()["message"], r.get_json()

@@ -412,7 +412,7 @@ def test_login_with_the_token(page, token_stack):
     screenshot(page, "ui-login")
     page.fill("#token", "not-the-token")
     page.click("#login-form button")
-    expect(page.locator("#token-error")).to_contain_text("not the API token", timeout=FINAL_TIMEOUT)
+    expect(page.locator("#token-error")).to_contain_text("not one this API knows", timeout=FINAL_TIMEOUT)
     page.fill("#token", TOKEN)
     page.click("#login-form button")
     expect(page.locator("#jobs-table")).to_be_visible(timeout=FINAL_TIMEOUT)

@@ -88,6 +88,32 @@ def token_matches(given: str | None) -> bool:
     return identify(given)[0]
 
 
+def why_refused(header: str | None, given: str | None) -> str:
+    """What was wrong with a refused token, for the 401's message (never the token itself): no
+    header, another scheme, no token, a whole ``name:token`` line of the class's tokens file (the
+    token after it is that name's own: the hint tells nothing its sender does not hold), or a token
+    the API does not know."""
+    if header is None and given is None:
+        return ""
+    if header is not None and given is None:
+        return f"; the header sent uses the scheme {header.partition(' ')[0]!r}"
+    if not given:
+        return "; the header sent has no token after 'Bearer'"
+    return pasted_line_hint(given) or "; the token sent is not one this API knows"
+
+
+def pasted_line_hint(given: str) -> str | None:
+    """The hint for a whole ``name:token`` line sent as the token, when the token after ``name:``
+    is that name's own (so the hint tells nothing its sender does not hold); else None."""
+    name, sep, rest = given.partition(":")
+    if sep and name.strip() and identify(rest.strip()) == (True, name.strip()):
+        return (
+            f": send the token alone, without {name.strip() + ':'!r} in front "
+            "(a line of the class's tokens file is name:token)"
+        )
+    return None
+
+
 def owner() -> str | None:
     """The name the current request acts as (None: no named tokens, or the admin token)."""
     return g.get("jobqueue_owner")
@@ -133,7 +159,9 @@ def check_token() -> None:
     given, via_cookie = given_token()
     known, name = identify(given)
     if not known:
-        err = ApiError(401, "unauthorized", "this route needs 'Authorization: Bearer <your token>'")
+        header = request.headers.get("Authorization")
+        why = why_refused(header, given) if not via_cookie else "; the page's login has expired: log in again"
+        err = ApiError(401, "unauthorized", "this route needs 'Authorization: Bearer <your token>'" + why)
         err.headers["WWW-Authenticate"] = 'Bearer realm="atx-jobqueue"'
         raise err
     g.jobqueue_owner = name

@@ -27,6 +27,7 @@ from ..auth import (
     given_token,
     identify,
     named_tokens,
+    pasted_line_hint,
     protect,
     token_matches,
     tokens_required,
@@ -90,14 +91,17 @@ def login():
         raise ApiError(400, "invalid_body", 'send {"token": "..."} as JSON', param="token")
     if not tokens_required():
         return jsonify({"logged_in": True, "token_required": False})
-    if not token_matches(body["token"]):
+    token = body["token"].strip()  # as pasted: a space or a line's end around it, as the API's header drops it
+    if not token_matches(token):
         time.sleep(0.5)  # a guess costs time
-        raise ApiError(401, "unauthorized", "that is not the API token", param="token")
+        hint = pasted_line_hint(token)
+        message = "that is not your token" + hint if hint else "that token is not one this API knows"
+        raise ApiError(401, "unauthorized", message, param="token")
     path = body.get("path")
     if not (isinstance(path, str) and COOKIE_PATH_RE.match(path)):
         path = request.script_root + "/"
     response = jsonify({"logged_in": True, "token_required": True})
-    response.set_cookie(COOKIE, body["token"], path=path, httponly=True, samesite="Strict", secure=request.is_secure)
+    response.set_cookie(COOKIE, token, path=path, httponly=True, samesite="Strict", secure=request.is_secure)
     return response
 
 
