@@ -119,6 +119,15 @@ def test_exit_statuses_in_process_commands(args, code, words, tmp_path):
     assert r.returncode == code and all(w in r.stderr for w in words), r.stderr
 
 
+@pytest.mark.parametrize("command", ["submit", "analyze"])
+def test_a_missing_operation_is_the_only_thing_said_to_be_missing(command):
+    """``jobqueue submit`` alone said "required: operation, key=value", yet key=value pairs are
+    optional (``jobqueue submit unique_issues`` takes none), so a student went looking for one."""
+    r = jq(command, timeout=60)
+    assert r.returncode == 2 and "the following arguments are required: operation" in r.stderr, r.stderr
+    assert "required: operation, key=value" not in r.stderr, r.stderr
+
+
 @pytest.mark.parametrize(
     "name,value,words",
     [

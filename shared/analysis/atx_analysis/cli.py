@@ -327,7 +327,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         "jobqueue analyze top_locations n=5 --data data/traffic_incidents_sample.csv",
     )
     p.add_argument("operation", help="operation name (jobqueue operations lists them)")
-    p.add_argument("params", nargs="*", metavar="key=value", help="parameters, e.g. date=2024-03-09")
+    p.add_argument(
+        "params", nargs="*", default=[], metavar="key=value", help="parameters, e.g. date=2024-03-09"
+    )  # default: else argparse lists key=value as required when nothing is given
     p.add_argument("--data", default=_default_data(), help="data file (default: $DATA_PATH or the bundled sample)")
     p.add_argument("--output", "-o", help="write the result here (required for PNG operations; - is stdout)")
     p.add_argument("--pretty", action="store_true", help="indent the JSON")

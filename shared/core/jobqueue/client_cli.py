@@ -35,6 +35,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "params",
         nargs="*",
+        default=[],  # without a default argparse lists key=value as required when nothing is given
         metavar="key=value",
         help="parameters, typed by the operation's declaration (n=5 is a number, road=183 text)",
     )
