@@ -102,6 +102,18 @@ def test_bad_bodies_get_a_named_400_and_queue_nothing(client, queue, path, body,
     assert queue.llen(keys.queue("jobs")) == 0
 
 
+@pytest.mark.parametrize(
+    "body,named",
+    [(b"[1, 2]", "an array"), (b'"sleep"', "a string"), (b"null", "null"), (b"3", "a number"), (b"true", "true")],
+)
+def test_a_body_that_is_not_an_object_is_named_in_json_words(client, body, named):
+    """The 400 said "not list", "not NoneType", "not str": Python's names, which a curl user never
+    wrote; it now names what they sent as JSON names it."""
+    doc = client.post("/submit", data=body, content_type="application/json").get_json()
+    assert doc["error"] == "invalid_body" and doc["message"].endswith(f"not {named}"), doc
+    assert "NoneType" not in doc["message"] and "list" not in doc["message"], doc
+
+
 def test_unknown_operation_lists_the_known_ones(client):
     doc = client.post("/submit", json={"operation": "nope"}).get_json()
     assert "sleep" in doc["operations"]

@@ -109,6 +109,15 @@ def accepted_body(job: Job) -> bytes:
     return f'{{"job_id":"{job.id}","status":"submitted"}}\n'.encode()
 
 
+def json_kind(value: Any) -> str:
+    """What a parsed JSON value is, in JSON's words (a curl user never wrote "list" or "NoneType")."""
+    if value is None or isinstance(value, bool):
+        return json.dumps(value)
+    if isinstance(value, (int, float)):
+        return "a number"
+    return {str: "a string", list: "an array", dict: "an object"}.get(type(value), type(value).__name__)
+
+
 def parse_body(raw: bytes) -> dict[str, Any]:
     """The request body as a JSON object, or an ApiError saying exactly what is wrong with it."""
     if not raw.strip():
@@ -120,7 +129,7 @@ def parse_body(raw: bytes) -> dict[str, Any]:
     except (ValueError, RecursionError) as exc:
         raise ApiError(400, "invalid_json", f"the body is not valid JSON: {exc}"[:300]) from None
     if not isinstance(body, dict):
-        raise ApiError(400, "invalid_body", f"the body must be a JSON object, not {type(body).__name__}")
+        raise ApiError(400, "invalid_body", f"the body must be a JSON object {{...}}, not {json_kind(body)}")
     return body
 
 
