@@ -115,7 +115,9 @@ def json_kind(value: Any) -> str:
         return json.dumps(value)
     if isinstance(value, (int, float)):
         return "a number"
-    return {str: "a string", list: "an array", dict: "an object"}.get(type(value), type(value).__name__)
+    if isinstance(value, str):
+        return "a string"
+    return "an array" if isinstance(value, list) else "an object"
 
 
 def parse_body(raw: bytes) -> dict[str, Any]:
