@@ -129,6 +129,21 @@ def test_a_missing_operation_is_the_only_thing_said_to_be_missing(command):
 
 
 @pytest.mark.parametrize(
+    "given", ["https://data.austintexas.gov/api/views/dx9v-zd7x/rows.csv", "file:///srv/data/traffic_incidents.csv"]
+)
+def test_a_url_as_the_data_file_says_it_is_a_url(given, tmp_path):
+    """DATA_PATH (or --data) set to the portal's address, as a tutorial links it, was "https:/data...:
+    no such file" (the path's double slash folded): it now says the loader reads a file on this
+    machine and how to download one."""
+    for r in (
+        jq("analyze", "top_locations", "n=1", "--data", given, env={"DATA_CACHE_DIR": str(tmp_path)}),
+        jq("analyze", "top_locations", "n=1", env={"DATA_PATH": given, "DATA_CACHE_DIR": str(tmp_path)}),
+    ):
+        assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
+        assert f"{given} is a URL" in r.stderr and "jobqueue data fetch" in r.stderr, r.stderr
+
+
+@pytest.mark.parametrize(
     "name,value,words",
     [
         ("DATA_MAX_BYTES", "abc", ["DATA_MAX_BYTES must be an integer"]),

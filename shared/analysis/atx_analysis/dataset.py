@@ -229,10 +229,11 @@ def load_dataset(
     variable. ``name``: cache under this file name instead of the path's (the loader checks a
     download in a temporary file that then becomes the data file).
     """
+    from .readers import not_a_file, refuse_url
+
+    refuse_url(path)
     path = Path(path)
     if not path.is_file():
-        from .readers import not_a_file
-
         raise not_a_file(path)
     store = DataCache.of(path, cache_dir, cache_mode if cache else "off")
     name = name or path.name

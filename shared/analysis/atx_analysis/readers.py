@@ -87,6 +87,19 @@ def sniff(path: Path) -> tuple[str, bool]:
     return "csv", compressed
 
 
+URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
+
+
+def refuse_url(path: str | Path) -> None:
+    """A data path that is a URL (the portal's address, ``file:///...``) is refused saying so: as a
+    path its double slash folded, and the error read "https:/data...: no such file"."""
+    if isinstance(path, str) and URL.match(path):
+        raise DataFormatError(
+            f"{path} is a URL, but the data file must be a file on this machine: download it first "
+            "(jobqueue data fetch --output data/traffic_incidents.csv; docs/data.md) and give that file's path"
+        )
+
+
 def not_a_file(path: Path) -> DataFormatError:
     """The error for a path that is no file: a folder (a volume's mount point given instead of the
     file in it) is named as one, with what it holds."""
@@ -98,6 +111,7 @@ def not_a_file(path: Path) -> DataFormatError:
 
 
 def read_raw(path: str | Path, max_bytes: int | None = None) -> RawData:
+    refuse_url(path)
     path = Path(path)
     if not path.is_file():
         raise not_a_file(path)
