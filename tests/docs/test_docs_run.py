@@ -220,7 +220,7 @@ def newcomer(tmp_path_factory):
         {
             "PORT": str(port),
             "REDIS_PORT": str(redis_port),
-            "WORKER_METRICS_BASE": str(free_port()),
+            "WORKER_METRICS_BASE": str(free_port(2)),
             "RUN_DIR": str(tmp / "run"),
             "SHUTDOWN_GRACE_SECONDS": "5",
             "DATA_CACHE_DIR": str(tmp / "cache"),

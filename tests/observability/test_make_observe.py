@@ -21,20 +21,6 @@ from tests.support.loopback import needs_ipv6
 pytestmark = pytest.mark.slow
 
 
-def two_free_ports() -> int:
-    for _ in range(50):
-        base = free_port()
-        try:
-            import socket
-
-            with socket.socket() as s:
-                s.bind(("127.0.0.1", base + 1))
-            return base
-        except OSError:
-            continue
-    raise RuntimeError("no two consecutive free ports")
-
-
 @pytest.fixture(
     params=[
         "metrics-on-api-port",
@@ -48,7 +34,7 @@ def observe(request, tmp_path):
     BIND_HOST=::1 (the targets were 127.0.0.1:<port>, where nothing listened then)."""
     if find_prometheus() is None or find_redis_server() is None:
         pytest.skip("needs prometheus and redis-server (make setup)")
-    env = stack_env(str(tmp_path / "run"), prometheus=True, WORKER_METRICS_BASE=str(two_free_ports()), WORKERS="2")
+    env = stack_env(str(tmp_path / "run"), prometheus=True, WORKER_METRICS_BASE=str(free_port(2)), WORKERS="2")
     env.pop("API_METRICS_PORT", None)
     env.pop("WORKER_METRICS_HOST", None)
     if request.param in ("metrics-port", "ipv6"):

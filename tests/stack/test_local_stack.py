@@ -168,7 +168,7 @@ def test_up_refuses_an_api_metrics_port_that_is_a_workers(tmp_path):
     """README's `API_METRICS_PORT=9102 make up` with the default WORKER_METRICS_BASE=9101 and two
     workers: worker 2 bound 9102 first and the API exited with "Address already in use" (make up
     then printed only gunicorn's retries). Now it refuses at once, naming both settings."""
-    base = free_port()
+    base = free_port(2)
     env = stack_env(
         str(tmp_path / "run"),
         WORKER_METRICS_BASE=str(base),
