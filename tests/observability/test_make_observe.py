@@ -152,7 +152,7 @@ def test_the_stop_hint_stops_everything_observe_started(tmp_path):
         assert len(pids) == 4 + (shutil.which("prometheus-redis-exporter") is not None), pids
         shell_env = {k: v for k, v in env.items() if k not in ("RUN_DIR", "PORT", "REDIS_PORT", "PROMETHEUS_PORT")}
         subprocess.run(["bash", "-c", hint], cwd=REPO_ROOT, env=shell_env, check=True, capture_output=True, timeout=120)
-        deadline = time.monotonic() + 15
+        deadline = time.monotonic() + 60
         while any(os.path.exists(f"/proc/{pid}") for pid in pids) and time.monotonic() < deadline:
             time.sleep(0.1)
         assert not any(os.path.exists(f"/proc/{pid}") for pid in pids), hint
