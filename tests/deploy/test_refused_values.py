@@ -30,7 +30,7 @@ def autoscaling(mode: str, low: int, high: int) -> dict:
     return {"autoscaling": {"mode": mode, "minReplicas": low, "maxReplicas": high, **SCRAPED}}
 
 
-def ingress(host: str) -> dict:
+def ingress(host: str | None) -> dict:
     return {"api": {"ingress": {"enabled": True, "host": host}}}
 
 
@@ -68,6 +68,13 @@ def resources(component: str, requests: dict, limits: dict) -> dict:
         (ingress("jobs_api.example.com"), r"not a DNS name in lower case"),
         (ingress("-jobs.example.com"), r"not a DNS name"),
         (ingress("a" * 250 + ".com"), r"254 characters long, over the 253"),
+        # `host: null` in a values file removes the chart's default: the message names the value and
+        # what to write, never Go's "<nil>"
+        (
+            ingress(None),
+            r"api\.ingress\.host is not set \(null in a values file removes the chart's default\): leave the key "
+            r"out .*or give the DNS name the Ingress routes",
+        ),
         (
             resources("worker", {"memory": "2Gi"}, {"memory": "1Gi"}),
             r"worker\.resources\.requests\.memory \(2Gi\) is above worker\.resources\.limits\.memory \(1Gi\)",

@@ -83,14 +83,17 @@ passes the previous release's values, where it is missing.
 {{/*
 The API server takes an Ingress host only as a lower-case DNS-1123 subdomain (253 characters at
 most), optionally with one leading "*." label, and never an IP address (kubernetes
-pkg/apis/networking/validation, validateIngressRules).
+pkg/apis/networking/validation, validateIngressRules). `host: null` in a values file deletes the
+default, so the host reaches here unset, which toString would print as "<nil>".
 */}}
 {{- define "atx-jobqueue.checkIngressHost" -}}
 {{- if .Values.api.ingress.enabled }}
 {{- $host := toString .Values.api.ingress.host }}
 {{- $dns := "^(\\*\\.)?[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$" }}
 {{- $why := "" }}
-{{- if contains "://" $host }}
+{{- if not .Values.api.ingress.host }}
+{{- fail "api.ingress.host is not set (null in a values file removes the chart's default): leave the key out of your values (the chart's default, atx-jobqueue.example.com, is only a placeholder) or give the DNS name the Ingress routes, e.g. --set api.ingress.host=<user>-atx-jobqueue.coe332.tacc.cloud; without an Ingress, set api.ingress.enabled=false" }}
+{{- else if contains "://" $host }}
 {{- $why = "a URL; give the host name alone (no scheme, port or path)" }}
 {{- else if regexMatch "^[0-9]+(\\.[0-9]+){3}$|:" $host }}
 {{- $why = "an IP address or has a port; an Ingress routes a DNS name (reach an address through api.service.type=NodePort or LoadBalancer instead)" }}
