@@ -27,6 +27,8 @@ def stack_env(run_dir: Path | str, *, prometheus: bool = False, **settings: str)
         REDIS_PORT=str(free_port()),
         WORKER_METRICS_BASE=str(free_port(int(workers) if workers.isdigit() and 0 < int(workers) <= 16 else 2)),
         SHUTDOWN_GRACE_SECONDS="5",
+        # only bounds a hang: with several test sessions on 2 cores the API took 90 s to start
+        READY_TIMEOUT="300",
     )
     if prometheus:
         env["PROMETHEUS_PORT"] = str(free_port())

@@ -44,7 +44,7 @@ def observe(request, tmp_path):
     env.pop("PROMETHEUS_MULTIPROC_DIR", None)
     try:
         proc = subprocess.run(
-            [str(REPO_ROOT / "scripts" / "observe.sh")], env=env, capture_output=True, text=True, timeout=180
+            [str(REPO_ROOT / "scripts" / "observe.sh")], env=env, capture_output=True, text=True, timeout=600
         )
         assert proc.returncode == 0, proc.stdout + proc.stderr
         yield env
@@ -139,7 +139,7 @@ def test_the_stop_hint_stops_everything_observe_started(tmp_path):
     env = stack_env(str(run_dir), prometheus=True, WORKERS="1")
     try:
         proc = subprocess.run(
-            [str(REPO_ROOT / "scripts" / "observe.sh")], env=env, capture_output=True, text=True, timeout=180
+            [str(REPO_ROOT / "scripts" / "observe.sh")], env=env, capture_output=True, text=True, timeout=600
         )
         assert proc.returncode == 0, proc.stdout + proc.stderr
         [hint] = [
@@ -169,7 +169,7 @@ def test_a_relative_run_dir_is_scraped_too(tmp_path):
     env = stack_env(os.path.relpath(tmp_path / "run", REPO_ROOT), prometheus=True, WORKERS="1")
     try:
         proc = subprocess.run(
-            [str(REPO_ROOT / "scripts" / "observe.sh")], env=env, capture_output=True, text=True, timeout=180
+            [str(REPO_ROOT / "scripts" / "observe.sh")], env=env, capture_output=True, text=True, timeout=600
         )
         assert proc.returncode == 0, proc.stdout + proc.stderr
         prom = PrometheusServer(tmp_path / "unused", port=int(env["PROMETHEUS_PORT"]))
@@ -190,7 +190,7 @@ def test_under_script_name_the_api_is_scraped_inside_its_prefix(tmp_path, metric
         env["API_METRICS_PORT"] = str(free_port())
     try:
         proc = subprocess.run(
-            [str(REPO_ROOT / "scripts" / "observe.sh")], env=env, capture_output=True, text=True, timeout=180
+            [str(REPO_ROOT / "scripts" / "observe.sh")], env=env, capture_output=True, text=True, timeout=600
         )
         assert proc.returncode == 0, proc.stdout + proc.stderr
         (url,) = [w for w in proc.stdout.split() if w.endswith("/metrics") and "(API)" in proc.stdout.split(w)[1][:7]]
@@ -213,7 +213,7 @@ def test_a_prometheus_that_cannot_start_is_an_error_not_a_banner(tmp_path, prom_
     env = stack_env(str(tmp_path / "run"), PROMETHEUS_PORT=prom_port, WORKERS="1")
     try:
         proc = subprocess.run(
-            [str(REPO_ROOT / "scripts" / "observe.sh")], env=env, capture_output=True, text=True, timeout=180
+            [str(REPO_ROOT / "scripts" / "observe.sh")], env=env, capture_output=True, text=True, timeout=600
         )
         assert proc.returncode == status, proc.stdout + proc.stderr
         assert words in proc.stderr, proc.stderr
