@@ -230,12 +230,12 @@ def test_a_failed_up_says_how_to_start_over_with_other_settings(tmp_path):
     """`DATA_PATH=<typo> make up` failed (the API never ready) and left its processes running; the
     `make up` with the path fixed then said "already running" for each, kept the API with the old
     path and failed the same way, naming the old path, with nothing saying `make down` first."""
-    env = stack_env(str(tmp_path / "run"), WORKERS="1", READY_TIMEOUT="8")
+    env = stack_env(str(tmp_path / "run"), WORKERS="1")
     try:
         bad = subprocess.run(
             ["bash", "scripts/up.sh"],
             cwd=REPO_ROOT,
-            env={**env, "DATA_PATH": str(tmp_path / "no-such.csv")},
+            env={**env, "DATA_PATH": str(tmp_path / "no-such.csv"), "READY_TIMEOUT": "8"},  # never ready
             capture_output=True,
             text=True,
             timeout=180,
