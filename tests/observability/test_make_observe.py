@@ -55,7 +55,7 @@ def observe(request, tmp_path):
 def test_make_observe_scrapes_api_and_each_worker_with_the_rules_loaded(observe, tmp_path):
     prom = PrometheusServer(tmp_path / "unused", port=int(observe["PROMETHEUS_PORT"]))  # a client to the running one
     exporter = shutil.which("prometheus-redis-exporter") is not None
-    prom.wait_for_targets_up(4 + exporter, timeout=30)  # api, 2 workers, itself (and the Redis exporter)
+    prom.wait_for_targets_up(4 + exporter, timeout=120)  # api, 2 workers, itself (and the Redis exporter)
     assert {g["name"] for g in prom.rule_groups()} == {g["name"] for g in rules.load_rules()["groups"]}
     if exporter:  # the dashboard's Redis row read series nothing exported here: always empty
         sel = '{job="atx-jobqueue-redis"}'
@@ -173,7 +173,7 @@ def test_a_relative_run_dir_is_scraped_too(tmp_path):
         )
         assert proc.returncode == 0, proc.stdout + proc.stderr
         prom = PrometheusServer(tmp_path / "unused", port=int(env["PROMETHEUS_PORT"]))
-        prom.wait_for_targets_up(3, timeout=30)  # api, worker, itself
+        prom.wait_for_targets_up(3, timeout=120)  # api, worker, itself
     finally:
         subprocess.run([str(REPO_ROOT / "scripts" / "down.sh")], env=env, capture_output=True, timeout=120)
 
@@ -196,7 +196,7 @@ def test_under_script_name_the_api_is_scraped_inside_its_prefix(tmp_path, metric
         (url,) = [w for w in proc.stdout.split() if w.endswith("/metrics") and "(API)" in proc.stdout.split(w)[1][:7]]
         assert requests.get(url, timeout=10).status_code == 200, url
         prom = PrometheusServer(tmp_path / "unused", port=int(env["PROMETHEUS_PORT"]))
-        prom.wait_for_targets_up(3, timeout=30)  # api, worker, itself
+        prom.wait_for_targets_up(3, timeout=120)  # api, worker, itself
     finally:
         subprocess.run([str(REPO_ROOT / "scripts" / "down.sh")], env=env, capture_output=True, timeout=120)
 
