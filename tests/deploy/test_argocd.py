@@ -123,3 +123,17 @@ def test_docs_say_what_argo_cd_keeps():
     text = " ".join((REPO_ROOT / "docs" / "deployment.md").read_text().split())
     assert "argocd.argoproj.io/sync-options: Prune=false,Delete=false" in text
     assert "never applies the `helm test` pod" in text
+
+
+def test_the_redis_claim_template_stays_as_installed_releases_have_it():
+    """Argo CD's client-side diff shows a StatefulSet whose volumeClaimTemplates lack `apiVersion`,
+    `kind` and `status` as OutOfSync for ever (argo-cd#16707, open; #11143 with server-side apply),
+    and some charts add them to quiet it. This chart must not: volumeClaimTemplates are immutable,
+    and a change of those fields on an installed StatefulSet can fail the update (kubernetes#87583;
+    prometheus-operator strips them before every update for that reason). The docs give the
+    Argo CD-side way out instead."""
+    (sts,) = [o for o in render_objects({}, name="jobs") if o["kind"] == "StatefulSet"]
+    for template in sts["spec"]["volumeClaimTemplates"]:
+        assert not {"apiVersion", "kind", "status"} & set(template)
+    text = " ".join((REPO_ROOT / "docs" / "deployment.md").read_text().split())
+    assert "ServerSideDiff=true" in text and "/spec/volumeClaimTemplates" in text
