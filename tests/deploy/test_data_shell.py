@@ -25,7 +25,7 @@ import pytest
 import requests
 
 from atx_analysis.dataset import content_hash
-from tests.deploy.manifests import find, one, pod_spec, render_chart, render_objects, scenario_objects
+from tests.deploy.manifests import find, k8s_objects, one, pod_spec, render_chart, render_objects, scenario_objects
 from tests.deploy.pods import Loopback, Pod, have
 from tests.deploy.test_podman_pods import (
     _hardened,
@@ -100,6 +100,19 @@ def test_the_notes_give_the_recipe_with_this_release_s_names_and_paths():
 JOBQUEUE = str(Path(sys.executable).with_name("jobqueue"))
 
 
+def _chart_redis_for_k8s(objs: list[dict], loop: Loopback, tmp_path: Path) -> Pod:
+    """k8s/'s Redis is the official image on the host's 6379: the chart's Redis pod stands in with
+    k8s/'s password, as in test_podman_pods.test_k8s_student_pods_under_podman_run_the_tutorial."""
+    (secret,) = [o for o in objs if o["kind"] == "Secret" and "redis" in o["metadata"]["name"]]
+    chart = scenario_objects("default")
+    chart_loop = Loopback(chart, loop.claims)
+    chart_loop.ports = loop.ports
+    sts = one(chart, "StatefulSet", "redis")
+    chart_secret = next(v["secret"]["secretName"] for v in pod_spec(sts)["volumes"] if v["name"] == "password")
+    password = (secret.get("stringData") or {})["redis-password"]
+    return Pod(sts, chart_loop, tmp_path / "redis", {chart_secret: {"redis-password": password}}, local_paths=False)
+
+
 def kubectl_cp(container: str, local: Path, remote: str) -> subprocess.CompletedProcess:
     """What `kubectl cp <local> <pod>:<remote>` runs in the container: `test -d <remote>` (a folder
     gets the file inside it), then `tar -xmf - -C <folder of the destination>` reading a tar stream
@@ -134,13 +147,20 @@ def expected_top_locations(data: Path) -> dict:
 @pytest.mark.slow
 @pytest.mark.skipif(why_not() is not None, reason=f"images: {why_not()}")
 @pytest.mark.skipif(not have("podman"), reason="no podman (scripts/bootstrap.sh installs it)")
-def test_own_file_through_the_data_shell_pod_reaches_the_workers(runtime, tmp_path):
-    objs = scenario_objects("data-shell")
-    loop = Loopback(objs, tmp_path / "claims")
-    reserve_ports(loop)
-    redis_name, _ = _start_redis(
-        runtime, Pod(one(objs, "StatefulSet", "redis"), loop, tmp_path / "redis", local_paths=False), "redis"
-    )
+@pytest.mark.parametrize("source", ["chart", "k8s"])
+def test_own_file_through_the_data_shell_pod_reaches_the_workers(runtime, tmp_path, source):
+    """The chart's data.shell, and k8s/test with its optional k8s/test/data-shell folder applied."""
+    if source == "chart":
+        objs = scenario_objects("data-shell")
+        loop = Loopback(objs, tmp_path / "claims")
+        reserve_ports(loop)
+        redis_pod = Pod(one(objs, "StatefulSet", "redis"), loop, tmp_path / "redis", local_paths=False)
+    else:
+        objs = k8s_objects("test") + k8s_objects("test/data-shell")
+        loop = Loopback(objs, tmp_path / "claims")
+        reserve_ports(loop)
+        redis_pod = _chart_redis_for_k8s(objs, loop, tmp_path)
+    redis_name, _ = _start_redis(runtime, redis_pod, "redis")
     api_deployment, worker_deployment = one(objs, "Deployment", "api"), one(objs, "Deployment", "worker")
     shell_deployment = one(objs, "Deployment", "data-shell")
 

@@ -76,7 +76,7 @@ def _objects() -> list[dict]:
     for scenario in SCENARIOS:
         objs += objects_of(render_chart(scenario_values(scenario), name=RELEASE))
     for env in ("test", "prod", "local"):
-        objs += k8s_objects(env)
+        objs += k8s_objects(env) + k8s_objects(f"{env}/data-shell")  # with the optional data-shell pod
     return objs
 
 
