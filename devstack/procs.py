@@ -7,10 +7,14 @@ never the caller's. Every wait is bounded and raises with a message naming what 
 
 from __future__ import annotations
 
+import fcntl
 import os
+import random
 import signal
 import socket
 import subprocess
+import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -22,11 +26,113 @@ import requests
 T = TypeVar("T")
 
 
-def free_port() -> int:
-    """A TCP port nobody listens on right now (loopback)."""
+# Ports handed out by free_port: below the kernel's ephemeral range, so no outgoing connection is
+# given one as its local port between the pick and the server's bind (a port bind(0) picks is in that
+# range, and a client's connect() takes such ports all the time), and above the ports people and
+# services pick by hand (the team's 7xxx, 8000, 9090, 9100...). Each process claims blocks of them
+# with a lock file, so two test sessions on one machine never hand out the same port; the kernel
+# drops the claim when the process ends.
+PORT_RANGE_START = 10000
+PORT_BLOCK = 200
+PORT_LOCKS = Path(tempfile.gettempdir()) / "atx-jobqueue-ports"
+
+
+class _Ports:
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.pid = 0
+        self.blocks: list[tuple[int, int]] = []  # (first port, lock fd)
+        self.next = 0  # the next port to hand out
+        self.end = 0  # the end of the block self.next is in
+        self.turn = 0  # which held block a process that could claim no more goes round next
+
+    def _ephemeral_start(self) -> int:
+        try:
+            return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+        except (OSError, ValueError, IndexError):
+            return 32768
+
+    def _claim(self) -> bool:
+        """Claim one more block nobody on this machine holds (a random one first: fewer lock attempts)."""
+        blocks = (self._ephemeral_start() - PORT_RANGE_START) // PORT_BLOCK
+        if blocks < 1:
+            return False
+        try:
+            PORT_LOCKS.mkdir(mode=0o777, exist_ok=True)
+        except OSError:
+            return False
+        held = {first for first, _ in self.blocks}
+        start = random.randrange(blocks)
+        for i in range(blocks):
+            first = PORT_RANGE_START + ((start + i) % blocks) * PORT_BLOCK
+            if first in held:
+                continue
+            try:
+                fd = os.open(PORT_LOCKS / f"{first}.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o666)
+            except OSError:
+                continue
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                os.close(fd)
+                continue
+            self.blocks.append((first, fd))
+            self.next, self.end = first, first + PORT_BLOCK
+            return True
+        return False
+
+    def take(self, count: int) -> int | None:
+        """The first of ``count`` consecutive ports, each free now and never handed out before by this
+        process (until it has used all of its blocks: then it goes round them again); None if this
+        machine gives no blocks (then the caller falls back to the kernel's choice)."""
+        if count > PORT_BLOCK:
+            return None
+        with self.lock:
+            if self.pid != os.getpid():  # a forked child inherits no claims: flock is per open file
+                self.pid, self.blocks, self.next, self.end, self.turn = os.getpid(), [], 0, 0, 0
+            for _ in range(4 * PORT_BLOCK * max(1, len(self.blocks) + 1)):
+                if self.next + count > self.end:
+                    if not self._claim():
+                        if not self.blocks:
+                            return None
+                        self.turn = (self.turn + 1) % len(self.blocks)
+                        first = self.blocks[self.turn][0]
+                        self.next, self.end = first, first + PORT_BLOCK
+                    continue
+                first = self.next
+                self.next += count
+                if all(_bindable(port) for port in range(first, first + count)):
+                    return first
+            return None
+
+
+def _bindable(port: int) -> bool:
+    """Nothing is bound to the port on loopback (a listener, a connection, one in TIME_WAIT)."""
     with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+_PORTS = _Ports()
+
+
+def free_port(count: int = 1) -> int:
+    """The first of ``count`` consecutive TCP ports nobody listens on (loopback), kept from other
+    programs' connections and other test sessions until the caller binds it (see PORT_RANGE_START).
+    ``count`` > 1 for a program that numbers ports from a base (``make up``'s WORKER_METRICS_BASE)."""
+    port = _PORTS.take(count)
+    if port is not None:
+        return port
+    for _ in range(100):  # the kernel's choice: free now, but in the ephemeral range
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        if all(_bindable(p) for p in range(port + 1, port + count)):
+            return port
+    raise RuntimeError(f"no {count} consecutive free ports")
 
 
 def wait_until(predicate: Callable[[], T], timeout: float, what: str, interval: float = 0.05) -> T:

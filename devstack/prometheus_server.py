@@ -88,7 +88,7 @@ class PrometheusServer:
         }
         self.config_path.write_text(yaml.safe_dump(config, sort_keys=False))
 
-    def start(self, timeout: float = 30.0) -> PrometheusServer:
+    def start(self, timeout: float = 120.0) -> PrometheusServer:
         self.write_config()
         args = [
             self.binary,
@@ -168,7 +168,7 @@ class PrometheusServer:
         return self._get("rules")["groups"]
 
     def wait_for(
-        self, expr: str, predicate: Callable[[list[dict]], bool], timeout: float = 30.0, interval: float = 0.5
+        self, expr: str, predicate: Callable[[list[dict]], bool], timeout: float = 120.0, interval: float = 0.5
     ) -> list[dict]:
         """Poll ``expr`` until ``predicate(result)`` holds; return that result or raise with the last one."""
         deadline = time.monotonic() + timeout
@@ -181,7 +181,7 @@ class PrometheusServer:
                 raise TimeoutError(f"{expr}: condition not met in {timeout}s; last result {result}")
             time.sleep(interval)
 
-    def wait_for_targets_up(self, count: int, timeout: float = 30.0) -> list[dict]:
+    def wait_for_targets_up(self, count: int, timeout: float = 120.0) -> list[dict]:
         """Wait until ``count`` active targets report health "up"."""
         deadline = time.monotonic() + timeout
         while True:

@@ -57,7 +57,7 @@ class RedisServer:
             host="127.0.0.1", port=self.port, db=db, password=self.password or None, decode_responses=True, **kwargs
         )
 
-    def start(self, timeout: float = 10.0) -> RedisServer:
+    def start(self, timeout: float = 60.0) -> RedisServer:
         args = [
             self.binary,
             "--port",

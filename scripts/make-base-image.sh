@@ -26,8 +26,14 @@ for tool in debootstrap buildah; do
   command -v "$tool" >/dev/null || { log "$tool is not installed (make setup installs it)"; exit 2; }
 done
 
+# One build at a time per cache: test sessions or worktrees starting together on a new day each ran
+# their own debootstrap (15 minutes each on a loaded machine) and imported the same image name; the
+# next one waits here, then finds the tarball and the image made.
+mkdir -p "$CACHE_DIR"
+exec 9>"$CACHE_DIR/.lock"
+flock 9
+
 if [ ! -s "$TARBALL" ]; then
-  mkdir -p "$CACHE_DIR"
   work=$(mktemp -d "$CACHE_DIR/.rootfs.XXXXXX")
   trap 'rm -rf "$work"' EXIT
   log "debootstrap $SUITE from $MIRROR (minbase + $PACKAGES)"

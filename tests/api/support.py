@@ -89,7 +89,7 @@ def run_jobs_in_thread(
     queue_name: str = "jobs",
     count: int = 1,
     delay: float = 0.0,
-    timeout: float = 10.0,
+    timeout: float = 60.0,
 ) -> threading.Thread:
     """Process ``count`` queued jobs (``sleep``: result {"slept": seconds}) in a background thread."""
 

@@ -163,6 +163,6 @@ def test_a_waited_job_that_is_cancelled_is_announced(stack, monkeypatch, tmp_pat
         job_id = app.test_client().post("/submit", json=NOOP).get_json()["job_id"]
         waiting = spawn(lambda: app.test_client().get(f"/status/{job_id}?wait=20").get_json()["status"])
         jobs = jobs_redis(make_settings(idle.redis.url))
-        wait_until(lambda: jobs.exists(keys.waited(job_id)), 10, "the long poll's mark")
+        wait_until(lambda: jobs.exists(keys.waited(job_id)), 60, "the long poll's mark")
         assert app.test_client().delete(f"/jobs/{job_id}").status_code in (200, 202)
         assert waiting.result(15) == "cancelled"

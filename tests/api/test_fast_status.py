@@ -284,6 +284,6 @@ def test_through_gunicorn_a_hung_redis_is_answered_alike(tmp_path):
             assert answer[0] == 503 and json.loads(answer[2])["error"] == "redis_unavailable", (name, answer)
             assert took < 2 + 4, (name, took)
         assert results["fast"][0] == results["flask"][0] and results["fast-wait"][0] == results["flask-wait"][0]
-        wait_until(lambda: _exchange(api.port, f"/status/{job_id}")[0] == 200, 10, "recovered")
+        wait_until(lambda: _exchange(api.port, f"/status/{job_id}")[0] == 200, 60, "recovered")
         fast, flask = _both(api.port, f"/status/{job_id}")
         assert fast == flask and fast[0] == 200

@@ -217,7 +217,7 @@ def _hang_and_recover(base: str, server, proxy) -> None:
     waiting: Future = in_thread(
         _timed, "POST", f"{base}/submit?wait={WAIT}", {"operation": "sleep", "params": {"seconds": 1}}
     )
-    wait_until(lambda: server.client().zcard(keys.JOB_INDEX) > index, 10, "the waiting submit's job stored")
+    wait_until(lambda: server.client().zcard(keys.JOB_INDEX) > index, 60, "the waiting submit's job stored")
     polling: Future = in_thread(_timed, "GET", f"{base}/status/{held_id}?wait={POLL_WAIT}")
     time.sleep(1.0)  # its first read done (on a machine so loaded that it is not, it gets the 503)
     if proxy is not None:
@@ -263,7 +263,7 @@ def _hang_and_recover(base: str, server, proxy) -> None:
         proxy.resume()
     else:
         server.proc.send_signal(signal.SIGCONT)
-    wait_until(lambda: requests.get(f"{base}/readyz", timeout=10).status_code == 200, 10, "/readyz 200 again")
+    wait_until(lambda: requests.get(f"{base}/readyz", timeout=10).status_code == 200, 60, "/readyz 200 again")
     assert requests.post(f"{base}/submit", json=SLEEP, timeout=10).status_code == 202
     finished = requests.get(f"{base}/status/{stored_id}?wait=30", timeout=60).json()
     assert finished["status"] == "complete", finished
@@ -345,7 +345,7 @@ def test_a_submit_redis_may_have_applied_is_answered_504_with_its_id_and_not_sen
             docs = [d for d in direct.mget([keys.job(i) for i in ids]) if d]
             return [Job.from_json(d).id for d in docs if Job.from_json(d).params.get("n") == n]
 
-        wait_until(lambda: stored(901), 10, "the client's job stored after Redis resumed")
+        wait_until(lambda: stored(901), 60, "the client's job stored after Redis resumed")
         time.sleep(1.0)  # anything resent would have landed by now
         assert stored(901) == [unsure.job_id]
         assert client.status(unsure.job_id)["status"] == "submitted"
@@ -446,7 +446,7 @@ def test_run_and_submit_and_wait_resolve_a_504_themselves_one_job_each(tmp_path)
                 server.proc.send_signal(signal.SIGCONT)
             assert took <= 12 + SLACK, took
             assert raised.value.job_id == client.unsure[-1]
-            wait_until(lambda: stored(server.client(), 0.014), 10, "its job stored after Redis resumed")
+            wait_until(lambda: stored(server.client(), 0.014), 60, "its job stored after Redis resumed")
             assert stored(server.client(), 0.014) == [raised.value.job_id]  # one job, the id it raised
         finally:
             if server.proc is not None:

@@ -118,7 +118,7 @@ def test_a_thousand_long_polls_leave_help_and_submit_fast(stack):
     opened = time.monotonic()
     polls = [_open(port, request) for _ in range(WAITERS)]
     try:
-        deadline = time.monotonic() + 15
+        deadline = time.monotonic() + 60
         while _long_polls(port) < WAITERS and time.monotonic() < deadline:
             time.sleep(0.2)
         held = _long_polls(port)

@@ -84,7 +84,7 @@ def test_a_batch_counts_each_client_once_and_refuses_only_those_past_the_limit(r
     for client, n in order:  # queued one after another: that is the order they are numbered in
         threads.append(threading.Thread(target=one, args=(client, n)))
         threads[-1].start()
-        wait_until(lambda: batcher.waiting == len(threads), 10, "the submit queued")
+        wait_until(lambda: batcher.waiting == len(threads), 60, "the submit queued")
     release.set()
     for t in [first, *threads]:
         t.join(10)

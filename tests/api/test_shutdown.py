@@ -188,7 +188,7 @@ def test_a_closing_waiter_answers_now_and_waits_no_more(app, client):
     job_id = client.post("/submit", json=JOB).get_json()["job_id"]
     polled = spawn(lambda: client.get(f"/status/{job_id}?wait={WAIT}"))
     submitted = spawn(lambda: app.test_client().post(f"/submit?wait={WAIT}", json=JOB))
-    wait_until(lambda: waiter.waiting == 2, 10, "two parked waits")
+    wait_until(lambda: waiter.waiting == 2, 60, "two parked waits")
     waiter.close()
     poll, sub = polled.result(timeout=BOUND), submitted.result(timeout=BOUND)
     assert poll.status_code == 200 and poll.get_json()["status"] == "submitted"

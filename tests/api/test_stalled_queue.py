@@ -38,7 +38,7 @@ def test_stalled_queue_shows_everywhere_until_a_matching_worker_takes_it(tmp_pat
         assert fresh["waiting"] == 1 and fresh["stalled"] is False  # not a stall yet: within the lease
 
         # 1. no worker at all
-        q = wait_until(lambda: (d := _detail(stack))["stalled"] and d, 10, "the stall to show")
+        q = wait_until(lambda: (d := _detail(stack))["stalled"] and d, 60, "the stall to show")
         assert q["workers_alive"] == 0 and q["oldest_waiting_seconds"] >= 2
         assert q["queue"] == "hotqueue:jobs" and q["queue_db"] == 1 and "no live worker" in q["stalled_reason"]
         text = requests.get(stack.url + "/help", timeout=5).text

@@ -69,7 +69,7 @@ def test_concurrent_reads_share_one_mget_and_each_caller_gets_its_own_document(r
     first = spawn(reads.call, ids[0])
     assert first_call.wait(10)
     rest = [spawn(reads.call, job_id) for job_id in ids[1:]]
-    wait_until(lambda: reads.waiting == 11, 10, "11 reads queued behind the first call")
+    wait_until(lambda: reads.waiting == 11, 60, "11 reads queued behind the first call")
     release.set()
     docs = [first.result(10)] + [f.result(10) for f in rest]
 
@@ -106,7 +106,7 @@ def test_when_redis_does_not_answer_the_reads_queued_behind_get_the_error_withou
     first = spawn(reads.call, known)
     assert entered.wait(10)
     queued = [spawn(reads.call, known) for _ in range(5)]
-    wait_until(lambda: reads.waiting == 5, 10, "5 reads queued")
+    wait_until(lambda: reads.waiting == 5, 60, "5 reads queued")
     release.set()
     for future in [first, *queued]:
         with pytest.raises(redis.exceptions.TimeoutError):
@@ -141,13 +141,13 @@ def test_a_lead_waits_for_the_company_the_last_call_had_and_a_lone_reader_never_
     first = spawn(reads.call, "a0")
     assert entered.wait(10)
     rest = [spawn(reads.call, f"a{i}") for i in (1, 2, 3)]
-    wait_until(lambda: reads.waiting == 3, 10, "3 reads queued")
+    wait_until(lambda: reads.waiting == 3, 60, "3 reads queued")
     release.set()
     assert [f.result(10) for f in [first, *rest]] == ["doc-a0", "doc-a1", "doc-a2", "doc-a3"]
     assert calls == [["a0"], ["a1", "a2", "a3"]]  # the last call carried three
 
     lead = spawn(reads.call, "b0")
-    wait_until(lambda: reads._filled is not None, 10, "the lead waiting for company")
+    wait_until(lambda: reads._filled is not None, 60, "the lead waiting for company")
     company = [spawn(reads.call, job_id) for job_id in ("b1", "b2")]
     assert [f.result(10) for f in [lead, *company]] == ["doc-b0", "doc-b1", "doc-b2"]
     assert calls[-1] == ["b0", "b1", "b2"]  # one MGET, not ["b0"] then ["b1", "b2"]

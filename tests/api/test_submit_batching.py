@@ -73,7 +73,7 @@ def test_concurrent_submits_share_one_call_and_each_returns_once_stored(redis_ur
     first = spawn(one, 0)
     assert first_call.wait(10)
     rest = [spawn(one, i) for i in range(1, 40)]
-    wait_until(lambda: batcher.waiting == 39, 10, "39 submits queued behind the first call")
+    wait_until(lambda: batcher.waiting == 39, 60, "39 submits queued behind the first call")
     release.set()
     ids = [first.result(10)] + [f.result(10) for f in rest]
 
@@ -98,9 +98,9 @@ def test_batches_are_capped(redis_url):
 
     batcher = SubmitBatcher(store_many, max_batch=8)
     futures = [spawn(batcher.submit, delivery.new_job("sleep", {}))]
-    wait_until(lambda: sizes == [1], 10, "the first call under way")
+    wait_until(lambda: sizes == [1], 60, "the first call under way")
     futures += [spawn(batcher.submit, delivery.new_job("sleep", {})) for _ in range(20)]
-    wait_until(lambda: batcher.waiting == 20, 10, "20 submits queued")
+    wait_until(lambda: batcher.waiting == 20, 60, "20 submits queued")
     gate.set()
     for f in futures:
         f.result(10)
@@ -128,7 +128,7 @@ def test_an_error_reaches_every_caller_of_its_call_and_the_next_submit_works(red
     first = spawn(batcher.submit, delivery.new_job("sleep", {}))
     assert entered.wait(10)
     rest = [spawn(batcher.submit, delivery.new_job("sleep", {})) for _ in range(5)]
-    wait_until(lambda: batcher.waiting == 5, 10, "5 submits queued")
+    wait_until(lambda: batcher.waiting == 5, 60, "5 submits queued")
     release.set()
     with pytest.raises(redis.exceptions.ConnectionError):
         first.result(10)
@@ -176,9 +176,9 @@ def test_a_waiter_interrupted_as_it_is_handed_the_lead_passes_it_on(redis_url):
     first = spawn(batcher.submit, delivery.new_job("j0", {}))
     assert entered.wait(10)
     head = spawn(batcher.submit, delivery.new_job("j1", {}))
-    wait_until(lambda: batcher.waiting == 1, 10, "1 submits queued")
+    wait_until(lambda: batcher.waiting == 1, 60, "1 submits queued")
     others = [spawn(batcher.submit, delivery.new_job(f"j{i}", {})) for i in (2, 3)]
-    wait_until(lambda: batcher.waiting == 3, 10, "3 submits queued")
+    wait_until(lambda: batcher.waiting == 3, 60, "3 submits queued")
     release.set()
     first.result(10)
     with pytest.raises(KeyboardInterrupt):
@@ -274,12 +274,12 @@ def test_a_caller_killed_while_it_gathers_passes_the_lead_on(redis_url, monkeypa
     def sleep(_seconds):
         yields["n"] += 1
         if yields["n"] == 1:  # the first caller: let two more queue behind it, then die
-            wait_until(lambda: batcher.waiting == 3, 10, "two submits queued behind the first")
+            wait_until(lambda: batcher.waiting == 3, 60, "two submits queued behind the first")
             raise KeyboardInterrupt
 
     monkeypatch.setattr(batching, "time", types.SimpleNamespace(sleep=sleep))
     first = spawn(batcher.submit, "j0")
-    wait_until(lambda: yields["n"] == 1, 10, "the first caller yielding")
+    wait_until(lambda: yields["n"] == 1, 60, "the first caller yielding")
     others = [spawn(batcher.submit, job) for job in ("j1", "j2")]
     with pytest.raises(KeyboardInterrupt):
         first.result(10)
@@ -486,12 +486,12 @@ def test_the_api_answers_the_batch_of_an_interrupted_lead_with_a_504_naming_the_
     def sleep(_seconds):  # the lead's yield: until the second submit is queued behind it
         gathered["n"] += 1
         if gathered["n"] == 1:
-            wait_until(lambda: state.submits.waiting == 2, 10, "the second submit queued")
+            wait_until(lambda: state.submits.waiting == 2, 60, "the second submit queued")
 
     monkeypatch.setattr(batching, "time", types.SimpleNamespace(sleep=sleep))
     body = {"operation": "sleep", "params": {}}
     lead = spawn(lambda: app.test_client().post("/submit?x=1", json=body))
-    wait_until(lambda: gathered["n"] == 1, 10, "the lead yielding")
+    wait_until(lambda: gathered["n"] == 1, 60, "the lead yielding")
     other = spawn(lambda: app.test_client().post("/submit?x=1", json=body)).result(10)
     with pytest.raises(KeyboardInterrupt):
         lead.result(10)

@@ -151,7 +151,7 @@ def test_validation_errors_are_as_without_wait(served):
     assert response.status_code == 413 and response.json()["error"] == "request_entity_too_large", response.text
     response = requests.post(served.url + "/submit?wait=5", data={"operation": "sleep"}, timeout=10)
     assert response.status_code == 415, response.text
-    wait_until(lambda: _long_polls(served) == 0, 10, "no waiter left registered")
+    wait_until(lambda: _long_polls(served) == 0, 60, "no waiter left registered")
 
 
 def test_max_waiters_answers_at_once_with_location(tmp_path_factory):
@@ -195,7 +195,7 @@ def test_redis_stopped_mid_wait_answers_202_with_the_job_and_loses_nothing(tmp_p
         assert response.status_code == 503 and response.json()["error"] == "redis_unavailable", response.text
         assert "Location" not in response.headers
         stack.redis.start()
-        wait_until(lambda: _long_polls(stack) == 0, 10, "no waiter left registered")
+        wait_until(lambda: _long_polls(stack) == 0, 60, "no waiter left registered")
     finally:
         ctx.__exit__(None, None, None)
 
@@ -207,7 +207,7 @@ def test_a_rate_limited_submit_with_wait_is_429(tmp_path_factory):
         response = requests.post(stack.url + "/submit?wait=30", json=NOOP, timeout=60)
         assert response.status_code == 429 and "Retry-After" in response.headers, response.text
         assert "Location" not in response.headers
-        wait_until(lambda: _long_polls(stack) == 0, 10, "no waiter left registered")
+        wait_until(lambda: _long_polls(stack) == 0, 60, "no waiter left registered")
     finally:
         ctx.__exit__(None, None, None)
 

@@ -61,7 +61,7 @@ class ChartRedis:
 
     def start(self) -> ChartRedis:
         self.proc = subprocess.Popen([find_redis_server(), str(self.conf)], stdout=subprocess.DEVNULL)
-        deadline = time.monotonic() + 10
+        deadline = time.monotonic() + 60
         while True:
             try:
                 if self.client().ping():

@@ -163,3 +163,29 @@ def test_hpa_mode_adapter_rule_takes_only_this_release(scrape, tmp_path):
         ],
     )
     assert run.returncode == 0, run.stdout + run.stderr
+
+
+def test_the_runbooks_manual_scale_holds_under_keda():
+    """docs/operations.md's "backlog grows, no worker" row scales the workers by hand. Under KEDA a
+    `kubectl scale` does not hold: KEDA's scale executor (pkg/scaling/executor/scale_scaledobjects.go)
+    sets a target it sees no active trigger for back to 0 (minReplicaCount 0, once the cooldown has
+    passed since the last active time) or to minReplicaCount, and the HPA KEDA owns scales it to
+    what the metric says. `autoscaling.keda.sh/paused-replicas` holds a count until it is removed
+    (the chart's restore mode uses it for 0), so the runbook pauses the ScaledObject the chart renders."""
+    from devstack.paths import REPO_ROOT
+
+    objs = render_objects({"autoscaling": {"mode": "keda"}, **MONITORED}, name="jobs")
+    scaled = _one(objs, "ScaledObject")
+    assert scaled["spec"]["scaleTargetRef"]["name"] == scaled["metadata"]["name"]
+    restore = render_objects(
+        {"autoscaling": {"mode": "keda"}, **MONITORED, "redis": {"restore": {"enabled": True, "file": "x.rdb"}}}
+    )
+    assert _one(restore, "ScaledObject")["metadata"]["annotations"]["autoscaling.keda.sh/paused-replicas"] == "0"
+    (row,) = [
+        line
+        for line in (REPO_ROOT / "docs" / "operations.md").read_text().splitlines()
+        if line.startswith("| backlog grows, `jobqueue_workers_alive` is 0")
+    ]
+    target = scaled["metadata"]["name"].replace("jobs-", "<release>-", 1)
+    assert f"kubectl annotate scaledobject/{target} autoscaling.keda.sh/paused-replicas=2" in row
+    assert f"kubectl annotate scaledobject/{target} autoscaling.keda.sh/paused-replicas-" in row

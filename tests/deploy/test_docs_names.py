@@ -155,3 +155,28 @@ def test_notes_ask_nothing_a_class_account_cannot_do():
     for doc, text in _docs().items():
         if doc.startswith("NOTES.txt"):
             assert "kubectl get nodes" not in text, f"{doc}: listing nodes is forbidden to namespace-only accounts"
+
+
+def test_runbooks_read_the_redis_password_from_the_file_the_container_mounts():
+    """The runbooks' `kubectl exec ... -c redis -- sh -c 'REDISCLI_AUTH="$(cat <file>)" redis-cli ...'`
+    reads the password from a file in the container; that file must be where the Redis container
+    mounts the password Secret's key, under every scenario that runs Redis."""
+    files = set()
+    for doc in ("docs/operations.md", "docs/observability.md"):
+        files |= set(
+            re.findall(r"-c redis -- sh -c 'REDISCLI_AUTH=\"\$\(cat ([^)]+)\)\"", (REPO_ROOT / doc).read_text())
+        )
+    assert files, "no runbook reads the Redis password from its file"
+    for scenario in SCENARIOS:
+        objs = objects_of(render_chart(scenario_values(scenario), name=RELEASE))
+        for sts in (o for o in objs if o["kind"] == "StatefulSet"):
+            spec = sts["spec"]["template"]["spec"]
+            (redis,) = [c for c in spec["containers"] if c["name"] == "redis"]
+            secrets = {v["name"]: v["secret"] for v in spec["volumes"] if "secret" in v}
+            mounted = {
+                f"{m['mountPath']}/{item['path']}"
+                for m in redis["volumeMounts"]
+                if m["name"] in secrets
+                for item in secrets[m["name"]].get("items", [])
+            }
+            assert files <= mounted, (scenario, files, mounted)

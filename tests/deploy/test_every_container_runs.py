@@ -51,7 +51,7 @@ def _start_redis(pod: Pod, loop: Loopback, log) -> redis.Redis:
     container = pod.container("redis")
     proc = pod.start("redis", log)
     client = redis.Redis(port=loop.port(6379), password=PASSWORD, db=1, decode_responses=True)
-    deadline = time.monotonic() + 30
+    deadline = time.monotonic() + 120
     while not pod.probe(container, "startupProbe"):
         assert proc.poll() is None, log.read_text()
         assert time.monotonic() < deadline, "the startupProbe never passed:\n" + log.read_text()

@@ -462,7 +462,7 @@ def test_redis_exporter_backup_and_restore_pods_under_podman(runtime, tmp_path):
     results = _fill_with_results(jobs)
     assert runtime.inspect(name, "redis")["State"]["OOMKilled"] is False
     aof = loop.claims / f"data-{sts['metadata']['name']}-0" / "appendonlydir"
-    _wait(lambda: aof.is_dir() and any(f.stat().st_size for f in aof.iterdir()), 10, "the AOF on the volume")
+    _wait(lambda: aof.is_dir() and any(f.stat().st_size for f in aof.iterdir()), 60, "the AOF on the volume")
     assert aof.stat().st_uid == user, "Redis writes the volume as the pod's user"
 
     # the backup CronJob's job pod snapshots the running Redis

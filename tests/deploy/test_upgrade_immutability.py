@@ -2,7 +2,8 @@
 change: a StatefulSet's spec other than replicas, template, updateStrategy,
 persistentVolumeClaimRetentionPolicy, minReadySeconds and ordinals (apps/validation); any
 workload's selector; a Job's pod template; a PersistentVolumeClaim's spec other than
-resources.requests. Such an upgrade fails half-applied (`UPGRADE FAILED: ... Forbidden`, the
+resources.requests, whose storage request may grow but never shrink (core/validation:
+"field can not be less than status.capacity" once a resize has completed). Such an upgrade fails half-applied (`UPGRADE FAILED: ... Forbidden`, the
 release `failed`), so the chart must not need one on an ordinary upgrade, and the docs must say
 which values are fixed at install and what to do instead."""
 
@@ -49,7 +50,18 @@ def refused_changes(before: list[dict], after: list[dict]) -> list[str]:
         }
         if kind == "PersistentVolumeClaim" and not unchanged:
             refused.append(f"PersistentVolumeClaim {name} spec")
+        if kind == "PersistentVolumeClaim" and storage_bytes(spec) < storage_bytes(was_spec):
+            refused.append(f"PersistentVolumeClaim {name} spec.resources.requests.storage")
     return refused
+
+
+UNITS = {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "k": 10**3, "M": 10**6, "G": 10**9, "T": 10**12}
+
+
+def storage_bytes(spec: dict) -> float:
+    text = str(spec["resources"]["requests"]["storage"])
+    number = text.rstrip("KMGTPEikmgtpe")
+    return float(number) * UNITS.get(text[len(number) :], 1)
 
 
 ORDINARY = {
@@ -108,3 +120,27 @@ def test_values_fixed_at_install_are_documented_with_the_way_out(value):
     assert words in (REPO_ROOT / "docs" / "deployment.md").read_text(), (
         f"docs/deployment.md does not say what to do for {value}"
     )
+
+
+# `helm rollback` re-applies an earlier revision's manifests as stored: each ordinary upgrade run
+# backwards. The ones the docs must warn about, with their way out:
+ROLLBACK_WARNINGS = {
+    # the API server refuses it
+    "a bigger data claim": (
+        ["PersistentVolumeClaim jobs-atx-jobqueue-data spec.resources.requests.storage"],
+        "roll back with `helm upgrade` keeping the new `data.persistence.size`",
+    ),
+    # accepted, and it runs the restore Job again over everything written since
+    "restore mode off": ([], "never roll back to a revision in restore mode"),
+}
+
+
+@pytest.mark.parametrize("change", list(ORDINARY))
+def test_rollbacks_of_ordinary_upgrades_are_accepted_or_documented(change):
+    before, after = ORDINARY[change]
+    refused = refused_changes(render_objects(after, name="jobs"), render_objects(before, name="jobs"))
+    expected, words = ROLLBACK_WARNINGS.get(change, ([], None))
+    assert refused == expected
+    if words:
+        text = " ".join((REPO_ROOT / "docs" / "deployment.md").read_text().split())
+        assert words in text, f"docs/deployment.md does not warn about rolling back {change}"

@@ -220,13 +220,14 @@ def newcomer(tmp_path_factory):
         {
             "PORT": str(port),
             "REDIS_PORT": str(redis_port),
-            "WORKER_METRICS_BASE": str(free_port()),
+            "WORKER_METRICS_BASE": str(free_port(2)),
             "RUN_DIR": str(tmp / "run"),
             "SHUTDOWN_GRACE_SECONDS": "5",
+            "READY_TIMEOUT": "300",  # only bounds a hang (a loaded machine took 90 s to start the API)
             "DATA_CACHE_DIR": str(tmp / "cache"),
         }
     )
-    up = subprocess.run(["bash", "scripts/up.sh"], cwd=work, env=env, capture_output=True, text=True, timeout=240)
+    up = subprocess.run(["bash", "scripts/up.sh"], cwd=work, env=env, capture_output=True, text=True, timeout=600)
     try:
         assert up.returncode == 0, up.stdout + up.stderr
         api = f"http://127.0.0.1:{port}"

@@ -11,6 +11,7 @@ from __future__ import annotations
 import shutil
 import subprocess
 import time
+import uuid
 
 import pytest
 
@@ -45,7 +46,7 @@ def test_redis_stand_in_has_the_official_images_contract(built_redis_images):
     assert tools.returncode == 0 and len(tools.stdout.split()) == len(needed.split()), tools.stdout + tools.stderr
 
     # `<image> --port N`: the entrypoint runs redis-server with those options, as the redis user
-    port, name = free_port(), f"atx-redis-stand-in-{free_port()}"
+    port, name = free_port(), f"atx-redis-stand-in-{uuid.uuid4().hex[:8]}"  # a killed run's container keeps its name
     started = podman(
         "run",
         "-d",
@@ -66,7 +67,7 @@ def test_redis_stand_in_has_the_official_images_contract(built_redis_images):
     )
     assert started.returncode == 0, started.stderr
     try:
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 120
         while podman("exec", name, "redis-cli", "-p", str(port), "ping").stdout.strip() != "PONG":
             assert time.monotonic() < deadline, podman("logs", name).stdout
             time.sleep(0.3)

@@ -96,7 +96,7 @@ def op(name: str, func, needs_dataset: bool = False, produces_png: bool = False,
 __all__ = ["SAMPLE", "WORKER_EXE", "FakeData", "Harness", "Param", "op", "operations", "proc_env"]
 
 
-def wait_blocked(client, timeout: float = 5.0) -> None:
+def wait_blocked(client, timeout: float = 60.0) -> None:
     """Until some client of this Redis is blocked on BLMOVE (an idle worker's wait)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

@@ -38,6 +38,14 @@ def browser(pw):
     b.close()
 
 
+def _context(browser, **options):
+    """A browser context whose clicks, fills and navigations wait as long as the checks do (only bounds a
+    hang: Playwright's own 30 s is not always enough on a loaded 2-core machine)."""
+    context = browser.new_context(**options)
+    context.set_default_timeout(FINAL_TIMEOUT)
+    return context
+
+
 def _stack_or_skip():
     if find_redis_server() is None:
         pytest.skip("no redis-server binary")
@@ -90,7 +98,7 @@ def token_stack(tmp_path_factory):
 
 @pytest.fixture
 def page(browser):
-    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    context = _context(browser, viewport={"width": 1280, "height": 900})
     pg = context.new_page()
     pg.problems = []  # page errors, CSP violations, dialogs: none may happen
     pg.on("pageerror", lambda e: pg.problems.append(f"pageerror: {e}"))
@@ -120,7 +128,7 @@ def _api_submit(url, operation, params=None, token=None):
 def _expect():
     from playwright.sync_api import expect
 
-    expect.set_options(timeout=15_000)  # a shared, loaded 2-core machine: 5 s is too tight
+    expect.set_options(timeout=FINAL_TIMEOUT)  # only bounds a hang (a loaded 2-core machine: 5 s, then 15 s, too tight)
     return expect
 
 
@@ -439,7 +447,7 @@ def test_axe_finds_no_serious_or_critical_violations(browser, stack, token_stack
     """axe-core on every page; the scan is injected, so this context alone bypasses the CSP."""
     expect = _expect()
     job_id = _api_submit(stack.url, "incidents_by_weekday")
-    context = browser.new_context(bypass_csp=True, viewport={"width": 1280, "height": 900})
+    context = _context(browser, bypass_csp=True, viewport={"width": 1280, "height": 900})
     page = context.new_page()
     source = axe_source()
     targets = [
@@ -484,7 +492,7 @@ def test_no_page_scrolls_sideways_on_a_phone(browser, stack):
     whole overview 409 px wide."""
     expect = _expect()
     job_id = _api_submit(stack.url, "incidents_by_weekday")
-    context = browser.new_context(viewport={"width": 320, "height": 640})
+    context = _context(browser, viewport={"width": 320, "height": 640})
     page = context.new_page()
     wide = {}
     try:
@@ -514,7 +522,7 @@ def test_axe_on_the_interactive_docs_finds_nothing_serious(browser, stack):
     the summary <button>; docs.js turns deep linking off. On load and after Try it out + Execute
     nothing serious or critical is left."""
     expect = _expect()
-    context = browser.new_context(bypass_csp=True, viewport={"width": 1280, "height": 900})
+    context = _context(browser, bypass_csp=True, viewport={"width": 1280, "height": 900})
     page = context.new_page()
     source = axe_source()
     found = {}
@@ -549,7 +557,7 @@ def test_two_different_submits_from_the_docs_page_are_two_jobs(browser, stack):
     idempotency_key_reused (and, without named tokens, one student's key was everyone's). The
     parameter now has no example: the field starts empty and no key is sent unless one is typed."""
     expect = _expect()
-    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    context = _context(browser, viewport={"width": 1280, "height": 900})
     page = context.new_page()
     answers = []
     try:
@@ -575,7 +583,7 @@ def test_two_different_submits_from_the_docs_page_are_two_jobs(browser, stack):
 
 
 def _login(browser, url, token):
-    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    context = _context(browser, viewport={"width": 1280, "height": 900})
     pg = context.new_page()
     pg.goto(f"{url}/ui/jobs")
     pg.fill("#token", token)

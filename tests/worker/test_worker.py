@@ -184,7 +184,7 @@ def test_each_final_job_is_published_once(harness):
         harness.jobs.set(keys.waited(job_id), "1", ex=60)
     drain(harness, operations())
     seen = []
-    deadline = time.monotonic() + 5
+    deadline = time.monotonic() + 60
     while len(seen) < len(ids) and time.monotonic() < deadline:
         msg = pubsub.get_message(timeout=0.5)
         if msg and msg["type"] == "message":
@@ -423,7 +423,7 @@ def test_a_quick_job_that_runs_long_is_started_while_it_runs(harness):
     thread = threading.Thread(target=worker.work, kwargs={"burst": True, "install_signals": False})
     thread.start()
     try:
-        deadline = time.monotonic() + 10
+        deadline = time.monotonic() + 60
         while (job := harness.store.get(slow)).status is not JobStatus.IN_PROGRESS:
             assert job.status is not JobStatus.COMPLETE, "never shown in-progress while it ran"
             assert time.monotonic() < deadline
@@ -477,7 +477,7 @@ def test_an_idle_worker_runs_a_new_job_without_another_round_trip(harness, monke
         wait_blocked(harness.jobs)
         before = len(sends)
         job_id = harness.submit("probe")
-        deadline = time.monotonic() + 10
+        deadline = time.monotonic() + 60
         while harness.store.get(job_id).status is not JobStatus.COMPLETE and time.monotonic() < deadline:
             time.sleep(0.01)
     finally:

@@ -35,7 +35,7 @@ def test_kill_9_mid_job_completes_exactly_once_on_another_worker(harness, redis_
     # reaper takes back is not final, so the mark stays for the one final announcement
     first = start_worker(redis_url, tmp_path / "a.log", JOB_LEASE_SECONDS="1")
     try:
-        wait_until(lambda: status(harness, job_id) == JobStatus.IN_PROGRESS, 15, "job start")
+        wait_until(lambda: status(harness, job_id) == JobStatus.IN_PROGRESS, 60, "job start")
         first_worker = harness.store.get(job_id).worker
         os.kill(first.pid, signal.SIGKILL)
         first.wait(5)
@@ -64,7 +64,7 @@ def test_sigterm_mid_job_finishes_it_takes_nothing_new_and_exits_0(harness, redi
     waiting = harness.submit("sleep", {"seconds": 0})
     proc = start_worker(redis_url, tmp_path / "w.log", SHUTDOWN_GRACE_SECONDS="10")
     try:
-        wait_until(lambda: status(harness, running) == JobStatus.IN_PROGRESS, 15, "job start")
+        wait_until(lambda: status(harness, running) == JobStatus.IN_PROGRESS, 60, "job start")
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(10) == 0
     finally:
@@ -80,7 +80,7 @@ def test_sigterm_past_the_grace_gives_the_job_back(harness, redis_url, tmp_path)
     job_id = harness.submit("sleep", {"seconds": 5})
     proc = start_worker(redis_url, tmp_path / "w.log", SHUTDOWN_GRACE_SECONDS="0.5")
     try:
-        wait_until(lambda: status(harness, job_id) == JobStatus.IN_PROGRESS, 15, "job start")
+        wait_until(lambda: status(harness, job_id) == JobStatus.IN_PROGRESS, 60, "job start")
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(5) == 0
     finally:
@@ -160,7 +160,7 @@ def test_supervisor_runs_several_processes_and_serves_their_metrics(harness, red
     try:
         wait_until(lambda: all(status(harness, j) == JobStatus.COMPLETE for j in ids), 60, "jobs")
         assert len({harness.store.get(j).worker for j in ids}) == 2
-        body = wait_until(lambda: _scrape(port), 10, "metrics")
+        body = wait_until(lambda: _scrape(port), 60, "metrics")
         assert 'jobqueue_jobs_processed_total{operation="sleep",outcome="complete"} 8.0' in body
         assert "jobqueue_job_duration_seconds_bucket" in body and "jobqueue_worker_busy" in body
         assert (tmp_path / "metrics" / "notes.txt").read_text() == "mine\n"

@@ -331,6 +331,16 @@ exit), so the kubelet's SIGKILL never lands on a finishing job. */}}
 checkov findings this chart accepts, as suppression annotations with their reasons.
 Include with (dict "checks" (list "digest" "pullPolicy" ...)).
 */}}
+{{/*
+Kept when the release lets go of it: on helm uninstall and on an upgrade whose values no longer
+render it (resource-policy), and likewise under Argo CD, which reads resource-policy only as
+Delete=false (kept when the Application is deleted) and prunes a dropped object unless Prune=false.
+*/}}
+{{- define "atx-jobqueue.keepAnnotations" -}}
+helm.sh/resource-policy: keep
+argocd.argoproj.io/sync-options: Prune=false,Delete=false
+{{- end }}
+
 {{- define "atx-jobqueue.checkovSkips" -}}
 {{- $reasons := dict
   "digest" "CKV_K8S_43=images are referenced by version tag set per release (skaffold/CI); pin with image.tag: <tag>@sha256:<digest>"
