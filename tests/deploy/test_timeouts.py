@@ -222,3 +222,26 @@ def test_loader_stops_before_the_documented_helm_timeout(scenario):
             else:
                 deadline = float(obj["spec"].get("activeDeadlineSeconds", float("inf")))
             assert deadline + MARGIN <= _documented_helm_timeout(), f"{scenario}: the loader may run {deadline} s"
+
+
+HELM_TEST_TIMEOUT = 300  # `helm test --timeout`: "(default 5m0s)"; the wait for the test pod to end
+
+
+def test_helm_test_answers_before_helms_own_timeout():
+    """`helm test` waits --timeout (5 minutes unless given) for the test pod, then fails with
+    Helm's "timed out waiting for the condition", leaving the pod (its delete policy removes it only
+    after a pass) and no word from the script. The script must give its own answer first ("the API
+    never became ready", "job ... still submitted after the timeout"): its deadline, plus the one
+    request it may start just before it, plus the image pull's margin, stays under Helm's wait; and a
+    longer tests.timeoutSeconds is documented with the --timeout it needs."""
+    import yaml
+
+    from tests.deploy.manifests import CHART
+
+    script = (CHART / "files" / "scripts" / "helm_test.py").read_text()
+    longest_request = max(int(t) for t in re.findall(r"timeout=(\d+)\)", script))
+    values = yaml.safe_load((CHART / "values.yaml").read_text())
+    assert values["tests"]["timeoutSeconds"] + 2 * longest_request + 60 < HELM_TEST_TIMEOUT
+    text = (CHART / "values.yaml").read_text()
+    (param,) = [line for line in text.splitlines() if "@param tests.timeoutSeconds" in line]
+    assert "helm test --timeout" in param, param

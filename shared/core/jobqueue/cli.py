@@ -58,9 +58,22 @@ def _main(argv: list[str] | None = None) -> int:
     add_client_commands(sub)
     add_queue_commands(sub)
     register_analysis(sub)
+    p = sub.add_parser(
+        "backfill-owner-index",
+        help="after upgrading from a release without per-user indexes: list students' older jobs again",
+        description="Adds jobs stored before the per-user index (jobs:by-owner:<name>) existed to their "
+        "owner's index, so a student's GET /jobs lists them again. Talks to Redis (REDIS_URL, "
+        "REDIS_PASSWORD, REDIS_JOBS_DB, as the services read them): run it where they run, e.g. "
+        "kubectl exec deployment/<api> -- jobqueue backfill-owner-index. SCANs in batches while the "
+        "service runs; running it again adds nothing. Prints what it did as JSON.",
+    )
+    p.add_argument("--batch", type=int, default=500, help="keys per SCAN step (COUNT hint, default 500)")
+    p.set_defaults(admin_handler=_backfill_owner_index)
     for choice in sub.choices.values():  # every subcommand's --help states the exit statuses
         choice.epilog = choice.epilog or Exit.epilog()
     args = parser.parse_args(argv)
+    if getattr(args, "admin_handler", None) is not None:
+        return args.admin_handler(args)
     if getattr(args, "client_handler", None) is not None:
         from .client_cli import run as run_client_command
 
@@ -79,6 +92,36 @@ def _main(argv: list[str] | None = None) -> int:
         return args.func(args)
     if args.command == "version":
         print(_version())
+    return Exit.OK
+
+
+def _backfill_owner_index(args: argparse.Namespace) -> int:
+    import json
+
+    import redis
+
+    from .cliargs import Exit
+    from .connections import jobs_redis
+    from .reindex import backfill_owner_index
+    from .settings import SettingsError, load_settings
+
+    if args.batch < 1:
+        print("jobqueue backfill-owner-index: --batch must be 1 or more", file=sys.stderr)
+        return Exit.USAGE
+    try:
+        settings = load_settings()
+    except SettingsError as exc:
+        print(f"jobqueue backfill-owner-index: configuration error: {exc}", file=sys.stderr)
+        return Exit.USAGE
+    client = jobs_redis(settings, timeout=30.0)
+    try:
+        done = backfill_owner_index(client, args.batch)
+    except redis.exceptions.RedisError as exc:  # nothing half-done to undo: run it again
+        print(f"jobqueue backfill-owner-index: Redis: {exc}; run it again when Redis answers", file=sys.stderr)
+        return Exit.UNAVAILABLE
+    finally:
+        client.close()
+    print(json.dumps(done.as_dict()))
     return Exit.OK
 
 
