@@ -136,11 +136,12 @@ def _python_peak(path) -> int:
         tracemalloc.stop()
 
 
-@pytest.mark.parametrize("form", ["soda-json", "rows-json"])
+@pytest.mark.parametrize("form", ["soda-json", "rows-json", "rows-json, meta last"])
 def test_python_memory_while_reading_json_does_not_grow_with_the_rows(tmp_path, monkeypatch, form):
     """The Python objects alive while reading are one batch of records, not the whole document:
     reading four times the rows peaks at about the same Python memory (decoding the document whole
-    made it grow with the rows: 4x here)."""
+    made it grow with the rows: 4x here). A rows.json whose ``meta`` comes after its ``data`` too:
+    its rows used to wait as Python lists for the columns (3.9x here); now they are read again."""
     monkeypatch.setattr(readers, "JSON_BATCH", 1000)
     monkeypatch.setattr(readers, "JSON_CHUNK", 1 << 16)  # both files many chunks long
     frame = generate_frame(16_000, seed=3)
@@ -148,7 +149,10 @@ def test_python_memory_while_reading_json_does_not_grow_with_the_rows(tmp_path, 
     for rows in (4000, 16_000):
         path = tmp_path / f"{rows}.json"
         with open(path, "w") as fh:
-            write_json(fh, frame.head(rows), form)
+            write_json(fh, frame.head(rows), form.split(",")[0])
+        if form.endswith("meta last"):
+            export = json.loads(path.read_text())
+            path.write_text(json.dumps({"data": export["data"], "meta": export["meta"]}))
         peaks[rows] = _python_peak(path)
     assert peaks[16_000] < 1.5 * peaks[4000], peaks
 

@@ -64,3 +64,17 @@ def test_access_lines_at_debug_are_json_too(tmp_path, redis_url):
     out, _ = _serve(tmp_path, redis_url, "DEBUG")
     access = [d for d in map(json.loads, filter(str.strip, out.splitlines())) if d["logger"] == "gunicorn.access"]
     assert any('"GET /nope HTTP/1.1" 404' in d["msg"] for d in access), access
+
+
+def test_the_app_heap_is_frozen_in_the_master_before_the_workers_fork(tmp_path, redis_url):
+    """jobqueue.heap: the master freezes what loading the app built, then forks, so neither worker
+    process's collector ever scans (or copies) that heap; a freeze after the fork would show as one
+    line per worker process, after its "Booting worker"."""
+    out, _ = _serve(tmp_path, redis_url, "INFO")
+    lines = [json.loads(line) for line in out.splitlines() if line.strip()]
+    msgs = [d["msg"] for d in lines]
+    frozen = [d for d in lines if d["msg"] == "start-up heap frozen"]
+    assert len(frozen) == 1 and frozen[0]["logger"] == "jobqueue.api", frozen
+    assert frozen[0]["frozen_objects"] > 10_000  # Flask, the routes, redis-py, prometheus_client, ...
+    booting = next(i for i, m in enumerate(msgs) if m.startswith("Booting worker"))
+    assert msgs.index("start-up heap frozen") < booting, msgs

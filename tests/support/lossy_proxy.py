@@ -38,6 +38,11 @@ import threading
 import time
 
 
+# How long the proxy waits for Redis's answer to what it forwarded before it acts as if Redis had run
+# it (only a hung Redis takes that long; a fixed 0.2 s pause assumed it, which a loaded machine need not honour).
+ANSWER_WAIT = 5.0
+
+
 class LossyProxy:
     def __init__(
         self,
@@ -106,10 +111,11 @@ class LossyProxy:
                 if state.get("kept"):  # the client gave up; the rest arrives after all
                     time.sleep(self.hold)
                     try:
+                        state["answered"] = threading.Event()
                         upstream.sendall(state["kept"])
                         self.exec_sent = True
+                        state["answered"].wait(ANSWER_WAIT)  # Redis has run it (not just received it)
                         self.delivered_late = True
-                        time.sleep(0.2)
                     except OSError:
                         pass
                 _close(upstream)
@@ -136,6 +142,8 @@ class LossyProxy:
                 if self.mode == "hold":
                     state["kept"] = state.get("kept", b"") + data
                     continue
+            if state["victim"] and self.mode == "drop" and any(t in seen for t in self.lasts):
+                state.setdefault("answered", threading.Event())
             try:
                 upstream.sendall(data)
             except OSError:
@@ -147,7 +155,7 @@ class LossyProxy:
             if state["victim"] and any(t in seen for t in self.lasts) and not self.exec_sent and self.mode != "split":
                 self.exec_sent = True
                 if self.mode == "drop":
-                    time.sleep(0.2)  # Redis has run it by then (loopback, microseconds)
+                    state["answered"].wait(ANSWER_WAIT)  # Redis has run it: its answer, never passed on
                     _close(client)
 
     def _to_client(self, upstream: socket.socket, client: socket.socket, state: dict) -> None:
@@ -157,6 +165,8 @@ class LossyProxy:
                 _close(client)
                 return
             if state["victim"]:
+                if "answered" in state:  # Redis answered what it was sent last: it has run it
+                    state["answered"].set()
                 continue  # the victim's answers never arrive
             try:
                 client.sendall(data)

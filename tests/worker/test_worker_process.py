@@ -170,6 +170,26 @@ def test_supervisor_runs_several_processes_and_serves_their_metrics(harness, red
     lines = [json.loads(line) for line in (tmp_path / "w.log").read_text().splitlines() if line.startswith("{")]
     job_lines = [r for r in lines if r["msg"].startswith("job ")]
     assert job_lines and all("job_id" in r for r in job_lines)
+    # jobqueue.heap: frozen once, in the supervisor, before the forks (each child inherits it)
+    msgs = [r["msg"] for r in lines]
+    assert msgs.count("start-up heap frozen") == 1, msgs
+    assert msgs.index("start-up heap frozen") < msgs.index("worker process started"), msgs
+
+
+def test_the_start_up_heap_is_frozen_before_the_first_job(harness, redis_url, tmp_path):
+    """jobqueue.heap: what start-up built (imports, the catalogue, the dataset's objects, the
+    metrics) is frozen before the worker takes a job, so no full collection scans it mid-job."""
+    job = harness.submit("sleep", {"seconds": 0})
+    proc = start_worker(redis_url, tmp_path / "w.log")
+    try:
+        wait_until(lambda: status(harness, job) == JobStatus.COMPLETE, 60, "the job")
+    finally:
+        assert stop(proc, 15) == 0
+    lines = [json.loads(line) for line in (tmp_path / "w.log").read_text().splitlines() if line.startswith("{")]
+    msgs = [r["msg"] for r in lines]
+    frozen = [r for r in lines if r["msg"] == "start-up heap frozen"]
+    assert len(frozen) == 1 and frozen[0]["frozen_objects"] > 10_000, frozen
+    assert msgs.index("start-up heap frozen") < msgs.index("worker started"), msgs
 
 
 def _scrape(port):

@@ -22,6 +22,7 @@ vanish while its counters stay summed.
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import sys
 from collections.abc import Callable
@@ -173,6 +174,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from gunicorn.app.base import BaseApplication
 
+    from jobqueue.heap import freeze_startup_heap
     from jobqueue.logs import configure_logging
 
     from .app import create_app
@@ -192,7 +194,10 @@ def main(argv: list[str] | None = None) -> int:
         def load(self):
             self.flask_app = create_app(settings)
             # one TCP segment per small response; requests under way counted (batching.UnderWay)
-            return corked(UNDER_WAY.counted(self.flask_app))
+            app = corked(UNDER_WAY.counted(self.flask_app))
+            # in the master (preload_app), before the fork: both worker processes inherit it frozen
+            logging.getLogger("jobqueue.api").info("start-up heap frozen", extra=freeze_startup_heap())
+            return app
 
         def stopping(self) -> None:
             """In a worker told to stop: its long polls answer now (waiting.DoneWaiter.close)."""

@@ -16,6 +16,7 @@ import sys
 import time
 
 from jobqueue import multiproc
+from jobqueue.heap import freeze_startup_heap
 from jobqueue.logs import configure_logging
 from jobqueue.settings import Settings, SettingsError, load_settings
 
@@ -76,6 +77,7 @@ def main(argv: list[str] | None = None) -> int:
     if not load_and_serve(settings, catalogue, data):
         return 3
     worker = Worker(settings, catalogue, data)
+    log.info("start-up heap frozen", extra=freeze_startup_heap())  # jobqueue.heap
     return worker.work(burst=args.burst)
 
 
@@ -113,6 +115,7 @@ def supervise(settings: Settings, burst: bool) -> int:
 
     children: dict[int, int] = {}
     state = {"stopping": False}
+    log.info("start-up heap frozen", extra=freeze_startup_heap())  # before the forks: each child inherits it
 
     def spawn(slot: int) -> None:
         pid = os.fork()

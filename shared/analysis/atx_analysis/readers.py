@@ -359,11 +359,13 @@ class _Records:
 
 class _Array:
     """The elements of a ``data`` (or ``results``) array: records, or the portal export's rows,
-    which become records by the columns in ``meta`` (rows met before ``meta`` wait for it)."""
+    which become records by the columns in ``meta``. Rows met before ``meta`` are only counted:
+    the file is then read again with the columns known (:func:`_read_json`), so they never wait in
+    memory as Python lists."""
 
     def __init__(self) -> None:
         self.records, self.rows = _Records(), _Records()
-        self.early_rows: list = []
+        self.early_rows = 0
         self.skipped = 0  # not one value per column, once it is a rows export
         self.not_records = 0  # arrays and scalars: not records
         self.record_count = 0
@@ -378,7 +380,7 @@ class _Array:
             return
         self.not_records += 1
         if columns is None:
-            self.early_rows.append(item)
+            self.early_rows += 1
         else:
             self.add_row(item, columns)
 
@@ -388,12 +390,16 @@ class _Array:
             return
         self.rows.add({n: row[i] for i, n in enumerate(columns) if n is not None})
 
-    def rows_table(self, columns: list) -> tuple[pa.Table, int]:
+    def rows_table(self) -> tuple[pa.Table, int]:
         self.skipped += self.record_count  # records in a rows export are not rows: skipped, counted
-        for row in self.early_rows:
-            self.add_row(row, columns)
-        self.early_rows = []
         return self.rows.table(), self.skipped
+
+
+class _ColumnsAfterRows(Exception):
+    """A rows.json whose ``meta`` came after rows of its ``data``: read it again with these columns."""
+
+    def __init__(self, columns: list) -> None:
+        self.columns = columns
 
 
 def _export_columns(meta) -> list | None:
@@ -411,21 +417,29 @@ def _export_columns(meta) -> list | None:
 def _read_json(path: Path, compressed: bool) -> tuple[pa.Table, int]:
     with _open(path, compressed) as fh:
         encoding = json.detect_encoding(fh.read(4))
-    with _open(path, compressed) as fh:
-        doc = _JsonText(io.TextIOWrapper(fh, encoding=encoding, errors="surrogatepass", newline=""))
-        try:
-            table, skipped = _json_document(doc)
-        except DataFormatError as exc:
-            raise DataFormatError(f"{path}: {exc}") from None
+    columns: list | None = None
+    for _ in range(2):  # twice only for a rows.json with its meta last (the portal writes it first)
+        with _open(path, compressed) as fh:
+            doc = _JsonText(io.TextIOWrapper(fh, encoding=encoding, errors="surrogatepass", newline=""))
+            try:
+                table, skipped = _json_document(doc, columns)
+                break
+            except _ColumnsAfterRows as late:
+                columns = late.columns
+            except DataFormatError as exc:
+                raise DataFormatError(f"{path}: {exc}") from None
+    else:  # the file changed between the two readings
+        raise DataFormatError(f"{path}: the rows of its data came before its meta again on a second reading")
     if table is None:
         raise DataFormatError(f"{path}: JSON must be a list of records (objects), as the SODA API returns")
     return table, skipped
 
 
-def _json_document(doc: _JsonText) -> tuple[pa.Table | None, int]:
+def _json_document(doc: _JsonText, late_columns: list | None = None) -> tuple[pa.Table | None, int]:
     """A list of records (the SODA API's answer); an object holding one under ``data`` or
     ``results``; the portal's JSON export (rows under ``data``, their columns under ``meta``); or a
-    single record. (None, 0) for any other JSON."""
+    single record. (None, 0) for any other JSON. ``late_columns``: the columns of a rows.json whose
+    ``meta`` follows its ``data``, from a first reading (which raised :class:`_ColumnsAfterRows`)."""
     if doc.peek() == "[":
         doc.pos += 1
         records = _Records()
@@ -444,7 +458,7 @@ def _json_document(doc: _JsonText) -> tuple[pa.Table | None, int]:
         if key in ("data", "results") and doc.peek() == "[":
             doc.pos += 1
             arrays[key] = array = _Array()
-            columns = _export_columns(top.get("meta")) if key == "data" else None
+            columns = (_export_columns(top.get("meta")) or late_columns) if key == "data" else None
             for item in doc.items():
                 array.add(item, columns)
         else:
@@ -452,7 +466,9 @@ def _json_document(doc: _JsonText) -> tuple[pa.Table | None, int]:
     doc.end()
     columns = _export_columns(top.get("meta"))
     if columns is not None and "data" in arrays:
-        return arrays["data"].rows_table(columns)
+        if arrays["data"].early_rows:
+            raise _ColumnsAfterRows(columns)
+        return arrays["data"].rows_table()
     if {"address", "published_date"} & (set(top) | set(arrays)) or not {"data", "results"} & (set(top) | set(arrays)):
         records = _Records()  # a single record
         records.add(top)
