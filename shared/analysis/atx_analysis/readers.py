@@ -173,8 +173,17 @@ def _read_csv(path: Path, compressed: bool) -> tuple[pa.Table, int]:
         return _read_csv_as(path, compressed, header, delimiter, FALLBACK_ENCODING)
 
 
+# The CSV is parsed in blocks of CSV_BLOCK bytes, each on a thread of pyarrow's pool when there are
+# several. A file of one block gains nothing from the pool and is read on the calling thread: after a
+# threaded read from a Python stream, a process sometimes aborted at its exit ("terminate called
+# without an active exception", exit 134 instead of the refusal's 2: 3 of 40 `jobqueue data fetch`
+# refusals of a two-line file in the image; 0 of 40 without threads; apache/arrow#34314, #50482).
+CSV_BLOCK = 16 << 20
+
+
 def _read_csv_as(path: Path, compressed: bool, header: list[str], delimiter: str, encoding: str):
     skipped = 0
+    threads = path.stat().st_size > CSV_BLOCK  # bytes on disk: a gzip file of one block may hold several
 
     def on_bad_row(row) -> str:
         nonlocal skipped
@@ -184,7 +193,9 @@ def _read_csv_as(path: Path, compressed: bool, header: list[str], delimiter: str
     with _open(path, compressed) as fh:
         table = pacsv.read_csv(
             fh,
-            read_options=pacsv.ReadOptions(block_size=16 << 20, encoding="utf8" if encoding == "utf-8" else encoding),
+            read_options=pacsv.ReadOptions(
+                block_size=CSV_BLOCK, use_threads=threads, encoding="utf8" if encoding == "utf-8" else encoding
+            ),
             parse_options=pacsv.ParseOptions(
                 delimiter=delimiter, invalid_row_handler=on_bad_row, newlines_in_values=True
             ),
