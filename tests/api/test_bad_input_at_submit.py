@@ -84,3 +84,11 @@ def test_repeated_query_parameters_on_analysis_are_a_400(data_app, query):
     response = data_app.test_client().get(query)
     assert response.status_code == 400, response.get_json()
     assert response.get_json()["error"] == "invalid_param" and "more than once" in response.get_json()["message"]
+
+
+def test_null_params_mean_no_parameters_as_documented(client):
+    """docs/api.md: `"params": null`, like leaving `params` out, means no parameters; any other
+    `params` that is not an object is a 400 `invalid_params`."""
+    assert client.post("/submit", json={"operation": "unique_issues", "params": None}).status_code == 202
+    refused = client.post("/submit", json={"operation": "unique_issues", "params": []})
+    assert refused.status_code == 400 and refused.get_json()["error"] == "invalid_params"
