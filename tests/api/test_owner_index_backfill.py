@@ -21,10 +21,8 @@ import requests
 from jobqueue import keys
 
 from .support import redis_and_api
+from .test_owner_index import ADMIN, TOKENS, _as, _submit
 
-TOKENS = {"alice": "alice-secret-token", "bob": "bob-secret-token"}
-ADMIN = "admin-secret-token"
-SLEEP = {"operation": "sleep", "params": {"seconds": 0}}
 JOBQUEUE = str(Path(sys.executable).with_name("jobqueue"))
 
 
@@ -35,19 +33,6 @@ def served(tmp_path_factory):
         tmp_path_factory.mktemp("owner-backfill"), API_TOKEN=ADMIN, API_TOKENS=named, SUBMIT_RATE_LIMIT="0"
     ) as (server, api):
         yield api.url, server
-
-
-def _as(who: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {TOKENS.get(who, ADMIN)}"}
-
-
-def _submit(session: requests.Session, url: str, who: str, n: int) -> list[str]:
-    ids = []
-    for _ in range(n):
-        response = session.post(url + "/submit", json=SLEEP, headers=_as(who))
-        assert response.status_code == 202, response.text
-        ids.append(response.json()["job_id"])
-    return ids
 
 
 def _listed(session: requests.Session, url: str, who: str) -> list[str]:
