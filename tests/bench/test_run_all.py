@@ -34,3 +34,18 @@ def test_prose_and_the_targets_section_itself_are_left_out():
     gathered = run_all.gather_targets(DOC)
     assert "own table" not in gathered
     assert "paragraph" not in gathered and "23%" not in gathered
+
+
+def test_a_tables_before_column_is_left_out_and_long_cells_are_cut():
+    long_history = "figure after figure, " * 40
+    doc = (
+        "## Why targets are missed\n\n"
+        "| target | before | latest (run, load) | verdict |\n"
+        "|---|---|---|---|\n"
+        f"| drain vs raw (>= 1.0x) | 0.76x | 4.58x (15:15, load 0.6) | PASS |\n"
+        f"| round trip vs Celery | 6.1 ms | {long_history} | MISS |\n"
+    )
+    lines = run_all.gather_targets(doc).splitlines()
+    assert lines[0] == "- Why targets are missed: drain vs raw (>= 1.0x) · 4.58x (15:15, load 0.6) · PASS"
+    assert "0.76x" not in lines[0] and "6.1 ms" not in lines[1]
+    assert lines[1].endswith(" … · MISS") and len(lines[1]) < run_all.MAX_CELL + 80
