@@ -69,7 +69,18 @@ under what machine load it was measured.
 The machines are noisy 2-core VMs (other work may share them: see the load average in each stamp).
 Every figure is the **median of repeated runs**, shown with its **ratio to a baseline measured in the
 same run**; compare ratios, not absolute times. Targets are those of issue 6 and, in "As deployed",
-issue 13; "Targets" gathers the PASS/MISS lines of every section.
+issue 13; "Targets" gathers the PASS/MISS lines of every section. "Why targets are missed" (written
+by hand) opens with issue 13's targets, where each stands and why the round trip still misses; every
+earlier session's figures and experiments are in [benchmarks-history.md](benchmarks-history.md).
+
+Reading absolute figures across runs: a millisecond or a jobs/s figure belongs to its machine, its
+load and its interpreter. Pure Python's speed depends on how the interpreter was built (profile-guided
+optimisation, LTO, C flags), and a venv runs whatever Python it was made from: earlier sessions'
+venvs were not all made from the same build, so their absolute figures are not comparable with each
+other or with today's. "Machine and versions" names the interpreter of the latest run (its resolved
+path, version and build flags). Compare absolute figures only between runs on the same CPU and the
+same interpreter at a similar load; otherwise compare the ratios to the baselines measured in the
+same run, and the verdicts, which is how the targets are written.
 
 | script | section | measures |
 |---|---|---|
