@@ -129,7 +129,11 @@ def main() -> int:
     print("\n== make bench summary")
     for module, state, seconds in status:
         print(f"  {module:16} {state:20} {seconds:6.0f} s")
-    print(f"  total {time.monotonic() - total:.0f} s; report: {report.DOC.relative_to(report.REPO_ROOT)}")
+    doc = report.DOC.resolve()
+    shown = (
+        doc.relative_to(report.REPO_ROOT) if doc.is_relative_to(report.REPO_ROOT) else doc
+    )  # BENCH_DOC may be elsewhere
+    print(f"  total {time.monotonic() - total:.0f} s; report: {shown}")
     targets = report.read_section("targets")
     if targets:
         print("\n" + targets)
