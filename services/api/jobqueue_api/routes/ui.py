@@ -12,7 +12,6 @@ cookie. Pages carry the CSRF value (``auth.csrf_token``) that state-changing cal
 
 from __future__ import annotations
 
-import json
 import re
 import time
 
@@ -37,7 +36,7 @@ from ..overview import queue_overview
 from ..pages import root, secure_page
 from ..params import job_id_or_400
 from ..state import current
-from ..submission import read_body
+from ..submission import DuplicateKey, duplicate_key, loads, read_body
 
 bp = Blueprint("ui", __name__)
 bp.after_request(secure_page)
@@ -84,7 +83,9 @@ def _page(template: str, **context):
 def login():
     """``{"token": ..., "path": <the API's root as the browser sees it>}`` -> the cookie."""
     try:
-        body = json.loads(read_body(request, 4096) or b"{}")
+        body = loads(read_body(request, 4096) or b"{}")
+    except DuplicateKey as exc:
+        raise duplicate_key(exc) from None
     except ValueError:
         body = None
     if not isinstance(body, dict) or not isinstance(body.get("token"), str):
