@@ -42,6 +42,29 @@ def test_refusals_are_recognised_as_transient(fresh_redis):
     assert not is_transient(redis.exceptions.ResponseError("WRONGTYPE Operation against a key"))
 
 
+def test_a_filled_redis_still_refuses_writes_once_clients_leave_and_buffers_shrink(fresh_redis):
+    """The tests below need Redis to keep refusing while the filler is there, however its clients
+    come and go: a connection closing and idle query buffers being trimmed (after about 2 s) free
+    memory too. With maxmemory only 128 KiB under what was used, that alone let writes through."""
+    client = fresh_redis.client()
+    client.config_set("maxmemory-policy", "noeviction")
+    others = [fresh_redis.client() for _ in range(2)]
+    for other in others:
+        other.ping()
+    filler = fill_to_maxmemory(client)
+    for other in others:
+        other.close()
+    time.sleep(3)  # Redis trims query buffers idle for 2 s; there is nothing to watch for it
+    try:
+        client.set(keys.result("one-more"), b"x" * 100)
+    except redis.exceptions.OutOfMemoryError:
+        pass
+    else:
+        raise AssertionError("a write went through while the filler was still there")
+    client.delete(*filler)
+    client.set(keys.result("one-more"), b"x" * 100)  # and room again once it is gone
+
+
 def test_a_refused_submit_applies_nothing_and_says_why(fresh_redis):
     """Submit is one transaction: at maxmemory Redis refuses all of it, and the error names OOM
     (the API's 503 reads it)."""
