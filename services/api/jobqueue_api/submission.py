@@ -148,7 +148,7 @@ def loads(raw: bytes) -> Any:
     """``json.loads(raw)`` (the same encodings and errors), refusing a key given twice in one object
     (DuplicateKey): ``{"operation": "a", "operation": "b"}`` was taken as "b" silently, where the
     query string's repeated parameter is a 400. Every JSON body the API reads goes through it. The
-    hook costs a submit's parse about 1 µs (6-7 µs before, 7-8 after; docs/api.md)."""
+    hook costs a submit's parse 1-2 µs (timeit, alternating pairs), under half a percent of its CPU."""
     return _DECODER.decode(raw.decode(json.detect_encoding(raw), "surrogatepass"))
 
 
