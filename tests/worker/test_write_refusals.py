@@ -84,6 +84,27 @@ def test_a_refused_submit_applies_nothing_and_says_why(fresh_redis):
     client.delete(*filler)
 
 
+def test_a_refused_keyed_submit_applies_nothing_and_says_why(fresh_redis):
+    """A submit with an Idempotency-Key is a script of its own: at maxmemory Redis refuses its first
+    write (the key's record), so neither the record nor the job is stored, and the error names OOM."""
+    h = Harness(fresh_redis.url)
+    d = h.delivery
+    first = d.new_job("sleep", {"seconds": 0})
+    d.store_keyed(first, keys.idempotency("", "before"), "f" * 64, 60)  # stored, and its script loaded
+    client = fresh_redis.client(db=h.settings.redis_jobs_db)
+    client.config_set("maxmemory-policy", "noeviction")
+    filler = fill_to_maxmemory(client)
+    jobs_before = client.dbsize()
+    try:
+        d.store_keyed(d.new_job("sleep", {"seconds": 0}), keys.idempotency("", "refused"), "f" * 64, 60)
+    except redis.exceptions.RedisError as exc:
+        assert write_refusal(exc) == "OOM" and is_transient(exc), exc
+    else:
+        raise AssertionError("a keyed submit at maxmemory went through")
+    assert client.dbsize() == jobs_before and h.queue_client.llen(keys.queue(h.settings.queue_name)) == 1
+    client.delete(*filler)
+
+
 def test_a_worker_gives_back_what_it_claimed_when_redis_refuses_writes(fresh_redis):
     h = Harness(fresh_redis.url, JOB_LEASE_SECONDS="30")
     ids = [h.submit("sleep", {"seconds": 0}) for _ in range(3)]
