@@ -37,6 +37,10 @@ sys.path.insert(0, str(REPO))
 from bench import report  # noqa: E402
 
 TARGET_SHARE = 0.25
+# Issue 13 sets the 25% target at ten times the data (4.3 M rows). At the sample's size the fixed cost
+# of a Python process with pandas and matplotlib (~75 MB of its own) outweighs the shared columns, so
+# the share there is reported, not judged.
+TARGET_MIN_ROWS = 4_000_000
 
 CHILD = r"""
 import os, sys, time
@@ -336,12 +340,14 @@ def markdown(results: list[dict]) -> str:
     ]
     rows = []
     for r in results:
+        judged = r["rows"] >= TARGET_MIN_ROWS
         ok = r["share"] is not None and r["share"] <= TARGET_SHARE
         rows.append(
             [
-                f"{r['rows']:,} rows: each extra worker process adds at most 25% of the first one's RSS",
+                f"{r['rows']:,} rows: each extra worker process adds at most 25% of the first one's RSS"
+                + ("" if judged else " (reported: the target is set at ten times the data)"),
                 f"{r['extra_uss_mb']:.0f} MB USS vs {r['alone']['rss_mb']:.0f} MB RSS = {100 * r['share']:.0f}%",
-                report.verdict(ok),
+                report.verdict(ok) if judged else "n/a",
             ]
         )
     lines += [report.table(["target (issue 13)", "measured", "verdict"], rows), ""]

@@ -17,10 +17,12 @@ import platform
 import re
 import statistics
 import subprocess
+import sys
+import sysconfig
 import time
 from importlib import metadata
 from pathlib import Path
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DOC = Path(os.environ.get("BENCH_DOC", REPO_ROOT / "docs" / "benchmarks.md"))
@@ -67,7 +69,18 @@ under what machine load it was measured.
 The machines are noisy 2-core VMs (other work may share them: see the load average in each stamp).
 Every figure is the **median of repeated runs**, shown with its **ratio to a baseline measured in the
 same run**; compare ratios, not absolute times. Targets are those of issue 6 and, in "As deployed",
-issue 13; "Targets" gathers the PASS/MISS lines of every section.
+issue 13; "Targets" gathers the PASS/MISS lines of every section. "Why targets are missed" (written
+by hand) opens with issue 13's targets, where each stands and why the round trip still misses; every
+earlier session's figures and experiments are in [benchmarks-history.md](benchmarks-history.md).
+
+Reading absolute figures across runs: a millisecond or a jobs/s figure belongs to its machine, its
+load and its interpreter. Pure Python's speed depends on how the interpreter was built (profile-guided
+optimisation, LTO, C flags), and a venv runs whatever Python it was made from: earlier sessions'
+venvs were not all made from the same build, so their absolute figures are not comparable with each
+other or with today's. "Machine and versions" names the interpreter of the latest run (its resolved
+path, version and build flags). Compare absolute figures only between runs on the same CPU and the
+same interpreter at a similar load; otherwise compare the ratios to the baselines measured in the
+same run, and the verdicts, which is how the targets are written.
 
 | script | section | measures |
 |---|---|---|
@@ -198,6 +211,42 @@ def git_commit() -> str:
         return "unknown"
 
 
+def interpreter(config: Callable[[str], object] = sysconfig.get_config_var) -> dict[str, str]:
+    """The interpreter running the benchmark: which binary, and how it was built.
+
+    Pure Python's speed depends on the build (profile-guided optimisation, LTO, the C flags, a
+    shared libpython), so absolute figures of two runs compare only when this line matches; a venv
+    runs the interpreter it was made from, which the resolved path names. ``config`` is :func:`sysconfig.get_config_var` (an interpreter without ``CONFIG_ARGS`` or
+    ``PY_CFLAGS``, such as some embedded or non-CPython builds, gives "?" for what it lacks).
+    """
+    args = config("CONFIG_ARGS")
+    args = args if isinstance(args, str) else None
+    cflags = config("PY_CFLAGS") or config("OPT")
+    levels = re.findall(r"(?<!\S)-O(\w*)", cflags) if isinstance(cflags, str) else []
+    executable = sys.executable or ""
+    return {
+        "path": os.path.realpath(executable) if executable else "?",
+        "implementation": platform.python_implementation(),
+        "version": platform.python_version(),
+        "compiler": platform.python_compiler() or "?",
+        # a flag absent from a known CONFIG_ARGS is "no"; without CONFIG_ARGS nobody can say
+        "enable-optimizations": "?" if args is None else ("yes" if "--enable-optimizations" in args else "no"),
+        "with-lto": "?" if args is None else ("yes" if "--with-lto" in args else "no"),
+        "opt-level": f"-O{levels[-1]}" if levels else "?",  # the compiler takes the last -O it is given
+    }
+
+
+def interpreter_markdown(info: dict[str, str] | None = None) -> str:
+    """One line for the machine section, e.g. ``CPython 3.11.7 at `/usr/bin/python3.11` ...``."""
+    i = info or interpreter()
+    return (
+        f"Interpreter: {i['implementation']} {i['version']} at `{i['path']}` ({i['compiler']}); built with "
+        f"`--enable-optimizations` {i['enable-optimizations']}, `--with-lto` {i['with-lto']}, "
+        f"C flags {i['opt-level']} (from its `sysconfig`; a distribution may optimise in ways its "
+        "configure arguments do not show)"
+    )
+
+
 def machine() -> dict[str, str]:
     info = {
         "nproc": str(os.cpu_count()),
@@ -206,6 +255,7 @@ def machine() -> dict[str, str]:
         "os": platform.platform(),
         "python": platform.python_version(),
     }
+    info.update({f"python-{k}": v for k, v in interpreter().items()})
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name"):
@@ -244,7 +294,8 @@ def machine_markdown() -> str:
         "",
         f"- CPU: {m['cpu']}, {m['nproc']} cores (`nproc`), memory {m['memory']}",
         f"- OS: {m['os']}",
-        f"- Python {m['python']}, redis-server {m['redis-server']}",
+        "- " + interpreter_markdown({k[len("python-") :]: v for k, v in m.items() if k.startswith("python-")}),
+        f"- redis-server {m['redis-server']}",
         "- Packages: " + ", ".join(f"{k} {v}" for k, v in versions().items()),
     ]
     return "\n".join(lines)

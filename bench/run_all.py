@@ -46,32 +46,58 @@ def run(module: str, args: list[str]) -> tuple[int, float]:
     return proc.returncode, time.monotonic() - started
 
 
+# a gathered cell longer than this is cut at a word (the full text stays in its own section): the
+# list is a summary, and hand-written cells once grew to kilobytes of history here
+MAX_CELL = 240
+
+
+def _short(cell: str) -> str:
+    if len(cell) <= MAX_CELL:
+        return cell
+    return cell[:MAX_CELL].rsplit(" ", 1)[0].rstrip(" ,;:(") + " …"
+
+
+def _cells(line: str) -> list[str]:
+    return [c.strip() for c in line.strip().strip("|").split("|")]
+
+
 def gather_targets(text: str | None = None) -> str | None:
     """Table rows and list items saying PASS or MISS outside the "Targets" section.
 
     Only rows and items count: a wrapped line of prose that mentions PASS is half a sentence, and
-    gathering it printed fragments into the targets list.
+    gathering it printed fragments into the targets list. Of a table, the target, the latest figure
+    and the verdict are taken: a "before" column (the hand-written issue-13 table's) is left out,
+    and any cell is cut to ``MAX_CELL`` characters.
     """
     if text is None:
         if not report.DOC.exists():
             return None
         text = report.DOC.read_text()
     text = report._pattern("targets").sub("", text)  # our own table is already there
-    rows, heading = [], ""
-    for line in text.splitlines():
+    rows, heading, header = [], "", []
+    lines = text.splitlines()
+    for i, line in enumerate(lines):
         if line.startswith("## "):
             heading = line[3:].strip()
             continue
         stripped = line.strip()
+        following = lines[i + 1].strip() if i + 1 < len(lines) else ""
+        if stripped.startswith("|") and re.fullmatch(r"\|(\s*:?-{3,}:?\s*\|)+", following):
+            header = [h.lower() for h in _cells(stripped)]  # a table starts: remember its columns
+            continue
+        if not stripped.startswith("|"):
+            header = []
         if not heading or not re.search(r"\b(PASS|MISS)\b", stripped):
             continue
         if stripped.startswith("|"):
-            cells = [c.strip() for c in stripped.strip("|").split("|")]
+            cells = _cells(stripped)
+            if len(header) == len(cells):
+                cells = [c for c, h in zip(cells, header) if not h.startswith("before")]
         elif stripped.startswith("- "):
             cells = [stripped[2:].strip()]
         else:
             continue
-        rows.append(f"- {heading}: " + " · ".join(c for c in cells if c))
+        rows.append(f"- {heading}: " + " · ".join(_short(c) for c in cells if c))
     return "\n".join(rows) if rows else None
 
 
@@ -103,7 +129,11 @@ def main() -> int:
     print("\n== make bench summary")
     for module, state, seconds in status:
         print(f"  {module:16} {state:20} {seconds:6.0f} s")
-    print(f"  total {time.monotonic() - total:.0f} s; report: {report.DOC.relative_to(report.REPO_ROOT)}")
+    doc = report.DOC.resolve()
+    shown = (
+        doc.relative_to(report.REPO_ROOT) if doc.is_relative_to(report.REPO_ROOT) else doc
+    )  # BENCH_DOC may be elsewhere
+    print(f"  total {time.monotonic() - total:.0f} s; report: {shown}")
     targets = report.read_section("targets")
     if targets:
         print("\n" + targets)
