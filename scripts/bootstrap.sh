@@ -79,6 +79,9 @@ if [ -z "$UV" ]; then
       .tools/bin/pip install -q uv
       if mkdir -p "$uv_cache" 2>/dev/null; then
         cp .tools/bin/uv "$uv_cache/uv.$$" && mv -f "$uv_cache/uv.$$" "$uv_cache/uv" || true
+        # earlier days' copies (38 MB each) go
+        find "${uv_cache%/*}" -mindepth 1 -maxdepth 1 -type d -name '[0-9][0-9][0-9][0-9][0-9][0-9][0-9][0-9]' \
+          ! -name "${uv_cache##*/}" -exec rm -rf {} + 2>/dev/null || true
       fi
     fi
   fi
