@@ -152,3 +152,23 @@ def test_stored_document_is_what_the_job_model_writes(client, jobs):
     job_id = submit(client, params={"seconds": 1.5})
     raw = jobs.get(keys.job(job_id))
     assert Job.from_json(raw).to_json() == raw
+
+
+@pytest.mark.parametrize(
+    "body,code,field",
+    [
+        ({"operation": "sleep", "params": {"k" * 60000: 1}}, "invalid_param", "param"),
+        ({"operation": "sleep", "x" * 60000: 1}, "unknown_field", "field"),
+        ({"operation": "o" * 60000}, "unknown_operation", None),
+    ],
+)
+def test_a_huge_unknown_name_is_not_echoed_back_whole(client, body, code, field):
+    """Security review I4: an unknown name came back twice (message and field), so a 60,000-character
+    key made a 120 KB error. The error still names it, by its start and its length."""
+    response = client.post("/submit", json=body)
+    assert response.status_code == 400
+    doc = response.get_json()
+    assert doc["error"] == code and "(60000 characters)" in doc["message"]
+    assert len(response.get_data()) < 2000, len(response.get_data())
+    if field:
+        assert doc[field].endswith("... (60000 characters)")

@@ -17,7 +17,7 @@ from werkzeug.exceptions import ClientDisconnected, RequestEntityTooLarge
 
 import redis
 
-from atx_analysis.registry import Operation, ParamError, Registry, UnknownOperation
+from atx_analysis.registry import Operation, ParamError, Registry, UnknownOperation, echo
 from jobqueue import wire
 from jobqueue.delivery import Delivery
 from jobqueue.jobs import Job
@@ -143,11 +143,12 @@ def validate_submission(
     whatever the worker would refuse is a 400 here. Return the operation and its parameters."""
     unknown = sorted(set(body) - set(ALLOWED_FIELDS))
     if unknown:
+        name = echo(unknown[0])
         raise ApiError(
             400,
             "unknown_field",
-            f"unknown field '{unknown[0]}'; the body takes 'operation' and 'params' (parameters go inside 'params')",
-            field=unknown[0],
+            f"unknown field '{name}'; the body takes 'operation' and 'params' (parameters go inside 'params')",
+            field=name,
         )
     if "operation" not in body or body["operation"] in (None, ""):
         raise ApiError(

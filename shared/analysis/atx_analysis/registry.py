@@ -21,6 +21,16 @@ MIN_YEAR, MAX_YEAR = 1700, 2199
 DATE_PATTERN = r"^(1[7-9][0-9]{2}|2[01][0-9]{2})-"
 
 
+ECHO_LIMIT = 64
+
+
+def echo(name: Any) -> str:
+    """A client's name for something unknown, as an error repeats it: cut at ``ECHO_LIMIT``
+    characters, so a 60,000-character key (a 64 KiB body allows one) is not sent back twice over."""
+    text = str(name)
+    return text if len(text) <= ECHO_LIMIT else f"{text[:ECHO_LIMIT]}... ({len(text)} characters)"
+
+
 class ParamError(PermanentError, ValueError):
     """A parameter is missing, unknown, of the wrong type or out of bounds."""
 
@@ -37,7 +47,8 @@ class UnknownOperation(PermanentError, KeyError):
         self.known = known
 
     def __str__(self) -> str:
-        return f"unknown operation {self.name!r}; known: {', '.join(self.known)}"
+        name = echo(self.name) if isinstance(self.name, str) else self.name
+        return f"unknown operation {name!r}; known: {', '.join(self.known)}"
 
 
 @dataclass(frozen=True)
@@ -200,7 +211,8 @@ class Operation:
         unknown = sorted(set(params) - known)
         if unknown:
             allowed = ", ".join(sorted(known)) or "none"
-            raise ParamError(unknown[0], f"unknown parameter '{unknown[0]}' for {self.name}; allowed: {allowed}")
+            name = echo(unknown[0])
+            raise ParamError(name, f"unknown parameter '{name}' for {self.name}; allowed: {allowed}")
         clean: dict[str, Any] = {}
         for p in self.params:
             if p.name in params and params[p.name] is not None:
