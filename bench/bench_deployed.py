@@ -329,18 +329,32 @@ def ours_round_trips(
     lean: bool = False,
     shipped: bool = False,
     one: bool = False,
+    keyed: bool = False,
 ) -> dict[str, float]:
     """Sequential submit + long poll through the API with ``requests`` (the tutorial's client), or with
     ``lean`` the standard library's ``http.client`` on one keep-alive connection: the same two HTTP
     requests without ``requests``' own cost (about 0.4 ms a request here), to tell the client's share
     of the round trip from the service's; or with ``shipped`` the project's own ``jobqueue.client``.
     With ``one``, each job is one request instead, ``POST /submit?wait=60`` (with ``requests``, or
-    with ``lean`` ``http.client``)."""
+    with ``lean`` ``http.client``). With ``keyed`` (``requests``) each submit carries an
+    ``Idempotency-Key``, as the project's client sends (``shipped`` with ``one``: ``submit_and_wait``).
+    Each answer also says Redis's CPU a trip (:func:`_redis_per_trip`)."""
     client.flushall()
-    worker = dep.start_worker("rt" + ("-one" if one else "") + ("-lean" if lean else "-client" if shipped else ""))
-    call = _LeanClient(dep.port) if lean else _ShippedClient(dep.base) if shipped else _RequestsClient(dep.base)
+    worker = dep.start_worker(
+        "rt"
+        + ("-one" if one else "")
+        + ("-lean" if lean else "-client" if shipped else "")
+        + ("-keyed" if keyed else "")
+    )
+    call = (
+        _LeanClient(dep.port)
+        if lean
+        else _ShippedClient(dep.base)
+        if shipped
+        else _RequestsClient(dep.base, keyed=keyed)
+    )
     try:
-        return _timed_trips(call, count, warmup, one, server=lambda: tree_cpu_seconds(dep.api.pid))
+        return _timed_trips(call, count, warmup, one, server=lambda: tree_cpu_seconds(dep.api.pid), redis_client=client)
     finally:
         call.close()
         procs.stop([worker])
@@ -373,16 +387,20 @@ def tree_cpu_seconds(pid: int) -> float:
     return total
 
 
-def _timed_trips(call, count: int, warmup: int, one: bool, server=None) -> dict[str, float]:
+def _timed_trips(call, count: int, warmup: int, one: bool, server=None, redis_client=None) -> dict[str, float]:
     """``count`` sequential round trips through ``call`` after ``warmup`` untimed ones: p50, p99,
     the submit's p50 (two requests), the client's own CPU a trip (this process's) and, given
-    ``server`` (the server's CPU seconds so far), the server's CPU a trip."""
+    ``server`` (the server's CPU seconds so far), the server's CPU a trip; given ``redis_client``,
+    Redis's (:func:`_redis_per_trip`)."""
     samples, submits = [], []
-    cpu = server_cpu = 0.0
+    cpu = server_cpu = redis_cpu0 = 0.0
     for i in range(count + warmup):
         if i == warmup:
             cpu = time.process_time()
             server_cpu = server() if server is not None else 0.0
+            if redis_client is not None:
+                redis_client.config_resetstat()
+                redis_cpu0 = redis_cpu(redis_client)
         t0 = time.perf_counter()
         if one:
             job = call.run(NOOP[0], NOOP[1])
@@ -405,18 +423,34 @@ def _timed_trips(call, count: int, warmup: int, one: bool, server=None) -> dict[
     }
     if server is not None:
         out["api_cpu_us"] = (server() - server_cpu) / count * 1e6
+    if redis_client is not None:
+        out.update(_redis_per_trip(redis_client, redis_cpu0, count))
     if not one:
         out["submit_p50_ms"] = harness.percentile(submits, 50) * 1e3
     return out
 
 
+def _redis_per_trip(client: redis.Redis, cpu0: float, count: int) -> dict[str, float]:
+    """Redis's CPU a trip: its process's (``INFO cpu``) and the part inside commands (``INFO
+    commandstats``): the submit, the worker's claim and finish, the reads. The worker's script calls
+    and a keyed submit's are all ``EVALSHA``, so a keyed submit's cost is the difference between
+    two runs that differ only in the key (``rt/ours`` and ``rt/ours-keyed``)."""
+    inside = sum(
+        float(v["usec"])
+        for name, v in client.info("commandstats").items()
+        if not name.startswith(("cmdstat_config", "cmdstat_info"))
+    )
+    return {"redis_cpu_us": (redis_cpu(client) - cpu0) * 1e6 / count, "redis_inside_us": inside / count}
+
+
 class _RequestsClient:
-    def __init__(self, base: str):
-        self.base, self.session = base, requests.Session()
+    def __init__(self, base: str, keyed: bool = False):
+        self.base, self.session, self.keyed = base, requests.Session(), keyed
 
     def submit(self, operation: str, params: dict) -> str:
+        headers = {"Idempotency-Key": uuid.uuid4().hex} if self.keyed else None
         return self.session.post(
-            self.base + "/submit", json={"operation": operation, "params": params}, timeout=10
+            self.base + "/submit", json={"operation": operation, "params": params}, headers=headers, timeout=10
         ).json()["job_id"]
 
     def wait(self, job_id: str) -> dict:
@@ -496,6 +530,7 @@ RT_ROWS = (
     ("rt/ours", "ours: `POST /submit` + `GET /status/<id>?wait=` with `requests`"),
     ("rt/ours-lean", "ours: the same two requests with `http.client` (no `requests`)"),
     ("rt/ours-client", "ours: the same two requests with `jobqueue.client` (`Client.submit`, `Client.wait`)"),
+    ("rt/ours-keyed", "ours: the same two requests with `requests`, the submit with an `Idempotency-Key`"),
     *((key, f"ours, one exchange: `POST /submit?wait=` with {how}") for key, how in ONE_EXCHANGE),
     ("rt/floor", "floor: the same two requests with `requests` against canned answers (no service)"),
     ("rt/floor-lean", "floor: the same two requests with `http.client` against canned answers"),
@@ -583,6 +618,9 @@ def run(args) -> dict[str, Any]:
                 out = ours_round_trips(dep, client, args.round_trips)
                 runs["rt/ours"].append(out)
                 _say(repeat, args, "round trip ours", out)
+                out = ours_round_trips(dep, client, args.round_trips, keyed=True)
+                runs["rt/ours-keyed"].append(out)
+                _say(repeat, args, "round trip ours, Idempotency-Key", out)
                 out = ours_round_trips(dep, client, args.round_trips, lean=True)
                 runs["rt/ours-lean"].append(out)
                 _say(repeat, args, "round trip ours, http.client", out)
@@ -628,6 +666,8 @@ def _say(repeat, args, label, out) -> None:
             "p99_ms",
             "client_cpu_us",
             "api_cpu_us",
+            "redis_cpu_us",
+            "redis_inside_us",
         )
         if k in out
     )
@@ -655,6 +695,8 @@ def summarize(result: dict[str, Any]) -> dict[str, Any]:
                 "submit_p50_ms",
                 "client_cpu_us",
                 "api_cpu_us",
+                "redis_cpu_us",
+                "redis_inside_us",
             )
         }
         for k, v in runs.items()
@@ -810,6 +852,7 @@ def markdown(args, result, s) -> str:
                 report.fmt((s.get(key) or {}).get("submit_p50_ms"), 2),
                 report.fmt((s.get(key) or {}).get("client_cpu_us")),
                 report.fmt((s.get(key) or {}).get("api_cpu_us")),
+                report.fmt((s.get(key) or {}).get("redis_cpu_us")),
             ]
             for key, text in RT_ROWS
             if key == "rt/celery" or s.get(key)
@@ -824,7 +867,9 @@ def markdown(args, result, s) -> str:
             "time the same client code against a server that answers the two requests with canned bytes "
             "shaped like the API's 202 and 200 and does nothing else (`bench/floor.py`): the client's own "
             "share of a round trip. Client CPU is the benchmark process's own, a round trip; API CPU is "
-            "the `jobqueue-api` processes' (the gunicorn master and both workers), a round trip. Celery, the "
+            "the `jobqueue-api` processes' (the gunicorn master and both workers), a round trip; Redis CPU "
+            "is redis-server's own (`INFO cpu`), a round trip (the `Idempotency-Key` row differs from the "
+            "first only in the key: the difference is a keyed submit's extra cost). Celery, the "
             "baseline, runs one worker process in its `solo` pool; the row after it is the same in Celery's "
             "default pool (prefork: a parent takes the message, one child runs it), for context.",
             "",
@@ -836,6 +881,7 @@ def markdown(args, result, s) -> str:
                     "`POST /submit` alone, p50 ms",
                     "client CPU µs a trip",
                     "API CPU µs a trip",
+                    "Redis CPU µs a trip",
                 ],
                 rows,
             ),

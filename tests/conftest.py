@@ -8,6 +8,11 @@ from devstack.paths import SAMPLE
 from devstack.redis_server import RedisServer, find_redis_server
 from tests.support.harness import Harness
 
+# The image fixtures (session-scoped: both images built once) are registered here, once for the whole
+# run. Imported into tests/deploy/conftest.py and tests/images/conftest.py instead, each conftest had a
+# fixture of its own, and the images were built (and inspected) once per directory.
+pytest_plugins = ["tests.support.images"]
+
 
 @pytest.fixture(scope="session")
 def redis_server(tmp_path_factory):

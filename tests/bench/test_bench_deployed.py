@@ -49,12 +49,17 @@ def test_ours_drains_jobs_submitted_over_http_and_reads_them_back(deployed, clie
 
 
 @pytest.mark.parametrize(
-    "lean,shipped", [(False, False), (True, False), (False, True)], ids=["requests", "http.client", "jobqueue.client"]
+    "lean,shipped,keyed",
+    [(False, False, False), (True, False, False), (False, True, False), (False, False, True)],
+    ids=["requests", "http.client", "jobqueue.client", "requests-keyed"],
 )
-def test_ours_round_trip_through_the_api(deployed, client, lean, shipped):
-    out = bd.ours_round_trips(deployed, client, 5, warmup=1, lean=lean, shipped=shipped)
+def test_ours_round_trip_through_the_api(deployed, client, lean, shipped, keyed):
+    out = bd.ours_round_trips(deployed, client, 5, warmup=1, lean=lean, shipped=shipped, keyed=keyed)
     assert 0 < out["submit_p50_ms"] <= out["p50_ms"] <= out["p99_ms"]
     assert 50 < out["api_cpu_us"] < 1e6, out  # the API's processes, a trip: two requests' work at least
+    assert out["redis_inside_us"] > 0 and out["redis_cpu_us"] > 0, out  # Redis's own, a trip
+    # the keyed form's submits carried a key each (the warm-up's too): its record is in Redis
+    assert len(client.keys(keys.IDEMPOTENCY_PREFIX + "*")) == (6 if keyed else 0)
 
 
 def test_the_cpu_of_a_process_and_its_children_is_counted(tmp_path):

@@ -1,6 +1,6 @@
 """A submit sent with an Idempotency-Key stores one job whatever order its attempts run in.
 
-``Delivery.store_keyed`` (the dispatch script's ``store_keyed``) writes the job and the key's record
+``Delivery.store_keyed`` (its own script, ``lua/store_keyed.lua``) writes the job and the key's record
 in one script call, so of two attempts carrying one key (a client's re-send after a 504 or a dropped
 connection, each with a job id of its own) the one Redis runs second answers the first's job. The
 status-poll resolution this replaces could not say that: a stalled Redis serves ready connections in
@@ -18,7 +18,7 @@ import pytest
 import redis
 
 from jobqueue import keys
-from jobqueue.delivery import Delivery, KeyedState, _new_job_fields
+from jobqueue.delivery import STORE_KEYED_LUA, Delivery, KeyedState
 from jobqueue.jobs import Job
 
 from tests.support.harness import Harness
@@ -34,20 +34,14 @@ def _job(d: Delivery) -> Job:
 
 def _call(d: Delivery, job: Job, key: str = KEY, fingerprint: str = FINGERPRINT) -> tuple:
     """The EVALSHA an API process sends for a keyed submit, as raw arguments."""
-    fields = _new_job_fields(job, job.to_json())
-    return (
-        "EVALSHA",
-        d._script.sha,
-        len(d._keys),
-        *d._keys,
-        *d._context,
-        "store_keyed",
-        key,
-        fingerprint,
-        86400,
-        0,
-        *fields,
-    )
+    call = d.keyed_call(job, key, fingerprint, 86400)
+    return ("EVALSHA", d._keyed_script.sha, len(call["keys"]), *call["keys"], *call["args"])
+
+
+def _loaded(d: Delivery) -> str:
+    """Load the keyed submit's script (as its first call would), so the next call is the EVALSHA
+    alone; its sha, which every call carries (the lossy proxy's trigger)."""
+    return d.redis.script_load(STORE_KEYED_LUA)
 
 
 def _queued(h: Harness) -> list[str]:
@@ -94,6 +88,20 @@ def test_a_waited_keyed_submit_marks_the_job_it_answers(harness):
     assert harness.jobs.exists(keys.waited(a.id))  # the replayed job's end will be announced
 
 
+def test_a_keyed_submit_runs_its_own_script_and_loads_it_again_after_redis_forgot_it(harness):
+    """A keyed submit does not run the dispatcher (whose set-up cost Redis more than the submit's
+    writes), and after Redis forgot its scripts (a restart, SCRIPT FLUSH) it loads its own again:
+    the first attempt got NOSCRIPT, nothing ran, and the job is stored once."""
+    d = harness.delivery
+    a = _job(d)
+    assert d.store_keyed(a, KEY, FINGERPRINT, 60).state is KeyedState.STORED
+    harness.jobs.script_flush()
+    b = _job(d)
+    assert d.store_keyed(b, keys.idempotency("", "after-flush"), FINGERPRINT, 60).state is KeyedState.STORED
+    assert harness.jobs.script_exists(d._keyed_script.sha, d._script.sha) == [True, False]
+    assert _queued(harness) == [a.id, b.id] and harness.jobs.zcard(keys.JOB_INDEX) == 2
+
+
 @pytest.mark.parametrize("order", ["first-then-second", "second-then-first", "ready-second-first"])
 def test_attempts_waiting_in_a_stopped_redis_store_one_job_in_any_order(fresh_redis, order):
     """Two attempts, each with its own job id, sit unread in a stopped Redis's buffers; Redis then
@@ -102,7 +110,7 @@ def test_attempts_waiting_in_a_stopped_redis_store_one_job_in_any_order(fresh_re
     time: one job stored, and the other attempt answers its id."""
     h = Harness(fresh_redis.url)
     d = h.delivery
-    d.waiting()  # the script loaded
+    _loaded(d)
     pool = h.jobs.connection_pool
     winners: list[bool] = []  # per trial: the attempt sent second (in sent order, jobs[1]) ran first
     for trial in range(5):
@@ -141,11 +149,11 @@ def test_attempts_waiting_in_a_stopped_redis_store_one_job_in_any_order(fresh_re
 def test_a_keyed_store_whose_answer_is_lost_is_sent_again_and_stores_once(redis_server, redis_url, mode):
     """redis-py re-sends the script after the proxy lost its answer: the same job id finds its own
     record and answers 'stored'; one job, queued once."""
-    proxy = LossyProxy(redis_server.port, mode, trigger="store_keyed", last="store_keyed")
+    sha = _loaded(Harness(redis_url).delivery)
+    proxy = LossyProxy(redis_server.port, mode, trigger=sha, last=sha)
     try:
         via = Harness(f"{proxy.url}?socket_timeout=0.5")
         d = via.delivery
-        d.waiting()
         job = _job(d)
         proxy.arm()
         answer = d.store_keyed(job, KEY, FINGERPRINT, 60)
@@ -161,11 +169,11 @@ def test_an_attempt_a_middlebox_delivers_after_the_resend_answers_the_resends_jo
     """The first attempt is held by the proxy (a congested network) and delivered only after the
     client gave up and sent the request again under the same key, with a new job id: the re-send
     stores, the late first attempt finds its record. One job."""
-    proxy = LossyProxy(redis_server.port, "hold", trigger="store_keyed", last="store_keyed")
+    sha = _loaded(Harness(redis_url).delivery)
+    proxy = LossyProxy(redis_server.port, "hold", trigger=sha, last=sha)
     try:
         via = Harness(f"{proxy.url}?socket_timeout=0.5")
         d = via.delivery
-        d.waiting()
         first, second = _job(d), _job(d)
         proxy.arm()
         conn = via.jobs.connection_pool.get_connection()

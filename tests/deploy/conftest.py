@@ -7,7 +7,6 @@ import shutil
 import pytest
 
 from tests.deploy.manifests import SCENARIOS, scenario_objects
-from tests.support.images import built_images, built_redis_images  # noqa: F401  (fixtures: the podman pod tests run the images)
 
 
 @pytest.fixture(params=SCENARIOS)
@@ -21,7 +20,7 @@ def objects(scenario):
 
 
 @pytest.fixture
-def runtime(tmp_path, built_images, built_redis_images):  # noqa: F811  (the image fixtures imported above)
+def runtime(tmp_path, built_images, built_redis_images):  # the image fixtures: tests/support/images.py
     """Pods played from the locally built images; every pod and claim removed afterwards."""
     from tests.deploy.test_podman_pods import Runtime
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.support.images import built_images, built_redis_images, why_not  # noqa: F401  (fixtures)
+from tests.support.images import why_not
 
 
 def pytest_collection_modifyitems(config, items):

@@ -42,6 +42,29 @@ def test_refusals_are_recognised_as_transient(fresh_redis):
     assert not is_transient(redis.exceptions.ResponseError("WRONGTYPE Operation against a key"))
 
 
+def test_a_filled_redis_still_refuses_writes_once_clients_leave_and_buffers_shrink(fresh_redis):
+    """The tests below need Redis to keep refusing while the filler is there, however its clients
+    come and go: a connection closing and idle query buffers being trimmed (after about 2 s) free
+    memory too. With maxmemory only 128 KiB under what was used, that alone let writes through."""
+    client = fresh_redis.client()
+    client.config_set("maxmemory-policy", "noeviction")
+    others = [fresh_redis.client() for _ in range(2)]
+    for other in others:
+        other.ping()
+    filler = fill_to_maxmemory(client)
+    for other in others:
+        other.close()
+    time.sleep(3)  # Redis trims query buffers idle for 2 s; there is nothing to watch for it
+    try:
+        client.set(keys.result("one-more"), b"x" * 100)
+    except redis.exceptions.OutOfMemoryError:
+        pass
+    else:
+        raise AssertionError("a write went through while the filler was still there")
+    client.delete(*filler)
+    client.set(keys.result("one-more"), b"x" * 100)  # and room again once it is gone
+
+
 def test_a_refused_submit_applies_nothing_and_says_why(fresh_redis):
     """Submit is one transaction: at maxmemory Redis refuses all of it, and the error names OOM
     (the API's 503 reads it)."""
@@ -57,6 +80,27 @@ def test_a_refused_submit_applies_nothing_and_says_why(fresh_redis):
         assert write_refusal(exc) == "OOM" and is_transient(exc)
     else:
         raise AssertionError("a submit at maxmemory went through")
+    assert client.dbsize() == jobs_before and h.queue_client.llen(keys.queue(h.settings.queue_name)) == 1
+    client.delete(*filler)
+
+
+def test_a_refused_keyed_submit_applies_nothing_and_says_why(fresh_redis):
+    """A submit with an Idempotency-Key is a script of its own: at maxmemory Redis refuses its first
+    write (the key's record), so neither the record nor the job is stored, and the error names OOM."""
+    h = Harness(fresh_redis.url)
+    d = h.delivery
+    first = d.new_job("sleep", {"seconds": 0})
+    d.store_keyed(first, keys.idempotency("", "before"), "f" * 64, 60)  # stored, and its script loaded
+    client = fresh_redis.client(db=h.settings.redis_jobs_db)
+    client.config_set("maxmemory-policy", "noeviction")
+    filler = fill_to_maxmemory(client)
+    jobs_before = client.dbsize()
+    try:
+        d.store_keyed(d.new_job("sleep", {"seconds": 0}), keys.idempotency("", "refused"), "f" * 64, 60)
+    except redis.exceptions.RedisError as exc:
+        assert write_refusal(exc) == "OOM" and is_transient(exc), exc
+    else:
+        raise AssertionError("a keyed submit at maxmemory went through")
     assert client.dbsize() == jobs_before and h.queue_client.llen(keys.queue(h.settings.queue_name)) == 1
     client.delete(*filler)
 

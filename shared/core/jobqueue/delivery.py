@@ -18,6 +18,7 @@ script), so claim+read and finish+write are each one round trip.
 from __future__ import annotations
 
 import logging
+import re
 import time
 import uuid
 from dataclasses import dataclass
@@ -40,7 +41,20 @@ log = logging.getLogger(__name__)
 UNFENCED_SETTLE_SECONDS = 0.5
 _unfenced_warned = False  # that warning is logged once a process
 
-DISPATCH_LUA = resources.files(__package__).joinpath("lua/dispatch.lua").read_text(encoding="utf-8")
+_INCLUDE = re.compile(r"^--@include ([a-z_]+\.lua)$", re.MULTILINE)
+
+
+def _lua(name: str) -> str:
+    """A script of ``lua/`` with its pieces in: each line ``--@include <piece>.lua`` is replaced by
+    that file, so a write two scripts make (a new job's, ``write_new.lua``) is defined once."""
+    text = resources.files(__package__).joinpath("lua", name).read_text(encoding="utf-8")
+    return _INCLUDE.sub(lambda m: _lua(m.group(1)).rstrip("\n"), text)
+
+
+DISPATCH_LUA = _lua("dispatch.lua")
+# a keyed submit's own script: the dispatcher's set-up (its functions, 22 keys and context
+# arguments) cost Redis more than the submit's writes (docs/delivery.md)
+STORE_KEYED_LUA = _lua("store_keyed.lua")
 
 
 class Recorded(str, Enum):
@@ -189,6 +203,22 @@ class Delivery:
             keys.OPERATION_INDEX_PREFIX,
             keys.WAITED_PREFIX,
             keys.ANNOUNCE_ALL,
+        ]
+        self._keyed_script = client.register_script(STORE_KEYED_LUA)
+        self._keyed_keys = [  # after the idempotency key: store_keyed.lua's header lists them
+            keys.JOB_INDEX,
+            keys.ACTIVE_INDEX,
+            self.queue_key,
+            self.delayed_key,
+            keys.queue(plots),
+            keys.delayed(plots),
+        ]
+        self._keyed_context = [
+            settings.redis_jobs_db,
+            settings.redis_queue_db,
+            keys.JOB_PREFIX,
+            keys.OPERATION_INDEX_PREFIX,
+            keys.WAITED_PREFIX,
         ]
         self._head: tuple[bytes, int] | None = None  # _evalsha's packed EVALSHA, keys and context
         self._encoding = ("utf-8", "strict")
@@ -351,14 +381,22 @@ class Delivery:
     def store_keyed(self, job: Job, key: str, fingerprint: str, key_seconds: int, waited: bool = False) -> Keyed:
         """Store a new job sent with an ``Idempotency-Key`` unless the key (``key``: its Redis name,
         ``keys.idempotency``) names a job already: the job and the key's record in one script call
-        (``store_keyed`` in ``lua/dispatch.lua``), so of two attempts with one key, whichever Redis
-        runs second answers the first's job, in any order. Safe to send again (redis-py's retry
-        after a lost answer): the same job id finds its own record and answers ``stored``.
+        (``lua/store_keyed.lua``, a script of its own: the dispatcher's set-up cost Redis more than
+        the submit), so of two attempts with one key, whichever Redis runs second answers the
+        first's job, in any order. Safe to send again (redis-py's retry after a lost answer): the
+        same job id finds its own record and answers ``stored``. redis-py's ``Script`` loads the
+        script again when Redis forgot it (a restart, ``SCRIPT FLUSH``): nothing ran then.
         ``waited``: mark the answered job waited for (``POST /submit?wait=``)."""
-        fields = _new_job_fields(job, job.to_json())
-        ttl = waited_ttl_seconds(self.settings.max_wait_seconds) if waited else 0
-        state, job_id, doc = self._run("store_keyed", key, fingerprint, key_seconds, ttl, *fields)
+        state, job_id, doc = self._keyed_script(**self.keyed_call(job, key, fingerprint, key_seconds, waited))
         return Keyed(KeyedState(state), job_id, doc or None)
+
+    def keyed_call(self, job: Job, key: str, fingerprint: str, key_seconds: int, waited: bool = False) -> dict:
+        """The keys and arguments of :meth:`store_keyed`'s script call (``STORE_KEYED_LUA``)."""
+        ttl = waited_ttl_seconds(self.settings.max_wait_seconds) if waited else 0
+        return {
+            "keys": [key, *self._keyed_keys],
+            "args": [*self._keyed_context, fingerprint, key_seconds, ttl, *_new_job_fields(job, job.to_json())],
+        }
 
     def _fence(self, sender: int | None) -> None:
         """Make sure a transaction whose answer was lost can no longer apply: ``CLIENT KILL ID`` of

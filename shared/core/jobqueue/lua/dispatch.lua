@@ -1,8 +1,13 @@
 -- Every Redis operation of a job's life after its submit, as one script with one command per
 -- operation. (Submit only writes, deciding nothing: it is a MULTI/EXEC transaction in
 -- jobqueue/delivery.py, which costs Redis half of what a script call does. Only when that
--- transaction's answer was lost does a submit come here: ``store`` writes it unless it applied;
--- and a submit sent with an Idempotency-Key, which decides: ``store_keyed``.)
+-- transaction's answer was lost does a submit come here: ``store`` writes it unless it applied.
+-- A submit sent with an Idempotency-Key, which decides, has a script of its own, store_keyed.lua,
+-- that sets up only what it uses.)
+--
+-- A line '--@include <piece>.lua' is replaced by that file of this directory when the script is
+-- loaded (jobqueue/delivery.py): a piece shared by two scripts (new jobs' writes, the lanes, the
+-- db selection) is defined once.
 --
 -- Key layout (every name comes from jobqueue/keys.py; this file spells none):
 --   queue db  KEYS[1] queue        hotqueue:<queue>      list: queued job ids (HotQueue's list): the
@@ -34,7 +39,7 @@
 --             (a result shared by identical requests is under a key the caller builds from the
 --             request's fingerprint; cache hits reference it)
 --             a cache key (built by the caller)          string: id of the job holding a result
---             an idempotency key (built by the caller)   string, TTL: '<job id> <fingerprint>' of a
+--             an idempotency key (store_keyed.lua)       string, TTL: '<job id> <fingerprint>' of a
 --                                                        submit sent with an Idempotency-Key
 --             done_channel                               pub/sub: 'id\nfinal document' when a job becomes final
 --                                                        and someone waits for it (below)
@@ -64,21 +69,8 @@ local command = ARGV[12]
 -- Plots jobs held at once are capped at one less than the live workers (at least one), so with
 -- two or more workers one is always free for cheap jobs.
 local PLOTS_EVERY = 8
-local LANES = {['default'] = {queue_key, delayed_key}, ['plots'] = {plots_queue_key, plots_delayed_key}}
-
-local function lane_keys(lane)
-  return unpack(LANES[lane] or LANES['default'])
-end
-
--- SELECT only when the db changes: a batch of commands alternates between the two dbs less often
--- than its commands do, and each redis.call costs about as much as a small command.
-local selected = nil
-local function use(db)
-  if selected ~= db then
-    redis.call('SELECT', db)
-    selected = db
-  end
-end
+--@include lanes.lua
+--@include select.lua
 
 local function now()
   local t = redis.call('TIME')
@@ -478,44 +470,7 @@ function commands.waiting()
   return {depth, plots_depth, delayed, oldest}
 end
 
--- Write, index and queue new jobs (fields: per job its id, document, submit time, operation, lane
--- and its owner's index key, '' for none), as the submit transaction does. Leaves the queue db selected.
-local NEW_JOB_FIELDS = 6
-local function write_new(fields)
-  local docs, scored, by_operation, by_lane, by_owner = {}, {}, {}, {}, {}
-  for i = 1, #fields, NEW_JOB_FIELDS do
-    local job_id, doc, submitted_at, operation, lane = fields[i], fields[i + 1], fields[i + 2], fields[i + 3], fields[i + 4]
-    local owner_key = fields[i + 5]
-    if owner_key ~= '' then
-      local owned = by_owner[owner_key] or {}
-      owned[#owned + 1] = submitted_at
-      owned[#owned + 1] = job_id
-      by_owner[owner_key] = owned
-    end
-    docs[#docs + 1] = job_prefix .. job_id
-    docs[#docs + 1] = doc
-    scored[#scored + 1] = submitted_at
-    scored[#scored + 1] = job_id
-    local pairs_ = by_operation[operation] or {}
-    pairs_[#pairs_ + 1] = submitted_at
-    pairs_[#pairs_ + 1] = job_id
-    by_operation[operation] = pairs_
-    local lane_queue = (lane_keys(lane))
-    local queued = by_lane[lane_queue] or {}
-    queued[#queued + 1] = job_id
-    by_lane[lane_queue] = queued
-  end
-  use(jobs_db)
-  redis.call('MSET', unpack(docs))
-  redis.call('ZADD', index_key, unpack(scored))
-  for operation, pairs_ in pairs(by_operation) do
-    redis.call('ZADD', operation_prefix .. operation, unpack(pairs_))
-  end
-  for owner_key, owned in pairs(by_owner) do redis.call('ZADD', owner_key, unpack(owned)) end
-  redis.call('ZADD', active_key, unpack(scored))
-  use(queue_db)
-  for lane_queue, queued in pairs(by_lane) do redis.call('RPUSH', lane_queue, unpack(queued)) end
-end
+--@include write_new.lua
 
 -- Store, index and queue a batch of new jobs, unless it is stored already: the submit
 -- transaction's retry after its answer was lost (the connection dropped, a socket timeout). That
@@ -531,45 +486,6 @@ function commands.store()
   if redis.call('EXISTS', unpack(job_keys)) > 0 then return 0 end
   write_new(fields)
   return 1
-end
-
--- A submit sent with an Idempotency-Key: store one new job and, in the same script, the key's
--- record ('<job id> <fingerprint>', for key_seconds), unless the key names a job already. Redis runs
--- scripts one at a time, so of two attempts carrying one key (a client's retry after a lost answer,
--- in whatever order Redis serves them) the second finds the first's record: one job, whatever the
--- order. Answers {'stored', id, ''}; {'replayed', the key's job id, its document} for a repeat of
--- the same request (same fingerprint), or, when that job has been deleted since, stores this one
--- under the key ('stored'); {'conflict', the key's job id, ''} when the key names a different request. Sent again with the same job id (redis-py's retry after a lost
--- answer) it finds its own record and answers 'stored' again. With waited_seconds > 0 the answered
--- job is marked waited for (a submit that waits for its end: announce it).
-function commands.store_keyed()
-  local key, fingerprint, key_seconds, waited_seconds = arg(), arg(), arg(), tonumber(arg())
-  local fields = rest()
-  local job_id = fields[1]
-  use(jobs_db)
-  local record = redis.call('GET', key)
-  local answer = {'stored', job_id, ''}
-  if record then
-    local held_id, held_fingerprint = string.match(record, '^(%S+) (%S+)$')
-    if held_fingerprint ~= fingerprint then return {'conflict', held_id or '', ''} end
-    if held_id ~= job_id then
-      local held_doc = redis.call('GET', job_prefix .. held_id)
-      if held_doc then
-        answer = {'replayed', held_id, held_doc}
-      else
-        -- the key's job was deleted (DELETE /jobs/<id>): answering its id would announce a job
-        -- that is not there, so the key is free again for the same request
-        record = nil
-      end
-    end
-  end
-  if not record then
-    redis.call('SET', key, job_id .. ' ' .. fingerprint, 'EX', key_seconds)
-    write_new(fields)
-    use(jobs_db)
-  end
-  if waited_seconds > 0 then redis.call('SET', waited_prefix .. answer[2], '1', 'EX', waited_seconds) end
-  return answer
 end
 
 -- The dispatcher. A call may begin with 'keep' and a key (its own, new each call): a give back, a
