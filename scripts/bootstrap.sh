@@ -63,13 +63,27 @@ if command -v npm >/dev/null \
 fi
 
 # uv: use the one on PATH, else a private copy in .tools/ (pip into a venv works on any Python
-# >= 3.11 with no PEP 668 trouble and downloads only from PyPI).
+# >= 3.11 with no PEP 668 trouble and downloads only from PyPI). The binary is also kept in
+# $ATX_CACHE_DIR (default ~/.cache/atx-jobqueue), one a day like the base image, so a fresh clone
+# (CI's) copies it instead of installing it again: the venv and pip take 20-45 s here.
 UV=$(command -v uv || true)
 if [ -z "$UV" ]; then
   if [ ! -x .tools/bin/uv ]; then
-    echo "bootstrap: installing uv into .tools/"
-    python3 -m venv .tools
-    .tools/bin/pip install -q uv
+    uv_cache=${ATX_CACHE_DIR:-$HOME/.cache/atx-jobqueue}/uv/$(date -u +%Y%m%d)
+    if "$uv_cache/uv" --version >/dev/null 2>&1; then
+      mkdir -p .tools/bin
+      cp "$uv_cache/uv" .tools/bin/uv
+    else
+      echo "bootstrap: installing uv into .tools/"
+      python3 -m venv .tools
+      .tools/bin/pip install -q uv
+      if mkdir -p "$uv_cache" 2>/dev/null; then
+        cp .tools/bin/uv "$uv_cache/uv.$$" && mv -f "$uv_cache/uv.$$" "$uv_cache/uv" || true
+        # earlier days' copies (38 MB each) go
+        find "${uv_cache%/*}" -mindepth 1 -maxdepth 1 -type d -name '[0-9][0-9][0-9][0-9][0-9][0-9][0-9][0-9]' \
+          ! -name "${uv_cache##*/}" -exec rm -rf {} + 2>/dev/null || true
+      fi
+    fi
   fi
   UV=$PWD/.tools/bin/uv
 fi

@@ -197,7 +197,7 @@ def test_data_hold_makes_the_upload_folder_says_what_to_run_and_exits_0_on_sigte
         assert f"jobqueue data fetch --from {upload}/my-incidents.csv --output {data}" in rest[1]
         assert proc.poll() is None, "it waits"
         proc.send_signal(signal.SIGTERM)
-        assert proc.wait(timeout=10) == 0
+        assert proc.wait(timeout=60) == 0
     finally:
         proc.kill()
     blocked = tmp_path / "a-file"

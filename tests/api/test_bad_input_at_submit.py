@@ -92,3 +92,29 @@ def test_null_params_mean_no_parameters_as_documented(client):
     assert client.post("/submit", json={"operation": "unique_issues", "params": None}).status_code == 202
     refused = client.post("/submit", json={"operation": "unique_issues", "params": []})
     assert refused.status_code == 400 and refused.get_json()["error"] == "invalid_params"
+
+
+DUPLICATE_KEYS = [
+    (b'{"operation": "nope", "operation": "unique_issues"}', "operation"),
+    (b'{"operation": "unique_issues", "params": {}, "params": {"x": 1}}', "params"),
+    (b'{"operation": "incident_count_by_date", "params": {"date": "bad", "date": "2024-01-15"}}', "date"),
+    (b'{"operation": "incident_count_by_date", "params": {"date": "2024-01-15", "date": "2024-01-15"}}', "date"),
+]
+
+
+@pytest.mark.parametrize("route", ["/submit", "/jobs", "/submit?x=1"])
+@pytest.mark.parametrize("body,key", DUPLICATE_KEYS)
+def test_a_key_given_twice_in_a_body_is_a_400_naming_it(client, route, body, key):
+    """``{"operation": "a", "operation": "b"}`` was taken as "b" (json's last-wins) and stored,
+    where a query parameter given twice is a 400: a body's key given twice is refused the same way,
+    on every route that reads a JSON body (the tutorial's submit below Flask too: test_fast_submit.py)."""
+    response = client.post(route, data=body, content_type="application/json")
+    assert response.status_code == 400, response.get_json()
+    doc = response.get_json()
+    assert doc["error"] == "duplicate_key" and doc["key"] == key and f"'{key}'" in doc["message"], doc
+
+
+def test_the_login_body_refuses_a_key_given_twice_too(client):
+    response = client.post("/ui/login", data=b'{"token": "a", "token": "b"}', content_type="application/json")
+    assert response.status_code == 400 and response.get_json()["key"] == "token", response.get_json()
+    assert client.post("/ui/login", json={"token": "a"}).status_code == 200  # no tokens set: logged in

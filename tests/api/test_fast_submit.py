@@ -96,6 +96,22 @@ def test_anything_else_goes_through_flask(redis_url, path, body, headers):
     assert calls == [1, 1]
 
 
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"operation": "nope", "operation": "sleep", "params": {"seconds": 0}}',
+        b'{"operation": "sleep", "params": {"seconds": "x", "seconds": 0}}',
+    ],
+)
+def test_a_key_given_twice_is_handed_to_flask_and_refused(redis_url, body):
+    """Taken last-wins (and stored, 202) before; now the body is refused as Flask refuses it."""
+    app, calls = app_counting_flask(redis_url)
+    _call(app)
+    answer = _call(app, "/submit", body)
+    assert answer["status"].startswith("400") and json.loads(answer["body"])["error"] == "duplicate_key", answer
+    assert calls == [1, 1]
+
+
 def test_with_tokens_only_a_submit_with_a_known_bearer_token_skips_flask(redis_url):
     """(test_fast_tokens.py compares the answers of both paths with named tokens.)"""
     app, calls = app_counting_flask(redis_url, API_TOKEN="s3cret")
@@ -136,6 +152,7 @@ CASES = [
     (json.dumps({"operation": "sleep", "params": {"seconds": "x"}}).encode(), {}),
     (json.dumps({"operation": "sleep", "extra": 1}).encode(), {}),
     (b"{not json", {}),
+    (b'{"operation": "sleep", "operation": "sleep"}', {}),
     (b"[1, 2]", {}),
     (b"   ", {}),
     ('{"operation": "sleep"}'.encode("utf-16"), {}),

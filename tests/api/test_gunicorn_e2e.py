@@ -195,7 +195,7 @@ def test_errors_are_json_through_gunicorn(api):
 @pytest.mark.parametrize("name,value", [("PORT", "eighty"), ("WEB_CONCURRENCY", "0"), ("MAX_WAIT_SECONDS", "-5")])
 def test_bad_configuration_stops_start_up_naming_the_variable(name, value):
     done = subprocess.run(
-        [str(BIN / "jobqueue-api")], env={**os.environ, name: value}, capture_output=True, text=True, timeout=30
+        [str(BIN / "jobqueue-api")], env={**os.environ, name: value}, capture_output=True, text=True, timeout=120
     )
     assert done.returncode == 2 and name in done.stderr
 

@@ -33,6 +33,7 @@ WAITERS = 1000
 SLOW_CLIENTS = 200
 CLIENT_TIMEOUT = 5  # the default CLIENT_TIMEOUT_SECONDS
 P99_BOUND_MS = 100.0
+POLL_WAIT = 60
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -114,7 +115,9 @@ def _open(port: int, payload: bytes) -> socket.socket:
 def test_a_thousand_long_polls_leave_help_and_submit_fast(stack):
     port, jobs = stack
     job_id = _submit(port)  # no worker runs: it stays submitted and every poll waits
-    request = f"GET /status/{job_id}?wait=20 HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode()
+    # the polls wait as long as the API lets them (MAX_WAIT_SECONDS' default, 60 s): the measurement below
+    # must end while they still wait, and at load 8 it took 38 s
+    request = f"GET /status/{job_id}?wait={POLL_WAIT} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode()
     opened = time.monotonic()
     polls = [_open(port, request) for _ in range(WAITERS)]
     try:
@@ -143,7 +146,7 @@ def test_a_thousand_long_polls_leave_help_and_submit_fast(stack):
             if max(rounds[-1]["help"]["p99_ms"], rounds[-1]["submit"]["p99_ms"]) <= P99_BOUND_MS:
                 break
         print(f"\n{WAITERS} long polls open ({time.monotonic() - opened:.1f} s in): {json.dumps(rounds)}")
-        assert time.monotonic() - opened < 20, "the measurement outlasted the polls' wait"
+        assert time.monotonic() - opened < POLL_WAIT, "the measurement outlasted the polls' wait"
         assert all(r["waiting"] == WAITERS for r in rounds), "long polls ended during the measurement"
         best = min(max(r["help"]["p99_ms"], r["submit"]["p99_ms"]) for r in rounds)
         assert best <= P99_BOUND_MS, rounds

@@ -173,7 +173,7 @@ def test_data_settings_reach_the_loader(tmp_path):
 
 def test_version_and_help_never_start_a_server():
     for cmd in (["jobqueue", "--version"], ["jobqueue-api", "--version"]):
-        r = subprocess.run([str(BIN / cmd[0]), *cmd[1:]], capture_output=True, text=True, timeout=30)
+        r = subprocess.run([str(BIN / cmd[0]), *cmd[1:]], capture_output=True, text=True, timeout=120)
         assert r.returncode == 0 and r.stdout.startswith(f"{cmd[0]} ") and r.stdout.strip()[-1].isdigit(), r
     port = _closed_port()
     r = subprocess.run(

@@ -232,3 +232,27 @@ def test_a_malformed_url_is_the_error_requests_gives_not_a_traceback(url, clean_
     with pytest.raises(requests.RequestException) as ours:
         retrying_session().get(url + "/status/x", timeout=5)
     assert type(ours.value) is type(plain.value)
+
+
+@pytest.mark.parametrize("source", ["url", "JOBQUEUE_URL"])
+def test_a_url_without_its_scheme_is_refused_at_construction_saying_what_to_write(monkeypatch, source):
+    """``Client("127.0.0.1:7300")`` was made, and its first request failed with requests' "No
+    connection adapters were found"; ``jobqueue --url 127.0.0.1:7300`` already refuses it clearly."""
+    monkeypatch.delenv("JOBQUEUE_URL", raising=False)
+    if source == "JOBQUEUE_URL":
+        monkeypatch.setenv("JOBQUEUE_URL", "127.0.0.1:7300")
+    with pytest.raises(ValueError, match=f"^{source} '127.0.0.1:7300' needs http:// .* http://127.0.0.1:7300$"):
+        Client("127.0.0.1:7300" if source == "url" else None)
+
+
+def test_a_date_parameter_is_sent_as_the_apis_iso_day_and_a_datetime_is_refused_by_name(api):
+    """``datetime.date`` was a TypeError ("not JSON serializable") from inside the request."""
+    import datetime
+
+    client = Client(api)
+    job = client.status(client.submit("daily_counts", start=datetime.date(2024, 1, 1), end="2024-01-31"))
+    assert job["params"]["start"] == "2024-01-01", job
+    job = client.submit_and_wait("daily_counts", {"end": datetime.date(2024, 1, 31)}, wait=0)
+    assert client.status(job["job_id"])["params"]["end"] == "2024-01-31"
+    with pytest.raises(ValueError, match=r"parameter 'start' is a datetime .*start=<the datetime>\.date\(\)"):
+        client.submit("daily_counts", start=datetime.datetime(2024, 1, 1, 12, 0))

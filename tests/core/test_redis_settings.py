@@ -81,7 +81,7 @@ def test_a_socket_timeout_that_is_no_time_stops_the_program_naming_the_variable(
         "WORKER_METRICS_PORT": "0",
     }
     try:
-        r = subprocess.run([str(BIN / program)], env=env, capture_output=True, text=True, timeout=30)
+        r = subprocess.run([str(BIN / program)], env=env, capture_output=True, text=True, timeout=120)
     except subprocess.TimeoutExpired:
         pytest.fail(f"{program} started with {option} instead of stopping")
     assert r.returncode == 2, r.stdout[-500:] + r.stderr[-500:]

@@ -101,7 +101,7 @@ def test_the_api_stops_at_start_on_malformed_named_tokens(tmp_path):
     from devstack.procs import free_port
 
     env = {**os.environ, "API_TOKENS": "alice", "PORT": str(free_port()), "BIND_HOST": "127.0.0.1"}
-    run = subprocess.run([str(BIN / "jobqueue-api")], env=env, capture_output=True, text=True, timeout=30)
+    run = subprocess.run([str(BIN / "jobqueue-api")], env=env, capture_output=True, text=True, timeout=120)
     assert run.returncode == 2, run.stdout + run.stderr
     assert "API_TOKENS entry 1 of 1 is not name:token" in run.stderr, run.stderr
 

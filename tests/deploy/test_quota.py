@@ -6,7 +6,8 @@ default fills it in (https://kubernetes.io/docs/concepts/policy/resource-quotas/
 the larger of its containers' sum and its largest init container. A rolling update adds a pod per
 Deployment before it removes one (`maxSurge` 25%, rounded up: one for the chart's Deployments);
 refused by the quota, the new ReplicaSet only logs FailedCreate "exceeded quota" and the rollout
-never progresses. So the docs give the steady footprint, the peak of an upgrade, and the claims.
+never progresses. So the docs give the steady footprint, the peak of an upgrade, and the claims,
+and how `api.strategy` / `worker.strategy` bring the peak down to the steady footprint.
 """
 
 from __future__ import annotations
@@ -14,7 +15,15 @@ from __future__ import annotations
 import math
 
 from devstack.paths import REPO_ROOT
-from tests.deploy.manifests import WORKLOADS, containers, pod_spec, scenario_objects
+from tests.deploy.manifests import (
+    WORKLOADS,
+    containers,
+    one,
+    pod_spec,
+    render_objects,
+    scenario_objects,
+    scenario_values,
+)
 
 UNITS = {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "m": 1e-3, "k": 1e3, "M": 1e6, "G": 1e9}
 
@@ -39,6 +48,22 @@ def pod_usage(obj: dict) -> dict[str, float]:
     return usage
 
 
+def surge_pods(deployment: dict) -> int:
+    """Pods a rollout adds above `replicas` (kubernetes pkg/controller/deployment: rolling.go adds at
+    most maxSurge, resolved by util.ResolveFenceposts with the percentage rounded up, default 25%;
+    recreate.go scales the old ReplicaSets to 0 and creates no new pod while an old one still runs,
+    and quota admission counts a terminating pod until its grace period has passed:
+    pkg/quota/v1/evaluator/core/pods.go QuotaV1Pod)."""
+    replicas = deployment["spec"].get("replicas", 1)
+    strategy = deployment["spec"].get("strategy") or {}
+    if strategy.get("type") == "Recreate":
+        return 0
+    surge = (strategy.get("rollingUpdate") or {}).get("maxSurge", "25%")
+    if isinstance(surge, str):
+        return math.ceil(replicas * int(surge.rstrip("%")) / 100)
+    return surge
+
+
 def footprint(objs: list[dict]) -> dict[str, dict[str, float]]:
     steady = dict.fromkeys(("requests.cpu", "requests.memory", "limits.cpu", "limits.memory"), 0.0)
     surge = dict(steady)
@@ -50,7 +75,7 @@ def footprint(objs: list[dict]) -> dict[str, dict[str, float]]:
         for key, value in usage.items():
             steady[key] += replicas * value
             if obj["kind"] == "Deployment" and replicas:
-                surge[key] += math.ceil(replicas * 0.25) * value
+                surge[key] += surge_pods(obj) * value
     claims = [o for o in objs if o["kind"] == "PersistentVolumeClaim"]
     storage = sum(quantity(c["spec"]["resources"]["requests"]["storage"]) for c in claims)
     for sts in (o for o in objs if o["kind"] == "StatefulSet"):
@@ -108,3 +133,26 @@ def test_first_install_gives_what_a_test_pod_and_each_added_worker_take():
             f"(limits {cpu(u['limits.cpu'])} and {mem(u['limits.memory'])})"
         )
         assert said in text, said
+
+
+def test_first_install_gives_the_strategies_that_need_no_surge_room():
+    """The docs' answer to a quota without room for the rollout's extra pods: with both strategies
+    Recreate the peak of an upgrade is the running footprint, and the wait it costs is the worker's
+    termination grace, as rendered."""
+    text = " ".join((REPO_ROOT / "docs" / "first-install.md").read_text().split())
+    flags = "--set api.strategy.type=Recreate --set worker.strategy.type=Recreate"
+    assert flags in text
+    values = scenario_values("class-cluster")
+    values["api"] = {**values["api"], "strategy": {"type": "Recreate"}}
+    values["worker"] = {**values["worker"], "strategy": {"type": "Recreate"}}
+    objs = render_objects(values)
+    found = footprint(objs)
+    assert found["peak"] == found["steady"]
+    assert found["peak"] != footprint(scenario_objects("class-cluster"))["peak"]
+    grace = one(objs, "Deployment", "worker")["spec"]["template"]["spec"]["terminationGracePeriodSeconds"]
+    assert f"`terminationGracePeriodSeconds` ({grace} s by default)" in text
+
+
+def test_rolling_update_without_surge_has_no_peak_either():
+    found = footprint(scenario_objects("persistence-off"))
+    assert found["peak"] == found["steady"]

@@ -113,3 +113,79 @@ def test_restore_refuses_a_missing_snapshot(rendered, tmp_path):
         tmp_path,
     )
     assert run.returncode != 0 and "missing" in run.stderr
+
+
+def _restore_job(token: str, scripts: Path) -> tuple[str, dict[str, str]]:
+    """The chart's restore Job container: its command (restore.sh at ``scripts`` instead of the
+    ConfigMap's mount) and RESTORE_TOKEN as it sets it."""
+    values = {"redis": {"backup": {"enabled": True}, "restore": {"enabled": True, "file": "x.rdb", "token": token}}}
+    objs = render_objects(values)
+    (container,) = one(objs, "Job", "redis-backup")["spec"]["template"]["spec"]["containers"]
+    (scripts / "restore.sh").write_text(one(objs, "ConfigMap", "redis")["data"]["restore.sh"])
+    assert container["command"][:2] == ["sh", "-c"]
+    script = container["command"][2].replace("/scripts/restore.sh", str(scripts / "restore.sh"))
+    env = {e["name"]: e["value"] for e in container["env"]}
+    return script, {"RESTORE_TOKEN": env["RESTORE_TOKEN"]}
+
+
+def test_restore_refuses_a_snapshot_it_already_restored_until_given_a_new_token(rendered, tmp_path):
+    """A rollback to a restore-mode revision (or the same restore Job applied again) runs the Job's
+    command with the same file and token: refused, nothing touched, so what was written since the
+    first restore survives. A new redis.restore.token restores the snapshot again on purpose."""
+    backups, data = tmp_path / "backup", tmp_path / "data"
+    backups.mkdir()
+    (tmp_path / "password").write_text(PASSWORD)
+    server = ChartRedis(rendered["redis.conf"], data, free_port(), PASSWORD).start()
+    try:
+        server.client(0).set("job:1", "in the snapshot")
+        env = {
+            "REDIS_HOST": "127.0.0.1",
+            "REDIS_PORT": str(server.port),
+            "BACKUP_DIR": str(backups),
+            "REDIS_PASSWORD_FILE": str(tmp_path / "password"),
+        }
+        run = _run(rendered["backup.sh"], env, tmp_path)
+        assert run.returncode == 0, run.stderr
+    finally:
+        server.stop()
+    (snapshot,) = backups.glob("dump-*.rdb")
+    restore_env = {"RESTORE_FILE": snapshot.name, "DATA_DIR": str(data), "BACKUP_DIR": str(backups)}
+
+    scripts = tmp_path / "scripts"
+    scripts.mkdir()
+
+    def restore(token: str) -> subprocess.CompletedProcess:
+        script, env = _restore_job(token, scripts)
+        return _run(script, {**restore_env, **env, "RESTORE_PORT": str(free_port())}, tmp_path)
+
+    first = restore("")
+    assert first.returncode == 0, first.stdout + first.stderr
+    server = ChartRedis(rendered["redis.conf"], data, server.port, PASSWORD).start()
+    try:
+        assert server.client(0).get("job:1") == "in the snapshot"
+        server.client(0).set("job:2", "written after the restore")
+    finally:
+        server.stop()
+
+    before = sorted(p.name for p in data.iterdir())
+    again = restore("")
+    assert again.returncode == 3, again.stdout + again.stderr
+    assert f"refused: {snapshot.name} was already restored into this volume" in again.stderr
+    assert "Nothing was changed" in again.stderr and "new redis.restore.token" in again.stderr
+    assert sorted(p.name for p in data.iterdir()) == before, "a refused restore touches nothing"
+    server = ChartRedis(rendered["redis.conf"], data, server.port, PASSWORD).start()
+    try:
+        assert server.client(0).get("job:2") == "written after the restore"
+    finally:
+        server.stop()
+
+    deliberate = restore("2026-01-02")
+    assert deliberate.returncode == 0, deliberate.stdout + deliberate.stderr
+    server = ChartRedis(rendered["redis.conf"], data, server.port, PASSWORD).start()
+    try:
+        assert server.client(0).get("job:1") == "in the snapshot"
+        assert server.client(0).get("job:2") is None
+    finally:
+        server.stop()
+    history = (data / "restore-history").read_text().splitlines()
+    assert [line.split(" token=")[1].split(" at ")[0] for line in history] == ["", "2026-01-02"]

@@ -245,3 +245,20 @@ def test_helm_test_answers_before_helms_own_timeout():
     text = (CHART / "values.yaml").read_text()
     (param,) = [line for line in text.splitlines() if "@param tests.timeoutSeconds" in line]
     assert "helm test --timeout" in param, param
+
+
+def test_worker_liveness_as_operations_md_measured_it():
+    """docs/operations.md gives the worker's liveness margin measured at 10x data against the
+    rendered probe (every 20 s, 5 s timeout, 3 failures): the probe must still be that one."""
+    from tests.deploy.manifests import REPO_ROOT, one
+
+    (worker,) = one(scenario_objects("default"), "Deployment", "worker")["spec"]["template"]["spec"]["containers"]
+    probe = worker["livenessProbe"]
+    assert (probe["httpGet"]["path"], probe["periodSeconds"], probe["timeoutSeconds"], probe["failureThreshold"]) == (
+        "/metrics",
+        20,
+        5,
+        3,
+    )
+    text = " ".join((REPO_ROOT / "docs" / "operations.md").read_text().split())
+    assert "Liveness probes every 20 s with a 5 s timeout and restarts the container after 3 failures" in text

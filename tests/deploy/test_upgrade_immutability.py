@@ -130,7 +130,8 @@ ROLLBACK_WARNINGS = {
         ["PersistentVolumeClaim jobs-atx-jobqueue-data spec.resources.requests.storage"],
         "roll back with `helm upgrade` keeping the new `data.persistence.size`",
     ),
-    # accepted, and it runs the restore Job again over everything written since
+    # accepted: Redis, API and workers go to 0, and the restore Job runs again (restore.sh then
+    # refuses the snapshot it already restored: test_redis_backup_restore.py), so an outage
     "restore mode off": ([], "never roll back to a revision in restore mode"),
 }
 

@@ -79,6 +79,7 @@ def test_defaults_pass_the_schema():
         {"redis": {"appendfsync": "sometimes"}},
         {"redis": {"enabled": False}},
         {"redis": {"restore": {"file": "../../etc/passwd"}}},
+        {"redis": {"restore": {"token": "two words"}}},
         {"data": {"persistence": {"accessModes": ["ReadWriteSometimes"]}}},
         {"data": {"persistence": {"size": "lots"}}},
         {"data": {"loader": {"source": "ftp"}}},

@@ -26,9 +26,8 @@ def _alive(pid: int) -> bool:
     return True
 
 
-@pytest.fixture
-def stack(tmp_path):
-    run_dir = tmp_path / "run"
+def _make_up(run_dir):
+    """`make up` in ``run_dir``; (API url, run dir, environment, what up printed); `make down` after."""
     env = stack_env(str(run_dir))
     up = subprocess.run(["bash", "scripts/up.sh"], cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=600)
     try:
@@ -36,6 +35,19 @@ def stack(tmp_path):
         yield f"http://127.0.0.1:{env['PORT']}", run_dir, env, up.stdout
     finally:
         subprocess.run(["bash", "scripts/down.sh"], cwd=REPO_ROOT, env=env, capture_output=True, timeout=120)
+
+
+@pytest.fixture
+def stack(tmp_path):
+    """A stack of this test's own, for tests that stop it."""
+    yield from _make_up(tmp_path / "run")
+
+
+@pytest.fixture(scope="module")
+def shared_stack(tmp_path_factory):
+    """One stack for the tests that only read its banner or submit jobs to it (each start costs 40-50 s
+    on a loaded 2-core machine); a test that stops it takes ``stack``."""
+    yield from _make_up(tmp_path_factory.mktemp("shared") / "run")
 
 
 def test_up_runs_everything_and_down_stops_exactly_it(stack):
@@ -64,9 +76,9 @@ def test_up_runs_everything_and_down_stops_exactly_it(stack):
     assert not list((run_dir / "pids").glob("*.pid"))
 
 
-def test_tutorial_client_flow_unchanged(stack):
+def test_tutorial_client_flow_unchanged(shared_stack):
     """The COE 332 tutorial's client: POST /submit, then poll /status/<id> until complete."""
-    url = stack[0]
+    url = shared_stack[0]
     submitted = []
     for body in (
         {"operation": "incident_count_by_date", "params": {"date": "2024-03-06"}},
@@ -98,8 +110,8 @@ def test_tutorial_client_flow_unchanged(stack):
         assert expected_key[operation] in status["result"]
 
 
-def test_banner_hint_uses_the_real_port(stack):
-    url, _, _, out = stack
+def test_banner_hint_uses_the_real_port(shared_stack):
+    url, _, _, out = shared_stack
     hint = [line for line in out.splitlines() if "jobqueue submit" in line]
     assert hint and all(f"--url {url}" in line for line in hint), out
 

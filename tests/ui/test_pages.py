@@ -204,3 +204,32 @@ def test_the_login_form_never_puts_the_token_in_the_address(token_app):
     html = token_app.test_client().get("/ui/").get_data(as_text=True)
     form = re.search(r"<form[^>]*id=\"login-form\"[^>]*>", html)[0]
     assert 'method="post"' in form
+
+
+def test_a_filter_that_is_not_one_is_a_400_page_saying_so(client):
+    """``/ui/jobs?status=bogus`` showed every job under "any" without a word."""
+    response = client.get("/ui/jobs?status=bogus")
+    html = _strict(response)
+    assert response.status_code == 400 and response.mimetype == "text/html"
+    assert "The status in the address is not a job status; the statuses are submitted, in-progress, complete" in html
+    assert client.get("/ui/jobs?operation=bogus").status_code == 400
+    for good in ("/ui/jobs?status=failed", "/ui/jobs?status=", "/ui/jobs?operation=sleep"):
+        response = client.get(good)
+        assert response.status_code == 200 and 'role="alert"' not in response.get_data(as_text=True), good
+    assert '<option value="failed" selected>' in client.get("/ui/jobs?status=failed").get_data(as_text=True)
+
+
+@pytest.mark.parametrize("path", ["/ui/job/x", "/ui/nonsense", "/ui/jobs/x/y"])
+def test_a_browser_asking_for_an_unknown_page_gets_the_pages_404_with_links_back(client, path):
+    """A browser got the API's JSON 404 for a mistyped page address; API clients keep the JSON."""
+    browser = "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"
+    response = client.get(path, headers={"Accept": browser})
+    html = _strict(response)
+    assert response.status_code == 404 and response.mimetype == "text/html"
+    root = "../" * (path.count("/") - 1)
+    assert f'href="{root}ui/"' in html and "No such page" in html
+    for accept in ("*/*", "application/json", None):
+        answer = client.get(path, headers={"Accept": accept} if accept else {})
+        assert answer.status_code == 404 and answer.get_json()["error"] == "not_found", accept
+    assert client.get("/nonsense", headers={"Accept": browser}).get_json()["error"] == "not_found"
+    assert client.get("/ui/static/nope.js", headers={"Accept": browser}).get_json()["error"] == "not_found"

@@ -130,13 +130,13 @@ def test_version_and_help_answer_without_starting_a_worker():
     """`jobqueue-worker --version` was a usage error and --help named no variable, where
     `jobqueue-api` answers both; neither may connect to Redis or load data."""
     env = {**os.environ, "REDIS_URL": f"redis://127.0.0.1:{free_port()}", "DATA_PATH": "/nonexistent.csv"}
-    version = subprocess.run([str(WORKER_EXE), "--version"], capture_output=True, text=True, env=env, timeout=30)
+    version = subprocess.run([str(WORKER_EXE), "--version"], capture_output=True, text=True, env=env, timeout=120)
     assert (
         version.returncode == 0
         and version.stdout.startswith("jobqueue-worker ")
         and version.stdout.strip()[-1].isdigit()
     )
-    helped = subprocess.run([str(WORKER_EXE), "--help"], capture_output=True, text=True, env=env, timeout=30)
+    helped = subprocess.run([str(WORKER_EXE), "--help"], capture_output=True, text=True, env=env, timeout=120)
     assert helped.returncode == 0 and "--burst" in helped.stdout, helped.stderr
     for name in ("REDIS_URL", "WORKER_CONCURRENCY", "WORKER_METRICS_PORT", "JOB_LEASE_SECONDS"):
         assert name in helped.stdout, name

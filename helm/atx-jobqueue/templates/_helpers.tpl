@@ -521,3 +521,22 @@ config.allowedHosts.
 {{- end -}}
 {{- join "," (concat $hosts .Values.config.allowedHosts) -}}
 {{- end -}}
+
+{{/* spec.strategy of the API or worker Deployment from api.strategy / worker.strategy; nothing when
+empty, so the API server's default (RollingUpdate, 25%/25%) applies as before the value existed.
+With Recreate it also writes rollingUpdate: null: the live object still holds the defaulted
+rollingUpdate of the earlier RollingUpdate, and a patch that only sets type would be refused
+("spec.strategy.rollingUpdate: Forbidden: may not be specified when strategy `type` is 'Recreate'",
+kubernetes/kubernetes#24198); the null makes Helm's three-way merge patch delete it. */}}
+{{- define "atx-jobqueue.strategy" -}}
+{{- with . }}
+strategy:
+  type: {{ .type | default "RollingUpdate" }}
+  {{- if eq (.type | default "RollingUpdate") "Recreate" }}
+  rollingUpdate: null
+  {{- else if .rollingUpdate }}
+  rollingUpdate:
+    {{- toYaml .rollingUpdate | nindent 4 }}
+  {{- end }}
+{{- end }}
+{{- end }}

@@ -3,7 +3,8 @@
 Route code raises :class:`ApiError`; Werkzeug's HTTP exceptions (404 route, 405 method, 413 body),
 the analysis package's errors (:data:`ANALYSIS_ERRORS`, by their permanent/transient class) and
 Redis outages are translated here, and anything else is logged and answered with a JSON 500, so
-no client ever sees an HTML error page.
+no API client ever sees an HTML error page (a browser asking for an unknown ``/ui/`` page gets the
+web page's own, routes/ui.py).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import re
 from typing import Any
 
 import redis
-from flask import Flask, jsonify
+from flask import Flask, current_app, jsonify
 from werkzeug.exceptions import HTTPException
 
 from atx_analysis.errors import AnalysisError, DataFormatError, MissingColumnError, PermanentError, TransientError
@@ -87,6 +88,22 @@ def analysis_error(exc: AnalysisError) -> ApiError:
     return err
 
 
+def http_error(exc: HTTPException):
+    """The JSON answer to Werkzeug's HTTP exceptions (a 404 route, a 405 method, a 413 body). The
+    web page answers a browser's 404 under ``/ui/`` with its own HTML page (routes/ui.py) and
+    every other 404 with this."""
+    status = exc.code or 500
+    message = _MESSAGES.get(status, exc.description or exc.name)
+    if status == 413:
+        message = f"request body larger than MAX_BODY_BYTES ({current_app.config['MAX_CONTENT_LENGTH']} bytes)"
+    headers = {}
+    allowed = getattr(exc, "valid_methods", None)  # MethodNotAllowed's
+    if status == 405 and allowed:
+        headers["Allow"] = ", ".join(sorted(allowed))
+        message = f"method not allowed; this route accepts {headers['Allow']}"
+    return error_response(status, _code_of(exc), message, headers)
+
+
 def register_error_handlers(app: Flask) -> None:
     @app.errorhandler(ApiError)
     def _api_error(exc: ApiError):
@@ -99,18 +116,7 @@ def register_error_handlers(app: Flask) -> None:
         err = analysis_error(exc)
         return error_response(err.status, err.code, err.message, err.headers, **err.extra)
 
-    @app.errorhandler(HTTPException)
-    def _http_error(exc: HTTPException):
-        status = exc.code or 500
-        message = _MESSAGES.get(status, exc.description or exc.name)
-        if status == 413:
-            message = f"request body larger than MAX_BODY_BYTES ({app.config['MAX_CONTENT_LENGTH']} bytes)"
-        headers = {}
-        allowed = getattr(exc, "valid_methods", None)  # MethodNotAllowed's
-        if status == 405 and allowed:
-            headers["Allow"] = ", ".join(sorted(allowed))
-            message = f"method not allowed; this route accepts {headers['Allow']}"
-        return error_response(status, _code_of(exc), message, headers)
+    app.errorhandler(HTTPException)(http_error)
 
     @app.errorhandler(redis.exceptions.ConnectionError)
     @app.errorhandler(redis.exceptions.TimeoutError)

@@ -14,7 +14,8 @@ and its pod, that long. :func:`worker_class` adds, at the signal:
   whose headers are not written yet follows its request's ``must_close``.
 
 Requests that are not waiting (submits, reads, a synchronous analysis) finish as before, and the
-worker exits once its connections are done. gunicorn runs a Python signal handler on gevent's hub
+worker exits once its connections are done. The worker logs ``Worker stopping (pid: N)`` when it has
+done the above (gunicorn's master logs ``Handling signal: term``, the worker nothing until it exits). gunicorn runs a Python signal handler on gevent's hub
 (the loop checks for signals once per iteration), where nothing may block or switch, so the handler
 only flags and spawns, as gunicorn's own gevent ``handle_quit`` does.
 """
@@ -49,9 +50,17 @@ def worker_class(on_stop: Callable[[], None] | None = None) -> type:
             gevent.spawn(self.stopping)
 
         def stopping(self) -> None:
-            for req in list(self.in_flight):
+            in_flight = list(self.in_flight)
+            for req in in_flight:
                 req.must_close = True  # the answer says Connection: close; gunicorn then closes
             if on_stop is not None:
                 on_stop()
+            # the worker's own word that it took the signal (the master logs only that it got one):
+            # from here it accepts nothing new and exits once its connections are done
+            self.log.info(
+                "Worker stopping (pid: %s): long polls answered, %d requests in flight end with their answer",
+                self.pid,
+                len(in_flight),
+            )
 
     return StoppingWorker

@@ -5,6 +5,13 @@
     job = api.submit("incident_count_by_date", date="2024-01-15")
     print(api.wait(job)["result"])
 
+The URL is the API's base URL with its scheme, as ``jobqueue --url`` takes it: ``127.0.0.1:5000``
+alone is refused with a ValueError saying to write ``http://127.0.0.1:5000`` (it used to fail only
+at the first request, with requests' "No connection adapters were found"). A date parameter may be
+given as a ``datetime.date``: it is sent as the API's ``YYYY-MM-DD``. A ``datetime.datetime`` is
+refused (ValueError naming the parameter): the API's dates are calendar days in Austin, and which
+day a moment falls on is the caller's call (``.date()``, after ``.astimezone()`` if need be).
+
 Waiting uses the server's long poll (``?wait=``), so it costs one request per ``poll`` seconds
 and returns the moment the job finishes; ``run`` submits with ``?wait=`` too, so a short job is
 one exchange. A 429 or 503 (rate limit, Redis briefly away) is retried
@@ -25,6 +32,7 @@ the CPU cost of ``http.client``. Pass ``session=`` to have every request go thro
 
 from __future__ import annotations
 
+import datetime
 import os
 import time
 import uuid
@@ -34,7 +42,7 @@ from collections.abc import Callable
 import requests
 from urllib3.exceptions import NameResolutionError, NewConnectionError
 
-from .cliargs import check_token
+from .cliargs import check_token, check_url
 from .http import BearerToken
 
 DEFAULT_URL = "http://127.0.0.1:5000"
@@ -86,8 +94,15 @@ class Client:
         session: requests.Session | None = None,
         on_wait: Callable[[int, float], None] | None = None,
     ):
-        """``on_wait(status, seconds)``: told before the client waits out a 429/503's Retry-After
-        (its own session only)."""
+        """``url``: the API's base URL, ``http://HOST:PORT`` (default ``$JOBQUEUE_URL``, else
+        ``http://127.0.0.1:5000``); one without ``http://`` or ``https://``, with spaces, a query
+        string or a fragment is a ValueError here that says what to write, as ``jobqueue --url``
+        refuses it. ``on_wait(status, seconds)``: told before the client waits out a 429/503's
+        Retry-After (its own session only)."""
+        if url:
+            check_url(url, "url")
+        elif os.environ.get("JOBQUEUE_URL"):
+            check_url(os.environ["JOBQUEUE_URL"], "JOBQUEUE_URL")
         self.url = (url or os.environ.get("JOBQUEUE_URL") or DEFAULT_URL).rstrip("/")
         self.timeout = timeout
         self._lean = None
@@ -151,8 +166,9 @@ class Client:
         """Queue a job; returns its id. With ``idempotency_key`` (e.g. :func:`new_key`, kept until the
         call succeeds) the same call may be repeated after a :class:`StoredUnknown` or a lost
         connection: an API that honours keys returns the first attempt's job instead of queueing
-        another (docs/api.md, ``Idempotency-Key``)."""
-        body = {"operation": operation, "params": {**(params or {}), **kwparams}}
+        another (docs/api.md, ``Idempotency-Key``). Parameters go in ``params`` or as keywords; a
+        ``datetime.date`` is sent as ``YYYY-MM-DD`` (a ``datetime.datetime``: ValueError)."""
+        body = {"operation": operation, "params": _params(params, kwparams)}
         if idempotency_key is None:
             return self._request("POST", "/submit", json=body).json()["job_id"]
         return self._request("POST", "/submit", json=body, headers={KEY_HEADER: idempotency_key}).json()["job_id"]
@@ -171,8 +187,9 @@ class Client:
         job may be queued all the same: the request is sent again with its ``Idempotency-Key`` (an
         API that does not honour keys: ``requests.ConnectionError``, as for a lost submit). A 504
         (Redis hung after the job was sent: it may be stored) is resolved here, within
-        ``RESOLVE_SECONDS`` (:meth:`_submit_waiting`); :class:`StoredUnknown` only if it cannot be."""
-        body = {"operation": operation, "params": {**(params or {}), **kwparams}}
+        ``RESOLVE_SECONDS`` (:meth:`_submit_waiting`); :class:`StoredUnknown` only if it cannot be.
+        Parameters as for :meth:`submit`."""
+        body = {"operation": operation, "params": _params(params, kwparams)}
         return self._submit_waiting(body, wait, None)
 
     def _submit_waiting(
@@ -352,9 +369,10 @@ class Client:
         """Submit, wait, and return the result (raises JobFailed if the job did not complete). A
         job that ends within 30 s takes one exchange (:meth:`submit_and_wait`); a longer one is
         long-polled on, as is every job on an API that predates ``?wait=`` on submit. A 504 on the
-        submit is resolved within ``timeout`` (``RESOLVE_SECONDS`` without one): one job runs."""
+        submit is resolved within ``timeout`` (``RESOLVE_SECONDS`` without one): one job runs.
+        Parameters as for :meth:`submit`."""
         start = time.monotonic()
-        body = {"operation": operation, "params": {**(params or {}), **kwparams}}
+        body = {"operation": operation, "params": _params(params, kwparams)}
         job = self._submit_waiting(body, _step(30.0, timeout, 0.0), timeout)
         job = self._until_final(job, start, timeout, 30.0, None)
         if job["status"] != "complete":
@@ -395,6 +413,25 @@ class Pacer:
         early = job["status"] not in FINAL and time.monotonic() - sent < min(wait / 2, 0.5)
         self.pause = min(self.MOST, self.pause * 2 or self.FIRST) if early else 0.0
         return job
+
+
+def _params(params: dict[str, Any] | None, kwparams: dict[str, Any]) -> dict[str, Any]:
+    """A job's parameters as the API takes them: ``params`` and the keywords, a ``datetime.date``
+    as its ``YYYY-MM-DD`` (the form every date parameter takes, docs/api.md). A
+    ``datetime.datetime`` is refused, naming the parameter: it was a TypeError ("not JSON
+    serializable") from deep in the request, and its ISO form with a time is not a date the API
+    takes; which Austin day a moment is, is the caller's to say."""
+    merged = {**(params or {}), **kwparams}
+    for name, value in merged.items():
+        if isinstance(value, datetime.datetime):
+            raise ValueError(
+                f"parameter {name!r} is a datetime ({value.isoformat()}); the API's dates are days: "
+                f"pass {name}=<the datetime>.date() (after .astimezone(ZoneInfo('America/Chicago')) if it is aware) "
+                "or a 'YYYY-MM-DD' string"
+            )
+        if isinstance(value, datetime.date):
+            merged[name] = value.isoformat()
+    return merged
 
 
 def new_key() -> str:

@@ -72,7 +72,7 @@ IDEMPOTENCY_PREFIX = "idempotency:"  # string, TTL: "<job id> <fingerprint>" of 
 def idempotency(scope: str, key: str) -> str:
     """The job a caller's ``Idempotency-Key`` names (``scope``: its token's name, '' without named
     tokens; a name never holds ':', so scope and key cannot run into each other). Written by the
-    dispatch script's ``store_keyed`` in the same call that stores the job."""
+    keyed submit's script (``lua/store_keyed.lua``) in the same call that stores the job."""
     return f"{IDEMPOTENCY_PREFIX}{scope}:{key}"
 
 

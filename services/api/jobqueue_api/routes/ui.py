@@ -12,11 +12,11 @@ cookie. Pages carry the CSRF value (``auth.csrf_token``) that state-changing cal
 
 from __future__ import annotations
 
-import json
 import re
 import time
 
 from flask import Blueprint, jsonify, make_response, redirect, render_template, request
+from werkzeug.exceptions import NotFound
 
 from jobqueue.jobs import JobStatus
 
@@ -32,12 +32,12 @@ from ..auth import (
     token_matches,
     tokens_required,
 )
-from ..errors import ApiError
+from ..errors import ApiError, http_error
 from ..overview import queue_overview
 from ..pages import root, secure_page
 from ..params import job_id_or_400
 from ..state import current
-from ..submission import read_body
+from ..submission import DuplicateKey, duplicate_key, loads, read_body
 
 bp = Blueprint("ui", __name__)
 bp.after_request(secure_page)
@@ -84,7 +84,9 @@ def _page(template: str, **context):
 def login():
     """``{"token": ..., "path": <the API's root as the browser sees it>}`` -> the cookie."""
     try:
-        body = json.loads(read_body(request, 4096) or b"{}")
+        body = loads(read_body(request, 4096) or b"{}")
+    except DuplicateKey as exc:
+        raise duplicate_key(exc) from None
     except ValueError:
         body = None
     if not isinstance(body, dict) or not isinstance(body.get("token"), str):
@@ -135,20 +137,40 @@ def overview():
     return _page("ui/overview.html", page="overview")
 
 
+@bp.app_errorhandler(NotFound)
+def not_found(exc: NotFound):
+    """A browser's 404 under ``/ui/`` (a mistyped or stale page address, ``/ui/job/<id>``): the
+    page's own HTML page, with links back, where it got the API's JSON. Anything else (an API
+    client's, one that prefers JSON or accepts anything, as curl does): the JSON 404."""
+    path = request.path
+    wants_html = request.accept_mimetypes.best_match(["application/json", "text/html"]) == "text/html"
+    if not (path.startswith("/ui/") and not path.startswith("/ui/static/") and wants_html):
+        return http_error(exc)
+    page = render_template("ui/not_found.html", root=root(), page="not_found", csrf="", path=path)
+    return secure_page(make_response(page, 404))
+
+
 @bp.get("/ui/jobs")
 def jobs_page():
     state = current()
     status = request.args.get("status") or ""
     operation = request.args.get("operation") or ""
-    if status not in STATUSES:
+    # a filter that is not one (a hand-edited or stale address) is said, not dropped silently to
+    # "any"; the value itself is not shown (test_filters_are_never_reflected: no text of a link's
+    # making on the page)
+    problems = []
+    if status and status not in STATUSES:
+        problems.append(f"The status in the address is not a job status; the statuses are {', '.join(STATUSES)}.")
         status = ""
-    if operation not in state.catalogue:
+    if operation and operation not in state.catalogue:
+        names = ", ".join(state.catalogue.names())
+        problems.append(f"The operation in the address is not an operation; the operations are {names}.")
         operation = ""
     # the admin (with named tokens) may pick one user's jobs; a student's own are all they see
     admin = bool(state.settings.api_tokens) and identify(given_token()[0]) == (True, None)
     users = sorted(set(named_tokens(state.settings.api_tokens).values())) if admin else []
     user = request.args.get("owner") or ""
-    return _page(
+    page = _page(
         "ui/jobs.html",
         page="jobs",
         statuses=STATUSES,
@@ -157,7 +179,9 @@ def jobs_page():
         operation=operation,
         users=users,
         owner=user if user in users else "",
+        problems=problems,
     )
+    return make_response(page, 400) if problems and isinstance(page, str) else page  # (the login form stays 401)
 
 
 @bp.get("/ui/jobs/<job_id>")
