@@ -172,3 +172,12 @@ def test_a_huge_unknown_name_is_not_echoed_back_whole(client, body, code, field)
     assert len(response.get_data()) < 2000, len(response.get_data())
     if field:
         assert doc[field].endswith("... (60000 characters)")
+
+
+def test_a_huge_duplicate_key_is_not_echoed_back_whole(client):
+    """The same for a key given twice (duplicate_key): its name is cut like an unknown one."""
+    key = "d" * 30000
+    response = client.post("/submit", data=f'{{"{key}": 1, "{key}": 2}}', content_type="application/json")
+    assert response.status_code == 400 and response.get_json()["error"] == "duplicate_key"
+    assert len(response.get_data()) < 2000, len(response.get_data())
+    assert response.get_json()["key"].endswith("... (30000 characters)")

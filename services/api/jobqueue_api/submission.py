@@ -153,11 +153,12 @@ def loads(raw: bytes) -> Any:
 
 
 def duplicate_key(exc: DuplicateKey) -> ApiError:
+    key = echo(exc.key)  # cut: a 60,000-character key would come back twice over
     return ApiError(
         400,
         "duplicate_key",
-        f"the key '{exc.key}' is given more than once in one JSON object of the body; give it once",
-        key=exc.key,
+        f"the key '{key}' is given more than once in one JSON object of the body; give it once",
+        key=key,
     )
 
 
