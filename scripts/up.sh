@@ -102,6 +102,20 @@ for i in $(seq "$WORKERS"); do
   fi
 done
 
+# Another program on the API port would answer the readiness check below for us (on a shared
+# class VM: a classmate's stack) while our own API dies with "Address already in use". Checked
+# before anything starts, so a refusal leaves nothing running (it started this stack's Redis).
+if ! alive "$RUN_DIR/pids/api.pid"; then
+  if (exec 3<>"/dev/tcp/$(bare "$API_HOST")/$PORT") 2>/dev/null; then
+    echo "up: port $PORT is taken by another program; set PORT=... to use another" >&2
+    exit 1
+  fi
+  if [ "${API_METRICS_PORT:-0}" != 0 ] && (exec 3<>"/dev/tcp/$(bare "$API_HOST")/$API_METRICS_PORT") 2>/dev/null; then
+    echo "up: port $API_METRICS_PORT is taken by another program; set API_METRICS_PORT=... to use another" >&2
+    exit 1
+  fi
+fi
+
 # Redis first, and wait for it: the API and workers would otherwise log reconnect attempts.
 if [ "$OWN_REDIS" = 1 ]; then
   REDIS_BIN=$(find_redis_server)
@@ -122,16 +136,6 @@ redis.Redis.from_url(os.environ['REDIS_URL'], password=os.environ.get('REDIS_PAS
 done
 
 if ! alive "$RUN_DIR/pids/api.pid"; then
-  # Another program on the API port would answer the readiness check below for us (on a shared
-  # class VM: a classmate's stack) while our own API dies with "Address already in use".
-  if (exec 3<>"/dev/tcp/$(bare "$API_HOST")/$PORT") 2>/dev/null; then
-    echo "up: port $PORT is taken by another program; set PORT=... to use another (make down with the same variables stops it)" >&2
-    exit 1
-  fi
-  if [ "${API_METRICS_PORT:-0}" != 0 ] && (exec 3<>"/dev/tcp/$(bare "$API_HOST")/$API_METRICS_PORT") 2>/dev/null; then
-    echo "up: port $API_METRICS_PORT is taken by another program; set API_METRICS_PORT=... to use another" >&2
-    exit 1
-  fi
   rm -rf "$API_METRICS_DIR"
 fi
 PROMETHEUS_MULTIPROC_DIR=$API_METRICS_DIR start api "$ROOT/.venv/bin/jobqueue-api"

@@ -218,8 +218,8 @@ def test_every_operation_runs_its_example_on_the_sample(load):
         result = run(ds, op.name, **sub["params"])
         if op.produces_png:
             assert result[:8] == b"\x89PNG\r\n\x1a\n"
-        else:
-            assert set(op.result_keys) <= set(result)
+        else:  # exactly: /operations and docs/analysis.md list these (docs walk-through #11)
+            assert set(op.result_keys) == set(result), op.name
 
 
 def test_daily_counts_on_data_without_a_dated_row_defaults_to_the_given_day(tmp_path, load):
@@ -257,3 +257,43 @@ def test_a_reversed_range_names_the_day_that_was_a_default(load):
         run(ds, "daily_counts", end="2020-01-01")
     assert err.value.param == "end"
     assert err.value.message == "'end' (2020-01-01) is before 'start' (2024-03-05, the first day in the data)"
+
+
+@pytest.mark.parametrize(
+    "kind,text",
+    [
+        ("int", "1_0"),
+        ("int", "\uff15"),  # full-width 5
+        ("int", "\u0663"),  # Arabic-Indic 3
+        ("number", "1_0.5"),
+        ("number", "\uff15.0"),
+        ("number", "nan"),
+        ("date", "20240115"),
+        ("date", "2024-W03-1"),
+        ("date", "\uff12\uff10\uff12\uff14-01-15"),
+    ],
+)
+def test_text_numbers_and_dates_take_only_the_plain_ascii_form(kind, text):
+    """Security review I2: Python's int/float/fromisoformat took "1_0", full-width digits and ISO
+    basic or week dates, which the OpenAPI patterns refuse; each is now the named 400 error."""
+    from atx_analysis.registry import Param, ParamError
+
+    with pytest.raises(ParamError) as err:
+        Param("v", kind, "test").coerce(text)
+    assert err.value.param == "v"
+
+
+@pytest.mark.parametrize(
+    "kind,text,value",
+    [
+        ("int", " 5 ", 5),
+        ("int", "-3", -3),
+        ("number", "1e3", 1000.0),
+        ("number", ".5", 0.5),
+        ("date", "2024-01-15", "2024-01-15"),
+    ],
+)
+def test_plain_text_numbers_and_dates_still_coerce(kind, text, value):
+    from atx_analysis.registry import Param
+
+    assert Param("v", kind, "test").coerce(text) == value

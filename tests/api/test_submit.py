@@ -152,3 +152,32 @@ def test_stored_document_is_what_the_job_model_writes(client, jobs):
     job_id = submit(client, params={"seconds": 1.5})
     raw = jobs.get(keys.job(job_id))
     assert Job.from_json(raw).to_json() == raw
+
+
+@pytest.mark.parametrize(
+    "body,code,field",
+    [
+        ({"operation": "sleep", "params": {"k" * 60000: 1}}, "invalid_param", "param"),
+        ({"operation": "sleep", "x" * 60000: 1}, "unknown_field", "field"),
+        ({"operation": "o" * 60000}, "unknown_operation", None),
+    ],
+)
+def test_a_huge_unknown_name_is_not_echoed_back_whole(client, body, code, field):
+    """Security review I4: an unknown name came back twice (message and field), so a 60,000-character
+    key made a 120 KB error. The error still names it, by its start and its length."""
+    response = client.post("/submit", json=body)
+    assert response.status_code == 400
+    doc = response.get_json()
+    assert doc["error"] == code and "(60000 characters)" in doc["message"]
+    assert len(response.get_data()) < 2000, len(response.get_data())
+    if field:
+        assert doc[field].endswith("... (60000 characters)")
+
+
+def test_a_huge_duplicate_key_is_not_echoed_back_whole(client):
+    """The same for a key given twice (duplicate_key): its name is cut like an unknown one."""
+    key = "d" * 30000
+    response = client.post("/submit", data=f'{{"{key}": 1, "{key}": 2}}', content_type="application/json")
+    assert response.status_code == 400 and response.get_json()["error"] == "duplicate_key"
+    assert len(response.get_data()) < 2000, len(response.get_data())
+    assert response.get_json()["key"].endswith("... (30000 characters)")

@@ -155,6 +155,9 @@ def test_up_refuses_an_api_port_another_program_answers_on(tmp_path):
         )
         assert up.returncode != 0 and "ready" not in up.stdout.split("waiting", 1)[-1], up.stdout
         assert f"port {port} is taken by another program; set PORT=" in up.stderr, up.stderr
+        # refused before anything starts: it used to start this stack's Redis first and leave it running
+        assert "started" not in up.stdout, up.stdout
+        assert not [p for p in (tmp_path / "run" / "pids").glob("*.pid") if _alive(int(p.read_text()))]
     finally:
         subprocess.run(["bash", "scripts/down.sh"], cwd=REPO_ROOT, env=env, capture_output=True, timeout=120)
         other.shutdown()

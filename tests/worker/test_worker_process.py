@@ -211,3 +211,31 @@ def test_every_operation_series_exists_at_zero_before_the_first_job(redis_url, t
         assert 'jobqueue_job_retries_total{operation="incidents_by_road"} 0.0' in body
     finally:
         assert stop(proc, 15) == 0
+
+
+def test_supervisor_waits_longer_before_each_restart_of_a_child_that_keeps_dying(redis_url, tmp_path):
+    """Ecosystem review #9: a child that died at once was restarted every 0.5 s forever. Now the wait
+    doubles per death in a row soon after start (0.5, 1, 2 s ... at most 30 s)."""
+    log_path = tmp_path / "w.log"
+    proc = start_worker(redis_url, log_path, WORKER_CONCURRENCY="2", WORKER_METRICS_PORT=str(free_port()))
+
+    def records():
+        text = log_path.read_text() if log_path.exists() else ""
+        return [json.loads(line) for line in text.splitlines() if line.startswith("{")]
+
+    def child_of_slot_0(not_in):
+        pids = [r["pid"] for r in records() if r["msg"] == "worker process started" and r["slot"] == 0]
+        return pids[-1] if pids and pids[-1] not in not_in else None
+
+    try:
+        killed: list[int] = []
+        for _ in range(3):
+            pid = wait_until(lambda: child_of_slot_0(killed), 60, "a child in slot 0")
+            os.kill(pid, signal.SIGKILL)
+            killed.append(pid)
+        wait_until(lambda: child_of_slot_0(killed), 60, "the third restart")
+    finally:
+        assert stop(proc, 15) == 0
+    restarts = [r for r in records() if r["msg"] == "worker process exited; restarting it"]
+    assert [r["restart_in_seconds"] for r in restarts] == [0.5, 1.0, 2.0], restarts
+    assert [r["deaths_in_a_row"] for r in restarts] == [1, 2, 3], restarts

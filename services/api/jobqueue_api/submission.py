@@ -17,7 +17,7 @@ from werkzeug.exceptions import ClientDisconnected, RequestEntityTooLarge
 
 import redis
 
-from atx_analysis.registry import Operation, ParamError, Registry, UnknownOperation
+from atx_analysis.registry import Operation, ParamError, Registry, UnknownOperation, echo
 from jobqueue import wire
 from jobqueue.delivery import Delivery
 from jobqueue.jobs import Job
@@ -153,11 +153,12 @@ def loads(raw: bytes) -> Any:
 
 
 def duplicate_key(exc: DuplicateKey) -> ApiError:
+    key = echo(exc.key)  # cut: a 60,000-character key would come back twice over
     return ApiError(
         400,
         "duplicate_key",
-        f"the key '{exc.key}' is given more than once in one JSON object of the body; give it once",
-        key=exc.key,
+        f"the key '{key}' is given more than once in one JSON object of the body; give it once",
+        key=key,
     )
 
 
@@ -186,11 +187,12 @@ def validate_submission(
     whatever the worker would refuse is a 400 here. Return the operation and its parameters."""
     unknown = sorted(set(body) - set(ALLOWED_FIELDS))
     if unknown:
+        name = echo(unknown[0])
         raise ApiError(
             400,
             "unknown_field",
-            f"unknown field '{unknown[0]}'; the body takes 'operation' and 'params' (parameters go inside 'params')",
-            field=unknown[0],
+            f"unknown field '{name}'; the body takes 'operation' and 'params' (parameters go inside 'params')",
+            field=name,
         )
     if "operation" not in body or body["operation"] in (None, ""):
         raise ApiError(

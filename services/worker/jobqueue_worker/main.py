@@ -2,7 +2,8 @@
 
 With WORKER_CONCURRENCY=1 (the default, one process per pod) the worker runs in this process.
 With more, this process becomes a small supervisor: it loads the dataset, forks the children (which
-share the loaded data copy-on-write), restarts a child that dies, forwards SIGTERM/SIGINT and exits 0
+share the loaded data copy-on-write), restarts a child that dies (waiting longer after each quick
+death in a row: restart_delay), forwards SIGTERM/SIGINT and exits 0
 once every child has finished its job in hand. Metrics: see jobqueue_worker.metrics.
 """
 
@@ -34,6 +35,19 @@ def preload(catalogue, data) -> None:
     """Load the dataset before taking jobs when any operation needs it (waits for the file)."""
     if any(op.needs_dataset for op in catalogue):
         data.get()
+
+
+RESTART_FIRST_DELAY = 0.5  # seconds before restarting a child that died
+RESTART_MAX_DELAY = 30.0
+RESTART_HEALTHY_SECONDS = 60.0  # a child that lived this long starts the count of quick deaths again
+
+
+def restart_delay(quick_deaths: int) -> float:
+    """Seconds to wait before restarting a child after ``quick_deaths`` deaths in a row, each within
+    RESTART_HEALTHY_SECONDS of its start: 0.5 s, doubling, at most 30 s. A child that dies at once
+    (a bad import, a broken dependency) is then restarted a few times a minute, not twice a second
+    forever, which filled the log with tracebacks and kept a core busy."""
+    return min(RESTART_FIRST_DELAY * 2 ** max(quick_deaths - 1, 0), RESTART_MAX_DELAY)
 
 
 def _stop_during_startup(signum, frame):
@@ -114,6 +128,8 @@ def supervise(settings: Settings, burst: bool) -> int:
         return 3
 
     children: dict[int, int] = {}
+    started: dict[int, float] = {}  # slot -> when its current child was forked
+    quick_deaths: dict[int, int] = {}  # slot -> its children's deaths in a row soon after start
     state = {"stopping": False}
     log.info("start-up heap frozen", extra=freeze_startup_heap())  # before the forks: each child inherits it
 
@@ -131,6 +147,7 @@ def supervise(settings: Settings, burst: bool) -> int:
                 logging.shutdown()
                 os._exit(code)
         children[pid] = slot
+        started[slot] = time.monotonic()
         log.info("worker process started", extra={"pid": pid, "slot": slot})
 
     def stop(signum, frame) -> None:
@@ -156,8 +173,21 @@ def supervise(settings: Settings, burst: bool) -> int:
         slot = children.pop(pid)
         code = os.waitstatus_to_exitcode(status)
         if not state["stopping"] and not (burst and code == 0):
-            log.warning("worker process exited; restarting it", extra={"pid": pid, "exit_code": code})
-            time.sleep(0.5)
+            lived = time.monotonic() - started[slot]
+            quick_deaths[slot] = quick_deaths.get(slot, 0) + 1 if lived < RESTART_HEALTHY_SECONDS else 1
+            delay = restart_delay(quick_deaths[slot])
+            log.warning(
+                "worker process exited; restarting it",
+                extra={
+                    "pid": pid,
+                    "exit_code": code,
+                    "restart_in_seconds": delay,
+                    "deaths_in_a_row": quick_deaths[slot],
+                },
+            )
+            until = time.monotonic() + delay
+            while not state["stopping"] and time.monotonic() < until:  # SIGTERM ends the wait
+                time.sleep(min(0.1, max(until - time.monotonic(), 0)))
             if not state["stopping"]:
                 spawn(slot)
     return 0

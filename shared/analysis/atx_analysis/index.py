@@ -12,7 +12,6 @@ from functools import cached_property
 import numpy as np
 
 from .columns import NO_DAY, Columns
-from .roads import road_of  # noqa: F401  (re-exported)
 
 EARTH_RADIUS_KM = 6371.0088
 MAX_NEEDLE = 400  # bytes; the road parameter is bounded well below this

@@ -102,7 +102,7 @@ def top_locations(ds: Dataset, n: int) -> dict[str, Any]:
 @REGISTRY.operation(
     description="Mean minutes from Published Date to Status Date over ARCHIVED incidents with both "
     "dates and a duration between 0 and 7 days (the data has no response-time column).",
-    result_keys=("avg_response", "unit", "incidents_used"),
+    result_keys=("avg_response", "unit", "incidents_used", "max_duration_minutes"),
 )
 def average_response_time(ds: Dataset) -> dict[str, Any]:
     ds.require("response_minutes", "average_response_time")
@@ -229,7 +229,7 @@ def top_roads(ds: Dataset, n: int) -> dict[str, Any]:
         example=1.0,
     ),
     description="Incidents with coordinates within radius_km of a point, with the most common issues there.",
-    result_keys=("count", "by_issue"),
+    result_keys=("count", "latitude", "longitude", "radius_km", "by_issue"),
 )
 def incidents_within_radius(ds: Dataset, latitude: float, longitude: float, radius_km: float) -> dict[str, Any]:
     ds.require("latitude", "incidents_within_radius")

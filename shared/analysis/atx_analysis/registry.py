@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+import re
 from dataclasses import dataclass, field
 from typing import Any
 from collections.abc import Callable, Mapping
@@ -19,6 +20,16 @@ from .errors import PermanentError
 _MISSING = object()
 MIN_YEAR, MAX_YEAR = 1700, 2199
 DATE_PATTERN = r"^(1[7-9][0-9]{2}|2[01][0-9]{2})-"
+
+
+ECHO_LIMIT = 64
+
+
+def echo(name: Any) -> str:
+    """A client's name for something unknown, as an error repeats it: cut at ``ECHO_LIMIT``
+    characters, so a 60,000-character key (a 64 KiB body allows one) is not sent back twice over."""
+    text = str(name)
+    return text if len(text) <= ECHO_LIMIT else f"{text[:ECHO_LIMIT]}... ({len(text)} characters)"
 
 
 class ParamError(PermanentError, ValueError):
@@ -37,7 +48,8 @@ class UnknownOperation(PermanentError, KeyError):
         self.known = known
 
     def __str__(self) -> str:
-        return f"unknown operation {self.name!r}; known: {', '.join(self.known)}"
+        name = echo(self.name) if isinstance(self.name, str) else self.name
+        return f"unknown operation {name!r}; known: {', '.join(self.known)}"
 
 
 @dataclass(frozen=True)
@@ -99,11 +111,22 @@ class Param:
         return value
 
 
+# Text forms of numbers and dates: ASCII digits in the plain decimal / YYYY-MM-DD form the spec
+# states. Python's int(), float() and date.fromisoformat() also take "1_0", full-width or
+# Arabic-Indic digits and ISO basic or week dates ("20240115", "2024-W03-1"), which the OpenAPI
+# patterns refuse: a client relying on them would break against any other implementation.
+_INT_TEXT = re.compile(r"[+-]?[0-9]+")
+_NUMBER_TEXT = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
+_DATE_TEXT = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+
+
 def _to_int(name: str, raw: Any) -> int:
     if isinstance(raw, bool):
         raise ParamError(name, f"'{name}' must be an integer")
     if isinstance(raw, str):
         try:
+            if not _INT_TEXT.fullmatch(raw.strip()):
+                raise ValueError(raw)
             raw = int(raw.strip())
         except ValueError:
             raise ParamError(name, f"'{name}' must be an integer, got {raw!r}") from None
@@ -119,6 +142,8 @@ def _to_number(name: str, raw: Any) -> float:
         raise ParamError(name, f"'{name}' must be a number")
     if isinstance(raw, str):
         try:
+            if not _NUMBER_TEXT.fullmatch(raw.strip()):
+                raise ValueError(raw)
             raw = float(raw.strip())
         except ValueError:
             raise ParamError(name, f"'{name}' must be a number, got {raw!r}") from None
@@ -144,6 +169,8 @@ def _to_date(name: str, raw: Any) -> str:
     if not isinstance(raw, str):
         raise ParamError(name, f"'{name}' must be a date string YYYY-MM-DD")
     try:
+        if not _DATE_TEXT.fullmatch(raw.strip()):
+            raise ValueError(raw)
         value = dt.date.fromisoformat(raw.strip()).isoformat()
     except ValueError:
         raise ParamError(name, f"'{name}' must be a date YYYY-MM-DD, got {raw!r}") from None
@@ -200,7 +227,8 @@ class Operation:
         unknown = sorted(set(params) - known)
         if unknown:
             allowed = ", ".join(sorted(known)) or "none"
-            raise ParamError(unknown[0], f"unknown parameter '{unknown[0]}' for {self.name}; allowed: {allowed}")
+            name = echo(unknown[0])
+            raise ParamError(name, f"unknown parameter '{name}' for {self.name}; allowed: {allowed}")
         clean: dict[str, Any] = {}
         for p in self.params:
             if p.name in params and params[p.name] is not None:

@@ -482,7 +482,7 @@ class Delivery:
         before the wait. Redis writes the finishes at once (a long poll sees them final); the
         caller learns what they did (``recorded``, called with their answers) when the wait ends,
         within ``timeout``: counting them as soon as their answer came, while the client and the
-        API were busy with the job's answer, made the round trip slower (docs/benchmarks.md). A
+        API were busy with the job's answer, made the round trip slower (docs/benchmarks-history.md, ninth session). A
         due retry or a plots job does not end the wait (the BLMOVE watches the default lane): the
         claim behind it takes them when it ends, as for any idle worker.
 

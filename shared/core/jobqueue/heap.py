@@ -5,7 +5,7 @@ numpy, the catalogue, the dataset's Python objects: about 109,000 tracked object
 46,000 in the worker) and then serves from it for days. Left in the collector's oldest generation,
 that heap is traversed by every full collection, and the first one a gunicorn process makes after
 the fork also writes to the collector's header of every object, which copies the shared pages: on
-the 2-core machine of docs/benchmarks.md a full collection over it took 180-380 ms in the API and
+the 2-core machine of docs/benchmarks-history.md (tenth session) a full collection over it took 180-380 ms in the API and
 80-160 ms in the worker, all of it a pause for whatever request or job was in hand. ``gc.freeze()``
 moves the survivors of one last collection to the permanent generation, which the collector skips;
 the objects themselves are freed as usual when nothing refers to them (only a cycle among them would
