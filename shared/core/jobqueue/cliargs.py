@@ -75,7 +75,9 @@ def check_url(url: str, source: str) -> str:
     except ValueError as exc:
         raise UsageError(f"{source} {url!r} is not a URL ({exc}): give it as http://HOST:PORT") from None
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise UsageError(f"{source} {url!r} needs http:// or https:// and a host, e.g. http://{url.split('://')[-1]}")
+        rest = url.split("://")[-1]
+        example = f"http://{rest}" if rest and not rest.startswith("/") else "http://HOST:PORT"
+        raise UsageError(f"{source} {url!r} needs http:// or https:// and a host, e.g. {example}")
     if parts.query or parts.fragment or url.endswith(("?", "#")):
         raise UsageError(f"{source} {url!r} takes no query string or fragment: give the API's base URL only")
     return url
