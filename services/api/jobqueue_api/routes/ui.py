@@ -37,7 +37,7 @@ from ..overview import queue_overview
 from ..pages import root, secure_page
 from ..params import job_id_or_400
 from ..state import current
-from ..submission import DuplicateKey, duplicate_key, loads, read_body
+from ..submission import DuplicateKey, NotUtf8, duplicate_key, loads, read_body
 
 bp = Blueprint("ui", __name__)
 bp.after_request(secure_page)
@@ -87,6 +87,8 @@ def login():
         body = loads(read_body(request, 4096) or b"{}")
     except DuplicateKey as exc:
         raise duplicate_key(exc) from None
+    except NotUtf8 as exc:
+        raise ApiError(400, "invalid_json", str(exc), param="token") from None
     except ValueError:
         body = None
     if not isinstance(body, dict) or not isinstance(body.get("token"), str):
