@@ -236,7 +236,7 @@ def validate_submission(
     try:
         op = catalogue.get(body["operation"])
     except UnknownOperation as exc:
-        raise ApiError(400, "unknown_operation", str(exc), operations=exc.known) from None
+        raise ApiError(400, "unknown_operation", str(exc), **exc.details()) from None
     try:
         params = op.validate(body.get("params"))
         for name, value in params.items():
