@@ -172,6 +172,9 @@ def jobs_page():
     admin = bool(state.settings.api_tokens) and identify(given_token()[0]) == (True, None)
     users = sorted(set(named_tokens(state.settings.api_tokens).values())) if admin else []
     user = request.args.get("owner") or ""
+    if users and user and user not in users:  # (a student's page has no owner filter to fall back from)
+        problems.append(f"The user in the address is not a user of this API; the users are {', '.join(users)}.")
+        user = ""
     page = _page(
         "ui/jobs.html",
         page="jobs",
