@@ -62,6 +62,20 @@ def test_helm_lint_strict(scenario):
     assert not problems and not report["errors"], (problems, report["errors"])
 
 
+def test_helm_lint_has_nothing_left_to_recommend():
+    """`helm lint` reported "icon is recommended" (INFO, so --strict passed with it): Chart.yaml now
+    has an icon, an inline SVG, which lint's URL check accepts (an invalid one is an ERROR)."""
+    import base64
+
+    report = helm.lint(str(CHART), scenario_values("default"), strict=True, namespace=NAMESPACE)
+    assert report["messages"] == [] and not report["errors"], report
+    icon = yaml.safe_load((CHART / "Chart.yaml").read_text())["icon"]
+    prefix = "data:image/svg+xml;base64,"
+    assert icon.startswith(prefix)
+    svg = base64.b64decode(icon.removeprefix(prefix), validate=True).decode()
+    assert svg.startswith('<svg xmlns="http://www.w3.org/2000/svg"') and svg.endswith("</svg>")
+
+
 def test_scenarios_pass_the_values_schema(scenario):
     with helm.Chart.load(str(CHART)) as chart:
         chart.validate_schema(scenario_values(scenario))
