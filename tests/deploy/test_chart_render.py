@@ -489,6 +489,12 @@ def test_notes_give_exact_port_forward_and_curl_commands():
     notes = render_chart({})["atx-jobqueue/templates/NOTES.txt"]
     assert f"kubectl --namespace {NAMESPACE} port-forward service/{RELEASE}-atx-jobqueue-api 5000:5000" in notes
     assert "curl -s -X POST $API/submit" in notes and "curl -s $API/status/" in notes
+    lines = notes.splitlines()
+    forward = next(i for i, line in enumerate(lines) if "kubectl" in line and "port-forward" in line)
+    assert lines[forward + 1 : forward + 3] == [
+        "  export API=http://127.0.0.1:5000",
+        "  curl -s $API/help    # what it serves: the routes, the operations and their parameters",
+    ]
     node = render_chart(scenario_values("class-cluster"))["atx-jobqueue/templates/NOTES.txt"]
     assert "username-atx-jobqueue.coe332.tacc.cloud" in node
 
