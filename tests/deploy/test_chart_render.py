@@ -13,6 +13,7 @@ from tests.deploy.manifests import (
     CHART,
     NAMESPACE,
     RELEASE,
+    REPO_ROOT,
     SCENARIOS,
     WORKLOADS,
     containers,
@@ -60,6 +61,33 @@ def test_helm_lint_strict(scenario):
     report = helm.lint(str(CHART), scenario_values(scenario), strict=True, namespace=NAMESPACE)
     problems = [m for m in report["messages"] if m["severity"] >= 2]
     assert not problems and not report["errors"], (problems, report["errors"])
+
+
+@pytest.mark.parametrize(
+    ("values", "annotations"),
+    [
+        ({}, {"grafana_folder": "atx-jobqueue"}),
+        ({"folder": "Traffic/COE 332"}, {"grafana_folder": "Traffic/COE 332"}),
+        (
+            {"folderAnnotation": "k8s-sidecar-target-directory", "folder": "/tmp/dashboards/traffic"},
+            {"k8s-sidecar-target-directory": "/tmp/dashboards/traffic"},
+        ),
+        ({"folder": ""}, None),
+    ],
+)
+def test_dashboard_folder_annotation_follows_the_sidecar_key(values, annotations):
+    """The grafana chart's sidecar reads the folder from the annotation its folderAnnotation names
+    (null by default there and in kube-prometheus-stack: docs/observability.md); the key is a value."""
+    objs = render_objects({"metrics": {"grafanaDashboard": {"enabled": True, **values}}})
+    (dashboards,) = [o for o in objs if o["kind"] == "ConfigMap" and o["metadata"]["name"].endswith("-dashboards")]
+    assert dashboards["metadata"]["labels"]["grafana_dashboard"] == "1"
+    assert dashboards["metadata"].get("annotations") == annotations
+
+
+def test_observability_doc_names_the_sidecar_settings_the_dashboard_needs():
+    text = (REPO_ROOT / "docs" / "observability.md").read_text()
+    for setting in ("searchNamespace", "folderAnnotation", "foldersFromFilesStructure", "labelValue"):
+        assert f"{setting}`" in text, setting
 
 
 def test_helm_lint_has_nothing_left_to_recommend():
