@@ -316,3 +316,19 @@ def test_a_request_gunicorn_accepts_is_answered_as_before(api):
     """The worker class's error path leaves a well-formed request alone: gunicorn's own answer."""
     got, headers, body = _raw(api[0], b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
     assert got == 200 and json.loads(body) == {"status": "ok"} and headers["server"] == "gunicorn"
+
+
+def test_every_refusal_gunicorn_defines_has_its_own_row():
+    """A gunicorn upgrade that adds a kind of refusal would get the catch-all ``bad_request``: this
+    names it, so its status and code are chosen (errors.SERVER_ERRORS) rather than defaulted."""
+    import inspect
+
+    from gunicorn.http import errors as gerr
+
+    from jobqueue_api.errors import SERVER_ERRORS
+
+    rows = [kinds for kinds, *_ in SERVER_ERRORS[:-1]]
+    kinds = [c for _, c in inspect.getmembers(gerr, inspect.isclass) if issubclass(c, gerr.ParseException)]
+    assert len(kinds) > 15, kinds
+    missing = [c.__name__ for c in kinds if c is not gerr.ParseException and not any(issubclass(c, r) for r in rows)]
+    assert not missing, missing

@@ -192,7 +192,14 @@ SERVER_ERRORS: list[tuple[tuple[type[BaseException], ...], int, str, str, str]] 
         "malformed or conflicting header",
     ),
     ((gerr.ForbiddenProxyRequest,), 403, "Forbidden", "forbidden", "PROXY line from an address not allowed"),
-    ((gerr.ParseException,), 400, "Bad Request", "bad_request", "malformed request"),
+    (
+        (gerr.InvalidProxyLine, gerr.InvalidProxyHeader, gerr.InvalidH2CPreface),
+        400,
+        "Bad Request",
+        "bad_request",
+        "malformed request",
+    ),
+    ((gerr.ParseException,), 400, "Bad Request", "bad_request", "malformed request"),  # a newer gunicorn's
 ]
 _DETAIL_CHARS = 200  # of gunicorn's description, which may quote the client's bytes
 # Content-Length given twice, or beside Transfer-Encoding; or a Transfer-Encoding that does not end in chunked
