@@ -48,6 +48,7 @@ def test_analyze_defaults_to_the_bundled_sample(tmp_path):
     "args,code,words",
     [
         (["analyze", "nope"], 2, ["unknown operation", "top_locations"]),
+        (["analyze", "top_locatons"], 2, ["unknown operation", "(did you mean 'top_locations'?)"]),
         (["analyze", "top_locations", "n=0"], 2, ["'n'", "at least 1"]),
         (["analyze", "top_locations", "n=ten"], 2, ["'n'", "integer"]),
         (["analyze", "top_locations", "count=3"], 2, ["unknown parameter 'count'"]),

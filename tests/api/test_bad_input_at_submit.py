@@ -12,6 +12,7 @@ import json
 
 import pytest
 
+from jobqueue import keys
 from jobqueue.jobs import is_valid_job_id
 
 BAD_SUBMISSIONS = [
@@ -118,3 +119,34 @@ def test_the_login_body_refuses_a_key_given_twice_too(client):
     response = client.post("/ui/login", data=b'{"token": "a", "token": "b"}', content_type="application/json")
     assert response.status_code == 400 and response.get_json()["key"] == "token", response.get_json()
     assert client.post("/ui/login", json={"token": "a"}).status_code == 200  # no tokens set: logged in
+
+
+BODY_TEXT = '{"operation": "sleep", "params": {"seconds": 0}}'
+NOT_UTF8 = [
+    (b"\xef\xbb\xbf" + BODY_TEXT.encode(), "byte order mark"),
+    (BODY_TEXT.encode("utf-16"), "UTF-16"),
+    (BODY_TEXT.encode("utf-16-le"), "UTF-16-LE"),
+    (BODY_TEXT.encode("utf-16-be"), "UTF-16-BE"),
+    (BODY_TEXT.encode("utf-32"), "UTF-32"),
+    (b'{"operation": "sleep", "params": {"seconds": 0}, "x": "\xed\xa0\x80"}', "byte 55"),  # a surrogate's bytes
+    (b'{"operation": "sleep\xff"}', "byte 20"),
+]
+
+
+@pytest.mark.parametrize("route", ["/submit", "/jobs", "/submit?x=1"])
+@pytest.mark.parametrize("body,named", NOT_UTF8)
+def test_a_body_that_is_not_utf8_is_a_400_saying_so(client, queue, route, body, named):
+    """docs/api.md says a body that is not UTF-8 is a 400; a UTF-8 byte order mark, UTF-16 and
+    UTF-32 were accepted (202, stored), as ``json.loads`` guesses a bytes body's encoding."""
+    response = client.post(route, data=body, content_type="application/json")
+    assert response.status_code == 400, response.get_json()
+    doc = response.get_json()
+    assert doc["error"] == "invalid_json" and doc["message"].startswith("the body is not UTF-8 text"), doc
+    assert named in doc["message"], doc
+    assert queue.llen(keys.queue("jobs")) == 0
+
+
+def test_the_login_body_must_be_utf8_too(client):
+    response = client.post("/ui/login", data='{"token": "a"}'.encode("utf-16"), content_type="application/json")
+    doc = response.get_json()
+    assert response.status_code == 400 and doc["error"] == "invalid_json" and "UTF-16" in doc["message"], doc

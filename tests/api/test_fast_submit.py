@@ -356,3 +356,13 @@ def test_through_gunicorn_a_stopping_process_answers_both_paths_waiting_submits_
     assert status == 202 and doc["status"] == "submitted"
     assert dict(headers)["Connection"] == "close" and dict(headers)["Location"] == f"/status/{doc['job_id']}"
     assert queued
+
+
+def test_a_body_that_is_not_utf8_is_handed_to_flask_and_refused(redis_url):
+    """A UTF-16 body was parsed (``json.loads`` guesses the encoding) and stored, 202, on the fast
+    path as on Flask's; both now answer Flask's 400."""
+    app, calls = app_counting_flask(redis_url)
+    _call(app)
+    answer = _call(app, "/submit", BODY.decode().encode("utf-16"))
+    assert answer["status"].startswith("400") and b"not UTF-8" in answer["body"], answer
+    assert calls == [1, 1]

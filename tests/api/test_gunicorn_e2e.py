@@ -259,3 +259,99 @@ def test_a_body_read_by_its_content_length_in_pieces_or_cut_short(api):
     assert status == 202 and answer["status"] == "submitted", answer
     status, answer = _raw_post(api[0], len(body) + 20, [body], close_after=True)
     assert status == 400 and answer["error"] == "invalid_body", answer
+
+
+def _raw(base_url: str, request: bytes) -> tuple[int, dict[str, str], bytes]:
+    """``request`` sent as is over a bare socket; the status, headers and body of the answer."""
+    import socket
+    from urllib.parse import urlsplit
+
+    url = urlsplit(base_url)
+    with socket.create_connection((url.hostname, url.port), timeout=10) as sock:
+        sock.sendall(request)
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+    head, _, body = answer.partition(b"\r\n\r\n")
+    status_line, *lines = head.decode("latin-1").split("\r\n")
+    headers = {name.lower(): value.strip() for name, _, value in (line.partition(":") for line in lines)}
+    return int(status_line.split()[1]), headers, body
+
+
+_POST = b"POST /submit HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+
+
+@pytest.mark.parametrize(
+    "request_bytes,status,code",
+    [
+        (_POST + b"Content-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", 400, "invalid_header"),
+        (_POST + b"Content-Length: 2\r\nContent-Length: 3\r\n\r\n{}", 400, "invalid_header"),
+        (_POST + b"Transfer-Encoding: gzip\r\n\r\n", 400, "invalid_header"),
+        (_POST + b"Transfer-Encoding: br\r\n\r\n", 501, "unsupported_transfer_coding"),
+        (_POST + b"Expect: coffee\r\nContent-Length: 2\r\n\r\n{}", 417, "expectation_failed"),
+        (b"GET /" + b"a" * 5000 + b" HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n", 414, "uri_too_long"),
+        (b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Big: " + b"a" * 9000 + b"\r\n\r\n", 431, None),
+        (b"GET /healthz HTTP/1.1\r\n" + b"".join(b"X-%d: 1\r\n" % i for i in range(120)) + b"\r\n", 431, None),
+        (b"GET /healthz HTTP/9.9\r\nHost: 127.0.0.1\r\n\r\n", 400, "invalid_http_version"),
+        (b"GARBAGE\r\n\r\n", 400, "invalid_request_line"),
+        (b"G@T /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n", 400, "invalid_method"),
+        (b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nBad Name: 1\r\n\r\n", 400, "invalid_header"),
+        (b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nX-A: 1\r\n  folded\r\n\r\n", 400, "invalid_header"),
+    ],
+)
+def test_requests_gunicorn_refuses_are_answered_in_json(api, request_bytes, status, code):
+    """What gunicorn's parser refuses before the application sees it (a request smuggling Content-Length
+    beside Transfer-Encoding, a request line or headers too long, a malformed line) gets the API's
+    JSON error shape, not gunicorn's HTML page; the status is gunicorn's."""
+    got, headers, body = _raw(api[0], request_bytes)
+    assert got == status, body
+    assert headers["content-type"] == "application/json" and headers["connection"] == "close"
+    assert int(headers["content-length"]) == len(body) and headers["x-content-type-options"] == "nosniff"
+    answer = json.loads(body)
+    assert answer["error"] == (code or "request_header_fields_too_large") and answer["message"], answer
+    assert b"<html" not in body
+
+
+def test_refusals_are_counted_on_metrics(api):
+    """Requests gunicorn refuses never reach the application (so not its request counter): they are
+    counted by status and error code, summed over the worker processes like the other metrics."""
+    base = api[0]
+    refused = "jobqueue_http_refused_total"
+    kinds = {
+        ("400", "invalid_header"): _POST + b"Content-Length: 2\r\nContent-Length: 3\r\n\r\n{}",
+        ("414", "uri_too_long"): b"GET /" + b"a" * 5000 + b" HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n",
+    }
+    before = {key: metric_sum(requests.get(base + "/metrics").text, refused, _labels(key)) for key in kinds}
+    n = 6  # a connection each, so both worker processes answer some
+    for request_bytes in kinds.values():
+        for _ in range(n):
+            assert _raw(base, request_bytes)[0] in (400, 414)
+    text = requests.get(base + "/metrics").text
+    for key in kinds:
+        assert metric_sum(text, refused, _labels(key)) == before[key] + n, key
+
+
+def _labels(key: tuple[str, str]) -> dict[str, str]:
+    return {"status": key[0], "error": key[1]}
+
+
+def test_a_request_gunicorn_accepts_is_answered_as_before(api):
+    """The worker class's error path leaves a well-formed request alone: gunicorn's own answer."""
+    got, headers, body = _raw(api[0], b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+    assert got == 200 and json.loads(body) == {"status": "ok"} and headers["server"] == "gunicorn"
+
+
+def test_every_refusal_gunicorn_defines_has_its_own_row():
+    """A gunicorn upgrade that adds a kind of refusal would get the catch-all ``bad_request``: this
+    names it, so its status and code are chosen (errors.SERVER_ERRORS) rather than defaulted."""
+    import inspect
+
+    from gunicorn.http import errors as gerr
+
+    from jobqueue_api.errors import SERVER_ERRORS
+
+    rows = [kinds for kinds, *_ in SERVER_ERRORS[:-1]]
+    kinds = [c for _, c in inspect.getmembers(gerr, inspect.isclass) if issubclass(c, gerr.ParseException)]
+    assert len(kinds) > 15, kinds
+    missing = [c.__name__ for c in kinds if c is not gerr.ParseException and not any(issubclass(c, r) for r in rows)]
+    assert not missing, missing

@@ -203,3 +203,16 @@ def test_the_web_page_login_takes_a_pasted_token_as_the_api_takes_it(owned_app):
     assert r.status_code == 401 and "without 'alice:' in front" in r.get_json()["message"], r.get_json()
     r = client.post("/ui/login", json={"token": "guess"})
     assert r.status_code == 401 and "not one this API knows" in r.get_json()["message"], r.get_json()
+
+
+def test_an_unknown_owner_on_the_admins_page_is_a_400_page_saying_so(owned_app):
+    """``/ui/jobs?owner=mallory`` showed every user's jobs under "any" without a word; like a
+    status that is not one, it is now a 400 page naming the users (the value itself not shown)."""
+    client = owned_app.test_client()
+    response = client.get("/ui/jobs?owner=mallory", headers=_as("admin"))
+    html = response.get_data(as_text=True)
+    assert response.status_code == 400 and response.mimetype == "text/html"
+    assert "The user in the address is not a user of this API; the users are alice, bob." in html
+    assert "mallory" not in html and '<option value="bob" selected>' not in html
+    assert client.get("/ui/jobs?owner=bob", headers=_as("admin")).status_code == 200
+    assert client.get("/ui/jobs?owner=alice", headers=_as("bob")).status_code == 200  # no filter of their own

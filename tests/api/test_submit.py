@@ -119,6 +119,22 @@ def test_unknown_operation_lists_the_known_ones(client):
     assert "sleep" in doc["operations"]
 
 
+def test_a_misspelt_operation_gets_a_suggestion(client, queue):
+    """``top_locatons`` got the list of all 17 operations and no hint: the 400 (and /analysis's
+    404) now names the closest one, in the message and as ``did_you_mean``; a name close to none
+    gets no guess."""
+    doc = client.post("/submit", json={"operation": "top_locatons"}).get_json()
+    assert doc["error"] == "unknown_operation" and doc["did_you_mean"] == "top_locations", doc
+    assert "(did you mean 'top_locations'?)" in doc["message"] and "top_locations" in doc["operations"]
+    doc = client.get("/analysis/plot_top_location").get_json()
+    assert doc["error"] == "unknown_operation" and doc["did_you_mean"] == "plot_top_locations", doc
+    doc = client.post("/submit", json={"operation": "zzzz"}).get_json()
+    assert doc["error"] == "unknown_operation" and "did_you_mean" not in doc and "did you mean" not in doc["message"]
+    doc = client.post("/submit", json={"operation": "top_locations" + "s" * 60}).get_json()
+    assert "did_you_mean" not in doc and "... (73 characters)" in doc["message"], doc  # cut at 64, no guess
+    assert queue.llen(keys.queue("jobs")) == 0
+
+
 def test_body_over_the_limit_is_413(redis_url, queue):
     from jobqueue_api import create_app
 

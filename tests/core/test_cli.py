@@ -70,6 +70,7 @@ def test_submit_and_analyze_parse_key_value_the_same_way(stack, tmp_path):
         (["submit", "top_locations", "n=1", "n=2"], 2, ["'n' given twice"]),
         (["submit", "top_locations", "n"], 2, ["key=value"]),
         (["submit", "nope"], 2, ["unknown_operation"]),
+        (["submit", "top_locatons"], 2, ["unknown_operation", "(did you mean 'top_locations'?)"]),
         (["submit", "top_locations", "count=3"], 2, ["unknown parameter 'count'"]),
         (["status", "3f2b8c4e-1d2a-4b5c-9e8f-0a1b2c3d4e5f"], 2, ["job_not_found"]),
         (["submit", "sleep", "seconds=5", "--wait", "--timeout", "0.5"], 4, ["still"]),

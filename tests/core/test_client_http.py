@@ -256,3 +256,21 @@ def test_a_date_parameter_is_sent_as_the_apis_iso_day_and_a_datetime_is_refused_
     assert client.status(job["job_id"])["params"]["end"] == "2024-01-31"
     with pytest.raises(ValueError, match=r"parameter 'start' is a datetime .*start=<the datetime>\.date\(\)"):
         client.submit("daily_counts", start=datetime.datetime(2024, 1, 1, 12, 0))
+
+
+def test_a_decimal_parameter_is_sent_as_its_number_and_one_no_float_holds_is_refused_by_name(api):
+    """``decimal.Decimal`` was requests' TypeError ("not JSON serializable"); now a whole or
+    float-exact one is sent as that number, and any other value JSON cannot carry is refused by name."""
+    from decimal import Decimal
+
+    client = Client(api)
+    job = client.status(client.submit("top_locations", n=Decimal("3")))
+    assert job["params"]["n"] == 3 and isinstance(job["params"]["n"], int), job
+    job = client.status(client.submit("sleep", seconds=Decimal("0.1")))
+    assert job["params"]["seconds"] == 0.1, job
+    with pytest.raises(ValueError, match=r"parameter 'seconds' is Decimal\('0.10000000000000000001'\), which no JSON"):
+        client.submit("sleep", seconds=Decimal("0.10000000000000000001"))
+    with pytest.raises(ValueError, match=r"parameter 'seconds' is Decimal\('NaN'\)"):
+        client.submit("sleep", {"seconds": Decimal("NaN")})
+    with pytest.raises(ValueError, match=r"parameter 'road' is a builtins.set, which JSON cannot carry"):
+        client.submit("incidents_by_road", road={"183"})

@@ -201,10 +201,10 @@ def test_malformed_job_ids_are_400_or_404(api, route, bad_id):
 
 
 def test_an_overlong_request_line_is_414(api):
-    """gunicorn refuses request lines over 4094 bytes before the app sees them (its own HTML page,
-    the one non-JSON error: docs/security.md)."""
+    """gunicorn refuses request lines over 4094 bytes before the app sees them, in the API's JSON
+    error shape (errors.json_errors), not its own HTML page."""
     resp = requests.get(f"{api.url}/status/{'x' * 5000}", timeout=10)
-    assert resp.status_code == 414
+    assert _json_error(resp, 414)["error"] == "uri_too_long"
 
 
 def test_unknown_well_formed_job_id_is_404(api):

@@ -233,3 +233,20 @@ def test_a_browser_asking_for_an_unknown_page_gets_the_pages_404_with_links_back
         assert answer.status_code == 404 and answer.get_json()["error"] == "not_found", accept
     assert client.get("/nonsense", headers={"Accept": browser}).get_json()["error"] == "not_found"
     assert client.get("/ui/static/nope.js", headers={"Accept": browser}).get_json()["error"] == "not_found"
+
+
+def test_a_browser_opening_an_address_that_is_not_a_page_gets_the_pages_405(client):
+    """``/ui/login`` typed in the address bar (it takes the login form's POST only) showed a browser
+    the API's JSON 405; it gets an HTML page with links back, and ``Allow``; API clients keep the JSON."""
+    browser = "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"
+    response = client.get("/ui/login", headers={"Accept": browser})
+    html = _strict(response)
+    assert response.status_code == 405 and response.mimetype == "text/html"
+    assert response.headers["Allow"] == "OPTIONS, POST" and "takes only OPTIONS, POST requests" in html
+    assert 'href="../ui/"' in html and "Not a page to open" in html
+    for accept in ("*/*", "application/json", None):
+        answer = client.get("/ui/login", headers={"Accept": accept} if accept else {})
+        assert answer.status_code == 405 and answer.get_json()["error"] == "method_not_allowed", accept
+        assert answer.headers["Allow"] == "OPTIONS, POST"
+    assert client.post("/submit/x", headers={"Accept": browser}).status_code == 404
+    assert client.get("/submit", headers={"Accept": browser}).get_json()["error"] == "method_not_allowed"

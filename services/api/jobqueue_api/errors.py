@@ -4,17 +4,21 @@ Route code raises :class:`ApiError`; Werkzeug's HTTP exceptions (404 route, 405 
 the analysis package's errors (:data:`ANALYSIS_ERRORS`, by their permanent/transient class) and
 Redis outages are translated here, and anything else is logged and answered with a JSON 500, so
 no API client ever sees an HTML error page (a browser asking for an unknown ``/ui/`` page gets the
-web page's own, routes/ui.py).
+web page's own, routes/ui.py). The refusals gunicorn makes itself, before the application sees a
+request (a malformed request line or header, one too long, a bad chunk), are answered in the same
+shape by :func:`json_errors`' worker class, not with gunicorn's HTML page.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 from typing import Any
 
 import redis
 from flask import Flask, current_app, jsonify
+from gunicorn.http import errors as gerr
 from werkzeug.exceptions import HTTPException
 
 from atx_analysis.errors import AnalysisError, DataFormatError, MissingColumnError, PermanentError, TransientError
@@ -147,3 +151,135 @@ def register_error_handlers(app: Flask) -> None:
     def _last_resort(exc: Exception):
         log.exception("unhandled error")
         return error_response(500, "internal_error", "internal error; it has been logged")
+
+
+# gunicorn's own refusals, made before the application sees the request, with the statuses
+# gunicorn.workers.base.Worker.handle_error gives them: exception classes, status, reason phrase,
+# code, message (gunicorn's own description follows it). Most specific first.
+SERVER_ERRORS: list[tuple[tuple[type[BaseException], ...], int, str, str, str]] = [
+    ((gerr.InvalidResponseHeader, gerr.InvalidResponseHeaderName, gerr.ConfigurationProblem), 500, "", "", ""),
+    ((gerr.LimitRequestLine,), 414, "URI Too Long", "uri_too_long", "request line over {limit_request_line} bytes"),
+    (
+        (gerr.LimitRequestHeaders,),
+        431,
+        "Request Header Fields Too Large",
+        "request_header_fields_too_large",
+        "over {limit_request_fields} header fields, or one over {limit_request_field_size} bytes",
+    ),
+    ((gerr.InvalidRequestMethod,), 400, "Bad Request", "invalid_method", "malformed method"),
+    ((gerr.InvalidHTTPVersion,), 400, "Bad Request", "invalid_http_version", "unsupported HTTP version"),
+    ((gerr.InvalidRequestLine,), 400, "Bad Request", "invalid_request_line", "malformed request line"),
+    (
+        (gerr.UnsupportedTransferCoding,),
+        501,
+        "Not Implemented",
+        "unsupported_transfer_coding",
+        "unknown Transfer-Encoding (chunked is the one to use)",
+    ),
+    (
+        (gerr.InvalidChunkSize, gerr.ChunkMissingTerminator, gerr.InvalidChunkExtension),
+        400,
+        "Bad Request",
+        "invalid_chunk",
+        "malformed chunked body",
+    ),
+    ((gerr.ExpectationFailed,), 417, "Expectation Failed", "expectation_failed", "only 100-continue is understood"),
+    (
+        (gerr.InvalidHeader, gerr.InvalidHeaderName, gerr.ObsoleteFolding, gerr.InvalidSchemeHeaders),
+        400,
+        "Bad Request",
+        "invalid_header",
+        "malformed or conflicting header",
+    ),
+    ((gerr.ForbiddenProxyRequest,), 403, "Forbidden", "forbidden", "PROXY line from an address not allowed"),
+    (
+        (gerr.InvalidProxyLine, gerr.InvalidProxyHeader, gerr.InvalidH2CPreface),
+        400,
+        "Bad Request",
+        "bad_request",
+        "malformed request",
+    ),
+    ((gerr.ParseException,), 400, "Bad Request", "bad_request", "malformed request"),  # a newer gunicorn's
+]
+_DETAIL_CHARS = 200  # of gunicorn's description, which may quote the client's bytes
+# Content-Length given twice, or beside Transfer-Encoding; or a Transfer-Encoding that does not end in chunked
+_LENGTH_HEADERS = {
+    "CONTENT-LENGTH": "Content-Length must be one non-negative number, given once, and not beside Transfer-Encoding",
+    "TRANSFER-ENCODING": "Transfer-Encoding must end in chunked, list chunked once, and not come with Content-Length",
+}
+
+
+def server_error(exc: BaseException, cfg: Any) -> tuple[int, str, str, bytes]:
+    """Status, reason phrase, error code and JSON body for an error gunicorn raised outside the
+    application (``cfg``: gunicorn's config, for the limits a message names). Anything unforeseen
+    is a 500."""
+    status, reason, code, text = next(
+        ((status, reason, code, text) for kinds, status, reason, code, text in SERVER_ERRORS if isinstance(exc, kinds)),
+        (500, "", "", ""),
+    )
+    if status == 500:
+        body: dict[str, Any] = {"error": "internal_error", "message": "internal error; it is logged"}
+        return 500, "Internal Server Error", "internal_error", _json_line(body)
+    limits = {
+        name: getattr(cfg, name) for name in ("limit_request_line", "limit_request_fields", "limit_request_field_size")
+    }
+    detail = str(exc)
+    if len(detail) > _DETAIL_CHARS:
+        detail = f"{detail[:_DETAIL_CHARS]}... ({len(detail)} characters)"
+    body = {"error": code, "message": f"{text.format(**limits)}: {detail}"}
+    header = getattr(exc, "hdr", None)
+    if code == "invalid_header" and isinstance(header, str) and len(header) <= 64:
+        body["header"] = header
+        if header in _LENGTH_HEADERS and isinstance(exc, gerr.InvalidHeader):
+            body["message"] = _LENGTH_HEADERS[header]
+    return status, reason, code, _json_line(body)
+
+
+def _json_line(body: dict[str, Any]) -> bytes:
+    return (json.dumps(body, separators=(",", ":"), sort_keys=True) + "\n").encode()  # as jsonify writes it
+
+
+def json_errors(worker_class: type) -> type:
+    """``worker_class`` (a gunicorn worker) answering gunicorn's own errors (:data:`SERVER_ERRORS`)
+    in the project's JSON shape, with gunicorn's status, log line and access line, instead of its
+    HTML page. Only errors take this path: a request the parser accepts never reaches it."""
+    from datetime import datetime
+
+    from gunicorn import util
+    from gunicorn.http.wsgi import Response, default_environ
+
+    class JsonErrorsWorker(worker_class):
+        def handle_error(self, req, client, addr, exc):  # gunicorn's signature
+            started = datetime.now()
+            addr = addr or ("", -1)  # a unix socket
+            status, reason, code, body = server_error(exc, self.cfg)
+            if status == 500:
+                self.log.exception("Error handling request %s", getattr(req, "uri", "(no URI read)"))
+            else:
+                self.log.warning("Invalid request from ip=%s: %s", addr[0], exc)
+            head = (
+                f"HTTP/1.1 {status} {reason}\r\nConnection: close\r\nContent-Type: application/json\r\n"
+                f"Content-Length: {len(body)}\r\nX-Content-Type-Options: nosniff\r\n\r\n"
+            )
+            try:
+                util.write_nonblock(client, head.encode("latin-1") + body)
+            except Exception:
+                self.log.debug("Failed to send error message.")
+            try:  # the app's metrics module, imported by now (the worker loaded the app)
+                from jobqueue_api.metrics import count_refused
+
+                count_refused(status, code)
+            except Exception:
+                self.log.exception("could not count a refused request")
+            if req is None and isinstance(exc, (gerr.InvalidHeader, gerr.InvalidHeaderName)):
+                req = getattr(exc, "req", None)  # the request whose headers were refused, as gunicorn does
+            if req is not None and hasattr(req, "body"):  # the access line (at LOG_LEVEL=DEBUG)
+                environ = default_environ(req, client, self.cfg)
+                environ["REMOTE_ADDR"], environ["REMOTE_PORT"] = addr[0], str(addr[1])
+                resp = Response(req, client, self.cfg)
+                resp.status = f"{status} {reason}"
+                resp.response_length = len(body)
+                self.log.access(resp, req, environ, datetime.now() - started)
+
+    JsonErrorsWorker.__name__ = JsonErrorsWorker.__qualname__ = f"JsonErrors{worker_class.__name__}"
+    return JsonErrorsWorker

@@ -106,12 +106,12 @@ def params_schema(op) -> dict[str, Any]:
     return op.params_schema()
 
 
-# gunicorn refuses a request line over 4,094 bytes before the app sees it (limit_request_line), with
-# its own small HTML page: documented so clients know the limit exists.
-URI_TOO_LONG = {
-    "description": "request line (method, path and query) over 4,094 bytes, refused by the "
-    "HTTP server before the application"
-}
+# gunicorn refuses a request line over 4,094 bytes before the app sees it (limit_request_line), in
+# the JSON error shape (errors.json_errors): documented so clients know the limit exists.
+URI_TOO_LONG = _error(
+    "`uri_too_long`: request line (method, path and query) over 4,094 bytes, refused by the HTTP server "
+    "before the application"
+)
 
 
 def _analysis_paths(catalogue: Registry, secured: list, responses: dict[str, Any]) -> dict[str, Any]:

@@ -104,9 +104,10 @@ def gunicorn_options(settings, on_stop: Callable[[], None] | None = None) -> dic
     def stopping_worker() -> type:
         # gunicorn calls a function given as worker_class when the option is set (config.validate_class):
         # in load_config, after the patch, so gunicorn's gevent worker is not imported before it
+        from .errors import json_errors
         from .shutdown import worker_class
 
-        return worker_class(on_stop)
+        return json_errors(worker_class(on_stop))
 
     def address(port: int) -> str:
         return f"{settings.bind_host}:{port}" if ":" not in settings.bind_host else f"[{settings.bind_host}]:{port}"
@@ -115,7 +116,9 @@ def gunicorn_options(settings, on_stop: Callable[[], None] | None = None) -> dic
         # API_METRICS_PORT: a second listener for /metrics only (metrics.check_listener)
         "bind": [address(settings.port)] + ([address(settings.api_metrics_port)] if settings.api_metrics_port else []),
         "workers": settings.web_concurrency,
-        "worker_class": stopping_worker,  # gunicorn's gevent worker, answering its long polls at a SIGTERM
+        # gunicorn's gevent worker, answering its long polls at a SIGTERM and its own refusals (a
+        # malformed or too long request line or header) in JSON (errors.json_errors)
+        "worker_class": stopping_worker,
         "worker_connections": settings.max_waiters + CONNECTION_HEADROOM,
         "preload_app": True,
         # gevent worker: the whole request line + headers must arrive within keepalive seconds

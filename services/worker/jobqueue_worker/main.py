@@ -1,7 +1,7 @@
 """``jobqueue-worker``: settings, operations and data loaded once, then one or more worker processes.
 
 With WORKER_CONCURRENCY=1 (the default, one process per pod) the worker runs in this process.
-With more, this process becomes a small supervisor: it loads the dataset, forks the children (which
+With more, this process becomes a small supervisor (:class:`Supervisor`): it loads the dataset, forks the children (which
 share the loaded data copy-on-write), restarts a child that dies (waiting longer after each quick
 death in a row: restart_delay), forwards SIGTERM/SIGINT and exits 0
 once every child has finished its job in hand. Metrics: see jobqueue_worker.metrics.
@@ -15,6 +15,7 @@ import os
 import signal
 import sys
 import time
+from collections.abc import Callable
 
 from jobqueue import multiproc
 from jobqueue.heap import freeze_startup_heap
@@ -114,6 +115,7 @@ def load_and_serve(settings: Settings, catalogue, data) -> bool:
 
 
 def supervise(settings: Settings, burst: bool) -> int:
+    """WORKER_CONCURRENCY > 1: load once, then run the children under a :class:`Supervisor`."""
     # before prometheus_client is imported anywhere; clears only a previous run's metric files
     multiproc.prepare("jobqueue-worker-metrics-")
 
@@ -126,71 +128,107 @@ def supervise(settings: Settings, burst: bool) -> int:
     data = DataSource(settings.data_path, **settings.data_options())
     if not load_and_serve(settings, catalogue, data):
         return 3
-
-    children: dict[int, int] = {}
-    started: dict[int, float] = {}  # slot -> when its current child was forked
-    quick_deaths: dict[int, int] = {}  # slot -> its children's deaths in a row soon after start
-    state = {"stopping": False}
     log.info("start-up heap frozen", extra=freeze_startup_heap())  # before the forks: each child inherits it
+    supervisor = Supervisor(
+        settings.worker_concurrency,
+        lambda: Worker(settings, catalogue, data).work(burst=burst),
+        burst=burst,
+        on_exit=multiprocess.mark_process_dead,
+    )
+    return supervisor.run()
 
-    def spawn(slot: int) -> None:
+
+class Supervisor:
+    """Runs ``processes`` forked children, each in a slot, each running ``work`` (its return value
+    is the child's exit status). A child that exits is restarted in its slot after
+    :func:`restart_delay` (unless the supervisor is stopping, or in burst mode the child exited 0:
+    the queue is drained); SIGTERM/SIGINT are passed on to every child, and :meth:`run` returns 0
+    once they have all exited. ``on_exit`` gets the pid of every child reaped (its metrics marked dead)."""
+
+    def __init__(
+        self,
+        processes: int,
+        work: Callable[[], int],
+        *,
+        burst: bool = False,
+        on_exit: Callable[[int], object] = lambda pid: None,
+    ) -> None:
+        self.processes = processes
+        self.work = work
+        self.burst = burst
+        self.on_exit = on_exit
+        self.children: dict[int, int] = {}  # pid -> slot
+        self.started: dict[int, float] = {}  # slot -> when its current child was forked
+        self.quick_deaths: dict[int, int] = {}  # slot -> its children's deaths in a row soon after start
+        self.stopping = False
+
+    def run(self) -> int:
+        signal.signal(signal.SIGTERM, self.stop)
+        signal.signal(signal.SIGINT, self.stop)
+        for slot in range(self.processes):
+            self.spawn(slot)
+        while self.children:
+            try:
+                pid, status = os.wait()
+            except ChildProcessError:
+                break
+            self.on_exit(pid)
+            if pid in self.children:
+                self.exited(pid, os.waitstatus_to_exitcode(status))
+        return 0
+
+    def spawn(self, slot: int) -> None:
         pid = os.fork()
         if pid == 0:
             code = 1
             try:
                 signal.signal(signal.SIGTERM, signal.SIG_DFL)
                 signal.signal(signal.SIGINT, signal.SIG_DFL)
-                code = Worker(settings, catalogue, data).work(burst=burst)
+                code = self.work()
             except BaseException:
                 log.exception("worker process crashed")
             finally:
                 logging.shutdown()
                 os._exit(code)
-        children[pid] = slot
-        started[slot] = time.monotonic()
+        self.children[pid] = slot
+        self.started[slot] = time.monotonic()
         log.info("worker process started", extra={"pid": pid, "slot": slot})
 
-    def stop(signum, frame) -> None:
-        state["stopping"] = True
-        for pid in list(children):
+    def stop(self, signum=None, frame=None) -> None:  # a signal handler: warm shutdown
+        """Children finish the job in hand and exit; none is restarted."""
+        self.stopping = True
+        for pid in list(self.children):
             try:
                 os.kill(pid, signal.SIGTERM)
             except ProcessLookupError:
                 pass
 
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
-    for slot in range(settings.worker_concurrency):
-        spawn(slot)
-    while children:
-        try:
-            pid, status = os.wait()
-        except ChildProcessError:
-            break
-        multiprocess.mark_process_dead(pid)
-        if pid not in children:
-            continue
-        slot = children.pop(pid)
-        code = os.waitstatus_to_exitcode(status)
-        if not state["stopping"] and not (burst and code == 0):
-            lived = time.monotonic() - started[slot]
-            quick_deaths[slot] = quick_deaths.get(slot, 0) + 1 if lived < RESTART_HEALTHY_SECONDS else 1
-            delay = restart_delay(quick_deaths[slot])
-            log.warning(
-                "worker process exited; restarting it",
-                extra={
-                    "pid": pid,
-                    "exit_code": code,
-                    "restart_in_seconds": delay,
-                    "deaths_in_a_row": quick_deaths[slot],
-                },
-            )
-            until = time.monotonic() + delay
-            while not state["stopping"] and time.monotonic() < until:  # SIGTERM ends the wait
-                time.sleep(min(0.1, max(until - time.monotonic(), 0)))
-            if not state["stopping"]:
-                spawn(slot)
-    return 0
+    def exited(self, pid: int, code: int) -> None:
+        """The child ``pid`` exited with ``code``: restart its slot, after the crash backoff."""
+        slot = self.children.pop(pid)
+        if self.stopping or (self.burst and code == 0):
+            return
+        lived = time.monotonic() - self.started[slot]
+        self.quick_deaths[slot] = self.quick_deaths.get(slot, 0) + 1 if lived < RESTART_HEALTHY_SECONDS else 1
+        delay = restart_delay(self.quick_deaths[slot])
+        log.warning(
+            "worker process exited; restarting it",
+            extra={
+                "pid": pid,
+                "exit_code": code,
+                "restart_in_seconds": delay,
+                "deaths_in_a_row": self.quick_deaths[slot],
+            },
+        )
+        self.pause(delay)
+        if not self.stopping:
+            self.spawn(slot)
+
+    def pause(self, seconds: float) -> None:
+        """Sleep ``seconds``, or less if a signal stops the supervisor meanwhile."""
+        until = time.monotonic() + seconds
+        while not self.stopping and time.monotonic() < until:
+            time.sleep(min(0.1, max(until - time.monotonic(), 0)))
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ submissions (``submit_templates.json``) and the OpenAPI document. A bad paramete
 from __future__ import annotations
 
 import datetime as dt
+import difflib
 import math
 import re
 from dataclasses import dataclass, field
@@ -47,9 +48,26 @@ class UnknownOperation(PermanentError, KeyError):
         self.name = name
         self.known = known
 
+    @property
+    def suggestion(self) -> str | None:
+        """The known operation closest to the unknown name (difflib's ratio at least 0.6), if one is
+        close: ``top_locations`` for ``top_locatons``. None for a name longer than ``ECHO_LIMIT``: no
+        operation's name is near one, and comparing a 60,000-character one would be wasted work."""
+        if not isinstance(self.name, str) or len(self.name) > ECHO_LIMIT:
+            return None
+        close = difflib.get_close_matches(self.name, self.known, n=1)
+        return close[0] if close else None
+
     def __str__(self) -> str:
         name = echo(self.name) if isinstance(self.name, str) else self.name
-        return f"unknown operation {name!r}; known: {', '.join(self.known)}"
+        hint = f" (did you mean {self.suggestion!r}?)" if self.suggestion else ""
+        return f"unknown operation {name!r}{hint}; known: {', '.join(self.known)}"
+
+    def details(self) -> dict[str, Any]:
+        """The fields of the API's error body: ``operations`` (every known one) and, when one is
+        close, ``did_you_mean``."""
+        suggestion = self.suggestion
+        return {"operations": self.known, **({"did_you_mean": suggestion} if suggestion else {})}
 
 
 @dataclass(frozen=True)

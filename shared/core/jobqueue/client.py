@@ -8,7 +8,9 @@
 The URL is the API's base URL with its scheme, as ``jobqueue --url`` takes it: ``127.0.0.1:5000``
 alone is refused with a ValueError saying to write ``http://127.0.0.1:5000`` (it used to fail only
 at the first request, with requests' "No connection adapters were found"). A date parameter may be
-given as a ``datetime.date``: it is sent as the API's ``YYYY-MM-DD``. A ``datetime.datetime`` is
+given as a ``datetime.date``: it is sent as the API's ``YYYY-MM-DD``; a ``decimal.Decimal`` as its
+number when a JSON number holds it exactly (else, and for any value JSON cannot carry, a ValueError
+naming the parameter). A ``datetime.datetime`` is
 refused (ValueError naming the parameter): the API's dates are calendar days in Austin, and which
 day a moment falls on is the caller's call (``.date()``, after ``.astimezone()`` if need be).
 
@@ -33,6 +35,8 @@ the CPU cost of ``http.client``. Pass ``session=`` to have every request go thro
 from __future__ import annotations
 
 import datetime
+import decimal
+import json
 import os
 import time
 import uuid
@@ -417,12 +421,16 @@ class Pacer:
 
 def _params(params: dict[str, Any] | None, kwparams: dict[str, Any]) -> dict[str, Any]:
     """A job's parameters as the API takes them: ``params`` and the keywords, a ``datetime.date``
-    as its ``YYYY-MM-DD`` (the form every date parameter takes, docs/api.md). A
-    ``datetime.datetime`` is refused, naming the parameter: it was a TypeError ("not JSON
-    serializable") from deep in the request, and its ISO form with a time is not a date the API
-    takes; which Austin day a moment is, is the caller's to say."""
+    as its ``YYYY-MM-DD`` (the form every date parameter takes, docs/api.md), a ``decimal.Decimal``
+    as the JSON number that is its value (:func:`_number`). A ``datetime.datetime`` is refused,
+    naming the parameter: it was a TypeError ("not JSON serializable") from deep in the request, and
+    its ISO form with a time is not a date the API takes; which Austin day a moment is, is the
+    caller's to say. Any other value JSON cannot write (a set, a numpy integer) is refused by name
+    too, before anything is sent."""
     merged = {**(params or {}), **kwparams}
     for name, value in merged.items():
+        if value is None or isinstance(value, _PLAIN):
+            continue
         if isinstance(value, datetime.datetime):
             raise ValueError(
                 f"parameter {name!r} is a datetime ({value.isoformat()}); the API's dates are days: "
@@ -431,7 +439,39 @@ def _params(params: dict[str, Any] | None, kwparams: dict[str, Any]) -> dict[str
             )
         if isinstance(value, datetime.date):
             merged[name] = value.isoformat()
+        elif isinstance(value, decimal.Decimal):
+            merged[name] = _number(name, value)
+        else:
+            try:
+                json.dumps(value)
+            except (TypeError, ValueError):
+                raise ValueError(
+                    f"parameter {name!r} is a {type(value).__module__}.{type(value).__qualname__}, which JSON "
+                    "cannot carry; pass a str, int, float or bool"
+                ) from None
     return merged
+
+
+_PLAIN = (str, int, float, bool)
+
+
+def _number(name: str, value: decimal.Decimal) -> int | float:
+    """A Decimal as the JSON number written for it: an int when it is whole (``Decimal('5')``, also
+    ``5.0``), else the float whose shortest form is the Decimal's own digits (``Decimal('0.1')`` is
+    written ``0.1``). One no float writes (``Decimal('0.10000000000000000001')``, NaN, Infinity)
+    is refused naming the parameter, not rounded behind the caller's back."""
+    if value.is_finite():
+        if value == value.to_integral_value():
+            return int(value)
+        as_float = float(value)
+        if decimal.Decimal(repr(as_float)) == value:
+            return as_float
+    if not value.is_finite():
+        raise ValueError(f"parameter {name!r} is Decimal('{value}'); the API's numbers are finite")
+    raise ValueError(
+        f"parameter {name!r} is Decimal('{value}'), which no JSON number the API reads holds exactly; "
+        f"pass float({name}) to round it, or a value with fewer digits"
+    )
 
 
 def new_key() -> str:

@@ -84,7 +84,7 @@ def _run(name: str):
     try:
         op = state.catalogue.get(name)
     except UnknownOperation as exc:
-        raise ApiError(404, "unknown_operation", str(exc), operations=exc.known) from None
+        raise ApiError(404, "unknown_operation", str(exc), **exc.details()) from None
     dataset = None
     if op.needs_dataset:
         if not state.data.loaded:

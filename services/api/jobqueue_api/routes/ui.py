@@ -16,7 +16,7 @@ import re
 import time
 
 from flask import Blueprint, jsonify, make_response, redirect, render_template, request
-from werkzeug.exceptions import NotFound
+from werkzeug.exceptions import MethodNotAllowed, NotFound
 
 from jobqueue.jobs import JobStatus
 
@@ -37,7 +37,7 @@ from ..overview import queue_overview
 from ..pages import root, secure_page
 from ..params import job_id_or_400
 from ..state import current
-from ..submission import DuplicateKey, duplicate_key, loads, read_body
+from ..submission import DuplicateKey, NotUtf8, duplicate_key, loads, read_body
 
 bp = Blueprint("ui", __name__)
 bp.after_request(secure_page)
@@ -87,6 +87,8 @@ def login():
         body = loads(read_body(request, 4096) or b"{}")
     except DuplicateKey as exc:
         raise duplicate_key(exc) from None
+    except NotUtf8 as exc:
+        raise ApiError(400, "invalid_json", str(exc), param="token") from None
     except ValueError:
         body = None
     if not isinstance(body, dict) or not isinstance(body.get("token"), str):
@@ -142,12 +144,35 @@ def not_found(exc: NotFound):
     """A browser's 404 under ``/ui/`` (a mistyped or stale page address, ``/ui/job/<id>``): the
     page's own HTML page, with links back, where it got the API's JSON. Anything else (an API
     client's, one that prefers JSON or accepts anything, as curl does): the JSON 404."""
-    path = request.path
-    wants_html = request.accept_mimetypes.best_match(["application/json", "text/html"]) == "text/html"
-    if not (path.startswith("/ui/") and not path.startswith("/ui/static/") and wants_html):
+    if not _browser_page(request):
         return http_error(exc)
-    page = render_template("ui/not_found.html", root=root(), page="not_found", csrf="", path=path)
+    page = render_template("ui/not_found.html", root=root(), page="not_found", csrf="", path=request.path)
     return secure_page(make_response(page, 404))
+
+
+@bp.app_errorhandler(MethodNotAllowed)
+def method_not_allowed(exc: MethodNotAllowed):
+    """The same for a 405 (``/ui/login`` opened in the address bar: it takes only the login form's
+    POST): an HTML page saying what the address takes, with links back, and the ``Allow`` header;
+    JSON for everyone else, as before."""
+    if not _browser_page(request):
+        return http_error(exc)
+    allowed = ", ".join(sorted(exc.valid_methods or ()))
+    page = render_template(
+        "ui/method_not_allowed.html", root=root(), page="not_found", csrf="", path=request.path, allowed=allowed
+    )
+    response = make_response(page, 405)
+    if allowed:
+        response.headers["Allow"] = allowed
+    return secure_page(response)
+
+
+def _browser_page(req) -> bool:
+    """A browser (Accept preferring HTML to JSON) asking for a page under ``/ui/`` (its static
+    files aside): its errors are pages; everyone else's are the API's JSON."""
+    path = req.path
+    wants_html = req.accept_mimetypes.best_match(["application/json", "text/html"]) == "text/html"
+    return path.startswith("/ui/") and not path.startswith("/ui/static/") and wants_html
 
 
 @bp.get("/ui/jobs")
@@ -170,6 +195,9 @@ def jobs_page():
     admin = bool(state.settings.api_tokens) and identify(given_token()[0]) == (True, None)
     users = sorted(set(named_tokens(state.settings.api_tokens).values())) if admin else []
     user = request.args.get("owner") or ""
+    if users and user and user not in users:  # (a student's page has no owner filter to fall back from)
+        problems.append(f"The user in the address is not a user of this API; the users are {', '.join(users)}.")
+        user = ""
     page = _page(
         "ui/jobs.html",
         page="jobs",
