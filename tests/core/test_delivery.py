@@ -56,7 +56,7 @@ def test_a_blocking_claim_wakes_with_the_claim_already_run(harness, monkeypatch)
     one send of commands, one BLMOVE, one script call (it used to send the claim after reading the
     BLMOVE's answer: a second round trip on the path from submit to run)."""
     d = _delivery(harness)
-    d.waiting()  # a connected client, the script loaded
+    d.claim("w0", 0)  # a connected client, the claim's script loaded
     sends: list[bytes] = []
     real = redis.connection.Connection.send_packed_command
 
@@ -236,7 +236,8 @@ def test_a_final_document_is_never_overwritten_by_a_late_start_or_finish(harness
 
 
 def test_the_dispatch_script_ships_in_the_core_wheel(tmp_path):
-    """Images install core as a built wheel: the .lua file must be package data in it."""
+    """Images install core as a built wheel: the .lua files (scripts and their pieces) must be package
+    data in it."""
     import shutil
     import subprocess
     import zipfile
@@ -251,7 +252,10 @@ def test_the_dispatch_script_ships_in_the_core_wheel(tmp_path):
         capture_output=True,
     )
     (wheel,) = tmp_path.glob("*.whl")
-    assert "jobqueue/lua/dispatch.lua" in zipfile.ZipFile(wheel).namelist()
+    names = set(zipfile.ZipFile(wheel).namelist())
+    pieces = sorted(p.name for p in (root / "shared" / "core" / "jobqueue" / "lua").glob("*.lua"))
+    assert "dispatch.lua" in pieces and "common.lua" in pieces
+    assert [p for p in pieces if f"jobqueue/lua/{p}" not in names] == []  # every script and piece
 
 
 def test_a_batch_starts_in_one_call_and_records_in_one_call_that_claims_the_next(harness):
@@ -362,6 +366,7 @@ def test_a_finish_then_wait_records_before_the_wait_and_claims_the_next_job_in_o
     first = harness.submit("sleep")
     assert [i for i, _ in d.wait_and_claim("w1", 4, 1)] == [first]
     finish = _finish_of(harness, first)
+    assert d.record("w0", finish) is Recorded.LOST  # not w0's: writes nothing, loads the finish's script
     sends: list[bytes] = []
     real = redis.connection.Connection.send_packed_command
 
@@ -442,3 +447,53 @@ def test_a_finish_then_wait_whose_wait_was_lost_sends_the_wait_again(harness):
     assert seen == [[Recorded.OK]]
     assert [i for i, _ in got] == [nxt]
     assert harness.store.get(job_id).status is JobStatus.COMPLETE
+
+
+def test_a_workers_hot_calls_never_run_the_dispatcher_and_load_their_script_after_redis_forgot_it(harness):
+    """Claim, start, finish or retry and heartbeat, alone or joined in one call, run a script of
+    their own (the dispatcher's set-up, some thirty functions created on every call, cost Redis
+    about as much as their work), loaded when first used; after Redis forgot its scripts (a
+    restart, SCRIPT FLUSH) each path loads it again: the first attempt got NOSCRIPT, nothing ran,
+    and the call is made once."""
+    d = _delivery(harness)
+    for forgotten in (False, True):
+        ids = [harness.submit("sleep", {"seconds": 0}) for _ in range(5)]
+
+        def flushed(forgotten: bool = forgotten) -> None:
+            if forgotten:
+                harness.jobs.script_flush()
+
+        flushed()
+        assert [i for i, _ in d.claim("w1", 2)] == ids[:2]
+        flushed()
+        started = d.start_many("w1", [Start(_job(harness, i, status="in-progress")) for i in ids[:2]])
+        assert [s.state for s in started] == [Started.OK, Started.OK]
+        flushed()
+        recorded, claimed = d.record_many("w1", [_finish_of(harness, ids[0])], claim=1)
+        assert recorded == [Recorded.OK] and [i for i, _ in claimed] == [ids[2]]
+        flushed()
+        recorded, started = d.record_and_start_many(
+            "w1",
+            [Retry(_job(harness, ids[1], status="submitted"), 60)],
+            [Start(_job(harness, ids[2], status="in-progress"))],
+            call_id=f"retry-{forgotten}",
+        )
+        assert recorded == [Recorded.OK] and [s.state for s in started] == [Started.OK]
+        flushed()
+        d.heartbeat("w1")
+        flushed()
+        assert [i for i, _ in d.wait_and_claim("w1", 2, 1)] == [ids[2], ids[3]]  # held, then new
+        flushed()
+        start = Start(_job(harness, ids[3], status="in-progress"))
+        assert d.record_and_start("w1", _finish_of(harness, ids[2]), start)[0] is Recorded.OK
+        seen: list = []
+        flushed()
+        got = d.finish_then_wait("w1", [_finish_of(harness, ids[3])], 1, 1, seen.append)
+        assert seen == [[Recorded.OK]] and [i for i, _ in got] == [ids[4]]
+        flushed()
+        assert d.record("w1", _finish_of(harness, ids[4])) is Recorded.OK
+        statuses = [harness.store.get(i).status for i in ids]
+        assert statuses == [JobStatus.COMPLETE, JobStatus.SUBMITTED] + [JobStatus.COMPLETE] * 3
+        # no call above ran the dispatcher (each loaded a script of its own)
+        assert harness.jobs.script_exists(d._script.sha) == [False]
+        assert harness.queue_client.lrange(keys.processing("w1"), 0, -1) == []

@@ -2,7 +2,9 @@
 
 Submit is one MULTI/EXEC transaction (it only writes); every other operation is one command of one
 atomic Lua script (``lua/dispatch.lua``, its header lists the key layout), loaded once per client
-and run through redis-py's ``Script`` (which reloads it when Redis forgot it after a restart). The
+and run through redis-py's ``Script`` (which reloads it when Redis forgot it after a restart). A
+worker's hot calls (claim, start, finish or retry, heartbeat) run the same commands from smaller
+scripts made of only the pieces they use (:func:`worker_lua`); a keyed submit has its own too. The
 API submits and cancels; workers do the rest.
 
 Ownership of a job id is its presence in a worker's processing list ``processing:<worker>``
@@ -47,11 +49,42 @@ _INCLUDE = re.compile(r"^--@include ([a-z_]+\.lua)$", re.MULTILINE)
 def _lua(name: str) -> str:
     """A script of ``lua/`` with its pieces in: each line ``--@include <piece>.lua`` is replaced by
     that file, so a write two scripts make (a new job's, ``write_new.lua``) is defined once."""
-    text = resources.files(__package__).joinpath("lua", name).read_text(encoding="utf-8")
+    return _included(resources.files(__package__).joinpath("lua", name).read_text(encoding="utf-8"))
+
+
+def _included(text: str) -> str:
     return _INCLUDE.sub(lambda m: _lua(m.group(1)).rstrip("\n"), text)
 
 
 DISPATCH_LUA = _lua("dispatch.lua")
+
+# A worker's hot calls, once or twice a job, run the dispatcher's commands from scripts of their own,
+# each made of only the pieces its commands use: every EVALSHA runs its script's top level first,
+# and the dispatcher's creates some thirty functions, which cost Redis about as much as a claim's
+# or a finish's own work (docs/delivery.md). Per command, the pieces it needs besides common.lua
+# (the layout, lanes, db selection, time, arguments) and run.lua (which runs the commands named):
+_WORKER_PIECES = {
+    "claim": ("claim.lua",),
+    "claim_held": ("claim.lua",),
+    "start": ("fence.lua", "start.lua"),
+    "finish": ("fence.lua", "final.lua", "record.lua"),
+    "retry": ("fence.lua", "final.lua", "record.lua"),
+    "beat": ("beat.lua",),
+    "keep": (),  # a kept answer (run.lua)
+}
+_PIECE_ORDER = ("fence.lua", "final.lua", "claim.lua", "start.lua", "record.lua", "beat.lua")
+
+
+def worker_lua(names: frozenset[str]) -> str | None:
+    """The script of a worker's call joining the commands ``names`` (dispatch.lua's, same KEYS and
+    ARGV), or None when one of them is not a worker's hot command (the dispatcher runs it)."""
+    if not names <= _WORKER_PIECES.keys():
+        return None
+    wanted = {p for n in names for p in _WORKER_PIECES[n]}
+    pieces = ["common.lua", *(p for p in _PIECE_ORDER if p in wanted), "run.lua"]
+    return _included("\n".join(f"--@include {p}" for p in pieces) + "\n")
+
+
 # a keyed submit's own script: the dispatcher's set-up (its functions, 22 keys and context
 # arguments) cost Redis more than the submit's writes (docs/delivery.md)
 STORE_KEYED_LUA = _lua("store_keyed.lua")
@@ -171,6 +204,8 @@ class Delivery:
         self.delayed_key = keys.delayed(settings.queue_name)
         plots = keys.lane_queue_name(settings.queue_name, PLOTS)
         self._script = client.register_script(DISPATCH_LUA)
+        self._scripts: dict[frozenset[str], Any] = {}  # a worker's call's commands -> its script
+        self._scripts_by_text: dict[str, Any] = {}
         self._db = int(client.connection_pool.connection_kwargs.get("db") or 0)
         # a blocking wait stays within the client's socket timeout (REDIS_URL's socket_timeout),
         # which redis-py applies to a blocking command's answer too: a longer wait timed out on the
@@ -220,11 +255,29 @@ class Delivery:
             keys.OPERATION_INDEX_PREFIX,
             keys.WAITED_PREFIX,
         ]
-        self._head: tuple[bytes, int] | None = None  # _evalsha's packed EVALSHA, keys and context
+        self._heads: dict[str, tuple[bytes, int]] = {}  # _evalsha's packed EVALSHA, keys and context, per script
         self._encoding = ("utf-8", "strict")
 
+    def _script_for(self, command: str) -> Any:
+        """The script that runs ``command`` (names joined by '+'): a worker's hot call's own
+        (:func:`worker_lua`), else the dispatcher."""
+        names = frozenset(command.split("+"))
+        script = self._scripts.get(names)
+        if script is None:
+            text = worker_lua(names)
+            if text is None:
+                script = self._script
+            elif text in self._scripts_by_text:  # 'claim' and 'claim_held', say: one script
+                script = self._scripts_by_text[text]
+            else:  # loaded at once: its first call, often a pipelined one, then finds it (no NOSCRIPT)
+                script = self.redis.register_script(text)
+                self.redis.script_load(text)
+                self._scripts_by_text[text] = script
+            self._scripts[names] = script
+        return script
+
     def _run(self, command: str, *args: Any) -> Any:
-        return self._script(keys=self._keys, args=[*self._context, command, *args])
+        return self._script_for(command)(keys=self._keys, args=[*self._context, command, *args])
 
     def _run_kept(self, command: str, *args: Any, call_id: str | None = None) -> Any:
         """A script call that answers what it did even when sent again: a give back, reap or sweep
@@ -257,19 +310,21 @@ class Delivery:
         try:
             return wire.pipelined(self.redis, [call])[0]
         except redis.exceptions.NoScriptError:  # Redis restarted: nothing ran; load it, call again
-            self.redis.script_load(DISPATCH_LUA)
+            self.redis.script_load(self._script_for(command).script)
             return wire.pipelined(self.redis, [call])[0]
 
     def _evalsha(self, command: str, *args: Any) -> wire.Packed:
         """A script call as one command for ``wire``: EVALSHA, the keys and the context (packed once
         per Delivery: two thirds of a call's arguments), then the command and its arguments."""
-        if self._head is None:
+        sha = self._script_for(command).sha
+        packed = self._heads.get(sha)
+        if packed is None:
             encoder = self.redis.connection_pool.get_encoder()
             self._encoding = (encoder.encoding, encoder.encoding_errors)
-            head = ("EVALSHA", self._script.sha, str(len(self._keys)), *self._keys, *map(str, self._context))
-            self._head = (wire.pack_args(head, *self._encoding), len(head))
+            head = ("EVALSHA", sha, str(len(self._keys)), *self._keys, *map(str, self._context))
+            packed = self._heads[sha] = (wire.pack_args(head, *self._encoding), len(head))
         rest = [a if isinstance(a, bytes) else str(a) for a in (command, *args)]
-        return wire.packed(*self._head, rest, *self._encoding)
+        return wire.packed(*packed, rest, *self._encoding)
 
     # --- producer side (the API) -----------------------------------------------------------
     def submit(self, operation: str, params: dict[str, Any], lane: str = DEFAULT, owner: str | None = None) -> Job:
@@ -458,7 +513,9 @@ class Delivery:
         pipe = self.redis.pipeline(transaction=False)
         pipe.blmove(self.queue_key, keys.processing(worker), min(timeout, self._longest_wait), "LEFT", "RIGHT")
         # EVALSHA itself: a Script in a pipeline would cost a SCRIPT EXISTS round trip each time
-        pipe.evalsha(self._script.sha, len(self._keys), *self._keys, *self._context, "claim_held", worker, n)
+        pipe.evalsha(
+            self._script_for("claim_held").sha, len(self._keys), *self._keys, *self._context, "claim_held", worker, n
+        )
         moved, claimed = pipe.execute(raise_on_error=False)
         if isinstance(claimed, redis.exceptions.NoScriptError):  # Redis restarted: load it, claim again
             claimed = self._run("claim_held", worker, n)
@@ -515,9 +572,11 @@ class Delivery:
         if not isinstance(first, Exception):
             recorded(_recorded(first, len(finishes)))
         if isinstance(first, redis.exceptions.NoScriptError):  # Redis restarted: nothing of ours ran
-            self.redis.script_load(DISPATCH_LUA)
+            self.redis.script_load(self._script_for(command).script)
             recorded(self.record_many(worker, list(finishes))[0])
             return _claims(self._run("claim_held", worker, n))  # what the BLMOVE moved, and more
+        if isinstance(claimed, redis.exceptions.NoScriptError):  # the claim's script alone forgotten
+            claimed = self._run("claim_held", worker, n)
         for answer in (first, moved, claimed):
             if isinstance(answer, Exception):
                 raise answer
