@@ -312,7 +312,46 @@ def test_requests_gunicorn_refuses_are_answered_in_json(api, request_bytes, stat
     assert b"<html" not in body
 
 
+def test_refusals_are_counted_on_metrics(api):
+    """Requests gunicorn refuses never reach the application (so not its request counter): they are
+    counted by status and error code, summed over the worker processes like the other metrics."""
+    base = api[0]
+    refused = "jobqueue_http_refused_total"
+    kinds = {
+        ("400", "invalid_header"): _POST + b"Content-Length: 2\r\nContent-Length: 3\r\n\r\n{}",
+        ("414", "uri_too_long"): b"GET /" + b"a" * 5000 + b" HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n",
+    }
+    before = {key: metric_sum(requests.get(base + "/metrics").text, refused, _labels(key)) for key in kinds}
+    n = 6  # a connection each, so both worker processes answer some
+    for request_bytes in kinds.values():
+        for _ in range(n):
+            assert _raw(base, request_bytes)[0] in (400, 414)
+    text = requests.get(base + "/metrics").text
+    for key in kinds:
+        assert metric_sum(text, refused, _labels(key)) == before[key] + n, key
+
+
+def _labels(key: tuple[str, str]) -> dict[str, str]:
+    return {"status": key[0], "error": key[1]}
+
+
 def test_a_request_gunicorn_accepts_is_answered_as_before(api):
     """The worker class's error path leaves a well-formed request alone: gunicorn's own answer."""
     got, headers, body = _raw(api[0], b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
     assert got == 200 and json.loads(body) == {"status": "ok"} and headers["server"] == "gunicorn"
+
+
+def test_every_refusal_gunicorn_defines_has_its_own_row():
+    """A gunicorn upgrade that adds a kind of refusal would get the catch-all ``bad_request``: this
+    names it, so its status and code are chosen (errors.SERVER_ERRORS) rather than defaulted."""
+    import inspect
+
+    from gunicorn.http import errors as gerr
+
+    from jobqueue_api.errors import SERVER_ERRORS
+
+    rows = [kinds for kinds, *_ in SERVER_ERRORS[:-1]]
+    kinds = [c for _, c in inspect.getmembers(gerr, inspect.isclass) if issubclass(c, gerr.ParseException)]
+    assert len(kinds) > 15, kinds
+    missing = [c.__name__ for c in kinds if c is not gerr.ParseException and not any(issubclass(c, r) for r in rows)]
+    assert not missing, missing

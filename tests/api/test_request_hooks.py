@@ -132,3 +132,11 @@ def test_the_token_check_runs_in_the_app_hook_after_the_clock_starts(redis_url):
     )
     assert accepted.status_code == 202
     assert client.get("/healthz").status_code == 200  # not a protected blueprint
+
+
+def test_options_answers_204_with_allow_and_no_html(redis_url):
+    """Flask answered OPTIONS with 200, an empty body and ``Content-Type: text/html``: the one
+    answer of the JSON API labelled HTML (security review I3)."""
+    response = _app(redis_url).test_client().options("/submit")
+    assert response.status_code == 204 and response.data == b""
+    assert "Content-Type" not in response.headers and set(response.headers["Allow"].split(", ")) >= {"POST", "OPTIONS"}

@@ -8,7 +8,7 @@ import pytest
 from jobqueue import keys
 from jobqueue.connections import jobs_redis
 from jobqueue.delivery import Delivery, Finish, Start
-from jobqueue.jobs import Job, JobStatus, JobStore
+from jobqueue.jobs import Job, JobStatus, JobStore, new_job_id
 from jobqueue.settings import load_settings
 
 
@@ -162,3 +162,20 @@ def test_a_filtered_page_reads_a_page_of_documents_among_100000_jobs(env):
     assert [j.id for j in first.jobs + last.jobs] == failed[::-1] and last.next_cursor is None
     print(f"failed jobs among 100,000: {len(failed)}; keys read for the second page: {read}")
     assert read < 100
+
+
+def test_submitted_since_lists_recent_ids_newest_first_and_the_api_reads_the_index_only_through_it(env):
+    """The overview's recent outcomes read ``keys.JOB_INDEX`` itself; the store owns that key, so
+    the API asks it (``JobStore.submitted_since``) and no API module names the key."""
+    from devstack.paths import REPO_ROOT
+
+    _, _, store, delivery = env
+    made = []
+    for at in (100.0, 200.0, 300.0):
+        job = Job(id=new_job_id(), operation="sleep", params={"seconds": 0}, submitted_at=at)
+        delivery.store([job], [])
+        made.append(job.id)
+    assert store.submitted_since(150.0, 10) == [made[2], made[1]]
+    assert store.submitted_since(0.0, 1) == [made[2]]
+    api = REPO_ROOT / "services/api/jobqueue_api"
+    assert not [p.name for p in api.rglob("*.py") if "JOB_INDEX" in p.read_text()]

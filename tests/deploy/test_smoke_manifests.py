@@ -11,6 +11,8 @@ the code: a renamed variable, port, probe path or command fails here."""
 from __future__ import annotations
 
 import importlib.util
+import os
+import subprocess
 import time
 
 import pytest
@@ -19,7 +21,7 @@ import requests
 from devstack.procs import stop
 from devstack.redis_server import find_redis_server
 from tests.deploy.local import LocalPod, chart_stack, http_ok
-from tests.deploy.manifests import k8s_objects, one, scenario_objects
+from tests.deploy.manifests import k8s_objects, one, render_chart, scenario_objects, scenario_values
 
 pytestmark = [
     pytest.mark.slow,
@@ -85,6 +87,15 @@ def test_rendered_api_and_worker_run_a_job(source, tmp_path):
                 else:
                     assert "jobqueue_worker_busy" in text
 
+        # NOTES' help line, as a user pastes it after the port-forward (no token: /help is public)
+        if kind == "chart":
+            notes = render_chart(scenario_values(name))["atx-jobqueue/templates/NOTES.txt"]
+            (line,) = [line.strip() for line in notes.splitlines() if "$API/help" in line]
+            run = subprocess.run(
+                ["bash", "-c", line], env={**os.environ, "API": base}, capture_output=True, text=True, timeout=30
+            )
+            assert run.returncode == 0 and "/submit" in run.stdout and "top_locations" in run.stdout, run
+
         # 5. the helm test pod's own script: submit through the API, wait for the result
         test_pod = LocalPod(one(chart_objs, "Pod"), chart_objs, tmp_path, redis_url)
         test_log = tmp_path / "helm-test.log"
@@ -127,7 +138,7 @@ def test_helm_test_and_notes_with_named_tokens_only(tmp_path, tokens):
     submits as its first user; NOTES ask for the user's own token. The Secret made from a file with
     one student a line (`--from-file`) used to be one entry: the API started, every student got 401
     and the test pod could not send its header; a line break now separates entries as a comma does."""
-    from tests.deploy.manifests import render_chart, render_objects
+    from tests.deploy.manifests import render_objects
 
     values = {"config": {"apiTokens": {"existingSecret": "class-tokens"}}}
     notes = render_chart(values)["atx-jobqueue/templates/NOTES.txt"]

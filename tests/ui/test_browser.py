@@ -458,6 +458,7 @@ def test_axe_finds_no_serious_or_critical_violations(browser, stack, token_stack
         (f"{stack.url}/ui/data", "main dl"),
         (f"{stack.url}/ui/jobs?status=bogus", "[role=alert]"),  # a filter that is not one: said
         (f"{stack.url}/ui/job/{job_id}", "main h1"),  # no such page: the page's own 404
+        (f"{stack.url}/ui/login", "main h1"),  # not a page (it takes POST): the page's own 405
         (f"{token_stack.url}/ui/", "#login-form"),
     ]
     report = {}

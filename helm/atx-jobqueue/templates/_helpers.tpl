@@ -117,6 +117,65 @@ app.kubernetes.io/part-of: atx-jobqueue
 {{- end }}
 {{- end }}
 
+{{/*
+Labels of one component's pods: its object labels, then the component's podLabels (e.g.
+.Values.api.podLabels). Neither commonLabels nor podLabels reaches a selector (selectorLabels
+above): a selector is immutable once a Deployment or StatefulSet exists, so a label added there
+would make every later upgrade fail. Include with (dict "ctx" $ "component" "api" "podLabels" ...).
+*/}}
+{{- define "atx-jobqueue.podLabels" -}}
+{{- $labels := fromYaml (include "atx-jobqueue.labels" .) }}
+{{- $own := fromYaml (include "atx-jobqueue.labels" (dict "ctx" (dict "Values" dict "Release" .ctx.Release "Chart" .ctx.Chart) "component" .component)) }}
+{{- range $key, $value := .podLabels }}
+{{- if hasKey $own $key }}
+{{- fail (printf "%s.podLabels: %q is a label the chart sets itself (the Services, NetworkPolicies and the %s's selector match on the app.kubernetes.io labels): choose another key" $.component $key $.component) }}
+{{- end }}
+{{- $_ := set $labels $key $value }}
+{{- end }}
+{{- toYaml $labels }}
+{{- end }}
+
+{{/*
+The `annotations:` block of an object's metadata: commonAnnotations, then the chart's own
+annotations of that object (.own, YAML text), which win on a key both set (helm.sh/hook,
+helm.sh/resource-policy and checkov.io/skip keep working). Nothing at all when both are empty, so
+a ConfigMap whose rendered text is hashed into a checksum renders as before the value existed.
+Include with {{- include "atx-jobqueue.annotations" (dict "ctx" $ "own" (include ...)) }} right
+after the labels (it indents itself under metadata).
+*/}}
+{{- define "atx-jobqueue.annotations" -}}
+{{- $own := dict }}
+{{- with .own | trim }}
+{{- $own = fromYaml . }}
+{{- end }}
+{{- range $key, $_ := .ctx.Values.commonAnnotations }}
+{{- if hasPrefix "helm.sh/hook" $key }}
+{{- fail (printf "commonAnnotations: %q would make every object of the release a Helm hook, which Helm creates outside the release and never upgrades or deletes with it: remove it" $key) }}
+{{- end }}
+{{- end }}
+{{- $all := merge $own (deepCopy (default dict .ctx.Values.commonAnnotations)) }}
+{{- with $all }}
+{{- printf "annotations:\n%s" (toYaml . | indent 2) | nindent 2 }}
+{{- end }}
+{{- end }}
+
+{{/*
+A component's extraVolumes (into the pod's volumes) or extraVolumeMounts (into its main
+container): include with (dict "items" .Values.api.extraVolumes "reserved" (list "tmp" ...)
+"what" "api.extraVolumes"). A name the chart already uses would be a duplicate the API server
+refuses (spec.volumes[n].name: Duplicate value), so it stops here with the name to change.
+*/}}
+{{- define "atx-jobqueue.extraItems" -}}
+{{- range .items }}
+{{- if and $.reserved (has .name $.reserved) }}
+{{- fail (printf "%s: the name %q is one of the chart's own volumes (%s): give the volume another name" $.what .name (join ", " $.reserved)) }}
+{{- end }}
+{{- end }}
+{{- with .items }}
+{{ toYaml . }}
+{{- end }}
+{{- end }}
+
 {{- define "atx-jobqueue.componentName" -}}
 {{- printf "%s-%s" (include "atx-jobqueue.fullname" .ctx) .component | trunc 63 | trimSuffix "-" }}
 {{- end }}
@@ -274,7 +333,17 @@ Call with (dict "ctx" . "apiToken" true|false). */}}
 content is hashed: a generated Secret is random per render (helm template, Argo CD), so hashing it
 would roll every pod on every sync and give two pods two different sums in one render. */}}
 {{- define "atx-jobqueue.checksums" -}}
-checksum/config: {{ include (print .Template.BasePath "/config/configmap.yaml") . | sha256sum }}
+checksum/config: {{ include "atx-jobqueue.checksum" (dict "ctx" . "template" "/config/configmap.yaml") }}
+{{- end }}
+
+{{/* sha256 of a rendered template, rendered without commonAnnotations: they are metadata only,
+and a change of them must not roll the pods (or restart Redis) as a change of content does. With
+no commonAnnotations the sum is the one charts before the value rendered, so upgrading to this
+chart rolls nothing. Include with (dict "ctx" $ "template" "/redis/configmap.yaml"). */}}
+{{- define "atx-jobqueue.checksum" -}}
+{{- $values := merge (dict "commonAnnotations" dict) (omit .ctx.Values "commonAnnotations") }}
+{{- $ctx := merge (dict "Values" $values) (omit .ctx "Values") }}
+{{- include (print .ctx.Template.BasePath .template) $ctx | sha256sum }}
 {{- end }}
 
 {{/* prometheus.io annotations, unless a monitor already scrapes this pod (.monitored): a Prometheus

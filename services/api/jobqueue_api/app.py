@@ -59,6 +59,14 @@ class JobqueueFlask(Flask):
 
     session_interface = OneNullSession()
 
+    def make_default_options_response(self):
+        """``OPTIONS`` on a route: 204 with its ``Allow`` header and no body, not Flask's 200 with
+        an empty body labelled ``text/html``."""
+        response = super().make_default_options_response()
+        response.status_code = 204
+        del response.headers["Content-Type"]
+        return response
+
     def ensure_sync(self, func):
         cache = self.__dict__.setdefault("_jobqueue_sync", {})
         try:

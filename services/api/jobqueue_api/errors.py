@@ -192,7 +192,14 @@ SERVER_ERRORS: list[tuple[tuple[type[BaseException], ...], int, str, str, str]] 
         "malformed or conflicting header",
     ),
     ((gerr.ForbiddenProxyRequest,), 403, "Forbidden", "forbidden", "PROXY line from an address not allowed"),
-    ((gerr.ParseException,), 400, "Bad Request", "bad_request", "malformed request"),
+    (
+        (gerr.InvalidProxyLine, gerr.InvalidProxyHeader, gerr.InvalidH2CPreface),
+        400,
+        "Bad Request",
+        "bad_request",
+        "malformed request",
+    ),
+    ((gerr.ParseException,), 400, "Bad Request", "bad_request", "malformed request"),  # a newer gunicorn's
 ]
 _DETAIL_CHARS = 200  # of gunicorn's description, which may quote the client's bytes
 # Content-Length given twice, or beside Transfer-Encoding; or a Transfer-Encoding that does not end in chunked
@@ -202,16 +209,17 @@ _LENGTH_HEADERS = {
 }
 
 
-def server_error(exc: BaseException, cfg: Any) -> tuple[int, str, bytes]:
-    """Status, reason phrase and JSON body for an error gunicorn raised outside the application
-    (``cfg``: gunicorn's config, for the limits a message names). Anything unforeseen is a 500."""
+def server_error(exc: BaseException, cfg: Any) -> tuple[int, str, str, bytes]:
+    """Status, reason phrase, error code and JSON body for an error gunicorn raised outside the
+    application (``cfg``: gunicorn's config, for the limits a message names). Anything unforeseen
+    is a 500."""
     status, reason, code, text = next(
         ((status, reason, code, text) for kinds, status, reason, code, text in SERVER_ERRORS if isinstance(exc, kinds)),
         (500, "", "", ""),
     )
     if status == 500:
         body: dict[str, Any] = {"error": "internal_error", "message": "internal error; it is logged"}
-        return 500, "Internal Server Error", _json_line(body)
+        return 500, "Internal Server Error", "internal_error", _json_line(body)
     limits = {
         name: getattr(cfg, name) for name in ("limit_request_line", "limit_request_fields", "limit_request_field_size")
     }
@@ -224,7 +232,7 @@ def server_error(exc: BaseException, cfg: Any) -> tuple[int, str, bytes]:
         body["header"] = header
         if header in _LENGTH_HEADERS and isinstance(exc, gerr.InvalidHeader):
             body["message"] = _LENGTH_HEADERS[header]
-    return status, reason, _json_line(body)
+    return status, reason, code, _json_line(body)
 
 
 def _json_line(body: dict[str, Any]) -> bytes:
@@ -244,7 +252,7 @@ def json_errors(worker_class: type) -> type:
         def handle_error(self, req, client, addr, exc):  # gunicorn's signature
             started = datetime.now()
             addr = addr or ("", -1)  # a unix socket
-            status, reason, body = server_error(exc, self.cfg)
+            status, reason, code, body = server_error(exc, self.cfg)
             if status == 500:
                 self.log.exception("Error handling request %s", getattr(req, "uri", "(no URI read)"))
             else:
@@ -257,6 +265,12 @@ def json_errors(worker_class: type) -> type:
                 util.write_nonblock(client, head.encode("latin-1") + body)
             except Exception:
                 self.log.debug("Failed to send error message.")
+            try:  # the app's metrics module, imported by now (the worker loaded the app)
+                from jobqueue_api.metrics import count_refused
+
+                count_refused(status, code)
+            except Exception:
+                self.log.exception("could not count a refused request")
             if req is None and isinstance(exc, (gerr.InvalidHeader, gerr.InvalidHeaderName)):
                 req = getattr(exc, "req", None)  # the request whose headers were refused, as gunicorn does
             if req is not None and hasattr(req, "body"):  # the access line (at LOG_LEVEL=DEBUG)

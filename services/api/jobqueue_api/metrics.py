@@ -37,6 +37,11 @@ LATENCY = Histogram(
     buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
 )
 SUBMITTED = Counter("jobqueue_jobs_submitted_total", "jobs accepted (202)", ["operation"])
+REFUSED = Counter(
+    "jobqueue_http_refused_total",
+    "requests the HTTP server refused before the application saw them (malformed, too long)",
+    ["status", "error"],
+)
 LONG_POLLS = Gauge("jobqueue_api_long_polls", "?wait= requests waiting for their job now", multiprocess_mode="livesum")
 LONG_POLLS_REFUSED = Counter(
     "jobqueue_api_long_polls_refused_total", "?wait= requests answered at once because the process held MAX_WAITERS"
@@ -133,6 +138,12 @@ def child_of_requests(route: str, method: str, status: str):
 
 def child_of_latency(route: str, method: str):
     return _LATENCY[route, method]
+
+
+def count_refused(status: int, error: str) -> None:
+    """Count a request gunicorn refused (errors.json_errors): both labels come from the fixed rows
+    of errors.SERVER_ERRORS, whatever the client sent."""
+    REFUSED.labels(status_label(status), error).inc()
 
 
 def count_submitted(operations: list[str]) -> None:

@@ -81,7 +81,7 @@ def recent_outcomes(state, now: float) -> dict[str, Any]:
         hit = _cache.get(key)
         if hit and now - hit[0] < RECENT_CACHE_SECONDS:
             return hit[1]
-    ids = state.jobs.zrevrangebyscore(keys.JOB_INDEX, "+inf", now - LOOKBACK_SECONDS, start=0, num=MAX_RECENT_DOCS)
+    ids = state.store.submitted_since(now - LOOKBACK_SECONDS, MAX_RECENT_DOCS)
     start = now - WINDOW_SECONDS
     n = WINDOW_SECONDS // BUCKET_SECONDS
     complete, failed = [0] * n, [0] * n

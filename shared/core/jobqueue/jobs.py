@@ -248,6 +248,12 @@ class JobStore:
             return Page(found, None, None)
         return Page(found, _encode_cursor(last), None if offset is None else offset + scanned - pruned)
 
+    def submitted_since(self, since: float, limit: int) -> list[str]:
+        """Ids of up to ``limit`` jobs submitted at or after ``since`` (epoch seconds), newest
+        first: the listing's index read directly, one command (the overview's recent outcomes).
+        An id whose job has expired may be among them; :meth:`get_many` skips it."""
+        return self.redis.zrevrangebyscore(keys.JOB_INDEX, "+inf", since, start=0, num=limit)
+
     def _index_for(self, status: str | None, operation: str | None, owner: str | None) -> str:
         """The index to read: the filter's own, or with several the smallest of theirs (the
         documents are checked against every filter anyway; the active index holds two statuses)."""
