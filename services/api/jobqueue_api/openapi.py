@@ -180,7 +180,7 @@ def _components(catalogue: Registry) -> dict[str, Any]:
                     "operations": {
                         "type": "array",
                         "items": {"type": "string"},
-                        "description": "every known operation (unknown_operation, missing_operation)",
+                        "description": "every known operation (unknown_operation, missing_operation, invalid_operation)",
                     },
                     "did_you_mean": {
                         "type": "string",
