@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import time
@@ -20,6 +21,8 @@ from jobqueue.connections import jobs_redis, queue_redis
 from jobqueue.settings import load_settings
 
 from .support import metric_sum, metric_value, run_jobs_in_thread
+
+API_DOC = Path(__file__).resolve().parents[2] / "docs" / "api.md"
 
 
 @pytest.fixture(scope="module")
@@ -310,6 +313,50 @@ def test_requests_gunicorn_refuses_are_answered_in_json(api, request_bytes, stat
     answer = json.loads(body)
     assert answer["error"] == (code or "request_header_fields_too_large") and answer["message"], answer
     assert b"<html" not in body
+
+
+def _request_line(length: int) -> bytes:
+    """A GET whose request line (method, path, version; no CRLF) is ``length`` bytes."""
+    line = b"GET /" + b"a" * (length - len(b"GET / HTTP/1.1")) + b" HTTP/1.1"
+    assert len(line) == length
+    return line + b"\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+
+
+def _raw_refused(base_url: str, request: bytes) -> tuple[int, dict]:
+    """Like _raw, for a request gunicorn stops reading: its answer can be followed by a reset
+    (it closes with the rest of the line unread), which ends the read like a close."""
+    import socket
+    from urllib.parse import urlsplit
+
+    url = urlsplit(base_url)
+    answer = b""
+    with socket.create_connection((url.hostname, url.port), timeout=10) as sock:
+        sock.sendall(request)
+        try:
+            while chunk := sock.recv(65536):
+                answer += chunk
+        except ConnectionResetError:
+            pass
+    head, _, body = answer.partition(b"\r\n\r\n")
+    return int(head.split()[1]), json.loads(body)
+
+
+def test_an_overlong_request_line_names_the_real_limit(api):
+    """The 414 named the limit and then quoted gunicorn's "Request Line is too large (8192 > 4094)",
+    whose first figure is the bytes gunicorn had buffered (its 8 KiB read) for any line longer than
+    that, 20,000 bytes too: neither the line's length nor the limit. The message now states the
+    limit alone, the one docs/api.md gives, and a line of exactly that length still reaches the app."""
+    row = next(line for line in API_DOC.read_text().splitlines() if line.startswith("| 414 | `uri_too_long`"))
+    documented = re.search(r"over ([0-9,]+) bytes", row).group(1)
+    assert documented == "4,094", row
+    limit = int(documented.replace(",", ""))
+    status, body = _raw_refused(api[0], _request_line(limit))
+    assert status == 404, body  # gunicorn let it through: the app's unknown route
+    for length in (limit + 1, 5000, 8192, 20000):
+        status, body = _raw_refused(api[0], _request_line(length))
+        assert status == 414 and body["error"] == "uri_too_long", (length, body)
+        assert f"over {documented} bytes" in body["message"], (length, body)
+        assert not re.search(r"8,?192|\(\d+ > \d+\)", body["message"]), (length, body)
 
 
 def test_refusals_are_counted_on_metrics(api):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 
+import pytest
 from openapi_spec_validator import validate
 
 
@@ -144,6 +145,39 @@ def test_submit_answers_match_their_documented_schemas(client):
         jsonschema.validate(
             answer.get_json(), resolved(responses[str(status)]["content"]["application/json"]["schema"])
         )
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "spec_path", "status"),
+    [
+        ("post", "/submit", "/submit", 400),
+        ("post", "/jobs", "/jobs", 400),
+        ("get", "/analysis/{}", "/analysis/{operation}", 404),
+    ],
+)
+def test_unknown_operation_answers_declare_every_field(client, method, path, spec_path, status):
+    """An unknown operation's answer carries ``operations`` and, for a near miss (top_location),
+    ``did_you_mean``: each field is declared in the Error schema the document gives for that status.
+    The schema itself allows undeclared fields, so the check here is strict (additionalProperties
+    false): a field the API adds and the document does not name fails it."""
+    import jsonschema
+
+    spec = client.get("/openapi.json").get_json()
+    documented = _resolved(spec, spec["paths"][spec_path][method]["responses"][str(status)])
+    strict = {**documented["content"]["application/json"]["schema"], "additionalProperties": False}
+    seen = []
+    for name in ("top_location", "no_such_thing_at_all"):
+        if method == "post":
+            answer = client.post(path, json={"operation": name})
+        else:
+            answer = client.get(path.format(name))
+        assert answer.status_code == status, answer.get_json()
+        body = answer.get_json()
+        assert body["error"] == "unknown_operation", body
+        jsonschema.validate(body, strict)
+        seen.append(body.get("did_you_mean"))
+    assert seen == ["top_locations", None]
+    assert strict["properties"]["did_you_mean"]["type"] == "string"
 
 
 def test_every_request_body_offers_examples_the_api_accepts(client):

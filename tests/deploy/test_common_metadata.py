@@ -18,7 +18,17 @@ import pytest
 
 import yaml
 
-from tests.deploy.manifests import CHART, REPO_ROOT, SCENARIOS, one, pod_spec, render_objects, scenario_values
+from tests.deploy.manifests import (
+    CHART,
+    REPO_ROOT,
+    SCENARIOS,
+    objects_of,
+    one,
+    pod_spec,
+    render_chart,
+    render_objects,
+    scenario_values,
+)
 
 VERSIONS = ["1.28.0", kubernetes_validate.latest_version()]
 COMMON_LABELS = {"course": "coe332", "example.org/term": "fall-2026"}
@@ -239,3 +249,79 @@ def test_the_documented_example_renders_valid_objects():
     assert pod_spec(api)["volumes"][-1] == values["api"]["extraVolumes"][0]
     for obj in (api, one(objs, "Deployment", "worker"), one(objs, "StatefulSet", "redis")):
         kubernetes_validate.validate(obj, VERSIONS[-1], strict=True)
+
+
+class _NoDuplicateKeys(yaml.SafeLoader):
+    """yaml.safe_load keeps the last of two equal keys without a word; kubectl, Argo CD and the API
+    server refuse such a manifest or keep one of them. This loader refuses it."""
+
+
+def _mapping(loader: _NoDuplicateKeys, node: yaml.MappingNode, deep: bool = False) -> dict:
+    seen: set = set()
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node, deep=True)
+        assert key not in seen, f"duplicate key {key!r} at {key_node.start_mark}"
+        seen.add(key)
+    return yaml.SafeLoader.construct_mapping(loader, node, deep=deep)
+
+
+_NoDuplicateKeys.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _mapping)
+
+
+def _own_labels() -> dict[str, str]:
+    """The labels the chart sets itself on an object (the API Deployment's, with no values)."""
+    return dict(one(render_objects({}), "Deployment", "api")["metadata"]["labels"])
+
+
+@pytest.mark.parametrize("scenario", SCENARIOS)
+def test_no_manifest_repeats_a_key(scenario):
+    """Every rendered document, with the extras set, parses with no key given twice."""
+    for path, text in render_chart(_merge(scenario_values(scenario), EXTRAS)).items():
+        if not path.endswith(".txt"):
+            list(yaml.load_all(text, Loader=_NoDuplicateKeys))
+
+
+def test_the_chart_sets_the_labels_commonlabels_may_not():
+    """The keys the refusal below covers are the chart's own, as rendered (a label the chart adds
+    later is covered without a change here)."""
+    assert set(_own_labels()) == {
+        "helm.sh/chart",
+        "app.kubernetes.io/name",
+        "app.kubernetes.io/instance",
+        "app.kubernetes.io/component",
+        "app.kubernetes.io/version",
+        "app.kubernetes.io/managed-by",
+        "app.kubernetes.io/part-of",
+    }
+
+
+@pytest.mark.parametrize("key", sorted(_own_labels()))
+def test_a_common_label_the_chart_sets_itself_is_refused_naming_it(key):
+    """It rendered the key twice in every object's metadata.labels (the first, the chart's, then
+    the user's), and on the pods the user's value, so a pod whose app.kubernetes.io/name or
+    instance was the user's no longer matched its Deployment's immutable selector. Refused, like
+    the same keys in podLabels, with the key named and another way offered."""
+    with pytest.raises(helm.HelmError, match=f'commonLabels: "{re.escape(key)}" is a label the chart sets itself'):
+        render_objects({"commonLabels": {"course": "coe332", key: "mine"}})
+
+
+def test_every_clashing_common_label_is_named_at_once():
+    values = {"commonLabels": {"app.kubernetes.io/name": "a", "helm.sh/chart": "b", "course": "coe332"}}
+    with pytest.raises(helm.HelmError) as refused:
+        render_objects(values)
+    message = str(refused.value)
+    assert '"app.kubernetes.io/name", "helm.sh/chart" are labels the chart sets itself' in message
+    assert "nameOverride" in message
+
+
+def test_other_app_kubernetes_io_common_labels_render_once():
+    """A well-known key the chart does not set is the user's to give, once."""
+    values = {"commonLabels": {"app.kubernetes.io/created-by": "instructor", "example.org/part-of": "coe332"}}
+    rendered = render_chart(values)
+    objs = objects_of(rendered)
+    for path, text in rendered.items():
+        if not path.endswith(".txt"):
+            list(yaml.load_all(text, Loader=_NoDuplicateKeys))
+    api = one(objs, "Deployment", "api")
+    assert api["metadata"]["labels"]["app.kubernetes.io/created-by"] == "instructor"
+    assert api["spec"]["selector"]["matchLabels"].items() <= _template(api)["metadata"]["labels"].items()

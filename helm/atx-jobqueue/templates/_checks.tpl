@@ -5,6 +5,7 @@ degraded app, each with a message about an object rather than the value to chang
 names the value, what was given and the limit. Included once, from config/configmap.yaml.
 */}}
 {{- define "atx-jobqueue.checkValues" -}}
+{{- include "atx-jobqueue.checkCommonLabels" . }}
 {{- include "atx-jobqueue.checkAutoscaling" . }}
 {{- include "atx-jobqueue.checkNodePort" . }}
 {{- include "atx-jobqueue.checkIngressHost" . }}
@@ -20,6 +21,27 @@ names the value, what was given and the limit. Included once, from config/config
 {{- end }}
 {{- end }}
 {{- include "atx-jobqueue.checkVolumes" . }}
+{{- end }}
+
+{{/*
+commonLabels may not set a label the chart sets itself (app.kubernetes.io/name, instance,
+component, version, managed-by, part-of, helm.sh/chart): the labels helper would write the key
+twice in metadata.labels (duplicate YAML keys: kubectl and Argo CD refuse the manifest or keep one
+silently), and a pod template whose app.kubernetes.io/name or instance is the user's would no
+longer match its Deployment's selector, which is immutable and never takes commonLabels. Refused
+like the same keys in podLabels (the labels helpers), naming every such key at once.
+*/}}
+{{- define "atx-jobqueue.checkCommonLabels" -}}
+{{- $own := fromYaml (include "atx-jobqueue.labels" (dict "ctx" (dict "Values" dict "Release" .Release "Chart" .Chart) "component" "api")) }}
+{{- $clash := list }}
+{{- range $key, $_ := .Values.commonLabels }}
+{{- if hasKey $own $key }}
+{{- $clash = append $clash (printf "%q" $key) }}
+{{- end }}
+{{- end }}
+{{- with $clash }}
+{{- fail (printf "commonLabels: %s %s the chart sets itself on every object: commonLabels would write each such key a second time in metadata.labels (a duplicate key, which kubectl and Argo CD refuse or resolve silently), and the Services, NetworkPolicies and Deployments' selectors match on the chart's app.kubernetes.io labels. Choose another key (e.g. example.org/part-of), or nameOverride to change the name" (join ", " .) (ternary "are labels" "is a label" (gt (len .) 1))) }}
+{{- end }}
 {{- end }}
 
 {{/*

@@ -158,7 +158,14 @@ def register_error_handlers(app: Flask) -> None:
 # code, message (gunicorn's own description follows it). Most specific first.
 SERVER_ERRORS: list[tuple[tuple[type[BaseException], ...], int, str, str, str]] = [
     ((gerr.InvalidResponseHeader, gerr.InvalidResponseHeaderName, gerr.ConfigurationProblem), 500, "", "", ""),
-    ((gerr.LimitRequestLine,), 414, "URI Too Long", "uri_too_long", "request line over {limit_request_line} bytes"),
+    (
+        (gerr.LimitRequestLine,),
+        414,
+        "URI Too Long",
+        "uri_too_long",
+        "request line (method, path and query) over {limit_request_line:,} bytes, the HTTP server's limit; "
+        "shorten the URL (POST /submit takes an operation's parameters in its body)",
+    ),
     (
         (gerr.LimitRequestHeaders,),
         431,
@@ -227,6 +234,11 @@ def server_error(exc: BaseException, cfg: Any) -> tuple[int, str, str, bytes]:
     if len(detail) > _DETAIL_CHARS:
         detail = f"{detail[:_DETAIL_CHARS]}... ({len(detail)} characters)"
     body = {"error": code, "message": f"{text.format(**limits)}: {detail}"}
+    if isinstance(exc, gerr.LimitRequestLine):
+        # gunicorn's "Request Line is too large (8192 > 4094)" gives the bytes it had buffered when it
+        # gave up, 8192 (its read size) for any line longer than that: neither the line's length
+        # nor the limit. The message names the limit alone.
+        body["message"] = text.format(**limits)
     header = getattr(exc, "hdr", None)
     if code == "invalid_header" and isinstance(header, str) and len(header) <= 64:
         body["header"] = header

@@ -177,6 +177,16 @@ def _components(catalogue: Registry) -> dict[str, Any]:
                     "message": {"type": "string"},
                     "param": {"type": "string"},
                     "job_id": {"type": "string", "description": "the job concerned (404, 422, 504)"},
+                    "operations": {
+                        "type": "array",
+                        "items": {"type": "string"},
+                        "description": "every known operation (unknown_operation, missing_operation, invalid_operation)",
+                    },
+                    "did_you_mean": {
+                        "type": "string",
+                        "description": "the known operation closest to an unknown one, when one is close "
+                        "(unknown_operation; absent otherwise)",
+                    },
                 },
             },
             "Submission": {"oneOf": submissions} if submissions else {"type": "object"},
