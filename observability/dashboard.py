@@ -215,7 +215,6 @@ ROWS: tuple[RowSpec, ...] = (
                 "Requests answered per second (5m rate).",
                 (q(f"sum by (route, status) (jobqueue:http_requests:rate5m{{{NS}}})", "{{route}} {{status}}"),),
                 unit="reqps",
-                width=8,
                 stacked=True,
             ),
             PanelSpec(
@@ -227,15 +226,26 @@ ROWS: tuple[RowSpec, ...] = (
                     q(f"max by (route) (jobqueue:http_request_duration_seconds:p99_5m{{{NS}}})", "p99 {{route}}"),
                 ),
                 unit="s",
-                width=8,
             ),
             PanelSpec(
                 "API 5xx error ratio",
                 "5xx answers / all answers (5m). JobQueueAPIErrorRatioHigh fires above 5%.",
                 (q(f"max(jobqueue:http_5xx_ratio:rate5m{{{NS}}})", "5xx / all"),),
                 unit="percentunit",
-                width=8,
                 thresholds=((None, "green"), (0.05, "red")),
+            ),
+            PanelSpec(
+                "API requests refused by the HTTP server, by status and error",
+                "Requests gunicorn refused before the application saw them, per minute (5m rate): malformed or "
+                "smuggling-shaped, or a request line or headers over its limits (docs/api.md's rows marked "
+                "gunicorn); not in the panels above. JobQueueAPIRefusalsHigh fires when one kind stays above 1 a "
+                "minute for 10 minutes. 'all refused' is 0, not empty, before the first refusal.",
+                (
+                    q(f"sum by (status, error) (jobqueue:http_refused:rate5m{{{NS}}}) * 60", "{{status}} {{error}}"),
+                    q(f"sum(jobqueue:http_refused:rate5m{{{NS}}}) * 60 or vector(0)", "all refused"),
+                ),
+                unit="reqpm",
+                thresholds=((None, "green"), (1, "orange")),
             ),
         ),
     ),

@@ -25,7 +25,14 @@ def release_groups(release: str) -> list[dict]:
     return rule["spec"]["groups"]
 
 
-def series(release: str, depth: int, redis_up: int = 1, failed_per_min: int = 0, errors_per_min: int = 0) -> list[dict]:
+def series(
+    release: str,
+    depth: int,
+    redis_up: int = 1,
+    failed_per_min: int = 0,
+    errors_per_min: int = 0,
+    refused_per_min: int = 0,
+) -> list[dict]:
     """What the chart's ServiceMonitor/PodMonitor scrapes of one release: two API replicas, two workers,
     the Redis exporter; every series carries namespace and app_kubernetes_io_instance."""
     base = f'namespace="{NAMESPACE}",app_kubernetes_io_instance="{release}"'
@@ -54,6 +61,10 @@ def series(release: str, depth: int, redis_up: int = 1, failed_per_min: int = 0,
             {
                 "series": f'jobqueue_http_requests_total{{{labels},route="/status/<job_id>",method="GET",status="503"}}',
                 "values": f"0+{errors_per_min}x20",
+            },
+            {
+                "series": f'jobqueue_http_refused_total{{{labels},status="431",error="request_header_fields_too_large"}}',
+                "values": f"0+{refused_per_min}x20",
             },
         ]
         for le, n in (("0.01", 20), ("0.1", 28), ("+Inf", 30)):
@@ -93,7 +104,7 @@ def series(release: str, depth: int, redis_up: int = 1, failed_per_min: int = 0,
 
 
 def both_releases() -> list[dict]:
-    return series("dev", 3) + series("demo", 60, redis_up=0, failed_per_min=12, errors_per_min=10)
+    return series("dev", 3) + series("demo", 60, redis_up=0, failed_per_min=12, errors_per_min=10, refused_per_min=3)
 
 
 def promtool_test(tmp_path, rule_files: dict[str, list[dict]], tests: list[dict]) -> subprocess.CompletedProcess:
@@ -139,14 +150,15 @@ def test_a_release_records_only_its_own_series(tmp_path, release, other):
 
 
 def test_each_release_alerts_for_itself_once(tmp_path):
-    """demo's Redis is down (and full), its jobs fail and it answers 5xx; both releases' oldest jobs
-    have waited too long: each
+    """demo's Redis is down (and full), its jobs fail, it answers 5xx and gunicorn refuses a client's
+    requests; both releases' oldest jobs have waited too long: each
     release's object raises the alerts of its own release only (before: every alert from both)."""
     query = 'count by (alertname, app_kubernetes_io_instance) (ALERTS{alertstate="firing"})'
     fired = {
         "dev": [("JobQueueBacklogTooOld", "dev")],
         "demo": [
             ("JobQueueAPIErrorRatioHigh", "demo"),
+            ("JobQueueAPIRefusalsHigh", "demo"),
             ("JobQueueBacklogTooOld", "demo"),
             ("JobQueueJobFailureRatioHigh", "demo"),
             ("JobQueueRedisDown", "demo"),

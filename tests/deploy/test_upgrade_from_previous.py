@@ -255,7 +255,8 @@ def scenario_in_restore_mode(values: dict) -> bool:
 
 
 def test_of_the_scalers_only_the_backlog_selector_changes(previous_chart):
-    """The upgrade's changes, object by object: besides the PrometheusRule and a time-zoned CronJob,
+    """The upgrade's changes, object by object: besides the PrometheusRule, the dashboards'
+    ConfigMap (a panel more: its data only) and a time-zoned CronJob,
     only the backlog's selector of the scaler: KEDA's query (a value, so `--reuse-values` keeps the
     old one) and the HPA's metric selector move from `service=<release>-atx-jobqueue-api` to
     `app_kubernetes_io_instance=<release>`, which every documented scrape sets. Both fields are
@@ -275,6 +276,8 @@ def test_of_the_scalers_only_the_backlog_selector_changes(previous_chart):
                 assert _without(now, "metadata", "annotations", "argocd.argoproj.io/sync-options") == was, name
                 continue
             changed.setdefault(key[0], set()).add(name)
+            if key[0] == "ConfigMap":  # the dashboard JSON Grafana's sidecar reloads: its data only
+                assert key[1].endswith("-dashboards") and _without(was, "data") == _without(now, "data"), (name, key)
             if key[0] == "ScaledObject":
                 path = ("spec", "triggers", 0, "metadata", "query")
                 assert _without(was, *path) == _without(now, *path), name
@@ -285,6 +288,13 @@ def test_of_the_scalers_only_the_backlog_selector_changes(previous_chart):
                 assert _without(was, *path) == _without(now, *path), name
                 labels = now["spec"]["metrics"][0]["external"]["metric"]["selector"]["matchLabels"]
                 assert labels == {"queue": "jobs", "app_kubernetes_io_instance": release}, labels
-    assert set(changed) == {"PrometheusRule", "CronJob", "ScaledObject", "HorizontalPodAutoscaler", "Job"}, changed
+    assert set(changed) == {
+        "PrometheusRule",
+        "CronJob",
+        "ScaledObject",
+        "HorizontalPodAutoscaler",
+        "Job",
+        "ConfigMap",
+    }, changed
     assert all(scenario_in_restore_mode(_cases(previous_chart)[name]) for name in changed["Job"]), changed["Job"]
     assert changed["CronJob"] == {"backup schedule with a time zone"}

@@ -54,6 +54,7 @@ def test_dashboard_covers_what_operators_need():
         "api requests",
         "latency",
         "error ratio",
+        "refused",
         "redis",
     ):
         assert topic in text, topic

@@ -31,6 +31,7 @@ from observability.simulate_autoscaling import desired_replicas
 from devstack.stack import Stack
 from tests.observability.chart_values import adapter_query, autoscaling, scrape
 from tests.observability.monitors import scrape_configs
+from tests.support.refusals import send_refused
 
 pytestmark = pytest.mark.slow
 
@@ -149,6 +150,7 @@ def test_backlog_autoscaling_dashboard_and_alerts_against_a_real_prometheus(
     for _ in range(5):
         requests.get(f"{stack.url}/status/{ids[0]}", timeout=5)
         requests.get(f"{stack.url}/status/no-such-job", timeout=5)
+        assert send_refused(stack.url) == 414  # gunicorn's refusals: the refused panel by status and error
 
     # (c) every dashboard panel query returns data: at least one finite number
     queries = {
@@ -176,6 +178,14 @@ def test_backlog_autoscaling_dashboard_and_alerts_against_a_real_prometheus(
     assert JOB_SECONDS * 0.5 <= p50 <= JOB_SECONDS * 1.5, p50
     assert prom.value(f'jobqueue:job_failure_ratio:rate5m{{namespace="{NAMESPACE}"}}') == 0
     assert prom.value(f'jobqueue:http_5xx_ratio:rate5m{{namespace="{NAMESPACE}"}}') == 0
+    # the 5 refused requests: counted over both gunicorn workers, recorded by their status and error
+    prom.wait_for(
+        f'sum(jobqueue_http_refused_total{{namespace="{NAMESPACE}"}})',
+        lambda r: len(r) == 1 and float(r[0]["value"][1]) == 5,
+        timeout=30,
+    )
+    refused = prom.query(f'jobqueue:http_refused:rate5m{{namespace="{NAMESPACE}"}}')
+    assert [(r["metric"]["status"], r["metric"]["error"]) for r in refused] == [("414", "uri_too_long")], refused
 
     # no rule failed to evaluate on the real series (e.g. many-to-many matches only show at run time)
     broken = [(r["name"], r["lastError"]) for g in prom.rule_groups() for r in g["rules"] if r["health"] == "err"]

@@ -17,6 +17,7 @@ from devstack.make_env import stack_env
 from devstack.procs import free_port
 from devstack.redis_server import find_redis_server
 from tests.support.loopback import needs_ipv6
+from tests.support.refusals import send_refused
 
 pytestmark = pytest.mark.slow
 
@@ -111,6 +112,7 @@ def _dashboard_fills(prom, api: str, redis_panels: bool) -> None:
     for _ in range(3):
         job = requests.post(f"{api}/submit", json={"operation": "unique_issues", "params": {}}, timeout=10).json()
         requests.get(f"{api}/status/{job['job_id']}?wait=30", timeout=40)
+        assert send_refused(api) == 414  # the refused panel's series by status and error
     for release in ("atx-jobqueue", ".*"):
         queries = {
             title: expr.replace("$namespace", ".*").replace("$release", release).replace("$__rate_interval", "1m")

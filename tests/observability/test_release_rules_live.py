@@ -42,6 +42,7 @@ from devstack.procs import free_port, wait_http
 from observability import dashboard
 from observability.rules import REPO_ROOT
 from tests.observability.chart_values import ADAPTER_VALUES
+from tests.support.refusals import send_refused
 
 pytestmark = pytest.mark.slow
 
@@ -332,6 +333,7 @@ def test_the_release_rules_fill_the_dashboard_and_the_scaler_over_a_documented_s
         stack.wait_all_final(more, timeout=60)
         for _ in range(3):
             stack.status("no-such-job")
+            assert send_refused(stack.url) == 414  # counted by gunicorn's worker, recorded by status and error
 
         recordings = [r["name"] for g in prom.rule_groups() for r in g["rules"] if r["type"] == "recording"]
         assert len(recordings) == len(
