@@ -11,6 +11,32 @@ ROOT=$PWD
 RUN_DIR=${RUN_DIR:-$ROOT/.run}
 REDIS_PORT=${REDIS_PORT:-6379}
 export PORT=${PORT:-5000}
+WORKERS=${WORKERS:-2}
+WORKER_METRICS_BASE=${WORKER_METRICS_BASE:-9101}
+READY_TIMEOUT=${READY_TIMEOUT:-90}
+
+# make up's own numbers, checked before anything starts: `seq abc` started no worker while the
+# banner said "abc workers", and a REDIS_PORT=abc was only named, as REDIS_URL, after 40 s of retries.
+# A leading zero is dropped (bash reads 07514 as octal: worker 1's metrics went to port 3916), and a
+# port outside 1-65535 is refused here: PORT=70000 started Redis and the workers, then the API refused it.
+for var in PORT REDIS_PORT WORKERS WORKER_METRICS_BASE READY_TIMEOUT; do
+  if ! [[ ${!var} =~ ^[0-9]+$ ]]; then
+    echo "up: $var must be a whole number, got '${!var}'" >&2
+    exit 2
+  fi
+  printf -v "$var" %d "$((10#${!var}))"
+done
+for var in PORT REDIS_PORT WORKER_METRICS_BASE; do
+  if [ "${!var}" -lt 1 ] || [ "${!var}" -gt 65535 ]; then
+    echo "up: $var must be a port number (1-65535), got ${!var}" >&2
+    exit 2
+  fi
+done
+if [ $((WORKER_METRICS_BASE + WORKERS - 1)) -gt 65535 ]; then
+  echo "up: worker $WORKERS's metrics port would be $((WORKER_METRICS_BASE + WORKERS - 1))" \
+    "(WORKER_METRICS_BASE=$WORKER_METRICS_BASE + $((WORKERS - 1))): set a lower WORKER_METRICS_BASE" >&2
+  exit 2
+fi
 export DATA_PATH=${DATA_PATH:-$ROOT/data/traffic_incidents_sample.csv}
 # A REDIS_URL already in the environment (a tutorial's export, a shared Redis) is what the API and
 # the workers use, so make up starts no redis-server of its own then. It used to start one nobody
@@ -28,19 +54,6 @@ export BIND_HOST=${BIND_HOST:-127.0.0.1}
 # the API's and the other workers' metrics as its own (and count as extra worker replicas).
 API_METRICS_DIR=${PROMETHEUS_MULTIPROC_DIR:-$RUN_DIR/api-metrics}
 unset PROMETHEUS_MULTIPROC_DIR
-WORKERS=${WORKERS:-2}
-WORKER_METRICS_BASE=${WORKER_METRICS_BASE:-9101}
-READY_TIMEOUT=${READY_TIMEOUT:-90}
-
-# make up's own numbers, checked before anything starts: `seq abc` started no worker while the
-# banner said "abc workers", and a REDIS_PORT=abc was only named, as REDIS_URL, after 40 s of retries
-for var in PORT REDIS_PORT WORKERS WORKER_METRICS_BASE READY_TIMEOUT; do
-  if ! [[ ${!var} =~ ^[0-9]+$ ]]; then
-    echo "up: $var must be a whole number, got '${!var}'" >&2
-    exit 2
-  fi
-done
-
 # Where a client here reaches the API (BIND_HOST) and the workers' metrics (WORKER_METRICS_HOST, else
 # BIND_HOST), as URLs write it ([::1]); the port checks, the readiness wait and the banner use them.
 # They were 127.0.0.1 whatever BIND_HOST said: BIND_HOST=::1 waited READY_TIMEOUT for an API that was up.
@@ -105,6 +118,16 @@ done
 # Another program on the API port would answer the readiness check below for us (on a shared
 # class VM: a classmate's stack) while our own API dies with "Address already in use". Checked
 # before anything starts, so a refusal leaves nothing running (it started this stack's Redis).
+# An API already running keeps the address it started with: a `make up` with another PORT (a bare
+# `make up` after `PORT=7505 make up`) waited on the new port, READY_TIMEOUT for nothing, or said
+# "ready" at once when another stack's API answered there.
+if alive "$RUN_DIR/pids/api.pid" && [ -f "$RUN_DIR/pids/api.listen" ] \
+    && [ "$(cat "$RUN_DIR/pids/api.listen")" != "$API_HOST:$PORT" ]; then
+  echo "up: the api already running (pid $(cat "$RUN_DIR/pids/api.pid")) listens on" \
+    "$(cat "$RUN_DIR/pids/api.listen"), not PORT=$PORT ($API_HOST:$PORT): give the settings" \
+    "it started with, or $STOP first to change them" >&2
+  exit 2
+fi
 if ! alive "$RUN_DIR/pids/api.pid"; then
   if (exec 3<>"/dev/tcp/$(bare "$API_HOST")/$PORT") 2>/dev/null; then
     echo "up: port $PORT is taken by another program; set PORT=... to use another" >&2
@@ -137,6 +160,7 @@ done
 
 if ! alive "$RUN_DIR/pids/api.pid"; then
   rm -rf "$API_METRICS_DIR"
+  printf '%s\n' "$API_HOST:$PORT" >"$RUN_DIR/pids/api.listen"
 fi
 PROMETHEUS_MULTIPROC_DIR=$API_METRICS_DIR start api "$ROOT/.venv/bin/jobqueue-api"
 for i in $(seq "$WORKERS"); do

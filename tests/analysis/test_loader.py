@@ -115,6 +115,19 @@ def test_missing_file(tmp_path, load):
         load(tmp_path / "nope.csv")
 
 
+def test_a_missing_relative_path_names_the_folder_it_was_looked_for_in(tmp_path, monkeypatch, load):
+    """`jobqueue-api` started outside the checkout reads the default DATA_PATH,
+    data/traffic_incidents_sample.csv, from wherever it runs: /readyz's log said only
+    "data/traffic_incidents_sample.csv: no such file", which looks like the file is gone."""
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(DataFormatError) as err:
+        load("data/traffic_incidents_sample.csv")
+    assert str(err.value) == (
+        f"data/traffic_incidents_sample.csv: no such file (a relative path, looked for in {tmp_path}: "
+        f"give an absolute path, or start from the folder it is relative to)"
+    )
+
+
 def test_a_folder_is_named_as_a_folder_with_the_files_in_it(tmp_path, load):
     """DATA_PATH=/srv/data (the volume's mount point, not the file in it) said "no such file" for a
     folder that is there; the API's /readyz log and the worker (exit 3) said the same."""

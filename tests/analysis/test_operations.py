@@ -222,6 +222,23 @@ def test_every_operation_runs_its_example_on_the_sample(load):
             assert set(op.result_keys) == set(result), op.name
 
 
+def test_a_file_whose_every_line_is_malformed_is_not_called_a_header_only(tmp_path, load):
+    """A header with one more name than the lines have fields (a column named in a spreadsheet but
+    never filled) skips every line as malformed; the warning guessed "a header only?" for a file of
+    5,000 lines, and named neither the skipped count nor the cause."""
+    lines = SAMPLE.read_text(encoding="utf-8").splitlines()[:4]
+    ragged = tmp_path / "ragged-header.csv"
+    ragged.write_text("\n".join([lines[0] + ",Notes", *lines[1:]]) + "\n", encoding="utf-8")
+    ds = load(ragged)
+    assert ds.rows == 0 and ds.counts["malformed_lines_skipped"] == 3
+    warning = ds.date_warning()
+    assert "header only" not in warning, warning
+    assert warning == (
+        "none of the file's 3 data lines could be read: each has the wrong number of fields for the header "
+        "(counted in malformed_lines_skipped; docs/data.md): every answer counts nothing"
+    )
+
+
 def test_daily_counts_on_data_without_a_dated_row_defaults_to_the_given_day(tmp_path, load):
     """A file with no usable published date (header only, or dates in no form the loader reads) has
     no first or last day: the defaults were the epoch, so `start=2030-01-01` alone was refused with

@@ -241,6 +241,83 @@ def test_up_refuses_a_number_that_is_not_one(tmp_path, var):
         subprocess.run(["bash", "scripts/down.sh"], cwd=REPO_ROOT, env=env, capture_output=True, timeout=120)
 
 
+@pytest.mark.parametrize(
+    ("var", "value", "words"),
+    [
+        ("PORT", "70000", "PORT must be a port number (1-65535), got 70000"),
+        ("REDIS_PORT", "0", "REDIS_PORT must be a port number (1-65535), got 0"),
+        ("WORKER_METRICS_BASE", "65535", "worker 2's metrics port would be 65536 (WORKER_METRICS_BASE=65535"),
+    ],
+)
+def test_up_refuses_a_port_out_of_range_before_starting_anything(tmp_path, var, value, words):
+    """`PORT=70000 make up` started Redis and the workers, then the API stopped on its own range check:
+    the stack was left running for a `make down`, after READY_TIMEOUT of waiting."""
+    env = stack_env(str(tmp_path / "run"), **{var: value, "READY_TIMEOUT": "20"})
+    try:
+        up = subprocess.run(
+            ["bash", "scripts/up.sh"], cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=600
+        )
+        assert up.returncode == 2, up.stdout + up.stderr
+        assert f"up: {words}" in up.stderr, up.stderr
+        assert not list((tmp_path / "run" / "pids").glob("*.pid"))
+    finally:
+        subprocess.run(["bash", "scripts/down.sh"], cwd=REPO_ROOT, env=env, capture_output=True, timeout=120)
+
+
+def test_a_leading_zero_is_the_same_port_not_an_octal_one(tmp_path):
+    """`WORKER_METRICS_BASE=09101` is how a port is sometimes copied; bash read 0-prefixed numbers
+    as octal: worker 1's metrics went to a port nobody named (07514 -> 3916), and an 8 or 9 in the
+    number stopped the script with "value too great for base"."""
+    env = stack_env(str(tmp_path / "run"), WORKERS="1")
+    port, base = env["PORT"], env["WORKER_METRICS_BASE"]
+    env.update(PORT=f"0{port}", WORKER_METRICS_BASE=f"0{base}")
+    try:
+        up = subprocess.run(
+            ["bash", "scripts/up.sh"], cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=600
+        )
+        assert up.returncode == 0, up.stdout + up.stderr
+        assert f"API http://127.0.0.1:{port}," in up.stdout, up.stdout
+        assert f"http://127.0.0.1:{base}/metrics (worker 1" in up.stdout, up.stdout
+        assert requests.get(f"http://127.0.0.1:{base}/metrics", timeout=5).status_code == 200
+    finally:
+        subprocess.run(["bash", "scripts/down.sh"], cwd=REPO_ROOT, env=env, capture_output=True, timeout=120)
+
+
+def test_up_with_another_port_than_its_running_api_refuses_not_waits_elsewhere(tmp_path):
+    """A second `make up` whose PORT differs from the running stack's (a bare `make up` after
+    `PORT=7505 make up`) kept the running API, then waited on the new port: READY_TIMEOUT for
+    nothing, or "ready" at once when a classmate's API answered there."""
+    env = stack_env(str(tmp_path / "run"), WORKERS="1")
+    try:
+        first = subprocess.run(
+            ["bash", "scripts/up.sh"], cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=600
+        )
+        assert first.returncode == 0, first.stdout + first.stderr
+        other = str(free_port())
+        again = subprocess.run(
+            ["bash", "scripts/up.sh"],
+            cwd=REPO_ROOT,
+            env={**env, "PORT": other, "READY_TIMEOUT": "20"},
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert again.returncode == 2, again.stdout + again.stderr
+        assert (
+            "up: the api already running (pid" in again.stderr
+            and f"listens on 127.0.0.1:{env['PORT']}, not PORT={other}" in again.stderr
+            and f"RUN_DIR={env['RUN_DIR']} make down first" in again.stderr
+        ), again.stderr
+        assert "waiting" not in again.stdout, again.stdout
+        # the same settings again are still fine (idempotent)
+        same = subprocess.run(
+            ["bash", "scripts/up.sh"], cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=120
+        )
+        assert same.returncode == 0, same.stdout + same.stderr
+    finally:
+        subprocess.run(["bash", "scripts/down.sh"], cwd=REPO_ROOT, env=env, capture_output=True, timeout=120)
+
+
 def test_a_failed_up_says_how_to_start_over_with_other_settings(tmp_path):
     """`DATA_PATH=<typo> make up` failed (the API never ready) and left its processes running; the
     `make up` with the path fixed then said "already running" for each, kept the API with the old

@@ -294,6 +294,22 @@ def test_real_catalogue_and_dataset_with_the_cache(harness, tmp_path):
     assert b.cached_from == first and b.result == a.result
 
 
+def test_waiting_for_a_relative_data_path_logs_where_it_looks(tmp_path, monkeypatch, caplog):
+    """A worker started outside the checkout waits for the default data/traffic_incidents_sample.csv
+    forever (a pod waits for its volume this way); its log named only the relative path, so nothing
+    said it was looked for in the wrong folder."""
+    from jobqueue_worker.data import DataSource
+
+    monkeypatch.chdir(tmp_path)
+    polls = iter([False, True])
+    data = DataSource("data/incidents.csv", should_stop=lambda: next(polls))
+    with caplog.at_level("WARNING", logger="jobqueue.worker.data"), pytest.raises(RuntimeError):
+        data.get()
+    (record,) = [r for r in caplog.records if r.getMessage() == "data file not found; waiting for it"]
+    assert record.data_path == "data/incidents.csv"
+    assert record.looked_for == str(tmp_path / "data" / "incidents.csv")
+
+
 def test_an_unreadable_document_fails_the_job_without_stopping_the_worker(harness):
     broken = harness.submit("sleep")
     harness.jobs.set(keys.job(broken), "{not json")

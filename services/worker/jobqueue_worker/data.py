@@ -42,7 +42,12 @@ class DataSource:
         while not os.path.exists(self.path):
             if self.should_stop():
                 raise RuntimeError(f"stopping before the data file {self.path} appeared")
-            log.warning("data file not found; waiting for it", extra={"data_path": self.path, "retry_in": delay})
+            # the folder too: a worker started outside the checkout waited for the default relative
+            # path forever, its log naming only "data/traffic_incidents_sample.csv"
+            log.warning(
+                "data file not found; waiting for it",
+                extra={"data_path": self.path, "looked_for": os.path.abspath(self.path), "retry_in": delay},
+            )
             time.sleep(delay)
             delay = min(delay * 2, 10.0)
         started = time.monotonic()

@@ -115,6 +115,14 @@ class Dataset:
         read (``06-Mar-2024 01:29``) would otherwise answer 0 for every date, silently."""
         missing, unreadable = self.counts.get("published_missing", 0), self.counts.get("published_unparseable", 0)
         if not self.rows:
+            if skipped := self.counts.get("malformed_lines_skipped", 0):
+                # it said "a header only?" for a file of 5,000 lines, all skipped (a header naming one
+                # column more than the lines have)
+                return (
+                    f"none of the file's {skipped} data lines could be read: each has the wrong number of "
+                    "fields for the header (counted in malformed_lines_skipped; docs/data.md): every answer "
+                    "counts nothing"
+                )
             return "the file has no incident rows (a header only?): every answer counts nothing"
         if (missing + unreadable) * 100 < self.rows:
             return None
