@@ -89,7 +89,7 @@ def login():
         raise duplicate_key(exc) from None
     except NotUtf8 as exc:
         raise ApiError(400, "invalid_json", str(exc), param="token") from None
-    except ValueError:
+    except (ValueError, RecursionError):  # not JSON, or nested deeper than json reads (as parse_body)
         body = None
     if not isinstance(body, dict) or not isinstance(body.get("token"), str):
         raise ApiError(400, "invalid_body", 'send {"token": "..."} as JSON', param="token")
