@@ -77,6 +77,8 @@ def check_url(url: str, source: str) -> str:
     if parts.scheme not in ("http", "https") or not parts.hostname:
         rest = url.split("://")[-1]
         example = f"http://{rest}" if rest and not rest.startswith("/") else "http://HOST:PORT"
+        if rest.lstrip(":").isdigit() and rest.count(":") <= 1:  # a port alone: "e.g. http://7300" did not work either
+            example = f"http://127.0.0.1:{rest.lstrip(':')}"
         raise UsageError(f"{source} {url!r} needs http:// or https:// and a host, e.g. {example}")
     if parts.query or parts.fragment or url.endswith(("?", "#")):
         raise UsageError(f"{source} {url!r} takes no query string or fragment: give the API's base URL only")
