@@ -128,6 +128,18 @@ def test_a_missing_relative_path_names_the_folder_it_was_looked_for_in(tmp_path,
     )
 
 
+def test_a_tilde_path_says_the_tilde_is_not_expanded(tmp_path, monkeypatch, load):
+    """DATA_PATH="~/traffic.csv" (quoted, or from a .env or compose file) reaches the loader with its
+    '~': that it was "a relative path" looked for in the current folder is true but no help."""
+    monkeypatch.setenv("HOME", str(tmp_path))
+    with pytest.raises(DataFormatError) as err:
+        load("~/traffic.csv")
+    assert str(err.value) == (
+        f"~/traffic.csv: no such file ('~' is expanded by a shell only where it is unquoted; here it is "
+        f"part of the name): write the full path, e.g. {tmp_path}/traffic.csv"
+    )
+
+
 def test_a_folder_is_named_as_a_folder_with_the_files_in_it(tmp_path, load):
     """DATA_PATH=/srv/data (the volume's mount point, not the file in it) said "no such file" for a
     folder that is there; the API's /readyz log and the worker (exit 3) said the same."""

@@ -120,6 +120,26 @@ def test_exit_statuses_in_process_commands(args, code, words, tmp_path):
     assert r.returncode == code and all(w in r.stderr for w in words), r.stderr
 
 
+@pytest.mark.parametrize(
+    "pairs,said",
+    [
+        (
+            ["road=S", "CONGRESS"],
+            "parameters are key=value, got 'CONGRESS' after road=S: a value with spaces goes in quotes, "
+            "e.g. road='S CONGRESS'",
+        ),
+        (["n=", "5"], "parameters are key=value, got '5' after n=: write n=5, with no space after '='"),
+        (["2024-03-09"], "parameters are key=value, got '2024-03-09'"),
+    ],
+)
+def test_a_value_split_by_the_shell_is_named_with_the_quoting_that_keeps_it_whole(pairs, said, tmp_path):
+    """`jobqueue analyze incidents_by_road road=S CONGRESS` (README's road, unquoted) and `n= 5`
+    said only "parameters are key=value, got 'CONGRESS'", while the pair before it was the mistake."""
+    r = jq("analyze", "incidents_by_road", *pairs, env={"DATA_CACHE_DIR": str(tmp_path)})
+    assert r.returncode == 2, r.stderr
+    assert said in r.stderr, r.stderr
+
+
 @pytest.mark.parametrize("command", ["submit", "analyze"])
 def test_a_missing_operation_is_the_only_thing_said_to_be_missing(command):
     """``jobqueue submit`` alone said "required: operation, key=value", yet key=value pairs are

@@ -245,6 +245,17 @@ def test_a_url_without_its_scheme_is_refused_at_construction_saying_what_to_writ
         Client("127.0.0.1:7300" if source == "url" else None)
 
 
+@pytest.mark.parametrize("given", ["7300", ":7300", "http://:7300"])
+def test_a_port_alone_is_refused_with_a_url_that_works_as_its_example(given):
+    """``--url 7300`` or ``--url :7300`` (the port, as `make up`'s PORT is given) were refused with
+    "e.g. http://7300" and "e.g. http://:7300", neither of which works either."""
+    from jobqueue.cliargs import UsageError, check_url
+
+    with pytest.raises(UsageError) as err:
+        check_url(given, "--url")
+    assert str(err.value) == f"--url {given!r} needs http:// or https:// and a host, e.g. http://127.0.0.1:7300"
+
+
 def test_a_date_parameter_is_sent_as_the_apis_iso_day_and_a_datetime_is_refused_by_name(api):
     """``datetime.date`` was a TypeError ("not JSON serializable") from inside the request."""
     import datetime

@@ -66,6 +66,23 @@ def test_malformed_urls_name_the_variable(url, word):
 
 
 @pytest.mark.parametrize(
+    ("url", "example"),
+    [
+        ("127.0.0.1:7520", "e.g. REDIS_URL=redis://127.0.0.1:7520"),
+        ("redis-db", "e.g. REDIS_URL=redis://redis-db:6379"),  # the tutorial's REDIS_IP, as it is
+        ("/run/redis.sock", "e.g. REDIS_URL=unix:///run/redis.sock"),
+        ("http://h:6379", "e.g. REDIS_URL=redis://h:6379"),
+    ],
+)
+def test_a_url_without_the_redis_scheme_is_refused_with_one_that_works(url, example):
+    """`REDIS_URL=$REDIS_IP` or `REDIS_URL=127.0.0.1:6379` (the tutorial gives a host and a port) was
+    refused naming the schemes only; the CLI's --url already says what to write."""
+    with pytest.raises(SettingsError) as err:
+        _settings(url)
+    assert str(err.value) == f"REDIS_URL must start with redis://, rediss:// or unix://, got {url!r}: {example}"
+
+
+@pytest.mark.parametrize(
     "option",
     ["socket_timeout=0", "socket_timeout=-1", "socket_timeout=nan", "socket_timeout=inf", "socket_connect_timeout=0"],
 )

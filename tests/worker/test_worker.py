@@ -310,6 +310,23 @@ def test_waiting_for_a_relative_data_path_logs_where_it_looks(tmp_path, monkeypa
     assert record.looked_for == str(tmp_path / "data" / "incidents.csv")
 
 
+def test_a_claimed_id_without_its_document_warns_naming_the_jobs_db(harness, caplog):
+    """An API started with REDIS_JOBS_DB=2 (README: to keep apart from tutorial data) and a worker
+    without it: the worker claimed each id, found no document in its db 0 and dropped the id with an
+    info line, "job not run ... final or deleted"; the job said "submitted" for ever, nothing warned."""
+    gone = harness.submit("sleep")
+    harness.jobs.delete(keys.job(gone))  # as the worker sees a job the API wrote to another db
+    fine = harness.submit("sleep")
+    with caplog.at_level("INFO", logger="jobqueue.worker"):
+        drain(harness, operations())
+    assert harness.store.get(fine).status == JobStatus.COMPLETE
+    (record,) = [r for r in caplog.records if getattr(r, "job_id", None) == gone]
+    assert record.levelname == "WARNING", record.levelname
+    assert record.getMessage() == "job not run: no job document", record.getMessage()
+    assert record.jobs_db == harness.settings.redis_jobs_db
+    assert "REDIS_JOBS_DB" in record.hint and "deleted" in record.hint
+
+
 def test_an_unreadable_document_fails_the_job_without_stopping_the_worker(harness):
     broken = harness.submit("sleep")
     harness.jobs.set(keys.job(broken), "{not json")

@@ -442,6 +442,22 @@ class Worker:
 
     def _run(self, item: Claimed, answer: StartAnswer) -> Record | None:
         """Decide what to do with a started job, do it, and return how to record it (None: not ours)."""
+        if answer.state is Started.SKIP and not item.doc:
+            # no document at all for a claimed id: deleted or expired while queued, or (what was only an
+            # info line, the job "submitted" for ever) an API writing another REDIS_JOBS_DB than ours
+            log.warning(
+                "job not run: no job document",
+                extra={
+                    "job_id": item.id,
+                    "jobs_db": self.settings.redis_jobs_db,
+                    "hint": (
+                        f"deleted or expired while queued, or the API keeps jobs in another db than this "
+                        f"worker's REDIS_JOBS_DB ({self.settings.redis_jobs_db}): give both the same "
+                        "REDIS_JOBS_DB and REDIS_QUEUE_DB"
+                    ),
+                },
+            )
+            return None
         if answer.state in (Started.SKIP, Started.GONE):
             log.info(
                 "job not run",

@@ -107,6 +107,11 @@ def not_a_file(path: Path) -> DataFormatError:
         inside = sorted(p.name for p in path.iterdir() if p.is_file() and not p.name.startswith("."))
         held = f"; it holds {', '.join(inside[:5])}{', ...' if len(inside) > 5 else ''}" if inside else " (empty)"
         return DataFormatError(f"{path} is a folder, not a file: give the data file's path{held}")
+    if str(path).startswith("~"):
+        return DataFormatError(
+            f"{path}: no such file ('~' is expanded by a shell only where it is unquoted; here it is part of "
+            f"the name): write the full path, e.g. {path.expanduser()}"
+        )
     if not path.is_absolute():
         # `jobqueue-api` started outside the checkout read the default data/traffic_incidents_sample.csv
         # from where it ran, and said only "...: no such file", as if the file were gone

@@ -77,6 +77,8 @@ def check_url(url: str, source: str) -> str:
     if parts.scheme not in ("http", "https") or not parts.hostname:
         rest = url.split("://")[-1]
         example = f"http://{rest}" if rest and not rest.startswith("/") else "http://HOST:PORT"
+        if rest.lstrip(":").isdigit() and rest.count(":") <= 1:  # a port alone: "e.g. http://7300" did not work either
+            example = f"http://127.0.0.1:{rest.lstrip(':')}"
         raise UsageError(f"{source} {url!r} needs http:// or https:// and a host, e.g. {example}")
     if parts.query or parts.fragment or url.endswith(("?", "#")):
         raise UsageError(f"{source} {url!r} takes no query string or fragment: give the API's base URL only")
@@ -118,13 +120,27 @@ def parse_pairs(pairs: Iterable[str]) -> dict[str, str]:
     """``["n=5", "road=S CONGRESS"]`` -> ``{"n": "5", "road": "S CONGRESS"}``; UsageError naming a
     pair without ``=``, an empty key, or a key given twice."""
     params: dict[str, str] = {}
+    last = ""
     for pair in pairs:
         key, sep, value = pair.partition("=")
         if not sep or not key:
+            # the shell split a value at a space (road=S CONGRESS), or a space followed '=' (n= 5): the
+            # pair before it is the mistake, so name it with the quoting that keeps the value whole
+            if last and params[last]:
+                raise UsageError(
+                    f"parameters are key=value, got {pair!r} after {last}={params[last]}: a value with spaces "
+                    f"goes in quotes, e.g. {last}='{params[last]} {pair}'"
+                )
+            if last:
+                raise UsageError(
+                    f"parameters are key=value, got {pair!r} after {last}=: write {last}={pair}, "
+                    "with no space after '='"
+                )
             raise UsageError(f"parameters are key=value, got {pair!r}")
         if key in params:
             raise UsageError(f"parameter {key!r} given twice")
         params[key] = value
+        last = key
     return params
 
 

@@ -267,7 +267,23 @@ def redis_url_options(name: str, raw: str) -> dict[str, object]:
     import redis.connection
 
     if not raw.startswith(("redis://", "rediss://", "unix://")):
-        raise SettingsError(f"{name} must start with redis://, rediss:// or unix://, got {raw!r}")
+        # with one that works: the tutorial gives a host (REDIS_IP) and a port, and REDIS_URL=$REDIS_IP
+        # or REDIS_URL=127.0.0.1:6379 was refused naming the schemes only
+        rest = raw.split("://", 1)[-1]
+        if rest.startswith("/"):
+            example = f"unix://{rest}"
+        elif (
+            rest
+            and rest.count(":") <= 1
+            and not any(c in rest for c in "/@?#[]")
+            and not any(c.isspace() for c in rest)
+        ):
+            example = f"redis://{rest}" if ":" in rest else f"redis://{rest}:6379"
+        else:
+            example = "redis://HOST:6379"
+        raise SettingsError(
+            f"{name} must start with redis://, rediss:// or unix://, got {raw!r}: e.g. {name}={example}"
+        )
     try:
         options = redis.connection.parse_url(raw)
     except ValueError as exc:
