@@ -121,6 +121,15 @@ def test_the_login_body_refuses_a_key_given_twice_too(client):
     assert client.post("/ui/login", json={"token": "a"}).status_code == 200  # no tokens set: logged in
 
 
+def test_a_deeply_nested_login_body_is_a_400_not_a_500(client):
+    """The login form's body goes through submission.loads as /submit's does, but only its
+    ValueError was caught: 2,000 nested arrays (2 KB, well inside its 4 KB cap) raised json's
+    RecursionError out of the route, a 500 internal_error with a logged traceback."""
+    response = client.post("/ui/login", data=b"[" * 2000 + b"]" * 2000, content_type="application/json")
+    assert response.status_code == 400, response.get_json()
+    assert response.get_json()["error"] == "invalid_body", response.get_json()
+
+
 BODY_TEXT = '{"operation": "sleep", "params": {"seconds": 0}}'
 NOT_UTF8 = [
     (b"\xef\xbb\xbf" + BODY_TEXT.encode(), "byte order mark"),

@@ -283,5 +283,11 @@ def test_a_decimal_parameter_is_sent_as_its_number_and_one_no_float_holds_is_ref
         client.submit("sleep", seconds=Decimal("0.10000000000000000001"))
     with pytest.raises(ValueError, match=r"parameter 'seconds' is Decimal\('NaN'\)"):
         client.submit("sleep", {"seconds": Decimal("NaN")})
+    # a float JSON cannot carry either: it was requests' InvalidJSONError (not a ValueError), naming nothing
+    for value in (float("nan"), float("inf"), -float("inf")):
+        with pytest.raises(ValueError, match=rf"parameter 'seconds' is {value!r}; the API's numbers are finite"):
+            client.submit("sleep", seconds=value)
+    with pytest.raises(ValueError, match=r"parameter 'road' is a builtins.list, which JSON cannot carry"):
+        client.submit("incidents_by_road", road=["183", float("nan")])
     with pytest.raises(ValueError, match=r"parameter 'road' is a builtins.set, which JSON cannot carry"):
         client.submit("incidents_by_road", road={"183"})

@@ -37,6 +37,7 @@ from __future__ import annotations
 import datetime
 import decimal
 import json
+import math
 import os
 import time
 import uuid
@@ -429,6 +430,8 @@ def _params(params: dict[str, Any] | None, kwparams: dict[str, Any]) -> dict[str
     too, before anything is sent."""
     merged = {**(params or {}), **kwparams}
     for name, value in merged.items():
+        if isinstance(value, float) and not math.isfinite(value):  # requests' InvalidJSONError, unnamed
+            raise ValueError(f"parameter {name!r} is {value!r}; the API's numbers are finite")
         if value is None or isinstance(value, _PLAIN):
             continue
         if isinstance(value, datetime.datetime):
@@ -443,7 +446,7 @@ def _params(params: dict[str, Any] | None, kwparams: dict[str, Any]) -> dict[str
             merged[name] = _number(name, value)
         else:
             try:
-                json.dumps(value)
+                json.dumps(value, allow_nan=False)  # as requests writes the body
             except (TypeError, ValueError):
                 raise ValueError(
                     f"parameter {name!r} is a {type(value).__module__}.{type(value).__qualname__}, which JSON "

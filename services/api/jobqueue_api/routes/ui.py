@@ -89,7 +89,7 @@ def login():
         raise duplicate_key(exc) from None
     except NotUtf8 as exc:
         raise ApiError(400, "invalid_json", str(exc), param="token") from None
-    except ValueError:
+    except (ValueError, RecursionError):  # not JSON, or nested deeper than json reads (as parse_body)
         body = None
     if not isinstance(body, dict) or not isinstance(body.get("token"), str):
         raise ApiError(400, "invalid_body", 'send {"token": "..."} as JSON', param="token")
@@ -158,8 +158,10 @@ def method_not_allowed(exc: MethodNotAllowed):
     if not _browser_page(request):
         return http_error(exc)
     allowed = ", ".join(sorted(exc.valid_methods or ()))
+    # the page names what its forms and buttons send: OPTIONS (and HEAD, GET's) stay in Allow only
+    sent = " or ".join(m for m in sorted(exc.valid_methods or ()) if m not in ("OPTIONS", "HEAD"))
     page = render_template(
-        "ui/method_not_allowed.html", root=root(), page="not_found", csrf="", path=request.path, allowed=allowed
+        "ui/method_not_allowed.html", root=root(), page="not_found", csrf="", path=request.path, allowed=sent
     )
     response = make_response(page, 405)
     if allowed:
