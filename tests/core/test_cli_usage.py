@@ -66,6 +66,20 @@ def test_a_url_the_client_cannot_use_is_usage_not_unreachable(stack, form, words
     assert _job_count(stack) == before  # nothing was submitted
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("path", ["/submit", "/ui/", "/help"])
+def test_a_route_in_the_url_is_named_in_the_404(stack, path):
+    """`--url http://127.0.0.1:5000/submit` (the submit URL the README's curl lines show) answered
+    "404 not_found: no such route; GET /help lists them": the route was the URL's, not the user's."""
+    url = stack.url + path
+    r = jq("submit", "top_locations", "n=2", "--url", url, timeout=60)
+    assert r.returncode == 2, r.stderr
+    assert "404 not_found" in r.stderr and "Traceback" not in r.stderr, r.stderr
+    assert (
+        f"--url is the API's base URL, the one that answers /healthz: leave out {path!r} ({stack.url})" in r.stderr
+    ), r.stderr
+
+
 def test_an_answer_that_is_not_json_is_not_called_unreachable(flaky):  # noqa: F811  (the fixture)
     _, url = flaky
     _Flaky.plan, _Flaky.body = {}, b"<html>a web page, not the API</html>"

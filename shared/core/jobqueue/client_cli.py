@@ -9,6 +9,7 @@ import sys
 import tempfile
 import time
 from typing import Any
+from urllib.parse import urlsplit
 
 import requests
 
@@ -199,6 +200,17 @@ def run(args: argparse.Namespace) -> int:
                 "the token given was refused" if (args.token or os.environ.get("JOBQUEUE_TOKEN")) else "no token given"
             )
             return _error(f"{exc} ({given}: pass yours with --token or JOBQUEUE_TOKEN)", Exit.USAGE)
+        url = args.url or os.environ.get("JOBQUEUE_URL") or DEFAULT_URL
+        parts = urlsplit(url)
+        if exc.status == 404 and exc.code == "not_found" and parts.path.strip("/"):
+            # `--url http://127.0.0.1:5000/submit` (the URL the README's curl lines post to) said only
+            # "no such route": the route was in the URL, and every command then joins its own to it
+            source = "--url" if args.url else "JOBQUEUE_URL"
+            return _error(
+                f"{exc} ({source} is the API's base URL, the one that answers /healthz: leave out "
+                f"{parts.path!r} ({parts.scheme}://{parts.netloc}))",
+                Exit.USAGE,
+            )
         return _error(str(exc), Exit.USAGE)
     except JobFailed as exc:
         return _error(str(exc), Exit.FAILED)
