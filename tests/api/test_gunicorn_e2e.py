@@ -434,3 +434,55 @@ def test_an_application_error_gunicorn_answers_is_not_counted_as_a_refusal():
             worker.handle_error(None, ours, ("127.0.0.1", 1), exc)
             assert theirs.recv(4096).startswith(f"HTTP/1.1 {status} ".encode()), exc
         assert REFUSED.labels(str(status), code)._value.get() - before == counted, exc
+
+
+def _answers(sock, count: int) -> list[tuple[int, dict[str, str], bytes]]:
+    """``count`` answers read off ``sock`` by their Content-Length (no more is read)."""
+    answers, data = [], b""
+    while len(answers) < count:
+        while b"\r\n\r\n" not in data:
+            data += sock.recv(65536) or b""
+        head, _, data = data.partition(b"\r\n\r\n")
+        status_line, *lines = head.decode("latin-1").split("\r\n")
+        headers = {name.lower(): value.strip() for name, _, value in (line.partition(":") for line in lines)}
+        while len(data) < int(headers["content-length"]):
+            data += sock.recv(65536)
+        size = int(headers["content-length"])
+        answers.append((int(status_line.split()[1]), headers, data[:size]))
+        data = data[size:]
+    return answers
+
+
+_CHUNKED = b"Host: 127.0.0.1\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"
+
+
+def test_an_answer_before_a_chunked_body_is_read_closes_the_connection(api):
+    """A 405 is answered before the body is read; gunicorn then parsed the body's malformed chunk
+    after it and wrote a second answer, 400 invalid_chunk, on the same connection (a pipelining
+    client reads it as its next request's). Now the first answer closes the connection."""
+    import socket
+    from urllib.parse import urlsplit
+
+    url = urlsplit(api[0])
+    request = b"POST /status/00000000-0000-4000-8000-000000000000 HTTP/1.1\r\n" + _CHUNKED + b"zz\r\n"
+    with socket.create_connection((url.hostname, url.port), timeout=10) as sock:
+        sock.sendall(request)
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+    assert answer.count(b"HTTP/1.1 ") == 1, answer
+    assert answer.startswith(b"HTTP/1.1 405 ") and b"\r\nConnection: close\r\n" in answer, answer
+
+
+def test_a_chunked_body_read_to_its_end_keeps_the_connection(api, redis_clients):
+    import socket
+    from urllib.parse import urlsplit
+
+    url = urlsplit(api[0])
+    body = b'{"operation": "top_locations", "params": {"n": 2}}'
+    submit = b"POST /submit HTTP/1.1\r\n" + _CHUNKED + b"%x\r\n%s\r\n0\r\n\r\n" % (len(body), body)
+    with socket.create_connection((url.hostname, url.port), timeout=10) as sock:
+        sock.sendall(submit + submit)  # pipelined: the second is read after the first's answer
+        (first, headers, job), (second, _, _) = _answers(sock, 2)
+    assert (first, second) == (202, 202) and headers["connection"] == "keep-alive"
+    assert json.loads(job)["status"] == "submitted"

@@ -183,6 +183,7 @@ def main(argv: list[str] | None = None) -> int:
     from .app import create_app
     from .batching import UNDER_WAY
     from .corking import corked
+    from .unread import closing_unread_chunked
 
     configure_logging(settings.log_level)
 
@@ -196,8 +197,9 @@ def main(argv: list[str] | None = None) -> int:
 
         def load(self):
             self.flask_app = create_app(settings)
-            # one TCP segment per small response; requests under way counted (batching.UnderWay)
-            app = corked(UNDER_WAY.counted(self.flask_app))
+            # one TCP segment per small response; requests under way counted (batching.UnderWay); an
+            # answer before a chunked body's end closes the connection (unread.py)
+            app = corked(closing_unread_chunked(UNDER_WAY.counted(self.flask_app)))
             # in the master (preload_app), before the fork: both worker processes inherit it frozen
             logging.getLogger("jobqueue.api").info("start-up heap frozen", extra=freeze_startup_heap())
             return app
