@@ -402,3 +402,35 @@ def test_every_refusal_gunicorn_defines_has_its_own_row():
     assert len(kinds) > 15, kinds
     missing = [c.__name__ for c in kinds if c is not gerr.ParseException and not any(issubclass(c, r) for r in rows)]
     assert not missing, missing
+
+
+def test_an_application_error_gunicorn_answers_is_not_counted_as_a_refusal():
+    """``jobqueue_http_refused_total`` counts requests refused before the application saw them
+    (docs/metrics.md), and JobQueueAPIRefusalsHigh reads it as clients sending malformed requests.
+    A response header gunicorn will not send (the application's, after Flask counted the request)
+    or an error past Flask also reaches the worker's error path, as a 500: it was counted there as
+    a refusal {status="500", error="internal_error"}. gunicorn's real worker class, on a socket pair."""
+    import socket
+
+    from gunicorn.config import Config
+    from gunicorn.glogging import Logger
+    from gunicorn.http import errors as gerr
+    from gunicorn.workers.sync import SyncWorker
+
+    from jobqueue_api.errors import json_errors
+    from jobqueue_api.metrics import REFUSED
+
+    cfg = Config()
+    worker = json_errors(SyncWorker)(0, os.getpid(), [], None, 30, cfg, Logger(cfg))
+    cases = [
+        (gerr.InvalidResponseHeader("X-Bad"), 500, "internal_error", 0),
+        (RuntimeError("a bug past Flask"), 500, "internal_error", 0),
+        (gerr.LimitRequestLine(9000, 4094), 414, "uri_too_long", 1),
+    ]
+    for exc, status, code, counted in cases:
+        before = REFUSED.labels(str(status), code)._value.get()
+        ours, theirs = socket.socketpair()
+        with ours, theirs:
+            worker.handle_error(None, ours, ("127.0.0.1", 1), exc)
+            assert theirs.recv(4096).startswith(f"HTTP/1.1 {status} ".encode()), exc
+        assert REFUSED.labels(str(status), code)._value.get() - before == counted, exc

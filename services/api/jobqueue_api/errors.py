@@ -280,7 +280,10 @@ def json_errors(worker_class: type) -> type:
             try:  # the app's metrics module, imported by now (the worker loaded the app)
                 from jobqueue_api.metrics import count_refused
 
-                count_refused(status, code)
+                # a 500 is no refusal: the application's response (a header gunicorn would not send,
+                # after Flask had counted it) or an error past Flask, logged above
+                if status != 500:
+                    count_refused(status, code)
             except Exception:
                 self.log.exception("could not count a refused request")
             if req is None and isinstance(exc, (gerr.InvalidHeader, gerr.InvalidHeaderName)):
