@@ -22,6 +22,12 @@ WORKER_METRICS_BASE=${WORKER_METRICS_BASE:-9101}
 
 scripts/up.sh
 
+# as up.sh reads them (which has refused anything but whole numbers): a leading zero is dropped, not
+# octal; the targets below said 3904 for PORT=07500 (and an 8 or 9 in it stopped printf)
+for var in PORT WORKERS WORKER_METRICS_BASE API_METRICS_PORT; do
+  if [[ ${!var:-} =~ ^[0-9]+$ ]]; then printf -v "$var" %d "$((10#${!var}))"; fi
+done
+
 command -v prometheus >/dev/null || { echo "observe: no prometheus binary (apt-get install prometheus)" >&2; exit 1; }
 PROM_DIR=$RUN_DIR/prometheus
 mkdir -p "$PROM_DIR/targets" "$PROM_DIR/data" "$RUN_DIR/pids" "$RUN_DIR/logs"

@@ -180,6 +180,30 @@ def test_a_relative_run_dir_is_scraped_too(tmp_path):
         subprocess.run([str(REPO_ROOT / "scripts" / "down.sh")], env=env, capture_output=True, timeout=120)
 
 
+def test_zero_prefixed_ports_are_scraped_where_make_up_serves_them(tmp_path):
+    """`make up` reads PORT=07500 as port 7500; observe.sh wrote its scrape targets with bash
+    arithmetic and printf %d, which read such a number as octal (07500 -> 3904), so Prometheus
+    scraped ports nobody served."""
+    if find_prometheus() is None or find_redis_server() is None:
+        pytest.skip("needs prometheus and redis-server (make setup)")
+    env = stack_env(str(tmp_path / "run"), prometheus=True, WORKERS="1")
+    port, base = env["PORT"], env["WORKER_METRICS_BASE"]
+    env.update(PORT=f"0{port}", WORKER_METRICS_BASE=f"0{base}")
+    env.pop("API_METRICS_PORT", None)
+    try:
+        proc = subprocess.run(
+            [str(REPO_ROOT / "scripts" / "observe.sh")], env=env, capture_output=True, text=True, timeout=600
+        )
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        targets = tmp_path / "run" / "prometheus" / "targets"
+        assert f'"127.0.0.1:{port}"' in (targets / "api.json").read_text()
+        assert f'"127.0.0.1:{base}"' in (targets / "worker.json").read_text()
+        prom = PrometheusServer(tmp_path / "unused", port=int(env["PROMETHEUS_PORT"]))
+        prom.wait_for_targets_up(3, timeout=120)  # api, worker, itself
+    finally:
+        subprocess.run([str(REPO_ROOT / "scripts" / "down.sh")], env=env, capture_output=True, timeout=120)
+
+
 @pytest.mark.parametrize("metrics_port", [False, True])
 def test_under_script_name_the_api_is_scraped_inside_its_prefix(tmp_path, metrics_port):
     """`SCRIPT_NAME=/class/jq make observe`: gunicorn puts every listener under the prefix, the API's
