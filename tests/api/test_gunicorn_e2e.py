@@ -486,3 +486,38 @@ def test_a_chunked_body_read_to_its_end_keeps_the_connection(api, redis_clients)
         (first, headers, job), (second, _, _) = _answers(sock, 2)
     assert (first, second) == (202, 202) and headers["connection"] == "keep-alive"
     assert json.loads(job)["status"] == "submitted"
+
+
+def test_a_body_over_the_limit_is_refused_without_being_read(api):
+    """A 413 is answered before the body's first byte; its answer said keep-alive, and gunicorn then
+    read and threw away the whole announced body (here: waited for it until CLIENT_TIMEOUT_SECONDS,
+    5 s). Now the answer closes the connection, and nothing more is read."""
+    import socket
+    from urllib.parse import urlsplit
+
+    url = urlsplit(api[0])
+    head = b"POST /submit HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+    with socket.create_connection((url.hostname, url.port), timeout=10) as sock:
+        sock.sendall(head + b"Content-Length: 100000000\r\n\r\n")
+        sock.settimeout(3)  # under CLIENT_TIMEOUT_SECONDS: a server still waiting for the body times this out
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+    assert answer.startswith(b"HTTP/1.1 413 ") and b"\r\nConnection: close\r\n" in answer, answer
+    assert answer.count(b"HTTP/1.1 ") == 1
+
+
+def test_a_small_unread_body_keeps_the_connection(api):
+    """A few bytes behind a 405 are cheap and safe for gunicorn to read: the connection stays."""
+    import socket
+    from urllib.parse import urlsplit
+
+    url = urlsplit(api[0])
+    bad = (
+        b"POST /status/00000000-0000-4000-8000-000000000000 HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 2\r\n\r\n{}"
+    )
+    health = b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
+    with socket.create_connection((url.hostname, url.port), timeout=10) as sock:
+        sock.sendall(bad + health)
+        (first, headers, _), (second, _, _) = _answers(sock, 2)
+    assert (first, second) == (405, 200) and headers["connection"] == "keep-alive"

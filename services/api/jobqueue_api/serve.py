@@ -183,7 +183,7 @@ def main(argv: list[str] | None = None) -> int:
     from .app import create_app
     from .batching import UNDER_WAY
     from .corking import corked
-    from .unread import closing_unread_chunked
+    from .unread import closing_unread
 
     configure_logging(settings.log_level)
 
@@ -198,8 +198,8 @@ def main(argv: list[str] | None = None) -> int:
         def load(self):
             self.flask_app = create_app(settings)
             # one TCP segment per small response; requests under way counted (batching.UnderWay); an
-            # answer before a chunked body's end closes the connection (unread.py)
-            app = corked(closing_unread_chunked(UNDER_WAY.counted(self.flask_app)))
+            # answer leaving a body gunicorn must not read after it closes the connection (unread.py)
+            app = corked(closing_unread(UNDER_WAY.counted(self.flask_app), settings.max_body_bytes))
             # in the master (preload_app), before the fork: both worker processes inherit it frozen
             logging.getLogger("jobqueue.api").info("start-up heap frozen", extra=freeze_startup_heap())
             return app

@@ -39,6 +39,7 @@ def worker_class(on_stop: Callable[[], None] | None = None) -> type:
             self.in_flight: set[Any] = set()  # gunicorn's parsed requests being answered
 
         def handle_request(self, listener_name, req, sock, addr):
+            req.body.request = req  # unread.py reaches the request through environ["wsgi.input"]
             self.in_flight.add(req)
             try:
                 return super().handle_request(listener_name, req, sock, addr)

@@ -1,16 +1,23 @@
-"""An answer given before a chunked request body was read to its end closes the connection.
+"""An answer given before the request's body was read closes the connection when gunicorn could
+not safely or cheaply read the rest.
 
 On a kept-alive connection gunicorn reads what is left of a request's body before it parses the
-next request. A chunked body the application answered without reading (a 405, 404, 401, 415, a
-refused Host: every refusal that comes before the body) is then parsed after its answer has gone,
-and a malformed chunk in it makes gunicorn write a second answer (``400 invalid_chunk``) on the
-same connection, which a client or proxy pipelining its requests reads as the answer to its next
-one. So such an answer says ``Connection: close`` and gunicorn closes the connection after it:
-nothing that follows the answered request is read. A chunked body read to its end is left alone
-(its last chunk has been parsed), as is a Content-Length body, whose end gunicorn knows without
-parsing. gunicorn honours no ``Connection`` header from the application, so this sets its
-request's ``must_close``, as the warm shutdown does (``shutdown.py``); the request is the chunked
-reader's.
+next request. Two kinds of unread body make that wrong:
+
+- A chunked body the application answered without reading to its end (a 405, 404, 401, 415, a
+  refused Host: every refusal that comes before the body) is parsed after its answer has gone, and
+  a malformed chunk in it makes gunicorn write a second answer (``400 invalid_chunk``) on the same
+  connection, which a client or proxy pipelining its requests reads as its next request's answer.
+- A Content-Length body larger than ``MAX_BODY_BYTES`` (answered ``413`` before a byte of it is
+  read) is read and thrown away in full, up to ``CLIENT_TIMEOUT_SECONDS``, by an answer that said
+  ``Connection: keep-alive``: 100 MB read to refuse them.
+
+Such an answer says ``Connection: close`` and gunicorn closes the connection after it: nothing
+after the answered request is read. A body read to its end, or a small unread Content-Length
+rest (a few bytes behind a 405), keeps the connection. gunicorn honours no ``Connection`` header
+from the application, so this sets its request's ``must_close``, as the warm shutdown does
+(``shutdown.py``, whose worker hangs each request on its body, ``environ["wsgi.input"]``, for
+this). Elsewhere (the Flask test client, another server) the app runs as it is.
 """
 
 from __future__ import annotations
@@ -19,22 +26,29 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 
-def closing_unread_chunked(app: Callable) -> Callable:
-    """The WSGI app ``app``; its answer to a chunked request whose body it left unread closes the
-    connection (module docstring)."""
+def closing_unread(app: Callable, max_body_bytes: int) -> Callable:
+    """The WSGI app ``app``; its answer closes the connection when it leaves a chunked body
+    unread to its end, or more than ``max_body_bytes`` of a Content-Length body (module docstring)."""
 
     def wrapped(environ: dict, start_response: Callable) -> Iterable[bytes]:
-        if "chunked" not in environ.get("HTTP_TRANSFER_ENCODING", "").lower():
+        body = environ.get("wsgi.input")
+        request = getattr(body, "request", None)
+        if request is None:
             return app(environ, start_response)
 
         def starting(status: str, headers: list, exc_info: Any = None) -> Callable:
-            reader = getattr(environ.get("wsgi.input"), "reader", None)
-            if getattr(reader, "parser", None) is not None:  # the last chunk not yet parsed
-                request = getattr(reader, "req", None)
-                if request is not None:
-                    request.must_close = True
+            if _unsafe_rest(body, max_body_bytes):
+                request.must_close = True
             return start_response(status, headers, exc_info)
 
         return app(environ, starting)
 
     return wrapped
+
+
+def _unsafe_rest(body: Any, max_body_bytes: int) -> bool:
+    """Whether what is left of ``body`` (gunicorn's ``Body``) must not be read after the answer."""
+    reader: Any = getattr(body, "reader", None)
+    if hasattr(reader, "parser"):  # chunked: its last chunk not parsed yet
+        return reader.parser is not None
+    return getattr(reader, "length", 0) > max_body_bytes  # Content-Length: bytes not yet read
