@@ -20,6 +20,8 @@ from devstack.redis_server import RedisServer, find_redis_server
 from jobqueue.connections import jobs_redis, queue_redis
 from jobqueue.settings import load_settings
 
+from tests.support.rawhttp import exchange, pipelined
+
 from .support import metric_sum, metric_value, run_jobs_in_thread
 
 API_DOC = Path(__file__).resolve().parents[2] / "docs" / "api.md"
@@ -264,23 +266,6 @@ def test_a_body_read_by_its_content_length_in_pieces_or_cut_short(api):
     assert status == 400 and answer["error"] == "invalid_body", answer
 
 
-def _raw(base_url: str, request: bytes) -> tuple[int, dict[str, str], bytes]:
-    """``request`` sent as is over a bare socket; the status, headers and body of the answer."""
-    import socket
-    from urllib.parse import urlsplit
-
-    url = urlsplit(base_url)
-    with socket.create_connection((url.hostname, url.port), timeout=10) as sock:
-        sock.sendall(request)
-        answer = b""
-        while chunk := sock.recv(65536):
-            answer += chunk
-    head, _, body = answer.partition(b"\r\n\r\n")
-    status_line, *lines = head.decode("latin-1").split("\r\n")
-    headers = {name.lower(): value.strip() for name, _, value in (line.partition(":") for line in lines)}
-    return int(status_line.split()[1]), headers, body
-
-
 _POST = b"POST /submit HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
 
 
@@ -306,7 +291,7 @@ def test_requests_gunicorn_refuses_are_answered_in_json(api, request_bytes, stat
     """What gunicorn's parser refuses before the application sees it (a request smuggling Content-Length
     beside Transfer-Encoding, a request line or headers too long, a malformed line) gets the API's
     JSON error shape, not gunicorn's HTML page; the status is gunicorn's."""
-    got, headers, body = _raw(api[0], request_bytes)
+    got, headers, body = exchange(api[0], request_bytes)
     assert got == status, body
     assert headers["content-type"] == "application/json" and headers["connection"] == "close"
     assert int(headers["content-length"]) == len(body) and headers["x-content-type-options"] == "nosniff"
@@ -322,23 +307,11 @@ def _request_line(length: int) -> bytes:
     return line + b"\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
 
 
-def _raw_refused(base_url: str, request: bytes) -> tuple[int, dict]:
-    """Like _raw, for a request gunicorn stops reading: its answer can be followed by a reset
-    (it closes with the rest of the line unread), which ends the read like a close."""
-    import socket
-    from urllib.parse import urlsplit
-
-    url = urlsplit(base_url)
-    answer = b""
-    with socket.create_connection((url.hostname, url.port), timeout=10) as sock:
-        sock.sendall(request)
-        try:
-            while chunk := sock.recv(65536):
-                answer += chunk
-        except ConnectionResetError:
-            pass
-    head, _, body = answer.partition(b"\r\n\r\n")
-    return int(head.split()[1]), json.loads(body)
+def _refused(base_url: str, request: bytes) -> tuple[int, dict]:
+    """The status and JSON body of gunicorn's answer to ``request`` (its read may end in a reset:
+    gunicorn closes with the rest of an over-long line unread)."""
+    status, _, body = exchange(base_url, request)
+    return status, json.loads(body)
 
 
 def test_an_overlong_request_line_names_the_real_limit(api):
@@ -350,10 +323,10 @@ def test_an_overlong_request_line_names_the_real_limit(api):
     documented = re.search(r"over ([0-9,]+) bytes", row).group(1)
     assert documented == "4,094", row
     limit = int(documented.replace(",", ""))
-    status, body = _raw_refused(api[0], _request_line(limit))
+    status, body = _refused(api[0], _request_line(limit))
     assert status == 404, body  # gunicorn let it through: the app's unknown route
     for length in (limit + 1, 5000, 8192, 20000):
-        status, body = _raw_refused(api[0], _request_line(length))
+        status, body = _refused(api[0], _request_line(length))
         assert status == 414 and body["error"] == "uri_too_long", (length, body)
         assert f"over {documented} bytes" in body["message"], (length, body)
         assert not re.search(r"8,?192|\(\d+ > \d+\)", body["message"]), (length, body)
@@ -372,7 +345,7 @@ def test_refusals_are_counted_on_metrics(api):
     n = 6  # a connection each, so both worker processes answer some
     for request_bytes in kinds.values():
         for _ in range(n):
-            assert _raw(base, request_bytes)[0] in (400, 414)
+            assert exchange(base, request_bytes)[0] in (400, 414)
     text = requests.get(base + "/metrics").text
     for key in kinds:
         assert metric_sum(text, refused, _labels(key)) == before[key] + n, key
@@ -384,7 +357,7 @@ def _labels(key: tuple[str, str]) -> dict[str, str]:
 
 def test_a_request_gunicorn_accepts_is_answered_as_before(api):
     """The worker class's error path leaves a well-formed request alone: gunicorn's own answer."""
-    got, headers, body = _raw(api[0], b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+    got, headers, body = exchange(api[0], b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
     assert got == 200 and json.loads(body) == {"status": "ok"} and headers["server"] == "gunicorn"
 
 
@@ -436,23 +409,6 @@ def test_an_application_error_gunicorn_answers_is_not_counted_as_a_refusal():
         assert REFUSED.labels(str(status), code)._value.get() - before == counted, exc
 
 
-def _answers(sock, count: int) -> list[tuple[int, dict[str, str], bytes]]:
-    """``count`` answers read off ``sock`` by their Content-Length (no more is read)."""
-    answers, data = [], b""
-    while len(answers) < count:
-        while b"\r\n\r\n" not in data:
-            data += sock.recv(65536) or b""
-        head, _, data = data.partition(b"\r\n\r\n")
-        status_line, *lines = head.decode("latin-1").split("\r\n")
-        headers = {name.lower(): value.strip() for name, _, value in (line.partition(":") for line in lines)}
-        while len(data) < int(headers["content-length"]):
-            data += sock.recv(65536)
-        size = int(headers["content-length"])
-        answers.append((int(status_line.split()[1]), headers, data[:size]))
-        data = data[size:]
-    return answers
-
-
 _CHUNKED = b"Host: 127.0.0.1\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"
 
 
@@ -460,30 +416,17 @@ def test_an_answer_before_a_chunked_body_is_read_closes_the_connection(api):
     """A 405 is answered before the body is read; gunicorn then parsed the body's malformed chunk
     after it and wrote a second answer, 400 invalid_chunk, on the same connection (a pipelining
     client reads it as its next request's). Now the first answer closes the connection."""
-    import socket
-    from urllib.parse import urlsplit
-
-    url = urlsplit(api[0])
     request = b"POST /status/00000000-0000-4000-8000-000000000000 HTTP/1.1\r\n" + _CHUNKED + b"zz\r\n"
-    with socket.create_connection((url.hostname, url.port), timeout=10) as sock:
-        sock.sendall(request)
-        answer = b""
-        while chunk := sock.recv(65536):
-            answer += chunk
-    assert answer.count(b"HTTP/1.1 ") == 1, answer
-    assert answer.startswith(b"HTTP/1.1 405 ") and b"\r\nConnection: close\r\n" in answer, answer
+    status, headers, rest = exchange(api[0], request)
+    assert status == 405 and headers["connection"] == "close", headers
+    assert b"HTTP/1.1 " not in rest, rest  # no second answer
 
 
 def test_a_chunked_body_read_to_its_end_keeps_the_connection(api, redis_clients):
-    import socket
-    from urllib.parse import urlsplit
-
-    url = urlsplit(api[0])
     body = b'{"operation": "top_locations", "params": {"n": 2}}'
     submit = b"POST /submit HTTP/1.1\r\n" + _CHUNKED + b"%x\r\n%s\r\n0\r\n\r\n" % (len(body), body)
-    with socket.create_connection((url.hostname, url.port), timeout=10) as sock:
-        sock.sendall(submit + submit)  # pipelined: the second is read after the first's answer
-        (first, headers, job), (second, _, _) = _answers(sock, 2)
+    # pipelined: the second is read after the first's answer, on the same connection
+    (first, headers, job), (second, _, _) = pipelined(api[0], submit + submit, 2)
     assert (first, second) == (202, 202) and headers["connection"] == "keep-alive"
     assert json.loads(job)["status"] == "submitted"
 
@@ -492,32 +435,18 @@ def test_a_body_over_the_limit_is_refused_without_being_read(api):
     """A 413 is answered before the body's first byte; its answer said keep-alive, and gunicorn then
     read and threw away the whole announced body (here: waited for it until CLIENT_TIMEOUT_SECONDS,
     5 s). Now the answer closes the connection, and nothing more is read."""
-    import socket
-    from urllib.parse import urlsplit
-
-    url = urlsplit(api[0])
     head = b"POST /submit HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
-    with socket.create_connection((url.hostname, url.port), timeout=10) as sock:
-        sock.sendall(head + b"Content-Length: 100000000\r\n\r\n")
-        sock.settimeout(3)  # under CLIENT_TIMEOUT_SECONDS: a server still waiting for the body times this out
-        answer = b""
-        while chunk := sock.recv(65536):
-            answer += chunk
-    assert answer.startswith(b"HTTP/1.1 413 ") and b"\r\nConnection: close\r\n" in answer, answer
-    assert answer.count(b"HTTP/1.1 ") == 1
+    # a timeout under CLIENT_TIMEOUT_SECONDS: a server still waiting for the body times the read out
+    status, headers, rest = exchange(api[0], head + b"Content-Length: 100000000\r\n\r\n", timeout=3)
+    assert status == 413 and headers["connection"] == "close", headers
+    assert b"HTTP/1.1 " not in rest, rest
 
 
 def test_a_small_unread_body_keeps_the_connection(api):
     """A few bytes behind a 405 are cheap and safe for gunicorn to read: the connection stays."""
-    import socket
-    from urllib.parse import urlsplit
-
-    url = urlsplit(api[0])
     bad = (
         b"POST /status/00000000-0000-4000-8000-000000000000 HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 2\r\n\r\n{}"
     )
     health = b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
-    with socket.create_connection((url.hostname, url.port), timeout=10) as sock:
-        sock.sendall(bad + health)
-        (first, headers, _), (second, _, _) = _answers(sock, 2)
+    (first, headers, _), (second, _, _) = pipelined(api[0], bad + health, 2)
     assert (first, second) == (405, 200) and headers["connection"] == "keep-alive"

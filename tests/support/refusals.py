@@ -3,8 +3,7 @@ bare socket: what the dashboard's refusals panel and ``jobqueue_http_refused_tot
 
 from __future__ import annotations
 
-import socket
-from urllib.parse import urlsplit
+from .rawhttp import exchange
 
 # a request line over gunicorn's 4,094 bytes: 414 uri_too_long
 TOO_LONG = b"GET /" + b"a" * 5000 + b" HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
@@ -12,10 +11,4 @@ TOO_LONG = b"GET /" + b"a" * 5000 + b" HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
 
 def send_refused(base_url: str, request: bytes = TOO_LONG) -> int:
     """Send ``request`` as is to the API at ``base_url``; the status of its answer."""
-    url = urlsplit(base_url)
-    with socket.create_connection((url.hostname, url.port), timeout=10) as sock:
-        sock.sendall(request)
-        answer = b""
-        while chunk := sock.recv(65536):
-            answer += chunk
-    return int(answer.split(b" ", 2)[1])
+    return exchange(base_url, request)[0]
