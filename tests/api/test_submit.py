@@ -128,6 +128,8 @@ def test_a_misspelt_operation_gets_a_suggestion(client, queue):
     assert "(did you mean 'top_locations'?)" in doc["message"] and "top_locations" in doc["operations"]
     doc = client.get("/analysis/plot_top_location").get_json()
     assert doc["error"] == "unknown_operation" and doc["did_you_mean"] == "plot_top_locations", doc
+    doc = client.post("/submit", json={"operation": "TOP_LOCATIONS"}).get_json()  # caps lock: the case aside
+    assert doc["did_you_mean"] == "top_locations" and "(did you mean 'top_locations'?)" in doc["message"], doc
     doc = client.post("/submit", json={"operation": "zzzz"}).get_json()
     assert doc["error"] == "unknown_operation" and "did_you_mean" not in doc and "did you mean" not in doc["message"]
     doc = client.post("/submit", json={"operation": "top_locations" + "s" * 60}).get_json()

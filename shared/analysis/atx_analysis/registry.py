@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import difflib
+import functools
 import math
 import re
 from dataclasses import dataclass, field
@@ -48,19 +49,23 @@ class UnknownOperation(PermanentError, KeyError):
         self.name = name
         self.known = known
 
-    @property
+    @functools.cached_property
     def suggestion(self) -> str | None:
-        """The known operation closest to the unknown name (difflib's ratio at least 0.6), if one is
-        close: ``top_locations`` for ``top_locatons``. None for a name longer than ``ECHO_LIMIT``: no
-        operation's name is near one, and comparing a 60,000-character one would be wasted work."""
+        """The known operation closest to the unknown name (difflib's ratio at least 0.6, letter case
+        aside), if one is close: ``top_locations`` for ``top_locatons`` or ``TOP_LOCATIONS``. None
+        for a name longer than ``ECHO_LIMIT``: no operation's name is near one, and comparing a
+        60,000-character one would be wasted work. Worked out once: the message and the error
+        body's ``did_you_mean`` both name it."""
         if not isinstance(self.name, str) or len(self.name) > ECHO_LIMIT:
             return None
-        close = difflib.get_close_matches(self.name, self.known, n=1)
-        return close[0] if close else None
+        by_lower = {known.lower(): known for known in self.known}
+        close = difflib.get_close_matches(self.name.lower(), list(by_lower), n=1)
+        return by_lower[close[0]] if close else None
 
     def __str__(self) -> str:
         name = echo(self.name) if isinstance(self.name, str) else self.name
-        hint = f" (did you mean {self.suggestion!r}?)" if self.suggestion else ""
+        suggestion = self.suggestion
+        hint = f" (did you mean {suggestion!r}?)" if suggestion else ""
         return f"unknown operation {name!r}{hint}; known: {', '.join(self.known)}"
 
     def details(self) -> dict[str, Any]:
