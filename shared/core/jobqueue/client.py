@@ -463,14 +463,13 @@ def _number(name: str, value: decimal.Decimal) -> int | float:
     ``5.0``), else the float whose shortest form is the Decimal's own digits (``Decimal('0.1')`` is
     written ``0.1``). One no float writes (``Decimal('0.10000000000000000001')``, NaN, Infinity)
     is refused naming the parameter, not rounded behind the caller's back."""
-    if value.is_finite():
-        if value == value.to_integral_value():
-            return int(value)
-        as_float = float(value)
-        if decimal.Decimal(repr(as_float)) == value:
-            return as_float
     if not value.is_finite():
         raise ValueError(f"parameter {name!r} is Decimal('{value}'); the API's numbers are finite")
+    if value == value.to_integral_value():
+        return int(value)
+    as_float = float(value)
+    if decimal.Decimal(repr(as_float)) == value:
+        return as_float
     raise ValueError(
         f"parameter {name!r} is Decimal('{value}'), which no JSON number the API reads holds exactly; "
         f"pass float({name}) to round it, or a value with fewer digits"
