@@ -230,15 +230,16 @@ def server_error(exc: BaseException, cfg: Any) -> tuple[int, str, str, bytes]:
     limits = {
         name: getattr(cfg, name) for name in ("limit_request_line", "limit_request_fields", "limit_request_field_size")
     }
-    detail = str(exc)
-    if len(detail) > _DETAIL_CHARS:
-        detail = f"{detail[:_DETAIL_CHARS]}... ({len(detail)} characters)"
-    body = {"error": code, "message": f"{text.format(**limits)}: {detail}"}
-    if isinstance(exc, gerr.LimitRequestLine):
-        # gunicorn's "Request Line is too large (8192 > 4094)" gives the bytes it had buffered when it
-        # gave up, 8192 (its read size) for any line longer than that: neither the line's length
-        # nor the limit. The message names the limit alone.
-        body["message"] = text.format(**limits)
+    message = text.format(**limits)
+    # gunicorn's own description follows, except a too long request line's: its "Request Line is too
+    # large (8192 > 4094)" gives the bytes it had buffered when it gave up, 8192 (its read size) for
+    # any line longer than that: neither the line's length nor the limit, which the message names
+    if not isinstance(exc, gerr.LimitRequestLine):
+        detail = str(exc)
+        if len(detail) > _DETAIL_CHARS:
+            detail = f"{detail[:_DETAIL_CHARS]}... ({len(detail)} characters)"
+        message = f"{message}: {detail}"
+    body = {"error": code, "message": message}
     header = getattr(exc, "hdr", None)
     if code == "invalid_header" and isinstance(header, str) and len(header) <= 64:
         body["header"] = header
