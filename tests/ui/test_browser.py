@@ -312,6 +312,7 @@ def test_cancel_a_queued_job(page, idle_stack):
     waiting = _api_submit(url, "sleep", {"seconds": 0})
     page.goto(f"{url}/ui/")
     expect(page.locator("#stalled")).to_be_visible(timeout=FINAL_TIMEOUT)  # waiting, no worker alive
+    expect(page.locator("#stalled-reason")).to_contain_text("no live worker")  # GET /queue's stalled_reason
     page.goto(f"{url}/ui/jobs/{waiting}")
     expect(page.locator("#a-cancel")).to_be_visible(timeout=FINAL_TIMEOUT)
     page.click("#a-cancel")

@@ -3,6 +3,7 @@ cookie and CSRF. What the page's script does is tested in a real browser (test_b
 
 from __future__ import annotations
 
+import json
 import re
 import time
 
@@ -108,6 +109,25 @@ def test_queue_reports_depth_workers_and_a_stalled_queue(client, queue, jobs, se
     workers = {w["id"]: w for w in doc["workers"]}
     assert workers["w1"]["alive"] and workers["w1"]["job_id"] == first
     assert not workers["w-dead"]["alive"] and workers["w-dead"]["heartbeat_age_seconds"] >= 3599
+
+
+def test_queue_shows_the_stall_of_live_workers_idle_on_another_queue(client, queue, jobs, settings):
+    """Workers alive and idle while a job has waited a lease listen on another QUEUE_NAME: /help,
+    /healthz?detail=1 and jobqueue_queue_stalled said so, but /queue (the web page's overview,
+    ``jobqueue info``) counted only "no worker alive", and showed a live worker and no warning."""
+    from jobqueue.cli_queue import info_text
+
+    job_id = submit(client)
+    queue.zadd(keys.WORKERS_HEARTBEAT, {"w-on-another-queue": time.time()})  # alive, running nothing
+    doc = client.get("/queue").get_json()
+    assert doc["stalled"] is False and doc["stalled_reason"] is None  # within the lease: about to be taken
+    stored = json.loads(jobs.get(keys.job(job_id)))
+    stored["submitted_at"] -= settings.job_lease_seconds + 1
+    jobs.set(keys.job(job_id), json.dumps(stored))
+    doc = client.get("/queue").get_json()
+    assert doc["workers_alive"] == 1 and doc["stalled"] is True and "QUEUE_NAME" in doc["stalled_reason"]
+    assert client.get("/healthz?detail=1").get_json()["queue"]["stalled_reason"] == doc["stalled_reason"]
+    assert f"WARNING: the queue is stalled: {doc['stalled_reason']}" in info_text(doc)
 
 
 def test_queue_counts_recent_outcomes_per_minute(client, jobs):
