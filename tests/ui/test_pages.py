@@ -79,6 +79,25 @@ def test_submit_form_is_generated_from_the_registry(data_app):
             assert f'id="p-{p.name}-error"' in html and p.description.split("(")[0].strip()[:20] in html
 
 
+def test_submit_page_with_an_operation_that_is_not_one_says_so_and_offers_no_form(data_app):
+    """/ui/submit?operation=<not one> (a typo, TOP_LOCATIONS, a stale bookmark) showed the first
+    operation's form (incident_count_by_date) with 200 and no word, one Submit away from queueing a
+    job of another operation than the address names; the Jobs page says so for such a filter."""
+    client = data_app.test_client()
+    for wrong, close in (("TOP_LOCATIONS", "top_locations"), ("top_locatons", "top_locations"), ("<b>x</b>", None)):
+        response = client.get("/ui/submit", query_string={"operation": wrong})
+        html = response.get_data(as_text=True)
+        assert response.status_code == 400, wrong
+        assert 'id="submit-form"' not in html, wrong  # no form of another operation
+        assert "is not an operation" in html, wrong
+        assert "<b>x" not in html and "&lt;b&gt;x" not in html  # the value itself is not echoed
+        if close:
+            assert f"did you mean {close}" in html.lower() and f'<option value="{close}" selected>' in html
+    # no operation asked for: the first one's form, as before
+    response = client.get("/ui/submit")
+    assert response.status_code == 200 and 'id="submit-form"' in response.get_data(as_text=True)
+
+
 def test_data_page_shows_the_loaded_dataset(data_app):
     info = data_app.extensions["jobqueue"].data.dataset.info()
     html = data_app.test_client().get("/ui/data").get_data(as_text=True)
