@@ -24,13 +24,7 @@ SPINNER = "|/-\\"
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
     common = argparse.ArgumentParser(add_help=False, parents=[api_options()])
-    common.add_argument(
-        "--format",
-        choices=("auto", "table", "json"),
-        default="auto",
-        help="table for people, json for scripts (auto: table on a terminal, else json)",
-    )
-    common.add_argument("--json", dest="format", action="store_const", const="json", help="same as --format json")
+    cliargs.add_format_options(common)
 
     p = sub.add_parser(
         "jobs",
