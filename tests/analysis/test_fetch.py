@@ -107,6 +107,27 @@ def test_fetch_cli_checks_a_download_before_it_replaces_the_file(portal, tmp_pat
     assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".part")] == []
 
 
+def test_fetch_cli_refuses_a_file_with_no_readable_row(tmp_path, inproc):
+    """The data-shell's `jobqueue data fetch --from` with a file none of whose lines the loader can
+    read (a header naming a column more than the lines have, or a header only) exited 0 and put a
+    dataset of 0 rows in place of a good one; the docs say a file it cannot read exits 2 and leaves
+    the dataset as it was."""
+    target = tmp_path / "traffic_incidents.csv"
+    target.write_bytes((FIXTURES / "portal10.csv").read_bytes())
+    before = target.read_bytes()
+    header = (FIXTURES / "portal10.csv").read_text().splitlines()[0]
+    line = (FIXTURES / "portal10.csv").read_text().splitlines()[1]
+    shifted = tmp_path / "shifted.csv"
+    shifted.write_text(header + ",Extra\n" + line + "\n" + line + "\n")  # one column more than the lines
+    header_only = tmp_path / "header-only.csv"
+    header_only.write_text(header + "\n")
+    for bad, says in ((shifted, "none of the file's 2 data lines could be read"), (header_only, "header only")):
+        code, out, err = inproc("data", "fetch", "--from", bad, "--output", target)
+        assert code == 2, (bad.name, out, err)
+        assert "not a usable dataset" in err and says in err and "left as it was" in err, err
+        assert target.read_bytes() == before
+
+
 def test_fetch_cli_url_from_and_keep_existing(portal, tmp_path, inproc):
     mirrored = tmp_path / "mirror.csv"
     code, out, err = inproc("data", "fetch", "--url", f"{portal}/mirror/rows.csv", "--output", mirrored)

@@ -4,7 +4,8 @@ must not lose it. It used to remove every entry, recursively."""
 
 from __future__ import annotations
 
-from jobqueue_api.serve import MULTIPROC_ENV, prepare_multiprocess_dir
+from jobqueue.multiproc import ENV as MULTIPROC_ENV
+from jobqueue_api.serve import prepare_multiprocess_dir
 
 
 def test_only_prometheus_files_are_removed(tmp_path, monkeypatch):

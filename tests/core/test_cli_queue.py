@@ -130,7 +130,7 @@ def test_info_like_rq_info(api, capsys):
     _submit(api)
     code, out, _ = _run(capsys, "info", "--url", api.url, "--format", "table")
     assert code == 0
-    assert "1 waiting" in out and "workers: 0 alive" in out and "WARNING: jobs are waiting" in out
+    assert "1 waiting" in out and "workers: 0 alive" in out and "WARNING: the queue is stalled: no live worker" in out
     api.state.queue.zadd(keys.WORKERS_HEARTBEAT, {"vm:1:abc": time.time()})
     code, out, _ = _run(capsys, "info", "--url", api.url, "--format", "table")
     assert "workers: 1 alive" in out and "vm:1:abc" in out and "WARNING" not in out

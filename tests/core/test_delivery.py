@@ -201,6 +201,24 @@ def test_record_and_start_finishes_one_job_and_starts_the_next_in_one_call(harne
     assert harness.queue_client.hget(keys.WORKERS_BUSY, "w1") == second
 
 
+def test_a_recorded_outcome_stops_workers_busy_naming_its_job(harness):
+    """/queue and the web page read workers:busy: a worker whose job is recorded is not shown
+    running it (it was until its next claim, up to a second later when idle)."""
+    first, second = harness.submit("sleep"), harness.submit("sleep")
+    d = _delivery(harness)
+    d.claim("w1", 1)
+    d.start("w1", Start(_job(harness, first, status="in-progress")))
+    assert harness.queue_client.hget(keys.WORKERS_BUSY, "w1") == first
+    assert d.record("w1", Finish(_job(harness, first, status="complete", result=1))) is Recorded.OK
+    assert harness.queue_client.hget(keys.WORKERS_BUSY, "w1") is None
+    d.claim("w1", 1)
+    d.start("w1", Start(_job(harness, second, status="in-progress")))
+    harness.queue_client.hset(keys.WORKERS_BUSY, "w2", second)  # another worker's entry is not touched
+    assert d.record("w1", Retry(_job(harness, second, status="submitted"), 0.0)) is Recorded.OK
+    assert harness.queue_client.hget(keys.WORKERS_BUSY, "w1") is None
+    assert harness.queue_client.hget(keys.WORKERS_BUSY, "w2") == second
+
+
 def test_submit_stores_and_queues_and_cancel_takes_a_queued_job_back(harness):
     d = _delivery(harness)
     job = d.submit("sleep", {"seconds": 0})

@@ -209,3 +209,26 @@ def test_the_programs_stop_at_start_on_a_queue_name_they_refuse(program, queue_n
     assert run.returncode == 2, run.stdout + run.stderr
     refusal = "must be letters" if not queue_name else "must not end in -plots"
     assert f"{program}: configuration error: QUEUE_NAME {refusal}" in run.stderr, run.stderr
+
+
+@pytest.mark.parametrize("program", ["jobqueue-api", "jobqueue-worker"])
+def test_the_programs_stop_at_start_on_an_empty_data_path(program):
+    """DATA_PATH="" (a manifest's or .env's blank value) reached both programs: the API read it as the
+    working directory (a folder: never ready) and the worker waited for a file named '' for ever,
+    while make up and the jobqueue data commands took the default sample."""
+    import subprocess
+
+    from devstack.paths import BIN
+    from devstack.procs import free_port
+
+    env = {**os.environ, "DATA_PATH": "", "PORT": str(free_port()), "BIND_HOST": "127.0.0.1"}
+    env["WORKER_METRICS_PORT"] = "0"
+    run = subprocess.run(
+        [str(BIN / program), "--burst"][: 1 if program == "jobqueue-api" else 2],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=20,
+    )
+    assert run.returncode == 2, run.stdout + run.stderr
+    assert f"{program}: configuration error: DATA_PATH must name the data file" in run.stderr, run.stderr

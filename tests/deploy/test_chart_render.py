@@ -333,6 +333,26 @@ def test_a_maxmemory_below_the_limit_renders(redis):
     render_chart({"redis": redis})
 
 
+@pytest.mark.parametrize(
+    ("maxmemory", "conf"),
+    [("350M", "350M"), ("300MB", "300MB"), ("300Mb", "300Mb"), (300000000, "300000000"), (300000000.0, "300000000")],
+)
+def test_maxmemory_in_every_form_redis_reads_renders(maxmemory, conf):
+    """Redis reads its memory units in any letter case (350M, 300Mb) and a plain byte count; the
+    schema refused them ("does not match pattern", "got number, want string": what --set gives for
+    300000000), though the chart's own check converts them. The redis.conf line is written as given
+    (a byte count in full, never 3e+08)."""
+    rendered = render_objects({"redis": {"maxmemory": maxmemory}})
+    (config,) = [o for o in rendered if o["kind"] == "ConfigMap" and "redis.conf" in o.get("data", {})]
+    assert f"\nmaxmemory {conf}\n" in config["data"]["redis.conf"]
+
+
+@pytest.mark.parametrize("maxmemory", ["600M", 600000000, "512MB"])
+def test_maxmemory_in_any_form_is_held_below_the_limit(maxmemory):
+    with pytest.raises(helm.HelmError, match=r"not below redis\.resources\.limits\.memory \(512Mi\)"):
+        render_chart({"redis": {"maxmemory": maxmemory}})
+
+
 def test_every_app_pod_gets_the_redis_password_from_the_secret(objects):
     secrets = {o["metadata"]["name"] for o in objects if o["kind"] == "Secret"}
     for component in ("api", "worker"):

@@ -227,6 +227,19 @@ def test_validation_errors_appear_next_to_their_field(page, stack):
     assert page.problems == []
 
 
+def test_a_whole_number_typed_with_an_exponent_is_sent_as_typed(page, stack):
+    """A number field accepts 1e2 (and 2000e-1) as the browser's valid 100 (200): the job must be
+    stored with that value. The page used to parseInt the text, sending n=1 (n=2000) instead."""
+    for typed, sent in (("1e2", 100), ("2000e-1", 200), ("7", 7)):
+        page.goto(f"{stack.url}/ui/submit?operation=top_locations")
+        _fill_and_submit(page, {"n": typed})
+        page.wait_for_url(re.compile(r"/ui/jobs/[0-9a-f-]{36}$"))
+        job_id = page.url.rsplit("/", 1)[1]
+        params = requests.get(f"{stack.url}/jobs/{job_id}", timeout=10).json()["params"]
+        assert params == {"n": sent}, (typed, params)
+    assert page.problems == []
+
+
 def test_xss_payload_in_a_parameter_stays_inert(page, stack):
     expect = _expect()
     job_id = _api_submit(stack.url, "incidents_by_road", {"road": XSS})
@@ -299,6 +312,7 @@ def test_cancel_a_queued_job(page, idle_stack):
     waiting = _api_submit(url, "sleep", {"seconds": 0})
     page.goto(f"{url}/ui/")
     expect(page.locator("#stalled")).to_be_visible(timeout=FINAL_TIMEOUT)  # waiting, no worker alive
+    expect(page.locator("#stalled-reason")).to_contain_text("no live worker")  # GET /queue's stalled_reason
     page.goto(f"{url}/ui/jobs/{waiting}")
     expect(page.locator("#a-cancel")).to_be_visible(timeout=FINAL_TIMEOUT)
     page.click("#a-cancel")

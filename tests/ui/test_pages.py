@@ -3,6 +3,7 @@ cookie and CSRF. What the page's script does is tested in a real browser (test_b
 
 from __future__ import annotations
 
+import json
 import re
 import time
 
@@ -78,6 +79,25 @@ def test_submit_form_is_generated_from_the_registry(data_app):
             assert f'id="p-{p.name}-error"' in html and p.description.split("(")[0].strip()[:20] in html
 
 
+def test_submit_page_with_an_operation_that_is_not_one_says_so_and_offers_no_form(data_app):
+    """/ui/submit?operation=<not one> (a typo, TOP_LOCATIONS, a stale bookmark) showed the first
+    operation's form (incident_count_by_date) with 200 and no word, one Submit away from queueing a
+    job of another operation than the address names; the Jobs page says so for such a filter."""
+    client = data_app.test_client()
+    for wrong, close in (("TOP_LOCATIONS", "top_locations"), ("top_locatons", "top_locations"), ("<b>x</b>", None)):
+        response = client.get("/ui/submit", query_string={"operation": wrong})
+        html = response.get_data(as_text=True)
+        assert response.status_code == 400, wrong
+        assert 'id="submit-form"' not in html, wrong  # no form of another operation
+        assert "is not an operation" in html, wrong
+        assert "<b>x" not in html and "&lt;b&gt;x" not in html  # the value itself is not echoed
+        if close:
+            assert f"did you mean {close}" in html.lower() and f'<option value="{close}" selected>' in html
+    # no operation asked for: the first one's form, as before
+    response = client.get("/ui/submit")
+    assert response.status_code == 200 and 'id="submit-form"' in response.get_data(as_text=True)
+
+
 def test_data_page_shows_the_loaded_dataset(data_app):
     info = data_app.extensions["jobqueue"].data.dataset.info()
     html = data_app.test_client().get("/ui/data").get_data(as_text=True)
@@ -108,6 +128,25 @@ def test_queue_reports_depth_workers_and_a_stalled_queue(client, queue, jobs, se
     workers = {w["id"]: w for w in doc["workers"]}
     assert workers["w1"]["alive"] and workers["w1"]["job_id"] == first
     assert not workers["w-dead"]["alive"] and workers["w-dead"]["heartbeat_age_seconds"] >= 3599
+
+
+def test_queue_shows_the_stall_of_live_workers_idle_on_another_queue(client, queue, jobs, settings):
+    """Workers alive and idle while a job has waited a lease listen on another QUEUE_NAME: /help,
+    /healthz?detail=1 and jobqueue_queue_stalled said so, but /queue (the web page's overview,
+    ``jobqueue info``) counted only "no worker alive", and showed a live worker and no warning."""
+    from jobqueue.cli_queue import info_text
+
+    job_id = submit(client)
+    queue.zadd(keys.WORKERS_HEARTBEAT, {"w-on-another-queue": time.time()})  # alive, running nothing
+    doc = client.get("/queue").get_json()
+    assert doc["stalled"] is False and doc["stalled_reason"] is None  # within the lease: about to be taken
+    stored = json.loads(jobs.get(keys.job(job_id)))
+    stored["submitted_at"] -= settings.job_lease_seconds + 1
+    jobs.set(keys.job(job_id), json.dumps(stored))
+    doc = client.get("/queue").get_json()
+    assert doc["workers_alive"] == 1 and doc["stalled"] is True and "QUEUE_NAME" in doc["stalled_reason"]
+    assert client.get("/healthz?detail=1").get_json()["queue"]["stalled_reason"] == doc["stalled_reason"]
+    assert f"WARNING: the queue is stalled: {doc['stalled_reason']}" in info_text(doc)
 
 
 def test_queue_counts_recent_outcomes_per_minute(client, jobs):

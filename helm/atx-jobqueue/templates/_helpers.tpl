@@ -67,9 +67,16 @@ redis/redis-client). Helm itself accepts release names of up to 53 characters.
 {{- mulf (float64 $number) (get $scale $unit) }}
 {{- end }}
 
+{{/* redis.maxmemory as redis.conf takes it: a string as given (Redis reads its units in any case:
+350M, 300Mb), a number (--set redis.maxmemory=300000000, or one in a values file, a float there)
+as its digits in full, never 3e+08. */}}
+{{- define "atx-jobqueue.redisMaxmemory" -}}
+{{- if kindIs "string" . }}{{ . }}{{ else }}{{ printf "%.0f" (float64 .) }}{{ end }}
+{{- end }}
+
 {{/* Redis's maxmemory (350mb, 1gb, 100000000) in bytes, as Redis reads it: k/m/g are powers of 1000, kb/mb/gb of 1024. */}}
 {{- define "atx-jobqueue.redisBytes" -}}
-{{- $v := lower (toString .) }}
+{{- $v := lower (include "atx-jobqueue.redisMaxmemory" .) }}
 {{- $number := regexFind "^[0-9]+" $v }}
 {{- $scale := dict "" 1 "k" 1e3 "kb" 1024 "m" 1e6 "mb" 1048576 "g" 1e9 "gb" 1073741824 }}
 {{- mulf (float64 $number) (get $scale (trimPrefix $number $v)) }}

@@ -119,12 +119,6 @@ def owner() -> str | None:
     return g.get("jobqueue_owner")
 
 
-def may_see(job_owner: str | None) -> bool:
-    """Whether the current request may see a job recorded with ``job_owner``."""
-    me = owner()
-    return me is None or job_owner == me
-
-
 def csrf_token(token: str) -> str:
     """The page's anti-CSRF value: derived from the token, so only a page served to its holder has it."""
     return hmac.new(token.encode(), b"atx-jobqueue ui csrf", hashlib.sha256).hexdigest()

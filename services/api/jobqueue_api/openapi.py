@@ -245,6 +245,7 @@ def _components(catalogue: Registry) -> dict[str, Any]:
                     "oldest_waiting_seconds": {"type": ["number", "null"]},
                     "workers_alive": {"type": "integer"},
                     "stalled": {"type": "boolean"},
+                    "stalled_reason": {"type": ["string", "null"]},
                     "lease_seconds": {"type": "number"},
                     "time": {"type": "number"},
                     "workers": {

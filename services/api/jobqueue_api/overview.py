@@ -1,8 +1,8 @@
 """``GET /queue``: the queue at a glance, for the web page's overview and ``jobqueue info``.
 
-One pipelined read of the queue db (depth, delayed retries, heartbeats, what each worker runs) and a
-bounded look at recently submitted jobs for the last 15 minutes' outcomes. Cheap enough to poll
-every few seconds: the outcome counts are cached per process for :data:`RECENT_CACHE_SECONDS`.
+One pipelined read of the queue db (depth, delayed retries, heartbeats, what each worker runs),
+whether the queue is stalled and why (in :mod:`jobqueue.backlog`'s words), and a bounded look at
+recently submitted jobs for the last 15 minutes' outcomes. Cheap enough to poll every few seconds: the outcome counts are cached per process for :data:`RECENT_CACHE_SECONDS`.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ import time
 from typing import Any
 
 from jobqueue import keys
+from jobqueue.backlog import stall_reason
 from jobqueue.jobs import JobStatus
 
 WINDOW_SECONDS = 15 * 60
@@ -58,6 +59,13 @@ def queue_overview(state) -> dict[str, Any]:
             }
         )
     alive = sum(1 for w in workers if w["alive"])
+    idle = sum(1 for w in workers if w["alive"] and not w["job_id"])
+    # as /help and /healthz?detail=1 judge it (jobqueue.backlog), but "no worker alive" at once: the
+    # page and `jobqueue info` say so while the first job waits, not a lease later
+    waited_a_lease = depth > 0 and oldest_age is not None and oldest_age >= lease
+    stalled = None
+    if waited_a_lease or (alive == 0 and depth + delayed > 0):
+        stalled = stall_reason(keys.queue(name), settings.redis_queue_db, alive, idle)
     return {
         "queue": name,
         "depth": depth,
@@ -67,7 +75,8 @@ def queue_overview(state) -> dict[str, Any]:
         "oldest_waiting_seconds": None if oldest_age is None else round(oldest_age, 1),
         "workers_alive": alive,
         "workers": workers,
-        "stalled": (depth + delayed) > 0 and alive == 0,
+        "stalled": stalled is not None,
+        "stalled_reason": stalled,
         "lease_seconds": lease,
         "recent": recent_outcomes(state, now),
         "time": now,

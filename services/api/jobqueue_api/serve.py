@@ -36,7 +36,6 @@ CONNECTION_HEADROOM = 1000
 # CLIENT_TIMEOUT_SECONDS: graceful_timeout below). It was MAX_WAIT_SECONDS + 5 while long polls ran
 # out their wait. The chart's API grace period (atx-jobqueue.api.terminationGrace) computes the same.
 GRACEFUL_TIMEOUT_SECONDS = 30
-MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
 
 def prepare_multiprocess_dir() -> str:

@@ -184,7 +184,11 @@ def cmd_fetch(args: argparse.Namespace) -> int:
 
     def usable(path: Path) -> None:  # before it replaces the output: a bad file never lands there
         # parsed under the output's name: its cache is the one the output's readers look for
-        loaded["dataset"] = load_dataset(path, name=Path(output).name, **options)
+        dataset = load_dataset(path, name=Path(output).name, **options)
+        if not dataset.rows:  # every answer would count nothing: not a dataset to replace one with
+            reason = (dataset.date_warning() or "no incident rows").removesuffix(": every answer counts nothing")
+            raise DataFormatError(f"no incident row could be read from it: {reason}")
+        loaded["dataset"] = dataset
 
     origin = args.copy_from or args.url or args.base_url
     show = _Progress("bytes" if args.source == "export" else "records") if sys.stderr.isatty() else None

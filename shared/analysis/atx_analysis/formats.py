@@ -11,20 +11,6 @@ from dataclasses import dataclass
 
 from .errors import DataFormatError
 
-CANONICAL = (
-    "report_id",
-    "published",
-    "issue",
-    "address",
-    "latitude",
-    "longitude",
-    "location",
-    "status",
-    "status_date",
-    "agency",
-    "response_minutes",
-)
-
 
 @dataclass(frozen=True)
 class Format:
@@ -32,7 +18,6 @@ class Format:
     title: str
     columns: dict[str, str]  # source column name -> canonical name
     required: tuple[str, ...]  # source names that must all be present
-    timestamp_style: str  # "portal" (03/06/2024 01:29:39 AM +0000), "iso", or "tutorial"
 
     def expected(self) -> str:
         return ", ".join(self.columns)
@@ -56,14 +41,12 @@ PORTAL_10 = Format(
     "portal CSV export (10 columns)",
     PORTAL_COLUMNS,
     tuple(PORTAL_COLUMNS),
-    "portal",
 )
 PORTAL_9 = Format(
     "portal-csv-9",
     "older portal CSV export (9 columns, no Agency)",
     {k: v for k, v in PORTAL_10.columns.items() if k != "Agency"},
     tuple(c for c in PORTAL_10.required if c != "Agency"),
-    "portal",
 )
 SODA = Format(
     "soda",
@@ -81,14 +64,12 @@ SODA = Format(
         "agency": "agency",
     },
     (),
-    "iso",
 )
 TUTORIAL = Format(
     "tutorial-csv",
     "the tutorial's simplified CSV",
     {"date": "published", "Location": "address", "Issue_Report": "issue", "ResponseTime": "response_minutes"},
     ("date", "Location", "Issue_Report", "ResponseTime"),
-    "tutorial",
 )
 FORMATS = (PORTAL_10, PORTAL_9, TUTORIAL, SODA)
 

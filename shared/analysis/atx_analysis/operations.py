@@ -216,7 +216,8 @@ def top_roads(ds: Dataset, n: int) -> dict[str, Any]:
     return {"top_roads": dict(list(roads.items())[:n])}
 
 
-@REGISTRY.operation(
+# the point and radius of incidents_within_radius and of its picture
+AROUND_A_POINT = (
     Param("latitude", "number", "centre latitude (degrees)", minimum=-90, maximum=90, example=30.2672),
     Param("longitude", "number", "centre longitude (degrees)", minimum=-180, maximum=180, example=-97.7431),
     Param(
@@ -228,6 +229,11 @@ def top_roads(ds: Dataset, n: int) -> dict[str, Any]:
         maximum=MAX_RADIUS_KM,
         example=1.0,
     ),
+)
+
+
+@REGISTRY.operation(
+    *AROUND_A_POINT,
     description="Incidents with coordinates within radius_km of a point, with the most common issues there.",
     result_keys=("count", "latitude", "longitude", "radius_km", "by_issue"),
 )
@@ -351,17 +357,7 @@ def plot_incidents_by_issue(ds: Dataset, n: int) -> bytes:
 
 
 @REGISTRY.operation(
-    Param("latitude", "number", "centre latitude (degrees)", minimum=-90, maximum=90, example=30.2672),
-    Param("longitude", "number", "centre longitude (degrees)", minimum=-180, maximum=180, example=-97.7431),
-    Param(
-        "radius_km",
-        "number",
-        "radius in kilometres (great-circle)",
-        default=1.0,
-        minimum=0.001,
-        maximum=MAX_RADIUS_KM,
-        example=1.0,
-    ),
+    *AROUND_A_POINT,
     description="PNG: the incidents within radius_km of a point, on a km grid around it, coloured by the "
     "most common issue types (the picture of incidents_within_radius).",
     produces_png=True,

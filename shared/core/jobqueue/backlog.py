@@ -42,18 +42,7 @@ class Backlog:
         """Why waiting jobs are not being taken, or None when they are (or nothing waits)."""
         if self.waiting == 0 or self.oldest_waiting_seconds < self.stalled_after:
             return None
-        if self.workers_alive == 0:
-            return (
-                f"no live worker has a heartbeat in Redis db {self.queue_db}: start workers, or make their "
-                "REDIS_URL, REDIS_QUEUE_DB and QUEUE_NAME match the API's"
-            )
-        if self.workers_idle:
-            return (
-                f"{self.workers_idle} live worker(s) are idle while jobs wait in {self.queue}: they listen "
-                "on another queue, or keep jobs in another db; make their QUEUE_NAME and REDIS_JOBS_DB match "
-                "the API's (a worker on another REDIS_JOBS_DB logs so)"
-            )
-        return None
+        return stall_reason(self.queue, self.queue_db, self.workers_alive, self.workers_idle)
 
     def to_dict(self) -> dict:
         doc = asdict(self)
@@ -63,6 +52,24 @@ class Backlog:
         doc["stalled"] = self.stalled is not None
         doc["stalled_reason"] = self.stalled
         return doc
+
+
+def stall_reason(queue: str, queue_db: int, workers_alive: int, workers_idle: int) -> str | None:
+    """Why jobs that wait are not taken (``queue``: the Redis list), or None when a worker will take
+    them: the one wording of a stall, for ``/help``, ``/healthz?detail=1`` and ``GET /queue`` (the web
+    page, ``jobqueue info``)."""
+    if workers_alive == 0:
+        return (
+            f"no live worker has a heartbeat in Redis db {queue_db}: start workers, or make their "
+            "REDIS_URL, REDIS_QUEUE_DB and QUEUE_NAME match the API's"
+        )
+    if workers_idle:
+        return (
+            f"{workers_idle} live worker(s) are idle while jobs wait in {queue}: they listen "
+            "on another queue, or keep jobs in another db; make their QUEUE_NAME and REDIS_JOBS_DB match "
+            "the API's (a worker on another REDIS_JOBS_DB logs so)"
+        )
+    return None
 
 
 def read_backlog(

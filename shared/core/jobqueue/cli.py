@@ -83,8 +83,8 @@ def _main(argv: list[str] | None = None) -> int:
 
         from .settings import SettingsError, load_settings
 
-        try:  # DATA_MAX_BYTES and DATA_CACHE_DIR, parsed as the services parse them
-            data_env = {k: v for k, v in os.environ.items() if k.startswith("DATA_")}
+        try:  # DATA_MAX_BYTES and DATA_CACHE_DIR, parsed as the services parse them (the file is --data's)
+            data_env = {k: v for k, v in os.environ.items() if k.startswith("DATA_") and k != "DATA_PATH"}
             args.load_options = load_settings(data_env).data_options()
         except SettingsError as exc:
             print(f"jobqueue: configuration error: {exc}", file=sys.stderr)

@@ -171,8 +171,8 @@ def info_text(q: dict[str, Any]) -> str:
         f"last {minutes} min: {sum(recent['complete'])} complete, {sum(recent['failed'])} failed"
         + (" (from the most recent jobs)" if recent.get("sampled") else "")
     )
-    if q["stalled"]:
-        lines.append("WARNING: jobs are waiting and no worker is alive; nothing will run until one starts")
+    if q["stalled"]:  # an API before stalled_reason said stalled only when no worker was alive
+        lines.append(f"WARNING: the queue is stalled: {q.get('stalled_reason') or 'jobs wait and no worker is alive'}")
     return "\n".join(lines)
 
 

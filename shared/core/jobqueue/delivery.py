@@ -315,7 +315,8 @@ class Delivery:
 
     def _evalsha(self, command: str, *args: Any) -> wire.Packed:
         """A script call as one command for ``wire``: EVALSHA, the keys and the context (packed once
-        per Delivery: two thirds of a call's arguments), then the command and its arguments."""
+        per script per Delivery, in ``_heads`` by sha: two thirds of a call's arguments), then the
+        command and its arguments."""
         sha = self._script_for(command).sha
         packed = self._heads.get(sha)
         if packed is None:
@@ -505,11 +506,11 @@ class Delivery:
     def wait_and_claim(self, worker: str, n: int, timeout: float) -> list[Claim]:
         """An idle worker's wait: block up to ``timeout`` (at most half the client's socket timeout)
         for an id (BLMOVE into the processing list) and claim it, with more up to ``n`` in all, in
-        one round trip. The claim is pipelined behind
-        the BLMOVE on the same connection, so Redis runs it the moment the BLMOVE returns instead of
-        after the worker has read that answer and sent the claim. It claims whatever the processing
-        list holds, so an id moved by an attempt whose answer was lost (redis-py retries a call
-        after a dropped connection) is claimed too, never left held unseen. Empty after a timeout."""
+        one round trip. The claim is pipelined behind the BLMOVE on the same connection, so Redis
+        runs it the moment the BLMOVE returns instead of after the worker has read that answer and
+        sent the claim. It claims whatever the processing list holds, so an id moved by an attempt
+        whose answer was lost (redis-py retries a call after a dropped connection) is claimed too,
+        never left held unseen. Empty after a timeout."""
         pipe = self.redis.pipeline(transaction=False)
         pipe.blmove(self.queue_key, keys.processing(worker), min(timeout, self._longest_wait), "LEFT", "RIGHT")
         # EVALSHA itself: a Script in a pipeline would cost a SCRIPT EXISTS round trip each time

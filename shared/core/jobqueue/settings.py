@@ -69,6 +69,15 @@ def _str(name: str, raw: str) -> str:
     return raw
 
 
+def _data_path(name: str, raw: str) -> str:
+    """The data file: an empty value (a manifest's or an .env's blank) reached the programs, and the
+    API read it as the working directory (a folder: never ready) while the worker waited for a file
+    named '' for ever; ``make up`` and the ``jobqueue`` data commands took the default for it."""
+    if not raw.strip():
+        raise SettingsError(f"{name} must name the data file (unset, it is {DEFAULT_DATA_PATH}), got {raw!r}")
+    return raw
+
+
 def _token(name: str, raw: str) -> str:
     """A secret as a Secret file holds it: `kubectl create secret --from-file` keeps the file's last
     newline, which no client can send in a header (the API strips what it is sent), so the token is
@@ -351,7 +360,7 @@ SPEC: dict[str, tuple[str, Callable[[str, str], object], str]] = {
     ),
     "DATA_PATH": (
         DEFAULT_DATA_PATH,
-        _str,
+        _data_path,
         "traffic incident file (CSV, CSV.gz, JSON or Parquet); relative paths are from the working directory",
     ),
     "DATA_CACHE_DIR": (

@@ -18,6 +18,7 @@ import time
 from flask import Blueprint, jsonify, make_response, redirect, render_template, request
 from werkzeug.exceptions import MethodNotAllowed, NotFound
 
+from atx_analysis.registry import UnknownOperation
 from jobqueue.jobs import JobStatus
 
 from ..auth import (
@@ -230,16 +231,26 @@ def job_page(job_id: str):
 def submit_page():
     state = current()
     ops = list(state.catalogue)
-    chosen = request.args.get("operation")
-    if chosen not in state.catalogue:
+    chosen = request.args.get("operation") or ""
+    problems = []
+    if chosen and chosen not in state.catalogue:
+        # said, with no form: the first operation's form under this address was one Submit away from
+        # a job of another operation than the one asked for; the value itself is not shown
+        close = UnknownOperation(chosen, state.catalogue.names()).suggestion
+        hint = f" Did you mean {close}?" if close else ""
+        problems.append(f"The operation in the address is not an operation.{hint} Pick one below.")
+        chosen = close or ""
+    elif not chosen:
         chosen = ops[0].name if ops else ""
-    return _page(
+    page = _page(
         "ui/submit.html",
         page="submit",
         operations=ops,
         chosen=chosen,
-        op=state.catalogue.get(chosen) if chosen else None,
+        op=state.catalogue.get(chosen) if chosen and not problems else None,
+        problems=problems,
     )
+    return make_response(page, 400) if problems and isinstance(page, str) else page  # (the login form stays 401)
 
 
 @bp.get("/ui/data")

@@ -226,6 +226,7 @@
         byId("st-alive").textContent = fmtNum(q.workers_alive);
         byId("st-updated").textContent = "Last update " + new Date().toLocaleTimeString() + ".";
         byId("stalled").hidden = !q.stalled;
+        byId("stalled-reason").textContent = q.stalled_reason || "";
         var tbody = byId("workers");
         clear(tbody);
         if (!q.workers.length) {
@@ -519,8 +520,9 @@
         }
         if (type === "boolean") { params[name] = input.checked; return; }
         if (input.value === "") return;   // optional and empty: the server's default
-        if (type === "int") params[name] = parseInt(input.value, 10);
-        else if (type === "number") params[name] = Number(input.value);
+        // the field's own value (checkValidity held it to step 1 for an int): parseInt would read
+        // "1e2" as 1 and "2000e-1" as 2000
+        if (type === "int" || type === "number") params[name] = Number(input.value);
         else params[name] = input.value;
       });
       if (firstBad) { firstBad.focus(); return; }

@@ -6,12 +6,15 @@
 -- the document is already exactly ``doc``: this same call, sent again after its answer was lost
 -- (redis-py's retry, or the worker's own), whose first send did all the work (the document holds
 -- this worker's id and times, so nobody else writes the same). Leaves the jobs db selected. Only a
--- plots-lane job can be the one workers:busy-plots names.
+-- plots-lane job can be the one workers:busy-plots names. workers:busy stops naming the job here,
+-- not at the worker's next claim (up to a second later when idle, while /queue and the web page
+-- showed the worker still running a job already complete).
 local function release(job_id, worker, lane, doc)
   use(queue_db)
   if lane == 'plots' and redis.call('HGET', plots_busy_key, worker) == job_id then
     redis.call('HDEL', plots_busy_key, worker)
   end
+  if redis.call('HGET', busy_key, worker) == job_id then redis.call('HDEL', busy_key, worker) end
   if redis.call('LREM', processing_prefix .. worker, 1, job_id) == 0 then
     use(jobs_db)
     if redis.call('GET', job_prefix .. job_id) == doc then return 'done' end
