@@ -240,6 +240,31 @@ def test_a_whole_number_typed_with_an_exponent_is_sent_as_typed(page, stack):
     assert page.problems == []
 
 
+def test_the_filter_and_operation_lists_work_from_the_keyboard(page, stack):
+    """Arrow keys on a closed select change its value (Chromium, Firefox), and the page applied every
+    change at once: the first ArrowDown reloaded the page with the next option and the focus was
+    lost, so a keyboard user could never get past it (to "failed", or to a plot operation). Now
+    arrows move through the list and Enter (or the form's button) applies it; a mouse pick still
+    applies at once."""
+    for path, select, name in (("/ui/jobs", "#f-status", "status"), ("/ui/submit", "#operation", "operation")):
+        page.goto(f"{stack.url}{path}")
+        start = page.url
+        page.focus(select)
+        for _ in range(3):
+            page.keyboard.press("ArrowDown")
+        page.wait_for_timeout(500)
+        assert page.url == start, path  # no reload while moving through the list
+        assert page.evaluate("document.activeElement.id") == select[1:]
+        wanted = page.eval_on_selector(select, "s => s.options[s.options.length > 3 ? 3 : 0].value")
+        assert page.input_value(select) == wanted
+        page.keyboard.press("Enter")
+        page.wait_for_url(re.compile(rf"[?&]{name}={re.escape(wanted)}(&|$)"))
+        # a mouse pick applies at once, as before
+        page.select_option(select, index=1)
+        page.wait_for_url(re.compile(rf"[?&]{name}=(?!{re.escape(wanted)}(&|$))"))
+    assert page.problems == []
+
+
 def test_xss_payload_in_a_parameter_stays_inert(page, stack):
     expect = _expect()
     job_id = _api_submit(stack.url, "incidents_by_road", {"road": XSS})

@@ -116,6 +116,20 @@
     tick();
   }
 
+  // A list that applies its pick at once (the jobs filters, the operation chooser). Arrow keys on a
+  // closed select change its value too, and applying each such change reloaded the page and lost
+  // the focus at the first press: from the keyboard, arrows move through the list and Enter (or the
+  // form's own button) applies it; a pick with the mouse or a finger applies at once.
+  function applyOnPick(select, form) {
+    var keyed = false;
+    select.addEventListener("keydown", function (ev) {
+      if (ev.key === "Enter") { ev.preventDefault(); form.submit(); return; }
+      keyed = true;
+    });
+    select.addEventListener("pointerdown", function () { keyed = false; });
+    select.addEventListener("change", function () { if (!keyed) form.submit(); });
+  }
+
   function formatTimes() {
     Array.prototype.forEach.call(document.querySelectorAll("time.ts"), function (t) {
       t.textContent = fmtTime(t.getAttribute("datetime"));
@@ -305,7 +319,7 @@
     // same with 100 or 100,000 jobs); `history` holds the cursors of the pages before this one.
     var limit = 25, cursor = null, history = [], next = null;
     ["f-status", "f-operation", "f-owner"].forEach(function (id) {
-      if (byId(id)) byId(id).addEventListener("change", function () { form.submit(); });
+      if (byId(id)) applyOnPick(byId(id), form);
     });
     function query() {
       var q = "jobs?limit=" + limit;
@@ -503,7 +517,7 @@
 
   function initSubmit() {
     var choose = byId("operation");
-    if (choose) choose.addEventListener("change", function () { byId("choose").submit(); });
+    if (choose) applyOnPick(choose, byId("choose"));
     var form = byId("submit-form");
     if (!form) return;
     form.addEventListener("submit", function (ev) {
