@@ -3,7 +3,8 @@ whether the queue is stalled, meaning jobs wait and no worker will take them.
 
 A stall has always the same face (202s, then jobs that stay ``submitted``), whatever its cause: no
 worker, a worker on another Redis db (its heartbeat lands in that db, so none shows here), or a
-worker on another ``QUEUE_NAME`` (alive and idle while jobs wait). ``/help``, ``/healthz?detail=1``
+worker on another ``QUEUE_NAME`` or another ``REDIS_JOBS_DB`` than the API's (alive and idle while jobs
+wait: such a worker claims nothing, see ``jobqueue.jobsdb``). ``/help``, ``/healthz?detail=1``
 and the metrics all read it from here, so they agree.
 """
 
@@ -65,7 +66,8 @@ def stall_reason(queue: str, queue_db: int, workers_alive: int, workers_idle: in
     if workers_idle:
         return (
             f"{workers_idle} live worker(s) are idle while jobs wait in {queue}: they listen "
-            "on another queue; make their QUEUE_NAME match the API's"
+            "on another queue, or keep jobs in another db; make their QUEUE_NAME and REDIS_JOBS_DB match "
+            "the API's (a worker on another REDIS_JOBS_DB logs so)"
         )
     return None
 
