@@ -4,7 +4,9 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 RUN_DIR=${RUN_DIR:-$PWD/.run}
-GRACE=${SHUTDOWN_GRACE_SECONDS:-60}
+# the workers' grace in whole seconds: a number as they read it (1e1, 2.5, .5); shell arithmetic on
+# the raw value took only digits, and SHUTDOWN_GRACE_SECONDS=1e1 stopped no worker (and exited 0)
+GRACE=$(printf %.0f "${SHUTDOWN_GRACE_SECONDS:-60}" 2>/dev/null) || GRACE=60
 
 stop() {  # pidfile, seconds to wait before SIGKILL
   local pidfile=$1 wait_s=$2 pid
@@ -27,7 +29,7 @@ if [ ${#pidfiles[@]} = 0 ]; then  # a bare `make down` for a stack started with 
   echo "down: nothing to stop under $RUN_DIR (a stack started with RUN_DIR=<dir> stops with RUN_DIR=<dir> make down)"
   exit 0
 fi
-for f in "$RUN_DIR"/pids/worker-*.pid; do stop "$f" "$((${GRACE%.*} + 5))" & done
+for f in "$RUN_DIR"/pids/worker-*.pid; do stop "$f" "$((GRACE + 5))" & done
 [ -f "$RUN_DIR/pids/api.pid" ] && stop "$RUN_DIR/pids/api.pid" 30 &
 [ -f "$RUN_DIR/pids/prometheus.pid" ] && stop "$RUN_DIR/pids/prometheus.pid" 30 &  # make observe
 [ -f "$RUN_DIR/pids/redis-exporter.pid" ] && stop "$RUN_DIR/pids/redis-exporter.pid" 30 &  # make observe

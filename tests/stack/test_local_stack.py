@@ -389,6 +389,28 @@ def test_down_with_nothing_under_its_run_dir_says_so(tmp_path):
     assert f"down: nothing to stop under {tmp_path / 'empty'}" in down.stdout, down.stdout
 
 
+@pytest.mark.parametrize("grace", ["1e1", "2.5", ".5"])
+def test_down_stops_workers_whatever_form_of_number_their_grace_is_given_in(tmp_path, grace):
+    """SHUTDOWN_GRACE_SECONDS is a number as the workers read it (float: 1e1 is 10 s). down.sh did
+    shell arithmetic on it: with 1e1 it stopped no worker, said nothing and exited 0."""
+    import threading
+
+    (tmp_path / "pids").mkdir()
+    worker = subprocess.Popen(["sleep", "300"])
+    threading.Thread(target=worker.wait, daemon=True).start()  # reaped at once, as init reaps a worker
+    try:
+        (tmp_path / "pids" / "worker-1.pid").write_text(f"{worker.pid}\n")
+        env = {**os.environ, "RUN_DIR": str(tmp_path), "SHUTDOWN_GRACE_SECONDS": grace}
+        down = subprocess.run(
+            ["bash", "scripts/down.sh"], cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=60
+        )
+        assert worker.wait(timeout=5) == -15, down.stdout + down.stderr  # SIGTERM, not left running
+        assert f"stopped worker-1 (pid {worker.pid})" in down.stdout and not down.stderr, down.stdout + down.stderr
+        assert "ignored SIGTERM" not in down.stdout
+    finally:
+        worker.kill()
+
+
 @pytest.mark.parametrize("script_name", ["/class/jq", "/class/jq/"])
 def test_up_under_script_name_waits_and_points_inside_the_prefix(tmp_path, script_name):
     """`SCRIPT_NAME=/class/jq make up` (docs/ui.md's prefix, told to the API) waited for `/readyz`

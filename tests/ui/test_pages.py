@@ -149,6 +149,33 @@ def test_queue_shows_the_stall_of_live_workers_idle_on_another_queue(client, que
     assert f"WARNING: the queue is stalled: {doc['stalled_reason']}" in info_text(doc)
 
 
+def test_a_plots_job_waiting_behind_the_plots_cap_is_no_stall(client, queue, jobs, settings):
+    """Plots jobs held at once are capped at one less than the live workers (claim.lua), so with two
+    workers, one drawing, the other idles on purpose while more plots wait: that is no stall. It was
+    called one ("idle ... listen on another queue; make their QUEUE_NAME match") by /healthz?detail=1,
+    /help and jobqueue_queue_stalled (the JobQueueStalled alert) once a plot had waited a lease."""
+    plot = submit(client, "plot_incidents_by_hour")
+    stored = json.loads(jobs.get(keys.job(plot)))
+    assert stored["lane"] == "plots"
+    stored["submitted_at"] -= settings.job_lease_seconds + 1
+    jobs.set(keys.job(plot), json.dumps(stored))
+    now = time.time()
+    queue.zadd(keys.WORKERS_HEARTBEAT, {"w-drawing": now, "w-free-for-cheap-jobs": now})
+    queue.hset(keys.WORKERS_BUSY, "w-drawing", "an-earlier-plot")
+    queue.hset(keys.PLOTS_BUSY, "w-drawing", "an-earlier-plot")
+    doc = client.get("/queue").get_json()
+    assert doc["workers_alive"] == 2 and doc["stalled"] is False and doc["stalled_reason"] is None, doc
+    detail = client.get("/healthz?detail=1").get_json()["queue"]
+    assert detail["workers_idle"] == 1 and detail["stalled"] is False, detail
+    # a cheap job waiting a lease beside an idle worker is one (that worker listens elsewhere)
+    cheap = submit(client)
+    stored = json.loads(jobs.get(keys.job(cheap)))
+    stored["submitted_at"] -= settings.job_lease_seconds + 1
+    jobs.set(keys.job(cheap), json.dumps(stored))
+    assert "QUEUE_NAME" in client.get("/healthz?detail=1").get_json()["queue"]["stalled_reason"]
+    assert "QUEUE_NAME" in client.get("/queue").get_json()["stalled_reason"]
+
+
 def test_queue_counts_recent_outcomes_per_minute(client, jobs):
     from jobqueue_api import overview
 

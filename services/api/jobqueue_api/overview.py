@@ -14,6 +14,7 @@ from typing import Any
 from jobqueue import keys
 from jobqueue.backlog import stall_reason
 from jobqueue.jobs import JobStatus
+from jobqueue.lanes import DEFAULT
 
 WINDOW_SECONDS = 15 * 60
 BUCKET_SECONDS = 60
@@ -65,7 +66,8 @@ def queue_overview(state) -> dict[str, Any]:
     waited_a_lease = depth > 0 and oldest_age is not None and oldest_age >= lease
     stalled = None
     if waited_a_lease or (alive == 0 and depth + delayed > 0):
-        stalled = stall_reason(keys.queue(name), settings.redis_queue_db, alive, idle)
+        cheap_waiting = waiting.by_lane.get(DEFAULT, 0) > 0
+        stalled = stall_reason(keys.queue(name), settings.redis_queue_db, alive, idle, cheap_waiting)
     return {
         "queue": name,
         "depth": depth,

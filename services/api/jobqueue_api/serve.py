@@ -100,6 +100,13 @@ def gunicorn_options(settings, on_stop: Callable[[], None] | None = None) -> dic
 
         multiprocess.mark_process_dead(worker.pid)
 
+    def post_worker_init(worker):  # gunicorn hook signature: in each worker process, after the fork
+        # the jobs db, recorded in the queue db for the workers to compare with theirs (jobqueue.jobsdb)
+        from jobqueue.connections import queue_redis
+        from jobqueue.jobsdb import Recorder
+
+        Recorder(queue_redis(settings, timeout=settings.redis_timeout_seconds / 2), settings).start()
+
     def stopping_worker() -> type:
         # gunicorn calls a function given as worker_class when the option is set (config.validate_class):
         # in load_config, after the patch, so gunicorn's gevent worker is not imported before it
@@ -133,6 +140,7 @@ def gunicorn_options(settings, on_stop: Callable[[], None] | None = None) -> dic
         "logconfig_dict": log_config(settings.log_level),
         "logger_class": logger_class(),
         "child_exit": child_exit,
+        "post_worker_init": post_worker_init,
         "proc_name": "jobqueue-api",
         # whose X-Forwarded-Proto counts: behind an Ingress the proxy is not on loopback
         "forwarded_allow_ips": settings.forwarded_allow_ips,

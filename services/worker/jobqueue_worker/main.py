@@ -4,7 +4,8 @@ With WORKER_CONCURRENCY=1 (the default, one process per pod) the worker runs in 
 With more, this process becomes a small supervisor (:class:`Supervisor`): it loads the dataset, forks the children (which
 share the loaded data copy-on-write), restarts a child that dies (waiting longer after each quick
 death in a row: restart_delay), forwards SIGTERM/SIGINT and exits 0
-once every child has finished its job in hand. Metrics: see jobqueue_worker.metrics.
+once every child has finished its job in hand (2 in burst mode when a child exited 2: another
+REDIS_JOBS_DB than the API's, which a restart would not change). Metrics: see jobqueue_worker.metrics.
 """
 
 from __future__ import annotations
@@ -64,7 +65,8 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
         "atx-jobqueue-worker",
         "Run atx-jobqueue jobs from Redis, e.g. REDIS_URL=redis://127.0.0.1:6379 WORKER_METRICS_PORT=9100 "
         "jobqueue-worker.",
-        "Exit status 2: a malformed variable (the message names it); "
+        "Exit status 2: a malformed variable (the message names it), or with --burst a REDIS_JOBS_DB "
+        "other than the one the API recorded; "
         "3: the dataset is in no form it reads (a missing file is waited for).",
     )
     parser.add_argument("--burst", action="store_true", help="drain the queue, then exit (tests, batch runs)")
@@ -161,6 +163,7 @@ class Supervisor:
         self.started: dict[int, float] = {}  # slot -> when its current child was forked
         self.quick_deaths: dict[int, int] = {}  # slot -> its children's deaths in a row soon after start
         self.stopping = False
+        self.failed = False  # burst: a child exited 2
 
     def run(self) -> int:
         signal.signal(signal.SIGTERM, self.stop)
@@ -175,7 +178,7 @@ class Supervisor:
             self.on_exit(pid)
             if pid in self.children:
                 self.exited(pid, os.waitstatus_to_exitcode(status))
-        return 0
+        return 2 if self.failed else 0
 
     def spawn(self, slot: int) -> None:
         pid = os.fork()
@@ -206,7 +209,9 @@ class Supervisor:
     def exited(self, pid: int, code: int) -> None:
         """The child ``pid`` exited with ``code``: restart its slot, after the crash backoff."""
         slot = self.children.pop(pid)
-        if self.stopping or (self.burst and code == 0):
+        if self.burst and code == 2:  # another REDIS_JOBS_DB than the API's: a restart would not help
+            self.failed = True
+        if self.stopping or (self.burst and code in (0, 2)):
             return
         lived = time.monotonic() - self.started[slot]
         self.quick_deaths[slot] = self.quick_deaths.get(slot, 0) + 1 if lived < RESTART_HEALTHY_SECONDS else 1

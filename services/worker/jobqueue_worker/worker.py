@@ -33,6 +33,7 @@ from jobqueue.delivery import Claim, Delivery, Finish, Record, Recorded, Retry, 
 from jobqueue.errors import PermanentError, failure_message
 from jobqueue.fingerprint import request_fingerprint
 from jobqueue.jobs import Job, JobStatus
+from jobqueue.jobsdb import conflict_message, recorded
 from jobqueue.lanes import PLOTS
 from jobqueue.results import PlacedResult, place
 from jobqueue.settings import Settings
@@ -51,6 +52,7 @@ PROMOTE_SECONDS = 0.02  # a quick job still running after this is started from a
 IDLE_WAIT_SECONDS = 1.0  # BLMOVE timeout: how soon an idle worker notices SIGTERM
 SWEEP_INTERVAL_SECONDS = 60.0
 LOG_SUMMARY_SECONDS = 10.0
+JOBS_DB_CONFLICT_LOG_SECONDS = 60.0  # while the API's jobs db differs from ours, the error again this often
 
 
 def new_worker_id() -> str:
@@ -107,6 +109,9 @@ class Worker:
         self._burst = False
         self._running: tuple[Claimed, float] | None = None  # the quick job running now, since when
         self._running_lock = threading.Lock()  # its document is not changed while the promoter reads it
+        # the API's REDIS_JOBS_DB when it is not ours (jobqueue.jobsdb): claim nothing meanwhile
+        self.jobs_db_conflict: int | None = None
+        self._conflict_logged_at = 0.0
 
     # --- lifecycle ------------------------------------------------------------------------
     def request_stop(self, signum: int | None = None, frame: Any = None) -> None:
@@ -120,7 +125,8 @@ class Worker:
                 self.alarm.set_grace(self.settings.shutdown_grace_seconds)
 
     def work(self, burst: bool = False, install_signals: bool = True) -> int:
-        """Run until SIGTERM/SIGINT (or, with ``burst``, until the queue is drained). Returns 0."""
+        """Run until SIGTERM/SIGINT (or, with ``burst``, until the queue is drained). Returns 0, or
+        2 in burst mode when the API keeps jobs in another REDIS_JOBS_DB (:meth:`check_jobs_db`)."""
         if threading.current_thread() is threading.main_thread():
             self.alarm = Alarm()
             if install_signals:
@@ -143,16 +149,34 @@ class Worker:
         self._burst = burst
         backoff = _Backoff()
         holding = False  # after an error: ids may sit in our processing list that nobody runs
+        try:
+            self.check_jobs_db()
+        except redis.exceptions.RedisError:
+            pass  # unreachable: the loop's first call says so, and the heartbeats check again
+        exit_code = 0
         while not self.stopping:
             try:
                 if holding or self._claim_in_doubt:
                     self._prefetched = []  # claimed before the error: given back with the rest
                     self._give_back_held()
                     holding = self._claim_in_doubt = False
+                if self.jobs_db_conflict is not None:
+                    if self._prefetched:  # claimed with the last outcomes: back to the queue, not held
+                        self._prefetched = []
+                        self._give_back_held()
+                    if burst:  # a drain that can take nothing would never end
+                        exit_code = 2
+                        break
+                    self._sleep(IDLE_WAIT_SECONDS)  # the heartbeat thread checks again
+                    continue
                 batch = self._claim_batch(burst)
                 backoff.reset()
                 if batch is None:  # burst mode: nothing left anywhere
                     break
+                if batch and self.jobs_db_conflict is not None:  # learnt while the claim waited
+                    self._prefetched = []
+                    self._give_back_held()
+                    continue
                 if batch:
                     self._process(batch)
             except Exception as exc:
@@ -178,7 +202,35 @@ class Worker:
         promoter.join(timeout=5)
         self._leave()
         log.info("worker stopped", extra={"worker": self.id})
-        return 0
+        return exit_code
+
+    def check_jobs_db(self) -> None:
+        """Compare our REDIS_JOBS_DB with the one the API recorded for our queue (jobqueue.jobsdb);
+        set :attr:`jobs_db_conflict` and say so when that changes (the error again every
+        JOBS_DB_CONFLICT_LOG_SECONDS while it lasts). Raises RedisError when Redis does not answer."""
+        api_db = recorded(self.queue, self.settings)
+        conflict = api_db if api_db is not None and api_db != self.settings.redis_jobs_db else None
+        now = time.monotonic()
+        if conflict is not None and (
+            conflict != self.jobs_db_conflict or now - self._conflict_logged_at >= JOBS_DB_CONFLICT_LOG_SECONDS
+        ):
+            self._conflict_logged_at = now
+            log.error(
+                "REDIS_JOBS_DB differs from the API's: taking no jobs",
+                extra={
+                    "worker": self.id,
+                    "jobs_db": self.settings.redis_jobs_db,
+                    "api_jobs_db": conflict,
+                    "queue": self.delivery.queue_key,
+                    "hint": conflict_message(self.settings, conflict),
+                },
+            )
+        elif conflict is None and self.jobs_db_conflict is not None:
+            log.info(
+                "REDIS_JOBS_DB agrees with the API's again: taking jobs",
+                extra={"worker": self.id, "jobs_db": self.settings.redis_jobs_db, "api_jobs_db": api_db},
+            )
+        self.jobs_db_conflict = conflict
 
     def _leave(self) -> None:
         """Give back what we still hold (unstarted ids) and drop our heartbeat; retried briefly."""
@@ -457,6 +509,10 @@ class Worker:
                     ),
                 },
             )
+            try:  # an API that recorded its jobs db since our last heartbeat: stop claiming now, not then
+                self.check_jobs_db()
+            except redis.exceptions.RedisError:
+                pass
             return None
         if answer.state in (Started.SKIP, Started.GONE):
             log.info(
@@ -693,6 +749,7 @@ class Worker:
                 reported = counts
             try:
                 self.delivery.heartbeat(self.id)
+                self.check_jobs_db()
                 if now >= next_reap:
                     next_reap = now + reap_every
                     moved, dead = self.delivery.reap(lease)

@@ -21,6 +21,7 @@ from typing import Any
 from jobqueue.cliargs import (
     Exit,
     UsageError,
+    add_format_options,
     check_writable,
     parse_pairs,
 )  # this module is the jobqueue command's plug-in
@@ -344,13 +345,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="list the operations with their parameters",
         description="A readable list on a terminal; JSON when piped or with --json.",
     )
-    p.add_argument(
-        "--format",
-        choices=("auto", "table", "json"),
-        default="auto",
-        help="table for people, json for scripts (auto: table on a terminal, else json)",
-    )
-    p.add_argument("--json", dest="format", action="store_const", const="json", help="same as --format json")
+    add_format_options(p)
     p.add_argument(
         "--templates",
         action="store_true",

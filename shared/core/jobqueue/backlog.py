@@ -3,7 +3,8 @@ whether the queue is stalled, meaning jobs wait and no worker will take them.
 
 A stall has always the same face (202s, then jobs that stay ``submitted``), whatever its cause: no
 worker, a worker on another Redis db (its heartbeat lands in that db, so none shows here), or a
-worker on another ``QUEUE_NAME`` (alive and idle while jobs wait). ``/help``, ``/healthz?detail=1``
+worker on another ``QUEUE_NAME`` or another ``REDIS_JOBS_DB`` than the API's (alive and idle while jobs
+wait: such a worker claims nothing, see ``jobqueue.jobsdb``). ``/help``, ``/healthz?detail=1``
 and the metrics all read it from here, so they agree.
 """
 
@@ -17,6 +18,7 @@ import redis
 
 from . import keys
 from .delivery import Delivery
+from .lanes import DEFAULT
 from .settings import Settings
 
 
@@ -41,7 +43,8 @@ class Backlog:
         """Why waiting jobs are not being taken, or None when they are (or nothing waits)."""
         if self.waiting == 0 or self.oldest_waiting_seconds < self.stalled_after:
             return None
-        return stall_reason(self.queue, self.queue_db, self.workers_alive, self.workers_idle)
+        cheap_waiting = self.by_lane.get(DEFAULT, self.waiting) > 0
+        return stall_reason(self.queue, self.queue_db, self.workers_alive, self.workers_idle, cheap_waiting)
 
     def to_dict(self) -> dict:
         doc = asdict(self)
@@ -53,19 +56,24 @@ class Backlog:
         return doc
 
 
-def stall_reason(queue: str, queue_db: int, workers_alive: int, workers_idle: int) -> str | None:
+def stall_reason(
+    queue: str, queue_db: int, workers_alive: int, workers_idle: int, cheap_waiting: bool = True
+) -> str | None:
     """Why jobs that wait are not taken (``queue``: the Redis list), or None when a worker will take
     them: the one wording of a stall, for ``/help``, ``/healthz?detail=1`` and ``GET /queue`` (the web
-    page, ``jobqueue info``)."""
+    page, ``jobqueue info``). Idle workers tell of one only while jobs wait in the default lane
+    (``cheap_waiting``): plots held at once are capped at one less than the live workers
+    (``lua/claim.lua``), so a worker idles on purpose, kept for cheap jobs, while plots wait."""
     if workers_alive == 0:
         return (
             f"no live worker has a heartbeat in Redis db {queue_db}: start workers, or make their "
             "REDIS_URL, REDIS_QUEUE_DB and QUEUE_NAME match the API's"
         )
-    if workers_idle:
+    if workers_idle and cheap_waiting:
         return (
             f"{workers_idle} live worker(s) are idle while jobs wait in {queue}: they listen "
-            "on another queue; make their QUEUE_NAME match the API's"
+            "on another queue, or keep jobs in another db; make their QUEUE_NAME and REDIS_JOBS_DB match "
+            "the API's (a worker on another REDIS_JOBS_DB logs so)"
         )
     return None
 

@@ -17,24 +17,14 @@ from typing import Any
 
 from . import cliargs
 from .client import FINAL, Client, Pacer
-from .client_cli import told_wait
+from .client_cli import api_options, told_wait
 
 SPINNER = "|/-\\"
 
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
-    common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--url", help="API base URL (default $JOBQUEUE_URL or http://127.0.0.1:5000)")
-    common.add_argument(
-        "--token", help="bearer token when the server sets API_TOKEN or API_TOKENS: yours (default $JOBQUEUE_TOKEN)"
-    )
-    common.add_argument(
-        "--format",
-        choices=("auto", "table", "json"),
-        default="auto",
-        help="table for people, json for scripts (auto: table on a terminal, else json)",
-    )
-    common.add_argument("--json", dest="format", action="store_const", const="json", help="same as --format json")
+    common = argparse.ArgumentParser(add_help=False, parents=[api_options()])
+    cliargs.add_format_options(common)
 
     p = sub.add_parser(
         "jobs",

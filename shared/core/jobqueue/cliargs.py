@@ -36,6 +36,18 @@ class Exit(IntEnum):
         )
 
 
+def add_format_options(parser: argparse.ArgumentParser) -> None:
+    """``--format auto|table|json`` and ``--json``: a command that prints a table for people and
+    JSON for scripts (``auto``: a table on a terminal)."""
+    parser.add_argument(
+        "--format",
+        choices=("auto", "table", "json"),
+        default="auto",
+        help="table for people, json for scripts (auto: table on a terminal, else json)",
+    )
+    parser.add_argument("--json", dest="format", action="store_const", const="json", help="same as --format json")
+
+
 class UsageError(ValueError):
     """A malformed command line: the message says what to type instead."""
 

@@ -19,12 +19,18 @@ from .client import DEFAULT_URL, ApiError, Client, JobFailed, StoredUnknown, _st
 PROGRESS_EVERY = 2.0  # seconds between progress lines while --wait waits
 
 
-def add_commands(sub: argparse._SubParsersAction) -> None:
+def api_options() -> argparse.ArgumentParser:
+    """``--url`` and ``--token``: the options of every command that talks to the API (a parent parser)."""
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--url", help="API base URL (default $JOBQUEUE_URL or http://127.0.0.1:5000)")
     common.add_argument(
         "--token", help="bearer token when the server sets API_TOKEN or API_TOKENS: yours (default $JOBQUEUE_TOKEN)"
     )
+    return common
+
+
+def add_commands(sub: argparse._SubParsersAction) -> None:
+    common = api_options()
 
     p = sub.add_parser(
         "submit",

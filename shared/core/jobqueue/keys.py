@@ -95,6 +95,7 @@ PLOTS_SKIPPED = "workers:plots-skipped"  # string: claims in a row that served t
 PLOTS_BUSY = "workers:busy-plots"  # hash worker id -> the plots-lane job it holds (the plots cap)
 REAPED = "workers:reaped"  # set: ids the reaper took back from dead workers, until started again
 KEPT_ANSWER_PREFIX = "workers:answer:"  # string, short TTL: a give back's, reap's, sweep's or retry's answer, per call
+JOBS_DB_PREFIX = "queue:jobs-db:"  # string, TTL: the REDIS_JOBS_DB the API stores this queue's jobs in
 
 
 def queue(name: str) -> str:
@@ -116,6 +117,13 @@ def kept_answer(call_id: str) -> str:
     """What one give back, reap, sweep or retry call did, kept a few minutes so that the same call
     sent again after its answer was lost answers the same (not 0, not 'lost')."""
     return f"{KEPT_ANSWER_PREFIX}{call_id}"
+
+
+def jobs_db(queue_name: str) -> str:
+    """The jobs db (``REDIS_JOBS_DB``) the running APIs keep this queue's job documents in, kept
+    fresh by each API process (``jobqueue.jobsdb``): a worker whose own REDIS_JOBS_DB differs would
+    find no document for any id it claims, so it claims nothing while they disagree."""
+    return f"{JOBS_DB_PREFIX}{queue_name}"
 
 
 def delayed(queue_name: str) -> str:

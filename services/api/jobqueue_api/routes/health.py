@@ -36,7 +36,7 @@ def healthz():
     state = current()
     try:
         with diagnostic(state.settings.redis_timeout_seconds):
-            queue = read_backlog(state.settings, state.queue, state.jobs).to_dict()
+            queue = read_backlog(state.settings, state.queue, state.jobs, state.delivery).to_dict()
     except redis.exceptions.RedisError:
         return jsonify({"status": "ok", "redis": False, "queue": None})
     return jsonify({"status": "ok", "redis": True, "queue": queue})

@@ -88,7 +88,7 @@ def _queue() -> dict | None:
     state = current()
     try:
         with diagnostic(state.settings.redis_timeout_seconds):  # a hung Redis: say so within 1 s
-            return read_backlog(state.settings, state.queue, state.jobs).to_dict()
+            return read_backlog(state.settings, state.queue, state.jobs, state.delivery).to_dict()
     except redis.exceptions.RedisError:
         return None
 

@@ -1,0 +1,108 @@
+"""Which jobs db the API uses, recorded in the queue db, so a worker configured with another
+``REDIS_JOBS_DB`` notices before it claims a job.
+
+An API and a worker that share the queue db (``REDIS_QUEUE_DB``) but not ``REDIS_JOBS_DB`` used to
+stall every job: the worker took each id from the queue, found no document in its own jobs db,
+warned and dropped the id, and the job stayed ``submitted`` for ever. Now each API process records
+its jobs db under :func:`keys.jobs_db` (one key per ``QUEUE_NAME``) when it starts and every
+:data:`RECORD_SECONDS` after, with a TTL of :data:`RECORD_TTL_SECONDS`; a worker reads it on every
+heartbeat and, while it names another db than the worker's own, claims nothing (the ids stay queued
+for a worker that can run them), logs an error naming both dbs, and keeps its heartbeat, so the
+API's stall check (``jobqueue_queue_stalled``, ``JobQueueStalled``) reports live workers idle while
+jobs wait. It resumes on its own once the two agree.
+
+No record (an API from before this key, every API stopped for longer than the TTL, a Redis
+restarted without its data) means nothing to compare with: the worker claims as it always did.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+import redis
+
+from . import keys
+from .settings import Settings
+
+log = logging.getLogger("jobqueue.jobsdb")
+
+RECORD_SECONDS = 30.0  # an API process refreshes its record this often
+RETRY_SECONDS = 5.0  # ... or this soon after a write that failed (Redis down at start)
+RECORD_TTL_SECONDS = 120  # a record nobody refreshes (every API gone) lapses after this
+
+
+def record(queue: redis.Redis, settings: Settings) -> int | None:
+    """Write this API's jobs db for its queue (refreshing the TTL); return the db recorded before it
+    when that was another one (another API on this queue keeps jobs elsewhere), else None."""
+    pipe = queue.pipeline(transaction=False)
+    pipe.get(keys.jobs_db(settings.queue_name))
+    pipe.set(keys.jobs_db(settings.queue_name), str(settings.redis_jobs_db), ex=RECORD_TTL_SECONDS)
+    before, _ = pipe.execute()
+    previous = _as_db(before)
+    return previous if previous is not None and previous != settings.redis_jobs_db else None
+
+
+def recorded(queue: redis.Redis, settings: Settings) -> int | None:
+    """The jobs db the APIs recorded for this worker's queue, or None when none did."""
+    return _as_db(queue.get(keys.jobs_db(settings.queue_name)))
+
+
+def _as_db(raw: object) -> int | None:
+    if raw is None:
+        return None
+    text = raw.decode() if isinstance(raw, bytes) else str(raw)
+    return int(text) if text.isdigit() else None
+
+
+def conflict_message(settings: Settings, api_db: int) -> str:
+    return (
+        f"REDIS_JOBS_DB is {settings.redis_jobs_db} here, but the API keeps the jobs of queue "
+        f"{settings.queue_name!r} in db {api_db}: this worker would find no job document for any id it "
+        f"took, so it takes none until both say the same (set REDIS_JOBS_DB={api_db} here, or give the "
+        "API this worker's REDIS_JOBS_DB, and restart the one you changed)"
+    )
+
+
+class Recorder:
+    """An API process's background record (a daemon thread: a greenlet under gunicorn's gevent
+    worker). Started after the fork, with a Redis client of its own; never raises."""
+
+    def __init__(self, queue: redis.Redis, settings: Settings) -> None:
+        self.queue = queue
+        self.settings = settings
+        self.stop = threading.Event()
+        self._warned: set[int] = set()
+        self._failing = False
+
+    def start(self) -> Recorder:
+        threading.Thread(target=self._run, name="jobs-db-recorder", daemon=True).start()
+        return self
+
+    def once(self) -> bool:
+        """One write; True when it went through."""
+        try:
+            other = record(self.queue, self.settings)
+        except redis.exceptions.RedisError as exc:
+            if not self._failing:
+                log.warning("cannot record the jobs db for the workers yet", extra={"error": str(exc)})
+            self._failing = True
+            return False
+        self._failing = False
+        if other is not None and other not in self._warned:
+            self._warned.add(other)
+            log.warning(
+                "another API recorded another jobs db for this queue",
+                extra={
+                    "queue": keys.queue(self.settings.queue_name),
+                    "jobs_db": self.settings.redis_jobs_db,
+                    "other_jobs_db": other,
+                    "hint": "every API and worker of one QUEUE_NAME needs the same REDIS_JOBS_DB",
+                },
+            )
+        return True
+
+    def _run(self) -> None:
+        while not self.stop.is_set():
+            ok = self.once()
+            self.stop.wait(RECORD_SECONDS if ok else RETRY_SECONDS)
