@@ -130,6 +130,7 @@ def unique_issues(ds: Dataset) -> dict[str, Any]:
         "road",
         "string",
         "text to find in the address, case-insensitive and literal (no patterns)",
+        min_length=1,  # a blank one ("   ") is refused too, by _check_road
         max_length=MAX_ROAD_LENGTH,
         example="S CONGRESS AVE",
     ),

@@ -86,6 +86,7 @@ class Param:
     minimum: float | None = None
     maximum: float | None = None
     max_length: int | None = None
+    min_length: int | None = None  # 1: the empty string is refused (the spec's minLength says so)
     choices: tuple[str, ...] | None = None
     example: Any = None
 
@@ -106,6 +107,8 @@ class Param:
             schema["minimum"] = self.minimum
         if self.maximum is not None:
             schema["maximum"] = self.maximum
+        if self.min_length is not None:
+            schema["minLength"] = self.min_length
         if self.max_length is not None:
             schema["maxLength"] = self.max_length
         if self.choices:
@@ -125,6 +128,9 @@ class Param:
         value = _COERCERS[self.type](name, raw)
         if isinstance(value, str) and self.max_length is not None and len(value) > self.max_length:
             raise ParamError(name, f"'{name}' is longer than {self.max_length} characters")
+        if isinstance(value, str) and self.min_length is not None and len(value) < self.min_length:
+            short = "must not be empty" if self.min_length == 1 else f"is shorter than {self.min_length} characters"
+            raise ParamError(name, f"'{name}' {short}")
         if isinstance(value, str) and self.choices and value not in self.choices:
             raise ParamError(name, f"'{name}' must be one of {', '.join(self.choices)}")
         if self.minimum is not None and value < self.minimum:
@@ -292,6 +298,7 @@ class Operation:
                         for k, v in (
                             ("minimum", p.minimum),
                             ("maximum", p.maximum),
+                            ("min_length", p.min_length),
                             ("max_length", p.max_length),
                             ("choices", p.choices),
                         )
