@@ -159,6 +159,28 @@ def test_retry_goes_to_the_delayed_set_and_comes_back_when_due(harness):
     assert [i for i, _ in d.claim("w1", 1)] == [job_id]
 
 
+def test_the_sweeper_reads_the_jobs_not_final_yet_not_the_whole_history(harness):
+    """One worker sweeps every minute for jobs left ``submitted`` in no list. It read the document of
+    every job in jobs:by-submitted (JOB_TTL_SECONDS of history: a week's finished jobs, each
+    minute, parsed in the worker beside the job it runs), where jobs:active holds exactly the
+    jobs not final yet."""
+    d = _delivery(harness)
+    finished = Job(id="", operation="sleep", params={}, status=JobStatus.COMPLETE, submitted_at=time.time() - 60)
+    pipe = harness.jobs.pipeline(transaction=False)
+    for i in range(3000):
+        job_id = f"{i:08d}-0000-4000-8000-000000000000"
+        finished.id = job_id
+        pipe.set(keys.job(job_id), finished.to_json(), ex=3600)
+        pipe.zadd(keys.JOB_INDEX, {job_id: finished.submitted_at})
+    pipe.execute()
+    stranded = harness.store.create("sleep", {}).id  # the producer died before its put
+    harness.jobs.config_resetstat()
+    assert d.sweep(harness.jobs, older_than=-10) == 1
+    assert harness.queue_client.lrange(keys.queue(harness.settings.queue_name), 0, -1) == [stranded]
+    stats = harness.jobs.info("stats")
+    assert stats["keyspace_hits"] + stats["keyspace_misses"] < 50, stats  # not the 3,000 finished ones
+
+
 def test_give_back_and_leave_return_unstarted_ids_to_the_front(harness):
     ids = [harness.submit("sleep") for _ in range(4)]
     d = _delivery(harness)
@@ -303,6 +325,19 @@ def test_a_batch_starts_in_one_call_and_records_in_one_call_that_claims_the_next
 
 def _plots_job(d: Delivery) -> str:
     return d.submit("plot", {}, lane="plots").id
+
+
+def test_the_sweeper_passes_over_queued_plots_jobs_without_a_script_call(harness):
+    """The sweeper's snapshot of the lists held the default lane only, so every plots job waiting a
+    minute cost a script call each sweep (which then found it queued)."""
+    d = _delivery(harness)
+    for _ in range(5):
+        _plots_job(d)
+    harness.queue_client.config_resetstat()
+    assert d.sweep(harness.jobs, older_than=-10) == 0
+    calls = harness.queue_client.info("commandstats")
+    assert "cmdstat_evalsha" not in calls and "cmdstat_eval" not in calls, calls
+    assert harness.queue_client.llen(keys.queue(keys.lane_queue_name(harness.settings.queue_name, "plots"))) == 5
 
 
 def test_claims_serve_the_default_lane_first_and_never_starve_plots(harness):

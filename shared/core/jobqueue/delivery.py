@@ -213,6 +213,7 @@ class Delivery:
         socket_timeout = client.connection_pool.connection_kwargs.get("socket_timeout")
         self._longest_wait = max(0.01, round(float(socket_timeout) / 2, 3)) if socket_timeout else float("inf")
         self._lane_queues = {DEFAULT: self.queue_key, PLOTS: keys.queue(plots)}
+        self._lanes = ((self.queue_key, self.delayed_key), (keys.queue(plots), keys.delayed(plots)))  # (list, retries)
         self._keys = [
             self.queue_key,
             self.delayed_key,
@@ -695,19 +696,23 @@ class Delivery:
     def sweep(self, jobs: redis.Redis, older_than: float, chunk: int = 500) -> int:
         """Requeue jobs stuck ``submitted`` in no list (their producer died between its two writes).
 
-        Scans the job index for jobs submitted more than ``older_than`` seconds ago whose status is
-        still ``submitted``; a snapshot of the lists filters out the ones plainly queued, and for each
-        remaining one an atomic script checks every list again before pushing it. Returns how many.
+        Scans the index of jobs not final yet (``jobs:active``: few, whatever the history; the whole
+        listing index held a week of finished jobs, each read every minute) for jobs submitted more
+        than ``older_than`` seconds ago whose status is still ``submitted``; a snapshot of the lists
+        filters out the ones plainly queued, and for each remaining one an atomic script checks
+        every list again before pushing it. Returns how many.
         """
         now = _server_now(self.redis)
-        queued = set(self.redis.lrange(self.queue_key, 0, -1))
-        queued.update(self.redis.zrange(self.delayed_key, 0, -1))
+        queued: set[str] = set()
+        for lane_queue, lane_delayed in self._lanes:  # both lanes: a queued plots job costs no script call
+            queued.update(self.redis.lrange(lane_queue, 0, -1))
+            queued.update(self.redis.zrange(lane_delayed, 0, -1))
         for worker in self.redis.zrange(keys.WORKERS_HEARTBEAT, 0, -1):
             queued.update(self.redis.lrange(keys.processing(worker), 0, -1))
         requeued = 0
         start = 0
         while True:
-            ids = jobs.zrangebyscore(keys.JOB_INDEX, "-inf", now - older_than, start=start, num=chunk)
+            ids = jobs.zrangebyscore(keys.ACTIVE_INDEX, "-inf", now - older_than, start=start, num=chunk)
             if not ids:
                 break
             start += len(ids)

@@ -25,14 +25,12 @@ class QueueCollector(Collector):
         self.queue = queue
         self.jobs = jobs
         self.delivery = Delivery(queue, settings)
-        self.by_lane: dict[str, int] = {}
 
     def describe(self) -> Iterator[GaugeMetricFamily]:
         return iter(())  # scrape-time values: nothing to check at registration
 
     def _read(self) -> tuple[int, int, float, int, bool]:
         b = read_backlog(self.settings, self.queue, self.jobs, self.delivery)
-        self.by_lane = b.by_lane
         return b.waiting, b.in_progress, b.oldest_waiting_seconds, b.workers_alive, b.stalled is not None
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
