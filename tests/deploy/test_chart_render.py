@@ -353,6 +353,18 @@ def test_maxmemory_in_any_form_is_held_below_the_limit(maxmemory):
         render_chart({"redis": {"maxmemory": maxmemory}})
 
 
+@pytest.mark.parametrize("where", ["config", "api"])
+def test_script_name_in_extra_env_is_refused_at_render(where):
+    """docs/ui.md: the chart serves the API at / of its own host, and a SCRIPT_NAME in extraEnv makes
+    gunicorn answer every path outside the prefix, /healthz and /readyz included, with its HTML 500:
+    the API pods' probes fail and they restart for ever. It rendered; the chart already refuses the
+    same wish as api.ingress.path at render. Now refused, naming the value and what to do."""
+    values = {where: {"extraEnv": [{"name": "SCRIPT_NAME", "value": "/class/jq"}]}}
+    with pytest.raises(helm.HelmError, match=rf"SCRIPT_NAME in {where}\.extraEnv .*probes.*own host"):
+        render_chart(values)
+    render_chart({where: {"extraEnv": [{"name": "LOG_FORMAT_EXTRA", "value": "x"}]}})  # other names render
+
+
 def test_every_app_pod_gets_the_redis_password_from_the_secret(objects):
     secrets = {o["metadata"]["name"] for o in objects if o["kind"] == "Secret"}
     for component in ("api", "worker"):

@@ -21,6 +21,23 @@ names the value, what was given and the limit. Included once, from config/config
 {{- end }}
 {{- end }}
 {{- include "atx-jobqueue.checkVolumes" . }}
+{{- include "atx-jobqueue.checkScriptName" . }}
+{{- end }}
+
+{{/*
+SCRIPT_NAME (a path prefix for the API, docs/ui.md) in the API's environment: gunicorn then answers
+every path outside the prefix, /healthz and /readyz included, with its HTML 500, so the API pods'
+probes fail and the kubelet restarts them for ever. The chart serves the API at / of its own host
+(api.ingress.path must be / for the same reason), so the wish is refused here, like that path.
+*/}}
+{{- define "atx-jobqueue.checkScriptName" -}}
+{{- range $where, $env := dict "config.extraEnv" .Values.config.extraEnv "api.extraEnv" .Values.api.extraEnv }}
+{{- range $env }}
+{{- if eq (toString .name) "SCRIPT_NAME" }}
+{{- fail (printf "SCRIPT_NAME in %s (%q): gunicorn would answer every path outside it, /healthz and /readyz included, with a 500, so the API pods' probes would fail and they would restart for ever. The chart serves the API at / of its own host: give it a host of its own (api.ingress.host), or strip the prefix in the proxy in front (docs/ui.md, \"Behind an Ingress path prefix\")" $where (toString .value)) }}
+{{- end }}
+{{- end }}
+{{- end }}
 {{- end }}
 
 {{/*
