@@ -12,7 +12,7 @@ import time
 from typing import Any
 
 from jobqueue import keys
-from jobqueue.backlog import idle_is_stall, stall_reason
+from jobqueue.backlog import count_in_progress, idle_is_stall, stall_reason
 from jobqueue.jobs import JobStatus
 
 WINDOW_SECONDS = 15 * 60
@@ -36,13 +36,7 @@ def queue_overview(state) -> dict[str, Any]:
     pipe.hgetall(keys.WORKERS_BUSY)
     pipe.hlen(keys.PLOTS_BUSY)
     beats, busy, plots_held = pipe.execute()
-    processing = list(state.queue.scan_iter(match=f"{keys.PROCESSING_PREFIX}*", count=1000))
-    in_progress = 0
-    if processing:
-        pipe = state.queue.pipeline(transaction=False)
-        for key in processing:
-            pipe.llen(key)
-        in_progress = sum(pipe.execute())
+    in_progress = count_in_progress(state.queue)
     oldest_age = None
     if oldest_id:
         oldest = state.store.get(oldest_id)

@@ -87,6 +87,17 @@ def stall_reason(
     return None
 
 
+def count_in_progress(queue: redis.Redis) -> int:
+    """Ids in workers' processing lists (claimed, not finished), whoever holds them."""
+    processing = list(queue.scan_iter(match=f"{keys.PROCESSING_PREFIX}*", count=1000))
+    if not processing:
+        return 0
+    pipe = queue.pipeline(transaction=False)
+    for key in processing:
+        pipe.llen(key)
+    return sum(pipe.execute())
+
+
 def read_backlog(
     settings: Settings, queue: redis.Redis, jobs: redis.Redis, delivery: Delivery | None = None
 ) -> Backlog:
@@ -99,13 +110,7 @@ def read_backlog(
     pipe.zcard(keys.WORKERS_HEARTBEAT)
     pipe.hlen(keys.PLOTS_BUSY)
     alive, busy, heartbeats, plots_held = pipe.execute()
-    in_progress = 0
-    processing = list(queue.scan_iter(match=f"{keys.PROCESSING_PREFIX}*", count=1000))
-    if processing:
-        pipe = queue.pipeline(transaction=False)
-        for key in processing:
-            pipe.llen(key)
-        in_progress = sum(pipe.execute())
+    in_progress = count_in_progress(queue)
     age = 0.0
     if waiting.oldest_id:
         raw = jobs.get(keys.job(waiting.oldest_id))
