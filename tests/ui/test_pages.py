@@ -167,6 +167,12 @@ def test_a_plots_job_waiting_behind_the_plots_cap_is_no_stall(client, queue, job
     assert doc["workers_alive"] == 2 and doc["stalled"] is False and doc["stalled_reason"] is None, doc
     detail = client.get("/healthz?detail=1").get_json()["queue"]
     assert detail["workers_idle"] == 1 and detail["stalled"] is False, detail
+    # a third worker raises the cap to two plots at once: idle beside a waiting plot, they are a stall
+    queue.zadd(keys.WORKERS_HEARTBEAT, {"w-third": time.time()})
+    assert "QUEUE_NAME" in client.get("/healthz?detail=1").get_json()["queue"]["stalled_reason"]
+    assert "QUEUE_NAME" in client.get("/queue").get_json()["stalled_reason"]
+    queue.zrem(keys.WORKERS_HEARTBEAT, "w-third")
+    assert client.get("/queue").get_json()["stalled"] is False
     # a cheap job waiting a lease beside an idle worker is one (that worker listens elsewhere)
     cheap = submit(client)
     stored = json.loads(jobs.get(keys.job(cheap)))

@@ -12,9 +12,8 @@ import time
 from typing import Any
 
 from jobqueue import keys
-from jobqueue.backlog import stall_reason
+from jobqueue.backlog import idle_is_stall, stall_reason
 from jobqueue.jobs import JobStatus
-from jobqueue.lanes import DEFAULT
 
 WINDOW_SECONDS = 15 * 60
 BUCKET_SECONDS = 60
@@ -35,7 +34,8 @@ def queue_overview(state) -> dict[str, Any]:
     pipe = state.queue.pipeline(transaction=False)
     pipe.zrange(keys.WORKERS_HEARTBEAT, 0, -1, withscores=True)
     pipe.hgetall(keys.WORKERS_BUSY)
-    beats, busy = pipe.execute()
+    pipe.hlen(keys.PLOTS_BUSY)
+    beats, busy, plots_held = pipe.execute()
     processing = list(state.queue.scan_iter(match=f"{keys.PROCESSING_PREFIX}*", count=1000))
     in_progress = 0
     if processing:
@@ -66,8 +66,8 @@ def queue_overview(state) -> dict[str, Any]:
     waited_a_lease = depth > 0 and oldest_age is not None and oldest_age >= lease
     stalled = None
     if waited_a_lease or (alive == 0 and depth + delayed > 0):
-        cheap_waiting = waiting.by_lane.get(DEFAULT, 0) > 0
-        stalled = stall_reason(keys.queue(name), settings.redis_queue_db, alive, idle, cheap_waiting)
+        idle_stalls = idle_is_stall(waiting.by_lane, plots_held, len(beats))
+        stalled = stall_reason(keys.queue(name), settings.redis_queue_db, alive, idle, idle_stalls)
     return {
         "queue": name,
         "depth": depth,

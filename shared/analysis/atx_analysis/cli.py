@@ -25,8 +25,9 @@ from jobqueue.cliargs import (
     check_writable,
     parse_pairs,
 )  # this module is the jobqueue command's plug-in
+from jobqueue.settings import DEFAULT_DATA_PATH
 
-DEFAULT_DATA = "data/traffic_incidents_sample.csv"
+DEFAULT_DATA = DEFAULT_DATA_PATH  # the services' default (jobqueue.settings), found from a checkout too
 FULL_ROWS = 432_444  # = generator.FULL_ROWS, without importing pandas to build the parser
 
 

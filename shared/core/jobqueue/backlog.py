@@ -18,7 +18,7 @@ import redis
 
 from . import keys
 from .delivery import Delivery
-from .lanes import DEFAULT
+from .lanes import DEFAULT, PLOTS
 from .settings import Settings
 
 
@@ -33,6 +33,7 @@ class Backlog:
     workers_busy: int  # of those, running a job now
     stalled_after: float  # how long jobs may wait unclaimed before it counts as a stall
     by_lane: dict[str, int] = field(default_factory=dict)  # waiting per lane (cheap, plots)
+    idle_is_stall: bool = True  # idle workers beside these jobs tell of a stall (:func:`idle_is_stall`)
 
     @property
     def workers_idle(self) -> int:
@@ -43,12 +44,12 @@ class Backlog:
         """Why waiting jobs are not being taken, or None when they are (or nothing waits)."""
         if self.waiting == 0 or self.oldest_waiting_seconds < self.stalled_after:
             return None
-        cheap_waiting = self.by_lane.get(DEFAULT, self.waiting) > 0
-        return stall_reason(self.queue, self.queue_db, self.workers_alive, self.workers_idle, cheap_waiting)
+        return stall_reason(self.queue, self.queue_db, self.workers_alive, self.workers_idle, self.idle_is_stall)
 
     def to_dict(self) -> dict:
         doc = asdict(self)
         doc.pop("stalled_after")
+        doc.pop("idle_is_stall")
         doc["oldest_waiting_seconds"] = round(self.oldest_waiting_seconds, 3)
         doc["workers_idle"] = self.workers_idle
         doc["stalled"] = self.stalled is not None
@@ -56,20 +57,28 @@ class Backlog:
         return doc
 
 
+def idle_is_stall(by_lane: dict[str, int], plots_held: int, heartbeats: int) -> bool:
+    """Whether live workers idle beside the waiting jobs tell of a stall: yes while jobs wait in the
+    default lane, or plots wait with fewer held than the plots cap (one less than the workers with a
+    heartbeat, at least one: ``lua/claim.lua``); at the cap a worker idles on purpose, kept for
+    cheap jobs, while plots wait."""
+    cap = max(1, heartbeats - 1)
+    return by_lane.get(DEFAULT, 0) > 0 or (by_lane.get(PLOTS, 0) > 0 and plots_held < cap)
+
+
 def stall_reason(
-    queue: str, queue_db: int, workers_alive: int, workers_idle: int, cheap_waiting: bool = True
+    queue: str, queue_db: int, workers_alive: int, workers_idle: int, idle_stalls: bool = True
 ) -> str | None:
     """Why jobs that wait are not taken (``queue``: the Redis list), or None when a worker will take
     them: the one wording of a stall, for ``/help``, ``/healthz?detail=1`` and ``GET /queue`` (the web
-    page, ``jobqueue info``). Idle workers tell of one only while jobs wait in the default lane
-    (``cheap_waiting``): plots held at once are capped at one less than the live workers
-    (``lua/claim.lua``), so a worker idles on purpose, kept for cheap jobs, while plots wait."""
+    page, ``jobqueue info``). Idle workers tell of one only when ``idle_stalls``
+    (:func:`idle_is_stall`)."""
     if workers_alive == 0:
         return (
             f"no live worker has a heartbeat in Redis db {queue_db}: start workers, or make their "
             "REDIS_URL, REDIS_QUEUE_DB and QUEUE_NAME match the API's"
         )
-    if workers_idle and cheap_waiting:
+    if workers_idle and idle_stalls:
         return (
             f"{workers_idle} live worker(s) are idle while jobs wait in {queue}: they listen "
             "on another queue, or keep jobs in another db; make their QUEUE_NAME and REDIS_JOBS_DB match "
@@ -87,7 +96,9 @@ def read_backlog(
     pipe = queue.pipeline(transaction=False)
     pipe.zrangebyscore(keys.WORKERS_HEARTBEAT, now - settings.job_lease_seconds, "+inf")
     pipe.hkeys(keys.WORKERS_BUSY)
-    alive, busy = pipe.execute()
+    pipe.zcard(keys.WORKERS_HEARTBEAT)
+    pipe.hlen(keys.PLOTS_BUSY)
+    alive, busy, heartbeats, plots_held = pipe.execute()
     in_progress = 0
     processing = list(queue.scan_iter(match=f"{keys.PROCESSING_PREFIX}*", count=1000))
     if processing:
@@ -114,4 +125,5 @@ def read_backlog(
         workers_busy=len(alive_ids.intersection(busy)),
         stalled_after=settings.job_lease_seconds,
         by_lane=dict(waiting.by_lane),
+        idle_is_stall=idle_is_stall(waiting.by_lane, plots_held, heartbeats),
     )
