@@ -204,9 +204,17 @@ if [ -n "${API_TOKEN:-}${API_TOKENS:-}" ]; then
 "
   LOGIN=" (log in with your token)"
 fi
+# The worker count and their metrics as many as there are: WORKERS=0 (workers run by hand) printed
+# "0 workers" and a worker 1 metrics URL nothing served, WORKERS=1 "1 workers"
+case $WORKERS in
+  0) WORKERS_SHOWN="no workers (jobs wait until a jobqueue-worker runs)" WORKER_METRICS="" ;;
+  1) WORKERS_SHOWN="1 worker" WORKER_METRICS=", http://$METRICS_HOST:$WORKER_METRICS_BASE/metrics (worker 1)" ;;
+  *) WORKERS_SHOWN="$WORKERS workers"
+     WORKER_METRICS=", http://$METRICS_HOST:$WORKER_METRICS_BASE/metrics (worker 1; the next ones count up)" ;;
+esac
 cat <<EOF
 
-atx-jobqueue is running: API $URL, Redis $REDIS_SHOWN, $WORKERS workers (logs in $RUN_DIR/logs).
+atx-jobqueue is running: API $URL, Redis $REDIS_SHOWN, $WORKERS_SHOWN (logs in $RUN_DIR/logs).
 ${TOKEN_HINT}Try:
   curl $URL/help
   curl -X POST $URL/submit$AUTH -H 'Content-Type: application/json' \\
@@ -215,6 +223,6 @@ ${TOKEN_HINT}Try:
   .venv/bin/jobqueue submit incident_count_by_date date=2024-03-09 --wait --url $URL
   .venv/bin/jobqueue info --url $URL
 In a browser: $URL/ui/ (the jobs web page)$LOGIN and $URL/docs (interactive API docs).
-Metrics: $METRICS_URL (API), http://$METRICS_HOST:$WORKER_METRICS_BASE/metrics (worker 1; the next ones count up).
+Metrics: $METRICS_URL (API)$WORKER_METRICS.
 Stop it with: $STOP
 EOF

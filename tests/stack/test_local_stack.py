@@ -273,6 +273,31 @@ def test_a_leading_zero_is_the_same_port_not_an_octal_one(tmp_path):
         subprocess.run(["bash", "scripts/down.sh"], cwd=REPO_ROOT, env=env, capture_output=True, timeout=120)
 
 
+@pytest.mark.parametrize(
+    ("workers", "shown", "worker_metrics"),
+    [("0", "no workers (jobs wait until a jobqueue-worker runs)", False), ("1", "1 worker (", True)],
+)
+def test_the_banner_counts_the_workers_it_started(tmp_path, workers, shown, worker_metrics):
+    """WORKERS=0 (the workers run by hand) printed "0 workers" and a worker 1 metrics URL nothing
+    served; WORKERS=1 printed "1 workers"."""
+    env = stack_env(str(tmp_path / "run"), WORKERS=workers)
+    base = env["WORKER_METRICS_BASE"]
+    try:
+        up = subprocess.run(
+            ["bash", "scripts/up.sh"], cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=600
+        )
+        assert up.returncode == 0, up.stdout + up.stderr
+        assert f", {shown}" in up.stdout, up.stdout
+        assert (f":{base}/metrics" in up.stdout) is worker_metrics, up.stdout
+        if worker_metrics:
+            assert requests.get(f"http://127.0.0.1:{base}/metrics", timeout=5).status_code == 200
+        else:
+            with pytest.raises(requests.ConnectionError):
+                requests.get(f"http://127.0.0.1:{base}/metrics", timeout=5)
+    finally:
+        subprocess.run(["bash", "scripts/down.sh"], cwd=REPO_ROOT, env=env, capture_output=True, timeout=120)
+
+
 def test_up_with_another_port_than_its_running_api_refuses_not_waits_elsewhere(tmp_path):
     """A second `make up` whose PORT differs from the running stack's (a bare `make up` after
     `PORT=7505 make up`) kept the running API, then waited on the new port: READY_TIMEOUT for
