@@ -30,7 +30,7 @@ from atx_analysis.registry import Registry
 
 from jobqueue.connections import describe, is_transient, jobs_redis, queue_redis, write_refusal
 from jobqueue.delivery import Claim, Delivery, Finish, Record, Recorded, Retry, Start, StartAnswer, Started
-from jobqueue.errors import PermanentError, failure_message
+from jobqueue.errors import failure_message, is_permanent
 from jobqueue.fingerprint import request_fingerprint
 from jobqueue.jobs import Job, JobStatus
 from jobqueue.jobsdb import conflict_message, recorded
@@ -566,7 +566,7 @@ class Worker:
         """Fail at once what would fail again; retry with backoff what may not (while attempts remain)."""
         job = item.job
         assert job is not None
-        if isinstance(exc, PermanentError):  # jobqueue.errors: the next attempt would fail the same way
+        if is_permanent(exc):  # jobqueue.errors: the next attempt would fail the same way
             return self._fail(item, failure_message(exc), elapsed)
         if isinstance(exc, JobTimeout):
             return self._fail(item, f"time limit of {self.settings.job_timeout_seconds:g} s exceeded", elapsed)
