@@ -206,7 +206,7 @@ def run(args: argparse.Namespace) -> int:
                 "the token given was refused" if (args.token or os.environ.get("JOBQUEUE_TOKEN")) else "no token given"
             )
             return _error(f"{exc} ({given}: pass yours with --token or JOBQUEUE_TOKEN)", Exit.USAGE)
-        url = args.url or os.environ.get("JOBQUEUE_URL") or DEFAULT_URL
+        url = _url(args)
         parts = urlsplit(url)
         if exc.status == 404 and exc.code == "not_found" and parts.path.strip("/"):
             # `--url http://127.0.0.1:5000/submit` (the URL the README's curl lines post to) said only
@@ -223,18 +223,23 @@ def run(args: argparse.Namespace) -> int:
     except TimeoutError as exc:
         return _error(str(exc), Exit.TIMEOUT)
     except requests.exceptions.InvalidJSONError:  # something answered, but not the API
-        url = args.url or os.environ.get("JOBQUEUE_URL") or DEFAULT_URL
+        url = _url(args)
         return _error(
             f"{url} answered, but not with the API's JSON: is it the API's base URL (the one that answers /healthz)?",
             Exit.UNAVAILABLE,
         )
     except requests.RequestException as exc:  # connection refused, name not found, read timeout
-        url = args.url or os.environ.get("JOBQUEUE_URL") or DEFAULT_URL
+        url = _url(args)
         return _error(
             f"cannot reach the API at {url} ({type(exc).__name__}); is it running (make up)? "
             "Point --url or JOBQUEUE_URL at it",
             Exit.UNAVAILABLE,
         )
+
+
+def _url(args: argparse.Namespace) -> str:
+    """The API's URL as the client picks it (``--url``, else $JOBQUEUE_URL, else the default), for messages."""
+    return args.url or os.environ.get("JOBQUEUE_URL") or DEFAULT_URL
 
 
 def _check_url(args: argparse.Namespace) -> None:
