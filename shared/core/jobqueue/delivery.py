@@ -699,8 +699,8 @@ class Delivery:
         Scans the index of jobs not final yet (``jobs:active``: few, whatever the history; the whole
         listing index held a week of finished jobs, each read every minute) for jobs submitted more
         than ``older_than`` seconds ago whose status is still ``submitted``; a snapshot of the lists
-        filters out the ones plainly queued, and for each remaining one an atomic script checks
-        every list again before pushing it. Returns how many.
+        filters out the ones plainly queued before their documents are read, and for each remaining
+        one an atomic script checks every list again before pushing it. Returns how many.
         """
         now = _server_now(self.redis)
         queued: set[str] = set()
@@ -716,8 +716,9 @@ class Delivery:
             if not ids:
                 break
             start += len(ids)
-            for job_id, raw in zip(ids, jobs.mget([keys.job(i) for i in ids])):
-                if raw is None or job_id in queued or Job.status_of(raw) is not JobStatus.SUBMITTED:
+            unseen = [i for i in ids if i not in queued]  # a queued job's document is not read
+            for job_id, raw in zip(unseen, jobs.mget([keys.job(i) for i in unseen]) if unseen else ()):
+                if raw is None or Job.status_of(raw) is not JobStatus.SUBMITTED:
                     continue
                 requeued += int(self._run_kept("sweep_one", job_id))
         return requeued
