@@ -23,7 +23,7 @@ from werkzeug.exceptions import HTTPException
 
 from atx_analysis.errors import AnalysisError, DataFormatError, MissingColumnError, PermanentError, TransientError
 from atx_analysis.registry import ParamError, UnknownOperation
-from jobqueue.connections import WRITE_REFUSALS, write_refusal
+from jobqueue.connections import UNAVAILABLE_STATES, WRITE_REFUSALS, acl_refusal, unavailable_state, write_refusal
 
 log = logging.getLogger("jobqueue.api")
 
@@ -133,7 +133,31 @@ def register_error_handlers(app: Flask) -> None:
 
     @app.errorhandler(redis.exceptions.ResponseError)
     def _redis_refused(exc: redis.exceptions.ResponseError):
-        """Redis refusing writes for now (out of memory, cannot persist): the job was not stored."""
+        """Redis refusing writes for now (out of memory, cannot persist: the job was not stored),
+        every command for now (busy with a long script, a replica without its primary), or the
+        service's ACL user a command (the deployment's Redis ACL): 503 each, never a 500."""
+        state = unavailable_state(exc)
+        if state is not None:
+            log.warning("redis unavailable", extra={"error": str(exc), "cause": state})
+            code = {"BUSY": "redis_busy", "MASTERDOWN": "redis_master_down"}[state]
+            return error_response(
+                503,
+                code,
+                f"the job store (Redis) answers no commands for now: {UNAVAILABLE_STATES[state]}; retry shortly",
+                {"Retry-After": "5"},
+                cause=state,
+            )
+        command = acl_refusal(exc)
+        if command is not None:
+            log.error("redis ACL refuses this service's user", extra={"error": str(exc), "command": command})
+            return error_response(
+                503,
+                "redis_permission_denied",
+                f"the job store (Redis) refuses this service's ACL user {command} (NOPERM); "
+                "the deployment's Redis ACL needs fixing",
+                {"Retry-After": "60"},
+                cause="NOPERM",
+            )
         cause = write_refusal(exc)
         if cause is None:
             return _last_resort(exc)

@@ -28,7 +28,15 @@ from collections.abc import Callable
 import redis
 from atx_analysis.registry import Registry
 
-from jobqueue.connections import describe, is_transient, jobs_redis, queue_redis, write_refusal
+from jobqueue.connections import (
+    acl_refusal,
+    describe,
+    is_transient,
+    jobs_redis,
+    queue_redis,
+    unavailable_state,
+    write_refusal,
+)
 from jobqueue.delivery import Claim, Delivery, Finish, Record, Recorded, Retry, Start, StartAnswer, Started
 from jobqueue.errors import failure_message, is_permanent
 from jobqueue.fingerprint import request_fingerprint
@@ -184,14 +192,16 @@ class Worker:
                 # all back (next turn) before claiming again, whatever went wrong.
                 holding = True
                 delay = backoff.next()
-                if is_transient(exc):
+                if acl_refusal(exc):
+                    _log_acl_refusal(exc, self.id, delay)
+                elif is_transient(exc):
                     log.warning(
                         "redis unavailable or refusing writes; retrying",
                         extra={
                             "worker": self.id,
                             "error": str(exc),
                             "retry_in": round(delay, 2),
-                            "cause": write_refusal(exc) or "unreachable",
+                            "cause": write_refusal(exc) or unavailable_state(exc) or "unreachable",
                         },
                     )
                 else:  # a bug must not kill the loop
@@ -432,7 +442,7 @@ class Worker:
         try:
             claimed = self.delivery.finish_then_wait(self.id, finishes, n, IDLE_WAIT_SECONDS, after)
         except redis.exceptions.RedisError as exc:
-            if recorded or not is_transient(exc):
+            if recorded or not _retried(exc):
                 raise  # the work loop gives back whatever the wait may have claimed
             # the finish's answer was lost: record again (a first send that applied answers "ok"),
             # then the work loop gives back what the wait may have claimed
@@ -683,11 +693,15 @@ class Worker:
             try:
                 return call()
             except redis.exceptions.RedisError as exc:
-                if not is_transient(exc):
+                if not _retried(exc):
                     raise
                 if self.stopping and self._grace_deadline is not None and time.monotonic() > self._grace_deadline:
                     raise
                 delay = backoff.next()
+                if acl_refusal(exc):
+                    _log_acl_refusal(exc, self.id, delay, job_id)
+                    time.sleep(delay)
+                    continue
                 log.warning(
                     "redis unavailable while recording a job; retrying",
                     extra={"worker": self.id, "error": str(exc), "retry_in": round(delay, 2), "job_id": job_id},
@@ -767,11 +781,33 @@ class Worker:
                         if n:
                             log.warning("requeued submitted jobs found in no list", extra={"count": n})
             except Exception as exc:
-                if is_transient(exc):
+                if acl_refusal(exc):
+                    _log_acl_refusal(exc, self.id, beat_every)
+                elif is_transient(exc):
                     log.debug("housekeeping: redis unavailable or refusing writes", extra={"error": str(exc)})
                 else:
                     log.exception("housekeeping failed")
             self._stop_housekeeping.wait(beat_every)
+
+
+def _retried(exc: BaseException) -> bool:
+    """A job's outcome in memory is sent again after this error: Redis's passing states, and its ACL
+    refusing our user (NOPERM), which an operator fixes: retrying then neither fails the job nor
+    charges it another attempt."""
+    return is_transient(exc) or acl_refusal(exc) is not None
+
+
+def _log_acl_refusal(exc: BaseException, worker: str, retry_in: float, job_id: str | None = None) -> None:
+    log.error(
+        "redis ACL refuses this worker's user (NOPERM): fix the deployment's Redis ACL; retrying",
+        extra={
+            "worker": worker,
+            "refused": acl_refusal(exc),
+            "error": str(exc),
+            "retry_in": round(retry_in, 2),
+            **({"job_id": job_id} if job_id else {}),
+        },
+    )
 
 
 _UNSTARTED = StartAnswer(Started.OK)  # a quick job's "start": run it, nothing was written

@@ -9,6 +9,8 @@ a user asked for.
 
 from __future__ import annotations
 
+import re
+
 import redis
 
 from . import wire
@@ -72,7 +74,21 @@ WRITE_REFUSALS = {
     "MISCONF": "cannot persist to disk (MISCONF)",
     "READONLY": "read-only replica",
 }
+# Redis answers every command with an error, for a while, in these states: BUSY (a script has run
+# past busy-reply-threshold; it answers again when the script ends or SCRIPT KILL stops it),
+# MASTERDOWN (a replica whose link to its primary is down, with replica-serve-stale-data no).
+UNAVAILABLE_STATES = {
+    "BUSY": "busy running a long script (BUSY)",
+    "MASTERDOWN": "a replica that lost its primary (MASTERDOWN)",
+}
 _UNREACHABLE = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)
+# Redis 7.0's words for an ACL refusal inside a script, which carry no NOPERM prefix
+_SCRIPT_NOPERM = "The user executing the script can't"
+
+
+def _prefix(exc: BaseException) -> str:
+    """An error reply's first word, also after redis-py's "... of pipeline caused error: "."""
+    return str(exc).rpartition("caused error: ")[2].split(" ", 1)[0]
 
 
 def write_refusal(exc: BaseException) -> str | None:
@@ -87,15 +103,43 @@ def write_refusal(exc: BaseException) -> str | None:
     if isinstance(exc, redis.exceptions.ReadOnlyError):
         return "READONLY"
     if isinstance(exc, redis.exceptions.ResponseError):
-        prefix = str(exc).rpartition("caused error: ")[2].split(" ", 1)[0]
+        prefix = _prefix(exc)
         return prefix if prefix in WRITE_REFUSALS else None
     return None
 
 
+def unavailable_state(exc: BaseException) -> str | None:
+    """``BUSY`` or ``MASTERDOWN`` (:data:`UNAVAILABLE_STATES`) when Redis refused the command for
+    that state, else None. redis-py drops MASTERDOWN's prefix (its MasterDownError); BUSY keeps it."""
+    if isinstance(exc, redis.exceptions.MasterDownError):
+        return "MASTERDOWN"
+    if isinstance(exc, redis.exceptions.ResponseError):
+        prefix = _prefix(exc)
+        return prefix if prefix in UNAVAILABLE_STATES else None
+    return None
+
+
+def acl_refusal(exc: BaseException) -> str | None:
+    """When Redis's ACL refused the service's user a command or a key (NOPERM: the deployment's
+    configuration, neither the request's fault nor a state that passes by itself), what it refused
+    ("the 'get' command", "a key", or "a command" when the reply names none), else None. Only the
+    command's name: the reply's user name stays in the log."""
+    if not isinstance(exc, redis.exceptions.ResponseError):
+        return None
+    text = str(exc)
+    if not (isinstance(exc, redis.exceptions.NoPermissionError) or _prefix(exc) == "NOPERM" or _SCRIPT_NOPERM in text):
+        return None
+    named = re.search(r"run the '([A-Za-z|_ -]{1,40})' command", text)
+    if named:
+        return f"the '{named.group(1)}' command"
+    return "a key" if "key" in text else "a command"
+
+
 def is_transient(exc: BaseException) -> bool:
     """True for Redis errors that pass without anyone changing the request: unreachable, loading,
-    timing out, or refusing writes for now. Retry those; anything else is a bug or bad input."""
-    return isinstance(exc, _UNREACHABLE) or write_refusal(exc) is not None
+    timing out, refusing writes for now, or busy / without its primary for now. Retry those;
+    anything else is a bug or bad input (an ACL refusal, :func:`acl_refusal`, is neither)."""
+    return isinstance(exc, _UNREACHABLE) or write_refusal(exc) is not None or unavailable_state(exc) is not None
 
 
 def describe(settings: Settings) -> str:

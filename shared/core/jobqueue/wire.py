@@ -242,7 +242,7 @@ def _exchange(conn: Any, queued: int, watched: bool) -> list[Any]:
             refused.append(exc)
     try:
         replies = conn.read_response()
-    except redis.exceptions.ExecAbortError:
+    except redis.ResponseError:  # EXECABORT; or "EXEC without MULTI" when MULTI itself was refused (ACL)
         if refused:
             raise refused[0] from None
         raise

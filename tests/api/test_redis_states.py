@@ -1,0 +1,109 @@
+"""Redis answering every command with an error for a while (BUSY: a script past busy-reply-threshold;
+MASTERDOWN: a replica without its primary, replica-serve-stale-data no) or refusing the service's ACL
+user a command (NOPERM), on a real redis-server: JSON 503s naming the cause, never a 500, and the jobs
+stored before are all there once Redis answers again. They used to reach the API as a plain
+ResponseError and be answered 500 internal_error."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import redis
+
+from devstack.procs import free_port
+from jobqueue_api import create_app
+
+from .support import make_settings
+
+BUSY_LOOP = "local i = 0 while true do i = i + 1 end"
+
+
+def wait_for_error(client: redis.Redis, kind: type[Exception], timeout: float = 10.0) -> Exception:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            client.ping()
+        except kind as exc:
+            return exc
+        time.sleep(0.02)
+    raise AssertionError(f"Redis never answered {kind.__name__}")
+
+
+def assert_503(response, code: str, cause: str, *words: str) -> dict:
+    body = response.get_json()
+    assert response.status_code == 503, (response.status_code, response.get_data(as_text=True))
+    assert body["error"] == code and body["cause"] == cause, body
+    assert response.headers["Retry-After"]
+    for word in words:
+        assert word in body["message"], body
+    return body
+
+
+def test_busy_script_is_a_503_naming_it_then_back_to_normal(fresh_redis):
+    client = create_app(make_settings(fresh_redis.url), load_data=False).test_client()
+    job_id = client.post("/submit", json={"operation": "sleep"}).get_json()["job_id"]
+    admin = fresh_redis.client()
+    admin.config_set("busy-reply-threshold", 100)
+    looping = threading.Thread(target=lambda: _run_until_killed(fresh_redis.client()), daemon=True)
+    looping.start()
+    try:
+        wait_for_error(admin, redis.exceptions.ResponseError)
+        assert_503(client.post("/submit", json={"operation": "sleep"}), "redis_busy", "BUSY", "BUSY", "script")
+        assert_503(client.get(f"/status/{job_id}"), "redis_busy", "BUSY")
+        ready = client.get("/readyz")
+        assert ready.status_code == 503 and ready.get_json()["redis"] is False
+        detail = client.get("/healthz?detail=1")
+        assert detail.status_code == 200 and detail.get_json()["redis"] is False
+    finally:
+        admin.script_kill()
+        looping.join(10)
+    assert client.get(f"/status/{job_id}").get_json()["status"] == "submitted"
+    assert client.post("/submit", json={"operation": "sleep"}).status_code == 202
+
+
+def _run_until_killed(client: redis.Redis) -> None:
+    try:
+        client.eval(BUSY_LOOP, 0)
+    except redis.exceptions.ResponseError:
+        pass  # "Script killed by user with SCRIPT KILL"
+
+
+def test_replica_without_its_primary_is_a_503_naming_it_then_back_to_normal(fresh_redis):
+    client = create_app(make_settings(fresh_redis.url), load_data=False).test_client()
+    job_id = client.post("/submit", json={"operation": "sleep"}).get_json()["job_id"]
+    admin = fresh_redis.client()
+    admin.config_set("replica-serve-stale-data", "no")
+    admin.replicaof("127.0.0.1", free_port())  # nothing listens there: the link stays down
+    try:
+        wait_for_error(admin, redis.exceptions.MasterDownError)
+        assert_503(client.get(f"/status/{job_id}"), "redis_master_down", "MASTERDOWN", "MASTERDOWN", "primary")
+        assert_503(client.get("/jobs"), "redis_master_down", "MASTERDOWN")
+        # a write meets READONLY first: the replica's answer to writes, unchanged
+        submit = client.post("/submit", json={"operation": "sleep"})
+        assert submit.status_code == 503 and submit.get_json()["error"] == "redis_unavailable"
+        assert client.get("/readyz").status_code == 503
+        assert client.get("/healthz?detail=1").get_json()["redis"] is False
+    finally:
+        admin.replicaof("NO", "ONE")
+    assert client.get(f"/status/{job_id}").get_json()["status"] == "submitted"
+    assert client.post("/submit", json={"operation": "sleep"}).status_code == 202
+
+
+def test_an_acl_refusal_is_a_503_naming_the_command_only(fresh_redis):
+    admin = fresh_redis.client()
+    default_user = create_app(make_settings(fresh_redis.url), load_data=False).test_client()
+    job_id = default_user.post("/submit", json={"operation": "sleep"}).get_json()["job_id"]
+    admin.acl_setuser("jq-user", enabled=True, passwords=["+secret-pw"], keys=["*"], channels=["*"], commands=["+@all"])
+    admin.execute_command("ACL", "SETUSER", "jq-user", "-multi", "-mget")
+    url = f"redis://jq-user:secret-pw@127.0.0.1:{fresh_redis.port}"
+    client = create_app(make_settings(url), load_data=False).test_client()
+    submitted = assert_503(
+        client.post("/submit", json={"operation": "sleep"}), "redis_permission_denied", "NOPERM", "'multi'", "ACL"
+    )
+    status = assert_503(client.get(f"/status/{job_id}"), "redis_permission_denied", "NOPERM", "'mget'")
+    for body in (submitted, status):
+        assert "jq-user" not in str(body) and "secret" not in str(body), body
+    admin.execute_command("ACL", "SETUSER", "jq-user", "+multi", "+mget")  # the deployment fixed
+    assert client.get(f"/status/{job_id}").get_json()["status"] == "submitted"
+    assert client.post("/submit", json={"operation": "sleep"}).status_code == 202
