@@ -11,7 +11,7 @@ import threading
 import time
 from typing import Any
 
-from jobqueue import keys
+from jobqueue import aclcheck, keys
 from jobqueue.backlog import count_in_progress, idle_is_stall, stall_reason
 from jobqueue.jobs import JobStatus
 
@@ -61,7 +61,10 @@ def queue_overview(state) -> dict[str, Any]:
     stalled = None
     if waited_a_lease or (alive == 0 and depth + delayed > 0):
         idle_stalls = idle_is_stall(waiting.by_lane, plots_held, len(beats))
-        stalled = stall_reason(keys.queue(name), settings.redis_queue_db, alive, idle, idle_stalls)
+        refused = aclcheck.recorded(state.queue, [w["id"] for w in workers if w["alive"]])
+        stalled = stall_reason(
+            keys.queue(name), settings.redis_queue_db, alive, idle, idle_stalls, tuple(refused.values())
+        )
     return {
         "queue": name,
         "depth": depth,

@@ -28,6 +28,7 @@ from collections.abc import Callable
 import redis
 from atx_analysis.registry import Registry
 
+from jobqueue.aclcheck import AclCheck, acl_user
 from jobqueue.connections import (
     acl_refusal,
     describe,
@@ -61,6 +62,7 @@ IDLE_WAIT_SECONDS = 1.0  # BLMOVE timeout: how soon an idle worker notices SIGTE
 SWEEP_INTERVAL_SECONDS = 60.0
 LOG_SUMMARY_SECONDS = 10.0
 JOBS_DB_CONFLICT_LOG_SECONDS = 60.0  # while the API's jobs db differs from ours, the error again this often
+ACL_REFUSAL_LOG_SECONDS = 60.0  # while Redis's ACL refuses our user a command, the error again this often
 
 
 def new_worker_id() -> str:
@@ -120,6 +122,13 @@ class Worker:
         # the API's REDIS_JOBS_DB when it is not ours (jobqueue.jobsdb): claim nothing meanwhile
         self.jobs_db_conflict: int | None = None
         self._conflict_logged_at = 0.0
+        # what Redis's ACL refuses our user of the commands our scripts call (jobqueue.aclcheck):
+        # meanwhile no script of ours runs that writes, so none can stop half-way
+        self.acl = AclCheck(self.queue, settings, self.id)
+        self.acl_refused: str | None = None
+        self._acl_logged_at = 0.0
+        self._acl_unchecked_said = False
+        self._acl_lock = threading.Lock()  # the main and heartbeat threads check: one at a time, one log line
 
     # --- lifecycle ------------------------------------------------------------------------
     def request_stop(self, signum: int | None = None, frame: Any = None) -> None:
@@ -134,7 +143,8 @@ class Worker:
 
     def work(self, burst: bool = False, install_signals: bool = True) -> int:
         """Run until SIGTERM/SIGINT (or, with ``burst``, until the queue is drained). Returns 0, or
-        2 in burst mode when the API keeps jobs in another REDIS_JOBS_DB (:meth:`check_jobs_db`)."""
+        2 in burst mode when the API keeps jobs in another REDIS_JOBS_DB (:meth:`check_jobs_db`) or
+        Redis's ACL refuses our user a command our scripts call (:meth:`check_acl`)."""
         if threading.current_thread() is threading.main_thread():
             self.alarm = Alarm()
             if install_signals:
@@ -159,11 +169,19 @@ class Worker:
         holding = False  # after an error: ids may sit in our processing list that nobody runs
         try:
             self.check_jobs_db()
+            self.check_acl()
         except redis.exceptions.RedisError:
             pass  # unreachable: the loop's first call says so, and the heartbeats check again
         exit_code = 0
         while not self.stopping:
             try:
+                if self.acl_refused is not None:
+                    # hold what we hold (a give back refused part-way could strand it) and claim nothing
+                    if burst:  # a drain that can take nothing would never end
+                        exit_code = 2
+                        break
+                    self._sleep(IDLE_WAIT_SECONDS)  # the heartbeat thread checks again
+                    continue
                 if holding or self._claim_in_doubt:
                     self._prefetched = []  # claimed before the error: given back with the rest
                     self._give_back_held()
@@ -194,6 +212,7 @@ class Worker:
                 delay = backoff.next()
                 if acl_refusal(exc):
                     _log_acl_refusal(exc, self.id, delay)
+                    self._recheck_acl()
                 elif is_transient(exc):
                     log.warning(
                         "redis unavailable or refusing writes; retrying",
@@ -242,8 +261,85 @@ class Worker:
             )
         self.jobs_db_conflict = conflict
 
+    def check_acl(self) -> None:
+        """Check that Redis's ACL lets our user run every command our scripts call (jobqueue.aclcheck);
+        set :attr:`acl_refused` and say so when that changes (the error again every
+        ACL_REFUSAL_LOG_SECONDS while it lasts), and record it for the API's stall check. Raises
+        RedisError when Redis does not answer."""
+        with self._acl_lock:
+            self._check_acl()
+
+    def _check_acl(self) -> None:
+        try:
+            found = self.acl.refused()
+        except redis.exceptions.RedisError as exc:
+            if not acl_refusal(exc):
+                raise
+            refused: str | None = acl_refusal(exc)  # the check's own script call (EVALSHA) refused
+        else:
+            if found is None:  # Redis before 7.0: no redis.acl_check_cmd
+                if not self._acl_unchecked_said:
+                    self._acl_unchecked_said = True
+                    log.info(
+                        "this Redis cannot check its ACL for the worker's commands (redis.acl_check_cmd: Redis 7.0+)",
+                        extra={"worker": self.id},
+                    )
+                return
+            refused = _summary([r.describe() for r in found])
+        now = time.monotonic()
+        if refused is not None and (
+            refused != self.acl_refused or now - self._acl_logged_at >= ACL_REFUSAL_LOG_SECONDS
+        ):
+            self._acl_logged_at = now
+            user = acl_user(self.settings)
+            log.error(
+                "redis ACL refuses this worker's user a command its scripts call (NOPERM): taking no jobs",
+                extra={
+                    "worker": self.id,
+                    "refused": refused,
+                    "acl_user": user,
+                    "hint": (
+                        f"give the Redis user {user!r} the command (ACL SETUSER {user} +<command>, or the key "
+                        "pattern); the worker holds what it has and takes jobs again at its next heartbeat"
+                    ),
+                },
+            )
+        elif refused is None and self.acl_refused is not None:
+            log.info("redis ACL allows this worker's commands again: taking jobs", extra={"worker": self.id})
+        if refused is not None or self.acl_refused is not None:
+            self.acl.record(refused)
+        self.acl_refused = refused
+
+    def _recheck_acl(self) -> None:
+        """After a NOPERM on the way (the ACL narrowed since the last heartbeat): check now, so
+        nothing more is sent until it is fixed, rather than at the next heartbeat."""
+        try:
+            self.check_acl()
+        except redis.exceptions.RedisError:
+            pass
+
+    def _acl_hold(self) -> None:
+        """Wait while the ACL refuses a command our scripts call (the heartbeat thread checks again),
+        so no script of ours stops half-way; raise the refusal once the shutdown grace is over."""
+        while self.acl_refused is not None:
+            if self.stopping and self._grace_deadline is not None and time.monotonic() > self._grace_deadline:
+                raise redis.exceptions.NoPermissionError(
+                    f"this user has no permissions to run {self.acl_refused} (held until the shutdown grace ended)"
+                )
+            time.sleep(0.05)
+
     def _leave(self) -> None:
-        """Give back what we still hold (unstarted ids) and drop our heartbeat; retried briefly."""
+        """Give back what we still hold (unstarted ids) and drop our heartbeat; retried briefly.
+        While the ACL refuses a command of ours, neither: a give back refused part-way could strand
+        an id, so the ids stay in our processing list and the reaper requeues them after the lease."""
+        if self.acl_refused is not None:
+            self._recheck_acl()
+        if self.acl_refused is not None:
+            log.warning(
+                "leaving the jobs it holds to the reaper: the Redis ACL refuses a command of the give back",
+                extra={"worker": self.id, "refused": self.acl_refused},
+            )
+            return
         deadline = time.monotonic() + 5
         while True:
             try:
@@ -383,6 +479,7 @@ class Worker:
     ) -> list[StartAnswer]:
         """Record the waiting outcomes; with ``claim_next``, claim the next batch in the same call;
         with ``starts``, start those jobs in the same call (their answers are returned)."""
+        self._acl_hold()
         if not waiting:
             # a start alone that fails is not retried here: the work loop gives the batch back
             return self.delivery.start_many(self.id, starts) if starts else []
@@ -690,6 +787,7 @@ class Worker:
         """
         backoff = _Backoff()
         while True:
+            self._acl_hold()
             try:
                 return call()
             except redis.exceptions.RedisError as exc:
@@ -700,6 +798,7 @@ class Worker:
                 delay = backoff.next()
                 if acl_refusal(exc):
                     _log_acl_refusal(exc, self.id, delay, job_id)
+                    self._recheck_acl()
                     time.sleep(delay)
                     continue
                 log.warning(
@@ -709,6 +808,8 @@ class Worker:
                 time.sleep(delay)
 
     def _send_give_back(self, ids: list[str]) -> None:
+        if self.acl_refused is not None:
+            return  # held: _leave gives them back once the ACL allows, else the reaper requeues them
         try:
             n = self.delivery.give_back(self.id, ids)
             log.info("gave back unstarted jobs", extra={"worker": self.id, "count": n})
@@ -724,6 +825,8 @@ class Worker:
         while not self._stop_housekeeping.wait(PROMOTE_SECONDS / 2 if self._running else 0.1):
             running = self._running
             if running is None or running[0].promoted or time.monotonic() - running[1] < PROMOTE_SECONDS:
+                continue
+            if self.acl_refused is not None:  # its start could stop half-way: it ends unstarted
                 continue
             with self._running_lock:  # held while sending: the job's document must not change meanwhile
                 if self._running is not running:
@@ -762,9 +865,11 @@ class Worker:
                         release_freed_memory()
                 reported = counts
             try:
+                self.check_acl()  # first: a heartbeat refused (ZADD) must not keep it from running
                 self.delivery.heartbeat(self.id)
                 self.check_jobs_db()
-                if now >= next_reap:
+                # no reap or sweep while the ACL refuses us a command: refused part-way, one could strand ids
+                if self.acl_refused is None and now >= next_reap:
                     next_reap = now + reap_every
                     moved, dead = self.delivery.reap(lease)
                     if moved or dead:
@@ -773,7 +878,7 @@ class Worker:
                             "requeued jobs of silent workers",
                             extra={"worker": self.id, "count": moved, "dead_workers": dead},
                         )
-                if now >= next_sweep:
+                if self.acl_refused is None and now >= next_sweep:
                     next_sweep = now + SWEEP_INTERVAL_SECONDS
                     if self.delivery.try_lock_sweep(SWEEP_INTERVAL_SECONDS / 2):
                         jobs_client = jobs_client or jobs_redis(self.settings)
@@ -795,6 +900,14 @@ def _retried(exc: BaseException) -> bool:
     refusing our user (NOPERM), which an operator fixes: retrying then neither fails the job nor
     charges it another attempt."""
     return is_transient(exc) or acl_refusal(exc) is not None
+
+
+def _summary(refused: list[str]) -> str | None:
+    """The refused commands in one line (the first three), or None when none is."""
+    names = list(dict.fromkeys(refused))
+    if not names:
+        return None
+    return ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
 
 
 def _log_acl_refusal(exc: BaseException, worker: str, retry_in: float, job_id: str | None = None) -> None:

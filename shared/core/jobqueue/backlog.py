@@ -4,7 +4,8 @@ whether the queue is stalled, meaning jobs wait and no worker will take them.
 A stall has always the same face (202s, then jobs that stay ``submitted``), whatever its cause: no
 worker, a worker on another Redis db (its heartbeat lands in that db, so none shows here), or a
 worker on another ``QUEUE_NAME`` or another ``REDIS_JOBS_DB`` than the API's (alive and idle while jobs
-wait: such a worker claims nothing, see ``jobqueue.jobsdb``). ``/help``, ``/healthz?detail=1``
+wait: such a worker claims nothing, see ``jobqueue.jobsdb``), or a worker whose Redis ACL user is
+refused a command its scripts call (it claims nothing either, and records what: ``jobqueue.aclcheck``). ``/help``, ``/healthz?detail=1``
 and the metrics all read it from here, so they agree.
 """
 
@@ -16,7 +17,7 @@ from dataclasses import asdict, dataclass, field
 
 import redis
 
-from . import keys
+from . import aclcheck, keys
 from .delivery import Delivery
 from .lanes import DEFAULT, PLOTS
 from .settings import Settings
@@ -34,6 +35,7 @@ class Backlog:
     stalled_after: float  # how long jobs may wait unclaimed before it counts as a stall
     by_lane: dict[str, int] = field(default_factory=dict)  # waiting per lane (cheap, plots)
     idle_is_stall: bool = True  # idle workers beside these jobs tell of a stall (:func:`idle_is_stall`)
+    acl_refused: tuple[str, ...] = ()  # what Redis's ACL refuses live workers (jobqueue.aclcheck)
 
     @property
     def workers_idle(self) -> int:
@@ -44,12 +46,15 @@ class Backlog:
         """Why waiting jobs are not being taken, or None when they are (or nothing waits)."""
         if self.waiting == 0 or self.oldest_waiting_seconds < self.stalled_after:
             return None
-        return stall_reason(self.queue, self.queue_db, self.workers_alive, self.workers_idle, self.idle_is_stall)
+        return stall_reason(
+            self.queue, self.queue_db, self.workers_alive, self.workers_idle, self.idle_is_stall, self.acl_refused
+        )
 
     def to_dict(self) -> dict:
         doc = asdict(self)
         doc.pop("stalled_after")
         doc.pop("idle_is_stall")
+        doc.pop("acl_refused")
         doc["oldest_waiting_seconds"] = round(self.oldest_waiting_seconds, 3)
         doc["workers_idle"] = self.workers_idle
         doc["stalled"] = self.stalled is not None
@@ -67,16 +72,28 @@ def idle_is_stall(by_lane: dict[str, int], plots_held: int, heartbeats: int) -> 
 
 
 def stall_reason(
-    queue: str, queue_db: int, workers_alive: int, workers_idle: int, idle_stalls: bool = True
+    queue: str,
+    queue_db: int,
+    workers_alive: int,
+    workers_idle: int,
+    idle_stalls: bool = True,
+    acl_refused: tuple[str, ...] = (),
 ) -> str | None:
     """Why jobs that wait are not taken (``queue``: the Redis list), or None when a worker will take
     them: the one wording of a stall, for ``/help``, ``/healthz?detail=1`` and ``GET /queue`` (the web
     page, ``jobqueue info``). Idle workers tell of one only when ``idle_stalls``
-    (:func:`idle_is_stall`)."""
+    (:func:`idle_is_stall`). ``acl_refused``: what Redis's ACL refuses live workers, which then take
+    no job, idle or holding one (:func:`jobqueue.aclcheck.recorded`)."""
     if workers_alive == 0:
         return (
             f"no live worker has a heartbeat in Redis db {queue_db}: start workers, or make their "
             "REDIS_URL, REDIS_QUEUE_DB and QUEUE_NAME match the API's"
+        )
+    if acl_refused:
+        return (
+            f"{len(acl_refused)} live worker(s) take no jobs: the Redis ACL refuses their user "
+            f"{acl_refused[0]} (NOPERM); give that user the command, or the key pattern "
+            "(ACL SETUSER <user> +<command>): they take jobs again at their next heartbeat"
         )
     if workers_idle and idle_stalls:
         return (
@@ -120,6 +137,7 @@ def read_backlog(
             except (ValueError, KeyError, TypeError):
                 age = 0.0
     alive_ids = set(alive)
+    refused = aclcheck.recorded(queue, sorted(alive_ids)) if waiting.depth else {}
     return Backlog(
         queue=keys.queue(settings.queue_name),
         queue_db=settings.redis_queue_db,
@@ -131,4 +149,5 @@ def read_backlog(
         stalled_after=settings.job_lease_seconds,
         by_lane=dict(waiting.by_lane),
         idle_is_stall=idle_is_stall(waiting.by_lane, plots_held, heartbeats),
+        acl_refused=tuple(refused.values()),
     )

@@ -96,6 +96,7 @@ PLOTS_BUSY = "workers:busy-plots"  # hash worker id -> the plots-lane job it hol
 REAPED = "workers:reaped"  # set: ids the reaper took back from dead workers, until started again
 KEPT_ANSWER_PREFIX = "workers:answer:"  # string, short TTL: a give back's, reap's, sweep's or retry's answer, per call
 JOBS_DB_PREFIX = "queue:jobs-db:"  # string, TTL: the REDIS_JOBS_DB the API stores this queue's jobs in
+ACL_REFUSED_PREFIX = "workers:acl-refused:"  # string, TTL: what Redis's ACL refuses a worker's user, while it does
 
 
 def queue(name: str) -> str:
@@ -129,3 +130,9 @@ def jobs_db(queue_name: str) -> str:
 def delayed(queue_name: str) -> str:
     """Retries of one queue waiting out their backoff; claims move due ones back to the queue."""
     return f"{DELAYED_PREFIX}{queue_name}"
+
+
+def acl_refused(worker_id: str) -> str:
+    """What Redis's ACL refuses one worker's user (``jobqueue.aclcheck``), written by that worker while
+    it takes no jobs for it, so the API's stall check names the command (``jobqueue.backlog``)."""
+    return f"{ACL_REFUSED_PREFIX}{worker_id}"

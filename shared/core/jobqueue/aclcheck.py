@@ -1,0 +1,176 @@
+"""Whether Redis's ACL lets the worker's user run every command the worker's scripts call, checked
+off the hot path (``lua/acl_check.lua``: ``redis.acl_check_cmd``, Redis 7.0+).
+
+Why: Redis does not undo a script refused a command part-way (NOPERM): its writes before the
+refused call stay. A claim refused its RPUSH after its LPOP, a finish refused its SET after its
+LREM, a retry refused its LPUSH after writing the document back: each left a job in no list, found
+only by the sweeper a minute or two after the ACL was fixed, or (an in-progress document the
+sweeper does not requeue) never. So the worker checks every command its scripts call, as they call
+it (the real key names: a user limited to some key patterns is refused a key as it is a command),
+at start and on each heartbeat; while anything is refused it claims nothing and sends no outcome,
+start, give back, reap or sweep, so no script of it can stop half-way, and says so (a log error
+naming the command and the ACL user, and :func:`jobqueue.keys.acl_refused`, which the API's stall
+check reads). It takes jobs again at the first heartbeat after the ACL is fixed.
+
+What remains: an ACL narrowed between two checks (a heartbeat apart, at most 5 s) can still refuse
+a script part-way; the worker then checks at once and stops. The hot scripts stay unchanged: a
+check of their commands in each of them would cost Redis about as much as their own work.
+``PUBLISH`` on the done channel is not checked: a finish calls it last, after every write, so its
+refusal moves nothing half-way (README, Connecting to Redis: the channel only speeds up waits).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from importlib import resources
+
+import redis
+
+from . import keys
+from .lanes import PLOTS
+from .settings import Settings, redis_url_options
+
+ACL_CHECK_LUA = resources.files(__package__).joinpath("lua", "acl_check.lua").read_text(encoding="utf-8")
+
+RECORD_TTL_SECONDS = 60  # keys.acl_refused: a worker gone while refused leaves no lasting record
+_PROBE = "acl-check"  # a job id, fingerprint, call id in the key names checked (no such key is touched)
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """One command Redis's ACL refuses the user, as the worker's scripts call it."""
+
+    command: tuple[str, ...]
+
+    @property
+    def name(self) -> str:
+        return self.command[0].lower()
+
+    def describe(self) -> str:
+        """``the 'lpush' command (LPUSH hotqueue:jobs acl-check)``: the command, and the call it was
+        checked as (Redis refuses a command, or a key outside the user's patterns, alike)."""
+        return f"the '{self.name}' command ({' '.join(self.command)})"
+
+
+def acl_user(settings: Settings) -> str:
+    """The ACL user the service logs in as: REDIS_URL's, else Redis's ``default``."""
+    return str(redis_url_options("REDIS_URL", settings.redis_url).get("username") or "default")
+
+
+def worker_commands(settings: Settings, worker: str) -> list[tuple[str, ...]]:
+    """Every command the worker's scripts (``lua/*.lua`` run by ``jobqueue.delivery`` for a worker:
+    claim, start, finish, retry, beat, give back, reap, sweep) and its script calls send, with the key
+    names they use. tests/worker/test_acl_check.py checks that none of the scripts' commands is missing."""
+    name = settings.queue_name
+    plots = keys.lane_queue_name(name, PLOTS)
+    lanes = [(keys.queue(name), keys.delayed(name)), (keys.queue(plots), keys.delayed(plots))]
+    processing = keys.processing(worker)
+    hb, busy, plots_busy = keys.WORKERS_HEARTBEAT, keys.WORKERS_BUSY, keys.PLOTS_BUSY
+    job, cache, kept = keys.job(_PROBE), keys.result_cache(_PROBE), keys.kept_answer(_PROBE)
+    results = [keys.result(_PROBE), keys.result_by_request(_PROBE)]
+    commands: list[tuple[str, ...]] = [
+        ("EVALSHA", "0" * 40, "0"),
+        ("SCRIPT", "LOAD", "return 1"),  # redis-py loads a script again after a restart
+        ("SELECT", str(settings.redis_jobs_db)),
+        ("SELECT", str(settings.redis_queue_db)),
+        ("TIME",),
+        # queue db: the lanes, the worker's processing list, the worker registry
+        ("BLMOVE", lanes[0][0], processing, "LEFT", "RIGHT", "1"),
+        ("LMOVE", lanes[1][0], processing, "LEFT", "RIGHT"),
+        ("RPUSH", processing, _PROBE),
+        ("LRANGE", processing, "0", "-1"),
+        ("LPOS", processing, _PROBE),
+        ("LREM", processing, "1", _PROBE),
+        ("DEL", processing),
+        ("ZADD", hb, "0", worker),
+        ("ZREM", hb, worker),
+        ("ZCARD", hb),
+        ("ZRANGE", hb, "0", "-1"),
+        ("ZRANGEBYSCORE", hb, "-inf", "0"),
+        ("HSET", busy, worker, _PROBE),
+        ("HGET", busy, worker),
+        ("HDEL", busy, worker),
+        ("HSET", plots_busy, worker, _PROBE),
+        ("HGET", plots_busy, worker),
+        ("HDEL", plots_busy, worker),
+        ("HEXISTS", plots_busy, worker),
+        ("HLEN", plots_busy),
+        ("GET", keys.PLOTS_SKIPPED),
+        ("SET", keys.PLOTS_SKIPPED, "0"),
+        ("INCR", keys.PLOTS_SKIPPED),
+        ("EXISTS", keys.REAPED),
+        ("SMISMEMBER", keys.REAPED, _PROBE),
+        ("SADD", keys.REAPED, _PROBE),
+        ("SREM", keys.REAPED, _PROBE),
+        ("GET", kept),
+        ("SET", kept, "[]", "EX", "300"),
+        ("SET", keys.SWEEP_LOCK, _PROBE, "NX", "EX", "30"),
+        ("GET", keys.SWEEP_LOCK),
+        # jobs db: documents, results, the cache, the indexes, the waiters' marks
+        ("MGET", job),
+        ("GET", job),
+        ("PTTL", job),
+        ("SET", job, "{}"),
+        ("SET", job, "{}", "EX", "60"),
+        ("GET", cache),
+        ("SET", cache, _PROBE, "EX", "60"),
+        ("ZREM", keys.ACTIVE_INDEX, _PROBE),
+        ("ZRANGEBYSCORE", keys.ACTIVE_INDEX, "-inf", "0"),
+        ("ZADD", keys.status_index("complete"), "0", _PROBE),
+        ("ZADD", keys.status_index("failed"), "0", _PROBE),
+        ("EXISTS", keys.waited(_PROBE), keys.ANNOUNCE_ALL),
+        ("DEL", keys.waited(_PROBE)),
+    ]
+    for result in results:
+        commands += [("SET", result, "x", "EX", "60"), ("EXPIRE", result, "60"), ("EXISTS", result)]
+    for queue, delayed in lanes:
+        commands += [
+            ("LPOP", queue, "1"),
+            ("RPUSH", queue, _PROBE),
+            ("LPUSH", queue, _PROBE),
+            ("LLEN", queue),
+            ("LPOS", queue, _PROBE),
+            ("ZADD", delayed, "0", _PROBE),
+            ("ZREM", delayed, _PROBE),
+            ("ZSCORE", delayed, _PROBE),
+            ("ZRANGEBYSCORE", delayed, "-inf", "0", "LIMIT", "0", "100"),
+        ]
+    return commands
+
+
+class AclCheck:
+    """The check of one worker's commands, on its queue-db client (one script call, no key touched)."""
+
+    def __init__(self, client: redis.Redis, settings: Settings, worker: str) -> None:
+        self.client = client
+        self.commands = worker_commands(settings, worker)
+        self._argv = [a for c in self.commands for a in (str(len(c)), *c)]
+        self._script = client.register_script(ACL_CHECK_LUA)
+        self.record_key = keys.acl_refused(worker)
+
+    def refused(self) -> list[Refusal] | None:
+        """The commands refused (empty: none), or None on a Redis that cannot check (before 7.0).
+        Raises RedisError when Redis does not answer, or refuses the check's own script call (NOPERM)."""
+        positions = self._script(keys=[], args=self._argv)
+        if positions == [-1]:
+            return None
+        return [Refusal(self.commands[int(p) - 1]) for p in positions]
+
+    def record(self, what: str | None) -> None:
+        """Write what is refused where the API's stall check reads it (``what`` None: clear it). One
+        plain command: refused too (the user's key patterns), the logs alone say it."""
+        try:
+            if what is None:
+                self.client.delete(self.record_key)
+            else:
+                self.client.set(self.record_key, what, ex=RECORD_TTL_SECONDS)
+        except redis.exceptions.RedisError:
+            pass
+
+
+def recorded(client: redis.Redis, workers: list[str]) -> dict[str, str]:
+    """What Redis's ACL refuses each of ``workers`` (those that recorded a refusal), for the stall check."""
+    if not workers:
+        return {}
+    found = client.mget([keys.acl_refused(w) for w in workers])
+    return {w: str(v) for w, v in zip(workers, found) if v is not None}

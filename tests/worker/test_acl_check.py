@@ -1,0 +1,159 @@
+"""A worker whose Redis ACL user lacks a command its scripts call (real redis-server 7.0, users made
+with ACL SETUSER) takes no job and sends no outcome while it does (jobqueue.aclcheck), so no
+script of it stops part-way: Redis does not undo a script's writes before a refused call, and a
+claim refused its RPUSH after its LPOP left the id in no list until the sweeper found it, a minute
+or two after the ACL was fixed. It names the command and the user, the API's stall check says so,
+and it takes the jobs within a heartbeat of the fix."""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+import time
+from importlib import resources
+
+import pytest
+import redis
+
+from jobqueue import aclcheck, keys
+from jobqueue.backlog import read_backlog
+from jobqueue.delivery import Delivery
+from jobqueue.jobs import JobStatus
+from jobqueue_worker.worker import Worker
+from devstack.procs import wait_until
+from tests.support.harness import FakeData, Harness, operations
+
+USER = "jq-worker"
+# commands of the Lua files the worker's checks leave out, and why
+NOT_CHECKED = {
+    "PUBLISH": "a finish calls it last, after every write: refused, nothing is half-moved",
+    "MSET": "a new job's writes (write_new.lua): the API's submit only",
+    "LINDEX": "the dispatcher's 'waiting' (the API's /queue): reads",
+}
+
+
+def _worker_user(server, *rules: str) -> str:
+    """An ACL user of ``server`` with every command but ``rules`` take away; its REDIS_URL."""
+    server.client().execute_command("ACL", "SETUSER", USER, "reset", "on", ">pw", "~*", "&*", "+@all", *rules)
+    return f"redis://{USER}:pw@127.0.0.1:{server.port}"
+
+
+def _lists(h: Harness) -> set[str]:
+    """Every id in a queue, retry set or processing list."""
+    q = h.queue_client
+    found = set()
+    for name in (h.settings.queue_name, keys.lane_queue_name(h.settings.queue_name, "plots")):
+        found |= set(q.lrange(keys.queue(name), 0, -1)) | set(q.zrange(keys.delayed(name), 0, -1))
+    for key in q.keys(keys.PROCESSING_PREFIX + "*"):
+        found |= set(q.lrange(key, 0, -1))
+    return found
+
+
+def test_every_command_of_the_scripts_is_checked(harness):
+    lua = resources.files("jobqueue").joinpath("lua")
+    called = set()
+    for piece in lua.iterdir():
+        if piece.name.endswith(".lua") and piece.name != "store_keyed.lua":
+            called |= set(re.findall(r"redis\.call\('([A-Z]+)'", piece.read_text()))
+    checked = {c[0] for c in aclcheck.worker_commands(harness.settings, "w1")}
+    assert called - checked == set(NOT_CHECKED), called - checked
+    assert aclcheck.AclCheck(harness.queue_client, harness.settings, "w1").refused() == []
+
+
+def test_the_hole_a_refused_command_leaves_in_a_script(fresh_redis):
+    """Why the worker checks first: the claim script, refused its RPUSH, has already LPOPped the id."""
+    h = Harness(fresh_redis.url)
+    job_id = h.submit("sleep")
+    refused = Harness(_worker_user(fresh_redis, "-rpush"))
+    with pytest.raises(redis.exceptions.ResponseError, match=r"can.t run this command"):  # 7.0 names none
+        Delivery(refused.queue_client, refused.settings).claim("w1", 1)
+    assert job_id not in _lists(h)  # in no list: only the sweeper would find it
+
+
+def test_a_refused_command_holds_the_jobs_in_their_lists_until_fixed(fresh_redis, caplog):
+    h = Harness(fresh_redis.url)
+    ids = [h.submit("sleep") for _ in range(3)]
+    url = _worker_user(fresh_redis, "-rpush")
+    settings = Harness(url).settings.replace(job_lease_seconds=1.5)  # a heartbeat (and check) every 0.5 s
+    worker = Worker(settings, operations(), FakeData(), worker_id="w1")
+    thread = threading.Thread(target=worker.work, kwargs={"install_signals": False}, daemon=True)
+    caplog.set_level(logging.INFO, logger="jobqueue.worker")
+    thread.start()
+    try:
+        wait_until(lambda: h.queue_client.exists(keys.acl_refused("w1")), 10, "the refusal recorded")
+        time.sleep(1.0)  # two heartbeats: still nothing claimed
+        assert h.queue_client.lrange(keys.queue(h.settings.queue_name), 0, -1) == ids
+        assert h.queue_client.llen(keys.processing("w1")) == 0
+        assert "'rpush'" in h.queue_client.get(keys.acl_refused("w1"))
+        (said,) = [r for r in caplog.records if r.levelno == logging.ERROR and "NOPERM" in r.getMessage()]
+        assert "'rpush'" in said.refused and said.acl_user == USER and USER in said.hint
+        # the API's stall check names it, once the jobs have waited a lease
+        time.sleep(max(0.0, settings.job_lease_seconds - 1.0))
+        backlog = read_backlog(settings, h.queue_client, h.jobs)
+        assert backlog.stalled and "ACL" in backlog.stalled and "'rpush'" in backlog.stalled, backlog.stalled
+        fixed = time.monotonic()
+        fresh_redis.client().execute_command("ACL", "SETUSER", USER, "+rpush")
+        wait_until(lambda: all(h.store.get(i).status is JobStatus.COMPLETE for i in ids), 10, "the jobs done")
+        took = time.monotonic() - fixed
+    finally:
+        worker.request_stop()
+        thread.join(10)
+    assert not thread.is_alive()
+    assert took < 3.0, took  # a heartbeat (0.5 s) and the jobs, not the sweeper's minute
+    assert [h.store.get(i).attempts for i in ids] == [1, 1, 1]
+    assert not h.queue_client.exists(keys.acl_refused("w1"))
+    assert read_backlog(settings, h.queue_client, h.jobs).stalled is None
+    assert "redis ACL allows this worker's commands again: taking jobs" in [r.getMessage() for r in caplog.records]
+
+
+def test_burst_takes_nothing_and_exits_2(fresh_redis, caplog):
+    h = Harness(fresh_redis.url)
+    job_id = h.submit("sleep")
+    worker = Worker(Harness(_worker_user(fresh_redis, "-lpush")).settings, operations(), FakeData(), worker_id="w1")
+    with caplog.at_level(logging.ERROR, logger="jobqueue.worker"):
+        assert worker.work(burst=True, install_signals=False) == 2
+    assert h.queue_client.lrange(keys.queue(h.settings.queue_name), 0, -1) == [job_id]
+    assert h.store.get(job_id).status is JobStatus.SUBMITTED
+    assert any("'lpush'" in getattr(r, "refused", "") for r in caplog.records)
+
+
+def test_a_key_outside_the_users_patterns_is_refused_as_a_command_is(fresh_redis):
+    """A user limited to some key patterns (no processing lists) is caught by the same check."""
+    url = _worker_user(fresh_redis, "resetkeys", "~hotqueue:*", "~job:*", "~jobs:*", "~workers:*", "~delayed:*")
+    refused = Harness(url)
+    found = aclcheck.AclCheck(refused.queue_client, refused.settings, "w1").refused()
+    assert found and {r.name for r in found} >= {"rpush", "lrange", "lrem"}
+    assert all("processing:w1" in r.describe() or "result" in r.describe() for r in found), found
+
+
+def test_an_acl_narrowed_mid_job_holds_its_outcome_whole(fresh_redis, caplog):
+    """Refused ZREM (the finish's move of the job out of jobs:active, after its LREM and final SET)
+    while a job runs: its outcome waits, the id stays in the processing list, the document
+    in-progress; after the fix the finish applies whole, attempt 1."""
+    h = Harness(fresh_redis.url)
+    job_id = h.submit("sleep", {"seconds": 1.5})
+    url = _worker_user(fresh_redis)
+    settings = Harness(url).settings.replace(job_lease_seconds=1.5)
+    worker = Worker(settings, operations(), FakeData(), worker_id="w1")
+    thread = threading.Thread(target=worker.work, kwargs={"install_signals": False}, daemon=True)
+    caplog.set_level(logging.WARNING, logger="jobqueue.worker")
+    thread.start()
+    try:
+        wait_until(lambda: h.queue_client.llen(keys.processing("w1")) == 1, 10, "the job claimed")
+        fresh_redis.client().execute_command("ACL", "SETUSER", USER, "-zrem")
+        wait_until(lambda: worker.acl_refused is not None, 5, "the refusal seen")
+        time.sleep(2.0)  # the job has ended meanwhile: its finish waits
+        assert h.queue_client.lrange(keys.processing("w1"), 0, -1) == [job_id]
+        assert h.store.get(job_id).status is JobStatus.IN_PROGRESS
+        fresh_redis.client().execute_command("ACL", "SETUSER", USER, "+zrem")
+        wait_until(lambda: h.store.get(job_id).status is JobStatus.COMPLETE, 5, "the job done")
+    finally:
+        worker.request_stop()
+        thread.join(10)
+    assert h.store.get(job_id).attempts == 1
+    assert h.jobs.zscore(keys.status_index("complete"), job_id) is not None
+    assert h.jobs.zscore(keys.ACTIVE_INDEX, job_id) is None
+    assert h.queue_client.llen(keys.processing("w1")) == 0
+    tracebacks = [r for r in caplog.records if r.exc_info]
+    assert not tracebacks, [r.getMessage() for r in tracebacks]
