@@ -22,10 +22,28 @@ def _strategies(objs):
     return {c: one(objs, "Deployment", c)["spec"].get("strategy") for c in ("api", "worker")}
 
 
-def test_defaults_render_no_strategy():
-    """Empty values render no spec.strategy, so the API server's default applies as before the values
-    existed (RollingUpdate, maxSurge and maxUnavailable 25%) and an upgrade to this chart changes nothing."""
-    assert _strategies(scenario_objects("default")) == {"api": None, "worker": None}
+def test_defaults_render_the_api_servers_default_in_full():
+    """Empty values render the API server's own default (RollingUpdate, maxSurge and maxUnavailable
+    25%), written out so that Helm owns the fields (tests/deploy/test_strategy_apply.py): an upgrade
+    to this chart changes no live value and restarts nothing."""
+    default = {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": "25%", "maxUnavailable": "25%"}}
+    assert _strategies(scenario_objects("default")) == {"api": default, "worker": default}
+
+
+@pytest.mark.parametrize(
+    ("given", "written"),
+    [
+        ({"maxSurge": 0}, {"maxSurge": 0, "maxUnavailable": "25%"}),
+        ({"maxUnavailable": "10%"}, {"maxSurge": "25%", "maxUnavailable": "10%"}),
+        ({"maxSurge": 2, "maxUnavailable": 0}, {"maxSurge": 2, "maxUnavailable": 0}),
+    ],
+)
+def test_a_partial_rolling_update_gets_the_other_fields_default(given, written):
+    """A 0 is kept as given (not taken for unset): maxSurge 0 is the quota-friendly rollout."""
+    assert _strategies(render_objects({"api": {"strategy": {"rollingUpdate": given}}}))["api"] == {
+        "type": "RollingUpdate",
+        "rollingUpdate": written,
+    }
 
 
 def test_ci_scenario_renders_the_strategies_it_sets():

@@ -239,15 +239,29 @@ def test_reuse_values_from_the_previous_release_renders_too(previous_chart, tmp_
 
 
 def _without(obj: dict, *path: str | int) -> dict:
-    """A copy of ``obj`` without the value at ``path`` (to compare the rest)."""
+    """A copy of ``obj`` without the value at ``path``, if it has one (to compare the rest)."""
     import copy
 
     out = copy.deepcopy(obj)
     node = out
     for key in path[:-1]:
         node = node[key]
-    del node[path[-1]]
+    node.pop(path[-1], None)
     return out
+
+
+def _defaulted_strategy(rendered: dict | None) -> dict:
+    """What the API server's defaulting (SetDefaults_Deployment) makes of a rendered spec.strategy:
+    the live value, which the chart now writes out in full (docs/deployment.md, "Rollout strategy")."""
+    strategy = dict(rendered or {})
+    strategy.setdefault("type", "RollingUpdate")
+    if strategy["type"] == "RollingUpdate":
+        strategy["rollingUpdate"] = {
+            "maxSurge": "25%",
+            "maxUnavailable": "25%",
+            **(strategy.get("rollingUpdate") or {}),
+        }
+    return strategy
 
 
 def scenario_in_restore_mode(values: dict) -> bool:
@@ -262,7 +276,9 @@ def test_of_the_scalers_only_the_backlog_selector_changes(previous_chart):
     `app_kubernetes_io_instance=<release>`, which every documented scrape sets. Both fields are
     mutable (an HPA's spec is; KEDA names the HPA's metric s0-prometheus after the trigger's index
     and type, not its query, so the HPA KEDA owns keeps its metric name). The kept claims and
-    Secrets gain only Argo CD's sync options (test_argocd.py), an annotation."""
+    Secrets gain only Argo CD's sync options (test_argocd.py), an annotation. The Deployments gain
+    only their spec.strategy written out, with the values the API server had defaulted (so no
+    live value changes and no pod restarts; test_strategy_apply.py says why)."""
     release = objects_of(render_chart({}))[0]["metadata"]["labels"]["app.kubernetes.io/instance"]
     changed: dict[str, set[str]] = {}
     for name, values in _cases(previous_chart).items():
@@ -283,6 +299,9 @@ def test_of_the_scalers_only_the_backlog_selector_changes(previous_chart):
                 assert _without(was, *path) == _without(now, *path), name
                 query = now["spec"]["triggers"][0]["metadata"]["query"]
                 assert f'app_kubernetes_io_instance="{release}"' in query and "service=" not in query, query
+            if key[0] == "Deployment":  # the strategy written out, with the values the live object has
+                assert _without(was, "spec", "strategy") == _without(now, "spec", "strategy"), (name, key)
+                assert now["spec"]["strategy"] == _defaulted_strategy(was["spec"].get("strategy")), (name, key)
             if key[0] == "HorizontalPodAutoscaler":
                 path = ("spec", "metrics", 0, "external", "metric", "selector")
                 assert _without(was, *path) == _without(now, *path), name
@@ -295,6 +314,7 @@ def test_of_the_scalers_only_the_backlog_selector_changes(previous_chart):
         "HorizontalPodAutoscaler",
         "Job",
         "ConfigMap",
+        "Deployment",
     }, changed
     assert all(scenario_in_restore_mode(_cases(previous_chart)[name]) for name in changed["Job"]), changed["Job"]
     assert changed["CronJob"] == {"backup schedule with a time zone"}

@@ -598,21 +598,29 @@ config.allowedHosts.
 {{- join "," (concat $hosts .Values.config.allowedHosts) -}}
 {{- end -}}
 
-{{/* spec.strategy of the API or worker Deployment from api.strategy / worker.strategy; nothing when
-empty, so the API server's default (RollingUpdate, 25%/25%) applies as before the value existed.
-With Recreate it also writes rollingUpdate: null: the live object still holds the defaulted
-rollingUpdate of the earlier RollingUpdate, and a patch that only sets type would be refused
-("spec.strategy.rollingUpdate: Forbidden: may not be specified when strategy `type` is 'Recreate'",
-kubernetes/kubernetes#24198); the null makes Helm's three-way merge patch delete it. */}}
+{{/* spec.strategy of the API or worker Deployment from api.strategy / worker.strategy, always
+written out in full, so that whoever applies the chart owns every field of it from the first
+install. Empty values give the API server's own default, RollingUpdate with maxSurge and
+maxUnavailable 25%, and a rollingUpdate that names one of the two gets the other's default.
+Why in full: a field the API server defaulted belongs to no field manager, and server-side apply
+(Helm 4's default) never removes a field its manager does not own, so a later switch to Recreate
+would keep the defaulted rollingUpdate and be refused ("spec.strategy.rollingUpdate: Forbidden:
+may not be specified when strategy `type` is 'Recreate'"); a field Helm applied before and leaves
+out now is removed (structured-merge-diff, merge/update.go, Updater.prune). With Recreate it also
+writes rollingUpdate: null, for the client-side three-way merge patch (Helm 3, and Helm 4 on a
+release Helm 3 made) of a release whose previous render had no rollingUpdate: the null is a delete
+of the live field (kubernetes/kubernetes#24198). tests/deploy/test_strategy_apply.py runs both
+merges. */}}
 {{- define "atx-jobqueue.strategy" -}}
-{{- with . }}
+{{- $type := .type | default "RollingUpdate" }}
 strategy:
-  type: {{ .type | default "RollingUpdate" }}
-  {{- if eq (.type | default "RollingUpdate") "Recreate" }}
+  type: {{ $type }}
+  {{- if eq $type "Recreate" }}
   rollingUpdate: null
-  {{- else if .rollingUpdate }}
+  {{- else }}
+  {{- $given := .rollingUpdate | default dict }}
   rollingUpdate:
-    {{- toYaml .rollingUpdate | nindent 4 }}
+    maxSurge: {{ ternary (index $given "maxSurge") "25%" (hasKey $given "maxSurge") | toJson }}
+    maxUnavailable: {{ ternary (index $given "maxUnavailable") "25%" (hasKey $given "maxUnavailable") | toJson }}
   {{- end }}
-{{- end }}
 {{- end }}
