@@ -6,6 +6,7 @@ ResponseError and be answered 500 internal_error."""
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 
@@ -95,15 +96,35 @@ def test_an_acl_refusal_is_a_503_naming_the_command_only(fresh_redis):
     default_user = create_app(make_settings(fresh_redis.url), load_data=False).test_client()
     job_id = default_user.post("/submit", json={"operation": "sleep"}).get_json()["job_id"]
     admin.acl_setuser("jq-user", enabled=True, passwords=["+secret-pw"], keys=["*"], channels=["*"], commands=["+@all"])
-    admin.execute_command("ACL", "SETUSER", "jq-user", "-multi", "-mget")
+    admin.execute_command("ACL", "SETUSER", "jq-user", "-multi", "-rpush")
     url = f"redis://jq-user:secret-pw@127.0.0.1:{fresh_redis.port}"
     client = create_app(make_settings(url), load_data=False).test_client()
     submitted = assert_503(
         client.post("/submit", json={"operation": "sleep"}), "redis_permission_denied", "NOPERM", "'multi'", "ACL"
     )
+    admin.execute_command("ACL", "SETUSER", "jq-user", "+rpush", "-mget")
     status = assert_503(client.get(f"/status/{job_id}"), "redis_permission_denied", "NOPERM", "'mget'")
     for body in (submitted, status):
         assert "jq-user" not in str(body) and "secret" not in str(body), body
     admin.execute_command("ACL", "SETUSER", "jq-user", "+multi", "+mget")  # the deployment fixed
     assert client.get(f"/status/{job_id}").get_json()["status"] == "submitted"
     assert client.post("/submit", json={"operation": "sleep"}).status_code == 202
+
+
+def test_a_submit_refused_multi_alone_stands(fresh_redis, caplog):
+    """A user without MULTI (and nothing else refused): Redis runs the submit's commands one by one,
+    and they all apply. The submit answered 503 all the same, so the client sent it again and the
+    job ran twice; now it answers 202, once, and the API logs an error saying to allow MULTI."""
+    admin = fresh_redis.client()
+    admin.acl_setuser("jq-user", enabled=True, passwords=["+pw"], keys=["*"], channels=["*"], commands=["+@all"])
+    admin.execute_command("ACL", "SETUSER", "jq-user", "-multi")
+    client = create_app(
+        make_settings(f"redis://jq-user:pw@127.0.0.1:{fresh_redis.port}"), load_data=False
+    ).test_client()
+    answers = [client.post("/submit", json={"operation": "sleep"}) for _ in range(2)]
+    assert [a.status_code for a in answers] == [202, 202], [a.get_json() for a in answers]
+    ids = [a.get_json()["job_id"] for a in answers]
+    assert fresh_redis.client(db=1).lrange("hotqueue:jobs", 0, -1) == ids  # queued, once each
+    assert [client.get(f"/status/{i}").get_json()["status"] for i in ids] == ["submitted", "submitted"]
+    said = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR and "MULTI" in r.getMessage()]
+    assert len(said) == 1, said  # once a minute, not once a submit

@@ -42,6 +42,8 @@ log = logging.getLogger(__name__)
 # PING, for Redis to read what the first attempt had sent (one turn of its event loop, normally)
 UNFENCED_SETTLE_SECONDS = 0.5
 _unfenced_warned = False  # that warning is logged once a process
+UNATOMIC_LOG_SECONDS = 60.0  # a submit run without MULTI (ACL): the error again this often
+_unatomic_logged_at = -UNATOMIC_LOG_SECONDS
 
 _INCLUDE = re.compile(r"^--@include ([a-z_]+\.lua)$", re.MULTILINE)
 
@@ -418,6 +420,8 @@ class Delivery:
                 wire.transaction(self.redis, commands, watch)
             except redis.exceptions.WatchError:  # only FLUSHDB touches a new id's key: nothing applied
                 wire.transaction(self.redis, commands, watch)
+        except wire.Unatomic as ran:
+            _ran_without_multi(ran, len(jobs))
         except wire.Unsure as lost:
             fields = [f for job, doc in zip(jobs, docs[1::2]) for f in _new_job_fields(job, doc)]
             try:
@@ -731,6 +735,26 @@ class Delivery:
         if self.redis.set(keys.SWEEP_LOCK, token, nx=True, ex=max(1, int(seconds))):
             return True
         return self.redis.get(keys.SWEEP_LOCK) == token
+
+
+def _ran_without_multi(ran: wire.Unatomic, jobs: int) -> None:
+    """A submit transaction whose MULTI the ACL refused: Redis ran its commands one by one. All of
+    them applied: the jobs are stored and queued, so the submit stands (answering 503 had the client
+    submit again: a duplicate), and an error says to allow MULTI (once a minute). One refused too:
+    part of it applied (a document, maybe not its queue entry, which the workers' sweeper then adds),
+    and MULTI's refusal is raised, as before (docs/api.md)."""
+    global _unatomic_logged_at
+    failed = [r for r in ran.replies if isinstance(r, redis.exceptions.ResponseError)]
+    if failed:
+        raise ran.refusal from None
+    now = time.monotonic()
+    if now - _unatomic_logged_at >= UNATOMIC_LOG_SECONDS:
+        _unatomic_logged_at = now
+        log.error(
+            "submit: the Redis ACL refuses MULTI (NOPERM): each submit's commands ran one by one, not as "
+            "one transaction; all applied. Allow the Redis user +multi +exec (README, Connecting to Redis)",
+            extra={"jobs": jobs, "error": str(ran.refusal)},
+        )
 
 
 def _new_job_fields(job: Job, doc: str) -> tuple[str, ...]:

@@ -74,6 +74,18 @@ class Unsure(redis.exceptions.ConnectionError):
     client_id: int | None = None
 
 
+class Unatomic(redis.exceptions.ResponseError):
+    """MULTI itself was refused (an ACL user without ``multi``): Redis then ran each command of the
+    transaction on its own, as a pipeline, and EXEC failed ("EXEC without MULTI"). ``refusal`` is
+    MULTI's error; ``replies`` each command's own reply, an error reply as its exception: with none
+    among them, every command applied (not atomically)."""
+
+    def __init__(self, refusal: redis.exceptions.ResponseError, replies: list[Any]) -> None:
+        super().__init__(str(refusal))
+        self.refusal = refusal
+        self.replies = replies
+
+
 def learn_client_id(conn: Any) -> None:
     """A pool's ``redis_connect_func`` (``connections.py``): redis-py's handshake, then ``CLIENT ID``,
     kept with the socket, so the id of a connection whose answer is lost is known without asking
@@ -108,7 +120,8 @@ def transaction(client: redis.Redis, commands: Sequence[Command], watch: str | N
     queues it (out of memory, read-only, a wrong argument count) aborts the whole transaction, and
     that first refusal is raised; an error reply inside EXEC (e.g. WRONGTYPE) is raised after the
     others were applied, as Redis applies them. A connection failure after the send started raises
-    :class:`Unsure` (never sent twice).
+    :class:`Unsure` (never sent twice). MULTI itself refused (ACL) raises :class:`Unatomic`: Redis
+    ran the commands one by one, and it says which applied.
 
     With ``watch``, a WATCH of that key (in the connection's db) goes first, in the same write: if
     anything writes the key between Redis reading the WATCH and the EXEC, nothing applies
@@ -234,15 +247,20 @@ def _exchange(conn: Any, queued: int, watched: bool) -> list[Any]:
             conn.read_response()
         except redis.ResponseError:
             pass  # WATCH refused (an ACL without it): the transaction still runs, unwatched
-    refused: list[redis.ResponseError] = []
+    queuing: list[Any] = []
     for _ in range(queued + 1):  # MULTI's +OK, then +QUEUED (or a refusal) per command
         try:
-            conn.read_response()
+            queuing.append(conn.read_response())
         except redis.ResponseError as exc:
-            refused.append(exc)
+            queuing.append(exc)
     try:
         replies = conn.read_response()
     except redis.ResponseError:  # EXECABORT; or "EXEC without MULTI" when MULTI itself was refused (ACL)
+        if isinstance(queuing[0], redis.ResponseError):  # no MULTI: each command ran, and answered
+            if any(isinstance(r, redis.ResponseError) for r in queuing[1:]):
+                conn.disconnect()  # a SELECT among the refused: the pool must not get it back in another db
+            raise Unatomic(queuing[0], queuing[1:]) from None
+        refused = [r for r in queuing if isinstance(r, redis.ResponseError)]
         if refused:
             raise refused[0] from None
         raise
