@@ -25,7 +25,7 @@ command -v npm >/dev/null || need_apt+=(npm)
 # the chart's pods under a real container runtime (tests/deploy/test_podman_pods.py): podman with
 # Debian's runc, and catatonit for the pods' pause process
 command -v podman >/dev/null || need_apt+=(podman runc catatonit)
-# server-side apply of the chart's Deployment strategy (tests/deploy/test_strategy_apply.py): the API
+# server-side apply of the chart's Deployments (tests/deploy/test_server_side_apply.py): the API
 # server's merge library, structured-merge-diff, built with Debian's Go
 command -v go >/dev/null || need_apt+=(golang-go)
 [ -d /usr/share/gocode/src/sigs.k8s.io/structured-merge-diff ] || need_apt+=(golang-k8s-sigs-structured-merge-diff-dev)

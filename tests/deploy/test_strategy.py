@@ -24,7 +24,7 @@ def _strategies(objs):
 
 def test_defaults_render_the_api_servers_default_in_full():
     """Empty values render the API server's own default (RollingUpdate, maxSurge and maxUnavailable
-    25%), written out so that Helm owns the fields (tests/deploy/test_strategy_apply.py): an upgrade
+    25%), written out so that Helm owns the fields (tests/deploy/test_server_side_apply.py): an upgrade
     to this chart changes no live value and restarts nothing."""
     default = {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": "25%", "maxUnavailable": "25%"}}
     assert _strategies(scenario_objects("default")) == {"api": default, "worker": default}

@@ -278,7 +278,7 @@ def test_of_the_scalers_only_the_backlog_selector_changes(previous_chart):
     and type, not its query, so the HPA KEDA owns keeps its metric name). The kept claims and
     Secrets gain only Argo CD's sync options (test_argocd.py), an annotation. The Deployments gain
     only their spec.strategy written out, with the values the API server had defaulted (so no
-    live value changes and no pod restarts; test_strategy_apply.py says why)."""
+    live value changes and no pod restarts; test_server_side_apply.py says why)."""
     release = objects_of(render_chart({}))[0]["metadata"]["labels"]["app.kubernetes.io/instance"]
     changed: dict[str, set[str]] = {}
     for name, values in _cases(previous_chart).items():

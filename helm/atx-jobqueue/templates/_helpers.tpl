@@ -609,7 +609,7 @@ may not be specified when strategy `type` is 'Recreate'"); a field Helm applied 
 out now is removed (structured-merge-diff, merge/update.go, Updater.prune). With Recreate it also
 writes rollingUpdate: null, for the client-side three-way merge patch (Helm 3, and Helm 4 on a
 release Helm 3 made) of a release whose previous render had no rollingUpdate: the null is a delete
-of the live field (kubernetes/kubernetes#24198). tests/deploy/test_strategy_apply.py runs both
+of the live field (kubernetes/kubernetes#24198). tests/deploy/test_server_side_apply.py runs both
 merges. */}}
 {{- define "atx-jobqueue.strategy" -}}
 {{- $type := .type | default "RollingUpdate" }}

@@ -1,19 +1,24 @@
-// Server-side apply of a Deployment's spec.strategy, revision after revision, as the API server
-// does it: structured-merge-diff's Updater.Apply merges each rendered strategy into the live
-// object for the field manager "helm" (Helm 4 applies server-side by default), then the API
-// server's defaulting (SetDefaults_Deployment, pkg/apis/apps/v1/defaults.go) fills in what the
-// render left out, owned by no manager, and its validation (ValidateDeploymentStrategy,
+// Server-side apply of a Deployment's spec, step after step, as the API server does it:
+// structured-merge-diff's Updater merges each step into the live object, then the API server's
+// defaulting (SetDefaults_Deployment, pkg/apis/apps/v1/defaults.go) fills in what is unset, owned
+// by no field manager, and its validation (ValidateDeploymentStrategy,
 // pkg/apis/apps/validation/validation.go) refuses a Recreate strategy that still has a
-// rollingUpdate; a refused revision leaves the live object as it was.
+// rollingUpdate. A refused step, or one with conflicts, leaves the live object as it was.
 //
-// Input on stdin: a JSON array, one rendered spec.strategy per revision (null: none rendered).
-// Output on stdout: a JSON array, one {"merged": ..., "refused": ...} per revision.
-// Used by tests/deploy/test_strategy_apply.py, built against Debian's
+// Input on stdin: a JSON array of steps, each {"manager": name, "op": "apply" | "update",
+// "spec": the spec's replicas and strategy as that manager sends them}. An "apply" is Helm 4's
+// server-side apply of the rendered spec (with "force": true, `helm upgrade --force-conflicts`;
+// Helm's default is without); an "update" writes
+// the given fields over the live ones, as the HPA controller's writes to the scale subresource do.
+// Output on stdout: a JSON array, one {"spec", "refused", "conflicts"} per step: the live spec
+// after the step (defaulted), or the merged spec the API server refused, or the conflicts.
+// Used by tests/deploy/test_server_side_apply.py, built against Debian's
 // golang-k8s-sigs-structured-merge-diff-dev.
 package main
 
 import (
 	"encoding/json"
+	"errors"
 	"os"
 
 	"sigs.k8s.io/structured-merge-diff/v4/fieldpath"
@@ -22,9 +27,10 @@ import (
 	"sigs.k8s.io/structured-merge-diff/v4/value"
 )
 
-// The spec.strategy subtree of apps/v1 Deployment as the API server's OpenAPI gives it to
-// structured-merge-diff: DeploymentStrategy and RollingUpdateDeployment are structs (granular maps
-// of named fields, no x-kubernetes-map-type), maxSurge and maxUnavailable are IntOrString.
+// The part of apps/v1 Deployment's schema that the steps touch, as the API server's OpenAPI gives
+// it to structured-merge-diff: DeploymentSpec, DeploymentStrategy and RollingUpdateDeployment are
+// structs (granular maps of named fields, no x-kubernetes-map-type), replicas an int32, maxSurge
+// and maxUnavailable IntOrString.
 const schemaYAML = `types:
 - name: deployment
   map:
@@ -34,6 +40,8 @@ const schemaYAML = `types:
 - name: spec
   map:
     fields:
+    - name: replicas
+      type: {scalar: numeric}
     - name: strategy
       type: {namedType: strategy}
 - name: strategy
@@ -61,9 +69,17 @@ func (sameVersion) Convert(v *typed.TypedValue, _ fieldpath.APIVersion) (*typed.
 }
 func (sameVersion) IsMissingVersionError(error) bool { return false }
 
+type step struct {
+	Manager string                 `json:"manager"`
+	Op      string                 `json:"op"`
+	Spec    map[string]interface{} `json:"spec"`
+	Force   bool                   `json:"force"`
+}
+
 type result struct {
-	Merged  interface{} `json:"merged"`
-	Refused bool        `json:"refused"`
+	Spec      interface{} `json:"spec"`
+	Refused   bool        `json:"refused"`
+	Conflicts string      `json:"conflicts"`
 }
 
 func must(err error) {
@@ -80,40 +96,31 @@ func toMap(tv *typed.TypedValue) map[string]interface{} {
 	return out
 }
 
-func strategyOf(obj map[string]interface{}) map[string]interface{} {
-	spec, _ := obj["spec"].(map[string]interface{})
-	if spec == nil {
-		return nil
+func child(m map[string]interface{}, key string) map[string]interface{} {
+	c, _ := m[key].(map[string]interface{})
+	if c == nil {
+		c = map[string]interface{}{}
+		m[key] = c
 	}
-	strategy, _ := spec["strategy"].(map[string]interface{})
-	return strategy
+	return c
 }
 
-// defaulted is SetDefaults_Deployment's part for the strategy: type RollingUpdate when unset,
-// and with RollingUpdate, maxSurge and maxUnavailable 25% where unset.
+// defaulted is SetDefaults_Deployment's part for these fields: replicas 1 when unset, type
+// RollingUpdate when unset, and with RollingUpdate, maxSurge and maxUnavailable 25% where unset.
 func defaulted(obj map[string]interface{}) map[string]interface{} {
-	spec, _ := obj["spec"].(map[string]interface{})
-	if spec == nil {
-		spec = map[string]interface{}{}
-		obj["spec"] = spec
+	spec := child(obj, "spec")
+	if spec["replicas"] == nil {
+		spec["replicas"] = 1
 	}
-	strategy, _ := spec["strategy"].(map[string]interface{})
-	if strategy == nil {
-		strategy = map[string]interface{}{}
-		spec["strategy"] = strategy
-	}
+	strategy := child(spec, "strategy")
 	if t, _ := strategy["type"].(string); t == "" {
 		strategy["type"] = "RollingUpdate"
 	}
 	if strategy["type"] == "RollingUpdate" {
-		ru, _ := strategy["rollingUpdate"].(map[string]interface{})
-		if ru == nil {
-			ru = map[string]interface{}{}
-			strategy["rollingUpdate"] = ru
-		}
+		rollingUpdate := child(strategy, "rollingUpdate")
 		for _, f := range []string{"maxSurge", "maxUnavailable"} {
-			if ru[f] == nil {
-				ru[f] = "25%"
+			if rollingUpdate[f] == nil {
+				rollingUpdate[f] = "25%"
 			}
 		}
 	}
@@ -121,8 +128,8 @@ func defaulted(obj map[string]interface{}) map[string]interface{} {
 }
 
 func main() {
-	var revisions []interface{}
-	must(json.NewDecoder(os.Stdin).Decode(&revisions))
+	var steps []step
+	must(json.NewDecoder(os.Stdin).Decode(&steps))
 	parser, err := typed.NewParser(typed.YAMLObject(schemaYAML))
 	must(err)
 	deployment := parser.Type("deployment")
@@ -131,22 +138,38 @@ func main() {
 	must(err)
 	managers := fieldpath.ManagedFields{}
 	results := []result{}
-	for _, rendered := range revisions {
-		config := map[string]interface{}{"spec": map[string]interface{}{}}
-		if rendered != nil {
-			config["spec"] = map[string]interface{}{"strategy": rendered}
-		}
-		configTyped, err := deployment.FromUnstructured(config)
-		must(err)
-		merged, newManagers, err := updater.Apply(live, configTyped, "apps/v1", managers, "helm", false)
-		must(err)
-		if merged == nil {
-			merged = live // the merge changed no value: Apply says so with nil
+	for _, s := range steps {
+		var merged *typed.TypedValue
+		var newManagers fieldpath.ManagedFields
+		if s.Op == "apply" {
+			config, err := deployment.FromUnstructured(map[string]interface{}{"spec": s.Spec})
+			must(err)
+			merged, newManagers, err = updater.Apply(live, config, "apps/v1", managers, s.Manager, s.Force)
+			var conflicts merge.Conflicts
+			if errors.As(err, &conflicts) {
+				results = append(results, result{Conflicts: conflicts.Error()})
+				continue
+			}
+			must(err)
+			if merged == nil {
+				merged = live // the merge changed no value: Apply says so with nil
+			}
+		} else {
+			obj := toMap(live)
+			spec := child(obj, "spec")
+			for k, v := range s.Spec {
+				spec[k] = v
+			}
+			written, err := deployment.FromUnstructured(obj)
+			must(err)
+			merged, newManagers, err = updater.Update(live, written, "apps/v1", managers, s.Manager)
+			must(err)
 		}
 		obj := toMap(merged)
-		strategy := strategyOf(obj)
+		spec := child(obj, "spec")
+		strategy, _ := spec["strategy"].(map[string]interface{})
 		refused := strategy != nil && strategy["type"] == "Recreate" && strategy["rollingUpdate"] != nil
-		results = append(results, result{Merged: strategy, Refused: refused})
+		results = append(results, result{Spec: spec, Refused: refused})
 		if refused {
 			continue
 		}
