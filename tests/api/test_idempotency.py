@@ -209,6 +209,7 @@ def test_plain_submits_cost_redis_what_they_did_and_a_keyed_one_is_one_script_ca
     plain = _calls(jobs)
     assert not flask_calls  # answered below Flask, as before
     assert plain.get("exec") == 3 and "evalsha" not in plain and "get" not in plain, plain
+    assert _send(client).status_code == 202  # the first keyed one also checks the ACL (once in 30 s)
     jobs.config_resetstat()
     assert _send(client).status_code == 202 and not flask_calls  # a keyed submit: below Flask too
     keyed = _calls(jobs)

@@ -128,3 +128,49 @@ def test_a_submit_refused_multi_alone_stands(fresh_redis, caplog):
     assert [client.get(f"/status/{i}").get_json()["status"] for i in ids] == ["submitted", "submitted"]
     said = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR and "MULTI" in r.getMessage()]
     assert len(said) == 1, said  # once a minute, not once a submit
+
+
+def test_a_keyed_submit_or_a_cancel_refused_a_command_writes_nothing(fresh_redis, monkeypatch):
+    """The API's scripts that write (a keyed submit, a cancel) are not undone by Redis when a later
+    call of theirs is refused: a keyed submit refused ZADD kept its key and its document (neither
+    indexed nor queued: no sweeper finds it; the key then replays it for ever), a cancel refused
+    SREM had taken the id out of the queue with the document still 'submitted'. The API checks
+    its scripts' commands first (jobqueue.aclcheck.Guard): a 503 naming the command, nothing written."""
+    from jobqueue import aclcheck, keys
+    from jobqueue.delivery import Delivery
+
+    monkeypatch.setattr(aclcheck, "GUARD_REFUSED_SECONDS", 0.1)  # the fix seen at once
+    admin = fresh_redis.client()
+    queued = fresh_redis.client(db=1)
+    default_user = create_app(make_settings(fresh_redis.url), load_data=False).test_client()
+    job_id = default_user.post("/submit", json={"operation": "sleep"}).get_json()["job_id"]
+    admin.acl_setuser("jq-user", enabled=True, passwords=["+pw"], keys=["*"], channels=["*"], commands=["+@all"])
+    admin.execute_command("ACL", "SETUSER", "jq-user", "-zadd", "-srem")
+    settings = make_settings(f"redis://jq-user:pw@127.0.0.1:{fresh_redis.port}")
+
+    # the hole, without the check: the keyed submit's script stops part-way, its first writes kept
+    raw = Delivery(redis.Redis.from_url(settings.redis_url, decode_responses=True), settings)
+    job = raw.new_job("sleep", {})
+    try:
+        raw._keyed_script(**raw.keyed_call(job, keys.idempotency("", "hole"), "fp", 60))
+    except redis.exceptions.ResponseError:
+        pass
+    assert admin.exists(keys.idempotency("", "hole"), keys.job(job.id)) == 2 and job.id not in queued.lrange(
+        "hotqueue:jobs", 0, -1
+    )
+    admin.delete(keys.idempotency("", "hole"), keys.job(job.id))
+
+    client = create_app(settings, load_data=False).test_client()
+    keyed = client.post("/submit", json={"operation": "sleep"}, headers={"Idempotency-Key": "k-1"})
+    assert_503(keyed, "redis_permission_denied", "NOPERM", "'zadd'")
+    assert admin.keys(keys.IDEMPOTENCY_PREFIX + "*") == [] and admin.keys(keys.JOB_PREFIX + "*") == [f"job:{job_id}"]
+    assert_503(client.delete(f"/jobs/{job_id}"), "redis_permission_denied", "NOPERM", "'zadd'")
+    assert queued.lrange("hotqueue:jobs", 0, -1) == [job_id]  # still queued, still submitted
+    assert default_user.get(f"/status/{job_id}").get_json()["status"] == "submitted"
+
+    admin.execute_command("ACL", "SETUSER", "jq-user", "+zadd", "+srem")  # the deployment fixed
+    time.sleep(0.2)
+    keyed = client.post("/submit", json={"operation": "sleep"}, headers={"Idempotency-Key": "k-1"})
+    assert keyed.status_code == 202, keyed.get_json()
+    assert client.delete(f"/jobs/{job_id}").get_json()["cancelled"] is True
+    assert queued.lrange("hotqueue:jobs", 0, -1) == [keyed.get_json()["job_id"]]

@@ -61,6 +61,20 @@ def test_every_command_of_the_scripts_is_checked(harness):
     assert aclcheck.AclCheck(harness.queue_client, harness.settings, "w1").refused() == []
 
 
+def test_every_command_of_the_apis_scripts_that_write_is_checked(harness):
+    """The API's guard (aclcheck.Guard): a keyed submit's script and the dispatcher's cancel and store."""
+    lua = resources.files("jobqueue").joinpath("lua")
+    text = "".join(lua.joinpath(n).read_text() for n in ("store_keyed.lua", "write_new.lua", "final.lua", "select.lua"))
+    dispatch = lua.joinpath("dispatch.lua").read_text()
+    for command in ("cancel", "store"):
+        text += re.search(rf"function commands\.{command}\(\).*?\nend\n", dispatch, re.S).group(0)
+    called = set(re.findall(r"redis\.call\('([A-Z]+)'", text))
+    assert "SREM" in called and "MSET" in called  # the bodies were found
+    checked = {c[0] for c in aclcheck.api_commands(harness.settings)}
+    assert called - checked == {"PUBLISH"}, called - checked
+    assert aclcheck.Guard(harness.jobs, harness.settings).ensure() is None  # the default user: all allowed
+
+
 def test_the_hole_a_refused_command_leaves_in_a_script(fresh_redis):
     """Why the worker checks first: the claim script, refused its RPUSH, has already LPOPped the id."""
     h = Harness(fresh_redis.url)

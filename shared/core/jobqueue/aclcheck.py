@@ -17,21 +17,31 @@ a script part-way; the worker then checks at once and stops. The hot scripts sta
 check of their commands in each of them would cost Redis about as much as their own work.
 ``PUBLISH`` on the done channel is not checked: a finish calls it last, after every write, so its
 refusal moves nothing half-way (README, Connecting to Redis: the channel only speeds up waits).
+
+The API's scripts that write (a keyed submit, ``lua/store_keyed.lua``; a cancel) are guarded the
+same way by :class:`Guard`: an API process has no heartbeat, so the check runs on a call's way, at
+most every :data:`GUARD_SECONDS` (every :data:`GUARD_REFUSED_SECONDS` while something is refused,
+and at the next call after a NOPERM), and while it finds a refusal those calls answer it (503)
+without sending anything. A plain submit is a MULTI/EXEC transaction, refused whole by Redis.
 """
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from importlib import resources
 
 import redis
 
 from . import keys
+from .connections import acl_refusal
 from .lanes import PLOTS
 from .settings import Settings, redis_url_options
 
 ACL_CHECK_LUA = resources.files(__package__).joinpath("lua", "acl_check.lua").read_text(encoding="utf-8")
 
+GUARD_SECONDS = 30.0  # an API process checks its scripts' commands again after this
+GUARD_REFUSED_SECONDS = 5.0  # ... or this soon while one is refused (the fix is seen within it)
 RECORD_TTL_SECONDS = 60  # keys.acl_refused: a worker gone while refused leaves no lasting record
 _PROBE = "acl-check"  # a job id, fingerprint, call id in the key names checked (no such key is touched)
 
@@ -138,12 +148,50 @@ def worker_commands(settings: Settings, worker: str) -> list[tuple[str, ...]]:
     return commands
 
 
-class AclCheck:
-    """The check of one worker's commands, on its queue-db client (one script call, no key touched)."""
+def api_commands(settings: Settings) -> list[tuple[str, ...]]:
+    """Every command of the API's scripts that write, with the key names they use: a keyed submit
+    (``lua/store_keyed.lua`` and ``write_new.lua``; the dispatcher's ``store`` after a lost answer)
+    and a cancel (the dispatcher's ``cancel``, ``final.lua``)."""
+    name = settings.queue_name
+    plots = keys.lane_queue_name(name, PLOTS)
+    lanes = [(keys.queue(name), keys.delayed(name)), (keys.queue(plots), keys.delayed(plots))]
+    job, idempotency = keys.job(_PROBE), keys.idempotency("", _PROBE)
+    commands: list[tuple[str, ...]] = [
+        ("EVALSHA", "0" * 40, "0"),
+        ("SCRIPT", "LOAD", "return 1"),
+        ("SELECT", str(settings.redis_jobs_db)),
+        ("SELECT", str(settings.redis_queue_db)),
+        ("GET", idempotency),
+        ("SET", idempotency, _PROBE, "EX", "60"),
+        ("GET", job),
+        ("EXISTS", job),
+        ("MSET", job, "{}"),
+        ("SET", job, "{}", "EX", "60"),
+        ("ZADD", keys.JOB_INDEX, "0", _PROBE),
+        ("ZADD", keys.operation_index(_PROBE), "0", _PROBE),
+        ("ZADD", keys.owner_index(_PROBE), "0", _PROBE),
+        ("ZADD", keys.ACTIVE_INDEX, "0", _PROBE),
+        ("ZREM", keys.ACTIVE_INDEX, _PROBE),
+        ("ZADD", keys.status_index("cancelled"), "0", _PROBE),
+        ("SET", keys.waited(_PROBE), "1", "EX", "60"),
+        ("EXISTS", keys.waited(_PROBE), keys.ANNOUNCE_ALL),
+        ("DEL", keys.waited(_PROBE)),
+        ("SREM", keys.REAPED, _PROBE),
+    ]
+    for queue, delayed in lanes:
+        commands += [("RPUSH", queue, _PROBE), ("LREM", queue, "1", _PROBE), ("ZREM", delayed, _PROBE)]
+    return commands
 
-    def __init__(self, client: redis.Redis, settings: Settings, worker: str) -> None:
+
+class AclCheck:
+    """The check of a list of commands (by default one worker's), on a client of the service's
+    Redis user (one script call, no key touched)."""
+
+    def __init__(
+        self, client: redis.Redis, settings: Settings, worker: str, commands: list[tuple[str, ...]] | None = None
+    ) -> None:
         self.client = client
-        self.commands = worker_commands(settings, worker)
+        self.commands = commands if commands is not None else worker_commands(settings, worker)
         self._argv = [a for c in self.commands for a in (str(len(c)), *c)]
         self._script = client.register_script(ACL_CHECK_LUA)
         self.record_key = keys.acl_refused(worker)
@@ -174,3 +222,31 @@ def recorded(client: redis.Redis, workers: list[str]) -> dict[str, str]:
         return {}
     found = client.mget([keys.acl_refused(w) for w in workers])
     return {w: str(v) for w, v in zip(workers, found) if v is not None}
+
+
+class Guard:
+    """The API's check of its scripts' commands (:func:`api_commands`), run on a call's way at most
+    every GUARD_SECONDS: :meth:`ensure` raises the refusal (a NoPermissionError naming the
+    command, answered 503) while one is found, so a keyed submit or a cancel never runs a script
+    that would stop part-way. Costs a call one script call a GUARD_SECONDS, none in between."""
+
+    def __init__(self, client: redis.Redis, settings: Settings) -> None:
+        self.check = AclCheck(client, settings, "", api_commands(settings))
+        self._refused: list[Refusal] = []
+        self._due = 0.0
+
+    def ensure(self) -> None:
+        now = time.monotonic()
+        if now >= self._due:
+            found = self.check.refused()  # Redis away or the check refused: raised, checked again next call
+            self._refused = found or []  # None: a Redis before 7.0 cannot check; the call goes as before
+            self._due = now + (GUARD_REFUSED_SECONDS if self._refused else GUARD_SECONDS)
+        if self._refused:
+            raise redis.exceptions.NoPermissionError(
+                f"this user has no permissions to run {self._refused[0].describe()} (the service's ACL check)"
+            )
+
+    def saw(self, exc: BaseException) -> None:
+        """A call met ``exc``: after a NOPERM (the ACL narrowed since the last check) check at the next call."""
+        if acl_refusal(exc) is not None:
+            self._due = 0.0

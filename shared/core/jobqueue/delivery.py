@@ -31,7 +31,7 @@ from typing import Any
 
 import redis
 
-from . import keys, wire
+from . import aclcheck, keys, wire
 from .jobs import Job, JobStatus, new_job_id, waited_ttl_seconds
 from .lanes import DEFAULT, PLOTS
 from .settings import Settings
@@ -258,6 +258,7 @@ class Delivery:
             keys.OPERATION_INDEX_PREFIX,
             keys.WAITED_PREFIX,
         ]
+        self._guard: aclcheck.Guard | None = None  # the API's ACL check of its scripts (made at first use)
         self._heads: dict[str, tuple[bytes, int]] = {}  # _evalsha's packed EVALSHA, keys and context, per script
         self._encoding = ("utf-8", "strict")
 
@@ -448,8 +449,21 @@ class Delivery:
         same job id finds its own record and answers ``stored``. redis-py's ``Script`` loads the
         script again when Redis forgot it (a restart, ``SCRIPT FLUSH``): nothing ran then.
         ``waited``: mark the answered job waited for (``POST /submit?wait=``)."""
-        state, job_id, doc = self._keyed_script(**self.keyed_call(job, key, fingerprint, key_seconds, waited))
+        guard = self._acl_guard()
+        try:
+            state, job_id, doc = self._keyed_script(**self.keyed_call(job, key, fingerprint, key_seconds, waited))
+        except redis.exceptions.ResponseError as exc:
+            guard.saw(exc)
+            raise
         return Keyed(KeyedState(state), job_id, doc or None)
+
+    def _acl_guard(self) -> aclcheck.Guard:
+        """The API's scripts that write run only while Redis's ACL allows every command they call
+        (``jobqueue.aclcheck.Guard``): refused part-way, a script's earlier writes stay."""
+        if self._guard is None:
+            self._guard = aclcheck.Guard(self.redis, self.settings)
+        self._guard.ensure()
+        return self._guard
 
     def keyed_call(self, job: Job, key: str, fingerprint: str, key_seconds: int, waited: bool = False) -> dict:
         """The keys and arguments of :meth:`store_keyed`'s script call (``STORE_KEYED_LUA``)."""
@@ -501,7 +515,12 @@ class Delivery:
         the cancelled document either way, so the caller can answer with it."""
         job.status = JobStatus.CANCELLED
         job.finished_at = time.time()
-        return bool(self._run("cancel", job.id, job.to_json(), repr(job.submitted_at)))
+        guard = self._acl_guard()
+        try:
+            return bool(self._run("cancel", job.id, job.to_json(), repr(job.submitted_at)))
+        except redis.exceptions.ResponseError as exc:
+            guard.saw(exc)
+            raise
 
     # --- consumer side (workers) -----------------------------------------------------------
     def claim(self, worker: str, n: int) -> list[Claim]:
