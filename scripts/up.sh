@@ -47,7 +47,8 @@ if [ -n "${REDIS_URL:-}" ]; then OWN_REDIS=0; fi
 export REDIS_URL=${REDIS_URL:-redis://127.0.0.1:$REDIS_PORT}
 REDIS_SHOWN="127.0.0.1:$REDIS_PORT"
 if [ "$OWN_REDIS" = 0 ]; then
-  REDIS_SHOWN="$(printf %s "$REDIS_URL" | sed -E 's#//[^@/]*@#//***@#') (from REDIS_URL; unset it for make up's own)"
+  REDIS_MASKED=$(printf %s "$REDIS_URL" | sed -E 's#//[^@/]*@#//***@#')
+  REDIS_SHOWN="$REDIS_MASKED (from REDIS_URL; unset it for make up's own)"
 fi
 export BIND_HOST=${BIND_HOST:-127.0.0.1}
 # The API's multiprocess metrics dir, given to the API only: a worker inheriting it would export
@@ -57,8 +58,10 @@ unset PROMETHEUS_MULTIPROC_DIR
 # Where a client here reaches the API (BIND_HOST) and the workers' metrics (WORKER_METRICS_HOST, else
 # BIND_HOST), as URLs write it ([::1]); the port checks, the readiness wait and the banner use them.
 # They were 127.0.0.1 whatever BIND_HOST said: BIND_HOST=::1 waited READY_TIMEOUT for an API that was up.
-# A host this machine cannot listen on is refused here, before anything starts.
-if ! hosts=$("$ROOT/.venv/bin/python" -c "from jobqueue.settings import print_reach_addresses as p; p()" 2>&1); then
+# A host this machine cannot listen on is refused here, before anything starts, as is any setting
+# the API and the workers would refuse (REDIS_URL=127.0.0.1:6379, LOG_LEVEL=verbose): those were
+# named only in the API's log, after ~90 s of waiting, with every process started for nothing.
+if ! hosts=$("$ROOT/.venv/bin/python" -m jobqueue.preflight settings 2>&1); then
   echo "up: $hosts" >&2
   exit 2
 fi
@@ -151,17 +154,37 @@ if [ "$OWN_REDIS" = 1 ]; then
 else
   echo "up: REDIS_URL is set: the API and workers use that Redis, $REDIS_SHOWN"
 fi
-for _ in $(seq 100); do
-  "$ROOT/.venv/bin/python" -c "import os, redis
-redis.Redis.from_url(os.environ['REDIS_URL'], password=os.environ.get('REDIS_PASSWORD') or None,
-                     socket_connect_timeout=0.2).ping()" 2>/dev/null && break
-  sleep 0.1
-done
+# Both dbs, with the password the stack is given. A REDIS_URL naming a Redis that does not answer
+# (not started, a typo'd port, a wrong password) started the API and the workers anyway and waited
+# ~100 tries, then READY_TIMEOUT: 3 minutes of dots. It is refused here, before the API starts.
+if ! redis_problem=$("$ROOT/.venv/bin/python" -m jobqueue.preflight redis 10 2>&1); then
+  if [ "$OWN_REDIS" = 1 ]; then
+    echo "up: its redis-server does not answer on 127.0.0.1:$REDIS_PORT: $redis_problem; last lines of its log:" >&2
+    tail -n 20 "$RUN_DIR/logs/redis.log" >&2 || true
+    echo "up: stop what started with: $STOP" >&2
+  else
+    echo "up: the Redis REDIS_URL names ($REDIS_MASKED) does not answer: $redis_problem" >&2
+    echo "up: start it, or correct REDIS_URL (a password: REDIS_PASSWORD), or unset REDIS_URL for make up's own Redis; nothing was started" >&2
+  fi
+  exit 1
+fi
 
 if ! alive "$RUN_DIR/pids/api.pid"; then
   rm -rf "$API_METRICS_DIR"
   printf '%s\n' "$API_HOST:$PORT" >"$RUN_DIR/pids/api.listen"
 fi
+# The log is appended to, run after run: what this run wrote starts here. The tail shown when the
+# API is not ready used to be the last 30 lines, an earlier run's error among them (after a fixed
+# setting, the old setting's error was shown as if it were the new one's).
+API_LOG=$RUN_DIR/logs/api.log
+api_log_start=$(stat -c %s "$API_LOG" 2>/dev/null || echo 0)
+api_log() {  # the API log's last lines from this run (all its last lines if this run added none)
+  if [ "$(stat -c %s "$API_LOG" 2>/dev/null || echo 0)" -gt "$api_log_start" ]; then
+    tail -c +$((api_log_start + 1)) "$API_LOG" | tail -n 30
+  else
+    tail -n 30 "$API_LOG" 2>/dev/null || true
+  fi
+}
 PROMETHEUS_MULTIPROC_DIR=$API_METRICS_DIR start api "$ROOT/.venv/bin/jobqueue-api"
 for i in $(seq "$WORKERS"); do
   WORKER_METRICS_PORT=$((WORKER_METRICS_BASE + i - 1)) start "worker-$i" "$ROOT/.venv/bin/jobqueue-worker"
@@ -177,7 +200,7 @@ deadline=$((SECONDS + READY_TIMEOUT))
 until "$ROOT/.venv/bin/python" -c "import urllib.request as u; u.urlopen('$URL/readyz', timeout=2)" 2>/dev/null; do
   if [ $SECONDS -ge $deadline ] || ! alive "$RUN_DIR/pids/api.pid"; then
     echo; echo "up: the API did not become ready; last lines of its log:" >&2
-    tail -n 30 "$RUN_DIR/logs/api.log" >&2 || true
+    api_log >&2
     # what runs is kept (a slow start may still finish), but a second `make up` with the cause
     # fixed would keep these processes and their old settings: it said the same again
     echo "up: what started is still running; stop it with: $STOP (then make up again)" >&2
@@ -187,7 +210,7 @@ until "$ROOT/.venv/bin/python" -c "import urllib.request as u; u.urlopen('$URL/r
 done
 if ! alive "$RUN_DIR/pids/api.pid"; then   # ready, but not ours: ours died after the port check
   echo; echo "up: something else answers on port $PORT and our API exited; last lines of its log:" >&2
-  tail -n 30 "$RUN_DIR/logs/api.log" >&2 || true
+  api_log >&2
   exit 1
 fi
 echo " ready"

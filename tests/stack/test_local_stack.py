@@ -403,6 +403,96 @@ def test_a_redis_url_in_the_environment_is_the_redis_used_and_named(tmp_path):
         other.stop()
 
 
+@pytest.mark.parametrize(
+    ("settings", "words"),
+    [
+        (  # the tutorial's host:port, without the scheme
+            {"REDIS_URL": "127.0.0.1:6379"},
+            "REDIS_URL must start with redis://, rediss:// or unix://, got '127.0.0.1:6379': e.g. REDIS_URL=redis://127.0.0.1:6379",
+        ),
+        ({"LOG_LEVEL": "verbose"}, "LOG_LEVEL must be one of DEBUG, INFO, WARNING, ERROR, got 'verbose'"),
+        ({"REDIS_URL": "redis://127.0.0.1:6379/3"}, "REDIS_URL selects db 3"),
+    ],
+)
+def test_up_refuses_a_setting_the_services_refuse_before_starting_anything(tmp_path, settings, words):
+    """A setting the API and the workers refuse at start was named only by the API's log: a malformed
+    REDIS_URL after ~90 s (make up's Redis wait, then the API's exit), a LOG_LEVEL=verbose after its
+    Redis, API and workers had started (exit 1, and "what started is still running")."""
+    run_dir = tmp_path / "run"
+    env = stack_env(str(run_dir), WORKERS="1", READY_TIMEOUT="20", **settings)
+    try:
+        started = time.monotonic()
+        up = subprocess.run(
+            ["bash", "scripts/up.sh"], cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=300
+        )
+        took = time.monotonic() - started
+        assert up.returncode == 2, up.stdout + up.stderr
+        assert f"up: configuration error: {words}" in up.stderr, up.stderr
+        assert not list(run_dir.glob("pids/*.pid")), "something was started"
+        assert took < 20, f"took {took:.0f} s"
+    finally:
+        subprocess.run(["bash", "scripts/down.sh"], cwd=REPO_ROOT, env=env, capture_output=True, timeout=120)
+
+
+@pytest.mark.parametrize("password", ["", "s3cret"])
+def test_up_refuses_a_redis_url_that_does_not_answer_before_starting_anything(tmp_path, password):
+    """`REDIS_URL=redis://127.0.0.1:<nothing there>` (or a Redis that wants a password none was given
+    for) started the API and the workers and printed dots for 3 minutes (100 tries of Redis, then
+    READY_TIMEOUT), then the API's log. Now Redis's own answer, within seconds, nothing started."""
+    from devstack.redis_server import RedisServer
+
+    other = RedisServer(tmp_path / "other", password=password).start() if password else None
+    port = other.port if other else free_port()
+    run_dir = tmp_path / "run"
+    env = stack_env(str(run_dir), WORKERS="1", READY_TIMEOUT="20", REDIS_URL=f"redis://127.0.0.1:{port}/0")
+    try:
+        started = time.monotonic()
+        up = subprocess.run(
+            ["bash", "scripts/up.sh"], cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=300
+        )
+        took = time.monotonic() - started
+        assert up.returncode == 1, up.stdout + up.stderr
+        # Redis 7's refusal of a client without the password (as the README quotes it)
+        why = (
+            "HELLO must be called with the client already authenticated"
+            if password
+            else f"Error 111 connecting to 127.0.0.1:{port}"
+        )
+        assert f"up: the Redis REDIS_URL names (redis://127.0.0.1:{port}/0) does not answer: {why}" in up.stderr, (
+            up.stderr
+        )
+        assert "unset REDIS_URL for make up's own Redis; nothing was started" in up.stderr, up.stderr
+        assert not list(run_dir.glob("pids/*.pid")), "something was started"
+        assert took < 40, f"took {took:.0f} s"
+    finally:
+        subprocess.run(["bash", "scripts/down.sh"], cwd=REPO_ROOT, env=env, capture_output=True, timeout=120)
+        if other:
+            other.stop()
+
+
+def test_a_failed_up_shows_its_own_log_lines_not_an_earlier_runs(tmp_path):
+    """The API's log is appended to run after run, and a failed `make up` showed its last 30 lines:
+    after `make down` and a `make up` with another DATA_PATH, the first path's error was shown again,
+    as if the fix had not been taken."""
+    env = stack_env(str(tmp_path / "run"), WORKERS="0", READY_TIMEOUT="30")  # never ready either way
+    try:
+        for name in ("first-typo.csv", "second-typo.csv"):
+            subprocess.run(["bash", "scripts/down.sh"], cwd=REPO_ROOT, env=env, capture_output=True, timeout=120)
+            bad = subprocess.run(
+                ["bash", "scripts/up.sh"],
+                cwd=REPO_ROOT,
+                env={**env, "DATA_PATH": str(tmp_path / name)},
+                capture_output=True,
+                text=True,
+                timeout=180,
+            )
+            assert bad.returncode != 0, bad.stdout
+            assert name in bad.stderr, bad.stderr
+        assert "first-typo.csv" not in bad.stderr, bad.stderr
+    finally:
+        subprocess.run(["bash", "scripts/down.sh"], cwd=REPO_ROOT, env=env, capture_output=True, timeout=120)
+
+
 def test_down_with_nothing_under_its_run_dir_says_so(tmp_path):
     """A bare `make down` for a stack started with RUN_DIR=... printed nothing and exited 0, as if it
     had stopped it."""
