@@ -58,7 +58,8 @@ BATCH_TARGET_SECONDS = 0.1  # a worker holds at most about this much work
 MAX_BATCH = 32
 FLUSH_SECONDS = 0.005  # a finished job waits at most this long to be recorded with others
 PROMOTE_SECONDS = 0.02  # a quick job still running after this is started from another thread
-IDLE_WAIT_SECONDS = 1.0  # BLMOVE timeout: how soon an idle worker notices SIGTERM
+IDLE_WAIT_SECONDS = 1.0  # BLMOVE timeout (a SIGTERM ends an idle worker's wait at once: _Interrupted)
+EXIT_SECONDS = 1.0  # once the loop ends: at most this to stop the threads and give back what is held
 SWEEP_INTERVAL_SECONDS = 60.0
 LOG_SUMMARY_SECONDS = 10.0
 JOBS_DB_CONFLICT_LOG_SECONDS = 60.0  # while the API's jobs db differs from ours, the error again this often
@@ -129,10 +130,14 @@ class Worker:
         self._acl_logged_at = 0.0
         self._acl_unchecked_said = False
         self._acl_lock = threading.Lock()  # the main and heartbeat threads check: one at a time, one log line
+        # the main thread waits on Redis with no job in hand: a SIGTERM may end that wait at once
+        self._interruptible = False
 
     # --- lifecycle ------------------------------------------------------------------------
     def request_stop(self, signum: int | None = None, frame: Any = None) -> None:
-        """SIGTERM/SIGINT: claim nothing new, finish the job in hand within the grace."""
+        """SIGTERM/SIGINT: claim nothing new, finish the job in hand within the grace. As a signal
+        handler, with no job in hand, it also ends the Redis call the loop waits on (_Interrupted):
+        a Redis that hangs kept a worker with nothing to do waiting out its socket timeouts."""
         if not self.stopping:
             log.info("stopping: finishing the job in hand", extra={"worker": self.id, "signal": signum})
         self.stopping = True
@@ -140,6 +145,9 @@ class Worker:
             self._grace_deadline = time.monotonic() + self.settings.shutdown_grace_seconds
             if self.alarm is not None:
                 self.alarm.set_grace(self.settings.shutdown_grace_seconds)
+        if signum is not None and self._interruptible:
+            self._interruptible = False
+            raise _Interrupted
 
     def work(self, burst: bool = False, install_signals: bool = True) -> int:
         """Run until SIGTERM/SIGINT (or, with ``burst``, until the queue is drained). Returns 0, or
@@ -165,21 +173,34 @@ class Worker:
             },
         )
         self._burst = burst
-        backoff = _Backoff()
-        holding = False  # after an error: ids may sit in our processing list that nobody runs
         try:
             self.check_jobs_db()
             self.check_acl()
         except redis.exceptions.RedisError:
             pass  # unreachable: the loop's first call says so, and the heartbeats check again
         exit_code = 0
+        try:
+            exit_code = self._loop(burst)
+        except _Interrupted:
+            # a SIGTERM while idle: whatever the cut-off call claimed is in our processing list, for
+            # _leave; its connection may hold a reply not read yet, so none is used again
+            self.queue.connection_pool.disconnect()
+        self._interruptible = False
+        self._exit(housekeeping, promoter)
+        return exit_code
+
+    def _loop(self, burst: bool) -> int:
+        """Claim and run until stopping; the exit code (2: a burst run that can take nothing).
+        Everything but :meth:`_process` (a job in hand) is interruptible by SIGTERM."""
+        backoff = _Backoff()
+        holding = False  # after an error: ids may sit in our processing list that nobody runs
         while not self.stopping:
+            self._interruptible = True
             try:
                 if self.acl_refused is not None:
                     # hold what we hold (a give back refused part-way could strand it) and claim nothing
                     if burst:  # a drain that can take nothing would never end
-                        exit_code = 2
-                        break
+                        return 2
                     self._sleep(IDLE_WAIT_SECONDS)  # the heartbeat thread checks again
                     continue
                 if holding or self._claim_in_doubt:
@@ -191,8 +212,7 @@ class Worker:
                         self._prefetched = []
                         self._give_back_held()
                     if burst:  # a drain that can take nothing would never end
-                        exit_code = 2
-                        break
+                        return 2
                     self._sleep(IDLE_WAIT_SECONDS)  # the heartbeat thread checks again
                     continue
                 batch = self._claim_batch(burst)
@@ -204,10 +224,12 @@ class Worker:
                     self._give_back_held()
                     continue
                 if batch:
+                    self._interruptible = False  # a job in hand: it finishes within the grace
                     self._process(batch)
             except Exception as exc:
                 # Our heartbeat keeps the lease of what we hold, so nobody else would run it: give it
                 # all back (next turn) before claiming again, whatever went wrong.
+                self._interruptible = False
                 holding = True
                 delay = backoff.next()
                 if acl_refusal(exc):
@@ -225,13 +247,31 @@ class Worker:
                     )
                 else:  # a bug must not kill the loop
                     log.exception("worker loop error", extra={"worker": self.id})
+                self._interruptible = True
                 self._sleep(delay)
+        self._interruptible = False
+        return 0
+
+    def _exit(self, housekeeping: threading.Thread, promoter: threading.Thread) -> None:
+        """Stop the threads, give back what we hold and drop our heartbeat, within EXIT_SECONDS.
+        With Redis gone that is a bound, not a wait: whatever we hold stays in our processing list,
+        and the reaper of a live worker requeues it once our lease lapses (at-least-once)."""
+        deadline = time.monotonic() + EXIT_SECONDS
         self._stop_housekeeping.set()
-        housekeeping.join(timeout=5)
-        promoter.join(timeout=5)
-        self._leave()
+        # half the time at most: a thread stuck in a Redis call must not use up the give back's
+        threads_done = deadline - EXIT_SECONDS / 2
+        for thread in (housekeeping, promoter):
+            thread.join(timeout=max(0.0, threads_done - time.monotonic()))
+        # in a thread of its own: one Redis call that hangs (a socket timeout, retried) outlasts the bound
+        leaving = threading.Thread(target=self._leave, args=(deadline,), name="leave", daemon=True)
+        leaving.start()
+        leaving.join(timeout=max(0.0, deadline - time.monotonic()))
+        if leaving.is_alive():
+            log.warning(
+                "could not give back claimed jobs; the reaper will after the lease",
+                extra={"worker": self.id, "error": f"Redis did not answer within {EXIT_SECONDS:g} s"},
+            )
         log.info("worker stopped", extra={"worker": self.id})
-        return exit_code
 
     def check_jobs_db(self) -> None:
         """Compare our REDIS_JOBS_DB with the one the API recorded for our queue (jobqueue.jobsdb);
@@ -328,8 +368,8 @@ class Worker:
                 )
             time.sleep(0.05)
 
-    def _leave(self) -> None:
-        """Give back what we still hold (unstarted ids) and drop our heartbeat; retried briefly.
+    def _leave(self, deadline: float) -> None:
+        """Give back what we still hold (unstarted ids) and drop our heartbeat; retried until ``deadline``.
         While the ACL refuses a command of ours, neither: a give back refused part-way could strand
         an id, so the ids stay in our processing list and the reaper requeues them after the lease."""
         if self.acl_refused is not None:
@@ -340,7 +380,6 @@ class Worker:
                 extra={"worker": self.id, "refused": self.acl_refused},
             )
             return
-        deadline = time.monotonic() + 5
         while True:
             try:
                 n = self.delivery.leave(self.id)
@@ -348,13 +387,13 @@ class Worker:
                     log.info("gave back claimed jobs", extra={"worker": self.id, "count": n})
                 return
             except redis.exceptions.RedisError as exc:
-                if not is_transient(exc) or time.monotonic() > deadline:
+                if not is_transient(exc) or time.monotonic() + 0.1 > deadline:
                     log.warning(
                         "could not give back claimed jobs; the reaper will after the lease",
                         extra={"worker": self.id, "error": str(exc)},
                     )
                     return
-                time.sleep(0.2)
+                time.sleep(0.1)
 
     def _give_back_held(self) -> None:
         n = self.delivery.give_back_all(self.id)
@@ -942,6 +981,12 @@ def _follow(estimate: float | None, seconds: float) -> float:
 
 def _claimed(items: list[Claim]) -> list[Claimed]:
     return [Claimed(c[0], c[1], getattr(c, "reaped", False)) for c in items]
+
+
+class _Interrupted(BaseException):
+    """Raised by the SIGTERM/SIGINT handler into the work loop while it waits on Redis with no job
+    in hand (a BaseException: the loop's ``except Exception`` must not retry it). Ids a cut-off claim
+    moved stay in the worker's processing list, which its exit gives back (or the reaper, later)."""
 
 
 class _Backoff:
