@@ -194,6 +194,32 @@ def test_give_back_and_leave_return_unstarted_ids_to_the_front(harness):
     assert harness.queue_client.zscore(keys.WORKERS_HEARTBEAT, "w1") is None
 
 
+def test_return_unfound_puts_back_only_ids_the_jobs_db_never_knew_keeping_their_lanes(harness):
+    """A worker whose jobs db lacks a claimed id's document, with no jobs db recorded by the API
+    (jobqueue.jobsdb): an id neither a document nor an index of its db knows goes back to the front
+    of the lane it came from; one deleted or expired here (its index entry left) stays claimed."""
+    d = _delivery(harness)
+    d.heartbeat("w2")  # two workers alive: a plots job may be claimed
+    plots_id = _plots_job(d)
+    foreign = ["20000000-0000-4000-8000-000000000000", "20000000-0000-4000-8000-000000000001"]
+    harness.queue_client.rpush(keys.queue(harness.settings.queue_name), *foreign)
+    expired = harness.submit("sleep")
+    harness.jobs.delete(keys.job(expired), keys.job(plots_id))  # ... and the plots job's too
+    harness.jobs.zrem(keys.JOB_INDEX, plots_id)
+    harness.jobs.zrem(keys.ACTIVE_INDEX, plots_id)
+    later = harness.submit("sleep")
+    got = d.claim("w1", 5)
+    assert [i for i, _ in got] == [*foreign, expired, later, plots_id]
+    unfound = [i for i, doc in got if not doc]
+    assert d.return_unfound("w1", unfound) == [*foreign, plots_id]
+    assert harness.queue_client.lrange(keys.processing("w1"), 0, -1) == [expired, later]
+    assert harness.queue_client.lrange(keys.queue(harness.settings.queue_name), 0, -1) == foreign
+    plots_queue = keys.queue(keys.lane_queue_name(harness.settings.queue_name, "plots"))
+    assert harness.queue_client.lrange(plots_queue, 0, -1) == [plots_id]
+    assert harness.queue_client.hget(keys.PLOTS_BUSY, "w1") is None
+    assert d.return_unfound("w1", []) == []
+
+
 def test_sweeper_requeues_a_submitted_job_that_is_in_no_list(harness):
     stranded = harness.store.create("sleep", {}).id  # the API died before the put
     queued = harness.submit("sleep")

@@ -66,7 +66,8 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
         "Run atx-jobqueue jobs from Redis, e.g. REDIS_URL=redis://127.0.0.1:6379 WORKER_METRICS_PORT=9100 "
         "jobqueue-worker.",
         "Exit status 2: a malformed variable (the message names it), or with --burst a REDIS_JOBS_DB "
-        "other than the one the API recorded; "
+        "other than the one the API recorded (or, none recorded, an id its jobs db has neither a "
+        "document nor an index entry for); "
         "3: the dataset is in no form it reads (a missing file is waited for).",
     )
     parser.add_argument("--burst", action="store_true", help="drain the queue, then exit (tests, batch runs)")

@@ -42,7 +42,7 @@ from jobqueue.delivery import Claim, Delivery, Finish, Record, Recorded, Retry, 
 from jobqueue.errors import failure_message, is_permanent
 from jobqueue.fingerprint import request_fingerprint
 from jobqueue.jobs import Job, JobStatus
-from jobqueue.jobsdb import conflict_message, recorded
+from jobqueue.jobsdb import UNRECORDED_WAIT_SECONDS, conflict_message, recorded, unrecorded_message
 from jobqueue.lanes import PLOTS
 from jobqueue.results import PlacedResult, place
 from jobqueue.settings import Settings
@@ -62,6 +62,7 @@ IDLE_WAIT_SECONDS = 1.0  # BLMOVE timeout (a SIGTERM ends an idle worker's wait 
 EXIT_SECONDS = 1.0  # once the loop ends: at most this to stop the threads and give back what is held
 SWEEP_INTERVAL_SECONDS = 60.0
 LOG_SUMMARY_SECONDS = 10.0
+STALLED = "while REDIS_JOBS_DB may differ from the API's"  # why a stalled worker gives back what it holds
 JOBS_DB_CONFLICT_LOG_SECONDS = 60.0  # while the API's jobs db differs from ours, the error again this often
 ACL_REFUSAL_LOG_SECONDS = 60.0  # while Redis's ACL refuses our user a command, the error again this often
 
@@ -130,6 +131,9 @@ class Worker:
         self._acl_logged_at = 0.0
         self._acl_unchecked_said = False
         self._acl_lock = threading.Lock()  # the main and heartbeat threads check: one at a time, one log line
+        # when it first put back an id without a document while the API had recorded no jobs db
+        # (jobqueue.jobsdb): it takes nothing until a record says which db, UNRECORDED_WAIT_SECONDS at most
+        self.unrecorded_since: float | None = None
         # the main thread waits on Redis with no job in hand: a SIGTERM may end that wait at once
         self._interruptible = False
 
@@ -151,7 +155,7 @@ class Worker:
 
     def work(self, burst: bool = False, install_signals: bool = True) -> int:
         """Run until SIGTERM/SIGINT (or, with ``burst``, until the queue is drained). Returns 0, or
-        2 in burst mode when the API keeps jobs in another REDIS_JOBS_DB (:meth:`check_jobs_db`) or
+        2 in burst mode when the API keeps jobs in another REDIS_JOBS_DB, or may (:meth:`stalled`), or
         Redis's ACL refuses our user a command our scripts call (:meth:`check_acl`)."""
         if threading.current_thread() is threading.main_thread():
             self.alarm = Alarm()
@@ -207,10 +211,10 @@ class Worker:
                     self._prefetched = []  # claimed before the error: given back with the rest
                     self._give_back_held()
                     holding = self._claim_in_doubt = False
-                if self.jobs_db_conflict is not None:
+                if self.stalled():
                     if self._prefetched:  # claimed with the last outcomes: back to the queue, not held
                         self._prefetched = []
-                        self._give_back_held()
+                        self._give_back_held(STALLED)
                     if burst:  # a drain that can take nothing would never end
                         return 2
                     self._sleep(IDLE_WAIT_SECONDS)  # the heartbeat thread checks again
@@ -219,9 +223,11 @@ class Worker:
                 backoff.reset()
                 if batch is None:  # burst mode: nothing left anywhere
                     break
-                if batch and self.jobs_db_conflict is not None:  # learnt while the claim waited
+                if batch and any(not item.doc for item in batch):  # rare: ids without a document
+                    batch = self._return_unfound(batch)
+                if batch and self.stalled():  # learnt while the claim waited, or from an id without a document
                     self._prefetched = []
-                    self._give_back_held()
+                    self._give_back_held(STALLED)
                     continue
                 if batch:
                     self._interruptible = False  # a job in hand: it finishes within the grace
@@ -273,11 +279,55 @@ class Worker:
             )
         log.info("worker stopped", extra={"worker": self.id})
 
-    def check_jobs_db(self) -> None:
+    def stalled(self) -> bool:
+        """Take no jobs: the API keeps them in another REDIS_JOBS_DB, or may (an id without a
+        document and no record, for UNRECORDED_WAIT_SECONDS at most)."""
+        return self.jobs_db_conflict is not None or (
+            self.unrecorded_since is not None and time.monotonic() - self.unrecorded_since < UNRECORDED_WAIT_SECONDS
+        )
+
+    def _return_unfound(self, batch: list[Claimed]) -> list[Claimed]:
+        """Claimed ids whose document our jobs db lacks: the API's record, read again now, decides
+        (jobqueue.jobsdb). Our db: deleted or expired, the start acks them. Another db: the caller
+        gives the batch back. None: the ids our db never indexed go back to the front of their lane
+        and we stall, waiting for a record (after UNRECORDED_WAIT_SECONDS without one, as ours)."""
+        api_db = self.check_jobs_db()
+        waited_out = self.unrecorded_since is not None and not self.stalled()  # no API records: as before
+        if api_db is not None or waited_out:
+            return batch
+        unfound = [item.id for item in batch if not item.doc]
+        back = self.delivery.return_unfound(self.id, unfound)
+        if not back:  # every one known to our indexes: deleted or expired here
+            return batch
+        if self.unrecorded_since is None:
+            self.unrecorded_since = time.monotonic()
+        log.error(
+            "no job document in REDIS_JOBS_DB and no jobs db recorded by the API: taking no jobs",
+            extra={
+                "worker": self.id,
+                "jobs_db": self.settings.redis_jobs_db,
+                "queue": self.delivery.queue_key,
+                "returned": back,
+                "wait_seconds": UNRECORDED_WAIT_SECONDS,
+                "hint": unrecorded_message(self.settings),
+            },
+        )
+        returned = set(back)
+        return [item for item in batch if item.id not in returned]
+
+    def check_jobs_db(self) -> int | None:
         """Compare our REDIS_JOBS_DB with the one the API recorded for our queue (jobqueue.jobsdb);
         set :attr:`jobs_db_conflict` and say so when that changes (the error again every
-        JOBS_DB_CONFLICT_LOG_SECONDS while it lasts). Raises RedisError when Redis does not answer."""
+        JOBS_DB_CONFLICT_LOG_SECONDS while it lasts); a record ends a wait for one
+        (:attr:`unrecorded_since`). Returns the recorded db (None: none). Raises RedisError when
+        Redis does not answer."""
         api_db = recorded(self.queue, self.settings)
+        if api_db is not None and self.unrecorded_since is not None:
+            self.unrecorded_since = None
+            log.info(
+                "the API recorded its jobs db: no longer waiting for it",
+                extra={"worker": self.id, "jobs_db": self.settings.redis_jobs_db, "api_jobs_db": api_db},
+            )
         conflict = api_db if api_db is not None and api_db != self.settings.redis_jobs_db else None
         now = time.monotonic()
         if conflict is not None and (
@@ -300,6 +350,7 @@ class Worker:
                 extra={"worker": self.id, "jobs_db": self.settings.redis_jobs_db, "api_jobs_db": api_db},
             )
         self.jobs_db_conflict = conflict
+        return api_db
 
     def check_acl(self) -> None:
         """Check that Redis's ACL lets our user run every command our scripts call (jobqueue.aclcheck);
@@ -395,10 +446,10 @@ class Worker:
                     return
                 time.sleep(0.1)
 
-    def _give_back_held(self) -> None:
+    def _give_back_held(self, why: str = "after an error") -> None:
         n = self.delivery.give_back_all(self.id)
         if n:
-            log.warning("gave back the jobs it held after an error", extra={"worker": self.id, "count": n})
+            log.warning(f"gave back the jobs it held {why}", extra={"worker": self.id, "count": n})
 
     def _sleep(self, seconds: float) -> None:
         end = time.monotonic() + seconds
@@ -641,8 +692,9 @@ class Worker:
     def _run(self, item: Claimed, answer: StartAnswer) -> Record | None:
         """Decide what to do with a started job, do it, and return how to record it (None: not ours)."""
         if answer.state is Started.SKIP and not item.doc:
-            # no document at all for a claimed id: deleted or expired while queued, or (what was only an
-            # info line, the job "submitted" for ever) an API writing another REDIS_JOBS_DB than ours
+            # no document for a claimed id, and _return_unfound kept it: the API recorded our db, or
+            # our indexes know the id (deleted or expired while queued), or no API recorded a db for
+            # UNRECORDED_WAIT_SECONDS (one from before the record: maybe another REDIS_JOBS_DB)
             log.warning(
                 "job not run: no job document",
                 extra={
@@ -655,10 +707,6 @@ class Worker:
                     ),
                 },
             )
-            try:  # an API that recorded its jobs db since our last heartbeat: stop claiming now, not then
-                self.check_jobs_db()
-            except redis.exceptions.RedisError:
-                pass
             return None
         if answer.state in (Started.SKIP, Started.GONE):
             log.info(

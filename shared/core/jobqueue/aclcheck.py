@@ -125,6 +125,10 @@ def worker_commands(settings: Settings, worker: str) -> list[tuple[str, ...]]:
         ("GET", cache),
         ("SET", cache, _PROBE, "EX", "60"),
         ("ZREM", keys.ACTIVE_INDEX, _PROBE),
+        # return_unfound (an id without a document, no jobs db recorded): did this db ever hold it?
+        ("EXISTS", job),
+        ("ZSCORE", keys.JOB_INDEX, _PROBE),
+        ("ZSCORE", keys.ACTIVE_INDEX, _PROBE),
         ("ZRANGEBYSCORE", keys.ACTIVE_INDEX, "-inf", "0"),
         ("ZADD", keys.status_index("complete"), "0", _PROBE),
         ("ZADD", keys.status_index("failed"), "0", _PROBE),

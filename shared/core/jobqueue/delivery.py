@@ -700,6 +700,15 @@ class Delivery:
             return 0
         return int(self._run_kept("give_back", worker, *job_ids))
 
+    def return_unfound(self, worker: str, job_ids: list[str]) -> list[str]:
+        """Claimed ids without a document in this worker's jobs db, while no API recorded its jobs
+        db (``jobqueue.jobsdb``): those the jobs db never indexed go back to the front of their lane
+        (the API may keep them in another db; they are not ours to drop). Returns them; the others
+        (deleted or expired here) stay claimed, for the start to ack."""
+        if not job_ids:
+            return []
+        return list(self._run_kept("return_unfound", worker, *job_ids))
+
     def give_back_all(self, worker: str) -> int:
         """Return every id the worker holds to the front of the queue, whatever state its document is
         in (a started one is re-run). A worker does this when it cannot progress what it holds.

@@ -12,7 +12,17 @@ API's stall check (``jobqueue_queue_stalled``, ``JobQueueStalled``) reports live
 jobs wait. It resumes on its own once the two agree.
 
 No record (an API from before this key, every API stopped for longer than the TTL, a Redis
-restarted without its data) means nothing to compare with: the worker claims as it always did.
+restarted without its data, a worker whose last check came just before the API's first record)
+means nothing to compare with: the worker claims as it always did, until it claims an id whose
+document its jobs db lacks. Then the record decides (the worker reads it again at once):
+
+- it names the worker's db: the job was deleted or expired while queued; the id is acked (dropped);
+- it names another db: the mismatch above; every id the worker holds goes back to the queue;
+- there is none: an id the worker's jobs db never indexed either (``jobs:by-submitted``,
+  ``jobs:active``) goes back to the front of its lane, and the worker takes no job for up to
+  :data:`UNRECORDED_WAIT_SECONDS`, waiting for a record that says which (a running API writes one
+  within seconds); one the indexes know was deleted or expired here and is dropped. After that wait
+  without a record (an API from before it) ids without a document are dropped again, as before.
 """
 
 from __future__ import annotations
@@ -30,6 +40,8 @@ log = logging.getLogger("jobqueue.jobsdb")
 RECORD_SECONDS = 30.0  # an API process refreshes its record this often
 RETRY_SECONDS = 5.0  # ... or this soon after a write that failed (Redis down at start)
 RECORD_TTL_SECONDS = 120  # a record nobody refreshes (every API gone) lapses after this
+# a worker that met an id without a document and no record takes nothing for up to this long
+UNRECORDED_WAIT_SECONDS = 2 * RECORD_SECONDS
 
 
 def record(queue: redis.Redis, settings: Settings) -> int | None:
@@ -53,6 +65,16 @@ def _as_db(raw: object) -> int | None:
         return None
     text = raw.decode() if isinstance(raw, bytes) else str(raw)
     return int(text) if text.isdigit() else None
+
+
+def unrecorded_message(settings: Settings) -> str:
+    return (
+        f"a job id in queue {settings.queue_name!r} has no document in this worker's jobs db "
+        f"(REDIS_JOBS_DB={settings.redis_jobs_db}) nor in its index, and no API has recorded which db it "
+        "keeps jobs in: the id went back to the queue, and this worker takes none until an API records "
+        f"its db (at most {UNRECORDED_WAIT_SECONDS:g} s); if the API's REDIS_JOBS_DB differs, give both "
+        "the same"
+    )
 
 
 def conflict_message(settings: Settings, api_db: int) -> str:

@@ -168,6 +168,43 @@ function commands.give_back()
   return #held
 end
 
+-- Claimed ids whose documents this worker's jobs db lacks, while no API has recorded its jobs db
+-- (jobqueue/jobsdb.py): each one this db never indexed either (the API may keep its jobs in another
+-- REDIS_JOBS_DB) is put back at the front of the lane it came from, if still ours and still without
+-- a document; one the indexes know (deleted or expired here) stays, for the start to ack. Answers
+-- the ids put back.
+function commands.return_unfound()
+  local worker = arg()
+  local ids = rest()
+  local unknown = {}
+  use(jobs_db)
+  for _, job_id in ipairs(ids) do
+    if redis.call('EXISTS', job_prefix .. job_id) == 0 and not redis.call('ZSCORE', index_key, job_id)
+        and not redis.call('ZSCORE', active_key, job_id) then
+      unknown[#unknown + 1] = job_id
+    end
+  end
+  use(queue_db)
+  local processing_key = processing_prefix .. worker
+  local plot = redis.call('HGET', plots_busy_key, worker)
+  local back = {}
+  for _, job_id in ipairs(unknown) do
+    if redis.call('LREM', processing_key, 1, job_id) == 1 then back[#back + 1] = job_id end
+  end
+  -- no document to name its lane: a plots id is the one workers:busy-plots names for this worker
+  for i = #back, 1, -1 do
+    local lane = 'default'
+    if back[i] == plot then
+      lane = 'plots'
+      redis.call('HDEL', plots_busy_key, worker)
+    end
+    redis.call('LPUSH', (lane_keys(lane)), back[i])
+    if redis.call('HGET', busy_key, worker) == back[i] then redis.call('HDEL', busy_key, worker) end
+  end
+  if #back > 0 then worth_keeping = true end
+  return back
+end
+
 -- Queue a job still 'submitted' that is in no list (its producer died between the two writes);
 -- 1 if queued.
 function commands.sweep_one()
