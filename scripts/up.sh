@@ -235,10 +235,24 @@ case $WORKERS in
   *) WORKERS_SHOWN="$WORKERS workers"
      WORKER_METRICS=", http://$METRICS_HOST:$WORKER_METRICS_BASE/metrics (worker 1; the next ones count up)" ;;
 esac
+# WORKERS=0: the worker run by hand must join this stack. A bare `.venv/bin/jobqueue-worker` reads
+# the defaults (Redis on 6379, metrics on 9100): with other ports it found no Redis, or on a shared
+# VM a classmate's, whose jobs it then ran, while ours waited. The command says where, as a prefix.
+WORKER_HINT=""
+if [ "$WORKERS" = 0 ]; then
+  join="REDIS_URL=$(printf %q "${REDIS_MASKED:-$REDIS_URL}")"
+  for var in REDIS_JOBS_DB REDIS_QUEUE_DB QUEUE_NAME; do
+    if [ -n "${!var:-}" ]; then join+=" $var=$(printf %q "${!var}")"; fi
+  done
+  if [ -n "${REDIS_PASSWORD:-}" ]; then join+=" REDIS_PASSWORD=<its password>"; fi
+  WORKER_HINT="A worker for this stack (WORKERS=0 started none), run from $ROOT:
+  $join DATA_PATH=$(printf %q "$DATA_PATH") WORKER_METRICS_PORT=$WORKER_METRICS_BASE .venv/bin/jobqueue-worker
+"
+fi
 cat <<EOF
 
 atx-jobqueue is running: API $URL, Redis $REDIS_SHOWN, $WORKERS_SHOWN (logs in $RUN_DIR/logs).
-${TOKEN_HINT}Try:
+${TOKEN_HINT}${WORKER_HINT}Try:
   curl $URL/help
   curl -X POST $URL/submit$AUTH -H 'Content-Type: application/json' \\
        -d '{"operation": "top_locations", "params": {"n": 5}}'

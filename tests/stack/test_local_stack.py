@@ -298,6 +298,44 @@ def test_the_banner_counts_the_workers_it_started(tmp_path, workers, shown, work
         subprocess.run(["bash", "scripts/down.sh"], cwd=REPO_ROOT, env=env, capture_output=True, timeout=120)
 
 
+def test_with_no_workers_the_banner_prints_a_worker_command_that_joins_this_stack(tmp_path):
+    """`WORKERS=0 make up` said jobs wait "until a jobqueue-worker runs", and a bare
+    `.venv/bin/jobqueue-worker` reads the defaults: Redis on 6379 (none, or on a shared VM a
+    classmate's, whose jobs it ran) while this stack's jobs waited. The banner's command, run as
+    printed from a shell without the stack's settings, runs this stack's jobs."""
+    env = stack_env(str(tmp_path / "run"), WORKERS="0", QUEUE_NAME="u15-class")
+    worker = None
+    try:
+        up = subprocess.run(
+            ["bash", "scripts/up.sh"], cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=600
+        )
+        assert up.returncode == 0, up.stdout + up.stderr
+        lines = up.stdout.splitlines()
+        hint = next(i for i, line in enumerate(lines) if line.startswith("A worker for this stack"))
+        command = lines[hint + 1].strip()
+        assert command.endswith(".venv/bin/jobqueue-worker"), command
+        shell = {k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "QUEUE_NAME", "DATA_PATH")}
+        worker = subprocess.Popen(
+            ["bash", "-c", command],
+            cwd=REPO_ROOT,
+            env={**shell, "SHUTDOWN_GRACE_SECONDS": "5"},
+            stdout=(tmp_path / "worker.log").open("w"),
+            stderr=subprocess.STDOUT,
+        )
+        url = f"http://127.0.0.1:{env['PORT']}"
+        job = requests.post(
+            f"{url}/submit?wait=60", json={"operation": "top_locations", "params": {"n": 1}}, timeout=70
+        ).json()
+        assert job["status"] == "complete", (job, (tmp_path / "worker.log").read_text()[-3000:])
+        metrics = requests.get(f"http://127.0.0.1:{env['WORKER_METRICS_BASE']}/metrics", timeout=5)
+        assert "jobqueue_worker" in metrics.text
+    finally:
+        if worker:
+            worker.terminate()
+            worker.wait(timeout=60)
+        subprocess.run(["bash", "scripts/down.sh"], cwd=REPO_ROOT, env=env, capture_output=True, timeout=120)
+
+
 def test_up_with_another_port_than_its_running_api_refuses_not_waits_elsewhere(tmp_path):
     """A second `make up` whose PORT differs from the running stack's (a bare `make up` after
     `PORT=7505 make up`) kept the running API, then waited on the new port: READY_TIMEOUT for
