@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import subprocess
 
 import pytest
 
@@ -94,14 +95,20 @@ def test_a_lower_bound_alone_is_said_as_such():
         load_settings({"JOB_TTL_SECONDS": "0"})
 
 
-def test_the_api_stops_at_start_on_malformed_named_tokens(tmp_path):
-    import subprocess
-
+def _start(program: str, timeout: float, **settings: str) -> subprocess.CompletedProcess[str]:
+    """Run ``program`` (``jobqueue-api``, or ``jobqueue-worker --burst``) with ``settings`` on top of
+    this environment, on a port of its own, and return how it ended (these tests expect it to stop
+    at start)."""
     from devstack.paths import BIN
     from devstack.procs import free_port
 
-    env = {**os.environ, "API_TOKENS": "alice", "PORT": str(free_port()), "BIND_HOST": "127.0.0.1"}
-    run = subprocess.run([str(BIN / "jobqueue-api")], env=env, capture_output=True, text=True, timeout=120)
+    env = {**os.environ, "PORT": str(free_port()), "BIND_HOST": "127.0.0.1", "WORKER_METRICS_PORT": "0", **settings}
+    command = [str(BIN / program)] + (["--burst"] if program == "jobqueue-worker" else [])
+    return subprocess.run(command, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+def test_the_api_stops_at_start_on_malformed_named_tokens():
+    run = _start("jobqueue-api", timeout=120, API_TOKENS="alice")
     assert run.returncode == 2, run.stdout + run.stderr
     assert "API_TOKENS entry 1 of 1 is not name:token" in run.stderr, run.stderr
 
@@ -192,20 +199,7 @@ def test_the_chart_refuses_the_queue_names_the_programs_refuse():
 @pytest.mark.parametrize("program", ["jobqueue-api", "jobqueue-worker"])
 @pytest.mark.parametrize("queue_name", ["", "jobs-plots"])
 def test_the_programs_stop_at_start_on_a_queue_name_they_refuse(program, queue_name):
-    import subprocess
-
-    from devstack.paths import BIN
-    from devstack.procs import free_port
-
-    env = {**os.environ, "QUEUE_NAME": queue_name, "PORT": str(free_port()), "BIND_HOST": "127.0.0.1"}
-    env["WORKER_METRICS_PORT"] = "0"
-    run = subprocess.run(
-        [str(BIN / program), "--burst"][: 1 if program == "jobqueue-api" else 2],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
+    run = _start(program, timeout=30, QUEUE_NAME=queue_name)
     assert run.returncode == 2, run.stdout + run.stderr
     refusal = "must be letters" if not queue_name else "must not end in -plots"
     assert f"{program}: configuration error: QUEUE_NAME {refusal}" in run.stderr, run.stderr
@@ -216,19 +210,6 @@ def test_the_programs_stop_at_start_on_an_empty_data_path(program):
     """DATA_PATH="" (a manifest's or .env's blank value) reached both programs: the API read it as the
     working directory (a folder: never ready) and the worker waited for a file named '' for ever,
     while make up and the jobqueue data commands took the default sample."""
-    import subprocess
-
-    from devstack.paths import BIN
-    from devstack.procs import free_port
-
-    env = {**os.environ, "DATA_PATH": "", "PORT": str(free_port()), "BIND_HOST": "127.0.0.1"}
-    env["WORKER_METRICS_PORT"] = "0"
-    run = subprocess.run(
-        [str(BIN / program), "--burst"][: 1 if program == "jobqueue-api" else 2],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=20,
-    )
+    run = _start(program, timeout=20, DATA_PATH="")
     assert run.returncode == 2, run.stdout + run.stderr
     assert f"{program}: configuration error: DATA_PATH must name the data file" in run.stderr, run.stderr
