@@ -8,7 +8,7 @@ import pytest
 from jobqueue import keys
 from jobqueue.connections import jobs_redis
 from jobqueue.delivery import Delivery, Finish, Start
-from jobqueue.jobs import Job, JobStatus, JobStore, new_job_id
+from jobqueue.jobs import Job, JobStatus, JobStore, _status_index, new_job_id
 from jobqueue.settings import load_settings
 
 
@@ -60,6 +60,113 @@ def test_a_cursor_is_stable_while_new_jobs_arrive_and_statuses_change(env):
         delivery.submit("sleep", {})
     rest = store.page(cursor=first.next_cursor, limit=10)
     assert [j.id for j in first.jobs + rest.jobs] == ids[::-1] and rest.next_cursor is None
+
+
+def _finish(store: JobStore, job_ids: list[str], status: JobStatus = JobStatus.COMPLETE) -> None:
+    """Move jobs to a final status the way tools do (``JobStore.save`` keeps the status indexes)."""
+    for job_id in job_ids:
+        job = store.get(job_id)
+        job.status = status
+        store.save(job)
+
+
+def _offset_page(store: JobStore, offset: int, **filters):
+    page = store.page(offset=offset, limit=3, **filters)
+    return [j.id for j in page.jobs], page.next_offset
+
+
+def test_offset_pages_with_two_filters_neither_skip_nor_repeat_when_the_smaller_index_changes(env):
+    """With status and operation the page reads the smaller of the two indexes. The offset was a
+    rank in whichever was smaller on that page: when a status's index outgrew the operation's
+    between pages (jobs of another operation finishing), the next page read the rank in the other
+    index and skipped or repeated jobs. The offset counts the operation's index now, whichever is
+    read; the sizes swap twice here, and every page is read by offset."""
+    _, jobs, store, delivery = env
+    sleeps, others = [], []
+    for i in range(32):  # interleaved submit times: 12 sleep jobs among 20 others
+        if i % 8 in (1, 3, 6):
+            sleeps.append(delivery.submit("sleep", {}).id)
+        else:
+            others.append(delivery.submit("top_locations", {}).id)
+    done = [job_id for i, job_id in enumerate(sleeps) if i % 3 != 2]  # 8 of the 12
+    _finish(store, done + others[:2])
+    expected = done[::-1]
+
+    def sizes() -> tuple[int, int]:
+        return jobs.zcard(keys.status_index("complete")), jobs.zcard(keys.operation_index("sleep"))
+
+    filters = {"status": "complete", "operation": "sleep"}
+
+    assert sizes() == (10, 12)  # the status's index is the smaller: read first
+    seen, following = _offset_page(store, 0, **filters)
+    _finish(store, others[2:17])
+    assert sizes() == (25, 12)  # now the operation's is
+    got, following = _offset_page(store, following, **filters)
+    seen += got
+    for job_id in others[2:17]:
+        store.delete(job_id)
+    assert sizes() == (10, 12)  # and the status's again
+    while following is not None:
+        got, following = _offset_page(store, following, **filters)
+        seen += got
+    assert seen == expected
+
+
+def test_offset_pages_with_two_filters_repeat_at_most_the_jobs_submitted_meanwhile(env):
+    """What docs/api.md promises of offsets: with two filters they count the operation's jobs, so
+    new jobs of it (the newest, at the top) push the next page back by as many entries: it may
+    repeat up to that many jobs and skips none. A cursor repeats none."""
+    _, _, store, delivery = env
+    ids = [delivery.submit("sleep", {}).id for _ in range(9)]
+    _finish(store, ids)
+    filters = {"status": "complete", "operation": "sleep"}
+    seen, following = _offset_page(store, 0, **filters)
+    new = [delivery.submit("sleep", {}).id for _ in range(2)]
+    _finish(store, new)
+    while following is not None:
+        got, following = _offset_page(store, following, **filters)
+        seen += got
+    assert set(seen) == set(ids) and not set(new) & set(seen)  # none skipped (the new ones are above page 1)
+    assert len(seen) - len(set(seen)) == 2 and seen[3:5] == seen[1:3]
+
+
+def test_offset_pages_that_stop_between_matches_and_on_equal_submit_times_continue_exactly(env):
+    """A page that stops on the scan limit ends on an entry of the index it read that the other
+    filter refused, so no member of the index the offset counts: its rank is counted from the
+    scores, the entries sharing its submit time by id (the order pages read them in)."""
+    _, jobs, store, _ = env
+    expected = []
+    pipe = jobs.pipeline(transaction=False)
+    for i in range(300):
+        job = Job(
+            id=f"{i:08x}-0000-4000-8000-000000000000",
+            operation="sleep" if i % 2 or i % 40 == 0 else "top_locations",  # 158 sleep jobs
+            params={},
+            submitted_at=1000.0 + i // 4,  # four jobs a submit time, two of each operation
+            status=JobStatus.SUBMITTED if i % 2 else JobStatus.COMPLETE,  # 150 complete: read first
+        )
+        pipe.set(keys.job(job.id), job.to_json())
+        pipe.zadd(keys.JOB_INDEX, {job.id: job.submitted_at})
+        pipe.zadd(keys.operation_index(job.operation), {job.id: job.submitted_at})
+        pipe.zadd(_status_index(job.status.value), {job.id: job.submitted_at})
+        if job.operation == "sleep" and job.status is JobStatus.COMPLETE:
+            expected.append(job.id)
+    pipe.execute()
+    store.MAX_SCAN_PER_PAGE = 2  # a page reads one chunk of entries (50), with 2 or 3 matches in it
+    sleeps = {job_id: score for job_id, score in jobs.zrange(keys.operation_index("sleep"), 0, -1, withscores=True)}
+    seen, following, stops = [], 0, []
+    while following is not None:
+        page = store.page(offset=following, limit=3, status="complete", operation="sleep")
+        seen += [j.id for j in page.jobs]
+        following = page.next_offset
+        if following is not None:
+            score, _, last = page.next_cursor.partition("_")
+            newer = sum(1 for i, s in sleeps.items() if (s, i) >= (float(score), last))
+            stops.append((following, newer, last in sleeps, sum(s == float(score) for s in sleeps.values())))
+    assert seen == expected[::-1] and len(expected) == 8
+    assert [given for given, *_ in stops] == [newer for _, newer, *_ in stops]  # each the sleep jobs passed
+    # pages that ended on a job of the other operation, at a submit time sleep jobs share
+    assert sum(1 for *_, member, tied in stops if not member and tied) == 2
 
 
 def test_equal_submit_times_do_not_lose_or_repeat_jobs(env):

@@ -471,6 +471,9 @@ def build_spec(catalogue: Registry, settings: Settings, version: str) -> dict[st
                         "name": "offset",
                         "in": "query",
                         "schema": {"type": "integer", "minimum": 0, "maximum": MAX_OFFSET, "default": 0},
+                        "description": "where to start, the previous page's next_offset: a position among the "
+                        "owner's jobs with owner, else the operation's with operation, else the status's "
+                        "(docs/api.md says what paging by it guarantees)",
                     },
                 ],
                 "responses": {

@@ -206,11 +206,16 @@ class JobStore:
         index is read and the other filter applied to the documents. ``cursor`` (from the previous page) or ``offset`` (a
         rank) says where to continue. Entries of expired jobs are pruned on the way. A page may
         come back short with a cursor when MAX_SCAN_PER_PAGE entries did not fill it.
+
+        An offset is a rank in :meth:`_ranked_index`, whichever index is read: with two filters the
+        smaller one can change between pages (a status's index grows as jobs finish), and a rank in
+        one read in the other skipped or repeated jobs.
         """
         index = self._index_for(status, operation, owner)
+        ranked = self._ranked_index(status, operation, owner)
         after = _decode_cursor(cursor) if cursor else None
         if after is None and offset:
-            before = self.redis.zrevrange(index, offset - 1, offset - 1, withscores=True)
+            before = self.redis.zrevrange(ranked, offset - 1, offset - 1, withscores=True)
             if not before:
                 return Page([], None, None)
             after = (before[0][1], before[0][0])
@@ -246,7 +251,13 @@ class JobStore:
                 break
         if exhausted or last is None or not self._entries_after(index, last, 1):
             return Page(found, None, None)
-        return Page(found, _encode_cursor(last), None if offset is None else offset + scanned - pruned)
+        if offset is None:
+            next_offset = None
+        elif ranked == index:  # the entries this page passed, less the pruned ones, are the rank's step
+            next_offset = offset + scanned - pruned
+        else:
+            next_offset = self._rank_through(ranked, last)
+        return Page(found, _encode_cursor(last), next_offset)
 
     def submitted_since(self, since: float, limit: int) -> list[str]:
         """Ids of up to ``limit`` jobs submitted at or after ``since`` (epoch seconds), newest
@@ -275,6 +286,37 @@ class JobStore:
             pipe.zcard(index)
         sizes = pipe.execute()
         return candidates[sizes.index(min(sizes))]
+
+    @staticmethod
+    def _ranked_index(status: str | None, operation: str | None, owner: str | None) -> str:
+        """The index an ``offset`` counts entries of: the owner's, else the operation's (a job never
+        leaves either while it lives), else the status's, else every job's. Chosen by the filters
+        alone, never by size, so one listing's offsets mean the same on every page; with one filter
+        (or none) it is the index the page reads."""
+        if owner is not None:
+            return keys.owner_index(owner)
+        if operation is not None:
+            return keys.operation_index(operation)
+        if status is not None:
+            return _status_index(status)
+        return keys.JOB_INDEX
+
+    def _rank_through(self, index: str, position: tuple[float, str]) -> int:
+        """How many entries of ``index`` are at or newer than ``position`` (score, id): the offset
+        that continues after it. One round trip; the equal-score entries are read only when the
+        position is no member and shares its score with some (a job of the other filter only)."""
+        score, job_id = position
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.zrevrank(index, job_id)
+        pipe.zcount(index, f"({score!r}", "+inf")
+        pipe.zcount(index, score, score)
+        rank, newer, tied = pipe.execute()
+        if rank is not None:  # a member: every index scores a job by its submit time
+            return rank + 1
+        if not tied:
+            return newer
+        # same score: newer means a greater id (reverse lexical order, as _entries_after reads them)
+        return newer + sum(1 for member in self.redis.zrangebyscore(index, score, score) if member > job_id)
 
     def _entries_after(self, index: str, after: tuple[float, str] | None, n: int) -> list[tuple[str, float]]:
         """Up to ``n`` (id, score) entries older than ``after`` (score, id), newest first."""
