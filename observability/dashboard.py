@@ -239,10 +239,10 @@ ROWS: tuple[RowSpec, ...] = (
                 "Requests gunicorn refused before the application saw them, per minute (5m rate): malformed or "
                 "smuggling-shaped, or a request line or headers over its limits (docs/api.md's rows marked "
                 "gunicorn); not in the panels above. JobQueueAPIRefusalsHigh fires when one kind stays above 1 a "
-                "minute for 10 minutes. 'all refused' is 0, not empty, before the first refusal.",
+                "minute for 10 minutes. Every kind is 0 from the API's start, so an empty panel means not scraped.",
                 (
                     q(f"sum by (status, error) (jobqueue:http_refused:rate5m{{{NS}}}) * 60", "{{status}} {{error}}"),
-                    q(f"sum(jobqueue:http_refused:rate5m{{{NS}}}) * 60 or vector(0)", "all refused"),
+                    q(f"sum(jobqueue:http_refused:rate5m{{{NS}}}) * 60", "all refused"),
                 ),
                 unit="reqpm",
                 thresholds=((None, "green"), (1, "orange")),

@@ -58,6 +58,26 @@ def test_stale_metrics_are_wiped_at_start(api):
     assert not (metrics_dir / "counter_999999.db").exists()
 
 
+def test_every_refusal_series_is_0_before_the_first_refusal(api):
+    """``rate()``, jobqueue:http_refused:rate5m and JobQueueAPIRefusalsHigh need a series before
+    the first refusal: a labelled counter had none until then. Every kind gunicorn refuses (the
+    500s are no refusals) is on /metrics at 0 from the start, summed over both worker processes.
+    Runs before this module's tests that send refusals (same server)."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from jobqueue_api.errors import counted_refusals
+
+    text = requests.get(api[0] + "/metrics").text
+    series = {
+        (sample.labels["status"], sample.labels["error"]): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if sample.name == "jobqueue_http_refused_total"
+    }
+    assert series == {(str(status), code): 0 for status, code in counted_refusals()}
+    assert ("414", "uri_too_long") in series and ("400", "invalid_header") in series and len(series) == 11
+
+
 def test_tutorial_client_flow(api, redis_clients):
     """The COE 332 client: POST /submit, then poll /status/<id> until complete."""
     base = api[0]

@@ -184,7 +184,11 @@ def test_backlog_autoscaling_dashboard_and_alerts_against_a_real_prometheus(
         lambda r: len(r) == 1 and float(r[0]["value"][1]) == 5,
         timeout=30,
     )
-    refused = prom.query(f'jobqueue:http_refused:rate5m{{namespace="{NAMESPACE}"}}')
+    # every kind has a series from the start, at 0, so rate() counts the first refusals: the kinds
+    # refused here are those above 0 (once the rule has been evaluated on the scrape that saw them)
+    refused = prom.wait_for(
+        f'jobqueue:http_refused:rate5m{{namespace="{NAMESPACE}"}} > 0', lambda r: len(r) > 0, timeout=30
+    )
     assert [(r["metric"]["status"], r["metric"]["error"]) for r in refused] == [("414", "uri_too_long")], refused
 
     # no rule failed to evaluate on the real series (e.g. many-to-many matches only show at run time)

@@ -232,6 +232,14 @@ SERVER_ERRORS: list[tuple[tuple[type[BaseException], ...], int, str, str, str]] 
     ),
     ((gerr.ParseException,), 400, "Bad Request", "bad_request", "malformed request"),  # a newer gunicorn's
 ]
+
+
+def counted_refusals() -> list[tuple[int, str]]:
+    """(status, code) of every refusal :func:`json_errors` counts: the rows of :data:`SERVER_ERRORS`
+    but the 500s, which are no refusals."""
+    return sorted({(status, code) for _, status, _, code, _ in SERVER_ERRORS if status != 500})
+
+
 _DETAIL_CHARS = 200  # of gunicorn's description, which may quote the client's bytes
 # Content-Length given twice, or beside Transfer-Encoding; or a Transfer-Encoding that does not end in chunked
 _LENGTH_HEADERS = {

@@ -29,6 +29,8 @@ from prometheus_client import multiprocess
 
 from jobqueue.metrics_collector import QueueCollector
 
+from .errors import counted_refusals
+
 REQUESTS = Counter("jobqueue_http_requests_total", "HTTP requests answered", ["route", "method", "status"])
 LATENCY = Histogram(
     "jobqueue_http_request_duration_seconds",
@@ -144,6 +146,17 @@ def count_refused(status: int, error: str) -> None:
     """Count a request gunicorn refused (errors.json_errors): both labels come from the fixed rows
     of errors.SERVER_ERRORS, whatever the client sent."""
     REFUSED.labels(status_label(status), error).inc()
+
+
+def _start_refusals_at_zero() -> None:
+    """Every refusal's series from the start, at 0: a labelled counter has none until its first
+    ``labels()``, so ``rate()``, the recording rule and the alert saw nothing (not 0) until gunicorn
+    first refused a request. Each process adds its zeros to the multiprocess files; the sum is 0."""
+    for status, code in counted_refusals():
+        REFUSED.labels(status_label(status), code)
+
+
+_start_refusals_at_zero()
 
 
 def count_submitted(operations: list[str]) -> None:
