@@ -211,3 +211,26 @@ def test_data_hold_makes_the_upload_folder_says_what_to_run_and_exits_0_on_sigte
         timeout=30,
     )
     assert done.returncode == 1 and "is the data volume mounted writable?" in done.stderr
+
+
+@pytest.mark.parametrize("text,value", [("1e1", 10), ("10.0", 10), ("7", 7)])
+def test_analyze_takes_an_integral_number_text_as_the_api_takes_the_json_number(inproc, text, value):
+    from atx_analysis.registry import REGISTRY
+
+    import atx_analysis.operations  # noqa: F401  (fills the registry)
+
+    code, out, err = inproc("analyze", "top_locations", f"n={text}", "--data", SAMPLE)
+    assert code == 0, err
+    assert len(json.loads(out)["top_locations"]) == value
+    assert REGISTRY.get("top_locations").validate({"n": json.loads(text)}) == {"n": value}  # the API's reading
+
+
+def test_analyze_refuses_a_fraction_for_an_integer_as_the_api_refuses_the_json_number(inproc):
+    from atx_analysis.registry import REGISTRY, ParamError
+
+    import atx_analysis.operations  # noqa: F401
+
+    code, out, err = inproc("analyze", "top_locations", "n=5.5", "--data", FIXTURES / "portal10.csv")
+    with pytest.raises(ParamError) as api:
+        REGISTRY.get("top_locations").validate({"n": 5.5})  # the JSON body {"n": 5.5}
+    assert code == 2 and out == "" and err.strip().endswith(api.value.message), err

@@ -59,6 +59,9 @@ def test_submit_and_analyze_parse_key_value_the_same_way(stack, tmp_path):
     assert json.loads(queued.stdout)["road"] == "183"
     top = jq("submit", "top_locations", "n=3", "--wait", "--url", stack.url)  # n typed as an integer
     assert top.returncode == 0 and len(json.loads(top.stdout)["top_locations"]) == 3, top.stderr
+    # the JSON number 1e1 is the integer 10 to the API: typed as such, it is too (it was refused)
+    top = jq("submit", "top_locations", "n=1e1", "--wait", "--url", stack.url)
+    assert top.returncode == 0 and len(json.loads(top.stdout)["top_locations"]) == 10, top.stderr
 
 
 @pytest.mark.slow
@@ -66,6 +69,7 @@ def test_submit_and_analyze_parse_key_value_the_same_way(stack, tmp_path):
     "args,code,words",
     [
         (["submit", "top_locations", "n=ten"], 2, ["'n' must be an integer"]),
+        (["submit", "top_locations", "n=5.5"], 2, ["'n' must be an integer\n"]),  # as JSON's 5.5 (no "got '5.5'")
         (["submit", "top_locations", "n=5000"], 2, ["'n' must be at most 1000"]),
         (["submit", "top_locations", "n=1", "n=2"], 2, ["'n' given twice"]),
         (["submit", "top_locations", "n"], 2, ["key=value"]),

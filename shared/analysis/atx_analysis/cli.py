@@ -24,6 +24,7 @@ from jobqueue.cliargs import (
     add_format_options,
     check_writable,
     parse_pairs,
+    typed,
 )  # this module is the jobqueue command's plug-in
 from jobqueue.settings import DEFAULT_DATA_PATH
 
@@ -59,7 +60,7 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     prog = "jobqueue analyze"
     try:
         op = REGISTRY.get(args.operation)
-        params = op.validate(parse_pairs(args.params))
+        params = op.validate(typed(op.describe()["params"], parse_pairs(args.params)))  # as submit types them
     except UnknownOperation as exc:
         return _fail(prog, str(exc), Exit.USAGE)
     except ParamError as exc:

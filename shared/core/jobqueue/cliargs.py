@@ -1,9 +1,10 @@
 """What every ``jobqueue`` subcommand shares: the exit statuses and the ``key=value`` parser.
 
-One parser for ``analyze`` (in-process, where ``Operation.validate`` types the values) and
-``submit`` (through the API, typed by the parameters ``GET /operations`` declares): values are text
-as typed (``road=183`` is the road "183"), and ``n=5`` becomes 5 because ``n`` is declared an
-integer, not because "5" looks like JSON. Stdlib only: the client install has no analysis package.
+One parser for ``analyze`` (in-process, typed by ``Operation.describe``) and ``submit`` (through the
+API, typed by the parameters ``GET /operations`` declares, the same list): values are text as typed
+(``road=183`` is the road "183"), and ``n=5`` becomes 5 because ``n`` is declared an integer, not
+because "5" looks like JSON; ``n=1e3`` is 1000, as the JSON number 1e3 is to the API. Stdlib only:
+the client install has no analysis package.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import argparse
 import math
 import os
+import re
 from enum import IntEnum
 from typing import Any
 from collections.abc import Callable, Iterable, Mapping
@@ -163,13 +165,40 @@ def _boolean(text: str) -> bool:
     raise ValueError(text)
 
 
-_JSON_TYPES: dict[str, Callable[[str], Any]] = {"int": int, "number": float, "boolean": _boolean}
+# A number as typed: ASCII digits, an optional fraction and exponent (``-3``, ``1e3``, ``.5``); the
+# same text atx_analysis.registry accepts for a number (tests/core/test_cli_typing.py compares them).
+# Python's int() and float() also take "1_0", full-width digits, "nan" and "inf".
+NUMBER_TEXT = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
+_DIGITS = re.compile(r"[+-]?[0-9]+")
+
+
+def _number(text: str) -> float:
+    if not NUMBER_TEXT.fullmatch(text):
+        raise ValueError(text)
+    value = float(text)
+    if not math.isfinite(value):  # 1e999: no JSON number
+        raise ValueError(text)
+    return value
+
+
+def _integer(text: str) -> int | float:
+    """An integer parameter's text as the JSON number it spells: ``1e3`` is 1000 and ``10.0`` is 10,
+    as the API takes the JSON numbers 1e3 and 10.0; ``5.5`` is the number 5.5, which the check then
+    refuses as it refuses JSON's 5.5. Digits alone are read exactly, however many."""
+    if _DIGITS.fullmatch(text):
+        return int(text)
+    value = _number(text)
+    return int(value) if value.is_integer() else value
+
+
+_JSON_TYPES: dict[str, Callable[[str], Any]] = {"int": _integer, "number": _number, "boolean": _boolean}
 
 
 def typed(declared: Iterable[Mapping[str, Any]], raw: Mapping[str, str]) -> dict[str, Any]:
-    """Give each value the JSON type its declared parameter has (``GET /operations`` lists them).
-    Text params, dates, undeclared keys and values that do not convert stay text: the API checks
-    them against the same declaration and names the parameter in its 400."""
+    """Give each value the JSON type its declared parameter has (``GET /operations`` lists them, and
+    ``Operation.describe`` for ``analyze``), so a value typed on the command line is judged as the
+    JSON value it spells. Text params, dates, undeclared keys and values that do not convert stay
+    text: the check against the same declaration names the parameter (the API in its 400)."""
     kinds = {d["name"]: d["type"] for d in declared}
     out: dict[str, Any] = {}
     for key, value in raw.items():
