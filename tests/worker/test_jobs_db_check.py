@@ -227,3 +227,23 @@ def test_a_worker_on_another_db_started_before_any_record_loses_no_id(harness, r
         for proc in (wrong, right):
             if proc is not None:
                 assert stop(proc, 15) == 0
+
+
+@pytest.mark.parametrize("value", ["²", "٣", "-1", "db0", b"\xff\xfe"])
+def test_a_record_that_is_no_db_number_counts_as_none_and_the_api_rewrites_it(harness, value):
+    """Anything but ASCII digits in the record (a hand-made SET, a restored dump, another tool) is no
+    record: ``str.isdigit`` let a superscript "²" reach ``int`` (ValueError: the worker's housekeeping
+    failed every beat, skipping reap and sweep, and the API's recorder thread died, never writing the
+    record again) and read an Arabic-Indic "٣" as db 3 (the worker then took nothing)."""
+    key = keys.jobs_db(harness.settings.queue_name)
+    harness.queue_client.set(key, value)
+    assert jobsdb.recorded(harness.queue_client, harness.settings) is None
+    job_id = harness.submit("sleep")
+    worker = Worker(harness.settings, operations(), FakeData())
+    worker.check_jobs_db()  # the heartbeat's check: no exception, no conflict
+    assert worker.jobs_db_conflict is None
+    assert worker.work(burst=True, install_signals=False) == 0
+    assert harness.store.get(job_id).status == JobStatus.COMPLETE
+    harness.queue_client.set(key, value)
+    assert jobsdb.Recorder(harness.queue_client, harness.settings).once()  # the API's refresh
+    assert harness.queue_client.get(key) == str(harness.settings.redis_jobs_db)

@@ -31,6 +31,7 @@ import logging
 import threading
 
 import redis
+from redis.client import NEVER_DECODE
 
 from . import keys
 from .settings import Settings
@@ -48,7 +49,7 @@ def record(queue: redis.Redis, settings: Settings) -> int | None:
     """Write this API's jobs db for its queue (refreshing the TTL); return the db recorded before it
     when that was another one (another API on this queue keeps jobs elsewhere), else None."""
     pipe = queue.pipeline(transaction=False)
-    pipe.get(keys.jobs_db(settings.queue_name))
+    pipe.execute_command("GET", keys.jobs_db(settings.queue_name), **{NEVER_DECODE: True})
     pipe.set(keys.jobs_db(settings.queue_name), str(settings.redis_jobs_db), ex=RECORD_TTL_SECONDS)
     before, _ = pipe.execute()
     previous = _as_db(before)
@@ -57,14 +58,18 @@ def record(queue: redis.Redis, settings: Settings) -> int | None:
 
 def recorded(queue: redis.Redis, settings: Settings) -> int | None:
     """The jobs db the APIs recorded for this worker's queue, or None when none did."""
-    return _as_db(queue.get(keys.jobs_db(settings.queue_name)))
+    return _as_db(queue.execute_command("GET", keys.jobs_db(settings.queue_name), **{NEVER_DECODE: True}))
 
 
 def _as_db(raw: object) -> int | None:
+    """A db number from the record's raw bytes (read undecoded: bytes that are not UTF-8 would raise
+    in a decoding client); anything but ASCII digits is no record. ``str.isdigit`` passed "²" to
+    ``int`` (ValueError: the worker's housekeeping and the API's recorder thread failed on it) and
+    read "٣" as db 3."""
     if raw is None:
         return None
-    text = raw.decode() if isinstance(raw, bytes) else str(raw)
-    return int(text) if text.isdigit() else None
+    text = raw if isinstance(raw, bytes) else str(raw).encode("utf-8", "replace")
+    return int(text) if text.isascii() and text.isdigit() else None
 
 
 def unrecorded_message(settings: Settings) -> str:
