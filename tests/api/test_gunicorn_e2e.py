@@ -470,3 +470,13 @@ def test_a_small_unread_body_keeps_the_connection(api):
     health = b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
     (first, headers, _), (second, _, _) = pipelined(api[0], bad + health, 2)
     assert (first, second) == (405, 200) and headers["connection"] == "keep-alive"
+
+
+def test_a_body_that_stops_half_way_is_answered_408_and_closed(api):
+    """A Content-Length body that stops arriving gets 408 at CLIENT_TIMEOUT_SECONDS. That answer said
+    ``Connection: keep-alive`` and gunicorn then closed the connection anyway (the rest of the body
+    never came): a client keeping it met a reset on its next request. Now the 408 says close."""
+    body = b'{"operation": "top_locations", "params": {"n": 2}}'
+    status, headers, rest = exchange(api[0], _POST + b"Content-Length: %d\r\n\r\n" % len(body) + body[:10], timeout=15)
+    assert status == 408 and headers["connection"] == "close", headers
+    assert json.loads(rest)["error"] == "request_timeout"

@@ -2,7 +2,7 @@
 not safely or cheaply read the rest.
 
 On a kept-alive connection gunicorn reads what is left of a request's body before it parses the
-next request. Two kinds of unread body make that wrong:
+next request. Three kinds of unread body make that wrong:
 
 - A chunked body the application answered without reading to its end (a 405, 404, 401, 415, a
   refused Host: every refusal that comes before the body) is parsed after its answer has gone, and
@@ -11,6 +11,9 @@ next request. Two kinds of unread body make that wrong:
 - A Content-Length body larger than ``MAX_BODY_BYTES`` (answered ``413`` before a byte of it is
   read) is read and thrown away in full, up to ``CLIENT_TIMEOUT_SECONDS``, by an answer that said
   ``Connection: keep-alive``: 100 MB read to refuse them.
+- A body that stopped arriving (``408``, after ``CLIENT_TIMEOUT_SECONDS``): its answer said
+  ``Connection: keep-alive`` and gunicorn closed the connection anyway, so a client keeping it met
+  a reset on its next request.
 
 Such an answer says ``Connection: close`` and gunicorn closes the connection after it: nothing
 after the answered request is read. A body read to its end, or a small unread Content-Length
@@ -28,7 +31,8 @@ from typing import Any
 
 def closing_unread(app: Callable, max_body_bytes: int) -> Callable:
     """The WSGI app ``app``; its answer closes the connection when it leaves a chunked body
-    unread to its end, or more than ``max_body_bytes`` of a Content-Length body (module docstring)."""
+    unread to its end, or more than ``max_body_bytes`` of a Content-Length body, and when it is a
+    ``408`` (module docstring)."""
 
     def wrapped(environ: dict, start_response: Callable) -> Iterable[bytes]:
         body = environ.get("wsgi.input")
@@ -37,7 +41,7 @@ def closing_unread(app: Callable, max_body_bytes: int) -> Callable:
             return app(environ, start_response)
 
         def starting(status: str, headers: list, exc_info: Any = None) -> Callable:
-            if _unsafe_rest(body, max_body_bytes):
+            if status.startswith("408") or _unsafe_rest(body, max_body_bytes):
                 request.must_close = True
             return start_response(status, headers, exc_info)
 
