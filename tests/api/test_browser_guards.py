@@ -90,6 +90,28 @@ def test_allow_list_patterns_and_star(redis_url):
     assert "evil.example" not in text and "http://localhost:5000/submit" in text
 
 
+@pytest.mark.parametrize(
+    ("entry", "host"),
+    [
+        ("localhost:5000", "localhost:5000"),  # as the banner and a browser show the address
+        ("class.example:5000", "class.example"),
+        ("http://class.example:5000/", "class.example:5000"),
+        ("https://Class.Example/", "class.example"),
+        ("::1", "[::1]:5000"),  # as BIND_HOST takes it
+        ("[::1]:5000", "[::1]:5000"),
+        ("10.0.0.5:7550", "10.0.0.5:7550"),
+    ],
+)
+def test_an_allow_list_entry_written_as_an_address_allows_its_host(redis_url, entry, host):
+    """The Host check drops the request's port, so an entry with a port, a scheme or a path matched no
+    request: ALLOWED_HOSTS=myvm.example:5000 answered every request by that name 400 host_not_allowed."""
+    from jobqueue_api import create_app
+
+    client = create_app(make_settings(redis_url, ALLOWED_HOSTS=entry), load_data=False).test_client()
+    assert client.get("/jobs", headers={"Host": host}).status_code == 200, (entry, host)
+    assert client.get("/jobs", headers={"Host": "evil.example:5000"}).status_code == 400
+
+
 def test_help_examples_keep_the_apis_path_prefix(client):
     """Under ``SCRIPT_NAME=/class/jq`` (docs/ui.md) gunicorn serves only paths under the prefix and
     answers others with its own HTML 500; /help printed ``http://127.0.0.1:5000/submit``, so every

@@ -30,6 +30,8 @@ def test_defaults_parse():
         ("RESULT_CACHE", "maybe"),
         ("REDIS_URL", "localhost:6379"),
         ("LOG_LEVEL", "LOUD"),
+        ("ALLOWED_HOSTS", ""),  # every request but the probes answered 400 host_not_allowed
+        ("ALLOWED_HOSTS", " , "),
     ],
 )
 def test_bad_value_names_the_variable(name, value):

@@ -38,7 +38,30 @@ CACHEABLE_PREFIX = "/ui/static/"
 
 
 def parse_allowed_hosts(raw: str) -> tuple[str, ...]:
-    return tuple(h.strip().lower().rstrip(".") for h in raw.split(",") if h.strip())
+    """The allow-list as :func:`host_allowed` compares it: lower case, no trailing dot, and each
+    entry's host alone. An entry written as an address (``myvm.example:5000``, ``http://myvm.example/``,
+    the form a browser shows) never matched, since the check drops the request's port: every request
+    by that name got 400 host_not_allowed. An IPv6 address gets the brackets Host carries (``::1``)."""
+    return tuple(_allowed_host(h) for h in raw.split(",") if h.strip())
+
+
+def _allowed_host(entry: str) -> str:
+    import ipaddress
+    from urllib.parse import urlsplit
+
+    entry = entry.strip().lower()
+    try:
+        return f"[{ipaddress.IPv6Address(entry)}]"
+    except ValueError:
+        pass
+    if "/" in entry or entry.count(":") == 1 or (entry.startswith("[") and not entry.endswith("]")):
+        try:
+            host = urlsplit("//" + entry.split("://", 1)[-1]).hostname
+        except ValueError:  # not an address either: kept as written (it matches nothing)
+            host = None
+        if host:
+            entry = f"[{host}]" if ":" in host else host
+    return entry.rstrip(".")
 
 
 def host_allowed(host: str, allowed: tuple[str, ...]) -> bool:

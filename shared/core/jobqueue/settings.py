@@ -117,6 +117,16 @@ def _named_tokens(name: str, raw: str) -> str:
     return raw if entries else ""  # blank or only commas: no named tokens (not tokens required, none valid)
 
 
+def _allowed_hosts(name: str, raw: str) -> str:
+    """The API's Host allow-list: an empty one (a blank in an .env or a manifest) answered every
+    request but the probes with 400 host_not_allowed, while /readyz said ready."""
+    if not any(e.strip() for e in raw.split(",")):
+        raise SettingsError(
+            f"{name} must name at least one host ('*': any; unset, it is localhost,127.0.0.1,[::1]), got {raw!r}"
+        )
+    return raw
+
+
 def _proxy_addresses(name: str, raw: str) -> str:
     """``*`` or comma-separated addresses/networks (``10.0.0.0/8``): gunicorn's forwarded_allow_ips,
     checked here so a typo stops the program naming the variable."""
@@ -419,7 +429,7 @@ SPEC: dict[str, tuple[str, Callable[[str, str], object], str]] = {
     ),
     "ALLOWED_HOSTS": (
         "localhost,127.0.0.1,[::1]",
-        _str,
+        _allowed_hosts,
         "API: Host names it answers to, comma-separated ('*' any; a '*' label matches one label); probes and /metrics are exempt",
     ),
     "FORWARDED_ALLOW_IPS": (
