@@ -249,10 +249,20 @@ if [ "$WORKERS" = 0 ]; then
   $join DATA_PATH=$(printf %q "$DATA_PATH") WORKER_METRICS_PORT=$WORKER_METRICS_BASE .venv/bin/jobqueue-worker
 "
 fi
+# BIND_HOST=0.0.0.0 (or this machine's address) is for other machines, but the API answers only the
+# Host names in ALLOWED_HOSTS (loopback by default): a request by this machine's name or address got
+# 400 host_not_allowed. Unless ALLOWED_HOSTS is given, the banner says so, with a value to use.
+REMOTE_HINT=""
+if [ -z "${ALLOWED_HOSTS:-}" ] && { [[ $BIND_HOST =~ ^(0\.0\.0\.0|::|\[::\])$ ]] || ! [[ $API_HOST =~ ^(127\.|\[::1\]$) ]]; }; then
+  names=$(printf '%s' "$(hostname 2>/dev/null)" "$(hostname -I 2>/dev/null | tr ' ' '\n' | sed '/^$/d' | sed 's/^/,/')" | tr -d '\n')
+  REMOTE_HINT="From another machine: the API answers only the Host names in ALLOWED_HOSTS (now localhost,127.0.0.1,[::1]);
+  add the name or address you reach it by, then $STOP and make up again, e.g. ALLOWED_HOSTS=localhost,127.0.0.1,[::1],${names#,}
+"
+fi
 cat <<EOF
 
 atx-jobqueue is running: API $URL, Redis $REDIS_SHOWN, $WORKERS_SHOWN (logs in $RUN_DIR/logs).
-${TOKEN_HINT}${WORKER_HINT}Try:
+${TOKEN_HINT}${WORKER_HINT}${REMOTE_HINT}Try:
   curl $URL/help
   curl -X POST $URL/submit$AUTH -H 'Content-Type: application/json' \\
        -d '{"operation": "top_locations", "params": {"n": 5}}'

@@ -336,6 +336,47 @@ def test_with_no_workers_the_banner_prints_a_worker_command_that_joins_this_stac
         subprocess.run(["bash", "scripts/down.sh"], cwd=REPO_ROOT, env=env, capture_output=True, timeout=120)
 
 
+def test_bound_for_other_machines_the_banner_gives_an_allowed_hosts_that_lets_them_in(tmp_path):
+    """`BIND_HOST=0.0.0.0 make up` is for other machines, but the API answers only the Host names in
+    ALLOWED_HOSTS (loopback by default): by this machine's name or address every request got 400
+    host_not_allowed, and the banner said nothing of it. It now says so with a value to use, which,
+    given as printed, lets a request by this machine's address in."""
+    import re
+    import socket
+
+    address = next(
+        (a for a in subprocess.run(["hostname", "-I"], capture_output=True, text=True).stdout.split() if "." in a),
+        None,
+    )
+    if address is None:
+        pytest.skip("this machine has no IPv4 address but loopback")
+    env = stack_env(str(tmp_path / "run"), WORKERS="0", BIND_HOST="0.0.0.0")
+    try:
+        up = subprocess.run(
+            ["bash", "scripts/up.sh"], cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=600
+        )
+        assert up.returncode == 0, up.stdout + up.stderr
+        hint = re.search(r"From another machine: .*\n.*e\.g\. ALLOWED_HOSTS=(\S+)", up.stdout)
+        assert hint, up.stdout
+        url = f"http://{address}:{env['PORT']}"
+        assert requests.get(f"{url}/jobs", timeout=10).status_code == 400  # as the banner says
+        subprocess.run(["bash", "scripts/down.sh"], cwd=REPO_ROOT, env=env, capture_output=True, timeout=120)
+        env["ALLOWED_HOSTS"] = hint.group(1)
+        again = subprocess.run(
+            ["bash", "scripts/up.sh"], cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=600
+        )
+        assert again.returncode == 0, again.stdout + again.stderr
+        assert "From another machine" not in again.stdout
+        assert requests.get(f"{url}/jobs", timeout=10).status_code == 200
+        assert requests.get(f"http://{socket.gethostname()}:{env['PORT']}/jobs", timeout=10).status_code == 200
+    finally:
+        subprocess.run(["bash", "scripts/down.sh"], cwd=REPO_ROOT, env=env, capture_output=True, timeout=120)
+
+
+def test_bound_to_loopback_the_banner_says_nothing_of_other_machines(shared_stack):
+    assert "From another machine" not in shared_stack[3]
+
+
 def test_up_with_another_port_than_its_running_api_refuses_not_waits_elsewhere(tmp_path):
     """A second `make up` whose PORT differs from the running stack's (a bare `make up` after
     `PORT=7505 make up`) kept the running API, then waited on the new port: READY_TIMEOUT for
