@@ -174,3 +174,27 @@ def test_a_keyed_submit_or_a_cancel_refused_a_command_writes_nothing(fresh_redis
     assert keyed.status_code == 202, keyed.get_json()
     assert client.delete(f"/jobs/{job_id}").get_json()["cancelled"] is True
     assert queued.lrange("hotqueue:jobs", 0, -1) == [keyed.get_json()["job_id"]]
+
+
+def test_an_acl_refusal_is_not_reported_as_redis_unreachable(fresh_redis):
+    """A user refused a command the queue reads need (here EVALSHA): ``/healthz?detail=1`` said
+    ``redis: false`` and ``/help`` "Redis unreachable" while Redis answered and ``/readyz`` was 200,
+    sending an operator to look for a network fault. Now both say Redis answers and refuses the
+    service's user a command (NOPERM), without naming it to an anonymous caller: the logs do."""
+    admin = fresh_redis.client()
+    admin.acl_setuser("jq-user", enabled=True, passwords=["+pw"], keys=["*"], channels=["*"], commands=["+@all"])
+    admin.execute_command("ACL", "SETUSER", "jq-user", "-evalsha", "-eval")
+    client = create_app(
+        make_settings(f"redis://jq-user:pw@127.0.0.1:{fresh_redis.port}"), load_data=False
+    ).test_client()
+    detail = client.get("/healthz?detail=1")
+    assert detail.status_code == 200, detail.get_data(as_text=True)
+    body = detail.get_json()
+    assert body["redis"] is True and body["queue"] is None, body
+    assert "NOPERM" in body["queue_error"] and "evalsha" not in body["queue_error"].lower(), body
+    help_text = client.get("/help").get_data(as_text=True)
+    assert "unreachable" not in help_text and "NOPERM" in help_text, help_text[:600]
+    assert client.get("/readyz").get_json()["redis"] is True  # (no data loaded here: 503 for that)
+    admin.execute_command("ACL", "SETUSER", "jq-user", "+evalsha", "+eval")  # the deployment fixed
+    fixed = client.get("/healthz?detail=1").get_json()
+    assert fixed["redis"] is True and fixed["queue"]["waiting"] == 0 and "queue_error" not in fixed, fixed

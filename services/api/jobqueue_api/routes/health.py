@@ -33,13 +33,34 @@ READY_REDIS_SECONDS = DIAGNOSTIC_SECONDS
 def healthz():
     if request.args.get("detail") not in ("1", "true", "yes"):
         return jsonify({"status": "ok"})
+    return jsonify({"status": "ok", **read_queue()})
+
+
+ACL_REFUSED = (
+    "Redis answers, but its ACL refuses this service's user a command the queue's figures need "
+    "(NOPERM); the API's log names it"
+)
+_last_refusal: list[str] = []  # log an ACL refusal of the queue reads when it changes, not on every call
+
+
+def read_queue() -> dict:
+    """The queue's figures for ``/healthz?detail=1`` and ``/help``: ``redis`` and ``queue`` (None when
+    they could not be read), and ``queue_error`` when Redis answered but its ACL refused a read: that
+    is no unreachable Redis (both said "unreachable" while ``/readyz`` was 200). The command is named
+    in the log only: these routes are open to anyone."""
     state = current()
     try:
         with diagnostic(state.settings.redis_timeout_seconds):
             queue = read_backlog(state.settings, state.queue, state.jobs, state.delivery).to_dict()
+    except redis.exceptions.NoPermissionError as exc:
+        if _last_refusal != [str(exc)]:
+            _last_refusal[:] = [str(exc)]
+            log.error("redis ACL refuses the queue's figures", extra={"error": str(exc)})
+        return {"redis": True, "queue": None, "queue_error": ACL_REFUSED}
     except redis.exceptions.RedisError:
-        return jsonify({"status": "ok", "redis": False, "queue": None})
-    return jsonify({"status": "ok", "redis": True, "queue": queue})
+        return {"redis": False, "queue": None}
+    _last_refusal.clear()
+    return {"redis": True, "queue": queue}
 
 
 _last_problems: list[str] = []  # log a readiness problem when it changes, not on every probe

@@ -5,15 +5,13 @@ from __future__ import annotations
 
 import json
 
-import redis
 from flask import Blueprint, Response, current_app, jsonify, request
 
-from jobqueue.backlog import read_backlog
 
 from ..auth import tokens_required
-from ..bounds import diagnostic
 from ..guards import parse_allowed_hosts, public_base
 from ..state import current
+from .health import read_queue
 
 bp = Blueprint("meta", __name__)
 
@@ -79,21 +77,20 @@ def _usage() -> dict:
         if tokens_required()
         else "no token needed",
         "docs": f"{base}/openapi.json",
-        "queue": _queue(),
+        **_queue(),
         "browser": {"jobs_page": f"{base}/ui/", "api_docs": f"{base}/docs"},
     }
 
 
-def _queue() -> dict | None:
-    state = current()
-    try:
-        with diagnostic(state.settings.redis_timeout_seconds):  # a hung Redis: say so within 1 s
-            return read_backlog(state.settings, state.queue, state.jobs, state.delivery).to_dict()
-    except redis.exceptions.RedisError:
-        return None
+def _queue() -> dict:
+    """``queue`` (None when unreadable), and ``queue_error`` when Redis's ACL refused the reads."""
+    read = read_queue()  # a hung Redis: said within 1 s
+    return {k: v for k, v in read.items() if k != "redis"}
 
 
-def _queue_text(q: dict | None) -> list[str]:
+def _queue_text(q: dict | None, error: str | None = None) -> list[str]:
+    if q is None and error:
+        return [f"Queue: unknown: {error}"]
     if q is None:
         return ["Queue: Redis unreachable (GET /readyz; the API's logs say why)"]
     line = (
@@ -106,7 +103,13 @@ def _queue_text(q: dict | None) -> list[str]:
 
 
 def _usage_text(doc: dict) -> str:
-    lines = [f"{doc['service']}: {doc['description']}", "", *_queue_text(doc["queue"]), "", "Routes:"]
+    lines = [
+        f"{doc['service']}: {doc['description']}",
+        "",
+        *_queue_text(doc["queue"], doc.get("queue_error")),
+        "",
+        "Routes:",
+    ]
     width = max(len(r["method"]) for r in doc["routes"])
     for r in doc["routes"]:
         lines.append(f"  {r['method']:<{width}}  {r['path']}")
