@@ -128,6 +128,20 @@ def test_a_missing_relative_path_names_the_folder_it_was_looked_for_in(tmp_path,
     )
 
 
+@pytest.mark.parametrize("spaced", [" {}", "{} ", "{}\n"])
+def test_a_path_with_a_space_around_it_says_so(tmp_path, load, spaced):
+    """DATA_PATH=" /data/x.csv" (quoted, or a YAML string) said "/data/x.csv: no such file" about a
+    file that exists: the space was in the message, where no one sees it."""
+    real = tmp_path / "traffic.csv"
+    real.write_text("x")
+    with pytest.raises(DataFormatError) as err:
+        load(spaced.format(real))
+    assert str(err.value) == (
+        f"{spaced.format(real)!r}: no such file (the path begins or ends with white space, which is part of the "
+        f"name here): write it without, e.g. {str(real)!r}"
+    )
+
+
 def test_a_tilde_path_says_the_tilde_is_not_expanded(tmp_path, monkeypatch, load):
     """DATA_PATH="~/traffic.csv" (quoted, or from a .env or compose file) reaches the loader with its
     '~': that it was "a relative path" looked for in the current folder is true but no help."""

@@ -107,6 +107,13 @@ def not_a_file(path: Path) -> DataFormatError:
         inside = sorted(p.name for p in path.iterdir() if p.is_file() and not p.name.startswith("."))
         held = f"; it holds {', '.join(inside[:5])}{', ...' if len(inside) > 5 else ''}" if inside else " (empty)"
         return DataFormatError(f"{path} is a folder, not a file: give the data file's path{held}")
+    if str(path) != str(path).strip():
+        # DATA_PATH=" /data/x.csv" (a quoted value, a YAML string) said "/data/x.csv: no such file"
+        # about a file that is there: the space in front was in the message, unseen
+        return DataFormatError(
+            f"{str(path)!r}: no such file (the path begins or ends with white space, which is part of the name "
+            f"here): write it without, e.g. {str(path).strip()!r}"
+        )
     if str(path).startswith("~"):
         return DataFormatError(
             f"{path}: no such file ('~' is expanded by a shell only where it is unquoted; here it is part of "
