@@ -215,3 +215,27 @@ def test_the_programs_stop_at_start_on_an_empty_data_path(program):
     run = _start(program, timeout=20, DATA_PATH="")
     assert run.returncode == 2, run.stdout + run.stderr
     assert f"{program}: configuration error: DATA_PATH must name the data file" in run.stderr, run.stderr
+
+
+@pytest.mark.parametrize("program", ["jobqueue-api", "jobqueue-worker"])
+def test_the_programs_stop_at_start_on_a_blank_cache_dir(program, tmp_path):
+    """DATA_CACHE_DIR=" " (a quoted blank) was a folder named ' ' made in the working directory."""
+    run = _start(program, timeout=20, DATA_CACHE_DIR=" ")
+    assert run.returncode == 2, run.stdout + run.stderr
+    assert (
+        f"{program}: configuration error: DATA_CACHE_DIR ' ' begins or ends with white space, which is part of "
+        "the folder's name here: write it without, or leave it empty (the cache then goes beside DATA_PATH)"
+    ) in run.stderr, run.stderr
+
+
+def test_a_cache_dir_with_white_space_around_it_says_so(tmp_path):
+    """As DATA_PATH's error says (tests/analysis/test_loader.py); a folder so named that exists is used."""
+    given = f" {tmp_path / 'cache'}"
+    with pytest.raises(SettingsError) as err:
+        load_settings({"DATA_CACHE_DIR": given})
+    assert str(err.value) == (
+        f"DATA_CACHE_DIR {given!r} begins or ends with white space, which is part of the folder's name here: "
+        f"write it without, e.g. {str(tmp_path / 'cache')!r}"
+    )
+    (tmp_path / "spaced ").mkdir()
+    assert load_settings({"DATA_CACHE_DIR": f"{tmp_path}/spaced "}).data_cache_dir == f"{tmp_path}/spaced "

@@ -12,6 +12,7 @@ import argparse
 import os
 import re
 from dataclasses import dataclass, fields
+from pathlib import Path
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -75,6 +76,19 @@ def _data_path(name: str, raw: str) -> str:
     named '' for ever; ``make up`` and the ``jobqueue`` data commands took the default for it."""
     if not raw.strip():
         raise SettingsError(f"{name} must name the data file (unset, it is {DEFAULT_DATA_PATH}), got {raw!r}")
+    return raw
+
+
+def _cache_dir(name: str, raw: str) -> str:
+    """The cache folder: DATA_CACHE_DIR=" " (a quoted blank, a YAML string) was a folder named ' '
+    made in the working directory, and " /srv/cache" one named ' ' beside it, without a word. A
+    white space around a name is refused as DATA_PATH's is named, unless that folder exists."""
+    if raw != raw.strip() and not Path(raw).is_dir():
+        fix = f"e.g. {raw.strip()!r}" if raw.strip() else "or leave it empty (the cache then goes beside DATA_PATH)"
+        raise SettingsError(
+            f"{name} {raw!r} begins or ends with white space, which is part of the folder's name here: "
+            f"write it without, {fix}"
+        )
     return raw
 
 
@@ -375,7 +389,7 @@ SPEC: dict[str, tuple[str, Callable[[str, str], object], str]] = {
     ),
     "DATA_CACHE_DIR": (
         "",
-        _str,
+        _cache_dir,
         "where the parsed columnar cache is kept; empty: beside DATA_PATH when writable, else none",
     ),
     "DATA_CACHE_MODE": (
