@@ -11,7 +11,7 @@ import sys
 import pytest
 
 from devstack.paths import REPO_ROOT
-from tests.conftest import WHOLE_SUITE_COUNT
+from tests.support.suite_count import WHOLE_SUITE_COUNT
 
 pytestmark = pytest.mark.slow  # alone, it collects the whole suite: about 20 s
 
