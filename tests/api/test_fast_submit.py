@@ -19,6 +19,7 @@ from werkzeug.test import EnvironBuilder
 from jobqueue.jobs import JobStore
 
 from .support import app_counting_flask, metric_value, redis_and_api, run_jobs_in_thread, spawn
+from tests.support.rate_window import start_counting_with
 
 BODY = json.dumps({"operation": "sleep", "params": {"seconds": 0}}).encode()
 
@@ -123,6 +124,7 @@ def test_with_tokens_only_a_submit_with_a_known_bearer_token_skips_flask(redis_u
 
 def test_with_the_rate_limit_a_submit_is_counted_and_its_429_is_flasks(redis_url, jobs):
     app, calls = app_counting_flask(redis_url, SUBMIT_RATE_LIMIT="2")
+    start_counting_with(5)
     answers = [_call(app) for _ in range(3)]
     assert [a["status"][:3] for a in answers] == ["202", "202", "429"]
     assert calls == [1, 1]  # the first (guards' first look) and the 429; the second was fast
@@ -181,6 +183,7 @@ def test_through_gunicorn_both_paths_answer_alike(tmp_path):
 
 def test_through_gunicorn_the_rate_limit_counts_both_paths_alike(tmp_path):
     with redis_and_api(tmp_path, processes=1, SUBMIT_RATE_LIMIT="4") as (_, api):
+        start_counting_with(5)
         answers = [_exchange(api.port, path, BODY, {}) for path in ["/submit", "/submit?x=1"] * 3]
     assert [a[0] for a in answers] == [202, 202, 202, 202, 429, 429]
     fast, flask = (json.loads(a[2]) for a in answers[4:])

@@ -15,6 +15,7 @@ import json
 from jobqueue.jobs import JobStore
 
 from .support import app_counting_flask, finish
+from tests.support.rate_window import start_counting_with
 
 TOKENS = {"API_TOKEN": "admin-secret", "API_TOKENS": "alice:alice-secret,bob:bob-secret"}
 JOB = {"operation": "sleep", "params": {"seconds": 0}}
@@ -89,6 +90,7 @@ def test_a_status_read_sees_only_its_tokens_jobs_as_flask_does(redis_url, jobs):
 def test_the_rate_limit_and_idempotency_keys_belong_to_the_token(redis_url):
     app, calls = app_counting_flask(redis_url, SUBMIT_RATE_LIMIT="2", **TOKENS)
     client = app.test_client()
+    start_counting_with(5)
     _submit(client, "bob-secret", "/submit?x=1")  # the Host judged; bob's first of two
     del calls[:]
     answers = [_submit(client, "alice-secret")[0] for _ in range(3)]

@@ -11,6 +11,7 @@ import pytest
 from jobqueue import keys
 
 from tests.support.lossy_proxy import LossyProxy
+from tests.support.rate_window import start_counting_with
 
 from .support import make_settings
 
@@ -57,6 +58,7 @@ def test_a_submit_whose_answer_is_lost_is_queued_once(lossy, redis_server, mode)
 def test_a_count_whose_answer_is_lost_counts_the_client_once(lossy, redis_server, mode):
     proxy = lossy(mode, trigger="INCRBY", last="EXPIRE")
     client = _app(proxy.url, SUBMIT_RATE_LIMIT="5")
+    start_counting_with(5)  # six submits, one of them waiting out a 0.5 s timeout
     proxy.arm()
     response = _post(client)
     assert proxy.victims == 1 and proxy.exec_sent, "the fault was never injected"
