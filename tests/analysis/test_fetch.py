@@ -87,13 +87,27 @@ def test_fetch_cli_loads_what_it_downloaded(portal, tmp_path, inproc):
     assert json.loads(out)["format"] == "soda-json"
 
 
-def test_fetch_failure_leaves_no_file(tmp_path, inproc):
+def test_fetch_failure_leaves_no_file(tmp_path, inproc, monkeypatch):
+    from jobqueue import http
+
+    # the refused connection is still tried again as often as a flaky portal's is, only without the
+    # 1 + 2 + 4 + 8 s of backoff between the tries (15 s a download, half a minute of this test): what
+    # is checked here is what a failure leaves behind and the exit code, not how long it waited
+    made = []
+
+    def without_backoff(**options):
+        made.append(options)
+        return original(**{**options, "backoff": 0})
+
+    original = http.retrying_session
+    monkeypatch.setattr(http, "retrying_session", without_backoff)
     target = tmp_path / "x.csv"
     with pytest.raises(FetchError):
         fetch(target, base_url="http://127.0.0.1:9", timeout=2)
     assert not target.exists() and not list(tmp_path.iterdir())
     code, _, err = inproc("data", "fetch", "--base-url", "http://127.0.0.1:9", "--timeout", 2, "--output", target)
     assert code == 3 and "download" in err  # exit 3: service unreachable
+    assert len(made) == 2  # both downloads went through the retrying session
 
 
 def test_fetch_cli_checks_a_download_before_it_replaces_the_file(portal, tmp_path, inproc):
