@@ -27,6 +27,7 @@ from flask import Blueprint, g, request
 from jobqueue.settings import token_entries
 
 from .errors import ApiError
+from .ratelimit import client_of
 from .state import current
 
 COOKIE = "jobqueue_token"
@@ -65,9 +66,21 @@ def tokens_required() -> bool:
 
 
 def identify(given: str | None) -> tuple[bool, str | None]:
-    """(known, owner name) of a presented token: the admin ``API_TOKEN`` has no owner (sees all)."""
-    settings = current().settings
-    return identify_among(settings.api_token, named_tokens(settings.api_tokens), given)
+    """(known, owner name) of the token the current request presents: the admin ``API_TOKEN`` has
+    no owner (sees all). A wrong one counts against the request's client, and a client whose
+    ``TOKEN_FAILURE_LIMIT`` is spent gets its 429 instead of a verdict (``guesses.py``); one
+    request is judged once, however many times its token is asked about."""
+    if not given:
+        return False, None
+    verdict = g.get("jobqueue_token_verdict")
+    if verdict is not None and verdict[0] == given:
+        return verdict[1]
+    state = current()
+    admin, named = state.settings.api_token, named_tokens(state.settings.api_tokens)
+    client = client_of(None, request.remote_addr)
+    known = state.guesses.judge(client, given, lambda token: identify_among(admin, named, token))
+    g.jobqueue_token_verdict = (given, known)
+    return known
 
 
 def identify_among(admin: str, named: dict[str, str], given: str | None) -> tuple[bool, str | None]:
@@ -106,7 +119,9 @@ def pasted_line_hint(given: str) -> str | None:
     """The hint for a whole ``name:token`` line sent as the token, when the token after ``name:``
     is that name's own (so the hint tells nothing its sender does not hold); else None."""
     name, sep, rest = given.partition(":")
-    if sep and name.strip() and identify(rest.strip()) == (True, name.strip()):
+    settings = current().settings  # (the whole line was judged, and counted, by identify)
+    named = named_tokens(settings.api_tokens)
+    if sep and name.strip() and identify_among(settings.api_token, named, rest.strip()) == (True, name.strip()):
         return (
             f": send the token alone, without {name.strip() + ':'!r} in front "
             "(a line of the class's tokens file is name:token)"

@@ -8,7 +8,8 @@ query string (but see ``?wait=`` below), no ``Prefer`` header, a Content-Length 
 already judged allowed (their remembered verdicts), and a valid job;
 and only in an app whose only request hooks are ``hooks.py``'s (:func:`_eligible`, decided at the
 first request); with API_TOKEN or API_TOKENS, only for a request with an ``Authorization: Bearer``
-header whose token ``auth.py`` knows, acting as that token's name (:func:`_identity`). With the rate limit on, the submit is counted against its address
+header whose token ``auth.py`` knows, acting as that token's name, from a client this process saw no wrong
+token from this minute (:func:`_identity`; ``guesses.py``). With the rate limit on, the submit is counted against its address
 in the same group commit, as on Flask's path, and a 429 is answered by Flask (below). Everything else, and every error, goes through
 Flask as before: a body this path has read and then refuses (bad JSON, unknown operation, a bad
 parameter) is handed to Flask as read, so Flask's answer is the one the client gets; a body that does
@@ -63,6 +64,7 @@ from jobqueue.lanes import lane_of
 
 from . import auth, idempotency, metrics
 from .guards import Guard
+from .guesses import TokenGuesses
 from .params import plain_wait
 from .ratelimit import client_of
 from .errors import ApiError
@@ -79,7 +81,8 @@ SOME_ID = "00000000-0000-4000-8000-000000000000"  # a valid job id, to ask the U
 def wrap(app: Flask, wsgi_app: Callable, guard: Guard, metrics_port: int) -> Callable:
     """``wsgi_app`` with the tutorial's submit and status read answered here when they can be
     (module docstring)."""
-    identity = _identity(app.extensions["jobqueue"].settings)
+    state = app.extensions["jobqueue"]
+    identity = _identity(state.settings, state.guesses)
     submit_app = _submit(app, wsgi_app, guard, metrics_port, identity)
     status_app = _status(app, wsgi_app, guard, metrics_port, identity)
 
@@ -94,12 +97,14 @@ def wrap(app: Flask, wsgi_app: Callable, guard: Guard, metrics_port: int) -> Cal
     return fast_app
 
 
-def _identity(settings: Any) -> Callable[[dict], tuple[bool, str | None]]:
+def _identity(settings: Any, guesses: TokenGuesses) -> Callable[[dict], tuple[bool, str | None]]:
     """Who a request acts as, and whether this path may answer it: with no tokens configured,
     everyone, as no one; with API_TOKEN or API_TOKENS, only a request with an ``Authorization:
     Bearer`` header whose token ``auth.py`` knows (its name; None for the admin token), judged by
     ``auth.identify_among`` as Flask's path judges it, on the tokens parsed once. Anything else (no
-    header, the web page's cookie and its CSRF rule, an unknown token: a 401) is Flask's to answer."""
+    header, the web page's cookie and its CSRF rule, an unknown token: a 401, counted against its
+    client; a right token whose client this process saw a wrong token from this minute, which needs
+    the count in Redis: ``guesses.py``, ``TOKEN_FAILURE_LIMIT``) is Flask's to answer."""
     if not (settings.api_token or settings.api_tokens):
         return lambda environ: (True, None)
     admin, named = settings.api_token, auth.named_tokens(settings.api_tokens)
@@ -108,7 +113,10 @@ def _identity(settings: Any) -> Callable[[dict], tuple[bool, str | None]]:
         header = environ.get("HTTP_AUTHORIZATION")
         if header is None:
             return False, None
-        return auth.identify_among(admin, named, auth.bearer(header))
+        known = auth.identify_among(admin, named, auth.bearer(header))
+        if known[0] and guesses.must_ask(client_of(None, environ.get("REMOTE_ADDR"))):
+            return False, None
+        return known
 
     return identity
 

@@ -323,6 +323,18 @@ def _components(catalogue: Registry) -> dict[str, Any]:
     }
 
 
+TOO_MANY_GUESSES = (
+    "too_many_token_failures: this client (its address) sent TOKEN_FAILURE_LIMIT wrong tokens this "
+    "minute; every token from it, the right one included, is refused until Retry-After"
+)
+
+
+def _add_guess_limit(responses: dict[str, Any]) -> None:
+    """The 429 of a client whose wrong-token budget is spent (guesses.py), beside a route's own."""
+    own = responses.get("429")
+    responses["429"] = _error(TOO_MANY_GUESSES if own is None else f"{own['description']}; or {TOO_MANY_GUESSES}")
+
+
 def build_spec(catalogue: Registry, settings: Settings, version: str) -> dict[str, Any]:
     wait = _wait_param(settings.max_wait_seconds)
     secured: list[dict[str, list[str]]] = [{}, {"bearer": []}]  # open unless API_TOKEN is set
@@ -683,6 +695,8 @@ def build_spec(catalogue: Registry, settings: Settings, version: str) -> dict[st
     for item in paths.values():
         for operation in item.values():
             operation["responses"].setdefault("414", URI_TOO_LONG)
+            if "401" in operation["responses"]:  # a route that checks tokens: wrong ones are budgeted
+                _add_guess_limit(operation["responses"])
     return {
         "openapi": "3.1.0",
         "info": {

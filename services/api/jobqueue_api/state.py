@@ -25,6 +25,7 @@ from jobqueue.settings import Settings
 
 from .batching import UNDER_WAY, GroupCall, SubmitBatcher
 from .bounds import BoundedRedis, RedisDeadline, bounded
+from .guesses import TokenGuesses
 from .idempotency import KeyedSubmits
 from .submission import store_admitted
 
@@ -59,6 +60,7 @@ class ApiState:
     # same round trip, so the job's end is announced (only waited jobs are)
     waited_reads: GroupCall[str, str | None]
     keyed: KeyedSubmits  # submits sent with an Idempotency-Key: one script call each (idempotency.py)
+    guesses: TokenGuesses  # wrong tokens per client address this minute (guesses.py)
     data: DatasetSlot = field(default_factory=DatasetSlot)
     waiter: Any = None  # jobqueue_api.waiting.DoneWaiter, started lazily after fork
     plot_gate: Any = None  # jobqueue_api.routes.analysis.PlotGate: sync plot cap and PNG cache
@@ -110,6 +112,7 @@ def build_state(settings: Settings, catalogue: Registry) -> ApiState:
             company=UNDER_WAY.company,
         ),
         keyed=KeyedSubmits(delivery, jobs, settings.submit_rate_limit, bound, settings.job_ttl_seconds),
+        guesses=TokenGuesses(jobs, settings.token_failure_limit),
     )
 
 

@@ -84,6 +84,15 @@ def submit_rate(client: str, window: int) -> str:
     return f"{RATE_PREFIX}{client}:{window}"
 
 
+TOKEN_FAILURES_PREFIX = "rate:token-failures:"  # set with a TTL: digests of one client's wrong tokens in one window
+
+
+def token_failures(client: str, window: int) -> str:
+    """The distinct wrong tokens one client sent in one 60 s window, at most ``TOKEN_FAILURE_LIMIT``
+    (``jobqueue_api.guesses``; ``client`` as ``ratelimit.client_of`` names it)."""
+    return f"{TOKEN_FAILURES_PREFIX}{client}:{window}"
+
+
 # --- queue db ------------------------------------------------------------------------------
 HOTQUEUE_PREFIX = "hotqueue:"  # HotQueue's own naming: the list is hotqueue:<name>
 PROCESSING_PREFIX = "processing:"  # per-worker list of claimed job ids

@@ -441,6 +441,11 @@ SPEC: dict[str, tuple[str, Callable[[str, str], object], str]] = {
         _int(0, 1000000),
         "API: submissions one client (named token, else address) may make per minute; beyond, 429 with Retry-After (0: no limit; the chart and k8s/ set 600)",
     ),
+    "TOKEN_FAILURE_LIMIT": (
+        "20",
+        _int(0, 10000),
+        "API: distinct wrong tokens (Bearer header, page cookie, /ui/login) one client (its address) may send per minute, counted in Redis; beyond, every token it sends, the right one too, gets 429 with Retry-After until the minute ends (0: no limit)",
+    ),
     "ALLOWED_HOSTS": (
         "localhost,127.0.0.1,[::1]",
         _allowed_hosts,
@@ -506,6 +511,7 @@ class Settings:
     allowed_hosts: str
     forwarded_allow_ips: str
     submit_rate_limit: int
+    token_failure_limit: int
     sync_plots_per_process: int
     client_timeout_seconds: int
     api_token: str

@@ -10,6 +10,8 @@ from __future__ import annotations
 from flask import Blueprint, redirect, render_template
 
 from ..auth import csrf_token, given_token, token_matches, tokens_required
+from ..errors import ApiError
+from ..guesses import REFUSED
 from ..pages import root, secure_page
 
 bp = Blueprint("docs", __name__, static_folder="../static", static_url_path="/ui/static")
@@ -25,7 +27,13 @@ def docs():
     # Logged in on the web page, Try it out sends its cookie: a submit or delete made with it must
     # carry the page's CSRF value (it was a 403 csrf_failed from /docs), so this page has it too
     given, via_cookie = given_token()
-    csrf = csrf_token(given) if given and via_cookie and tokens_required() and token_matches(given) else ""
+    try:
+        known = bool(given and via_cookie and tokens_required() and token_matches(given))
+    except ApiError as exc:  # the client's wrong-token budget is spent (guesses.py): the page, without
+        if exc.code != REFUSED:  # the CSRF value its cookie would have earned
+            raise
+        known = False
+    csrf = csrf_token(given) if known and given else ""
     return render_template("docs.html", root=root(), csrf=csrf)
 
 

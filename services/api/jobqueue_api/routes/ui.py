@@ -34,6 +34,7 @@ from ..auth import (
     tokens_required,
 )
 from ..errors import ApiError, http_error
+from ..guesses import REFUSED
 from ..overview import queue_overview
 from ..pages import root, secure_page
 from ..params import job_id_or_400
@@ -67,8 +68,18 @@ def _logged_in() -> bool:
 
 
 def _page(template: str, **context):
-    """Render a page, or only the login form (401) when a token is required and not presented."""
-    if not _logged_in():
+    """Render a page, or only the login form (401) when a token is required and not presented;
+    the form with the 429's message when the client's wrong-token budget is spent (guesses.py)."""
+    try:
+        logged_in = _logged_in()
+    except ApiError as exc:
+        if exc.code != REFUSED:
+            raise
+        page = render_template("ui/login.html", root=root(), page="login", csrf="", refused=exc.message)
+        response = make_response(page, 429)
+        response.headers.update(exc.headers)
+        return response
+    if not logged_in:
         return make_response(render_template("ui/login.html", root=root(), page="login", csrf=""), 401)
     required = tokens_required()
     given = given_token()[0] or ""

@@ -1,0 +1,223 @@
+"""Wrong tokens are budgeted per client (TOKEN_FAILURE_LIMIT distinct ones a minute, guesses.py).
+
+Before: every wrong token was answered 401 at once (``/ui/login``'s 0.5 s per wrong guess slowed
+one connection, not guesses sent in parallel), so a token picked by hand fell to a word list. Now the first LIMIT distinct wrong tokens of a client in a
+minute are answered 401, counted atomically in Redis across processes; after them every token it
+presents, the right one too, gets 429 (a right one answered differently would tell the guesser),
+while another client, a stale token sent again and again, and a request with no token are not
+affected. Each test starts counting with time left in the minute (tests/support/rate_window.py).
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+import redis
+
+from jobqueue import keys
+from tests.api.support import make_settings, redis_and_api
+from tests.support.rate_window import start_counting_with
+
+ADMIN, ALICE = "admin-guesses-7Yq", "alice-guesses-3Kp"
+LIMIT = 5
+TOKENS = {"API_TOKEN": ADMIN, "API_TOKENS": f"alice:{ALICE}"}
+
+
+def _app(redis_url: str, **env: str):
+    from jobqueue_api import create_app
+
+    return create_app(make_settings(redis_url, **{**TOKENS, **env}), load_data=False).test_client()
+
+
+def _jobs(client, addr: str, token: str):
+    return client.get("/jobs?limit=1", headers={"Authorization": f"Bearer {token}"}, environ_base={"REMOTE_ADDR": addr})
+
+
+def _assert_refusal(response_status: int, retry_header: str | None, body: dict) -> None:
+    assert response_status == 429, body
+    retry = int(retry_header or "")
+    assert 1 <= retry <= 60 and body["retry_after"] == retry, (retry_header, body)
+    assert body["error"] == "too_many_token_failures"
+    assert f"{LIMIT} wrong tokens" in body["message"] and "right one included" in body["message"]
+
+
+def test_a_client_gets_limit_wrong_verdicts_across_processes_then_429_for_any_token(redis_url):
+    one, two = _app(redis_url, TOKEN_FAILURE_LIMIT=str(LIMIT)), _app(redis_url, TOKEN_FAILURE_LIMIT=str(LIMIT))
+    guesser = "10.7.0.1"
+    start_counting_with(10)
+    statuses = [_jobs(one if i % 2 else two, guesser, f"guess-{i}").status_code for i in range(12)]
+    assert statuses == [401] * LIMIT + [429] * (12 - LIMIT), statuses  # two "processes", one count
+
+    # the right tokens from that client: refused unchecked, with the same 429
+    for client in (one, two):
+        for token in (ALICE, ADMIN):
+            answer = _jobs(client, guesser, token)
+            _assert_refusal(answer.status_code, answer.headers.get("Retry-After"), answer.get_json())
+    # a third process learns it from its first wrong token, and refuses the right one after it
+    three = _app(redis_url, TOKEN_FAILURE_LIMIT=str(LIMIT))
+    assert _jobs(three, guesser, "guess-x").status_code == 429
+    assert _jobs(three, guesser, ALICE).status_code == 429
+    # the documented gap: a process that saw no wrong token from a client does not ask about its
+    # right token (one try per process and minute, and only if that try is the right token)
+    four = _app(redis_url, TOKEN_FAILURE_LIMIT=str(LIMIT))
+    assert _jobs(four, guesser, ALICE).status_code == 200
+
+    # the count: one set per client and window, never more than LIMIT digests, with a TTL
+    r = redis.Redis.from_url(redis_url)
+    found = list(r.scan_iter(match=keys.TOKEN_FAILURES_PREFIX + f"addr:{guesser}:*"))
+    assert len(found) == 1 and r.scard(found[0]) == LIMIT and 0 < r.ttl(found[0]) <= 65
+
+    # another client is not affected: its right token works, its wrong one is a 401
+    assert _jobs(one, "10.7.0.2", ALICE).status_code == 200
+    assert _jobs(two, "10.7.0.2", "nope").status_code == 401
+    # a stale token sent again and again (an open page after a token change) counts once
+    stale = "10.7.0.3"
+    assert [_jobs(one, stale, "old-token").status_code for _ in range(3 * LIMIT)] == [401] * (3 * LIMIT)
+    assert _jobs(one, stale, ALICE).status_code == 200
+    print(f"\nTOKEN_FAILURE_LIMIT={LIMIT}, 12 wrong tokens over two app instances: {statuses}")
+
+
+def test_the_web_page_login_form_cookie_and_docs(redis_url):
+    app = _app(redis_url, TOKEN_FAILURE_LIMIT=str(LIMIT))
+    guesser, html = "10.7.1.1", {"Accept": "text/html"}
+    start_counting_with(10)
+    logins = [
+        app.post("/ui/login", json={"token": f"guess-{i}"}, environ_base={"REMOTE_ADDR": guesser}).status_code
+        for i in range(LIMIT + 1)
+    ]
+    assert logins == [401] * LIMIT + [429], logins
+    # the form posts JSON and shows the message: the right token now gets the 429 JSON
+    refused = app.post("/ui/login", json={"token": ALICE}, environ_base={"REMOTE_ADDR": guesser})
+    _assert_refusal(refused.status_code, refused.headers.get("Retry-After"), refused.get_json())
+    assert "Set-Cookie" not in refused.headers
+    # a page opened with the (right) cookie: the login form, as HTML, with the 429's message
+    app.set_cookie("jobqueue_token", ALICE)
+    page = app.get("/ui/", headers=html, environ_base={"REMOTE_ADDR": guesser})
+    assert page.status_code == 429 and page.mimetype == "text/html"
+    assert 1 <= int(page.headers["Retry-After"]) <= 60
+    text = page.get_data(as_text=True)
+    assert 'id="login-form"' in text and "wrong tokens this minute" in text
+    # /docs is open: it still shows, without the CSRF value the cookie would have earned
+    docs = app.get("/docs", headers=html, environ_base={"REMOTE_ADDR": guesser})
+    assert docs.status_code == 200
+    app.delete_cookie("jobqueue_token")
+    # no token: the login form, 401, as before
+    page = app.get("/ui/", headers=html, environ_base={"REMOTE_ADDR": guesser})
+    assert page.status_code == 401 and 'id="login-form"' in page.get_data(as_text=True)
+    # another client logs in
+    ok = app.post("/ui/login", json={"token": ALICE}, environ_base={"REMOTE_ADDR": "10.7.1.2"})
+    assert ok.status_code == 200 and ok.get_json()["logged_in"] is True
+
+
+def test_zero_turns_the_budget_off(redis_url):
+    app = _app(redis_url, TOKEN_FAILURE_LIMIT="0")
+    assert [_jobs(app, "10.7.2.1", f"guess-{i}").status_code for i in range(30)] == [401] * 30
+    assert _jobs(app, "10.7.2.1", ADMIN).status_code == 200
+
+
+def test_a_wrong_token_with_redis_down_is_a_503_not_a_401_or_500():
+    """Unreachable Redis: the wrong token cannot be counted, so it gets the API's 503 (as every
+    route that needs Redis), not an uncounted 401. (Nothing listens on this port of the range.)"""
+    app = _app("redis://127.0.0.1:7599/0?socket_connect_timeout=0.5", TOKEN_FAILURE_LIMIT=str(LIMIT))
+    answer = _jobs(app, "10.7.3.1", "guess")
+    assert answer.status_code == 503 and answer.get_json()["error"] == "redis_unavailable"
+
+
+class _Connection:
+    """One kept-alive connection from ``source``: its requests reach the same API process."""
+
+    def __init__(self, port: int, source: str) -> None:
+        self.port = port
+        self.conn = http.client.HTTPConnection("127.0.0.1", port, timeout=20, source_address=(source, 0))
+
+    def send(self, method: str, path: str, headers: dict, body: dict | None = None):
+        sent = {"Host": f"127.0.0.1:{self.port}", **headers}
+        raw = None
+        if body is not None:
+            raw, sent["Content-Type"] = json.dumps(body), "application/json"
+        self.conn.request(method, path, body=raw, headers=sent)
+        answer = self.conn.getresponse()
+        data = answer.read()
+        return answer.status, answer.getheader("Retry-After"), data
+
+    def close(self) -> None:
+        self.conn.close()
+
+
+def _once(port: int, source: str, method: str, path: str, headers: dict, body: dict | None = None):
+    conn = _Connection(port, source)
+    try:
+        return conn.send(method, path, headers, body)
+    finally:
+        conn.close()
+
+
+def _bearer(token: str) -> dict:
+    return {"Authorization": f"Bearer {token}"}
+
+
+def test_parallel_guesses_through_gunicorn_are_capped_across_processes(tmp_path):
+    """The real API, two gunicorn processes sharing the count through a real Redis: 40 wrong tokens
+    sent 8 at a time get exactly LIMIT 401s. A right token after a wrong one on the same connection
+    (so the same process, one that has seen a wrong token from that client) is refused on the
+    path below Flask too (a plain submit, a status read), and on the page's cookie and form."""
+    env = {**TOKENS, "TOKEN_FAILURE_LIMIT": str(LIMIT)}
+    with redis_and_api(tmp_path, processes=2, **env) as (server, api):
+        port, guesser = api.port, "127.0.0.2"
+        # a job of alice's, stored before the guessing, for the status read below
+        status, _, body = _once(port, "127.0.0.3", "POST", "/submit", _bearer(ALICE), {"operation": "sleep"})
+        assert status == 202, body
+        job_id = json.loads(body)["job_id"]
+        start_counting_with(15)
+        with ThreadPoolExecutor(8) as pool:
+            answers = list(
+                pool.map(lambda i: _once(port, guesser, "GET", "/jobs?limit=1", _bearer(f"guess-{i}")), range(40))
+            )
+        statuses = [a[0] for a in answers]
+        assert statuses.count(401) == LIMIT and statuses.count(429) == 40 - LIMIT, statuses
+        for status, retry, body in answers:
+            if status == 429:
+                _assert_refusal(status, retry, json.loads(body))
+
+        probes = [
+            ("GET", "/jobs?limit=1", _bearer(ADMIN), None),
+            ("POST", "/submit", _bearer(ALICE), {"operation": "sleep"}),  # the fast path's submit
+            ("GET", f"/status/{job_id}", _bearer(ALICE), None),  # and its status read
+            ("POST", "/ui/login", {}, {"token": ALICE}),
+            ("GET", "/ui/", {"Cookie": f"jobqueue_token={ALICE}", "Accept": "text/html"}, None),
+        ]
+        for method, path, headers, body in probes:
+            conn = _Connection(port, guesser)
+            try:
+                assert conn.send("GET", "/jobs?limit=1", _bearer("one-more-guess"))[0] == 429
+                status, retry, _ = conn.send(method, path, headers, body)
+            finally:
+                conn.close()
+            assert status == 429 and 1 <= int(retry or "") <= 60, (method, path, status)
+        # no token: the login page still shows
+        status, _, page = _once(port, guesser, "GET", "/ui/", {"Accept": "text/html"})
+        assert status == 401 and b'id="login-form"' in page
+        # the count: one set for the client, LIMIT digests
+        found = list(server.client().scan_iter(match=keys.TOKEN_FAILURES_PREFIX + f"addr:{guesser}:*"))
+        assert len(found) == 1 and server.client().scard(found[0]) == LIMIT
+
+        # another client, the real user: the fast path's submit and status read answer it
+        user = "127.0.0.3"
+        assert _once(port, user, "POST", "/submit", _bearer(ALICE), {"operation": "sleep"})[0] == 202
+        assert _once(port, user, "GET", f"/status/{job_id}", _bearer(ALICE))[0] == 200
+        assert _once(port, user, "POST", "/ui/login", {}, {"token": ALICE})[0] == 200
+        print(
+            f"\n40 wrong tokens, 8 at a time, 2 processes, TOKEN_FAILURE_LIMIT={LIMIT}: "
+            f"{statuses.count(401)} x 401, {statuses.count(429)} x 429"
+        )
+
+
+@pytest.mark.parametrize("limit", ["-1", "x", "10001"])
+def test_a_bad_limit_is_refused_at_start(redis_url, limit):
+    from jobqueue.settings import SettingsError
+
+    with pytest.raises(SettingsError, match="TOKEN_FAILURE_LIMIT"):
+        make_settings(redis_url, TOKEN_FAILURE_LIMIT=limit)
