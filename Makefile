@@ -3,6 +3,12 @@
 SHELL := /bin/bash
 PY := .venv/bin/python
 PYTEST_ARGS ?=
+# The folder make was started in, for the scripts (scripts/caller-dir.sh): `make -C <checkout> up
+# RUN_DIR=myrun` from another folder means that folder's myrun. make -C changes folder but leaves
+# the shell's PWD as it was, and turns on -w, which MAKEFLAGS then shows; without it this is the
+# checkout, as PWD may be stale (a program that starts make in a folder without a shell leaves its own).
+MAKE_C_GIVEN := $(findstring w,$(filter-out -%,$(firstword $(MAKEFLAGS))))
+export UP_CALLER_DIR := $(if $(and $(MAKE_C_GIVEN),$(filter /%,$(PWD))),$(PWD),$(CURDIR))
 
 .PHONY: setup test lint up down data bench chaos observe lock clean images
 

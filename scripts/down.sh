@@ -3,7 +3,8 @@
 # Workers get SIGTERM and the grace period to finish their job; Redis stops last so it can flush.
 set -uo pipefail
 cd "$(dirname "$0")/.."
-RUN_DIR=${RUN_DIR:-$PWD/.run}
+ROOT=$PWD
+. scripts/caller-dir.sh   # RUN_DIR: a relative one is the caller's folder's, as make up read it
 # the workers' grace in whole seconds: a number as they read it (1e1, 2.5, .5); shell arithmetic on
 # the raw value took only digits, and SHUTDOWN_GRACE_SECONDS=1e1 stopped no worker (and exited 0)
 GRACE=$(printf %.0f "${SHUTDOWN_GRACE_SECONDS:-60}" 2>/dev/null) || GRACE=60

@@ -5,12 +5,13 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
-RUN_DIR=${RUN_DIR:-$ROOT/.run}
-# absolute: Prometheus resolves the file_sd paths in its config against the config file's own
-# folder, so a relative RUN_DIR (RUN_DIR=myrun) had it scrape nothing but itself
-mkdir -p "$RUN_DIR"
-RUN_DIR=$(cd "$RUN_DIR" && pwd)
+# absolute (caller-dir.sh): Prometheus resolves the file_sd paths in its config against the config
+# file's own folder, so a relative RUN_DIR (RUN_DIR=myrun) had it scrape nothing but itself
+. scripts/caller-dir.sh
 export RUN_DIR
+# as make up's hint: a bare `make down` looks in the default RUN_DIR and would leave all this running
+STOP="$MAKE_HERE down"
+if [ "$RUN_DIR" != "$ROOT/.run" ]; then STOP="RUN_DIR=$(printf %q "$RUN_DIR") $MAKE_HERE down"; fi
 PROM_PORT=${PROMETHEUS_PORT:-9090}
 if ! [[ $PROM_PORT =~ ^[0-9]+$ ]]; then
   echo "observe: PROMETHEUS_PORT must be a whole number, got '$PROM_PORT'" >&2
@@ -100,7 +101,7 @@ pidfile=$RUN_DIR/pids/prometheus.pid
 if [ -f "$pidfile" ] && kill -0 "$(cat "$pidfile")" 2>/dev/null; then
   echo "observe: prometheus already running (pid $(cat "$pidfile")); reloading its config"
   "$ROOT/.venv/bin/python" -c "import urllib.request as u; u.urlopen(u.Request('http://127.0.0.1:$PROM_PORT/-/reload', method='POST'), timeout=10)" \
-    || echo "observe: reload failed; make down && make observe" >&2
+    || echo "observe: reload failed; $STOP && $MAKE_HERE observe" >&2
 else
   if (exec 3<>"/dev/tcp/127.0.0.1/$PROM_PORT") 2>/dev/null; then
     echo "observe: port $PROM_PORT is taken by another program; set PROMETHEUS_PORT=..." >&2
@@ -113,9 +114,6 @@ else
   echo "observe: started prometheus (pid $!, log $RUN_DIR/logs/prometheus.log)"
 fi
 
-# as make up's hint: a bare `make down` looks in the default RUN_DIR and would leave all this running
-STOP="make down"
-if [ "$RUN_DIR" != "$ROOT/.run" ]; then STOP="RUN_DIR=$(printf %q "$RUN_DIR") make down"; fi
 ready=0
 for _ in $(seq 100); do
   if "$ROOT/.venv/bin/python" -c "import urllib.request as u; u.urlopen('http://127.0.0.1:$PROM_PORT/-/ready', timeout=1)" \

@@ -8,7 +8,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
 
-RUN_DIR=${RUN_DIR:-$ROOT/.run}
+. scripts/caller-dir.sh   # RUN_DIR (absolute), CALLER_DIR, MAKE_HERE, VENV_BIN
 REDIS_PORT=${REDIS_PORT:-6379}
 export PORT=${PORT:-5000}
 WORKERS=${WORKERS:-2}
@@ -38,6 +38,9 @@ if [ $((WORKER_METRICS_BASE + WORKERS - 1)) -gt 65535 ]; then
   exit 2
 fi
 export DATA_PATH=${DATA_PATH:-$ROOT/data/traffic_incidents_sample.csv}
+# a relative data file or cache folder is the caller's too, as RUN_DIR (caller-dir.sh)
+from_caller DATA_PATH
+if [ -n "${DATA_CACHE_DIR:-}" ]; then from_caller DATA_CACHE_DIR && export DATA_CACHE_DIR; fi
 # A REDIS_URL already in the environment (a tutorial's export, a shared Redis) is what the API and
 # the workers use, so make up starts no redis-server of its own then. It used to start one nobody
 # used and name it in the banner while the stack joined the other Redis: on a shared VM, a
@@ -84,8 +87,8 @@ fi
 alive() { [ -f "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }
 
 # `make down` finds what to stop under RUN_DIR, so the hint names one that is not the default
-STOP="make down"
-if [ "$RUN_DIR" != "$ROOT/.run" ]; then STOP="RUN_DIR=$(printf %q "$RUN_DIR") make down"; fi
+STOP="$MAKE_HERE down"
+if [ "$RUN_DIR" != "$ROOT/.run" ]; then STOP="RUN_DIR=$(printf %q "$RUN_DIR") $MAKE_HERE down"; fi
 
 find_redis_server() {
   command -v redis-server && return
@@ -203,7 +206,7 @@ until "$ROOT/.venv/bin/python" -c "import urllib.request as u; u.urlopen('$URL/r
     api_log >&2
     # what runs is kept (a slow start may still finish), but a second `make up` with the cause
     # fixed would keep these processes and their old settings: it said the same again
-    echo "up: what started is still running; stop it with: $STOP (then make up again)" >&2
+    echo "up: what started is still running; stop it with: $STOP (then $MAKE_HERE up again)" >&2
     exit 1
   fi
   printf '.'; sleep 0.5
@@ -246,7 +249,7 @@ if [ "$WORKERS" = 0 ]; then
   done
   if [ -n "${REDIS_PASSWORD:-}" ]; then join+=" REDIS_PASSWORD=<its password>"; fi
   WORKER_HINT="A worker for this stack (WORKERS=0 started none), run from $ROOT:
-  $join DATA_PATH=$(printf %q "$DATA_PATH") WORKER_METRICS_PORT=$WORKER_METRICS_BASE .venv/bin/jobqueue-worker
+  $join DATA_PATH=$(printf %q "$DATA_PATH") WORKER_METRICS_PORT=$WORKER_METRICS_BASE $VENV_BIN/jobqueue-worker
 "
 fi
 # BIND_HOST=0.0.0.0 (or this machine's address) is for other machines, but the API answers only the
@@ -256,7 +259,7 @@ REMOTE_HINT=""
 if [ -z "${ALLOWED_HOSTS:-}" ] && { [[ $BIND_HOST =~ ^(0\.0\.0\.0|::|\[::\])$ ]] || ! [[ $API_HOST =~ ^(127\.|\[::1\]$) ]]; }; then
   names=$(printf '%s' "$(hostname 2>/dev/null)" "$(hostname -I 2>/dev/null | tr ' ' '\n' | sed '/^$/d' | sed 's/^/,/')" | tr -d '\n')
   REMOTE_HINT="From another machine: the API answers only the Host names in ALLOWED_HOSTS (now localhost,127.0.0.1,[::1]);
-  add the name or address you reach it by, then $STOP and make up again, e.g. ALLOWED_HOSTS=localhost,127.0.0.1,[::1],${names#,}
+  add the name or address you reach it by, then $STOP and $MAKE_HERE up again, e.g. ALLOWED_HOSTS=localhost,127.0.0.1,[::1],${names#,}
 "
 fi
 cat <<EOF
@@ -267,8 +270,8 @@ ${TOKEN_HINT}${WORKER_HINT}${REMOTE_HINT}Try:
   curl -X POST $URL/submit$AUTH -H 'Content-Type: application/json' \\
        -d '{"operation": "top_locations", "params": {"n": 5}}'
   curl$AUTH "$URL/status/<job_id>?wait=30"
-  .venv/bin/jobqueue submit incident_count_by_date date=2024-03-09 --wait --url $URL
-  .venv/bin/jobqueue info --url $URL
+  $VENV_BIN/jobqueue submit incident_count_by_date date=2024-03-09 --wait --url $URL
+  $VENV_BIN/jobqueue info --url $URL
 In a browser: $URL/ui/ (the jobs web page)$LOGIN and $URL/docs (interactive API docs).
 Metrics: $METRICS_URL (API)$WORKER_METRICS.
 Stop it with: $STOP
