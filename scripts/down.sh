@@ -27,7 +27,7 @@ stop() {  # pidfile, seconds to wait before SIGKILL
 shopt -s nullglob
 pidfiles=("$RUN_DIR"/pids/*.pid)
 if [ ${#pidfiles[@]} = 0 ]; then  # a bare `make down` for a stack started with RUN_DIR=... said nothing
-  echo "down: nothing to stop under $RUN_DIR (a stack started with RUN_DIR=<dir> stops with RUN_DIR=<dir> make down)"
+  echo "down: nothing to stop under $RUN_DIR (a stack started with RUN_DIR=<dir> stops with RUN_DIR=<dir> $MAKE_HERE down)"
   exit 0
 fi
 for f in "$RUN_DIR"/pids/worker-*.pid; do stop "$f" "$((GRACE + 5))" & done

@@ -88,6 +88,8 @@ def test_make_down_from_another_folder_looks_in_that_folder(tmp_path, command):
     down = _typed(command.format(repo=shlex.quote(str(REPO_ROOT))), tmp_path, dict(os.environ))
     assert down.returncode == 0, down.stderr
     assert f"nothing to stop under {tmp_path}/myrun " in down.stdout, down.stdout
+    # and names the command as it works where it was typed
+    assert f"RUN_DIR=<dir> make -C {REPO_ROOT} down" in down.stdout, down.stdout
 
 
 def test_a_program_starting_make_in_the_checkout_reads_relative_paths_from_it(tmp_path):
