@@ -200,9 +200,29 @@ PREFIX=${PREFIX%/}   # SCRIPT_NAME=/class/jq/ works too; the URLs below then had
 URL="http://$API_HOST:$PORT$PREFIX"
 printf 'up: waiting for %s/readyz ' "$URL"
 deadline=$((SECONDS + READY_TIMEOUT))
-until "$ROOT/.venv/bin/python" -c "import urllib.request as u; u.urlopen('$URL/readyz', timeout=2)" 2>/dev/null; do
-  if [ $SECONDS -ge $deadline ] || ! alive "$RUN_DIR/pids/api.pid"; then
-    echo; echo "up: the API did not become ready; last lines of its log:" >&2
+# 0: ready; 3: it answers "data": false, which stays so (the API loads DATA_PATH once, at start, so a
+# missing or unreadable file is not ready until a restart: that used to wait out READY_TIMEOUT); 1: not yet
+READY_PROBE="
+import json, sys, urllib.error, urllib.request as u
+try:
+    u.urlopen('$URL/readyz', timeout=2)
+except urllib.error.HTTPError as e:
+    try:
+        sys.exit(3 if json.loads(e.read()).get('data') is False else 1)
+    except ValueError:
+        sys.exit(1)
+except Exception:
+    sys.exit(1)
+"
+until "$ROOT/.venv/bin/python" -c "$READY_PROBE" 2>/dev/null; do
+  probe=$?
+  if [ $SECONDS -ge $deadline ] || [ "$probe" = 3 ] || ! alive "$RUN_DIR/pids/api.pid"; then
+    echo
+    if [ "$probe" = 3 ]; then
+      echo "up: the API did not load its data (DATA_PATH), which it reads once, at start; last lines of its log:" >&2
+    else
+      echo "up: the API did not become ready; last lines of its log:" >&2
+    fi
     api_log >&2
     # what runs is kept (a slow start may still finish), but a second `make up` with the cause
     # fixed would keep these processes and their old settings: it said the same again

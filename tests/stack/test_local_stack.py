@@ -412,6 +412,11 @@ def test_up_with_another_port_than_its_running_api_refuses_not_waits_elsewhere(t
         subprocess.run(["bash", "scripts/down.sh"], cwd=REPO_ROOT, env=env, capture_output=True, timeout=120)
 
 
+# what `make up` says when the API answers that DATA_PATH did not load: it loads it once, at start, so
+# no wait makes it ready, and up.sh ends the wait at once instead of waiting out READY_TIMEOUT
+NO_DATA = "up: the API did not load its data (DATA_PATH), which it reads once, at start"
+
+
 def test_a_failed_up_says_how_to_start_over_with_other_settings(tmp_path):
     """`DATA_PATH=<typo> make up` failed (the API never ready) and left its processes running; the
     `make up` with the path fixed then said "already running" for each, kept the API with the old
@@ -421,26 +426,29 @@ def test_a_failed_up_says_how_to_start_over_with_other_settings(tmp_path):
         bad = subprocess.run(
             ["bash", "scripts/up.sh"],
             cwd=REPO_ROOT,
-            env={**env, "DATA_PATH": str(tmp_path / "no-such.csv"), "READY_TIMEOUT": "8"},  # never ready
+            env={**env, "DATA_PATH": str(tmp_path / "no-such.csv"), "READY_TIMEOUT": "300"},  # never ready
             capture_output=True,
             text=True,
             timeout=180,
         )
         assert bad.returncode != 0, bad.stdout
+        assert NO_DATA in bad.stderr, bad.stderr  # said at once, not after READY_TIMEOUT
         hint = f"stop it with: RUN_DIR={env['RUN_DIR']} make down (then make up again)"
         assert hint in bad.stderr, bad.stderr
         # the API left running keeps the missing path, so this one is never ready either: it prints what
-        # is checked here at once, then waited out the whole READY_TIMEOUT (300 s) for nothing
+        # is checked here at once, then waited out the whole READY_TIMEOUT for nothing; now it ends the
+        # wait as soon as the API answers "data": false (a regression overruns the run's 180 s timeout)
         again = subprocess.run(
             ["bash", "scripts/up.sh"],
             cwd=REPO_ROOT,
-            env={**env, "READY_TIMEOUT": "8"},
+            env={**env, "READY_TIMEOUT": "300"},
             capture_output=True,
             text=True,
             timeout=180,
         )
         assert "up: api already running (pid" in again.stdout, again.stdout
         assert f"RUN_DIR={env['RUN_DIR']} make down first to change them" in again.stdout, again.stdout
+        assert NO_DATA in again.stderr, again.stderr
         # the hint, followed, starts over with the settings given now
         subprocess.run(["bash", "scripts/down.sh"], cwd=REPO_ROOT, env=env, capture_output=True, timeout=120)
         fixed = subprocess.run(
@@ -553,7 +561,9 @@ def test_a_failed_up_shows_its_own_log_lines_not_an_earlier_runs(tmp_path):
     """The API's log is appended to run after run, and a failed `make up` showed its last 30 lines:
     after `make down` and a `make up` with another DATA_PATH, the first path's error was shown again,
     as if the fix had not been taken."""
-    env = stack_env(str(tmp_path / "run"), WORKERS="0", READY_TIMEOUT="30")  # never ready either way
+    # never ready either way; READY_TIMEOUT only bounds a hang: an API that answers "data": false ends
+    # the wait at once (NO_DATA), well within the runs' 180 s timeout
+    env = stack_env(str(tmp_path / "run"), WORKERS="0", READY_TIMEOUT="300")
     try:
         for name in ("first-typo.csv", "second-typo.csv"):
             subprocess.run(["bash", "scripts/down.sh"], cwd=REPO_ROOT, env=env, capture_output=True, timeout=120)
@@ -566,7 +576,7 @@ def test_a_failed_up_shows_its_own_log_lines_not_an_earlier_runs(tmp_path):
                 timeout=180,
             )
             assert bad.returncode != 0, bad.stdout
-            assert name in bad.stderr, bad.stderr
+            assert NO_DATA in bad.stderr and name in bad.stderr, bad.stderr
         assert "first-typo.csv" not in bad.stderr, bad.stderr
     finally:
         subprocess.run(["bash", "scripts/down.sh"], cwd=REPO_ROOT, env=env, capture_output=True, timeout=120)
