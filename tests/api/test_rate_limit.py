@@ -124,14 +124,14 @@ def test_through_gunicorn_a_burst_past_the_limit_is_counted_per_call_not_per_req
         with api_server(server.url, tmp_path / "api", SUBMIT_RATE_LIMIT="24") as api:
             settings = load_settings({"REDIS_URL": server.url})
             jobs, queue = jobs_redis(settings), queue_redis(settings)
-            jobs.config_resetstat()
-            jobs.execute_command("CLIENT", "PAUSE", "1000", "WRITE")
 
             def one(_):
                 response = requests.post(api.url + "/submit", json={"operation": "sleep"}, timeout=30)
                 return response.status_code, response.json(), response.headers.get("Retry-After")
 
-            start_counting_with(10)
+            start_counting_with(10)  # before the pause: waiting for the next minute would outlast it
+            jobs.config_resetstat()
+            jobs.execute_command("CLIENT", "PAUSE", "1000", "WRITE")
             with ThreadPoolExecutor(40) as pool:
                 answers = list(pool.map(one, range(40)))
             statuses = sorted(status for status, _, _ in answers)
