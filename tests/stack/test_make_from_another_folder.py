@@ -95,7 +95,10 @@ def test_make_down_from_another_folder_looks_in_that_folder(tmp_path, command):
 def test_a_program_starting_make_in_the_checkout_reads_relative_paths_from_it(tmp_path):
     """A program that starts make in the checkout without a shell leaves its own PWD in the
     environment: that folder is not where make runs, and a relative RUN_DIR stays the checkout's."""
-    env = {**os.environ, "PWD": str(tmp_path)}
+    # not started by make: under `make test` the environment says it is (MAKEFLAGS has the w that
+    # a make started inside make turns on, as -C does), and the Makefile then believes PWD
+    outside_make = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL")}
+    env = {**outside_make, "PWD": str(tmp_path)}
     down = subprocess.run(
         ["make", "down", "RUN_DIR=myrun"], cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=60
     )
