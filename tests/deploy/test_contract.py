@@ -273,6 +273,8 @@ def test_every_setting_is_set_by_the_chart():
     left_unset = {
         "API_TOKEN": "only with config.apiToken.enabled (a Secret)",
         "API_TOKENS": "only with config.apiTokens.existingSecret (a Secret)",
+        "TOKEN_FAILURE_LIMIT": "only with config.tokenFailureLimit set (test below): a ConfigMap that "
+        "gained a key would roll every pod on upgrade (tests/deploy/test_upgrade_from_previous.py)",
     }
     objs = scenario_objects("default")
     for component in APP_CONTAINERS:
@@ -284,6 +286,18 @@ def test_every_setting_is_set_by_the_chart():
         "name": "API_TOKEN",
         "valueFrom": {"secretKeyRef": {"name": "demo-atx-jobqueue-api-token", "key": "api-token"}},
     }
+
+
+@pytest.mark.parametrize("limit", [0, 5])
+def test_a_token_failure_limit_set_reaches_the_api(limit):
+    """Unset, the API's own default applies (no key: the ConfigMap renders as before the value
+    existed); set, 0 included (no limit), the API gets it."""
+    from tests.deploy.manifests import render_objects
+
+    for values, expected in (({}, None), ({"config": {"tokenFailureLimit": limit}}, str(limit))):
+        objs = render_objects(values)
+        main = pod_spec(one(objs, "Deployment", "api"))["containers"][0]
+        assert resolved_env(main, objs).get("TOKEN_FAILURE_LIMIT") == expected, values
 
 
 def render_token_env():
