@@ -300,6 +300,17 @@ def test_a_token_failure_limit_set_reaches_the_api(limit):
         assert resolved_env(main, objs).get("TOKEN_FAILURE_LIMIT") == expected, values
 
 
+def test_forms_behind_a_shared_address_have_no_wrong_token_budget():
+    """The class cluster's values and k8s/ are reached through an Ingress (or a NodePort's source
+    NAT): every client has a shared address there, so a budget per address would let one client
+    lock all out. They turn it off (their tokens are generated); the default leaves the API's."""
+    forms = {"class-cluster": installed_objects("class-cluster"), "k8s-test": k8s_objects("test")}
+    forms["k8s-prod"] = k8s_objects("prod")
+    for name, objs in forms.items():
+        api = [o for o in objs if o["kind"] == "Deployment" and o["metadata"]["name"].endswith("-api")][0]
+        assert resolved_env(pod_spec(api)["containers"][0], objs).get("TOKEN_FAILURE_LIMIT") == "0", name
+
+
 def render_token_env():
     from tests.deploy.manifests import render_objects
 
