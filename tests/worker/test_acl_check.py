@@ -157,7 +157,7 @@ def test_an_acl_narrowed_mid_job_holds_its_outcome_whole(fresh_redis, caplog):
     try:
         wait_until(lambda: h.queue_client.llen(keys.processing("w1")) == 1, 10, "the job claimed")
         fresh_redis.client().execute_command("ACL", "SETUSER", USER, "-zrem")
-        wait_until(lambda: worker.acl_refused is not None, 5, "the refusal seen")
+        wait_until(lambda: worker.acl.refused is not None, 5, "the refusal seen")
         time.sleep(2.0)  # the job has ended meanwhile: its finish waits
         assert h.queue_client.lrange(keys.processing("w1"), 0, -1) == [job_id]
         assert h.store.get(job_id).status is JobStatus.IN_PROGRESS

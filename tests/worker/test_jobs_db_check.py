@@ -64,7 +64,7 @@ def test_the_worker_takes_jobs_again_once_the_record_agrees(harness, caplog):
         thread.start()
         try:
             wait_until(lambda: harness.queue_client.zcard(keys.WORKERS_HEARTBEAT) == 1, 10, "a heartbeat")
-            assert worker.jobs_db_conflict == 4
+            assert worker.jobs_db.conflict == 4
             assert harness.queue_client.lrange(keys.queue(settings.queue_name), 0, -1) == [job_id]
             _api_record(harness, settings.redis_jobs_db)
             wait_until(lambda: harness.store.get(job_id).status == JobStatus.COMPLETE, 10, "the job to run")
@@ -96,12 +96,12 @@ def test_a_record_written_after_the_workers_last_check_loses_no_id(harness, capl
     thread.start()
     try:
         wait_until(lambda: harness.queue_client.zcard(keys.WORKERS_HEARTBEAT) == 1, 10, "a heartbeat")
-        assert worker.jobs_db_conflict is None
+        assert worker.jobs_db.conflict is None
         _api_record(harness, 6)
         ids = [f"00000000-0000-4000-8000-00000000000{i}" for i in range(3)]
         # as this worker sees jobs an API stored in its db 6: ids queued, no document in ours
         harness.queue_client.rpush(keys.queue(harness.settings.queue_name), *ids)
-        wait_until(lambda: worker.jobs_db_conflict == 6, 10, "the worker to notice")
+        wait_until(lambda: worker.jobs_db.conflict == 6, 10, "the worker to notice")
         time.sleep(0.3)
         queued = harness.queue_client.lrange(keys.queue(harness.settings.queue_name), 0, -1)
         assert queued == ids, queued
@@ -130,14 +130,14 @@ def test_an_id_without_a_document_and_no_record_goes_back_and_the_worker_waits_f
     with caplog.at_level("INFO", logger="jobqueue.worker"):
         thread.start()
         try:
-            wait_until(lambda: worker.unrecorded_since is not None, 10, "the worker to stall")
+            wait_until(lambda: worker.jobs_db.unrecorded_since is not None, 10, "the worker to stall")
             time.sleep(0.3)
-            assert worker.stalled()
+            assert worker.jobs_db.stalled()
             assert harness.queue_client.lrange(keys.queue(settings.queue_name), 0, -1) == ids
             assert harness.queue_client.keys(keys.PROCESSING_PREFIX + "*") == []
             _api_record(harness, 3)  # the API's record: another db
-            wait_until(lambda: worker.jobs_db_conflict == 3, 10, "the record to be read")
-            assert worker.unrecorded_since is None and worker.stalled()
+            wait_until(lambda: worker.jobs_db.conflict == 3, 10, "the record to be read")
+            assert worker.jobs_db.unrecorded_since is None and worker.jobs_db.stalled()
             assert harness.queue_client.lrange(keys.queue(settings.queue_name), 0, -1) == ids
             _api_record(harness, settings.redis_jobs_db)  # ours after all: the ids are gone here
             wait_until(lambda: harness.queue_client.llen(keys.queue(settings.queue_name)) == 0, 10, "the acks")
@@ -161,7 +161,7 @@ def test_a_deleted_document_the_index_knows_is_dropped_without_a_stall(harness, 
     with caplog.at_level("INFO", logger="jobqueue.worker"):
         assert worker.work(burst=True, install_signals=False) == 0
     assert harness.store.get(fine).status == JobStatus.COMPLETE
-    assert worker.unrecorded_since is None
+    assert worker.jobs_db.unrecorded_since is None
     assert [r.job_id for r in caplog.records if r.getMessage() == "job not run: no job document"] == [gone]
     assert harness.queue_client.llen(keys.queue(harness.settings.queue_name)) == 0
 
@@ -169,9 +169,9 @@ def test_a_deleted_document_the_index_knows_is_dropped_without_a_stall(harness, 
 def test_without_a_record_for_the_whole_wait_ids_without_a_document_are_dropped_as_before(harness, monkeypatch, caplog):
     """An API from before the record never writes one: the worker waits UNRECORDED_WAIT_SECONDS,
     then takes ids again, and one without a document anywhere is dropped as it always was."""
-    from jobqueue_worker import worker as worker_module
+    from jobqueue_worker import jobsdbgate
 
-    monkeypatch.setattr(worker_module, "UNRECORDED_WAIT_SECONDS", 0.5)
+    monkeypatch.setattr(jobsdbgate, "UNRECORDED_WAIT_SECONDS", 0.5)
     (unknown,) = _unindexed(harness)
     fine = harness.submit("sleep")
     worker = Worker(harness.settings.replace(job_lease_seconds=0.3), operations(), FakeData())
@@ -179,7 +179,7 @@ def test_without_a_record_for_the_whole_wait_ids_without_a_document_are_dropped_
     with caplog.at_level("INFO", logger="jobqueue.worker"):
         thread.start()
         try:
-            wait_until(lambda: worker.unrecorded_since is not None, 10, "the worker to stall")
+            wait_until(lambda: worker.jobs_db.unrecorded_since is not None, 10, "the worker to stall")
             wait_until(lambda: harness.store.get(fine).status == JobStatus.COMPLETE, 10, "the wait to end")
             wait_until(lambda: harness.queue_client.llen(keys.queue(harness.settings.queue_name)) == 0, 10, "the drop")
         finally:
@@ -240,8 +240,8 @@ def test_a_record_that_is_no_db_number_counts_as_none_and_the_api_rewrites_it(ha
     assert jobsdb.recorded(harness.queue_client, harness.settings) is None
     job_id = harness.submit("sleep")
     worker = Worker(harness.settings, operations(), FakeData())
-    worker.check_jobs_db()  # the heartbeat's check: no exception, no conflict
-    assert worker.jobs_db_conflict is None
+    worker.jobs_db.check()  # the heartbeat's check: no exception, no conflict
+    assert worker.jobs_db.conflict is None
     assert worker.work(burst=True, install_signals=False) == 0
     assert harness.store.get(job_id).status == JobStatus.COMPLETE
     harness.queue_client.set(key, value)

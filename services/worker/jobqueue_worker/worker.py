@@ -28,7 +28,6 @@ from collections.abc import Callable
 import redis
 from atx_analysis.registry import Registry
 
-from jobqueue.aclcheck import AclCheck, acl_user
 from jobqueue.connections import (
     acl_refusal,
     describe,
@@ -42,12 +41,13 @@ from jobqueue.delivery import Claim, Delivery, Finish, Record, Recorded, Retry, 
 from jobqueue.errors import failure_message, is_permanent
 from jobqueue.fingerprint import request_fingerprint
 from jobqueue.jobs import Job, JobStatus
-from jobqueue.jobsdb import UNRECORDED_WAIT_SECONDS, conflict_message, recorded, unrecorded_message
 from jobqueue.lanes import PLOTS
 from jobqueue.results import PlacedResult, place
 from jobqueue.settings import Settings
 
+from .aclgate import AclGate, log_refusal
 from .data import DataSource
+from .jobsdbgate import STALLED, JobsDbGate
 from .metrics import WorkerMetrics, metrics
 from .timelimit import Alarm, GraceExpired, JobTimeout
 
@@ -62,9 +62,6 @@ IDLE_WAIT_SECONDS = 1.0  # BLMOVE timeout (a SIGTERM ends an idle worker's wait 
 EXIT_SECONDS = 1.0  # once the loop ends: at most this to stop the threads and give back what is held
 SWEEP_INTERVAL_SECONDS = 60.0
 LOG_SUMMARY_SECONDS = 10.0
-STALLED = "while REDIS_JOBS_DB may differ from the API's"  # why a stalled worker gives back what it holds
-JOBS_DB_CONFLICT_LOG_SECONDS = 60.0  # while the API's jobs db differs from ours, the error again this often
-ACL_REFUSAL_LOG_SECONDS = 60.0  # while Redis's ACL refuses our user a command, the error again this often
 
 
 def new_worker_id() -> str:
@@ -121,19 +118,11 @@ class Worker:
         self._burst = False
         self._running: tuple[Claimed, float] | None = None  # the quick job running now, since when
         self._running_lock = threading.Lock()  # its document is not changed while the promoter reads it
-        # the API's REDIS_JOBS_DB when it is not ours (jobqueue.jobsdb): claim nothing meanwhile
-        self.jobs_db_conflict: int | None = None
-        self._conflict_logged_at = 0.0
-        # what Redis's ACL refuses our user of the commands our scripts call (jobqueue.aclcheck):
-        # meanwhile no script of ours runs that writes, so none can stop half-way
-        self.acl = AclCheck(self.queue, settings, self.id)
-        self.acl_refused: str | None = None
-        self._acl_logged_at = 0.0
-        self._acl_unchecked_said = False
-        self._acl_lock = threading.Lock()  # the main and heartbeat threads check: one at a time, one log line
-        # when it first put back an id without a document while the API had recorded no jobs db
-        # (jobqueue.jobsdb): it takes nothing until a record says which db, UNRECORDED_WAIT_SECONDS at most
-        self.unrecorded_since: float | None = None
+        # while the API's REDIS_JOBS_DB is not ours, or may not be: claim nothing
+        self.jobs_db = JobsDbGate(self.queue, settings, self.id, self.delivery.queue_key)
+        # while Redis's ACL refuses our user a command our scripts call: no script of ours runs
+        # that writes, so none can stop half-way
+        self.acl = AclGate(self.queue, settings, self.id)
         # the main thread waits on Redis with no job in hand: a SIGTERM may end that wait at once
         self._interruptible = False
 
@@ -155,8 +144,8 @@ class Worker:
 
     def work(self, burst: bool = False, install_signals: bool = True) -> int:
         """Run until SIGTERM/SIGINT (or, with ``burst``, until the queue is drained). Returns 0, or
-        2 in burst mode when the API keeps jobs in another REDIS_JOBS_DB, or may (:meth:`stalled`), or
-        Redis's ACL refuses our user a command our scripts call (:meth:`check_acl`)."""
+        2 in burst mode when the API keeps jobs in another REDIS_JOBS_DB, or may (``jobsdbgate``), or
+        Redis's ACL refuses our user a command our scripts call (``aclgate``)."""
         if threading.current_thread() is threading.main_thread():
             self.alarm = Alarm()
             if install_signals:
@@ -178,8 +167,8 @@ class Worker:
         )
         self._burst = burst
         try:
-            self.check_jobs_db()
-            self.check_acl()
+            self.jobs_db.check()
+            self.acl.check()
         except redis.exceptions.RedisError:
             pass  # unreachable: the loop's first call says so, and the heartbeats check again
         exit_code = 0
@@ -201,7 +190,7 @@ class Worker:
         while not self.stopping:
             self._interruptible = True
             try:
-                if self.acl_refused is not None:
+                if self.acl.refused is not None:
                     # hold what we hold (a give back refused part-way could strand it) and claim nothing
                     if burst:  # a drain that can take nothing would never end
                         return 2
@@ -211,7 +200,7 @@ class Worker:
                     self._prefetched = []  # claimed before the error: given back with the rest
                     self._give_back_held()
                     holding = self._claim_in_doubt = False
-                if self.stalled():
+                if self.jobs_db.stalled():
                     if self._prefetched:  # claimed with the last outcomes: back to the queue, not held
                         self._prefetched = []
                         self._give_back_held(STALLED)
@@ -225,7 +214,7 @@ class Worker:
                     break
                 if batch and any(not item.doc for item in batch):  # rare: ids without a document
                     batch = self._return_unfound(batch)
-                if batch and self.stalled():  # learnt while the claim waited, or from an id without a document
+                if batch and self.jobs_db.stalled():  # learnt while the claim waited, or from an id without a document
                     self._prefetched = []
                     self._give_back_held(STALLED)
                     continue
@@ -239,8 +228,8 @@ class Worker:
                 holding = True
                 delay = backoff.next()
                 if acl_refusal(exc):
-                    _log_acl_refusal(exc, self.id, delay)
-                    self._recheck_acl()
+                    log_refusal(exc, self.id, delay)
+                    self.acl.recheck()
                 elif is_transient(exc):
                     log.warning(
                         "redis unavailable or refusing writes; retrying",
@@ -279,156 +268,36 @@ class Worker:
             )
         log.info("worker stopped", extra={"worker": self.id})
 
-    def stalled(self) -> bool:
-        """Take no jobs: the API keeps them in another REDIS_JOBS_DB, or may (an id without a
-        document and no record, for UNRECORDED_WAIT_SECONDS at most)."""
-        return self.jobs_db_conflict is not None or (
-            self.unrecorded_since is not None and time.monotonic() - self.unrecorded_since < UNRECORDED_WAIT_SECONDS
-        )
-
     def _return_unfound(self, batch: list[Claimed]) -> list[Claimed]:
         """Claimed ids whose document our jobs db lacks: the API's record, read again now, decides
         (jobqueue.jobsdb). Our db: deleted or expired, the start acks them. Another db: the caller
         gives the batch back. None: the ids our db never indexed go back to the front of their lane
         and we stall, waiting for a record (after UNRECORDED_WAIT_SECONDS without one, as ours)."""
-        api_db = self.check_jobs_db()
-        waited_out = self.unrecorded_since is not None and not self.stalled()  # no API records: as before
-        if api_db is not None or waited_out:
+        api_db = self.jobs_db.check()
+        if api_db is not None or self.jobs_db.waited_out():
             return batch
         unfound = [item.id for item in batch if not item.doc]
         back = self.delivery.return_unfound(self.id, unfound)
         if not back:  # every one known to our indexes: deleted or expired here
             return batch
-        if self.unrecorded_since is None:
-            self.unrecorded_since = time.monotonic()
-        log.error(
-            "no job document in REDIS_JOBS_DB and no jobs db recorded by the API: taking no jobs",
-            extra={
-                "worker": self.id,
-                "jobs_db": self.settings.redis_jobs_db,
-                "queue": self.delivery.queue_key,
-                "returned": back,
-                "wait_seconds": UNRECORDED_WAIT_SECONDS,
-                "hint": unrecorded_message(self.settings),
-            },
-        )
+        self.jobs_db.wait_for_record(back)
         returned = set(back)
         return [item for item in batch if item.id not in returned]
 
-    def check_jobs_db(self) -> int | None:
-        """Compare our REDIS_JOBS_DB with the one the API recorded for our queue (jobqueue.jobsdb);
-        set :attr:`jobs_db_conflict` and say so when that changes (the error again every
-        JOBS_DB_CONFLICT_LOG_SECONDS while it lasts); a record ends a wait for one
-        (:attr:`unrecorded_since`). Returns the recorded db (None: none). Raises RedisError when
-        Redis does not answer."""
-        api_db = recorded(self.queue, self.settings)
-        if api_db is not None and self.unrecorded_since is not None:
-            self.unrecorded_since = None
-            log.info(
-                "the API recorded its jobs db: no longer waiting for it",
-                extra={"worker": self.id, "jobs_db": self.settings.redis_jobs_db, "api_jobs_db": api_db},
-            )
-        conflict = api_db if api_db is not None and api_db != self.settings.redis_jobs_db else None
-        now = time.monotonic()
-        if conflict is not None and (
-            conflict != self.jobs_db_conflict or now - self._conflict_logged_at >= JOBS_DB_CONFLICT_LOG_SECONDS
-        ):
-            self._conflict_logged_at = now
-            log.error(
-                "REDIS_JOBS_DB differs from the API's: taking no jobs",
-                extra={
-                    "worker": self.id,
-                    "jobs_db": self.settings.redis_jobs_db,
-                    "api_jobs_db": conflict,
-                    "queue": self.delivery.queue_key,
-                    "hint": conflict_message(self.settings, conflict),
-                },
-            )
-        elif conflict is None and self.jobs_db_conflict is not None:
-            log.info(
-                "REDIS_JOBS_DB agrees with the API's again: taking jobs",
-                extra={"worker": self.id, "jobs_db": self.settings.redis_jobs_db, "api_jobs_db": api_db},
-            )
-        self.jobs_db_conflict = conflict
-        return api_db
-
-    def check_acl(self) -> None:
-        """Check that Redis's ACL lets our user run every command our scripts call (jobqueue.aclcheck);
-        set :attr:`acl_refused` and say so when that changes (the error again every
-        ACL_REFUSAL_LOG_SECONDS while it lasts), and record it for the API's stall check. Raises
-        RedisError when Redis does not answer."""
-        with self._acl_lock:
-            self._check_acl()
-
-    def _check_acl(self) -> None:
-        try:
-            found = self.acl.refused()
-        except redis.exceptions.RedisError as exc:
-            if not acl_refusal(exc):
-                raise
-            refused: str | None = acl_refusal(exc)  # the check's own script call (EVALSHA) refused
-        else:
-            if found is None:  # Redis before 7.0: no redis.acl_check_cmd
-                if not self._acl_unchecked_said:
-                    self._acl_unchecked_said = True
-                    log.info(
-                        "this Redis cannot check its ACL for the worker's commands (redis.acl_check_cmd: Redis 7.0+)",
-                        extra={"worker": self.id},
-                    )
-                return
-            refused = _summary([r.describe() for r in found])
-        now = time.monotonic()
-        if refused is not None and (
-            refused != self.acl_refused or now - self._acl_logged_at >= ACL_REFUSAL_LOG_SECONDS
-        ):
-            self._acl_logged_at = now
-            user = acl_user(self.settings)
-            log.error(
-                "redis ACL refuses this worker's user a command its scripts call (NOPERM): taking no jobs",
-                extra={
-                    "worker": self.id,
-                    "refused": refused,
-                    "acl_user": user,
-                    "hint": (
-                        f"give the Redis user {user!r} the command (ACL SETUSER {user} +<command>, or the key "
-                        "pattern); the worker holds what it has and takes jobs again at its next heartbeat"
-                    ),
-                },
-            )
-        elif refused is None and self.acl_refused is not None:
-            log.info("redis ACL allows this worker's commands again: taking jobs", extra={"worker": self.id})
-        if refused is not None or self.acl_refused is not None:
-            self.acl.record(refused)
-        self.acl_refused = refused
-
-    def _recheck_acl(self) -> None:
-        """After a NOPERM on the way (the ACL narrowed since the last heartbeat): check now, so
-        nothing more is sent until it is fixed, rather than at the next heartbeat."""
-        try:
-            self.check_acl()
-        except redis.exceptions.RedisError:
-            pass
-
-    def _acl_hold(self) -> None:
-        """Wait while the ACL refuses a command our scripts call (the heartbeat thread checks again),
-        so no script of ours stops half-way; raise the refusal once the shutdown grace is over."""
-        while self.acl_refused is not None:
-            if self.stopping and self._grace_deadline is not None and time.monotonic() > self._grace_deadline:
-                raise redis.exceptions.NoPermissionError(
-                    f"this user has no permissions to run {self.acl_refused} (held until the shutdown grace ended)"
-                )
-            time.sleep(0.05)
+    def _grace_over(self) -> bool:
+        """Stopping, and the shutdown grace has ended: what is still retried gives up."""
+        return self.stopping and self._grace_deadline is not None and time.monotonic() > self._grace_deadline
 
     def _leave(self, deadline: float) -> None:
         """Give back what we still hold (unstarted ids) and drop our heartbeat; retried until ``deadline``.
         While the ACL refuses a command of ours, neither: a give back refused part-way could strand
         an id, so the ids stay in our processing list and the reaper requeues them after the lease."""
-        if self.acl_refused is not None:
-            self._recheck_acl()
-        if self.acl_refused is not None:
+        if self.acl.refused is not None:
+            self.acl.recheck()
+        if self.acl.refused is not None:
             log.warning(
                 "leaving the jobs it holds to the reaper: the Redis ACL refuses a command of the give back",
-                extra={"worker": self.id, "refused": self.acl_refused},
+                extra={"worker": self.id, "refused": self.acl.refused},
             )
             return
         while True:
@@ -569,7 +438,7 @@ class Worker:
     ) -> list[StartAnswer]:
         """Record the waiting outcomes; with ``claim_next``, claim the next batch in the same call;
         with ``starts``, start those jobs in the same call (their answers are returned)."""
-        self._acl_hold()
+        self.acl.hold(self._grace_over)
         if not waiting:
             # a start alone that fails is not retried here: the work loop gives the batch back
             return self.delivery.start_many(self.id, starts) if starts else []
@@ -874,18 +743,18 @@ class Worker:
         """
         backoff = _Backoff()
         while True:
-            self._acl_hold()
+            self.acl.hold(self._grace_over)
             try:
                 return call()
             except redis.exceptions.RedisError as exc:
                 if not _retried(exc):
                     raise
-                if self.stopping and self._grace_deadline is not None and time.monotonic() > self._grace_deadline:
+                if self._grace_over():
                     raise
                 delay = backoff.next()
                 if acl_refusal(exc):
-                    _log_acl_refusal(exc, self.id, delay, job_id)
-                    self._recheck_acl()
+                    log_refusal(exc, self.id, delay, job_id)
+                    self.acl.recheck()
                     time.sleep(delay)
                     continue
                 log.warning(
@@ -895,7 +764,7 @@ class Worker:
                 time.sleep(delay)
 
     def _send_give_back(self, ids: list[str]) -> None:
-        if self.acl_refused is not None:
+        if self.acl.refused is not None:
             return  # held: _leave gives them back once the ACL allows, else the reaper requeues them
         try:
             n = self.delivery.give_back(self.id, ids)
@@ -913,7 +782,7 @@ class Worker:
             running = self._running
             if running is None or running[0].promoted or time.monotonic() - running[1] < PROMOTE_SECONDS:
                 continue
-            if self.acl_refused is not None:  # its start could stop half-way: it ends unstarted
+            if self.acl.refused is not None:  # its start could stop half-way: it ends unstarted
                 continue
             with self._running_lock:  # held while sending: the job's document must not change meanwhile
                 if self._running is not running:
@@ -952,11 +821,11 @@ class Worker:
                         release_freed_memory()
                 reported = counts
             try:
-                self.check_acl()  # first: a heartbeat refused (ZADD) must not keep it from running
+                self.acl.check()  # first: a heartbeat refused (ZADD) must not keep it from running
                 self.delivery.heartbeat(self.id)
-                self.check_jobs_db()
+                self.jobs_db.check()
                 # no reap or sweep while the ACL refuses us a command: refused part-way, one could strand ids
-                if self.acl_refused is None and now >= next_reap:
+                if self.acl.refused is None and now >= next_reap:
                     next_reap = now + reap_every
                     moved, dead = self.delivery.reap(lease)
                     if moved or dead:
@@ -965,7 +834,7 @@ class Worker:
                             "requeued jobs of silent workers",
                             extra={"worker": self.id, "count": moved, "dead_workers": dead},
                         )
-                if self.acl_refused is None and now >= next_sweep:
+                if self.acl.refused is None and now >= next_sweep:
                     next_sweep = now + SWEEP_INTERVAL_SECONDS
                     if self.delivery.try_lock_sweep(SWEEP_INTERVAL_SECONDS / 2):
                         jobs_client = jobs_client or jobs_redis(self.settings)
@@ -974,7 +843,7 @@ class Worker:
                             log.warning("requeued submitted jobs found in no list", extra={"count": n})
             except Exception as exc:
                 if acl_refusal(exc):
-                    _log_acl_refusal(exc, self.id, beat_every)
+                    log_refusal(exc, self.id, beat_every)
                 elif is_transient(exc):
                     log.debug("housekeeping: redis unavailable or refusing writes", extra={"error": str(exc)})
                 else:
@@ -987,27 +856,6 @@ def _retried(exc: BaseException) -> bool:
     refusing our user (NOPERM), which an operator fixes: retrying then neither fails the job nor
     charges it another attempt."""
     return is_transient(exc) or acl_refusal(exc) is not None
-
-
-def _summary(refused: list[str]) -> str | None:
-    """The refused commands in one line (the first three), or None when none is."""
-    names = list(dict.fromkeys(refused))
-    if not names:
-        return None
-    return ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
-
-
-def _log_acl_refusal(exc: BaseException, worker: str, retry_in: float, job_id: str | None = None) -> None:
-    log.error(
-        "redis ACL refuses this worker's user (NOPERM): fix the deployment's Redis ACL; retrying",
-        extra={
-            "worker": worker,
-            "refused": acl_refusal(exc),
-            "error": str(exc),
-            "retry_in": round(retry_in, 2),
-            **({"job_id": job_id} if job_id else {}),
-        },
-    )
 
 
 _UNSTARTED = StartAnswer(Started.OK)  # a quick job's "start": run it, nothing was written
