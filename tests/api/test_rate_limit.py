@@ -36,6 +36,22 @@ def test_a_client_past_its_limit_gets_429_with_retry_after_across_processes(redi
     print(f"\nSUBMIT_RATE_LIMIT=5: {statuses}; Retry-After {retry} s")
 
 
+def test_an_ipv6_client_is_counted_by_its_64_and_a_mapped_ipv4_one_as_ipv4(redis_url):
+    """A host picks its IPv6 addresses in its /64 at will: every address of one /64 shares a count
+    (each its own count let it submit without limit, a new address each time); the next /64 is
+    another client. Through a dual-stack socket an IPv4 client shows as ::ffff:a.b.c.d: the same
+    client as a.b.c.d."""
+    client = _app(redis_url, SUBMIT_RATE_LIMIT="3").test_client()
+    start_counting_with(5)
+    home = ["2001:db8:1:2::1", "2001:db8:1:2:8a2e::7334", "2001:db8:1:2:ffff:ffff:ffff:fffe", "2001:db8:1:2::99"]
+    assert [_post(client, addr).status_code for addr in home] == [202, 202, 202, 429]
+    assert _post(client, "2001:db8:1:3::1").status_code == 202  # the next /64
+    mapped = [
+        _post(client, addr).status_code for addr in ("::ffff:10.9.0.1", "10.9.0.1", "::ffff:10.9.0.1", "10.9.0.1")
+    ]
+    assert mapped == [202, 202, 202, 429]
+
+
 def test_zero_turns_the_limit_off(redis_url):
     client = _app(redis_url, SUBMIT_RATE_LIMIT="0").test_client()
     assert all(_post(client, "10.0.0.1").status_code == 202 for _ in range(50))

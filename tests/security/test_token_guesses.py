@@ -73,6 +73,11 @@ def test_a_client_gets_limit_wrong_verdicts_across_processes_then_429_for_any_to
     # another client is not affected: its right token works, its wrong one is a 401
     assert _jobs(one, "10.7.0.2", ALICE).status_code == 200
     assert _jobs(two, "10.7.0.2", "nope").status_code == 401
+    # a guesser who takes a new IPv6 address for each guess is one client: its /64
+    one_64 = [f"2001:db8:7:1:{n:x}::1" for n in range(LIMIT + 1)]
+    assert [_jobs(one, addr, f"v6-{addr}").status_code for addr in one_64] == [401] * LIMIT + [429]
+    assert _jobs(one, "2001:db8:7:1:abcd::2", ALICE).status_code == 429
+    assert _jobs(one, "2001:db8:7:2::1", ALICE).status_code == 200  # the next /64 is another client
     # a stale token sent again and again (an open page after a token change) counts once
     stale = "10.7.0.3"
     assert [_jobs(one, stale, "old-token").status_code for _ in range(3 * LIMIT)] == [401] * (3 * LIMIT)

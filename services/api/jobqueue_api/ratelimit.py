@@ -15,6 +15,7 @@ answer the batch is judged on the counts as they then are, so a client is never 
 
 from __future__ import annotations
 
+import ipaddress
 import time
 from collections.abc import Sequence
 
@@ -33,8 +34,27 @@ def client_id() -> str:
 
 
 def client_of(owner: str | None, remote_addr: str | None) -> str:
-    """The client a submit is counted against: its token's name, else its address."""
-    return f"token:{owner}" if owner else f"addr:{remote_addr or 'unknown'}"
+    """The client a submit (or a wrong token, ``guesses.py``) is counted against: its token's
+    name, else its address (:func:`address_group`)."""
+    return f"token:{owner}" if owner else f"addr:{address_group(remote_addr)}"
+
+
+def address_group(remote_addr: str | None) -> str:
+    """The address a client is counted by: an IPv4 address as it is, an IPv6 one as its /64. A
+    host or a home network is handed a whole /64 and picks its addresses in it at will (RFC 4941's
+    temporary addresses), so counting each address let one client take a new budget per request.
+    An IPv4 address seen through a dual-stack socket (``::ffff:a.b.c.d``) is that IPv4 address."""
+    if not remote_addr:
+        return "unknown"
+    if ":" not in remote_addr:  # IPv4 (or a unix socket's name): no parsing on the common path
+        return remote_addr
+    try:
+        ip = ipaddress.IPv6Address(remote_addr.split("%", 1)[0])  # without a zone (fe80::1%eth0)
+    except ValueError:
+        return remote_addr
+    if ip.ipv4_mapped is not None:
+        return str(ip.ipv4_mapped)
+    return str(ipaddress.IPv6Network((int(ip) >> 64 << 64, 64)))
 
 
 def admit(client: redis.Redis, limit: int, clients: Sequence[str | None]) -> list[ApiError | None]:
