@@ -134,10 +134,11 @@ def test_upgrade_keeps_the_statefulset_service_name(scenario, tmp_path):
     (spec.clusterIP is immutable too)."""
     old_chart = chart_at(BEFORE_CLIENT_SERVICE, tmp_path)
     values = scenario_values(scenario)
-    # api.strategy / worker.strategy came after that chart (its schema refuses them); they set the
-    # Deployments' rollout only and touch no Redis object, so the old chart renders without them
+    # values that came after that chart (its schema refuses them) set the Deployments' rollout and
+    # the API's wrong-token budget only and touch no Redis object, so the old chart renders without them
+    newer = {"api": {"strategy"}, "worker": {"strategy"}, "config": {"tokenFailureLimit"}}
     old_values = {
-        key: {k: v for k, v in part.items() if k != "strategy"} if key in ("api", "worker") else part
+        key: {k: v for k, v in part.items() if k not in newer[key]} if key in newer else part
         for key, part in values.items()
     }
     old = objects_of(render_chart(old_values, chart=old_chart))
