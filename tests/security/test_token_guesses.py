@@ -12,12 +12,14 @@ from __future__ import annotations
 
 import http.client
 import json
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import redis
 
 from jobqueue import keys
+from jobqueue_api.guesses import COUNT_GUESS_LUA
 from tests.api.support import make_settings, redis_and_api
 from tests.support.rate_window import start_counting_with
 
@@ -129,6 +131,42 @@ def test_a_wrong_token_with_redis_down_is_a_503_not_a_401_or_500():
     app = _app("redis://127.0.0.1:7599/0?socket_connect_timeout=0.5", TOKEN_FAILURE_LIMIT=str(LIMIT))
     answer = _jobs(app, "10.7.3.1", "guess")
     assert answer.status_code == 503 and answer.get_json()["error"] == "redis_unavailable"
+
+
+def test_an_acl_refusing_the_budgets_expire_is_a_503_and_writes_nothing(fresh_redis, monkeypatch):
+    """The budget's script stops where Redis's ACL refuses a call, its earlier writes kept: refused
+    EXPIRE after its SADD, it left the client's set without a TTL, one more such set a minute per
+    guessing client. The API checks the script's commands first (aclcheck.Guard): the wrong token
+    gets the 503 naming the command, no set is written, and the fix is seen within the guard's wait."""
+    from jobqueue import aclcheck
+
+    monkeypatch.setattr(aclcheck, "GUARD_REFUSED_SECONDS", 0.1)
+    admin = fresh_redis.client()
+    admin.execute_command("ACL", "SETUSER", "jq-user", "reset", "on", ">pw", "~*", "&*", "+@all", "-expire")
+    user_url = f"redis://jq-user:pw@127.0.0.1:{fresh_redis.port}"
+
+    # the hole, without the check: the script ran to its refused EXPIRE
+    with pytest.raises(redis.exceptions.ResponseError, match="can't run this command"):
+        redis.Redis.from_url(user_url).eval(COUNT_GUESS_LUA, 1, "probe-set", "digest", LIMIT, 65)
+    assert admin.scard("probe-set") == 1 and admin.ttl("probe-set") == -1
+    admin.delete("probe-set")
+
+    app = _app(user_url, TOKEN_FAILURE_LIMIT=str(LIMIT))
+    answer = _jobs(app, "10.7.4.1", "guess")
+    body = answer.get_json()
+    assert answer.status_code == 503 and body["error"] == "redis_permission_denied", body
+    assert "'expire'" in body["message"] and "guess" not in body["message"], body
+    assert list(admin.scan_iter(match=keys.TOKEN_FAILURES_PREFIX + "*")) == []
+    assert _jobs(app, "10.7.4.2", ALICE).status_code == 200  # a right token needs no count: it works
+
+    admin.execute_command("ACL", "SETUSER", "jq-user", "+expire")  # the deployment fixed
+    start_counting_with(LIMIT + 2)
+    deadline = time.monotonic() + 5
+    while (answer := _jobs(app, "10.7.4.1", "guess")).status_code == 503 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert answer.status_code == 401, answer.get_json()
+    (found,) = admin.scan_iter(match=keys.TOKEN_FAILURES_PREFIX + "*")
+    assert admin.scard(found) == 1 and 0 < admin.ttl(found) <= 65
 
 
 class _Connection:

@@ -7,6 +7,7 @@ and it takes the jobs within a heartbeat of the fix."""
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import re
 import threading
@@ -63,17 +64,23 @@ def test_every_command_of_the_scripts_is_checked(harness):
 
 
 def test_every_command_of_the_apis_scripts_that_write_is_checked(harness):
-    """The API's guard (aclcheck.Guard): a keyed submit's script and the dispatcher's cancel and store."""
+    """The API's guard (aclcheck.Guard): a keyed submit's script, the dispatcher's cancel and store,
+    and the wrong-token budget's script while the budget is on."""
     lua = resources.files("jobqueue").joinpath("lua")
-    text = "".join(lua.joinpath(n).read_text() for n in ("store_keyed.lua", "write_new.lua", "final.lua", "select.lua"))
+    names = ("store_keyed.lua", "write_new.lua", "final.lua", "select.lua", "count_guess.lua")
+    text = "".join(lua.joinpath(n).read_text() for n in names)
     dispatch = lua.joinpath("dispatch.lua").read_text()
     for command in ("cancel", "store"):
         text += re.search(rf"function commands\.{command}\(\).*?\nend\n", dispatch, re.S).group(0)
     called = set(re.findall(r"redis\.call\('([A-Z]+)'", text))
     assert "SREM" in called and "MSET" in called  # the bodies were found
     checked = {c[0] for c in aclcheck.api_commands(harness.settings)}
+    assert harness.settings.token_failure_limit > 0
     assert called - checked == {"PUBLISH"}, called - checked
     assert aclcheck.Guard(harness.jobs, harness.settings).ensure() is None  # the default user: all allowed
+    # the budget off (TOKEN_FAILURE_LIMIT=0): its commands are not asked for
+    off = {c[0] for c in aclcheck.api_commands(dataclasses.replace(harness.settings, token_failure_limit=0))}
+    assert "SCARD" not in off and "EXPIRE" not in off and "ZADD" in off
 
 
 def test_the_hole_a_refused_command_leaves_in_a_script(fresh_redis):

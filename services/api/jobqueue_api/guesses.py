@@ -28,7 +28,9 @@ only if that one try is the right token. The table of clients this process has s
 from is bounded (:data:`MAX_CLIENTS`); when it is full every right token asks Redis until the
 window ends, so forgetting never opens a door. Redis unreachable: a request that needs the count
 gets the API's 503 as every route that needs Redis does; a right token that needs no count still
-works.
+works. A Redis ACL that refuses a command of the script (``EXPIRE`` after its ``SADD`` would leave
+the set without a TTL) is checked first, as for the API's other scripts that write
+(``jobqueue.aclcheck.Guard``): the wrong token gets that 503, and nothing is written.
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ from importlib import resources
 import redis
 
 from jobqueue import keys
+from jobqueue.aclcheck import Guard
 
 from .errors import ApiError
 
@@ -57,9 +60,11 @@ class TokenGuesses:
     """The per-client budget of wrong tokens, counted in Redis; this process remembers only which
     clients it saw a wrong token from (they must be asked about) and which it knows are spent."""
 
-    def __init__(self, client: redis.Redis, limit: int) -> None:
+    def __init__(self, client: redis.Redis, limit: int, acl_guard: Callable[[], Guard] | None = None) -> None:
         self.client = client
         self.limit = limit
+        # the API's ACL check (Delivery.acl_guard): the script stops at a refused EXPIRE after its SADD
+        self.acl_guard = acl_guard
         self.count_guess = client.register_script(COUNT_GUESS_LUA)
         self.window = -1
         self.suspects: set[str] = set()  # clients this process saw a wrong token from, this window
@@ -98,12 +103,23 @@ class TokenGuesses:
         else:
             self._suspect(client)  # before the call yields: this process's other requests ask from now
             digest = hashlib.sha256(given.encode("utf-8", "surrogatepass")).hexdigest()[:32]
-            spent = not int(self.count_guess(keys=[key], args=[digest, self.limit, KEY_TTL_SECONDS]))
+            spent = not self._count(key, digest)
         if spent:
             if self.window == window and len(self.spent) < MAX_CLIENTS:
                 self.spent.add(client)
             raise self.refusal(window, time.time())
         return verdict
+
+    def _count(self, key: str, digest: str) -> bool:
+        """Count one wrong token (``lua/count_guess.lua``): whether it may be answered 401. Raises
+        the NOPERM, sending nothing, while the ACL refuses a command of the script."""
+        guard = self.acl_guard() if self.acl_guard is not None else None
+        try:
+            return bool(int(self.count_guess(keys=[key], args=[digest, self.limit, KEY_TTL_SECONDS])))
+        except redis.exceptions.ResponseError as exc:
+            if guard is not None:
+                guard.saw(exc)
+            raise
 
     def _suspect(self, client: str) -> None:
         if len(self.suspects) >= MAX_CLIENTS:

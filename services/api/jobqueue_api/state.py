@@ -112,7 +112,7 @@ def build_state(settings: Settings, catalogue: Registry) -> ApiState:
             company=UNDER_WAY.company,
         ),
         keyed=KeyedSubmits(delivery, jobs, settings.submit_rate_limit, bound, settings.job_ttl_seconds),
-        guesses=TokenGuesses(jobs, settings.token_failure_limit),
+        guesses=TokenGuesses(jobs, settings.token_failure_limit, acl_guard=delivery.acl_guard),
     )
 
 

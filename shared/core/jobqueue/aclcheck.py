@@ -18,7 +18,8 @@ check of their commands in each of them would cost Redis about as much as their 
 ``PUBLISH`` on the done channel is not checked: a finish calls it last, after every write, so its
 refusal moves nothing half-way (README, Connecting to Redis: the channel only speeds up waits).
 
-The API's scripts that write (a keyed submit, ``lua/store_keyed.lua``; a cancel) are guarded the
+The API's scripts that write (a keyed submit, ``lua/store_keyed.lua``; a cancel; a wrong token
+counted, ``lua/count_guess.lua``) are guarded the
 same way by :class:`Guard`: an API process has no heartbeat, so the check runs on a call's way, at
 most every :data:`GUARD_SECONDS` (every :data:`GUARD_REFUSED_SECONDS` while something is refused,
 and at the next call after a NOPERM), and while it finds a refusal those calls answer it (503)
@@ -154,8 +155,9 @@ def worker_commands(settings: Settings, worker: str) -> list[tuple[str, ...]]:
 
 def api_commands(settings: Settings) -> list[tuple[str, ...]]:
     """Every command of the API's scripts that write, with the key names they use: a keyed submit
-    (``lua/store_keyed.lua`` and ``write_new.lua``; the dispatcher's ``store`` after a lost answer)
-    and a cancel (the dispatcher's ``cancel``, ``final.lua``)."""
+    (``lua/store_keyed.lua`` and ``write_new.lua``; the dispatcher's ``store`` after a lost answer),
+    a cancel (the dispatcher's ``cancel``, ``final.lua``) and, while TOKEN_FAILURE_LIMIT is on, a
+    wrong token counted against its client's budget (``lua/count_guess.lua``)."""
     name = settings.queue_name
     plots = keys.lane_queue_name(name, PLOTS)
     lanes = [(keys.queue(name), keys.delayed(name)), (keys.queue(plots), keys.delayed(plots))]
@@ -184,6 +186,11 @@ def api_commands(settings: Settings) -> list[tuple[str, ...]]:
     ]
     for queue, delayed in lanes:
         commands += [("RPUSH", queue, _PROBE), ("LREM", queue, "1", _PROBE), ("ZREM", delayed, _PROBE)]
+    if settings.token_failure_limit > 0:
+        # the wrong-token budget (lua/count_guess.lua): refused its EXPIRE after its SADD, it left
+        # the client's set of digests without a TTL
+        budget = keys.token_failures(_PROBE, 0)
+        commands += [("SCARD", budget), ("SADD", budget, _PROBE), ("EXPIRE", budget, "65")]
     return commands
 
 

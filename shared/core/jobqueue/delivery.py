@@ -449,7 +449,7 @@ class Delivery:
         same job id finds its own record and answers ``stored``. redis-py's ``Script`` loads the
         script again when Redis forgot it (a restart, ``SCRIPT FLUSH``): nothing ran then.
         ``waited``: mark the answered job waited for (``POST /submit?wait=``)."""
-        guard = self._acl_guard()
+        guard = self.acl_guard()
         try:
             state, job_id, doc = self._keyed_script(**self.keyed_call(job, key, fingerprint, key_seconds, waited))
         except redis.exceptions.ResponseError as exc:
@@ -457,9 +457,10 @@ class Delivery:
             raise
         return Keyed(KeyedState(state), job_id, doc or None)
 
-    def _acl_guard(self) -> aclcheck.Guard:
+    def acl_guard(self) -> aclcheck.Guard:
         """The API's scripts that write run only while Redis's ACL allows every command they call
-        (``jobqueue.aclcheck.Guard``): refused part-way, a script's earlier writes stay."""
+        (``jobqueue.aclcheck.Guard``): refused part-way, a script's earlier writes stay. Raises the
+        refusal (NoPermissionError); the wrong-token budget (``jobqueue_api.guesses``) calls it too."""
         if self._guard is None:
             self._guard = aclcheck.Guard(self.redis, self.settings)
         self._guard.ensure()
@@ -515,7 +516,7 @@ class Delivery:
         the cancelled document either way, so the caller can answer with it."""
         job.status = JobStatus.CANCELLED
         job.finished_at = time.time()
-        guard = self._acl_guard()
+        guard = self.acl_guard()
         try:
             return bool(self._run("cancel", job.id, job.to_json(), repr(job.submitted_at)))
         except redis.exceptions.ResponseError as exc:
