@@ -129,6 +129,37 @@ def test_a_refused_command_holds_the_jobs_in_their_lists_until_fixed(fresh_redis
     assert "redis ACL allows this worker's commands again: taking jobs" in [r.getMessage() for r in caplog.records]
 
 
+def test_a_user_refused_info_still_reaps_a_dead_workers_jobs(fresh_redis):
+    """The README's narrower user (``+@all -@dangerous``, a managed Redis's default) is refused
+    ``INFO``, which the reaper read Redis's uptime from: every reap raised NOPERM, and the sweep after
+    it in the same housekeeping round never ran, so a job whose worker died stayed in progress for
+    good (found by running the service under such a user and killing a worker with -9). Without
+    ``INFO`` the reaper counts the time this worker has seen Redis answer without a break instead."""
+    h = Harness(fresh_redis.url)
+    url = _worker_user(fresh_redis, "-@dangerous", "+client|id", "+client|kill")
+    with pytest.raises(redis.exceptions.NoPermissionError):
+        redis.Redis.from_url(url).info("server")
+    job_id = h.submit("sleep")
+    assert [i for i, _ in h.delivery.claim("dead", 1)] == [job_id]  # claimed, then killed -9
+    h.queue_client.zadd(keys.WORKERS_HEARTBEAT, {"dead": time.time() - 100})
+    settings = Harness(url).settings.replace(job_lease_seconds=1.5)
+    user_delivery = Delivery(Harness(url).jobs, settings)
+    # a reaper that has not yet seen Redis up for a lease keeps its hands off (a restart's stale beats)
+    assert user_delivery.redis_uptime() is None and user_delivery.reap(1.5, seen_up=0.5) == (0, 0)
+    assert h.queue_client.lrange(keys.processing("dead"), 0, -1) == [job_id]
+
+    worker = Worker(settings, operations(), FakeData(), worker_id="alive")
+    thread = threading.Thread(target=worker.work, kwargs={"install_signals": False}, daemon=True)
+    thread.start()
+    try:
+        wait_until(lambda: h.store.get(job_id).status is JobStatus.COMPLETE, 15, "the dead worker's job run")
+    finally:
+        worker.request_stop()
+        thread.join(10)
+    assert h.store.get(job_id).worker == "alive" and not h.queue_client.exists(keys.processing("dead"))
+    assert worker.acl.refused is None  # INFO is not one of the commands the worker needs
+
+
 def test_burst_takes_nothing_and_exits_2(fresh_redis, caplog):
     h = Harness(fresh_redis.url)
     job_id = h.submit("sleep")

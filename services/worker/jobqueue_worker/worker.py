@@ -804,6 +804,7 @@ class Worker:
         next_sweep = time.monotonic() + random.uniform(0, SWEEP_INTERVAL_SECONDS)
         jobs_client: redis.Redis | None = None
         next_summary = time.monotonic() + LOG_SUMMARY_SECONDS
+        seen_up_since: float | None = None  # since when Redis has answered without a break (the reaper's clock without INFO)
         reported: dict[str, int] = {}
         while not self._stop_housekeeping.is_set():
             now = time.monotonic()
@@ -823,11 +824,13 @@ class Worker:
             try:
                 self.acl.check()  # first: a heartbeat refused (ZADD) must not keep it from running
                 self.delivery.heartbeat(self.id)
+                if seen_up_since is None:
+                    seen_up_since = now
                 self.jobs_db.check()
                 # no reap or sweep while the ACL refuses us a command: refused part-way, one could strand ids
                 if self.acl.refused is None and now >= next_reap:
                     next_reap = now + reap_every
-                    moved, dead = self.delivery.reap(lease)
+                    moved, dead = self.delivery.reap(lease, seen_up=now - seen_up_since)
                     if moved or dead:
                         self.metrics.requeued.inc(moved)
                         log.warning(
@@ -845,6 +848,7 @@ class Worker:
                 if acl_refusal(exc):
                     log_refusal(exc, self.id, beat_every)
                 elif is_transient(exc):
+                    seen_up_since = None
                     log.debug("housekeeping: redis unavailable or refusing writes", extra={"error": str(exc)})
                 else:
                     log.exception("housekeeping failed")

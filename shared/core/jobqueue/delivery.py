@@ -682,18 +682,33 @@ class Delivery:
         time it arrives, never an older one over a claim's newer beat)."""
         self._run("beat", worker)
 
-    def reap(self, lease_seconds: float, min_uptime: float | None = None) -> tuple[int, int]:
+    def reap(self, lease_seconds: float, min_uptime: float | None = None, seen_up: float = 0.0) -> tuple[int, int]:
         """Requeue the ids of workers silent for longer than the lease: (ids moved, workers reaped).
 
         Safe with any number of reapers at once: the script is atomic, a second reaper finds nothing.
         Skipped while Redis itself has been up for less than a lease, so that after a Redis restart
-        live workers get the time to heartbeat again before anyone is declared dead.
+        live workers get the time to heartbeat again before anyone is declared dead. Redis's uptime
+        comes from ``INFO``, which an ACL user without ``@dangerous`` (a managed Redis's default, the
+        README's ``-@dangerous``) is refused: then ``seen_up``, how long the caller has seen Redis
+        answer without a break, stands for it (before: the refusal stopped every reap and sweep, so a
+        dead worker's job stayed in progress for good). What that cannot see: a restart between two
+        of the caller's calls, with heartbeats restored older than a lease (an RDB save), requeues a
+        live worker's job, which then runs twice; nothing is lost.
         """
-        uptime = int(self.redis.info("server").get("uptime_in_seconds", 0))
+        uptime = self.redis_uptime()
+        if uptime is None:
+            uptime = seen_up
         if uptime < (lease_seconds if min_uptime is None else min_uptime):
             return (0, 0)
         moved, dead = self._run_kept("reap", repr(float(lease_seconds)))
         return int(moved), int(dead)
+
+    def redis_uptime(self) -> float | None:
+        """Redis's ``uptime_in_seconds`` (``INFO server``), or None when its ACL refuses our user ``INFO``."""
+        try:
+            return float(self.redis.info("server").get("uptime_in_seconds", 0))
+        except redis.exceptions.NoPermissionError:
+            return None
 
     def give_back(self, worker: str, job_ids: list[str]) -> int:
         """Return claimed-but-unstarted ids to the front of the queue (graceful shutdown)."""
