@@ -10,9 +10,10 @@ import logging
 import threading
 import time
 
+import pytest
 import redis
 
-from devstack.procs import free_port
+from devstack.procs import free_port, wait_until
 from jobqueue_api import create_app
 
 from .support import make_settings
@@ -198,3 +199,71 @@ def test_an_acl_refusal_is_not_reported_as_redis_unreachable(fresh_redis):
     admin.execute_command("ACL", "SETUSER", "jq-user", "+evalsha", "+eval")  # the deployment fixed
     fixed = client.get("/healthz?detail=1").get_json()
     assert fixed["redis"] is True and fixed["queue"]["waiting"] == 0 and "queue_error" not in fixed, fixed
+
+
+def test_a_redis_with_one_db_is_a_503_naming_it_and_not_ready(tmp_path, caplog):
+    """Many managed Redis have one db (``databases 1``), and the queue db (REDIS_QUEUE_DB, 1 by
+    default) is not there: Redis refuses its SELECT, as a connection is set up or inside a script.
+    Before, /readyz said ready while every submit and /queue answered 500, and each worker turn
+    logged a traceback. Now: 503 redis_misconfigured naming it, /readyz 503, one error line a turn."""
+    import subprocess
+
+    from devstack.redis_server import find_redis_server
+    from jobqueue_worker.worker import Worker
+    from tests.support.harness import FakeData, operations
+
+    binary = find_redis_server()
+    if binary is None:
+        pytest.skip("no redis-server binary")
+    port = free_port()
+    argv = [
+        binary,
+        "--port",
+        str(port),
+        "--bind",
+        "127.0.0.1",
+        "--save",
+        "",
+        "--databases",
+        "1",
+        "--dir",
+        str(tmp_path),
+    ]
+    server = subprocess.Popen(argv, stdout=subprocess.DEVNULL)
+    try:
+        url = f"redis://127.0.0.1:{port}"
+        wait_until(lambda: _answers(url), 10, "redis-server up")
+        client = create_app(make_settings(url), load_data=False).test_client()
+        for answer in (client.post("/submit", json={"operation": "sleep"}), client.get("/queue")):
+            body = assert_503(answer, "redis_misconfigured", "SETUP", "DB index is out of range", "REDIS_QUEUE_DB")
+            assert "script" not in body["message"], body
+        ready = client.get("/readyz")
+        assert ready.status_code == 503 and ready.get_json()["redis"] is False
+
+        settings = make_settings(url).replace(job_lease_seconds=1.5)
+        worker = Worker(settings, operations(), FakeData(), worker_id="w-one-db")
+        caplog.set_level(logging.INFO, logger="jobqueue.worker")
+        thread = threading.Thread(target=worker.work, kwargs={"install_signals": False}, daemon=True)
+        thread.start()
+        try:
+            wait_until(lambda: _said(caplog, "redis refuses this worker's settings"), 10, "the worker's error")
+        finally:
+            worker.request_stop()
+            thread.join(10)
+        said = [r for r in caplog.records if "redis refuses this worker's settings" in r.getMessage()]
+        assert said[0].levelno == logging.ERROR and "DB index is out of range" in said[0].error
+        assert not [r for r in caplog.records if r.exc_info], "a traceback was logged"
+    finally:
+        server.kill()
+        server.wait(10)
+
+
+def _answers(url: str) -> bool:
+    try:
+        return bool(redis.Redis.from_url(url).ping())
+    except redis.exceptions.ConnectionError:
+        return False
+
+
+def _said(caplog, words: str) -> bool:
+    return any(words in r.getMessage() for r in caplog.records)

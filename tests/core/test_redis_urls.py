@@ -190,6 +190,14 @@ REFUSES = {
     "db-not-a-number": ("open", "redis://127.0.0.1:{port}/jobs", {}, ["REDIS_URL", "jobs"]),
     "unknown-option": ("open", "redis://127.0.0.1:{port}?sockettimeout=3", {}, ["REDIS_URL", "sockettimeout"]),
     "bad-scheme": ("open", "http://127.0.0.1:{port}", {}, ["REDIS_URL", "redis://"]),
+    # Redis refuses CLIENT SETNAME with a space as each connection is made: it started, then every
+    # route that needs Redis answered 500
+    "client-name-with-a-space": (
+        "open",
+        "redis://127.0.0.1:{port}?client_name=my%20app",
+        {},
+        ["REDIS_URL", "'my app'"],
+    ),
 }
 
 

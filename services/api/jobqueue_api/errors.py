@@ -23,7 +23,15 @@ from werkzeug.exceptions import HTTPException
 
 from atx_analysis.errors import AnalysisError, DataFormatError, MissingColumnError, PermanentError, TransientError
 from atx_analysis.registry import ParamError, UnknownOperation
-from jobqueue.connections import UNAVAILABLE_STATES, WRITE_REFUSALS, acl_refusal, unavailable_state, write_refusal
+from jobqueue.connections import (
+    UNAVAILABLE_STATES,
+    WRITE_REFUSALS,
+    acl_refusal,
+    db_refusal,
+    unavailable_state,
+    write_refusal,
+)
+from jobqueue.wire import SetupRefused
 
 log = logging.getLogger("jobqueue.api")
 
@@ -122,6 +130,21 @@ def register_error_handlers(app: Flask) -> None:
 
     app.errorhandler(HTTPException)(http_error)
 
+    @app.errorhandler(SetupRefused)
+    def _redis_misconfigured(exc: redis.exceptions.RedisError):
+        """Redis refused a connection's set-up, or has no such db (a script's SELECT): the
+        deployment's settings, not a passing state; before, a 500 on every route needing Redis."""
+        log.error("redis refuses this service's settings", extra={"error": str(exc)})
+        return error_response(
+            503,
+            "redis_misconfigured",
+            f"the job store (Redis) refuses this service's settings ({str(exc).split(' script: ')[0]}); "
+            "the deployment's REDIS_URL, REDIS_JOBS_DB or REDIS_QUEUE_DB needs fixing (this Redis may "
+            "have fewer dbs than they name)",
+            {"Retry-After": "60"},
+            cause="SETUP",
+        )
+
     @app.errorhandler(redis.exceptions.ConnectionError)
     @app.errorhandler(redis.exceptions.TimeoutError)
     @app.errorhandler(redis.exceptions.ReadOnlyError)  # a replica during failover
@@ -147,6 +170,8 @@ def register_error_handlers(app: Flask) -> None:
                 {"Retry-After": "5"},
                 cause=state,
             )
+        if db_refusal(exc):
+            return _redis_misconfigured(exc)
         command = acl_refusal(exc)
         if command is not None:
             log.error("redis ACL refuses this service's user", extra={"error": str(exc), "command": command})

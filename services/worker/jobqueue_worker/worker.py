@@ -30,6 +30,7 @@ from atx_analysis.registry import Registry
 
 from jobqueue.connections import (
     acl_refusal,
+    db_refusal,
     describe,
     is_transient,
     jobs_redis,
@@ -44,6 +45,7 @@ from jobqueue.jobs import Job, JobStatus
 from jobqueue.lanes import PLOTS
 from jobqueue.results import PlacedResult, place
 from jobqueue.settings import Settings
+from jobqueue.wire import SetupRefused
 
 from .aclgate import AclGate, log_refusal
 from .data import DataSource
@@ -230,6 +232,11 @@ class Worker:
                 if acl_refusal(exc):
                     log_refusal(exc, self.id, delay)
                     self.acl.recheck()
+                elif isinstance(exc, SetupRefused) or db_refusal(exc):  # a traceback a retry, before
+                    log.error(
+                        "redis refuses this worker's settings: fix REDIS_URL, REDIS_JOBS_DB or REDIS_QUEUE_DB; retrying",
+                        extra={"worker": self.id, "error": str(exc).split(" script: ")[0], "retry_in": round(delay, 2)},
+                    )
                 elif is_transient(exc):
                     log.warning(
                         "redis unavailable or refusing writes; retrying",
@@ -804,7 +811,9 @@ class Worker:
         next_sweep = time.monotonic() + random.uniform(0, SWEEP_INTERVAL_SECONDS)
         jobs_client: redis.Redis | None = None
         next_summary = time.monotonic() + LOG_SUMMARY_SECONDS
-        seen_up_since: float | None = None  # since when Redis has answered without a break (the reaper's clock without INFO)
+        seen_up_since: float | None = (
+            None  # since when Redis has answered without a break (the reaper's clock without INFO)
+        )
         reported: dict[str, int] = {}
         while not self._stop_housekeeping.is_set():
             now = time.monotonic()

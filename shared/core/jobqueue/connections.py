@@ -135,6 +135,14 @@ def acl_refusal(exc: BaseException) -> str | None:
     return "a key" if "key" in text else "a command"
 
 
+def db_refusal(exc: BaseException) -> bool:
+    """Redis has no such db (``databases`` below REDIS_JOBS_DB or REDIS_QUEUE_DB: many managed Redis
+    have one): ``SELECT`` refused as a connection is set up (``wire.SetupRefused``) or in a script."""
+    return isinstance(exc, redis.exceptions.RedisError) and any(
+        words in str(exc) for words in ("DB index is out of range", "invalid DB index")
+    )
+
+
 def is_transient(exc: BaseException) -> bool:
     """True for Redis errors that pass without anyone changing the request: unreachable, loading,
     timing out, refusing writes for now, or busy / without its primary for now. Retry those;

@@ -327,6 +327,14 @@ def redis_url_options(name: str, raw: str) -> dict[str, object]:
             raise SettingsError(
                 f"{name}'s {key} must be a number of seconds above 0, got {seconds!r} (leave it out for the default)"
             )
+    name_given = options.get("client_name")
+    if name_given is not None and not all("!" <= c <= "~" for c in str(name_given)):
+        # Redis refuses CLIENT SETNAME with a space, a newline or a byte outside '!'..'~' as each
+        # connection is made: every route needing Redis failed, the process had started "fine"
+        raise SettingsError(
+            f"{name}'s client_name {name_given!r} has a space or a character Redis refuses in a client "
+            "name (only '!' to '~'): e.g. client_name=my-app"
+        )
     path = raw.split("?", 1)[0].split("://", 1)[1].partition("/")[2]
     if "db" not in options and path and not raw.startswith("unix://"):
         raise SettingsError(

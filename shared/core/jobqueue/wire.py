@@ -86,6 +86,30 @@ class Unatomic(redis.exceptions.ResponseError):
         self.replies = replies
 
 
+class SetupRefused(redis.exceptions.ConnectionError):
+    """Redis refused a new connection's set-up (``SELECT`` of a db it does not have: ``databases 1``
+    on many managed Redis; ``CLIENT SETNAME``): no connection, so nothing was sent. A deployment
+    error, not a passing state: before, the ResponseError reached the API as a 500 on every route
+    that needs Redis. ``command`` is what was refused."""
+
+    def __init__(self, message: str, command: str) -> None:
+        super().__init__(message)
+        self.command = command
+
+
+def _set_up(conn: Any, handshake: Any) -> None:
+    """redis-py's handshake (AUTH, HELLO, CLIENT SETNAME, SELECT), its refusals raised as
+    :class:`SetupRefused` naming the db (an ACL refusal stays a NoPermissionError: it names the command)."""
+    try:
+        handshake()
+    except redis.exceptions.NoPermissionError:
+        raise
+    except redis.exceptions.ResponseError as exc:
+        db = getattr(conn, "db", 0)
+        command = f"SELECT {db}" if "DB index" in str(exc) or "invalid DB" in str(exc) else "the connection set-up"
+        raise SetupRefused(f"Redis refused {command}: {exc}", command) from exc
+
+
 def learn_client_id(conn: Any) -> None:
     """A pool's ``redis_connect_func`` (``connections.py``): redis-py's handshake, then ``CLIENT ID``,
     kept with the socket, so the id of a connection whose answer is lost is known without asking
@@ -96,12 +120,13 @@ def learn_client_id(conn: Any) -> None:
     The handshake runs without redis-py's health check, as redis-py runs its own when it reconnects
     inside one: that check PINGs, and against a Redis that wants a password none was given for, the
     PING's ``NOAUTH`` made it reconnect into this handshake again, until Python's recursion limit
-    (every API route a 500). Now the handshake's own refusal is raised, a ConnectionError (503)."""
+    (every API route a 500). Now the handshake's own refusal is raised, a ConnectionError (503);
+    one that Redis answers with an error reply (a db it does not have) as :class:`SetupRefused`."""
     handshake = getattr(conn, "on_connect_check_health", None)  # redis-py 6; 5 has on_connect only
     if handshake is None:  # pragma: no cover - the locked redis-py has it
-        conn.on_connect()
+        _set_up(conn, conn.on_connect)
     else:
-        handshake(check_health=False)
+        _set_up(conn, lambda: handshake(check_health=False))
     try:
         conn.send_command("CLIENT", "ID", check_health=False)
         conn._wire_client = (conn._sock, int(conn.read_response()))

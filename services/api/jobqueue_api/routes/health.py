@@ -76,6 +76,7 @@ def readyz():
     try:
         with diagnostic(state.settings.redis_timeout_seconds):
             state.jobs.ping()
+            state.queue.ping()  # its own connection set-up: a Redis with one db refuses SELECT of the queue db
             redis_ok = True
             refused = state.store.write_refused()
         writable = refused is None
