@@ -15,6 +15,11 @@ def test_503_while_redis_is_down_and_recovery(fresh_redis):
     for method, route, kw in [
         ("post", "/submit", {"json": {"operation": "sleep"}}),
         ("post", "/jobs", {"json": {"operation": "sleep"}}),
+        # with a key: a connection refused sent nothing (it said 504 "did not answer in time, the
+        # job may have been stored", and the CLI, which always sends a key, printed that each retry)
+        ("post", "/submit", {"json": {"operation": "sleep"}, "headers": {"Idempotency-Key": "k-down-1"}}),
+        ("post", "/jobs", {"json": {"operation": "sleep"}, "headers": {"Idempotency-Key": "k-down-2"}}),
+        ("post", "/submit?wait=1", {"json": {"operation": "sleep"}, "headers": {"Idempotency-Key": "k-down-3"}}),
         ("get", f"/status/{job_id}", {}),
         ("get", f"/status/{job_id}?wait=1", {}),
         ("get", "/jobs", {}),

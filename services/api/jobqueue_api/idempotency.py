@@ -125,6 +125,22 @@ def keyed(raw: str, owner: str | None, job: Job) -> Keyed:
 UNSURE = (RedisDeadline, LeadLost, wire.Unsure, redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)
 
 
+def not_sent(exc: BaseException) -> bool:
+    """A failure of :data:`UNSURE`'s redis-py classes that sent nothing: no connection could be made
+    (refused, no such socket, its set-up refused, connecting timed out) or Redis answered LOADING
+    (it ran nothing). These are the usual 503 (Redis unreachable): they were answered 504, "did not
+    answer in time, the job may have been stored", within milliseconds of a refused connection. (Had
+    an earlier attempt of redis-py's retries been sent, resending with the same key is still safe.)"""
+    if isinstance(exc, (wire.SetupRefused, redis.exceptions.BusyLoadingError)):
+        return True
+    if not isinstance(exc, (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)) or isinstance(
+        exc, wire.Unsure
+    ):
+        return False
+    cause = exc.__cause__ or exc.__context__
+    return isinstance(cause, (ConnectionRefusedError, FileNotFoundError)) or str(exc).startswith("Timeout connecting")
+
+
 class KeyedSubmits:
     """Stores submits that carry a key: one script call each (not the group commit's transaction,
     whose jobs decide nothing), bounded like every Redis call of the API, with the rate limit
@@ -149,6 +165,8 @@ class KeyedSubmits:
                         raise refused
                 answer = self.delivery.store_keyed(job, key.name, key.fingerprint, self.key_seconds, waited)
         except UNSURE as exc:
+            if not_sent(exc):
+                raise
             err = ApiError(
                 504,
                 "redis_timeout",
