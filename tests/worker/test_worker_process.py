@@ -239,3 +239,43 @@ def test_supervisor_waits_longer_before_each_restart_of_a_child_that_keeps_dying
     restarts = [r for r in records() if r["msg"] == "worker process exited; restarting it"]
     assert [r["restart_in_seconds"] for r in restarts] == [0.5, 1.0, 2.0], restarts
     assert [r["deaths_in_a_row"] for r in restarts] == [1, 2, 3], restarts
+
+
+def test_children_stop_when_their_supervisor_is_killed_9(harness, redis_url, tmp_path):
+    """A supervisor killed with -9 passes no SIGTERM on: its children kept running, reparented to
+    init, taking jobs with no metrics port, beside the worker started again in its place. Now each
+    child asks Linux for a SIGTERM when its parent dies (PR_SET_PDEATHSIG) and stops warm: the job in
+    hand finishes, once."""
+    log_path = tmp_path / "w.log"
+    proc = start_worker(redis_url, log_path, WORKER_CONCURRENCY="2", WORKER_METRICS_PORT=str(free_port()))
+
+    def children():
+        text = log_path.read_text() if log_path.exists() else ""
+        lines = [json.loads(line) for line in text.splitlines() if line.startswith("{")]
+        return [r["pid"] for r in lines if r["msg"] == "worker process started"]
+
+    try:
+        pids = wait_until(lambda: (found := children()) and len(found) == 2 and found, 60, "two children")
+        job_id = harness.submit("sleep", {"seconds": 1.0})
+        wait_until(lambda: status(harness, job_id) == JobStatus.IN_PROGRESS, 30, "the job started")
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(10)
+        wait_until(lambda: not any(_alive(pid) for pid in pids), 30, "the children gone")
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        for pid in children():
+            if _alive(pid):
+                os.kill(pid, signal.SIGKILL)
+    job = harness.store.get(job_id)
+    assert job.status == JobStatus.COMPLETE and job.attempts == 1, job  # finished by its warm stop
+    assert "stopping: finishing the job in hand" in log_path.read_text()
+
+
+def _alive(pid: int) -> bool:
+    """Whether ``pid`` runs (a zombie, dead and not yet reaped by init, counts as gone)."""
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
