@@ -102,6 +102,40 @@ def public_base(allowed_hosts: tuple[str, ...], port: int) -> str:
 HOST_VERDICTS = 64
 
 
+def request_target(wsgi_app: Callable) -> Callable:
+    """``wsgi_app`` judging a request whose target is in absolute-form (``GET http://evil.example/jobs
+    HTTP/1.1``) by the target's authority, not by its ``Host`` header: RFC 9112 section 3.2.2 says a
+    server MUST ignore Host then and use the target's host. gunicorn does not (27.0,
+    ``gunicorn/http/message.py`` ``parse_request_line``: ``RAW_URI`` is the target as sent and
+    ``PATH_INFO`` its path alone, from ``urlsplit``; ``gunicorn/http/wsgi.py`` ``create``:
+    ``HTTP_HOST`` is the Host header, whatever the target named), and werkzeug's ``get_host`` reads
+    ``HTTP_HOST`` (``werkzeug/sansio/utils.py``), so ``Host: localhost`` let such a request past the
+    allow-list under any other name. ``HTTP_HOST`` is set to the authority here, before the fast path
+    (``fastpath.py``) and the Guard read it, as werkzeug's own development server does
+    (``werkzeug/serving.py``, ``make_environ``). An HTTP/1.1 request with no Host header is left
+    without one, for the Guard's 400 ``missing_host`` (RFC 9112 section 3.2), whatever its target."""
+    from urllib.parse import urlsplit
+
+    def app(environ: dict, start_response: Callable) -> Iterable[bytes]:
+        target = environ.get("RAW_URI", "")
+        # absolute-form as gunicorn tells it (origin-form starts with "/", absolute-form has "://")
+        if not target.startswith("/") and "://" in target and not missing_host(environ):
+            try:
+                environ["HTTP_HOST"] = urlsplit(target).netloc
+            except ValueError:  # gunicorn split the same target without error; never trust the header
+                environ["HTTP_HOST"] = ""
+        return wsgi_app(environ, start_response)
+
+    return app
+
+
+def missing_host(environ: dict) -> bool:
+    """An HTTP/1.1 request without a Host header, which RFC 9112 section 3.2 says a server MUST answer
+    400 (HTTP/1.0 did not require one: judged by the server's own address, as werkzeug's
+    ``get_host`` falls back to it)."""
+    return "HTTP_HOST" not in environ and environ.get("SERVER_PROTOCOL") == "HTTP/1.1"
+
+
 def json_mimetype(mimetype: str) -> bool:
     return mimetype == "application/json" or (mimetype.startswith("application/") and mimetype.endswith("+json"))
 
@@ -120,13 +154,22 @@ class Guard:
         self._type_verdicts: dict[str, tuple[bool, str]] = {}
 
     def check(self, req, environ: dict) -> None:
-        """Raise the 400 of a Host not allowed, or the 415 of a write whose body is not JSON."""
+        """Raise the 400 of an HTTP/1.1 request without Host or of a Host not allowed, or the 415 of
+        a write whose body is not JSON."""
+        if missing_host(environ):  # every path: a malformed request, not a question of allow-list
+            raise ApiError(
+                400,
+                "missing_host",
+                "an HTTP/1.1 request must carry a Host header (RFC 9112 section 3.2); send the address "
+                "the API is published under, e.g. 'Host: localhost' with kubectl port-forward",
+            )
         if req.path not in HOST_EXEMPT and not self._host_ok(req, environ):
             raise ApiError(
                 400,
                 "host_not_allowed",
-                "this Host is not in the API's ALLOWED_HOSTS; use the address "
-                "the API is published under (e.g. localhost with kubectl port-forward)",
+                "this Host is not in the API's ALLOWED_HOSTS (a request target in absolute-form, "
+                "'GET http://name/...', is judged by the name it gives, not by its Host header); use the "
+                "address the API is published under (e.g. localhost with kubectl port-forward)",
             )
         if req.method in WRITE_METHODS and req.url_rule is not None:
             has_body = bool(req.content_length) or "chunked" in environ.get("HTTP_TRANSFER_ENCODING", "").lower()

@@ -1,8 +1,9 @@
 """What every request goes through, in one before- and one after-request hook of the app.
 
 Before the view: with ``API_METRICS_PORT``, /metrics only on its own listener
-(``metrics.check_listener``); the browser guards (``guards.Guard.check``: Host allow-list, JSON-only
-writes); then the latency clock starts; then, when tokens are configured, the token of a route that
+(``metrics.check_listener``); the browser guards (``guards.Guard.check``: an HTTP/1.1 request's
+Host present, Host allow-list, JSON-only writes; an absolute-form target's authority stands for its
+Host, set as WSGI middleware before the fast path: ``guards.request_target``); then the latency clock starts; then, when tokens are configured, the token of a route that
 needs one (``auth.check_token``; so a 401 is timed, as when it was a blueprint hook). After it: the request is counted and timed
 (``metrics.record``). The no-sniff and no-store headers are added to the header list the server
 gets, as WSGI middleware around the app (``guards.with_headers``). Token checks stay on the
@@ -22,7 +23,7 @@ from flask import Flask, request
 
 from . import auth, fastpath, metrics
 from .fastpath import RAISE
-from .guards import Guard, with_headers
+from .guards import Guard, request_target, with_headers
 
 
 def install(app: Flask, allowed_hosts: tuple[str, ...], metrics_port: int, tokens: bool) -> None:
@@ -58,4 +59,7 @@ def install(app: Flask, allowed_hosts: tuple[str, ...], metrics_port: int, token
         record(req, response)
         return response
 
-    app.wsgi_app = with_headers(fastpath.wrap(app, app.wsgi_app, guard, metrics_port))  # type: ignore[method-assign]
+    # an absolute-form target's authority in HTTP_HOST before the fast path or the Guard reads it
+    app.wsgi_app = with_headers(  # type: ignore[method-assign]
+        request_target(fastpath.wrap(app, app.wsgi_app, guard, metrics_port))
+    )

@@ -1,0 +1,156 @@
+"""Which host a request is judged by against ``ALLOWED_HOSTS``, through the real gunicorn-served API,
+on raw bytes (no client library sends these requests as written).
+
+Before: an HTTP/1.1 request with no ``Host`` header was served (judged by the server's own address),
+though RFC 9112 section 3.2 says a server MUST answer it 400; and a request whose target is in
+absolute-form (``GET http://evil.example/jobs HTTP/1.1``) was judged by its ``Host`` header, though
+RFC 9112 section 3.2.2 says the server MUST ignore Host then and use the target's authority, so
+``Host: localhost`` let it past the allow-list under any name. Both on Flask's path and on the fast
+paths below it (``fastpath.py``: ``POST /submit``, ``GET /status/<id>``), which trust the Guard's
+remembered verdict on ``HTTP_HOST``."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import requests
+
+from jobqueue import keys
+from jobqueue.connections import queue_redis
+from jobqueue.settings import load_settings
+from tests.support.rawhttp import exchange
+
+from .support import redis_and_api
+
+BODY = json.dumps({"operation": "sleep", "params": {"seconds": 0}}).encode()
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory):
+    """One API process (so the fast paths' remembered Host and Content-Type verdicts are the ones the
+    warm-up requests left) on its own Redis: yields (base_url, port, a client of the queue db)."""
+    with redis_and_api(tmp_path_factory.mktemp("request-target"), processes=1) as (server, api):
+        yield api.url, api.port, queue_redis(load_settings({"REDIS_URL": server.url}))
+
+
+@pytest.fixture
+def job_id(served):
+    """A stored job, submitted the ordinary way; its submit and a status read of it also leave the
+    fast paths' verdicts on Host 127.0.0.1 and application/json (so the requests below are ones the
+    fast paths would take)."""
+    base, _, _ = served
+    answer = requests.post(base + "/submit", data=BODY, headers={"Content-Type": "application/json"}, timeout=10)
+    assert answer.status_code == 202, answer.text
+    job = answer.json()["job_id"]
+    assert requests.get(f"{base}/status/{job}", timeout=10).status_code == 200
+    return job
+
+
+def _request(method: str, target: str, version: str = "1.1", host: str | None = None, body: bytes = b"") -> bytes:
+    head = f"{method} {target} HTTP/{version}\r\n"
+    if host is not None:
+        head += f"Host: {host}\r\n"
+    if body:
+        head += f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n"
+    return (head + "Connection: close\r\n\r\n").encode() + body
+
+
+def _json(answer: tuple[int, dict[str, str], bytes]) -> dict:
+    _, headers, body = answer
+    assert headers["content-type"] == "application/json" and headers["x-content-type-options"] == "nosniff"
+    return json.loads(body)
+
+
+def _queued(queue) -> int:
+    """Jobs waiting in the default lane (sleep's; no worker runs here)."""
+    return queue.llen(keys.queue(load_settings({}).queue_name))
+
+
+# Flask's path, the submit's fast path, the status read's fast path
+ROUTES = ["jobs", "submit", "status"]
+
+
+def _route(name: str, job: str) -> tuple[str, str, bytes, int]:
+    """(method, path, body, the status it is served with)."""
+    return {
+        "jobs": ("GET", "/jobs?limit=1", b"", 200),
+        "submit": ("POST", "/submit", BODY, 202),
+        "status": ("GET", f"/status/{job}", b"", 200),
+    }[name]
+
+
+@pytest.mark.parametrize("route", ROUTES + ["healthz"])
+def test_http11_without_host_is_400_missing_host(served, job_id, route):
+    """On every path, the probes' too: a malformed request, not a question of the allow-list."""
+    base, _, queue = served
+    method, path, body, _ = ("GET", "/healthz", b"", 200) if route == "healthz" else _route(route, job_id)
+    queued = _queued(queue)
+    answer = exchange(base, _request(method, path, body=body))
+    assert answer[0] == 400, answer
+    error = _json(answer)
+    assert error["error"] == "missing_host", error
+    assert "Host header" in error["message"] and "RFC 9112" in error["message"]
+    assert _queued(queue) == queued  # the submit stored nothing
+
+
+@pytest.mark.parametrize("route", ROUTES)
+def test_http11_without_host_but_with_an_absolute_target_is_still_400(served, job_id, route):
+    """RFC 9112 section 3.2: every HTTP/1.1 request needs Host, whatever its target's form."""
+    base, port, _ = served
+    method, path, body, _ = _route(route, job_id)
+    answer = exchange(base, _request(method, f"http://127.0.0.1:{port}{path}", body=body))
+    assert answer[0] == 400 and _json(answer)["error"] == "missing_host", answer
+
+
+@pytest.mark.parametrize("route", ROUTES)
+def test_http10_without_host_is_judged_by_the_servers_address_or_its_targets_host(served, job_id, route):
+    """HTTP/1.0 never required Host (RFC 1945): served as before, judged by the address the server
+    listens on (127.0.0.1, in ALLOWED_HOSTS), as werkzeug's get_host falls back to SERVER_NAME;
+    unless its target is in absolute-form: then the host it names is the one judged."""
+    base, port, queue = served
+    method, path, body, status = _route(route, job_id)
+    answer = exchange(base, _request(method, path, version="1.0", body=body))
+    assert answer[0] == status, answer
+    answer = exchange(base, _request(method, f"http://127.0.0.1:{port}{path}", version="1.0", body=body))
+    assert answer[0] == status, answer
+    queued = _queued(queue)
+    answer = exchange(base, _request(method, f"http://evil.example{path}", version="1.0", body=body))
+    assert answer[0] == 400 and _json(answer)["error"] == "host_not_allowed", answer
+    assert _queued(queue) == queued
+
+
+@pytest.mark.parametrize("route", ROUTES)
+@pytest.mark.parametrize(
+    "authority", ["evil.example", "evil.example:80", "rebind.attacker.example:5000", "u@127.0.0.1"]
+)
+def test_an_absolute_target_naming_a_foreign_host_is_refused_whatever_host_says(served, job_id, route, authority):
+    base, port, queue = served
+    method, path, body, _ = _route(route, job_id)
+    for host in ("127.0.0.1", f"127.0.0.1:{port}", "localhost"):  # each allowed, and remembered as such
+        queued = _queued(queue)
+        answer = exchange(base, _request(method, f"http://{authority}{path}", host=host, body=body))
+        assert answer[0] == 400, (host, answer)
+        error = _json(answer)
+        assert error["error"] == "host_not_allowed" and "absolute-form" in error["message"], error
+        assert _queued(queue) == queued, host
+    # the probes and /metrics stay exempt from the allow-list (kubelet and Prometheus use the pod IP)
+    for probe in ("/healthz", "/metrics"):
+        assert exchange(base, _request("GET", f"http://{authority}{probe}", host="127.0.0.1"))[0] == 200, probe
+
+
+@pytest.mark.parametrize("route", ROUTES)
+def test_an_absolute_target_naming_an_allowed_host_is_served_as_its_origin_form(served, job_id, route):
+    base, port, queue = served
+    method, path, body, status = _route(route, job_id)
+    for authority in ("127.0.0.1", f"127.0.0.1:{port}", f"localhost:{port}", "LOCALHOST."):
+        for host in ("127.0.0.1", "evil.example"):  # the Host header is ignored either way
+            queued = _queued(queue)
+            answer = exchange(base, _request(method, f"http://{authority}{path}", host=host, body=body))
+            assert answer[0] == status, (authority, host, answer)
+            origin = exchange(base, _request(method, path, host=authority, body=body))
+            assert origin[0] == status, (authority, origin)
+            if method == "GET":  # the same answer as the origin-form's
+                assert _json(answer) == _json(origin)
+            else:  # each stored its job
+                assert _queued(queue) == queued + 2 and "job_id" in _json(answer)
