@@ -49,6 +49,20 @@ def test_json_posts_as_clients_send_them_are_accepted(client, content_type):
     assert client.post("/submit", json={"operation": "sleep"}).status_code == 202  # requests.post(json=...)
 
 
+def test_api_md_says_the_plus_json_types_the_guard_accepts(client):
+    """The 415 rule accepts RFC 6839's ``+json`` types on purpose (a JSON body, and no type a page
+    can send without a preflight), on Flask's path and the fast path alike (one verdict); api.md said
+    any type but application/json was a 415."""
+    from devstack.paths import REPO_ROOT
+
+    doc = (REPO_ROOT / "docs" / "api.md").read_text()
+    for content_type in ("application/vnd.api+json", "application/problem+json"):
+        assert client.post("/submit", data=BODY, headers={"Content-Type": content_type}).status_code == 202
+        assert f"`{content_type}`" in doc, content_type
+    row = next(line for line in doc.splitlines() if line.startswith("| 415 | `unsupported_media_type`"))
+    assert "`application/...+json`" in row, row
+
+
 @pytest.mark.parametrize(
     "host",
     [

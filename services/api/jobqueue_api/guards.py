@@ -137,6 +137,10 @@ def missing_host(environ: dict) -> bool:
 
 
 def json_mimetype(mimetype: str) -> bool:
+    """``application/json`` or a type with RFC 6839's ``+json`` suffix (``application/vnd.api+json``,
+    ``application/problem+json``): a JSON body all the same, and none a page can send without a CORS
+    preflight. The fast path takes a submit only on this verdict, remembered (``Guard.known_type``),
+    so both paths accept the same types; docs/api.md says which."""
     return mimetype == "application/json" or (mimetype.startswith("application/") and mimetype.endswith("+json"))
 
 
