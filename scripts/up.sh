@@ -48,11 +48,6 @@ if [ -n "${DATA_CACHE_DIR:-}" ]; then from_caller DATA_CACHE_DIR && export DATA_
 OWN_REDIS=1
 if [ -n "${REDIS_URL:-}" ]; then OWN_REDIS=0; fi
 export REDIS_URL=${REDIS_URL:-redis://127.0.0.1:$REDIS_PORT}
-REDIS_SHOWN="127.0.0.1:$REDIS_PORT"
-if [ "$OWN_REDIS" = 0 ]; then
-  REDIS_MASKED=$(printf %s "$REDIS_URL" | sed -E 's#//[^@/]*@#//***@#')
-  REDIS_SHOWN="$REDIS_MASKED (from REDIS_URL; unset it for make up's own)"
-fi
 export BIND_HOST=${BIND_HOST:-127.0.0.1}
 # The API's multiprocess metrics dir, given to the API only: a worker inheriting it would export
 # the API's and the other workers' metrics as its own (and count as extra worker replicas).
@@ -70,6 +65,12 @@ if ! hosts=$("$ROOT/.venv/bin/python" -m jobqueue.preflight settings 2>&1); then
 fi
 API_HOST=$(sed -n 1p <<<"$hosts")
 METRICS_HOST=$(sed -n 2p <<<"$hosts")
+# REDIS_URL as every message here names it, its password *** (jobqueue.settings.masked_redis_url):
+# in redis://:pw@host and in ?password=pw alike. A sed here masked only the first, and the banner
+# printed a ?password= in clear, in the Redis it names and in the WORKERS=0 worker command.
+REDIS_MASKED=$(sed -n 3p <<<"$hosts")
+REDIS_SHOWN="127.0.0.1:$REDIS_PORT"
+if [ "$OWN_REDIS" = 0 ]; then REDIS_SHOWN="$REDIS_MASKED (from REDIS_URL; unset it for make up's own)"; fi
 bare() { local h=${1#[}; printf %s "${h%]}"; }  # bash's /dev/tcp takes an IPv6 address without brackets
 
 mkdir -p "$RUN_DIR/redis" "$RUN_DIR/logs" "$RUN_DIR/pids"
@@ -263,12 +264,14 @@ esac
 # VM a classmate's, whose jobs it then ran, while ours waited. The command says where, as a prefix.
 WORKER_HINT=""
 if [ "$WORKERS" = 0 ]; then
-  join="REDIS_URL=$(printf %q "${REDIS_MASKED:-$REDIS_URL}")"
+  join="REDIS_URL=$(printf %q "$REDIS_MASKED")"
   for var in REDIS_JOBS_DB REDIS_QUEUE_DB QUEUE_NAME; do
     if [ -n "${!var:-}" ]; then join+=" $var=$(printf %q "${!var}")"; fi
   done
   if [ -n "${REDIS_PASSWORD:-}" ]; then join+=" REDIS_PASSWORD=<its password>"; fi
-  WORKER_HINT="A worker for this stack (WORKERS=0 started none), run from $ROOT:
+  masked=""
+  if [ "$REDIS_MASKED" != "$REDIS_URL" ]; then masked="; its REDIS_URL shows the password as ***"; fi
+  WORKER_HINT="A worker for this stack (WORKERS=0 started none$masked), run from $ROOT:
   $join DATA_PATH=$(printf %q "$DATA_PATH") WORKER_METRICS_PORT=$WORKER_METRICS_BASE $VENV_BIN/jobqueue-worker
 "
 fi

@@ -136,3 +136,50 @@ def test_where_redis_is_as_logged_is_a_url_again_without_the_password(url, shown
     from jobqueue.connections import describe
 
     assert describe(load_settings({"REDIS_URL": url})) == shown
+
+
+@pytest.mark.parametrize(
+    "url,shown",
+    [
+        ("redis://127.0.0.1:6379?password=p%40ss%3Aw%2Frd", "redis://127.0.0.1:6379?password=***"),
+        ("redis://:p%40ss%3Aw%2Frd@127.0.0.1:6379/0", "redis://***@127.0.0.1:6379/0"),
+        ("rediss://student:pw@[::1]:6380/0?ssl_cert_reqs=none", "rediss://***@[::1]:6380/0?ssl_cert_reqs=none"),
+        ("redis://h/0?db=0&password=pw&socket_timeout=3", "redis://h/0?db=0&password=***&socket_timeout=3"),
+        ("rediss://h?ssl_password=key-pw&Password=pw", "rediss://h?ssl_password=***&Password=***"),
+        ("redis://h?pass%77ord=pw", "redis://h?pass%77ord=***"),  # redis-py reads the key decoded
+        ("redis://h?password=p@ss#rd", "redis://h?password=***"),
+        ("redis://:p#ss@h", "redis://***@h"),
+        ("unix://:pw@/run/redis.sock?db=0", "unix://***@/run/redis.sock?db=0"),
+        ("unix:///run/redis.sock?password=pw", "unix:///run/redis.sock?password=***"),
+        ("redis://127.0.0.1:6379", "redis://127.0.0.1:6379"),
+        ("127.0.0.1:6379?password=pw", "127.0.0.1:6379?password=***"),  # no URL yet: refused, naming it
+    ],
+)
+def test_a_url_as_make_up_prints_it_has_no_password_in_either_form(url, shown):
+    """make up's banner masked only ``redis://:pw@host``; ``?password=pw`` (which redis-py reads as
+    well) it printed in clear. Whatever redis-py would send as the password is gone from the text."""
+    import redis.connection
+
+    from jobqueue.settings import masked_redis_url
+
+    assert masked_redis_url(url) == shown
+    try:  # what redis-py would send as the password (a text it cannot read sends none)
+        password = redis.connection.parse_url(url).get("password")
+    except ValueError:
+        password = None
+    assert password is None or password not in masked_redis_url(url)
+
+
+@pytest.mark.parametrize(
+    "url,secret,words",
+    [
+        ("127.0.0.1:6379?password=s3cret", "s3cret", "got '127.0.0.1:6379?password=***'"),
+        # an unescaped "?" or "#" ends the host part: redis-py read the password's start as the port
+        ("redis://:s3c?ret@127.0.0.1:6379", "s3c", "its port is not a number"),
+        ("redis://user:s3c#ret@127.0.0.1:6379", "s3c", "its port is not a number"),
+    ],
+)
+def test_a_url_the_settings_refuse_is_named_without_its_password(url, secret, words):
+    with pytest.raises(SettingsError) as refused:
+        _settings(url)
+    assert secret not in str(refused.value) and words in str(refused.value), refused.value

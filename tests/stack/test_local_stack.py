@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import subprocess
 import time
 
@@ -35,6 +36,13 @@ def _make_up(run_dir):
         yield f"http://127.0.0.1:{env['PORT']}", run_dir, env, up.stdout
     finally:
         subprocess.run(["bash", "scripts/down.sh"], cwd=REPO_ROOT, env=env, capture_output=True, timeout=120)
+
+
+def _printed_worker_command(out: str) -> str:
+    """The worker command a `WORKERS=0 make up` banner prints, on the line after its heading."""
+    lines = out.splitlines()
+    hint = next(i for i, line in enumerate(lines) if line.startswith("A worker for this stack"))
+    return lines[hint + 1].strip()
 
 
 @pytest.fixture
@@ -488,6 +496,84 @@ def test_a_redis_url_in_the_environment_is_the_redis_used_and_named(tmp_path):
     finally:
         subprocess.run(["bash", "scripts/down.sh"], cwd=REPO_ROOT, env=env, capture_output=True, timeout=120)
         other.stop()
+
+
+# characters a password in a URL must %-escape: the test looks for it both ways
+REDIS_PASSWORD = "p@ss:w/rd"
+REDIS_PASSWORD_ESCAPED = "p%40ss%3Aw%2Frd"
+
+
+@pytest.mark.parametrize("form", ["query", "user-info", "REDIS_PASSWORD"])
+def test_a_redis_password_is_printed_in_no_form(tmp_path, form):
+    """The banner masked a password only as `redis://:pw@host`: one given as the query argument
+    redis-py also reads (`REDIS_URL='redis://host:port?password=...' make up`) was printed in clear,
+    in the "REDIS_URL is set" line and the banner's Redis, and in the worker command of WORKERS=0.
+    Now it is `***` in every form, the rest of the URL as given; nothing make up or make down prints,
+    nor the logs, holds the password, escaped or not."""
+    from devstack.redis_server import RedisServer
+
+    other = RedisServer(tmp_path / "other", password=REDIS_PASSWORD).start()
+    plain = f"redis://127.0.0.1:{other.port}"
+    settings, shown = {
+        "query": ({"REDIS_URL": f"{plain}?password={REDIS_PASSWORD_ESCAPED}"}, f"{plain}?password=***"),
+        "user-info": (
+            {"REDIS_URL": f"redis://:{REDIS_PASSWORD_ESCAPED}@127.0.0.1:{other.port}"},
+            f"redis://***@127.0.0.1:{other.port}",
+        ),
+        "REDIS_PASSWORD": ({"REDIS_URL": plain, "REDIS_PASSWORD": REDIS_PASSWORD}, plain),
+    }[form]
+    run_dir = tmp_path / "run"
+    env = stack_env(str(run_dir), WORKERS="0", **settings)
+    printed = ""
+    try:
+        up = subprocess.run(
+            ["bash", "scripts/up.sh"], cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=600
+        )
+        printed = up.stdout + up.stderr
+        assert up.returncode == 0, printed
+        assert f"up: REDIS_URL is set: the API and workers use that Redis, {shown} (from REDIS_URL" in up.stdout
+        assert f"Redis {shown} (from REDIS_URL" in up.stdout, up.stdout
+        assert shlex.split(_printed_worker_command(up.stdout))[0] == f"REDIS_URL={shown}", up.stdout
+        # the command is to be completed by hand then, and says so
+        assert ("its REDIS_URL shows the password as ***" in up.stdout) is (form != "REDIS_PASSWORD")
+    finally:
+        down = subprocess.run(
+            ["bash", "scripts/down.sh"], cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=120
+        )
+        other.stop()
+    printed += down.stdout + down.stderr
+    printed += "".join(log.read_text(errors="replace") for log in (run_dir / "logs").glob("*"))
+    assert REDIS_PASSWORD not in printed and REDIS_PASSWORD_ESCAPED not in printed, printed
+
+
+@pytest.mark.parametrize(
+    ("url", "status", "words"),
+    [
+        (  # a Redis that does not answer: named before anything starts
+            "redis://127.0.0.1:{port}?password=" + REDIS_PASSWORD_ESCAPED,
+            1,
+            "up: the Redis REDIS_URL names (redis://127.0.0.1:{port}?password=***) does not answer",
+        ),
+        (  # no URL yet: refused by the settings, naming it
+            "127.0.0.1:{port}?password=" + REDIS_PASSWORD_ESCAPED,
+            2,
+            "up: configuration error: REDIS_URL must start with redis://, rediss:// or unix://, "
+            "got '127.0.0.1:{port}?password=***'",
+        ),
+    ],
+)
+def test_a_refused_redis_url_is_named_without_its_password(tmp_path, url, status, words):
+    port = free_port()
+    env = stack_env(str(tmp_path / "run"), WORKERS="1", READY_TIMEOUT="20", REDIS_URL=url.format(port=port))
+    try:
+        up = subprocess.run(
+            ["bash", "scripts/up.sh"], cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=300
+        )
+        assert up.returncode == status, up.stdout + up.stderr
+        assert words.format(port=port) in up.stderr, up.stderr
+        assert REDIS_PASSWORD_ESCAPED not in up.stdout + up.stderr and REDIS_PASSWORD not in up.stdout + up.stderr
+    finally:
+        subprocess.run(["bash", "scripts/down.sh"], cwd=REPO_ROOT, env=env, capture_output=True, timeout=120)
 
 
 @pytest.mark.parametrize(

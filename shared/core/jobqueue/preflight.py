@@ -1,7 +1,8 @@
 """``make up``'s checks before it starts anything (scripts/up.sh), run as ``python -m jobqueue.preflight``.
 
 ``settings``: every variable as the API and the workers will read it, then the addresses a client
-here reaches them at (:func:`jobqueue.settings.print_reach_addresses`). A malformed one (the
+here reaches them at (:func:`jobqueue.settings.print_reach_addresses`), then REDIS_URL as make up
+may print it (:func:`jobqueue.settings.masked_redis_url`: its password ``***``). A malformed one (the
 tutorial's ``REDIS_URL=127.0.0.1:6379``, ``LOG_LEVEL=verbose``) used to be named only by the API's
 log, after make up's Redis wait and ``READY_TIMEOUT``: about 90 s, with the API and the workers
 started (and exited) for nothing.
@@ -18,7 +19,7 @@ import sys
 import time
 from collections.abc import Mapping
 
-from .settings import SettingsError, Settings, load_settings, print_reach_addresses
+from .settings import SettingsError, Settings, load_settings, masked_redis_url, print_reach_addresses
 
 # make up gives each worker a metrics port of its own (WORKER_METRICS_BASE + i - 1)
 SET_BY_MAKE_UP = ("WORKER_METRICS_PORT",)
@@ -32,11 +33,13 @@ def stack_settings(environ: Mapping[str, str] | None = None) -> Settings:
 
 def check_settings() -> None:
     try:
-        stack_settings()
+        settings = stack_settings()
     except SettingsError as exc:
         print(f"configuration error: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
     print_reach_addresses()
+    # make up's banner and messages name the URL with this: one masking for them all
+    print(masked_redis_url(settings.redis_url))
 
 
 def redis_problem(settings: Settings, seconds: float) -> str | None:

@@ -15,6 +15,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from collections.abc import Callable, Mapping
 from typing import Any
+from urllib.parse import unquote_plus
 
 from .lanes import DEFAULT as DEFAULT_LANE, LANES
 
@@ -294,6 +295,36 @@ def _redis_url(name: str, raw: str) -> str:
     return raw
 
 
+def masked_redis_url(url: str) -> str:
+    """``url`` as a message may show it: its password ``***``, the rest as given. redis-py takes a
+    password from the user info (``redis://:pw@host``, ``redis://user:pw@host``: all of it before
+    the host becomes ``***@``) and from a query argument (``?password=pw``, also ``ssl_password``:
+    ``?password=***``). make up's banner masked only the first, and printed
+    ``REDIS_URL=redis://host?password=...`` in clear. Also for text that is not a URL yet
+    (``host:6379?password=pw``, which the settings refuse naming it)."""
+    scheme, sep, rest = url.partition("://")
+    head = scheme + sep if sep else ""
+    if not sep:
+        rest = url
+    # the host part ends at the path or the query, as urllib (so redis-py) ends it, and its user
+    # info at the last "@" in it; a "#" does not end it here, so a password with one is masked whole
+    end = min([i for i in (rest.find("/"), rest.find("?")) if i >= 0] or [len(rest)])
+    host, tail = rest[:end], rest[end:]
+    if "@" in host:
+        host = "***@" + host.rpartition("@")[2]
+    path, question, query = tail.partition("?")
+    if question:
+        # each argument to the next "&" (a "#" in a password's value is masked with it)
+        arguments = []
+        for argument in query.split("&"):
+            key, equals, _value = argument.partition("=")
+            if equals and "password" in unquote_plus(key).lower():
+                argument = f"{key}=***"
+            arguments.append(argument)
+        tail = path + question + "&".join(arguments)
+    return head + host + tail
+
+
 def redis_url_options(name: str, raw: str) -> dict[str, object]:
     """What a Redis URL says (host, port, user, password, TLS options, db), as redis-py reads it,
     or SettingsError naming ``name``. The caller decides the db; see :func:`_check_redis_db`."""
@@ -315,12 +346,17 @@ def redis_url_options(name: str, raw: str) -> dict[str, object]:
         else:
             example = "redis://HOST:6379"
         raise SettingsError(
-            f"{name} must start with redis://, rediss:// or unix://, got {raw!r}: e.g. {name}={example}"
+            f"{name} must start with redis://, rediss:// or unix://, got {masked_redis_url(raw)!r}: e.g. {name}={example}"
         )
     try:
         options = redis.connection.parse_url(raw)
     except ValueError as exc:
-        raise SettingsError(f"{name} is not a valid Redis URL: {exc}") from None
+        why = str(exc)
+        # the "port" redis-py names may be a password's first characters: in redis://:pa?ss@host a "?"
+        # (or "#", "/") ends the host part at ":pa". Not named when there is user info, then.
+        if why.startswith("Port could not") and "@" in raw.split("://", 1)[1]:
+            why = "its port is not a number (in a password, write '/', '?' and '#' as %2F, %3F and %23)"
+        raise SettingsError(f"{name} is not a valid Redis URL: {why}") from None
     for key in ("socket_timeout", "socket_connect_timeout"):  # 0 makes every call fail, < 0 a 500
         seconds = options.get(key)
         if seconds is not None and not 0 < float(str(seconds)) < float("inf"):
