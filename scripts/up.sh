@@ -269,10 +269,14 @@ if [ "$WORKERS" = 0 ]; then
     if [ -n "${!var:-}" ]; then join+=" $var=$(printf %q "${!var}")"; fi
   done
   if [ -n "${REDIS_PASSWORD:-}" ]; then join+=" REDIS_PASSWORD=<its password>"; fi
+  # and its metrics where this stack's are: a worker's own BIND_HOST default is 0.0.0.0, so the
+  # command without it served them on every interface while the stack listened on loopback only
+  join+=" DATA_PATH=$(printf %q "$DATA_PATH") BIND_HOST=$(printf %q "$BIND_HOST")"
+  if [ -n "${WORKER_METRICS_HOST:-}" ]; then join+=" WORKER_METRICS_HOST=$(printf %q "$WORKER_METRICS_HOST")"; fi
   masked=""
   if [ "$REDIS_MASKED" != "$REDIS_URL" ]; then masked="; its REDIS_URL shows the password as ***"; fi
   WORKER_HINT="A worker for this stack (WORKERS=0 started none$masked), run from $ROOT:
-  $join DATA_PATH=$(printf %q "$DATA_PATH") WORKER_METRICS_PORT=$WORKER_METRICS_BASE $VENV_BIN/jobqueue-worker
+  $join WORKER_METRICS_PORT=$WORKER_METRICS_BASE $VENV_BIN/jobqueue-worker
 "
 fi
 # BIND_HOST=0.0.0.0 (or this machine's address) is for other machines, but the API answers only the

@@ -14,7 +14,7 @@ import requests
 from devstack.paths import REPO_ROOT
 from devstack.make_env import stack_env
 from devstack.procs import free_port
-from tests.support.loopback import needs_ipv6
+from tests.support.loopback import listening_addresses, needs_ipv6
 
 pytestmark = pytest.mark.slow
 
@@ -306,23 +306,35 @@ def test_the_banner_counts_the_workers_it_started(tmp_path, workers, shown, work
         subprocess.run(["bash", "scripts/down.sh"], cwd=REPO_ROOT, env=env, capture_output=True, timeout=120)
 
 
-def test_with_no_workers_the_banner_prints_a_worker_command_that_joins_this_stack(tmp_path):
+@pytest.mark.parametrize(
+    ("settings", "metrics_host"),
+    [
+        ({}, "127.0.0.1"),  # make up's default BIND_HOST
+        pytest.param({"WORKER_METRICS_HOST": "::1"}, "::1", marks=needs_ipv6),  # as make up's workers take it
+    ],
+)
+def test_with_no_workers_the_banner_prints_a_worker_command_that_joins_this_stack(tmp_path, settings, metrics_host):
     """`WORKERS=0 make up` said jobs wait "until a jobqueue-worker runs", and a bare
     `.venv/bin/jobqueue-worker` reads the defaults: Redis on 6379 (none, or on a shared VM a
     classmate's, whose jobs it ran) while this stack's jobs waited. The banner's command, run as
-    printed from a shell without the stack's settings, runs this stack's jobs."""
-    env = stack_env(str(tmp_path / "run"), WORKERS="0", QUEUE_NAME="u15-class")
+    printed from a shell without the stack's settings, runs this stack's jobs, and serves its metrics
+    where make up's workers would, on loopback only: without make up's BIND_HOST it had the worker's
+    own default, 0.0.0.0, every interface."""
+    env = {k: v for k, v in stack_env(str(tmp_path / "run")).items() if k not in ("BIND_HOST", "WORKER_METRICS_HOST")}
+    env.update(WORKERS="0", QUEUE_NAME="u15-class", **settings)
     worker = None
     try:
         up = subprocess.run(
             ["bash", "scripts/up.sh"], cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=600
         )
         assert up.returncode == 0, up.stdout + up.stderr
-        lines = up.stdout.splitlines()
-        hint = next(i for i, line in enumerate(lines) if line.startswith("A worker for this stack"))
-        command = lines[hint + 1].strip()
+        command = _printed_worker_command(up.stdout)
         assert command.endswith(".venv/bin/jobqueue-worker"), command
-        shell = {k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "QUEUE_NAME", "DATA_PATH")}
+        shell = {
+            k: v
+            for k, v in os.environ.items()
+            if k not in ("REDIS_URL", "QUEUE_NAME", "DATA_PATH", "BIND_HOST", "WORKER_METRICS_HOST")
+        }
         worker = subprocess.Popen(
             ["bash", "-c", command],
             cwd=REPO_ROOT,
@@ -335,8 +347,10 @@ def test_with_no_workers_the_banner_prints_a_worker_command_that_joins_this_stac
             f"{url}/submit?wait=60", json={"operation": "top_locations", "params": {"n": 1}}, timeout=70
         ).json()
         assert job["status"] == "complete", (job, (tmp_path / "worker.log").read_text()[-3000:])
-        metrics = requests.get(f"http://127.0.0.1:{env['WORKER_METRICS_BASE']}/metrics", timeout=5)
+        host = f"[{metrics_host}]" if ":" in metrics_host else metrics_host
+        metrics = requests.get(f"http://{host}:{env['WORKER_METRICS_BASE']}/metrics", timeout=5)
         assert "jobqueue_worker" in metrics.text
+        assert listening_addresses(int(env["WORKER_METRICS_BASE"])) == {metrics_host}, command
     finally:
         if worker:
             worker.terminate()
