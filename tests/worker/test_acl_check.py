@@ -160,6 +160,27 @@ def test_a_user_refused_info_still_reaps_a_dead_workers_jobs(fresh_redis):
     assert worker.acl.refused is None  # INFO is not one of the commands the worker needs
 
 
+def test_a_refused_heartbeat_is_said_once_a_minute_not_each_beat(fresh_redis, caplog):
+    """The heartbeat thread logged each NOPERM it met, every beat (lease/3, at most 5 s), on top of
+    the gate's error once a minute: an operator's log filled with the same line. The gate says it."""
+    url = _worker_user(fresh_redis, "-zadd")
+    settings = Harness(url).settings.replace(job_lease_seconds=0.6)  # a beat every 0.2 s
+    worker = Worker(settings, operations(), FakeData(), worker_id="w-beat")
+    thread = threading.Thread(target=worker.work, kwargs={"install_signals": False}, daemon=True)
+    caplog.set_level(logging.INFO, logger="jobqueue.worker")
+    thread.start()
+    try:
+        wait_until(lambda: worker.acl.refused is not None, 10, "the refusal found")
+        time.sleep(1.5)  # seven beats or so
+    finally:
+        worker.request_stop()
+        thread.join(10)
+    errors = [r for r in caplog.records if r.levelno == logging.ERROR and "NOPERM" in r.getMessage()]
+    assert len(errors) == 1 and "'zadd'" in errors[0].refused, [
+        (r.getMessage(), r.__dict__.get("refused")) for r in errors
+    ]
+
+
 def test_burst_takes_nothing_and_exits_2(fresh_redis, caplog):
     h = Harness(fresh_redis.url)
     job_id = h.submit("sleep")

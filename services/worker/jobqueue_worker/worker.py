@@ -855,7 +855,8 @@ class Worker:
                             log.warning("requeued submitted jobs found in no list", extra={"count": n})
             except Exception as exc:
                 if acl_refusal(exc):
-                    log_refusal(exc, self.id, beat_every)
+                    if self.acl.refused is None:  # else the gate says it, once a minute (it did each beat)
+                        log_refusal(exc, self.id, beat_every)
                 elif is_transient(exc):
                     seen_up_since = None
                     log.debug("housekeeping: redis unavailable or refusing writes", extra={"error": str(exc)})
