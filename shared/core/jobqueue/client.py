@@ -53,6 +53,9 @@ from .http import BearerToken
 DEFAULT_URL = "http://127.0.0.1:5000"
 FINAL = {"complete", "failed", "cancelled"}
 RESOLVE_SECONDS = 60.0  # how long run/submit_and_wait without a timeout try to resolve a 504
+RIDE_OUT_SECONDS = 120.0  # a wait without a timeout rides out an outage (Redis, the API) this long
+LONGEST_WAIT = 86_400.0  # a long poll asks for at most this: 1e10 s overflowed the socket's timeout
+OUTAGE = (502, 503, 504)  # a stored job's wait keeps polling through these (a 429 is the transport's)
 SETTLE = 1.0  # a 404 for a 504's job counts once a second one comes this much later (an API without keys)
 KEY_HEADER = "Idempotency-Key"
 
@@ -179,6 +182,7 @@ class Client:
         return self._request("POST", "/submit", json=body, headers={KEY_HEADER: idempotency_key}).json()["job_id"]
 
     def status(self, job_id: str, wait: float = 0.0) -> dict[str, Any]:
+        wait = min(wait, LONGEST_WAIT)  # the API holds a poll MAX_WAIT_SECONDS at most anyway
         params = {"wait": f"{wait:g}"} if wait > 0 else None
         return self._request("GET", f"/status/{job_id}", params=params, timeout=self.timeout + wait).json()
 
@@ -346,8 +350,13 @@ class Client:
         on_update: Callable[[dict[str, Any], float], None] | None,
     ) -> dict[str, Any]:
         """Long-poll on from ``job`` (a document just read) until it is final or ``timeout`` has
-        passed since ``start``."""
+        passed since ``start``. The job is stored, so an outage (503s the transport has waited out,
+        the API unreachable) is ridden out within ``timeout`` (``RIDE_OUT_SECONDS`` of outage
+        without one): it gave up after the transport's five Retry-Afters, about 10 s, whatever the
+        timeout, and the user who submitted again got a second job. When it gives up the error
+        raised carries ``job_id``, the job that stays queued."""
         pacer = Pacer()
+        outage_since: float | None = None
         while True:
             if on_update:
                 on_update(job, time.monotonic() - start)
@@ -356,12 +365,25 @@ class Client:
             elapsed = time.monotonic() - start
             if timeout is not None and elapsed >= timeout:
                 raise TimeoutError(f"job {job['job_id']} still {job['status']} after {timeout:g}s")
-            job = pacer.status(
-                self, job["job_id"], _step(poll, timeout, elapsed), None if timeout is None else timeout - elapsed
-            )
+            try:
+                job = pacer.status(
+                    self, job["job_id"], _step(poll, timeout, elapsed), None if timeout is None else timeout - elapsed
+                )
+                outage_since = None
+            except (ApiError, requests.ConnectionError, requests.Timeout) as exc:
+                if isinstance(exc, ApiError) and (exc.status not in OUTAGE or isinstance(exc, StoredUnknown)):
+                    raise
+                now = time.monotonic()
+                outage_since = now if outage_since is None else outage_since
+                until = start + timeout if timeout is not None else outage_since + RIDE_OUT_SECONDS
+                if now >= until:
+                    exc.job_id = job["job_id"]  # type: ignore[union-attr]
+                    raise
+                time.sleep(min(Pacer.MOST, until - now))
 
     def result(self, job_id: str, wait: float = 0.0) -> Any:
         """The result: a dict for JSON results, bytes for PNGs."""
+        wait = min(wait, LONGEST_WAIT)
         params = {"wait": f"{wait:g}"} if wait > 0 else None
         response = self._request("GET", f"/jobs/{job_id}/result", params=params, timeout=self.timeout + wait)
         if response.headers.get("Content-Type", "").startswith("image/"):

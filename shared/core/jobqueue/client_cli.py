@@ -113,7 +113,9 @@ def _submit(args: argparse.Namespace) -> int:
     body = {"operation": args.operation, "params": params}  # a 504 is resolved within --timeout (or 60 s)
     job = client._submit_waiting(body, _step(PROGRESS_EVERY, args.timeout, 0.0), args.timeout, _unsure)
     print(f"submitted {job['job_id']}", file=sys.stderr)
+    _WAITING.job_id = job["job_id"]
     job = client._until_final(job, start, args.timeout, PROGRESS_EVERY, _progress)
+    _WAITING.job_id = None
     if sys.stderr.isatty():
         sys.stderr.write("\n")
     if job["status"] != "complete":
@@ -200,7 +202,7 @@ def run(args: argparse.Namespace) -> int:
         )
     except ApiError as exc:
         if exc.status >= 500:
-            return _error(f"the API answered {exc} (retried; try again later)", Exit.UNAVAILABLE)
+            return _error(f"the API answered {exc} (retried; try again later){_still_queued(exc)}", Exit.UNAVAILABLE)
         if exc.status == 401:  # the API's message names the header; a CLI user gives the token otherwise
             given = (
                 "the token given was refused" if (args.token or os.environ.get("JOBQUEUE_TOKEN")) else "no token given"
@@ -232,9 +234,32 @@ def run(args: argparse.Namespace) -> int:
         url = _url(args)
         return _error(
             f"cannot reach the API at {url} ({type(exc).__name__}); is it running (make up)? "
-            "Point --url or JOBQUEUE_URL at it",
+            f"Point --url or JOBQUEUE_URL at it{_still_queued(exc)}",
             Exit.UNAVAILABLE,
         )
+    except KeyboardInterrupt:  # Ctrl-C: one line, not a traceback
+        return _error(f"interrupted{_still_queued(_WAITING)}", INTERRUPTED)
+
+
+INTERRUPTED = 130  # 128 + SIGINT, as a shell reports a command Ctrl-C stopped
+
+
+class _Waiting:
+    """The job ``submit --wait`` is waiting for, once it is stored (for the message of a Ctrl-C)."""
+
+    job_id: str | None = None
+
+
+_WAITING = _Waiting()
+
+
+def _still_queued(exc: object) -> str:
+    """A wait that stopped on a stored job (``job_id`` set by ``Client._until_final``, or the one
+    ``submit --wait`` waits for): say it stays queued, so the user checks it rather than submits again."""
+    job_id = getattr(exc, "job_id", None)
+    if not job_id:
+        return ""
+    return f"; job {job_id} is stored and carries on: check `jobqueue status {job_id}`, do not submit it again"
 
 
 def _url(args: argparse.Namespace) -> str:

@@ -1,0 +1,104 @@
+"""``jobqueue`` while the service has an outage, or is interrupted, as a class's users meet it
+(found by running the CLI against a real stack and stopping its Redis):
+
+- ``submit --wait`` gave up after about 10 s of Redis restart (the transport's five Retry-Afters),
+  whatever ``--timeout``, with "try again later" and no job id: the student submitted again and had
+  two jobs. The job is stored, so the wait now rides the outage out within ``--timeout``, and when
+  it gives up it names the job that stays queued.
+- ``status --wait 1e10`` was an OverflowError traceback (the socket's timeout), exit 1.
+- Ctrl-C was a KeyboardInterrupt traceback; now one line naming the job, exit 130.
+
+A real API, worker and redis-server (with its append-only file, so a restart keeps the jobs)."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import time
+
+import pytest
+
+from devstack.paths import BIN
+from devstack.procs import wait_until
+from devstack.stack import running_stack
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory):
+    with running_stack(tmp_path_factory.mktemp("cli-outages")) as stack:
+        stack.start_api(web_concurrency=1)  # no worker until a test starts one: jobs stay queued
+        yield stack
+
+
+def _submit_waiting(stack, tmp_path, *extra: str) -> tuple[subprocess.Popen, str, object]:
+    """``jobqueue submit top_locations n=2 --wait`` in the background; the process, the job id it
+    printed, and its stderr file."""
+    err_path = tmp_path / "stderr"
+    err = open(err_path, "w")
+    proc = subprocess.Popen(
+        [str(BIN / "jobqueue"), "submit", "top_locations", "n=2", "--wait", "--url", stack.url, *extra],
+        stdout=subprocess.PIPE,
+        stderr=err,
+        text=True,
+    )
+
+    def submitted() -> str | None:
+        for line in err_path.read_text().splitlines():
+            if line.startswith("submitted "):
+                return line.split()[1]
+        return None
+
+    job_id = wait_until(submitted, 30, "the job submitted")
+    return proc, job_id, err_path
+
+
+def test_ctrl_c_while_waiting_is_one_line_naming_the_job(stack, tmp_path):
+    proc, job_id, err_path = _submit_waiting(stack, tmp_path)
+    time.sleep(0.5)
+    proc.send_signal(signal.SIGINT)
+    assert proc.wait(20) == 130
+    text = err_path.read_text()
+    assert "Traceback" not in text and "KeyboardInterrupt" not in text, text
+    assert f"interrupted; job {job_id} is stored" in text and f"jobqueue status {job_id}" in text, text
+    assert stack.status(job_id)["status"] == "submitted"  # still queued
+
+
+def test_an_outage_past_the_timeout_names_the_job_that_stays_queued(stack, tmp_path):
+    proc, job_id, err_path = _submit_waiting(stack, tmp_path, "--timeout", "6")
+    stack.redis.stop()
+    try:
+        assert proc.wait(30) == 3
+    finally:
+        stack.redis.start()
+    text = err_path.read_text()
+    assert "Traceback" not in text and "do not submit it again" in text and f"jobqueue status {job_id}" in text
+    assert stack.status(job_id)["status"] == "submitted"
+
+
+def test_a_wait_rides_out_a_redis_restart_longer_than_the_retries(stack, tmp_path):
+    proc, job_id, err_path = _submit_waiting(stack, tmp_path, "--timeout", "90")
+    stack.redis.stop()
+    time.sleep(15)  # the transport's five Retry-Afters of 2 s are spent by now: it gave up here
+    assert proc.poll() is None, err_path.read_text()
+    stack.redis.start()
+    stack.start_worker()
+    out, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err_path.read_text()
+    assert len(json.loads(out)["top_locations"]) == 2
+    assert stack.status(job_id)["status"] == "complete"
+
+
+def test_status_with_a_wait_past_any_socket_timeout_answers(stack):
+    job_id = stack.submit("top_locations", {"n": 1})
+    if not stack.live_workers():
+        stack.start_worker()
+    stack.wait_all_final([job_id], 60)
+    r = subprocess.run(
+        [str(BIN / "jobqueue"), "status", job_id, "--wait", "1e10", "--url", stack.url],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert r.returncode == 0 and "Traceback" not in r.stderr, r.stderr
+    assert json.loads(r.stdout)["status"] == "complete"
