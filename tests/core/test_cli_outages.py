@@ -78,14 +78,23 @@ def test_an_outage_past_the_timeout_names_the_job_that_stays_queued(stack, tmp_p
 
 def test_a_wait_rides_out_a_redis_restart_longer_than_the_retries(stack, tmp_path):
     proc, job_id, err_path = _submit_waiting(stack, tmp_path, "--timeout", "90")
+    watch = subprocess.Popen(
+        [str(BIN / "jobqueue"), "watch", job_id, "--timeout", "90", "--json", "--url", stack.url],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     stack.redis.stop()
-    time.sleep(15)  # the transport's five Retry-Afters of 2 s are spent by now: it gave up here
+    time.sleep(15)  # the transport's five Retry-Afters of 2 s are spent by now: they gave up here
     assert proc.poll() is None, err_path.read_text()
+    assert watch.poll() is None, watch.communicate()
     stack.redis.start()
     stack.start_worker()
     out, _ = proc.communicate(timeout=60)
     assert proc.returncode == 0, err_path.read_text()
     assert len(json.loads(out)["top_locations"]) == 2
+    watched, watch_err = watch.communicate(timeout=60)
+    assert watch.returncode == 0 and json.loads(watched)["status"] == "complete", watch_err
     assert stack.status(job_id)["status"] == "complete"
 
 

@@ -15,8 +15,10 @@ import time
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+import requests
+
 from . import cliargs
-from .client import FINAL, Client, Pacer
+from .client import FINAL, ApiError, Client, Pacer, ride_out
 from .client_cli import api_options, told_wait
 
 SPINNER = "|/-\\"
@@ -180,7 +182,14 @@ def cmd_watch(args: argparse.Namespace) -> int:
     start = time.monotonic()
     last_status = None
     pacer = Pacer()
-    job = client.status(args.job_id)
+    outage_since: float | None = None
+    while True:  # an API that answers 503 as it starts is ridden out too (no answer at all: a wrong URL)
+        try:
+            job = client.status(args.job_id)
+            break
+        except ApiError as exc:
+            outage_since = ride_out(exc, args.job_id, outage_since, start, args.timeout)
+    outage_since = None
     while True:
         elapsed = time.monotonic() - start
         if job["status"] != last_status:
@@ -206,7 +215,11 @@ def cmd_watch(args: argparse.Namespace) -> int:
         step = 1.0 if live else 20.0
         if args.timeout is not None:
             step = max(0.1, min(step, args.timeout - elapsed))
-        job = pacer.status(client, args.job_id, step, None if args.timeout is None else args.timeout - elapsed)
+        try:
+            job = pacer.status(client, args.job_id, step, None if args.timeout is None else args.timeout - elapsed)
+            outage_since = None
+        except (ApiError, requests.ConnectionError, requests.Timeout) as exc:  # rode out, as submit --wait
+            outage_since = ride_out(exc, args.job_id, outage_since, start, args.timeout)
     if live:
         sys.stderr.write("\r\033[K")
     if human:

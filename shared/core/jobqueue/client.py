@@ -371,15 +371,7 @@ class Client:
                 )
                 outage_since = None
             except (ApiError, requests.ConnectionError, requests.Timeout) as exc:
-                if isinstance(exc, ApiError) and (exc.status not in OUTAGE or isinstance(exc, StoredUnknown)):
-                    raise
-                now = time.monotonic()
-                outage_since = now if outage_since is None else outage_since
-                until = start + timeout if timeout is not None else outage_since + RIDE_OUT_SECONDS
-                if now >= until:
-                    exc.job_id = job["job_id"]  # type: ignore[union-attr]
-                    raise
-                time.sleep(min(Pacer.MOST, until - now))
+                outage_since = ride_out(exc, job["job_id"], outage_since, start, timeout)
 
     def result(self, job_id: str, wait: float = 0.0) -> Any:
         """The result: a dict for JSON results, bytes for PNGs."""
@@ -416,6 +408,23 @@ class Client:
 
     def cancel(self, job_id: str) -> dict[str, Any]:
         return self._request("DELETE", f"/jobs/{job_id}").json()
+
+
+def ride_out(exc: BaseException, job_id: str, since: float | None, start: float, timeout: float | None) -> float:
+    """A poll of the stored job ``job_id`` failed with ``exc``: wait a little and return when this
+    outage began (``since``, or now), for the caller to poll again; re-raise ``exc`` if it is no
+    outage (a 4xx, a 504 of a submit) or the wait is over (``timeout`` after ``start``, else
+    ``RIDE_OUT_SECONDS`` of outage), with ``exc.job_id`` set: the job stays queued."""
+    if isinstance(exc, ApiError) and (exc.status not in OUTAGE or isinstance(exc, StoredUnknown)):
+        raise exc
+    now = time.monotonic()
+    since = now if since is None else since
+    until = start + timeout if timeout is not None else since + RIDE_OUT_SECONDS
+    if now >= until:
+        exc.job_id = job_id  # type: ignore[attr-defined]
+        raise exc
+    time.sleep(min(Pacer.MOST, until - now))
+    return since
 
 
 class Pacer:
