@@ -31,17 +31,33 @@ def stack(tmp_path_factory):
         yield stack
 
 
-def _submit_waiting(stack, tmp_path, *extra: str) -> tuple[subprocess.Popen, str, object]:
+@pytest.fixture
+def started():
+    """The CLI processes a test starts: killed and their pipes closed whatever the test's outcome
+    (one left waiting, its pipe unclosed, failed a later test's check for unclosed resources)."""
+    procs: list[subprocess.Popen] = []
+    yield procs
+    for proc in procs:
+        if proc.poll() is None:
+            proc.kill()
+        proc.communicate()
+
+
+def _submit_waiting(stack, tmp_path, started, *extra: str) -> tuple[subprocess.Popen, str, object]:
     """``jobqueue submit top_locations n=2 --wait`` in the background; the process, the job id it
     printed, and its stderr file."""
     err_path = tmp_path / "stderr"
-    err = open(err_path, "w")
-    proc = subprocess.Popen(
-        [str(BIN / "jobqueue"), "submit", "top_locations", "n=2", "--wait", "--url", stack.url, *extra],
-        stdout=subprocess.PIPE,
-        stderr=err,
-        text=True,
-    )
+    with open(err_path, "w") as err:  # the child has its own copy; an unclosed one is a ResourceWarning later
+        proc = subprocess.Popen(
+            [str(BIN / "jobqueue"), "submit", "top_locations", "n=2", "--wait", "--url", stack.url, *extra],
+            stdout=subprocess.PIPE,
+            stderr=err,
+            text=True,
+            # Ctrl-C as a terminal sends it: a run started in the background (CI's) ignores SIGINT,
+            # and a child inherits that, so the signal never reached it
+            preexec_fn=_default_sigint,
+        )
+    started.append(proc)
 
     def submitted() -> str | None:
         for line in err_path.read_text().splitlines():
@@ -53,22 +69,28 @@ def _submit_waiting(stack, tmp_path, *extra: str) -> tuple[subprocess.Popen, str
     return proc, job_id, err_path
 
 
-def test_ctrl_c_while_waiting_is_one_line_naming_the_job(stack, tmp_path):
-    proc, job_id, err_path = _submit_waiting(stack, tmp_path)
+def _default_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+def test_ctrl_c_while_waiting_is_one_line_naming_the_job(stack, tmp_path, started):
+    proc, job_id, err_path = _submit_waiting(stack, tmp_path, started)
     time.sleep(0.5)
     proc.send_signal(signal.SIGINT)
-    assert proc.wait(20) == 130
+    proc.communicate(timeout=20)
+    assert proc.returncode == 130, err_path.read_text()
     text = err_path.read_text()
     assert "Traceback" not in text and "KeyboardInterrupt" not in text, text
     assert f"interrupted; job {job_id} is stored" in text and f"jobqueue status {job_id}" in text, text
     assert stack.status(job_id)["status"] == "submitted"  # still queued
 
 
-def test_an_outage_past_the_timeout_names_the_job_that_stays_queued(stack, tmp_path):
-    proc, job_id, err_path = _submit_waiting(stack, tmp_path, "--timeout", "6")
+def test_an_outage_past_the_timeout_names_the_job_that_stays_queued(stack, tmp_path, started):
+    proc, job_id, err_path = _submit_waiting(stack, tmp_path, started, "--timeout", "6")
     stack.redis.stop()
     try:
-        assert proc.wait(30) == 3
+        proc.communicate(timeout=30)
+        assert proc.returncode == 3, err_path.read_text()
     finally:
         stack.redis.start()
     text = err_path.read_text()
@@ -76,14 +98,15 @@ def test_an_outage_past_the_timeout_names_the_job_that_stays_queued(stack, tmp_p
     assert stack.status(job_id)["status"] == "submitted"
 
 
-def test_a_wait_rides_out_a_redis_restart_longer_than_the_retries(stack, tmp_path):
-    proc, job_id, err_path = _submit_waiting(stack, tmp_path, "--timeout", "90")
+def test_a_wait_rides_out_a_redis_restart_longer_than_the_retries(stack, tmp_path, started):
+    proc, job_id, err_path = _submit_waiting(stack, tmp_path, started, "--timeout", "90")
     watch = subprocess.Popen(
         [str(BIN / "jobqueue"), "watch", job_id, "--timeout", "90", "--json", "--url", stack.url],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
     )
+    started.append(watch)
     stack.redis.stop()
     time.sleep(15)  # the transport's five Retry-Afters of 2 s are spent by now: they gave up here
     assert proc.poll() is None, err_path.read_text()

@@ -189,6 +189,8 @@ def cmd_watch(args: argparse.Namespace) -> int:
             break
         except ApiError as exc:
             outage_since = ride_out(exc, args.job_id, outage_since, start, args.timeout)
+            if outage_since is None:
+                raise
     outage_since = None
     while True:
         elapsed = time.monotonic() - start
@@ -220,6 +222,8 @@ def cmd_watch(args: argparse.Namespace) -> int:
             outage_since = None
         except (ApiError, requests.ConnectionError, requests.Timeout) as exc:  # rode out, as submit --wait
             outage_since = ride_out(exc, args.job_id, outage_since, start, args.timeout)
+            if outage_since is None:
+                raise
     if live:
         sys.stderr.write("\r\033[K")
     if human:

@@ -372,6 +372,8 @@ class Client:
                 outage_since = None
             except (ApiError, requests.ConnectionError, requests.Timeout) as exc:
                 outage_since = ride_out(exc, job["job_id"], outage_since, start, timeout)
+                if outage_since is None:
+                    raise
 
     def result(self, job_id: str, wait: float = 0.0) -> Any:
         """The result: a dict for JSON results, bytes for PNGs."""
@@ -410,19 +412,21 @@ class Client:
         return self._request("DELETE", f"/jobs/{job_id}").json()
 
 
-def ride_out(exc: BaseException, job_id: str, since: float | None, start: float, timeout: float | None) -> float:
+def ride_out(exc: BaseException, job_id: str, since: float | None, start: float, timeout: float | None) -> float | None:
     """A poll of the stored job ``job_id`` failed with ``exc``: wait a little and return when this
-    outage began (``since``, or now), for the caller to poll again; re-raise ``exc`` if it is no
-    outage (a 4xx, a 504 of a submit) or the wait is over (``timeout`` after ``start``, else
-    ``RIDE_OUT_SECONDS`` of outage), with ``exc.job_id`` set: the job stays queued."""
+    outage began (``since``, or now), for the caller to poll again; None when the caller should
+    re-raise ``exc``: no outage (a 4xx, a 504 of a submit), or the wait is over (``timeout`` after
+    ``start``, else ``RIDE_OUT_SECONDS`` of outage), then with ``exc.job_id`` set: the job stays
+    queued. (Raised here, ``exc`` would hold this frame and the frame ``exc``: a cycle that kept the
+    client's sockets open until the garbage collector ran.)"""
     if isinstance(exc, ApiError) and (exc.status not in OUTAGE or isinstance(exc, StoredUnknown)):
-        raise exc
+        return None
     now = time.monotonic()
     since = now if since is None else since
     until = start + timeout if timeout is not None else since + RIDE_OUT_SECONDS
     if now >= until:
         exc.job_id = job_id  # type: ignore[attr-defined]
-        raise exc
+        return None
     time.sleep(min(Pacer.MOST, until - now))
     return since
 
