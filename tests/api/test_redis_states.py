@@ -1,8 +1,9 @@
 """Redis answering every command with an error for a while (BUSY: a script past busy-reply-threshold;
-MASTERDOWN: a replica without its primary, replica-serve-stale-data no) or refusing the service's ACL
-user a command (NOPERM), on a real redis-server: JSON 503s naming the cause, never a 500, and the jobs
-stored before are all there once Redis answers again. They used to reach the API as a plain
-ResponseError and be answered 500 internal_error."""
+MASTERDOWN: a replica without its primary, replica-serve-stale-data no; LOADING: just restarted,
+reading its data back) or refusing the service's ACL user a command (NOPERM), on a real
+redis-server: JSON 503s naming the cause, never a 500, and the jobs stored before are all there once
+Redis answers again. They used to reach the API as a plain ResponseError and be answered 500
+internal_error (LOADING: a submit 504, "may have been stored")."""
 
 from __future__ import annotations
 
@@ -265,5 +266,67 @@ def _answers(url: str) -> bool:
         return False
 
 
+def _loading(client: redis.Redis) -> bool:
+    try:
+        client.ping()
+    except redis.exceptions.BusyLoadingError:
+        return True
+    except redis.exceptions.ConnectionError:  # not listening yet
+        return False
+    raise AssertionError("Redis answered before it was seen loading")
+
+
 def _said(caplog, words: str) -> bool:
     return any(words in r.getMessage() for r in caplog.records)
+
+
+def test_a_redis_loading_its_data_is_a_503_that_stored_nothing(tmp_path):
+    """A Redis just restarted answers LOADING until its dataset is read back (seconds to minutes for
+    a big one). redis-py raises that reply as a connection error, and a submit took it for a lost
+    answer: 504 "the job may have been stored, check GET /status" after a check that met LOADING too,
+    though Redis had refused the transaction as it queued it. Now: 503 ``redis_loading``, and nothing
+    was stored. The restart here really loads: a small RDB read back slowly (``key-load-delay``)."""
+    import subprocess
+
+    from devstack.redis_server import find_redis_server
+    from jobqueue import keys
+
+    binary = find_redis_server()
+    if binary is None:
+        pytest.skip("no redis-server binary")
+    port = free_port()
+    url = f"redis://127.0.0.1:{port}"
+    argv = [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--dir", str(tmp_path)]
+    server = subprocess.Popen(argv, stdout=subprocess.DEVNULL)
+    try:
+        wait_until(lambda: _answers(url), 10, "redis-server up")
+        client = create_app(make_settings(url), load_data=False).test_client()
+        before = client.post("/submit", json={"operation": "sleep"}).get_json()["job_id"]
+        filler = redis.Redis.from_url(url, db=5)  # what makes the load take seconds, in a db of its own
+        for start in range(0, 40_000, 1_000):
+            filler.mset({f"fill:{i}": "x" for i in range(start, start + 1_000)})
+        filler.save()
+        filler.shutdown(nosave=True)
+        server.wait(10)
+        # ~0.15 ms a key: about 6 s of LOADING, answering between keys every 1 KiB read (the least it takes)
+        server = subprocess.Popen(
+            [*argv, "--key-load-delay", "150", "--loading-process-events-interval-bytes", "1024"],
+            stdout=subprocess.DEVNULL,
+        )
+        admin = redis.Redis.from_url(url)
+        wait_until(lambda: _loading(admin), 10, "redis-server loading")
+        submitted = client.post("/submit", json={"operation": "sleep"})
+        keyed = client.post("/submit", json={"operation": "sleep"}, headers={"Idempotency-Key": "loading-1"})
+        status = client.get(f"/status/{before}")
+        with pytest.raises(redis.exceptions.BusyLoadingError):
+            admin.ping()  # still loading: the answers above met LOADING, not a Redis that had finished
+        for answer in (submitted, keyed, status):
+            body = assert_503(answer, "redis_loading", "LOADING", "loading its dataset")
+            assert "job_id" not in body, body
+        wait_until(lambda: _answers(url), 30, "the load to end")
+        assert client.get(f"/status/{before}").get_json()["status"] == "submitted"
+        assert admin.zrange(keys.JOB_INDEX, 0, -1) == [before.encode()], "a refused submit was stored"
+        assert redis.Redis.from_url(url, db=1).lrange("hotqueue:jobs", 0, -1) == [before.encode()]
+    finally:
+        server.kill()
+        server.wait(10)

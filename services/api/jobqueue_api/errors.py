@@ -149,9 +149,24 @@ def register_error_handlers(app: Flask) -> None:
     @app.errorhandler(redis.exceptions.TimeoutError)
     @app.errorhandler(redis.exceptions.ReadOnlyError)  # a replica during failover
     def _redis_down(exc: Exception):
+        state = unavailable_state(exc)  # LOADING: redis-py raises it as a ConnectionError
+        if state is not None:
+            return _redis_unavailable(exc, state)
         log.warning("redis unavailable", extra={"error": str(exc)})
         return error_response(
             503, "redis_unavailable", "the job store (Redis) is unreachable; retry shortly", {"Retry-After": "2"}
+        )
+
+    def _redis_unavailable(exc: Exception, state: str):
+        """Redis refusing every command for a while (:data:`UNAVAILABLE_STATES`): nothing was stored."""
+        log.warning("redis unavailable", extra={"error": str(exc), "cause": state})
+        code = {"BUSY": "redis_busy", "MASTERDOWN": "redis_master_down", "LOADING": "redis_loading"}[state]
+        return error_response(
+            503,
+            code,
+            f"the job store (Redis) answers no commands for now: {UNAVAILABLE_STATES[state]}; retry shortly",
+            {"Retry-After": "5"},
+            cause=state,
         )
 
     @app.errorhandler(redis.exceptions.ResponseError)
@@ -161,15 +176,7 @@ def register_error_handlers(app: Flask) -> None:
         service's ACL user a command (the deployment's Redis ACL): 503 each, never a 500."""
         state = unavailable_state(exc)
         if state is not None:
-            log.warning("redis unavailable", extra={"error": str(exc), "cause": state})
-            code = {"BUSY": "redis_busy", "MASTERDOWN": "redis_master_down"}[state]
-            return error_response(
-                503,
-                code,
-                f"the job store (Redis) answers no commands for now: {UNAVAILABLE_STATES[state]}; retry shortly",
-                {"Retry-After": "5"},
-                cause=state,
-            )
+            return _redis_unavailable(exc, state)
         if db_refusal(exc):
             return _redis_misconfigured(exc)
         command = acl_refusal(exc)

@@ -76,10 +76,12 @@ WRITE_REFUSALS = {
 }
 # Redis answers every command with an error, for a while, in these states: BUSY (a script has run
 # past busy-reply-threshold; it answers again when the script ends or SCRIPT KILL stops it),
-# MASTERDOWN (a replica whose link to its primary is down, with replica-serve-stale-data no).
+# MASTERDOWN (a replica whose link to its primary is down, with replica-serve-stale-data no),
+# LOADING (just started, reading its dataset back from disk: seconds to minutes for a big one).
 UNAVAILABLE_STATES = {
     "BUSY": "busy running a long script (BUSY)",
     "MASTERDOWN": "a replica that lost its primary (MASTERDOWN)",
+    "LOADING": "loading its dataset into memory after a restart (LOADING)",
 }
 _UNREACHABLE = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)
 # Redis 7.0's words for an ACL refusal inside a script, which carry no NOPERM prefix
@@ -109,10 +111,13 @@ def write_refusal(exc: BaseException) -> str | None:
 
 
 def unavailable_state(exc: BaseException) -> str | None:
-    """``BUSY`` or ``MASTERDOWN`` (:data:`UNAVAILABLE_STATES`) when Redis refused the command for
-    that state, else None. redis-py drops MASTERDOWN's prefix (its MasterDownError); BUSY keeps it."""
+    """``BUSY``, ``MASTERDOWN`` or ``LOADING`` (:data:`UNAVAILABLE_STATES`) when Redis refused the
+    command for that state, else None. redis-py drops the prefix of MASTERDOWN (its MasterDownError)
+    and of LOADING (BusyLoadingError, a ConnectionError); BUSY keeps it."""
     if isinstance(exc, redis.exceptions.MasterDownError):
         return "MASTERDOWN"
+    if isinstance(exc, redis.exceptions.BusyLoadingError):
+        return "LOADING"
     if isinstance(exc, redis.exceptions.ResponseError):
         prefix = _prefix(exc)
         return prefix if prefix in UNAVAILABLE_STATES else None

@@ -18,6 +18,13 @@ anything the lost attempt must not arrive after it: its socket is closed with a 
 whatever its kernel had not sent yet (:func:`_abort_on_close`); and what had reached Redis is
 fenced by the caller with ``CLIENT KILL ID`` of the connection that sent it (:attr:`Unsure.client_id`,
 learnt when the connection was made: :func:`learn_client_id`).
+
+One reply is a refusal that redis-py raises as a connection error: ``LOADING`` (Redis restarted and
+is reading its dataset back; ``BusyLoadingError``), after which redis-py has closed the connection.
+Where that reply alone settles what applied it is raised as it is, not as :class:`Unsure`: inside
+MULTI Redis marks the transaction failed when it refuses a command it is queuing, so EXEC applies
+nothing; a single command refused ran nothing. A plain pipeline of several stays unsure (the
+commands behind the refused one may have been read after the loading ended).
 """
 
 from __future__ import annotations
@@ -155,14 +162,14 @@ def transaction(client: redis.Redis, commands: Sequence[Command], watch: str | N
     sent = [("MULTI",), *commands, ("EXEC",)]
     if watch is not None:
         sent.insert(0, ("WATCH", watch))
-    return _call(client, sent, lambda conn: _exchange(conn, len(commands), watch is not None))
+    return _call(client, sent, lambda conn: _exchange(conn, len(commands), watch is not None), refusal_settles=True)
 
 
 def pipelined(client: redis.Redis, sent: Sequence[Command | Packed]) -> list[Any]:
     """Send ``sent`` in one write, as a pipeline without a transaction; their replies in order, or
     the first error reply raised once every reply is read. Never sent twice either (:class:`Unsure`):
     for commands that count (INCRBY), where a second send would count twice."""
-    return _call(client, sent, lambda conn: _replies(conn, len(sent)))
+    return _call(client, sent, lambda conn: _replies(conn, len(sent)), refusal_settles=len(sent) == 1)
 
 
 def read(client: redis.Redis, command: Command) -> Any:
@@ -210,7 +217,10 @@ def reply(conn: Any) -> Any:
         return exc
 
 
-def _call(client: redis.Redis, sent: Sequence[Command | Packed], read: Any) -> list[Any]:
+def _call(client: redis.Redis, sent: Sequence[Command | Packed], read: Any, refusal_settles: bool = False) -> list[Any]:
+    """Send ``sent`` once and ``read`` its replies; a lost answer is :class:`Unsure`. With
+    ``refusal_settles`` (a transaction, or one command) a ``LOADING`` reply is raised as it is:
+    nothing was applied (the module's docstring)."""
     pool = client.connection_pool
     encoder = pool.get_encoder()
     payload = [pack(sent, encoder.encoding, encoder.encoding_errors)]
@@ -224,6 +234,8 @@ def _call(client: redis.Redis, sent: Sequence[Command | Packed], read: Any) -> l
             return read(conn)
         except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as exc:
             conn.disconnect()  # redis-py did on most failures already; a half-read connection never returns
+            if refusal_settles and isinstance(exc, redis.exceptions.BusyLoadingError):
+                raise  # refused while Redis loads its data: nothing applied
             unsure = Unsure(f"the answer was lost ({exc}); the commands may or may not have been applied")
             unsure.client_id = sender
             raise unsure from exc
