@@ -8,6 +8,7 @@ internal_error (LOADING: a submit 504, "may have been stored")."""
 from __future__ import annotations
 
 import logging
+import subprocess
 import threading
 import time
 
@@ -15,6 +16,7 @@ import pytest
 import redis
 
 from devstack.procs import free_port, wait_until
+from devstack.redis_server import find_redis_server
 from jobqueue_api import create_app
 
 from .support import make_settings
@@ -207,30 +209,11 @@ def test_a_redis_with_one_db_is_a_503_naming_it_and_not_ready(tmp_path, caplog):
     default) is not there: Redis refuses its SELECT, as a connection is set up or inside a script.
     Before, /readyz said ready while every submit and /queue answered 500, and each worker turn
     logged a traceback. Now: 503 redis_misconfigured naming it, /readyz 503, one error line a turn."""
-    import subprocess
-
-    from devstack.redis_server import find_redis_server
     from jobqueue_worker.worker import Worker
     from tests.support.harness import FakeData, operations
 
-    binary = find_redis_server()
-    if binary is None:
-        pytest.skip("no redis-server binary")
     port = free_port()
-    argv = [
-        binary,
-        "--port",
-        str(port),
-        "--bind",
-        "127.0.0.1",
-        "--save",
-        "",
-        "--databases",
-        "1",
-        "--dir",
-        str(tmp_path),
-    ]
-    server = subprocess.Popen(argv, stdout=subprocess.DEVNULL)
+    server = _start_redis(tmp_path, port, "--databases", "1")
     try:
         url = f"redis://127.0.0.1:{port}"
         wait_until(lambda: _answers(url), 10, "redis-server up")
@@ -257,6 +240,15 @@ def test_a_redis_with_one_db_is_a_503_naming_it_and_not_ready(tmp_path, caplog):
     finally:
         server.kill()
         server.wait(10)
+
+
+def _start_redis(tmp_path, port: int, *options: str) -> subprocess.Popen:
+    """A redis-server of the test's own on ``port`` (its files in ``tmp_path``), with ``options``."""
+    binary = find_redis_server()
+    if binary is None:
+        pytest.skip("no redis-server binary")
+    argv = [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--dir", str(tmp_path), *options]
+    return subprocess.Popen(argv, stdout=subprocess.DEVNULL)
 
 
 def _answers(url: str) -> bool:
@@ -286,18 +278,11 @@ def test_a_redis_loading_its_data_is_a_503_that_stored_nothing(tmp_path):
     answer: 504 "the job may have been stored, check GET /status" after a check that met LOADING too,
     though Redis had refused the transaction as it queued it. Now: 503 ``redis_loading``, and nothing
     was stored. The restart here really loads: a small RDB read back slowly (``key-load-delay``)."""
-    import subprocess
-
-    from devstack.redis_server import find_redis_server
     from jobqueue import keys
 
-    binary = find_redis_server()
-    if binary is None:
-        pytest.skip("no redis-server binary")
     port = free_port()
     url = f"redis://127.0.0.1:{port}"
-    argv = [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--dir", str(tmp_path)]
-    server = subprocess.Popen(argv, stdout=subprocess.DEVNULL)
+    server = _start_redis(tmp_path, port)
     try:
         wait_until(lambda: _answers(url), 10, "redis-server up")
         client = create_app(make_settings(url), load_data=False).test_client()
@@ -309,9 +294,8 @@ def test_a_redis_loading_its_data_is_a_503_that_stored_nothing(tmp_path):
         filler.shutdown(nosave=True)
         server.wait(10)
         # ~0.15 ms a key: about 6 s of LOADING, answering between keys every 1 KiB read (the least it takes)
-        server = subprocess.Popen(
-            [*argv, "--key-load-delay", "150", "--loading-process-events-interval-bytes", "1024"],
-            stdout=subprocess.DEVNULL,
+        server = _start_redis(
+            tmp_path, port, "--key-load-delay", "150", "--loading-process-events-interval-bytes", "1024"
         )
         admin = redis.Redis.from_url(url)
         wait_until(lambda: _loading(admin), 10, "redis-server loading")
