@@ -330,27 +330,35 @@ def test_host_only_url_uses_the_default_port(tmp_path):
 
 
 @pytest.mark.parametrize("password", ["", "wrong"], ids=["no-password", "wrong-password"])
-def test_a_locked_redis_without_its_password_answers_503_not_500(servers, tmp_path, password):
+def test_credentials_redis_refuses_answer_503_naming_them(servers, tmp_path, password):
     """A student who forgets REDIS_PASSWORD against a Redis with ``requirepass`` (the chart's is
-    one): every route that needs Redis answers ``503 redis_unavailable``, as for a wrong password,
-    and the worker logs the refusal and keeps retrying. Without a password the connection's
-    handshake used to recurse (HELLO's health check reconnected into another HELLO) until Python's
-    recursion limit: every route answered ``500 internal_error`` and the worker logged tracebacks."""
+    one), or gives a wrong one: every route that needs Redis
+    answers ``503 redis_misconfigured`` (``cause`` AUTH) naming REDIS_PASSWORD, a keyed submit
+    too, and the worker logs the refusal and keeps retrying. Before, it was ``redis_unavailable``,
+    "unreachable, retry shortly", and a keyed submit ``504`` "may have been stored"; and without a
+    password the connection's handshake recursed (HELLO's health check reconnected into another
+    HELLO) until Python's recursion limit: every route ``500 internal_error``, worker tracebacks."""
     locked = servers[1]
     env = {"REDIS_URL": f"redis://127.0.0.1:{locked.port}", "REDIS_PASSWORD": password}
     with Stack(tmp_path, locked, env=env) as stack:
         worker = stack.start_worker()
         stack.start_api(web_concurrency=1)
         assert requests.get(stack.url + "/readyz", timeout=10).status_code == 503
+        body = {"operation": "top_locations", "params": {"n": 2}}
         answers = [
             requests.get(f"{stack.url}/status/00000000-0000-4000-8000-000000000000", timeout=10),
             requests.get(stack.url + "/jobs", timeout=10),
-            requests.post(stack.url + "/submit", json={"operation": "top_locations", "params": {"n": 2}}, timeout=10),
+            requests.post(stack.url + "/submit", json=body, timeout=10),
+            requests.post(stack.url + "/submit", json=body, headers={"Idempotency-Key": "k-1"}, timeout=10),
         ]
         for r in answers:
             assert r.status_code == 503, r.text
-            assert r.json()["error"] == "redis_unavailable", r.text
+            assert r.json()["error"] == "redis_misconfigured" and r.json()["cause"] == "AUTH", r.text
+            assert "REDIS_PASSWORD" in r.json()["message"] and r.headers["Retry-After"] == "60", r.text
+            if password:
+                assert password not in r.text
         wait_until(lambda: "retrying" in worker.log_text(), 30, "the worker's first retry")
+        assert "redis refuses this worker's settings: fix REDIS_URL's user and password" in worker.log_text()
         for proc in (worker, stack.api):
             assert proc is not None and proc.alive()
             text = proc.log_text()

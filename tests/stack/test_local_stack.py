@@ -639,9 +639,9 @@ def test_up_refuses_a_redis_url_that_does_not_answer_before_starting_anything(tm
         )
         took = time.monotonic() - started
         assert up.returncode == 1, up.stdout + up.stderr
-        # Redis 7's refusal of a client without the password (as the README quotes it)
+        # Redis 7's refusal of a client without the password (as the README quotes it), said at once
         why = (
-            "HELLO must be called with the client already authenticated"
+            "Redis refused this service's credentials: HELLO must be called with the client already authenticated"
             if password
             else f"Error 111 connecting to 127.0.0.1:{port}"
         )

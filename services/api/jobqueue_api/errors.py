@@ -132,9 +132,19 @@ def register_error_handlers(app: Flask) -> None:
 
     @app.errorhandler(SetupRefused)
     def _redis_misconfigured(exc: redis.exceptions.RedisError):
-        """Redis refused a connection's set-up, or has no such db (a script's SELECT): the
-        deployment's settings, not a passing state; before, a 500 on every route needing Redis."""
+        """Redis refused a connection's set-up (its credentials, a db), or has no such db (a
+        script's SELECT): the deployment's settings, not a passing state; before, a 500 on every
+        route needing Redis (a wrong password: 503 "unreachable, retry shortly")."""
         log.error("redis refuses this service's settings", extra={"error": str(exc)})
+        if getattr(exc, "command", None) == "AUTH":
+            return error_response(
+                503,
+                "redis_misconfigured",
+                f"the job store (Redis) refuses this service's credentials ({exc.__cause__ or exc}); the "
+                "deployment's REDIS_URL (its user and password) or REDIS_PASSWORD needs fixing",
+                {"Retry-After": "60"},
+                cause="AUTH",
+            )
         return error_response(
             503,
             "redis_misconfigured",

@@ -233,8 +233,13 @@ class Worker:
                     log_refusal(exc, self.id, delay)
                     self.acl.recheck()
                 elif isinstance(exc, SetupRefused) or db_refusal(exc):  # a traceback a retry, before
+                    fix = (
+                        "REDIS_URL's user and password or REDIS_PASSWORD"  # a wrong password said "unavailable"
+                        if getattr(exc, "command", None) == "AUTH"
+                        else "REDIS_URL, REDIS_JOBS_DB or REDIS_QUEUE_DB"
+                    )
                     log.error(
-                        "redis refuses this worker's settings: fix REDIS_URL, REDIS_JOBS_DB or REDIS_QUEUE_DB; retrying",
+                        f"redis refuses this worker's settings: fix {fix}; retrying",
                         extra={"worker": self.id, "error": str(exc).split(" script: ")[0], "retry_in": round(delay, 2)},
                     )
                 elif is_transient(exc):

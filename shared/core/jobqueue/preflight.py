@@ -43,11 +43,13 @@ def check_settings() -> None:
 
 
 def redis_problem(settings: Settings, seconds: float) -> str | None:
-    """None once the jobs db and the queue db both answer PING, else the last error after ``seconds``
-    (a refused password or a db the server does not have is as final as a refused connection)."""
+    """None once the jobs db and the queue db both answer PING, else the last error after ``seconds``;
+    a refused password or a db the server does not have at once (``wire.SetupRefused``: waiting
+    does not change the settings)."""
     import redis
 
     from .connections import jobs_redis, queue_redis
+    from .wire import SetupRefused
 
     clients = [jobs_redis(settings), queue_redis(settings)]
     deadline = time.monotonic() + seconds
@@ -56,6 +58,8 @@ def redis_problem(settings: Settings, seconds: float) -> str | None:
             for client in clients:
                 client.ping()
             return None
+        except SetupRefused as exc:
+            return str(exc)
         except redis.exceptions.RedisError as exc:
             problem = str(exc) or type(exc).__name__
         if time.monotonic() >= deadline:

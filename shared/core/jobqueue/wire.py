@@ -95,20 +95,31 @@ class Unatomic(redis.exceptions.ResponseError):
 
 class SetupRefused(redis.exceptions.ConnectionError):
     """Redis refused a new connection's set-up (``SELECT`` of a db it does not have: ``databases 1``
-    on many managed Redis; ``CLIENT SETNAME``): no connection, so nothing was sent. A deployment
-    error, not a passing state: before, the ResponseError reached the API as a 500 on every route
-    that needs Redis. ``command`` is what was refused."""
+    on many managed Redis; ``CLIENT SETNAME``; the credentials, ``AUTH``): no connection, so
+    nothing was sent. A deployment error, not a passing state: before, a db refused reached the API
+    as a 500 on every route that needs Redis, and a wrong password as "unreachable, retry shortly"
+    (a keyed submit as 504, "may have been stored"). ``command`` is what was refused (``AUTH``
+    for the credentials)."""
 
     def __init__(self, message: str, command: str) -> None:
         super().__init__(message)
         self.command = command
 
 
+def _credentials_refused(exc: redis.exceptions.RedisError) -> SetupRefused:
+    """A wrong password or user (``WRONGPASS``), none where Redis wants one (``NOAUTH``), or one
+    where Redis has none: redis-py's AuthenticationError, a ConnectionError, as :class:`SetupRefused`."""
+    return SetupRefused(f"Redis refused this service's credentials: {exc}", "AUTH")
+
+
 def _set_up(conn: Any, handshake: Any) -> None:
     """redis-py's handshake (AUTH, HELLO, CLIENT SETNAME, SELECT), its refusals raised as
-    :class:`SetupRefused` naming the db (an ACL refusal stays a NoPermissionError: it names the command)."""
+    :class:`SetupRefused` naming the db or the credentials (an ACL refusal stays a
+    NoPermissionError: it names the command)."""
     try:
         handshake()
+    except redis.exceptions.AuthenticationError as exc:
+        raise _credentials_refused(exc) from exc
     except redis.exceptions.NoPermissionError:
         raise
     except redis.exceptions.ResponseError as exc:
@@ -127,8 +138,9 @@ def learn_client_id(conn: Any) -> None:
     The handshake runs without redis-py's health check, as redis-py runs its own when it reconnects
     inside one: that check PINGs, and against a Redis that wants a password none was given for, the
     PING's ``NOAUTH`` made it reconnect into this handshake again, until Python's recursion limit
-    (every API route a 500). Now the handshake's own refusal is raised, a ConnectionError (503);
-    one that Redis answers with an error reply (a db it does not have) as :class:`SetupRefused`."""
+    (every API route a 500). Now the handshake's own refusal is raised as :class:`SetupRefused`:
+    a db Redis does not have, or the credentials (``NOAUTH`` may come only at ``CLIENT ID``, the
+    first command of a connection to db 0 that sends no password)."""
     handshake = getattr(conn, "on_connect_check_health", None)  # redis-py 6; 5 has on_connect only
     if handshake is None:  # pragma: no cover - the locked redis-py has it
         _set_up(conn, conn.on_connect)
@@ -137,6 +149,8 @@ def learn_client_id(conn: Any) -> None:
     try:
         conn.send_command("CLIENT", "ID", check_health=False)
         conn._wire_client = (conn._sock, int(conn.read_response()))
+    except redis.exceptions.AuthenticationError as exc:
+        raise _credentials_refused(exc) from exc
     except redis.exceptions.ResponseError:
         conn._wire_client = None
 

@@ -16,6 +16,7 @@ from flask import Blueprint, jsonify, request
 from jobqueue.backlog import read_backlog
 
 from jobqueue.connections import WRITE_REFUSALS
+from jobqueue.wire import SetupRefused
 
 from ..bounds import DIAGNOSTIC_SECONDS, diagnostic
 from ..state import current
@@ -84,7 +85,7 @@ def readyz():
             problems.append(f"redis refuses writes: {WRITE_REFUSALS[refused]}")
     except redis.exceptions.RedisError as exc:
         redis_ok = False
-        problems.append(f"redis unreachable: {exc}")
+        problems.append(f"redis {'refuses this service' if isinstance(exc, SetupRefused) else 'unreachable'}: {exc}")
     if not state.data.loaded:
         problems.append(f"dataset: {state.data.error}")
     if problems != _last_problems:
