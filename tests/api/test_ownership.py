@@ -193,6 +193,27 @@ def test_a_401_says_what_was_wrong_with_the_token_sent(owned_app):
     assert "no token after 'Bearer'" in refusal("Bearer ")
 
 
+@pytest.mark.parametrize(
+    "header",
+    [
+        TOKENS["alice"],  # the token alone, no scheme: the commonest slip
+        f"Bearer\t{TOKENS['alice']}",  # a tab where the space belongs
+        f"alice:{TOKENS['alice']}",  # the tokens file's line, no scheme
+        f"alice\t{TOKENS['alice']}",
+        f"{TOKENS['alice']} {TOKENS['alice']}",  # the token in the scheme's place
+    ],
+    ids=["alone", "tab", "line", "line-tab", "twice"],
+)
+def test_a_401_never_repeats_a_token_sent_in_the_schemes_place(owned_app, header):
+    """A header with no 'Bearer ' before the token was answered "the header sent uses the scheme
+    '<the whole header>'": the token itself, in a message a CLI prints and CI logs keep, where the
+    docs promise the message never shows one. Only a known scheme's name is repeated now."""
+    r = owned_app.test_client().get("/jobs", headers={"Authorization": header})
+    message = r.get_json()["message"]
+    assert r.status_code == 401 and TOKENS["alice"] not in message, message
+    assert "scheme" in message, message
+
+
 def test_the_web_page_login_takes_a_pasted_token_as_the_api_takes_it(owned_app):
     """The login form sent the token as typed: one pasted with a space or a line's end around it was
     "not the API token" while curl's header, which the API strips, worked; and the whole

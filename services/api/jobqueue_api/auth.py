@@ -101,6 +101,15 @@ def token_matches(given: str | None) -> bool:
     return identify(given)[0]
 
 
+# auth-scheme names a 401 may repeat from a header it refuses: the IANA registry's and a few common
+# ones. Anything else in the scheme's place may be the token itself (sent alone, after a tab, as a
+# name:token line), which the message must never show.
+_SCHEMES = frozenset(
+    ("basic", "concealed", "digest", "dpop", "gnap", "hoba", "mutual", "negotiate", "ntlm", "oauth")
+    + ("privatetoken", "scram-sha-1", "scram-sha-256", "vapid", "token", "apikey", "jwt", "aws4-hmac-sha256")
+)
+
+
 def why_refused(header: str | None, given: str | None) -> str:
     """What was wrong with a refused token, for the 401's message (never the token itself): no
     header, another scheme, no token, a whole ``name:token`` line of the class's tokens file (the
@@ -109,7 +118,13 @@ def why_refused(header: str | None, given: str | None) -> str:
     if header is None and given is None:
         return ""
     if header is not None and given is None:
-        return f"; the header sent uses the scheme {header.partition(' ')[0]!r}"
+        scheme, space, _ = header.partition(" ")
+        if space and scheme.lower() in _SCHEMES:
+            return f"; the header sent uses the scheme {scheme!r}"
+        if space:
+            return "; the header sent uses a scheme other than 'Bearer'"
+        # one word: the token alone, 'Bearer<TAB>token', a name:token line; not repeated (it may be a token)
+        return "; the header sent has no scheme: write 'Bearer', a space, then the token"
     if not given:
         return "; the header sent has no token after 'Bearer'"
     return pasted_line_hint(given) or "; the token sent is not one this API knows"
