@@ -169,6 +169,9 @@ def test_list_prunes_expired_jobs_from_the_index(client, jobs):
         ("limit=101", "invalid_limit"),
         ("limit=x", "invalid_limit"),
         ("offset=-1", "invalid_offset"),
+        ("limit=%EF%BC%95", "invalid_limit"),  # full-width 5: int() reads it, the document's integer does not
+        ("limit=%D9%A3", "invalid_limit"),  # Arabic-Indic 3
+        ("offset=1_0", "invalid_offset"),  # int() reads 10
     ],
 )
 def test_list_rejects_bad_filters(client, query, code):

@@ -114,11 +114,28 @@ def test_a_job_deleted_while_waiting_is_404(client, jobs):
     assert client.get(f"/status/{job_id}?wait=1").status_code == 404
 
 
-@pytest.mark.parametrize("wait", ["soon", "-1", "nan", "inf"])
+# "1_0", full-width "３" and Arabic-Indic "٣": Python's float() reads them (10, 3, 3), the OpenAPI
+# document's number does not; they held a poll 10 s and 3 s
+@pytest.mark.parametrize("wait", ["soon", "-1", "nan", "inf", "1_0", "%EF%BC%93", "%D9%A3", "0x1"])
 def test_bad_wait_is_400(client, wait):
     job_id = submit(client)
-    response = client.get(f"/status/{job_id}?wait={wait}")
-    assert response.status_code == 400 and response.get_json()["error"] == "invalid_wait"
+    for route in (f"/status/{job_id}", f"/jobs/{job_id}", f"/jobs/{job_id}/result"):
+        response = client.get(f"{route}?wait={wait}")
+        assert response.status_code == 400 and response.get_json()["error"] == "invalid_wait", (route, wait)
+
+
+@pytest.mark.parametrize("wait", ["1_0", "%EF%BC%93"])
+def test_a_submit_with_a_non_ascii_or_underscored_wait_is_400_and_stores_nothing(client, jobs, wait):
+    before = len(client.get("/jobs").get_json()["jobs"])
+    response = client.post(f"/submit?wait={wait}", json={"operation": "sleep"})
+    assert response.status_code == 400 and response.get_json()["error"] == "invalid_wait", response.get_json()
+    assert len(client.get("/jobs").get_json()["jobs"]) == before
+
+
+@pytest.mark.parametrize("wait", ["0.5", ".5", "+0", "%200", "5e-1"])
+def test_plain_decimal_waits_are_still_read(client, wait):
+    job_id = submit(client)
+    assert client.get(f"/status/{job_id}?wait={wait}").status_code == 200
 
 
 def test_many_waiters_on_one_job_all_wake(app, client, jobs):

@@ -43,8 +43,18 @@ def number_arg(name: str, default: float, lo: float, hi: float | None = None) ->
     return _number(name, raw, lo, hi)
 
 
+# The plain ASCII forms the OpenAPI document's number and integer mean, as the operations' parameters
+# take them (atx_analysis.registry): float() and int() also read "1_0" as 10 and full-width or
+# Arabic-Indic digits ("３", "٣") as 3, so ?wait=1_0 held a poll 10 s and ?limit=５ listed 5 jobs,
+# where any other implementation of the document answers 400.
+_INT_TEXT = re.compile(r"[+-]?[0-9]+")
+_NUMBER_TEXT = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
+
+
 def _number(name: str, raw: str, lo: float, hi: float | None) -> float:
     try:
+        if not _NUMBER_TEXT.fullmatch(raw.strip()):
+            raise ValueError(raw)
         value = float(raw)
     except ValueError:
         raise ApiError(400, f"invalid_{name}", f"'{name}' must be a number, got {raw[:40]!r}", param=name) from None
@@ -58,6 +68,8 @@ def int_arg(name: str, default: int, lo: int, hi: int) -> int:
     if raw is None:
         return default
     try:
+        if not _INT_TEXT.fullmatch(raw.strip()):
+            raise ValueError(raw)
         value = int(raw)
     except ValueError:
         raise ApiError(400, f"invalid_{name}", f"'{name}' must be an integer, got {raw[:40]!r}", param=name) from None
