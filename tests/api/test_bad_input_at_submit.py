@@ -159,3 +159,29 @@ def test_the_login_body_must_be_utf8_too(client):
     response = client.post("/ui/login", data='{"token": "a"}'.encode("utf-16"), content_type="application/json")
     doc = response.get_json()
     assert response.status_code == 400 and doc["error"] == "invalid_json" and "UTF-16" in doc["message"], doc
+
+
+@pytest.mark.parametrize("route", ["/submit", "/jobs", "/submit?x=1"])
+@pytest.mark.parametrize(
+    "operation,param,literal,words",
+    [
+        ("top_locations", "n", "9" * 5000, "at most"),
+        ("top_locations", "n", "-" + "9" * 5000, "at least"),
+        ("sleep", "seconds", "1" + "0" * 4500, "out of range"),
+        ("incidents_by_road", "road", "7" * 4400, "must be a string"),
+    ],
+)
+def test_a_json_integer_of_thousands_of_digits_is_its_parameters_400(
+    client, queue, route, operation, param, literal, words
+):
+    """Valid JSON (RFC 8259 sets no digit limit) whose integer has over 4,300 digits was a 400
+    ``invalid_json``, "the body is not valid JSON: Exceeds the limit (4300 digits) for integer string
+    conversion ... use sys.set_int_max_str_digits() to increase the limit": valid JSON called
+    invalid, with advice for the server's code. Now the parameter's own check names it."""
+    before = queue.llen(keys.queue("jobs"))
+    body = f'{{"operation": "{operation}", "params": {{"{param}": {literal}}}}}'
+    response = client.post(route, data=body, content_type="application/json")
+    got = response.get_json()
+    assert response.status_code == 400 and got["error"] == "invalid_param" and got["param"] == param, got
+    assert words in got["message"] and "sys." not in got["message"], got
+    assert queue.llen(keys.queue("jobs")) == before

@@ -141,7 +141,23 @@ def _unique(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return obj
 
 
-_DECODER = json.JSONDecoder(object_pairs_hook=_unique)  # made once: json.loads(..., hook) builds one a call
+_INT_DIGITS_MAX = 4000  # under Python's int/str conversion limit (sys.get_int_max_str_digits(), 4300)
+_HUGE = 10**_INT_DIGITS_MAX  # built by arithmetic: no text conversion, so no limit
+
+
+def _parse_int(text: str) -> int:
+    """``parse_int``: a JSON integer, as ``json`` reads it, but one of thousands of digits (valid JSON)
+    is a number too large for any parameter, so its parameter's own check refuses it by name. ``int()``
+    refused it with "Exceeds the limit (4300 digits) for integer string conversion ... use
+    sys.set_int_max_str_digits()", answered as `invalid_json`: valid JSON called invalid, with advice
+    for the server's code."""
+    if len(text) <= _INT_DIGITS_MAX:
+        return int(text)
+    return -_HUGE if text.startswith("-") else _HUGE
+
+
+# made once: json.loads(..., hook) builds one a call
+_DECODER = json.JSONDecoder(object_pairs_hook=_unique, parse_int=_parse_int)
 _BOM = b"\xef\xbb\xbf"
 
 
