@@ -244,6 +244,38 @@ def test_silent_partial_headers_neither_block_nor_linger(stack):
             sock.close()
 
 
+def test_a_client_that_reads_none_of_its_answers_is_closed(stack):
+    """300 pipelined requests for a big answer, and nothing read: the server used to block on the
+    first answer that did not fit for as long as the client stayed (55 s seen), one connection slot
+    held. Now a write that waits CLIENT_TIMEOUT_SECONDS for room ends the connection: reading after
+    that gets what was already on its way, then the end, never the 300 answers."""
+    port, _ = stack
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # before connecting: a small window
+    sock.settimeout(10)
+    try:
+        sock.connect(("127.0.0.1", port))
+        sock.sendall(b"GET /openapi.json HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n" * 300)
+        time.sleep(CLIENT_TIMEOUT + 3)
+        received, ended = bytearray(), False
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                chunk = sock.recv(1 << 20)
+            except ConnectionResetError:
+                chunk = b""
+            except TimeoutError:
+                break
+            if not chunk:
+                ended = True
+                break
+            received += chunk
+        answers = received.count(b"HTTP/1.1 200")
+        assert ended and answers < 300, f"{answers} answers, {len(received)} bytes, connection ended: {ended}"
+    finally:
+        sock.close()
+
+
 def test_random_methods_and_paths_leave_metrics_bounded(stack):
     """Issue 14 item 3: every label comes from a fixed set. 3,000 requests with random method
     names (any uppercase token passes gunicorn) and random paths add no series after the first

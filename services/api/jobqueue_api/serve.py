@@ -113,7 +113,7 @@ def gunicorn_options(settings, on_stop: Callable[[], None] | None = None) -> dic
         from .errors import json_errors
         from .shutdown import worker_class
 
-        return json_errors(worker_class(on_stop))
+        return json_errors(worker_class(on_stop, write_seconds=settings.client_timeout_seconds))
 
     def address(port: int) -> str:
         return f"{settings.bind_host}:{port}" if ":" not in settings.bind_host else f"[{settings.bind_host}]:{port}"

@@ -26,12 +26,16 @@ from collections.abc import Callable
 from typing import Any
 
 
-def worker_class(on_stop: Callable[[], None] | None = None) -> type:
+def worker_class(on_stop: Callable[[], None] | None = None, write_seconds: float | None = None) -> type:
     """gunicorn's gevent worker that, told to stop, calls ``on_stop`` (the app's
-    ``DoneWaiter.close``) and answers every request in flight with ``Connection: close``.
-    Imported lazily: gunicorn's modules must not load before gevent patches the standard library."""
+    ``DoneWaiter.close``) and answers every request in flight with ``Connection: close``; with
+    ``write_seconds``, a client that reads nothing of its answer for that long is closed
+    (``write_deadline``). Imported lazily: gunicorn's modules must not load before gevent patches
+    the standard library."""
     import gevent
     from gunicorn.workers.ggevent import GeventWorker
+
+    from .write_deadline import Deadlined
 
     class StoppingWorker(GeventWorker):
         def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -41,6 +45,8 @@ def worker_class(on_stop: Callable[[], None] | None = None) -> type:
         def handle_request(self, listener_name, req, sock, addr):
             req.body.request = req  # unread.py reaches the request through environ["wsgi.input"]
             self.in_flight.add(req)
+            if write_seconds:
+                sock = Deadlined(sock, write_seconds, addr)
             try:
                 return super().handle_request(listener_name, req, sock, addr)
             finally:

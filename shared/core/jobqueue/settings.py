@@ -510,7 +510,8 @@ SPEC: dict[str, tuple[str, Callable[[str, str], object], str]] = {
     "CLIENT_TIMEOUT_SECONDS": (
         "5",
         _int(1, 300),
-        "API: a client must send its request headers, and its body, within this; idle keep-alive connections close after it",
+        "API: a client must send its request headers, and its body, within this, and make room for its answer within it "
+        "(a write waiting longer ends the connection); idle keep-alive connections close after it",
     ),
     "API_TOKEN": ("", _token, "if set, job routes require Authorization: Bearer <token>"),
     "API_TOKENS": (
