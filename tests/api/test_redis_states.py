@@ -251,6 +251,32 @@ def _start_redis(tmp_path, port: int, *options: str) -> subprocess.Popen:
     return subprocess.Popen(argv, stdout=subprocess.DEVNULL)
 
 
+def test_a_redis_with_one_db_stores_nothing_for_a_submit_it_refuses(tmp_path):
+    """A SELECT Redis refuses inside MULTI/EXEC does not abort the transaction: on a Redis without
+    the queue db a plain submit stored its job, pushed its id into db 0's list and answered 503
+    (which a client takes for "not stored, submit again"); a keyed submit stored its document and
+    key. Once the dbs were fixed each ran, beside the client's second submit. The API's connection
+    now tries the queue db as it connects, so nothing is sent: the 503 means nothing stored."""
+    port = free_port()
+    server = _start_redis(tmp_path, port, "--databases", "1")
+    try:
+        url = f"redis://127.0.0.1:{port}"
+        wait_until(lambda: _answers(url), 10, "redis-server up")
+        client = create_app(make_settings(url), load_data=False).test_client()
+        for answer in (
+            client.post("/submit", json={"operation": "sleep"}),
+            client.post("/submit", json={"operation": "sleep"}, headers={"Idempotency-Key": "k-one-db"}),
+            client.post("/submit?wait=1", json={"operation": "sleep"}),
+            client.post("/jobs", json={"operation": "sleep"}),
+        ):
+            assert_503(answer, "redis_misconfigured", "SETUP", "SELECT 1", "DB index is out of range")
+        stored = redis.Redis.from_url(url).keys("*")
+        assert not [k for k in stored if k.split(b":")[0] in (b"job", b"hotqueue", b"idempotency", b"jobs")], stored
+    finally:
+        server.kill()
+        server.wait(10)
+
+
 def _answers(url: str) -> bool:
     try:
         return bool(redis.Redis.from_url(url).ping())

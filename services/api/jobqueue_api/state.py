@@ -80,7 +80,11 @@ def build_state(settings: Settings, catalogue: Registry) -> ApiState:
     # still has time to check whether it was stored (jobqueue.delivery) and answer 202
     bound = settings.redis_timeout_seconds
     sock = bound / 2
-    jobs = BoundedRedis.around(jobs_redis(settings, max_connections=REDIS_POOL_SIZE, timeout=sock), bound)
+    # its connections try the queue db as they connect: a Redis without it (databases 1) then refuses
+    # the submit before anything is sent, rather than storing the job and answering 503 (wire)
+    jobs = BoundedRedis.around(
+        jobs_redis(settings, max_connections=REDIS_POOL_SIZE, timeout=sock, check_queue_db=True), bound
+    )
     jobs_binary = BoundedRedis.around(
         jobs_redis(settings, decode=False, max_connections=REDIS_POOL_SIZE, timeout=sock), bound
     )

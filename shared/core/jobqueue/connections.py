@@ -10,6 +10,7 @@ a user asked for.
 from __future__ import annotations
 
 import re
+from functools import partial
 
 import redis
 
@@ -28,15 +29,23 @@ def connection_options(settings: Settings, db: int) -> dict[str, object]:
 
 
 def _client(
-    settings: Settings, db: int, decode: bool, max_connections: int | None = None, timeout: float | None = None
+    settings: Settings,
+    db: int,
+    decode: bool,
+    max_connections: int | None = None,
+    timeout: float | None = None,
+    also_select: tuple[int, ...] = (),
 ) -> redis.Redis:
     options: dict[str, object] = {
         "socket_connect_timeout": 2.0,
         "health_check_interval": 15,
         "retry_on_timeout": True,
         # each connection learns its Redis client id as it connects (one command a connection): a
-        # submit whose answer is lost fences the connection that sent it by that id (delivery.store)
-        "redis_connect_func": wire.learn_client_id,
+        # submit whose answer is lost fences the connection that sent it by that id (delivery.store);
+        # ``also_select``: the other dbs its transactions write, tried as it connects (wire)
+        "redis_connect_func": partial(wire.learn_client_id, also_select=also_select)
+        if also_select
+        else wire.learn_client_id,
     }
     if timeout is not None:
         # the API's reply timeout when the URL sets none: redis-py's own default is 5 s since 8.0
@@ -53,12 +62,19 @@ def _client(
 
 
 def jobs_redis(
-    settings: Settings, decode: bool = True, max_connections: int | None = None, timeout: float | None = None
+    settings: Settings,
+    decode: bool = True,
+    max_connections: int | None = None,
+    timeout: float | None = None,
+    check_queue_db: bool = False,
 ) -> redis.Redis:
     """Client of the jobs db. ``decode=False`` for binary results (PNG). ``timeout``: the socket
     timeout when REDIS_URL sets none (the API passes REDIS_TIMEOUT_SECONDS; the worker passes none
-    and keeps redis-py's)."""
-    return _client(settings, settings.redis_jobs_db, decode, max_connections, timeout)
+    and keeps redis-py's). ``check_queue_db``: each connection also tries to SELECT the queue db as
+    it connects, so a Redis without it refuses the connection (``wire.SetupRefused``, nothing sent)
+    instead of a submit transaction applying all but its SELECT (the API's client, which submits)."""
+    other = (settings.redis_queue_db,) if check_queue_db and settings.redis_queue_db != settings.redis_jobs_db else ()
+    return _client(settings, settings.redis_jobs_db, decode, max_connections, timeout, other)
 
 
 def queue_redis(settings: Settings, max_connections: int | None = None, timeout: float | None = None) -> redis.Redis:

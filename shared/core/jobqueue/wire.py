@@ -112,10 +112,10 @@ def _credentials_refused(exc: redis.exceptions.RedisError) -> SetupRefused:
     return SetupRefused(f"Redis refused this service's credentials: {exc}", "AUTH")
 
 
-def _set_up(conn: Any, handshake: Any) -> None:
+def _set_up(conn: Any, handshake: Any, db: int | None = None) -> None:
     """redis-py's handshake (AUTH, HELLO, CLIENT SETNAME, SELECT), its refusals raised as
-    :class:`SetupRefused` naming the db or the credentials (an ACL refusal stays a
-    NoPermissionError: it names the command)."""
+    :class:`SetupRefused` naming the db (``db``, else the connection's) or the credentials (an ACL
+    refusal stays a NoPermissionError: it names the command)."""
     try:
         handshake()
     except redis.exceptions.AuthenticationError as exc:
@@ -123,12 +123,12 @@ def _set_up(conn: Any, handshake: Any) -> None:
     except redis.exceptions.NoPermissionError:
         raise
     except redis.exceptions.ResponseError as exc:
-        db = getattr(conn, "db", 0)
+        db = getattr(conn, "db", 0) if db is None else db
         command = f"SELECT {db}" if "DB index" in str(exc) or "invalid DB" in str(exc) else "the connection set-up"
         raise SetupRefused(f"Redis refused {command}: {exc}", command) from exc
 
 
-def learn_client_id(conn: Any) -> None:
+def learn_client_id(conn: Any, also_select: Sequence[int] = ()) -> None:
     """A pool's ``redis_connect_func`` (``connections.py``): redis-py's handshake, then ``CLIENT ID``,
     kept with the socket, so the id of a connection whose answer is lost is known without asking
     the Redis that stopped answering. One command a connection, none a call. Refused (an ACL user
@@ -140,12 +140,20 @@ def learn_client_id(conn: Any) -> None:
     PING's ``NOAUTH`` made it reconnect into this handshake again, until Python's recursion limit
     (every API route a 500). Now the handshake's own refusal is raised as :class:`SetupRefused`:
     a db Redis does not have, or the credentials (``NOAUTH`` may come only at ``CLIENT ID``, the
-    first command of a connection to db 0 that sends no password)."""
+    first command of a connection to db 0 that sends no password).
+
+    ``also_select``: other dbs this connection's transactions and scripts SELECT (the API's jobs
+    connection writes the queue db too), tried here, before anything is sent: a SELECT Redis
+    refuses inside a MULTI/EXEC does not abort it, so on a Redis without the queue db (``databases
+    1``) a submit stored its job, pushed its id into the jobs db's list and was answered 503, "not
+    stored"; the client's second submit ran as a second job once the dbs were fixed."""
     handshake = getattr(conn, "on_connect_check_health", None)  # redis-py 6; 5 has on_connect only
     if handshake is None:  # pragma: no cover - the locked redis-py has it
         _set_up(conn, conn.on_connect)
     else:
         _set_up(conn, lambda: handshake(check_health=False))
+    for db in also_select:
+        _set_up(conn, lambda db=db: _select_and_back(conn, db), db)
     try:
         conn.send_command("CLIENT", "ID", check_health=False)
         conn._wire_client = (conn._sock, int(conn.read_response()))
@@ -153,6 +161,22 @@ def learn_client_id(conn: Any) -> None:
         raise _credentials_refused(exc) from exc
     except redis.exceptions.ResponseError:
         conn._wire_client = None
+
+
+def _select_and_back(conn: Any, db: int) -> None:
+    """SELECT ``db``, then the connection's own db again, in one write; the first refusal raised
+    once both replies are read (``SetupRefused`` naming ``SELECT <db>``, through :func:`_set_up`)."""
+    own = getattr(conn, "db", 0)
+    conn.send_packed_command([pack([("SELECT", str(db)), ("SELECT", str(own))])], check_health=False)
+    replies = []
+    for _ in range(2):
+        try:
+            replies.append(conn.read_response())
+        except redis.exceptions.ResponseError as exc:
+            replies.append(exc)
+    for reply in replies:
+        if isinstance(reply, redis.exceptions.ResponseError):
+            raise reply
 
 
 def client_id(conn: Any) -> int | None:
