@@ -129,6 +129,40 @@ def test_a_refused_command_holds_the_jobs_in_their_lists_until_fixed(fresh_redis
     assert "redis ACL allows this worker's commands again: taking jobs" in [r.getMessage() for r in caplog.records]
 
 
+def test_a_worker_refused_its_heartbeats_command_is_named_by_the_stall_check(fresh_redis):
+    """A user refused a command the heartbeat calls too (``TIME``; likewise ``EVALSHA`` or ``SCRIPT``,
+    which the README's ``+@read +@write`` user lacks) leaves its worker without a heartbeat, though it
+    records the refusal: the stall check said "no live worker has a heartbeat ... make their
+    REDIS_URL, REDIS_QUEUE_DB and QUEUE_NAME match the API's", which they did. It names the command."""
+    h = Harness(fresh_redis.url)
+    job_id = h.submit("sleep")
+    settings = Harness(_worker_user(fresh_redis, "-time")).settings.replace(job_lease_seconds=1.5)
+    worker = Worker(settings, operations(), FakeData(), worker_id="w1")
+    thread = threading.Thread(target=worker.work, kwargs={"install_signals": False}, daemon=True)
+    thread.start()
+    try:
+        wait_until(lambda: h.queue_client.exists(keys.acl_refused("w1")), 10, "the refusal recorded")
+        time.sleep(settings.job_lease_seconds)  # the job has waited a lease
+        backlog = read_backlog(settings, h.queue_client, h.jobs)
+        assert backlog.workers_alive == 0, backlog  # no heartbeat: the beat calls TIME
+        assert backlog.stalled and "ACL" in backlog.stalled and "'time'" in backlog.stalled, backlog.stalled
+        assert "no live worker" not in backlog.stalled
+        from jobqueue_api import create_app  # GET /queue (the web page, jobqueue info) says the same
+
+        api = create_app(h.settings.replace(job_lease_seconds=1.5), load_data=False).test_client()
+        assert "'time'" in api.get("/queue").get_json()["stalled_reason"]
+        fresh_redis.client().execute_command("ACL", "SETUSER", USER, "+time")
+        wait_until(lambda: h.store.get(job_id).status is JobStatus.COMPLETE, 10, "the job done")
+    finally:
+        worker.request_stop()
+        thread.join(10)
+    # a worker with no heartbeat and no record is still "no live worker"
+    h.queue_client.delete(keys.acl_refused("w1"), keys.WORKERS_HEARTBEAT)
+    h.submit("sleep")
+    time.sleep(settings.job_lease_seconds)
+    assert "no live worker" in read_backlog(settings, h.queue_client, h.jobs).stalled
+
+
 def test_a_user_refused_info_still_reaps_a_dead_workers_jobs(fresh_redis):
     """The README's narrower user (``+@all -@dangerous``, a managed Redis's default) is refused
     ``INFO``, which the reaper read Redis's uptime from: every reap raised NOPERM, and the sweep after

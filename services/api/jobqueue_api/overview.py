@@ -62,6 +62,8 @@ def queue_overview(state) -> dict[str, Any]:
     if waited_a_lease or (alive == 0 and depth + delayed > 0):
         idle_stalls = idle_is_stall(waiting.by_lane, plots_held, len(beats))
         refused = aclcheck.recorded(state.queue, [w["id"] for w in workers if w["alive"]])
+        if alive == 0:  # refused its heartbeat's commands, a worker has none (jobqueue.backlog)
+            refused = aclcheck.recorded_any(state.queue)
         stalled = stall_reason(
             keys.queue(name), settings.redis_queue_db, alive, idle, idle_stalls, tuple(refused.values())
         )

@@ -235,6 +235,13 @@ def recorded(client: redis.Redis, workers: list[str]) -> dict[str, str]:
     return {w: str(v) for w, v in zip(workers, found) if v is not None}
 
 
+def recorded_any(client: redis.Redis) -> dict[str, str]:
+    """Every worker's recorded refusal (a record lives RECORD_TTL_SECONDS after its last write): for
+    the stall check when no worker is alive, as one refused its heartbeat's commands has no heartbeat."""
+    found = [str(k) for k in client.scan_iter(match=f"{keys.ACL_REFUSED_PREFIX}*", count=1000)]
+    return recorded(client, [k[len(keys.ACL_REFUSED_PREFIX) :] for k in found])
+
+
 class Guard:
     """The API's check of its scripts' commands (:func:`api_commands`), run on a call's way at most
     every GUARD_SECONDS: :meth:`ensure` raises the refusal (a NoPermissionError naming the

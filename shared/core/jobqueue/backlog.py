@@ -35,7 +35,9 @@ class Backlog:
     stalled_after: float  # how long jobs may wait unclaimed before it counts as a stall
     by_lane: dict[str, int] = field(default_factory=dict)  # waiting per lane (cheap, plots)
     idle_is_stall: bool = True  # idle workers beside these jobs tell of a stall (:func:`idle_is_stall`)
-    acl_refused: tuple[str, ...] = ()  # what Redis's ACL refuses live workers (jobqueue.aclcheck)
+    # what Redis's ACL refuses workers (jobqueue.aclcheck): the live ones, or, with none live, any
+    # that recorded a refusal in the last minute (one refused its heartbeat's commands has no heartbeat)
+    acl_refused: tuple[str, ...] = ()
 
     @property
     def workers_idle(self) -> int:
@@ -84,16 +86,16 @@ def stall_reason(
     page, ``jobqueue info``). Idle workers tell of one only when ``idle_stalls``
     (:func:`idle_is_stall`). ``acl_refused``: what Redis's ACL refuses live workers, which then take
     no job, idle or holding one (:func:`jobqueue.aclcheck.recorded`)."""
+    if acl_refused:
+        return (
+            f"{len(acl_refused)} {'live ' if workers_alive else ''}worker(s) take no jobs: the Redis ACL refuses "
+            f"their user {acl_refused[0]} (NOPERM); give that user the command, or the key pattern "
+            "(ACL SETUSER <user> +<command>): they take jobs again at their next heartbeat"
+        )
     if workers_alive == 0:
         return (
             f"no live worker has a heartbeat in Redis db {queue_db}: start workers, or make their "
             "REDIS_URL, REDIS_QUEUE_DB and QUEUE_NAME match the API's"
-        )
-    if acl_refused:
-        return (
-            f"{len(acl_refused)} live worker(s) take no jobs: the Redis ACL refuses their user "
-            f"{acl_refused[0]} (NOPERM); give that user the command, or the key pattern "
-            "(ACL SETUSER <user> +<command>): they take jobs again at their next heartbeat"
         )
     if workers_idle and idle_stalls:
         return (
@@ -138,6 +140,10 @@ def read_backlog(
                 age = 0.0
     alive_ids = set(alive)
     refused = aclcheck.recorded(queue, sorted(alive_ids)) if waiting.depth else {}
+    if waiting.depth and not alive_ids:
+        # a worker refused a command its heartbeat needs (TIME, EVALSHA, SCRIPT) has no heartbeat
+        # but still records the refusal: "no live worker ... match the API's" blamed the wrong thing
+        refused = aclcheck.recorded_any(queue)
     return Backlog(
         queue=keys.queue(settings.queue_name),
         queue_db=settings.redis_queue_db,
