@@ -130,6 +130,17 @@ def test_a_deeply_nested_login_body_is_a_400_not_a_500(client):
     assert response.get_json()["error"] == "invalid_body", response.get_json()
 
 
+def test_a_deeply_nested_submit_body_is_a_400_in_plain_words(client):
+    """Nested deeper than json reads: the 400 said "the body is not valid JSON: maximum recursion
+    depth exceeded while decoding a JSON array from a unicode string", the interpreter's words."""
+    nested = b'{"operation": "unique_issues", "params": {"x": ' + b"[" * 20_000 + b"]" * 20_000 + b"}}"
+    response = client.post("/submit", data=nested, content_type="application/json")
+    assert response.status_code == 400, response.get_json()
+    doc = response.get_json()
+    assert doc["error"] == "invalid_json" and "nested too deeply" in doc["message"], doc
+    assert "recursion" not in doc["message"], doc
+
+
 BODY_TEXT = '{"operation": "sleep", "params": {"seconds": 0}}'
 NOT_UTF8 = [
     (b"\xef\xbb\xbf" + BODY_TEXT.encode(), "byte order mark"),

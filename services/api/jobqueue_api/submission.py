@@ -220,7 +220,9 @@ def parse_body(raw: bytes) -> dict[str, Any]:
         raise duplicate_key(exc) from None
     except NotUtf8 as exc:
         raise ApiError(400, "invalid_json", str(exc)) from None
-    except (ValueError, RecursionError) as exc:
+    except RecursionError:  # its words were Python's ("maximum recursion depth exceeded while decoding")
+        raise ApiError(400, "invalid_json", "the body is nested too deeply to read; send a flat JSON object") from None
+    except ValueError as exc:
         raise ApiError(400, "invalid_json", f"the body is not valid JSON: {exc}"[:300]) from None
     if not isinstance(body, dict):
         raise ApiError(400, "invalid_body", f"the body must be a JSON object {{...}}, not {json_kind(body)}")
