@@ -99,3 +99,20 @@ def test_jobs_from_before_the_index_are_listed_again_after_the_backfill(served):
 def test_unreachable_redis_exits_3_naming_it():
     done = _backfill("redis://127.0.0.1:1")
     assert done.returncode == 3 and "run it again" in done.stderr, done.stderr
+
+
+def test_a_refused_password_exits_3_saying_what_to_fix(tmp_path):
+    """A wrong password is not Redis being away: "run it again when Redis answers" sent the operator
+    waiting; now the message names the settings to fix."""
+    from devstack.redis_server import RedisServer, find_redis_server
+
+    if find_redis_server() is None:
+        pytest.skip("no redis-server binary")
+    locked = RedisServer(tmp_path / "redis", password="s3cret", appendonly=False).start()
+    try:
+        done = _backfill(f"redis://:not-its-pw@127.0.0.1:{locked.port}")
+        assert done.returncode == 3, done.stderr
+        assert "credentials" in done.stderr and "fix REDIS_URL / REDIS_PASSWORD" in done.stderr, done.stderr
+        assert "not-its-pw" not in done.stderr, done.stderr
+    finally:
+        locked.stop()

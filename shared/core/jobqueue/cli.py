@@ -104,6 +104,7 @@ def _backfill_owner_index(args: argparse.Namespace) -> int:
     from .connections import jobs_redis
     from .reindex import backfill_owner_index
     from .settings import SettingsError, load_settings
+    from .wire import SetupRefused
 
     if args.batch < 1:
         print("jobqueue backfill-owner-index: --batch must be 1 or more", file=sys.stderr)
@@ -117,7 +118,13 @@ def _backfill_owner_index(args: argparse.Namespace) -> int:
     try:
         done = backfill_owner_index(client, args.batch)
     except redis.exceptions.RedisError as exc:  # nothing half-done to undo: run it again
-        print(f"jobqueue backfill-owner-index: Redis: {exc}; run it again when Redis answers", file=sys.stderr)
+        # a refused password or db does not pass by itself: "when Redis answers" sent one waiting
+        then = (
+            "fix REDIS_URL / REDIS_PASSWORD and run it again"
+            if isinstance(exc, SetupRefused)
+            else "run it again when Redis answers"
+        )
+        print(f"jobqueue backfill-owner-index: Redis: {exc}; {then}", file=sys.stderr)
         return Exit.UNAVAILABLE
     finally:
         client.close()
