@@ -163,6 +163,40 @@ def test_unknown_route_is_404_json(client):
     assert response.get_json() == {"error": "not_found", "message": "no such route; GET /help lists them"}
 
 
+@pytest.mark.parametrize(
+    "method,path,route",
+    [
+        ("POST", "/submit/", "/submit"),  # curl -X POST $API/submit/
+        ("GET", "/operations/", "/operations"),
+        ("GET", "/jobs/", "/jobs"),
+        ("GET", "/status/3f2b8c4e-1d2a-4b5c-9e8f-0a1b2c3d4e5f/", "/status/3f2b8c4e-1d2a-4b5c-9e8f-0a1b2c3d4e5f"),
+        (
+            "GET",
+            "/jobs/3f2b8c4e-1d2a-4b5c-9e8f-0a1b2c3d4e5f/result/",
+            "/jobs/3f2b8c4e-1d2a-4b5c-9e8f-0a1b2c3d4e5f/result",
+        ),
+        ("GET", "/submit/", "/submit"),  # a route of another method: without the slash, its 405
+    ],
+)
+def test_a_route_with_a_trailing_slash_is_named_in_the_404(client, queue, method, path, route):
+    """`curl -X POST $API/submit/` answered "no such route; GET /help lists them", and /help lists
+    /submit: the slash was the mistake, so the 404 says so and names the route."""
+    response = client.open(path, method=method, json={"operation": "top_locations", "params": {"n": 3}})
+    assert response.status_code == 404
+    assert response.get_json() == {
+        "error": "not_found",
+        "message": f"no such route: {path} ends in '/'; the route is {route}, without it",
+    }
+    assert queue.llen(keys.queue("jobs")) == 0
+
+
+@pytest.mark.parametrize("path", ["/no/such/route/", "/submitt/", "/jobs/x/y/"])
+def test_a_trailing_slash_on_no_route_keeps_the_plain_404(client, path):
+    response = client.get(path)
+    assert response.status_code == 404
+    assert response.get_json() == {"error": "not_found", "message": "no such route; GET /help lists them"}
+
+
 def test_stored_document_is_what_the_job_model_writes(client, jobs):
     """The submit path serialises without Job.to_json (speed); the bytes must not differ."""
     from jobqueue.jobs import Job

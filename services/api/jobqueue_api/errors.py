@@ -17,9 +17,10 @@ import re
 from typing import Any
 
 import redis
-from flask import Flask, current_app, jsonify
+from flask import Flask, current_app, jsonify, request
 from gunicorn.http import errors as gerr
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import HTTPException, MethodNotAllowed
+from werkzeug.routing import RequestRedirect
 
 from atx_analysis.errors import AnalysisError, DataFormatError, MissingColumnError, PermanentError, TransientError
 from atx_analysis.registry import ParamError, UnknownOperation
@@ -100,6 +101,24 @@ def analysis_error(exc: AnalysisError) -> ApiError:
     return err
 
 
+def _slash_hint() -> str | None:
+    """The 404 of a route written with a trailing slash (``POST $API/submit/``,
+    ``/jobs/<id>/result/``): name the route without it. It used to be the bare "no such route; GET
+    /help lists them", and /help then lists the very route the request seemed to name."""
+    path = request.path
+    if len(path) < 2 or not path.endswith("/"):
+        return None
+    bare = path.rstrip("/") or "/"
+    try:
+        current_app.url_map.bind("localhost").match(bare, method=request.method)
+    except (MethodNotAllowed, RequestRedirect):
+        pass  # the route exists (another method: its own 405 follows once the slash is gone)
+    except HTTPException:
+        return None
+    route = request.script_root + bare
+    return f"no such route: {request.script_root + path} ends in '/'; the route is {route}, without it"
+
+
 def http_error(exc: HTTPException):
     """The JSON answer to Werkzeug's HTTP exceptions (a 404 route, a 405 method, a 413 body). The
     web page answers a browser's 404 under ``/ui/`` with its own HTML page (routes/ui.py) and
@@ -108,6 +127,8 @@ def http_error(exc: HTTPException):
     message = _MESSAGES.get(status, exc.description or exc.name)
     if status == 413:
         message = f"request body larger than MAX_BODY_BYTES ({current_app.config['MAX_CONTENT_LENGTH']} bytes)"
+    if status == 404:
+        message = _slash_hint() or message
     headers = {}
     allowed = getattr(exc, "valid_methods", None)  # MethodNotAllowed's
     if status == 405 and allowed:
