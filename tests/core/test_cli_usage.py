@@ -152,3 +152,38 @@ def test_analyze_checks_its_output_before_running(tmp_path):
         "analyze", "top_locations", "n=1", "--output", "/nonexistent/dir/x.json", env={"DATA_CACHE_DIR": str(tmp_path)}
     )
     assert r.returncode == 2 and "cannot be written" in r.stderr and "Traceback" not in r.stderr, r.stderr
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "args,said",
+    [
+        (
+            ["submit", "top_locations", "--n", "5"],
+            "jobqueue submit: error: parameters are key=value, not options: write n=5",
+        ),
+        (["submit", "top_locations", "--n=5", "--wait"], "parameters are key=value, not options: write n=5"),
+        (["submit", "incidents_by_road", "--road", "S CONGRESS"], "write 'road=S CONGRESS'"),
+        (["submit", "top_locations", "n=5", "--wait", "--timout", "30"], "unrecognized arguments: --timout 30"),
+        (["submit", "top_locations", "n=5", "--wiat"], "jobqueue submit: error: unrecognized arguments: --wiat"),
+        (["status", "abc", "--bogus", "1"], "jobqueue status: error: unrecognized arguments: --bogus 1"),
+    ],
+)
+def test_a_parameter_written_as_an_option_is_named_as_key_value(stack, args, said):
+    """`jobqueue submit top_locations --n 5` said only "jobqueue: error: unrecognized arguments: --n 5"
+    under the top-level usage, with no word on how parameters are written; a mistyped option of the
+    command (--timout) is still called unrecognized, under the command's own usage."""
+    before = _job_count(stack)
+    r = jq(*args, "--url", stack.url, timeout=60)
+    assert r.returncode == 2, (r.returncode, r.stderr)
+    assert said in r.stderr and "Traceback" not in r.stderr, r.stderr
+    assert f"usage: jobqueue {args[0]} " in r.stderr, r.stderr
+    if "--timout" in args:
+        assert "not options" not in r.stderr, r.stderr
+    assert _job_count(stack) == before
+
+
+def test_analyze_takes_a_parameter_written_as_an_option_for_key_value():
+    r = jq("analyze", "top_locations", "-n", "5", timeout=60)
+    assert r.returncode == 2, r.stderr
+    assert "jobqueue analyze: error: parameters are key=value, not options: write n=5 (got -n 5)" in r.stderr

@@ -9,6 +9,8 @@ Exit statuses are the same for every subcommand (``jobqueue.cliargs.Exit``)."""
 from __future__ import annotations
 
 import argparse
+import difflib
+import shlex
 import sys
 
 
@@ -71,7 +73,10 @@ def _main(argv: list[str] | None = None) -> int:
     p.set_defaults(admin_handler=_backfill_owner_index)
     for choice in sub.choices.values():  # every subcommand's --help states the exit statuses
         choice.epilog = choice.epilog or Exit.epilog()
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    if extra:  # what parse_args refuses, said by the subcommand (its usage), a parameter as an option named
+        command = sub.choices.get(getattr(args, "command", None) or "", parser)
+        command.error(_option_as_parameter(command, args, extra) or f"unrecognized arguments: {' '.join(extra)}")
     if getattr(args, "admin_handler", None) is not None:
         return args.admin_handler(args)
     if getattr(args, "client_handler", None) is not None:
@@ -93,6 +98,23 @@ def _main(argv: list[str] | None = None) -> int:
     if args.command == "version":
         print(_version())
     return Exit.OK
+
+
+def _option_as_parameter(command: argparse.ArgumentParser, args: argparse.Namespace, extra: list[str]) -> str | None:
+    """``jobqueue submit top_locations --n 5`` (or ``--n=5``, ``-n 5``): parameters are key=value, not
+    options. argparse said only "unrecognized arguments: --n 5", under the top-level usage, which has
+    no word about parameters."""
+    if getattr(args, "command", None) not in ("submit", "analyze") or not extra[0].startswith("-"):
+        return None
+    key, sep, value = extra[0].lstrip("-").partition("=")
+    if not sep and len(extra) > 1 and not extra[1].startswith("-"):
+        value = extra[1]
+    if not key or not value:
+        return None
+    options = [o.lstrip("-") for o in command._option_string_actions if o.startswith("--")]
+    if difflib.get_close_matches(key, options, n=1, cutoff=0.75):  # --timout 30: a mistyped option
+        return None
+    return f"parameters are key=value, not options: write {shlex.quote(f'{key}={value}')} (got {' '.join(extra)})"
 
 
 def _backfill_owner_index(args: argparse.Namespace) -> int:
