@@ -42,6 +42,30 @@ def test_what_the_worker_would_refuse_is_a_400_at_submit(data_app, operation, pa
     assert body["error"] == "invalid_param" and body["param"] == param
 
 
+@pytest.mark.parametrize(
+    "params,param,said",
+    [
+        ({"date": "2024-02-30"}, "date", "2024-02-30 has day 30, and 2024-02 has days 01 to 29"),
+        ({"date": "2023-02-29"}, "date", "2023-02-29 has day 29, and 2023-02 has days 01 to 28"),
+        ({"date": "2024-13-01"}, "date", "2024-13-01 has month 13 (months are 01 to 12)"),
+    ],
+)
+def test_a_date_in_the_asked_form_that_is_no_day_says_which_part_is_wrong(client, queue, params, param, said):
+    """'2024-02-30' was refused with "'date' must be a date YYYY-MM-DD, got '2024-02-30'": the form
+    the student had written, so the message read as wrong. Nothing is queued."""
+    response = _post(client, "incident_count_by_date", params)
+    assert response.status_code == 400
+    assert response.get_json() == {
+        "error": "invalid_param",
+        "message": f"'{param}' must be a calendar day: {said}",
+        "param": param,
+    }
+    response = _post(client, "daily_counts", {"start": "2024-01-01", "end": params["date"]})
+    assert response.status_code == 400 and response.get_json()["param"] == "end"
+    assert said in response.get_json()["message"]
+    assert queue.llen(keys.queue("jobs")) == 0
+
+
 def test_cross_parameter_rules_hold_without_the_data_too(client):
     """An API started without DATA_PATH still refuses what the dates alone decide."""
     assert _post(client, "daily_counts", {"start": "2024-02-01", "end": "2024-01-01"}).status_code == 400

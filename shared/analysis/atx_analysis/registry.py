@@ -8,6 +8,7 @@ submissions (``submit_templates.json``) and the OpenAPI document. A bad paramete
 
 from __future__ import annotations
 
+import calendar
 import datetime as dt
 import difflib
 import functools
@@ -194,17 +195,29 @@ def _to_boolean(name: str, raw: Any) -> bool:
     return raw
 
 
+def _no_such_day(text: str) -> str:
+    """Why ``text`` (``YYYY-MM-DD`` digits) names no day: its month, or its day in that month."""
+    year, month, day = (int(part) for part in text.split("-"))
+    if not 1 <= month <= 12:
+        return f"{text} has month {month:02d} (months are 01 to 12)"
+    days = calendar.monthrange(year, month)[1]
+    return f"{text} has day {day:02d}, and {year:04d}-{month:02d} has days 01 to {days:02d}"
+
+
 def _to_date(name: str, raw: Any) -> str:
     if not isinstance(raw, str):
         raise ParamError(name, f"'{name}' must be a date string YYYY-MM-DD")
-    try:
-        if not _DATE_TEXT.fullmatch(raw.strip()):
-            raise ValueError(raw)
-        value = dt.date.fromisoformat(raw.strip()).isoformat()
-    except ValueError:
-        raise ParamError(name, f"'{name}' must be a date YYYY-MM-DD, got {raw!r}") from None
-    if not MIN_YEAR <= int(value[:4]) <= MAX_YEAR:  # pandas' nanosecond range: year 1 was a 500
+    text = raw.strip()
+    if not _DATE_TEXT.fullmatch(text):
+        raise ParamError(name, f"'{name}' must be a date YYYY-MM-DD, got {raw!r}")
+    if not MIN_YEAR <= int(text[:4]) <= MAX_YEAR:  # pandas' nanosecond range: year 1 was a 500
         raise ParamError(name, f"'{name}' must be a date between {MIN_YEAR} and {MAX_YEAR}")
+    try:
+        value = dt.date.fromisoformat(text).isoformat()
+    except ValueError:
+        # written as asked, but no day (2024-02-30, 2023-02-29, 2024-13-01): "must be a date
+        # YYYY-MM-DD, got '2024-02-30'" read as if the form were wrong
+        raise ParamError(name, f"'{name}' must be a calendar day: {_no_such_day(text)}") from None
     return value
 
 
