@@ -189,7 +189,7 @@ FIRST_DAY = Param(
     Param("end", "date", "last day, inclusive; default the last day in the data", default=None, example="2024-01-31"),
     description=f"Incidents per Austin calendar day from start to end inclusive (at most {MAX_SERIES_DAYS} days), "
     "zeros included.",
-    result_keys=("counts", "start", "end", "total"),
+    result_keys=("start", "end", "counts", "total"),
     check=_check_range,
 )
 def daily_counts(ds: Dataset, start: str | None, end: str | None) -> dict[str, Any]:
