@@ -82,6 +82,28 @@ def test_soda_select_subset_loads_and_missing_columns_are_named(load):
         average_response_time(ds)
 
 
+def test_a_missing_column_is_named_with_the_operation_asked_for(tmp_path, load):
+    """plot_incidents_by_issue (by_hour, by_weekday) on a subset without the column it draws said
+    "operation 'incidents_by_issue' needs the 'issue' column", naming an operation nobody asked for
+    (the sync route's body carried it as its "operation" too)."""
+    import atx_analysis.operations  # noqa: F401  (fills the registry)
+    from atx_analysis.registry import REGISTRY
+
+    address_only = tmp_path / "address_only.csv"
+    address_only.write_text("address\nS CONGRESS AVE\nN LAMAR BLVD\n", encoding="utf-8")
+    refused = set()
+    for path in (FIXTURES / "soda_select.csv", address_only):
+        ds = load(path)
+        for op in REGISTRY:
+            try:
+                op.run(ds, op.example_submission()["params"])
+            except MissingColumnError as err:
+                assert err.operation == op.name, (path.name, op.name, str(err))
+                assert f"operation '{op.name}' needs" in str(err)
+                refused.add(op.name)
+    assert {"plot_incidents_by_issue", "plot_incidents_by_hour", "plot_incidents_by_weekday"} <= refused
+
+
 def test_wrong_columns_error_names_expected_columns(load):
     with pytest.raises(DataFormatError) as err:
         load(FIXTURES / "wrong_columns.csv")
