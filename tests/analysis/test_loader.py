@@ -104,6 +104,23 @@ def test_a_missing_column_is_named_with_the_operation_asked_for(tmp_path, load):
     assert {"plot_incidents_by_issue", "plot_incidents_by_hour", "plot_incidents_by_weekday"} <= refused
 
 
+def test_a_tutorial_csv_without_a_column_is_named_once(tmp_path, load):
+    """The message read "looks like the the tutorial's simplified CSV"."""
+    short = tmp_path / "tutorial3.csv"
+    short.write_text("date,Location,Issue_Report\n2024-03-06,S CONGRESS AVE,Crash Urgent\n", encoding="utf-8")
+    with pytest.raises(DataFormatError) as err:
+        load(short)
+    assert str(err.value).startswith("looks like the tutorial's simplified CSV but lacks columns: ResponseTime;")
+    portal = tmp_path / "portal9.csv"
+    lines = (FIXTURES / "portal10.csv").read_text().splitlines()
+    portal.write_text("\n".join(line.rsplit(",", 2)[0] for line in lines) + "\n", encoding="utf-8")
+    with pytest.raises(DataFormatError) as err:
+        load(portal)
+    assert str(err.value).startswith("looks like the portal CSV export (10 columns) but lacks columns: Status Date"), (
+        err
+    )
+
+
 def test_wrong_columns_error_names_expected_columns(load):
     with pytest.raises(DataFormatError) as err:
         load(FIXTURES / "wrong_columns.csv")

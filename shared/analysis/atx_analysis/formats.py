@@ -99,9 +99,9 @@ def detect(columns: list[str]) -> tuple[Format, dict[str, str]]:
     if near:
         fmt = near[0]
         missing = [r for r in (PORTAL_9.required if fmt is PORTAL_10 else fmt.required) if _key(r) not in present]
-        raise DataFormatError(
-            f"looks like the {fmt.title} but lacks columns: {', '.join(missing)}; expected: {fmt.expected()}"
-        )
+        # the tutorial's title has its own article ("the tutorial's ..."): it read "looks like the the"
+        title = fmt.title if fmt.title.startswith("the ") else f"the {fmt.title}"
+        raise DataFormatError(f"looks like {title} but lacks columns: {', '.join(missing)}; expected: {fmt.expected()}")
     shown = ", ".join(str(c) for c in list(columns)[:12]) or "(none)"
     raise DataFormatError(
         f"unrecognised columns [{shown}]; expected one of these formats: {expected_columns_message()}"
