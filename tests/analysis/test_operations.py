@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import math
 
+import numpy as np
+
 import pytest
 
 import atx_analysis.operations  # noqa: F401  (fills the registry)
@@ -315,3 +317,17 @@ def test_plain_text_numbers_and_dates_still_coerce(kind, text, value):
     from atx_analysis.registry import Param
 
     assert Param("v", kind, "test").coerce(text) == value
+
+
+def test_within_radius_by_issue_is_the_ten_most_common(load):
+    """by_issue lists 10 issue types at most (docs/analysis.md); it used to be documented as "the
+    most common issues", and its counts summing to less than count read as a wrong number."""
+    ds = load(SAMPLE)
+    res = run(ds, "incidents_within_radius", latitude=30.2672, longitude=-97.7431, radius_km=100)
+    rows = ds.index.within_radius(30.2672, -97.7431, 100)
+    issues = ds.columns.categories["issue"]
+    codes = ds.columns.arrays["issue"][rows]
+    every = {issues[c]: int(n) for c, n in enumerate(np.bincount(codes[codes >= 0], minlength=len(issues))) if n}
+    assert len(every) > 10 and len(res["by_issue"]) == 10
+    assert list(res["by_issue"].items()) == sorted(every.items(), key=lambda kv: (-kv[1], kv[0]))[:10]
+    assert sum(res["by_issue"].values()) < res["count"] == len(rows)

@@ -24,6 +24,7 @@ MAX_TOP = 1000
 MAX_ROAD_LENGTH = 100
 MAX_SERIES_DAYS = 5000
 MAX_RADIUS_KM = 100.0
+MAX_RADIUS_ISSUES = 10  # incidents_within_radius's by_issue: the most common issue types, most first
 WEEKDAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
 
 
@@ -235,7 +236,8 @@ AROUND_A_POINT = (
 
 @REGISTRY.operation(
     *AROUND_A_POINT,
-    description="Incidents with coordinates within radius_km of a point, with the most common issues there.",
+    description="Incidents with coordinates within radius_km of a point, with the 10 most common issues there "
+    f"(by_issue: at most {MAX_RADIUS_ISSUES}, so its counts may sum to less than count).",
     result_keys=("count", "latitude", "longitude", "radius_km", "by_issue"),
 )
 def incidents_within_radius(ds: Dataset, latitude: float, longitude: float, radius_km: float) -> dict[str, Any]:
@@ -245,7 +247,7 @@ def incidents_within_radius(ds: Dataset, latitude: float, longitude: float, radi
     codes = ds.columns.arrays["issue"][rows]
     counts = np.bincount(codes[codes >= 0], minlength=len(issues))
     order = np.argsort(-counts, kind="stable")
-    by_issue = {issues[i]: int(counts[i]) for i in order[:10] if counts[i] > 0}
+    by_issue = {issues[i]: int(counts[i]) for i in order[:MAX_RADIUS_ISSUES] if counts[i] > 0}
     return {
         "count": len(rows),
         "latitude": latitude,
