@@ -14,7 +14,10 @@ import numpy as np
 from .columns import NO_DAY, Columns
 
 EARTH_RADIUS_KM = 6371.0088
-MAX_NEEDLE = 400  # bytes; the road parameter is bounded well below this
+# bytes: the road parameter's 100 characters, each at most 6 bytes once upper-cased as the search
+# compares them (U+1FF7 'ῷ' is 'Ω͂Ι'). It was 400 (4 bytes a character), and a 100-character road
+# in such letters found nothing even in an address that holds it.
+MAX_NEEDLE = 600
 
 
 def _counts(codes: np.ndarray, size: int) -> np.ndarray:
