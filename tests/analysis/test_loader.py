@@ -71,6 +71,31 @@ def test_tutorial_csv(load):
     assert ds.counts["response_time_unparseable"] == 1
 
 
+def test_a_date_without_a_time_counts_in_days_and_weekdays_but_in_no_hour(tmp_path, load):
+    """The tutorial's ``date`` (2024-03-06) was stored as Austin's midnight, and incidents_by_hour
+    counted every such row at hour 0: a made-up peak. Only a row with a time has an hour; a file of
+    dates alone cannot answer by hour, and says why, from the cache too."""
+    from atx_analysis.errors import NoTimeOfDayError
+    from atx_analysis.operations import incidents_by_hour, incidents_by_weekday, plot_incidents_by_hour
+
+    ds = load(FIXTURES / "tutorial.csv")
+    hours = incidents_by_hour(ds)
+    # 2024-03-07 05:00:00 UTC is 23:00 in Austin; the date-only rows are in no hour
+    assert hours["total"] == 1 and hours["counts"]["23"] == 1 and hours["counts"]["0"] == 0
+    assert incidents_by_weekday(ds)["total"] == ds.index.dated_rows == 4
+
+    dates_only = tmp_path / "dates.csv"
+    lines = (FIXTURES / "tutorial.csv").read_text().splitlines()
+    dates_only.write_text("\n".join(line for line in lines if " " not in line.split(",")[0]) + "\n")
+    for _ in range(2):  # parsed, then read back from the cache
+        ds = load(dates_only)
+        assert ds.index.dated_rows == 3 and ds.index.timed_rows == 0
+        for op in (incidents_by_hour, plot_incidents_by_hour):
+            with pytest.raises(NoTimeOfDayError, match=f"{op.__name__}' needs a time of day.*tutorial-csv"):
+                op(ds)
+        assert incidents_by_weekday(ds)["counts"]["Wednesday"] == 2
+
+
 def test_soda_select_subset_loads_and_missing_columns_are_named(load):
     ds = load(FIXTURES / "soda_select.csv")
     assert ds.format == "soda-csv" and ds.rows == 4

@@ -7,6 +7,7 @@
     │   ├── UnknownOperation  no operation of that name (400 at submit, 404 on /analysis/<op>)
     │   └── DataFormatError   the data file is in no recognised form (422)
     │       └── MissingColumnError  the loaded data lacks a column an operation needs (422)
+    │           └── NoTimeOfDayError  its published values are dates without a time (422)
     ├── TransientError        may work later (the data not there yet): retry with backoff, 503
     └── FetchError            a download failed (the CLI reports it; exit 1)
 
@@ -50,6 +51,19 @@ class MissingColumnError(DataFormatError):
         else:
             why = "a SODA $select subset without it?"
         super().__init__(f"{what} the {column!r} column, which the loaded data does not have ({why})")
+
+
+class NoTimeOfDayError(MissingColumnError):
+    """The published column holds dates with no time of day (the tutorial's ``date``), so there is
+    no hour to count: every row at midnight would be a made-up answer."""
+
+    def __init__(self, operation: str, data_format: str | None = None):
+        super().__init__("published", operation, data_format)
+        form = f" (its form, {data_format})" if data_format else ""
+        self.args = (
+            f"operation {operation!r} needs a time of day, and the loaded data's published values are dates "
+            f"without one{form}: load data with times, such as the City's portal export",
+        )
 
 
 class FetchError(AnalysisError, RuntimeError):

@@ -36,7 +36,10 @@ class Index:
             self.day_counts = np.bincount(day[valid] - self.day0).astype(np.int64)
         else:
             self.day0, self.day_counts = 0, np.zeros(0, dtype=np.int64)
-        self.hour_counts = np.bincount(a["hour"][valid], minlength=24)[:24]
+        # a date with no time of day (the tutorial's ``date``) has a day and a weekday, hour -1
+        timed = a["hour"] >= 0
+        self.timed_rows = int(timed.sum())
+        self.hour_counts = np.bincount(a["hour"][timed], minlength=24)[:24]
         self.weekday_counts = np.bincount(a["weekday"][valid], minlength=7)[:7]
 
         self.addresses = columns.categories["address"]

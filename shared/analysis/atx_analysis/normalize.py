@@ -5,7 +5,7 @@ The rules for bad values (docs/data.md documents them; every one is counted in `
 * Timestamps are UTC instants: the portal's ``03/06/2024 01:29:39 AM +0000`` (also without the
   offset, taken as UTC), ISO 8601 with or without an offset (none means UTC), or epoch seconds
   in Parquet. A value with no time of day (``2024-03-06``) is that calendar day in Austin, i.e. its
-  local midnight. A missing or unparseable published date leaves the row in (it still counts for
+  local midnight, with no hour: it counts in date and weekday figures, not in hour ones. A missing or unparseable published date leaves the row in (it still counts for
   locations and issues) but with no date: it is left out of every date, hour and weekday figure.
 * Coordinates come from Latitude/Longitude, else from Location (``POINT (lon lat)`` or
   ``(lat,lon)``). Unparseable, out-of-range (|lat| > 90, |lon| > 180) or (0, 0) pairs become
@@ -59,23 +59,25 @@ def _strings(col: pa.ChunkedArray) -> pa.ChunkedArray:
 NAT_NS = np.iinfo(np.int64).min  # NaT as int64 nanoseconds
 
 
-def parse_timestamps(col: pa.ChunkedArray | None, n: int) -> tuple[np.ndarray, int, int]:
-    """Return (int64 ns since epoch UTC with NaT, missing count, unparseable count)."""
+def parse_timestamps(col: pa.ChunkedArray | None, n: int) -> tuple[np.ndarray, int, int, np.ndarray]:
+    """Return (int64 ns since epoch UTC with NaT, missing count, unparseable count, which rows held a
+    date with no time of day: those have a day but no hour)."""
     nat = np.full(n, np.iinfo(np.int64).min, dtype=np.int64)
+    no_time = np.zeros(n, dtype=bool)
     if col is None:
-        return nat, n, 0
+        return nat, n, 0, no_time
     if pa.types.is_timestamp(col.type):
         ts = pd.Series(col.to_pandas())
         if ts.dt.tz is None:
             ts = ts.dt.tz_localize("UTC")
         out = ts.dt.tz_convert("UTC").astype("datetime64[ns, UTC]").array.asi8.copy()
         missing = int(ts.isna().sum())
-        return out, missing, 0
+        return out, missing, 0, no_time
     if pa.types.is_integer(col.type) or pa.types.is_floating(col.type):  # epoch seconds
         secs = pd.to_numeric(col.to_pandas(), errors="coerce").to_numpy(dtype="float64", na_value=np.nan)
         ok = np.isfinite(secs)
         nat[ok] = (secs[ok] * 1e9).astype(np.int64)
-        return nat, int((~ok).sum()), 0
+        return nat, int((~ok).sum()), 0, no_time
     s = _strings(col)
     present = pc.is_valid(s).to_numpy(zero_copy_only=False)
     missing = int(n - present.sum())
@@ -99,8 +101,9 @@ def parse_timestamps(col: pa.ChunkedArray | None, n: int) -> tuple[np.ndarray, i
             iso = pd.to_datetime(rest[~date_only], format="ISO8601", utc=True, errors="coerce")
             parsed_rest[~date_only] = _datetimes_to_ns(iso)
         out[todo] = parsed_rest
+        no_time[np.flatnonzero(todo)[date_only]] = True
     bad = int((present & (out == NAT_NS)).sum())
-    return out, missing, bad
+    return out, missing, bad, no_time & (out != NAT_NS)
 
 
 # datetime64[ns] spans the years 1677-2262; a parsed year outside it (a typo like 0024 or 9999) is
@@ -222,8 +225,10 @@ def normalize(table: pa.Table, fmt: Format, colmap: dict[str, str]) -> tuple[Col
     n = table.num_rows
     src = {dst: table.column(name) for name, dst in colmap.items()}
     counts: dict[str, int] = {}
-    published, counts["published_missing"], counts["published_unparseable"] = parse_timestamps(src.get("published"), n)
-    status_date, _, counts["status_date_unparseable"] = parse_timestamps(src.get("status_date"), n)
+    published, counts["published_missing"], counts["published_unparseable"], no_time = parse_timestamps(
+        src.get("published"), n
+    )
+    status_date, _, counts["status_date_unparseable"], _ = parse_timestamps(src.get("status_date"), n)
     lat, lon = parse_coordinates(src.get("latitude"), src.get("longitude"), src.get("location"), n, counts)
     status, status_names = encode(src.get("status"), n, upper=True)
     if "response_minutes" in src:
@@ -239,6 +244,7 @@ def normalize(table: pa.Table, fmt: Format, colmap: dict[str, str]) -> tuple[Col
     with np.errstate(invalid="ignore"):
         response[(response < 0) | (response > MAX_RESPONSE_MINUTES)] = np.nan
     day, hour, weekday = local_fields(published)
+    hour[no_time] = -1  # local midnight stands for the day, not for an incident at 00:00
     arrays = {
         "published": published,
         "status_date": status_date,

@@ -17,6 +17,7 @@ import numpy as np
 
 from .dataset import Dataset
 from .columns import MAX_RESPONSE_MINUTES
+from .errors import NoTimeOfDayError
 from .registry import REGISTRY, Param, ParamError
 
 EPOCH = dt.date(1970, 1, 1)
@@ -159,13 +160,21 @@ def incidents_by_issue(ds: Dataset) -> dict[str, Any]:
     return {"counts": dict(counts), "total": sum(counts.values())}
 
 
+def _hour_counts(ds: Dataset, operation: str) -> list[int]:
+    """Incidents per Austin hour; a dataset of dates alone (the tutorial's CSV) has no hours at all."""
+    ds.require("published", operation)
+    if ds.index.dated_rows and not ds.index.timed_rows:
+        raise NoTimeOfDayError(operation, ds.format)
+    return [int(c) for c in ds.index.hour_counts]
+
+
 @REGISTRY.operation(
-    description="Incidents per hour of day (0-23, Austin local time).",
+    description="Incidents per hour of day (0-23, Austin local time). A date with no time of day "
+    "(the tutorial's date column) counts in no hour.",
     result_keys=("counts", "total"),
 )
 def incidents_by_hour(ds: Dataset) -> dict[str, Any]:
-    ds.require("published", "incidents_by_hour")
-    counts = [int(c) for c in ds.index.hour_counts]
+    counts = _hour_counts(ds, "incidents_by_hour")
     return {"counts": {str(h): c for h, c in enumerate(counts)}, "total": sum(counts)}
 
 
@@ -302,14 +311,13 @@ def plot_top_locations(ds: Dataset, n: int) -> bytes:
 def plot_incidents_by_hour(ds: Dataset) -> bytes:
     from .distplots import columns_png
 
-    ds.require("published", "plot_incidents_by_hour")  # named as the operation asked for, not the one it draws
-    counts = incidents_by_hour(ds)["counts"]
+    counts = _hour_counts(ds, "plot_incidents_by_hour")  # named as the operation asked for, not the one it draws
     return columns_png(
-        [f"{int(h):02d}" for h in counts],
-        list(counts.values()),
+        [f"{h:02d}" for h in range(24)],
+        counts,
         "Traffic incidents by hour of day in Austin",
         "hour of day (Austin local time)",
-        f"Data: {_source(ds)}; {sum(counts.values()):,} incidents with a published time.",
+        f"Data: {_source(ds)}; {sum(counts):,} incidents with a published time.",
     )
 
 
@@ -328,7 +336,7 @@ def plot_incidents_by_weekday(ds: Dataset) -> bytes:
         list(counts.values()),
         "Traffic incidents by day of the week in Austin",
         "day of the week (Austin local time)",
-        f"Data: {_source(ds)}; {sum(counts.values()):,} incidents with a published time.",
+        f"Data: {_source(ds)}; {sum(counts.values()):,} incidents with a published date.",
         highlight=(5, 6),
     )
 
