@@ -201,3 +201,17 @@ def test_non_ascii_addresses_survive_the_mapped_haystack(tmp_path):
     for needle in ("STRASSE", "straße", "Ñandú", "ÑANDÚ", "SSE Ñ", "E Ñ"):
         assert (mapped.index.road_matches(needle) == parsed.index.road_matches(needle)).all(), needle
     assert any(len(parsed.index.road_matches(n)) for n in ("STRASSE", "ÑANDÚ"))
+
+
+def test_docs_name_the_current_cache_version():
+    """first-install.md showed a .v6 cache file after the hour column's change made it .v7."""
+    import re
+
+    from devstack.paths import REPO_ROOT
+
+    shown = {
+        (doc.name, int(v))
+        for doc in [REPO_ROOT / "README.md", *(REPO_ROOT / "docs").glob("*.md")]
+        for v in re.findall(r"\.v(\d+)\.arrow", doc.read_text())
+    }
+    assert shown and all(v == CACHE_VERSION for _, v in shown), shown
