@@ -42,6 +42,14 @@ def test_issue_chart_grows_with_n_and_sums_the_rest(load):
         op.validate({"n": 0})
 
 
+def test_every_picture_is_as_wide_as_the_docs_say(load):
+    """docs/analysis.md said "about 1200 px wide" for every plot; the radius map is 960 px."""
+    ds = load(SAMPLE)
+    widths = {op.name: png_size(op.run(ds, op.example_submission()["params"]))[0] for op in REGISTRY if op.produces_png}
+    assert widths.pop("plot_incidents_within_radius") == 960
+    assert widths and set(widths.values()) == {1200}, widths
+
+
 def test_radius_picture_with_no_incident_inside(load):
     ds = load(SAMPLE)
     png = REGISTRY.get("plot_incidents_within_radius").run(ds, {"latitude": 0.0, "longitude": 0.0, "radius_km": 1})
