@@ -50,6 +50,35 @@ def test_plots_on_tiny_and_empty_ranges(load):
     assert png_size(REGISTRY.get("plot_top_locations").run(ds, {"n": 3}))[1] > 0
 
 
+@pytest.mark.parametrize("days", [1, 2, 30, 3000])
+def test_daily_chart_layout_on_short_and_empty_ranges(days):
+    """A 2-day chart with no incidents had y ticks 0.0, 0.2 ... (fractions of an incident, wider than
+    the margin kept for them, so "incidents" ran off the left edge), its two-line first tick
+    ("Jan 01" over "2010") ran into the footer, and each tick sat on a bar's left edge with half a
+    day of empty axis past the last bar."""
+    import numpy as np
+
+    from atx_analysis.plots import DailyChart
+
+    chart = DailyChart()
+    first = 14_610  # 2010-01-01
+    for counts in (np.zeros(days, dtype=np.int64), np.arange(days, dtype=np.int64) % 3):
+        chart.render(first, counts, "test")
+        renderer = chart.fig.canvas.get_renderer()
+        ax = chart.ax
+        assert all(float(t).is_integer() for t in ax.get_yticks())
+        note = chart.note.get_window_extent(renderer)
+        for label in ax.get_xticklabels():
+            assert label.get_window_extent(renderer).y0 > note.y1, (label.get_text(), counts.sum())
+        assert ax.yaxis.label.get_window_extent(renderer).x0 >= 0
+        low, high = ax.get_xlim()
+        if days <= 400:  # bars from first to first + days, each tick at its bar's middle
+            assert (low, high) == (first, first + days)
+            assert all(t % 1 == 0.5 for t in ax.get_xticks())
+        else:
+            assert (low, high) == (first, first + days - 1)
+
+
 def test_a_reused_chart_draws_what_a_fresh_one_does(load):
     """Charts are kept per thread and reused; nothing of one request may show in the next."""
     import threading

@@ -138,8 +138,10 @@ class DailyChart:
     def render(self, first_day: int, counts: np.ndarray, source: str) -> bytes:
         ax, n = self.ax, len(counts)
         window = 7 if n <= 400 else 28
-        x = np.arange(first_day, first_day + n, dtype=float)
         as_bars = n <= 400  # one filled step per day looks like bars; thousands of them alias: a line
+        # a day's bar spans [day, day + 1): its tick, its point and its mean sit at its middle
+        centre = 0.5 if as_bars else 0.0
+        x = np.arange(first_day, first_day + n, dtype=float) + centre
         self.bars.set_visible(as_bars)
         self.line.set_visible(not as_bars)
         if as_bars:
@@ -159,15 +161,22 @@ class DailyChart:
             f"Data: {source}. Days are Austin local time (America/Chicago); "
             f"{int(counts.sum()):,} incidents in the range."
         )
-        ax.set_xlim(first_day - 0.5 if as_bars else first_day, first_day + n - (0 if as_bars else 1) + 0.5 * as_bars)
+        ax.set_xlim(first_day, first_day + n - 1 + 2 * centre)
         top = float(counts.max()) if n else 0.0
-        ax.set_ylim(0, top * 1.05 if top > 0 else 1.0)
+        # at least 0..3: below that the integer locator falls back to 0.2 steps, a fraction of an incident
+        ax.set_ylim(0, max(top * 1.05, 3.0))
         ax.yaxis.set_major_locator(_auto_locator())
         ticks, labels = date_ticks(first_day, first_day + n - 1)
-        ax.set_xticks(ticks, labels)
+        ax.set_xticks([t + centre for t in ticks], labels)
         widest = max((len(f"{v:,.0f}") for v in ax.get_yticks()), default=1)
+        lines = max((label.count("\n") + 1 for label in labels), default=1)  # "Jan 01\n2024" takes two
         _place_axes(
-            self.fig, ax, left_px=_text_px(self.fig, "8" * widest, 9)[0] + 46, bottom_px=58, top_px=36, right_px=14
+            self.fig,
+            ax,
+            left_px=_text_px(self.fig, "8" * widest, 9)[0] + 46,
+            bottom_px=42 + 16 * lines,
+            top_px=36,
+            right_px=14,
         )
         return _png(self.fig)
 
