@@ -29,6 +29,7 @@ BODY = json.dumps({"operation": "sleep", "params": {"seconds": 0}})
         "",
         "application/jsonp",
         "text/json",
+        "application/+json",  # a suffix with no type before it: RFC 6839 names none such
     ],
 )
 @pytest.mark.parametrize("path", ["/submit", "/jobs"])

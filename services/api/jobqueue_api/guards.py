@@ -141,7 +141,9 @@ def json_mimetype(mimetype: str) -> bool:
     ``application/problem+json``): a JSON body all the same, and none a page can send without a CORS
     preflight. The fast path takes a submit only on this verdict, remembered (``Guard.known_type``),
     so both paths accept the same types; docs/api.md says which."""
-    return mimetype == "application/json" or (mimetype.startswith("application/") and mimetype.endswith("+json"))
+    return mimetype == "application/json" or (
+        mimetype.startswith("application/") and mimetype.endswith("+json") and len(mimetype) > len("application/+json")
+    )
 
 
 class Guard:
