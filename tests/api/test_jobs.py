@@ -148,8 +148,11 @@ def test_list_pages_with_a_cursor(client, jobs):
             break
         url = f"/jobs?limit=2&status=submitted&cursor={page['next_cursor']}"
     assert seen == ids[1:][::-1]
-    bad = client.get("/jobs?cursor=nope")
-    assert bad.status_code == 400 and bad.get_json()["error"] == "invalid_cursor"
+    job_id = ids[0]
+    for cursor in ("nope", f"-1_{job_id}", f"1e3_{job_id}", f"%201_{job_id}", f"1_{job_id}x", f"nan_{job_id}"):
+        bad = client.get(f"/jobs?cursor={cursor}")  # the same pattern as the spec's: no other form pages
+        assert bad.status_code == 400 and bad.get_json()["error"] == "invalid_cursor", cursor
+    assert client.get(f"/jobs?cursor=1.5_{job_id}").status_code == 200
 
 
 def test_list_prunes_expired_jobs_from_the_index(client, jobs):

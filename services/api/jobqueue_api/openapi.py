@@ -11,14 +11,14 @@ from __future__ import annotations
 from typing import Any
 
 from atx_analysis.registry import Registry
-from jobqueue.jobs import JOB_ID_RE, JobStatus
+from jobqueue.jobs import CURSOR_RE, JOB_ID_RE, JobStatus
 from jobqueue.settings import Settings
 
 from .routes.jobs import MAX_OFFSET, MAX_PAGE_SIZE
 
 # A page cursor is "<score>_<job id>" (JobStore._encode_cursor): the spec says so, so a client
 # (or a fuzzer) that sends any other string is told in advance that it gets a 400.
-CURSOR_PATTERN = r"^[0-9]{1,17}(\.[0-9]{1,17})?_" + JOB_ID_RE.pattern.strip("^$") + "$"
+CURSOR_PATTERN = CURSOR_RE.pattern
 
 JSON = "application/json"
 

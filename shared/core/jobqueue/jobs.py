@@ -20,6 +20,10 @@ import redis
 from . import keys
 
 JOB_ID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")
+# A page cursor is "<score>_<job id>" (_encode_cursor: a submit time's repr). Only that form is
+# one: float() also read "-1", " 1" and "1e3", cursors no page ever gave, and the spec's pattern
+# (the same regex) said they were 400s.
+CURSOR_RE = re.compile(r"^[0-9]{1,17}(\.[0-9]{1,17})?_" + JOB_ID_RE.pattern.strip("^$") + "$")
 
 
 class JobStatus(str, Enum):
@@ -437,10 +441,7 @@ def _encode_cursor(position: tuple[float, str]) -> str:
 
 def _decode_cursor(cursor: str) -> tuple[float, str]:
     """(score, id) from a cursor; ValueError when it is not one this store made."""
-    score, sep, job_id = cursor.partition("_")
-    if not sep or not is_valid_job_id(job_id):
+    if not CURSOR_RE.fullmatch(cursor):
         raise ValueError(f"not a cursor: {cursor[:80]!r}")
-    value = float(score)
-    if value != value or value in (float("inf"), float("-inf")):
-        raise ValueError(f"not a cursor: {cursor[:80]!r}")
-    return value, job_id
+    score, _, job_id = cursor.partition("_")
+    return float(score), job_id
