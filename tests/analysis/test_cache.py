@@ -215,3 +215,22 @@ def test_docs_name_the_current_cache_version():
         for v in re.findall(r"\.v(\d+)\.arrow", doc.read_text())
     }
     assert shown and all(v == CACHE_VERSION for _, v in shown), shown
+
+
+def test_keep_existing_builds_a_missing_cache_as_its_help_says(tmp_path, inproc, monkeypatch, capsys):
+    """`--keep-existing` keeps the data and builds this version's cache (docs/data.md, the first-install
+    loader log); its --help said "do nothing", which a reader of the chart's loader took literally."""
+    data, cache = tmp_path / "pvc" / "traffic_incidents.csv", tmp_path / "pvc" / "cache"
+    data.parent.mkdir()
+    data.write_bytes((FIXTURES / "portal10.csv").read_bytes())
+    monkeypatch.setenv("DATA_CACHE_DIR", str(cache))
+    monkeypatch.setenv("DATA_CACHE_MODE", "readwrite")
+    code, out, err = inproc("data", "fetch", "--from", SAMPLE, "--output", data, "--keep-existing")
+    assert code == 0, err
+    report = json.loads(out)
+    assert report["kept"] and (cache / report["cache"].rsplit("/", 1)[1]).exists()
+    assert data.read_bytes() == (FIXTURES / "portal10.csv").read_bytes()
+    with pytest.raises(SystemExit):
+        inproc("data", "fetch", "--help")
+    help_text = " ".join(capsys.readouterr().out.split())
+    assert "do nothing" not in help_text and "build this version's parsed cache" in help_text

@@ -393,7 +393,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--keep-existing",
         action="store_true",
-        help="do nothing when --output already holds a non-empty file (the chart's loader: an upgrade keeps the data)",
+        help="keep the file when --output already holds a non-empty one, and build this version's parsed cache "
+        "for it if missing (the chart's loader: an upgrade keeps the data)",
     )
     p.set_defaults(func=cmd_fetch)
 
