@@ -262,7 +262,7 @@ def main(argv: list[str] | None = None) -> int:
         f"{policy.max_replicas} ready workers from t=0 would need {one_worker / policy.max_replicas:.0f} s\n"
     )
 
-    results = [(name, p, trace if p == policy else simulate(p, work)) for name, p in variants(policy)]
+    results = [(name, p, trace if p == policy else simulate(p, work)) for name, p in variants(policy, chart)]
     for name, p, tr in results:
         print(describe(name, p, tr))
     if args.sweep:
@@ -287,13 +287,17 @@ RECOMMENDED = Policy(
 )
 
 
-def variants(policy: Policy) -> list[tuple[str, Policy]]:
-    """The chart's policy and the alternatives the docs compare it with."""
+def variants(policy: Policy, chart: Policy | None = None) -> list[tuple[str, Policy]]:
+    """The policy of this run (the chart's, unless flags changed it) and the alternatives the docs
+    compare it with."""
     # the legend names the values, so a stale image shows itself (it once said "chart defaults" while
-    # drawing values the chart had since changed)
+    # drawing values the chart had since changed); a run whose flags change the chart's values (the
+    # docs' sweep, --min-replicas 0) is "this run", not "chart defaults": it printed "chart defaults
+    # (threshold 20, min 0, ...)" while the chart's minReplicas is 1
+    own = "chart defaults" if chart is None or policy == chart else "this run"
     out = [
         (
-            f"chart defaults (threshold {policy.threshold:g}, min {policy.min_replicas}, max {policy.max_replicas})",
+            f"{own} (threshold {policy.threshold:g}, min {policy.min_replicas}, max {policy.max_replicas})",
             policy,
         )
     ]

@@ -81,3 +81,13 @@ def test_cli_prints_timeline_and_writes_the_plot(tmp_path, capsys):
     text = capsys.readouterr().out
     assert "chart defaults" in text and "drained" in text and "| burst |" in text
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_a_run_whose_flags_change_the_charts_values_is_not_called_chart_defaults(capsys):
+    """docs/autoscaling.md's sweep (`--min-replicas 0`) printed "chart defaults (threshold 20, min 0,
+    ...)" while the chart's minReplicas is 1: the label names this run's values as the chart's."""
+    assert main(["--jobs", "30", "--plot", "", "--min-replicas", "0"]) == 0
+    text = capsys.readouterr().out
+    assert "chart defaults" not in text and "this run (threshold 20, min 0, max 10)" in text
+    assert main(["--jobs", "30", "--plot", ""]) == 0
+    assert "chart defaults (threshold 20, min 1, max 10)" in capsys.readouterr().out
