@@ -19,3 +19,14 @@ def test_the_operations_example_counts_the_operations_a_default_api_lists():
     shown = re.search(r'"count": (\d+)\}', block)
     assert shown, "the GET /operations example has no count"
     assert int(shown.group(1)) == len(catalogue(load_settings({})).names())
+
+
+def test_the_tutorials_date_route_is_shown_with_every_key_it_answers():
+    """`GET /incident_count_by_date` was shown as `{"incident_count": N}`; it answers the operation's
+    result, with `date` too."""
+    block = API_MD[API_MD.index("### `GET /incident_count_by_date") :]
+    block = block[: block.index("\n### ", 5)]
+    shown = re.search(r"`(\{.*?\})`", block, re.S)
+    assert shown, "the route's answer is not shown"
+    keys = re.findall(r'"(\w+)":', shown.group(1))
+    assert tuple(keys) == catalogue(load_settings({})).get("incident_count_by_date").result_keys
