@@ -30,3 +30,13 @@ def test_the_tutorials_date_route_is_shown_with_every_key_it_answers():
     assert shown, "the route's answer is not shown"
     keys = re.findall(r'"(\w+)":', shown.group(1))
     assert tuple(keys) == catalogue(load_settings({})).get("incident_count_by_date").result_keys
+
+
+def test_the_detailed_health_row_names_every_key_of_its_queue():
+    """`/healthz?detail=1`'s `queue` carries `by_lane`, which the Service table did not name."""
+    from jobqueue.backlog import Backlog
+
+    row = next(line for line in API_MD.splitlines() if line.startswith("| `GET /healthz?detail=1` |"))
+    queue = Backlog("hotqueue:jobs", 1, 0, 0, 0.0, 0, 0, 30.0, {"default": 0, "plots": 0}).to_dict()
+    missing = [key for key in queue if f"`{key}`" not in row]
+    assert not missing, f"docs/api.md's /healthz?detail=1 row does not name {missing}"
