@@ -231,6 +231,21 @@ def test_output_cut_short_by_its_reader_stops_quietly():
     assert proc.wait(timeout=60) == 141 and "Traceback" not in err, err
 
 
+def test_output_the_pipe_holds_whole_exits_0_before_its_reader_goes():
+    """docs/api.md's 141 row: `jobqueue operations --json | head -c 20` usually exits 0, since the
+    pipe takes its ~10 KB before `head` exits; the row gave it as the example of 141 alone."""
+    proc = subprocess.Popen(
+        [str(BIN / "jobqueue"), "operations", "--json"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        cwd=REPO_ROOT,
+    )
+    assert proc.wait(timeout=60) == 0, proc.stderr.read().decode()
+    out = proc.stdout.read()
+    proc.stdout.close()
+    assert 1000 < len(out) < 64 * 1024
+
+
 # --- Retry-After ----------------------------------------------------------------------------------
 
 
