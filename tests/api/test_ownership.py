@@ -239,3 +239,33 @@ def test_an_unknown_owner_on_the_admins_page_is_a_400_page_saying_so(owned_app):
     assert "mallory" not in html and '<option value="bob" selected>' not in html
     assert client.get("/ui/jobs?owner=bob", headers=_as("admin")).status_code == 200
     assert client.get("/ui/jobs?owner=alice", headers=_as("bob")).status_code == 200  # no filter of their own
+
+
+def test_the_queue_overview_shows_a_user_only_their_own_running_job_ids(owned_app, jobs, queue):
+    """``GET /queue`` listed what each worker runs by job id, for every user: bob read the ids of
+    alice's running jobs there (and the web page's overview linked to them), though one user never
+    learns another's job ids. Now another user's job shows as ``job_id: null`` with ``busy: true``;
+    its owner and the admin still see the id, and the idle count is unchanged."""
+    import time
+
+    from jobqueue import keys
+    from jobqueue.cli_queue import info_text
+
+    client = owned_app.test_client()
+    hers = client.post("/submit", json={"operation": "sleep"}, headers=_as("alice")).get_json()["job_id"]
+    now = time.time()
+    queue.zadd(keys.WORKERS_HEARTBEAT, {"w-busy": now, "w-idle": now})
+    queue.hset(keys.WORKERS_BUSY, "w-busy", hers)
+
+    def workers(who: str) -> dict[str, dict]:
+        doc = client.get("/queue", headers=_as(who)).get_json()
+        return {w["id"]: w for w in doc["workers"]}
+
+    for who, shown in (("alice", hers), ("admin", hers), ("bob", None)):
+        seen = workers(who)
+        assert seen["w-busy"]["job_id"] == shown and seen["w-busy"]["busy"] is True, who
+        assert seen["w-idle"]["job_id"] is None and seen["w-idle"]["busy"] is False, who
+    as_bob = client.get("/queue", headers=_as("bob"))
+    assert hers not in as_bob.get_data(as_text=True)
+    text = info_text(as_bob.get_json())
+    assert "busy" in text and "idle" in text and hers[:8] not in text

@@ -252,12 +252,17 @@ def _components(catalogue: Registry) -> dict[str, Any]:
                         "type": "array",
                         "items": {
                             "type": "object",
-                            "required": ["id", "heartbeat_age_seconds", "alive", "job_id"],
+                            "required": ["id", "heartbeat_age_seconds", "alive", "job_id", "busy"],
                             "properties": {
                                 "id": {"type": "string"},
                                 "heartbeat_age_seconds": {"type": "number"},
                                 "alive": {"type": "boolean"},
-                                "job_id": {"type": ["string", "null"]},
+                                "job_id": {
+                                    "type": ["string", "null"],
+                                    "description": "the job the worker runs; null when idle, and with named "
+                                    "tokens when it is another user's job (busy is then true)",
+                                },
+                                "busy": {"type": "boolean", "description": "the worker runs a job"},
                             },
                         },
                     },

@@ -51,10 +51,11 @@ def queue_overview(state) -> dict[str, Any]:
                 "heartbeat_age_seconds": round(age, 1),
                 "alive": age <= lease,
                 "job_id": busy.get(worker_id) or None,
+                "busy": bool(busy.get(worker_id)),
             }
         )
     alive = sum(1 for w in workers if w["alive"])
-    idle = sum(1 for w in workers if w["alive"] and not w["job_id"])
+    idle = sum(1 for w in workers if w["alive"] and not w["busy"])
     # as /help and /healthz?detail=1 judge it (jobqueue.backlog), but "no worker alive" at once: the
     # page and `jobqueue info` say so while the first job waits, not a lease later
     waited_a_lease = depth > 0 and oldest_age is not None and oldest_age >= lease

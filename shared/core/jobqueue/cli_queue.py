@@ -152,7 +152,7 @@ def info_text(q: dict[str, Any]) -> str:
                 w["id"],
                 "alive" if w["alive"] else "lost",
                 age(w["heartbeat_age_seconds"]) + " ago",
-                (w["job_id"] or "idle")[:8] if w["job_id"] else "idle",
+                w["job_id"][:8] if w["job_id"] else ("busy" if w.get("busy") else "idle"),
             )
             for w in q["workers"]
         ]

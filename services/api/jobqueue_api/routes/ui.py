@@ -28,6 +28,7 @@ from ..auth import (
     given_token,
     identify,
     named_tokens,
+    owner,
     pasted_line_hint,
     protect,
     token_matches,
@@ -53,8 +54,21 @@ STATUSES = [s.value for s in JobStatus]
 
 @api.get("/queue")
 def queue():
-    """Queue depth, in progress, delayed retries, oldest waiting age, workers, recent outcomes."""
-    return jsonify(queue_overview(current()))
+    """Queue depth, in progress, delayed retries, oldest waiting age, workers, recent outcomes.
+
+    With named tokens a user sees the id of a job a worker runs only when it is theirs: another
+    user's shows as ``job_id: null`` beside ``busy: true`` (one user never learns another's job
+    ids; they were listed here for every worker, the web page's overview linking to them)."""
+    state = current()
+    doc = queue_overview(state)
+    me = owner()
+    if me is not None:
+        running = [w["job_id"] for w in doc["workers"] if w["job_id"]]
+        mine = {job.id for job in state.store.get_many(running) if job.owner == me}
+        for w in doc["workers"]:
+            if w["job_id"] not in mine:
+                w["job_id"] = None
+    return jsonify(doc)
 
 
 # --- login ------------------------------------------------------------------------------------

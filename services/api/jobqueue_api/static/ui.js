@@ -254,7 +254,7 @@
           tr.appendChild(el("td", null, fmtAge(w.heartbeat_age_seconds) + " ago"));
           var td = el("td");
           if (w.job_id) td.appendChild(el("a", { href: ROOT + "ui/jobs/" + encodeURIComponent(w.job_id) }, w.job_id.slice(0, 8)));
-          else td.textContent = "idle";
+          else td.textContent = w.busy ? "busy (another user's job)" : "idle";
           tr.appendChild(td);
           tbody.appendChild(tr);
         });
