@@ -245,3 +245,29 @@ def test_keyed_submits_are_answered_alike_below_flask_and_through_it(redis_url, 
     other = _send(client, {"operation": "sleep", "params": {"seconds": 3}})
     assert other.status_code == 422 and other.headers["Idempotency-Key"] == KEY
     assert _stored(jobs) == 2
+
+
+def test_post_jobs_waits_as_post_submit_does(client, jobs, queue):
+    """``POST /jobs`` is documented as ``POST /submit`` with a Location, but it ignored ``?wait=``:
+    ``?wait=30`` answered the 202 at once (no result in the exchange) and ``?wait=soon`` stored a
+    job instead of the 400 ``POST /submit`` gives. Now it waits the same way, its Location
+    ``/jobs/<id>``."""
+    refused = client.post("/jobs?wait=soon", json=BODY)
+    assert refused.status_code == 400 and refused.get_json()["error"] == "invalid_wait"
+    assert client.post("/jobs?wait=1&wait=2", json=BODY).get_json()["error"] == "invalid_wait"
+    assert _stored(jobs) == 0 and _queued(queue) == 0  # stored a job each before
+
+    job_id = _send(client, path="/jobs").get_json()["job_id"]
+    pending = client.post("/jobs?wait=0", json=BODY, headers={"Idempotency-Key": KEY})
+    assert pending.status_code == 202 and pending.get_json()["status"] == JobStatus.SUBMITTED.value
+    assert pending.get_json()["job_id"] == job_id and pending.headers["Location"] == f"/jobs/{job_id}"
+    finish(jobs, job_id, result={"slept": 0.5})
+    waited = client.post("/jobs?wait=5", json=BODY, headers={"Idempotency-Key": KEY})
+    assert waited.status_code == 200, waited.get_json()
+    assert waited.get_json()["result"] == {"slept": 0.5} and waited.headers["Location"] == f"/jobs/{job_id}"
+    assert waited.get_data() == client.get(f"/jobs/{job_id}").get_data()  # the document GET /jobs/<id> shows
+    preferred = client.post("/jobs", json=BODY, headers={"Idempotency-Key": KEY, "Prefer": "wait=5"})
+    assert preferred.status_code == 200 and preferred.headers["Preference-Applied"] == "wait=5"
+    assert _stored(jobs) == 1
+    plain = client.post("/jobs", json=BODY)  # without a wait: the 202 it always gave
+    assert plain.status_code == 202 and set(plain.get_json()) == {"job_id", "status", "status_url"}

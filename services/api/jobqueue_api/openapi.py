@@ -409,6 +409,28 @@ def build_spec(catalogue: Registry, settings: Settings, version: str) -> dict[st
             ),
         },
     }
+    # POST /jobs waits the same way; its Location (with or without a wait) is /jobs/<job_id>
+    jobs_location = {"Location": {**location["Location"], "description": "/jobs/<job_id>: where the job can be polled"}}
+    create_and_wait = {
+        **submit_and_wait,
+        "responses": {
+            **submit_and_wait["responses"],
+            "200": {
+                **submit_and_wait["responses"]["200"],
+                "description": "with ?wait= (or Prefer: wait): the job reached a final status within "
+                "the wait; the document GET /jobs/<job_id> shows",
+                "headers": {**jobs_location, **KEY_HEADERS},
+            },
+            "202": {
+                **_json(
+                    {"anyOf": [_ref("Accepted"), _ref("Job")]},
+                    "accepted and queued: {job_id, status, status_url}; with ?wait=, the job's current "
+                    "document (not final within the wait)",
+                ),
+                "headers": {**jobs_location, **KEY_HEADERS},
+            },
+        },
+    }
     result_responses = {
         "200": {
             "description": "the result: JSON, or a PNG for plot operations",
@@ -452,7 +474,7 @@ def build_spec(catalogue: Registry, settings: Settings, version: str) -> dict[st
                 "operationId": "createJob",
                 "summary": "Submit a job; Location header points at it",
                 "tags": ["jobs"],
-                **submit_op,
+                **create_and_wait,
             },
             "get": {
                 "operationId": "listJobs",

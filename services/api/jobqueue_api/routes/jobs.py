@@ -143,6 +143,15 @@ def waited_submit(
 
 @bp.post("/jobs")
 def create_job():
+    # ?wait= (or Prefer: wait=N) as on POST /submit: it was ignored here, a bad value too, so a
+    # client told "same as POST /submit" got a 202 at once where it asked to wait for the result
+    environ = request.environ
+    if environ.get("QUERY_STRING") or "HTTP_PREFER" in environ:
+        wait = _submit_wait()
+        if wait is not None:
+            response, status, headers = _submit_and_wait(*wait)
+            headers["Location"] = url_for("jobs.get_job", job_id=headers["Location"].rsplit("/", 1)[1])
+            return response, status, headers
     job, key = _accept()
     location = url_for("jobs.get_job", job_id=job.id)
     status = JobStatus.SUBMITTED.value  # a replay answers as the first attempt was answered
