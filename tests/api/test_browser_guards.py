@@ -182,3 +182,27 @@ def test_verdicts_remembered_per_header_value_stay_with_that_value(client, queue
         for host, status in (("evil.example", 400), ("localhost:5000", 202), ("evil.example:5000", 400)):
             assert client.post("/submit", json={"operation": "sleep"}, headers={"Host": host}).status_code == status
     assert queue.llen(keys.queue("jobs")) == 9
+
+
+@pytest.mark.parametrize("path", ["/submit", "/jobs", "/ui/login"])
+def test_a_body_with_a_content_coding_is_415_and_queues_nothing(client, queue, path):
+    """The API reads a body as it arrives: a gzip-compressed submit was ``400 invalid_json`` "not
+    UTF-8 text" (a client that compressed its body was told to fix its encoding), and plain JSON
+    labelled ``Content-Encoding: gzip`` was stored as if unlabelled. Both are now the 415 RFC 9110
+    section 15.5.16 gives an unsupported content coding, with ``Accept-Encoding: identity``."""
+    import gzip
+
+    for body, coding in ((gzip.compress(BODY.encode()), "gzip"), (BODY.encode(), "gzip"), (BODY.encode(), "br")):
+        response = client.post(
+            path, data=body, headers={"Content-Type": "application/json", "Content-Encoding": coding}
+        )
+        assert response.status_code == 415, response.get_data(as_text=True)
+        doc = response.get_json()
+        assert doc["error"] == "unsupported_media_type" and doc["content_encoding"] == coding
+        assert "uncompressed" in doc["message"] and response.headers["Accept-Encoding"] == "identity"
+    assert queue.llen(keys.queue("jobs")) == 0
+    for coding in ("identity", " Identity "):  # no coding at all, said explicitly: read as usual
+        sent = client.post(
+            "/submit", data=BODY, headers={"Content-Type": "application/json", "Content-Encoding": coding}
+        )
+        assert sent.status_code == 202, sent.get_data(as_text=True)

@@ -88,6 +88,7 @@ def test_a_plain_valid_submit_skips_flasks_request_handling_and_is_stored_and_co
         ("/submit", b"{not json", None),
         ("/submit", BODY, {"Content-Type": "text/plain"}),
         ("/jobs", BODY, None),
+        ("/submit", BODY, {"Content-Encoding": "gzip"}),
     ],
 )
 def test_anything_else_goes_through_flask(redis_url, path, body, headers):

@@ -142,6 +142,7 @@ def _submit(app: Flask, wsgi_app: Callable, guard: Guard, metrics_port: int, ide
             or environ.get("PATH_INFO") != ROUTE
             or "HTTP_PREFER" in environ
             or "HTTP_TRANSFER_ENCODING" in environ
+            or "HTTP_CONTENT_ENCODING" in environ  # refused by the guard on Flask's path
             or known_host(environ) is not True
             or known_type(environ.get("CONTENT_TYPE", "")) is not True
             or (metrics_port and metrics.local_port(environ) == metrics_port)

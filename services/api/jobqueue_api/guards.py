@@ -188,6 +188,19 @@ class Guard:
                         "send the body as JSON with 'Content-Type: application/json'",
                         content_type=mimetype[:100] or None,
                     )
+                coding = environ.get("HTTP_CONTENT_ENCODING", "").strip()
+                if coding and coding.lower() != "identity":
+                    # the body is read as it arrives: a gzip body was "not UTF-8 text", and plain JSON
+                    # labelled gzip was stored as if the label were not there (RFC 9110 section 15.5.16)
+                    error = ApiError(
+                        415,
+                        "unsupported_media_type",
+                        "the API reads the body as sent, with no content coding: send the JSON "
+                        "uncompressed, without a Content-Encoding header",
+                        content_encoding=coding[:100],
+                    )
+                    error.headers["Accept-Encoding"] = "identity"
+                    raise error
 
     def known_host(self, environ: dict) -> bool | None:
         """The remembered verdict on this request's Host, None if not judged yet."""

@@ -368,7 +368,10 @@ def build_spec(catalogue: Registry, settings: Settings, version: str) -> dict[st
             "401": _error("missing or wrong token"),
             "408": _error("the body did not arrive within CLIENT_TIMEOUT_SECONDS"),
             "413": _error("body larger than MAX_BODY_BYTES"),
-            "415": _error("the body is not Content-Type: application/json (or an application/...+json type)"),
+            "415": _error(
+                "the body is not Content-Type: application/json (or an application/...+json type), "
+                "or has a Content-Encoding other than identity (send it uncompressed)"
+            ),
             "429": _error("this client's SUBMIT_RATE_LIMIT per minute is used up; see Retry-After"),
             "503": _error("Redis unreachable, or refusing writes: nothing was stored; submit again after Retry-After"),
             "504": {
