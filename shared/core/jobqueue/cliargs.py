@@ -34,7 +34,8 @@ class Exit(IntEnum):
         return (
             "exit status: 0 ok, 1 the job or operation failed, 2 bad usage or input, "
             "3 service unreachable, 4 gave up waiting (--timeout), "
-            "5 the job completed but its result could not be saved (--output)"
+            "5 the job completed but its result could not be saved (--output), "
+            "130 interrupted (Ctrl-C), 141 its output's reader went away"
         )
 
 
