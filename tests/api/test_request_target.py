@@ -154,3 +154,30 @@ def test_an_absolute_target_naming_an_allowed_host_is_served_as_its_origin_form(
                 assert _json(answer) == _json(origin)
             else:  # each stored its job
                 assert _queued(queue) == queued + 2 and "job_id" in _json(answer)
+
+
+@pytest.mark.parametrize(
+    "target,param",
+    [
+        (b"/analysis/incidents_by_road?road=%ff", "road"),
+        (b"/analysis/incidents_by_road?road=N%20LAMAR%C3", "road"),  # a character cut in half
+        (b"/jobs?limit=1&operation=top%e9locations", "operation"),
+        (b"/ui/jobs?operation=%ff", "operation"),
+    ],
+)
+def test_a_query_parameter_that_is_not_utf8_is_400_naming_it(served, target, param):
+    """``?road=%ff`` searched for the three characters "%FF" (werkzeug keeps undecodable bytes as
+    their escape) and answered 200 with a count of 0: a garbled request answered as a real one."""
+    base, _, _ = served
+    raw = b"GET " + target + b" HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: application/json\r\nConnection: close\r\n\r\n"
+    answer = exchange(base, raw)
+    assert answer[0] == 400, answer
+    error = json.loads(answer[2])
+    assert error["error"] == "invalid_param" and error["param"] == param, error
+    assert "not UTF-8" in error["message"]
+
+
+def test_a_query_in_utf8_is_served(served):
+    base, _, _ = served
+    answer = requests.get(base + "/analysis/incidents_by_road", params={"road": "Ñ LAMAR"}, timeout=10)
+    assert answer.status_code == 200 and answer.json()["road"].upper() == "Ñ LAMAR", answer.text

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from typing import Any
+from urllib.parse import unquote_to_bytes
 
 from flask import request
 
@@ -136,6 +137,21 @@ def missing_host(environ: dict) -> bool:
     return "HTTP_HOST" not in environ and environ.get("SERVER_PROTOCOL") == "HTTP/1.1"
 
 
+def not_utf8_param(query: str) -> str | None:
+    """The name of the first query parameter whose bytes, %-escapes decoded, are not UTF-8 text
+    (``?road=%ff``), else None. werkzeug keeps such bytes as the escape's text, so the road searched
+    for was the three characters "%FF" and the answer a count of 0 where the request was garbled."""
+    if query.isascii() and "%" not in query:
+        return None
+    for pair in query.split("&"):
+        try:
+            unquote_to_bytes(pair.replace("+", " ").encode("latin-1")).decode("utf-8")
+        except (UnicodeDecodeError, UnicodeEncodeError):
+            name = pair.partition("=")[0]
+            return unquote_to_bytes(name.encode("latin-1", "replace")).decode("utf-8", "replace")[:64]
+    return None
+
+
 def json_mimetype(mimetype: str) -> bool:
     """``application/json`` or a type with RFC 6839's ``+json`` suffix (``application/vnd.api+json``,
     ``application/problem+json``): a JSON body all the same, and none a page can send without a CORS
@@ -160,8 +176,8 @@ class Guard:
         self._type_verdicts: dict[str, tuple[bool, str]] = {}
 
     def check(self, req, environ: dict) -> None:
-        """Raise the 400 of an HTTP/1.1 request without Host or of a Host not allowed, or the 415 of
-        a write whose body is not JSON."""
+        """Raise the 400 of an HTTP/1.1 request without Host, of a Host not allowed or of a query
+        parameter that is not UTF-8, or the 415 of a write whose body is not JSON."""
         if missing_host(environ):  # every path: a malformed request, not a question of allow-list
             raise ApiError(
                 400,
@@ -176,6 +192,15 @@ class Guard:
                 "this Host is not in the API's ALLOWED_HOSTS (a request target in absolute-form, "
                 "'GET http://name/...', is judged by the name it gives, not by its Host header); use the "
                 "address the API is published under (e.g. localhost with kubectl port-forward)",
+            )
+        bad = not_utf8_param(environ.get("QUERY_STRING", ""))
+        if bad is not None:
+            raise ApiError(
+                400,
+                "invalid_param",
+                f"query parameter {bad!r} is not UTF-8 text once its %-escapes are decoded; "
+                "percent-encode the UTF-8 bytes of the text (curl --data-urlencode does)",
+                param=bad,
             )
         if req.method in WRITE_METHODS and req.url_rule is not None:
             has_body = bool(req.content_length) or "chunked" in environ.get("HTTP_TRANSFER_ENCODING", "").lower()
