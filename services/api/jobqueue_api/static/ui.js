@@ -176,9 +176,11 @@
     container.appendChild(chart);
   }
 
-  // Horizontal bars for label -> count pairs (already ordered), at most `limit`.
-  function barChart(container, pairs, title, limit) {
-    pairs = pairs.slice(0, limit || 30);
+  // Horizontal bars for label -> count pairs (already ordered), at most BARS of them (the caller
+  // says when there are more: a chart that drops bars silently reads as the whole result).
+  var BARS = 30;
+  function barChart(container, pairs, title) {
+    pairs = pairs.slice(0, BARS);
     var max = Math.max.apply(null, pairs.map(function (p) { return p[1]; }).concat([1]));
     var rowH = 22, labelW = 260, w = 720, h = rowH * pairs.length + 6;
     var chart = svg("svg", { viewBox: "0 0 " + w + " " + h, class: "svg-chart bars", role: "img", "aria-label": title });
@@ -389,15 +391,22 @@
       if (pairs) {
         var section = el("section", { class: "counts" });
         section.appendChild(el("h3", null, key + " (" + pairs.length + ")"));
-        var daily = pairs.length > 40 && /^\d{4}-\d{2}-\d{2}$/.test(pairs[0][0]);
+        // a day series longer than the bar chart holds is drawn whole, as columns (daily_counts over
+        // a 31-day month lost its last day); other counts past BARS are drawn in part, and say so
+        var daily = pairs.length > BARS && /^\d{4}-\d{2}-\d{2}$/.test(pairs[0][0]);
         var chartBox = el("div", { class: "chart" });
         if (daily) {
           columnChart(chartBox, pairs.map(function (p) { return p[0]; }),
             [{ name: key, cls: "complete", values: pairs.map(function (p) { return p[1]; }) }], key + " per day");
         } else {
-          barChart(chartBox, pairs, key, 30);
+          barChart(chartBox, pairs, key + (pairs.length > BARS ? ", the first " + BARS + " of " + pairs.length : ""));
         }
         section.appendChild(chartBox);
+        if (!daily && pairs.length > BARS) {
+          section.appendChild(el("p", { class: "muted chart-part" }, "The chart shows the first " + BARS + " of " +
+            fmtNum(pairs.length) + "; the table below lists " + (pairs.length > 200 ? "the first 200" : "them all") +
+            ", the JSON every one."));
+        }
         var table = el("table", { class: "grid" });
         var head = el("tr");
         head.appendChild(el("th", { scope: "col" }, "value"));

@@ -1,0 +1,53 @@
+"""A job's result as the web page draws it, in a real browser (Debian's Chromium via Playwright)
+against the real stack: what the charts leave out is said, numbers are shown as stored."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.ui.test_browser import FINAL_TIMEOUT, _api_submit, _context, _expect, browser, pw, stack  # noqa: F401
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def page(browser):  # noqa: F811 (the fixture imported above)
+    context = _context(browser, viewport={"width": 1280, "height": 900})
+    pg = context.new_page()
+    pg.problems = []
+    pg.on("pageerror", lambda e: pg.problems.append(f"pageerror: {e}"))
+    yield pg
+    context.close()
+
+
+def _open_finished(page, url, job_id):
+    expect = _expect()
+    page.goto(f"{url}/ui/jobs/{job_id}")
+    expect(page.locator("#j-status")).to_have_text("complete", timeout=FINAL_TIMEOUT)
+    return expect
+
+
+def test_a_month_of_daily_counts_draws_every_day(page, stack):  # noqa: F811
+    """daily_counts over January (31 days) drew 30 bars: the bar chart stops at 30 and only series
+    over 40 days were drawn as columns, so the 31st was left out with nothing saying so."""
+    job_id = _api_submit(stack.url, "daily_counts", {"start": "2024-01-01", "end": "2024-01-31"})
+    expect = _open_finished(page, stack.url, job_id)
+    chart = page.locator("#j-result .counts .chart svg")
+    expect(chart).to_contain_text("2024-01-31")  # the columns' last label: the whole month is drawn
+    assert page.locator("#j-result .chart-part").count() == 0
+    assert page.problems == []
+
+
+def test_a_chart_of_part_of_the_counts_says_so(page, stack):  # noqa: F811
+    """top_locations n=100: the chart draws the first 30 bars; the page says it shows 30 of 100."""
+    job_id = _api_submit(stack.url, "top_locations", {"n": 100})
+    expect = _open_finished(page, stack.url, job_id)
+    heading = page.locator("#j-result .counts h3").first.text_content()
+    total = int(heading.rsplit("(", 1)[1].rstrip(")"))
+    assert total > 30  # (the sample has more than 30 addresses)
+    assert page.locator("#j-result .counts .chart svg text.label").count() == 30
+    expect(page.locator("#j-result .chart-part")).to_have_text(
+        f"The chart shows the first 30 of {total}; the table below lists them all, the JSON every one."
+    )
+    assert f"the first 30 of {total}" in page.locator("#j-result .counts .chart svg").get_attribute("aria-label")
+    assert page.problems == []
