@@ -51,3 +51,17 @@ def test_a_chart_of_part_of_the_counts_says_so(page, stack):  # noqa: F811
     )
     assert f"the first 30 of {total}" in page.locator("#j-result .counts .chart svg").get_attribute("aria-label")
     assert page.problems == []
+
+
+def test_a_result_number_shows_every_decimal_it_has(page, stack):  # noqa: F811
+    """incidents_within_radius answers the point it searched around: 30.2672, -97.7431 showed as
+    30.267, -97.743 (toLocaleString rounds to 3 decimals), a point about 20 m away."""
+    job_id = _api_submit(
+        stack.url, "incidents_within_radius", {"latitude": 30.2672, "longitude": -97.7431, "radius_km": 1.5}
+    )
+    expect = _open_finished(page, stack.url, job_id)
+    scalars = page.locator("#j-result > dl.pairs")
+    expect(scalars).to_contain_text("30.2672")
+    expect(scalars).to_contain_text("-97.7431")
+    expect(scalars).to_contain_text("1.5")
+    assert page.problems == []

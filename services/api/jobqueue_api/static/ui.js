@@ -87,7 +87,11 @@
     return (seconds / 86400).toFixed(1) + " days";
   }
 
-  function fmtNum(n) { return typeof n === "number" ? n.toLocaleString() : String(n); }
+  // Thousands separators, and every decimal the number has: toLocaleString() alone rounds to 3, so a
+  // result's latitude 30.2672 showed as 30.267 (about 20 m off) and -97.7431 as -97.743.
+  function fmtNum(n) {
+    return typeof n === "number" ? n.toLocaleString(undefined, { maximumFractionDigits: 20 }) : String(n);
+  }
 
   function notice(message) {
     var box = byId("notice");
