@@ -1,0 +1,59 @@
+"""The browser's Back button on the web page's lists, in a real browser (Debian's Chromium via
+Playwright) against the real stack: a list shows what the page shows, not what was last picked."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from tests.ui.test_browser import FINAL_TIMEOUT, _api_submit, _context, _expect, browser, pw, stack  # noqa: F401
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def page(browser):  # noqa: F811 (the fixture imported above)
+    context = _context(browser, viewport={"width": 1280, "height": 900})
+    pg = context.new_page()
+    pg.problems = []
+    pg.on("pageerror", lambda e: pg.problems.append(f"pageerror: {e}"))
+    yield pg
+    context.close()
+
+
+def test_back_after_a_filter_shows_the_filter_the_table_has(page, stack):  # noqa: F811
+    """Back from ?status=failed to the unfiltered list showed Status "failed" over a table of every
+    status: the browser restored the list's last pick into the page it came back to, whose script
+    had already loaded the table for the address's filter (none)."""
+    expect = _expect()
+    _api_submit(stack.url, "incidents_by_weekday")
+    page.goto(f"{stack.url}/ui/jobs?operation=incidents_by_weekday")
+    expect(page.locator("#jobs a").first).to_be_visible()
+    page.select_option("#f-status", "failed")  # a pick with the mouse applies at once
+    page.wait_for_url(re.compile(r"status=failed"))
+    expect(page.locator("#jobs")).to_contain_text("No jobs match.")
+    page.go_back()
+    page.wait_for_url(re.compile(r"/ui/jobs\?operation=incidents_by_weekday$"))
+    expect(page.locator("#jobs a").first).to_be_visible()
+    assert page.input_value("#f-status") == ""
+    assert page.input_value("#f-operation") == "incidents_by_weekday"
+    assert page.problems == []
+
+
+def test_back_to_the_submit_page_shows_the_operation_of_its_form(page, stack):  # noqa: F811
+    """An operation moved to with the arrow keys (not applied: Enter applies) and then left by a link
+    came back, on Back, in the list over another operation's form."""
+    expect = _expect()
+    page.goto(f"{stack.url}/ui/submit?operation=top_locations")
+    expect(page.locator("#submit-form")).to_be_visible()
+    page.focus("#operation")
+    page.keyboard.press("ArrowDown")
+    assert page.input_value("#operation") != "top_locations"  # moved, not applied
+    page.click("nav a[href$='ui/data']")
+    page.wait_for_url(re.compile(r"/ui/data$"))
+    page.go_back()
+    page.wait_for_url(re.compile(r"operation=top_locations$"))
+    expect(page.locator("#submit-form")).to_be_visible()
+    assert page.input_value("#operation") == page.get_attribute("#submit-form", "data-operation") == "top_locations"
+    assert page.problems == []
