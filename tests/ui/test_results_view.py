@@ -65,3 +65,32 @@ def test_a_result_number_shows_every_decimal_it_has(page, stack):  # noqa: F811
     expect(scalars).to_contain_text("-97.7431")
     expect(scalars).to_contain_text("1.5")
     assert page.problems == []
+
+
+def test_the_result_json_scrolls_from_the_keyboard(browser, stack):  # noqa: F811
+    """The "Result as JSON" box opened on a long result is a box that scrolls (480 px high) with nothing in it
+    to focus: axe-core's scrollable-region-focusable (serious). Recent Chromium lets a keyboard into
+    such a box by itself; Firefox and Safari do not. The box now takes the focus in every browser."""
+    from tests.ui.browser import axe_source
+
+    expect = _expect()
+    job_id = _api_submit(stack.url, "incidents_by_hour")
+    context = _context(browser, bypass_csp=True, viewport={"width": 1280, "height": 900})
+    try:
+        page = context.new_page()
+        page.goto(f"{stack.url}/ui/jobs/{job_id}")
+        expect(page.locator("#j-status")).to_have_text("complete", timeout=FINAL_TIMEOUT)
+        page.click("#j-json-box summary")
+        box = page.locator("#j-json")
+        expect(box).to_be_visible()
+        assert page.evaluate("(e) => e.scrollHeight > e.clientHeight", box.element_handle())  # it does scroll
+        page.focus("#j-json-box summary")
+        page.keyboard.press("Tab")
+        assert page.evaluate("document.activeElement.id") == "j-json"
+        page.keyboard.press("PageDown")  # (the scroll may be smooth: wait for it to move)
+        page.wait_for_function("document.getElementById('j-json').scrollTop > 0", timeout=10_000)
+        page.add_script_tag(content=axe_source())
+        result = page.evaluate("axe.run('#j-json-box', {resultTypes: ['violations']})")
+        assert [v["id"] for v in result["violations"]] == []
+    finally:
+        context.close()
