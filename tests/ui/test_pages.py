@@ -77,6 +77,15 @@ def test_submit_form_is_generated_from_the_registry(data_app):
             if not p.required and p.default is not None and p.type != "boolean" and not p.choices:
                 assert f'value="{p.default}"' in tag
             assert f'id="p-{p.name}-error"' in html and p.description.split("(")[0].strip()[:20] in html
+            help_text = re.search(rf'<p class="help" id="p-{p.name}-help">(.*?)</p>', html, re.S)
+            assert help_text, (op.name, p.name)
+            # "default the first day in the data. Default: none." said two things; a default of none is
+            # the description's to explain
+            assert "Default: none" not in help_text[1], (op.name, p.name, help_text[1])
+            if not p.required and p.default is not None:
+                assert "Default: " in help_text[1], (op.name, p.name, help_text[1])
+            elif not p.required:
+                assert "default" in p.description, (op.name, p.name)  # what leaving it empty means
 
 
 def test_submit_page_with_an_operation_that_is_not_one_says_so_and_offers_no_form(data_app):
