@@ -365,6 +365,12 @@ def test_malformed_chunked_bodies_are_client_errors_not_500s(stack):
     )
     bad_size = _raw(port, head + b"Connection: close\r\n\r\nzz\r\n{}\r\n0\r\n\r\n")
     assert bad_size.startswith(b"HTTP/1.1 400") and b'"invalid_body"' in bad_size, bad_size[:300]
+    assert b"a chunk size is not a hexadecimal number" in bad_size, bad_size[:300]
+    # a 10 KB trailer: the message named gunicorn's class, "LimitRequestHeaders"
+    trailer = b"".join(b"X-T%d: %s\r\n" % (i, b"a" * 90) for i in range(110))
+    big_trailer = _raw(port, head + b"Connection: close\r\n\r\n2\r\n{}\r\n0\r\n" + trailer + b"\r\n")
+    assert big_trailer.startswith(b"HTTP/1.1 400") and b"chunked trailer is too large" in big_trailer, big_trailer[:300]
+    assert b"LimitRequestHeaders" not in big_trailer
     for _ in range(5):  # cut short: the client leaves half way through a chunk
         _raw(port, head + b'\r\n10\r\n{"operation"', shut=True)
     huge = _raw(port, head + b'\r\nffffffffffffffff\r\n{"operation"')

@@ -88,8 +88,25 @@ def _late(timeout: float) -> ApiError:
     return ApiError(408, "request_timeout", f"the request body did not arrive within {timeout:g} s")
 
 
+# what gunicorn's errors while reading a body mean to the client that sent it (the message named the
+# class, "LimitRequestHeaders" for a chunked body whose trailer was too large)
+_BODY_FAULTS = {
+    "LimitRequestHeaders": "its chunked trailer is too large or has too many fields",
+    "InvalidHeader": "a field of its chunked trailer is malformed",
+    "InvalidHeaderName": "a field name in its chunked trailer is malformed",
+    "ObsoleteFolding": "its chunked trailer folds a field over lines",
+    "InvalidChunkSize": "a chunk size is not a hexadecimal number",
+    "InvalidChunkExtension": "a chunk extension is malformed",
+    "ChunkMissingTerminator": "a chunk does not end with CRLF",
+    "NoMoreData": "the connection ended before the body did",
+    "ClientDisconnected": "the connection ended before the body did",
+}
+
+
 def _malformed(exc: Exception) -> ApiError:
-    return ApiError(400, "invalid_body", f"the request body is malformed or incomplete: {type(exc).__name__}")
+    name = type(exc).__name__
+    why = _BODY_FAULTS.get(name, name)
+    return ApiError(400, "invalid_body", f"the request body is malformed or incomplete: {why}")
 
 
 def held(stream: Any) -> int:
