@@ -57,3 +57,29 @@ def test_back_to_the_submit_page_shows_the_operation_of_its_form(page, stack):  
     expect(page.locator("#submit-form")).to_be_visible()
     assert page.input_value("#operation") == page.get_attribute("#submit-form", "data-operation") == "top_locations"
     assert page.problems == []
+
+
+def test_back_from_a_job_and_reload_return_to_the_page_of_the_list_it_was_on(page, stack):  # noqa: F811
+    """Paged Older to page 2 or 3, opened a job, pressed Back (or reloaded): page 1 again, with no way
+    back to the later page but paging there anew. The page shown is kept in the history entry."""
+    expect = _expect()
+    for _ in range(26):  # two pages of incidents_by_issue jobs (25 a page)
+        _api_submit(stack.url, "incidents_by_issue")
+    page.goto(f"{stack.url}/ui/jobs?operation=incidents_by_issue")
+    expect(page.locator("#page-info")).to_contain_text("Page 1")
+    first_page = page.locator("#jobs a").first.text_content()
+    page.click("#older")
+    expect(page.locator("#page-info")).to_contain_text("Page 2")
+    second_page = page.locator("#jobs a").first.text_content()
+    assert second_page != first_page
+    page.locator("#jobs a").first.click()
+    page.wait_for_url(re.compile(r"/ui/jobs/[0-9a-f-]{36}$"))
+    page.go_back()
+    expect(page.locator("#page-info")).to_contain_text("Page 2")
+    expect(page.locator("#jobs a").first).to_have_text(second_page)
+    page.reload()
+    expect(page.locator("#page-info")).to_contain_text("Page 2")
+    page.click("#newer")  # and the pages before it are kept too
+    expect(page.locator("#page-info")).to_contain_text("Page 1")
+    expect(page.locator("#jobs a").first).to_have_text(first_page)
+    assert page.problems == []

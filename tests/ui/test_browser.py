@@ -224,6 +224,14 @@ def test_validation_errors_appear_next_to_their_field(page, stack):
     expect(page.locator("#p-n-error")).to_contain_text("at least 1")
     screenshot(page, "ui-submit-error")
     assert page.url.endswith("/ui/submit?operation=top_locations")
+    # a road over the 100 characters allowed: maxlength cut a paste to 100 and the job searched for
+    # that; the page now says how long it is, and queues nothing
+    page.goto(f"{stack.url}/ui/submit?operation=incidents_by_road")
+    page.fill("#p-road", "N LAMAR BLVD " * 12)  # 156 characters, as a paste of them
+    page.click("#submit-form button[type=submit]")
+    expect(page.locator("#p-road-error")).to_have_text("At most 100 characters; this has 156.")
+    assert page.input_value("#p-road") == "N LAMAR BLVD " * 12
+    assert len(requests.get(f"{stack.url}/jobs?limit=100", timeout=10).json()["jobs"]) == before
     assert page.problems == []
 
 
@@ -415,6 +423,37 @@ def test_pressing_again_after_the_answer_was_lost_returns_the_stored_job(page, i
     page.wait_for_url(re.compile(r"/ui/jobs/[0-9a-f-]{36}$"))
     assert len(keys) == 3 and KEY.match(keys[2]) and keys[2] != keys[0]
     assert len(_jobs_with(url, 12)) == 2
+    assert page.problems == []
+
+
+def test_a_504_tells_the_student_to_press_submit_again_and_that_finds_the_job(page, idle_stack):
+    """Redis stored the job but did not answer in time: the API's 504 ``redis_timeout`` tells an API
+    client to send the same request with the same Idempotency-Key, and the page showed that text to
+    a student who never saw a key. The page says to press Submit again, and pressing it (same key)
+    follows the one job stored."""
+    expect = _expect()
+    url, keys, stored = idle_stack.url, [], []
+
+    def time_out_the_first_answer(route):
+        keys.append(route.request.headers.get("idempotency-key"))
+        if len(keys) == 1:
+            stored.append(route.fetch().json()["job_id"])  # stored, but the answer is the 504 the API gives
+            body = {"error": "redis_timeout", "job_id": stored[0], "message": "... with the same Idempotency-Key ..."}
+            route.fulfill(status=504, content_type="application/json", body=json.dumps(body))
+        else:
+            route.continue_()
+
+    page.route("**/submit", time_out_the_first_answer)
+    page.goto(f"{url}/ui/submit?operation=top_locations")
+    page.fill("#p-n", "13")
+    page.click("#submit-form button[type=submit]")
+    error = page.locator("#form-error")
+    expect(error).to_contain_text("Press Submit again")
+    assert "Idempotency-Key" not in error.text_content()
+    page.click("#submit-form button[type=submit]")
+    page.wait_for_url(re.compile(r"/ui/jobs/[0-9a-f-]{36}$"))
+    assert len(keys) == 2 and keys[0] == keys[1], keys
+    assert _jobs_with(url, 13) == stored and page.url.endswith("/ui/jobs/" + stored[0])
     assert page.problems == []
 
 

@@ -94,3 +94,32 @@ def test_the_result_json_scrolls_from_the_keyboard(browser, stack):  # noqa: F81
         assert [v["id"] for v in result["violations"]] == []
     finally:
         context.close()
+
+
+def test_charts_on_a_phone_keep_readable_text_and_scroll_in_their_box(browser, stack):  # noqa: F811
+    """At 375 px the charts scaled down with the page, and their 11 px labels came out 4-5 px tall
+    (the result's bar chart, the overview's last 15 minutes). Below 560 px a chart's box scrolls
+    sideways instead, and takes the keyboard focus as the tables' boxes do; the page itself does not
+    scroll sideways. axe: no violation in either box (scrollable-region-focusable, landmark names)."""
+    from tests.ui.browser import axe_source
+
+    expect = _expect()
+    job_id = _api_submit(stack.url, "top_locations", {"n": 10})
+    context = _context(browser, bypass_csp=True, viewport={"width": 375, "height": 800})
+    tallest_text = "(sel) => Math.max(...[...document.querySelectorAll(sel + ' svg text')].map(t => t.getBoundingClientRect().height))"
+    try:
+        page = context.new_page()
+        for address, box in ((f"/ui/jobs/{job_id}", "#j-result .chart"), ("/ui/", "#recent-chart")):
+            page.goto(stack.url + address)
+            expect(page.locator(box + " svg text").first).to_be_attached(timeout=FINAL_TIMEOUT)
+            assert page.evaluate(tallest_text, box) >= 9, address
+            assert page.evaluate(
+                "(s) => { const e = document.querySelector(s); return e.scrollWidth > e.clientWidth }", box
+            )
+            assert page.get_attribute(box, "tabindex") == "0" and page.get_attribute(box, "aria-label")
+            assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth"), address
+            page.add_script_tag(content=axe_source())
+            result = page.evaluate("(s) => axe.run(document, {resultTypes: ['violations']})", box)
+            assert [v["id"] for v in result["violations"]] == [], (address, result["violations"])
+    finally:
+        context.close()

@@ -105,6 +105,18 @@
     return "The API answered " + res.status + ".";
   }
 
+  // A submit's 504 (Redis did not answer in time) tells an API client to send the same request
+  // with the same Idempotency-Key; on the page that is pressing again, which submitJob does (the
+  // key is kept): the page said "Idempotency-Key" to a student who never saw one.
+  function submitErrorText(res) {
+    if (res.status === 504 && res.data && res.data.error === "redis_timeout") {
+      return "The job store (Redis) did not answer in time, so the job may or may not have been stored. " +
+        "Press Submit again once it answers: the page sends the same request, which finds the job if " +
+        "it was stored and stores it if not, so it is never queued twice.";
+    }
+    return errorText(res);
+  }
+
   // Poll fn every `ms` while the tab is visible; fn returns a promise.
   function every(ms, fn) {
     var timer = null;
@@ -324,6 +336,13 @@
     // Cursor paging (the store keeps an index per status and per operation, so a page costs the
     // same with 100 or 100,000 jobs); `history` holds the cursors of the pages before this one.
     var limit = 25, cursor = null, history = [], next = null;
+    // The page shown is kept in this history entry's state, so Back from a job, or a reload, returns
+    // to it (it was page 1 again, with no way to the later page but paging there anew)
+    var kept = window.history.state && window.history.state.jobsPage;
+    if (kept) { cursor = kept.cursor; history = kept.before.slice(); }
+    function remember() {
+      window.history.replaceState({ jobsPage: { cursor: cursor, before: history.slice() } }, "");
+    }
     ["f-status", "f-operation", "f-owner"].forEach(function (id) {
       if (byId(id)) applyOnPick(byId(id), form);
     });
@@ -354,11 +373,11 @@
     }
     byId("older").addEventListener("click", function () {
       if (!next) return;
-      history.push(cursor); cursor = next; load();
+      history.push(cursor); cursor = next; remember(); load();
     });
     byId("newer").addEventListener("click", function () {
       if (!history.length) return;
-      cursor = history.pop(); load();
+      cursor = history.pop(); remember(); load();
     });
     var live = byId("live");
     var loaded = false;
@@ -398,7 +417,7 @@
         // a day series longer than the bar chart holds is drawn whole, as columns (daily_counts over
         // a 31-day month lost its last day); other counts past BARS are drawn in part, and say so
         var daily = pairs.length > BARS && /^\d{4}-\d{2}-\d{2}$/.test(pairs[0][0]);
-        var chartBox = el("div", { class: "chart" });
+        var chartBox = el("div", { class: "chart", tabindex: "0", role: "region", "aria-label": "Chart of " + key });
         if (daily) {
           columnChart(chartBox, pairs.map(function (p) { return p[0]; }),
             [{ name: key, cls: "complete", values: pairs.map(function (p) { return p[1]; }) }], key + " per day");
@@ -514,7 +533,7 @@
       if (!current) return;
       submitJob({ operation: current.operation, params: current.params }).then(function (res) {
         if (res.status === 202) location.href = ROOT + "ui/jobs/" + encodeURIComponent(res.data.job_id);
-        else notice(errorText(res));
+        else notice(submitErrorText(res));
       });
     });
   }
@@ -540,8 +559,12 @@
       Array.prototype.forEach.call(form.querySelectorAll("[data-type]"), function (input) {
         var name = input.getAttribute("name"), type = input.getAttribute("data-type");
         fieldError(name, "");
-        if (!input.checkValidity()) {
-          fieldError(name, input.validationMessage);
+        // a maximum length is checked here, not by maxlength: that attribute cut a pasted 150-character
+        // road to 100 without a word, and the job searched for a road nobody asked for
+        var most = Number(input.getAttribute("data-maxlength")), length = Array.from(input.value).length;
+        var tooLong = most && length > most ? "At most " + most + " characters; this has " + length + "." : "";
+        if (tooLong || !input.checkValidity()) {
+          fieldError(name, tooLong || input.validationMessage);
           firstBad = firstBad || input;
           return;
         }
@@ -560,7 +583,7 @@
         if (res.status === 202) { location.href = ROOT + "ui/jobs/" + encodeURIComponent(res.data.job_id); return; }
         var param = res.data && res.data.param;
         if (param && fieldError(param, errorText(res))) { byId("p-" + param).focus(); return; }
-        byId("form-error").textContent = errorText(res);
+        byId("form-error").textContent = submitErrorText(res);
       }, function (e) { button.disabled = false; byId("form-error").textContent = "Could not reach the API: " + e; });
     });
   }
