@@ -190,7 +190,7 @@ def test_a_route_with_a_trailing_slash_is_named_in_the_404(client, queue, method
     assert queue.llen(keys.queue("jobs")) == 0
 
 
-@pytest.mark.parametrize("path", ["/no/such/route/", "/submitt/", "/jobs/x/y/"])
+@pytest.mark.parametrize("path", ["/no/such/route/", "/submitt/", "/jobs/x/y/", "/status/../", "/status/..%2f"])
 def test_a_trailing_slash_on_no_route_keeps_the_plain_404(client, path):
     response = client.get(path)
     assert response.status_code == 404

@@ -109,6 +109,8 @@ def _slash_hint() -> str | None:
     if len(path) < 2 or not path.endswith("/"):
         return None
     bare = path.rstrip("/") or "/"
+    if any(part in (".", "..") for part in bare.split("/")):
+        return None  # /ui/jobs/..%2f: "the route is /ui/jobs/.." named no route at all
     try:
         current_app.url_map.bind("localhost").match(bare, method=request.method)
     except (MethodNotAllowed, RequestRedirect):
