@@ -316,6 +316,15 @@ def test_a_browser_asking_for_an_unknown_page_gets_the_pages_404_with_links_back
     assert client.get("/ui/static/nope.js", headers={"Accept": browser}).get_json()["error"] == "not_found"
 
 
+def test_a_static_file_answers_at_its_own_name_only(client):
+    """``/ui/static/ui.css/`` (and ``//``, ``./ui.css``) served the stylesheet: werkzeug normalises a
+    static name, while every route refuses a trailing slash."""
+    assert client.get("/ui/static/ui.css").status_code == 200
+    for path in ("/ui/static/ui.css/", "/ui/static/ui.css//", "/ui/static/./ui.css", "/ui/static/vendor//README.md"):
+        answer = client.get(path)
+        assert answer.status_code == 404 and answer.get_json()["error"] == "not_found", path
+
+
 def test_a_browser_opening_an_address_that_is_not_a_page_gets_the_pages_405(client):
     """``/ui/login`` typed in the address bar (it takes the login form's POST only) showed a browser
     the API's JSON 405; it gets an HTML page with links back, and ``Allow``; API clients keep the JSON."""

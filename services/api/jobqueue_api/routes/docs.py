@@ -7,7 +7,9 @@ Swagger UI's files are vendored under ``static/vendor/swagger-ui`` (versions and
 
 from __future__ import annotations
 
-from flask import Blueprint, redirect, render_template
+import posixpath
+
+from flask import Blueprint, abort, redirect, render_template, request
 
 from ..auth import csrf_token, given_token, token_matches, tokens_required
 from ..errors import ApiError
@@ -16,6 +18,18 @@ from ..pages import root, secure_page
 
 bp = Blueprint("docs", __name__, static_folder="../static", static_url_path="/ui/static")
 bp.after_request(secure_page)
+
+
+@bp.before_request
+def one_address_per_file():
+    """A static file answers at its own name only: werkzeug's safe_join normalises the name, so
+    ``ui.css/``, ``ui.css//`` and ``./ui.css`` served the file too, where every route refuses a
+    trailing slash (404)."""
+    if request.endpoint == "docs.static":
+        name = (request.view_args or {}).get("filename", "")
+        if posixpath.normpath(name) != name:
+            abort(404)
+
 
 # Browser pages and their assets: HTML for people, not API operations, so /openapi.json leaves them
 # out (tests/api/test_openapi.py holds every other rule to the document).
