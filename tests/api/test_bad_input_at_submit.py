@@ -220,3 +220,20 @@ def test_a_json_integer_of_thousands_of_digits_is_its_parameters_400(
     assert response.status_code == 400 and got["error"] == "invalid_param" and got["param"] == param, got
     assert words in got["message"] and "sys." not in got["message"], got
     assert queue.llen(keys.queue("jobs")) == before
+
+
+@pytest.mark.parametrize("written", ["0.99999999999999999", "5.00000000000000000001", "1.00000000000000000000001e1"])
+def test_an_integer_parameter_refuses_a_number_that_only_rounds_to_one(client, queue, written):
+    """``"n": 0.99999999999999999`` reads as the float 1.0 and was stored as n=1: a number that is not
+    whole, taken for one because a float cannot tell them apart. The body's own digits decide."""
+    body = '{"operation": "top_locations", "params": {"n": ' + written + "}}"
+    response = client.post("/submit", data=body, content_type="application/json")
+    assert response.status_code == 400, response.get_json()
+    assert response.get_json()["param"] == "n" and "must be an integer" in response.get_json()["message"]
+    assert queue.llen(keys.queue("jobs")) == 0
+    for whole in ("5.0", "5.000000000000000000000", "0.5e1", "5"):  # whole numbers, however written
+        body = '{"operation": "top_locations", "params": {"n": ' + whole + "}}"
+        response = client.post("/submit", data=body, content_type="application/json")
+        assert response.status_code == 202, (whole, response.get_json())
+    body = '{"operation": "incidents_within_radius", "params": {"latitude": 30.26720000000000000001, "longitude": -97.7431, "radius_km": 1.00000000000000000001}}'
+    assert client.post("/submit", data=body, content_type="application/json").status_code == 202  # a number param

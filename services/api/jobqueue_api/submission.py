@@ -10,6 +10,7 @@ job's id (:func:`store`): resending that would store the job twice.
 from __future__ import annotations
 
 import json
+from decimal import Decimal
 from typing import Any
 
 from gunicorn.http.errors import NoMoreData, ParseException
@@ -17,7 +18,7 @@ from werkzeug.exceptions import ClientDisconnected, RequestEntityTooLarge
 
 import redis
 
-from atx_analysis.registry import Operation, ParamError, Registry, UnknownOperation, echo
+from atx_analysis.registry import NotWhole, Operation, ParamError, Registry, UnknownOperation, echo
 from jobqueue import wire
 from jobqueue.delivery import Delivery
 from jobqueue.jobs import Job
@@ -173,8 +174,20 @@ def _parse_int(text: str) -> int:
     return -_HUGE if text.startswith("-") else _HUGE
 
 
+def _parse_float(text: str) -> float:
+    """``parse_float``: a JSON number with a fraction or an exponent, as ``json`` reads it, but one
+    whose float is whole while the number written is not (``0.99999999999999999``) is a NotWhole,
+    which an integer parameter refuses: it was taken as n=1. (Decimal only for whole floats.)"""
+    value = float(text)
+    if value.is_integer():
+        exact = Decimal(text)
+        if exact != exact.to_integral_value():
+            return NotWhole(value)
+    return value
+
+
 # made once: json.loads(..., hook) builds one a call
-_DECODER = json.JSONDecoder(object_pairs_hook=_unique, parse_int=_parse_int)
+_DECODER = json.JSONDecoder(object_pairs_hook=_unique, parse_int=_parse_int, parse_float=_parse_float)
 _BOM = b"\xef\xbb\xbf"
 
 

@@ -150,6 +150,12 @@ _NUMBER_TEXT = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-
 _DATE_TEXT = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 
 
+class NotWhole(float):
+    """A number whose written form is not a whole number though its float is (``0.99999999999999999``
+    and ``5.00000000000000000001`` read as 1.0 and 5.0): the API's JSON reader makes these, so an
+    integer parameter refuses what was sent rather than the float it rounded to."""
+
+
 def _to_int(name: str, raw: Any) -> int:
     if isinstance(raw, bool):
         raise ParamError(name, f"'{name}' must be an integer")
@@ -160,7 +166,7 @@ def _to_int(name: str, raw: Any) -> int:
             raw = int(raw.strip())
         except ValueError:
             raise ParamError(name, f"'{name}' must be an integer, got {raw!r}") from None
-    if isinstance(raw, float) and raw.is_integer():
+    if isinstance(raw, float) and raw.is_integer() and not isinstance(raw, NotWhole):
         raw = int(raw)
     if not isinstance(raw, int):
         raise ParamError(name, f"'{name}' must be an integer")
