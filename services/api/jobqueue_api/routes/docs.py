@@ -16,6 +16,7 @@ from ..errors import ApiError
 from ..guesses import REFUSED
 from ..pages import root, secure_page
 
+
 class _Pages(Blueprint):
     def send_static_file(self, filename: str) -> Response:
         """A static file answers at its own name only: werkzeug's safe_join normalises the name, so
