@@ -234,3 +234,17 @@ def test_analyze_refuses_a_fraction_for_an_integer_as_the_api_refuses_the_json_n
     with pytest.raises(ParamError) as api:
         REGISTRY.get("top_locations").validate({"n": 5.5})  # the JSON body {"n": 5.5}
     assert code == 2 and out == "" and err.strip().endswith(api.value.message), err
+
+
+def test_operations_output_that_cannot_be_written_is_one_line_and_dash_is_stdout(inproc, tmp_path, monkeypatch):
+    # a missing folder or a folder given as the file was a FileNotFoundError/IsADirectoryError
+    # traceback (exit 1); "-" wrote a file named "-" where analyze --output - prints
+    code, out, err = inproc("operations", "--output", tmp_path / "missing" / "ops.json")
+    assert code == 2 and out == "" and "Traceback" not in err
+    assert err.strip().startswith("jobqueue operations: error: --output") and "cannot be written" in err
+    code, _, err = inproc("operations", "--output", tmp_path)
+    assert code == 2 and "is a folder" in err
+    monkeypatch.chdir(tmp_path)
+    code, out, _ = inproc("operations", "--output", "-")
+    assert code == 0 and not (tmp_path / "-").exists()
+    assert {op["name"] for op in json.loads(out)} >= {"top_locations"}

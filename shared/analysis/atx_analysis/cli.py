@@ -101,16 +101,22 @@ def cmd_operations(args: argparse.Namespace) -> int:
     import atx_analysis.operations  # noqa: F401
     from .registry import REGISTRY
 
+    output = None if args.output == "-" else args.output  # "-" is stdout, as for analyze
+    if output is not None:  # a missing folder, a folder: one line, exit 2 (a traceback, exit 1, before)
+        try:
+            check_writable(output)
+        except UsageError as exc:
+            return _fail("jobqueue operations", str(exc), Exit.USAGE)
     if args.templates:
         doc: Any = templates(REGISTRY)
     else:
         doc = [op.describe() for op in REGISTRY]
     human = args.format == "table" or (
-        args.format == "auto" and not args.templates and not args.output and sys.stdout.isatty()
+        args.format == "auto" and not args.templates and not output and sys.stdout.isatty()
     )
     text = operations_table(doc) if human else json.dumps(doc, indent=2)
-    if args.output:
-        Path(args.output).write_text(text + "\n")
+    if output:
+        Path(output).write_text(text + "\n")
     else:
         print(text)
     return 0
@@ -353,7 +359,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         action="store_true",
         help="print example submissions instead (the tutorial's submit_templates.json)",
     )
-    p.add_argument("--output", "-o", help="write to this file instead of stdout")
+    p.add_argument("--output", "-o", help="write to this file instead of stdout (- is stdout)")
     p.set_defaults(func=cmd_operations)
 
     data = sub.add_parser("data", help="generate, fetch or inspect traffic incident data")
