@@ -163,6 +163,20 @@ def test_cancel_a_queued_job(api, capsys):
     assert code != 0 and "job_not_found" in err
 
 
+def test_cancel_of_several_says_what_it_did_when_one_is_refused(api, capsys):
+    # `cancel A nope B` (or A given twice) stopped at the first refusal with one line about it and
+    # exit 2: A had been cancelled without a word, B never was
+    first, second = _submit(api), _submit(api)
+    code, out, err = _run(capsys, "cancel", first, "nope", first, second, "--url", api.url, "--format", "table")
+    assert code == 2 and "Traceback" not in err
+    assert out.splitlines() == [f"{first}: cancelled", f"{second}: cancelled"]
+    assert err.strip() == f"jobqueue: nope: {err.split(': ', 2)[2].strip()}" and "invalid_job_id" in err
+    code, out, err = _run(capsys, "cancel", first, second, "--url", api.url, "--json")
+    assert code == 0 and [d["job_id"] for d in json.loads(out)] == [first, second]  # now deleted
+    code, out, err = _run(capsys, "cancel", first, "--url", api.url, "--json")
+    assert code == 2 and out == "" and "job_not_found" in err
+
+
 def test_operations_is_a_readable_list_on_a_terminal(capsys):
     from atx_analysis.registry import REGISTRY
 

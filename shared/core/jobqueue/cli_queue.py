@@ -52,7 +52,13 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--timeout", type=cliargs.seconds, default=None, help="give up after this many seconds")
     p.set_defaults(client_handler=cmd_watch)
 
-    p = sub.add_parser("cancel", parents=[common], help="cancel a queued job (or delete a finished one)")
+    p = sub.add_parser(
+        "cancel",
+        parents=[common],
+        help="cancel a queued job (or delete a finished one)",
+        description="Cancel each job given (an id given twice once). An id the API refuses is named on "
+        "stderr and the others are still cancelled; exit 2 if any was refused.",
+    )
     p.add_argument("job_id", nargs="+")
     p.set_defaults(client_handler=cmd_cancel)
 
@@ -244,11 +250,33 @@ def cmd_watch(args: argparse.Namespace) -> int:
 
 
 def cmd_cancel(args: argparse.Namespace) -> int:
+    """Cancel each id once (an id given twice is one cancel). An id the API refuses (unknown,
+    running, malformed) is named on stderr and the others are still cancelled; what was done is
+    printed before any error ends the command, so an exit 2 or 3 never hides a cancel that happened."""
     client = _client(args)
-    out = [client.cancel(job_id) for job_id in args.job_id]
+    ids = list(dict.fromkeys(args.job_id))
+    out: list[dict[str, Any]] = []
+    refused: list[tuple[str, ApiError]] = []
+    try:
+        for job_id in ids:
+            try:
+                out.append(client.cancel(job_id))
+            except ApiError as exc:
+                if exc.status >= 500 or exc.status in (401, 403, 429):  # every other id would meet it too
+                    raise
+                refused.append((job_id, exc))
+    finally:
+        _print_cancelled(args, out, len(ids))
+    for job_id, error in refused:
+        print(f"jobqueue: {job_id}: {error}", file=sys.stderr)
+    return cliargs.Exit.USAGE if refused else cliargs.Exit.OK
+
+
+def _print_cancelled(args: argparse.Namespace, out: list[dict[str, Any]], asked: int) -> None:
     if wants_table(args):
         for doc in out:
             print(f"{doc['job_id']}: {'cancelled' if doc.get('cancelled') else 'deleted'}")
-    else:
-        print(json.dumps(out if len(out) > 1 else out[0], indent=2))
-    return 0
+    elif asked > 1:
+        print(json.dumps(out, indent=2))
+    elif out:
+        print(json.dumps(out[0], indent=2))
