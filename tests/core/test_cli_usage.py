@@ -187,3 +187,14 @@ def test_analyze_takes_a_parameter_written_as_an_option_for_key_value():
     r = jq("analyze", "top_locations", "-n", "5", timeout=60)
     assert r.returncode == 2, r.stderr
     assert "jobqueue analyze: error: parameters are key=value, not options: write n=5 (got -n 5)" in r.stderr
+
+
+def test_output_without_wait_is_refused_before_anything_is_sent(capsys):
+    """`submit top_locations n=2 --output top.json` submitted the job, printed its id and exited 0:
+    --output is used only by --wait, so nothing was ever saved and nothing said so."""
+    from jobqueue.cli import main
+
+    code = main(["submit", "top_locations", "n=2", "--output", "top.json", "--url", "http://127.0.0.1:9"])
+    out, err = capsys.readouterr()
+    assert code == 2 and out == "", err  # 3 (unreachable) would mean it tried to submit
+    assert err.startswith("jobqueue: --output saves the result, which only --wait waits for: add --wait"), err

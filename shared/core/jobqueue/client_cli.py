@@ -48,7 +48,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--wait", action="store_true", help="wait for the job and print its result")
     p.add_argument("--timeout", type=seconds, default=None, help="give up waiting after this many seconds")
-    p.add_argument("--output", "-o", help="save the result here (PNG results default to <job_id>.png)")
+    p.add_argument("--output", "-o", help="with --wait: save the result here (PNG results default to <job_id>.png)")
     p.set_defaults(client_handler=_submit)
 
     p = sub.add_parser("status", parents=[common], help="show a job's status")
@@ -96,6 +96,8 @@ def _progress(job: dict[str, Any], elapsed: float) -> None:
 
 
 def _submit(args: argparse.Namespace) -> int:
+    if args.output is not None and not args.wait:  # it submitted, saved nothing and exited 0
+        raise UsageError("--output saves the result, which only --wait waits for: add --wait (nothing was submitted)")
     if args.output:  # before the job is submitted, not after it ran
         check_writable(args.output)
     client = Client(args.url, args.token, on_wait=told_wait)
