@@ -248,3 +248,12 @@ def test_operations_output_that_cannot_be_written_is_one_line_and_dash_is_stdout
     code, out, _ = inproc("operations", "--output", "-")
     assert code == 0 and not (tmp_path / "-").exists()
     assert {op["name"] for op in json.loads(out)} >= {"top_locations"}
+
+
+def test_operations_templates_as_a_table_is_refused_in_one_line(inproc):
+    # operations_table() was given the templates' dict: TypeError traceback, exit 1
+    code, out, err = inproc("operations", "--templates", "--format", "table")
+    assert code == 2 and out == "" and "Traceback" not in err
+    assert "--templates prints JSON" in err and "leave out --format table" in err
+    code, out, _ = inproc("operations", "--templates", "--json")
+    assert code == 0 and "top_locations" in json.loads(out)

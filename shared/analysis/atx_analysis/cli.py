@@ -101,6 +101,12 @@ def cmd_operations(args: argparse.Namespace) -> int:
     import atx_analysis.operations  # noqa: F401
     from .registry import REGISTRY
 
+    if args.templates and args.format == "table":  # operations_table() of them was a TypeError traceback
+        return _fail(
+            "jobqueue operations",
+            "--templates prints JSON (the tutorial's submit_templates.json), not a table: leave out --format table",
+            Exit.USAGE,
+        )
     output = None if args.output == "-" else args.output  # "-" is stdout, as for analyze
     if output is not None:  # a missing folder, a folder: one line, exit 2 (a traceback, exit 1, before)
         try:
@@ -357,7 +363,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--templates",
         action="store_true",
-        help="print example submissions instead (the tutorial's submit_templates.json)",
+        help="print example submissions instead, as JSON (the tutorial's submit_templates.json)",
     )
     p.add_argument("--output", "-o", help="write to this file instead of stdout (- is stdout)")
     p.set_defaults(func=cmd_operations)
