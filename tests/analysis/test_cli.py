@@ -257,3 +257,14 @@ def test_operations_templates_as_a_table_is_refused_in_one_line(inproc):
     assert "--templates prints JSON" in err and "leave out --format table" in err
     code, out, _ = inproc("operations", "--templates", "--json")
     assert code == 0 and "top_locations" in json.loads(out)
+
+
+def test_data_generate_into_a_folder_is_one_line_before_any_work(inproc, tmp_path):
+    # the rows were made, then replace() onto the folder raised IsADirectoryError (a traceback,
+    # exit 1) and left <folder>.tmp behind
+    folder = tmp_path / "out"
+    folder.mkdir()
+    code, out, err = inproc("data", "generate", "--rows", "10", "--output", folder)
+    assert code == 2 and out == "" and "Traceback" not in err
+    assert f"--output {folder} is a folder" in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]

@@ -153,9 +153,15 @@ def templates(registry) -> dict[str, Any]:
 def cmd_generate(args: argparse.Namespace) -> int:
     from .generator import write_csv
 
+    prog = "jobqueue data generate"
     if args.rows < 1:
-        return _fail("jobqueue data generate", "--rows must be at least 1", Exit.USAGE)
-    path = write_csv(args.output, rows=args.rows, seed=args.seed, nine_columns=args.nine_columns, form=args.format)
+        return _fail(prog, "--rows must be at least 1", Exit.USAGE)
+    if os.path.isdir(args.output):  # before the rows are made: it was a traceback after, and a stray <dir>.tmp
+        return _fail(prog, f"--output {args.output} is a folder: give a file name in it", Exit.USAGE)
+    try:
+        path = write_csv(args.output, rows=args.rows, seed=args.seed, nine_columns=args.nine_columns, form=args.format)
+    except OSError as exc:  # a read-only folder, a full disk: one line, not a traceback
+        return _fail(prog, f"--output {args.output} cannot be written: {exc.strerror or exc}", Exit.USAGE)
     print(
         json.dumps(
             {
