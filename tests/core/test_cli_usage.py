@@ -198,3 +198,25 @@ def test_output_without_wait_is_refused_before_anything_is_sent(capsys):
     out, err = capsys.readouterr()
     assert code == 2 and out == "", err  # 3 (unreachable) would mean it tried to submit
     assert err.startswith("jobqueue: --output saves the result, which only --wait waits for: add --wait"), err
+
+
+@pytest.mark.parametrize("wait", [[], ["--wait"]])
+def test_ctrl_c_while_the_submit_is_sent_says_the_job_may_be_stored(capsys, monkeypatch, wait):
+    """Ctrl-C during `submit --wait`'s first exchange (the API holds its answer up to 2 s, the job
+    already stored) said only "interrupted": no id, nothing about a stored job, so the student
+    submitted again and had two jobs."""
+    from jobqueue.cli import main
+    from jobqueue.client import Client
+
+    def interrupted(self, *args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(Client, "operations", lambda self: [])
+    monkeypatch.setattr(Client, "_submit_waiting", interrupted)
+    code = main(["submit", "top_locations", "n=2", *wait, "--url", "http://127.0.0.1:9"])
+    err = capsys.readouterr().err
+    assert code == 130 and "Traceback" not in err, err
+    assert "the job may have been stored" in err and "`jobqueue jobs`" in err, err
+    monkeypatch.setattr(Client, "status", interrupted)  # a later Ctrl-C elsewhere is not called a submit
+    code = main(["status", "x", "--url", "http://127.0.0.1:9"])
+    assert code == 130 and capsys.readouterr().err.strip() == "jobqueue: interrupted"

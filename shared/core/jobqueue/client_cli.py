@@ -105,9 +105,11 @@ def _submit(args: argparse.Namespace) -> int:
     if args.wait and not args.output:
         _check_default_png(args.operation, declared)
     params = parse_params(declared, args.params)
+    _WAITING.sending = True  # a Ctrl-C from here until an id is known may leave a stored job unnamed
     if not args.wait:  # keyed: after a 504 or a lost answer the same request is sent again (one job)
         body = {"operation": args.operation, "params": params}
         job = client._submit_waiting(body, None, args.timeout, _unsure_keyed)
+        _WAITING.sending = False
         print(json.dumps({"job_id": job["job_id"], "status": "submitted"}))
         return 0
     # one exchange: a job that ends within the first 2 s is answered by the submit itself
@@ -115,7 +117,7 @@ def _submit(args: argparse.Namespace) -> int:
     body = {"operation": args.operation, "params": params}  # a 504 is resolved within --timeout (or 60 s)
     job = client._submit_waiting(body, _step(PROGRESS_EVERY, args.timeout, 0.0), args.timeout, _unsure)
     print(f"submitted {job['job_id']}", file=sys.stderr)
-    _WAITING.job_id = job["job_id"]
+    _WAITING.job_id, _WAITING.sending = job["job_id"], False
     job = client._until_final(job, start, args.timeout, PROGRESS_EVERY, _progress)
     _WAITING.job_id = None
     if sys.stderr.isatty():
@@ -182,6 +184,7 @@ def _status(args: argparse.Namespace) -> int:
 
 def run(args: argparse.Namespace) -> int:
     """Run a client subcommand; every failure becomes one line on stderr and an ``Exit`` status."""
+    _WAITING.job_id, _WAITING.sending = None, False  # nothing from an earlier run in this process
     try:
         _check_url(args)
         _check_token(args)
@@ -240,6 +243,12 @@ def run(args: argparse.Namespace) -> int:
             Exit.UNAVAILABLE,
         )
     except KeyboardInterrupt:  # Ctrl-C: one line, not a traceback
+        if _WAITING.sending and not _WAITING.job_id:  # the API may have stored it before answering
+            return _error(
+                "interrupted while the submit was sent: the job may have been stored; check "
+                "`jobqueue jobs` (newest first) before submitting again",
+                INTERRUPTED,
+            )
         return _error(f"interrupted{_still_queued(_WAITING)}", INTERRUPTED)
 
 
@@ -250,6 +259,7 @@ class _Waiting:
     """The job ``submit --wait`` is waiting for, once it is stored (for the message of a Ctrl-C)."""
 
     job_id: str | None = None
+    sending: bool = False  # a submit is on its way and no id is known yet
 
 
 _WAITING = _Waiting()
