@@ -167,6 +167,10 @@ def test_analyze_checks_its_output_before_running(tmp_path):
         (["submit", "top_locations", "n=5", "--wait", "--timout", "30"], "unrecognized arguments: --timout 30"),
         (["submit", "top_locations", "n=5", "--wiat"], "jobqueue submit: error: unrecognized arguments: --wiat"),
         (["status", "abc", "--bogus", "1"], "jobqueue status: error: unrecognized arguments: --bogus 1"),
+        (["submit", "top_locations", "-n5"], "parameters are key=value, not options: write n=5 (got -n5)"),
+        # another command's option is named so: "write format=json" was then an unknown parameter
+        (["submit", "top_locations", "n=5", "--format", "json"], "jobqueue submit has no --format option (cancel,"),
+        (["submit", "top_locations", "n=5", "--json"], "jobqueue submit has no --json option"),
     ],
 )
 def test_a_parameter_written_as_an_option_is_named_as_key_value(stack, args, said):
@@ -178,8 +182,8 @@ def test_a_parameter_written_as_an_option_is_named_as_key_value(stack, args, sai
     assert r.returncode == 2, (r.returncode, r.stderr)
     assert said in r.stderr and "Traceback" not in r.stderr, r.stderr
     assert f"usage: jobqueue {args[0]} " in r.stderr, r.stderr
-    if "--timout" in args:
-        assert "not options" not in r.stderr, r.stderr
+    if "--timout" in args or "--json" in args or "--format" in args:
+        assert "not options" not in r.stderr and "format=" not in r.stderr, r.stderr
     assert _job_count(stack) == before
 
 

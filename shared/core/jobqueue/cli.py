@@ -76,7 +76,8 @@ def _main(argv: list[str] | None = None) -> int:
     args, extra = parser.parse_known_args(argv)
     if extra:  # what parse_args refuses, said by the subcommand (its usage), a parameter as an option named
         command = sub.choices.get(getattr(args, "command", None) or "", parser)
-        command.error(_option_as_parameter(command, args, extra) or f"unrecognized arguments: {' '.join(extra)}")
+        hint = _option_as_parameter(command, args, extra, sub.choices)
+        command.error(hint or f"unrecognized arguments: {' '.join(extra)}")
     if getattr(args, "admin_handler", None) is not None:
         return args.admin_handler(args)
     if getattr(args, "client_handler", None) is not None:
@@ -100,15 +101,28 @@ def _main(argv: list[str] | None = None) -> int:
     return Exit.OK
 
 
-def _option_as_parameter(command: argparse.ArgumentParser, args: argparse.Namespace, extra: list[str]) -> str | None:
-    """``jobqueue submit top_locations --n 5`` (or ``--n=5``, ``-n 5``): parameters are key=value, not
-    options. argparse said only "unrecognized arguments: --n 5", under the top-level usage, which has
-    no word about parameters."""
-    if getattr(args, "command", None) not in ("submit", "analyze") or not extra[0].startswith("-"):
+def _option_as_parameter(
+    command: argparse.ArgumentParser,
+    args: argparse.Namespace,
+    extra: list[str],
+    commands: dict[str, argparse.ArgumentParser],
+) -> str | None:
+    """``jobqueue submit top_locations --n 5`` (or ``--n=5``, ``-n 5``, ``-n5``): parameters are
+    key=value, not options. argparse said only "unrecognized arguments: --n 5", under the top-level
+    usage, which has no word about parameters. An option of another subcommand (``submit --format
+    json``) is named as that, not turned into a parameter ("write format=json", then an unknown one)."""
+    name = getattr(args, "command", None)
+    if name not in ("submit", "analyze") or not extra[0].startswith("-"):
         return None
     key, sep, value = extra[0].lstrip("-").partition("=")
     if not sep and len(extra) > 1 and not extra[1].startswith("-"):
         value = extra[1]
+    elif not sep and not extra[0].startswith("--") and len(key) > 1:  # -n5, as argparse reads -n 5
+        key, value = key[0], key[1:]
+    elsewhere = sorted(c for c, p in commands.items() if key and f"--{key}" in p._option_string_actions)
+    if elsewhere:
+        verb = "has" if len(elsewhere) == 1 else "have"
+        return f"jobqueue {name} has no --{key} option ({', '.join(elsewhere)} {verb} it; see jobqueue {name} --help)"
     if not key or not value:
         return None
     options = [o.lstrip("-") for o in command._option_string_actions if o.startswith("--")]
