@@ -125,6 +125,8 @@ def test_data_generate_is_deterministic_and_loadable(inproc, tmp_path):
     info = json.loads(inproc("data", "info", "--data", nine)[1])
     assert info["format"] == "portal-csv-9" and info["rows"] == 50
     assert inproc("data", "generate", "--rows", 0, "--output", nine)[0] == 2
+    code, _, err = inproc("data", "generate", "--rows", 10**20, "--output", nine)  # was numpy's traceback
+    assert code == 2 and "--rows must be from 1 to 50,000,000" in err, err
 
 
 @pytest.mark.parametrize("form", ["soda-json", "rows-json"])

@@ -150,12 +150,16 @@ def templates(registry) -> dict[str, Any]:
     return {op.name: op.example_submission() for op in registry}
 
 
+# about 100 times the real data: the generator holds every row in memory before it writes them
+MAX_GENERATED_ROWS = 50_000_000
+
+
 def cmd_generate(args: argparse.Namespace) -> int:
     from .generator import write_csv
 
     prog = "jobqueue data generate"
-    if args.rows < 1:
-        return _fail(prog, "--rows must be at least 1", Exit.USAGE)
+    if not 1 <= args.rows <= MAX_GENERATED_ROWS:  # 10**20 was numpy's ValueError traceback
+        return _fail(prog, f"--rows must be from 1 to {MAX_GENERATED_ROWS:,}", Exit.USAGE)
     if os.path.isdir(args.output):  # before the rows are made: it was a traceback after, and a stray <dir>.tmp
         return _fail(prog, f"--output {args.output} is a folder: give a file name in it", Exit.USAGE)
     try:
@@ -377,7 +381,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     data = sub.add_parser("data", help="generate, fetch or inspect traffic incident data")
     dsub = data.add_subparsers(dest="data_command", required=True)
     p = dsub.add_parser("generate", help="write a synthetic dataset in the portal's CSV export format")
-    p.add_argument("--rows", type=int, default=FULL_ROWS, help=f"rows (default {FULL_ROWS:,}, the real size)")
+    p.add_argument(
+        "--rows",
+        type=int,
+        default=FULL_ROWS,
+        help=f"rows (default {FULL_ROWS:,}, the real size; at most {MAX_GENERATED_ROWS:,})",
+    )
     p.add_argument("--seed", type=int, default=332, help="random seed (same seed, same file)")
     p.add_argument("--output", "-o", default="data/full/traffic_incidents.csv", help="file (.gz compresses)")
     p.add_argument("--nine-columns", action="store_true", help="the older 9-column export (no Agency)")
