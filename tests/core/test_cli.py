@@ -65,6 +65,14 @@ def test_submit_and_analyze_parse_key_value_the_same_way(stack, tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("url", ["", "   "])
+def test_an_empty_url_is_usage_not_the_default(url):
+    """`jobqueue jobs --url "$API"` with API unset sent the request to the default address, saying
+    nothing of the flag it was given."""
+    r = jq("jobs", "--url", url, env={"JOBQUEUE_URL": "http://127.0.0.1:1"}, timeout=60)
+    assert r.returncode == 2 and "--url is empty (an unset shell variable?)" in r.stderr, r.stderr
+
+
 @pytest.mark.parametrize(
     "args,code,words",
     [

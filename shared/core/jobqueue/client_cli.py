@@ -281,6 +281,11 @@ def _url(args: argparse.Namespace) -> str:
 
 def _check_url(args: argparse.Namespace) -> None:
     """The URL the client will use (as Client picks it), checked before anything is sent."""
+    if args.url is not None and not args.url.strip():  # --url "$API" with API unset used the default silently
+        raise UsageError(
+            f"--url is empty (an unset shell variable?): give the API's address, e.g. {DEFAULT_URL}, "
+            "or leave --url out to use $JOBQUEUE_URL or that default"
+        )
     if args.url:
         check_url(args.url, "--url")
     elif os.environ.get("JOBQUEUE_URL"):
