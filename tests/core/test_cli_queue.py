@@ -55,6 +55,10 @@ def test_jobs_table_and_json(api, capsys):
     assert [j["job_id"] for j in json.loads(out)["jobs"]] == [first]
     code, out, _ = _run(capsys, "jobs", "--url", api.url)  # not a terminal: JSON
     assert len(json.loads(out)["jobs"]) == 2
+    # more than --limit: the hint names what this command can do (it said "page with GET /jobs?cursor=")
+    code, out, err = _run(capsys, "jobs", "--url", api.url, "--format", "table", "--limit", "1")
+    assert code == 0 and len(out.splitlines()) == 2
+    assert "(more: raise --limit, up to 100, or narrow with --status or --operation)" in err and "cursor" not in err
 
 
 @pytest.fixture

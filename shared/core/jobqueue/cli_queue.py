@@ -141,7 +141,8 @@ def cmd_jobs(args: argparse.Namespace) -> int:
     else:
         print("no jobs" + (" match" if params else ""))
     if page.get("next_cursor"):
-        print(f"(more: raise --limit, or page with GET /jobs?cursor={page['next_cursor']})", file=sys.stderr)
+        # the CLI has no --cursor: the hint said "page with GET /jobs?cursor=...", a page it cannot ask for
+        print("(more: raise --limit, up to 100, or narrow with --status or --operation)", file=sys.stderr)
     return 0
 
 
