@@ -93,8 +93,8 @@ def test_named_tokens_that_are_fine_or_blank_load():
 
 
 def test_a_lower_bound_alone_is_said_as_such():
-    with pytest.raises(SettingsError, match=r"JOB_TTL_SECONDS must be at least 60, got 0$"):
-        load_settings({"JOB_TTL_SECONDS": "0"})
+    with pytest.raises(SettingsError, match=r"DATA_MAX_BYTES must be at least 1, got 0$"):
+        load_settings({"DATA_MAX_BYTES": "0"})
 
 
 def _start(program: str, timeout: float, **settings: str) -> subprocess.CompletedProcess[str]:
@@ -239,3 +239,19 @@ def test_a_cache_dir_with_white_space_around_it_says_so(tmp_path):
     )
     (tmp_path / "spaced ").mkdir()
     assert load_settings({"DATA_CACHE_DIR": f"{tmp_path}/spaced "}).data_cache_dir == f"{tmp_path}/spaced "
+
+
+@pytest.mark.parametrize("value", ["9999999999999999", "99999999999999999999999"])
+def test_a_job_ttl_redis_cannot_expire_stops_the_programs(value):
+    """JOB_TTL_SECONDS=9999999999999999 (a user's "never") started both programs, then Redis refused
+    the worker's final write ("invalid expire time in 'set' command"): every job stayed in-progress."""
+    with pytest.raises(SettingsError, match=r"JOB_TTL_SECONDS must be between 60 and 3153600000, got "):
+        load_settings({"JOB_TTL_SECONDS": value})
+
+
+def test_the_longest_job_ttl_is_one_redis_keeps(redis_url):
+    s = load_settings({"REDIS_URL": redis_url, "JOB_TTL_SECONDS": "3153600000"})
+    client = jobs_redis(s)
+    assert client.set("ttl-probe", "1", ex=s.job_ttl_seconds)
+    assert client.ttl("ttl-probe") > 3153500000
+    client.delete("ttl-probe")

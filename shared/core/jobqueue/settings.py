@@ -20,6 +20,7 @@ from urllib.parse import unquote_plus
 from .lanes import DEFAULT as DEFAULT_LANE, LANES
 
 DEFAULT_DATA_PATH = "data/traffic_incidents_sample.csv"
+JOB_TTL_MAX_SECONDS = 100 * 365 * 24 * 3600  # 3153600000
 
 
 class SettingsError(ValueError):
@@ -462,7 +463,13 @@ SPEC: dict[str, tuple[str, Callable[[str, str], object], str]] = {
     ),
     "WORKER_CONCURRENCY": ("1", _int(1, 64), "worker processes started by one jobqueue-worker"),
     "JOB_LEASE_SECONDS": ("30", _float(1, 3600), "a worker silent this long loses its jobs back to the queue"),
-    "JOB_TTL_SECONDS": ("604800", _int(60), "finished jobs and their results expire after this"),
+    # at most 100 years: Redis refuses an expiry whose milliseconds from now pass 2**63 (EX 1e16 is
+    # "invalid expire time"), and the worker's final write then failed: jobs stayed in-progress
+    "JOB_TTL_SECONDS": (
+        "604800",
+        _int(60, JOB_TTL_MAX_SECONDS),
+        "finished jobs and their results expire after this (at most 3153600000, 100 years)",
+    ),
     "JOB_TIMEOUT_SECONDS": ("300", _float(1, 86400), "time limit of one attempt of a job"),
     "JOB_MAX_ATTEMPTS": ("3", _int(1, 100), "attempts for transient errors before a job fails"),
     "JOB_RETRY_BACKOFF_SECONDS": (
