@@ -310,6 +310,19 @@ def test_waiting_for_a_relative_data_path_logs_where_it_looks(tmp_path, monkeypa
     assert record.looked_for == str(tmp_path / "data" / "incidents.csv")
 
 
+@pytest.mark.parametrize("url", ["file:///srv/data/x.csv", "https://data.austintexas.gov/api/views/dx9v-zd7x/rows.csv"])
+def test_a_data_path_that_is_a_url_is_refused_not_waited_for(tmp_path, monkeypatch, url):
+    """DATA_PATH=file:///... : the API said at once "is a URL", the worker logged "data file not
+    found; waiting for it" (looked for in <cwd>/file:/srv/...) for ever, and every job waited."""
+    from atx_analysis.readers import DataFormatError
+    from jobqueue_worker.data import DataSource
+
+    monkeypatch.chdir(tmp_path)
+    data = DataSource(url, should_stop=lambda: pytest.fail("waited for a URL to appear"))
+    with pytest.raises(DataFormatError, match="is a URL, but the data file must be a file on this machine"):
+        data.get()
+
+
 def test_a_claimed_id_without_its_document_warns_naming_the_jobs_db(harness, caplog):
     """An API started with REDIS_JOBS_DB=2 (README: to keep apart from tutorial data) and a worker
     without it: the worker claimed each id, found no document in its db 0 and dropped the id with an

@@ -37,7 +37,11 @@ class DataSource:
 
     def _load(self) -> Any:
         from atx_analysis.dataset import load_dataset  # the analysis package; imported only when data is needed
+        from atx_analysis.readers import refuse_url
 
+        # a URL (the portal's address, file:///...) is never a file that appears: the API refused it
+        # at once while the worker waited for a file named "https:/..." for ever, its jobs with it
+        refuse_url(self.path)
         delay = 0.5
         while not os.path.exists(self.path):
             if self.should_stop():
