@@ -105,6 +105,32 @@ def test_a_socket_timeout_that_is_no_time_stops_the_program_naming_the_variable(
     assert "REDIS_URL" in r.stderr and option.split("=")[0] in r.stderr
 
 
+@pytest.mark.parametrize(
+    ("url", "example"),
+    [
+        ("unix://tmp/redis.sock", "REDIS_URL=unix:///tmp/redis.sock"),
+        ("unix://var/run/redis/redis.sock?db=0", "REDIS_URL=unix:///var/run/redis/redis.sock"),
+        ("unix://redis.sock", "REDIS_URL=unix:///redis.sock"),
+        ("unix://:s3cret@run/redis.sock", "REDIS_URL=unix:///run/redis.sock"),
+        ("unix://localhost", "REDIS_URL=unix:///localhost"),
+    ],
+)
+def test_a_unix_url_without_an_absolute_socket_path_is_refused_with_the_fix(url, example):
+    """``unix://tmp/redis.sock`` (two slashes): redis-py took ``tmp`` for a host and dropped it, so
+    both programs started and retried ``/redis.sock`` for ever; jobs waited with them."""
+    with pytest.raises(SettingsError) as err:
+        _settings(url)
+    assert "REDIS_URL" in str(err.value) and "absolute socket path" in str(err.value)
+    assert example in str(err.value) and "s3cret" not in str(err.value)
+
+
+@pytest.mark.parametrize(
+    "url", ["unix:///run/redis.sock", "unix://localhost/run/redis.sock", "unix://alice:pw@/run/redis.sock?db=0"]
+)
+def test_a_unix_url_with_an_absolute_socket_path_loads(url):
+    assert connection_options(_settings(url), 1)["path"] == "/run/redis.sock"
+
+
 def test_redis_password_wins_over_the_url_and_the_user_is_kept():
     s = _settings("redis://alice:inurl@h:6379", REDIS_PASSWORD="fromenv")
     opts = connection_options(s, 0)

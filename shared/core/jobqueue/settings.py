@@ -358,6 +358,8 @@ def redis_url_options(name: str, raw: str) -> dict[str, object]:
         if why.startswith("Port could not") and "@" in raw.split("://", 1)[1]:
             why = "its port is not a number (in a password, write '/', '?' and '#' as %2F, %3F and %23)"
         raise SettingsError(f"{name} is not a valid Redis URL: {why}") from None
+    if raw.startswith("unix://"):
+        _check_socket_path(name, raw, options)
     for key in ("socket_timeout", "socket_connect_timeout"):  # 0 makes every call fail, < 0 a 500
         seconds = options.get(key)
         if seconds is not None and not 0 < float(str(seconds)) < float("inf"):
@@ -385,6 +387,25 @@ def redis_url_options(name: str, raw: str) -> dict[str, object]:
         unknown = str(exc).rsplit(" ", 1)[-1].strip("'")
         raise SettingsError(f"{name} has an option redis-py does not know: {unknown!r}") from None
     return options
+
+
+def _check_socket_path(name: str, raw: str, options: dict[str, object]) -> None:
+    """A ``unix://`` URL is the scheme, then the socket's absolute path (three slashes in all). In
+    ``unix://tmp/redis.sock`` redis-py reads ``tmp`` as a host, which a socket has not, and drops it:
+    both programs started and retried ``/redis.sock`` for ever (``unix://var/run/redis/redis.sock``
+    even reaches ``/run/redis/redis.sock``, another Redis); ``unix://redis.sock`` had no path at all."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(raw)
+    host = parts.netloc.rpartition("@")[2]
+    if host.lower() in ("", "localhost") and options.get("path"):
+        return
+    path = "/" + (host + parts.path).lstrip("/")
+    raise SettingsError(
+        f"{name} {masked_redis_url(raw)!r} gives no absolute socket path: unix:// is followed by the "
+        f"socket's path, which begins with '/', e.g. {name}=unix://{path} (three slashes; "
+        f"redis-py took {host!r} for a host and {str(options.get('path') or '')!r} for the path)"
+    )
 
 
 def _check_redis_db(values: dict[str, object]) -> None:
