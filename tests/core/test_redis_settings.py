@@ -131,6 +131,23 @@ def test_a_unix_url_with_an_absolute_socket_path_loads(url):
     assert connection_options(_settings(url), 1)["path"] == "/run/redis.sock"
 
 
+@pytest.mark.parametrize(
+    ("url", "example"),
+    [
+        ("redis://::1:6379", "REDIS_URL=redis://[::1]:6379"),
+        ("redis://::1", "REDIS_URL=redis://[::1]"),
+        ("redis://fe80::1:6380/0?socket_timeout=3", "REDIS_URL=redis://[fe80::1]:6380/0?socket_timeout=3"),
+        ("redis://:s3cret@::1:6379", "REDIS_URL=redis://***@[::1]:6379"),
+    ],
+)
+def test_an_ipv6_address_without_brackets_is_refused_with_them(url, example):
+    """BIND_HOST takes ``::1`` bare, so ``REDIS_URL=redis://::1:6379`` is what one writes next: it
+    was refused with redis-py's "Port could not be cast to integer value as ':1:6379'"."""
+    with pytest.raises(SettingsError) as err:
+        _settings(url)
+    assert str(err.value) == f"REDIS_URL is not a valid Redis URL: an IPv6 address goes in brackets, e.g. {example}"
+
+
 def test_redis_password_wins_over_the_url_and_the_user_is_kept():
     s = _settings("redis://alice:inurl@h:6379", REDIS_PASSWORD="fromenv")
     opts = connection_options(s, 0)

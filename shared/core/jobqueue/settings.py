@@ -355,7 +355,10 @@ def redis_url_options(name: str, raw: str) -> dict[str, object]:
         why = str(exc)
         # the "port" redis-py names may be a password's first characters: in redis://:pa?ss@host a "?"
         # (or "#", "/") ends the host part at ":pa". Not named when there is user info, then.
-        if why.startswith("Port could not") and "@" in raw.split("://", 1)[1]:
+        bracketed = _bracketed_ipv6(raw)
+        if bracketed:
+            why = f"an IPv6 address goes in brackets, e.g. {name}={masked_redis_url(bracketed)}"
+        elif why.startswith("Port could not") and "@" in raw.split("://", 1)[1]:
             why = "its port is not a number (in a password, write '/', '?' and '#' as %2F, %3F and %23)"
         raise SettingsError(f"{name} is not a valid Redis URL: {why}") from None
     if raw.startswith("unix://"):
@@ -387,6 +390,28 @@ def redis_url_options(name: str, raw: str) -> dict[str, object]:
         unknown = str(exc).rsplit(" ", 1)[-1].strip("'")
         raise SettingsError(f"{name} has an option redis-py does not know: {unknown!r}") from None
     return options
+
+
+def _bracketed_ipv6(raw: str) -> str | None:
+    """``raw`` with its host in brackets when that host is an IPv6 address written without them
+    (``redis://::1:6379``, as BIND_HOST takes ``::1``), else None. redis-py read the address's last
+    group as the port and said "Port could not be cast to integer value as ':1:6379'"."""
+    import ipaddress
+
+    scheme, _, rest = raw.partition("://")
+    end = min([i for i in (rest.find("/"), rest.find("?")) if i >= 0] or [len(rest)])
+    userinfo, at, host = rest[:end].rpartition("@")
+    if host.startswith("[") or host.count(":") < 2:
+        return None
+    # the last group a port when it can be one (::1:6379 is also an address, but not what is meant)
+    for address, port in (tuple(host.rsplit(":", 1)), (host, "")):
+        try:
+            ipaddress.IPv6Address(address)
+        except ValueError:
+            continue
+        if port == "" or (port.isdigit() and 0 < int(port) < 65536):
+            return f"{scheme}://{userinfo}{at}[{address}]{':' + port if port else ''}{rest[end:]}"
+    return None
 
 
 def _check_socket_path(name: str, raw: str, options: dict[str, object]) -> None:
