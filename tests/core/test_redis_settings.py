@@ -148,6 +148,25 @@ def test_an_ipv6_address_without_brackets_is_refused_with_them(url, example):
     assert str(err.value) == f"REDIS_URL is not a valid Redis URL: an IPv6 address goes in brackets, e.g. {example}"
 
 
+@pytest.mark.parametrize(
+    ("query", "key", "kind"),
+    [
+        ("ssl_ca_certs=/nonexistent/ca.crt", "ssl_ca_certs", "file"),
+        ("ssl_certfile=/nonexistent/client.crt", "ssl_certfile", "file"),
+        ("ssl_keyfile=/nonexistent/client.key", "ssl_keyfile", "file"),
+        ("ssl_ca_path=/nonexistent/certs", "ssl_ca_path", "folder"),
+        ("ssl_ca_certs=/tmp", "ssl_ca_certs", "file"),  # a folder where a file goes
+    ],
+)
+def test_a_tls_file_that_is_not_there_is_refused_naming_it(query, key, kind):
+    """``rediss://host?ssl_ca_certs=/missing/ca.crt`` started both programs, which then retried
+    "Error 2 connecting to host:port. No such file or directory" as if Redis were unreachable."""
+    path = query.split("=", 1)[1]
+    with pytest.raises(SettingsError) as err:
+        _settings(f"rediss://h:6380?{query}")
+    assert str(err.value).startswith(f"REDIS_URL's {key} names {path!r}, which is no {kind} here")
+
+
 def test_redis_password_wins_over_the_url_and_the_user_is_kept():
     s = _settings("redis://alice:inurl@h:6379", REDIS_PASSWORD="fromenv")
     opts = connection_options(s, 0)
@@ -155,9 +174,11 @@ def test_redis_password_wins_over_the_url_and_the_user_is_kept():
     assert connection_options(_settings("redis://:p%40ss@h"), 0)["password"] == "p@ss"
 
 
-def test_tls_and_unix_urls_keep_their_connection_class_and_options():
-    tls = connection_options(_settings("rediss://h:6380/0?ssl_ca_certs=/ca.pem&ssl_cert_reqs=required"), 1)
-    assert tls["connection_class"].__name__ == "SSLConnection" and tls["ssl_ca_certs"] == "/ca.pem"
+def test_tls_and_unix_urls_keep_their_connection_class_and_options(tmp_path):
+    ca = tmp_path / "ca.pem"
+    ca.write_text("-----BEGIN CERTIFICATE-----\n")
+    tls = connection_options(_settings(f"rediss://h:6380/0?ssl_ca_certs={ca}&ssl_cert_reqs=required"), 1)
+    assert tls["connection_class"].__name__ == "SSLConnection" and tls["ssl_ca_certs"] == str(ca)
     assert tls["db"] == 1
     sock = connection_options(_settings("unix:///run/redis.sock?db=0"), 1)
     assert sock["connection_class"].__name__ == "UnixDomainSocketConnection"

@@ -291,8 +291,25 @@ def _choice(*allowed: str) -> Callable[[str, str], str]:
     return parse
 
 
+# the files a rediss:// URL may name (redis-py's SSLConnection options): a file, or a folder for ssl_ca_path
+_TLS_FILES = {"ssl_ca_certs": "file", "ssl_certfile": "file", "ssl_keyfile": "file", "ssl_ca_path": "folder"}
+
+
 def _redis_url(name: str, raw: str) -> str:
-    redis_url_options(name, raw)
+    options = redis_url_options(name, raw)
+    # checked once, at start (not on each client built: a certificate rotated later is Redis's error)
+    for key, kind in _TLS_FILES.items():
+        given = options.get(key)
+        if given is None:
+            continue
+        found = Path(str(given)).is_dir() if kind == "folder" else Path(str(given)).is_file()
+        if not found:
+            # it used to start, then every connection failed with "Error 2 connecting to host:port. No
+            # such file or directory", as if Redis were unreachable: /readyz 503 and jobs waiting for ever
+            raise SettingsError(
+                f"{name}'s {key} names {str(given)!r}, which is no {kind} here "
+                f"(looked for from {Path.cwd()}): give the path of the {kind} on this machine"
+            )
     return raw
 
 
