@@ -7,19 +7,9 @@ import re
 
 import pytest
 
-from tests.ui.test_browser import FINAL_TIMEOUT, _api_submit, _context, _expect, browser, pw, stack  # noqa: F401
+from tests.ui.test_browser import FINAL_TIMEOUT, _api_submit, _expect, browser, page, pw, stack  # noqa: F401
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture
-def page(browser):  # noqa: F811 (the fixture imported above)
-    context = _context(browser, viewport={"width": 1280, "height": 900})
-    pg = context.new_page()
-    pg.problems = []
-    pg.on("pageerror", lambda e: pg.problems.append(f"pageerror: {e}"))
-    yield pg
-    context.close()
 
 
 def test_back_after_a_filter_shows_the_filter_the_table_has(page, stack):  # noqa: F811

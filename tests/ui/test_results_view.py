@@ -5,22 +5,12 @@ from __future__ import annotations
 
 import pytest
 
-from tests.ui.test_browser import FINAL_TIMEOUT, _api_submit, _context, _expect, browser, pw, stack  # noqa: F401
+from tests.ui.test_browser import FINAL_TIMEOUT, _api_submit, _context, _expect, browser, page, pw, stack  # noqa: F401
 
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture
-def page(browser):  # noqa: F811 (the fixture imported above)
-    context = _context(browser, viewport={"width": 1280, "height": 900})
-    pg = context.new_page()
-    pg.problems = []
-    pg.on("pageerror", lambda e: pg.problems.append(f"pageerror: {e}"))
-    yield pg
-    context.close()
-
-
-def _open_finished(page, url, job_id):
+def _open_finished(page, url, job_id):  # noqa: F811 (the fixture imported above)
     expect = _expect()
     page.goto(f"{url}/ui/jobs/{job_id}")
     expect(page.locator("#j-status")).to_have_text("complete", timeout=FINAL_TIMEOUT)
