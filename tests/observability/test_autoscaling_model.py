@@ -91,3 +91,45 @@ def test_a_run_whose_flags_change_the_charts_values_is_not_called_chart_defaults
     assert "chart defaults" not in text and "this run (threshold 20, min 0, max 10)" in text
     assert main(["--jobs", "30", "--plot", ""]) == 0
     assert "chart defaults (threshold 20, min 1, max 10)" in capsys.readouterr().out
+
+
+def test_the_docs_results_table_is_what_the_model_gives():
+    """docs/autoscaling.md's burst of 100 plot jobs: every row's figures are the model's for the
+    policy the row names. Its KEDA-defaults row showed threshold 5's figures (peak 10, 52.7
+    replica-minutes) beside threshold 20 rows, while the sweep command it documents prints peak 5,
+    27.0 for that row."""
+    import re
+
+    from devstack.paths import REPO_ROOT
+
+    text = (REPO_ROOT / "docs" / "autoscaling.md").read_text()
+    section = text.split("A burst of 100 plot jobs", 1)[1].split("\n\n", 2)[1].replace("**", "")
+    rows = re.findall(r"^\| (.+?) \| (\d+) s \| (\d+) \| ([\d.]+) \|$", section, re.M)
+    base = Policy(
+        threshold=20,
+        activation_threshold=0,
+        min_replicas=0,
+        max_replicas=10,
+        polling_interval=15,
+        cooldown_period=120,
+        scale_down_stabilization=60,
+    )
+    keda = {"polling_interval": 30, "cooldown_period": 300, "scale_down_stabilization": 300}
+    policies = {
+        "earlier chart values (threshold 5, min 0)": replace(base, threshold=5),
+        "recommended (threshold 20, min 1)": replace(base, min_replicas=1),
+        "threshold 20, min 0": base,
+        "threshold 50, min 0": replace(base, threshold=50),
+        "threshold 200, min 0": replace(base, threshold=200),
+        "max 20 replicas (threshold 5)": replace(base, threshold=5, max_replicas=20),
+        "KEDA's own defaults (polling 30 s, cooldown 300 s, HPA stabilization 300 s; threshold 20, min 0)": replace(
+            base, **keda
+        ),
+    }
+    assert [r[0] for r in rows] == list(policies), "a row of the table has no policy in this test"
+    work = Workload(jobs=100, job_seconds=0.8, startup_seconds=15, scrape_interval=15)
+    for label, drained, peak, minutes in rows:
+        trace = simulate(policies[label], work)
+        shown = (int(drained), int(peak), minutes)
+        real = (trace.drained_at, trace.peak_replicas, f"{trace.replica_seconds / 60:.1f}")
+        assert shown == real, f"{label}: the docs show {shown}, the model gives {real}"
