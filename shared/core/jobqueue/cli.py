@@ -169,7 +169,9 @@ def _backfill_owner_index(args: argparse.Namespace) -> int:
 
 
 ANALYSIS_COMMANDS = ("analyze", "operations", "data")
-ANALYSIS_HINT = "pip install 'atx-jobqueue-core[analysis]'"
+# Neither package is on a package index: a bare `pip install 'atx-jobqueue-core[analysis]'` finds no
+# atx-analysis. From the repository's checkout, as the README says, both are installed from their folders.
+ANALYSIS_HINT = "from the repository's checkout, pip install ./shared/analysis './shared/core[analysis]'"
 
 
 def _register_analysis_missing(sub: argparse._SubParsersAction) -> None:
