@@ -207,3 +207,28 @@ def test_a_time_zone_in_the_schedule_moves_to_the_time_zone_field(prefix):
 def test_a_time_zone_in_both_places_is_refused_naming_the_prefix():
     with pytest.raises(helm.HelmError, match='remove the "CRON_TZ=UTC" prefix'):
         _backup(schedule="CRON_TZ=UTC 17 * * * *", timeZone="UTC")
+
+
+def test_first_install_shows_the_messages_helm_install_prints():
+    """docs/first-install.md, step 1: each refusal its table quotes is what the chart says to the
+    install it describes. The table quoted the API image (`atx-jobqueue-api:0.1.0`), while Helm
+    renders the worker's Deployment first and so names `atx-jobqueue-worker:0.1.0`."""
+    import re
+
+    from tests.deploy.manifests import REPO_ROOT, render_chart, scenario_values
+
+    text = (REPO_ROOT / "docs" / "first-install.md").read_text()
+    table = text.split("## 1. Install", 1)[1].split("Without Helm:", 1)[0]
+    shown = [m for m in re.findall(r"^\| `([^`]+)` \|", table, re.M) if not m.startswith(("Error:", "cannot re-use"))]
+    class_values = scenario_values("class-cluster")
+    installs = {
+        # step 1's command without --set image.registry
+        "image.registry is not set": {**class_values, "image": {"tag": "0.1.0"}},
+        "autoscaling.mode=keda": {**class_values, "autoscaling": {"mode": "keda"}},
+    }
+    assert sorted(m.split(",")[0].split(" reads")[0] for m in shown) == sorted(installs), shown
+    for message in shown:
+        values = next(v for k, v in installs.items() if message.startswith(k))
+        with pytest.raises(helm.HelmError) as refused:
+            render_chart(values, bare=True, name="jobs")
+        assert message.removesuffix(" ...") in str(refused.value), (message, str(refused.value)[:400])
