@@ -180,3 +180,20 @@ def test_runbooks_read_the_redis_password_from_the_file_the_container_mounts():
                 for item in secrets[m["name"]].get("items", [])
             }
             assert files <= mounted, (scenario, files, mounted)
+
+
+def test_first_install_shows_the_pods_the_class_cluster_install_runs():
+    """docs/first-install.md, step 2: the expected `kubectl get pods` ends with every pod of step 1's
+    install Running, one line each. It showed one worker while the class-cluster values run two, so
+    a reader watching two workers start could not match the listing."""
+    text = (REPO_ROOT / "docs" / "first-install.md").read_text()
+    listing = text.split("## 2. Pods start", 1)[1].split("```text", 1)[1].split("```", 1)[0]
+    running = [line.split()[0] for line in listing.splitlines() if " Running " in line]
+    objects = objects_of(render_chart(scenario_values("class-cluster"), name=RELEASE))
+    expected = {"redis": 1}
+    for obj in objects:
+        if obj["kind"] == "Deployment":
+            component = obj["metadata"]["labels"]["app.kubernetes.io/component"]
+            expected[component] = obj["spec"]["replicas"]
+    shown = {c: sum(1 for n in running if n.startswith(f"{RELEASE}-atx-jobqueue-{c}-")) for c in expected}
+    assert shown == expected, f"the listing's Running pods {shown}, the class-cluster install runs {expected}"
