@@ -42,3 +42,15 @@ def test_every_error_code_the_api_answers_is_in_the_docs_table():
     assert len(answered) > 15, answered  # the scan found the calls
     missing = sorted(answered - _documented())
     assert not missing, f"docs/api.md's error table lacks {missing}"
+
+
+def test_the_table_says_when_a_broken_body_is_invalid_body():
+    """A chunked body with a bad chunk size, or cut short, that the API reads is
+    `400 invalid_body` "the request body is malformed or incomplete: ..." (submission.py); the
+    table gave that code only for JSON that is not an object, and its `invalid_chunk` row covers
+    only bodies the API answers without reading, so a reader who got it found no row that fit."""
+    source = (API_SRC / "submission.py").read_text()
+    assert 'ApiError(400, "invalid_body", f"the request body is malformed or incomplete' in source
+    text = (REPO_ROOT / "docs" / "api.md").read_text()
+    row = next(line for line in text.splitlines() if line.startswith("| 400 | `invalid_body` |"))
+    assert "malformed or incomplete" in row and "chunk" in row and "ended before the body did" in row, row
