@@ -88,3 +88,16 @@ def test_every_panel_reads_recorded_or_documented_series():
         assert rules.recorded_names(expr) <= recorded, title
         assert re.search(r'namespace=~"\$namespace"', expr), f"{title} ignores the namespace variable"
         assert re.search(r'app_kubernetes_io_instance=~"\$release"', expr), f"{title} mixes releases"
+
+
+def test_the_docs_name_every_dashboard_variable():
+    """docs/observability.md's "Variables:" sentence names each of the dashboard's variables. It
+    named `datasource` and `namespace` only, while the dashboard also has `release`, which a reader
+    with two releases in one namespace needs to tell them apart."""
+    from devstack.paths import REPO_ROOT
+
+    text = " ".join((REPO_ROOT / "docs" / "observability.md").read_text().split())
+    sentence = text.split("Variables: ", 1)[1].split(". ", 1)[0]
+    variables = {v["name"] for v in committed()["templating"]["list"]}
+    assert {"datasource", "namespace"} <= variables, variables  # the scan found them
+    assert all(f"`{v}`" in sentence for v in variables), (variables, sentence)
