@@ -62,3 +62,21 @@ def test_no_test_module_imports_a_conftest():
         if name.rsplit(".", 1)[-1] == "conftest"
     }
     assert not found, sorted(found)
+
+
+def test_the_readme_layout_table_points_at_where_each_thing_is():
+    """README.md's Layout row for observability/ said it held the Prometheus rules; they are the
+    chart's file (observability/rules.py only reads and checks it), so a reader looking there for
+    rules.yml found none. Every path a Layout row names in backticks exists."""
+    import re
+
+    from devstack.paths import REPO_ROOT
+
+    text = (REPO_ROOT / "README.md").read_text()
+    table = text.split("## Layout", 1)[1].split("\n\n", 2)[1]
+    named = [p for p in re.findall(r"`([\w./-]+/[\w./-]*)`", table) if "/" in p]
+    assert "helm/atx-jobqueue/files/prometheus/rules.yml" in named, named
+    assert all((REPO_ROOT / p).exists() for p in named), [p for p in named if not (REPO_ROOT / p).exists()]
+    from observability import rules
+
+    assert rules.RULES_FILE.relative_to(REPO_ROOT).as_posix() in named
