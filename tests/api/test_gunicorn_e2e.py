@@ -75,7 +75,7 @@ def test_every_refusal_series_is_0_before_the_first_refusal(api):
         if sample.name == "jobqueue_http_refused_total"
     }
     assert series == {(str(status), code): 0 for status, code in counted_refusals()}
-    assert ("414", "uri_too_long") in series and ("400", "invalid_header") in series and len(series) == 11
+    assert ("414", "uri_too_long") in series and ("400", "invalid_header") in series and len(series) == 12
 
 
 def test_tutorial_client_flow(api, redis_clients):

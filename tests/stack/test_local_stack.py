@@ -733,14 +733,18 @@ def test_up_under_script_name_waits_and_points_inside_the_prefix(tmp_path, scrip
             f"{url}/submit?wait=30", json={"operation": "top_locations", "params": {"n": 1}}, timeout=40
         )
         assert job.json()["status"] == "complete", job.text
-        # outside the prefix, as docs/ui.md says (it said gunicorn's own HTML page, which the API's
-        # JSON-errors worker replaced): a JSON 500, the cause in the API's log
+        # outside the prefix, as docs/ui.md says: a JSON 404 naming the prefix (it was a 500
+        # internal_error with a traceback in the log, for a client's mistake)
         outside = requests.get(f"http://127.0.0.1:{env['PORT']}/healthz", timeout=10)
-        assert outside.status_code == 500 and outside.json()["error"] == "internal_error", outside.text
+        assert outside.status_code == 404 and outside.json()["error"] == "not_found", outside.text
+        assert outside.json()["message"] == (
+            "outside the API's path prefix (SCRIPT_NAME): put the prefix before the route: "
+            f"Request path '/healthz' does not start with SCRIPT_NAME '{script_name}'"
+        ), outside.text
         log = (run_dir / "logs" / "api.log").read_text()
-        assert "Request path '/healthz' does not start with SCRIPT_NAME" in log
+        assert "Request path '/healthz' does not start with SCRIPT_NAME" in log and "Traceback" not in log, log
         ui = " ".join((REPO_ROOT / "docs" / "ui.md").read_text().split())
-        assert "answered `500` `internal_error` (JSON" in ui and "does not start with SCRIPT_NAME '/class/jq'" in ui
+        assert "answered `404` `not_found` (JSON" in ui and "does not start with SCRIPT_NAME '/class/jq'" in ui
     finally:
         subprocess.run(["bash", "scripts/down.sh"], cwd=REPO_ROOT, env=env, capture_output=True, timeout=120)
 

@@ -246,7 +246,16 @@ def register_error_handlers(app: Flask) -> None:
 # gunicorn.workers.base.Worker.handle_error gives them: exception classes, status, reason phrase,
 # code, message (gunicorn's own description follows it). Most specific first.
 SERVER_ERRORS: list[tuple[tuple[type[BaseException], ...], int, str, str, str]] = [
-    ((gerr.InvalidResponseHeader, gerr.InvalidResponseHeaderName, gerr.ConfigurationProblem), 500, "", "", ""),
+    ((gerr.InvalidResponseHeader, gerr.InvalidResponseHeaderName), 500, "", "", ""),
+    # gunicorn raises this one only for a path outside SCRIPT_NAME (gunicorn/http/wsgi.py, create()):
+    # the client's mistake, not the server's, so no 500 and no traceback in the log
+    (
+        (gerr.ConfigurationProblem,),
+        404,
+        "Not Found",
+        "not_found",
+        "outside the API's path prefix (SCRIPT_NAME): put the prefix before the route",
+    ),
     (
         (gerr.LimitRequestLine,),
         414,
@@ -332,7 +341,8 @@ def server_error(exc: BaseException, cfg: Any) -> tuple[int, str, str, bytes]:
     # large (8192 > 4094)" gives the bytes it had buffered when it gave up, 8192 (its read size) for
     # any line longer than that: neither the line's length nor the limit, which the message names
     if not isinstance(exc, gerr.LimitRequestLine):
-        detail = str(exc)
+        # a path outside SCRIPT_NAME: gunicorn's "Configuration problem: " prefix would blame the server
+        detail = str(exc.info) if isinstance(exc, gerr.ConfigurationProblem) else str(exc)
         if len(detail) > _DETAIL_CHARS:
             detail = f"{detail[:_DETAIL_CHARS]}... ({len(detail)} characters)"
         message = f"{message}: {detail}"
