@@ -96,3 +96,16 @@ def test_every_documented_route_is_classified(token_api):
     known = {re.sub(r"[0-9a-f-]{36}", "{}", path.split("?")[0]) for _, path, _ in PROTECTED} | set(OPEN)
     known |= {"/analysis/{}"} | {p for p in template if p.startswith("/analysis/")}  # the analysis blueprint
     assert template <= known, f"routes neither protected nor listed as open: {sorted(template - known)}"
+
+
+@pytest.mark.parametrize(
+    "token", ["\ud800", f"{TOKEN}\udfff", "admin:\udc80"], ids=["alone", "after-token", "pasted-line"]
+)
+def test_a_login_token_with_a_lone_surrogate_is_unknown_not_a_500(token_api, token):
+    """``{"token": "\\ud800"}`` posted to the web page's login (JSON escapes can write a lone surrogate,
+    a header cannot) was a 500 with a logged traceback: the token was encoded to UTF-8 to compare it
+    with the API's, which a lone surrogate cannot be. It is a token the API does not know: 401."""
+    resp = requests.post(token_api.url + "/ui/login", json={"token": token}, timeout=10)
+    assert resp.status_code == 401, (resp.status_code, resp.text[:200])
+    assert resp.json()["error"] == "unauthorized" and resp.json()["param"] == "token"
+    assert "Set-Cookie" not in resp.headers

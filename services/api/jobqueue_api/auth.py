@@ -88,13 +88,21 @@ def identify_among(admin: str, named: dict[str, str], given: str | None) -> tupl
     API_TOKENS): the one verdict of both request paths (the fast path parses the tokens once)."""
     if given is None:
         return False, None
-    if admin and hmac.compare_digest(given.encode(), admin.encode()):
+    sent = _utf8(given)
+    if admin and hmac.compare_digest(sent, _utf8(admin)):
         return True, None
     found = None
     for token, name in named.items():  # compare with every one: constant time
-        if hmac.compare_digest(given.encode(), token.encode()):
+        if hmac.compare_digest(sent, _utf8(token)):
             found = name
     return (found is not None), found
+
+
+def _utf8(token: str) -> bytes:
+    """A token's bytes for the comparison. A lone surrogate (``{"token": "\\ud800"}`` posted to
+    ``/ui/login``: JSON escapes can write one, a header cannot) is kept as its escape's bytes, so
+    the token is simply unknown (401) instead of failing to encode (a 500)."""
+    return token.encode("utf-8", "surrogatepass")
 
 
 def token_matches(given: str | None) -> bool:
