@@ -237,3 +237,28 @@ def test_an_integer_parameter_refuses_a_number_that_only_rounds_to_one(client, q
         assert response.status_code == 202, (whole, response.get_json())
     body = '{"operation": "incidents_within_radius", "params": {"latitude": 30.26720000000000000001, "longitude": -97.7431, "radius_km": 1.00000000000000000001}}'
     assert client.post("/submit", data=body, content_type="application/json").status_code == 202  # a number param
+
+
+@pytest.mark.parametrize(
+    "body,error,field",
+    [
+        ('{"operation": "sleep", "\\ud800": 1}', "unknown_field", "field"),
+        ('{"operation": "sleep", "params": {"sec\\udfffonds": 1}}', "invalid_param", "param"),
+        ('{"operation": "sleep", "params": {"\\ud800": 1, "\\ud800": 2}}', "duplicate_key", "key"),
+    ],
+    ids=["field", "parameter", "key-given-twice"],
+)
+def test_an_error_naming_a_key_with_a_lone_surrogate_is_strict_json(client, queue, body, error, field):
+    """A lone surrogate in an unknown key was sent back as it came, so the 400's body held the escape
+    ``\\ud800`` of no character, which strict JSON readers (I-JSON, RFC 7493; Rust's serde_json)
+    refuse: the client could not read why it was refused. The name now comes back as the escape's text."""
+    response = client.post("/submit", data=body, content_type="application/json")
+    assert response.status_code == 400
+    named = response.get_json()
+    assert named["error"] == error and named[field].replace("\\udfff", "\\ud800") in (
+        "\\ud800",
+        "sec\\ud800onds",
+    ), named
+    # every string of the answer is text: it encodes as UTF-8 (a lone surrogate does not)
+    json.dumps(named, ensure_ascii=False).encode("utf-8")
+    assert queue.llen(keys.queue("jobs")) == 0

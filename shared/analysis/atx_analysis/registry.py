@@ -30,9 +30,14 @@ ECHO_LIMIT = 64
 
 def echo(name: Any) -> str:
     """A client's name for something unknown, as an error repeats it: cut at ``ECHO_LIMIT``
-    characters, so a 60,000-character key (a 64 KiB body allows one) is not sent back twice over."""
+    characters, so a 60,000-character key (a 64 KiB body allows one) is not sent back twice over;
+    a lone surrogate (a JSON key ``"\\ud800"``) written as its escape's text, ``\\ud800``, since it
+    is no character: sent back as is, the error body held the escape of a lone surrogate, which
+    strict JSON readers refuse (RFC 7493's I-JSON forbids it; Rust's serde_json fails on it)."""
     text = str(name)
-    return text if len(text) <= ECHO_LIMIT else f"{text[:ECHO_LIMIT]}... ({len(text)} characters)"
+    if len(text) > ECHO_LIMIT:
+        text = f"{text[:ECHO_LIMIT]}... ({len(text)} characters)"
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 class ParamError(PermanentError, ValueError):
