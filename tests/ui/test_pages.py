@@ -268,6 +268,20 @@ def test_login_sets_an_httponly_strict_cookie_and_csrf_guards_changes(token_app)
     assert client.get("/ui/jobs").status_code == 401
 
 
+def test_a_cookie_path_ending_in_a_newline_falls_back_to_the_api_root(token_app):
+    """The login's ``path`` (and logout's ``?path=``) is checked against a pattern whose ``$`` also
+    matched before a final newline: ``"/\\n"`` set the cookie on the path ``/%0A``, under which no
+    page is, so the login said yes and every page asked for the token again. It is now refused like
+    any other malformed path: the cookie goes on the API's root."""
+    client = token_app.test_client()
+    for path in ("/\n", "/class/jq/\n"):
+        response = client.post("/ui/login", json={"token": TOKEN, "path": path})
+        assert response.status_code == 200
+        assert "Path=/;" in response.headers["Set-Cookie"], response.headers["Set-Cookie"]
+    response = token_app.test_client().post("/ui/logout?path=/class/jq/%0A")  # no cookie: no CSRF needed
+    assert "Path=/;" in response.headers["Set-Cookie"], response.headers["Set-Cookie"]
+
+
 def test_page_assets_are_cached_and_revalidated_pages_are_not(client):
     """Swagger UI's 1.8 MB bundle must not be fetched again on every visit; pages hold job data."""
     for path in ("/ui/static/ui.js", "/ui/static/vendor/swagger-ui/swagger-ui-bundle.js"):

@@ -48,7 +48,9 @@ bp.after_request(secure_page)
 api = Blueprint("queue", __name__)
 protect(api)
 
-COOKIE_PATH_RE = re.compile(r"^/[A-Za-z0-9._~/-]{0,200}$")
+# \Z, not $: "$" also matches before a final newline, and "/\n" became the cookie path "/%0A",
+# which no page is under (the login said yes, and the page asked for the token again)
+COOKIE_PATH_RE = re.compile(r"^/[A-Za-z0-9._~/-]{0,200}\Z")
 STATUSES = [s.value for s in JobStatus]
 
 
