@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import json
 import os
 import re
@@ -17,6 +18,7 @@ from devstack.api_server import api_server
 from devstack.paths import BIN
 from devstack.procs import wait_http
 from devstack.redis_server import RedisServer, find_redis_server
+from jobqueue import keys
 from jobqueue.connections import jobs_redis, queue_redis
 from jobqueue.settings import load_settings
 
@@ -449,6 +451,26 @@ def test_a_chunked_body_read_to_its_end_keeps_the_connection(api, redis_clients)
     (first, headers, job), (second, _, _) = pipelined(api[0], submit + submit, 2)
     assert (first, second) == (202, 202) and headers["connection"] == "keep-alive"
     assert json.loads(job)["status"] == "submitted"
+
+
+@pytest.mark.parametrize("coding", [b"gzip, chunked", b"deflate,chunked", b"compress, chunked"])
+@pytest.mark.parametrize("route", [b"/submit", b"/submit?wait=1", b"/jobs"])
+def test_a_body_transfer_coded_other_than_chunked_is_refused_and_not_stored(api, redis_clients, route, coding):
+    """gunicorn accepts gzip, deflate and compress before chunked but undoes only the chunking: the
+    application got the body still compressed. A gzip body was 400 invalid_json ("not UTF-8 text"),
+    and plain JSON labelled ``gzip, chunked`` was stored (202) as if the label were not there. Both
+    are now the 501 gunicorn answers a coding it does not know (``br``), and nothing is stored."""
+    plain = b'{"operation": "top_locations", "params": {"n": 2}}'
+    queue = redis_clients[1]
+    before = queue.llen(keys.queue("jobs"))
+    for body in (plain, gzip.compress(plain)):
+        head = b"POST %s HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n" % route
+        request = head + b"Transfer-Encoding: %s\r\n\r\n%x\r\n%s\r\n0\r\n\r\n" % (coding, len(body), body)
+        status, headers, rest = exchange(api[0], request)
+        answer = json.loads(rest)
+        assert status == 501 and answer["error"] == "unsupported_transfer_coding", answer
+        assert answer["transfer_encoding"] == coding.decode() and headers["connection"] == "close"
+    assert queue.llen(keys.queue("jobs")) == before
 
 
 def test_a_body_over_the_limit_is_refused_without_being_read(api):

@@ -152,6 +152,16 @@ def not_utf8_param(query: str) -> str | None:
     return None
 
 
+def unread_transfer_codings(header: str) -> list[str]:
+    """The codings of a ``Transfer-Encoding`` other than ``chunked`` (and ``identity``, which changes
+    nothing): ``gzip``, ``deflate`` or ``compress`` before ``chunked``. gunicorn accepts these names
+    (any other it refuses, 501) but undoes only the chunking, so the application got the body still
+    compressed: a gzip body was "400 invalid_json: not UTF-8 text", and plain JSON labelled
+    ``gzip, chunked`` was stored as if the label were not there."""
+    names = [part.strip(" \t").lower() for part in header.split(",")]
+    return [name for name in names if name and name not in ("chunked", "identity")]
+
+
 def json_mimetype(mimetype: str) -> bool:
     """``application/json`` or a type with RFC 6839's ``+json`` suffix (``application/vnd.api+json``,
     ``application/problem+json``): a JSON body all the same, and none a page can send without a CORS
@@ -177,7 +187,8 @@ class Guard:
 
     def check(self, req, environ: dict) -> None:
         """Raise the 400 of an HTTP/1.1 request without Host, of a Host not allowed or of a query
-        parameter that is not UTF-8, or the 415 of a write whose body is not JSON."""
+        parameter that is not UTF-8, the 415 of a write whose body is not JSON, or the 501 of a
+        write whose body is transfer-coded other than chunked."""
         if missing_host(environ):  # every path: a malformed request, not a question of allow-list
             raise ApiError(
                 400,
@@ -226,6 +237,15 @@ class Guard:
                     )
                     error.headers["Accept-Encoding"] = "identity"
                     raise error
+                codings = unread_transfer_codings(environ.get("HTTP_TRANSFER_ENCODING", ""))
+                if codings:
+                    raise ApiError(
+                        501,
+                        "unsupported_transfer_coding",
+                        f"the API undoes no transfer coding but chunked ({', '.join(codings)} was sent): send "
+                        "the JSON uncompressed, with 'Transfer-Encoding: chunked' alone or a Content-Length",
+                        transfer_encoding=environ.get("HTTP_TRANSFER_ENCODING", "")[:100],
+                    )
 
     def known_host(self, environ: dict) -> bool | None:
         """The remembered verdict on this request's Host, None if not judged yet."""
