@@ -7,9 +7,11 @@ import json
 import os
 import re
 import signal
+import socket
 import subprocess
 import time
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 import requests
@@ -471,6 +473,41 @@ def test_a_body_transfer_coded_other_than_chunked_is_refused_and_not_stored(api,
         assert status == 501 and answer["error"] == "unsupported_transfer_coding", answer
         assert answer["transfer_encoding"] == coding.decode() and headers["connection"] == "close"
     assert queue.llen(keys.queue("jobs")) == before
+
+
+def test_long_polls_whose_clients_left_stop_waiting(api):
+    """A long poll (``?wait=``) whose client closed its connection went on waiting, holding one of
+    its process's MAX_WAITERS places and its socket, to the end of its wait: a client that opened
+    a thousand ``?wait=60`` polls and closed them at once left every other client's polls answered
+    at once, without waiting, for a minute. They now stop within the sweep's second or two, on
+    both request paths (the plain poll below Flask, the others through it) and a waiting submit."""
+    url = urlsplit(api[0])
+    body = json.dumps({"operation": "sleep", "params": {"seconds": 0}}).encode()
+    job_id = requests.post(api[0] + "/submit", data=body, headers={"Content-Type": "application/json"}).json()
+    job_id = job_id["job_id"]  # no worker here: it stays submitted
+    submit = b"POST /submit?wait=30 HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+    asks = [b"GET /status/%s?wait=30 HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n" % job_id.encode()] * 8
+    asks += [b"GET /jobs/%s/result?wait=30 HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n" % job_id.encode()] * 4
+    asks += [submit + b"Content-Length: %d\r\n\r\n%s" % (len(body), body)] * 4
+    socks = []
+    for ask in asks:
+        sock = socket.create_connection((url.hostname, url.port), timeout=10)
+        sock.sendall(ask)
+        socks.append(sock)
+
+    def waiting() -> float:
+        return metric_sum(requests.get(api[0] + "/metrics", timeout=10).text, "jobqueue_api_long_polls")
+
+    deadline = time.monotonic() + 10
+    while waiting() < len(asks) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert waiting() == len(asks)
+    for sock in socks:
+        sock.close()
+    closed = time.monotonic()
+    while waiting() > 0 and time.monotonic() - closed < 10:
+        time.sleep(0.2)
+    assert waiting() == 0 and time.monotonic() - closed < 5, waiting()
 
 
 def test_a_body_over_the_limit_is_refused_without_being_read(api):

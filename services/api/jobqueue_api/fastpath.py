@@ -190,7 +190,9 @@ def _submit(app: Flask, wsgi_app: Callable, guard: Guard, metrics_port: int, ide
                 return job
 
             try:
-                code, body, location = jobs.waited_submit(state, accept, wait, root.rstrip("/"))
+                code, body, location = jobs.waited_submit(
+                    state, accept, wait, root.rstrip("/"), environ.get("gunicorn.socket")
+                )
             except Exception as exc:  # a 429, 503, 504 or 404: Flask's error handlers answer it
                 environ[RAISE] = exc
                 return _to_flask(wsgi_app, environ, start_response, raw, started)
@@ -272,7 +274,8 @@ def _status(app: Flask, wsgi_app: Callable, guard: Guard, metrics_port: int, ide
             return wsgi_app(environ, start_response)
         started = clock()
         try:
-            job = jobs.read_job(state, job_id, wait, owner)  # another token's job: None, a 404
+            # another token's job: None, a 404
+            job = jobs.read_job(state, job_id, wait, owner, environ.get("gunicorn.socket"))
             if job is None:
                 raise jobs.not_found(job_id)
             body = jobs.status_body(job, root.rstrip("/"))  # request.script_root of an ASCII SCRIPT_NAME

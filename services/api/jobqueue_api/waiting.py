@@ -17,6 +17,13 @@ once with the job's current state, as if ``wait`` had run out, and the client si
 the group commit, so the job's only finish can come no earlier than the registration, and the
 waiter needs no first read to catch a job that finished before it started waiting.
 
+A waiting request whose client has gone (its connection closed or reset, seen by the same sweep
+each second, :func:`_client_gone`) stops waiting then and answers, to nobody, what its wait's end
+would give: under gevent nothing else tells a waiting request that its client left, and such
+requests held their ``max_waiters`` places (and their sockets) to the end of their wait, so a
+client that opened a thousand ``?wait=60`` polls and closed them at once left every other
+client's polls answered at once, without waiting, for a minute.
+
 A process told to stop (SIGTERM: ``shutdown.py``) calls :meth:`DoneWaiter.close`: every waiting
 request answers at once with what it would get at its wait's end, and a new wait does not wait
 (a status poll's last look at its job is bounded to half a second: on a hung Redis it answers the
@@ -26,6 +33,7 @@ job as last read).
 from __future__ import annotations
 
 import logging
+import socket
 import threading
 import time
 from collections import defaultdict
@@ -50,6 +58,8 @@ class _Waiter(threading.Event):
     the done message carried it."""
 
     doc: str | None = None
+    client: object = None  # the request's connection (gunicorn's socket), watched by the sweep
+    gone = False  # its client closed the connection: the wait ends
 
 
 class DoneWaiter:
@@ -64,13 +74,20 @@ class DoneWaiter:
         self._closing = False
 
     # --- request side ------------------------------------------------------------------
-    def wait_final(self, job_id: str, timeout: float, read: Callable[[str], str | None] | None = None) -> Job | None:
+    def wait_final(
+        self,
+        job_id: str,
+        timeout: float,
+        read: Callable[[str], str | None] | None = None,
+        client: object = None,
+    ) -> Job | None:
         """The job once final, or as it is after ``timeout`` seconds (at once when this process
-        already holds ``max_waiters`` or is stopping); None if it does not exist. ``read(job_id)`` reads the stored
+        already holds ``max_waiters`` or is stopping, or once ``client``, the request's connection,
+        has closed); None if it does not exist. ``read(job_id)`` reads the stored
         document (the API passes its grouped status reads, so concurrent long polls' reads share
         MGETs); a GET of its own without it."""
         get = self._store.get if read is None else _parsed(read)
-        waiter = self.register(job_id)
+        waiter = self.register(job_id, client)
         if waiter is None:
             return get(job_id)
         try:
@@ -78,7 +95,7 @@ class DoneWaiter:
             deadline = time.monotonic() + timeout
             while job is not None and not job.status.is_final and not self._closing:
                 remaining = deadline - time.monotonic()
-                if remaining <= 0 or not waiter.wait(remaining):
+                if remaining <= 0 or not waiter.wait(remaining) or waiter.gone:
                     break
                 doc, waiter.doc = waiter.doc, None
                 waiter.clear()
@@ -90,11 +107,12 @@ class DoneWaiter:
             self.unregister(job_id, waiter)
         return job
 
-    def register(self, job_id: str) -> _Waiter | None:
-        """A waiter set whenever ``job_id`` may have become final; None when this process
-        already holds ``max_waiters``."""
+    def register(self, job_id: str, client: object = None) -> _Waiter | None:
+        """A waiter set whenever ``job_id`` may have become final (or ``client``, the request's
+        connection, has closed: ``gone``); None when this process already holds ``max_waiters``."""
         self._ensure_threads()
         waiter = _Waiter()
+        waiter.client = client
         with self._lock:
             if self._closing:
                 return None
@@ -144,8 +162,8 @@ class DoneWaiter:
         self._ensure_threads()
         return self._subscribed.wait(timeout)
 
-    def expect(self) -> Expected:
-        return Expected(self)
+    def expect(self, client: object = None) -> Expected:
+        return Expected(self, client)
 
     # --- background loops --------------------------------------------------------------
     def _ensure_threads(self) -> None:
@@ -202,6 +220,11 @@ class DoneWaiter:
             time.sleep(SAFETY_POLL_SECONDS)
             with self._lock:
                 ids = list(self._waiting)
+                watched = [w for waiters in self._waiting.values() for w in waiters if w.client is not None]
+            for waiter in watched:
+                if not waiter.gone and _client_gone(waiter.client):
+                    waiter.gone = True
+                    waiter.set()
             try:
                 for start in range(0, len(ids), _SWEEP_CHUNK):
                     chunk = ids[start : start + _SWEEP_CHUNK]
@@ -212,6 +235,26 @@ class DoneWaiter:
                             self._notify(job_id, None)
             except Exception:  # Redis away: the waiters' own deadlines still hold
                 continue
+
+
+# Linux's TCP states (include/net/tcp_states.h) in which the peer has closed or reset the connection
+_PEER_CLOSED = frozenset({7, 8, 9})  # TCP_CLOSE, TCP_CLOSE_WAIT, TCP_LAST_ACK
+_TCP_INFO = getattr(socket, "TCP_INFO", None)  # Linux only
+
+
+def _client_gone(sock: object) -> bool:
+    """Whether the client of a waiting request closed (or reset) its connection: the connection's
+    TCP state, read without touching its data (a pipelined request behind the poll stays unread).
+    A client that only half-closed (shut its sending side and reads on) counts as gone too, and
+    loses nothing: the wait ends with the answer its end would give. False where the state cannot
+    be read (not Linux, not TCP)."""
+    if _TCP_INFO is None:
+        return False
+    try:
+        state = sock.getsockopt(socket.IPPROTO_TCP, _TCP_INFO, 1)  # type: ignore[attr-defined]
+    except (OSError, AttributeError):
+        return False
+    return bool(state) and state[0] in _PEER_CLOSED
 
 
 def _last_look(get: Callable[[str], Job | None], job_id: str, held: Job) -> Job | None:
@@ -244,8 +287,9 @@ class Expected:
     the job's creation and its store, :meth:`final_document` after the store, :meth:`close` (or the
     ``with`` block) in any case."""
 
-    def __init__(self, done: DoneWaiter):
+    def __init__(self, done: DoneWaiter, client: object = None):
         self._done = done
+        self._client = client  # the request's connection: the wait ends when its client leaves
         self._waiter: _Waiter | None = None
         self._subscribed = False
         self.job_id = ""
@@ -258,7 +302,7 @@ class Expected:
         self.job_id = job.id
         self._done._ensure_threads()
         self._subscribed = self._done.subscribed and not again  # before the waiter exists, so never optimistic
-        self._waiter = self._done.register(job.id)
+        self._waiter = self._done.register(job.id, self._client)
 
     def final_document(self, timeout: float, read: Callable[[str], str | None]) -> str | None:
         """The job's stored document once final, if that is within ``timeout`` seconds; otherwise
@@ -279,7 +323,7 @@ class Expected:
                 return doc
         while True:
             remaining = deadline - time.monotonic()
-            if remaining <= 0 or not waiter.wait(remaining):
+            if remaining <= 0 or not waiter.wait(remaining) or waiter.gone:
                 return None
             doc, waiter.doc = waiter.doc, None
             waiter.clear()

@@ -93,7 +93,9 @@ def _submit_and_wait(wait: float, preferred: bool):
         job, keyed[0] = _accept(before_store=register)
         return job
 
-    status, body, location = waited_submit(current(), accept, wait, request.script_root)
+    status, body, location = waited_submit(
+        current(), accept, wait, request.script_root, request.environ.get("gunicorn.socket")
+    )
     headers = {"Location": location}
     if preferred:
         headers["Preference-Applied"] = f"wait={wait:g}"
@@ -101,7 +103,11 @@ def _submit_and_wait(wait: float, preferred: bool):
 
 
 def waited_submit(
-    state: ApiState, accept: Callable[[Callable[[Job], None]], Job], wait: float, script_root: str
+    state: ApiState,
+    accept: Callable[[Callable[[Job], None]], Job],
+    wait: float,
+    script_root: str,
+    client: object = None,
 ) -> tuple[int, bytes, str]:
     """A waiting submit's answer: (status, body, Location). ``accept(register)`` validates and
     stores the job, calling ``register(job)`` before its store; the answer is the job once final
@@ -109,9 +115,10 @@ def waited_submit(
     current document (202); both with ``Location: /status/<id>``. Once the job is stored the answer
     always carries its id: a Redis failure after the store answers the 202 with the document as
     stored (the job is queued; the client polls ``Location``), never a 503 that a client would take
-    for "submit again". The submit view and the one below Flask (fastpath.py) both answer with it."""
+    for "submit again". The submit view and the one below Flask (fastpath.py) both answer with it.
+    ``client`` (gunicorn's socket of the request) ends the wait when its client leaves (waiting.py)."""
     failed = False
-    with state.waiter.expect() as expected:
+    with state.waiter.expect(client) as expected:
         job = accept(expected.register)
         try:
             # the answer is due at the wait's end whatever Redis does (bounds.py): a read the wait
@@ -163,13 +170,15 @@ def load_job(job_id: str, wait: float = 0.0) -> Job:
     """The job, after waiting up to ``wait`` seconds for it to reach a final status; 404 if unknown."""
     job_id_or_400(job_id)
     me = owner()
-    job = read_job(current(), job_id, wait, me)
+    job = read_job(current(), job_id, wait, me, request.environ.get("gunicorn.socket"))
     if job is None:
         raise not_found(job_id)
     return job
 
 
-def read_job(state: ApiState, job_id: str, wait: float = 0.0, me: str | None = None) -> Job | None:
+def read_job(
+    state: ApiState, job_id: str, wait: float = 0.0, me: str | None = None, client: object = None
+) -> Job | None:
     """The job (None if unknown, or another token's when ``me`` names one) after waiting up to
     ``wait`` seconds for a final status. Needs no request context: the status read answered below
     Flask (fastpath.py) calls it too, with ``me`` None (no tokens).
@@ -177,7 +186,8 @@ def read_job(state: ApiState, job_id: str, wait: float = 0.0, me: str | None = N
     A long poll reads first and waits only for a job not final yet: in the tutorial's round trip
     the job has usually ended before its poll arrives, and such a poll then costs one plain read,
     no waiter and no mark in Redis. One that must wait reads again, marking the job waited in the
-    same round trip (``DoneWaiter.wait_final``), so a finish between the two reads is seen.
+    same round trip (``DoneWaiter.wait_final``), so a finish between the two reads is seen. The
+    wait ends early when ``client`` (gunicorn's socket of the request) shows its client has left.
 
     In a process told to stop (SIGTERM) the read gets the half second its parked polls' last look
     gets (``waiting.CLOSING_READ_SECONDS``), not REDIS_TIMEOUT_SECONDS: on a hung Redis, a read that
@@ -185,17 +195,17 @@ def read_job(state: ApiState, job_id: str, wait: float = 0.0, me: str | None = N
     waiter = state.waiter
     if waiter is not None and waiter.closing:
         with within(CLOSING_READ_SECONDS):  # a wait does not wait there (DoneWaiter.register)
-            return _read_job(state, job_id, wait, me)
-    return _read_job(state, job_id, wait, me)
+            return _read_job(state, job_id, wait, me, client)
+    return _read_job(state, job_id, wait, me, client)
 
 
-def _read_job(state: ApiState, job_id: str, wait: float, me: str | None) -> Job | None:
+def _read_job(state: ApiState, job_id: str, wait: float, me: str | None, client: object) -> Job | None:
     raw = state.reads.call(job_id)  # concurrent reads of this process share one MGET
     job = None if raw is None else Job.from_json(raw)
     if job is not None and me is not None and job.owner != me:
         return None  # another token's job: as if it did not exist (and not waited on)
     if wait > 0 and job is not None and not job.status.is_final:
-        job = state.waiter.wait_final(job_id, wait, state.waited_reads.call)
+        job = state.waiter.wait_final(job_id, wait, state.waited_reads.call, client)
     return job
 
 
