@@ -69,16 +69,18 @@ def metrics() -> WorkerMetrics:
 
 def serve(port: int, host: str = "127.0.0.1") -> None:
     """Serve /metrics on ``host:port`` (port 0: not at all); the multiprocess sum when the dir is
-    set. ``host`` is WORKER_METRICS_HOST: BIND_HOST unless set (the chart sets 0.0.0.0)."""
+    set. ``host`` is WORKER_METRICS_HOST: BIND_HOST unless set (the chart sets 0.0.0.0). Only
+    /metrics answers (GET, HEAD): jobqueue.metrics_http."""
     if not port:
         return
-    from prometheus_client import CollectorRegistry, start_http_server
+    from prometheus_client import REGISTRY, CollectorRegistry
 
+    from jobqueue.metrics_http import serve_metrics
+
+    registry = REGISTRY
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         from prometheus_client import multiprocess
 
         registry = CollectorRegistry()
         multiprocess.MultiProcessCollector(registry)
-        start_http_server(port, addr=host, registry=registry)
-    else:
-        start_http_server(port, addr=host)
+    serve_metrics(port, host, registry)
