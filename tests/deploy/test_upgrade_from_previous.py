@@ -35,6 +35,14 @@ POD_OWNERS = {"Deployment", "StatefulSet", "Job", "CronJob"}
 # for it ("field is immutable"); docs/deployment.md says to leave restore mode first.
 RESTORE_JOB = "Job demo-atx-jobqueue-redis-restore"
 LEAVE_RESTORE_MODE_FIRST = "finish the restore and leave restore mode before upgrading the chart"
+# The Redis pod mounts the backup claim the chart makes, and the backup pods follow it to its node
+# (test_backup_volume.py): with backups on (or in restore mode) an upgrade to this chart restarts
+# Redis once and changes the backup pods' template; docs/deployment.md says so.
+BACKUP_CLAIM_MOUNTED = (
+    "StatefulSet demo-atx-jobqueue-redis pod template",
+    "CronJob demo-atx-jobqueue-redis-backup pod template",
+)
+RESTARTS_REDIS_ONCE = "an upgrade from a chart without this mount, restarts Redis once"
 
 # docs/deployment.md and the chart README at PREVIOUS: each command's --set values (with the
 # install's registry, which every install names)
@@ -184,12 +192,23 @@ def test_every_values_file_of_the_previous_chart_upgrades_changing_nothing_the_a
             if _pod_template(_comparable(was)) != _pod_template(_comparable(now)):
                 found.append(f"{key[0]} {key[1]} pod template (its pods restart)")
         found = [f for f in found if not f.startswith(RESTORE_JOB)]
+        if _redis_mounts_the_backup_claim(after):
+            found = [f for f in found if not f.startswith(BACKUP_CLAIM_MOUNTED)]
         if found:
             problems[name] = found
     assert problems == {}
     from tests.deploy.manifests import REPO_ROOT
 
-    assert LEAVE_RESTORE_MODE_FIRST in " ".join((REPO_ROOT / "docs" / "deployment.md").read_text().split())
+    docs = " ".join((REPO_ROOT / "docs" / "deployment.md").read_text().split())
+    assert LEAVE_RESTORE_MODE_FIRST in docs
+    assert RESTARTS_REDIS_ONCE in docs
+
+
+def _redis_mounts_the_backup_claim(objs: list[dict]) -> bool:
+    return any(
+        o["kind"] == "StatefulSet" and any(v["name"] == "backup" for v in o["spec"]["template"]["spec"]["volumes"])
+        for o in objs
+    )
 
 
 def _release_objects(objs: list[dict]) -> set[tuple[str, str]]:
@@ -302,6 +321,12 @@ def test_of_the_scalers_only_the_backlog_selector_changes(previous_chart):
             if key[0] == "Deployment":  # the strategy written out, with the values the live object has
                 assert _without(was, "spec", "strategy") == _without(now, "spec", "strategy"), (name, key)
                 assert now["spec"]["strategy"] == _defaulted_strategy(was["spec"].get("strategy")), (name, key)
+            if key[0] == "StatefulSet":  # the backup claim mounted read-only, nothing else
+                assert _redis_mounts_the_backup_claim([now]) and not _redis_mounts_the_backup_claim([was]), name
+                assert _without(was, "spec", "template") == _without(now, "spec", "template"), (name, key)
+            if key[0] == "CronJob" and name != "backup schedule with a time zone":  # placed beside Redis
+                path = ("spec", "jobTemplate", "spec", "template", "spec", "affinity")
+                assert _without(was, *path) == _without(now, *path), (name, key)
             if key[0] == "HorizontalPodAutoscaler":
                 path = ("spec", "metrics", 0, "external", "metric", "selector")
                 assert _without(was, *path) == _without(now, *path), name
@@ -315,6 +340,10 @@ def test_of_the_scalers_only_the_backlog_selector_changes(previous_chart):
         "Job",
         "ConfigMap",
         "Deployment",
+        "StatefulSet",
     }, changed
     assert all(scenario_in_restore_mode(_cases(previous_chart)[name]) for name in changed["Job"]), changed["Job"]
-    assert changed["CronJob"] == {"backup schedule with a time zone"}
+    # every install with backups: the backup pods now follow the Redis pod (test_backup_volume.py)
+    assert "backup schedule with a time zone" in changed["CronJob"]
+    assert all(_redis_mounts_the_backup_claim(render_objects(_cases(previous_chart)[n])) for n in changed["CronJob"])
+    assert changed["StatefulSet"] == changed["CronJob"] | {"upgrade into restore mode", "ci/restore-values.yaml"}
