@@ -363,3 +363,23 @@ def test_credentials_redis_refuses_answer_503_naming_them(servers, tmp_path, pas
             assert proc is not None and proc.alive()
             text = proc.log_text()
             assert "RecursionError" not in text and "recursion" not in text, text[-3000:]
+
+
+def test_tls_url_at_a_redis_without_tls_says_so(servers, tmp_path):
+    """``rediss://`` at a Redis that does not speak TLS: the handshake is never answered, and both
+    programs said only "Timeout connecting to server" / "Redis did not answer within 5 s", as for a
+    Redis that is down. The API's 503 and 504 and both programs' logs now say to try redis://."""
+    open_ = servers[0]
+    env = {"REDIS_URL": f"rediss://127.0.0.1:{open_.port}", "REDIS_PASSWORD": ""}
+    hint = "a Redis that does not speak TLS never answers the TLS handshake"
+    with Stack(tmp_path, open_, env=env) as stack:
+        worker = stack.start_worker()
+        stack.start_api(web_concurrency=1)
+        r = requests.get(stack.url + "/jobs", timeout=15)
+        assert r.status_code == 503 and r.json()["error"] == "redis_unavailable", r.text
+        assert hint in r.json()["message"] and "redis://" in r.json()["message"], r.text
+        r = requests.post(stack.url + "/submit", json={"operation": "top_locations", "params": {"n": 2}}, timeout=15)
+        assert r.status_code in (503, 504) and hint in r.json()["message"], r.text
+        wait_until(lambda: "retrying" in worker.log_text(), 60, "the worker's first retry")
+        assert hint in worker.log_text(), worker.log_text()[-2000:]
+        assert stack.api is not None and hint in stack.api.log_text(), stack.api.log_text()[-2000:]

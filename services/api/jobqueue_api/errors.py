@@ -29,6 +29,7 @@ from jobqueue.connections import (
     WRITE_REFUSALS,
     acl_refusal,
     db_refusal,
+    tls_hint,
     unavailable_state,
     write_refusal,
 )
@@ -142,7 +143,15 @@ def http_error(exc: HTTPException):
 def register_error_handlers(app: Flask) -> None:
     @app.errorhandler(ApiError)
     def _api_error(exc: ApiError):
-        return error_response(exc.status, exc.code, exc.message, exc.headers, **exc.extra)
+        message = exc.message
+        if exc.code == "redis_timeout":  # a submit Redis did not answer (submission, idempotency)
+            hint = _tls_hint(exc.__cause__)
+            message += f" ({hint})" if hint else ""
+        return error_response(exc.status, exc.code, message, exc.headers, **exc.extra)
+
+    def _tls_hint(exc: BaseException | None) -> str:
+        state = current_app.extensions.get("jobqueue")
+        return tls_hint(state.settings.redis_url, exc) if state is not None and exc is not None else ""
 
     @app.errorhandler(AnalysisError)
     def _analysis_error(exc: AnalysisError):
@@ -185,9 +194,13 @@ def register_error_handlers(app: Flask) -> None:
         state = unavailable_state(exc)  # LOADING: redis-py raises it as a ConnectionError
         if state is not None:
             return _redis_unavailable(exc, state)
-        log.warning("redis unavailable", extra={"error": str(exc)})
+        hint = _tls_hint(exc)
+        log.warning("redis unavailable", extra={"error": str(exc), **({"hint": hint} if hint else {})})
         return error_response(
-            503, "redis_unavailable", "the job store (Redis) is unreachable; retry shortly", {"Retry-After": "2"}
+            503,
+            "redis_unavailable",
+            "the job store (Redis) is unreachable; retry shortly" + (f" ({hint})" if hint else ""),
+            {"Retry-After": "2"},
         )
 
     def _redis_unavailable(exc: Exception, state: str):

@@ -35,6 +35,7 @@ from jobqueue.connections import (
     is_transient,
     jobs_redis,
     queue_redis,
+    tls_hint,
     unavailable_state,
     write_refusal,
 )
@@ -250,6 +251,7 @@ class Worker:
                             "error": str(exc),
                             "retry_in": round(delay, 2),
                             "cause": write_refusal(exc) or unavailable_state(exc) or "unreachable",
+                            **({"hint": hint} if (hint := tls_hint(self.settings.redis_url, exc)) else {}),
                         },
                     )
                 else:  # a bug must not kill the loop

@@ -171,6 +171,21 @@ def is_transient(exc: BaseException) -> bool:
     return isinstance(exc, _UNREACHABLE) or write_refusal(exc) is not None or unavailable_state(exc) is not None
 
 
+def tls_hint(redis_url: str, exc: BaseException) -> str:
+    """What to add to a timeout's message when REDIS_URL asks for TLS (``rediss://``), else "".
+
+    A Redis without TLS reads the client's TLS handshake as the start of a command and waits for the
+    rest, so it never answers: both programs said only "Timeout connecting to server" or "Redis did
+    not answer within 5 s", exactly as for a Redis that is down. Computed only once a call has
+    failed, so the path that works pays nothing."""
+    if not (isinstance(exc, redis.exceptions.TimeoutError) and redis_url.strip().lower().startswith("rediss://")):
+        return ""
+    return (
+        "REDIS_URL is rediss:// (TLS), and a Redis that does not speak TLS never answers the TLS handshake: "
+        "if this Redis has no TLS port, write redis:// instead"
+    )
+
+
 def describe(settings: Settings) -> str:
     """Where the service's Redis is, for logs and /help, without the password."""
     o = redis_url_options("REDIS_URL", settings.redis_url)

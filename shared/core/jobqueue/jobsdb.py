@@ -34,6 +34,7 @@ import redis
 from redis.client import NEVER_DECODE
 
 from . import keys
+from .connections import tls_hint
 from .settings import Settings
 
 log = logging.getLogger("jobqueue.jobsdb")
@@ -112,7 +113,11 @@ class Recorder:
             other = record(self.queue, self.settings)
         except redis.exceptions.RedisError as exc:
             if not self._failing:
-                log.warning("cannot record the jobs db for the workers yet", extra={"error": str(exc)})
+                hint = tls_hint(self.settings.redis_url, exc)
+                log.warning(
+                    "cannot record the jobs db for the workers yet",
+                    extra={"error": str(exc), **({"hint": hint} if hint else {})},
+                )
             self._failing = True
             return False
         self._failing = False
