@@ -279,3 +279,28 @@ def _alive(pid: int) -> bool:
             return fh.read().rsplit(")", 1)[1].split()[0] != "Z"
     except FileNotFoundError:
         return False
+
+
+def test_waiting_for_an_odd_data_path_says_why_it_looks_odd(redis_url, tmp_path):
+    """DATA_PATH="~/x.csv" or " /data/x.csv" (quoted, a YAML string): the API's error says the '~'
+    or the space is part of the name, but the worker, which waits for a file on purpose (a volume
+    mounted late), logged only "data file not found; waiting for it" with a path that looked right."""
+    real = tmp_path / "traffic.csv"
+    real.write_text("x\n")
+    for i, (path, words) in enumerate(
+        [
+            (f" {real}", ["white space", "part of the name", repr(str(real))]),
+            (f"{real}\n", ["white space", "part of the name"]),
+            ("~/traffic.csv", ["'~' is expanded by a shell only where it is unquoted", f"{tmp_path}/traffic.csv"]),
+        ]
+    ):
+        log = tmp_path / f"w{i}.log"
+        proc = start_worker(redis_url, log, DATA_PATH=path, HOME=str(tmp_path))
+        try:
+            wait_until(lambda log=log: "waiting for it" in log.read_text(), 60, "the wait log")
+        finally:
+            stop(proc, 15)
+        line = next(json.loads(x) for x in log.read_text().splitlines() if "waiting for it" in x)
+        assert line["data_path"] == path
+        for word in words:
+            assert word in line.get("note", ""), line

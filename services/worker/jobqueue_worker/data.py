@@ -37,7 +37,7 @@ class DataSource:
 
     def _load(self) -> Any:
         from atx_analysis.dataset import load_dataset  # the analysis package; imported only when data is needed
-        from atx_analysis.readers import refuse_url
+        from atx_analysis.readers import odd_path, refuse_url
 
         # a URL (the portal's address, file:///...) is never a file that appears: the API refused it
         # at once while the worker waited for a file named "https:/..." for ever, its jobs with it
@@ -48,9 +48,17 @@ class DataSource:
                 raise RuntimeError(f"stopping before the data file {self.path} appeared")
             # the folder too: a worker started outside the checkout waited for the default relative
             # path forever, its log naming only "data/traffic_incidents_sample.csv"
+            # a '~' or a space around the name is waited for too (a volume may bring such a file), but
+            # the log says what the API's error says: without it the path looked like the one meant
+            odd = odd_path(self.path)
             log.warning(
                 "data file not found; waiting for it",
-                extra={"data_path": self.path, "looked_for": os.path.abspath(self.path), "retry_in": delay},
+                extra={
+                    "data_path": self.path,
+                    "looked_for": os.path.abspath(self.path),
+                    "retry_in": delay,
+                    **({"note": f"{odd[0]}: {odd[1]}"} if odd else {}),
+                },
             )
             time.sleep(delay)
             delay = min(delay * 2, 10.0)
