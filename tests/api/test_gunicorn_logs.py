@@ -78,3 +78,21 @@ def test_the_app_heap_is_frozen_in_the_master_before_the_workers_fork(tmp_path, 
     assert frozen[0]["frozen_objects"] > 10_000  # Flask, the routes, redis-py, prometheus_client, ...
     booting = next(i for i, m in enumerate(msgs) if m.startswith("Booting worker"))
     assert msgs.index("start-up heap frozen") < booting, msgs
+
+
+@pytest.mark.parametrize("level", ["warn", "WARN", "Critical", "fatal", "error"])
+def test_every_level_name_logging_knows_starts_the_api(tmp_path, redis_url, level):
+    """LOG_LEVEL=WARN and CRITICAL (names Python's logging knows, as do lower-case ones) stopped the
+    API as if they were garbage; now they start it, and nothing below the level is written."""
+    out, err = _serve(tmp_path, redis_url, level)
+    lines = [json.loads(line) for line in out.splitlines() if line.strip()]
+    assert not [d for d in lines if d["level"] in ("info", "debug")], lines[:5]
+    assert "configuration error" not in err, err
+
+
+def test_a_level_logging_does_not_know_stops_the_api_naming_it(tmp_path, redis_url):
+    env = {**os.environ, "REDIS_URL": redis_url, "LOG_LEVEL": "verbose", "DATA_PATH": str(SAMPLE)}
+    out = subprocess.run([str(BIN / "jobqueue-api")], env=env, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 2, out.stdout + out.stderr
+    assert "LOG_LEVEL must be one of DEBUG, INFO, WARNING, ERROR, CRITICAL" in out.stderr, out.stderr
+    assert "Traceback" not in out.stderr, out.stderr

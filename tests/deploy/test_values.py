@@ -99,6 +99,13 @@ def test_schema_rejects_bad_values(bad):
             chart.validate_schema(bad)
 
 
+@pytest.mark.parametrize("level", ["WARN", "critical", "fatal", "INFO"])
+def test_schema_accepts_the_level_names_the_programs_take(level):
+    """LOG_LEVEL takes Python logging's names (WARN, CRITICAL, FATAL), upper or lower case."""
+    with helm.Chart.load(str(CHART)) as chart:
+        chart.validate_schema({"config": {"logLevel": level}})
+
+
 @pytest.mark.parametrize(
     "registry", ["docker.io/jdoe", "ghcr.io/jdoe/", "GHCR.io/jdoe", "localhost:5000/class-2024/j_doe", "localhost", ""]
 )

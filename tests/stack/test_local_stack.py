@@ -597,7 +597,10 @@ def test_a_refused_redis_url_is_named_without_its_password(tmp_path, url, status
             {"REDIS_URL": "127.0.0.1:6379"},
             "REDIS_URL must start with redis://, rediss:// or unix://, got '127.0.0.1:6379': e.g. REDIS_URL=redis://127.0.0.1:6379",
         ),
-        ({"LOG_LEVEL": "verbose"}, "LOG_LEVEL must be one of DEBUG, INFO, WARNING, ERROR, got 'verbose'"),
+        (
+            {"LOG_LEVEL": "verbose"},
+            "LOG_LEVEL must be one of DEBUG, INFO, WARNING, ERROR, CRITICAL (any case; WARN and FATAL are WARNING and CRITICAL), got 'verbose'",
+        ),
         ({"REDIS_URL": "redis://127.0.0.1:6379/3"}, "REDIS_URL selects db 3"),
     ],
 )

@@ -304,3 +304,17 @@ def test_waiting_for_an_odd_data_path_says_why_it_looks_odd(redis_url, tmp_path)
         assert line["data_path"] == path
         for word in words:
             assert word in line.get("note", ""), line
+
+
+def test_a_worker_with_log_level_warn_runs_jobs(harness, redis_url, tmp_path):
+    """LOG_LEVEL=warn (or CRITICAL): a level name Python's logging knows used to stop the worker at
+    start (exit 2); it now runs jobs, and writes nothing below the level."""
+    job_id = harness.submit("sleep", {"seconds": 0.01})
+    log = tmp_path / "w.log"
+    proc = start_worker(redis_url, log, LOG_LEVEL="warn")
+    try:
+        wait_until(lambda: status(harness, job_id) == JobStatus.COMPLETE, 60, f"the job\n{log.read_text()[-2000:]}")
+    finally:
+        assert stop(proc, 15) == 0
+    lines = [json.loads(x) for x in log.read_text().splitlines() if x.startswith("{")]
+    assert not [r for r in lines if r["level"] in ("info", "debug")], lines[:5]

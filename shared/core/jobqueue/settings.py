@@ -291,6 +291,25 @@ def _choice(*allowed: str) -> Callable[[str, str], str]:
     return parse
 
 
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+
+def _log_level(name: str, raw: str) -> str:
+    """A level name as Python's logging knows it, in any case: ``warn``, ``WARN`` and ``FATAL`` are
+    its other names for WARNING and CRITICAL, and NOTSET (log everything) is DEBUG, the lowest level
+    anything here logs at. Kept as the canonical name, which gunicorn's ``loglevel`` takes too.
+    ``LOG_LEVEL=WARN`` and ``CRITICAL`` used to stop both programs as if they were garbage."""
+    import logging
+
+    level = logging.getLevelNamesMapping().get(raw.strip().upper())
+    if level is None:
+        raise SettingsError(
+            f"{name} must be one of {', '.join(LOG_LEVELS)} (any case; WARN and FATAL are WARNING and "
+            f"CRITICAL), got {raw!r}"
+        )
+    return logging.getLevelName(max(level, logging.DEBUG))
+
+
 # the files a rediss:// URL may name (redis-py's SSLConnection options): a file, or a folder for ssl_ca_path
 _TLS_FILES = {"ssl_ca_certs": "file", "ssl_certfile": "file", "ssl_keyfile": "file", "ssl_ca_path": "folder"}
 
@@ -589,7 +608,11 @@ SPEC: dict[str, tuple[str, Callable[[str, str], object], str]] = {
         _named_tokens,
         "named tokens 'name:token,...' (from a Secret): each sees and changes only its own jobs; API_TOKEN is then the admin token",
     ),
-    "LOG_LEVEL": ("INFO", _choice("DEBUG", "INFO", "WARNING", "ERROR"), "log level; logs are JSON lines on stdout"),
+    "LOG_LEVEL": (
+        "INFO",
+        _log_level,
+        "log level: DEBUG, INFO, WARNING (WARN), ERROR or CRITICAL (FATAL), any case; logs are JSON lines on stdout",
+    ),
 }
 
 
