@@ -255,3 +255,21 @@ def test_the_longest_job_ttl_is_one_redis_keeps(redis_url):
     assert client.set("ttl-probe", "1", ex=s.job_ttl_seconds)
     assert client.ttl("ttl-probe") > 3153500000
     client.delete("ttl-probe")
+
+
+@pytest.mark.parametrize("program", ["jobqueue-api", "jobqueue-worker"])
+@pytest.mark.parametrize("name", ["RESULT_CACHE", "DIAGNOSTIC_OPERATIONS"])
+def test_the_programs_stop_at_start_on_an_empty_boolean(program, name):
+    """RESULT_CACHE= (an .env's or a manifest's blank) silently turned the result cache off, its
+    default being on; an empty value is refused as every setting with a default refuses it (PORT=)."""
+    run = _start(program, timeout=30, **{name: ""})
+    assert run.returncode == 2, run.stdout + run.stderr
+    assert f"{program}: configuration error: {name} must be a boolean" in run.stderr, run.stderr
+    assert "(unset, it is " in run.stderr and "Traceback" not in run.stderr, run.stderr
+
+
+@pytest.mark.parametrize(
+    ("value", "meant"), [("true", True), ("True", True), ("YES", True), ("on", True), ("Off", False), ("0", False)]
+)
+def test_a_boolean_takes_the_spellings_users_write(value, meant):
+    assert load_settings({"RESULT_CACHE": value}).result_cache is meant

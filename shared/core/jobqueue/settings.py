@@ -60,12 +60,17 @@ def _float(lo: float | None = None, hi: float | None = None) -> Callable[[str, s
 
 
 def _bool(name: str, raw: str) -> bool:
+    """1/0, true/false, yes/no, on/off in any case. An empty value is refused, as every setting with
+    a value by default refuses it (PORT=, SUBMIT_RATE_LIMIT=): RESULT_CACHE= (a blank in an .env or a
+    manifest) silently turned the result cache off, its default being on."""
     lowered = raw.strip().lower()
     if lowered in {"1", "true", "yes", "on"}:
         return True
-    if lowered in {"0", "false", "no", "off", ""}:
+    if lowered in {"0", "false", "no", "off"}:
         return False
-    raise SettingsError(f"{name} must be a boolean (1/0, true/false), got {raw!r}")
+    default = SPEC[name][0] if name in SPEC else None
+    unset = f" (unset, it is {default})" if default is not None else ""
+    raise SettingsError(f"{name} must be a boolean (1/0, true/false, yes/no, on/off){unset}, got {raw!r}")
 
 
 def _str(name: str, raw: str) -> str:
