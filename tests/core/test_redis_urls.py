@@ -190,6 +190,10 @@ REFUSES = {
     "db-not-a-number": ("open", "redis://127.0.0.1:{port}/jobs", {}, ["REDIS_URL", "jobs"]),
     "unknown-option": ("open", "redis://127.0.0.1:{port}?sockettimeout=3", {}, ["REDIS_URL", "sockettimeout"]),
     "bad-scheme": ("open", "http://127.0.0.1:{port}", {}, ["REDIS_URL", "redis://"]),
+    # as an env file for docker or compose passes them: the fix shown kept the closing quote, and a
+    # trailing space was redis-py's "Port could not be cast to integer value as '6379 '"
+    "quoted": ("open", '"redis://127.0.0.1:{port}"', {}, ["REDIS_URL", "has quotes around it", "{port}\n"]),
+    "trailing-space": ("open", "redis://127.0.0.1:{port} ", {}, ["REDIS_URL", "has white space around it", "{port}\n"]),
     # Redis refuses CLIENT SETNAME with a space as each connection is made: it started, then every
     # route that needs Redis answered 500
     "client-name-with-a-space": (
@@ -256,6 +260,7 @@ def test_url_form_is_refused_naming_the_variable(servers, tmp_path, case):
             text = proc.log_text()
             assert "Traceback" not in text, text
             for word in words:
+                word = word.replace("{port}", str(server.port))  # the fix shown ends with the port
                 assert word in text, f"{proc.name} refusal lacks {word!r}:\n{text}"
 
 

@@ -372,6 +372,7 @@ def redis_url_options(name: str, raw: str) -> dict[str, object]:
     or SettingsError naming ``name``. The caller decides the db; see :func:`_check_redis_db`."""
     import redis.connection
 
+    _check_wrapped_url(name, raw)
     if not raw.startswith(("redis://", "rediss://", "unix://")):
         # with one that works: the tutorial gives a host (REDIS_IP) and a port, and REDIS_URL=$REDIS_IP
         # or REDIS_URL=127.0.0.1:6379 was refused naming the schemes only
@@ -431,6 +432,27 @@ def redis_url_options(name: str, raw: str) -> dict[str, object]:
         unknown = str(exc).rsplit(" ", 1)[-1].strip("'")
         raise SettingsError(f"{name} has an option redis-py does not know: {unknown!r}") from None
     return options
+
+
+def _check_wrapped_url(name: str, raw: str) -> None:
+    """Quotes or spaces around a URL reach the programs as part of it where no shell removes them
+    (docker's and compose's env files, a manifest's value): ``"redis://host:6379"`` was refused with
+    a wrong fix (``e.g. REDIS_URL=redis://host:6379"``, the quote kept) and ``redis://host:6379 ``
+    with redis-py's "Port could not be cast to integer value as '6379 '". A line break around it is
+    not refused: redis-py drops it (a Secret file's last newline), and so it worked."""
+    inner = raw.strip()
+    quoted = len(inner) >= 2 and inner[0] == inner[-1] and inner[0] in "\"'"
+    spaced = inner != raw.strip("\r\n")
+    if not (quoted or spaced):
+        return
+    what = "quotes" if quoted else "white space"
+    if quoted and spaced:
+        what = "quotes and white space"
+    fixed = inner[1:-1].strip() if quoted else inner
+    raise SettingsError(
+        f"{name} {masked_redis_url(raw)!r} has {what} around it, part of the value here (no shell "
+        f"removed them): write it without, e.g. {name}={masked_redis_url(fixed)}"
+    )
 
 
 def _bracketed_ipv6(raw: str) -> str | None:
