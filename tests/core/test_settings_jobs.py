@@ -273,3 +273,12 @@ def test_the_programs_stop_at_start_on_an_empty_boolean(program, name):
 )
 def test_a_boolean_takes_the_spellings_users_write(value, meant):
     assert load_settings({"RESULT_CACHE": value}).result_cache is meant
+
+
+def test_the_api_stops_at_start_on_quoted_allowed_hosts():
+    """ALLOWED_HOSTS="localhost,127.0.0.1" from an env file for docker or compose (the quotes reach
+    the program): the API started, /readyz said ready, and every request got 400 host_not_allowed."""
+    run = _start("jobqueue-api", timeout=60, ALLOWED_HOSTS='"localhost,127.0.0.1"')
+    assert run.returncode == 2, run.stdout + run.stderr
+    assert "configuration error: ALLOWED_HOSTS" in run.stderr and "has quotes in it" in run.stderr, run.stderr
+    assert "e.g. ALLOWED_HOSTS=localhost,127.0.0.1\n" in run.stderr, run.stderr

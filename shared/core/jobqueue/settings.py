@@ -145,6 +145,15 @@ def _allowed_hosts(name: str, raw: str) -> str:
         raise SettingsError(
             f"{name} must name at least one host ('*': any; unset, it is localhost,127.0.0.1,[::1]), got {raw!r}"
         )
+    if any(q in raw for q in "\"'"):
+        # ALLOWED_HOSTS="localhost,127.0.0.1" from an env file for docker or compose, whose quotes
+        # reach the program: the API started, /readyz said ready, and every request got 400
+        # host_not_allowed (the entries were '"localhost' and '127.0.0.1"'). No host name has one.
+        bare = ",".join(e.strip().strip("\"'").strip() for e in raw.split(",") if e.strip().strip("\"'").strip())
+        raise SettingsError(
+            f"{name} {raw!r} has quotes in it, part of the value here (no shell removed them), and no host "
+            f"name has one: write it without, e.g. {name}={bare}"
+        )
     return raw
 
 
