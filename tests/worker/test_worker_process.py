@@ -318,3 +318,16 @@ def test_a_worker_with_log_level_warn_runs_jobs(harness, redis_url, tmp_path):
         assert stop(proc, 15) == 0
     lines = [json.loads(x) for x in log.read_text().splitlines() if x.startswith("{")]
     assert not [r for r in lines if r["level"] in ("info", "debug")], lines[:5]
+
+
+def test_a_worker_takes_data_cache_mode_in_any_case(harness, redis_url, tmp_path):
+    """DATA_CACHE_MODE=OFF (or ReadOnly) stopped the worker at start, exit 2, where LOG_LEVEL=info
+    was taken in any case; it now runs jobs on the dataset."""
+    job_id = harness.submit("top_locations", {"n": 2})
+    log = tmp_path / "w.log"
+    proc = start_worker(redis_url, log, DATA_CACHE_MODE="OFF")
+    try:
+        wait_until(lambda: status(harness, job_id) == JobStatus.COMPLETE, 60, f"the job\n{log.read_text()[-2000:]}")
+    finally:
+        assert stop(proc, 15) == 0
+    assert len(harness.store.get(job_id).result["top_locations"]) == 2

@@ -296,8 +296,10 @@ def _queue_name(name: str, raw: str) -> str:
 
 
 def _choice(*allowed: str) -> Callable[[str, str], str]:
+    """One of ``allowed``, in any case (DATA_CACHE_MODE=OFF was refused, LOG_LEVEL=info taken)."""
+
     def parse(name: str, raw: str) -> str:
-        value = raw.strip().upper() if allowed[0].isupper() else raw.strip()
+        value = raw.strip().upper() if allowed[0].isupper() else raw.strip().lower()
         if value not in allowed:
             raise SettingsError(f"{name} must be one of {', '.join(allowed)}, got {raw!r}")
         return value
