@@ -282,3 +282,23 @@ def test_the_api_stops_at_start_on_quoted_allowed_hosts():
     assert run.returncode == 2, run.stdout + run.stderr
     assert "configuration error: ALLOWED_HOSTS" in run.stderr and "has quotes in it" in run.stderr, run.stderr
     assert "e.g. ALLOWED_HOSTS=localhost,127.0.0.1\n" in run.stderr, run.stderr
+
+
+@pytest.mark.parametrize("name", ["PORT", "API_METRICS_PORT"])
+def test_the_api_stops_at_once_on_a_port_another_program_holds(name):
+    """A PORT or API_METRICS_PORT another program listens on (a worker's metrics port: 9102 is
+    worker 2's by default): gunicorn retried for 5 s and exited 1 with "Can't connect to
+    ('127.0.0.1', 9102)", naming no setting."""
+    import socket
+    import time
+
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        port = holder.getsockname()[1]
+        started = time.monotonic()
+        run = _start("jobqueue-api", timeout=60, **{name: str(port)})
+        took = time.monotonic() - started
+    assert run.returncode == 2, run.stdout + run.stderr
+    assert f"configuration error: {name} {port} is in use on 127.0.0.1 by another program" in run.stderr, run.stderr
+    assert "Can't connect" not in run.stdout + run.stderr and took < 5, (took, run.stdout[-2000:])

@@ -158,7 +158,8 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
         "atx-jobqueue-api",
         "Serve the atx-jobqueue API under gunicorn, e.g. PORT=5000 BIND_HOST=127.0.0.1 "
         "REDIS_URL=redis://127.0.0.1:6379 jobqueue-api.",
-        "Exit status 2: a malformed variable (the message names it).",
+        "Exit status 2: a malformed variable (the message names it), or a BIND_HOST, PORT or "
+        "API_METRICS_PORT this machine cannot listen on (another program holds the port).",
     ).parse_args(argv)
 
 
@@ -173,11 +174,14 @@ def main(argv: list[str] | None = None) -> int:
     # gevent cannot patch an ssl imported before it ("MonkeyPatchWarning" at every start)
     patch()  # before redis, flask, prometheus_client: they all get gevent's sockets, locks and ssl
 
-    from jobqueue.settings import SettingsError, check_listen_host, load_settings  # after the patch: a probe socket
+    from jobqueue.settings import SettingsError, check_listen_host, check_listen_port, load_settings  # after the patch
 
     try:
         settings = load_settings()
         check_listen_host("BIND_HOST", settings.bind_host)  # not gunicorn's 5 s of retries, then "Can't connect"
+        for name, port in (("PORT", settings.port), ("API_METRICS_PORT", settings.api_metrics_port)):
+            if port:
+                check_listen_port(name, settings.bind_host, port)
     except SettingsError as exc:
         print(f"jobqueue-api: configuration error: {exc}", file=sys.stderr)
         return 2

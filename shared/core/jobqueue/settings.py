@@ -228,6 +228,27 @@ def check_listen_host(name: str, host: str) -> None:
         ) from None
 
 
+def check_listen_port(name: str, host: str, port: int) -> None:
+    """SettingsError when another program already listens on ``port`` at ``host`` (a checked
+    BIND_HOST), tried as gunicorn binds it (SO_REUSEADDR, so a port in TIME_WAIT passes). The API
+    used to retry for 5 s and exit 1 with gunicorn's "Can't connect to ('127.0.0.1', 9102)", naming
+    neither PORT nor API_METRICS_PORT (a worker's metrics port is the usual other holder)."""
+    import errno
+    import socket
+
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            if exc.errno != errno.EADDRINUSE:
+                raise
+            raise SettingsError(
+                f"{name} {port} is in use on {reach_address(host)} by another program: stop it or choose another {name}"
+            ) from None
+
+
 def reach_address(host: str) -> str:
     """The address a client on this machine reaches a listener on ``host`` (a checked BIND_HOST) at,
     as a URL writes it: a wildcard's loopback (0.0.0.0: 127.0.0.1, ``::``: ``[::1]``), an address
