@@ -188,6 +188,9 @@ REFUSES = {
         ["REDIS_URL", "db 3", "REDIS_JOBS_DB"],
     ),
     "db-not-a-number": ("open", "redis://127.0.0.1:{port}/jobs", {}, ["REDIS_URL", "jobs"]),
+    # the fix shown was REDIS_JOBS_DB=16 and REDIS_QUEUE_DB=14 (or -1 and 0), which both refuse
+    "db-16": ("open", "redis://127.0.0.1:{port}/16", {}, ["REDIS_URL selects db 16", "0 to 15", "leave the db out"]),
+    "db-negative": ("open", "redis://127.0.0.1:{port}/-1", {}, ["REDIS_URL selects db -1", "0 to 15"]),
     "unknown-option": ("open", "redis://127.0.0.1:{port}?sockettimeout=3", {}, ["REDIS_URL", "sockettimeout"]),
     "bad-scheme": ("open", "http://127.0.0.1:{port}", {}, ["REDIS_URL", "redis://"]),
     # as an env file for docker or compose passes them: the fix shown kept the closing quote, and a

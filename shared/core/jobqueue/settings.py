@@ -536,6 +536,12 @@ def _check_redis_db(values: dict[str, object]) -> None:
     if raw_db is None or raw_db == jobs_db:
         return
     url_db = int(str(raw_db))
+    if not 0 <= url_db <= 15:
+        # the fix below would name a db the db settings refuse (REDIS_JOBS_DB=-1, or 16 with 14)
+        raise SettingsError(
+            f"REDIS_URL selects db {url_db}, which is no db REDIS_JOBS_DB can name (0 to 15): leave the db "
+            f"out of REDIS_URL (REDIS_JOBS_DB and REDIS_QUEUE_DB choose them; now {jobs_db} and {queue_db})"
+        )
     spare = url_db + 1 if url_db < 15 else 14
     raise SettingsError(
         f"REDIS_URL selects db {url_db}, but this service keeps jobs in REDIS_JOBS_DB ({jobs_db}) and the "
