@@ -190,11 +190,21 @@ def test_a_route_with_a_trailing_slash_is_named_in_the_404(client, queue, method
     assert queue.llen(keys.queue("jobs")) == 0
 
 
-@pytest.mark.parametrize("path", ["/no/such/route/", "/submitt/", "/jobs/x/y/", "/status/../", "/status/..%2f"])
+@pytest.mark.parametrize("path", ["/no/such/route/", "/submitt/", "/jobs/x/y/", "/status/../"])
 def test_a_trailing_slash_on_no_route_keeps_the_plain_404(client, path):
     response = client.get(path)
     assert response.status_code == 404
     assert response.get_json() == {"error": "not_found", "message": "no such route; GET /help lists them"}
+
+
+@pytest.mark.parametrize("path", ["/status/..%2f", "/status/x%2Fresult", "/jobs/x%2fresult", "/download/a%2Fb"])
+def test_an_escaped_slash_is_part_of_the_job_id(client, path):
+    """gunicorn (and werkzeug) unescape the whole path: `/status/x%2Fresult` reached no route (a 404)
+    and `DELETE /jobs/x%2Fresult` a 405; the escaped slash is the id's, which is no job id."""
+    for method in ("GET", "DELETE") if path.startswith("/jobs/") else ("GET",):
+        response = client.open(path, method=method)
+        assert response.status_code == 400, (method, response.get_json())
+        assert response.get_json()["error"] == "invalid_job_id"
 
 
 def test_stored_document_is_what_the_job_model_writes(client, jobs):

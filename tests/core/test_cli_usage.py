@@ -224,3 +224,18 @@ def test_ctrl_c_while_the_submit_is_sent_says_the_job_may_be_stored(capsys, monk
     monkeypatch.setattr(Client, "status", interrupted)  # a later Ctrl-C elsewhere is not called a submit
     code = main(["status", "x", "--url", "http://127.0.0.1:9"])
     assert code == 130 and capsys.readouterr().err.strip() == "jobqueue: interrupted"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("command", ["status", "watch", "cancel"])
+@pytest.mark.parametrize("suffix", ["/result", "?wait=1", "#x", "%2F", " x", "/..", "/../../jobs"])
+def test_a_job_id_is_one_path_segment_whatever_it_holds(stack, command, suffix):
+    """Ids went into the URL path as typed: `jobqueue status '<id>/result'` reached another route ("404
+    no such route"), `cancel` of it a 405, and `status '<id>?wait=1'` answered the job <id> itself.
+    Escaped, the API judges the id as given: not a job id, exit 2."""
+    job_id = json.loads(jq("submit", "sleep", "seconds=0", "--url", stack.url, timeout=60).stdout)["job_id"]
+    extra = ["--timeout", "5"] if command == "watch" else []
+    r = jq(command, job_id + suffix, *extra, "--url", stack.url, timeout=60)
+    assert r.returncode == 2, (r.returncode, r.stdout, r.stderr)
+    assert "invalid_job_id" in r.stderr and "Traceback" not in r.stderr, r.stderr
+    assert r.stdout.strip() in ("", "[]"), r.stdout

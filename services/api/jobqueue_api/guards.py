@@ -130,6 +130,43 @@ def request_target(wsgi_app: Callable) -> Callable:
     return app
 
 
+# the routes whose second path segment is a job id (``/status/<id>``, ``/jobs/<id>/result``...)
+JOB_ID_ROUTES = frozenset({"status", "jobs", "download", "results"})
+
+
+def encoded_slash_in_id(wsgi_app: Callable) -> Callable:
+    """``wsgi_app`` keeping an escaped ``/`` (``%2F``) inside a job id's path segment: ``GET
+    /status/abc%2Fresult`` asks for the job ``abc/result``, which is not a job id (400
+    ``invalid_job_id``). gunicorn unescapes the whole path into ``PATH_INFO``
+    (``gunicorn/http/wsgi.py``, ``create``), so the escaped slash split the id and the request
+    reached another route or none ("no such route"; ``DELETE /jobs/x%2Fresult`` a 405). Only the
+    job routes are rebuilt, from ``RAW_URI`` segment by segment, with the slash left as ``%2F``."""
+    from urllib.parse import urlsplit
+
+    def app(environ: dict, start_response: Callable) -> Iterable[bytes]:
+        target = environ.get("RAW_URI", "")
+        if "%2f" in target.lower():
+            path = target.split("?", 1)[0].split("#", 1)[0] if target.startswith("/") else _path_of(target, urlsplit)
+            root = environ.get("SCRIPT_NAME", "")
+            if root and path.startswith(root):
+                path = path[len(root) :]
+            segments = path.split("/")
+            if len(segments) > 2 and segments[0] == "" and segments[1] in JOB_ID_ROUTES:
+                environ["PATH_INFO"] = "/".join(
+                    unquote_to_bytes(part).decode("latin-1").replace("/", "%2F") for part in segments
+                )
+        return wsgi_app(environ, start_response)
+
+    return app
+
+
+def _path_of(target: str, urlsplit: Callable) -> str:
+    try:
+        return urlsplit(target).path
+    except ValueError:
+        return ""
+
+
 def missing_host(environ: dict) -> bool:
     """An HTTP/1.1 request without a Host header, which RFC 9112 section 3.2 says a server MUST answer
     400 (HTTP/1.0 did not require one: judged by the server's own address, as werkzeug's

@@ -23,7 +23,7 @@ from flask import Flask, request
 
 from . import auth, fastpath, metrics
 from .fastpath import RAISE
-from .guards import Guard, request_target, with_headers
+from .guards import Guard, encoded_slash_in_id, request_target, with_headers
 
 
 def install(app: Flask, allowed_hosts: tuple[str, ...], metrics_port: int, tokens: bool) -> None:
@@ -61,5 +61,5 @@ def install(app: Flask, allowed_hosts: tuple[str, ...], metrics_port: int, token
 
     # an absolute-form target's authority in HTTP_HOST before the fast path or the Guard reads it
     app.wsgi_app = with_headers(  # type: ignore[method-assign]
-        request_target(fastpath.wrap(app, app.wsgi_app, guard, metrics_port))
+        request_target(encoded_slash_in_id(fastpath.wrap(app, app.wsgi_app, guard, metrics_port)))
     )

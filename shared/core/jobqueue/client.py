@@ -42,6 +42,7 @@ import os
 import time
 import uuid
 from typing import Any
+from urllib.parse import quote
 from collections.abc import Callable
 
 import requests
@@ -184,7 +185,7 @@ class Client:
     def status(self, job_id: str, wait: float = 0.0) -> dict[str, Any]:
         wait = min(wait, LONGEST_WAIT)  # the API holds a poll MAX_WAIT_SECONDS at most anyway
         params = {"wait": f"{wait:g}"} if wait > 0 else None
-        return self._request("GET", f"/status/{job_id}", params=params, timeout=self.timeout + wait).json()
+        return self._request("GET", f"/status/{_segment(job_id)}", params=params, timeout=self.timeout + wait).json()
 
     def submit_and_wait(
         self, operation: str, params: dict[str, Any] | None = None, wait: float = 30.0, **kwparams: Any
@@ -312,7 +313,7 @@ class Client:
                 time.sleep(min(pacer.pause, left))
             try:  # not retried by the transport: this loop paces the checks and keeps the deadline
                 return self._request(
-                    "GET", f"/status/{unsure.job_id}", timeout=min(self.timeout, left), retry=False
+                    "GET", f"/status/{_segment(unsure.job_id)}", timeout=min(self.timeout, left), retry=False
                 ).json()
             except ApiError as exc:
                 if exc.status == 404:
@@ -379,7 +380,7 @@ class Client:
         """The result: a dict for JSON results, bytes for PNGs."""
         wait = min(wait, LONGEST_WAIT)
         params = {"wait": f"{wait:g}"} if wait > 0 else None
-        response = self._request("GET", f"/jobs/{job_id}/result", params=params, timeout=self.timeout + wait)
+        response = self._request("GET", f"/jobs/{_segment(job_id)}/result", params=params, timeout=self.timeout + wait)
         if response.headers.get("Content-Type", "").startswith("image/"):
             return response.content
         return response.json()
@@ -409,7 +410,7 @@ class Client:
         return self._request("GET", "/queue").json()
 
     def cancel(self, job_id: str) -> dict[str, Any]:
-        return self._request("DELETE", f"/jobs/{job_id}").json()
+        return self._request("DELETE", f"/jobs/{_segment(job_id)}").json()
 
 
 def ride_out(exc: BaseException, job_id: str, since: float | None, start: float, timeout: float | None) -> float | None:
@@ -509,6 +510,14 @@ def _number(name: str, value: decimal.Decimal) -> int | float:
         f"parameter {name!r} is Decimal('{value}'), which no JSON number the API reads holds exactly; "
         f"pass float({name}) to round it, or a value with fewer digits"
     )
+
+
+def _segment(job_id: str) -> str:
+    """A job id as one path segment: every character but letters, digits and ``-_~`` %-escaped, dots
+    too (``..`` is no path step). ``jobqueue status 'abc/result'`` (or an id with ``?``, ``#``,
+    ``%``, a space) went into the path as typed and reached another route ("no such route") or
+    another id; escaped, the API judges the id itself (``invalid_job_id``, ``job_not_found``)."""
+    return quote(job_id, safe="").replace(".", "%2E")
 
 
 def new_key() -> str:
