@@ -239,3 +239,26 @@ def test_a_job_id_is_one_path_segment_whatever_it_holds(stack, command, suffix):
     assert r.returncode == 2, (r.returncode, r.stdout, r.stderr)
     assert "invalid_job_id" in r.stderr and "Traceback" not in r.stderr, r.stderr
     assert r.stdout.strip() in ("", "[]"), r.stdout
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("source", ["--url", "JOBQUEUE_URL"])
+def test_why_the_api_cannot_be_reached_is_said(stack, source):
+    """A host name that does not resolve and https:// at the API's plain-HTTP port both said "cannot
+    reach the API ... is it running (make up)?", as a refused connection does: the API was running."""
+    port = _hostport(stack).rsplit(":", 1)[1]
+    cases = [
+        (f"http://no-such-host.invalid:{port}", ["the host name 'no-such-host.invalid' was not found (DNS)"]),
+        (
+            f"https://127.0.0.1:{port}",
+            [f"the server at 127.0.0.1:{port} does not speak TLS (https://)", f"http://127.0.0.1:{port}"],
+        ),
+    ]
+    for url, words in cases:
+        args, env = (["--url", url], {}) if source == "--url" else ([], {"JOBQUEUE_URL": url})
+        r = jq("status", "3f2b8c4e-1d2a-4b5c-9e8f-0a1b2c3d4e5f", *args, env=env, timeout=60)
+        assert r.returncode == 3, (url, r.returncode, r.stderr)
+        assert "is it running" not in r.stderr and "Traceback" not in r.stderr, r.stderr
+        assert len(r.stderr.strip().splitlines()) == 1 and source in r.stderr, r.stderr
+        for word in words:
+            assert word in r.stderr, r.stderr

@@ -12,6 +12,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import requests
+from urllib3.exceptions import NameResolutionError
 
 from .cliargs import Exit, UsageError, check_token, check_url, check_writable, parse_pairs, seconds, typed
 from .client import DEFAULT_URL, ApiError, Client, JobFailed, StoredUnknown, _step
@@ -236,12 +237,7 @@ def run(args: argparse.Namespace) -> int:
             Exit.UNAVAILABLE,
         )
     except requests.RequestException as exc:  # connection refused, name not found, read timeout
-        url = _url(args)
-        return _error(
-            f"cannot reach the API at {url} ({type(exc).__name__}); is it running (make up)? "
-            f"Point --url or JOBQUEUE_URL at it{_still_queued(exc)}",
-            Exit.UNAVAILABLE,
-        )
+        return _error(f"{_unreachable(args, exc)}{_still_queued(exc)}", Exit.UNAVAILABLE)
     except KeyboardInterrupt:  # Ctrl-C: one line, not a traceback
         if _WAITING.sending and not _WAITING.job_id:  # the API may have stored it before answering
             return _error(
@@ -277,6 +273,72 @@ def _still_queued(exc: object) -> str:
 def _url(args: argparse.Namespace) -> str:
     """The API's URL as the client picks it (``--url``, else $JOBQUEUE_URL, else the default), for messages."""
     return args.url or os.environ.get("JOBQUEUE_URL") or DEFAULT_URL
+
+
+# OpenSSL's reasons for a first answer that is no TLS record: a plain-HTTP server's "HTTP/1.1 400..."
+NOT_TLS = frozenset({"WRONG_VERSION_NUMBER", "RECORD_LAYER_FAILURE", "PACKET_LENGTH_TOO_LONG", "HTTP_REQUEST"})
+
+
+def _unreachable(args: argparse.Namespace, exc: requests.RequestException) -> str:
+    """Why the API could not be reached, in words that name the fix. A name that does not resolve and
+    an https:// URL at a plain-HTTP port both said "cannot reach ... is it running (make up)?", as a
+    refused connection does, sending the user to start a service that was running."""
+    url = _url(args)
+    env = not args.url and bool(os.environ.get("JOBQUEUE_URL"))
+    source, give = ("JOBQUEUE_URL", "JOBQUEUE_URL=") if env else ("--url", "--url ")
+    parts = urlsplit(url)
+    reason = _cause(exc)
+    if isinstance(reason, NameResolutionError):
+        return (
+            f"cannot reach the API at {url}: the host name {parts.hostname!r} was not found (DNS); "
+            f"check the host name in {source}"
+        )
+    if isinstance(exc, requests.exceptions.SSLError):
+        ssl_error = _ssl_cause(exc)
+        why = getattr(ssl_error, "reason", None) or ""
+        if why in NOT_TLS and parts.scheme == "https":
+            plain = url.replace("https://", "http://", 1)
+            return (
+                f"the server at {parts.netloc} does not speak TLS (https://): it answered, but not in TLS; "
+                f"the API serves plain HTTP: try {give}{plain}"
+            )
+        if why == "CERTIFICATE_VERIFY_FAILED":
+            detail = getattr(ssl_error, "verify_message", None) or "certificate verify failed"
+            return (
+                f"the API at {url} presented a TLS certificate this machine does not trust ({detail}): "
+                "give its CA bundle in REQUESTS_CA_BUNDLE"
+            )
+        return f"TLS with the API at {url} failed ({why or ssl_error or exc}); check {source} and its scheme"
+    if isinstance(exc, requests.exceptions.ConnectTimeout):
+        return (
+            f"cannot reach the API at {url}: the connection was not accepted within the timeout (a firewall, "
+            f"or an address nothing answers on); check {source}"
+        )
+    if isinstance(exc, requests.exceptions.ReadTimeout):
+        return f"the API at {url} accepted the connection but did not answer in time; try again later"
+    return (
+        f"cannot reach the API at {url} ({type(exc).__name__}); is it running (make up)? "
+        "Point --url or JOBQUEUE_URL at it"
+    )
+
+
+def _cause(exc: BaseException) -> object:
+    """The urllib3 reason inside requests' exception (``ConnectionError(MaxRetryError(reason=...))``)."""
+    reason = exc.args[0] if exc.args else None
+    return getattr(reason, "reason", reason)
+
+
+def _ssl_cause(exc: BaseException) -> object:
+    """The ``ssl.SSLError`` under requests' and urllib3's wrappers (OpenSSL's ``reason`` names it)."""
+    import ssl
+
+    seen: object = _cause(exc)
+    for _ in range(5):
+        if isinstance(seen, ssl.SSLError):
+            return seen
+        inner = getattr(seen, "args", None)
+        seen = inner[0] if inner else None
+    return _cause(exc)
 
 
 def _check_url(args: argparse.Namespace) -> None:
