@@ -262,3 +262,14 @@ def test_why_the_api_cannot_be_reached_is_said(stack, source):
         assert len(r.stderr.strip().splitlines()) == 1 and source in r.stderr, r.stderr
         for word in words:
             assert word in r.stderr, r.stderr
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("command", ["status", "watch", "cancel"])
+@pytest.mark.parametrize("job_id", ["", "  "])
+def test_an_empty_job_id_is_usage_not_no_such_route(stack, command, job_id):
+    """`jobqueue status "$JOB"` with JOB unset asked for /status/: "404 no such route", and `cancel`
+    said "/jobs/ ends in '/'; the route is /jobs", as if the id were a typo in the route."""
+    r = jq(command, job_id, "--url", stack.url, timeout=60)
+    assert r.returncode == 2, (r.returncode, r.stderr)
+    assert "the job id is empty" in r.stderr and "route" not in r.stderr and "Traceback" not in r.stderr, r.stderr

@@ -189,6 +189,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         _check_url(args)
         _check_token(args)
+        _check_job_ids(args)
         return args.client_handler(args)
     except UsageError as exc:
         return _error(str(exc), Exit.USAGE)
@@ -352,6 +353,18 @@ def _check_url(args: argparse.Namespace) -> None:
         check_url(args.url, "--url")
     elif os.environ.get("JOBQUEUE_URL"):
         check_url(os.environ["JOBQUEUE_URL"], "JOBQUEUE_URL")
+
+
+def _check_job_ids(args: argparse.Namespace) -> None:
+    """An empty job id (``jobqueue status "$JOB"`` with JOB unset) asked for ``/status/``: "404 no such
+    route", and ``cancel`` named the route ``/jobs`` as if the id were a typo in it."""
+    given = getattr(args, "job_id", None)
+    for job_id in given if isinstance(given, list) else [given] if given is not None else []:
+        if not job_id.strip():
+            raise UsageError(
+                f"the job id is empty{' (an unset shell variable?)' if not job_id else ''}: give the id "
+                "`jobqueue submit` printed (`jobqueue jobs` lists them)"
+            )
 
 
 def _check_token(args: argparse.Namespace) -> None:
