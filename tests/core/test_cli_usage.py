@@ -273,3 +273,47 @@ def test_an_empty_job_id_is_usage_not_no_such_route(stack, command, job_id):
     r = jq(command, job_id, "--url", stack.url, timeout=60)
     assert r.returncode == 2, (r.returncode, r.stderr)
     assert "the job id is empty" in r.stderr and "route" not in r.stderr and "Traceback" not in r.stderr, r.stderr
+
+
+@pytest.fixture(scope="module")
+def web_server(tmp_path_factory):
+    """Another service on the API's port: `python -m http.server`, as a student may have left running."""
+    import socket
+    import sys
+    import time
+
+    from devstack.stack import free_port
+
+    port = free_port()
+    folder = tmp_path_factory.mktemp("web")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1", "--directory", str(folder)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(100):
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                time.sleep(0.1)
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+@pytest.mark.parametrize(
+    "args",
+    [["status", "x"], ["jobs"], ["info"], ["watch", "x", "--timeout", "5"], ["cancel", "x", "y"], ["submit", "sleep"]],
+)
+def test_another_web_server_at_the_url_is_said_to_be_so(web_server, args):
+    """`python -m http.server` on the port: its HTML 404 page (a 501 for DELETE) was printed whole, as
+    "jobqueue: 404 http_error: <!DOCTYPE HTML>...", and the status was 2 (usage), 3 for cancel."""
+    r = jq(*args, "--url", web_server, timeout=60)
+    assert r.returncode == 3, (r.returncode, r.stderr)
+    assert len(r.stderr.strip().splitlines()) == 1, r.stderr
+    assert f"{web_server} answered" in r.stderr and "not with the API's JSON" in r.stderr, r.stderr
+    assert "<" not in r.stderr and "Traceback" not in r.stderr, r.stderr

@@ -18,7 +18,7 @@ from typing import Any
 import requests
 
 from . import cliargs
-from .client import FINAL, ApiError, Client, Pacer, ride_out
+from .client import FINAL, NOT_JSON, ApiError, Client, Pacer, ride_out
 from .client_cli import api_options, told_wait
 
 SPINNER = "|/-\\"
@@ -263,7 +263,7 @@ def cmd_cancel(args: argparse.Namespace) -> int:
             try:
                 out.append(client.cancel(job_id))
             except ApiError as exc:
-                if exc.status >= 500 or exc.status in (401, 403, 429):  # every other id would meet it too
+                if exc.status >= 500 or exc.status in (401, 403, 429) or exc.code == NOT_JSON:  # so would every id
                     raise
                 refused.append((job_id, exc))
     finally:

@@ -59,6 +59,7 @@ LONGEST_WAIT = 86_400.0  # a long poll asks for at most this: 1e10 s overflowed 
 OUTAGE = (502, 503, 504)  # a stored job's wait keeps polling through these (a 429 is the transport's)
 SETTLE = 1.0  # a 404 for a 504's job counts once a second one comes this much later (an API without keys)
 KEY_HEADER = "Idempotency-Key"
+NOT_JSON = "http_error"  # ApiError.code of an error answer without the API's JSON (a web page, a proxy's)
 
 
 class ApiError(RuntimeError):
@@ -145,13 +146,15 @@ class Client:
         if response.status_code >= 400:
             try:
                 body = response.json()
+                if not isinstance(body, dict):
+                    raise ValueError(body)  # JSON, but not the API's error document
                 if response.status_code == 504 and isinstance(body.get("job_id"), str):
                     raise StoredUnknown(
                         504, body.get("error", "error"), body.get("message", ""), body, _honoured(response, kwargs)
                     )
                 raise ApiError(response.status_code, body.get("error", "error"), body.get("message", ""), body)
             except ValueError:
-                raise ApiError(response.status_code, "http_error", response.text[:200]) from None
+                raise ApiError(response.status_code, NOT_JSON, response.text[:200]) from None
         return response
 
     def close(self) -> None:

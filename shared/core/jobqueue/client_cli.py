@@ -15,7 +15,7 @@ import requests
 from urllib3.exceptions import NameResolutionError
 
 from .cliargs import Exit, UsageError, check_token, check_url, check_writable, parse_pairs, seconds, typed
-from .client import DEFAULT_URL, ApiError, Client, JobFailed, StoredUnknown, _step
+from .client import DEFAULT_URL, NOT_JSON, OUTAGE, ApiError, Client, JobFailed, StoredUnknown, _step
 
 PROGRESS_EVERY = 2.0  # seconds between progress lines while --wait waits
 
@@ -208,6 +208,19 @@ def run(args: argparse.Namespace) -> int:
             Exit.UNAVAILABLE,
         )
     except ApiError as exc:
+        if exc.code == NOT_JSON:  # a web server's HTML error page: it was dumped, and a 404 was "usage"
+            url = _url(args)
+            if exc.status in OUTAGE:  # a proxy's own page (502, 503, 504) while what it fronts is away
+                return _error(
+                    f"{url} answered {exc.status} without the API's JSON (a proxy in front of the API?): "
+                    f"try again later{_still_queued(exc)}",
+                    Exit.UNAVAILABLE,
+                )
+            return _error(
+                f"{url} answered {exc.status}, but not with the API's JSON: is it the API's base URL (the one "
+                "that answers /healthz)? Point --url or JOBQUEUE_URL at it",
+                Exit.UNAVAILABLE,
+            )
         if exc.status >= 500:
             return _error(f"the API answered {exc} (retried; try again later){_still_queued(exc)}", Exit.UNAVAILABLE)
         if exc.status == 401:  # the API's message names the header; a CLI user gives the token otherwise
