@@ -317,3 +317,16 @@ def test_another_web_server_at_the_url_is_said_to_be_so(web_server, args):
     assert len(r.stderr.strip().splitlines()) == 1, r.stderr
     assert f"{web_server} answered" in r.stderr and "not with the API's JSON" in r.stderr, r.stderr
     assert "<" not in r.stderr and "Traceback" not in r.stderr, r.stderr
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE"])
+def test_a_ca_bundle_that_is_not_there_is_usage_not_a_traceback(stack, name, tmp_path):
+    """REQUESTS_CA_BUNDLE=/a/typo with an https:// URL ended in requests' OSError "Could not find a
+    suitable TLS CA certificate bundle", a traceback and exit 1."""
+    missing = str(tmp_path / "no-such-ca.pem")
+    env = {"REQUESTS_CA_BUNDLE": "", "CURL_CA_BUNDLE": "", name: missing}
+    url = stack.url.replace("http://", "https://")
+    r = jq("status", "3f2b8c4e-1d2a-4b5c-9e8f-0a1b2c3d4e5f", "--url", url, env=env, timeout=60)
+    assert r.returncode == 2, (r.returncode, r.stderr)
+    assert f"{name} '{missing}' does not exist" in r.stderr and "Traceback" not in r.stderr, r.stderr

@@ -190,6 +190,7 @@ def run(args: argparse.Namespace) -> int:
         _check_url(args)
         _check_token(args)
         _check_job_ids(args)
+        _check_ca_bundle(args)
         return args.client_handler(args)
     except UsageError as exc:
         return _error(str(exc), Exit.USAGE)
@@ -366,6 +367,23 @@ def _check_url(args: argparse.Namespace) -> None:
         check_url(args.url, "--url")
     elif os.environ.get("JOBQUEUE_URL"):
         check_url(os.environ["JOBQUEUE_URL"], "JOBQUEUE_URL")
+
+
+def _check_ca_bundle(args: argparse.Namespace) -> None:
+    """The CA bundle requests will read for an https:// API (REQUESTS_CA_BUNDLE, else CURL_CA_BUNDLE),
+    checked before anything is sent: a path that is not there was requests' OSError, a traceback
+    (exit 1)."""
+    if urlsplit(_url(args)).scheme.lower() != "https":
+        return
+    for name in ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE"):
+        where = os.environ.get(name)
+        if where:
+            if not os.path.exists(where):
+                raise UsageError(
+                    f"{name} {where!r} does not exist: give the path of the CA bundle (a PEM file or a "
+                    f"folder of them) that signed the API's certificate, or unset {name}"
+                )
+            return
 
 
 def _check_job_ids(args: argparse.Namespace) -> None:
