@@ -330,3 +330,19 @@ def test_a_ca_bundle_that_is_not_there_is_usage_not_a_traceback(stack, name, tmp
     r = jq("status", "3f2b8c4e-1d2a-4b5c-9e8f-0a1b2c3d4e5f", "--url", url, env=env, timeout=60)
     assert r.returncode == 2, (r.returncode, r.stderr)
     assert f"{name} '{missing}' does not exist" in r.stderr and "Traceback" not in r.stderr, r.stderr
+
+
+@pytest.mark.slow
+def test_a_url_that_cannot_work_is_not_retried_for_15_seconds(stack):
+    """A host name that does not exist and https:// at the API's plain-HTTP port were tried five times
+    with backoff, as a refused connection is (the API may be restarting): 16 s of silence before the
+    message, for an answer that could not change."""
+    import time
+
+    port = _hostport(stack).rsplit(":", 1)[1]
+    for url in (f"http://no-such-host.invalid:{port}", f"https://127.0.0.1:{port}"):
+        started = time.monotonic()
+        r = jq("status", "3f2b8c4e-1d2a-4b5c-9e8f-0a1b2c3d4e5f", "--url", url, timeout=60)
+        took = time.monotonic() - started
+        assert r.returncode == 3 and "Traceback" not in r.stderr, r.stderr
+        assert took < 8, (url, took, r.stderr)

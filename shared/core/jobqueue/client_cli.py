@@ -16,6 +16,7 @@ from urllib3.exceptions import NameResolutionError
 
 from .cliargs import Exit, UsageError, check_token, check_url, check_writable, parse_pairs, seconds, typed
 from .client import DEFAULT_URL, NOT_JSON, OUTAGE, ApiError, Client, JobFailed, StoredUnknown, _step
+from .http import NOT_TLS, ssl_cause
 
 PROGRESS_EVERY = 2.0  # seconds between progress lines while --wait waits
 
@@ -290,10 +291,6 @@ def _url(args: argparse.Namespace) -> str:
     return args.url or os.environ.get("JOBQUEUE_URL") or DEFAULT_URL
 
 
-# OpenSSL's reasons for a first answer that is no TLS record: a plain-HTTP server's "HTTP/1.1 400..."
-NOT_TLS = frozenset({"WRONG_VERSION_NUMBER", "RECORD_LAYER_FAILURE", "PACKET_LENGTH_TOO_LONG", "HTTP_REQUEST"})
-
-
 def _unreachable(args: argparse.Namespace, exc: requests.RequestException) -> str:
     """Why the API could not be reached, in words that name the fix. A name that does not resolve and
     an https:// URL at a plain-HTTP port both said "cannot reach ... is it running (make up)?", as a
@@ -309,7 +306,7 @@ def _unreachable(args: argparse.Namespace, exc: requests.RequestException) -> st
             f"check the host name in {source}"
         )
     if isinstance(exc, requests.exceptions.SSLError):
-        ssl_error = _ssl_cause(exc)
+        ssl_error = ssl_cause(exc)
         why = getattr(ssl_error, "reason", None) or ""
         if why in NOT_TLS and parts.scheme == "https":
             plain = url.replace("https://", "http://", 1)
@@ -341,19 +338,6 @@ def _cause(exc: BaseException) -> object:
     """The urllib3 reason inside requests' exception (``ConnectionError(MaxRetryError(reason=...))``)."""
     reason = exc.args[0] if exc.args else None
     return getattr(reason, "reason", reason)
-
-
-def _ssl_cause(exc: BaseException) -> object:
-    """The ``ssl.SSLError`` under requests' and urllib3's wrappers (OpenSSL's ``reason`` names it)."""
-    import ssl
-
-    seen: object = _cause(exc)
-    for _ in range(5):
-        if isinstance(seen, ssl.SSLError):
-            return seen
-        inner = getattr(seen, "args", None)
-        seen = inner[0] if inner else None
-    return _cause(exc)
 
 
 def _check_url(args: argparse.Namespace) -> None:

@@ -21,6 +21,8 @@ from __future__ import annotations
 
 import copy
 import os
+import socket
+import ssl
 from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit
@@ -32,6 +34,7 @@ from requests.sessions import merge_setting
 from requests.utils import get_environ_proxies, get_netrc_auth
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
+from urllib3.exceptions import MaxRetryError, NameResolutionError, SSLError
 from urllib3.util import Retry
 
 RETRY_AFTER_MAX = 60
@@ -173,6 +176,34 @@ class OneWriteAdapter(HTTPAdapter):
         self.poolmanager.pool_classes_by_scheme = {"http": _Pool, "https": _TLSPool}
 
 
+# OpenSSL's reasons for a first answer that is no TLS record (a plain-HTTP server's "HTTP/1.1 400...")
+NOT_TLS = frozenset({"WRONG_VERSION_NUMBER", "RECORD_LAYER_FAILURE", "PACKET_LENGTH_TOO_LONG", "HTTP_REQUEST"})
+# getaddrinfo's "this name does not exist" (EAI_AGAIN, a DNS server that did not answer, is retried)
+NO_SUCH_NAME = frozenset(getattr(socket, name) for name in ("EAI_NONAME", "EAI_NODATA") if hasattr(socket, name))
+
+
+def ssl_cause(error: BaseException | None) -> ssl.SSLError | None:
+    """The ``ssl.SSLError`` under requests' and urllib3's wrappers (its ``reason`` names OpenSSL's)."""
+    seen: object = error
+    for _ in range(6):
+        if isinstance(seen, ssl.SSLError):
+            return seen
+        inner = getattr(seen, "reason", None) or (getattr(seen, "args", None) or [None])[0]
+        seen = inner
+    return None
+
+
+def lasting(error: BaseException | None) -> bool:
+    """A failure to connect that the same request meets again a second later: a host name that does
+    not exist, an https:// URL at a port that does not speak TLS, a certificate not trusted."""
+    if isinstance(error, NameResolutionError):
+        return getattr(error._reason, "errno", None) in NO_SUCH_NAME
+    if isinstance(error, SSLError):
+        cause = ssl_cause(error)
+        return isinstance(cause, ssl.SSLCertVerificationError) or getattr(cause, "reason", None) in NOT_TLS
+    return False
+
+
 class TellingRetry(Retry):
     """urllib3's ``Retry`` that first tells ``on_wait(status, seconds)`` how long it is about to
     wait for an answer's ``Retry-After`` (a rate limit's wait can be a minute: a command line that
@@ -184,6 +215,12 @@ class TellingRetry(Retry):
         retry = super().new(**kw)
         retry.on_wait = self.on_wait
         return retry
+
+    def increment(self, method=None, url=None, response=None, error=None, _pool=None, _stacktrace=None):
+        # a mistyped host name or https:// at a plain-HTTP port was tried five times, 15 s of silence
+        if lasting(error):
+            raise MaxRetryError(_pool, url, error) from error
+        return super().increment(method, url, response, error, _pool, _stacktrace)
 
     def sleep(self, response=None) -> None:
         if self.on_wait is not None and response is not None and self.respect_retry_after_header:
