@@ -346,3 +346,19 @@ def test_a_url_that_cannot_work_is_not_retried_for_15_seconds(stack):
         took = time.monotonic() - started
         assert r.returncode == 3 and "Traceback" not in r.stderr, r.stderr
         assert took < 8, (url, took, r.stderr)
+
+
+@pytest.mark.slow
+def test_a_closed_stdout_is_refused_before_a_job_is_submitted(stack):
+    """`jobqueue submit top_locations n=2 >&-` queued the job, printed its id nowhere (Python leaves
+    sys.stdout None) and ended in an AttributeError traceback at the final flush, exit 1."""
+    before = _job_count(stack)
+    r = subprocess.run(
+        ["sh", "-c", 'exec "$0" "$@" >&-', str(BIN / "jobqueue"), "submit", "top_locations", "n=2", "--url", stack.url],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert r.returncode == 2, (r.returncode, r.stderr)
+    assert "standard output is closed" in r.stderr and "Traceback" not in r.stderr, r.stderr
+    assert _job_count(stack) == before

@@ -29,6 +29,16 @@ SIGPIPE_STATUS = 128 + 13  # what a shell reports for a command its pipe's reade
 def main(argv: list[str] | None = None) -> int:
     """The ``jobqueue`` command. Output cut short by its reader (``jobqueue operations | head``,
     quitting ``less``) stops quietly with status 141 instead of a BrokenPipeError traceback."""
+    if sys.stdout is None:  # started with stdout closed (`>&-`): Python leaves sys.stdout None
+        # print() then writes nothing: `submit` queued a job whose id went nowhere, and the final
+        # flush was an AttributeError traceback (exit 1)
+        if sys.stderr is not None:
+            print(
+                "jobqueue: standard output is closed (>&-), so nothing could be printed (a job's id, a "
+                "result); nothing was sent: redirect it to a file, or to /dev/null to drop it",
+                file=sys.stderr,
+            )
+        return 2
     try:
         status = _main(argv)
         sys.stdout.flush()  # a reader gone while the last lines sat in the buffer: here, not at exit
