@@ -134,3 +134,22 @@ def test_status_with_a_wait_past_any_socket_timeout_answers(stack):
     )
     assert r.returncode == 0 and "Traceback" not in r.stderr, r.stderr
     assert json.loads(r.stdout)["status"] == "complete"
+
+
+def test_watch_of_a_job_never_seen_does_not_call_it_stored(stack):
+    """`jobqueue watch <id>` while Redis was down from the start ended with "job <id> is stored and
+    carries on: ... do not submit it again", though no answer had named the job (a mistyped id too)."""
+    job_id = "3f2b8c4e-1d2a-4b5c-9e8f-0a1b2c3d4e5f"  # no such job
+    stack.redis.stop()
+    try:
+        r = subprocess.run(
+            [str(BIN / "jobqueue"), "watch", job_id, "--timeout", "1", "--url", stack.url],
+            capture_output=True,
+            text=True,
+            timeout=90,
+        )
+    finally:
+        stack.redis.start()
+    assert r.returncode == 3, r.stderr
+    assert "redis_unavailable" in r.stderr and "Traceback" not in r.stderr, r.stderr
+    assert "is stored" not in r.stderr and "do not submit it again" not in r.stderr, r.stderr

@@ -197,6 +197,9 @@ def cmd_watch(args: argparse.Namespace) -> int:
         except ApiError as exc:
             outage_since = ride_out(exc, args.job_id, outage_since, start, args.timeout)
             if outage_since is None:
+                # no answer named the job yet: it may not exist (a typo), so the message must not say
+                # "job <id> is stored and carries on ... do not submit it again", as it did
+                exc.job_id = None  # type: ignore[attr-defined]
                 raise
     outage_since = None
     while True:
