@@ -383,3 +383,24 @@ def test_data_fetch_gives_up_with_exit_3_when_the_portal_keeps_refusing(flaky, t
     )
     assert r.returncode == 3 and "429" in r.stderr and "Traceback" not in r.stderr, r.stderr
     assert not (tmp_path / "x.csv").exists()
+
+
+def test_ctrl_c_outside_a_client_command_is_one_line(tmp_path):
+    """Ctrl-C while the command loads its modules (the first half second) or runs an in-process
+    command (`analyze`, `data generate`) was a KeyboardInterrupt traceback; docs/api.md's 130 row
+    promises one line."""
+    import signal
+
+    proc = subprocess.Popen(
+        [str(BIN / "jobqueue"), "data", "generate", "--rows", "20000000", "--output", str(tmp_path / "big.csv")],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=REPO_ROOT,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),  # as a terminal's Ctrl-C finds it
+    )
+    time.sleep(1.5)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, (proc.returncode, err)
+    assert err == "jobqueue: interrupted\n", err

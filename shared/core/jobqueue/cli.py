@@ -8,10 +8,11 @@ Exit statuses are the same for every subcommand (``jobqueue.cliargs.Exit``)."""
 
 from __future__ import annotations
 
-import argparse
-import difflib
-import shlex
 import sys
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # imported where used: a Ctrl-C before main() runs is a traceback no handler can catch
+    import argparse
 
 
 def _version() -> str:
@@ -23,6 +24,7 @@ def _version() -> str:
         return "0.0.0"
 
 
+INTERRUPTED_STATUS = 128 + 2  # what a shell reports for a command Ctrl-C (SIGINT) stopped
 SIGPIPE_STATUS = 128 + 13  # what a shell reports for a command its pipe's reader stopped (as `cat`)
 
 
@@ -48,10 +50,17 @@ def main(argv: list[str] | None = None) -> int:
 
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # the exit's own flush stays quiet
         return SIGPIPE_STATUS
+    except KeyboardInterrupt:  # Ctrl-C outside a client command's own handling (client_cli.run): while
+        # the modules load and the command line is read (the first ~0.5 s), or during `analyze`: it was
+        # a KeyboardInterrupt traceback, for a command the docs say ends "interrupted" in one line
+        print("jobqueue: interrupted", file=sys.stderr)
+        return INTERRUPTED_STATUS
 
 
 def _main(argv: list[str] | None = None) -> int:
     from .cliargs import Exit
+
+    import argparse
 
     parser = argparse.ArgumentParser(prog="jobqueue", description="atx-jobqueue command line", epilog=Exit.epilog())
     parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
@@ -136,6 +145,9 @@ def _option_as_parameter(
     if not key or not value:
         return None
     options = [o.lstrip("-") for o in command._option_string_actions if o.startswith("--")]
+    import difflib
+    import shlex
+
     if difflib.get_close_matches(key, options, n=1, cutoff=0.75):  # --timout 30: a mistyped option
         return None
     return f"parameters are key=value, not options: write {shlex.quote(f'{key}={value}')} (got {' '.join(extra)})"
@@ -185,6 +197,8 @@ ANALYSIS_HINT = "from the repository's checkout, pip install ./shared/analysis '
 
 
 def _register_analysis_missing(sub: argparse._SubParsersAction) -> None:
+    import argparse
+
     """Keep the analysis commands' names, so using one says what to install instead of 'invalid choice'."""
     for name in ANALYSIS_COMMANDS:
         p = sub.add_parser(name, help=f"needs the analysis extra ({ANALYSIS_HINT})")
