@@ -362,3 +362,48 @@ def test_a_closed_stdout_is_refused_before_a_job_is_submitted(stack):
     assert r.returncode == 2, (r.returncode, r.stderr)
     assert "standard output is closed" in r.stderr and "Traceback" not in r.stderr, r.stderr
     assert _job_count(stack) == before
+
+
+@pytest.fixture
+def mute_server():
+    """A server that accepts connections and then, as asked: never answers, or closes at once (as a
+    TLS server does on reading plain HTTP)."""
+    import socket
+    import threading
+
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(16)
+    held: list[socket.socket] = []
+    mode = {"close": False}
+
+    def serve() -> None:
+        while True:
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                return
+            if mode["close"]:
+                conn.recv(65536)
+                conn.close()
+            else:
+                held.append(conn)
+
+    threading.Thread(target=serve, daemon=True).start()
+    yield f"http://127.0.0.1:{listener.getsockname()[1]}", mode
+    listener.close()
+    for conn in held:
+        conn.close()
+
+
+@pytest.mark.parametrize("close", [False, True])
+def test_a_server_that_does_not_answer_is_not_called_not_running(mute_server, close):
+    """A server that accepted the connection and never answered (or closed it unanswered) was "cannot
+    reach the API ... (ConnectionError); is it running (make up)?": it was running."""
+    url, mode = mute_server
+    mode["close"] = close
+    r = jq("status", "3f2b8c4e-1d2a-4b5c-9e8f-0a1b2c3d4e5f", "--url", url, timeout=90)
+    assert r.returncode == 3, (r.returncode, r.stderr)
+    assert "is it running" not in r.stderr and "Traceback" not in r.stderr, r.stderr
+    said = "closed the connection without an answer" if close else "accepted the connection but did not answer"
+    assert said in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr

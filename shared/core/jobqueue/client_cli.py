@@ -12,7 +12,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import requests
-from urllib3.exceptions import NameResolutionError
+from urllib3.exceptions import NameResolutionError, ProtocolError, ReadTimeoutError
 
 from .cliargs import Exit, UsageError, check_token, check_url, check_writable, parse_pairs, seconds, typed
 from .client import DEFAULT_URL, NOT_JSON, OUTAGE, ApiError, Client, JobFailed, StoredUnknown, _step
@@ -326,8 +326,23 @@ def _unreachable(args: argparse.Namespace, exc: requests.RequestException) -> st
             f"cannot reach the API at {url}: the connection was not accepted within the timeout (a firewall, "
             f"or an address nothing answers on); check {source}"
         )
-    if isinstance(exc, requests.exceptions.ReadTimeout):
-        return f"the API at {url} accepted the connection but did not answer in time; try again later"
+    if isinstance(exc, requests.exceptions.ReadTimeout) or isinstance(reason, ReadTimeoutError):
+        # requests raises ConnectionError for a read timeout under a Retry: it said "is it running?"
+        sent = (
+            "; the job may have been stored: check `jobqueue jobs` before submitting again"
+            if _WAITING.sending and not _WAITING.job_id
+            else ""
+        )
+        return (
+            f"the server at {url} accepted the connection but did not answer in time: if it is the API "
+            f"(the one that answers /healthz), it is stuck or overloaded; try again later, else fix {source}{sent}"
+        )
+    if isinstance(reason, ProtocolError) and parts.scheme == "http":
+        tls = url.replace("http://", "https://", 1)
+        return (
+            f"the server at {url} closed the connection without an answer: if it serves TLS, try "
+            f"{give}{tls}; else it may be restarting: try again later"
+        )
     return (
         f"cannot reach the API at {url} ({type(exc).__name__}); is it running (make up)? "
         "Point --url or JOBQUEUE_URL at it"
