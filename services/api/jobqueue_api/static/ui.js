@@ -93,11 +93,19 @@
     return typeof n === "number" ? n.toLocaleString(undefined, { maximumFractionDigits: 20 }) : String(n);
   }
 
+  // A live region speaks each time its text is written, even with the text it already has: the
+  // polls wrote "Page 1 · 25 shown" and "the job store (Redis) is unreachable" every 3 s, and a
+  // screen reader said them again every 3 s. Live text is written only when it changes.
+  function say(node, text) {
+    text = text || "";
+    if (node.textContent !== text) node.textContent = text;
+  }
+
   function notice(message) {
     var box = byId("notice");
     if (!box) return;
-    box.textContent = message || "";
-    box.hidden = !message;
+    say(box, message);
+    if (box.hidden !== !message) box.hidden = !message;
   }
 
   function errorText(res) {
@@ -368,7 +376,7 @@
         next = res.data.next_cursor || null;
         byId("older").disabled = !next;
         byId("newer").disabled = history.length === 0;
-        byId("page-info").textContent = "Page " + (history.length + 1) + " · " + res.data.count + " shown";
+        say(byId("page-info"), "Page " + (history.length + 1) + " · " + res.data.count + " shown");
       });
     }
     byId("older").addEventListener("click", function () {
@@ -473,7 +481,7 @@
     }
     function render(job) {
       current = job;
-      byId("j-status").textContent = job.status;
+      say(byId("j-status"), job.status);
       byId("j-status").className = "status s-" + job.status;
       byId("j-operation").textContent = job.operation;
       byId("j-params").textContent = JSON.stringify(job.params);

@@ -1,0 +1,65 @@
+"""The web page while the API or its Redis is away, in a real browser (Debian's Chromium via
+Playwright) against the real stack: what a screen reader hears while the polls go on, what each
+page says when its requests fail, and that it recovers by itself when they work again."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tests.ui.test_browser import (  # noqa: F401
+    FINAL_TIMEOUT,
+    _api_submit,
+    _context,
+    _expect,
+    browser,
+    idle_stack,
+    page,
+    pw,
+    stack,
+)
+
+pytestmark = pytest.mark.slow
+
+REDIS_GONE = json.dumps(
+    {"error": "redis_unavailable", "message": "the job store (Redis) is unreachable; retry shortly"}
+)
+
+# Every write into a live region (aria-live, role=status/alert) is something a screen reader may
+# speak: record each one with the text it left.
+WATCH_LIVE = """() => {
+  window.__spoken = [];
+  document.querySelectorAll('[aria-live], [role=status], [role=alert]').forEach((n) => {
+    new MutationObserver(() => window.__spoken.push((n.id || n.className) + ': ' + n.textContent))
+      .observe(n, { childList: true, subtree: true, characterData: true });
+  });
+}"""
+
+
+def _spoken(page):  # noqa: F811 (the fixture imported above)
+    return page.evaluate("() => window.__spoken.splice(0)")
+
+
+def test_a_live_region_speaks_a_change_once_not_on_every_poll(page, stack):  # noqa: F811
+    """The jobs table polls every 3 s and wrote "Page 1 · N shown" (aria-live) each time, and with
+    Redis gone the notice (role=status) wrote "the job store (Redis) is unreachable" each time: a
+    screen reader said the same line again every 3 s for as long as the page stayed open."""
+    expect = _expect()
+    _api_submit(stack.url, "unique_issues")
+    page.goto(f"{stack.url}/ui/jobs")
+    expect(page.locator("#page-info")).to_contain_text("shown")
+    page.evaluate(WATCH_LIVE)
+    page.wait_for_timeout(7000)  # two polls or more, nothing changed
+    assert _spoken(page) == []
+
+    page.route("**/jobs?*", lambda route: route.fulfill(status=503, content_type="application/json", body=REDIS_GONE))
+    expect(page.locator("#notice")).to_have_text("the job store (Redis) is unreachable; retry shortly")
+    page.wait_for_timeout(7000)
+    assert _spoken(page) == ["notice: the job store (Redis) is unreachable; retry shortly"]  # once
+
+    page.unroute("**/jobs?*")
+    expect(page.locator("#notice")).to_be_hidden()
+    page.wait_for_timeout(4000)
+    assert _spoken(page) == ["notice: "]  # cleared once; the table's line is as it was
+    assert page.problems == []
