@@ -63,3 +63,24 @@ def test_a_live_region_speaks_a_change_once_not_on_every_poll(page, stack):  # n
     page.wait_for_timeout(4000)
     assert _spoken(page) == ["notice: "]  # cleared once; the table's line is as it was
     assert page.problems == []
+
+
+def test_a_job_page_says_when_the_api_does_not_answer_and_recovers(page, idle_stack):  # noqa: F811
+    """A waiting job's page whose requests got no answer at all (the API stopped, or the network
+    went) retried in silence: it went on showing "submitted" as if live, with nothing saying that
+    nothing came back, where the overview and the jobs table said "Connection problem"."""
+    expect = _expect()
+    job_id = _api_submit(idle_stack.url, "top_locations", {"n": 4})  # no worker: it stays submitted
+    page.route(
+        "**/jobs/*",
+        lambda route: route.abort("connectionrefused") if route.request.resource_type == "fetch" else route.continue_(),
+    )
+    page.goto(f"{idle_stack.url}/ui/jobs/{job_id}")
+    expect(page.locator("#notice")).to_be_visible()
+    expect(page.locator("#notice")).to_contain_text("Connection problem")
+    expect(page.locator("#notice")).to_contain_text("Trying again")
+
+    page.unroute("**/jobs/*")  # the API is back: the page finds the job by itself
+    expect(page.locator("#j-status")).to_have_text("submitted")
+    expect(page.locator("#notice")).to_be_hidden()
+    assert page.problems == []

@@ -520,7 +520,10 @@
         notice("");
         render(res.data);
         if (!FINAL[res.data.status]) return follow(20);
-      }, function () {
+      }, function (e) {
+        // the API did not answer at all (stopped, restarting, the network gone): say so, as the other
+        // pages do, rather than go on showing "in-progress" as if it were live while retrying
+        notice("Connection problem: " + e + ". Trying again every few seconds; what this page shows may be out of date.");
         return new Promise(function (r) { setTimeout(r, 3000); }).then(function () { return follow(0); });
       });
     }
