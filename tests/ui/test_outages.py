@@ -84,3 +84,22 @@ def test_a_job_page_says_when_the_api_does_not_answer_and_recovers(page, idle_st
     expect(page.locator("#j-status")).to_have_text("submitted")
     expect(page.locator("#notice")).to_be_hidden()
     assert page.problems == []
+
+
+def test_after_a_submit_that_fails_the_focus_is_back_on_the_button(page, idle_stack):  # noqa: F811
+    """Submit pressed from the keyboard while the API did not answer: the error showed, but the
+    button had been disabled while it was focused, which drops the focus to the page's start, so
+    the next Tab began again at "Skip to content" and Enter pressed nothing."""
+    expect = _expect()
+    page.route("**/submit", lambda route: route.abort("connectionrefused"))
+    page.goto(f"{idle_stack.url}/ui/submit?operation=top_locations")
+    page.fill("#p-n", "5")
+    page.focus("#submit-form button[type=submit]")
+    page.keyboard.press("Enter")
+    expect(page.locator("#form-error")).to_contain_text("Could not reach the API")
+    assert page.evaluate("() => document.activeElement.matches('#submit-form button[type=submit]')")
+
+    page.unroute("**/submit")
+    page.keyboard.press("Enter")  # pressing again from where the focus is sends it
+    page.wait_for_url(f"{idle_stack.url}/ui/jobs/*")
+    assert page.problems == []

@@ -588,14 +588,21 @@
       });
       if (firstBad) { firstBad.focus(); return; }
       var button = form.querySelector("button[type=submit]");
+      // disabling the focused button drops the focus to the page's start: a keyboard user who
+      // pressed it was left at the top after an error, a Tab away from nothing. It goes back.
+      var pressed = document.activeElement === button;
       button.disabled = true;
-      submitJob({ operation: form.getAttribute("data-operation"), params: params }).then(function (res) {
+      function enable() {
         button.disabled = false;
+        if (pressed && (!document.activeElement || document.activeElement === document.body)) button.focus();
+      }
+      submitJob({ operation: form.getAttribute("data-operation"), params: params }).then(function (res) {
         if (res.status === 202) { location.href = ROOT + "ui/jobs/" + encodeURIComponent(res.data.job_id); return; }
+        enable();
         var param = res.data && res.data.param;
         if (param && fieldError(param, errorText(res))) { byId("p-" + param).focus(); return; }
         byId("form-error").textContent = submitErrorText(res);
-      }, function (e) { button.disabled = false; byId("form-error").textContent = "Could not reach the API: " + e; });
+      }, function (e) { enable(); byId("form-error").textContent = "Could not reach the API: " + e; });
     });
   }
 
