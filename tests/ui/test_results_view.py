@@ -5,7 +5,17 @@ from __future__ import annotations
 
 import pytest
 
-from tests.ui.test_browser import FINAL_TIMEOUT, _api_submit, _context, _expect, browser, page, pw, stack  # noqa: F401
+from tests.ui.test_browser import (  # noqa: F401
+    FINAL_TIMEOUT,
+    _api_submit,
+    _context,
+    _expect,
+    browser,
+    idle_stack,
+    page,
+    pw,
+    stack,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -111,5 +121,38 @@ def test_charts_on_a_phone_keep_readable_text_and_scroll_in_their_box(browser, s
             page.add_script_tag(content=axe_source())
             result = page.evaluate("(s) => axe.run(document, {resultTypes: ['violations']})", box)
             assert [v["id"] for v in result["violations"]] == [], (address, result["violations"])
+    finally:
+        context.close()
+
+
+def test_a_long_error_scrolls_from_the_keyboard(browser, idle_stack):  # noqa: F811
+    """A failed job's error box is at most 480 px high: a long message (an exception naming every
+    column it looked through; on a phone a few hundred characters are enough) scrolled in a box with
+    nothing in it to focus, axe-core's scrollable-region-focusable (serious), as the result's JSON box
+    once did. The error box now takes the focus (a region named "Error message")."""
+    from jobqueue.jobs import JobStatus
+
+    from tests.api.support import finish
+    from tests.ui.browser import axe_source
+
+    expect = _expect()
+    job_id = _api_submit(idle_stack.url, "incidents_by_road", {"road": "Ñandú Straße 東京"})
+    columns = ", ".join(f"'Column number {i} of the traffic incidents export'" for i in range(60))
+    finish(idle_stack.jobs_client(), job_id, status=JobStatus.FAILED, error=f"KeyError: none of [{columns}]")
+    context = _context(browser, bypass_csp=True, viewport={"width": 375, "height": 800})
+    try:
+        page = context.new_page()
+        page.goto(f"{idle_stack.url}/ui/jobs/{job_id}")
+        expect(page.locator("#j-status")).to_have_text("failed", timeout=FINAL_TIMEOUT)
+        box = page.locator("#j-error")
+        expect(box).to_contain_text("KeyError")
+        assert page.evaluate("(e) => e.scrollHeight > e.clientHeight", box.element_handle())  # it does scroll
+        page.focus("#a-again")
+        page.keyboard.press("Tab")
+        assert page.evaluate("document.activeElement.id") == "j-error"
+        assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
+        page.add_script_tag(content=axe_source())
+        result = page.evaluate("axe.run(document, {resultTypes: ['violations']})")
+        assert [v["id"] for v in result["violations"]] == [], result["violations"]
     finally:
         context.close()
