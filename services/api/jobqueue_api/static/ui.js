@@ -379,13 +379,23 @@
         say(byId("page-info"), "Page " + (history.length + 1) + " · " + res.data.count + " shown");
       });
     }
+    // Newer back to the first page, or Older to the last, disables the button pressed, and a
+    // disabled button drops the focus to the page's start: the focus goes to the other one instead
+    function stayInPager(pressed, other) {
+      var at = document.activeElement;   // (the browser moves it off the disabled button a moment later)
+      if (pressed.disabled && !other.disabled && (!at || at === pressed || at === document.body)) {
+        other.focus();
+      }
+    }
     byId("older").addEventListener("click", function () {
       if (!next) return;
-      history.push(cursor); cursor = next; remember(); load();
+      history.push(cursor); cursor = next; remember();
+      load().then(function () { stayInPager(byId("older"), byId("newer")); });
     });
     byId("newer").addEventListener("click", function () {
       if (!history.length) return;
-      cursor = history.pop(); remember(); load();
+      cursor = history.pop(); remember();
+      load().then(function () { stayInPager(byId("newer"), byId("older")); });
     });
     var live = byId("live");
     var loaded = false;
