@@ -3,9 +3,21 @@ against the real stack: where the focus is after each press."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
-from tests.ui.test_browser import FINAL_TIMEOUT, _api_submit, _context, _expect, browser, page, pw, stack  # noqa: F401
+from tests.ui.test_browser import (  # noqa: F401
+    FINAL_TIMEOUT,
+    _api_submit,
+    _context,
+    _expect,
+    browser,
+    idle_stack,
+    page,
+    pw,
+    stack,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -40,4 +52,46 @@ def test_paging_the_jobs_table_to_either_end_keeps_the_focus_in_the_pager(page, 
     assert page.evaluate(FOCUSED) == "older"  # the first page: Newer is off, the focus on Older
     page.keyboard.press("Enter")
     expect(page.locator("#page-info")).to_contain_text("Page 2 ")
+    assert page.problems == []
+
+
+CLAIMED = json.dumps(
+    {
+        "error": "job_in_progress",
+        "message": "a worker has already claimed this job; it cannot be cancelled",
+        "status": "in-progress",
+    }
+)
+
+
+def test_cancel_says_why_it_was_refused_and_the_focus_stays_on_the_actions(page, idle_stack):  # noqa: F811
+    """Cancel on a job a worker had just claimed: the API refuses (409) and the page put its reason in
+    the notice, then at once started following the job again, whose first answer cleared the notice:
+    the press seemed to do nothing. Cancel that works hides Cancel, which held the focus, and the
+    focus fell to the page's start; it now goes to Submit again."""
+    expect = _expect()
+    job_id = _api_submit(idle_stack.url, "top_locations", {"n": 3})
+    page.route(
+        f"**/jobs/{job_id}",
+        lambda route: (
+            route.fulfill(status=409, content_type="application/json", body=CLAIMED)
+            if route.request.method == "DELETE"
+            else route.continue_()
+        ),
+    )
+    page.goto(f"{idle_stack.url}/ui/jobs/{job_id}")
+    expect(page.locator("#a-cancel")).to_be_visible()
+    page.focus("#a-cancel")
+    page.keyboard.press("Enter")
+    notice = page.locator("#notice")
+    expect(notice).to_have_text("a worker has already claimed this job; it cannot be cancelled")
+    page.wait_for_timeout(3000)
+    expect(notice).to_have_text("a worker has already claimed this job; it cannot be cancelled")  # still said
+
+    page.unroute(f"**/jobs/{job_id}")
+    page.keyboard.press("Enter")  # the focus is still on Cancel: press it again, the API now takes it
+    expect(page.locator("#j-status")).to_have_text("cancelled")
+    expect(notice).to_have_text("Cancelled.")
+    expect(page.locator("#a-cancel")).to_be_hidden()
+    assert page.evaluate(FOCUSED) == "a-again"
     assert page.problems == []

@@ -507,9 +507,12 @@
       tl.appendChild(step(fin, job.finished_at, extra));
       byId("j-error-box").hidden = !job.error;
       byId("j-error").textContent = job.error || "";
+      var focused = document.activeElement;
       byId("a-cancel").hidden = job.status !== "submitted";
       byId("a-delete").hidden = !FINAL[job.status];
       byId("a-again").hidden = false;
+      // Cancel done hides Cancel, and a hidden button drops the focus to the page's start
+      if (focused && focused.hidden && focused.parentNode === byId("a-again").parentNode) byId("a-again").focus();
       var dl = byId("a-download");
       dl.hidden = job.status !== "complete";
       dl.setAttribute("href", ROOT + "jobs/" + encodeURIComponent(job.job_id) + "/result");
@@ -522,39 +525,47 @@
         if (jsonBox.open) byId("j-json").textContent = JSON.stringify(job.result, null, 2);
       }
     }
+    // The notice says what the following of the job ran into (clearing it once it works again) and
+    // what a press of Cancel, Delete or Submit again came to. The following cleared every notice at
+    // its next answer: a refused Cancel ("a worker has already claimed this job") was wiped within
+    // a moment, and the press seemed to do nothing. It now clears only its own.
+    var following = false;   // the notice is the following's
+    function trouble(message) { following = true; notice(message); }
+    function tell(message) { following = false; notice(message); }
     function follow(wait) {
       return api("GET", "jobs/" + encodeURIComponent(id) + (wait ? "?wait=" + wait : "")).then(function (res) {
-        if (res.status === 404) { notice("This job does not exist (deleted or expired)."); byId("j-status").textContent = "gone"; return; }
-        if (res.status === 400) { notice(errorText(res)); byId("j-status").textContent = "not a job id"; return; }
-        if (!res.ok) { notice(errorText(res)); return new Promise(function (r) { setTimeout(r, 3000); }).then(function () { return follow(0); }); }
-        notice("");
+        if (res.status === 404) { trouble("This job does not exist (deleted or expired)."); byId("j-status").textContent = "gone"; return; }
+        if (res.status === 400) { trouble(errorText(res)); byId("j-status").textContent = "not a job id"; return; }
+        if (!res.ok) { trouble(errorText(res)); return new Promise(function (r) { setTimeout(r, 3000); }).then(function () { return follow(0); }); }
+        if (following) tell("");
         render(res.data);
         if (!FINAL[res.data.status]) return follow(20);
       }, function (e) {
         // the API did not answer at all (stopped, restarting, the network gone): say so, as the other
         // pages do, rather than go on showing "in-progress" as if it were live while retrying
-        notice("Connection problem: " + e + ". Trying again every few seconds; what this page shows may be out of date.");
+        trouble("Connection problem: " + e + ". Trying again every few seconds; what this page shows may be out of date.");
         return new Promise(function (r) { setTimeout(r, 3000); }).then(function () { return follow(0); });
       });
     }
     follow(0);
     byId("a-cancel").addEventListener("click", function () {
+      // (one look at the job, not a second following of it: the one running goes on)
       api("DELETE", "jobs/" + encodeURIComponent(id)).then(function (res) {
-        notice(res.ok ? "Cancelled." : errorText(res));
-        return follow(0);
+        tell(res.ok ? "Cancelled." : errorText(res));
+        return api("GET", "jobs/" + encodeURIComponent(id)).then(function (now) { if (now.ok) render(now.data); });
       });
     });
     byId("a-delete").addEventListener("click", function () {
       if (!window.confirm("Delete this job and its result?")) return;
       api("DELETE", "jobs/" + encodeURIComponent(id)).then(function (res) {
-        if (res.ok) location.href = ROOT + "ui/jobs"; else notice(errorText(res));
+        if (res.ok) location.href = ROOT + "ui/jobs"; else tell(errorText(res));
       });
     });
     byId("a-again").addEventListener("click", function () {
       if (!current) return;
       submitJob({ operation: current.operation, params: current.params }).then(function (res) {
         if (res.status === 202) location.href = ROOT + "ui/jobs/" + encodeURIComponent(res.data.job_id);
-        else notice(submitErrorText(res));
+        else tell(submitErrorText(res));
       });
     });
   }
