@@ -156,3 +156,22 @@ def test_a_long_error_scrolls_from_the_keyboard(browser, idle_stack):  # noqa: F
         assert [v["id"] for v in result["violations"]] == [], result["violations"]
     finally:
         context.close()
+
+
+LONE_SURROGATE = r"(s) => /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(^|[^\uD800-\uDBFF])[\uDC00-\uDFFF]/.test(s)"
+
+
+def test_a_long_unicode_parameter_is_cut_between_characters(page, stack):  # noqa: F811
+    """The jobs table shows a job's parameters cut to 80 characters, counted in UTF-16 units: a road
+    of emoji (each two units) was cut through one, whose lone half showed as a replacement mark
+    before the "…". It is cut between characters now (the bar chart's 40-character labels too)."""
+    expect = _expect()
+    road = "x" + "🚗" * 98  # 99 characters, within the road's 100
+    _api_submit(stack.url, "incidents_by_road", {"road": road})
+    page.goto(f"{stack.url}/ui/jobs?operation=incidents_by_road")
+    cell = page.locator("#jobs tr td.params").first
+    expect(cell).to_contain_text("🚗")
+    text = cell.text_content()
+    assert text.endswith("…") and len(text) == 80, text  # (Python counts characters)
+    assert not page.evaluate(LONE_SURROGATE, text), ascii(text[-4:])
+    assert page.problems == []

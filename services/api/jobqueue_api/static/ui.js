@@ -101,6 +101,13 @@
     if (node.textContent !== text) node.textContent = text;
   }
 
+  // At most `most` characters, the last an ellipsis when cut. Counted in characters, not UTF-16
+  // units: slice() cut an emoji (two units) in half, and its lone half showed as "\uFFFD" before the "…".
+  function shorten(text, most) {
+    var chars = Array.from(text);
+    return chars.length > most ? chars.slice(0, most - 1).join("") + "…" : text;
+  }
+
   function notice(message) {
     var box = byId("notice");
     if (!box) return;
@@ -212,7 +219,7 @@
       var y = 3 + i * rowH;
       var label = svg("text", { x: labelW - 6, y: y + 15, class: "label", "text-anchor": "end" });
       var name = String(p[0]);
-      label.textContent = name.length > 40 ? name.slice(0, 39) + "…" : name;
+      label.textContent = shorten(name, 40);
       chart.appendChild(label);
       var bw = Math.max(1, (w - labelW - 70) * p[1] / max);
       chart.appendChild(svg("rect", { x: labelW, y: y + 2, width: bw, height: rowH - 6, class: "bar" }));
@@ -303,8 +310,7 @@
 
   // --- jobs table -----------------------------------------------------------------------------
   function paramsText(params) {
-    var s = JSON.stringify(params || {});
-    return s.length > 80 ? s.slice(0, 79) + "…" : s;
+    return shorten(JSON.stringify(params || {}), 80);
   }
 
   function duration(job) {
