@@ -1,6 +1,7 @@
-"""The web page while the API or its Redis is away, in a real browser (Debian's Chromium via
-Playwright) against the real stack: what a screen reader hears while the polls go on, what each
-page says when its requests fail, and that it recovers by itself when they work again."""
+"""The web page while the API or its Redis is away or slow, in a real browser (Debian's Chromium
+via Playwright) against the real stack: what a screen reader hears while the polls go on, what each
+page says when its requests fail, that it recovers by itself when they work again, and answers
+that come back late."""
 
 from __future__ import annotations
 
@@ -103,3 +104,47 @@ def test_after_a_submit_that_fails_the_focus_is_back_on_the_button(page, idle_st
     page.keyboard.press("Enter")  # pressing again from where the focus is sends it
     page.wait_for_url(f"{idle_stack.url}/ui/jobs/*")
     assert page.problems == []
+
+
+# Holds back, by 2.5 s, the answers to the jobs table's requests for its first page (no cursor)
+# sent while window.__slow is set, and records each first row the table draws with its page line.
+SLOW_FIRST_PAGE = """
+const fetchNow = window.fetch;
+window.fetch = function (url, init) {
+  const slow = window.__slow && /jobs\\?/.test(String(url)) && !/cursor=/.test(String(url));
+  return fetchNow.call(this, url, init).then((r) => slow ? new Promise((ok) => setTimeout(() => ok(r), 2500)) : r);
+};
+window.__drawn = [];
+document.addEventListener('DOMContentLoaded', () => {
+  new MutationObserver(() => {
+    const a = document.querySelector('#jobs tr td a');
+    window.__drawn.push([document.getElementById('page-info').textContent, a ? a.textContent : '']);
+  }).observe(document.getElementById('jobs'), { childList: true });
+});
+"""
+
+
+def test_a_slow_answer_for_the_page_left_does_not_replace_the_page_shown(browser, stack):  # noqa: F811
+    """On a slow network the jobs table's 3 s poll of page 1, sent just before "Older →" was pressed
+    and answered after page 2, drew page 1's rows under "Page 2 · 25 shown" (and put page 1's
+    cursor behind Older, so the next press showed page 2 again as "Page 3")."""
+    expect = _expect()
+    for n in range(1, 28):
+        _api_submit(stack.url, "top_locations", {"n": n})
+    context = _context(browser, viewport={"width": 1280, "height": 900})
+    context.add_init_script(SLOW_FIRST_PAGE)
+    try:
+        page = context.new_page()
+        page.goto(f"{stack.url}/ui/jobs")
+        expect(page.locator("#older")).to_be_enabled()
+        first_of_page_1 = page.locator("#jobs tr td a").first.text_content()
+        page.evaluate("() => { window.__slow = true; }")
+        page.wait_for_timeout(3500)  # a poll of page 1 has gone out, its answer is held
+        page.click("#older")
+        expect(page.locator("#page-info")).to_contain_text("Page 2 ")
+        page.wait_for_timeout(3000)  # the held answer has come back by now
+        drawn = page.evaluate("() => window.__drawn")
+        start = next(i for i, (line, _) in enumerate(drawn) if line.startswith("Page 2"))
+        assert all(row != first_of_page_1 for _, row in drawn[start:]), drawn
+    finally:
+        context.close()

@@ -368,8 +368,14 @@
       if (who) q += "&owner=" + encodeURIComponent(who);
       return q;
     }
+    // Answers can come back out of order on a slow network: a poll of page 1 sent before "Older"
+    // was pressed, answered after page 2, put page 1's rows under "Page 2" (and its cursor behind
+    // Older). Only the answer to the latest request is drawn.
+    var asked = 0;
     function load() {
+      var mine = ++asked;
       return api("GET", query()).then(function (res) {
+        if (mine !== asked) return;
         if (!res.ok) { notice(errorText(res)); return; }
         notice("");
         var tbody = byId("jobs");
