@@ -175,3 +175,28 @@ def test_a_long_unicode_parameter_is_cut_between_characters(page, stack):  # noq
     assert text.endswith("…") and len(text) == 80, text  # (Python counts characters)
     assert not page.evaluate(LONE_SURROGATE, text), ascii(text[-4:])
     assert page.problems == []
+
+
+def test_the_jobs_table_with_no_match_scrolls_from_the_keyboard_on_a_phone(browser, stack):  # noqa: F811
+    """On a 320 px phone the jobs table scrolls sideways in its box. With jobs in it the keyboard got
+    in through their links; a filter that matches nothing ("No jobs match.") left a scrolling box with
+    nothing to focus, axe-core's scrollable-region-focusable (serious). The box takes the focus, as
+    the overview's workers table does."""
+    from tests.ui.browser import axe_source
+
+    expect = _expect()
+    context = _context(browser, bypass_csp=True, viewport={"width": 320, "height": 700})
+    try:
+        page = context.new_page()
+        page.goto(f"{stack.url}/ui/jobs?status=cancelled&operation=plot_incidents_by_weekday")
+        expect(page.locator("#jobs")).to_have_text("No jobs match.")
+        wrap = page.locator(".table-wrap")
+        assert page.evaluate("(e) => e.scrollWidth > e.clientWidth", wrap.element_handle())  # it does scroll
+        page.focus("#live")
+        page.keyboard.press("Tab")
+        assert page.evaluate("document.activeElement.classList.contains('table-wrap')")
+        page.add_script_tag(content=axe_source())
+        result = page.evaluate("axe.run(document, {resultTypes: ['violations']})")
+        assert [v["id"] for v in result["violations"]] == [], result["violations"]
+    finally:
+        context.close()
