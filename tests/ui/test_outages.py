@@ -66,6 +66,21 @@ def test_a_live_region_speaks_a_change_once_not_on_every_poll(page, stack):  # n
     assert page.problems == []
 
 
+def test_the_stalled_banner_is_said_once_not_on_every_poll(page, idle_stack):  # noqa: F811
+    """A job waiting and no worker alive: the overview's banner (role=alert) says why the queue is
+    stalled. Each 3 s poll wrote the reason into it again, and an alert is read out at each write:
+    a screen reader repeated "Jobs are waiting and no worker takes them" every 3 s."""
+    expect = _expect()
+    _api_submit(idle_stack.url, "top_locations", {"n": 2})  # no worker: it waits
+    page.goto(f"{idle_stack.url}/ui/")
+    expect(page.locator("#stalled")).to_be_visible()
+    expect(page.locator("#stalled-reason")).not_to_be_empty()
+    page.evaluate(WATCH_LIVE)
+    page.wait_for_timeout(7000)  # two polls or more, the queue as stalled as before
+    assert _spoken(page) == []
+    assert page.problems == []
+
+
 def test_a_job_page_says_when_the_api_does_not_answer_and_recovers(page, idle_stack):  # noqa: F811
     """A waiting job's page whose requests got no answer at all (the API stopped, or the network
     went) retried in silence: it went on showing "submitted" as if live, with nothing saying that

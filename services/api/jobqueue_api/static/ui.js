@@ -273,7 +273,7 @@
         byId("st-alive").textContent = fmtNum(q.workers_alive);
         byId("st-updated").textContent = "Last update " + new Date().toLocaleTimeString() + ".";
         byId("stalled").hidden = !q.stalled;
-        byId("stalled-reason").textContent = q.stalled_reason || "";
+        say(byId("stalled-reason"), q.stalled_reason);   // (inside role=alert: said again at each write)
         var tbody = byId("workers");
         clear(tbody);
         if (!q.workers.length) {
