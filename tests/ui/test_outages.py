@@ -163,3 +163,36 @@ def test_a_slow_answer_for_the_page_left_does_not_replace_the_page_shown(browser
         assert all(row != first_of_page_1 for _, row in drawn[start:]), drawn
     finally:
         context.close()
+
+
+SLOW_SUBMIT = """
+const fetchNow = window.fetch;
+window.fetch = function (url, init) {
+  const slow = /submit$/.test(String(url));
+  return fetchNow.call(this, url, init).then((r) => slow ? new Promise((ok) => setTimeout(() => ok(r), 3000)) : r);
+};
+"""
+
+
+def test_a_slow_submit_says_it_is_under_way(browser, idle_stack):  # noqa: F811
+    """On a slow network the Submit button went grey and nothing else happened until the answer came:
+    nothing to read, and nothing for a screen reader to say. The notice (role=status) now says
+    "Submitting…" until the answer, and an error then takes its place."""
+    expect = _expect()
+    context = _context(browser, viewport={"width": 1280, "height": 900})
+    context.add_init_script(SLOW_SUBMIT)
+    try:
+        page = context.new_page()
+        page.goto(f"{idle_stack.url}/ui/submit?operation=daily_counts")
+        page.fill("#p-start", "2024-02-01")
+        page.fill("#p-end", "2024-01-01")  # the API refuses it: end before start
+        page.click("#submit-form button[type=submit]")
+        expect(page.locator("#notice")).to_have_text("Submitting…")
+        expect(page.locator("#p-end-error")).to_contain_text("before")
+        expect(page.locator("#notice")).to_be_hidden()
+        page.fill("#p-end", "2024-03-01")
+        page.click("#submit-form button[type=submit]")
+        expect(page.locator("#notice")).to_have_text("Submitting…")
+        page.wait_for_url(f"{idle_stack.url}/ui/jobs/*")
+    finally:
+        context.close()

@@ -625,7 +625,10 @@
       // pressed it was left at the top after an error, a Tab away from nothing. It goes back.
       var pressed = document.activeElement === button;
       button.disabled = true;
+      // on a slow network the greyed button was all there was to see, and a screen reader heard nothing
+      notice("Submitting…");
       function enable() {
+        notice("");
         button.disabled = false;
         if (pressed && (!document.activeElement || document.activeElement === document.body)) button.focus();
       }
