@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from typing import Any
-from urllib.parse import unquote_to_bytes
+from urllib.parse import unquote_to_bytes, urlsplit
 
 from flask import request
 
@@ -48,7 +48,6 @@ def parse_allowed_hosts(raw: str) -> tuple[str, ...]:
 
 def _allowed_host(entry: str) -> str:
     import ipaddress
-    from urllib.parse import urlsplit
 
     entry = entry.strip().lower()
     try:
@@ -115,7 +114,6 @@ def request_target(wsgi_app: Callable) -> Callable:
     (``fastpath.py``) and the Guard read it, as werkzeug's own development server does
     (``werkzeug/serving.py``, ``make_environ``). An HTTP/1.1 request with no Host header is left
     without one, for the Guard's 400 ``missing_host`` (RFC 9112 section 3.2), whatever its target."""
-    from urllib.parse import urlsplit
 
     def app(environ: dict, start_response: Callable) -> Iterable[bytes]:
         target = environ.get("RAW_URI", "")
@@ -141,12 +139,11 @@ def encoded_slash_in_id(wsgi_app: Callable) -> Callable:
     (``gunicorn/http/wsgi.py``, ``create``), so the escaped slash split the id and the request
     reached another route or none ("no such route"; ``DELETE /jobs/x%2Fresult`` a 405). Only the
     job routes are rebuilt, from ``RAW_URI`` segment by segment, with the slash left as ``%2F``."""
-    from urllib.parse import urlsplit
 
     def app(environ: dict, start_response: Callable) -> Iterable[bytes]:
         target = environ.get("RAW_URI", "")
         if "%2f" in target.lower():
-            path = target.split("?", 1)[0].split("#", 1)[0] if target.startswith("/") else _path_of(target, urlsplit)
+            path = target.split("?", 1)[0].split("#", 1)[0] if target.startswith("/") else _path_of(target)
             root = environ.get("SCRIPT_NAME", "")
             if root and path.startswith(root):
                 path = path[len(root) :]
@@ -160,7 +157,8 @@ def encoded_slash_in_id(wsgi_app: Callable) -> Callable:
     return app
 
 
-def _path_of(target: str, urlsplit: Callable) -> str:
+def _path_of(target: str) -> str:
+    """The path of an absolute-form request target (``http://host/status/x``); "" if malformed."""
     try:
         return urlsplit(target).path
     except ValueError:
