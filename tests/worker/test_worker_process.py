@@ -306,16 +306,22 @@ def test_waiting_for_an_odd_data_path_says_why_it_looks_odd(redis_url, tmp_path)
             assert word in line.get("note", ""), line
 
 
-def test_a_worker_with_log_level_warn_runs_jobs(harness, redis_url, tmp_path):
-    """LOG_LEVEL=warn (or CRITICAL): a level name Python's logging knows used to stop the worker at
-    start (exit 2); it now runs jobs, and writes nothing below the level."""
-    job_id = harness.submit("sleep", {"seconds": 0.01})
+def _run_until_complete(harness, redis_url, tmp_path, job_id, **env):
+    """A worker started with ``env`` runs ``job_id`` to complete and stops cleanly; its log file."""
     log = tmp_path / "w.log"
-    proc = start_worker(redis_url, log, LOG_LEVEL="warn")
+    proc = start_worker(redis_url, log, **env)
     try:
         wait_until(lambda: status(harness, job_id) == JobStatus.COMPLETE, 60, f"the job\n{log.read_text()[-2000:]}")
     finally:
         assert stop(proc, 15) == 0
+    return log
+
+
+def test_a_worker_with_log_level_warn_runs_jobs(harness, redis_url, tmp_path):
+    """LOG_LEVEL=warn (or CRITICAL): a level name Python's logging knows used to stop the worker at
+    start (exit 2); it now runs jobs, and writes nothing below the level."""
+    job_id = harness.submit("sleep", {"seconds": 0.01})
+    log = _run_until_complete(harness, redis_url, tmp_path, job_id, LOG_LEVEL="warn")
     lines = [json.loads(x) for x in log.read_text().splitlines() if x.startswith("{")]
     assert not [r for r in lines if r["level"] in ("info", "debug")], lines[:5]
 
@@ -324,10 +330,5 @@ def test_a_worker_takes_data_cache_mode_in_any_case(harness, redis_url, tmp_path
     """DATA_CACHE_MODE=OFF (or ReadOnly) stopped the worker at start, exit 2, where LOG_LEVEL=info
     was taken in any case; it now runs jobs on the dataset."""
     job_id = harness.submit("top_locations", {"n": 2})
-    log = tmp_path / "w.log"
-    proc = start_worker(redis_url, log, DATA_CACHE_MODE="OFF")
-    try:
-        wait_until(lambda: status(harness, job_id) == JobStatus.COMPLETE, 60, f"the job\n{log.read_text()[-2000:]}")
-    finally:
-        assert stop(proc, 15) == 0
+    _run_until_complete(harness, redis_url, tmp_path, job_id, DATA_CACHE_MODE="OFF")
     assert len(harness.store.get(job_id).result["top_locations"]) == 2
