@@ -450,3 +450,23 @@ def test_dates_as_a_spreadsheet_program_writes_them_back_are_read(tmp_path, load
     ds = load(path)
     assert ds.counts["published_unparseable"] == 0
     assert ds.date_range == ("2024-03-05", "2024-03-05")  # 01:29 UTC is the evening before in Austin
+
+
+@pytest.mark.parametrize(
+    "written", ["2024 Mar 06 01:29:39 AM", "2024 Mar 06 01:29:39 AM +0000", "2024 MAR 06 01:29:39 am"]
+)
+def test_the_portals_month_name_form_is_read(tmp_path, load, written):
+    """The portal's export also writes `2024 Mar 06 01:29:39 AM` (with or without `+0000`): every
+    such row was unparseable, so a file of them answered 0 for every date, hour and response time."""
+    lines = SAMPLE.read_text(encoding="utf-8").splitlines()
+    row = lines[1].split(",")
+    assert row[7] == "ARCHIVED"
+    row[1] = written
+    row[8] = written.replace("01:29:39", "02:14:39")
+    path = tmp_path / "portal.csv"
+    path.write_text(lines[0] + "\n" + ",".join(row) + "\n")
+    ds = load(path)
+    assert ds.counts["published_unparseable"] == 0 and ds.counts["status_date_unparseable"] == 0
+    assert ds.date_range == ("2024-03-05", "2024-03-05")  # 01:29 UTC is 19:29 the evening before in Austin
+    assert ds.columns.arrays["hour"].tolist() == [19]
+    assert ds.columns.arrays["response_minutes"].tolist() == [45.0]

@@ -2,8 +2,8 @@
 
 The rules for bad values (docs/data.md documents them; every one is counted in ``counts``):
 
-* Timestamps are UTC instants: the portal's ``03/06/2024 01:29:39 AM +0000`` (also without the
-  offset, taken as UTC), ISO 8601 with or without an offset (none means UTC), or epoch seconds
+* Timestamps are UTC instants: the portal's ``03/06/2024 01:29:39 AM +0000`` or
+  ``2024 Mar 06 01:29:39 AM`` (each also with or without the offset, none taken as UTC), ISO 8601 with or without an offset (none means UTC), or epoch seconds
   in Parquet. A value with no time of day (``2024-03-06``) is that calendar day in Austin, i.e. its
   local midnight, with no hour: it counts in date and weekday figures, not in hour ones. A missing or unparseable published date leaves the row in (it still counts for
   locations and issues) but with no date: it is left out of every date, hour and weekday figure.
@@ -32,12 +32,16 @@ AUSTIN_TZ = "America/Chicago"
 AUSTIN_BOX = {"lat_min": 29.9, "lat_max": 30.75, "lon_min": -98.2, "lon_max": -97.3}
 
 
-# the portal's form, then what a spreadsheet program writes back after opening the export (its
-# short date with a two-digit year, which "%Y" would take as the year 24, so it comes first; 24-hour
-# time without seconds; 12-hour without seconds). The first form that reads a value wins.
+# the portal's forms (its CSV export has written both ``03/06/2024 01:29:39 AM +0000`` and
+# ``2024 Mar 06 01:29:39 AM``, the month's name read in any case; each with or without the offset),
+# then what a spreadsheet program writes back after opening the export (its short date with a
+# two-digit year, which "%Y" would take as the year 24, so it comes first; 24-hour time without
+# seconds; 12-hour without seconds). The first form that reads a value wins.
 PORTAL_FORMATS = (
     "%m/%d/%Y %I:%M:%S %p %z",
     "%m/%d/%Y %I:%M:%S %p",
+    "%Y %b %d %I:%M:%S %p %z",
+    "%Y %b %d %I:%M:%S %p",
     "%m/%d/%Y %H:%M:%S",
     "%m/%d/%y %H:%M",
     "%m/%d/%Y %H:%M",
