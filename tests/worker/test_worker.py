@@ -107,6 +107,26 @@ def test_result_cache_answers_a_repeat_without_running(harness):
     assert harness.store.get(third).cached_from is None and runs == [2, 3, 2]
 
 
+def test_a_loader_upgrade_is_another_request(harness, monkeypatch):
+    """The dataset identity is the file's sha256: after an upgrade that reads the same file by new
+    rules (a date form newly understood: format version 7 to 8), a repeat was answered from the
+    result computed under the old reading (0 incidents) until the results expired."""
+    from atx_analysis import cache as data_cache
+
+    runs = []
+    ops = operations(op("count", lambda ds: runs.append(1) or {"n": len(runs)}, needs_dataset=True))
+    before = harness.submit("count")
+    drain(harness, ops)
+    monkeypatch.setattr(data_cache, "CACHE_VERSION", data_cache.CACHE_VERSION + 1)
+    after = harness.submit("count")
+    drain(harness, ops)
+    again = harness.submit("count")
+    drain(harness, ops)
+    assert len(runs) == 2
+    assert harness.store.get(after).cached_from is None and harness.store.get(after).result == {"n": 2}
+    assert harness.store.get(again).cached_from == after and harness.store.get(before).result == {"n": 1}
+
+
 def test_a_cached_answer_names_no_other_users_job(harness):
     """With named tokens, bob's request answered from alice's stored result said
     ``"cached_from": "<alice's job id>"``: a named user must not learn another user's job id. He

@@ -26,6 +26,7 @@ from typing import Any, TypeVar
 from collections.abc import Callable
 
 import redis
+from atx_analysis import cache as data_cache
 from atx_analysis.registry import Registry
 
 from jobqueue.connections import (
@@ -570,7 +571,7 @@ class Worker:
         except Exception:  # unknown op / bad params / no data: the run reports it
             return ""
         job.dataset = self.data.identity
-        return request_fingerprint(job.operation, params, job.dataset) or ""
+        return request_fingerprint(job.operation, params, job.dataset, data_cache.CACHE_VERSION) or ""
 
     def _run(self, item: Claimed, answer: StartAnswer) -> Record | None:
         """Decide what to do with a started job, do it, and return how to record it (None: not ours)."""
