@@ -146,6 +146,21 @@ def test_a_tutorial_csv_without_a_column_is_named_once(tmp_path, load):
     )
 
 
+def test_a_header_of_the_api_names_written_as_words_loads(tmp_path, load):
+    """A portal export headed `Traffic Report Status, Traffic Report Status Date Time` (the API's
+    names as words) was refused as a portal export lacking Status and Status Date."""
+    lines = SAMPLE.read_text(encoding="utf-8").splitlines()
+    header = lines[0].replace("Status,Status Date", "Traffic Report Status,Traffic Report Status Date Time")
+    assert header.count("Traffic Report Status") == 2
+    path = tmp_path / "export.csv"
+    path.write_text("\n".join([header, *lines[1:4]]) + "\n", encoding="utf-8")
+    ds = load(path)
+    assert ds.format == "soda-csv" and ds.rows == 3
+    assert set(ds.available) >= {"status", "status_date", "response_minutes", "agency", "published"}
+    assert list(ds.columns.categories["status"]) == ["ARCHIVED"]
+    assert not np.isnan(ds.columns.arrays["response_minutes"]).all()
+
+
 def test_wrong_columns_error_names_expected_columns(load):
     with pytest.raises(DataFormatError) as err:
         load(FIXTURES / "wrong_columns.csv")

@@ -1,12 +1,14 @@
 """The input formats the loader recognises, by their column names.
 
 Each format maps its own column names onto the canonical ones (see :mod:`atx_analysis.normalize`).
-Detection looks only at the header, case-insensitively and ignoring surrounding spaces; columns a
-format does not know (SODA's ``:@computed_region_*`` and the like) are ignored.
+Detection looks only at the header, case-insensitively, ignoring surrounding spaces and taking a
+space for an underscore (the SODA names written as words, ``Traffic Report Status``, are the SODA
+names); columns a format does not know (SODA's ``:@computed_region_*`` and the like) are ignored.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from .errors import DataFormatError
@@ -74,8 +76,14 @@ TUTORIAL = Format(
 FORMATS = (PORTAL_10, PORTAL_9, TUTORIAL, SODA)
 
 
+_SEPARATORS = re.compile(r"[\s_]+")
+
+
 def _key(name: str) -> str:
-    return str(name).strip().lower()
+    """A header name as detection compares it: a portal export headed with the API's names as words
+    (``Traffic Report Status``, ``Traffic Report Status Date Time``) was refused as a portal export
+    lacking ``Status`` and ``Status Date``."""
+    return _SEPARATORS.sub("_", str(name).strip().lower())
 
 
 def expected_columns_message() -> str:
