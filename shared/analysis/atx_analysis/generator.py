@@ -3,7 +3,8 @@ same rows also as the SODA API's JSON or the portal's JSON export (``rows.json``
 
 The real file cannot be downloaded everywhere (CI has no internet), so this writes one with the
 same columns and value formats: the real issue mix in its mixed spelling, Austin roads, points in
-the Austin box plus about 1.4% outliers, ACTIVE/ARCHIVED, agencies cut at 20 characters and empty
+the Austin box plus outliers (1.4% of the rows drawn away from it, a tenth of those back inside:
+docs/data.md gives the exact counts), ACTIVE/ARCHIVED, agencies cut at 20 characters and empty
 in old rows, some status dates in 1970, and ``SHA1_epoch`` report ids that are not always unique.
 """
 
