@@ -161,6 +161,21 @@ def test_a_header_of_the_api_names_written_as_words_loads(tmp_path, load):
     assert not np.isnan(ds.columns.arrays["response_minutes"]).all()
 
 
+@pytest.mark.parametrize("delimiter", [",", ";"])
+def test_blank_lines_a_spreadsheet_leaves_after_the_rows_are_no_incidents(tmp_path, load, delimiter):
+    """Saved from a spreadsheet program, the export ends in lines of separators only (`,,,,,,,,,`):
+    each was an incident with no date, place or issue (105 rows for 100, `published_missing` 5 and
+    the "dates unusable" warning); a line of spaces counted as a malformed line."""
+    lines = SAMPLE.read_text(encoding="utf-8").splitlines()[:101]
+    text = "\r\n".join(line.replace(",", delimiter) for line in lines) + "\r\n"
+    path = tmp_path / "saved.csv"
+    path.write_text(text + (delimiter * 9 + "\r\n") * 5 + " " + delimiter * 9 + "\r\n   \r\n\r\n", newline="")
+    ds = load(path)
+    assert ds.rows == 100
+    assert not any(ds.counts.values()), ds.counts
+    assert ds.date_warning() is None
+
+
 def test_wrong_columns_error_names_expected_columns(load):
     with pytest.raises(DataFormatError) as err:
         load(FIXTURES / "wrong_columns.csv")

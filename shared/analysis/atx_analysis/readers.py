@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
@@ -218,7 +219,8 @@ def _read_csv_as(path: Path, compressed: bool, header: list[str], delimiter: str
 
     def on_bad_row(row) -> str:
         nonlocal skipped
-        skipped += 1
+        if row.text.strip():  # a line of only spaces is blank, not malformed
+            skipped += 1
         return "skip"
 
     with _open(path, compressed) as fh:
@@ -236,7 +238,20 @@ def _read_csv_as(path: Path, compressed: bool, header: list[str], delimiter: str
                 quoted_strings_can_be_null=True,
             ),
         )
-    return table, skipped
+    return _without_blank_rows(table), skipped
+
+
+def _without_blank_rows(table: pa.Table) -> pa.Table:
+    """Drop the rows with no value in any field: a spreadsheet program saving the export writes
+    ``,,,,,,,,,`` lines after the last row (for every row it once formatted), and each became an
+    incident with no date, place or issue, counted in ``rows`` and ``published_missing``."""
+    blank = None
+    for col in table.columns:
+        empty = pc.fill_null(pc.equal(pc.utf8_trim_whitespace(col), ""), True)
+        blank = empty if blank is None else pc.and_(blank, empty)
+    if blank is None or not pc.any(blank).as_py():
+        return table
+    return table.filter(pc.invert(blank))
 
 
 def _flatten_location(value):
