@@ -140,6 +140,25 @@ def test_top_roads(load):
     assert roads == {"N LAMAR BLVD": 3, "S CONGRESS AVE": 3, "E 7TH ST": 1}
 
 
+def test_a_comma_in_a_quoted_address_ends_its_road(tmp_path, load):
+    """An address quoted in the CSV because it holds a comma ("S CONGRESS AVE, at E OLTORF ST")
+    was on a road "S CONGRESS AVE,", ranked apart from S CONGRESS AVE."""
+    lines = (FIXTURES / "portal10.csv").read_text().splitlines()
+    header = lines[0].split(",")
+    row = next(line for line in lines[1:] if "S CONGRESS AVE" in line)
+    cells = row.split(",")
+    cells[header.index("Address")] = '"S CONGRESS AVE, at E OLTORF ST"'
+    path = tmp_path / "comma.csv"
+    path.write_text(
+        "\n".join([*lines, ",".join(cells), '"x",' + ",".join(cells[1:-4]) + ',"100 E 7TH ST, AUSTIN",,,']) + "\n"
+    )
+    ds = load(path)
+    assert "S CONGRESS AVE, at E OLTORF ST" in list(ds.columns.categories["address"])
+    roads = run(ds, "top_roads", n=1000)["top_roads"]
+    assert roads["S CONGRESS AVE"] == 4 and roads["E 7TH ST"] == 2
+    assert not [r for r in roads if "," in r], roads
+
+
 def test_within_radius(load):
     ds = load(FIXTURES / "portal10.csv")
     # rows 1 and 3 sit exactly at the centre; row 8 (30.26,-97.73) is ~1.5 km away; row 2 ~1.9 km

@@ -218,7 +218,7 @@ def daily_counts(ds: Dataset, start: str | None, end: str | None) -> dict[str, A
 @REGISTRY.operation(
     Param("n", "int", "how many roads", default=10, minimum=1, maximum=MAX_TOP, example=10),
     description="The n roads with the most incidents; the road of an address is its first street "
-    "(before '/', '&', ' at '), without the block number.",
+    "(before '/', '&', ',', ' at '), without the block number.",
     result_keys=("top_roads",),
 )
 def top_roads(ds: Dataset, n: int) -> dict[str, Any]:

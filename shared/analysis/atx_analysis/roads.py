@@ -6,8 +6,10 @@ import re
 
 import numpy as np
 
-# "1000-1099 W 5TH ST", "S CONGRESS AVE / E OLTORF ST", "N IH 35 SVRD SB at E 51ST ST"
-_CROSS = re.compile(r"\s*(?:/|&|\bat\b|\band\b|\bto\b)\s*", re.I)
+# "1000-1099 W 5TH ST", "S CONGRESS AVE / E OLTORF ST", "N IH 35 SVRD SB at E 51ST ST"; a comma
+# ends the street too ("S CONGRESS AVE, at E OLTORF ST", "100 E 7TH ST, AUSTIN"): the road was
+# "S CONGRESS AVE," beside "S CONGRESS AVE" in top_roads
+_CROSS = re.compile(r"\s*(?:/|&|,|\bat\b|\band\b|\bto\b)\s*", re.I)
 _BLOCK = re.compile(r"^\s*(?:\d+(?:-\d+)?\s*(?:BLK|BLOCK)?\s+|BLK\s+|BLOCK\s+)", re.I)
 _SPACES = re.compile(r"\s+")
 
