@@ -176,6 +176,28 @@ def test_blank_lines_a_spreadsheet_leaves_after_the_rows_are_no_incidents(tmp_pa
     assert ds.date_warning() is None
 
 
+def test_coordinates_with_a_decimal_comma_are_read(tmp_path, load):
+    """A spreadsheet in a European locale saves the export with ';' (read) and writes Latitude and
+    Longitude with a decimal comma, `30,27`: each such point was invalid (counted in
+    coordinates_invalid, found by no radius search) unless Location held it too."""
+    lines = SAMPLE.read_text(encoding="utf-8").splitlines()[:3]
+    header = lines[0].split(",")
+    rows = []
+    for line in lines[1:]:
+        cells = line.split(",")
+        cells[header.index("Location")] = ""
+        for name in ("Latitude", "Longitude"):
+            cells[header.index(name)] = cells[header.index(name)].replace(".", ",")
+        rows.append(";".join(cells))
+    path = tmp_path / "european.csv"
+    path.write_text("\n".join([";".join(header), *rows]) + "\n", encoding="utf-8")
+    expected = [float(line.split(",")[header.index("Latitude")]) for line in lines[1:]]
+    ds = load(path)
+    assert ds.counts["coordinates_invalid"] == 0
+    assert ds.columns.arrays["latitude"].tolist() == expected
+    assert (ds.columns.arrays["longitude"] < -97).all()
+
+
 def test_wrong_columns_error_names_expected_columns(load):
     with pytest.raises(DataFormatError) as err:
         load(FIXTURES / "wrong_columns.csv")

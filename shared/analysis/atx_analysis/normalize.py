@@ -7,8 +7,8 @@ The rules for bad values (docs/data.md documents them; every one is counted in `
   in Parquet. A value with no time of day (``2024-03-06``) is that calendar day in Austin, i.e. its
   local midnight, with no hour: it counts in date and weekday figures, not in hour ones. A missing or unparseable published date leaves the row in (it still counts for
   locations and issues) but with no date: it is left out of every date, hour and weekday figure.
-* Coordinates come from Latitude/Longitude, else from Location (``POINT (lon lat)`` or
-  ``(lat,lon)``). Unparseable, out-of-range (|lat| > 90, |lon| > 180) or (0, 0) pairs become
+* Coordinates come from Latitude/Longitude (a decimal comma, ``30,27``, read as a point), else
+  from Location (``POINT (lon lat)`` or ``(lat,lon)``). Unparseable, out-of-range (|lat| > 90, |lon| > 180) or (0, 0) pairs become
   missing; the row stays. Valid points outside the Austin area are kept and counted.
 * Text is stripped of surrounding spaces; empty means missing. Issue Reported keeps its spelling.
   Status is upper-cased.
@@ -133,13 +133,21 @@ def _seconds_to_ns(parsed: pa.ChunkedArray, nat: np.ndarray) -> np.ndarray:
     return out
 
 
-def _floats(col: pa.ChunkedArray | None, n: int) -> np.ndarray:
+# a coordinate as a spreadsheet in a European locale saves it: "30,279182" (a decimal comma; a
+# coordinate has no thousands to separate)
+_DECIMAL_COMMA = r"^(-?\d+),(\d+)$"
+
+
+def _floats(col: pa.ChunkedArray | None, n: int, decimal_comma: bool = False) -> np.ndarray:
     if col is None:
         return np.full(n, np.nan)
     if pa.types.is_integer(col.type) or pa.types.is_floating(col.type):
         return pc.cast(col, pa.float64()).to_numpy(zero_copy_only=False).astype(np.float64, copy=True)
+    text = _strings(col)
+    if decimal_comma:
+        text = pc.replace_substring_regex(text, _DECIMAL_COMMA, r"\1.\2")
     return np.array(
-        pd.to_numeric(pd.Series(_strings(col).to_pandas(), dtype=object), errors="coerce").to_numpy(
+        pd.to_numeric(pd.Series(text.to_pandas(), dtype=object), errors="coerce").to_numpy(
             dtype=np.float64, na_value=np.nan
         ),
         dtype=np.float64,
@@ -148,7 +156,7 @@ def _floats(col: pa.ChunkedArray | None, n: int) -> np.ndarray:
 
 
 def parse_coordinates(lat_col, lon_col, loc_col, n: int, counts: dict[str, int]) -> tuple[np.ndarray, np.ndarray]:
-    lat, lon = _floats(lat_col, n), _floats(lon_col, n)
+    lat, lon = _floats(lat_col, n, decimal_comma=True), _floats(lon_col, n, decimal_comma=True)
     had_text = np.zeros(n, dtype=bool)
     for col in (lat_col, lon_col):
         if col is not None:
