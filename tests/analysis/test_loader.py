@@ -488,12 +488,22 @@ def test_a_file_whose_dates_cannot_be_read_says_so_in_the_api_and_worker_logs(tm
 
 @pytest.mark.parametrize(
     "written",
-    ["03/06/2024 01:29:00 AM +0000", "3/6/2024 1:29", "3/6/2024 1:29 AM", "03/06/2024 01:29 AM", "3/6/24 1:29"],
+    [
+        "03/06/2024 01:29:00 AM +0000",
+        "3/6/2024 1:29",
+        "3/6/2024 1:29 AM",
+        "03/06/2024 01:29 AM",
+        "3/6/24 1:29",
+        "06.03.2024 01:29",
+        "06.03.2024 01:29:39",
+    ],
 )
 def test_dates_as_a_spreadsheet_program_writes_them_back_are_read(tmp_path, load, written):
     """Opened in a spreadsheet and saved, the portal's `03/06/2024 01:29:39 AM +0000` comes back as
     `3/6/2024 1:29`, `3/6/2024 1:29 AM` or, with the short date format, `3/6/24 1:29`: the last two
-    were unreadable (every date answer 0), and `%Y` read `3/6/24` as the year 24."""
+    were unreadable (every date answer 0), and `%Y` read `3/6/24` as the year 24. A spreadsheet in a
+    European locale (which saves with ';') writes the day first between dots, `06.03.2024 01:29`:
+    unreadable too."""
     lines = SAMPLE.read_text(encoding="utf-8").splitlines()
     row = lines[1].split(",")
     row[1] = written

@@ -36,7 +36,9 @@ AUSTIN_BOX = {"lat_min": 29.9, "lat_max": 30.75, "lon_min": -98.2, "lon_max": -9
 # ``2024 Mar 06 01:29:39 AM``, the month's name read in any case; each with or without the offset),
 # then what a spreadsheet program writes back after opening the export (its short date with a
 # two-digit year, which "%Y" would take as the year 24, so it comes first; 24-hour time without
-# seconds; 12-hour without seconds). The first form that reads a value wins.
+# seconds; 12-hour without seconds; and in a European locale, the day first between dots:
+# ``06.03.2024 01:29``, never confused with the month first, which is between slashes). The first
+# form that reads a value wins.
 PORTAL_FORMATS = (
     "%m/%d/%Y %I:%M:%S %p %z",
     "%m/%d/%Y %I:%M:%S %p",
@@ -46,6 +48,8 @@ PORTAL_FORMATS = (
     "%m/%d/%y %H:%M",
     "%m/%d/%Y %H:%M",
     "%m/%d/%Y %I:%M %p",
+    "%d.%m.%Y %H:%M:%S",
+    "%d.%m.%Y %H:%M",
 )
 _DATE_ONLY = re.compile(r"^\s*(\d{4}-\d{2}-\d{2}|\d{1,2}/\d{1,2}/\d{4})\s*$")
 _POINT = re.compile(r"POINT\s*\(\s*(-?\d+(?:\.\d*)?)\s+(-?\d+(?:\.\d*)?)\s*\)", re.I)
