@@ -43,6 +43,7 @@ def _forms(frame: pd.DataFrame) -> dict[str, tuple[str, str]]:
         "soda array, indented": (_dump(soda), "soda-json"),
         "data wrapper": (json.dumps({"count": len(soda), "data": soda}), "soda-json"),
         "results wrapper": (json.dumps({"results": soda, "next": None}), "soda-json"),
+        "json lines": ("\n".join(json.dumps(record) for record in soda) + "\n", "soda-json"),
         "portal rows.json": (rows_export.getvalue(), "soda-json"),
         "portal rows.json, data before meta": (
             json.dumps({"data": export["data"], "meta": export["meta"]}),
@@ -109,6 +110,8 @@ def test_chunk_and_batch_sizes_do_not_change_the_result(tmp_path, load, portal_r
         (b'{"data": "none"}', "list of records"),
         (b'[{"address": "A"},]', "invalid JSON"),
         (b'[{"address": "A"}] [', "invalid JSON: extra data"),
+        (b'{"address": "A"}\n{"address": "B"}\n[1]\n', "a record \\(an object\\) on each line"),
+        (b'{"address": "A"}\n{"address": "B"', "invalid JSON"),
         (b'{"data": [{"address": "A"}]', "invalid JSON"),
         (b"{1: 2}", "invalid JSON"),
         (b'[{"address": "A"', "invalid JSON"),

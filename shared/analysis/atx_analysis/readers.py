@@ -494,8 +494,8 @@ def _read_json(path: Path, compressed: bool) -> tuple[pa.Table, int]:
 
 def _json_document(doc: _JsonText, late_columns: list | None = None) -> tuple[pa.Table | None, int]:
     """A list of records (the SODA API's answer); an object holding one under ``data`` or
-    ``results``; the portal's JSON export (rows under ``data``, their columns under ``meta``); or a
-    single record. (None, 0) for any other JSON. ``late_columns``: the columns of a rows.json whose
+    ``results``; the portal's JSON export (rows under ``data``, their columns under ``meta``); a
+    single record; or records one after another (JSON Lines). (None, 0) for any other JSON. ``late_columns``: the columns of a rows.json whose
     ``meta`` follows its ``data``, from a first reading (which raised :class:`_ColumnsAfterRows`)."""
     if doc.peek() == "[":
         doc.pos += 1
@@ -520,6 +520,8 @@ def _json_document(doc: _JsonText, late_columns: list | None = None) -> tuple[pa
                 array.add(item, columns)
         else:
             top[key] = doc.value()
+    if not arrays and doc.peek() == "{":  # a second object: JSON Lines, the first one a record
+        return _json_lines(doc, top), 0
     doc.end()
     columns = _export_columns(top.get("meta"))
     if columns is not None and "data" in arrays:
@@ -535,6 +537,19 @@ def _json_document(doc: _JsonText, late_columns: list | None = None) -> tuple[pa
     if found is None or found.not_records:
         return None, 0
     return found.records.table(), 0
+
+
+def _json_lines(doc: _JsonText, first: dict) -> pa.Table:
+    """JSON Lines, a record on each line (what ``jq -c '.[]'`` makes of a SODA answer, or pandas'
+    ``to_json(orient="records", lines=True)``): it was refused as "extra data after the document"."""
+    records = _Records()
+    records.add(first)
+    while doc.peek():
+        record = doc.value()
+        if not isinstance(record, dict):
+            raise doc.error("expecting a record (an object) on each line of JSON Lines")
+        records.add(record)
+    return records.table()
 
 
 def _read_parquet(path: Path, compressed: bool) -> tuple[pa.Table, int]:
