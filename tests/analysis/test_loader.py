@@ -514,6 +514,35 @@ def test_dates_as_a_spreadsheet_program_writes_them_back_are_read(tmp_path, load
     assert ds.date_range == ("2024-03-05", "2024-03-05")  # 01:29 UTC is the evening before in Austin
 
 
+def test_day_first_dates_of_a_uk_or_french_spreadsheet_are_not_read_month_first(tmp_path, load):
+    """Saved by a spreadsheet in a day-first locale, the dates come back as `13/03/2024 13:29` and
+    `06/03/2024 13:29`: the first was unparseable and the second read as June 3rd, so every answer
+    about March 6th was wrong without a warning."""
+    lines = SAMPLE.read_text(encoding="utf-8").splitlines()
+    header = lines[0].split(",")
+    rows = []
+    for day in ("13", "06", "06"):
+        cells = lines[1].split(",")
+        cells[header.index("Published Date")] = f"{day}/03/2024 13:29"
+        cells[header.index("Status Date")] = f"{day}/03/2024 14:00"
+        rows.append(";".join(cells))
+    path = tmp_path / "saved.csv"
+    path.write_text("\n".join([";".join(header), *rows]) + "\n", encoding="utf-8")
+    ds = load(path)
+    assert ds.counts["published_unparseable"] == 0 and ds.counts["status_date_unparseable"] == 0
+    assert ds.date_range == ("2024-03-06", "2024-03-13")
+    from atx_analysis.operations import day_number
+
+    assert ds.index.day_count(day_number("2024-03-06")) == 2
+    assert ds.columns.arrays["response_minutes"].tolist() == [31.0] * 3
+    # the portal's own month-first dates stay month first: a day past 12 says so
+    month_first = tmp_path / "portal.csv"
+    cells = lines[1].split(",")
+    cells[header.index("Published Date")] = "03/13/2024 01:29:39 AM +0000"
+    month_first.write_text("\n".join([lines[0], lines[1], ",".join(cells)]) + "\n", encoding="utf-8")
+    assert load(month_first).date_range[0] == "2024-03-12"  # 01:29 UTC on the 13th
+
+
 @pytest.mark.parametrize(
     "written", ["2024 Mar 06 01:29:39 AM", "2024 Mar 06 01:29:39 AM +0000", "2024 MAR 06 01:29:39 am"]
 )

@@ -51,6 +51,25 @@ PORTAL_FORMATS = (
     "%d.%m.%Y %H:%M:%S",
     "%d.%m.%Y %H:%M",
 )
+_SLASHED = r"^\s*(?P<first>\d{1,2})/(?P<second>\d{1,2})/"
+
+
+def day_first(*cols: pa.ChunkedArray | None) -> bool:
+    """Are the slashed dates day first? The spreadsheet of a day-first locale (the UK, France) writes
+    the export's dates back as ``13/03/2024 01:29``, which the month-first forms found unparseable,
+    and ``06/03/2024``, which they read as June 3rd. Dates whose first number passes 12 while the
+    second never does are day first; both date columns are read by what either shows."""
+    highest = {"first": 0, "second": 0}
+    for col in cols:
+        if col is None or not (pa.types.is_string(col.type) or pa.types.is_large_string(col.type)):
+            continue
+        parts = pc.extract_regex(col, _SLASHED)
+        for name in highest:
+            top = pc.max(pc.cast(pc.struct_field(parts, name), pa.int32())).as_py()
+            highest[name] = max(highest[name], top or 0)
+    return highest["first"] > 12 >= highest["second"]
+
+
 _DATE_ONLY = re.compile(r"^\s*(\d{4}-\d{2}-\d{2}|\d{1,2}/\d{1,2}/\d{4})\s*$")
 _POINT = re.compile(r"POINT\s*\(\s*(-?\d+(?:\.\d*)?)\s+(-?\d+(?:\.\d*)?)\s*\)", re.I)
 _PAIR = re.compile(r"\(\s*(-?\d+(?:\.\d*)?)\s*,\s*(-?\d+(?:\.\d*)?)\s*\)")
@@ -67,9 +86,12 @@ def _strings(col: pa.ChunkedArray) -> pa.ChunkedArray:
 NAT_NS = np.iinfo(np.int64).min  # NaT as int64 nanoseconds
 
 
-def parse_timestamps(col: pa.ChunkedArray | None, n: int) -> tuple[np.ndarray, int, int, np.ndarray]:
+def parse_timestamps(
+    col: pa.ChunkedArray | None, n: int, day_first: bool = False
+) -> tuple[np.ndarray, int, int, np.ndarray]:
     """Return (int64 ns since epoch UTC with NaT, missing count, unparseable count, which rows held a
-    date with no time of day: those have a day but no hour)."""
+    date with no time of day: those have a day but no hour). ``day_first``: the slashed forms are
+    day/month (:func:`day_first`)."""
     nat = np.full(n, np.iinfo(np.int64).min, dtype=np.int64)
     no_time = np.zeros(n, dtype=bool)
     if col is None:
@@ -91,6 +113,8 @@ def parse_timestamps(col: pa.ChunkedArray | None, n: int) -> tuple[np.ndarray, i
     missing = int(n - present.sum())
     result = None
     for fmt in PORTAL_FORMATS:
+        if day_first:
+            fmt = fmt.replace("%m/%d/", "%d/%m/")
         parsed = pc.strptime(s, format=fmt, unit="s", error_is_null=True)
         if parsed.type.tz is None:
             parsed = pc.assume_timezone(parsed, "UTC")
@@ -102,7 +126,7 @@ def parse_timestamps(col: pa.ChunkedArray | None, n: int) -> tuple[np.ndarray, i
         date_only = rest.str.match(_DATE_ONLY).fillna(False).to_numpy(bool)
         parsed_rest = np.full(len(rest), NAT_NS, dtype=np.int64)
         if date_only.any():
-            days = pd.to_datetime(rest[date_only].str.strip(), errors="coerce", format="mixed")
+            days = pd.to_datetime(rest[date_only].str.strip(), errors="coerce", format="mixed", dayfirst=day_first)
             local = days.dt.tz_localize(AUSTIN_TZ, ambiguous="NaT", nonexistent="shift_forward")
             parsed_rest[date_only] = _datetimes_to_ns(local)
         if (~date_only).any():
@@ -241,10 +265,11 @@ def normalize(table: pa.Table, fmt: Format, colmap: dict[str, str]) -> tuple[Col
     n = table.num_rows
     src = {dst: table.column(name) for name, dst in colmap.items()}
     counts: dict[str, int] = {}
+    dmy = day_first(src.get("published"), src.get("status_date"))
     published, counts["published_missing"], counts["published_unparseable"], no_time = parse_timestamps(
-        src.get("published"), n
+        src.get("published"), n, dmy
     )
-    status_date, _, counts["status_date_unparseable"], _ = parse_timestamps(src.get("status_date"), n)
+    status_date, _, counts["status_date_unparseable"], _ = parse_timestamps(src.get("status_date"), n, dmy)
     lat, lon = parse_coordinates(src.get("latitude"), src.get("longitude"), src.get("location"), n, counts)
     status, status_names = encode(src.get("status"), n, upper=True)
     if "response_minutes" in src:
