@@ -118,6 +118,23 @@ def test_a_reload_replaces_the_old_contents_cache(volume, inproc):
     assert [p for p in cache.iterdir() if p.name.startswith("other.csv.")], "another dataset's cache was pruned"
 
 
+def test_an_edited_file_leaves_no_cache_of_its_old_content(tmp_path):
+    """make up (readwrite) on a data file edited between starts left one cache per content beside
+    it, each as big as the parsed columns (68 MB for the full file), for good."""
+    data, cache = tmp_path / "incidents.csv", tmp_path / "cache"
+    lines = SAMPLE.read_text(encoding="utf-8").splitlines(keepends=True)
+    other = load_dataset(FIXTURES / "portal10.csv", cache_dir=str(cache)).cache_file  # another name: stays
+    files = []
+    for rows in (100, 200, 300):
+        data.write_text("".join(lines[: rows + 1]), encoding="utf-8")
+        ds = load_dataset(data, cache_dir=str(cache))
+        assert ds.rows == rows and ds.cache_file
+        files.append(ds.cache_file)
+    assert sorted(p.name for p in cache.glob("incidents.csv.*.arrow")) == [files[-1].rsplit("/", 1)[1]]
+    assert other and (cache / other.rsplit("/", 1)[1]).exists()
+    assert load_dataset(data, cache_dir=str(cache)).from_cache
+
+
 def test_a_kept_file_that_does_not_load_keeps_the_loader_going(tmp_path, inproc):
     data = tmp_path / "d.csv"
     data.write_text("edited by hand\n")

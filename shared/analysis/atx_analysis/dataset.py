@@ -286,6 +286,14 @@ def load_dataset(
                 "version": _cache.CACHE_VERSION,
             },
         )
+        if written and name == path.name:  # (a download checked under its final name: the loader prunes)
+            # an edited data file left the cache of each earlier content (68 MB for the full file)
+            # beside it for good; a process still mapping one keeps its pages
+            removed = store.prune(name, identity)
+            if removed:
+                log.info(
+                    "data cache: removed the caches of earlier contents", extra={"removed": [p.name for p in removed]}
+                )
     dataset = Dataset(columns, identity=identity, format=fmt, path=str(path), counts=counts, available=available)
     dataset.cache_file = str(file) if written else None
     release_freed_memory()  # the parse's temporaries
