@@ -110,6 +110,8 @@ def test_chunk_and_batch_sizes_do_not_change_the_result(tmp_path, load, portal_r
         (b'{"data": "none"}', "list of records"),
         (b'[{"address": "A"},]', "invalid JSON"),
         (b'[{"address": "A"}] [', "invalid JSON: extra data"),
+        (b"[]", "no records \\(an empty list: the SODA API's answer when its query matches no incident"),
+        (b'{"data": []}', "no records"),
         (b'{"address": "A"}\n{"address": "B"}\n[1]\n', "a record \\(an object\\) on each line"),
         (b'{"address": "A"}\n{"address": "B"', "invalid JSON"),
         (b'{"data": [{"address": "A"}]', "invalid JSON"),

@@ -157,6 +157,12 @@ def parse_file(path: str | Path, max_bytes: int | None = None) -> tuple[Columns,
 
     raw = read_raw(path, max_bytes)
     if raw.table.num_columns == 0:
+        if raw.container.startswith("json"):
+            # it said only "no columns" for the SODA API's answer to a query that matches nothing
+            raise DataFormatError(
+                f"{path}: no records (an empty list: the SODA API's answer when its query matches no "
+                "incident, or an $offset past the last one)"
+            )
         raise DataFormatError(f"{path}: no columns")
     twice = [name for name, k in collections.Counter(raw.table.column_names).items() if k > 1]
     if twice:
