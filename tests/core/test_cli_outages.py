@@ -153,3 +153,25 @@ def test_watch_of_a_job_never_seen_does_not_call_it_stored(stack):
     assert r.returncode == 3, r.stderr
     assert "redis_unavailable" in r.stderr and "Traceback" not in r.stderr, r.stderr
     assert "is stored" not in r.stderr and "do not submit it again" not in r.stderr, r.stderr
+
+
+@pytest.mark.parametrize("wait", [[], ["--wait"]], ids=["submit", "submit-wait"])
+def test_timeout_bounds_the_retries_of_503s(stack, wait):
+    """With Redis stopped the API answers 503 with Retry-After 2: `submit --timeout 4` retried five
+    times, about 11 s, before giving up, and said nothing of the timeout."""
+    stack.redis.stop()
+    try:
+        start = time.monotonic()
+        r = subprocess.run(
+            [str(BIN / "jobqueue"), "submit", "top_locations", "n=2", *wait, "--timeout", "4", "--url", stack.url],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        took = time.monotonic() - start
+    finally:
+        stack.redis.start()
+    assert r.returncode == 3, r.stderr
+    assert took < 6.5, (took, r.stderr)
+    assert "redis_unavailable" in r.stderr and "gave up at --timeout 4s" in r.stderr, r.stderr
+    assert "Traceback" not in r.stderr and r.stdout == "", r.stderr

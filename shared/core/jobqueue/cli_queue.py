@@ -19,7 +19,7 @@ import requests
 
 from . import cliargs
 from .client import FINAL, NOT_JSON, ApiError, Client, Pacer, ride_out
-from .client_cli import api_options, told_wait
+from .client_cli import api_options, client_for
 
 SPINNER = "|/-\\"
 
@@ -106,7 +106,7 @@ def _duration(job: dict[str, Any], now: float) -> str:
 
 
 def _client(args: argparse.Namespace) -> Client:
-    return Client(args.url, args.token, on_wait=told_wait)
+    return client_for(args)
 
 
 # --- commands ----------------------------------------------------------------------------------

@@ -49,7 +49,7 @@ import requests
 from urllib3.exceptions import NameResolutionError, NewConnectionError
 
 from .cliargs import check_token, check_url
-from .http import BearerToken
+from .http import BearerToken, Deadline
 
 DEFAULT_URL = "http://127.0.0.1:5000"
 FINAL = {"complete", "failed", "cancelled"}
@@ -59,6 +59,7 @@ LONGEST_WAIT = 86_400.0  # a long poll asks for at most this: 1e10 s overflowed 
 OUTAGE = (502, 503, 504)  # a stored job's wait keeps polling through these (a 429 is the transport's)
 SETTLE = 1.0  # a 404 for a 504's job counts once a second one comes this much later (an API without keys)
 KEY_HEADER = "Idempotency-Key"
+GRACE = 1.0  # seconds past a deadline a request may take to be answered (a long poll held until then)
 NOT_JSON = "http_error"  # ApiError.code of an error answer without the API's JSON (a web page, a proxy's)
 
 
@@ -103,24 +104,27 @@ class Client:
         timeout: float = 10.0,
         session: requests.Session | None = None,
         on_wait: Callable[[int, float], None] | None = None,
+        deadline: Deadline | None = None,
     ):
         """``url``: the API's base URL, ``http://HOST:PORT`` (default ``$JOBQUEUE_URL``, else
         ``http://127.0.0.1:5000``); one without ``http://`` or ``https://``, with spaces, a query
         string or a fragment is a ValueError here that says what to write, as ``jobqueue --url``
         refuses it. ``on_wait(status, seconds)``: told before the client waits out a 429/503's
-        Retry-After (its own session only)."""
+        Retry-After (its own session only). ``deadline``: when every request, its retries and its
+        socket waits included, must be over (its own session only): ``jobqueue --timeout``."""
         if url:
             check_url(url, "url")
         elif os.environ.get("JOBQUEUE_URL"):
             check_url(os.environ["JOBQUEUE_URL"], "JOBQUEUE_URL")
         self.url = (url or os.environ.get("JOBQUEUE_URL") or DEFAULT_URL).rstrip("/")
         self.timeout = timeout
+        self.deadline = deadline if session is None else None
         self._lean = None
         if session is None:
             from .http import retrying_session
             from .transport import Lean
 
-            session = retrying_session(on_wait=on_wait)
+            session = retrying_session(on_wait=on_wait, deadline=deadline)
             self._lean = Lean(session)
         self.session = session
         self._keys_honoured: bool | None = None  # whether the API deduplicates by Idempotency-Key
@@ -138,11 +142,15 @@ class Client:
         """One request; ``retry=False``: a 429/503 is not retried after its Retry-After (only on the
         client's own transport; a given ``session`` retries as it is set up to)."""
         response = None
+        timeout = timeout or self.timeout
+        if self.deadline is not None:  # a hung API holds the command little past it either; a long
+            # poll asked to hold until the deadline is answered just after it: GRACE for that answer
+            timeout = max(GRACE, min(timeout, self.deadline.left() + GRACE))
         lean = self._lean
         if lean is not None and lean.session is self.session and kwargs.keys() <= {"params", "json", "headers"}:
-            response = lean.send(self.url, method, path, timeout or self.timeout, retry=retry, **kwargs)
+            response = lean.send(self.url, method, path, timeout, retry=retry, **kwargs)
         if response is None:
-            response = self.session.request(method, self.url + path, timeout=timeout or self.timeout, **kwargs)
+            response = self.session.request(method, self.url + path, timeout=timeout, **kwargs)
         if response.status_code >= 400:
             try:
                 body = response.json()
@@ -428,10 +436,11 @@ def ride_out(exc: BaseException, job_id: str, since: float | None, start: float,
     now = time.monotonic()
     since = now if since is None else since
     until = start + timeout if timeout is not None else since + RIDE_OUT_SECONDS
-    if now >= until:
+    if now < until:
+        time.sleep(min(Pacer.MOST, until - now))
+    if time.monotonic() >= until:  # the outage lasted to the end: said as that, not as a slow job
         exc.job_id = job_id  # type: ignore[attr-defined]
         return None
-    time.sleep(min(Pacer.MOST, until - now))
     return since
 
 

@@ -16,7 +16,7 @@ from urllib3.exceptions import NameResolutionError, ProtocolError, ReadTimeoutEr
 
 from .cliargs import Exit, UsageError, check_token, check_url, check_writable, parse_pairs, seconds, typed
 from .client import DEFAULT_URL, NOT_JSON, OUTAGE, ApiError, Client, JobFailed, StoredUnknown, _step
-from .http import NOT_TLS, ssl_cause
+from .http import NOT_TLS, Deadline, ssl_cause
 
 PROGRESS_EVERY = 2.0  # seconds between progress lines while --wait waits
 
@@ -102,7 +102,7 @@ def _submit(args: argparse.Namespace) -> int:
         raise UsageError("--output saves the result, which only --wait waits for: add --wait (nothing was submitted)")
     if args.output:  # before the job is submitted, not after it ran
         check_writable(args.output)
-    client = Client(args.url, args.token, on_wait=told_wait)
+    client = client_for(args)
     declared = next((op for op in client.operations() if op["name"] == args.operation), None)
     if args.wait and not args.output:
         _check_default_png(args.operation, declared)
@@ -179,14 +179,21 @@ def _save(client: Client, job_id: str, path: str, data: bytes, done: str) -> int
 
 
 def _status(args: argparse.Namespace) -> int:
-    job = Client(args.url, args.token, on_wait=told_wait).status(args.job_id, wait=args.wait)
+    job = client_for(args).status(args.job_id, wait=args.wait)
     print(json.dumps(job, indent=2))
     return 0
+
+
+def client_for(args: argparse.Namespace) -> Client:
+    """The command's client: ``--timeout`` (where the command has one) bounds all it sends, retries included."""
+    return Client(args.url, args.token, on_wait=told_wait, deadline=getattr(args, "deadline", None))
 
 
 def run(args: argparse.Namespace) -> int:
     """Run a client subcommand; every failure becomes one line on stderr and an ``Exit`` status."""
     _WAITING.job_id, _WAITING.sending = None, False  # nothing from an earlier run in this process
+    timeout = getattr(args, "timeout", None)
+    args.deadline = Deadline(timeout) if timeout is not None else None  # from the start, as the user counts
     try:
         _check_url(args)
         _check_token(args)
@@ -215,7 +222,7 @@ def run(args: argparse.Namespace) -> int:
             if exc.status in OUTAGE:  # a proxy's own page (502, 503, 504) while what it fronts is away
                 return _error(
                     f"{url} answered {exc.status} without the API's JSON (a proxy in front of the API?): "
-                    f"try again later{_still_queued(exc)}",
+                    f"{_gave_up(args) or 'try again later'}{_still_queued(exc)}",
                     Exit.UNAVAILABLE,
                 )
             return _error(
@@ -224,7 +231,8 @@ def run(args: argparse.Namespace) -> int:
                 Exit.UNAVAILABLE,
             )
         if exc.status >= 500:
-            return _error(f"the API answered {exc} (retried; try again later){_still_queued(exc)}", Exit.UNAVAILABLE)
+            retried = f"; {_gave_up(args)}" if _gave_up(args) else " (retried; try again later)"
+            return _error(f"the API answered {exc}{retried}{_still_queued(exc)}", Exit.UNAVAILABLE)
         if exc.status == 401:  # the API's message names the header; a CLI user gives the token otherwise
             given = (
                 "the token given was refused" if (args.token or os.environ.get("JOBQUEUE_TOKEN")) else "no token given"
@@ -253,7 +261,8 @@ def run(args: argparse.Namespace) -> int:
             Exit.UNAVAILABLE,
         )
     except requests.RequestException as exc:  # connection refused, name not found, read timeout
-        return _error(f"{_unreachable(args, exc)}{_still_queued(exc)}", Exit.UNAVAILABLE)
+        gave_up = f"; {_gave_up(args)}" if _gave_up(args) else ""
+        return _error(f"{_unreachable(args, exc)}{gave_up}{_still_queued(exc)}", Exit.UNAVAILABLE)
     except KeyboardInterrupt:  # Ctrl-C: one line, not a traceback
         if _WAITING.sending and not _WAITING.job_id:  # the API may have stored it before answering
             return _error(
@@ -275,6 +284,14 @@ class _Waiting:
 
 
 _WAITING = _Waiting()
+
+
+def _gave_up(args: argparse.Namespace) -> str:
+    """Said when a retry was not begun because it would have ended past ``--timeout``."""
+    deadline: Deadline | None = getattr(args, "deadline", None)
+    if deadline is None or not deadline.reached:
+        return ""
+    return f"gave up at --timeout {deadline.seconds:g}s, retrying until then; try again later"
 
 
 def _still_queued(exc: object) -> str:

@@ -23,6 +23,7 @@ import copy
 import os
 import socket
 import ssl
+import time
 from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit
@@ -34,7 +35,7 @@ from requests.sessions import merge_setting
 from requests.utils import get_environ_proxies, get_netrc_auth
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
-from urllib3.exceptions import MaxRetryError, NameResolutionError, SSLError
+from urllib3.exceptions import MaxRetryError, NameResolutionError, ResponseError, SSLError
 from urllib3.util import Retry
 
 RETRY_AFTER_MAX = 60
@@ -204,23 +205,48 @@ def lasting(error: BaseException | None) -> bool:
     return False
 
 
+class Deadline:
+    """When a whole command must be over (``jobqueue submit --timeout 5``): its retries' waits
+    included. Shared by every copy of a :class:`TellingRetry`, so ``reached`` tells the caller
+    afterwards that a retry was given up for it (five Retry-Afters of 2 s took 11 s of a 5 s timeout)."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self.at = time.monotonic() + seconds
+        self.reached = False
+
+    def left(self) -> float:
+        return self.at - time.monotonic()
+
+
 class TellingRetry(Retry):
     """urllib3's ``Retry`` that first tells ``on_wait(status, seconds)`` how long it is about to
     wait for an answer's ``Retry-After`` (a rate limit's wait can be a minute: a command line that
-    says nothing meanwhile looks hung). ``on_wait`` rides along each retry's copy (``new``)."""
+    says nothing meanwhile looks hung), and waits for nothing that would end past ``deadline``
+    (the last answer, or the connection's error, stands). Both ride along each retry's copy (``new``)."""
 
     on_wait: Callable[[int, float], None] | None = None
+    deadline: Deadline | None = None
 
     def new(self, **kw: Any) -> TellingRetry:
         retry = super().new(**kw)
         retry.on_wait = self.on_wait
+        retry.deadline = self.deadline
         return retry
 
     def increment(self, method=None, url=None, response=None, error=None, _pool=None, _stacktrace=None):
         # a mistyped host name or https:// at a plain-HTTP port was tried five times, 15 s of silence
         if lasting(error):
             raise MaxRetryError(_pool, url, error) from error
-        return super().increment(method, url, response, error, _pool, _stacktrace)
+        retry = super().increment(method, url, response, error, _pool, _stacktrace)
+        deadline = self.deadline
+        if deadline is not None:
+            wait = (retry.get_retry_after(response) if response is not None else None) or retry.get_backoff_time()
+            if wait >= deadline.left():
+                deadline.reached = True
+                reason = error or ResponseError(f"gave up at the deadline after {getattr(response, 'status', '?')}")
+                raise MaxRetryError(_pool, url, reason) from error
+        return retry
 
     def sleep(self, response=None) -> None:
         if self.on_wait is not None and response is not None and self.respect_retry_after_header:
@@ -237,9 +263,11 @@ def retrying_session(
     idempotent: bool = False,
     statuses: tuple[int, ...] = (429, 503),
     on_wait: Callable[[int, float], None] | None = None,
+    deadline: Deadline | None = None,
 ) -> Session:
     """A session retrying up to ``attempts`` times on ``statuses`` and failed connections;
-    ``on_wait(status, seconds)`` is told before each wait a ``Retry-After`` asks for."""
+    ``on_wait(status, seconds)`` is told before each wait a ``Retry-After`` asks for; no wait
+    that would end past ``deadline`` is begun."""
     retry = TellingRetry(
         total=attempts,
         connect=attempts,
@@ -253,6 +281,7 @@ def retrying_session(
         raise_on_status=False,
     )
     retry.on_wait = on_wait
+    retry.deadline = deadline
     session = Session()
     adapter = OneWriteAdapter(max_retries=retry)
     session.mount("http://", adapter)
