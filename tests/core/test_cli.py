@@ -109,6 +109,28 @@ def test_unreachable_api_is_exit_3_with_a_hint():
     assert r.returncode == 3, r.stderr
     assert f"cannot reach the API at {url}" in r.stderr and "make up" in r.stderr and "JOBQUEUE_URL" in r.stderr
     assert "Traceback" not in r.stderr and "HTTPConnectionPool" not in r.stderr
+    assert "(connection refused)" in r.stderr, r.stderr
+
+
+def test_a_refused_connection_is_said_at_once_while_it_is_retried():
+    """A refused connection was tried again for about 15 s with nothing on the screen, then the error:
+    the retries are said on stderr as they begin (once, however many requests)."""
+    url = f"http://127.0.0.1:{_closed_port()}"
+    proc = subprocess.Popen(
+        [str(BIN / "jobqueue"), "jobs", "--url", url], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        start = time.monotonic()
+        assert proc.stderr is not None
+        first = proc.stderr.readline()
+        took = time.monotonic() - start
+        assert proc.poll() is None and took < 5, (took, first)  # still retrying, and said so
+        assert "connection refused" in first and "trying again for up to 15 s" in first, first
+        _, rest = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+        proc.communicate()
+    assert proc.returncode == 3 and rest.count("\n") == 1 and f"cannot reach the API at {url}" in rest, rest
 
 
 def test_a_malformed_url_is_usage_not_a_traceback():

@@ -105,12 +105,14 @@ class Client:
         session: requests.Session | None = None,
         on_wait: Callable[[int, float], None] | None = None,
         deadline: Deadline | None = None,
+        on_retry: Callable[[BaseException, float], None] | None = None,
     ):
         """``url``: the API's base URL, ``http://HOST:PORT`` (default ``$JOBQUEUE_URL``, else
         ``http://127.0.0.1:5000``); one without ``http://`` or ``https://``, with spaces, a query
         string or a fragment is a ValueError here that says what to write, as ``jobqueue --url``
         refuses it. ``on_wait(status, seconds)``: told before the client waits out a 429/503's
-        Retry-After (its own session only). ``deadline``: when every request, its retries and its
+        Retry-After (its own session only); ``on_retry(error, seconds)``: told when a failure to
+        connect is to be retried, for up to ``seconds`` (its own session only). ``deadline``: when every request, its retries and its
         socket waits included, must be over (its own session only): ``jobqueue --timeout``."""
         if url:
             check_url(url, "url")
@@ -124,7 +126,7 @@ class Client:
             from .http import retrying_session
             from .transport import Lean
 
-            session = retrying_session(on_wait=on_wait, deadline=deadline)
+            session = retrying_session(on_wait=on_wait, on_retry=on_retry, deadline=deadline)
             self._lean = Lean(session)
         self.session = session
         self._keys_honoured: bool | None = None  # whether the API deduplicates by Idempotency-Key

@@ -89,6 +89,19 @@ def told_wait(status: int, seconds: float) -> None:
     print(f"jobqueue: the API answered {why}: trying again in {seconds:.0f} s, as it asks", file=sys.stderr)
 
 
+def told_retry(error: BaseException, seconds: float) -> None:
+    """Say at once that the API did not answer and is being tried again (once a command)."""
+    if _WAITING.told_retry or seconds <= 0:
+        return
+    _WAITING.told_retry = True
+    why = getattr(error.__cause__, "strerror", None) or type(error).__name__
+    print(
+        f"jobqueue: no connection to the API ({why.lower()}): trying again for up to {seconds:.0f} s in case it is "
+        "restarting (Ctrl-C to stop)",
+        file=sys.stderr,
+    )
+
+
 def _progress(job: dict[str, Any], elapsed: float) -> None:
     if sys.stderr.isatty():
         sys.stderr.write(f"\r{job['job_id']}: {job['status']:<11} {elapsed:6.1f}s")
@@ -186,12 +199,14 @@ def _status(args: argparse.Namespace) -> int:
 
 def client_for(args: argparse.Namespace) -> Client:
     """The command's client: ``--timeout`` (where the command has one) bounds all it sends, retries included."""
-    return Client(args.url, args.token, on_wait=told_wait, deadline=getattr(args, "deadline", None))
+    deadline = getattr(args, "deadline", None)
+    return Client(args.url, args.token, on_wait=told_wait, deadline=deadline, on_retry=told_retry)
 
 
 def run(args: argparse.Namespace) -> int:
     """Run a client subcommand; every failure becomes one line on stderr and an ``Exit`` status."""
     _WAITING.job_id, _WAITING.sending = None, False  # nothing from an earlier run in this process
+    _WAITING.told_retry = False
     timeout = getattr(args, "timeout", None)
     args.deadline = Deadline(timeout) if timeout is not None else None  # from the start, as the user counts
     try:
@@ -281,6 +296,7 @@ class _Waiting:
 
     job_id: str | None = None
     sending: bool = False  # a submit is on its way and no id is known yet
+    told_retry: bool = False  # the user was told a failed connection is being retried
 
 
 _WAITING = _Waiting()
@@ -360,8 +376,9 @@ def _unreachable(args: argparse.Namespace, exc: requests.RequestException) -> st
             f"the server at {url} closed the connection without an answer: if it serves TLS, try "
             f"{give}{tls}; else it may be restarting: try again later"
         )
+    why = getattr(getattr(reason, "__cause__", None), "strerror", None)  # "Connection refused"
     return (
-        f"cannot reach the API at {url} ({type(exc).__name__}); is it running (make up)? "
+        f"cannot reach the API at {url} ({why.lower() if why else type(exc).__name__}); is it running (make up)? "
         "Point --url or JOBQUEUE_URL at it"
     )
 

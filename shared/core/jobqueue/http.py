@@ -226,13 +226,21 @@ class TellingRetry(Retry):
     (the last answer, or the connection's error, stands). Both ride along each retry's copy (``new``)."""
 
     on_wait: Callable[[int, float], None] | None = None
+    on_retry: Callable[[BaseException, float], None] | None = None
     deadline: Deadline | None = None
 
     def new(self, **kw: Any) -> TellingRetry:
         retry = super().new(**kw)
-        retry.on_wait = self.on_wait
-        retry.deadline = self.deadline
+        retry.on_wait, retry.on_retry, retry.deadline = self.on_wait, self.on_retry, self.deadline
         return retry
+
+    def patience(self) -> float:
+        """Seconds of back-off the connection retries left would wait in all (about 15 s at first)."""
+        done = len(self.history)
+        left = min(n for n in (self.connect, self.total, 10) if isinstance(n, int))
+        errors = range(max(done + 1, 2), done + 1 + left)  # the wait after the n-th error in a row
+        total = sum(min(self.backoff_max, self.backoff_factor * 2 ** (n - 1)) for n in errors)
+        return total if self.deadline is None else max(0.0, min(total, self.deadline.left()))
 
     def increment(self, method=None, url=None, response=None, error=None, _pool=None, _stacktrace=None):
         # a mistyped host name or https:// at a plain-HTTP port was tried five times, 15 s of silence
@@ -246,6 +254,9 @@ class TellingRetry(Retry):
                 deadline.reached = True
                 reason = error or ResponseError(f"gave up at the deadline after {getattr(response, 'status', '?')}")
                 raise MaxRetryError(_pool, url, reason) from error
+        if error is not None and len(retry.history) == 1 and self.on_retry is not None:
+            # a refused connection was retried 15 s in silence: the user saw nothing, then the error
+            self.on_retry(error, retry.patience())
         return retry
 
     def sleep(self, response=None) -> None:
@@ -263,11 +274,13 @@ def retrying_session(
     idempotent: bool = False,
     statuses: tuple[int, ...] = (429, 503),
     on_wait: Callable[[int, float], None] | None = None,
+    on_retry: Callable[[BaseException, float], None] | None = None,
     deadline: Deadline | None = None,
 ) -> Session:
     """A session retrying up to ``attempts`` times on ``statuses`` and failed connections;
-    ``on_wait(status, seconds)`` is told before each wait a ``Retry-After`` asks for; no wait
-    that would end past ``deadline`` is begun."""
+    ``on_wait(status, seconds)`` is told before each wait a ``Retry-After`` asks for,
+    ``on_retry(error, seconds)`` when a request's first failure to connect is to be retried for up to
+    ``seconds``; no wait that would end past ``deadline`` is begun."""
     retry = TellingRetry(
         total=attempts,
         connect=attempts,
@@ -280,8 +293,7 @@ def retrying_session(
         retry_after_max=RETRY_AFTER_MAX,
         raise_on_status=False,
     )
-    retry.on_wait = on_wait
-    retry.deadline = deadline
+    retry.on_wait, retry.on_retry, retry.deadline = on_wait, on_retry, deadline
     session = Session()
     adapter = OneWriteAdapter(max_retries=retry)
     session.mount("http://", adapter)
