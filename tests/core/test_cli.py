@@ -276,6 +276,27 @@ def test_output_the_pipe_holds_whole_exits_0_before_its_reader_goes():
     assert 1000 < len(out) < 64 * 1024
 
 
+def test_output_reaches_its_pipe_in_one_write():
+    """`jobqueue submit top_locations n=200 --wait | head -1` ended 141 or 0 by chance: Python wrote
+    the 7 KB result, then its last newline (and longer ones 8 KiB at a time), so `head` could leave
+    between two writes of an output the pipe would have held whole. A socket that keeps each write
+    a message of its own shows the writes: the whole output must be the first."""
+    reader, writer = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    with reader, writer:
+        proc = subprocess.Popen(
+            [str(BIN / "jobqueue"), "operations", "--json"],
+            stdout=writer.fileno(),
+            stderr=subprocess.PIPE,
+            cwd=REPO_ROOT,
+        )
+        writer.close()
+        _, err = proc.communicate(timeout=60)
+        assert proc.returncode == 0, err
+        first = reader.recv(1 << 20)
+        assert 8 * 1024 < len(first) < 64 * 1024 and first.endswith(b"]\n"), len(first)
+        assert reader.recv(1 << 20) == b""  # nothing after it
+
+
 # --- Retry-After ----------------------------------------------------------------------------------
 
 

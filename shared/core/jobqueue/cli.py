@@ -9,7 +9,7 @@ Exit statuses are the same for every subcommand (``jobqueue.cliargs.Exit``)."""
 from __future__ import annotations
 
 import sys
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TextIO
 
 if TYPE_CHECKING:  # imported where used: a Ctrl-C before main() runs is a traceback no handler can catch
     import argparse
@@ -41,6 +41,8 @@ def main(argv: list[str] | None = None) -> int:
                 file=sys.stderr,
             )
         return 2
+    given = sys.stdout
+    sys.stdout = _held(given)
     try:
         status = _main(argv)
         sys.stdout.flush()  # a reader gone while the last lines sat in the buffer: here, not at exit
@@ -55,6 +57,34 @@ def main(argv: list[str] | None = None) -> int:
         # a KeyboardInterrupt traceback, for a command the docs say ends "interrupted" in one line
         print("jobqueue: interrupted", file=sys.stderr)
         return INTERRUPTED_STATUS
+    finally:
+        if sys.stdout is not given:  # in-process callers (tests, notebooks) get their stdout back
+            try:
+                sys.stdout.close()  # flushed, onto devnull after a broken pipe; the descriptor stays open
+            except OSError:
+                pass
+            sys.stdout = given
+
+
+PIPE_HOLDS = 64 * 1024  # what a Linux pipe holds: an output this size is written before a reader can go
+
+
+def _held(out: TextIO) -> TextIO:
+    """Standard output for a pipe or a file: held until the command ends (up to ``PIPE_HOLDS``) and
+    then written at once, as ``cat`` writes a small file. Python wrote a result in pieces (8 KiB,
+    then its last newline), so ``jobqueue jobs --json | head -1`` ended 141 or 0 by chance, even
+    for 7 KB the pipe would have held whole. A terminal keeps its line-by-line output."""
+    import io
+
+    try:
+        if out.isatty():
+            return out
+        fd = out.fileno()
+    except (AttributeError, OSError, ValueError):  # a caller's stand-in (a StringIO): left as it is
+        return out
+    out.flush()
+    raw = io.FileIO(fd, "w", closefd=False)
+    return io.TextIOWrapper(io.BufferedWriter(raw, PIPE_HOLDS), encoding=out.encoding, errors=out.errors)
 
 
 def _main(argv: list[str] | None = None) -> int:
