@@ -181,6 +181,22 @@ def test_cancel_of_several_says_what_it_did_when_one_is_refused(api, capsys):
     assert code == 2 and out == "" and "job_not_found" in err
 
 
+def test_cancel_json_is_one_document_with_each_ids_answer(api, capsys):
+    """`cancel x y --json` printed `[]` on stdout beside two errors on stderr: the document said
+    nothing had been asked. It is now one list with an entry per id, a refusal as its error."""
+    code, out, err = _run(capsys, "cancel", "x", "y", "--url", api.url, "--json")
+    assert code == 2 and err == ""
+    assert [(d["job_id"], d["error"]) for d in json.loads(out)] == [("x", "invalid_job_id"), ("y", "invalid_job_id")]
+    job_id = _submit(api)
+    code, out, err = _run(capsys, "cancel", job_id, "x", "--url", api.url, "--json")
+    doc = json.loads(out)
+    assert code == 2 and err == "" and doc[0]["job_id"] == job_id and doc[0]["cancelled"] is True
+    assert doc[1]["job_id"] == "x" and "UUID4" in doc[1]["message"]
+    down = "http://127.0.0.1:1"  # nothing listens: the command stops before sending anything
+    code, out, err = _run(capsys, "cancel", job_id, "x", "--url", down, "--json")
+    assert code == 3 and out == "" and "cannot reach the API" in err
+
+
 def test_operations_is_a_readable_list_on_a_terminal(capsys):
     from atx_analysis.registry import REGISTRY
 

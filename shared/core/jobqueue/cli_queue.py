@@ -255,32 +255,47 @@ def cmd_watch(args: argparse.Namespace) -> int:
 
 def cmd_cancel(args: argparse.Namespace) -> int:
     """Cancel each id once (an id given twice is one cancel). An id the API refuses (unknown,
-    running, malformed) is named on stderr and the others are still cancelled; what was done is
-    printed before any error ends the command, so an exit 2 or 3 never hides a cancel that happened."""
+    running, malformed) is named and the others are still cancelled; what was done is printed
+    before any error ends the command, so an exit 2 or 3 never hides a cancel that happened."""
     client = _client(args)
     ids = list(dict.fromkeys(args.job_id))
-    out: list[dict[str, Any]] = []
+    answers: dict[str, dict[str, Any]] = {}  # each id's answer, a refusal as the API's error document
     refused: list[tuple[str, ApiError]] = []
+    stopped = True
     try:
         for job_id in ids:
             try:
-                out.append(client.cancel(job_id))
+                answers[job_id] = client.cancel(job_id)
             except ApiError as exc:
                 if exc.status >= 500 or exc.status in (401, 403, 429) or exc.code == NOT_JSON:  # so would every id
                     raise
                 refused.append((job_id, exc))
+                answers[job_id] = {"job_id": job_id, "error": exc.code, "message": exc.message}
+        stopped = False
     finally:
-        _print_cancelled(args, out, len(ids))
-    for job_id, error in refused:
-        print(f"jobqueue: {job_id}: {error}", file=sys.stderr)
+        _print_cancelled(args, ids, answers, stopped)
+    if wants_table(args) or len(ids) == 1:  # else each refusal is in the JSON document: not said twice
+        for job_id, error in refused:
+            print(f"jobqueue: {job_id}: {error}", file=sys.stderr)
     return cliargs.Exit.USAGE if refused else cliargs.Exit.OK
 
 
-def _print_cancelled(args: argparse.Namespace, out: list[dict[str, Any]], asked: int) -> None:
+NOT_SENT = "not sent: the command stopped at an earlier error (on stderr)"
+
+
+def _print_cancelled(
+    args: argparse.Namespace, ids: list[str], answers: dict[str, dict[str, Any]], stopped: bool
+) -> None:
+    """The table's lines, or one JSON document: for several ids a list with an entry per id, a
+    refused one as ``{"job_id", "error", "message"}`` (``cancel x y --json`` printed ``[]`` beside
+    the errors on stderr, a list that said nothing had been asked), an id not sent because the
+    command stopped early as ``"error": "not_sent"``; nothing at all when nothing was done."""
+    done = [answers[i] for i in ids if i in answers and "error" not in answers[i]]
     if wants_table(args):
-        for doc in out:
+        for doc in done:
             print(f"{doc['job_id']}: {'cancelled' if doc.get('cancelled') else 'deleted'}")
-    elif asked > 1:
-        print(json.dumps(out, indent=2))
-    elif out:
-        print(json.dumps(out[0], indent=2))
+    elif len(ids) > 1 and (answers if not stopped else done):
+        missing = {"error": "not_sent", "message": NOT_SENT}
+        print(json.dumps([answers.get(i) or {"job_id": i, **missing} for i in ids], indent=2))
+    elif len(ids) == 1 and done:
+        print(json.dumps(done[0], indent=2))
