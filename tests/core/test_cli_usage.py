@@ -407,3 +407,20 @@ def test_a_server_that_does_not_answer_is_not_called_not_running(mute_server, cl
     assert "is it running" not in r.stderr and "Traceback" not in r.stderr, r.stderr
     said = "closed the connection without an answer" if close else "accepted the connection but did not answer"
     assert said in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
+
+
+def test_output_dash_is_standard_output(stack, tmp_path):
+    """`submit ... --wait -o -` (standard output, as curl -o - takes it) saved a file named "-" in
+    the current folder and printed "saved -"."""
+    for operation, start in (("top_locations", b"{"), ("plot_top_locations", b"\x89PNG")):
+        r = subprocess.run(
+            [str(BIN / "jobqueue"), "submit", operation, "n=2", "--wait", "-o", "-", "--url", stack.url],
+            capture_output=True,
+            timeout=120,
+            cwd=tmp_path,
+        )
+        assert r.returncode == 0, r.stderr
+        assert r.stdout.startswith(start) and b"saved" not in r.stderr, r.stderr
+        assert not (tmp_path / "-").exists()
+        if operation == "top_locations":
+            assert len(json.loads(r.stdout)["top_locations"]) == 2

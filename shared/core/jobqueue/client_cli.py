@@ -50,7 +50,11 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--wait", action="store_true", help="wait for the job and print its result")
     p.add_argument("--timeout", type=seconds, default=None, help="give up waiting after this many seconds")
-    p.add_argument("--output", "-o", help="with --wait: save the result here (PNG results default to <job_id>.png)")
+    p.add_argument(
+        "--output",
+        "-o",
+        help="with --wait: save the result here, - for standard output (PNG results default to <job_id>.png)",
+    )
     p.set_defaults(client_handler=_submit)
 
     p = sub.add_parser("status", parents=[common], help="show a job's status")
@@ -113,12 +117,17 @@ def _progress(job: dict[str, Any], elapsed: float) -> None:
 def _submit(args: argparse.Namespace) -> int:
     if args.output is not None and not args.wait:  # it submitted, saved nothing and exited 0
         raise UsageError("--output saves the result, which only --wait waits for: add --wait (nothing was submitted)")
-    if args.output:  # before the job is submitted, not after it ran
+    if args.output and args.output != STDOUT:  # before the job is submitted, not after it ran
         check_writable(args.output)
     client = client_for(args)
     declared = next((op for op in client.operations() if op["name"] == args.operation), None)
     if args.wait and not args.output:
         _check_default_png(args.operation, declared)
+    if args.output == STDOUT and sys.stdout.isatty() and (declared or {}).get("result") == "image/png":
+        raise UsageError(
+            f"{args.operation} makes a PNG, and --output - would print its bytes on this terminal: "
+            "redirect it (> plot.png, | display) or give --output FILE.png (nothing was submitted)"
+        )
     params = parse_params(declared, args.params)
     _WAITING.sending = True  # a Ctrl-C from here until an id is known may leave a stored job unnamed
     if not args.wait:  # keyed: after a 504 or a lost answer the same request is sent again (one job)
@@ -175,9 +184,17 @@ def _emit(client: Client, job: dict[str, Any], output: str | None) -> int:
     return 0
 
 
+STDOUT = "-"  # --output - : the result on standard output, as curl -o - and tar -f - take it
+
+
 def _save(client: Client, job_id: str, path: str, data: bytes, done: str) -> int:
     """Write a finished job's result; a write that fails (a full disk, a read-only working folder
-    for the default <job_id>.png) is one line saying where the result still is, not a traceback."""
+    for the default <job_id>.png) is one line saying where the result still is, not a traceback.
+    ``-`` is standard output (it made a file named "-" in the current folder)."""
+    if path == STDOUT:
+        sys.stdout.flush()
+        sys.stdout.buffer.write(data)
+        return 0
     try:
         with open(path, "wb") as fh:
             fh.write(data)
