@@ -79,6 +79,36 @@ def test_wait_expires_with_the_current_status(client):
     assert doc["status"] == "submitted" and 0.3 <= time.monotonic() - started < 2
 
 
+def test_wait_expires_with_the_status_as_it_is_then(client, jobs):
+    """A job taken by a worker during the wait (no announcement: not final) is answered in progress,
+    not as the wait's first read saw it (submitted)."""
+    from jobqueue.jobs import JobStore
+
+    job_id = submit(client)
+
+    def quietly_start():
+        store = JobStore(jobs, 3600)
+        job = store.get(job_id)
+        job.status = JobStatus.IN_PROGRESS
+        store.save(job)
+
+    threading.Timer(0.2, quietly_start).start()
+    assert client.get(f"/status/{job_id}?wait=1").get_json()["status"] == "in-progress"
+
+
+def test_redis_lost_during_the_wait_is_503_at_its_end(fresh_redis):
+    """Redis stopped while a poll waits: the wait's end says so (503), where it answered 200 with
+    the job as first read, as if Redis still held it and all were well."""
+    from jobqueue_api import create_app
+
+    client = create_app(make_settings(fresh_redis.url), load_data=False).test_client()
+    job_id = submit(client)
+    threading.Timer(0.5, fresh_redis.stop).start()
+    response = client.get(f"/status/{job_id}?wait=2")
+    assert response.status_code == 503, response.get_data(as_text=True)
+    assert response.get_json()["error"] == "redis_unavailable" and response.headers["Retry-After"]
+
+
 def test_wait_is_capped_by_max_wait_seconds(redis_url):
     from jobqueue_api import create_app
 

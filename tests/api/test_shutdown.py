@@ -202,7 +202,7 @@ def test_a_closing_waiter_answers_now_and_waits_no_more(app, client):
 @pytest.mark.slow
 def test_sigterm_while_redis_hangs_answers_the_job_as_last_read(stack):
     """SIGTERM while Redis hangs (stopped): a parked status poll answers at once with the job as it
-    last read it, what docs/api.md promises a poll at its wait's end on a hung Redis, and the
+    last read it (the client polls again, elsewhere), and the
     process exits within seconds. Before, the poll's closing re-read waited out the whole Redis
     bound: ``503 redis_unavailable`` after 5 s, and the master exited after 9.5 s."""
     api = stack.start_api(web_concurrency=1)

@@ -10,6 +10,10 @@ waited-for job in one ``MGET`` each ``SAFETY_POLL_SECONDS`` and wakes those that
 so a finish nobody announced (a worker killed between its write and its publish, a message lost
 while the subscriber reconnects) costs about a second, never a stuck request.
 
+A wait that runs out reads its job once more (bounded to ``END_READ_SECONDS``): the answer is the
+job as it is then, and a Redis lost during the wait is a 503, not the first read's document
+answered 200 as if the job were still known to be waiting.
+
 At most ``max_waiters`` requests wait per process (``MAX_WAITERS``); beyond that a poll answers at
 once with the job's current state, as if ``wait`` had run out, and the client simply polls again.
 
@@ -50,6 +54,7 @@ log = logging.getLogger("jobqueue.api")
 
 SAFETY_POLL_SECONDS = 1.0
 CLOSING_READ_SECONDS = 0.5  # a stopping process's last look at a polled job (a read takes < 1 ms)
+END_READ_SECONDS = 1.0  # a poll's read at its wait's end: a hung Redis answers 503 this long after the wait
 _SWEEP_CHUNK = 500
 
 
@@ -103,6 +108,11 @@ class DoneWaiter:
                     job = Job.from_json(doc)
                 else:
                     job = _last_look(get, job_id, job) if self._closing else get(job_id)
+            if job is not None and not job.status.is_final and not self._closing and not waiter.gone:
+                # the wait ran out: the job as it is now (in progress, say), and a Redis lost meanwhile
+                # raises here (503), where the first read's document answered 200 as if all were well
+                with within(END_READ_SECONDS):
+                    job = get(job_id)
         finally:
             self.unregister(job_id, waiter)
         return job
@@ -259,8 +269,8 @@ def _client_gone(sock: object) -> bool:
 
 def _last_look(get: Callable[[str], Job | None], job_id: str, held: Job) -> Job | None:
     """The job for a poll answered because the process is stopping: as it is now if Redis says so
-    within ``CLOSING_READ_SECONDS``, else as last read (``held``), what the poll would answer at its
-    wait's end on a hung Redis. Re-read under the full bound, a hung Redis turned that answer into a
+    within ``CLOSING_READ_SECONDS``, else as last read (``held``): its client polls again, on a new
+    connection, and reaches a process that can tell. Re-read under the full bound, a hung Redis turned that answer into a
     503 after REDIS_TIMEOUT_SECONDS and held the process's exit as long."""
     try:
         with within(CLOSING_READ_SECONDS):
