@@ -264,3 +264,30 @@ def test_a_bad_limit_is_refused_at_start(redis_url, limit):
 
     with pytest.raises(SettingsError, match="TOKEN_FAILURE_LIMIT"):
         make_settings(redis_url, TOKEN_FAILURE_LIMIT=limit)
+
+
+def test_two_authorization_headers_are_a_400_and_no_guess(tmp_path):
+    """Two ``Authorization`` headers (the server joins them with a comma: ``Bearer a,Bearer b``), on
+    Flask's path and on the fast paths' submit and status read: 400 ``invalid_authorization``, and
+    no wrong token counted. Before, each was a 401 "the token sent is not one this API knows" that
+    spent the client's budget, so after LIMIT of them its right token alone got 429."""
+    from tests.support.rawhttp import exchange
+
+    with redis_and_api(tmp_path, processes=1, **TOKENS, TOKEN_FAILURE_LIMIT=str(LIMIT)) as (server, api):
+        status, _, body = _once(api.port, "127.0.0.1", "POST", "/submit", _bearer(ALICE), {"operation": "sleep"})
+        job_id = json.loads(body)["job_id"]
+        start_counting_with(10)
+        routes = [("GET", "/jobs?limit=1", b""), ("GET", f"/status/{job_id}", b""), ("POST", "/submit", b"{}")]
+        for i in range(LIMIT + 1):
+            for method, path, payload in routes:
+                request = (
+                    f"{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{api.port}\r\n"
+                    f"Authorization: Bearer {ALICE}\r\nAuthorization: Bearer guess-{i}\r\n"
+                    f"Content-Type: application/json\r\nContent-Length: {len(payload)}\r\nConnection: close\r\n\r\n"
+                ).encode() + payload
+                status, _, answer = exchange(api.url, request)
+                assert status == 400, (method, path, answer)
+                assert json.loads(answer)["error"] == "invalid_authorization", answer
+        assert not list(server.client().scan_iter(match=keys.TOKEN_FAILURES_PREFIX + "*"))
+        assert _once(api.port, "127.0.0.1", "GET", "/jobs?limit=1", _bearer(ALICE))[0] == 200
+        assert _once(api.port, "127.0.0.1", "GET", "/jobs?limit=1", _bearer("a,b"))[0] == 400  # one header, a comma

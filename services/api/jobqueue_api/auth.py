@@ -39,7 +39,10 @@ def given_token() -> tuple[str | None, bool]:
     """The token the request presents and whether it came from the page's cookie."""
     header = request.headers.get("Authorization")
     if header is not None:
-        return bearer(header), False
+        given = bearer(header)
+        if given is not None and "," in given:
+            one_token(given)
+        return given, False
     cookie = request.cookies.get(COOKIE)
     return (cookie, True) if cookie else (None, False)
 
@@ -48,6 +51,22 @@ def bearer(header: str) -> str | None:
     """The token of an ``Authorization`` header (``Bearer <token>``); None for any other scheme."""
     scheme, _, given = header.partition(" ")
     return given.strip() if scheme.lower() == "bearer" else None
+
+
+def one_token(given: str) -> None:
+    """400 for a Bearer token with a comma that is no token the API knows: the server joins two
+    ``Authorization`` headers with one (``Bearer a,Bearer b``), and a token (RFC 6750, and every
+    ``API_TOKENS`` entry) has none. Judged as a wrong token, it was counted against the client's
+    ``TOKEN_FAILURE_LIMIT`` as a guess, and the 401 said the token was unknown."""
+    settings = current().settings
+    if identify_among(settings.api_token, named_tokens(settings.api_tokens), given)[0]:
+        return  # an API_TOKEN that holds a comma is still its own
+    raise ApiError(
+        400,
+        "invalid_authorization",
+        "send one 'Authorization: Bearer <token>' header: the one received holds a comma, as two "
+        "Authorization headers do once joined, and a token has none",
+    )
 
 
 def named_tokens(raw: str) -> dict[str, str]:
