@@ -79,7 +79,7 @@ def test_every_refusal_series_is_0_before_the_first_refusal(api):
         if sample.name == "jobqueue_http_refused_total"
     }
     assert series == {(str(status), code): 0 for status, code in counted_refusals()}
-    assert ("414", "uri_too_long") in series and ("400", "invalid_header") in series and len(series) == 12
+    assert ("414", "uri_too_long") in series and ("400", "invalid_header") in series and len(series) == 13
 
 
 def test_tutorial_client_flow(api, redis_clients):
@@ -304,7 +304,11 @@ _POST = b"POST /submit HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/
         (b"GET /" + b"a" * 5000 + b" HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n", 414, "uri_too_long"),
         (b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Big: " + b"a" * 9000 + b"\r\n\r\n", 431, None),
         (b"GET /healthz HTTP/1.1\r\n" + b"".join(b"X-%d: 1\r\n" % i for i in range(120)) + b"\r\n", 431, None),
-        (b"GET /healthz HTTP/9.9\r\nHost: 127.0.0.1\r\n\r\n", 400, "invalid_http_version"),
+        # another major version: 505 (RFC 9110 section 15.6.6), where it was 400 like a malformed one
+        (b"GET /healthz HTTP/9.9\r\nHost: 127.0.0.1\r\n\r\n", 505, "http_version_not_supported"),
+        (b"GET /healthz HTTP/2.0\r\nHost: 127.0.0.1\r\n\r\n", 505, "http_version_not_supported"),
+        (b"GET /healthz HTTP/0.9\r\nHost: 127.0.0.1\r\n\r\n", 505, "http_version_not_supported"),
+        (b"GET /healthz HTTP/1.10\r\nHost: 127.0.0.1\r\n\r\n", 400, "invalid_http_version"),
         (b"GARBAGE\r\n\r\n", 400, "invalid_request_line"),
         (b"G@T /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n", 400, "invalid_method"),
         (b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nBad Name: 1\r\n\r\n", 400, "invalid_header"),
@@ -322,6 +326,26 @@ def test_requests_gunicorn_refuses_are_answered_in_json(api, request_bytes, stat
     answer = json.loads(body)
     assert answer["error"] == (code or "request_header_fields_too_large") and answer["message"], answer
     assert b"<html" not in body
+
+
+@pytest.mark.parametrize("path", ["/healthz", "/jobs?limit=1", "/submit"])
+def test_a_higher_minor_version_is_served_as_http_1_1(api, path):
+    """``HTTP/1.2`` (any 1.x above 1.1): processed as 1.1 and answered ``HTTP/1.1`` (RFC 9110 section
+    2.5), on Flask's path and the fast path's submit, the connection kept alive for the next request.
+    gunicorn echoed the client's "HTTP/1.2 200 OK", a version this server does not speak."""
+    body = json.dumps({"operation": "sleep", "params": {"seconds": 0}}).encode() if path == "/submit" else b""
+    head = f"{'POST' if body else 'GET'} {path} HTTP/1.2\r\nHost: 127.0.0.1\r\n"
+    if body:
+        head += f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n"
+    closing = b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+    where = urlsplit(api[0])
+    answer = b""
+    with socket.create_connection((where.hostname, where.port), timeout=10) as sock:
+        sock.sendall((head + "\r\n").encode() + body + closing)
+        while chunk := sock.recv(65536):
+            answer += chunk
+    lines = re.findall(rb"HTTP/\d\.\d \d{3} [A-Z ]+", answer)  # the status lines (a body runs into the next)
+    assert lines == [b"HTTP/1.1 202 ACCEPTED" if body else b"HTTP/1.1 200 OK", b"HTTP/1.1 200 OK"], answer
 
 
 def _request_line(length: int) -> bytes:

@@ -255,6 +255,20 @@ def register_error_handlers(app: Flask) -> None:
         return error_response(500, "internal_error", "internal error; it has been logged")
 
 
+class UnsupportedMajorVersion(Exception):
+    """gunicorn's ``InvalidHTTPVersion`` for a well-formed version of a major other than 1
+    (``HTTP/2.0``, ``HTTP/0.9``): RFC 9110 section 15.6.6's 505, where a malformed version
+    (``HTTP/1.10``) stays a 400. Both were 400 ``invalid_http_version``."""
+
+    def __init__(self, version: tuple[int, int]) -> None:
+        super().__init__(f"HTTP/{version[0]}.{version[1]}")
+
+
+def _refined(exc: BaseException) -> BaseException:
+    version = getattr(exc, "version", None) if isinstance(exc, gerr.InvalidHTTPVersion) else None
+    return UnsupportedMajorVersion(version) if isinstance(version, tuple) else exc
+
+
 # gunicorn's own refusals, made before the application sees the request, with the statuses
 # gunicorn.workers.base.Worker.handle_error gives them: exception classes, status, reason phrase,
 # code, message (gunicorn's own description follows it). Most specific first.
@@ -285,7 +299,14 @@ SERVER_ERRORS: list[tuple[tuple[type[BaseException], ...], int, str, str, str]] 
         "over {limit_request_fields} header fields, or one over {limit_request_field_size} bytes",
     ),
     ((gerr.InvalidRequestMethod,), 400, "Bad Request", "invalid_method", "malformed method"),
-    ((gerr.InvalidHTTPVersion,), 400, "Bad Request", "invalid_http_version", "unsupported HTTP version"),
+    (
+        (UnsupportedMajorVersion,),
+        505,
+        "HTTP Version Not Supported",
+        "http_version_not_supported",
+        "HTTP version not supported (this server speaks HTTP/1.1 and 1.0)",
+    ),
+    ((gerr.InvalidHTTPVersion,), 400, "Bad Request", "invalid_http_version", "malformed HTTP version"),
     ((gerr.InvalidRequestLine,), 400, "Bad Request", "invalid_request_line", "malformed request line"),
     (
         (gerr.UnsupportedTransferCoding,),
@@ -339,6 +360,7 @@ def server_error(exc: BaseException, cfg: Any) -> tuple[int, str, str, bytes]:
     """Status, reason phrase, error code and JSON body for an error gunicorn raised outside the
     application (``cfg``: gunicorn's config, for the limits a message names). Anything unforeseen
     is a 500."""
+    exc = _refined(exc)
     status, reason, code, text = next(
         ((status, reason, code, text) for kinds, status, reason, code, text in SERVER_ERRORS if isinstance(exc, kinds)),
         (500, "", "", ""),

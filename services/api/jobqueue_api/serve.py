@@ -115,6 +115,13 @@ def gunicorn_options(settings, on_stop: Callable[[], None] | None = None) -> dic
 
         return json_errors(worker_class(on_stop, write_seconds=settings.client_timeout_seconds))
 
+    def pre_request(worker, req):  # gunicorn hook signature: each request, once parsed
+        # RFC 9110 section 2.5: a minor version above the one implemented (HTTP/1.2) is processed as
+        # the highest one (1.1), and the answer names the version the server speaks: gunicorn wrote
+        # "HTTP/1.2 200 OK" back and told the application SERVER_PROTOCOL HTTP/1.2
+        if req.version > (1, 1):
+            req.version = (1, 1)
+
     def address(port: int) -> str:
         return f"{settings.bind_host}:{port}" if ":" not in settings.bind_host else f"[{settings.bind_host}]:{port}"
 
@@ -140,6 +147,7 @@ def gunicorn_options(settings, on_stop: Callable[[], None] | None = None) -> dic
         "logconfig_dict": log_config(settings.log_level),
         "logger_class": logger_class(),
         "child_exit": child_exit,
+        "pre_request": pre_request,
         "post_worker_init": post_worker_init,
         "proc_name": "jobqueue-api",
         # whose X-Forwarded-Proto counts: behind an Ingress the proxy is not on loopback
