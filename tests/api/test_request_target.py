@@ -156,6 +156,19 @@ def test_an_absolute_target_naming_an_allowed_host_is_served_as_its_origin_form(
                 assert _queued(queue) == queued + 2 and "job_id" in _json(answer)
 
 
+@pytest.mark.parametrize("method", ["GET", "HEAD", "POST", "OPTIONS"])
+@pytest.mark.parametrize("rest", ["", "?x=1"])
+def test_an_absolute_target_without_a_path_is_served_as_slash(served, method, rest):
+    """``GET http://127.0.0.1:5000 HTTP/1.1``: the empty path is ``/`` (RFC 9110 section 4.2.3), so
+    the answer is what ``/`` answers (200 and the help text, a 405 for a POST), not Flask's HTML 308
+    to ``/``."""
+    base, port, _ = served
+    answer = exchange(base, _request(method, f"http://127.0.0.1:{port}{rest}", host=f"127.0.0.1:{port}"))
+    origin = exchange(base, _request(method, f"/{rest}", host=f"127.0.0.1:{port}"))
+    assert answer[0] == origin[0] == {"POST": 405, "OPTIONS": 204}.get(method, 200), (answer, origin)
+    assert answer[2] == origin[2] and "location" not in answer[1], answer
+
+
 @pytest.mark.parametrize(
     "target,param",
     [

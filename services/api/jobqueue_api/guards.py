@@ -113,7 +113,8 @@ def request_target(wsgi_app: Callable) -> Callable:
     allow-list under any other name. ``HTTP_HOST`` is set to the authority here, before the fast path
     (``fastpath.py``) and the Guard read it, as werkzeug's own development server does
     (``werkzeug/serving.py``, ``make_environ``). An HTTP/1.1 request with no Host header is left
-    without one, for the Guard's 400 ``missing_host`` (RFC 9112 section 3.2), whatever its target."""
+    without one, for the Guard's 400 ``missing_host`` (RFC 9112 section 3.2), whatever its target.
+    A target with no path (``http://host:port``) is served as ``/``."""
 
     def app(environ: dict, start_response: Callable) -> Iterable[bytes]:
         target = environ.get("RAW_URI", "")
@@ -123,6 +124,10 @@ def request_target(wsgi_app: Callable) -> Callable:
                 environ["HTTP_HOST"] = urlsplit(target).netloc
             except ValueError:  # gunicorn split the same target without error; never trust the header
                 environ["HTTP_HOST"] = ""
+            if not environ.get("PATH_INFO") and not environ.get("SCRIPT_NAME"):
+                # ``http://host:port`` with no path means "/" (RFC 9110 section 4.2.3); an empty
+                # PATH_INFO got Flask's HTML 308 to "/" (a POST was never served, whatever it carried)
+                environ["PATH_INFO"] = "/"
         return wsgi_app(environ, start_response)
 
     return app
