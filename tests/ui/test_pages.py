@@ -54,6 +54,15 @@ def test_job_page_links_are_relative_to_its_depth(client):
     assert "&lt;b&gt;" in client.get("/ui/jobs/<b>x").get_data(as_text=True)  # escaped, as every value
 
 
+@pytest.mark.parametrize("path", [f"/ui/jobs/{'0' * 8}%2Fresult", "/ui/jobs/x%2f", "/ui/jobs/..%2F..%2Fhelp"])
+def test_an_escaped_slash_in_the_job_page_id_is_the_pages_400(client, path):
+    """As ``/status/x%2Fy`` is 400 ``invalid_job_id`` (the escaped slash is the id's): the job page's
+    400 for an id that is not one, where it was the HTML 404 "no such route" (its id split in two)."""
+    bad = client.get(path, headers={"Accept": "text/html"})
+    assert bad.status_code == 400 and bad.mimetype == "text/html", bad.get_data(as_text=True)[:300]
+    assert "data-job-id=" in bad.get_data(as_text=True)
+
+
 def test_filters_are_never_reflected(client):
     html = client.get('/ui/jobs?status=<script>alert(1)</script>&operation="><img src=x>').get_data(as_text=True)
     assert "<script>alert" not in html and "<img src=x" not in html and "&lt;script" not in html

@@ -135,6 +135,8 @@ def request_target(wsgi_app: Callable) -> Callable:
 
 # the routes whose second path segment is a job id (``/status/<id>``, ``/jobs/<id>/result``...)
 JOB_ID_ROUTES = frozenset({"status", "jobs", "download", "results"})
+# and the web page's job page, whose third is (``/ui/jobs/<id>``)
+JOB_PAGE = ["", "ui", "jobs"]
 
 
 def encoded_slash_in_id(wsgi_app: Callable) -> Callable:
@@ -143,7 +145,9 @@ def encoded_slash_in_id(wsgi_app: Callable) -> Callable:
     ``invalid_job_id``). gunicorn unescapes the whole path into ``PATH_INFO``
     (``gunicorn/http/wsgi.py``, ``create``), so the escaped slash split the id and the request
     reached another route or none ("no such route"; ``DELETE /jobs/x%2Fresult`` a 405). Only the
-    job routes are rebuilt, from ``RAW_URI`` segment by segment, with the slash left as ``%2F``."""
+    job routes are rebuilt, from ``RAW_URI`` segment by segment, with the slash left as ``%2F``; the
+    web page's job page too, so ``/ui/jobs/x%2Fy`` is its 400 page for an id that is not one, as
+    ``/ui/jobs/x`` is (it was the HTML 404 "no such route")."""
 
     def app(environ: dict, start_response: Callable) -> Iterable[bytes]:
         target = environ.get("RAW_URI", "")
@@ -153,7 +157,9 @@ def encoded_slash_in_id(wsgi_app: Callable) -> Callable:
             if root and path.startswith(root):
                 path = path[len(root) :]
             segments = path.split("/")
-            if len(segments) > 2 and segments[0] == "" and segments[1] in JOB_ID_ROUTES:
+            if (len(segments) > 2 and segments[0] == "" and segments[1] in JOB_ID_ROUTES) or (
+                len(segments) > 3 and segments[:3] == JOB_PAGE
+            ):
                 environ["PATH_INFO"] = "/".join(
                     unquote_to_bytes(part).decode("latin-1").replace("/", "%2F") for part in segments
                 )
