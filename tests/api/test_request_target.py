@@ -194,3 +194,20 @@ def test_a_query_in_utf8_is_served(served):
     base, _, _ = served
     answer = requests.get(base + "/analysis/incidents_by_road", params={"road": "Ñ LAMAR"}, timeout=10)
     assert answer.status_code == 200 and answer.json()["road"].upper() == "Ñ LAMAR", answer.text
+
+
+@pytest.mark.parametrize("route", ROUTES + ["healthz"])
+def test_a_websocket_upgrade_request_is_served_as_plain_http(served, job_id, route):
+    """``Connection: Upgrade`` and ``Upgrade: websocket``: the API speaks no WebSocket and ignores
+    the header (RFC 9110 section 7.8), as it does ``Upgrade: h2c``. It was a 400 "the browser (or
+    proxy) sent a request that this server could not understand" on every route of Flask's path."""
+    base, _, _ = served
+    method, path, body, status = ("GET", "/healthz", b"", 200) if route == "healthz" else _route(route, job_id)
+    request = _request(method, path, host="127.0.0.1", body=body)
+    upgrade = request.replace(b"Connection: close\r\n", b"Connection: Upgrade, close\r\nUpgrade: websocket\r\n")
+    upgrade = upgrade.replace(
+        b"\r\n\r\n", b"\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n", 1
+    )
+    answer = exchange(base, upgrade)
+    assert answer[0] == status, answer
+    assert "upgrade" not in answer[1].get("connection", "").lower() and "upgrade" not in answer[1]

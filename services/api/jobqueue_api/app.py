@@ -67,6 +67,17 @@ class JobqueueFlask(Flask):
         del response.headers["Content-Type"]
         return response
 
+    def create_url_adapter(self, request):
+        """Routes matched as plain HTTP, also for a request asking to upgrade to WebSocket: the API
+        speaks none, and RFC 9110 section 7.8 lets a server ignore ``Upgrade`` (it does for ``h2c``).
+        werkzeug matched such a request against WebSocket routes only, of which there are none:
+        a 400 saying "the browser (or proxy) sent a request that this server could not understand"."""
+        adapter = super().create_url_adapter(request)
+        if adapter is not None and adapter.websocket:
+            adapter.websocket = False
+            adapter.url_scheme = "https" if adapter.url_scheme == "wss" else "http"
+        return adapter
+
     def ensure_sync(self, func):
         cache = self.__dict__.setdefault("_jobqueue_sync", {})
         try:
