@@ -348,6 +348,22 @@ def test_a_higher_minor_version_is_served_as_http_1_1(api, path):
     assert lines == [b"HTTP/1.1 202 ACCEPTED" if body else b"HTTP/1.1 200 OK", b"HTTP/1.1 200 OK"], answer
 
 
+@pytest.mark.parametrize("path", ["/healthz", "/jobs?limit=1", "/submit"])
+@pytest.mark.parametrize("options", ["keep-alive, close", "Upgrade, close", "TE,CLOSE"])
+def test_close_among_other_connection_options_closes(api, path, options):
+    """``Connection: keep-alive, close`` asks the server to close after its answer (RFC 9112 section
+    9.6), on Flask's path and the fast path's submit. gunicorn honoured "close" only alone: the answer
+    said keep-alive and the connection stayed open until the client gave up (5 s idle here)."""
+    body = json.dumps({"operation": "sleep", "params": {"seconds": 0}}).encode() if path == "/submit" else b""
+    head = f"{'POST' if body else 'GET'} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: {options}\r\n"
+    if body:
+        head += f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n"
+    started = time.monotonic()
+    status, headers, _ = exchange(api[0], (head + "\r\n").encode() + body, timeout=15)
+    assert status == (202 if body else 200) and headers["connection"] == "close", headers
+    assert time.monotonic() - started < 3  # closed with the answer, not at the idle timeout
+
+
 def _request_line(length: int) -> bytes:
     """A GET whose request line (method, path, version; no CRLF) is ``length`` bytes."""
     line = b"GET /" + b"a" * (length - len(b"GET / HTTP/1.1")) + b" HTTP/1.1"

@@ -121,6 +121,11 @@ def gunicorn_options(settings, on_stop: Callable[[], None] | None = None) -> dic
         # "HTTP/1.2 200 OK" back and told the application SERVER_PROTOCOL HTTP/1.2
         if req.version > (1, 1):
             req.version = (1, 1)
+        # "close" among other Connection options (``keep-alive, close``, ``Upgrade, close``) asks to
+        # close after this answer (RFC 9112 section 9.6); gunicorn honours it only alone, so the
+        # answer said keep-alive and the connection stayed open until the client gave up
+        if any(name == "CONNECTION" and "close" in _options(value) for name, value in req.headers):
+            req.must_close = True
 
     def address(port: int) -> str:
         return f"{settings.bind_host}:{port}" if ":" not in settings.bind_host else f"[{settings.bind_host}]:{port}"
@@ -156,6 +161,11 @@ def gunicorn_options(settings, on_stop: Callable[[], None] | None = None) -> dic
         "control_socket_disable": True,
         **({"worker_tmp_dir": "/dev/shm"} if os.path.isdir("/dev/shm") else {}),
     }
+
+
+def _options(connection: str) -> list[str]:
+    """The options of a ``Connection`` header value, lower-case (a comma-separated list)."""
+    return [option.strip(" \t").lower() for option in connection.split(",")]
 
 
 def _parse_args(argv: list[str] | None) -> argparse.Namespace:
