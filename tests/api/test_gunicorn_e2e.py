@@ -299,6 +299,7 @@ _POST = b"POST /submit HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/
         (_POST + b"Content-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", 400, "invalid_header"),
         (_POST + b"Content-Length: 2\r\nContent-Length: 3\r\n\r\n{}", 400, "invalid_header"),
         (_POST + b"Transfer-Encoding: gzip\r\n\r\n", 400, "invalid_header"),
+        (_POST.replace(b"1.1", b"1.0") + b"Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n", 400, "invalid_header"),
         (_POST + b"Transfer-Encoding: br\r\n\r\n", 501, "unsupported_transfer_coding"),
         (_POST + b"Expect: coffee\r\nContent-Length: 2\r\n\r\n{}", 417, "expectation_failed"),
         (b"GET /" + b"a" * 5000 + b" HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n", 414, "uri_too_long"),
@@ -326,6 +327,17 @@ def test_requests_gunicorn_refuses_are_answered_in_json(api, request_bytes, stat
     answer = json.loads(body)
     assert answer["error"] == (code or "request_header_fields_too_large") and answer["message"], answer
     assert b"<html" not in body
+
+
+@pytest.mark.parametrize("coding", [b"chunked", b"gzip, chunked"])
+def test_transfer_encoding_in_http_1_0_says_http_1_0_has_none(api, coding):
+    """HTTP/1.0 with ``Transfer-Encoding: chunked`` is refused (RFC 9112 section 6.1): the 400 said
+    "Transfer-Encoding must end in chunked", which it did. It now names the real fault."""
+    request = _POST.replace(b"HTTP/1.1", b"HTTP/1.0") + b"Transfer-Encoding: " + coding + b"\r\n\r\n0\r\n\r\n"
+    status, _, body = exchange(api[0], request)
+    answer = json.loads(body)
+    assert status == 400 and answer["header"] == "TRANSFER-ENCODING", answer
+    assert answer["message"].startswith("HTTP/1.0 has no Transfer-Encoding") and "Content-Length" in answer["message"]
 
 
 @pytest.mark.parametrize("path", ["/healthz", "/jobs?limit=1", "/submit"])

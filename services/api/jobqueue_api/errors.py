@@ -356,6 +356,14 @@ _LENGTH_HEADERS = {
 }
 
 
+# an HTTP/1.0 request with Transfer-Encoding, which gunicorn refuses whatever its value (RFC 9112
+# section 6.1: its framing is faulty): "must end in chunked" told the sender of a chunked one nothing
+_HTTP10_TRANSFER_ENCODING = (
+    "HTTP/1.0 has no Transfer-Encoding (RFC 9112 section 6.1): send the body with a Content-Length, "
+    "or send the request as HTTP/1.1"
+)
+
+
 def server_error(exc: BaseException, cfg: Any) -> tuple[int, str, str, bytes]:
     """Status, reason phrase, error code and JSON body for an error gunicorn raised outside the
     application (``cfg``: gunicorn's config, for the limits a message names). Anything unforeseen
@@ -387,6 +395,8 @@ def server_error(exc: BaseException, cfg: Any) -> tuple[int, str, str, bytes]:
         body["header"] = header
         if header in _LENGTH_HEADERS and isinstance(exc, gerr.InvalidHeader):
             body["message"] = _LENGTH_HEADERS[header]
+            if header == "TRANSFER-ENCODING" and getattr(getattr(exc, "req", None), "version", (1, 1)) < (1, 1):
+                body["message"] = _HTTP10_TRANSFER_ENCODING
     return status, reason, code, _json_line(body)
 
 
