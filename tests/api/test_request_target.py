@@ -19,7 +19,7 @@ import requests
 from jobqueue import keys
 from jobqueue.connections import queue_redis
 from jobqueue.settings import load_settings
-from tests.support.rawhttp import exchange
+from tests.support.rawhttp import exchange, pipelined
 
 from .support import redis_and_api
 
@@ -211,3 +211,15 @@ def test_a_websocket_upgrade_request_is_served_as_plain_http(served, job_id, rou
     answer = exchange(base, upgrade)
     assert answer[0] == status, answer
     assert "upgrade" not in answer[1].get("connection", "").lower() and "upgrade" not in answer[1]
+
+
+def test_options_asterisk_answers_for_the_whole_server(served):
+    """``OPTIONS * HTTP/1.1`` (RFC 9110 section 9.3.7, a client's "ping" of the server): 204 with
+    every method some route takes, the connection kept for the next request. It was the 404 "no
+    such route; GET /help lists them"."""
+    base, _, _ = served
+    ping = b"OPTIONS * HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
+    first, second = pipelined(base, ping + _request("GET", "/healthz", host="127.0.0.1"), 2)
+    assert first[0] == 204 and first[2] == b"", first
+    assert first[1]["allow"] == "DELETE, GET, HEAD, OPTIONS, POST", first[1]
+    assert second[0] == 200, second

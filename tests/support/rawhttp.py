@@ -46,7 +46,7 @@ def _answers(sock: socket.socket, count: int) -> list[tuple[int, dict[str, str],
             data += chunk
         head, _, data = data.partition(b"\r\n\r\n")
         headers = _headers(head)
-        size = int(headers["content-length"])
+        size = int(headers.get("content-length", "0"))  # a 204 has none (RFC 9110 section 8.6)
         while len(data) < size:
             data += sock.recv(65536)
         out.append((_status(head), headers, data[:size]))

@@ -102,7 +102,7 @@ def public_base(allowed_hosts: tuple[str, ...], port: int) -> str:
 HOST_VERDICTS = 64
 
 
-def request_target(wsgi_app: Callable) -> Callable:
+def request_target(wsgi_app: Callable, methods: Callable[[], Iterable[str]] = tuple) -> Callable:
     """``wsgi_app`` judging a request whose target is in absolute-form (``GET http://evil.example/jobs
     HTTP/1.1``) by the target's authority, not by its ``Host`` header: RFC 9112 section 3.2.2 says a
     server MUST ignore Host then and use the target's host. gunicorn does not (27.0,
@@ -114,10 +114,17 @@ def request_target(wsgi_app: Callable) -> Callable:
     (``fastpath.py``) and the Guard read it, as werkzeug's own development server does
     (``werkzeug/serving.py``, ``make_environ``). An HTTP/1.1 request with no Host header is left
     without one, for the Guard's 400 ``missing_host`` (RFC 9112 section 3.2), whatever its target.
-    A target with no path (``http://host:port``) is served as ``/``."""
+    A target with no path (``http://host:port``) is served as ``/``.
+
+    ``OPTIONS *`` (asterisk-form, which gunicorn takes for OPTIONS only) asks about the server as a
+    whole (RFC 9110 section 9.3.7): ``204`` with every method some route takes (``methods()``) in
+    ``Allow``, where it was the 404 "no such route" of a path ``/*``."""
 
     def app(environ: dict, start_response: Callable) -> Iterable[bytes]:
         target = environ.get("RAW_URI", "")
+        if target == "*":
+            start_response("204 No Content", [("Allow", ", ".join(sorted(methods())))])
+            return []
         # absolute-form as gunicorn tells it (origin-form starts with "/", absolute-form has "://")
         if not target.startswith("/") and "://" in target and not missing_host(environ):
             try:

@@ -61,5 +61,8 @@ def install(app: Flask, allowed_hosts: tuple[str, ...], metrics_port: int, token
 
     # an absolute-form target's authority in HTTP_HOST before the fast path or the Guard reads it
     app.wsgi_app = with_headers(  # type: ignore[method-assign]
-        request_target(encoded_slash_in_id(fastpath.wrap(app, app.wsgi_app, guard, metrics_port)))
+        request_target(
+            encoded_slash_in_id(fastpath.wrap(app, app.wsgi_app, guard, metrics_port)),
+            lambda: {method for rule in app.url_map.iter_rules() for method in rule.methods or ()},
+        )
     )
