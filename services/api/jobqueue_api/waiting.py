@@ -85,12 +85,14 @@ class DoneWaiter:
         timeout: float,
         read: Callable[[str], str | None] | None = None,
         client: object = None,
+        last_read: Callable[[str], str | None] | None = None,
     ) -> Job | None:
         """The job once final, or as it is after ``timeout`` seconds (at once when this process
         already holds ``max_waiters`` or is stopping, or once ``client``, the request's connection,
         has closed); None if it does not exist. ``read(job_id)`` reads the stored
         document (the API passes its grouped status reads, so concurrent long polls' reads share
-        MGETs); a GET of its own without it."""
+        MGETs); a GET of its own without it. ``last_read`` reads it once the wait has run out (the
+        API's plain grouped reads: the job need not be marked waited for again); ``read`` without it."""
         get = self._store.get if read is None else _parsed(read)
         waiter = self.register(job_id, client)
         if waiter is None:
@@ -112,7 +114,7 @@ class DoneWaiter:
                 # the wait ran out: the job as it is now (in progress, say), and a Redis lost meanwhile
                 # raises here (503), where the first read's document answered 200 as if all were well
                 with within(END_READ_SECONDS):
-                    job = get(job_id)
+                    job = (get if last_read is None else _parsed(last_read))(job_id)
         finally:
             self.unregister(job_id, waiter)
         return job

@@ -205,7 +205,7 @@ def _read_job(state: ApiState, job_id: str, wait: float, me: str | None, client:
     if job is not None and me is not None and job.owner != me:
         return None  # another token's job: as if it did not exist (and not waited on)
     if wait > 0 and job is not None and not job.status.is_final:
-        job = state.waiter.wait_final(job_id, wait, state.waited_reads.call, client)
+        job = state.waiter.wait_final(job_id, wait, state.waited_reads.call, client, state.reads.call)
     return job
 
 
