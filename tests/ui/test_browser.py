@@ -411,7 +411,7 @@ def test_pressing_again_after_the_answer_was_lost_returns_the_stored_job(page, i
     page.goto(f"{url}/ui/submit?operation=top_locations")
     page.fill("#p-n", "12")
     page.click("#submit-form button[type=submit]")
-    expect(page.locator("#form-error")).to_contain_text("Could not reach the API")
+    expect(page.locator("#notice")).to_contain_text("press Submit again once the API is back")
     page.click("#submit-form button[type=submit]")
     page.wait_for_url(re.compile(r"/ui/jobs/[0-9a-f-]{36}$"))
     assert len(keys) == 2 and KEY.match(keys[0]) and keys[0] == keys[1], keys

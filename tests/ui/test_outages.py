@@ -6,8 +6,11 @@ that come back late."""
 from __future__ import annotations
 
 import json
+import signal
 
 import pytest
+
+from devstack.stack import running_stack
 
 from tests.ui.test_browser import (  # noqa: F401
     FINAL_TIMEOUT,
@@ -84,7 +87,7 @@ def test_the_stalled_banner_is_said_once_not_on_every_poll(page, idle_stack):  #
 def test_a_job_page_says_when_the_api_does_not_answer_and_recovers(page, idle_stack):  # noqa: F811
     """A waiting job's page whose requests got no answer at all (the API stopped, or the network
     went) retried in silence: it went on showing "submitted" as if live, with nothing saying that
-    nothing came back, where the overview and the jobs table said "Connection problem"."""
+    nothing came back, where the overview and the jobs table said the API could not be reached."""
     expect = _expect()
     job_id = _api_submit(idle_stack.url, "top_locations", {"n": 4})  # no worker: it stays submitted
     page.route(
@@ -93,13 +96,54 @@ def test_a_job_page_says_when_the_api_does_not_answer_and_recovers(page, idle_st
     )
     page.goto(f"{idle_stack.url}/ui/jobs/{job_id}")
     expect(page.locator("#notice")).to_be_visible()
-    expect(page.locator("#notice")).to_contain_text("Connection problem")
+    expect(page.locator("#notice")).to_contain_text("The API cannot be reached")
     expect(page.locator("#notice")).to_contain_text("Trying again")
 
     page.unroute("**/jobs/*")  # the API is back: the page finds the job by itself
     expect(page.locator("#j-status")).to_have_text("submitted")
     expect(page.locator("#notice")).to_be_hidden()
     assert page.problems == []
+
+
+def test_with_the_api_gone_every_page_says_so_in_words(browser, tmp_path):  # noqa: F811
+    """The API stopped (or the kubectl port-forward to it ended): the pages said the browser's own
+    "Connection problem: TypeError: Failed to fetch", the submit form "Could not reach the API:
+    TypeError: Failed to fetch", and Cancel on a job's page said nothing at all. Each now says in the
+    notice (the one live region) that the API cannot be reached, why that may be, and what happens
+    next: the polls try again; a press is to be made again once it is back."""
+    expect = _expect()
+    with running_stack(tmp_path) as s:
+        s.start_api(web_concurrency=1)
+        job_id = _api_submit(s.url, "top_locations", {"n": 3})  # no worker: it stays submitted
+        context = _context(browser, viewport={"width": 1280, "height": 900})
+        try:
+            pages = {}
+            for name, path, ready in [
+                ("overview", "/ui/", "#st-alive"),
+                ("jobs", "/ui/jobs", "#jobs a"),
+                ("job", f"/ui/jobs/{job_id}", "#a-cancel"),
+                ("submit", "/ui/submit?operation=top_locations", "#submit-form"),
+            ]:
+                pages[name] = context.new_page()
+                pages[name].goto(s.url + path)
+                expect(pages[name].locator(ready).first).to_be_visible()
+            pages["submit"].fill("#p-n", "4")
+            s.api.signal(signal.SIGTERM)
+            s.api.wait_exit(30)
+
+            for name in ("overview", "jobs", "job"):
+                expect(pages[name].locator("#notice")).to_contain_text("The API cannot be reached")
+                expect(pages[name].locator("#notice")).to_contain_text("port-forward")
+                expect(pages[name].locator("#notice")).to_contain_text("Trying again every few seconds")
+            pages["job"].click("#a-cancel")
+            expect(pages["job"].locator("#notice")).to_contain_text("Press Cancel again once it is back")
+            pages["submit"].click("#submit-form button[type=submit]")
+            expect(pages["submit"].locator("#notice")).to_contain_text("The API cannot be reached")
+            expect(pages["submit"].locator("#notice")).to_contain_text("press Submit again once the API is back")
+            for name, pg in pages.items():
+                assert "Failed to fetch" not in pg.locator("body").inner_text(), name
+        finally:
+            context.close()
 
 
 def test_after_a_submit_that_fails_the_focus_is_back_on_the_button(page, idle_stack):  # noqa: F811
@@ -112,7 +156,7 @@ def test_after_a_submit_that_fails_the_focus_is_back_on_the_button(page, idle_st
     page.fill("#p-n", "5")
     page.focus("#submit-form button[type=submit]")
     page.keyboard.press("Enter")
-    expect(page.locator("#form-error")).to_contain_text("Could not reach the API")
+    expect(page.locator("#notice")).to_contain_text("The API cannot be reached")
     assert page.evaluate("() => document.activeElement.matches('#submit-form button[type=submit]')")
 
     page.unroute("**/submit")

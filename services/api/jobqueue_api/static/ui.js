@@ -28,7 +28,23 @@
         if (r.status === 401 && PAGE !== "login") { location.reload(); }
         return { status: r.status, ok: r.ok, data: data };
       });
+    }, function () {
+      var e = new Error(UNREACHABLE);
+      e.unreachable = true;
+      throw e;
     });
+  }
+
+  // No answer at all (the API stopped, the kubectl port-forward ended, the network went): the
+  // browser's own words were "TypeError: Failed to fetch", which says neither what happened nor what
+  // to do. Said in the notice, as every other trouble is.
+  var UNREACHABLE = "The API cannot be reached: it has stopped, or the connection to it (a kubectl " +
+    "port-forward, the network) has gone.";
+  var RETRYING = " Trying again every few seconds; what this page shows may be out of date.";
+  var AGAIN = " The job may not be queued: press Submit again once the API is back (restart the " +
+    "port-forward if it stopped). The page sends the same request, so the job is queued once.";
+  function failed(e, then) {
+    return e && e.unreachable ? UNREACHABLE + then : "Something went wrong on this page: " + e;
   }
 
   // A submit carries an Idempotency-Key, so pressing again (a double click, or after the network
@@ -138,7 +154,7 @@
     function tick() {
       timer = null;
       var p = document.hidden ? Promise.resolve() : fn();
-      Promise.resolve(p).catch(function (e) { notice("Connection problem: " + e); })
+      Promise.resolve(p).catch(function (e) { notice(failed(e, RETRYING)); })
         .then(function () { timer = setTimeout(tick, ms); });
     }
     document.addEventListener("visibilitychange", function () {
@@ -247,7 +263,7 @@
         err.textContent = errorText(res);
         input.setAttribute("aria-invalid", "true");
         input.focus();
-      });
+      }, function (e) { notice(failed(e, " Press Log in again once it is back.")); });
     });
   }
 
@@ -255,7 +271,8 @@
     var btn = byId("logout");
     if (!btn) return;
     btn.addEventListener("click", function () {
-      api("POST", "ui/logout?path=" + encodeURIComponent(apiRootPath()), {}).then(function () { location.reload(); });
+      api("POST", "ui/logout?path=" + encodeURIComponent(apiRootPath()), {}).then(function () { location.reload(); },
+        function (e) { notice(failed(e, " Press Log out again once it is back.")); });
     });
   }
 
@@ -555,7 +572,7 @@
       }, function (e) {
         // the API did not answer at all (stopped, restarting, the network gone): say so, as the other
         // pages do, rather than go on showing "in-progress" as if it were live while retrying
-        trouble("Connection problem: " + e + ". Trying again every few seconds; what this page shows may be out of date.");
+        trouble(failed(e, RETRYING));
         return new Promise(function (r) { setTimeout(r, 3000); }).then(function () { return follow(0); });
       });
     }
@@ -564,21 +581,22 @@
       // (one look at the job, not a second following of it: the one running goes on)
       api("DELETE", "jobs/" + encodeURIComponent(id)).then(function (res) {
         tell(res.ok ? "Cancelled." : errorText(res));
-        return api("GET", "jobs/" + encodeURIComponent(id)).then(function (now) { if (now.ok) render(now.data); });
-      });
+        return api("GET", "jobs/" + encodeURIComponent(id)).then(function (now) { if (now.ok) render(now.data); },
+          function () { /* the following of the job says so, and catches up */ });
+      }, function (e) { tell(failed(e, " Press Cancel again once it is back.")); });
     });
     byId("a-delete").addEventListener("click", function () {
       if (!window.confirm("Delete this job and its result?")) return;
       api("DELETE", "jobs/" + encodeURIComponent(id)).then(function (res) {
         if (res.ok) location.href = ROOT + "ui/jobs"; else tell(errorText(res));
-      });
+      }, function (e) { tell(failed(e, " Press Delete again once it is back.")); });
     });
     byId("a-again").addEventListener("click", function () {
       if (!current) return;
       submitJob({ operation: current.operation, params: current.params }).then(function (res) {
         if (res.status === 202) location.href = ROOT + "ui/jobs/" + encodeURIComponent(res.data.job_id);
         else tell(submitErrorText(res));
-      });
+      }, function (e) { tell(failed(e, AGAIN)); });
     });
   }
 
@@ -638,7 +656,7 @@
         var param = res.data && res.data.param;
         if (param && fieldError(param, errorText(res))) { byId("p-" + param).focus(); return; }
         byId("form-error").textContent = submitErrorText(res);
-      }, function (e) { enable(); byId("form-error").textContent = "Could not reach the API: " + e; });
+      }, function (e) { enable(); notice(failed(e, AGAIN)); });
     });
   }
 
