@@ -53,6 +53,29 @@ def test_a_chart_of_part_of_the_counts_says_so(page, stack):  # noqa: F811
     assert page.problems == []
 
 
+@pytest.mark.parametrize(
+    ("operation", "params", "days"),
+    [
+        ("daily_counts", {"start": "2010-01-01", "end": "2010-03-31"}, True),  # columns: 90 days, before the data
+        ("daily_counts", {"start": "2010-01-01", "end": "2010-01-10"}, True),  # bars: 10 days
+        ("incidents_within_radius", {"latitude": 30.5, "longitude": -97.5, "radius_km": 0.01}, False),  # by_issue {}
+    ],
+)
+def test_a_result_with_no_incidents_says_so_instead_of_an_empty_chart(page, stack, operation, params, days):  # noqa: F811
+    """daily_counts for a range before the data drew an empty frame whose y-axis topped at 1, which
+    read as a broken chart (or as about one a day); incidents_within_radius off every road showed
+    "by_issue {}". Each now says there are no incidents in the range, draws no chart, and (for a
+    range of days) keeps the table of zeros."""
+    job_id = _api_submit(stack.url, operation, params)
+    expect = _open_finished(page, stack.url, job_id)
+    said = page.locator("#j-result .counts p.empty")
+    expect(said).to_have_text("No incidents in this range: every day is 0." if days else "No incidents in this range.")
+    assert page.locator("#j-result svg").count() == 0
+    assert page.locator("#j-result .counts table").count() == (1 if days else 0)
+    assert "{}" not in page.locator("#j-result").inner_text()
+    assert page.problems == []
+
+
 def test_a_result_number_shows_every_decimal_it_has(page, stack):  # noqa: F811
     """incidents_within_radius answers the point it searched around: 30.2672, -97.7431 showed as
     30.267, -97.743 (toLocaleString rounds to 3 decimals), a point about 20 m away."""

@@ -436,12 +436,33 @@
 
   // --- one job ----------------------------------------------------------------------------------
   function countPairs(value) {
-    // {label: number} objects are counts: draw them; keep their order (the API ranks them).
+    // {label: number} objects are counts: draw them; keep their order (the API ranks them). An empty
+    // one ({} when nothing matched, as by_issue far from any road) is counts too: none of them.
     if (!value || typeof value !== "object" || Array.isArray(value)) return null;
     var keys = Object.keys(value);
-    if (!keys.length) return null;
     for (var i = 0; i < keys.length; i++) if (typeof value[keys[i]] !== "number") return null;
     return keys.map(function (k) { return [k, value[k]]; });
+  }
+
+  // The counts as a table (the first 200), folded away under "Table"
+  function countsTable(pairs) {
+    var table = el("table", { class: "grid" });
+    var head = el("tr");
+    head.appendChild(el("th", { scope: "col" }, "value"));
+    head.appendChild(el("th", { scope: "col" }, "count"));
+    var thead = el("thead"); thead.appendChild(head); table.appendChild(thead);
+    var tb = el("tbody");
+    pairs.slice(0, 200).forEach(function (p) {
+      var tr = el("tr");
+      tr.appendChild(el("td", null, p[0]));
+      tr.appendChild(el("td", { class: "num" }, fmtNum(p[1])));
+      tb.appendChild(tr);
+    });
+    table.appendChild(tb);
+    var wrap = el("details", { class: "table-details" });
+    wrap.appendChild(el("summary", null, "Table" + (pairs.length > 200 ? " (first 200 of " + pairs.length + ")" : "")));
+    wrap.appendChild(table);
+    return wrap;
   }
 
   function renderResult(job, box) {
@@ -463,7 +484,17 @@
         section.appendChild(el("h3", null, key + " (" + pairs.length + ")"));
         // a day series longer than the bar chart holds is drawn whole, as columns (daily_counts over
         // a 31-day month lost its last day); other counts past BARS are drawn in part, and say so
-        var daily = pairs.length > BARS && /^\d{4}-\d{2}-\d{2}$/.test(pairs[0][0]);
+        var days = pairs.length > 0 && /^\d{4}-\d{2}-\d{2}$/.test(pairs[0][0]);
+        var daily = days && pairs.length > BARS;
+        // nothing counted (a date range before the data, a radius off every road): the chart was an
+        // empty frame with a y-axis topping at 1, which reads as broken or as "about one"
+        if (pairs.every(function (p) { return p[1] === 0; })) {
+          section.appendChild(el("p", { class: "empty" }, "No incidents in this range" +
+            (pairs.length ? ": every " + (days ? "day" : "count") + " is 0." : ".")));
+          if (pairs.length) section.appendChild(countsTable(pairs));
+          box.appendChild(section);
+          return;
+        }
         var chartBox = el("div", { class: "chart", tabindex: "0", role: "region", "aria-label": "Chart of " + key });
         if (daily) {
           columnChart(chartBox, pairs.map(function (p) { return p[0]; }),
@@ -477,23 +508,7 @@
             fmtNum(pairs.length) + "; the table below lists " + (pairs.length > 200 ? "the first 200" : "them all") +
             ", the JSON every one."));
         }
-        var table = el("table", { class: "grid" });
-        var head = el("tr");
-        head.appendChild(el("th", { scope: "col" }, "value"));
-        head.appendChild(el("th", { scope: "col" }, "count"));
-        var thead = el("thead"); thead.appendChild(head); table.appendChild(thead);
-        var tb = el("tbody");
-        pairs.slice(0, 200).forEach(function (p) {
-          var tr = el("tr");
-          tr.appendChild(el("td", null, p[0]));
-          tr.appendChild(el("td", { class: "num" }, fmtNum(p[1])));
-          tb.appendChild(tr);
-        });
-        table.appendChild(tb);
-        var wrap = el("details", { class: "table-details" });
-        wrap.appendChild(el("summary", null, "Table" + (pairs.length > 200 ? " (first 200 of " + pairs.length + ")" : "")));
-        wrap.appendChild(table);
-        section.appendChild(wrap);
+        section.appendChild(countsTable(pairs));
         box.appendChild(section);
       } else {
         hasScalar = true;
