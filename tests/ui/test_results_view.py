@@ -76,6 +76,17 @@ def test_a_result_with_no_incidents_says_so_instead_of_an_empty_chart(page, stac
     assert page.problems == []
 
 
+def test_the_overview_with_no_job_finished_lately_says_so_instead_of_an_empty_chart(page, idle_stack):  # noqa: F811
+    """No job finished in the last 15 minutes (no worker, a quiet evening): the overview drew an
+    empty frame whose y-axis topped at 1. It now says no job finished, and draws the chart once one does."""
+    expect = _expect()
+    page.goto(f"{idle_stack.url}/ui/")
+    expect(page.locator("#recent-chart p.empty")).to_have_text("No job finished in the last 15 minutes.")
+    assert page.locator("#recent-chart svg").count() == 0
+    expect(page.locator("#recent-complete")).to_have_text("0")
+    assert page.problems == []
+
+
 def test_a_result_number_shows_every_decimal_it_has(page, stack):  # noqa: F811
     """incidents_within_radius answers the point it searched around: 30.2672, -97.7431 showed as
     30.267, -97.743 (toLocaleString rounds to 3 decimals), a point about 20 m away."""

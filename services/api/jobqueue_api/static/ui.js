@@ -317,6 +317,12 @@
         byId("recent-complete").textContent = fmtNum(sum(r.complete));
         byId("recent-failed").textContent = fmtNum(sum(r.failed));
         byId("recent-sampled").hidden = !r.sampled;
+        // no job finished: the chart was an empty frame with a y-axis topping at 1
+        if (!sum(r.complete) && !sum(r.failed)) {
+          var chart = byId("recent-chart");
+          if (!chart.querySelector("p.empty")) { clear(chart); chart.appendChild(el("p", { class: "empty" }, "No job finished in the last 15 minutes.")); }
+          return;
+        }
         columnChart(byId("recent-chart"), labels, [
           { name: "completed", cls: "complete", values: r.complete },
           { name: "failed", cls: "failed", values: r.failed }
