@@ -79,6 +79,23 @@ def test_daily_chart_layout_on_short_and_empty_ranges(days):
             assert (low, high) == (first, first + days - 1)
 
 
+def test_a_range_with_no_incident_says_so_on_the_plot():
+    """plot_daily_counts for a range with no incident (before the data) drew an empty frame with its
+    y-axis from 0 to 3 and nothing in it: it read as a broken chart. It now says so in the middle of
+    the plot; a reused chart drops the words again for a range that has incidents."""
+    import numpy as np
+
+    from atx_analysis.plots import DailyChart
+
+    chart = DailyChart()
+    chart.render(14_610, np.zeros(31, dtype=np.int64), "test")
+    assert chart.empty.get_text() == "No incidents in this range"
+    box = chart.empty.get_window_extent(chart.fig.canvas.get_renderer())
+    assert box.width > 100 and chart.ax.get_window_extent().contains(*box.p0)  # drawn, inside the axes
+    chart.render(14_610, np.arange(31, dtype=np.int64) % 3, "test")
+    assert chart.empty.get_text() == ""
+
+
 def test_a_reused_chart_draws_what_a_fresh_one_does(load):
     """Charts are kept per thread and reused; nothing of one request may show in the next."""
     import threading

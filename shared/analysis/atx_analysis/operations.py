@@ -277,7 +277,7 @@ def _source(ds: Dataset) -> str:
 @REGISTRY.operation(
     FIRST_DAY,
     Param("end", "date", "last day, inclusive; default the last day in the data", default=None, example="2024-06-30"),
-    description="PNG: incidents per day with a 7-day (or, over long ranges, 28-day) rolling mean.",
+    description="PNG: incidents per day with a 7-day (or, over long ranges, 28-day) rolling mean; a range with no incident says so on the plot.",
     produces_png=True,
     check=_check_range,
 )

@@ -134,9 +134,12 @@ class DailyChart:
         ax.set_ylabel("incidents", color=INK)
         ax.grid(axis="y", color=GRID, linewidth=0.8)
         self.note = fig.text(0.01, 0.02, "", ha="left", va="bottom", color=MUTED, fontsize=8)
+        # a range with no incident drew an empty frame that read as a broken chart: it says so instead
+        self.empty = ax.text(0.5, 0.5, "", transform=ax.transAxes, ha="center", va="center", color=INK, fontsize=14)
 
     def render(self, first_day: int, counts: np.ndarray, source: str) -> bytes:
         ax, n = self.ax, len(counts)
+        self.empty.set_text("" if counts.any() else "No incidents in this range")
         window = 7 if n <= 400 else 28
         as_bars = n <= 400  # one filled step per day looks like bars; thousands of them alias: a line
         # a day's bar spans [day, day + 1): its tick, its point and its mean sit at its middle
