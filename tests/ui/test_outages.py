@@ -240,3 +240,46 @@ def test_a_slow_submit_says_it_is_under_way(browser, idle_stack):  # noqa: F811
         page.wait_for_url(f"{idle_stack.url}/ui/jobs/*")
     finally:
         context.close()
+
+
+# Holds back, by 3 s, the answers to a job page's presses (DELETE for Cancel and Delete, POST for Submit again)
+SLOW_PRESS = """
+const fetchNow = window.fetch;
+window.fetch = function (url, init) {
+  const slow = init && (init.method === 'DELETE' || init.method === 'POST');
+  return fetchNow.call(this, url, init).then((r) => slow ? new Promise((ok) => setTimeout(() => ok(r), 3000)) : r);
+};
+"""
+
+
+def test_a_slow_press_on_a_jobs_page_says_it_is_under_way(browser, idle_stack):  # noqa: F811
+    """On a slow network, Cancel, Submit again and Delete on a job's page showed nothing until the
+    answer came, seconds later: the press seemed lost (a second press was the natural next step), and
+    a screen reader said nothing. The notice now says "Cancelling…", "Submitting…", "Deleting…"
+    until the answer, which then takes its place."""
+    expect = _expect()
+    job_id = _api_submit(idle_stack.url, "top_locations", {"n": 6})  # no worker: it stays submitted
+    context = _context(browser, viewport={"width": 1280, "height": 900})
+    context.add_init_script(SLOW_PRESS)
+    try:
+        page = context.new_page()
+        page.goto(f"{idle_stack.url}/ui/jobs/{job_id}")
+        expect(page.locator("#a-cancel")).to_be_visible()
+        page.click("#a-cancel")
+        expect(page.locator("#notice")).to_have_text("Cancelling…")
+        expect(page.locator("#notice")).to_have_text("Cancelled.")
+        expect(page.locator("#j-status")).to_have_text("cancelled")
+
+        page.on("dialog", lambda d: d.accept())
+        page.click("#a-delete")
+        expect(page.locator("#notice")).to_have_text("Deleting…")
+        page.wait_for_url(f"{idle_stack.url}/ui/jobs")
+
+        other = _api_submit(idle_stack.url, "top_locations", {"n": 7})
+        page.goto(f"{idle_stack.url}/ui/jobs/{other}")
+        expect(page.locator("#a-again")).to_be_visible()
+        page.click("#a-again")
+        expect(page.locator("#notice")).to_have_text("Submitting…")
+        page.wait_for_url(lambda url: "/ui/jobs/" in url and other not in url)
+    finally:
+        context.close()

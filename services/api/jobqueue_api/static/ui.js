@@ -575,8 +575,9 @@
         if (jsonBox.open) byId("j-json").textContent = JSON.stringify(job.result, null, 2);
       }
     }
-    // The notice says what the following of the job ran into (clearing it once it works again) and
-    // what a press of Cancel, Delete or Submit again came to. The following cleared every notice at
+    // The notice says what the following of the job ran into (clearing it once it works again), that
+    // a press of Cancel, Delete or Submit again is under way (on a slow network nothing else showed
+    // for seconds, and a screen reader said nothing) and what it came to. The following cleared every notice at
     // its next answer: a refused Cancel ("a worker has already claimed this job") was wiped within
     // a moment, and the press seemed to do nothing. It now clears only its own.
     var following = false;   // the notice is the following's
@@ -600,6 +601,7 @@
     follow(0);
     byId("a-cancel").addEventListener("click", function () {
       // (one look at the job, not a second following of it: the one running goes on)
+      tell("Cancelling…");
       api("DELETE", "jobs/" + encodeURIComponent(id)).then(function (res) {
         tell(res.ok ? "Cancelled." : errorText(res));
         return api("GET", "jobs/" + encodeURIComponent(id)).then(function (now) { if (now.ok) render(now.data); },
@@ -608,12 +610,14 @@
     });
     byId("a-delete").addEventListener("click", function () {
       if (!window.confirm("Delete this job and its result?")) return;
+      tell("Deleting…");
       api("DELETE", "jobs/" + encodeURIComponent(id)).then(function (res) {
         if (res.ok) location.href = ROOT + "ui/jobs"; else tell(errorText(res));
       }, function (e) { tell(failed(e, " Press Delete again once it is back.")); });
     });
     byId("a-again").addEventListener("click", function () {
       if (!current) return;
+      tell("Submitting…");
       submitJob({ operation: current.operation, params: current.params }).then(function (res) {
         if (res.status === 202) location.href = ROOT + "ui/jobs/" + encodeURIComponent(res.data.job_id);
         else tell(submitErrorText(res));
