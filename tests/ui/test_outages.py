@@ -283,3 +283,37 @@ def test_a_slow_press_on_a_jobs_page_says_it_is_under_way(browser, idle_stack): 
         page.wait_for_url(lambda url: "/ui/jobs/" in url and other not in url)
     finally:
         context.close()
+
+
+PROXY_PAGE = (
+    "<html><head><title>502 Bad Gateway</title></head><body><center><h1>502 Bad Gateway</h1></center></body></html>"
+)
+
+
+def test_a_proxys_error_page_is_said_to_be_the_proxys_not_the_apis(page, idle_stack):  # noqa: F811
+    """Behind an Ingress, with the API's pods down or restarting, the Ingress answers 502/503 with an
+    HTML page of its own. The page said only "The API answered 502.", as if the API had refused the
+    request. It now says something in front of the API answered, and that the API may be down."""
+    expect = _expect()
+
+    def proxy(status, reason):
+        return lambda route: route.fulfill(
+            status=status, content_type="text/html", body=PROXY_PAGE.replace("502 Bad Gateway", f"{status} {reason}")
+        )
+
+    page.route("**/queue", proxy(502, "Bad Gateway"))
+    page.goto(f"{idle_stack.url}/ui/")
+    notice = page.locator("#notice")
+    expect(notice).to_have_text(
+        "Something in front of the API (a proxy or Ingress) answered 502 Bad Gateway, not the API itself: "
+        "the API may be down or restarting. Try again in a moment."
+    )
+    page.unroute("**/queue")
+    expect(notice).to_be_hidden()
+
+    page.route("**/submit", proxy(503, "Service Unavailable"))
+    page.goto(f"{idle_stack.url}/ui/submit?operation=top_locations")
+    page.fill("#p-n", "5")
+    page.click("#submit-form button[type=submit]")
+    expect(page.locator("#form-error")).to_contain_text("answered 503 Service Unavailable, not the API itself")
+    assert page.problems == []

@@ -26,7 +26,7 @@
     return fetch(ROOT + path, init).then(function (r) {
       return r.json().catch(function () { return null; }).then(function (data) {
         if (r.status === 401 && PAGE !== "login") { location.reload(); }
-        return { status: r.status, ok: r.ok, data: data };
+        return { status: r.status, ok: r.ok, data: data, statusText: r.statusText };
       });
     }, function () {
       var e = new Error(UNREACHABLE);
@@ -131,9 +131,14 @@
     if (box.hidden !== !message) box.hidden = !message;
   }
 
+  // An answer without the API's JSON error is not the API's: an Ingress or proxy in front of it
+  // answers 502, 503 or 504 in HTML when the API's pods are down or restarting, and the page said
+  // only "The API answered 503.", as if the API had refused the request.
   function errorText(res) {
     if (res.data && res.data.message) return res.data.message;
-    return "The API answered " + res.status + ".";
+    return "Something in front of the API (a proxy or Ingress) answered " + res.status +
+      (res.statusText ? " " + res.statusText : "") + ", not the API itself" +
+      (res.status >= 500 ? ": the API may be down or restarting. Try again in a moment." : ".");
   }
 
   // A submit's 504 (Redis did not answer in time) tells an API client to send the same request
