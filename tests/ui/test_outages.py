@@ -14,6 +14,7 @@ from devstack.stack import running_stack
 
 from tests.ui.test_browser import (  # noqa: F401
     FINAL_TIMEOUT,
+    TOKEN,
     _api_submit,
     _context,
     _expect,
@@ -22,6 +23,7 @@ from tests.ui.test_browser import (  # noqa: F401
     page,
     pw,
     stack,
+    token_stack,
 )
 
 pytestmark = pytest.mark.slow
@@ -317,3 +319,25 @@ def test_a_proxys_error_page_is_said_to_be_the_proxys_not_the_apis(page, idle_st
     page.click("#submit-form button[type=submit]")
     expect(page.locator("#form-error")).to_contain_text("answered 503 Service Unavailable, not the API itself")
     assert page.problems == []
+
+
+def test_a_slow_login_says_it_is_under_way(browser, token_stack):  # noqa: F811
+    """On a slow network, Log in showed nothing between the press and the next page (or the refusal):
+    the press seemed lost. The notice now says "Logging in…"; a refusal clears it for its own line."""
+    expect = _expect()
+    context = _context(browser, viewport={"width": 1280, "height": 900})
+    context.add_init_script(SLOW_PRESS)
+    try:
+        page = context.new_page()
+        page.goto(f"{token_stack.url}/ui/jobs")
+        page.fill("#token", "not-the-token")
+        page.click("#login-form button")
+        expect(page.locator("#notice")).to_have_text("Logging in…")
+        expect(page.locator("#token-error")).to_contain_text("not one this API knows")
+        expect(page.locator("#notice")).to_be_hidden()
+        page.fill("#token", TOKEN)
+        page.click("#login-form button")
+        expect(page.locator("#notice")).to_have_text("Logging in…")
+        expect(page.locator("#jobs-table")).to_be_visible()
+    finally:
+        context.close()

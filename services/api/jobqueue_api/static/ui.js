@@ -263,8 +263,11 @@
       err.textContent = "";
       input.removeAttribute("aria-invalid");
       if (!input.value) { err.textContent = "Enter the token."; input.setAttribute("aria-invalid", "true"); input.focus(); return; }
+      // on a slow network nothing showed between the press and the page after it
+      notice("Logging in…");
       api("POST", "ui/login", { token: input.value, path: apiRootPath() }).then(function (res) {
         if (res.ok) { location.reload(); return; }
+        notice("");
         err.textContent = errorText(res);
         input.setAttribute("aria-invalid", "true");
         input.focus();
