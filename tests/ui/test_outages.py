@@ -71,6 +71,33 @@ def test_a_live_region_speaks_a_change_once_not_on_every_poll(page, stack):  # n
     assert page.problems == []
 
 
+def _status_regions(page):  # noqa: F811
+    """The role=status nodes of the page's accessibility tree (what a screen reader is given)."""
+    cdp = page.context.new_cdp_session(page)
+    try:
+        nodes = cdp.send("Accessibility.getFullAXTree")["nodes"]
+    finally:
+        cdp.detach()
+    return [n for n in nodes if n.get("role", {}).get("value") == "status" and not n.get("ignored")]
+
+
+def test_the_notice_is_in_the_accessibility_tree_before_its_first_message(page, stack):  # noqa: F811
+    """The notice (role=status) was hidden while empty, and a hidden element is not in the
+    accessibility tree: its first message (Redis gone, the API unreachable) was written as the
+    region appeared, which screen readers may not announce. It is now there from the start, with
+    nothing to see until a message comes."""
+    expect = _expect()
+    page.goto(f"{stack.url}/ui/jobs")
+    expect(page.locator("#page-info")).to_contain_text("shown")
+    expect(page.locator("#notice")).to_be_hidden()  # nothing to see
+    assert len(_status_regions(page)) == 1
+
+    page.route("**/jobs?*", lambda route: route.fulfill(status=503, content_type="application/json", body=REDIS_GONE))
+    expect(page.locator("#notice")).to_have_text("the job store (Redis) is unreachable; retry shortly")
+    expect(page.locator("#notice")).to_be_visible()
+    assert page.problems == []
+
+
 def test_the_stalled_banner_is_said_once_not_on_every_poll(page, idle_stack):  # noqa: F811
     """A job waiting and no worker alive: the overview's banner (role=alert) says why the queue is
     stalled. Each 3 s poll wrote the reason into it again, and an alert is read out at each write:

@@ -124,11 +124,11 @@
     return chars.length > most ? chars.slice(0, most - 1).join("") + "…" : text;
   }
 
+  // The notice stays in the page when empty (ui.css draws nothing then): a live region that is
+  // hidden is not in the accessibility tree, and a message written as it appeared could go unsaid.
   function notice(message) {
     var box = byId("notice");
-    if (!box) return;
-    say(box, message);
-    if (box.hidden !== !message) box.hidden = !message;
+    if (box) say(box, message);
   }
 
   // An answer without the API's JSON error is not the API's: an Ingress or proxy in front of it
