@@ -157,8 +157,8 @@ def test_with_the_api_gone_every_page_says_so_in_words(browser, tmp_path):  # no
                 pages[name].goto(s.url + path)
                 expect(pages[name].locator(ready).first).to_be_visible()
             pages["submit"].fill("#p-n", "4")
-            s.api.signal(signal.SIGTERM)
-            s.api.wait_exit(30)
+            s.api.signal(signal.SIGQUIT)  # gunicorn's quick shutdown: a graceful one waits out the long polls
+            s.api.wait_exit(60)
 
             for name in ("overview", "jobs", "job"):
                 expect(pages[name].locator("#notice")).to_contain_text("The API cannot be reached")
