@@ -32,7 +32,7 @@ def _int(lo: int | None = None, hi: int | None = None) -> Callable[[str, str], i
         try:
             value = int(raw)
         except ValueError:
-            raise SettingsError(f"{name} must be an integer, got {raw!r}") from None
+            raise SettingsError(_not_a_number(name, raw, "an integer", lo, hi)) from None
         if (lo is not None and value < lo) or (hi is not None and value > hi):
             raise SettingsError(f"{name} must be {_bounds(lo, hi)}, got {value}")
         return value
@@ -51,12 +51,82 @@ def _float(lo: float | None = None, hi: float | None = None) -> Callable[[str, s
         try:
             value = float(raw)
         except ValueError:
-            raise SettingsError(f"{name} must be a number, got {raw!r}") from None
+            raise SettingsError(_not_a_number(name, raw, "a number", lo, hi)) from None
         if value != value or (lo is not None and value < lo) or (hi is not None and value > hi):
             raise SettingsError(f"{name} must be {_bounds(lo, hi)}, got {raw}")
         return value
 
     return parse
+
+
+# the units a number setting is written with elsewhere (Go durations, Kubernetes quantities, nginx
+# sizes), by the suffix of the setting's name: what one of them is, in the setting's own unit
+_UNITS: dict[str, tuple[str, dict[str, float]]] = {
+    "_SECONDS": (
+        "seconds",
+        {
+            **dict.fromkeys(("ms", "msec", "millisecond", "milliseconds"), 0.001),
+            **dict.fromkeys(("s", "sec", "secs", "second", "seconds"), 1),
+            **dict.fromkeys(("m", "min", "mins", "minute", "minutes"), 60),
+            **dict.fromkeys(("h", "hr", "hrs", "hour", "hours"), 3600),
+            **dict.fromkeys(("d", "day", "days"), 86400),
+        },
+    ),
+    "_BYTES": (
+        "bytes",
+        {
+            **dict.fromkeys(("b", "byte", "bytes"), 1),
+            **dict.fromkeys(("k", "kb", "ki", "kib"), 1024),
+            **dict.fromkeys(("m", "mb", "mi", "mib"), 1024**2),
+            **dict.fromkeys(("g", "gb", "gi", "gib"), 1024**3),
+        },
+    ),
+}
+_WITH_UNIT = re.compile(r"([+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?)\s*([A-Za-z]+)")
+
+
+def _not_a_number(name: str, raw: str, kind: str, lo: float | None, hi: float | None) -> str:
+    """Why ``raw`` is no number, said as the mistake it is, with the bare value to write. A value as
+    a YAML file, a compose env file or a habit elsewhere writes it (``'"5"'``, ``30s``, ``1MB``,
+    ``1,000``) used to get only "must be an integer, got '30s'"."""
+    bare = raw.strip()
+    if not bare:
+        return f"{name} is empty: give {kind} or leave it unset (it is {SPEC[name][0]})"
+    quoted = len(bare) >= 2 and bare[0] == bare[-1] and bare[0] in "\"'"
+    if quoted:
+        bare = bare[1:-1].strip()
+    mistake = "has quotes around it, part of the value here (no shell removed them)" if quoted else ""
+    unit_name, units = next((u for suffix, u in _UNITS.items() if name.endswith(suffix)), ("", {}))
+    match = _WITH_UNIT.fullmatch(bare)
+    if match and match.group(2).lower() in units:
+        amount = float(match.group(1)) * units[match.group(2).lower()]
+        bare = f"{amount:.12g}"
+        mistake = (mistake + " and " if mistake else "") + f"takes {unit_name} as a plain number, without the unit"
+    elif re.fullmatch(r"[+-]?\d{1,3}(,\d{3})+(\.\d*)?", bare):  # 1,000: a thousands separator
+        bare = bare.replace(",", "")
+        mistake = (mistake + " and " if mistake else "") + "takes a plain number, without thousands separators"
+    try:
+        value = float(bare)
+    except ValueError:
+        value = float("nan")
+    if kind == "an integer" and value != value and re.fullmatch(r"[+-]?0[xXoObB][0-9a-fA-F_]+", bare):
+        try:  # 0x10, as YAML 1.1 reads it: a number, but no decimal one
+            value = float(int(bare, 0))
+            mistake = (mistake + " and " if mistake else "") + "takes a decimal number"
+        except ValueError:
+            pass
+    elif kind == "an integer" and value == value and not mistake:
+        mistake = "takes a whole number"  # 5.0, or 1e3 (a YAML or Helm float)
+    if not mistake or value != value or abs(value) == float("inf"):
+        return f"{name} must be {kind}, got {raw!r}"
+    if kind == "an integer" and not value.is_integer():
+        if mistake == "takes a whole number":
+            return f"{name} must be a whole number, got {raw!r}"
+        return f"{name} {mistake}, got {raw!r} ({value:.12g}), and it must be a whole number"
+    fix = f"{name}={int(value) if value.is_integer() else f'{value:.12g}'}"
+    if (lo is not None and value < lo) or (hi is not None and value > hi):
+        return f"{name} {mistake}, got {raw!r} ({fix}), and it must be {_bounds(lo, hi)}"
+    return f"{name} {mistake}, got {raw!r}: write {fix}"
 
 
 def _bool(name: str, raw: str) -> bool:

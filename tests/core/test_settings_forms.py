@@ -1,0 +1,100 @@
+"""Settings written as users write them elsewhere: a YAML file, a compose env file, a habit from
+another program (units, quotes, separators). Each is refused saying what the mistake is and the
+bare value to write, by both programs alike."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+
+import pytest
+
+from jobqueue.settings import SettingsError, load_settings
+
+
+@pytest.mark.parametrize(
+    "name,raw,said",
+    [
+        (
+            "JOB_TTL_SECONDS",
+            "1h",
+            "JOB_TTL_SECONDS takes seconds as a plain number, without the unit, got '1h': write JOB_TTL_SECONDS=3600",
+        ),
+        ("JOB_TIMEOUT_SECONDS", "5m", "got '5m': write JOB_TIMEOUT_SECONDS=300"),
+        ("REDIS_TIMEOUT_SECONDS", "0.5 s", "got '0.5 s': write REDIS_TIMEOUT_SECONDS=0.5"),
+        ("MAX_WAIT_SECONDS", "30sec", "got '30sec': write MAX_WAIT_SECONDS=30"),
+        (
+            "MAX_BODY_BYTES",
+            "1MB",
+            "MAX_BODY_BYTES takes bytes as a plain number, without the unit, got '1MB': write MAX_BODY_BYTES=1048576",
+        ),
+        ("DATA_MAX_BYTES", "2Gi", "write DATA_MAX_BYTES=2147483648"),
+        (
+            "JOB_TIMEOUT_SECONDS",
+            '"5"',
+            "JOB_TIMEOUT_SECONDS has quotes around it, part of the value here (no shell removed them), got '\"5\"': write JOB_TIMEOUT_SECONDS=5",
+        ),
+        ("PORT", "'8080'", "write PORT=8080"),
+        (
+            "JOB_TTL_SECONDS",
+            '"7d"',
+            "has quotes around it, part of the value here (no shell removed them) and takes seconds as a plain number, without the unit, got '\"7d\"': write JOB_TTL_SECONDS=604800",
+        ),
+        (
+            "MAX_WAITERS",
+            "1,000",
+            "MAX_WAITERS takes a plain number, without thousands separators, got '1,000': write MAX_WAITERS=1000",
+        ),
+        ("MAX_WAITERS", "1e3", "MAX_WAITERS takes a whole number, got '1e3': write MAX_WAITERS=1000"),
+        ("WEB_CONCURRENCY", "4.0", "write WEB_CONCURRENCY=4"),
+        (
+            "SUBMIT_RATE_LIMIT",
+            "0x10",
+            "SUBMIT_RATE_LIMIT takes a decimal number, got '0x10': write SUBMIT_RATE_LIMIT=16",
+        ),
+        # the bare value is out of bounds: say both, so the fix is not refused in turn
+        ("JOB_TTL_SECONDS", "30s", "got '30s' (JOB_TTL_SECONDS=30), and it must be between 60 and 3153600000"),
+        ("CLIENT_TIMEOUT_SECONDS", "1.5s", "got '1.5s' (1.5), and it must be a whole number"),
+        ("PORT", "5.5", "PORT must be a whole number, got '5.5'"),
+        ("PORT", "", "PORT is empty: give an integer or leave it unset (it is 5000)"),
+        ("JOB_LEASE_SECONDS", " ", "JOB_LEASE_SECONDS is empty: give a number or leave it unset (it is 30)"),
+        # nothing to suggest: said as before
+        ("PORT", "http", "PORT must be an integer, got 'http'"),
+        ("PORT", "80s", "PORT must be an integer, got '80s'"),  # a port has no unit
+        ("JOB_TIMEOUT_SECONDS", "5 parsecs", "JOB_TIMEOUT_SECONDS must be a number, got '5 parsecs'"),
+    ],
+)
+def test_a_number_written_as_elsewhere_is_refused_with_the_bare_value(name, raw, said):
+    """JOB_TTL_SECONDS=30s, MAX_BODY_BYTES=1MB or a compose env file's JOB_TIMEOUT_SECONDS="5" used
+    to get only "must be an integer, got '30s'", which does not say what is wrong with 30s."""
+    with pytest.raises(SettingsError) as err:
+        load_settings({name: raw})
+    assert said in str(err.value)
+
+
+@pytest.mark.parametrize(
+    "name,raw,value", [("PORT", "05", 5), ("PORT", " 8080 ", 8080), ("JOB_TIMEOUT_SECONDS", "1e3", 1000.0)]
+)
+def test_plain_numbers_still_load(name, raw, value):
+    assert getattr(load_settings({name: raw}), name.lower()) == value
+
+
+def _start(program: str, **settings: str) -> subprocess.CompletedProcess[str]:
+    """``program`` as its container runs it (its command, settings from the environment), expected to
+    stop at start; ``jobqueue-worker`` with ``--burst`` so that a failure to stop cannot hang."""
+    from devstack.paths import BIN
+    from devstack.procs import free_port
+
+    env = {**os.environ, "PORT": str(free_port()), "BIND_HOST": "127.0.0.1", "WORKER_METRICS_PORT": "0", **settings}
+    command = [str(BIN / program)] + (["--burst"] if program == "jobqueue-worker" else [])
+    return subprocess.run(command, env=env, capture_output=True, text=True, timeout=60)
+
+
+@pytest.mark.parametrize("program", ["jobqueue-api", "jobqueue-worker"])
+def test_both_programs_stop_at_start_naming_the_unit(program):
+    run = _start(program, JOB_TTL_SECONDS="1h")
+    assert run.returncode == 2, run.stdout + run.stderr
+    assert (
+        f"{program}: configuration error: JOB_TTL_SECONDS takes seconds as a plain number, without the unit, "
+        "got '1h': write JOB_TTL_SECONDS=3600"
+    ) in run.stderr, run.stderr
