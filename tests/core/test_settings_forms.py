@@ -98,3 +98,34 @@ def test_both_programs_stop_at_start_naming_the_unit(program):
         f"{program}: configuration error: JOB_TTL_SECONDS takes seconds as a plain number, without the unit, "
         "got '1h': write JOB_TTL_SECONDS=3600"
     ) in run.stderr, run.stderr
+
+
+@pytest.mark.parametrize(
+    "name,raw,where",
+    [
+        ("API_TOKEN", '"s3cret"', "API_TOKEN begins"),
+        ("API_TOKEN", "'s3cret'\n", "API_TOKEN begins"),  # a Secret file's newline after the quotes
+        ("API_TOKENS", '"alice:s3cret,bob:b0b"', "API_TOKENS (the whole value) begins"),
+        ("API_TOKENS", 'alice:a1ice,bob:"s3cret"', "API_TOKENS (entry 2 of 2) begins"),
+    ],
+)
+def test_a_token_with_quotes_around_it_stops_the_programs_without_showing_it(name, raw, where):
+    """API_TOKEN="s3cret" in a compose env file reached the API with its quotes: it started, and every
+    client sending s3cret got 401 "the token sent is not one this API knows"."""
+    with pytest.raises(SettingsError) as err:
+        load_settings({name: raw})
+    assert str(err.value).startswith(f"{where} or ends with a quote, part of the value here")
+    assert "without quotes (the value is a secret: not shown)" in str(err.value)
+    assert "s3cret" not in str(err.value)
+
+
+def test_a_quote_inside_a_token_is_part_of_it():
+    assert load_settings({"API_TOKEN": 'ab"c'}).api_token == 'ab"c'
+
+
+@pytest.mark.parametrize("program", ["jobqueue-api", "jobqueue-worker"])
+def test_both_programs_stop_at_start_on_a_quoted_token(program):
+    run = _start(program, API_TOKEN='"s3cret"')
+    assert run.returncode == 2, run.stdout + run.stderr
+    assert f"{program}: configuration error: API_TOKEN begins or ends with a quote" in run.stderr, run.stderr
+    assert "s3cret" not in run.stdout + run.stderr

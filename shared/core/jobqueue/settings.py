@@ -173,7 +173,24 @@ def _token(name: str, raw: str) -> str:
     """A secret as a Secret file holds it: `kubectl create secret --from-file` keeps the file's last
     newline, which no client can send in a header (the API strips what it is sent), so the token is
     kept without surrounding whitespace; it used to lock everyone out with 401."""
-    return raw.strip()
+    token = raw.strip()
+    if token[:1] in _QUOTES or token[-1:] in _QUOTES:
+        raise SettingsError(f"{name} {_quoted_secret('the token')}")
+    return token
+
+
+_QUOTES = ("'", '"')
+
+
+def _quoted_secret(fix: str) -> str:
+    """API_TOKEN="abc" in an env file for docker or compose (or a manifest's '"abc"') reaches the
+    program with its quotes, which no client sends: the API started, and every request got 401 "the
+    token sent is not one this API knows". No generated token begins or ends with a quote."""
+    return (
+        "begins or ends with a quote, part of the value here (no shell removed it, as an env file for docker or "
+        f"compose keeps it), which clients do not send, so every request would be refused: write {fix} without "
+        "quotes (the value is a secret: not shown)"
+    )
 
 
 def _secret_file_value(name: str, raw: str) -> str:
@@ -198,6 +215,9 @@ def _named_tokens(name: str, raw: str) -> str:
     entries = token_entries(raw)
     for i, entry in enumerate(entries, 1):
         who, sep, token = entry.partition(":")
+        if any(part.strip()[:1] in _QUOTES or part.strip()[-1:] in _QUOTES for part in (who, token)):
+            where = "the whole value" if raw.strip()[:1] in _QUOTES else f"entry {i} of {len(entries)}"
+            raise SettingsError(f"{name} ({where}) {_quoted_secret('each name:token')}")
         if not (sep and who.strip() and token.strip()):
             raise SettingsError(
                 f"{name} entry {i} of {len(entries)} is not name:token with both parts (the value is a secret: not shown)"
