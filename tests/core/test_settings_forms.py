@@ -129,3 +129,37 @@ def test_both_programs_stop_at_start_on_a_quoted_token(program):
     assert run.returncode == 2, run.stdout + run.stderr
     assert f"{program}: configuration error: API_TOKEN begins or ends with a quote" in run.stderr, run.stderr
     assert "s3cret" not in run.stdout + run.stderr
+
+
+@pytest.mark.parametrize(
+    "name,raw,bare",
+    [
+        ("LOG_LEVEL", '"info"', "info"),
+        ("RESULT_CACHE", "'true'", "true"),
+        ("DATA_CACHE_MODE", '"off"', "off"),
+        ("QUEUE_NAME", '"jobs"', "jobs"),
+        ("BIND_HOST", "'127.0.0.1'", "127.0.0.1"),
+        ("FORWARDED_ALLOW_IPS", '"*"', "*"),
+    ],
+)
+def test_a_word_with_quotes_around_it_is_refused_saying_so(name, raw, bare):
+    """LOG_LEVEL="info" from an env file for docker or compose was told "must be one of DEBUG, INFO,
+    ...", which it seemed to be."""
+    with pytest.raises(SettingsError) as err:
+        load_settings({name: raw})
+    assert str(err.value) == (
+        f"{name} has quotes around it, part of the value here (no shell removed them), got {raw!r}: write {name}={bare}"
+    )
+
+
+def test_a_quoted_value_wrong_without_its_quotes_too_is_refused_for_that():
+    with pytest.raises(SettingsError, match=r"^LOG_LEVEL must be one of DEBUG"):
+        load_settings({"LOG_LEVEL": '"loud"'})
+
+
+@pytest.mark.parametrize("program", ["jobqueue-api", "jobqueue-worker"])
+def test_both_programs_stop_at_start_on_a_quoted_word(program):
+    run = _start(program, LOG_LEVEL='"info"')
+    assert run.returncode == 2, run.stdout + run.stderr
+    assert f"{program}: configuration error: LOG_LEVEL has quotes around it" in run.stderr, run.stderr
+    assert "write LOG_LEVEL=info" in run.stderr, run.stderr

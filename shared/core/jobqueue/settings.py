@@ -59,6 +59,18 @@ def _float(lo: float | None = None, hi: float | None = None) -> Callable[[str, s
     return parse
 
 
+QUOTED = "has quotes around it, part of the value here (no shell removed them)"
+
+
+def _unquoted(raw: str) -> str | None:
+    """``raw`` without the quotes around it, when it has some (``"5"``, ``'info'``): an env file for
+    docker or compose, or a manifest's ``'"5"'``, passes them on, where a shell would remove them."""
+    bare = raw.strip()
+    if len(bare) >= 2 and bare[0] == bare[-1] and bare[0] in "\"'":
+        return bare[1:-1].strip()
+    return None
+
+
 # the units a number setting is written with elsewhere (Go durations, Kubernetes quantities, nginx
 # sizes), by the suffix of the setting's name: what one of them is, in the setting's own unit
 _UNITS: dict[str, tuple[str, dict[str, float]]] = {
@@ -92,10 +104,10 @@ def _not_a_number(name: str, raw: str, kind: str, lo: float | None, hi: float | 
     bare = raw.strip()
     if not bare:
         return f"{name} is empty: give {kind} or leave it unset (it is {SPEC[name][0]})"
-    quoted = len(bare) >= 2 and bare[0] == bare[-1] and bare[0] in "\"'"
-    if quoted:
-        bare = bare[1:-1].strip()
-    mistake = "has quotes around it, part of the value here (no shell removed them)" if quoted else ""
+    quoted = _unquoted(bare)
+    if quoted is not None:
+        bare = quoted
+    mistake = QUOTED if quoted is not None else ""
     unit_name, units = next((u for suffix, u in _UNITS.items() if name.endswith(suffix)), ("", {}))
     match = _WITH_UNIT.fullmatch(bare)
     if match and match.group(2).lower() in units:
@@ -825,13 +837,37 @@ class Settings:
         return Settings(**values)
 
 
+# their values are never shown: their parsers say what is wrong with quotes themselves
+SECRETS = ("REDIS_PASSWORD", "API_TOKEN", "API_TOKENS")
+
+
+def _parse(name: str, parse: Callable[[str, str], object], raw: str) -> object:
+    """``parse(name, raw)``; a value refused that the same without quotes around it would pass is
+    refused saying so: LOG_LEVEL="info", RESULT_CACHE='true' or DATA_CACHE_MODE="off" from an env
+    file for docker or compose used to be told only the values allowed, which it seemed to be."""
+    try:
+        return parse(name, raw)
+    except SettingsError as refused:
+        inner = _unquoted(raw)
+        if name in SECRETS or inner is None or "quote" in str(refused) or not _accepts(parse, name, inner):
+            raise  # the parser's own refusal says it, or says more
+        raise SettingsError(f"{name} {QUOTED}, got {raw!r}: write {name}={inner}") from None
+
+
+def _accepts(parse: Callable[[str, str], object], name: str, raw: str) -> bool:
+    try:
+        parse(name, raw)
+    except SettingsError:
+        return False
+    return True
+
+
 def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     """Parse and validate every variable in :data:`SPEC`; raise SettingsError on the first bad one."""
     env = os.environ if environ is None else environ
     values: dict[str, Any] = {}
     for name, (default, parse, _doc) in SPEC.items():
-        raw = env.get(name, default)
-        values[name.lower()] = parse(name, raw)
+        values[name.lower()] = _parse(name, parse, env.get(name, default))
     _check_redis_db(values)
     if values["api_metrics_port"] and values["api_metrics_port"] == values["port"]:
         raise SettingsError(
