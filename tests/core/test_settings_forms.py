@@ -163,3 +163,24 @@ def test_both_programs_stop_at_start_on_a_quoted_word(program):
     assert run.returncode == 2, run.stdout + run.stderr
     assert f"{program}: configuration error: LOG_LEVEL has quotes around it" in run.stderr, run.stderr
     assert "write LOG_LEVEL=info" in run.stderr, run.stderr
+
+
+@pytest.mark.parametrize("program", ["jobqueue-api", "jobqueue-worker"])
+def test_both_programs_stop_at_start_on_a_quoted_data_path(program):
+    """DATA_PATH="data/traffic_incidents_sample.csv" in an env file for docker or compose: the API
+    never became ready and the worker logged "data file not found; waiting for it" for ever."""
+    from devstack.paths import REPO_ROOT
+
+    sample = REPO_ROOT / "data" / "traffic_incidents_sample.csv"
+    run = _start(program, DATA_PATH=f'"{sample}"')
+    assert run.returncode == 2, run.stdout[-2000:] + run.stderr
+    assert f"{program}: configuration error: DATA_PATH has quotes around it" in run.stderr, run.stderr
+    assert f"write DATA_PATH={sample}\n" in run.stderr, run.stderr
+
+
+def test_a_cache_dir_with_quotes_around_it_is_refused_unless_it_exists(tmp_path, monkeypatch):
+    with pytest.raises(SettingsError, match=f"write DATA_CACHE_DIR={tmp_path}$"):
+        load_settings({"DATA_CACHE_DIR": f"'{tmp_path}'"})
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / '"odd"').mkdir()  # a folder so named is used, as one with a space around its name
+    assert load_settings({"DATA_CACHE_DIR": '"odd"'}).data_cache_dir == '"odd"'

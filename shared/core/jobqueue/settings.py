@@ -165,7 +165,17 @@ def _data_path(name: str, raw: str) -> str:
     named '' for ever; ``make up`` and the ``jobqueue`` data commands took the default for it."""
     if not raw.strip():
         raise SettingsError(f"{name} must name the data file (unset, it is {DEFAULT_DATA_PATH}), got {raw!r}")
+    _refuse_quoted_path(name, raw, Path.exists)
     return raw
+
+
+def _refuse_quoted_path(name: str, raw: str, found: Callable[[Path], bool]) -> None:
+    """A path with quotes around it (DATA_PATH="/data/x.csv" in an env file for docker or compose,
+    which keeps them) names a file no one made: the API never became ready and every worker waited
+    for it for ever. Refused unless a file or folder of that very name is ``found``."""
+    inner = _unquoted(raw)
+    if inner is not None and not found(Path(raw)):
+        raise SettingsError(f"{name} {QUOTED}, got {raw!r}: write {name}={inner}")
 
 
 def _cache_dir(name: str, raw: str) -> str:
@@ -178,6 +188,7 @@ def _cache_dir(name: str, raw: str) -> str:
             f"{name} {raw!r} begins or ends with white space, which is part of the folder's name here: "
             f"write it without, {fix}"
         )
+    _refuse_quoted_path(name, raw, Path.is_dir)
     return raw
 
 
