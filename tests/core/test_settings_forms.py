@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import threading
 
 import pytest
 
@@ -184,3 +185,34 @@ def test_a_cache_dir_with_quotes_around_it_is_refused_unless_it_exists(tmp_path,
     monkeypatch.chdir(tmp_path)
     (tmp_path / '"odd"').mkdir()  # a folder so named is used, as one with a space around its name
     assert load_settings({"DATA_CACHE_DIR": '"odd"'}).data_cache_dir == '"odd"'
+
+
+def test_a_setting_named_in_another_case_is_found():
+    from jobqueue.settings import misnamed
+
+    env = {"log_level": "debug", "Job_Ttl_Seconds": "60", "LOG_LEVEL": "INFO", "PATH": "/bin", "port_x": "1"}
+    assert misnamed(env) == {"log_level": "LOG_LEVEL", "Job_Ttl_Seconds": "JOB_TTL_SECONDS"}
+
+
+@pytest.mark.parametrize("program", ["jobqueue-api", "jobqueue-worker"])
+def test_both_programs_warn_at_start_of_a_setting_in_lower_case(program, redis_url):
+    """`queue_name: other` in a compose file or a ConfigMap was ignored without a word: the programs
+    ran on the queue `jobs`."""
+    from devstack.paths import BIN
+    from devstack.procs import free_port
+
+    env = {**os.environ, "REDIS_URL": redis_url, "PORT": str(free_port()), "BIND_HOST": "127.0.0.1"}
+    env.update(WORKER_METRICS_PORT="0", queue_name="other")
+    command = [str(BIN / program)] + (["--burst"] if program == "jobqueue-worker" else [])
+    with subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) as proc:
+        deadline = threading.Timer(60, proc.terminate)  # the API runs until stopped: no warning, no hang
+        deadline.start()
+        try:
+            for line in proc.stdout:  # type: ignore[union-attr]
+                if "is not read" in line:
+                    break
+        finally:
+            deadline.cancel()
+            proc.terminate()
+            proc.wait(timeout=60)
+    assert "queue_name is not read: setting names are upper case, QUEUE_NAME (unset: its default applies)" in line

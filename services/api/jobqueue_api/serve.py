@@ -192,7 +192,13 @@ def main(argv: list[str] | None = None) -> int:
     # gevent cannot patch an ssl imported before it ("MonkeyPatchWarning" at every start)
     patch()  # before redis, flask, prometheus_client: they all get gevent's sockets, locks and ssl
 
-    from jobqueue.settings import SettingsError, check_listen_host, check_listen_port, load_settings  # after the patch
+    from jobqueue.settings import (  # after the patch
+        SettingsError,
+        check_listen_host,
+        check_listen_port,
+        load_settings,
+        warn_misnamed,
+    )
 
     try:
         settings = load_settings()
@@ -215,6 +221,7 @@ def main(argv: list[str] | None = None) -> int:
     from .unread import closing_unread
 
     configure_logging(settings.log_level)
+    warn_misnamed(logging.getLogger("jobqueue.api"))
 
     class Server(BaseApplication):
         flask_app: Any = None

@@ -22,7 +22,7 @@ from collections.abc import Callable
 from jobqueue import multiproc
 from jobqueue.heap import freeze_startup_heap
 from jobqueue.logs import configure_logging
-from jobqueue.settings import Settings, SettingsError, load_settings
+from jobqueue.settings import Settings, SettingsError, load_settings, warn_misnamed
 
 log = logging.getLogger("jobqueue.worker")
 
@@ -83,6 +83,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"jobqueue-worker: configuration error: {exc}", file=sys.stderr)
         return 2
     configure_logging(settings.log_level)
+    warn_misnamed(log)
     signal.signal(signal.SIGTERM, _stop_during_startup)
     signal.signal(signal.SIGINT, _stop_during_startup)
     if settings.worker_concurrency > 1:

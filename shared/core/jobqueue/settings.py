@@ -9,6 +9,7 @@ variables; ``tests/core/test_settings_jobs.py`` keeps the two in step.
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import re
 from dataclasses import dataclass, fields
@@ -890,6 +891,26 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         raise SettingsError("API_TOKENS gives a named user the admin API_TOKEN: each needs a token of its own")
     values["worker_metrics_host"] = values["worker_metrics_host"] or values["bind_host"]
     return Settings(**values)
+
+
+def misnamed(environ: Mapping[str, str] | None = None) -> dict[str, str]:
+    """Variables named as a setting in another case (``log_level``, ``Job_Ttl_Seconds``), which no
+    program reads, mapped to the setting's name: a compose file's or a ConfigMap's ``log_level:
+    debug`` was ignored without a word. For a warning at start, as another program may own them."""
+    env = os.environ if environ is None else environ
+    upper = {name.upper(): name for name in SPEC}
+    return {given: upper[given.upper()] for given in env if given not in SPEC and given.upper() in upper}
+
+
+def warn_misnamed(log: logging.Logger, environ: Mapping[str, str] | None = None) -> None:
+    """Log :func:`misnamed` variables, one warning each, saying which setting applies instead."""
+    env = os.environ if environ is None else environ
+    for given, meant in misnamed(env).items():
+        now = "unset: its default" if meant not in env else "set too: that value"
+        log.warning(
+            f"{given} is not read: setting names are upper case, {meant} ({now} applies)",
+            extra={"variable": given, "setting": meant},
+        )
 
 
 def program_parser(prog: str, distribution: str, description: str, exits: str) -> argparse.ArgumentParser:
