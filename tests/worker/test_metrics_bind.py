@@ -26,3 +26,31 @@ def test_worker_metrics_follow_bind_host_unless_told(tmp_path):
         assert listening_address(local.port) == "127.0.0.1"
         everywhere = stack.start_worker(metrics_path="/metrics", WORKER_METRICS_HOST="0.0.0.0")
         assert listening_address(everywhere.port) == "0.0.0.0"
+
+
+@pytest.mark.parametrize(
+    "settings,said",
+    [
+        ({"WORKER_METRICS_HOST": "127.0.0.1"}, "WORKER_METRICS_PORT {port} is in use on 127.0.0.1 by another program"),
+        ({"WORKER_METRICS_HOST": "192.0.2.1"}, "WORKER_METRICS_HOST 192.0.2.1 is not an address of this machine"),
+    ],
+)
+def test_a_metrics_port_the_worker_cannot_take_names_the_setting(redis_url, settings, said):
+    """The log said only "cannot serve metrics" and a port, while the chart's liveness probe (on that
+    port) restarted the worker again and again; the jobs still run."""
+    import os
+    import socket
+    import subprocess
+
+    from devstack.paths import BIN
+
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        port = holder.getsockname()[1]
+        env = {**os.environ, "REDIS_URL": redis_url, "WORKER_METRICS_PORT": str(port), **settings}
+        run = subprocess.run(
+            [str(BIN / "jobqueue-worker"), "--burst"], env=env, capture_output=True, text=True, timeout=60
+        )
+    assert run.returncode == 0, run.stdout[-2000:] + run.stderr
+    assert "cannot serve metrics: " + said.format(port=port) in run.stdout, run.stdout[-2000:]

@@ -115,8 +115,25 @@ def load_and_serve(settings: Settings, catalogue, data) -> bool:
     try:
         serve(settings.worker_metrics_port, settings.worker_metrics_host)
     except OSError as exc:
-        log.error("cannot serve metrics", extra={"port": settings.worker_metrics_port, "error": str(exc)})
+        log.error(
+            f"cannot serve metrics: {_metrics_fix(settings, exc)}; jobs still run, but Prometheus and the "
+            "chart's and compose's worker probes (/metrics) get no answer",
+            extra={"host": settings.worker_metrics_host, "port": settings.worker_metrics_port, "error": str(exc)},
+        )
     return True
+
+
+def _metrics_fix(settings: Settings, exc: OSError) -> str:
+    """The setting to change, named: the log said only "cannot serve metrics" and the port, while the
+    chart's liveness probe (on that port) restarted the pod again and again."""
+    import errno
+
+    host, port = settings.worker_metrics_host, settings.worker_metrics_port
+    if exc.errno == errno.EADDRINUSE:
+        return f"WORKER_METRICS_PORT {port} is in use on {host} by another program: choose another (0: no metrics)"
+    if exc.errno == errno.EADDRNOTAVAIL:
+        return f"WORKER_METRICS_HOST {host} is not an address of this machine: 0.0.0.0 serves every interface"
+    return f"WORKER_METRICS_HOST {host} and WORKER_METRICS_PORT {port} cannot be listened on ({exc.strerror})"
 
 
 def supervise(settings: Settings, burst: bool) -> int:
