@@ -216,3 +216,19 @@ def test_both_programs_warn_at_start_of_a_setting_in_lower_case(program, redis_u
             proc.terminate()
             proc.wait(timeout=60)
     assert "queue_name is not read: setting names are upper case, QUEUE_NAME (unset: its default applies)" in line
+
+
+def test_the_readme_gives_each_number_settings_range():
+    """The configuration table gave no range: WEB_CONCURRENCY=100 or CLIENT_TIMEOUT_SECONDS=2.5 were
+    refused at start with limits the reader could not have known."""
+    import re
+
+    from devstack.paths import REPO_ROOT
+    from jobqueue.settings import SPEC, Number
+
+    readme = (REPO_ROOT / "README.md").read_text()
+    table = readme.split("## Configuration", 1)[1].split("\n### ", 1)[0]
+    rows = {m.group(1): line for line in table.splitlines() if (m := re.match(r"\| `([A-Z_]+)` \|", line))}
+    for name, (_default, parse, _doc) in SPEC.items():
+        if isinstance(parse, Number):
+            assert f"Range: {parse.described()}. |" in rows[name], (name, rows[name][-120:])

@@ -28,17 +28,33 @@ class SettingsError(ValueError):
     """A configuration variable is missing or malformed; the message names it."""
 
 
-def _int(lo: int | None = None, hi: int | None = None) -> Callable[[str, str], int]:
-    def parse(name: str, raw: str) -> int:
+@dataclass(frozen=True)
+class Number:
+    """A number setting's parser: a whole one (``whole``) or any, within ``lo`` and ``hi``; kept as
+    data so that the README's table can be checked to give the same range."""
+
+    lo: float | None
+    hi: float | None
+    whole: bool
+
+    def __call__(self, name: str, raw: str) -> float:
+        lo, hi = self.lo, self.hi
         try:
-            value = int(raw)
+            value = int(raw) if self.whole else float(raw)
         except ValueError:
-            raise SettingsError(_not_a_number(name, raw, "an integer", lo, hi)) from None
-        if (lo is not None and value < lo) or (hi is not None and value > hi):
-            raise SettingsError(f"{name} must be {_bounds(lo, hi)}, got {value}")
+            raise SettingsError(_not_a_number(name, raw, "an integer" if self.whole else "a number", lo, hi)) from None
+        if value != value or (lo is not None and value < lo) or (hi is not None and value > hi):
+            raise SettingsError(f"{name} must be {_bounds(lo, hi)}, got {value if self.whole else raw}")
         return value
 
-    return parse
+    def described(self) -> str:
+        """As the README's configuration table gives it: ``whole number, 1-64``."""
+        span = f"at least {self.lo}" if self.hi is None else f"{self.lo}-{self.hi}"
+        return f"whole number, {span}" if self.whole else f"{span}, fractions allowed"
+
+
+def _int(lo: int | None = None, hi: int | None = None) -> Number:
+    return Number(lo, hi, whole=True)
 
 
 def _bounds(lo: float | None, hi: float | None) -> str:
@@ -47,17 +63,8 @@ def _bounds(lo: float | None, hi: float | None) -> str:
     return f"at most {hi}" if lo is None else f"between {lo} and {hi}"
 
 
-def _float(lo: float | None = None, hi: float | None = None) -> Callable[[str, str], float]:
-    def parse(name: str, raw: str) -> float:
-        try:
-            value = float(raw)
-        except ValueError:
-            raise SettingsError(_not_a_number(name, raw, "a number", lo, hi)) from None
-        if value != value or (lo is not None and value < lo) or (hi is not None and value > hi):
-            raise SettingsError(f"{name} must be {_bounds(lo, hi)}, got {raw}")
-        return value
-
-    return parse
+def _float(lo: float | None = None, hi: float | None = None) -> Number:
+    return Number(lo, hi, whole=False)
 
 
 QUOTED = "has quotes around it, part of the value here (no shell removed them)"
