@@ -317,3 +317,20 @@ def render_token_env():
     objs = render_objects({"config": {"apiToken": {"enabled": True}}})
     main = pod_spec(one(objs, "Deployment", "api"))["containers"][0]
     return [e for e in main["env"] if e["name"] == "API_TOKEN"][0]
+
+
+def test_the_longest_job_timeout_the_chart_takes_renders_settings_the_programs_take():
+    """config.jobTimeoutSeconds: 7200 (the schema allows a day) rendered SHUTDOWN_GRACE_SECONDS=7200
+    (the grace follows the timeout), which every API and worker pod refused at start: "must be
+    between 0 and 3600"."""
+    import json
+
+    from tests.deploy.manifests import render_objects
+
+    schema = json.loads((CHART / "values.schema.json").read_text())
+    longest = schema["properties"]["config"]["properties"]["jobTimeoutSeconds"]["maximum"]
+    objs = render_objects({"config": {"jobTimeoutSeconds": longest}})
+    for component in APP_CONTAINERS:
+        for c in _app(_by_component(objs, component)):
+            settings = load_settings({k: v for k, v in resolved_env(c, objs).items() if k in SPEC})
+            assert settings.shutdown_grace_seconds == settings.job_timeout_seconds == longest

@@ -745,7 +745,9 @@ SPEC: dict[str, tuple[str, Callable[[str, str], object], str]] = {
         _float(0, 3600),
         "first retry delay after a transient error; doubles each attempt (capped at 300 s)",
     ),
-    "SHUTDOWN_GRACE_SECONDS": ("60", _float(0, 3600), "on SIGTERM a worker finishes its job within this, then exits"),
+    # up to JOB_TIMEOUT_SECONDS' own limit: the chart and compose set it to the job timeout, and with a
+    # limit of 3600 a jobTimeoutSeconds of 7200 rendered a grace every pod refused at start
+    "SHUTDOWN_GRACE_SECONDS": ("60", _float(0, 86400), "on SIGTERM a worker finishes its job within this, then exits"),
     "RESULT_CACHE": ("1", _bool, "answer a repeat of a finished request from its stored result"),
     "DIAGNOSTIC_OPERATIONS": ("0", _bool, "enable the sleep operation used by tests and benchmarks"),
     "MAX_BODY_BYTES": ("65536", _int(256, 16 * 1024 * 1024), "largest request body the API accepts"),
