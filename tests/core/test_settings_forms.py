@@ -232,3 +232,38 @@ def test_the_readme_gives_each_number_settings_range():
     for name, (_default, parse, _doc) in SPEC.items():
         if isinstance(parse, Number):
             assert f"Range: {parse.described()}. |" in rows[name], (name, rows[name][-120:])
+
+
+@pytest.mark.parametrize(
+    "name,raw,said",
+    [
+        ("BIND_HOST", "0.0.0.0:5000", "write BIND_HOST=0.0.0.0 (the port goes in PORT: PORT=5000)"),
+        ("BIND_HOST", "http://localhost:8080/", "write BIND_HOST=localhost (the port goes in PORT: PORT=8080)"),
+        ("BIND_HOST", "[::1]:5000", "write BIND_HOST=[::1] (the port goes in PORT: PORT=5000)"),
+        ("BIND_HOST", " 127.0.0.1", "got ' 127.0.0.1': write BIND_HOST=127.0.0.1"),
+        ("BIND_HOST", "*", "got '*': write BIND_HOST=0.0.0.0 for every interface"),
+        ("WORKER_METRICS_HOST", "0.0.0.0:9100", "(the port goes in WORKER_METRICS_PORT: WORKER_METRICS_PORT=9100)"),
+    ],
+)
+def test_an_address_written_as_elsewhere_is_refused_with_the_address_alone(name, raw, said):
+    """BIND_HOST=0.0.0.0:5000 (as gunicorn's --bind takes it) was told only "must be an IP address
+    ... or a host name", which 0.0.0.0 seemed to be."""
+    with pytest.raises(SettingsError) as err:
+        load_settings({name: raw})
+    assert said in str(err.value) and "takes an address" in str(err.value)
+
+
+@pytest.mark.parametrize("raw", ["999.1.1.1", "999.1.1.1:80", "host:abc", "http://x/y"])
+def test_an_address_that_is_none_is_refused_as_before(raw):
+    with pytest.raises(SettingsError, match=r"^BIND_HOST must be an IP address"):
+        load_settings({"BIND_HOST": raw})
+
+
+@pytest.mark.parametrize("program", ["jobqueue-api", "jobqueue-worker"])
+def test_both_programs_stop_at_start_on_an_address_with_its_port(program):
+    run = _start(program, BIND_HOST="0.0.0.0:5000")
+    assert run.returncode == 2, run.stdout + run.stderr
+    assert (
+        f"{program}: configuration error: BIND_HOST takes an address alone, got '0.0.0.0:5000': "
+        "write BIND_HOST=0.0.0.0 (the port goes in PORT: PORT=5000)"
+    ) in run.stderr, run.stderr

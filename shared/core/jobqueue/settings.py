@@ -320,10 +320,42 @@ def _listen_host(name: str, raw: str) -> str:
     name_like = host == raw and len(host) <= 253 and not labels[-1].isdigit()  # 999.1.1.1 is no name
     if name_like and all(_HOST_LABEL.fullmatch(label) for label in labels):
         return host
+    fix = _listen_host_fix(name, raw)
+    if fix:
+        raise SettingsError(fix)
     raise SettingsError(
         f"{name} must be an IP address (0.0.0.0: every interface, 127.0.0.1: this machine only, "
         f"::1 or [::1]: IPv6) or a host name, got {raw!r}"
     )
+
+
+# the port setting that goes with each address setting
+_PORT_OF = {"BIND_HOST": "PORT", "WORKER_METRICS_HOST": "WORKER_METRICS_PORT"}
+
+
+def _listen_host_fix(name: str, raw: str) -> str | None:
+    """The address in ``raw`` as the setting takes it, when ``raw`` is one written as elsewhere: with
+    a port (gunicorn's ``--bind 0.0.0.0:5000``), as a URL (``http://0.0.0.0``), with white space
+    around it, or ``*`` for every interface. They were told only what an address is."""
+    from urllib.parse import urlsplit
+
+    bare = raw.strip()
+    if bare == "*":
+        return f"{name} takes an address, got '*': write {name}=0.0.0.0 for every interface"
+    try:
+        parts = urlsplit(bare if "://" in bare else f"//{bare}")
+        host, port = parts.hostname, parts.port
+    except ValueError:
+        return None
+    if not host or host == raw or parts.path.strip("/") or parts.query or parts.username:
+        return None  # nothing written around the address: what an address is says it
+    try:
+        _listen_host(name, host)
+    except SettingsError:
+        return None
+    written = f"[{host}]" if ":" in host else host
+    also = f" (the port goes in {_PORT_OF[name]}: {_PORT_OF[name]}={port})" if port is not None else ""
+    return f"{name} takes an address alone, got {raw!r}: write {name}={written}{also}"
 
 
 def check_listen_host(name: str, host: str) -> None:
