@@ -267,3 +267,26 @@ def test_both_programs_stop_at_start_on_an_address_with_its_port(program):
         f"{program}: configuration error: BIND_HOST takes an address alone, got '0.0.0.0:5000': "
         "write BIND_HOST=0.0.0.0 (the port goes in PORT: PORT=5000)"
     ) in run.stderr, run.stderr
+
+
+def test_a_redis_password_with_quotes_around_it_is_said_to_have_them(tmp_path):
+    """REDIS_PASSWORD="pw" in an env file for docker or compose reaches the programs with its quotes
+    (not refused at start: a Redis given the same file has them too). Redis then refuses it, and the
+    logs said only "invalid username-password pair"; the password itself is never shown."""
+    from devstack.redis_server import RedisServer, find_redis_server
+    from jobqueue.connections import jobs_redis
+    from jobqueue.wire import SetupRefused
+
+    if find_redis_server() is None:
+        pytest.skip("needs redis-server (make setup)")
+    server = RedisServer(tmp_path / "redis", password="s3cret").start()
+    try:
+        for given, hinted in (('"s3cret"', True), ("wrong", False)):
+            with pytest.raises(SetupRefused) as refused:
+                jobs_redis(load_settings({"REDIS_URL": server.url, "REDIS_PASSWORD": given})).ping()
+            said = str(refused.value)
+            assert said.startswith("Redis refused this service's credentials: ") and "s3cret" not in said
+            assert ("the password sent begins and ends with a quote" in said) is hinted, said
+            assert ("write REDIS_PASSWORD without, unless they are part of the password" in said) is hinted
+    finally:
+        server.stop()

@@ -106,10 +106,20 @@ class SetupRefused(redis.exceptions.ConnectionError):
         self.command = command
 
 
-def _credentials_refused(exc: redis.exceptions.RedisError) -> SetupRefused:
+def _credentials_refused(exc: redis.exceptions.RedisError, conn: Any) -> SetupRefused:
     """A wrong password or user (``WRONGPASS``), none where Redis wants one (``NOAUTH``), or one
-    where Redis has none: redis-py's AuthenticationError, a ConnectionError, as :class:`SetupRefused`."""
-    return SetupRefused(f"Redis refused this service's credentials: {exc}", "AUTH")
+    where Redis has none: redis-py's AuthenticationError, a ConnectionError, as :class:`SetupRefused`.
+    A password sent with quotes around it is said to have them (not shown): REDIS_PASSWORD="pw" in
+    an env file for docker or compose keeps them, and only "invalid username-password pair" was said."""
+    password = str(getattr(conn, "password", None) or "")
+    quoted = len(password) >= 2 and password[0] == password[-1] and password[0] in "\"'"
+    hint = (
+        " (the password sent begins and ends with a quote, as an env file for docker or compose keeps "
+        "them: write REDIS_PASSWORD without, unless they are part of the password)"
+        if quoted
+        else ""
+    )
+    return SetupRefused(f"Redis refused this service's credentials: {exc}{hint}", "AUTH")
 
 
 def _set_up(conn: Any, handshake: Any, db: int | None = None) -> None:
@@ -119,7 +129,7 @@ def _set_up(conn: Any, handshake: Any, db: int | None = None) -> None:
     try:
         handshake()
     except redis.exceptions.AuthenticationError as exc:
-        raise _credentials_refused(exc) from exc
+        raise _credentials_refused(exc, conn) from exc
     except redis.exceptions.NoPermissionError:
         raise
     except redis.exceptions.ResponseError as exc:
@@ -158,7 +168,7 @@ def learn_client_id(conn: Any, also_select: Sequence[int] = ()) -> None:
         conn.send_command("CLIENT", "ID", check_health=False)
         conn._wire_client = (conn._sock, int(conn.read_response()))
     except redis.exceptions.AuthenticationError as exc:
-        raise _credentials_refused(exc) from exc
+        raise _credentials_refused(exc, conn) from exc
     except redis.exceptions.ResponseError:
         conn._wire_client = None
 
