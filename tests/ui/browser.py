@@ -16,6 +16,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+import requests
 
 from devstack.paths import REPO_ROOT
 
@@ -33,6 +34,38 @@ CHROMIUM_ARGS = [
 AXE = REPO_ROOT / ".tools" / "node_modules" / "axe-core" / "axe.min.js"
 SHOTS = REPO_ROOT / ".run" / "ui-screenshots"
 DOCS_IMG = REPO_ROOT / "docs" / "img"
+
+
+TOKEN = "browser-test-token"  # the token stacks' API_TOKEN (conftest.py)
+OWNERS = {"alice": "alice-page-token", "bob": "bob-page-token"}  # the owners stack's named tokens
+FINAL_TIMEOUT = 60_000  # ms: generous, the machine is shared
+
+
+def new_context(browser, **options):
+    """A browser context whose clicks, fills and navigations wait as long as the checks do (only bounds a
+    hang: Playwright's own 30 s is not always enough on a loaded 2-core machine)."""
+    context = browser.new_context(**options)
+    context.set_default_timeout(FINAL_TIMEOUT)
+    return context
+
+
+def patient_expect():
+    """Playwright's ``expect`` with ``FINAL_TIMEOUT``: only bounds a hang (a loaded 2-core machine made
+    its 5 s, then 15 s, too tight)."""
+    from playwright.sync_api import expect
+
+    expect.set_options(timeout=FINAL_TIMEOUT)
+    return expect
+
+
+def api_submit(url, operation, params=None, token=None):
+    """Submit through the API itself (not the page): the job id of its 202."""
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    r = requests.post(
+        f"{url}/submit", json={"operation": operation, "params": params or {}}, headers=headers, timeout=10
+    )
+    assert r.status_code == 202, r.text
+    return r.json()["job_id"]
 
 
 def launch(playwright):

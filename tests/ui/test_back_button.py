@@ -7,17 +7,17 @@ import re
 
 import pytest
 
-from tests.ui.test_browser import FINAL_TIMEOUT, _api_submit, _expect, browser, page, pw, stack  # noqa: F401
+from tests.ui.browser import api_submit, patient_expect
 
 pytestmark = pytest.mark.slow
 
 
-def test_back_after_a_filter_shows_the_filter_the_table_has(page, stack):  # noqa: F811
+def test_back_after_a_filter_shows_the_filter_the_table_has(page, stack):
     """Back from ?status=failed to the unfiltered list showed Status "failed" over a table of every
     status: the browser restored the list's last pick into the page it came back to, whose script
     had already loaded the table for the address's filter (none)."""
-    expect = _expect()
-    _api_submit(stack.url, "incidents_by_weekday")
+    expect = patient_expect()
+    api_submit(stack.url, "incidents_by_weekday")
     page.goto(f"{stack.url}/ui/jobs?operation=incidents_by_weekday")
     expect(page.locator("#jobs a").first).to_be_visible()
     page.select_option("#f-status", "failed")  # a pick with the mouse applies at once
@@ -31,10 +31,10 @@ def test_back_after_a_filter_shows_the_filter_the_table_has(page, stack):  # noq
     assert page.problems == []
 
 
-def test_back_to_the_submit_page_shows_the_operation_of_its_form(page, stack):  # noqa: F811
+def test_back_to_the_submit_page_shows_the_operation_of_its_form(page, stack):
     """An operation moved to with the arrow keys (not applied: Enter applies) and then left by a link
     came back, on Back, in the list over another operation's form."""
-    expect = _expect()
+    expect = patient_expect()
     page.goto(f"{stack.url}/ui/submit?operation=top_locations")
     expect(page.locator("#submit-form")).to_be_visible()
     page.focus("#operation")
@@ -49,12 +49,12 @@ def test_back_to_the_submit_page_shows_the_operation_of_its_form(page, stack):  
     assert page.problems == []
 
 
-def test_back_from_a_job_and_reload_return_to_the_page_of_the_list_it_was_on(page, stack):  # noqa: F811
+def test_back_from_a_job_and_reload_return_to_the_page_of_the_list_it_was_on(page, stack):
     """Paged Older to page 2 or 3, opened a job, pressed Back (or reloaded): page 1 again, with no way
     back to the later page but paging there anew. The page shown is kept in the history entry."""
-    expect = _expect()
+    expect = patient_expect()
     for _ in range(26):  # two pages of incidents_by_issue jobs (25 a page)
-        _api_submit(stack.url, "incidents_by_issue")
+        api_submit(stack.url, "incidents_by_issue")
     page.goto(f"{stack.url}/ui/jobs?operation=incidents_by_issue")
     expect(page.locator("#page-info")).to_contain_text("Page 1")
     first_page = page.locator("#jobs a").first.text_content()

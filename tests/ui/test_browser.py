@@ -12,124 +12,22 @@ import re
 import pytest
 import requests
 
-from devstack.redis_server import find_redis_server
-from devstack.stack import Stack, running_stack
-from tests.ui.browser import PrefixProxy, axe_source, launch, screenshot
+from devstack.stack import Stack
+from tests.ui.browser import (
+    FINAL_TIMEOUT,
+    OWNERS,
+    TOKEN,
+    PrefixProxy,
+    api_submit,
+    axe_source,
+    new_context,
+    patient_expect,
+    screenshot,
+)
 
 pytestmark = pytest.mark.slow
 
-TOKEN = "browser-test-token"
 XSS = '<img src=x onerror="window.__xss=1"><script>window.__xss=2</script>'
-FINAL_TIMEOUT = 60_000  # ms: generous, the machine is shared
-
-
-@pytest.fixture(scope="module")
-def pw():
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        yield p
-
-
-@pytest.fixture(scope="module")
-def browser(pw):
-    b = launch(pw)
-    yield b
-    b.close()
-
-
-def _context(browser, **options):
-    """A browser context whose clicks, fills and navigations wait as long as the checks do (only bounds a
-    hang: Playwright's own 30 s is not always enough on a loaded 2-core machine)."""
-    context = browser.new_context(**options)
-    context.set_default_timeout(FINAL_TIMEOUT)
-    return context
-
-
-def _stack_or_skip():
-    if find_redis_server() is None:
-        pytest.skip("no redis-server binary")
-
-
-@pytest.fixture(scope="module")
-def stack(tmp_path_factory):
-    _stack_or_skip()
-    with running_stack(tmp_path_factory.mktemp("ui")) as s:
-        s.start_api(web_concurrency=1)
-        s.start_worker()
-        s.wait_api(path="/readyz")
-        s.wait_workers_registered(1)
-        yield s
-
-
-@pytest.fixture(scope="module")
-def idle_stack(tmp_path_factory):
-    """The API with no worker: jobs stay queued (a busy worker may already hold the next jobs, as it
-    claims in batches, so only an idle queue makes "cancel a queued job" deterministic)."""
-    _stack_or_skip()
-    with running_stack(tmp_path_factory.mktemp("ui-idle")) as s:
-        s.start_api(web_concurrency=1)
-        yield s
-
-
-OWNERS = {"alice": "alice-page-token", "bob": "bob-page-token"}
-
-
-@pytest.fixture(scope="module")
-def owners_stack(tmp_path_factory):
-    """Named tokens (API_TOKENS): each user sees only their own jobs; API_TOKEN is the admin."""
-    _stack_or_skip()
-    with running_stack(
-        tmp_path_factory.mktemp("ui-owners"),
-        API_TOKEN=TOKEN,
-        API_TOKENS=",".join(f"{k}:{v}" for k, v in OWNERS.items()),
-    ) as s:
-        s.start_api(web_concurrency=1)
-        yield s
-
-
-@pytest.fixture(scope="module")
-def token_stack(tmp_path_factory):
-    _stack_or_skip()
-    with running_stack(tmp_path_factory.mktemp("ui-token"), API_TOKEN=TOKEN) as s:
-        s.start_api(web_concurrency=1)
-        yield s
-
-
-@pytest.fixture
-def page(browser):
-    context = _context(browser, viewport={"width": 1280, "height": 900})
-    pg = context.new_page()
-    pg.problems = []  # page errors, CSP violations, dialogs: none may happen
-    pg.on("pageerror", lambda e: pg.problems.append(f"pageerror: {e}"))
-    pg.on(
-        "console",
-        lambda m: (
-            pg.problems.append(f"console {m.type}: {m.text}")
-            if m.type == "error" and "Content Security Policy" in m.text
-            else None
-        ),
-    )
-    pg.dialog_guard = lambda d: (pg.problems.append(f"dialog: {d.message}"), d.dismiss())
-    pg.on("dialog", pg.dialog_guard)
-    yield pg
-    context.close()
-
-
-def _api_submit(url, operation, params=None, token=None):
-    headers = {"Authorization": f"Bearer {token}"} if token else {}
-    r = requests.post(
-        f"{url}/submit", json={"operation": operation, "params": params or {}}, headers=headers, timeout=10
-    )
-    assert r.status_code == 202, r.text
-    return r.json()["job_id"]
-
-
-def _expect():
-    from playwright.sync_api import expect
-
-    expect.set_options(timeout=FINAL_TIMEOUT)  # only bounds a hang (a loaded 2-core machine: 5 s, then 15 s, too tight)
-    return expect
 
 
 def _fill_and_submit(page, values: dict):
@@ -139,7 +37,7 @@ def _fill_and_submit(page, values: dict):
 
 
 def test_submit_through_the_form_and_watch_it_finish_without_reload(page, stack):
-    expect = _expect()
+    expect = patient_expect()
     page.goto(f"{stack.url}/ui/submit?operation=sleep")
     _fill_and_submit(page, {"seconds": "2"})
     page.wait_for_url(re.compile(r"/ui/jobs/[0-9a-f-]{36}$"))
@@ -152,7 +50,7 @@ def test_submit_through_the_form_and_watch_it_finish_without_reload(page, stack)
 
 
 def test_counts_render_as_chart_and_table_with_json_on_demand(page, stack):
-    expect = _expect()
+    expect = patient_expect()
     page.goto(f"{stack.url}/ui/submit?operation=top_locations")
     _fill_and_submit(page, {"n": "7"})
     expect(page.locator("#j-status")).to_have_text("complete", timeout=FINAL_TIMEOUT)
@@ -171,7 +69,7 @@ def test_counts_render_as_chart_and_table_with_json_on_demand(page, stack):
 def test_every_operation_can_be_submitted_watched_and_read_from_the_page(page, stack):
     """The issue's bar: with nothing but the page, submit each operation (its example values typed
     into the generated form), watch it finish, and read the result."""
-    expect = _expect()
+    expect = patient_expect()
     operations = requests.get(f"{stack.url}/operations", timeout=10).json()["operations"]
     for op in operations:
         page.goto(f"{stack.url}/ui/submit?operation={op['name']}")
@@ -193,7 +91,7 @@ def test_every_operation_can_be_submitted_watched_and_read_from_the_page(page, s
 
 
 def test_png_result_is_shown_inline_and_downloadable(page, stack):
-    expect = _expect()
+    expect = patient_expect()
     page.goto(f"{stack.url}/ui/submit?operation=plot_top_locations")
     _fill_and_submit(page, {"n": "6"})
     expect(page.locator("#j-status")).to_have_text("complete", timeout=FINAL_TIMEOUT)
@@ -211,7 +109,7 @@ def test_png_result_is_shown_inline_and_downloadable(page, stack):
 
 
 def test_validation_errors_appear_next_to_their_field(page, stack):
-    expect = _expect()
+    expect = patient_expect()
     before = len(requests.get(f"{stack.url}/jobs?limit=100", timeout=10).json()["jobs"])
     page.goto(f"{stack.url}/ui/submit?operation=top_locations")
     _fill_and_submit(page, {"n": "0"})  # below the registry's minimum: the page refuses it itself
@@ -274,8 +172,8 @@ def test_the_filter_and_operation_lists_work_from_the_keyboard(page, stack):
 
 
 def test_xss_payload_in_a_parameter_stays_inert(page, stack):
-    expect = _expect()
-    job_id = _api_submit(stack.url, "incidents_by_road", {"road": XSS})
+    expect = patient_expect()
+    job_id = api_submit(stack.url, "incidents_by_road", {"road": XSS})
     page.goto(f"{stack.url}/ui/jobs")
     expect(page.locator("#jobs")).to_contain_text("onerror", timeout=FINAL_TIMEOUT)
     page.goto(f"{stack.url}/ui/jobs/{job_id}")
@@ -295,8 +193,8 @@ def test_xss_payload_in_a_parameter_stays_inert(page, stack):
 
 
 def test_overview_and_jobs_table_update_live(page, stack):
-    expect = _expect()
-    done = _api_submit(stack.url, "incidents_by_weekday")
+    expect = patient_expect()
+    done = api_submit(stack.url, "incidents_by_weekday")
     assert requests.get(f"{stack.url}/jobs/{done}?wait=30", timeout=40).json()["status"] == "complete"
     page.goto(f"{stack.url}/ui/")
     expect(page.locator("#st-alive")).to_have_text("1", timeout=FINAL_TIMEOUT)
@@ -307,7 +205,7 @@ def test_overview_and_jobs_table_update_live(page, stack):
     screenshot(page, "ui-overview")
     page.goto(f"{stack.url}/ui/jobs")
     page.evaluate("window.__still_same_page = true")
-    job_id = _api_submit(stack.url, "incidents_by_hour")
+    job_id = api_submit(stack.url, "incidents_by_hour")
     row = page.locator("#jobs tr", has=page.locator(f'a[href$="{job_id}"]'))
     expect(row).to_contain_text("complete", timeout=FINAL_TIMEOUT)  # appeared and finished, no reload
     assert page.evaluate("window.__still_same_page") is True
@@ -320,9 +218,9 @@ def test_overview_and_jobs_table_update_live(page, stack):
 
 
 def test_jobs_table_pages_by_cursor(page, stack):
-    expect = _expect()
+    expect = patient_expect()
     for _ in range(60):
-        _api_submit(stack.url, "sleep", {"seconds": 0})
+        api_submit(stack.url, "sleep", {"seconds": 0})
     page.goto(f"{stack.url}/ui/jobs")
     expect(page.locator("#page-info")).to_contain_text("Page 1", timeout=FINAL_TIMEOUT)
     live = page.locator("#live")
@@ -340,9 +238,9 @@ def test_jobs_table_pages_by_cursor(page, stack):
 
 
 def test_cancel_a_queued_job(page, idle_stack):
-    expect = _expect()
+    expect = patient_expect()
     url = idle_stack.url
-    waiting = _api_submit(url, "sleep", {"seconds": 0})
+    waiting = api_submit(url, "sleep", {"seconds": 0})
     page.goto(f"{url}/ui/")
     expect(page.locator("#stalled")).to_be_visible(timeout=FINAL_TIMEOUT)  # waiting, no worker alive
     expect(page.locator("#stalled-reason")).to_contain_text("no live worker")  # GET /queue's stalled_reason
@@ -385,7 +283,7 @@ def test_pressing_submit_twice_quickly_queues_one_job(page, idle_stack):
     page.fill("#p-n", "11")
     page.evaluate("() => { const f = document.getElementById('submit-form'); f.requestSubmit(); f.requestSubmit(); }")
     # both answers name the job and both send the page there (the second navigation replaces the first)
-    _expect()(page).to_have_url(re.compile(r"/ui/jobs/[0-9a-f-]{36}$"))
+    patient_expect()(page).to_have_url(re.compile(r"/ui/jobs/[0-9a-f-]{36}$"))
     assert len(keys) == 2 and KEY.match(keys[0]) and keys[0] == keys[1], keys
     assert [response.json()["job_id"] for _, response in held] == _jobs_with(url, 11) * 2
     assert page.url.endswith("/ui/jobs/" + _jobs_with(url, 11)[0])
@@ -396,7 +294,7 @@ def test_pressing_again_after_the_answer_was_lost_returns_the_stored_job(page, i
     """The API stored the job but the connection broke before the page read the answer: pressing
     the button again sends the same key and gets that job, not a second one. A changed form is a
     new request with a new key."""
-    expect = _expect()
+    expect = patient_expect()
     url, keys, stored = idle_stack.url, [], []
 
     def lose_the_first_answer(route):
@@ -431,7 +329,7 @@ def test_a_504_tells_the_student_to_press_submit_again_and_that_finds_the_job(pa
     client to send the same request with the same Idempotency-Key, and the page showed that text to
     a student who never saw a key. The page says to press Submit again, and pressing it (same key)
     follows the one job stored."""
-    expect = _expect()
+    expect = patient_expect()
     url, keys, stored = idle_stack.url, [], []
 
     def time_out_the_first_answer(route):
@@ -458,7 +356,7 @@ def test_a_504_tells_the_student_to_press_submit_again_and_that_finds_the_job(pa
 
 
 def test_page_works_under_an_ingress_prefix_and_under_script_name(page, stack):
-    expect = _expect()
+    expect = patient_expect()
     with PrefixProxy(stack.api_port, "/class/jq") as proxy:
         page.goto(f"{proxy.url}/ui/submit?operation=sleep")
         for href in page.eval_on_selector_all("nav a", "els => els.map(e => e.href)"):
@@ -489,9 +387,9 @@ def test_page_works_under_an_ingress_prefix_and_under_script_name(page, stack):
 
 
 def test_login_with_the_token(page, token_stack):
-    expect = _expect()
+    expect = patient_expect()
     url = token_stack.url
-    _api_submit(url, "sleep", {"seconds": 0}, token=TOKEN)  # waits: this stack has no worker
+    api_submit(url, "sleep", {"seconds": 0}, token=TOKEN)  # waits: this stack has no worker
     page.goto(f"{url}/ui/jobs")
     expect(page.locator("#login-form")).to_be_visible()
     assert page.locator("nav").count() == 0 and page.locator("#jobs-table").count() == 0
@@ -523,9 +421,9 @@ def test_login_with_the_token(page, token_stack):
 
 def test_axe_finds_no_serious_or_critical_violations(browser, stack, token_stack):
     """axe-core on every page; the scan is injected, so this context alone bypasses the CSP."""
-    expect = _expect()
-    job_id = _api_submit(stack.url, "incidents_by_weekday")
-    context = _context(browser, bypass_csp=True, viewport={"width": 1280, "height": 900})
+    expect = patient_expect()
+    job_id = api_submit(stack.url, "incidents_by_weekday")
+    context = new_context(browser, bypass_csp=True, viewport={"width": 1280, "height": 900})
     page = context.new_page()
     source = axe_source()
     targets = [
@@ -560,7 +458,7 @@ def test_axe_finds_no_serious_or_critical_violations(browser, stack, token_stack
 
 def test_a_malformed_job_id_in_the_address_bar_gets_the_page_saying_so(page, stack):
     """/ui/jobs/<a truncated id> showed the API's raw JSON 400 in the browser."""
-    expect = _expect()
+    expect = patient_expect()
     page.goto(f"{stack.url}/ui/jobs/3f2b8c4e-1d2a")
     expect(page.locator("#j-status")).to_have_text("not a job id", timeout=FINAL_TIMEOUT)
     expect(page.locator("main")).to_contain_text("UUID4")
@@ -571,9 +469,9 @@ def test_no_page_scrolls_sideways_on_a_phone(browser, stack):
     """At 320 CSS px (WCAG 1.4.10 reflow; a student's phone) the page itself never scrolls sideways:
     a wide table scrolls in its own box. The overview's workers table (a worker id is long) made the
     whole overview 409 px wide."""
-    expect = _expect()
-    job_id = _api_submit(stack.url, "incidents_by_weekday")
-    context = _context(browser, viewport={"width": 320, "height": 640})
+    expect = patient_expect()
+    job_id = api_submit(stack.url, "incidents_by_weekday")
+    context = new_context(browser, viewport={"width": 320, "height": 640})
     page = context.new_page()
     wide = {}
     try:
@@ -602,8 +500,8 @@ def test_axe_on_the_interactive_docs_finds_nothing_serious(browser, stack):
     (serious) per route: with deep linking on, Swagger UI puts the path's <a href="#/tag/op"> inside
     the summary <button>; docs.js turns deep linking off. On load and after Try it out + Execute
     nothing serious or critical is left."""
-    expect = _expect()
-    context = _context(browser, bypass_csp=True, viewport={"width": 1280, "height": 900})
+    expect = patient_expect()
+    context = new_context(browser, bypass_csp=True, viewport={"width": 1280, "height": 900})
     page = context.new_page()
     source = axe_source()
     found = {}
@@ -637,8 +535,8 @@ def test_two_different_submits_from_the_docs_page_are_two_jobs(browser, stack):
     so every submit from /docs carried that one key: the second with another body got 422
     idempotency_key_reused (and, without named tokens, one student's key was everyone's). The
     parameter now has no example: the field starts empty and no key is sent unless one is typed."""
-    expect = _expect()
-    context = _context(browser, viewport={"width": 1280, "height": 900})
+    expect = patient_expect()
+    context = new_context(browser, viewport={"width": 1280, "height": 900})
     page = context.new_page()
     answers = []
     try:
@@ -664,19 +562,19 @@ def test_two_different_submits_from_the_docs_page_are_two_jobs(browser, stack):
 
 
 def _login(browser, url, token):
-    context = _context(browser, viewport={"width": 1280, "height": 900})
+    context = new_context(browser, viewport={"width": 1280, "height": 900})
     pg = context.new_page()
     pg.goto(f"{url}/ui/jobs")
     pg.fill("#token", token)
     pg.click("#login-form button")
-    _expect()(pg.locator("#jobs-table")).to_be_visible(timeout=FINAL_TIMEOUT)
+    patient_expect()(pg.locator("#jobs-table")).to_be_visible(timeout=FINAL_TIMEOUT)
     return context, pg
 
 
 def test_the_page_honours_job_ownership(browser, owners_stack):
     """Alice submits from the page; Bob's page neither lists nor opens her job; the admin's lists it,
     with alice in its User column and on the job page (the owner was stored but shown nowhere)."""
-    expect = _expect()
+    expect = patient_expect()
     url = owners_stack.url
     alice_ctx, alice = _login(browser, url, OWNERS["alice"])
     bob_ctx, bob = _login(browser, url, OWNERS["bob"])
@@ -717,7 +615,7 @@ def test_logged_in_on_the_page_the_docs_try_it_out_submits_as_you(browser, owner
     """Logged in on /ui/ and following its "API docs" link, Try it out read with the page's cookie but
     every submit was 403 csrf_failed (a change made with the cookie needs the page's X-CSRF-Token,
     which /docs did not have). /docs now carries it for the cookie's holder: the submit is alice's."""
-    expect = _expect()
+    expect = patient_expect()
     url = owners_stack.url
     context, pg = _login(browser, url, OWNERS["alice"])
     try:

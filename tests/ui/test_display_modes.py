@@ -8,20 +8,19 @@ import re
 
 import pytest
 
-from tests.ui.browser import axe_source
-from tests.ui.test_browser import FINAL_TIMEOUT, _api_submit, _context, _expect, browser, pw, stack  # noqa: F401
+from tests.ui.browser import FINAL_TIMEOUT, api_submit, axe_source, new_context, patient_expect
 
 pytestmark = pytest.mark.slow
 
 
-def test_forced_colours_keep_buttons_chart_labels_and_legend_visible(browser, stack):  # noqa: F811
+def test_forced_colours_keep_buttons_chart_labels_and_legend_visible(browser, stack):
     """In forced colours the page's buttons (background, no border) lost their background and read
     as plain words; on a dark high-contrast theme the charts' labels and axis kept their dark ink
     (forced colours leave SVG fill alone) and all but vanished on black; and the overview's legend
     swatches were blanked to the background, so "completed" and "failed" named no colour."""
-    expect = _expect()
-    job_id = _api_submit(stack.url, "top_locations", {"n": 5})
-    context = _context(browser, forced_colors="active", color_scheme="dark", viewport={"width": 1280, "height": 900})
+    expect = patient_expect()
+    job_id = api_submit(stack.url, "top_locations", {"n": 5})
+    context = new_context(browser, forced_colors="active", color_scheme="dark", viewport={"width": 1280, "height": 900})
     try:
         page = context.new_page()
         page.goto(f"{stack.url}/ui/jobs/{job_id}")
@@ -69,17 +68,17 @@ CONTRAST = """(args) => {
 
 
 @pytest.mark.parametrize("scheme", ["light", "dark"])
-def test_each_colour_scheme_passes_the_contrast_checks_charts_included(browser, stack, scheme):  # noqa: F811
+def test_each_colour_scheme_passes_the_contrast_checks_charts_included(browser, stack, scheme):
     """With the system set to dark (prefers-color-scheme: dark) every page stayed light: a white glare
     at night, and the one page in the student's dark desktop. Both schemes now pass axe-core (no
     serious or critical violation, colour contrast included) on every page, with a notice, a banner
     and a field error showing; the charts' SVG text (which axe does not check) keeps 4.5:1 and their
     bars 3:1 against the card, and a plot (a PNG drawn on white) keeps a white panel behind it."""
-    expect = _expect()
-    bars = _api_submit(stack.url, "top_locations", {"n": 5})
-    days = _api_submit(stack.url, "daily_counts", {"start": "2024-01-01", "end": "2024-03-31"})
-    plot = _api_submit(stack.url, "plot_incidents_by_hour")
-    context = _context(browser, color_scheme=scheme, bypass_csp=True, viewport={"width": 1280, "height": 900})
+    expect = patient_expect()
+    bars = api_submit(stack.url, "top_locations", {"n": 5})
+    days = api_submit(stack.url, "daily_counts", {"start": "2024-01-01", "end": "2024-03-31"})
+    plot = api_submit(stack.url, "plot_incidents_by_hour")
+    context = new_context(browser, color_scheme=scheme, bypass_csp=True, viewport={"width": 1280, "height": 900})
     source = axe_source()
     report = {}
     try:

@@ -7,30 +7,20 @@ import json
 
 import pytest
 
-from tests.ui.test_browser import (  # noqa: F401
-    FINAL_TIMEOUT,
-    _api_submit,
-    _context,
-    _expect,
-    browser,
-    idle_stack,
-    page,
-    pw,
-    stack,
-)
+from tests.ui.browser import api_submit, patient_expect
 
 pytestmark = pytest.mark.slow
 
 FOCUSED = "() => document.activeElement ? document.activeElement.id || document.activeElement.tagName : null"
 
 
-def test_paging_the_jobs_table_to_either_end_keeps_the_focus_in_the_pager(page, stack):  # noqa: F811
+def test_paging_the_jobs_table_to_either_end_keeps_the_focus_in_the_pager(page, stack):
     """Enter on "Older →" that reached the last page, or on "← Newer" back to the first, disabled
     the button that had the focus, which drops it to the page's start: the next Tab began again at
     "Skip to content", eight stops from the pager. The focus now moves to the other button."""
-    expect = _expect()
+    expect = patient_expect()
     for n in range(1, 27):  # more than one page of 25
-        _api_submit(stack.url, "top_locations", {"n": n})
+        api_submit(stack.url, "top_locations", {"n": n})
     page.goto(f"{stack.url}/ui/jobs")
     expect(page.locator("#older")).to_be_enabled()
     page.focus("#older")
@@ -64,13 +54,13 @@ CLAIMED = json.dumps(
 )
 
 
-def test_cancel_says_why_it_was_refused_and_the_focus_stays_on_the_actions(page, idle_stack):  # noqa: F811
+def test_cancel_says_why_it_was_refused_and_the_focus_stays_on_the_actions(page, idle_stack):
     """Cancel on a job a worker had just claimed: the API refuses (409) and the page put its reason in
     the notice, then at once started following the job again, whose first answer cleared the notice:
     the press seemed to do nothing. Cancel that works hides Cancel, which held the focus, and the
     focus fell to the page's start; it now goes to Submit again."""
-    expect = _expect()
-    job_id = _api_submit(idle_stack.url, "top_locations", {"n": 3})
+    expect = patient_expect()
+    job_id = api_submit(idle_stack.url, "top_locations", {"n": 3})
     page.route(
         f"**/jobs/{job_id}",
         lambda route: (

@@ -11,20 +11,7 @@ import signal
 import pytest
 
 from devstack.stack import running_stack
-
-from tests.ui.test_browser import (  # noqa: F401
-    FINAL_TIMEOUT,
-    TOKEN,
-    _api_submit,
-    _context,
-    _expect,
-    browser,
-    idle_stack,
-    page,
-    pw,
-    stack,
-    token_stack,
-)
+from tests.ui.browser import TOKEN, api_submit, new_context, patient_expect
 
 pytestmark = pytest.mark.slow
 
@@ -43,16 +30,16 @@ WATCH_LIVE = """() => {
 }"""
 
 
-def _spoken(page):  # noqa: F811 (the fixture imported above)
+def _spoken(page):
     return page.evaluate("() => window.__spoken.splice(0)")
 
 
-def test_a_live_region_speaks_a_change_once_not_on_every_poll(page, stack):  # noqa: F811
+def test_a_live_region_speaks_a_change_once_not_on_every_poll(page, stack):
     """The jobs table polls every 3 s and wrote "Page 1 · N shown" (aria-live) each time, and with
     Redis gone the notice (role=status) wrote "the job store (Redis) is unreachable" each time: a
     screen reader said the same line again every 3 s for as long as the page stayed open."""
-    expect = _expect()
-    _api_submit(stack.url, "unique_issues")
+    expect = patient_expect()
+    api_submit(stack.url, "unique_issues")
     page.goto(f"{stack.url}/ui/jobs")
     expect(page.locator("#page-info")).to_contain_text("shown")
     page.evaluate(WATCH_LIVE)
@@ -71,7 +58,7 @@ def test_a_live_region_speaks_a_change_once_not_on_every_poll(page, stack):  # n
     assert page.problems == []
 
 
-def _status_regions(page):  # noqa: F811
+def _status_regions(page):
     """The role=status nodes of the page's accessibility tree (what a screen reader is given)."""
     cdp = page.context.new_cdp_session(page)
     try:
@@ -81,12 +68,12 @@ def _status_regions(page):  # noqa: F811
     return [n for n in nodes if n.get("role", {}).get("value") == "status" and not n.get("ignored")]
 
 
-def test_the_notice_is_in_the_accessibility_tree_before_its_first_message(page, stack):  # noqa: F811
+def test_the_notice_is_in_the_accessibility_tree_before_its_first_message(page, stack):
     """The notice (role=status) was hidden while empty, and a hidden element is not in the
     accessibility tree: its first message (Redis gone, the API unreachable) was written as the
     region appeared, which screen readers may not announce. It is now there from the start, with
     nothing to see until a message comes."""
-    expect = _expect()
+    expect = patient_expect()
     page.goto(f"{stack.url}/ui/jobs")
     expect(page.locator("#page-info")).to_contain_text("shown")
     expect(page.locator("#notice")).to_be_hidden()  # nothing to see
@@ -98,12 +85,12 @@ def test_the_notice_is_in_the_accessibility_tree_before_its_first_message(page, 
     assert page.problems == []
 
 
-def test_the_stalled_banner_is_said_once_not_on_every_poll(page, idle_stack):  # noqa: F811
+def test_the_stalled_banner_is_said_once_not_on_every_poll(page, idle_stack):
     """A job waiting and no worker alive: the overview's banner (role=alert) says why the queue is
     stalled. Each 3 s poll wrote the reason into it again, and an alert is read out at each write:
     a screen reader repeated "Jobs are waiting and no worker takes them" every 3 s."""
-    expect = _expect()
-    _api_submit(idle_stack.url, "top_locations", {"n": 2})  # no worker: it waits
+    expect = patient_expect()
+    api_submit(idle_stack.url, "top_locations", {"n": 2})  # no worker: it waits
     page.goto(f"{idle_stack.url}/ui/")
     expect(page.locator("#stalled")).to_be_visible()
     expect(page.locator("#stalled-reason")).not_to_be_empty()
@@ -113,12 +100,12 @@ def test_the_stalled_banner_is_said_once_not_on_every_poll(page, idle_stack):  #
     assert page.problems == []
 
 
-def test_a_job_page_says_when_the_api_does_not_answer_and_recovers(page, idle_stack):  # noqa: F811
+def test_a_job_page_says_when_the_api_does_not_answer_and_recovers(page, idle_stack):
     """A waiting job's page whose requests got no answer at all (the API stopped, or the network
     went) retried in silence: it went on showing "submitted" as if live, with nothing saying that
     nothing came back, where the overview and the jobs table said the API could not be reached."""
-    expect = _expect()
-    job_id = _api_submit(idle_stack.url, "top_locations", {"n": 4})  # no worker: it stays submitted
+    expect = patient_expect()
+    job_id = api_submit(idle_stack.url, "top_locations", {"n": 4})  # no worker: it stays submitted
     page.route(
         "**/jobs/*",
         lambda route: route.abort("connectionrefused") if route.request.resource_type == "fetch" else route.continue_(),
@@ -134,17 +121,17 @@ def test_a_job_page_says_when_the_api_does_not_answer_and_recovers(page, idle_st
     assert page.problems == []
 
 
-def test_with_the_api_gone_every_page_says_so_in_words(browser, tmp_path):  # noqa: F811
+def test_with_the_api_gone_every_page_says_so_in_words(browser, tmp_path):
     """The API stopped (or the kubectl port-forward to it ended): the pages said the browser's own
     "Connection problem: TypeError: Failed to fetch", the submit form "Could not reach the API:
     TypeError: Failed to fetch", and Cancel on a job's page said nothing at all. Each now says in the
     notice (the one live region) that the API cannot be reached, why that may be, and what happens
     next: the polls try again; a press is to be made again once it is back."""
-    expect = _expect()
+    expect = patient_expect()
     with running_stack(tmp_path) as s:
         s.start_api(web_concurrency=1)
-        job_id = _api_submit(s.url, "top_locations", {"n": 3})  # no worker: it stays submitted
-        context = _context(browser, viewport={"width": 1280, "height": 900})
+        job_id = api_submit(s.url, "top_locations", {"n": 3})  # no worker: it stays submitted
+        context = new_context(browser, viewport={"width": 1280, "height": 900})
         try:
             pages = {}
             for name, path, ready in [
@@ -175,11 +162,11 @@ def test_with_the_api_gone_every_page_says_so_in_words(browser, tmp_path):  # no
             context.close()
 
 
-def test_after_a_submit_that_fails_the_focus_is_back_on_the_button(page, idle_stack):  # noqa: F811
+def test_after_a_submit_that_fails_the_focus_is_back_on_the_button(page, idle_stack):
     """Submit pressed from the keyboard while the API did not answer: the error showed, but the
     button had been disabled while it was focused, which drops the focus to the page's start, so
     the next Tab began again at "Skip to content" and Enter pressed nothing."""
-    expect = _expect()
+    expect = patient_expect()
     page.route("**/submit", lambda route: route.abort("connectionrefused"))
     page.goto(f"{idle_stack.url}/ui/submit?operation=top_locations")
     page.fill("#p-n", "5")
@@ -212,14 +199,14 @@ document.addEventListener('DOMContentLoaded', () => {
 """
 
 
-def test_a_slow_answer_for_the_page_left_does_not_replace_the_page_shown(browser, stack):  # noqa: F811
+def test_a_slow_answer_for_the_page_left_does_not_replace_the_page_shown(browser, stack):
     """On a slow network the jobs table's 3 s poll of page 1, sent just before "Older →" was pressed
     and answered after page 2, drew page 1's rows under "Page 2 · 25 shown" (and put page 1's
     cursor behind Older, so the next press showed page 2 again as "Page 3")."""
-    expect = _expect()
+    expect = patient_expect()
     for n in range(1, 28):
-        _api_submit(stack.url, "top_locations", {"n": n})
-    context = _context(browser, viewport={"width": 1280, "height": 900})
+        api_submit(stack.url, "top_locations", {"n": n})
+    context = new_context(browser, viewport={"width": 1280, "height": 900})
     context.add_init_script(SLOW_FIRST_PAGE)
     try:
         page = context.new_page()
@@ -247,12 +234,12 @@ window.fetch = function (url, init) {
 """
 
 
-def test_a_slow_submit_says_it_is_under_way(browser, idle_stack):  # noqa: F811
+def test_a_slow_submit_says_it_is_under_way(browser, idle_stack):
     """On a slow network the Submit button went grey and nothing else happened until the answer came:
     nothing to read, and nothing for a screen reader to say. The notice (role=status) now says
     "Submitting…" until the answer, and an error then takes its place."""
-    expect = _expect()
-    context = _context(browser, viewport={"width": 1280, "height": 900})
+    expect = patient_expect()
+    context = new_context(browser, viewport={"width": 1280, "height": 900})
     context.add_init_script(SLOW_SUBMIT)
     try:
         page = context.new_page()
@@ -281,14 +268,14 @@ window.fetch = function (url, init) {
 """
 
 
-def test_a_slow_press_on_a_jobs_page_says_it_is_under_way(browser, idle_stack):  # noqa: F811
+def test_a_slow_press_on_a_jobs_page_says_it_is_under_way(browser, idle_stack):
     """On a slow network, Cancel, Submit again and Delete on a job's page showed nothing until the
     answer came, seconds later: the press seemed lost (a second press was the natural next step), and
     a screen reader said nothing. The notice now says "Cancelling…", "Submitting…", "Deleting…"
     until the answer, which then takes its place."""
-    expect = _expect()
-    job_id = _api_submit(idle_stack.url, "top_locations", {"n": 6})  # no worker: it stays submitted
-    context = _context(browser, viewport={"width": 1280, "height": 900})
+    expect = patient_expect()
+    job_id = api_submit(idle_stack.url, "top_locations", {"n": 6})  # no worker: it stays submitted
+    context = new_context(browser, viewport={"width": 1280, "height": 900})
     context.add_init_script(SLOW_PRESS)
     try:
         page = context.new_page()
@@ -304,7 +291,7 @@ def test_a_slow_press_on_a_jobs_page_says_it_is_under_way(browser, idle_stack): 
         expect(page.locator("#notice")).to_have_text("Deleting…")
         page.wait_for_url(f"{idle_stack.url}/ui/jobs")
 
-        other = _api_submit(idle_stack.url, "top_locations", {"n": 7})
+        other = api_submit(idle_stack.url, "top_locations", {"n": 7})
         page.goto(f"{idle_stack.url}/ui/jobs/{other}")
         expect(page.locator("#a-again")).to_be_visible()
         page.click("#a-again")
@@ -319,11 +306,11 @@ PROXY_PAGE = (
 )
 
 
-def test_a_proxys_error_page_is_said_to_be_the_proxys_not_the_apis(page, idle_stack):  # noqa: F811
+def test_a_proxys_error_page_is_said_to_be_the_proxys_not_the_apis(page, idle_stack):
     """Behind an Ingress, with the API's pods down or restarting, the Ingress answers 502/503 with an
     HTML page of its own. The page said only "The API answered 502.", as if the API had refused the
     request. It now says something in front of the API answered, and that the API may be down."""
-    expect = _expect()
+    expect = patient_expect()
 
     def proxy(status, reason):
         return lambda route: route.fulfill(
@@ -348,11 +335,11 @@ def test_a_proxys_error_page_is_said_to_be_the_proxys_not_the_apis(page, idle_st
     assert page.problems == []
 
 
-def test_a_slow_login_says_it_is_under_way(browser, token_stack):  # noqa: F811
+def test_a_slow_login_says_it_is_under_way(browser, token_stack):
     """On a slow network, Log in showed nothing between the press and the next page (or the refusal):
     the press seemed lost. The notice now says "Logging in…"; a refusal clears it for its own line."""
-    expect = _expect()
-    context = _context(browser, viewport={"width": 1280, "height": 900})
+    expect = patient_expect()
+    context = new_context(browser, viewport={"width": 1280, "height": 900})
     context.add_init_script(SLOW_PRESS)
     try:
         page = context.new_page()

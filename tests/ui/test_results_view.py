@@ -5,32 +5,22 @@ from __future__ import annotations
 
 import pytest
 
-from tests.ui.test_browser import (  # noqa: F401
-    FINAL_TIMEOUT,
-    _api_submit,
-    _context,
-    _expect,
-    browser,
-    idle_stack,
-    page,
-    pw,
-    stack,
-)
+from tests.ui.browser import FINAL_TIMEOUT, api_submit, new_context, patient_expect
 
 pytestmark = pytest.mark.slow
 
 
-def _open_finished(page, url, job_id):  # noqa: F811 (the fixture imported above)
-    expect = _expect()
+def _open_finished(page, url, job_id):
+    expect = patient_expect()
     page.goto(f"{url}/ui/jobs/{job_id}")
     expect(page.locator("#j-status")).to_have_text("complete", timeout=FINAL_TIMEOUT)
     return expect
 
 
-def test_a_month_of_daily_counts_draws_every_day(page, stack):  # noqa: F811
+def test_a_month_of_daily_counts_draws_every_day(page, stack):
     """daily_counts over January (31 days) drew 30 bars: the bar chart stops at 30 and only series
     over 40 days were drawn as columns, so the 31st was left out with nothing saying so."""
-    job_id = _api_submit(stack.url, "daily_counts", {"start": "2024-01-01", "end": "2024-01-31"})
+    job_id = api_submit(stack.url, "daily_counts", {"start": "2024-01-01", "end": "2024-01-31"})
     expect = _open_finished(page, stack.url, job_id)
     chart = page.locator("#j-result .counts .chart svg")
     expect(chart).to_contain_text("2024-01-31")  # the columns' last label: the whole month is drawn
@@ -38,9 +28,9 @@ def test_a_month_of_daily_counts_draws_every_day(page, stack):  # noqa: F811
     assert page.problems == []
 
 
-def test_a_chart_of_part_of_the_counts_says_so(page, stack):  # noqa: F811
+def test_a_chart_of_part_of_the_counts_says_so(page, stack):
     """top_locations n=100: the chart draws the first 30 bars; the page says it shows 30 of 100."""
-    job_id = _api_submit(stack.url, "top_locations", {"n": 100})
+    job_id = api_submit(stack.url, "top_locations", {"n": 100})
     expect = _open_finished(page, stack.url, job_id)
     heading = page.locator("#j-result .counts h3").first.text_content()
     total = int(heading.rsplit("(", 1)[1].rstrip(")"))
@@ -61,12 +51,12 @@ def test_a_chart_of_part_of_the_counts_says_so(page, stack):  # noqa: F811
         ("incidents_within_radius", {"latitude": 30.5, "longitude": -97.5, "radius_km": 0.01}, False),  # by_issue {}
     ],
 )
-def test_a_result_with_no_incidents_says_so_instead_of_an_empty_chart(page, stack, operation, params, days):  # noqa: F811
+def test_a_result_with_no_incidents_says_so_instead_of_an_empty_chart(page, stack, operation, params, days):
     """daily_counts for a range before the data drew an empty frame whose y-axis topped at 1, which
     read as a broken chart (or as about one a day); incidents_within_radius off every road showed
     "by_issue {}". Each now says there are no incidents in the range, draws no chart, and (for a
     range of days) keeps the table of zeros."""
-    job_id = _api_submit(stack.url, operation, params)
+    job_id = api_submit(stack.url, operation, params)
     expect = _open_finished(page, stack.url, job_id)
     said = page.locator("#j-result .counts p.empty")
     expect(said).to_have_text("No incidents in this range: every day is 0." if days else "No incidents in this range.")
@@ -76,10 +66,10 @@ def test_a_result_with_no_incidents_says_so_instead_of_an_empty_chart(page, stac
     assert page.problems == []
 
 
-def test_the_overview_with_no_job_finished_lately_says_so_instead_of_an_empty_chart(page, idle_stack):  # noqa: F811
+def test_the_overview_with_no_job_finished_lately_says_so_instead_of_an_empty_chart(page, idle_stack):
     """No job finished in the last 15 minutes (no worker, a quiet evening): the overview drew an
     empty frame whose y-axis topped at 1. It now says no job finished, and draws the chart once one does."""
-    expect = _expect()
+    expect = patient_expect()
     page.goto(f"{idle_stack.url}/ui/")
     expect(page.locator("#recent-chart p.empty")).to_have_text("No job finished in the last 15 minutes.")
     assert page.locator("#recent-chart svg").count() == 0
@@ -87,10 +77,10 @@ def test_the_overview_with_no_job_finished_lately_says_so_instead_of_an_empty_ch
     assert page.problems == []
 
 
-def test_a_result_number_shows_every_decimal_it_has(page, stack):  # noqa: F811
+def test_a_result_number_shows_every_decimal_it_has(page, stack):
     """incidents_within_radius answers the point it searched around: 30.2672, -97.7431 showed as
     30.267, -97.743 (toLocaleString rounds to 3 decimals), a point about 20 m away."""
-    job_id = _api_submit(
+    job_id = api_submit(
         stack.url, "incidents_within_radius", {"latitude": 30.2672, "longitude": -97.7431, "radius_km": 1.5}
     )
     expect = _open_finished(page, stack.url, job_id)
@@ -101,15 +91,15 @@ def test_a_result_number_shows_every_decimal_it_has(page, stack):  # noqa: F811
     assert page.problems == []
 
 
-def test_the_result_json_scrolls_from_the_keyboard(browser, stack):  # noqa: F811
+def test_the_result_json_scrolls_from_the_keyboard(browser, stack):
     """The "Result as JSON" box opened on a long result is a box that scrolls (480 px high) with nothing in it
     to focus: axe-core's scrollable-region-focusable (serious). Recent Chromium lets a keyboard into
     such a box by itself; Firefox and Safari do not. The box now takes the focus in every browser."""
     from tests.ui.browser import axe_source
 
-    expect = _expect()
-    job_id = _api_submit(stack.url, "incidents_by_hour")
-    context = _context(browser, bypass_csp=True, viewport={"width": 1280, "height": 900})
+    expect = patient_expect()
+    job_id = api_submit(stack.url, "incidents_by_hour")
+    context = new_context(browser, bypass_csp=True, viewport={"width": 1280, "height": 900})
     try:
         page = context.new_page()
         page.goto(f"{stack.url}/ui/jobs/{job_id}")
@@ -130,16 +120,16 @@ def test_the_result_json_scrolls_from_the_keyboard(browser, stack):  # noqa: F81
         context.close()
 
 
-def test_charts_on_a_phone_keep_readable_text_and_scroll_in_their_box(browser, stack):  # noqa: F811
+def test_charts_on_a_phone_keep_readable_text_and_scroll_in_their_box(browser, stack):
     """At 375 px the charts scaled down with the page, and their 11 px labels came out 4-5 px tall
     (the result's bar chart, the overview's last 15 minutes). Below 560 px a chart's box scrolls
     sideways instead, and takes the keyboard focus as the tables' boxes do; the page itself does not
     scroll sideways. axe: no violation in either box (scrollable-region-focusable, landmark names)."""
     from tests.ui.browser import axe_source
 
-    expect = _expect()
-    job_id = _api_submit(stack.url, "top_locations", {"n": 10})
-    context = _context(browser, bypass_csp=True, viewport={"width": 375, "height": 800})
+    expect = patient_expect()
+    job_id = api_submit(stack.url, "top_locations", {"n": 10})
+    context = new_context(browser, bypass_csp=True, viewport={"width": 375, "height": 800})
     tallest_text = "(sel) => Math.max(...[...document.querySelectorAll(sel + ' svg text')].map(t => t.getBoundingClientRect().height))"
     try:
         page = context.new_page()
@@ -159,7 +149,7 @@ def test_charts_on_a_phone_keep_readable_text_and_scroll_in_their_box(browser, s
         context.close()
 
 
-def test_a_long_error_scrolls_from_the_keyboard(browser, idle_stack):  # noqa: F811
+def test_a_long_error_scrolls_from_the_keyboard(browser, idle_stack):
     """A failed job's error box is at most 480 px high: a long message (an exception naming every
     column it looked through; on a phone a few hundred characters are enough) scrolled in a box with
     nothing in it to focus, axe-core's scrollable-region-focusable (serious), as the result's JSON box
@@ -169,11 +159,11 @@ def test_a_long_error_scrolls_from_the_keyboard(browser, idle_stack):  # noqa: F
     from tests.api.support import finish
     from tests.ui.browser import axe_source
 
-    expect = _expect()
-    job_id = _api_submit(idle_stack.url, "incidents_by_road", {"road": "Ñandú Straße 東京"})
+    expect = patient_expect()
+    job_id = api_submit(idle_stack.url, "incidents_by_road", {"road": "Ñandú Straße 東京"})
     columns = ", ".join(f"'Column number {i} of the traffic incidents export'" for i in range(60))
     finish(idle_stack.jobs_client(), job_id, status=JobStatus.FAILED, error=f"KeyError: none of [{columns}]")
-    context = _context(browser, bypass_csp=True, viewport={"width": 375, "height": 800})
+    context = new_context(browser, bypass_csp=True, viewport={"width": 375, "height": 800})
     try:
         page = context.new_page()
         page.goto(f"{idle_stack.url}/ui/jobs/{job_id}")
@@ -195,13 +185,13 @@ def test_a_long_error_scrolls_from_the_keyboard(browser, idle_stack):  # noqa: F
 LONE_SURROGATE = r"(s) => /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(^|[^\uD800-\uDBFF])[\uDC00-\uDFFF]/.test(s)"
 
 
-def test_a_long_unicode_parameter_is_cut_between_characters(page, stack):  # noqa: F811
+def test_a_long_unicode_parameter_is_cut_between_characters(page, stack):
     """The jobs table shows a job's parameters cut to 80 characters, counted in UTF-16 units: a road
     of emoji (each two units) was cut through one, whose lone half showed as a replacement mark
     before the "…". It is cut between characters now (the bar chart's 40-character labels too)."""
-    expect = _expect()
+    expect = patient_expect()
     road = "x" + "🚗" * 98  # 99 characters, within the road's 100
-    _api_submit(stack.url, "incidents_by_road", {"road": road})
+    api_submit(stack.url, "incidents_by_road", {"road": road})
     page.goto(f"{stack.url}/ui/jobs?operation=incidents_by_road")
     cell = page.locator("#jobs tr td.params").first
     expect(cell).to_contain_text("🚗")
@@ -211,15 +201,15 @@ def test_a_long_unicode_parameter_is_cut_between_characters(page, stack):  # noq
     assert page.problems == []
 
 
-def test_the_jobs_table_with_no_match_scrolls_from_the_keyboard_on_a_phone(browser, stack):  # noqa: F811
+def test_the_jobs_table_with_no_match_scrolls_from_the_keyboard_on_a_phone(browser, stack):
     """On a 320 px phone the jobs table scrolls sideways in its box. With jobs in it the keyboard got
     in through their links; a filter that matches nothing ("No jobs match.") left a scrolling box with
     nothing to focus, axe-core's scrollable-region-focusable (serious). The box takes the focus, as
     the overview's workers table does."""
     from tests.ui.browser import axe_source
 
-    expect = _expect()
-    context = _context(browser, bypass_csp=True, viewport={"width": 320, "height": 700})
+    expect = patient_expect()
+    context = new_context(browser, bypass_csp=True, viewport={"width": 320, "height": 700})
     try:
         page = context.new_page()
         page.goto(f"{stack.url}/ui/jobs?status=cancelled&operation=plot_incidents_by_weekday")
