@@ -99,6 +99,11 @@ def test_png_result_is_shown_inline_and_downloadable(page, stack):
     expect(img).to_be_visible()
     page.wait_for_function("document.getElementById('j-png').complete")
     assert page.evaluate("document.getElementById('j-png').naturalWidth") > 400
+    # a screen reader hears which chart, for which parameters, and where its numbers are: it heard
+    # "Plot produced by plot_top_locations", what the page's heading already said
+    assert img.get_attribute("alt") == (
+        "Chart drawn by plot_top_locations for n=6. The same counts as numbers: top_locations."
+    )
     href = page.locator("#a-download").get_attribute("href")
     with page.expect_download() as download:
         page.click("#a-download")

@@ -479,11 +479,21 @@
     return wrap;
   }
 
+  // what a screen reader says of a plot: which chart and for what parameters ("Plot produced by
+  // plot_top_locations" told nothing that the page's heading did not)
+  function plotAlt(job) {
+    var params = job.params || {};
+    var given = Object.keys(params).map(function (k) { return k + "=" + params[k]; });
+    var alt = "Chart drawn by " + job.operation + (given.length ? " for " + given.join(", ") : ", over the whole dataset");
+    var numbers = job.operation.indexOf("plot_") === 0 ? job.operation.slice(5) : "";
+    return alt + (numbers ? ". The same counts as numbers: " + numbers + "." : ".");
+  }
+
   function renderResult(job, box) {
     clear(box);
     if (job.result_type === "image/png") {
       box.appendChild(el("img", { src: ROOT + "jobs/" + encodeURIComponent(job.job_id) + "/result",
-        alt: "Plot produced by " + job.operation, class: "plot", id: "j-png" }));
+        alt: plotAlt(job), class: "plot", id: "j-png" }));
       return;
     }
     var result = job.result;
