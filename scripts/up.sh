@@ -32,6 +32,19 @@ for var in PORT REDIS_PORT WORKER_METRICS_BASE; do
     exit 2
   fi
 done
+# WORKER_METRICS_PORT is a worker's own setting; make up numbers its workers' ports from
+# WORKER_METRICS_BASE and dropped one given here without a word (metrics on 9101 while the user
+# looked at the port they had set)
+if [ -n "${WORKER_METRICS_PORT:-}" ] && [ "$WORKER_METRICS_PORT" != "$WORKER_METRICS_BASE" ]; then
+  if [ "$WORKER_METRICS_PORT" = 0 ]; then
+    echo "up: WORKER_METRICS_PORT=0 is not used: make up's workers always serve metrics, from" \
+      "WORKER_METRICS_BASE=$WORKER_METRICS_BASE (the next workers count up)" >&2
+  else
+    echo "up: WORKER_METRICS_PORT=$WORKER_METRICS_PORT is not used: make up numbers its workers' metrics" \
+      "ports from WORKER_METRICS_BASE=$WORKER_METRICS_BASE (the next workers count up);" \
+      "write WORKER_METRICS_BASE=$WORKER_METRICS_PORT to start there" >&2
+  fi
+fi
 if [ $((WORKER_METRICS_BASE + WORKERS - 1)) -gt 65535 ]; then
   echo "up: worker $WORKERS's metrics port would be $((WORKER_METRICS_BASE + WORKERS - 1))" \
     "(WORKER_METRICS_BASE=$WORKER_METRICS_BASE + $((WORKERS - 1))): set a lower WORKER_METRICS_BASE" >&2

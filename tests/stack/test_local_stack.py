@@ -306,6 +306,28 @@ def test_the_banner_counts_the_workers_it_started(tmp_path, workers, shown, work
         subprocess.run(["bash", "scripts/down.sh"], cwd=REPO_ROOT, env=env, capture_output=True, timeout=120)
 
 
+@pytest.mark.parametrize("given", ["other", "0"])
+def test_a_worker_metrics_port_in_the_environment_is_named_not_dropped(tmp_path, given):
+    """WORKER_METRICS_PORT=9200 make up (the worker's own setting, from docs/metrics.md) was dropped
+    without a word: worker 1 served its metrics on WORKER_METRICS_BASE, where nobody looked."""
+    env = stack_env(str(tmp_path / "run"), WORKERS="1")
+    base = env["WORKER_METRICS_BASE"]
+    env["WORKER_METRICS_PORT"] = str(free_port()) if given == "other" else "0"
+    try:
+        up = subprocess.run(
+            ["bash", "scripts/up.sh"], cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=600
+        )
+        assert up.returncode == 0, up.stdout + up.stderr
+        said = f"up: WORKER_METRICS_PORT={env['WORKER_METRICS_PORT']} is not used"
+        assert said in up.stderr, up.stderr
+        assert f"WORKER_METRICS_BASE={base}" in up.stderr, up.stderr
+        if given == "other":
+            assert f"write WORKER_METRICS_BASE={env['WORKER_METRICS_PORT']}" in up.stderr, up.stderr
+        assert requests.get(f"http://127.0.0.1:{base}/metrics", timeout=5).status_code == 200
+    finally:
+        subprocess.run(["bash", "scripts/down.sh"], cwd=REPO_ROOT, env=env, capture_output=True, timeout=120)
+
+
 @pytest.mark.parametrize(
     ("settings", "metrics_host"),
     [
