@@ -130,6 +130,23 @@ def test_a_token_with_a_line_break_inside_is_refused_as_usage(owned_api, capsys,
     assert "alice-tok" not in err and "Traceback" not in err, err
 
 
+@pytest.mark.parametrize("where", ["--token", "JOBQUEUE_TOKEN"])
+@pytest.mark.parametrize("token", ['"alice-tok"', "'alice-tok'", '"alice-tok'])
+def test_a_token_with_quotes_around_it_is_refused_as_usage(owned_api, capsys, monkeypatch, where, token):
+    """JOBQUEUE_TOKEN="alice-tok" from an env file reaches the client with its quotes: every request
+    was a 401, "the token given was refused", which does not say why. Exit 2 naming where it came
+    from (never the token), before anything is sent."""
+    monkeypatch.delenv("JOBQUEUE_TOKEN", raising=False)
+    argv = ["jobs", "--url", owned_api.url]
+    if where == "--token":
+        argv += ["--token", token]
+    else:
+        monkeypatch.setenv("JOBQUEUE_TOKEN", token)
+    code, _, err = _run(capsys, *argv)
+    assert code == 2 and where in err and "begins or ends with a quote" in err, err
+    assert "alice-tok" not in err and "Traceback" not in err, err
+
+
 def test_info_like_rq_info(api, capsys):
     _submit(api)
     code, out, _ = _run(capsys, "info", "--url", api.url, "--format", "table")

@@ -104,13 +104,21 @@ def check_token(token: str, source: str) -> str:
     """The token as the client sends it: without surrounding whitespace (a file's last newline, as
     ``open("token").read()`` or a Secret made ``--from-file`` leaves it; the API keeps its own tokens
     stripped the same way), or UsageError naming ``source`` (--token, JOBQUEUE_TOKEN) but never the
-    token when one is left that no header can carry (a line break inside: two lines pasted as one).
-    A newline used to end the CLI with a traceback and exit status 1."""
+    token when one is left that no header can carry (a line break inside: two lines pasted as one)
+    or that no API takes (quotes around it). A newline used to end the CLI with a traceback and exit
+    status 1."""
     token = token.strip()
     if any(ord(c) < 32 or ord(c) == 127 or ord(c) > 255 for c in token):
         raise UsageError(
             f"{source} has a line break or another character an HTTP header cannot carry inside it "
             "(the value is a secret: not shown): give the token alone, on one line"
+        )
+    if token[:1] in ("'", '"') or token[-1:] in ("'", '"'):
+        # JOBQUEUE_TOKEN="abc" in an env file reaches us with its quotes: every request got 401, and a
+        # few of them the client's 429 for guessing; the API refuses such a token of its own at start
+        raise UsageError(
+            f"{source} begins or ends with a quote, part of the value here (an env file for docker or compose "
+            "keeps it), which no API token has: give it without quotes (the value is a secret: not shown)"
         )
     return token
 
