@@ -147,6 +147,16 @@ def test_a_token_with_quotes_around_it_is_refused_as_usage(owned_api, capsys, mo
     assert "alice-tok" not in err and "Traceback" not in err, err
 
 
+@pytest.mark.parametrize("extra", [[], ["--json"]])
+def test_status_prints_the_job_as_json_with_or_without_json(api, capsys, extra):
+    """``status <id> --json``, typed as jobs, info, watch and cancel take it, was "unrecognized
+    arguments: --json" (exit 2): status always prints the job as JSON."""
+    job_id = _submit(api)
+    code, out, err = _run(capsys, "status", job_id, "--url", api.url, *extra)
+    assert code == 0, err
+    assert json.loads(out)["job_id"] == job_id and json.loads(out)["status"] == "submitted"
+
+
 def test_info_like_rq_info(api, capsys):
     _submit(api)
     code, out, _ = _run(capsys, "info", "--url", api.url, "--format", "table")

@@ -60,6 +60,8 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("status", parents=[common], help="show a job's status")
     p.add_argument("job_id")
     p.add_argument("--wait", type=seconds, default=0.0, metavar="SECONDS", help="long-poll up to SECONDS")
+    # typed by habit from jobs/info/watch/cancel, it was "unrecognized arguments: --json" (exit 2)
+    p.add_argument("--json", action="store_true", help="the job as JSON, which status always prints")
     p.set_defaults(client_handler=_status)
 
 
