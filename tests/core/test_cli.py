@@ -73,6 +73,16 @@ def test_an_empty_url_is_usage_not_the_default(url):
     assert r.returncode == 2 and "--url is empty (an unset shell variable?)" in r.stderr, r.stderr
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("url", ["", "   "])
+def test_an_empty_jobqueue_url_is_usage_not_the_default(url):
+    """`export JOBQUEUE_URL=$API` with API unset sent every command to the default address (on a
+    shared machine, another user's stack), as an empty --url once did."""
+    r = jq("jobs", env={"JOBQUEUE_URL": url}, timeout=60)
+    assert r.returncode == 2 and "JOBQUEUE_URL is set but empty" in r.stderr, r.stderr
+    assert "unset JOBQUEUE_URL" in r.stderr, r.stderr
+
+
 @pytest.mark.parametrize(
     "args,code,words",
     [

@@ -417,8 +417,13 @@ def _check_url(args: argparse.Namespace) -> None:
         )
     if args.url:
         check_url(args.url, "--url")
-    elif os.environ.get("JOBQUEUE_URL"):
+    elif os.environ.get("JOBQUEUE_URL", "").strip():
         check_url(os.environ["JOBQUEUE_URL"], "JOBQUEUE_URL")
+    elif "JOBQUEUE_URL" in os.environ:  # export JOBQUEUE_URL=$API with API unset: the default, silently
+        raise UsageError(
+            f"JOBQUEUE_URL is set but empty (made from an unset shell variable?): give the API's address, "
+            f"e.g. {DEFAULT_URL}, or unset JOBQUEUE_URL to use that default"
+        )
 
 
 def _check_ca_bundle(args: argparse.Namespace) -> None:
