@@ -19,9 +19,22 @@ READY_TIMEOUT=${READY_TIMEOUT:-90}
 # banner said "abc workers", and a REDIS_PORT=abc was only named, as REDIS_URL, after 40 s of retries.
 # A leading zero is dropped (bash reads 07514 as octal: worker 1's metrics went to port 3916), and a
 # port outside 1-65535 is refused here: PORT=70000 started Redis and the workers, then the API refused it.
+# A value written as elsewhere (READY_TIMEOUT=2m, an env file's PORT="7300") is named as that, with
+# the bare number to write, as the services name theirs.
 for var in PORT REDIS_PORT WORKERS WORKER_METRICS_BASE READY_TIMEOUT; do
   if ! [[ ${!var} =~ ^[0-9]+$ ]]; then
-    echo "up: $var must be a whole number, got '${!var}'" >&2
+    value=${!var}
+    if [[ $value =~ ^\"([0-9]+)\"$ || $value =~ ^\'([0-9]+)\'$ ]]; then
+      echo "up: $var has quotes around it, part of the value here (no shell removed them): write $var=${BASH_REMATCH[1]}" >&2
+    elif [ "$var" = READY_TIMEOUT ] && [[ $value =~ ^([0-9]+)\ ?(s|sec|secs|seconds|m|min|mins|minutes|h|hours?)$ ]]; then
+      case ${BASH_REMATCH[2]} in
+        m*) factor=60 ;; h*) factor=3600 ;; *) factor=1 ;;
+      esac
+      echo "up: READY_TIMEOUT takes seconds as a plain number, without the unit, got '$value':" \
+        "write READY_TIMEOUT=$((10#${BASH_REMATCH[1]} * factor))" >&2
+    else
+      echo "up: $var must be a whole number, got '$value'" >&2
+    fi
     exit 2
   fi
   printf -v "$var" %d "$((10#${!var}))"

@@ -243,6 +243,28 @@ _NOT_NUMBERS = ["WORKERS", "REDIS_PORT", "WORKER_METRICS_BASE", "READY_TIMEOUT",
         ("PORT", "70000", "PORT must be a port number (1-65535), got 70000"),
         ("REDIS_PORT", "0", "REDIS_PORT must be a port number (1-65535), got 0"),
         ("WORKER_METRICS_BASE", "65535", "worker 2's metrics port would be 65536 (WORKER_METRICS_BASE=65535"),
+        # as elsewhere: the mistake named, with the bare number (they said only "must be a whole number")
+        (
+            "READY_TIMEOUT",
+            "2m",
+            "READY_TIMEOUT takes seconds as a plain number, without the unit, got '2m': write READY_TIMEOUT=120",
+        ),
+        (
+            "READY_TIMEOUT",
+            "90s",
+            "READY_TIMEOUT takes seconds as a plain number, without the unit, got '90s': write READY_TIMEOUT=90",
+        ),
+        (
+            "PORT",
+            '"7300"',
+            "PORT has quotes around it, part of the value here (no shell removed them): write PORT=7300",
+        ),
+        (
+            "WORKERS",
+            "'3'",
+            "WORKERS has quotes around it, part of the value here (no shell removed them): write WORKERS=3",
+        ),
+        ("PORT", "7300s", "PORT must be a whole number, got '7300s'"),  # a port has no unit
     ],
 )
 def test_up_refuses_a_bad_number_before_starting_anything(tmp_path, var, value, words):
