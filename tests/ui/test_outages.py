@@ -9,6 +9,7 @@ import json
 import signal
 
 import pytest
+import requests
 
 from devstack.stack import running_stack
 from tests.ui.browser import TOKEN, api_submit, new_context, patient_expect
@@ -297,6 +298,41 @@ def test_a_slow_press_on_a_jobs_page_says_it_is_under_way(browser, idle_stack):
         page.click("#a-again")
         expect(page.locator("#notice")).to_have_text("Submitting…")
         page.wait_for_url(lambda url: "/ui/jobs/" in url and other not in url)
+    finally:
+        context.close()
+
+
+def test_a_second_press_while_the_first_is_out_sends_nothing(browser, idle_stack):
+    """On a slow network, Delete pressed again while the first press was out sent a second DELETE,
+    whose 404 put "This job does not exist" in the notice over "Deleting…" while the first was on its
+    way to succeed; Submit again pressed twice sent two submits. (Cancel hides once the job page sees
+    the job cancelled, so it cannot be pressed twice.)"""
+    expect = patient_expect()
+    job_id = api_submit(idle_stack.url, "top_locations", {"n": 6})  # no worker: it stays submitted
+    assert requests.delete(f"{idle_stack.url}/jobs/{job_id}", timeout=10).status_code == 200  # cancelled: final
+    context = new_context(browser, viewport={"width": 1280, "height": 900})
+    context.add_init_script(SLOW_PRESS)
+    try:
+        page = context.new_page()
+        sent = []
+        page.on("request", lambda r: sent.append(r.method) if r.method in ("DELETE", "POST") else None)
+        page.on("dialog", lambda d: d.accept())
+        page.goto(f"{idle_stack.url}/ui/jobs/{job_id}")
+        expect(page.locator("#j-status")).to_have_text("cancelled")
+        page.click("#a-again")
+        expect(page.locator("#notice")).to_have_text("Submitting…")
+        page.click("#a-again")  # the first is still out (its answer is held back 3 s)
+        page.wait_for_url(lambda url: "/ui/jobs/" in url and job_id not in url)
+        assert sent == ["POST"], sent
+
+        page.goto(f"{idle_stack.url}/ui/jobs/{job_id}")
+        expect(page.locator("#j-status")).to_have_text("cancelled")
+        page.click("#a-delete")
+        expect(page.locator("#notice")).to_have_text("Deleting…")
+        page.click("#a-delete")
+        expect(page.locator("#notice")).to_have_text("Deleting…")
+        page.wait_for_url(f"{idle_stack.url}/ui/jobs")
+        assert sent == ["POST", "DELETE"], sent
     finally:
         context.close()
 

@@ -617,30 +617,44 @@
       });
     }
     follow(0);
-    byId("a-cancel").addEventListener("click", function () {
+    // One press at a time: on a slow network a second press of Delete while the first was out sent a
+    // second DELETE, whose 404 put "This job does not exist" over "Deleting…" while the first was on
+    // its way to succeed, and Submit again pressed twice sent two submits. A press while one is out
+    // is let go (its notice stays); the buttons stay enabled, so the focus stays on them.
+    var pressing = false;
+    function onePress(run) {
+      return function () {
+        if (pressing) return;
+        var out = run();
+        if (!out) return;
+        pressing = true;
+        out.then(function () { pressing = false; }, function () { pressing = false; });
+      };
+    }
+    byId("a-cancel").addEventListener("click", onePress(function () {
       // (one look at the job, not a second following of it: the one running goes on)
       tell("Cancelling…");
-      api("DELETE", "jobs/" + encodeURIComponent(id)).then(function (res) {
+      return api("DELETE", "jobs/" + encodeURIComponent(id)).then(function (res) {
         tell(res.ok ? "Cancelled." : errorText(res));
         return api("GET", "jobs/" + encodeURIComponent(id)).then(function (now) { if (now.ok) render(now.data); },
           function () { /* the following of the job says so, and catches up */ });
       }, function (e) { tell(failed(e, " Press Cancel again once it is back.")); });
-    });
-    byId("a-delete").addEventListener("click", function () {
-      if (!window.confirm("Delete this job and its result?")) return;
+    }));
+    byId("a-delete").addEventListener("click", onePress(function () {
+      if (!window.confirm("Delete this job and its result?")) return null;
       tell("Deleting…");
-      api("DELETE", "jobs/" + encodeURIComponent(id)).then(function (res) {
+      return api("DELETE", "jobs/" + encodeURIComponent(id)).then(function (res) {
         if (res.ok) location.href = ROOT + "ui/jobs"; else tell(errorText(res));
       }, function (e) { tell(failed(e, " Press Delete again once it is back.")); });
-    });
-    byId("a-again").addEventListener("click", function () {
-      if (!current) return;
+    }));
+    byId("a-again").addEventListener("click", onePress(function () {
+      if (!current) return null;
       tell("Submitting…");
-      submitJob({ operation: current.operation, params: current.params }).then(function (res) {
+      return submitJob({ operation: current.operation, params: current.params }).then(function (res) {
         if (res.status === 202) location.href = ROOT + "ui/jobs/" + encodeURIComponent(res.data.job_id);
         else tell(submitErrorText(res));
       }, function (e) { tell(failed(e, AGAIN)); });
-    });
+    }));
   }
 
   // --- submit form ------------------------------------------------------------------------------
