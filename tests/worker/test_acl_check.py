@@ -194,6 +194,40 @@ def test_a_user_refused_info_still_reaps_a_dead_workers_jobs(fresh_redis):
     assert worker.acl.refused is None  # INFO is not one of the commands the worker needs
 
 
+def test_a_restart_between_two_beats_keeps_the_reaper_off_a_live_workers_job(fresh_redis):
+    """Under a user refused ``INFO`` the reaper counted how long it had seen Redis answer, so a Redis
+    restart between two of its beats (one it never saw fail) that restored heartbeats older than a
+    lease (an RDB saved a while ago) had it requeue a live worker's job, which then ran twice (seen
+    with ``make up``, a ``sleep`` job and ``kill -9`` of redis-server after a ``SAVE``). The emptied
+    script cache tells it of the restart: it waits a lease, the live worker beats meanwhile."""
+    h = Harness(fresh_redis.url)
+    url = _worker_user(fresh_redis, "-@dangerous", "+client|id", "+client|kill")
+    settings = Harness(url).settings.replace(job_lease_seconds=3.0)  # a beat a second, a reap every 1.5 s
+    job_id = h.submit("sleep")
+    assert [i for i, _ in h.delivery.claim("alive", 1)] == [job_id]
+    reaper = Worker(settings, operations(), FakeData(), worker_id="reaper")
+    thread = threading.Thread(target=reaper.work, kwargs={"install_signals": False}, daemon=True)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 4.5  # the reaper sees Redis up for more than a lease
+        while time.monotonic() < deadline:
+            h.delivery.heartbeat("alive")
+            time.sleep(0.3)
+        assert h.queue_client.lrange(keys.processing("alive"), 0, -1) == [job_id]
+        fresh_redis.stop()
+        fresh_redis.start()
+        _worker_user(fresh_redis, "-@dangerous", "+client|id", "+client|kill")  # ACL users are not saved
+        # the restored beat is older than a lease (a save from before), the worker itself alive
+        h.queue_client.zadd(keys.WORKERS_HEARTBEAT, {"alive": time.time() - 10})
+        time.sleep(2.5)  # past the reaper's next reap, short of a lease after the restart
+        assert h.queue_client.lrange(keys.processing("alive"), 0, -1) == [job_id]
+        # a worker that really is dead (no beat since) is still reaped, a lease later
+        wait_until(lambda: not h.queue_client.exists(keys.processing("alive")), 10, "the silent worker reaped")
+    finally:
+        reaper.request_stop()
+        thread.join(10)
+
+
 def test_a_refused_heartbeat_is_said_once_a_minute_not_each_beat(fresh_redis, caplog):
     """The heartbeat thread logged each NOPERM it met, every beat (lease/3, at most 5 s), on top of
     the gate's error once a minute: an operator's log filled with the same line. The gate says it."""

@@ -820,7 +820,7 @@ class Worker:
         jobs_client: redis.Redis | None = None
         next_summary = time.monotonic() + LOG_SUMMARY_SECONDS
         seen_up_since: float | None = (
-            None  # since when Redis has answered without a break (the reaper's clock without INFO)
+            None  # since when Redis has answered without a break or restart (the reaper's clock without INFO)
         )
         reported: dict[str, int] = {}
         while not self._stop_housekeeping.is_set():
@@ -841,7 +841,8 @@ class Worker:
             try:
                 self.acl.check()  # first: a heartbeat refused (ZADD) must not keep it from running
                 self.delivery.heartbeat(self.id)
-                if seen_up_since is None:
+                # a restart between two beats leaves no error to see; an emptied script cache says it
+                if self.delivery.scripts_forgotten(self.id) or seen_up_since is None:
                     seen_up_since = now
                 self.jobs_db.check()
                 # no reap or sweep while the ACL refuses us a command: refused part-way, one could strand ids

@@ -19,6 +19,7 @@ script), so claim+read and finish+write are each one round trip.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import re
 import time
@@ -690,10 +691,9 @@ class Delivery:
         live workers get the time to heartbeat again before anyone is declared dead. Redis's uptime
         comes from ``INFO``, which an ACL user without ``@dangerous`` (a managed Redis's default, the
         README's ``-@dangerous``) is refused: then ``seen_up``, how long the caller has seen Redis
-        answer without a break, stands for it (before: the refusal stopped every reap and sweep, so a
-        dead worker's job stayed in progress for good). What that cannot see: a restart between two
-        of the caller's calls, with heartbeats restored older than a lease (an RDB save), requeues a
-        live worker's job, which then runs twice; nothing is lost.
+        answer without a break and keep its script cache (:meth:`scripts_forgotten`), stands for it
+        (before: the refusal stopped every reap and sweep, so a dead worker's job stayed in progress
+        for good).
         """
         uptime = self.redis_uptime()
         if uptime is None:
@@ -709,6 +709,24 @@ class Delivery:
             return float(self.redis.info("server").get("uptime_in_seconds", 0))
         except redis.exceptions.NoPermissionError:
             return None
+
+    def scripts_forgotten(self, worker: str) -> bool:
+        """Whether Redis no longer holds ``worker``'s marker script, loading it again if so: Redis
+        starts with an empty script cache, so this is true after every restart (and failover,
+        ``SCRIPT FLUSH``), even one that happened between two of the worker's calls and that it never
+        saw fail. A user refused ``INFO`` (``-@dangerous``) may run ``SCRIPT EXISTS`` and ``SCRIPT
+        LOAD``; without this, a restart restoring heartbeats older than a lease let the reaper
+        requeue a live worker's job, which ran twice. The marker is the worker's own: a shared one
+        is loaded again by the first worker to look, hiding the restart from the others. False when
+        the ACL refuses these too (no sign then, as before)."""
+        body = f"return '{worker.encode().hex()}' -- atx-jobqueue: a Redis restart empties the script cache"
+        try:
+            if self.redis.script_exists(hashlib.sha1(body.encode()).hexdigest())[0]:
+                return False
+            self.redis.script_load(body)
+        except redis.exceptions.NoPermissionError:
+            return False
+        return True
 
     def give_back(self, worker: str, job_ids: list[str]) -> int:
         """Return claimed-but-unstarted ids to the front of the queue (graceful shutdown)."""
