@@ -105,7 +105,7 @@ def create_app(
     state.waiter = DoneWaiter(state.store, settings.max_waiters)
     state.plot_gate = analysis.PlotGate(settings.sync_plots_per_process)
     app.extensions["jobqueue"] = state
-    app.extensions["jobqueue_queue_collector"] = QueueCollector(settings, state.queue, state.jobs)
+    app.extensions["jobqueue_queue_collector"] = QueueCollector(settings)
     app.extensions["jobqueue_openapi"] = build_spec(state.catalogue, settings, _version())
 
     register_error_handlers(app)

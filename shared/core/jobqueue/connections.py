@@ -13,6 +13,8 @@ import re
 from functools import partial
 
 import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from . import wire
 from .settings import Settings, redis_url_options
@@ -80,6 +82,17 @@ def jobs_redis(
 def queue_redis(settings: Settings, max_connections: int | None = None, timeout: float | None = None) -> redis.Redis:
     """Client of the queue db (queue list, processing lists, heartbeats)."""
     return _client(settings, settings.redis_queue_db, True, max_connections, timeout)
+
+
+def quick_redis(settings: Settings, db: int, seconds: float) -> redis.Redis:
+    """Client of ``db`` whose every call gives up after ``seconds``, once: no retry, whatever
+    REDIS_URL's socket options say. For reads that must answer within a deadline of their caller's
+    (a Prometheus scrape), where "Redis did not answer" is itself the answer."""
+    options: dict[str, object] = {**connection_options(settings, db), "decode_responses": True}
+    options.update(
+        socket_timeout=seconds, socket_connect_timeout=seconds, retry_on_timeout=False, retry=Retry(NoBackoff(), 0)
+    )
+    return redis.Redis(connection_pool=redis.ConnectionPool(**options))
 
 
 # Redis refuses writes, for a while, with these reply prefixes: OOM (used memory over maxmemory

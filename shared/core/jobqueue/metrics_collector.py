@@ -3,7 +3,9 @@
 Reading at scrape time instead of keeping counters means the figures are right even when workers
 are scaled to zero or an API replica restarted, and every replica reports the same value (an
 autoscaler aggregates with ``max``). A failed read yields ``jobqueue_redis_up 0`` and no stale
-figures.
+figures. The reads have clients of their own that give up after :data:`SCRAPE_REDIS_SECONDS`,
+once: through the API's clients (socket timeout, then a retry) a Redis that stopped answering held
+the scrape 5 s, past a 5 s scrape timeout, and Prometheus saw the API down instead of Redis down.
 """
 
 from __future__ import annotations
@@ -14,17 +16,20 @@ import redis
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from .delivery import Delivery
 from .backlog import read_backlog
+from .connections import quick_redis
+from .delivery import Delivery
 from .settings import Settings
+
+SCRAPE_REDIS_SECONDS = 1.0  # one read of the scrape, at most (a scrape makes two in a row at most)
 
 
 class QueueCollector(Collector):
-    def __init__(self, settings: Settings, queue: redis.Redis, jobs: redis.Redis):
+    def __init__(self, settings: Settings):
         self.settings = settings
-        self.queue = queue
-        self.jobs = jobs
-        self.delivery = Delivery(queue, settings)
+        self.queue = quick_redis(settings, settings.redis_queue_db, SCRAPE_REDIS_SECONDS)
+        self.jobs = quick_redis(settings, settings.redis_jobs_db, SCRAPE_REDIS_SECONDS)
+        self.delivery = Delivery(self.queue, settings)
 
     def describe(self) -> Iterator[GaugeMetricFamily]:
         return iter(())  # scrape-time values: nothing to check at registration
