@@ -59,7 +59,10 @@ UV ?= $(shell command -v uv || echo .tools/bin/uv)
 bench: setup
 	$(PY) -m bench.run_all
 
+# A stack `make up` runs under .run is stopped first: removing its pid files left it running with
+# nothing `make down` could find (its ports held, its Redis writing into a deleted folder).
 clean:
+	@if compgen -G '.run/pids/*.pid' >/dev/null; then RUN_DIR='$(CURDIR)/.run' scripts/down.sh; fi
 	rm -rf .run .venv .tools .pytest_cache
 
 # The full-size synthetic dataset (432,444 rows, the real file's size; deterministic, gitignored).
