@@ -36,6 +36,19 @@ def _fill_and_submit(page, values: dict):
     page.click("#submit-form button[type=submit]")
 
 
+def test_the_data_page_shows_the_loaded_dataset_and_what_the_loader_could_not_read(page, stack):
+    """The Data page, with its screenshot for docs/ui.md (the one page of its table it did not show)."""
+    expect = patient_expect()
+    page.goto(f"{stack.url}/ui/data")
+    pairs = page.locator("main dl")
+    expect(pairs).to_contain_text("portal-csv")
+    expect(pairs).to_contain_text("5,000")
+    expect(page.locator("main table")).to_contain_text("coordinates_outside_austin")
+    expect(page.locator("time.ts")).not_to_have_text(re.compile(r"^[\d.]+$"))  # the page wrote the time
+    screenshot(page, "ui-data")
+    assert page.problems == []
+
+
 def test_submit_through_the_form_and_watch_it_finish_without_reload(page, stack):
     expect = patient_expect()
     page.goto(f"{stack.url}/ui/submit?operation=sleep")
