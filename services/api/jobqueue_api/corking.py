@@ -53,6 +53,18 @@ def _set(sock: Any, value: int) -> bool:
     return True
 
 
+def flush(sock: Any) -> None:
+    """Send now what a corked ``sock`` holds (an interim ``100 Continue``), and keep it corked."""
+    if CORK is None:
+        return
+    try:
+        if sock.getsockopt(socket.IPPROTO_TCP, CORK):
+            _set(sock, 0)
+            _set(sock, 1)
+    except (OSError, AttributeError):
+        pass
+
+
 class _Uncork:
     """The app's body, uncorking the connection once the server has written all of it."""
 

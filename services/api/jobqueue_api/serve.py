@@ -115,6 +115,8 @@ def gunicorn_options(settings, on_stop: Callable[[], None] | None = None) -> dic
 
         return json_errors(worker_class(on_stop, write_seconds=settings.client_timeout_seconds))
 
+    from .expect import defer
+
     def pre_request(worker, req):  # gunicorn hook signature: each request, once parsed
         # RFC 9110 section 2.5: a minor version above the one implemented (HTTP/1.2) is processed as
         # the highest one (1.1), and the answer names the version the server speaks: gunicorn wrote
@@ -126,6 +128,9 @@ def gunicorn_options(settings, on_stop: Callable[[], None] | None = None) -> dic
         # answer said keep-alive and the connection stayed open until the client gave up
         if any(name == "CONNECTION" and "close" in _options(value) for name, value in req.headers):
             req.must_close = True
+        # Expect: 100-continue answered at the first read of the body, not before the app looked
+        # at the headers: a refusal (413, 401, 415) then goes out instead of the 100 (expect.py)
+        defer(req)
 
     def address(port: int) -> str:
         return f"{settings.bind_host}:{port}" if ":" not in settings.bind_host else f"[{settings.bind_host}]:{port}"

@@ -11,6 +11,9 @@ next request. Three kinds of unread body make that wrong:
 - A Content-Length body larger than ``MAX_BODY_BYTES`` (answered ``413`` before a byte of it is
   read) is read and thrown away in full, up to ``CLIENT_TIMEOUT_SECONDS``, by an answer that said
   ``Connection: keep-alive``: 100 MB read to refuse them.
+- A body whose client asked to be told to send it (``Expect: 100-continue``) and was answered
+  before it was (``expect.py``): the body may never come, or come after the answer, and nothing
+  says where the next request starts. Unless the client sent it anyway and it was read to its end.
 - A body that stopped arriving (``408``, after ``CLIENT_TIMEOUT_SECONDS``): its answer said
   ``Connection: keep-alive`` and gunicorn closed the connection anyway, so a client keeping it met
   a reset on its next request.
@@ -28,11 +31,14 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from . import expect
+
 
 def closing_unread(app: Callable, max_body_bytes: int) -> Callable:
     """The WSGI app ``app``; its answer closes the connection when it leaves a chunked body
     unread to its end, or more than ``max_body_bytes`` of a Content-Length body, and when it is a
-    ``408`` (module docstring)."""
+    ``408``, or when it leaves a body its client waits for a ``100 Continue`` to send (module
+    docstring)."""
 
     def wrapped(environ: dict, start_response: Callable) -> Iterable[bytes]:
         body = environ.get("wsgi.input")
@@ -41,7 +47,8 @@ def closing_unread(app: Callable, max_body_bytes: int) -> Callable:
             return app(environ, start_response)
 
         def starting(status: str, headers: list, exc_info: Any = None) -> Callable:
-            if status.startswith("408") or _unsafe_rest(body, max_body_bytes):
+            owed_continue = expect.withdraw(request)
+            if status.startswith("408") or _unsafe_rest(body, max_body_bytes) or (owed_continue and _unread(body)):
                 request.must_close = True
             return start_response(status, headers, exc_info)
 
@@ -56,3 +63,11 @@ def _unsafe_rest(body: Any, max_body_bytes: int) -> bool:
     if hasattr(reader, "parser"):  # chunked: its last chunk not parsed yet
         return reader.parser is not None
     return getattr(reader, "length", 0) > max_body_bytes  # Content-Length: bytes not yet read
+
+
+def _unread(body: Any) -> bool:
+    """Whether any of ``body`` is left to read (its chunked end not parsed, or Content-Length bytes)."""
+    reader: Any = getattr(body, "reader", None)
+    if hasattr(reader, "parser"):
+        return reader.parser is not None
+    return getattr(reader, "length", 0) > 0
