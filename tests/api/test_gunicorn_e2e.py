@@ -246,6 +246,22 @@ def test_chunked_body_over_the_limit_is_refused(api):
     assert response.status_code == 202
 
 
+@pytest.mark.parametrize(
+    "chunks",
+    [b"FFFFFFFF\r\nabc", b"8000\r\n" + b" " * 0x8000 + b"\r\n8001\r\nabc"],
+    ids=["first-size", "sizes-added-up"],
+)
+def test_a_chunk_size_over_the_limit_is_refused_at_once(api, chunks):
+    """A chunk-size line announcing more than MAX_BODY_BYTES (65536 here) was waited on until
+    CLIENT_TIMEOUT_SECONDS (5 s) and answered 408; the size line says the body is too large."""
+    head = b"POST /submit HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+    started = time.monotonic()
+    status, headers, rest = exchange(api[0], head + b"Transfer-Encoding: chunked\r\n\r\n" + chunks, timeout=3)
+    assert status == 413 and headers["connection"] == "close", (status, headers)
+    assert json.loads(rest)["error"] == "request_entity_too_large"
+    assert time.monotonic() - started < 2
+
+
 def test_gevent_patches_before_anything_imports_ssl(redis_e2e, tmp_path):
     """gevent patches ssl only if nothing imported it first; the settings check REDIS_URL with
     redis-py, which imports ssl, so the API warned "MonkeyPatchWarning ... ssl" at every start

@@ -50,6 +50,7 @@ def read_body(request, max_bytes: int, timeout: float = 0.0) -> bytes:
                 return request.get_data(cache=False)
             if stream is None:
                 return b""
+            bound_chunks(stream, max_bytes)
             data = stream.read(max_bytes + 1)
     except Deadline:
         raise _late(timeout) from None
@@ -58,6 +59,30 @@ def read_body(request, max_bytes: int, timeout: float = 0.0) -> bytes:
     if len(data) > max_bytes:
         raise RequestEntityTooLarge()
     return data
+
+
+def bound_chunks(stream: Any, max_bytes: int) -> None:
+    """413 as soon as the chunk sizes announced so far add up to more than ``max_bytes``. A body
+    whose first chunk says ``FFFFFFFF`` was refused only once ``max_bytes`` + 1 bytes of it had
+    arrived, or was the 408 of a body that never would; the size line says it already. gunicorn's
+    de-chunker (``ChunkedReader``) looks up its ``parse_chunk_size`` on itself for every chunk, so
+    one wrapped on this request's reader sees each size before its data is waited for. Any other
+    stream is read as it is (the count of bytes read still bounds it)."""
+    reader: Any = getattr(stream, "reader", None)
+    parse = getattr(reader, "parse_chunk_size", None)
+    if parse is None or not hasattr(reader, "parser"):
+        return
+    announced = 0
+
+    def parse_chunk_size(*args: Any, **kwargs: Any) -> Any:
+        nonlocal announced
+        size, rest = parse(*args, **kwargs)
+        announced += size or 0
+        if announced > max_bytes:
+            raise RequestEntityTooLarge()
+        return size, rest
+
+    reader.parse_chunk_size = parse_chunk_size
 
 
 def read_length(stream: Any, length: int, timeout: float) -> bytes:
