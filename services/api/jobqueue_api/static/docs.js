@@ -4,6 +4,15 @@
 (function () {
   "use strict";
   var el = document.getElementById("swagger-ui");
+  // A dark system setting got a white Swagger UI among dark pages. Its stylesheet has a dark theme
+  // behind html.dark-mode (meant for a toggle we do not show): follow the system setting with it,
+  // live, as the web page's media query does; docs.css fixes the colours it leaves below AA.
+  var dark = window.matchMedia("(prefers-color-scheme: dark)");
+  function followScheme() {
+    document.documentElement.classList.toggle("dark-mode", dark.matches);
+  }
+  followScheme();
+  dark.addEventListener("change", followScheme);
   var specUrl = new URL(el.getAttribute("data-spec"), document.baseURI);
   // logged in on the web page: Try it out's calls carry its cookie, and a change made with it needs
   // the page's CSRF value (the server put it here only for that cookie's holder)
