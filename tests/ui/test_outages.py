@@ -163,6 +163,62 @@ def test_with_the_api_gone_every_page_says_so_in_words(browser, tmp_path):
             context.close()
 
 
+def test_with_the_api_gone_the_filter_and_choose_forms_say_so_and_keep_their_values(browser, tmp_path):
+    """The Filter (jobs list) and Choose (operation) forms were plain form navigations: with the API
+    stopped (the port-forward ended), a pick swapped the page for the browser's own "This site can't
+    be reached", and Back brought the page back without the pick. They now say in the notice, in the
+    words every other press uses, that the API cannot be reached, and stay on the page with the pick."""
+    expect = patient_expect()
+    with running_stack(tmp_path) as s:
+        s.start_api(web_concurrency=1)
+        api_submit(s.url, "top_locations", {"n": 3})
+        context = new_context(browser, viewport={"width": 1280, "height": 900})
+        try:
+            jobs, submit = context.new_page(), context.new_page()
+            jobs.goto(f"{s.url}/ui/jobs")
+            expect(jobs.locator("#jobs a").first).to_be_visible()
+            submit.goto(f"{s.url}/ui/submit?operation=top_locations")
+            expect(submit.locator("#submit-form")).to_be_visible()
+            s.api.signal(signal.SIGQUIT)
+            s.api.wait_exit(60)
+
+            jobs.select_option("#f-status", "failed")  # a pick with the mouse applies at once
+            expect(jobs.locator("#notice")).to_contain_text("The API cannot be reached")
+            expect(jobs.locator("#notice")).to_contain_text("Press Filter again once it is back")
+            jobs.select_option("#f-operation", "daily_counts")
+            jobs.click("#filters button[type=submit]")
+            submit.focus("#operation")
+            submit.keyboard.press("ArrowDown")
+            submit.keyboard.press("Enter")  # from the keyboard, Enter applies
+            expect(submit.locator("#notice")).to_contain_text("The API cannot be reached")
+            expect(submit.locator("#notice")).to_contain_text("Press Choose again once it is back")
+            jobs.wait_for_timeout(500)  # no navigation under way
+            assert jobs.url == f"{s.url}/ui/jobs" and submit.url == f"{s.url}/ui/submit?operation=top_locations"
+            assert [jobs.input_value("#f-status"), jobs.input_value("#f-operation")] == ["failed", "daily_counts"]
+            assert submit.input_value("#operation") != "top_locations"
+        finally:
+            context.close()
+
+
+def test_without_script_the_filter_and_choose_forms_are_plain_forms(browser, stack):
+    """The forms' script only stands in front of them: without script they still send the address."""
+    expect = patient_expect()
+    context = new_context(browser, java_script_enabled=False, viewport={"width": 1280, "height": 900})
+    try:
+        page = context.new_page()
+        page.goto(f"{stack.url}/ui/jobs")
+        page.select_option("#f-status", "failed")
+        page.click("#filters button[type=submit]")
+        page.wait_for_url(f"{stack.url}/ui/jobs?status=failed&operation=")
+        page.goto(f"{stack.url}/ui/submit?operation=top_locations")
+        page.select_option("#operation", "daily_counts")
+        page.click("#choose button[type=submit]")
+        page.wait_for_url(f"{stack.url}/ui/submit?operation=daily_counts")
+        expect(page.locator("#submit-form")).to_have_attribute("data-operation", "daily_counts")
+    finally:
+        context.close()
+
+
 def test_after_a_submit_that_fails_the_focus_is_back_on_the_button(page, idle_stack):
     """Submit pressed from the keyboard while the API did not answer: the error showed, but the
     button had been disabled while it was focused, which drops the focus to the page's start, so

@@ -175,11 +175,30 @@
   function applyOnPick(select, form) {
     var keyed = false;
     select.addEventListener("keydown", function (ev) {
-      if (ev.key === "Enter") { ev.preventDefault(); form.submit(); return; }
+      if (ev.key === "Enter") { ev.preventDefault(); form.requestSubmit(); return; }
       keyed = true;
     });
     select.addEventListener("pointerdown", function () { keyed = false; });
-    select.addEventListener("change", function () { if (!keyed) form.submit(); });
+    select.addEventListener("change", function () { if (!keyed) form.requestSubmit(); });
+  }
+
+  // The Filter and Choose forms are plain GET forms (they work without script). With the API gone
+  // (the port-forward stopped) sending one swapped the page for the browser's own error page, and
+  // what was picked went with it. The address the form makes is asked for first (HEAD: the same
+  // page, without its body) and opened only once something answers; no answer is said in the
+  // notice, as everywhere else, and the form keeps its values.
+  function openWhenReachable(form, press) {
+    form.addEventListener("submit", function (ev) {
+      ev.preventDefault();
+      var url = new URL(form.action);
+      url.search = new URLSearchParams(new FormData(form)).toString();
+      fetch(url.href, { method: "HEAD", credentials: "same-origin", cache: "no-store" }).then(function () {
+        notice("");   // not brought back with the page by Back
+        location.assign(url.href);
+      }, function () {
+        notice(UNREACHABLE + " Press " + press + " again once it is back (restart the port-forward if it stopped).");
+      });
+    });
   }
 
   function formatTimes() {
@@ -391,6 +410,7 @@
     ["f-status", "f-operation", "f-owner"].forEach(function (id) {
       if (byId(id)) applyOnPick(byId(id), form);
     });
+    openWhenReachable(form, "Filter");
     function query() {
       var q = "jobs?limit=" + limit;
       if (cursor) q += "&cursor=" + encodeURIComponent(cursor);
@@ -668,7 +688,7 @@
 
   function initSubmit() {
     var choose = byId("operation");
-    if (choose) applyOnPick(choose, byId("choose"));
+    if (choose) { applyOnPick(choose, byId("choose")); openWhenReachable(byId("choose"), "Choose"); }
     var form = byId("submit-form");
     if (!form) return;
     form.addEventListener("submit", function (ev) {
