@@ -126,3 +126,34 @@ def test_each_colour_scheme_passes_the_contrast_checks_charts_included(browser, 
     finally:
         context.close()
     assert all(not bad for bad in report.values()), report
+
+
+@pytest.mark.parametrize("scheme", ["light", "dark"])
+def test_a_printed_result_is_dark_ink_on_paper_with_the_whole_json_and_no_controls(browser, stack, scheme):
+    """Printing a job's result (Ctrl+P) from a dark system printed the dark scheme's light ink on white
+    paper (a printer drops the page's background): the numbers near-invisible. The print also carried
+    the header, the buttons and the notice, and cut the JSON at its 480 px box. Printed, the page is
+    now the light scheme's ink, the result alone, and the JSON whole."""
+    expect = patient_expect()
+    job_id = api_submit(stack.url, "daily_counts", {"start": "2024-01-01", "end": "2024-03-31"})
+    context = new_context(browser, color_scheme=scheme, viewport={"width": 1280, "height": 900})
+    try:
+        page = context.new_page()
+        page.goto(f"{stack.url}/ui/jobs/{job_id}")
+        expect(page.locator("#j-result svg")).to_be_visible(timeout=FINAL_TIMEOUT)
+        page.click("#j-json-box summary")
+        page.emulate_media(media="print")
+        white = "(s) => { const n = document.querySelector(s); n.style.background = '#fff'; return true; }"
+        page.evaluate(white, "body")  # paper, whatever the page's background
+        assert min(page.evaluate(CONTRAST, ["main h1, main h2, .pairs dd, .grid td", "color"])) >= 4.5
+        assert min(page.evaluate(CONTRAST, ["#j-result svg text", "fill"])) >= 4.5
+        shown = page.evaluate(
+            "() => ['header.top', '.actions', '#notice'].map((s) => getComputedStyle(document.querySelector(s)).display)"
+        )
+        assert shown == ["none", "none", "none"], shown
+        json_box = page.evaluate(
+            "() => { const n = document.getElementById('j-json'); return [n.scrollHeight, n.clientHeight]; }"
+        )
+        assert json_box[0] > 480 and json_box[0] <= json_box[1] + 1, json_box  # all of it, no scroll box
+    finally:
+        context.close()
