@@ -621,9 +621,28 @@
     var following = false;   // the notice is the following's
     function trouble(message) { following = true; notice(message); }
     function tell(message) { following = false; notice(message); }
+    // Deleted elsewhere (another tab, another user, expiry): a finished job's page is no longer
+    // following it, and kept showing it "complete" with Delete and Download, both of which then
+    // answered 404. It says so when the page next hears of it (a press, or the tab shown again) and
+    // keeps only what still works: what it showed, and Submit again.
+    function gone() {
+      trouble("This job does not exist (deleted or expired, perhaps in another tab).");
+      say(byId("j-status"), "gone");
+      byId("j-status").className = "status";
+      var focused = document.activeElement;
+      ["a-cancel", "a-delete", "a-download"].forEach(function (b) { byId(b).hidden = true; });
+      byId("a-again").hidden = !current;
+      if (focused && focused.hidden && current) byId("a-again").focus();   // not dropped to the page's start
+    }
+    document.addEventListener("visibilitychange", function () {
+      if (document.hidden || !current || !FINAL[current.status]) return;
+      api("GET", "jobs/" + encodeURIComponent(id)).then(function (res) {
+        if (res.status === 404) gone(); else if (res.ok) render(res.data);
+      }, function () { /* said by the next press */ });
+    });
     function follow(wait) {
       return api("GET", "jobs/" + encodeURIComponent(id) + (wait ? "?wait=" + wait : "")).then(function (res) {
-        if (res.status === 404) { trouble("This job does not exist (deleted or expired)."); byId("j-status").textContent = "gone"; return; }
+        if (res.status === 404) { gone(); return; }
         if (res.status === 400) { trouble(errorText(res)); byId("j-status").textContent = "not a job id"; return; }
         if (!res.ok) { trouble(errorText(res)); return new Promise(function (r) { setTimeout(r, 3000); }).then(function () { return follow(0); }); }
         if (following) tell("");
@@ -655,6 +674,7 @@
       // (one look at the job, not a second following of it: the one running goes on)
       tell("Cancelling…");
       return api("DELETE", "jobs/" + encodeURIComponent(id)).then(function (res) {
+        if (res.status === 404) { gone(); return; }
         tell(res.ok ? "Cancelled." : errorText(res));
         return api("GET", "jobs/" + encodeURIComponent(id)).then(function (now) { if (now.ok) render(now.data); },
           function () { /* the following of the job says so, and catches up */ });
@@ -664,7 +684,7 @@
       if (!window.confirm("Delete this job and its result?")) return null;
       tell("Deleting…");
       return api("DELETE", "jobs/" + encodeURIComponent(id)).then(function (res) {
-        if (res.ok) location.href = ROOT + "ui/jobs"; else tell(errorText(res));
+        if (res.ok) location.href = ROOT + "ui/jobs"; else if (res.status === 404) gone(); else tell(errorText(res));
       }, function (e) { tell(failed(e, " Press Delete again once it is back.")); });
     }));
     byId("a-again").addEventListener("click", onePress(function () {
