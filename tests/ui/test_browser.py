@@ -659,3 +659,37 @@ def test_logged_in_on_the_page_the_docs_try_it_out_submits_as_you(browser, owner
         context.close()
     # without the cookie the page has no CSRF value to give away
     assert 'name="csrf-token" content=""' in requests.get(f"{url}/docs", timeout=10).text
+
+
+def test_a_login_that_ends_mid_form_keeps_what_was_typed(page, token_stack):
+    """The page's login ended while a student filled in the Submit form (the browser session ended,
+    or the token was changed): Submit got a 401, the page reloaded to the login form, which said
+    nothing of why, and after logging in the form was blank again. The login form now says why, and
+    the form comes back with what was typed (and not sent: no job was queued by the refused press)."""
+    expect = patient_expect()
+    url = token_stack.url
+    page.goto(f"{url}/ui/submit?operation=top_locations")
+    page.fill("#token", TOKEN)
+    page.click("#login-form button")
+    expect(page.locator("#submit-form")).to_be_visible()
+    page.fill("#p-n", "17")
+    page.context.clear_cookies()  # the login ends
+    page.click("#submit-form button[type=submit]")
+    expect(page.locator("#login-form")).to_be_visible()
+    expect(page.locator("#notice")).to_contain_text("login is no longer accepted")
+    expect(page.locator("#notice")).to_contain_text("The Submit form you were filling in is kept")
+    page.fill("#token", TOKEN)
+    page.click("#login-form button")
+    expect(page.locator("#submit-form")).to_be_visible()
+    assert page.input_value("#p-n") == "17"
+    expect(page.locator("#notice")).to_contain_text("it was not sent")
+    headers = {"Authorization": f"Bearer {TOKEN}"}
+    before = requests.get(f"{url}/jobs?operation=top_locations", headers=headers, timeout=10).json()["jobs"]
+    page.click("#submit-form button[type=submit]")
+    page.wait_for_url(re.compile(r"/ui/jobs/[0-9a-f-]{36}$"))
+    after = requests.get(f"{url}/jobs?operation=top_locations", headers=headers, timeout=10).json()["jobs"]
+    assert len(after) == len(before) + 1 and after[0]["params"]["n"] == 17
+    page.reload()  # once used, the kept form is gone
+    page.goto(f"{url}/ui/submit?operation=top_locations")
+    assert page.input_value("#p-n") != "17"
+    assert page.problems == []

@@ -25,7 +25,7 @@
     }
     return fetch(ROOT + path, init).then(function (r) {
       return r.json().catch(function () { return null; }).then(function (data) {
-        if (r.status === 401 && PAGE !== "login") { location.reload(); }
+        if (r.status === 401 && PAGE !== "login") { loggedOut(); location.reload(); }
         return { status: r.status, ok: r.ok, data: data, statusText: r.statusText };
       });
     }, function () {
@@ -33,6 +33,24 @@
       e.unreachable = true;
       throw e;
     });
+  }
+
+  // A 401 is the page's token cookie no longer accepted (the token was changed, the browser session
+  // ended): the page reloads to its login form. That form said nothing of why, and a Submit form
+  // being filled in was lost with the page. This tab (sessionStorage) keeps that it happened and
+  // what the form held, until the page is back after logging in.
+  var EXPIRED = "jobqueue.loggedOut", DRAFT = "jobqueue.draft";
+  var keepDraft = null;   // set by the Submit page
+  function stored(key, value) {
+    try {
+      if (value === undefined) return sessionStorage.getItem(key);
+      if (value === null) sessionStorage.removeItem(key); else sessionStorage.setItem(key, value);
+    } catch (e) { /* storage off: the login form as before */ }
+    return null;
+  }
+  function loggedOut() {
+    stored(EXPIRED, "1");
+    if (keepDraft) stored(DRAFT, JSON.stringify(keepDraft()));
   }
 
   // No answer at all (the API stopped, the kubectl port-forward ended, the network went): the
@@ -276,6 +294,10 @@
   function initLogin() {
     var form = byId("login-form");
     if (!form) return;
+    if (stored(EXPIRED)) {
+      notice("The page's login is no longer accepted (the token was changed, or the browser session ended): " +
+        "log in again." + (stored(DRAFT) ? " The Submit form you were filling in is kept." : ""));
+    }
     form.addEventListener("submit", function (ev) {
       ev.preventDefault();
       var input = byId("token"), err = byId("token-error");
@@ -285,7 +307,7 @@
       // on a slow network nothing showed between the press and the page after it
       notice("Logging in…");
       api("POST", "ui/login", { token: input.value, path: apiRootPath() }).then(function (res) {
-        if (res.ok) { location.reload(); return; }
+        if (res.ok) { stored(EXPIRED, null); location.reload(); return; }
         notice("");
         err.textContent = errorText(res);
         input.setAttribute("aria-invalid", "true");
@@ -711,6 +733,25 @@
     if (choose) { applyOnPick(choose, byId("choose")); openWhenReachable(byId("choose"), "Choose"); }
     var form = byId("submit-form");
     if (!form) return;
+    var fields = form.querySelectorAll("[data-type]");
+    keepDraft = function () {
+      var values = {};
+      Array.prototype.forEach.call(fields, function (input) {
+        values[input.name] = input.type === "checkbox" ? input.checked : input.value;
+      });
+      return { operation: form.getAttribute("data-operation"), values: values };
+    };
+    var draft = null;
+    try { draft = JSON.parse(stored(DRAFT) || "null"); } catch (e) { draft = null; }
+    stored(DRAFT, null);
+    if (draft && draft.operation === form.getAttribute("data-operation")) {
+      Array.prototype.forEach.call(fields, function (input) {
+        if (!(input.name in draft.values)) return;
+        if (input.type === "checkbox") input.checked = !!draft.values[input.name];
+        else input.value = draft.values[input.name];
+      });
+      notice("The form has what you typed before logging in again: it was not sent. Press Submit to send it.");
+    }
     form.addEventListener("submit", function (ev) {
       ev.preventDefault();
       byId("form-error").textContent = "";
