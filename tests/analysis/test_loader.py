@@ -561,3 +561,49 @@ def test_the_portals_month_name_form_is_read(tmp_path, load, written):
     assert ds.date_range == ("2024-03-05", "2024-03-05")  # 01:29 UTC is 19:29 the evening before in Austin
     assert ds.columns.arrays["hour"].tolist() == [19]
     assert ds.columns.arrays["response_minutes"].tolist() == [45.0]
+
+
+@pytest.mark.parametrize(
+    ("published", "status"),
+    [
+        ("2024-03-06 01:29:39 UTC", "2024-03-06 02:14:39 UTC"),
+        ("2024-03-06T01:29:39Z", "2024-03-06T02:14:39Z"),
+        ("2024-03-06 01:29:39 GMT", "2024-03-06 02:14:39 gmt"),
+        ("03/05/2024 07:29:39 PM CST", "03/05/2024 08:14:39 PM CST"),
+        ("2024-03-05 19:29:39 CST", "2024-03-05 21:14:39 CDT"),
+        ("3/5/2024 19:29 cst", "3/6/2024 1:29 UTC"),
+    ],
+)
+def test_timestamps_with_a_zone_name_are_read(tmp_path, load, published, status):
+    """`2024-03-06 01:29:39 UTC` or `... CST` (a database's or a script's export) were counted
+    unparseable: a file of them answered 0 for every date, hour and response time."""
+    lines = SAMPLE.read_text(encoding="utf-8").splitlines()
+    row = lines[1].split(",")
+    assert row[7] == "ARCHIVED"
+    row[1], row[8] = published, status
+    path = tmp_path / "zoned.csv"
+    path.write_text(lines[0] + "\n" + ",".join(row) + "\n")
+    ds = load(path)
+    assert ds.counts["published_unparseable"] == 0 and ds.counts["status_date_unparseable"] == 0
+    assert ds.date_range == ("2024-03-05", "2024-03-05")  # 01:29 UTC is 19:29 the evening before in Austin
+    assert ds.columns.arrays["hour"].tolist() == [19]
+    assert ds.columns.arrays["response_minutes"].tolist() == [45.0 if published[-1] != "t" else 0.0]
+    assert ds.info()["reading"]["unread_zones"] == {}
+
+
+def test_a_zone_name_the_loader_does_not_know_is_counted_and_named(tmp_path, load):
+    """An unknown zone (`EST`, `America/Chicago`) is not taken as UTC: the value is unparseable and
+    the load report names the zone, so the user knows what to rewrite."""
+    lines = SAMPLE.read_text(encoding="utf-8").splitlines()
+    rows = [line.split(",") for line in lines[1:]]
+    for i, row in enumerate(rows):
+        row[1] = "2024-03-06 01:29:39 " + ("EST" if i % 2 else "America/Chicago")
+    path = tmp_path / "zoned.csv"
+    path.write_text("\n".join([lines[0], *(",".join(r) for r in rows)]) + "\n")
+    ds = load(path)
+    assert ds.counts["published_unparseable"] == 5000
+    assert ds.info()["reading"]["unread_zones"] == {"America/Chicago": 2500, "EST": 2500}
+    warning = ds.date_warning()
+    assert warning is not None and warning.endswith(
+        "zone names not read: America/Chicago (2500 values), EST (2500 values)"
+    )

@@ -67,6 +67,7 @@ class Dataset:
         counts: dict[str, int] | None = None,
         available: list[str] | None = None,
         from_cache: bool = False,
+        reading: dict[str, Any] | None = None,
     ):
         self.columns = columns
         self.identity = identity
@@ -75,6 +76,7 @@ class Dataset:
         self.counts = dict(counts or {})
         self.available = list(available if available is not None else columns.arrays)
         self.from_cache = from_cache
+        self.reading = dict(reading or {})  # how the dates were read (normalize.normalize)
         self.cache_file: str | None = None  # the cache file mapped or written (load_dataset sets it)
         self.index = Index(columns)
 
@@ -126,10 +128,16 @@ class Dataset:
             return "the file has no incident rows (a header only?): every answer counts nothing"
         if (missing + unreadable) * 100 < self.rows:
             return None
+        zones = self.reading.get("unread_zones") or {}
+        named = (
+            f"; zone names not read: {', '.join(f'{name} ({rows} values)' for name, rows in zones.items())}"
+            if zones
+            else ""
+        )
         return (
             f"{missing + unreadable} of {self.rows} rows have no usable published date ({unreadable} in no "
             f"form the loader reads, {missing} empty): they count in no date, hour or weekday figure; "
-            f"the forms read are listed in docs/data.md"
+            f"the forms read are listed in docs/data.md{named}"
         )
 
     def info(self) -> dict[str, Any]:
@@ -142,6 +150,7 @@ class Dataset:
             "path": self.path,
             "columns": self.available,
             "bad_values": self.counts,
+            "reading": self.reading,
             "from_cache": self.from_cache,
         }
 
@@ -149,8 +158,11 @@ class Dataset:
         return f"Dataset({self.format}, {self.rows} rows, {self.identity[:12]})"
 
 
-def parse_file(path: str | Path, max_bytes: int | None = None) -> tuple[Columns, str, dict[str, int], list[str]]:
-    """Read and normalise a file, no cache: (columns, format name, bad-value counts, available columns)."""
+def parse_file(
+    path: str | Path, max_bytes: int | None = None
+) -> tuple[Columns, str, dict[str, int], list[str], dict[str, Any]]:
+    """Read and normalise a file, no cache: (columns, format name, bad-value counts, available columns,
+    how the dates were read)."""
     from .formats import detect
     from .normalize import normalize
     from .readers import read_raw
@@ -168,13 +180,13 @@ def parse_file(path: str | Path, max_bytes: int | None = None) -> tuple[Columns,
     if twice:
         raise DataFormatError(f"{path}: the header names {', '.join(map(repr, twice[:5]))} more than once")
     fmt, colmap = detect(raw.table.column_names)
-    columns, counts, available = normalize(raw.table, fmt, colmap)
+    columns, counts, available, reading = normalize(raw.table, fmt, colmap)
     counts = {"malformed_lines_skipped": raw.skipped_lines, **counts}
     base, _, gz = raw.container.partition("+")
     name = f"soda-{base}" if fmt.name == "soda" else fmt.name if base == "csv" else f"{fmt.name}+{base}"
     if gz:
         name += "+gzip"
-    return columns, name, counts, available
+    return columns, name, counts, available, reading
 
 
 def _read_cache(file: Path, identity: str) -> tuple[Columns, dict[str, Any]] | None:
@@ -265,6 +277,7 @@ def load_dataset(
                 counts=meta["counts"],
                 available=meta["available"],
                 from_cache=True,
+                reading=meta.get("reading"),
             )
             dataset.cache_file = str(file)
             release_freed_memory()  # the index build's temporaries
@@ -278,7 +291,7 @@ def load_dataset(
             store.directory,
             extra={"data_path": str(path), "cache_file": str(file)},
         )
-    columns, fmt, counts, available = parse_file(path, max_bytes)
+    columns, fmt, counts, available, reading = parse_file(path, max_bytes)
     written = False
     if store.writes and file is not None:
         written = _write_cache(
@@ -288,6 +301,7 @@ def load_dataset(
                 "format": fmt,
                 "counts": counts,
                 "available": available,
+                "reading": reading,
                 "identity": identity,
                 "version": _cache.CACHE_VERSION,
             },
@@ -300,7 +314,9 @@ def load_dataset(
                 log.info(
                     "data cache: removed the caches of earlier contents", extra={"removed": [p.name for p in removed]}
                 )
-    dataset = Dataset(columns, identity=identity, format=fmt, path=str(path), counts=counts, available=available)
+    dataset = Dataset(
+        columns, identity=identity, format=fmt, path=str(path), counts=counts, available=available, reading=reading
+    )
     dataset.cache_file = str(file) if written else None
     release_freed_memory()  # the parse's temporaries
     return dataset

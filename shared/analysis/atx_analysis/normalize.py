@@ -3,7 +3,8 @@
 The rules for bad values (docs/data.md documents them; every one is counted in ``counts``):
 
 * Timestamps are UTC instants: the portal's ``03/06/2024 01:29:39 AM +0000`` or
-  ``2024 Mar 06 01:29:39 AM`` (each also with or without the offset, none taken as UTC), ISO 8601 with or without an offset (none means UTC), or epoch seconds
+  ``2024 Mar 06 01:29:39 AM`` (each also with or without the offset, none taken as UTC), ISO 8601 with or without an offset (none means UTC), any of these with a zone name
+  (UTC, GMT, Z, CST, CDT; another name is unparseable and named in the reading), or epoch seconds
   in Parquet. A value with no time of day (``2024-03-06``) is that calendar day in Austin, i.e. its
   local midnight, with no hour: it counts in date and weekday figures, not in hour ones. A missing or unparseable published date leaves the row in (it still counts for
   locations and issues) but with no date: it is left out of every date, hour and weekday figure.
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -70,6 +72,39 @@ def day_first(*cols: pa.ChunkedArray | None) -> bool:
     return highest["first"] > 12 >= highest["second"]
 
 
+# a time of day followed by a zone name: ``2024-01-05 15:15:00 UTC``, ``01/05/2024 09:15 AM CST``,
+# ``2024-01-05T15:15:00Z``; "AM"/"PM" alone is the 12-hour clock, not a zone
+_ZONED = r"^(?P<when>.*?\d(?:\s+[AaPp][Mm])?)(?P<zone>\s+[A-Za-z][A-Za-z_]*(?:/[A-Za-z_]+)*|[Zz])$"
+# the zone names read, as offsets from UTC in seconds: UTC and its spellings, and Austin's own
+# (US central, standard and daylight time); any other name is unparseable and named in the report
+ZONE_OFFSETS = {"UTC": 0, "GMT": 0, "Z": 0, "CST": -6 * 3600, "CDT": -5 * 3600}
+_CLOCK = ("AM", "PM")
+
+
+def split_zones(s: pa.ChunkedArray) -> tuple[pa.ChunkedArray, np.ndarray | None, dict[str, int]]:
+    """Take a trailing zone name off each value: (values without it, seconds east of UTC per row or
+    None when no value has a zone, {unread zone name: rows}). A value with a zone not in
+    :data:`ZONE_OFFSETS` becomes null, so it is counted unparseable rather than read as UTC."""
+    if not pc.any(pc.match_substring_regex(s, _ZONED)).as_py():
+        return s, None, {}
+    parts = pc.extract_regex(s, _ZONED)
+    zone = pc.utf8_upper(pc.utf8_trim_whitespace(pc.struct_field(parts, "zone")))
+    zoned = pc.and_(pc.is_valid(parts), pc.invert(pc.is_in(zone, pa.array(_CLOCK))))
+    zoned = pc.fill_null(zoned, False)
+    if not pc.any(zoned).as_py():
+        return s, None, {}
+    known = pc.is_in(zone, pa.array(list(ZONE_OFFSETS)))
+    unread = pc.and_(zoned, pc.invert(known))
+    names = pc.value_counts(pc.filter(pc.utf8_trim_whitespace(pc.struct_field(parts, "zone")), unread))
+    unread_names = {v["values"].as_py(): v["counts"].as_py() for v in names}
+    when = pc.struct_field(parts, "when")
+    s = pc.if_else(zoned, pc.if_else(known, when, pa.scalar(None, pa.string())), s)
+    offsets = np.zeros(len(zone), dtype=np.int64)
+    for name, seconds in ZONE_OFFSETS.items():
+        offsets[pc.equal(zone, name).to_numpy(zero_copy_only=False) == True] = seconds  # noqa: E712
+    return s, offsets, unread_names
+
+
 _DATE_ONLY = re.compile(r"^\s*(\d{4}-\d{2}-\d{2}|\d{1,2}/\d{1,2}/\d{4})\s*$")
 _POINT = re.compile(r"POINT\s*\(\s*(-?\d+(?:\.\d*)?)\s+(-?\d+(?:\.\d*)?)\s*\)", re.I)
 _PAIR = re.compile(r"\(\s*(-?\d+(?:\.\d*)?)\s*,\s*(-?\d+(?:\.\d*)?)\s*\)")
@@ -87,11 +122,11 @@ NAT_NS = np.iinfo(np.int64).min  # NaT as int64 nanoseconds
 
 
 def parse_timestamps(
-    col: pa.ChunkedArray | None, n: int, day_first: bool = False
+    col: pa.ChunkedArray | None, n: int, day_first: bool = False, unread_zones: dict[str, int] | None = None
 ) -> tuple[np.ndarray, int, int, np.ndarray]:
     """Return (int64 ns since epoch UTC with NaT, missing count, unparseable count, which rows held a
     date with no time of day: those have a day but no hour). ``day_first``: the slashed forms are
-    day/month (:func:`day_first`)."""
+    day/month (:func:`day_first`). Zone names not read are added to ``unread_zones``."""
     nat = np.full(n, np.iinfo(np.int64).min, dtype=np.int64)
     no_time = np.zeros(n, dtype=bool)
     if col is None:
@@ -111,6 +146,10 @@ def parse_timestamps(
     s = _strings(col)
     present = pc.is_valid(s).to_numpy(zero_copy_only=False)
     missing = int(n - present.sum())
+    s, offsets, unread = split_zones(s)
+    if unread_zones is not None:
+        for name, rows in unread.items():
+            unread_zones[name] = unread_zones.get(name, 0) + rows
     result = None
     for fmt in PORTAL_FORMATS:
         if day_first:
@@ -138,6 +177,9 @@ def parse_timestamps(
             parsed_rest[~date_only] = _datetimes_to_ns(iso)
         out[todo] = parsed_rest
         no_time[np.flatnonzero(todo)[date_only]] = True
+    if offsets is not None:  # a zone's local time, as an offset's: UTC = local time - offset
+        shift = (out != NAT_NS) & ~no_time & (offsets != 0)
+        out[shift] -= offsets[shift] * 1_000_000_000
     bad = int((present & (out == NAT_NS)).sum())
     return out, missing, bad, no_time & (out != NAT_NS)
 
@@ -264,16 +306,22 @@ def local_fields(published_ns: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.n
     return day, hour, weekday
 
 
-def normalize(table: pa.Table, fmt: Format, colmap: dict[str, str]) -> tuple[Columns, dict[str, int], list[str]]:
-    """Return (canonical columns, bad-value counts, canonical columns the source had)."""
+def normalize(
+    table: pa.Table, fmt: Format, colmap: dict[str, str]
+) -> tuple[Columns, dict[str, int], list[str], dict[str, Any]]:
+    """Return (canonical columns, bad-value counts, canonical columns the source had, how the dates
+    were read: the zone names found but not read, with their rows)."""
     n = table.num_rows
     src = {dst: table.column(name) for name, dst in colmap.items()}
     counts: dict[str, int] = {}
     dmy = day_first(src.get("published"), src.get("status_date"))
+    unread_zones: dict[str, int] = {}
     published, counts["published_missing"], counts["published_unparseable"], no_time = parse_timestamps(
-        src.get("published"), n, dmy
+        src.get("published"), n, dmy, unread_zones
     )
-    status_date, _, counts["status_date_unparseable"], _ = parse_timestamps(src.get("status_date"), n, dmy)
+    status_date, _, counts["status_date_unparseable"], _ = parse_timestamps(
+        src.get("status_date"), n, dmy, unread_zones
+    )
     lat, lon = parse_coordinates(src.get("latitude"), src.get("longitude"), src.get("location"), n, counts)
     status, status_names = encode(src.get("status"), n, upper=True)
     if "response_minutes" in src:
@@ -309,4 +357,5 @@ def normalize(table: pa.Table, fmt: Format, colmap: dict[str, str]) -> tuple[Col
         set(src) - {"location"}
         | ({"response_minutes"} if {"published", "status_date", "status"} <= set(src) else set())
     )
-    return Columns(arrays, categories, report_id).derive(), counts, available
+    reading = {"unread_zones": dict(sorted(unread_zones.items()))}
+    return Columns(arrays, categories, report_id).derive(), counts, available, reading
