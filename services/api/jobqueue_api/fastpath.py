@@ -68,7 +68,7 @@ from .guesses import TokenGuesses
 from .params import plain_wait
 from .ratelimit import client_of
 from .errors import ApiError
-from .submission import accepted_body, parse_body, read_length, store, validate_submission
+from .submission import accepted_body, parse_body, read_length, store, refuse_without_data, validate_submission
 
 RAISE = "jobqueue.raise"  # environ key: an exception for Flask's request handling to raise (hooks.py)
 ROUTE, METHOD = "/submit", "POST"
@@ -173,6 +173,7 @@ def _submit(app: Flask, wsgi_app: Callable, guard: Guard, metrics_port: int, ide
             return _to_flask(wsgi_app, environ, start_response, b"", started)
         try:
             op, params = validate_submission(parse_body(raw), state.catalogue, state.data.dataset)
+            refuse_without_data(state.data)
             job = state.delivery.new_job(op.name, params, lane_of(op), owner)
             sent_key = environ.get(idempotency.ENVIRON)  # a malformed one: Flask's path answers its 400
             key = None if sent_key is None else idempotency.keyed(sent_key, owner, job)

@@ -373,7 +373,10 @@ def build_spec(catalogue: Registry, settings: Settings, version: str) -> dict[st
                 "or has a Content-Encoding other than identity (send it uncompressed)"
             ),
             "429": _error("this client's SUBMIT_RATE_LIMIT per minute is used up; see Retry-After"),
-            "503": _error("Redis unreachable, or refusing writes: nothing was stored; submit again after Retry-After"),
+            "503": _error(
+                "Redis unreachable, or refusing writes: nothing was stored; submit again after Retry-After. "
+                "data_unavailable: the data file is refused; nothing runs until it is fixed"
+            ),
             "504": {
                 **_error(
                     "Redis did not answer in time after the job was sent to it: "

@@ -8,6 +8,7 @@ reach it with :func:`current`. Nothing here talks to Redis at construction time,
 from __future__ import annotations
 
 import logging
+import os
 import time
 from dataclasses import dataclass, field
 from functools import partial
@@ -39,6 +40,10 @@ class DatasetSlot:
     dataset: Any = None
     error: str | None = "not loaded"
     loaded_at: float | None = None  # unix time the dataset was loaded (the web page's data view)
+    # the file is there but the loader refused it: the workers exit on it too, so a job submitted
+    # now would wait for ever (submission.usable_data answers 503 instead); a missing file is not
+    # refused: the workers wait for it to appear
+    refused: bool = False
 
     @property
     def loaded(self) -> bool:
@@ -171,6 +176,7 @@ def load_dataset_into(slot: DatasetSlot, path: str, **load_options: Any) -> None
             log.warning("dataset dates unusable", extra={"path": path, "detail": warning})
     except Exception as exc:  # DataFormatError, missing file, permissions: all mean "not ready"
         slot.dataset, slot.error = None, f"cannot load {path}: {exc}"
+        slot.refused = os.path.exists(path)
         log.error("dataset not loaded", extra={"path": path, "error": str(exc)})
 
 

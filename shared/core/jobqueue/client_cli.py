@@ -264,6 +264,8 @@ def run(args: argparse.Namespace) -> int:
                 "that answers /healthz)? Point --url or JOBQUEUE_URL at it",
                 Exit.UNAVAILABLE,
             )
+        if exc.code == "data_unavailable":  # not retried: it lasts until the data file is fixed (http.py)
+            return _error(f"the API answered {exc}", Exit.UNAVAILABLE)
         if exc.status >= 500:
             retried = f"; {_gave_up(args)}" if _gave_up(args) else " (retried; try again later)"
             return _error(f"the API answered {exc}{retried}{_still_queued(exc)}", Exit.UNAVAILABLE)

@@ -183,6 +183,11 @@ NOT_TLS = frozenset({"WRONG_VERSION_NUMBER", "RECORD_LAYER_FAILURE", "PACKET_LEN
 NO_SUCH_NAME = frozenset(getattr(socket, name) for name in ("EAI_NONAME", "EAI_NODATA") if hasattr(socket, name))
 
 
+# on an API answer that no retry can change until an operator acts (its data file refused: 503
+# data_unavailable, whose Retry-After is for a browser's user): the answer stands, not retried
+REFUSAL_HEADER = "Jobqueue-Refusal"
+
+
 def ssl_cause(error: BaseException | None) -> ssl.SSLError | None:
     """The ``ssl.SSLError`` under requests' and urllib3's wrappers (its ``reason`` names OpenSSL's)."""
     seen: object = error
@@ -246,6 +251,9 @@ class TellingRetry(Retry):
         # a mistyped host name or https:// at a plain-HTTP port was tried five times, 15 s of silence
         if lasting(error):
             raise MaxRetryError(_pool, url, error) from error
+        if response is not None and response.headers.get(REFUSAL_HEADER):
+            # the API's data file is refused: five Retry-Afters of a minute each, then the same answer
+            raise MaxRetryError(_pool, url, ResponseError(f"refused: {response.headers[REFUSAL_HEADER]}"))
         retry = super().increment(method, url, response, error, _pool, _stacktrace)
         deadline = self.deadline
         if deadline is not None:

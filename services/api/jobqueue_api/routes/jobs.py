@@ -20,7 +20,7 @@ from ..errors import ApiError
 from ..idempotency import with_key_headers
 from ..params import int_arg, job_id_or_400, prefer_wait, single_arg, wait_seconds
 from ..state import ApiState, current
-from ..submission import accepted_body, parse_body, read_body, store, validate_submission
+from ..submission import accepted_body, parse_body, read_body, store, refuse_without_data, validate_submission
 from ..waiting import CLOSING_READ_SECONDS
 
 log = logging.getLogger("jobqueue.api")
@@ -45,6 +45,7 @@ def _accept(before_store: Callable[[Job], None] | None = None) -> tuple[Job, ide
         idempotency.parse(sent_key)  # judged first: a 400 whatever the body (idempotency.py)
     raw = read_body(request, state.settings.max_body_bytes, state.settings.client_timeout_seconds)
     op, params = validate_submission(parse_body(raw), state.catalogue, state.data.dataset)
+    refuse_without_data(state.data)  # a job now would wait for workers that cannot start
     # valid ones only are counted against the rate limit (a typo costs nothing), in the same call
     # that stores them (submission.store_admitted): a 429 here stored nothing
     client = ratelimit.client_id() if state.settings.submit_rate_limit > 0 else None
