@@ -138,6 +138,8 @@ def test_data_generate_writes_the_same_rows_as_json(inproc, tmp_path, form):
     assert b["format"] == "soda-json+gzip"
     for k in ("identity", "format", "path"):
         a.pop(k), b.pop(k)
+    # the CSV writes the portal's slashed dates, the JSON ISO ones: only the first has a reading to say
+    assert (a.pop("reading")["slashed_dates"], b.pop("reading")["slashed_dates"]) == ("month first", None)
     assert a == b
 
 

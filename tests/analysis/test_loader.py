@@ -607,3 +607,58 @@ def test_a_zone_name_the_loader_does_not_know_is_counted_and_named(tmp_path, loa
     assert warning is not None and warning.endswith(
         "zone names not read: America/Chicago (2500 values), EST (2500 values)"
     )
+
+
+def _uk_file(tmp_path, days=("06", "05")):
+    """The sample's first row saved by a day-first spreadsheet, every day 12 or less: nothing in the
+    data tells `06/03/2024` (March 6th) from June 3rd."""
+    lines = SAMPLE.read_text(encoding="utf-8").splitlines()
+    header = lines[0].split(",")
+    rows = []
+    for day in days:
+        cells = lines[1].split(",")
+        cells[header.index("Published Date")] = f"{day}/03/2024 13:29"
+        cells[header.index("Status Date")] = f"{day}/03/2024 14:00"
+        rows.append(",".join(cells))
+    path = tmp_path / "uk.csv"
+    path.write_text("\n".join([lines[0], *rows]) + "\n", encoding="utf-8")
+    return path
+
+
+def test_day_first_dates_with_no_day_past_12_are_read_as_the_setting_says(tmp_path):
+    """`06/03/2024` and `05/03/2024` were read as June 3rd and May 3rd, and nothing said that was a
+    guess; DATA_DAY_FIRST=true reads them day first, and the reading says what decided it. The two
+    readings of the same bytes are cached apart, so changing the setting never maps the other one."""
+    path = _uk_file(tmp_path)
+    cache = str(tmp_path / "cache")
+    guessed = load_dataset(path, cache_dir=cache)
+    assert guessed.date_range == ("2024-05-03", "2024-06-03")
+    assert guessed.info()["reading"] == {"slashed_dates": "month first", "decided_by": "guess", "unread_zones": {}}
+    told = load_dataset(path, cache_dir=cache, day_first=True)
+    assert told.date_range == ("2024-03-05", "2024-03-06") and not told.from_cache
+    assert told.info()["reading"]["slashed_dates"] == "day first"
+    assert told.info()["reading"]["decided_by"] == "DATA_DAY_FIRST"
+    again = load_dataset(path, cache_dir=cache, day_first=True)
+    assert again.from_cache and again.date_range == told.date_range and again.reading == told.reading
+    assert load_dataset(path, cache_dir=cache).date_range == guessed.date_range
+    month_first = load_dataset(_uk_file(tmp_path, days=("13", "06")), cache_dir=cache, day_first=False)
+    assert month_first.counts["published_unparseable"] == 1  # 13/03 is no month-first date
+    # the data itself tells: no guess
+    assert load_dataset(_uk_file(tmp_path, days=("13", "06")), cache_dir=cache).reading["decided_by"] == "data"
+
+
+def test_the_day_first_setting_is_read_in_any_case_and_a_wrong_one_refused():
+    from jobqueue.settings import SettingsError, load_settings
+
+    assert load_settings({"DATA_DAY_FIRST": "TRUE"}).data_options()["day_first"] is True
+    assert load_settings({"DATA_DAY_FIRST": "false"}).data_options()["day_first"] is False
+    assert load_settings({"DATA_DAY_FIRST": "yes"}).data_options()["day_first"] is True  # as RESULT_CACHE=yes
+    assert load_settings({"DATA_DAY_FIRST": " Auto "}).data_options()["day_first"] is None
+    assert load_settings({}).data_options()["day_first"] is None
+    with pytest.raises(SettingsError, match=r"DATA_DAY_FIRST must be auto or a boolean \(1/0"):
+        load_settings({"DATA_DAY_FIRST": "dd/mm"})
+    from atx_analysis.cache import loader_version
+
+    # the result cache keys on it too: a repeat after the setting changed is run again, not answered
+    # from the other reading's result
+    assert len({loader_version(None), loader_version(True), loader_version(False)}) == 3

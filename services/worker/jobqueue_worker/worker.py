@@ -571,7 +571,15 @@ class Worker:
         except Exception:  # unknown op / bad params / no data: the run reports it
             return ""
         job.dataset = self.data.identity
-        return request_fingerprint(job.operation, params, job.dataset, data_cache.CACHE_VERSION) or ""
+        return (
+            request_fingerprint(
+                job.operation,
+                params,
+                job.dataset,
+                data_cache.loader_version(getattr(self.data, "load_options", {}).get("day_first")),
+            )
+            or ""
+        )
 
     def _run(self, item: Claimed, answer: StartAnswer) -> Record | None:
         """Decide what to do with a started job, do it, and return how to record it (None: not ours)."""

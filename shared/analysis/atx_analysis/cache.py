@@ -37,6 +37,22 @@ MODES = ("readwrite", "readonly", "off")
 STALE_TEMP_SECONDS = 3600  # a write interrupted this long ago (a killed loader) left its temp file
 
 
+# the reading DATA_DAY_FIRST forced on slashed dates, in the cache's name and the result cache's key:
+# the same bytes read day first and month first are two datasets (auto: no mark)
+TAGS = ("", ".dmy", ".mdy")
+
+
+def reading_tag(day_first: bool | None) -> str:
+    return "" if day_first is None else ".dmy" if day_first else ".mdy"
+
+
+def loader_version(day_first: bool | None = None) -> int | str:
+    """What the result cache keys a request's reading on (jobqueue.fingerprint): the format
+    version, with the forced day-first reading if any."""
+    tag = reading_tag(day_first)
+    return f"{CACHE_VERSION}{tag}" if tag else CACHE_VERSION
+
+
 def content_hash(path: str | Path) -> str:
     """sha256 of the file's bytes: the dataset's identity (same bytes, same results)."""
     h = hashlib.sha256()
@@ -57,12 +73,15 @@ class DataCache:
 
     directory: Path
     mode: str = "readwrite"
+    day_first: bool | None = None  # DATA_DAY_FIRST (None: auto), part of the file's name (reading_tag)
 
     @classmethod
-    def of(cls, path: str | Path, cache_dir: str | None = None, mode: str = "readwrite") -> DataCache:
+    def of(
+        cls, path: str | Path, cache_dir: str | None = None, mode: str = "readwrite", day_first: bool | None = None
+    ) -> DataCache:
         if mode not in MODES:
             raise ValueError(f"cache mode {mode!r}: choose one of {', '.join(MODES)}")
-        return cls(Path(cache_dir) if cache_dir else Path(path).parent / ".cache", mode)
+        return cls(Path(cache_dir) if cache_dir else Path(path).parent / ".cache", mode, day_first)
 
     @property
     def reads(self) -> bool:
@@ -72,8 +91,10 @@ class DataCache:
     def writes(self) -> bool:
         return self.mode == "readwrite"
 
-    def file(self, name: str, identity: str, version: int | None = None) -> Path:
-        return self.directory / f"{name}.{identity[:20]}.v{CACHE_VERSION if version is None else version}.arrow"
+    def file(self, name: str, identity: str, version: int | None = None, tag: str | None = None) -> Path:
+        version = CACHE_VERSION if version is None else version
+        tag = reading_tag(self.day_first) if tag is None else tag
+        return self.directory / f"{name}.{identity[:20]}.v{version}{tag}.arrow"
 
     def memo(self, name: str) -> Path:
         return self.directory / f"{name}.identity.json"
@@ -157,8 +178,8 @@ class DataCache:
         version's and the previous version's files of the current content stay, so the old pods of
         a rolling upgrade still find theirs. Returns what was removed."""
         removed: list[Path] = []
-        keep = {self.file(name, identity, v).name for v in (CACHE_VERSION, CACHE_VERSION - 1)}
-        ours = re.compile(rf"{re.escape(name)}\.[0-9a-f]{{20}}\.v\d+\.arrow")
+        keep = {self.file(name, identity, v, tag).name for v in (CACHE_VERSION, CACHE_VERSION - 1) for tag in TAGS}
+        ours = re.compile(rf"{re.escape(name)}\.[0-9a-f]{{20}}\.v\d+(?:\.dmy|\.mdy)?\.arrow")
         try:
             entries = list(self.directory.iterdir())
         except OSError:
@@ -176,7 +197,13 @@ class DataCache:
 
 
 def wait_until_ready(
-    path: str | Path, cache_dir: str | None, timeout: float, *, poll: float = 2.0, say=print
+    path: str | Path,
+    cache_dir: str | None,
+    timeout: float,
+    *,
+    poll: float = 2.0,
+    say=print,
+    day_first: bool | None = None,
 ) -> Path | None:
     """Wait for the data file, then up to ``timeout`` seconds for its cache of this version.
 
@@ -189,7 +216,7 @@ def wait_until_ready(
         say(f"waiting for {path}")
         time.sleep(poll)
     say(f"found {path}")
-    cache = DataCache.of(path, cache_dir, "readonly")
+    cache = DataCache.of(path, cache_dir, "readonly", day_first)
     deadline = time.monotonic() + timeout
     while True:
         file = cache.ready(path)

@@ -256,7 +256,9 @@ def _cache_report(dataset, options: dict[str, Any], landed: Path | None = None) 
     from .cache import DataCache
 
     path = Path(landed or dataset.path)
-    store = DataCache.of(path, options.get("cache_dir"), options.get("cache_mode", "readwrite"))
+    store = DataCache.of(
+        path, options.get("cache_dir"), options.get("cache_mode", "readwrite"), options.get("day_first")
+    )
     if not store.writes:
         return {"cache": None}
     store.remember(path, dataset.identity, loaded=True)
@@ -268,8 +270,13 @@ def _cache_report(dataset, options: dict[str, Any], landed: Path | None = None) 
 def cmd_wait(args: argparse.Namespace) -> int:
     from .cache import wait_until_ready
 
+    options = _load_options(args)
     wait_until_ready(
-        args.data, _load_options(args).get("cache_dir"), args.cache_timeout, say=lambda line: print(line, flush=True)
+        args.data,
+        options.get("cache_dir"),
+        args.cache_timeout,
+        say=lambda line: print(line, flush=True),
+        day_first=options.get("day_first"),
     )
     return 0
 

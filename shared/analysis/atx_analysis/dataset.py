@@ -159,10 +159,10 @@ class Dataset:
 
 
 def parse_file(
-    path: str | Path, max_bytes: int | None = None
+    path: str | Path, max_bytes: int | None = None, day_first: bool | None = None
 ) -> tuple[Columns, str, dict[str, int], list[str], dict[str, Any]]:
     """Read and normalise a file, no cache: (columns, format name, bad-value counts, available columns,
-    how the dates were read)."""
+    how the dates were read). ``day_first``: DATA_DAY_FIRST (None: told by the data, else a guess)."""
     from .formats import detect
     from .normalize import normalize
     from .readers import read_raw
@@ -180,7 +180,7 @@ def parse_file(
     if twice:
         raise DataFormatError(f"{path}: the header names {', '.join(map(repr, twice[:5]))} more than once")
     fmt, colmap = detect(raw.table.column_names)
-    columns, counts, available, reading = normalize(raw.table, fmt, colmap)
+    columns, counts, available, reading = normalize(raw.table, fmt, colmap, day_first)
     counts = {"malformed_lines_skipped": raw.skipped_lines, **counts}
     base, _, gz = raw.container.partition("+")
     name = f"soda-{base}" if fmt.name == "soda" else fmt.name if base == "csv" else f"{fmt.name}+{base}"
@@ -245,13 +245,15 @@ def load_dataset(
     max_bytes: int | None = None,
     cache_mode: str = "readwrite",
     name: str | None = None,
+    day_first: bool | None = None,
 ) -> Dataset:
     """Load ``path`` in any recognised format; raise DataFormatError if it is none of them.
 
     ``cache_dir`` (DATA_CACHE_DIR) defaults to ``.cache/`` beside the file; ``cache_mode``
     (DATA_CACHE_MODE: readwrite, readonly or off; :mod:`atx_analysis.cache`) says whether this
     process may build it; ``max_bytes`` (DATA_MAX_BYTES, default 1 GiB) bounds the file,
-    decompressed. Callers pass them from their Settings: this package reads no environment
+    decompressed; ``day_first`` (DATA_DAY_FIRST: true, false, or auto = None) how slashed dates
+    are read. Callers pass them from their Settings: this package reads no environment
     variable. ``name``: cache under this file name instead of the path's (the loader checks a
     download in a temporary file that then becomes the data file).
     """
@@ -261,7 +263,7 @@ def load_dataset(
     path = Path(path)
     if not path.is_file():
         raise not_a_file(path)
-    store = DataCache.of(path, cache_dir, cache_mode if cache else "off")
+    store = DataCache.of(path, cache_dir, cache_mode if cache else "off", day_first)
     name = name or path.name
     identity = store.identity(path, remember=name == path.name)
     file = store.file(name, identity) if store.reads else None
@@ -291,7 +293,7 @@ def load_dataset(
             store.directory,
             extra={"data_path": str(path), "cache_file": str(file)},
         )
-    columns, fmt, counts, available, reading = parse_file(path, max_bytes)
+    columns, fmt, counts, available, reading = parse_file(path, max_bytes, day_first)
     written = False
     if store.writes and file is not None:
         written = _write_cache(

@@ -56,11 +56,14 @@ PORTAL_FORMATS = (
 _SLASHED = r"^\s*(?P<first>\d{1,2})/(?P<second>\d{1,2})/"
 
 
-def day_first(*cols: pa.ChunkedArray | None) -> bool:
-    """Are the slashed dates day first? The spreadsheet of a day-first locale (the UK, France) writes
-    the export's dates back as ``13/03/2024 01:29``, which the month-first forms found unparseable,
-    and ``06/03/2024``, which they read as June 3rd. Dates whose first number passes 12 while the
-    second never does are day first; both date columns are read by what either shows."""
+def day_first(*cols: pa.ChunkedArray | None) -> tuple[bool, str | None]:
+    """Are the slashed dates day first, and what says so? The spreadsheet of a day-first locale (the
+    UK, France) writes the export's dates back as ``13/03/2024 01:29``, which the month-first forms
+    found unparseable, and ``06/03/2024``, which they read as June 3rd. Dates whose first number
+    passes 12 while the second never does are day first ("data"); a second number past 12 says month
+    first ("data"); when no number passes 12 nothing tells, and they are read month first as the
+    portal writes them ("guess"; DATA_DAY_FIRST says it instead). None: no slashed date. Both date
+    columns are read by what either shows."""
     highest = {"first": 0, "second": 0}
     for col in cols:
         if col is None or not (pa.types.is_string(col.type) or pa.types.is_large_string(col.type)):
@@ -69,7 +72,11 @@ def day_first(*cols: pa.ChunkedArray | None) -> bool:
         for name in highest:
             top = pc.max(pc.cast(pc.struct_field(parts, name), pa.int32())).as_py()
             highest[name] = max(highest[name], top or 0)
-    return highest["first"] > 12 >= highest["second"]
+    if not highest["first"]:
+        return False, None
+    if highest["first"] > 12 >= highest["second"]:
+        return True, "data"
+    return False, "data" if highest["second"] > 12 else "guess"
 
 
 # a time of day followed by a zone name: ``2024-01-05 15:15:00 UTC``, ``01/05/2024 09:15 AM CST``,
@@ -307,14 +314,17 @@ def local_fields(published_ns: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.n
 
 
 def normalize(
-    table: pa.Table, fmt: Format, colmap: dict[str, str]
+    table: pa.Table, fmt: Format, colmap: dict[str, str], forced_day_first: bool | None = None
 ) -> tuple[Columns, dict[str, int], list[str], dict[str, Any]]:
     """Return (canonical columns, bad-value counts, canonical columns the source had, how the dates
-    were read: the zone names found but not read, with their rows)."""
+    were read: slashed dates day or month first and what decided it, the zone names found but not
+    read with their rows). ``forced_day_first``: DATA_DAY_FIRST, when not auto."""
     n = table.num_rows
     src = {dst: table.column(name) for name, dst in colmap.items()}
     counts: dict[str, int] = {}
-    dmy = day_first(src.get("published"), src.get("status_date"))
+    dmy, told = day_first(src.get("published"), src.get("status_date"))
+    if forced_day_first is not None:
+        dmy, told = forced_day_first, "DATA_DAY_FIRST"
     unread_zones: dict[str, int] = {}
     published, counts["published_missing"], counts["published_unparseable"], no_time = parse_timestamps(
         src.get("published"), n, dmy, unread_zones
@@ -357,5 +367,9 @@ def normalize(
         set(src) - {"location"}
         | ({"response_minutes"} if {"published", "status_date", "status"} <= set(src) else set())
     )
-    reading = {"unread_zones": dict(sorted(unread_zones.items()))}
+    reading = {
+        "slashed_dates": None if told is None else "day first" if dmy else "month first",
+        "decided_by": told,
+        "unread_zones": dict(sorted(unread_zones.items())),
+    }
     return Columns(arrays, categories, report_id).derive(), counts, available, reading

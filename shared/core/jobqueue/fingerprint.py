@@ -8,7 +8,8 @@ request is answered from the stored result. Params must be the *validated* ones
 is only reusable on the very data it was computed from, read by the same rules: the dataset identity
 is the file's sha256, which a loader upgrade that reads the same bytes differently (a date form
 newly understood) does not change, so the loader's format version (``atx_analysis.cache.CACHE_VERSION``)
-is part of the request too.
+is part of the request too, with the day-first reading DATA_DAY_FIRST forced, if any
+(``atx_analysis.cache.loader_version``).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from collections.abc import Mapping
 
 
 def request_fingerprint(
-    operation: str, params: Mapping[str, Any], dataset_identity: str | None, loader_version: int
+    operation: str, params: Mapping[str, Any], dataset_identity: str | None, loader_version: int | str
 ) -> str | None:
     if not dataset_identity:
         return None

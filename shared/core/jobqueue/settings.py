@@ -163,6 +163,19 @@ def _bool(name: str, raw: str) -> bool:
     raise SettingsError(f"{name} must be a boolean (1/0, true/false, yes/no, on/off){unset}, got {raw!r}")
 
 
+def _bool_or_auto(name: str, raw: str) -> str:
+    """``auto``, or any form :func:`_bool` reads (DATA_DAY_FIRST=yes as RESULT_CACHE=yes), as
+    ``auto``, ``true`` or ``false``."""
+    if raw.strip().lower() == "auto":
+        return "auto"
+    try:
+        return "true" if _bool(name, raw) else "false"
+    except SettingsError:
+        raise SettingsError(
+            f"{name} must be auto or a boolean (1/0, true/false, yes/no, on/off), got {raw!r}"
+        ) from None
+
+
 def _str(name: str, raw: str) -> str:
     return raw
 
@@ -742,6 +755,12 @@ SPEC: dict[str, tuple[str, Callable[[str, str], object], str]] = {
         _choice("readwrite", "readonly", "off"),
         "readwrite: build the cache if missing, then map it; readonly: only map what the loader built, never write (a missing cache: parse in memory, logged); off: always parse",
     ),
+    "DATA_DAY_FIRST": (
+        "auto",
+        _bool_or_auto,
+        "slashed dates (05/02/2024) are day first (true) or month first (false); auto: day first only when a "
+        "first number passes 12 and no second does, else month first, a guess when no number passes 12",
+    ),
     "DATA_MAX_BYTES": ("1073741824", _int(1), "largest data file accepted, decompressed (guards against gzip bombs)"),
     "PORT": ("5000", _int(1, 65535), "API listen port"),
     "BIND_HOST": (
@@ -847,6 +866,7 @@ class Settings:
     data_path: str
     data_cache_dir: str
     data_cache_mode: str
+    data_day_first: str
     data_max_bytes: int
     port: int
     bind_host: str
@@ -881,6 +901,7 @@ class Settings:
         return {
             "cache_dir": self.data_cache_dir or None,
             "cache_mode": self.data_cache_mode,
+            "day_first": {"true": True, "false": False}.get(self.data_day_first),
             "max_bytes": self.data_max_bytes,
         }
 
