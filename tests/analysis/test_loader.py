@@ -662,3 +662,16 @@ def test_the_day_first_setting_is_read_in_any_case_and_a_wrong_one_refused():
     # the result cache keys on it too: a repeat after the setting changed is run again, not answered
     # from the other reading's result
     assert len({loader_version(None), loader_version(True), loader_version(False)}) == 3
+
+
+@pytest.mark.parametrize("line", ["sep=;", '"sep=;"', "SEP=;"])
+def test_excels_separator_line_before_the_header_is_read(tmp_path, load, line):
+    """A CSV made for Excel starts with `sep=;` so that Excel in any locale splits it; the loader
+    refused it ("unrecognised columns [sep=, ]"), though the rest is the portal's export."""
+    lines = SAMPLE.read_text(encoding="utf-8").splitlines()[:4]
+    body = [";".join(row.split(",")) for row in lines]  # the sample's first rows hold no quoted comma
+    path = tmp_path / "excel.csv"
+    path.write_bytes(("\r\n".join([line, *body]) + "\r\n").encode("cp1252"))
+    ds = load(path)
+    assert (ds.format, ds.rows, ds.counts["malformed_lines_skipped"]) == ("portal-csv", 3, 0)
+    assert ds.counts["published_unparseable"] == 0 and ds.counts["coordinates_invalid"] == 0

@@ -169,11 +169,16 @@ FALLBACK_ENCODING = "cp1252"
 # Separators besides the comma, used only when the header line has no comma at all (a spreadsheet
 # set to a European locale saves with ";"; tab-separated exports).
 OTHER_DELIMITERS = ("\t", ";")
+# Excel's own separator line, ``sep=;`` before the header: what a tool writes so that Excel in any
+# locale splits the columns (the file was refused: "unrecognised columns [sep=, ]")
+SEP_LINE = re.compile(r'"?sep=(.)"?[\r\n]*', re.I)
 
 
-def _first_line(path: Path, compressed: bool, encoding: str) -> str:
+def _first_line(path: Path, compressed: bool, encoding: str, skip: int = 0) -> str:
     with _open(path, compressed) as fh:
         text = io.TextIOWrapper(fh, encoding="utf-8-sig" if encoding == "utf-8" else encoding, newline="")
+        for _ in range(skip):
+            text.readline(MAX_HEADER_BYTES)
         return text.readline(MAX_HEADER_BYTES)
 
 
@@ -190,19 +195,22 @@ def _read_csv(path: Path, compressed: bool) -> tuple[pa.Table, int]:
         first = _first_line(path, compressed, encoding)
     if len(first) >= MAX_HEADER_BYTES and not first.endswith(("\n", "\r")):
         raise DataFormatError(f"{path}: the header line is longer than {MAX_HEADER_BYTES} bytes: not a data export")
-    delimiter = ","
-    if "," not in first:
+    delimiter, skip = ",", 0
+    if said := SEP_LINE.fullmatch(first):
+        delimiter, skip = said.group(1), 1
+        first = _first_line(path, compressed, encoding, skip)
+    elif "," not in first:
         delimiter = next((d for d in OTHER_DELIMITERS if d in first), ",")
     header = next(csv.reader([first], delimiter=delimiter), [])
     if not header or not any(h.strip() for h in header):
         raise DataFormatError(f"{path}: no header line")
     try:
-        return _read_csv_as(path, compressed, header, delimiter, encoding)
+        return _read_csv_as(path, compressed, header, delimiter, encoding, skip)
     except pa.ArrowInvalid as exc:
         if encoding != "utf-8" or "UTF8" not in str(exc):
             raise
         # valid UTF-8 at the top, not further down: the same file saved by a spreadsheet program
-        return _read_csv_as(path, compressed, header, delimiter, FALLBACK_ENCODING)
+        return _read_csv_as(path, compressed, header, delimiter, FALLBACK_ENCODING, skip)
 
 
 # The CSV is parsed in blocks of CSV_BLOCK bytes, each on a thread of pyarrow's pool when there are
@@ -213,7 +221,7 @@ def _read_csv(path: Path, compressed: bool) -> tuple[pa.Table, int]:
 CSV_BLOCK = 16 << 20
 
 
-def _read_csv_as(path: Path, compressed: bool, header: list[str], delimiter: str, encoding: str):
+def _read_csv_as(path: Path, compressed: bool, header: list[str], delimiter: str, encoding: str, skip: int = 0):
     skipped = 0
     threads = path.stat().st_size > CSV_BLOCK  # bytes on disk: a gzip file of one block may hold several
 
@@ -227,7 +235,10 @@ def _read_csv_as(path: Path, compressed: bool, header: list[str], delimiter: str
         table = pacsv.read_csv(
             fh,
             read_options=pacsv.ReadOptions(
-                block_size=CSV_BLOCK, use_threads=threads, encoding="utf8" if encoding == "utf-8" else encoding
+                block_size=CSV_BLOCK,
+                use_threads=threads,
+                encoding="utf8" if encoding == "utf-8" else encoding,
+                skip_rows=skip,
             ),
             parse_options=pacsv.ParseOptions(
                 delimiter=delimiter, invalid_row_handler=on_bad_row, newlines_in_values=True
