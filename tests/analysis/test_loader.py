@@ -675,3 +675,18 @@ def test_excels_separator_line_before_the_header_is_read(tmp_path, load, line):
     ds = load(path)
     assert (ds.format, ds.rows, ds.counts["malformed_lines_skipped"]) == ("portal-csv", 3, 0)
     assert ds.counts["published_unparseable"] == 0 and ds.counts["coordinates_invalid"] == 0
+
+
+def test_unnamed_trailing_columns_a_spreadsheet_adds_are_ignored(tmp_path, load):
+    """Saved by a spreadsheet whose cells right of the data were once touched, each line ends in
+    `,,`: the header names '' twice, and the file was refused for it, though extra columns are
+    ignored. A real name twice is still refused."""
+    lines = SAMPLE.read_text(encoding="utf-8").splitlines()[:4]
+    path = tmp_path / "saved.csv"
+    path.write_text("\n".join(line + ",," for line in lines) + "\n")
+    ds = load(path)
+    assert (ds.format, ds.rows, ds.counts["malformed_lines_skipped"]) == ("portal-csv", 3, 0)
+    twice = tmp_path / "twice.csv"
+    twice.write_text("\n".join(line + "," + line.split(",")[2] for line in lines) + "\n")
+    with pytest.raises(DataFormatError, match="the header names 'Issue Reported' more than once"):
+        load(twice)

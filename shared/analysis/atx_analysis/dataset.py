@@ -176,7 +176,9 @@ def parse_file(
                 "incident, or an $offset past the last one)"
             )
         raise DataFormatError(f"{path}: no columns")
-    twice = [name for name, k in collections.Counter(raw.table.column_names).items() if k > 1]
+    # unnamed columns are extra columns, ignored: a spreadsheet saving the export writes ",," after each
+    # line for cells once touched, and that file was refused for naming '' twice
+    twice = [name for name, k in collections.Counter(raw.table.column_names).items() if k > 1 and name.strip()]
     if twice:
         raise DataFormatError(f"{path}: the header names {', '.join(map(repr, twice[:5]))} more than once")
     fmt, colmap = detect(raw.table.column_names)
