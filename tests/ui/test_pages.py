@@ -9,6 +9,7 @@ import time
 
 import pytest
 
+from devstack.paths import SAMPLE
 from jobqueue import keys
 from jobqueue_api import create_app
 from tests.api.support import finish, make_settings, submit
@@ -364,3 +365,20 @@ def test_a_browser_opening_an_address_that_is_not_a_page_gets_the_pages_405(clie
         assert answer.headers["Allow"] == "OPTIONS, POST"
     assert client.post("/submit/x", headers={"Accept": browser}).status_code == 404
     assert client.get("/submit", headers={"Accept": browser}).get_json()["error"] == "method_not_allowed"
+
+
+def test_data_page_says_when_the_slashed_dates_were_a_guess(settings, tmp_path):
+    """Day-first dates with no day past 12 are read month first by a guess: the data page said
+    nothing of it, so a user of a UK spreadsheet's file saw June where March was meant."""
+    from atx_analysis.dataset import load_dataset
+
+    lines = SAMPLE.read_text(encoding="utf-8").splitlines()
+    cells = lines[1].split(",")
+    cells[1], cells[8] = "06/03/2024 13:29", "06/03/2024 14:00"
+    path = tmp_path / "uk.csv"
+    path.write_text(lines[0] + "\n" + ",".join(cells) + "\n")
+    app = create_app(settings, dataset=load_dataset(path, cache=False))
+    html = app.test_client().get("/ui/data").get_data(as_text=True)
+    assert "month first: a guess, as no day or month passes 12" in html and "DATA_DAY_FIRST=true" in html
+    app = create_app(settings, dataset=load_dataset(path, cache=False, day_first=True))
+    assert "day first, as <code>DATA_DAY_FIRST</code> says" in app.test_client().get("/ui/data").get_data(as_text=True)
