@@ -98,3 +98,46 @@ def test_a_missing_url_fails_the_job(tmp_path, portal):
     assert pod.run("load-data", tmp_path / "log", timeout=120) != 0
     assert "404" in (tmp_path / "log").read_text()
     assert not data_path.exists()
+
+
+@pytest.mark.parametrize("setting", ["true", "false"])
+def test_the_loader_builds_the_cache_of_the_reading_the_pods_use(tmp_path, setting):
+    """config.dataDayFirst reached the API and worker pods (the ConfigMap) but not the loader, which
+    set its own env: it built the cache of the data's own reading, the pods looked for the one of the
+    forced reading (another file), and each parsed the file in its own memory."""
+    from atx_analysis.dataset import load_dataset
+
+    objs = render_objects(
+        {"config": {"dataDayFirst": setting}, "data": {"loader": {"source": "sample"}, "shell": {"enabled": True}}}
+    )
+    pod = LocalPod(one(objs, "Deployment", "api"), objs, tmp_path, "redis://unused")
+    assert pod.run("load-data", tmp_path / "log", timeout=120) == 0, (tmp_path / "log").read_text()
+    (api,) = [c for c in pod.spec["containers"] if c["name"] == "api"]
+    env = pod.env(api)
+    assert env["DATA_DAY_FIRST"] == setting and env["DATA_CACHE_MODE"] == "readonly"
+    ds = load_dataset(
+        env["DATA_PATH"], cache_dir=env["DATA_CACHE_DIR"], cache_mode="readonly", day_first=setting == "true"
+    )
+    assert ds.from_cache, ds.cache_file
+    shell = next(o for o in objs if o["kind"] == "Deployment" and o["metadata"]["name"].endswith("data-shell"))
+    (hold,) = shell["spec"]["template"]["spec"]["containers"]
+    assert {e["name"]: e.get("value") for e in hold["env"]}["DATA_DAY_FIRST"] == setting
+
+
+def test_the_k8s_manifests_loader_and_data_shell_read_the_configmaps_day_first_setting():
+    """The plain manifests' load-data and data-shell set their own env, as the chart's did: they
+    take DATA_DAY_FIRST from the ConfigMap the API and worker pods read."""
+    import yaml
+
+    from devstack.paths import REPO_ROOT
+
+    for env in ("prod", "test"):
+        for path, name in (
+            (f"k8s/{env}/app-{env}-deployment-api.yml", "load-data"),
+            (f"k8s/{env}/data-shell/app-{env}-deployment-data-shell.yml", "data-shell"),
+        ):
+            (doc,) = [d for d in yaml.safe_load_all((REPO_ROOT / path).read_text()) if d and d["kind"] == "Deployment"]
+            spec = doc["spec"]["template"]["spec"]
+            (container,) = [c for c in spec.get("initContainers", []) + spec["containers"] if c["name"] == name]
+            (ref,) = [e["valueFrom"]["configMapKeyRef"] for e in container["env"] if e["name"] == "DATA_DAY_FIRST"]
+            assert ref == {"name": f"atx-jobqueue-{env}-config", "key": "DATA_DAY_FIRST"}, path
