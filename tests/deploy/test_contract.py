@@ -275,6 +275,7 @@ def test_every_setting_is_set_by_the_chart():
         "API_TOKENS": "only with config.apiTokens.existingSecret (a Secret)",
         "TOKEN_FAILURE_LIMIT": "only with config.tokenFailureLimit set (test below): a ConfigMap that "
         "gained a key would roll every pod on upgrade (tests/deploy/test_upgrade_from_previous.py)",
+        "DATA_DAY_FIRST": "only with config.dataDayFirst set (tests/deploy/test_data_loader.py), for the same reason",
     }
     objs = scenario_objects("default")
     for component in APP_CONTAINERS:

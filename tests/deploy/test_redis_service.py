@@ -135,8 +135,9 @@ def test_upgrade_keeps_the_statefulset_service_name(scenario, tmp_path):
     old_chart = chart_at(BEFORE_CLIENT_SERVICE, tmp_path)
     values = scenario_values(scenario)
     # values that came after that chart (its schema refuses them) set the Deployments' rollout and
-    # the API's wrong-token budget only and touch no Redis object, so the old chart renders without them
-    newer = {"api": {"strategy"}, "worker": {"strategy"}, "config": {"tokenFailureLimit"}}
+    # the API's wrong-token budget and the date reading only and touch no Redis object, so the old chart
+    # renders without them
+    newer = {"api": {"strategy"}, "worker": {"strategy"}, "config": {"tokenFailureLimit", "dataDayFirst"}}
     old_values = {
         key: {k: v for k, v in part.items() if k not in newer[key]} if key in newer else part
         for key, part in values.items()

@@ -510,9 +510,11 @@ initContainers:
         value: {{ include "atx-jobqueue.data.cacheDir" .ctx | quote }}
       - name: DATA_CACHE_MODE
         value: readwrite
+      {{- if not (kindIs "invalid" $v.config.dataDayFirst) }}
       # the reading the pods use: its cache is the one they map (a forced one has its own file)
       - name: DATA_DAY_FIRST
         value: {{ $v.config.dataDayFirst | quote }}
+      {{- end }}
       {{- include "atx-jobqueue.extraEnv" .ctx | trim | nindent 6 }}
     resources:
       {{- toYaml $v.data.loader.resources | nindent 6 }}
