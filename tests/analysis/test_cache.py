@@ -5,6 +5,9 @@ content) never meets a stale cache, and the worker's wait-for-data knows when to
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 import threading
 import time
 
@@ -58,6 +61,28 @@ def test_a_reader_in_readonly_mode_maps_the_cache_and_never_writes(volume, caplo
     ds = load_dataset(data, cache_dir=str(cache), cache_mode="readonly")
     assert ds.from_cache
     assert _listing(cache) == before
+
+
+# pyarrow's CSV, Parquet and compute modules cost each worker process about 7 MB of its own memory
+# (issue 13's target: an extra worker adds at most 25% of the first one's RSS); a worker mapping the
+# cache reads no file format, so it must not import them (a path check in the readers' module did)
+PARSE_ONLY_MODULES = ("pyarrow.csv", "pyarrow.parquet", "pyarrow.compute", "pandas")
+
+
+def test_a_worker_mapping_the_cache_imports_no_parser(volume):
+    data, cache, _ = volume
+    probe = (
+        "import sys\n"
+        "from jobqueue.settings import load_settings\n"
+        "from jobqueue_worker.data import DataSource\n"
+        "settings = load_settings()\n"
+        "ds = DataSource(settings.data_path, **settings.data_options()).get().warm()\n"
+        f"print(ds.from_cache, [m for m in {PARSE_ONLY_MODULES!r} if m in sys.modules])\n"
+    )
+    env = {**os.environ, "DATA_PATH": str(data), "DATA_CACHE_DIR": str(cache), "DATA_CACHE_MODE": "readonly"}
+    out = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["True", "[]"]
 
 
 def test_readonly_without_a_cache_parses_in_memory_with_a_warning(tmp_path, caplog):

@@ -37,7 +37,7 @@ class DataSource:
 
     def _load(self) -> Any:
         from atx_analysis.dataset import load_dataset  # the analysis package; imported only when data is needed
-        from atx_analysis.readers import odd_path, refuse_url
+        from atx_analysis.datapath import odd_path, refuse_url
 
         # a URL (the portal's address, file:///...) is never a file that appears: the API refused it
         # at once while the worker waited for a file named "https:/..." for ever, its jobs with it

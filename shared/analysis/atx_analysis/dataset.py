@@ -259,7 +259,7 @@ def load_dataset(
     variable. ``name``: cache under this file name instead of the path's (the loader checks a
     download in a temporary file that then becomes the data file).
     """
-    from .readers import not_a_file, refuse_url
+    from .datapath import not_a_file, refuse_url
 
     refuse_url(path)
     path = Path(path)
