@@ -276,6 +276,8 @@ def test_every_setting_is_set_by_the_chart():
         "TOKEN_FAILURE_LIMIT": "only with config.tokenFailureLimit set (test below): a ConfigMap that "
         "gained a key would roll every pod on upgrade (tests/deploy/test_upgrade_from_previous.py)",
         "DATA_DAY_FIRST": "only with config.dataDayFirst set (tests/deploy/test_data_loader.py), for the same reason",
+        "TOKEN_FAILURE_WINDOW_SECONDS": "its default, 60 s; shorter in tests. Set, it would be a new ConfigMap key "
+        "that rolls every pod on upgrade",
     }
     objs = scenario_objects("default")
     for component in APP_CONTAINERS:

@@ -15,7 +15,7 @@ from devstack.paths import REPO_ROOT
 
 NAMES = {value for name, value in vars(keys).items() if name.isupper() and isinstance(value, str)}
 # What delivery.md's table may leave to operations.md's: the API's own counters and probe.
-NOT_DELIVERY = {keys.RATE_PREFIX, keys.TOKEN_FAILURES_PREFIX, keys.WRITE_PROBE}
+NOT_DELIVERY = {keys.RATE_PREFIX, keys.WRONG_TOKENS_PREFIX, keys.WRITE_PROBE}
 
 
 def table_keys(doc: str) -> list[str]:

@@ -1,17 +1,21 @@
-"""Wrong tokens are budgeted per client (TOKEN_FAILURE_LIMIT distinct ones a minute, guesses.py).
+"""Wrong tokens are budgeted per client (TOKEN_FAILURE_LIMIT distinct ones within a sliding
+TOKEN_FAILURE_WINDOW_SECONDS, guesses.py).
 
 Before: every wrong token was answered 401 at once (``/ui/login``'s 0.5 s per wrong guess slowed
-one connection, not guesses sent in parallel), so a token picked by hand fell to a word list. Now the first LIMIT distinct wrong tokens of a client in a
-minute are answered 401, counted atomically in Redis across processes; after them every token it
-presents, the right one too, gets 429 (a right one answered differently would tell the guesser),
-while another client, a stale token sent again and again, and a request with no token are not
-affected. Each test starts counting with time left in the minute (tests/support/rate_window.py).
+one connection, not guesses sent in parallel), so a token picked by hand fell to a word list. Now
+a client's wrong tokens are answered 401 while fewer than LIMIT distinct ones were sent within the
+window, counted atomically in Redis across processes; after them every token it presents, the right
+one too, gets 429 (a right one answered differently would tell the guesser) until its oldest wrong
+token leaves the window, while another client, a stale token sent again and again, and a request
+with no token are not affected. The window slides: counted in fixed minutes, LIMIT guesses just
+before a minute's edge and LIMIT more just after were all answered 401.
 """
 
 from __future__ import annotations
 
 import http.client
 import json
+import math
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -21,10 +25,10 @@ import redis
 from jobqueue import keys
 from jobqueue_api.guesses import COUNT_GUESS_LUA
 from tests.api.support import make_settings, redis_and_api
-from tests.support.rate_window import start_counting_with
 
 ADMIN, ALICE = "admin-guesses-7Yq", "alice-guesses-3Kp"
 LIMIT = 5
+WINDOW = 60  # TOKEN_FAILURE_WINDOW_SECONDS's default
 TOKENS = {"API_TOKEN": ADMIN, "API_TOKENS": f"alice:{ALICE}"}
 
 
@@ -41,15 +45,14 @@ def _jobs(client, addr: str, token: str):
 def _assert_refusal(response_status: int, retry_header: str | None, body: dict) -> None:
     assert response_status == 429, body
     retry = int(retry_header or "")
-    assert 1 <= retry <= 60 and body["retry_after"] == retry, (retry_header, body)
+    assert 1 <= retry <= WINDOW and body["retry_after"] == retry, (retry_header, body)
     assert body["error"] == "too_many_token_failures"
-    assert f"{LIMIT} wrong tokens" in body["message"] and "right one included" in body["message"]
+    assert f"{LIMIT} wrong tokens within {WINDOW} s" in body["message"] and "right one included" in body["message"]
 
 
 def test_a_client_gets_limit_wrong_verdicts_across_processes_then_429_for_any_token(redis_url):
     one, two = _app(redis_url, TOKEN_FAILURE_LIMIT=str(LIMIT)), _app(redis_url, TOKEN_FAILURE_LIMIT=str(LIMIT))
     guesser = "10.7.0.1"
-    start_counting_with(10)
     statuses = [_jobs(one if i % 2 else two, guesser, f"guess-{i}").status_code for i in range(12)]
     assert statuses == [401] * LIMIT + [429] * (12 - LIMIT), statuses  # two "processes", one count
 
@@ -63,14 +66,15 @@ def test_a_client_gets_limit_wrong_verdicts_across_processes_then_429_for_any_to
     assert _jobs(three, guesser, "guess-x").status_code == 429
     assert _jobs(three, guesser, ALICE).status_code == 429
     # the documented gap: a process that saw no wrong token from a client does not ask about its
-    # right token (one try per process and minute, and only if that try is the right token)
+    # right token (one try per process and window, and only if that try is the right token)
     four = _app(redis_url, TOKEN_FAILURE_LIMIT=str(LIMIT))
     assert _jobs(four, guesser, ALICE).status_code == 200
 
-    # the count: one set per client and window, never more than LIMIT digests, with a TTL
+    # the count: one sorted set per client, never more than LIMIT digests, with a TTL of the window
     r = redis.Redis.from_url(redis_url)
-    found = list(r.scan_iter(match=keys.TOKEN_FAILURES_PREFIX + f"addr:{guesser}:*"))
-    assert len(found) == 1 and r.scard(found[0]) == LIMIT and 0 < r.ttl(found[0]) <= 65
+    found = list(r.scan_iter(match=keys.WRONG_TOKENS_PREFIX + f"addr:{guesser}*"))
+    assert found == [keys.wrong_tokens(f"addr:{guesser}").encode()], found
+    assert r.zcard(found[0]) == LIMIT and 0 < r.pttl(found[0]) <= WINDOW * 1000
 
     # another client is not affected: its right token works, its wrong one is a 401
     assert _jobs(one, "10.7.0.2", ALICE).status_code == 200
@@ -87,10 +91,57 @@ def test_a_client_gets_limit_wrong_verdicts_across_processes_then_429_for_any_to
     print(f"\nTOKEN_FAILURE_LIMIT={LIMIT}, 12 wrong tokens over two app instances: {statuses}")
 
 
+def _until(moment: float) -> None:
+    time.sleep(max(0.0, moment - time.time()))
+
+
+def test_a_burst_across_a_window_edge_gets_no_more_than_the_limit_and_the_window_slides(redis_url):
+    """With a 2 s window: guesses just before an edge of fixed 2 s windows and just after it share
+    one count (counted in fixed minutes, LIMIT just before a minute's edge and LIMIT just after were
+    ten 401s), Retry-After says when the oldest guess leaves the window, and each guess frees its
+    place one window after it was sent, not at a window's edge."""
+    window, guesser = 2, "10.7.5.1"
+    app = _app(redis_url, TOKEN_FAILURE_LIMIT=str(LIMIT), TOKEN_FAILURE_WINDOW_SECONDS=str(window))
+    edge = (time.time() // window + 2) * window  # an edge at least a window ahead
+    _until(edge - 0.4)
+    t0 = time.time()
+    first = [_jobs(app, guesser, f"early-{i}").status_code for i in range(2)]
+    _until(edge + 0.2)
+    t1 = time.time()
+    second = [_jobs(app, guesser, f"late-{i}").status_code for i in range(LIMIT)]
+    assert time.time() < t0 + window - 0.5, "the machine is too slow for this test's timing"
+    assert first + second == [401] * LIMIT + [429] * 2, (first, second)
+    refused = _jobs(app, guesser, ALICE)  # the right token too
+    assert refused.status_code == 429, refused.get_json()
+    retry = int(refused.headers["Retry-After"])
+    assert retry == math.ceil(t0 + window - time.time()) or retry == window, retry  # the oldest's leaving
+    assert f"{LIMIT} wrong tokens within {window} s" in refused.get_json()["message"]
+
+    # the two early guesses left the window; the three late ones (sent at t1) have not
+    _until(t0 + window + 0.15)
+    assert time.time() < t1 + window - 0.2, "the machine is too slow for this test's timing"
+    again = [_jobs(app, guesser, f"next-{i}").status_code for i in range(3)]
+    assert again == [401, 401, 429], again
+    assert _jobs(app, guesser, ALICE).status_code == 429
+    # once the late ones leave too, the client has room: its right token works
+    _until(t1 + window + 0.15)
+    assert _jobs(app, guesser, ALICE).status_code == 200
+    r = redis.Redis.from_url(redis_url)
+    assert r.zcard(keys.wrong_tokens(f"addr:{guesser}")) == 2  # the two "next" guesses
+    assert 0 < r.pttl(keys.wrong_tokens(f"addr:{guesser}")) <= window * 1000
+
+
+@pytest.mark.parametrize("window", ["0", "3601", "1m"])
+def test_a_bad_window_is_refused_at_start(redis_url, window):
+    from jobqueue.settings import SettingsError
+
+    with pytest.raises(SettingsError, match="TOKEN_FAILURE_WINDOW_SECONDS"):
+        make_settings(redis_url, TOKEN_FAILURE_WINDOW_SECONDS=window)
+
+
 def test_the_web_page_login_form_cookie_and_docs(redis_url):
     app = _app(redis_url, TOKEN_FAILURE_LIMIT=str(LIMIT))
     guesser, html = "10.7.1.1", {"Accept": "text/html"}
-    start_counting_with(10)
     logins = [
         app.post("/ui/login", json={"token": f"guess-{i}"}, environ_base={"REMOTE_ADDR": guesser}).status_code
         for i in range(LIMIT + 1)
@@ -104,9 +155,9 @@ def test_the_web_page_login_form_cookie_and_docs(redis_url):
     app.set_cookie("jobqueue_token", ALICE)
     page = app.get("/ui/", headers=html, environ_base={"REMOTE_ADDR": guesser})
     assert page.status_code == 429 and page.mimetype == "text/html"
-    assert 1 <= int(page.headers["Retry-After"]) <= 60
+    assert 1 <= int(page.headers["Retry-After"]) <= WINDOW
     text = page.get_data(as_text=True)
-    assert 'id="login-form"' in text and "wrong tokens this minute" in text
+    assert 'id="login-form"' in text and f"wrong tokens within {WINDOW} s" in text
     # /docs is open: it still shows, without the CSRF value the cookie would have earned
     docs = app.get("/docs", headers=html, environ_base={"REMOTE_ADDR": guesser})
     assert docs.status_code == 200
@@ -135,38 +186,37 @@ def test_a_wrong_token_with_redis_down_is_a_503_not_a_401_or_500():
 
 def test_an_acl_refusing_the_budgets_expire_is_a_503_and_writes_nothing(fresh_redis, monkeypatch):
     """The budget's script stops where Redis's ACL refuses a call, its earlier writes kept: refused
-    EXPIRE after its SADD, it left the client's set without a TTL, one more such set a minute per
+    PEXPIRE after its ZADD, it left the client's set without a TTL, one more such set a minute per
     guessing client. The API checks the script's commands first (aclcheck.Guard): the wrong token
     gets the 503 naming the command, no set is written, and the fix is seen within the guard's wait."""
     from jobqueue import aclcheck
 
     monkeypatch.setattr(aclcheck, "GUARD_REFUSED_SECONDS", 0.1)
     admin = fresh_redis.client()
-    admin.execute_command("ACL", "SETUSER", "jq-user", "reset", "on", ">pw", "~*", "&*", "+@all", "-expire")
+    admin.execute_command("ACL", "SETUSER", "jq-user", "reset", "on", ">pw", "~*", "&*", "+@all", "-pexpire")
     user_url = f"redis://jq-user:pw@127.0.0.1:{fresh_redis.port}"
 
     # the hole, without the check: the script ran to its refused EXPIRE
     with pytest.raises(redis.exceptions.ResponseError, match="can't run this command"):
-        redis.Redis.from_url(user_url).eval(COUNT_GUESS_LUA, 1, "probe-set", "digest", LIMIT, 65)
-    assert admin.scard("probe-set") == 1 and admin.ttl("probe-set") == -1
+        redis.Redis.from_url(user_url).eval(COUNT_GUESS_LUA, 1, "probe-set", "digest", LIMIT, WINDOW * 1000)
+    assert admin.zcard("probe-set") == 1 and admin.ttl("probe-set") == -1
     admin.delete("probe-set")
 
     app = _app(user_url, TOKEN_FAILURE_LIMIT=str(LIMIT))
     answer = _jobs(app, "10.7.4.1", "guess")
     body = answer.get_json()
     assert answer.status_code == 503 and body["error"] == "redis_permission_denied", body
-    assert "'expire'" in body["message"] and "guess" not in body["message"], body
-    assert list(admin.scan_iter(match=keys.TOKEN_FAILURES_PREFIX + "*")) == []
+    assert "'pexpire'" in body["message"] and "guess" not in body["message"], body
+    assert list(admin.scan_iter(match=keys.WRONG_TOKENS_PREFIX + "*")) == []
     assert _jobs(app, "10.7.4.2", ALICE).status_code == 200  # a right token needs no count: it works
 
-    admin.execute_command("ACL", "SETUSER", "jq-user", "+expire")  # the deployment fixed
-    start_counting_with(LIMIT + 2)
+    admin.execute_command("ACL", "SETUSER", "jq-user", "+pexpire")  # the deployment fixed
     deadline = time.monotonic() + 5
     while (answer := _jobs(app, "10.7.4.1", "guess")).status_code == 503 and time.monotonic() < deadline:
         time.sleep(0.05)
     assert answer.status_code == 401, answer.get_json()
-    (found,) = admin.scan_iter(match=keys.TOKEN_FAILURES_PREFIX + "*")
-    assert admin.scard(found) == 1 and 0 < admin.ttl(found) <= 65
+    (found,) = admin.scan_iter(match=keys.WRONG_TOKENS_PREFIX + "*")
+    assert admin.zcard(found) == 1 and 0 < admin.pttl(found) <= WINDOW * 1000
 
 
 class _Connection:
@@ -214,7 +264,6 @@ def test_parallel_guesses_through_gunicorn_are_capped_across_processes(tmp_path)
         status, _, body = _once(port, "127.0.0.3", "POST", "/submit", _bearer(ALICE), {"operation": "sleep"})
         assert status == 202, body
         job_id = json.loads(body)["job_id"]
-        start_counting_with(15)
         with ThreadPoolExecutor(8) as pool:
             answers = list(
                 pool.map(lambda i: _once(port, guesser, "GET", "/jobs?limit=1", _bearer(f"guess-{i}")), range(40))
@@ -239,13 +288,12 @@ def test_parallel_guesses_through_gunicorn_are_capped_across_processes(tmp_path)
                 status, retry, _ = conn.send(method, path, headers, body)
             finally:
                 conn.close()
-            assert status == 429 and 1 <= int(retry or "") <= 60, (method, path, status)
+            assert status == 429 and 1 <= int(retry or "") <= WINDOW, (method, path, status)
         # no token: the login page still shows
         status, _, page = _once(port, guesser, "GET", "/ui/", {"Accept": "text/html"})
         assert status == 401 and b'id="login-form"' in page
-        # the count: one set for the client, LIMIT digests
-        found = list(server.client().scan_iter(match=keys.TOKEN_FAILURES_PREFIX + f"addr:{guesser}:*"))
-        assert len(found) == 1 and server.client().scard(found[0]) == LIMIT
+        # the count: one sorted set for the client, LIMIT digests
+        assert server.client().zcard(keys.wrong_tokens(f"addr:{guesser}")) == LIMIT
 
         # another client, the real user: the fast path's submit and status read answer it
         user = "127.0.0.3"
@@ -276,7 +324,6 @@ def test_two_authorization_headers_are_a_400_and_no_guess(tmp_path):
     with redis_and_api(tmp_path, processes=1, **TOKENS, TOKEN_FAILURE_LIMIT=str(LIMIT)) as (server, api):
         status, _, body = _once(api.port, "127.0.0.1", "POST", "/submit", _bearer(ALICE), {"operation": "sleep"})
         job_id = json.loads(body)["job_id"]
-        start_counting_with(10)
         routes = [("GET", "/jobs?limit=1", b""), ("GET", f"/status/{job_id}", b""), ("POST", "/submit", b"{}")]
         for i in range(LIMIT + 1):
             for method, path, payload in routes:
@@ -288,6 +335,6 @@ def test_two_authorization_headers_are_a_400_and_no_guess(tmp_path):
                 status, _, answer = exchange(api.url, request)
                 assert status == 400, (method, path, answer)
                 assert json.loads(answer)["error"] == "invalid_authorization", answer
-        assert not list(server.client().scan_iter(match=keys.TOKEN_FAILURES_PREFIX + "*"))
+        assert not list(server.client().scan_iter(match=keys.WRONG_TOKENS_PREFIX + "*"))
         assert _once(api.port, "127.0.0.1", "GET", "/jobs?limit=1", _bearer(ALICE))[0] == 200
         assert _once(api.port, "127.0.0.1", "GET", "/jobs?limit=1", _bearer("a,b"))[0] == 400  # one header, a comma

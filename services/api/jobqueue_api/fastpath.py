@@ -9,7 +9,7 @@ already judged allowed (their remembered verdicts), and a valid job;
 and only in an app whose only request hooks are ``hooks.py``'s (:func:`_eligible`, decided at the
 first request); with API_TOKEN or API_TOKENS, only for a request with an ``Authorization: Bearer``
 header whose token ``auth.py`` knows, acting as that token's name, from a client this process saw no wrong
-token from this minute (:func:`_identity`; ``guesses.py``). With the rate limit on, the submit is counted against its address
+token within the wrong-token window (:func:`_identity`; ``guesses.py``). With the rate limit on, the submit is counted against its address
 in the same group commit, as on Flask's path, and a 429 is answered by Flask (below). Everything else, and every error, goes through
 Flask as before: a body this path has read and then refuses (bad JSON, unknown operation, a bad
 parameter) is handed to Flask as read, so Flask's answer is the one the client gets; a body that does
@@ -103,7 +103,7 @@ def _identity(settings: Any, guesses: TokenGuesses) -> Callable[[dict], tuple[bo
     Bearer`` header whose token ``auth.py`` knows (its name; None for the admin token), judged by
     ``auth.identify_among`` as Flask's path judges it, on the tokens parsed once. Anything else (no
     header, the web page's cookie and its CSRF rule, an unknown token: a 401, counted against its
-    client; a right token whose client this process saw a wrong token from this minute, which needs
+    client; a right token whose client this process saw a wrong token from within the window, which needs
     the count in Redis: ``guesses.py``, ``TOKEN_FAILURE_LIMIT``) is Flask's to answer."""
     if not (settings.api_token or settings.api_tokens):
         return lambda environ: (True, None)

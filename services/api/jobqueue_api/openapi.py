@@ -329,8 +329,8 @@ def _components(catalogue: Registry) -> dict[str, Any]:
 
 
 TOO_MANY_GUESSES = (
-    "too_many_token_failures: this client (its address) sent TOKEN_FAILURE_LIMIT wrong tokens this "
-    "minute; every token from it, the right one included, is refused until Retry-After"
+    "too_many_token_failures: this client (its address) sent TOKEN_FAILURE_LIMIT wrong tokens within "
+    "TOKEN_FAILURE_WINDOW_SECONDS; every token from it, the right one included, is refused until Retry-After"
 )
 
 

@@ -65,7 +65,7 @@ class ApiState:
     # same round trip, so the job's end is announced (only waited jobs are)
     waited_reads: GroupCall[str, str | None]
     keyed: KeyedSubmits  # submits sent with an Idempotency-Key: one script call each (idempotency.py)
-    guesses: TokenGuesses  # wrong tokens per client address this minute (guesses.py)
+    guesses: TokenGuesses  # wrong tokens per client address within a sliding window (guesses.py)
     data: DatasetSlot = field(default_factory=DatasetSlot)
     waiter: Any = None  # jobqueue_api.waiting.DoneWaiter, started lazily after fork
     plot_gate: Any = None  # jobqueue_api.routes.analysis.PlotGate: sync plot cap and PNG cache
@@ -121,7 +121,9 @@ def build_state(settings: Settings, catalogue: Registry) -> ApiState:
             company=UNDER_WAY.company,
         ),
         keyed=KeyedSubmits(delivery, jobs, settings.submit_rate_limit, bound, settings.job_ttl_seconds),
-        guesses=TokenGuesses(jobs, settings.token_failure_limit, acl_guard=delivery.acl_guard),
+        guesses=TokenGuesses(
+            jobs, settings.token_failure_limit, settings.token_failure_window_seconds, acl_guard=delivery.acl_guard
+        ),
     )
 
 

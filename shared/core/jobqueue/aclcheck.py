@@ -187,10 +187,17 @@ def api_commands(settings: Settings) -> list[tuple[str, ...]]:
     for queue, delayed in lanes:
         commands += [("RPUSH", queue, _PROBE), ("LREM", queue, "1", _PROBE), ("ZREM", delayed, _PROBE)]
     if settings.token_failure_limit > 0:
-        # the wrong-token budget (lua/count_guess.lua): refused its EXPIRE after its SADD, it left
+        # the wrong-token budget (lua/count_guess.lua): refused its PEXPIRE after its ZADD, it left
         # the client's set of digests without a TTL
-        budget = keys.token_failures(_PROBE, 0)
-        commands += [("SCARD", budget), ("SADD", budget, _PROBE), ("EXPIRE", budget, "65")]
+        budget = keys.wrong_tokens(_PROBE)
+        commands += [
+            ("TIME",),
+            ("ZREMRANGEBYSCORE", budget, "-inf", "0"),
+            ("ZCARD", budget),
+            ("ZRANGE", budget, "0", "0", "WITHSCORES"),
+            ("ZADD", budget, "0", _PROBE),
+            ("PEXPIRE", budget, "60000"),
+        ]
     return commands
 
 

@@ -84,13 +84,15 @@ def submit_rate(client: str, window: int) -> str:
     return f"{RATE_PREFIX}{client}:{window}"
 
 
-TOKEN_FAILURES_PREFIX = "rate:token-failures:"  # set with a TTL: digests of one client's wrong tokens in one window
+WRONG_TOKENS_PREFIX = "rate:wrong-tokens:"  # sorted set, TTL: digest -> ms of one client's last wrong tokens
 
 
-def token_failures(client: str, window: int) -> str:
-    """The distinct wrong tokens one client sent in one 60 s window, at most ``TOKEN_FAILURE_LIMIT``
-    (``jobqueue_api.guesses``; ``client`` as ``ratelimit.client_of`` names it)."""
-    return f"{TOKEN_FAILURES_PREFIX}{client}:{window}"
+def wrong_tokens(client: str) -> str:
+    """The distinct wrong tokens one client sent within the last ``TOKEN_FAILURE_WINDOW_SECONDS``,
+    each scored with when it was last sent (Redis ``TIME``, ms), at most ``TOKEN_FAILURE_LIMIT``
+    (``jobqueue_api.guesses``; ``client`` as ``ratelimit.client_of`` names it). A sliding window: a
+    fixed one let a guesser send the limit just before its edge and again just after."""
+    return f"{WRONG_TOKENS_PREFIX}{client}"
 
 
 # --- queue db ------------------------------------------------------------------------------

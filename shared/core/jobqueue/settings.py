@@ -816,7 +816,12 @@ SPEC: dict[str, tuple[str, Callable[[str, str], object], str]] = {
     "TOKEN_FAILURE_LIMIT": (
         "20",
         _int(0, 10000),
-        "API: distinct wrong tokens (Bearer header, page cookie, /ui/login) one client (its address) may send per minute, counted in Redis; beyond, every token it sends, the right one too, gets 429 with Retry-After until the minute ends (0: no limit)",
+        "API: distinct wrong tokens (Bearer header, page cookie, /ui/login) one client (its address) may send within TOKEN_FAILURE_WINDOW_SECONDS, counted in Redis; beyond, every token it sends, the right one too, gets 429 with Retry-After until its oldest wrong token leaves the window (0: no limit)",
+    ),
+    "TOKEN_FAILURE_WINDOW_SECONDS": (
+        "60",
+        _int(1, 3600),
+        "API: the sliding window TOKEN_FAILURE_LIMIT counts wrong tokens in, seconds back from each request",
     ),
     "ALLOWED_HOSTS": (
         "localhost,127.0.0.1,[::1]",
@@ -890,6 +895,7 @@ class Settings:
     forwarded_allow_ips: str
     submit_rate_limit: int
     token_failure_limit: int
+    token_failure_window_seconds: int
     sync_plots_per_process: int
     client_timeout_seconds: int
     api_token: str

@@ -1,15 +1,23 @@
--- One wrong token from one client (jobqueue_api.guesses, TOKEN_FAILURE_LIMIT): KEYS[1] is the
--- client's set of this window's wrong tokens (keys.token_failures), ARGV the token's digest, the
--- limit and the key's TTL. Atomic, so API processes and pods share one exact count: returns 1 when
--- the token may be answered 401 (counted now, or already one of the set), 0 when the client's
--- budget is spent (the set holds the limit): the token gets the 429, unchecked, and is not stored,
--- so the set never holds more than the limit.
+-- One token from one client against its wrong-token budget (jobqueue_api.guesses,
+-- TOKEN_FAILURE_LIMIT in a sliding window of TOKEN_FAILURE_WINDOW_SECONDS). KEYS[1] is the client's
+-- sorted set of wrong-token digests scored with when each was last sent (keys.wrong_tokens); ARGV
+-- the digest ('' for a right token: only asks), the limit and the window in ms. Redis's own clock
+-- (TIME), so API processes and pods on skewed clocks share one window; atomic, so they share one
+-- exact count. Returns {1, 0} when the token may be answered (a wrong one is counted now, or its
+-- time renewed if already in the set), {0, ms} when the budget is spent: the token gets the 429,
+-- unchecked and not stored (the set never holds more than the limit), ms until the oldest entry
+-- leaves the window and frees one place.
 local key, digest = KEYS[1], ARGV[1]
-local limit, ttl = tonumber(ARGV[2]), tonumber(ARGV[3])
-if redis.call('SCARD', key) >= limit then
-  return 0
+local limit, window = tonumber(ARGV[2]), tonumber(ARGV[3])
+local clock = redis.call('TIME')
+local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
+redis.call('ZREMRANGEBYSCORE', key, '-inf', now - window)
+if redis.call('ZCARD', key) >= limit then
+  local oldest = redis.call('ZRANGE', key, 0, 0, 'WITHSCORES')
+  return {0, tonumber(oldest[2]) + window - now}
 end
-if redis.call('SADD', key, digest) == 1 then
-  redis.call('EXPIRE', key, ttl)
+if digest ~= '' then
+  redis.call('ZADD', key, now, digest)
+  redis.call('PEXPIRE', key, window)
 end
-return 1
+return {1, 0}
