@@ -95,21 +95,22 @@ def _until(moment: float) -> None:
     time.sleep(max(0.0, moment - time.time()))
 
 
-def test_a_burst_across_a_window_edge_gets_no_more_than_the_limit_and_the_window_slides(redis_url):
-    """With a 2 s window: guesses just before an edge of fixed 2 s windows and just after it share
-    one count (counted in fixed minutes, LIMIT just before a minute's edge and LIMIT just after were
-    ten 401s), Retry-After says when the oldest guess leaves the window, and each guess frees its
-    place one window after it was sent, not at a window's edge."""
-    window, guesser = 2, "10.7.5.1"
-    app = _app(redis_url, TOKEN_FAILURE_LIMIT=str(LIMIT), TOKEN_FAILURE_WINDOW_SECONDS=str(window))
+class _TooSlow(Exception):
+    """A step took so long that the guesses no longer sit where the scenario puts them."""
+
+
+def _burst_across_an_edge(app, guesser: str, window: int, redis_url: str) -> None:
     edge = (time.time() // window + 2) * window  # an edge at least a window ahead
     _until(edge - 0.4)
     t0 = time.time()
     first = [_jobs(app, guesser, f"early-{i}").status_code for i in range(2)]
+    t0_end = time.time()  # the early guesses were all counted by now
     _until(edge + 0.2)
     t1 = time.time()
     second = [_jobs(app, guesser, f"late-{i}").status_code for i in range(LIMIT)]
-    assert time.time() < t0 + window - 0.5, "the machine is too slow for this test's timing"
+    t1_end = time.time()
+    if time.time() >= t0 + window - 0.5:
+        raise _TooSlow
     assert first + second == [401] * LIMIT + [429] * 2, (first, second)
     refused = _jobs(app, guesser, ALICE)  # the right token too
     assert refused.status_code == 429, refused.get_json()
@@ -118,17 +119,35 @@ def test_a_burst_across_a_window_edge_gets_no_more_than_the_limit_and_the_window
     assert f"{LIMIT} wrong tokens within {window} s" in refused.get_json()["message"]
 
     # the two early guesses left the window; the three late ones (sent at t1) have not
-    _until(t0 + window + 0.15)
-    assert time.time() < t1 + window - 0.2, "the machine is too slow for this test's timing"
+    _until(t0_end + window + 0.15)
+    if time.time() >= t1 + window - 0.2:
+        raise _TooSlow
     again = [_jobs(app, guesser, f"next-{i}").status_code for i in range(3)]
     assert again == [401, 401, 429], again
     assert _jobs(app, guesser, ALICE).status_code == 429
     # once the late ones leave too, the client has room: its right token works
-    _until(t1 + window + 0.15)
+    _until(t1_end + window + 0.15)
     assert _jobs(app, guesser, ALICE).status_code == 200
     r = redis.Redis.from_url(redis_url)
     assert r.zcard(keys.wrong_tokens(f"addr:{guesser}")) == 2  # the two "next" guesses
     assert 0 < r.pttl(keys.wrong_tokens(f"addr:{guesser}")) <= window * 1000
+
+
+def test_a_burst_across_a_window_edge_gets_no_more_than_the_limit_and_the_window_slides(redis_url):
+    """With a 2 s window: guesses just before an edge of fixed 2 s windows and just after it share
+    one count (counted in fixed minutes, LIMIT just before a minute's edge and LIMIT just after were
+    ten 401s), Retry-After says when the oldest guess leaves the window, and each guess frees its
+    place one window after it was sent, not at a window's edge. A busy machine (the whole suite on
+    two cores) can stall a step past the timing the scenario needs: then it runs again, as another
+    client, up to three times."""
+    window = 2
+    app = _app(redis_url, TOKEN_FAILURE_LIMIT=str(LIMIT), TOKEN_FAILURE_WINDOW_SECONDS=str(window))
+    for attempt in range(3):
+        try:
+            return _burst_across_an_edge(app, f"10.7.5.{attempt + 1}", window, redis_url)
+        except _TooSlow:
+            continue
+    pytest.fail("three runs in a row were too slow for the 2 s window's timing")
 
 
 @pytest.mark.parametrize("window", ["0", "3601", "1m"])
