@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import gzip
 import json
 import os
@@ -589,6 +590,34 @@ def test_timestamps_with_a_zone_name_are_read(tmp_path, load, published, status)
     assert ds.columns.arrays["hour"].tolist() == [19]
     assert ds.columns.arrays["response_minutes"].tolist() == [45.0 if published[-1] != "t" else 0.0]
     assert ds.info()["reading"]["unread_zones"] == {}
+
+
+@pytest.mark.parametrize(
+    ("published", "status"),
+    [
+        ("2024-03-06 1:29:39 AM", "2024-03-06 2:14:39 am"),
+        ("2024-03-05 07:29 PM CST", "2024-03-06 02:14 am"),
+        ("Wed, 06 Mar 2024 01:29:39 GMT", "Wed, 06 Mar 2024 02:14:39 GMT"),
+        ("Tue, 05 Mar 2024 19:29:39 -0600", "wed, 06 mar 2024 02:14:39 +0000"),
+        ("Tue, 05 Mar 2024 19:29 CST", "Tue, 05 Mar 2024 21:14 CDT"),
+    ],
+)
+def test_a_12_hour_clock_in_iso_order_and_email_dates_are_read(tmp_path, load, published, status):
+    """`2024-03-06 1:29:39 AM` (a report tool's ISO order on a 12-hour clock) and RFC 1123 dates
+    (`Wed, 06 Mar 2024 01:29:39 GMT`, an HTTP header's or a mail export's) were counted
+    unparseable: a file of them answered 0 for every date, hour and response time."""
+    lines = SAMPLE.read_text(encoding="utf-8").splitlines()
+    row = next(csv.reader([lines[1]]))
+    assert row[7] == "ARCHIVED"
+    row[1], row[8] = published, status
+    path = tmp_path / "twelve.csv"
+    with path.open("w", newline="") as out:
+        csv.writer(out).writerows([lines[0].split(","), row])
+    ds = load(path)
+    assert ds.counts["published_unparseable"] == 0 and ds.counts["status_date_unparseable"] == 0
+    assert ds.date_range == ("2024-03-05", "2024-03-05")
+    assert ds.columns.arrays["hour"].tolist() == [19]
+    assert ds.columns.arrays["response_minutes"].tolist() == [45.0]
 
 
 def test_a_zone_name_the_loader_does_not_know_is_counted_and_named(tmp_path, load):
