@@ -676,6 +676,27 @@ def test_day_first_dates_with_no_day_past_12_are_read_as_the_setting_says(tmp_pa
     assert load_dataset(_uk_file(tmp_path, days=("13", "06")), cache_dir=cache).reading["decided_by"] == "data"
 
 
+def test_a_month_first_guess_is_logged_by_the_api_and_the_worker(tmp_path, caplog):
+    """DATA_DAY_FIRST=auto guessing month first said so in /data and on the web page, but nothing in
+    the logs: a day-first file read as the wrong months loaded with no word. One line each, naming
+    the setting; none when the data or the setting decided."""
+    from jobqueue_api.state import DatasetSlot, load_dataset_into
+    from jobqueue_worker.data import DataSource
+
+    path = _uk_file(tmp_path)
+    options = {"cache_dir": str(tmp_path / "cache")}
+    caplog.set_level("WARNING")
+    load_dataset_into(DatasetSlot(), str(path), **options)
+    DataSource(str(path), **options).get()
+    guessed = [r for r in caplog.records if r.getMessage() == "dataset dates guessed"]
+    assert [r.name for r in guessed] == ["jobqueue.api", "jobqueue.worker.data"]
+    assert all("read month first: a guess" in r.detail and "DATA_DAY_FIRST=true" in r.detail for r in guessed)
+    caplog.clear()
+    load_dataset_into(DatasetSlot(), str(path), day_first=False, **options)
+    DataSource(str(_uk_file(tmp_path, days=("13", "06"))), **options).get()
+    assert not [r for r in caplog.records if r.getMessage() == "dataset dates guessed"]
+
+
 def test_the_day_first_setting_is_read_in_any_case_and_a_wrong_one_refused():
     from jobqueue.settings import SettingsError, load_settings
 

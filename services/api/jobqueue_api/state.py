@@ -176,6 +176,8 @@ def load_dataset_into(slot: DatasetSlot, path: str, **load_options: Any) -> None
         )
         if hasattr(slot.dataset, "date_warning") and (warning := slot.dataset.date_warning()):
             log.warning("dataset dates unusable", extra={"path": path, "detail": warning})
+        if hasattr(slot.dataset, "reading_warning") and (guess := slot.dataset.reading_warning()):
+            log.warning("dataset dates guessed", extra={"path": path, "detail": guess})
     except Exception as exc:  # DataFormatError, missing file, permissions: all mean "not ready"
         slot.dataset, slot.error = None, f"cannot load {path}: {exc}"
         slot.refused = os.path.exists(path)

@@ -77,4 +77,6 @@ class DataSource:
         )
         if hasattr(dataset, "date_warning") and (warning := dataset.date_warning()):
             log.warning("dataset dates unusable", extra={"data_path": self.path, "detail": warning})
+        if hasattr(dataset, "reading_warning") and (guess := dataset.reading_warning()):
+            log.warning("dataset dates guessed", extra={"data_path": self.path, "detail": guess})
         return dataset

@@ -140,6 +140,18 @@ class Dataset:
             f"the forms read are listed in docs/data.md{named}"
         )
 
+    def reading_warning(self) -> str | None:
+        """What to log when DATA_DAY_FIRST=auto guessed the slashed dates month first (no day or
+        month passes 12): ``/data`` and the web page said so, but the logs of a day-first file read
+        as the wrong months said nothing."""
+        if self.reading.get("decided_by") != "guess":
+            return None
+        return (
+            f"slashed dates (05/02/2024) read {self.reading.get('slashed_dates')}: a guess, as no day or "
+            "month in the file passes 12; set DATA_DAY_FIRST=true if the file is day first (false: "
+            "month first, and no guess)"
+        )
+
     def info(self) -> dict[str, Any]:
         first, last = self.date_range
         return {
