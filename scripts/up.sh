@@ -227,8 +227,9 @@ PREFIX=${PREFIX%/}   # SCRIPT_NAME=/class/jq/ works too; the URLs below then had
 URL="http://$API_HOST:$PORT$PREFIX"
 printf 'up: waiting for %s/readyz ' "$URL"
 deadline=$((SECONDS + READY_TIMEOUT))
-# 0: ready; 3: it answers "data": false, which stays so (the API loads DATA_PATH once, at start, so a
-# missing or unreadable file is not ready until a restart: that used to wait out READY_TIMEOUT); 1: not yet
+# 0: ready; 3: it answers "data": false, which stays so until the file changes (the API and the
+# workers load DATA_PATH again within seconds of a change, but waiting here for the user to fix it
+# used to wait out READY_TIMEOUT); 1: not yet
 READY_PROBE="
 import json, sys, urllib.error, urllib.request as u
 try:
@@ -246,11 +247,14 @@ until "$ROOT/.venv/bin/python" -c "$READY_PROBE" 2>/dev/null; do
   if [ $SECONDS -ge $deadline ] || [ "$probe" = 3 ] || ! alive "$RUN_DIR/pids/api.pid"; then
     echo
     if [ "$probe" = 3 ]; then
-      echo "up: the API did not load its data (DATA_PATH), which it reads once, at start; last lines of its log:" >&2
+      echo "up: the API did not load its data (DATA_PATH); last lines of its log:" >&2
     else
       echo "up: the API did not become ready; last lines of its log:" >&2
     fi
     api_log >&2
+    if [ "$probe" = 3 ]; then
+      echo "up: fix or replace $DATA_PATH: the API and the workers load it within seconds of the change, no restart needed" >&2
+    fi
     # what runs is kept (a slow start may still finish), but a second `make up` with the cause
     # fixed would keep these processes and their old settings: it said the same again
     echo "up: what started is still running; stop it with: $STOP (then $MAKE_HERE up again)" >&2

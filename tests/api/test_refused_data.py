@@ -32,7 +32,7 @@ def test_a_submit_while_the_data_is_refused_is_a_503_naming_it_and_stores_nothin
         assert answer.status_code == 503, answer.text
         body = answer.json()
         assert body["error"] == "data_unavailable"
-        assert "unrecognised columns [a, b, c]" in body["message"] and "restart" in body["message"]
+        assert "unrecognised columns [a, b, c]" in body["message"] and "load it again within seconds" in body["message"]
         assert answer.headers["Retry-After"] == "60"
     assert refused.jobs_client().keys("job:*") == []
     # a request that is wrong anyway still says what is wrong with it

@@ -478,9 +478,9 @@ def test_up_with_another_port_than_its_running_api_refuses_not_waits_elsewhere(t
         subprocess.run(["bash", "scripts/down.sh"], cwd=REPO_ROOT, env=env, capture_output=True, timeout=120)
 
 
-# what `make up` says when the API answers that DATA_PATH did not load: it loads it once, at start, so
-# no wait makes it ready, and up.sh ends the wait at once instead of waiting out READY_TIMEOUT
-NO_DATA = "up: the API did not load its data (DATA_PATH), which it reads once, at start"
+# what `make up` says when the API answers that DATA_PATH did not load: only a change to the file makes
+# it ready, so up.sh ends the wait at once instead of waiting out READY_TIMEOUT
+NO_DATA = "up: the API did not load its data (DATA_PATH); last lines of its log:"
 
 
 def test_a_failed_up_says_how_to_start_over_with_other_settings(tmp_path):

@@ -172,7 +172,7 @@ def _submit(app: Flask, wsgi_app: Callable, guard: Guard, metrics_port: int, ide
             environ[RAISE] = exc
             return _to_flask(wsgi_app, environ, start_response, b"", started)
         try:
-            op, params = validate_submission(parse_body(raw), state.catalogue, state.data.dataset)
+            op, params = validate_submission(parse_body(raw), state.catalogue, state.data.refresh().dataset)
             refuse_without_data(state.data)
             job = state.delivery.new_job(op.name, params, lane_of(op), owner)
             sent_key = environ.get(idempotency.ENVIRON)  # a malformed one: Flask's path answers its 400

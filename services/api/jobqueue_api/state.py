@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 import time
 from dataclasses import dataclass, field
 from functools import partial
@@ -17,6 +18,7 @@ from typing import Any
 import redis
 from flask import current_app
 
+from atx_analysis.cache import file_stamp, worth_retrying
 from atx_analysis.registry import Registry
 from jobqueue import keys, wire
 from jobqueue.connections import jobs_redis, queue_redis
@@ -33,6 +35,11 @@ from .submission import store_admitted
 log = logging.getLogger("jobqueue.api")
 
 
+# How often, at most, a process without its dataset looks at DATA_PATH again (one stat, on a request
+# that needs the data) to see whether it changed since the load failed (atx_analysis.cache.worth_retrying).
+DATA_RETRY_SECONDS = 3.0
+
+
 @dataclass
 class DatasetSlot:
     """The dataset, or why it is not there (readiness and /data report the reason)."""
@@ -40,14 +47,37 @@ class DatasetSlot:
     dataset: Any = None
     error: str | None = "not loaded"
     loaded_at: float | None = None  # unix time the dataset was loaded (the web page's data view)
-    # the file is there but the loader refused it: the workers exit on it too, so a job submitted
-    # now would wait for ever (submission.usable_data answers 503 instead); a missing file is not
-    # refused: the workers wait for it to appear
+    # the file is there but the loader refused it: the workers wait for it to change too, so a job
+    # submitted now would wait (submission.refuse_without_data answers 503 instead); a missing file
+    # is not refused: the workers wait for it to appear
     refused: bool = False
+    # what a failed load tried, so that :meth:`refresh` can try again once the file changed
+    path: str | None = None
+    options: dict[str, Any] = field(default_factory=dict)
+    failed_on: tuple[int, int, int, int] | None = None  # the file's stamp when the load failed
+    next_look: float = 0.0  # time.monotonic() of the next look
+    looking: threading.Lock = field(default_factory=threading.Lock)
 
     @property
     def loaded(self) -> bool:
         return self.dataset is not None
+
+    def refresh(self) -> DatasetSlot:
+        """Load DATA_PATH again if it changed since the load failed: a fixed (or newly arrived) file
+        kept /readyz, /data and every submit at 503 until the API was restarted. Costs nothing once
+        loaded, and one stat every :data:`DATA_RETRY_SECONDS` until then; a loaded dataset is never
+        replaced (the workers keep theirs, docs/data.md)."""
+        if self.dataset is not None or self.path is None or time.monotonic() < self.next_look:
+            return self
+        if not self.looking.acquire(blocking=False):  # another request of this process is at it
+            return self
+        try:
+            self.next_look = time.monotonic() + DATA_RETRY_SECONDS
+            if worth_retrying(self.path, self.failed_on):
+                load_dataset_into(self, self.path, **self.options)
+        finally:
+            self.looking.release()
+        return self
 
 
 @dataclass
@@ -158,9 +188,12 @@ def _silent(exc: BaseException) -> bool:
 
 
 def load_dataset_into(slot: DatasetSlot, path: str, **load_options: Any) -> None:
-    """Load DATA_PATH once; a failure is recorded (readiness says why) rather than fatal."""
+    """Load DATA_PATH; a failure is recorded (readiness says why) rather than fatal, and the file's
+    stamp kept, so that :meth:`DatasetSlot.refresh` loads it again once it changed."""
     from atx_analysis.dataset import load_dataset
 
+    slot.path, slot.options = path, load_options
+    slot.failed_on = file_stamp(path)
     try:
         slot.dataset = load_dataset(path, **load_options)
         slot.error = None
@@ -181,7 +214,14 @@ def load_dataset_into(slot: DatasetSlot, path: str, **load_options: Any) -> None
     except Exception as exc:  # DataFormatError, missing file, permissions: all mean "not ready"
         slot.dataset, slot.error = None, f"cannot load {path}: {exc}"
         slot.refused = os.path.exists(path)
-        log.error("dataset not loaded", extra={"path": path, "error": str(exc)})
+        log.error(
+            "dataset not loaded",
+            extra={
+                "path": path,
+                "error": str(exc),
+                "retry": f"loaded again once the file changes (checked every {DATA_RETRY_SECONDS:g} s)",
+            },
+        )
 
 
 def current() -> ApiState:

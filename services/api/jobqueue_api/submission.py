@@ -290,16 +290,16 @@ DATA_REFUSED_RETRY_SECONDS = 60
 
 def refuse_without_data(slot: Any) -> None:
     """A valid submit's 503 ``data_unavailable`` while the data file is refused: the workers exit on
-    the file the API refused, so such a job was accepted (202) and waited with nobody to run it until
-    an operator replaced the file. A missing file is not refused (the workers wait for it). The answer carries
+    the file the API refused (the workers wait for it to change), so such a job was accepted (202)
+    and waited with nobody to run it until an operator replaced the file. A missing file is not refused (the workers wait for it). The answer carries
     :data:`jobqueue.http.REFUSAL_HEADER`, so the ``jobqueue`` client shows it at once instead of
     retrying what no retry can change."""
     if slot.dataset is None and slot.refused:
         err = ApiError(
             503,
             "data_unavailable",
-            f"no job can run: the data file is refused ({slot.error}); replace DATA_PATH's file with one in a "
-            "form docs/data.md lists, or point DATA_PATH at one, then restart the API and the workers",
+            f"no job can run: the data file is refused ({slot.error}); fix DATA_PATH's file (in a form "
+            "docs/data.md lists): the API and the workers load it again within seconds of the change",
         )
         err.headers.update({"Retry-After": str(DATA_REFUSED_RETRY_SECONDS), REFUSAL_HEADER: "data_unavailable"})
         raise err

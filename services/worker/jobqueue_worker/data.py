@@ -1,7 +1,8 @@
 """The dataset a worker process analyses: loaded once, on first need, waiting for the file to appear.
 
 A pod may start before its data volume is filled, so a missing file is logged and retried with
-backoff rather than crashing the worker. Jobs that do not need data (``sleep``) never load it.
+backoff rather than crashing the worker; a file the loader refuses is logged and loaded again once
+it changes. Jobs that do not need data (``sleep``) never load it.
 """
 
 from __future__ import annotations
@@ -13,6 +14,10 @@ from typing import Any
 from collections.abc import Callable
 
 log = logging.getLogger("jobqueue.worker.data")
+
+# How often a worker whose data file the loader refused looks at it again (one stat each time), as
+# the API does (jobqueue_api.state.DATA_RETRY_SECONDS).
+REFUSED_LOOK_SECONDS = 3.0
 
 
 class DataSource:
@@ -34,6 +39,28 @@ class DataSource:
         if self._dataset is None:
             self._dataset = self._load()
         return self._dataset
+
+    def _load_when_readable(self, load_dataset: Callable[..., Any]) -> Any:
+        """Load the file; one the loader refuses is waited on until it changes (and then holds still,
+        ``atx_analysis.cache.worth_retrying``), as a missing one is waited for. The worker used to exit on it: under make up
+        nothing started it again, so after the user fixed the file the API took jobs nobody ran."""
+        from atx_analysis.cache import file_stamp, worth_retrying
+
+        while True:
+            failed_on = file_stamp(self.path)
+            try:
+                return load_dataset(self.path, **self.load_options)
+            except Exception as exc:
+                if not os.path.exists(self.path):
+                    raise
+                log.error(
+                    "data file refused; waiting for it to change",
+                    extra={"data_path": self.path, "error": str(exc), "checked_every": REFUSED_LOOK_SECONDS},
+                )
+            while not worth_retrying(self.path, failed_on):
+                if self.should_stop():
+                    raise RuntimeError(f"stopping while the data file {self.path} is refused")
+                time.sleep(REFUSED_LOOK_SECONDS)
 
     def _load(self) -> Any:
         from atx_analysis.dataset import load_dataset  # the analysis package; imported only when data is needed
@@ -63,7 +90,7 @@ class DataSource:
             time.sleep(delay)
             delay = min(delay * 2, 10.0)
         started = time.monotonic()
-        dataset = load_dataset(self.path, **self.load_options)
+        dataset = self._load_when_readable(load_dataset)
         log.info(
             "dataset loaded",
             extra={

@@ -62,6 +62,28 @@ def content_hash(path: str | Path) -> str:
     return h.hexdigest()
 
 
+def file_stamp(path: str | Path) -> tuple[int, int, int, int] | None:
+    """The file's identity and state (device, inode, size, mtime): what the API and the workers
+    compare to see that a data file they could not load has changed. None: no such file."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns
+
+
+# how long a changed data file must have gone unmodified before a process that could not load it
+# tries again: a file still being copied or written has an mtime of now, and would be read half-way
+QUIET_SECONDS = 2.0
+
+
+def worth_retrying(path: str | Path, failed_on: tuple[int, int, int, int] | None) -> bool:
+    """Has the file a load failed on (its :func:`file_stamp` then) changed, and then held still for
+    :data:`QUIET_SECONDS`? One stat."""
+    stamp = file_stamp(path)
+    return stamp is not None and stamp != failed_on and time.time() - stamp[3] / 1e9 >= QUIET_SECONDS
+
+
 def _stamp(path: Path) -> dict[str, int]:
     st = path.stat()
     return {"size": st.st_size, "mtime_ns": st.st_mtime_ns, "inode": st.st_ino}

@@ -87,7 +87,7 @@ def _run(name: str):
         raise ApiError(404, "unknown_operation", str(exc), **exc.details()) from None
     dataset = None
     if op.needs_dataset:
-        if not state.data.loaded:
+        if not state.data.refresh().loaded:
             raise ApiError(503, "data_not_loaded", f"the dataset is not loaded: {state.data.error}")
         dataset = state.data.dataset
     try:
@@ -122,6 +122,6 @@ def incident_count_by_date():
 @bp.get("/data")
 def data():
     state = current()
-    if not state.data.loaded:
+    if not state.data.refresh().loaded:
         raise ApiError(503, "data_not_loaded", f"the dataset is not loaded: {state.data.error}")
     return jsonify(state.data.dataset.info())

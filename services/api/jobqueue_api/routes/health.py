@@ -86,7 +86,7 @@ def readyz():
     except redis.exceptions.RedisError as exc:
         redis_ok = False
         problems.append(f"redis {'refuses this service' if isinstance(exc, SetupRefused) else 'unreachable'}: {exc}")
-    if not state.data.loaded:
+    if not state.data.refresh().loaded:
         problems.append(f"dataset: {state.data.error}")
     if problems != _last_problems:
         _last_problems[:] = problems

@@ -44,7 +44,7 @@ def _accept(before_store: Callable[[Job], None] | None = None) -> tuple[Job, ide
     if sent_key is not None:
         idempotency.parse(sent_key)  # judged first: a 400 whatever the body (idempotency.py)
     raw = read_body(request, state.settings.max_body_bytes, state.settings.client_timeout_seconds)
-    op, params = validate_submission(parse_body(raw), state.catalogue, state.data.dataset)
+    op, params = validate_submission(parse_body(raw), state.catalogue, state.data.refresh().dataset)
     refuse_without_data(state.data)  # a job now would wait for workers that cannot start
     # valid ones only are counted against the rate limit (a typo costs nothing), in the same call
     # that stores them (submission.store_admitted): a 429 here stored nothing

@@ -282,6 +282,6 @@ def submit_page():
 
 @bp.get("/ui/data")
 def data_page():
-    slot = current().data
+    slot = current().data.refresh()
     info = slot.dataset.info() if slot.loaded else None
     return _page("ui/data.html", page="data", info=info, error=slot.error, loaded_at=slot.loaded_at)
