@@ -94,6 +94,9 @@ def test_an_answer_that_is_not_json_is_not_called_unreachable(flaky):  # noqa: F
     [
         (["submit", "sleep", "seconds=0", "--wait", "--timeout", "-1"], ["--timeout", "0 or more"]),
         (["submit", "sleep", "seconds=0", "--wait", "--timeout", "nan"], ["--timeout", "0 or more"]),
+        # 0 submitted the job, then gave up on it at once (exit 4, the job left queued)
+        (["submit", "top_locations", "n=2", "--wait", "--timeout", "0"], ["--timeout", "above 0", "leave out --wait"]),
+        (["submit", "top_locations", "n=2", "--timeout", "0.0"], ["--timeout", "above 0"]),
         (["submit", "sleep", "seconds=0", "--wait", "--output", "/nonexistent/dir/x.png"], ["cannot be written"]),
         (["submit", "sleep", "seconds=0", "--wait", "--output", "."], ["is a folder"]),
         (["status", "abc", "--wait", "-1"], ["--wait", "0 or more"]),

@@ -67,6 +67,18 @@ def seconds(text: str) -> float:
     return value
 
 
+def wait_seconds(text: str) -> float:
+    """argparse ``type`` for ``submit --timeout``: a finite number above 0. A 0 submitted the job and
+    gave it up at once (exit 4, the job left queued); :func:`seconds` took it as valid."""
+    value = seconds(text.strip())
+    if value == 0:
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: give a number of seconds above 0 (0 would submit the job and give up on it at once); "
+            "to submit without waiting, leave out --wait and --timeout"
+        )
+    return value
+
+
 def limit(text: str) -> int:
     """argparse ``type`` for ``jobs --limit``: an integer from 1 to 100 (the API's bounds)."""
     try:

@@ -14,7 +14,7 @@ from urllib.parse import urlsplit
 import requests
 from urllib3.exceptions import NameResolutionError, ProtocolError, ReadTimeoutError
 
-from .cliargs import Exit, UsageError, check_token, check_url, check_writable, parse_pairs, seconds, typed
+from .cliargs import Exit, UsageError, check_token, check_url, check_writable, parse_pairs, seconds, typed, wait_seconds
 from .client import DEFAULT_URL, NOT_JSON, OUTAGE, ApiError, Client, JobFailed, StoredUnknown, _step
 from .http import NOT_TLS, Deadline, ssl_cause
 
@@ -49,7 +49,12 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
         help="parameters, typed by the operation's declaration (n=5 is a number, road=183 text)",
     )
     p.add_argument("--wait", action="store_true", help="wait for the job and print its result")
-    p.add_argument("--timeout", type=seconds, default=None, help="give up waiting after this many seconds")
+    p.add_argument(
+        "--timeout",
+        type=wait_seconds,
+        default=None,
+        help="give up waiting (and retrying the submit) after this many seconds, more than 0",
+    )
     p.add_argument(
         "--output",
         "-o",
