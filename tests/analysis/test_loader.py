@@ -177,6 +177,23 @@ def test_blank_lines_a_spreadsheet_leaves_after_the_rows_are_no_incidents(tmp_pa
     assert ds.date_warning() is None
 
 
+@pytest.mark.parametrize(
+    "totals", ["Total,,,,,,,,,", "Grand Total,100,,,,,,,,", "TOTALS:,,,,,,,,,12.5", "total,,,,,,,,,"]
+)
+def test_a_totals_row_after_the_incidents_is_no_incident(tmp_path, load, totals):
+    """A report tool's export (or a spreadsheet's subtotal) ends in `Total,,,,,,,,,`: it loaded as an
+    incident with report id "Total" and no date (101 rows for 100, `published_missing` 1 and the
+    "dates unusable" warning). A row named so before the last incident stays."""
+    lines = SAMPLE.read_text(encoding="utf-8").splitlines()[:101]
+    path = tmp_path / "report.csv"
+    path.write_text("\n".join([*lines, totals, ",,,,,,,,,"]) + "\n")
+    ds = load(path)
+    assert ds.rows == 100 and not any(ds.counts.values()), ds.counts
+    assert ds.date_warning() is None
+    path.write_text("\n".join([*lines[:50], totals, *lines[50:]]) + "\n")
+    assert load(path).rows == 101
+
+
 def test_coordinates_with_a_decimal_comma_are_read(tmp_path, load):
     """A spreadsheet in a European locale saves the export with ';' (read) and writes Latitude and
     Longitude with a decimal comma, `30,27`: each such point was invalid (counted in

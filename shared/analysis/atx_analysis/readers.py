@@ -196,7 +196,28 @@ def _read_csv_as(path: Path, compressed: bool, header: list[str], delimiter: str
                 quoted_strings_can_be_null=True,
             ),
         )
-    return _without_blank_rows(table), skipped
+    return _without_totals_rows(_without_blank_rows(table)), skipped
+
+
+_TOTALS = re.compile(r"^\s*(?:grand\s+)?totals?\b", re.I)
+_NUMBER = re.compile(r"^\s*-?[\d.,]*\s*$")  # empty, or a count or sum a report put under a column
+
+
+def _without_totals_rows(table: pa.Table) -> pa.Table:
+    """Drop the rows after the last incident that a report or a spreadsheet's subtotal adds
+    (``Total,,,,`` or ``Grand Total,5000,...``: the first field Total, Totals or Grand Total, the
+    others empty or numbers): each became an incident with report id "Total" and no date, counted
+    in ``rows`` and ``published_missing``. Only at the end: an incident is never dropped."""
+    keep = table.num_rows
+    while keep and _is_totals_row(table.slice(keep - 1, 1).to_pylist()[0], table.column_names[0]):
+        keep -= 1
+    return table if keep == table.num_rows else table.slice(0, keep)
+
+
+def _is_totals_row(row: dict[str, str | None], first: str) -> bool:
+    return bool(_TOTALS.match(row[first] or "")) and all(
+        _NUMBER.match(value or "") for name, value in row.items() if name != first
+    )
 
 
 def _without_blank_rows(table: pa.Table) -> pa.Table:
