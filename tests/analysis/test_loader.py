@@ -757,3 +757,37 @@ def test_unnamed_trailing_columns_a_spreadsheet_adds_are_ignored(tmp_path, load)
     twice.write_text("\n".join(line + "," + line.split(",")[2] for line in lines) + "\n")
     with pytest.raises(DataFormatError, match="the header names 'Issue Reported' more than once"):
         load(twice)
+
+
+def test_a_file_still_being_written_when_the_load_starts_is_read_whole(tmp_path):
+    """A copy onto DATA_PATH still under way as the API started: the API loaded the rows written so
+    far (3,480 of 5,000, one cut line skipped), kept them, and cached them under the partial bytes'
+    hash, while the workers, later, read the whole file. Now a read the file changed under is done
+    again once the file held still, and nothing of the partial read is cached or remembered."""
+    import threading
+    import time
+
+    src = SAMPLE.read_bytes()
+    path = tmp_path / "copying.csv"
+    path.write_bytes(src[:1000])
+
+    def copy_the_rest() -> None:
+        step = len(src) // 100  # a write every 10 ms: any read of the file overlaps one
+        with path.open("ab") as out:
+            for i in range(1000, len(src), step):
+                out.write(src[i : i + step])
+                out.flush()
+                time.sleep(0.01)
+
+    writer = threading.Thread(target=copy_the_rest)
+    writer.start()
+    try:
+        ds = load_dataset(path, cache_dir=str(tmp_path / "cache"))
+    finally:
+        writer.join()
+    assert path.read_bytes() == src
+    assert ds.rows == 5000 and ds.counts["malformed_lines_skipped"] == 0
+    assert ds.identity == content_hash(path)
+    again = load_dataset(path, cache_dir=str(tmp_path / "cache"))
+    assert again.from_cache and again.identity == ds.identity and again.rows == 5000
+    assert [p.name.split(".")[2] for p in (tmp_path / "cache").glob("*.arrow")] == [ds.identity[:20]]

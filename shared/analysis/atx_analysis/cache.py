@@ -156,8 +156,11 @@ class DataCache:
             known = self.remembered(path)
             if known:
                 return known
+        before = _stamp(path)
         identity = content_hash(path)
-        if remember and self.writes:
+        # a file written to while it was hashed is not remembered: the memo would pair the stamp of
+        # the finished file with the hash of part of it, and every later start would trust it
+        if remember and self.writes and _stamp(path) == before:
             self.remember(path, identity)
         elif self.mode == "readonly":
             log.info(

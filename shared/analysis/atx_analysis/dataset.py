@@ -16,6 +16,7 @@ import datetime as dt
 import logging
 import os
 import tempfile
+import time
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -23,7 +24,7 @@ from typing import Any
 import pyarrow as pa
 
 from . import cache as _cache
-from .cache import CACHE_VERSION, DataCache, content_hash
+from .cache import CACHE_VERSION, QUIET_SECONDS, DataCache, content_hash, file_stamp
 from .columns import Columns
 from .errors import DataFormatError, MissingColumnError
 from .index import Index
@@ -279,6 +280,49 @@ def load_dataset(
         raise not_a_file(path)
     store = DataCache.of(path, cache_dir, cache_mode if cache else "off", day_first)
     name = name or path.name
+    for _ in range(LOAD_ATTEMPTS):
+        before = file_stamp(path)
+        try:
+            dataset = _load(path, store, name, max_bytes, day_first, before)
+        except DataFormatError:
+            if file_stamp(path) == before:
+                raise
+        else:
+            if file_stamp(path) == before:
+                return dataset
+        log.warning(
+            "data file changed while it was read; reading it again once it holds still",
+            extra={"data_path": str(path), "quiet_seconds": QUIET_SECONDS},
+        )
+        _wait_until_quiet(path)
+    raise DataFormatError(
+        f"{path}: the file kept changing while it was read ({LOAD_ATTEMPTS} tries): is it still being "
+        "written? Copy it beside DATA_PATH and move it into place when complete"
+    )
+
+
+# A file that changes while it is read (still being copied onto DATA_PATH when the API starts) is
+# read again once it held still, this many times in all: a partial read loaded fine, with the rows
+# so far, and the API kept it while the workers, starting later, read the whole file.
+LOAD_ATTEMPTS = 3
+QUIET_WAIT_LIMIT = 60.0  # seconds _wait_until_quiet waits at most for a file that keeps changing
+
+
+def _wait_until_quiet(path: Path) -> None:
+    """Until the file has gone QUIET_SECONDS unmodified (or is gone), at most QUIET_WAIT_LIMIT."""
+    deadline = time.monotonic() + QUIET_WAIT_LIMIT
+    while time.monotonic() < deadline:
+        stamp = file_stamp(path)
+        if stamp is None or time.time() - stamp[3] / 1e9 >= QUIET_SECONDS:
+            return
+        time.sleep(0.2)
+
+
+def _load(
+    path: Path, store: DataCache, name: str, max_bytes: int | None, day_first: bool | None, before: Any
+) -> Dataset:
+    """One read of ``path``: the cache of its identity, else a parse (cached only when the file did
+    not change since ``before``, its stamp, so no cache holds the columns of other bytes)."""
     identity = store.identity(path, remember=name == path.name)
     file = store.file(name, identity) if store.reads else None
     if file is not None and file.is_file():
@@ -309,7 +353,7 @@ def load_dataset(
         )
     columns, fmt, counts, available, reading = parse_file(path, max_bytes, day_first)
     written = False
-    if store.writes and file is not None:
+    if store.writes and file is not None and file_stamp(path) == before:
         written = _write_cache(
             file,
             columns,
