@@ -6,6 +6,7 @@ import csv
 import gzip
 import json
 import os
+import re
 
 import numpy as np
 import pytest
@@ -791,3 +792,23 @@ def test_a_file_still_being_written_when_the_load_starts_is_read_whole(tmp_path)
     again = load_dataset(path, cache_dir=str(tmp_path / "cache"))
     assert again.from_cache and again.identity == ds.identity and again.rows == 5000
     assert [p.name.split(".")[2] for p in (tmp_path / "cache").glob("*.arrow")] == [ds.identity[:20]]
+
+
+@pytest.mark.parametrize(
+    ("members", "said"),
+    [
+        ({"traffic.csv": SAMPLE.read_bytes()[:2000]}, "a ZIP archive: unzip it"),
+        ({"[Content_Types].xml": b"<Types/>", "xl/workbook.xml": b"<w/>"}, "an Excel workbook (.xlsx)"),
+    ],
+)
+def test_a_zip_or_an_excel_workbook_is_refused_saying_what_it_is(tmp_path, load, members, said):
+    """A zipped download, or the export saved as an Excel workbook, was read as a CSV and refused as
+    "'charmap' codec can't decode byte 0x8f" or "Empty CSV file": nothing said it was a ZIP."""
+    import zipfile
+
+    path = tmp_path / "incidents.csv"
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive:
+        for name, data in members.items():
+            archive.writestr(name, data)
+    with pytest.raises(DataFormatError, match=re.escape(said)):
+        load(path)

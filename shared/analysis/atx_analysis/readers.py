@@ -83,10 +83,30 @@ def sniff(path: Path) -> tuple[str, bool]:
             head = fh.read(4096)
     if head[:4] == PARQUET_MAGIC:
         return "parquet", compressed
+    if head[:4] == ZIP_MAGIC:
+        raise zip_refused(path, head)
     text = head.lstrip(b"\xef\xbb\xbf \t\r\n")
     if text[:1] in (b"[", b"{"):
         return "json", compressed
     return "csv", compressed
+
+
+ZIP_MAGIC = b"PK\x03\x04"
+
+
+def zip_refused(path: Path, head: bytes) -> DataFormatError:
+    """A ZIP archive is no export the loader reads, and was refused as an undecodable CSV ("'charmap'
+    codec can't decode byte 0x8f", "Empty CSV file"): a zipped download, or an Excel workbook
+    (.xlsx, itself a ZIP of XML) saved instead of CSV. Say which, and what to do."""
+    if b"[Content_Types].xml" in head or b"xl/" in head:
+        return DataFormatError(
+            f"{path}: an Excel workbook (.xlsx), not a data export: save the sheet as CSV "
+            "(File > Save As > CSV UTF-8) and point DATA_PATH at that file"
+        )
+    return DataFormatError(
+        f"{path}: a ZIP archive: unzip it and point DATA_PATH at the CSV or JSON inside "
+        "(a gzip-compressed file, .csv.gz, is read as it is)"
+    )
 
 
 def read_raw(path: str | Path, max_bytes: int | None = None) -> RawData:
