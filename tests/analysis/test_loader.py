@@ -195,6 +195,17 @@ def test_a_totals_row_after_the_incidents_is_no_incident(tmp_path, load, totals)
     assert load(path).rows == 101
 
 
+@pytest.mark.parametrize("delimiter", [",", ";"])
+def test_a_header_repeated_by_joined_exports_is_no_incident(tmp_path, load, delimiter):
+    """`cat march.csv april.csv > all.csv` keeps April's header line: it loaded as an incident with
+    report id "Traffic Report ID" (101 rows for 100, a date unparseable, coordinates invalid)."""
+    lines = [line.replace(",", delimiter) for line in SAMPLE.read_text(encoding="utf-8").splitlines()[:101]]
+    path = tmp_path / "all.csv"
+    path.write_text("\n".join([*lines[:51], lines[0], *lines[51:]]) + "\n")
+    ds = load(path)
+    assert ds.rows == 100 and not any(ds.counts.values()), ds.counts
+
+
 def test_coordinates_with_a_decimal_comma_are_read(tmp_path, load):
     """A spreadsheet in a European locale saves the export with ';' (read) and writes Latitude and
     Longitude with a decimal comma, `30,27`: each such point was invalid (counted in

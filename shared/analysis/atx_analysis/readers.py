@@ -216,7 +216,7 @@ def _read_csv_as(path: Path, compressed: bool, header: list[str], delimiter: str
                 quoted_strings_can_be_null=True,
             ),
         )
-    return _without_totals_rows(_without_blank_rows(table)), skipped
+    return _without_totals_rows(_without_header_rows(_without_blank_rows(table))), skipped
 
 
 _TOTALS = re.compile(r"^\s*(?:grand\s+)?totals?\b", re.I)
@@ -238,6 +238,19 @@ def _is_totals_row(row: dict[str, str | None], first: str) -> bool:
     return bool(_TOTALS.match(row[first] or "")) and all(
         _NUMBER.match(value or "") for name, value in row.items() if name != first
     )
+
+
+def _without_header_rows(table: pa.Table) -> pa.Table:
+    """Drop the rows that repeat the header (each field its column's name): exports joined with
+    ``cat a.csv b.csv`` or appended month by month each bring theirs, and it became an incident
+    with report id "Traffic Report ID", an unparseable date and invalid coordinates."""
+    same = None
+    for name, col in zip(table.column_names, table.columns):
+        equal = pc.fill_null(pc.equal(pc.utf8_trim_whitespace(col), name.strip()), not name.strip())
+        same = equal if same is None else pc.and_(same, equal)
+    if same is None or not pc.any(same).as_py():
+        return table
+    return table.filter(pc.invert(same))
 
 
 def _without_blank_rows(table: pa.Table) -> pa.Table:
