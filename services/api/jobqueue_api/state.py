@@ -196,7 +196,7 @@ def load_dataset_into(slot: DatasetSlot, path: str, **load_options: Any) -> None
     slot.failed_on = file_stamp(path)
     try:
         slot.dataset = load_dataset(path, **load_options)
-        slot.error = None
+        slot.error, slot.refused = None, False
         slot.loaded_at = time.time()
         log.info(
             "dataset loaded",
