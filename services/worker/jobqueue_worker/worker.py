@@ -43,7 +43,7 @@ from jobqueue.connections import (
 from jobqueue.delivery import Claim, Delivery, Finish, Record, Recorded, Retry, Start, StartAnswer, Started
 from jobqueue.errors import failure_message, is_permanent
 from jobqueue.fingerprint import request_fingerprint
-from jobqueue.jobs import Job, JobStatus
+from jobqueue.jobs import Job, JobStatus, JobStore
 from jobqueue.lanes import PLOTS
 from jobqueue.results import PlacedResult, place
 from jobqueue.settings import Settings
@@ -870,6 +870,11 @@ class Worker:
                         n = self.delivery.sweep(jobs_client, older_than=max(60.0, lease))
                         if n:
                             log.warning("requeued submitted jobs found in no list", extra={"count": n})
+                        sec, usec = jobs_client.time()
+                        store = JobStore(jobs_client, self.settings.job_ttl_seconds)
+                        dropped = store.drop_expired_entries(sec + usec / 1e6)
+                        if dropped:
+                            log.info("dropped index entries of expired jobs", extra={"count": dropped})
             except Exception as exc:
                 if acl_refusal(exc):
                     if self.acl.refused is None:  # else the gate says it, once a minute (it did each beat)

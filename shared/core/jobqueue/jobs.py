@@ -351,6 +351,36 @@ class JobStore:
             pipe.zrem(keys.status_index(status.value), job_id)
         pipe.execute()
 
+    def drop_expired_entries(self, now: float, chunk: int = 500, most: int = 20_000) -> int:
+        """Remove index entries whose job document has expired, from every index (the workers'
+        sweeper, once a minute). Returns how many entries.
+
+        Why: a document expires by its TTL but its entries (every job's, its status's, its
+        operation's, its owner's) do not, and the listing prunes only the entries a page passes in
+        the index it reads: newest first, so the oldest were never passed, and an operation's or an
+        owner's entry was left even when they were. Each expired job kept about 500 bytes of Redis
+        for good. Only entries submitted over ``ttl_seconds`` before ``now`` (Redis's clock) can
+        belong to an expired job, since a document lives that long after it is final; at most
+        ``most`` of them are checked a pass, ``chunk`` a round trip."""
+        cutoff = now - self.ttl_seconds
+        indexes = [keys.ACTIVE_INDEX, *self.redis.scan_iter(match=keys.indexes_pattern(), count=1000, _type="zset")]
+        dropped = checked = 0
+        for index in indexes:
+            start = 0
+            while checked < most:
+                ids = self.redis.zrangebyscore(index, "-inf", cutoff, start=start, num=chunk)
+                if not ids:
+                    break
+                checked += len(ids)
+                pipe = self.redis.pipeline(transaction=False)
+                for job_id in ids:
+                    pipe.exists(keys.job(job_id))
+                gone = [i for i, there in zip(ids, pipe.execute()) if not there]
+                if gone:
+                    dropped += self.redis.zrem(index, *gone)
+                start += len(ids) - len(gone)  # the entries kept are still ahead of the next chunk
+        return dropped
+
     # --- writing (tools and tests; the service writes through Delivery) --------------------
     def create(self, operation: str, params: dict[str, Any], dataset: str | None = None) -> Job:
         """Store a job *without* queueing it (a producer that then puts the id itself)."""

@@ -56,6 +56,12 @@ def owner_index(owner: str) -> str:
     return f"{OWNER_INDEX_PREFIX}{owner}"
 
 
+def indexes_pattern() -> str:
+    """SCAN pattern of every listing index but :data:`ACTIVE_INDEX`: every job's, each status's,
+    operation's and owner's (the workers' sweeper drops their entries of expired jobs)."""
+    return "jobs:by-*"
+
+
 def result_by_request(fingerprint: str) -> str:
     """A stored (PNG or large JSON) result of a cacheable request: one copy however many jobs
     asked for it; each cache hit extends its TTL."""
