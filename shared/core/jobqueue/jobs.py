@@ -411,9 +411,14 @@ class JobStore:
         pipe.execute()
 
     def delete(self, job_id: str) -> bool:
-        """Delete a job, its stored result and its index entries."""
+        """Delete a job, its stored result and its index entries.
+
+        Not a MULTI transaction: Redis at ``maxmemory`` refuses every command queued in one, so a
+        delete, which only frees memory, was refused (503) exactly when it was wanted. Sent as one
+        pipeline, document first: cut short, it leaves only index entries without a document, which
+        the listing and the workers' sweeper drop (:meth:`drop_expired_entries`)."""
         job = self.get(job_id)
-        pipe = self.redis.pipeline(transaction=True)
+        pipe = self.redis.pipeline(transaction=False)
         pipe.delete(keys.job(job_id), keys.result(job_id))
         pipe.zrem(keys.JOB_INDEX, job_id)
         pipe.zrem(keys.ACTIVE_INDEX, job_id)
