@@ -253,12 +253,17 @@ ROWS: tuple[RowSpec, ...] = (
         "Redis",
         (
             PanelSpec(
-                "Redis reachable, per API replica",
-                "1 when the replica read Redis at its last scrape. JobQueueRedisDown fires when no replica can.",
-                (q(f"jobqueue_redis_up{{{NS}}}", "{{instance}}"),),
+                "Redis reachable and writable, per API replica",
+                "reachable: 1 when the replica read Redis at its last scrape; JobQueueRedisDown fires when no "
+                "replica can. writable: 1 when Redis took the replica's small write, 0 when it refuses writes "
+                "(full at maxmemory, MISCONF); JobQueueRedisRefusesWrites fires after 2 minutes, no exporter needed.",
+                (
+                    q(f"jobqueue_redis_up{{{NS}}}", "reachable {{instance}}"),
+                    q(f"jobqueue_redis_writable{{{NS}}}", "writable {{instance}}"),
+                ),
                 width=8,
                 thresholds=((None, "red"), (1, "green")),
-                mappings={"0": "DOWN", "1": "UP"},
+                mappings={"0": "NO", "1": "YES"},
             ),
             PanelSpec(
                 "Redis memory",

@@ -55,3 +55,26 @@ def test_queue_gauges_are_read_from_redis(client, jobs, queue):
     assert metric_value(text, "jobqueue_jobs_in_progress", {"queue": "jobs"}) == 2
     assert 59 <= metric_value(text, "jobqueue_oldest_job_age_seconds", {"queue": "jobs"}) < 120
     assert metric_value(text, "jobqueue_workers_alive") == 1
+
+
+def test_redis_refusing_writes_is_a_gauge_of_its_own(fresh_redis):
+    """Redis at maxmemory (noeviction) still answers reads, so jobqueue_redis_up stayed 1 and no
+    series said that every submit was refused (the exporter sidecar is optional)."""
+    from jobqueue_api import create_app
+    from tests.support.redis_memory import fill_to_maxmemory
+
+    from .support import make_settings
+
+    client = create_app(make_settings(fresh_redis.url), load_data=False).test_client()
+    admin = fresh_redis.client()
+    assert metric_value(_scrape(client), "jobqueue_redis_writable") == 1
+    filler = fill_to_maxmemory(admin)
+    try:
+        assert client.post("/submit", json={"operation": "sleep"}).status_code == 503
+        text = _scrape(client)
+        assert metric_value(text, "jobqueue_redis_up") == 1
+        assert metric_value(text, "jobqueue_redis_writable") == 0
+    finally:
+        admin.delete(*filler)
+        admin.config_set("maxmemory", 0)
+    assert metric_value(_scrape(client), "jobqueue_redis_writable") == 1

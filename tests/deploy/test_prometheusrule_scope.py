@@ -29,6 +29,7 @@ def series(
     release: str,
     depth: int,
     redis_up: int = 1,
+    redis_writable: int = 1,
     failed_per_min: int = 0,
     errors_per_min: int = 0,
     refused_per_min: int = 0,
@@ -53,6 +54,7 @@ def series(
             {"series": f'jobqueue_workers_alive{{{labels},queue="jobs"}}', "values": "2x20"},
             {"series": f'jobqueue_queue_stalled{{{labels},queue="jobs"}}', "values": "0x20"},
             {"series": f"jobqueue_redis_up{{{labels}}}", "values": f"{redis_up}x20"},
+            {"series": f"jobqueue_redis_writable{{{labels}}}", "values": f"{redis_writable}x20"},
             {"series": f'jobqueue_jobs_submitted_total{{{labels},operation="top_locations"}}', "values": "0+30x20"},
             {
                 "series": f'jobqueue_http_requests_total{{{labels},route="/submit",method="POST",status="202"}}',
@@ -104,7 +106,9 @@ def series(
 
 
 def both_releases() -> list[dict]:
-    return series("dev", 3) + series("demo", 60, redis_up=0, failed_per_min=12, errors_per_min=10, refused_per_min=3)
+    return series("dev", 3) + series(
+        "demo", 60, redis_up=0, redis_writable=0, failed_per_min=12, errors_per_min=10, refused_per_min=3
+    )
 
 
 def promtool_test(tmp_path, rule_files: dict[str, list[dict]], tests: list[dict]) -> subprocess.CompletedProcess:
@@ -150,7 +154,7 @@ def test_a_release_records_only_its_own_series(tmp_path, release, other):
 
 
 def test_each_release_alerts_for_itself_once(tmp_path):
-    """demo's Redis is down (and full), its jobs fail, it answers 5xx and gunicorn refuses a client's
+    """demo's Redis is down (and full, refusing writes), its jobs fail, it answers 5xx and gunicorn refuses a client's
     requests; both releases' oldest jobs have waited too long: each
     release's object raises the alerts of its own release only (before: every alert from both)."""
     query = 'count by (alertname, app_kubernetes_io_instance) (ALERTS{alertstate="firing"})'
@@ -163,6 +167,7 @@ def test_each_release_alerts_for_itself_once(tmp_path):
             ("JobQueueJobFailureRatioHigh", "demo"),
             ("JobQueueRedisDown", "demo"),
             ("JobQueueRedisMemoryHigh", "demo"),
+            ("JobQueueRedisRefusesWrites", "demo"),
         ],
     }
     for release in RELEASES:

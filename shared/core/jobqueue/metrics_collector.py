@@ -19,9 +19,10 @@ from prometheus_client.registry import Collector
 from .backlog import read_backlog
 from .connections import quick_redis
 from .delivery import Delivery
+from .jobs import JobStore
 from .settings import Settings
 
-SCRAPE_REDIS_SECONDS = 1.0  # one read of the scrape, at most (a scrape makes two in a row at most)
+SCRAPE_REDIS_SECONDS = 1.0  # one call of the scrape, at most (a scrape makes three in a row at most)
 
 
 class QueueCollector(Collector):
@@ -73,4 +74,17 @@ class QueueCollector(Collector):
             labels=["queue"],
         )
         g.add_metric(queue_label, 1 if stalled else 0)
+        yield g
+        # Redis full (maxmemory, noeviction) or unable to persist answers reads: without this, no
+        # series said it refused writes (the exporter sidecar's memory alert is optional), and
+        # /readyz then takes the API out of its Service, so no 5xx reached the API's own counts.
+        try:
+            refused = JobStore(self.jobs, self.settings.job_ttl_seconds).write_refused()
+        except redis.exceptions.RedisError:
+            return  # not known: no sample rather than a guess
+        g = GaugeMetricFamily(
+            "jobqueue_redis_writable",
+            "1 when Redis accepts a small write, 0 when it refuses writes (OOM, MISCONF, READONLY)",
+        )
+        g.add_metric([], 0 if refused else 1)
         yield g
