@@ -247,6 +247,18 @@ ROWS: tuple[RowSpec, ...] = (
                 unit="reqpm",
                 thresholds=((None, "green"), (1, "orange")),
             ),
+            PanelSpec(
+                "Long polls waiting, and answered at once at MAX_WAITERS",
+                "?wait= requests (status polls and waiting submits) waiting now, summed over the API processes, "
+                "and those answered at once per minute because their process already held MAX_WAITERS (5m rate). "
+                "A flood of long polls shows here first: refused ones come back as plain polls, so requests per "
+                "second climb with them.",
+                (
+                    q(f"sum(jobqueue_api_long_polls{{{NS}}})", "waiting"),
+                    q(f"sum(rate(jobqueue_api_long_polls_refused_total{{{NS}}}[5m])) * 60", "answered at once / min"),
+                ),
+                unit="short",
+            ),
         ),
     ),
     RowSpec(
