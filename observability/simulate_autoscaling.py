@@ -335,4 +335,6 @@ def sweep(policy: Policy, work: Workload, bursts=(10, 50, 200, 1000), thresholds
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from jobqueue import pipe
+
+    sys.exit(pipe.run(main))

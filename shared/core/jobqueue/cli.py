@@ -25,7 +25,6 @@ def _version() -> str:
 
 
 INTERRUPTED_STATUS = 128 + 2  # what a shell reports for a command Ctrl-C (SIGINT) stopped
-SIGPIPE_STATUS = 128 + 13  # what a shell reports for a command its pipe's reader stopped (as `cat`)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -48,10 +47,9 @@ def main(argv: list[str] | None = None) -> int:
         sys.stdout.flush()  # a reader gone while the last lines sat in the buffer: here, not at exit
         return status
     except BrokenPipeError:
-        import os
+        from jobqueue.pipe import reader_gone
 
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # the exit's own flush stays quiet
-        return SIGPIPE_STATUS
+        return reader_gone()
     except KeyboardInterrupt:  # Ctrl-C outside a client command's own handling (client_cli.run): while
         # the modules load and the command line is read (the first ~0.5 s), or during `analyze`: it was
         # a KeyboardInterrupt traceback, for a command the docs say ends "interrupted" in one line
