@@ -231,9 +231,9 @@ def worker_available() -> bool:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--clients", type=int, default=32)
-    parser.add_argument("--seconds", type=float, default=3.0)
-    parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--clients", type=int, default=32, help="concurrent keep-alive clients")
+    parser.add_argument("--seconds", type=float, default=3.0, help="length of one measured run")
+    parser.add_argument("--repeats", type=int, default=7, help="runs of each server, taking turns")
     parser.add_argument("--jobs", type=int, default=300, help="sequential jobs for the round trip (0: none)")
     parser.add_argument("--write", action="store_true", help="update the API section of docs/benchmarks.md")
     parser.add_argument("--serve-bare", action="store_true", help=argparse.SUPPRESS)

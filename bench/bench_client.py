@@ -171,9 +171,11 @@ def markdown(result: dict[str, dict[str, float]], count: int, repeats: int) -> s
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--url", default=os.environ.get("JOBQUEUE_URL", "http://127.0.0.1:5000"))
-    parser.add_argument("--requests", type=int, default=300)
-    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument(
+        "--url", default=os.environ.get("JOBQUEUE_URL", "http://127.0.0.1:5000"), help="the API to call"
+    )
+    parser.add_argument("--requests", type=int, default=300, help="round trips in one run")
+    parser.add_argument("--repeats", type=int, default=5, help="runs (medians are reported)")
     args = parser.parse_args(argv)
     print(markdown(measure(args.url.rstrip("/"), args.requests, args.repeats), args.requests, args.repeats))
     return 0

@@ -106,9 +106,9 @@ _ABOUT = (
 
 def main() -> int:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--jobs", type=int, default=5000)
-    parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--write-docs", action="store_true")
+    parser.add_argument("--jobs", type=int, default=5000, help="jobs in one drain")
+    parser.add_argument("--repeats", type=int, default=5, help="drains of each worker (medians)")
+    parser.add_argument("--write-docs", action="store_true", help="also rewrite its section of docs/benchmarks.md")
     args = parser.parse_args()
     rates = run(args.jobs, args.repeats)
     text = table(rates, args.jobs, args.repeats)

@@ -64,8 +64,8 @@ def load_once(source: Path, how: str) -> tuple[float, float]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rows", type=int, default=432_444)
-    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--rows", type=int, default=432_444, help="rows of the synthetic dataset")
+    parser.add_argument("--repeats", type=int, default=2, help="loads of each format (median)")
     parser.add_argument("--forms", default=",".join(FORMS), help=f"comma-separated, of {', '.join(FORMS)}")
     parser.add_argument("--dir", type=Path, default=REPO / "data" / "full", help="where the input files are kept")
     args = parser.parse_args(argv)

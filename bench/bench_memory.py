@@ -436,9 +436,13 @@ def main() -> int:
     from atx_analysis.generator import FULL_ROWS
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--rows", default=str(FULL_ROWS) if report.quick() else f"{FULL_ROWS},{FULL_ROWS * 10}")
-    ap.add_argument("--workers", type=int, default=3)
-    ap.add_argument("--write", action="store_true")
+    ap.add_argument(
+        "--rows",
+        default=str(FULL_ROWS) if report.quick() else f"{FULL_ROWS},{FULL_ROWS * 10}",
+        help="comma list of data sizes, in rows",
+    )
+    ap.add_argument("--workers", type=int, default=3, help="worker processes alive at once")
+    ap.add_argument("--write", action="store_true", help="also rewrite its section of docs/benchmarks.md")
     args = ap.parse_args()
     results = [measure(int(r), args.workers) for r in args.rows.split(",")]
     out = REPO / ".run" / "bench" / "results"

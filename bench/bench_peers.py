@@ -67,7 +67,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--procs", default="1,2", help="worker process counts")
     p.add_argument("--jobs", default="noop,date", help="noop and/or date")
     p.add_argument("--rows", type=int, default=432_000, help="rows of the tutorial-style CSV")
-    p.add_argument("--repeats", type=int, default=1 if quick else 3)
+    p.add_argument("--repeats", type=int, default=1 if quick else 3, help="interleaved repeats (medians)")
     p.add_argument("--seconds", type=float, default=0.6 if quick else 1.0, help="target length of one drain")
     p.add_argument("--round-trips", type=int, default=100 if quick else 300, help="sequential jobs per peer")
     p.add_argument(
@@ -75,7 +75,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         action="store_true",
         help="only the round trips (ours against the peers' own clients); writes only 'Round trip'",
     )
-    p.add_argument("--no-steady", action="store_true")
+    p.add_argument("--no-steady", action="store_true", help="skip the steady-state drains")
     p.add_argument("--no-profile", action="store_true", help="skip the profiles of missed targets")
     p.add_argument("--no-write", action="store_true", help="print only; leave docs/benchmarks.md alone")
     return p.parse_args(argv)

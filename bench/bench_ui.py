@@ -106,8 +106,8 @@ def assets(html: str, base: str) -> list[str]:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--jobs", type=int, default=100_000)
-    parser.add_argument("--repeat", type=int, default=30)
+    parser.add_argument("--jobs", type=int, default=100_000, help="jobs stored behind the API")
+    parser.add_argument("--repeat", type=int, default=30, help="fetches of each page (median)")
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory() as tmp, running_stack(Path(tmp)) as stack:
         stack.start_api(web_concurrency=2)

@@ -92,10 +92,14 @@ def measure(data: Path, jobs: int, rounds: int, operations: list[str]) -> list[t
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", type=Path, default=Path("data/traffic_incidents_sample.csv"))
+    parser.add_argument(
+        "--data", type=Path, default=Path("data/traffic_incidents_sample.csv"), help="the dataset the worker loads"
+    )
     parser.add_argument("--jobs", type=int, default=20, help="jobs per operation per round")
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--operations", nargs="+", choices=sorted(OPERATIONS), default=list(OPERATIONS))
+    parser.add_argument("--rounds", type=int, default=3, help="rounds per operation")
+    parser.add_argument(
+        "--operations", nargs="+", choices=sorted(OPERATIONS), default=list(OPERATIONS), help="operations to time"
+    )
     args = parser.parse_args(argv)
     rows = measure(args.data, args.jobs, args.rounds, args.operations)
     print(f"data: {args.data}; {args.jobs} jobs x {args.rounds} rounds per operation; one worker; result cache off\n")

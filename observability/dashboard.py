@@ -419,7 +419,7 @@ def panel_queries(board: dict) -> dict[str, str]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--output", type=Path, default=DASHBOARD_FILE)
+    parser.add_argument("--output", type=Path, default=DASHBOARD_FILE, help="the dashboard JSON to write or check")
     parser.add_argument("--check", action="store_true", help="exit 1 if the file differs from the generator")
     args = parser.parse_args(argv)
     text = render()

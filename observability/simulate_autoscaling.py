@@ -222,14 +222,54 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--startup-seconds", type=float, default=Workload.startup_seconds, help="pod start to first job"
     )
-    parser.add_argument("--scrape-interval", type=int, default=scrape_interval_from_values(values))
-    parser.add_argument("--threshold", type=float, default=chart.threshold)
-    parser.add_argument("--activation-threshold", type=float, default=chart.activation_threshold)
-    parser.add_argument("--min-replicas", type=int, default=chart.min_replicas)
-    parser.add_argument("--max-replicas", type=int, default=chart.max_replicas)
-    parser.add_argument("--polling-interval", type=int, default=chart.polling_interval)
-    parser.add_argument("--cooldown-period", type=int, default=chart.cooldown_period)
-    parser.add_argument("--scale-down-stabilization", type=int, default=chart.scale_down_stabilization)
+    parser.add_argument(
+        "--scrape-interval",
+        type=int,
+        default=scrape_interval_from_values(values),
+        help="seconds between Prometheus scrapes (default: the chart's metrics.serviceMonitor.interval)",
+    )
+    parser.add_argument(
+        "--threshold",
+        type=float,
+        default=chart.threshold,
+        help="backlog per replica (default: the chart's autoscaling.threshold)",
+    )
+    parser.add_argument(
+        "--activation-threshold",
+        type=float,
+        default=chart.activation_threshold,
+        help="backlog that wakes a Deployment at zero (chart: autoscaling.activationThreshold)",
+    )
+    parser.add_argument(
+        "--min-replicas",
+        type=int,
+        default=chart.min_replicas,
+        help="chart: minReplicas (0 scales to zero)",
+    )
+    parser.add_argument(
+        "--max-replicas",
+        type=int,
+        default=chart.max_replicas,
+        help="chart: maxReplicas",
+    )
+    parser.add_argument(
+        "--polling-interval",
+        type=int,
+        default=chart.polling_interval,
+        help="seconds between KEDA's queries (chart: autoscaling.keda.pollingInterval)",
+    )
+    parser.add_argument(
+        "--cooldown-period",
+        type=int,
+        default=chart.cooldown_period,
+        help="seconds idle before scaling to zero (chart: autoscaling.keda.cooldownPeriod)",
+    )
+    parser.add_argument(
+        "--scale-down-stabilization",
+        type=int,
+        default=chart.scale_down_stabilization,
+        help="seconds of wishes a scale-down looks back over (chart: autoscaling.keda.scaleDownStabilizationSeconds)",
+    )
     parser.add_argument("--plot", default=str(PLOT_FILE), help="PNG to write ('' for none)")
     parser.add_argument("--every", type=int, default=15, help="print the timeline every N seconds")
     parser.add_argument("--sweep", action="store_true", help="also print burst size x threshold as a table")

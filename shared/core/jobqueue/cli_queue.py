@@ -34,8 +34,12 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
         help="list recent jobs (a table)",
         description="Recent jobs, newest first. Example: jobqueue jobs --status failed",
     )
-    p.add_argument("--status", choices=("submitted", "in-progress", "complete", "failed", "cancelled"))
-    p.add_argument("--operation")
+    p.add_argument(
+        "--status",
+        choices=("submitted", "in-progress", "complete", "failed", "cancelled"),
+        help="only jobs in this state",
+    )
+    p.add_argument("--operation", help="only jobs of this operation (as `jobqueue operations` names it)")
     p.add_argument("--limit", type=cliargs.limit, default=20, help="how many (1-100, default 20)")
     p.set_defaults(client_handler=cmd_jobs)
 
@@ -48,7 +52,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
         help="follow a job live until it finishes",
         description="Show a job's status as it changes; exits 0 when it completes, 1 if it fails or is cancelled.",
     )
-    p.add_argument("job_id")
+    p.add_argument("job_id", help="the id submit printed")
     p.add_argument("--timeout", type=cliargs.seconds, default=None, help="give up after this many seconds")
     p.set_defaults(client_handler=cmd_watch)
 
@@ -59,7 +63,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
         description="Cancel each job given (an id given twice once). An id the API refuses is named on "
         "stderr and the others are still cancelled; exit 2 if any was refused.",
     )
-    p.add_argument("job_id", nargs="+")
+    p.add_argument("job_id", nargs="+", help="one or more ids submit printed")
     p.set_defaults(client_handler=cmd_cancel)
 
 

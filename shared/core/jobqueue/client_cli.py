@@ -40,7 +40,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
         help="submit a job to the API",
         description="Submit OPERATION with key=value parameters; --wait waits and prints the result.",
     )
-    p.add_argument("operation")
+    p.add_argument("operation", help="what to run (`jobqueue operations` lists them)")
     p.add_argument(
         "params",
         nargs="*",
@@ -63,7 +63,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(client_handler=_submit)
 
     p = sub.add_parser("status", parents=[common], help="show a job's status")
-    p.add_argument("job_id")
+    p.add_argument("job_id", help="the id submit printed")
     p.add_argument("--wait", type=seconds, default=0.0, metavar="SECONDS", help="long-poll up to SECONDS")
     # typed by habit from jobs/info/watch/cancel, it was "unrecognized arguments: --json" (exit 2)
     p.add_argument("--json", action="store_true", help="the job as JSON, which status always prints")
