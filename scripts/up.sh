@@ -99,17 +99,18 @@ REDIS_SHOWN="127.0.0.1:$REDIS_PORT"
 if [ "$OWN_REDIS" = 0 ]; then REDIS_SHOWN="$REDIS_MASKED (from REDIS_URL; unset it for make up's own)"; fi
 bare() { local h=${1#[}; printf %s "${h%]}"; }  # bash's /dev/tcp takes an IPv6 address without brackets
 
-mkdir -p "$RUN_DIR/redis" "$RUN_DIR/logs" "$RUN_DIR/pids"
-
 # API_METRICS_PORT (the chart's 9102) must not be one of the workers' metrics ports: whichever
-# process binds it first wins, and the API then exits with "Address already in use".
+# process binds it first wins, and the API then exits with "Address already in use". A setting
+# refused, as the others above: exit 2 (it was 1, a failure's status) and before any folder is made.
 if [ "${API_METRICS_PORT:-0}" != 0 ] && [ "$API_METRICS_PORT" -ge "$WORKER_METRICS_BASE" ] \
     && [ "$API_METRICS_PORT" -lt $((WORKER_METRICS_BASE + WORKERS)) ]; then
   echo "up: API_METRICS_PORT=$API_METRICS_PORT is worker $((API_METRICS_PORT - WORKER_METRICS_BASE + 1))'s metrics port" \
     "(WORKER_METRICS_BASE=$WORKER_METRICS_BASE, WORKERS=$WORKERS); pick one outside" \
     "$WORKER_METRICS_BASE-$((WORKER_METRICS_BASE + WORKERS - 1)), or move WORKER_METRICS_BASE" >&2
-  exit 1
+  exit 2
 fi
+
+mkdir -p "$RUN_DIR/redis" "$RUN_DIR/logs" "$RUN_DIR/pids"
 
 alive() { [ -f "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }
 
