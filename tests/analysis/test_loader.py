@@ -573,23 +573,29 @@ def test_day_first_dates_of_a_uk_or_french_spreadsheet_are_not_read_month_first(
     assert load(month_first).date_range[0] == "2024-03-12"  # 01:29 UTC on the 13th
 
 
+def _load_one_row(tmp_path, load, published, status):
+    """The sample's first row (archived) with these Published and Status Date values, loaded; both
+    must be read, as 01:29 UTC on March 6th: 19:29 the evening before in Austin."""
+    lines = SAMPLE.read_text(encoding="utf-8").splitlines()
+    row = lines[1].split(",")
+    assert row[7] == "ARCHIVED"
+    row[1], row[8] = published, status
+    path = tmp_path / "one_row.csv"
+    path.write_text(lines[0] + "\n" + ",".join(row) + "\n")
+    ds = load(path)
+    assert ds.counts["published_unparseable"] == 0 and ds.counts["status_date_unparseable"] == 0
+    assert ds.date_range == ("2024-03-05", "2024-03-05")
+    assert ds.columns.arrays["hour"].tolist() == [19]
+    return ds
+
+
 @pytest.mark.parametrize(
     "written", ["2024 Mar 06 01:29:39 AM", "2024 Mar 06 01:29:39 AM +0000", "2024 MAR 06 01:29:39 am"]
 )
 def test_the_portals_month_name_form_is_read(tmp_path, load, written):
     """The portal's export also writes `2024 Mar 06 01:29:39 AM` (with or without `+0000`): every
     such row was unparseable, so a file of them answered 0 for every date, hour and response time."""
-    lines = SAMPLE.read_text(encoding="utf-8").splitlines()
-    row = lines[1].split(",")
-    assert row[7] == "ARCHIVED"
-    row[1] = written
-    row[8] = written.replace("01:29:39", "02:14:39")
-    path = tmp_path / "portal.csv"
-    path.write_text(lines[0] + "\n" + ",".join(row) + "\n")
-    ds = load(path)
-    assert ds.counts["published_unparseable"] == 0 and ds.counts["status_date_unparseable"] == 0
-    assert ds.date_range == ("2024-03-05", "2024-03-05")  # 01:29 UTC is 19:29 the evening before in Austin
-    assert ds.columns.arrays["hour"].tolist() == [19]
+    ds = _load_one_row(tmp_path, load, written, written.replace("01:29:39", "02:14:39"))
     assert ds.columns.arrays["response_minutes"].tolist() == [45.0]
 
 
@@ -607,16 +613,7 @@ def test_the_portals_month_name_form_is_read(tmp_path, load, written):
 def test_timestamps_with_a_zone_name_are_read(tmp_path, load, published, status):
     """`2024-03-06 01:29:39 UTC` or `... CST` (a database's or a script's export) were counted
     unparseable: a file of them answered 0 for every date, hour and response time."""
-    lines = SAMPLE.read_text(encoding="utf-8").splitlines()
-    row = lines[1].split(",")
-    assert row[7] == "ARCHIVED"
-    row[1], row[8] = published, status
-    path = tmp_path / "zoned.csv"
-    path.write_text(lines[0] + "\n" + ",".join(row) + "\n")
-    ds = load(path)
-    assert ds.counts["published_unparseable"] == 0 and ds.counts["status_date_unparseable"] == 0
-    assert ds.date_range == ("2024-03-05", "2024-03-05")  # 01:29 UTC is 19:29 the evening before in Austin
-    assert ds.columns.arrays["hour"].tolist() == [19]
+    ds = _load_one_row(tmp_path, load, published, status)
     assert ds.columns.arrays["response_minutes"].tolist() == [45.0 if published[-1] != "t" else 0.0]
     assert ds.info()["reading"]["unread_zones"] == {}
 
