@@ -457,3 +457,17 @@ def test_ctrl_c_outside_a_client_command_is_one_line(tmp_path):
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, (proc.returncode, err)
     assert err == "jobqueue: interrupted\n", err
+
+
+def test_a_data_file_given_without_data_is_named_so():
+    """`jobqueue data info data/x.csv` said "unrecognized arguments: data/x.csv" under `jobqueue
+    data`'s usage, which names no file: it now shows `data info`'s own usage and the --data to write."""
+    r = jq("data", "info", "data/traffic_incidents_sample.csv")
+    assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
+    assert "usage: jobqueue data info" in r.stderr, r.stderr
+    assert "write --data data/traffic_incidents_sample.csv" in r.stderr, r.stderr
+    # a stray word where there is no --data to give it to is still named as argparse names it
+    r = jq("data", "generate", "foo")
+    assert (
+        r.returncode == 2 and "usage: jobqueue data generate" in r.stderr and "unrecognized arguments: foo" in r.stderr
+    )

@@ -122,8 +122,8 @@ def _main(argv: list[str] | None = None) -> int:
         choice.epilog = choice.epilog or Exit.epilog()
     args, extra = parser.parse_known_args(argv)
     if extra:  # what parse_args refuses, said by the subcommand (its usage), a parameter as an option named
-        command = sub.choices.get(getattr(args, "command", None) or "", parser)
-        hint = _option_as_parameter(command, args, extra, sub.choices)
+        command = _innermost(sub.choices.get(getattr(args, "command", None) or "", parser), args)
+        hint = _option_as_parameter(command, args, extra, sub.choices) or _file_without_option(command, extra)
         command.error(hint or f"unrecognized arguments: {' '.join(extra)}")
     if getattr(args, "admin_handler", None) is not None:
         return args.admin_handler(args)
@@ -146,6 +146,26 @@ def _main(argv: list[str] | None = None) -> int:
     if args.command == "version":
         print(_version())
     return Exit.OK
+
+
+def _innermost(command: argparse.ArgumentParser, args: argparse.Namespace) -> argparse.ArgumentParser:
+    """The subcommand's own parser for a nested one (``data info``), so its error shows its usage."""
+    import argparse
+
+    for action in command._actions:
+        if isinstance(action, argparse._SubParsersAction) and getattr(args, action.dest, None) in action.choices:
+            return action.choices[getattr(args, action.dest)]
+    return command
+
+
+def _file_without_option(command: argparse.ArgumentParser, extra: list[str]) -> str | None:
+    """``jobqueue data info data/x.csv``: the file goes after ``--data``. argparse said only
+    "unrecognized arguments: data/x.csv", under ``jobqueue data``'s usage, which names no file."""
+    if len(extra) != 1 or extra[0].startswith("-") or "--data" not in command._option_string_actions:
+        return None
+    import shlex
+
+    return f"the data file is given with --data: write --data {shlex.quote(extra[0])} (got {extra[0]})"
 
 
 def _option_as_parameter(
