@@ -471,3 +471,11 @@ def test_a_data_file_given_without_data_is_named_so():
     assert (
         r.returncode == 2 and "usage: jobqueue data generate" in r.stderr and "unrecognized arguments: foo" in r.stderr
     )
+
+
+def test_a_data_file_given_to_analyze_without_data_is_named_so():
+    """`jobqueue analyze top_locations n=5 data/x.csv` said to write n='5 data/x.csv' (the file read as
+    the rest of a value the shell split); a word naming a file is the data file, for --data."""
+    r = jq("analyze", "top_locations", "n=5", "data/traffic_incidents_sample.csv")
+    assert r.returncode == 2 and "write --data data/traffic_incidents_sample.csv" in r.stderr, r.stderr
+    assert "n='5" not in r.stderr

@@ -58,6 +58,11 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     from .registry import REGISTRY, ParamError, UnknownOperation
 
     prog = "jobqueue analyze"
+    # `analyze top_locations n=5 data/x.csv`: the file was read as the rest of a value split at a space
+    # ("write n='5 data/x.csv'"); a word without '=' naming a file is the data file, given with --data
+    files = [word for word in args.params if "=" not in word and os.path.isfile(word)]
+    if files:
+        return _fail(prog, f"the data file is given with --data: write --data {shlex.quote(files[0])}", Exit.USAGE)
     try:
         op = REGISTRY.get(args.operation)
         params = op.validate(typed(op.describe()["params"], parse_pairs(args.params)))  # as submit types them
