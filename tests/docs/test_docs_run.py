@@ -32,7 +32,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,6 +41,7 @@ import requests
 
 from devstack.paths import BIN, REPO_ROOT
 from devstack.procs import free_port, wait_until
+from tests.support.local_stack import checkout_copy
 
 pytestmark = pytest.mark.slow
 
@@ -202,15 +202,7 @@ def test_what_a_skipped_block_names_exists(block):
 def newcomer(tmp_path_factory):
     """A copy of the checkout with ``make up``'s stack on free ports; yields (workdir, env)."""
     tmp = tmp_path_factory.mktemp("docs")
-    work = tmp / "atx-jobqueue"
-    files = subprocess.run(["git", "ls-files", "-z"], cwd=REPO_ROOT, capture_output=True, check=True).stdout
-    for name in filter(None, files.decode().split("\0")):
-        src, dst = REPO_ROOT / name, work / name
-        if src.is_file():
-            dst.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(src, dst)
-    for name in (".venv", ".tools"):
-        (work / name).symlink_to(REPO_ROOT / name)
+    work = checkout_copy(tmp / "atx-jobqueue")
     port, redis_port = free_port(), free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTEST", "PROMETHEUS", "REDIS_", "VIRTUAL_ENV"))}
     env["PATH"] = os.pathsep.join(

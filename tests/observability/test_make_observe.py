@@ -16,6 +16,7 @@ from devstack.prometheus_server import PrometheusServer, find_prometheus
 from devstack.make_env import stack_env
 from devstack.procs import free_port
 from devstack.redis_server import find_redis_server
+from tests.support.local_stack import all_gone, stack_pids
 from tests.support.loopback import needs_ipv6
 from tests.support.refusals import send_refused
 
@@ -133,7 +134,6 @@ def _dashboard_fills(prom, api: str, redis_panels: bool) -> None:
 def test_the_stop_hint_stops_everything_observe_started(tmp_path):
     """`RUN_DIR=/tmp/me make observe` ended with "Stop everything with: make down": that bare command
     looks in the default RUN_DIR and left this Prometheus, API, workers and Redis running."""
-    import time
 
     if find_prometheus() is None or find_redis_server() is None:
         pytest.skip("needs prometheus and redis-server (make setup)")
@@ -149,15 +149,12 @@ def test_the_stop_hint_stops_everything_observe_started(tmp_path):
             for line in proc.stdout.splitlines()
             if line.startswith("Stop everything with: ")
         ]
-        pids = [int(p.read_text()) for p in (run_dir / "pids").glob("*.pid")]
+        pids = stack_pids(run_dir)
         # redis, api, worker-1, prometheus (and the Redis exporter)
         assert len(pids) == 4 + (shutil.which("prometheus-redis-exporter") is not None), pids
         shell_env = {k: v for k, v in env.items() if k not in ("RUN_DIR", "PORT", "REDIS_PORT", "PROMETHEUS_PORT")}
         subprocess.run(["bash", "-c", hint], cwd=REPO_ROOT, env=shell_env, check=True, capture_output=True, timeout=120)
-        deadline = time.monotonic() + 60
-        while any(os.path.exists(f"/proc/{pid}") for pid in pids) and time.monotonic() < deadline:
-            time.sleep(0.1)
-        assert not any(os.path.exists(f"/proc/{pid}") for pid in pids), hint
+        assert all_gone(pids), hint
     finally:
         subprocess.run([str(REPO_ROOT / "scripts" / "down.sh")], env=env, capture_output=True, timeout=120)
 

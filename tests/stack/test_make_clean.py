@@ -6,50 +6,29 @@ ports held, Redis writing into a deleted folder) and `make down` said "nothing t
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
-import time
 
 import pytest
 
 from devstack.make_env import stack_env
 from devstack.paths import REPO_ROOT
+from tests.support.local_stack import all_gone, checkout_copy, stack_pids
 
 pytestmark = pytest.mark.slow
 
 
-def _checkout_copy(where):
-    """The tracked files, with the real checkout's .venv and .tools linked in (clean removes the links)."""
-    files = subprocess.run(["git", "ls-files", "-z"], cwd=REPO_ROOT, capture_output=True, check=True).stdout
-    for name in filter(None, files.decode().split("\0")):
-        src, dst = REPO_ROOT / name, where / name
-        if src.is_file():
-            dst.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(src, dst)
-    for name in (".venv", ".tools"):
-        (where / name).symlink_to(REPO_ROOT / name)
-    return where
-
-
-def _gone(pids: list[int]) -> bool:
-    deadline = time.monotonic() + 60
-    while any(os.path.exists(f"/proc/{pid}") for pid in pids) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    return not any(os.path.exists(f"/proc/{pid}") for pid in pids)
-
-
 def test_clean_stops_the_stack_it_removes(tmp_path):
-    work = _checkout_copy(tmp_path / "atx-jobqueue")
+    work = checkout_copy(tmp_path / "atx-jobqueue")
     env = stack_env(str(work / ".run"), WORKERS="1")
     up = subprocess.run(["bash", "scripts/up.sh"], cwd=work, env=env, capture_output=True, text=True, timeout=600)
-    pids = [int(p.read_text()) for p in (work / ".run" / "pids").glob("*.pid")]
+    pids = stack_pids(work / ".run")
     try:
         assert up.returncode == 0, up.stdout + up.stderr
         assert len(pids) == 3, pids  # redis, api, worker-1
         del env["RUN_DIR"]  # `make clean` as typed: the stack is the checkout's .run
         clean = subprocess.run(["make", "clean"], cwd=work, env=env, capture_output=True, text=True, timeout=300)
         assert clean.returncode == 0, clean.stdout + clean.stderr
-        assert _gone(pids), f"make clean left the stack running: {clean.stdout}"
+        assert all_gone(pids), f"make clean left the stack running: {clean.stdout}"
         assert "down: stopped api" in clean.stdout, clean.stdout
         assert not (work / ".run").exists() and not (work / ".venv").exists()
         assert (REPO_ROOT / ".venv" / "bin" / "python").exists()  # only the link went

@@ -8,13 +8,13 @@ import os
 import shlex
 import shutil
 import subprocess
-import time
 
 import pytest
 
 from devstack.make_env import stack_env
 from devstack.paths import REPO_ROOT
 from devstack.prometheus_server import find_prometheus
+from tests.support.local_stack import all_gone, stack_pids
 
 MAKE_UP_VARIABLES = ("RUN_DIR", "PORT", "REDIS_PORT", "WORKER_METRICS_BASE", "PROMETHEUS_PORT", "REDIS_EXPORTER_PORT")
 
@@ -27,13 +27,6 @@ def _typed(command: str, folder, env) -> subprocess.CompletedProcess[str]:
 def _line_after(prefix: str, out: str) -> str:
     [line] = [line.split(prefix, 1)[1] for line in out.splitlines() if line.startswith(prefix)]
     return line
-
-
-def _gone(pids: list[int]) -> bool:
-    deadline = time.monotonic() + 60
-    while any(os.path.exists(f"/proc/{pid}") for pid in pids) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    return not any(os.path.exists(f"/proc/{pid}") for pid in pids)
 
 
 @pytest.mark.slow
@@ -70,11 +63,11 @@ def test_up_observe_and_down_from_another_folder_use_that_folders_run_dir(tmp_pa
             hint = _line_after("Stop it with: ", up.stdout)
 
         # the printed stop command, typed in the same folder without make up's variables, stops it all
-        pids = [int(p.read_text()) for p in (run_dir / "pids").glob("*.pid")]
+        pids = stack_pids(run_dir)
         shell_env = {k: v for k, v in env.items() if k not in MAKE_UP_VARIABLES}
         down = _typed(hint, home, shell_env)
         assert down.returncode == 0, hint + down.stdout + down.stderr
-        assert pids and _gone(pids), hint
+        assert pids and all_gone(pids), hint
     finally:
         _typed(f"{make} down RUN_DIR={name}", home, env)
 
