@@ -109,7 +109,17 @@ def update_targets_section() -> None:
     report.write_section("targets", body)
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
+    # `python -m bench.run_all --help` ran every benchmark (most of an hour) and rewrote
+    # docs/benchmarks.md: it read no command line at all. Its settings are environment variables.
+    import argparse
+
+    argparse.ArgumentParser(
+        prog="python -m bench.run_all",
+        description=__doc__.splitlines()[0] if __doc__ else None,
+        epilog="BENCH_QUICK=1 for a short pass; BENCH_ONLY=peers,api for a subset; BENCH_DOC=<file> "
+        "to write the report elsewhere than docs/benchmarks.md.",
+    ).parse_args(argv)
     only = set(filter(None, os.environ.get("BENCH_ONLY", "").split(",")))
     status = []
     total = time.monotonic()

@@ -1,6 +1,12 @@
-"""The targets list that ``make bench`` gathers from every section of docs/benchmarks.md."""
+"""The targets list that ``make bench`` gathers from every section of docs/benchmarks.md, and its
+command line."""
+
+import os
+import subprocess
+import sys
 
 from bench import run_all
+from devstack.paths import REPO_ROOT
 
 DOC = """\
 ## Targets
@@ -55,7 +61,38 @@ def test_make_bench_writes_a_document_outside_the_checkout(tmp_path, monkeypatch
     doc = tmp_path / "benchmarks.md"
     monkeypatch.setattr(run_all.report, "DOC", doc)  # what BENCH_DOC sets at import
     monkeypatch.setenv("BENCH_ONLY", "no-such-script")  # no benchmark runs: intro, machine, targets
-    assert run_all.main() == 0
+    assert run_all.main([]) == 0
     text = doc.read_text()
     assert "<!-- bench:intro -->" in text and "<!-- bench:machine -->" in text and "Interpreter: " in text
     assert f"report: {doc}" in capsys.readouterr().out
+
+
+# `python -m bench.run_all --help` printed nothing of the kind: it read no command line, so it ran
+# every benchmark and rewrote docs/benchmarks.md. It now answers --help, and refuses a word it does
+# not know (exit 2), before writing anything.
+
+
+def _run_all(tmp_path, *args: str) -> subprocess.CompletedProcess[str]:
+    # BENCH_ONLY names no script and BENCH_DOC is the test's own: without the fix this writes only there
+    env = {**os.environ, "BENCH_ONLY": "no-such-bench", "BENCH_DOC": str(tmp_path / "benchmarks.md")}
+    return subprocess.run(
+        [sys.executable, "-m", "bench.run_all", *args],
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_help_is_help_and_runs_nothing(tmp_path):
+    done = _run_all(tmp_path, "--help")
+    assert done.returncode == 0 and "usage: python -m bench.run_all" in done.stdout, done.stdout + done.stderr
+    assert "BENCH_ONLY" in done.stdout
+    assert not (tmp_path / "benchmarks.md").exists()
+
+
+def test_an_unknown_argument_is_refused_before_anything_runs(tmp_path):
+    done = _run_all(tmp_path, "quick")
+    assert done.returncode == 2 and "unrecognized arguments: quick" in done.stderr, done.stderr
+    assert not (tmp_path / "benchmarks.md").exists()
