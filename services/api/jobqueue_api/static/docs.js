@@ -17,6 +17,38 @@
   // logged in on the web page: Try it out's calls carry its cookie, and a change made with it needs
   // the page's CSRF value (the server put it here only for that cookie's holder)
   var csrf = (document.querySelector('meta[name="csrf-token"]') || {}).content || "";
+  // The Authorize dialog, as Swagger UI draws it: its close button (an icon) has no name (axe:
+  // button-name, critical), its Authorize and Logout buttons are named "Apply credentials" and
+  // "Remove authorization", which a speech user saying the visible word cannot hit (axe:
+  // label-content-name-mismatch), its field is named "auth-bearer-value", and it is not announced as a
+  // dialog. On closing it the focus fell to the page's start; it goes back to the Authorize button.
+  var dialogOpen = false;
+  function authorizeDialog() {
+    var dialog = el.querySelector(".modal-ux .modal-ux-inner");
+    if (!dialog) {
+      var opener = el.querySelector(".auth-wrapper .btn.authorize");
+      var lost = !document.activeElement || document.activeElement === document.body;
+      if (dialogOpen && opener && lost) opener.focus();
+      dialogOpen = false;
+      return;
+    }
+    dialogOpen = true;
+    var title = dialog.querySelector(".modal-ux-header h3");
+    if (title && !dialog.hasAttribute("role")) {
+      title.id = "authorize-dialog-title";
+      dialog.setAttribute("role", "dialog");
+      dialog.setAttribute("aria-labelledby", title.id);
+    }
+    dialog.querySelectorAll(".close-modal:not([aria-label])").forEach(function (b) {
+      b.setAttribute("aria-label", "Close");
+    });
+    dialog.querySelectorAll(".auth-btn-wrapper button[aria-label]").forEach(function (b) {
+      b.removeAttribute("aria-label"); // named by its visible word
+    });
+    dialog.querySelectorAll('input[aria-label^="auth-"]').forEach(function (input) {
+      input.removeAttribute("aria-label"); // named by its visible label ("Value:")
+    });
+  }
   fetch(specUrl, { credentials: "same-origin" })
     .then(function (r) { return r.json(); })
     .then(function (spec) {
@@ -49,6 +81,7 @@
             control.setAttribute("aria-label", pair[1]);
           });
         });
+        authorizeDialog();
       }).observe(el, { childList: true, subtree: true });
     })
     .catch(function (err) {
