@@ -157,3 +157,38 @@ def test_a_printed_result_is_dark_ink_on_paper_with_the_whole_json_and_no_contro
         assert json_box[0] > 480 and json_box[0] <= json_box[1] + 1, json_box  # all of it, no scroll box
     finally:
         context.close()
+
+
+# elements whose computed style still moves: a transition or an animation with a duration
+MOVING = """() => [...document.querySelectorAll('*')].filter((n) => { const s = getComputedStyle(n);
+  return parseFloat(s.transitionDuration) + parseFloat(s.animationDuration) > 0; }).map((n) => n.outerHTML.slice(0, 80))"""
+
+
+def test_with_reduced_motion_nothing_moves_on_any_page(browser, stack):
+    """A system set to reduce motion still got Swagger UI's on /docs: a field shaken when Execute finds
+    it empty, a spinning loader, sliding and fading panels (59 elements with a transition or an
+    animation). docs.css stops them under prefers-reduced-motion; the web page's own pages have none."""
+    expect = patient_expect()
+    context = new_context(browser, reduced_motion="reduce", viewport={"width": 1280, "height": 900})
+    moving = {}
+    try:
+        page = context.new_page()
+        for path in ("/ui/", "/ui/jobs", "/ui/submit", "/ui/data"):
+            page.goto(stack.url + path)
+            expect(page.locator("main h1")).to_be_visible()
+            moving[path] = page.evaluate(MOVING)
+        page.goto(f"{stack.url}/docs")
+        expect(page.locator(".swagger-ui .info .title")).to_be_visible(timeout=FINAL_TIMEOUT)
+        page.locator(".auth-wrapper .btn.authorize").click()
+        expect(page.locator(".modal-ux")).to_be_visible()
+        moving["/docs, Authorize dialog"] = page.evaluate(MOVING)
+        page.keyboard.press("Escape")
+        op = page.locator("#operations-jobs-getJob")
+        op.locator(".opblock-summary-control").click()
+        op.locator(".try-out__btn").click()
+        op.locator(".execute").click()  # no job id typed: Swagger UI marks the field invalid
+        expect(op.locator("input.invalid")).to_be_visible()
+        moving["/docs, Execute with a field empty"] = page.evaluate(MOVING)
+    finally:
+        context.close()
+    assert all(not found for found in moving.values()), moving
