@@ -510,6 +510,31 @@ def test_no_page_scrolls_sideways_on_a_phone(browser, stack):
     assert wide == {}, wide
 
 
+def test_the_interactive_docs_do_not_scroll_sideways_on_a_phone(browser, stack):
+    """At 320 CSS px (a phone, or 400% zoom: WCAG 1.4.10) an opened operation on /docs made the whole
+    page 425 px wide: Swagger UI's responses and parameters tables took their widest word and field.
+    docs.css fits them to the width; the request's curl line still scrolls in its own box."""
+    expect = patient_expect()
+    context = new_context(browser, viewport={"width": 320, "height": 640})
+    wide = {}
+    try:
+        page = context.new_page()
+        page.goto(f"{stack.url}/docs")
+        expect(page.locator(".swagger-ui .info .title")).to_be_visible(timeout=FINAL_TIMEOUT)
+        for op_id in ("operations-jobs-submit", "operations-jobs-listJobs"):
+            op = page.locator(f"#{op_id}")
+            op.locator(".opblock-summary-control").click()
+            op.locator(".try-out__btn").click()
+            op.locator(".execute").click()
+            expect(op.locator(".responses-table .response-col_status").first).to_be_visible(timeout=FINAL_TIMEOUT)
+            width = page.evaluate("document.documentElement.scrollWidth")
+            if width > 320:
+                wide[op_id] = width
+    finally:
+        context.close()
+    assert wide == {}, wide
+
+
 @pytest.mark.parametrize("scheme", ["light", "dark"])
 def test_axe_on_the_interactive_docs_finds_nothing_serious(browser, stack, scheme):
     """/docs was not scanned: axe found white on #49cc90 method labels (2.0:1) and the other light
