@@ -85,3 +85,25 @@ def test_cancel_says_why_it_was_refused_and_the_focus_stays_on_the_actions(page,
     expect(page.locator("#a-cancel")).to_be_hidden()
     assert page.evaluate(FOCUSED) == "a-again"
     assert page.problems == []
+
+
+def test_the_jobs_tables_live_update_leaves_the_focus_on_the_job_link(page, idle_stack):
+    """Every 3 s poll redrew the jobs table from scratch: a keyboard user on a job's link was sent back
+    to the page's start ("Skip to content"), mid-table. Rows are now kept per job and only changed
+    cells replaced: the focused link stays, the same element (a screen reader does not read it again),
+    while a new job appears above it."""
+    expect = patient_expect()
+    url = idle_stack.url
+    ids = [api_submit(url, "top_locations", {"n": n}) for n in (1, 2, 3)]
+    page.goto(f"{url}/ui/jobs")
+    link = page.locator(f'#jobs a[href$="{ids[1]}"]')
+    expect(link).to_be_visible()
+    link.focus()
+    page.evaluate("() => { document.activeElement.marked = 'yes'; }")
+    newer = api_submit(url, "top_locations", {"n": 4})
+    expect(page.locator("#jobs tr").first).to_contain_text(newer[:8])  # a poll drew the change
+    page.wait_for_timeout(3500)  # and one more, with nothing changed
+    assert page.evaluate("() => [document.activeElement.getAttribute('href'), document.activeElement.marked]") == [
+        f"../ui/jobs/{ids[1]}",
+        "yes",
+    ]

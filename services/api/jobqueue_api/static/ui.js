@@ -135,6 +135,35 @@
     if (node.textContent !== text) node.textContent = text;
   }
 
+  // A poll redrew a table's rows from scratch: a keyboard user on a job's link in the jobs table (or
+  // the overview's workers table) was sent back to the page's start every 3 s. Rows are now kept per
+  // key (a job's or worker's id) and only their changed cells replaced, so a focused link stays
+  // where it is, unannounced; if its row left the table, the focus goes to the table's box.
+  function drawRows(tbody, rows) {
+    var at = document.activeElement;
+    var inside = !!at && at !== tbody && tbody.contains(at);
+    var kept = {};
+    Array.prototype.forEach.call(tbody.rows, function (tr) { if (tr.dataset.key) kept[tr.dataset.key] = tr; });
+    var wanted = rows.map(function (fresh) {
+      var old = fresh.dataset.key && kept[fresh.dataset.key];
+      if (!old || old.cells.length !== fresh.cells.length) return fresh;
+      Array.prototype.slice.call(fresh.cells).forEach(function (cell, i) {
+        if (old.cells[i].outerHTML !== cell.outerHTML) old.replaceChild(cell, old.cells[i]);
+      });
+      return old;
+    });
+    Array.prototype.slice.call(tbody.rows).forEach(function (tr) {
+      if (wanted.indexOf(tr) < 0) tbody.removeChild(tr);
+    });
+    wanted.forEach(function (tr, i) {
+      if (tbody.rows[i] !== tr) tbody.insertBefore(tr, tbody.rows[i] || null);
+    });
+    if (inside && !tbody.contains(document.activeElement)) {
+      var box = tbody.closest("[tabindex]");
+      if (box) box.focus();
+    }
+  }
+
   // At most `most` characters, the last an ellipsis when cut. Counted in characters, not UTF-16
   // units: slice() cut an emoji (two units) in half, and its lone half showed as "\uFFFD" before the "…".
   function shorten(text, most) {
@@ -340,14 +369,13 @@
         byId("st-updated").textContent = "Last update " + new Date().toLocaleTimeString() + ".";
         byId("stalled").hidden = !q.stalled;
         say(byId("stalled-reason"), q.stalled_reason);   // (inside role=alert: said again at each write)
-        var tbody = byId("workers");
-        clear(tbody);
+        var rows = [];
         if (!q.workers.length) {
           var tr0 = el("tr"); tr0.appendChild(el("td", { colspan: "4" }, "No worker has a heartbeat."));
-          tbody.appendChild(tr0);
+          rows.push(tr0);
         }
         q.workers.forEach(function (w) {
-          var tr = el("tr");
+          var tr = el("tr", { "data-key": w.id });
           tr.appendChild(el("td", null, w.id));
           tr.appendChild(el("td", { class: w.alive ? "ok" : "bad" }, w.alive ? "yes" : "no (lease expired)"));
           tr.appendChild(el("td", null, fmtAge(w.heartbeat_age_seconds) + " ago"));
@@ -355,8 +383,9 @@
           if (w.job_id) td.appendChild(el("a", { href: ROOT + "ui/jobs/" + encodeURIComponent(w.job_id) }, w.job_id.slice(0, 8)));
           else td.textContent = w.busy ? "busy (another user's job)" : "idle";
           tr.appendChild(td);
-          tbody.appendChild(tr);
+          rows.push(tr);
         });
+        drawRows(byId("workers"), rows);
         var r = q.recent, labels = [];
         for (var i = 0; i < r.complete.length; i++) {
           var d = new Date((r.start + i * r.bucket_seconds) * 1000);
@@ -398,7 +427,7 @@
   }
 
   function jobRow(job) {
-    var tr = el("tr");
+    var tr = el("tr", { "data-key": job.job_id });
     var td = el("td");
     td.appendChild(el("a", { href: ROOT + "ui/jobs/" + encodeURIComponent(job.job_id) }, job.job_id.slice(0, 8)));
     tr.appendChild(td);
@@ -451,13 +480,12 @@
         if (mine !== asked) return;
         if (!res.ok) { notice(errorText(res)); return; }
         notice("");
-        var tbody = byId("jobs");
-        clear(tbody);
-        if (!res.data.jobs.length) {
+        var rows = res.data.jobs.map(jobRow);
+        if (!rows.length) {
           var tr = el("tr"); tr.appendChild(el("td", { colspan: hasOwners() ? "11" : "10" }, "No jobs match."));
-          tbody.appendChild(tr);
+          rows.push(tr);
         }
-        res.data.jobs.forEach(function (job) { tbody.appendChild(jobRow(job)); });
+        drawRows(byId("jobs"), rows);
         next = res.data.next_cursor || null;
         byId("older").disabled = !next;
         byId("newer").disabled = history.length === 0;
