@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from tests.ui.browser import api_submit, patient_expect
+from tests.ui.browser import api_submit, new_context, patient_expect
 
 pytestmark = pytest.mark.slow
 
@@ -107,3 +107,35 @@ def test_the_jobs_tables_live_update_leaves_the_focus_on_the_job_link(page, idle
         f"../ui/jobs/{ids[1]}",
         "yes",
     ]
+
+
+# the focused element, and whether it draws an outline (the focus ring)
+RING = """() => { const n = document.activeElement, c = getComputedStyle(n);
+  return [n.tagName + '.' + n.className, c.outlineStyle !== 'none' && parseFloat(c.outlineWidth) >= 2]; }"""
+
+
+@pytest.mark.parametrize("scheme", ["light", "dark"])
+def test_every_control_on_the_docs_page_shows_where_the_keyboard_focus_is(browser, idle_stack, scheme):
+    """Tabbing through /docs, Swagger UI drew no focus ring on the request body's field, and in the
+    dark scheme none on the operations' buttons, the lists and the fields either: a keyboard user
+    could not see where the focus was (and the header's links had only the browser's thin 1 px ring).
+    docs.css gives every control the web page's ring."""
+    expect = patient_expect()
+    context = new_context(browser, color_scheme=scheme, viewport={"width": 1280, "height": 900})
+    unringed = set()
+    try:
+        page = context.new_page()
+        page.goto(f"{idle_stack.url}/docs")
+        expect(page.locator(".swagger-ui .info .title")).to_be_visible()
+        for op_id in ("operations-jobs-submit", "operations-jobs-listJobs"):
+            page.locator(f"#{op_id} .opblock-summary-control").click()
+            page.locator(f"#{op_id} .try-out__btn").click()
+        page.locator(".docs-bar a").first.focus()
+        for _ in range(40):
+            page.keyboard.press("Tab")
+            what, ringed = page.evaluate(RING)
+            if not ringed:
+                unringed.add(what)
+    finally:
+        context.close()
+    assert unringed == set(), unringed
