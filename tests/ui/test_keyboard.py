@@ -139,3 +139,23 @@ def test_every_control_on_the_docs_page_shows_where_the_keyboard_focus_is(browse
     finally:
         context.close()
     assert unringed == set(), unringed
+
+
+def test_the_docs_authorize_dialog_keeps_the_keyboard_inside_until_it_closes(page, idle_stack):
+    """Tab past the Authorize dialog's last button (or Shift+Tab before its first) went on into the
+    operations behind its backdrop, where the focus could not be seen. It now wraps round inside the
+    dialog; Escape closes it and the focus is back on the Authorize button."""
+    expect = patient_expect()
+    page.goto(f"{idle_stack.url}/docs")
+    opener = page.locator(".auth-wrapper .btn.authorize")
+    opener.focus()
+    page.keyboard.press("Enter")
+    expect(page.locator(".modal-ux [role=dialog][aria-modal=true]")).to_be_visible()
+    inside = []
+    for key in ["Tab"] * 6 + ["Shift+Tab"] * 6:
+        page.keyboard.press(key)
+        inside.append(page.evaluate("() => !!document.activeElement.closest('.modal-ux')"))
+    assert all(inside), inside
+    page.keyboard.press("Escape")
+    expect(page.locator(".modal-ux")).to_have_count(0)
+    expect(opener).to_be_focused()

@@ -37,6 +37,7 @@
     if (title && !dialog.hasAttribute("role")) {
       title.id = "authorize-dialog-title";
       dialog.setAttribute("role", "dialog");
+      dialog.setAttribute("aria-modal", "true");
       dialog.setAttribute("aria-labelledby", title.id);
     }
     dialog.querySelectorAll(".close-modal:not([aria-label])").forEach(function (b) {
@@ -49,6 +50,22 @@
       input.removeAttribute("aria-label"); // named by its visible label ("Value:")
     });
   }
+  // Tab past the dialog's last button (or Shift+Tab before its first) went on into the page behind
+  // the dialog's backdrop, where the focus could not be seen: it wraps round inside the dialog.
+  document.addEventListener("keydown", function (ev) {
+    var dialog = el.querySelector(".modal-ux .modal-ux-inner");
+    if (ev.key !== "Tab" || !dialog) return;
+    var stops = Array.prototype.filter.call(
+      dialog.querySelectorAll("button, input, select, textarea, a[href]"),
+      function (n) { return !n.disabled && n.getClientRects().length; }
+    );
+    if (!stops.length) return;
+    var first = stops[0], last = stops[stops.length - 1], at = document.activeElement;
+    if (ev.shiftKey ? at === first || !dialog.contains(at) : at === last || !dialog.contains(at)) {
+      ev.preventDefault();
+      (ev.shiftKey ? last : first).focus();
+    }
+  });
   fetch(specUrl, { credentials: "same-origin" })
     .then(function (r) { return r.json(); })
     .then(function (spec) {
