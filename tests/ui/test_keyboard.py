@@ -159,3 +159,26 @@ def test_the_docs_authorize_dialog_keeps_the_keyboard_inside_until_it_closes(pag
     page.keyboard.press("Escape")
     expect(page.locator(".modal-ux")).to_have_count(0)
     expect(opener).to_be_focused()
+
+
+def test_every_stop_on_the_pages_shows_the_focus_ring(page, stack):
+    """The scroll boxes a keyboard can enter (the jobs and workers tables', the charts'), and the
+    result's "Result as JSON" summary, had only the browser's thin 1 px ring, where links, buttons and
+    fields have the page's 3 px one. Tabbing through the overview, the jobs list and a finished job's
+    page, every stop now shows the page's ring."""
+    expect = patient_expect()
+    job_id = api_submit(stack.url, "top_locations", {"n": 3})
+    unringed = {}
+    for path, ready in (
+        (f"/ui/jobs/{job_id}", "#j-result svg"),
+        ("/ui/", "#recent-chart"),
+        ("/ui/jobs", "#jobs a"),
+    ):
+        page.goto(stack.url + path)
+        expect(page.locator(ready).first).to_be_visible()
+        for _ in range(30):
+            page.keyboard.press("Tab")
+            what, ringed = page.evaluate(RING)
+            if not ringed and what != "BODY.":  # past the last stop, the browser's own controls
+                unringed.setdefault(path, set()).add(what)
+    assert unringed == {}, unringed
