@@ -243,3 +243,31 @@ def test_a_huge_duplicate_key_is_not_echoed_back_whole(client):
     assert response.status_code == 400 and response.get_json()["error"] == "duplicate_key"
     assert len(response.get_data()) < 2000, len(response.get_data())
     assert response.get_json()["key"].endswith("... (30000 characters)")
+
+
+@pytest.mark.parametrize(
+    "method,path",
+    [
+        ("GET", "/jobs//result"),
+        ("GET", "/status//x"),
+        ("GET", "/jobs//"),
+    ],
+)
+def test_a_doubled_slash_is_a_json_404_not_a_redirect_to_another_route(client, queue, method, path):
+    """`/jobs//result` answered a 308 HTML redirect to `/jobs/result`, another route (a job named
+    "result"), and `/status//x` one to `/status/x`: a path with an empty part names no route."""
+    # (PATH_INFO as gunicorn passes it: the test client reads a leading "//" as a host name)
+    body = {"operation": "top_locations", "params": {"n": 3}}
+    response = client.open("/", method=method, json=body, environ_overrides={"PATH_INFO": path})
+    assert response.status_code == 404, (response.status_code, response.headers.get("Location"))
+    assert response.get_json()["error"] == "not_found"
+    assert queue.llen(keys.queue("jobs")) == 0
+
+
+def test_a_leading_doubled_slash_is_the_route(client, queue):
+    """`curl -X POST $API/submit` with API ending in `/` sends `//submit`: Werkzeug reads leading
+    slashes as one, so it is the submit (not a 404 and not a redirect)."""
+    body = {"operation": "top_locations", "params": {"n": 3}}
+    response = client.open("/", method="POST", json=body, environ_overrides={"PATH_INFO": "//submit"})
+    assert response.status_code == 202, response.get_json()
+    assert queue.llen(keys.queue("jobs")) == 1

@@ -94,6 +94,9 @@ def create_app(
     loading DATA_PATH (readiness then reports the data as not loaded)."""
     settings = settings if settings is not None else load_settings()
     app = JobqueueFlask(__name__, static_folder=None)
+    # a doubled slash names no route: merged, `/jobs//result` was a 308 to `/jobs/result` (a job named
+    # "result") and `//submit` one to `/submit`, an HTML redirect a POST client may not follow
+    app.url_map.merge_slashes = False
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
     app.json.sort_keys = False  # type: ignore[attr-defined]
 
