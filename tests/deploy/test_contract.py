@@ -278,6 +278,7 @@ def test_every_setting_is_set_by_the_chart():
         "DATA_DAY_FIRST": "only with config.dataDayFirst set (tests/deploy/test_data_loader.py), for the same reason",
         "TOKEN_FAILURE_WINDOW_SECONDS": "its default, 60 s; shorter in tests. Set, it would be a new ConfigMap key "
         "that rolls every pod on upgrade",
+        "SUBMIT_RATE_WINDOW_SECONDS": "its default, 60 s; shorter in tests, as TOKEN_FAILURE_WINDOW_SECONDS",
     }
     objs = scenario_objects("default")
     for component in APP_CONTAINERS:

@@ -146,10 +146,19 @@ class KeyedSubmits:
     whose jobs decide nothing), bounded like every Redis call of the API, with the rate limit
     counted first (a 429 stored nothing; a repeat counts as a submit, as on Stripe)."""
 
-    def __init__(self, delivery: Delivery, counts: redis.Redis, limit: int, bound: float, job_ttl: int):
+    def __init__(
+        self,
+        delivery: Delivery,
+        counts: redis.Redis,
+        limit: int,
+        bound: float,
+        job_ttl: int,
+        window_seconds: int = 60,
+    ):
         self.delivery = delivery
         self.counts = counts
         self.limit = limit
+        self.window_seconds = window_seconds
         self.bound = bound
         self.key_seconds = min(KEY_SECONDS, job_ttl)
 
@@ -160,7 +169,7 @@ class KeyedSubmits:
         try:
             with within(self.bound):
                 if client is not None and self.limit > 0:
-                    refused = ratelimit.admit(self.counts, self.limit, [client])[0]
+                    refused = ratelimit.admit(self.counts, self.limit, [client], self.window_seconds)[0]
                     if refused is not None:
                         raise refused
                 answer = self.delivery.store_keyed(job, key.name, key.fingerprint, self.key_seconds, waited)

@@ -372,7 +372,10 @@ def build_spec(catalogue: Registry, settings: Settings, version: str) -> dict[st
                 "the body is not Content-Type: application/json (or an application/...+json type), "
                 "or has a Content-Encoding other than identity (send it uncompressed)"
             ),
-            "429": _error("this client's SUBMIT_RATE_LIMIT per minute is used up; see Retry-After"),
+            "429": _error(
+                "this client's SUBMIT_RATE_LIMIT per SUBMIT_RATE_WINDOW_SECONDS (a sliding window) is used up; "
+                "Retry-After says when a submit is admitted again"
+            ),
             "503": _error(
                 "Redis unreachable, or refusing writes: nothing was stored; submit again after Retry-After. "
                 "data_unavailable: the data file is refused; nothing runs until it is fixed"

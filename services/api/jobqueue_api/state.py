@@ -126,7 +126,16 @@ def build_state(settings: Settings, catalogue: Registry) -> ApiState:
     delivery = Delivery(jobs, settings)
     store = JobStore(jobs, settings.job_ttl_seconds, binary=jobs_binary)
     # the group commit's transaction goes through the pool itself (jobqueue.wire): bounded as a whole
-    store_many = bounded(partial(store_admitted, delivery, jobs, settings.submit_rate_limit), bound)
+    store_many = bounded(
+        partial(
+            store_admitted,
+            delivery,
+            jobs,
+            settings.submit_rate_limit,
+            window_seconds=settings.submit_rate_window_seconds,
+        ),
+        bound,
+    )
     return ApiState(
         settings=settings,
         catalogue=catalogue,
@@ -150,7 +159,14 @@ def build_state(settings: Settings, catalogue: Registry) -> ApiState:
             linger=READ_LINGER_SECONDS,
             company=UNDER_WAY.company,
         ),
-        keyed=KeyedSubmits(delivery, jobs, settings.submit_rate_limit, bound, settings.job_ttl_seconds),
+        keyed=KeyedSubmits(
+            delivery,
+            jobs,
+            settings.submit_rate_limit,
+            bound,
+            settings.job_ttl_seconds,
+            window_seconds=settings.submit_rate_window_seconds,
+        ),
         guesses=TokenGuesses(
             jobs, settings.token_failure_limit, settings.token_failure_window_seconds, acl_guard=delivery.acl_guard
         ),

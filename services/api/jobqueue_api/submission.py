@@ -386,12 +386,13 @@ def store_admitted(
     counts: redis.Redis,
     limit: int,
     batch: list[tuple[Job, str | None] | tuple[Job, str | None, bool]],
+    window_seconds: int = 60,
 ) -> list[ApiError | None]:
     """One group-commit call (``batching.SubmitBatcher``): count each (job, client[, waited]) of the
-    batch against ``limit`` (one round trip, only when the limit is on), store the jobs within it
+    batch against ``limit`` per sliding ``window_seconds`` (one round trip, only when the limit is on), store the jobs within it
     (one transaction; a waited job, ``POST /submit?wait=``, is marked so its end is announced),
     count them in ``jobqueue_jobs_submitted_total``, and return each item's refusal (a 429) or None."""
-    refusals = ratelimit.admit(counts, limit, [item[1] for item in batch])
+    refusals = ratelimit.admit(counts, limit, [item[1] for item in batch], window_seconds)
     admitted = [job for (job, *_), refused in zip(batch, refusals) if refused is None]
     waited = [item[0].id for item, refused in zip(batch, refusals) if refused is None and item[2:] == (True,)]
     delivery.store(admitted, waited)

@@ -811,7 +811,12 @@ SPEC: dict[str, tuple[str, Callable[[str, str], object], str]] = {
     "SUBMIT_RATE_LIMIT": (
         "0",
         _int(0, 1000000),
-        "API: submissions one client (named token, else address) may make per minute; beyond, 429 with Retry-After (0: no limit; the chart and k8s/ set 600)",
+        "API: submissions one client (named token, else address) may make per SUBMIT_RATE_WINDOW_SECONDS (a sliding window, a minute by default); beyond, 429 with Retry-After (0: no limit; the chart and k8s/ set 600)",
+    ),
+    "SUBMIT_RATE_WINDOW_SECONDS": (
+        "60",
+        _int(1, 3600),
+        "API: the sliding window SUBMIT_RATE_LIMIT counts submissions in, seconds back from each submit",
     ),
     "TOKEN_FAILURE_LIMIT": (
         "20",
@@ -894,6 +899,7 @@ class Settings:
     allowed_hosts: str
     forwarded_allow_ips: str
     submit_rate_limit: int
+    submit_rate_window_seconds: int
     token_failure_limit: int
     token_failure_window_seconds: int
     sync_plots_per_process: int
