@@ -523,13 +523,15 @@ def test_a_chunked_body_read_to_its_end_keeps_the_connection(api, redis_clients)
     assert json.loads(job)["status"] == "submitted"
 
 
-@pytest.mark.parametrize("coding", [b"gzip, chunked", b"deflate,chunked", b"compress, chunked"])
+@pytest.mark.parametrize("coding", [b"gzip, chunked", b"deflate,chunked", b"compress, chunked", b"identity, chunked"])
 @pytest.mark.parametrize("route", [b"/submit", b"/submit?wait=1", b"/jobs"])
 def test_a_body_transfer_coded_other_than_chunked_is_refused_and_not_stored(api, redis_clients, route, coding):
     """gunicorn accepts gzip, deflate and compress before chunked but undoes only the chunking: the
     application got the body still compressed. A gzip body was 400 invalid_json ("not UTF-8 text"),
     and plain JSON labelled ``gzip, chunked`` was stored (202) as if the label were not there. Both
-    are now the 501 gunicorn answers a coding it does not know (``br``), and nothing is stored."""
+    are now the 501 gunicorn answers a coding it does not know (``br``), and nothing is stored.
+    ``identity, chunked`` too: RFC 9112 has no identity coding, and it was a 202 beside the 501 of
+    ``xchunked``."""
     plain = b'{"operation": "top_locations", "params": {"n": 2}}'
     queue = redis_clients[1]
     before = queue.llen(keys.queue("jobs"))

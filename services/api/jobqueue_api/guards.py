@@ -206,13 +206,15 @@ def not_utf8_param(query: str) -> str | None:
 
 
 def unread_transfer_codings(header: str) -> list[str]:
-    """The codings of a ``Transfer-Encoding`` other than ``chunked`` (and ``identity``, which changes
-    nothing): ``gzip``, ``deflate`` or ``compress`` before ``chunked``. gunicorn accepts these names
-    (any other it refuses, 501) but undoes only the chunking, so the application got the body still
-    compressed: a gzip body was "400 invalid_json: not UTF-8 text", and plain JSON labelled
-    ``gzip, chunked`` was stored as if the label were not there."""
+    """The codings of a ``Transfer-Encoding`` other than ``chunked``: ``gzip``, ``deflate``,
+    ``compress`` or ``identity`` before ``chunked``. gunicorn accepts these names (any other it
+    refuses, 501) but undoes only the chunking, so the application got the body still compressed: a
+    gzip body was "400 invalid_json: not UTF-8 text", and plain JSON labelled ``gzip, chunked`` was
+    stored as if the label were not there. ``identity`` is no coding since RFC 7230 (RFC 9112 has
+    none): ``identity, chunked`` was accepted while an unknown name (``xchunked``) was refused, so it
+    is refused as well; only a lone ``chunked`` is."""
     names = [part.strip(" \t").lower() for part in header.split(",")]
-    return [name for name in names if name and name not in ("chunked", "identity")]
+    return [name for name in names if name and name != "chunked"]
 
 
 def json_mimetype(mimetype: str) -> bool:
