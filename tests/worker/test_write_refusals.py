@@ -65,6 +65,41 @@ def test_a_filled_redis_still_refuses_writes_once_clients_leave_and_buffers_shri
     client.set(keys.result("one-more"), b"x" * 100)  # and room again once it is gone
 
 
+def test_a_filled_redis_still_refuses_writes_after_a_busy_writer_took_the_headroom_and_left(fresh_redis):
+    """CI, 2026-12-03: a worker storing plots while the test filled Redis took most of the headroom,
+    so the filler was a few keys and half of it was a smaller margin than the worker's connection
+    held (the query buffer a big value leaves behind); once that was trimmed, every submit was
+    accepted at "maxmemory"."""
+    client = fresh_redis.client()
+    client.config_set("maxmemory-policy", "noeviction")
+    writer, stop = fresh_redis.client(), threading.Event()
+
+    def store_plots():
+        for i in range(100_000):
+            if stop.is_set():
+                return
+            try:
+                writer.set(keys.result(f"plot-{i}"), b"p" * 300_000)
+            except redis.exceptions.OutOfMemoryError:
+                time.sleep(0.001)
+
+    thread = threading.Thread(target=store_plots, daemon=True)
+    thread.start()
+    filler = fill_to_maxmemory(client)
+    stop.set()
+    thread.join(timeout=10)
+    writer.close()
+    time.sleep(3)  # Redis trims query buffers idle for 2 s
+    try:
+        client.set(keys.result("one-more"), b"x" * 100)
+    except redis.exceptions.OutOfMemoryError:
+        pass
+    else:
+        raise AssertionError("a write went through while the filler was still there")
+    client.delete(*filler)
+    client.set(keys.result("one-more"), b"x" * 100)
+
+
 def test_a_refused_submit_applies_nothing_and_says_why(fresh_redis):
     """Submit is one transaction: at maxmemory Redis refuses all of it, and the error names OOM
     (the API's 503 reads it)."""
