@@ -1,7 +1,7 @@
 """Redis under memory pressure with the chart's own redis.conf (issue test 6): a real redis-server
 started from the rendered ConfigMap (AOF, `save ""`, noeviction, a small `maxmemory`), the real API
-under gunicorn and a real worker. At maxmemory a submit answers a 503 naming the cause, /readyz says
-not ready, nothing is evicted (evicted_keys stays 0, every accepted job keeps its document), and the
+under gunicorn and a real worker. At maxmemory a submit answers a 503 naming the cause, /readyz stays
+200 (the pod keeps serving reads and deletes) and says redis_writable false, nothing is evicted (evicted_keys stays 0, every accepted job keeps its document), and the
 service recovers when memory is freed: every job accepted before finishes. (The API and worker side
 is core's; tests/stack/test_redis_memory_pressure.py runs the same against devstack's Redis.)
 Review finding 2.6: the chart had no maxmemory under the 512Mi limit, so Redis would be OOM-killed
@@ -76,7 +76,9 @@ def test_chart_redis_at_maxmemory_refuses_submits_evicts_nothing_and_recovers(tm
         assert refused, "no submit was refused at maxmemory"
         for r in refused:
             assert r.status_code == 503 and r.json()["error"] == "redis_out_of_memory", (r.status_code, r.text)
-        assert api.get(stack.url + "/readyz", timeout=10).status_code == 503
+        ready = api.get(stack.url + "/readyz", timeout=10)
+        assert ready.status_code == 200 and ready.json()["redis_writable"] is False, ready.text
+        assert api.get(stack.url + f"/status/{accepted[0]}", timeout=10).status_code == 200
         time.sleep(2)  # the worker meets refusals meanwhile
         assert jobs.info("stats")["evicted_keys"] == 0
         assert all(jobs.exists(keys.job(j)) for j in accepted), "an accepted job's document is gone"
@@ -86,7 +88,7 @@ def test_chart_redis_at_maxmemory_refuses_submits_evicts_nothing_and_recovers(tm
             jobs.config_set("maxmemory", memory["used_memory"] + 8_000_000)  # results expired or deleted
         docs = stack.wait_all_final(accepted, timeout=120)
         assert {d["status"] for d in docs.values()} == {"complete"}, {j: d["status"] for j, d in docs.items()}
-        assert api.get(stack.url + "/readyz", timeout=10).status_code == 200
+        assert api.get(stack.url + "/readyz", timeout=10).json()["redis_writable"] is True
         assert api.post(stack.url + "/submit", json=bodies[0], timeout=10).status_code == 202
     except Exception:
         print(stack.logs())

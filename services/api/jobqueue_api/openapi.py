@@ -706,7 +706,7 @@ def build_spec(catalogue: Registry, settings: Settings, version: str) -> dict[st
         "/readyz": {
             "get": {
                 "operationId": "readyz",
-                "summary": "Readiness: Redis reachable and accepting writes, data loaded",
+                "summary": "Readiness: Redis reachable, data loaded; redis_writable says whether submits are accepted",
                 "tags": ["health"],
                 "responses": {
                     "200": _json({"type": "object"}, "ready"),

@@ -77,7 +77,7 @@ class QueueCollector(Collector):
         yield g
         # Redis full (maxmemory, noeviction) or unable to persist answers reads: without this, no
         # series said it refused writes (the exporter sidecar's memory alert is optional), and
-        # /readyz then takes the API out of its Service, so no 5xx reached the API's own counts.
+        # /readyz stays ready meanwhile (reads and deletes are served), so this is where it shows.
         try:
             refused = JobStore(self.jobs, self.settings.job_ttl_seconds).write_refused()
         except redis.exceptions.RedisError:

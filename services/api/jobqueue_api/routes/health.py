@@ -1,5 +1,12 @@
-"""Probes: ``/healthz`` (the process answers) and ``/readyz`` (Redis reachable and accepting writes,
-data loaded).
+"""Probes: ``/healthz`` (the process answers) and ``/readyz`` (Redis reachable, data loaded).
+
+Readiness says whether this replica can serve, which is what Kubernetes routes by: a Redis that
+refuses writes (full at maxmemory, MISCONF) still serves every read and delete, so ``/readyz`` stays
+200 and reports ``redis_writable: false`` (also ``jobqueue_redis_writable 0`` and its alert). When
+it was 503, the probe took every replica out of the Service at once, and reads and deletes, the way
+to free room, met the Ingress's HTML 503 instead of the API's answers. A read-only replica
+(``READONLY``) is still not ready: that is this replica's ``REDIS_URL`` naming a replica, and a
+rollout with it must halt before the old replicas go, not serve reads alone.
 
 ``/healthz?detail=1`` adds the queue (waiting jobs, the oldest one's age, live workers, and whether
 it is stalled) and stays 200: a stalled queue is not a reason to restart the API. Its reads have
@@ -64,16 +71,19 @@ def read_queue() -> dict:
     return {"redis": True, "queue": queue}
 
 
+# a Redis that refuses writes for a while, shared by every replica: reported, not a reason to leave the Service
+PASSING = frozenset({"OOM", "MISCONF"})
 _last_problems: list[str] = []  # log a readiness problem when it changes, not on every probe
 
 
 @bp.get("/readyz")
 def readyz():
     """Booleans only: the probe is open to anyone, and Redis's address, its auth failures and the
-    data path are nobody else's business. The reasons go to the log (``not ready``)."""
+    data path are nobody else's business. The reasons go to the log (``not ready``; ``ready, but
+    refusing submits`` while Redis refuses writes)."""
     state = current()
     problems = []
-    writable = False
+    writable, refused = False, None
     try:
         with diagnostic(state.settings.redis_timeout_seconds):
             state.jobs.ping()
@@ -81,17 +91,20 @@ def readyz():
             redis_ok = True
             refused = state.store.write_refused()
         writable = refused is None
-        if refused:
+        if refused == "READONLY":
             problems.append(f"redis refuses writes: {WRITE_REFUSALS[refused]}")
     except redis.exceptions.RedisError as exc:
         redis_ok = False
         problems.append(f"redis {'refuses this service' if isinstance(exc, SetupRefused) else 'unreachable'}: {exc}")
     if not state.data.refresh().loaded:
         problems.append(f"dataset: {state.data.error}")
-    if problems != _last_problems:
-        _last_problems[:] = problems
+    refusal = [f"redis refuses writes: {WRITE_REFUSALS[refused]}"] if redis_ok and refused in PASSING else []
+    if problems + refusal != _last_problems:
+        _last_problems[:] = problems + refusal
         if problems:
-            log.warning("not ready", extra={"problems": problems})
+            log.warning("not ready", extra={"problems": problems + refusal})
+        elif refusal:  # ready: reads and deletes are served; submits answer 503 naming the cause
+            log.warning("ready, but refusing submits", extra={"problems": refusal})
         else:
             log.info("ready")
     body = {"redis": redis_ok, "redis_writable": writable, "data": state.data.loaded}
