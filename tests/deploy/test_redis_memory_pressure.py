@@ -1,15 +1,18 @@
 """Redis under memory pressure with the chart's own redis.conf (issue test 6): a real redis-server
 started from the rendered ConfigMap (AOF, `save ""`, noeviction, a small `maxmemory`), the real API
 under gunicorn and a real worker. At maxmemory a submit answers a 503 naming the cause, /readyz stays
-200 (the pod keeps serving reads and deletes) and says redis_writable false, nothing is evicted (evicted_keys stays 0, every accepted job keeps its document), and the
-service recovers when memory is freed: every job accepted before finishes. (The API and worker side
-is core's; tests/stack/test_redis_memory_pressure.py runs the same against devstack's Redis.)
+200 (the pod keeps serving reads and deletes) and says redis_writable false, nothing is evicted
+(evicted_keys stays 0, every accepted job keeps its document), and the service recovers when
+memory is freed: every job accepted before finishes. (The API and worker side is core's;
+tests/stack/test_redis_memory_pressure.py runs the same against devstack's Redis.)
 Review finding 2.6: the chart had no maxmemory under the 512Mi limit, so Redis would be OOM-killed
-instead, and its default RDB save rules were on."""
+instead, and its default RDB save rules were on. At maxmemory the workers' sweeper still drops the
+index entries of expired jobs (ZREM is no "denyoom" command)."""
 
 from __future__ import annotations
 
 import re
+import threading
 import time
 
 import pytest
@@ -95,4 +98,52 @@ def test_chart_redis_at_maxmemory_refuses_submits_evicts_nothing_and_recovers(tm
         raise
     finally:
         stack.close()
+        server.stop()
+
+
+def test_the_sweeper_frees_entries_of_expired_jobs_while_redis_is_full(tmp_path, monkeypatch):
+    """The workers' sweeper drops index entries of expired jobs with ZREM, which Redis lets through at
+    maxmemory (only "denyoom" commands are refused there; ZREM is not one). It never ran while Redis
+    was full: each housekeeping turn stopped at the heartbeat (ZADD, refused), and the sweep lock
+    (SET NX) is refused too, so the entries of jobs expiring meanwhile stayed until memory returned."""
+    from jobqueue.jobs import JobStatus
+    from jobqueue_worker import worker as worker_module
+    from jobqueue_worker.worker import Worker
+    from tests.support.harness import Harness, operations
+
+    server = ChartRedis(chart_conf("16mb"), tmp_path / "redis" / "data", free_port(), PASSWORD).start()
+    try:
+        h = Harness(f"redis://:{PASSWORD}@127.0.0.1:{server.port}", JOB_LEASE_SECONDS="1")
+        long_ago = time.time() - 2 * h.settings.job_ttl_seconds  # submitted before the TTL: may have expired
+        jobs = []
+        for i in range(200):
+            job = h.delivery.new_job("sleep", {"seconds": 0}, owner="alice")
+            job.submitted_at = long_ago + i
+            jobs.append(job)
+        h.delivery.store(jobs)
+        worker = Worker(h.settings, operations(), worker_id="w-full")
+        monkeypatch.setattr(worker_module, "SWEEP_INTERVAL_SECONDS", 0.3)
+        thread = threading.Thread(target=worker.work, kwargs={"install_signals": False}, daemon=True)
+        thread.start()
+        try:
+            deadline = time.monotonic() + 30
+            while any(j.status is not JobStatus.COMPLETE for j in h.store.get_many(x.id for x in jobs)):
+                assert time.monotonic() < deadline, "the jobs ran"
+                time.sleep(0.05)
+            filler = fill_to_maxmemory(h.jobs)
+            for job in jobs:
+                h.jobs.pexpire(keys.job(job.id), 1)  # their TTL runs out while Redis is full
+            deadline = time.monotonic() + 10
+            while h.jobs.zcard(keys.owner_index("alice")):
+                assert time.monotonic() < deadline, f"{h.jobs.zcard(keys.owner_index('alice'))} entries left"
+                time.sleep(0.1)
+            assert h.jobs.zcard(keys.JOB_INDEX) == 0 and h.jobs.zcard(keys.status_index("complete")) == 0
+            with pytest.raises(redis.exceptions.OutOfMemoryError):
+                h.jobs.set(keys.result("still-full"), b"x" * 65536)  # it was full throughout
+            assert h.jobs.info("stats")["evicted_keys"] == 0
+            h.jobs.delete(*filler)
+        finally:
+            worker.request_stop()
+            thread.join(10)
+    finally:
         server.stop()

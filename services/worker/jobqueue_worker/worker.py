@@ -863,28 +863,56 @@ class Worker:
                             "requeued jobs of silent workers",
                             extra={"worker": self.id, "count": moved, "dead_workers": dead},
                         )
-                if self.acl.refused is None and now >= next_sweep:
-                    next_sweep = now + SWEEP_INTERVAL_SECONDS
-                    if self.delivery.try_lock_sweep(SWEEP_INTERVAL_SECONDS / 2):
-                        jobs_client = jobs_client or jobs_redis(self.settings)
-                        n = self.delivery.sweep(jobs_client, older_than=max(60.0, lease))
-                        if n:
-                            log.warning("requeued submitted jobs found in no list", extra={"count": n})
-                        sec, usec = jobs_client.time()
-                        store = JobStore(jobs_client, self.settings.job_ttl_seconds)
-                        dropped = store.drop_expired_entries(sec + usec / 1e6)
-                        if dropped:
-                            log.info("dropped index entries of expired jobs", extra={"count": dropped})
             except Exception as exc:
-                if acl_refusal(exc):
-                    if self.acl.refused is None:  # else the gate says it, once a minute (it did each beat)
-                        log_refusal(exc, self.id, beat_every)
-                elif is_transient(exc):
+                if self._housekeeping_failed(exc, beat_every):
                     seen_up_since = None
-                    log.debug("housekeeping: redis unavailable or refusing writes", extra={"error": str(exc)})
-                else:
-                    log.exception("housekeeping failed")
+            # its own step: a heartbeat refused at maxmemory (ZADD) must not keep it from freeing memory
+            if self.acl.refused is None and now >= next_sweep:
+                next_sweep = now + SWEEP_INTERVAL_SECONDS
+                try:
+                    jobs_client = jobs_client or jobs_redis(self.settings)
+                    self._sweep(jobs_client, older_than=max(60.0, lease))
+                except Exception as exc:
+                    if self._housekeeping_failed(exc, beat_every):
+                        seen_up_since = None
             self._stop_housekeeping.wait(beat_every)
+
+    def _sweep(self, jobs_client: redis.Redis, older_than: float) -> None:
+        """Drop index entries of expired jobs, then requeue jobs stuck ``submitted`` in no list.
+
+        The drop only removes (ZREM, which Redis lets through at ``maxmemory``: it is no "denyoom"
+        command), so it runs even when Redis is full and refuses the sweep lock (SET NX): then each
+        worker drops on its own turn, and an entry another one dropped first is no work. The requeue
+        writes (LPUSH), so it waits for the lock, and for memory."""
+        try:
+            locked = self.delivery.try_lock_sweep(SWEEP_INTERVAL_SECONDS / 2)
+        except redis.exceptions.RedisError as exc:
+            if write_refusal(exc) != "OOM":
+                raise
+            locked = None
+        if locked is False:
+            return
+        sec, usec = jobs_client.time()
+        dropped = JobStore(jobs_client, self.settings.job_ttl_seconds).drop_expired_entries(sec + usec / 1e6)
+        if dropped:
+            log.info("dropped index entries of expired jobs", extra={"count": dropped, "redis_full": locked is None})
+        if locked:
+            n = self.delivery.sweep(jobs_client, older_than=older_than)
+            if n:
+                log.warning("requeued submitted jobs found in no list", extra={"count": n})
+
+    def _housekeeping_failed(self, exc: Exception, beat_every: float) -> bool:
+        """Log a housekeeping step's failure once where it belongs; True when Redis was away or
+        refusing (the reaper's clock of Redis's uptime starts again)."""
+        if acl_refusal(exc):
+            if self.acl.refused is None:  # else the gate says it, once a minute (it did each beat)
+                log_refusal(exc, self.id, beat_every)
+        elif is_transient(exc):
+            log.debug("housekeeping: redis unavailable or refusing writes", extra={"error": str(exc)})
+            return True
+        else:
+            log.exception("housekeeping failed")
+        return False
 
 
 def _retried(exc: BaseException) -> bool:
