@@ -234,15 +234,47 @@ def test_the_mapped_per_address_arrays_answer_as_the_parsed_ones(tmp_path, sourc
 def test_non_ascii_addresses_survive_the_mapped_haystack(tmp_path):
     data = tmp_path / "d.csv"
     lines = (FIXTURES / "portal10.csv").read_text().splitlines()
-    # upper-casing changes the byte length of some names ("ß" -> "SS"): the stored starts must follow
-    data.write_text("\n".join([lines[0]] + [line.replace("CONGRESS", "STRAßE Ñandú") for line in lines[1:]]) + "\n")
+    # folding changes the byte length of some names ("K" Kelvin sign -> "k"): the stored starts must follow
+    data.write_text(
+        "\n".join([lines[0]] + [line.replace("CONGRESS", "STRAßE Ñandú \u212a") for line in lines[1:]]) + "\n"
+    )
     parsed = load_dataset(data, cache=False)
     load_dataset(data, cache_dir=str(tmp_path / "c"))
     mapped = load_dataset(data, cache_dir=str(tmp_path / "c"), cache_mode="readonly")
     assert mapped.from_cache
-    for needle in ("STRASSE", "straße", "Ñandú", "ÑANDÚ", "SSE Ñ", "E Ñ"):
+    for needle in ("STRASSE", "straße", "STRAẞE", "Ñandú", "ÑANDÚ", "SSE Ñ", "E Ñ", "ú k", "ß"):
         assert (mapped.index.road_matches(needle) == parsed.index.road_matches(needle)).all(), needle
-    assert any(len(parsed.index.road_matches(n)) for n in ("STRASSE", "ÑANDÚ"))
+    assert all(len(parsed.index.road_matches(n)) for n in ("STRAẞE", "straße", "ÑANDÚ", "ú k"))
+
+
+# the text in the address -> a needle that must find it, and one that must not (the search is a
+# case-insensitive literal: a letter matches its own case partners, never a letter pair)
+SPECIAL_CASINGS = [
+    ("STRAßE", "straẞe", "STRASSE"),  # ß's capital is ẞ, not SS
+    ("AUSTIN CROSS ST", "cross", "croß"),
+    ("ﬁELD RD", "ﬁeld", "FIELD"),  # a ligature is its own letter
+    ("ISTANBUL", "istanbul", "ıstanbul"),  # dotless ı is not i
+    ("İZMİR", "İzmİr", "izmir"),  # dotted İ is not i
+    ("ΟΔΟΣ ΣΤΑΔΙΟΥ", "οδος", "οδοσσ"),  # final ς and σ are both Σ
+]
+
+
+@pytest.mark.parametrize(("address", "found_by", "not_found_by"), SPECIAL_CASINGS)
+def test_a_letter_matches_its_case_partners_only(tmp_path, address, found_by, not_found_by):
+    """`road=ß` counted every `S CONGRESS AVE` (upper-cased, ß is SS) and `road=ẞ` missed `STRAßE`:
+    the search is literal, so one letter finds one letter, on the parsed and the mapped data alike."""
+    data = tmp_path / "d.csv"
+    lines = (FIXTURES / "portal10.csv").read_text().splitlines()
+    data.write_text("\n".join([lines[0], lines[1].replace("S CONGRESS AVE / E OLTORF ST", address), *lines[2:]]) + "\n")
+    parsed = load_dataset(data, cache=False)
+    load_dataset(data, cache_dir=str(tmp_path / "c"))
+    mapped = load_dataset(data, cache_dir=str(tmp_path / "c"), cache_mode="readonly")
+    assert mapped.from_cache
+    for ds in (parsed, mapped):
+        assert ds.index.road_count(found_by) == (1, 1), found_by
+        assert ds.index.road_count(address) == (1, 1)
+        assert ds.index.road_count(not_found_by) == (0, 0), not_found_by
+        assert ds.index.road_count("ß") == (0, 0) or "ß" in address
 
 
 def test_docs_name_the_current_cache_version():

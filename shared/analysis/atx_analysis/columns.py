@@ -22,6 +22,8 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
+from .fold import fold
+
 NAT = np.iinfo(np.int64).min
 NO_DAY = np.iinfo(np.int32).min
 MAX_RESPONSE_MINUTES = 7 * 24 * 60  # longer durations are stale records, not responses
@@ -59,9 +61,9 @@ ORDER = (
 META_KEY = b"atx_analysis"
 # per-address arrays, stored as the first n entries of row-length columns (n distinct addresses <= rows,
 # since each comes from a row), so that they too are mapped pages shared by every process instead of
-# tens of thousands of Python strings in each: the names, the road search's upper-cased haystack (each
+# tens of thousands of Python strings in each: the names, the road search's folded haystack (each
 # name + "\n", contiguous) and each address's road code
-PER_ADDRESS = ("address_names", "address_upper", "address_road")
+PER_ADDRESS = ("address_names", "address_folded", "address_road")
 
 
 def _view(chunk: pa.Array) -> np.ndarray:
@@ -167,7 +169,7 @@ class Columns:
         names = list(ORDER) + list(INDEXES)
         if len(addresses) <= rows:  # always, for parsed data
             fields["address_names"] = _padded_strings(addresses, rows)
-            fields["address_upper"] = _padded_strings([a.upper() + "\n" for a in addresses], rows)
+            fields["address_folded"] = _padded_strings([fold(a) + "\n" for a in addresses], rows)
             road = np.full(rows, -1, dtype=np.int32)
             road[: len(addresses)] = self.address_road
             fields["address_road"] = pa.array(road)
@@ -199,7 +201,7 @@ class Columns:
             }
             categories["address"] = StoredStrings(chunks["address_names"], n)
             address_road = _view(chunks["address_road"])[:n]
-            offsets, data = _string_parts(chunks["address_upper"])
+            offsets, data = _string_parts(chunks["address_folded"])
             if offsets[0] == 0:  # as written; otherwise the index builds its own
                 end = int(offsets[n])
                 hay = np.frombuffer(data, dtype=np.uint8, count=end) if end else np.zeros(0, dtype=np.uint8)

@@ -12,12 +12,12 @@ from functools import cached_property
 import numpy as np
 
 from .columns import NO_DAY, Columns
+from .fold import fold
 
 EARTH_RADIUS_KM = 6371.0088
-# bytes: the road parameter's 100 characters, each at most 6 bytes once upper-cased as the search
-# compares them (U+1FF7 'ῷ' is 'Ω͂Ι'). It was 400 (4 bytes a character), and a 100-character road
-# in such letters found nothing even in an address that holds it.
-MAX_NEEDLE = 600
+# bytes: the road parameter's 100 characters, each at most 4 bytes once folded as the search compares
+# them (fold.py keeps one letter for one)
+MAX_NEEDLE = 400
 
 
 def _counts(codes: np.ndarray, size: int) -> np.ndarray:
@@ -75,17 +75,17 @@ class Index:
     # --- literal road search over the distinct addresses -------------------------------------
     @cached_property
     def _haystack(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """All distinct addresses upper-cased as UTF-8, one per line, as one uint8 array; where each
+        """All distinct addresses folded (fold.py) as UTF-8, one per line, as one uint8 array; where each
         address starts (plus the end); and how often each byte occurs (to start from the rarest)."""
         stored = self.columns.address_haystack  # mapped from the cache: shared, not rebuilt
         if stored is not None:
             hay, starts = stored
             return hay, starts, np.bincount(hay, minlength=256)
-        data = ("\n".join(a.upper() for a in self.addresses) + "\n").encode()
+        data = ("\n".join(fold(a) for a in self.addresses) + "\n").encode()
         hay = np.frombuffer(data + b"\0" * (MAX_NEEDLE + 1), dtype=np.uint8)
         starts = np.zeros(len(self.addresses) + 1, dtype=np.int64)
         if self.addresses:
-            starts[1:] = np.cumsum([len(a.upper().encode()) + 1 for a in self.addresses])
+            starts[1:] = np.cumsum([len(fold(a).encode()) + 1 for a in self.addresses])
         return hay, starts, np.bincount(hay[: len(data)], minlength=256)
 
     def road_matches(self, road: str) -> np.ndarray:
@@ -96,7 +96,7 @@ class Index:
         backtracking; the cost is one pass over the addresses plus work proportional to the hits.
         UTF-8 is self-synchronising, so a byte match is a character match.
         """
-        needle = road.upper().encode()
+        needle = fold(road).encode()
         if not needle or b"\n" in needle or len(needle) > MAX_NEEDLE or not self.addresses:
             return np.zeros(0, dtype=np.int64)
         hay, starts, freq = self._haystack
