@@ -623,13 +623,16 @@ def test_timestamps_with_a_zone_name_are_read(tmp_path, load, published, status)
     [
         ("2024-03-06 1:29:39 AM", "2024-03-06 2:14:39 am"),
         ("2024-03-05 07:29 PM CST", "2024-03-06 02:14 am"),
+        ("2024-03-06T1:29 AM", "2024-03-06T02:14 am"),
+        ("2024-03-05T07:29:39 PM CST", "2024-03-06T2:14:39 AM UTC"),
         ("Wed, 06 Mar 2024 01:29:39 GMT", "Wed, 06 Mar 2024 02:14:39 GMT"),
         ("Tue, 05 Mar 2024 19:29:39 -0600", "wed, 06 mar 2024 02:14:39 +0000"),
         ("Tue, 05 Mar 2024 19:29 CST", "Tue, 05 Mar 2024 21:14 CDT"),
     ],
 )
 def test_a_12_hour_clock_in_iso_order_and_email_dates_are_read(tmp_path, load, published, status):
-    """`2024-03-06 1:29:39 AM` (a report tool's ISO order on a 12-hour clock) and RFC 1123 dates
+    """`2024-03-06 1:29:39 AM` (a report tool's ISO order on a 12-hour clock, also with ISO's T:
+    `2024-03-06T1:29 PM`, unread while the same time with a space was) and RFC 1123 dates
     (`Wed, 06 Mar 2024 01:29:39 GMT`, an HTTP header's or a mail export's) were counted
     unparseable: a file of them answered 0 for every date, hour and response time."""
     lines = SAMPLE.read_text(encoding="utf-8").splitlines()

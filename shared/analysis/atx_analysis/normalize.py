@@ -4,7 +4,7 @@ The rules for bad values (docs/data.md documents them; every one is counted in `
 
 * Timestamps are UTC instants: the portal's ``03/06/2024 01:29:39 AM +0000`` or
   ``2024 Mar 06 01:29:39 AM`` (each also with or without the offset, none taken as UTC), ISO 8601 with or without an offset (none means UTC),
-  ISO order on a 12-hour clock (``2024-03-06 1:29:39 AM``), RFC 1123 (``Wed, 06 Mar 2024 01:29:39 GMT``), any of these with a zone name
+  ISO order on a 12-hour clock (``2024-03-06 1:29:39 AM``, ``2024-03-06T1:29 PM``), RFC 1123 (``Wed, 06 Mar 2024 01:29:39 GMT``), any of these with a zone name
   (UTC, GMT, Z, CST, CDT; another name is unparseable and named in the reading), or epoch seconds
   in Parquet. A value with no time of day (``2024-03-06``) is that calendar day in Austin, i.e. its
   local midnight, with no hour: it counts in date and weekday figures, not in hour ones. A missing or unparseable published date leaves the row in (it still counts for
@@ -41,7 +41,8 @@ AUSTIN_BOX = {"lat_min": 29.9, "lat_max": 30.75, "lon_min": -98.2, "lon_max": -9
 # two-digit year, which "%Y" would take as the year 24, so it comes first; 24-hour time without
 # seconds; 12-hour without seconds; and in a European locale, the day first between dots:
 # ``06.03.2024 01:29``, never confused with the month first, which is between slashes); ISO order
-# on a 12-hour clock (``2024-03-06 1:29:39 AM``, which ISO 8601 itself never writes); and the
+# on a 12-hour clock (``2024-03-06 1:29:39 AM``, which ISO 8601 itself never writes; also with ISO's
+# ``T``, ``2024-03-06T1:29 PM``, which the ISO 8601 reader below refuses); and the
 # RFC 1123 / email date (``Wed, 06 Mar 2024 01:29:39 GMT``: its GMT is taken off as any zone name,
 # a numeric offset is read as the portal's). The first form that reads a value wins.
 PORTAL_FORMATS = (
@@ -57,6 +58,8 @@ PORTAL_FORMATS = (
     "%d.%m.%Y %H:%M",
     "%Y-%m-%d %I:%M:%S %p",
     "%Y-%m-%d %I:%M %p",
+    "%Y-%m-%dT%I:%M:%S %p",
+    "%Y-%m-%dT%I:%M %p",
     "%a, %d %b %Y %H:%M:%S %z",
     "%a, %d %b %Y %H:%M:%S",
     "%a, %d %b %Y %H:%M %z",
