@@ -54,6 +54,19 @@ def offload(fn: Callable[..., T], *args: Any) -> T:
     return gevent.get_hub().threadpool.apply(fn, args)
 
 
+def in_background(fn: Callable[..., Any], *args: Any) -> None:
+    """Start ``fn(*args)`` on a native thread and return at once: the hub's threadpool under gevent
+    (a greenlet would hold the loop for all of ``fn``'s CPU), a daemon thread outside it."""
+    if patched():
+        import gevent
+
+        gevent.get_hub().threadpool.spawn(fn, *args)
+        return
+    import threading
+
+    threading.Thread(target=fn, args=args, daemon=True).start()
+
+
 @contextlib.contextmanager
 def deadline(seconds: float) -> Iterator[None]:
     """Raise :class:`Deadline` if the block (a client body read) takes longer than ``seconds``.

@@ -28,6 +28,7 @@ from jobqueue.settings import Settings
 
 from .batching import UNDER_WAY, GroupCall, SubmitBatcher
 from .bounds import BoundedRedis, RedisDeadline, bounded
+from .green import in_background
 from .guesses import TokenGuesses
 from .idempotency import KeyedSubmits
 from .submission import store_admitted
@@ -57,6 +58,7 @@ class DatasetSlot:
     failed_on: tuple[int, int, int, int] | None = None  # the file's stamp when the load failed
     next_look: float = 0.0  # time.monotonic() of the next look
     looking: threading.Lock = field(default_factory=threading.Lock)
+    loading: bool = False  # a load of this process is under way (refresh starts one at a time)
 
     @property
     def loaded(self) -> bool:
@@ -66,18 +68,38 @@ class DatasetSlot:
         """Load DATA_PATH again if it changed since the load failed: a fixed (or newly arrived) file
         kept /readyz, /data and every submit at 503 until the API was restarted. Costs nothing once
         loaded, and one stat every :data:`DATA_RETRY_SECONDS` until then; a loaded dataset is never
-        replaced (the workers keep theirs, docs/data.md)."""
+        replaced (the workers keep theirs, docs/data.md). The load runs on a native thread, one at
+        a time per process, and this returns at once with the slot as it is: run by the request that
+        noticed, a full-size parse held the process's event loop (every request it serves) for tens
+        of seconds, until gunicorn killed it for a missed heartbeat and the next process began again."""
         if self.dataset is not None or self.path is None or time.monotonic() < self.next_look:
             return self
-        if not self.looking.acquire(blocking=False):  # another request of this process is at it
-            return self
+        with self.looking:  # only the check and the mark: never held across the stat or the load
+            if self.loading or time.monotonic() < self.next_look:
+                return self
+            self.loading = True
         try:
-            self.next_look = time.monotonic() + DATA_RETRY_SECONDS
-            if worth_retrying(self.path, self.failed_on):
-                load_dataset_into(self, self.path, **self.options)
-        finally:
-            self.looking.release()
+            changed = worth_retrying(self.path, self.failed_on)
+        except BaseException:
+            self.loading = False
+            raise
+        if not changed:
+            self.next_look, self.loading = time.monotonic() + DATA_RETRY_SECONDS, False
+            return self
+        # readiness and /data say so meanwhile; a submit is answered as before the change (refused)
+        self.error = f"loading {self.path}, changed since the last load failed ({self.error})"
+        try:
+            in_background(self._load_in_background, self.path, self.options)
+        except BaseException:
+            self.loading = False
+            raise
         return self
+
+    def _load_in_background(self, path: str, options: dict[str, Any]) -> None:
+        try:
+            load_dataset_into(self, path, **options)
+        finally:
+            self.next_look, self.loading = time.monotonic() + DATA_RETRY_SECONDS, False
 
 
 @dataclass
