@@ -206,6 +206,47 @@ def test_a_header_repeated_by_joined_exports_is_no_incident(tmp_path, load, deli
     assert ds.rows == 100 and not any(ds.counts.values()), ds.counts
 
 
+def _sample_frame(rows: int):
+    import pandas as pd
+
+    return pd.read_csv(SAMPLE, dtype=str, keep_default_na=False, nrows=rows)
+
+
+@pytest.mark.parametrize("form", ["json", "jsonl", "parquet", "typed-parquet"])
+def test_blank_header_and_totals_rows_are_no_incidents_in_every_format(tmp_path, load, form):
+    """Blank rows, a repeated header and a totals row were dropped from CSV only: the same export
+    converted to JSON (a converter keeps every line) or to Parquet (``read_csv(dtype=str)`` of
+    joined files, then ``to_parquet``) loaded each as an incident with no date or place."""
+    import pandas as pd
+
+    from atx_analysis.generator import SODA_FIELDS
+
+    frame = _sample_frame(100)
+    header = pd.DataFrame([dict(zip(frame.columns, frame.columns))])
+    blank = pd.DataFrame([dict.fromkeys(frame.columns, "")])
+    totals = pd.DataFrame([{**dict.fromkeys(frame.columns, ""), "Traffic Report ID": "Grand Total", "Latitude": "100"}])
+    if form == "typed-parquet":  # typed columns: a float sum under Latitude, no header (a number holds no name)
+        frame = frame.assign(Latitude=pd.to_numeric(frame["Latitude"]))
+        blank, totals = blank.assign(Latitude=None), totals.assign(Latitude=100.0)
+        joined = pd.concat([frame.iloc[:50], blank, frame.iloc[50:], totals, blank], ignore_index=True)
+    else:
+        joined = pd.concat([frame.iloc[:50], header, blank, frame.iloc[50:], totals, blank], ignore_index=True)
+    path = tmp_path / f"export.{form}"
+    if form.endswith("parquet"):
+        joined.to_parquet(path, index=False)
+    else:  # SODA's names, empty fields left out as SODA does, the header a record of the names
+        records = [{SODA_FIELDS[k]: v for k, v in row.items() if v != ""} for row in joined.to_dict("records")]
+        records = [
+            {k: k for k in SODA_FIELDS.values()} if r.get("traffic_report_id") == "Traffic Report ID" else r
+            for r in records
+        ]
+        text = json.dumps(records) if form == "json" else "\n".join(json.dumps(r) for r in records) + "\n"
+        path.write_text(text)
+    ds = load(path)
+    assert ds.rows == 100 and not any(ds.counts.values()), (ds.format, ds.counts)
+    assert ds.date_warning() is None
+
+
 def test_coordinates_with_a_decimal_comma_are_read(tmp_path, load):
     """A spreadsheet in a European locale saves the export with ';' (read) and writes Latitude and
     Longitude with a decimal comma, `30,27`: each such point was invalid (counted in

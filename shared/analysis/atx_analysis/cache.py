@@ -32,7 +32,7 @@ from pathlib import Path
 
 log = logging.getLogger("atx_analysis.dataset")
 
-CACHE_VERSION = 12  # bump when the canonical columns or their derivation change
+CACHE_VERSION = 13  # bump when the canonical columns or their derivation change
 MODES = ("readwrite", "readonly", "off")
 STALE_TEMP_SECONDS = 3600  # a write interrupted this long ago (a killed loader) left its temp file
 

@@ -14,6 +14,7 @@ import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -125,7 +126,7 @@ def read_raw(path: str | Path, max_bytes: int | None = None) -> RawData:
         raise
     except (pa.ArrowInvalid, ValueError, UnicodeDecodeError, OSError, EOFError, csv.Error, RecursionError) as exc:
         raise DataFormatError(f"{path}: cannot read as {container}: {exc}") from None
-    return RawData(table, container + ("+gzip" if compressed else ""), skipped)
+    return RawData(_without_filler_rows(table), container + ("+gzip" if compressed else ""), skipped)
 
 
 # Encodings a CSV is read in: UTF-8 (the portal's export, with or without a BOM); UTF-16 when it
@@ -216,7 +217,19 @@ def _read_csv_as(path: Path, compressed: bool, header: list[str], delimiter: str
                 quoted_strings_can_be_null=True,
             ),
         )
-    return _without_totals_rows(_without_header_rows(_without_blank_rows(table))), skipped
+    return table, skipped
+
+
+def _without_filler_rows(table: pa.Table) -> pa.Table:
+    """The rows that are no incident, whatever the format: blank ones, repeated headers and totals
+    after the last incident. They were dropped from CSV only, so the same export turned into JSON
+    or Parquet (a converter, or pandas' ``read_csv(dtype=str).to_parquet``) counted them as
+    incidents with no date or place. A typed (non-text) column holds no header and no label."""
+    return _without_totals_rows(_without_header_rows(_without_blank_rows(table)))
+
+
+def _is_text(col: pa.ChunkedArray) -> bool:
+    return pa.types.is_string(col.type) or pa.types.is_large_string(col.type)
 
 
 _TOTALS = re.compile(r"^\s*(?:grand\s+)?totals?\b", re.I)
@@ -234,10 +247,18 @@ def _without_totals_rows(table: pa.Table) -> pa.Table:
     return table if keep == table.num_rows else table.slice(0, keep)
 
 
-def _is_totals_row(row: dict[str, str | None], first: str) -> bool:
-    return bool(_TOTALS.match(row[first] or "")) and all(
-        _NUMBER.match(value or "") for name, value in row.items() if name != first
+def _is_totals_row(row: dict[str, Any], first: str) -> bool:
+    label = row[first]
+    return (
+        isinstance(label, str) and bool(_TOTALS.match(label)) and all(_a_total(v) for n, v in row.items() if n != first)
     )
+
+
+def _a_total(value: Any) -> bool:
+    """Empty, or a count or sum (as text, or a typed number in Parquet)."""
+    if isinstance(value, str):
+        return bool(_NUMBER.match(value))
+    return value is None or isinstance(value, (int, float))
 
 
 def _without_header_rows(table: pa.Table) -> pa.Table:
@@ -246,6 +267,8 @@ def _without_header_rows(table: pa.Table) -> pa.Table:
     with report id "Traffic Report ID", an unparseable date and invalid coordinates."""
     same = None
     for name, col in zip(table.column_names, table.columns):
+        if not _is_text(col):
+            return table
         equal = pc.fill_null(pc.equal(pc.utf8_trim_whitespace(col), name.strip()), not name.strip())
         same = equal if same is None else pc.and_(same, equal)
     if same is None or not pc.any(same).as_py():
@@ -259,7 +282,7 @@ def _without_blank_rows(table: pa.Table) -> pa.Table:
     incident with no date, place or issue, counted in ``rows`` and ``published_missing``."""
     blank = None
     for col in table.columns:
-        empty = pc.fill_null(pc.equal(pc.utf8_trim_whitespace(col), ""), True)
+        empty = pc.fill_null(pc.equal(pc.utf8_trim_whitespace(col), ""), True) if _is_text(col) else pc.is_null(col)
         blank = empty if blank is None else pc.and_(blank, empty)
     if blank is None or not pc.any(blank).as_py():
         return table
