@@ -32,7 +32,9 @@ from pathlib import Path
 
 log = logging.getLogger("atx_analysis.dataset")
 
-CACHE_VERSION = 13  # bump when the canonical columns or their derivation change
+CACHE_VERSION = 11  # bump when the canonical columns or their derivation change
+# (once per release: the loader prunes versions before the previous one, so a second bump in the
+# same release would delete the running release's cache under the old pods of a rolling upgrade)
 MODES = ("readwrite", "readonly", "off")
 STALE_TEMP_SECONDS = 3600  # a write interrupted this long ago (a killed loader) left its temp file
 
