@@ -10,6 +10,8 @@ import numpy as np
 import pytest
 
 import atx_analysis.operations  # noqa: F401  (fills the registry)
+from atx_analysis.fold import fold
+from atx_analysis.index import MAX_NEEDLE
 from atx_analysis.registry import REGISTRY, ParamError, UnknownOperation
 
 from devstack.paths import SAMPLE
@@ -354,9 +356,9 @@ def test_within_radius_by_issue_is_the_ten_most_common(load):
 
 @pytest.mark.parametrize("cache_mode", ["readwrite", "off"])
 def test_a_road_of_100_letters_that_grow_when_upper_cased_is_found(tmp_path, load, cache_mode):
-    """The road parameter allows 100 characters, and the search compares them upper-cased as UTF-8:
-    'ΐ' (2 bytes) is 'Ϊ́' (6). 100 of them are 600 bytes, past the search's 400-byte cap, and
-    the road was not found in the address that holds it (count 0)."""
+    """The road parameter allows 100 characters. When the search compared them upper-cased, 'ΐ'
+    (2 bytes) was 'Ϊ́' (6): 100 of them were 600 bytes, past the search's cap, and the road was not
+    found in the address that holds it (count 0). Folded (fold.py) each stays one letter."""
     road = "\u0390" * 100
     lines = (FIXTURES / "portal10.csv").read_text(encoding="utf-8").splitlines()
     cells = lines[1].split(",")
@@ -365,6 +367,6 @@ def test_a_road_of_100_letters_that_grow_when_upper_cased_is_found(tmp_path, loa
     path.write_text("\n".join([lines[0], ",".join(cells), *lines[2:]]) + "\n", encoding="utf-8")
     for _ in range(2):  # the second load maps the cache the first wrote (readwrite)
         ds = load(path, cache_mode=cache_mode)
-        assert len(road.upper().encode()) == 600
+        assert len(road.upper().encode()) == 600 and len(fold(road).encode()) == 200 <= MAX_NEEDLE
         assert run(ds, "incidents_by_road", road=road) == {"count": 1, "road": road, "addresses": 1}
         assert run(ds, "incidents_by_road", road=road[3:] + " st")["count"] == 1  # 100 characters too
