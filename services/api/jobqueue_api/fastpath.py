@@ -178,7 +178,8 @@ def _submit(app: Flask, wsgi_app: Callable, guard: Guard, metrics_port: int, ide
             sent_key = environ.get(idempotency.ENVIRON)  # a malformed one: Flask's path answers its 400
             key = None if sent_key is None else idempotency.keyed(sent_key, owner, job)
             # counted against its token's name or its address, as ratelimit.client_id counts it
-            client = client_of(owner, environ.get("REMOTE_ADDR")) if state.settings.submit_rate_limit > 0 else None
+            limited = state.settings.submit_rate_limit > 0 or state.settings.max_jobs_per_client > 0
+            client = client_of(owner, environ.get("REMOTE_ADDR")) if limited else None
         except Exception:  # a refusal (or a bug): Flask's path judges the same body and answers
             return _to_flask(wsgi_app, environ, start_response, raw, started)
         if wait is not None:

@@ -41,7 +41,7 @@ from jobqueue import keys, wire
 from jobqueue.delivery import Delivery, KeyedState
 from jobqueue.jobs import Job
 
-from . import metrics, ratelimit
+from . import holdings, metrics, ratelimit
 from .batching import LeadLost
 from .bounds import RedisDeadline, within
 from .errors import ApiError
@@ -154,8 +154,10 @@ class KeyedSubmits:
         bound: float,
         job_ttl: int,
         window_seconds: int = 60,
+        max_jobs: int = 0,
     ):
         self.delivery = delivery
+        self.max_jobs = max_jobs
         self.counts = counts
         self.limit = limit
         self.window_seconds = window_seconds
@@ -172,7 +174,17 @@ class KeyedSubmits:
                     refused = ratelimit.admit(self.counts, self.limit, [client], self.window_seconds)[0]
                     if refused is not None:
                         raise refused
-                answer = self.delivery.store_keyed(job, key.name, key.fingerprint, self.key_seconds, waited)
+                held = client is not None and self.hold(job, client, key)
+                try:
+                    answer = self.delivery.store_keyed(job, key.name, key.fingerprint, self.key_seconds, waited)
+                except UNSURE:
+                    raise  # the job may be stored: it stays held until a check finds it gone
+                except Exception:
+                    if held:
+                        holdings.release(self.counts, [job], [client])
+                    raise
+                if held and answer.state is not KeyedState.STORED:  # the key's job was answered: this one is not kept
+                    holdings.release(self.counts, [job], [client])
         except UNSURE as exc:
             if not_sent(exc):
                 raise
@@ -202,6 +214,19 @@ class KeyedSubmits:
             return job
         key.replayed = True
         return Job.from_json(answer.doc) if answer.doc else replace(job, id=answer.job_id)
+
+    def hold(self, job: Job, client: str, key: Keyed) -> bool:
+        """Whether ``job`` is now held against its client's ``MAX_JOBS_PER_CLIENT`` (``holdings.py``;
+        False when the cap is off). At the cap, a repeat of a key already stored is let through
+        (it stores nothing, and answers the key's job); anything else is the 429."""
+        if self.max_jobs <= 0:
+            return False
+        refused = holdings.hold(self.counts, self.max_jobs, [job], [client])[0]
+        if refused is None:
+            return True
+        if not self.counts.exists(key.name):
+            raise refused
+        return False
 
 
 def store(state: Any, job: Job, client: str | None, key: Keyed, root: str, register: Any = None) -> Job:

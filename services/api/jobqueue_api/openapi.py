@@ -374,7 +374,8 @@ def build_spec(catalogue: Registry, settings: Settings, version: str) -> dict[st
             ),
             "429": _error(
                 "this client's SUBMIT_RATE_LIMIT per SUBMIT_RATE_WINDOW_SECONDS (a sliding window) is used up; "
-                "Retry-After says when a submit is admitted again"
+                "Retry-After says when a submit is admitted again. too_many_jobs_held: the client holds "
+                "MAX_JOBS_PER_CLIENT jobs in the job store; delete finished ones or wait for them to expire"
             ),
             "503": _error(
                 "Redis unreachable, or refusing writes: nothing was stored; submit again after Retry-After. "

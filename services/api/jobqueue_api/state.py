@@ -155,6 +155,7 @@ def build_state(settings: Settings, catalogue: Registry) -> ApiState:
             jobs,
             settings.submit_rate_limit,
             window_seconds=settings.submit_rate_window_seconds,
+            max_jobs=settings.max_jobs_per_client,
         ),
         bound,
     )
@@ -188,6 +189,7 @@ def build_state(settings: Settings, catalogue: Registry) -> ApiState:
             bound,
             settings.job_ttl_seconds,
             window_seconds=settings.submit_rate_window_seconds,
+            max_jobs=settings.max_jobs_per_client,
         ),
         guesses=TokenGuesses(
             jobs, settings.token_failure_limit, settings.token_failure_window_seconds, acl_guard=delivery.acl_guard

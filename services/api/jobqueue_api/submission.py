@@ -24,7 +24,7 @@ from jobqueue.delivery import Delivery
 from jobqueue.http import REFUSAL_HEADER
 from jobqueue.jobs import Job
 
-from . import metrics, ratelimit
+from . import holdings, metrics, ratelimit
 from .batching import LeadLost, SubmitBatcher
 from .bounds import RedisDeadline
 from .errors import ApiError
@@ -387,14 +387,31 @@ def store_admitted(
     limit: int,
     batch: list[tuple[Job, str | None] | tuple[Job, str | None, bool]],
     window_seconds: int = 60,
+    max_jobs: int = 0,
 ) -> list[ApiError | None]:
     """One group-commit call (``batching.SubmitBatcher``): count each (job, client[, waited]) of the
-    batch against ``limit`` per sliding ``window_seconds`` (one round trip, only when the limit is on), store the jobs within it
+    batch against ``limit`` per sliding ``window_seconds`` (one round trip, only when the limit is on),
+    then hold those within it against their client's ``max_jobs`` (``holdings.py``; one more round
+    trip, only when that cap is on), store the jobs within both
     (one transaction; a waited job, ``POST /submit?wait=``, is marked so its end is announced),
     count them in ``jobqueue_jobs_submitted_total``, and return each item's refusal (a 429) or None."""
-    refusals = ratelimit.admit(counts, limit, [item[1] for item in batch], window_seconds)
+    clients = [item[1] for item in batch]
+    refusals = ratelimit.admit(counts, limit, clients, window_seconds)
+    held: list[str | None] = []
+    if max_jobs > 0:
+        held = [who if refused is None else None for who, refused in zip(clients, refusals)]
+        over = holdings.hold(counts, max_jobs, [item[0] for item in batch], held)
+        refusals = [refused or late for refused, late in zip(refusals, over)]
+        held = [who if late is None else None for who, late in zip(held, over)]
     admitted = [job for (job, *_), refused in zip(batch, refusals) if refused is None]
     waited = [item[0].id for item, refused in zip(batch, refusals) if refused is None and item[2:] == (True,)]
-    delivery.store(admitted, waited)
+    try:
+        delivery.store(admitted, waited)
+    except UNSURE:
+        raise  # the jobs may be stored: they stay held until a check finds them gone
+    except Exception:
+        if held:  # nothing stored: their places are given back
+            holdings.release(counts, [item[0] for item in batch], held)
+        raise
     metrics.count_submitted([job.operation for job in admitted])  # once per operation, not per job
     return refusals

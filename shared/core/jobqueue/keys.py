@@ -16,6 +16,7 @@ ACTIVE_INDEX = "jobs:active"  # zset job id -> submitted time, jobs not final ye
 STATUS_INDEX_PREFIX = "jobs:by-status:"  # zset per final status: job id -> submitted time (GET /jobs?status=)
 OPERATION_INDEX_PREFIX = "jobs:by-operation:"  # zset per operation: job id -> submitted time
 OWNER_INDEX_PREFIX = "jobs:by-owner:"  # zset per named token's user: job id -> submitted time
+HELD_PREFIX = "jobs:by-client:"  # zset per client, MAX_JOBS_PER_CLIENT only: job id -> submitted time
 RESULT_CACHE_PREFIX = "result-cache:"  # request fingerprint -> id of the job holding the result
 RESULT_BY_REQUEST_PREFIX = "result-by-request:"  # request fingerprint -> stored result shared by its jobs
 JOB_DONE_CHANNEL = "jobs:done"  # pub/sub: "<id>\n<final document>" when a job someone waits for becomes final
@@ -54,6 +55,14 @@ def owner_index(owner: str) -> str:
     """Jobs a named token (``API_TOKENS``) submitted, so one user's listing reads only theirs. Jobs
     without an owner (no named tokens, the admin's) have no entry: a tokenless submit writes none."""
     return f"{OWNER_INDEX_PREFIX}{owner}"
+
+
+def held(client: str) -> str:
+    """Jobs one client (``ratelimit.client_of``: its token's name, else its address) holds in Redis,
+    written only while ``MAX_JOBS_PER_CLIENT`` is on (``jobqueue_api.holdings``). Under the listing
+    indexes' pattern on purpose: the workers' sweeper drops the entries of expired jobs as it does
+    theirs, so the set needs no TTL of its own."""
+    return f"{HELD_PREFIX}{client}"
 
 
 def indexes_pattern() -> str:

@@ -808,6 +808,11 @@ SPEC: dict[str, tuple[str, Callable[[str, str], object], str]] = {
         _int(0, 100000),
         "long polls one API process holds at once; beyond, ?wait= answers at once",
     ),
+    "MAX_JOBS_PER_CLIENT": (
+        "0",
+        _int(0, 100000000),
+        "API: jobs one client (named token, else address) may hold in Redis at once, from its submit until its document expires (JOB_TTL_SECONDS after it ends) or is deleted; beyond, 429 too_many_jobs_held (0: no cap)",
+    ),
     "SUBMIT_RATE_LIMIT": (
         "0",
         _int(0, 1000000),
@@ -900,6 +905,7 @@ class Settings:
     forwarded_allow_ips: str
     submit_rate_limit: int
     submit_rate_window_seconds: int
+    max_jobs_per_client: int
     token_failure_limit: int
     token_failure_window_seconds: int
     sync_plots_per_process: int

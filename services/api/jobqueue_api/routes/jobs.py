@@ -46,9 +46,10 @@ def _accept(before_store: Callable[[Job], None] | None = None) -> tuple[Job, ide
     raw = read_body(request, state.settings.max_body_bytes, state.settings.client_timeout_seconds)
     op, params = validate_submission(parse_body(raw), state.catalogue, state.data.refresh().dataset)
     refuse_without_data(state.data)  # a job now would wait for workers that cannot start
-    # valid ones only are counted against the rate limit (a typo costs nothing), in the same call
-    # that stores them (submission.store_admitted): a 429 here stored nothing
-    client = ratelimit.client_id() if state.settings.submit_rate_limit > 0 else None
+    # valid ones only are counted against the rate limit and the jobs cap (a typo costs nothing),
+    # in the same call that stores them (submission.store_admitted): a 429 here stored nothing
+    limited = state.settings.submit_rate_limit > 0 or state.settings.max_jobs_per_client > 0
+    client = ratelimit.client_id() if limited else None
     job = state.delivery.new_job(op.name, params, lane_of(op), owner())
     key = None if sent_key is None else idempotency.keyed(sent_key, owner(), job)
     if before_store is not None:
