@@ -275,6 +275,7 @@ def test_every_setting_is_set_by_the_chart():
         "API_TOKENS": "only with config.apiTokens.existingSecret (a Secret)",
         "TOKEN_FAILURE_LIMIT": "only with config.tokenFailureLimit set (test below): a ConfigMap that "
         "gained a key would roll every pod on upgrade (tests/deploy/test_upgrade_from_previous.py)",
+        "MAX_JOBS_PER_CLIENT": "only with config.maxJobsPerClient set (test below), for the same reason",
         "DATA_DAY_FIRST": "only with config.dataDayFirst set (tests/deploy/test_data_loader.py), for the same reason",
         "TOKEN_FAILURE_WINDOW_SECONDS": "its default, 60 s; shorter in tests. Set, it would be a new ConfigMap key "
         "that rolls every pod on upgrade",
@@ -302,6 +303,18 @@ def test_a_token_failure_limit_set_reaches_the_api(limit):
         objs = render_objects(values)
         main = pod_spec(one(objs, "Deployment", "api"))["containers"][0]
         assert resolved_env(main, objs).get("TOKEN_FAILURE_LIMIT") == expected, values
+
+
+@pytest.mark.parametrize("cap", [0, 2000])
+def test_a_jobs_per_client_cap_set_reaches_the_api(cap):
+    """Unset, no key (the ConfigMap and its checksum as before the value existed: no pod rolls on
+    upgrade) and the API's default, no cap; set, the API gets it."""
+    from tests.deploy.manifests import render_objects
+
+    for values, expected in (({}, None), ({"config": {"maxJobsPerClient": cap}}, str(cap))):
+        objs = render_objects(values)
+        main = pod_spec(one(objs, "Deployment", "api"))["containers"][0]
+        assert resolved_env(main, objs).get("MAX_JOBS_PER_CLIENT") == expected, values
 
 
 def test_forms_behind_a_shared_address_have_no_wrong_token_budget():
