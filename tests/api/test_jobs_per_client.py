@@ -72,6 +72,8 @@ def test_a_client_at_its_cap_gets_429_and_stores_nothing_until_a_job_is_gone(ser
             f"{url}/jobs/{ids[0]}", headers={"Authorization": f"Bearer {TOKENS['alice']}"}, timeout=10
         )
         assert gone.status_code == 200 and gone.json().get("cancelled", False) is kept
+        # deleted, its place is free at once (not only once a submit at the cap checks the oldest)
+        assert (jobs.zscore(keys.held("token:alice"), ids[0]) is None) is not kept
         assert _post(url, "alice").status_code == (429 if kept else 202)
     jobs.delete(keys.job(ids[2]))  # as its TTL ending does
     assert _post(url, "alice").status_code == 202

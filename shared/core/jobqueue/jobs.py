@@ -413,8 +413,9 @@ class JobStore:
         pipe.zadd(_status_index(job.status.value), {job.id: job.submitted_at})
         pipe.execute()
 
-    def delete(self, job_id: str) -> bool:
-        """Delete a job, its stored result and its index entries.
+    def delete(self, job_id: str, held_by: str | None = None) -> bool:
+        """Delete a job, its stored result and its index entries (and, ``held_by``, its entry in that
+        client's held jobs, ``keys.held``, so the place is free at once under MAX_JOBS_PER_CLIENT).
 
         Not a MULTI transaction: Redis at ``maxmemory`` refuses every command queued in one, so a
         delete, which only frees memory, was refused (503) exactly when it was wanted. Sent as one
@@ -431,6 +432,8 @@ class JobStore:
             pipe.zrem(keys.operation_index(job.operation), job_id)
             if job.owner:
                 pipe.zrem(keys.owner_index(job.owner), job_id)
+        if held_by:
+            pipe.zrem(keys.held(held_by), job_id)
         removed = pipe.execute()[0]
         return bool(removed)
 

@@ -322,7 +322,10 @@ def delete_job(job_id: str):
             job_id=job.id,
             status=job.status.value,
         )
-    state.store.delete(job.id)
+    # its place under MAX_JOBS_PER_CLIENT is freed at once, in the same pipeline: its submitter's,
+    # when that is its token's name or this address (else a submit at the cap finds it gone)
+    held_by = ratelimit.client_of(job.owner, request.remote_addr) if state.settings.max_jobs_per_client > 0 else None
+    state.store.delete(job.id, held_by)
     return jsonify({"job_id": job.id, "status": job.status.value, "deleted": True})
 
 
