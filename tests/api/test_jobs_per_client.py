@@ -13,10 +13,17 @@ import pytest
 import requests
 
 from jobqueue import keys
+from jobqueue_api import holdings
 
 from .support import make_settings, redis_and_api
 
-TOKENS = {"alice": "alice-token-0123456789", "bob": "bob-token-0123456789", "carol": "carol-token-0123456789"}
+TOKENS = {
+    "alice": "alice-token-0123456789",
+    "bob": "bob-token-0123456789",
+    "carol": "carol-token-0123456789",
+    "dave": "dave-token-0123456789",
+    "erin": "erin-token-0123456789",
+}
 ADMIN = "admin-token-0123456789"
 SLEEP = {"operation": "sleep", "params": {"seconds": 0}}
 CAP = 5
@@ -75,10 +82,29 @@ def test_a_client_at_its_cap_gets_429_and_stores_nothing_until_a_job_is_gone(ser
         # deleted, its place is free at once (not only once a submit at the cap checks the oldest)
         assert (jobs.zscore(keys.held("token:alice"), ids[0]) is None) is not kept
         assert _post(url, "alice").status_code == (429 if kept else 202)
+    held = keys.held("token:alice")
     jobs.delete(keys.job(ids[2]))  # as its TTL ending does
+    # a fresh entry without its document may be a job another API process is storing: it counts
+    assert _post(url, "alice").status_code == 429
+    jobs.zadd(held, {ids[2]: jobs.zscore(held, ids[2]) - holdings.SETTLED_SECONDS - 1})  # as if submitted long ago
     assert _post(url, "alice").status_code == 202
     assert _post(url, "alice").status_code == 429
-    assert jobs.zcard(keys.held("token:alice")) == CAP
+    assert jobs.zcard(held) == CAP
+
+
+def test_a_job_being_stored_elsewhere_keeps_its_place(served):
+    """Another API process has held a job and is storing it (its entry is in, its document not yet):
+    a submit at the cap must not take that entry for a job gone. It did: the job was dropped from
+    the count, the submit admitted, and once the other store landed the client held one over its cap."""
+    url, jobs = served
+    held = keys.held("token:dave")
+    import time
+
+    for _ in range(CAP - 1):
+        assert _post(url, "dave").status_code == 202
+    jobs.zadd(held, {"00000000-0000-4000-8000-000000000000": time.time()})  # in flight elsewhere
+    assert _post(url, "dave").status_code == 429
+    assert jobs.zcard(held) == CAP
 
 
 def test_concurrent_submits_from_one_client_do_not_pass_its_cap(served):
@@ -91,17 +117,15 @@ def test_concurrent_submits_from_one_client_do_not_pass_its_cap(served):
 
 def test_a_repeated_key_at_the_cap_answers_its_job_and_a_new_key_is_refused(served):
     url, jobs = served
-    for job_id in jobs.zrange(keys.owner_index("bob"), 0, -1):
-        jobs.delete(keys.job(job_id))  # bob starts with nothing held
-    first = _post(url, "bob", {"Idempotency-Key": "bob-1"})
+    first = _post(url, "erin", {"Idempotency-Key": "erin-1"})
     assert first.status_code == 202
     for _ in range(CAP - 1):
-        assert _post(url, "bob").status_code == 202
-    again = _post(url, "bob", {"Idempotency-Key": "bob-1"})
+        assert _post(url, "erin").status_code == 202
+    again = _post(url, "erin", {"Idempotency-Key": "erin-1"})
     assert again.status_code == 202 and again.json()["job_id"] == first.json()["job_id"]
-    new = _post(url, "bob", {"Idempotency-Key": "bob-2"})
+    new = _post(url, "erin", {"Idempotency-Key": "erin-2"})
     assert new.status_code == 429 and new.json()["error"] == "too_many_jobs_held"
-    assert jobs.zcard(keys.held("token:bob")) == CAP
+    assert jobs.zcard(keys.held("token:erin")) == CAP
 
 
 def test_the_cap_is_off_by_default_and_writes_nothing(redis_url):

@@ -14,8 +14,8 @@ jobs are a sorted set (``keys.held``: job id -> submitted time) that one script 
 and pods together never let a client hold more than the cap, concurrent submits included, and a
 refused submit stores nothing. An entry stops counting once its document is gone: the workers'
 sweeper drops entries of expired jobs (the set is under the listing indexes' pattern), and a
-submit that finds the cap reached looks at the client's :data:`LOOK` oldest entries and drops
-those whose document expired or was deleted. A job whose store failed for sure is given back; one
+submit that finds the cap reached looks at the client's :data:`LOOK` oldest entries (of those
+over :data:`SETTLED_SECONDS` old) and drops those whose document expired or was deleted. A job whose store failed for sure is given back; one
 whose store may have applied (a lost answer) stays counted until the check finds it gone.
 """
 
@@ -37,6 +37,10 @@ from .errors import ApiError
 HOLD_LUA = resources.files("jobqueue").joinpath("lua", "hold.lua").read_text(encoding="utf-8")
 HOLD_SHA = hashlib.sha1(HOLD_LUA.encode()).hexdigest()
 LOOK = 100  # oldest entries a submit at the cap checks for documents gone (~100 PTTLs, tens of µs)
+# an entry this much older than a submit is settled: its job was stored, or never will be (a submit
+# is bounded by REDIS_TIMEOUT_SECONDS, at most 300 s; twice that and a minute); a newer one without
+# its document may be one another API process is storing now: dropping it let the client past its cap
+SETTLED_SECONDS = 660
 
 
 def hold(client: redis.Redis, cap: int, jobs: Sequence[Job], clients: Sequence[str | None]) -> list[ApiError | None]:
@@ -53,11 +57,12 @@ def hold(client: redis.Redis, cap: int, jobs: Sequence[Job], clients: Sequence[s
     if not by_client:
         return refusals
     prefix = keys.job("")
-    sent = [
-        ("EVALSHA", HOLD_SHA, "1", keys.held(who), str(cap), prefix, str(LOOK), repr(jobs[at[0]].submitted_at))
-        + tuple(jobs[i].id for i in at)
-        for who, at in by_client.items()
-    ]
+    sent: list[tuple[str, ...]] = []
+    for who, at in by_client.items():
+        now = jobs[at[0]].submitted_at
+        settled = repr(now - SETTLED_SECONDS)
+        ids = tuple(jobs[i].id for i in at)
+        sent.append(("EVALSHA", HOLD_SHA, "1", keys.held(who), str(cap), prefix, str(LOOK), repr(now), settled, *ids))
     try:
         replies = wire.repeatable(client, sent)  # safe to send again: a job id is held once
     except redis.exceptions.NoScriptError:
