@@ -139,3 +139,18 @@ def test_the_cap_is_off_by_default_and_writes_nothing(redis_url):
     import redis
 
     assert not redis.Redis.from_url(redis_url).keys(keys.HELD_PREFIX + "*")
+
+
+def test_the_workers_sweeper_drops_held_entries_of_expired_jobs(redis_url):
+    """The held sets need no TTL of their own: they are under the listing indexes' pattern, so the
+    sweeper (``JobStore.drop_expired_entries``) drops entries of expired jobs as it does theirs."""
+    import redis
+
+    from jobqueue.jobs import JobStore
+
+    jobs = redis.Redis.from_url(redis_url, decode_responses=True)
+    held = keys.held("addr:10.9.9.9")
+    now = float(jobs.time()[0])
+    jobs.zadd(held, {"expired-job": now - 3600, "young-job": now})
+    assert JobStore(jobs, ttl_seconds=600).drop_expired_entries(now) >= 1
+    assert jobs.zrange(held, 0, -1) == ["young-job"]  # a job submitted within the TTL may still live
