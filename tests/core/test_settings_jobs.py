@@ -290,15 +290,15 @@ def test_the_api_stops_at_once_on_a_port_another_program_holds(name):
     worker 2's by default): gunicorn retried for 5 s and exited 1 with "Can't connect to
     ('127.0.0.1', 9102)", naming no setting."""
     import socket
-    import time
 
     with socket.socket() as holder:
         holder.bind(("127.0.0.1", 0))
         holder.listen()
         port = holder.getsockname()[1]
-        started = time.monotonic()
         run = _start("jobqueue-api", timeout=60, **{name: str(port)})
-        took = time.monotonic() - started
     assert run.returncode == 2, run.stdout + run.stderr
     assert f"configuration error: {name} {port} is in use on 127.0.0.1 by another program" in run.stderr, run.stderr
-    assert "Can't connect" not in run.stdout + run.stderr and took < 5, (took, run.stdout[-2000:])
+    # gunicorn's retries log "Connection in use" once a second for 5 s before "Can't connect": neither
+    # shows when the check stops it first (no clock: a loaded machine takes over 5 s just to start)
+    for retrying in ("Connection in use", "Can't connect"):
+        assert retrying not in run.stdout + run.stderr, run.stdout[-2000:] + run.stderr[-2000:]
