@@ -8,8 +8,8 @@ onto a directory standing for the data volume; then ``--workers`` separate worke
 started one after the other with the pods' `DATA_CACHE_MODE=readonly`, each as a worker pod runs:
 the worker's own modules imported (Redis client, metrics, operations), the dataset loaded through
 the worker's ``DataSource`` (memory-mapping the cache) and every operation run once, plots
-included, so each has touched its whole working set, then freed memory handed back to the kernel
-as the worker's housekeeping does every 10 s after jobs. With all of them alive, each process's
+included, so each has touched its whole working set, then garbage collected and freed memory handed
+back to the kernel as the worker's housekeeping does every 10 s after jobs. With all of them alive, each process's
 ``/proc/<pid>/smaps_rollup`` gives RSS (everything mapped in, shared pages counted in full), PSS
 (shared pages divided among the processes that map them) and USS (pages only this process maps:
 what it alone adds to the node). The target: each extra process adds at most 25% of the first
@@ -63,8 +63,8 @@ params = {"incident_count_by_date": {"date": "2024-03-06"}, "incidents_by_road":
 for op in operations:
     if op.needs_dataset:
         op.run(ds, params.get(op.name) or op.example_submission()["params"])
-from atx_analysis.dataset import release_freed_memory
-release_freed_memory()   # what the worker's housekeeping does within 10 s of running jobs
+from atx_analysis.dataset import release_after_jobs
+release_after_jobs()   # what the worker's housekeeping does within 10 s of running jobs
 print("READY", ds.from_cache, round(ready, 3), round(peak, 1), flush=True)
 sys.stdin.readline()
 """
@@ -92,8 +92,8 @@ for _ in range(n):
         for op in operations:
             if op.needs_dataset:
                 op.run(ds, op.example_submission()["params"])
-        from atx_analysis.dataset import release_freed_memory
-        release_freed_memory()
+        from atx_analysis.dataset import release_after_jobs
+        release_after_jobs()
         os.write(ready_w, b"x")
         os.read(go_r, 1)
         os._exit(0)

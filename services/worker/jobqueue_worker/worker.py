@@ -842,9 +842,9 @@ class Worker:
                     if getattr(
                         self.data, "loaded", False
                     ):  # jobs free big temporaries; glibc would keep them per process
-                        from atx_analysis.dataset import release_freed_memory
+                        from atx_analysis.dataset import release_after_jobs
 
-                        release_freed_memory()
+                        release_after_jobs()
                 reported = counts
             try:
                 self.acl.check()  # first: a heartbeat refused (ZADD) must not keep it from running
