@@ -9,7 +9,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from .plots import ACCENT, GRID, INK, MUTED, WIDTH, _figure, _place_axes, _png, _text_px
+from .plots import ACCENT, GRID, INK, MUTED, WIDTH, _figure, _last_png, _place_axes, _text_px
 
 # Okabe-Ito colours (distinguishable with the common colour-vision deficiencies), then grey for "other"
 PALETTE = ("#bf5700", "#0072b2", "#009e73", "#cc79a7", "#e69f00", "#56b4e9", "#d55e00")
@@ -35,7 +35,7 @@ def columns_png(
     fig.text(0.01, 0.02, note, ha="left", va="bottom", color=MUTED, fontsize=8)
     widest = max((len(f"{v:,.0f}") for v in ax.get_yticks()), default=1)
     _place_axes(fig, ax, left_px=_text_px(fig, "8" * widest, 9)[0] + 46, bottom_px=78, top_px=36, right_px=14)
-    return _png(fig)
+    return _last_png(fig)
 
 
 def bars_png(pairs: Sequence[tuple[str, int]], title: str, note: str) -> bytes:
@@ -56,7 +56,7 @@ def bars_png(pairs: Sequence[tuple[str, int]], title: str, note: str) -> bytes:
     fig.text(0.01, 0.01, note, ha="left", va="bottom", color=MUTED, fontsize=8)
     widest = max(_text_px(fig, line, 9)[0] for label in labels for line in label.split("\n"))
     _place_axes(fig, ax, left_px=widest + 16, bottom_px=84, top_px=36, right_px=14)
-    return _png(fig)
+    return _last_png(fig)
 
 
 def radius_png(
@@ -120,4 +120,4 @@ def radius_png(
         names = [f"{issues[c]} ({int(counts[c]):,})" for c in order] + ["other (000,000)"]
         legend_px = max(_text_px(fig, s, 8)[0] for s in names) + 64
     _place_axes(fig, ax, left_px=60, bottom_px=66, top_px=36, right_px=legend_px + 14)
-    return _png(fig)
+    return _last_png(fig)

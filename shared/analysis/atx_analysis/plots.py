@@ -92,6 +92,18 @@ def _png(fig) -> bytes:
     return buf.getvalue()
 
 
+def _last_png(fig) -> bytes:
+    """The PNG of a figure drawn once (the charts drawn fresh each call), its pixel buffer freed at
+    once: a Figure's parts refer to each other, so the figure itself waits for Python's next full
+    collection, and the renderer its canvas keeps (the ~3 MB buffer) would wait with it, in the
+    worker and in the API process that drew it."""
+    png = _png(fig)
+    renderer = fig.canvas.__dict__.pop("renderer", None)
+    if renderer is not None:  # the texts drawn keep it too: empty it, dropping its buffer
+        renderer.__dict__.clear()
+    return png
+
+
 def _text_px(fig, text: str, size: float) -> tuple[float, float]:
     """Width and height in pixels of ``text`` at ``size`` points (no drawing)."""
     from matplotlib.font_manager import FontProperties
