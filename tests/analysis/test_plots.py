@@ -176,3 +176,40 @@ def test_text_drawn_a_line_at_a_time_looks_as_matplotlibs_own(load, name, monkey
     assert png_size(ours) == png_size(stock)
     apart = np.abs(_coarse(ours) - _coarse(stock)) > 24
     assert apart.mean() < 0.01, f"{apart.mean():.2%} of the blocks differ"
+
+
+def _with_dollars(tmp_path):
+    """portal10.csv with addresses and issue names holding two '$' (a price, a typo, a pasted
+    formula), which matplotlib draws as mathtext unless told not to."""
+    import csv
+
+    rows = list(csv.reader((FIXTURES / "portal10.csv").open(newline="")))
+    address, issue = rows[0].index("Address"), rows[0].index("Issue Reported")
+    for row in rows[1:4]:
+        row[address], row[issue] = "100 $5 ST & $X^2 RD", "CRASH $URGENT$"
+    rows[4][address], rows[4][issue] = r"$\frac{$ ST", r"a$\frac{$b"
+    path = tmp_path / "dollars.csv"
+    with path.open("w", newline="") as f:
+        csv.writer(f).writerows(rows)
+    return path
+
+
+@pytest.mark.parametrize("name", [n for n in REGISTRY.names() if n.startswith("plot_")])
+def test_labels_from_the_data_are_drawn_literally(load, tmp_path, name, monkeypatch):
+    """Two '$' in an address or issue name made it mathtext: 'CRASH $URGENT$' was drawn as an
+    italic CRASH URGENT, and '$\\frac{$ ST' failed the job (ParseSyntaxException)."""
+    from atx_analysis import plots
+
+    ds = load(_with_dollars(tmp_path))
+    op = REGISTRY.get(name)
+    params = {**op.example_submission()["params"], **({"n": 5} if "n" in op.example_submission()["params"] else {})}
+    monkeypatch.setattr(plots, "_local", type(plots._local)())
+    assert png_size(op.run(ds, params))[0] > 0
+    if name == "plot_top_locations":
+        (chart,) = plots._local.charts.values()
+        chart.fig.canvas.draw()
+        for label in chart.ax.get_yticklabels():
+            text = label.get_text()
+            # as wide as the literal text (mathtext drops the '$' and sets the rest in italics)
+            assert label.get_window_extent().width == pytest.approx(plots._text_px(chart.fig, text, 9)[0], abs=2)
+        assert r"$\frac{$ ST" in [t.get_text() for t in chart.ax.get_yticklabels()]

@@ -72,8 +72,13 @@ def _canvas_class():
 
 
 def _figure(width: float, height: float):
+    import matplotlib
     from matplotlib.figure import Figure
 
+    # every text on these charts is the data's or ours, never a formula: an address or issue with
+    # two '$' was drawn as mathtext (in italics without its '$', or a ParseSyntaxException that
+    # failed the job). A process-wide setting, as tick labels are made afresh at drawing time.
+    matplotlib.rcParams["text.parse_math"] = False
     fig = Figure(figsize=(width, height), dpi=DPI)
     _canvas_class()(fig)
     ax = fig.add_axes((0.1, 0.1, 0.8, 0.8))
