@@ -213,3 +213,52 @@ def test_labels_from_the_data_are_drawn_literally(load, tmp_path, name, monkeypa
             # as wide as the literal text (mathtext drops the '$' and sets the rest in italics)
             assert label.get_window_extent().width == pytest.approx(plots._text_px(chart.fig, text, 9)[0], abs=2)
         assert r"$\frac{$ ST" in [t.get_text() for t in chart.ax.get_yticklabels()]
+
+
+def _description(png: bytes) -> tuple[str, list[str], list[tuple[str, int]]]:
+    import io
+
+    from PIL import Image
+
+    lines = Image.open(io.BytesIO(png)).text["Description"].split("\n")
+    rows = [line.rsplit(": ", 1) for line in lines[2:]]
+    return lines[0], lines[1].split(": "), [(label, int(value.replace(",", ""))) for label, value in rows]
+
+
+def test_every_plot_carries_its_numbers_as_text(load):
+    """A screen reader had the chart's name and nothing of what it showed: each PNG now holds its
+    text alternative (iTXt 'Description'), the same numbers as the operation it draws."""
+    ds = load(SAMPLE)
+
+    def run(name, **params):
+        return REGISTRY.get(name).run(ds, params)
+
+    summary, columns, rows = _description(run("plot_top_locations", n=5))
+    assert columns == ["address", "incidents"] and "top 5 incident locations" in summary
+    assert rows == list(run("top_locations", n=5)["top_locations"].items())
+    summary, columns, rows = _description(run("plot_daily_counts", start="2024-01-01", end="2024-01-31"))
+    daily = run("daily_counts", start="2024-01-01", end="2024-01-31")
+    assert rows == list(daily["counts"].items()) and f"{daily['total']:,} incidents" in summary
+    _, _, rows = _description(run("plot_incidents_by_hour"))
+    assert rows == [
+        (f"{h}:00", c) for h, c in ((f"{int(k):02d}", v) for k, v in run("incidents_by_hour")["counts"].items())
+    ]
+    _, _, rows = _description(run("plot_incidents_by_weekday"))
+    assert rows == list(run("incidents_by_weekday")["counts"].items())
+    _, _, rows = _description(run("plot_incidents_by_issue", n=3))
+    issues = list(run("incidents_by_issue")["counts"].items())
+    assert rows[:3] == issues[:3] and rows[3] == (f"all others ({len(issues) - 3})", sum(v for _, v in issues[3:]))
+    point = {"latitude": 30.2672, "longitude": -97.7431, "radius_km": 1.0}
+    summary, _, rows = _description(run("plot_incidents_within_radius", **point))
+    found = run("incidents_within_radius", **point)
+    assert f"{found['count']:,} incidents within 1 km" in summary
+    assert rows[:6] == list(found["by_issue"].items())[:6] and sum(v for _, v in rows) == found["count"]
+
+
+def test_an_empty_plot_says_so_in_its_text(load):
+    summary, _, rows = _description(
+        REGISTRY.get("plot_daily_counts").run(load(SAMPLE), {"start": "2030-01-01", "end": "2030-01-03"})
+    )
+    assert summary.endswith("no incidents in this range.") and rows == [
+        (d, 0) for d in ("2030-01-01", "2030-01-02", "2030-01-03")
+    ]

@@ -112,11 +112,18 @@ def test_png_result_is_shown_inline_and_downloadable(page, stack):
     expect(img).to_be_visible()
     page.wait_for_function("document.getElementById('j-png').complete")
     assert page.evaluate("document.getElementById('j-png').naturalWidth") > 400
-    # a screen reader hears which chart, for which parameters, and where its numbers are: it heard
-    # "Plot produced by plot_top_locations", what the page's heading already said
-    assert img.get_attribute("alt") == (
-        "Chart drawn by plot_top_locations for n=6. The same counts as numbers: top_locations."
+    # a screen reader hears what the chart shows and, in a table under it, its numbers: it heard
+    # "Chart drawn by plot_top_locations for n=6" and was sent to run top_locations for the figures
+    expect(img).to_have_attribute(
+        "alt", re.compile(r"^Bar chart of the top 6 incident locations in Austin.*table below")
     )
+    top = requests.get(f"{stack.url}/analysis/top_locations?n=6", timeout=30).json()["top_locations"]
+    page.click("#j-result details summary")
+    tree = page.locator("#j-result").aria_snapshot()
+    assert "group: The chart's numbers" in tree.replace("group:\n  - text: ", "group: ")
+    assert 'columnheader "address"' in tree and 'columnheader "incidents"' in tree
+    for address, count in top.items():
+        assert f'row "{address} {count:,}"' in tree, tree
     href = page.locator("#a-download").get_attribute("href")
     with page.expect_download() as download:
         page.click("#a-download")

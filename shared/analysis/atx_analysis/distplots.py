@@ -9,7 +9,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from .plots import ACCENT, GRID, INK, MUTED, WIDTH, _figure, _last_png, _place_axes, _text_px
+from .plots import ACCENT, GRID, INK, MUTED, WIDTH, _figure, _last_png, _place_axes, _text_px, describe
 
 # Okabe-Ito colours (distinguishable with the common colour-vision deficiencies), then grey for "other"
 PALETTE = ("#bf5700", "#0072b2", "#009e73", "#cc79a7", "#e69f00", "#56b4e9", "#d55e00")
@@ -17,9 +17,16 @@ OTHER = "#9aa5b1"
 
 
 def columns_png(
-    labels: Sequence[str], counts: Sequence[int], title: str, xlabel: str, note: str, highlight: Sequence[int] = ()
+    labels: Sequence[str],
+    counts: Sequence[int],
+    title: str,
+    xlabel: str,
+    note: str,
+    highlight: Sequence[int] = (),
+    names: Sequence[str] = (),
 ) -> bytes:
-    """Vertical bars with their values on top (hours of the day, days of the week)."""
+    """Vertical bars with their values on top (hours of the day, days of the week); ``names`` are
+    the bars' names in the text alternative when the axis's labels are too short to say ("00")."""
     fig, ax = _figure(WIDTH, 4.5)
     x = np.arange(len(counts))
     colours = [ACCENT if i not in highlight else INK for i in range(len(counts))]
@@ -35,7 +42,12 @@ def columns_png(
     fig.text(0.01, 0.02, note, ha="left", va="bottom", color=MUTED, fontsize=8)
     widest = max((len(f"{v:,.0f}") for v in ax.get_yticks()), default=1)
     _place_axes(fig, ax, left_px=_text_px(fig, "8" * widest, 9)[0] + 46, bottom_px=78, top_px=36, right_px=14)
-    return _last_png(fig)
+    names = list(names) or list(labels)
+    said = f"{title}, a bar chart: {sum(counts):,} incidents"
+    if any(counts):
+        peak = max(range(len(counts)), key=lambda i: counts[i])
+        said += f"; the most: {names[peak]}, {counts[peak]:,}"
+    return _last_png(fig, describe(said + ".", (xlabel, "incidents"), zip(names, counts)))
 
 
 def bars_png(pairs: Sequence[tuple[str, int]], title: str, note: str) -> bytes:
@@ -56,7 +68,8 @@ def bars_png(pairs: Sequence[tuple[str, int]], title: str, note: str) -> bytes:
     fig.text(0.01, 0.01, note, ha="left", va="bottom", color=MUTED, fontsize=8)
     widest = max(_text_px(fig, line, 9)[0] for label in labels for line in label.split("\n"))
     _place_axes(fig, ax, left_px=widest + 16, bottom_px=84, top_px=36, right_px=14)
-    return _last_png(fig)
+    said = f"{title}, a bar chart, most first: {sum(v for _, v in pairs):,} incidents."
+    return _last_png(fig, describe(said, ("issue", "incidents"), pairs))
 
 
 def radius_png(
@@ -120,4 +133,13 @@ def radius_png(
         names = [f"{issues[c]} ({int(counts[c]):,})" for c in order] + ["other (000,000)"]
         legend_px = max(_text_px(fig, s, 8)[0] for s in names) + 64
     _place_axes(fig, ax, left_px=60, bottom_px=66, top_px=36, right_px=legend_px + 14)
-    return _last_png(fig)
+    said = (
+        f"Map of the incidents within {radius_km:g} km of ({lat:.4f}, {lon:.4f}): none."
+        if not len(x)
+        else (
+            f"Map of the {len(x):,} incidents within {radius_km:g} km of ({lat:.4f}, {lon:.4f}), as points on a "
+            f"km grid around it, coloured by the {len(order)} most common issue types there."
+        )
+    )
+    rows = [(issues[c], int(counts[c])) for c in order] + ([("other", int(rest.sum()))] if rest.any() else [])
+    return _last_png(fig, describe(said, ("issue", "incidents"), rows))

@@ -318,6 +318,7 @@ def plot_incidents_by_hour(ds: Dataset) -> bytes:
         "Traffic incidents by hour of day in Austin",
         "hour of day (Austin local time)",
         f"Data: {_source(ds)}; {sum(counts):,} incidents with a published time.",
+        names=[f"{h:02d}:00" for h in range(24)],
     )
 
 

@@ -18,6 +18,7 @@ import io
 import math
 import textwrap
 import threading
+from collections.abc import Iterable
 
 import numpy as np
 
@@ -91,18 +92,34 @@ def _figure(width: float, height: float):
     return fig, ax
 
 
-def _png(fig) -> bytes:
+def describe(summary: str, columns: tuple[str, str], rows: Iterable[tuple[str, int]]) -> str:
+    """A chart's text alternative: a sentence saying what it shows, then its numbers, one
+    ``label: value`` line each after a line naming the two columns. It travels inside the PNG
+    (:func:`_png`), so every route and every download of the image carries it, and the web page
+    shows it as the image's alt text and a table (a screen reader heard the chart's name alone)."""
+    lines = [" ".join(summary.split()), f"{columns[0]}: {columns[1]}"]
+    lines += [f"{' '.join(str(label).split()) or '(empty)'}: {value:,}" for label, value in rows]
+    return "\n".join(lines)
+
+
+def _png(fig, description: str) -> bytes:
+    from PIL.PngImagePlugin import PngInfo
+
+    info = PngInfo()
+    info.add_text("Software", "atx-jobqueue")
+    # iTXt (UTF-8) whatever the text: an address may hold any character
+    info.add_itxt("Description", description)
     buf = io.BytesIO()
-    fig.canvas.print_png(buf, metadata={"Software": "atx-jobqueue"}, pil_kwargs={"compress_level": PNG_COMPRESSION})
+    fig.canvas.print_png(buf, pil_kwargs={"compress_level": PNG_COMPRESSION, "pnginfo": info})
     return buf.getvalue()
 
 
-def _last_png(fig) -> bytes:
+def _last_png(fig, description: str) -> bytes:
     """The PNG of a figure drawn once (the charts drawn fresh each call), its pixel buffer freed at
     once: a Figure's parts refer to each other, so the figure itself waits for Python's next full
     collection, and the renderer its canvas keeps (the ~3 MB buffer) would wait with it, in the
     worker and in the API process that drew it."""
-    png = _png(fig)
+    png = _png(fig, description)
     renderer = fig.canvas.__dict__.pop("renderer", None)
     if renderer is not None:  # the texts drawn keep it too: empty it, dropping its buffer
         renderer.__dict__.clear()
@@ -236,7 +253,21 @@ class DailyChart:
             top_px=36,
             right_px=14,
         )
-        return _png(self.fig)
+        return _png(self.fig, self.describe(start, end, counts))
+
+    def describe(self, start: str, end: str, counts: np.ndarray) -> str:
+        total, n = int(counts.sum()), len(counts)
+        said = f"Chart of traffic incidents per day in Austin, {start} to {end} ({n:,} days): "
+        if not total:
+            said += "no incidents in this range."
+        else:
+            peak = int(np.argmax(counts))
+            said += (
+                f"{total:,} incidents, {total / n:,.1f} a day on average; the most, {int(counts[peak]):,}, "
+                f"on {np.datetime64(start) + peak}."
+            )
+        days = np.arange(np.datetime64(start), np.datetime64(start) + n).astype(str)
+        return describe(said, ("day", "incidents"), zip(days.tolist(), counts.tolist()))
 
 
 def _auto_locator():
@@ -277,7 +308,8 @@ class TopChart:
         self.note.set_text(f"Data: {source}; {total_rows:,} incidents. Location = street address.")
         widest = max(_text_px(self.fig, line, 9)[0] for label in labels for line in label.split("\n"))
         _place_axes(self.fig, ax, left_px=widest + 16, bottom_px=62, top_px=36, right_px=14)
-        return _png(self.fig)
+        said = f"Bar chart of the top {len(top)} incident locations in Austin, most first ({total_rows:,} incidents in the data)."
+        return _png(self.fig, describe(said, ("address", "incidents"), top.items()))
 
 
 def _chart(kind: str, key, build):

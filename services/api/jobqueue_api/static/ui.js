@@ -528,15 +528,17 @@
     return keys.map(function (k) { return [k, value[k]]; });
   }
 
-  // The counts as a table (the first 200), folded away under "Table"
-  function countsTable(pairs) {
+  // The counts as a table (the first 200, or ``limit``), folded away under "Table" (or ``title``)
+  function countsTable(pairs, columns, title, limit) {
+    columns = columns || ["value", "count"];
+    limit = limit || 200;
     var table = el("table", { class: "grid" });
     var head = el("tr");
-    head.appendChild(el("th", { scope: "col" }, "value"));
-    head.appendChild(el("th", { scope: "col" }, "count"));
+    head.appendChild(el("th", { scope: "col" }, columns[0]));
+    head.appendChild(el("th", { scope: "col" }, columns[1]));
     var thead = el("thead"); thead.appendChild(head); table.appendChild(thead);
     var tb = el("tbody");
-    pairs.slice(0, 200).forEach(function (p) {
+    pairs.slice(0, limit).forEach(function (p) {
       var tr = el("tr");
       tr.appendChild(el("td", null, p[0]));
       tr.appendChild(el("td", { class: "num" }, fmtNum(p[1])));
@@ -544,13 +546,53 @@
     });
     table.appendChild(tb);
     var wrap = el("details", { class: "table-details" });
-    wrap.appendChild(el("summary", null, "Table" + (pairs.length > 200 ? " (first 200 of " + pairs.length + ")" : "")));
+    wrap.appendChild(el("summary", null, (title || "Table") + (pairs.length > limit ? " (first " + limit + " of " + pairs.length + ")" : "")));
     wrap.appendChild(table);
     return wrap;
   }
 
-  // what a screen reader says of a plot: which chart and for what parameters ("Plot produced by
-  // plot_top_locations" told nothing that the page's heading did not)
+  // The text of a PNG's tEXt or iTXt chunk named ``keyword`` (null if it has none, or only
+  // compressed): the plots carry their text alternative there (atx_analysis.plots.describe).
+  function pngText(buf, keyword) {
+    var bytes = new Uint8Array(buf), view = new DataView(buf), at = 8;
+    var latin = new TextDecoder("latin1"), utf8 = new TextDecoder("utf-8");
+    while (at + 8 <= bytes.length) {
+      var len = view.getUint32(at), type = latin.decode(bytes.subarray(at + 4, at + 8));
+      if (type === "IEND") break;
+      var data = bytes.subarray(at + 8, at + 8 + len), nul = data.indexOf(0);
+      if ((type === "tEXt" || type === "iTXt") && nul > 0 && latin.decode(data.subarray(0, nul)) === keyword) {
+        if (type === "tEXt") return latin.decode(data.subarray(nul + 1));
+        if (data[nul + 1] !== 0) return null;  // compressed: not one of ours
+        var lang = data.indexOf(0, nul + 3), translated = data.indexOf(0, lang + 1);
+        return utf8.decode(data.subarray(translated + 1));
+      }
+      at += 12 + len;
+    }
+    return null;
+  }
+
+  // "label: value" (the label may hold ": " itself: the value is after the last one)
+  function splitLine(line) {
+    var at = line.lastIndexOf(": ");
+    return at < 0 ? [line, ""] : [line.slice(0, at), line.slice(at + 2)];
+  }
+
+  // A plot's description: its first line is the image's alt text, the rest its numbers, a table
+  // under the image (a screen reader heard which chart it was, never what it showed)
+  function describePlot(box, img, text) {
+    var lines = text.split("\n");
+    img.setAttribute("alt", lines[0] + (lines.length > 2 ? " Its numbers are in the table below it." : ""));
+    if (lines.length < 2) return;
+    var pairs = lines.slice(2).map(function (line) {
+      var pair = splitLine(line), value = Number(pair[1].replace(/,/g, ""));
+      return [pair[0], isNaN(value) ? pair[1] : value];
+    });
+    box.appendChild(countsTable(pairs, splitLine(lines[1]), "The chart's numbers", pairs.length));
+  }
+
+  // what a screen reader says of a plot with no description (a PNG stored by an older version):
+  // which chart and for what parameters ("Plot produced by plot_top_locations" told nothing that
+  // the page's heading did not)
   function plotAlt(job) {
     var params = job.params || {};
     var given = Object.keys(params).map(function (k) { return k + "=" + params[k]; });
@@ -559,11 +601,30 @@
     return alt + (numbers ? ". The same counts as numbers: " + numbers + "." : ".");
   }
 
+  var rendering = 0;  // a result's fetch that comes back after another render draws nothing
+
   function renderResult(job, box) {
     clear(box);
+    var mine = ++rendering;
     if (job.result_type === "image/png") {
-      box.appendChild(el("img", { src: ROOT + "jobs/" + encodeURIComponent(job.job_id) + "/result",
-        alt: plotAlt(job), class: "plot", id: "j-png" }));
+      // fetched once, for the pixels and for the description the PNG carries
+      var url = ROOT + "jobs/" + encodeURIComponent(job.job_id) + "/result";
+      var img = el("img", { alt: plotAlt(job), class: "plot", id: "j-png" });
+      fetch(url, { credentials: "same-origin" }).then(function (r) {
+        if (!r.ok) throw new Error("HTTP " + r.status);
+        return r.arrayBuffer();
+      }).then(function (buf) {
+        if (mine !== rendering) return;
+        img.addEventListener("load", function () { URL.revokeObjectURL(img.src); });
+        img.setAttribute("src", URL.createObjectURL(new Blob([buf], { type: "image/png" })));
+        box.appendChild(img);
+        var text = pngText(buf, "Description");
+        if (text) describePlot(box, img, text);
+      }).catch(function () {
+        if (mine !== rendering) return;
+        img.setAttribute("src", url);  // the browser's own request: the image, or its alt text
+        box.appendChild(img);
+      });
       return;
     }
     var result = job.result;
