@@ -50,6 +50,33 @@
       input.removeAttribute("aria-label"); // named by its visible label ("Value:")
     });
   }
+  // Swagger UI's headings go from the API's title (h1) to the tags (h3): a screen reader's list of
+  // headings had no level 2, and its tags, operations' parts and the Authorize dialog sat a level
+  // too deep (axe: heading-order). Each h3-h6 is heard a level up, and never more than one below
+  // the heading before it (the Authorize dialog's "Authorized" is an h6 under an h4). The title and description, and
+  // the server and Authorize bar, are drawn outside Swagger UI's <main>, in no landmark, where a
+  // screen reader's landmark list skipped them (axe: region): each is a named region.
+  var regions = [
+    [".information-container", "About this API"],
+    [".scheme-container", "Server and authorization"]
+  ];
+  function outline() {
+    var previous = 1;
+    el.querySelectorAll("h1, h2, h3, h4, h5, h6").forEach(function (h) {
+      var level = Number(h.tagName[1]);
+      if (level > 2) {
+        level = Math.min(level - 1, previous + 1);
+        if (h.getAttribute("aria-level") !== String(level)) h.setAttribute("aria-level", String(level));
+      }
+      previous = level;
+    });
+    regions.forEach(function (pair) {
+      el.querySelectorAll(pair[0] + ":not([role])").forEach(function (box) {
+        box.setAttribute("role", "region");
+        box.setAttribute("aria-label", pair[1]);
+      });
+    });
+  }
   // Tab past the dialog's last button (or Shift+Tab before its first) went on into the page behind
   // the dialog's backdrop, where the focus could not be seen: it wraps round inside the dialog.
   document.addEventListener("keydown", function (ev) {
@@ -98,6 +125,7 @@
             control.setAttribute("aria-label", pair[1]);
           });
         });
+        outline();
         authorizeDialog();
       }).observe(el, { childList: true, subtree: true });
     })
