@@ -623,6 +623,33 @@ def test_axe_on_the_interactive_docs_finds_nothing_serious(browser, stack, schem
     assert len(found) == 5, found
 
 
+def test_a_plot_tried_out_on_the_docs_page_has_its_figures_as_its_text(browser, stack):
+    """Try it out on /analysis/plot_top_locations showed the PNG with no alt at all (axe: image-alt,
+    critical): a screen reader said "image", or the blob's address. It now reads the sentence and
+    figures the PNG carries."""
+    expect = patient_expect()
+    context = new_context(browser, bypass_csp=True, viewport={"width": 1280, "height": 900})
+    page = context.new_page()
+    try:
+        page.goto(f"{stack.url}/docs")
+        op = page.locator("#operations-analysis-analysis_plot_top_locations")
+        op.locator(".opblock-summary-control").click()
+        op.locator(".try-out__btn").click()
+        op.locator(".execute").click()
+        img = op.locator(".responses-wrapper img")
+        expect(img).to_have_attribute(
+            "alt", re.compile(r"^Bar chart of the top 10 incident locations"), timeout=FINAL_TIMEOUT
+        )
+        top = requests.get(f"{stack.url}/analysis/top_locations?n=10", timeout=30).json()["top_locations"]
+        address, count = next(iter(top.items()))
+        assert f"Figures (address: incidents): {address}: {count:,};" in img.get_attribute("alt")
+        page.add_script_tag(content=axe_source())
+        result = page.evaluate("axe.run(document, {resultTypes: ['violations'], runOnly: ['image-alt']})")
+        assert result["violations"] == []
+    finally:
+        context.close()
+
+
 def test_two_different_submits_from_the_docs_page_are_two_jobs(browser, stack):
     """Try it out on POST /submit filled the Idempotency-Key field with the document's example key,
     so every submit from /docs carried that one key: the second with another body got 422

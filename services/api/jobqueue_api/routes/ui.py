@@ -1,6 +1,7 @@
 """The jobs web page at ``/ui/``: overview, jobs, job detail, submit form, data; and ``GET /queue``.
 
-Pages are Flask templates (autoescaped) plus one script file, ``static/ui.js``, that polls the
+Pages are Flask templates (autoescaped) plus one script file, ``static/ui.js`` (with
+``static/pngtext.js``, which /docs shares, to read a plot's description out of its PNG), that polls the
 API's own JSON routes and writes text only through ``textContent``. Every link is relative
 (:func:`jobqueue_api.pages.root`), so the page works behind ``kubectl port-forward`` and under an
 Ingress path prefix, with or without ``SCRIPT_NAME``.

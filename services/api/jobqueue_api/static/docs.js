@@ -77,6 +77,19 @@
       });
     });
   }
+  // A plot tried out here was shown with no text alternative at all (axe: image-alt, critical). The
+  // PNG carries one (pngtext.js): its sentence and, up to 30, its figures become the image's alt.
+  var pictures = { last: "" };
+  function describePictures() {
+    el.querySelectorAll(".responses-wrapper img:not([alt])").forEach(function (img) {
+      var block = img.closest(".opblock"), shown = block && block.querySelector(".request-url pre");
+      var text = (shown && pictures[shown.textContent.trim()]) || pictures.last;
+      var lines = text ? text.split("\n") : ["A chart from the API, with no description."];
+      var figures = lines.slice(2, 32).join("; ");
+      img.setAttribute("alt", lines[0] + (figures ? " Figures (" + lines[1] + "): " + figures +
+        (lines.length > 32 ? "; and " + (lines.length - 32) + " more" : "") + "." : ""));
+    });
+  }
   // Tab past the dialog's last button (or Shift+Tab before its first) went on into the page behind
   // the dialog's backdrop, where the focus could not be seen: it wraps round inside the dialog.
   document.addEventListener("keydown", function (ev) {
@@ -110,6 +123,13 @@
         requestInterceptor: function (req) {
           if (csrf) req.headers["X-CSRF-Token"] = csrf;
           return req;
+        },
+        responseInterceptor: function (res) {
+          if (!/^image\/png/.test(res.headers["content-type"] || "") || !res.data || !res.data.arrayBuffer) return res;
+          return res.data.arrayBuffer().then(function (buf) {
+            pictures[res.url] = pictures.last = window.pngText(buf, "Description") || "";
+            return res;
+          });
         }
       });
       // Swagger UI draws some form controls with no label (axe: select-name and label, critical), and
@@ -126,6 +146,7 @@
           });
         });
         outline();
+        describePictures();
         authorizeDialog();
       }).observe(el, { childList: true, subtree: true });
     })

@@ -551,26 +551,6 @@
     return wrap;
   }
 
-  // The text of a PNG's tEXt or iTXt chunk named ``keyword`` (null if it has none, or only
-  // compressed): the plots carry their text alternative there (atx_analysis.plots.describe).
-  function pngText(buf, keyword) {
-    var bytes = new Uint8Array(buf), view = new DataView(buf), at = 8;
-    var latin = new TextDecoder("latin1"), utf8 = new TextDecoder("utf-8");
-    while (at + 8 <= bytes.length) {
-      var len = view.getUint32(at), type = latin.decode(bytes.subarray(at + 4, at + 8));
-      if (type === "IEND") break;
-      var data = bytes.subarray(at + 8, at + 8 + len), nul = data.indexOf(0);
-      if ((type === "tEXt" || type === "iTXt") && nul > 0 && latin.decode(data.subarray(0, nul)) === keyword) {
-        if (type === "tEXt") return latin.decode(data.subarray(nul + 1));
-        if (data[nul + 1] !== 0) return null;  // compressed: not one of ours
-        var lang = data.indexOf(0, nul + 3), translated = data.indexOf(0, lang + 1);
-        return utf8.decode(data.subarray(translated + 1));
-      }
-      at += 12 + len;
-    }
-    return null;
-  }
-
   // "label: value" (the label may hold ": " itself: the value is after the last one)
   function splitLine(line) {
     var at = line.lastIndexOf(": ");
@@ -618,7 +598,7 @@
         img.addEventListener("load", function () { URL.revokeObjectURL(img.src); });
         img.setAttribute("src", URL.createObjectURL(new Blob([buf], { type: "image/png" })));
         box.appendChild(img);
-        var text = pngText(buf, "Description");
+        var text = window.pngText(buf, "Description");
         if (text) describePlot(box, img, text);
       }).catch(function () {
         if (mine !== rendering) return;
