@@ -262,3 +262,33 @@ def test_an_empty_plot_says_so_in_its_text(load):
     assert summary.endswith("no incidents in this range.") and rows == [
         (d, 0) for d in ("2030-01-01", "2030-01-02", "2030-01-03")
     ]
+
+
+@pytest.mark.parametrize("name", ["plot_incidents_by_issue", "plot_incidents_by_hour", "plot_incidents_by_weekday"])
+def test_a_few_incidents_get_ticks_in_whole_incidents(load, name, monkeypatch):
+    """Ten incidents drew count axes ticked 0, 0.5, 1, 1.5 (by issue, by weekday) or 0.2, 0.4 (by hour):
+    fractions of an incident. The figure is looked at as it is saved (the drawing is untouched)."""
+    from atx_analysis import distplots, plots
+
+    seen = []
+
+    def keep(fig, description):
+        seen.append(fig)
+        return plots._png(fig, description)
+
+    monkeypatch.setattr(distplots, "_png", keep)
+    op = REGISTRY.get(name)
+    assert png_size(op.run(load(FIXTURES / "portal10.csv"), op.example_submission()["params"]))[0] > 0
+    ax = seen[0].axes[0]
+    counts = ax.get_xticks() if name == "plot_incidents_by_issue" else ax.get_yticks()
+    assert len(counts) >= 3 and all(float(t).is_integer() for t in counts), list(counts)
+
+
+def test_top_locations_of_one_incident_each_are_ticked_in_whole_incidents(monkeypatch):
+    from atx_analysis import plots
+
+    monkeypatch.setattr(plots, "_local", type(plots._local)())
+    plots.top_locations_png({"100 MAIN ST": 1}, 1, "test")
+    (chart,) = plots._local.charts.values()
+    ticks = chart.ax.get_xticks()  # were 0, 0.2, 0.4 ... 1.2
+    assert len(ticks) >= 3 and all(float(t).is_integer() for t in ticks), list(ticks)

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from .plots import ACCENT, GRID, INK, MUTED, WIDTH, _figure, _last_png, _place_axes, _text_px, describe
+from .plots import ACCENT, GRID, INK, MUTED, WIDTH, _auto_locator, _figure, _last_png, _place_axes, _text_px, describe
 
 # Okabe-Ito colours (distinguishable with the common colour-vision deficiencies), then grey for "other"
 PALETTE = ("#bf5700", "#0072b2", "#009e73", "#cc79a7", "#e69f00", "#56b4e9", "#d55e00")
@@ -34,7 +34,9 @@ def columns_png(
     ax.bar_label(bars, labels=[f"{c:,}" for c in counts], padding=2, color=INK, fontsize=7)
     ax.set_xticks(x, labels)
     ax.set_xlim(-0.6, len(counts) - 0.4)
-    ax.set_ylim(0, max(max(counts, default=0) * 1.12, 1))
+    # at least 0..3, in whole incidents: a few incidents got ticks at 0.2 or 0.5, fractions of one
+    ax.set_ylim(0, max(max(counts, default=0) * 1.12, 3))
+    ax.yaxis.set_major_locator(_auto_locator())
     ax.set_xlabel(xlabel, color=INK)
     ax.set_ylabel("incidents", color=INK)
     ax.grid(axis="y", color=GRID, linewidth=0.8)
@@ -61,7 +63,8 @@ def bars_png(pairs: Sequence[tuple[str, int]], title: str, note: str) -> bytes:
     ax.bar_label(bars, labels=[f"{v:,}" for v in values], padding=3, color=INK, fontsize=8)
     ax.set_yticks(y, labels)
     ax.set_ylim(-0.6, len(values) - 0.4)
-    ax.set_xlim(0, max(max(values), 1) * 1.12)
+    ax.set_xlim(0, max(max(values) * 1.12, 3))  # whole incidents, as columns_png
+    ax.xaxis.set_major_locator(_auto_locator())
     ax.set_xlabel("incidents", color=INK)
     ax.grid(axis="x", color=GRID, linewidth=0.8)
     ax.set_title(title, loc="left", color=INK, fontsize=13, fontweight="bold")
