@@ -274,9 +274,9 @@ def test_a_few_incidents_get_ticks_in_whole_incidents(load, name, monkeypatch):
 
     def keep(fig, description):
         seen.append(fig)
-        return plots._png(fig, description)
+        return plots._last_png(fig, description)
 
-    monkeypatch.setattr(distplots, "_png", keep)
+    monkeypatch.setattr(distplots, "_last_png", keep)
     op = REGISTRY.get(name)
     assert png_size(op.run(load(FIXTURES / "portal10.csv"), op.example_submission()["params"]))[0] > 0
     ax = seen[0].axes[0]
