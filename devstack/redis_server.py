@@ -16,7 +16,7 @@ from pathlib import Path
 
 import redis
 
-from devstack.procs import free_port
+from devstack.procs import free_port, wait_until
 
 
 def find_redis_server() -> str | None:
@@ -107,8 +107,20 @@ class RedisServer:
                 self.proc.wait()
         self.proc = None
 
+    def wait_aof_written(self, timeout: float = 10.0) -> None:
+        """Return once every write Redis has answered is in its AOF file (the kernel's page cache,
+        which a SIGKILL of the process does not lose). With ``appendfsync everysec`` Redis answers
+        before that write while an fsync is still running (a busy disk), for up to 2 s."""
+        wait_until(
+            lambda: self.client().info("persistence").get("aof_buffer_length", 0) == 0,
+            timeout,
+            "redis-server to write its AOF buffer",
+        )
+
     def kill(self) -> None:
-        """SIGKILL: what a node loss looks like; up to a second of appendfsync everysec can be lost."""
+        """SIGKILL: what a process loss looks like. With ``appendfsync everysec`` it loses the writes
+        Redis answered while an fsync lagged (a busy disk: up to 2 s of them, :meth:`wait_aof_written`);
+        a node loss loses the last second's too."""
         if self.proc and self.proc.poll() is None:
             os.kill(self.proc.pid, signal.SIGKILL)
             self.proc.wait()

@@ -94,7 +94,7 @@ def test_sigterm_past_the_grace_gives_the_job_back(harness, redis_url, tmp_path)
 def test_redis_killed_and_restarted_worker_reconnects_and_queued_jobs_survive(fresh_redis, tmp_path):
     h = Harness(fresh_redis.url)
     queued = [h.submit("sleep", {"seconds": 0}) for _ in range(5)]
-    time.sleep(1.5)  # appendfsync everysec: let the AOF reach the disk
+    fresh_redis.wait_aof_written()  # everysec answers before writing while an fsync lags
     fresh_redis.kill()
     proc = start_worker(fresh_redis.url, tmp_path / "w.log")
     try:
