@@ -13,6 +13,7 @@ A real API, worker and redis-server (with its append-only file, so a restart kee
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import time
@@ -20,7 +21,7 @@ import time
 import pytest
 
 from devstack.paths import BIN
-from devstack.procs import wait_until
+from devstack.procs import free_port, wait_until
 from devstack.stack import running_stack
 
 
@@ -175,3 +176,32 @@ def test_timeout_bounds_the_retries_of_503s(stack, wait):
     assert took < 6.5, (took, r.stderr)
     assert "redis_unavailable" in r.stderr and "gave up at --timeout 4s" in r.stderr, r.stderr
     assert "Traceback" not in r.stderr and r.stdout == "", r.stderr
+
+
+SLOW_IMPORT = """import importlib.abc, sys, time
+class Slow(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name == "requests":
+            sys.meta_path.remove(self)
+            time.sleep({seconds})
+sys.meta_path.insert(0, Slow())
+"""
+
+
+def test_timeout_counts_the_time_the_command_took_to_load(tmp_path):
+    """On a loaded machine the client's modules took seconds to load (3.5 s measured beside four
+    busy processes), and ``--timeout 4`` counted only from after them: the command gave up 7.9 s
+    after it was started. The timeout is the user's, from the command's start."""
+    (tmp_path / "sitecustomize.py").write_text(SLOW_IMPORT.format(seconds=3))  # requests loads in 3 s
+    url = f"http://127.0.0.1:{free_port()}"  # nothing listens: the connection is refused, and retried
+    start = time.monotonic()
+    r = subprocess.run(
+        [str(BIN / "jobqueue"), "submit", "top_locations", "n=2", "--timeout", "3.5", "--url", url],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "PYTHONPATH": str(tmp_path)},
+    )
+    took = time.monotonic() - start
+    assert r.returncode == 3 and "connection refused" in r.stderr, r.stderr
+    assert 3 <= took < 3 + 3.5, (took, r.stderr)  # before: the 3 s loading, then 3.5 s of retries

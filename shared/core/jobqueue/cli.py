@@ -9,6 +9,7 @@ Exit statuses are the same for every subcommand (``jobqueue.cliargs.Exit``)."""
 from __future__ import annotations
 
 import sys
+import time
 from typing import TYPE_CHECKING, TextIO
 
 if TYPE_CHECKING:  # imported where used: a Ctrl-C before main() runs is a traceback no handler can catch
@@ -40,10 +41,11 @@ def main(argv: list[str] | None = None) -> int:
                 file=sys.stderr,
             )
         return 2
+    started = time.monotonic()  # --timeout counts from here: loading the client's modules is part of it
     given = sys.stdout
     sys.stdout = _held(given)
     try:
-        status = _main(argv)
+        status = _main(argv, started)
         sys.stdout.flush()  # a reader gone while the last lines sat in the buffer: here, not at exit
         return status
     except BrokenPipeError:
@@ -85,7 +87,7 @@ def _held(out: TextIO) -> TextIO:
     return io.TextIOWrapper(io.BufferedWriter(raw, PIPE_HOLDS), encoding=out.encoding, errors=out.errors)
 
 
-def _main(argv: list[str] | None = None) -> int:
+def _main(argv: list[str] | None = None, started: float | None = None) -> int:
     from .cliargs import Exit
 
     import argparse
@@ -130,6 +132,7 @@ def _main(argv: list[str] | None = None) -> int:
     if getattr(args, "client_handler", None) is not None:
         from .client_cli import run as run_client_command
 
+        args.started = started
         return run_client_command(args)
     if getattr(args, "func", None):
         import os

@@ -232,7 +232,8 @@ def run(args: argparse.Namespace) -> int:
     _WAITING.job_id, _WAITING.sending = None, False  # nothing from an earlier run in this process
     _WAITING.told_retry = False
     timeout = getattr(args, "timeout", None)
-    args.deadline = Deadline(timeout) if timeout is not None else None  # from the start, as the user counts
+    # from the command's start, as the user counts (main() sets it; in-process callers may not)
+    args.deadline = Deadline(timeout, getattr(args, "started", None)) if timeout is not None else None
     try:
         _check_url(args)
         _check_token(args)

@@ -215,9 +215,11 @@ class Deadline:
     included. Shared by every copy of a :class:`TellingRetry`, so ``reached`` tells the caller
     afterwards that a retry was given up for it (five Retry-Afters of 2 s took 11 s of a 5 s timeout)."""
 
-    def __init__(self, seconds: float) -> None:
+    def __init__(self, seconds: float, started: float | None = None) -> None:
+        """``started``: the ``time.monotonic()`` the command began at, when before now (its modules
+        loading, which takes seconds on a loaded machine, counts against its timeout too)."""
         self.seconds = seconds
-        self.at = time.monotonic() + seconds
+        self.at = (time.monotonic() if started is None else started) + seconds
         self.reached = False
 
     def left(self) -> float:
