@@ -23,6 +23,7 @@ from pathlib import Path
 
 import pytest
 
+from devstack.procs import free_port
 from devstack.stack import running_stack
 
 BIN = Path(sys.executable).parent
@@ -108,9 +109,9 @@ def test_exit_statuses_against_the_api(stack, args, code, words):
 
 
 def _closed_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A port nothing listens on: devstack's, outside the kernel's ephemeral range, so another
+    program's ``bind(0)`` listener cannot land on it between here and the CLI's connect."""
+    return free_port()
 
 
 def test_unreachable_api_is_exit_3_with_a_hint():
