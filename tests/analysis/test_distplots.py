@@ -67,27 +67,36 @@ def _anonymous_mb() -> float:
         return next(int(line.split()[1]) for line in f if line.startswith("Anonymous:")) / 1024
 
 
+def _kept_by_batches(ds, name: str, release) -> list[float]:
+    """Anonymous memory (MB) after each of 3 batches of 5 charts, ``release`` run after each, with
+    Python's full collection held off (it comes when it comes: here, never during the batches). The
+    first batch also fills matplotlib's caches; later ones should add only what is kept."""
+    import gc
+
+    op = REGISTRY.get(name)
+    gc.collect()
+    gc.disable()
+    try:
+        kept = []
+        for _ in range(3):
+            for _ in range(5):
+                op.run(ds, {})
+            release()
+            kept.append(_anonymous_mb())
+    finally:
+        gc.enable()
+        gc.collect()
+    return kept
+
+
 def test_memory_handed_back_after_jobs_keeps_no_discarded_picture(load):
     """Each distribution chart is a new Figure, and a Figure is freed only by a full collection (its
     parts refer to each other), with its ~3 MB pixel buffer. The worker's housekeeping handed freed
     memory back every 10 s after jobs but left these for the collector, so a worker held several
     dead charts privately: 8 MB of the memory benchmark's 79 MB per extra worker process."""
-    import gc
-
     from atx_analysis.dataset import release_after_jobs
 
-    ds = load(SAMPLE)
-    op = REGISTRY.get("plot_incidents_by_hour")
-    gc.disable()  # the full collection comes when it comes: here, never during the test
-    try:
-        kept = []
-        for _ in range(3):  # the first batch also fills matplotlib's caches; later ones must add nothing
-            for _ in range(5):
-                op.run(ds, {})
-            release_after_jobs()
-            kept.append(_anonymous_mb())
-    finally:
-        gc.enable()
+    kept = _kept_by_batches(load(SAMPLE), "plot_incidents_by_hour", release_after_jobs)
     assert kept[2] - kept[1] < 3, f"5 more discarded charts kept {kept[2] - kept[1]:.0f} MB ({kept})"
 
 
@@ -96,22 +105,7 @@ def test_a_chart_drawn_fresh_frees_its_pixels_without_waiting_for_a_collection(l
     after jobs: each chart's ~3 MB pixel buffer waited there for Python's next full collection
     (20 MB for 5 charts with the collector idle). Emptied once the PNG is out, only the figure's
     small parts wait (about 7 MB for 5)."""
-    import gc
-
     from atx_analysis.dataset import release_freed_memory
 
-    ds = load(SAMPLE)
-    op = REGISTRY.get("plot_incidents_by_issue")
-    gc.collect()
-    gc.disable()
-    try:
-        kept = []
-        for _ in range(3):  # the first batch also fills matplotlib's caches
-            for _ in range(5):
-                op.run(ds, {})
-            release_freed_memory()
-            kept.append(_anonymous_mb())
-    finally:
-        gc.enable()
-        gc.collect()
+    kept = _kept_by_batches(load(SAMPLE), "plot_incidents_by_issue", release_freed_memory)
     assert kept[2] - kept[1] < 12, f"5 more charts kept {kept[2] - kept[1]:.0f} MB uncollected ({kept})"
