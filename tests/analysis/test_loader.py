@@ -846,6 +846,51 @@ def test_a_file_still_being_written_when_the_load_starts_is_read_whole(tmp_path)
     assert [p.name.split(".")[2] for p in (tmp_path / "cache").glob("*.arrow")] == [ds.identity[:20]]
 
 
+def test_a_copy_that_pauses_while_the_load_reads_is_still_read_whole(tmp_path):
+    """A read can fall wholly between two writes of a copy (CI: the load read 53 rows of 5,000, the
+    file unchanged from before the read to after it). A file just modified that ends in a cut line
+    is taken as still being written: read again once it held still."""
+    import threading
+    import time
+
+    src = SAMPLE.read_bytes()
+    warm = tmp_path / "warm.csv"
+    warm.write_bytes(src)
+    load_dataset(warm, cache=False)  # the parser's imports, so the first read below takes milliseconds
+    path = tmp_path / "paused.csv"
+    path.write_bytes(src[:10_000])  # cut mid-line
+    assert not src[:10_000].endswith(b"\n")
+
+    def finish_later() -> None:
+        time.sleep(1.0)  # no write while the first read runs
+        with path.open("ab") as out:
+            out.write(src[10_000:])
+
+    writer = threading.Thread(target=finish_later)
+    writer.start()
+    try:
+        ds = load_dataset(path, cache_dir=str(tmp_path / "cache"))
+    finally:
+        writer.join()
+    assert ds.rows == 5000 and ds.counts["malformed_lines_skipped"] == 0
+    assert [p.name.split(".")[2] for p in (tmp_path / "cache").glob("*.arrow")] == [ds.identity[:20]]
+
+
+def test_a_settled_file_with_a_cut_last_line_loads_without_waiting(tmp_path, caplog):
+    """The wait is only for a file modified in the last seconds: an old file whose last line is cut
+    loads at once, the line counted as skipped."""
+    import time
+
+    src = SAMPLE.read_bytes()
+    path = tmp_path / "old.csv"
+    path.write_bytes(src[:10_000])
+    os.utime(path, (time.time() - 60, time.time() - 60))
+    with caplog.at_level("WARNING", logger="atx_analysis"):
+        ds = load_dataset(path, cache_dir=str(tmp_path / "cache"))
+    assert "changed while it was read" not in caplog.text
+    assert ds.rows > 0 and ds.counts["malformed_lines_skipped"] == 1
+
+
 @pytest.mark.parametrize(
     ("members", "said"),
     [

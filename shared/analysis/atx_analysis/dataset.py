@@ -311,7 +311,7 @@ def load_dataset(
             if file_stamp(path) == before:
                 raise
         else:
-            if file_stamp(path) == before:
+            if _held_still(path, before, dataset.counts):
                 return dataset
         log.warning(
             "data file changed while it was read; reading it again once it holds still",
@@ -329,6 +329,25 @@ def load_dataset(
 # so far, and the API kept it while the workers, starting later, read the whole file.
 LOAD_ATTEMPTS = 3
 QUIET_WAIT_LIMIT = 60.0  # seconds _wait_until_quiet waits at most for a file that keeps changing
+
+
+def _held_still(path: Path, before: Any, counts: dict[str, Any]) -> bool:
+    """Did the read see the file whole? Its stamp unchanged is not enough: a read can fall between
+    two writes of a copy (a small file is parsed in milliseconds, holding the GIL), so a file
+    modified in the last QUIET_SECONDS that ends in a cut line (skipped as malformed, no newline
+    after it) is taken as still being written."""
+    if file_stamp(path) != before:
+        return False
+    if before is None or not counts.get("malformed_lines_skipped"):
+        return True
+    if time.time() - before[3] / 1e9 >= QUIET_SECONDS:
+        return True
+    try:
+        with path.open("rb") as f:
+            f.seek(-1, os.SEEK_END)
+            return f.read(1) in (b"\n", b"\r")
+    except OSError:
+        return True
 
 
 def _wait_until_quiet(path: Path) -> None:
@@ -376,7 +395,7 @@ def _load(
         )
     columns, fmt, counts, available, reading = parse_file(path, max_bytes, day_first)
     written = False
-    if store.writes and file is not None and file_stamp(path) == before:
+    if store.writes and file is not None and _held_still(path, before, counts):
         written = _write_cache(
             file,
             columns,
