@@ -379,7 +379,7 @@ def build_spec(catalogue: Registry, settings: Settings, version: str) -> dict[st
             ),
             "503": _error(
                 "Redis unreachable, or refusing writes: nothing was stored; submit again after Retry-After. "
-                "data_unavailable: the data file is refused; nothing runs until it is fixed"
+                "data_unavailable: the data file is refused (or a changed one is being loaded); nothing runs until it is fixed"
             ),
             "504": {
                 **_error(

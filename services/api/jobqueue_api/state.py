@@ -52,6 +52,11 @@ class DatasetSlot:
     # submitted now would wait (submission.refuse_without_data answers 503 instead); a missing file
     # is not refused: the workers wait for it to appear
     refused: bool = False
+    # files refused so far on this path: more than one means the replacement of a refused file was
+    # refused too, which the 503 says rather than repeating the first advice as if nothing happened
+    refusals: int = 0
+    # a changed file is being loaded on a background thread: the 503 says so instead of "fix the file"
+    reloading: bool = False
     # what a failed load tried, so that :meth:`refresh` can try again once the file changed
     path: str | None = None
     options: dict[str, Any] = field(default_factory=dict)
@@ -88,10 +93,11 @@ class DatasetSlot:
             return self
         # readiness and /data say so meanwhile; a submit is answered as before the change (refused)
         self.error = f"loading {self.path}, changed since the last load failed ({self.error})"
+        self.reloading = True
         try:
             in_background(self._load_in_background, self.path, self.options)
         except BaseException:
-            self.loading = False
+            self.loading = self.reloading = False
             raise
         return self
 
@@ -99,7 +105,7 @@ class DatasetSlot:
         try:
             load_dataset_into(self, path, **options)
         finally:
-            self.next_look, self.loading = time.monotonic() + DATA_RETRY_SECONDS, False
+            self.next_look, self.loading, self.reloading = time.monotonic() + DATA_RETRY_SECONDS, False, False
 
 
 @dataclass
@@ -254,6 +260,7 @@ def load_dataset_into(slot: DatasetSlot, path: str, **load_options: Any) -> None
     except Exception as exc:  # DataFormatError, missing file, permissions: all mean "not ready"
         slot.dataset, slot.error = None, f"cannot load {path}: {exc}"
         slot.refused = os.path.exists(path)
+        slot.refusals += slot.refused
         log.error(
             "dataset not loaded",
             extra={

@@ -286,6 +286,12 @@ def parse_body(raw: bytes) -> dict[str, Any]:
 
 
 DATA_REFUSED_RETRY_SECONDS = 60
+# while a changed file is being loaded: the answer is likely different in seconds
+DATA_RELOADING_RETRY_SECONDS = 5
+_FIX = (
+    "fix DATA_PATH's file (in a form docs/data.md lists): "
+    "the API and the workers load it again within seconds of the change"
+)
 
 
 def refuse_without_data(slot: Any) -> None:
@@ -293,15 +299,24 @@ def refuse_without_data(slot: Any) -> None:
     the file the API refused (the workers wait for it to change), so such a job was accepted (202)
     and waited with nobody to run it until an operator replaced the file. A missing file is not refused (the workers wait for it). The answer carries
     :data:`jobqueue.http.REFUSAL_HEADER`, so the ``jobqueue`` client shows it at once instead of
-    retrying what no retry can change."""
+    retrying what no retry can change. The message says which state the file is in: being loaded
+    again (it said "fix the file" to someone who just had), or a replacement refused too."""
     if slot.dataset is None and slot.refused:
-        err = ApiError(
-            503,
-            "data_unavailable",
-            f"no job can run: the data file is refused ({slot.error}); fix DATA_PATH's file (in a form "
-            "docs/data.md lists): the API and the workers load it again within seconds of the change",
-        )
-        err.headers.update({"Retry-After": str(DATA_REFUSED_RETRY_SECONDS), REFUSAL_HEADER: "data_unavailable"})
+        retry = DATA_REFUSED_RETRY_SECONDS
+        if slot.reloading:
+            retry = DATA_RELOADING_RETRY_SECONDS
+            message = (
+                "no job can run yet: DATA_PATH's file changed since it was refused and is being loaded "
+                f"now; submit again in {retry} s"
+            )
+        elif slot.refusals > 1:
+            message = (
+                f"no job can run: the file that replaced the refused data file is refused too ({slot.error}); {_FIX}"
+            )
+        else:
+            message = f"no job can run: the data file is refused ({slot.error}); {_FIX}"
+        err = ApiError(503, "data_unavailable", message)
+        err.headers.update({"Retry-After": str(retry), REFUSAL_HEADER: "data_unavailable"})
         raise err
 
 
