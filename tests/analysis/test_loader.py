@@ -666,6 +666,9 @@ def test_timestamps_with_a_zone_name_are_read(tmp_path, load, published, status)
         ("2024-03-05 07:29 PM CST", "2024-03-06 02:14 am"),
         ("2024-03-06T1:29 AM", "2024-03-06T02:14 am"),
         ("2024-03-05T07:29:39 PM CST", "2024-03-06T2:14:39 AM UTC"),
+        ("2024-03-06t1:29 am", "2024-03-06t02:14 Am"),
+        ("2024-03-05t07:29:39 PM CST", "2024-03-06t2:14:39 am utc"),
+        ("2024-03-06t01:29:39", "2024-03-06t02:14:39z"),
         ("Wed, 06 Mar 2024 01:29:39 GMT", "Wed, 06 Mar 2024 02:14:39 GMT"),
         ("Tue, 05 Mar 2024 19:29:39 -0600", "wed, 06 mar 2024 02:14:39 +0000"),
         ("Tue, 05 Mar 2024 19:29 CST", "Tue, 05 Mar 2024 21:14 CDT"),
@@ -673,7 +676,8 @@ def test_timestamps_with_a_zone_name_are_read(tmp_path, load, published, status)
 )
 def test_a_12_hour_clock_in_iso_order_and_email_dates_are_read(tmp_path, load, published, status):
     """`2024-03-06 1:29:39 AM` (a report tool's ISO order on a 12-hour clock, also with ISO's T:
-    `2024-03-06T1:29 PM`, unread while the same time with a space was) and RFC 1123 dates
+    `2024-03-06T1:29 PM`, unread while the same time with a space was; and RFC 3339's small t,
+    `2024-03-06t1:29 pm`, unread while the capital was) and RFC 1123 dates
     (`Wed, 06 Mar 2024 01:29:39 GMT`, an HTTP header's or a mail export's) were counted
     unparseable: a file of them answered 0 for every date, hour and response time."""
     lines = SAMPLE.read_text(encoding="utf-8").splitlines()
@@ -688,6 +692,16 @@ def test_a_12_hour_clock_in_iso_order_and_email_dates_are_read(tmp_path, load, p
     assert ds.date_range == ("2024-03-05", "2024-03-05")
     assert ds.columns.arrays["hour"].tolist() == [19]
     assert ds.columns.arrays["response_minutes"].tolist() == [45.0]
+
+
+def test_a_dotted_p_m_is_counted_unparseable_not_guessed(tmp_path, load):
+    """docs/data.md reads AM/PM in any case but not `p.m.`: such a value is counted, not misread."""
+    lines = SAMPLE.read_text(encoding="utf-8").splitlines()
+    row = lines[1].split(",")
+    row[1] = "2024-03-06t1:29 p.m."
+    path = tmp_path / "dotted.csv"
+    path.write_text(lines[0] + "\n" + ",".join(row) + "\n")
+    assert load(path).counts["published_unparseable"] == 1
 
 
 def test_a_zone_name_the_loader_does_not_know_is_counted_and_named(tmp_path, load):

@@ -4,7 +4,8 @@ The rules for bad values (docs/data.md documents them; every one is counted in `
 
 * Timestamps are UTC instants: the portal's ``03/06/2024 01:29:39 AM +0000`` or
   ``2024 Mar 06 01:29:39 AM`` (each also with or without the offset, none taken as UTC), ISO 8601 with or without an offset (none means UTC),
-  ISO order on a 12-hour clock (``2024-03-06 1:29:39 AM``, ``2024-03-06T1:29 PM``), RFC 1123 (``Wed, 06 Mar 2024 01:29:39 GMT``), any of these with a zone name
+  ISO order on a 12-hour clock (``2024-03-06 1:29:39 AM``, ``2024-03-06T1:29 PM``; the ``T`` of
+  either ISO form also small, ``2024-03-06t1:29 pm``), RFC 1123 (``Wed, 06 Mar 2024 01:29:39 GMT``), any of these with a zone name
   (UTC, GMT, Z, CST, CDT; another name is unparseable and named in the reading), or epoch seconds
   in Parquet. A value with no time of day (``2024-03-06``) is that calendar day in Austin, i.e. its
   local midnight, with no hour: it counts in date and weekday figures, not in hour ones. A missing or unparseable published date leaves the row in (it still counts for
@@ -42,7 +43,8 @@ AUSTIN_BOX = {"lat_min": 29.9, "lat_max": 30.75, "lon_min": -98.2, "lon_max": -9
 # seconds; 12-hour without seconds; and in a European locale, the day first between dots:
 # ``06.03.2024 01:29``, never confused with the month first, which is between slashes); ISO order
 # on a 12-hour clock (``2024-03-06 1:29:39 AM``, which ISO 8601 itself never writes; also with ISO's
-# ``T``, ``2024-03-06T1:29 PM``, which the ISO 8601 reader below refuses); and the
+# ``T``, ``2024-03-06T1:29 PM``, which the ISO 8601 reader below refuses, or a small ``t``, which
+# RFC 3339 allows: ``2024-03-06t1:29 pm``; %p reads AM/PM in any case, as %b a month); and the
 # RFC 1123 / email date (``Wed, 06 Mar 2024 01:29:39 GMT``: its GMT is taken off as any zone name,
 # a numeric offset is read as the portal's). The first form that reads a value wins.
 PORTAL_FORMATS = (
@@ -60,6 +62,8 @@ PORTAL_FORMATS = (
     "%Y-%m-%d %I:%M %p",
     "%Y-%m-%dT%I:%M:%S %p",
     "%Y-%m-%dT%I:%M %p",
+    "%Y-%m-%dt%I:%M:%S %p",
+    "%Y-%m-%dt%I:%M %p",
     "%a, %d %b %Y %H:%M:%S %z",
     "%a, %d %b %Y %H:%M:%S",
     "%a, %d %b %Y %H:%M %z",
@@ -124,6 +128,7 @@ def split_zones(s: pa.ChunkedArray) -> tuple[pa.ChunkedArray, np.ndarray | None,
     return s, offsets, unread_names
 
 
+_SMALL_T = re.compile(r"^(\s*\d{4}-\d{2}-\d{2})t(?=\d)")
 _DATE_ONLY = re.compile(r"^\s*(\d{4}-\d{2}-\d{2}|\d{1,2}/\d{1,2}/\d{4})\s*$")
 _POINT = re.compile(r"POINT\s*\(\s*(-?\d+(?:\.\d*)?)\s+(-?\d+(?:\.\d*)?)\s*\)", re.I)
 _PAIR = re.compile(r"\(\s*(-?\d+(?:\.\d*)?)\s*,\s*(-?\d+(?:\.\d*)?)\s*\)")
@@ -192,7 +197,10 @@ def parse_timestamps(
             local = days.dt.tz_localize(AUSTIN_TZ, ambiguous="NaT", nonexistent="shift_forward")
             parsed_rest[date_only] = _datetimes_to_ns(local)
         if (~date_only).any():
-            iso = pd.to_datetime(rest[~date_only], format="ISO8601", utc=True, errors="coerce")
+            # RFC 3339's small t (``2024-03-06t01:29:39``), which pandas' ISO 8601 reader refuses;
+            # only the values no form above read reach here, so a portal file pays nothing for it
+            iso_text = rest[~date_only].str.replace(_SMALL_T, r"\1T", n=1, regex=True)
+            iso = pd.to_datetime(iso_text, format="ISO8601", utc=True, errors="coerce")
             parsed_rest[~date_only] = _datetimes_to_ns(iso)
         out[todo] = parsed_rest
         no_time[np.flatnonzero(todo)[date_only]] = True
