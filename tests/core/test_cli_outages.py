@@ -19,6 +19,7 @@ import subprocess
 import time
 
 import pytest
+import requests
 
 from devstack.paths import BIN
 from devstack.procs import free_port, wait_until
@@ -205,3 +206,53 @@ def test_timeout_counts_the_time_the_command_took_to_load(tmp_path):
     took = time.monotonic() - start
     assert r.returncode == 3 and "connection refused" in r.stderr, r.stderr
     assert 3 <= took < 3 + 3.5, (took, r.stderr)  # before: the 3 s loading, then 3.5 s of retries
+
+
+# the client's modules load in LOADING s (sitecustomize delays the requests import), and the job
+# waited for never ends (no worker): the command must end at TIMEOUT, not LOADING + TIMEOUT
+LOADING, TIMEOUT = 6, 9
+# past TIMEOUT for the interpreter's own start (outside the count) and its exit, on a loaded
+# machine; still under LOADING + TIMEOUT, which every run took before
+MARGIN = 5.0
+
+
+@pytest.fixture(scope="module")
+def idle(tmp_path_factory):
+    """An API and no worker for the whole module: a job submitted stays queued."""
+    with running_stack(tmp_path_factory.mktemp("cli-idle")) as stack:
+        stack.start_api(web_concurrency=1)
+        yield stack
+
+
+def _slowly_loaded(tmp_path, *command: str) -> tuple[subprocess.CompletedProcess, float]:
+    """``jobqueue *command`` with its modules loading in LOADING s: its result and how long it took."""
+    (tmp_path / "sitecustomize.py").write_text(SLOW_IMPORT.format(seconds=LOADING))
+    start = time.monotonic()
+    r = subprocess.run(
+        [str(BIN / "jobqueue"), *command],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "PYTHONPATH": str(tmp_path)},
+    )
+    return r, time.monotonic() - start
+
+
+def test_submit_wait_ends_at_the_timeout_counted_from_the_start_of_the_command(idle, tmp_path):
+    """``submit --wait --timeout N`` counted its wait for the job from after its modules loaded
+    and the operations were read: with no worker it gave up LOADING + N s after it was started."""
+    r, took = _slowly_loaded(
+        tmp_path, "submit", "top_locations", "n=2", "--wait", "--timeout", str(TIMEOUT), "--url", idle.url
+    )
+    assert r.returncode == 4 and f"still submitted after {TIMEOUT}s" in r.stderr, r.stderr
+    assert TIMEOUT <= took < TIMEOUT + MARGIN, (took, r.stderr)
+
+
+def test_watch_ends_at_the_timeout_counted_from_the_start_of_the_command(idle, tmp_path):
+    """``watch --timeout N`` likewise counted from after its modules loaded."""
+    answer = requests.post(f"{idle.url}/submit", json={"operation": "top_locations", "params": {"n": 2}}, timeout=30)
+    assert answer.status_code == 202, answer.text
+    job_id = answer.json()["job_id"]
+    r, took = _slowly_loaded(tmp_path, "watch", job_id, "--timeout", str(TIMEOUT), "--url", idle.url)
+    assert r.returncode == 4 and f"still submitted after {TIMEOUT}s" in r.stderr, r.stderr
+    assert TIMEOUT <= took < TIMEOUT + MARGIN, (took, r.stderr)

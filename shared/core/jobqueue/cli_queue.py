@@ -19,7 +19,7 @@ import requests
 
 from . import cliargs
 from .client import FINAL, NOT_JSON, ApiError, Client, Pacer, ride_out
-from .client_cli import api_options, client_for
+from .client_cli import api_options, client_for, command_start
 
 SPINNER = "|/-\\"
 
@@ -190,7 +190,7 @@ def cmd_watch(args: argparse.Namespace) -> int:
     human = wants_table(args)
     live = human and sys.stderr.isatty()
     spin = itertools.cycle(SPINNER)
-    start = time.monotonic()
+    start = command_start(args)  # --timeout counts from the command's start, as submit's does
     last_status = None
     pacer = Pacer()
     outage_since: float | None = None

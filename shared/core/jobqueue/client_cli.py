@@ -139,14 +139,15 @@ def _submit(args: argparse.Namespace) -> int:
     _WAITING.sending = True  # a Ctrl-C from here until an id is known may leave a stored job unnamed
     if not args.wait:  # keyed: after a 504 or a lost answer the same request is sent again (one job)
         body = {"operation": args.operation, "params": params}
-        job = client._submit_waiting(body, None, args.timeout, _unsure_keyed)
+        job = client._submit_waiting(body, None, _left(args), _unsure_keyed)
         _WAITING.sending = False
         print(json.dumps({"job_id": job["job_id"], "status": "submitted"}))
         return 0
     # one exchange: a job that ends within the first 2 s is answered by the submit itself
-    start = time.monotonic()
+    start = command_start(args)  # every wait below ends by the one deadline, start + --timeout
     body = {"operation": args.operation, "params": params}  # a 504 is resolved within --timeout (or 60 s)
-    job = client._submit_waiting(body, _step(PROGRESS_EVERY, args.timeout, 0.0), args.timeout, _unsure)
+    elapsed = time.monotonic() - start
+    job = client._submit_waiting(body, _step(PROGRESS_EVERY, args.timeout, elapsed), _left(args), _unsure)
     print(f"submitted {job['job_id']}", file=sys.stderr)
     _WAITING.job_id, _WAITING.sending = job["job_id"], False
     job = client._until_final(job, start, args.timeout, PROGRESS_EVERY, _progress)
@@ -219,6 +220,23 @@ def _status(args: argparse.Namespace) -> int:
     job = client_for(args).status(args.job_id, wait=args.wait)
     print(json.dumps(job, indent=2))
     return 0
+
+
+def command_start(args: argparse.Namespace) -> float:
+    """The ``time.monotonic()`` the command began at, which ``--timeout`` counts from: a wait that
+    counted from its own start (after the modules loaded and the operations were read) gave the
+    command more than the user's timeout."""
+    deadline: Deadline | None = getattr(args, "deadline", None)
+    if deadline is not None:
+        return deadline.started
+    started = getattr(args, "started", None)
+    return time.monotonic() if started is None else started
+
+
+def _left(args: argparse.Namespace) -> float | None:
+    """What is left of ``--timeout`` (None: no timeout given), for a call that takes its own timeout."""
+    deadline: Deadline | None = getattr(args, "deadline", None)
+    return None if deadline is None else max(0.0, deadline.left())
 
 
 def client_for(args: argparse.Namespace) -> Client:

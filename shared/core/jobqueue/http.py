@@ -219,7 +219,8 @@ class Deadline:
         """``started``: the ``time.monotonic()`` the command began at, when before now (its modules
         loading, which takes seconds on a loaded machine, counts against its timeout too)."""
         self.seconds = seconds
-        self.at = (time.monotonic() if started is None else started) + seconds
+        self.started = time.monotonic() if started is None else started
+        self.at = self.started + seconds
         self.reached = False
 
     def left(self) -> float:
