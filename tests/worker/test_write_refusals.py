@@ -176,3 +176,79 @@ def test_a_worker_gives_back_what_it_claimed_when_redis_refuses_writes(fresh_red
     finally:
         worker.request_stop()
         thread.join(10)
+
+
+def test_a_worker_renewing_again_once_redis_accepts_writes_is_not_reaped(fresh_redis):
+    """Redis refusing writes for longer than a lease refuses every worker's heartbeat alike, so once
+    it accepts writes again each live worker's lease looks lapsed until its next beat, up to lease/3
+    later. The reaper used to reap right after its own first beat that went through (its reap was
+    due all along, and Redis's uptime was long), requeueing the job of a worker that was still
+    running it, and the job ran twice (seen in about 1 run in 8, workers beating in random order).
+
+    ``alive`` stands for a live worker holding a job: it beats at lease/3 throughout, refusals
+    included, and after the refusal beats first after the reaper's second beat that went through
+    (the latest a live worker's beat can come; the order that lost the race). The reaper is a real
+    worker. A dead worker is still reaped once writes are back: the bound is one lease more."""
+    lease = 3.0  # beats every 1 s: alive beats ~1 s after the reaper's first beat, ~2 s before it may reap
+    h = Harness(fresh_redis.url, JOB_LEASE_SECONDS=str(lease))
+    job_id = h.submit("sleep", {"seconds": 0})
+    d, queue = h.delivery, h.queue_client
+    assert [c[0] for c in d.claim("alive", 1)] == [job_id]
+    raw = fresh_redis.client(db=h.settings.redis_jobs_db)
+    raw.config_set("maxmemory-policy", "noeviction")
+
+    beating, stop_beating, refused = threading.Event(), threading.Event(), []
+    beating.set()
+
+    def keep_alive():
+        while not stop_beating.is_set():
+            if beating.is_set():
+                try:
+                    d.heartbeat("alive")
+                except redis.exceptions.RedisError as exc:
+                    refused.append(write_refusal(exc))
+            stop_beating.wait(lease / 3)
+
+    def score(worker: str) -> float:
+        return float(queue.zscore(keys.WORKERS_HEARTBEAT, worker) or 0.0)
+
+    def redis_now() -> float:
+        sec, usec = queue.time()
+        return sec + usec / 1e6
+
+    def held() -> list[str]:
+        return list(queue.lrange(keys.processing("alive"), 0, -1))
+
+    beater = threading.Thread(target=keep_alive, daemon=True)
+    beater.start()
+    reaper = Worker(h.settings, operations(), worker_id="reaper")
+    thread = threading.Thread(target=reaper.work, kwargs={"install_signals": False}, daemon=True)
+    thread.start()
+    try:
+        wait_until(lambda: score("reaper") > 0, 30, "the reaper's first beat")
+        filler = fill_to_maxmemory(raw)
+        # both leases lapse while Redis is full; alive's beats are refused meanwhile
+        wait_until(
+            lambda: redis_now() - max(score("alive"), score("reaper")) > lease + 0.5, 30, "a lease without beats"
+        )
+        assert "OOM" in refused and held() == [job_id]
+        beating.clear()
+        raw.delete(*filler)
+        first = score("reaper")
+        wait_until(lambda: score("reaper") > first, 30, "the reaper's first beat once writes are back")
+        second = score("reaper")
+        wait_until(lambda: score("reaper") > second, 30, "the reaper's second beat once writes are back")
+        beating.set()
+        wait_until(lambda: score("alive") > second, 30, "alive's first beat once writes are back")
+        # the reaper has had more than a lease since its first beat to reap, were it to
+        wait_until(lambda: score("reaper") > second + lease + 1.0, 60, "a lease of the reaper's beats")
+        assert held() == [job_id], "a live worker's job was requeued: it runs twice"
+        assert not queue.sismember(keys.REAPED, job_id)
+        # alive dies: its job is still requeued and run, once writes are back
+        stop_beating.set()
+        beater.join(10)
+        wait_until(lambda: h.store.get(job_id).status is JobStatus.COMPLETE, 60, "the dead worker's job run")
+    finally:
+        stop_beating.set()
+        reaper.request_stop()
+        thread.join(10)

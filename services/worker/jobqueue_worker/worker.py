@@ -827,9 +827,9 @@ class Worker:
         next_sweep = time.monotonic() + random.uniform(0, SWEEP_INTERVAL_SECONDS)
         jobs_client: redis.Redis | None = None
         next_summary = time.monotonic() + LOG_SUMMARY_SECONDS
-        seen_up_since: float | None = (
-            None  # since when Redis has answered without a break or restart (the reaper's clock without INFO)
-        )
+        # since when Redis has taken our beats without a break, refusal or restart: the reaper judges
+        # other workers' silence only once it has itself seen a lease of beats go through
+        seen_up_since: float | None = None
         reported: dict[str, int] = {}
         while not self._stop_housekeeping.is_set():
             now = time.monotonic()

@@ -687,17 +687,19 @@ class Delivery:
         """Requeue the ids of workers silent for longer than the lease: (ids moved, workers reaped).
 
         Safe with any number of reapers at once: the script is atomic, a second reaper finds nothing.
-        Skipped while Redis itself has been up for less than a lease, so that after a Redis restart
-        live workers get the time to heartbeat again before anyone is declared dead. Redis's uptime
-        comes from ``INFO``, which an ACL user without ``@dangerous`` (a managed Redis's default, the
-        README's ``-@dangerous``) is refused: then ``seen_up``, how long the caller has seen Redis
-        answer without a break and keep its script cache (:meth:`scripts_forgotten`), stands for it
-        (before: the refusal stopped every reap and sweep, so a dead worker's job stayed in progress
-        for good).
+        Skipped until both Redis has been up and the caller has seen it take its beats for a lease:
+        ``seen_up``, how long the caller has seen Redis answer and accept writes without a break
+        and keep its script cache (:meth:`scripts_forgotten`). After a Redis restart, or once Redis
+        accepts writes again after refusing them (``maxmemory``, ``MISCONF``: every worker's beats
+        were refused alike), live workers then get the time to heartbeat before anyone is declared
+        dead (before: a refusal longer than a lease had the first reaper whose beat went through
+        requeue live workers' jobs, which ran twice). Redis's uptime comes from ``INFO``, which an
+        ACL user without ``@dangerous`` (a managed Redis's default, the README's ``-@dangerous``) is
+        refused: then ``seen_up`` alone decides (before: the refusal stopped every reap and sweep,
+        so a dead worker's job stayed in progress for good).
         """
         uptime = self.redis_uptime()
-        if uptime is None:
-            uptime = seen_up
+        uptime = seen_up if uptime is None else min(uptime, seen_up)
         if uptime < (lease_seconds if min_uptime is None else min_uptime):
             return (0, 0)
         moved, dead = self._run_kept("reap", repr(float(lease_seconds)))
