@@ -4,8 +4,13 @@ list for 18 minutes, kept there by its own heartbeat)."""
 
 from __future__ import annotations
 
+import os
+import shutil
 import threading
 import time
+from collections.abc import Callable
+
+import pytest
 
 import redis
 
@@ -178,7 +183,42 @@ def test_a_worker_gives_back_what_it_claimed_when_redis_refuses_writes(fresh_red
         thread.join(10)
 
 
-def test_a_worker_renewing_again_once_redis_accepts_writes_is_not_reaped(fresh_redis):
+def refuse_writes(client: redis.Redis, cause: str) -> Callable[[], None]:
+    """Make a real Redis refuse writes for ``cause`` (OOM: filled to maxmemory; MISCONF: an RDB save
+    that failed, its file's name taken by a directory); returns what makes it accept them again."""
+    if cause == "OOM":
+        client.config_set("maxmemory-policy", "noeviction")
+        filler = fill_to_maxmemory(client)
+
+        def free() -> None:
+            client.delete(*filler)
+
+        return free
+    where = os.path.join(client.config_get("dir")["dir"], client.config_get("dbfilename")["dbfilename"])
+    client.config_set("save", "3600 1")  # MISCONF needs save points, which the test Redis has none of
+
+    def save_until(status: str) -> None:
+        client.bgsave(schedule=True)  # scheduled, not refused, while an AOF rewrite runs
+        deadline = time.monotonic() + 60
+        while True:
+            persistence = client.info("persistence")
+            if persistence["rdb_last_bgsave_status"] == status and not persistence["rdb_bgsave_in_progress"]:
+                return
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"an RDB save ending {status}")
+            time.sleep(0.05)
+
+    def save_again() -> None:
+        shutil.rmtree(where)
+        save_until("ok")
+
+    os.makedirs(os.path.join(where, "taken"))  # the save's rename onto it fails
+    save_until("err")
+    return save_again
+
+
+@pytest.mark.parametrize("cause", ["OOM", "MISCONF"])
+def test_a_worker_renewing_again_once_redis_accepts_writes_is_not_reaped(fresh_redis, cause):
     """Redis refusing writes for longer than a lease refuses every worker's heartbeat alike, so once
     it accepts writes again each live worker's lease looks lapsed until its next beat, up to lease/3
     later. The reaper used to reap right after its own first beat that went through (its reap was
@@ -195,7 +235,6 @@ def test_a_worker_renewing_again_once_redis_accepts_writes_is_not_reaped(fresh_r
     d, queue = h.delivery, h.queue_client
     assert [c[0] for c in d.claim("alive", 1)] == [job_id]
     raw = fresh_redis.client(db=h.settings.redis_jobs_db)
-    raw.config_set("maxmemory-policy", "noeviction")
 
     beating, stop_beating, refused = threading.Event(), threading.Event(), []
     beating.set()
@@ -226,14 +265,14 @@ def test_a_worker_renewing_again_once_redis_accepts_writes_is_not_reaped(fresh_r
     thread.start()
     try:
         wait_until(lambda: score("reaper") > 0, 30, "the reaper's first beat")
-        filler = fill_to_maxmemory(raw)
-        # both leases lapse while Redis is full; alive's beats are refused meanwhile
+        accept_writes = refuse_writes(raw, cause)
+        # both leases lapse while Redis refuses writes; alive's beats are refused meanwhile
         wait_until(
             lambda: redis_now() - max(score("alive"), score("reaper")) > lease + 0.5, 30, "a lease without beats"
         )
-        assert "OOM" in refused and held() == [job_id]
+        assert cause in refused and held() == [job_id]
         beating.clear()
-        raw.delete(*filler)
+        accept_writes()
         first = score("reaper")
         wait_until(lambda: score("reaper") > first, 30, "the reaper's first beat once writes are back")
         second = score("reaper")
