@@ -273,14 +273,14 @@ def test_a_worker_renewing_again_once_redis_accepts_writes_is_not_reaped(fresh_r
         assert cause in refused and held() == [job_id]
         beating.clear()
         accept_writes()
-        first = score("reaper")
-        wait_until(lambda: score("reaper") > first, 30, "the reaper's first beat once writes are back")
-        second = score("reaper")
-        wait_until(lambda: score("reaper") > second, 30, "the reaper's second beat once writes are back")
+        refusing = score("reaper")
+        wait_until(lambda: score("reaper") > refusing, 30, "the reaper's first beat once writes are back")
+        back = score("reaper")
+        wait_until(lambda: score("reaper") > back, 30, "the reaper's second beat once writes are back")
+        d.heartbeat("alive")  # at once, not at the beater's next turn (up to lease/3 later)
         beating.set()
-        wait_until(lambda: score("alive") > second, 30, "alive's first beat once writes are back")
         # the reaper has had more than a lease since its first beat to reap, were it to
-        wait_until(lambda: score("reaper") > second + lease + 1.0, 60, "a lease of the reaper's beats")
+        wait_until(lambda: score("reaper") > back + lease + 1.0, 60, "a lease of the reaper's beats")
         assert held() == [job_id], "a live worker's job was requeued: it runs twice"
         assert not queue.sismember(keys.REAPED, job_id)
         # alive dies: its job is still requeued and run, once writes are back
