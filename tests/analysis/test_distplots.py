@@ -109,3 +109,71 @@ def test_a_chart_drawn_fresh_frees_its_pixels_without_waiting_for_a_collection(l
 
     kept = _kept_by_batches(load(SAMPLE), "plot_incidents_by_issue", release_freed_memory)
     assert kept[2] - kept[1] < 12, f"5 more charts kept {kept[2] - kept[1]:.0f} MB uncollected ({kept})"
+
+
+def _said(png: bytes) -> str:
+    import io
+
+    from PIL import Image
+
+    return Image.open(io.BytesIO(png)).text["Description"].split("\n")[0]
+
+
+def test_the_radius_map_says_where_the_incidents_are_on_the_sample(load):
+    """The map's text listed the issue types only: a screen reader heard nothing of where the incidents
+    lie, which is what a map shows. On the bundled sample its sentence now gives the centre, the radius,
+    the count, how far half of them are, the nearest and farthest, and the count in each compass
+    direction, all recomputed here from the dataset's coordinates (great-circle distances; bearings
+    on the same local east/north grid the map draws)."""
+    import re
+
+    import numpy as np
+
+    ds = load(SAMPLE)
+    point = {**CENTRE, "radius_km": 3.0}
+    said = _said(REGISTRY.get("plot_incidents_within_radius").run(ds, point))
+    rows = ds.index.within_radius(point["latitude"], point["longitude"], point["radius_km"])
+    lat, lon = ds.columns.arrays["latitude"][rows], ds.columns.arrays["longitude"][rows]
+    assert len(rows) > 100  # enough points for the directions to mean something
+    assert said.startswith(f"Map of the {len(rows):,} incidents within 3 km of (30.2672, -97.7431)")
+
+    p1, p2 = np.radians(point["latitude"]), np.radians(lat)
+    h = np.sin((p2 - p1) / 2) ** 2 + np.cos(p1) * np.cos(p2) * np.sin(np.radians(lon - point["longitude"]) / 2) ** 2
+    km = 2 * 6371.0088 * np.arcsin(np.sqrt(h))
+    east = (lon - point["longitude"]) * 111.195 * np.cos(p1)
+    north = (lat - point["latitude"]) * 111.195
+    names = ["north", "north-east", "east", "south-east", "south", "south-west", "west", "north-west"]
+    compass = [names[int(((np.degrees(np.arctan2(e, n)) + 22.5) % 360) // 45)] for e, n in zip(east, north)]
+
+    def read(text: str) -> float:
+        value, unit = text.split()
+        return float(value.replace(",", "")) / (1000 if unit == "m" else 1)
+
+    half = re.search(r"Half of them lie within ([\d.,]+ k?m) of the centre", said)
+    assert half and read(half[1]) == pytest.approx(np.median(km), rel=0.01, abs=0.006), said
+    for word, i in (("nearest", int(np.argmin(km))), ("farthest", int(np.argmax(km)))):
+        found = re.search(rf"the {word} (?:is )?([\d.,]+ k?m) ([a-z-]+) of it", said)
+        assert found and read(found[1]) == pytest.approx(km[i], rel=0.01, abs=0.006), (word, said)
+        assert found[2] == compass[i], (word, said)
+    by_direction = dict(re.findall(r"([a-z-]+) (\d[\d,]*)", said.split("By direction from the centre: ")[1]))
+    assert {k: int(v.replace(",", "")) for k, v in by_direction.items()} == {n: compass.count(n) for n in names}
+    most = max(names, key=compass.count)
+    assert f"the most to the {most}" in said
+
+
+def test_the_radius_maps_text_places_points_it_was_given():
+    """Points put by hand: three to the north, one far east, one on the centre itself (no direction)."""
+    import numpy as np
+
+    from atx_analysis.distplots import where_they_are
+
+    east, north = np.array([0.0, 0.1, -0.1, 2.5, 0.0]), np.array([0.4, 0.9, 0.95, 0.0, 0.0])
+    assert where_they_are(east, north) == (
+        "Half of them lie within 906 m of the centre; the nearest is at the centre, the farthest 2.50 km "
+        "east of it. By direction from the centre: north 3, north-east 0, east 1, south-east 0, south 0, "
+        "south-west 0, west 0, north-west 0, at the centre 1 (the most to the north)."
+    )
+    assert where_they_are(np.array([-0.3]), np.array([-0.3])) == (
+        "The one incident is 424 m south-west of the centre. By direction from the centre: north 0, "
+        "north-east 0, east 0, south-east 0, south 0, south-west 1, west 0, north-west 0 (the most to the south-west)."
+    )

@@ -75,6 +75,43 @@ def bars_png(pairs: Sequence[tuple[str, int]], title: str, note: str) -> bytes:
     return _last_png(fig, describe(said, ("issue", "incidents"), pairs))
 
 
+COMPASS = ("north", "north-east", "east", "south-east", "south", "south-west", "west", "north-west")
+
+
+def _distance(km: float) -> str:
+    """Metres under 1 km ("0.01 km" is read out as "zero point zero one"), else km to 10 m."""
+    return f"{km * 1000:,.0f} m" if km < 1 else f"{km:,.2f} km"
+
+
+def where_they_are(x: np.ndarray, y: np.ndarray) -> str:
+    """Where the points lie around the centre, in words: how far half of them are, the nearest and
+    the farthest (with their direction), and how many lie in each of the eight compass directions.
+    The map's text listed only the issue types, so a screen reader never heard where the incidents
+    were, which is what the map is for. ``x``/``y`` are km east/north on the map's own grid."""
+    dist = np.hypot(x, y)
+    centre = dist < 1e-6  # on the centre itself: no direction
+    sector = np.rint(np.degrees(np.arctan2(x, y)) / 45).astype(int) % 8
+    near, far = int(np.argmin(dist)), int(np.argmax(dist))
+
+    def at(i: int, of: str = "of it") -> str:
+        return "at the centre" if centre[i] else f"{_distance(float(dist[i]))} {COMPASS[sector[i]]} {of}"
+
+    if len(x) == 1:
+        said = f"The one incident is {at(0, 'of the centre')}."
+    else:
+        said = (
+            f"Half of them lie within {_distance(float(np.median(dist)))} of the centre; the nearest "
+            f"is {at(near)}, the farthest {at(far)}."
+        )
+    by_sector = np.bincount(sector[~centre], minlength=8)
+    parts = [f"{name} {int(n):,}" for name, n in zip(COMPASS, by_sector)]
+    if centre.any():
+        parts.append(f"at the centre {int(centre.sum()):,}")
+    most = [COMPASS[i] for i in np.flatnonzero(by_sector == by_sector.max())] if by_sector.any() else []
+    said += f" By direction from the centre: {', '.join(parts)}"
+    return said + (f" (the most to the {' and '.join(most)})." if 0 < len(most) < 8 else ".")
+
+
 def radius_png(
     lat: float,
     lon: float,
@@ -141,7 +178,7 @@ def radius_png(
         if not len(x)
         else (
             f"Map of the {len(x):,} incidents within {radius_km:g} km of ({lat:.4f}, {lon:.4f}), as points on a "
-            f"km grid around it, coloured by the {len(order)} most common issue types there."
+            f"km grid around it, coloured by the {len(order)} most common issue types there. " + where_they_are(x, y)
         )
     )
     rows = [(issues[c], int(counts[c])) for c in order] + ([("other", int(rest.sum()))] if rest.any() else [])
