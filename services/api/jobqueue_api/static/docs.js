@@ -88,7 +88,42 @@
       var figures = lines.slice(2, 32).join("; ");
       img.setAttribute("alt", lines[0] + (figures ? " Figures (" + lines[1] + "): " + figures +
         (lines.length > 32 ? "; and " + (lines.length - 32) + " more" : "") + "." : ""));
+      numbersTable(img, lines);
     });
+  }
+  // The plot's figures as a table under it, as the web page's job view has: in the alt text a
+  // long chart (a daily one lists every day) was cut at 30 figures and could not be read by row.
+  function numbersTable(img, lines) {
+    var old = img.nextElementSibling;
+    if (old && old.classList.contains("plot-numbers")) old.remove();
+    if (lines.length < 3) return;
+    function cut(line) {  // "label: value", the label may hold ": " itself
+      var at = line.lastIndexOf(": ");
+      return at < 0 ? [line, ""] : [line.slice(0, at), line.slice(at + 2)];
+    }
+    function row(cells, tag) {
+      var tr = document.createElement("tr");
+      cells.forEach(function (text, i) {
+        var cell = document.createElement(tag);
+        if (tag === "th") cell.setAttribute("scope", "col");
+        if (i === 1) cell.className = "num";
+        cell.textContent = text;
+        tr.appendChild(cell);
+      });
+      return tr;
+    }
+    var box = document.createElement("details"), summary = document.createElement("summary");
+    var table = document.createElement("table"), head = document.createElement("thead");
+    var body = document.createElement("tbody");
+    box.className = "plot-numbers";
+    summary.textContent = "The chart's numbers";
+    head.appendChild(row(cut(lines[1]), "th"));
+    lines.slice(2).forEach(function (line) { body.appendChild(row(cut(line), "td")); });
+    table.appendChild(head);
+    table.appendChild(body);
+    box.appendChild(summary);
+    box.appendChild(table);
+    img.insertAdjacentElement("afterend", box);
   }
   // Tab past the dialog's last button (or Shift+Tab before its first) went on into the page behind
   // the dialog's backdrop, where the focus could not be seen: it wraps round inside the dialog.
