@@ -125,6 +125,10 @@ def test_png_result_is_shown_inline_and_downloadable(page, stack):
     assert 'columnheader "address"' in tree and 'columnheader "incidents"' in tree
     for address, count in top.items():
         assert f'row "{address} {count:,}"' in tree, tree
+    # the "incidents" heading stood at the left of its column, the figures at its right edge
+    heading, figure = page.locator("#j-result table th").nth(1), page.locator("#j-result table td.num").first
+    align = "e => getComputedStyle(e).textAlign"
+    assert heading.evaluate(align) == figure.evaluate(align) == "right"
     href = page.locator("#a-download").get_attribute("href")
     with page.expect_download() as download:
         page.click("#a-download")

@@ -535,7 +535,8 @@
     var table = el("table", { class: "grid" });
     var head = el("tr");
     head.appendChild(el("th", { scope: "col" }, columns[0]));
-    head.appendChild(el("th", { scope: "col" }, columns[1]));
+    // the count's heading over its figures: left-aligned, it sat a table's width from them
+    head.appendChild(el("th", { scope: "col", class: "num" }, columns[1]));
     var thead = el("thead"); thead.appendChild(head); table.appendChild(thead);
     var tb = el("tbody");
     pairs.slice(0, limit).forEach(function (p) {
