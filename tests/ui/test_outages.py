@@ -12,7 +12,7 @@ import pytest
 import requests
 
 from devstack.stack import running_stack
-from tests.ui.browser import TOKEN, api_submit, new_context, patient_expect
+from tests.ui.browser import FINAL_TIMEOUT, TOKEN, api_submit, new_context, patient_expect
 
 pytestmark = pytest.mark.slow
 
@@ -238,13 +238,27 @@ def test_after_a_submit_that_fails_the_focus_is_back_on_the_button(page, idle_st
     assert page.problems == []
 
 
-# Holds back, by 2.5 s, the answers to the jobs table's requests for its first page (no cursor)
-# sent while window.__slow is set, and records each first row the table draws with its page line.
+# Holds back the answers to the jobs table's requests for its first page (no cursor) sent while
+# window.__slow is set, until the test calls window.__release(); counts those held (__held) and
+# those the page has finished handling (__handed: a task queued once the body is read runs after
+# the page's own continuations, which draw without waiting for anything else); records each first
+# row the table draws with its page line. A fixed hold (2.5 s) and fixed waits left the order to
+# the machine's speed: on a loaded one the poll went out late or came back before the press, and
+# the test passed without the late answer ever arriving after page 2.
 SLOW_FIRST_PAGE = """
 const fetchNow = window.fetch;
+window.__held = 0;
+window.__handed = 0;
+const released = new Promise((ok) => { window.__release = ok; });
 window.fetch = function (url, init) {
   const slow = window.__slow && /jobs\\?/.test(String(url)) && !/cursor=/.test(String(url));
-  return fetchNow.call(this, url, init).then((r) => slow ? new Promise((ok) => setTimeout(() => ok(r), 2500)) : r);
+  if (slow) window.__held += 1;
+  return fetchNow.call(this, url, init).then((r) => {
+    if (!slow) return r;
+    const json = r.json.bind(r);
+    r.json = () => json().finally(() => setTimeout(() => { window.__handed += 1; }, 0));
+    return released.then(() => r);
+  });
 };
 window.__drawn = [];
 document.addEventListener('DOMContentLoaded', () => {
@@ -271,10 +285,11 @@ def test_a_slow_answer_for_the_page_left_does_not_replace_the_page_shown(browser
         expect(page.locator("#older")).to_be_enabled()
         first_of_page_1 = page.locator("#jobs tr td a").first.text_content()
         page.evaluate("() => { window.__slow = true; }")
-        page.wait_for_timeout(3500)  # a poll of page 1 has gone out, its answer is held
+        page.wait_for_function("() => window.__held > 0", timeout=FINAL_TIMEOUT)  # a poll of page 1, held
         page.click("#older")
         expect(page.locator("#page-info")).to_contain_text("Page 2 ")
-        page.wait_for_timeout(3000)  # the held answer has come back by now
+        page.evaluate("() => { window.__slow = false; window.__release(); }")  # page 1's answer, late
+        page.wait_for_function("() => window.__handed === window.__held", timeout=FINAL_TIMEOUT)
         drawn = page.evaluate("() => window.__drawn")
         start = next(i for i, (line, _) in enumerate(drawn) if line.startswith("Page 2"))
         assert all(row != first_of_page_1 for _, row in drawn[start:]), drawn
